@@ -1,0 +1,87 @@
+/* bind.h: the shared header of the CPython bindings (csrc/py/ files), the only code that sees
+ * Python.h. The kernels beside csrc/ stay pure C.
+ *
+ * Every binding follows one pattern:
+ *   - positional arguments only ("O..." in PyArg_ParseTuple), no defaults: the public,
+ *     friendly API is transformer_c.functional;
+ *   - the call's dtype comes from its first float argument (tc_py_float_type); every other
+ *     float argument must have that dtype exactly (no silent casts: mixing is TypeError);
+ *   - inputs are converted with the helpers below (C-contiguous, aligned, native byte order;
+ *     non-contiguous or Fortran inputs are copied), shapes are checked with messages that
+ *     name the argument, all before the GIL is released;
+ *   - pointers start NULL, every failure is `goto done`, one Py_XDECREF block at the end;
+ *   - the kernel runs between Py_BEGIN_ALLOW_THREADS / Py_END_ALLOW_THREADS, chosen by
+ *     TC_CALL, and its status goes through tc_py_status.
+ */
+#ifndef TC_BIND_H
+#define TC_BIND_H
+
+#define PY_SSIZE_T_CLEAN
+#define NPY_NO_DEPRECATED_API NPY_2_0_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL tc_ARRAY_API
+#ifndef TC_BIND_MODULE_MAIN
+#define NO_IMPORT_ARRAY
+#endif
+#include <Python.h>
+#include <numpy/arrayobject.h>
+
+#include "../tc.h"
+
+/* Call fn_f32 or fn_f64 by the dtype typenum (NPY_FLOAT or NPY_DOUBLE). */
+#define TC_CALL(typenum, fn, ...) \
+    ((typenum) == NPY_FLOAT ? fn##_f32(__VA_ARGS__) : fn##_f64(__VA_ARGS__))
+
+/* NPY_FLOAT or NPY_DOUBLE: the dtype of obj, which must be a float32/float64 array (or
+ * something np.asarray turns into one). -1 with TypeError naming `name` otherwise. */
+int tc_py_float_type(PyObject *obj, const char *name);
+
+/* obj as a C-contiguous aligned native array of dtype typenum with `ndim` dimensions
+ * (ndim < 0: any). TypeError naming `name` if obj's dtype is not typenum, ValueError if
+ * ndim differs. New reference, or NULL with the exception set. */
+PyArrayObject *tc_py_float_array(PyObject *obj, const char *name, int typenum, int ndim);
+
+/* obj (any integer dtype) as a C-contiguous int64 array with `ndim` dims (< 0: any).
+ * TypeError naming `name` for non-integer dtypes (floats, bools). */
+PyArrayObject *tc_py_index_array(PyObject *obj, const char *name, int ndim);
+
+/* An array updated in place: must already be a writeable, C-contiguous, aligned, native
+ * ndarray of dtype typenum (nothing is copied). Borrowed-style: returns a new reference. */
+PyArrayObject *tc_py_inout_array(PyObject *obj, const char *name, int typenum);
+
+/* 0 if a.shape[axis] == want, else -1 with ValueError:
+ * "<name> must have <what> = <want> along axis <axis>, got shape (..)". */
+int tc_py_check_dim(PyArrayObject *a, const char *name, int axis, npy_intp want,
+                    const char *what);
+
+/* 0 if a and b have identical shapes, else -1 with ValueError naming both. */
+int tc_py_check_same_shape(PyArrayObject *a, const char *a_name, PyArrayObject *b,
+                           const char *b_name);
+
+/* 0 if every index in ids lies in [0, limit), else -1 with IndexError naming `name`. */
+int tc_py_check_index_range(PyArrayObject *ids, const char *name, int64_t limit);
+
+/* A new array of the given shape and dtype, zero-filled if zero != 0. NULL on failure. */
+PyArrayObject *tc_py_new(int ndim, const npy_intp *dims, int typenum, int zero);
+
+/* 0 for TC_OK; -1 with MemoryError / ValueError naming the kernel otherwise. */
+int tc_py_status(int status, const char *kernel);
+
+/* Python int -> C values with range checks; -1 with ValueError/TypeError naming `name`. */
+int tc_py_int64(PyObject *obj, const char *name, int64_t *out);
+
+/* "(2, 3, 4)" for error messages, written into buf (size n). */
+const char *tc_py_shape_str(PyArrayObject *a, char *buf, size_t n);
+
+/* Method tables, one per family (bind_<family>.c); module.c adds them all. */
+extern PyMethodDef tc_methods_linear[];
+extern PyMethodDef tc_methods_activation[];
+extern PyMethodDef tc_methods_softmax[];
+extern PyMethodDef tc_methods_dropout[];
+extern PyMethodDef tc_methods_layernorm[];
+extern PyMethodDef tc_methods_embedding[];
+extern PyMethodDef tc_methods_position[];
+extern PyMethodDef tc_methods_attention[];
+extern PyMethodDef tc_methods_loss[];
+extern PyMethodDef tc_methods_optim[];
+
+#endif /* TC_BIND_H */

@@ -1,0 +1,195 @@
+/* bind_util.c: argument conversion and checking shared by every binding. */
+#include "bind.h"
+
+#include <stdio.h>
+
+const char *tc_py_shape_str(PyArrayObject *a, char *buf, size_t n)
+{
+    size_t used = 0;
+    int nd = PyArray_NDIM(a);
+    used += (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < nd && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, i ? ", %ld" : "%ld",
+                                 (long)PyArray_DIM(a, i));
+    if (used < n) snprintf(buf + used, n - used, nd == 1 ? ",)" : ")");
+    return buf;
+}
+
+static const char *dtype_name(PyArrayObject *a)
+{
+    switch (PyArray_TYPE(a)) {
+    case NPY_FLOAT: return "float32";
+    case NPY_DOUBLE: return "float64";
+    case NPY_HALF: return "float16";
+    case NPY_LONGDOUBLE: return "longdouble";
+    case NPY_BOOL: return "bool";
+    default: return PyArray_ISINTEGER(a) ? "an integer dtype" : "an unsupported dtype";
+    }
+}
+
+/* obj as an ndarray without copying or casting; new reference or NULL. */
+static PyArrayObject *as_ndarray(PyObject *obj, const char *name)
+{
+    if (obj == Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s must be an array, got None", name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (!a) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be array-like, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+    }
+    return a;
+}
+
+int tc_py_float_type(PyObject *obj, const char *name)
+{
+    PyArrayObject *a = as_ndarray(obj, name);
+    if (!a) return -1;
+    int t = PyArray_TYPE(a);
+    if (t != NPY_FLOAT && t != NPY_DOUBLE) {
+        PyErr_Format(PyExc_TypeError, "%s must be a float32 or float64 array, got %s", name,
+                     dtype_name(a));
+        t = -1;
+    }
+    Py_DECREF(a);
+    return t;
+}
+
+static int check_ndim(PyArrayObject *a, const char *name, int ndim)
+{
+    if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
+        char buf[128];
+        PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got shape %s", name, ndim,
+                     tc_py_shape_str(a, buf, sizeof buf));
+        return -1;
+    }
+    return 0;
+}
+
+PyArrayObject *tc_py_float_array(PyObject *obj, const char *name, int typenum, int ndim)
+{
+    PyArrayObject *a = as_ndarray(obj, name), *out = NULL;
+    if (!a) return NULL;
+    if (PyArray_TYPE(a) != typenum) {
+        PyErr_Format(PyExc_TypeError, "%s has dtype %s but this call computes in %s: "
+                     "transformer_c never mixes float32 and float64 in one call",
+                     name, dtype_name(a), typenum == NPY_FLOAT ? "float32" : "float64");
+        goto done;
+    }
+    if (check_ndim(a, name, ndim)) goto done;
+    out = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)a, typenum, NPY_ARRAY_IN_ARRAY);
+done:
+    Py_DECREF(a);
+    return out;
+}
+
+PyArrayObject *tc_py_index_array(PyObject *obj, const char *name, int ndim)
+{
+    PyArrayObject *a = as_ndarray(obj, name), *out = NULL;
+    if (!a) return NULL;
+    if (!PyArray_ISINTEGER(a)) {
+        PyErr_Format(PyExc_TypeError, "%s must hold integer token ids, got %s", name,
+                     dtype_name(a));
+        goto done;
+    }
+    if (check_ndim(a, name, ndim)) goto done;
+    out = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)a, NPY_INT64,
+                                            NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+done:
+    Py_DECREF(a);
+    return out;
+}
+
+PyArrayObject *tc_py_inout_array(PyObject *obj, const char *name, int typenum)
+{
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy array (it is updated in place), got %s",
+                     name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != typenum) {
+        PyErr_Format(PyExc_TypeError, "%s has dtype %s but this call computes in %s",
+                     name, dtype_name(a), typenum == NPY_FLOAT ? "float32" : "float64");
+        return NULL;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || !PyArray_ISNOTSWAPPED(a) ||
+        !PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError, "%s is updated in place, so it must be a writeable, "
+                     "C-contiguous, aligned array in native byte order", name);
+        return NULL;
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+int tc_py_check_dim(PyArrayObject *a, const char *name, int axis, npy_intp want,
+                    const char *what)
+{
+    if (PyArray_DIM(a, axis) != want) {
+        char buf[128];
+        PyErr_Format(PyExc_ValueError, "%s must have %s = %ld along axis %d, got shape %s",
+                     name, what, (long)want, axis, tc_py_shape_str(a, buf, sizeof buf));
+        return -1;
+    }
+    return 0;
+}
+
+int tc_py_check_same_shape(PyArrayObject *a, const char *a_name, PyArrayObject *b,
+                           const char *b_name)
+{
+    if (PyArray_NDIM(a) == PyArray_NDIM(b) &&
+        PyArray_CompareLists(PyArray_DIMS(a), PyArray_DIMS(b), PyArray_NDIM(a)))
+        return 0;
+    char ba[128], bb[128];
+    PyErr_Format(PyExc_ValueError, "%s must have the shape of %s %s, got %s", a_name, b_name,
+                 tc_py_shape_str(b, bb, sizeof bb), tc_py_shape_str(a, ba, sizeof ba));
+    return -1;
+}
+
+int tc_py_check_index_range(PyArrayObject *ids, const char *name, int64_t limit)
+{
+    const int64_t *p = (const int64_t *)PyArray_DATA(ids);
+    npy_intp n = PyArray_SIZE(ids);
+    for (npy_intp i = 0; i < n; i++) {
+        if (p[i] < 0 || p[i] >= limit) {
+            PyErr_Format(PyExc_IndexError, "%s holds id %lld at flat position %ld, outside "
+                         "[0, %lld)", name, (long long)p[i], (long)i, (long long)limit);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyArrayObject *tc_py_new(int ndim, const npy_intp *dims, int typenum, int zero)
+{
+    return (PyArrayObject *)(zero ? PyArray_ZEROS(ndim, (npy_intp *)dims, typenum, 0)
+                                  : PyArray_EMPTY(ndim, (npy_intp *)dims, typenum, 0));
+}
+
+int tc_py_status(int status, const char *kernel)
+{
+    if (status == TC_OK) return 0;
+    if (status == TC_ENOMEM) PyErr_Format(PyExc_MemoryError, "%s: out of memory", kernel);
+    else PyErr_Format(PyExc_ValueError, "%s: invalid arguments (status %d)", kernel, status);
+    return -1;
+}
+
+int tc_py_int64(PyObject *obj, const char *name, int64_t *out)
+{
+    if (!PyLong_Check(obj) && !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an integer, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s is out of the 64-bit integer range", name);
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}

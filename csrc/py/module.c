@@ -1,0 +1,63 @@
+/* module.c: the transformer_c._C extension module. Each family's bindings live in
+ * bind_<family>.c and export a method table; this file adds them all. */
+#define TC_BIND_MODULE_MAIN
+#include "bind.h"
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *args)
+{
+    int n;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "i:set_num_threads", &n)) return NULL;
+    if (n < 1) {
+        PyErr_Format(PyExc_ValueError, "n must be >= 1, got %d", n);
+        return NULL;
+    }
+    tc_set_num_threads(n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyLong_FromLong(tc_get_num_threads());
+}
+
+static PyObject *py_gemm_kernel_name(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyUnicode_FromString(tc_gemm_kernel_name());
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_num_threads", py_set_num_threads, METH_VARARGS, "set_num_threads(n)"},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
+    {"gemm_kernel_name", py_gemm_kernel_name, METH_NOARGS, "name of the GEMM micro-kernel"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "transformer_c._C",
+    "Private C kernels of transformer_c (positional arguments, no defaults). "
+    "Use transformer_c.functional.", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__C(void)
+{
+    import_array();
+    PyObject *m = PyModule_Create(&module_def);
+    if (!m) return NULL;
+    PyMethodDef *tables[] = {
+        tc_methods_linear, tc_methods_activation, tc_methods_softmax, tc_methods_dropout,
+        tc_methods_layernorm, tc_methods_embedding, tc_methods_position, tc_methods_attention,
+        tc_methods_loss, tc_methods_optim,
+    };
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        if (PyModule_AddFunctions(m, tables[i]) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    return m;
+}

@@ -1,0 +1,129 @@
+/* tc.h: the public C interface of transformer_c.
+ *
+ * Every layer has a forward and a backward kernel, each compiled for float32 (_f32) and
+ * float64 (_f64) from one generic source (see tc_generic.h).
+ *
+ * Conventions (DESIGN.md section 2):
+ *  - arguments: outputs first, then caches, then const inputs, then dimensions, then
+ *    scalar hyper-parameters; every array is dense and C-contiguous (row-major);
+ *  - dimensions are int64_t with fixed names: B batch, T query length, S key length,
+ *    C channels, OC output channels, N rows (any leading dims flattened), V vocabulary,
+ *    NH heads, HS head size;
+ *  - forward fills the caches backward needs (mean/rstd, logsumexp, ...);
+ *  - backward ACCUMULATES (+=) into gradient buffers the caller has zeroed, so residual
+ *    branches and gradient accumulation need no extra buffers;
+ *  - kernels return TC_OK, TC_ENOMEM or TC_EINVAL; they never print, exit, assert or
+ *    touch Python; the bindings validate shapes before calling;
+ *  - kernels are parallelised with OpenMP; for a fixed thread count results are bitwise
+ *    reproducible.
+ */
+#ifndef TC_H
+#define TC_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { TC_OK = 0, TC_ENOMEM = 1, TC_EINVAL = 2 };
+
+/* ------------------------------------------------------------------ threads */
+
+void tc_set_num_threads(int n); /* n <= 0 is ignored */
+int tc_get_num_threads(void);
+
+/* ------------------------------------------------------------------ gemm (gemm.c) */
+
+/* C (M,N) = alpha * op(A) @ op(B) + beta * C, row-major, where
+ * op(A) is (M,K): A is (M,K) with row stride lda, or (K,M) if trans_a;
+ * op(B) is (K,N): B is (K,N) with row stride ldb, or (N,K) if trans_b.
+ * beta == 0 overwrites C without reading it (NaN in C does not leak).
+ * tc_gemm_* is the packed, cache-blocked, vectorised, OpenMP-parallel kernel;
+ * tc_gemm_ref_* is the plain triple loop it is tested against. */
+int tc_gemm_f32(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K,
+                int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                float alpha, float beta);
+int tc_gemm_f64(double *C, const double *A, const double *B, int64_t M, int64_t N, int64_t K,
+                int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                double alpha, double beta);
+int tc_gemm_ref_f32(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K,
+                    int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                    float alpha, float beta);
+int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int64_t N, int64_t K,
+                    int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                    double alpha, double beta);
+/* Name of the micro-kernel chosen at run time ("avx2+fma" or "generic"). */
+const char *tc_gemm_kernel_name(void);
+
+/* ------------------------------------------------------------------ linear (linear.c) */
+
+/* out (N,OC) = inp (N,C) @ weight^T (OC,C) + bias (OC,); bias may be NULL. */
+int tc_linear_forward_f32(float *out, const float *inp, const float *weight, const float *bias,
+                          int64_t N, int64_t C, int64_t OC);
+int tc_linear_forward_f64(double *out, const double *inp, const double *weight, const double *bias,
+                          int64_t N, int64_t C, int64_t OC);
+/* dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC,) += sum_n dout.
+ * Any of dinp, dweight, dbias may be NULL (not wanted). */
+int tc_linear_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, int64_t N, int64_t C, int64_t OC);
+int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
+                           const double *inp, const double *weight, int64_t N, int64_t C, int64_t OC);
+
+/* ------------------------------------------------------------------ activations (activation.c) */
+
+/* ------------------------------------------------------------------ end activations */
+
+
+
+/* ------------------------------------------------------------------ softmax (softmax.c) */
+
+/* ------------------------------------------------------------------ end softmax */
+
+
+
+/* ------------------------------------------------------------------ dropout (dropout.c) */
+
+/* ------------------------------------------------------------------ end dropout */
+
+
+
+/* ------------------------------------------------------------------ layernorm (layernorm.c) */
+
+/* ------------------------------------------------------------------ end layernorm */
+
+
+
+/* ------------------------------------------------------------------ embedding (embedding.c) */
+
+/* ------------------------------------------------------------------ end embedding */
+
+
+
+/* ------------------------------------------------------------------ positions (position.c) */
+
+/* ------------------------------------------------------------------ end positions */
+
+
+
+/* ------------------------------------------------------------------ attention (attention.c) */
+
+/* ------------------------------------------------------------------ end attention */
+
+
+
+/* ------------------------------------------------------------------ loss (loss.c) */
+
+/* ------------------------------------------------------------------ end loss */
+
+
+
+/* ------------------------------------------------------------------ optimizers (optim.c) */
+
+/* ------------------------------------------------------------------ end optimizers */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TC_H */

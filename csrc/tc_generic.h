@@ -1,0 +1,36 @@
+/* tc_generic.h: helpers for writing a kernel once and compiling it per dtype.
+ *
+ * A family's implementation lives in <family>_impl.h and uses T (the element type) and
+ * SFX (f32 or f64). <family>.c includes it twice:
+ *
+ *     #define T float
+ *     #define SFX f32
+ *     #include "linear_impl.h"
+ *     #undef T
+ *     #undef SFX
+ *     ... same for double / f64
+ *
+ * FN(tc_linear_forward) expands to tc_linear_forward_f32 or tc_linear_forward_f64.
+ */
+#ifndef TC_GENERIC_H
+#define TC_GENERIC_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tc.h"
+
+#define TC_CAT_(a, b) a##b
+#define TC_CAT(a, b) TC_CAT_(a, b)
+#define FN(name) TC_CAT(name, TC_CAT(_, SFX))
+
+/* Math functions for T: MATH(exp)(x) is expf for float and exp for double. */
+#define TC_MATH_f32(fn) fn##f
+#define TC_MATH_f64(fn) fn
+#define MATH(fn) TC_CAT(TC_MATH_, SFX)(fn)
+
+/* Minimum number of scalar operations before a loop is worth running in parallel. */
+#define TC_PARALLEL_MIN_WORK 32768
+
+#endif

@@ -1,0 +1,2 @@
+"""attention functions (being written)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""dropout functions (being written)."""
+__all__ = []

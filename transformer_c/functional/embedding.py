@@ -1,0 +1,2 @@
+"""embedding functions (being written)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""loss functions (being written)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""optim functions (being written)."""
+__all__ = []

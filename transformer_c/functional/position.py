@@ -1,0 +1,2 @@
+"""position functions (being written)."""
+__all__ = []
