@@ -1,1 +1,16 @@
-"""Modules (being written)."""
+"""Modules with the coursework tree interface (DESIGN.md section 4).
+
+Every class has ``parameters``, ``with_parameters``, ``forward(**inputs)``,
+``backward(gradient_outputs, **inputs)`` and a ``create(..., random_generator)`` factory;
+all computation runs in the C kernels.
+"""
+from .attention import MultiHeadAttention, ScaledSelfAttention
+from .decoder import Decoder, DecoderLayer
+from .feedforward import FeedForward
+from .layers import GELU, Embedding, LayerNorm, Linear, PositionalEncoding, ReLU, Softmax
+from .loss import CrossEntropyLoss
+from .module import Module
+
+__all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNorm",
+           "PositionalEncoding", "FeedForward", "ScaledSelfAttention", "MultiHeadAttention",
+           "DecoderLayer", "Decoder", "CrossEntropyLoss"]
