@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of transformer_c against PyTorch and NumPy (DESIGN.md section 7)."""
