@@ -44,7 +44,8 @@ def _check_qkv(q, k, v):
 
 
 def _scale(scale, DK):
-    """The softmax scale: 1/sqrt(DK) by default; any finite real number otherwise."""
+    """The softmax scale: 1/sqrt(DK) by default (1 when DK == 0, where every score is 0);
+    any finite real number otherwise."""
     if scale is None:
         return 1.0 / math.sqrt(DK) if DK > 0 else 1.0
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
