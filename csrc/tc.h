@@ -108,6 +108,38 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* ------------------------------------------------------------------ attention (attention.c) */
 
+/* Scaled dot-product attention, materialised (the T x S scores of each batch-head are
+ * built in full): the reference kernels. BH = batch * heads (any leading dims flattened),
+ * T queries, S keys, DK query/key size, DV value size; DK may differ from DV, T from S.
+ *
+ * Forward, per batch-head: scores = scale * q k^T; with causal, query i sees keys j <= i
+ * (top-left alignment, as torch's is_causal, also for T != S) and the others are
+ * -INFINITY, i.e. probability exactly 0; P = softmax(scores) row-wise; out = P v;
+ * lse = per-row logsumexp of the scaled, masked scores (the cache the backward needs).
+ * Under top-left causal masking row i always sees key 0, so a row with no visible key
+ * only happens when S == 0: its out row is 0 and its lse is -INFINITY (never NaN).
+ * out (BH,T,DV), lse (BH,T), q (BH,T,DK), k (BH,S,DK), v (BH,S,DV) */
+int tc_attention_forward_ref_f32(float *out, float *lse, const float *q, const float *k,
+                                 const float *v, int64_t BH, int64_t T, int64_t S, int64_t DK,
+                                 int64_t DV, float scale, int causal);
+int tc_attention_forward_ref_f64(double *out, double *lse, const double *q, const double *k,
+                                 const double *v, int64_t BH, int64_t T, int64_t S, int64_t DK,
+                                 int64_t DV, double scale, int causal);
+/* Backward: recomputes P = exp(scale q k^T - lse) (masked entries exactly 0), then
+ * dv += P^T dout; dP = dout v^T; D = rowsum(dout * out); dS = P * (dP - D) (masked
+ * entries exactly 0; the softmax Jacobian is never built); dq += scale dS k;
+ * dk += scale dS^T q. Gradients ACCUMULATE into buffers the caller zeroed.
+ * dq (BH,T,DK), dk (BH,S,DK), dv (BH,S,DV), dout (BH,T,DV), q (BH,T,DK), k (BH,S,DK),
+ * v (BH,S,DV), out (BH,T,DV) and lse (BH,T) from the forward */
+int tc_attention_backward_ref_f32(float *dq, float *dk, float *dv, const float *dout,
+                                  const float *q, const float *k, const float *v,
+                                  const float *out, const float *lse, int64_t BH, int64_t T,
+                                  int64_t S, int64_t DK, int64_t DV, float scale, int causal);
+int tc_attention_backward_ref_f64(double *dq, double *dk, double *dv, const double *dout,
+                                  const double *q, const double *k, const double *v,
+                                  const double *out, const double *lse, int64_t BH, int64_t T,
+                                  int64_t S, int64_t DK, int64_t DV, double scale, int causal);
+
 /* ------------------------------------------------------------------ end attention */
 
 
