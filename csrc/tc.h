@@ -90,6 +90,29 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* ------------------------------------------------------------------ layernorm (layernorm.c) */
 
+/* Layer normalisation of each row of inp over its C channels (the last axis):
+ * out (N,C) = (inp - mean) * rstd * weight (C,) + bias (C,), with mean (N,) the row mean
+ * and rstd (N,) = 1/sqrt(biased row variance + eps). Statistics are computed in double
+ * (two passes), so rows with a large common offset stay accurate. bias may be NULL; mean
+ * and rstd may be NULL (not wanted); out may be NULL to compute only mean and rstd.
+ * TC_EINVAL if C < 1 or eps < 0 (or NaN). */
+int tc_layernorm_forward_f32(float *out, float *mean, float *rstd, const float *inp,
+                             const float *weight, const float *bias, int64_t N, int64_t C,
+                             double eps);
+int tc_layernorm_forward_f64(double *out, double *mean, double *rstd, const double *inp,
+                             const double *weight, const double *bias, int64_t N, int64_t C,
+                             double eps);
+/* dinp (N,C) += d/dinp, dweight (C,) += sum_n dout * xhat, dbias (C,) += sum_n dout, given
+ * dout (N,C), inp (N,C), weight (C,) and the forward's mean (N,), rstd (N,). Any of dinp,
+ * dweight, dbias may be NULL (not wanted). The column sums are split over threads by
+ * column, each summed over rows in order: bitwise reproducible for any thread count. */
+int tc_layernorm_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *weight, const float *mean,
+                              const float *rstd, int64_t N, int64_t C);
+int tc_layernorm_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
+                              const double *inp, const double *weight, const double *mean,
+                              const double *rstd, int64_t N, int64_t C);
+
 /* ------------------------------------------------------------------ end layernorm */
 
 
