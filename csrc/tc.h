@@ -119,6 +119,21 @@ int tc_layernorm_backward_f64(double *dinp, double *dweight, double *dbias, cons
 
 /* ------------------------------------------------------------------ embedding (embedding.c) */
 
+/* out (N,D) = rows of weight (V,D) picked by ids (N,): out[n] = weight[ids[n]].
+ * TC_EINVAL (nothing written) if any id lies outside [0, V). */
+int tc_embedding_forward_f32(float *out, const int64_t *ids, const float *weight, int64_t N,
+                             int64_t V, int64_t D);
+int tc_embedding_forward_f64(double *out, const int64_t *ids, const double *weight, int64_t N,
+                             int64_t V, int64_t D);
+/* dweight (V,D) += scatter-add of dout (N,D) by ids (N,): dweight[ids[n]] += dout[n];
+ * repeated ids accumulate. Threads split the D columns, each adding rows in order n = 0..
+ * N-1: no atomics, bitwise reproducible for any thread count. TC_EINVAL (nothing written)
+ * if any id lies outside [0, V). */
+int tc_embedding_backward_f32(float *dweight, const float *dout, const int64_t *ids, int64_t N,
+                              int64_t V, int64_t D);
+int tc_embedding_backward_f64(double *dweight, const double *dout, const int64_t *ids,
+                              int64_t N, int64_t V, int64_t D);
+
 /* ------------------------------------------------------------------ end embedding */
 
 
