@@ -140,6 +140,19 @@ int tc_embedding_backward_f64(double *dweight, const double *dout, const int64_t
 
 /* ------------------------------------------------------------------ positions (position.c) */
 
+/* out (T,D): sinusoidal position encodings for positions pos = offset + n, n < T:
+ * out[n,2k] = sin(pos / base^(2k/D)), out[n,2k+1] = cos(pos / base^(2k/D)); with an odd D
+ * the last column is a sin. Angles in double for both dtypes. TC_EINVAL unless base is
+ * finite and > 0 and T, D >= 0. */
+int tc_position_sinusoidal_f32(float *out, int64_t T, int64_t D, double base, int64_t offset);
+int tc_position_sinusoidal_f64(double *out, int64_t T, int64_t D, double base, int64_t offset);
+/* out (B,T,D) = inp (B,T,D) + the (T,D) table above (rounded to the dtype first); out may
+ * be inp. The backward is the identity (the table has no parameters). */
+int tc_position_add_sinusoidal_f32(float *out, const float *inp, int64_t B, int64_t T,
+                                   int64_t D, double base, int64_t offset);
+int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, int64_t T,
+                                   int64_t D, double base, int64_t offset);
+
 /* ------------------------------------------------------------------ end positions */
 
 
