@@ -90,17 +90,68 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* ------------------------------------------------------------------ layernorm (layernorm.c) */
 
+/* Layer normalisation of each row of inp over its C channels (the last axis):
+ * out (N,C) = (inp - mean) * rstd * weight (C,) + bias (C,), with mean (N,) the row mean
+ * and rstd (N,) = 1/sqrt(biased row variance + eps). Statistics are computed in double
+ * (two passes), so rows with a large common offset stay accurate. bias may be NULL; mean
+ * and rstd may be NULL (not wanted); out may be NULL to compute only mean and rstd.
+ * TC_EINVAL if C < 1 or eps < 0 (or NaN). */
+int tc_layernorm_forward_f32(float *out, float *mean, float *rstd, const float *inp,
+                             const float *weight, const float *bias, int64_t N, int64_t C,
+                             double eps);
+int tc_layernorm_forward_f64(double *out, double *mean, double *rstd, const double *inp,
+                             const double *weight, const double *bias, int64_t N, int64_t C,
+                             double eps);
+/* dinp (N,C) += d/dinp, dweight (C,) += sum_n dout * xhat, dbias (C,) += sum_n dout, given
+ * dout (N,C), inp (N,C), weight (C,) and the forward's mean (N,), rstd (N,). Any of dinp,
+ * dweight, dbias may be NULL (not wanted). The column sums are split over threads by
+ * column, each summed over rows in order: bitwise reproducible for any thread count. */
+int tc_layernorm_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *weight, const float *mean,
+                              const float *rstd, int64_t N, int64_t C);
+int tc_layernorm_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
+                              const double *inp, const double *weight, const double *mean,
+                              const double *rstd, int64_t N, int64_t C);
+
 /* ------------------------------------------------------------------ end layernorm */
 
 
 
 /* ------------------------------------------------------------------ embedding (embedding.c) */
 
+/* out (N,D) = rows of weight (V,D) picked by ids (N,): out[n] = weight[ids[n]].
+ * TC_EINVAL (nothing written) if any id lies outside [0, V). */
+int tc_embedding_forward_f32(float *out, const int64_t *ids, const float *weight, int64_t N,
+                             int64_t V, int64_t D);
+int tc_embedding_forward_f64(double *out, const int64_t *ids, const double *weight, int64_t N,
+                             int64_t V, int64_t D);
+/* dweight (V,D) += scatter-add of dout (N,D) by ids (N,): dweight[ids[n]] += dout[n];
+ * repeated ids accumulate. Threads split the D columns, each adding rows in order n = 0..
+ * N-1: no atomics, bitwise reproducible for any thread count. TC_EINVAL (nothing written)
+ * if any id lies outside [0, V). */
+int tc_embedding_backward_f32(float *dweight, const float *dout, const int64_t *ids, int64_t N,
+                              int64_t V, int64_t D);
+int tc_embedding_backward_f64(double *dweight, const double *dout, const int64_t *ids,
+                              int64_t N, int64_t V, int64_t D);
+
 /* ------------------------------------------------------------------ end embedding */
 
 
 
 /* ------------------------------------------------------------------ positions (position.c) */
+
+/* out (T,D): sinusoidal position encodings for positions pos = offset + n, n < T:
+ * out[n,2k] = sin(pos / base^(2k/D)), out[n,2k+1] = cos(pos / base^(2k/D)); with an odd D
+ * the last column is a sin. Angles in double for both dtypes. TC_EINVAL unless base is
+ * finite and > 0 and T, D >= 0. */
+int tc_position_sinusoidal_f32(float *out, int64_t T, int64_t D, double base, int64_t offset);
+int tc_position_sinusoidal_f64(double *out, int64_t T, int64_t D, double base, int64_t offset);
+/* out (B,T,D) = inp (B,T,D) + the (T,D) table above (rounded to the dtype first); out may
+ * be inp. The backward is the identity (the table has no parameters). */
+int tc_position_add_sinusoidal_f32(float *out, const float *inp, int64_t B, int64_t T,
+                                   int64_t D, double base, int64_t offset);
+int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, int64_t T,
+                                   int64_t D, double base, int64_t offset);
 
 /* ------------------------------------------------------------------ end positions */
 
