@@ -95,6 +95,29 @@ int tc_gelu_backward_f64(double *dinp, const double *dout, const double *inp, in
 
 /* ------------------------------------------------------------------ softmax (softmax.c) */
 
+/* Softmax / log-softmax along C of an (outer, C, inner) C-contiguous array: any axis of an
+ * n-d array, with outer = prod(shape[:axis]), C = shape[axis], inner = prod(shape[axis+1:]).
+ * Forward subtracts the max (no overflow for large inputs); a slice that is all -inf or holds
+ * +inf/NaN gives NaN, as torch. Backward takes the forward OUTPUT out and accumulates:
+ *   softmax:     dinp += out * (dout - sum_C dout * out)
+ *   log-softmax: dinp += dout - exp(out) * sum_C dout */
+int tc_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t C,
+                           int64_t inner);
+int tc_softmax_forward_f64(double *out, const double *inp, int64_t outer, int64_t C,
+                           int64_t inner);
+int tc_softmax_backward_f32(float *dinp, const float *dout, const float *out, int64_t outer,
+                            int64_t C, int64_t inner);
+int tc_softmax_backward_f64(double *dinp, const double *dout, const double *out, int64_t outer,
+                            int64_t C, int64_t inner);
+int tc_log_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t C,
+                               int64_t inner);
+int tc_log_softmax_forward_f64(double *out, const double *inp, int64_t outer, int64_t C,
+                               int64_t inner);
+int tc_log_softmax_backward_f32(float *dinp, const float *dout, const float *out,
+                                int64_t outer, int64_t C, int64_t inner);
+int tc_log_softmax_backward_f64(double *dinp, const double *dout, const double *out,
+                                int64_t outer, int64_t C, int64_t inner);
+
 /* ------------------------------------------------------------------ end softmax */
 
 
