@@ -124,6 +124,21 @@ int tc_log_softmax_backward_f64(double *dinp, const double *dout, const double *
 
 /* ------------------------------------------------------------------ dropout (dropout.c) */
 
+/* Inverted dropout on flat arrays (any shape flattened to N, C order). Element i is kept iff
+ * word i of the Philox4x32-10 stream of `seed` (rng.h) is >= ceil(p * 2^32), i.e. with
+ * probability 1 - p; mask[i] = 1 / (1 - p) if kept, else 0 (all 0 for p == 1). The mask is a
+ * pure function of (seed, i, p): identical for float32 and float64 and any thread count, and
+ * never stored (backward regenerates it). p outside [0, 1] (or NaN) -> TC_EINVAL.
+ * forward: out (N,) = inp (N,) * mask; backward: dinp (N,) += dout (N,) * mask;
+ * mask: mask (N,) written out, for inspection and tests. */
+int tc_dropout_forward_f32(float *out, const float *inp, int64_t N, double p, uint64_t seed);
+int tc_dropout_forward_f64(double *out, const double *inp, int64_t N, double p, uint64_t seed);
+int tc_dropout_backward_f32(float *dinp, const float *dout, int64_t N, double p, uint64_t seed);
+int tc_dropout_backward_f64(double *dinp, const double *dout, int64_t N, double p,
+                            uint64_t seed);
+int tc_dropout_mask_f32(float *mask, int64_t N, double p, uint64_t seed);
+int tc_dropout_mask_f64(double *mask, int64_t N, double p, uint64_t seed);
+
 /* ------------------------------------------------------------------ end dropout */
 
 
