@@ -67,7 +67,8 @@ static inline void tc_rng_block(uint32_t out[4], uint64_t seed, uint64_t subseq,
 static inline void tc_rng_words(uint32_t *w, uint64_t seed, uint64_t subseq, uint64_t block0,
                                 int64_t nblocks)
 {
-    for (int64_t b = 0; b < nblocks; b++) tc_rng_block(w + 4 * b, seed, subseq, block0 + (uint64_t)b);
+    for (int64_t b = 0; b < nblocks; b++)
+        tc_rng_block(w + 4 * b, seed, subseq, block0 + (uint64_t)b);
 }
 
 /* Word i of stream (seed, subseq). Computes a whole block for one word: loops over many
@@ -87,7 +88,9 @@ static inline double tc_rng_uniform(uint32_t word)
 
 /* ceil(p * 2^32) for p in [0, 1]: an element with word w is kept (not dropped) iff
  * (uint64_t)w >= this threshold, i.e. iff tc_rng_uniform(w) >= p. 0 keeps everything,
- * 2^32 drops everything. */
+ * 2^32 drops everything. In hot loops compare in 32 bits instead (a 64-bit unsigned compare
+ * does not vectorise on baseline x86-64): clamp the threshold to UINT32_MAX and treat
+ * "threshold == 2^32" as "keep nothing" separately, as dropout_impl.h does. */
 static inline uint64_t tc_rng_keep_threshold(double p)
 {
     if (!(p > 0.0)) return 0;
