@@ -72,17 +72,72 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* ------------------------------------------------------------------ activations (activation.c) */
 
+/* Element-wise on flat arrays (any shape flattened to N elements).
+ * relu: out (N,) = max(inp, 0) (NaN propagates); backward: dinp (N,) += dout * (inp > 0),
+ * so the gradient at inp == 0 is 0 (PyTorch's convention). */
+int tc_relu_forward_f32(float *out, const float *inp, int64_t N);
+int tc_relu_forward_f64(double *out, const double *inp, int64_t N);
+int tc_relu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N);
+int tc_relu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N);
+/* gelu: out (N,) = gelu(inp (N,)); approximate_tanh = 0: exact 0.5 x (1 + erf(x / sqrt 2)),
+ * 1: GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); any other value -> TC_EINVAL.
+ * backward: dinp (N,) += dout (N,) * gelu'(inp (N,)). */
+int tc_gelu_forward_f32(float *out, const float *inp, int64_t N, int approximate_tanh);
+int tc_gelu_forward_f64(double *out, const double *inp, int64_t N, int approximate_tanh);
+int tc_gelu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N,
+                         int approximate_tanh);
+int tc_gelu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N,
+                         int approximate_tanh);
+
 /* ------------------------------------------------------------------ end activations */
 
 
 
 /* ------------------------------------------------------------------ softmax (softmax.c) */
 
+/* Softmax / log-softmax along C of an (outer, C, inner) C-contiguous array: any axis of an
+ * n-d array, with outer = prod(shape[:axis]), C = shape[axis], inner = prod(shape[axis+1:]).
+ * Forward subtracts the max (no overflow for large inputs); a slice that is all -inf or holds
+ * +inf/NaN gives NaN, as torch. Backward takes the forward OUTPUT out and accumulates:
+ *   softmax:     dinp += out * (dout - sum_C dout * out)
+ *   log-softmax: dinp += dout - exp(out) * sum_C dout */
+int tc_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t C,
+                           int64_t inner);
+int tc_softmax_forward_f64(double *out, const double *inp, int64_t outer, int64_t C,
+                           int64_t inner);
+int tc_softmax_backward_f32(float *dinp, const float *dout, const float *out, int64_t outer,
+                            int64_t C, int64_t inner);
+int tc_softmax_backward_f64(double *dinp, const double *dout, const double *out, int64_t outer,
+                            int64_t C, int64_t inner);
+int tc_log_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t C,
+                               int64_t inner);
+int tc_log_softmax_forward_f64(double *out, const double *inp, int64_t outer, int64_t C,
+                               int64_t inner);
+int tc_log_softmax_backward_f32(float *dinp, const float *dout, const float *out,
+                                int64_t outer, int64_t C, int64_t inner);
+int tc_log_softmax_backward_f64(double *dinp, const double *dout, const double *out,
+                                int64_t outer, int64_t C, int64_t inner);
+
 /* ------------------------------------------------------------------ end softmax */
 
 
 
 /* ------------------------------------------------------------------ dropout (dropout.c) */
+
+/* Inverted dropout on flat arrays (any shape flattened to N, C order). Element i is kept iff
+ * word i of the Philox4x32-10 stream of `seed` (rng.h) is >= ceil(p * 2^32), i.e. with
+ * probability 1 - p; mask[i] = 1 / (1 - p) if kept, else 0 (all 0 for p == 1). The mask is a
+ * pure function of (seed, i, p): identical for float32 and float64 and any thread count, and
+ * never stored (backward regenerates it). p outside [0, 1] (or NaN) -> TC_EINVAL.
+ * forward: out (N,) = inp (N,) * mask; backward: dinp (N,) += dout (N,) * mask;
+ * mask: mask (N,) written out, for inspection and tests. */
+int tc_dropout_forward_f32(float *out, const float *inp, int64_t N, double p, uint64_t seed);
+int tc_dropout_forward_f64(double *out, const double *inp, int64_t N, double p, uint64_t seed);
+int tc_dropout_backward_f32(float *dinp, const float *dout, int64_t N, double p, uint64_t seed);
+int tc_dropout_backward_f64(double *dinp, const double *dout, int64_t N, double p,
+                            uint64_t seed);
+int tc_dropout_mask_f32(float *mask, int64_t N, double p, uint64_t seed);
+int tc_dropout_mask_f64(double *mask, int64_t N, double p, uint64_t seed);
 
 /* ------------------------------------------------------------------ end dropout */
 
