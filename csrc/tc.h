@@ -114,6 +114,52 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* ------------------------------------------------------------------ loss (loss.c) */
 
+/* Cross-entropy over the last axis (fused log-softmax + NLL), torch.nn.functional.cross_entropy
+ * semantics. Rows are logits (N,V), V >= 1; label_smoothing eps in [0, 1] mixes the target
+ * with the uniform distribution: q = (1 - eps) * target + eps / V; loss_n = -sum_c q_c logp_c.
+ * Max-subtracted throughout (no overflow for large logits).
+ *
+ * Id targets: targets (N,) int64 class ids in [0, V), or ignore_index (loss 0, zero gradient).
+ * losses (N,) per-row losses; lse (N,) logsumexp of each row (the cache backward may reuse),
+ * or NULL; total (scalar) = sum of losses, added in double in row order, or NULL.
+ * TC_EINVAL for an id outside [0, V) that is not ignore_index, V < 1 or eps outside [0, 1]. */
+int tc_loss_cross_entropy_forward_f32(float *losses, float *lse, double *total,
+                                      const float *logits, const int64_t *targets, int64_t N,
+                                      int64_t V, int64_t ignore_index, float label_smoothing);
+int tc_loss_cross_entropy_forward_f64(double *losses, double *lse, double *total,
+                                      const double *logits, const int64_t *targets, int64_t N,
+                                      int64_t V, int64_t ignore_index, double label_smoothing);
+/* dlogits (N,V) += w_n * (softmax(logits_n) - q_n) for every row not ignored, where
+ * w_n = scale * dlosses[n] (dlosses (N,)), or w_n = scale when dlosses is NULL (mean: scale =
+ * dloss / rows kept; sum: scale = dloss). lse (N,) from the forward, or NULL to recompute it
+ * (in float32 recomputing is more precise when |lse| is large: the cached lse carries a
+ * rounding error of |lse| * 2^-24 into every softmax value). */
+int tc_loss_cross_entropy_backward_f32(float *dlogits, const float *lse, const float *logits,
+                                       const int64_t *targets, const float *dlosses, int64_t N,
+                                       int64_t V, int64_t ignore_index, float label_smoothing,
+                                       float scale);
+int tc_loss_cross_entropy_backward_f64(double *dlogits, const double *lse, const double *logits,
+                                       const int64_t *targets, const double *dlosses, int64_t N,
+                                       int64_t V, int64_t ignore_index, double label_smoothing,
+                                       double scale);
+/* Probability targets: targets (N,V) class probabilities (soft or one-hot; used as given, the
+ * loss is linear in them). losses (N,), lse (N,) or NULL, total or NULL as above. */
+int tc_loss_cross_entropy_probs_forward_f32(float *losses, float *lse, double *total,
+                                            const float *logits, const float *targets, int64_t N,
+                                            int64_t V, float label_smoothing);
+int tc_loss_cross_entropy_probs_forward_f64(double *losses, double *lse, double *total,
+                                            const double *logits, const double *targets,
+                                            int64_t N, int64_t V, double label_smoothing);
+/* dlogits (N,V) += w_n * (softmax(logits_n) * sum_c q_nc - q_n), w_n and lse as above. */
+int tc_loss_cross_entropy_probs_backward_f32(float *dlogits, const float *lse,
+                                             const float *logits, const float *targets,
+                                             const float *dlosses, int64_t N, int64_t V,
+                                             float label_smoothing, float scale);
+int tc_loss_cross_entropy_probs_backward_f64(double *dlogits, const double *lse,
+                                             const double *logits, const double *targets,
+                                             const double *dlosses, int64_t N, int64_t V,
+                                             double label_smoothing, double scale);
+
 /* ------------------------------------------------------------------ end loss */
 
 
