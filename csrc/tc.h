@@ -166,6 +166,50 @@ int tc_loss_cross_entropy_probs_backward_f64(double *dlogits, const double *lse,
 
 /* ------------------------------------------------------------------ optimizers (optim.c) */
 
+/* In-place updates over flat arrays of n elements, torch.optim's single-tensor math operation
+ * for operation (SGD, Adam, AdamW). Hyper-parameters are double (Python floats), rounded to
+ * the array type where torch rounds them. Each element is independent: results do not depend
+ * on the thread count. */
+
+/* SGD: g = grad + weight_decay * param; with momentum != 0:
+ *   buf = first_step ? g : momentum * buf + (1 - dampening) * g;  g = nesterov ? g + momentum * buf : buf;
+ * then param -= lr * g. param (n,), momentum_buffer (n,) (may be NULL only when momentum == 0),
+ * grad (n,). TC_EINVAL for n < 0 or a missing buffer. */
+int tc_optim_sgd_update_f32(float *param, float *momentum_buffer, const float *grad, int64_t n,
+                            double lr, double momentum, double dampening, double weight_decay,
+                            int nesterov, int first_step);
+int tc_optim_sgd_update_f64(double *param, double *momentum_buffer, const double *grad,
+                            int64_t n, double lr, double momentum, double dampening,
+                            double weight_decay, int nesterov, int first_step);
+/* Adam (torch.optim.Adam, L2 weight decay: g = grad + weight_decay * param):
+ *   m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g^2;
+ *   param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps).
+ * param, exp_avg, exp_avg_sq (n,) updated in place; grad (n,); step >= 1 is the count of this
+ * update (bias corrections computed once per call). TC_EINVAL for n < 0 or step < 1. */
+int tc_optim_adam_update_f32(float *param, float *exp_avg, float *exp_avg_sq, const float *grad,
+                             int64_t n, int64_t step, double lr, double beta1, double beta2,
+                             double eps, double weight_decay);
+int tc_optim_adam_update_f64(double *param, double *exp_avg, double *exp_avg_sq,
+                             const double *grad, int64_t n, int64_t step, double lr,
+                             double beta1, double beta2, double eps, double weight_decay);
+/* AdamW (torch.optim.AdamW): param *= 1 - lr * weight_decay first (decoupled), then Adam
+ * without L2 decay. Arguments as tc_optim_adam_update. */
+int tc_optim_adamw_update_f32(float *param, float *exp_avg, float *exp_avg_sq, const float *grad,
+                              int64_t n, int64_t step, double lr, double beta1, double beta2,
+                              double eps, double weight_decay);
+int tc_optim_adamw_update_f64(double *param, double *exp_avg, double *exp_avg_sq,
+                              const double *grad, int64_t n, int64_t step, double lr,
+                              double beta1, double beta2, double eps, double weight_decay);
+/* *norm = sqrt of the sum of squares of every element of count arrays (arrays[k] has sizes[k]
+ * elements), accumulated in double in a fixed order (independent of the thread count). */
+int tc_optim_global_norm_f32(double *norm, const float *const *arrays, const int64_t *sizes,
+                             int64_t count);
+int tc_optim_global_norm_f64(double *norm, const double *const *arrays, const int64_t *sizes,
+                             int64_t count);
+/* x (n,) *= factor, factor rounded to the array type once (gradient clipping). */
+int tc_optim_scale_f32(float *x, int64_t n, double factor);
+int tc_optim_scale_f64(double *x, int64_t n, double factor);
+
 /* ------------------------------------------------------------------ end optimizers */
 
 #ifdef __cplusplus
