@@ -18,7 +18,7 @@ ext = Extension(
     include_dirs=[np.get_include(), "csrc"],
     extra_compile_args=["-O3", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
                         "-Wno-unused-parameter", "-Wno-missing-field-initializers",
-                        "-fno-strict-aliasing"],
+                        "-fno-strict-aliasing", "-fno-math-errno"],
     extra_link_args=["-fopenmp"],
 )
 

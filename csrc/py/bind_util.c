@@ -97,10 +97,12 @@ PyArrayObject *tc_py_index_array(PyObject *obj, const char *name, int ndim)
     if (check_ndim(a, name, ndim)) goto done;
     if (PyArray_ISUNSIGNED(a) && PyArray_ITEMSIZE(a) == 8 && PyArray_SIZE(a) > 0) {
         /* uint64 ids >= 2**63 would wrap to negative int64: report the true value */
-        PyObject *mx = PyArray_Max(a, NPY_RAVEL_AXIS, NULL);
-        if (!mx) goto done;
-        unsigned long long v = PyLong_AsUnsignedLongLong(mx);
-        Py_DECREF(mx);
+        PyObject *mx = PyArray_Max(a, NPY_RAVEL_AXIS, NULL), *mxi = NULL;
+        if (mx) mxi = PyNumber_Index(mx);
+        Py_XDECREF(mx);
+        if (!mxi) goto done;
+        unsigned long long v = PyLong_AsUnsignedLongLong(mxi);
+        Py_DECREF(mxi);
         if (PyErr_Occurred()) goto done;
         if (v > (unsigned long long)INT64_MAX) {
             PyErr_Format(PyExc_IndexError, "%s holds id %llu, outside the int64 range", name, v);
