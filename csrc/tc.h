@@ -350,6 +350,42 @@ int tc_optim_scale_f64(double *x, int64_t n, double factor);
 
 /* ------------------------------------------------------------------ end optimizers */
 
+/* ------------------------------------------------------------------ rope (rope.c) */
+
+/* Rotary position embedding (RoFormer). Head size HS (even), half = HS/2, frequencies
+ * theta_i = base^(-2i/HS) for i < half; a row at position pos has its channel pairs (a, b)
+ * rotated by the angle pos * theta_i: (a, b) -> (a cos - b sin, a sin + b cos). Pairs are
+ * (i, i + half) with interleaved = 0 ("rotate half": GPT-NeoX, Llama) or (2i, 2i + 1) with
+ * interleaved = 1 (the paper, GPT-J); any other value -> TC_EINVAL.
+ * Tables: cos (L, HS/2), sin (L, HS/2) for positions offset .. offset + L - 1, angles in
+ * double. TC_EINVAL for an odd HS, or base not finite and > 0. */
+int tc_rope_table_f32(float *cos, float *sin, int64_t L, int64_t HS, double base,
+                      int64_t offset);
+int tc_rope_table_f64(double *cos, double *sin, int64_t L, int64_t HS, double base,
+                      int64_t offset);
+/* out (N,L,NH,HS) = rope(inp (N,L,NH,HS)), position = the index along L (so (B*NH,L,1,HS)
+ * for a head-major (B,NH,L,HS) array, (B,L,NH,HS) for a token-major one); out may be inp. */
+int tc_rope_forward_f32(float *out, const float *inp, const float *cos, const float *sin,
+                        int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved);
+int tc_rope_forward_f64(double *out, const double *inp, const double *cos, const double *sin,
+                        int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved);
+/* dinp (N,L,NH,HS) += rotation of dout (N,L,NH,HS) by -angle (the transpose); dinp must
+ * not alias dout. */
+int tc_rope_backward_f32(float *dinp, const float *dout, const float *cos, const float *sin,
+                         int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved);
+int tc_rope_backward_f64(double *dinp, const double *dout, const double *cos,
+                         const double *sin, int64_t N, int64_t L, int64_t NH, int64_t HS,
+                         int interleaved);
+/* x (N,L,NH,HS) rotated by -angle in place: the backward without accumulation. */
+int tc_rope_inverse_inplace_f32(float *x, const float *cos, const float *sin, int64_t N,
+                                int64_t L, int64_t NH, int64_t HS, int interleaved);
+int tc_rope_inverse_inplace_f64(double *x, const double *cos, const double *sin, int64_t N,
+                                int64_t L, int64_t NH, int64_t HS, int interleaved);
+
+/* ------------------------------------------------------------------ end rope */
+
+
+
 #ifdef __cplusplus
 }
 #endif
