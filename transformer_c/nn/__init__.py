@@ -10,7 +10,10 @@ from .feedforward import FeedForward
 from .layers import GELU, Embedding, LayerNorm, Linear, PositionalEncoding, ReLU, Softmax
 from .loss import CrossEntropyLoss
 from .module import Module
+from .blocks import MLP, Block, Dense, Norm, SelfAttention
+from .gpt import GPT, GPTConfig
 
 __all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNorm",
            "PositionalEncoding", "FeedForward", "ScaledSelfAttention", "MultiHeadAttention",
            "DecoderLayer", "Decoder", "CrossEntropyLoss"]
+__all__ += ["Dense", "Norm", "MLP", "SelfAttention", "Block", "GPTConfig", "GPT"]
