@@ -386,6 +386,82 @@ int tc_rope_inverse_inplace_f64(double *x, const double *cos, const double *sin,
 
 
 
+/* ------------------------------------------------------------------ model (model.c) */
+
+/* The GPT fast path: the whole forward, loss and backward of a GPT (transformer_c.nn.GPT)
+ * in one call, over one activation arena owned by an opaque tc_gpt object, with no
+ * per-layer round trips and no recomputation. It calls the kernels above (linear,
+ * layernorm, gelu/relu, embedding, attention, rope, dropout, loss) in the order the
+ * module-by-module path does, so both agree to rounding.
+ *
+ * Parameters and gradients are two caller-owned flat buffers of tc_gpt_num_params(cfg)
+ * elements, laid out in this order (absent entries are skipped):
+ *   wte (V,C); wpe (maxT,C) if position == LEARNED;
+ *   per layer: ln_1.weight (C), ln_1.bias (C), attn.c_attn.weight (3C,C), .bias (3C),
+ *              attn.c_proj.weight (C,C), .bias (C), ln_2.weight (C), ln_2.bias (C),
+ *              mlp.c_fc.weight (H,C), .bias (H), mlp.c_proj.weight (C,H), .bias (C)
+ *              (no biases when bias == 0);
+ *   ln_f.weight (C), ln_f.bias (C) if post_norm == 0; lm_head.weight (V,C) if tie == 0.
+ * Linear weights are (out, in). Pre-LN blocks: x += drop(attn(ln_1(x))); x += drop(mlp(ln_2(x)));
+ * post-LN: x = ln_1(x + drop(attn(x))); x = ln_2(x + drop(mlp(x))) and no ln_f. Attention is
+ * causal with scale 1/sqrt(HS), HS = C/NH, q and k rotated by RoPE when position == ROPE.
+ * Dropout (probability cfg.dropout, when training) hits the embeddings (site 0) and the
+ * attention (site 2 + 3l) and MLP (site 3 + 3l) branch outputs of layer l; site s uses
+ * seed + (s + 1) * 0x9E3779B97F4A7C15 (mod 2^64) with the dropout kernels' Philox stream. */
+enum { TC_GPT_POS_LEARNED = 0, TC_GPT_POS_SINUSOIDAL = 1, TC_GPT_POS_ROPE = 2 };
+enum { TC_GPT_ACT_GELU_TANH = 0, TC_GPT_ACT_GELU = 1, TC_GPT_ACT_RELU = 2 };
+typedef struct {
+    int64_t V, maxT, C, L, NH, H; /* vocabulary, block size, width, layers, heads, MLP width */
+    int bias;                     /* biases in linear layers and layer norms */
+    int position;                 /* TC_GPT_POS_* */
+    int post_norm;                /* 0: pre-LN (GPT-2), 1: post-LN */
+    int activation;               /* TC_GPT_ACT_* */
+    int tie;                      /* lm_head = wte */
+    double eps;                   /* layer norm epsilon */
+    double pos_base;              /* base of the sinusoidal table and of RoPE */
+    int rope_interleaved;         /* RoPE pairs (2i, 2i+1) instead of (i, i + HS/2) */
+    double dropout;               /* in [0, 1) */
+} tc_gpt_config;
+typedef struct tc_gpt tc_gpt;
+
+/* Number of parameters of cfg, or -1 if cfg is invalid (a size < 1, C % NH != 0, an odd HS
+ * with RoPE, an option out of range). */
+int64_t tc_gpt_num_params(const tc_gpt_config *cfg);
+/* *bytes = size of the activation arena for N = B*T tokens (T <= maxT) and elements of
+ * elem_size bytes (4 or 8): what the forward keeps for the backward plus the backward's
+ * scratch. The position tables (maxT rows) are not included. */
+int tc_gpt_arena_bytes(int64_t *bytes, const tc_gpt_config *cfg, int64_t B, int64_t T,
+                       int64_t elem_size);
+/* *model = a new GPT over params and grads (tc_gpt_num_params(cfg) elements each, borrowed:
+ * they must outlive the model). The arena is allocated by the first call and grown only
+ * when a call needs more tokens than any before. Free with tc_gpt_free. */
+int tc_gpt_create_f32(tc_gpt **model, const tc_gpt_config *cfg, float *params, float *grads);
+int tc_gpt_create_f64(tc_gpt **model, const tc_gpt_config *cfg, double *params,
+                      double *grads);
+void tc_gpt_free(tc_gpt *model);
+/* Size of the model's arena now (0 before the first call). */
+int64_t tc_gpt_arena_size(const tc_gpt *model);
+/* *loss = mean cross-entropy of logits (B,T,V) against targets (B,T) (rows whose target is
+ * ignore_index are skipped; NaN when none is left), and grads = d loss / d params
+ * (OVERWRITTEN, not accumulated: zeroed first; all zero when no row is left).
+ * idx (B,T) ids in [0, V), targets (B,T) in [0, V) or ignore_index, 1 <= T <= maxT.
+ * training != 0 turns dropout on (when cfg.dropout > 0), with masks from seed. */
+int tc_gpt_loss_and_grads_f32(tc_gpt *model, double *loss, const int64_t *idx,
+                              const int64_t *targets, int64_t B, int64_t T,
+                              int64_t ignore_index, uint64_t seed, int training);
+int tc_gpt_loss_and_grads_f64(tc_gpt *model, double *loss, const int64_t *idx,
+                              const int64_t *targets, int64_t B, int64_t T,
+                              int64_t ignore_index, uint64_t seed, int training);
+/* logits (B,T,V) of idx (B,T): the forward alone, over the same arena. */
+int tc_gpt_forward_f32(tc_gpt *model, float *logits, const int64_t *idx, int64_t B, int64_t T,
+                       uint64_t seed, int training);
+int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_t B,
+                       int64_t T, uint64_t seed, int training);
+
+/* ------------------------------------------------------------------ end model */
+
+
+
 #ifdef __cplusplus
 }
 #endif

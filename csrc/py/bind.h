@@ -84,5 +84,6 @@ extern PyMethodDef tc_methods_attention[];
 extern PyMethodDef tc_methods_loss[];
 extern PyMethodDef tc_methods_optim[];
 extern PyMethodDef tc_methods_rope[];
+extern PyMethodDef tc_methods_model[];
 
 #endif /* TC_BIND_H */

@@ -434,9 +434,15 @@ class GPT(Module):
             out["lm_head"] = {"weight": dhead}
         return out
 
-    def forward(self, idx):
+    def forward(self, idx, *, fast=True):
+        """logits (B, T, V) (or (T, V)) of idx (B, T) (or (T,)); fast=True runs the whole
+        forward in one C call (over the model's arena), fast=False module by module."""
         ids, squeeze = self._check_idx(idx)
-        logits = self._forward_cached(ids, self._seed(None))[0]
+        seed = self._seed(None)
+        if fast and ids.size:
+            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping())
+        else:
+            logits = self._forward_cached(ids, seed)[0]
         return logits[0] if squeeze else logits
 
     def backward(self, gradient_outputs, idx):
@@ -467,12 +473,16 @@ class GPT(Module):
         return t
 
     def loss(self, idx, targets, *, ignore_index=-100, seed=None):
-        """Mean cross-entropy of the next-token predictions (forward only, module path).
+        """Mean cross-entropy of the next-token predictions (forward only, in C).
 
         idx, targets: (B, T) or (T,) ids; targets equal to ignore_index are skipped."""
         ids, squeeze = self._check_idx(idx)
         t = self._check_targets(targets, ids, squeeze, _int(ignore_index, "ignore_index"))
-        logits = self._forward_cached(ids, self._seed(seed))[0]
+        seed = self._seed(seed)
+        if ids.size:
+            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping())
+        else:
+            logits = self._forward_cached(ids, seed)[0]
         return F.cross_entropy(logits, t, ignore_index=ignore_index)
 
     def loss_and_grads(self, idx, targets, *, ignore_index=-100, seed=None, fast=True):
@@ -494,7 +504,7 @@ class GPT(Module):
         ignore_index = _int(ignore_index, "ignore_index")
         t = self._check_targets(targets, ids, squeeze, ignore_index)
         seed = self._seed(seed)
-        if fast:
+        if fast and ids.size:
             loss = self._fast_loss_and_grads(ids, t, ignore_index, seed)
         else:
             logits, cache = self._forward_cached(ids, seed)
