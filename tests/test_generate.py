@@ -92,9 +92,10 @@ def test_greedy_equals_hand_unrolled_argmax(dtype, last_only):
     assert len(out) == 3
     for i, p in enumerate(prompts):
         toks, lps = hand_greedy(lm.next_logits, p, 12)
+        rtol = 1e-6 if dtype == np.float32 else 1e-12
         np.testing.assert_array_equal(out.tokens[i], toks)
-        np.testing.assert_allclose(out.logprobs[i], lps, rtol=1e-6 if dtype == np.float32 else 1e-12)
-        np.testing.assert_allclose(out.scores[i], sum(lps), rtol=1e-6 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(out.logprobs[i], lps, rtol=rtol)
+        np.testing.assert_allclose(out.scores[i], sum(lps), rtol=rtol)
         assert out.finish_reasons[i] == ("eos" if toks[-1] == EOS else "length")
         np.testing.assert_array_equal(out.sequences[i], np.concatenate([p, toks]))
         assert out.tokens[i].dtype == np.int64 and out.scores.dtype == np.float64
@@ -147,35 +148,42 @@ def test_function_model_feeds_only_context_size_tokens():
 
 
 class BigramCached:
-    """A hand-written DecodeModel with a 'cache' (the last token only) over a bigram table:
-    what a KV-cache adapter looks like to the decoders."""
+    """A hand-written DecodeModel with a 'cache' over a bigram table: the state holds each
+    row's last token and how many tokens it was fed, checked against the start hints (what a
+    preallocated KV cache relies on)."""
 
     def __init__(self, table):
-        self.table, self.steps = table, 0
+        self.table, self.steps, self.hints = table, 0, None
 
-    def start(self, prompts):
-        state = np.array([p[-1] for p in prompts], dtype=np.int64)
-        return state, self.table[state]
+    def start(self, prompts, *, max_new_tokens, max_batch):
+        self.hints = (max_new_tokens, max_batch)
+        last = np.array([p[-1] for p in prompts], dtype=np.int64)
+        return (last, np.zeros(len(prompts), dtype=np.int64)), self.table[last]
 
     def step(self, state, new_tokens):
         self.steps += 1
-        assert new_tokens.shape == state.shape
-        return new_tokens.copy(), self.table[new_tokens]
+        last, fed = state
+        assert new_tokens.shape == last.shape and new_tokens.dtype == np.int64
+        assert np.all(fed + 1 <= self.hints[0] - 1)
+        return (new_tokens.copy(), fed + 1), self.table[new_tokens]
 
     def select(self, state, rows):
-        return state[rows]
+        assert len(rows) <= self.hints[1]
+        return state[0][rows], state[1][rows]
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(temperature=0.9, top_k=5, top_p=0.9, seed=4),
-                                dict(num_beams=3, num_return_sequences=3),
-                                dict(repetition_penalty=1.3, temperature=1.0, seed=1)])
-def test_cached_protocol_adapter_equals_uncached_function(kw):
+@pytest.mark.parametrize("kw,rows", [
+    (dict(), 3), (dict(temperature=0.9, top_k=5, top_p=0.9, seed=4), 3),
+    (dict(num_beams=3, num_return_sequences=3), 9),
+    (dict(repetition_penalty=1.3, temperature=1.0, seed=1, num_return_sequences=2), 6)])
+def test_cached_protocol_adapter_equals_uncached_function(kw, rows):
     table = 2 * rng(5).standard_normal((9, 9))
     cached = BigramCached(table)
     prompts = [np.array([3, 1]), np.array([5]), np.array([2, 2, 7])]
     a = G.generate(cached, prompts, max_new_tokens=10, eos_id=EOS, **kw)
     b = G.generate(lambda ids: table[ids], prompts, max_new_tokens=10, eos_id=EOS, **kw)
-    assert cached.steps > 0
+    assert cached.steps > 0 and cached.hints == (10, rows)
+    assert max(t.size for t in a.tokens) == 10      # some row ran to max_new_tokens
     for x, y in zip(a.tokens, b.tokens):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(a.scores, b.scores)
@@ -215,8 +223,10 @@ def test_encoder_decoder_style_adapter_keeps_prompt_out_of_output():
     class Seq2Seq(BigramCached):
         prompt_in_output = False
 
-        def start(self, prompts):   # "encoder" sees the source; the decoder starts from BOS=1
-            return np.ones(len(prompts), dtype=np.int64), self.table[np.ones(len(prompts), int)]
+        def start(self, prompts, **hints):   # the "encoder" sees the source; BOS = 1
+            _, logits = super().start(prompts, **hints)
+            bos = np.ones(len(prompts), dtype=np.int64)
+            return (bos, np.zeros(len(prompts), dtype=np.int64)), self.table[bos]
 
     table = np.zeros((4, 4))
     table[1] = [0, 0, 0, 5.0]   # after BOS: token 3

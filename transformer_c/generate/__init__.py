@@ -1,7 +1,7 @@
 """Text generation: greedy, sampling (temperature, top-k, top-p), beam search.
 
 The decoders drive any model through a three-method protocol (:class:`DecodeModel`):
-``start(prompts) -> (state, logits (B, V))``, ``step(state, new_tokens (B,)) -> (state,
+``start(prompts, *, max_new_tokens, max_batch) -> (state, logits (B, V))``, ``step(state, new_tokens (B,)) -> (state,
 logits (B, V))`` and ``select(state, rows) -> state``. A model with a KV cache runs the
 prompt once in ``start`` and one token per row in ``step``; an encoder-decoder runs its
 encoder once in ``start``. Any plain function ``logits_fn(ids (n, T)) -> logits (n, T, V)``

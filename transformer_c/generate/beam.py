@@ -92,7 +92,7 @@ def beam_search(model, prompts, *, num_beams=4, max_new_tokens=32, length_penalt
 
     if B and max_new_tokens:
         eos_set = set(eos.tolist())
-        state, logits = model.start(prompts)
+        state, logits = model.start(prompts, max_new_tokens=max_new_tokens, max_batch=B * W)
         logits = _common.step_logits(logits, B, "model.start")
         V = logits.shape[1]
         _common.check_eos(eos, V)

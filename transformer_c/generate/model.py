@@ -25,9 +25,13 @@ class DecodeModel(Protocol):
     fed to row i so far (this is what makes a batch equal to one-by-one generation). The
     state is opaque to the decoders; they only pass it back.
 
-    ``start(prompts) -> (state, logits)``
+    ``start(prompts, *, max_new_tokens, max_batch) -> (state, logits)``
         prompts: a list of B 1-D int64 arrays (lengths may differ). Runs the prompts and
         returns the state and the next-token logits of every row, (B, V) float32 or float64.
+        The two hints let a cache be allocated once: no row will receive more than
+        ``max_new_tokens - 1`` tokens through ``step`` (the decoders never feed the last
+        token back), and no state will hold more than ``max_batch`` rows (B * num_beams for
+        beam search, B * num_return_sequences for sampling).
     ``step(state, new_tokens) -> (state, logits)``
         new_tokens: (B',) int64, one token per row of ``state``. Appends the token to its row
         and returns the new state and the next-token logits, (B', V). The decoders never use
@@ -44,7 +48,8 @@ class DecodeModel(Protocol):
     an encoder-decoder: it does neither).
     """
 
-    def start(self, prompts: Sequence[np.ndarray]) -> Tuple[Any, np.ndarray]: ...
+    def start(self, prompts: Sequence[np.ndarray], *, max_new_tokens: int,
+              max_batch: int) -> Tuple[Any, np.ndarray]: ...
 
     def step(self, state: Any, new_tokens: np.ndarray) -> Tuple[Any, np.ndarray]: ...
 
@@ -109,7 +114,7 @@ class FunctionModel:
             out[idx] = got
         return out
 
-    def start(self, prompts):
+    def start(self, prompts, *, max_new_tokens=None, max_batch=None):
         state = [np.asarray(p, dtype=np.int64) for p in prompts]
         return state, self._logits(state)
 

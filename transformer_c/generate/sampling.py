@@ -85,7 +85,7 @@ def _decode(model, prompts, *, max_new_tokens, temperature, top_k, top_p, repeti
 
     if N and max_new_tokens:
         eos_set = set(eos.tolist())
-        state, logits = model.start(prompts)
+        state, logits = model.start(prompts, max_new_tokens=max_new_tokens, max_batch=N)
         logits = _common.step_logits(logits, len(prompts), "model.start")
         if n_ret > 1:
             state = model.select(state, np.repeat(np.arange(len(prompts)), n_ret))

@@ -125,8 +125,8 @@ class SequenceGenerator:
     def generate_sample(self, x, temperature=1.0, top_k=0, top_p=1.0, seed=None):
         """Sampling in the same loop as ``generate_greedy``: the logits are divided by the
         temperature, filtered (top-k, then top-p; 0 and 1 disable them), log-softmaxed, and
-        the next token is drawn from softmax(logits) = exp(log_probs); scores add its log-probability under
-        that filtered distribution for unfinished rows. seed: None, int or numpy Generator
+        the next token is drawn from softmax(logits) = exp(log_probs); scores add its
+        log-probability under that filtered distribution for unfinished rows. seed: None, int or numpy Generator
         (rng.random(batch) per step, all rows drawn). Returns (x, scores) as greedy."""
         x = self._check_x(x)
         temperature = self._temperature(temperature)
