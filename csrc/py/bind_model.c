@@ -140,25 +140,6 @@ static PyArrayObject *gpt_ids(PyObject *obj, const char *name, const gpt_handle 
     return a;
 }
 
-static int gpt_seed(PyObject *obj, uint64_t *seed)
-{
-    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "seed must be an integer, got %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    PyObject *num = PyNumber_Index(obj);
-    if (!num) return -1;
-    unsigned long long v = PyLong_AsUnsignedLongLong(num);
-    Py_DECREF(num);
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_ValueError, "seed must be in [0, 2**64)");
-        return -1;
-    }
-    *seed = (uint64_t)v;
-    return 0;
-}
-
 /* gpt_loss_and_grads(model, idx (B,T), targets (B,T), ignore_index, seed, training) -> loss */
 static PyObject *py_gpt_loss_and_grads(PyObject *self, PyObject *args)
 {
@@ -172,7 +153,9 @@ static PyObject *py_gpt_loss_and_grads(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOp", &m_obj, &i_obj, &t_obj, &ig_obj, &s_obj, &training))
         return NULL;
     if (!(h = gpt_acquire(m_obj))) return NULL;
-    if (tc_py_int64(ig_obj, "ignore_index", &ignore_index) || gpt_seed(s_obj, &seed)) goto done;
+    if (tc_py_int64(ig_obj, "ignore_index", &ignore_index) ||
+        tc_py_uint64(s_obj, "seed", &seed))
+        goto done;
     if (!(idx = gpt_ids(i_obj, "idx", h))) goto done;
     if (tc_py_check_index_range(idx, "idx", h->V)) goto done;
     if (!(tgt = tc_py_index_array(t_obj, "targets", 2))) goto done;
@@ -218,7 +201,7 @@ static PyObject *py_gpt_forward(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOp", &m_obj, &i_obj, &s_obj, &training)) return NULL;
     if (!(h = gpt_acquire(m_obj))) return NULL;
-    if (gpt_seed(s_obj, &seed)) goto done;
+    if (tc_py_uint64(s_obj, "seed", &seed)) goto done;
     if (!(idx = gpt_ids(i_obj, "idx", h))) goto done;
     if (tc_py_check_index_range(idx, "idx", h->V)) goto done;
     const int64_t B = PyArray_DIM(idx, 0), T = PyArray_DIM(idx, 1);
