@@ -367,6 +367,24 @@ def test_with_parameters_copies_and_keeps_self():
         a.with_parameters(bad)
 
 
+def test_copy_and_pickle_keep_views_and_rebuild_the_context():
+    import copy
+    import pickle
+
+    cfg = GPTConfig(**TINY)
+    model = make_model(cfg, np.float32)
+    idx, tgt = batch(cfg, 2, 6)
+    loss = model.loss_and_grads(idx, tgt)[0]
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert other.flat_parameters is not model.flat_parameters
+        other.flat_parameters[:] *= 1  # still views: the tree follows the flat buffer
+        other.flat_parameters[0] = 7.0
+        assert other.parameters["wte"]["weight"][0, 0] == 7.0
+        other.flat_parameters[0] = model.flat_parameters[0]
+        assert other.loss_and_grads(idx, tgt)[0] == loss
+        assert model.parameters["wte"]["weight"][0, 0] != 7.0
+
+
 def test_one_adamw_call_updates_the_whole_model():
     cfg = GPTConfig(**TINY)
     model = make_model(cfg, np.float32)

@@ -320,6 +320,17 @@ class GPT(Module):
     def num_parameters(self):
         return self._flat.size
 
+    def __getstate__(self):
+        # the C context (a capsule over these buffers) is rebuilt on demand; the tree views
+        # are rebuilt from the flat buffer so they stay views of it after a copy
+        return {"config": self.config, "flat": self._flat, "grads": self._grads,
+                "training": self.training, "seed": self.seed}
+
+    def __setstate__(self, state):
+        self.config = state["config"]
+        self._init_from_flat(state["flat"], state["training"], state["seed"])
+        self._grads = state["grads"]
+
     def train(self, mode=True):
         """Training mode (dropout on when config.dropout > 0); returns self."""
         self.training = bool(mode)
