@@ -162,6 +162,22 @@ def test_torch_twin_parity(torch, variant, dtype):
             close(got[name], want[name], tol, f"d{name} fast={fast}")
 
 
+@pytest.mark.parametrize("B,T", [(1, 1), (3, 1), (1, 5), (2, 3)])
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_torch_twin_parity_awkward_shapes(torch, B, T, position):
+    """Widths that are not multiples of the SIMD width, three heads, T = 1, B = 1."""
+    cfg = GPTConfig(vocab_size=7, block_size=5, n_layer=1, n_head=3, n_embd=12, n_inner=20,
+                    position=position)
+    model = make_model(cfg, np.float64, seed=8)
+    idx, tgt = batch(cfg, B, T, ignore=False)
+    want_logits, want_loss, want_grads = torch_reference(torch, model, idx, tgt)
+    loss, grads = model.loss_and_grads(idx, tgt)
+    close(model.forward(idx), want_logits, 1e-9)
+    close(loss, want_loss, 1e-9)
+    for name, g in flatten(want_grads).items():
+        close(flatten(grads)[name], g, 1e-9, name)
+
+
 def test_torch_twin_parity_default_size(torch):
     """A less tiny model (more heads, T = block_size, several batches) in float32."""
     cfg = GPTConfig(vocab_size=65, block_size=32, n_layer=3, n_head=4, n_embd=32)
