@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import _C
 from .. import functional as F
+from ..functional._util import as_ids, same_dtype
 from .blocks import ACTIVATIONS, MLP, Block, Dense, Norm, SelfAttention, site_seed
 from .module import Module, check_dtype
 
@@ -210,7 +211,7 @@ class GPT(Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
-        leaves = [(path, shape) for path, shape in _layout(config)]
+        leaves = _layout(config)
         try:
             first = np.asarray(_get(parameters, leaves[0][0]))
         except (KeyError, IndexError, TypeError):
@@ -383,7 +384,7 @@ class GPT(Module):
         return self._params["wte" if self.config.tie_embeddings else "lm_head"]["weight"]
 
     def _check_idx(self, idx, name="idx"):
-        ids = F._util.as_ids(idx, name)
+        ids = as_ids(idx, name)
         if ids.ndim not in (1, 2):
             raise ValueError(f"{name} must have shape (B, T) or (T,), got {ids.shape}")
         squeeze = ids.ndim == 1
@@ -458,7 +459,7 @@ class GPT(Module):
 
     def backward(self, gradient_outputs, idx):
         ids, squeeze = self._check_idx(idx)
-        g = F._util.same_dtype(self._flat, "the parameters", gradient_outputs, "gradient_outputs")
+        g = same_dtype(self._flat, "the parameters", gradient_outputs, "gradient_outputs")
         want = ids.shape[1:] + (self.config.vocab_size,) if squeeze else \
             ids.shape + (self.config.vocab_size,)
         if g.shape != want:
@@ -471,7 +472,7 @@ class GPT(Module):
     # ------------------------------------------------------------------ training step
 
     def _check_targets(self, targets, ids, squeeze, ignore_index):
-        t = F._util.as_ids(targets, "targets")
+        t = as_ids(targets, "targets")
         t = t[None] if squeeze and t.ndim == 1 else t
         if t.shape != ids.shape:
             raise ValueError(f"targets must have the shape of idx {ids.shape if not squeeze else ids.shape[1:]}, "
