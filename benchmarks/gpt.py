@@ -99,7 +99,7 @@ def run(names, threads, repeats):
             tx, ty = torch.from_numpy(x), torch.from_numpy(y)
             opt = torch.optim.AdamW(tm.parameters(), lr=1e-4)
         flat = model.flat_parameters
-        m, v = np.zeros_like(flat), np.zeros_like(flat)
+        exp_avg, exp_avg_sq = np.zeros_like(flat), np.zeros_like(flat)
         step = [0]
 
         def tc_step():
@@ -108,7 +108,8 @@ def run(names, threads, repeats):
         def tc_train_step():
             model.loss_and_grads(x, y)
             step[0] += 1
-            tc.functional.adamw_update_(flat, model.flat_grads, m, v, step=step[0], lr=1e-4)
+            tc.functional.adamw_update_(flat, model.flat_grads, exp_avg, exp_avg_sq, step=step[0],
+                                        lr=1e-4)
 
         def torch_step():
             tm.zero_grad(set_to_none=True)
@@ -118,6 +119,13 @@ def run(names, threads, repeats):
             torch_step()
             opt.step()
 
+        check = {}
+        if tm is not None:  # the same loss from the same weights (before any update)
+            loss_tc = tc_step()[0]
+            with torch.no_grad():
+                loss_torch = tm(tx, ty).item()
+            check = {"loss_tc": round(loss_tc, 6), "loss_torch": round(loss_torch, 6)}
+            assert math.isclose(loss_tc, loss_torch, rel_tol=1e-4), (loss_tc, loss_torch)
         for t in threads:
             set_threads(t)
             rec = {"bench": "gpt_loss_and_grads", "config": name, **kw, "B": B, "T": T,
@@ -125,12 +133,7 @@ def run(names, threads, repeats):
                    "attention": "tc_attention_*_ref (materialised)",
                    "activation_bytes_per_token": model.activation_bytes(B, T) // (B * T),
                    "activation_mib": round(model.activation_bytes(B, T) / 2**20, 1)}
-            if tm is not None:  # same loss from the same weights
-                loss_tc = tc_step()[0]
-                with torch.no_grad():
-                    loss_torch = tm(tx, ty).item()
-                rec["loss_tc"], rec["loss_torch"] = round(loss_tc, 6), round(loss_torch, 6)
-                assert math.isclose(loss_tc, loss_torch, rel_tol=1e-4), (loss_tc, loss_torch)
+            rec.update(check)
             # tc and torch alternate sample by sample, so a machine shared with other work
             # slows both alike; the median and the best of the samples are reported
             fns = {"tc": tc_step, "tc_adamw": tc_train_step}
@@ -143,9 +146,9 @@ def run(names, threads, repeats):
             for _ in range(repeats):
                 for k, fn in fns.items():
                     samples[k].append(median_time(fn, repeats=1, warmup=0, min_time=0.2))
-            for k, v in samples.items():
-                rec[f"{k}_ms"] = round(statistics.median(v) * 1e3, 2)
-                rec[f"{k}_best_ms"] = round(min(v) * 1e3, 2)
+            for k, times in samples.items():
+                rec[f"{k}_ms"] = round(statistics.median(times) * 1e3, 2)
+                rec[f"{k}_best_ms"] = round(min(times) * 1e3, 2)
             rec["tc_tokens_per_s"] = round(B * T / (rec["tc_ms"] / 1e3))
             if tm is not None:
                 rec["torch_tokens_per_s"] = round(B * T / (rec["torch_ms"] / 1e3))
