@@ -375,30 +375,63 @@ def test_bad_input_names_the_argument():
         sdpa_bwd(G, q, k, v, out=out, lse=lse.astype(np.float32))
 
 
-def test_raw_binding_raises_instead_of_crashing():
-    q, k, v = qkv(4, 5, 3, 2, lead=(2,))
+@pytest.mark.parametrize("suffix", ["", "_ref"])
+def test_raw_binding_raises_instead_of_crashing(suffix):
+    q, k, v = qkv(4, 5, 3, 2, lead=(2, 1))
     C = tc._C
+    fwd, bwd = getattr(C, "attention_forward" + suffix), getattr(C, "attention_backward" + suffix)
+    opts = (0.5, 1, 0.0, 0)
+
+    def f(*a):
+        return fwd(*a[:3], None, None, None, *a[3:])
+
     with pytest.raises(ValueError, match="k"):
-        C.attention_forward_ref(q, k[:1], v, 0.5, False)
+        f(q, k[:1], v, *opts)
     with pytest.raises(ValueError, match="v"):
-        C.attention_forward_ref(q, k, v[:, :4], 0.5, False)
+        f(q, k, v[:, :, :4], *opts)
     with pytest.raises(ValueError, match="q"):
-        C.attention_forward_ref(q[0], k, v, 0.5, False)
+        f(q[0], k, v, *opts)
     with pytest.raises(ValueError, match="scale"):
-        C.attention_forward_ref(q, k, v, float("nan"), False)
+        f(q, k, v, float("nan"), 1, 0.0, 0)
+    with pytest.raises(ValueError, match="causal"):
+        f(q, k, v, 0.5, 3, 0.0, 0)
+    with pytest.raises(ValueError, match="dropout_p"):
+        f(q, k, v, 0.5, 1, 1.5, 0)
+    with pytest.raises(ValueError, match="seed"):
+        f(q, k, v, 0.5, 1, 0.0, -1)
+    with pytest.raises(TypeError, match="seed"):
+        f(q, k, v, 0.5, 1, 0.0, "1")
     with pytest.raises(TypeError, match="k"):
-        C.attention_forward_ref(q, k.astype(np.float32), v, 0.5, False)
+        f(q, k.astype(np.float32), v, *opts)
     with pytest.raises(TypeError, match="q"):
-        C.attention_forward_ref("not an array", k, v, 0.5, False)
+        f("not an array", k, v, *opts)
     with pytest.raises(TypeError):
-        C.attention_forward_ref(q, k, v)
-    out, lse = C.attention_forward_ref(q, k, v, 0.5, True)
-    G = np.zeros((2, 4, 2))
+        fwd(q, k, v)
+    with pytest.raises(TypeError, match="attn_mask"):
+        fwd(q, k, v, np.ones((1, 1, 4, 5)), None, None, *opts)       # keep must be bool
+    with pytest.raises(ValueError, match="attn_mask"):
+        fwd(q, k, v, np.ones((1, 1, 4, 4), bool), None, None, *opts)
+    with pytest.raises(ValueError, match="attn_mask"):
+        fwd(q, k, v, np.ones((4, 5), bool), None, None, *opts)
+    with pytest.raises(TypeError, match="attn_mask"):
+        fwd(q, k, v, None, np.ones((1, 1, 4, 5), np.float32), None, *opts)
+    with pytest.raises(ValueError, match="attn_mask"):
+        fwd(q, k, v, None, np.full((1, 1, 4, 5), np.nan), None, *opts)
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        fwd(q, k, v, None, None, np.ones((2, 4), bool), *opts)
+    with pytest.raises(TypeError, match="key_padding_mask"):
+        fwd(q, k, v, None, None, np.ones((2, 5), np.int8), *opts)
+    out, lse = f(q, k, v, *opts)
+    G = np.zeros((2, 1, 4, 2))
+
+    def b(*a):
+        return bwd(*a[:6], None, None, None, *opts)
+
     with pytest.raises(ValueError, match="lse"):
-        C.attention_backward_ref(G, q, k, v, out, lse[:, :2], 0.5, True)
+        b(G, q, k, v, out, lse[:, :, :2])
     with pytest.raises(ValueError, match="out"):
-        C.attention_backward_ref(G, q, k, v, out[:, :, :1], lse, 0.5, True)
+        b(G, q, k, v, out[:, :, :, :1], lse)
     with pytest.raises(ValueError, match="grad_output"):
-        C.attention_backward_ref(G[:1], q, k, v, out, lse, 0.5, True)
+        b(G[:1], q, k, v, out, lse)
     with pytest.raises(TypeError, match="out"):
-        C.attention_backward_ref(G, q, k, v, None, lse, 0.5, True)
+        b(G, q, k, v, None, lse)
