@@ -72,11 +72,51 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* ------------------------------------------------------------------ activations (activation.c) */
 
+/* Element-wise on flat arrays (any shape flattened to N elements).
+ * relu: out (N,) = max(inp, 0) (NaN propagates); backward: dinp (N,) += dout * (inp > 0),
+ * so the gradient at inp == 0 is 0 (PyTorch's convention). */
+int tc_relu_forward_f32(float *out, const float *inp, int64_t N);
+int tc_relu_forward_f64(double *out, const double *inp, int64_t N);
+int tc_relu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N);
+int tc_relu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N);
+/* gelu: out (N,) = gelu(inp (N,)); approximate_tanh = 0: exact 0.5 x (1 + erf(x / sqrt 2)),
+ * 1: GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); any other value -> TC_EINVAL.
+ * backward: dinp (N,) += dout (N,) * gelu'(inp (N,)). */
+int tc_gelu_forward_f32(float *out, const float *inp, int64_t N, int approximate_tanh);
+int tc_gelu_forward_f64(double *out, const double *inp, int64_t N, int approximate_tanh);
+int tc_gelu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N,
+                         int approximate_tanh);
+int tc_gelu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N,
+                         int approximate_tanh);
+
 /* ------------------------------------------------------------------ end activations */
 
 
 
 /* ------------------------------------------------------------------ softmax (softmax.c) */
+
+/* Softmax / log-softmax along C of an (outer, C, inner) C-contiguous array: any axis of an
+ * n-d array, with outer = prod(shape[:axis]), C = shape[axis], inner = prod(shape[axis+1:]).
+ * Forward subtracts the max (no overflow for large inputs); a slice that is all -inf or holds
+ * +inf/NaN gives NaN, as torch. Backward takes the forward OUTPUT out and accumulates:
+ *   softmax:     dinp += out * (dout - sum_C dout * out)
+ *   log-softmax: dinp += dout - exp(out) * sum_C dout */
+int tc_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t C,
+                           int64_t inner);
+int tc_softmax_forward_f64(double *out, const double *inp, int64_t outer, int64_t C,
+                           int64_t inner);
+int tc_softmax_backward_f32(float *dinp, const float *dout, const float *out, int64_t outer,
+                            int64_t C, int64_t inner);
+int tc_softmax_backward_f64(double *dinp, const double *dout, const double *out, int64_t outer,
+                            int64_t C, int64_t inner);
+int tc_log_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t C,
+                               int64_t inner);
+int tc_log_softmax_forward_f64(double *out, const double *inp, int64_t outer, int64_t C,
+                               int64_t inner);
+int tc_log_softmax_backward_f32(float *dinp, const float *dout, const float *out,
+                                int64_t outer, int64_t C, int64_t inner);
+int tc_log_softmax_backward_f64(double *dinp, const double *dout, const double *out,
+                                int64_t outer, int64_t C, int64_t inner);
 
 /* ------------------------------------------------------------------ end softmax */
 
@@ -84,11 +124,49 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* ------------------------------------------------------------------ dropout (dropout.c) */
 
+/* Inverted dropout on flat arrays (any shape flattened to N, C order). Element i is kept iff
+ * word i of the Philox4x32-10 stream of `seed` (rng.h) is >= ceil(p * 2^32), i.e. with
+ * probability 1 - p; mask[i] = 1 / (1 - p) if kept, else 0 (all 0 for p == 1). The mask is a
+ * pure function of (seed, i, p): identical for float32 and float64 and any thread count, and
+ * never stored (backward regenerates it). p outside [0, 1] (or NaN) -> TC_EINVAL.
+ * forward: out (N,) = inp (N,) * mask; backward: dinp (N,) += dout (N,) * mask;
+ * mask: mask (N,) written out, for inspection and tests. */
+int tc_dropout_forward_f32(float *out, const float *inp, int64_t N, double p, uint64_t seed);
+int tc_dropout_forward_f64(double *out, const double *inp, int64_t N, double p, uint64_t seed);
+int tc_dropout_backward_f32(float *dinp, const float *dout, int64_t N, double p, uint64_t seed);
+int tc_dropout_backward_f64(double *dinp, const double *dout, int64_t N, double p,
+                            uint64_t seed);
+int tc_dropout_mask_f32(float *mask, int64_t N, double p, uint64_t seed);
+int tc_dropout_mask_f64(double *mask, int64_t N, double p, uint64_t seed);
+
 /* ------------------------------------------------------------------ end dropout */
 
 
 
 /* ------------------------------------------------------------------ layernorm (layernorm.c) */
+
+/* Layer normalisation of each row of inp over its C channels (the last axis):
+ * out (N,C) = (inp - mean) * rstd * weight (C,) + bias (C,), with mean (N,) the row mean
+ * and rstd (N,) = 1/sqrt(biased row variance + eps). Statistics are computed in double
+ * (two passes), so rows with a large common offset stay accurate. bias may be NULL; mean
+ * and rstd may be NULL (not wanted); out may be NULL to compute only mean and rstd.
+ * TC_EINVAL if C < 1 or eps < 0 (or NaN). */
+int tc_layernorm_forward_f32(float *out, float *mean, float *rstd, const float *inp,
+                             const float *weight, const float *bias, int64_t N, int64_t C,
+                             double eps);
+int tc_layernorm_forward_f64(double *out, double *mean, double *rstd, const double *inp,
+                             const double *weight, const double *bias, int64_t N, int64_t C,
+                             double eps);
+/* dinp (N,C) += d/dinp, dweight (C,) += sum_n dout * xhat, dbias (C,) += sum_n dout, given
+ * dout (N,C), inp (N,C), weight (C,) and the forward's mean (N,), rstd (N,). Any of dinp,
+ * dweight, dbias may be NULL (not wanted). The column sums are split over threads by
+ * column, each summed over rows in order: bitwise reproducible for any thread count. */
+int tc_layernorm_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *weight, const float *mean,
+                              const float *rstd, int64_t N, int64_t C);
+int tc_layernorm_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
+                              const double *inp, const double *weight, const double *mean,
+                              const double *rstd, int64_t N, int64_t C);
 
 /* ------------------------------------------------------------------ end layernorm */
 
@@ -96,11 +174,39 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* ------------------------------------------------------------------ embedding (embedding.c) */
 
+/* out (N,D) = rows of weight (V,D) picked by ids (N,): out[n] = weight[ids[n]].
+ * TC_EINVAL (nothing written) if any id lies outside [0, V). */
+int tc_embedding_forward_f32(float *out, const int64_t *ids, const float *weight, int64_t N,
+                             int64_t V, int64_t D);
+int tc_embedding_forward_f64(double *out, const int64_t *ids, const double *weight, int64_t N,
+                             int64_t V, int64_t D);
+/* dweight (V,D) += scatter-add of dout (N,D) by ids (N,): dweight[ids[n]] += dout[n];
+ * repeated ids accumulate. Threads split the D columns, each adding rows in order n = 0..
+ * N-1: no atomics, bitwise reproducible for any thread count. TC_EINVAL (nothing written)
+ * if any id lies outside [0, V). */
+int tc_embedding_backward_f32(float *dweight, const float *dout, const int64_t *ids, int64_t N,
+                              int64_t V, int64_t D);
+int tc_embedding_backward_f64(double *dweight, const double *dout, const int64_t *ids,
+                              int64_t N, int64_t V, int64_t D);
+
 /* ------------------------------------------------------------------ end embedding */
 
 
 
 /* ------------------------------------------------------------------ positions (position.c) */
+
+/* out (T,D): sinusoidal position encodings for positions pos = offset + n, n < T:
+ * out[n,2k] = sin(pos / base^(2k/D)), out[n,2k+1] = cos(pos / base^(2k/D)); with an odd D
+ * the last column is a sin. Angles in double for both dtypes. TC_EINVAL unless base is
+ * finite and > 0 and T, D >= 0. */
+int tc_position_sinusoidal_f32(float *out, int64_t T, int64_t D, double base, int64_t offset);
+int tc_position_sinusoidal_f64(double *out, int64_t T, int64_t D, double base, int64_t offset);
+/* out (B,T,D) = inp (B,T,D) + the (T,D) table above (rounded to the dtype first); out may
+ * be inp. The backward is the identity (the table has no parameters). */
+int tc_position_add_sinusoidal_f32(float *out, const float *inp, int64_t B, int64_t T,
+                                   int64_t D, double base, int64_t offset);
+int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, int64_t T,
+                                   int64_t D, double base, int64_t offset);
 
 /* ------------------------------------------------------------------ end positions */
 
@@ -233,11 +339,101 @@ const char *tc_attention_kernel_name(void);
 
 /* ------------------------------------------------------------------ loss (loss.c) */
 
+/* Cross-entropy over the last axis (fused log-softmax + NLL), torch.nn.functional.cross_entropy
+ * semantics. Rows are logits (N,V), V >= 1; label_smoothing eps in [0, 1] mixes the target
+ * with the uniform distribution: q = (1 - eps) * target + eps / V; loss_n = -sum_c q_c logp_c.
+ * Max-subtracted throughout (no overflow for large logits).
+ *
+ * Id targets: targets (N,) int64 class ids in [0, V), or ignore_index (loss 0, zero gradient).
+ * losses (N,) per-row losses; lse (N,) logsumexp of each row (the cache backward may reuse),
+ * or NULL; total (scalar) = sum of losses, added in double in row order, or NULL.
+ * TC_EINVAL for an id outside [0, V) that is not ignore_index, V < 1 or eps outside [0, 1]. */
+int tc_loss_cross_entropy_forward_f32(float *losses, float *lse, double *total,
+                                      const float *logits, const int64_t *targets, int64_t N,
+                                      int64_t V, int64_t ignore_index, float label_smoothing);
+int tc_loss_cross_entropy_forward_f64(double *losses, double *lse, double *total,
+                                      const double *logits, const int64_t *targets, int64_t N,
+                                      int64_t V, int64_t ignore_index, double label_smoothing);
+/* dlogits (N,V) += w_n * (softmax(logits_n) - q_n) for every row not ignored, where
+ * w_n = scale * dlosses[n] (dlosses (N,)), or w_n = scale when dlosses is NULL (mean: scale =
+ * dloss / rows kept; sum: scale = dloss). lse (N,) from the forward, or NULL to recompute it
+ * (in float32 recomputing is more precise when |lse| is large: the cached lse carries a
+ * rounding error of |lse| * 2^-24 into every softmax value). */
+int tc_loss_cross_entropy_backward_f32(float *dlogits, const float *lse, const float *logits,
+                                       const int64_t *targets, const float *dlosses, int64_t N,
+                                       int64_t V, int64_t ignore_index, float label_smoothing,
+                                       float scale);
+int tc_loss_cross_entropy_backward_f64(double *dlogits, const double *lse, const double *logits,
+                                       const int64_t *targets, const double *dlosses, int64_t N,
+                                       int64_t V, int64_t ignore_index, double label_smoothing,
+                                       double scale);
+/* Probability targets: targets (N,V) class probabilities (soft or one-hot; used as given, the
+ * loss is linear in them). losses (N,), lse (N,) or NULL, total or NULL as above. */
+int tc_loss_cross_entropy_probs_forward_f32(float *losses, float *lse, double *total,
+                                            const float *logits, const float *targets, int64_t N,
+                                            int64_t V, float label_smoothing);
+int tc_loss_cross_entropy_probs_forward_f64(double *losses, double *lse, double *total,
+                                            const double *logits, const double *targets,
+                                            int64_t N, int64_t V, double label_smoothing);
+/* dlogits (N,V) += w_n * (softmax(logits_n) * sum_c q_nc - q_n), w_n and lse as above. */
+int tc_loss_cross_entropy_probs_backward_f32(float *dlogits, const float *lse,
+                                             const float *logits, const float *targets,
+                                             const float *dlosses, int64_t N, int64_t V,
+                                             float label_smoothing, float scale);
+int tc_loss_cross_entropy_probs_backward_f64(double *dlogits, const double *lse,
+                                             const double *logits, const double *targets,
+                                             const double *dlosses, int64_t N, int64_t V,
+                                             double label_smoothing, double scale);
+
 /* ------------------------------------------------------------------ end loss */
 
 
 
 /* ------------------------------------------------------------------ optimizers (optim.c) */
+
+/* In-place updates over flat arrays of n elements, torch.optim's single-tensor math operation
+ * for operation (SGD, Adam, AdamW). Hyper-parameters are double (Python floats), rounded to
+ * the array type where torch rounds them. Each element is independent: results do not depend
+ * on the thread count. */
+
+/* SGD: g = grad + weight_decay * param; with momentum != 0:
+ *   buf = first_step ? g : momentum * buf + (1 - dampening) * g;  g = nesterov ? g + momentum * buf : buf;
+ * then param -= lr * g. param (n,), momentum_buffer (n,) (may be NULL only when momentum == 0),
+ * grad (n,). TC_EINVAL for n < 0 or a missing buffer. */
+int tc_optim_sgd_update_f32(float *param, float *momentum_buffer, const float *grad, int64_t n,
+                            double lr, double momentum, double dampening, double weight_decay,
+                            int nesterov, int first_step);
+int tc_optim_sgd_update_f64(double *param, double *momentum_buffer, const double *grad,
+                            int64_t n, double lr, double momentum, double dampening,
+                            double weight_decay, int nesterov, int first_step);
+/* Adam (torch.optim.Adam, L2 weight decay: g = grad + weight_decay * param):
+ *   m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g^2;
+ *   param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps).
+ * param, exp_avg, exp_avg_sq (n,) updated in place; grad (n,); step >= 1 is the count of this
+ * update (bias corrections computed once per call). TC_EINVAL for n < 0 or step < 1. */
+int tc_optim_adam_update_f32(float *param, float *exp_avg, float *exp_avg_sq, const float *grad,
+                             int64_t n, int64_t step, double lr, double beta1, double beta2,
+                             double eps, double weight_decay);
+int tc_optim_adam_update_f64(double *param, double *exp_avg, double *exp_avg_sq,
+                             const double *grad, int64_t n, int64_t step, double lr,
+                             double beta1, double beta2, double eps, double weight_decay);
+/* AdamW (torch.optim.AdamW): param *= 1 - lr * weight_decay first (decoupled), then Adam
+ * without L2 decay. Arguments as tc_optim_adam_update. */
+int tc_optim_adamw_update_f32(float *param, float *exp_avg, float *exp_avg_sq, const float *grad,
+                              int64_t n, int64_t step, double lr, double beta1, double beta2,
+                              double eps, double weight_decay);
+int tc_optim_adamw_update_f64(double *param, double *exp_avg, double *exp_avg_sq,
+                              const double *grad, int64_t n, int64_t step, double lr,
+                              double beta1, double beta2, double eps, double weight_decay);
+/* *norm = sqrt of the sum of squares of every element of count arrays (arrays[k] has sizes[k]
+ * elements), accumulated in double in a fixed order (independent of the thread count). */
+int tc_optim_global_norm_f32(double *norm, const float *const *arrays, const int64_t *sizes,
+                             int64_t count);
+int tc_optim_global_norm_f64(double *norm, const double *const *arrays, const int64_t *sizes,
+                             int64_t count);
+/* x (n,) *= factor, factor rounded to the array type once (gradient clipping). */
+int tc_optim_scale_f32(float *x, int64_t n, double factor);
+int tc_optim_scale_f64(double *x, int64_t n, double factor);
 
 /* ------------------------------------------------------------------ end optimizers */
 

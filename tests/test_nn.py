@@ -55,7 +55,7 @@ def check_module_grads(module, inputs, int_inputs=(), rtol=1e-6, atol=1e-8, max_
         return want
 
     def loss():
-        return float(np.sum(module.with_parameters(unflatten(params)).forward(**inputs) * G))
+        return float(np.sum(module.with_parameters(unflatten(params, like=module.parameters)).forward(**inputs) * G))
 
     for name, arr in list(params.items()) + [(k, v) for k, v in inputs.items() if k not in int_inputs]:
         got = flat_grads[name] if name in params else igrads[name]
@@ -159,7 +159,7 @@ def test_attention_single_token():
     m = nn.ScaledSelfAttention.create(4, 3, rng(8), causal=True)
     x = rng(9).standard_normal((1, 4))
     np.testing.assert_allclose(m.forward(q=x, k=x, v=x), x @ m.W_v, rtol=1e-12)
-    check_module_grads(m, {"q": x, "k": x, "v": x})
+    check_module_grads(m, {"q": x, "k": x.copy(), "v": x.copy()})
 
 
 def test_attention_float32_keeps_dtype():

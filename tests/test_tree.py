@@ -49,3 +49,12 @@ def test_save_load(tmp_path):
 def test_flatten_rejects_slash_in_keys():
     with pytest.raises(ValueError):
         tree.flatten({"a/b": np.zeros(1)})
+
+
+def test_unflatten_like_keeps_empty_subtrees():
+    t = {"pe": {}, "w": np.ones(2), "l": [np.zeros(1)]}
+    flat = tree.flatten(t)
+    assert "pe" not in tree.unflatten(flat)
+    back = tree.unflatten({k: v + 1 for k, v in flat.items()}, like=t)
+    assert back["pe"] == {} and isinstance(back["l"], list)
+    np.testing.assert_array_equal(back["w"], [2.0, 2.0])

@@ -39,7 +39,7 @@ def gradient_check(model, ids, rng, eps=1e-6, samples=4):
             values = []
             for delta in (eps, -eps):
                 leaf[idx] = old + delta
-                values.append(np.sum(model.with_parameters(unflatten(params)).forward(x=ids) * G))
+                values.append(np.sum(model.with_parameters(unflatten(params, like=model.parameters)).forward(x=ids) * G))
             leaf[idx] = old
             numeric = (values[0] - values[1]) / (2 * eps)
             err = abs(numeric - grads[name][idx]) / max(1e-8, abs(numeric) + abs(grads[name][idx]))

@@ -49,9 +49,16 @@ def flatten(tree, prefix=""):
     return out
 
 
-def unflatten(flat):
+def unflatten(flat, like=None):
     """Inverse of flatten: rebuild nested dicts from "a/b/c" keys (integer segments become
-    list positions when a level's keys are exactly 0..n-1)."""
+    list positions when a level's keys are exactly 0..n-1).
+
+    With ``like`` (a tree), the result has exactly like's structure (empty sub-dicts, lists
+    and tuples included) with leaves taken from ``flat`` by path.
+    """
+    if like is not None:
+        paths = iter(flatten(like))
+        return tree_map(lambda _: flat[next(paths)], like)
     root = {}
     for path, leaf in flat.items():
         node = root

@@ -1,6 +1,220 @@
-/* bind_optim.c: bindings of the optim kernels. (Being written.) */
+/* bind_optim.c: bindings of optim.c (in-place optimizer updates, gradient norm, scaling).
+ *
+ * param and optimizer states are updated in place, so they must already be writeable
+ * C-contiguous arrays (tc_py_inout_array); grad may have any layout (it is copied if need
+ * be). All of them must have the same shape and dtype. */
 #include "bind.h"
 
+#include <stdio.h>
+
+/* param (in place) and grad of its shape; returns the dtype or -1 with an exception set. */
+static int convert_param_grad(PyObject *param_obj, PyObject *grad_obj, PyArrayObject **param,
+                              PyArrayObject **grad)
+{
+    int ty = tc_py_float_type(param_obj, "param");
+    if (ty < 0) return -1;
+    if (!(*param = tc_py_inout_array(param_obj, "param", ty))) return -1;
+    if (!(*grad = tc_py_float_array(grad_obj, "grad", ty, -1))) return -1;
+    if (tc_py_check_same_shape(*grad, "grad", *param, "param")) return -1;
+    return ty;
+}
+
+/* An optimizer state updated in place: param's dtype and shape. */
+static PyArrayObject *convert_state(PyObject *obj, const char *name, int ty, PyArrayObject *param)
+{
+    PyArrayObject *a = tc_py_inout_array(obj, name, ty);
+    if (a && tc_py_check_same_shape(a, name, param, "param")) {
+        Py_DECREF(a);
+        a = NULL;
+    }
+    return a;
+}
+
+/* sgd_update(param, grad, momentum_buffer | None, lr, momentum, dampening, weight_decay,
+ *            nesterov, first_step) -> None; param (and the buffer) updated in place */
+static PyObject *py_sgd_update(PyObject *self, PyObject *args)
+{
+    PyObject *param_obj, *grad_obj, *buf_obj, *result = NULL;
+    double lr, momentum, dampening, weight_decay;
+    int nesterov, first_step;
+    PyArrayObject *param = NULL, *grad = NULL, *buf = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOddddpp", &param_obj, &grad_obj, &buf_obj, &lr, &momentum,
+                          &dampening, &weight_decay, &nesterov, &first_step))
+        return NULL;
+    int ty = convert_param_grad(param_obj, grad_obj, &param, &grad);
+    if (ty < 0) goto done;
+    if (buf_obj != Py_None) {
+        if (!(buf = convert_state(buf_obj, "momentum_buffer", ty, param))) goto done;
+    } else if (momentum != 0) {
+        PyErr_SetString(PyExc_ValueError, "momentum_buffer is required when momentum != 0");
+        goto done;
+    }
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_optim_sgd_update, PyArray_DATA(param), buf ? PyArray_DATA(buf) : NULL,
+                 PyArray_DATA(grad), PyArray_SIZE(param), lr, momentum, dampening, weight_decay,
+                 nesterov, first_step);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "sgd_update")) goto done;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(param);
+    Py_XDECREF(grad);
+    Py_XDECREF(buf);
+    return result;
+}
+
+/* adam_update / adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+ *                            weight_decay) -> None; param and states updated in place */
+static PyObject *adam_common(PyObject *args, int decoupled)
+{
+    PyObject *param_obj, *grad_obj, *m_obj, *v_obj, *step_obj, *result = NULL;
+    double lr, beta1, beta2, eps, weight_decay;
+    int64_t step = 0;
+    PyArrayObject *param = NULL, *grad = NULL, *m = NULL, *v = NULL;
+    const char *name = decoupled ? "adamw_update" : "adam_update";
+    if (!PyArg_ParseTuple(args, "OOOOOddddd", &param_obj, &grad_obj, &m_obj, &v_obj, &step_obj,
+                          &lr, &beta1, &beta2, &eps, &weight_decay))
+        return NULL;
+    int ty = convert_param_grad(param_obj, grad_obj, &param, &grad);
+    if (ty < 0) goto done;
+    if (!(m = convert_state(m_obj, "exp_avg", ty, param))) goto done;
+    if (!(v = convert_state(v_obj, "exp_avg_sq", ty, param))) goto done;
+    if (tc_py_int64(step_obj, "step", &step)) goto done;
+    if (step < 1) {
+        PyErr_Format(PyExc_ValueError, "step must be >= 1 (the count of this update), got %lld",
+                     (long long)step);
+        goto done;
+    }
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    if (decoupled)
+        st = TC_CALL(ty, tc_optim_adamw_update, PyArray_DATA(param), PyArray_DATA(m),
+                     PyArray_DATA(v), PyArray_DATA(grad), PyArray_SIZE(param), step, lr, beta1,
+                     beta2, eps, weight_decay);
+    else
+        st = TC_CALL(ty, tc_optim_adam_update, PyArray_DATA(param), PyArray_DATA(m),
+                     PyArray_DATA(v), PyArray_DATA(grad), PyArray_SIZE(param), step, lr, beta1,
+                     beta2, eps, weight_decay);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, name)) goto done;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(param);
+    Py_XDECREF(grad);
+    Py_XDECREF(m);
+    Py_XDECREF(v);
+    return result;
+}
+
+static PyObject *py_adam_update(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return adam_common(args, 0);
+}
+
+static PyObject *py_adamw_update(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return adam_common(args, 1);
+}
+
+/* global_grad_norm(arrays: sequence of float arrays, one dtype) -> float
+ * sqrt of the sum of squares of every element, accumulated in double. */
+static PyObject *py_global_grad_norm(PyObject *self, PyObject *args)
+{
+    PyObject *seq_obj, *seq = NULL, *result = NULL;
+    PyArrayObject **arrs = NULL;
+    const void **ptrs = NULL;
+    int64_t *sizes = NULL;
+    Py_ssize_t count = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &seq_obj)) return NULL;
+    if (PyArray_Check(seq_obj) || !PySequence_Check(seq_obj)) {
+        PyErr_Format(PyExc_TypeError, "arrays must be a list or tuple of arrays, got %s",
+                     Py_TYPE(seq_obj)->tp_name);
+        return NULL;
+    }
+    if (!(seq = PySequence_Fast(seq_obj, "arrays must be a list or tuple of arrays"))) return NULL;
+    count = PySequence_Fast_GET_SIZE(seq);
+    if (count == 0) {
+        result = PyFloat_FromDouble(0.0);
+        goto done;
+    }
+    arrs = PyMem_Calloc((size_t)count, sizeof *arrs);
+    ptrs = PyMem_Calloc((size_t)count, sizeof *ptrs);
+    sizes = PyMem_Calloc((size_t)count, sizeof *sizes);
+    if (!arrs || !ptrs || !sizes) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    char name[64];
+    int ty = -1;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, k);
+        snprintf(name, sizeof name, "arrays[%ld]", (long)k);
+        if (k == 0 && (ty = tc_py_float_type(item, name)) < 0) goto done;
+        if (!(arrs[k] = tc_py_float_array(item, name, ty, -1))) goto done;
+        ptrs[k] = PyArray_DATA(arrs[k]);
+        sizes[k] = PyArray_SIZE(arrs[k]);
+    }
+    double norm = 0;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ty == NPY_FLOAT
+        ? tc_optim_global_norm_f32(&norm, (const float *const *)ptrs, sizes, count)
+        : tc_optim_global_norm_f64(&norm, (const double *const *)ptrs, sizes, count);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "global_grad_norm")) goto done;
+    result = PyFloat_FromDouble(norm);
+done:
+    if (arrs)
+        for (Py_ssize_t k = 0; k < count; k++) Py_XDECREF(arrs[k]);
+    PyMem_Free(arrs);
+    PyMem_Free(ptrs);
+    PyMem_Free(sizes);
+    Py_XDECREF(seq);
+    return result;
+}
+
+/* scale(array, factor) -> None: array *= factor in place */
+static PyObject *py_scale(PyObject *self, PyObject *args)
+{
+    PyObject *obj, *result = NULL;
+    double factor;
+    PyArrayObject *a = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Od", &obj, &factor)) return NULL;
+    int ty = tc_py_float_type(obj, "array");
+    if (ty < 0) goto done;
+    if (!(a = tc_py_inout_array(obj, "array", ty))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_optim_scale, PyArray_DATA(a), PyArray_SIZE(a), factor);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "scale")) goto done;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(a);
+    return result;
+}
+
 PyMethodDef tc_methods_optim[] = {
+    {"sgd_update", py_sgd_update, METH_VARARGS,
+     "sgd_update(param, grad, momentum_buffer|None, lr, momentum, dampening, weight_decay, "
+     "nesterov, first_step) -> None (in place)"},
+    {"adam_update", py_adam_update, METH_VARARGS,
+     "adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)"
+     " -> None (in place)"},
+    {"adamw_update", py_adamw_update, METH_VARARGS,
+     "adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, "
+     "weight_decay) -> None (in place)"},
+    {"global_grad_norm", py_global_grad_norm, METH_VARARGS,
+     "global_grad_norm(arrays) -> float: sqrt of the sum of squares, in double"},
+    {"scale", py_scale, METH_VARARGS, "scale(array, factor) -> None: array *= factor in place"},
     {NULL, NULL, 0, NULL},
 };

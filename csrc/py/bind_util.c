@@ -95,6 +95,20 @@ PyArrayObject *tc_py_index_array(PyObject *obj, const char *name, int ndim)
         goto done;
     }
     if (check_ndim(a, name, ndim)) goto done;
+    if (PyArray_ISUNSIGNED(a) && PyArray_ITEMSIZE(a) == 8 && PyArray_SIZE(a) > 0) {
+        /* uint64 ids >= 2**63 would wrap to negative int64: report the true value */
+        PyObject *mx = PyArray_Max(a, NPY_RAVEL_AXIS, NULL), *mxi = NULL;
+        if (mx) mxi = PyNumber_Index(mx);
+        Py_XDECREF(mx);
+        if (!mxi) goto done;
+        unsigned long long v = PyLong_AsUnsignedLongLong(mxi);
+        Py_DECREF(mxi);
+        if (PyErr_Occurred()) goto done;
+        if (v > (unsigned long long)INT64_MAX) {
+            PyErr_Format(PyExc_IndexError, "%s holds id %llu, outside the int64 range", name, v);
+            goto done;
+        }
+    }
     out = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)a, NPY_INT64,
                                             NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
 done:
@@ -179,17 +193,42 @@ int tc_py_status(int status, const char *kernel)
 
 int tc_py_int64(PyObject *obj, const char *name, int64_t *out)
 {
-    if (!PyLong_Check(obj) && !PyIndex_Check(obj)) {
+    if (PyBool_Check(obj) || (!PyLong_Check(obj) && !PyIndex_Check(obj))) {
         PyErr_Format(PyExc_TypeError, "%s must be an integer, got %s", name,
                      Py_TYPE(obj)->tp_name);
         return -1;
     }
-    long long v = PyLong_AsLongLong(obj);
+    PyObject *num = PyNumber_Index(obj);
+    if (!num) return -1;
+    long long v = PyLong_AsLongLong(num);
+    Py_DECREF(num);
     if (v == -1 && PyErr_Occurred()) {
         PyErr_Clear();
         PyErr_Format(PyExc_ValueError, "%s is out of the 64-bit integer range", name);
         return -1;
     }
     *out = (int64_t)v;
+    return 0;
+}
+
+/* Python int in [0, 2^64) -> uint64_t; TypeError / ValueError naming `name` otherwise.
+ */
+int tc_py_uint64(PyObject *obj, const char *name, uint64_t *out)
+{
+    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a non-negative integer, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *i = PyNumber_Index(obj);
+    if (!i) return -1;
+    unsigned long long v = PyLong_AsUnsignedLongLong(i);
+    Py_DECREF(i);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be in [0, 2**64)", name);
+        return -1;
+    }
+    *out = (uint64_t)v;
     return 0;
 }

@@ -1,2 +1,64 @@
-"""activation functions (being written)."""
-__all__ = []
+"""Activation functions: ReLU and GELU (C: csrc/activation.c).
+
+Element-wise, so inputs of any shape (0-d and empty included) are accepted and the result
+has the input's shape and dtype.
+"""
+from .. import _C
+from ._util import as_float, same_dtype
+
+__all__ = ["relu", "relu_backward", "gelu", "gelu_backward"]
+
+_GELU_APPROXIMATE = {"none": 0, "tanh": 1}
+
+
+def _approximate_flag(approximate):
+    if not isinstance(approximate, str) or approximate not in _GELU_APPROXIMATE:
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _GELU_APPROXIMATE[approximate]
+
+
+def _grad_and_x(grad_output, x):
+    x = as_float(x, "x")
+    grad_output = same_dtype(x, "x", grad_output, "grad_output")
+    if grad_output.shape != x.shape:
+        raise ValueError(f"grad_output must have the shape of x {x.shape}, "
+                         f"got {grad_output.shape}")
+    return grad_output, x
+
+
+def relu(x):
+    """y = max(x, 0), element-wise.
+
+    x: any shape, float32 or float64. Returns y: x's shape and dtype. NaN propagates.
+    """
+    return _C.relu_forward(as_float(x, "x"))
+
+
+def relu_backward(grad_output, x):
+    """Gradient of relu: dx = grad_output where x > 0, else 0 (0 at x == 0, as PyTorch).
+
+    grad_output, x: the same shape (any) and dtype. Returns dx: x's shape and dtype.
+    """
+    grad_output, x = _grad_and_x(grad_output, x)
+    return _C.relu_backward(grad_output, x)
+
+
+def gelu(x, approximate="none"):
+    """Gaussian error linear unit, element-wise.
+
+    approximate="none": y = 0.5 x (1 + erf(x / sqrt(2))) (exact);
+    approximate="tanh": y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2; torch's
+    approximate='tanh'). x: any shape, float32 or float64. Returns y: x's shape and dtype.
+    """
+    flag = _approximate_flag(approximate)
+    return _C.gelu_forward(as_float(x, "x"), flag)
+
+
+def gelu_backward(grad_output, x, approximate="none"):
+    """Gradient of gelu(x, approximate): dx = grad_output * gelu'(x).
+
+    grad_output, x: the same shape (any) and dtype. Returns dx: x's shape and dtype.
+    """
+    flag = _approximate_flag(approximate)
+    grad_output, x = _grad_and_x(grad_output, x)
+    return _C.gelu_backward(grad_output, x, flag)

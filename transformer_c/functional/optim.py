@@ -1,2 +1,149 @@
-"""optim functions (being written)."""
-__all__ = []
+"""In-place optimizer updates, gradient norm and scaling (C: csrc/optim.c).
+
+The math is torch.optim's single-tensor ("for-loop") implementation of SGD, Adam and AdamW,
+operation for operation. ``param`` and the optimizer states are updated in place, so they
+must be writeable C-contiguous float arrays; ``grad`` may have any layout. All of them share
+one shape (any shape) and one dtype (float32 or float64).
+"""
+import math
+import numbers
+
+import numpy as np
+
+from .. import _C
+
+__all__ = ["sgd_update_", "adam_update_", "adamw_update_", "global_grad_norm", "scale_"]
+
+
+def _real(value, name, allow_nan=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value) and not allow_nan:
+        raise ValueError(f"{name} must not be nan")
+    return value
+
+
+def _non_negative(value, name):
+    value = _real(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _inout(x, name):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array (it is updated in place), "
+                        f"got {type(x).__name__}")
+    return x
+
+
+def sgd_update_(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
+                weight_decay=0.0, nesterov=False, first_step=False):
+    """One torch.optim.SGD step, in place.
+
+    param: any shape, float32/float64, writeable and C-contiguous (updated in place).
+    grad: param's shape and dtype, any layout.
+    momentum_buffer: param's shape and dtype, writeable and C-contiguous; required when
+    momentum != 0 (updated in place), ignored otherwise.
+    With g = grad + weight_decay * param:
+      buf = g on the first step (``first_step=True``, as torch creates the buffer), else
+      buf = momentum * buf + (1 - dampening) * g;
+      g = g + momentum * buf if nesterov else buf   (when momentum != 0);
+      param -= lr * g.
+    Options as torch: lr, momentum, weight_decay >= 0; nesterov needs momentum > 0 and
+    dampening == 0. Returns None.
+    """
+    lr = _non_negative(lr, "lr")
+    momentum = _non_negative(momentum, "momentum")
+    dampening = _real(dampening, "dampening")
+    weight_decay = _non_negative(weight_decay, "weight_decay")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("nesterov momentum requires momentum > 0 and dampening == 0, got "
+                         f"momentum={momentum}, dampening={dampening}")
+    _inout(param, "param")
+    if momentum != 0 and momentum_buffer is None:
+        raise ValueError("momentum_buffer is required when momentum != 0 (pass an array of "
+                         "param's shape; with first_step=True its contents are overwritten)")
+    if momentum_buffer is not None:
+        _inout(momentum_buffer, "momentum_buffer")
+    _C.sgd_update(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay,
+                  bool(nesterov), bool(first_step))
+
+
+def _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay):
+    _inout(param, "param")
+    _inout(exp_avg, "exp_avg")
+    _inout(exp_avg_sq, "exp_avg_sq")
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"step must be an integer, got {type(step).__name__}")
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (the 1-based count of this update), got {step}")
+    lr = _non_negative(lr, "lr")
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+    beta1, beta2 = _real(beta1, "betas[0]"), _real(beta2, "betas[1]")
+    for i, b in enumerate((beta1, beta2)):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"betas[{i}] must lie in [0, 1), got {b}")
+    eps = _non_negative(eps, "eps")
+    weight_decay = _non_negative(weight_decay, "weight_decay")
+    return int(step), lr, beta1, beta2, eps, weight_decay
+
+
+def adam_update_(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
+                 eps=1e-8, weight_decay=0.0):
+    """One torch.optim.Adam step (L2 weight decay), in place.
+
+    param, exp_avg, exp_avg_sq: one shape, float32/float64, writeable and C-contiguous
+    (updated in place; the states start as zeros). grad: param's shape and dtype, any layout.
+    step: the 1-based count of this update (1 on the first call).
+    With g = grad + weight_decay * param:
+      exp_avg = lerp(exp_avg, g, 1 - beta1); exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) g^2;
+      param -= lr / (1 - beta1**step) * exp_avg / (sqrt(exp_avg_sq / (1 - beta2**step)) + eps)
+    (bias corrections computed once per call). Options: lr, eps, weight_decay >= 0,
+    0 <= betas < 1. Returns None.
+    """
+    args = _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay)
+    _C.adam_update(param, grad, exp_avg, exp_avg_sq, *args)
+
+
+def adamw_update_(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
+                  eps=1e-8, weight_decay=1e-2):
+    """One torch.optim.AdamW step (decoupled weight decay), in place.
+
+    As adam_update_, except that param *= 1 - lr * weight_decay first and the gradient is
+    not decayed. Arrays: param, exp_avg, exp_avg_sq (one shape, writeable, C-contiguous),
+    grad (param's shape, any layout). Returns None.
+    """
+    args = _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay)
+    _C.adamw_update(param, grad, exp_avg, exp_avg_sq, *args)
+
+
+def global_grad_norm(arrays):
+    """sqrt(sum of squares of every element of every array), as a Python float.
+
+    arrays: a list/tuple (or any iterable) of float arrays of one dtype, any shapes and
+    layouts (a single array is accepted too). Accumulated in double in C in a fixed order,
+    so the result does not depend on the thread count. An empty list gives 0.0.
+    """
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    elif not isinstance(arrays, (list, tuple)):
+        try:
+            arrays = list(arrays)
+        except TypeError:
+            raise TypeError(f"arrays must be a list of arrays, got {type(arrays).__name__}") from None
+    return _C.global_grad_norm(arrays)
+
+
+def scale_(array, factor):
+    """array *= factor, in place (e.g. gradient clipping by global_grad_norm).
+
+    array: any shape, float32/float64, writeable and C-contiguous. factor: a float (rounded
+    to the array's dtype). Returns None.
+    """
+    _inout(array, "array")
+    _C.scale(array, _real(factor, "factor"))

@@ -1,0 +1,15 @@
+/* activation.c: ReLU and GELU (exact erf form and GPT-2's tanh form), float32 and float64.
+ * Element-wise kernels on flat (N,) arrays: any shape is one flat array to them. */
+#include "tc_generic.h"
+
+#define T float
+#define SFX f32
+#include "activation_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "activation_impl.h"
+#undef T
+#undef SFX

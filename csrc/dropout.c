@@ -1,0 +1,20 @@
+/* dropout.c: inverted dropout with a counter-based RNG (rng.h), float32 and float64. The
+ * mask is never stored: backward regenerates it from (seed, element index). */
+#include "tc_generic.h"
+#include "rng.h"
+
+/* elements per parallel task: a multiple of 4 (one Philox block gives 4 words), so every
+ * chunk starts on a block boundary */
+#define TC_DROPOUT_CHUNK 1024
+
+#define T float
+#define SFX f32
+#include "dropout_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "dropout_impl.h"
+#undef T
+#undef SFX

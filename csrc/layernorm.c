@@ -1,0 +1,15 @@
+/* layernorm.c: layer normalisation over the last axis and its backward, float32 and
+ * float64 (the kernels are in layernorm_impl.h). */
+#include "tc_generic.h"
+
+#define T float
+#define SFX f32
+#include "layernorm_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "layernorm_impl.h"
+#undef T
+#undef SFX

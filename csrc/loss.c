@@ -1,0 +1,14 @@
+/* loss.c: cross-entropy (fused log-softmax + NLL) forward and backward, float32 and float64. */
+#include "tc_generic.h"
+
+#define T float
+#define SFX f32
+#include "loss_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "loss_impl.h"
+#undef T
+#undef SFX

@@ -1,0 +1,19 @@
+/* softmax.c: softmax and log-softmax along one axis and their backward, float32 and float64.
+ * The axis is the middle of an (outer, C, inner) view of a C-contiguous array, so any axis
+ * is handled in place without a transposed copy. */
+#include "tc_generic.h"
+
+/* columns of the (C, inner) slab one task handles when inner > 1 */
+#define TC_SOFTMAX_TILE 64
+
+#define T float
+#define SFX f32
+#include "softmax_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "softmax_impl.h"
+#undef T
+#undef SFX

@@ -1,0 +1,253 @@
+"""ReLU and GELU: NumPy reference, finite differences, PyTorch parity, awkward shapes and
+bad input."""
+import math
+
+import numpy as np
+import pytest
+
+import transformer_c as tc
+from conftest import check_grads, fortran, non_contiguous, rng, to_torch, tol
+
+F = tc.functional
+
+SHAPES = [(1,), (7,), (3, 13), (2, 1, 33), (4, 5, 6)]
+APPROX = ["none", "tanh"]
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+# ------------------------------------------------------------------ NumPy references (float64)
+
+def ref_relu(x):
+    return np.where(x > 0, x, 0.0)
+
+
+def ref_relu_backward(g, x):
+    return np.where(x > 0, g, 0.0)
+
+
+def ref_gelu(x, approximate):
+    x = x.astype(np.float64)
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + _erf(x / np.sqrt(2)))
+
+
+def ref_gelu_backward(g, x, approximate):
+    x = x.astype(np.float64)
+    if approximate == "tanh":
+        k = np.sqrt(2 / np.pi)
+        t = np.tanh(k * (x + 0.044715 * x ** 3))
+        d = 0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * k * (1 + 3 * 0.044715 * x ** 2)
+    else:
+        d = 0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-0.5 * x ** 2) / np.sqrt(2 * np.pi)
+    return g * d
+
+
+def data(shape, dtype, seed=0, scale=2.0):
+    r = rng(seed)
+    return (scale * r.standard_normal(shape)).astype(dtype), r.standard_normal(shape).astype(dtype)
+
+
+# ------------------------------------------------------------------ 1. NumPy reference
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_relu_matches_numpy(dtype, shape):
+    x, g = data(shape, dtype, 1)
+    x.flat[0] = 0.0  # the kink: gradient 0 there
+    y, dx = F.relu(x), F.relu_backward(g, x)
+    assert y.dtype == dtype and dx.dtype == dtype and y.shape == shape and dx.shape == shape
+    np.testing.assert_array_equal(y, ref_relu(x.astype(np.float64)))
+    np.testing.assert_array_equal(dx, ref_relu_backward(g.astype(np.float64), x))
+    assert dx.flat[0] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("approximate", APPROX)
+def test_gelu_matches_numpy(dtype, shape, approximate):
+    x, g = data(shape, dtype, 2)
+    y = F.gelu(x, approximate=approximate)
+    dx = F.gelu_backward(g, x, approximate=approximate)
+    assert y.dtype == dtype and dx.dtype == dtype and y.shape == shape and dx.shape == shape
+    np.testing.assert_allclose(y, ref_gelu(x, approximate), **tol(dtype))
+    np.testing.assert_allclose(dx, ref_gelu_backward(g.astype(np.float64), x, approximate),
+                               **tol(dtype))
+
+
+def test_gelu_default_is_exact_and_forms_differ():
+    x = np.linspace(-4, 4, 41)
+    np.testing.assert_array_equal(F.gelu(x), F.gelu(x, approximate="none"))
+    np.testing.assert_array_equal(F.gelu_backward(np.ones(41), x),
+                                  F.gelu_backward(np.ones(41), x, approximate="none"))
+    # the tanh form is an approximation: close to, but not equal to, the exact one
+    diff = np.abs(F.gelu(x, approximate="tanh") - F.gelu(x))
+    assert 1e-5 < diff.max() < 1e-3
+
+
+def test_gelu_known_values():
+    # gelu(1) = Phi(1) = 0.8413447460685429...; gelu(0) = 0; gelu'(0) = 0.5
+    np.testing.assert_allclose(F.gelu(np.array([1.0])), [0.8413447460685429], rtol=1e-15)
+    assert F.gelu(np.array([0.0]))[0] == 0.0
+    for a in APPROX:
+        assert F.gelu_backward(np.array([1.0]), np.array([0.0]), approximate=a)[0] == 0.5
+
+
+# ------------------------------------------------------------------ 2. finite differences
+
+def test_relu_finite_differences():
+    r = rng(3)
+    x = r.standard_normal((3, 7))
+    x[np.abs(x) < 1e-3] = 0.5  # stay away from the kink
+    check_grads(lambda: F.relu(x), lambda G: {"x": F.relu_backward(G, x)}, {"x": x})
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_gelu_finite_differences(approximate):
+    x = 2 * rng(4).standard_normal((2, 3, 5))
+    check_grads(lambda: F.gelu(x, approximate=approximate),
+                lambda G: {"x": F.gelu_backward(G, x, approximate=approximate)}, {"x": x})
+
+
+# ------------------------------------------------------------------ 3. PyTorch parity
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_relu_matches_torch(torch, dtype, shape):
+    x, g = data(shape, dtype, 5)
+    x.flat[-1] = 0.0
+    tx = to_torch(torch, x)
+    ty = torch.relu(tx)
+    (ty * torch.from_numpy(g)).sum().backward()
+    np.testing.assert_allclose(F.relu(x), ty.detach().numpy(), **tol(dtype))
+    np.testing.assert_allclose(F.relu_backward(g, x), tx.grad.numpy(), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("approximate", APPROX)
+def test_gelu_matches_torch(torch, dtype, shape, approximate):
+    x, g = data(shape, dtype, 6, scale=3.0)
+    tx = to_torch(torch, x)
+    ty = torch.nn.functional.gelu(tx, approximate=approximate)
+    (ty * torch.from_numpy(g)).sum().backward()
+    y = F.gelu(x, approximate=approximate)
+    dx = F.gelu_backward(g, x, approximate=approximate)
+    np.testing.assert_allclose(y, ty.detach().numpy(), **tol(dtype))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), **tol(dtype))
+
+
+# ------------------------------------------------------------------ 4. awkward shapes and values
+
+@pytest.mark.parametrize("layout", [non_contiguous, fortran])
+@pytest.mark.parametrize("approximate", APPROX)
+def test_any_memory_layout(layout, approximate):
+    x, g = data((5, 6, 7), np.float64, 7)
+    np.testing.assert_array_equal(F.relu(layout(x)), F.relu(x))
+    np.testing.assert_array_equal(F.relu_backward(layout(g), layout(x)), F.relu_backward(g, x))
+    np.testing.assert_array_equal(F.gelu(layout(x), approximate=approximate),
+                                  F.gelu(x, approximate=approximate))
+    np.testing.assert_array_equal(F.gelu_backward(layout(g), layout(x), approximate=approximate),
+                                  F.gelu_backward(g, x, approximate=approximate))
+    # the copy keeps C-order meaning: still matches the reference element by element
+    np.testing.assert_allclose(F.gelu(fortran(x), approximate=approximate),
+                               ref_gelu(x, approximate), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0,), (0, 5), (3, 0, 2)])
+def test_empty(dtype, shape):
+    x = np.zeros(shape, dtype)
+    for out in (F.relu(x), F.relu_backward(x, x), F.gelu(x), F.gelu_backward(x, x),
+                F.gelu(x, approximate="tanh"), F.gelu_backward(x, x, approximate="tanh")):
+        assert out.shape == shape and out.dtype == dtype
+
+
+def test_zero_dimensional_and_lists():
+    x = np.array(-1.5)
+    assert F.relu(x).shape == () and F.relu(x) == 0.0
+    assert F.relu_backward(np.array(2.0), np.array(3.0)) == 2.0
+    np.testing.assert_allclose(F.gelu(np.array(1.0)), 0.8413447460685429, rtol=1e-15)
+    np.testing.assert_array_equal(F.relu([-1.0, 2.0]), [0.0, 2.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("approximate", APPROX)
+def test_large_values_do_not_overflow_to_nan(dtype, approximate):
+    big = 1e30 if dtype == np.float32 else 1e200  # x**3 overflows in this dtype
+    x = np.array([-big, -1e4, -50.0, 50.0, 1e4, big], dtype)
+    y = F.gelu(x, approximate=approximate)
+    dx = F.gelu_backward(np.ones_like(x), x, approximate=approximate)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    np.testing.assert_array_equal(y, np.where(x > 0, x, 0.0).astype(dtype))
+    np.testing.assert_array_equal(dx, (x > 0).astype(dtype))
+
+
+def test_relu_special_values_follow_torch():
+    x = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf])
+    y = F.relu(x)
+    assert np.isnan(y[0]) and y[1] == 0.0 and np.signbit(y[1]) and not np.signbit(y[2])
+    np.testing.assert_array_equal(y[3:], [0.0, np.inf])
+    np.testing.assert_array_equal(F.relu_backward(np.ones(5), x)[1:], [0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_parallel_path_and_thread_count(approximate):
+    # above the parallel threshold; element-wise, so 1 and 2 threads agree bitwise
+    x, g = data((300, 401), np.float32, 8)
+    n = tc.get_num_threads()
+    outs = []
+    try:
+        for k in (1, 2):
+            tc.set_num_threads(k)
+            outs.append((F.relu(x), F.relu_backward(g, x), F.gelu(x, approximate=approximate),
+                         F.gelu_backward(g, x, approximate=approximate)))
+    finally:
+        tc.set_num_threads(n)
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
+    np.testing.assert_allclose(outs[0][2], ref_gelu(x, approximate), **tol(np.float32))
+    np.testing.assert_allclose(outs[0][3], ref_gelu_backward(g.astype(np.float64), x, approximate),
+                               **tol(np.float32))
+
+
+# ------------------------------------------------------------------ 5. bad input
+
+def test_bad_input_names_the_argument():
+    x = np.ones((2, 3))
+    for bad in ("exact", "Tanh", None, 1):
+        with pytest.raises(ValueError, match="approximate"):
+            F.gelu(x, approximate=bad)
+        with pytest.raises(ValueError, match="approximate"):
+            F.gelu_backward(x, x, approximate=bad)
+    for fn in (F.relu, F.gelu):
+        with pytest.raises(TypeError, match="x"):
+            fn(np.ones(3, dtype=np.int64))
+        with pytest.raises(TypeError, match="x"):
+            fn(np.ones(3, dtype=np.float16))
+    for fn in (F.relu_backward, F.gelu_backward):
+        with pytest.raises(TypeError, match="grad_output"):
+            fn(np.ones((2, 3), np.float32), x)
+        with pytest.raises(ValueError, match="grad_output"):
+            fn(np.ones((3, 2)), x)
+        with pytest.raises(TypeError, match="x"):
+            fn(np.ones(3), np.array(["a", "b", "c"]))
+
+
+def test_raw_C_functions_raise_instead_of_crashing():
+    x = np.ones(4)
+    with pytest.raises(TypeError, match="x"):
+        tc._C.relu_forward("not an array")
+    with pytest.raises(TypeError, match="x"):
+        tc._C.relu_forward(None)
+    with pytest.raises(ValueError, match="approximate"):
+        tc._C.gelu_forward(x, 2)
+    with pytest.raises(ValueError, match="approximate"):
+        tc._C.gelu_backward(x, x, -1)
+    with pytest.raises(ValueError, match="grad_output"):
+        tc._C.gelu_backward(np.ones(3), x, 0)
+    with pytest.raises(TypeError, match="x"):
+        tc._C.relu_backward(x, x.astype(np.float32))
+    with pytest.raises(TypeError):
+        tc._C.gelu_forward(x)

@@ -1,0 +1,391 @@
+"""Optimizer updates (SGD, Adam, AdamW), global gradient norm and scaling: several steps
+against torch.optim (single-tensor for-loop implementation) and NumPy references, odd sizes,
+2-D parameters, memory layouts and bad input.
+
+(Optimizer updates have no backward, so there is no finite-difference check here.)"""
+import numpy as np
+import pytest
+
+import transformer_c as tc
+from conftest import fortran, non_contiguous, rng, tol
+
+F = tc.functional
+STEPS = 6
+SHAPES = [(1,), (7,), (33,), (1000,), (5, 7), (3, 1, 11)]
+
+
+def make_run(shape, dtype, seed=0):
+    """Initial param and STEPS gradients."""
+    r = rng(seed)
+    p0 = r.standard_normal(shape).astype(dtype)
+    grads = [r.standard_normal(shape).astype(dtype) for _ in range(STEPS)]
+    return p0, grads
+
+
+def torch_run(torch, cls, p0, grads, **kw):
+    """Params after every step, and the final optimizer state, from torch.optim."""
+    tp = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+    opt = cls([tp], foreach=False, **kw)
+    params = []
+    for g in grads:
+        tp.grad = torch.from_numpy(g.copy())
+        opt.step()
+        params.append(tp.detach().numpy().copy())
+    state = {k: v.detach().numpy().copy() for k, v in opt.state[tp].items()
+             if hasattr(v, "numpy") and v.ndim > 0}
+    return params, state
+
+
+# ------------------------------------------------------------------ NumPy references
+
+def ref_sgd(p, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    p, buf, out = p.astype(np.float64), None, []
+    for g in grads:
+        g = g.astype(np.float64) + weight_decay * p
+        if momentum:
+            buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
+            g = g + momentum * buf if nesterov else buf
+        p = p - lr * g
+        out.append(p)
+    return out
+
+
+def ref_adam(p, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+             decoupled=False):
+    p = p.astype(np.float64)
+    m, v, out = np.zeros_like(p), np.zeros_like(p), []
+    b1, b2 = betas
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64)
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        mhat, vhat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        p = p - lr * mhat / (np.sqrt(vhat) + eps)
+        out.append(p)
+    return out, m, v
+
+
+# ------------------------------------------------------------------ runners of ours
+
+def our_sgd(p0, grads, grad_layout=lambda g: g, **kw):
+    p = p0.copy()
+    buf = np.full_like(p, np.nan)  # first_step overwrites it: nan must not leak
+    out = []
+    for i, g in enumerate(grads):
+        assert F.sgd_update_(p, grad_layout(g), buf, first_step=(i == 0), **kw) is None
+        out.append(p.copy())
+    return out, buf
+
+
+def our_adam(fn, p0, grads, grad_layout=lambda g: g, **kw):
+    p = p0.copy()
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    out = []
+    for step, g in enumerate(grads, start=1):
+        assert fn(p, grad_layout(g), m, v, step=step, **kw) is None
+        out.append(p.copy())
+    return out, m, v
+
+
+SGD_CONFIGS = {
+    "plain": dict(lr=0.1),
+    "momentum": dict(lr=0.05, momentum=0.9),
+    "dampening": dict(lr=0.05, momentum=0.8, dampening=0.3),
+    "nesterov": dict(lr=0.05, momentum=0.9, nesterov=True),
+    "weight_decay": dict(lr=0.1, weight_decay=0.01),
+    "all": dict(lr=0.03, momentum=0.7, weight_decay=0.05, nesterov=True),
+    "momentum_decay_damp": dict(lr=0.03, momentum=0.5, dampening=0.5, weight_decay=0.1),
+}
+ADAM_CONFIGS = {
+    "default": dict(),
+    "weight_decay": dict(lr=0.01, weight_decay=0.1),
+    "betas": dict(lr=0.02, betas=(0.5, 0.9), eps=1e-6),  # lerp weight 0.5: torch's 2nd formula
+    "small_beta1": dict(lr=0.02, betas=(0.2, 0.95), weight_decay=0.03),
+}
+ADAMW_CONFIGS = {
+    "default": dict(),
+    "strong_decay": dict(lr=0.01, weight_decay=0.2),
+    "betas": dict(lr=0.05, betas=(0.3, 0.99), eps=1e-6, weight_decay=0.0),
+}
+
+
+# ------------------------------------------------------------------ SGD
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("config", list(SGD_CONFIGS))
+def test_sgd_matches_torch_and_numpy(torch, dtype, shape, config):
+    kw = SGD_CONFIGS[config]
+    p0, grads = make_run(shape, dtype, seed=1)
+    want, state = torch_run(torch, torch.optim.SGD, p0, grads, **kw)
+    got, buf = our_sgd(p0, grads, **kw)
+    ref = ref_sgd(p0, grads, **kw)
+    for g, w, r in zip(got, want, ref):
+        assert g.dtype == dtype and g.shape == shape
+        np.testing.assert_allclose(g, w, **tol(dtype))
+        np.testing.assert_allclose(g, r, **tol(dtype))
+    if kw.get("momentum"):
+        np.testing.assert_allclose(buf, state["momentum_buffer"], **tol(dtype))
+    else:
+        assert np.all(np.isnan(buf))  # without momentum the buffer is not touched
+
+
+def test_sgd_without_momentum_needs_no_buffer():
+    p0, grads = make_run((9,), np.float64, seed=2)
+    p = p0.copy()
+    F.sgd_update_(p, grads[0], lr=0.5)
+    np.testing.assert_allclose(p, p0 - 0.5 * grads[0], rtol=1e-15)
+
+
+# ------------------------------------------------------------------ Adam / AdamW
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("config", list(ADAM_CONFIGS))
+def test_adam_matches_torch_and_numpy(torch, dtype, shape, config):
+    kw = ADAM_CONFIGS[config]
+    p0, grads = make_run(shape, dtype, seed=3)
+    want, state = torch_run(torch, torch.optim.Adam, p0, grads, **kw)
+    got, m, v = our_adam(F.adam_update_, p0, grads, **kw)
+    ref, ref_m, ref_v = ref_adam(p0, grads, **kw)
+    for g, w, r in zip(got, want, ref):
+        assert g.dtype == dtype and g.shape == shape
+        np.testing.assert_allclose(g, w, **tol(dtype))
+        np.testing.assert_allclose(g, r, **tol(dtype))
+    np.testing.assert_allclose(m, state["exp_avg"], **tol(dtype))
+    np.testing.assert_allclose(v, state["exp_avg_sq"], **tol(dtype))
+    np.testing.assert_allclose(m, ref_m, **tol(dtype))
+    np.testing.assert_allclose(v, ref_v, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("config", list(ADAMW_CONFIGS))
+def test_adamw_matches_torch_and_numpy(torch, dtype, shape, config):
+    kw = ADAMW_CONFIGS[config]
+    p0, grads = make_run(shape, dtype, seed=4)
+    want, state = torch_run(torch, torch.optim.AdamW, p0, grads, **kw)
+    got, m, v = our_adam(F.adamw_update_, p0, grads, **kw)
+    ref, _, _ = ref_adam(p0, grads, decoupled=True,
+                         **({"weight_decay": 1e-2} | kw))
+    for g, w, r in zip(got, want, ref):
+        np.testing.assert_allclose(g, w, **tol(dtype))
+        np.testing.assert_allclose(g, r, **tol(dtype))
+    np.testing.assert_allclose(m, state["exp_avg"], **tol(dtype))
+    np.testing.assert_allclose(v, state["exp_avg_sq"], **tol(dtype))
+
+
+def test_adam_and_adamw_differ_only_by_weight_decay_style():
+    p0, grads = make_run((13,), np.float64, seed=5)
+    a, _, _ = our_adam(F.adam_update_, p0, grads, lr=0.01, weight_decay=0.0)
+    b, _, _ = our_adam(F.adamw_update_, p0, grads, lr=0.01, weight_decay=0.0)
+    np.testing.assert_array_equal(a[-1], b[-1])
+    c, _, _ = our_adam(F.adam_update_, p0, grads, lr=0.01, weight_decay=0.1)
+    d, _, _ = our_adam(F.adamw_update_, p0, grads, lr=0.01, weight_decay=0.1)
+    assert not np.allclose(c[-1], d[-1])
+
+
+# ------------------------------------------------------------------ layouts, sizes, threads
+
+@pytest.mark.parametrize("layout", [non_contiguous, fortran])
+def test_grad_may_have_any_layout(torch, layout):
+    p0, grads = make_run((6, 5), np.float64, seed=6)
+    want, _ = torch_run(torch, torch.optim.SGD, p0, grads, lr=0.1, momentum=0.9)
+    got, _ = our_sgd(p0, grads, grad_layout=layout, lr=0.1, momentum=0.9)
+    np.testing.assert_allclose(got[-1], want[-1], **tol(np.float64))
+    want, _ = torch_run(torch, torch.optim.AdamW, p0, grads, lr=0.01)
+    got, _, _ = our_adam(F.adamw_update_, p0, grads, grad_layout=layout, lr=0.01)
+    np.testing.assert_allclose(got[-1], want[-1], **tol(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_parallel_update_matches_torch_and_is_thread_independent(torch, dtype):
+    # 100_000 elements: above the parallel threshold
+    p0, grads = make_run((100_000,), dtype, seed=7)
+    grads = grads[:3]
+    want, _ = torch_run(torch, torch.optim.Adam, p0, grads, lr=0.01, weight_decay=0.01)
+    got, _, _ = our_adam(F.adam_update_, p0, grads, lr=0.01, weight_decay=0.01)
+    np.testing.assert_allclose(got[-1], want[-1], **tol(dtype))
+    n = tc.get_num_threads()
+    try:
+        tc.set_num_threads(1)
+        one, _ = our_sgd(p0, grads, lr=0.1, momentum=0.9, nesterov=True)
+        one_adam, _, _ = our_adam(F.adamw_update_, p0, grads, lr=0.01)
+    finally:
+        tc.set_num_threads(n)
+    two, _ = our_sgd(p0, grads, lr=0.1, momentum=0.9, nesterov=True)
+    two_adam, _, _ = our_adam(F.adamw_update_, p0, grads, lr=0.01)
+    assert np.array_equal(one[-1], two[-1]) and np.array_equal(one_adam[-1], two_adam[-1])
+
+
+def test_empty_param_is_a_no_op():
+    for dtype in (np.float32, np.float64):
+        p = np.zeros((0, 4), dtype)
+        F.sgd_update_(p, p.copy(), np.zeros_like(p), lr=0.1, momentum=0.9)
+        F.adam_update_(p, p.copy(), np.zeros_like(p), np.zeros_like(p), step=1)
+        F.adamw_update_(p, p.copy(), np.zeros_like(p), np.zeros_like(p), step=1)
+        F.scale_(p, 2.0)
+        assert p.shape == (0, 4) and F.global_grad_norm([p]) == 0.0
+
+
+# ------------------------------------------------------------------ global_grad_norm, scale_
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_grad_norm_matches_numpy(torch, dtype):
+    r = rng(8)
+    # 300_000 elements crosses the 64 x 4096 block of partial sums
+    arrays = [r.standard_normal(s).astype(dtype) for s in [(1,), (7, 3), (33,), (300_000,),
+                                                           (2, 0), (4, 5, 6)]]
+    want = np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in arrays))
+    got = F.global_grad_norm(arrays)
+    assert type(got) is float
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(F.global_grad_norm(tuple(arrays)), want, rtol=1e-12)
+    np.testing.assert_allclose(F.global_grad_norm(a for a in arrays), want, rtol=1e-12)
+    tnorm = torch.nn.utils.get_total_norm([torch.from_numpy(a.astype(np.float64)) for a in arrays])
+    np.testing.assert_allclose(got, float(tnorm), rtol=1e-12)
+    # any layout; a single array; thread count changes nothing (fixed chunked order)
+    np.testing.assert_allclose(F.global_grad_norm([non_contiguous(arrays[1]), fortran(arrays[5])]),
+                               np.sqrt(np.sum(arrays[1].astype(np.float64) ** 2)
+                                       + np.sum(arrays[5].astype(np.float64) ** 2)), rtol=1e-12)
+    np.testing.assert_allclose(F.global_grad_norm(arrays[3]),
+                               np.sqrt(np.sum(arrays[3].astype(np.float64) ** 2)), rtol=1e-12)
+    n = tc.get_num_threads()
+    try:
+        tc.set_num_threads(1)
+        one = F.global_grad_norm(arrays)
+    finally:
+        tc.set_num_threads(n)
+    assert one == got
+
+
+def test_global_grad_norm_edge_values():
+    assert F.global_grad_norm([]) == 0.0
+    assert F.global_grad_norm([np.array([3.0, 4.0])]) == 5.0
+    assert F.global_grad_norm([np.array([1.0, np.inf])]) == np.inf
+    assert np.isnan(F.global_grad_norm([np.array([1.0, np.nan])]))
+    # float32 squares summed in double: 1e30**2 would overflow float32
+    np.testing.assert_allclose(F.global_grad_norm([np.full(4, 1e30, np.float32)]),
+                               2 * float(np.float32(1e30)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scale_matches_numpy_and_clips(dtype):
+    r = rng(9)
+    grads = [r.standard_normal(s).astype(dtype) for s in [(7,), (3, 11), (50_000,)]]
+    want = [g * dtype(0.3) for g in grads]
+    for g in grads:
+        assert F.scale_(g, 0.3) is None
+    for g, w in zip(grads, want):
+        assert g.dtype == dtype
+        np.testing.assert_array_equal(g, w)
+    # clipping to max_norm 1.0 with the two together
+    coef = 1.0 / F.global_grad_norm(grads)
+    for g in grads:
+        F.scale_(g, coef)
+    np.testing.assert_allclose(F.global_grad_norm(grads), 1.0, **tol(dtype))
+
+
+# ------------------------------------------------------------------ bad input
+
+def test_bad_input_names_the_argument():
+    p = np.zeros(5)
+    g = np.ones(5)
+    m, v = np.zeros(5), np.zeros(5)
+    with pytest.raises(TypeError, match="param"):
+        F.sgd_update_([0.0, 1.0], [1.0, 1.0], lr=0.1)
+    with pytest.raises(ValueError, match="param"):
+        F.sgd_update_(np.zeros((4, 3)).T, np.ones((3, 4)), lr=0.1)
+    ro = np.zeros(5)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="param"):
+        F.sgd_update_(ro, g, lr=0.1)
+    with pytest.raises(TypeError, match="param"):
+        F.sgd_update_(np.zeros(5, np.int64), g, lr=0.1)
+    with pytest.raises(TypeError, match="grad"):
+        F.sgd_update_(p, g.astype(np.float32), lr=0.1)
+    with pytest.raises(ValueError, match="grad"):
+        F.sgd_update_(p, np.ones(6), lr=0.1)
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        F.sgd_update_(p, g, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        F.sgd_update_(p, g, np.zeros(4), lr=0.1, momentum=0.9)
+    with pytest.raises(TypeError, match="momentum_buffer"):
+        F.sgd_update_(p, g, np.zeros(5, np.float32), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="lr"):
+        F.sgd_update_(p, g, lr=-0.1)
+    with pytest.raises(TypeError, match="lr"):
+        F.sgd_update_(p, g, lr="0.1")
+    with pytest.raises(ValueError, match="momentum"):
+        F.sgd_update_(p, g, np.zeros(5), lr=0.1, momentum=-0.5)
+    with pytest.raises(ValueError, match="weight_decay"):
+        F.sgd_update_(p, g, lr=0.1, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="nesterov"):
+        F.sgd_update_(p, g, lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="nesterov"):
+        F.sgd_update_(p, g, np.zeros(5), lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
+    for fn in (F.adam_update_, F.adamw_update_):
+        with pytest.raises(ValueError, match="step"):
+            fn(p, g, m, v, step=0)
+        with pytest.raises(TypeError, match="step"):
+            fn(p, g, m, v, step=1.0)
+        with pytest.raises(ValueError, match="lr"):
+            fn(p, g, m, v, step=1, lr=-1e-3)
+        with pytest.raises(ValueError, match="betas"):
+            fn(p, g, m, v, step=1, betas=(1.0, 0.999))
+        with pytest.raises(ValueError, match="betas"):
+            fn(p, g, m, v, step=1, betas=(0.9, -0.1))
+        with pytest.raises(TypeError, match="betas"):
+            fn(p, g, m, v, step=1, betas=0.9)
+        with pytest.raises(ValueError, match="eps"):
+            fn(p, g, m, v, step=1, eps=-1e-8)
+        with pytest.raises(ValueError, match="weight_decay"):
+            fn(p, g, m, v, step=1, weight_decay=-0.1)
+        with pytest.raises(ValueError, match="exp_avg_sq"):
+            fn(p, g, m, np.zeros(6), step=1)
+        with pytest.raises(ValueError, match="exp_avg"):
+            fn(p, g, np.zeros((5, 1)), v, step=1)
+        with pytest.raises(TypeError, match="exp_avg"):
+            fn(p, g, m.tolist(), v, step=1)
+        with pytest.raises(TypeError, match="exp_avg_sq"):
+            fn(p, g, m, v.astype(np.float32), step=1)
+    with pytest.raises(TypeError, match="arrays"):
+        F.global_grad_norm(3.0)
+    with pytest.raises(TypeError, match=r"arrays\[1\]"):
+        F.global_grad_norm([np.ones(3), np.ones(3, np.float32)])
+    with pytest.raises(TypeError, match=r"arrays\[0\]"):
+        F.global_grad_norm([np.ones(3, np.int32)])
+    with pytest.raises(TypeError, match="array"):
+        F.scale_(np.ones(3, np.int32), 2.0)
+    with pytest.raises(ValueError, match="array"):
+        F.scale_(np.ones((3, 4))[:, ::2], 2.0)
+    with pytest.raises(TypeError, match="factor"):
+        F.scale_(np.ones(3), "2")
+
+
+def test_raw_binding_raises_instead_of_crashing():
+    C = tc._C
+    p, g = np.zeros(3), np.ones(3)
+    with pytest.raises(TypeError, match="param"):
+        C.sgd_update("x", g, None, 0.1, 0.0, 0.0, 0.0, False, False)
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        C.sgd_update(p, g, None, 0.1, 0.9, 0.0, 0.0, False, False)
+    with pytest.raises(TypeError):
+        C.sgd_update(p, g)
+    with pytest.raises(ValueError, match="step"):
+        C.adam_update(p, g, np.zeros(3), np.zeros(3), 0, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    with pytest.raises(TypeError, match="step"):
+        C.adamw_update(p, g, np.zeros(3), np.zeros(3), None, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    with pytest.raises(TypeError, match="exp_avg"):
+        C.adamw_update(p, g, None, np.zeros(3), 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    with pytest.raises(TypeError, match="arrays"):
+        C.global_grad_norm(np.ones(3))
+    with pytest.raises(TypeError, match="arrays"):
+        C.global_grad_norm([None])
+    with pytest.raises(TypeError, match="array"):
+        C.scale(None, 2.0)
+    assert np.array_equal(p, np.zeros(3))  # nothing was touched by the failed calls
