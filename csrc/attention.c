@@ -10,6 +10,7 @@
  *                           picked at run time (AVX2+FMA where the CPU has it).
  */
 #include "tc_generic.h"
+#include "rng.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -105,17 +106,11 @@ static size_t attention_scratch_elems(int64_t T, int64_t S, int nbuf, int nthrea
     return per * (size_t)nbuf * (size_t)nthreads;
 }
 
+/* words of the dropout stream drawn at a time */
+#define ATT_RNG_WORDS 256
+
 static inline int64_t attention_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-/* TEMPORARY until csrc/rng.h lands: dropout is rejected (TC_EINVAL) by the kernels. */
-#define TC_ATT_NO_RNG 1
-static inline void attention_rng_block(uint32_t w[4], uint64_t seed, uint64_t block)
-{
-    (void)seed;
-    (void)block;
-    w[0] = w[1] = w[2] = w[3] = 0;
-}
-static inline uint64_t attention_keep_threshold(double p) { return p > 0; }
 
 #define T float
 #define SFX f32

@@ -18,40 +18,49 @@
  * reproducible for a fixed thread count.
  */
 
-/* Dropout of one call: on, the Philox seed, the keep threshold on the 32-bit words and
- * the 1 / (1 - p) scale of kept elements. */
+/* Dropout of one call: on, the Philox seed, the 32-bit keep threshold (a word w is kept
+ * iff w >= thresh; none is kept when p rounds to 1) and the 1 / (1 - p) scale of kept
+ * elements. */
 typedef struct {
-    int on;
-    uint64_t seed, thresh;
+    int on, keep_none;
+    uint64_t seed;
+    uint32_t thresh;
     T inv;
 } FN(attention_drop);
 
 static FN(attention_drop) FN(attention_drop_make)(double p, uint64_t seed)
 {
-    FN(attention_drop) d = {0, seed, 0, (T)1};
+    FN(attention_drop) d = {0, 0, seed, 0, (T)1};
     if (p > 0) {
+        const uint64_t thr = tc_rng_keep_threshold(p);
         d.on = 1;
-        d.thresh = attention_keep_threshold(p);
-        d.inv = p < 1 ? (T)(1.0 / (1.0 - p)) : (T)0;
+        d.keep_none = thr > UINT32_MAX;
+        d.thresh = d.keep_none ? UINT32_MAX : (uint32_t)thr;
+        d.inv = d.keep_none ? (T)0 : (T)(1.0 / (1.0 - p));
     }
     return d;
 }
 
 /* p[j] (and p2[j] when p2 != NULL) for j in [0, n): times 1/(1-p) where element
- * first + j of the dropout stream is kept, 0 where it is dropped. */
+ * first + j of the dropout stream is kept, 0 where it is dropped. The stream is word i of
+ * Philox (seed, subsequence 0) for element i: the mask tc_dropout_* draws for element i
+ * of a flat array, here of the (B,NH,T,S) probabilities. */
 static void FN(attention_dropout_row)(T *p, T *p2, int64_t n, const FN(attention_drop) *d,
                                       uint64_t first)
 {
-    uint32_t w[4];
-    int64_t j = 0;
-    while (j < n) {
+    uint32_t w[ATT_RNG_WORDS + 4];
+    for (int64_t j = 0; j < n;) {
         const uint64_t idx = first + (uint64_t)j;
-        attention_rng_block(w, d->seed, idx >> 2);
-        for (unsigned c = (unsigned)(idx & 3); c < 4 && j < n; c++, j++) {
-            const int keep = (uint64_t)w[c] >= d->thresh;
-            p[j] = keep ? p[j] * d->inv : (T)0;
-            if (p2) p2[j] = keep ? p2[j] * d->inv : (T)0;
+        const int64_t off = (int64_t)(idx & 3);
+        const int64_t m = n - j < ATT_RNG_WORDS ? n - j : ATT_RNG_WORDS;
+        tc_rng_words(w, d->seed, 0, idx >> 2, (off + m + 3) >> 2);
+        T *pj = p + j, *p2j = p2 ? p2 + j : NULL;
+        for (int64_t t = 0; t < m; t++) {
+            const T z = !d->keep_none && w[off + t] >= d->thresh ? d->inv : (T)0;
+            pj[t] *= z;
+            if (p2j) p2j[t] *= z;
         }
+        j += m;
     }
 }
 
@@ -87,9 +96,6 @@ static int FN(attention_args_ok)(const tc_attention_masks *m, int64_t B, int64_t
                                  int64_t S, int64_t DK, int64_t DV, int causal, double p)
 {
     (void)m;
-#ifdef TC_ATT_NO_RNG
-    if (p != 0) return 0;
-#endif
     return attention_dims_ok(B, NH, T_, S, DK, DV) && attention_causal_ok(causal) &&
            p >= 0 && p <= 1;
 }

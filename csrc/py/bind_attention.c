@@ -31,19 +31,7 @@ static int check_options(int causal, double dropout_p, PyObject *seed_obj, uint6
                      buf);
         return -1;
     }
-    if (!PyLong_Check(seed_obj) || PyBool_Check(seed_obj)) {
-        PyErr_Format(PyExc_TypeError, "seed must be an integer, got %s",
-                     Py_TYPE(seed_obj)->tp_name);
-        return -1;
-    }
-    unsigned long long s = PyLong_AsUnsignedLongLong(seed_obj);
-    if (s == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_ValueError, "seed must be an integer in [0, 2**64)");
-        return -1;
-    }
-    *seed = (uint64_t)s;
-    return 0;
+    return tc_py_uint64(seed_obj, "seed", seed);
 }
 
 /* q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV): converted and checked against each other. */
