@@ -34,8 +34,8 @@ typedef uint64_t AUVEC __attribute__((vector_size(32)));
 #else
 typedef int32_t AIVEC __attribute__((vector_size(32)));
 typedef uint32_t AUVEC __attribute__((vector_size(32)));
-#define ATT_BR 72
-#define ATT_BC 96
+#define ATT_BR 72 /* query rows per block: 72 x 96 tiles measured best among 48..120 x 48..192 */
+#define ATT_BC 96 /* keys per tile */
 #define ATT_BQ 48
 #define ATT_VEXP ATT_VEXP_F32
 #endif
@@ -55,6 +55,8 @@ typedef struct {
     int masked;                     /* keep, bias or key_padding present */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
     int64_t k_hs, v_hs;             /* head strides of k and v: S*DK, or Smax*DK (decode) */
+    const T *kt;                    /* forward: k^T of every head (BH, DK, ktld), or NULL */
+    int64_t ktld;                   /* its row stride: S rounded up to ATT_NR, zero-padded */
     T scale;
     int causal;
     FN(attention_drop) drop;
@@ -76,15 +78,14 @@ static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t 
 }
 
 /* Vector exp of a vector of T, float: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
- * cephes' degree-7 expf polynomial (about 1 ulp), 2^n through the exponent bits. Inputs
- * below -86.5 (and -inf) give exactly 0 (exp(-86.5) < 3e-38, far below the rounding of
- * any softmax sum >= 1); inputs are clamped at 88 (no inf). NaN stays NaN. */
+ * cephes' degree-7 expf polynomial (about 1 ulp), 2^n added into the exponent bits.
+ * Inputs below -86.5 (and -inf) give exactly 0: exp(-86.5) < 3e-38 is far below the
+ * rounding of any softmax sum >= 1, and the lanes whose intermediates overflowed are
+ * masked off at the end. Inputs must be <= 88 (the kernels only take exp of x - max and
+ * s - lse, which are <= 0 up to rounding). */
 #define ATT_VEXP_F32(xin) ({                                                              \
-    AVEC x_ = (xin);                                                                      \
-    const AVEC lo_ = (AVEC){0} + -86.5f, hi_ = (AVEC){0} + 88.0f;                         \
-    const AIVEC und_ = x_ < lo_, ovf_ = x_ > hi_;                                         \
-    x_ = (AVEC)(((AIVEC)x_ & ~und_) | ((AIVEC)lo_ & und_));                               \
-    x_ = (AVEC)(((AIVEC)x_ & ~ovf_) | ((AIVEC)hi_ & ovf_));                               \
+    const AVEC x_ = (xin);                                                                \
+    const AIVEC und_ = x_ < -86.5f;                                                       \
     const AVEC t_ = x_ * 1.44269504088896341f + 12582912.0f;                              \
     const AVEC n_ = t_ - 12582912.0f;                                                     \
     AVEC r_ = x_ - n_ * 0.693359375f;                                                     \
@@ -100,13 +101,10 @@ static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t 
 })
 
 /* The same for double: degree-12 Taylor polynomial on |r| <= ln2/2 (relative error below
- * 2e-16 before rounding); inputs below -700 give exactly 0, clamped at 700. */
+ * 2e-16 before rounding); inputs below -700 give exactly 0; inputs must be <= 700. */
 #define ATT_VEXP_F64(xin) ({                                                              \
-    AVEC x_ = (xin);                                                                      \
-    const AVEC lo_ = (AVEC){0} + -700.0, hi_ = (AVEC){0} + 700.0;                         \
-    const AIVEC und_ = x_ < lo_, ovf_ = x_ > hi_;                                         \
-    x_ = (AVEC)(((AIVEC)x_ & ~und_) | ((AIVEC)lo_ & und_));                               \
-    x_ = (AVEC)(((AIVEC)x_ & ~ovf_) | ((AIVEC)hi_ & ovf_));                               \
+    const AVEC x_ = (xin);                                                                \
+    const AIVEC und_ = x_ < -700.0;                                                       \
     const AVEC t_ = x_ * 1.4426950408889634074 + 6755399441055744.0;                      \
     const AVEC n_ = t_ - 6755399441055744.0;                                              \
     AVEC r_ = x_ - n_ * 6.93145751953125e-1;                                              \
@@ -175,8 +173,27 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     return c;
 }
 
-/* The forward over BH batch-heads, c->Tq >= 1, c->S >= 1. */
-static int FN(att_forward_run)(const FN(att_ctx) *c, int64_t BH)
+/* kt (BH, DK, ktld) <- k^T of batch-heads [bh0, bh1), columns past S zero. */
+static void FN(att_transpose_keys)(const FN(att_ctx) *c, T *kt, int64_t bh0, int64_t bh1)
+{
+    const int64_t S = c->S, DK = c->DK, ld = c->ktld;
+    for (int64_t bh = bh0; bh < bh1; bh++) {
+        const T *k = c->k + bh * c->k_hs;
+        T *d = kt + bh * DK * ld;
+        for (int64_t j0 = 0; j0 < S; j0 += 16) { /* 16 keys at a time: rows stay in cache */
+            const int64_t n = S - j0 < 16 ? S - j0 : 16;
+            for (int64_t p = 0; p < DK; p++)
+                for (int64_t j = 0; j < n; j++) d[p * ld + j0 + j] = k[(j0 + j) * DK + p];
+        }
+        for (int64_t p = 0; p < DK; p++)
+            for (int64_t j = S; j < ld; j++) d[p * ld + j] = 0;
+    }
+}
+
+/* The forward over BH batch-heads, c->Tq >= 1, c->S >= 1. With more than one query block
+ * per head the keys are transposed once per head first (a copy the size of k), instead of
+ * once per key tile of every work item. */
+static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
 {
     const int64_t nqb = (c->Tq + ATT_BR - 1) / ATT_BR, items = BH * nqb;
     const double work = (double)BH * (double)c->Tq * (double)c->S * (double)(c->DK + c->DV + 8);
@@ -185,16 +202,32 @@ static int FN(att_forward_run)(const FN(att_ctx) *c, int64_t BH)
     const int64_t per = FN(att_fwd_scratch)(c->DK, c->DVP);
     T *scratch = FN(att_alloc)(per * nt);
     if (!scratch) return TC_ENOMEM;
+    T *kt = NULL;
+    if (nqb > 1 && c->DK > 0) {
+        c->ktld = attention_round_up(c->S, ATT_NR);
+        kt = FN(att_alloc)(BH * c->DK * c->ktld);
+        if (!kt) {
+            free(scratch);
+            return TC_ENOMEM;
+        }
+    }
     const FN(att_fwd_item_fn) item = FN_PICK(att_fwd_item);
+    c->kt = kt; /* read by the work items only after the barrier that ends the transposes */
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         T *w = scratch + (size_t)attention_thread_num() * (size_t)per;
+        if (kt) {
+#pragma omp for schedule(static)
+            for (int64_t bh = 0; bh < BH; bh++) FN(att_transpose_keys)(c, kt, bh, bh + 1);
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) { /* late (heavier causal) blocks first */
             const int64_t bh = it / nqb, qb = nqb - 1 - it % nqb;
             item(c, bh, qb * ATT_BR, w);
         }
     }
+    c->kt = NULL;
+    free(kt);
     free(scratch);
     return TC_OK;
 }

@@ -13,30 +13,66 @@
  * element sums over p in order: results are reproducible.
  */
 
+/* The MR x NR micro-kernel: twelve accumulators in registers (named, not an array, so
+ * nothing is spilled or zeroed through memory), two vector loads of b and six broadcasts
+ * of A per step of p. AT(r) is A(r, p) for the current p. */
+#define ATT_MK(AT)                                                                        \
+    AVEC c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};                \
+    AVEC c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};                \
+    for (int64_t p = 0; p < kc; p++) {                                                    \
+        const AVEC b0 = ATT_VLOAD(b + p * ldb), b1 = ATT_VLOAD(b + p * ldb + ATT_VL);     \
+        T ar = AT(0);                                                                     \
+        c00 += ar * b0;                                                                   \
+        c01 += ar * b1;                                                                   \
+        ar = AT(1);                                                                       \
+        c10 += ar * b0;                                                                   \
+        c11 += ar * b1;                                                                   \
+        ar = AT(2);                                                                       \
+        c20 += ar * b0;                                                                   \
+        c21 += ar * b1;                                                                   \
+        ar = AT(3);                                                                       \
+        c30 += ar * b0;                                                                   \
+        c31 += ar * b1;                                                                   \
+        ar = AT(4);                                                                       \
+        c40 += ar * b0;                                                                   \
+        c41 += ar * b1;                                                                   \
+        ar = AT(5);                                                                       \
+        c50 += ar * b0;                                                                   \
+        c51 += ar * b1;                                                                   \
+    }                                                                                     \
+    if (acc) {                                                                            \
+        ATT_MK_ROW_ACC(0, c00, c01);                                                      \
+        ATT_MK_ROW_ACC(1, c10, c11);                                                      \
+        ATT_MK_ROW_ACC(2, c20, c21);                                                      \
+        ATT_MK_ROW_ACC(3, c30, c31);                                                      \
+        ATT_MK_ROW_ACC(4, c40, c41);                                                      \
+        ATT_MK_ROW_ACC(5, c50, c51);                                                      \
+    }                                                                                     \
+    ATT_MK_ROW_STORE(0, c00, c01);                                                        \
+    ATT_MK_ROW_STORE(1, c10, c11);                                                        \
+    ATT_MK_ROW_STORE(2, c20, c21);                                                        \
+    ATT_MK_ROW_STORE(3, c30, c31);                                                        \
+    ATT_MK_ROW_STORE(4, c40, c41);                                                        \
+    ATT_MK_ROW_STORE(5, c50, c51)
+#define ATT_MK_ROW_ACC(r, x0, x1)                                                         \
+    do {                                                                                  \
+        x0 += ATT_VLOAD(c + (r) * ldc);                                                   \
+        x1 += ATT_VLOAD(c + (r) * ldc + ATT_VL);                                          \
+    } while (0)
+#define ATT_MK_ROW_STORE(r, x0, x1)                                                       \
+    do {                                                                                  \
+        ATT_VSTORE(c + (r) * ldc, x0);                                                    \
+        ATT_VSTORE(c + (r) * ldc + ATT_VL, x1);                                           \
+    } while (0)
+
 /* c (MR,NR) (+)= sum_p A(r,p) b[p*ldb + 0..NR), A(r,p) = a[r*lda + p] */
 KATTR static inline void KN(att_mk_nn)(int64_t kc, const T *restrict a, int64_t lda,
                                        const T *restrict b, int64_t ldb, T *restrict c,
                                        int64_t ldc, int acc)
 {
-    AVEC c0[ATT_MR], c1[ATT_MR];
-    for (int r = 0; r < ATT_MR; r++) c0[r] = c1[r] = (AVEC){0};
-    for (int64_t p = 0; p < kc; p++) {
-        const AVEC b0 = ATT_VLOAD(b + p * ldb), b1 = ATT_VLOAD(b + p * ldb + ATT_VL);
-        for (int r = 0; r < ATT_MR; r++) {
-            const T ar = a[r * lda + p];
-            c0[r] += ar * b0;
-            c1[r] += ar * b1;
-        }
-    }
-    for (int r = 0; r < ATT_MR; r++) {
-        T *cr = c + r * ldc;
-        if (acc) {
-            c0[r] += ATT_VLOAD(cr);
-            c1[r] += ATT_VLOAD(cr + ATT_VL);
-        }
-        ATT_VSTORE(cr, c0[r]);
-        ATT_VSTORE(cr + ATT_VL, c1[r]);
-    }
+#define ATT_A_NN(r) a[(r) * lda + p]
+    ATT_MK(ATT_A_NN);
+#undef ATT_A_NN
 }
 
 /* c (MR,NR) (+)= sum_p A(r,p) b[p*ldb + 0..NR), A(r,p) = a[p*lda + r] */
@@ -44,26 +80,14 @@ KATTR static inline void KN(att_mk_tn)(int64_t kc, const T *restrict a, int64_t 
                                        const T *restrict b, int64_t ldb, T *restrict c,
                                        int64_t ldc, int acc)
 {
-    AVEC c0[ATT_MR], c1[ATT_MR];
-    for (int r = 0; r < ATT_MR; r++) c0[r] = c1[r] = (AVEC){0};
-    for (int64_t p = 0; p < kc; p++) {
-        const AVEC b0 = ATT_VLOAD(b + p * ldb), b1 = ATT_VLOAD(b + p * ldb + ATT_VL);
-        const T *ap = a + p * lda;
-        for (int r = 0; r < ATT_MR; r++) {
-            c0[r] += ap[r] * b0;
-            c1[r] += ap[r] * b1;
-        }
-    }
-    for (int r = 0; r < ATT_MR; r++) {
-        T *cr = c + r * ldc;
-        if (acc) {
-            c0[r] += ATT_VLOAD(cr);
-            c1[r] += ATT_VLOAD(cr + ATT_VL);
-        }
-        ATT_VSTORE(cr, c0[r]);
-        ATT_VSTORE(cr + ATT_VL, c1[r]);
-    }
+#define ATT_A_TN(r) a[p * lda + (r)]
+    ATT_MK(ATT_A_TN);
+#undef ATT_A_TN
 }
+
+#undef ATT_MK
+#undef ATT_MK_ROW_ACC
+#undef ATT_MK_ROW_STORE
 
 // c (M,N) (+)= a (M,K) @ b (K,N); M % MR == 0, N % NR == 0
 KATTR static void KN(att_gemm_nn)(int64_t M, int64_t N, int64_t K, const T *a, int64_t lda,
@@ -160,13 +184,20 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
             for (int64_t j = 0; j < bc && !any; j++) any = kpad[j0 + j] != 0;
             if (!any) continue;
         }
-        /* Kt (DK, bcp) = k tile transposed, columns past bc zero */
-        for (int64_t j = 0; j < bc; j++)
-            for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[(j0 + j) * DK + p];
-        for (int64_t p = 0; p < DK; p++)
-            for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
+        /* Kt (DK, bcp) = k tile transposed, columns past bc zero (or the head's k^T) */
+        const T *kt = Kt;
+        int64_t ldkt = ATT_BC;
+        if (c->kt) {
+            kt = c->kt + bh * DK * c->ktld + j0;
+            ldkt = c->ktld;
+        } else {
+            for (int64_t j = 0; j < bc; j++)
+                for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[(j0 + j) * DK + p];
+            for (int64_t p = 0; p < DK; p++)
+                for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
+        }
         /* scores (brp, bcp) = Qs Kt */
-        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, Kt, ATT_BC, Sb, ATT_BC, 0);
+        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ldkt, Sb, ATT_BC, 0);
         const int need_mask = c->masked || j0 + bc > lim0;
         for (int64_t r = 0; r < br; r++) {
             T *s = Sb + r * ATT_BC;
