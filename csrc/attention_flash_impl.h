@@ -14,10 +14,12 @@
  * Backward: a work item is (batch-head, key tile). It recomputes P = exp(s - lse) for every
  * query block that sees the tile, accumulates dk, dv of the tile in cache and adds dS k
  * into a dq accumulator. With many batch-heads each thread owns whole heads (dq needs no
- * reduction); with few, every head's key tiles are dealt round-robin to the threads, each
- * with its own dq partial, summed in thread order (reproducible for a fixed thread count).
+ * reduction); with few (or a number the threads do not divide), every head's key tiles are
+ * dealt round-robin to the threads, each with its own dq partial, summed in thread order
+ * (reproducible for a fixed thread count).
  *
- * Extra memory: O(ATT_BR * ATT_BC + T * (DK + DV)) per thread; never a (T, S) matrix.
+ * Extra memory: O(ATT_BR * ATT_BC + T * (DK + DV)) per thread, plus in the forward one
+ * transposed copy of k (the size of k); never a (T, S) matrix.
  */
 
 #define AVEC FN(att_vec)
@@ -271,7 +273,7 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
     const int64_t dsz = FN(att_pad)(Tq);
     const FN(att_bwd_kblock_fn) kblock = FN_PICK(att_bwd_kblock);
     const T scale = c->scale;
-    if (nt == 1 || BH >= 2 * (int64_t)nt || nkb == 1) {
+    if (nt == 1 || BH % nt == 0 || BH >= 4 * (int64_t)nt || nkb == 1) {
         /* each thread owns whole heads: Qs, dOp, Dv, dQ and the tile scratch */
         if (nt > BH) nt = (int)BH;
         const int64_t per = 2 * qsz + osz + dsz + kscr;

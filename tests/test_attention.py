@@ -1,6 +1,8 @@
-"""Scaled dot-product attention (materialised reference kernels): NumPy reference (incl.
-the coursework's "-1e9 above the diagonal" form), finite differences, PyTorch parity,
-awkward shapes, exact zeros under causal masking, bad input."""
+"""Scaled dot-product attention (the tiled kernel by default, the materialised reference
+where parametrised): NumPy reference (incl. the coursework's "-1e9 above the diagonal"
+form), finite differences, PyTorch parity, awkward shapes, exact zeros under causal
+masking, bad input. Masks, dropout, tile boundaries, decoding and the modules have their
+own test_attention_*.py files."""
 import math
 
 import numpy as np
@@ -132,14 +134,16 @@ def test_backward_with_cached_out_and_lse_equals_recomputation():
 @pytest.mark.parametrize("T,S,DK,DV", [(4, 4, 3, 3), (3, 5, 4, 2), (5, 3, 2, 4), (1, 1, 2, 3),
                                        (1, 4, 3, 2), (4, 1, 2, 2)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_backward_finite_differences(T, S, DK, DV, causal):
+@pytest.mark.parametrize("impl", ["tiled", "reference"])
+def test_backward_finite_differences(T, S, DK, DV, causal, impl):
     q, k, v = qkv(T, S, DK, DV, lead=(2,), seed=T * S)
 
     def grads(G):
-        dq, dk, dv = sdpa_bwd(G, q, k, v, is_causal=causal)
+        dq, dk, dv = sdpa_bwd(G, q, k, v, is_causal=causal, implementation=impl)
         return {"q": dq, "k": dk, "v": dv}
 
-    check_grads(lambda: sdpa(q, k, v, is_causal=causal), grads, {"q": q, "k": k, "v": v})
+    check_grads(lambda: sdpa(q, k, v, is_causal=causal, implementation=impl), grads,
+                {"q": q, "k": k, "v": v})
 
 
 def test_finite_differences_with_scale():
@@ -166,14 +170,15 @@ def torch_sdpa(torch, q, k, v, G, causal, scale=None):
 @pytest.mark.parametrize("T,S,DK,DV", SHAPES)
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_matches_torch(torch, dtype, T, S, DK, DV, lead, causal):
+@pytest.mark.parametrize("impl", ["tiled", "reference"])
+def test_matches_torch(torch, dtype, T, S, DK, DV, lead, causal, impl):
     q, k, v = qkv(T, S, DK, DV, lead=lead, dtype=dtype, seed=T + S + len(lead))
     G = rng(10).standard_normal(lead + (T, DV)).astype(dtype)
     want_out, want_grads = torch_sdpa(torch, q, k, v, G, causal)
-    out, lse = sdpa(q, k, v, is_causal=causal, return_lse=True)
+    out, lse = sdpa(q, k, v, is_causal=causal, return_lse=True, implementation=impl)
     assert out.shape == lead + (T, DV) and lse.shape == lead + (T,)
     np.testing.assert_allclose(out, want_out, **tol(dtype))
-    grads = sdpa_bwd(G, q, k, v, is_causal=causal, out=out, lse=lse)
+    grads = sdpa_bwd(G, q, k, v, is_causal=causal, out=out, lse=lse, implementation=impl)
     for name, a, g, w in zip("qkv", (q, k, v), grads, want_grads):
         assert g.dtype == dtype and g.shape == a.shape
         np.testing.assert_allclose(g, w, **tol(dtype), err_msg=f"d{name}")
@@ -182,13 +187,17 @@ def test_matches_torch(torch, dtype, T, S, DK, DV, lead, causal):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("BH,T,S,D", [(1, 256, 256, 16), (1, 200, 300, 8), (6, 64, 48, 16)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_matches_torch_parallel_paths(torch, dtype, BH, T, S, D, causal):
-    # BH = 1 with a large T*S runs rows and GEMMs in parallel; BH > 1 runs heads in parallel
+@pytest.mark.parametrize("impl", ["tiled", "reference"])
+def test_matches_torch_parallel_paths(torch, dtype, BH, T, S, D, causal, impl):
+    # reference: BH = 1 with a large T*S runs rows and GEMMs in parallel, BH > 1 heads;
+    # tiled: BH = 1 splits the key tiles of the head between threads, BH = 6 gives whole
+    # heads to threads in the backward
     q, k, v = qkv(T, S, D, D, lead=(BH,), dtype=dtype, seed=11)
     G = rng(12).standard_normal((BH, T, D)).astype(dtype)
     want_out, want_grads = torch_sdpa(torch, q, k, v, G, causal)
-    np.testing.assert_allclose(sdpa(q, k, v, is_causal=causal), want_out, **tol(dtype))
-    for g, w in zip(sdpa_bwd(G, q, k, v, is_causal=causal), want_grads):
+    np.testing.assert_allclose(sdpa(q, k, v, is_causal=causal, implementation=impl), want_out,
+                               **tol(dtype))
+    for g, w in zip(sdpa_bwd(G, q, k, v, is_causal=causal, implementation=impl), want_grads):
         np.testing.assert_allclose(g, w, **tol(dtype))
 
 
