@@ -1,8 +1,10 @@
 """Scaled dot-product attention: transformer_c's tiled kernel vs torch SDPA, float32.
 
 For each case (B, NH, T, HS, causal) prints one JSON line with the forward and
-forward+backward times of both (median of repeats after warm-up, same thread count) and
-their ratios (torch time / transformer_c time: > 1 means transformer_c is faster), and with
+forward+backward times of both (medians over rounds after warm-up, same thread count; each
+round times transformer_c and torch back to back, so both see the same machine load) and
+their ratios (median over rounds of torch time / transformer_c time: > 1 means
+transformer_c is faster), and with
 --memory the peak extra memory of one forward+backward call of each, measured in a fresh
 subprocess as the rise of the peak resident set (VmHWM) over the resident set after the
 inputs were allocated. ``score_matrix_mib`` is what materialising the (T, S) float32
@@ -20,7 +22,10 @@ import sys
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit, median_time, set_threads
+import statistics
+import time
+
+from benchmarks.common import emit, set_threads
 
 HS = 64
 # (B, NH, T): batch 1..8, heads 4..12, sequence 128..4096
@@ -63,6 +68,37 @@ def torch_fns(torch, q, k, v, G, causal):
         sdpa(tq, tk, tv, is_causal=causal).backward(tG)
         return tq.grad, tk.grad, tv.grad
     return fwd, fwd_bwd
+
+
+def _sample(fn, min_time):
+    """Seconds per call of fn(), looping until min_time has passed (at least one call)."""
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time:
+            return elapsed / n
+
+
+def paired_times(fa, fb, repeats, warmup=1, min_time=0.05):
+    """(median seconds of fa, of fb, median of the per-round ratios fb / fa); fa and fb are
+    timed back to back in each round, alternating which goes first."""
+    for _ in range(warmup):
+        fa()
+        fb()
+    ta, tb, ratios = [], [], []
+    for r in range(repeats):
+        if r % 2:
+            b = _sample(fb, min_time)
+            a = _sample(fa, min_time)
+        else:
+            a = _sample(fa, min_time)
+            b = _sample(fb, min_time)
+        ta.append(a)
+        tb.append(b)
+        ratios.append(b / a)
+    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
 
 
 def _status_mib(field):
@@ -115,17 +151,19 @@ def run(cases, causals, threads, dtype, memory, repeats):
                    "dtype": np.dtype(dtype).name, "threads": threads,
                    "kernel": tc._C.attention_kernel_name(),
                    "score_matrix_mib": round(B * NH * T * T * np.dtype(dtype).itemsize / 2**20, 1)}
-            # few, long samples for the big cases
-            kw = dict(repeats=repeats, warmup=1, min_time=0.0 if T >= 2048 else 0.05)
+            min_time = 0.0 if T >= 2048 else 0.05  # few, long samples for the big cases
             f, fb = tc_fns(q, k, v, G, causal)
-            rec["tc_fwd_s"] = median_time(f, **kw)
-            rec["tc_fwd_bwd_s"] = median_time(fb, **kw)
             if torch is not None:
                 tf, tfb = torch_fns(torch, q, k, v, G, causal)
-                rec["torch_fwd_s"] = median_time(tf, **kw)
-                rec["torch_fwd_bwd_s"] = median_time(tfb, **kw)
-                rec["fwd_ratio"] = round(rec["torch_fwd_s"] / rec["tc_fwd_s"], 3)
-                rec["fwd_bwd_ratio"] = round(rec["torch_fwd_bwd_s"] / rec["tc_fwd_bwd_s"], 3)
+                rec["tc_fwd_s"], rec["torch_fwd_s"], rec["fwd_ratio"] = paired_times(
+                    f, tf, repeats, min_time=min_time)
+                rec["tc_fwd_bwd_s"], rec["torch_fwd_bwd_s"], rec["fwd_bwd_ratio"] = paired_times(
+                    fb, tfb, repeats, min_time=min_time)
+                rec["fwd_ratio"] = round(rec["fwd_ratio"], 3)
+                rec["fwd_bwd_ratio"] = round(rec["fwd_bwd_ratio"], 3)
+            else:
+                rec["tc_fwd_s"] = paired_times(f, f, repeats, min_time=min_time)[0]
+                rec["tc_fwd_bwd_s"] = paired_times(fb, fb, repeats, min_time=min_time)[0]
             if memory:
                 rec["tc_fwd_bwd_extra_mib"] = measure_memory("tc", B, NH, T, causal, dtype, threads)
                 if torch is not None:
@@ -147,7 +185,7 @@ def main(argv=None):
     p.add_argument("--cases", nargs="+", metavar="B,NH,T", help="explicit cases")
     p.add_argument("--causal", choices=["both", "yes", "no"], default="both")
     p.add_argument("--memory", action="store_true", help="also measure peak extra memory")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--_probe", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a._probe:

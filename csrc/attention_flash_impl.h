@@ -399,10 +399,11 @@ int FN(tc_attention_decode)(T *out, T *k_cache, T *v_cache, const T *q, const T 
     (void)par;
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t bh = 0; bh < BH; bh++) {
-        memcpy(k_cache + (bh * Smax + pos) * DK, k_new + bh * TN * DK,
-               (size_t)(TN * DK) * sizeof(T));
-        memcpy(v_cache + (bh * Smax + pos) * DV, v_new + bh * TN * DV,
-               (size_t)(TN * DV) * sizeof(T));
+        /* memmove: k_new may be a view of the cache itself */
+        memmove(k_cache + (bh * Smax + pos) * DK, k_new + bh * TN * DK,
+                (size_t)(TN * DK) * sizeof(T));
+        memmove(v_cache + (bh * Smax + pos) * DV, v_new + bh * TN * DV,
+                (size_t)(TN * DV) * sizeof(T));
     }
     tc_attention_masks m;
     memset(&m, 0, sizeof m);

@@ -167,18 +167,10 @@ static PyObject *forward_common(PyObject *args, int ref)
     void *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
     Py_BEGIN_ALLOW_THREADS
-    if (ref)
-        st = ty == NPY_FLOAT
-            ? tc_attention_forward_ref_f32(po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK, DV,
-                                           (float)scale, causal, dropout_p, seed)
-            : tc_attention_forward_ref_f64(po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK, DV,
-                                           scale, causal, dropout_p, seed);
-    else
-        st = ty == NPY_FLOAT
-            ? tc_attention_forward_f32(po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK, DV,
-                                       (float)scale, causal, dropout_p, seed)
-            : tc_attention_forward_f64(po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK, DV, scale,
-                                       causal, dropout_p, seed);
+    st = ref ? TC_CALL(ty, tc_attention_forward_ref, po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK,
+                       DV, scale, causal, dropout_p, seed)
+             : TC_CALL(ty, tc_attention_forward, po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK, DV,
+                       scale, causal, dropout_p, seed);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, ref ? "attention_forward_ref" : "attention_forward")) goto done;
     result = Py_BuildValue("(OO)", out, lse);
@@ -250,19 +242,10 @@ static PyObject *backward_common(PyObject *args, int ref)
     const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
     const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     Py_BEGIN_ALLOW_THREADS
-    if (ref)
-        st = ty == NPY_FLOAT
-            ? tc_attention_backward_ref_f32(pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B, NH,
-                                            Tq, S, DK, DV, (float)scale, causal, dropout_p,
-                                            seed)
-            : tc_attention_backward_ref_f64(pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B, NH,
-                                            Tq, S, DK, DV, scale, causal, dropout_p, seed);
-    else
-        st = ty == NPY_FLOAT
-            ? tc_attention_backward_f32(pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B, NH, Tq,
-                                        S, DK, DV, (float)scale, causal, dropout_p, seed)
-            : tc_attention_backward_f64(pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B, NH, Tq,
-                                        S, DK, DV, scale, causal, dropout_p, seed);
+    st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
+                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed)
+             : TC_CALL(ty, tc_attention_backward, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B,
+                       NH, Tq, S, DK, DV, scale, causal, dropout_p, seed);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, ref ? "attention_backward_ref" : "attention_backward")) goto done;
     result = Py_BuildValue("(OOO)", dq, dk, dv);
@@ -357,11 +340,8 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
     const uint8_t *pkp = kp ? (const uint8_t *)PyArray_DATA(kp) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT
-        ? tc_attention_decode_f32(po, pkc, pvc, pq, pk, pv, pkp, B, NH, TN, Smax, pos, DK, DV,
-                                  (float)scale)
-        : tc_attention_decode_f64(po, pkc, pvc, pq, pk, pv, pkp, B, NH, TN, Smax, pos, DK, DV,
-                                  scale);
+    st = TC_CALL(ty, tc_attention_decode, po, pkc, pvc, pq, pk, pv, pkp, B, NH, TN, Smax, pos,
+                 DK, DV, scale);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "attention_decode")) goto done;
     result = (PyObject *)out;
