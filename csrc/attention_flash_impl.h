@@ -7,7 +7,9 @@
  * softmax (running max m and sum l per row; the accumulator is rescaled by exp(m_old -
  * m_new) when the max grows). Only the per-row logsumexp is saved. Key tiles past the
  * block's causal limit are never visited and tiles of padding keys only are skipped, so a
- * causal pass does about half the work of a full one. Work items are shared out
+ * causal pass does about half the work of a full one. A work item of fewer than ATT_MR
+ * rows (decoding a token or a few) instead takes each row's dot products straight from the
+ * key rows and accumulates P v row by row. Work items are shared out
  * dynamically; each computes its outputs alone, in a fixed order: the results do not even
  * depend on the thread count.
  *
@@ -71,6 +73,12 @@ static int64_t FN(att_fwd_scratch)(int64_t DK, int64_t DVP)
 {
     return FN(att_pad)(ATT_BR * DK) + FN(att_pad)(DK * ATT_BC) + FN(att_pad)(ATT_BC * DVP) +
            ATT_BR * ATT_BC + FN(att_pad)(ATT_BR * DVP) + 2 * ATT_BR + 16;
+}
+
+/* the row path (fewer than ATT_MR query rows): scaled q row, output row, scores of a row */
+static int64_t FN(att_rows_scratch)(int64_t S, int64_t DK, int64_t DV)
+{
+    return FN(att_pad)(DK) + FN(att_pad)(DV) + FN(att_pad)(S + ATT_VL) + 16;
 }
 
 static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t DVP)
@@ -201,7 +209,10 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
     const double work = (double)BH * (double)c->Tq * (double)c->S * (double)(c->DK + c->DV + 8);
     int nt = work >= TC_PARALLEL_MIN_WORK && items > 1 ? attention_max_threads() : 1;
     if (nt > items) nt = (int)items;
-    const int64_t per = FN(att_fwd_scratch)(c->DK, c->DVP);
+    const int64_t tiled = FN(att_fwd_scratch)(c->DK, c->DVP);
+    const int64_t rows = c->Tq % ATT_BR && c->Tq % ATT_BR < ATT_MR
+                             ? FN(att_rows_scratch)(c->S, c->DK, c->DV) : 0;
+    const int64_t per = tiled > rows ? tiled : rows;
     T *scratch = FN(att_alloc)(per * nt);
     if (!scratch) return TC_ENOMEM;
     T *kt = NULL;

@@ -148,6 +148,95 @@ KATTR static void KN(att_row_ds)(T *restrict ds, const T *restrict p, int64_t n,
         ATT_VSTORE(ds + j, ATT_VLOAD(p + j) * (ATT_VLOAD(ds + j) - D));
 }
 
+/* s[j] = q . k_j for the n keys k_j = k + j*DK, four keys at a time (independent vector
+ * accumulators), the DK % ATT_VL tail in scalars */
+KATTR static void KN(att_row_scores)(T *restrict s, const T *restrict q, const T *restrict k,
+                                     int64_t n, int64_t DK)
+{
+    const int64_t dv = DK / ATT_VL * ATT_VL;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const T *k0 = k + j * DK, *k1 = k0 + DK, *k2 = k1 + DK, *k3 = k2 + DK;
+        AVEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t p = 0; p < dv; p += ATT_VL) {
+            const AVEC x = ATT_VLOAD(q + p);
+            a0 += x * ATT_VLOAD(k0 + p);
+            a1 += x * ATT_VLOAD(k1 + p);
+            a2 += x * ATT_VLOAD(k2 + p);
+            a3 += x * ATT_VLOAD(k3 + p);
+        }
+        T d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        for (int l = 0; l < ATT_VL; l++) {
+            d0 += a0[l];
+            d1 += a1[l];
+            d2 += a2[l];
+            d3 += a3[l];
+        }
+        for (int64_t p = dv; p < DK; p++) {
+            d0 += q[p] * k0[p];
+            d1 += q[p] * k1[p];
+            d2 += q[p] * k2[p];
+            d3 += q[p] * k3[p];
+        }
+        s[j] = d0;
+        s[j + 1] = d1;
+        s[j + 2] = d2;
+        s[j + 3] = d3;
+    }
+    for (; j < n; j++) {
+        const T *kj = k + j * DK;
+        AVEC a = {0};
+        for (int64_t p = 0; p < dv; p += ATT_VL) a += ATT_VLOAD(q + p) * ATT_VLOAD(kj + p);
+        T d = 0;
+        for (int l = 0; l < ATT_VL; l++) d += a[l];
+        for (int64_t p = dv; p < DK; p++) d += q[p] * kj[p];
+        s[j] = d;
+    }
+}
+
+/* Forward of a work item with fewer than ATT_MR query rows (decoding one or a few tokens):
+ * row by row, the scores against every visible key straight from k (no transposed tiles,
+ * no rows padded to ATT_MR), then the softmax and out = P v. w: FN(att_rows_scratch). */
+KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64_t br,
+                                   T *w)
+{
+    const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
+    const int64_t b = bh / c->NH, h = bh % c->NH;
+    const T *k = c->k + bh * c->k_hs, *v = c->v + bh * c->v_hs;
+    T *qs = w, *o = qs + FN(att_pad)(DK), *s = o + FN(att_pad)(DV);
+    for (int64_t r = 0; r < br; r++) {
+        const int64_t i = i0 + r;
+        const T *q = c->q + (bh * Tq + i) * DK;
+        T *out = c->out + (bh * Tq + i) * DV;
+        const int64_t lim = attention_limit(i, Tq, S, c->causal);
+        const int64_t n = attention_round_up(lim > 0 ? lim : 1, ATT_VL);
+        for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
+        KN(att_row_scores)(s, qs, k, lim, DK);
+        if (c->masked) FN(attention_mask_row)(s, c->masks, b, h, i, 0, lim, lim, S);
+        for (int64_t j = lim; j < n; j++) s[j] = -INFINITY;
+        const T m = KN(att_row_max)(s, n);
+        if (m == -INFINITY) { /* every key masked: zeros, lse = -inf */
+            for (int64_t cc = 0; cc < DV; cc++) out[cc] = 0;
+            if (c->lse) c->lse[bh * Tq + i] = -INFINITY;
+            continue;
+        }
+        const T l = KN(att_row_exp_sum)(s, n, m);
+        if (c->drop.on)
+            FN(attention_dropout_row)(s, NULL, lim, &c->drop,
+                                      ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) * (uint64_t)S);
+        for (int64_t cc = 0; cc < DV; cc++) o[cc] = 0;
+        for (int64_t j = 0; j < lim; j++) {
+            const T pj = s[j];
+            if (pj == 0) continue; /* masked or dropped */
+            const T *vj = v + j * DV;
+            for (int64_t cc = 0; cc < DV; cc++) o[cc] += pj * vj[cc];
+        }
+        const T inv = (T)1 / l;
+        for (int64_t cc = 0; cc < DV; cc++) out[cc] = o[cc] * inv;
+        if (c->lse) c->lse[bh * Tq + i] = m + MATH(log)(l);
+    }
+}
+
 /* One forward work item: query rows [i0, i0 + ATT_BR) of batch-head bh against every
  * visible key tile, online softmax; w: FN(att_fwd_scratch) elements. */
 KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0, T *w)
@@ -155,6 +244,10 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV, DVP = c->DVP;
     const int64_t b = bh / c->NH, h = bh % c->NH;
     const int64_t br = Tq - i0 < ATT_BR ? Tq - i0 : ATT_BR;
+    if (br < ATT_MR) {
+        KN(att_fwd_rows)(c, bh, i0, br, w);
+        return;
+    }
     const int64_t brp = attention_round_up(br, ATT_MR);
     const T *q = c->q + (bh * Tq + i0) * DK;
     const T *k = c->k + bh * c->k_hs, *v = c->v + bh * c->v_hs;
