@@ -59,8 +59,9 @@ typedef struct {
     int masked;                     /* keep, bias or key_padding present */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
     int64_t k_hs, v_hs;             /* head strides of k and v: S*DK, or Smax*DK (decode) */
-    const T *kt;                    /* forward: k^T of every head (BH, DK, ktld), or NULL */
-    int64_t ktld;                   /* its row stride: S rounded up to ATT_NR, zero-padded */
+    const T *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
+                                       zero-padded past S, or NULL */
+    int64_t nkt;                    /* key tiles per head: S / ATT_BC rounded up */
     T scale;
     int causal;
     FN(attention_drop) drop;
@@ -183,20 +184,22 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     return c;
 }
 
-/* kt (BH, DK, ktld) <- k^T of batch-heads [bh0, bh1), columns past S zero. */
+/* kt (BH, nkt, DK, ATT_BC) <- k^T of every key tile of batch-heads [bh0, bh1), one
+ * contiguous (DK, ATT_BC) panel per tile (a row stride of S would put the panel's rows in
+ * the same cache set), columns past S zero. */
 static void FN(att_transpose_keys)(const FN(att_ctx) *c, T *kt, int64_t bh0, int64_t bh1)
 {
-    const int64_t S = c->S, DK = c->DK, ld = c->ktld;
+    const int64_t S = c->S, DK = c->DK;
     for (int64_t bh = bh0; bh < bh1; bh++) {
         const T *k = c->k + bh * c->k_hs;
-        T *d = kt + bh * DK * ld;
-        for (int64_t j0 = 0; j0 < S; j0 += 16) { /* 16 keys at a time: rows stay in cache */
-            const int64_t n = S - j0 < 16 ? S - j0 : 16;
+        for (int64_t t = 0; t < c->nkt; t++) {
+            T *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
+            const int64_t j0 = t * ATT_BC, n = S - j0 < ATT_BC ? S - j0 : ATT_BC;
+            for (int64_t j = 0; j < n; j++)
+                for (int64_t p = 0; p < DK; p++) d[p * ATT_BC + j] = k[(j0 + j) * DK + p];
             for (int64_t p = 0; p < DK; p++)
-                for (int64_t j = 0; j < n; j++) d[p * ld + j0 + j] = k[(j0 + j) * DK + p];
+                for (int64_t j = n; j < ATT_BC; j++) d[p * ATT_BC + j] = 0;
         }
-        for (int64_t p = 0; p < DK; p++)
-            for (int64_t j = S; j < ld; j++) d[p * ld + j] = 0;
     }
 }
 
@@ -217,8 +220,8 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
     if (!scratch) return TC_ENOMEM;
     T *kt = NULL;
     if (nqb > 1 && c->DK > 0) {
-        c->ktld = attention_round_up(c->S, ATT_NR);
-        kt = FN(att_alloc)(BH * c->DK * c->ktld);
+        c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
+        kt = FN(att_alloc)(BH * c->nkt * c->DK * ATT_BC);
         if (!kt) {
             free(scratch);
             return TC_ENOMEM;

@@ -279,10 +279,8 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         }
         /* Kt (DK, bcp) = k tile transposed, columns past bc zero (or the head's k^T) */
         const T *kt = Kt;
-        int64_t ldkt = ATT_BC;
         if (c->kt) {
-            kt = c->kt + bh * DK * c->ktld + j0;
-            ldkt = c->ktld;
+            kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
         } else {
             for (int64_t j = 0; j < bc; j++)
                 for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[(j0 + j) * DK + p];
@@ -290,7 +288,7 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
                 for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
         }
         /* scores (brp, bcp) = Qs Kt */
-        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ldkt, Sb, ATT_BC, 0);
+        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ATT_BC, Sb, ATT_BC, 0);
         const int need_mask = c->masked || j0 + bc > lim0;
         for (int64_t r = 0; r < br; r++) {
             T *s = Sb + r * ATT_BC;
