@@ -24,7 +24,7 @@ def read_text(path):
         bad = data[e.start]
         line = data.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{path} is not UTF-8 text: byte 0x{bad:02x} at byte offset {e.start} "
-                         f"(line {line}) {e.reason}") from None
+                         f"(line {line}): {e.reason}") from None
 
 
 def split_text(text, val_fraction=0.1):
