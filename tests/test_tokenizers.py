@@ -418,6 +418,23 @@ def test_save_load_round_trip(tmp_path, make, sample):
     assert type(tok).load(path) == tok
 
 
+@pytest.mark.parametrize("make", [lambda: CharTokenizer.train("hello"),
+                                  lambda: BPETokenizer.train("hello hello", 270)])
+def test_pickle_round_trip(make):
+    import pickle
+
+    class Sub(type(make())):
+        pass
+
+    tok = make()
+    back = pickle.loads(pickle.dumps(tok))
+    assert type(back) is type(tok) and back == tok
+    np.testing.assert_array_equal(back.encode("hello hel"), tok.encode("hello hel"))
+    # a user subclass does not capture the base class's "type" when loading
+    assert type(Tokenizer.from_dict(tok.to_dict())) is type(tok)
+    assert Sub.kind == tok.kind
+
+
 def test_bpe_saved_vocab_uses_gpt2_spelling(tmp_path):
     tok = BPETokenizer.train("the the the\nthe", 265)
     tok.save(tmp_path / "t.json")
@@ -444,6 +461,8 @@ def test_load_errors(tmp_path):
         ({"type": "bpe", "version": 1, "specials": [], "merges": [["a", "b"]]}, "merges"),
         ({"type": "bpe", "version": 1, "specials": [], "merges": [[1, 2]],
           "vocab": ["x"] * 257}, "does not match"),
+        ({"type": "bpe", "version": 1, "specials": [], "merges": [[1, 2]],
+          "merge_counts": [5, 4]}, "merge_counts"),
     ]
     for d, msg in cases:
         bad.write_text(json.dumps(d))

@@ -100,7 +100,12 @@ class BPETokenizer(Tokenizer):
         self._encoder = _C.bpe_new(m, char_classes())  # validates the merges
         self.merges = m.astype(np.int32)
         self.merges.setflags(write=False)
-        self.merge_counts = None if merge_counts is None else np.asarray(merge_counts, np.int64)
+        if merge_counts is not None:
+            merge_counts = np.asarray(merge_counts, dtype=np.int64)
+            if merge_counts.shape != (len(self.merges),):
+                raise ValueError(f"merge_counts must have shape ({len(self.merges)},), one count "
+                                 f"per merge, got {merge_counts.shape}")
+        self.merge_counts = merge_counts
 
     @classmethod
     def train(cls, text, vocab_size=5000, *, specials=SPECIALS, min_frequency=2):

@@ -181,7 +181,9 @@ class Tokenizer:
         if not isinstance(d, dict):
             raise ValueError(f"a tokenizer description must be a JSON object, got {type(d).__name__}")
         kind = d.get("type")
-        sub = {c.kind: c for c in _subclasses(Tokenizer)}
+        sub = {}
+        for c in _subclasses(Tokenizer):  # a kind's first (base) class, not a user subclass
+            sub.setdefault(c.kind, c)
         if kind not in sub:
             raise ValueError(f"unknown tokenizer type {kind!r} (known: {sorted(sub)})")
         if cls is not Tokenizer and sub[kind] is not cls:
@@ -203,6 +205,9 @@ class Tokenizer:
                 raise ValueError(f"{path} is not a tokenizer JSON file: {e}") from None
         return cls.from_dict(d)
 
+    def __reduce__(self):  # pickle through the JSON description (BPE holds a C object)
+        return (tokenizer_from_dict, (self.to_dict(),))
+
     def __eq__(self, other):
         return type(self) is type(other) and self.to_dict() == other.to_dict()
 
@@ -217,6 +222,11 @@ def _subclasses(c):
     for s in c.__subclasses__():
         yield s
         yield from _subclasses(s)
+
+
+def tokenizer_from_dict(d):
+    """The tokenizer described by ``d`` (what ``to_dict`` returns)."""
+    return Tokenizer.from_dict(d)
 
 
 def load_tokenizer(path):
