@@ -86,5 +86,6 @@ extern PyMethodDef tc_methods_position[];
 extern PyMethodDef tc_methods_attention[];
 extern PyMethodDef tc_methods_loss[];
 extern PyMethodDef tc_methods_optim[];
+extern PyMethodDef tc_methods_bpe[];
 
 #endif /* TC_BIND_H */
