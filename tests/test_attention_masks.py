@@ -381,6 +381,18 @@ def test_dropout_finite_differences():
     check_grads(lambda: sdpa(q, k, v, **kw), grads, {"q": q, "k": k, "v": v})
 
 
+def test_coursework_masks_from_the_data_module_are_inverted():
+    # transformer_c.data builds coursework masks (True = masked); here True = attend
+    from transformer_c.data import causal_mask, pad_mask
+    q, k, v = qkv((3,), 6, 6, seed=21)
+    lengths = np.array([6, 4, 1])
+    want = sdpa(q, k, v, is_causal=True, key_padding_mask=np.arange(6) < lengths[:, None])
+    got = sdpa(q, k, v, attn_mask=~causal_mask(6), key_padding_mask=~pad_mask(q, lengths))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, np_forward(q, k, v, kpm=np.arange(6) < lengths[:, None],
+                                               causal=1)[0], rtol=1e-12, atol=1e-12)
+
+
 # ------------------------------------------------------------------ bad input
 
 def test_bad_masks_and_options_name_the_argument():

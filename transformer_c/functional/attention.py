@@ -4,7 +4,9 @@ MASK CONVENTION: every boolean mask here means True = ATTEND (take part in the s
 False = masked out, exactly as ``torch.nn.functional.scaled_dot_product_attention``. This is
 the OPPOSITE of the CMU-style (and torch.nn.MultiheadAttention) convention where True marks
 the positions to hide: pass ``~mask`` when porting such code. ``key_padding_mask`` follows
-the same rule: True = a real key, False = padding.
+the same rule: True = a real key, False = padding. transformer_c.data.causal_mask and
+pad_mask build coursework-convention masks (True = masked): pass ``~causal_mask(T)`` and
+``~pad_mask(x, lengths)`` here.
 
 Two kernels compute the same thing:
 - the tiled ("flash") kernel, the default: online softmax over key tiles, only the
