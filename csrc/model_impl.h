@@ -173,9 +173,10 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, T *params, T *gr
     return TC_OK;
 }
 
-/* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))). */
+/* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))), with the tiled
+ * attention kernel (dropout on its probabilities: site 1 + 3l). */
 static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, int64_t B,
-                                     int64_t L)
+                                     int64_t L, uint64_t seed, int drop)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
@@ -191,15 +192,16 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, 
                                   c->rope_interleaved));
     }
     const T scale = (T)(1.0 / sqrt((double)HS));
-    CHECK(FN(tc_attention_forward_ref)(AP(a->atth), AP(a->lse), qh, kh, vh, B * NH, L, L, HS,
-                                       HS, scale, 1));
+    CHECK(FN(tc_attention_forward)(AP(a->atth), AP(a->lse), qh, kh, vh, NULL, B, NH, L, L, HS,
+                                   HS, scale, TC_CAUSAL_TOP_LEFT, drop ? c->dropout : 0.0,
+                                   gpt_site_seed(seed, 1 + 3 * l)));
     FN(gpt_permute)(AP(a->atty), AP(a->atth), B, L, NH, HS, 1);
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
 }
 
 /* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) += dx. */
 static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dproj,
-                                      const T *x, int64_t B, int64_t L)
+                                      const T *x, int64_t B, int64_t L, uint64_t seed, int drop)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
@@ -214,8 +216,9 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
     memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
     const T scale = (T)(1.0 / sqrt((double)HS));
-    CHECK(FN(tc_attention_backward_ref)(dqh, dkh, dvh, datth, qh, kh, vh, AP(a->atth),
-                                        AP(a->lse), B * NH, L, L, HS, HS, scale, 1));
+    CHECK(FN(tc_attention_backward)(dqh, dkh, dvh, datth, qh, kh, vh, AP(a->atth), AP(a->lse),
+                                    NULL, B, NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
+                                    drop ? c->dropout : 0.0, gpt_site_seed(seed, 1 + 3 * l)));
     if (c->position == TC_GPT_POS_ROPE) {
         CHECK(FN(tc_rope_inverse_inplace)(dqh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
                                           c->rope_interleaved));
@@ -258,7 +261,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
             att_in = ln1;
         }
-        CHECK(FN(gpt_attention_forward)(m, l, proj, att_in, B, L));
+        CHECK(FN(gpt_attention_forward)(m, l, proj, att_in, B, L, seed, drop));
         CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 2 + 3 * l));
         FN(gpt_add)(res2, x, proj, N * C);
         /* pre-LN: the MLP reads ln_2(res2) and adds to res2; post-LN: reads and adds to
@@ -332,7 +335,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
             T *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
             memset(dln1, 0, nc_bytes);
-            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L));
+            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, seed, drop));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
                                             PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
                                             C));
@@ -358,7 +361,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
             /* dres: d res2 = d x + ...; the attention input is x itself */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
             /* dp may be dres: attention backward reads dproj before it adds into dx */
-            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L));
+            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, seed, drop));
         }
     }
     const T *denc;

@@ -43,7 +43,8 @@ def close(got, want, tol, what=""):
 def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
     """Logits of the GPT defined by cfg with parameters P (a tree of torch tensors), written
     from torch primitives; dropout masks come from the seeded dropout kernel (tested on its
-    own) at the same sites and seeds as the model."""
+    own) at the same sites and seeds as the model: embeddings (site 0), attention
+    probabilities (1 + 3l, a (B, NH, T, T) mask), attention and MLP branches (2 + 3l, 3 + 3l)."""
     TF = torch.nn.functional
     B, T = idx.shape
     C, NH = cfg.n_embd, cfg.n_head
@@ -81,7 +82,7 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
             q, k = rope(q), rope(k)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
         s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
-        y = torch.softmax(s, -1) @ v
+        y = drop(torch.softmax(s, -1), p["site"]) @ v
         return lin(y.transpose(1, 2).reshape(B, T, C), p["c_proj"])
 
     def mlp(x, p):
@@ -101,10 +102,12 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
     x = drop(x, 0)
     for layer, h in enumerate(P["h"]):
         if cfg.norm == "pre":
-            x = x + drop(attn(ln(x, h["ln_1"]), h["attn"]), 2 + 3 * layer)
+            x = x + drop(attn(ln(x, h["ln_1"]), {**h["attn"], "site": 1 + 3 * layer}),
+                         2 + 3 * layer)
             x = x + drop(mlp(ln(x, h["ln_2"]), h["mlp"]), 3 + 3 * layer)
         else:
-            x = ln(x + drop(attn(x, h["attn"]), 2 + 3 * layer), h["ln_1"])
+            x = ln(x + drop(attn(x, {**h["attn"], "site": 1 + 3 * layer}), 2 + 3 * layer),
+                   h["ln_1"])
             x = ln(x + drop(mlp(x, h["mlp"]), 3 + 3 * layer), h["ln_2"])
     if cfg.norm == "pre":
         x = ln(x, P["ln_f"])

@@ -160,12 +160,15 @@ class SelfAttention(_Cached):
     reshape (head h owns channels h*HS .. (h+1)*HS of each); c_proj: Dense (C, C).
     forward(x=(B, T, C)) -> (B, T, C). causal: query t sees keys <= t. rope: None, or a
     dict(base=..., interleaved=...) to rotate q and k by position (RoPE) before the scores.
-    The attention itself is transformer_c.functional.scaled_dot_product_attention.
+    dropout: probability of dropping an attention probability, with masks from ``seed``
+    (0 turns it off: set it to 0 in eval mode). The attention itself is
+    transformer_c.functional.scaled_dot_product_attention (the tiled kernel).
     """
 
-    def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None):
+    def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None, dropout=0.0, seed=0):
         self.c_attn, self.c_proj = c_attn, c_proj
         self.n_head, self.causal, self.rope = int(n_head), bool(causal), rope
+        self.dropout, self.seed = float(dropout), seed
         C = self.c_proj.weight.shape[0]
         if self.n_head < 1 or C % self.n_head:
             raise ValueError(f"n_embd ({C}) must be divisible by n_head ({n_head})")
@@ -178,7 +181,13 @@ class SelfAttention(_Cached):
         p = replace_keys(self, parameters, ["c_attn", "c_proj"])
         return SelfAttention(self.c_attn.with_parameters(p["c_attn"]),
                              self.c_proj.with_parameters(p["c_proj"]), self.n_head,
-                             causal=self.causal, rope=self.rope)
+                             causal=self.causal, rope=self.rope, dropout=self.dropout,
+                             seed=self.seed)
+
+    def _sdpa_options(self):
+        if self.dropout > 0:
+            return dict(is_causal=self.causal, dropout_p=self.dropout, seed=self.seed)
+        return dict(is_causal=self.causal)
 
     def _heads(self, t):
         """(B, T, C) -> (B, NH, T, HS), contiguous."""
@@ -199,7 +208,7 @@ class SelfAttention(_Cached):
         q, k, v = (self._heads(qkv[..., i * C:(i + 1) * C]) for i in range(3))
         if self.rope is not None:
             q, k = F.rope(q, **self.rope), F.rope(k, **self.rope)
-        y, lse = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, return_lse=True)
+        y, lse = F.scaled_dot_product_attention(q, k, v, return_lse=True, **self._sdpa_options())
         out, c2 = self.c_proj.forward_cached(self._merge(y))
         return out, (c1, q, k, v, y, lse, c2)
 
@@ -207,7 +216,7 @@ class SelfAttention(_Cached):
         c1, q, k, v, y, lse, c2 = cache
         g2, dy = self.c_proj.backward_cached(g, c2)
         dq, dk, dv = F.scaled_dot_product_attention_backward(
-            self._heads(dy), q, k, v, is_causal=self.causal, out=y, lse=lse)
+            self._heads(dy), q, k, v, out=y, lse=lse, **self._sdpa_options())
         if self.rope is not None:
             dq, dk = F.rope_backward(dq, **self.rope), F.rope_backward(dk, **self.rope)
         dqkv = np.concatenate([self._merge(d) for d in (dq, dk, dv)], axis=-1)

@@ -50,8 +50,9 @@ class GPTConfig:
     """Hyper-parameters of a GPT (defaults: GPT-2 small, 124M parameters).
 
     vocab_size, block_size (the longest sequence; rows of wpe), n_layer, n_head, n_embd
-    (divisible by n_head); dropout: probability on the embeddings and on both residual
-    branches of every block (active only in training mode); bias: biases in every linear
+    (divisible by n_head); dropout: probability on the embeddings, the attention
+    probabilities and both residual branches of every block (nanoGPT's places; active only
+    in training mode); bias: biases in every linear
     layer and LayerNorm; position: "learned" (wpe), "sinusoidal" (fixed table added to the
     embeddings) or "rope" (rotary, applied to q and k in every attention layer); norm:
     "pre" (GPT-2) or "post" (GPT-1 / the original Transformer; no ln_f); activation:
@@ -372,7 +373,9 @@ class GPT(Module):
         blocks = []
         for layer, h in enumerate(p["h"]):
             attn = SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
-                                 cfg.n_head, causal=True, rope=rope)
+                                 cfg.n_head, causal=True, rope=rope,
+                                 dropout=cfg.dropout if self._dropping() else 0.0,
+                                 seed=site_seed(seed, 1 + 3 * layer))
             mlp = MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
             blocks.append(Block(Norm(**h["ln_1"], eps=eps), attn, Norm(**h["ln_2"], eps=eps), mlp,
                                 norm=cfg.norm, dropout=cfg.dropout, training=self.training,
