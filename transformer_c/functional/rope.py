@@ -82,7 +82,8 @@ def _view4(x, name, seq_axis):
     ax %= x.ndim
     HS = x.shape[-1]
     if HS % 2:
-        raise ValueError(f"{name} must have an even head size (last dimension), got shape {x.shape}")
+        raise ValueError(f"{name} must have an even head size (last dimension), "
+                         f"got shape {x.shape}")
     N = math.prod(x.shape[:ax])
     L = x.shape[ax]
     NH = math.prod(x.shape[ax + 1:-1])

@@ -192,7 +192,8 @@ class SelfAttention(_Cached):
     def _heads(self, t):
         """(B, T, C) -> (B, NH, T, HS), contiguous."""
         B, T, C = t.shape
-        return np.ascontiguousarray(t.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3))
+        heads = t.reshape(B, T, self.n_head, C // self.n_head)
+        return np.ascontiguousarray(heads.transpose(0, 2, 1, 3))
 
     @staticmethod
     def _merge(t):

@@ -227,7 +227,8 @@ class GPT(Module):
                 raise TypeError(f"parameter {_dotted(path)} has dtype {leaf.dtype} but wte has "
                                 f"{dtype}: all parameters must share one dtype")
             if leaf.shape != shape:
-                raise ValueError(f"parameter {_dotted(path)} must have shape {shape}, got {leaf.shape}")
+                raise ValueError(f"parameter {_dotted(path)} must have shape {shape}, "
+                                 f"got {leaf.shape}")
             _get(self._params, path)[...] = leaf
 
     def _init_from_flat(self, flat, training, seed):
@@ -360,7 +361,8 @@ class GPT(Module):
         try:
             seed = operator.index(seed)
         except TypeError:
-            raise TypeError(f"seed must be a non-negative integer, got {type(seed).__name__}") from None
+            raise TypeError(f"seed must be a non-negative integer, "
+                            f"got {type(seed).__name__}") from None
         if not 0 <= seed < 2 ** 64:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
         return seed
@@ -478,7 +480,8 @@ class GPT(Module):
         t = as_ids(targets, "targets")
         t = t[None] if squeeze and t.ndim == 1 else t
         if t.shape != ids.shape:
-            raise ValueError(f"targets must have the shape of idx {ids.shape if not squeeze else ids.shape[1:]}, "
+            want = ids.shape[1:] if squeeze else ids.shape
+            raise ValueError(f"targets must have the shape of idx {want}, "
                              f"got {np.shape(targets)}")
         t = np.ascontiguousarray(t, dtype=np.int64)
         bad = (t != ignore_index) & ((t < 0) | (t >= self.config.vocab_size))
@@ -535,7 +538,8 @@ class GPT(Module):
         return loss, self._grads_tree()
 
     def _grads_tree(self):
-        if getattr(self, "_grads_views", None) is None or self._grads_views[0] is not self.flat_grads:
+        views = getattr(self, "_grads_views", None)
+        if views is None or views[0] is not self.flat_grads:
             self._grads_views = (self.flat_grads, _tree_from_flat(self.config, self.flat_grads))
         return self._grads_views[1]
 
@@ -602,7 +606,8 @@ class GPT(Module):
         names = {_dotted(p) for p, _ in layout}
         missing = sorted(names - set(tensors))
         if missing:
-            raise ValueError(f"checkpoint is missing {missing[:5]}{'...' if len(missing) > 5 else ''}")
+            more = "..." if len(missing) > 5 else ""
+            raise ValueError(f"checkpoint is missing {missing[:5]}{more}")
         extra = sorted(set(tensors) - names)
         if extra:
             raise ValueError(f"checkpoint has unexpected tensors {extra[:5]}"
