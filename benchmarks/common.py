@@ -39,11 +39,44 @@ def emit(record, stream=None):
             f.write(line + "\n")
 
 
+def _openblas_libs():
+    """ctypes handles of every OpenBLAS this process has loaded (numpy's, scipy's)."""
+    import ctypes
+
+    import numpy  # noqa: F401  (loads numpy's BLAS)
+
+    paths = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if "openblas" in path.lower() and ".so" in path:
+                    paths.add(path)
+    except OSError:
+        pass
+    return [ctypes.CDLL(p) for p in sorted(paths)]
+
+
+def set_blas_threads(n):
+    """Set numpy's OpenBLAS thread count (as threadpoolctl does); True if it took effect."""
+    done = False
+    for lib in _openblas_libs():
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(int(n))
+                done = True
+                break
+    return done
+
+
 def set_threads(n):
-    """Use n threads in transformer_c and PyTorch (when installed) alike."""
+    """Use n threads in transformer_c, numpy's OpenBLAS and PyTorch (when installed) alike."""
     import transformer_c as tc
 
     tc.set_num_threads(n)
+    set_blas_threads(n)
     try:
         import torch
 

@@ -55,6 +55,10 @@ int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int6
                     double alpha, double beta);
 /* Name of the micro-kernel chosen at run time ("avx2+fma" or "generic"). */
 const char *tc_gemm_kernel_name(void);
+/* Force the micro-kernel: "generic" (the portable one, for tests), "avx2+fma" (TC_EINVAL if
+ * the CPU lacks it), or "auto"/NULL (CPU detection, unless TC_GEMM_KERNEL=generic is set in
+ * the environment). Not thread-safe against concurrent products: a test switch. */
+int tc_gemm_set_kernel(const char *name);
 
 /* ------------------------------------------------------------------ linear (linear.c) */
 
@@ -349,6 +353,15 @@ int tc_optim_scale_f32(float *x, int64_t n, double factor);
 int tc_optim_scale_f64(double *x, int64_t n, double factor);
 
 /* ------------------------------------------------------------------ end optimizers */
+
+/* ------------------------------------------------------------------ bench (bench.c) */
+
+/* Peak FP32 FLOP/s of this machine with the current thread count: every thread runs iters
+ * rounds of 12 independent 8-wide FMA chains (AVX2+FMA when the CPU has it). *checksum
+ * receives a value of the chains (so they are not optimised away). TC_EINVAL if iters < 1. */
+int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters);
+
+/* ------------------------------------------------------------------ end bench */
 
 #ifdef __cplusplus
 }

@@ -83,5 +83,7 @@ extern PyMethodDef tc_methods_position[];
 extern PyMethodDef tc_methods_attention[];
 extern PyMethodDef tc_methods_loss[];
 extern PyMethodDef tc_methods_optim[];
+extern PyMethodDef tc_methods_fused[];
+extern PyMethodDef tc_methods_perf[];
 
 #endif /* TC_BIND_H */
