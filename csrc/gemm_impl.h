@@ -125,14 +125,15 @@ static void FN(gemm_scale)(T *C, int64_t ldc, int64_t M, int64_t N, T beta)
  * A block in its own L2) and the B panel is packed cooperatively; with few rows, each thread
  * owns a range of B micro-panels and packs them itself. Either way each C entry is computed
  * by one thread summing k in a fixed order (results do not depend on the thread count). */
-int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
-                int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
-                T alpha, T beta)
+int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
+                   int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                   T alpha, T beta, tc_gemm_epilogue_fn ep, void *ep_ctx)
 {
     if (M < 0 || N < 0 || K < 0) return TC_EINVAL;
     if (M == 0 || N == 0) return TC_OK;
     if (K == 0 || alpha == 0) {
         FN(gemm_scale)(C, ldc, M, N, beta);
+        if (ep) ep(ep_ctx, 0, 0, M, N);
         return TC_OK;
     }
     const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
@@ -182,6 +183,7 @@ int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
             for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
                 const int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
                 const T ab[2] = {alpha, pc == 0 ? beta : (T)1};
+                const int last_pc = pc + kc == K;
                 const T *Bblk = B + pc * rsb + jc * csb;
                 /* panels sit at a fixed stride (kc_max), so with the column split a thread
                  * packing the next pc never overlaps a neighbour still reading this one */
@@ -217,6 +219,7 @@ int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
                                        mr, nr, ab);
                             else
                                 kernel(kc, Ablk + i0 * rsa, rsa, csa, bpanel, ct, ldc, mr, nr, ab);
+                            if (ep && last_pc) ep(ep_ctx, ic + i0, jc + j0, mr, nr);
                         }
                     }
                 }
@@ -229,6 +232,14 @@ int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
     free(ap);
     free(bp);
     return TC_OK;
+}
+
+int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
+                int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                T alpha, T beta)
+{
+    return FN(tc_gemm_ep)(C, A, B, M, N, K, ldc, lda, ldb, trans_a, trans_b, alpha, beta,
+                          NULL, NULL);
 }
 
 #undef VEC
