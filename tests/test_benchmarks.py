@@ -44,7 +44,7 @@ def test_entry_point_writes_json_lines(tmp_path, capsys):
                             "--out", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["bench"] == "env"
-    assert any(rec["bench"] == "model" for rec in lines)
+    assert any(rec["bench"] == "gpt_loss_and_grads" for rec in lines)
     assert "GPT training step" in capsys.readouterr().out
     common.set_output(None)
 
