@@ -1,7 +1,8 @@
 """Build transformer_c._C from csrc/*.c and csrc/py/*.c against the NumPy C API, with OpenMP.
 
 Flags: -O3 and a portable x86-64 baseline; wider instruction sets only through runtime
-dispatch inside the kernels (gemm.c). Never -ffast-math.
+dispatch inside the kernels (gemm.c). Never the fast-math flags (IEEE semantics are kept;
+-fno-math-errno only stops libm calls from setting errno, so sqrt loops vectorise).
 """
 from glob import glob
 

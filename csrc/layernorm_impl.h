@@ -7,7 +7,7 @@
  * the mean squared deviation from it), so a row with a large common offset (1e4 + noise in
  * float32) keeps its precision; the normalised value (x - mean) * rstd is also formed in
  * double before it is rounded to T. Row reductions use LN_LANES independent partial sums
- * combined in a fixed order: the compiler vectorises them without -ffast-math and the
+ * combined in a fixed order: the compiler vectorises them without fast-math flags and the
  * result is bitwise reproducible. Every output element is written by one thread in a
  * fixed order, so results do not depend on the thread count at all.
  */

@@ -425,6 +425,48 @@ int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters);
 
 /* ------------------------------------------------------------------ end bench */
 
+
+
+/* ------------------------------------------------------------------ bpe (bpe.c) */
+
+/* Byte-level BPE as GPT-2: symbols 0..255 are bytes, merge k creates symbol 256 + k from the
+ * pair merges[k] = (left, right). Text is UTF-8 bytes (invalid bytes are kept, each a
+ * character of class OTHER), split into GPT-2 pre-tokens
+ *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * with character classes from the caller's table cls (ncls,) indexed by code point (code
+ * points >= ncls and values > 3 are OTHER). No float data, hence no _f32/_f64 variants. */
+enum { TC_BPE_CLASS_OTHER = 0, TC_BPE_CLASS_LETTER = 1, TC_BPE_CLASS_NUMBER = 2,
+       TC_BPE_CLASS_SPACE = 3 };
+/* starts (n+1,): the byte offsets where pre-tokens of text (n,) start, then n; *count of them. */
+int tc_bpe_pretokenize(int64_t *starts, int64_t *count, const uint8_t *text, int64_t n,
+                       const uint8_t *cls, int64_t ncls);
+/* Train: documents text[doc_offsets[d] : doc_offsets[d+1]] for d < n_docs (each pre-tokenised
+ * on its own); merges (max_merges, 2) and counts (max_merges,) receive up to max_merges merges
+ * and the corpus frequency of each pair when merged; *n_merges how many were made. Each step
+ * merges the most frequent adjacent pair (ties: smallest left id, then smallest right id),
+ * replacing its occurrences left to right; it stops early when no pair occurs min_count times. */
+int tc_bpe_train(int32_t *merges, int64_t *counts, int64_t *n_merges, const uint8_t *text,
+                 const int64_t *doc_offsets, int64_t n_docs, const uint8_t *cls, int64_t ncls,
+                 int64_t max_merges, int64_t min_count);
+/* An immutable encoder built from merges (n_merges, 2) (each pair once, using only bytes and
+ * earlier merges, else TC_EINVAL) and a copy of cls (ncls,); safe to share between threads. */
+typedef struct tc_bpe tc_bpe;
+int tc_bpe_new(tc_bpe **bpe, const int32_t *merges, int64_t n_merges, const uint8_t *cls,
+               int64_t ncls);
+void tc_bpe_free(tc_bpe *bpe);
+int64_t tc_bpe_vocab_size(const tc_bpe *bpe); /* 256 + n_merges */
+/* ids (n,) receives the *count (<= n) ids of text (n,): merges applied in order, per
+ * pre-token; long texts are split at pre-token boundaries and encoded by several threads
+ * (same result for any thread count). */
+int tc_bpe_encode(int32_t *ids, int64_t *count, const tc_bpe *bpe, const uint8_t *text,
+                  int64_t n);
+/* *size = number of bytes ids (n,) decode to; tc_bpe_decode writes them into out (size,).
+ * An id outside [0, vocab size) is TC_EINVAL. */
+int tc_bpe_decode_size(int64_t *size, const tc_bpe *bpe, const int64_t *ids, int64_t n);
+int tc_bpe_decode(uint8_t *out, const tc_bpe *bpe, const int64_t *ids, int64_t n);
+
+/* ------------------------------------------------------------------ end bpe */
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,7 +21,8 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
-from . import functional, nn, optim, tree  # noqa: E402
+from . import data, functional, generate, nn, optim, tree  # noqa: E402
 
-__all__ = ["functional", "nn", "optim", "tree", "set_num_threads", "get_num_threads",
+__all__ = ["data", "functional", "generate", "nn", "optim", "tree", "set_num_threads",
+           "get_num_threads",
            "__version__"]

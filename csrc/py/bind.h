@@ -69,6 +69,9 @@ int tc_py_status(int status, const char *kernel);
 /* Python int -> C values with range checks; -1 with ValueError/TypeError naming `name`. */
 int tc_py_int64(PyObject *obj, const char *name, int64_t *out);
 
+/* Python int in [0, 2**64) -> uint64 (seeds); TypeError/ValueError naming `name`. */
+int tc_py_uint64(PyObject *obj, const char *name, uint64_t *out);
+
 /* "(2, 3, 4)" for error messages, written into buf (size n). */
 const char *tc_py_shape_str(PyArrayObject *a, char *buf, size_t n);
 
@@ -85,5 +88,6 @@ extern PyMethodDef tc_methods_loss[];
 extern PyMethodDef tc_methods_optim[];
 extern PyMethodDef tc_methods_fused[];
 extern PyMethodDef tc_methods_perf[];
+extern PyMethodDef tc_methods_bpe[];
 
 #endif /* TC_BIND_H */

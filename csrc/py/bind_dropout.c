@@ -2,28 +2,6 @@
  * mask of element i depends only on (seed, i, p). */
 #include "bind.h"
 
-/* Python int in [0, 2^64) -> uint64_t; TypeError / ValueError naming `name` otherwise.
- * (Local: bind_util.c has only the signed tc_py_int64.) */
-static int py_uint64(PyObject *obj, const char *name, uint64_t *out)
-{
-    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a non-negative integer, got %s", name,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    PyObject *i = PyNumber_Index(obj);
-    if (!i) return -1;
-    unsigned long long v = PyLong_AsUnsignedLongLong(i);
-    Py_DECREF(i);
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "%s must be in [0, 2**64)", name);
-        return -1;
-    }
-    *out = (uint64_t)v;
-    return 0;
-}
-
 /* p and seed from Python objects, validated */
 static int parse_p_seed(PyObject *p_obj, PyObject *seed_obj, double *p, uint64_t *seed)
 {
@@ -43,7 +21,7 @@ static int parse_p_seed(PyObject *p_obj, PyObject *seed_obj, double *p, uint64_t
         PyErr_Format(PyExc_ValueError, "p must be a probability in [0, 1], got %S", p_obj);
         return -1;
     }
-    return py_uint64(seed_obj, "seed", seed);
+    return tc_py_uint64(seed_obj, "seed", seed);
 }
 
 /* dropout_forward(x (any shape), p, seed) -> y = x * mask */

@@ -210,3 +210,25 @@ int tc_py_int64(PyObject *obj, const char *name, int64_t *out)
     *out = (int64_t)v;
     return 0;
 }
+
+/* Python int in [0, 2^64) -> uint64_t; TypeError / ValueError naming `name` otherwise.
+ */
+int tc_py_uint64(PyObject *obj, const char *name, uint64_t *out)
+{
+    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a non-negative integer, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *i = PyNumber_Index(obj);
+    if (!i) return -1;
+    unsigned long long v = PyLong_AsUnsignedLongLong(i);
+    Py_DECREF(i);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be in [0, 2**64)", name);
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}

@@ -1,0 +1,31 @@
+"""Data for language models: tokenizers, datasets, masks, synthetic tasks, corpora.
+
+- :class:`CharTokenizer` and :class:`BPETokenizer` (byte-level, GPT-2 pre-tokenisation,
+  trained from scratch in C), with special tokens <PAD>, <SOS>, <EOS>, <UNK>;
+  ``encode``/``decode``/``tokenize``/``save``/``load``; :func:`load_tokenizer` reads either.
+- :class:`StreamDataset` (random windows of one token array) and :class:`SentenceDataset`
+  (<SOS> + text -> text + <EOS>, padded by :func:`collate` with lengths).
+- :func:`causal_mask`, :func:`pad_mask`: boolean masks, True = masked.
+- :class:`CopyTask`, :class:`ReversalTask`, :class:`ArithmeticTask`: synthetic tasks with
+  exact, disjoint train/val splits.
+- :func:`read_text`, :func:`split_text`, :func:`load_text_splits`: a corpus file and its
+  deterministic train/val split; :func:`default_corpus`: the embedded corpus (the Python
+  standard library's own source), present on every machine.
+"""
+from .tokenizer import SPECIALS, Tokenizer, load_tokenizer
+from .char import CharTokenizer
+from .bpe import GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode, pretokenize
+from .masks import causal_mask, pad_mask
+from .datasets import SentenceDataset, StreamDataset, collate
+from .synthetic import ArithmeticTask, CopyTask, Example, ReversalTask, SyntheticTask, TASKS
+from .text import load_text_splits, read_text, split_text
+from .corpus import DEFAULT_CORPUS_MODULES, default_corpus, default_corpus_files, default_corpus_info
+
+__all__ = [
+    "SPECIALS", "Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer",
+    "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "pretokenize",
+    "causal_mask", "pad_mask", "StreamDataset", "SentenceDataset", "collate",
+    "SyntheticTask", "CopyTask", "ReversalTask", "ArithmeticTask", "Example", "TASKS",
+    "read_text", "split_text", "load_text_splits",
+    "DEFAULT_CORPUS_MODULES", "default_corpus", "default_corpus_files", "default_corpus_info",
+]

@@ -1,0 +1,46 @@
+"""Bookkeeping shared by the decoders (glue only)."""
+import numpy as np
+
+from . import _args
+
+
+def step_logits(logits, rows, where):
+    """Check a model's (rows, V) logits: float dtype, shape, a finite maximum in every row
+    (NaN or +inf anywhere, or a row of only -inf, is a ValueError)."""
+    logits = _args.check_logits(logits, rows, where)
+    if rows:
+        m = logits.max(axis=-1)
+        if not np.all(np.isfinite(m)):
+            bad = int(np.flatnonzero(~np.isfinite(m))[0])
+            raise ValueError(f"{where} returned logits with NaN or +inf, or without a finite "
+                             f"value, in row {bad}")
+    return logits
+
+
+def check_eos(eos, V):
+    if eos.size and eos.max() >= V:
+        raise ValueError(f"eos_id {int(eos.max())} is out of range for a vocabulary of {V}")
+
+
+def seen_mask(prompts, V, include_prompt):
+    """(n, V) bool: the tokens of each row's context (its prompt when ``include_prompt``;
+    prompt ids >= V are ignored: they are not output tokens)."""
+    seen = np.zeros((len(prompts), V), dtype=bool)
+    if include_prompt:
+        for i, p in enumerate(prompts):
+            seen[i, p[p < V]] = True
+    return seen
+
+
+def stopped(tokens, eos_set, stop_strings, decode):
+    """'eos' if the last token is an end id, 'stop' if the decoded tokens contain a stop
+    string, else None. tokens: list of int (the new tokens of one row)."""
+    if tokens[-1] in eos_set:
+        return "eos"
+    if stop_strings:
+        text = decode(list(tokens))
+        if not isinstance(text, str):
+            raise TypeError(f"decode must return a str, got {type(text).__name__}")
+        if any(s in text for s in stop_strings):
+            return "stop"
+    return None
