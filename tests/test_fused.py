@@ -339,3 +339,41 @@ def test_layer_norm_residual_bad_input():
         tc._C.layernorm_residual_forward(x, x, w, None, float("nan"))
     with pytest.raises(TypeError):
         tc._C.layernorm_residual_forward(x, x)
+
+
+def test_avx2_and_baseline_row_routines_agree_bitwise():
+    # the AVX2 variants use no FMA: they must round exactly like the baseline ones. x and W
+    # hold small multiples of 1/8 so the products themselves are exact under either GEMM
+    # kernel (the AVX2 one contracts to FMA); only dx and dweight would then differ.
+    if tc._C.gemm_kernel_name() != "avx2+fma":
+        pytest.skip("this CPU has no AVX2")
+    r = rng(11)
+    x = (r.integers(-12, 13, (37, 50)) / 8).astype(np.float32)
+    W = (r.integers(-4, 5, (70, 50)) / 8).astype(np.float32)
+    b = r.standard_normal(70).astype(np.float32)
+    g = r.standard_normal((37, 70)).astype(np.float32)
+    res = r.standard_normal((37, 50)).astype(np.float32)
+    w, lb = r.standard_normal(50).astype(np.float32), r.standard_normal(50).astype(np.float32)
+
+    def run():
+        out = [F.linear_gelu(x, W, b, approximate=a, return_pre=True) for a in APPROX]
+        out += [F.linear_gelu_backward(g, x, W, b, approximate=a)[2] for a in APPROX]
+        y, s, m, rs = F.layer_norm_residual(x, res, w, lb, return_stats=True)
+        out += [y, s, F.layer_norm_residual_backward(x, s, w, lb, mean=m, rstd=rs, grad_s=res)]
+        return out
+
+    fast = run()
+    tc._C.gemm_set_kernel("generic")
+    try:
+        base = run()
+    finally:
+        tc._C.gemm_set_kernel("auto")
+
+    def flat(t):
+        if isinstance(t, (tuple, list)):
+            return [a for item in t for a in flat(item)]
+        return [t]
+
+    for a, b_ in zip(flat(fast), flat(base)):
+        if a is not None:
+            np.testing.assert_array_equal(a, b_)
