@@ -44,6 +44,30 @@ def timed(fn, opts):
                        min_time=opts.get("min_time", 0.05))
 
 
+def paired_times(fns, opts):
+    """Time several functions side by side: round after round, each library takes its turn
+    (after settle()) for one sample of at least min_time, so load from other work on a
+    shared machine falls on all of them alike. Returns {name: (median_s, best_s)}."""
+    repeats, warmup = opts.get("repeats", 7), opts.get("warmup", 2)
+    min_time = opts.get("min_time", 0.05)
+    samples = {k: [] for k in fns}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            settle(opts.get("settle"))
+            n, t0 = 0, time.perf_counter()
+            while True:
+                fn()
+                n += 1
+                elapsed = time.perf_counter() - t0
+                if elapsed >= min_time:
+                    break
+            samples[k].append(elapsed / n)
+    return {k: (statistics.median(v), min(v)) for k, v in samples.items()}
+
+
 def peak_rss_mib():
     """Peak resident set size of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

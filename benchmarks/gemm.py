@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit, set_threads, timed, try_torch
+from benchmarks.common import emit, paired_times, set_threads, try_torch
 
 SQUARE = [256, 512, 1024, 2048]
 # (M, N, K, layout) of a GPT step with B*T = 768 tokens, C = 384, V = 65: the 4C MLP up and
@@ -41,31 +41,37 @@ def run(threads=(1, 2), dtype=np.float32, cases=None, opts=None, quiet=False):
             rec = {"bench": "gemm", "M": M, "N": N, "K": K, "layout": layout,
                    "dtype": np.dtype(dtype).name, "threads": t,
                    "kernel": tc._C.gemm_kernel_name()}
-            rec["tc_s"] = timed(lambda: tc.functional.gemm(a, b, trans_a=ta, trans_b=tb), opts)
-            rec["numpy_s"] = timed(lambda: np.matmul(A, B), opts)
+            fns = {"tc": lambda: tc.functional.gemm(a, b, trans_a=ta, trans_b=tb),
+                   "numpy": lambda: np.matmul(A, B)}
             if torch is not None:
                 tA, tB = torch.from_numpy(a), torch.from_numpy(b)
                 tA, tB = (tA.T if ta else tA), (tB.T if tb else tB)
-                rec["torch_s"] = timed(lambda: torch.matmul(tA, tB), opts)
+                fns["torch"] = lambda: torch.matmul(tA, tB)
+            for k, (med, best) in paired_times(fns, opts).items():
+                rec[f"{k}_s"], rec[f"{k}_best_s"] = med, best
             for k in ("tc", "numpy", "torch"):
                 if f"{k}_s" in rec:
                     rec[f"{k}_gflops"] = round(flops / rec[f"{k}_s"] / 1e9, 1)
             rec["ratio_vs_numpy"] = round(rec["numpy_s"] / rec["tc_s"], 3)
+            rec["ratio_vs_numpy_best"] = round(rec["numpy_best_s"] / rec["tc_best_s"], 3)
             if "torch_s" in rec:
                 rec["ratio_vs_torch"] = round(rec["torch_s"] / rec["tc_s"], 3)
+                rec["ratio_vs_torch_best"] = round(rec["torch_best_s"] / rec["tc_best_s"], 3)
             out.append(emit(rec, quiet=quiet))
     return out
 
 
 def table(records):
-    """Markdown table of gemm records."""
+    """Markdown table of gemm records: GFLOP/s from the median samples; ratios are
+    transformer_c's speed over the other library's, from the medians (and the best samples)."""
     lines = ["| M x N x K | layout | threads | transformer_c GF/s | numpy GF/s | torch GF/s "
-             "| vs numpy | vs torch |", "|---|---|---|---|---|---|---|---|"]
+             "| vs numpy (best) | vs torch (best) |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
-        vs_torch = f"{r['ratio_vs_torch']:.2f}" if "ratio_vs_torch" in r else "-"
+        vs_torch = (f"{r['ratio_vs_torch']:.2f} ({r['ratio_vs_torch_best']:.2f})"
+                    if "ratio_vs_torch" in r else "-")
         lines.append(f"| {r['M']} x {r['N']} x {r['K']} | {r['layout']} | {r['threads']} "
                      f"| {r['tc_gflops']} | {r['numpy_gflops']} | {r.get('torch_gflops', '-')} "
-                     f"| {r['ratio_vs_numpy']:.2f} | {vs_torch} |")
+                     f"| {r['ratio_vs_numpy']:.2f} ({r['ratio_vs_numpy_best']:.2f}) | {vs_torch} |")
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit, set_threads, timed, try_torch
+from benchmarks.common import emit, paired_times, set_threads, try_torch
 
 F = tc.functional
 GPT = dict(B=4, T=256, C=384, NH=6, V=65)
@@ -176,10 +176,13 @@ def run(threads=(1, 2), dtype=np.float32, cfg=None, names=None, opts=None, quiet
             for mode, a, b in (("fwd", tcf, tf), ("fwdbwd", tcfb, tfb)):
                 if a is None:
                     continue
-                rec[f"tc_{mode}_s"] = timed(a, opts)
+                fns = {"tc": a} if b is None else {"tc": a, "torch": b}
+                for k, (med, best) in paired_times(fns, opts).items():
+                    rec[f"{k}_{mode}_s"], rec[f"{k}_{mode}_best_s"] = med, best
                 if b is not None:
-                    rec[f"torch_{mode}_s"] = timed(b, opts)
                     rec[f"speedup_{mode}"] = round(rec[f"torch_{mode}_s"] / rec[f"tc_{mode}_s"], 3)
+                    rec[f"speedup_{mode}_best"] = round(
+                        rec[f"torch_{mode}_best_s"] / rec[f"tc_{mode}_best_s"], 3)
             out.append(emit(rec, quiet=quiet))
     return out
 
@@ -190,10 +193,10 @@ def table(records):
         return f"{r[k] * 1e3:.3f}" if k in r else "-"
 
     def sp(r, k):
-        return f"{r[k]:.2f}" if k in r else "-"
+        return f"{r[k]:.2f} ({r[k + '_best']:.2f})" if k in r else "-"
 
-    lines = ["| layer | shape | threads | fwd ms (tc / torch) | fwd speedup "
-             "| fwd+bwd ms (tc / torch) | fwd+bwd speedup |", "|---|---|---|---|---|---|---|"]
+    lines = ["| layer | shape | threads | fwd ms (tc / torch) | fwd speedup (best) "
+             "| fwd+bwd ms (tc / torch) | fwd+bwd speedup (best) |", "|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['layer']} | {r['shape']} | {r['threads']} "
                      f"| {ms(r, 'tc_fwd_s')} / {ms(r, 'torch_fwd_s')} | {sp(r, 'speedup_fwd')} "
