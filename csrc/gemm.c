@@ -14,6 +14,8 @@
 #define GEMM_MR 6
 /* A is read in place (not packed) when N <= this: packing A costs about 1/N of the product */
 #define GEMM_PACK_A_MIN_N 96
+#define GEMM_PARALLEL_MIN_FLOPS 2097152.0 /* 2 MFLOP */
+
 
 static int tc_gemm_max_threads(void)
 {

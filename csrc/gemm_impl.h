@@ -92,6 +92,12 @@ static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs,
                             int64_t kc)
 {
     if (cs == 1) {
+        if (nr == GEMM_NR) {
+            /* a fixed-size row copy: a few vector moves, not a memcpy call */
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t j = 0; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = B[p * rs + j];
+            return;
+        }
         for (int64_t p = 0; p < kc; p++) {
             memcpy(dst + p * GEMM_NR, B + p * rs, (size_t)nr * sizeof(T));
             for (int64_t j = nr; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = 0;
@@ -146,7 +152,9 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
     /* packing A costs about as much as 1/N of the product: skip it for narrow products */
     const int pack_a = N > GEMM_PACK_A_MIN_N;
     const double flops = 2.0 * (double)M * (double)N * (double)K;
-    const int parallel = flops >= 4.0 * TC_PARALLEL_MIN_WORK;
+    /* waking a second thread costs microseconds (far more if its core is busy): only worth
+     * it past about 30 us of single-core work */
+    const int parallel = flops >= GEMM_PARALLEL_MIN_FLOPS;
     const int max_threads = parallel ? tc_gemm_max_threads() : 1;
     size_t a_bytes = pack_a ? (size_t)(a_panels * GEMM_MR * kc_max) * sizeof(T) : 0;
     size_t b_bytes = (size_t)(b_panels * GEMM_NR * kc_max) * sizeof(T);
