@@ -6,8 +6,12 @@
 
 #define VEC FN(tc_gemm_vec)
 #define UVEC FN(tc_gemm_uvec)
+#define VEC16 FN(tc_gemm_vec16)
+#define UVEC16 FN(tc_gemm_uvec16)
 typedef T VEC __attribute__((vector_size(32)));
 typedef T UVEC __attribute__((vector_size(32), aligned(sizeof(T))));
+typedef T VEC16 __attribute__((vector_size(16)));
+typedef T UVEC16 __attribute__((vector_size(16), aligned(sizeof(T))));
 #define GEMM_VL ((int64_t)(32 / sizeof(T)))
 #define GEMM_NR (2 * GEMM_VL)
 #ifndef GEMM_KC
@@ -22,17 +26,30 @@ typedef T UVEC __attribute__((vector_size(32), aligned(sizeof(T))));
 typedef void (*FN(tc_gemm_kernel_fn))(int64_t, const T *, int64_t, int64_t, const T *, T *,
                                       int64_t, int64_t, int64_t, const T *);
 
+/* the portable kernel: 16-byte vectors (SSE2, NEON, ...), two column blocks per tile */
 #define KNAME FN(gemm_kernel_generic)
 #define KATTR
+#define KVEC VEC16
+#define KUVEC UVEC16
+#define KVL ((int64_t)(16 / sizeof(T)))
 #include "gemm_kernel.h"
 #undef KNAME
 #undef KATTR
+#undef KVEC
+#undef KUVEC
+#undef KVL
 #if TC_GEMM_X86
 #define KNAME FN(gemm_kernel_avx2)
 #define KATTR __attribute__((target("avx2,fma")))
+#define KVEC VEC
+#define KUVEC UVEC
+#define KVL GEMM_VL
 #include "gemm_kernel.h"
 #undef KNAME
 #undef KATTR
+#undef KVEC
+#undef KUVEC
+#undef KVL
 #endif
 
 static FN(tc_gemm_kernel_fn) FN(gemm_pick_kernel)(void)
@@ -252,6 +269,8 @@ int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
 
 #undef VEC
 #undef UVEC
+#undef VEC16
+#undef UVEC16
 #undef GEMM_VL
 #undef GEMM_NR
 #undef GEMM_KC

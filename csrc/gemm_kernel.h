@@ -1,15 +1,19 @@
 /* gemm_kernel.h: the register-blocked GEMM micro-kernel, written once.
  *
- * Included by gemm_impl.h once per instruction set with T, SFX, VEC (a 32-byte GCC vector
- * of T), UVEC (the same, only element-aligned), KNAME (the function name) and KATTR (a
- * target attribute, or nothing). The vector type is plain GNU C: the compiler emits
- * AVX2/FMA under __attribute__((target("avx2,fma"))) and SSE2 pairs (or NEON, ...)
- * otherwise.
+ * Included by gemm_impl.h once per instruction set with T, SFX, KVEC (a GCC vector of T:
+ * 32 bytes for AVX2, 16 bytes for the portable kernel), KUVEC (the same, only
+ * element-aligned), KVL (its length), KNAME (the function name) and KATTR (a target
+ * attribute, or nothing). The vector types are plain GNU C: the compiler emits AVX2/FMA
+ * under __attribute__((target("avx2,fma"))) and SSE2 (or NEON, ...) otherwise.
  *
- * One tile: acc (MR, NV*VL) = sum over p < kc of a(:,p) b(p,:), then
- * C (mr,nr) = alpha * acc + beta * C (beta == 0: C is not read), ab = {alpha, beta}.
+ * One tile of C: MR rows x NR columns (NR = 16 floats / 8 doubles, the packed panel width).
+ * It is computed in column blocks of up to 2 * KVL columns (one block for AVX2, two for
+ * 16-byte vectors), each with MR x 2 vector accumulators: 12 registers + 2 for b + 1
+ * broadcast, which fits the 16 registers of SSE2 and AVX2 alike. Per block:
+ *   acc (MR, nv * KVL) = sum over p < kc of a(:,p) b(p, cols),
+ *   C (mr, cols) = alpha * acc + beta * C (beta == 0: C is not read), ab = {alpha, beta}.
  * a(i,p) is a[i*rsa + p*csa]: a packed panel (rsa = 1, csa = MR) or A itself, unpacked.
- * b is a packed panel (kc rows of NR). NV = 2 vectors wide, or 1 for a narrow right edge.
+ * b is a packed panel (kc rows of NR). nv = 2 vectors, or 1 for a narrow right edge.
  */
 
 __attribute__((always_inline)) KATTR static inline void
@@ -17,14 +21,14 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
                      const T *restrict b, T *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                      const T *ab, const int nv)
 {
-    VEC acc[GEMM_MR][2];
+    KVEC acc[GEMM_MR][2];
     for (int i = 0; i < GEMM_MR; i++) {
-        acc[i][0] = (VEC){0};
-        acc[i][1] = (VEC){0};
+        acc[i][0] = (KVEC){0};
+        acc[i][1] = (KVEC){0};
     }
     for (int64_t i = 0; i < mr; i++) {
         __builtin_prefetch(c + i * ldc, 1);
-        __builtin_prefetch(c + i * ldc + nv * GEMM_VL - 1, 1);
+        __builtin_prefetch(c + i * ldc + nv * KVL - 1, 1);
     }
     /* rows past mr repeat the last real row (never read past A; results discarded) */
     const int64_t last = mr - 1;
@@ -33,8 +37,8 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
             *a5 = a + (last < 5 ? last : 5) * rsa;
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++) {
-        const VEC b0 = *(const VEC *)(b + p * GEMM_NR);
-        const VEC b1 = nv == 2 ? *(const VEC *)(b + p * GEMM_NR + GEMM_VL) : (VEC){0};
+        const KVEC b0 = *(const KVEC *)(b + p * GEMM_NR);
+        const KVEC b1 = nv == 2 ? *(const KVEC *)(b + p * GEMM_NR + KVL) : (KVEC){0};
         const int64_t q = p * csa;
         /* row by row: one broadcast live at a time (12 accumulators + 2 + 1 registers) */
 #define TC_GEMM_ROW(i, ai)                           \
@@ -53,10 +57,10 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
     }
     /* alpha, beta come through memory: read only now, they hold no register in the loop */
     const T alpha = ab[0], beta = ab[1];
-    if (mr == GEMM_MR && nr == nv * GEMM_VL) {
+    if (mr == GEMM_MR && nr == nv * KVL) {
         for (int i = 0; i < GEMM_MR; i++) {
             for (int v = 0; v < nv; v++) {
-                UVEC *cp = (UVEC *)(c + i * ldc + v * GEMM_VL);
+                KUVEC *cp = (KUVEC *)(c + i * ldc + v * KVL);
                 if (beta == 0)
                     *cp = alpha * acc[i][v];
                 else if (alpha == 1 && beta == 1)
@@ -67,12 +71,12 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
         }
         return;
     }
-    T tile[GEMM_MR * GEMM_NR] __attribute__((aligned(32)));
+    T tile[GEMM_MR * 2 * KVL] __attribute__((aligned(32)));
     for (int i = 0; i < GEMM_MR; i++)
-        for (int v = 0; v < nv; v++) *(VEC *)(tile + i * GEMM_NR + v * GEMM_VL) = acc[i][v];
+        for (int v = 0; v < nv; v++) *(KVEC *)(tile + (i * 2 + v) * KVL) = acc[i][v];
     for (int64_t i = 0; i < mr; i++) {
         T *ci = c + i * ldc;
-        const T *t = tile + i * GEMM_NR;
+        const T *t = tile + i * 2 * KVL;
         if (beta == 0) {
             for (int64_t j = 0; j < nr; j++) ci[j] = alpha * t[j];
         } else {
@@ -81,14 +85,14 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
     }
 }
 
-/* One tile, any (mr <= MR, nr <= NR); a either packed (rsa = 1, csa = MR) or unpacked
- * with csa == 1 (rows of a row-major A) or rsa == 1 (columns of a transposed A). The four
- * common layouts are specialised so the compiler sees constant strides. */
-KATTR static void KNAME(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
-                        const T *restrict b, T *restrict c, int64_t ldc, int64_t mr, int64_t nr,
-                        const T *ab)
+/* One column block, the common layouts of a specialised so the compiler sees constant
+ * strides: packed (1, MR), rows of a row-major A (rsa, 1), anything else. */
+__attribute__((always_inline)) KATTR static inline void
+TC_CAT(KNAME, _block)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
+                      const T *restrict b, T *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                      const T *ab)
 {
-    const int nv = nr > GEMM_VL ? 2 : 1;
+    const int nv = nr > KVL ? 2 : 1;
     if (rsa == 1 && csa == GEMM_MR) {
         if (nv == 2)
             TC_CAT(KNAME, _body)(kc, a, 1, GEMM_MR, b, c, ldc, mr, nr, ab, 2);
@@ -104,5 +108,17 @@ KATTR static void KNAME(int64_t kc, const T *restrict a, int64_t rsa, int64_t cs
             TC_CAT(KNAME, _body)(kc, a, rsa, csa, b, c, ldc, mr, nr, ab, 2);
         else
             TC_CAT(KNAME, _body)(kc, a, rsa, csa, b, c, ldc, mr, nr, ab, 1);
+    }
+}
+
+/* One MR x NR tile (mr <= MR rows and nr <= NR columns of it are real), in column blocks
+ * of 2 * KVL. */
+KATTR static void KNAME(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
+                        const T *restrict b, T *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                        const T *ab)
+{
+    for (int64_t col0 = 0; col0 < nr; col0 += 2 * KVL) {
+        const int64_t cols = nr - col0 < 2 * KVL ? nr - col0 : 2 * KVL;
+        TC_CAT(KNAME, _block)(kc, a, rsa, csa, b + col0, c + col0, ldc, mr, cols, ab);
     }
 }
