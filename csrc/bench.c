@@ -27,7 +27,7 @@ typedef float tc_bench_v8 __attribute__((vector_size(32)));
         return s;                                                                       \
     }
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
 __attribute__((target("avx2,fma"))) static float tc_bench_fma_avx2(int64_t iters)
 TC_BENCH_BODY
 #endif
@@ -44,7 +44,7 @@ int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters)
 {
     if (iters < 1) return TC_EINVAL;
     int avx2 = 0;
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
     avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     double t0 = 0, t1 = 0;
@@ -60,7 +60,7 @@ int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters)
 #pragma omp barrier
 #pragma omp master
         t0 = tc_bench_now();
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
         mine = avx2 ? tc_bench_fma_avx2(iters) : tc_bench_fma_generic(iters);
 #else
         (void)avx2;

@@ -43,7 +43,7 @@ static int tc_gemm_thread_id(void)
 #endif
 }
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
 #define TC_GEMM_X86 1
 static int tc_gemm_cpu_has_avx2(void)
 {

@@ -54,7 +54,11 @@ typedef void (*FN(tc_gemm_kernel_fn))(int64_t, const T *, int64_t, int64_t, cons
 
 static FN(tc_gemm_kernel_fn) FN(gemm_pick_kernel)(void)
 {
+#if TC_GEMM_X86
     return tc_gemm_use_avx2() ? FN(gemm_kernel_avx2) : FN(gemm_kernel_generic);
+#else
+    return FN(gemm_kernel_generic);
+#endif
 }
 
 /* C (M,N) = alpha op(A) op(B) + beta C, the plain reference. */
