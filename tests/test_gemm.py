@@ -123,3 +123,24 @@ def test_peak_flops_probe():
             _C.peak_flops(bad)
     with pytest.raises(TypeError):
         _C.peak_flops("x")
+
+
+def test_portable_build_without_x86_dispatch_compiles():
+    # a machine without x86 (aarch64, ...) compiles only the portable kernels; build that
+    # configuration's sources here (TC_PORTABLE_ONLY drops the dispatch) so it cannot rot
+    import pathlib
+    import shutil
+    import subprocess
+
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sources = [str(root / "csrc" / f) for f in ("gemm.c", "fused.c", "bench.c")]
+    for src in sources:
+        if not pathlib.Path(src).exists():
+            pytest.skip("C sources not available")
+    res = subprocess.run([cc, "-fsyntax-only", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
+                          "-Werror", "-Wno-unused-parameter", "-DTC_PORTABLE_ONLY",
+                          f"-I{root / 'csrc'}", *sources], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
