@@ -144,13 +144,50 @@ static void FN(gemm_scale)(T *C, int64_t ldc, int64_t M, int64_t N, T beta)
             C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
 }
 
+/* One block of rows [ic, ic+mc) of C against the packed micro-panels [jp0, jp1) of B at
+ * (jc, pc): pack the A block (into ap, when given; else A is read in place), then every
+ * MR x NR tile, jr outer (the B micro-panel stays in L1) and ir inner. */
+static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const T *A, int64_t rsa,
+                                  int64_t csa, T *C, int64_t ldc, int64_t ic, int64_t mc,
+                                  int64_t jc, int64_t nc, int64_t pc, int64_t kc,
+                                  int64_t kc_max, T *ap, const T *bp, int64_t jp0, int64_t jp1,
+                                  const T *ab, int last_pc, tc_gemm_epilogue_fn ep,
+                                  void *ep_ctx)
+{
+    const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
+    const T *Ablk = A + ic * rsa + pc * csa;
+    if (ap) {
+        for (int64_t ip = 0; ip < mp; ip++) {
+            const int64_t i0 = ip * GEMM_MR;
+            FN(gemm_pack_a)(ap + ip * GEMM_MR * kc, Ablk + i0 * rsa, rsa, csa,
+                            mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR, kc);
+        }
+    }
+    for (int64_t jp = jp0; jp < jp1; jp++) {
+        const int64_t j0 = jp * GEMM_NR;
+        const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
+        const T *bpanel = bp + jp * GEMM_NR * kc_max;
+        for (int64_t ip = 0; ip < mp; ip++) {
+            const int64_t i0 = ip * GEMM_MR;
+            const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
+            T *ct = C + (ic + i0) * ldc + jc + j0;
+            if (ap)
+                kernel(kc, ap + ip * GEMM_MR * kc, 1, GEMM_MR, bpanel, ct, ldc, mr, nr, ab);
+            else
+                kernel(kc, Ablk + i0 * rsa, rsa, csa, bpanel, ct, ldc, mr, nr, ab);
+            if (ep && last_pc) ep(ep_ctx, ic + i0, jc + j0, mr, nr);
+        }
+    }
+}
+
 /* The fast product. Loop nest (Goto/BLIS): jc (NC columns; B panel kc x NC packed once per
  * pc) > pc (KC of the shared dimension) > ic (MC rows; A block packed per thread, or read in
  * place when N is small and packing would not pay) > jr (NR-column micro-panels of B) > ir
  * (MR-row panels of A) > the micro-kernel over kc.
- * Threads: with enough rows, each thread owns a contiguous range of MR-row panels (its own
- * A block in its own L2) and the B panel is packed cooperatively; with few rows, each thread
- * owns a range of B micro-panels and packs them itself. Either way each C entry is computed
+ * Threads: with enough rows, the row blocks are handed out dynamically (each thread packs
+ * the A block it takes into its own buffer, in its own L2) and the B panel is packed
+ * cooperatively; with few rows, each thread owns a range of B micro-panels and packs them
+ * itself. Either way each C entry is computed
  * by one thread summing k in a fixed order (results do not depend on the thread count). */
 int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
                    int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
@@ -191,24 +228,22 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
     const FN(tc_gemm_kernel_fn) kernel = FN(gemm_pick_kernel)();
     const int64_t mp_all = (M + GEMM_MR - 1) / GEMM_MR;
 
+    const int64_t panels_per_block = GEMM_MC / GEMM_MR;
+
 #pragma omp parallel num_threads(max_threads) if (parallel)
     {
         const int nth = tc_gemm_thread_count(), tid = tc_gemm_thread_id();
         /* split rows when there are enough MR-panels for every thread, else columns */
         const int split_m = nth > 1 && mp_all >= 4 * nth;
-        int64_t m0 = 0, m1 = M;
-        if (split_m) {
-            m0 = mp_all * tid / nth * GEMM_MR;
-            m1 = mp_all * (tid + 1) / nth * GEMM_MR;
-            if (m1 > M) m1 = M;
-        }
+        /* row split: blocks of at most MC rows, as many as a multiple of the thread count,
+         * handed out dynamically (a thread that loses its core to other work does not hold
+         * the others up); each C entry still sums k in the same order whoever computes it */
+        int64_t nblocks = (mp_all + panels_per_block - 1) / panels_per_block;
+        nblocks = (nblocks + nth - 1) / nth * nth;
         T *my_ap = ap ? (T *)((char *)ap + a_bytes * (size_t)tid) : NULL;
         for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
             const int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
             const int64_t np = (nc + GEMM_NR - 1) / GEMM_NR;
-            /* micro-panels this thread packs, and those it multiplies */
-            const int64_t pk0 = np * tid / nth, pk1 = np * (tid + 1) / nth;
-            const int64_t jp0 = split_m ? 0 : pk0, jp1 = split_m ? np : pk1;
             for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
                 const int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
                 const T ab[2] = {alpha, pc == 0 ? beta : (T)1};
@@ -216,44 +251,35 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
                 const T *Bblk = B + pc * rsb + jc * csb;
                 /* panels sit at a fixed stride (kc_max), so with the column split a thread
                  * packing the next pc never overlaps a neighbour still reading this one */
-                for (int64_t jp = pk0; jp < pk1; jp++) {
-                    const int64_t j0 = jp * GEMM_NR;
-                    FN(gemm_pack_b)(bp + jp * GEMM_NR * kc_max, Bblk + j0 * csb, rsb, csb,
-                                    nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR, kc);
-                }
                 if (split_m) {
-#pragma omp barrier
-                }
-                for (int64_t ic = m0; ic < m1; ic += GEMM_MC) {
-                    const int64_t mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
-                    const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
-                    const T *Ablk = A + ic * rsa + pc * csa;
-                    if (my_ap) {
-                        for (int64_t ip = 0; ip < mp; ip++) {
-                            const int64_t i0 = ip * GEMM_MR;
-                            FN(gemm_pack_a)(my_ap + ip * GEMM_MR * kc, Ablk + i0 * rsa, rsa,
-                                            csa, mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR, kc);
-                        }
-                    }
-                    for (int64_t jp = jp0; jp < jp1; jp++) {
+#pragma omp for schedule(dynamic, 4)
+                    for (int64_t jp = 0; jp < np; jp++) {
                         const int64_t j0 = jp * GEMM_NR;
-                        const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-                        const T *bpanel = bp + jp * GEMM_NR * kc_max;
-                        for (int64_t ip = 0; ip < mp; ip++) {
-                            const int64_t i0 = ip * GEMM_MR;
-                            const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
-                            T *ct = C + (ic + i0) * ldc + jc + j0;
-                            if (my_ap)
-                                kernel(kc, my_ap + ip * GEMM_MR * kc, 1, GEMM_MR, bpanel, ct, ldc,
-                                       mr, nr, ab);
-                            else
-                                kernel(kc, Ablk + i0 * rsa, rsa, csa, bpanel, ct, ldc, mr, nr, ab);
-                            if (ep && last_pc) ep(ep_ctx, ic + i0, jc + j0, mr, nr);
-                        }
+                        FN(gemm_pack_b)(bp + jp * GEMM_NR * kc_max, Bblk + j0 * csb, rsb, csb,
+                                        nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR, kc);
                     }
-                }
-                if (split_m) {
-#pragma omp barrier
+                    /* (the implicit barriers: B is packed before use, and used up before
+                     * the next pc packs over it) */
+#pragma omp for schedule(dynamic, 1)
+                    for (int64_t blk = 0; blk < nblocks; blk++) {
+                        const int64_t ic = mp_all * blk / nblocks * GEMM_MR;
+                        int64_t ie = mp_all * (blk + 1) / nblocks * GEMM_MR;
+                        if (ie > M) ie = M;
+                        if (ie > ic)
+                            FN(gemm_block)(kernel, A, rsa, csa, C, ldc, ic, ie - ic, jc, nc, pc,
+                                           kc, kc_max, my_ap, bp, 0, np, ab, last_pc, ep, ep_ctx);
+                    }
+                } else {
+                    const int64_t pk0 = np * tid / nth, pk1 = np * (tid + 1) / nth;
+                    for (int64_t jp = pk0; jp < pk1; jp++) {
+                        const int64_t j0 = jp * GEMM_NR;
+                        FN(gemm_pack_b)(bp + jp * GEMM_NR * kc_max, Bblk + j0 * csb, rsb, csb,
+                                        nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR, kc);
+                    }
+                    for (int64_t ic = 0; ic < M; ic += GEMM_MC)
+                        FN(gemm_block)(kernel, A, rsa, csa, C, ldc, ic,
+                                       M - ic < GEMM_MC ? M - ic : GEMM_MC, jc, nc, pc, kc,
+                                       kc_max, my_ap, bp, pk0, pk1, ab, last_pc, ep, ep_ctx);
                 }
             }
         }
