@@ -1,10 +1,40 @@
-/* attention.c: plain (materialised) scaled dot-product attention and its backward,
- * float32 and float64. These are the *_ref kernels: the T x S score matrix of each
- * batch-head is built in full. */
+/* attention.c: scaled dot-product attention, float32 and float64.
+ *
+ *   attention_impl.h        the materialised reference kernels (*_ref): the (T,S) scores
+ *                           of each batch-head built in full, products through tc_gemm;
+ *                           also the mask and dropout helpers both kernels share;
+ *   attention_flash_impl.h  the tiled (flash-style) forward/backward and the KV-cache
+ *                           decode step: drivers (threads, scratch, work items);
+ *   attention_tile.h        their per-tile work (register-blocked tile products, vector
+ *                           exp, online softmax), compiled once per instruction set and
+ *                           picked at run time (AVX2+FMA where the CPU has it).
+ */
 #include "tc_generic.h"
+#include "rng.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define TC_ATT_X86 1
+static int attention_has_avx2(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+#else
+#define TC_ATT_X86 0
+static int attention_has_avx2(void) { return 0; }
+#endif
+
+const char *tc_attention_kernel_name(void)
+{
+    return attention_has_avx2() ? "avx2+fma" : "generic";
+}
 
 /* Threads a parallel region may use (its scratch is indexed by thread number). */
 static int attention_max_threads(void)
@@ -26,11 +56,44 @@ static int attention_thread_num(void)
 #endif
 }
 
-/* Keys row i of a (T,S) score matrix sees: all S, or j <= i (top-left causal, as torch's
- * is_causal), so min(i + 1, S). */
-static inline int64_t attention_visible(int64_t i, int64_t S, int causal)
+/* Number of keys [0, lim) query row i may see under causal masking (keys j >= lim are
+ * hidden): all S without it; j <= i top-left (torch's is_causal); j <= i + S - T
+ * bottom-right (the last query sees the last key). */
+static inline int64_t attention_limit(int64_t i, int64_t T, int64_t S, int causal)
 {
-    return causal ? (i + 1 < S ? i + 1 : S) : S;
+    int64_t lim;
+    if (causal == TC_CAUSAL_TOP_LEFT) lim = i + 1;
+    else if (causal == TC_CAUSAL_BOTTOM_RIGHT) lim = i + 1 + S - T;
+    else return S;
+    return lim < 0 ? 0 : lim > S ? S : lim;
+}
+
+/* First query row that sees key j under causal masking (T if none does). */
+static inline int64_t attention_first_row(int64_t j, int64_t T, int64_t S, int causal)
+{
+    int64_t i;
+    if (causal == TC_CAUSAL_TOP_LEFT) i = j;
+    else if (causal == TC_CAUSAL_BOTTOM_RIGHT) i = j - (S - T);
+    else return 0;
+    return i < 0 ? 0 : i > T ? T : i;
+}
+
+/* Dimensions valid and the products the kernels index with fit in int64 / size_t. */
+static int attention_dims_ok(int64_t B, int64_t NH, int64_t T, int64_t S, int64_t DK,
+                             int64_t DV)
+{
+    if (B < 0 || NH < 0 || T < 0 || S < 0 || DK < 0 || DV < 0) return 0;
+    const double lim = 9.0e15; /* well inside int64 and exact in double */
+    const double bh = (double)B * (double)NH;
+    const double d = (double)(DK > DV ? DK : DV) + 1;
+    return bh * (double)(T + 1) * d < lim && bh * (double)(S + 1) * d < lim &&
+           (double)(T + 1) * (double)(S + 1) < lim;
+}
+
+static int attention_causal_ok(int causal)
+{
+    return causal == TC_CAUSAL_NONE || causal == TC_CAUSAL_TOP_LEFT ||
+           causal == TC_CAUSAL_BOTTOM_RIGHT;
 }
 
 /* Elements of scratch per thread, nbuf buffers of T*S; 0 on size overflow. */
@@ -43,14 +106,26 @@ static size_t attention_scratch_elems(int64_t T, int64_t S, int nbuf, int nthrea
     return per * (size_t)nbuf * (size_t)nthreads;
 }
 
+/* words of the dropout stream drawn at a time */
+#define ATT_RNG_WORDS 256
+
+static inline int64_t attention_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+
 #define T float
 #define SFX f32
+#define ATT_F64 0
 #include "attention_impl.h"
+#include "attention_flash_impl.h"
 #undef T
 #undef SFX
+#undef ATT_F64
 
 #define T double
 #define SFX f64
+#define ATT_F64 1
 #include "attention_impl.h"
+#include "attention_flash_impl.h"
 #undef T
 #undef SFX
+#undef ATT_F64

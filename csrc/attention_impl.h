@@ -1,12 +1,15 @@
-/* attention_impl.h: materialised scaled dot-product attention, written once for T.
+/* attention_impl.h: the materialised reference kernels and the mask/dropout helpers the
+ * tiled kernel shares, written once for T.
  *
- * Per batch-head b (q (T,DK), k (S,DK), v (S,DV) slices):
- *   scores = scale * q k^T                     (T,S)   tc_gemm
- *   masked (causal, j > i)  -> -INFINITY, i.e. probability exactly 0
- *   P = softmax(scores) row-wise, lse = logsumexp(scores) row-wise
- *   out = P v                                   (T,DV)  tc_gemm
- * Backward recomputes P from lse and uses dS = P * (dP - rowsum(dout * out)): the softmax
- * Jacobian is never built.
+ * Per batch-head bh = (b, h) (q (T,DK), k (S,DK), v (S,DV) slices):
+ *   scores = scale * q k^T (+ bias)            (T,S)   tc_gemm
+ *   masked keys (causal, keep == 0, key_padding == 0, bias == -inf) -> -INFINITY
+ *   P = softmax(scores) row-wise, lse = logsumexp(scores) row-wise (a row with every key
+ *   masked: P = 0, lse = -INFINITY)
+ *   P~ = P * Z / (1 - p) with dropout, else P
+ *   out = P~ v                                  (T,DV)  tc_gemm
+ * Backward recomputes P from lse and uses dS = P * (dP - rowsum(dout * out)) with
+ * dP = Z / (1 - p) * dout v^T: the softmax Jacobian is never built.
  *
  * Parallel over batch-heads (each thread owns whole batch-heads and its own T x S scratch,
  * allocated once per call); with a single batch-head (or too little work per head) the
@@ -15,57 +18,158 @@
  * reproducible for a fixed thread count.
  */
 
-/* P (T,S) <- softmax of the scores already in P, masked; lse (T,) <- logsumexp. */
-static void FN(attention_softmax_rows)(T *P, T *lse, int64_t Tq, int64_t S, int causal,
-                                       int parallel)
+/* Dropout of one call: on, the Philox seed, the 32-bit keep threshold (a word w is kept
+ * iff w >= thresh; none is kept when p rounds to 1) and the 1 / (1 - p) scale of kept
+ * elements. */
+typedef struct {
+    int on, keep_none;
+    uint64_t seed;
+    uint32_t thresh;
+    T inv;
+} FN(attention_drop);
+
+static FN(attention_drop) FN(attention_drop_make)(double p, uint64_t seed)
 {
+    FN(attention_drop) d = {0, 0, seed, 0, (T)1};
+    if (p > 0) {
+        const uint64_t thr = tc_rng_keep_threshold(p);
+        d.on = 1;
+        d.keep_none = thr > UINT32_MAX;
+        d.thresh = d.keep_none ? UINT32_MAX : (uint32_t)thr;
+        d.inv = d.keep_none ? (T)0 : (T)(1.0 / (1.0 - p));
+    }
+    return d;
+}
+
+/* p[j] (and p2[j] when p2 != NULL) for j in [0, n): times 1/(1-p) where element
+ * first + j of the dropout stream is kept, 0 where it is dropped. The stream is word i of
+ * Philox (seed, subsequence 0) for element i: the mask tc_dropout_* draws for element i
+ * of a flat array, here of the (B,NH,T,S) probabilities. */
+static void FN(attention_dropout_row)(T *p, T *p2, int64_t n, const FN(attention_drop) *d,
+                                      uint64_t first)
+{
+    uint32_t w[ATT_RNG_WORDS + 4];
+    for (int64_t j = 0; j < n;) {
+        const uint64_t idx = first + (uint64_t)j;
+        const int64_t off = (int64_t)(idx & 3);
+        const int64_t m = n - j < ATT_RNG_WORDS ? n - j : ATT_RNG_WORDS;
+        tc_rng_words(w, d->seed, 0, idx >> 2, (off + m + 3) >> 2);
+        T *pj = p + j, *p2j = p2 ? p2 + j : NULL;
+        for (int64_t t = 0; t < m; t++) {
+            const T z = !d->keep_none && w[off + t] >= d->thresh ? d->inv : (T)0;
+            pj[t] *= z;
+            if (p2j) p2j[t] *= z;
+        }
+        j += m;
+    }
+}
+
+/* Scores s[0..n) of query row i against keys [j0, j0 + n) of batch-head (b, h): adds the
+ * bias and sets masked keys to -INFINITY (keys j >= lim are hidden by causality). */
+static void FN(attention_mask_row)(T *s, const tc_attention_masks *m, int64_t b, int64_t h,
+                                   int64_t i, int64_t j0, int64_t n, int64_t lim, int64_t S)
+{
+    int64_t nv = lim - j0;
+    nv = nv < 0 ? 0 : nv > n ? n : nv;
+    if (m) {
+        if (m->bias) {
+            const int64_t *st = m->bias_strides;
+            const T *bp = (const T *)m->bias + b * st[0] + h * st[1] + i * st[2] + j0 * st[3];
+            for (int64_t j = 0; j < nv; j++) s[j] += bp[j * st[3]];
+        }
+        if (m->keep) {
+            const int64_t *st = m->keep_strides;
+            const uint8_t *kp = m->keep + b * st[0] + h * st[1] + i * st[2] + j0 * st[3];
+            for (int64_t j = 0; j < nv; j++)
+                if (!kp[j * st[3]]) s[j] = -INFINITY;
+        }
+        if (m->key_padding) {
+            const uint8_t *kp = m->key_padding + b * S + j0;
+            for (int64_t j = 0; j < nv; j++)
+                if (!kp[j]) s[j] = -INFINITY;
+        }
+    }
+    for (int64_t j = nv; j < n; j++) s[j] = -INFINITY;
+}
+
+static int FN(attention_args_ok)(const tc_attention_masks *m, int64_t B, int64_t NH, int64_t T_,
+                                 int64_t S, int64_t DK, int64_t DV, int causal, double p)
+{
+    (void)m;
+    return attention_dims_ok(B, NH, T_, S, DK, DV) && attention_causal_ok(causal) &&
+           p >= 0 && p <= 1;
+}
+
+/* Context of one reference call. */
+typedef struct {
+    const tc_attention_masks *m;
+    int64_t NH, Tq, S, DK, DV;
+    T scale;
+    int causal;
+    FN(attention_drop) drop;
+} FN(attention_ref_ctx);
+
+/* P (T,S) <- softmax of the scaled scores already in P, masked, then dropped out;
+ * lse (T,) <- logsumexp. */
+static void FN(attention_softmax_rows)(T *P, T *lse, const FN(attention_ref_ctx) *c,
+                                       int64_t bh, int parallel)
+{
+    const int64_t Tq = c->Tq, S = c->S, b = bh / c->NH, h = bh % c->NH;
     (void)parallel;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < Tq; i++) {
         T *p = P + i * S;
-        const int64_t L = attention_visible(i, S, causal);
-        if (L == 0) { /* no visible key: out row = 0, lse = -inf (never NaN) */
+        FN(attention_mask_row)(p, c->m, b, h, i, 0, S, attention_limit(i, Tq, S, c->causal), S);
+        T m = -INFINITY;
+        for (int64_t j = 0; j < S; j++) m = p[j] > m ? p[j] : m;
+        if (m == -INFINITY) { /* every key masked: out row = 0, lse = -inf (never NaN) */
             for (int64_t j = 0; j < S; j++) p[j] = 0;
             lse[i] = -INFINITY;
             continue;
         }
-        T m = p[0];
-        for (int64_t j = 1; j < L; j++) m = p[j] > m ? p[j] : m;
         T sum = 0;
-        for (int64_t j = 0; j < L; j++) {
+        for (int64_t j = 0; j < S; j++) {
             p[j] = MATH(exp)(p[j] - m);
             sum += p[j];
         }
         const T inv = (T)1 / sum;
-        for (int64_t j = 0; j < L; j++) p[j] *= inv;
-        for (int64_t j = L; j < S; j++) p[j] = 0;
+        for (int64_t j = 0; j < S; j++) p[j] *= inv;
         lse[i] = m + MATH(log)(sum);
+        if (c->drop.on)
+            FN(attention_dropout_row)(p, NULL, S, &c->drop, ((uint64_t)bh * (uint64_t)Tq +
+                                                             (uint64_t)i) * (uint64_t)S);
     }
 }
 
 /* One batch-head of the forward; P is (T,S) scratch. */
 static int FN(attention_forward_head)(T *out, T *lse, T *P, const T *q, const T *k,
-                                      const T *v, int64_t Tq, int64_t S, int64_t DK,
-                                      int64_t DV, T scale, int causal, int parallel)
+                                      const T *v, const FN(attention_ref_ctx) *c, int64_t bh,
+                                      int parallel)
 {
-    int st = FN(tc_gemm)(P, q, k, Tq, S, DK, S, DK, DK, 0, 1, scale, (T)0);
+    const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
+    int st = FN(tc_gemm)(P, q, k, Tq, S, DK, S, DK, DK, 0, 1, c->scale, (T)0);
     if (st != TC_OK) return st;
-    FN(attention_softmax_rows)(P, lse, Tq, S, causal, parallel);
+    FN(attention_softmax_rows)(P, lse, c, bh, parallel);
     return FN(tc_gemm)(out, P, v, Tq, DV, S, DV, S, DV, 0, 0, (T)1, (T)0);
 }
 
-// out (BH,T,DV), lse (BH,T), q (BH,T,DK), k (BH,S,DK), v (BH,S,DV)
+// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
 int FN(tc_attention_forward_ref)(T *out, T *lse, const T *q, const T *k, const T *v,
-                                 int64_t BH, int64_t Tq, int64_t S, int64_t DK, int64_t DV,
-                                 T scale, int causal)
+                                 const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                 int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                                 int causal, double dropout_p, uint64_t seed)
 {
-    if (BH < 0 || Tq < 0 || S < 0 || DK < 0 || DV < 0) return TC_EINVAL;
+    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
+        return TC_EINVAL;
+    const int64_t BH = B * NH;
     if (BH == 0 || Tq == 0) return TC_OK;
     if (S == 0) { /* every row has no key to attend to */
         for (int64_t i = 0; i < BH * Tq; i++) lse[i] = -INFINITY;
         memset(out, 0, (size_t)(BH * Tq * DV) * sizeof(T));
         return TC_OK;
     }
+    const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
+                                     FN(attention_drop_make)(dropout_p, seed)};
     const double head_work = (double)Tq * (double)S * (double)(DK + DV + 8);
     const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
     const int nthreads = outer ? attention_max_threads() : 1;
@@ -81,8 +185,7 @@ int FN(tc_attention_forward_ref)(T *out, T *lse, const T *q, const T *k, const T
         for (int64_t b = 0; b < BH; b++) {
             int st = FN(attention_forward_head)(out + b * Tq * DV, lse + b * Tq, P,
                                                 q + b * Tq * DK, k + b * S * DK,
-                                                v + b * S * DV, Tq, S, DK, DV, scale, causal,
-                                                inner);
+                                                v + b * S * DV, &c, b, inner);
             if (st != TC_OK) {
 #pragma omp atomic write
                 status = st;
@@ -96,49 +199,62 @@ int FN(tc_attention_forward_ref)(T *out, T *lse, const T *q, const T *k, const T
 /* One batch-head of the backward; P and dS are (T,S) scratch. */
 static int FN(attention_backward_head)(T *dq, T *dk, T *dv, T *P, T *dS, const T *dout,
                                        const T *q, const T *k, const T *v, const T *out,
-                                       const T *lse, int64_t Tq, int64_t S, int64_t DK,
-                                       int64_t DV, T scale, int causal, int parallel)
+                                       const T *lse, const FN(attention_ref_ctx) *c,
+                                       int64_t bh, int parallel)
 {
+    const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
+    const int64_t b = bh / c->NH, h = bh % c->NH;
     (void)parallel;
-    /* P = exp(scale q k^T - lse), masked entries exactly 0 */
-    int st = FN(tc_gemm)(P, q, k, Tq, S, DK, S, DK, DK, 0, 1, scale, (T)0);
+    /* scores = scale q k^T */
+    int st = FN(tc_gemm)(P, q, k, Tq, S, DK, S, DK, DK, 0, 1, c->scale, (T)0);
     if (st != TC_OK) return st;
-    /* dP = dout v^T */
+    /* dP~ = dout v^T */
     st = FN(tc_gemm)(dS, dout, v, Tq, S, DV, S, DV, DV, 0, 1, (T)1, (T)0);
     if (st != TC_OK) return st;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < Tq; i++) {
         T *p = P + i * S, *ds = dS + i * S;
         const T l = lse[i];
-        const int64_t L = l == -INFINITY ? 0 : attention_visible(i, S, causal);
+        if (l == -INFINITY) { /* a row with every key masked: no gradient */
+            for (int64_t j = 0; j < S; j++) p[j] = ds[j] = 0;
+            continue;
+        }
+        FN(attention_mask_row)(p, c->m, b, h, i, 0, S, attention_limit(i, Tq, S, c->causal), S);
+        for (int64_t j = 0; j < S; j++) p[j] = MATH(exp)(p[j] - l); /* masked: exactly 0 */
         const T *go = dout + i * DV, *o = out + i * DV;
         T D = 0; /* D_i = rowsum(dout * out) = rowsum(dP * P) */
-        for (int64_t c = 0; c < DV; c++) D += go[c] * o[c];
-        for (int64_t j = 0; j < L; j++) {
-            p[j] = MATH(exp)(p[j] - l);
-            ds[j] = p[j] * (ds[j] - D);
-        }
-        for (int64_t j = L; j < S; j++) {
-            p[j] = 0;
-            ds[j] = 0;
+        for (int64_t cc = 0; cc < DV; cc++) D += go[cc] * o[cc];
+        if (c->drop.on) {
+            /* dP = Z/(1-p) dP~; dS = P (dP - D); then P <- P~ for dv */
+            const uint64_t first = ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) * (uint64_t)S;
+            FN(attention_dropout_row)(ds, NULL, S, &c->drop, first);
+            for (int64_t j = 0; j < S; j++) ds[j] = p[j] * (ds[j] - D);
+            FN(attention_dropout_row)(p, NULL, S, &c->drop, first);
+        } else {
+            for (int64_t j = 0; j < S; j++) ds[j] = p[j] * (ds[j] - D);
         }
     }
-    /* dv += P^T dout; dq += scale dS k; dk += scale dS^T q */
+    /* dv += P~^T dout; dq += scale dS k; dk += scale dS^T q */
     st = FN(tc_gemm)(dv, P, dout, S, DV, Tq, DV, S, DV, 1, 0, (T)1, (T)1);
-    if (st == TC_OK) st = FN(tc_gemm)(dq, dS, k, Tq, DK, S, DK, S, DK, 0, 0, scale, (T)1);
-    if (st == TC_OK) st = FN(tc_gemm)(dk, dS, q, S, DK, Tq, DK, S, DK, 1, 0, scale, (T)1);
+    if (st == TC_OK) st = FN(tc_gemm)(dq, dS, k, Tq, DK, S, DK, S, DK, 0, 0, c->scale, (T)1);
+    if (st == TC_OK) st = FN(tc_gemm)(dk, dS, q, S, DK, Tq, DK, S, DK, 1, 0, c->scale, (T)1);
     return st;
 }
 
-// dq (BH,T,DK), dk (BH,S,DK), dv (BH,S,DV) accumulated (+=); dout/out (BH,T,DV),
-// q (BH,T,DK), k (BH,S,DK), v (BH,S,DV), lse (BH,T) from the forward
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
+// q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
 int FN(tc_attention_backward_ref)(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k,
-                                  const T *v, const T *out, const T *lse, int64_t BH,
+                                  const T *v, const T *out, const T *lse,
+                                  const tc_attention_masks *masks, int64_t B, int64_t NH,
                                   int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
-                                  int causal)
+                                  int causal, double dropout_p, uint64_t seed)
 {
-    if (BH < 0 || Tq < 0 || S < 0 || DK < 0 || DV < 0) return TC_EINVAL;
+    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
+        return TC_EINVAL;
+    const int64_t BH = B * NH;
     if (BH == 0 || Tq == 0 || S == 0) return TC_OK; /* every gradient is zero */
+    const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
+                                     FN(attention_drop_make)(dropout_p, seed)};
     const double head_work = (double)Tq * (double)S * (double)(2 * DK + 2 * DV + 8);
     const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
     const int nthreads = outer ? attention_max_threads() : 1;
@@ -156,7 +272,7 @@ int FN(tc_attention_backward_ref)(T *dq, T *dk, T *dv, const T *dout, const T *q
             int st = FN(attention_backward_head)(
                 dq + b * Tq * DK, dk + b * S * DK, dv + b * S * DV, P, dS, dout + b * Tq * DV,
                 q + b * Tq * DK, k + b * S * DK, v + b * S * DV, out + b * Tq * DV,
-                lse + b * Tq, Tq, S, DK, DV, scale, causal, inner);
+                lse + b * Tq, &c, b, inner);
             if (st != TC_OK) {
 #pragma omp atomic write
                 status = st;

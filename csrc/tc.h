@@ -229,37 +229,125 @@ int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, in
 
 /* ------------------------------------------------------------------ attention (attention.c) */
 
-/* Scaled dot-product attention, materialised (the T x S scores of each batch-head are
- * built in full): the reference kernels. BH = batch * heads (any leading dims flattened),
- * T queries, S keys, DK query/key size, DV value size; DK may differ from DV, T from S.
+/* Scaled dot-product attention over (B, NH) batch-heads: T queries, S keys (S may differ
+ * from T: cross-attention), DK query/key size, DV value size (DK may differ from DV).
+ * q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), out (B,NH,T,DV), lse (B,NH,T).
  *
- * Forward, per batch-head: scores = scale * q k^T; with causal, query i sees keys j <= i
- * (top-left alignment, as torch's is_causal, also for T != S) and the others are
- * -INFINITY, i.e. probability exactly 0; P = softmax(scores) row-wise; out = P v;
- * lse = per-row logsumexp of the scaled, masked scores (the cache the backward needs).
- * Under top-left causal masking row i always sees key 0, so a row with no visible key
- * only happens when S == 0: its out row is 0 and its lse is -INFINITY (never NaN).
- * out (BH,T,DV), lse (BH,T), q (BH,T,DK), k (BH,S,DK), v (BH,S,DV) */
+ * Forward, per batch-head (b,h) and query row i:
+ *   s_ij = scale * q_i . k_j  (+ bias[b,h,i,j])
+ *   key j is masked (s_ij = -INFINITY, probability exactly 0) when
+ *     - causal masking hides it: TC_CAUSAL_TOP_LEFT (torch's is_causal): j > i;
+ *       TC_CAUSAL_BOTTOM_RIGHT (the last query sees the last key; KV-cache decoding):
+ *       j > i + S - T (rows i < T - S then see no key at all);
+ *     - keep[b,h,i,j] == 0 (boolean mask, NONZERO = ATTEND, as torch SDPA), or
+ *     - key_padding[b,j] == 0 (nonzero = a real key, 0 = padding), or
+ *     - bias[b,h,i,j] == -INFINITY;
+ *   P_i = softmax_j(s_ij), lse_i = logsumexp_j(s_ij);
+ *   with dropout_p > 0: P_ij *= Z_ij / (1 - dropout_p), Z_ij = 1 iff element
+ *     (((b*NH + h)*T + i)*S + j) of the Philox stream of `seed` is kept, i.e. exactly the
+ *     mask tc_dropout_forward draws for a (B,NH,T,S) tensor (csrc/rng.h);
+ *   out_i = sum_j P_ij v_j.
+ * A row whose keys are ALL masked gets out_i = 0 and lse_i = -INFINITY (torch gives NaN
+ * there): zeros, not NaN, and in the backward exactly zero gradient from that row.
+ * Entries of bias must be finite or -INFINITY (the bindings check).
+ *
+ * Backward recomputes P from lse, then dv += P~^T dout (P~ = dropped-out P);
+ * dP = Z/(1-p) * dout v^T; D_i = dout_i . out_i; dS = P * (dP - D) (the softmax Jacobian is
+ * never built); dq += scale dS k; dk += scale dS^T q. Gradients ACCUMULATE (+=).
+ *
+ * tc_attention_* is the tiled (flash-style) kernel: online softmax over key tiles, extra
+ * memory O(T * (DK + DV)) per thread (plus a transposed copy of k in the forward) and no
+ * (T, S) matrix; tiles every row of which is
+ * masked by causality or key padding are skipped (a causal pass does about half the
+ * work). Parallel over (batch-head, query-block) work items in the forward and over
+ * batch-heads (or a head's key blocks, with per-thread dq partials summed in thread
+ * order, when there are few heads) in the backward; bitwise reproducible for a fixed
+ * thread count. tc_attention_*_ref materialises each batch-head's (T, S) scores in full:
+ * the plain reference the tiled kernel is tested against (same arguments, same results
+ * up to rounding). */
+enum { TC_CAUSAL_NONE = 0, TC_CAUSAL_TOP_LEFT = 1, TC_CAUSAL_BOTTOM_RIGHT = 2 };
+
+/* Optional masks of one attention call (a NULL pointer, or a NULL tc_attention_masks *,
+ * means "not used"). Element (b,h,i,j) of the broadcast (B,NH,T,S) mask is read at
+ * b*strides[0] + h*strides[1] + i*strides[2] + j*strides[3] (element strides, 0 to
+ * broadcast a dim).
+ *   keep:        uint8, nonzero = attend (torch SDPA's boolean attn_mask convention);
+ *   bias:        additive float mask in the call's dtype (const float * for _f32,
+ *                const double * for _f64), added to the scaled scores;
+ *   key_padding: uint8 (B,S), C-contiguous, nonzero = real key, 0 = padding (ignored). */
+typedef struct {
+    const uint8_t *keep;
+    int64_t keep_strides[4];
+    const void *bias;
+    int64_t bias_strides[4];
+    const uint8_t *key_padding;
+} tc_attention_masks;
+
+/* out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV).
+ * causal: TC_CAUSAL_*; dropout_p in [0, 1] (1 drops everything); seed: the dropout stream. */
+int tc_attention_forward_f32(float *out, float *lse, const float *q, const float *k,
+                             const float *v, const tc_attention_masks *masks, int64_t B,
+                             int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                             float scale, int causal, double dropout_p, uint64_t seed);
+int tc_attention_forward_f64(double *out, double *lse, const double *q, const double *k,
+                             const double *v, const tc_attention_masks *masks, int64_t B,
+                             int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                             double scale, int causal, double dropout_p, uint64_t seed);
+/* dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout, out (B,NH,T,DV)
+ * and lse (B,NH,T) from the forward with the same masks, scale, causal, dropout_p, seed. */
+int tc_attention_backward_f32(float *dq, float *dk, float *dv, const float *dout,
+                              const float *q, const float *k, const float *v,
+                              const float *out, const float *lse,
+                              const tc_attention_masks *masks, int64_t B, int64_t NH,
+                              int64_t T, int64_t S, int64_t DK, int64_t DV, float scale,
+                              int causal, double dropout_p, uint64_t seed);
+int tc_attention_backward_f64(double *dq, double *dk, double *dv, const double *dout,
+                              const double *q, const double *k, const double *v,
+                              const double *out, const double *lse,
+                              const tc_attention_masks *masks, int64_t B, int64_t NH,
+                              int64_t T, int64_t S, int64_t DK, int64_t DV, double scale,
+                              int causal, double dropout_p, uint64_t seed);
+/* The materialised references: same arguments and semantics as above. */
 int tc_attention_forward_ref_f32(float *out, float *lse, const float *q, const float *k,
-                                 const float *v, int64_t BH, int64_t T, int64_t S, int64_t DK,
-                                 int64_t DV, float scale, int causal);
+                                 const float *v, const tc_attention_masks *masks, int64_t B,
+                                 int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                 float scale, int causal, double dropout_p, uint64_t seed);
 int tc_attention_forward_ref_f64(double *out, double *lse, const double *q, const double *k,
-                                 const double *v, int64_t BH, int64_t T, int64_t S, int64_t DK,
-                                 int64_t DV, double scale, int causal);
-/* Backward: recomputes P = exp(scale q k^T - lse) (masked entries exactly 0), then
- * dv += P^T dout; dP = dout v^T; D = rowsum(dout * out); dS = P * (dP - D) (masked
- * entries exactly 0; the softmax Jacobian is never built); dq += scale dS k;
- * dk += scale dS^T q. Gradients ACCUMULATE into buffers the caller zeroed.
- * dq (BH,T,DK), dk (BH,S,DK), dv (BH,S,DV), dout (BH,T,DV), q (BH,T,DK), k (BH,S,DK),
- * v (BH,S,DV), out (BH,T,DV) and lse (BH,T) from the forward */
+                                 const double *v, const tc_attention_masks *masks, int64_t B,
+                                 int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                 double scale, int causal, double dropout_p, uint64_t seed);
 int tc_attention_backward_ref_f32(float *dq, float *dk, float *dv, const float *dout,
                                   const float *q, const float *k, const float *v,
-                                  const float *out, const float *lse, int64_t BH, int64_t T,
-                                  int64_t S, int64_t DK, int64_t DV, float scale, int causal);
+                                  const float *out, const float *lse,
+                                  const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                  int64_t T, int64_t S, int64_t DK, int64_t DV, float scale,
+                                  int causal, double dropout_p, uint64_t seed);
 int tc_attention_backward_ref_f64(double *dq, double *dk, double *dv, const double *dout,
                                   const double *q, const double *k, const double *v,
-                                  const double *out, const double *lse, int64_t BH, int64_t T,
-                                  int64_t S, int64_t DK, int64_t DV, double scale, int causal);
+                                  const double *out, const double *lse,
+                                  const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                  int64_t T, int64_t S, int64_t DK, int64_t DV, double scale,
+                                  int causal, double dropout_p, uint64_t seed);
+
+/* One decoding step against a KV cache. k_cache (B,NH,Smax,DK) and v_cache (B,NH,Smax,DV)
+ * hold `pos` valid positions; the TN new positions' keys k_new (B,NH,TN,DK) and values
+ * v_new (B,NH,TN,DV) are written into positions [pos, pos + TN) of the caches (in place),
+ * then the new queries q (B,NH,TN,DK) attend to every cached position [0, pos + TN) with
+ * bottom-right causal masking (query t, at position pos + t, sees positions <= pos + t):
+ * out (B,NH,TN,DV). Nothing of the past is recomputed; the result equals rows
+ * [pos, pos + TN) of the full causal forward. key_padding: NULL or (B, pos + TN) uint8,
+ * nonzero = real position (e.g. to skip left padding of a batch of prompts).
+ * TC_EINVAL unless 0 <= pos and pos + TN <= Smax. */
+int tc_attention_decode_f32(float *out, float *k_cache, float *v_cache, const float *q,
+                            const float *k_new, const float *v_new,
+                            const uint8_t *key_padding, int64_t B, int64_t NH, int64_t TN,
+                            int64_t Smax, int64_t pos, int64_t DK, int64_t DV, float scale);
+int tc_attention_decode_f64(double *out, double *k_cache, double *v_cache, const double *q,
+                            const double *k_new, const double *v_new,
+                            const uint8_t *key_padding, int64_t B, int64_t NH, int64_t TN,
+                            int64_t Smax, int64_t pos, int64_t DK, int64_t DV, double scale);
+/* Name of the tile micro-kernels chosen at run time ("avx2+fma" or "generic"). */
+const char *tc_attention_kernel_name(void);
 
 /* ------------------------------------------------------------------ end attention */
 
@@ -425,6 +513,119 @@ int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters);
 
 /* ------------------------------------------------------------------ end bench */
 
+
+
+/* ------------------------------------------------------------------ rope (rope.c) */
+
+/* Rotary position embedding (RoFormer). Head size HS (even), half = HS/2, frequencies
+ * theta_i = base^(-2i/HS) for i < half; a row at position pos has its channel pairs (a, b)
+ * rotated by the angle pos * theta_i: (a, b) -> (a cos - b sin, a sin + b cos). Pairs are
+ * (i, i + half) with interleaved = 0 ("rotate half": GPT-NeoX, Llama) or (2i, 2i + 1) with
+ * interleaved = 1 (the paper, GPT-J); any other value -> TC_EINVAL.
+ * Tables: cos (L, HS/2), sin (L, HS/2) for positions offset .. offset + L - 1, angles in
+ * double. TC_EINVAL for an odd HS, or base not finite and > 0. */
+int tc_rope_table_f32(float *cos, float *sin, int64_t L, int64_t HS, double base,
+                      int64_t offset);
+int tc_rope_table_f64(double *cos, double *sin, int64_t L, int64_t HS, double base,
+                      int64_t offset);
+/* out (N,L,NH,HS) = rope(inp (N,L,NH,HS)), position = the index along L (so (B*NH,L,1,HS)
+ * for a head-major (B,NH,L,HS) array, (B,L,NH,HS) for a token-major one); out may be inp. */
+int tc_rope_forward_f32(float *out, const float *inp, const float *cos, const float *sin,
+                        int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved);
+int tc_rope_forward_f64(double *out, const double *inp, const double *cos, const double *sin,
+                        int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved);
+/* dinp (N,L,NH,HS) += rotation of dout (N,L,NH,HS) by -angle (the transpose); dinp must
+ * not alias dout. */
+int tc_rope_backward_f32(float *dinp, const float *dout, const float *cos, const float *sin,
+                         int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved);
+int tc_rope_backward_f64(double *dinp, const double *dout, const double *cos,
+                         const double *sin, int64_t N, int64_t L, int64_t NH, int64_t HS,
+                         int interleaved);
+/* x (N,L,NH,HS) rotated by -angle in place: the backward without accumulation. */
+int tc_rope_inverse_inplace_f32(float *x, const float *cos, const float *sin, int64_t N,
+                                int64_t L, int64_t NH, int64_t HS, int interleaved);
+int tc_rope_inverse_inplace_f64(double *x, const double *cos, const double *sin, int64_t N,
+                                int64_t L, int64_t NH, int64_t HS, int interleaved);
+
+/* ------------------------------------------------------------------ end rope */
+
+
+
+/* ------------------------------------------------------------------ model (model.c) */
+
+/* The GPT fast path: the whole forward, loss and backward of a GPT (transformer_c.nn.GPT)
+ * in one call, over one activation arena owned by an opaque tc_gpt object, with no
+ * per-layer round trips and no recomputation. It calls the kernels above (linear,
+ * layernorm, gelu/relu, embedding, attention, rope, dropout, loss) in the order the
+ * module-by-module path does, so both agree to rounding.
+ *
+ * Parameters and gradients are two caller-owned flat buffers of tc_gpt_num_params(cfg)
+ * elements, laid out in this order (absent entries are skipped):
+ *   wte (V,C); wpe (maxT,C) if position == LEARNED;
+ *   per layer: ln_1.weight (C), ln_1.bias (C), attn.c_attn.weight (3C,C), .bias (3C),
+ *              attn.c_proj.weight (C,C), .bias (C), ln_2.weight (C), ln_2.bias (C),
+ *              mlp.c_fc.weight (H,C), .bias (H), mlp.c_proj.weight (C,H), .bias (C)
+ *              (no biases when bias == 0);
+ *   ln_f.weight (C), ln_f.bias (C) if post_norm == 0; lm_head.weight (V,C) if tie == 0.
+ * Linear weights are (out, in). Pre-LN blocks: x += drop(attn(ln_1(x))); x += drop(mlp(ln_2(x)));
+ * post-LN: x = ln_1(x + drop(attn(x))); x = ln_2(x + drop(mlp(x))) and no ln_f. Attention is
+ * causal with scale 1/sqrt(HS), HS = C/NH, q and k rotated by RoPE when position == ROPE.
+ * Attention is the tiled kernel (tc_attention_forward / _backward).
+ * Dropout (probability cfg.dropout, when training) hits the embeddings (site 0), the
+ * attention probabilities (site 1 + 3l) and the attention (site 2 + 3l) and MLP (site 3 + 3l)
+ * branch outputs of layer l; site s uses seed + (s + 1) * 0x9E3779B97F4A7C15 (mod 2^64) with
+ * the dropout kernels' Philox stream (the attention kernel's for site 1 + 3l). */
+enum { TC_GPT_POS_LEARNED = 0, TC_GPT_POS_SINUSOIDAL = 1, TC_GPT_POS_ROPE = 2 };
+enum { TC_GPT_ACT_GELU_TANH = 0, TC_GPT_ACT_GELU = 1, TC_GPT_ACT_RELU = 2 };
+typedef struct {
+    int64_t V, maxT, C, L, NH, H; /* vocabulary, block size, width, layers, heads, MLP width */
+    int bias;                     /* biases in linear layers and layer norms */
+    int position;                 /* TC_GPT_POS_* */
+    int post_norm;                /* 0: pre-LN (GPT-2), 1: post-LN */
+    int activation;               /* TC_GPT_ACT_* */
+    int tie;                      /* lm_head = wte */
+    double eps;                   /* layer norm epsilon */
+    double pos_base;              /* base of the sinusoidal table and of RoPE */
+    int rope_interleaved;         /* RoPE pairs (2i, 2i+1) instead of (i, i + HS/2) */
+    double dropout;               /* in [0, 1) */
+} tc_gpt_config;
+typedef struct tc_gpt tc_gpt;
+
+/* Number of parameters of cfg, or -1 if cfg is invalid (a size < 1, C % NH != 0, an odd HS
+ * with RoPE, an option out of range). */
+int64_t tc_gpt_num_params(const tc_gpt_config *cfg);
+/* *bytes = size of the activation arena for N = B*T tokens (T <= maxT) and elements of
+ * elem_size bytes (4 or 8): what the forward keeps for the backward plus the backward's
+ * scratch. The position tables (maxT rows) are not included. */
+int tc_gpt_arena_bytes(int64_t *bytes, const tc_gpt_config *cfg, int64_t B, int64_t T,
+                       int64_t elem_size);
+/* *model = a new GPT over params and grads (tc_gpt_num_params(cfg) elements each, borrowed:
+ * they must outlive the model). The arena is allocated by the first call and grown only
+ * when a call needs more tokens than any before. Free with tc_gpt_free. */
+int tc_gpt_create_f32(tc_gpt **model, const tc_gpt_config *cfg, float *params, float *grads);
+int tc_gpt_create_f64(tc_gpt **model, const tc_gpt_config *cfg, double *params,
+                      double *grads);
+void tc_gpt_free(tc_gpt *model);
+/* Size of the model's arena now (0 before the first call). */
+int64_t tc_gpt_arena_size(const tc_gpt *model);
+/* *loss = mean cross-entropy of logits (B,T,V) against targets (B,T) (rows whose target is
+ * ignore_index are skipped; NaN when none is left), and grads = d loss / d params
+ * (OVERWRITTEN, not accumulated: zeroed first; all zero when no row is left).
+ * idx (B,T) ids in [0, V), targets (B,T) in [0, V) or ignore_index, 1 <= T <= maxT.
+ * training != 0 turns dropout on (when cfg.dropout > 0), with masks from seed. */
+int tc_gpt_loss_and_grads_f32(tc_gpt *model, double *loss, const int64_t *idx,
+                              const int64_t *targets, int64_t B, int64_t T,
+                              int64_t ignore_index, uint64_t seed, int training);
+int tc_gpt_loss_and_grads_f64(tc_gpt *model, double *loss, const int64_t *idx,
+                              const int64_t *targets, int64_t B, int64_t T,
+                              int64_t ignore_index, uint64_t seed, int training);
+/* logits (B,T,V) of idx (B,T): the forward alone, over the same arena. */
+int tc_gpt_forward_f32(tc_gpt *model, float *logits, const int64_t *idx, int64_t B, int64_t T,
+                       uint64_t seed, int training);
+int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_t B,
+                       int64_t T, uint64_t seed, int training);
+
+/* ------------------------------------------------------------------ end model */
 
 
 /* ------------------------------------------------------------------ bpe (bpe.c) */

@@ -1,6 +1,8 @@
-"""Scaled dot-product attention (materialised reference kernels): NumPy reference (incl.
-the coursework's "-1e9 above the diagonal" form), finite differences, PyTorch parity,
-awkward shapes, exact zeros under causal masking, bad input."""
+"""Scaled dot-product attention (the tiled kernel by default, the materialised reference
+where parametrised): NumPy reference (incl. the coursework's "-1e9 above the diagonal"
+form), finite differences, PyTorch parity, awkward shapes, exact zeros under causal
+masking, bad input. Masks, dropout, tile boundaries, decoding and the modules have their
+own test_attention_*.py files."""
 import math
 
 import numpy as np
@@ -132,14 +134,16 @@ def test_backward_with_cached_out_and_lse_equals_recomputation():
 @pytest.mark.parametrize("T,S,DK,DV", [(4, 4, 3, 3), (3, 5, 4, 2), (5, 3, 2, 4), (1, 1, 2, 3),
                                        (1, 4, 3, 2), (4, 1, 2, 2)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_backward_finite_differences(T, S, DK, DV, causal):
+@pytest.mark.parametrize("impl", ["tiled", "reference"])
+def test_backward_finite_differences(T, S, DK, DV, causal, impl):
     q, k, v = qkv(T, S, DK, DV, lead=(2,), seed=T * S)
 
     def grads(G):
-        dq, dk, dv = sdpa_bwd(G, q, k, v, is_causal=causal)
+        dq, dk, dv = sdpa_bwd(G, q, k, v, is_causal=causal, implementation=impl)
         return {"q": dq, "k": dk, "v": dv}
 
-    check_grads(lambda: sdpa(q, k, v, is_causal=causal), grads, {"q": q, "k": k, "v": v})
+    check_grads(lambda: sdpa(q, k, v, is_causal=causal, implementation=impl), grads,
+                {"q": q, "k": k, "v": v})
 
 
 def test_finite_differences_with_scale():
@@ -166,14 +170,15 @@ def torch_sdpa(torch, q, k, v, G, causal, scale=None):
 @pytest.mark.parametrize("T,S,DK,DV", SHAPES)
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_matches_torch(torch, dtype, T, S, DK, DV, lead, causal):
+@pytest.mark.parametrize("impl", ["tiled", "reference"])
+def test_matches_torch(torch, dtype, T, S, DK, DV, lead, causal, impl):
     q, k, v = qkv(T, S, DK, DV, lead=lead, dtype=dtype, seed=T + S + len(lead))
     G = rng(10).standard_normal(lead + (T, DV)).astype(dtype)
     want_out, want_grads = torch_sdpa(torch, q, k, v, G, causal)
-    out, lse = sdpa(q, k, v, is_causal=causal, return_lse=True)
+    out, lse = sdpa(q, k, v, is_causal=causal, return_lse=True, implementation=impl)
     assert out.shape == lead + (T, DV) and lse.shape == lead + (T,)
     np.testing.assert_allclose(out, want_out, **tol(dtype))
-    grads = sdpa_bwd(G, q, k, v, is_causal=causal, out=out, lse=lse)
+    grads = sdpa_bwd(G, q, k, v, is_causal=causal, out=out, lse=lse, implementation=impl)
     for name, a, g, w in zip("qkv", (q, k, v), grads, want_grads):
         assert g.dtype == dtype and g.shape == a.shape
         np.testing.assert_allclose(g, w, **tol(dtype), err_msg=f"d{name}")
@@ -182,13 +187,17 @@ def test_matches_torch(torch, dtype, T, S, DK, DV, lead, causal):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("BH,T,S,D", [(1, 256, 256, 16), (1, 200, 300, 8), (6, 64, 48, 16)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_matches_torch_parallel_paths(torch, dtype, BH, T, S, D, causal):
-    # BH = 1 with a large T*S runs rows and GEMMs in parallel; BH > 1 runs heads in parallel
+@pytest.mark.parametrize("impl", ["tiled", "reference"])
+def test_matches_torch_parallel_paths(torch, dtype, BH, T, S, D, causal, impl):
+    # reference: BH = 1 with a large T*S runs rows and GEMMs in parallel, BH > 1 heads;
+    # tiled: BH = 1 splits the key tiles of the head between threads, BH = 6 gives whole
+    # heads to threads in the backward
     q, k, v = qkv(T, S, D, D, lead=(BH,), dtype=dtype, seed=11)
     G = rng(12).standard_normal((BH, T, D)).astype(dtype)
     want_out, want_grads = torch_sdpa(torch, q, k, v, G, causal)
-    np.testing.assert_allclose(sdpa(q, k, v, is_causal=causal), want_out, **tol(dtype))
-    for g, w in zip(sdpa_bwd(G, q, k, v, is_causal=causal), want_grads):
+    np.testing.assert_allclose(sdpa(q, k, v, is_causal=causal, implementation=impl), want_out,
+                               **tol(dtype))
+    for g, w in zip(sdpa_bwd(G, q, k, v, is_causal=causal, implementation=impl), want_grads):
         np.testing.assert_allclose(g, w, **tol(dtype))
 
 
@@ -375,30 +384,63 @@ def test_bad_input_names_the_argument():
         sdpa_bwd(G, q, k, v, out=out, lse=lse.astype(np.float32))
 
 
-def test_raw_binding_raises_instead_of_crashing():
-    q, k, v = qkv(4, 5, 3, 2, lead=(2,))
+@pytest.mark.parametrize("suffix", ["", "_ref"])
+def test_raw_binding_raises_instead_of_crashing(suffix):
+    q, k, v = qkv(4, 5, 3, 2, lead=(2, 1))
     C = tc._C
+    fwd, bwd = getattr(C, "attention_forward" + suffix), getattr(C, "attention_backward" + suffix)
+    opts = (0.5, 1, 0.0, 0)
+
+    def f(*a):
+        return fwd(*a[:3], None, None, None, *a[3:])
+
     with pytest.raises(ValueError, match="k"):
-        C.attention_forward_ref(q, k[:1], v, 0.5, False)
+        f(q, k[:1], v, *opts)
     with pytest.raises(ValueError, match="v"):
-        C.attention_forward_ref(q, k, v[:, :4], 0.5, False)
+        f(q, k, v[:, :, :4], *opts)
     with pytest.raises(ValueError, match="q"):
-        C.attention_forward_ref(q[0], k, v, 0.5, False)
+        f(q[0], k, v, *opts)
     with pytest.raises(ValueError, match="scale"):
-        C.attention_forward_ref(q, k, v, float("nan"), False)
+        f(q, k, v, float("nan"), 1, 0.0, 0)
+    with pytest.raises(ValueError, match="causal"):
+        f(q, k, v, 0.5, 3, 0.0, 0)
+    with pytest.raises(ValueError, match="dropout_p"):
+        f(q, k, v, 0.5, 1, 1.5, 0)
+    with pytest.raises(ValueError, match="seed"):
+        f(q, k, v, 0.5, 1, 0.0, -1)
+    with pytest.raises(TypeError, match="seed"):
+        f(q, k, v, 0.5, 1, 0.0, "1")
     with pytest.raises(TypeError, match="k"):
-        C.attention_forward_ref(q, k.astype(np.float32), v, 0.5, False)
+        f(q, k.astype(np.float32), v, *opts)
     with pytest.raises(TypeError, match="q"):
-        C.attention_forward_ref("not an array", k, v, 0.5, False)
+        f("not an array", k, v, *opts)
     with pytest.raises(TypeError):
-        C.attention_forward_ref(q, k, v)
-    out, lse = C.attention_forward_ref(q, k, v, 0.5, True)
-    G = np.zeros((2, 4, 2))
+        fwd(q, k, v)
+    with pytest.raises(TypeError, match="attn_mask"):
+        fwd(q, k, v, np.ones((1, 1, 4, 5)), None, None, *opts)       # keep must be bool
+    with pytest.raises(ValueError, match="attn_mask"):
+        fwd(q, k, v, np.ones((1, 1, 4, 4), bool), None, None, *opts)
+    with pytest.raises(ValueError, match="attn_mask"):
+        fwd(q, k, v, np.ones((4, 5), bool), None, None, *opts)
+    with pytest.raises(TypeError, match="attn_mask"):
+        fwd(q, k, v, None, np.ones((1, 1, 4, 5), np.float32), None, *opts)
+    with pytest.raises(ValueError, match="attn_mask"):
+        fwd(q, k, v, None, np.full((1, 1, 4, 5), np.nan), None, *opts)
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        fwd(q, k, v, None, None, np.ones((2, 4), bool), *opts)
+    with pytest.raises(TypeError, match="key_padding_mask"):
+        fwd(q, k, v, None, None, np.ones((2, 5), np.int8), *opts)
+    out, lse = f(q, k, v, *opts)
+    G = np.zeros((2, 1, 4, 2))
+
+    def b(*a):
+        return bwd(*a[:6], None, None, None, *opts)
+
     with pytest.raises(ValueError, match="lse"):
-        C.attention_backward_ref(G, q, k, v, out, lse[:, :2], 0.5, True)
+        b(G, q, k, v, out, lse[:, :, :2])
     with pytest.raises(ValueError, match="out"):
-        C.attention_backward_ref(G, q, k, v, out[:, :, :1], lse, 0.5, True)
+        b(G, q, k, v, out[:, :, :, :1], lse)
     with pytest.raises(ValueError, match="grad_output"):
-        C.attention_backward_ref(G[:1], q, k, v, out, lse, 0.5, True)
+        b(G[:1], q, k, v, out, lse)
     with pytest.raises(TypeError, match="out"):
-        C.attention_backward_ref(G, q, k, v, None, lse, 0.5, True)
+        b(G, q, k, v, None, lse)

@@ -88,6 +88,8 @@ extern PyMethodDef tc_methods_loss[];
 extern PyMethodDef tc_methods_optim[];
 extern PyMethodDef tc_methods_fused[];
 extern PyMethodDef tc_methods_perf[];
+extern PyMethodDef tc_methods_rope[];
+extern PyMethodDef tc_methods_model[];
 extern PyMethodDef tc_methods_bpe[];
 
 #endif /* TC_BIND_H */

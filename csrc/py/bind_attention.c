@@ -1,7 +1,9 @@
-/* bind_attention.c: bindings of attention.c (materialised scaled dot-product attention). */
+/* bind_attention.c: bindings of attention.c (tiled and materialised scaled dot-product
+ * attention, the KV-cache decode step). */
 #include "bind.h"
 
 #include <math.h>
+#include <stdio.h>
 
 /* 0 if scale is finite, else -1 with ValueError naming it. */
 static int check_scale(double scale)
@@ -12,105 +14,240 @@ static int check_scale(double scale)
     return -1;
 }
 
-/* q (BH,T,DK), k (BH,S,DK), v (BH,S,DV): converted and checked against each other. */
+/* The scalar options shared by forward and backward: causal in TC_CAUSAL_*, dropout_p in
+ * [0, 1], seed an integer in [0, 2**64). */
+static int check_options(int causal, double dropout_p, PyObject *seed_obj, uint64_t *seed)
+{
+    if (causal != TC_CAUSAL_NONE && causal != TC_CAUSAL_TOP_LEFT &&
+        causal != TC_CAUSAL_BOTTOM_RIGHT) {
+        PyErr_Format(PyExc_ValueError, "causal must be 0 (none), 1 (top-left) or 2 "
+                     "(bottom-right), got %d", causal);
+        return -1;
+    }
+    if (!(dropout_p >= 0.0 && dropout_p <= 1.0)) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%g", dropout_p);
+        PyErr_Format(PyExc_ValueError, "dropout_p must be a probability in [0, 1], got %s",
+                     buf);
+        return -1;
+    }
+    return tc_py_uint64(seed_obj, "seed", seed);
+}
+
+/* q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV): converted and checked against each other. */
 static int qkv_arrays(PyObject *q_obj, PyObject *k_obj, PyObject *v_obj, int ty,
                       PyArrayObject **q, PyArrayObject **k, PyArrayObject **v)
 {
-    if (!(*q = tc_py_float_array(q_obj, "q", ty, 3))) return -1;
-    if (!(*k = tc_py_float_array(k_obj, "k", ty, 3))) return -1;
-    if (!(*v = tc_py_float_array(v_obj, "v", ty, 3))) return -1;
-    const npy_intp BH = PyArray_DIM(*q, 0), DK = PyArray_DIM(*q, 2), S = PyArray_DIM(*k, 1);
-    if (tc_py_check_dim(*k, "k", 0, BH, "the batch-heads of q")) return -1;
-    if (tc_py_check_dim(*k, "k", 2, DK, "DK (the last dim of q)")) return -1;
-    if (tc_py_check_dim(*v, "v", 0, BH, "the batch-heads of q")) return -1;
-    if (tc_py_check_dim(*v, "v", 1, S, "S (the keys of k)")) return -1;
+    if (!(*q = tc_py_float_array(q_obj, "q", ty, 4))) return -1;
+    if (!(*k = tc_py_float_array(k_obj, "k", ty, 4))) return -1;
+    if (!(*v = tc_py_float_array(v_obj, "v", ty, 4))) return -1;
+    const npy_intp B = PyArray_DIM(*q, 0), NH = PyArray_DIM(*q, 1), DK = PyArray_DIM(*q, 3);
+    const npy_intp S = PyArray_DIM(*k, 2);
+    if (tc_py_check_dim(*k, "k", 0, B, "B (the batch of q)")) return -1;
+    if (tc_py_check_dim(*k, "k", 1, NH, "NH (the heads of q)")) return -1;
+    if (tc_py_check_dim(*k, "k", 3, DK, "DK (the last dim of q)")) return -1;
+    if (tc_py_check_dim(*v, "v", 0, B, "B (the batch of q)")) return -1;
+    if (tc_py_check_dim(*v, "v", 1, NH, "NH (the heads of q)")) return -1;
+    if (tc_py_check_dim(*v, "v", 2, S, "S (the keys of k)")) return -1;
     return 0;
 }
 
-/* attention_forward_ref(q (BH,T,DK), k (BH,S,DK), v (BH,S,DV), scale, causal)
- *   -> (out (BH,T,DV), lse (BH,T)) */
-static PyObject *py_attention_forward_ref(PyObject *self, PyObject *args)
+/* A boolean array (dtype bool exactly) with ndim dims, C-contiguous; new reference. */
+static PyArrayObject *bool_array(PyObject *obj, const char *name, int ndim)
 {
-    PyObject *q_obj, *k_obj, *v_obj, *result = NULL;
-    double scale;
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROM_O(obj), *out = NULL;
+    if (!a) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a boolean array, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    if (PyArray_TYPE(a) != NPY_BOOL) {
+        PyErr_Format(PyExc_TypeError, "%s must be a boolean array (True = attend), got dtype "
+                     "%s", name, PyArray_DESCR(a)->typeobj->tp_name);
+        goto done;
+    }
+    if (PyArray_NDIM(a) != ndim) {
+        char buf[128];
+        PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got shape %s", name, ndim,
+                     tc_py_shape_str(a, buf, sizeof buf));
+        goto done;
+    }
+    out = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)a, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
+done:
+    Py_DECREF(a);
+    return out;
+}
+
+/* Element strides of a 4-D mask broadcast to full (B,NH,T,S): each dim must be 1 (stride 0)
+ * or the full size. */
+static int mask_strides(PyArrayObject *a, const char *name, const npy_intp full[4],
+                        int64_t strides[4])
+{
+    int64_t st = 1;
+    for (int ax = 3; ax >= 0; ax--) {
+        const npy_intp d = PyArray_DIM(a, ax);
+        if (d != full[ax] && d != 1) {
+            char buf[128];
+            PyErr_Format(PyExc_ValueError, "%s must have shape (B, NH, T, S) = (%ld, %ld, %ld, "
+                         "%ld) with 1 for broadcast dims, got %s", name, (long)full[0],
+                         (long)full[1], (long)full[2], (long)full[3],
+                         tc_py_shape_str(a, buf, sizeof buf));
+            return -1;
+        }
+        strides[ax] = d == 1 ? 0 : st;
+        st *= (int64_t)d;
+    }
+    return 0;
+}
+
+/* The optional masks: keep (4-D bool) and bias (4-D float, dtype ty) broadcast to
+ * (B,NH,T,S), key_padding (B,S) bool; None means absent. Fills m. */
+static int mask_arrays(PyObject *keep_obj, PyObject *bias_obj, PyObject *kp_obj, int ty,
+                       const npy_intp full[4], PyArrayObject **keep, PyArrayObject **bias,
+                       PyArrayObject **kp, tc_attention_masks *m)
+{
+    memset(m, 0, sizeof *m);
+    if (keep_obj != Py_None) {
+        if (!(*keep = bool_array(keep_obj, "attn_mask", 4))) return -1;
+        if (mask_strides(*keep, "attn_mask", full, m->keep_strides)) return -1;
+        m->keep = (const uint8_t *)PyArray_DATA(*keep);
+    }
+    if (bias_obj != Py_None) {
+        if (!(*bias = tc_py_float_array(bias_obj, "attn_mask", ty, 4))) return -1;
+        if (mask_strides(*bias, "attn_mask", full, m->bias_strides)) return -1;
+        const npy_intp n = PyArray_SIZE(*bias);
+        for (npy_intp i = 0; i < n; i++) {
+            const double x = ty == NPY_FLOAT ? (double)((const float *)PyArray_DATA(*bias))[i]
+                                             : ((const double *)PyArray_DATA(*bias))[i];
+            if (isnan(x) || x == INFINITY) {
+                PyErr_SetString(PyExc_ValueError, "attn_mask (a float mask) must hold finite "
+                                "values or -inf, got nan or +inf");
+                return -1;
+            }
+        }
+        m->bias = PyArray_DATA(*bias);
+    }
+    if (kp_obj != Py_None) {
+        if (!(*kp = bool_array(kp_obj, "key_padding_mask", 2))) return -1;
+        if (tc_py_check_dim(*kp, "key_padding_mask", 0, full[0], "B (the batch of q)"))
+            return -1;
+        if (tc_py_check_dim(*kp, "key_padding_mask", 1, full[3], "S (the keys of k)"))
+            return -1;
+        m->key_padding = (const uint8_t *)PyArray_DATA(*kp);
+    }
+    return 0;
+}
+
+/* attention_forward[_ref](q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), keep, bias,
+ *   key_padding, scale, causal, dropout_p, seed) -> (out (B,NH,T,DV), lse (B,NH,T)) */
+static PyObject *forward_common(PyObject *args, int ref)
+{
+    PyObject *q_obj, *k_obj, *v_obj, *keep_obj, *bias_obj, *kp_obj, *seed_obj, *result = NULL;
+    double scale, dropout_p;
     int causal;
-    PyArrayObject *q = NULL, *k = NULL, *v = NULL, *out = NULL, *lse = NULL;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOdp", &q_obj, &k_obj, &v_obj, &scale, &causal)) return NULL;
+    uint64_t seed = 0;
+    PyArrayObject *q = NULL, *k = NULL, *v = NULL, *keep = NULL, *bias = NULL, *kp = NULL;
+    PyArrayObject *out = NULL, *lse = NULL;
+    tc_attention_masks m;
+    if (!PyArg_ParseTuple(args, "OOOOOOdidO", &q_obj, &k_obj, &v_obj, &keep_obj, &bias_obj,
+                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj))
+        return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
     if (qkv_arrays(q_obj, k_obj, v_obj, ty, &q, &k, &v)) goto done;
-    if (check_scale(scale)) goto done;
-    const npy_intp BH = PyArray_DIM(q, 0), Tq = PyArray_DIM(q, 1), DK = PyArray_DIM(q, 2);
-    const npy_intp S = PyArray_DIM(k, 1), DV = PyArray_DIM(v, 2);
-    npy_intp odims[3] = {BH, Tq, DV}, ldims[2] = {BH, Tq};
-    if (!(out = tc_py_new(3, odims, ty, 0)) || !(lse = tc_py_new(2, ldims, ty, 0))) goto done;
+    const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
+    const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
+    const npy_intp full[4] = {B, NH, Tq, S};
+    if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    npy_intp odims[4] = {B, NH, Tq, DV}, ldims[3] = {B, NH, Tq};
+    if (!(out = tc_py_new(4, odims, ty, 0)) || !(lse = tc_py_new(3, ldims, ty, 0))) goto done;
     int st;
+    void *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
+    const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
     Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT
-        ? tc_attention_forward_ref_f32(PyArray_DATA(out), PyArray_DATA(lse), PyArray_DATA(q),
-                                       PyArray_DATA(k), PyArray_DATA(v), BH, Tq, S, DK, DV,
-                                       (float)scale, causal)
-        : tc_attention_forward_ref_f64(PyArray_DATA(out), PyArray_DATA(lse), PyArray_DATA(q),
-                                       PyArray_DATA(k), PyArray_DATA(v), BH, Tq, S, DK, DV,
-                                       scale, causal);
+    st = ref ? TC_CALL(ty, tc_attention_forward_ref, po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK,
+                       DV, scale, causal, dropout_p, seed)
+             : TC_CALL(ty, tc_attention_forward, po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK, DV,
+                       scale, causal, dropout_p, seed);
     Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "attention_forward_ref")) goto done;
+    if (tc_py_status(st, ref ? "attention_forward_ref" : "attention_forward")) goto done;
     result = Py_BuildValue("(OO)", out, lse);
 done:
     Py_XDECREF(q);
     Py_XDECREF(k);
     Py_XDECREF(v);
+    Py_XDECREF(keep);
+    Py_XDECREF(bias);
+    Py_XDECREF(kp);
     Py_XDECREF(out);
     Py_XDECREF(lse);
     return result;
 }
 
-/* attention_backward_ref(dout (BH,T,DV), q, k, v, out (BH,T,DV), lse (BH,T), scale, causal)
- *   -> (dq (BH,T,DK), dk (BH,S,DK), dv (BH,S,DV)) */
-static PyObject *py_attention_backward_ref(PyObject *self, PyObject *args)
+static PyObject *py_attention_forward(PyObject *self, PyObject *args)
 {
-    PyObject *dy_obj, *q_obj, *k_obj, *v_obj, *o_obj, *l_obj, *result = NULL;
-    double scale;
-    int causal;
-    PyArrayObject *dy = NULL, *q = NULL, *k = NULL, *v = NULL, *out = NULL, *lse = NULL;
-    PyArrayObject *dq = NULL, *dk = NULL, *dv = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOOdp", &dy_obj, &q_obj, &k_obj, &v_obj, &o_obj, &l_obj,
-                          &scale, &causal))
+    return forward_common(args, 0);
+}
+
+static PyObject *py_attention_forward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return forward_common(args, 1);
+}
+
+/* attention_backward[_ref](dout (B,NH,T,DV), q, k, v, out (B,NH,T,DV), lse (B,NH,T), keep,
+ *   bias, key_padding, scale, causal, dropout_p, seed) -> (dq, dk, dv) */
+static PyObject *backward_common(PyObject *args, int ref)
+{
+    PyObject *dy_obj, *q_obj, *k_obj, *v_obj, *o_obj, *l_obj, *keep_obj, *bias_obj, *kp_obj;
+    PyObject *seed_obj, *result = NULL;
+    double scale, dropout_p;
+    int causal;
+    uint64_t seed = 0;
+    PyArrayObject *dy = NULL, *q = NULL, *k = NULL, *v = NULL, *out = NULL, *lse = NULL;
+    PyArrayObject *keep = NULL, *bias = NULL, *kp = NULL, *dq = NULL, *dk = NULL, *dv = NULL;
+    tc_attention_masks m;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOdidO", &dy_obj, &q_obj, &k_obj, &v_obj, &o_obj,
+                          &l_obj, &keep_obj, &bias_obj, &kp_obj, &scale, &causal, &dropout_p,
+                          &seed_obj))
         return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
     if (qkv_arrays(q_obj, k_obj, v_obj, ty, &q, &k, &v)) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 3))) goto done;
-    if (!(out = tc_py_float_array(o_obj, "out", ty, 3))) goto done;
-    if (!(lse = tc_py_float_array(l_obj, "lse", ty, 2))) goto done;
-    if (check_scale(scale)) goto done;
-    const npy_intp BH = PyArray_DIM(q, 0), Tq = PyArray_DIM(q, 1), DK = PyArray_DIM(q, 2);
-    const npy_intp S = PyArray_DIM(k, 1), DV = PyArray_DIM(v, 2);
-    if (tc_py_check_dim(dy, "grad_output", 0, BH, "the batch-heads of q")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 1, Tq, "T (the queries of q)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 2, DV, "DV (the last dim of v)")) goto done;
+    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 4))) goto done;
+    if (!(out = tc_py_float_array(o_obj, "out", ty, 4))) goto done;
+    if (!(lse = tc_py_float_array(l_obj, "lse", ty, 3))) goto done;
+    const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
+    const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
+    if (tc_py_check_dim(dy, "grad_output", 0, B, "B (the batch of q)")) goto done;
+    if (tc_py_check_dim(dy, "grad_output", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(dy, "grad_output", 2, Tq, "T (the queries of q)")) goto done;
+    if (tc_py_check_dim(dy, "grad_output", 3, DV, "DV (the last dim of v)")) goto done;
     if (tc_py_check_same_shape(out, "out", dy, "grad_output")) goto done;
-    if (tc_py_check_dim(lse, "lse", 0, BH, "the batch-heads of q")) goto done;
-    if (tc_py_check_dim(lse, "lse", 1, Tq, "T (the queries of q)")) goto done;
-    npy_intp qdims[3] = {BH, Tq, DK}, kdims[3] = {BH, S, DK}, vdims[3] = {BH, S, DV};
-    if (!(dq = tc_py_new(3, qdims, ty, 1)) || !(dk = tc_py_new(3, kdims, ty, 1)) ||
-        !(dv = tc_py_new(3, vdims, ty, 1)))
+    if (tc_py_check_dim(lse, "lse", 0, B, "B (the batch of q)")) goto done;
+    if (tc_py_check_dim(lse, "lse", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")) goto done;
+    const npy_intp full[4] = {B, NH, Tq, S};
+    if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    npy_intp qdims[4] = {B, NH, Tq, DK}, kdims[4] = {B, NH, S, DK}, vdims[4] = {B, NH, S, DV};
+    if (!(dq = tc_py_new(4, qdims, ty, 1)) || !(dk = tc_py_new(4, kdims, ty, 1)) ||
+        !(dv = tc_py_new(4, vdims, ty, 1)))
         goto done;
     int st;
+    void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
+    const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
+    const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT
-        ? tc_attention_backward_ref_f32(PyArray_DATA(dq), PyArray_DATA(dk), PyArray_DATA(dv),
-                                        PyArray_DATA(dy), PyArray_DATA(q), PyArray_DATA(k),
-                                        PyArray_DATA(v), PyArray_DATA(out), PyArray_DATA(lse),
-                                        BH, Tq, S, DK, DV, (float)scale, causal)
-        : tc_attention_backward_ref_f64(PyArray_DATA(dq), PyArray_DATA(dk), PyArray_DATA(dv),
-                                        PyArray_DATA(dy), PyArray_DATA(q), PyArray_DATA(k),
-                                        PyArray_DATA(v), PyArray_DATA(out), PyArray_DATA(lse),
-                                        BH, Tq, S, DK, DV, scale, causal);
+    st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
+                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed)
+             : TC_CALL(ty, tc_attention_backward, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B,
+                       NH, Tq, S, DK, DV, scale, causal, dropout_p, seed);
     Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "attention_backward_ref")) goto done;
+    if (tc_py_status(st, ref ? "attention_backward_ref" : "attention_backward")) goto done;
     result = Py_BuildValue("(OOO)", dq, dk, dv);
 done:
     Py_XDECREF(dy);
@@ -119,18 +256,135 @@ done:
     Py_XDECREF(v);
     Py_XDECREF(out);
     Py_XDECREF(lse);
+    Py_XDECREF(keep);
+    Py_XDECREF(bias);
+    Py_XDECREF(kp);
     Py_XDECREF(dq);
     Py_XDECREF(dk);
     Py_XDECREF(dv);
     return result;
 }
 
+static PyObject *py_attention_backward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return backward_common(args, 0);
+}
+
+static PyObject *py_attention_backward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return backward_common(args, 1);
+}
+
+/* attention_decode(q (B,NH,TN,DK), k_new (B,NH,TN,DK), v_new (B,NH,TN,DV),
+ *   k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV), pos, key_padding (B,pos+TN) or None,
+ *   scale) -> out (B,NH,TN,DV); the caches are updated in place */
+static PyObject *py_attention_decode(PyObject *self, PyObject *args)
+{
+    PyObject *q_obj, *k_obj, *v_obj, *kc_obj, *vc_obj, *pos_obj, *kp_obj, *result = NULL;
+    double scale;
+    int64_t pos;
+    PyArrayObject *q = NULL, *k = NULL, *v = NULL, *kc = NULL, *vc = NULL, *kp = NULL;
+    PyArrayObject *out = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOOd", &q_obj, &k_obj, &v_obj, &kc_obj, &vc_obj,
+                          &pos_obj, &kp_obj, &scale))
+        return NULL;
+    int ty = tc_py_float_type(q_obj, "q");
+    if (ty < 0) goto done;
+    if (!(q = tc_py_float_array(q_obj, "q", ty, 4))) goto done;
+    if (!(k = tc_py_float_array(k_obj, "k", ty, 4))) goto done;
+    if (!(v = tc_py_float_array(v_obj, "v", ty, 4))) goto done;
+    if (!(kc = tc_py_inout_array(kc_obj, "k_cache", ty))) goto done;
+    if (!(vc = tc_py_inout_array(vc_obj, "v_cache", ty))) goto done;
+    if (tc_py_check_same_shape(k, "k", q, "q")) goto done;
+    const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), TN = PyArray_DIM(q, 2);
+    const npy_intp DK = PyArray_DIM(q, 3);
+    if (tc_py_check_dim(v, "v", 0, B, "B (the batch of q)")) goto done;
+    if (tc_py_check_dim(v, "v", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(v, "v", 2, TN, "TN (the new positions of q)")) goto done;
+    const npy_intp DV = PyArray_DIM(v, 3);
+    if (PyArray_NDIM(kc) != 4 || PyArray_NDIM(vc) != 4) {
+        PyErr_SetString(PyExc_ValueError, "k_cache and v_cache must be 4-dimensional "
+                        "(B, NH, Smax, DK) and (B, NH, Smax, DV)");
+        goto done;
+    }
+    const npy_intp Smax = PyArray_DIM(kc, 2);
+    if (tc_py_check_dim(kc, "k_cache", 0, B, "B (the batch of q)")) goto done;
+    if (tc_py_check_dim(kc, "k_cache", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(kc, "k_cache", 3, DK, "DK (the last dim of q)")) goto done;
+    if (tc_py_check_dim(vc, "v_cache", 0, B, "B (the batch of q)")) goto done;
+    if (tc_py_check_dim(vc, "v_cache", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(vc, "v_cache", 2, Smax, "Smax (the positions of k_cache)")) goto done;
+    if (tc_py_check_dim(vc, "v_cache", 3, DV, "DV (the last dim of v)")) goto done;
+    if (tc_py_int64(pos_obj, "pos", &pos)) goto done;
+    if (pos < 0 || pos > (int64_t)(Smax - TN)) {
+        PyErr_Format(PyExc_ValueError, "pos must be in [0, Smax - TN] = [0, %ld] (the cache "
+                     "holds Smax = %ld positions, %ld new), got %lld", (long)(Smax - TN),
+                     (long)Smax, (long)TN, (long long)pos);
+        goto done;
+    }
+    if (kp_obj != Py_None) {
+        if (!(kp = bool_array(kp_obj, "key_padding_mask", 2))) goto done;
+        if (tc_py_check_dim(kp, "key_padding_mask", 0, B, "B (the batch of q)")) goto done;
+        if (tc_py_check_dim(kp, "key_padding_mask", 1, (npy_intp)pos + TN,
+                            "pos + TN (the cached positions after this step)"))
+            goto done;
+    }
+    if (check_scale(scale)) goto done;
+    npy_intp odims[4] = {B, NH, TN, DV};
+    if (!(out = tc_py_new(4, odims, ty, 0))) goto done;
+    int st;
+    void *po = PyArray_DATA(out), *pkc = PyArray_DATA(kc), *pvc = PyArray_DATA(vc);
+    const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
+    const uint8_t *pkp = kp ? (const uint8_t *)PyArray_DATA(kp) : NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_attention_decode, po, pkc, pvc, pq, pk, pv, pkp, B, NH, TN, Smax, pos,
+                 DK, DV, scale);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "attention_decode")) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    Py_XDECREF(q);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    Py_XDECREF(kc);
+    Py_XDECREF(vc);
+    Py_XDECREF(kp);
+    Py_XDECREF(out);
+    return result;
+}
+
+static PyObject *py_attention_kernel_name(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyUnicode_FromString(tc_attention_kernel_name());
+}
+
+#define FWD_DOC "(q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), keep (4-D bool, True = attend) " \
+    "or None, bias (4-D float) or None, key_padding (B,S) bool (True = real key) or None, "      \
+    "scale, causal (0 none, 1 top-left, 2 bottom-right), dropout_p, seed) "                      \
+    "-> (out (B,NH,T,DV), lse (B,NH,T)); masks have size 1 or the full size in each dim"
+#define BWD_DOC "(grad_output (B,NH,T,DV), q, k, v, out (B,NH,T,DV), lse (B,NH,T), keep, bias, " \
+    "key_padding, scale, causal, dropout_p, seed) -> (dq, dk, dv)"
+
 PyMethodDef tc_methods_attention[] = {
+    {"attention_forward", py_attention_forward, METH_VARARGS,
+     "attention_forward" FWD_DOC " (tiled kernel)"},
     {"attention_forward_ref", py_attention_forward_ref, METH_VARARGS,
-     "attention_forward_ref(q (BH,T,DK), k (BH,S,DK), v (BH,S,DV), scale, causal) "
-     "-> (out (BH,T,DV), lse (BH,T))"},
+     "attention_forward_ref" FWD_DOC " (materialised reference)"},
+    {"attention_backward", py_attention_backward, METH_VARARGS,
+     "attention_backward" BWD_DOC " (tiled kernel)"},
     {"attention_backward_ref", py_attention_backward_ref, METH_VARARGS,
-     "attention_backward_ref(grad_output (BH,T,DV), q, k, v, out (BH,T,DV), lse (BH,T), scale, "
-     "causal) -> (dq, dk, dv)"},
+     "attention_backward_ref" BWD_DOC " (materialised reference)"},
+    {"attention_decode", py_attention_decode, METH_VARARGS,
+     "attention_decode(q (B,NH,TN,DK), k (B,NH,TN,DK), v (B,NH,TN,DV), k_cache (B,NH,Smax,DK), "
+     "v_cache (B,NH,Smax,DV), pos, key_padding (B,pos+TN) bool or None, scale) "
+     "-> out (B,NH,TN,DV); writes k, v at cache positions [pos, pos+TN) in place"},
+    {"attention_kernel_name", py_attention_kernel_name, METH_NOARGS,
+     "attention_kernel_name() -> the tile micro-kernel in use ('avx2+fma' or 'generic')"},
     {NULL, NULL, 0, NULL},
 };

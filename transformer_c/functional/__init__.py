@@ -17,3 +17,4 @@ from .attention import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .fused import *  # noqa: F401,F403
+from .rope import *  # noqa: F401,F403

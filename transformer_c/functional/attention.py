@@ -1,20 +1,41 @@
 """Scaled dot-product attention (C: csrc/attention.c).
 
-The kernels here are the plain, materialised ones (the T x S scores of each batch-head
-are built in full). Causal masking is top-left aligned, as torch's ``is_causal``: query i
-sees keys j <= i, also when T != S. Masked scores are -inf before the softmax, i.e. they
-get probability exactly 0 (what the coursework's "add -1e9 above the diagonal" computes)
-and exactly zero gradient.
+MASK CONVENTION: every boolean mask here means True = ATTEND (take part in the softmax),
+False = masked out, exactly as ``torch.nn.functional.scaled_dot_product_attention``. This is
+the OPPOSITE of the CMU-style (and torch.nn.MultiheadAttention) convention where True marks
+the positions to hide: pass ``~mask`` when porting such code. ``key_padding_mask`` follows
+the same rule: True = a real key, False = padding. transformer_c.data.causal_mask and
+pad_mask build coursework-convention masks (True = masked): pass ``~causal_mask(T)`` and
+``~pad_mask(x, lengths)`` here.
+
+Two kernels compute the same thing:
+- the tiled ("flash") kernel, the default: online softmax over key tiles, only the
+  per-row logsumexp is kept for the backward, so the extra memory is O(T) per batch-head
+  instead of O(T * S); tiles hidden by causal masking are skipped (a causal pass does
+  about half the work of a full one);
+- the materialised reference (``implementation="reference"``), which builds the (T, S)
+  scores of each batch-head in full: what the tiled kernel is tested against.
+
+Causal masking: ``is_causal=True`` (or ``"top_left"``) is torch's ``is_causal``: query i sees
+keys j <= i, also when T != S. ``is_causal="bottom_right"`` aligns the last query with the
+last key (query i sees keys j <= i + S - T): what decoding against a KV cache needs.
+
+A query row whose keys are all masked gets an output of zeros (not NaN, as torch gives) and
+zero gradients; its logsumexp is -inf.
 """
 import math
 import numbers
+import operator
 
 import numpy as np
 
 from .. import _C
 from ._util import as_float, same_dtype
 
-__all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward"]
+__all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward",
+           "attention_decode"]
+
+_CAUSAL = {False: 0, True: 1, "none": 0, "top_left": 1, "bottom_right": 2}
 
 
 def _check_qkv(q, k, v):
@@ -56,48 +77,186 @@ def _scale(scale, DK):
     return scale
 
 
-def _bh(lead):
-    return int(np.prod(lead, dtype=np.int64))
+def _causal(is_causal):
+    """0 (none), 1 (top-left) or 2 (bottom-right) for the C kernel."""
+    key = is_causal.replace("-", "_") if isinstance(is_causal, str) else is_causal
+    if isinstance(key, (bool, np.bool_, str)) and key in _CAUSAL:
+        return _CAUSAL[bool(key) if isinstance(key, np.bool_) else key]
+    raise ValueError(f"is_causal must be False, True, 'top_left' or 'bottom_right', "
+                     f"got {is_causal!r}")
 
 
-def scaled_dot_product_attention(q, k, v, *, is_causal=False, scale=None, return_lse=False):
-    """softmax(scale * q @ k^T [causal mask]) @ v, computed in C.
+def _dropout(dropout_p, seed):
+    """(dropout_p, seed) checked: p in [0, 1]; seed an int in [0, 2**64), required when
+    p > 0 (the same seed makes the forward and the backward draw the same mask)."""
+    if isinstance(dropout_p, (bool, np.bool_)) or not isinstance(dropout_p, numbers.Real):
+        raise TypeError(f"dropout_p must be a real number, got {type(dropout_p).__name__}")
+    p = float(dropout_p)
+    if not 0.0 <= p <= 1.0:  # also rejects NaN
+        raise ValueError(f"dropout_p must be a probability in [0, 1], got {dropout_p}")
+    if seed is None:
+        if p > 0.0:
+            raise ValueError("seed is required when dropout_p > 0: the dropout mask is a pure "
+                             "function of (seed, position), and the backward must be given "
+                             "the forward's seed")
+        return p, 0
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError("seed must be a non-negative integer, got bool")
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"seed must be a non-negative integer, got {type(seed).__name__}") from None
+    if not 0 <= seed < 2 ** 64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return p, seed
+
+
+def _bnh(lead):
+    """(B, NH) the C kernel sees for leading dims ``lead``: the first is the batch (the
+    axis key_padding_mask indexes), the rest flattened into heads."""
+    if len(lead) == 0:
+        return 1, 1
+    return lead[0], int(np.prod(lead[1:], dtype=np.int64))
+
+
+def _attn_mask(attn_mask, q, lead, T, S):
+    """attn_mask (bool, or float of q's dtype) broadcastable to lead + (T, S), as the
+    (keep, bias) pair of 4-D arrays (mB, mH, mT, mS) the binding takes (1 = broadcast)."""
+    if attn_mask is None:
+        return None, None
+    m = np.asarray(attn_mask)
+    if m.dtype == np.bool_:
+        pass
+    elif m.dtype in (np.float32, np.float64):
+        if m.dtype != q.dtype:
+            raise TypeError(f"attn_mask (a float mask) has dtype {m.dtype} but q has {q.dtype}: "
+                            "transformer_c never mixes dtypes in one call")
+    else:
+        raise TypeError(f"attn_mask must be a boolean (True = attend) or float (added to the "
+                        f"scores) array, got dtype {m.dtype}")
+    full = lead + (T, S)
+    if m.ndim > len(full):
+        raise ValueError(f"attn_mask must be broadcastable to {full} (lead + (T, S)), "
+                         f"got shape {m.shape}")
+    m = m.reshape((1,) * (len(full) - m.ndim) + m.shape)
+    if any(d != 1 and d != f for d, f in zip(m.shape, full)):
+        raise ValueError(f"attn_mask must be broadcastable to {full} (lead + (T, S)), "
+                         f"got shape {m.shape}")
+    if m.dtype != np.bool_ and (np.isnan(m).any() or np.isposinf(m).any()):
+        raise ValueError("attn_mask (a float mask) must hold finite values or -inf, "
+                         "got nan or +inf")
+    ml = m.shape[:len(lead)]
+    if len(lead) == 0:
+        m4 = m.reshape((1, 1) + m.shape)
+    elif len(lead) == 1:
+        m4 = m.reshape((ml[0], 1) + m.shape[1:])
+    else:
+        rest = ml[1:]
+        if any(d != 1 for d in rest) and rest != lead[1:]:
+            m = np.broadcast_to(m, (ml[0],) + lead[1:] + m.shape[-2:])
+            rest = lead[1:]
+        mh = int(np.prod(rest, dtype=np.int64)) if any(d != 1 for d in rest) else 1
+        m4 = m.reshape((ml[0], mh) + m.shape[-2:])
+    return (m4, None) if m4.dtype == np.bool_ else (None, m4)
+
+
+def _key_padding(key_padding_mask, lead, S):
+    """key_padding_mask (True = real key) of shape (B, S), B = lead[0] ((S,) when q has no
+    leading dims), as the (B, S) bool array the binding takes."""
+    if key_padding_mask is None:
+        return None
+    m = np.asarray(key_padding_mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"key_padding_mask must be a boolean array (True = real key, "
+                        f"False = padding), got dtype {m.dtype}")
+    want = (lead[0], S) if lead else (S,)
+    if m.shape != want:
+        raise ValueError(f"key_padding_mask must have shape {want} (the batch of q, then S), "
+                         f"got {m.shape}")
+    return m.reshape(_bnh(lead)[0], S)
+
+
+def _impl(implementation, name):
+    if implementation == "tiled":
+        return getattr(_C, name)
+    if implementation == "reference":
+        return getattr(_C, name + "_ref")
+    raise ValueError(f"implementation must be 'tiled' or 'reference', got {implementation!r}")
+
+
+def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
+                                 is_causal=False, dropout_p=0.0, scale=None, seed=None, *,
+                                 return_lse=False, implementation="tiled"):
+    """softmax(scale * q @ k^T + masks) @ v, computed in C; torch's
+    ``F.scaled_dot_product_attention`` semantics.
 
     q: (..., T, DK), k: (..., S, DK), v: (..., S, DV), float32 or float64 (all one dtype),
-    with identical leading dims (any number, including none: (T, DK) inputs); DK may differ
-    from DV and T from S. is_causal: query i sees keys j <= i (top-left, as torch).
+    with identical leading dims (any number, including none); DK may differ from DV and T
+    from S (cross-attention).
+
+    attn_mask: None, or an array broadcastable to (..., T, S):
+      - boolean: **True = ATTEND, False = masked out** (torch SDPA's convention; the
+        CMU-style and torch.nn.MultiheadAttention masks are the opposite: pass ``~mask``);
+      - float (q's dtype): added to the scaled scores (finite values or -inf).
+    key_padding_mask: None, or boolean (B, S) with B = q.shape[0] ((S,) for 2-D q),
+      broadcast over the other leading dims: **True = real key, False = padding**.
+    is_causal: False; True or "top_left" (torch's is_causal: query i sees keys j <= i);
+      "bottom_right" (query i sees keys j <= i + S - T, as when decoding with a KV cache).
+      May be combined with the masks.
+    dropout_p: probability of dropping an attention probability (kept ones scaled by
+      1/(1-p)); seed: int in [0, 2**64), required when dropout_p > 0. The mask is that of
+      ``dropout_mask((B, NH, T, S), dropout_p, seed=seed)``, (B, NH) being the leading dims
+      as (q.shape[0], the product of the rest); the backward with the same seed reuses it.
     scale: defaults to 1/sqrt(DK).
-    Returns out: (..., T, DV), and with return_lse also lse: (..., T), the per-row
-    logsumexp of the scaled, masked scores (what the backward needs).
+    A query whose keys are all masked gets a zero output row (torch gives NaN) and lse -inf.
+
+    Returns out: (..., T, DV); with return_lse also lse: (..., T), the per-row logsumexp of
+    the scaled, masked scores (before dropout), which the backward can reuse.
+    implementation: "tiled" (default, O(T) memory) or "reference" (materialised).
     """
     q, k, v, (lead, T, S, DK, DV) = _check_qkv(q, k, v)
+    keep, bias = _attn_mask(attn_mask, q, lead, T, S)
+    kpm = _key_padding(key_padding_mask, lead, S)
+    causal = _causal(is_causal)
+    p, seed = _dropout(dropout_p, seed)
     scale = _scale(scale, DK)
-    BH = _bh(lead)
-    out, lse = _C.attention_forward_ref(q.reshape(BH, T, DK), k.reshape(BH, S, DK),
-                                        v.reshape(BH, S, DV), scale, bool(is_causal))
+    fn = _impl(implementation, "attention_forward")
+    B, NH = _bnh(lead)
+    out, lse = fn(q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV),
+                  keep, bias, kpm, scale, causal, p, seed)
     out = out.reshape(lead + (T, DV))
     return (out, lse.reshape(lead + (T,))) if return_lse else out
 
 
-def scaled_dot_product_attention_backward(grad_output, q, k, v, *, is_causal=False, scale=None,
-                                          out=None, lse=None):
-    """Gradients of scaled_dot_product_attention(q, k, v, is_causal=, scale=).
+def scaled_dot_product_attention_backward(grad_output, q, k, v, attn_mask=None,
+                                          key_padding_mask=None, is_causal=False,
+                                          dropout_p=0.0, scale=None, seed=None, *, out=None,
+                                          lse=None, implementation="tiled"):
+    """Gradients of scaled_dot_product_attention(q, k, v, attn_mask, key_padding_mask,
+    is_causal, dropout_p, scale, seed): pass the forward's arguments (the same seed
+    regenerates the same dropout mask). Masks are constants: they get no gradient.
 
-    grad_output: (..., T, DV); q: (..., T, DK), k: (..., S, DK), v: (..., S, DV) as in the
-    forward. out: (..., T, DV) and lse: (..., T) are the forward's results (from
-    ``return_lse=True``); when either is missing the forward runs first (in C).
+    grad_output: (..., T, DV); q: (..., T, DK), k: (..., S, DK), v: (..., S, DV).
+    out: (..., T, DV) and lse: (..., T) are the forward's results (``return_lse=True``);
+    when either is missing the forward runs first (in C).
     Returns (dq (..., T, DK), dk (..., S, DK), dv (..., S, DV)) in q's dtype.
     """
     q, k, v, (lead, T, S, DK, DV) = _check_qkv(q, k, v)
-    scale = _scale(scale, DK)
     grad_output = same_dtype(q, "q", grad_output, "grad_output")
     if grad_output.shape != lead + (T, DV):
         raise ValueError(f"grad_output must have shape {lead + (T, DV)} (the output's), "
                          f"got {grad_output.shape}")
-    BH = _bh(lead)
-    q3, k3, v3 = q.reshape(BH, T, DK), k.reshape(BH, S, DK), v.reshape(BH, S, DV)
+    keep, bias = _attn_mask(attn_mask, q, lead, T, S)
+    kpm = _key_padding(key_padding_mask, lead, S)
+    causal = _causal(is_causal)
+    p, seed = _dropout(dropout_p, seed)
+    scale = _scale(scale, DK)
+    fwd = _impl(implementation, "attention_forward")
+    bwd = _impl(implementation, "attention_backward")
+    B, NH = _bnh(lead)
+    q4, k4, v4 = q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV)
     if out is None or lse is None:
-        out3, lse2 = _C.attention_forward_ref(q3, k3, v3, scale, bool(is_causal))
+        out4, lse3 = fwd(q4, k4, v4, keep, bias, kpm, scale, causal, p, seed)
     else:
         out = same_dtype(q, "q", out, "out")
         lse = same_dtype(q, "q", lse, "lse")
@@ -107,7 +266,67 @@ def scaled_dot_product_attention_backward(grad_output, q, k, v, *, is_causal=Fal
         if lse.shape != lead + (T,):
             raise ValueError(f"lse must have shape {lead + (T,)} (the forward's logsumexp), "
                              f"got {lse.shape}")
-        out3, lse2 = out.reshape(BH, T, DV), lse.reshape(BH, T)
-    dq, dk, dv = _C.attention_backward_ref(grad_output.reshape(BH, T, DV), q3, k3, v3, out3,
-                                           lse2, scale, bool(is_causal))
+        out4, lse3 = out.reshape(B, NH, T, DV), lse.reshape(B, NH, T)
+    dq, dk, dv = bwd(grad_output.reshape(B, NH, T, DV), q4, k4, v4, out4, lse3, keep, bias,
+                     kpm, scale, causal, p, seed)
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+
+
+def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, scale=None):
+    """One decoding step against a KV cache, in C: the TN new positions' keys k and values
+    v are written into k_cache / v_cache at positions [pos, pos + TN) (IN PLACE), then the
+    new queries attend to every cached position [0, pos + TN), causally (query t is at
+    position pos + t). Nothing of the past is recomputed: the result equals rows
+    [pos, pos + TN) of the full causal attention over the whole sequence.
+
+    q, k: (..., TN, DK), v: (..., TN, DV); k_cache: (..., Smax, DK), v_cache: (..., Smax, DV)
+    with the same leading dims, writeable C-contiguous arrays of q's dtype (e.g. from
+    np.zeros), holding ``pos`` valid positions; 0 <= pos <= Smax - TN.
+    key_padding_mask: None or boolean (B, pos + TN) or (B, Smax) (True = real position,
+    False = padding, e.g. the left padding of a batch of prompts), B = q.shape[0].
+    scale: defaults to 1/sqrt(DK). Returns out: (..., TN, DV). The caller advances pos by TN.
+    """
+    q, k, v, (lead, TN, TK, DK, DV) = _check_qkv(q, k, v)
+    if TK != TN:
+        raise ValueError(f"k must have TN = {TN} new positions (q.shape[-2]), got shape {k.shape}")
+    for name, c, D in (("k_cache", k_cache, DK), ("v_cache", v_cache, DV)):
+        if not isinstance(c, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array (it is updated in place), "
+                            f"got {type(c).__name__}")
+        if c.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {c.dtype} but q has {q.dtype}: transformer_c "
+                            "never mixes dtypes in one call")
+        if c.shape[:-2] != lead or c.ndim < 2 or c.shape[-1] != D:
+            raise ValueError(f"{name} must have shape {lead + ('Smax', D)}, got {c.shape}")
+        if not (c.flags.c_contiguous and c.flags.writeable):
+            raise ValueError(f"{name} is updated in place, so it must be a writeable "
+                             "C-contiguous array")
+    Smax = k_cache.shape[-2]
+    if v_cache.shape[-2] != Smax:
+        raise ValueError(f"v_cache must have Smax = {Smax} positions (k_cache.shape[-2]), "
+                         f"got shape {v_cache.shape}")
+    if isinstance(pos, (bool, np.bool_)):
+        raise TypeError("pos must be an integer, got bool")
+    try:
+        pos = operator.index(pos)
+    except TypeError:
+        raise TypeError(f"pos must be an integer, got {type(pos).__name__}") from None
+    if not 0 <= pos <= Smax - TN:
+        raise ValueError(f"pos must be in [0, Smax - TN] = [0, {Smax - TN}], got {pos}")
+    B, NH = _bnh(lead)
+    kpm = None
+    if key_padding_mask is not None:
+        m = np.asarray(key_padding_mask)
+        if m.dtype != np.bool_:
+            raise TypeError(f"key_padding_mask must be a boolean array (True = real position),"
+                            f" got dtype {m.dtype}")
+        want = [(lead[0], n) if lead else (n,) for n in (pos + TN, Smax)]
+        if m.shape not in want:
+            raise ValueError(f"key_padding_mask must have shape {want[0]} or {want[1]}, "
+                             f"got {m.shape}")
+        kpm = np.ascontiguousarray(m.reshape(B, -1)[:, :pos + TN])
+    scale = _scale(scale, DK)
+    out = _C.attention_decode(q.reshape(B, NH, TN, DK), k.reshape(B, NH, TN, DK),
+                              v.reshape(B, NH, TN, DV), k_cache.reshape(B, NH, Smax, DK),
+                              v_cache.reshape(B, NH, Smax, DV), pos, kpm, scale)
+    return out.reshape(lead + (TN, DV))

@@ -1,0 +1,173 @@
+"""GPT training step: transformer_c's loss_and_grads (the whole forward + backward in C)
+against the same model in PyTorch eager (forward + cross-entropy + backward), float32,
+same thread count, same weights, in one process. Also the step with AdamW (one in-place
+update of the flat parameter buffer vs torch.optim.AdamW).
+
+python -m benchmarks.gpt [--threads 1 2] [--configs small medium] [--repeats 7]
+
+One JSON line per (config, threads): ms per step (median and best of the samples, tc and
+torch alternating) and tokens/s for both, their ratio, the activation arena's bytes per
+token, and the 1-minute load average (the numbers mean little on a busy machine).
+"""
+import argparse
+import math
+import os
+import statistics
+
+import numpy as np
+
+import transformer_c as tc
+from benchmarks.common import emit, median_time, peak_rss_mib, set_threads
+from transformer_c.nn import GPT, GPTConfig
+
+CONFIGS = {
+    # nanoGPT's Shakespeare-char baby GPT at llm.c-tutorial size, and the 6x6x384 one
+    "small": (dict(n_layer=4, n_head=4, n_embd=128, vocab_size=65, block_size=64), 12, 64),
+    "medium": (dict(n_layer=6, n_head=6, n_embd=384, vocab_size=65, block_size=256), 4, 256),
+}
+
+
+def torch_gpt(torch, cfg, params):
+    """A GPT-2-style torch.nn.Module with the weights of ``params`` (pre-LN, learned
+    positions, tanh GELU, tied head, SDPA causal attention): what a PyTorch user writes."""
+    nn, TF = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            C = cfg.n_embd
+            self.ln_1, self.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
+            self.c_attn, self.attn_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+            self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+            q, k, v = (t.view(B, T, cfg.n_head, C // cfg.n_head).transpose(1, 2) for t in (q, k, v))
+            y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.attn_proj(y.transpose(1, 2).reshape(B, T, C))
+            return x + self.mlp_proj(TF.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+            self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+            self.h = nn.ModuleList([Block() for _ in range(cfg.n_layer)])
+            self.ln_f = nn.LayerNorm(cfg.n_embd)
+
+        def forward(self, idx, targets):
+            T = idx.shape[1]
+            x = self.wte(idx) + self.wpe(torch.arange(T))
+            for block in self.h:
+                x = block(x)
+            logits = self.ln_f(x) @ self.wte.weight.T
+            return TF.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+    model = Model()
+    with torch.no_grad():
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        model.wte.weight.copy_(t(params["wte"]["weight"]))
+        model.wpe.weight.copy_(t(params["wpe"]["weight"]))
+        model.ln_f.weight.copy_(t(params["ln_f"]["weight"]))
+        model.ln_f.bias.copy_(t(params["ln_f"]["bias"]))
+        for blk, h in zip(model.h, params["h"]):
+            pairs = [(blk.ln_1, h["ln_1"]), (blk.ln_2, h["ln_2"]),
+                     (blk.c_attn, h["attn"]["c_attn"]),
+                     (blk.attn_proj, h["attn"]["c_proj"]), (blk.c_fc, h["mlp"]["c_fc"]),
+                     (blk.mlp_proj, h["mlp"]["c_proj"])]
+            for mod, p in pairs:
+                mod.weight.copy_(t(p["weight"]))
+                mod.bias.copy_(t(p["bias"]))
+    return model
+
+
+def run(names, threads, repeats):
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    for name in names:
+        kw, B, T = CONFIGS[name]
+        cfg = GPTConfig(**kw)
+        model = GPT.create(cfg, np.random.default_rng(0))
+        r = np.random.default_rng(1)
+        x = r.integers(0, cfg.vocab_size, (B, T))
+        y = r.integers(0, cfg.vocab_size, (B, T))
+        tm = None
+        if torch is not None:
+            tm = torch_gpt(torch, cfg, model.parameters)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+            opt = torch.optim.AdamW(tm.parameters(), lr=1e-4)
+        flat = model.flat_parameters
+        exp_avg, exp_avg_sq = np.zeros_like(flat), np.zeros_like(flat)
+        step = [0]
+
+        def tc_step():
+            return model.loss_and_grads(x, y)
+
+        def tc_train_step():
+            model.loss_and_grads(x, y)
+            step[0] += 1
+            tc.functional.adamw_update_(flat, model.flat_grads, exp_avg, exp_avg_sq, step=step[0],
+                                        lr=1e-4)
+
+        def torch_step():
+            tm.zero_grad(set_to_none=True)
+            tm(tx, ty).backward()
+
+        def torch_train_step():
+            torch_step()
+            opt.step()
+
+        check = {}
+        if tm is not None:  # the same loss from the same weights (before any update)
+            loss_tc = tc_step()[0]
+            with torch.no_grad():
+                loss_torch = tm(tx, ty).item()
+            check = {"loss_tc": round(loss_tc, 6), "loss_torch": round(loss_torch, 6)}
+            assert math.isclose(loss_tc, loss_torch, rel_tol=1e-4), (loss_tc, loss_torch)
+        for t in threads:
+            set_threads(t)
+            rec = {"bench": "gpt_loss_and_grads", "config": name, **kw, "B": B, "T": T,
+                   "dtype": "float32", "threads": t, "params": model.num_parameters,
+                   "attention": "tc_attention_* (tiled)",
+                   "activation_bytes_per_token": model.activation_bytes(B, T) // (B * T),
+                   "activation_mib": round(model.activation_bytes(B, T) / 2**20, 1)}
+            rec.update(check)
+            # tc and torch alternate sample by sample, so a machine shared with other work
+            # slows both alike; the median and the best of the samples are reported
+            fns = {"tc": tc_step, "tc_adamw": tc_train_step}
+            if tm is not None:
+                fns.update(torch=torch_step, torch_adamw=torch_train_step)
+            samples = {k: [] for k in fns}
+            for fn in fns.values():
+                fn()
+                fn()
+            for _ in range(repeats):
+                for k, fn in fns.items():
+                    samples[k].append(median_time(fn, repeats=1, warmup=0, min_time=0.2))
+            for k, times in samples.items():
+                rec[f"{k}_ms"] = round(statistics.median(times) * 1e3, 2)
+                rec[f"{k}_best_ms"] = round(min(times) * 1e3, 2)
+            rec["tc_tokens_per_s"] = round(B * T / (rec["tc_ms"] / 1e3))
+            if tm is not None:
+                rec["torch_tokens_per_s"] = round(B * T / (rec["torch_ms"] / 1e3))
+                rec["speedup_vs_torch"] = round(rec["torch_ms"] / rec["tc_ms"], 3)
+                rec["speedup_vs_torch_best"] = round(rec["torch_best_ms"] / rec["tc_best_ms"], 3)
+            rec["load_avg_1min"] = os.getloadavg()[0]
+            rec["peak_rss_mib"] = round(peak_rss_mib(), 1)
+            emit(rec)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--threads", type=int, nargs="+", default=[2])
+    p.add_argument("--configs", nargs="+", default=["small", "medium"], choices=sorted(CONFIGS))
+    p.add_argument("--repeats", type=int, default=7)
+    a = p.parse_args(argv)
+    run(a.configs, a.threads, a.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,448 @@
+/* attention_flash_impl.h: the tiled (flash-style) attention kernels and the KV-cache decode
+ * step, written once for T (the per-tile work is in attention_tile.h).
+ *
+ * Forward: a work item is (batch-head, block of ATT_BR query rows). It keeps the scaled
+ * query block, one transposed key tile (ATT_BC keys), one score tile (ATT_BR x ATT_BC) and
+ * the output accumulator (ATT_BR x DV) in cache, and walks the key tiles with an online
+ * softmax (running max m and sum l per row; the accumulator is rescaled by exp(m_old -
+ * m_new) when the max grows). Only the per-row logsumexp is saved. Key tiles past the
+ * block's causal limit are never visited and tiles of padding keys only are skipped, so a
+ * causal pass does about half the work of a full one. A work item of fewer than ATT_MR
+ * rows (decoding a token or a few) instead takes each row's dot products straight from the
+ * key rows and accumulates P v row by row. Work items are shared out
+ * dynamically; each computes its outputs alone, in a fixed order: the results do not even
+ * depend on the thread count.
+ *
+ * Backward: a work item is (batch-head, key tile). It recomputes P = exp(s - lse) for every
+ * query block that sees the tile, accumulates dk, dv of the tile in cache and adds dS k
+ * into a dq accumulator. With many batch-heads each thread owns whole heads (dq needs no
+ * reduction); with few (or a number the threads do not divide), every head's key tiles are
+ * dealt round-robin to the threads, each with its own dq partial, summed in thread order
+ * (reproducible for a fixed thread count).
+ *
+ * Extra memory: O(ATT_BR * ATT_BC + T * (DK + DV)) per thread, plus in the forward one
+ * transposed copy of k (the size of k); never a (T, S) matrix.
+ */
+
+#define AVEC FN(att_vec)
+#define AIVEC FN(att_ivec)
+#define AUVEC FN(att_uvec)
+typedef T AVEC __attribute__((vector_size(32)));
+#if ATT_F64
+typedef int64_t AIVEC __attribute__((vector_size(32)));
+typedef uint64_t AUVEC __attribute__((vector_size(32)));
+#define ATT_BR 48
+#define ATT_BC 48
+#define ATT_BQ 24 /* lcm(ATT_MR, ATT_NR): key tiles are padded to a multiple of it */
+#define ATT_VEXP ATT_VEXP_F64
+#else
+typedef int32_t AIVEC __attribute__((vector_size(32)));
+typedef uint32_t AUVEC __attribute__((vector_size(32)));
+#define ATT_BR 72 /* query rows per block: 72 x 96 tiles measured best among 48..120 x 48..192 */
+#define ATT_BC 96 /* keys per tile */
+#define ATT_BQ 48
+#define ATT_VEXP ATT_VEXP_F32
+#endif
+#define ATT_VL ((int64_t)(32 / sizeof(T)))
+#define ATT_NR (2 * ATT_VL)
+#define ATT_MR 6
+
+#define ATT_VLOAD(p) ({ AVEC v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define ATT_VSTORE(p, x) do { AVEC v_ = (x); memcpy((p), &v_, sizeof v_); } while (0)
+
+/* Context of one tiled call (forward, backward or decode). */
+typedef struct {
+    T *out, *lse;                   /* forward outputs (lse may be NULL) */
+    T *dq, *dk, *dv;                /* backward outputs */
+    const T *q, *k, *v, *dout, *o, *lse_in;
+    const tc_attention_masks *masks;
+    int masked;                     /* keep, bias or key_padding present */
+    int64_t NH, Tq, S, DK, DV, DKP, DVP;
+    int64_t k_hs, v_hs;             /* head strides of k and v: S*DK, or Smax*DK (decode) */
+    const T *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
+                                       zero-padded past S, or NULL */
+    int64_t nkt;                    /* key tiles per head: S / ATT_BC rounded up */
+    T scale;
+    int causal;
+    FN(attention_drop) drop;
+} FN(att_ctx);
+
+/* buffer sizes rounded to 16 elements, so every sub-buffer starts 64-byte aligned */
+static inline int64_t FN(att_pad)(int64_t n) { return attention_round_up(n, 16); }
+
+static int64_t FN(att_fwd_scratch)(int64_t DK, int64_t DVP)
+{
+    return FN(att_pad)(ATT_BR * DK) + FN(att_pad)(DK * ATT_BC) + FN(att_pad)(ATT_BC * DVP) +
+           ATT_BR * ATT_BC + FN(att_pad)(ATT_BR * DVP) + 2 * ATT_BR + 16;
+}
+
+/* the row path (fewer than ATT_MR query rows): scaled q row, output row, scores of a row */
+static int64_t FN(att_rows_scratch)(int64_t S, int64_t DK, int64_t DV)
+{
+    return FN(att_pad)(DK) + FN(att_pad)(DV) + FN(att_pad)(S + ATT_VL) + 16;
+}
+
+static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t DVP)
+{
+    return FN(att_pad)(DK * ATT_BC) + FN(att_pad)(DV * ATT_BC) + FN(att_pad)(ATT_BC * DKP) +
+           3 * ATT_BR * ATT_BC + ATT_BC * DKP + ATT_BC * DVP + 16;
+}
+
+/* Vector exp of a vector of T, float: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
+ * cephes' degree-7 expf polynomial (about 1 ulp), 2^n added into the exponent bits.
+ * Inputs below -86.5 (and -inf) give exactly 0: exp(-86.5) < 3e-38 is far below the
+ * rounding of any softmax sum >= 1, and the lanes whose intermediates overflowed are
+ * masked off at the end. Inputs must be <= 88 (the kernels only take exp of x - max and
+ * s - lse, which are <= 0 up to rounding). */
+#define ATT_VEXP_F32(xin) ({                                                              \
+    const AVEC x_ = (xin);                                                                \
+    const AIVEC und_ = x_ < -86.5f;                                                       \
+    const AVEC t_ = x_ * 1.44269504088896341f + 12582912.0f;                              \
+    const AVEC n_ = t_ - 12582912.0f;                                                     \
+    AVEC r_ = x_ - n_ * 0.693359375f;                                                     \
+    r_ = r_ - n_ * -2.12194440e-4f;                                                       \
+    AVEC p_ = 1.9875691500e-4f * r_ + 1.3981999507e-3f;                                   \
+    p_ = p_ * r_ + 8.3334519073e-3f;                                                      \
+    p_ = p_ * r_ + 4.1665795894e-2f;                                                      \
+    p_ = p_ * r_ + 1.6666665459e-1f;                                                      \
+    p_ = p_ * r_ + 5.0000001201e-1f;                                                      \
+    p_ = p_ * (r_ * r_) + r_ + 1.0f;                                                      \
+    const AUVEC e_ = ((AUVEC)t_ - 0x4B400000u) << 23;                                     \
+    (AVEC)(((AUVEC)p_ + e_) & ~(AUVEC)und_);                                              \
+})
+
+/* The same for double: degree-12 Taylor polynomial on |r| <= ln2/2 (relative error below
+ * 2e-16 before rounding); inputs below -700 give exactly 0; inputs must be <= 700. */
+#define ATT_VEXP_F64(xin) ({                                                              \
+    const AVEC x_ = (xin);                                                                \
+    const AIVEC und_ = x_ < -700.0;                                                       \
+    const AVEC t_ = x_ * 1.4426950408889634074 + 6755399441055744.0;                      \
+    const AVEC n_ = t_ - 6755399441055744.0;                                              \
+    AVEC r_ = x_ - n_ * 6.93145751953125e-1;                                              \
+    r_ = r_ - n_ * 1.42860682030941723212e-6;                                             \
+    AVEC p_ = r_ * (1.0 / 479001600.0) + (1.0 / 39916800.0);                              \
+    p_ = p_ * r_ + (1.0 / 3628800.0);                                                     \
+    p_ = p_ * r_ + (1.0 / 362880.0);                                                      \
+    p_ = p_ * r_ + (1.0 / 40320.0);                                                       \
+    p_ = p_ * r_ + (1.0 / 5040.0);                                                        \
+    p_ = p_ * r_ + (1.0 / 720.0);                                                         \
+    p_ = p_ * r_ + (1.0 / 120.0);                                                         \
+    p_ = p_ * r_ + (1.0 / 24.0);                                                          \
+    p_ = p_ * r_ + (1.0 / 6.0);                                                           \
+    p_ = p_ * r_ + 0.5;                                                                   \
+    p_ = p_ * (r_ * r_) + r_ + 1.0;                                                       \
+    const AUVEC e_ = ((AUVEC)t_ - 0x4338000000000000u) << 52;                             \
+    (AVEC)(((AUVEC)p_ + e_) & ~(AUVEC)und_);                                              \
+})
+
+typedef void (*FN(att_fwd_item_fn))(const FN(att_ctx) *, int64_t, int64_t, T *);
+typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, const T *,
+                                       const T *, const T *, T *, T *);
+
+#define KN(name) TC_CAT(FN(name), _generic)
+#define KATTR
+#include "attention_tile.h"
+#undef KN
+#undef KATTR
+#if TC_ATT_X86
+#define KN(name) TC_CAT(FN(name), _avx2)
+#define KATTR __attribute__((target("avx2,fma")))
+#include "attention_tile.h"
+#undef KN
+#undef KATTR
+#define FN_PICK(name) (attention_has_avx2() ? TC_CAT(FN(name), _avx2) : TC_CAT(FN(name), _generic))
+#else
+#define FN_PICK(name) TC_CAT(FN(name), _generic)
+#endif
+
+static T *FN(att_alloc)(int64_t n)
+{
+    if (n <= 0 || (uint64_t)n > SIZE_MAX / sizeof(T) / 2) return NULL;
+    size_t bytes = (size_t)attention_round_up(n * (int64_t)sizeof(T), 64);
+    return aligned_alloc(64, bytes);
+}
+
+static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH, int64_t Tq,
+                                    int64_t S, int64_t DK, int64_t DV, T scale, int causal)
+{
+    FN(att_ctx) c;
+    memset(&c, 0, sizeof c);
+    c.masks = masks;
+    c.masked = masks && (masks->keep || masks->bias || masks->key_padding);
+    c.NH = NH;
+    c.Tq = Tq;
+    c.S = S;
+    c.DK = DK;
+    c.DV = DV;
+    c.DKP = attention_round_up(DK > 0 ? DK : 1, ATT_NR);
+    c.DVP = attention_round_up(DV > 0 ? DV : 1, ATT_NR);
+    c.k_hs = S * DK;
+    c.v_hs = S * DV;
+    c.scale = scale;
+    c.causal = causal;
+    c.drop = FN(attention_drop_make)(0, 0);
+    return c;
+}
+
+/* kt (BH, nkt, DK, ATT_BC) <- k^T of every key tile of batch-heads [bh0, bh1), one
+ * contiguous (DK, ATT_BC) panel per tile (a row stride of S would put the panel's rows in
+ * the same cache set), columns past S zero. */
+static void FN(att_transpose_keys)(const FN(att_ctx) *c, T *kt, int64_t bh0, int64_t bh1)
+{
+    const int64_t S = c->S, DK = c->DK;
+    for (int64_t bh = bh0; bh < bh1; bh++) {
+        const T *k = c->k + bh * c->k_hs;
+        for (int64_t t = 0; t < c->nkt; t++) {
+            T *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
+            const int64_t j0 = t * ATT_BC, n = S - j0 < ATT_BC ? S - j0 : ATT_BC;
+            for (int64_t j = 0; j < n; j++)
+                for (int64_t p = 0; p < DK; p++) d[p * ATT_BC + j] = k[(j0 + j) * DK + p];
+            for (int64_t p = 0; p < DK; p++)
+                for (int64_t j = n; j < ATT_BC; j++) d[p * ATT_BC + j] = 0;
+        }
+    }
+}
+
+/* The forward over BH batch-heads, c->Tq >= 1, c->S >= 1. With more than one query block
+ * per head the keys are transposed once per head first (a copy the size of k), instead of
+ * once per key tile of every work item. */
+static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
+{
+    const int64_t nqb = (c->Tq + ATT_BR - 1) / ATT_BR, items = BH * nqb;
+    const double work = (double)BH * (double)c->Tq * (double)c->S * (double)(c->DK + c->DV + 8);
+    int nt = work >= TC_PARALLEL_MIN_WORK && items > 1 ? attention_max_threads() : 1;
+    if (nt > items) nt = (int)items;
+    const int64_t tiled = FN(att_fwd_scratch)(c->DK, c->DVP);
+    const int64_t rows = c->Tq % ATT_BR && c->Tq % ATT_BR < ATT_MR
+                             ? FN(att_rows_scratch)(c->S, c->DK, c->DV) : 0;
+    const int64_t per = tiled > rows ? tiled : rows;
+    T *scratch = FN(att_alloc)(per * nt);
+    if (!scratch) return TC_ENOMEM;
+    T *kt = NULL;
+    if (nqb > 1 && c->DK > 0) {
+        c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
+        kt = FN(att_alloc)(BH * c->nkt * c->DK * ATT_BC);
+        if (!kt) {
+            free(scratch);
+            return TC_ENOMEM;
+        }
+    }
+    const FN(att_fwd_item_fn) item = FN_PICK(att_fwd_item);
+    c->kt = kt; /* read by the work items only after the barrier that ends the transposes */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        T *w = scratch + (size_t)attention_thread_num() * (size_t)per;
+        if (kt) {
+#pragma omp for schedule(static)
+            for (int64_t bh = 0; bh < BH; bh++) FN(att_transpose_keys)(c, kt, bh, bh + 1);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) { /* late (heavier causal) blocks first */
+            const int64_t bh = it / nqb, qb = nqb - 1 - it % nqb;
+            item(c, bh, qb * ATT_BR, w);
+        }
+    }
+    c->kt = NULL;
+    free(kt);
+    free(scratch);
+    return TC_OK;
+}
+
+/* Rows [i0, i1) of the backward's per-head operands: Qs = scale q and dOp = dout padded
+ * to (Tp, DKP) / (Tp, DVP) with zeros, Dv = rowsum(dout * out). */
+static void FN(att_bwd_pack)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64_t i1, T *Qs,
+                             T *dOp, T *Dv)
+{
+    const int64_t Tq = c->Tq, DK = c->DK, DV = c->DV, DKP = c->DKP, DVP = c->DVP;
+    for (int64_t i = i0; i < i1; i++) {
+        T *qs = Qs + i * DKP, *go = dOp + i * DVP;
+        if (i >= Tq) {
+            memset(qs, 0, (size_t)DKP * sizeof(T));
+            memset(go, 0, (size_t)DVP * sizeof(T));
+            continue;
+        }
+        const T *q = c->q + (bh * Tq + i) * DK;
+        const T *g = c->dout + (bh * Tq + i) * DV, *o = c->o + (bh * Tq + i) * DV;
+        for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
+        for (int64_t p = DK; p < DKP; p++) qs[p] = 0;
+        T d = 0;
+        for (int64_t p = 0; p < DV; p++) {
+            go[p] = g[p];
+            d += g[p] * o[p];
+        }
+        for (int64_t p = DV; p < DVP; p++) go[p] = 0;
+        Dv[i] = d;
+    }
+}
+
+/* The backward over BH batch-heads, c->Tq >= 1, c->S >= 1. */
+static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
+{
+    const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DKP = c->DKP, DVP = c->DVP;
+    const int64_t Tp = attention_round_up(Tq, ATT_BR), nkb = (S + ATT_BC - 1) / ATT_BC;
+    const double work = (double)BH * (double)Tq * (double)S * (double)(2 * DK + 2 * c->DV + 8);
+    int nt = work >= TC_PARALLEL_MIN_WORK ? attention_max_threads() : 1;
+    const int64_t kscr = FN(att_bwd_scratch)(DK, c->DV, DKP, DVP);
+    const int64_t qsz = FN(att_pad)(Tp * DKP), osz = FN(att_pad)(Tp * DVP);
+    const int64_t dsz = FN(att_pad)(Tq);
+    const FN(att_bwd_kblock_fn) kblock = FN_PICK(att_bwd_kblock);
+    const T scale = c->scale;
+    if (nt == 1 || BH % nt == 0 || BH >= 4 * (int64_t)nt || nkb == 1) {
+        /* each thread owns whole heads: Qs, dOp, Dv, dQ and the tile scratch */
+        if (nt > BH) nt = (int)BH;
+        const int64_t per = 2 * qsz + osz + dsz + kscr;
+        T *scratch = FN(att_alloc)(per * nt);
+        if (!scratch) return TC_ENOMEM;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            T *Qs = scratch + (size_t)attention_thread_num() * (size_t)per;
+            T *dQ = Qs + qsz, *dOp = dQ + qsz, *Dv = dOp + osz, *w = Dv + dsz;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t bh = 0; bh < BH; bh++) {
+                FN(att_bwd_pack)(c, bh, 0, Tp, Qs, dOp, Dv);
+                memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(T));
+                for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
+                T *dq = c->dq + bh * Tq * DK;
+                for (int64_t i = 0; i < Tq; i++)
+                    for (int64_t p = 0; p < DK; p++) dq[i * DK + p] += scale * dQ[i * DKP + p];
+            }
+        }
+        free(scratch);
+        return TC_OK;
+    }
+    /* few heads: every head's key tiles dealt round-robin to the threads; shared Qs, dOp,
+     * Dv; a dq partial per thread, summed in thread order */
+    const int64_t per = qsz + kscr;
+    T *scratch = FN(att_alloc)(qsz + osz + dsz + per * nt);
+    if (!scratch) return TC_ENOMEM;
+    T *Qs = scratch, *dOp = Qs + qsz, *Dv = dOp + osz, *part = Dv + dsz;
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = attention_thread_num();
+#ifdef _OPENMP
+        const int nthr = omp_get_num_threads();
+#else
+        const int nthr = 1;
+#endif
+        T *dQ = part + (size_t)tid * (size_t)per, *w = dQ + qsz;
+        for (int64_t bh = 0; bh < BH; bh++) {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < Tp; i += 8)
+                FN(att_bwd_pack)(c, bh, i, i + 8 < Tp ? i + 8 : Tp, Qs, dOp, Dv);
+            memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(T));
+#pragma omp for schedule(static, 1)
+            for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
+            T *dq = c->dq + bh * Tq * DK;
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < Tq; i++) {
+                for (int64_t p = 0; p < DK; p++) {
+                    T s = 0;
+                    for (int t = 0; t < nthr; t++) s += part[(size_t)t * (size_t)per + (size_t)(i * DKP + p)];
+                    dq[i * DK + p] += scale * s;
+                }
+            }
+        }
+    }
+    free(scratch);
+    return TC_OK;
+}
+
+// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
+int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
+                             const tc_attention_masks *masks, int64_t B, int64_t NH,
+                             int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                             int causal, double dropout_p, uint64_t seed)
+{
+    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
+        return TC_EINVAL;
+    const int64_t BH = B * NH;
+    if (BH == 0 || Tq == 0) return TC_OK;
+    if (S == 0) { /* every row has no key to attend to */
+        for (int64_t i = 0; i < BH * Tq; i++) lse[i] = -INFINITY;
+        memset(out, 0, (size_t)(BH * Tq * DV) * sizeof(T));
+        return TC_OK;
+    }
+    FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
+    c.out = out;
+    c.lse = lse;
+    c.q = q;
+    c.k = k;
+    c.v = v;
+    c.drop = FN(attention_drop_make)(dropout_p, seed);
+    return FN(att_forward_run)(&c, BH);
+}
+
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
+// q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
+int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k,
+                              const T *v, const T *out, const T *lse,
+                              const tc_attention_masks *masks, int64_t B, int64_t NH,
+                              int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                              int causal, double dropout_p, uint64_t seed)
+{
+    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
+        return TC_EINVAL;
+    const int64_t BH = B * NH;
+    if (BH == 0 || Tq == 0 || S == 0) return TC_OK; /* every gradient is zero */
+    FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
+    c.dq = dq;
+    c.dk = dk;
+    c.dv = dv;
+    c.dout = dout;
+    c.q = q;
+    c.k = k;
+    c.v = v;
+    c.o = out;
+    c.lse_in = lse;
+    c.drop = FN(attention_drop_make)(dropout_p, seed);
+    return FN(att_backward_run)(&c, BH);
+}
+
+// out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;
+// q, k_new (B,NH,TN,DK), v_new (B,NH,TN,DV); key_padding NULL or (B, pos+TN)
+int FN(tc_attention_decode)(T *out, T *k_cache, T *v_cache, const T *q, const T *k_new,
+                            const T *v_new, const uint8_t *key_padding, int64_t B, int64_t NH,
+                            int64_t TN, int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
+                            T scale)
+{
+    if (!attention_dims_ok(B, NH, TN, Smax, DK, DV) || pos < 0 || pos > Smax - TN)
+        return TC_EINVAL;
+    const int64_t BH = B * NH, S = pos + TN;
+    if (BH == 0 || TN == 0) return TC_OK;
+    const int par = (double)BH * (double)TN * (double)(DK + DV) >= TC_PARALLEL_MIN_WORK;
+    (void)par;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t bh = 0; bh < BH; bh++) {
+        /* memmove: k_new may be a view of the cache itself */
+        memmove(k_cache + (bh * Smax + pos) * DK, k_new + bh * TN * DK,
+                (size_t)(TN * DK) * sizeof(T));
+        memmove(v_cache + (bh * Smax + pos) * DV, v_new + bh * TN * DV,
+                (size_t)(TN * DV) * sizeof(T));
+    }
+    tc_attention_masks m;
+    memset(&m, 0, sizeof m);
+    m.key_padding = key_padding;
+    FN(att_ctx) c = FN(att_ctx_make)(key_padding ? &m : NULL, NH, TN, S, DK, DV, scale,
+                                     TC_CAUSAL_BOTTOM_RIGHT);
+    c.out = out;
+    c.q = q;
+    c.k = k_cache;
+    c.v = v_cache;
+    c.k_hs = Smax * DK;
+    c.v_hs = Smax * DV;
+    return FN(att_forward_run)(&c, BH);
+}
+
+#undef FN_PICK
+#undef ATT_VLOAD
+#undef ATT_VSTORE
+#undef ATT_VEXP
+#undef ATT_BR
+#undef ATT_BC
+#undef ATT_BQ
+#undef ATT_VL
+#undef ATT_NR
+#undef ATT_MR
+#undef AVEC
+#undef AIVEC
+#undef AUVEC

@@ -1,0 +1,435 @@
+/* attention_tile.h: the per-tile work of the tiled attention kernel, written once.
+ *
+ * Included by attention_flash_impl.h once per instruction set with T, SFX, KN(name) (the
+ * name with its dtype and instruction-set suffix) and KATTR (a target attribute, or
+ * nothing). AVEC is a 32-byte GCC vector of T: the compiler emits AVX2/FMA under
+ * __attribute__((target("avx2,fma"))) and SSE2 pairs (or NEON, ...) otherwise. No vector
+ * is passed by value across a function boundary (only pointers), so the two builds never
+ * disagree on an ABI.
+ *
+ * Tile products: C (M,N) (+)= A (M,K) B (K,N) with B read row by row (ldb) in vectors and A
+ * broadcast element by element, either A row-major (nn: A(r,p) = a[r*lda + p]) or
+ * transposed (tn: A(r,p) = a[p*lda + r]); M is a multiple of ATT_MR, N of ATT_NR. Each C
+ * element sums over p in order: results are reproducible.
+ */
+
+/* The MR x NR micro-kernel: twelve accumulators in registers (named, not an array, so
+ * nothing is spilled or zeroed through memory), two vector loads of b and six broadcasts
+ * of A per step of p. AT(r) is A(r, p) for the current p. */
+#define ATT_MK(AT)                                                                        \
+    AVEC c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};                \
+    AVEC c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};                \
+    for (int64_t p = 0; p < kc; p++) {                                                    \
+        const AVEC b0 = ATT_VLOAD(b + p * ldb), b1 = ATT_VLOAD(b + p * ldb + ATT_VL);     \
+        T ar = AT(0);                                                                     \
+        c00 += ar * b0;                                                                   \
+        c01 += ar * b1;                                                                   \
+        ar = AT(1);                                                                       \
+        c10 += ar * b0;                                                                   \
+        c11 += ar * b1;                                                                   \
+        ar = AT(2);                                                                       \
+        c20 += ar * b0;                                                                   \
+        c21 += ar * b1;                                                                   \
+        ar = AT(3);                                                                       \
+        c30 += ar * b0;                                                                   \
+        c31 += ar * b1;                                                                   \
+        ar = AT(4);                                                                       \
+        c40 += ar * b0;                                                                   \
+        c41 += ar * b1;                                                                   \
+        ar = AT(5);                                                                       \
+        c50 += ar * b0;                                                                   \
+        c51 += ar * b1;                                                                   \
+    }                                                                                     \
+    if (acc) {                                                                            \
+        ATT_MK_ROW_ACC(0, c00, c01);                                                      \
+        ATT_MK_ROW_ACC(1, c10, c11);                                                      \
+        ATT_MK_ROW_ACC(2, c20, c21);                                                      \
+        ATT_MK_ROW_ACC(3, c30, c31);                                                      \
+        ATT_MK_ROW_ACC(4, c40, c41);                                                      \
+        ATT_MK_ROW_ACC(5, c50, c51);                                                      \
+    }                                                                                     \
+    ATT_MK_ROW_STORE(0, c00, c01);                                                        \
+    ATT_MK_ROW_STORE(1, c10, c11);                                                        \
+    ATT_MK_ROW_STORE(2, c20, c21);                                                        \
+    ATT_MK_ROW_STORE(3, c30, c31);                                                        \
+    ATT_MK_ROW_STORE(4, c40, c41);                                                        \
+    ATT_MK_ROW_STORE(5, c50, c51)
+#define ATT_MK_ROW_ACC(r, x0, x1)                                                         \
+    do {                                                                                  \
+        x0 += ATT_VLOAD(c + (r) * ldc);                                                   \
+        x1 += ATT_VLOAD(c + (r) * ldc + ATT_VL);                                          \
+    } while (0)
+#define ATT_MK_ROW_STORE(r, x0, x1)                                                       \
+    do {                                                                                  \
+        ATT_VSTORE(c + (r) * ldc, x0);                                                    \
+        ATT_VSTORE(c + (r) * ldc + ATT_VL, x1);                                           \
+    } while (0)
+
+/* c (MR,NR) (+)= sum_p A(r,p) b[p*ldb + 0..NR), A(r,p) = a[r*lda + p] */
+KATTR static inline void KN(att_mk_nn)(int64_t kc, const T *restrict a, int64_t lda,
+                                       const T *restrict b, int64_t ldb, T *restrict c,
+                                       int64_t ldc, int acc)
+{
+#define ATT_A_NN(r) a[(r) * lda + p]
+    ATT_MK(ATT_A_NN);
+#undef ATT_A_NN
+}
+
+/* c (MR,NR) (+)= sum_p A(r,p) b[p*ldb + 0..NR), A(r,p) = a[p*lda + r] */
+KATTR static inline void KN(att_mk_tn)(int64_t kc, const T *restrict a, int64_t lda,
+                                       const T *restrict b, int64_t ldb, T *restrict c,
+                                       int64_t ldc, int acc)
+{
+#define ATT_A_TN(r) a[p * lda + (r)]
+    ATT_MK(ATT_A_TN);
+#undef ATT_A_TN
+}
+
+#undef ATT_MK
+#undef ATT_MK_ROW_ACC
+#undef ATT_MK_ROW_STORE
+
+// c (M,N) (+)= a (M,K) @ b (K,N); M % MR == 0, N % NR == 0
+KATTR static void KN(att_gemm_nn)(int64_t M, int64_t N, int64_t K, const T *a, int64_t lda,
+                                  const T *b, int64_t ldb, T *c, int64_t ldc, int acc)
+{
+    for (int64_t n0 = 0; n0 < N; n0 += ATT_NR)
+        for (int64_t m0 = 0; m0 < M; m0 += ATT_MR)
+            KN(att_mk_nn)(K, a + m0 * lda, lda, b + n0, ldb, c + m0 * ldc + n0, ldc, acc);
+}
+
+// c (M,N) (+)= a^T @ b, a (K,M) with row stride lda, b (K,N); M % MR == 0, N % NR == 0
+KATTR static void KN(att_gemm_tn)(int64_t M, int64_t N, int64_t K, const T *a, int64_t lda,
+                                  const T *b, int64_t ldb, T *c, int64_t ldc, int acc)
+{
+    for (int64_t n0 = 0; n0 < N; n0 += ATT_NR)
+        for (int64_t m0 = 0; m0 < M; m0 += ATT_MR)
+            KN(att_mk_tn)(K, a + m0, lda, b + n0, ldb, c + m0 * ldc + n0, ldc, acc);
+}
+
+/* max of s[0..n), n a positive multiple of ATT_VL */
+KATTR static T KN(att_row_max)(const T *s, int64_t n)
+{
+    AVEC m = ATT_VLOAD(s);
+    for (int64_t j = ATT_VL; j < n; j += ATT_VL) {
+        const AVEC x = ATT_VLOAD(s + j);
+        const AIVEC gt = x > m;
+        m = (AVEC)(((AIVEC)x & gt) | ((AIVEC)m & ~gt));
+    }
+    T r = m[0];
+    for (int l = 1; l < ATT_VL; l++) r = m[l] > r ? m[l] : r;
+    return r;
+}
+
+/* s[j] = exp(s[j] - m) for j < n (a multiple of ATT_VL); returns the sum (fixed order) */
+KATTR static T KN(att_row_exp_sum)(T *s, int64_t n, T m)
+{
+    AVEC acc = (AVEC){0};
+    for (int64_t j = 0; j < n; j += ATT_VL) {
+        const AVEC e = ATT_VEXP(ATT_VLOAD(s + j) - m);
+        ATT_VSTORE(s + j, e);
+        acc += e;
+    }
+    T r = 0;
+    for (int l = 0; l < ATT_VL; l++) r += acc[l];
+    return r;
+}
+
+/* s[j] = exp(s[j] - m) for j < n (a multiple of ATT_VL) */
+KATTR static void KN(att_row_exp)(T *s, int64_t n, T m)
+{
+    for (int64_t j = 0; j < n; j += ATT_VL) ATT_VSTORE(s + j, ATT_VEXP(ATT_VLOAD(s + j) - m));
+}
+
+/* ds[j] = p[j] * (ds[j] - D) for j < n (a multiple of ATT_VL) */
+KATTR static void KN(att_row_ds)(T *restrict ds, const T *restrict p, int64_t n, T D)
+{
+    for (int64_t j = 0; j < n; j += ATT_VL)
+        ATT_VSTORE(ds + j, ATT_VLOAD(p + j) * (ATT_VLOAD(ds + j) - D));
+}
+
+/* s[j] = q . k_j for the n keys k_j = k + j*DK, four keys at a time (independent vector
+ * accumulators), the DK % ATT_VL tail in scalars */
+KATTR static void KN(att_row_scores)(T *restrict s, const T *restrict q, const T *restrict k,
+                                     int64_t n, int64_t DK)
+{
+    const int64_t dv = DK / ATT_VL * ATT_VL;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const T *k0 = k + j * DK, *k1 = k0 + DK, *k2 = k1 + DK, *k3 = k2 + DK;
+        AVEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t p = 0; p < dv; p += ATT_VL) {
+            const AVEC x = ATT_VLOAD(q + p);
+            a0 += x * ATT_VLOAD(k0 + p);
+            a1 += x * ATT_VLOAD(k1 + p);
+            a2 += x * ATT_VLOAD(k2 + p);
+            a3 += x * ATT_VLOAD(k3 + p);
+        }
+        T d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        for (int l = 0; l < ATT_VL; l++) {
+            d0 += a0[l];
+            d1 += a1[l];
+            d2 += a2[l];
+            d3 += a3[l];
+        }
+        for (int64_t p = dv; p < DK; p++) {
+            d0 += q[p] * k0[p];
+            d1 += q[p] * k1[p];
+            d2 += q[p] * k2[p];
+            d3 += q[p] * k3[p];
+        }
+        s[j] = d0;
+        s[j + 1] = d1;
+        s[j + 2] = d2;
+        s[j + 3] = d3;
+    }
+    for (; j < n; j++) {
+        const T *kj = k + j * DK;
+        AVEC a = {0};
+        for (int64_t p = 0; p < dv; p += ATT_VL) a += ATT_VLOAD(q + p) * ATT_VLOAD(kj + p);
+        T d = 0;
+        for (int l = 0; l < ATT_VL; l++) d += a[l];
+        for (int64_t p = dv; p < DK; p++) d += q[p] * kj[p];
+        s[j] = d;
+    }
+}
+
+/* Forward of a work item with fewer than ATT_MR query rows (decoding one or a few tokens):
+ * row by row, the scores against every visible key straight from k (no transposed tiles,
+ * no rows padded to ATT_MR), then the softmax and out = P v. w: FN(att_rows_scratch). */
+KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64_t br,
+                                   T *w)
+{
+    const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
+    const int64_t b = bh / c->NH, h = bh % c->NH;
+    const T *k = c->k + bh * c->k_hs, *v = c->v + bh * c->v_hs;
+    T *qs = w, *o = qs + FN(att_pad)(DK), *s = o + FN(att_pad)(DV);
+    for (int64_t r = 0; r < br; r++) {
+        const int64_t i = i0 + r;
+        const T *q = c->q + (bh * Tq + i) * DK;
+        T *out = c->out + (bh * Tq + i) * DV;
+        const int64_t lim = attention_limit(i, Tq, S, c->causal);
+        const int64_t n = attention_round_up(lim > 0 ? lim : 1, ATT_VL);
+        for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
+        KN(att_row_scores)(s, qs, k, lim, DK);
+        if (c->masked) FN(attention_mask_row)(s, c->masks, b, h, i, 0, lim, lim, S);
+        for (int64_t j = lim; j < n; j++) s[j] = -INFINITY;
+        const T m = KN(att_row_max)(s, n);
+        if (m == -INFINITY) { /* every key masked: zeros, lse = -inf */
+            for (int64_t cc = 0; cc < DV; cc++) out[cc] = 0;
+            if (c->lse) c->lse[bh * Tq + i] = -INFINITY;
+            continue;
+        }
+        const T l = KN(att_row_exp_sum)(s, n, m);
+        if (c->drop.on)
+            FN(attention_dropout_row)(s, NULL, lim, &c->drop,
+                                      ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) * (uint64_t)S);
+        for (int64_t cc = 0; cc < DV; cc++) o[cc] = 0;
+        for (int64_t j = 0; j < lim; j++) {
+            const T pj = s[j];
+            if (pj == 0) continue; /* masked or dropped */
+            const T *vj = v + j * DV;
+            for (int64_t cc = 0; cc < DV; cc++) o[cc] += pj * vj[cc];
+        }
+        const T inv = (T)1 / l;
+        for (int64_t cc = 0; cc < DV; cc++) out[cc] = o[cc] * inv;
+        if (c->lse) c->lse[bh * Tq + i] = m + MATH(log)(l);
+    }
+}
+
+/* One forward work item: query rows [i0, i0 + ATT_BR) of batch-head bh against every
+ * visible key tile, online softmax; w: FN(att_fwd_scratch) elements. */
+KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0, T *w)
+{
+    const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV, DVP = c->DVP;
+    const int64_t b = bh / c->NH, h = bh % c->NH;
+    const int64_t br = Tq - i0 < ATT_BR ? Tq - i0 : ATT_BR;
+    if (br < ATT_MR) {
+        KN(att_fwd_rows)(c, bh, i0, br, w);
+        return;
+    }
+    const int64_t brp = attention_round_up(br, ATT_MR);
+    const T *q = c->q + (bh * Tq + i0) * DK;
+    const T *k = c->k + bh * c->k_hs, *v = c->v + bh * c->v_hs;
+    T *Qs = w, *Kt = Qs + FN(att_pad)(ATT_BR * DK), *Vp = Kt + FN(att_pad)(DK * ATT_BC);
+    T *Sb = Vp + FN(att_pad)(ATT_BC * DVP), *O = Sb + ATT_BR * ATT_BC;
+    T *mx = O + FN(att_pad)(ATT_BR * DVP), *l = mx + ATT_BR;
+
+    /* Qs = scale * q block, rows past br zero */
+    for (int64_t r = 0; r < br; r++)
+        for (int64_t p = 0; p < DK; p++) Qs[r * DK + p] = c->scale * q[r * DK + p];
+    memset(Qs + br * DK, 0, (size_t)((brp - br) * DK) * sizeof(T));
+    memset(O, 0, (size_t)(brp * DVP) * sizeof(T));
+    for (int64_t r = 0; r < brp; r++) {
+        mx[r] = -INFINITY;
+        l[r] = 0;
+    }
+    /* keys [0, kend) are visible to some row of the block; [0, lim0) to all of them */
+    const int64_t kend = attention_limit(i0 + br - 1, Tq, S, c->causal);
+    const int64_t lim0 = attention_limit(i0, Tq, S, c->causal);
+    const tc_attention_masks *m = c->masks;
+    const uint8_t *kpad = m && m->key_padding ? m->key_padding + b * S : NULL;
+    for (int64_t j0 = 0; j0 < kend; j0 += ATT_BC) {
+        const int64_t bc = kend - j0 < ATT_BC ? kend - j0 : ATT_BC;
+        const int64_t bcp = attention_round_up(bc, ATT_NR);
+        if (kpad) { /* skip a tile of padding keys only */
+            int any = 0;
+            for (int64_t j = 0; j < bc && !any; j++) any = kpad[j0 + j] != 0;
+            if (!any) continue;
+        }
+        /* Kt (DK, bcp) = k tile transposed, columns past bc zero (or the head's k^T) */
+        const T *kt = Kt;
+        if (c->kt) {
+            kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
+        } else {
+            for (int64_t j = 0; j < bc; j++)
+                for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[(j0 + j) * DK + p];
+            for (int64_t p = 0; p < DK; p++)
+                for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
+        }
+        /* scores (brp, bcp) = Qs Kt */
+        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ATT_BC, Sb, ATT_BC, 0);
+        const int need_mask = c->masked || j0 + bc > lim0;
+        for (int64_t r = 0; r < br; r++) {
+            T *s = Sb + r * ATT_BC;
+            const int64_t i = i0 + r;
+            if (need_mask)
+                FN(attention_mask_row)(s, m, b, h, i, j0, bc,
+                                       attention_limit(i, Tq, S, c->causal), S);
+            for (int64_t j = bc; j < bcp; j++) s[j] = -INFINITY;
+            const T mt = KN(att_row_max)(s, bcp);
+            const T mnew = mt > mx[r] ? mt : mx[r];
+            if (mnew == -INFINITY) { /* no visible key so far */
+                memset(s, 0, (size_t)bcp * sizeof(T));
+                continue;
+            }
+            const T alpha = MATH(exp)(mx[r] - mnew); /* 0 when mx was -inf */
+            const T sum = KN(att_row_exp_sum)(s, bcp, mnew);
+            l[r] = l[r] * alpha + sum;
+            if (c->drop.on)
+                FN(attention_dropout_row)(s, NULL, bc, &c->drop,
+                                          ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
+                                                  (uint64_t)S + (uint64_t)j0);
+            if (alpha != 1) {
+                T *o = O + r * DVP;
+                for (int64_t cc = 0; cc < DVP; cc++) o[cc] *= alpha;
+            }
+            mx[r] = mnew;
+        }
+        /* O (brp, DVP) += P (brp, bc) v tile (bc, DVP) */
+        const T *vb = v + j0 * DV;
+        int64_t ldv = DV;
+        if (DV != DVP) {
+            for (int64_t j = 0; j < bc; j++) {
+                memcpy(Vp + j * DVP, vb + j * DV, (size_t)DV * sizeof(T));
+                memset(Vp + j * DVP + DV, 0, (size_t)(DVP - DV) * sizeof(T));
+            }
+            vb = Vp;
+            ldv = DVP;
+        }
+        KN(att_gemm_nn)(brp, DVP, bc, Sb, ATT_BC, vb, ldv, O, DVP, 1);
+    }
+    for (int64_t r = 0; r < br; r++) {
+        T *o = c->out + (bh * Tq + i0 + r) * DV;
+        if (l[r] > 0) {
+            const T inv = (T)1 / l[r];
+            for (int64_t cc = 0; cc < DV; cc++) o[cc] = O[r * DVP + cc] * inv;
+            if (c->lse) c->lse[bh * Tq + i0 + r] = mx[r] + MATH(log)(l[r]);
+        } else { /* every key masked: zeros, lse = -inf */
+            for (int64_t cc = 0; cc < DV; cc++) o[cc] = 0;
+            if (c->lse) c->lse[bh * Tq + i0 + r] = -INFINITY;
+        }
+    }
+}
+
+/* One backward work item: key rows [j0, j0 + ATT_BC) of batch-head bh against every query
+ * block that sees them. Qs (Tp,DKP) = scale * q and dOp (Tp,DVP) = dout of the head (rows
+ * past T and columns past DK/DV zero), Dv (T,) = rowsum(dout * out); dQ (Tp,DKP)
+ * accumulates dS k (the caller scales it); dk, dv of the key rows accumulate here.
+ * w: FN(att_bwd_scratch) elements. */
+KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j0,
+                                     const T *Qs, const T *dOp, const T *Dv, T *dQ, T *w)
+{
+    const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV, DKP = c->DKP, DVP = c->DVP;
+    const int64_t b = bh / c->NH, h = bh % c->NH;
+    const int64_t bc = S - j0 < ATT_BC ? S - j0 : ATT_BC;
+    const int64_t bcp = attention_round_up(bc, ATT_BQ);
+    const int64_t i_first = attention_first_row(j0, Tq, S, c->causal);
+    if (i_first >= Tq) return; /* no query sees these keys */
+    const tc_attention_masks *m = c->masks;
+    if (m && m->key_padding) { /* padding keys only: no gradient */
+        const uint8_t *kp = m->key_padding + b * S + j0;
+        int any = 0;
+        for (int64_t j = 0; j < bc && !any; j++) any = kp[j] != 0;
+        if (!any) return;
+    }
+    const T *k = c->k + bh * c->k_hs + j0 * DK, *v = c->v + bh * c->v_hs + j0 * DV;
+    const T *lse = c->lse_in + bh * Tq;
+    T *Kt = w, *Vt = Kt + FN(att_pad)(DK * ATT_BC), *Kp = Vt + FN(att_pad)(DV * ATT_BC);
+    T *Sb = Kp + FN(att_pad)(ATT_BC * DKP), *dP = Sb + ATT_BR * ATT_BC;
+    T *Pd = dP + ATT_BR * ATT_BC, *dK = Pd + ATT_BR * ATT_BC, *dV = dK + ATT_BC * DKP;
+
+    for (int64_t j = 0; j < bc; j++) {
+        for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[j * DK + p];
+        for (int64_t p = 0; p < DV; p++) Vt[p * ATT_BC + j] = v[j * DV + p];
+    }
+    for (int64_t p = 0; p < DK; p++)
+        for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
+    for (int64_t p = 0; p < DV; p++)
+        for (int64_t j = bc; j < bcp; j++) Vt[p * ATT_BC + j] = 0;
+    const T *kb = k;
+    int64_t ldk = DK;
+    if (DK != DKP) {
+        for (int64_t j = 0; j < bc; j++) {
+            memcpy(Kp + j * DKP, k + j * DK, (size_t)DK * sizeof(T));
+            memset(Kp + j * DKP + DK, 0, (size_t)(DKP - DK) * sizeof(T));
+        }
+        kb = Kp;
+        ldk = DKP;
+    }
+    memset(dK, 0, (size_t)(bcp * DKP) * sizeof(T));
+    memset(dV, 0, (size_t)(bcp * DVP) * sizeof(T));
+
+    for (int64_t ib = i_first / ATT_BR * ATT_BR; ib < Tq; ib += ATT_BR) {
+        const int64_t br = Tq - ib < ATT_BR ? Tq - ib : ATT_BR;
+        const int64_t brp = attention_round_up(br, ATT_MR);
+        const int need_mask = c->masked || j0 + bc > attention_limit(ib, Tq, S, c->causal);
+        /* scores = Qs Kt; dP~ = dout Vt */
+        KN(att_gemm_nn)(brp, bcp, DK, Qs + ib * DKP, DKP, Kt, ATT_BC, Sb, ATT_BC, 0);
+        KN(att_gemm_nn)(brp, bcp, DV, dOp + ib * DVP, DVP, Vt, ATT_BC, dP, ATT_BC, 0);
+        for (int64_t r = 0; r < br; r++) {
+            const int64_t i = ib + r;
+            T *s = Sb + r * ATT_BC, *dp = dP + r * ATT_BC;
+            const T li = lse[i];
+            if (li == -INFINITY) { /* a row with every key masked: no gradient */
+                memset(s, 0, (size_t)bcp * sizeof(T));
+                memset(dp, 0, (size_t)bcp * sizeof(T));
+                if (c->drop.on) memset(Pd + r * ATT_BC, 0, (size_t)bcp * sizeof(T));
+                continue;
+            }
+            if (need_mask)
+                FN(attention_mask_row)(s, m, b, h, i, j0, bc,
+                                       attention_limit(i, Tq, S, c->causal), S);
+            for (int64_t j = bc; j < bcp; j++) s[j] = -INFINITY;
+            KN(att_row_exp)(s, bcp, li); /* P; masked entries exactly 0 */
+            if (c->drop.on) { /* P~ = Z/(1-p) P for dv; dP = Z/(1-p) dP~ */
+                T *pd = Pd + r * ATT_BC;
+                memcpy(pd, s, (size_t)bcp * sizeof(T));
+                FN(attention_dropout_row)(pd, dp, bc, &c->drop,
+                                          ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
+                                                  (uint64_t)S + (uint64_t)j0);
+            }
+            KN(att_row_ds)(dp, s, bcp, Dv[i]); /* dS = P (dP - D) */
+        }
+        /* dV += P~^T dout; dQ += dS k; dK += dS^T Qs */
+        KN(att_gemm_tn)(bcp, DVP, br, c->drop.on ? Pd : Sb, ATT_BC, dOp + ib * DVP, DVP, dV,
+                        DVP, 1);
+        KN(att_gemm_nn)(brp, DKP, bc, dP, ATT_BC, kb, ldk, dQ + ib * DKP, DKP, 1);
+        KN(att_gemm_tn)(bcp, DKP, br, dP, ATT_BC, Qs + ib * DKP, DKP, dK, DKP, 1);
+    }
+    T *dk = c->dk + (bh * S + j0) * DK, *dv = c->dv + (bh * S + j0) * DV;
+    for (int64_t j = 0; j < bc; j++) {
+        for (int64_t p = 0; p < DK; p++) dk[j * DK + p] += dK[j * DKP + p];
+        for (int64_t p = 0; p < DV; p++) dv[j * DV + p] += dV[j * DVP + p];
+    }
+}

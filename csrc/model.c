@@ -1,0 +1,255 @@
+/* model.c: the GPT fast path (tc.h, "model"): parameter layout, activation-arena plan and
+ * the model object; the forward/backward itself is model_impl.h, compiled per dtype.
+ *
+ * The arena is one 64-byte-aligned block carved by a bump allocator into the buffers below
+ * (sizes per token; C width, H MLP width, NH heads, V vocabulary):
+ *   kept for the backward, per layer:
+ *     ln1 C, ln1 mean/rstd 2   pre-LN: ln_1(x); post-LN: x1 = ln_1(x + attn)
+ *     qkvh 3C                  q, k, v in head-major (B,NH,T,HS) layout (after RoPE)
+ *     atth C, lse NH           attention output (head-major) and its row logsumexp
+ *     atty C                   attention output, token-major (the c_proj input)
+ *     res2 C                   x + drop(attn)
+ *     ln2 C, ln2 mean/rstd 2   pre-LN: ln_2(res2); post-LN: the layer output
+ *     fch H, fcha H            c_fc output before and after the activation
+ *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
+ *   kept once: pos ids (int64), enc C (embeddings), lnf C + 2, logits V (the backward
+ *     turns them into dlogits in place), per-row loss and logsumexp 2;
+ *   scratch shared by all layers: qkv 3C (c_attn output / its gradient), dres C (the
+ *     running residual gradient), ddrop C, dh1 H, dh2 H, dc C (also the forward's
+ *     projection output), datth C, dqkvh 3C.
+ */
+#include "tc_generic.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { /* element offsets into the parameter (and gradient) buffer; -1: absent */
+    int64_t ln1w, ln1b, attw, attb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+} gpt_layer_params;
+
+typedef struct { /* byte offsets into the arena */
+    size_t ln1, ln1_mean, ln1_rstd, qkvh, atth, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
+        fch, fcha, res3;
+} gpt_layer_acts;
+
+typedef struct {
+    size_t pos, enc, lnf, lnf_mean, lnf_rstd, logits, losses, loss_lse;
+    size_t qkv, dres, ddrop, dh1, dh2, dc, datth, dqkvh;
+    size_t total;
+} gpt_acts;
+
+struct tc_gpt {
+    tc_gpt_config cfg;
+    int64_t elem;                /* sizeof(T) */
+    void *params, *grads;        /* borrowed flat buffers */
+    int64_t num_params;
+    int64_t wte, wpe, lnfw, lnfb, head;
+    gpt_layer_params *lp;        /* (L,) */
+    gpt_layer_acts *la;          /* (L,) */
+    gpt_acts ga;
+    char *arena;                 /* owned */
+    size_t arena_bytes;
+    int64_t cap_tokens;          /* the arena is carved for this many tokens */
+    void *tab1, *tab2;           /* sinusoidal table (maxT,C); or rope cos, sin (maxT,HS/2) */
+};
+
+static int gpt_config_ok(const tc_gpt_config *c)
+{
+    if (!c) return 0;
+    if (c->V < 1 || c->maxT < 1 || c->C < 1 || c->L < 1 || c->NH < 1 || c->H < 1) return 0;
+    if (c->C % c->NH) return 0;
+    if (c->position < 0 || c->position > 2 || c->activation < 0 || c->activation > 2) return 0;
+    if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
+        (c->tie != 0 && c->tie != 1) || (c->rope_interleaved != 0 && c->rope_interleaved != 1))
+        return 0;
+    if (c->position == TC_GPT_POS_ROPE && (c->C / c->NH) % 2) return 0;
+    if (!(c->eps >= 0) || !isfinite(c->eps)) return 0;
+    if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
+    if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
+    /* keep every buffer (in elements, times 8 bytes) far from size_t / int64 overflow */
+    const double big = 1e15;
+    if ((double)c->V * (double)c->C > big || (double)c->maxT * (double)c->C > big ||
+        (double)c->H * (double)c->C * (double)c->L > big ||
+        (double)c->C * (double)c->C * 4.0 * (double)c->L > big)
+        return 0;
+    return 1;
+}
+
+/* Parameter offsets in layout order (lp may be NULL); returns the total count. */
+static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int64_t *wte,
+                              int64_t *wpe, int64_t *lnfw, int64_t *lnfb, int64_t *head)
+{
+    int64_t off = 0;
+    const int64_t C = c->C, H = c->H;
+#define TAKE(n) (off += (n), off - (n))
+    *wte = TAKE(c->V * C);
+    *wpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
+    for (int64_t l = 0; l < c->L; l++) {
+        gpt_layer_params p;
+        p.ln1w = TAKE(C);
+        p.ln1b = c->bias ? TAKE(C) : -1;
+        p.attw = TAKE(3 * C * C);
+        p.attb = c->bias ? TAKE(3 * C) : -1;
+        p.projw = TAKE(C * C);
+        p.projb = c->bias ? TAKE(C) : -1;
+        p.ln2w = TAKE(C);
+        p.ln2b = c->bias ? TAKE(C) : -1;
+        p.fcw = TAKE(H * C);
+        p.fcb = c->bias ? TAKE(H) : -1;
+        p.fcprojw = TAKE(C * H);
+        p.fcprojb = c->bias ? TAKE(C) : -1;
+        if (lp) lp[l] = p;
+    }
+    *lnfw = !c->post_norm ? TAKE(C) : -1;
+    *lnfb = !c->post_norm && c->bias ? TAKE(C) : -1;
+    *head = c->tie ? *wte : TAKE(c->V * C);
+#undef TAKE
+    return off;
+}
+
+int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
+{
+    if (!gpt_config_ok(cfg)) return -1;
+    int64_t a, b, d, e, f;
+    return gpt_param_plan(cfg, NULL, &a, &b, &d, &e, &f);
+}
+
+/* Bump allocation: byte offset of a block of n elements of `size` bytes, 64-byte aligned. */
+static size_t gpt_take(size_t *used, int64_t n, int64_t size)
+{
+    const size_t off = (*used + 63) / 64 * 64;
+    *used = off + (size_t)n * (size_t)size;
+    return off;
+}
+
+/* The arena plan for N tokens (la may be NULL); returns the total bytes. */
+static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
+                             gpt_layer_acts *la, gpt_acts *ga)
+{
+    size_t u = 0;
+    const int64_t C = c->C, H = c->H, NH = c->NH;
+    gpt_acts g;
+    g.pos = gpt_take(&u, N, sizeof(int64_t));
+    g.enc = gpt_take(&u, N * C, elem);
+    for (int64_t l = 0; l < c->L; l++) {
+        gpt_layer_acts a;
+        a.ln1 = gpt_take(&u, N * C, elem);
+        a.ln1_mean = gpt_take(&u, N, elem);
+        a.ln1_rstd = gpt_take(&u, N, elem);
+        a.qkvh = gpt_take(&u, 3 * N * C, elem);
+        a.atth = gpt_take(&u, N * C, elem);
+        a.lse = gpt_take(&u, N * NH, elem);
+        a.atty = gpt_take(&u, N * C, elem);
+        a.res2 = gpt_take(&u, N * C, elem);
+        a.ln2 = gpt_take(&u, N * C, elem);
+        a.ln2_mean = gpt_take(&u, N, elem);
+        a.ln2_rstd = gpt_take(&u, N, elem);
+        a.fch = gpt_take(&u, N * H, elem);
+        a.fcha = gpt_take(&u, N * H, elem);
+        a.res3 = gpt_take(&u, N * C, elem);
+        if (la) la[l] = a;
+    }
+    g.lnf = gpt_take(&u, c->post_norm ? 0 : N * C, elem);
+    g.lnf_mean = gpt_take(&u, c->post_norm ? 0 : N, elem);
+    g.lnf_rstd = gpt_take(&u, c->post_norm ? 0 : N, elem);
+    g.logits = gpt_take(&u, N * c->V, elem);
+    g.losses = gpt_take(&u, N, elem);
+    g.loss_lse = gpt_take(&u, N, elem);
+    g.qkv = gpt_take(&u, 3 * N * C, elem);
+    g.dres = gpt_take(&u, N * C, elem);
+    g.ddrop = gpt_take(&u, c->dropout > 0 ? N * C : 0, elem);
+    g.dh1 = gpt_take(&u, N * H, elem);
+    g.dh2 = gpt_take(&u, N * H, elem);
+    g.dc = gpt_take(&u, N * C, elem);
+    g.datth = gpt_take(&u, N * C, elem);
+    g.dqkvh = gpt_take(&u, 3 * N * C, elem);
+    g.total = (u + 63) / 64 * 64;
+    if (ga) *ga = g;
+    return g.total;
+}
+
+int tc_gpt_arena_bytes(int64_t *bytes, const tc_gpt_config *cfg, int64_t B, int64_t T,
+                       int64_t elem_size)
+{
+    if (!bytes || !gpt_config_ok(cfg) || B < 0 || T < 0 || T > cfg->maxT ||
+        (elem_size != 4 && elem_size != 8))
+        return TC_EINVAL;
+    if (B > 0 && (double)B * (double)T * (double)(cfg->V + 20 * cfg->C + 4 * cfg->H) *
+                 (double)(cfg->L + 1) > 1e18)
+        return TC_EINVAL;
+    *bytes = (int64_t)gpt_arena_plan(cfg, B * T, elem_size, NULL, NULL);
+    return TC_OK;
+}
+
+/* Grow the arena to hold N tokens (the only allocation after creation). */
+static int gpt_reserve(tc_gpt *m, int64_t N)
+{
+    if (N <= m->cap_tokens && m->arena) return TC_OK;
+    if ((double)N * (double)(m->cfg.V + 20 * m->cfg.C + 4 * m->cfg.H) *
+            (double)(m->cfg.L + 1) * (double)m->elem > 1e18)
+        return TC_ENOMEM;
+    gpt_acts ga;
+    const size_t bytes = gpt_arena_plan(&m->cfg, N, m->elem, NULL, &ga);
+    char *arena = aligned_alloc(64, bytes ? bytes : 64);
+    if (!arena) return TC_ENOMEM;
+    free(m->arena);
+    m->arena = arena;
+    m->arena_bytes = bytes;
+    m->cap_tokens = N;
+    gpt_arena_plan(&m->cfg, N, m->elem, m->la, &m->ga);
+    return TC_OK;
+}
+
+static tc_gpt *gpt_new(const tc_gpt_config *cfg, int64_t elem, void *params, void *grads)
+{
+    tc_gpt *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->cfg = *cfg;
+    m->elem = elem;
+    m->params = params;
+    m->grads = grads;
+    m->lp = malloc((size_t)cfg->L * sizeof *m->lp);
+    m->la = malloc((size_t)cfg->L * sizeof *m->la);
+    if (!m->lp || !m->la) {
+        free(m->lp);
+        free(m->la);
+        free(m);
+        return NULL;
+    }
+    m->num_params = gpt_param_plan(cfg, m->lp, &m->wte, &m->wpe, &m->lnfw, &m->lnfb, &m->head);
+    return m;
+}
+
+void tc_gpt_free(tc_gpt *m)
+{
+    if (!m) return;
+    free(m->arena);
+    free(m->tab1);
+    free(m->tab2);
+    free(m->lp);
+    free(m->la);
+    free(m);
+}
+
+int64_t tc_gpt_arena_size(const tc_gpt *m)
+{
+    return m ? (int64_t)m->arena_bytes : 0;
+}
+
+/* The dropout seed of site s (same rule as transformer_c.nn.blocks.site_seed). */
+static uint64_t gpt_site_seed(uint64_t seed, int64_t site)
+{
+    return seed + (uint64_t)(site + 1) * UINT64_C(0x9E3779B97F4A7C15);
+}
+
+#define T float
+#define SFX f32
+#include "model_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "model_impl.h"
+#undef T
+#undef SFX

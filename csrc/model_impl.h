@@ -1,0 +1,427 @@
+/* model_impl.h: the GPT forward, loss and backward over the arena (see model.c), written
+ * once for T. Every matrix product, normalisation, activation, attention, RoPE, dropout and
+ * loss step is the library kernel the module path calls; the glue here is only copies
+ * between token-major (B,T,C) and head-major (B,NH,T,HS) layouts, residual additions, the
+ * position lookup, and the cross-entropy gradient written over the logits in place. */
+
+#define PP(off) ((off) < 0 ? NULL : (T *)m->params + (off))  /* parameter pointer */
+#define GP(off) ((off) < 0 ? NULL : (T *)m->grads + (off))   /* gradient pointer */
+#define AP(off) ((T *)(m->arena + (off)))                     /* activation pointer */
+#define CHECK(call)                    \
+    do {                               \
+        int st_ = (call);              \
+        if (st_ != TC_OK) return st_;  \
+    } while (0)
+
+// qh, kh, vh (B,NH,T,HS) <- the three C-wide slices of qkv (B,T,3C)
+static void FN(gpt_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, int64_t L,
+                                int64_t NH, int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t h = 0; h < NH; h++) {
+            const int64_t o = (b * NH + h) * L * HS;
+            for (int64_t t = 0; t < L; t++) {
+                const T *src = qkv + (b * L + t) * 3 * C + h * HS;
+                memcpy(qh + o + t * HS, src, (size_t)HS * sizeof(T));
+                memcpy(kh + o + t * HS, src + C, (size_t)HS * sizeof(T));
+                memcpy(vh + o + t * HS, src + 2 * C, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+// dqkv (B,T,3C) <- dqh, dkh, dvh (B,NH,T,HS) (the inverse copy)
+static void FN(gpt_merge_qkv)(T *dqkv, const T *dqh, const T *dkh, const T *dvh, int64_t B,
+                              int64_t L, int64_t NH, int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t t = 0; t < L; t++) {
+            T *dst = dqkv + (b * L + t) * 3 * C;
+            for (int64_t h = 0; h < NH; h++) {
+                const int64_t o = ((b * NH + h) * L + t) * HS;
+                memcpy(dst + h * HS, dqh + o, (size_t)HS * sizeof(T));
+                memcpy(dst + C + h * HS, dkh + o, (size_t)HS * sizeof(T));
+                memcpy(dst + 2 * C + h * HS, dvh + o, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+// y (B,T,C) <- yh (B,NH,T,HS) when to_tokens, else yh <- y
+static void FN(gpt_permute)(T *y, T *yh, int64_t B, int64_t L, int64_t NH, int64_t HS,
+                            int to_tokens)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t t = 0; t < L; t++) {
+            for (int64_t h = 0; h < NH; h++) {
+                T *tok = y + (b * L + t) * C + h * HS;
+                T *head = yh + ((b * NH + h) * L + t) * HS;
+                if (to_tokens) memcpy(tok, head, (size_t)HS * sizeof(T));
+                else memcpy(head, tok, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+// out (N,C) = a (N,C) + b (N,C); out may be a
+static void FN(gpt_add)(T *out, const T *a, const T *b, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+// x (N,C) += table[pos[n]] (rows of a (maxT,C) table)
+static void FN(gpt_add_rows)(T *x, const T *table, const int64_t *pos, int64_t N, int64_t C)
+{
+#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t n = 0; n < N; n++) {
+        const T *row = table + pos[n] * C;
+        T *o = x + n * C;
+        for (int64_t c = 0; c < C; c++) o[c] = o[c] + row[c];
+    }
+}
+
+/* logits (N,V) <- dlogits in place: row n (target t != ignore_index) becomes
+ * scale * (exp(logits - lse[n]) - onehot(t)), exactly what tc_loss_cross_entropy_backward
+ * adds to a zeroed buffer given the forward's lse; ignored rows become 0. */
+static void FN(gpt_ce_backward_inplace)(T *logits, const T *lse, const int64_t *targets,
+                                        int64_t N, int64_t V, int64_t ignore_index, T scale)
+{
+#pragma omp parallel for schedule(static) if (N * V >= TC_PARALLEL_MIN_WORK)
+    for (int64_t n = 0; n < N; n++) {
+        T *x = logits + n * V;
+        const int64_t t = targets[n];
+        if (t == ignore_index) {
+            memset(x, 0, (size_t)V * sizeof(T));
+            continue;
+        }
+        const T l = lse[n];
+        for (int64_t c = 0; c < V; c++) x[c] = scale * MATH(exp)(x[c] - l);
+        x[t] -= scale;
+    }
+}
+
+/* dst = drop(src) in place of src (out = inp * mask), when dropping */
+static int FN(gpt_dropout)(T *x, int64_t n, const tc_gpt *m, int drop, uint64_t seed,
+                           int64_t site)
+{
+    if (!drop) return TC_OK;
+    return FN(tc_dropout_forward)(x, x, n, m->cfg.dropout, gpt_site_seed(seed, site));
+}
+
+/* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
+static int FN(gpt_dropout_back)(const T **out, const T *g, T *scratch, int64_t n,
+                                const tc_gpt *m, int drop, uint64_t seed, int64_t site)
+{
+    *out = g;
+    if (!drop) return TC_OK;
+    memset(scratch, 0, (size_t)n * sizeof(T));
+    *out = scratch;
+    return FN(tc_dropout_backward)(scratch, g, n, m->cfg.dropout, gpt_site_seed(seed, site));
+}
+
+static int FN(gpt_act_forward)(T *out, const T *inp, int64_t n, int act)
+{
+    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
+    return FN(tc_gelu_forward)(out, inp, n, act == TC_GPT_ACT_GELU_TANH);
+}
+
+static int FN(gpt_act_backward)(T *dinp, const T *dout, const T *inp, int64_t n, int act)
+{
+    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_backward)(dinp, dout, inp, n);
+    return FN(tc_gelu_backward)(dinp, dout, inp, n, act == TC_GPT_ACT_GELU_TANH);
+}
+
+/* The position tables (computed once per model). */
+static int FN(gpt_tables)(tc_gpt *m)
+{
+    const tc_gpt_config *c = &m->cfg;
+    if (c->position == TC_GPT_POS_LEARNED || m->tab1) return TC_OK;
+    const int64_t cols = c->position == TC_GPT_POS_SINUSOIDAL ? c->C : c->C / c->NH / 2;
+    const size_t bytes = (size_t)(c->maxT * cols) * sizeof(T) + 1;
+    m->tab1 = malloc(bytes);
+    if (c->position == TC_GPT_POS_ROPE) m->tab2 = malloc(bytes);
+    if (!m->tab1 || (c->position == TC_GPT_POS_ROPE && !m->tab2)) {
+        free(m->tab1);
+        free(m->tab2);
+        m->tab1 = m->tab2 = NULL;
+        return TC_ENOMEM;
+    }
+    if (c->position == TC_GPT_POS_SINUSOIDAL)
+        return FN(tc_position_sinusoidal)((T *)m->tab1, c->maxT, c->C, c->pos_base, 0);
+    return FN(tc_rope_table)((T *)m->tab1, (T *)m->tab2, c->maxT, c->C / c->NH, c->pos_base, 0);
+}
+
+int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, T *params, T *grads)
+{
+    if (!model || !params || !grads || !gpt_config_ok(cfg)) return TC_EINVAL;
+    *model = NULL;
+    tc_gpt *m = gpt_new(cfg, (int64_t)sizeof(T), params, grads);
+    if (!m) return TC_ENOMEM;
+    int st = FN(gpt_tables)(m);
+    if (st != TC_OK) {
+        tc_gpt_free(m);
+        return st;
+    }
+    *model = m;
+    return TC_OK;
+}
+
+/* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))), with the tiled
+ * attention kernel (dropout on its probabilities: site 1 + 3l). */
+static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, int64_t B,
+                                     int64_t L, uint64_t seed, int drop)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
+    const gpt_layer_params *p = &m->lp[l];
+    const gpt_layer_acts *a = &m->la[l];
+    T *qkv = AP(m->ga.qkv), *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
+    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
+    FN(gpt_split_heads)(qh, kh, vh, qkv, B, L, NH, HS);
+    if (c->position == TC_GPT_POS_ROPE) {
+        CHECK(FN(tc_rope_forward)(qh, qh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
+                                  c->rope_interleaved));
+        CHECK(FN(tc_rope_forward)(kh, kh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
+                                  c->rope_interleaved));
+    }
+    const T scale = (T)(1.0 / sqrt((double)HS));
+    CHECK(FN(tc_attention_forward)(AP(a->atth), AP(a->lse), qh, kh, vh, NULL, B, NH, L, L, HS,
+                                   HS, scale, TC_CAUSAL_TOP_LEFT, drop ? c->dropout : 0.0,
+                                   gpt_site_seed(seed, 1 + 3 * l)));
+    FN(gpt_permute)(AP(a->atty), AP(a->atth), B, L, NH, HS, 1);
+    return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
+}
+
+/* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) += dx. */
+static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dproj,
+                                      const T *x, int64_t B, int64_t L, uint64_t seed, int drop)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
+    const gpt_layer_params *p = &m->lp[l];
+    const gpt_layer_acts *a = &m->la[l];
+    T *datty = AP(m->ga.dc), *datth = AP(m->ga.datth), *dqkv = AP(m->ga.qkv);
+    T *dqh = AP(m->ga.dqkvh), *dkh = dqh + N * C, *dvh = dkh + N * C;
+    const T *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
+    memset(datty, 0, (size_t)(N * C) * sizeof(T));
+    CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
+                                 PP(p->projw), N, C, C));
+    FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
+    memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
+    const T scale = (T)(1.0 / sqrt((double)HS));
+    CHECK(FN(tc_attention_backward)(dqh, dkh, dvh, datth, qh, kh, vh, AP(a->atth), AP(a->lse),
+                                    NULL, B, NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
+                                    drop ? c->dropout : 0.0, gpt_site_seed(seed, 1 + 3 * l)));
+    if (c->position == TC_GPT_POS_ROPE) {
+        CHECK(FN(tc_rope_inverse_inplace)(dqh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
+                                          c->rope_interleaved));
+        CHECK(FN(tc_rope_inverse_inplace)(dkh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
+                                          c->rope_interleaved));
+    }
+    FN(gpt_merge_qkv)(dqkv, dqh, dkh, dvh, B, L, NH, HS);
+    return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
+                                  3 * C);
+}
+
+/* The input of layer l and the output of layer l. */
+static const T *FN(gpt_layer_in)(const tc_gpt *m, int64_t l)
+{
+    if (l == 0) return AP(m->ga.enc);
+    return m->cfg.post_norm ? AP(m->la[l - 1].ln2) : AP(m->la[l - 1].res3);
+}
+
+static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t L,
+                               uint64_t seed, int drop)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t N = B * L, C = c->C, H = c->H;
+    int64_t *pos = (int64_t *)(m->arena + m->ga.pos);
+    for (int64_t n = 0; n < N; n++) pos[n] = n % L;
+    T *enc = AP(m->ga.enc);
+    CHECK(FN(tc_embedding_forward)(enc, idx, PP(m->wte), N, c->V, C));
+    if (c->position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(enc, PP(m->wpe), pos, N, C);
+    if (c->position == TC_GPT_POS_SINUSOIDAL) FN(gpt_add_rows)(enc, (T *)m->tab1, pos, N, C);
+    CHECK(FN(gpt_dropout)(enc, N * C, m, drop, seed, 0));
+    T *proj = AP(m->ga.dc);
+    for (int64_t l = 0; l < c->L; l++) {
+        const gpt_layer_params *p = &m->lp[l];
+        const gpt_layer_acts *a = &m->la[l];
+        const T *x = FN(gpt_layer_in)(m, l);
+        T *ln1 = AP(a->ln1), *res2 = AP(a->res2), *ln2 = AP(a->ln2), *res3 = AP(a->res3);
+        const T *att_in = x;
+        if (!c->post_norm) {
+            CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), x,
+                                           PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
+            att_in = ln1;
+        }
+        CHECK(FN(gpt_attention_forward)(m, l, proj, att_in, B, L, seed, drop));
+        CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 2 + 3 * l));
+        FN(gpt_add)(res2, x, proj, N * C);
+        /* pre-LN: the MLP reads ln_2(res2) and adds to res2; post-LN: reads and adds to
+         * x1 = ln_1(res2) (kept in the ln1 buffer) */
+        T *mlp_in = c->post_norm ? ln1 : ln2;
+        if (!c->post_norm)
+            CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res2,
+                                           PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
+        else
+            CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), res2,
+                                           PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
+        CHECK(FN(tc_linear_forward)(AP(a->fch), mlp_in, PP(p->fcw), PP(p->fcb), N, C, H));
+        CHECK(FN(gpt_act_forward)(AP(a->fcha), AP(a->fch), N * H, c->activation));
+        CHECK(FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C));
+        CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 3 + 3 * l));
+        FN(gpt_add)(res3, c->post_norm ? ln1 : res2, proj, N * C);
+        if (c->post_norm)
+            CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res3,
+                                           PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
+    }
+    const T *xf = FN(gpt_layer_in)(m, c->L);
+    if (!c->post_norm) {
+        CHECK(FN(tc_layernorm_forward)(AP(m->ga.lnf), AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd),
+                                       xf, PP(m->lnfw), PP(m->lnfb), N, C, c->eps));
+        xf = AP(m->ga.lnf);
+    }
+    return FN(tc_linear_forward)(AP(m->ga.logits), xf, PP(m->head), NULL, N, C, c->V);
+}
+
+static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t L,
+                                uint64_t seed, int drop)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t N = B * L, C = c->C, H = c->H;
+    T *dres = AP(m->ga.dres), *dc = AP(m->ga.dc), *ddrop = AP(m->ga.ddrop);
+    T *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
+    const size_t nc_bytes = (size_t)(N * C) * sizeof(T);
+    /* logits -> head -> (ln_f) */
+    const T *xf = c->post_norm ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
+    memset(dc, 0, nc_bytes);
+    CHECK(FN(tc_linear_backward)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head), N,
+                                 C, c->V));
+    if (!c->post_norm) {
+        memset(dres, 0, nc_bytes);
+        CHECK(FN(tc_layernorm_backward)(dres, GP(m->lnfw), GP(m->lnfb), dc,
+                                        FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
+                                        AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C));
+    } else {
+        memcpy(dres, dc, nc_bytes);
+    }
+    for (int64_t l = c->L - 1; l >= 0; l--) {
+        const gpt_layer_params *p = &m->lp[l];
+        const gpt_layer_acts *a = &m->la[l];
+        const T *x = FN(gpt_layer_in)(m, l);
+        const T *dp;
+        if (!c->post_norm) {
+            /* dres: d res3 (the layer output) */
+            CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 3 + 3 * l));
+            memset(dh1, 0, (size_t)(N * H) * sizeof(T));
+            CHECK(FN(tc_linear_backward)(dh1, GP(p->fcprojw), GP(p->fcprojb), dp, AP(a->fcha),
+                                         PP(p->fcprojw), N, H, C));
+            memset(dh2, 0, (size_t)(N * H) * sizeof(T));
+            CHECK(FN(gpt_act_backward)(dh2, dh1, AP(a->fch), N * H, c->activation));
+            memset(dc, 0, nc_bytes);
+            CHECK(FN(tc_linear_backward)(dc, GP(p->fcw), GP(p->fcb), dh2, AP(a->ln2), PP(p->fcw),
+                                         N, C, H));
+            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln2w), GP(p->ln2b), dc, AP(a->res2),
+                                            PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
+                                            C));
+            /* dres: d res2 */
+            CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
+            T *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
+            memset(dln1, 0, nc_bytes);
+            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, seed, drop));
+            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
+                                            PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
+                                            C));
+        } else {
+            /* dres: d ln2 (the layer output) -> dc: d res3 */
+            memset(dc, 0, nc_bytes);
+            CHECK(FN(tc_layernorm_backward)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
+                                            PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
+                                            C));
+            CHECK(FN(gpt_dropout_back)(&dp, dc, ddrop, N * C, m, drop, seed, 3 + 3 * l));
+            memset(dh1, 0, (size_t)(N * H) * sizeof(T));
+            CHECK(FN(tc_linear_backward)(dh1, GP(p->fcprojw), GP(p->fcprojb), dp, AP(a->fcha),
+                                         PP(p->fcprojw), N, H, C));
+            memset(dh2, 0, (size_t)(N * H) * sizeof(T));
+            CHECK(FN(gpt_act_backward)(dh2, dh1, AP(a->fch), N * H, c->activation));
+            /* dc += through c_fc: d x1 */
+            CHECK(FN(tc_linear_backward)(dc, GP(p->fcw), GP(p->fcb), dh2, AP(a->ln1), PP(p->fcw),
+                                         N, C, H));
+            memset(dres, 0, nc_bytes);
+            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
+                                            PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
+                                            C));
+            /* dres: d res2 = d x + ...; the attention input is x itself */
+            CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
+            /* dp may be dres: attention backward reads dproj before it adds into dx */
+            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, seed, drop));
+        }
+    }
+    const T *denc;
+    CHECK(FN(gpt_dropout_back)(&denc, dres, ddrop, N * C, m, drop, seed, 0));
+    CHECK(FN(tc_embedding_backward)(GP(m->wte), denc, idx, N, c->V, C));
+    if (c->position == TC_GPT_POS_LEARNED)
+        CHECK(FN(tc_embedding_backward)(GP(m->wpe), denc, (const int64_t *)(m->arena + m->ga.pos),
+                                        N, c->maxT, C));
+    return TC_OK;
+}
+
+static int FN(gpt_check_call)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t L)
+{
+    if (!m || m->elem != (int64_t)sizeof(T) || !idx || B < 1 || L < 1 || L > m->cfg.maxT)
+        return TC_EINVAL;
+    for (int64_t n = 0; n < B * L; n++)
+        if (idx[n] < 0 || idx[n] >= m->cfg.V) return TC_EINVAL;
+    return gpt_reserve(m, B * L);
+}
+
+// logits (B,T,V), idx (B,T)
+int FN(tc_gpt_forward)(tc_gpt *m, T *logits, const int64_t *idx, int64_t B, int64_t L,
+                       uint64_t seed, int training)
+{
+    CHECK(FN(gpt_check_call)(m, idx, B, L));
+    if (!logits) return TC_EINVAL;
+    const int drop = training && m->cfg.dropout > 0;
+    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop));
+    memcpy(logits, AP(m->ga.logits), (size_t)(B * L * m->cfg.V) * sizeof(T));
+    return TC_OK;
+}
+
+// loss (scalar), idx (B,T), targets (B,T); grads (num_params,) overwritten
+int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
+                              const int64_t *targets, int64_t B, int64_t L,
+                              int64_t ignore_index, uint64_t seed, int training)
+{
+    if (!loss || !targets) return TC_EINVAL;
+    CHECK(FN(gpt_check_call)(m, idx, B, L));
+    const int64_t N = B * L, V = m->cfg.V;
+    int64_t count = 0;
+    for (int64_t n = 0; n < N; n++) {
+        if (targets[n] == ignore_index) continue;
+        if (targets[n] < 0 || targets[n] >= V) return TC_EINVAL;
+        count++;
+    }
+    const int drop = training && m->cfg.dropout > 0;
+    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop));
+    double total = 0;
+    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), &total,
+                                            AP(m->ga.logits), targets, N, V, ignore_index, 0));
+    *loss = count ? total / (double)count : NAN;
+    memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
+    if (!count) return TC_OK;
+    FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), targets, N, V,
+                                ignore_index, (T)(1.0 / (double)count));
+    return FN(gpt_backward_all)(m, idx, B, L, seed, drop);
+}
+
+#undef PP
+#undef GP
+#undef AP
+#undef CHECK

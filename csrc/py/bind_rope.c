@@ -1,0 +1,127 @@
+/* bind_rope.c: bindings of rope.c. */
+#include "bind.h"
+
+#include <math.h>
+#include <stdio.h>
+
+/* rope_table(length, head_size, base, offset, dtype) -> (cos, sin), each (length, head_size/2) */
+static PyObject *py_rope_table(PyObject *self, PyObject *args)
+{
+    PyObject *len_obj, *hs_obj, *off_obj, *dt_obj, *result = NULL;
+    PyArray_Descr *descr = NULL;
+    PyArrayObject *c = NULL, *s = NULL;
+    double base;
+    int64_t L, HS, offset;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOdOO", &len_obj, &hs_obj, &base, &off_obj, &dt_obj))
+        return NULL;
+    if (tc_py_int64(len_obj, "length", &L) || tc_py_int64(hs_obj, "head_size", &HS) ||
+        tc_py_int64(off_obj, "offset", &offset))
+        goto done;
+    if (L < 0) {
+        PyErr_Format(PyExc_ValueError, "length must be >= 0, got %lld", (long long)L);
+        goto done;
+    }
+    if (HS < 0 || HS % 2) {
+        PyErr_Format(PyExc_ValueError, "head_size must be even and >= 0, got %lld",
+                     (long long)HS);
+        goto done;
+    }
+    if (!(base > 0) || !isfinite(base)) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%g", base);
+        PyErr_Format(PyExc_ValueError, "base must be a finite number > 0, got %s", buf);
+        goto done;
+    }
+    if (!PyArray_DescrConverter(dt_obj, &descr)) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "dtype must be float32 or float64");
+        goto done;
+    }
+    int ty = descr->type_num;
+    if (ty != NPY_FLOAT && ty != NPY_DOUBLE) {
+        PyErr_SetString(PyExc_TypeError, "dtype must be float32 or float64");
+        goto done;
+    }
+    npy_intp dims[2] = {(npy_intp)L, (npy_intp)(HS / 2)};
+    if (!(c = tc_py_new(2, dims, ty, 0)) || !(s = tc_py_new(2, dims, ty, 0))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_rope_table, PyArray_DATA(c), PyArray_DATA(s), L, HS, base, offset);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "rope_table")) goto done;
+    result = Py_BuildValue("(OO)", c, s);
+done:
+    Py_XDECREF(descr);
+    Py_XDECREF(c);
+    Py_XDECREF(s);
+    return result;
+}
+
+/* Shared by forward and backward: x (N,L,NH,HS), cos/sin (L, HS/2), interleaved flag. */
+static PyObject *rope_common(PyObject *args, int backward)
+{
+    PyObject *x_obj, *c_obj, *s_obj, *result = NULL;
+    PyArrayObject *x = NULL, *c = NULL, *s = NULL, *out = NULL;
+    int interleaved;
+    const char *xname = backward ? "grad_output" : "x";
+    if (!PyArg_ParseTuple(args, "OOOp", &x_obj, &c_obj, &s_obj, &interleaved)) return NULL;
+    int ty = tc_py_float_type(x_obj, xname);
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, xname, ty, 4))) goto done;
+    if (!(c = tc_py_float_array(c_obj, "cos", ty, 2))) goto done;
+    if (!(s = tc_py_float_array(s_obj, "sin", ty, 2))) goto done;
+    npy_intp N = PyArray_DIM(x, 0), L = PyArray_DIM(x, 1), NH = PyArray_DIM(x, 2),
+             HS = PyArray_DIM(x, 3);
+    if (HS % 2) {
+        char buf[128];
+        PyErr_Format(PyExc_ValueError, "%s must have an even head size (last dim), got shape %s",
+                     xname, tc_py_shape_str(x, buf, sizeof buf));
+        goto done;
+    }
+    if (tc_py_check_dim(c, "cos", 0, L, "the sequence length") ||
+        tc_py_check_dim(c, "cos", 1, HS / 2, "head_size / 2") ||
+        tc_py_check_same_shape(s, "sin", c, "cos"))
+        goto done;
+    if (!(out = tc_py_new(4, PyArray_DIMS(x), ty, backward))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    if (backward)
+        st = TC_CALL(ty, tc_rope_backward, PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(c),
+                     PyArray_DATA(s), N, L, NH, HS, interleaved);
+    else
+        st = TC_CALL(ty, tc_rope_forward, PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(c),
+                     PyArray_DATA(s), N, L, NH, HS, interleaved);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, backward ? "rope_backward" : "rope_forward")) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(c);
+    Py_XDECREF(s);
+    Py_XDECREF(out);
+    return result;
+}
+
+static PyObject *py_rope_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return rope_common(args, 0);
+}
+
+static PyObject *py_rope_backward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return rope_common(args, 1);
+}
+
+PyMethodDef tc_methods_rope[] = {
+    {"rope_table", py_rope_table, METH_VARARGS,
+     "rope_table(length, head_size, base, offset, dtype) -> (cos, sin) (length, head_size/2)"},
+    {"rope_forward", py_rope_forward, METH_VARARGS,
+     "rope_forward(x (N,L,NH,HS), cos (L,HS/2), sin (L,HS/2), interleaved) -> rotated x"},
+    {"rope_backward", py_rope_backward, METH_VARARGS,
+     "rope_backward(grad_output (N,L,NH,HS), cos, sin, interleaved) -> grad of x"},
+    {NULL, NULL, 0, NULL},
+};

@@ -1,0 +1,298 @@
+"""Building blocks of real transformer models, with GPT-2 / PyTorch parameter names.
+
+These are the pieces GPT (and encoder / encoder-decoder models) are made of: ``Dense``
+(a linear layer, weight (out, in) as torch.nn.Linear), ``Norm`` (LayerNorm with
+``weight``/``bias``), ``MLP`` (c_fc -> activation -> c_proj), ``SelfAttention`` (one fused
+c_attn projection to q, k, v, heads split by reshape, optional RoPE on q and k, c_proj)
+and ``Block`` (pre- or post-LN residual block with seeded dropout on the branches).
+
+Each has the tree interface of :mod:`transformer_c.nn.module` (``parameters``,
+``with_parameters``, ``forward(x=)``, ``backward(g, x=)``) plus two internal methods that
+models chain without recomputation: ``forward_cached(x) -> (y, cache)`` and
+``backward_cached(g, cache) -> (grads, dx)``. ``backward`` is ``backward_cached`` after
+``forward_cached`` on the same input. All math runs in the C kernels of
+:mod:`transformer_c.functional`.
+"""
+import numpy as np
+
+from .. import functional as F
+from .module import Module, replace_keys
+
+__all__ = ["Dense", "Norm", "MLP", "SelfAttention", "Block", "ACTIVATIONS", "site_seed"]
+
+ACTIVATIONS = ("gelu_tanh", "gelu", "relu")
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def site_seed(seed, site):
+    """The dropout seed of dropout site ``site`` (an int >= 0) for the model seed ``seed``:
+    (seed + (site + 1) * 0x9E3779B97F4A7C15) mod 2**64. Philox keys that differ give
+    independent streams, so every site has its own mask. The C fast path uses the same rule.
+    """
+    return (int(seed) + (int(site) + 1) * _GOLDEN) % (1 << 64)
+
+
+class _Cached(Module):
+    """forward / backward in terms of forward_cached / backward_cached."""
+
+    def forward(self, x):
+        return self.forward_cached(x)[0]
+
+    def backward(self, gradient_outputs, x):
+        grads, dx = self.backward_cached(gradient_outputs, self.forward_cached(x)[1])
+        return grads, {"x": dx}
+
+
+class Dense(_Cached):
+    """y = x @ weight.T + bias; weight (out, in) as torch.nn.Linear, bias (out,) or None.
+
+    Parameter keys ``weight`` and (when present) ``bias``. forward(x=(..., in)) -> (..., out).
+    """
+
+    def __init__(self, weight, bias=None):
+        self.weight = np.asarray(weight)
+        self.bias = None if bias is None else np.asarray(bias)
+
+    @property
+    def parameters(self):
+        p = {"weight": self.weight}
+        if self.bias is not None:
+            p["bias"] = self.bias
+        return p
+
+    def with_parameters(self, parameters):
+        p = replace_keys(self, parameters, self.parameters)
+        return Dense(p["weight"], p.get("bias"))
+
+    def forward_cached(self, x):
+        return F.linear(x, self.weight, self.bias), x
+
+    def backward_cached(self, g, x):
+        dx, dw, db = F.linear_backward(g, x, self.weight, self.bias)
+        grads = {"weight": dw}
+        if self.bias is not None:
+            grads["bias"] = db
+        return grads, dx
+
+
+class Norm(_Cached):
+    """LayerNorm over the last axis with keys ``weight`` and (when present) ``bias``."""
+
+    def __init__(self, weight, bias=None, eps=1e-5):
+        self.weight = np.asarray(weight)
+        self.bias = None if bias is None else np.asarray(bias)
+        self.eps = float(eps)
+
+    @property
+    def parameters(self):
+        p = {"weight": self.weight}
+        if self.bias is not None:
+            p["bias"] = self.bias
+        return p
+
+    def with_parameters(self, parameters):
+        p = replace_keys(self, parameters, self.parameters)
+        return Norm(p["weight"], p.get("bias"), eps=self.eps)
+
+    def forward_cached(self, x):
+        y, mean, rstd = F.layer_norm(x, self.weight, self.bias, eps=self.eps, return_stats=True)
+        return y, (x, mean, rstd)
+
+    def backward_cached(self, g, cache):
+        x, mean, rstd = cache
+        dx, dw, db = F.layer_norm_backward(g, x, self.weight, self.bias, eps=self.eps,
+                                           mean=mean, rstd=rstd)
+        grads = {"weight": dw}
+        if self.bias is not None:
+            grads["bias"] = db
+        return grads, dx
+
+
+def _activation(name, h):
+    if name == "relu":
+        return F.relu(h)
+    return F.gelu(h, approximate="tanh" if name == "gelu_tanh" else "none")
+
+
+def _activation_backward(name, g, h):
+    if name == "relu":
+        return F.relu_backward(g, h)
+    return F.gelu_backward(g, h, approximate="tanh" if name == "gelu_tanh" else "none")
+
+
+class MLP(_Cached):
+    """c_proj(act(c_fc(x))), act one of "gelu_tanh" (GPT-2), "gelu" (exact), "relu".
+
+    Parameter keys ``c_fc`` and ``c_proj`` (Dense trees).
+    """
+
+    def __init__(self, c_fc, c_proj, activation="gelu_tanh"):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.c_fc, self.c_proj, self.activation = c_fc, c_proj, activation
+
+    @property
+    def parameters(self):
+        return {"c_fc": self.c_fc.parameters, "c_proj": self.c_proj.parameters}
+
+    def with_parameters(self, parameters):
+        p = replace_keys(self, parameters, ["c_fc", "c_proj"])
+        return MLP(self.c_fc.with_parameters(p["c_fc"]), self.c_proj.with_parameters(p["c_proj"]),
+                   self.activation)
+
+    def forward_cached(self, x):
+        h, c1 = self.c_fc.forward_cached(x)
+        a = _activation(self.activation, h)
+        y, c2 = self.c_proj.forward_cached(a)
+        return y, (c1, h, c2)
+
+    def backward_cached(self, g, cache):
+        c1, h, c2 = cache
+        g2, da = self.c_proj.backward_cached(g, c2)
+        g1, dx = self.c_fc.backward_cached(_activation_backward(self.activation, da, h), c1)
+        return {"c_fc": g1, "c_proj": g2}, dx
+
+
+class SelfAttention(_Cached):
+    """Multi-head self-attention with one fused input projection (GPT-2's layout).
+
+    c_attn: Dense (3C, C) giving [q | k | v] along the last axis; the heads are split by
+    reshape (head h owns channels h*HS .. (h+1)*HS of each); c_proj: Dense (C, C).
+    forward(x=(B, T, C)) -> (B, T, C). causal: query t sees keys <= t. rope: None, or a
+    dict(base=..., interleaved=...) to rotate q and k by position (RoPE) before the scores.
+    dropout: probability of dropping an attention probability, with masks from ``seed``
+    (0 turns it off: set it to 0 in eval mode). The attention itself is
+    transformer_c.functional.scaled_dot_product_attention (the tiled kernel).
+    """
+
+    def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None, dropout=0.0, seed=0):
+        self.c_attn, self.c_proj = c_attn, c_proj
+        self.n_head, self.causal, self.rope = int(n_head), bool(causal), rope
+        self.dropout, self.seed = float(dropout), seed
+        C = self.c_proj.weight.shape[0]
+        if self.n_head < 1 or C % self.n_head:
+            raise ValueError(f"n_embd ({C}) must be divisible by n_head ({n_head})")
+
+    @property
+    def parameters(self):
+        return {"c_attn": self.c_attn.parameters, "c_proj": self.c_proj.parameters}
+
+    def with_parameters(self, parameters):
+        p = replace_keys(self, parameters, ["c_attn", "c_proj"])
+        return SelfAttention(self.c_attn.with_parameters(p["c_attn"]),
+                             self.c_proj.with_parameters(p["c_proj"]), self.n_head,
+                             causal=self.causal, rope=self.rope, dropout=self.dropout,
+                             seed=self.seed)
+
+    def _sdpa_options(self):
+        if self.dropout > 0:
+            return dict(is_causal=self.causal, dropout_p=self.dropout, seed=self.seed)
+        return dict(is_causal=self.causal)
+
+    def _heads(self, t):
+        """(B, T, C) -> (B, NH, T, HS), contiguous."""
+        B, T, C = t.shape
+        heads = t.reshape(B, T, self.n_head, C // self.n_head)
+        return np.ascontiguousarray(heads.transpose(0, 2, 1, 3))
+
+    @staticmethod
+    def _merge(t):
+        """(B, NH, T, HS) -> (B, T, NH * HS)."""
+        B, NH, T, HS = t.shape
+        return np.ascontiguousarray(t.transpose(0, 2, 1, 3)).reshape(B, T, NH * HS)
+
+    def forward_cached(self, x):
+        if np.ndim(x) != 3:
+            raise ValueError(f"x must have shape (B, T, C), got {np.shape(x)}")
+        qkv, c1 = self.c_attn.forward_cached(x)
+        C = qkv.shape[-1] // 3
+        q, k, v = (self._heads(qkv[..., i * C:(i + 1) * C]) for i in range(3))
+        if self.rope is not None:
+            q, k = F.rope(q, **self.rope), F.rope(k, **self.rope)
+        y, lse = F.scaled_dot_product_attention(q, k, v, return_lse=True, **self._sdpa_options())
+        out, c2 = self.c_proj.forward_cached(self._merge(y))
+        return out, (c1, q, k, v, y, lse, c2)
+
+    def backward_cached(self, g, cache):
+        c1, q, k, v, y, lse, c2 = cache
+        g2, dy = self.c_proj.backward_cached(g, c2)
+        dq, dk, dv = F.scaled_dot_product_attention_backward(
+            self._heads(dy), q, k, v, out=y, lse=lse, **self._sdpa_options())
+        if self.rope is not None:
+            dq, dk = F.rope_backward(dq, **self.rope), F.rope_backward(dk, **self.rope)
+        dqkv = np.concatenate([self._merge(d) for d in (dq, dk, dv)], axis=-1)
+        g1, dx = self.c_attn.backward_cached(dqkv, c1)
+        return {"c_attn": g1, "c_proj": g2}, dx
+
+
+class Block(_Cached):
+    """A transformer block with GPT-2 keys ``ln_1``, ``attn``, ``ln_2``, ``mlp``.
+
+    norm="pre" (GPT-2):  x = x + drop(attn(ln_1(x)));  x = x + drop(mlp(ln_2(x)))
+    norm="post" (GPT-1, the original Transformer):
+                         x = ln_1(x + drop(attn(x)));  x = ln_2(x + drop(mlp(x)))
+    drop is inverted dropout with probability ``dropout`` when ``training``; its masks come
+    from ``seeds`` = (attention branch seed, MLP branch seed) (see site_seed), so forward
+    and backward see the same masks.
+    """
+
+    def __init__(self, ln_1, attn, ln_2, mlp, *, norm="pre", dropout=0.0, training=False,
+                 seeds=(0, 0)):
+        if norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {norm!r}")
+        self.ln_1, self.attn, self.ln_2, self.mlp = ln_1, attn, ln_2, mlp
+        self.norm, self.dropout, self.training = norm, float(dropout), bool(training)
+        self.seeds = tuple(seeds)
+
+    @property
+    def parameters(self):
+        return {"ln_1": self.ln_1.parameters, "attn": self.attn.parameters,
+                "ln_2": self.ln_2.parameters, "mlp": self.mlp.parameters}
+
+    def with_parameters(self, parameters):
+        p = replace_keys(self, parameters, ["ln_1", "attn", "ln_2", "mlp"])
+        return Block(self.ln_1.with_parameters(p["ln_1"]), self.attn.with_parameters(p["attn"]),
+                     self.ln_2.with_parameters(p["ln_2"]), self.mlp.with_parameters(p["mlp"]),
+                     norm=self.norm, dropout=self.dropout, training=self.training,
+                     seeds=self.seeds)
+
+    def _drop(self, t, i):
+        if not self.training or self.dropout == 0.0:
+            return t
+        return F.dropout(t, self.dropout, seed=self.seeds[i])
+
+    def _drop_backward(self, g, i):
+        if not self.training or self.dropout == 0.0:
+            return g
+        return F.dropout_backward(g, self.dropout, seed=self.seeds[i])
+
+    def forward_cached(self, x):
+        if self.norm == "pre":
+            n1, cn1 = self.ln_1.forward_cached(x)
+            a, ca = self.attn.forward_cached(n1)
+            x1 = x + self._drop(a, 0)
+            n2, cn2 = self.ln_2.forward_cached(x1)
+            m, cm = self.mlp.forward_cached(n2)
+            return x1 + self._drop(m, 1), (cn1, ca, cn2, cm)
+        a, ca = self.attn.forward_cached(x)
+        x1, cn1 = self.ln_1.forward_cached(x + self._drop(a, 0))
+        m, cm = self.mlp.forward_cached(x1)
+        y, cn2 = self.ln_2.forward_cached(x1 + self._drop(m, 1))
+        return y, (cn1, ca, cn2, cm)
+
+    def backward_cached(self, g, cache):
+        cn1, ca, cn2, cm = cache
+        if self.norm == "pre":
+            gm, dn2 = self.mlp.backward_cached(self._drop_backward(g, 1), cm)
+            g2, dx1 = self.ln_2.backward_cached(dn2, cn2)
+            dx1 = g + dx1
+            ga, dn1 = self.attn.backward_cached(self._drop_backward(dx1, 0), ca)
+            g1, dx = self.ln_1.backward_cached(dn1, cn1)
+            dx = dx1 + dx
+        else:
+            g2, dr2 = self.ln_2.backward_cached(g, cn2)
+            gm, dx1 = self.mlp.backward_cached(self._drop_backward(dr2, 1), cm)
+            g1, dr1 = self.ln_1.backward_cached(dr2 + dx1, cn1)
+            ga, dx = self.attn.backward_cached(self._drop_backward(dr1, 0), ca)
+            dx = dr1 + dx
+        return {"ln_1": g1, "attn": ga, "ln_2": g2, "mlp": gm}, dx

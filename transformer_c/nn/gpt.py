@@ -1,0 +1,689 @@
+"""GPT: a decoder-only transformer with GPT-2's parameter layout and a whole-model C fast path.
+
+    x = drop(wte[idx] + wpe[t])                       (learned positions; or sinusoidal / RoPE)
+    x = Block_l(x) for l < n_layer                    (pre-LN by default, see blocks.Block)
+    logits = ln_f(x) @ wte.T                          (lm_head tied to wte by default)
+
+The parameter tree mirrors a GPT-2 state dict (``transformer.`` prefix dropped)::
+
+    {"wte": {"weight": (V, C)}, "wpe": {"weight": (block_size, C)},
+     "h": [{"ln_1": {"weight", "bias"},
+            "attn": {"c_attn": {"weight": (3C, C), "bias": (3C,)},
+                     "c_proj": {"weight": (C, C), "bias": (C,)}},
+            "ln_2": {"weight", "bias"},
+            "mlp": {"c_fc": {"weight": (4C, C), "bias"}, "c_proj": {"weight": (C, 4C), "bias"}}},
+           ...],
+     "ln_f": {"weight", "bias"}}
+
+Linear weights are (out, in) as torch.nn.Linear (Hugging Face's Conv1D stores the
+transpose; from_huggingface transposes). Options drop keys: no ``wpe`` unless
+position == "learned", no biases with bias=False, no ``ln_f`` with norm == "post" (the last
+block already ends in a LayerNorm, as GPT-1), and an ``lm_head`` {"weight": (V, C)} when the
+embeddings are not tied.
+
+All parameters live in one contiguous buffer (``flat_parameters``) and the tree holds views
+of it; ``loss_and_grads`` fills one contiguous gradient buffer (``flat_grads``) likewise, so
+an optimizer kernel can update the whole model in one call.
+"""
+import dataclasses
+import json
+import math
+import operator
+import os
+
+import numpy as np
+
+from .. import _C
+from .. import functional as F
+from ..functional._util import as_ids, same_dtype
+from .blocks import ACTIVATIONS, MLP, Block, Dense, Norm, SelfAttention, site_seed
+from .module import Module, check_dtype
+
+__all__ = ["GPTConfig", "GPT"]
+
+POSITIONS = ("learned", "sinusoidal", "rope")
+NORMS = ("pre", "post")
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+    """Hyper-parameters of a GPT (defaults: GPT-2 small, 124M parameters).
+
+    vocab_size, block_size (the longest sequence; rows of wpe), n_layer, n_head, n_embd
+    (divisible by n_head); dropout: probability on the embeddings, the attention
+    probabilities and both residual branches of every block (nanoGPT's places; active only
+    in training mode); bias: biases in every linear
+    layer and LayerNorm; position: "learned" (wpe), "sinusoidal" (fixed table added to the
+    embeddings) or "rope" (rotary, applied to q and k in every attention layer); norm:
+    "pre" (GPT-2) or "post" (GPT-1 / the original Transformer; no ln_f); activation:
+    "gelu_tanh" (GPT-2), "gelu" (exact erf) or "relu"; tie_embeddings: the output
+    projection is wte (else a separate lm_head). n_inner: the MLP width (None: 4 * n_embd).
+    layer_norm_epsilon; position_base: the base of the sinusoidal table and of RoPE;
+    rope_interleaved: RoPE pairs (2i, 2i+1) instead of (i, i + head_size/2).
+    """
+
+    vocab_size: int = 50257
+    block_size: int = 1024
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+    position: str = "learned"
+    norm: str = "pre"
+    activation: str = "gelu_tanh"
+    tie_embeddings: bool = True
+    n_inner: int = None
+    layer_norm_epsilon: float = 1e-5
+    position_base: float = 10000.0
+    rope_interleaved: bool = False
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.n_layer < 1 or self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_inner is not None and (isinstance(self.n_inner, bool) or
+                                         not isinstance(self.n_inner, (int, np.integer)) or
+                                         self.n_inner < 1):
+            raise ValueError(f"n_inner must be a positive integer or None, got {self.n_inner!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, got {self.position!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"position='rope' needs an even head size, got n_embd / n_head = "
+                             f"{self.n_embd // self.n_head}")
+        if not (self.layer_norm_epsilon >= 0 and math.isfinite(self.layer_norm_epsilon)):
+            raise ValueError(f"layer_norm_epsilon must be finite and >= 0, got "
+                             f"{self.layer_norm_epsilon!r}")
+        if not (self.position_base > 0 and math.isfinite(self.position_base)):
+            raise ValueError(f"position_base must be finite and > 0, got {self.position_base!r}")
+
+    @property
+    def head_size(self):
+        return self.n_embd // self.n_head
+
+    @property
+    def hidden_size(self):
+        """The MLP width (n_inner, or 4 * n_embd)."""
+        return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d):
+        """A config from a dict such as to_dict() gives (unknown keys are a ValueError)."""
+        names = {f.name for f in dataclasses.fields(GPTConfig)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown GPTConfig fields {unknown}")
+        return GPTConfig(**d)
+
+
+def _layout(cfg):
+    """[(path, shape)] of every parameter in tree order (the order of the flat buffer)."""
+    C, H, V = cfg.n_embd, cfg.hidden_size, cfg.vocab_size
+    out = [(("wte", "weight"), (V, C))]
+    if cfg.position == "learned":
+        out.append((("wpe", "weight"), (cfg.block_size, C)))
+
+    def dense(prefix, o, i):
+        out.append((prefix + ("weight",), (o, i)))
+        if cfg.bias:
+            out.append((prefix + ("bias",), (o,)))
+
+    def norm(prefix):
+        out.append((prefix + ("weight",), (C,)))
+        if cfg.bias:
+            out.append((prefix + ("bias",), (C,)))
+
+    for layer in range(cfg.n_layer):
+        p = ("h", layer)
+        norm(p + ("ln_1",))
+        dense(p + ("attn", "c_attn"), 3 * C, C)
+        dense(p + ("attn", "c_proj"), C, C)
+        norm(p + ("ln_2",))
+        dense(p + ("mlp", "c_fc"), H, C)
+        dense(p + ("mlp", "c_proj"), C, H)
+    if cfg.norm == "pre":
+        norm(("ln_f",))
+    if not cfg.tie_embeddings:
+        out.append((("lm_head", "weight"), (V, C)))
+    return out
+
+
+def _tree_from_flat(cfg, flat):
+    """The parameter tree whose leaves are views of the 1-D array ``flat``."""
+    tree = {}
+    offset = 0
+    for path, shape in _layout(cfg):
+        size = math.prod(shape)
+        node = tree
+        for i, key in enumerate(path[:-1]):
+            if key == "h":
+                node = node.setdefault("h", [{} for _ in range(cfg.n_layer)])
+            elif isinstance(key, int):
+                node = node[key]
+            else:
+                node = node.setdefault(key, {})
+        node[path[-1]] = flat[offset:offset + size].reshape(shape)
+        offset += size
+    return tree
+
+
+def _get(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def _num_parameters(cfg):
+    return sum(math.prod(s) for _, s in _layout(cfg))
+
+
+def _dotted(path):
+    return ".".join(str(k) for k in path)
+
+
+class GPT(Module):
+    """A GPT with the tree interface and a whole-model C fast path (see the module doc).
+
+    GPT(config, parameters, *, training=True, seed=0): parameters is a tree laid out as
+    ``GPT.create(config, rng).parameters`` (copied into one contiguous buffer; all leaves of
+    one dtype, float32 or float64). ``training`` turns dropout on (when config.dropout > 0);
+    ``seed`` picks the dropout masks (forward and backward regenerate the same ones); both
+    are plain attributes (``model.eval()`` / ``model.train()`` set ``training`` as torch).
+
+    forward(idx=(B, T) or (T,) integer ids) -> logits (B, T, V) or (T, V), T <= block_size.
+    backward(gradient_outputs, idx=...) -> (grads tree, {"idx": zeros}).
+    loss_and_grads(idx, targets) -> (mean cross-entropy, grads tree): the whole forward and
+    backward in C over one preallocated activation arena.
+    """
+
+    def __init__(self, config, parameters, *, training=True, seed=0):
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        leaves = _layout(config)
+        try:
+            first = np.asarray(_get(parameters, leaves[0][0]))
+        except (KeyError, IndexError, TypeError):
+            raise ValueError("parameters must be a GPT parameter tree with a 'wte' entry") from None
+        dtype = check_dtype(first.dtype)
+        flat = np.empty(_num_parameters(config), dtype)
+        self._init_from_flat(flat, training, seed)
+        self._check_structure(parameters)
+        for path, shape in leaves:
+            leaf = np.asarray(_get(parameters, path))
+            if leaf.dtype != dtype:
+                raise TypeError(f"parameter {_dotted(path)} has dtype {leaf.dtype} but wte has "
+                                f"{dtype}: all parameters must share one dtype")
+            if leaf.shape != shape:
+                raise ValueError(f"parameter {_dotted(path)} must have shape {shape}, "
+                                 f"got {leaf.shape}")
+            _get(self._params, path)[...] = leaf
+
+    def _init_from_flat(self, flat, training, seed):
+        self._flat = flat
+        self._params = _tree_from_flat(self.config, flat)
+        self._grads = None
+        self._ctx = None
+        self.training = bool(training)
+        self.seed = seed
+
+    @classmethod
+    def _from_flat(cls, config, flat, training=True, seed=0):
+        self = cls.__new__(cls)
+        self.config = config
+        self._init_from_flat(flat, training, seed)
+        return self
+
+    def _check_structure(self, parameters):
+        want = {_dotted(p) for p, _ in _layout(self.config)}
+        got = set()
+
+        def walk(node, prefix):
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, prefix + (k,))
+            elif isinstance(node, (list, tuple)):
+                for i, v in enumerate(node):
+                    walk(v, prefix + (i,))
+            else:
+                got.add(_dotted(prefix))
+
+        walk(parameters, ())
+        if got != want:
+            missing, extra = sorted(want - got), sorted(got - want)
+            raise ValueError(f"GPT parameters do not match the config: missing {missing[:5]}"
+                             f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+                             f"{'...' if len(extra) > 5 else ''}")
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def create(config, random_generator, *, dtype=np.float32, training=True, seed=0):
+        """GPT-2 initialisation: every linear weight and both embeddings ~ N(0, 0.02^2), the
+        residual projections (attn.c_proj, mlp.c_proj) ~ N(0, (0.02 / sqrt(2 n_layer))^2),
+        biases 0, LayerNorm weights 1. Draws come from ``random_generator`` (a
+        numpy.random.Generator) in tree order, so a seed reproduces the model.
+        dtype: float32 (default) or float64.
+        """
+        dt = check_dtype(dtype)
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        flat = np.empty(_num_parameters(config), dt)
+        model = GPT._from_flat(config, flat, training, seed)
+        proj_std = 0.02 / math.sqrt(2 * config.n_layer)
+        for path, shape in _layout(config):
+            leaf = _get(model._params, path)
+            if path[-1] == "bias":
+                leaf[...] = 0
+            elif path[-2] in ("ln_1", "ln_2", "ln_f"):
+                leaf[...] = 1
+            else:
+                std = proj_std if path[-2] == "c_proj" else 0.02
+                leaf[...] = random_generator.normal(0.0, std, size=shape)
+        return model
+
+    @property
+    def parameters(self):
+        return self._params
+
+    def with_parameters(self, parameters):
+        return GPT(self.config, parameters, training=self.training, seed=self.seed)
+
+    @property
+    def dtype(self):
+        return self._flat.dtype
+
+    @property
+    def flat_parameters(self):
+        """Every parameter in one contiguous 1-D array (the tree's leaves are views of it:
+        updating it in place, e.g. with functional.adamw_update_, updates the model)."""
+        return self._flat
+
+    @property
+    def flat_grads(self):
+        """The contiguous 1-D gradient buffer loss_and_grads fills (same layout as
+        flat_parameters); the grads tree it returns holds views of it."""
+        if self._grads is None:
+            self._grads = np.zeros_like(self._flat)
+        return self._grads
+
+    @property
+    def num_parameters(self):
+        return self._flat.size
+
+    def __getstate__(self):
+        # the C context (a capsule over these buffers) is rebuilt on demand; the tree views
+        # are rebuilt from the flat buffer so they stay views of it after a copy
+        return {"config": self.config, "flat": self._flat, "grads": self._grads,
+                "training": self.training, "seed": self.seed}
+
+    def __setstate__(self, state):
+        self.config = state["config"]
+        self._init_from_flat(state["flat"], state["training"], state["seed"])
+        self._grads = state["grads"]
+
+    def train(self, mode=True):
+        """Training mode (dropout on when config.dropout > 0); returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode (dropout off); returns self."""
+        return self.train(False)
+
+    def __repr__(self):
+        c = self.config
+        return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
+                f"vocab_size={c.vocab_size}, block_size={c.block_size}, "
+                f"parameters={self.num_parameters}, dtype={self.dtype})")
+
+    # ------------------------------------------------------------------ module path
+
+    def _dropping(self):
+        return self.training and self.config.dropout > 0
+
+    def _seed(self, seed):
+        seed = self.seed if seed is None else seed
+        if isinstance(seed, (bool, np.bool_)):
+            raise TypeError("seed must be a non-negative integer, got bool")
+        try:
+            seed = operator.index(seed)
+        except TypeError:
+            raise TypeError(f"seed must be a non-negative integer, "
+                            f"got {type(seed).__name__}") from None
+        if not 0 <= seed < 2 ** 64:
+            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        return seed
+
+    def _blocks(self, seed):
+        cfg, p = self.config, self._params
+        rope = (dict(base=cfg.position_base, interleaved=cfg.rope_interleaved)
+                if cfg.position == "rope" else None)
+        eps = cfg.layer_norm_epsilon
+        blocks = []
+        for layer, h in enumerate(p["h"]):
+            attn = SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
+                                 cfg.n_head, causal=True, rope=rope,
+                                 dropout=cfg.dropout if self._dropping() else 0.0,
+                                 seed=site_seed(seed, 1 + 3 * layer))
+            mlp = MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
+            blocks.append(Block(Norm(**h["ln_1"], eps=eps), attn, Norm(**h["ln_2"], eps=eps), mlp,
+                                norm=cfg.norm, dropout=cfg.dropout, training=self.training,
+                                seeds=(site_seed(seed, 2 + 3 * layer),
+                                       site_seed(seed, 3 + 3 * layer))))
+        return blocks
+
+    def _head_weight(self):
+        return self._params["wte" if self.config.tie_embeddings else "lm_head"]["weight"]
+
+    def _check_idx(self, idx, name="idx"):
+        ids = as_ids(idx, name)
+        if ids.ndim not in (1, 2):
+            raise ValueError(f"{name} must have shape (B, T) or (T,), got {ids.shape}")
+        squeeze = ids.ndim == 1
+        ids2 = ids[None] if squeeze else ids
+        T = ids2.shape[1]
+        if T > self.config.block_size:
+            raise ValueError(f"{name} has T = {T} positions but block_size is "
+                             f"{self.config.block_size}")
+        if ids2.size and (ids2.min() < 0 or ids2.max() >= self.config.vocab_size):
+            bad = ids2.min() if ids2.min() < 0 else ids2.max()
+            raise IndexError(f"{name} holds id {bad}, outside [0, {self.config.vocab_size})")
+        return np.ascontiguousarray(ids2, dtype=np.int64), squeeze
+
+    def _forward_cached(self, ids, seed):
+        cfg, p = self.config, self._params
+        B, T = ids.shape
+        x = F.embedding(ids, p["wte"]["weight"])
+        if cfg.position == "learned":
+            x = x + p["wpe"]["weight"][:T]
+        elif cfg.position == "sinusoidal":
+            x = F.add_positions(x, base=cfg.position_base)
+        if self._dropping():
+            x = F.dropout(x, cfg.dropout, seed=site_seed(seed, 0))
+        blocks = self._blocks(seed)
+        caches = []
+        for block in blocks:
+            x, c = block.forward_cached(x)
+            caches.append(c)
+        cf = None
+        if cfg.norm == "pre":
+            ln_f = Norm(**p["ln_f"], eps=cfg.layer_norm_epsilon)
+            x, cf = ln_f.forward_cached(x)
+        logits = F.linear(x, self._head_weight())
+        return logits, (ids, blocks, caches, cf, x)
+
+    def _backward_cached(self, dlogits, cache, seed):
+        cfg, p = self.config, self._params
+        ids, blocks, caches, cf, xf = cache
+        B, T = ids.shape
+        dx, dhead, _ = F.linear_backward(dlogits, xf, self._head_weight())
+        grads = {}
+        if cfg.norm == "pre":
+            ln_f = Norm(**p["ln_f"], eps=cfg.layer_norm_epsilon)
+            grads["ln_f"], dx = ln_f.backward_cached(dx, cf)
+        hgrads = [None] * len(blocks)
+        for layer in reversed(range(len(blocks))):
+            hgrads[layer], dx = blocks[layer].backward_cached(dx, caches[layer])
+        if self._dropping():
+            dx = F.dropout_backward(dx, cfg.dropout, seed=site_seed(seed, 0))
+        dwte = F.embedding_backward(dx, ids, cfg.vocab_size)
+        out = {"wte": {"weight": dwte + dhead if cfg.tie_embeddings else dwte}}
+        if cfg.position == "learned":
+            pos = np.broadcast_to(np.arange(T, dtype=np.int64), (B, T))
+            out["wpe"] = {"weight": F.embedding_backward(dx, pos, cfg.block_size)}
+        out["h"] = hgrads
+        if cfg.norm == "pre":
+            out["ln_f"] = grads["ln_f"]
+        if not cfg.tie_embeddings:
+            out["lm_head"] = {"weight": dhead}
+        return out
+
+    def forward(self, idx, *, fast=True):
+        """logits (B, T, V) (or (T, V)) of idx (B, T) (or (T,)); fast=True runs the whole
+        forward in one C call (over the model's arena), fast=False module by module."""
+        ids, squeeze = self._check_idx(idx)
+        seed = self._seed(None)
+        if fast and ids.size:
+            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping())
+        else:
+            logits = self._forward_cached(ids, seed)[0]
+        return logits[0] if squeeze else logits
+
+    def backward(self, gradient_outputs, idx):
+        ids, squeeze = self._check_idx(idx)
+        g = same_dtype(self._flat, "the parameters", gradient_outputs, "gradient_outputs")
+        want = ids.shape[1:] + (self.config.vocab_size,) if squeeze else \
+            ids.shape + (self.config.vocab_size,)
+        if g.shape != want:
+            raise ValueError(f"gradient_outputs must have the logits' shape {want}, got {g.shape}")
+        seed = self._seed(None)
+        logits, cache = self._forward_cached(ids, seed)
+        grads = self._backward_cached(g[None] if squeeze else g, cache, seed)
+        return grads, {"idx": np.zeros_like(np.asarray(idx))}
+
+    # ------------------------------------------------------------------ training step
+
+    def _check_targets(self, targets, ids, squeeze, ignore_index):
+        t = as_ids(targets, "targets")
+        t = t[None] if squeeze and t.ndim == 1 else t
+        if t.shape != ids.shape:
+            want = ids.shape[1:] if squeeze else ids.shape
+            raise ValueError(f"targets must have the shape of idx {want}, "
+                             f"got {np.shape(targets)}")
+        t = np.ascontiguousarray(t, dtype=np.int64)
+        bad = (t != ignore_index) & ((t < 0) | (t >= self.config.vocab_size))
+        if bad.any():
+            raise IndexError(f"targets holds id {t[bad][0]}, outside [0, {self.config.vocab_size}) "
+                             f"and not ignore_index ({ignore_index})")
+        return t
+
+    def loss(self, idx, targets, *, ignore_index=-100, seed=None):
+        """Mean cross-entropy of the next-token predictions (forward only, in C).
+
+        idx, targets: (B, T) or (T,) ids; targets equal to ignore_index are skipped."""
+        ids, squeeze = self._check_idx(idx)
+        t = self._check_targets(targets, ids, squeeze, _int(ignore_index, "ignore_index"))
+        seed = self._seed(seed)
+        if ids.size:
+            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping())
+        else:
+            logits = self._forward_cached(ids, seed)[0]
+        return F.cross_entropy(logits, t, ignore_index=ignore_index)
+
+    def loss_and_grads(self, idx, targets, *, ignore_index=-100, seed=None, fast=True):
+        """(loss, grads): the mean cross-entropy of next-token predictions and its gradient
+        with respect to every parameter.
+
+        idx, targets: (B, T) or (T,) integer ids, T <= block_size; targets equal to
+        ignore_index (default -100) are skipped (the mean is over the rest). seed: the
+        dropout seed of this step (default: self.seed; pass e.g. the step number so every
+        step draws new masks). fast=True runs the whole forward and backward in C over one
+        activation arena kept by the model (sized for the largest B*T seen); fast=False runs
+        the module-by-module path (the same kernels called from Python). Both agree to
+        rounding.
+
+        Returns (loss as a float, grads tree). The grads tree holds views of
+        ``flat_grads``, which the next call overwrites: copy it to keep it.
+        """
+        ids, squeeze = self._check_idx(idx)
+        ignore_index = _int(ignore_index, "ignore_index")
+        t = self._check_targets(targets, ids, squeeze, ignore_index)
+        seed = self._seed(seed)
+        if fast and ids.size:
+            loss = self._fast_loss_and_grads(ids, t, ignore_index, seed)
+        else:
+            logits, cache = self._forward_cached(ids, seed)
+            loss = F.cross_entropy(logits, t, ignore_index=ignore_index)
+            if math.isnan(loss):
+                dlogits = np.zeros_like(logits)
+            else:
+                dlogits = F.cross_entropy_backward(logits, t, ignore_index=ignore_index)
+            grads = self._backward_cached(dlogits, cache, seed)
+            tree = self._grads_tree()
+            for path, _ in _layout(self.config):
+                _get(tree, path)[...] = _get(grads, path)
+        return loss, self._grads_tree()
+
+    def _grads_tree(self):
+        views = getattr(self, "_grads_views", None)
+        if views is None or views[0] is not self.flat_grads:
+            self._grads_views = (self.flat_grads, _tree_from_flat(self.config, self.flat_grads))
+        return self._grads_views[1]
+
+    # ------------------------------------------------------------------ the C fast path
+
+    def _config_tuple(self):
+        c = self.config
+        return (c.vocab_size, c.block_size, c.n_embd, c.n_layer, c.n_head, c.hidden_size,
+                int(c.bias), POSITIONS.index(c.position), int(c.norm == "post"),
+                ACTIVATIONS.index(c.activation), int(c.tie_embeddings),
+                float(c.layer_norm_epsilon), float(c.position_base), int(c.rope_interleaved),
+                float(c.dropout))
+
+    def _context(self):
+        if self._ctx is None:
+            self._ctx = _C.gpt_create(self._flat, self.flat_grads, *self._config_tuple())
+        return self._ctx
+
+    def _fast_loss_and_grads(self, ids, targets, ignore_index, seed):
+        return _C.gpt_loss_and_grads(self._context(), ids, targets, ignore_index, seed,
+                                     self._dropping())
+
+    def activation_bytes(self, batch_size, seq_len):
+        """Bytes of the activation arena loss_and_grads uses for (batch_size, seq_len)
+        tokens (everything the forward keeps for the backward plus the backward's scratch;
+        not the parameters or gradients)."""
+        return _C.gpt_arena_bytes(self._flat.dtype == np.float64, *self._config_tuple(),
+                                  _int(batch_size, "batch_size"), _int(seq_len, "seq_len"))
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self):
+        """{"wte.weight": array, "h.0.ln_1.weight": ...}: GPT-2 state-dict names (without
+        the ``transformer.`` prefix), arrays are views of the parameters."""
+        return {_dotted(path): _get(self._params, path) for path, _ in _layout(self.config)}
+
+    def save(self, path):
+        """Write the parameters and config to ``path`` in the safetensors format (tensor
+        names from state_dict(); the config as JSON in the metadata under "gpt_config")."""
+        from safetensors.numpy import save_file
+
+        tensors = {k: np.ascontiguousarray(v) for k, v in self.state_dict().items()}
+        save_file(tensors, os.fspath(path),
+                  metadata={"format": "transformer_c.GPT",
+                            "gpt_config": json.dumps(self.config.to_dict())})
+
+    @staticmethod
+    def load(path, *, dtype=None, training=True, seed=0):
+        """The GPT saved by ``save(path)`` (dtype: keep the stored one, or convert)."""
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        with safe_open(os.fspath(path), framework="np") as f:
+            meta = f.metadata() or {}
+        if "gpt_config" not in meta:
+            raise ValueError(f"{path} has no 'gpt_config' metadata: not written by GPT.save "
+                             "(for a Hugging Face GPT-2 directory use GPT.from_huggingface)")
+        config = GPTConfig.from_dict(json.loads(meta["gpt_config"]))
+        return GPT._from_state_dict(config, load_file(os.fspath(path)), dtype, training, seed)
+
+    @staticmethod
+    def _from_state_dict(config, tensors, dtype, training, seed, transpose=()):
+        layout = _layout(config)
+        names = {_dotted(p) for p, _ in layout}
+        missing = sorted(names - set(tensors))
+        if missing:
+            more = "..." if len(missing) > 5 else ""
+            raise ValueError(f"checkpoint is missing {missing[:5]}{more}")
+        extra = sorted(set(tensors) - names)
+        if extra:
+            raise ValueError(f"checkpoint has unexpected tensors {extra[:5]}"
+                             f"{'...' if len(extra) > 5 else ''}")
+        first = tensors[_dotted(layout[0][0])]
+        dt = check_dtype(first.dtype if dtype is None else dtype)
+        flat = np.empty(_num_parameters(config), dt)
+        model = GPT._from_flat(config, flat, training, seed)
+        for path, shape in layout:
+            name = _dotted(path)
+            t = tensors[name]
+            if name in transpose and t.ndim == 2:
+                t = t.T
+            if t.shape != shape:
+                raise ValueError(f"checkpoint tensor {name} has shape {t.shape}, expected {shape}")
+            _get(model._params, path)[...] = t
+        return model
+
+    @staticmethod
+    def from_huggingface(path, *, dtype=np.float32, training=False, seed=0):
+        """A GPT from a Hugging Face GPT-2 directory (config.json + model.safetensors, as
+        ``GPT2LMHeadModel.save_pretrained`` writes it); nothing is downloaded.
+
+        The Conv1D weights (stored (in, out)) are transposed to (out, in). The model starts
+        in eval mode (as from_pretrained), with dropout = the checkpoint's resid_pdrop.
+        dtype: float32 (default) or float64.
+        """
+        from safetensors.numpy import load_file
+
+        path = os.fspath(path)
+        with open(os.path.join(path, "config.json")) as f:
+            hf = json.load(f)
+        config = _config_from_hf(hf)
+        raw = load_file(os.path.join(path, "model.safetensors"))
+        tensors = {}
+        for name, t in raw.items():
+            key = name[len("transformer."):] if name.startswith("transformer.") else name
+            if key.endswith(".attn.bias") or key.endswith(".attn.masked_bias"):
+                continue  # the causal-mask buffers of old checkpoints
+            if key == "lm_head.weight" and config.tie_embeddings:
+                continue
+            tensors[key] = t.astype(np.float64) if t.dtype == np.float16 else t
+        conv1d = {f"h.{i}.{m}.weight" for i in range(config.n_layer)
+                  for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
+        return GPT._from_state_dict(config, tensors, dtype, training, seed, transpose=conv1d)
+
+
+_HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+                   "gelu_fast": None, "gelu": "gelu", "relu": "relu"}
+
+
+def _config_from_hf(hf):
+    """GPTConfig from a Hugging Face GPT2Config dict (ValueError for what GPT cannot run)."""
+    if hf.get("model_type", "gpt2") != "gpt2":
+        raise ValueError(f"from_huggingface reads GPT-2 checkpoints, got model_type "
+                         f"{hf.get('model_type')!r}")
+    act = _HF_ACTIVATIONS.get(hf.get("activation_function", "gelu_new"))
+    if act is None:
+        raise ValueError(f"unsupported activation_function {hf.get('activation_function')!r}")
+    for key, ok in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                    ("add_cross_attention", False)):
+        if hf.get(key, ok) != ok:
+            raise ValueError(f"unsupported GPT-2 option {key}={hf[key]!r}")
+    return GPTConfig(vocab_size=hf["vocab_size"], block_size=hf.get("n_positions", 1024),
+                     n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
+                     dropout=float(hf.get("resid_pdrop", 0.0)), bias=True, position="learned",
+                     norm="pre", activation=act,
+                     tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
+                     n_inner=hf.get("n_inner"),
+                     layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-5)))
+
+
+def _int(value, name):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
