@@ -18,20 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
 #define TC_DEC_X86 1
-static int decode_has_avx2(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
+/* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel, so
+ * TC_GEMM_KERNEL=generic / tc_gemm_set_kernel("generic") test the portable one too. */
+static int decode_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
 #else
 #define TC_DEC_X86 0
-static int decode_has_avx2(void) { return 0; }
 #endif
 
 typedef struct { /* byte offsets into the scratch */

@@ -43,7 +43,7 @@ static int FN(dec_linear)(T *out, const T *inp, const T *W, const T *b, int64_t 
 {
     if (N > DEC_GEMV_MAX_ROWS) return FN(tc_linear_forward)(out, inp, W, b, N, C, OC);
 #if TC_DEC_X86
-    const int avx2 = decode_has_avx2();
+    const int avx2 = decode_use_avx2();
 #endif
     const int64_t nblk = (OC + DEC_GEMV_BLOCK - 1) / DEC_GEMV_BLOCK;
 #pragma omp parallel for schedule(static) if (N * OC * C >= 4 * TC_PARALLEL_MIN_WORK)

@@ -654,7 +654,8 @@ int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_
  *   Strictly increasing rows (dropping rows) are moved in place; any other order copies
  *   into a second cache allocated on first use.
  * Products of at most 8 rows (a decoding step) use a matrix-vector kernel that reads each
- * weight row once (AVX2+FMA where the CPU has it); larger ones tc_linear_forward.
+ * weight row once (AVX2+FMA when tc_gemm runs its AVX2+FMA kernel, else the portable one);
+ * larger ones tc_linear_forward.
  * An encoder-decoder decoder follows the same pattern (create, prefill = run the encoder
  * and the cross-attention keys/values once, step, select). */
 typedef struct tc_gpt_kv tc_gpt_kv;
