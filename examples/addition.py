@@ -14,6 +14,7 @@ Evaluation on every held-out problem:
 
 python examples/addition.py [--steps 3000] [--batch-size 128] [--seed 0] [--threads 2]
                             [--save addition.safetensors]
+(from a checkout with the in-place build: PYTHONPATH=. python examples/addition.py)
 
 Prints the training loss as it goes and one final JSON line with the results.
 """
