@@ -261,11 +261,10 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
 }
 
 /* A rough upper bound of the arena's elements, to refuse sizes that could overflow. */
-static double ed_arena_elems(const tc_encdec_config *c, int64_t Ns, int64_t Nt)
+static double ed_arena_elems(const tc_encdec_config *c, double Ns, double Nt)
 {
     const double per = 20.0 * (double)c->C + 4.0 * (double)c->H + 4.0 * (double)c->NH;
-    return ((double)Ns + (double)Nt) * (per * ((double)c->Le + (double)c->Ld + 1.0) +
-                                        (double)c->Vt);
+    return (Ns + Nt) * (per * ((double)c->Le + (double)c->Ld + 1.0) + (double)c->Vt);
 }
 
 int tc_encdec_arena_bytes(int64_t *bytes, const tc_encdec_config *cfg, int64_t B, int64_t S,
@@ -274,7 +273,8 @@ int tc_encdec_arena_bytes(int64_t *bytes, const tc_encdec_config *cfg, int64_t B
     if (!bytes || !ed_config_ok(cfg) || B < 0 || S < 0 || T < 0 || S > cfg->maxT ||
         T > cfg->maxT || (elem_size != 4 && elem_size != 8))
         return TC_EINVAL;
-    if (ed_arena_elems(cfg, B * S, B * T) * 8.0 > 1e18) return TC_EINVAL;
+    if (ed_arena_elems(cfg, (double)B * (double)S, (double)B * (double)T) * 8.0 > 1e18)
+        return TC_EINVAL;
     *bytes = (int64_t)ed_arena_plan(cfg, B * S, B * T, elem_size, NULL, NULL, NULL);
     return TC_OK;
 }
@@ -286,7 +286,8 @@ static int ed_reserve(tc_encdec *m, int64_t Ns, int64_t Nt)
     if (m->arena && Ns <= m->cap_src && Nt <= m->cap_tgt) return TC_OK;
     if (Ns < m->cap_src) Ns = m->cap_src;
     if (Nt < m->cap_tgt) Nt = m->cap_tgt;
-    if (ed_arena_elems(&m->cfg, Ns, Nt) * (double)m->elem > 1e18) return TC_ENOMEM;
+    if (ed_arena_elems(&m->cfg, (double)Ns, (double)Nt) * (double)m->elem > 1e18)
+        return TC_ENOMEM;
     const size_t bytes = ed_arena_plan(&m->cfg, Ns, Nt, m->elem, NULL, NULL, NULL);
     char *arena = aligned_alloc(64, bytes ? bytes : 64);
     if (!arena) return TC_ENOMEM;

@@ -940,3 +940,5 @@ def test_raw_bindings_raise():
         tc._C.encdec_create(flat, flat.copy(), *(args[:12] + (1,) + args[13:]))
     with pytest.raises(ValueError, match="src_len"):
         tc._C.encdec_arena_bytes(False, *args, 2, 10, 3)
+    with pytest.raises(ValueError, match="encdec_arena_bytes"):
+        model.activation_bytes(2 ** 62, 4, 4)
