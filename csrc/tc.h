@@ -55,6 +55,21 @@ int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int6
                     double alpha, double beta);
 /* Name of the micro-kernel chosen at run time ("avx2+fma" or "generic"). */
 const char *tc_gemm_kernel_name(void);
+/* Force the micro-kernel: "generic" (the portable one, for tests), "avx2+fma" (TC_EINVAL if
+ * the CPU lacks it), or "auto"/NULL (CPU detection, unless TC_GEMM_KERNEL=generic is set in
+ * the environment). Not thread-safe against concurrent products: a test switch. */
+int tc_gemm_set_kernel(const char *name);
+/* tc_gemm with an epilogue: ep(ctx, i0, j0, m, n) is called once for every finished block
+ * C[i0:i0+m, j0:j0+n] (at most 6 x 16 entries, still in L1), by the thread that computed
+ * it, right after its last k-block; fused kernels apply bias and activation there.
+ * With K == 0 it is called once for the whole of C. ep may be NULL. */
+typedef void (*tc_gemm_epilogue_fn)(void *ctx, int64_t i0, int64_t j0, int64_t m, int64_t n);
+int tc_gemm_ep_f32(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K,
+                   int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                   float alpha, float beta, tc_gemm_epilogue_fn ep, void *ep_ctx);
+int tc_gemm_ep_f64(double *C, const double *A, const double *B, int64_t M, int64_t N,
+                   int64_t K, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                   double alpha, double beta, tc_gemm_epilogue_fn ep, void *ep_ctx);
 
 /* ------------------------------------------------------------------ linear (linear.c) */
 
@@ -437,6 +452,68 @@ int tc_optim_scale_f32(float *x, int64_t n, double factor);
 int tc_optim_scale_f64(double *x, int64_t n, double factor);
 
 /* ------------------------------------------------------------------ end optimizers */
+
+/* ------------------------------------------------------------------ fused (fused.c) */
+
+/* Linear + GELU in one pass: pre (N,OC) = inp (N,C) @ weight^T (OC,C) + bias (OC,),
+ * out (N,OC) = gelu(pre), with bias and GELU applied in the GEMM's epilogue (no extra pass
+ * over memory). pre may be NULL (inference: nothing cached), bias may be NULL.
+ * approximate_tanh 0: exact erf GELU, 1: the tanh form (float32 uses a vectorised tanh
+ * accurate to a few ulp); other values TC_EINVAL. */
+int tc_linear_gelu_forward_f32(float *out, float *pre, const float *inp, const float *weight,
+                               const float *bias, int64_t N, int64_t C, int64_t OC,
+                               int approximate_tanh);
+int tc_linear_gelu_forward_f64(double *out, double *pre, const double *inp,
+                               const double *weight, const double *bias, int64_t N, int64_t C,
+                               int64_t OC, int approximate_tanh);
+/* Backward: dpre = dout (N,OC) * gelu'(pre) (pre (N,OC) from the forward, or NULL to
+ * recompute it from inp, weight, bias), then dinp (N,C) += dpre @ weight, dweight (OC,C) +=
+ * dpre^T @ inp, dbias (OC,) += sum_n dpre (each optional, NULL = not wanted). */
+int tc_linear_gelu_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *pre, const float *inp, const float *weight,
+                                const float *bias, int64_t N, int64_t C, int64_t OC,
+                                int approximate_tanh);
+int tc_linear_gelu_backward_f64(double *dinp, double *dweight, double *dbias,
+                                const double *dout, const double *pre, const double *inp,
+                                const double *weight, const double *bias, int64_t N, int64_t C,
+                                int64_t OC, int approximate_tanh);
+/* Residual add + layernorm: sum (N,C) = x (N,C) + r (N,C) (written out: the residual
+ * stream; sum may be x or r itself), out (N,C) = layernorm(sum) with weight (C,), bias (C,)
+ * or NULL, mean/rstd (N,) or NULL as tc_layernorm_forward. TC_EINVAL if C < 1 or eps < 0. */
+int tc_layernorm_residual_forward_f32(float *out, float *sum, float *mean, float *rstd,
+                                      const float *x, const float *r, const float *weight,
+                                      const float *bias, int64_t N, int64_t C, double eps);
+int tc_layernorm_residual_forward_f64(double *out, double *sum, double *mean, double *rstd,
+                                      const double *x, const double *r, const double *weight,
+                                      const double *bias, int64_t N, int64_t C, double eps);
+/* Backward: g = dsum (N,C) (the gradient reaching sum directly, or NULL for none) + the
+ * layernorm gradient of dout (N,C); dx (N,C) += g, dr (N,C) += g (dx may be dr: it then gets
+ * 2g); dweight (C,) += sum_n dout * xhat, dbias (C,) += sum_n dout. Any of dx, dr, dweight,
+ * dbias may be NULL. sum (N,C), mean, rstd (N,) from the forward. */
+int tc_layernorm_residual_backward_f32(float *dx, float *dr, float *dweight, float *dbias,
+                                       const float *dout, const float *dsum, const float *sum,
+                                       const float *weight, const float *mean,
+                                       const float *rstd, int64_t N, int64_t C);
+int tc_layernorm_residual_backward_f64(double *dx, double *dr, double *dweight, double *dbias,
+                                       const double *dout, const double *dsum,
+                                       const double *sum, const double *weight,
+                                       const double *mean, const double *rstd, int64_t N,
+                                       int64_t C);
+
+/* ------------------------------------------------------------------ end fused */
+
+
+
+/* ------------------------------------------------------------------ bench (bench.c) */
+
+/* Peak FP32 FLOP/s of this machine with the current thread count: every thread runs iters
+ * rounds of 12 independent 8-wide FMA chains (AVX2+FMA when the CPU has it). *checksum
+ * receives a value of the chains (so they are not optimised away). TC_EINVAL if iters < 1. */
+int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters);
+
+/* ------------------------------------------------------------------ end bench */
+
+
 
 /* ------------------------------------------------------------------ rope (rope.c) */
 
