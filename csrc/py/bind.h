@@ -91,5 +91,6 @@ extern PyMethodDef tc_methods_perf[];
 extern PyMethodDef tc_methods_rope[];
 extern PyMethodDef tc_methods_model[];
 extern PyMethodDef tc_methods_bpe[];
+extern PyMethodDef tc_methods_model_encdec[];
 
 #endif /* TC_BIND_H */
