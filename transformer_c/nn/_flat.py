@@ -8,6 +8,7 @@ construction from a tree, ``create``, ``parameters`` / ``with_parameters``, the 
 parameter and gradient buffers, ``state_dict``, safetensors ``save`` / ``load`` with the
 config as JSON in the metadata, train / eval and seed checking.
 """
+import abc
 import json
 import math
 import operator
@@ -67,13 +68,14 @@ class FlatModel(Module):
     _meta_key = None  # the safetensors metadata key of the config
 
     @staticmethod
+    @abc.abstractmethod
     def _layout(config):
-        raise NotImplementedError
+        """The parameter layout of a config (each subclass defines it)."""
 
     @staticmethod
+    @abc.abstractmethod
     def _init_std(config, path):
         """The init of a weight leaf: a standard deviation (normal, mean 0)."""
-        raise NotImplementedError
 
     def __init__(self, config, parameters, *, training=True, seed=0):
         name = type(self).__name__
