@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from transformer_c import cli, viz
+from transformer_c.presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -144,3 +145,15 @@ def test_console_entry_point_no_traceback(tmp_path):
     assert "Traceback" not in r.stderr
     assert r.stderr.strip() == ("transformer_c: error: bad.txt is not UTF-8 text: byte 0xff at "
                                 "byte offset 2 (line 1): invalid start byte")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_complete_and_valid(name):
+    from transformer_c.nn import GPTConfig
+    from transformer_c.train import TrainConfig
+    s = PRESETS[name]
+    assert set(s) >= set(MODEL_KEYS + TRAIN_KEYS)
+    GPTConfig(vocab_size=65, **{k: s[k] for k in MODEL_KEYS})
+    cfg = TrainConfig(**{k: s[k] for k in TRAIN_KEYS})
+    assert cfg.warmup_iters < cfg.max_iters
+    assert DEFAULT_PRESET in PRESETS

@@ -38,6 +38,6 @@ PRESETS = {
                               eval_iters=20),
     "shakespeare-6x384": dict(_NANOGPT, n_layer=6, n_head=6, n_embd=384, block_size=256,
                               dropout=0.0, max_iters=1000, batch_size=12, eval_every=100,
-                              eval_iters=20),
+                              eval_iters=10),
 }
 DEFAULT_PRESET = "small"
