@@ -4,9 +4,10 @@ Each preset gives every model size and optimisation setting the command line has
 flags override them. Times are for this project's reference machine (2 cores, AVX2).
 
 - ``tiny``: a 2-layer, 64-wide model for smoke tests (seconds).
-- ``small`` (the default): 4 layers, 4 heads, 128 wide, block 128, 1000 steps of 8 windows:
-  about 3 minutes on 2 cores, enough for the embedded corpus (Python source) to come out
-  looking like Python.
+- ``small`` (the default): 4 layers, 4 heads, 128 wide, block 128, 1000 steps of 8 windows,
+  lr 3e-3 (cosine to 3e-4): about 3 minutes on 2 cores (~6800 tokens/s on a quiet machine),
+  validation loss about 1.91 nats per character on the embedded corpus (Python source),
+  whose samples come out looking like Python.
 - ``shakespeare-4x128``: nanoGPT's CPU "baby GPT" for Tiny Shakespeare (README: val loss
   1.88): 4 layers, 4 heads, 128 wide, block 64, batch 12, 2000 steps, dropout 0, lr 1e-3 with
   100 warmup steps and cosine decay to 1e-4, beta2 0.99, weight decay 0.1, clip 1.0, no biases.
@@ -31,7 +32,7 @@ PRESETS = {
                  max_iters=300, batch_size=8, lr=2e-3, min_lr=2e-4, warmup_iters=20,
                  eval_every=100, eval_iters=5),
     "small": dict(_NANOGPT, n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0,
-                  max_iters=1000, batch_size=8, lr=2e-3, min_lr=2e-4, warmup_iters=50,
+                  max_iters=1000, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_iters=50,
                   eval_every=250, eval_iters=10),
     "shakespeare-4x128": dict(_NANOGPT, n_layer=4, n_head=4, n_embd=128, block_size=64,
                               dropout=0.0, max_iters=2000, batch_size=12, eval_every=250,
