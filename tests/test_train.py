@@ -381,3 +381,18 @@ def test_optimizer_update_is_in_c_over_flat_buffer():
                         weight_decay=0.2 if d else 0.0)
     t.apply_update(g, 1e-3)
     np.testing.assert_array_equal(t.model.flat_parameters, p)
+
+
+def test_progress_bar_and_quiet(capsys):
+    model, tok = tiny_model()
+    train, val = datasets(tok)
+    cfg = TrainConfig(max_iters=3, batch_size=2, warmup_iters=1, eval_every=0, eval_iters=1)
+    Trainer(model, train, val, cfg, progress=True).train()
+    out, err = capsys.readouterr()
+    assert "3/3" in err and "loss=" in err              # the tqdm bar, on stderr
+    assert "step 3: train loss" in out
+    Trainer(model, train, val, cfg, quiet=True, progress=True).train()
+    assert capsys.readouterr() == ("", "")
+    Trainer(model, train, val, cfg).train()             # stderr is not a terminal: no bar
+    out, err = capsys.readouterr()
+    assert err == "" and "step 3: train loss" in out

@@ -113,8 +113,9 @@ def read_state(path):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{file} is corrupt: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(f"{file} is not a transformer_c checkpoint description "
-                              f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
+                              f"(format {fmt!r})")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
