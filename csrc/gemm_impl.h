@@ -1,37 +1,64 @@
 /* gemm_impl.h: packed, cache-blocked GEMM (Goto/BLIS loop order), written once for T.
- *
- * Loop nest: jc (NC columns of C) > pc (KC of the shared dimension; B panel packed once)
- *            > ic (MC rows; A block packed once) > (jr, ir) tiles of GEMM_MR x GEMM_NR,
- * the tiles shared out among OpenMP threads. Each C entry is owned by one thread and sums
- * over k in a fixed order, so results are reproducible for a fixed thread count.
+ * The loop nest and the thread split are described above tc_gemm below. Each C entry is
+ * owned by one thread and sums over k in a fixed order, so results are bitwise
+ * reproducible (and in fact independent of the thread count).
  */
 
 #define VEC FN(tc_gemm_vec)
+#define UVEC FN(tc_gemm_uvec)
+#define VEC16 FN(tc_gemm_vec16)
+#define UVEC16 FN(tc_gemm_uvec16)
 typedef T VEC __attribute__((vector_size(32)));
+typedef T UVEC __attribute__((vector_size(32), aligned(sizeof(T))));
+typedef T VEC16 __attribute__((vector_size(16)));
+typedef T UVEC16 __attribute__((vector_size(16), aligned(sizeof(T))));
 #define GEMM_VL ((int64_t)(32 / sizeof(T)))
 #define GEMM_NR (2 * GEMM_VL)
-#define GEMM_KC 256
-#define GEMM_MC ((int64_t)(576 / sizeof(T)))   /* 144 rows (f32), 72 (f64): A block ~ L2 */
+#ifndef GEMM_KC
+#define GEMM_KC 512
+#endif
+#ifndef GEMM_MCB
+#define GEMM_MCB 576
+#endif
+#define GEMM_MC ((int64_t)(GEMM_MCB / sizeof(T))) /* 144 rows (f32), 72 (f64): A block ~ L2 */
 #define GEMM_NC ((int64_t)(12288 / sizeof(T))) /* 3072 (f32), 1536 (f64): B panel ~ L3 */
 
-typedef void (*FN(tc_gemm_kernel_fn))(int64_t, const T *, const T *, T *);
+typedef void (*FN(tc_gemm_kernel_fn))(int64_t, const T *, int64_t, int64_t, const T *, T *,
+                                      int64_t, int64_t, int64_t, const T *);
 
+/* the portable kernel: 16-byte vectors (SSE2, NEON, ...), two column blocks per tile */
 #define KNAME FN(gemm_kernel_generic)
 #define KATTR
+#define KVEC VEC16
+#define KUVEC UVEC16
+#define KVL ((int64_t)(16 / sizeof(T)))
 #include "gemm_kernel.h"
 #undef KNAME
 #undef KATTR
+#undef KVEC
+#undef KUVEC
+#undef KVL
 #if TC_GEMM_X86
 #define KNAME FN(gemm_kernel_avx2)
 #define KATTR __attribute__((target("avx2,fma")))
+#define KVEC VEC
+#define KUVEC UVEC
+#define KVL GEMM_VL
 #include "gemm_kernel.h"
 #undef KNAME
 #undef KATTR
+#undef KVEC
+#undef KUVEC
+#undef KVL
 #endif
 
 static FN(tc_gemm_kernel_fn) FN(gemm_pick_kernel)(void)
 {
-    return tc_gemm_has_avx2() ? FN(gemm_kernel_avx2) : FN(gemm_kernel_generic);
+#if TC_GEMM_X86
+    return tc_gemm_use_avx2() ? FN(gemm_kernel_avx2) : FN(gemm_kernel_generic);
+#else
+    return FN(gemm_kernel_generic);
+#endif
 }
 
 /* C (M,N) = alpha op(A) op(B) + beta C, the plain reference. */
@@ -55,50 +82,58 @@ int FN(tc_gemm_ref)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t 
     return TC_OK;
 }
 
-/* ap (MR-row panels, each kc x MR) <- rows [0,mc) x cols [0,kc) of A viewed with strides
- * (rs, cs); rows past mc are zero-padded. */
-static void FN(gemm_pack_a)(T *restrict ap, const T *A, int64_t rs, int64_t cs,
-                            int64_t mc, int64_t kc, int64_t panel)
+/* One MR-row panel of A (kc x MR, zero-padded past mr rows) <- rows [0,mr) x cols [0,kc)
+ * of A viewed with strides (rs, cs). */
+static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs, int64_t mr,
+                            int64_t kc)
 {
-    int64_t i0 = panel * GEMM_MR;
-    int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
-    T *dst = ap + panel * GEMM_MR * kc;
-    for (int64_t p = 0; p < kc; p++) {
-        for (int64_t i = 0; i < GEMM_MR; i++)
-            dst[p * GEMM_MR + i] = i < mr ? A[(i0 + i) * rs + p * cs] : 0;
-    }
-}
-
-/* bp (NR-column panels, each kc x NR) <- rows [0,kc) x cols of one panel of B (strides rs, cs). */
-static void FN(gemm_pack_b)(T *restrict bp, const T *B, int64_t rs, int64_t cs,
-                            int64_t nc, int64_t kc, int64_t panel)
-{
-    int64_t j0 = panel * GEMM_NR;
-    int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-    T *dst = bp + panel * GEMM_NR * kc;
-    if (cs == 1 && nr == GEMM_NR) {
-        for (int64_t p = 0; p < kc; p++)
-            memcpy(dst + p * GEMM_NR, B + p * rs + j0, GEMM_NR * sizeof(T));
+    if (cs == 1) {
+        /* all MR rows stream side by side (prefetchers follow MR sequential streams) */
+        const int64_t last = mr - 1;
+        const T *r[GEMM_MR];
+        for (int64_t i = 0; i < GEMM_MR; i++) r[i] = A + (i < last ? i : last) * rs;
+        if (mr == GEMM_MR) {
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t i = 0; i < GEMM_MR; i++) dst[p * GEMM_MR + i] = r[i][p];
+        } else {
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t i = 0; i < GEMM_MR; i++) dst[p * GEMM_MR + i] = i < mr ? r[i][p] : 0;
+        }
         return;
     }
     for (int64_t p = 0; p < kc; p++) {
-        for (int64_t j = 0; j < GEMM_NR; j++)
-            dst[p * GEMM_NR + j] = j < nr ? B[p * rs + (j0 + j) * cs] : 0;
+        const T *src = A + p * cs;
+        for (int64_t i = 0; i < GEMM_MR; i++) dst[p * GEMM_MR + i] = i < mr ? src[i * rs] : 0;
     }
 }
 
-/* C (mr,nr) <- alpha * tile + beta * C (beta == 0: C is not read). */
-static void FN(gemm_store)(T *C, int64_t ldc, const T *tile, int64_t mr, int64_t nr,
-                           T alpha, T beta)
+/* One NR-column panel of B (kc x NR, zero-padded past nr columns) <- rows [0,kc) x cols
+ * [0,nr) of B viewed with strides (rs, cs). */
+static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs, int64_t nr,
+                            int64_t kc)
 {
-    for (int64_t i = 0; i < mr; i++) {
-        T *c = C + i * ldc;
-        const T *t = tile + i * GEMM_NR;
-        if (beta == 0) {
-            for (int64_t j = 0; j < nr; j++) c[j] = alpha * t[j];
-        } else {
-            for (int64_t j = 0; j < nr; j++) c[j] = alpha * t[j] + beta * c[j];
+    if (cs == 1) {
+        if (nr == GEMM_NR) {
+            /* a fixed-size row copy: a few vector moves, not a memcpy call */
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t j = 0; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = B[p * rs + j];
+            return;
         }
+        for (int64_t p = 0; p < kc; p++) {
+            memcpy(dst + p * GEMM_NR, B + p * rs, (size_t)nr * sizeof(T));
+            for (int64_t j = nr; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = 0;
+        }
+        return;
+    }
+    /* columns of B are rows of the stored (transposed) matrix: nr sequential streams */
+    const T *r[GEMM_NR];
+    for (int64_t j = 0; j < GEMM_NR; j++) r[j] = B + (j < nr ? j : 0) * cs;
+    if (nr == GEMM_NR) {
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t j = 0; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = r[j][p * rs];
+    } else {
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t j = 0; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = j < nr ? r[j][p * rs] : 0;
     }
 }
 
@@ -109,14 +144,60 @@ static void FN(gemm_scale)(T *C, int64_t ldc, int64_t M, int64_t N, T beta)
             C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
 }
 
-int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
-                int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
-                T alpha, T beta)
+/* One block of rows [ic, ic+mc) of C against the packed micro-panels [jp0, jp1) of B at
+ * (jc, pc): pack the A block (into ap, when given; else A is read in place), then every
+ * MR x NR tile, jr outer (the B micro-panel stays in L1) and ir inner. */
+static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const T *A, int64_t rsa,
+                                  int64_t csa, T *C, int64_t ldc, int64_t ic, int64_t mc,
+                                  int64_t jc, int64_t nc, int64_t pc, int64_t kc,
+                                  int64_t kc_max, T *ap, const T *bp, int64_t jp0, int64_t jp1,
+                                  const T *ab, int last_pc, tc_gemm_epilogue_fn ep,
+                                  void *ep_ctx)
+{
+    const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
+    const T *Ablk = A + ic * rsa + pc * csa;
+    if (ap) {
+        for (int64_t ip = 0; ip < mp; ip++) {
+            const int64_t i0 = ip * GEMM_MR;
+            FN(gemm_pack_a)(ap + ip * GEMM_MR * kc, Ablk + i0 * rsa, rsa, csa,
+                            mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR, kc);
+        }
+    }
+    for (int64_t jp = jp0; jp < jp1; jp++) {
+        const int64_t j0 = jp * GEMM_NR;
+        const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
+        const T *bpanel = bp + jp * GEMM_NR * kc_max;
+        for (int64_t ip = 0; ip < mp; ip++) {
+            const int64_t i0 = ip * GEMM_MR;
+            const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
+            T *ct = C + (ic + i0) * ldc + jc + j0;
+            if (ap)
+                kernel(kc, ap + ip * GEMM_MR * kc, 1, GEMM_MR, bpanel, ct, ldc, mr, nr, ab);
+            else
+                kernel(kc, Ablk + i0 * rsa, rsa, csa, bpanel, ct, ldc, mr, nr, ab);
+            if (ep && last_pc) ep(ep_ctx, ic + i0, jc + j0, mr, nr);
+        }
+    }
+}
+
+/* The fast product. Loop nest (Goto/BLIS): jc (NC columns; B panel kc x NC packed once per
+ * pc) > pc (KC of the shared dimension) > ic (MC rows; A block packed per thread, or read in
+ * place when N is small and packing would not pay) > jr (NR-column micro-panels of B) > ir
+ * (MR-row panels of A) > the micro-kernel over kc.
+ * Threads: with enough rows, the row blocks are handed out dynamically (each thread packs
+ * the A block it takes into its own buffer, in its own L2) and the B panel is packed
+ * cooperatively; with few rows, each thread owns a range of B micro-panels and packs them
+ * itself. Either way each C entry is computed
+ * by one thread summing k in a fixed order (results do not depend on the thread count). */
+int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
+                   int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                   T alpha, T beta, tc_gemm_epilogue_fn ep, void *ep_ctx)
 {
     if (M < 0 || N < 0 || K < 0) return TC_EINVAL;
     if (M == 0 || N == 0) return TC_OK;
     if (K == 0 || alpha == 0) {
         FN(gemm_scale)(C, ldc, M, N, beta);
+        if (ep) ep(ep_ctx, 0, 0, M, N);
         return TC_OK;
     }
     const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
@@ -126,53 +207,79 @@ int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
     const int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
     const int64_t a_panels = (mc_max + GEMM_MR - 1) / GEMM_MR;
     const int64_t b_panels = (nc_max + GEMM_NR - 1) / GEMM_NR;
-    size_t a_bytes = (size_t)(a_panels * GEMM_MR * kc_max) * sizeof(T);
+    /* packing A costs about as much as 1/N of the product: skip it for narrow products */
+    const int pack_a = N > GEMM_PACK_A_MIN_N;
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    /* waking a second thread costs microseconds (far more if its core is busy): only worth
+     * it past about 30 us of single-core work */
+    const int parallel = flops >= GEMM_PARALLEL_MIN_FLOPS;
+    const int max_threads = parallel ? tc_gemm_max_threads() : 1;
+    size_t a_bytes = pack_a ? (size_t)(a_panels * GEMM_MR * kc_max) * sizeof(T) : 0;
     size_t b_bytes = (size_t)(b_panels * GEMM_NR * kc_max) * sizeof(T);
     a_bytes = (a_bytes + 63) / 64 * 64;
     b_bytes = (b_bytes + 63) / 64 * 64;
-    T *ap = aligned_alloc(64, a_bytes);
+    T *ap = a_bytes ? aligned_alloc(64, a_bytes * (size_t)max_threads) : NULL;
     T *bp = aligned_alloc(64, b_bytes);
-    if (!ap || !bp) {
+    if ((a_bytes && !ap) || !bp) {
         free(ap);
         free(bp);
         return TC_ENOMEM;
     }
     const FN(tc_gemm_kernel_fn) kernel = FN(gemm_pick_kernel)();
-    const double flops = 2.0 * (double)M * (double)N * (double)K;
-    const int parallel = flops >= 4.0 * TC_PARALLEL_MIN_WORK;
-    (void)parallel;
+    const int64_t mp_all = (M + GEMM_MR - 1) / GEMM_MR;
 
-#pragma omp parallel if (parallel)
+    const int64_t panels_per_block = GEMM_MC / GEMM_MR;
+
+#pragma omp parallel num_threads(max_threads) if (parallel)
     {
-        T tile[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
+        const int nth = tc_gemm_thread_count(), tid = tc_gemm_thread_id();
+        /* split rows when there are enough MR-panels for every thread, else columns */
+        const int split_m = nth > 1 && mp_all >= 4 * nth;
+        /* row split: blocks of at most MC rows, as many as a multiple of the thread count,
+         * handed out dynamically (a thread that loses its core to other work does not hold
+         * the others up); each C entry still sums k in the same order whoever computes it */
+        int64_t nblocks = (mp_all + panels_per_block - 1) / panels_per_block;
+        nblocks = (nblocks + nth - 1) / nth * nth;
+        T *my_ap = ap ? (T *)((char *)ap + a_bytes * (size_t)tid) : NULL;
         for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
             const int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
             const int64_t np = (nc + GEMM_NR - 1) / GEMM_NR;
             for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
                 const int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-                const T beta_eff = pc == 0 ? beta : (T)1;
+                const T ab[2] = {alpha, pc == 0 ? beta : (T)1};
+                const int last_pc = pc + kc == K;
                 const T *Bblk = B + pc * rsb + jc * csb;
-#pragma omp for schedule(static)
-                for (int64_t jp = 0; jp < np; jp++)
-                    FN(gemm_pack_b)(bp, Bblk, rsb, csb, nc, kc, jp);
-                for (int64_t ic = 0; ic < M; ic += GEMM_MC) {
-                    const int64_t mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
-                    const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
-                    const T *Ablk = A + ic * rsa + pc * csa;
-#pragma omp for schedule(static)
-                    for (int64_t ip = 0; ip < mp; ip++)
-                        FN(gemm_pack_a)(ap, Ablk, rsa, csa, mc, kc, ip);
-#pragma omp for collapse(2) schedule(static)
+                /* panels sit at a fixed stride (kc_max), so with the column split a thread
+                 * packing the next pc never overlaps a neighbour still reading this one */
+                if (split_m) {
+#pragma omp for schedule(dynamic, 4)
                     for (int64_t jp = 0; jp < np; jp++) {
-                        for (int64_t ip = 0; ip < mp; ip++) {
-                            const int64_t i0 = ip * GEMM_MR, j0 = jp * GEMM_NR;
-                            const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
-                            const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-                            kernel(kc, ap + ip * GEMM_MR * kc, bp + jp * GEMM_NR * kc, tile);
-                            FN(gemm_store)(C + (ic + i0) * ldc + jc + j0, ldc, tile, mr, nr,
-                                           alpha, beta_eff);
-                        }
+                        const int64_t j0 = jp * GEMM_NR;
+                        FN(gemm_pack_b)(bp + jp * GEMM_NR * kc_max, Bblk + j0 * csb, rsb, csb,
+                                        nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR, kc);
                     }
+                    /* (the implicit barriers: B is packed before use, and used up before
+                     * the next pc packs over it) */
+#pragma omp for schedule(dynamic, 1)
+                    for (int64_t blk = 0; blk < nblocks; blk++) {
+                        const int64_t ic = mp_all * blk / nblocks * GEMM_MR;
+                        int64_t ie = mp_all * (blk + 1) / nblocks * GEMM_MR;
+                        if (ie > M) ie = M;
+                        if (ie > ic)
+                            FN(gemm_block)(kernel, A, rsa, csa, C, ldc, ic, ie - ic, jc, nc, pc,
+                                           kc, kc_max, my_ap, bp, 0, np, ab, last_pc, ep, ep_ctx);
+                    }
+                } else {
+                    const int64_t pk0 = np * tid / nth, pk1 = np * (tid + 1) / nth;
+                    for (int64_t jp = pk0; jp < pk1; jp++) {
+                        const int64_t j0 = jp * GEMM_NR;
+                        FN(gemm_pack_b)(bp + jp * GEMM_NR * kc_max, Bblk + j0 * csb, rsb, csb,
+                                        nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR, kc);
+                    }
+                    for (int64_t ic = 0; ic < M; ic += GEMM_MC)
+                        FN(gemm_block)(kernel, A, rsa, csa, C, ldc, ic,
+                                       M - ic < GEMM_MC ? M - ic : GEMM_MC, jc, nc, pc, kc,
+                                       kc_max, my_ap, bp, pk0, pk1, ab, last_pc, ep, ep_ctx);
                 }
             }
         }
@@ -182,7 +289,18 @@ int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
     return TC_OK;
 }
 
+int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
+                int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                T alpha, T beta)
+{
+    return FN(tc_gemm_ep)(C, A, B, M, N, K, ldc, lda, ldb, trans_a, trans_b, alpha, beta,
+                          NULL, NULL);
+}
+
 #undef VEC
+#undef UVEC
+#undef VEC16
+#undef UVEC16
 #undef GEMM_VL
 #undef GEMM_NR
 #undef GEMM_KC

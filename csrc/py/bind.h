@@ -86,8 +86,11 @@ extern PyMethodDef tc_methods_position[];
 extern PyMethodDef tc_methods_attention[];
 extern PyMethodDef tc_methods_loss[];
 extern PyMethodDef tc_methods_optim[];
+extern PyMethodDef tc_methods_fused[];
+extern PyMethodDef tc_methods_perf[];
 extern PyMethodDef tc_methods_rope[];
 extern PyMethodDef tc_methods_model[];
 extern PyMethodDef tc_methods_bpe[];
+extern PyMethodDef tc_methods_model_encdec[];
 
 #endif /* TC_BIND_H */

@@ -52,8 +52,10 @@ PyMODINIT_FUNC PyInit__C(void)
         tc_methods_linear, tc_methods_activation, tc_methods_softmax, tc_methods_dropout,
         tc_methods_layernorm, tc_methods_embedding, tc_methods_position, tc_methods_attention,
         tc_methods_loss, tc_methods_optim,
+        tc_methods_fused, tc_methods_perf,
         tc_methods_rope, tc_methods_model,
         tc_methods_bpe,
+        tc_methods_model_encdec,
     };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         if (PyModule_AddFunctions(m, tables[i]) < 0) {

@@ -16,4 +16,5 @@ from .position import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .fused import *  # noqa: F401,F403
 from .rope import *  # noqa: F401,F403

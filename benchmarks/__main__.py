@@ -1,0 +1,126 @@
+"""All benchmarks, side by side in one process: python -m benchmarks [options].
+
+Sections (DESIGN.md section 7, issue "Speed"):
+  gemm    (a) GEMM GFLOP/s vs numpy.matmul (OpenBLAS) and torch.matmul
+  layers  (b) every layer, forward and forward+backward, vs the PyTorch op
+  model   (c) the full GPT training step vs PyTorch (benchmarks/gpt.py, which comes with
+              the model; skipped until it exists), with MFU against the peak below
+  peak    (d) the machine's peak FP32 FLOP/s (an FMA loop in C), the MFU denominator
+
+Every case prints one JSON line (also appended to --out FILE); markdown tables follow at
+the end. Ratios are transformer_c's speed over the other library's (> 1: faster).
+"""
+import argparse
+import importlib
+import platform
+import sys
+import time
+
+import numpy as np
+
+import transformer_c as tc
+from benchmarks import common, gemm, layers, peak
+
+SECTIONS = ("peak", "gemm", "layers", "model")
+
+
+def _skipped(reason, quiet):
+    return [common.emit({"bench": "gpt_loss_and_grads", "skipped": reason}, quiet=quiet)]
+
+
+def run_model(threads, quick, opts, peak_records, quiet=False):
+    """(c) The hook for the full GPT training step: benchmarks/gpt.py, which comes with the
+    model (run(configs, threads, repeats) emitting one record per config and thread count).
+    Its records are collected here, and MFU is added against the measured peak (d):
+    (6 * params + 12 * n_layer * n_embd * T) FLOPs per token (forward + backward, the
+    attention scores included) * tokens/s / peak FP32 FLOP/s."""
+    try:
+        gpt = importlib.import_module("benchmarks.gpt")
+    except ModuleNotFoundError as e:
+        if e.name not in ("benchmarks.gpt", "transformer_c.nn.gpt"):
+            raise
+        return _skipped("benchmarks/gpt.py is not there yet (it comes with the GPT model)", quiet)
+    peak_by_threads = {r["threads"]: r["peak_gflops"] * 1e9 for r in peak_records}
+    records = []
+
+    def collect(record, stream=None, quiet_=quiet):
+        n_layer, n_embd, T = record.get("n_layer"), record.get("n_embd"), record.get("T")
+        peak_flops = peak_by_threads.get(record.get("threads"))
+        if None not in (n_layer, n_embd, T, peak_flops) and "params" in record:
+            per_token = 6 * record["params"] + 12 * n_layer * n_embd * T
+            for k in ("tc", "torch"):
+                if f"{k}_tokens_per_s" in record:
+                    record[f"{k}_mfu"] = round(per_token * record[f"{k}_tokens_per_s"] / peak_flops, 4)
+        records.append(common.emit(record, stream, quiet=quiet_))
+        return record
+
+    saved = getattr(gpt, "emit", None)
+    gpt.emit = collect
+    try:
+        configs = ["small"] if quick else ["small", "medium"]
+        gpt.run(configs, list(threads), 3 if quick else 7)
+    finally:
+        if saved is not None:
+            gpt.emit = saved
+    return records
+
+
+def model_table(records):
+    lines = ["| config | threads | tc tokens/s | torch tokens/s | speedup | tc MFU | torch MFU "
+             "| peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r.get('config')} | {r.get('threads')} | {r.get('tc_tokens_per_s', '-')} "
+                     f"| {r.get('torch_tokens_per_s', '-')} | {r.get('speedup_vs_torch', '-')} "
+                     f"| {r.get('tc_mfu', '-')} | {r.get('torch_mfu', '-')} "
+                     f"| {r.get('peak_rss_mib', '-')} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="a subset with fewer repeats (about a minute)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="thread counts to run (default: 1 2)")
+    p.add_argument("--out", metavar="FILE", help="append the JSON lines to FILE")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                   help="sections to run (default: all)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--quiet", action="store_true", help="no JSON lines on stdout, tables only")
+    a = p.parse_args(argv)
+    if any(t < 1 for t in a.threads):
+        p.error("--threads must be >= 1")
+    common.set_output(a.out)
+    dtype = np.dtype(a.dtype).type
+    opts = {"repeats": 3, "min_time": 0.02, "warmup": 1} if a.quick else {}
+    torch = common.try_torch()
+    common.emit({"bench": "env", "python": platform.python_version(), "numpy": np.__version__,
+                 "torch": torch.__version__ if torch else None, "machine": platform.machine(),
+                 "processor": platform.processor(), "gemm_kernel": tc._C.gemm_kernel_name(),
+                 "quick": a.quick, "time": time.strftime("%Y-%m-%d %H:%M:%S")}, quiet=a.quiet)
+    tables = []
+    peak_records = []
+    if "peak" in a.only:
+        peak_records = peak.run(a.threads, iters=5_000_000 if a.quick else 20_000_000,
+                                quiet=a.quiet)
+        tables.append(("Peak FP32 (FMA loop)", peak.table(peak_records)))
+    if "gemm" in a.only:
+        recs = gemm.run(a.threads, dtype, gemm.shapes(a.quick), opts, quiet=a.quiet)
+        tables.append((f"GEMM ({a.dtype})", gemm.table(recs)))
+    if "layers" in a.only:
+        recs = layers.run(a.threads, dtype, opts=opts, quiet=a.quiet)
+        tables.append((f"Layers ({a.dtype})", layers.table(recs)))
+    if "model" in a.only:
+        recs = run_model(a.threads, a.quick, opts, peak_records, quiet=a.quiet)
+        if recs and "skipped" in recs[0]:
+            tables.append(("GPT training step", "skipped: " + recs[0]["skipped"]))
+        else:
+            tables.append(("GPT training step", model_table(recs)))
+    for title, text in tables:
+        print(f"\n### {title}\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

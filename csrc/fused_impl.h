@@ -1,0 +1,327 @@
+/* fused_impl.h: fused kernels that save passes over memory, written once for T.
+ *
+ * linear + GELU:  pre = inp @ weight^T + bias,  out = gelu(pre).
+ *   The bias and the activation are applied in the GEMM's epilogue, to each finished
+ *   6 x 16 block while it is still in L1: one pass writes pre (the backward's cache) and
+ *   out, instead of bias fill + GEMM + a GELU pass reading pre back.
+ *   Backward: dpre = dout * gelu'(pre) and dbias += sum_n dpre in one pass, then
+ *   dinp += dpre @ weight, dweight += dpre^T @ inp (two GEMMs).
+ * residual + layernorm:  s = x + r (written out: the residual stream), y = LN(s).
+ *   Backward: ds_total = ds + LN'(dy) (ds: the gradient reaching s directly, or none);
+ *   dx += ds_total, dr += ds_total; dweight, dbias as layernorm.
+ *
+ * GELU as in activation_impl.h (exact erf form, or GPT-2's tanh form). The float32 tanh
+ * form uses a branch-free, vectorisable tanh (fused_tanhf, error a few ulp) instead of
+ * libm's scalar tanhf; float64 uses libm.
+ * Every output element is written by one thread in a fixed order: results are bitwise
+ * reproducible for a fixed thread count.
+ */
+
+#ifndef TC_FUSED_ONCE
+#define TC_FUSED_ONCE
+#define TC_FUSED_BLOCK 64 /* columns per thread block in column sums */
+#endif
+
+#include "gelu_math.h"
+
+/* Each row/block routine below is written once as an always-inline body and compiled
+ * twice: for the x86-64 baseline and with AVX2 (8 floats / 4 doubles per instruction,
+ * chosen at run time like the GEMM kernel). No FMA: the two versions round identically, so
+ * results do not depend on the CPU. */
+#if TC_FUSED_X86
+#define TC_FUSED_PICK(name) (tc_fused_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#else
+#define TC_FUSED_PICK(name) FN(name##_generic)
+#endif
+
+/* one finished GEMM block of linear + GELU: pre += bias, out = gelu(pre), rows [i0, i0+m),
+ * columns [j0, j0+n) */
+__attribute__((always_inline)) static inline void
+FN(lg_rows_body)(T *out_all, T *pre_all, const T *bias, int64_t OC, int64_t i0, int64_t j0,
+                 int64_t m, int64_t n, int approximate_tanh)
+{
+    for (int64_t i = i0; i < i0 + m; i++) {
+        T *pre = pre_all + i * OC + j0, *out = out_all + i * OC + j0;
+        if (bias) {
+            const T *b = bias + j0;
+#pragma omp simd
+            for (int64_t j = 0; j < n; j++) pre[j] += b[j];
+        }
+        if (approximate_tanh) {
+#pragma omp simd
+            for (int64_t j = 0; j < n; j++) out[j] = FN(fused_gelu)(pre[j], 1);
+        } else {
+            for (int64_t j = 0; j < n; j++) out[j] = FN(fused_gelu)(pre[j], 0);
+        }
+    }
+}
+
+/* dpre = dout * gelu'(pre) over all N rows of the columns [o0, o0+width), and their column
+ * sums (rows in order) added to dbias */
+__attribute__((always_inline)) static inline void
+FN(lg_grad_block_body)(T *dpre, T *dbias, const T *dout, const T *pre, int64_t N, int64_t OC,
+                       int64_t o0, int64_t width, int approximate_tanh)
+{
+    T s[TC_FUSED_BLOCK] = {0};
+    for (int64_t n = 0; n < N; n++) {
+        const T *p = pre + n * OC + o0, *g = dout + n * OC + o0;
+        T *d = dpre + n * OC + o0;
+        if (approximate_tanh) {
+#pragma omp simd
+            for (int64_t o = 0; o < width; o++) {
+                d[o] = g[o] * FN(fused_gelu_grad)(p[o], 1);
+                s[o] += d[o];
+            }
+        } else {
+            for (int64_t o = 0; o < width; o++) {
+                d[o] = g[o] * FN(fused_gelu_grad)(p[o], 0);
+                s[o] += d[o];
+            }
+        }
+    }
+    if (dbias)
+        for (int64_t o = 0; o < width; o++) dbias[o0 + o] += s[o];
+}
+
+/* 8 partial sums combined in a fixed order (vectorised without fast-math flags) */
+__attribute__((always_inline)) static inline double FN(fused_combine)(const double *a)
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* one row of residual + layernorm forward; statistics in double, two passes, as
+ * layernorm_impl.h */
+__attribute__((always_inline)) static inline void
+FN(lnr_fwd_row_body)(T *y, T *s, T *mean, T *rstd, const T *xr, const T *rr, const T *weight,
+                     const T *bias, int64_t C, double eps)
+{
+    double acc[8] = {0};
+    for (int64_t c = 0; c < C; c++) s[c] = xr[c] + rr[c];
+    int64_t c = 0;
+    for (; c + 8 <= C; c += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)s[c + j];
+    for (int j = 0; c < C; c++, j++) acc[j] += (double)s[c];
+    const double m = FN(fused_combine)(acc) / (double)C;
+    double dev[8] = {0};
+    for (c = 0; c + 8 <= C; c += 8)
+        for (int j = 0; j < 8; j++) {
+            const double d = (double)s[c + j] - m;
+            dev[j] += d * d;
+        }
+    for (int j = 0; c < C; c++, j++) {
+        const double d = (double)s[c] - m;
+        dev[j] += d * d;
+    }
+    const double rs = 1.0 / sqrt(FN(fused_combine)(dev) / (double)C + eps);
+    if (mean) *mean = (T)m;
+    if (rstd) *rstd = (T)rs;
+    if (bias) {
+        for (c = 0; c < C; c++) y[c] = (T)(((double)s[c] - m) * rs) * weight[c] + bias[c];
+    } else {
+        for (c = 0; c < C; c++) y[c] = (T)(((double)s[c] - m) * rs) * weight[c];
+    }
+}
+
+/* one row of residual + layernorm backward: v = layernorm'(dy) + ds; gx += v, gr += v */
+__attribute__((always_inline)) static inline void
+FN(lnr_bwd_row_body)(T *gx, T *gr, const T *dy, const T *ds, const T *s, const T *weight,
+                     double m, double rs, int64_t C)
+{
+    double aa[8] = {0}, bb[8] = {0};
+    int64_t c = 0;
+    for (; c + 8 <= C; c += 8)
+        for (int j = 0; j < 8; j++) {
+            const double g = (double)dy[c + j] * (double)weight[c + j];
+            aa[j] += g;
+            bb[j] += g * (((double)s[c + j] - m) * rs);
+        }
+    for (int j = 0; c < C; c++, j++) {
+        const double g = (double)dy[c] * (double)weight[c];
+        aa[j] += g;
+        bb[j] += g * (((double)s[c] - m) * rs);
+    }
+    const double a = FN(fused_combine)(aa) / (double)C, b = FN(fused_combine)(bb) / (double)C;
+    for (c = 0; c < C; c++) {
+        const double g = (double)dy[c] * (double)weight[c];
+        T v = (T)(rs * (g - a - (((double)s[c] - m) * rs) * b));
+        if (ds) v += ds[c];
+        if (gx) gx[c] += v;
+        if (gr) gr[c] += v;
+    }
+}
+
+/* dweight, dbias of columns [c0, c0+width): sums over all rows, in order */
+__attribute__((always_inline)) static inline void
+FN(lnr_wb_block_body)(T *dweight, T *dbias, const T *dout, const T *sum, const T *mean,
+                      const T *rstd, int64_t N, int64_t C, int64_t c0, int64_t width)
+{
+    double sw[TC_FUSED_BLOCK] = {0}, sb[TC_FUSED_BLOCK] = {0};
+    for (int64_t n = 0; n < N; n++) {
+        const T *dy = dout + n * C + c0, *s = sum + n * C + c0;
+        const double m = (double)mean[n], rs = (double)rstd[n];
+        for (int64_t c = 0; c < width; c++) {
+            sw[c] += (double)dy[c] * (((double)s[c] - m) * rs);
+            sb[c] += (double)dy[c];
+        }
+    }
+    if (dweight)
+        for (int64_t c = 0; c < width; c++) dweight[c0 + c] += (T)sw[c];
+    if (dbias)
+        for (int64_t c = 0; c < width; c++) dbias[c0 + c] += (T)sb[c];
+}
+
+#define TC_FUSED_VARIANT(attr, sfx)                                                         \
+    attr static void FN(lg_rows##sfx)(T *out, T *pre, const T *bias, int64_t OC, int64_t i0, \
+                                      int64_t j0, int64_t m, int64_t n, int approx)          \
+    {                                                                                        \
+        FN(lg_rows_body)(out, pre, bias, OC, i0, j0, m, n, approx);                          \
+    }                                                                                        \
+    attr static void FN(lg_grad_block##sfx)(T *dpre, T *dbias, const T *dout, const T *pre,  \
+                                            int64_t N, int64_t OC, int64_t o0,               \
+                                            int64_t width, int approx)                       \
+    {                                                                                        \
+        FN(lg_grad_block_body)(dpre, dbias, dout, pre, N, OC, o0, width, approx);            \
+    }                                                                                        \
+    attr static void FN(lnr_fwd_row##sfx)(T *y, T *s, T *mean, T *rstd, const T *x,          \
+                                          const T *r, const T *w, const T *b, int64_t C,     \
+                                          double eps)                                        \
+    {                                                                                        \
+        FN(lnr_fwd_row_body)(y, s, mean, rstd, x, r, w, b, C, eps);                          \
+    }                                                                                        \
+    attr static void FN(lnr_bwd_row##sfx)(T *gx, T *gr, const T *dy, const T *ds,            \
+                                          const T *s, const T *w, double m, double rs,       \
+                                          int64_t C)                                         \
+    {                                                                                        \
+        FN(lnr_bwd_row_body)(gx, gr, dy, ds, s, w, m, rs, C);                                \
+    }                                                                                        \
+    attr static void FN(lnr_wb_block##sfx)(T *dw, T *db, const T *dout, const T *sum,        \
+                                           const T *mean, const T *rstd, int64_t N,          \
+                                           int64_t C, int64_t c0, int64_t width)             \
+    {                                                                                        \
+        FN(lnr_wb_block_body)(dw, db, dout, sum, mean, rstd, N, C, c0, width);               \
+    }
+
+TC_FUSED_VARIANT(, _generic)
+#if TC_FUSED_X86
+TC_FUSED_VARIANT(__attribute__((target("avx2"))), _avx2)
+#endif
+
+typedef struct {
+    T *out;        /* (N,OC) gelu(pre) */
+    T *pre;        /* (N,OC) where the GEMM wrote inp @ weight^T; bias is added in place */
+    const T *bias; /* (OC,) or NULL */
+    int64_t OC;
+    int approximate_tanh;
+    void (*rows)(T *, T *, const T *, int64_t, int64_t, int64_t, int64_t, int64_t, int);
+} FN(fused_lg_ctx);
+
+static void FN(fused_lg_epilogue)(void *vctx, int64_t i0, int64_t j0, int64_t m, int64_t n)
+{
+    const FN(fused_lg_ctx) *c = vctx;
+    c->rows(c->out, c->pre, c->bias, c->OC, i0, j0, m, n, c->approximate_tanh);
+}
+
+// out (N,OC), pre (N,OC) or NULL, inp (N,C), weight (OC,C), bias (OC,) or NULL
+int FN(tc_linear_gelu_forward)(T *out, T *pre, const T *inp, const T *weight, const T *bias,
+                               int64_t N, int64_t C, int64_t OC, int approximate_tanh)
+{
+    if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
+    if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
+    FN(fused_lg_ctx) ctx = {out, pre ? pre : out, bias, OC, approximate_tanh,
+                            TC_FUSED_PICK(lg_rows)};
+    return FN(tc_gemm_ep)(ctx.pre, inp, weight, N, OC, C, OC, C, C, 0, 1, (T)1, (T)0,
+                          FN(fused_lg_epilogue), &ctx);
+}
+
+// dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), pre (N,OC) or NULL
+// (recomputed from inp, weight, bias), inp (N,C), weight (OC,C), bias (OC,) or NULL
+int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, const T *pre,
+                                const T *inp, const T *weight, const T *bias, int64_t N,
+                                int64_t C, int64_t OC, int approximate_tanh)
+{
+    if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
+    if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
+    if (N == 0 || OC == 0) return TC_OK;
+    const size_t count = (size_t)N * (size_t)OC;
+    T *dpre = malloc(count * sizeof(T));
+    T *pre_own = NULL;
+    if (!dpre) return TC_ENOMEM;
+    int st = TC_OK;
+    if (!pre) {
+        pre_own = malloc(count * sizeof(T));
+        if (!pre_own) {
+            free(dpre);
+            return TC_ENOMEM;
+        }
+        /* out = dpre as scratch: its values are overwritten below */
+        st = FN(tc_linear_gelu_forward)(dpre, pre_own, inp, weight, bias, N, C, OC,
+                                        approximate_tanh);
+        pre = pre_own;
+    }
+    if (st == TC_OK) {
+        /* dpre = dout * gelu'(pre); each thread owns blocks of columns (rows in order), so
+         * the bias gradient is summed in the same pass without atomics */
+        void (*block)(T *, T *, const T *, const T *, int64_t, int64_t, int64_t, int64_t, int) =
+            TC_FUSED_PICK(lg_grad_block);
+#pragma omp parallel for schedule(static) if (N * OC * 8 >= TC_PARALLEL_MIN_WORK)
+        for (int64_t o0 = 0; o0 < OC; o0 += TC_FUSED_BLOCK) {
+            const int64_t width = OC - o0 < TC_FUSED_BLOCK ? OC - o0 : TC_FUSED_BLOCK;
+            block(dpre, dbias, dout, pre, N, OC, o0, width, approximate_tanh);
+        }
+    }
+    if (st == TC_OK && dinp)
+        st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1, (T)1);
+    if (st == TC_OK && dweight)
+        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1, (T)1);
+    free(dpre);
+    free(pre_own);
+    return st;
+}
+
+// out (N,C), sum (N,C), mean (N,) or NULL, rstd (N,) or NULL, x (N,C), r (N,C), weight (C,),
+// bias (C,) or NULL; sum may be x or r (updated in place)
+int FN(tc_layernorm_residual_forward)(T *out, T *sum, T *mean, T *rstd, const T *x,
+                                      const T *r, const T *weight, const T *bias, int64_t N,
+                                      int64_t C, double eps)
+{
+    if (N < 0 || C < 1 || !(eps >= 0) || !out || !sum || !weight) return TC_EINVAL;
+    void (*row)(T *, T *, T *, T *, const T *, const T *, const T *, const T *, int64_t,
+                double) = TC_FUSED_PICK(lnr_fwd_row);
+#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t n = 0; n < N; n++)
+        row(out + n * C, sum + n * C, mean ? mean + n : NULL, rstd ? rstd + n : NULL,
+            x + n * C, r + n * C, weight, bias, C, eps);
+    return TC_OK;
+}
+
+// dx (N,C), dr (N,C), dweight (C,), dbias (C,) each optional (dx may equal dr: it then
+// receives the gradient twice); dout (N,C) the gradient of y, dsum (N,C) or NULL the
+// gradient reaching s directly; sum (N,C), mean (N,), rstd (N,) from the forward
+int FN(tc_layernorm_residual_backward)(T *dx, T *dr, T *dweight, T *dbias, const T *dout,
+                                       const T *dsum, const T *sum, const T *weight,
+                                       const T *mean, const T *rstd, int64_t N, int64_t C)
+{
+    if (N < 0 || C < 1 || !dout || !sum || !weight || !mean || !rstd) return TC_EINVAL;
+    if (dweight || dbias) {
+        void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
+                      int64_t, int64_t) = TC_FUSED_PICK(lnr_wb_block);
+#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
+        for (int64_t c0 = 0; c0 < C; c0 += TC_FUSED_BLOCK) {
+            const int64_t width = C - c0 < TC_FUSED_BLOCK ? C - c0 : TC_FUSED_BLOCK;
+            block(dweight, dbias, dout, sum, mean, rstd, N, C, c0, width);
+        }
+    }
+    if (!dx && !dr) return TC_OK;
+    void (*row)(T *, T *, const T *, const T *, const T *, const T *, double, double,
+                int64_t) = TC_FUSED_PICK(lnr_bwd_row);
+#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t n = 0; n < N; n++)
+        row(dx ? dx + n * C : NULL, dr ? dr + n * C : NULL, dout + n * C,
+            dsum ? dsum + n * C : NULL, sum + n * C, weight, (double)mean[n], (double)rstd[n],
+            C);
+    return TC_OK;
+}
+
+#undef TC_FUSED_PICK
+#undef TC_FUSED_VARIANT
+

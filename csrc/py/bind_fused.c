@@ -1,0 +1,244 @@
+/* bind_fused.c: bindings of fused.c (linear + GELU, residual add + layernorm). */
+#include "bind.h"
+
+#include <math.h>
+#include <stdio.h>
+
+/* 0 if approximate is 0 (erf) or 1 (tanh), else -1 with ValueError. */
+static int check_approximate(int approximate_tanh)
+{
+    if (approximate_tanh == 0 || approximate_tanh == 1) return 0;
+    PyErr_Format(PyExc_ValueError, "approximate_tanh must be 0 or 1, got %d", approximate_tanh);
+    return -1;
+}
+
+static int check_eps(double eps)
+{
+    if (eps >= 0 && isfinite(eps)) return 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%g", eps);
+    PyErr_Format(PyExc_ValueError, "eps must be a finite number >= 0, got %s", buf);
+    return -1;
+}
+
+/* linear_gelu_forward(x (N,C), weight (OC,C), bias (OC,)|None, approximate_tanh, want_pre)
+ *   -> (out (N,OC), pre (N,OC)|None) */
+static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *w_obj, *b_obj, *result = NULL;
+    int approx, want_pre;
+    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *pre = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOip", &x_obj, &w_obj, &b_obj, &approx, &want_pre))
+        return NULL;
+    if (check_approximate(approx)) goto done;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
+    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
+    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
+    if (b_obj != Py_None) {
+        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
+        if (tc_py_check_dim(b, "bias", 0, OC, "out_features (weight.shape[0])")) goto done;
+    }
+    npy_intp dims[2] = {N, OC};
+    if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
+    if (want_pre && !(pre = tc_py_new(2, dims, ty, 0))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_linear_gelu_forward, PyArray_DATA(out),
+                 pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
+                 b ? PyArray_DATA(b) : NULL, N, C, OC, approx);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "linear_gelu_forward")) goto done;
+    result = Py_BuildValue("(OO)", out, pre ? (PyObject *)pre : Py_None);
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(out);
+    Py_XDECREF(pre);
+    return result;
+}
+
+/* linear_gelu_backward(grad_output (N,OC), x (N,C), weight (OC,C), bias (OC,)|None,
+ *                      pre (N,OC)|None, approximate_tanh, with_bias)
+ *   -> (dx (N,C), dweight (OC,C), dbias (OC,)|None). pre None: recomputed. */
+static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
+{
+    PyObject *dy_obj, *x_obj, *w_obj, *b_obj, *p_obj, *result = NULL;
+    int approx, with_bias;
+    PyArrayObject *dy = NULL, *x = NULL, *w = NULL, *b = NULL, *pre = NULL;
+    PyArrayObject *dx = NULL, *dw = NULL, *db = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOip", &dy_obj, &x_obj, &w_obj, &b_obj, &p_obj, &approx,
+                          &with_bias))
+        return NULL;
+    if (check_approximate(approx)) goto done;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
+    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
+    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
+    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
+    if (tc_py_check_dim(dy, "grad_output", 0, N, "the rows of x")) goto done;
+    if (tc_py_check_dim(dy, "grad_output", 1, OC, "out_features (weight.shape[0])")) goto done;
+    if (b_obj != Py_None) {
+        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
+        if (tc_py_check_dim(b, "bias", 0, OC, "out_features (weight.shape[0])")) goto done;
+    }
+    if (p_obj != Py_None) {
+        if (!(pre = tc_py_float_array(p_obj, "pre", ty, 2))) goto done;
+        if (tc_py_check_same_shape(pre, "pre", dy, "grad_output")) goto done;
+    }
+    npy_intp xdims[2] = {N, C}, wdims[2] = {OC, C}, bdims[1] = {OC};
+    if (!(dx = tc_py_new(2, xdims, ty, 1)) || !(dw = tc_py_new(2, wdims, ty, 1))) goto done;
+    if (with_bias && !(db = tc_py_new(1, bdims, ty, 1))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_linear_gelu_backward, PyArray_DATA(dx), PyArray_DATA(dw),
+                 db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
+                 pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
+                 b ? PyArray_DATA(b) : NULL, N, C, OC, approx);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "linear_gelu_backward")) goto done;
+    result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);
+done:
+    Py_XDECREF(dy);
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(pre);
+    Py_XDECREF(dx);
+    Py_XDECREF(dw);
+    Py_XDECREF(db);
+    return result;
+}
+
+/* layernorm_residual_forward(x (N,C), r (N,C), weight (C,), bias (C,)|None, eps)
+ *   -> (out (N,C), sum (N,C), mean (N,), rstd (N,)) */
+static PyObject *py_layernorm_residual_forward(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *r_obj, *w_obj, *b_obj, *result = NULL;
+    double eps;
+    PyArrayObject *x = NULL, *r = NULL, *w = NULL, *b = NULL;
+    PyArrayObject *out = NULL, *sum = NULL, *mean = NULL, *rstd = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOd", &x_obj, &r_obj, &w_obj, &b_obj, &eps)) return NULL;
+    if (check_eps(eps)) goto done;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    if (!(r = tc_py_float_array(r_obj, "residual", ty, 2))) goto done;
+    if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
+    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
+    if (C < 1) {
+        PyErr_SetString(PyExc_ValueError, "x must have at least one channel (its last dim)");
+        goto done;
+    }
+    if (tc_py_check_same_shape(r, "residual", x, "x")) goto done;
+    if (tc_py_check_dim(w, "weight", 0, C, "the channels of x (its last dim)")) goto done;
+    if (b_obj != Py_None) {
+        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
+        if (tc_py_check_dim(b, "bias", 0, C, "the channels of x (its last dim)")) goto done;
+    }
+    npy_intp xdims[2] = {N, C}, sdims[1] = {N};
+    if (!(out = tc_py_new(2, xdims, ty, 0)) || !(sum = tc_py_new(2, xdims, ty, 0)) ||
+        !(mean = tc_py_new(1, sdims, ty, 0)) || !(rstd = tc_py_new(1, sdims, ty, 0)))
+        goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_layernorm_residual_forward, PyArray_DATA(out), PyArray_DATA(sum),
+                 PyArray_DATA(mean), PyArray_DATA(rstd), PyArray_DATA(x), PyArray_DATA(r),
+                 PyArray_DATA(w), b ? PyArray_DATA(b) : NULL, N, C, eps);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "layernorm_residual_forward")) goto done;
+    result = Py_BuildValue("(OOOO)", out, sum, mean, rstd);
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(r);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(out);
+    Py_XDECREF(sum);
+    Py_XDECREF(mean);
+    Py_XDECREF(rstd);
+    return result;
+}
+
+/* layernorm_residual_backward(grad_output (N,C), grad_sum (N,C)|None, sum (N,C),
+ *                             weight (C,), mean (N,), rstd (N,), with_bias)
+ *   -> (dx (N,C), dresidual (N,C), dweight (C,), dbias (C,)|None) */
+static PyObject *py_layernorm_residual_backward(PyObject *self, PyObject *args)
+{
+    PyObject *dy_obj, *ds_obj, *s_obj, *w_obj, *m_obj, *r_obj, *result = NULL;
+    int with_bias;
+    PyArrayObject *dy = NULL, *ds = NULL, *s = NULL, *w = NULL, *mean = NULL, *rstd = NULL;
+    PyArrayObject *dx = NULL, *dr = NULL, *dw = NULL, *db = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOp", &dy_obj, &ds_obj, &s_obj, &w_obj, &m_obj, &r_obj,
+                          &with_bias))
+        return NULL;
+    int ty = tc_py_float_type(s_obj, "sum");
+    if (ty < 0) goto done;
+    if (!(s = tc_py_float_array(s_obj, "sum", ty, 2))) goto done;
+    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
+    if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
+    if (!(mean = tc_py_float_array(m_obj, "mean", ty, 1))) goto done;
+    if (!(rstd = tc_py_float_array(r_obj, "rstd", ty, 1))) goto done;
+    npy_intp N = PyArray_DIM(s, 0), C = PyArray_DIM(s, 1);
+    if (C < 1) {
+        PyErr_SetString(PyExc_ValueError, "sum must have at least one channel (its last dim)");
+        goto done;
+    }
+    if (tc_py_check_same_shape(dy, "grad_output", s, "sum")) goto done;
+    if (ds_obj != Py_None) {
+        if (!(ds = tc_py_float_array(ds_obj, "grad_sum", ty, 2))) goto done;
+        if (tc_py_check_same_shape(ds, "grad_sum", s, "sum")) goto done;
+    }
+    if (tc_py_check_dim(w, "weight", 0, C, "the channels of sum (its last dim)")) goto done;
+    if (tc_py_check_dim(mean, "mean", 0, N, "the rows of sum")) goto done;
+    if (tc_py_check_dim(rstd, "rstd", 0, N, "the rows of sum")) goto done;
+    npy_intp xdims[2] = {N, C}, cdims[1] = {C};
+    if (!(dx = tc_py_new(2, xdims, ty, 1)) || !(dr = tc_py_new(2, xdims, ty, 1)) ||
+        !(dw = tc_py_new(1, cdims, ty, 1)))
+        goto done;
+    if (with_bias && !(db = tc_py_new(1, cdims, ty, 1))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_layernorm_residual_backward, PyArray_DATA(dx), PyArray_DATA(dr),
+                 PyArray_DATA(dw), db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
+                 ds ? PyArray_DATA(ds) : NULL, PyArray_DATA(s), PyArray_DATA(w),
+                 PyArray_DATA(mean), PyArray_DATA(rstd), N, C);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "layernorm_residual_backward")) goto done;
+    result = Py_BuildValue("(OOOO)", dx, dr, dw, db ? (PyObject *)db : Py_None);
+done:
+    Py_XDECREF(dy);
+    Py_XDECREF(ds);
+    Py_XDECREF(s);
+    Py_XDECREF(w);
+    Py_XDECREF(mean);
+    Py_XDECREF(rstd);
+    Py_XDECREF(dx);
+    Py_XDECREF(dr);
+    Py_XDECREF(dw);
+    Py_XDECREF(db);
+    return result;
+}
+
+PyMethodDef tc_methods_fused[] = {
+    {"linear_gelu_forward", py_linear_gelu_forward, METH_VARARGS,
+     "linear_gelu_forward(x, weight, bias|None, approximate_tanh, want_pre) -> (out, pre|None)"},
+    {"linear_gelu_backward", py_linear_gelu_backward, METH_VARARGS,
+     "linear_gelu_backward(grad_output, x, weight, bias|None, pre|None, approximate_tanh, "
+     "with_bias) -> (dx, dweight, dbias|None)"},
+    {"layernorm_residual_forward", py_layernorm_residual_forward, METH_VARARGS,
+     "layernorm_residual_forward(x, residual, weight, bias|None, eps) -> (out, sum, mean, rstd)"},
+    {"layernorm_residual_backward", py_layernorm_residual_backward, METH_VARARGS,
+     "layernorm_residual_backward(grad_output, grad_sum|None, sum, weight, mean, rstd, "
+     "with_bias) -> (dx, dresidual, dweight, dbias|None)"},
+    {NULL, NULL, 0, NULL},
+};

@@ -1,0 +1,64 @@
+"""Smoke test of the benchmark suite: one tiny case of every benchmark function, so the
+suite cannot rot. No timing is asserted (timings never go in the test suite)."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import __main__ as bench_main
+from benchmarks import common, gemm, layers, peak
+
+FAST = {"repeats": 1, "min_time": 0.0, "warmup": 0, "settle": 0.0}
+
+
+def test_gemm_case_records_every_library():
+    recs = gemm.run([1], np.float32, [(8, 5, 7, "NN"), (8, 5, 7, "TN"), (6, 9, 4, "NT")],
+                    FAST, quiet=True)
+    assert len(recs) == 3
+    for r in recs:
+        assert r["tc_s"] > 0 and r["numpy_s"] > 0 and r["ratio_vs_numpy"] > 0
+    assert "| 8 x 5 x 7 | TN | 1 |" in gemm.table(recs)
+    assert len(gemm.shapes()) > len(gemm.shapes(quick=True)) > 0
+
+
+def test_every_layer_case_runs_on_tiny_shapes():
+    recs = layers.run([1], np.float32, cfg=layers.TINY, opts=FAST, quiet=True)
+    names = {r["layer"] for r in recs}
+    for want in ("linear", "gelu (tanh)", "relu", "softmax", "layernorm", "embedding",
+                 "cross_entropy", "attention (causal)", "dropout (p=0.1)", "adamw update",
+                 "linear_gelu (fused)", "layernorm_residual (fused)"):
+        assert want in names
+    for r in recs:
+        assert r["tc_fwd_s"] > 0
+    assert "adamw update" in layers.table(recs)
+
+
+def test_peak_flops_record():
+    (r,) = peak.run([1], iters=1000, repeats=1, quiet=True)
+    assert r["peak_gflops"] >= 0 and r["threads"] == 1
+
+
+def test_entry_point_writes_json_lines(tmp_path, capsys):
+    out = tmp_path / "bench.jsonl"
+    assert bench_main.main(["--quick", "--only", "model", "--threads", "1", "--quiet",
+                            "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["bench"] == "env"
+    assert any(rec["bench"] == "gpt_loss_and_grads" for rec in lines)
+    assert "GPT training step" in capsys.readouterr().out
+    common.set_output(None)
+
+
+def test_blas_thread_control_is_available():
+    # numpy's OpenBLAS must follow --threads, or the GEMM comparison is 1 vs 2 threads
+    if not common._openblas_libs():
+        pytest.skip("numpy is not linked against OpenBLAS here")
+    try:
+        assert common.set_blas_threads(1)
+    finally:
+        common.set_blas_threads(2)
+
+
+def test_entry_point_rejects_bad_threads():
+    with pytest.raises(SystemExit):
+        bench_main.main(["--threads", "0"])

@@ -1,0 +1,146 @@
+"""The fast GEMM's every path: both micro-kernels (the portable one forced through the
+private switch), packed and in-place A, narrow and partial edge tiles, every transpose,
+blocks past KC/MC, the row and the column thread splits, and reproducibility."""
+import numpy as np
+import pytest
+
+import transformer_c as tc
+from conftest import rng, tol
+
+F = tc.functional
+_C = tc._C
+
+KERNELS = ["generic"] + (["avx2+fma"] if _C.gemm_kernel_name() == "avx2+fma" else [])
+
+# (M, N, K): N <= 96 reads A in place, N > 96 packs it; N % 16 in {1..8} takes the narrow
+# edge kernel, others a partial wide tile; M % 6 != 0 leaves partial rows; K > 512 (KC) and
+# M > 144 (MC, float32) run the blocking loops twice; M >= 48 splits rows among 2 threads.
+SHAPES = [(1, 1, 1), (5, 3, 2), (6, 16, 7), (7, 17, 13), (13, 65, 33), (50, 9, 600),
+          (150, 100, 530), (151, 200, 40), (8, 130, 70), (768 // 8, 65, 384 // 8)]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    _C.gemm_set_kernel(request.param)
+    try:
+        assert _C.gemm_kernel_name() == request.param
+        yield request.param
+    finally:
+        _C.gemm_set_kernel("auto")
+
+
+def operands(dtype, M, N, K, ta, tb, seed=0):
+    r = rng(seed + M * 7 + N * 3 + K)
+    A = r.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    B = r.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    want = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+    return A, B, want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M,N,K", SHAPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_kernels_match_numpy_and_reference(kernel, dtype, M, N, K, ta, tb):
+    A, B, want = operands(dtype, M, N, K, ta, tb)
+    got = F.gemm(A, B, trans_a=ta, trans_b=tb)
+    ref = F.gemm(A, B, trans_a=ta, trans_b=tb, reference=True)
+    scale = np.sqrt(K)
+    t = tol(dtype)
+    np.testing.assert_allclose(got, want, rtol=t["rtol"] * scale, atol=t["atol"] * scale)
+    np.testing.assert_allclose(got, ref, rtol=t["rtol"] * scale, atol=t["atol"] * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N", [5, 40, 300])
+def test_gemm_accumulates_with_beta_one(kernel, dtype, N):
+    # linear_forward runs C = bias; C += x @ W^T (beta = 1) on every tile shape
+    r = rng(N)
+    x = r.standard_normal((37, 45)).astype(dtype)
+    W = r.standard_normal((N, 45)).astype(dtype)
+    b = r.standard_normal(N).astype(dtype)
+    want = x.astype(np.float64) @ W.T.astype(np.float64) + b
+    np.testing.assert_allclose(F.linear(x, W, b), want, **{k: v * 10 for k, v in tol(dtype).items()})
+
+
+def test_gemm_beta_zero_ignores_nan_in_output_and_large_values_survive(kernel):
+    # large finite entries (1e18 * 1e18 * K stays below float64's max) are summed exactly
+    # enough; NaN never comes from the uninitialised output buffer
+    A = np.full((20, 30), 1e18)
+    B = np.full((30, 20), 1e18)
+    np.testing.assert_allclose(F.gemm(A, B), np.full((20, 20), 30e36), rtol=1e-12)
+    A32 = np.full((20, 30), 1e20, np.float32)
+    B32 = np.full((30, 20), 1e20, np.float32)
+    assert np.all(np.isinf(F.gemm(A32, B32)))  # 1e40 overflows float32, as in numpy
+    with np.errstate(over="ignore"):
+        assert np.all(np.isinf(A32 @ B32))
+
+
+@pytest.mark.parametrize("M,N", [(300, 200), (20, 700), (200, 40)])
+def test_gemm_bitwise_reproducible_and_independent_of_thread_count(kernel, M, N):
+    r = rng(9)
+    A = r.standard_normal((M, 600)).astype(np.float32)
+    B = r.standard_normal((600, N)).astype(np.float32)
+    n = tc.get_num_threads()
+    try:
+        tc.set_num_threads(2)
+        two = F.gemm(A, B)
+        for _ in range(5):  # threads race here if they ever share a buffer region
+            assert np.array_equal(two, F.gemm(A, B))
+        tc.set_num_threads(1)
+        one = F.gemm(A, B)
+    finally:
+        tc.set_num_threads(n)
+    # each C entry is summed by one thread in the same k order whatever the split
+    assert np.array_equal(one, two)
+
+
+def test_generic_and_avx2_kernels_agree_to_rounding():
+    A, B, want = operands(np.float32, 100, 90, 700, False, True)
+    outs = []
+    for k in KERNELS:
+        _C.gemm_set_kernel(k)
+        try:
+            outs.append(F.gemm(A, B, trans_b=True))
+        finally:
+            _C.gemm_set_kernel("auto")
+    for o in outs:
+        np.testing.assert_allclose(o, want, rtol=1e-4, atol=1e-4 * np.sqrt(700))
+
+
+def test_gemm_set_kernel_rejects_unknown_names():
+    with pytest.raises(ValueError, match="name"):
+        _C.gemm_set_kernel("avx512")
+    with pytest.raises(TypeError):
+        _C.gemm_set_kernel(3)
+    assert _C.gemm_kernel_name() in ("generic", "avx2+fma")
+
+
+def test_peak_flops_probe():
+    f = _C.peak_flops(100000)
+    assert f > 1e8  # any machine does more than 0.1 GFLOP/s
+    for bad in (0, -1, 10**9):
+        with pytest.raises(ValueError, match="iters"):
+            _C.peak_flops(bad)
+    with pytest.raises(TypeError):
+        _C.peak_flops("x")
+
+
+def test_portable_build_without_x86_dispatch_compiles():
+    # a machine without x86 (aarch64, ...) compiles only the portable kernels; build that
+    # configuration's sources here (TC_PORTABLE_ONLY drops the dispatch) so it cannot rot
+    import pathlib
+    import shutil
+    import subprocess
+
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sources = [str(root / "csrc" / f) for f in ("gemm.c", "fused.c", "bench.c")]
+    for src in sources:
+        if not pathlib.Path(src).exists():
+            pytest.skip("C sources not available")
+    res = subprocess.run([cc, "-fsyntax-only", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
+                          "-Werror", "-Wno-unused-parameter", "-DTC_PORTABLE_ONLY",
+                          f"-I{root / 'csrc'}", *sources], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
