@@ -83,7 +83,7 @@ FN(lg_grad_block_body)(T *dpre, T *dbias, const T *dout, const T *pre, int64_t N
         for (int64_t o = 0; o < width; o++) dbias[o0 + o] += s[o];
 }
 
-/* 8 partial sums combined in a fixed order (vectorised without -ffast-math) */
+/* 8 partial sums combined in a fixed order (vectorised without fast-math flags) */
 __attribute__((always_inline)) static inline double FN(fused_combine)(const double *a)
 {
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));

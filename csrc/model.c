@@ -19,6 +19,7 @@
  *     projection output), datth C, dqkvh 3C.
  */
 #include "tc_generic.h"
+#include "model_common.h"
 #include "gpt_layout.h"
 
 #include <stdlib.h>
@@ -55,14 +56,6 @@ int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
     if (!gpt_config_ok(cfg)) return -1;
     int64_t a, b, d, e, f;
     return gpt_param_plan(cfg, NULL, &a, &b, &d, &e, &f);
-}
-
-/* Bump allocation: byte offset of a block of n elements of `size` bytes, 64-byte aligned. */
-static size_t gpt_take(size_t *used, int64_t n, int64_t size)
-{
-    const size_t off = (*used + 63) / 64 * 64;
-    *used = off + (size_t)n * (size_t)size;
-    return off;
 }
 
 /* The arena plan for N tokens (la may be NULL); returns the total bytes. */
@@ -177,12 +170,6 @@ void tc_gpt_free(tc_gpt *m)
 int64_t tc_gpt_arena_size(const tc_gpt *m)
 {
     return m ? (int64_t)m->arena_bytes : 0;
-}
-
-/* The dropout seed of site s (same rule as transformer_c.nn.blocks.site_seed). */
-static uint64_t gpt_site_seed(uint64_t seed, int64_t site)
-{
-    return seed + (uint64_t)(site + 1) * UINT64_C(0x9E3779B97F4A7C15);
 }
 
 #define T float

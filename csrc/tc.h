@@ -628,6 +628,99 @@ int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_
 /* ------------------------------------------------------------------ end model */
 
 
+/* ------------------------------------------------------------------ model_encdec (model_encdec.c) */
+
+/* The encoder-decoder fast path: the whole forward, loss and backward of an encoder-decoder
+ * transformer (transformer_c.nn.EncoderDecoder) in one call over one activation arena owned
+ * by an opaque tc_encdec object: no per-layer round trips, no recomputation, no allocation
+ * after the first call of the largest size. The same kernels as the module-by-module path,
+ * in the same order, so both agree to rounding.
+ *
+ * Parameters and gradients are two caller-owned flat buffers of tc_encdec_num_params(cfg)
+ * elements, in this order (absent entries are skipped; every "norm" is weight (C) then
+ * bias (C), every linear weight (out,in) then bias (out); no biases when bias == 0):
+ *   wte (Vs,C) if share;
+ *   encoder: wte (Vs,C) unless share; wpe (maxT,C) if position == LEARNED;
+ *     per layer: ln_1 norm, attn.c_attn (3C,C), attn.c_proj (C,C), ln_2 norm,
+ *                mlp.c_fc (H,C), mlp.c_proj (C,H);
+ *     ln_f norm if post_norm == 0;
+ *   decoder: wte (Vt,C) unless share; wpe (maxT,C) if LEARNED;
+ *     per layer: ln_1 norm, attn.c_attn (3C,C), attn.c_proj (C,C), ln_cross_attn norm,
+ *                crossattention.q_attn (C,C), crossattention.c_attn (2C,C) ([k | v] of the
+ *                memory), crossattention.c_proj (C,C), ln_2 norm, mlp.c_fc, mlp.c_proj;
+ *     ln_f norm if post_norm == 0;
+ *   lm_head (Vt,C) unless tie (then the decoder's token embedding is the output head).
+ * Encoder layers: bidirectional self-attention with the source key-padding mask, MLP;
+ * decoder layers: causal self-attention, cross-attention to the encoder's output (the same
+ * memory for every layer, source padding masked), MLP. Pre-LN sub-layers
+ * x += drop(f(norm(x))) with a final ln_f per stack; post-LN x = norm(x + drop(f(x))).
+ * Positions (learned or sinusoidal, cfg.position = TC_GPT_POS_LEARNED / _SINUSOIDAL; RoPE is
+ * not supported) are added to the token embeddings of both stacks. Attention scale
+ * 1/sqrt(HS), HS = C/NH; activation TC_GPT_ACT_*.
+ * Dropout (cfg.dropout, when training) sites, each with seed + (site + 1) *
+ * 0x9E3779B97F4A7C15 (mod 2^64): encoder embeddings 0, encoder layer l: attention
+ * probabilities 3l+1, attention branch 3l+2, MLP branch 3l+3; decoder embeddings
+ * D0 = 1 + 3 Le, decoder layer l (s = D0 + 5l): self-attention probabilities s+1 and
+ * branch s+2, cross-attention probabilities s+3 and branch s+4, MLP branch s+5. */
+typedef struct {
+    int64_t Vs, Vt;        /* source and target vocabularies */
+    int64_t maxT;          /* longest source and longest target (rows of wpe) */
+    int64_t C, Le, Ld, NH, H; /* width, encoder and decoder layers, heads, MLP width */
+    int bias;              /* biases in linear layers and layer norms */
+    int position;          /* TC_GPT_POS_LEARNED or TC_GPT_POS_SINUSOIDAL */
+    int post_norm;         /* 0: pre-LN, 1: post-LN */
+    int activation;        /* TC_GPT_ACT_* */
+    int share;             /* one token embedding for source and target (Vs == Vt) */
+    int tie;               /* the output head is the target token embedding */
+    double eps;            /* layer norm epsilon */
+    double pos_base;       /* base of the sinusoidal table */
+    double dropout;        /* in [0, 1) */
+} tc_encdec_config;
+typedef struct tc_encdec tc_encdec;
+
+/* Number of parameters of cfg, or -1 if cfg is invalid (a size < 1, C % NH != 0, RoPE, an
+ * option out of range, share with Vs != Vt). */
+int64_t tc_encdec_num_params(const tc_encdec_config *cfg);
+/* *bytes = size of the activation arena for B sources of S tokens and B targets of T tokens
+ * (S, T <= maxT), elements of elem_size bytes (4 or 8). The sinusoidal table is not
+ * included. */
+int tc_encdec_arena_bytes(int64_t *bytes, const tc_encdec_config *cfg, int64_t B, int64_t S,
+                          int64_t T, int64_t elem_size);
+/* *model = a new encoder-decoder over params and grads (tc_encdec_num_params(cfg) elements
+ * each, borrowed: they must outlive the model). Free with tc_encdec_free. */
+int tc_encdec_create_f32(tc_encdec **model, const tc_encdec_config *cfg, float *params,
+                         float *grads);
+int tc_encdec_create_f64(tc_encdec **model, const tc_encdec_config *cfg, double *params,
+                         double *grads);
+void tc_encdec_free(tc_encdec *model);
+/* Size of the model's arena now (0 before the first call). */
+int64_t tc_encdec_arena_size(const tc_encdec *model);
+/* *loss = mean cross-entropy of the logits (B,T,Vt) of tgt_in against tgt_out (B,T) over the
+ * rows whose target is not ignore_index (NaN when none is left), and grads = d loss / d
+ * params (OVERWRITTEN: zeroed first; all zero when no row is left).
+ * src (B,S) ids in [0, Vs); src_mask (B,S) uint8, nonzero = real token, 0 = padding (never
+ * attended to by the encoder or the cross-attention), or NULL (no padding); tgt_in (B,T)
+ * ids in [0, Vt); tgt_out (B,T) in [0, Vt) or ignore_index; 1 <= S, T <= maxT.
+ * training != 0 turns dropout on (when cfg.dropout > 0), with masks from seed. */
+int tc_encdec_loss_and_grads_f32(tc_encdec *model, double *loss, const int64_t *src,
+                                 const uint8_t *src_mask, const int64_t *tgt_in,
+                                 const int64_t *tgt_out, int64_t B, int64_t S, int64_t T,
+                                 int64_t ignore_index, uint64_t seed, int training);
+int tc_encdec_loss_and_grads_f64(tc_encdec *model, double *loss, const int64_t *src,
+                                 const uint8_t *src_mask, const int64_t *tgt_in,
+                                 const int64_t *tgt_out, int64_t B, int64_t S, int64_t T,
+                                 int64_t ignore_index, uint64_t seed, int training);
+/* logits (B,T,Vt) of tgt_in (B,T) given src (B,S) and src_mask: the forward alone. */
+int tc_encdec_forward_f32(tc_encdec *model, float *logits, const int64_t *src,
+                          const uint8_t *src_mask, const int64_t *tgt_in, int64_t B, int64_t S,
+                          int64_t T, uint64_t seed, int training);
+int tc_encdec_forward_f64(tc_encdec *model, double *logits, const int64_t *src,
+                          const uint8_t *src_mask, const int64_t *tgt_in, int64_t B, int64_t S,
+                          int64_t T, uint64_t seed, int training);
+
+/* ------------------------------------------------------------------ end model_encdec */
+
+
 /* ------------------------------------------------------------------ model_decode (model_decode.c) */
 
 /* KV-cache decoding of a GPT (the config and flat parameter layout of "model" above; no

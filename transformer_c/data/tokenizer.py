@@ -3,6 +3,7 @@
 Ids: the special tokens come first (``<PAD>`` = 0, ``<SOS>`` = 1, ``<EOS>`` = 2,
 ``<UNK>`` = 3 with the default specials), then the tokenizer's own vocabulary.
 """
+import abc
 import json
 import os
 import re
@@ -34,7 +35,7 @@ def as_id_array(ids, name="ids"):
     return arr.astype(np.int64, copy=False)
 
 
-class Tokenizer:
+class Tokenizer(abc.ABC):
     """Base class: special tokens, ``encode``/``decode``/``tokenize``, ``save``/``load``.
 
     Subclasses implement ``vocab_size``, ``_encode_ordinary(text) -> int64 ids``,
@@ -85,8 +86,9 @@ class Tokenizer:
         return len(self.specials)
 
     @property
+    @abc.abstractmethod
     def vocab_size(self):
-        raise NotImplementedError
+        """Number of ids, specials included (each subclass defines it)."""
 
     def __len__(self):
         return self.vocab_size

@@ -19,3 +19,9 @@ __all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNor
            "MultiHeadSelfAttention", "MultiHeadCrossAttention", "KVCache",
            "DecoderLayer", "Decoder", "CrossEntropyLoss"]
 __all__ += ["Dense", "Norm", "MLP", "SelfAttention", "Block", "GPTConfig", "GPT"]
+from .blocks import CrossAttention, DecoderBlock
+from .encoder import Encoder, EncoderConfig
+from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig
+
+__all__ += ["CrossAttention", "DecoderBlock", "EncoderConfig", "Encoder",
+            "EncoderDecoderConfig", "EncoderDecoder"]

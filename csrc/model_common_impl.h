@@ -1,0 +1,111 @@
+/* model_common_impl.h: helpers shared by the whole-model fast paths (model_impl.h for GPT,
+ * model_encdec_impl.h for the encoder-decoder), written once for T and included by each
+ * per dtype: layout copies between token-major (B,T,C) and head-major (B,NH,T,HS), residual
+ * additions, position rows, the in-place cross-entropy gradient and the activations. */
+
+// qh, kh, vh (B,NH,T,HS) <- the three C-wide slices of qkv (B,T,3C)
+static void FN(gpt_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, int64_t L,
+                                int64_t NH, int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t h = 0; h < NH; h++) {
+            const int64_t o = (b * NH + h) * L * HS;
+            for (int64_t t = 0; t < L; t++) {
+                const T *src = qkv + (b * L + t) * 3 * C + h * HS;
+                memcpy(qh + o + t * HS, src, (size_t)HS * sizeof(T));
+                memcpy(kh + o + t * HS, src + C, (size_t)HS * sizeof(T));
+                memcpy(vh + o + t * HS, src + 2 * C, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+// dqkv (B,T,3C) <- dqh, dkh, dvh (B,NH,T,HS) (the inverse copy)
+static void FN(gpt_merge_qkv)(T *dqkv, const T *dqh, const T *dkh, const T *dvh, int64_t B,
+                              int64_t L, int64_t NH, int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t t = 0; t < L; t++) {
+            T *dst = dqkv + (b * L + t) * 3 * C;
+            for (int64_t h = 0; h < NH; h++) {
+                const int64_t o = ((b * NH + h) * L + t) * HS;
+                memcpy(dst + h * HS, dqh + o, (size_t)HS * sizeof(T));
+                memcpy(dst + C + h * HS, dkh + o, (size_t)HS * sizeof(T));
+                memcpy(dst + 2 * C + h * HS, dvh + o, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+// y (B,T,C) <- yh (B,NH,T,HS) when to_tokens, else yh <- y
+static void FN(gpt_permute)(T *y, T *yh, int64_t B, int64_t L, int64_t NH, int64_t HS,
+                            int to_tokens)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t t = 0; t < L; t++) {
+            for (int64_t h = 0; h < NH; h++) {
+                T *tok = y + (b * L + t) * C + h * HS;
+                T *head = yh + ((b * NH + h) * L + t) * HS;
+                if (to_tokens) memcpy(tok, head, (size_t)HS * sizeof(T));
+                else memcpy(head, tok, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+// out (N,C) = a (N,C) + b (N,C); out may be a
+static void FN(gpt_add)(T *out, const T *a, const T *b, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+// x (N,C) += table[pos[n]] (rows of a (maxT,C) table)
+static void FN(gpt_add_rows)(T *x, const T *table, const int64_t *pos, int64_t N, int64_t C)
+{
+#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t n = 0; n < N; n++) {
+        const T *row = table + pos[n] * C;
+        T *o = x + n * C;
+        for (int64_t c = 0; c < C; c++) o[c] = o[c] + row[c];
+    }
+}
+
+/* logits (N,V) <- dlogits in place: row n (target t != ignore_index) becomes
+ * scale * (exp(logits - lse[n]) - onehot(t)), exactly what tc_loss_cross_entropy_backward
+ * adds to a zeroed buffer given the forward's lse; ignored rows become 0. */
+static void FN(gpt_ce_backward_inplace)(T *logits, const T *lse, const int64_t *targets,
+                                        int64_t N, int64_t V, int64_t ignore_index, T scale)
+{
+#pragma omp parallel for schedule(static) if (N * V >= TC_PARALLEL_MIN_WORK)
+    for (int64_t n = 0; n < N; n++) {
+        T *x = logits + n * V;
+        const int64_t t = targets[n];
+        if (t == ignore_index) {
+            memset(x, 0, (size_t)V * sizeof(T));
+            continue;
+        }
+        const T l = lse[n];
+        for (int64_t c = 0; c < V; c++) x[c] = scale * MATH(exp)(x[c] - l);
+        x[t] -= scale;
+    }
+}
+
+static int FN(gpt_act_forward)(T *out, const T *inp, int64_t n, int act)
+{
+    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
+    return FN(tc_gelu_forward)(out, inp, n, act == TC_GPT_ACT_GELU_TANH);
+}
+
+static int FN(gpt_act_backward)(T *dinp, const T *dout, const T *inp, int64_t n, int act)
+{
+    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_backward)(dinp, dout, inp, n);
+    return FN(tc_gelu_backward)(dinp, dout, inp, n, act == TC_GPT_ACT_GELU_TANH);
+}
+

@@ -1,0 +1,350 @@
+/* model_encdec.c: the encoder-decoder fast path (tc.h, "model_encdec"): parameter layout,
+ * activation-arena plan and the model object; the forward/backward itself is
+ * model_encdec_impl.h, compiled per dtype.
+ *
+ * Every layer is a chain of residual sub-layers, each with one slot of buffers:
+ *   slot A: self-attention, slot B: cross-attention (decoder only), slot C: MLP;
+ *   pre-LN:  ln = LN(in); r = in + drop(f(ln)); the sub-layer's output is r;
+ *   post-LN: r = in + drop(f(in)); ln = LN(r); the sub-layer's output is ln.
+ * The arena is one 64-byte-aligned block carved by a bump allocator (sizes per token of the
+ * stack: Ns = B*S source tokens for the encoder, Nt = B*T target tokens for the decoder, Nm
+ * the larger; C width, H MLP width, NH heads, V target vocabulary):
+ *   kept for the backward, per layer:
+ *     per slot: ln C, mean/rstd 2, r C
+ *     self-attention: qkvh 3C (head-major q, k, v), atth C + lse NH (attention output and
+ *       row logsumexp), atty C (token-major, the c_proj input)
+ *     cross-attention (decoder): xqh C (queries), xkvh 2C per SOURCE token (keys and values
+ *       of the memory), xatth C + xlse NH, xatty C
+ *     MLP: fch H, fcha H (c_fc output before and after the activation)
+ *   kept once: source and target positions (int64), the two embedding outputs, each
+ *     stack's ln_f C + 2 (pre-LN), logits V (turned into dlogits in place), per-row loss and
+ *     logsumexp 2;
+ *   scratch (Nm tokens): qkv 3C (projection outputs / their gradients), dres C and dtmp C
+ *     (the running residual gradient), ddrop C, dfin C (a branch's input gradient; also
+ *     the forward's branch output), datty C, datth C, dqkvh 3C, dh1 H, dh2 H; and dmem C
+ *     per source token (the memory's gradient, summed over the decoder layers).
+ */
+#include "tc_generic.h"
+#include "model_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { int64_t w, b; } ed_lin; /* element offsets of a weight and bias (-1: absent) */
+
+typedef struct {
+    ed_lin ln1, att, proj, lnx, xq, xkv, xproj, ln2, fc, fcproj; /* lnx..xproj: decoder */
+} ed_layer_params;
+
+typedef struct {
+    size_t ln[3], mean[3], rstd[3], r[3];   /* slots A (self), B (cross), C (MLP) */
+    size_t qkvh, atth, lse, atty;
+    size_t xqh, xkvh, xatth, xlse, xatty;
+    size_t fch, fcha;
+} ed_layer_acts;
+
+typedef struct {
+    size_t spos, tpos, semb, temb, slnf, slnf_mean, slnf_rstd, tlnf, tlnf_mean, tlnf_rstd;
+    size_t logits, losses, loss_lse;
+    size_t qkv, dres, dtmp, ddrop, dfin, datty, datth, dqkvh, dh1, dh2, dmem;
+    size_t total;
+} ed_acts;
+
+/* One call's sizes and options. */
+typedef struct {
+    int64_t B, Ls, Lt;           /* batch, source and target lengths */
+    const uint8_t *mask;         /* (B,Ls) nonzero = real source token, or NULL (all real) */
+    uint64_t seed;
+    int drop;                    /* dropout on */
+} ed_call;
+
+/* The sub-layers of a layer in order: kind (= slot: 0 self-attention, 1 cross-attention,
+ * 2 MLP), the dropout site of its attention probabilities and of its branch output. Layer l
+ * of the encoder uses sites 3l + 1.. 3l + 3, of the decoder D0 + 5l + 1 .. D0 + 5l + 5 with
+ * D0 = 1 + 3 Le (the decoder's embedding site), in order of use. */
+static int ed_layer_plan(const tc_encdec_config *c, int dec, int64_t l, int kinds[3],
+                         int64_t probs[3], int64_t branch[3])
+{
+    int64_t site = dec ? 1 + 3 * c->Le + 5 * l + 1 : 3 * l + 1;
+    int n = 0;
+    for (int kind = 0; kind < 3; kind++) {
+        if (kind == 1 && !dec) continue;
+        kinds[n] = kind;
+        probs[n] = kind < 2 ? site++ : -1;
+        branch[n] = site++;
+        n++;
+    }
+    return n;
+}
+
+struct tc_encdec {
+    tc_encdec_config cfg;
+    int64_t elem;                 /* sizeof(T) */
+    void *params, *grads;         /* borrowed flat buffers */
+    int64_t num_params;
+    int64_t swte, twte, swpe, twpe, head;
+    ed_lin slnf, tlnf;
+    ed_layer_params *ep, *dp;     /* (Le,), (Ld,) */
+    ed_layer_acts *ea, *da;
+    ed_acts ga;
+    char *arena;                  /* owned */
+    size_t arena_bytes;
+    int64_t cap_src, cap_tgt;     /* the arena is carved for this many tokens */
+    void *tab;                    /* sinusoidal table (maxT,C) */
+};
+
+static int ed_config_ok(const tc_encdec_config *c)
+{
+    if (!c) return 0;
+    if (c->Vs < 1 || c->Vt < 1 || c->maxT < 1 || c->C < 1 || c->Le < 1 || c->Ld < 1 ||
+        c->NH < 1 || c->H < 1)
+        return 0;
+    if (c->C % c->NH) return 0;
+    if ((c->position != TC_GPT_POS_LEARNED && c->position != TC_GPT_POS_SINUSOIDAL) ||
+        c->activation < 0 || c->activation > 2)
+        return 0;
+    if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
+        (c->share != 0 && c->share != 1) || (c->tie != 0 && c->tie != 1))
+        return 0;
+    if (c->share && c->Vs != c->Vt) return 0;
+    if (!(c->eps >= 0) || !isfinite(c->eps)) return 0;
+    if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
+    if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
+    /* keep every buffer (in elements, times 8 bytes) far from size_t / int64 overflow */
+    const double big = 1e15, L = (double)c->Le + (double)c->Ld;
+    if ((double)c->Vs * (double)c->C > big || (double)c->Vt * (double)c->C > big ||
+        (double)c->maxT * (double)c->C > big || (double)c->H * (double)c->C * L > big ||
+        (double)c->C * (double)c->C * 8.0 * L > big)
+        return 0;
+    return 1;
+}
+
+/* The offsets of an (o, i) weight and (when bias) an (o,) bias taken from *off in order. */
+static ed_lin ed_take_lin(int64_t *off, int64_t o, int64_t i, int bias)
+{
+    ed_lin r;
+    r.w = *off;
+    *off += o * i;
+    r.b = bias ? *off : -1;
+    if (bias) *off += o;
+    return r;
+}
+
+/* Parameter offsets in layout order (ep, dp may be NULL); returns the total count. */
+static int64_t ed_param_plan(const tc_encdec_config *c, tc_encdec *m, ed_layer_params *ep,
+                             ed_layer_params *dp)
+{
+    int64_t off = 0;
+    const int64_t C = c->C, H = c->H;
+#define TAKE(n) (off += (n), off - (n))
+#define LIN(o, i) ed_take_lin(&off, (o), (i), c->bias)
+#define NORM() ed_take_lin(&off, C, 1, c->bias)
+    int64_t shared = c->share ? TAKE(c->Vs * C) : -1;
+    int64_t swte = c->share ? shared : TAKE(c->Vs * C);
+    int64_t swpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
+    for (int64_t l = 0; l < c->Le; l++) {
+        ed_layer_params p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1},
+                             {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+        p.ln1 = NORM();
+        p.att = LIN(3 * C, C);
+        p.proj = LIN(C, C);
+        p.ln2 = NORM();
+        p.fc = LIN(H, C);
+        p.fcproj = LIN(C, H);
+        if (ep) ep[l] = p;
+    }
+    ed_lin slnf = {-1, -1};
+    if (!c->post_norm) slnf = NORM();
+    int64_t twte = c->share ? shared : TAKE(c->Vt * C);
+    int64_t twpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
+    for (int64_t l = 0; l < c->Ld; l++) {
+        ed_layer_params p;
+        p.ln1 = NORM();
+        p.att = LIN(3 * C, C);
+        p.proj = LIN(C, C);
+        p.lnx = NORM();
+        p.xq = LIN(C, C);
+        p.xkv = LIN(2 * C, C);
+        p.xproj = LIN(C, C);
+        p.ln2 = NORM();
+        p.fc = LIN(H, C);
+        p.fcproj = LIN(C, H);
+        if (dp) dp[l] = p;
+    }
+    ed_lin tlnf = {-1, -1};
+    if (!c->post_norm) tlnf = NORM();
+    int64_t head = c->tie ? twte : TAKE(c->Vt * C);
+#undef NORM
+#undef LIN
+#undef TAKE
+    if (m) {
+        m->swte = swte;
+        m->twte = twte;
+        m->swpe = swpe;
+        m->twpe = twpe;
+        m->slnf = slnf;
+        m->tlnf = tlnf;
+        m->head = head;
+    }
+    return off;
+}
+
+int64_t tc_encdec_num_params(const tc_encdec_config *cfg)
+{
+    if (!ed_config_ok(cfg)) return -1;
+    return ed_param_plan(cfg, NULL, NULL, NULL);
+}
+
+/* The arena plan for Ns source and Nt target tokens (ea, da may be NULL); total bytes. */
+static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, int64_t elem,
+                            ed_layer_acts *ea, ed_layer_acts *da, ed_acts *ga)
+{
+    size_t u = 0;
+    const int64_t C = c->C, H = c->H, NH = c->NH, Nm = Ns > Nt ? Ns : Nt;
+    const int64_t pre = !c->post_norm;
+    ed_acts g;
+    g.spos = gpt_take(&u, Ns, sizeof(int64_t));
+    g.tpos = gpt_take(&u, Nt, sizeof(int64_t));
+    g.semb = gpt_take(&u, Ns * C, elem);
+    for (int dec = 0; dec < 2; dec++) {
+        const int64_t N = dec ? Nt : Ns, L = dec ? c->Ld : c->Le;
+        if (dec) g.temb = gpt_take(&u, Nt * C, elem);
+        for (int64_t l = 0; l < L; l++) {
+            ed_layer_acts a;
+            memset(&a, 0, sizeof a);
+            for (int s = 0; s < 3; s++) {
+                const int64_t n = (s == 1 && !dec) ? 0 : N;
+                a.ln[s] = gpt_take(&u, n * C, elem);
+                a.mean[s] = gpt_take(&u, n, elem);
+                a.rstd[s] = gpt_take(&u, n, elem);
+                a.r[s] = gpt_take(&u, n * C, elem);
+            }
+            a.qkvh = gpt_take(&u, 3 * N * C, elem);
+            a.atth = gpt_take(&u, N * C, elem);
+            a.lse = gpt_take(&u, N * NH, elem);
+            a.atty = gpt_take(&u, N * C, elem);
+            if (dec) {
+                a.xqh = gpt_take(&u, Nt * C, elem);
+                a.xkvh = gpt_take(&u, 2 * Ns * C, elem);
+                a.xatth = gpt_take(&u, Nt * C, elem);
+                a.xlse = gpt_take(&u, Nt * NH, elem);
+                a.xatty = gpt_take(&u, Nt * C, elem);
+            }
+            a.fch = gpt_take(&u, N * H, elem);
+            a.fcha = gpt_take(&u, N * H, elem);
+            if (dec && da) da[l] = a;
+            if (!dec && ea) ea[l] = a;
+        }
+        const int64_t n = pre ? N : 0;
+        size_t *lnf = dec ? &g.tlnf : &g.slnf;
+        lnf[0] = gpt_take(&u, n * C, elem);
+        lnf[1] = gpt_take(&u, n, elem);
+        lnf[2] = gpt_take(&u, n, elem);
+    }
+    g.logits = gpt_take(&u, Nt * c->Vt, elem);
+    g.losses = gpt_take(&u, Nt, elem);
+    g.loss_lse = gpt_take(&u, Nt, elem);
+    g.qkv = gpt_take(&u, 3 * Nm * C, elem);
+    g.dres = gpt_take(&u, Nm * C, elem);
+    g.dtmp = gpt_take(&u, Nm * C, elem);
+    g.ddrop = gpt_take(&u, c->dropout > 0 ? Nm * C : 0, elem);
+    g.dfin = gpt_take(&u, Nm * C, elem);
+    g.datty = gpt_take(&u, Nm * C, elem);
+    g.datth = gpt_take(&u, Nm * C, elem);
+    g.dqkvh = gpt_take(&u, 3 * Nm * C, elem);
+    g.dh1 = gpt_take(&u, Nm * H, elem);
+    g.dh2 = gpt_take(&u, Nm * H, elem);
+    g.dmem = gpt_take(&u, Ns * C, elem);
+    g.total = (u + 63) / 64 * 64;
+    if (ga) *ga = g;
+    return g.total;
+}
+
+/* A rough upper bound of the arena's elements, to refuse sizes that could overflow. */
+static double ed_arena_elems(const tc_encdec_config *c, double Ns, double Nt)
+{
+    const double per = 20.0 * (double)c->C + 4.0 * (double)c->H + 4.0 * (double)c->NH;
+    return (Ns + Nt) * (per * ((double)c->Le + (double)c->Ld + 1.0) + (double)c->Vt);
+}
+
+int tc_encdec_arena_bytes(int64_t *bytes, const tc_encdec_config *cfg, int64_t B, int64_t S,
+                          int64_t T, int64_t elem_size)
+{
+    if (!bytes || !ed_config_ok(cfg) || B < 0 || S < 0 || T < 0 || S > cfg->maxT ||
+        T > cfg->maxT || (elem_size != 4 && elem_size != 8))
+        return TC_EINVAL;
+    if (ed_arena_elems(cfg, (double)B * (double)S, (double)B * (double)T) * 8.0 > 1e18)
+        return TC_EINVAL;
+    *bytes = (int64_t)ed_arena_plan(cfg, B * S, B * T, elem_size, NULL, NULL, NULL);
+    return TC_OK;
+}
+
+/* Grow the arena to hold Ns source and Nt target tokens (the only allocation after
+ * creation; the plan keeps the largest sizes seen). */
+static int ed_reserve(tc_encdec *m, int64_t Ns, int64_t Nt)
+{
+    if (m->arena && Ns <= m->cap_src && Nt <= m->cap_tgt) return TC_OK;
+    if (Ns < m->cap_src) Ns = m->cap_src;
+    if (Nt < m->cap_tgt) Nt = m->cap_tgt;
+    if (ed_arena_elems(&m->cfg, (double)Ns, (double)Nt) * (double)m->elem > 1e18)
+        return TC_ENOMEM;
+    const size_t bytes = ed_arena_plan(&m->cfg, Ns, Nt, m->elem, NULL, NULL, NULL);
+    char *arena = aligned_alloc(64, bytes ? bytes : 64);
+    if (!arena) return TC_ENOMEM;
+    free(m->arena);
+    m->arena = arena;
+    m->arena_bytes = bytes;
+    m->cap_src = Ns;
+    m->cap_tgt = Nt;
+    ed_arena_plan(&m->cfg, Ns, Nt, m->elem, m->ea, m->da, &m->ga);
+    return TC_OK;
+}
+
+static tc_encdec *ed_new(const tc_encdec_config *cfg, int64_t elem, void *params, void *grads)
+{
+    tc_encdec *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->cfg = *cfg;
+    m->elem = elem;
+    m->params = params;
+    m->grads = grads;
+    m->ep = malloc((size_t)cfg->Le * sizeof *m->ep);
+    m->dp = malloc((size_t)cfg->Ld * sizeof *m->dp);
+    m->ea = malloc((size_t)cfg->Le * sizeof *m->ea);
+    m->da = malloc((size_t)cfg->Ld * sizeof *m->da);
+    if (!m->ep || !m->dp || !m->ea || !m->da) {
+        tc_encdec_free(m);
+        return NULL;
+    }
+    m->num_params = ed_param_plan(cfg, m, m->ep, m->dp);
+    return m;
+}
+
+void tc_encdec_free(tc_encdec *m)
+{
+    if (!m) return;
+    free(m->arena);
+    free(m->tab);
+    free(m->ep);
+    free(m->dp);
+    free(m->ea);
+    free(m->da);
+    free(m);
+}
+
+int64_t tc_encdec_arena_size(const tc_encdec *m)
+{
+    return m ? (int64_t)m->arena_bytes : 0;
+}
+
+#define T float
+#define SFX f32
+#include "model_encdec_impl.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "model_encdec_impl.h"
+#undef T
+#undef SFX

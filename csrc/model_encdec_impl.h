@@ -1,0 +1,499 @@
+/* model_encdec_impl.h: the encoder-decoder forward, loss and backward over the arena (see
+ * model_encdec.c), written once for T. Every matrix product, normalisation, activation,
+ * attention, dropout and loss step is the library kernel the module path
+ * (transformer_c.nn.EncoderDecoder with fast=False) calls, in the same order; the glue is
+ * layout copies, residual additions, position rows and the in-place cross-entropy
+ * gradient (model_common_impl.h). */
+
+#define PP(off) ((off) < 0 ? NULL : (T *)m->params + (off))  /* parameter pointer */
+#define GP(off) ((off) < 0 ? NULL : (T *)m->grads + (off))   /* gradient pointer */
+#define AP(off) ((T *)(m->arena + (off)))                     /* activation pointer */
+#define CHECK(call)                    \
+    do {                               \
+        int st_ = (call);              \
+        if (st_ != TC_OK) return st_;  \
+    } while (0)
+
+#include "model_common_impl.h"
+
+// kh, vh (B,NH,S,HS) <- the two C-wide slices of kv (B,S,2C)
+static void FN(ed_split_kv)(T *kh, T *vh, const T *kv, int64_t B, int64_t S, int64_t NH,
+                            int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * S * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t h = 0; h < NH; h++) {
+            const int64_t o = (b * NH + h) * S * HS;
+            for (int64_t t = 0; t < S; t++) {
+                const T *src = kv + (b * S + t) * 2 * C + h * HS;
+                memcpy(kh + o + t * HS, src, (size_t)HS * sizeof(T));
+                memcpy(vh + o + t * HS, src + C, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+// dkv (B,S,2C) <- dkh, dvh (B,NH,S,HS) (the inverse copy)
+static void FN(ed_merge_kv)(T *dkv, const T *dkh, const T *dvh, int64_t B, int64_t S,
+                            int64_t NH, int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * S * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t t = 0; t < S; t++) {
+            T *dst = dkv + (b * S + t) * 2 * C;
+            for (int64_t h = 0; h < NH; h++) {
+                const int64_t o = ((b * NH + h) * S + t) * HS;
+                memcpy(dst + h * HS, dkh + o, (size_t)HS * sizeof(T));
+                memcpy(dst + C + h * HS, dvh + o, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+/* x (n,) <- drop(x) at dropout site `site`, when dropping. */
+static int FN(ed_dropout)(T *x, int64_t n, const tc_encdec *m, const ed_call *k, int64_t site)
+{
+    if (!k->drop) return TC_OK;
+    return FN(tc_dropout_forward)(x, x, n, m->cfg.dropout, gpt_site_seed(k->seed, site));
+}
+
+/* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
+static int FN(ed_dropout_back)(const T **out, const T *g, T *scratch, int64_t n,
+                               const tc_encdec *m, const ed_call *k, int64_t site)
+{
+    *out = g;
+    if (!k->drop) return TC_OK;
+    memset(scratch, 0, (size_t)n * sizeof(T));
+    *out = scratch;
+    return FN(tc_dropout_backward)(scratch, g, n, m->cfg.dropout, gpt_site_seed(k->seed, site));
+}
+
+static int FN(ed_attention_forward)(const tc_encdec *m, T *out, T *lse, const T *qh,
+                                    const T *kh, const T *vh, const uint8_t *mask,
+                                    int64_t B, int64_t L, int64_t S, int causal,
+                                    const ed_call *k, int64_t site)
+{
+    const int64_t NH = m->cfg.NH, HS = m->cfg.C / NH;
+    tc_attention_masks mk;
+    memset(&mk, 0, sizeof mk);
+    mk.key_padding = mask;
+    return FN(tc_attention_forward)(out, lse, qh, kh, vh, mask ? &mk : NULL, B, NH, L, S, HS,
+                                    HS, (T)(1.0 / sqrt((double)HS)),
+                                    causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
+                                    k->drop ? m->cfg.dropout : 0.0,
+                                    gpt_site_seed(k->seed, site));
+}
+
+static int FN(ed_attention_backward)(const tc_encdec *m, T *dq, T *dk, T *dv, const T *dout,
+                                     const T *qh, const T *kh, const T *vh, const T *out,
+                                     const T *lse, const uint8_t *mask, int64_t B, int64_t L,
+                                     int64_t S, int causal, const ed_call *k, int64_t site)
+{
+    const int64_t NH = m->cfg.NH, HS = m->cfg.C / NH;
+    tc_attention_masks mk;
+    memset(&mk, 0, sizeof mk);
+    mk.key_padding = mask;
+    return FN(tc_attention_backward)(dq, dk, dv, dout, qh, kh, vh, out, lse, mask ? &mk : NULL,
+                                     B, NH, L, S, HS, HS, (T)(1.0 / sqrt((double)HS)),
+                                     causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
+                                     k->drop ? m->cfg.dropout : 0.0,
+                                     gpt_site_seed(k->seed, site));
+}
+
+/* Self-attention: proj (N,C) = c_proj(attention(c_attn(x))), x (B*L,C); bidirectional
+ * with the source mask in the encoder (dec == 0), causal in the decoder. */
+static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                               T *proj, const T *x, int dec, const ed_call *k, int64_t site)
+{
+    const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
+    const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
+    T *qkv = AP(m->ga.qkv), *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
+    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
+    FN(gpt_split_heads)(qh, kh, vh, qkv, B, L, NH, HS);
+    CHECK(FN(ed_attention_forward)(m, AP(a->atth), AP(a->lse), qh, kh, vh,
+                                   dec ? NULL : k->mask, B, L, L, dec, k, site));
+    FN(gpt_permute)(AP(a->atty), AP(a->atth), B, L, NH, HS, 1);
+    return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->proj.w), PP(p->proj.b), N, C, C);
+}
+
+/* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C). dproj is
+ * read before dx is written (they may be the same buffer). */
+static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                                T *dx, const T *dproj, const T *x, int dec, const ed_call *k,
+                                int64_t site)
+{
+    const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
+    const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
+    T *datty = AP(m->ga.datty), *datth = AP(m->ga.datth), *dqkv = AP(m->ga.qkv);
+    T *dqh = AP(m->ga.dqkvh), *dkh = dqh + N * C, *dvh = dkh + N * C;
+    const T *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
+    memset(datty, 0, (size_t)(N * C) * sizeof(T));
+    CHECK(FN(tc_linear_backward)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
+                                 PP(p->proj.w), N, C, C));
+    FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
+    memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
+    CHECK(FN(ed_attention_backward)(m, dqh, dkh, dvh, datth, qh, kh, vh, AP(a->atth),
+                                    AP(a->lse), dec ? NULL : k->mask, B, L, L, dec, k, site));
+    FN(gpt_merge_qkv)(dqkv, dqh, dkh, dvh, B, L, NH, HS);
+    return FN(tc_linear_backward)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N, C,
+                                  3 * C);
+}
+
+/* Cross-attention: proj (Nt,C) = c_proj(attention(q_attn(x), c_attn(mem))), x (B*Lt,C),
+ * mem (B*Ls,C), source padding masked. */
+static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                                T *proj, const T *x, const T *mem, const ed_call *k,
+                                int64_t site)
+{
+    const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
+    const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
+    T *tmp = AP(m->ga.qkv), *kh = AP(a->xkvh), *vh = kh + Ns * C;
+    CHECK(FN(tc_linear_forward)(tmp, x, PP(p->xq.w), PP(p->xq.b), Nt, C, C));
+    FN(gpt_permute)(tmp, AP(a->xqh), B, k->Lt, NH, HS, 0);
+    CHECK(FN(tc_linear_forward)(tmp, mem, PP(p->xkv.w), PP(p->xkv.b), Ns, C, 2 * C));
+    FN(ed_split_kv)(kh, vh, tmp, B, k->Ls, NH, HS);
+    CHECK(FN(ed_attention_forward)(m, AP(a->xatth), AP(a->xlse), AP(a->xqh), kh, vh, k->mask,
+                                   B, k->Lt, k->Ls, 0, k, site));
+    FN(gpt_permute)(AP(a->xatty), AP(a->xatth), B, k->Lt, NH, HS, 1);
+    return FN(tc_linear_forward)(proj, AP(a->xatty), PP(p->xproj.w), PP(p->xproj.b), Nt, C, C);
+}
+
+/* Its backward: dx (Nt,C) and dmem (Ns,C) accumulated, dproj read first. */
+static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
+                                 const ed_layer_acts *a, T *dx, T *dmem, const T *dproj,
+                                 const T *x, const T *mem, const ed_call *k, int64_t site)
+{
+    const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
+    const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
+    T *datty = AP(m->ga.datty), *datth = AP(m->ga.datth), *tmp = AP(m->ga.qkv);
+    T *dqh = AP(m->ga.dqkvh), *dkh = dqh + Nt * C, *dvh = dkh + Ns * C;
+    const T *kh = AP(a->xkvh), *vh = kh + Ns * C;
+    memset(datty, 0, (size_t)(Nt * C) * sizeof(T));
+    CHECK(FN(tc_linear_backward)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj, AP(a->xatty),
+                                 PP(p->xproj.w), Nt, C, C));
+    FN(gpt_permute)(datty, datth, B, k->Lt, NH, HS, 0);
+    memset(dqh, 0, (size_t)((Nt + 2 * Ns) * C) * sizeof(T));
+    CHECK(FN(ed_attention_backward)(m, dqh, dkh, dvh, datth, AP(a->xqh), kh, vh, AP(a->xatth),
+                                    AP(a->xlse), k->mask, B, k->Lt, k->Ls, 0, k, site));
+    FN(gpt_permute)(tmp, dqh, B, k->Lt, NH, HS, 1);
+    CHECK(FN(tc_linear_backward)(dx, GP(p->xq.w), GP(p->xq.b), tmp, x, PP(p->xq.w), Nt, C, C));
+    FN(ed_merge_kv)(tmp, dkh, dvh, B, k->Ls, NH, HS);
+    return FN(tc_linear_backward)(dmem, GP(p->xkv.w), GP(p->xkv.b), tmp, mem, PP(p->xkv.w), Ns,
+                                  C, 2 * C);
+}
+
+/* MLP: proj (N,C) = c_proj(act(c_fc(x))). */
+static int FN(ed_mlp_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                              T *proj, const T *x, int64_t N)
+{
+    const int64_t C = m->cfg.C, H = m->cfg.H;
+    CHECK(FN(tc_linear_forward)(AP(a->fch), x, PP(p->fc.w), PP(p->fc.b), N, C, H));
+    CHECK(FN(gpt_act_forward)(AP(a->fcha), AP(a->fch), N * H, m->cfg.activation));
+    return FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcproj.w), PP(p->fcproj.b), N, H, C);
+}
+
+static int FN(ed_mlp_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                               T *dx, const T *dproj, const T *x, int64_t N)
+{
+    const int64_t C = m->cfg.C, H = m->cfg.H;
+    T *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
+    memset(dh1, 0, (size_t)(N * H) * sizeof(T));
+    CHECK(FN(tc_linear_backward)(dh1, GP(p->fcproj.w), GP(p->fcproj.b), dproj, AP(a->fcha),
+                                 PP(p->fcproj.w), N, H, C));
+    memset(dh2, 0, (size_t)(N * H) * sizeof(T));
+    CHECK(FN(gpt_act_backward)(dh2, dh1, AP(a->fch), N * H, m->cfg.activation));
+    return FN(tc_linear_backward)(dx, GP(p->fc.w), GP(p->fc.b), dh2, x, PP(p->fc.w), N, C, H);
+}
+
+static const ed_lin *FN(ed_norm_of)(const ed_layer_params *p, int slot)
+{
+    return slot == 0 ? &p->ln1 : slot == 1 ? &p->lnx : &p->ln2;
+}
+
+/* The output of layer l of a stack (dec 0: encoder, 1: decoder) and its input. */
+static const T *FN(ed_layer_out)(const tc_encdec *m, int dec, int64_t l)
+{
+    const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
+    return m->cfg.post_norm ? AP(a->ln[2]) : AP(a->r[2]);
+}
+
+static const T *FN(ed_layer_in)(const tc_encdec *m, int dec, int64_t l)
+{
+    if (l == 0) return AP(dec ? m->ga.temb : m->ga.semb);
+    return FN(ed_layer_out)(m, dec, l - 1);
+}
+
+/* The encoder's output (the memory every decoder layer attends to). */
+static const T *FN(ed_memory)(const tc_encdec *m)
+{
+    return m->cfg.post_norm ? FN(ed_layer_out)(m, 0, m->cfg.Le - 1) : AP(m->ga.slnf);
+}
+
+static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call *k)
+{
+    const tc_encdec_config *c = &m->cfg;
+    const ed_layer_params *p = dec ? &m->dp[l] : &m->ep[l];
+    const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
+    const int64_t C = c->C, N = k->B * (dec ? k->Lt : k->Ls);
+    int kinds[3];
+    int64_t probs[3], branch[3];
+    const int n = ed_layer_plan(c, dec, l, kinds, probs, branch);
+    T *proj = AP(m->ga.dfin);
+    const T *cur = FN(ed_layer_in)(m, dec, l);
+    for (int i = 0; i < n; i++) {
+        const int s = kinds[i];
+        const ed_lin *ln = FN(ed_norm_of)(p, s);
+        T *lnb = AP(a->ln[s]), *r = AP(a->r[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
+        const T *fin = cur;
+        if (!c->post_norm) {
+            CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, cur, PP(ln->w), PP(ln->b), N, C,
+                                           c->eps));
+            fin = lnb;
+        }
+        if (s == 0) CHECK(FN(ed_self_forward)(m, p, a, proj, fin, dec, k, probs[i]));
+        else if (s == 1) CHECK(FN(ed_cross_forward)(m, p, a, proj, fin, FN(ed_memory)(m), k,
+                                                    probs[i]));
+        else CHECK(FN(ed_mlp_forward)(m, p, a, proj, fin, N));
+        CHECK(FN(ed_dropout)(proj, N * C, m, k, branch[i]));
+        FN(gpt_add)(r, cur, proj, N * C);
+        if (c->post_norm) {
+            CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, r, PP(ln->w), PP(ln->b), N, C,
+                                           c->eps));
+            cur = lnb;
+        } else {
+            cur = r;
+        }
+    }
+    return TC_OK;
+}
+
+/* On entry *dres holds d(layer output), on return d(layer input); *dtmp is a second buffer
+ * of the same size (the two are swapped by post-LN sub-layers). Cross-attention adds the
+ * memory's gradient to dmem. */
+static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, T **dres, T **dtmp,
+                                 T *dmem, const ed_call *k)
+{
+    const tc_encdec_config *c = &m->cfg;
+    const ed_layer_params *p = dec ? &m->dp[l] : &m->ep[l];
+    const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
+    const int64_t C = c->C, N = k->B * (dec ? k->Lt : k->Ls);
+    const size_t nc_bytes = (size_t)(N * C) * sizeof(T);
+    int kinds[3];
+    int64_t probs[3], branch[3];
+    const int n = ed_layer_plan(c, dec, l, kinds, probs, branch);
+    T *ddrop = AP(m->ga.ddrop), *dfin = AP(m->ga.dfin);
+    for (int i = n - 1; i >= 0; i--) {
+        const int s = kinds[i];
+        const ed_lin *ln = FN(ed_norm_of)(p, s);
+        const T *lnb = AP(a->ln[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
+        /* the sub-layer's input */
+        const T *in = i == 0 ? FN(ed_layer_in)(m, dec, l)
+                             : AP(c->post_norm ? a->ln[kinds[i - 1]] : a->r[kinds[i - 1]]);
+        const T *dp;
+        T *dx;
+        const T *fin;
+        if (!c->post_norm) {
+            /* *dres = d r; the branch's input gradient goes to dfin, then through the norm */
+            CHECK(FN(ed_dropout_back)(&dp, *dres, ddrop, N * C, m, k, branch[i]));
+            memset(dfin, 0, nc_bytes);
+            dx = dfin;
+            fin = lnb;
+        } else {
+            /* *dres = d ln; *dtmp = d r = the residual part of d in, plus the branch's part */
+            memset(*dtmp, 0, nc_bytes);
+            CHECK(FN(tc_layernorm_backward)(*dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
+                                            PP(ln->w), mean, rstd, N, C));
+            CHECK(FN(ed_dropout_back)(&dp, *dtmp, ddrop, N * C, m, k, branch[i]));
+            dx = *dtmp;
+            fin = in;
+        }
+        if (s == 0) CHECK(FN(ed_self_backward)(m, p, a, dx, dp, fin, dec, k, probs[i]));
+        else if (s == 1) CHECK(FN(ed_cross_backward)(m, p, a, dx, dmem, dp, fin,
+                                                     FN(ed_memory)(m), k, probs[i]));
+        else CHECK(FN(ed_mlp_backward)(m, p, a, dx, dp, fin, N));
+        if (!c->post_norm) {
+            CHECK(FN(tc_layernorm_backward)(*dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
+                                            mean, rstd, N, C));
+        } else {
+            T *t = *dres;
+            *dres = *dtmp;
+            *dtmp = t;
+        }
+    }
+    return TC_OK;
+}
+
+/* emb (N,C) = drop(wte[ids] + positions), pos (N,) = n % L. */
+static int FN(ed_embed)(tc_encdec *m, T *emb, int64_t *pos, const int64_t *ids, int64_t wte,
+                        int64_t wpe, int64_t V, int64_t N, int64_t L, const ed_call *k,
+                        int64_t site)
+{
+    const int64_t C = m->cfg.C;
+    for (int64_t n = 0; n < N; n++) pos[n] = n % L;
+    CHECK(FN(tc_embedding_forward)(emb, ids, PP(wte), N, V, C));
+    if (m->cfg.position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(emb, PP(wpe), pos, N, C);
+    else FN(gpt_add_rows)(emb, (T *)m->tab, pos, N, C);
+    return FN(ed_dropout)(emb, N * C, m, k, site);
+}
+
+static int FN(ed_embed_backward)(tc_encdec *m, const T *demb, const int64_t *pos,
+                                 const int64_t *ids, int64_t wte, int64_t wpe, int64_t V,
+                                 int64_t N, const ed_call *k, int64_t site)
+{
+    const T *d;
+    CHECK(FN(ed_dropout_back)(&d, demb, AP(m->ga.ddrop), N * m->cfg.C, m, k, site));
+    CHECK(FN(tc_embedding_backward)(GP(wte), d, ids, N, V, m->cfg.C));
+    if (m->cfg.position == TC_GPT_POS_LEARNED)
+        CHECK(FN(tc_embedding_backward)(GP(wpe), d, pos, N, m->cfg.maxT, m->cfg.C));
+    return TC_OK;
+}
+
+static int FN(ed_forward_all)(tc_encdec *m, const int64_t *src, const int64_t *tgt,
+                              const ed_call *k)
+{
+    const tc_encdec_config *c = &m->cfg;
+    const int64_t Ns = k->B * k->Ls, Nt = k->B * k->Lt, C = c->C;
+    int64_t *spos = (int64_t *)(m->arena + m->ga.spos), *tpos = (int64_t *)(m->arena + m->ga.tpos);
+    CHECK(FN(ed_embed)(m, AP(m->ga.semb), spos, src, m->swte, m->swpe, c->Vs, Ns, k->Ls, k, 0));
+    for (int64_t l = 0; l < c->Le; l++) CHECK(FN(ed_layer_forward)(m, 0, l, k));
+    if (!c->post_norm)
+        CHECK(FN(tc_layernorm_forward)(AP(m->ga.slnf), AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd),
+                                       FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
+                                       PP(m->slnf.b), Ns, C, c->eps));
+    CHECK(FN(ed_embed)(m, AP(m->ga.temb), tpos, tgt, m->twte, m->twpe, c->Vt, Nt, k->Lt, k,
+                       1 + 3 * c->Le));
+    for (int64_t l = 0; l < c->Ld; l++) CHECK(FN(ed_layer_forward)(m, 1, l, k));
+    const T *xf = FN(ed_layer_out)(m, 1, c->Ld - 1);
+    if (!c->post_norm) {
+        CHECK(FN(tc_layernorm_forward)(AP(m->ga.tlnf), AP(m->ga.tlnf_mean), AP(m->ga.tlnf_rstd),
+                                       xf, PP(m->tlnf.w), PP(m->tlnf.b), Nt, C, c->eps));
+        xf = AP(m->ga.tlnf);
+    }
+    return FN(tc_linear_forward)(AP(m->ga.logits), xf, PP(m->head), NULL, Nt, C, c->Vt);
+}
+
+/* The backward from dlogits (in the logits buffer) to every parameter gradient. */
+static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *tgt,
+                               const ed_call *k)
+{
+    const tc_encdec_config *c = &m->cfg;
+    const int64_t Ns = k->B * k->Ls, Nt = k->B * k->Lt, C = c->C;
+    T *dres = AP(m->ga.dres), *dtmp = AP(m->ga.dtmp), *dmem = AP(m->ga.dmem);
+    /* logits -> head -> (ln_f) */
+    const T *dec_out = FN(ed_layer_out)(m, 1, c->Ld - 1);
+    const T *xf = c->post_norm ? dec_out : AP(m->ga.tlnf);
+    memset(dtmp, 0, (size_t)(Nt * C) * sizeof(T));
+    CHECK(FN(tc_linear_backward)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head), Nt,
+                                 C, c->Vt));
+    if (!c->post_norm) {
+        memset(dres, 0, (size_t)(Nt * C) * sizeof(T));
+        CHECK(FN(tc_layernorm_backward)(dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
+                                        PP(m->tlnf.w), AP(m->ga.tlnf_mean), AP(m->ga.tlnf_rstd),
+                                        Nt, C));
+    } else {
+        T *t = dres;
+        dres = dtmp;
+        dtmp = t;
+    }
+    /* the decoder, collecting the memory's gradient */
+    memset(dmem, 0, (size_t)(Ns * C) * sizeof(T));
+    for (int64_t l = c->Ld - 1; l >= 0; l--)
+        CHECK(FN(ed_layer_backward)(m, 1, l, &dres, &dtmp, dmem, k));
+    CHECK(FN(ed_embed_backward)(m, dres, (const int64_t *)(m->arena + m->ga.tpos), tgt, m->twte,
+                                m->twpe, c->Vt, Nt, k, 1 + 3 * c->Le));
+    /* the encoder from d memory */
+    if (!c->post_norm) {
+        memset(dres, 0, (size_t)(Ns * C) * sizeof(T));
+        CHECK(FN(tc_layernorm_backward)(dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
+                                        FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
+                                        AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C));
+    } else {
+        memcpy(dres, dmem, (size_t)(Ns * C) * sizeof(T));
+    }
+    for (int64_t l = c->Le - 1; l >= 0; l--)
+        CHECK(FN(ed_layer_backward)(m, 0, l, &dres, &dtmp, NULL, k));
+    return FN(ed_embed_backward)(m, dres, (const int64_t *)(m->arena + m->ga.spos), src,
+                                 m->swte, m->swpe, c->Vs, Ns, k, 0);
+}
+
+int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, T *params, T *grads)
+{
+    if (!model || !params || !grads || !ed_config_ok(cfg)) return TC_EINVAL;
+    *model = NULL;
+    tc_encdec *m = ed_new(cfg, (int64_t)sizeof(T), params, grads);
+    if (!m) return TC_ENOMEM;
+    if (cfg->position == TC_GPT_POS_SINUSOIDAL) {
+        m->tab = malloc((size_t)(cfg->maxT * cfg->C) * sizeof(T));
+        int st = m->tab ? FN(tc_position_sinusoidal)((T *)m->tab, cfg->maxT, cfg->C,
+                                                     cfg->pos_base, 0)
+                        : TC_ENOMEM;
+        if (st != TC_OK) {
+            tc_encdec_free(m);
+            return st;
+        }
+    }
+    *model = m;
+    return TC_OK;
+}
+
+static int FN(ed_check_call)(tc_encdec *m, const int64_t *src, const int64_t *tgt, int64_t B,
+                             int64_t Ls, int64_t Lt)
+{
+    if (!m || m->elem != (int64_t)sizeof(T) || !src || !tgt || B < 1 || Ls < 1 || Lt < 1 ||
+        Ls > m->cfg.maxT || Lt > m->cfg.maxT)
+        return TC_EINVAL;
+    for (int64_t n = 0; n < B * Ls; n++)
+        if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
+    for (int64_t n = 0; n < B * Lt; n++)
+        if (tgt[n] < 0 || tgt[n] >= m->cfg.Vt) return TC_EINVAL;
+    return ed_reserve(m, B * Ls, B * Lt);
+}
+
+// logits (B,Lt,Vt), src (B,Ls), src_mask (B,Ls) or NULL, tgt_in (B,Lt)
+int FN(tc_encdec_forward)(tc_encdec *m, T *logits, const int64_t *src, const uint8_t *src_mask,
+                          const int64_t *tgt_in, int64_t B, int64_t Ls, int64_t Lt,
+                          uint64_t seed, int training)
+{
+    if (!logits) return TC_EINVAL;
+    CHECK(FN(ed_check_call)(m, src, tgt_in, B, Ls, Lt));
+    const ed_call k = {B, Ls, Lt, src_mask, seed, training && m->cfg.dropout > 0};
+    CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
+    memcpy(logits, AP(m->ga.logits), (size_t)(B * Lt * m->cfg.Vt) * sizeof(T));
+    return TC_OK;
+}
+
+// loss (scalar), src (B,Ls), src_mask (B,Ls) or NULL, tgt_in (B,Lt), tgt_out (B,Lt);
+// grads (num_params,) overwritten
+int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
+                                 const uint8_t *src_mask, const int64_t *tgt_in,
+                                 const int64_t *tgt_out, int64_t B, int64_t Ls, int64_t Lt,
+                                 int64_t ignore_index, uint64_t seed, int training)
+{
+    if (!loss || !tgt_out) return TC_EINVAL;
+    CHECK(FN(ed_check_call)(m, src, tgt_in, B, Ls, Lt));
+    const int64_t Nt = B * Lt, V = m->cfg.Vt;
+    int64_t count = 0;
+    for (int64_t n = 0; n < Nt; n++) {
+        if (tgt_out[n] == ignore_index) continue;
+        if (tgt_out[n] < 0 || tgt_out[n] >= V) return TC_EINVAL;
+        count++;
+    }
+    const ed_call k = {B, Ls, Lt, src_mask, seed, training && m->cfg.dropout > 0};
+    CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
+    double total = 0;
+    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), &total,
+                                            AP(m->ga.logits), tgt_out, Nt, V, ignore_index, 0));
+    *loss = count ? total / (double)count : NAN;
+    memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
+    if (!count) return TC_OK;
+    FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
+                                ignore_index, (T)(1.0 / (double)count));
+    return FN(ed_backward_all)(m, src, tgt_in, &k);
+}
+
+#undef PP
+#undef GP
+#undef AP
+#undef CHECK

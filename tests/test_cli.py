@@ -1,0 +1,159 @@
+"""The command line end to end on a tiny corpus in a temporary directory: train, sample, eval,
+resume, demo, and the user errors (exit status 2, one line naming the problem)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from transformer_c import cli, viz
+from transformer_c.presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CORPUS = "".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(120))
+SMALL = ["--preset", "tiny", "--n-layer", "1", "--n-embd", "16", "--block-size", "16",
+         "--batch-size", "4", "--eval-iters", "2", "--warmup-iters", "2"]
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_sample_eval_resume(corpus, capsys):
+    code, out, err = run(capsys, "train", "--data", "corpus.txt", *SMALL, "--max-iters", "6",
+                         "--eval-every", "3", "--out", "run", "--sample-tokens", "20")
+    assert code == 0, err
+    assert "Training a GPT (1 layer, 2 heads" in out and "corpus.txt" in out
+    assert "step 6: train loss" in out and "A sample (20 tokens" in out
+    for sub in ("best", "last"):
+        files = set(os.listdir(corpus / "run" / sub))
+        assert files == {"checkpoint.json", "model.safetensors", "optimizer.safetensors",
+                         "tokenizer.json"}
+    meta = json.loads((corpus / "run" / "last" / "checkpoint.json").read_text())
+    assert meta["format"] == "transformer_c.checkpoint" and meta["format_version"] == 1
+    assert meta["step"] == 6 and meta["data"]["source"] == "file"
+    with open(corpus / "run" / "log.jsonl") as f:
+        recs = [json.loads(line) for line in f]
+    assert [r["step"] for r in recs if r["type"] == "eval"] == [0, 3, 6]
+    if viz.have_matplotlib():
+        assert (corpus / "run" / "loss.png").stat().st_size > 1000
+    else:
+        assert "matplotlib is not installed" in out
+
+    code, out, err = run(capsys, "sample", "--ckpt", "run", "--prompt", "def ",
+                         "--max-new-tokens", "30", "--seed", "3")
+    assert code == 0, err
+    assert out.startswith("def ") and len(out.rstrip("\n")) >= 4 + 30 - 5
+    code, out2, _ = run(capsys, "sample", "--ckpt", "run/best", "--prompt", "def ",
+                        "--max-new-tokens", "30", "--seed", "3")
+    assert out2 == out                                           # seeded: reproducible
+
+    code, out, err = run(capsys, "eval", "--ckpt", "run", "--data", "corpus.txt")
+    assert code == 0, err
+    assert "perplexity" in out and "per character" in out
+    loss = float(out.split("loss ")[1].split()[0])
+    assert 0 < loss < np.log(40)
+    code, out, err = run(capsys, "eval", "--ckpt", "run")
+    assert code == 0 and "the validation split of" in out
+
+    code, out, err = run(capsys, "train", "--out", "run", "--resume", "--max-iters", "8",
+                         "--quiet")
+    assert code == 0, err
+    assert json.loads((corpus / "run" / "last" / "checkpoint.json").read_text())["step"] == 8
+
+
+def test_default_command_is_train_and_bpe(corpus, capsys, monkeypatch):
+    monkeypatch.setattr(viz, "have_matplotlib", lambda: False)
+    code, out, err = run(capsys, "--data", "corpus.txt", "--tokenizer", "bpe", "--vocab-size",
+                         "280", *SMALL, "--max-iters", "3", "--eval-every", "0", "--out", "b",
+                         "--sample-tokens", "5")
+    assert code == 0, err
+    assert "bpe tokenizer of 280 tokens" in out
+    assert "matplotlib is not installed: skipping" in out
+    tok = json.loads((corpus / "b" / "last" / "tokenizer.json").read_text())
+    assert tok["type"] == "bpe"
+
+
+def test_demo_subcommand(capsys, monkeypatch):
+    """`demo` runs transformer_c.demo.run (itself tested in test_nn) with the flags."""
+    import transformer_c.demo
+    calls = []
+    monkeypatch.setattr(transformer_c.demo, "run", lambda **kw: calls.append(kw))
+    code, out, err = run(capsys, "demo", "--steps", "7", "--seed", "3")
+    assert code == 0, err
+    assert calls == [{"steps": 7, "seed": 3}]
+
+
+@pytest.mark.parametrize("name,content,argv,message", [
+    ("missing", None, ["train", "--data", "nope.txt"], "corpus file not found: nope.txt"),
+    ("empty", b"", ["train", "--data", "empty.txt"], "empty.txt is empty"),
+    ("latin1", b"caf\xe9 au lait\n", ["train", "--data", "latin1.txt"],
+     "byte 0xe9 at byte offset 3"),
+    ("short", b"just a few words\n", ["train", "--data", "short.txt", "--block-size", "32"],
+     "fewer than one block"),
+    ("eval", b"caf\xe9", ["eval", "--ckpt", "nowhere", "--data", "eval.txt"],
+     "checkpoint not found: nowhere"),
+    ("sample", None, ["sample", "--ckpt", "."], "is not a transformer_c checkpoint"),
+    ("warmup", None, ["train", "--max-iters", "5", "--warmup-iters", "5"],
+     "--warmup-iters (5) must be smaller than --max-iters (5)"),
+])
+def test_user_errors_exit_2_with_one_line(corpus, capsys, name, content, argv, message):
+    if content is not None:
+        (corpus / f"{name}.txt").write_bytes(content)
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.startswith("transformer_c: error: ") and err.count("\n") == 1
+
+
+def test_checkpoint_errors(corpus, capsys):
+    code, _, err = run(capsys, "train", "--data", "corpus.txt", *SMALL, "--max-iters", "3",
+                       "--eval-every", "0", "--out", "run", "--sample-tokens", "0", "--quiet")
+    assert code == 0, err
+    meta_file = corpus / "run" / "last" / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps(dict(meta, format_version=7, transformer_c_version="9.0")))
+    code, _, err = run(capsys, "sample", "--ckpt", "run/last")
+    assert code == 2 and "written by transformer_c 9.0 in checkpoint format 7" in err
+    meta_file.write_text(json.dumps(meta))
+    (corpus / "run" / "last" / "model.safetensors").write_bytes(b"\x00" * 20)
+    code, _, err = run(capsys, "eval", "--ckpt", "run/last", "--data", "corpus.txt")
+    assert code == 2 and "model.safetensors is corrupt" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "train", "--out", "run", "--resume")
+    assert code == 2 and "corrupt" in err
+
+
+def test_console_entry_point_no_traceback(tmp_path):
+    """A real process: exit status 2 and no traceback for a user error."""
+    (tmp_path / "bad.txt").write_bytes(b"ok\xff")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "transformer_c", "train", "--data", "bad.txt"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("transformer_c: error: bad.txt is not UTF-8 text: byte 0xff at "
+                                "byte offset 2 (line 1): invalid start byte")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_complete_and_valid(name):
+    from transformer_c.nn import GPTConfig
+    from transformer_c.train import TrainConfig
+    s = PRESETS[name]
+    assert set(s) >= set(MODEL_KEYS + TRAIN_KEYS)
+    GPTConfig(vocab_size=65, **{k: s[k] for k in MODEL_KEYS})
+    cfg = TrainConfig(**{k: s[k] for k in TRAIN_KEYS})
+    assert cfg.warmup_iters < cfg.max_iters
+    assert DEFAULT_PRESET in PRESETS

@@ -1,0 +1,473 @@
+"""The command line: ``python -m transformer_c COMMAND`` (or ``transformer-c COMMAND``).
+
+    train   train a GPT language model on a text file or the embedded corpus, then sample
+    sample  generate text from a checkpoint, printing tokens as they come
+    eval    per-token and per-character perplexity of a checkpoint on a text file
+    demo    gradient-check a small Decoder, then train it on sequence reversal
+
+With no command it runs ``train`` with its defaults: a small character-level GPT on the
+embedded corpus (the Python standard library's source), about 3 minutes on 2 cores, then a
+sample. Errors in the input (a missing, empty or non-UTF-8 file, a corpus shorter than one
+block, a checkpoint from another version or a corrupt one) print one line and exit with 2.
+"""
+import argparse
+import codecs
+import hashlib
+import math
+import os
+import sys
+import time
+
+from .presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS
+
+PROG = "transformer_c"
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------- arguments
+
+def _positive(kind):
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
+        if not v > 0 or (kind is float and not math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _non_negative(kind):
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
+        if not v >= 0 or (kind is float and not math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a GPT language model (the default command)",
+                       description="Train a GPT on --data FILE (or the embedded corpus), "
+                       "writing checkpoints (OUT/last, OUT/best), OUT/log.jsonl and "
+                       "OUT/loss.png, then print a sample. Presets: "
+                       + ", ".join(PRESETS) + f" (default {DEFAULT_PRESET}); explicit flags "
+                       "override the preset.")
+    g = t.add_argument_group("data")
+    g.add_argument("--data", metavar="FILE", help="a UTF-8 text file (default: the embedded "
+                   "corpus, the Python standard library's source)")
+    g.add_argument("--tokenizer", choices=("char", "bpe"), default="char",
+                   help="character-level (default) or byte-level BPE trained on the data")
+    g.add_argument("--vocab-size", type=_positive(int), default=1024,
+                   help="BPE vocabulary size, specials and bytes included (default 1024)")
+    g.add_argument("--val-fraction", type=float, default=0.1,
+                   help="the last fraction of the text held out for validation (default 0.1)")
+    g = t.add_argument_group("model")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help=f"model and training settings (default {DEFAULT_PRESET})")
+    g.add_argument("--n-layer", type=_positive(int))
+    g.add_argument("--n-head", type=_positive(int))
+    g.add_argument("--n-embd", type=_positive(int))
+    g.add_argument("--block-size", type=_positive(int), help="context length in tokens")
+    g.add_argument("--dropout", type=_non_negative(float))
+    g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
+                   help="biases in linear layers and layer norms")
+    g = t.add_argument_group("training")
+    g.add_argument("--max-iters", type=_positive(int), help="optimizer steps")
+    g.add_argument("--batch-size", type=_positive(int), help="windows per micro-batch")
+    g.add_argument("--grad-accum", type=_positive(int), help="micro-batches per step")
+    g.add_argument("--lr", type=_positive(float), help="peak learning rate")
+    g.add_argument("--min-lr", type=_non_negative(float), help="final learning rate")
+    g.add_argument("--warmup-iters", type=_non_negative(int))
+    g.add_argument("--schedule", choices=("cosine", "inverse_sqrt", "constant"))
+    g.add_argument("--weight-decay", type=_non_negative(float))
+    g.add_argument("--beta2", type=_non_negative(float))
+    g.add_argument("--grad-clip", type=_non_negative(float), help="global norm bound (0: off)")
+    g.add_argument("--label-smoothing", type=_non_negative(float))
+    g.add_argument("--eval-every", type=_non_negative(int), help="steps between evaluations")
+    g.add_argument("--eval-iters", type=_non_negative(int),
+                   help="batches per evaluation and split (0: the whole split)")
+    g.add_argument("--log-every", type=_positive(int), help="steps between log.jsonl lines")
+    g.add_argument("--seed", type=_non_negative(int), default=1337)
+    g.add_argument("--time-limit", type=_positive(float), metavar="MINUTES",
+                   help="stop (and checkpoint) after this many minutes")
+    g = t.add_argument_group("output")
+    g.add_argument("--out", default="out", metavar="DIR",
+                   help="run directory: last/, best/, log.jsonl, loss.png (default ./out)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    g.add_argument("--sample-tokens", type=_non_negative(int), default=300,
+                   help="characters/tokens to sample at the end (0: none; default 300)")
+    g.add_argument("--threads", type=_positive(int), help="OpenMP threads")
+    g.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("--ckpt", default="out", metavar="DIR",
+                   help="a checkpoint, or a run directory (its best/, else last/)")
+    s.add_argument("--prompt", default="\n", help="the text to continue (default a newline)")
+    s.add_argument("--max-new-tokens", type=_non_negative(int), default=500)
+    s.add_argument("--temperature", type=_non_negative(float), default=0.8)
+    s.add_argument("--top-k", type=_non_negative(int), default=200, help="0: off")
+    s.add_argument("--num-samples", type=_positive(int), default=1)
+    s.add_argument("--seed", type=_non_negative(int), default=1337)
+    s.add_argument("--threads", type=_positive(int))
+
+    e = sub.add_parser("eval", help="perplexity of a checkpoint on a text file")
+    e.add_argument("--ckpt", default="out", metavar="DIR",
+                   help="a checkpoint, or a run directory (its best/, else last/)")
+    e.add_argument("--data", metavar="FILE",
+                   help="a UTF-8 text file (default: the validation split of the training data)")
+    e.add_argument("--batch-size", type=_positive(int), default=16)
+    e.add_argument("--threads", type=_positive(int))
+
+    d = sub.add_parser("demo", help="gradient check + sequence reversal with nn.Decoder")
+    d.add_argument("--steps", type=_positive(int), default=300, help="training steps")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=_positive(int))
+    return p
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _threads(args):
+    if getattr(args, "threads", None):
+        import transformer_c
+        transformer_c.set_num_threads(args.threads)
+
+
+def _say(args, *msg):
+    if not getattr(args, "quiet", False):
+        print(*msg, flush=True)
+
+
+def _plural(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _read(path):
+    from .data import read_text
+    try:
+        return read_text(path)
+    except (OSError, ValueError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _load_corpus(path):
+    """(text, data_info) of --data FILE or the embedded corpus."""
+    if path is None:
+        from .data import default_corpus, default_corpus_info
+        try:
+            text = default_corpus()
+        except RuntimeError as e:
+            raise CLIError(str(e)) from None
+        info = default_corpus_info()
+        return text, {"source": "default-corpus", "python_version": info["python_version"],
+                      "n_files": info["n_files"], "n_chars": len(text), "sha256": info["sha256"]}
+    text = _read(path)
+    return text, {"source": "file", "path": os.path.abspath(path), "n_chars": len(text),
+                  "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def _describe(info):
+    if info.get("source") == "default-corpus":
+        return (f"the embedded corpus (Python {info.get('python_version')} standard library "
+                f"source, {info.get('n_files')} files)")
+    return info.get("path", "?")
+
+
+def _splits(text, val_fraction, tokenizer, block_size, where):
+    from .data import split_text
+    if not 0.0 < val_fraction < 1.0:
+        raise CLIError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+    parts = []
+    for name, part in zip(("training", "validation"), split_text(text, val_fraction)):
+        ids = tokenizer.encode(part)
+        if ids.size < block_size + 1:
+            raise CLIError(f"the {name} split of {where} holds {ids.size} tokens ("
+                           f"{len(part)} characters), fewer than one block plus its target "
+                           f"(--block-size + 1 = {block_size + 1}): use a longer text or a "
+                           "smaller --block-size")
+        parts.append((part, ids))
+    return parts
+
+
+def _settings(args):
+    """Preset values overridden by explicit flags."""
+    preset = PRESETS[args.preset or DEFAULT_PRESET]
+    out = {}
+    for key in MODEL_KEYS + TRAIN_KEYS:
+        v = getattr(args, key, None)
+        out[key] = preset[key] if v is None else v
+    if args.warmup_iters is None and out["warmup_iters"] >= out["max_iters"]:
+        out["warmup_iters"] = out["max_iters"] // 10  # a short run keeps a tenth as warmup
+    return out
+
+
+class _StreamPrinter:
+    """Prints generated tokens as they arrive (byte-level BPE tokens through an incremental
+    UTF-8 decoder, so a character split over tokens prints once complete)."""
+
+    def __init__(self, tokenizer, out=None):
+        self.tok, self.out = tokenizer, out or sys.stdout
+        self.dec = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def __call__(self, row, token):
+        tok = self.tok
+        if hasattr(tok, "token_bytes") and token >= tok.n_special:
+            text = self.dec.decode(tok.token_bytes(token))
+        else:
+            text = self.dec.decode(b"", final=True) + tok.decode([token])
+        self.out.write(text)
+        self.out.flush()
+
+    def finish(self):
+        self.out.write(self.dec.decode(b"", final=True))
+        self.out.flush()
+
+
+def _generate(model, tokenizer, prompt, *, max_new_tokens, temperature, top_k, seed,
+              out=None):
+    """Stream a continuation of ``prompt``; returns the generated ids."""
+    from .generate import FunctionModel, generate
+
+    ids = tokenizer.encode(prompt) if prompt else tokenizer.encode("\n")
+    if ids.size == 0:
+        raise CLIError("the prompt encodes to no tokens")
+    was = model.training
+    model.eval()
+    printer = _StreamPrinter(tokenizer, out)
+    try:
+        adapter = FunctionModel(lambda x: model.forward(x),
+                                context_size=model.config.block_size)
+        result = generate(adapter, [ids], max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_k=min(top_k, model.config.vocab_size),
+                          seed=seed, callback=printer)
+    finally:
+        model.train(was)
+    printer.finish()
+    return result.tokens[0]
+
+
+# ---------------------------------------------------------------------------- train
+
+def cmd_train(args):
+    from . import checkpoint as ckpt
+    from .data import BPETokenizer, CharTokenizer, StreamDataset
+    from .nn import GPT, GPTConfig
+    from .train import TrainConfig, Trainer
+
+    _threads(args)
+    out_dir = args.out
+    if args.resume:
+        c = ckpt.load(os.path.join(out_dir, "last") if os.path.isdir(os.path.join(out_dir, "last"))
+                      else out_dir, prefer="last")
+        tokenizer, model = c.tokenizer, c.model
+        info = c.state.get("data", {})
+        data = args.data
+        if data is None and info.get("source") == "file":
+            data = info.get("path")
+        text, new_info = _load_corpus(data)
+        if new_info.get("sha256") != info.get("sha256"):
+            _say(args, f"warning: the data differs from the data this run started with "
+                       f"({_describe(info)}): the continuation will differ from an "
+                       "uninterrupted run")
+        cfg = dict(c.state["train_config"])
+        if args.max_iters is not None:
+            cfg["max_iters"] = args.max_iters
+        try:
+            config = TrainConfig.from_dict(cfg)
+        except ValueError as e:
+            raise CLIError(f"cannot resume {c.path}: {e}") from None
+        val_fraction = info.get("val_fraction", args.val_fraction)
+        (tr_text, tr_ids), (va_text, va_ids) = _splits(text, val_fraction, tokenizer,
+                                                       model.config.block_size, _describe(info))
+    else:
+        s = _settings(args)
+        if s["schedule"] == "cosine" and s["warmup_iters"] >= s["max_iters"]:
+            raise CLIError(f"--warmup-iters ({s['warmup_iters']}) must be smaller than "
+                           f"--max-iters ({s['max_iters']}) with the cosine schedule")
+        text, info = _load_corpus(args.data)
+        where = _describe(info)
+        t0 = time.perf_counter()
+        if args.tokenizer == "char":
+            tokenizer = CharTokenizer.train(text)
+        else:
+            from .data import split_text
+            try:
+                tokenizer = BPETokenizer.train(split_text(text, args.val_fraction)[0],
+                                               args.vocab_size)
+            except ValueError as e:
+                raise CLIError(f"--vocab-size: {e}") from None
+            _say(args, f"trained a {tokenizer.vocab_size}-token BPE tokenizer in "
+                       f"{time.perf_counter() - t0:.1f}s")
+        (tr_text, tr_ids), (va_text, va_ids) = _splits(text, args.val_fraction, tokenizer,
+                                                       s["block_size"], where)
+        try:
+            gcfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=s["block_size"],
+                             n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"],
+                             dropout=s["dropout"], bias=s["bias"])
+            config = TrainConfig(**{k: s[k] for k in TRAIN_KEYS}, seed=args.seed)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        import numpy as np
+        model = GPT.create(gcfg, np.random.default_rng(args.seed))
+        val_fraction = args.val_fraction
+    info = dict(info, val_fraction=val_fraction, tokenizer=tokenizer.kind)
+    T = model.config.block_size
+    trainer = Trainer(model, StreamDataset(tr_ids, T), StreamDataset(va_ids, T), config,
+                      tokenizer=tokenizer, out_dir=out_dir,
+                      chars_per_token={"train": len(tr_text) / tr_ids.size,
+                                       "val": len(va_text) / va_ids.size},
+                      data_info=info, quiet=args.quiet)
+    if args.resume:
+        trainer.load_state(c)
+        if trainer.step >= config.max_iters:
+            raise CLIError(f"the run in {out_dir} is complete ({trainer.step} of "
+                           f"{config.max_iters} steps): pass a larger --max-iters to extend it")
+        _say(args, f"resuming {c.path} at step {trainer.step} of {config.max_iters}")
+    elif os.path.isdir(os.path.join(out_dir, "last")):
+        _say(args, f"note: starting a new run in {out_dir} (its previous checkpoints will be "
+                   "replaced; --resume continues them instead)")
+    mc = model.config
+    _say(args, f"Training a GPT ({_plural(mc.n_layer, 'layer')}, {_plural(mc.n_head, 'head')}, "
+               f"{mc.n_embd} wide, "
+               f"{model.num_parameters / 1e6:.2f}M parameters, context {T} tokens) on "
+               f"{_describe(info)}:\n  {len(text):,} characters, {tokenizer.kind} tokenizer of "
+               f"{tokenizer.vocab_size} tokens, {tr_ids.size:,} training / {va_ids.size:,} "
+               f"validation tokens\n  {config.max_iters} steps of {config.grad_accum} x "
+               f"{config.batch_size} windows, lr {config.lr:g} ({config.schedule}), writing "
+               f"{out_dir}/")
+    time_limit = None if args.time_limit is None else args.time_limit * 60.0
+    t0 = time.perf_counter()
+    try:
+        trainer.train(time_limit=time_limit)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at step {trainer.step}; the last checkpoint is in "
+              f"{os.path.join(out_dir, 'last')} (continue with --resume)", file=sys.stderr)
+        return 130
+    wall = time.perf_counter() - t0
+    from .viz import plot_loss_curve
+    png = os.path.join(out_dir, "loss.png")
+    if plot_loss_curve(trainer.log_path, png) is None:
+        _say(args, f"matplotlib is not installed: skipping {png} "
+                   "(pip install \"transformer_c[plot]\")")
+    else:
+        _say(args, f"loss curve: {png}")
+    best = trainer.best_val_loss
+    _say(args, f"done: {trainer.step} steps in {wall:.0f}s; best validation loss "
+               f"{best:.4f} (checkpoint {os.path.join(out_dir, 'best')})")
+    if args.sample_tokens and not args.quiet:
+        print(f"\nA sample ({args.sample_tokens} tokens, temperature 0.8):\n" + "-" * 60,
+              flush=True)
+        _generate(model, tokenizer, "\n", max_new_tokens=args.sample_tokens, temperature=0.8,
+                  top_k=200, seed=args.seed)
+        print("\n" + "-" * 60)
+        print(f"more: python -m transformer_c sample --ckpt {out_dir} --prompt \"...\"")
+    return 0
+
+
+# ---------------------------------------------------------------------------- sample / eval
+
+def cmd_sample(args):
+    from . import checkpoint as ckpt
+    _threads(args)
+    c = ckpt.load(args.ckpt, optimizer=False)
+    for i in range(args.num_samples):
+        if i:
+            print("\n" + "-" * 60)
+        sys.stdout.write(args.prompt)
+        _generate(c.model, c.tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
+                  temperature=args.temperature, top_k=args.top_k, seed=args.seed + i)
+    print()
+    return 0
+
+
+def evaluate_text(model, tokenizer, text, batch_size=16):
+    """{"loss", "ppl", "ppl_char", "tokens", "chars"}: the mean next-token loss over every
+    non-overlapping window of block_size tokens of ``text`` (the targets are one contiguous
+    run of tokens; a text shorter than a block is one shorter window), per-token and
+    per-character perplexity (characters of the target tokens' text)."""
+    import numpy as np
+
+    from .data import StreamDataset
+    ids = tokenizer.encode(text)
+    if ids.size < 2:
+        raise CLIError(f"the text holds {ids.size} token(s): perplexity needs at least 2")
+    T = min(model.config.block_size, ids.size - 1)
+    data = StreamDataset(ids, T)
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in data.eval_batches(batch_size):
+            total += model.loss(x, y) * y.size
+            count += y.size
+    finally:
+        model.train(was)
+    loss = total / count
+    chars = len(tokenizer.decode(ids[1:1 + count]))
+    unk = tokenizer.unk_id
+    return {"loss": loss, "ppl": math.exp(min(loss, 700)),
+            "ppl_char": math.exp(min(total / max(chars, 1), 700)), "tokens": count,
+            "chars": chars, "unknown": int(np.sum(ids == unk)) if unk is not None else 0}
+
+
+def cmd_eval(args):
+    from . import checkpoint as ckpt
+    from .data import split_text
+    _threads(args)
+    c = ckpt.load(args.ckpt, optimizer=False)
+    if args.data is not None:
+        text, where = _read(args.data), args.data
+    else:
+        info = c.state.get("data", {})
+        text, _ = _load_corpus(info.get("path") if info.get("source") == "file" else None)
+        text = split_text(text, info.get("val_fraction", 0.1))[1]
+        where = f"the validation split of {_describe(info)}"
+    r = evaluate_text(c.model, c.tokenizer, text, args.batch_size)
+    print(f"{where} ({c.path}, step {c.state.get('step')}):\n"
+          f"  loss {r['loss']:.4f} nats/token over {r['tokens']:,} tokens ({r['chars']:,} "
+          f"characters)\n  perplexity {r['ppl']:.3f} per token, {r['ppl_char']:.3f} per "
+          f"character")
+    if r["unknown"]:
+        print(f"  note: {r['unknown']} characters are not in the tokenizer's vocabulary "
+              "(encoded as <UNK>)")
+    return 0
+
+
+def cmd_demo(args):
+    from .demo import run
+    _threads(args)
+    run(steps=args.steps, seed=args.seed)
+    return 0
+
+
+# ---------------------------------------------------------------------------- main
+
+def main(argv=None):
+    from .checkpoint import CheckpointError
+
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["train"] + argv  # the default command
+    args = parser.parse_args(argv)
+    commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}
+    try:
+        return commands[args.command](args)
+    except (CLIError, CheckpointError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,295 @@
+"""Models whose parameters live in one contiguous buffer with a tree of views over it.
+
+The base class of Encoder and EncoderDecoder (GPT predates it and has the same behaviour
+inline): a subclass gives its config class, ``_layout(config) -> [(path, shape)]`` (the
+parameter leaves in tree order, which is the order of the flat buffer; a path is a tuple of
+dict keys and list indices) and ``_init_std(config, path)`` (the init rule), and gets
+construction from a tree, ``create``, ``parameters`` / ``with_parameters``, the flat
+parameter and gradient buffers, ``state_dict``, safetensors ``save`` / ``load`` with the
+config as JSON in the metadata, train / eval and seed checking.
+"""
+import abc
+import json
+import math
+import operator
+import os
+
+import numpy as np
+
+from .module import Module, check_dtype
+
+__all__ = []
+
+
+def get_path(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def dotted(path):
+    return ".".join(str(k) for k in path)
+
+
+def tree_from_layout(layout, flat):
+    """The tree whose leaves are views of the 1-D array ``flat`` laid out as ``layout``
+    (an int key after a name makes that name a list, filled in index order)."""
+    tree = {}
+    offset = 0
+    for path, shape in layout:
+        size = math.prod(shape)
+        node = tree
+        for i, key in enumerate(path[:-1]):
+            fresh = [] if isinstance(path[i + 1], int) else {}
+            if isinstance(key, int):
+                if key == len(node):
+                    node.append(fresh)
+                node = node[key]
+            else:
+                node = node.setdefault(key, fresh)
+        node[path[-1]] = flat[offset:offset + size].reshape(shape)
+        offset += size
+    return tree
+
+
+def as_int(value, name):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+class FlatModel(Module):
+    """Parameters in one flat buffer, the tree as views (see the module doc)."""
+
+    _config_class = None
+    _meta_key = None  # the safetensors metadata key of the config
+
+    @staticmethod
+    @abc.abstractmethod
+    def _layout(config):
+        """The parameter layout of a config (each subclass defines it)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _init_std(config, path):
+        """The init of a weight leaf: a standard deviation (normal, mean 0)."""
+
+    def __init__(self, config, parameters, *, training=True, seed=0):
+        name = type(self).__name__
+        if not isinstance(config, self._config_class):
+            raise TypeError(f"config must be a {self._config_class.__name__}, "
+                            f"got {type(config).__name__}")
+        self.config = config
+        leaves = self._layout(config)
+        try:
+            first = np.asarray(get_path(parameters, leaves[0][0]))
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"parameters must be a {name} parameter tree with a "
+                             f"'{dotted(leaves[0][0])}' entry") from None
+        dtype = check_dtype(first.dtype)
+        self._init_from_flat(np.empty(self._count(config), dtype), training, seed)
+        self._check_structure(parameters)
+        for path, shape in leaves:
+            leaf = np.asarray(get_path(parameters, path))
+            if leaf.dtype != dtype:
+                raise TypeError(f"parameter {dotted(path)} has dtype {leaf.dtype} but "
+                                f"{dotted(leaves[0][0])} has {dtype}: all parameters must "
+                                f"share one dtype")
+            if leaf.shape != shape:
+                raise ValueError(f"parameter {dotted(path)} must have shape {shape}, "
+                                 f"got {leaf.shape}")
+            get_path(self._params, path)[...] = leaf
+
+    @classmethod
+    def _count(cls, config):
+        return sum(math.prod(s) for _, s in cls._layout(config))
+
+    def _init_from_flat(self, flat, training, seed):
+        self._flat = flat
+        self._params = tree_from_layout(self._layout(self.config), flat)
+        self._grads = None
+        self._grads_views = None
+        self._ctx = None
+        self.training = bool(training)
+        self.seed = seed
+
+    @classmethod
+    def _from_flat(cls, config, flat, training=True, seed=0):
+        self = cls.__new__(cls)
+        self.config = config
+        self._init_from_flat(flat, training, seed)
+        return self
+
+    def _check_structure(self, parameters):
+        want = {dotted(p) for p, _ in self._layout(self.config)}
+        got = set()
+
+        def walk(node, prefix):
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, prefix + (k,))
+            elif isinstance(node, (list, tuple)):
+                for i, v in enumerate(node):
+                    walk(v, prefix + (i,))
+            else:
+                got.add(dotted(prefix))
+
+        walk(parameters, ())
+        if got != want:
+            missing, extra = sorted(want - got), sorted(got - want)
+            raise ValueError(f"{type(self).__name__} parameters do not match the config: "
+                             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                             f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}")
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def _create(cls, config, random_generator, dtype, training, seed):
+        dt = check_dtype(dtype)
+        if not isinstance(config, cls._config_class):
+            raise TypeError(f"config must be a {cls._config_class.__name__}, "
+                            f"got {type(config).__name__}")
+        if not isinstance(random_generator, np.random.Generator):
+            raise TypeError(f"random_generator must be a numpy.random.Generator, got "
+                            f"{type(random_generator).__name__}")
+        model = cls._from_flat(config, np.empty(cls._count(config), dt), training, seed)
+        for path, shape in cls._layout(config):
+            leaf = get_path(model._params, path)
+            if path[-1] == "bias":
+                leaf[...] = 0
+            elif str(path[-2]).startswith("ln_"):
+                leaf[...] = 1
+            else:
+                leaf[...] = random_generator.normal(0.0, cls._init_std(config, path),
+                                                    size=shape)
+        return model
+
+    @property
+    def parameters(self):
+        return self._params
+
+    def with_parameters(self, parameters):
+        return type(self)(self.config, parameters, training=self.training, seed=self.seed)
+
+    @property
+    def dtype(self):
+        return self._flat.dtype
+
+    @property
+    def flat_parameters(self):
+        """Every parameter in one contiguous 1-D array (the tree's leaves are views of it:
+        updating it in place, e.g. with functional.adamw_update_, updates the model)."""
+        return self._flat
+
+    @property
+    def flat_grads(self):
+        """The contiguous 1-D gradient buffer loss_and_grads fills (same layout as
+        flat_parameters); the grads tree it returns holds views of it."""
+        if self._grads is None:
+            self._grads = np.zeros_like(self._flat)
+        return self._grads
+
+    def _grads_tree(self):
+        views = self._grads_views
+        if views is None or views[0] is not self.flat_grads:
+            self._grads_views = (self.flat_grads,
+                                 tree_from_layout(self._layout(self.config), self.flat_grads))
+        return self._grads_views[1]
+
+    def _store_grads(self, grads):
+        """Copy a grads tree into flat_grads; returns the tree of views."""
+        tree = self._grads_tree()
+        for path, _ in self._layout(self.config):
+            get_path(tree, path)[...] = get_path(grads, path)
+        return tree
+
+    @property
+    def num_parameters(self):
+        return self._flat.size
+
+    def __getstate__(self):
+        return {"config": self.config, "flat": self._flat, "grads": self._grads,
+                "training": self.training, "seed": self.seed}
+
+    def __setstate__(self, state):
+        self.config = state["config"]
+        self._init_from_flat(state["flat"], state["training"], state["seed"])
+        self._grads = state["grads"]
+
+    def train(self, mode=True):
+        """Training mode (dropout on when config.dropout > 0); returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode (dropout off); returns self."""
+        return self.train(False)
+
+    def _dropping(self):
+        return self.training and self.config.dropout > 0
+
+    def _seed(self, seed):
+        seed = self.seed if seed is None else seed
+        if isinstance(seed, (bool, np.bool_)):
+            raise TypeError("seed must be a non-negative integer, got bool")
+        try:
+            seed = operator.index(seed)
+        except TypeError:
+            raise TypeError(f"seed must be a non-negative integer, "
+                            f"got {type(seed).__name__}") from None
+        if not 0 <= seed < 2 ** 64:
+            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        return seed
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self):
+        """{"encoder.h.0.ln_1.weight": array, ...}: dotted names of the tree's leaves, arrays
+        are views of the parameters."""
+        return {dotted(path): get_path(self._params, path)
+                for path, _ in self._layout(self.config)}
+
+    def save(self, path):
+        """Write the parameters and config to ``path`` in the safetensors format (tensor
+        names from state_dict(); the config as JSON in the metadata)."""
+        from safetensors.numpy import save_file
+
+        tensors = {k: np.ascontiguousarray(v) for k, v in self.state_dict().items()}
+        save_file(tensors, os.fspath(path),
+                  metadata={"format": f"transformer_c.{type(self).__name__}",
+                            self._meta_key: json.dumps(self.config.to_dict())})
+
+    @classmethod
+    def _load(cls, path, dtype, training, seed):
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        with safe_open(os.fspath(path), framework="np") as f:
+            meta = f.metadata() or {}
+        if cls._meta_key not in meta:
+            raise ValueError(f"{path} has no '{cls._meta_key}' metadata: not written by "
+                             f"{cls.__name__}.save")
+        config = cls._config_class.from_dict(json.loads(meta[cls._meta_key]))
+        tensors = load_file(os.fspath(path))
+        layout = cls._layout(config)
+        names = {dotted(p) for p, _ in layout}
+        missing, extra = sorted(names - set(tensors)), sorted(set(tensors) - names)
+        if missing:
+            raise ValueError(f"checkpoint is missing {missing[:5]}"
+                             f"{'...' if len(missing) > 5 else ''}")
+        if extra:
+            raise ValueError(f"checkpoint has unexpected tensors {extra[:5]}"
+                             f"{'...' if len(extra) > 5 else ''}")
+        first = tensors[dotted(layout[0][0])]
+        dt = check_dtype(first.dtype if dtype is None else dtype)
+        model = cls._from_flat(config, np.empty(cls._count(config), dt), training, seed)
+        for p, shape in layout:
+            t = tensors[dotted(p)]
+            if t.shape != shape:
+                raise ValueError(f"checkpoint tensor {dotted(p)} has shape {t.shape}, "
+                                 f"expected {shape}")
+            get_path(model._params, p)[...] = t
+        return model

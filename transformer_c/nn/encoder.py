@@ -1,0 +1,384 @@
+"""Encoder: a bidirectional transformer stack over a padded batch of token ids.
+
+    x = drop(wte[src] + wpe[s])                  (learned positions; or sinusoidal)
+    x = Block_l(x, key_padding_mask) for l < n_layer
+                                                 (blocks.Block with bidirectional attention:
+                                                  pre-LN by default, post-LN by option)
+    h = ln_f(x)                                  (pre-LN only; post-LN layers end in a norm)
+
+Padding: ``src_lengths`` (B,) (row b is real up to src_lengths[b]) or
+``src_key_padding_mask`` bool (B, S), **True = a real token** (transformer_c.functional's
+convention; transformer_c.data.pad_mask is True = padding: pass ``~pad_mask(...)``).
+Padded positions are never attended to, so they cannot change the outputs at real
+positions, and no gradient flows into them from there (their own output rows are computed
+but meaningless).
+
+The parameter tree (GPT-2 names, as transformer_c.nn.GPT)::
+
+    {"wte": {"weight": (V, C)}, "wpe": {"weight": (block_size, C)},
+     "h": [{"ln_1", "attn": {"c_attn", "c_proj"}, "ln_2", "mlp": {"c_fc", "c_proj"}}, ...],
+     "ln_f": {"weight", "bias"}}
+
+(no ``wpe`` with sinusoidal positions, no biases with bias=False, no ``ln_f`` with
+norm="post"). The same subtree (under "encoder") is the encoder of
+transformer_c.nn.EncoderDecoder. All parameters live in one contiguous buffer
+(``flat_parameters``); the tree holds views of it.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..functional._util import as_ids, same_dtype
+from ._flat import FlatModel
+from .blocks import ACTIVATIONS, MLP, Block, Dense, Norm, SelfAttention, site_seed
+
+__all__ = ["EncoderConfig", "Encoder"]
+
+POSITIONS = ("learned", "sinusoidal")
+NORMS = ("pre", "post")
+
+
+def _positive(cfg, names):
+    for name in names:
+        v = getattr(cfg, name)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def check_common(cfg):
+    """Validation shared by EncoderConfig and EncoderDecoderConfig."""
+    _positive(cfg, ("block_size", "n_head", "n_embd"))
+    if cfg.n_embd % cfg.n_head:
+        raise ValueError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
+    if cfg.n_inner is not None and (isinstance(cfg.n_inner, (bool, np.bool_)) or
+                                    not isinstance(cfg.n_inner, (int, np.integer)) or
+                                    cfg.n_inner < 1):
+        raise ValueError(f"n_inner must be a positive integer or None, got {cfg.n_inner!r}")
+    if not (isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool) and
+            0.0 <= cfg.dropout < 1.0):
+        raise ValueError(f"dropout must be a probability in [0, 1), got {cfg.dropout!r}")
+    if cfg.position not in POSITIONS:
+        raise ValueError(f"position must be one of {POSITIONS}, got {cfg.position!r}")
+    if cfg.norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {cfg.activation!r}")
+    if not (cfg.layer_norm_epsilon >= 0 and math.isfinite(cfg.layer_norm_epsilon)):
+        raise ValueError(f"layer_norm_epsilon must be finite and >= 0, got "
+                         f"{cfg.layer_norm_epsilon!r}")
+    if not (cfg.position_base > 0 and math.isfinite(cfg.position_base)):
+        raise ValueError(f"position_base must be finite and > 0, got {cfg.position_base!r}")
+
+
+def config_from_dict(cls, d):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
+    return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Hyper-parameters of an Encoder (defaults: the base Transformer's encoder, pre-LN).
+
+    vocab_size, block_size (the longest source; rows of wpe), n_layer, n_head, n_embd
+    (divisible by n_head); dropout: probability on the embeddings, the attention
+    probabilities and both residual branches of every layer (only in training mode); bias:
+    biases in every linear layer and LayerNorm; position: "learned" (wpe) or "sinusoidal"
+    (a fixed table added to the embeddings); norm: "pre" (with a final ln_f) or "post" (the
+    original Transformer; no ln_f); activation: "gelu_tanh", "gelu" or "relu"; n_inner: the
+    MLP width (None: 4 * n_embd); layer_norm_epsilon; position_base: the sinusoidal base.
+    """
+
+    vocab_size: int = 32000
+    block_size: int = 512
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 512
+    dropout: float = 0.1
+    bias: bool = True
+    position: str = "sinusoidal"
+    norm: str = "pre"
+    activation: str = "relu"
+    n_inner: int = None
+    layer_norm_epsilon: float = 1e-5
+    position_base: float = 10000.0
+
+    def __post_init__(self):
+        _positive(self, ("vocab_size", "n_layer"))
+        check_common(self)
+
+    @property
+    def head_size(self):
+        return self.n_embd // self.n_head
+
+    @property
+    def hidden_size(self):
+        """The MLP width (n_inner, or 4 * n_embd)."""
+        return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d):
+        """A config from a dict such as to_dict() gives (unknown keys are a ValueError)."""
+        return config_from_dict(EncoderConfig, d)
+
+
+# ---------------------------------------------------------------------- layouts
+
+def add_dense(out, prefix, o, i, bias):
+    out.append((prefix + ("weight",), (o, i)))
+    if bias:
+        out.append((prefix + ("bias",), (o,)))
+
+
+def add_norm(out, prefix, C, bias):
+    out.append((prefix + ("weight",), (C,)))
+    if bias:
+        out.append((prefix + ("bias",), (C,)))
+
+
+def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
+    """[(path, shape)] of one stack (encoder: cross=False; decoder: cross=True) under
+    ``prefix``, in tree order."""
+    C, H, b = cfg.n_embd, cfg.hidden_size, cfg.bias
+    out = []
+    if wte:
+        out.append((prefix + ("wte", "weight"), (vocab_size, C)))
+    if cfg.position == "learned":
+        out.append((prefix + ("wpe", "weight"), (cfg.block_size, C)))
+    for layer in range(n_layer):
+        p = prefix + ("h", layer)
+        add_norm(out, p + ("ln_1",), C, b)
+        add_dense(out, p + ("attn", "c_attn"), 3 * C, C, b)
+        add_dense(out, p + ("attn", "c_proj"), C, C, b)
+        if cross:
+            add_norm(out, p + ("ln_cross_attn",), C, b)
+            add_dense(out, p + ("crossattention", "q_attn"), C, C, b)
+            add_dense(out, p + ("crossattention", "c_attn"), 2 * C, C, b)
+            add_dense(out, p + ("crossattention", "c_proj"), C, C, b)
+        add_norm(out, p + ("ln_2",), C, b)
+        add_dense(out, p + ("mlp", "c_fc"), H, C, b)
+        add_dense(out, p + ("mlp", "c_proj"), C, H, b)
+    if cfg.norm == "pre":
+        add_norm(out, prefix + ("ln_f",), C, b)
+    return out
+
+
+# ---------------------------------------------------------------------- input checks
+
+def check_ids(ids, name, vocab_size, block_size, squeeze=None):
+    """ids as C-contiguous int64 (B, L) and whether the input was 1-D. squeeze: None
+    (either), or the rank the other input had (both must agree)."""
+    a = as_ids(ids, name)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{name} must have shape (B, L) or (L,), got {a.shape}")
+    if squeeze is not None and (a.ndim == 1) != squeeze:
+        raise ValueError(f"{name} must be {'1-D' if squeeze else '2-D'} like the source, "
+                         f"got shape {a.shape}")
+    sq = a.ndim == 1
+    a2 = a[None] if sq else a
+    if a2.shape[1] > block_size:
+        raise ValueError(f"{name} has {a2.shape[1]} positions but block_size is {block_size}")
+    if a2.size and (a2.min() < 0 or a2.max() >= vocab_size):
+        bad = a2.min() if a2.min() < 0 else a2.max()
+        raise IndexError(f"{name} holds id {bad}, outside [0, {vocab_size})")
+    return np.ascontiguousarray(a2, dtype=np.int64), sq
+
+
+def source_mask(src_lengths, src_key_padding_mask, B, S, squeeze):
+    """The source key-padding mask as bool (B, S) (True = real token), or None when every
+    position is real."""
+    if src_lengths is not None and src_key_padding_mask is not None:
+        raise ValueError("give src_lengths or src_key_padding_mask, not both")
+    if src_lengths is not None:
+        n = as_ids(src_lengths, "src_lengths")
+        want = () if squeeze else (B,)
+        if n.shape != want and not (squeeze and n.shape == (1,)):
+            raise ValueError(f"src_lengths must have shape {want} (one length per source), "
+                             f"got {n.shape}")
+        n = n.reshape(B)
+        if n.size and (n.min() < 0 or n.max() > S):
+            raise ValueError(f"src_lengths must lie in [0, S] = [0, {S}], got min {n.min()} "
+                             f"and max {n.max()}")
+        mask = np.arange(S)[None, :] < n.astype(np.int64)[:, None]
+    elif src_key_padding_mask is not None:
+        mask = np.asarray(src_key_padding_mask)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"src_key_padding_mask must be a boolean array (True = real token, "
+                            f"False = padding), got dtype {mask.dtype}")
+        want = (S,) if squeeze else (B, S)
+        if mask.shape != want:
+            raise ValueError(f"src_key_padding_mask must have the shape of src {want}, "
+                             f"got {mask.shape}")
+        mask = np.ascontiguousarray(mask.reshape(B, S))
+    else:
+        return None
+    return None if mask.all() else mask
+
+
+# ---------------------------------------------------------------------- the module path
+
+def embed_forward(cfg, ids, wte, wpe, drop_seed):
+    """drop(wte[ids] + positions); drop_seed None: no dropout."""
+    x = F.embedding(ids, wte)
+    if cfg.position == "learned":
+        x = x + wpe[:ids.shape[1]]
+    else:
+        x = F.add_positions(x, base=cfg.position_base)
+    if drop_seed is not None:
+        x = F.dropout(x, cfg.dropout, seed=drop_seed)
+    return x
+
+
+def embed_backward(cfg, dx, ids, vocab_size, drop_seed):
+    """(dwte, dwpe or None) from the gradient of embed_forward's output."""
+    if drop_seed is not None:
+        dx = F.dropout_backward(dx, cfg.dropout, seed=drop_seed)
+    dwte = F.embedding_backward(dx, ids, vocab_size)
+    dwpe = None
+    if cfg.position == "learned":
+        B, L = ids.shape
+        pos = np.broadcast_to(np.arange(L, dtype=np.int64), (B, L))
+        dwpe = F.embedding_backward(dx, pos, cfg.block_size)
+    return dwte, dwpe
+
+
+def mlp_of(cfg, h):
+    return MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
+
+
+def encoder_blocks(cfg, tree, seed, dropping, site0=0):
+    """The Blocks of an encoder stack (tree: {"h": [...], ...}); dropout sites site0 + 1 + 3l
+    (attention probabilities), site0 + 2 + 3l and site0 + 3 + 3l (the two branches)."""
+    eps = cfg.layer_norm_epsilon
+    blocks = []
+    for layer, h in enumerate(tree["h"]):
+        s = site0 + 3 * layer
+        attn = SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
+                             cfg.n_head, causal=False,
+                             dropout=cfg.dropout if dropping else 0.0,
+                             seed=site_seed(seed, s + 1))
+        blocks.append(Block(Norm(**h["ln_1"], eps=eps), attn, Norm(**h["ln_2"], eps=eps),
+                            mlp_of(cfg, h), norm=cfg.norm, dropout=cfg.dropout,
+                            training=dropping,
+                            seeds=(site_seed(seed, s + 2), site_seed(seed, s + 3))))
+    return blocks
+
+
+def encoder_forward(cfg, tree, wte, ids, mask, seed, dropping, site0=0):
+    """The encoder stack (module by module): (hidden (B, S, C), cache). tree holds wpe (if
+    learned), h and ln_f (pre-LN); wte is the token embedding (the tree's or a shared one)."""
+    x = embed_forward(cfg, ids, wte, tree.get("wpe", {}).get("weight"),
+                      site_seed(seed, site0) if dropping else None)
+    blocks = encoder_blocks(cfg, tree, seed, dropping, site0)
+    caches = []
+    kpm = {} if mask is None else {"key_padding_mask": mask}
+    for block in blocks:
+        x, c = block.forward_cached(x, **kpm)
+        caches.append(c)
+    cf = None
+    if cfg.norm == "pre":
+        x, cf = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).forward_cached(x)
+    return x, (ids, blocks, caches, cf)
+
+
+def encoder_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0=0):
+    """(grads of the tree's wpe / h / ln_f, dwte) from d hidden."""
+    ids, blocks, caches, cf = cache
+    grads = {}
+    if cfg.norm == "pre":
+        g_lnf, dx = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).backward_cached(dx, cf)
+    hgrads = [None] * len(blocks)
+    for layer in reversed(range(len(blocks))):
+        hgrads[layer], dx = blocks[layer].backward_cached(dx, caches[layer])
+    dwte, dwpe = embed_backward(cfg, dx, ids, vocab_size,
+                                site_seed(seed, site0) if dropping else None)
+    if dwpe is not None:
+        grads["wpe"] = {"weight": dwpe}
+    grads["h"] = hgrads
+    if cfg.norm == "pre":
+        grads["ln_f"] = g_lnf
+    return grads, dwte
+
+
+class Encoder(FlatModel):
+    """A bidirectional transformer encoder with the tree interface (see the module doc).
+
+    Encoder(config, parameters, *, training=True, seed=0): parameters laid out as
+    ``Encoder.create(config, rng).parameters`` (copied into one contiguous buffer; one
+    dtype, float32 or float64). ``training`` turns dropout on (when config.dropout > 0) with
+    masks from ``seed``.
+
+    forward(src=(B, S) or (S,) ids, src_lengths=None, src_key_padding_mask=None)
+      -> hidden states (B, S, n_embd) (or (S, n_embd)); rows at padded positions are
+      computed but meaningless.
+    backward(gradient_outputs, src=..., src_lengths=None, src_key_padding_mask=None)
+      -> (grads tree, {"src": zeros, ...: zeros for the padding input given}).
+    """
+
+    _config_class = EncoderConfig
+    _meta_key = "encoder_config"
+
+    @staticmethod
+    def _layout(config):
+        return stack_layout(config, (), config.n_layer, config.vocab_size, wte=True,
+                            cross=False)
+
+    @staticmethod
+    def _init_std(config, path):
+        return 0.02 / math.sqrt(2 * config.n_layer) if path[-2] == "c_proj" else 0.02
+
+    @staticmethod
+    def create(config, random_generator, *, dtype=np.float32, training=True, seed=0):
+        """GPT-2 initialisation: linear weights and embeddings ~ N(0, 0.02^2), the residual
+        projections (attn.c_proj, mlp.c_proj) ~ N(0, (0.02 / sqrt(2 n_layer))^2), biases 0,
+        LayerNorm weights 1; draws from ``random_generator`` in tree order."""
+        return Encoder._create(config, random_generator, dtype, training, seed)
+
+    @staticmethod
+    def load(path, *, dtype=None, training=True, seed=0):
+        """The Encoder saved by ``save(path)`` (dtype: keep the stored one, or convert)."""
+        return Encoder._load(path, dtype, training, seed)
+
+    def __repr__(self):
+        c = self.config
+        return (f"Encoder(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
+                f"vocab_size={c.vocab_size}, block_size={c.block_size}, "
+                f"parameters={self.num_parameters}, dtype={self.dtype})")
+
+    def _inputs(self, src, src_lengths, src_key_padding_mask):
+        ids, squeeze = check_ids(src, "src", self.config.vocab_size, self.config.block_size)
+        mask = source_mask(src_lengths, src_key_padding_mask, *ids.shape, squeeze)
+        return ids, squeeze, mask
+
+    def forward(self, src, src_lengths=None, src_key_padding_mask=None):
+        ids, squeeze, mask = self._inputs(src, src_lengths, src_key_padding_mask)
+        h, _ = encoder_forward(self.config, self._params, self._params["wte"]["weight"], ids,
+                               mask, self._seed(None), self._dropping())
+        return h[0] if squeeze else h
+
+    def backward(self, gradient_outputs, src, src_lengths=None, src_key_padding_mask=None):
+        ids, squeeze, mask = self._inputs(src, src_lengths, src_key_padding_mask)
+        g = same_dtype(self._flat, "the parameters", gradient_outputs, "gradient_outputs")
+        want = ids.shape + (self.config.n_embd,)
+        if g.shape != (want[1:] if squeeze else want):
+            raise ValueError(f"gradient_outputs must have the output's shape "
+                             f"{want[1:] if squeeze else want}, got {g.shape}")
+        seed, dropping = self._seed(None), self._dropping()
+        _, cache = encoder_forward(self.config, self._params, self._params["wte"]["weight"],
+                                   ids, mask, seed, dropping)
+        grads, dwte = encoder_backward(self.config, self._params, self.config.vocab_size,
+                                       g[None] if squeeze else g, cache, seed, dropping)
+        grads = {"wte": {"weight": dwte}, **grads}
+        inputs = {"src": np.zeros(np.shape(src), dtype=np.asarray(src).dtype)}
+        for name, value in (("src_lengths", src_lengths),
+                            ("src_key_padding_mask", src_key_padding_mask)):
+            if value is not None:
+                inputs[name] = np.zeros(np.shape(value), dtype=np.asarray(value).dtype)
+        return grads, inputs

@@ -1,0 +1,499 @@
+"""Training a GPT language model: :class:`Trainer` and :class:`TrainConfig`.
+
+One optimizer step (:meth:`Trainer.train_step`):
+
+1. the learning rate of iteration ``it`` from the schedule (transformer_c.schedules: linear
+   warmup, then cosine or inverse-square-root decay, or constant);
+2. ``grad_accum`` micro-batches of ``batch_size`` random windows (all window starts of the
+   step drawn at once from the data RNG), each through ``GPT.loss_and_grads`` (the whole
+   forward and backward in C; with label smoothing the module-by-module path); their
+   gradients averaged;
+3. global-norm clipping as torch.nn.utils.clip_grad_norm_ (``F.global_grad_norm`` and
+   ``F.scale_``);
+4. AdamW over the model's flat parameter buffer in two groups: weight decay on the linear
+   weights, none on biases, LayerNorm parameters and embeddings (wte, wpe). The groups are
+   runs of the flat buffer, each updated by one ``F.adamw_update_`` call (in C).
+
+Every ``eval_every`` steps the loss on fixed, evenly spaced windows of the train and
+validation splits (the same windows each time), per-token and per-character perplexity, a
+line in the JSONL log, and checkpoints: ``out_dir/last`` always, ``out_dir/best`` when the
+validation loss improved. A checkpoint holds the model, tokenizer, AdamW moments, step, data
+RNG state and configuration, so :meth:`Trainer.resume` continues exactly as an uninterrupted
+run would (bitwise, for a fixed thread count): dropout masks are seeded from the step number.
+"""
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from . import functional as F
+from .nn import GPT
+from .schedules import SCHEDULES, make_schedule
+
+__all__ = ["TrainConfig", "Trainer", "parameter_groups"]
+
+_MASK64 = (1 << 64) - 1
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation and evaluation settings (defaults: nanoGPT's shakespeare_char, scaled).
+
+    max_iters: optimizer steps in the run. batch_size: windows per micro-batch; grad_accum:
+    micro-batches per step (the effective batch is their product). lr, min_lr, warmup_iters,
+    decay_iters (None: max_iters), schedule: "cosine", "inverse_sqrt" or "constant".
+    weight_decay (decoupled, AdamW; linear weights only), beta1, beta2, eps. grad_clip: the
+    global-norm bound (0: off). label_smoothing in [0, 1). eval_every: steps between
+    evaluations (0: only at the end); eval_iters: batches of evenly spaced windows per split
+    (0: every non-overlapping window of the split). log_every: steps between JSONL lines.
+    seed: the data RNG and dropout seed.
+    """
+
+    max_iters: int = 2000
+    batch_size: int = 12
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    decay_iters: int = None
+    schedule: str = "cosine"
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.0
+    eval_every: int = 250
+    eval_iters: int = 20
+    log_every: int = 10
+    seed: int = 1337
+
+    def __post_init__(self):
+        ints = {"max_iters": 1, "batch_size": 1, "grad_accum": 1, "warmup_iters": 0,
+                "eval_every": 0, "eval_iters": 0, "log_every": 1, "seed": 0}
+        for name, low in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        for name in ("lr", "min_lr", "weight_decay", "eps", "grad_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                    v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ("beta1", "beta2", "label_smoothing"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {v!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.decay_iters is not None and (isinstance(self.decay_iters, bool) or
+                                             not isinstance(self.decay_iters, int) or
+                                             self.decay_iters < 1):
+            raise ValueError(f"decay_iters must be a positive integer or None, "
+                             f"got {self.decay_iters!r}")
+        self.make_schedule()
+
+    def make_schedule(self):
+        """The learning-rate schedule, a function it -> lr."""
+        decay = self.max_iters if self.decay_iters is None else self.decay_iters
+        warmup = self.warmup_iters
+        if self.schedule == "cosine" and decay <= warmup:
+            raise ValueError(f"the cosine schedule decays over iterations warmup_iters.."
+                             f"decay_iters, so decay_iters (or max_iters: {decay}) must exceed "
+                             f"warmup_iters ({warmup})")
+        return make_schedule(self.schedule, lr=self.lr, warmup_iters=warmup, decay_iters=decay,
+                             min_lr=self.min_lr)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d):
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        return TrainConfig(**d)
+
+
+def parameter_groups(model):
+    """[(start, stop, decay)]: the flat parameter buffer of ``model`` (a GPT) cut into runs of
+    consecutive tensors that do (decay=True: linear weights, a separate lm_head) or do not
+    (biases, LayerNorm weights, the wte / wpe embeddings) get weight decay."""
+    flat = model.flat_parameters
+    base = flat.__array_interface__["data"][0]
+    tensors = []
+    for name, arr in model.state_dict().items():
+        start = (arr.__array_interface__["data"][0] - base) // flat.itemsize
+        decay = arr.ndim >= 2 and name.split(".")[0] not in ("wte", "wpe")
+        tensors.append((start, start + arr.size, decay))
+    tensors.sort()
+    runs = []
+    for start, stop, decay in tensors:
+        if runs and runs[-1][1] == start and runs[-1][2] == decay:
+            runs[-1] = (runs[-1][0], stop, decay)
+        else:
+            runs.append((start, stop, decay))
+    if sum(b - a for a, b, _ in runs) != flat.size or runs[0][0] != 0:
+        raise RuntimeError("the model's state_dict does not tile its flat parameter buffer")
+    return runs
+
+
+def _window_starts(n_windows, block_size, count):
+    """Evenly spaced window starts over [0, n_windows) (count of them; 0: non-overlapping)."""
+    full = np.arange(0, n_windows, block_size, dtype=np.int64)
+    if count == 0 or count >= full.size:
+        return full
+    return np.linspace(0, n_windows - 1, count).round().astype(np.int64)
+
+
+class Trainer:
+    """Trains a :class:`~transformer_c.nn.GPT` on random windows of a token stream.
+
+    model: a GPT (updated in place). train_data, val_data: StreamDataset (val_data may be
+    None: no validation loss, no best checkpoint). config: a TrainConfig. tokenizer: saved in
+    checkpoints. out_dir: where checkpoints (last/, best/) and log.jsonl go (None: nowhere).
+    chars_per_token: {"train": r, "val": r}, characters per token of each split, for
+    per-character perplexity (1.0 for a character tokenizer). data_info: a JSON-able dict
+    stored in checkpoints (what the data was). progress: show a tqdm bar (default: when
+    stderr is a terminal); quiet: print nothing. printer: where messages go.
+    """
+
+    def __init__(self, model, train_data, val_data=None, config=None, *, tokenizer=None,
+                 out_dir=None, chars_per_token=None, data_info=None, progress=None,
+                 quiet=False, printer=print):
+        if not isinstance(model, GPT):
+            raise TypeError(f"model must be a transformer_c.nn.GPT, got {type(model).__name__}")
+        self.model = model
+        self.config = TrainConfig() if config is None else config
+        if not isinstance(self.config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(self.config).__name__}")
+        for name, ds in (("train_data", train_data), ("val_data", val_data)):
+            if ds is None and name == "val_data":
+                continue
+            if not hasattr(ds, "batch_at") or not hasattr(ds, "block_size"):
+                raise TypeError(f"{name} must be a StreamDataset, got {type(ds).__name__}")
+            if ds.block_size > model.config.block_size:
+                raise ValueError(f"{name} has block_size {ds.block_size} but the model's is "
+                                 f"{model.config.block_size}")
+        self.train_data, self.val_data = train_data, val_data
+        self.tokenizer = tokenizer
+        self.out_dir = None if out_dir is None else os.fspath(out_dir)
+        self.chars_per_token = {"train": 1.0, "val": 1.0, **(chars_per_token or {})}
+        self.data_info = data_info or {}
+        self.quiet = bool(quiet)
+        self.progress = (not self.quiet and sys.stderr.isatty()) if progress is None \
+            else bool(progress) and not self.quiet
+        self.printer = printer
+        self.schedule = self.config.make_schedule()
+        self.groups = parameter_groups(model)
+        flat = model.flat_parameters
+        self.exp_avg = np.zeros_like(flat)
+        self.exp_avg_sq = np.zeros_like(flat)
+        self._acc = None
+        self.step = 0
+        self.rng = np.random.default_rng(self.config.seed)
+        self.best_val_loss = math.inf
+        self.tokens_seen = 0
+        self.elapsed = 0.0
+        self.history = []  # evaluation results
+
+    # ------------------------------------------------------------------ one step
+
+    @property
+    def tokens_per_step(self):
+        c = self.config
+        return c.grad_accum * c.batch_size * self.train_data.block_size
+
+    def dropout_seed(self, it, micro):
+        """The dropout seed of micro-batch ``micro`` of iteration ``it`` (a function of the
+        run's seed and position only, so a resumed run draws the same masks)."""
+        c = self.config
+        return (c.seed * 0x9E3779B97F4A7C15 + it * c.grad_accum + micro + 1) & _MASK64
+
+    def _micro_loss_and_grads(self, x, y, seed):
+        model, ls = self.model, self.config.label_smoothing
+        if ls == 0:
+            loss, _ = model.loss_and_grads(x, y, seed=seed)
+            return loss
+        # label smoothing: the module-by-module path (the C fast path has plain cross-entropy)
+        old = model.seed
+        model.seed = seed
+        try:
+            logits = model.forward(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=ls)
+            dlogits = F.cross_entropy_backward(logits, y, label_smoothing=ls)
+            grads, _ = model.backward(dlogits, idx=x)
+        finally:
+            model.seed = old
+        np.copyto(model.flat_grads, GPT(model.config, grads).flat_parameters)
+        return loss
+
+    def compute_grads(self, starts):
+        """Mean loss and the averaged gradient (a flat array) of the windows at ``starts``
+        (grad_accum * batch_size of them), micro-batch by micro-batch; no update."""
+        c, model = self.config, self.model
+        k, b = c.grad_accum, c.batch_size
+        it = self.step
+        total = 0.0
+        for j in range(k):
+            x, y = self.train_data.batch_at(starts[j * b:(j + 1) * b])
+            total += self._micro_loss_and_grads(x, y, self.dropout_seed(it, j))
+            if k > 1:
+                if self._acc is None:
+                    self._acc = np.empty_like(model.flat_grads)
+                if j == 0:
+                    np.copyto(self._acc, model.flat_grads)
+                else:
+                    np.add(self._acc, model.flat_grads, out=self._acc)
+        if k == 1:
+            return total, model.flat_grads
+        F.scale_(self._acc, 1.0 / k)
+        return total / k, self._acc
+
+    def clip_(self, grads):
+        """Global-norm clipping in place (torch.nn.utils.clip_grad_norm_'s rule:
+        scale by grad_clip / (norm + 1e-6) when that is below 1); returns the norm before."""
+        norm = F.global_grad_norm(grads)
+        clip = self.config.grad_clip
+        if clip > 0 and math.isfinite(norm):
+            coef = clip / (norm + 1e-6)
+            if coef < 1.0:
+                F.scale_(grads, coef)
+        return norm
+
+    def apply_update(self, grads, lr):
+        """AdamW step self.step + 1 over the two parameter groups (in C)."""
+        c = self.config
+        p, m, v = self.model.flat_parameters, self.exp_avg, self.exp_avg_sq
+        for a, b, decay in self.groups:
+            F.adamw_update_(p[a:b], grads[a:b], m[a:b], v[a:b], step=self.step + 1, lr=lr,
+                            betas=(c.beta1, c.beta2), eps=c.eps,
+                            weight_decay=c.weight_decay if decay else 0.0)
+
+    def train_step(self):
+        """One optimizer step; returns {"loss", "lr", "grad_norm"}."""
+        c = self.config
+        lr = self.schedule(self.step)
+        starts = self.rng.integers(0, len(self.train_data), size=c.grad_accum * c.batch_size)
+        self.model.train()
+        loss, grads = self.compute_grads(starts)
+        norm = self.clip_(grads)
+        self.apply_update(grads, lr)
+        self.step += 1
+        self.tokens_seen += self.tokens_per_step
+        return {"loss": float(loss), "lr": float(lr), "grad_norm": float(norm)}
+
+    # ------------------------------------------------------------------ evaluation
+
+    def eval_loss(self, data, max_batches=None):
+        """(mean per-token loss, tokens) over fixed, evenly spaced windows of ``data``
+        (``eval_iters`` batches of them; 0: every non-overlapping window)."""
+        c = self.config
+        iters = c.eval_iters if max_batches is None else max_batches
+        starts = _window_starts(len(data), data.block_size, iters * c.batch_size)
+        was = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        try:
+            for i in range(0, starts.size, c.batch_size):
+                x, y = data.batch_at(starts[i:i + c.batch_size])
+                total += self.model.loss(x, y) * y.size
+                count += y.size
+        finally:
+            self.model.train(was)
+        return total / count, count
+
+    def evaluate(self):
+        """Losses and perplexities on both splits at the current step (a dict)."""
+        out = {"step": self.step}
+        for split, data in (("train", self.train_data), ("val", self.val_data)):
+            if data is None:
+                continue
+            loss, _ = self.eval_loss(data)
+            out[f"{split}_loss"] = loss
+            out[f"{split}_ppl"] = math.exp(min(loss, 700.0))
+            out[f"{split}_ppl_char"] = math.exp(min(loss / self.chars_per_token[split], 700.0))
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self):
+        """The JSON-able training state stored in checkpoint.json."""
+        return {"step": self.step,
+                "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+                "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
+                "rng_state": self.rng.bit_generator.state,
+                "train_config": self.config.to_dict(), "data": self.data_info,
+                "chars_per_token": self.chars_per_token}
+
+    def save_checkpoint(self, path):
+        if self.tokenizer is None:
+            raise ValueError("a Trainer without a tokenizer cannot save checkpoints")
+        return ckpt.save(path, model=self.model, tokenizer=self.tokenizer, state=self.state(),
+                         optimizer={"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq})
+
+    def load_state(self, checkpoint):
+        """Continue from a :class:`transformer_c.checkpoint.Checkpoint` (its parameters,
+        AdamW moments, step, RNG state, best loss). The model must have the same config."""
+        if checkpoint.model.config != self.model.config:
+            raise ValueError("the checkpoint's model config differs from the trainer's model")
+        if checkpoint.optimizer is None:
+            raise ValueError(f"{checkpoint.path} has no optimizer state: it cannot be resumed")
+        s = checkpoint.state
+        np.copyto(self.model.flat_parameters, checkpoint.model.flat_parameters)
+        np.copyto(self.exp_avg, checkpoint.optimizer["exp_avg"])
+        np.copyto(self.exp_avg_sq, checkpoint.optimizer["exp_avg_sq"])
+        self.step = int(s["step"])
+        self.tokens_seen = int(s.get("tokens_seen", 0))
+        self.elapsed = float(s.get("elapsed", 0.0))
+        best = s.get("best_val_loss")
+        self.best_val_loss = math.inf if best is None else float(best)
+        self.rng.bit_generator.state = s["rng_state"]
+        return self
+
+    @classmethod
+    def resume(cls, path, train_data, val_data=None, *, max_iters=None, **kwargs):
+        """A Trainer continuing the checkpoint at ``path`` (a checkpoint directory or a run
+        directory, whose ``last`` is used) with its model, tokenizer and config
+        (``max_iters`` may extend the run). kwargs: as the constructor (out_dir, ...)."""
+        c = ckpt.load(path, prefer="last")
+        cfg = dict(c.state["train_config"])
+        if max_iters is not None:
+            cfg["max_iters"] = max_iters
+        kwargs.setdefault("tokenizer", c.tokenizer)
+        kwargs.setdefault("data_info", c.state.get("data"))
+        kwargs.setdefault("chars_per_token", c.state.get("chars_per_token"))
+        trainer = cls(c.model, train_data, val_data, TrainConfig.from_dict(cfg), **kwargs)
+        return trainer.load_state(c)
+
+    # ------------------------------------------------------------------ the loop
+
+    @property
+    def log_path(self):
+        return None if self.out_dir is None else os.path.join(self.out_dir, "log.jsonl")
+
+    def _open_log(self):
+        if self.log_path is None:
+            return None
+        os.makedirs(self.out_dir, exist_ok=True)
+        kept = []
+        if self.step > 0 and os.path.exists(self.log_path):  # resuming: drop lines past step
+            with open(self.log_path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        if json.loads(line).get("step", 0) <= self.step:
+                            kept.append(line if line.endswith("\n") else line + "\n")
+                    except json.JSONDecodeError:
+                        break
+        f = open(self.log_path, "w", encoding="utf-8")
+        f.writelines(kept)
+        return f
+
+    def _say(self, msg, bar=None):
+        if self.quiet:
+            return
+        if bar is not None:
+            bar.write(msg)
+        else:
+            self.printer(msg)
+
+    def _eval_and_save(self, log, bar):
+        t0 = time.perf_counter()
+        r = self.evaluate()
+        r["eval_seconds"] = time.perf_counter() - t0
+        improved = "val_loss" in r and r["val_loss"] < self.best_val_loss
+        if improved:
+            self.best_val_loss = r["val_loss"]
+        r["best_val_loss"] = None if math.isinf(self.best_val_loss) else self.best_val_loss
+        self.history.append(r)
+        msg = f"step {self.step}: train loss {r['train_loss']:.4f}"
+        if "val_loss" in r:
+            msg += (f", val loss {r['val_loss']:.4f} (perplexity {r['val_ppl']:.2f} per token, "
+                    f"{r['val_ppl_char']:.2f} per character)")
+        self._say(msg, bar)
+        if log is not None:
+            log.write(json.dumps({"type": "eval", **r, "time": self.elapsed}) + "\n")
+            log.flush()
+        if self.out_dir is not None and self.tokenizer is not None and self.step > 0:
+            self.save_checkpoint(os.path.join(self.out_dir, "last"))
+            if improved:
+                self.save_checkpoint(os.path.join(self.out_dir, "best"))
+        return r
+
+    def train(self, num_steps=None, *, time_limit=None):
+        """Train until max_iters (or ``num_steps`` more steps, or ``time_limit`` seconds of
+        this call); returns the list of evaluation results of this call.
+
+        Evaluates (and checkpoints, with out_dir) every eval_every steps and at the end of
+        the run; with num_steps / time_limit stopping earlier, saves ``out_dir/last`` there
+        so that :meth:`resume` continues exactly.
+        """
+        c = self.config
+        end = c.max_iters if num_steps is None else min(c.max_iters, self.step + int(num_steps))
+        log = self._open_log()
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=c.max_iters, initial=self.step, unit="step", dynamic_ncols=True,
+                       file=sys.stderr)
+        results = []
+        start_len = len(self.history)
+        t_call = time.perf_counter()
+        print_every = max(c.log_every, c.max_iters // 20)
+        try:
+            if log is not None:
+                log.write(json.dumps({"type": "start", "step": self.step,
+                                      "parameters": self.model.num_parameters,
+                                      "tokens_per_step": self.tokens_per_step,
+                                      "model_config": self.model.config.to_dict(),
+                                      "train_config": c.to_dict(), "data": self.data_info})
+                          + "\n")
+            if self.step == 0 and c.eval_every:
+                self._eval_and_save(log, bar)
+            t_log, tokens_log = time.perf_counter(), 0
+            while self.step < end:
+                t0 = time.perf_counter()
+                s = self.train_step()
+                now = time.perf_counter()
+                self.elapsed += now - t0
+                tokens_log += self.tokens_per_step
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{s['loss']:.4f}", lr=f"{s['lr']:.2e}", refresh=False)
+                if self.step % c.log_every == 0 or self.step == end:
+                    tps = tokens_log / max(now - t_log, 1e-9)
+                    if log is not None:
+                        log.write(json.dumps({"type": "train", "step": self.step, **s,
+                                              "tokens_per_sec": tps,
+                                              "tokens": self.tokens_seen,
+                                              "time": self.elapsed}) + "\n")
+                        log.flush()
+                    if bar is None and self.step % print_every == 0:
+                        self._say(f"step {self.step}/{c.max_iters}: loss {s['loss']:.4f}, "
+                                  f"lr {s['lr']:.2e}, {tps:.0f} tokens/s")
+                    t_log, tokens_log = time.perf_counter(), 0
+                if not math.isfinite(s["loss"]):
+                    raise FloatingPointError(f"the training loss is {s['loss']} at step "
+                                             f"{self.step}: lower the learning rate")
+                if (c.eval_every and self.step % c.eval_every == 0) or self.step == c.max_iters:
+                    self._eval_and_save(log, bar)
+                    t_log, tokens_log = time.perf_counter(), 0
+                if time_limit is not None and time.perf_counter() - t_call >= time_limit:
+                    self._say(f"time limit reached at step {self.step}", bar)
+                    break
+            if self.step < c.max_iters and self.out_dir is not None and \
+                    self.tokenizer is not None and self.step > 0:
+                self.save_checkpoint(os.path.join(self.out_dir, "last"))
+        finally:
+            if bar is not None:
+                bar.close()
+            if log is not None:
+                log.close()
+        results = self.history[start_len:]
+        return results
