@@ -20,13 +20,10 @@
  */
 #include "tc_generic.h"
 #include "model_common.h"
+#include "gpt_layout.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct { /* element offsets into the parameter (and gradient) buffer; -1: absent */
-    int64_t ln1w, ln1b, attw, attb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
-} gpt_layer_params;
 
 typedef struct { /* byte offsets into the arena */
     size_t ln1, ln1_mean, ln1_rstd, qkvh, atth, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
@@ -53,60 +50,6 @@ struct tc_gpt {
     int64_t cap_tokens;          /* the arena is carved for this many tokens */
     void *tab1, *tab2;           /* sinusoidal table (maxT,C); or rope cos, sin (maxT,HS/2) */
 };
-
-static int gpt_config_ok(const tc_gpt_config *c)
-{
-    if (!c) return 0;
-    if (c->V < 1 || c->maxT < 1 || c->C < 1 || c->L < 1 || c->NH < 1 || c->H < 1) return 0;
-    if (c->C % c->NH) return 0;
-    if (c->position < 0 || c->position > 2 || c->activation < 0 || c->activation > 2) return 0;
-    if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
-        (c->tie != 0 && c->tie != 1) || (c->rope_interleaved != 0 && c->rope_interleaved != 1))
-        return 0;
-    if (c->position == TC_GPT_POS_ROPE && (c->C / c->NH) % 2) return 0;
-    if (!(c->eps >= 0) || !isfinite(c->eps)) return 0;
-    if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
-    if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
-    /* keep every buffer (in elements, times 8 bytes) far from size_t / int64 overflow */
-    const double big = 1e15;
-    if ((double)c->V * (double)c->C > big || (double)c->maxT * (double)c->C > big ||
-        (double)c->H * (double)c->C * (double)c->L > big ||
-        (double)c->C * (double)c->C * 4.0 * (double)c->L > big)
-        return 0;
-    return 1;
-}
-
-/* Parameter offsets in layout order (lp may be NULL); returns the total count. */
-static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int64_t *wte,
-                              int64_t *wpe, int64_t *lnfw, int64_t *lnfb, int64_t *head)
-{
-    int64_t off = 0;
-    const int64_t C = c->C, H = c->H;
-#define TAKE(n) (off += (n), off - (n))
-    *wte = TAKE(c->V * C);
-    *wpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
-    for (int64_t l = 0; l < c->L; l++) {
-        gpt_layer_params p;
-        p.ln1w = TAKE(C);
-        p.ln1b = c->bias ? TAKE(C) : -1;
-        p.attw = TAKE(3 * C * C);
-        p.attb = c->bias ? TAKE(3 * C) : -1;
-        p.projw = TAKE(C * C);
-        p.projb = c->bias ? TAKE(C) : -1;
-        p.ln2w = TAKE(C);
-        p.ln2b = c->bias ? TAKE(C) : -1;
-        p.fcw = TAKE(H * C);
-        p.fcb = c->bias ? TAKE(H) : -1;
-        p.fcprojw = TAKE(C * H);
-        p.fcprojb = c->bias ? TAKE(C) : -1;
-        if (lp) lp[l] = p;
-    }
-    *lnfw = !c->post_norm ? TAKE(C) : -1;
-    *lnfb = !c->post_norm && c->bias ? TAKE(C) : -1;
-    *head = c->tie ? *wte : TAKE(c->V * C);
-#undef TAKE
-    return off;
-}
 
 int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
 {

@@ -721,6 +721,62 @@ int tc_encdec_forward_f64(tc_encdec *model, double *logits, const int64_t *src,
 /* ------------------------------------------------------------------ end model_encdec */
 
 
+/* ------------------------------------------------------------------ model_decode (model_decode.c) */
+
+/* KV-cache decoding of a GPT (the config and flat parameter layout of "model" above; no
+ * dropout: generation is inference). A tc_gpt_kv decoder holds, for up to Bmax rows and
+ * Smax positions (Smax <= maxT), every layer's keys (after RoPE) and values, (L, Bmax, NH,
+ * Smax, HS) each, allocated once at creation, and the scratch of one call.
+ *
+ * Rows are left-padded: prefill takes prompts padded on the left to a common length T
+ * (row b has pad[b] padding slots, then its prompt). Padding slots are masked out of every
+ * attention (key_padding of tc_attention_decode) and the token in slot s of row b sits at
+ * position s - pad[b] (wpe row, sinusoidal row or RoPE angle), so every row computes what
+ * it would alone (up to rounding). All rows share the slot counter pos.
+ *
+ * prefill: runs the prompts through the whole model once, fills cache slots [0, T) of rows
+ *   [0, B) (discarding what was cached) and writes each row's next-token logits (those of
+ *   its last slot). idx (B,T) (ids in padding slots are ignored), pad (B,) with
+ *   0 <= pad[b] < T, 1 <= B <= Bmax, 1 <= T <= Smax.
+ * step: appends one token per row at slot pos and writes the next-token logits: the whole
+ *   model in one call (embedding + position, per layer LN, qkv, RoPE, tc_attention_decode
+ *   into the cache, c_proj, LN, MLP; ln_f; head). tokens (B,) with B the rows now;
+ *   TC_EINVAL when the cache is full (pos == Smax) or nothing was prefilled.
+ * select: row j becomes old row rows[j] (rows (B2,) in [0, B), repeats allowed,
+ *   0 <= B2 <= Bmax): beam search reorders and duplicates rows, finished rows are dropped.
+ *   Strictly increasing rows (dropping rows) are moved in place; any other order copies
+ *   into a second cache allocated on first use.
+ * Products of at most 8 rows (a decoding step) use a matrix-vector kernel that reads each
+ * weight row once (AVX2+FMA when tc_gemm runs its AVX2+FMA kernel, else the portable one);
+ * larger ones tc_linear_forward.
+ * An encoder-decoder decoder follows the same pattern (create, prefill = run the encoder
+ * and the cross-attention keys/values once, step, select). */
+typedef struct tc_gpt_kv tc_gpt_kv;
+/* *kv = a decoder over params (tc_gpt_num_params(cfg) elements, borrowed: they must
+ * outlive it). TC_EINVAL for a bad config, Bmax < 1, Smax < 1 or Smax > maxT. */
+int tc_gpt_kv_create_f32(tc_gpt_kv **kv, const tc_gpt_config *cfg, const float *params,
+                         int64_t Bmax, int64_t Smax);
+int tc_gpt_kv_create_f64(tc_gpt_kv **kv, const tc_gpt_config *cfg, const double *params,
+                         int64_t Bmax, int64_t Smax);
+void tc_gpt_kv_free(tc_gpt_kv *kv);
+/* logits (B,V), idx (B,T), pad (B,) */
+int tc_gpt_kv_prefill_f32(tc_gpt_kv *kv, float *logits, const int64_t *idx, const int64_t *pad,
+                          int64_t B, int64_t T);
+int tc_gpt_kv_prefill_f64(tc_gpt_kv *kv, double *logits, const int64_t *idx,
+                          const int64_t *pad, int64_t B, int64_t T);
+/* logits (B,V), tokens (B,) */
+int tc_gpt_kv_step_f32(tc_gpt_kv *kv, float *logits, const int64_t *tokens, int64_t B);
+int tc_gpt_kv_step_f64(tc_gpt_kv *kv, double *logits, const int64_t *tokens, int64_t B);
+/* rows (B2,) */
+int tc_gpt_kv_select(tc_gpt_kv *kv, const int64_t *rows, int64_t B2);
+/* *rows = the rows now, *pos = the slots filled in every row. */
+int tc_gpt_kv_state(const tc_gpt_kv *kv, int64_t *rows, int64_t *pos);
+/* Bytes of the caches now (the second pair included once a select allocated it). */
+int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv);
+
+/* ------------------------------------------------------------------ end model_decode */
+
+
 /* ------------------------------------------------------------------ bpe (bpe.c) */
 
 /* Byte-level BPE as GPT-2: symbols 0..255 are bytes, merge k creates symbol 256 + k from the

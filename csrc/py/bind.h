@@ -92,5 +92,6 @@ extern PyMethodDef tc_methods_rope[];
 extern PyMethodDef tc_methods_model[];
 extern PyMethodDef tc_methods_bpe[];
 extern PyMethodDef tc_methods_model_encdec[];
+extern PyMethodDef tc_methods_decode[];
 
 #endif /* TC_BIND_H */

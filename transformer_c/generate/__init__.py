@@ -19,6 +19,7 @@ distribution after the repetition penalty (log_softmax in C); see :class:`Genera
 """
 from . import _args
 from .beam import beam_search
+from .gpt import GPTModel
 from .model import DecodeModel, FunctionModel, as_model
 from .output import GenerationOutput
 from .processors import (apply_repetition_penalty, apply_temperature, top_k_filter,
@@ -28,7 +29,7 @@ from .sequence_generator import SequenceGenerator
 
 __all__ = ["generate", "greedy", "sample", "beam_search", "GenerationOutput", "DecodeModel",
            "FunctionModel", "as_model", "SequenceGenerator", "apply_repetition_penalty",
-           "apply_temperature", "top_k_filter", "top_p_filter"]
+           "apply_temperature", "top_k_filter", "top_p_filter", "GPTModel"]
 
 
 def generate(model, prompts, *, max_new_tokens=32, temperature=0.0, top_k=0, top_p=1.0,
@@ -42,7 +43,8 @@ def generate(model, prompts, *, max_new_tokens=32, temperature=0.0, top_k=0, top
     num_beams > 1: beam search (:func:`beam_search`), which is deterministic, so temperature
     must be 0 and top_k / top_p / seed / callback unset.
 
-    model: a :class:`DecodeModel`, or a callable ids (n, T) int64 -> logits (n, T, V).
+    model: a :class:`DecodeModel`, a :class:`transformer_c.nn.GPT` (decoded with its KV cache
+        in C, :class:`GPTModel`), or a callable ids (n, T) int64 -> logits (n, T, V).
     prompts: a list of 1-D int arrays (lengths may differ), a 2-D int array, or one 1-D
         array. max_new_tokens >= 0. temperature >= 0. top_k >= 0 (0: off).
         top_p in (0, 1] (1: off). repetition_penalty > 0 (1: off; CTRL / Hugging Face).

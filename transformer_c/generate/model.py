@@ -128,10 +128,17 @@ class FunctionModel:
 
 
 def as_model(model):
-    """``model`` itself if it implements :class:`DecodeModel`, else a :class:`FunctionModel`
-    over it (a callable ids (n, T) -> logits (n, T, V))."""
+    """``model`` itself if it implements :class:`DecodeModel`; a KV-cached
+    :class:`~transformer_c.generate.GPTModel` for a :class:`transformer_c.nn.GPT`; else a
+    :class:`FunctionModel` over it (a callable ids (n, T) -> logits (n, T, V))."""
     if all(callable(getattr(model, m, None)) for m in ("start", "step", "select")):
         return model
+    from ..nn.gpt import GPT
+
+    if isinstance(model, GPT):
+        from .gpt import GPTModel
+
+        return GPTModel(model)
     if callable(model):
         return FunctionModel(model)
     raise TypeError("model must implement start/step/select (transformer_c.generate."

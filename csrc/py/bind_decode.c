@@ -1,0 +1,282 @@
+/* bind_decode.c: bindings of model_decode.c (KV-cache decoding of a GPT). A decoder is a
+ * capsule that owns a tc_gpt_kv and keeps the parameter array it reads alive. */
+#include "bind.h"
+
+#define KV_CAPSULE "transformer_c.gpt_kv"
+
+typedef struct {
+    tc_gpt_kv *kv;
+    PyObject *params; /* owned reference: the decoder borrows its data */
+    int typenum;
+    int busy;         /* set while a call runs without the GIL */
+    int64_t V, Bmax, Smax;
+} kv_handle;
+
+static void kv_capsule_free(PyObject *cap)
+{
+    kv_handle *h = PyCapsule_GetPointer(cap, KV_CAPSULE);
+    if (!h) {
+        PyErr_Clear();
+        return;
+    }
+    tc_gpt_kv_free(h->kv);
+    Py_XDECREF(h->params);
+    PyMem_Free(h);
+}
+
+/* The handle of a capsule made by gpt_kv_create, marked busy; NULL with an exception. */
+static kv_handle *kv_acquire(PyObject *obj)
+{
+    if (!PyCapsule_IsValid(obj, KV_CAPSULE)) {
+        PyErr_Format(PyExc_TypeError, "decoder must be a KV-cache decoder made by "
+                     "gpt_kv_create, got %s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    kv_handle *h = PyCapsule_GetPointer(obj, KV_CAPSULE);
+    if (!h) return NULL;
+    if (h->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "this KV-cache decoder is already running a call "
+                        "in another thread (one cache serves one call at a time)");
+        return NULL;
+    }
+    h->busy = 1;
+    return h;
+}
+
+/* The 15 config values, in the order of bind_model.c's gpt_create. */
+#define KV_CFG_FMT "LLLLLLiiiiiddid"
+#define KV_CFG_ARGS(c)                                                                   \
+    (long long *)&(c).V, (long long *)&(c).maxT, (long long *)&(c).C, (long long *)&(c).L, \
+        (long long *)&(c).NH, (long long *)&(c).H, &(c).bias, &(c).position,              \
+        &(c).post_norm, &(c).activation, &(c).tie, &(c).eps, &(c).pos_base,               \
+        &(c).rope_interleaved, &(c).dropout
+
+/* gpt_kv_create(params (P,), <config as gpt_create>, Bmax, Smax) -> decoder capsule */
+static PyObject *py_gpt_kv_create(PyObject *self, PyObject *args)
+{
+    PyObject *p_obj, *result = NULL;
+    PyArrayObject *p = NULL;
+    kv_handle *h = NULL;
+    tc_gpt_config cfg;
+    long long Bmax, Smax;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O" KV_CFG_FMT "LL", &p_obj, KV_CFG_ARGS(cfg), &Bmax, &Smax))
+        return NULL;
+    if (tc_gpt_num_params(&cfg) < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "invalid GPT config: sizes must be >= 1 (and not absurdly large), C "
+                        "divisible by NH, an even head size with RoPE, options in range, "
+                        "eps >= 0, base > 0, dropout in [0, 1)");
+        return NULL;
+    }
+    if (Bmax < 1) {
+        PyErr_Format(PyExc_ValueError, "max_batch must be >= 1, got %lld", Bmax);
+        return NULL;
+    }
+    if (Smax < 1 || Smax > cfg.maxT) {
+        PyErr_Format(PyExc_ValueError, "max_len must be in [1, block_size = %lld], got %lld",
+                     (long long)cfg.maxT, Smax);
+        return NULL;
+    }
+    int ty = tc_py_float_type(p_obj, "params");
+    if (ty < 0) return NULL;
+    if (!(p = tc_py_float_array(p_obj, "params", ty, 1))) goto done;
+    const int64_t P = tc_gpt_num_params(&cfg);
+    if (PyArray_DIM(p, 0) != P) {
+        char buf[128];
+        PyErr_Format(PyExc_ValueError, "params must be 1-D with %lld elements for this config, "
+                     "got shape %s", (long long)P, tc_py_shape_str(p, buf, sizeof buf));
+        goto done;
+    }
+    if (!(h = PyMem_Calloc(1, sizeof *h))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_gpt_kv_create, &h->kv, &cfg, PyArray_DATA(p), Bmax, Smax);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "gpt_kv_create")) goto done;
+    h->typenum = ty;
+    h->V = cfg.V;
+    h->Bmax = Bmax;
+    h->Smax = Smax;
+    h->params = (PyObject *)p;
+    p = NULL;
+    result = PyCapsule_New(h, KV_CAPSULE, kv_capsule_free);
+    if (!result) {
+        tc_gpt_kv_free(h->kv);
+        Py_XDECREF(h->params);
+        PyMem_Free(h);
+    }
+    h = NULL;
+done:
+    if (h) {
+        tc_gpt_kv_free(h->kv);
+        PyMem_Free(h);
+    }
+    Py_XDECREF(p);
+    return result;
+}
+
+/* gpt_kv_prefill(decoder, idx (B,T), pad (B,)) -> logits (B,V) */
+static PyObject *py_gpt_kv_prefill(PyObject *self, PyObject *args)
+{
+    PyObject *k_obj, *i_obj, *p_obj, *result = NULL;
+    PyArrayObject *idx = NULL, *pad = NULL, *out = NULL;
+    kv_handle *h;
+    char buf[128];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &k_obj, &i_obj, &p_obj)) return NULL;
+    if (!(h = kv_acquire(k_obj))) return NULL;
+    if (!(idx = tc_py_index_array(i_obj, "idx", 2))) goto done;
+    const int64_t B = PyArray_DIM(idx, 0), T = PyArray_DIM(idx, 1);
+    if (B < 1 || B > h->Bmax || T < 1 || T > h->Smax) {
+        PyErr_Format(PyExc_ValueError, "idx must have shape (B, T) with 1 <= B <= max_batch = "
+                     "%lld and 1 <= T <= max_len = %lld, got %s", (long long)h->Bmax,
+                     (long long)h->Smax, tc_py_shape_str(idx, buf, sizeof buf));
+        goto done;
+    }
+    if (!(pad = tc_py_index_array(p_obj, "pad", 1))) goto done;
+    if (tc_py_check_dim(pad, "pad", 0, (npy_intp)B, "B")) goto done;
+    {
+        const int64_t *pd = PyArray_DATA(pad), *id = PyArray_DATA(idx);
+        for (int64_t b = 0; b < B; b++) {
+            if (pd[b] < 0 || pd[b] >= T) {
+                PyErr_Format(PyExc_ValueError, "pad[%lld] = %lld must be in [0, T = %lld): "
+                             "every row needs at least one real token", (long long)b,
+                             (long long)pd[b], (long long)T);
+                goto done;
+            }
+            for (int64_t t = pd[b]; t < T; t++) {
+                if (id[b * T + t] < 0 || id[b * T + t] >= h->V) {
+                    PyErr_Format(PyExc_IndexError, "idx[%lld, %lld] = %lld is outside [0, %lld)",
+                                 (long long)b, (long long)t, (long long)id[b * T + t],
+                                 (long long)h->V);
+                    goto done;
+                }
+            }
+        }
+    }
+    npy_intp dims[2] = {(npy_intp)B, (npy_intp)h->V};
+    if (!(out = tc_py_new(2, dims, h->typenum, 0))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(h->typenum, tc_gpt_kv_prefill, h->kv, PyArray_DATA(out), PyArray_DATA(idx),
+                 PyArray_DATA(pad), B, T);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "gpt_kv_prefill")) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    h->busy = 0;
+    Py_XDECREF(idx);
+    Py_XDECREF(pad);
+    Py_XDECREF(out);
+    return result;
+}
+
+/* gpt_kv_step(decoder, tokens (B,)) -> logits (B,V) */
+static PyObject *py_gpt_kv_step(PyObject *self, PyObject *args)
+{
+    PyObject *k_obj, *t_obj, *result = NULL;
+    PyArrayObject *tok = NULL, *out = NULL;
+    kv_handle *h;
+    int64_t rows = 0, pos = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &k_obj, &t_obj)) return NULL;
+    if (!(h = kv_acquire(k_obj))) return NULL;
+    tc_gpt_kv_state(h->kv, &rows, &pos);
+    if (pos < 1) {
+        PyErr_SetString(PyExc_ValueError, "gpt_kv_step: nothing is cached (call gpt_kv_prefill "
+                        "first; a failed call empties the cache)");
+        goto done;
+    }
+    if (pos >= h->Smax) {
+        PyErr_Format(PyExc_ValueError, "the KV cache is full: all max_len = %lld positions are "
+                     "used (the prompt length plus the new tokens exceed the length the "
+                     "decoder was created for)", (long long)h->Smax);
+        goto done;
+    }
+    if (!(tok = tc_py_index_array(t_obj, "tokens", 1))) goto done;
+    if (tc_py_check_dim(tok, "tokens", 0, (npy_intp)rows, "one token per cached row")) goto done;
+    if (tc_py_check_index_range(tok, "tokens", h->V)) goto done;
+    npy_intp dims[2] = {(npy_intp)rows, (npy_intp)h->V};
+    if (!(out = tc_py_new(2, dims, h->typenum, 0))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(h->typenum, tc_gpt_kv_step, h->kv, PyArray_DATA(out), PyArray_DATA(tok),
+                 rows);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "gpt_kv_step")) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    h->busy = 0;
+    Py_XDECREF(tok);
+    Py_XDECREF(out);
+    return result;
+}
+
+/* gpt_kv_select(decoder, rows (B2,)) -> None */
+static PyObject *py_gpt_kv_select(PyObject *self, PyObject *args)
+{
+    PyObject *k_obj, *r_obj, *result = NULL;
+    PyArrayObject *rows = NULL;
+    kv_handle *h;
+    int64_t B = 0, pos = 0;
+    char buf[128];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &k_obj, &r_obj)) return NULL;
+    if (!(h = kv_acquire(k_obj))) return NULL;
+    tc_gpt_kv_state(h->kv, &B, &pos);
+    if (!(rows = tc_py_index_array(r_obj, "rows", 1))) goto done;
+    const int64_t B2 = PyArray_DIM(rows, 0);
+    if (B2 > h->Bmax) {
+        PyErr_Format(PyExc_ValueError, "rows must have at most max_batch = %lld entries, got %s",
+                     (long long)h->Bmax, tc_py_shape_str(rows, buf, sizeof buf));
+        goto done;
+    }
+    if (tc_py_check_index_range(rows, "rows", B)) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = tc_gpt_kv_select(h->kv, PyArray_DATA(rows), B2);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "gpt_kv_select")) goto done;
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    h->busy = 0;
+    Py_XDECREF(rows);
+    return result;
+}
+
+/* gpt_kv_state(decoder) -> (rows, pos, max_batch, max_len, cache_bytes) */
+static PyObject *py_gpt_kv_state(PyObject *self, PyObject *args)
+{
+    PyObject *k_obj;
+    int64_t rows = 0, pos = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &k_obj)) return NULL;
+    kv_handle *h = kv_acquire(k_obj);
+    if (!h) return NULL;
+    tc_gpt_kv_state(h->kv, &rows, &pos);
+    const int64_t bytes = tc_gpt_kv_cache_bytes(h->kv);
+    h->busy = 0;
+    return Py_BuildValue("(LLLLL)", (long long)rows, (long long)pos, (long long)h->Bmax,
+                         (long long)h->Smax, (long long)bytes);
+}
+
+PyMethodDef tc_methods_decode[] = {
+    {"gpt_kv_create", py_gpt_kv_create, METH_VARARGS,
+     "gpt_kv_create(params, <config as gpt_create>, max_batch, max_len) -> decoder"},
+    {"gpt_kv_prefill", py_gpt_kv_prefill, METH_VARARGS,
+     "gpt_kv_prefill(decoder, idx (B,T) left-padded, pad (B,)) -> logits (B,V)"},
+    {"gpt_kv_step", py_gpt_kv_step, METH_VARARGS,
+     "gpt_kv_step(decoder, tokens (B,)) -> logits (B,V)"},
+    {"gpt_kv_select", py_gpt_kv_select, METH_VARARGS,
+     "gpt_kv_select(decoder, rows (B2,)) -> None: row j becomes old row rows[j]"},
+    {"gpt_kv_state", py_gpt_kv_state, METH_VARARGS,
+     "gpt_kv_state(decoder) -> (rows, pos, max_batch, max_len, cache_bytes)"},
+    {NULL, NULL, 0, NULL},
+};

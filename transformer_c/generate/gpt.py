@@ -1,0 +1,127 @@
+"""KV-cached generation for :class:`transformer_c.nn.GPT`: the :class:`DecodeModel` adapter.
+
+``start`` runs the prompts through the whole model once (prefill) and keeps every layer's
+keys and values in a cache preallocated in C for the longest sequence the generation can
+reach; ``step`` feeds one new token per row and runs the whole model for it in ONE C call
+(embedding + position, every layer's layer norms, qkv projection, RoPE, attention against
+the cache (``tc_attention_decode``), output projection and MLP, the final layer norm and the
+head); ``select`` gathers cache rows (beam search reorders and duplicates beams; finished
+rows are dropped).
+
+Prompts of different lengths are **left-padded** to the longest one. The padding slots are
+masked out of every attention (a key-padding mask in the cache) and every token keeps its
+own position (slot s of a row with p padding slots is position s - p for the learned or
+sinusoidal table and the RoPE angle), so each row gets the logits it would get alone, up to
+rounding: a batch generates the same tokens as one prompt at a time.
+"""
+import numpy as np
+
+from .. import _C
+from . import _args
+
+__all__ = ["GPTModel"]
+
+
+class _KVState:
+    """The state :class:`GPTModel` hands the decoders: a C decoder (capsule) updated in place
+    by ``step`` and ``select`` (the decoders never reuse a state they passed on)."""
+
+    __slots__ = ("decoder",)
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+
+    @property
+    def rows(self):
+        return _C.gpt_kv_state(self.decoder)[0]
+
+    @property
+    def length(self):
+        """Cache slots filled in every row (the padded prompt length plus the tokens fed)."""
+        return _C.gpt_kv_state(self.decoder)[1]
+
+    @property
+    def cache_bytes(self):
+        return _C.gpt_kv_state(self.decoder)[4]
+
+    def __repr__(self):
+        rows, pos, bmax, smax, nbytes = _C.gpt_kv_state(self.decoder)
+        return (f"KVState(rows={rows}, length={pos}, max_batch={bmax}, max_len={smax}, "
+                f"cache_bytes={nbytes})")
+
+
+class GPTModel:
+    """A :class:`transformer_c.generate.DecodeModel` over a :class:`transformer_c.nn.GPT`
+    with a KV cache in C (see the module doc). ``generate(gpt, ...)`` uses it by default.
+
+    GPTModel(gpt): decoding always runs in inference mode (no dropout, whatever
+    ``gpt.training``) and reads the GPT's parameters in place (a state started before the
+    parameters change sees the new values in its later steps).
+
+    start(prompts, *, max_new_tokens, max_batch) -> (state, logits (B, V)): prompts is a
+        list of B non-empty 1-D id arrays, each at most block_size long; the cache holds
+        ``max(len(p)) + max_new_tokens - 1`` positions (the decoders never feed the last
+        token back), which must not exceed block_size: a longer generation is a ValueError
+        (crop or shorten the prompt first). max_new_tokens=None reserves block_size
+        positions; max_batch (None: B) bounds the rows of any later state.
+    step(state, new_tokens (B',)) -> (state, logits (B', V)); select(state, rows) -> state.
+    Logits have the GPT's dtype.
+    """
+
+    prompt_in_output = True
+
+    def __init__(self, gpt):
+        from ..nn.gpt import GPT
+
+        if not isinstance(gpt, GPT):
+            raise TypeError(f"gpt must be a transformer_c.nn.GPT, got {type(gpt).__name__}")
+        self.gpt = gpt
+
+    def __repr__(self):
+        return f"GPTModel({self.gpt!r})"
+
+    def start(self, prompts, *, max_new_tokens=None, max_batch=None):
+        cfg = self.gpt.config
+        prompts = _args.prompts(prompts)
+        B = len(prompts)
+        if B == 0:
+            raise ValueError("prompts is empty: give at least one prompt")
+        lengths = np.array([p.size for p in prompts], dtype=np.int64)
+        for i, n in enumerate(lengths.tolist()):
+            if n == 0:
+                raise ValueError(f"prompts[{i}] is empty: a GPT needs at least one token to "
+                                 "predict the next (start prompts with a BOS id)")
+            if n > cfg.block_size:
+                raise ValueError(f"prompts[{i}] has {n} tokens but the GPT's block_size is "
+                                 f"{cfg.block_size}: crop the prompt")
+        T0 = int(lengths.max())
+        if max_new_tokens is None:
+            max_len = cfg.block_size
+        else:
+            max_new_tokens = _args.integer(max_new_tokens, "max_new_tokens", minimum=0)
+            max_len = max(T0, T0 + max_new_tokens - 1)
+            if max_len > cfg.block_size:
+                raise ValueError(
+                    f"max length exceeded: the longest prompt ({T0} tokens) + max_new_tokens "
+                    f"({max_new_tokens}) - 1 = {max_len} positions, but the GPT's block_size "
+                    f"is {cfg.block_size}: lower max_new_tokens to at most "
+                    f"{cfg.block_size - T0 + 1} or shorten the prompts")
+        max_batch = B if max_batch is None else max(
+            B, _args.integer(max_batch, "max_batch", minimum=1))
+        idx = np.zeros((B, T0), dtype=np.int64)
+        pad = T0 - lengths
+        for i, p in enumerate(prompts):
+            idx[i, pad[i]:] = p
+        decoder = _C.gpt_kv_create(self.gpt.flat_parameters, *self.gpt._config_tuple(),
+                                   max_batch, max_len)
+        logits = _C.gpt_kv_prefill(decoder, idx, pad)
+        return _KVState(decoder), logits
+
+    def step(self, state, new_tokens):
+        new_tokens = np.asarray(new_tokens)
+        return state, _C.gpt_kv_step(state.decoder, new_tokens.reshape(-1)
+                                     if new_tokens.ndim == 0 else new_tokens)
+
+    def select(self, state, rows):
+        _C.gpt_kv_select(state.decoder, np.asarray(rows))
+        return state
