@@ -59,6 +59,16 @@ def test_train_sample_eval_resume(corpus, capsys):
     code, out2, _ = run(capsys, "sample", "--ckpt", "run/best", "--prompt", "def ",
                         "--max-new-tokens", "30", "--seed", "3")
     assert out2 == out                                           # seeded: reproducible
+    # greedy: a sample that fits the context (block 16: the KV-cached GPTModel) starts as
+    # one that slides past it (the windowed FunctionModel)
+    code, short, err = run(capsys, "sample", "--ckpt", "run", "--prompt", "def ",
+                           "--max-new-tokens", "10", "--temperature", "0")
+    assert code == 0, err
+    code, long, err = run(capsys, "sample", "--ckpt", "run", "--prompt", "def ",
+                          "--max-new-tokens", "30", "--temperature", "0")
+    assert code == 0, err
+    assert len(short) == 4 + 10 + 1 and len(long) == 4 + 30 + 1
+    assert long.startswith(short[:-1])
 
     code, out, err = run(capsys, "eval", "--ckpt", "run", "--data", "corpus.txt")
     assert code == 0, err

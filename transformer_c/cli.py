@@ -241,7 +241,7 @@ class _StreamPrinter:
 def _generate(model, tokenizer, prompt, *, max_new_tokens, temperature, top_k, seed,
               out=None):
     """Stream a continuation of ``prompt``; returns the generated ids."""
-    from .generate import FunctionModel, generate
+    from .generate import FunctionModel, GPTModel, generate
 
     ids = tokenizer.encode(prompt) if prompt else tokenizer.encode("\n")
     if ids.size == 0:
@@ -250,8 +250,11 @@ def _generate(model, tokenizer, prompt, *, max_new_tokens, temperature, top_k, s
     model.eval()
     printer = _StreamPrinter(tokenizer, out)
     try:
-        adapter = FunctionModel(lambda x: model.forward(x),
-                                context_size=model.config.block_size)
+        if ids.size + max_new_tokens - 1 <= model.config.block_size:
+            adapter = GPTModel(model)  # KV cache in C
+        else:  # longer than the context: a sliding window of block_size tokens, recomputed
+            adapter = FunctionModel(lambda x: model.forward(x),
+                                    context_size=model.config.block_size)
         result = generate(adapter, [ids], max_new_tokens=max_new_tokens,
                           temperature=temperature, top_k=min(top_k, model.config.vocab_size),
                           seed=seed, callback=printer)
