@@ -5,6 +5,9 @@
 
 /* columns of the (C, inner) slab one task handles when inner > 1 */
 #define TC_SOFTMAX_TILE 64
+/* elements (outer * C * inner) from which a call runs in parallel: below, a parallel
+ * region costs more than it saves (exp at about 1 ns an element, one thread) */
+#define TC_SOFTMAX_PAR_MIN 65536
 
 #define T float
 #define SFX f32

@@ -18,132 +18,225 @@
  * thread count.
  */
 
+#include "vec_math.h"
+
+/* Each row / tile routine is an always-inline body over VL-lane vectors (vec_math.h, exp
+ * through its vectorised VEXP), compiled twice below: for the x86-64 baseline and with
+ * AVX2+FMA, picked at run time. A tail of fewer than VL elements goes through the same
+ * vector code on a partial vector, so every element is computed the same way wherever it
+ * lies. */
+
 /* ---- contiguous rows (inner == 1) */
 
 /* max of x[0..C), NaN ignored (it poisons the exp/sum later anyway); -inf for C == 0 */
-static T FN(softmax_row_max)(const T *x, int64_t C)
+__attribute__((always_inline)) static inline T FN(sm_row_max_body)(const T *x, int64_t C)
 {
-    T m[8];
-    for (int k = 0; k < 8; k++) m[k] = -INFINITY;
+    VF m0 = VSPLAT(-INFINITY), m1 = m0;
     int64_t c = 0;
-    for (; c + 8 <= C; c += 8)
-        for (int k = 0; k < 8; k++) m[k] = x[c + k] > m[k] ? x[c + k] : m[k];
-    for (; c < C; c++) m[0] = x[c] > m[0] ? x[c] : m[0];
-    T r = m[0];
-    for (int k = 1; k < 8; k++) r = m[k] > r ? m[k] : r;
-    return r;
+    for (; c + 2 * VL <= C; c += 2 * VL) {
+        m0 = VMAX(VLOAD(x + c), m0);
+        m1 = VMAX(VLOAD(x + c + VL), m1);
+    }
+    for (; c + VL <= C; c += VL) m0 = VMAX(VLOAD(x + c), m0);
+    if (c < C) m1 = VMAX(VLOADN(x + c, C - c, -INFINITY), m1);
+    return VHMAX(VMAX(m0, m1));
 }
 
-/* sum of a[c] * (b ? b[c] : 1) over c in [0, C), eight accumulators, fixed order */
-static T FN(softmax_row_dot)(const T *a, const T *b, int64_t C)
+/* sum of a[c] * (b ? b[c] : 1) over c in [0, C), two vector accumulators, fixed order */
+__attribute__((always_inline)) static inline T FN(sm_row_dot_body)(const T *a, const T *b,
+                                                                   int64_t C)
 {
-    T s[8] = {0};
+    VF s0 = VSPLAT(0), s1 = s0;
     int64_t c = 0;
     if (b) {
-        for (; c + 8 <= C; c += 8)
-            for (int k = 0; k < 8; k++) s[k] += a[c + k] * b[c + k];
-        for (; c < C; c++) s[0] += a[c] * b[c];
+        for (; c + 2 * VL <= C; c += 2 * VL) {
+            s0 += VLOAD(a + c) * VLOAD(b + c);
+            s1 += VLOAD(a + c + VL) * VLOAD(b + c + VL);
+        }
+        for (; c + VL <= C; c += VL) s0 += VLOAD(a + c) * VLOAD(b + c);
+        if (c < C) s1 += VLOADN(a + c, C - c, 0) * VLOADN(b + c, C - c, 0);
     } else {
-        for (; c + 8 <= C; c += 8)
-            for (int k = 0; k < 8; k++) s[k] += a[c + k];
-        for (; c < C; c++) s[0] += a[c];
+        for (; c + 2 * VL <= C; c += 2 * VL) {
+            s0 += VLOAD(a + c);
+            s1 += VLOAD(a + c + VL);
+        }
+        for (; c + VL <= C; c += VL) s0 += VLOAD(a + c);
+        if (c < C) s1 += VLOADN(a + c, C - c, 0);
     }
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    return VHSUM(s0 + s1);
 }
 
-static void FN(softmax_row_forward)(T *y, const T *x, int64_t C, int is_log)
+__attribute__((always_inline)) static inline void FN(sm_row_forward_body)(T *y, const T *x,
+                                                                          int64_t C, int is_log)
 {
-    const T m = FN(softmax_row_max)(x, C);
-    T s = 0;
+    const T m = FN(sm_row_max_body)(x, C);
+    VF s = VSPLAT(0);
+    int64_t c = 0;
     if (is_log) {
-        for (int64_t c = 0; c < C; c++) s += MATH(exp)(x[c] - m);
-        const T ls = MATH(log)(s);
-        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) - ls;
+        for (; c + VL <= C; c += VL) s += VEXP(VLOAD(x + c) - m);
+        /* padding lanes: exp(-inf - m) = 0 (m finite; otherwise the row is NaN anyway) */
+        if (c < C) s += VEXP(VLOADN(x + c, C - c, -INFINITY) - m);
+        const T ls = MATH(log)(VHSUM(s));
+        for (c = 0; c + VL <= C; c += VL) VSTORE(y + c, (VLOAD(x + c) - m) - ls);
+        if (c < C) VSTOREN(y + c, (VLOADN(x + c, C - c, 0) - m) - ls, C - c);
     } else {
-        for (int64_t c = 0; c < C; c++) {
-            const T e = MATH(exp)(x[c] - m);
-            y[c] = e;
+        for (; c + VL <= C; c += VL) {
+            const VF e = VEXP(VLOAD(x + c) - m);
+            VSTORE(y + c, e);
             s += e;
         }
-        for (int64_t c = 0; c < C; c++) y[c] = y[c] / s;
+        if (c < C) {
+            const VF e = VEXP(VLOADN(x + c, C - c, -INFINITY) - m);
+            VSTOREN(y + c, e, C - c);
+            s += e;
+        }
+        const T sum = VHSUM(s);
+        for (c = 0; c + VL <= C; c += VL) VSTORE(y + c, VLOAD(y + c) / sum);
+        if (c < C) VSTOREN(y + c, VLOADN(y + c, C - c, 0) / sum, C - c);
     }
 }
 
-static void FN(softmax_row_backward)(T *dx, const T *g, const T *y, int64_t C, int is_log)
+__attribute__((always_inline)) static inline void FN(sm_row_backward_body)(T *dx, const T *g,
+                                                                           const T *y, int64_t C,
+                                                                           int is_log)
 {
+    int64_t c = 0;
+    const int64_t r = C % VL, cv = C - r;
     if (is_log) {
-        const T s = FN(softmax_row_dot)(g, NULL, C);
-        for (int64_t c = 0; c < C; c++) dx[c] += g[c] - MATH(exp)(y[c]) * s;
+        const T s = FN(sm_row_dot_body)(g, NULL, C);
+        for (; c < cv; c += VL)
+            VSTORE(dx + c, VLOAD(dx + c) + (VLOAD(g + c) - VEXP(VLOAD(y + c)) * s));
+        if (r)
+            VSTOREN(dx + c, VLOADN(dx + c, r, 0) + (VLOADN(g + c, r, 0) - VEXP(VLOADN(y + c, r, 0)) * s), r);
     } else {
-        const T s = FN(softmax_row_dot)(g, y, C);
-        for (int64_t c = 0; c < C; c++) dx[c] += y[c] * (g[c] - s);
+        const T s = FN(sm_row_dot_body)(g, y, C);
+        for (; c < cv; c += VL)
+            VSTORE(dx + c, VLOAD(dx + c) + VLOAD(y + c) * (VLOAD(g + c) - s));
+        if (r)
+            VSTOREN(dx + c, VLOADN(dx + c, r, 0) + VLOADN(y + c, r, 0) * (VLOADN(g + c, r, 0) - s), r);
     }
 }
 
 /* ---- strided slabs (inner > 1): w <= TC_SOFTMAX_TILE columns j, the C values of column j
- * at x[c * inner + j] */
+ * at x[c * inner + j]; the per-column statistics m[], s[] are handled VL columns at a time
+ * (TC_SOFTMAX_TILE is a multiple of VL, so whole vectors of m[] and s[] stay in bounds) */
 
-static void FN(softmax_tile_forward)(T *y, const T *x, int64_t C, int64_t inner, int64_t w,
-                                     int is_log)
+/* a vector of row p[0..w) starting at column j: whole, or the first w - j lanes */
+#define SM_LOAD(p, j, w, fill) ((w) - (j) >= VL ? VLOAD((p) + (j)) : VLOADN((p) + (j), (w) - (j), fill))
+#define SM_STORE(p, j, w, v)                                 \
+    do {                                                     \
+        if ((w) - (j) >= VL)                                 \
+            VSTORE((p) + (j), v);                            \
+        else                                                 \
+            VSTOREN((p) + (j), v, (w) - (j));                \
+    } while (0)
+
+__attribute__((always_inline)) static inline void FN(sm_tile_forward_body)(T *y, const T *x,
+                                                                           int64_t C, int64_t inner,
+                                                                           int64_t w, int is_log)
 {
     T m[TC_SOFTMAX_TILE], s[TC_SOFTMAX_TILE];
-    for (int64_t j = 0; j < w; j++) {
+    for (int64_t j = 0; j < TC_SOFTMAX_TILE; j++) {
         m[j] = -INFINITY;
         s[j] = 0;
     }
     for (int64_t c = 0; c < C; c++) {
         const T *xr = x + c * inner;
-        for (int64_t j = 0; j < w; j++) m[j] = xr[j] > m[j] ? xr[j] : m[j];
+        for (int64_t j = 0; j < w; j += VL) VSTORE(m + j, VMAX(SM_LOAD(xr, j, w, -INFINITY), VLOAD(m + j)));
     }
     if (is_log) {
         for (int64_t c = 0; c < C; c++) {
             const T *xr = x + c * inner;
-            for (int64_t j = 0; j < w; j++) s[j] += MATH(exp)(xr[j] - m[j]);
+            for (int64_t j = 0; j < w; j += VL)
+                VSTORE(s + j, VLOAD(s + j) + VEXP(SM_LOAD(xr, j, w, -INFINITY) - VLOAD(m + j)));
         }
         for (int64_t j = 0; j < w; j++) s[j] = MATH(log)(s[j]);
         for (int64_t c = 0; c < C; c++) {
             const T *xr = x + c * inner;
             T *yr = y + c * inner;
-            for (int64_t j = 0; j < w; j++) yr[j] = (xr[j] - m[j]) - s[j];
+            for (int64_t j = 0; j < w; j += VL)
+                SM_STORE(yr, j, w, (SM_LOAD(xr, j, w, 0) - VLOAD(m + j)) - VLOAD(s + j));
         }
     } else {
         for (int64_t c = 0; c < C; c++) {
             const T *xr = x + c * inner;
             T *yr = y + c * inner;
-            for (int64_t j = 0; j < w; j++) {
-                const T e = MATH(exp)(xr[j] - m[j]);
-                yr[j] = e;
-                s[j] += e;
+            for (int64_t j = 0; j < w; j += VL) {
+                const VF e = VEXP(SM_LOAD(xr, j, w, -INFINITY) - VLOAD(m + j));
+                SM_STORE(yr, j, w, e);
+                VSTORE(s + j, VLOAD(s + j) + e);
             }
         }
         for (int64_t c = 0; c < C; c++) {
             T *yr = y + c * inner;
-            for (int64_t j = 0; j < w; j++) yr[j] = yr[j] / s[j];
+            for (int64_t j = 0; j < w; j += VL) SM_STORE(yr, j, w, SM_LOAD(yr, j, w, 0) / VLOAD(s + j));
         }
     }
 }
 
-static void FN(softmax_tile_backward)(T *dx, const T *g, const T *y, int64_t C, int64_t inner,
-                                      int64_t w, int is_log)
+__attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(T *dx, const T *g,
+                                                                            const T *y, int64_t C,
+                                                                            int64_t inner, int64_t w,
+                                                                            int is_log)
 {
     T s[TC_SOFTMAX_TILE];
-    for (int64_t j = 0; j < w; j++) s[j] = 0;
+    for (int64_t j = 0; j < TC_SOFTMAX_TILE; j++) s[j] = 0;
     for (int64_t c = 0; c < C; c++) {
         const T *gr = g + c * inner, *yr = y + c * inner;
         if (is_log)
-            for (int64_t j = 0; j < w; j++) s[j] += gr[j];
+            for (int64_t j = 0; j < w; j += VL) VSTORE(s + j, VLOAD(s + j) + SM_LOAD(gr, j, w, 0));
         else
-            for (int64_t j = 0; j < w; j++) s[j] += gr[j] * yr[j];
+            for (int64_t j = 0; j < w; j += VL)
+                VSTORE(s + j, VLOAD(s + j) + SM_LOAD(gr, j, w, 0) * SM_LOAD(yr, j, w, 0));
     }
     for (int64_t c = 0; c < C; c++) {
         const T *gr = g + c * inner, *yr = y + c * inner;
         T *dr = dx + c * inner;
         if (is_log)
-            for (int64_t j = 0; j < w; j++) dr[j] += gr[j] - MATH(exp)(yr[j]) * s[j];
+            for (int64_t j = 0; j < w; j += VL)
+                SM_STORE(dr, j, w, SM_LOAD(dr, j, w, 0) + (SM_LOAD(gr, j, w, 0) - VEXP(SM_LOAD(yr, j, w, 0)) * VLOAD(s + j)));
         else
-            for (int64_t j = 0; j < w; j++) dr[j] += yr[j] * (gr[j] - s[j]);
+            for (int64_t j = 0; j < w; j += VL)
+                SM_STORE(dr, j, w, SM_LOAD(dr, j, w, 0) + SM_LOAD(yr, j, w, 0) * (SM_LOAD(gr, j, w, 0) - VLOAD(s + j)));
     }
 }
+
+#undef SM_LOAD
+#undef SM_STORE
+
+/* one task: a row (inner == 1) or a tile of w columns */
+#define SM_VARIANT(attr, sfx)                                                                   \
+    attr static void FN(sm_forward_task##sfx)(T *y, const T *x, int64_t C, int64_t inner,       \
+                                              int64_t w, int is_log)                            \
+    {                                                                                           \
+        if (inner == 1)                                                                         \
+            FN(sm_row_forward_body)(y, x, C, is_log);                                           \
+        else                                                                                    \
+            FN(sm_tile_forward_body)(y, x, C, inner, w, is_log);                                \
+    }                                                                                           \
+    attr static void FN(sm_exp##sfx)(T *y, const T *x, int64_t n)                              \
+    {                                                                                           \
+        int64_t i = 0;                                                                          \
+        for (; i + VL <= n; i += VL) VSTORE(y + i, VEXP(VLOAD(x + i)));                         \
+        if (i < n) VSTOREN(y + i, VEXP(VLOADN(x + i, n - i, 0)), n - i);                        \
+    }                                                                                           \
+    attr static void FN(sm_backward_task##sfx)(T *dx, const T *g, const T *y, int64_t C,        \
+                                               int64_t inner, int64_t w, int is_log)            \
+    {                                                                                           \
+        if (inner == 1)                                                                         \
+            FN(sm_row_backward_body)(dx, g, y, C, is_log);                                      \
+        else                                                                                    \
+            FN(sm_tile_backward_body)(dx, g, y, C, inner, w, is_log);                           \
+    }
+
+SM_VARIANT(, _generic)
+#if TC_VEC_X86
+SM_VARIANT(TC_VEC_AVX2, _avx2)
+#define SM_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#else
+#define SM_PICK(name) FN(name##_generic)
+#endif
+#undef SM_VARIANT
 
 /* ---- drivers: one task per row (inner == 1) or per (o, tile of j) */
 
@@ -154,17 +247,14 @@ static int FN(softmax_forward_any)(T *out, const T *inp, int64_t outer, int64_t 
     if (outer == 0 || C == 0 || inner == 0) return TC_OK;
     if (!out || !inp) return TC_EINVAL;
     const int64_t tiles = (inner + TC_SOFTMAX_TILE - 1) / TC_SOFTMAX_TILE;
-    const int64_t tasks = outer * tiles, work = outer * C * inner * 8;
-#pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK)
+    const int64_t tasks = outer * tiles, work = outer * C * inner;
+    void (*task)(T *, const T *, int64_t, int64_t, int64_t, int) = SM_PICK(sm_forward_task);
+#pragma omp parallel for schedule(static) if (work >= TC_SOFTMAX_PAR_MIN && tasks > 1)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t o = t / tiles, j0 = (t % tiles) * TC_SOFTMAX_TILE;
         const int64_t off = o * C * inner + j0;
-        if (inner == 1) {
-            FN(softmax_row_forward)(out + off, inp + off, C, is_log);
-        } else {
-            const int64_t w = inner - j0 < TC_SOFTMAX_TILE ? inner - j0 : TC_SOFTMAX_TILE;
-            FN(softmax_tile_forward)(out + off, inp + off, C, inner, w, is_log);
-        }
+        const int64_t w = inner - j0 < TC_SOFTMAX_TILE ? inner - j0 : TC_SOFTMAX_TILE;
+        task(out + off, inp + off, C, inner, w, is_log);
     }
     return TC_OK;
 }
@@ -176,17 +266,17 @@ static int FN(softmax_backward_any)(T *dinp, const T *dout, const T *out, int64_
     if (outer == 0 || C == 0 || inner == 0) return TC_OK;
     if (!dinp || !dout || !out) return TC_EINVAL;
     const int64_t tiles = (inner + TC_SOFTMAX_TILE - 1) / TC_SOFTMAX_TILE;
-    const int64_t tasks = outer * tiles, work = outer * C * inner * 4;
-#pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK)
+    const int64_t tasks = outer * tiles, work = outer * C * inner;
+    void (*task)(T *, const T *, const T *, int64_t, int64_t, int64_t, int) =
+        SM_PICK(sm_backward_task);
+    /* the softmax backward has no exp: cheaper per element than the forward */
+    const int64_t min_work = is_log ? TC_SOFTMAX_PAR_MIN : 2 * TC_SOFTMAX_PAR_MIN;
+#pragma omp parallel for schedule(static) if (work >= min_work && tasks > 1)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t o = t / tiles, j0 = (t % tiles) * TC_SOFTMAX_TILE;
         const int64_t off = o * C * inner + j0;
-        if (inner == 1) {
-            FN(softmax_row_backward)(dinp + off, dout + off, out + off, C, is_log);
-        } else {
-            const int64_t w = inner - j0 < TC_SOFTMAX_TILE ? inner - j0 : TC_SOFTMAX_TILE;
-            FN(softmax_tile_backward)(dinp + off, dout + off, out + off, C, inner, w, is_log);
-        }
+        const int64_t w = inner - j0 < TC_SOFTMAX_TILE ? inner - j0 : TC_SOFTMAX_TILE;
+        task(dinp + off, dout + off, out + off, C, inner, w, is_log);
     }
     return TC_OK;
 }
@@ -218,3 +308,15 @@ int FN(tc_log_softmax_backward)(T *dinp, const T *dout, const T *out, int64_t ou
 {
     return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1);
 }
+
+// out (N,) = exp(inp (N,)) lane by lane through vec_math.h's vector exp (the one the
+// kernels above use); exposed so tests can measure its error against libm
+int FN(tc_vec_exp)(T *out, const T *inp, int64_t N)
+{
+    if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
+    void (*f)(T *, const T *, int64_t) = SM_PICK(sm_exp);
+    f(out, inp, N);
+    return TC_OK;
+}
+
+#undef SM_PICK

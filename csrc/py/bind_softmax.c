@@ -123,6 +123,32 @@ static PyObject *py_log_softmax_backward(PyObject *self, PyObject *args)
                                    tc_log_softmax_backward_f64, "log_softmax_backward");
 }
 
+/* vec_exp(x (any shape)) -> exp(x) through the kernels' shared vector exp (for tests) */
+static PyObject *py_vec_exp(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *result = NULL;
+    PyArrayObject *x = NULL, *out = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &x_obj)) return NULL;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
+    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
+    const npy_intp N = PyArray_SIZE(x);
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ty == NPY_FLOAT ? tc_vec_exp_f32(PyArray_DATA(out), PyArray_DATA(x), N)
+                         : tc_vec_exp_f64(PyArray_DATA(out), PyArray_DATA(x), N);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "vec_exp")) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(out);
+    return result;
+}
+
 PyMethodDef tc_methods_softmax[] = {
     {"softmax_forward", py_softmax_forward, METH_VARARGS, "softmax_forward(x, axis) -> y"},
     {"softmax_backward", py_softmax_backward, METH_VARARGS,
@@ -131,5 +157,7 @@ PyMethodDef tc_methods_softmax[] = {
      "log_softmax_forward(x, axis) -> y"},
     {"log_softmax_backward", py_log_softmax_backward, METH_VARARGS,
      "log_softmax_backward(grad_output, y, axis) -> dx (y: the forward output)"},
+    {"vec_exp", py_vec_exp, METH_VARARGS,
+     "vec_exp(x) -> exp(x) through the kernels' shared vector exp (vec_math.h; for tests)"},
     {NULL, NULL, 0, NULL},
 };

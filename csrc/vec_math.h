@@ -1,0 +1,141 @@
+/* vec_math.h: portable 32-byte vectors (GCC vector extensions) and a vectorised exp for
+ * float32 and float64, shared by the element-wise and row kernels (softmax, cross-entropy,
+ * activations, layernorm).
+ *
+ * A "vector" is 32 bytes: 8 floats or 4 doubles. The compiler emits AVX2 (+FMA) for it in
+ * functions marked TC_VEC_AVX2 and pairs of SSE2 registers elsewhere, so a kernel body is
+ * written once as an always-inline function and compiled twice (see TC_VEC_PICK); the
+ * AVX2 variant is used when the GEMM uses its AVX2+FMA micro-kernel, so
+ * tc_gemm_set_kernel("generic") (or TC_GEMM_KERNEL=generic) also selects the portable
+ * variants here and tests can run both. Vectors are never passed by value across a real
+ * function boundary (only inside always-inline bodies and statement expressions), so the
+ * two builds cannot disagree on an ABI.
+ *
+ * TC_VEXP_F32(x) / TC_VEXP_F64(x): e^x lane by lane, for vectors of float / double:
+ *   x = n ln2 + r with n = round(x / ln2) and |r| <= ln2/2 (Cody-Waite: ln2 split into a
+ *   high part whose product with n is exact and a low part), e^r by a polynomial (float:
+ *   Cephes' expf, degree 5 after 1 + r; double: Taylor series to r^13, truncation below
+ *   4e-18), then scaled by 2^n as 2^(n/2) * 2^(n - n/2), two exact powers of two, so that
+ *   results that overflow become +inf and results in the subnormal range are rounded once
+ *   from the normal product. Measured error against libm: <= 1 ulp (float) / 2 ulp
+ *   (double) over the whole range (tests/test_vec_math.py). x is clamped to
+ *   [-104, 89] (float) / [-746, 710] (double) first, beyond which e^x is 0 or +inf anyway:
+ *   -inf gives 0, +inf gives +inf, NaN gives NaN (the clamp compares are false for NaN and
+ *   every step keeps it).
+ */
+#ifndef TC_VEC_MATH_H
+#define TC_VEC_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+typedef float tc_vf32 __attribute__((vector_size(32)));
+typedef int32_t tc_vi32 __attribute__((vector_size(32)));
+typedef uint32_t tc_vu32 __attribute__((vector_size(32)));
+typedef double tc_vf64 __attribute__((vector_size(32)));
+typedef int64_t tc_vi64 __attribute__((vector_size(32)));
+typedef uint64_t tc_vu64 __attribute__((vector_size(32)));
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#define TC_VEC_X86 1
+#define TC_VEC_AVX2 __attribute__((target("avx2,fma")))
+/* 1 when the AVX2 variants are to be used: the CPU has AVX2 and FMA and the GEMM has not
+ * been switched to its generic kernel */
+static inline int tc_vec_use_avx2(void)
+{
+    return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0;
+}
+#else
+#define TC_VEC_X86 0
+#define TC_VEC_AVX2
+static inline int tc_vec_use_avx2(void) { return 0; }
+#endif
+
+/* mask ? a : b lane by lane; mask a vector of 0 / -1 of the integer type IV */
+#define TC_VSEL(IV, VT, mask, a, b) ((VT)(((mask) & (IV)(a)) | (~(mask) & (IV)(b))))
+
+#define TC_VEXP_F32(xin) ({                                                                 \
+    tc_vf32 x_ = (xin);                                                                     \
+    const tc_vi32 hi_ = x_ > 89.0f, lo_ = x_ < -104.0f;                                     \
+    x_ = TC_VSEL(tc_vi32, tc_vf32, hi_, (tc_vf32){0} + 89.0f, x_);                          \
+    x_ = TC_VSEL(tc_vi32, tc_vf32, lo_, (tc_vf32){0} - 104.0f, x_);                         \
+    const tc_vf32 t_ = x_ * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23 */            \
+    const tc_vf32 n_ = t_ - 12582912.0f;                                                    \
+    tc_vf32 r_ = x_ - n_ * 0.693359375f;                                                    \
+    r_ = r_ - n_ * -2.12194440e-4f;                                                         \
+    tc_vf32 p_ = 1.9875691500e-4f * r_ + 1.3981999507e-3f;                                  \
+    p_ = p_ * r_ + 8.3334519073e-3f;                                                        \
+    p_ = p_ * r_ + 4.1665795894e-2f;                                                        \
+    p_ = p_ * r_ + 1.6666665459e-1f;                                                        \
+    p_ = p_ * r_ + 5.0000001201e-1f;                                                        \
+    p_ = p_ * (r_ * r_) + r_ + 1.0f;                                                        \
+    const tc_vi32 ni_ = (tc_vi32)((tc_vu32)t_ - 0x4B400000u);                               \
+    const tc_vi32 n1_ = ni_ >> 1;                                                           \
+    const tc_vu32 n2_ = (tc_vu32)ni_ - (tc_vu32)n1_;                                        \
+    const tc_vf32 s1_ = (tc_vf32)(((tc_vu32)n1_ + 127u) << 23);                             \
+    const tc_vf32 s2_ = (tc_vf32)((n2_ + 127u) << 23);                                      \
+    (p_ * s1_) * s2_;                                                                       \
+})
+
+#define TC_VEXP_F64(xin) ({                                                                 \
+    tc_vf64 x_ = (xin);                                                                     \
+    const tc_vi64 hi_ = x_ > 710.0, lo_ = x_ < -746.0;                                      \
+    x_ = TC_VSEL(tc_vi64, tc_vf64, hi_, (tc_vf64){0} + 710.0, x_);                          \
+    x_ = TC_VSEL(tc_vi64, tc_vf64, lo_, (tc_vf64){0} - 746.0, x_);                          \
+    const tc_vf64 t_ = x_ * 1.4426950408889634074 + 6755399441055744.0; /* 1.5 * 2^52 */    \
+    const tc_vf64 n_ = t_ - 6755399441055744.0;                                             \
+    tc_vf64 r_ = x_ - n_ * 6.93147180369123816490e-01;                                      \
+    r_ = r_ - n_ * 1.90821492927058770002e-10;                                              \
+    tc_vf64 p_ = r_ * (1.0 / 6227020800.0) + (1.0 / 479001600.0);                           \
+    p_ = p_ * r_ + (1.0 / 39916800.0);                                                      \
+    p_ = p_ * r_ + (1.0 / 3628800.0);                                                       \
+    p_ = p_ * r_ + (1.0 / 362880.0);                                                        \
+    p_ = p_ * r_ + (1.0 / 40320.0);                                                         \
+    p_ = p_ * r_ + (1.0 / 5040.0);                                                          \
+    p_ = p_ * r_ + (1.0 / 720.0);                                                           \
+    p_ = p_ * r_ + (1.0 / 120.0);                                                           \
+    p_ = p_ * r_ + (1.0 / 24.0);                                                            \
+    p_ = p_ * r_ + (1.0 / 6.0);                                                             \
+    p_ = p_ * r_ + 0.5;                                                                     \
+    p_ = p_ * (r_ * r_) + r_ + 1.0;                                                         \
+    const tc_vi64 ni_ = (tc_vi64)((tc_vu64)t_ - 0x4338000000000000u);                       \
+    const tc_vi64 n1_ = ni_ >> 1;                                                           \
+    const tc_vu64 n2_ = (tc_vu64)ni_ - (tc_vu64)n1_;                                        \
+    const tc_vf64 s1_ = (tc_vf64)(((tc_vu64)n1_ + 1023u) << 52);                            \
+    const tc_vf64 s2_ = (tc_vf64)((n2_ + 1023u) << 52);                                     \
+    (p_ * s1_) * s2_;                                                                       \
+})
+
+/* per-dtype names, picked with TC_CAT(name, SFX) below */
+#define TC_VF_f32 tc_vf32
+#define TC_VF_f64 tc_vf64
+#define TC_VI_f32 tc_vi32
+#define TC_VI_f64 tc_vi64
+#define TC_VL_f32 8
+#define TC_VL_f64 4
+#define TC_VEXP_f32 TC_VEXP_F32
+#define TC_VEXP_f64 TC_VEXP_F64
+#endif /* TC_VEC_MATH_H */
+
+/* ---- names for the current T / SFX (re-evaluated at each use, so this part needs no
+ * re-inclusion per dtype) */
+#ifndef VF
+#define VF TC_CAT(TC_VF_, SFX)       /* vector of T */
+#define VI TC_CAT(TC_VI_, SFX)       /* integer vector of the same lane width (masks) */
+#define VL TC_CAT(TC_VL_, SFX)       /* lanes */
+#define VEXP(x) TC_CAT(TC_VEXP_, SFX)(x)
+/* a vector with every lane s */
+#define VSPLAT(s) ((VF){0} + (T)(s))
+/* unaligned load / store of a whole vector */
+#define VLOAD(p) ({ VF v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define VSTORE(p, x) do { VF v_ = (x); memcpy((p), &v_, sizeof v_); } while (0)
+/* load of the first n < VL elements, the other lanes = fill; store of the first n */
+#define VLOADN(p, n, fill) ({ VF v_ = VSPLAT(fill); memcpy(&v_, (p), (size_t)(n) * sizeof(T)); v_; })
+#define VSTOREN(p, x, n) do { VF v_ = (x); memcpy((p), &v_, (size_t)(n) * sizeof(T)); } while (0)
+/* lane-wise max ignoring NaN in b (a > b ? a : b, as a scalar loop with that compare) */
+#define VMAX(a, b) ({ VF a_ = (a), b_ = (b); TC_VSEL(VI, VF, a_ > b_, a_, b_); })
+/* sum of the lanes in a fixed order (reproducible) */
+#define VHSUM(v) ({ VF h_ = (v); T s_ = h_[0]; for (int l_ = 1; l_ < VL; l_++) s_ += h_[l_]; s_; })
+/* max of the lanes (NaN lanes ignored unless all are NaN) */
+#define VHMAX(v) ({ VF h_ = (v); T m_ = -INFINITY; for (int l_ = 0; l_ < VL; l_++) m_ = h_[l_] > m_ ? h_[l_] : m_; m_; })
+#endif
