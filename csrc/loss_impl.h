@@ -13,17 +13,84 @@
  * Each row is handled by one thread start to end, so results are bitwise reproducible.
  */
 
+#include "vec_math.h"
+#include "vec_rows.h"
+
+/* Per-row routines: always-inline bodies over the vectors of vec_math.h (exp through its
+ * vectorised VEXP), compiled for the x86-64 baseline and with AVX2+FMA, picked at run
+ * time (LOSS_PICK). */
+
 /* Row statistics: *m = max_c x_c, returns log(sum_c exp(x_c - m)). NaN in x propagates;
  * a row of all -inf gives NaN (as torch). */
-static T FN(loss_row_logsumexp)(const T *x, int64_t V, T *m)
+__attribute__((always_inline)) static inline T FN(loss_row_logsumexp_body)(const T *x,
+                                                                          int64_t V, T *m)
 {
-    T mx = -INFINITY;
-    for (int64_t c = 0; c < V; c++) mx = x[c] > mx ? x[c] : mx;
-    T s = 0;
-    for (int64_t c = 0; c < V; c++) s += MATH(exp)(x[c] - mx);
+    const T mx = FN(vrow_max)(x, V);
     *m = mx;
-    return MATH(log)(s);
+    return MATH(log)(FN(vrow_exp_sum)(NULL, x, V, mx));
 }
+
+/* dx[c] += w * (exp(x[c] - s1 - s2) * sq - (p ? on * p[c] + off : off)) */
+__attribute__((always_inline)) static inline void FN(loss_row_grad_body)(T *dx, const T *x,
+                                                                        const T *p, int64_t V,
+                                                                        T s1, T s2, T w, T sq,
+                                                                        T on, T off)
+{
+    int64_t c = 0;
+    const int64_t r = V % VL, cv = V - r;
+    if (p) {
+        for (; c < cv; c += VL) {
+            const VF e = VEXP((VLOAD(x + c) - s1) - s2);
+            VSTORE(dx + c, VLOAD(dx + c) + w * (e * sq - (on * VLOAD(p + c) + off)));
+        }
+        if (r) {
+            const VF e = VEXP((VLOADR(x + c, r, 0, V >= VL) - s1) - s2);
+            VSTORER(dx + c, VLOADR(dx + c, r, 0, V >= VL) + w * (e * sq - (on * VLOADR(p + c, r, 0, V >= VL) + off)), r, V >= VL);
+        }
+    } else {
+        for (; c < cv; c += VL) {
+            const VF e = VEXP((VLOAD(x + c) - s1) - s2);
+            VSTORE(dx + c, VLOAD(dx + c) + w * (e * sq - off));
+        }
+        if (r) {
+            const VF e = VEXP((VLOADR(x + c, r, 0, V >= VL) - s1) - s2);
+            VSTORER(dx + c, VLOADR(dx + c, r, 0, V >= VL) + w * (e * sq - off), r, V >= VL);
+        }
+    }
+}
+
+#define LOSS_VARIANT(attr, sfx)                                                               \
+    attr static T FN(loss_row_logsumexp##sfx)(const T *x, int64_t V, T *m)                    \
+    {                                                                                         \
+        return FN(loss_row_logsumexp_body)(x, V, m);                                          \
+    }                                                                                         \
+    attr static T FN(loss_row_sum_sub##sfx)(const T *x, int64_t V, T m)                       \
+    {                                                                                         \
+        return FN(vrow_sum_sub)(x, V, m);                                                     \
+    }                                                                                         \
+    attr static void FN(loss_row_grad##sfx)(T *dx, const T *x, const T *p, int64_t V, T s1,   \
+                                            T s2, T w, T sq, T on, T off)                     \
+    {                                                                                         \
+        FN(loss_row_grad_body)(dx, x, p, V, s1, s2, w, sq, on, off);                          \
+    }
+LOSS_VARIANT(, _generic)
+#if TC_VEC_X86
+LOSS_VARIANT(TC_VEC_AVX2, _avx2)
+#define LOSS_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#else
+#define LOSS_PICK(name) FN(name##_generic)
+#endif
+#undef LOSS_VARIANT
+
+/* the function pointers of one call */
+#define LOSS_ROUTINES                                                                          \
+    T (*const lse_fn)(const T *, int64_t, T *) = LOSS_PICK(loss_row_logsumexp);                \
+    T (*const sum_sub_fn)(const T *, int64_t, T) = LOSS_PICK(loss_row_sum_sub);                \
+    void (*const grad_fn)(T *, const T *, const T *, int64_t, T, T, T, T, T, T) =              \
+        LOSS_PICK(loss_row_grad);                                                              \
+    (void)lse_fn;                                                                              \
+    (void)sum_sub_fn;                                                                          \
+    (void)grad_fn
 
 /* 0 if every id lies in [0, V) or equals ignore_index. */
 static int FN(loss_check_targets)(const int64_t *targets, int64_t N, int64_t V,
@@ -52,12 +119,13 @@ int FN(tc_loss_cross_entropy_forward)(T *losses, T *lse, double *total, const T 
 {
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
     if (FN(loss_check_targets)(targets, N, V, ignore_index)) return TC_EINVAL;
+    LOSS_ROUTINES;
     const T eps = label_smoothing, on = 1 - label_smoothing;
-#pragma omp parallel for schedule(static) if (N * V >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const T *x = logits + n * V;
         T m;
-        const T ls = FN(loss_row_logsumexp)(x, V, &m);
+        const T ls = lse_fn(x, V, &m);
         if (lse) lse[n] = m + ls;
         const int64_t t = targets[n];
         if (t == ignore_index) {
@@ -66,8 +134,7 @@ int FN(tc_loss_cross_entropy_forward)(T *losses, T *lse, double *total, const T 
         }
         T loss = ls - (x[t] - m); /* -logp[t] */
         if (eps > 0) {
-            T sd = 0; /* sum_c (x_c - m) */
-            for (int64_t c = 0; c < V; c++) sd += x[c] - m;
+            const T sd = sum_sub_fn(x, V, m); /* sum_c (x_c - m) */
             loss = on * loss + eps * (ls - sd / (T)V); /* smooth term: -mean_c logp_c */
         }
         losses[n] = loss;
@@ -88,8 +155,9 @@ int FN(tc_loss_cross_entropy_backward)(T *dlogits, const T *lse, const T *logits
 {
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
     if (FN(loss_check_targets)(targets, N, V, ignore_index)) return TC_EINVAL;
+    LOSS_ROUTINES;
     const T on = 1 - label_smoothing, off = label_smoothing / (T)V;
-#pragma omp parallel for schedule(static) if (N * V >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const int64_t t = targets[n];
         if (t == ignore_index) continue;
@@ -102,14 +170,9 @@ int FN(tc_loss_cross_entropy_backward)(T *dlogits, const T *lse, const T *logits
             shift1 = lse[n];
             shift2 = 0;
         } else {
-            shift2 = FN(loss_row_logsumexp)(x, V, &shift1);
+            shift2 = lse_fn(x, V, &shift1);
         }
-        if (off > 0) {
-            for (int64_t c = 0; c < V; c++)
-                dx[c] += w * (MATH(exp)(x[c] - shift1 - shift2) - off);
-        } else {
-            for (int64_t c = 0; c < V; c++) dx[c] += w * MATH(exp)(x[c] - shift1 - shift2);
-        }
+        grad_fn(dx, x, NULL, V, shift1, shift2, w, (T)1, on, off);
         dx[t] -= w * on;
     }
     return TC_OK;
@@ -124,11 +187,12 @@ int FN(tc_loss_cross_entropy_probs_forward)(T *losses, T *lse, double *total, co
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
     const T on = 1 - label_smoothing, off = label_smoothing / (T)V;
     const int smooth = label_smoothing > 0;
-#pragma omp parallel for schedule(static) if (N * V >= TC_PARALLEL_MIN_WORK)
+    LOSS_ROUTINES;
+#pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const T *x = logits + n * V, *p = targets + n * V;
         T m;
-        const T ls = FN(loss_row_logsumexp)(x, V, &m);
+        const T ls = lse_fn(x, V, &m);
         if (lse) lse[n] = m + ls;
         T loss = 0; /* sum_c q_c * -logp_c */
         if (smooth) {
@@ -151,7 +215,8 @@ int FN(tc_loss_cross_entropy_probs_backward)(T *dlogits, const T *lse, const T *
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
     const T on = 1 - label_smoothing, off = label_smoothing / (T)V;
     const int smooth = label_smoothing > 0;
-#pragma omp parallel for schedule(static) if (N * V >= TC_PARALLEL_MIN_WORK)
+    LOSS_ROUTINES;
+#pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const T *x = logits + n * V, *p = targets + n * V;
         T *dx = dlogits + n * V;
@@ -161,20 +226,20 @@ int FN(tc_loss_cross_entropy_probs_backward)(T *dlogits, const T *lse, const T *
             shift1 = lse[n];
             shift2 = 0;
         } else {
-            shift2 = FN(loss_row_logsumexp)(x, V, &shift1);
+            shift2 = lse_fn(x, V, &shift1);
         }
         T sq = 0; /* sum_c q_c */
         if (smooth) {
             for (int64_t c = 0; c < V; c++) sq += on * p[c] + off;
-            for (int64_t c = 0; c < V; c++)
-                dx[c] += w * (MATH(exp)(x[c] - shift1 - shift2) * sq - (on * p[c] + off));
+            grad_fn(dx, x, p, V, shift1, shift2, w, sq, on, off);
         } else {
             for (int64_t c = 0; c < V; c++) sq += p[c];
-            for (int64_t c = 0; c < V; c++)
-                dx[c] += w * (MATH(exp)(x[c] - shift1 - shift2) * sq - p[c]);
+            grad_fn(dx, x, p, V, shift1, shift2, w, sq, (T)1, (T)0);
         }
     }
     return TC_OK;
 }
 
 #undef LOSS_ROW_WEIGHT
+#undef LOSS_ROUTINES
+#undef LOSS_PICK

@@ -19,6 +19,7 @@
  */
 
 #include "vec_math.h"
+#include "vec_rows.h"
 
 /* Each row / tile routine is an always-inline body over VL-lane vectors (vec_math.h, exp
  * through its vectorised VEXP), compiled twice below: for the x86-64 baseline and with
@@ -28,71 +29,19 @@
 
 /* ---- contiguous rows (inner == 1) */
 
-/* max of x[0..C), NaN ignored (it poisons the exp/sum later anyway); -inf for C == 0 */
-__attribute__((always_inline)) static inline T FN(sm_row_max_body)(const T *x, int64_t C)
-{
-    VF m0 = VSPLAT(-INFINITY), m1 = m0;
-    int64_t c = 0;
-    for (; c + 2 * VL <= C; c += 2 * VL) {
-        m0 = VMAX(VLOAD(x + c), m0);
-        m1 = VMAX(VLOAD(x + c + VL), m1);
-    }
-    for (; c + VL <= C; c += VL) m0 = VMAX(VLOAD(x + c), m0);
-    if (c < C) m1 = VMAX(VLOADN(x + c, C - c, -INFINITY), m1);
-    return VHMAX(VMAX(m0, m1));
-}
-
-/* sum of a[c] * (b ? b[c] : 1) over c in [0, C), two vector accumulators, fixed order */
-__attribute__((always_inline)) static inline T FN(sm_row_dot_body)(const T *a, const T *b,
-                                                                   int64_t C)
-{
-    VF s0 = VSPLAT(0), s1 = s0;
-    int64_t c = 0;
-    if (b) {
-        for (; c + 2 * VL <= C; c += 2 * VL) {
-            s0 += VLOAD(a + c) * VLOAD(b + c);
-            s1 += VLOAD(a + c + VL) * VLOAD(b + c + VL);
-        }
-        for (; c + VL <= C; c += VL) s0 += VLOAD(a + c) * VLOAD(b + c);
-        if (c < C) s1 += VLOADN(a + c, C - c, 0) * VLOADN(b + c, C - c, 0);
-    } else {
-        for (; c + 2 * VL <= C; c += 2 * VL) {
-            s0 += VLOAD(a + c);
-            s1 += VLOAD(a + c + VL);
-        }
-        for (; c + VL <= C; c += VL) s0 += VLOAD(a + c);
-        if (c < C) s1 += VLOADN(a + c, C - c, 0);
-    }
-    return VHSUM(s0 + s1);
-}
-
 __attribute__((always_inline)) static inline void FN(sm_row_forward_body)(T *y, const T *x,
                                                                           int64_t C, int is_log)
 {
-    const T m = FN(sm_row_max_body)(x, C);
-    VF s = VSPLAT(0);
-    int64_t c = 0;
+    const T m = FN(vrow_max)(x, C);
+    int64_t c;
     if (is_log) {
-        for (; c + VL <= C; c += VL) s += VEXP(VLOAD(x + c) - m);
-        /* padding lanes: exp(-inf - m) = 0 (m finite; otherwise the row is NaN anyway) */
-        if (c < C) s += VEXP(VLOADN(x + c, C - c, -INFINITY) - m);
-        const T ls = MATH(log)(VHSUM(s));
+        const T ls = MATH(log)(FN(vrow_exp_sum)(NULL, x, C, m));
         for (c = 0; c + VL <= C; c += VL) VSTORE(y + c, (VLOAD(x + c) - m) - ls);
-        if (c < C) VSTOREN(y + c, (VLOADN(x + c, C - c, 0) - m) - ls, C - c);
+        if (c < C) VSTORER(y + c, (VLOADR(x + c, C - c, 0, C >= VL) - m) - ls, C - c, C >= VL);
     } else {
-        for (; c + VL <= C; c += VL) {
-            const VF e = VEXP(VLOAD(x + c) - m);
-            VSTORE(y + c, e);
-            s += e;
-        }
-        if (c < C) {
-            const VF e = VEXP(VLOADN(x + c, C - c, -INFINITY) - m);
-            VSTOREN(y + c, e, C - c);
-            s += e;
-        }
-        const T sum = VHSUM(s);
+        const T sum = FN(vrow_exp_sum)(y, x, C, m);
         for (c = 0; c + VL <= C; c += VL) VSTORE(y + c, VLOAD(y + c) / sum);
-        if (c < C) VSTOREN(y + c, VLOADN(y + c, C - c, 0) / sum, C - c);
+        if (c < C) VSTORER(y + c, VLOADR(y + c, C - c, 0, C >= VL) / sum, C - c, C >= VL);
     }
 }
 
@@ -103,17 +52,17 @@ __attribute__((always_inline)) static inline void FN(sm_row_backward_body)(T *dx
     int64_t c = 0;
     const int64_t r = C % VL, cv = C - r;
     if (is_log) {
-        const T s = FN(sm_row_dot_body)(g, NULL, C);
+        const T s = FN(vrow_dot)(g, NULL, C);
         for (; c < cv; c += VL)
             VSTORE(dx + c, VLOAD(dx + c) + (VLOAD(g + c) - VEXP(VLOAD(y + c)) * s));
         if (r)
-            VSTOREN(dx + c, VLOADN(dx + c, r, 0) + (VLOADN(g + c, r, 0) - VEXP(VLOADN(y + c, r, 0)) * s), r);
+            VSTORER(dx + c, VLOADR(dx + c, r, 0, C >= VL) + (VLOADR(g + c, r, 0, C >= VL) - VEXP(VLOADR(y + c, r, 0, C >= VL)) * s), r, C >= VL);
     } else {
-        const T s = FN(sm_row_dot_body)(g, y, C);
+        const T s = FN(vrow_dot)(g, y, C);
         for (; c < cv; c += VL)
             VSTORE(dx + c, VLOAD(dx + c) + VLOAD(y + c) * (VLOAD(g + c) - s));
         if (r)
-            VSTOREN(dx + c, VLOADN(dx + c, r, 0) + VLOADN(y + c, r, 0) * (VLOADN(g + c, r, 0) - s), r);
+            VSTORER(dx + c, VLOADR(dx + c, r, 0, C >= VL) + VLOADR(y + c, r, 0, C >= VL) * (VLOADR(g + c, r, 0, C >= VL) - s), r, C >= VL);
     }
 }
 

@@ -113,6 +113,10 @@ static inline int tc_vec_use_avx2(void) { return 0; }
 #define TC_VI_f64 tc_vi64
 #define TC_VL_f32 8
 #define TC_VL_f64 4
+#define TC_LANEINT_f32 int32_t
+#define TC_LANEINT_f64 int64_t
+#define TC_IOTA_f32 ((tc_vi32){0, 1, 2, 3, 4, 5, 6, 7})
+#define TC_IOTA_f64 ((tc_vi64){0, 1, 2, 3})
 #define TC_VEXP_f32 TC_VEXP_F32
 #define TC_VEXP_f64 TC_VEXP_F64
 #endif /* TC_VEC_MATH_H */
@@ -129,9 +133,47 @@ static inline int tc_vec_use_avx2(void) { return 0; }
 /* unaligned load / store of a whole vector */
 #define VLOAD(p) ({ VF v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define VSTORE(p, x) do { VF v_ = (x); memcpy((p), &v_, sizeof v_); } while (0)
-/* load of the first n < VL elements, the other lanes = fill; store of the first n */
-#define VLOADN(p, n, fill) ({ VF v_ = VSPLAT(fill); memcpy(&v_, (p), (size_t)(n) * sizeof(T)); v_; })
-#define VSTOREN(p, x, n) do { VF v_ = (x); memcpy((p), &v_, (size_t)(n) * sizeof(T)); } while (0)
+/* load of the first n < VL elements, the other lanes = fill; store of the first n (lane
+ * by lane: a variable-length memcpy would be a library call) */
+#define VLOADN(p, n, fill) ({                                                               \
+    const T *lp_ = (p);                                                                     \
+    const int ln_ = (int)(n);                                                               \
+    VF v_ = VSPLAT(fill);                                                                   \
+    for (int l_ = 0; l_ < ln_; l_++) v_[l_] = lp_[l_];                                      \
+    v_;                                                                                     \
+})
+#define VSTOREN(p, x, n)                                                                    \
+    do {                                                                                    \
+        T *sp_ = (p);                                                                       \
+        const VF sv_ = (x);                                                                 \
+        const int sn_ = (int)(n);                                                           \
+        for (int l_ = 0; l_ < sn_; l_++) sp_[l_] = sv_[l_];                                 \
+    } while (0)
+/* The tail of a row of at least VL elements: the r < VL elements at p, loaded as the LAST
+ * r lanes of the whole vector that ends there (the VL - r lanes before, which belong to the
+ * same row, are replaced by fill), and stored back the same way (the other lanes rewritten
+ * with what they held): no partial memory access and no library call. VLOADR / VSTORER
+ * pick this when full (the row has >= VL elements), else VLOADN / VSTOREN. Use one
+ * kind per expression, so that the lanes of different operands match. */
+#define VTAILMASK(r) (TC_CAT(TC_IOTA_, SFX) >= (VI){0} + (TC_CAT(TC_LANEINT_, SFX))(VL - (r)))
+#define VLOADT(p, r, fill) ({                                                               \
+    const VF tv_ = VLOAD((p) + (r) - VL);                                                   \
+    TC_VSEL(VI, VF, VTAILMASK(r), tv_, VSPLAT(fill));                                       \
+})
+#define VSTORET(p, x, r)                                                                    \
+    do {                                                                                    \
+        T *tp_ = (p) + (r) - VL;                                                            \
+        const VF tx_ = (x);                                                                 \
+        VSTORE(tp_, TC_VSEL(VI, VF, VTAILMASK(r), tx_, VLOAD(tp_)));                        \
+    } while (0)
+#define VLOADR(p, r, fill, full) ((full) ? VLOADT(p, r, fill) : VLOADN(p, r, fill))
+#define VSTORER(p, x, r, full)                                                              \
+    do {                                                                                    \
+        if (full)                                                                           \
+            VSTORET(p, x, r);                                                               \
+        else                                                                                \
+            VSTOREN(p, x, r);                                                               \
+    } while (0)
 /* lane-wise max ignoring NaN in b (a > b ? a : b, as a scalar loop with that compare) */
 #define VMAX(a, b) ({ VF a_ = (a), b_ = (b); TC_VSEL(VI, VF, a_ > b_, a_, b_); })
 /* sum of the lanes in a fixed order (reproducible) */
