@@ -13,22 +13,157 @@
  *   rather than 0 * inf = NaN.
  *
  * These loops are independent per element, so results do not depend on the thread count.
+ * Each loop is an always-inline body compiled twice, for the x86-64 baseline and with
+ * AVX2+FMA (picked at run time, vec_math.h); a call splits the array into one contiguous
+ * chunk per thread, and runs in parallel only from a per-kernel size on (ACT_*_PAR_MIN):
+ * a parallel region costs more than a cheap pass over a small array. ReLU's backward is a
+ * branch-free select (vectorised); GELU's tanh form is vectorised through the branch-free
+ * tanh of gelu_math.h (float32); the exact form's derivative takes exp(-x^2/2) from the
+ * shared vector exp (vec_math.h), a block of ACT_BLOCK elements at a time.
  */
 
 #include "gelu_math.h"
+#include "vec_math.h"
 
-/* rough cost of one element, in "scalar operations", for the parallel threshold */
-#define TC_GELU_COST 32
+#ifndef TC_ACT_ONCE
+#define TC_ACT_ONCE
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#define ACT_BLOCK 256
+/* elements from which a call runs in parallel (about 50 us of one thread's work) */
+#define ACT_RELU_PAR_MIN (1 << 18)
+#define ACT_GELU_PAR_MIN (1 << 14)
+/* [*i0, *i0 + *n) of [0, N): thread tid's contiguous share of nt, in multiples of 64 */
+static inline void act_chunk(int64_t N, int tid, int nt, int64_t *i0, int64_t *n)
+{
+    const int64_t per = ((N + nt - 1) / nt + 63) / 64 * 64;
+    const int64_t a = (int64_t)tid * per < N ? (int64_t)tid * per : N;
+    *i0 = a;
+    *n = N - a < per ? N - a : per;
+}
+#endif
+
+__attribute__((always_inline)) static inline void FN(act_relu_fwd_body)(T *out, const T *inp,
+                                                                        int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const T x = inp[i];
+        out[i] = x < (T)0 ? (T)0 : x;
+    }
+}
+
+__attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(T *dinp, const T *dout,
+                                                                        const T *inp, int64_t n)
+{
+    /* both loads unconditional, so the select is a vector blend, not a branch */
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const T g = dout[i], x = inp[i];
+        dinp[i] += x > (T)0 ? g : (T)0;
+    }
+}
+
+__attribute__((always_inline)) static inline void FN(act_gelu_fwd_body)(T *out, const T *inp,
+                                                                        int64_t n, int approx)
+{
+    if (approx) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) out[i] = FN(fused_gelu)(inp[i], 1);
+    } else {
+        for (int64_t i = 0; i < n; i++) out[i] = FN(fused_gelu)(inp[i], 0);
+    }
+}
+
+__attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp, const T *dout,
+                                                                        const T *inp, int64_t n,
+                                                                        int approx)
+{
+    if (approx) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * FN(fused_gelu_grad)(inp[i], 1);
+        return;
+    }
+    /* gelu'(x) = Phi(x) + x phi(x): phi from the vector exp, a block at a time */
+    T e[ACT_BLOCK];
+    for (int64_t b0 = 0; b0 < n; b0 += ACT_BLOCK) {
+        const int64_t m = n - b0 < ACT_BLOCK ? n - b0 : ACT_BLOCK;
+        const T *x = inp + b0;
+        int64_t i = 0;
+        for (; i + VL <= m; i += VL) {
+            const VF v = VLOAD(x + i);
+            VSTORE(e + i, VEXP((T)-0.5 * v * v));
+        }
+        if (i < m) {
+            const VF v = VLOADN(x + i, m - i, 0);
+            VSTOREN(e + i, VEXP((T)-0.5 * v * v), m - i);
+        }
+        for (i = 0; i < m; i++) {
+            const T xi = x[i];
+            const T cdf = (T)0.5 * ((T)1 + MATH(erf)(xi * (T)TC_RSQRT2));
+            dinp[b0 + i] += dout[b0 + i] * (cdf + xi * (e[i] * (T)TC_RSQRT2PI));
+        }
+    }
+}
+
+#define ACT_VARIANT(attr, sfx)                                                                  \
+    attr static void FN(act_relu_fwd##sfx)(T *o, const T *x, const T *u, int64_t n, int a)      \
+    {                                                                                           \
+        (void)u;                                                                                \
+        (void)a;                                                                                \
+        FN(act_relu_fwd_body)(o, x, n);                                                         \
+    }                                                                                           \
+    attr static void FN(act_relu_bwd##sfx)(T *d, const T *g, const T *x, int64_t n, int a)      \
+    {                                                                                           \
+        (void)a;                                                                                \
+        FN(act_relu_bwd_body)(d, g, x, n);                                                      \
+    }                                                                                           \
+    attr static void FN(act_gelu_fwd##sfx)(T *o, const T *x, const T *u, int64_t n, int a)      \
+    {                                                                                           \
+        (void)u;                                                                                \
+        FN(act_gelu_fwd_body)(o, x, n, a);                                                      \
+    }                                                                                           \
+    attr static void FN(act_gelu_bwd##sfx)(T *d, const T *g, const T *x, int64_t n, int a)      \
+    {                                                                                           \
+        FN(act_gelu_bwd_body)(d, g, x, n, a);                                                   \
+    }
+ACT_VARIANT(, _generic)
+#if TC_VEC_X86
+ACT_VARIANT(TC_VEC_AVX2, _avx2)
+#define ACT_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#else
+#define ACT_PICK(name) FN(name##_generic)
+#endif
+#undef ACT_VARIANT
+
+/* f(out, a, b, n, opt) over [0, N) (a, b: inputs, b may be NULL), one contiguous chunk per
+ * thread when N >= min_par */
+static void FN(act_run)(void (*f)(T *, const T *, const T *, int64_t, int), T *out, const T *a,
+                        const T *b, int64_t N, int opt, int64_t min_par)
+{
+#ifdef _OPENMP
+    if (N >= min_par && omp_get_max_threads() > 1) {
+#pragma omp parallel
+        {
+            int64_t i0, n;
+            act_chunk(N, omp_get_thread_num(), omp_get_num_threads(), &i0, &n);
+            if (n > 0) f(out + i0, a + i0, b ? b + i0 : NULL, n, opt);
+        }
+        return;
+    }
+#else
+    (void)min_par;
+#endif
+    f(out, a, b, N, opt);
+}
 
 // out (N,), inp (N,)
 int FN(tc_relu_forward)(T *out, const T *inp, int64_t N)
 {
     if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
-#pragma omp parallel for simd schedule(static) if (N >= TC_PARALLEL_MIN_WORK)
-    for (int64_t i = 0; i < N; i++) {
-        const T x = inp[i];
-        out[i] = x < (T)0 ? (T)0 : x;
-    }
+    if (N == 0) return TC_OK;
+    FN(act_run)(ACT_PICK(act_relu_fwd), out, inp, NULL, N, 0, ACT_RELU_PAR_MIN);
     return TC_OK;
 }
 
@@ -36,8 +171,8 @@ int FN(tc_relu_forward)(T *out, const T *inp, int64_t N)
 int FN(tc_relu_backward)(T *dinp, const T *dout, const T *inp, int64_t N)
 {
     if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
-#pragma omp parallel for simd schedule(static) if (N >= TC_PARALLEL_MIN_WORK)
-    for (int64_t i = 0; i < N; i++) dinp[i] += inp[i] > (T)0 ? dout[i] : (T)0;
+    if (N == 0) return TC_OK;
+    FN(act_run)(ACT_PICK(act_relu_bwd), dinp, dout, inp, N, 0, ACT_RELU_PAR_MIN);
     return TC_OK;
 }
 
@@ -46,13 +181,8 @@ int FN(tc_gelu_forward)(T *out, const T *inp, int64_t N, int approximate_tanh)
 {
     if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    if (approximate_tanh) {
-#pragma omp parallel for schedule(static) if (N * TC_GELU_COST >= TC_PARALLEL_MIN_WORK)
-        for (int64_t i = 0; i < N; i++) out[i] = FN(fused_gelu)(inp[i], 1);
-    } else {
-#pragma omp parallel for schedule(static) if (N * TC_GELU_COST >= TC_PARALLEL_MIN_WORK)
-        for (int64_t i = 0; i < N; i++) out[i] = FN(fused_gelu)(inp[i], 0);
-    }
+    if (N == 0) return TC_OK;
+    FN(act_run)(ACT_PICK(act_gelu_fwd), out, inp, NULL, N, approximate_tanh, ACT_GELU_PAR_MIN);
     return TC_OK;
 }
 
@@ -61,14 +191,9 @@ int FN(tc_gelu_backward)(T *dinp, const T *dout, const T *inp, int64_t N, int ap
 {
     if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    if (approximate_tanh) {
-#pragma omp parallel for schedule(static) if (N * TC_GELU_COST >= TC_PARALLEL_MIN_WORK)
-        for (int64_t i = 0; i < N; i++) dinp[i] += dout[i] * FN(fused_gelu_grad)(inp[i], 1);
-    } else {
-#pragma omp parallel for schedule(static) if (N * TC_GELU_COST >= TC_PARALLEL_MIN_WORK)
-        for (int64_t i = 0; i < N; i++) dinp[i] += dout[i] * FN(fused_gelu_grad)(inp[i], 0);
-    }
+    if (N == 0) return TC_OK;
+    FN(act_run)(ACT_PICK(act_gelu_bwd), dinp, dout, inp, N, approximate_tanh, ACT_GELU_PAR_MIN);
     return TC_OK;
 }
 
-#undef TC_GELU_COST
+#undef ACT_PICK
