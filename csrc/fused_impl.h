@@ -6,7 +6,8 @@
  *   out, instead of bias fill + GEMM + a GELU pass reading pre back.
  *   Backward: dpre = dout * gelu'(pre) and dbias += sum_n dpre in one pass, then
  *   dinp += dpre @ weight, dweight += dpre^T @ inp (two GEMMs).
- * residual + layernorm:  s = x + r (written out: the residual stream), y = LN(s).
+ * residual + layernorm:  s = x + r (written out: the residual stream), y = LN(s), with the
+ *   row arithmetic of layernorm_rows.h (the same as the layernorm kernels).
  *   Backward: ds_total = ds + LN'(dy) (ds: the gradient reaching s directly, or none);
  *   dx += ds_total, dr += ds_total; dweight, dbias as layernorm.
  *
@@ -23,6 +24,8 @@
 #endif
 
 #include "gelu_math.h"
+#include "vec_math.h"
+#include "layernorm_rows.h"
 
 /* Each row/block routine below is written once as an always-inline body and compiled
  * twice: for the x86-64 baseline and with AVX2 (8 floats / 4 doubles per instruction,
@@ -83,71 +86,28 @@ FN(lg_grad_block_body)(T *dpre, T *dbias, const T *dout, const T *pre, int64_t N
         for (int64_t o = 0; o < width; o++) dbias[o0 + o] += s[o];
 }
 
-/* 8 partial sums combined in a fixed order (vectorised without fast-math flags) */
-__attribute__((always_inline)) static inline double FN(fused_combine)(const double *a)
-{
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
-/* one row of residual + layernorm forward; statistics in double, two passes, as
- * layernorm_impl.h */
+/* one row of residual + layernorm forward: s = x + r, then the row arithmetic of
+ * layernorm_rows.h (shared with layernorm_impl.h) on s */
 __attribute__((always_inline)) static inline void
 FN(lnr_fwd_row_body)(T *y, T *s, T *mean, T *rstd, const T *xr, const T *rr, const T *weight,
                      const T *bias, int64_t C, double eps)
 {
-    double acc[8] = {0};
+#pragma omp simd
     for (int64_t c = 0; c < C; c++) s[c] = xr[c] + rr[c];
-    int64_t c = 0;
-    for (; c + 8 <= C; c += 8)
-        for (int j = 0; j < 8; j++) acc[j] += (double)s[c + j];
-    for (int j = 0; c < C; c++, j++) acc[j] += (double)s[c];
-    const double m = FN(fused_combine)(acc) / (double)C;
-    double dev[8] = {0};
-    for (c = 0; c + 8 <= C; c += 8)
-        for (int j = 0; j < 8; j++) {
-            const double d = (double)s[c + j] - m;
-            dev[j] += d * d;
-        }
-    for (int j = 0; c < C; c++, j++) {
-        const double d = (double)s[c] - m;
-        dev[j] += d * d;
-    }
-    const double rs = 1.0 / sqrt(FN(fused_combine)(dev) / (double)C + eps);
+    double m, rs;
+    T mh, ml;
+    FN(lnrow_stats)(s, C, eps, &m, &rs, &mh, &ml);
     if (mean) *mean = (T)m;
     if (rstd) *rstd = (T)rs;
-    if (bias) {
-        for (c = 0; c < C; c++) y[c] = (T)(((double)s[c] - m) * rs) * weight[c] + bias[c];
-    } else {
-        for (c = 0; c < C; c++) y[c] = (T)(((double)s[c] - m) * rs) * weight[c];
-    }
+    FN(lnrow_out)(y, s, weight, bias, C, mh, ml, (T)rs);
 }
 
 /* one row of residual + layernorm backward: v = layernorm'(dy) + ds; gx += v, gr += v */
 __attribute__((always_inline)) static inline void
 FN(lnr_bwd_row_body)(T *gx, T *gr, const T *dy, const T *ds, const T *s, const T *weight,
-                     double m, double rs, int64_t C)
+                     T m, T rs, int64_t C)
 {
-    double aa[8] = {0}, bb[8] = {0};
-    int64_t c = 0;
-    for (; c + 8 <= C; c += 8)
-        for (int j = 0; j < 8; j++) {
-            const double g = (double)dy[c + j] * (double)weight[c + j];
-            aa[j] += g;
-            bb[j] += g * (((double)s[c + j] - m) * rs);
-        }
-    for (int j = 0; c < C; c++, j++) {
-        const double g = (double)dy[c] * (double)weight[c];
-        aa[j] += g;
-        bb[j] += g * (((double)s[c] - m) * rs);
-    }
-    const double a = FN(fused_combine)(aa) / (double)C, b = FN(fused_combine)(bb) / (double)C;
-    for (c = 0; c < C; c++) {
-        const double g = (double)dy[c] * (double)weight[c];
-        T v = (T)(rs * (g - a - (((double)s[c] - m) * rs) * b));
-        if (ds) v += ds[c];
-        if (gx) gx[c] += v;
-        if (gr) gr[c] += v;
-    }
+    FN(lnrow_backward)(gx, gr, dy, ds, s, weight, C, m, rs);
 }
 
 /* dweight, dbias of columns [c0, c0+width): sums over all rows, in order */
@@ -155,19 +115,7 @@ __attribute__((always_inline)) static inline void
 FN(lnr_wb_block_body)(T *dweight, T *dbias, const T *dout, const T *sum, const T *mean,
                       const T *rstd, int64_t N, int64_t C, int64_t c0, int64_t width)
 {
-    double sw[TC_FUSED_BLOCK] = {0}, sb[TC_FUSED_BLOCK] = {0};
-    for (int64_t n = 0; n < N; n++) {
-        const T *dy = dout + n * C + c0, *s = sum + n * C + c0;
-        const double m = (double)mean[n], rs = (double)rstd[n];
-        for (int64_t c = 0; c < width; c++) {
-            sw[c] += (double)dy[c] * (((double)s[c] - m) * rs);
-            sb[c] += (double)dy[c];
-        }
-    }
-    if (dweight)
-        for (int64_t c = 0; c < width; c++) dweight[c0 + c] += (T)sw[c];
-    if (dbias)
-        for (int64_t c = 0; c < width; c++) dbias[c0 + c] += (T)sb[c];
+    FN(lnrow_wb_block)(dweight, dbias, dout, sum, mean, rstd, N, C, c0, width);
 }
 
 #define TC_FUSED_VARIANT(attr, sfx)                                                         \
@@ -189,8 +137,7 @@ FN(lnr_wb_block_body)(T *dweight, T *dbias, const T *dout, const T *sum, const T
         FN(lnr_fwd_row_body)(y, s, mean, rstd, x, r, w, b, C, eps);                          \
     }                                                                                        \
     attr static void FN(lnr_bwd_row##sfx)(T *gx, T *gr, const T *dy, const T *ds,            \
-                                          const T *s, const T *w, double m, double rs,       \
-                                          int64_t C)                                         \
+                                          const T *s, const T *w, T m, T rs, int64_t C)      \
     {                                                                                        \
         FN(lnr_bwd_row_body)(gx, gr, dy, ds, s, w, m, rs, C);                                \
     }                                                                                        \
@@ -287,7 +234,7 @@ int FN(tc_layernorm_residual_forward)(T *out, T *sum, T *mean, T *rstd, const T 
     if (N < 0 || C < 1 || !(eps >= 0) || !out || !sum || !weight) return TC_EINVAL;
     void (*row)(T *, T *, T *, T *, const T *, const T *, const T *, const T *, int64_t,
                 double) = TC_FUSED_PICK(lnr_fwd_row);
-#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (N * C >= LN_PAR_MIN && N > 1)
     for (int64_t n = 0; n < N; n++)
         row(out + n * C, sum + n * C, mean ? mean + n : NULL, rstd ? rstd + n : NULL,
             x + n * C, r + n * C, weight, bias, C, eps);
@@ -302,23 +249,30 @@ int FN(tc_layernorm_residual_backward)(T *dx, T *dr, T *dweight, T *dbias, const
                                        const T *mean, const T *rstd, int64_t N, int64_t C)
 {
     if (N < 0 || C < 1 || !dout || !sum || !weight || !mean || !rstd) return TC_EINVAL;
-    if (dweight || dbias) {
-        void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
-                      int64_t, int64_t) = TC_FUSED_PICK(lnr_wb_block);
-#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
-        for (int64_t c0 = 0; c0 < C; c0 += TC_FUSED_BLOCK) {
-            const int64_t width = C - c0 < TC_FUSED_BLOCK ? C - c0 : TC_FUSED_BLOCK;
-            block(dweight, dbias, dout, sum, mean, rstd, N, C, c0, width);
+    void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
+                  int64_t, int64_t) = TC_FUSED_PICK(lnr_wb_block);
+    void (*row)(T *, T *, const T *, const T *, const T *, const T *, T, T, int64_t) =
+        TC_FUSED_PICK(lnr_bwd_row);
+    const int64_t nblocks = (C + TC_FUSED_BLOCK - 1) / TC_FUSED_BLOCK;
+    /* one parallel region: the column blocks of dweight / dbias, then (no barrier: other
+     * outputs) the rows of dx / dr */
+#pragma omp parallel if (N * C >= LN_PAR_MIN)
+    {
+        if (dweight || dbias) {
+#pragma omp for schedule(static) nowait
+            for (int64_t k = 0; k < nblocks; k++) {
+                const int64_t c0 = k * TC_FUSED_BLOCK;
+                const int64_t width = C - c0 < TC_FUSED_BLOCK ? C - c0 : TC_FUSED_BLOCK;
+                block(dweight, dbias, dout, sum, mean, rstd, N, C, c0, width);
+            }
+        }
+        if (dx || dr) {
+#pragma omp for schedule(static) nowait
+            for (int64_t n = 0; n < N; n++)
+                row(dx ? dx + n * C : NULL, dr ? dr + n * C : NULL, dout + n * C,
+                    dsum ? dsum + n * C : NULL, sum + n * C, weight, mean[n], rstd[n], C);
         }
     }
-    if (!dx && !dr) return TC_OK;
-    void (*row)(T *, T *, const T *, const T *, const T *, const T *, double, double,
-                int64_t) = TC_FUSED_PICK(lnr_bwd_row);
-#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
-    for (int64_t n = 0; n < N; n++)
-        row(dx ? dx + n * C : NULL, dr ? dr + n * C : NULL, dout + n * C,
-            dsum ? dsum + n * C : NULL, sum + n * C, weight, (double)mean[n], (double)rstd[n],
-            C);
     return TC_OK;
 }
 

@@ -3,72 +3,97 @@
  *   y = (x - mean) * rstd * weight + bias,  mean = sum(x)/C,
  *   rstd = 1/sqrt(sum((x - mean)^2)/C + eps)   (biased variance, as torch).
  *
- * Row statistics are accumulated in double for both dtypes, in two passes (the mean, then
- * the mean squared deviation from it), so a row with a large common offset (1e4 + noise in
- * float32) keeps its precision; the normalised value (x - mean) * rstd is also formed in
- * double before it is rounded to T. Row reductions use LN_LANES independent partial sums
- * combined in a fixed order: the compiler vectorises them without fast-math flags and the
- * result is bitwise reproducible. Every output element is written by one thread in a
- * fixed order, so results do not depend on the thread count at all.
+ * The row arithmetic is in layernorm_rows.h (shared with the fused residual + layernorm):
+ * two passes over each row while it is in L1 (the mean in double, then the squared
+ * deviations from it), so a row with a large common offset (1e4 + noise in float32) keeps
+ * its precision. Vectorised explicitly (vec_math.h),
+ * compiled for the x86-64 baseline and with AVX2 (no FMA: identical rounding), picked at
+ * run time. Every output element is written by one thread in a fixed order, so results do
+ * not depend on the thread count at all. A call runs in parallel only from LN_PAR_MIN
+ * elements on; the backward's two passes (column sums for dweight / dbias, rows for dinp)
+ * share one parallel region.
  */
 
-#ifndef LN_LANES
-#define LN_LANES 8
-#define LN_BLOCK 64 /* columns per thread block in the weight/bias gradient */
-static inline double ln_combine(const double *acc)
-{
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
+#include "vec_math.h"
+#include "layernorm_rows.h"
+
+#ifndef TC_LN_ONCE
+#define TC_LN_ONCE
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #endif
 
-/* sum_c x[c], in double */
-static double FN(ln_sum)(const T *x, int64_t C)
+/* rows [n0, n1) of the forward */
+__attribute__((always_inline)) static inline void FN(ln_fwd_rows_body)(T *out, T *mean, T *rstd,
+                                                                       const T *inp, const T *weight,
+                                                                       const T *bias, int64_t n0,
+                                                                       int64_t n1, int64_t C,
+                                                                       double eps)
 {
-    double acc[LN_LANES] = {0};
-    int64_t c = 0;
-    for (; c + LN_LANES <= C; c += LN_LANES)
-        for (int j = 0; j < LN_LANES; j++) acc[j] += (double)x[c + j];
-    for (int j = 0; c < C; c++, j++) acc[j] += (double)x[c];
-    return ln_combine(acc);
+    for (int64_t n = n0; n < n1; n++) {
+        const T *x = inp + n * C;
+        double m, s;
+        T mh, ml;
+        FN(lnrow_stats)(x, C, eps, &m, &s, &mh, &ml);
+        if (mean) mean[n] = (T)m;
+        if (rstd) rstd[n] = (T)s;
+        if (out) FN(lnrow_out)(out + n * C, x, weight, bias, C, mh, ml, (T)s);
+    }
 }
 
-/* sum_c (x[c] - m)^2, in double */
-static double FN(ln_sum_sq_dev)(const T *x, int64_t C, double m)
+/* rows [n0, n1) of dinp */
+__attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, const T *dout,
+                                                                       const T *inp, const T *weight,
+                                                                       const T *mean, const T *rstd,
+                                                                       int64_t n0, int64_t n1,
+                                                                       int64_t C)
 {
-    double acc[LN_LANES] = {0};
-    int64_t c = 0;
-    for (; c + LN_LANES <= C; c += LN_LANES)
-        for (int j = 0; j < LN_LANES; j++) {
-            double d = (double)x[c + j] - m;
-            acc[j] += d * d;
-        }
-    for (int j = 0; c < C; c++, j++) {
-        double d = (double)x[c] - m;
-        acc[j] += d * d;
-    }
-    return ln_combine(acc);
+    for (int64_t n = n0; n < n1; n++)
+        FN(lnrow_backward)(dinp + n * C, NULL, dout + n * C, NULL, inp + n * C, weight, C,
+                           mean[n], rstd[n]);
 }
 
-/* For one row: *a = sum_c g[c], *b = sum_c g[c] * xhat[c] with g = dy * w and
- * xhat = (x - m) * s, in double. */
-static void FN(ln_row_dots)(const T *dy, const T *x, const T *w, int64_t C, double m, double s,
-                            double *a, double *b)
-{
-    double aa[LN_LANES] = {0}, bb[LN_LANES] = {0};
-    int64_t c = 0;
-    for (; c + LN_LANES <= C; c += LN_LANES)
-        for (int j = 0; j < LN_LANES; j++) {
-            double g = (double)dy[c + j] * (double)w[c + j];
-            aa[j] += g;
-            bb[j] += g * (((double)x[c + j] - m) * s);
-        }
-    for (int j = 0; c < C; c++, j++) {
-        double g = (double)dy[c] * (double)w[c];
-        aa[j] += g;
-        bb[j] += g * (((double)x[c] - m) * s);
+#define LN_VARIANT(attr, sfx)                                                                   \
+    attr static void FN(ln_fwd_rows##sfx)(T *out, T *mean, T *rstd, const T *inp, const T *w,   \
+                                          const T *b, int64_t n0, int64_t n1, int64_t C,        \
+                                          double eps)                                           \
+    {                                                                                           \
+        FN(ln_fwd_rows_body)(out, mean, rstd, inp, w, b, n0, n1, C, eps);                       \
+    }                                                                                           \
+    attr static void FN(ln_bwd_rows##sfx)(T *dinp, const T *dout, const T *inp, const T *w,     \
+                                          const T *mean, const T *rstd, int64_t n0, int64_t n1, \
+                                          int64_t C)                                            \
+    {                                                                                           \
+        FN(ln_bwd_rows_body)(dinp, dout, inp, w, mean, rstd, n0, n1, C);                        \
+    }                                                                                           \
+    attr static void FN(ln_wb_block##sfx)(T *dw, T *db, const T *dout, const T *inp,            \
+                                          const T *mean, const T *rstd, int64_t N, int64_t C,   \
+                                          int64_t c0, int64_t width)                            \
+    {                                                                                           \
+        FN(lnrow_wb_block)(dw, db, dout, inp, mean, rstd, N, C, c0, width);                     \
     }
-    *a = ln_combine(aa);
-    *b = ln_combine(bb);
+LN_VARIANT(, _generic)
+#if TC_VEC_X86
+LN_VARIANT(TC_VEC_AVX2_NOFMA, _avx2)
+#define LN_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#else
+#define LN_PICK(name) FN(name##_generic)
+#endif
+#undef LN_VARIANT
+
+/* [*n0, *n1): this thread's contiguous share of N rows (all of them outside a parallel
+ * region) */
+static inline void FN(ln_share)(int64_t N, int64_t *n0, int64_t *n1)
+{
+#ifdef _OPENMP
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+#else
+    const int64_t nt = 1, t = 0;
+#endif
+    const int64_t per = N / nt, extra = N % nt;
+    *n0 = t * per + (t < extra ? t : extra);
+    *n1 = *n0 + per + (t < extra);
 }
 
 // out (N,C) or NULL, mean (N,) or NULL, rstd (N,) or NULL, inp (N,C), weight (C,),
@@ -77,21 +102,14 @@ int FN(tc_layernorm_forward)(T *out, T *mean, T *rstd, const T *inp, const T *we
                              const T *bias, int64_t N, int64_t C, double eps)
 {
     if (N < 0 || C < 1 || !(eps >= 0) || (out && !weight)) return TC_EINVAL;
-#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
-    for (int64_t n = 0; n < N; n++) {
-        const T *x = inp + n * C;
-        const double m = FN(ln_sum)(x, C) / (double)C;
-        const double s = 1.0 / sqrt(FN(ln_sum_sq_dev)(x, C, m) / (double)C + eps);
-        if (mean) mean[n] = (T)m;
-        if (rstd) rstd[n] = (T)s;
-        if (!out) continue;
-        T *y = out + n * C;
-        if (bias) {
-            for (int64_t c = 0; c < C; c++)
-                y[c] = (T)(((double)x[c] - m) * s) * weight[c] + bias[c];
-        } else {
-            for (int64_t c = 0; c < C; c++) y[c] = (T)(((double)x[c] - m) * s) * weight[c];
-        }
+    if (N == 0) return TC_OK;
+    void (*rows)(T *, T *, T *, const T *, const T *, const T *, int64_t, int64_t, int64_t,
+                 double) = LN_PICK(ln_fwd_rows);
+#pragma omp parallel if (N * C >= LN_PAR_MIN && N > 1)
+    {
+        int64_t n0, n1;
+        FN(ln_share)(N, &n0, &n1);
+        if (n0 < n1) rows(out, mean, rstd, inp, weight, bias, n0, n1, C, eps);
     }
     return TC_OK;
 }
@@ -106,41 +124,30 @@ int FN(tc_layernorm_backward)(T *dinp, T *dweight, T *dbias, const T *dout, cons
                               int64_t C)
 {
     if (N < 0 || C < 1 || !mean || !rstd || (dinp && !weight)) return TC_EINVAL;
-    if (dweight || dbias) {
-        /* each thread owns blocks of LN_BLOCK columns and sums the rows in order */
-#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
-        for (int64_t c0 = 0; c0 < C; c0 += LN_BLOCK) {
-            const int64_t width = C - c0 < LN_BLOCK ? C - c0 : LN_BLOCK;
-            double sw[LN_BLOCK] = {0}, sb[LN_BLOCK] = {0};
-            for (int64_t n = 0; n < N; n++) {
-                const T *dy = dout + n * C + c0, *x = inp + n * C + c0;
-                const double m = (double)mean[n], s = (double)rstd[n];
-                for (int64_t c = 0; c < width; c++) {
-                    sw[c] += (double)dy[c] * (((double)x[c] - m) * s);
-                    sb[c] += (double)dy[c];
-                }
+    if (N == 0) return TC_OK;
+    void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
+                  int64_t, int64_t) = LN_PICK(ln_wb_block);
+    void (*rows)(T *, const T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
+                 int64_t) = LN_PICK(ln_bwd_rows);
+    const int64_t nblocks = (C + LN_COLS - 1) / LN_COLS;
+#pragma omp parallel if (N * C >= LN_PAR_MIN)
+    {
+        if (dweight || dbias) {
+            /* each thread owns blocks of LN_COLS columns and sums the rows in order */
+#pragma omp for schedule(static) nowait
+            for (int64_t k = 0; k < nblocks; k++) {
+                const int64_t c0 = k * LN_COLS;
+                const int64_t width = C - c0 < LN_COLS ? C - c0 : LN_COLS;
+                block(dweight, dbias, dout, inp, mean, rstd, N, C, c0, width);
             }
-            if (dweight)
-                for (int64_t c = 0; c < width; c++) dweight[c0 + c] += (T)sw[c];
-            if (dbias)
-                for (int64_t c = 0; c < width; c++) dbias[c0 + c] += (T)sb[c];
         }
-    }
-    if (dinp) {
-#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
-        for (int64_t n = 0; n < N; n++) {
-            const T *dy = dout + n * C, *x = inp + n * C;
-            T *dx = dinp + n * C;
-            const double m = (double)mean[n], s = (double)rstd[n];
-            double a, b;
-            FN(ln_row_dots)(dy, x, weight, C, m, s, &a, &b);
-            a /= (double)C;
-            b /= (double)C;
-            for (int64_t c = 0; c < C; c++) {
-                const double g = (double)dy[c] * (double)weight[c];
-                dx[c] += (T)(s * (g - a - (((double)x[c] - m) * s) * b));
-            }
+        if (dinp) {
+            int64_t n0, n1;
+            FN(ln_share)(N, &n0, &n1);
+            if (n0 < n1) rows(dinp, dout, inp, weight, mean, rstd, n0, n1, C);
         }
     }
     return TC_OK;
 }
+
+#undef LN_PICK

@@ -166,8 +166,9 @@ int tc_dropout_mask_f64(double *mask, int64_t N, double p, uint64_t seed);
 
 /* Layer normalisation of each row of inp over its C channels (the last axis):
  * out (N,C) = (inp - mean) * rstd * weight (C,) + bias (C,), with mean (N,) the row mean
- * and rstd (N,) = 1/sqrt(biased row variance + eps). Statistics are computed in double
- * (two passes), so rows with a large common offset stay accurate. bias may be NULL; mean
+ * and rstd (N,) = 1/sqrt(biased row variance + eps). Two passes over each row (in cache):
+ * the mean in double, then the squared deviations from it (in T; again in double if that
+ * overflows), so rows with a large common offset stay accurate. bias may be NULL; mean
  * and rstd may be NULL (not wanted); out may be NULL to compute only mean and rstd.
  * TC_EINVAL if C < 1 or eps < 0 (or NaN). */
 int tc_layernorm_forward_f32(float *out, float *mean, float *rstd, const float *inp,

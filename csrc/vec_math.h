@@ -39,6 +39,9 @@ typedef uint64_t tc_vu64 __attribute__((vector_size(32)));
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
 #define TC_VEC_X86 1
 #define TC_VEC_AVX2 __attribute__((target("avx2,fma")))
+/* AVX2 without FMA: rounds exactly as the baseline build (no contraction), for kernels
+ * whose results must not depend on the CPU (layernorm, fused residual + layernorm) */
+#define TC_VEC_AVX2_NOFMA __attribute__((target("avx2")))
 /* 1 when the AVX2 variants are to be used: the CPU has AVX2 and FMA and the GEMM has not
  * been switched to its generic kernel */
 static inline int tc_vec_use_avx2(void)
@@ -48,6 +51,7 @@ static inline int tc_vec_use_avx2(void)
 #else
 #define TC_VEC_X86 0
 #define TC_VEC_AVX2
+#define TC_VEC_AVX2_NOFMA
 static inline int tc_vec_use_avx2(void) { return 0; }
 #endif
 

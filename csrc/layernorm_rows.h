@@ -1,0 +1,207 @@
+/* layernorm_rows.h: the per-row arithmetic of layer normalisation, written once for T and
+ * shared by layernorm_impl.h and the fused residual + layernorm (fused_impl.h). Include it
+ * per dtype after vec_math.h. Every routine is an always-inline body over the vectors of
+ * vec_math.h, compiled into its caller's baseline and AVX2 variants (without FMA: both
+ * round identically, so results do not depend on the CPU).
+ *
+ * Two passes over a row while it is in L1: the mean, summed in double (a row is read 4
+ * elements at a time as a vector of 4 doubles, float32 widened on load), then the sum of
+ * squared deviations in T, each deviation formed as (x - mh) - ml with mean = mh + ml split
+ * into two T (x - mh is exact near the mean), so a large common offset (1e4 + noise in
+ * float32) keeps its precision; if that sum overflows T (float32 values beyond ~1e19) the
+ * row is redone in double. The normalised output and the backward's row sums are in T
+ * (vectors of VL lanes, two accumulators combined in a fixed order: reproducible); the
+ * weight / bias gradients sum LN_ROWS rows in T, then add them in double. Tails of fewer
+ * than VL (or 4) elements take the same formulas in scalars (without FMA they round as
+ * the vector lanes).
+ */
+#ifndef TC_LNROWS_ONCE
+#define TC_LNROWS_ONCE
+typedef float tc_vf32x4 __attribute__((vector_size(16)));
+#define TC_NV_f32 tc_vf32x4 /* 4 elements of T */
+#define TC_NV_f64 tc_vf64
+#define LN_COLS 64 /* columns per thread block in the weight / bias gradients */
+#define LN_ROWS 32 /* rows summed in T before they are added in double */
+/* elements (N * C) from which a layernorm call runs in parallel */
+#define LN_PAR_MIN (1 << 16)
+static inline double ln_hsum4(tc_vf64 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+#endif
+
+#define LNV TC_CAT(TC_NV_, SFX)
+/* 4 elements of T at p as 4 doubles; 4 doubles rounded to T and stored at p */
+#define LLOAD(p) ({ const T *lp_ = (p); (tc_vf64){(double)lp_[0], (double)lp_[1], (double)lp_[2], (double)lp_[3]}; })
+#define LNARROW(v) __builtin_convertvector((v), LNV)
+#define LNLOAD(p) ({ LNV l_; memcpy(&l_, (p), sizeof l_); l_; })
+#define LNSTORE(p, v) do { LNV l_ = (v); memcpy((p), &l_, sizeof l_); } while (0)
+
+/* sum of a row in vectors of T, two accumulators */
+#define LN_VSUM(EXPR)                                                                         \
+    ({                                                                                        \
+        VF s0_ = VSPLAT(0), s1_ = s0_;                                                        \
+        int64_t c_ = 0;                                                                       \
+        for (; c_ + 2 * VL <= C; c_ += 2 * VL) {                                              \
+            const int64_t c = c_;                                                             \
+            s0_ += (EXPR);                                                                    \
+            (void)c;                                                                          \
+            {                                                                                 \
+                const int64_t c = c_ + VL;                                                    \
+                s1_ += (EXPR);                                                                \
+            }                                                                                 \
+        }                                                                                     \
+        for (; c_ + VL <= C; c_ += VL) {                                                      \
+            const int64_t c = c_;                                                             \
+            s0_ += (EXPR);                                                                    \
+        }                                                                                     \
+        VHSUM(s0_ + s1_);                                                                     \
+    })
+
+/* *mean, *rstd of the row x[0..C): rstd = 1 / sqrt(biased variance + eps); *mh + *ml = the
+ * mean to about twice T's precision (mh = mean rounded to T), for (x - mh) - ml in T */
+__attribute__((always_inline)) static inline void FN(lnrow_stats)(const T *x, int64_t C,
+                                                                 double eps, double *mean,
+                                                                 double *rstd, T *mh, T *ml)
+{
+    /* pass 1: the mean, in double */
+    tc_vf64 a0 = {0}, a1 = {0};
+    int64_t c = 0;
+    for (; c + 8 <= C; c += 8) {
+        a0 += LLOAD(x + c);
+        a1 += LLOAD(x + c + 4);
+    }
+    for (; c + 4 <= C; c += 4) a0 += LLOAD(x + c);
+    double t = 0;
+    for (; c < C; c++) t += (double)x[c];
+    const double m = (ln_hsum4(a0 + a1) + t) / (double)C;
+    const T h = (T)m, l = (T)(m - (double)h);
+    /* pass 2: sum (x - mean)^2 in T, the deviation as (x - mh) - ml (x - mh is exact when x
+     * is near the mean, where it matters) */
+    const int64_t cv = C - C % VL;
+    T tail = 0;
+    for (c = cv; c < C; c++) {
+        const T d = (x[c] - h) - l;
+        tail += d * d;
+    }
+    double ss = (double)(LN_VSUM(({ const VF d_ = (VLOAD(x + c) - h) - l; d_ * d_; })) + tail);
+    if (!(ss <= 1e300)) {
+        /* overflow of T (float32 values beyond ~1e19), or NaN: again in double */
+        tc_vf64 d0 = {0};
+        t = 0;
+        for (c = 0; c + 4 <= C; c += 4) {
+            const tc_vf64 u = LLOAD(x + c) - m;
+            d0 += u * u;
+        }
+        for (; c < C; c++) {
+            const double u = (double)x[c] - m;
+            t += u * u;
+        }
+        ss = ln_hsum4(d0) + t;
+    }
+    *mean = m;
+    *rstd = 1.0 / sqrt(ss / (double)C + eps);
+    *mh = h;
+    *ml = l;
+}
+
+/* y[c] = ((x[c] - mh) - ml) * s * w[c] (+ b[c]), in T */
+__attribute__((always_inline)) static inline void FN(lnrow_out)(T *y, const T *x, const T *w,
+                                                               const T *b, int64_t C, T mh, T ml,
+                                                               T s)
+{
+    int64_t c = 0;
+    if (b) {
+        for (; c + VL <= C; c += VL)
+            VSTORE(y + c, ((VLOAD(x + c) - mh) - ml) * s * VLOAD(w + c) + VLOAD(b + c));
+        for (; c < C; c++) y[c] = ((x[c] - mh) - ml) * s * w[c] + b[c];
+    } else {
+        for (; c + VL <= C; c += VL) VSTORE(y + c, ((VLOAD(x + c) - mh) - ml) * s * VLOAD(w + c));
+        for (; c < C; c++) y[c] = ((x[c] - mh) - ml) * s * w[c];
+    }
+}
+
+/* Backward of one row in T, g = dy * w, xhat = (x - m) * s (m, s: the forward's caches):
+ *   v = s * (g - mean_c(g) - xhat * mean_c(g * xhat)) (+ ds[c]);  gx[c] += v, gr[c] += v
+ * (gx, gr, ds each may be NULL). */
+__attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *gr, const T *dy,
+                                                                    const T *ds, const T *x,
+                                                                    const T *w, int64_t C,
+                                                                    T m, T s)
+{
+    const int64_t cv = C - C % VL;
+    T ta = 0, tb = 0;
+    for (int64_t c = cv; c < C; c++) {
+        const T g = dy[c] * w[c];
+        ta += g;
+        tb += g * ((x[c] - m) * s);
+    }
+    const T a = (LN_VSUM(VLOAD(dy + c) * VLOAD(w + c)) + ta) / (T)C;
+    const T b = (LN_VSUM(({ const VF g_ = VLOAD(dy + c) * VLOAD(w + c); g_ * ((VLOAD(x + c) - m) * s); })) + tb) / (T)C;
+    int64_t c = 0;
+    for (; c < cv; c += VL) {
+        VF v = s * ((VLOAD(dy + c) * VLOAD(w + c) - a) - ((VLOAD(x + c) - m) * s) * b);
+        if (ds) v += VLOAD(ds + c);
+        if (gx) VSTORE(gx + c, VLOAD(gx + c) + v);
+        if (gr) VSTORE(gr + c, VLOAD(gr + c) + v);
+    }
+    for (; c < C; c++) {
+        T v = s * ((dy[c] * w[c] - a) - ((x[c] - m) * s) * b);
+        if (ds) v += ds[c];
+        if (gx) gx[c] += v;
+        if (gr) gr[c] += v;
+    }
+}
+
+/* dweight[c0 + j] += sum_n dy[n][c0 + j] * xhat[n][c0 + j], dbias[c0 + j] += sum_n dy[n][c0 + j]
+ * for j < width <= LN_COLS, rows in order (each column summed by one thread: reproducible
+ * for any thread count); either output may be NULL. Partial sums over LN_ROWS rows in T
+ * are added into double totals. */
+__attribute__((always_inline)) static inline void FN(lnrow_wb_block)(T *dweight, T *dbias,
+                                                                    const T *dout, const T *inp,
+                                                                    const T *mean, const T *rstd,
+                                                                    int64_t N, int64_t C,
+                                                                    int64_t c0, int64_t width)
+{
+    double tw[LN_COLS] = {0}, tb[LN_COLS] = {0};
+    VF sw[LN_COLS / VL], sb[LN_COLS / VL];
+    T pw[LN_COLS], pb[LN_COLS];
+    const int64_t nv = width / VL;
+    for (int64_t n0 = 0; n0 < N; n0 += LN_ROWS) {
+        const int64_t n1 = N - n0 < LN_ROWS ? N : n0 + LN_ROWS;
+        for (int64_t k = 0; k < nv; k++) {
+            sw[k] = VSPLAT(0);
+            sb[k] = VSPLAT(0);
+        }
+        for (int64_t j = nv * VL; j < width; j++) pw[j] = pb[j] = 0;
+        for (int64_t n = n0; n < n1; n++) {
+            const T *dy = dout + n * C + c0, *x = inp + n * C + c0;
+            const T m = mean[n], s = rstd[n];
+            for (int64_t k = 0; k < nv; k++) {
+                const VF g = VLOAD(dy + k * VL);
+                sw[k] += g * ((VLOAD(x + k * VL) - m) * s);
+                sb[k] += g;
+            }
+            for (int64_t j = nv * VL; j < width; j++) {
+                pw[j] += dy[j] * ((x[j] - m) * s);
+                pb[j] += dy[j];
+            }
+        }
+        for (int64_t k = 0; k < nv; k++) {
+            VSTORE(pw + k * VL, sw[k]);
+            VSTORE(pb + k * VL, sb[k]);
+        }
+        for (int64_t j = 0; j < width; j++) {
+            tw[j] += (double)pw[j];
+            tb[j] += (double)pb[j];
+        }
+    }
+    for (int64_t j = 0; j < width; j++) {
+        if (dweight) dweight[c0 + j] += (T)tw[j];
+        if (dbias) dbias[c0 + j] += (T)tb[j];
+    }
+}
+
+#undef LNV
+#undef LLOAD
+#undef LNARROW
+#undef LNLOAD
+#undef LNSTORE
+#undef LN_VSUM
