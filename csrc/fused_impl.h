@@ -102,12 +102,13 @@ FN(lnr_fwd_row_body)(T *y, T *s, T *mean, T *rstd, const T *xr, const T *rr, con
     FN(lnrow_out)(y, s, weight, bias, C, mh, ml, (T)rs);
 }
 
-/* one row of residual + layernorm backward: v = layernorm'(dy) + ds; gx += v, gr += v */
+/* one row of residual + layernorm backward: v = layernorm'(dy) + ds; gx += v, gr += v;
+ * with pw, pb also the weight / bias partial sums (layernorm_rows.h) */
 __attribute__((always_inline)) static inline void
-FN(lnr_bwd_row_body)(T *gx, T *gr, const T *dy, const T *ds, const T *s, const T *weight,
-                     T m, T rs, int64_t C)
+FN(lnr_bwd_row_body)(T *gx, T *gr, T *pw, T *pb, const T *dy, const T *ds, const T *s,
+                     const T *weight, T m, T rs, int64_t C)
 {
-    FN(lnrow_backward)(gx, gr, dy, ds, s, weight, C, m, rs);
+    FN(lnrow_backward)(gx, gr, pw, pb, dy, ds, s, weight, C, m, rs);
 }
 
 /* dweight, dbias of columns [c0, c0+width): sums over all rows, in order */
@@ -136,10 +137,11 @@ FN(lnr_wb_block_body)(T *dweight, T *dbias, const T *dout, const T *sum, const T
     {                                                                                        \
         FN(lnr_fwd_row_body)(y, s, mean, rstd, x, r, w, b, C, eps);                          \
     }                                                                                        \
-    attr static void FN(lnr_bwd_row##sfx)(T *gx, T *gr, const T *dy, const T *ds,            \
-                                          const T *s, const T *w, T m, T rs, int64_t C)      \
+    attr static void FN(lnr_bwd_row##sfx)(T *gx, T *gr, T *pw, T *pb, const T *dy,           \
+                                          const T *ds, const T *s, const T *w, T m, T rs,    \
+                                          int64_t C)                                         \
     {                                                                                        \
-        FN(lnr_bwd_row_body)(gx, gr, dy, ds, s, w, m, rs, C);                                \
+        FN(lnr_bwd_row_body)(gx, gr, pw, pb, dy, ds, s, w, m, rs, C);                        \
     }                                                                                        \
     attr static void FN(lnr_wb_block##sfx)(T *dw, T *db, const T *dout, const T *sum,        \
                                            const T *mean, const T *rstd, int64_t N,          \
@@ -249,14 +251,41 @@ int FN(tc_layernorm_residual_backward)(T *dx, T *dr, T *dweight, T *dbias, const
                                        const T *mean, const T *rstd, int64_t N, int64_t C)
 {
     if (N < 0 || C < 1 || !dout || !sum || !weight || !mean || !rstd) return TC_EINVAL;
+    if (N == 0) return TC_OK;
     void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
                   int64_t, int64_t) = TC_FUSED_PICK(lnr_wb_block);
-    void (*row)(T *, T *, const T *, const T *, const T *, const T *, T, T, int64_t) =
-        TC_FUSED_PICK(lnr_bwd_row);
+    void (*row)(T *, T *, T *, T *, const T *, const T *, const T *, const T *, T, T,
+                int64_t) = TC_FUSED_PICK(lnr_bwd_row);
+    const int par = N * C >= LN_PAR_MIN;
+    if ((dx || dr) && (dweight || dbias)) {
+        /* one pass, as tc_layernorm_backward: per-chunk partial sums of LN_ROWS rows, added
+         * in chunk order (independent of the thread count) */
+        const int64_t nchunks = (N + LN_ROWS - 1) / LN_ROWS;
+        T *part = malloc((size_t)nchunks * 2 * (size_t)C * sizeof(T));
+        if (!part) return TC_ENOMEM;
+#pragma omp parallel if (par)
+        {
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < nchunks; k++) {
+                T *pw = part + 2 * k * C, *pb = pw + C;
+                for (int64_t c = 0; c < 2 * C; c++) pw[c] = 0;
+                const int64_t n1 = N - k * LN_ROWS < LN_ROWS ? N : (k + 1) * LN_ROWS;
+                for (int64_t n = k * LN_ROWS; n < n1; n++)
+                    row(dx ? dx + n * C : NULL, dr ? dr + n * C : NULL, pw, pb, dout + n * C,
+                        dsum ? dsum + n * C : NULL, sum + n * C, weight, mean[n], rstd[n], C);
+            }
+#pragma omp for schedule(static)
+            for (int64_t c0 = 0; c0 < C; c0 += LN_COLS)
+                FN(lnrow_reduce_chunks)(dweight, dbias, part, nchunks, C, c0,
+                                        C - c0 < LN_COLS ? C : c0 + LN_COLS);
+        }
+        free(part);
+        return TC_OK;
+    }
     const int64_t nblocks = (C + TC_FUSED_BLOCK - 1) / TC_FUSED_BLOCK;
     /* one parallel region: the column blocks of dweight / dbias, then (no barrier: other
      * outputs) the rows of dx / dr */
-#pragma omp parallel if (N * C >= LN_PAR_MIN)
+#pragma omp parallel if (par)
     {
         if (dweight || dbias) {
 #pragma omp for schedule(static) nowait
@@ -269,7 +298,7 @@ int FN(tc_layernorm_residual_backward)(T *dx, T *dr, T *dweight, T *dbias, const
         if (dx || dr) {
 #pragma omp for schedule(static) nowait
             for (int64_t n = 0; n < N; n++)
-                row(dx ? dx + n * C : NULL, dr ? dr + n * C : NULL, dout + n * C,
+                row(dx ? dx + n * C : NULL, dr ? dr + n * C : NULL, NULL, NULL, dout + n * C,
                     dsum ? dsum + n * C : NULL, sum + n * C, weight, mean[n], rstd[n], C);
         }
     }

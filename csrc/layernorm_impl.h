@@ -42,16 +42,26 @@ __attribute__((always_inline)) static inline void FN(ln_fwd_rows_body)(T *out, T
     }
 }
 
-/* rows [n0, n1) of dinp */
-__attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, const T *dout,
+/* rows [n0, n1) of dinp; with part, also the weight / bias partial sums of every chunk of
+ * LN_ROWS rows in [n0, n1) (n0 a multiple of LN_ROWS): part[k] (2 rows of C) for chunk k */
+__attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, T *part,
+                                                                       const T *dout,
                                                                        const T *inp, const T *weight,
                                                                        const T *mean, const T *rstd,
                                                                        int64_t n0, int64_t n1,
                                                                        int64_t C)
 {
-    for (int64_t n = n0; n < n1; n++)
-        FN(lnrow_backward)(dinp + n * C, NULL, dout + n * C, NULL, inp + n * C, weight, C,
-                           mean[n], rstd[n]);
+    for (int64_t n = n0; n < n1; n++) {
+        T *pw = NULL, *pb = NULL;
+        if (part) {
+            pw = part + 2 * (n / LN_ROWS) * C;
+            pb = pw + C;
+            if (n % LN_ROWS == 0)
+                for (int64_t c = 0; c < 2 * C; c++) pw[c] = 0;
+        }
+        FN(lnrow_backward)(dinp + n * C, NULL, pw, pb, dout + n * C, NULL, inp + n * C, weight,
+                           C, mean[n], rstd[n]);
+    }
 }
 
 #define LN_VARIANT(attr, sfx)                                                                   \
@@ -61,11 +71,11 @@ __attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, 
     {                                                                                           \
         FN(ln_fwd_rows_body)(out, mean, rstd, inp, w, b, n0, n1, C, eps);                       \
     }                                                                                           \
-    attr static void FN(ln_bwd_rows##sfx)(T *dinp, const T *dout, const T *inp, const T *w,     \
-                                          const T *mean, const T *rstd, int64_t n0, int64_t n1, \
-                                          int64_t C)                                            \
+    attr static void FN(ln_bwd_rows##sfx)(T *dinp, T *part, const T *dout, const T *inp,        \
+                                          const T *w, const T *mean, const T *rstd, int64_t n0, \
+                                          int64_t n1, int64_t C)                                \
     {                                                                                           \
-        FN(ln_bwd_rows_body)(dinp, dout, inp, w, mean, rstd, n0, n1, C);                        \
+        FN(ln_bwd_rows_body)(dinp, part, dout, inp, w, mean, rstd, n0, n1, C);                  \
     }                                                                                           \
     attr static void FN(ln_wb_block##sfx)(T *dw, T *db, const T *dout, const T *inp,            \
                                           const T *mean, const T *rstd, int64_t N, int64_t C,   \
@@ -127,10 +137,33 @@ int FN(tc_layernorm_backward)(T *dinp, T *dweight, T *dbias, const T *dout, cons
     if (N == 0) return TC_OK;
     void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
                   int64_t, int64_t) = LN_PICK(ln_wb_block);
-    void (*rows)(T *, const T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
-                 int64_t) = LN_PICK(ln_bwd_rows);
+    void (*rows)(T *, T *, const T *, const T *, const T *, const T *, const T *, int64_t,
+                 int64_t, int64_t) = LN_PICK(ln_bwd_rows);
+    const int par = N * C >= LN_PAR_MIN;
+    if (dinp && (dweight || dbias)) {
+        /* one pass: each chunk of LN_ROWS rows adds its weight / bias partial sums into its
+         * own 2 rows of part while the rows are in L1, then the chunks are added in order
+         * (in double, per column): independent of the thread count */
+        const int64_t nchunks = (N + LN_ROWS - 1) / LN_ROWS;
+        T *part = malloc((size_t)nchunks * 2 * (size_t)C * sizeof(T));
+        if (!part) return TC_ENOMEM;
+#pragma omp parallel if (par)
+        {
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < nchunks; k++) {
+                const int64_t n0 = k * LN_ROWS, n1 = N - n0 < LN_ROWS ? N : n0 + LN_ROWS;
+                rows(dinp, part, dout, inp, weight, mean, rstd, n0, n1, C);
+            }
+#pragma omp for schedule(static)
+            for (int64_t c0 = 0; c0 < C; c0 += LN_COLS)
+                FN(lnrow_reduce_chunks)(dweight, dbias, part, nchunks, C, c0,
+                                        C - c0 < LN_COLS ? C : c0 + LN_COLS);
+        }
+        free(part);
+        return TC_OK;
+    }
     const int64_t nblocks = (C + LN_COLS - 1) / LN_COLS;
-#pragma omp parallel if (N * C >= LN_PAR_MIN)
+#pragma omp parallel if (par)
     {
         if (dweight || dbias) {
             /* each thread owns blocks of LN_COLS columns and sums the rows in order */
@@ -144,7 +177,7 @@ int FN(tc_layernorm_backward)(T *dinp, T *dweight, T *dbias, const T *dout, cons
         if (dinp) {
             int64_t n0, n1;
             FN(ln_share)(N, &n0, &n1);
-            if (n0 < n1) rows(dinp, dout, inp, weight, mean, rstd, n0, n1, C);
+            if (n0 < n1) rows(dinp, NULL, dout, inp, weight, mean, rstd, n0, n1, C);
         }
     }
     return TC_OK;

@@ -120,11 +120,12 @@ __attribute__((always_inline)) static inline void FN(lnrow_out)(T *y, const T *x
 
 /* Backward of one row in T, g = dy * w, xhat = (x - m) * s (m, s: the forward's caches):
  *   v = s * (g - mean_c(g) - xhat * mean_c(g * xhat)) (+ ds[c]);  gx[c] += v, gr[c] += v
- * (gx, gr, ds each may be NULL). */
-__attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *gr, const T *dy,
-                                                                    const T *ds, const T *x,
-                                                                    const T *w, int64_t C,
-                                                                    T m, T s)
+ * (gx, gr, ds each may be NULL); with pw, pb (both or neither) also pw[c] += dy[c] * xhat,
+ * pb[c] += dy[c]: the weight / bias gradient partial sums, while the row is in L1. */
+__attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *gr, T *pw, T *pb,
+                                                                    const T *dy, const T *ds,
+                                                                    const T *x, const T *w,
+                                                                    int64_t C, T m, T s)
 {
     const int64_t cv = C - C % VL;
     T ta = 0, tb = 0;
@@ -137,16 +138,26 @@ __attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *g
     const T b = (LN_VSUM(({ const VF g_ = VLOAD(dy + c) * VLOAD(w + c); g_ * ((VLOAD(x + c) - m) * s); })) + tb) / (T)C;
     int64_t c = 0;
     for (; c < cv; c += VL) {
-        VF v = s * ((VLOAD(dy + c) * VLOAD(w + c) - a) - ((VLOAD(x + c) - m) * s) * b);
+        const VF g = VLOAD(dy + c), xh = (VLOAD(x + c) - m) * s;
+        VF v = s * ((g * VLOAD(w + c) - a) - xh * b);
         if (ds) v += VLOAD(ds + c);
         if (gx) VSTORE(gx + c, VLOAD(gx + c) + v);
         if (gr) VSTORE(gr + c, VLOAD(gr + c) + v);
+        if (pw) {
+            VSTORE(pw + c, VLOAD(pw + c) + g * xh);
+            VSTORE(pb + c, VLOAD(pb + c) + g);
+        }
     }
     for (; c < C; c++) {
-        T v = s * ((dy[c] * w[c] - a) - ((x[c] - m) * s) * b);
+        const T xh = (x[c] - m) * s;
+        T v = s * ((dy[c] * w[c] - a) - xh * b);
         if (ds) v += ds[c];
         if (gx) gx[c] += v;
         if (gr) gr[c] += v;
+        if (pw) {
+            pw[c] += dy[c] * xh;
+            pb[c] += dy[c];
+        }
     }
 }
 
@@ -196,6 +207,23 @@ __attribute__((always_inline)) static inline void FN(lnrow_wb_block)(T *dweight,
     for (int64_t j = 0; j < width; j++) {
         if (dweight) dweight[c0 + j] += (T)tw[j];
         if (dbias) dbias[c0 + j] += (T)tb[j];
+    }
+}
+
+/* dweight[c] += sum_k part[k][0][c], dbias[c] += sum_k part[k][1][c] for c in [c0, c1):
+ * the per-chunk partial sums (nchunks of them, each 2 rows of C) added in chunk order in
+ * double; either output may be NULL */
+static inline void FN(lnrow_reduce_chunks)(T *dweight, T *dbias, const T *part, int64_t nchunks,
+                                           int64_t C, int64_t c0, int64_t c1)
+{
+    for (int64_t c = c0; c < c1; c++) {
+        double tw = 0, tb = 0;
+        for (int64_t k = 0; k < nchunks; k++) {
+            tw += (double)part[2 * k * C + c];
+            tb += (double)part[(2 * k + 1) * C + c];
+        }
+        if (dweight) dweight[c] += (T)tw;
+        if (dbias) dbias[c] += (T)tb;
     }
 }
 
