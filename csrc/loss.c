@@ -3,6 +3,9 @@
 
 /* elements (N * V) from which a call runs in parallel */
 #define TC_LOSS_PAR_MIN 32768
+/* classes up to which a backward without the forward's lse keeps exp(x - max) of a row in a
+ * stack buffer (one exp per element instead of two) */
+#define LOSS_SCRATCH 2048
 
 #define T float
 #define SFX f32

@@ -59,6 +59,41 @@ __attribute__((always_inline)) static inline void FN(loss_row_grad_body)(T *dx, 
     }
 }
 
+/* the same from e[c] = exp(x[c] - m) stored by the caller, softmax = e * inv:
+ * dx[c] += w * (e[c] * inv * sq - (p ? on * p[c] + off : off)) */
+__attribute__((always_inline)) static inline void FN(loss_row_grad_e_body)(T *dx, const T *e,
+                                                                          const T *p, int64_t V,
+                                                                          T inv, T w, T sq, T on,
+                                                                          T off)
+{
+    int64_t c = 0;
+    const int64_t r = V % VL, cv = V - r;
+    const T f = inv * sq;
+    if (p) {
+        for (; c < cv; c += VL)
+            VSTORE(dx + c, VLOAD(dx + c) + w * (VLOAD(e + c) * f - (on * VLOAD(p + c) + off)));
+        if (r)
+            VSTORER(dx + c, VLOADR(dx + c, r, 0, V >= VL) + w * (VLOADR(e + c, r, 0, V >= VL) * f - (on * VLOADR(p + c, r, 0, V >= VL) + off)), r, V >= VL);
+    } else {
+        for (; c < cv; c += VL) VSTORE(dx + c, VLOAD(dx + c) + w * (VLOAD(e + c) * f - off));
+        if (r)
+            VSTORER(dx + c, VLOADR(dx + c, r, 0, V >= VL) + w * (VLOADR(e + c, r, 0, V >= VL) * f - off), r, V >= VL);
+    }
+}
+
+/* backward of one row without the forward's lse: e = exp(x - max) is computed once into
+ * the scratch row e (V elements), then the gradient from it */
+__attribute__((always_inline)) static inline void FN(loss_row_grad_fresh_body)(T *dx, T *e,
+                                                                              const T *x,
+                                                                              const T *p,
+                                                                              int64_t V, T w,
+                                                                              T sq, T on, T off)
+{
+    const T m = FN(vrow_max)(x, V);
+    const T sum = FN(vrow_exp_sum)(e, x, V, m);
+    FN(loss_row_grad_e_body)(dx, e, p, V, (T)1 / sum, w, sq, on, off);
+}
+
 #define LOSS_VARIANT(attr, sfx)                                                               \
     attr static T FN(loss_row_logsumexp##sfx)(const T *x, int64_t V, T *m)                    \
     {                                                                                         \
@@ -72,6 +107,11 @@ __attribute__((always_inline)) static inline void FN(loss_row_grad_body)(T *dx, 
                                             T s2, T w, T sq, T on, T off)                     \
     {                                                                                         \
         FN(loss_row_grad_body)(dx, x, p, V, s1, s2, w, sq, on, off);                          \
+    }                                                                                         \
+    attr static void FN(loss_row_grad_fresh##sfx)(T *dx, T *e, const T *x, const T *p,        \
+                                                  int64_t V, T w, T sq, T on, T off)          \
+    {                                                                                         \
+        FN(loss_row_grad_fresh_body)(dx, e, x, p, V, w, sq, on, off);                         \
     }
 LOSS_VARIANT(, _generic)
 #if TC_VEC_X86
@@ -88,6 +128,9 @@ LOSS_VARIANT(TC_VEC_AVX2, _avx2)
     T (*const sum_sub_fn)(const T *, int64_t, T) = LOSS_PICK(loss_row_sum_sub);                \
     void (*const grad_fn)(T *, const T *, const T *, int64_t, T, T, T, T, T, T) =              \
         LOSS_PICK(loss_row_grad);                                                              \
+    void (*const fresh_fn)(T *, T *, const T *, const T *, int64_t, T, T, T, T) =              \
+        LOSS_PICK(loss_row_grad_fresh);                                                        \
+    (void)fresh_fn;                                                                            \
     (void)lse_fn;                                                                              \
     (void)sum_sub_fn;                                                                          \
     (void)grad_fn
@@ -164,6 +207,12 @@ int FN(tc_loss_cross_entropy_backward)(T *dlogits, const T *lse, const T *logits
         const T *x = logits + n * V;
         T *dx = dlogits + n * V;
         const T w = LOSS_ROW_WEIGHT(n);
+        if (!lse && V <= LOSS_SCRATCH) {
+            T e[LOSS_SCRATCH];
+            fresh_fn(dx, e, x, NULL, V, w, (T)1, on, off);
+            dx[t] -= w * on;
+            continue;
+        }
         /* softmax_c = exp(x_c - shift1 - shift2) */
         T shift1, shift2;
         if (lse) {
@@ -221,6 +270,20 @@ int FN(tc_loss_cross_entropy_probs_backward)(T *dlogits, const T *lse, const T *
         const T *x = logits + n * V, *p = targets + n * V;
         T *dx = dlogits + n * V;
         const T w = LOSS_ROW_WEIGHT(n);
+        T sq = 0; /* sum_c q_c */
+        if (smooth) {
+            for (int64_t c = 0; c < V; c++) sq += on * p[c] + off;
+        } else {
+            for (int64_t c = 0; c < V; c++) sq += p[c];
+        }
+        if (!lse && V <= LOSS_SCRATCH) {
+            T e[LOSS_SCRATCH];
+            if (smooth)
+                fresh_fn(dx, e, x, p, V, w, sq, on, off);
+            else
+                fresh_fn(dx, e, x, p, V, w, sq, (T)1, (T)0);
+            continue;
+        }
         T shift1, shift2;
         if (lse) {
             shift1 = lse[n];
@@ -228,12 +291,9 @@ int FN(tc_loss_cross_entropy_probs_backward)(T *dlogits, const T *lse, const T *
         } else {
             shift2 = lse_fn(x, V, &shift1);
         }
-        T sq = 0; /* sum_c q_c */
         if (smooth) {
-            for (int64_t c = 0; c < V; c++) sq += on * p[c] + off;
             grad_fn(dx, x, p, V, shift1, shift2, w, sq, on, off);
         } else {
-            for (int64_t c = 0; c < V; c++) sq += p[c];
             grad_fn(dx, x, p, V, shift1, shift2, w, sq, (T)1, (T)0);
         }
     }
