@@ -36,16 +36,16 @@ from .. import _C
 from .. import functional as F
 from ..functional._util import as_ids, same_dtype
 from .blocks import ACTIVATIONS, MLP, Block, Dense, Norm, SelfAttention, site_seed
+from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel, as_int
 
 __all__ = ["GPTConfig", "GPT"]
 
 POSITIONS = ("learned", "sinusoidal", "rope")
-NORMS = ("pre", "post")
 
 
 @dataclasses.dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ConfigMixin):
     """Hyper-parameters of a GPT (defaults: GPT-2 small, 124M parameters).
 
     vocab_size, block_size (the longest sequence; rows of wpe), n_layer, n_head, n_embd
@@ -78,53 +78,11 @@ class GPTConfig:
     rope_interleaved: bool = False
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            v = getattr(self, name)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.n_layer < 1 or self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.n_inner is not None and (isinstance(self.n_inner, bool) or
-                                         not isinstance(self.n_inner, (int, np.integer)) or
-                                         self.n_inner < 1):
-            raise ValueError(f"n_inner must be a positive integer or None, got {self.n_inner!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"position must be one of {POSITIONS}, got {self.position!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+        check_positive(self, ("vocab_size", "n_layer"))
+        check_common(self, POSITIONS)
+        if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"position='rope' needs an even head size, got n_embd / n_head = "
-                             f"{self.n_embd // self.n_head}")
-        if not (self.layer_norm_epsilon >= 0 and math.isfinite(self.layer_norm_epsilon)):
-            raise ValueError(f"layer_norm_epsilon must be finite and >= 0, got "
-                             f"{self.layer_norm_epsilon!r}")
-        if not (self.position_base > 0 and math.isfinite(self.position_base)):
-            raise ValueError(f"position_base must be finite and > 0, got {self.position_base!r}")
-
-    @property
-    def head_size(self):
-        return self.n_embd // self.n_head
-
-    @property
-    def hidden_size(self):
-        """The MLP width (n_inner, or 4 * n_embd)."""
-        return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @staticmethod
-    def from_dict(d):
-        """A config from a dict such as to_dict() gives (unknown keys are a ValueError)."""
-        names = {f.name for f in dataclasses.fields(GPTConfig)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown GPTConfig fields {unknown}")
-        return GPTConfig(**d)
+                             f"{self.head_size}")
 
 
 def _layout(cfg):
