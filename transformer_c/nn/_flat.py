@@ -51,15 +51,6 @@ def tree_from_layout(layout, flat):
     return tree
 
 
-def as_int(value, name):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-
-
 class FlatModel(Module):
     """Parameters in one flat buffer, the tree as views (see the module doc)."""
 

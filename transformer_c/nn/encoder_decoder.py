@@ -44,8 +44,8 @@ import numpy as np
 
 from .. import _C
 from .. import functional as F
-from ..functional._util import as_ids, same_dtype
-from ._flat import FlatModel, as_int
+from ..functional._util import as_ids, as_int, same_dtype
+from ._flat import FlatModel
 from .blocks import ACTIVATIONS, CrossAttention, DecoderBlock, Dense, Norm, SelfAttention, site_seed
 from ._config import ConfigMixin, check_common, check_positive
 from .encoder import (POSITIONS, EncoderConfig, check_ids, embed_backward, embed_forward,

@@ -34,10 +34,10 @@ import numpy as np
 
 from .. import _C
 from .. import functional as F
-from ..functional._util import as_ids, same_dtype
+from ..functional._util import as_ids, as_int, same_dtype
 from .blocks import ACTIVATIONS, MLP, Block, Dense, Norm, SelfAttention, site_seed
 from ._config import ConfigMixin, check_common, check_positive
-from ._flat import FlatModel, as_int
+from ._flat import FlatModel
 
 __all__ = ["GPTConfig", "GPT"]
 
