@@ -3,8 +3,9 @@
 The source is a random string of ``--min-len``..``--max-len`` symbols (default 5-20) over
 ``--symbols`` symbols (default 12: vocabulary 17 with the tasks' "=" separator, unused
 here, and <PAD> <SOS> <EOS> <UNK>), followed by <EOS> (it marks the end for reversal); the
-target is the same string (copy) or the string reversed (reversal), then <EOS>. transformer_c.data.CopyTask / ReversalTask draw
-the strings, with an exact train/held-out split (a held-out string is never trained on).
+target is the same string (copy) or the string reversed (reversal), then <EOS>.
+transformer_c.data.CopyTask / ReversalTask draw the strings, with an exact train/held-out
+split (a held-out string is never trained on).
 The decoder input is <SOS> + target; the loss is the mean cross-entropy over the target
 tokens and the final <EOS> (padding ignored); AdamW with a linear warmup and a cosine
 decay.

@@ -1,78 +1,38 @@
 /* bind_decode_encdec.c: bindings of model_encdec_decode.c (KV-cache decoding of an
  * encoder-decoder). A decoder is a capsule that owns a tc_encdec_kv and keeps the parameter
  * array it reads alive. */
-#include "bind.h"
+#include "bind_encdec_config.h"
 
 #define EDK_CAPSULE "transformer_c.encdec_kv"
 
 typedef struct {
+    tc_py_handle base; /* owns kv and the parameter array it reads */
     tc_encdec_kv *kv;
-    PyObject *params; /* owned reference: the decoder borrows its data */
-    int typenum;
-    int busy;         /* set while a call runs without the GIL */
     int64_t Vs, Vt, Bmax, Tmax, Smax;
 } edk_handle;
 
-static void edk_capsule_free(PyObject *cap)
-{
-    edk_handle *h = PyCapsule_GetPointer(cap, EDK_CAPSULE);
-    if (!h) {
-        PyErr_Clear();
-        return;
-    }
-    tc_encdec_kv_free(h->kv);
-    Py_XDECREF(h->params);
-    PyMem_Free(h);
-}
+static void edk_free(void *kv) { tc_encdec_kv_free(kv); }
 
-/* The handle of a capsule made by encdec_kv_create, marked busy; NULL with an exception. */
 static edk_handle *edk_acquire(PyObject *obj)
 {
-    if (!PyCapsule_IsValid(obj, EDK_CAPSULE)) {
-        PyErr_Format(PyExc_TypeError, "decoder must be a KV-cache decoder made by "
-                     "encdec_kv_create, got %s", Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    edk_handle *h = PyCapsule_GetPointer(obj, EDK_CAPSULE);
-    if (!h) return NULL;
-    if (h->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "this KV-cache decoder is already running a call "
-                        "in another thread (one cache serves one call at a time)");
-        return NULL;
-    }
-    h->busy = 1;
-    return h;
+    return tc_py_handle_acquire(obj, EDK_CAPSULE,
+                                "a KV-cache decoder made by encdec_kv_create", "decoder");
 }
-
-/* The 17 config values, in the order of bind_model_encdec.c's encdec_create. */
-#define EDK_CFG_FMT "LLLLLLLLiiiiiiddd"
-#define EDK_CFG_ARGS(c)                                                                    \
-    (long long *)&(c).Vs, (long long *)&(c).Vt, (long long *)&(c).maxT,                    \
-        (long long *)&(c).C, (long long *)&(c).Le, (long long *)&(c).Ld,                   \
-        (long long *)&(c).NH, (long long *)&(c).H, &(c).bias, &(c).position,               \
-        &(c).post_norm, &(c).activation, &(c).share, &(c).tie, &(c).eps, &(c).pos_base,     \
-        &(c).dropout
 
 /* encdec_kv_create(params (P,), <config as encdec_create>, Bmax, Tmax, Smax) -> decoder */
 static PyObject *py_encdec_kv_create(PyObject *self, PyObject *args)
 {
-    PyObject *p_obj, *result = NULL;
-    PyArrayObject *p = NULL;
+    PyObject *p_obj;
+    PyArrayObject *p = NULL, *unused = NULL;
     edk_handle *h = NULL;
     tc_encdec_config cfg;
     long long Bmax, Tmax, Smax;
+    int ty;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O" EDK_CFG_FMT "LLL", &p_obj, EDK_CFG_ARGS(cfg), &Bmax, &Tmax,
+    if (!PyArg_ParseTuple(args, "O" ED_CFG_FMT "LLL", &p_obj, ED_CFG_ARGS(cfg), &Bmax, &Tmax,
                           &Smax))
         return NULL;
-    if (tc_encdec_num_params(&cfg) < 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "invalid encoder-decoder config: sizes must be >= 1 (and not absurdly "
-                        "large), C divisible by NH, position learned (0) or sinusoidal (1), "
-                        "options in range, Vs == Vt with shared embeddings, eps >= 0, base > 0, "
-                        "dropout in [0, 1)");
-        return NULL;
-    }
+    if (encdec_check_config(&cfg)) return NULL;
     if (Bmax < 1) {
         PyErr_Format(PyExc_ValueError, "max_batch must be >= 1, got %lld", Bmax);
         return NULL;
@@ -87,47 +47,28 @@ static PyObject *py_encdec_kv_create(PyObject *self, PyObject *args)
                      "%lld", (long long)cfg.maxT, Smax);
         return NULL;
     }
-    int ty = tc_py_float_type(p_obj, "params");
-    if (ty < 0) return NULL;
-    if (!(p = tc_py_float_array(p_obj, "params", ty, 1))) goto done;
-    const int64_t P = tc_encdec_num_params(&cfg);
-    if (PyArray_DIM(p, 0) != P) {
-        char buf[128];
-        PyErr_Format(PyExc_ValueError, "params must be 1-D with %lld elements for this config, "
-                     "got shape %s", (long long)P, tc_py_shape_str(p, buf, sizeof buf));
-        goto done;
-    }
+    if (tc_py_flat_buffers(p_obj, NULL, tc_encdec_num_params(&cfg), &ty, &p, &unused))
+        return NULL;
     if (!(h = PyMem_Calloc(1, sizeof *h))) {
-        PyErr_NoMemory();
-        goto done;
+        Py_DECREF(p);
+        return PyErr_NoMemory();
     }
+    h->base = (tc_py_handle){.free_obj = edk_free, .params = (PyObject *)p, .typenum = ty};
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_encdec_kv_create, &h->kv, &cfg, PyArray_DATA(p), Bmax, Tmax, Smax);
     Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "encdec_kv_create")) goto done;
-    h->typenum = ty;
+    h->base.obj = h->kv;
+    if (tc_py_status(st, "encdec_kv_create")) {
+        tc_py_handle_discard(&h->base);
+        return NULL;
+    }
     h->Vs = cfg.Vs;
     h->Vt = cfg.Vt;
     h->Bmax = Bmax;
     h->Tmax = Tmax;
     h->Smax = Smax;
-    h->params = (PyObject *)p;
-    p = NULL;
-    result = PyCapsule_New(h, EDK_CAPSULE, edk_capsule_free);
-    if (!result) {
-        tc_encdec_kv_free(h->kv);
-        Py_XDECREF(h->params);
-        PyMem_Free(h);
-    }
-    h = NULL;
-done:
-    if (h) {
-        tc_encdec_kv_free(h->kv);
-        PyMem_Free(h);
-    }
-    Py_XDECREF(p);
-    return result;
+    return tc_py_handle_wrap(&h->base, EDK_CAPSULE);
 }
 
 /* encdec_kv_prefill(decoder, src (B,S), src_mask (B,S) bool or None, tgt (B,T))
@@ -150,15 +91,8 @@ static PyObject *py_encdec_kv_prefill(PyObject *self, PyObject *args)
         goto done;
     }
     if (tc_py_check_index_range(src, "src", h->Vs)) goto done;
-    if (m_obj != Py_None) {
-        if (!PyArray_Check(m_obj) || PyArray_TYPE((PyArrayObject *)m_obj) != NPY_BOOL) {
-            PyErr_SetString(PyExc_TypeError, "src_mask must be None or a boolean array "
-                            "(True = real token, False = padding)");
-            goto done;
-        }
-        mask = (PyArrayObject *)PyArray_FROM_OTF(m_obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
-        if (!mask) goto done;
-        if (tc_py_check_same_shape(mask, "src_mask", src, "src")) goto done;
+    if (encdec_mask(m_obj, src, &mask)) goto done;
+    if (mask) {
         const npy_bool *md = PyArray_DATA(mask);
         for (int64_t b = 0; b < B; b++) {
             int any = 0;
@@ -180,18 +114,18 @@ static PyObject *py_encdec_kv_prefill(PyObject *self, PyObject *args)
     }
     if (tc_py_check_index_range(tgt, "tgt", h->Vt)) goto done;
     npy_intp dims[2] = {(npy_intp)B, (npy_intp)h->Vt};
-    if (!(out = tc_py_new(2, dims, h->typenum, 0))) goto done;
+    if (!(out = tc_py_new(2, dims, h->base.typenum, 0))) goto done;
     const uint8_t *pm = mask ? (const uint8_t *)PyArray_DATA(mask) : NULL;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(h->typenum, tc_encdec_kv_prefill, h->kv, PyArray_DATA(out), PyArray_DATA(src),
-                 pm, PyArray_DATA(tgt), B, S, T);
+    st = TC_CALL(h->base.typenum, tc_encdec_kv_prefill, h->kv, PyArray_DATA(out),
+                 PyArray_DATA(src), pm, PyArray_DATA(tgt), B, S, T);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "encdec_kv_prefill")) goto done;
     result = (PyObject *)out;
     out = NULL;
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(src);
     Py_XDECREF(mask);
     Py_XDECREF(tgt);
@@ -225,17 +159,17 @@ static PyObject *py_encdec_kv_step(PyObject *self, PyObject *args)
     if (tc_py_check_dim(tok, "tokens", 0, (npy_intp)rows, "one token per cached row")) goto done;
     if (tc_py_check_index_range(tok, "tokens", h->Vt)) goto done;
     npy_intp dims[2] = {(npy_intp)rows, (npy_intp)h->Vt};
-    if (!(out = tc_py_new(2, dims, h->typenum, 0))) goto done;
+    if (!(out = tc_py_new(2, dims, h->base.typenum, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(h->typenum, tc_encdec_kv_step, h->kv, PyArray_DATA(out), PyArray_DATA(tok),
-                 rows);
+    st = TC_CALL(h->base.typenum, tc_encdec_kv_step, h->kv, PyArray_DATA(out),
+                 PyArray_DATA(tok), rows);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "encdec_kv_step")) goto done;
     result = (PyObject *)out;
     out = NULL;
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(tok);
     Py_XDECREF(out);
     return result;
@@ -269,7 +203,7 @@ static PyObject *py_encdec_kv_select(PyObject *self, PyObject *args)
     Py_INCREF(Py_None);
     result = Py_None;
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(rows);
     return result;
 }
@@ -286,7 +220,7 @@ static PyObject *py_encdec_kv_state(PyObject *self, PyObject *args)
     if (!h) return NULL;
     tc_encdec_kv_state(h->kv, &rows, &pos, &slen);
     const int64_t bytes = tc_encdec_kv_cache_bytes(h->kv);
-    h->busy = 0;
+    h->base.busy = 0;
     return Py_BuildValue("(LLLLLLL)", (long long)rows, (long long)pos, (long long)slen,
                          (long long)h->Bmax, (long long)h->Tmax, (long long)h->Smax,
                          (long long)bytes);

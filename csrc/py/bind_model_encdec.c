@@ -1,6 +1,6 @@
 /* bind_model_encdec.c: bindings of model_encdec.c (the encoder-decoder fast path). A model is
  * a capsule that owns a tc_encdec and keeps its parameter and gradient arrays alive. */
-#include "bind.h"
+#include "bind_encdec_config.h"
 
 #define ENCDEC_CAPSULE "transformer_c.encdec"
 
@@ -16,26 +16,6 @@ static encdec_handle *encdec_acquire(PyObject *obj)
 {
     return tc_py_handle_acquire(obj, ENCDEC_CAPSULE,
                                 "an encoder-decoder context made by encdec_create", "model");
-}
-
-/* Config from the 17 values every binding passes in the same order. */
-#define ED_CFG_FMT "LLLLLLLLiiiiiiddd"
-#define ED_CFG_ARGS(c)                                                                     \
-    (long long *)&(c).Vs, (long long *)&(c).Vt, (long long *)&(c).maxT,                    \
-        (long long *)&(c).C, (long long *)&(c).Le, (long long *)&(c).Ld,                   \
-        (long long *)&(c).NH, (long long *)&(c).H, &(c).bias, &(c).position,               \
-        &(c).post_norm, &(c).activation, &(c).share, &(c).tie, &(c).eps, &(c).pos_base,     \
-        &(c).dropout
-
-static int encdec_check_config(const tc_encdec_config *c)
-{
-    if (tc_encdec_num_params(c) >= 0) return 0;
-    PyErr_SetString(PyExc_ValueError,
-                    "invalid encoder-decoder config: sizes must be >= 1 (and not absurdly "
-                    "large), C divisible by NH, position learned (0) or sinusoidal (1), options "
-                    "in range, Vs == Vt with shared embeddings, eps >= 0, base > 0, dropout in "
-                    "[0, 1)");
-    return -1;
 }
 
 /* encdec_create(params (P,), grads (P,), <config>) -> model capsule */
@@ -92,26 +72,6 @@ static PyArrayObject *encdec_ids(PyObject *obj, const char *name, const encdec_h
 fail:
     Py_DECREF(a);
     return NULL;
-}
-
-/* The source mask: None (NULL, *out stays NULL) or a bool (B,S) array; -1 on error. */
-static int encdec_mask(PyObject *obj, PyArrayObject *src, PyArrayObject **out)
-{
-    *out = NULL;
-    if (obj == Py_None) return 0;
-    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_BOOL) {
-        PyErr_SetString(PyExc_TypeError, "src_mask must be None or a boolean array "
-                        "(True = real token, False = padding)");
-        return -1;
-    }
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
-    if (!a) return -1;
-    if (tc_py_check_same_shape(a, "src_mask", src, "src")) {
-        Py_DECREF(a);
-        return -1;
-    }
-    *out = a;
-    return 0;
 }
 
 /* encdec_loss_and_grads(model, src (B,S), src_mask (B,S) bool or None, tgt_in (B,T),
