@@ -687,7 +687,8 @@ int64_t tc_encdec_num_params(const tc_encdec_config *cfg);
 int tc_encdec_arena_bytes(int64_t *bytes, const tc_encdec_config *cfg, int64_t B, int64_t S,
                           int64_t T, int64_t elem_size);
 /* *model = a new encoder-decoder over params and grads (tc_encdec_num_params(cfg) elements
- * each, borrowed: they must outlive the model). Free with tc_encdec_free. */
+ * each, borrowed: they must outlive the model; grads may be NULL for a model that only runs
+ * forward / encode). Free with tc_encdec_free. */
 int tc_encdec_create_f32(tc_encdec **model, const tc_encdec_config *cfg, float *params,
                          float *grads);
 int tc_encdec_create_f64(tc_encdec **model, const tc_encdec_config *cfg, double *params,
