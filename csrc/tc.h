@@ -179,8 +179,9 @@ int tc_layernorm_forward_f64(double *out, double *mean, double *rstd, const doub
                              double eps);
 /* dinp (N,C) += d/dinp, dweight (C,) += sum_n dout * xhat, dbias (C,) += sum_n dout, given
  * dout (N,C), inp (N,C), weight (C,) and the forward's mean (N,), rstd (N,). Any of dinp,
- * dweight, dbias may be NULL (not wanted). The column sums are split over threads by
- * column, each summed over rows in order: bitwise reproducible for any thread count. */
+ * dweight, dbias may be NULL (not wanted). The column sums are taken per chunk of 32 rows
+ * (in the pass that computes dinp) and the chunks added in order: bitwise reproducible for
+ * any thread count. TC_ENOMEM if the chunk sums cannot be allocated. */
 int tc_layernorm_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, const float *mean,
                               const float *rstd, int64_t N, int64_t C);
