@@ -218,13 +218,10 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
     size_t b_bytes = (size_t)(b_panels * GEMM_NR * kc_max) * sizeof(T);
     a_bytes = (a_bytes + 63) / 64 * 64;
     b_bytes = (b_bytes + 63) / 64 * 64;
-    T *ap = a_bytes ? aligned_alloc(64, a_bytes * (size_t)max_threads) : NULL;
-    T *bp = aligned_alloc(64, b_bytes);
-    if ((a_bytes && !ap) || !bp) {
-        free(ap);
-        free(bp);
-        return TC_ENOMEM;
-    }
+    /* the calling thread's cached buffers: no allocation once warmed up */
+    T *ap = a_bytes ? tc_workspace(TC_WS_GEMM_A, a_bytes * (size_t)max_threads) : NULL;
+    T *bp = tc_workspace(TC_WS_GEMM_B, b_bytes);
+    if ((a_bytes && !ap) || !bp) return TC_ENOMEM;
     const FN(tc_gemm_kernel_fn) kernel = FN(gemm_pick_kernel)();
     const int64_t mp_all = (M + GEMM_MR - 1) / GEMM_MR;
 
@@ -284,8 +281,6 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
             }
         }
     }
-    free(ap);
-    free(bp);
     return TC_OK;
 }
 
