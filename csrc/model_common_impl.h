@@ -3,20 +3,32 @@
  * per dtype: layout copies between token-major (B,T,C) and head-major (B,NH,T,HS), residual
  * additions, position rows, the in-place cross-entropy gradient and the activations. */
 
+#ifndef TC_MODEL_COPY_MIN_WORK
+/* memory-bound copies and additions: below ~1 MB a second thread costs more to wake (a
+ * futex round trip with the passive wait policy) than it saves */
+#define TC_MODEL_COPY_MIN_WORK (8 * TC_PARALLEL_MIN_WORK)
+#endif
+
+/* d (n,) <- s (n,): head rows are short (HS values); an inline loop beats a memcpy call */
+static inline void FN(gpt_copy)(T *restrict d, const T *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = s[i];
+}
+
 // qh, kh, vh (B,NH,T,HS) <- the three C-wide slices of qkv (B,T,3C)
 static void FN(gpt_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, int64_t L,
                                 int64_t NH, int64_t HS)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t b = 0; b < B; b++) {
         for (int64_t h = 0; h < NH; h++) {
             const int64_t o = (b * NH + h) * L * HS;
             for (int64_t t = 0; t < L; t++) {
                 const T *src = qkv + (b * L + t) * 3 * C + h * HS;
-                memcpy(qh + o + t * HS, src, (size_t)HS * sizeof(T));
-                memcpy(kh + o + t * HS, src + C, (size_t)HS * sizeof(T));
-                memcpy(vh + o + t * HS, src + 2 * C, (size_t)HS * sizeof(T));
+                FN(gpt_copy)(qh + o + t * HS, src, HS);
+                FN(gpt_copy)(kh + o + t * HS, src + C, HS);
+                FN(gpt_copy)(vh + o + t * HS, src + 2 * C, HS);
             }
         }
     }
@@ -27,15 +39,15 @@ static void FN(gpt_merge_qkv)(T *dqkv, const T *dqh, const T *dkh, const T *dvh,
                               int64_t L, int64_t NH, int64_t HS)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t b = 0; b < B; b++) {
         for (int64_t t = 0; t < L; t++) {
             T *dst = dqkv + (b * L + t) * 3 * C;
             for (int64_t h = 0; h < NH; h++) {
                 const int64_t o = ((b * NH + h) * L + t) * HS;
-                memcpy(dst + h * HS, dqh + o, (size_t)HS * sizeof(T));
-                memcpy(dst + C + h * HS, dkh + o, (size_t)HS * sizeof(T));
-                memcpy(dst + 2 * C + h * HS, dvh + o, (size_t)HS * sizeof(T));
+                FN(gpt_copy)(dst + h * HS, dqh + o, HS);
+                FN(gpt_copy)(dst + C + h * HS, dkh + o, HS);
+                FN(gpt_copy)(dst + 2 * C + h * HS, dvh + o, HS);
             }
         }
     }
@@ -46,14 +58,14 @@ static void FN(gpt_permute)(T *y, T *yh, int64_t B, int64_t L, int64_t NH, int64
                             int to_tokens)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t b = 0; b < B; b++) {
         for (int64_t t = 0; t < L; t++) {
             for (int64_t h = 0; h < NH; h++) {
                 T *tok = y + (b * L + t) * C + h * HS;
                 T *head = yh + ((b * NH + h) * L + t) * HS;
-                if (to_tokens) memcpy(tok, head, (size_t)HS * sizeof(T));
-                else memcpy(head, tok, (size_t)HS * sizeof(T));
+                if (to_tokens) FN(gpt_copy)(tok, head, HS);
+                else FN(gpt_copy)(head, tok, HS);
             }
         }
     }
@@ -62,14 +74,14 @@ static void FN(gpt_permute)(T *y, T *yh, int64_t B, int64_t L, int64_t NH, int64
 // out (N,C) = a (N,C) + b (N,C); out may be a
 static void FN(gpt_add)(T *out, const T *a, const T *b, int64_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (n >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 // x (N,C) += table[pos[n]] (rows of a (maxT,C) table)
 static void FN(gpt_add_rows)(T *x, const T *table, const int64_t *pos, int64_t N, int64_t C)
 {
-#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (N * C >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t n = 0; n < N; n++) {
         const T *row = table + pos[n] * C;
         T *o = x + n * C;
