@@ -109,10 +109,17 @@ static void FN(gpt_ce_backward_inplace)(T *logits, const T *lse, const int64_t *
     }
 }
 
-static int FN(gpt_act_forward)(T *out, const T *inp, int64_t n, int act)
+/* h (N,H) = act(pre), pre (N,H) = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL): for the
+ * GELUs in one fused product (bias and activation in the GEMM's epilogue, while each tile
+ * is in L1: no extra passes over pre); ReLU as product then activation. */
+static int FN(gpt_fc_forward)(T *h, T *pre, const T *x, const T *w, const T *b, int64_t N,
+                              int64_t C, int64_t H, int act)
 {
-    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
-    return FN(tc_gelu_forward)(out, inp, n, act == TC_GPT_ACT_GELU_TANH);
+    if (act == TC_GPT_ACT_RELU) {
+        const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
+        return st != TC_OK ? st : FN(tc_relu_forward)(h, pre, N * H);
+    }
+    return FN(tc_linear_gelu_forward)(h, pre, x, w, b, N, C, H, act == TC_GPT_ACT_GELU_TANH);
 }
 
 static int FN(gpt_act_backward)(T *dinp, const T *dout, const T *inp, int64_t n, int act)

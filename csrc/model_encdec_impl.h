@@ -189,8 +189,8 @@ static int FN(ed_mlp_forward)(tc_encdec *m, const ed_layer_params *p, const ed_l
                               T *proj, const T *x, int64_t N)
 {
     const int64_t C = m->cfg.C, H = m->cfg.H;
-    CHECK(FN(tc_linear_forward)(AP(a->fch), x, PP(p->fc.w), PP(p->fc.b), N, C, H));
-    CHECK(FN(gpt_act_forward)(AP(a->fcha), AP(a->fch), N * H, m->cfg.activation));
+    CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), x, PP(p->fc.w), PP(p->fc.b), N, C, H,
+                             m->cfg.activation));
     return FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcproj.w), PP(p->fcproj.b), N, H, C);
 }
 

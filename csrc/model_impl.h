@@ -169,8 +169,8 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         else
             CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), res2,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
-        CHECK(FN(tc_linear_forward)(AP(a->fch), mlp_in, PP(p->fcw), PP(p->fcb), N, C, H));
-        CHECK(FN(gpt_act_forward)(AP(a->fcha), AP(a->fch), N * H, c->activation));
+        CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), mlp_in, PP(p->fcw), PP(p->fcb), N, C,
+                                 H, c->activation));
         CHECK(FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C));
         CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 3 + 3 * l));
         FN(gpt_add)(res3, c->post_norm ? ln1 : res2, proj, N * C);
