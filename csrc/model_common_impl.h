@@ -122,9 +122,24 @@ static int FN(gpt_fc_forward)(T *h, T *pre, const T *x, const T *w, const T *b, 
     return FN(tc_linear_gelu_forward)(h, pre, x, w, b, N, C, H, act == TC_GPT_ACT_GELU_TANH);
 }
 
-static int FN(gpt_act_backward)(T *dinp, const T *dout, const T *inp, int64_t n, int act)
+/* The MLP's backward, from dout (N,C) (the gradient at c_proj's output) to dx (N,C) (added
+ * to: +=) and the gradients of both linears (+=): dh (N,H) = dout @ projw is written, not
+ * accumulated (nothing to zero first); for the GELUs dh * gelu'(pre) and c_fc's backward
+ * run fused (vectorised, the bias gradient in the same pass); ReLU goes through dh2 (N,H).
+ * pre (N,H), h = act(pre) (N,H) and x (N,C) come from the forward; fcw (H,C), projw (C,H). */
+static int FN(gpt_mlp_backward)(T *dx, T *dh, T *dh2, T *gfcw, T *gfcb, T *gprojw, T *gprojb,
+                                const T *dout, const T *x, const T *pre, const T *h,
+                                const T *fcw, const T *projw, int64_t N, int64_t C, int64_t H,
+                                int act)
 {
-    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_backward)(dinp, dout, inp, n);
-    return FN(tc_gelu_backward)(dinp, dout, inp, n, act == TC_GPT_ACT_GELU_TANH);
+    int st = FN(tc_gemm)(dh, dout, projw, N, H, C, H, C, H, 0, 0, (T)1, (T)0);
+    if (st == TC_OK) st = FN(tc_linear_backward)(NULL, gprojw, gprojb, dout, h, projw, N, H, C);
+    if (st != TC_OK) return st;
+    if (act != TC_GPT_ACT_RELU)
+        return FN(tc_linear_gelu_backward)(dx, gfcw, gfcb, dh, pre, x, fcw, NULL, N, C, H,
+                                           act == TC_GPT_ACT_GELU_TANH);
+    memset(dh2, 0, (size_t)(N * H) * sizeof(T));
+    st = FN(tc_relu_backward)(dh2, dh, pre, N * H);
+    return st != TC_OK ? st : FN(tc_linear_backward)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H);
 }
 
