@@ -26,15 +26,10 @@
  */
 #include "tc_generic.h"
 #include "model_common.h"
+#include "encdec_layout.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct { int64_t w, b; } ed_lin; /* element offsets of a weight and bias (-1: absent) */
-
-typedef struct {
-    ed_lin ln1, att, proj, lnx, xq, xkv, xproj, ln2, fc, fcproj; /* lnx..xproj: decoder */
-} ed_layer_params;
 
 typedef struct {
     size_t ln[3], mean[3], rstd[3], r[3];   /* slots A (self), B (cross), C (MLP) */
@@ -92,102 +87,6 @@ struct tc_encdec {
     int64_t cap_src, cap_tgt;     /* the arena is carved for this many tokens */
     void *tab;                    /* sinusoidal table (maxT,C) */
 };
-
-static int ed_config_ok(const tc_encdec_config *c)
-{
-    if (!c) return 0;
-    if (c->Vs < 1 || c->Vt < 1 || c->maxT < 1 || c->C < 1 || c->Le < 1 || c->Ld < 1 ||
-        c->NH < 1 || c->H < 1)
-        return 0;
-    if (c->C % c->NH) return 0;
-    if ((c->position != TC_GPT_POS_LEARNED && c->position != TC_GPT_POS_SINUSOIDAL) ||
-        c->activation < 0 || c->activation > 2)
-        return 0;
-    if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
-        (c->share != 0 && c->share != 1) || (c->tie != 0 && c->tie != 1))
-        return 0;
-    if (c->share && c->Vs != c->Vt) return 0;
-    if (!(c->eps >= 0) || !isfinite(c->eps)) return 0;
-    if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
-    if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
-    /* keep every buffer (in elements, times 8 bytes) far from size_t / int64 overflow */
-    const double big = 1e15, L = (double)c->Le + (double)c->Ld;
-    if ((double)c->Vs * (double)c->C > big || (double)c->Vt * (double)c->C > big ||
-        (double)c->maxT * (double)c->C > big || (double)c->H * (double)c->C * L > big ||
-        (double)c->C * (double)c->C * 8.0 * L > big)
-        return 0;
-    return 1;
-}
-
-/* The offsets of an (o, i) weight and (when bias) an (o,) bias taken from *off in order. */
-static ed_lin ed_take_lin(int64_t *off, int64_t o, int64_t i, int bias)
-{
-    ed_lin r;
-    r.w = *off;
-    *off += o * i;
-    r.b = bias ? *off : -1;
-    if (bias) *off += o;
-    return r;
-}
-
-/* Parameter offsets in layout order (ep, dp may be NULL); returns the total count. */
-static int64_t ed_param_plan(const tc_encdec_config *c, tc_encdec *m, ed_layer_params *ep,
-                             ed_layer_params *dp)
-{
-    int64_t off = 0;
-    const int64_t C = c->C, H = c->H;
-#define TAKE(n) (off += (n), off - (n))
-#define LIN(o, i) ed_take_lin(&off, (o), (i), c->bias)
-#define NORM() ed_take_lin(&off, C, 1, c->bias)
-    int64_t shared = c->share ? TAKE(c->Vs * C) : -1;
-    int64_t swte = c->share ? shared : TAKE(c->Vs * C);
-    int64_t swpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
-    for (int64_t l = 0; l < c->Le; l++) {
-        ed_layer_params p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1},
-                             {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
-        p.ln1 = NORM();
-        p.att = LIN(3 * C, C);
-        p.proj = LIN(C, C);
-        p.ln2 = NORM();
-        p.fc = LIN(H, C);
-        p.fcproj = LIN(C, H);
-        if (ep) ep[l] = p;
-    }
-    ed_lin slnf = {-1, -1};
-    if (!c->post_norm) slnf = NORM();
-    int64_t twte = c->share ? shared : TAKE(c->Vt * C);
-    int64_t twpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
-    for (int64_t l = 0; l < c->Ld; l++) {
-        ed_layer_params p;
-        p.ln1 = NORM();
-        p.att = LIN(3 * C, C);
-        p.proj = LIN(C, C);
-        p.lnx = NORM();
-        p.xq = LIN(C, C);
-        p.xkv = LIN(2 * C, C);
-        p.xproj = LIN(C, C);
-        p.ln2 = NORM();
-        p.fc = LIN(H, C);
-        p.fcproj = LIN(C, H);
-        if (dp) dp[l] = p;
-    }
-    ed_lin tlnf = {-1, -1};
-    if (!c->post_norm) tlnf = NORM();
-    int64_t head = c->tie ? twte : TAKE(c->Vt * C);
-#undef NORM
-#undef LIN
-#undef TAKE
-    if (m) {
-        m->swte = swte;
-        m->twte = twte;
-        m->swpe = swpe;
-        m->twpe = twpe;
-        m->slnf = slnf;
-        m->tlnf = tlnf;
-        m->head = head;
-    }
-    return off;
-}
 
 int64_t tc_encdec_num_params(const tc_encdec_config *cfg)
 {
@@ -316,7 +215,15 @@ static tc_encdec *ed_new(const tc_encdec_config *cfg, int64_t elem, void *params
         tc_encdec_free(m);
         return NULL;
     }
-    m->num_params = ed_param_plan(cfg, m, m->ep, m->dp);
+    ed_globals g;
+    m->num_params = ed_param_plan(cfg, &g, m->ep, m->dp);
+    m->swte = g.swte;
+    m->twte = g.twte;
+    m->swpe = g.swpe;
+    m->twpe = g.twpe;
+    m->head = g.head;
+    m->slnf = g.slnf;
+    m->tlnf = g.tlnf;
     return m;
 }
 

@@ -347,18 +347,28 @@ static int FN(ed_embed_backward)(tc_encdec *m, const T *demb, const int64_t *pos
     return TC_OK;
 }
 
-static int FN(ed_forward_all)(tc_encdec *m, const int64_t *src, const int64_t *tgt,
-                              const ed_call *k)
+/* The encoder stack: the memory (FN(ed_memory)) of src. */
+static int FN(ed_encode)(tc_encdec *m, const int64_t *src, const ed_call *k)
 {
     const tc_encdec_config *c = &m->cfg;
-    const int64_t Ns = k->B * k->Ls, Nt = k->B * k->Lt, C = c->C;
-    int64_t *spos = (int64_t *)(m->arena + m->ga.spos), *tpos = (int64_t *)(m->arena + m->ga.tpos);
+    const int64_t Ns = k->B * k->Ls;
+    int64_t *spos = (int64_t *)(m->arena + m->ga.spos);
     CHECK(FN(ed_embed)(m, AP(m->ga.semb), spos, src, m->swte, m->swpe, c->Vs, Ns, k->Ls, k, 0));
     for (int64_t l = 0; l < c->Le; l++) CHECK(FN(ed_layer_forward)(m, 0, l, k));
     if (!c->post_norm)
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.slnf), AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd),
                                        FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
-                                       PP(m->slnf.b), Ns, C, c->eps));
+                                       PP(m->slnf.b), Ns, c->C, c->eps));
+    return TC_OK;
+}
+
+static int FN(ed_forward_all)(tc_encdec *m, const int64_t *src, const int64_t *tgt,
+                              const ed_call *k)
+{
+    const tc_encdec_config *c = &m->cfg;
+    const int64_t Nt = k->B * k->Lt, C = c->C;
+    int64_t *tpos = (int64_t *)(m->arena + m->ga.tpos);
+    CHECK(FN(ed_encode)(m, src, k));
     CHECK(FN(ed_embed)(m, AP(m->ga.temb), tpos, tgt, m->twte, m->twpe, c->Vt, Nt, k->Lt, k,
                        1 + 3 * c->Le));
     for (int64_t l = 0; l < c->Ld; l++) CHECK(FN(ed_layer_forward)(m, 1, l, k));
@@ -417,7 +427,7 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
 
 int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, T *params, T *grads)
 {
-    if (!model || !params || !grads || !ed_config_ok(cfg)) return TC_EINVAL;
+    if (!model || !params || !ed_config_ok(cfg)) return TC_EINVAL;
     *model = NULL;
     tc_encdec *m = ed_new(cfg, (int64_t)sizeof(T), params, grads);
     if (!m) return TC_ENOMEM;
@@ -468,7 +478,7 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
                                  const int64_t *tgt_out, int64_t B, int64_t Ls, int64_t Lt,
                                  int64_t ignore_index, uint64_t seed, int training)
 {
-    if (!loss || !tgt_out) return TC_EINVAL;
+    if (!loss || !tgt_out || !m || !m->grads) return TC_EINVAL;
     CHECK(FN(ed_check_call)(m, src, tgt_in, B, Ls, Lt));
     const int64_t Nt = B * Lt, V = m->cfg.Vt;
     int64_t count = 0;
@@ -488,6 +498,22 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
     FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
                                 ignore_index, (T)(1.0 / (double)count));
     return FN(ed_backward_all)(m, src, tgt_in, &k);
+}
+
+// memory (B,Ls,C) = the encoder's output for src (B,Ls), src_mask (B,Ls) or NULL
+int FN(tc_encdec_encode)(tc_encdec *m, T *memory, const int64_t *src, const uint8_t *src_mask,
+                         int64_t B, int64_t Ls)
+{
+    if (!m || m->elem != (int64_t)sizeof(T) || !memory || !src || B < 1 || Ls < 1 ||
+        Ls > m->cfg.maxT)
+        return TC_EINVAL;
+    for (int64_t n = 0; n < B * Ls; n++)
+        if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
+    CHECK(ed_reserve(m, B * Ls, 0));
+    const ed_call k = {B, Ls, 0, src_mask, 0, 0};
+    CHECK(FN(ed_encode)(m, src, &k));
+    memcpy(memory, FN(ed_memory)(m), (size_t)(B * Ls * m->cfg.C) * sizeof(T));
+    return TC_OK;
 }
 
 #undef PP

@@ -687,7 +687,8 @@ int64_t tc_encdec_num_params(const tc_encdec_config *cfg);
 int tc_encdec_arena_bytes(int64_t *bytes, const tc_encdec_config *cfg, int64_t B, int64_t S,
                           int64_t T, int64_t elem_size);
 /* *model = a new encoder-decoder over params and grads (tc_encdec_num_params(cfg) elements
- * each, borrowed: they must outlive the model). Free with tc_encdec_free. */
+ * each, borrowed: they must outlive the model; grads may be NULL for a model that only runs
+ * forward / encode). Free with tc_encdec_free. */
 int tc_encdec_create_f32(tc_encdec **model, const tc_encdec_config *cfg, float *params,
                          float *grads);
 int tc_encdec_create_f64(tc_encdec **model, const tc_encdec_config *cfg, double *params,
@@ -717,6 +718,15 @@ int tc_encdec_forward_f32(tc_encdec *model, float *logits, const int64_t *src,
 int tc_encdec_forward_f64(tc_encdec *model, double *logits, const int64_t *src,
                           const uint8_t *src_mask, const int64_t *tgt_in, int64_t B, int64_t S,
                           int64_t T, uint64_t seed, int training);
+
+/* memory (B,S,C) = the encoder's output (the memory the decoder attends to) for src (B,S)
+ * and src_mask (B,S) or NULL (rows at padded positions are computed but meaningless); no
+ * dropout. A model created with grads == NULL can encode and run the forward (its
+ * loss_and_grads is TC_EINVAL). */
+int tc_encdec_encode_f32(tc_encdec *model, float *memory, const int64_t *src,
+                         const uint8_t *src_mask, int64_t B, int64_t S);
+int tc_encdec_encode_f64(tc_encdec *model, double *memory, const int64_t *src,
+                         const uint8_t *src_mask, int64_t B, int64_t S);
 
 /* ------------------------------------------------------------------ end model_encdec */
 
@@ -775,6 +785,57 @@ int tc_gpt_kv_state(const tc_gpt_kv *kv, int64_t *rows, int64_t *pos);
 int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv);
 
 /* ------------------------------------------------------------------ end model_decode */
+
+
+/* ------------------------------------------------------------------ model_encdec_decode (model_encdec_decode.c) */
+
+/* KV-cache decoding of an encoder-decoder (the config and flat parameter layout of
+ * "model_encdec" above; no dropout). A tc_encdec_kv decoder holds, for up to Bmax rows:
+ *   the decoder's self-attention keys and values, (Ld, Bmax, NH, Tmax, HS) each, and the
+ *   cross-attention keys and values of the memory, (Ld, Bmax, NH, Smax, HS) each
+ *   (Smax: the longest source), with the source key-padding mask (Bmax, Smax),
+ * all allocated at creation.
+ *
+ * prefill: runs the encoder ONCE on src (B,S) with src_mask (B,S) (uint8, nonzero = real
+ *   token; every row needs one; NULL: no padding; tc_encdec_encode), computes every decoder
+ *   layer's cross-attention keys and values of the memory ONCE, then runs the decoder on the
+ *   target prefix tgt (B,T) (e.g. <SOS>; the same length for every row) and writes each
+ *   row's next-token logits (those of its last prefix token) to logits (B,Vt).
+ *   1 <= B <= Bmax, 1 <= S <= Smax, 1 <= T <= Tmax.
+ * step: appends one token per row (tokens (B,)) at target position pos and writes the
+ *   next-token logits: the whole decoder in one call (embedding + position, per layer:
+ *   self-attention into the cache (tc_attention_decode), cross-attention against the cached
+ *   keys and values with the source mask, MLP, pre- or post-LN; ln_f; head). TC_EINVAL
+ *   when the cache is full (pos == Tmax) or nothing was prefilled.
+ * select: row j becomes old row rows[j] (rows (B2,) in [0, B), repeats allowed,
+ *   0 <= B2 <= Bmax), for both caches and the mask (second buffers allocated on first use).
+ * Products of at most 8 rows use the matrix-vector kernel of model_decode_gemv.h. */
+typedef struct tc_encdec_kv tc_encdec_kv;
+/* *kv = a decoder over params (tc_encdec_num_params(cfg) elements, borrowed). TC_EINVAL for
+ * a bad config, Bmax < 1, Tmax < 1, Smax < 1 or Tmax, Smax > maxT. */
+int tc_encdec_kv_create_f32(tc_encdec_kv **kv, const tc_encdec_config *cfg,
+                            const float *params, int64_t Bmax, int64_t Tmax, int64_t Smax);
+int tc_encdec_kv_create_f64(tc_encdec_kv **kv, const tc_encdec_config *cfg,
+                            const double *params, int64_t Bmax, int64_t Tmax, int64_t Smax);
+void tc_encdec_kv_free(tc_encdec_kv *kv);
+/* logits (B,Vt), src (B,S), src_mask (B,S) or NULL, tgt (B,T) */
+int tc_encdec_kv_prefill_f32(tc_encdec_kv *kv, float *logits, const int64_t *src,
+                             const uint8_t *src_mask, const int64_t *tgt, int64_t B, int64_t S,
+                             int64_t T);
+int tc_encdec_kv_prefill_f64(tc_encdec_kv *kv, double *logits, const int64_t *src,
+                             const uint8_t *src_mask, const int64_t *tgt, int64_t B, int64_t S,
+                             int64_t T);
+/* logits (B,Vt), tokens (B,) */
+int tc_encdec_kv_step_f32(tc_encdec_kv *kv, float *logits, const int64_t *tokens, int64_t B);
+int tc_encdec_kv_step_f64(tc_encdec_kv *kv, double *logits, const int64_t *tokens, int64_t B);
+/* rows (B2,) */
+int tc_encdec_kv_select(tc_encdec_kv *kv, const int64_t *rows, int64_t B2);
+/* *rows = the rows now, *pos = the target positions filled, *src_len = the source length. */
+int tc_encdec_kv_state(const tc_encdec_kv *kv, int64_t *rows, int64_t *pos, int64_t *src_len);
+/* Bytes of both caches now (the second buffers included once a select allocated them). */
+int64_t tc_encdec_kv_cache_bytes(const tc_encdec_kv *kv);
+
+/* ------------------------------------------------------------------ end model_encdec_decode */
 
 
 /* ------------------------------------------------------------------ bpe (bpe.c) */

@@ -329,6 +329,10 @@ def test_raw_decoder_bad_input():
     with pytest.raises(TypeError, match="decoder"):
         _C.gpt_kv_step(object(), np.array([1]))
     dec = _C.gpt_kv_create(flat, *cfg, 2, 4)
+    with pytest.raises(TypeError, match="decoder must be a KV-cache decoder"):
+        _C.gpt_kv_step(model._context(), np.array([1]))    # a training context is not one
+    with pytest.raises(TypeError, match="model must be a GPT context"):
+        _C.gpt_forward(dec, np.zeros((1, 2), np.int64), 0, False)
     with pytest.raises(ValueError, match="nothing is cached"):
         _C.gpt_kv_step(dec, np.array([1]))
     with pytest.raises(ValueError, match="idx"):

@@ -396,3 +396,11 @@ def test_progress_bar_and_quiet(capsys):
     Trainer(model, train, val, cfg).train()             # stderr is not a terminal: no bar
     out, err = capsys.readouterr()
     assert err == "" and "step 3: train loss" in out
+
+
+def test_time_limit_stops_evaluates_and_saves(tmp_path):
+    t = make_trainer(out_dir=tmp_path, max_iters=50, eval_every=7)
+    results = t.train(time_limit=0.0)          # the limit is checked after each step
+    assert t.step == 1
+    assert [r["step"] for r in results] == [0, 1]     # the initial and the stopping eval
+    assert ckpt.load(tmp_path / "last").state["step"] == 1

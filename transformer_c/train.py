@@ -430,9 +430,10 @@ class Trainer:
         """Train until max_iters (or ``num_steps`` more steps, or ``time_limit`` seconds of
         this call); returns the list of evaluation results of this call.
 
-        Evaluates (and checkpoints, with out_dir) every eval_every steps and at the end of
-        the run; with num_steps / time_limit stopping earlier, saves ``out_dir/last`` there
-        so that :meth:`resume` continues exactly.
+        Evaluates (and checkpoints, with out_dir) every eval_every steps, at the end of
+        the run and when ``time_limit`` stops it (the limit counts evaluation time too);
+        with num_steps / time_limit stopping earlier, saves ``out_dir/last`` there so that
+        :meth:`resume` continues exactly.
         """
         c = self.config
         end = c.max_iters if num_steps is None else min(c.max_iters, self.step + int(num_steps))
@@ -486,6 +487,8 @@ class Trainer:
                     t_log, tokens_log = time.perf_counter(), 0
                 if time_limit is not None and time.perf_counter() - t_call >= time_limit:
                     self._say(f"time limit reached at step {self.step}", bar)
+                    if c.eval_every and self.step % c.eval_every != 0:
+                        self._eval_and_save(log, bar)   # measure the model the run ends with
                     break
             if self.step < c.max_iters and self.out_dir is not None and \
                     self.tokenizer is not None and self.step > 0:

@@ -75,6 +75,40 @@ int tc_py_uint64(PyObject *obj, const char *name, uint64_t *out);
 /* "(2, 3, 4)" for error messages, written into buf (size n). */
 const char *tc_py_shape_str(PyArrayObject *a, char *buf, size_t n);
 
+/* A C object (model, decoder) owned by a capsule (bind_handle.c). A binding's handle struct
+ * has this as its FIRST member and is allocated with PyMem_Calloc. */
+typedef struct {
+    void *obj;                /* the C object */
+    void (*free_obj)(void *); /* frees obj */
+    PyObject *params, *grads; /* owned references to the arrays obj borrows (may be NULL) */
+    int typenum;              /* NPY_FLOAT or NPY_DOUBLE */
+    int busy;                 /* set while a call runs without the GIL */
+} tc_py_handle;
+
+/* A capsule named capsule_name (a string literal) owning h; on failure h is discarded and
+ * NULL returned with the exception set. */
+PyObject *tc_py_handle_wrap(tc_py_handle *h, const char *capsule_name);
+
+/* Frees h, its object and its array references (NULL-safe). */
+void tc_py_handle_discard(tc_py_handle *h);
+
+/* The handle inside a capsule made by tc_py_handle_wrap(capsule_name), marked busy (the
+ * caller clears ->busy when its call ends). TypeError "<name> must be <what>" for any other
+ * object, RuntimeError if another thread is using it. */
+void *tc_py_handle_acquire(PyObject *obj, const char *capsule_name, const char *what,
+                           const char *name);
+
+/* The flat parameter buffer (P,) of a model and, unless g_obj is NULL, its gradient buffer:
+ * both written in place by the C object, so they must be writeable C-contiguous arrays of one
+ * float dtype (no copies), distinct. Without grads, params is read only (copied if needed).
+ * 0 with *typenum and two new references set, or -1 with ValueError/TypeError. */
+int tc_py_flat_buffers(PyObject *p_obj, PyObject *g_obj, int64_t P, int *typenum,
+                       PyArrayObject **params, PyArrayObject **grads);
+
+/* 0 if every target id lies in [0, V) or equals ignore_index, else -1 with IndexError. */
+int tc_py_check_targets(PyArrayObject *targets, const char *name, int64_t V,
+                        int64_t ignore_index);
+
 /* Method tables, one per family (bind_<family>.c); module.c adds them all. */
 extern PyMethodDef tc_methods_linear[];
 extern PyMethodDef tc_methods_activation[];
@@ -93,5 +127,6 @@ extern PyMethodDef tc_methods_model[];
 extern PyMethodDef tc_methods_bpe[];
 extern PyMethodDef tc_methods_model_encdec[];
 extern PyMethodDef tc_methods_decode[];
+extern PyMethodDef tc_methods_decode_encdec[];
 
 #endif /* TC_BIND_H */

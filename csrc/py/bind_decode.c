@@ -1,74 +1,36 @@
 /* bind_decode.c: bindings of model_decode.c (KV-cache decoding of a GPT). A decoder is a
  * capsule that owns a tc_gpt_kv and keeps the parameter array it reads alive. */
-#include "bind.h"
+#include "bind_gpt_config.h"
 
 #define KV_CAPSULE "transformer_c.gpt_kv"
 
 typedef struct {
+    tc_py_handle base; /* owns kv and the parameter array it reads */
     tc_gpt_kv *kv;
-    PyObject *params; /* owned reference: the decoder borrows its data */
-    int typenum;
-    int busy;         /* set while a call runs without the GIL */
     int64_t V, Bmax, Smax;
 } kv_handle;
 
-static void kv_capsule_free(PyObject *cap)
-{
-    kv_handle *h = PyCapsule_GetPointer(cap, KV_CAPSULE);
-    if (!h) {
-        PyErr_Clear();
-        return;
-    }
-    tc_gpt_kv_free(h->kv);
-    Py_XDECREF(h->params);
-    PyMem_Free(h);
-}
+static void kv_free(void *kv) { tc_gpt_kv_free(kv); }
 
-/* The handle of a capsule made by gpt_kv_create, marked busy; NULL with an exception. */
 static kv_handle *kv_acquire(PyObject *obj)
 {
-    if (!PyCapsule_IsValid(obj, KV_CAPSULE)) {
-        PyErr_Format(PyExc_TypeError, "decoder must be a KV-cache decoder made by "
-                     "gpt_kv_create, got %s", Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    kv_handle *h = PyCapsule_GetPointer(obj, KV_CAPSULE);
-    if (!h) return NULL;
-    if (h->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "this KV-cache decoder is already running a call "
-                        "in another thread (one cache serves one call at a time)");
-        return NULL;
-    }
-    h->busy = 1;
-    return h;
+    return tc_py_handle_acquire(obj, KV_CAPSULE, "a KV-cache decoder made by gpt_kv_create",
+                                "decoder");
 }
-
-/* The 15 config values, in the order of bind_model.c's gpt_create. */
-#define KV_CFG_FMT "LLLLLLiiiiiddid"
-#define KV_CFG_ARGS(c)                                                                   \
-    (long long *)&(c).V, (long long *)&(c).maxT, (long long *)&(c).C, (long long *)&(c).L, \
-        (long long *)&(c).NH, (long long *)&(c).H, &(c).bias, &(c).position,              \
-        &(c).post_norm, &(c).activation, &(c).tie, &(c).eps, &(c).pos_base,               \
-        &(c).rope_interleaved, &(c).dropout
 
 /* gpt_kv_create(params (P,), <config as gpt_create>, Bmax, Smax) -> decoder capsule */
 static PyObject *py_gpt_kv_create(PyObject *self, PyObject *args)
 {
-    PyObject *p_obj, *result = NULL;
-    PyArrayObject *p = NULL;
+    PyObject *p_obj;
+    PyArrayObject *p = NULL, *unused = NULL;
     kv_handle *h = NULL;
     tc_gpt_config cfg;
     long long Bmax, Smax;
+    int ty;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O" KV_CFG_FMT "LL", &p_obj, KV_CFG_ARGS(cfg), &Bmax, &Smax))
+    if (!PyArg_ParseTuple(args, "O" GPT_CFG_FMT "LL", &p_obj, GPT_CFG_ARGS(cfg), &Bmax, &Smax))
         return NULL;
-    if (tc_gpt_num_params(&cfg) < 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "invalid GPT config: sizes must be >= 1 (and not absurdly large), C "
-                        "divisible by NH, an even head size with RoPE, options in range, "
-                        "eps >= 0, base > 0, dropout in [0, 1)");
-        return NULL;
-    }
+    if (gpt_check_config(&cfg)) return NULL;
     if (Bmax < 1) {
         PyErr_Format(PyExc_ValueError, "max_batch must be >= 1, got %lld", Bmax);
         return NULL;
@@ -78,45 +40,26 @@ static PyObject *py_gpt_kv_create(PyObject *self, PyObject *args)
                      (long long)cfg.maxT, Smax);
         return NULL;
     }
-    int ty = tc_py_float_type(p_obj, "params");
-    if (ty < 0) return NULL;
-    if (!(p = tc_py_float_array(p_obj, "params", ty, 1))) goto done;
-    const int64_t P = tc_gpt_num_params(&cfg);
-    if (PyArray_DIM(p, 0) != P) {
-        char buf[128];
-        PyErr_Format(PyExc_ValueError, "params must be 1-D with %lld elements for this config, "
-                     "got shape %s", (long long)P, tc_py_shape_str(p, buf, sizeof buf));
-        goto done;
-    }
+    if (tc_py_flat_buffers(p_obj, NULL, tc_gpt_num_params(&cfg), &ty, &p, &unused))
+        return NULL;
     if (!(h = PyMem_Calloc(1, sizeof *h))) {
-        PyErr_NoMemory();
-        goto done;
+        Py_DECREF(p);
+        return PyErr_NoMemory();
     }
+    h->base = (tc_py_handle){.free_obj = kv_free, .params = (PyObject *)p, .typenum = ty};
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_gpt_kv_create, &h->kv, &cfg, PyArray_DATA(p), Bmax, Smax);
     Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "gpt_kv_create")) goto done;
-    h->typenum = ty;
+    h->base.obj = h->kv;
+    if (tc_py_status(st, "gpt_kv_create")) {
+        tc_py_handle_discard(&h->base);
+        return NULL;
+    }
     h->V = cfg.V;
     h->Bmax = Bmax;
     h->Smax = Smax;
-    h->params = (PyObject *)p;
-    p = NULL;
-    result = PyCapsule_New(h, KV_CAPSULE, kv_capsule_free);
-    if (!result) {
-        tc_gpt_kv_free(h->kv);
-        Py_XDECREF(h->params);
-        PyMem_Free(h);
-    }
-    h = NULL;
-done:
-    if (h) {
-        tc_gpt_kv_free(h->kv);
-        PyMem_Free(h);
-    }
-    Py_XDECREF(p);
-    return result;
+    return tc_py_handle_wrap(&h->base, KV_CAPSULE);
 }
 
 /* gpt_kv_prefill(decoder, idx (B,T), pad (B,)) -> logits (B,V) */
@@ -159,17 +102,17 @@ static PyObject *py_gpt_kv_prefill(PyObject *self, PyObject *args)
         }
     }
     npy_intp dims[2] = {(npy_intp)B, (npy_intp)h->V};
-    if (!(out = tc_py_new(2, dims, h->typenum, 0))) goto done;
+    if (!(out = tc_py_new(2, dims, h->base.typenum, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(h->typenum, tc_gpt_kv_prefill, h->kv, PyArray_DATA(out), PyArray_DATA(idx),
+    st = TC_CALL(h->base.typenum, tc_gpt_kv_prefill, h->kv, PyArray_DATA(out), PyArray_DATA(idx),
                  PyArray_DATA(pad), B, T);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "gpt_kv_prefill")) goto done;
     result = (PyObject *)out;
     out = NULL;
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(idx);
     Py_XDECREF(pad);
     Py_XDECREF(out);
@@ -202,17 +145,17 @@ static PyObject *py_gpt_kv_step(PyObject *self, PyObject *args)
     if (tc_py_check_dim(tok, "tokens", 0, (npy_intp)rows, "one token per cached row")) goto done;
     if (tc_py_check_index_range(tok, "tokens", h->V)) goto done;
     npy_intp dims[2] = {(npy_intp)rows, (npy_intp)h->V};
-    if (!(out = tc_py_new(2, dims, h->typenum, 0))) goto done;
+    if (!(out = tc_py_new(2, dims, h->base.typenum, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(h->typenum, tc_gpt_kv_step, h->kv, PyArray_DATA(out), PyArray_DATA(tok),
+    st = TC_CALL(h->base.typenum, tc_gpt_kv_step, h->kv, PyArray_DATA(out), PyArray_DATA(tok),
                  rows);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "gpt_kv_step")) goto done;
     result = (PyObject *)out;
     out = NULL;
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(tok);
     Py_XDECREF(out);
     return result;
@@ -246,7 +189,7 @@ static PyObject *py_gpt_kv_select(PyObject *self, PyObject *args)
     Py_INCREF(Py_None);
     result = Py_None;
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(rows);
     return result;
 }
@@ -262,7 +205,7 @@ static PyObject *py_gpt_kv_state(PyObject *self, PyObject *args)
     if (!h) return NULL;
     tc_gpt_kv_state(h->kv, &rows, &pos);
     const int64_t bytes = tc_gpt_kv_cache_bytes(h->kv);
-    h->busy = 0;
+    h->base.busy = 0;
     return Py_BuildValue("(LLLLL)", (long long)rows, (long long)pos, (long long)h->Bmax,
                          (long long)h->Smax, (long long)bytes);
 }

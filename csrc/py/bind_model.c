@@ -1,127 +1,54 @@
 /* bind_model.c: bindings of model.c (the GPT fast path). A model is a capsule that owns a
  * tc_gpt and keeps its parameter and gradient arrays alive. */
-#include "bind.h"
+#include "bind_gpt_config.h"
 
 #define GPT_CAPSULE "transformer_c.gpt"
 
 typedef struct {
+    tc_py_handle base; /* owns model and the parameter and gradient arrays it borrows */
     tc_gpt *model;
-    PyObject *params, *grads; /* owned references: the model borrows their data */
-    int typenum;
-    int busy;                 /* set while a call runs without the GIL */
     int64_t V, maxT;
 } gpt_handle;
 
-static void gpt_capsule_free(PyObject *cap)
-{
-    gpt_handle *h = PyCapsule_GetPointer(cap, GPT_CAPSULE);
-    if (!h) {
-        PyErr_Clear();
-        return;
-    }
-    tc_gpt_free(h->model);
-    Py_XDECREF(h->params);
-    Py_XDECREF(h->grads);
-    PyMem_Free(h);
-}
+static void gpt_free(void *model) { tc_gpt_free(model); }
 
-/* The handle of a capsule made by gpt_create, marked busy; NULL with TypeError/RuntimeError. */
 static gpt_handle *gpt_acquire(PyObject *obj)
 {
-    if (!PyCapsule_IsValid(obj, GPT_CAPSULE)) {
-        PyErr_Format(PyExc_TypeError, "model must be a GPT context made by gpt_create, got %s",
-                     Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    gpt_handle *h = PyCapsule_GetPointer(obj, GPT_CAPSULE);
-    if (!h) return NULL;
-    if (h->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "this GPT is already running a step in another "
-                        "thread (one model's arena serves one call at a time)");
-        return NULL;
-    }
-    h->busy = 1;
-    return h;
-}
-
-/* Config from the 15 values every binding passes in the same order. */
-#define GPT_CFG_FMT "LLLLLLiiiiiddid"
-#define GPT_CFG_ARGS(c)                                                                  \
-    (long long *)&(c).V, (long long *)&(c).maxT, (long long *)&(c).C, (long long *)&(c).L, \
-        (long long *)&(c).NH, (long long *)&(c).H, &(c).bias, &(c).position,              \
-        &(c).post_norm, &(c).activation, &(c).tie, &(c).eps, &(c).pos_base,               \
-        &(c).rope_interleaved, &(c).dropout
-
-static int gpt_check_config(const tc_gpt_config *c)
-{
-    if (tc_gpt_num_params(c) >= 0) return 0;
-    PyErr_SetString(PyExc_ValueError,
-                    "invalid GPT config: sizes must be >= 1 (and not absurdly large), C "
-                    "divisible by NH, an even head size with RoPE, options in range, eps >= 0, "
-                    "base > 0, dropout in [0, 1)");
-    return -1;
+    return tc_py_handle_acquire(obj, GPT_CAPSULE, "a GPT context made by gpt_create", "model");
 }
 
 /* gpt_create(params (P,), grads (P,), <config>) -> model capsule */
 static PyObject *py_gpt_create(PyObject *self, PyObject *args)
 {
-    PyObject *p_obj, *g_obj, *result = NULL;
+    PyObject *p_obj, *g_obj;
     PyArrayObject *p = NULL, *g = NULL;
     gpt_handle *h = NULL;
     tc_gpt_config cfg;
+    int ty;
     (void)self;
     if (!PyArg_ParseTuple(args, "OO" GPT_CFG_FMT, &p_obj, &g_obj, GPT_CFG_ARGS(cfg)))
         return NULL;
-    if (gpt_check_config(&cfg)) goto done;
-    int ty = tc_py_float_type(p_obj, "params");
-    if (ty < 0) goto done;
-    if (!(p = tc_py_inout_array(p_obj, "params", ty))) goto done;
-    if (!(g = tc_py_inout_array(g_obj, "grads", ty))) goto done;
-    const int64_t P = tc_gpt_num_params(&cfg);
-    if (PyArray_NDIM(p) != 1 || PyArray_DIM(p, 0) != P) {
-        char buf[128];
-        PyErr_Format(PyExc_ValueError, "params must be 1-D with %lld elements for this config, "
-                     "got shape %s", (long long)P, tc_py_shape_str(p, buf, sizeof buf));
-        goto done;
-    }
-    if (tc_py_check_same_shape(g, "grads", p, "params")) goto done;
-    if (PyArray_DATA(p) == PyArray_DATA(g)) {
-        PyErr_SetString(PyExc_ValueError, "grads must not share memory with params");
-        goto done;
-    }
+    if (gpt_check_config(&cfg)) return NULL;
+    if (tc_py_flat_buffers(p_obj, g_obj, tc_gpt_num_params(&cfg), &ty, &p, &g)) return NULL;
     if (!(h = PyMem_Calloc(1, sizeof *h))) {
-        PyErr_NoMemory();
-        goto done;
+        Py_DECREF(p);
+        Py_DECREF(g);
+        return PyErr_NoMemory();
     }
+    h->base = (tc_py_handle){.free_obj = gpt_free, .params = (PyObject *)p,
+                             .grads = (PyObject *)g, .typenum = ty};
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT
-        ? tc_gpt_create_f32(&h->model, &cfg, PyArray_DATA(p), PyArray_DATA(g))
-        : tc_gpt_create_f64(&h->model, &cfg, PyArray_DATA(p), PyArray_DATA(g));
+    st = TC_CALL(ty, tc_gpt_create, &h->model, &cfg, PyArray_DATA(p), PyArray_DATA(g));
     Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "gpt_create")) goto done;
-    h->typenum = ty;
+    h->base.obj = h->model;
+    if (tc_py_status(st, "gpt_create")) {
+        tc_py_handle_discard(&h->base);
+        return NULL;
+    }
     h->V = cfg.V;
     h->maxT = cfg.maxT;
-    h->params = (PyObject *)p;
-    h->grads = (PyObject *)g;
-    p = g = NULL;
-    result = PyCapsule_New(h, GPT_CAPSULE, gpt_capsule_free);
-    if (!result) {
-        tc_gpt_free(h->model);
-        Py_XDECREF(h->params);
-        Py_XDECREF(h->grads);
-        PyMem_Free(h);
-    }
-    h = NULL;
-done:
-    if (h) {
-        tc_gpt_free(h->model);
-        PyMem_Free(h);
-    }
-    Py_XDECREF(p);
-    Py_XDECREF(g);
-    return result;
+    return tc_py_handle_wrap(&h->base, GPT_CAPSULE);
 }
 
 /* idx as a (B,T) int64 array with 1 <= T <= maxT, ids in [0, V); NULL with an exception. */
@@ -160,22 +87,12 @@ static PyObject *py_gpt_loss_and_grads(PyObject *self, PyObject *args)
     if (tc_py_check_index_range(idx, "idx", h->V)) goto done;
     if (!(tgt = tc_py_index_array(t_obj, "targets", 2))) goto done;
     if (tc_py_check_same_shape(tgt, "targets", idx, "idx")) goto done;
-    {
-        const int64_t *t = PyArray_DATA(tgt);
-        for (npy_intp n = 0; n < PyArray_SIZE(tgt); n++) {
-            if (t[n] != ignore_index && (t[n] < 0 || t[n] >= h->V)) {
-                PyErr_Format(PyExc_IndexError, "targets holds id %lld at flat position %ld, "
-                             "outside [0, %lld) and not ignore_index (%lld)", (long long)t[n],
-                             (long)n, (long long)h->V, (long long)ignore_index);
-                goto done;
-            }
-        }
-    }
+    if (tc_py_check_targets(tgt, "targets", h->V, ignore_index)) goto done;
     double loss = 0;
     int st;
     const int64_t B = PyArray_DIM(idx, 0), T = PyArray_DIM(idx, 1);
     Py_BEGIN_ALLOW_THREADS
-    st = h->typenum == NPY_FLOAT
+    st = h->base.typenum == NPY_FLOAT
         ? tc_gpt_loss_and_grads_f32(h->model, &loss, PyArray_DATA(idx), PyArray_DATA(tgt), B, T,
                                     ignore_index, seed, training)
         : tc_gpt_loss_and_grads_f64(h->model, &loss, PyArray_DATA(idx), PyArray_DATA(tgt), B, T,
@@ -184,7 +101,7 @@ static PyObject *py_gpt_loss_and_grads(PyObject *self, PyObject *args)
     if (tc_py_status(st, "gpt_loss_and_grads")) goto done;
     result = PyFloat_FromDouble(loss);
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(idx);
     Py_XDECREF(tgt);
     return result;
@@ -206,10 +123,10 @@ static PyObject *py_gpt_forward(PyObject *self, PyObject *args)
     if (tc_py_check_index_range(idx, "idx", h->V)) goto done;
     const int64_t B = PyArray_DIM(idx, 0), T = PyArray_DIM(idx, 1);
     npy_intp dims[3] = {(npy_intp)B, (npy_intp)T, (npy_intp)h->V};
-    if (!(out = tc_py_new(3, dims, h->typenum, 0))) goto done;
+    if (!(out = tc_py_new(3, dims, h->base.typenum, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = h->typenum == NPY_FLOAT
+    st = h->base.typenum == NPY_FLOAT
         ? tc_gpt_forward_f32(h->model, PyArray_DATA(out), PyArray_DATA(idx), B, T, seed, training)
         : tc_gpt_forward_f64(h->model, PyArray_DATA(out), PyArray_DATA(idx), B, T, seed, training);
     Py_END_ALLOW_THREADS
@@ -217,7 +134,7 @@ static PyObject *py_gpt_forward(PyObject *self, PyObject *args)
     result = (PyObject *)out;
     out = NULL;
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(idx);
     Py_XDECREF(out);
     return result;
@@ -253,7 +170,7 @@ static PyObject *py_gpt_arena_size(PyObject *self, PyObject *args)
     gpt_handle *h = gpt_acquire(m_obj);
     if (!h) return NULL;
     int64_t n = tc_gpt_arena_size(h->model);
-    h->busy = 0;
+    h->base.busy = 0;
     return PyLong_FromLongLong((long long)n);
 }
 

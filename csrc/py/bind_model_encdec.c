@@ -1,129 +1,55 @@
 /* bind_model_encdec.c: bindings of model_encdec.c (the encoder-decoder fast path). A model is
  * a capsule that owns a tc_encdec and keeps its parameter and gradient arrays alive. */
-#include "bind.h"
+#include "bind_encdec_config.h"
 
 #define ENCDEC_CAPSULE "transformer_c.encdec"
 
 typedef struct {
+    tc_py_handle base; /* owns model and the parameter and gradient arrays it borrows */
     tc_encdec *model;
-    PyObject *params, *grads; /* owned references: the model borrows their data */
-    int typenum;
-    int busy;                 /* set while a call runs without the GIL */
     int64_t Vs, Vt, maxT;
 } encdec_handle;
 
-static void encdec_capsule_free(PyObject *cap)
-{
-    encdec_handle *h = PyCapsule_GetPointer(cap, ENCDEC_CAPSULE);
-    if (!h) {
-        PyErr_Clear();
-        return;
-    }
-    tc_encdec_free(h->model);
-    Py_XDECREF(h->params);
-    Py_XDECREF(h->grads);
-    PyMem_Free(h);
-}
+static void encdec_free(void *model) { tc_encdec_free(model); }
 
-/* The handle of a capsule made by encdec_create, marked busy; NULL with an exception. */
 static encdec_handle *encdec_acquire(PyObject *obj)
 {
-    if (!PyCapsule_IsValid(obj, ENCDEC_CAPSULE)) {
-        PyErr_Format(PyExc_TypeError, "model must be an encoder-decoder context made by "
-                     "encdec_create, got %s", Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    encdec_handle *h = PyCapsule_GetPointer(obj, ENCDEC_CAPSULE);
-    if (!h) return NULL;
-    if (h->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "this encoder-decoder is already running a step in "
-                        "another thread (one model's arena serves one call at a time)");
-        return NULL;
-    }
-    h->busy = 1;
-    return h;
-}
-
-/* Config from the 17 values every binding passes in the same order. */
-#define ED_CFG_FMT "LLLLLLLLiiiiiiddd"
-#define ED_CFG_ARGS(c)                                                                     \
-    (long long *)&(c).Vs, (long long *)&(c).Vt, (long long *)&(c).maxT,                    \
-        (long long *)&(c).C, (long long *)&(c).Le, (long long *)&(c).Ld,                   \
-        (long long *)&(c).NH, (long long *)&(c).H, &(c).bias, &(c).position,               \
-        &(c).post_norm, &(c).activation, &(c).share, &(c).tie, &(c).eps, &(c).pos_base,     \
-        &(c).dropout
-
-static int encdec_check_config(const tc_encdec_config *c)
-{
-    if (tc_encdec_num_params(c) >= 0) return 0;
-    PyErr_SetString(PyExc_ValueError,
-                    "invalid encoder-decoder config: sizes must be >= 1 (and not absurdly "
-                    "large), C divisible by NH, position learned (0) or sinusoidal (1), options "
-                    "in range, Vs == Vt with shared embeddings, eps >= 0, base > 0, dropout in "
-                    "[0, 1)");
-    return -1;
+    return tc_py_handle_acquire(obj, ENCDEC_CAPSULE,
+                                "an encoder-decoder context made by encdec_create", "model");
 }
 
 /* encdec_create(params (P,), grads (P,), <config>) -> model capsule */
 static PyObject *py_encdec_create(PyObject *self, PyObject *args)
 {
-    PyObject *p_obj, *g_obj, *result = NULL;
+    PyObject *p_obj, *g_obj;
     PyArrayObject *p = NULL, *g = NULL;
     encdec_handle *h = NULL;
     tc_encdec_config cfg;
+    int ty;
     (void)self;
     if (!PyArg_ParseTuple(args, "OO" ED_CFG_FMT, &p_obj, &g_obj, ED_CFG_ARGS(cfg))) return NULL;
-    if (encdec_check_config(&cfg)) goto done;
-    int ty = tc_py_float_type(p_obj, "params");
-    if (ty < 0) goto done;
-    if (!(p = tc_py_inout_array(p_obj, "params", ty))) goto done;
-    if (!(g = tc_py_inout_array(g_obj, "grads", ty))) goto done;
-    const int64_t P = tc_encdec_num_params(&cfg);
-    if (PyArray_NDIM(p) != 1 || PyArray_DIM(p, 0) != P) {
-        char buf[128];
-        PyErr_Format(PyExc_ValueError, "params must be 1-D with %lld elements for this config, "
-                     "got shape %s", (long long)P, tc_py_shape_str(p, buf, sizeof buf));
-        goto done;
-    }
-    if (tc_py_check_same_shape(g, "grads", p, "params")) goto done;
-    if (PyArray_DATA(p) == PyArray_DATA(g)) {
-        PyErr_SetString(PyExc_ValueError, "grads must not share memory with params");
-        goto done;
-    }
+    if (encdec_check_config(&cfg)) return NULL;
+    if (tc_py_flat_buffers(p_obj, g_obj, tc_encdec_num_params(&cfg), &ty, &p, &g)) return NULL;
     if (!(h = PyMem_Calloc(1, sizeof *h))) {
-        PyErr_NoMemory();
-        goto done;
+        Py_DECREF(p);
+        Py_DECREF(g);
+        return PyErr_NoMemory();
     }
+    h->base = (tc_py_handle){.free_obj = encdec_free, .params = (PyObject *)p,
+                             .grads = (PyObject *)g, .typenum = ty};
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT
-        ? tc_encdec_create_f32(&h->model, &cfg, PyArray_DATA(p), PyArray_DATA(g))
-        : tc_encdec_create_f64(&h->model, &cfg, PyArray_DATA(p), PyArray_DATA(g));
+    st = TC_CALL(ty, tc_encdec_create, &h->model, &cfg, PyArray_DATA(p), PyArray_DATA(g));
     Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "encdec_create")) goto done;
-    h->typenum = ty;
+    h->base.obj = h->model;
+    if (tc_py_status(st, "encdec_create")) {
+        tc_py_handle_discard(&h->base);
+        return NULL;
+    }
     h->Vs = cfg.Vs;
     h->Vt = cfg.Vt;
     h->maxT = cfg.maxT;
-    h->params = (PyObject *)p;
-    h->grads = (PyObject *)g;
-    p = g = NULL;
-    result = PyCapsule_New(h, ENCDEC_CAPSULE, encdec_capsule_free);
-    if (!result) {
-        tc_encdec_free(h->model);
-        Py_XDECREF(h->params);
-        Py_XDECREF(h->grads);
-        PyMem_Free(h);
-    }
-    h = NULL;
-done:
-    if (h) {
-        tc_encdec_free(h->model);
-        PyMem_Free(h);
-    }
-    Py_XDECREF(p);
-    Py_XDECREF(g);
-    return result;
+    return tc_py_handle_wrap(&h->base, ENCDEC_CAPSULE);
 }
 
 /* ids as a (B,L) int64 array with B >= 1 (or B == want_B when want_B >= 0) and
@@ -146,26 +72,6 @@ static PyArrayObject *encdec_ids(PyObject *obj, const char *name, const encdec_h
 fail:
     Py_DECREF(a);
     return NULL;
-}
-
-/* The source mask: None (NULL, *out stays NULL) or a bool (B,S) array; -1 on error. */
-static int encdec_mask(PyObject *obj, PyArrayObject *src, PyArrayObject **out)
-{
-    *out = NULL;
-    if (obj == Py_None) return 0;
-    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_BOOL) {
-        PyErr_SetString(PyExc_TypeError, "src_mask must be None or a boolean array "
-                        "(True = real token, False = padding)");
-        return -1;
-    }
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_BOOL, NPY_ARRAY_IN_ARRAY);
-    if (!a) return -1;
-    if (tc_py_check_same_shape(a, "src_mask", src, "src")) {
-        Py_DECREF(a);
-        return -1;
-    }
-    *out = a;
-    return 0;
 }
 
 /* encdec_loss_and_grads(model, src (B,S), src_mask (B,S) bool or None, tgt_in (B,T),
@@ -191,23 +97,13 @@ static PyObject *py_encdec_loss_and_grads(PyObject *self, PyObject *args)
     if (!(tin = encdec_ids(i_obj, "tgt_in", h, h->Vt, PyArray_DIM(src, 0)))) goto done;
     if (!(tout = tc_py_index_array(o_obj, "tgt_out", 2))) goto done;
     if (tc_py_check_same_shape(tout, "tgt_out", tin, "tgt_in")) goto done;
-    {
-        const int64_t *t = PyArray_DATA(tout);
-        for (npy_intp n = 0; n < PyArray_SIZE(tout); n++) {
-            if (t[n] != ignore_index && (t[n] < 0 || t[n] >= h->Vt)) {
-                PyErr_Format(PyExc_IndexError, "tgt_out holds id %lld at flat position %ld, "
-                             "outside [0, %lld) and not ignore_index (%lld)", (long long)t[n],
-                             (long)n, (long long)h->Vt, (long long)ignore_index);
-                goto done;
-            }
-        }
-    }
+    if (tc_py_check_targets(tout, "tgt_out", h->Vt, ignore_index)) goto done;
     double loss = 0;
     int st;
     const int64_t B = PyArray_DIM(src, 0), S = PyArray_DIM(src, 1), T = PyArray_DIM(tin, 1);
     const uint8_t *pm = mask ? (const uint8_t *)PyArray_DATA(mask) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    st = h->typenum == NPY_FLOAT
+    st = h->base.typenum == NPY_FLOAT
         ? tc_encdec_loss_and_grads_f32(h->model, &loss, PyArray_DATA(src), pm,
                                        PyArray_DATA(tin), PyArray_DATA(tout), B, S, T,
                                        ignore_index, seed, training)
@@ -218,7 +114,7 @@ static PyObject *py_encdec_loss_and_grads(PyObject *self, PyObject *args)
     if (tc_py_status(st, "encdec_loss_and_grads")) goto done;
     result = PyFloat_FromDouble(loss);
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(src);
     Py_XDECREF(mask);
     Py_XDECREF(tin);
@@ -245,11 +141,11 @@ static PyObject *py_encdec_forward(PyObject *self, PyObject *args)
     if (!(tin = encdec_ids(i_obj, "tgt_in", h, h->Vt, PyArray_DIM(src, 0)))) goto done;
     const int64_t B = PyArray_DIM(src, 0), S = PyArray_DIM(src, 1), T = PyArray_DIM(tin, 1);
     npy_intp dims[3] = {(npy_intp)B, (npy_intp)T, (npy_intp)h->Vt};
-    if (!(out = tc_py_new(3, dims, h->typenum, 0))) goto done;
+    if (!(out = tc_py_new(3, dims, h->base.typenum, 0))) goto done;
     const uint8_t *pm = mask ? (const uint8_t *)PyArray_DATA(mask) : NULL;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = h->typenum == NPY_FLOAT
+    st = h->base.typenum == NPY_FLOAT
         ? tc_encdec_forward_f32(h->model, PyArray_DATA(out), PyArray_DATA(src), pm,
                                 PyArray_DATA(tin), B, S, T, seed, training)
         : tc_encdec_forward_f64(h->model, PyArray_DATA(out), PyArray_DATA(src), pm,
@@ -259,7 +155,7 @@ static PyObject *py_encdec_forward(PyObject *self, PyObject *args)
     result = (PyObject *)out;
     out = NULL;
 done:
-    h->busy = 0;
+    h->base.busy = 0;
     Py_XDECREF(src);
     Py_XDECREF(mask);
     Py_XDECREF(tin);
@@ -298,7 +194,7 @@ static PyObject *py_encdec_arena_size(PyObject *self, PyObject *args)
     encdec_handle *h = encdec_acquire(m_obj);
     if (!h) return NULL;
     int64_t n = tc_encdec_arena_size(h->model);
-    h->busy = 0;
+    h->base.busy = 0;
     return PyLong_FromLongLong((long long)n);
 }
 

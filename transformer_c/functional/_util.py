@@ -1,4 +1,8 @@
 """Argument helpers shared by the functional wrappers (glue only: no math)."""
+import math
+import numbers
+import operator
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -44,3 +48,35 @@ def last_dim(x, name, want=None, what="size"):
 def rows(x):
     """x viewed as 2-D (N, C): all leading dimensions flattened."""
     return x.reshape(int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1])
+
+
+def as_int(value, name):
+    """value as a Python int (any integer type; TypeError naming ``name`` for bools,
+    floats and the rest)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def positive_real(value, name):
+    """value as a finite float > 0 (TypeError for non-reals, ValueError otherwise)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def float_dtype(dtype):
+    """np.dtype(dtype), which must be float32 or float64 (TypeError naming dtype)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt

@@ -1,32 +1,10 @@
 """Sinusoidal position encodings (C: csrc/position.c)."""
-import math
-import numbers
-import operator
-
 import numpy as np
 
 from .. import _C
-from ._util import FLOAT_DTYPES, as_float
+from ._util import as_float, as_int, float_dtype, positive_real
 
 __all__ = ["sinusoidal_positions", "add_positions", "add_positions_backward"]
-
-
-def _int(value, name):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-
-
-def _base(base):
-    if isinstance(base, (bool, np.bool_)) or not isinstance(base, numbers.Real):
-        raise TypeError(f"base must be a real number, got {type(base).__name__}")
-    base = float(base)
-    if not (math.isfinite(base) and base > 0):
-        raise ValueError(f"base must be a finite number > 0, got {base}")
-    return base
 
 
 def sinusoidal_positions(length, dim, base=10000.0, dtype=np.float64, offset=0):
@@ -39,18 +17,13 @@ def sinusoidal_positions(length, dim, base=10000.0, dtype=np.float64, offset=0):
     the first row (e.g. the number of tokens already decoded).
     Returns an array (length, dim) of ``dtype``.
     """
-    length, dim, offset = _int(length, "length"), _int(dim, "dim"), _int(offset, "offset")
+    length, dim, offset = as_int(length, "length"), as_int(dim, "dim"), as_int(offset, "offset")
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
     if dim < 1:
         raise ValueError(f"dim must be >= 1, got {dim}")
-    base = _base(base)
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    base = positive_real(base, "base")
+    dt = float_dtype(dtype)
     return _C.position_sinusoidal(length, dim, base, offset, dt)
 
 
@@ -64,8 +37,8 @@ def add_positions(x, base=10000.0, offset=0):
     x = as_float(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have at least 2 dimensions (..., T, D), got shape {x.shape}")
-    base = _base(base)
-    offset = _int(offset, "offset")
+    base = positive_real(base, "base")
+    offset = as_int(offset, "offset")
     T, D = x.shape[-2:]
     B = int(np.prod(x.shape[:-2], dtype=np.int64))
     return _C.position_add_sinusoidal(x.reshape(B, T, D), base, offset).reshape(x.shape)

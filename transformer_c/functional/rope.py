@@ -12,43 +12,13 @@ The rotation is orthogonal: the backward is the rotation by the opposite angle. 
 computed in float64 for both dtypes.
 """
 import math
-import numbers
-import operator
 
 import numpy as np
 
 from .. import _C
-from ._util import FLOAT_DTYPES, as_float
+from ._util import as_float, as_int, float_dtype, positive_real
 
 __all__ = ["rope_table", "rope", "rope_backward"]
-
-
-def _int(value, name):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-
-
-def _base(base):
-    if isinstance(base, (bool, np.bool_)) or not isinstance(base, numbers.Real):
-        raise TypeError(f"base must be a real number, got {type(base).__name__}")
-    base = float(base)
-    if not (math.isfinite(base) and base > 0):
-        raise ValueError(f"base must be a finite number > 0, got {base}")
-    return base
-
-
-def _dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def rope_table(length, head_size, base=10000.0, dtype=np.float64, offset=0):
@@ -59,13 +29,13 @@ def rope_table(length, head_size, base=10000.0, dtype=np.float64, offset=0):
     Returns (cos, sin), each (length, head_size // 2) of ``dtype``, with
     cos[n, i] = cos((offset + n) * base**(-2i/head_size)) (angles in float64).
     """
-    length, head_size = _int(length, "length"), _int(head_size, "head_size")
-    offset = _int(offset, "offset")
+    length, head_size = as_int(length, "length"), as_int(head_size, "head_size")
+    offset = as_int(offset, "offset")
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
     if head_size < 0 or head_size % 2:
         raise ValueError(f"head_size must be even and >= 0, got {head_size}")
-    return _C.rope_table(length, head_size, _base(base), offset, _dtype(dtype))
+    return _C.rope_table(length, head_size, positive_real(base, "base"), offset, float_dtype(dtype))
 
 
 def _view4(x, name, seq_axis):
@@ -75,7 +45,7 @@ def _view4(x, name, seq_axis):
                          f"got shape {x.shape}")
     if isinstance(seq_axis, (bool, np.bool_)):
         raise TypeError("seq_axis must be an integer, got bool")
-    ax = _int(seq_axis, "seq_axis")
+    ax = as_int(seq_axis, "seq_axis")
     if not -x.ndim <= ax < x.ndim or ax % x.ndim == x.ndim - 1:
         raise ValueError(f"seq_axis must name an axis before the last (head_size) one of "
                          f"{name} with shape {x.shape}, got {seq_axis}")

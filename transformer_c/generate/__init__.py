@@ -4,7 +4,7 @@ The decoders drive any model through a three-method protocol (:class:`DecodeMode
 ``start(prompts, *, max_new_tokens, max_batch) -> (state, logits (B, V))``, ``step(state, new_tokens (B,)) -> (state,
 logits (B, V))`` and ``select(state, rows) -> state``. A model with a KV cache runs the
 prompt once in ``start`` and one token per row in ``step``; an encoder-decoder runs its
-encoder once in ``start``. Any plain function ``logits_fn(ids (n, T)) -> logits (n, T, V)``
+encoder once in ``start`` (:class:`EncoderDecoderModel`: the prompts are the sources). Any plain function ``logits_fn(ids (n, T)) -> logits (n, T, V)``
 works too (wrapped in :class:`FunctionModel`, which recomputes the whole prefix each step).
 
     from transformer_c.generate import generate
@@ -19,6 +19,7 @@ distribution after the repetition penalty (log_softmax in C); see :class:`Genera
 """
 from . import _args
 from .beam import beam_search
+from .encdec import EncoderDecoderModel
 from .gpt import GPTModel
 from .model import DecodeModel, FunctionModel, as_model
 from .output import GenerationOutput
@@ -29,7 +30,8 @@ from .sequence_generator import SequenceGenerator
 
 __all__ = ["generate", "greedy", "sample", "beam_search", "GenerationOutput", "DecodeModel",
            "FunctionModel", "as_model", "SequenceGenerator", "apply_repetition_penalty",
-           "apply_temperature", "top_k_filter", "top_p_filter", "GPTModel"]
+           "apply_temperature", "top_k_filter", "top_p_filter", "GPTModel",
+           "EncoderDecoderModel"]
 
 
 def generate(model, prompts, *, max_new_tokens=32, temperature=0.0, top_k=0, top_p=1.0,

@@ -129,7 +129,9 @@ class FunctionModel:
 
 def as_model(model):
     """``model`` itself if it implements :class:`DecodeModel`; a KV-cached
-    :class:`~transformer_c.generate.GPTModel` for a :class:`transformer_c.nn.GPT`; else a
+    :class:`~transformer_c.generate.GPTModel` for a :class:`transformer_c.nn.GPT`; a KV-cached
+    :class:`~transformer_c.generate.EncoderDecoderModel` (targets start with <SOS> = 1) for a
+    :class:`transformer_c.nn.EncoderDecoder` (the prompts are then the sources); else a
     :class:`FunctionModel` over it (a callable ids (n, T) -> logits (n, T, V))."""
     if all(callable(getattr(model, m, None)) for m in ("start", "step", "select")):
         return model
@@ -139,6 +141,12 @@ def as_model(model):
         from .gpt import GPTModel
 
         return GPTModel(model)
+    from ..nn.encoder_decoder import EncoderDecoder
+
+    if isinstance(model, EncoderDecoder):
+        from .encdec import EncoderDecoderModel
+
+        return EncoderDecoderModel(model)
     if callable(model):
         return FunctionModel(model)
     raise TypeError("model must implement start/step/select (transformer_c.generate."

@@ -1,7 +1,6 @@
 """Models whose parameters live in one contiguous buffer with a tree of views over it.
 
-The base class of Encoder and EncoderDecoder (GPT predates it and has the same behaviour
-inline): a subclass gives its config class, ``_layout(config) -> [(path, shape)]`` (the
+The base class of GPT, Encoder and EncoderDecoder: a subclass gives its config class, ``_layout(config) -> [(path, shape)]`` (the
 parameter leaves in tree order, which is the order of the flat buffer; a path is a tuple of
 dict keys and list indices) and ``_init_std(config, path)`` (the init rule), and gets
 construction from a tree, ``create``, ``parameters`` / ``with_parameters``, the flat
@@ -52,20 +51,12 @@ def tree_from_layout(layout, flat):
     return tree
 
 
-def as_int(value, name):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-
-
 class FlatModel(Module):
     """Parameters in one flat buffer, the tree as views (see the module doc)."""
 
     _config_class = None
     _meta_key = None  # the safetensors metadata key of the config
+    _load_hint = ""   # appended to load's error for a file without that key
 
     @staticmethod
     @abc.abstractmethod
@@ -271,9 +262,14 @@ class FlatModel(Module):
             meta = f.metadata() or {}
         if cls._meta_key not in meta:
             raise ValueError(f"{path} has no '{cls._meta_key}' metadata: not written by "
-                             f"{cls.__name__}.save")
+                             f"{cls.__name__}.save{cls._load_hint}")
         config = cls._config_class.from_dict(json.loads(meta[cls._meta_key]))
-        tensors = load_file(os.fspath(path))
+        return cls._from_state_dict(config, load_file(os.fspath(path)), dtype, training, seed)
+
+    @classmethod
+    def _from_state_dict(cls, config, tensors, dtype, training, seed, transpose=()):
+        """A model from {dotted name: array} (the names in ``transpose`` are 2-D arrays
+        stored transposed); dtype None keeps the first tensor's."""
         layout = cls._layout(config)
         names = {dotted(p) for p, _ in layout}
         missing, extra = sorted(names - set(tensors)), sorted(set(tensors) - names)
@@ -287,9 +283,12 @@ class FlatModel(Module):
         dt = check_dtype(first.dtype if dtype is None else dtype)
         model = cls._from_flat(config, np.empty(cls._count(config), dt), training, seed)
         for p, shape in layout:
-            t = tensors[dotted(p)]
+            name = dotted(p)
+            t = tensors[name]
+            if name in transpose and t.ndim == 2:
+                t = t.T
             if t.shape != shape:
-                raise ValueError(f"checkpoint tensor {dotted(p)} has shape {t.shape}, "
+                raise ValueError(f"checkpoint tensor {name} has shape {t.shape}, "
                                  f"expected {shape}")
             get_path(model._params, p)[...] = t
         return model

@@ -31,57 +31,15 @@ import numpy as np
 
 from .. import functional as F
 from ..functional._util import as_ids, same_dtype
+from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
-from .blocks import ACTIVATIONS, MLP, Block, Dense, Norm, SelfAttention, site_seed
+from .blocks import MLP, Block, Dense, Norm, SelfAttention, site_seed
 
 __all__ = ["EncoderConfig", "Encoder"]
 
 POSITIONS = ("learned", "sinusoidal")
-NORMS = ("pre", "post")
-
-
-def _positive(cfg, names):
-    for name in names:
-        v = getattr(cfg, name)
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
-
-def check_common(cfg):
-    """Validation shared by EncoderConfig and EncoderDecoderConfig."""
-    _positive(cfg, ("block_size", "n_head", "n_embd"))
-    if cfg.n_embd % cfg.n_head:
-        raise ValueError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
-    if cfg.n_inner is not None and (isinstance(cfg.n_inner, (bool, np.bool_)) or
-                                    not isinstance(cfg.n_inner, (int, np.integer)) or
-                                    cfg.n_inner < 1):
-        raise ValueError(f"n_inner must be a positive integer or None, got {cfg.n_inner!r}")
-    if not (isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool) and
-            0.0 <= cfg.dropout < 1.0):
-        raise ValueError(f"dropout must be a probability in [0, 1), got {cfg.dropout!r}")
-    if cfg.position not in POSITIONS:
-        raise ValueError(f"position must be one of {POSITIONS}, got {cfg.position!r}")
-    if cfg.norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
-    if cfg.activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {cfg.activation!r}")
-    if not (cfg.layer_norm_epsilon >= 0 and math.isfinite(cfg.layer_norm_epsilon)):
-        raise ValueError(f"layer_norm_epsilon must be finite and >= 0, got "
-                         f"{cfg.layer_norm_epsilon!r}")
-    if not (cfg.position_base > 0 and math.isfinite(cfg.position_base)):
-        raise ValueError(f"position_base must be finite and > 0, got {cfg.position_base!r}")
-
-
-def config_from_dict(cls, d):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
-    return cls(**d)
-
-
 @dataclasses.dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(ConfigMixin):
     """Hyper-parameters of an Encoder (defaults: the base Transformer's encoder, pre-LN).
 
     vocab_size, block_size (the longest source; rows of wpe), n_layer, n_head, n_embd
@@ -108,25 +66,8 @@ class EncoderConfig:
     position_base: float = 10000.0
 
     def __post_init__(self):
-        _positive(self, ("vocab_size", "n_layer"))
-        check_common(self)
-
-    @property
-    def head_size(self):
-        return self.n_embd // self.n_head
-
-    @property
-    def hidden_size(self):
-        """The MLP width (n_inner, or 4 * n_embd)."""
-        return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @staticmethod
-    def from_dict(d):
-        """A config from a dict such as to_dict() gives (unknown keys are a ValueError)."""
-        return config_from_dict(EncoderConfig, d)
+        check_positive(self, ("vocab_size", "n_layer"))
+        check_common(self, POSITIONS)
 
 
 # ---------------------------------------------------------------------- layouts

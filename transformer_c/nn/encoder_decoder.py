@@ -44,18 +44,18 @@ import numpy as np
 
 from .. import _C
 from .. import functional as F
-from ..functional._util import as_ids, same_dtype
-from ._flat import FlatModel, as_int
+from ..functional._util import as_ids, as_int, same_dtype
+from ._flat import FlatModel
 from .blocks import ACTIVATIONS, CrossAttention, DecoderBlock, Dense, Norm, SelfAttention, site_seed
-from .encoder import (POSITIONS, EncoderConfig, _positive, check_common, check_ids,
-                      config_from_dict, embed_backward, embed_forward, encoder_backward,
-                      encoder_forward, mlp_of, source_mask, stack_layout)
+from ._config import ConfigMixin, check_common, check_positive
+from .encoder import (POSITIONS, EncoderConfig, check_ids, embed_backward, embed_forward,
+                      encoder_backward, encoder_forward, mlp_of, source_mask, stack_layout)
 
 __all__ = ["EncoderDecoderConfig", "EncoderDecoder"]
 
 
 @dataclasses.dataclass(frozen=True)
-class EncoderDecoderConfig:
+class EncoderDecoderConfig(ConfigMixin):
     """Hyper-parameters of an EncoderDecoder (defaults: the base Transformer's sizes,
     pre-LN).
 
@@ -94,24 +94,15 @@ class EncoderDecoderConfig:
     def __post_init__(self):
         if self.tgt_vocab_size is None:
             object.__setattr__(self, "tgt_vocab_size", self.src_vocab_size)
-        _positive(self, ("src_vocab_size", "tgt_vocab_size", "n_encoder_layer",
-                         "n_decoder_layer"))
-        check_common(self)
+        check_positive(self, ("src_vocab_size", "tgt_vocab_size", "n_encoder_layer",
+                             "n_decoder_layer"))
+        check_common(self, POSITIONS)
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"share_embeddings needs src_vocab_size == tgt_vocab_size, got "
                              f"{self.src_vocab_size} and {self.tgt_vocab_size}")
         if isinstance(self.pad_id, (bool, np.bool_)) or not isinstance(self.pad_id,
                                                                          (int, np.integer)):
             raise ValueError(f"pad_id must be an integer, got {self.pad_id!r}")
-
-    @property
-    def head_size(self):
-        return self.n_embd // self.n_head
-
-    @property
-    def hidden_size(self):
-        """The MLP width (n_inner, or 4 * n_embd)."""
-        return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
 
     def encoder_config(self):
         """The EncoderConfig of the encoder stack (an Encoder with this config has the
@@ -124,13 +115,6 @@ class EncoderDecoderConfig:
                              layer_norm_epsilon=self.layer_norm_epsilon,
                              position_base=self.position_base)
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @staticmethod
-    def from_dict(d):
-        """A config from a dict such as to_dict() gives (unknown keys are a ValueError)."""
-        return config_from_dict(EncoderDecoderConfig, d)
 
 
 class EncoderDecoder(FlatModel):

@@ -28,25 +28,24 @@ an optimizer kernel can update the whole model in one call.
 import dataclasses
 import json
 import math
-import operator
 import os
 
 import numpy as np
 
 from .. import _C
 from .. import functional as F
-from ..functional._util import as_ids, same_dtype
+from ..functional._util import as_ids, as_int, same_dtype
 from .blocks import ACTIVATIONS, MLP, Block, Dense, Norm, SelfAttention, site_seed
-from .module import Module, check_dtype
+from ._config import ConfigMixin, check_common, check_positive
+from ._flat import FlatModel
 
 __all__ = ["GPTConfig", "GPT"]
 
 POSITIONS = ("learned", "sinusoidal", "rope")
-NORMS = ("pre", "post")
 
 
 @dataclasses.dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ConfigMixin):
     """Hyper-parameters of a GPT (defaults: GPT-2 small, 124M parameters).
 
     vocab_size, block_size (the longest sequence; rows of wpe), n_layer, n_head, n_embd
@@ -79,53 +78,11 @@ class GPTConfig:
     rope_interleaved: bool = False
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            v = getattr(self, name)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.n_layer < 1 or self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.n_inner is not None and (isinstance(self.n_inner, bool) or
-                                         not isinstance(self.n_inner, (int, np.integer)) or
-                                         self.n_inner < 1):
-            raise ValueError(f"n_inner must be a positive integer or None, got {self.n_inner!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"position must be one of {POSITIONS}, got {self.position!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+        check_positive(self, ("vocab_size", "n_layer"))
+        check_common(self, POSITIONS)
+        if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"position='rope' needs an even head size, got n_embd / n_head = "
-                             f"{self.n_embd // self.n_head}")
-        if not (self.layer_norm_epsilon >= 0 and math.isfinite(self.layer_norm_epsilon)):
-            raise ValueError(f"layer_norm_epsilon must be finite and >= 0, got "
-                             f"{self.layer_norm_epsilon!r}")
-        if not (self.position_base > 0 and math.isfinite(self.position_base)):
-            raise ValueError(f"position_base must be finite and > 0, got {self.position_base!r}")
-
-    @property
-    def head_size(self):
-        return self.n_embd // self.n_head
-
-    @property
-    def hidden_size(self):
-        """The MLP width (n_inner, or 4 * n_embd)."""
-        return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @staticmethod
-    def from_dict(d):
-        """A config from a dict such as to_dict() gives (unknown keys are a ValueError)."""
-        names = {f.name for f in dataclasses.fields(GPTConfig)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown GPTConfig fields {unknown}")
-        return GPTConfig(**d)
+                             f"{self.head_size}")
 
 
 def _layout(cfg):
@@ -160,40 +117,7 @@ def _layout(cfg):
     return out
 
 
-def _tree_from_flat(cfg, flat):
-    """The parameter tree whose leaves are views of the 1-D array ``flat``."""
-    tree = {}
-    offset = 0
-    for path, shape in _layout(cfg):
-        size = math.prod(shape)
-        node = tree
-        for i, key in enumerate(path[:-1]):
-            if key == "h":
-                node = node.setdefault("h", [{} for _ in range(cfg.n_layer)])
-            elif isinstance(key, int):
-                node = node[key]
-            else:
-                node = node.setdefault(key, {})
-        node[path[-1]] = flat[offset:offset + size].reshape(shape)
-        offset += size
-    return tree
-
-
-def _get(tree, path):
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def _num_parameters(cfg):
-    return sum(math.prod(s) for _, s in _layout(cfg))
-
-
-def _dotted(path):
-    return ".".join(str(k) for k in path)
-
-
-class GPT(Module):
+class GPT(FlatModel):
     """A GPT with the tree interface and a whole-model C fast path (see the module doc).
 
     GPT(config, parameters, *, training=True, seed=0): parameters is a tree laid out as
@@ -208,64 +132,14 @@ class GPT(Module):
     backward in C over one preallocated activation arena.
     """
 
-    def __init__(self, config, parameters, *, training=True, seed=0):
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-        self.config = config
-        leaves = _layout(config)
-        try:
-            first = np.asarray(_get(parameters, leaves[0][0]))
-        except (KeyError, IndexError, TypeError):
-            raise ValueError("parameters must be a GPT parameter tree with a 'wte' entry") from None
-        dtype = check_dtype(first.dtype)
-        flat = np.empty(_num_parameters(config), dtype)
-        self._init_from_flat(flat, training, seed)
-        self._check_structure(parameters)
-        for path, shape in leaves:
-            leaf = np.asarray(_get(parameters, path))
-            if leaf.dtype != dtype:
-                raise TypeError(f"parameter {_dotted(path)} has dtype {leaf.dtype} but wte has "
-                                f"{dtype}: all parameters must share one dtype")
-            if leaf.shape != shape:
-                raise ValueError(f"parameter {_dotted(path)} must have shape {shape}, "
-                                 f"got {leaf.shape}")
-            _get(self._params, path)[...] = leaf
+    _config_class = GPTConfig
+    _meta_key = "gpt_config"
+    _load_hint = " (for a Hugging Face GPT-2 directory use GPT.from_huggingface)"
+    _layout = staticmethod(_layout)
 
-    def _init_from_flat(self, flat, training, seed):
-        self._flat = flat
-        self._params = _tree_from_flat(self.config, flat)
-        self._grads = None
-        self._ctx = None
-        self.training = bool(training)
-        self.seed = seed
-
-    @classmethod
-    def _from_flat(cls, config, flat, training=True, seed=0):
-        self = cls.__new__(cls)
-        self.config = config
-        self._init_from_flat(flat, training, seed)
-        return self
-
-    def _check_structure(self, parameters):
-        want = {_dotted(p) for p, _ in _layout(self.config)}
-        got = set()
-
-        def walk(node, prefix):
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    walk(v, prefix + (k,))
-            elif isinstance(node, (list, tuple)):
-                for i, v in enumerate(node):
-                    walk(v, prefix + (i,))
-            else:
-                got.add(_dotted(prefix))
-
-        walk(parameters, ())
-        if got != want:
-            missing, extra = sorted(want - got), sorted(got - want)
-            raise ValueError(f"GPT parameters do not match the config: missing {missing[:5]}"
-                             f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
-                             f"{'...' if len(extra) > 5 else ''}")
+    @staticmethod
+    def _init_std(config, path):
+        return 0.02 / math.sqrt(2 * config.n_layer) if path[-2] == "c_proj" else 0.02
 
     # ------------------------------------------------------------------ construction
 
@@ -277,71 +151,12 @@ class GPT(Module):
         numpy.random.Generator) in tree order, so a seed reproduces the model.
         dtype: float32 (default) or float64.
         """
-        dt = check_dtype(dtype)
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-        flat = np.empty(_num_parameters(config), dt)
-        model = GPT._from_flat(config, flat, training, seed)
-        proj_std = 0.02 / math.sqrt(2 * config.n_layer)
-        for path, shape in _layout(config):
-            leaf = _get(model._params, path)
-            if path[-1] == "bias":
-                leaf[...] = 0
-            elif path[-2] in ("ln_1", "ln_2", "ln_f"):
-                leaf[...] = 1
-            else:
-                std = proj_std if path[-2] == "c_proj" else 0.02
-                leaf[...] = random_generator.normal(0.0, std, size=shape)
-        return model
+        return GPT._create(config, random_generator, dtype, training, seed)
 
-    @property
-    def parameters(self):
-        return self._params
-
-    def with_parameters(self, parameters):
-        return GPT(self.config, parameters, training=self.training, seed=self.seed)
-
-    @property
-    def dtype(self):
-        return self._flat.dtype
-
-    @property
-    def flat_parameters(self):
-        """Every parameter in one contiguous 1-D array (the tree's leaves are views of it:
-        updating it in place, e.g. with functional.adamw_update_, updates the model)."""
-        return self._flat
-
-    @property
-    def flat_grads(self):
-        """The contiguous 1-D gradient buffer loss_and_grads fills (same layout as
-        flat_parameters); the grads tree it returns holds views of it."""
-        if self._grads is None:
-            self._grads = np.zeros_like(self._flat)
-        return self._grads
-
-    @property
-    def num_parameters(self):
-        return self._flat.size
-
-    def __getstate__(self):
-        # the C context (a capsule over these buffers) is rebuilt on demand; the tree views
-        # are rebuilt from the flat buffer so they stay views of it after a copy
-        return {"config": self.config, "flat": self._flat, "grads": self._grads,
-                "training": self.training, "seed": self.seed}
-
-    def __setstate__(self, state):
-        self.config = state["config"]
-        self._init_from_flat(state["flat"], state["training"], state["seed"])
-        self._grads = state["grads"]
-
-    def train(self, mode=True):
-        """Training mode (dropout on when config.dropout > 0); returns self."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        """Evaluation mode (dropout off); returns self."""
-        return self.train(False)
+    @staticmethod
+    def load(path, *, dtype=None, training=True, seed=0):
+        """The GPT saved by ``save(path)`` (dtype: keep the stored one, or convert)."""
+        return GPT._load(path, dtype, training, seed)
 
     def __repr__(self):
         c = self.config
@@ -350,22 +165,6 @@ class GPT(Module):
                 f"parameters={self.num_parameters}, dtype={self.dtype})")
 
     # ------------------------------------------------------------------ module path
-
-    def _dropping(self):
-        return self.training and self.config.dropout > 0
-
-    def _seed(self, seed):
-        seed = self.seed if seed is None else seed
-        if isinstance(seed, (bool, np.bool_)):
-            raise TypeError("seed must be a non-negative integer, got bool")
-        try:
-            seed = operator.index(seed)
-        except TypeError:
-            raise TypeError(f"seed must be a non-negative integer, "
-                            f"got {type(seed).__name__}") from None
-        if not 0 <= seed < 2 ** 64:
-            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-        return seed
 
     def _blocks(self, seed):
         cfg, p = self.config, self._params
@@ -495,7 +294,7 @@ class GPT(Module):
 
         idx, targets: (B, T) or (T,) ids; targets equal to ignore_index are skipped."""
         ids, squeeze = self._check_idx(idx)
-        t = self._check_targets(targets, ids, squeeze, _int(ignore_index, "ignore_index"))
+        t = self._check_targets(targets, ids, squeeze, as_int(ignore_index, "ignore_index"))
         seed = self._seed(seed)
         if ids.size:
             logits = _C.gpt_forward(self._context(), ids, seed, self._dropping())
@@ -519,7 +318,7 @@ class GPT(Module):
         ``flat_grads``, which the next call overwrites: copy it to keep it.
         """
         ids, squeeze = self._check_idx(idx)
-        ignore_index = _int(ignore_index, "ignore_index")
+        ignore_index = as_int(ignore_index, "ignore_index")
         t = self._check_targets(targets, ids, squeeze, ignore_index)
         seed = self._seed(seed)
         if fast and ids.size:
@@ -532,16 +331,8 @@ class GPT(Module):
             else:
                 dlogits = F.cross_entropy_backward(logits, t, ignore_index=ignore_index)
             grads = self._backward_cached(dlogits, cache, seed)
-            tree = self._grads_tree()
-            for path, _ in _layout(self.config):
-                _get(tree, path)[...] = _get(grads, path)
+            self._store_grads(grads)
         return loss, self._grads_tree()
-
-    def _grads_tree(self):
-        views = getattr(self, "_grads_views", None)
-        if views is None or views[0] is not self.flat_grads:
-            self._grads_views = (self.flat_grads, _tree_from_flat(self.config, self.flat_grads))
-        return self._grads_views[1]
 
     # ------------------------------------------------------------------ the C fast path
 
@@ -567,64 +358,9 @@ class GPT(Module):
         tokens (everything the forward keeps for the backward plus the backward's scratch;
         not the parameters or gradients)."""
         return _C.gpt_arena_bytes(self._flat.dtype == np.float64, *self._config_tuple(),
-                                  _int(batch_size, "batch_size"), _int(seq_len, "seq_len"))
+                                  as_int(batch_size, "batch_size"), as_int(seq_len, "seq_len"))
 
     # ------------------------------------------------------------------ checkpoints
-
-    def state_dict(self):
-        """{"wte.weight": array, "h.0.ln_1.weight": ...}: GPT-2 state-dict names (without
-        the ``transformer.`` prefix), arrays are views of the parameters."""
-        return {_dotted(path): _get(self._params, path) for path, _ in _layout(self.config)}
-
-    def save(self, path):
-        """Write the parameters and config to ``path`` in the safetensors format (tensor
-        names from state_dict(); the config as JSON in the metadata under "gpt_config")."""
-        from safetensors.numpy import save_file
-
-        tensors = {k: np.ascontiguousarray(v) for k, v in self.state_dict().items()}
-        save_file(tensors, os.fspath(path),
-                  metadata={"format": "transformer_c.GPT",
-                            "gpt_config": json.dumps(self.config.to_dict())})
-
-    @staticmethod
-    def load(path, *, dtype=None, training=True, seed=0):
-        """The GPT saved by ``save(path)`` (dtype: keep the stored one, or convert)."""
-        from safetensors import safe_open
-        from safetensors.numpy import load_file
-
-        with safe_open(os.fspath(path), framework="np") as f:
-            meta = f.metadata() or {}
-        if "gpt_config" not in meta:
-            raise ValueError(f"{path} has no 'gpt_config' metadata: not written by GPT.save "
-                             "(for a Hugging Face GPT-2 directory use GPT.from_huggingface)")
-        config = GPTConfig.from_dict(json.loads(meta["gpt_config"]))
-        return GPT._from_state_dict(config, load_file(os.fspath(path)), dtype, training, seed)
-
-    @staticmethod
-    def _from_state_dict(config, tensors, dtype, training, seed, transpose=()):
-        layout = _layout(config)
-        names = {_dotted(p) for p, _ in layout}
-        missing = sorted(names - set(tensors))
-        if missing:
-            more = "..." if len(missing) > 5 else ""
-            raise ValueError(f"checkpoint is missing {missing[:5]}{more}")
-        extra = sorted(set(tensors) - names)
-        if extra:
-            raise ValueError(f"checkpoint has unexpected tensors {extra[:5]}"
-                             f"{'...' if len(extra) > 5 else ''}")
-        first = tensors[_dotted(layout[0][0])]
-        dt = check_dtype(first.dtype if dtype is None else dtype)
-        flat = np.empty(_num_parameters(config), dt)
-        model = GPT._from_flat(config, flat, training, seed)
-        for path, shape in layout:
-            name = _dotted(path)
-            t = tensors[name]
-            if name in transpose and t.ndim == 2:
-                t = t.T
-            if t.shape != shape:
-                raise ValueError(f"checkpoint tensor {name} has shape {t.shape}, expected {shape}")
-            _get(model._params, path)[...] = t
-        return model
 
     @staticmethod
     def from_huggingface(path, *, dtype=np.float32, training=False, seed=0):
@@ -679,11 +415,3 @@ def _config_from_hf(hf):
                      n_inner=hf.get("n_inner"),
                      layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-5)))
 
-
-def _int(value, name):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None

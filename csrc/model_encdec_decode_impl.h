@@ -1,0 +1,299 @@
+/* model_encdec_decode_impl.h: the encoder-decoder's decoder over a KV cache (see
+ * model_encdec_decode.c), written once for T. The encoder is the fast path's
+ * (tc_encdec_encode); every normalisation, activation, embedding lookup and attention step
+ * is the library kernel the module path (transformer_c.nn.EncoderDecoder, fast=False) calls:
+ * tc_attention_decode for the causal self-attention against the cache, tc_attention_forward
+ * with the source key-padding mask for the cross-attention against the cached keys and
+ * values. Matrix products go through tc_linear_forward, except the products of a handful of
+ * rows (a decoding step), which use the matrix-vector kernel of model_decode_gemv.h. */
+
+#define KP(off) ((off) < 0 ? NULL : (const T *)kv->params + (off)) /* parameter pointer */
+#define KS(off) ((T *)(kv->scratch + (off)))                       /* scratch pointer */
+#define CHECK(call)                    \
+    do {                               \
+        int st_ = (call);              \
+        if (st_ != TC_OK) return st_;  \
+    } while (0)
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "model_common_impl.h"
+#pragma GCC diagnostic pop
+
+#define DVEC FN(edk_vec)
+typedef T DVEC __attribute__((vector_size(32)));
+#define DEC_VL ((int)(32 / sizeof(T)))
+#define DEC_LOAD(p) ({ DVEC v_; memcpy(&v_, (p), sizeof v_); v_; })
+
+#define KNAME FN(edk_gemv_generic)
+#define KATTR
+#include "model_decode_gemv.h"
+#undef KNAME
+#undef KATTR
+#if TC_DEC_X86
+#define KNAME FN(edk_gemv_avx2)
+#define KATTR __attribute__((target("avx2,fma")))
+#include "model_decode_gemv.h"
+#undef KNAME
+#undef KATTR
+#endif
+
+/* rows up to which a product goes through the matrix-vector kernel (as model_decode) */
+#define EDK_GEMV_MAX_ROWS 8
+/* output rows per parallel work item of the matrix-vector kernel */
+#define EDK_GEMV_BLOCK 16
+
+// out (N,OC) = inp (N,C) @ W^T (OC,C) + b (OC,) (b may be NULL)
+static int FN(edk_linear)(T *out, const T *inp, const T *W, const T *b, int64_t N, int64_t C,
+                          int64_t OC)
+{
+    if (N > EDK_GEMV_MAX_ROWS) return FN(tc_linear_forward)(out, inp, W, b, N, C, OC);
+#if TC_DEC_X86
+    const int avx2 = edk_use_avx2();
+#endif
+    const int64_t nblk = (OC + EDK_GEMV_BLOCK - 1) / EDK_GEMV_BLOCK;
+#pragma omp parallel for schedule(static) if (N * OC * C >= 4 * TC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < nblk; i++) {
+        const int64_t o0 = i * EDK_GEMV_BLOCK;
+        const int64_t o1 = o0 + EDK_GEMV_BLOCK < OC ? o0 + EDK_GEMV_BLOCK : OC;
+#if TC_DEC_X86
+        if (avx2) {
+            FN(edk_gemv_avx2)(out, inp, W, b, N, C, OC, o0, o1);
+            continue;
+        }
+#endif
+        FN(edk_gemv_generic)(out, inp, W, b, N, C, OC, o0, o1);
+    }
+    return TC_OK;
+}
+
+// kh, vh (B,NH,S,HS) <- the two C-wide slices of kvp (B,S,2C)
+static void FN(edk_split_kv)(T *kh, T *vh, const T *kvp, int64_t B, int64_t S, int64_t NH,
+                             int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * S * C >= TC_PARALLEL_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t h = 0; h < NH; h++) {
+            const int64_t o = (b * NH + h) * S * HS;
+            for (int64_t t = 0; t < S; t++) {
+                const T *src = kvp + (b * S + t) * 2 * C + h * HS;
+                memcpy(kh + o + t * HS, src, (size_t)HS * sizeof(T));
+                memcpy(vh + o + t * HS, src + C, (size_t)HS * sizeof(T));
+            }
+        }
+    }
+}
+
+/* The residual of a sub-layer with branch output proj (N,C): pre-LN x += proj; post-LN
+ * x = norm(x + proj) (proj is overwritten). */
+static int FN(edk_residual)(tc_encdec_kv *kv, T *x, T *proj, const ed_lin *norm, int64_t N)
+{
+    const int64_t C = kv->cfg.C;
+    if (!kv->cfg.post_norm) {
+        FN(gpt_add)(x, x, proj, N * C);
+        return TC_OK;
+    }
+    FN(gpt_add)(proj, x, proj, N * C);
+    return FN(tc_layernorm_forward)(x, NULL, NULL, proj, KP(norm->w), KP(norm->b), N, C,
+                                    kv->cfg.eps);
+}
+
+/* The input of a sub-layer: pre-LN norm(x) in h, post-LN x itself. */
+static int FN(edk_sub_input)(tc_encdec_kv *kv, const T **in, T *h, const T *x,
+                             const ed_lin *norm, int64_t N)
+{
+    *in = x;
+    if (kv->cfg.post_norm) return TC_OK;
+    *in = h;
+    return FN(tc_layernorm_forward)(h, NULL, NULL, x, KP(norm->w), KP(norm->b), N, kv->cfg.C,
+                                    kv->cfg.eps);
+}
+
+/* Append TN tokens idx (B,TN) to every row (target positions [pos, pos + TN)) and write each
+ * row's next-token logits (those of its last new token) to logits (B,Vt). The caller has
+ * checked the ids and the room; the cross-attention keys and values are in place. */
+static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t B, int64_t TN)
+{
+    const tc_encdec_config *c = &kv->cfg;
+    const int64_t pos0 = kv->pos, N = B * TN, S = kv->S;
+    const int64_t C = c->C, H = c->H, NH = c->NH, HS = C / NH, Tmax = kv->Tmax;
+    CHECK(edk_reserve(kv, N));
+    const edk_bufs *sb = &kv->sb;
+    int64_t *pos = (int64_t *)(kv->scratch + sb->pos);
+    T *x = KS(sb->x), *hbuf = KS(sb->h), *qkv = KS(sb->qkv), *qh = KS(sb->qkvh);
+    T *kh = qh + N * C, *vh = kh + N * C, *atth = KS(sb->atth), *proj = KS(sb->proj);
+    T *fc = KS(sb->fc), *lse = KS(sb->lse);
+    T *atty = TN == 1 ? atth : KS(sb->atty); /* (B,NH,1,HS) is already token-major */
+    tc_attention_masks mk;
+    memset(&mk, 0, sizeof mk);
+    mk.key_padding = kv->mask;
+    const tc_attention_masks *xmask = kv->has_mask ? &mk : NULL;
+
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < TN; t++) pos[b * TN + t] = pos0 + t;
+    CHECK(FN(tc_embedding_forward)(x, idx, KP(kv->g.twte), N, c->Vt, C));
+    if (c->position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(x, KP(kv->g.twpe), pos, N, C);
+    else FN(gpt_add_rows)(x, (const T *)kv->tab, pos, N, C);
+
+    const T scale = (T)(1.0 / sqrt((double)HS));
+    const size_t slayer = (size_t)(kv->Bmax * NH * Tmax * HS);
+    const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS);
+    for (int64_t l = 0; l < c->Ld; l++) {
+        const ed_layer_params *p = &kv->dp[l];
+        T *kc = (T *)kv->k + l * slayer, *vc = (T *)kv->v + l * slayer;
+        const T *xk = (const T *)kv->xk + l * xlayer, *xv = (const T *)kv->xv + l * xlayer;
+        const T *in;
+        /* causal self-attention against the cache */
+        CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->ln1, N));
+        CHECK(FN(edk_linear)(qkv, in, KP(p->att.w), KP(p->att.b), N, C, 3 * C));
+        FN(gpt_split_heads)(qh, kh, vh, qkv, B, TN, NH, HS);
+        CHECK(FN(tc_attention_decode)(atth, kc, vc, qh, kh, vh, NULL, B, NH, TN, Tmax, pos0,
+                                      HS, HS, scale));
+        if (TN > 1) FN(gpt_permute)(atty, atth, B, TN, NH, HS, 1);
+        CHECK(FN(edk_linear)(proj, atty, KP(p->proj.w), KP(p->proj.b), N, C, C));
+        CHECK(FN(edk_residual)(kv, x, proj, &p->ln1, N));
+        /* cross-attention to the memory's cached keys and values */
+        CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->lnx, N));
+        CHECK(FN(edk_linear)(qkv, in, KP(p->xq.w), KP(p->xq.b), N, C, C));
+        const T *q = qkv;
+        if (TN > 1) {
+            FN(gpt_permute)(qkv, qh, B, TN, NH, HS, 0);
+            q = qh;
+        }
+        CHECK(FN(tc_attention_forward)(atth, lse, q, xk, xv, xmask, B, NH, TN, S, HS, HS, scale,
+                                       TC_CAUSAL_NONE, 0.0, 0));
+        if (TN > 1) FN(gpt_permute)(atty, atth, B, TN, NH, HS, 1);
+        CHECK(FN(edk_linear)(proj, atty, KP(p->xproj.w), KP(p->xproj.b), N, C, C));
+        CHECK(FN(edk_residual)(kv, x, proj, &p->lnx, N));
+        /* MLP */
+        CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->ln2, N));
+        CHECK(FN(edk_linear)(fc, in, KP(p->fc.w), KP(p->fc.b), N, C, H));
+        CHECK(FN(gpt_act_forward)(fc, fc, N * H, c->activation));
+        CHECK(FN(edk_linear)(proj, fc, KP(p->fcproj.w), KP(p->fcproj.b), N, H, C));
+        CHECK(FN(edk_residual)(kv, x, proj, &p->ln2, N));
+    }
+    /* each row's last token -> ln_f (pre-LN) -> head */
+    T *last = x;
+    if (TN > 1) {
+        last = KS(sb->last);
+        for (int64_t b = 0; b < B; b++)
+            memcpy(last + b * C, x + (b * TN + TN - 1) * C, (size_t)C * sizeof(T));
+    }
+    if (!c->post_norm) {
+        CHECK(FN(tc_layernorm_forward)(KS(sb->lnf), NULL, NULL, last, KP(kv->g.tlnf.w),
+                                       KP(kv->g.tlnf.b), B, C, c->eps));
+        last = KS(sb->lnf);
+    }
+    CHECK(FN(edk_linear)(logits, last, KP(kv->g.head), NULL, B, C, c->Vt));
+    kv->pos = pos0 + TN;
+    return TC_OK;
+}
+
+static int FN(edk_check)(const tc_encdec_kv *kv, const T *logits, const int64_t *ids,
+                         int64_t n, int64_t V)
+{
+    if (!kv || kv->elem != (int64_t)sizeof(T) || !logits || !ids) return TC_EINVAL;
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V) return TC_EINVAL;
+    return TC_OK;
+}
+
+int FN(tc_encdec_kv_create)(tc_encdec_kv **kv, const tc_encdec_config *cfg, const T *params,
+                            int64_t Bmax, int64_t Tmax, int64_t Smax)
+{
+    CHECK(edk_new(kv, cfg, params, (int64_t)sizeof(T), Bmax, Tmax, Smax));
+    tc_encdec_kv *m = *kv;
+    /* the encoder only reads the parameters; it has no gradient buffer */
+    int st = FN(tc_encdec_create)(&m->enc, cfg, (T *)params, NULL);
+    if (st == TC_OK && cfg->position == TC_GPT_POS_SINUSOIDAL) {
+        m->tab = malloc((size_t)(Tmax * cfg->C) * sizeof(T));
+        st = m->tab ? FN(tc_position_sinusoidal)((T *)m->tab, Tmax, cfg->C, cfg->pos_base, 0)
+                    : TC_ENOMEM;
+    }
+    if (st != TC_OK) {
+        tc_encdec_kv_free(m);
+        *kv = NULL;
+    }
+    return st;
+}
+
+/* The encoder on src, then every layer's cross-attention keys and values of its output. */
+static int FN(edk_encode)(tc_encdec_kv *kv, const int64_t *src, const uint8_t *src_mask,
+                          int64_t B, int64_t S)
+{
+    const int64_t C = kv->cfg.C, NH = kv->cfg.NH, HS = C / NH;
+    const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS);
+    T *mem = malloc((size_t)(B * S * C) * sizeof(T));
+    T *tmp = malloc((size_t)(2 * B * S * C) * sizeof(T));
+    int st = mem && tmp ? TC_OK : TC_ENOMEM;
+    if (st == TC_OK) st = FN(tc_encdec_encode)(kv->enc, mem, src, src_mask, B, S);
+    for (int64_t l = 0; l < kv->cfg.Ld && st == TC_OK; l++) {
+        const ed_layer_params *p = &kv->dp[l];
+        st = FN(tc_linear_forward)(tmp, mem, KP(p->xkv.w), KP(p->xkv.b), B * S, C, 2 * C);
+        if (st == TC_OK)
+            FN(edk_split_kv)((T *)kv->xk + l * xlayer, (T *)kv->xv + l * xlayer, tmp, B, S, NH,
+                             HS);
+    }
+    free(mem);
+    free(tmp);
+    return st;
+}
+
+// logits (B,Vt); src (B,S), src_mask (B,S) or NULL, tgt (B,T0) the target prefix
+int FN(tc_encdec_kv_prefill)(tc_encdec_kv *kv, T *logits, const int64_t *src,
+                             const uint8_t *src_mask, const int64_t *tgt, int64_t B, int64_t S,
+                             int64_t T0)
+{
+    if (!kv || !src || B < 1 || B > kv->Bmax || S < 1 || S > kv->Smax || T0 < 1 ||
+        T0 > kv->Tmax)
+        return TC_EINVAL;
+    CHECK(FN(edk_check)(kv, logits, src, B * S, kv->cfg.Vs));
+    CHECK(FN(edk_check)(kv, logits, tgt, B * T0, kv->cfg.Vt));
+    int has_mask = 0;
+    if (src_mask) {
+        for (int64_t b = 0; b < B; b++) {
+            int any = 0;
+            for (int64_t s = 0; s < S; s++) {
+                any |= src_mask[b * S + s] != 0;
+                has_mask |= src_mask[b * S + s] == 0;
+            }
+            if (!any) return TC_EINVAL; /* a source without a real token */
+        }
+    }
+    if (!edk_tokens_ok(&kv->cfg, B * T0, kv->elem) ||
+        (double)B * (double)S * (double)kv->cfg.C * 3.0 * (double)kv->elem > 1e15)
+        return TC_ENOMEM;
+    kv->B = kv->pos = kv->S = 0;
+    int st = FN(edk_encode)(kv, src, has_mask ? src_mask : NULL, B, S);
+    if (st == TC_OK) {
+        kv->has_mask = has_mask;
+        if (has_mask)
+            for (int64_t i = 0; i < B * S; i++) kv->mask[i] = src_mask[i] != 0;
+        kv->B = B;
+        kv->S = S;
+        st = FN(edk_run)(kv, logits, tgt, B, T0);
+    }
+    if (st != TC_OK) kv->B = kv->pos = kv->S = 0; /* nothing valid is cached */
+    return st;
+}
+
+// logits (B,Vt); tokens (B,): one new token per row
+int FN(tc_encdec_kv_step)(tc_encdec_kv *kv, T *logits, const int64_t *tokens, int64_t B)
+{
+    if (!kv) return TC_EINVAL;
+    CHECK(FN(edk_check)(kv, logits, tokens, B, kv->cfg.Vt));
+    if (B != kv->B || B < 1 || kv->pos < 1 || kv->pos >= kv->Tmax) return TC_EINVAL;
+    const int st = FN(edk_run)(kv, logits, tokens, B, 1);
+    if (st != TC_OK) kv->B = kv->pos = kv->S = 0;
+    return st;
+}
+
+#undef KP
+#undef KS
+#undef CHECK
+#undef DVEC
+#undef DEC_VL
+#undef DEC_LOAD
+#undef EDK_GEMV_MAX_ROWS
+#undef EDK_GEMV_BLOCK

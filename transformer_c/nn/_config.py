@@ -1,0 +1,69 @@
+"""What the model configs (GPTConfig, EncoderConfig, EncoderDecoderConfig) share: field
+validation and the derived sizes / dict round trip of a frozen dataclass."""
+import dataclasses
+import math
+
+import numpy as np
+
+from .blocks import ACTIVATIONS
+
+NORMS = ("pre", "post")
+
+
+class ConfigMixin:
+    """head_size, hidden_size, to_dict and from_dict for a frozen config dataclass with
+    n_embd, n_head and n_inner fields."""
+
+    @property
+    def head_size(self):
+        return self.n_embd // self.n_head
+
+    @property
+    def hidden_size(self):
+        """The MLP width (n_inner, or 4 * n_embd)."""
+        return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """A config from a dict such as to_dict() gives (unknown keys are a ValueError)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}")
+        return cls(**d)
+
+
+def check_positive(cfg, names):
+    """ValueError unless every field in names is an int >= 1 (bools rejected)."""
+    for name in names:
+        v = getattr(cfg, name)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def check_common(cfg, positions):
+    """Validation of the fields every model config has (position must be in positions)."""
+    check_positive(cfg, ("block_size", "n_head", "n_embd"))
+    if cfg.n_embd % cfg.n_head:
+        raise ValueError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
+    if cfg.n_inner is not None and (isinstance(cfg.n_inner, (bool, np.bool_)) or
+                                    not isinstance(cfg.n_inner, (int, np.integer)) or
+                                    cfg.n_inner < 1):
+        raise ValueError(f"n_inner must be a positive integer or None, got {cfg.n_inner!r}")
+    if not (isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool) and
+            0.0 <= cfg.dropout < 1.0):
+        raise ValueError(f"dropout must be a probability in [0, 1), got {cfg.dropout!r}")
+    if cfg.position not in positions:
+        raise ValueError(f"position must be one of {positions}, got {cfg.position!r}")
+    if cfg.norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {cfg.activation!r}")
+    if not (cfg.layer_norm_epsilon >= 0 and math.isfinite(cfg.layer_norm_epsilon)):
+        raise ValueError(f"layer_norm_epsilon must be finite and >= 0, got "
+                         f"{cfg.layer_norm_epsilon!r}")
+    if not (cfg.position_base > 0 and math.isfinite(cfg.position_base)):
+        raise ValueError(f"position_base must be finite and > 0, got {cfg.position_base!r}")
