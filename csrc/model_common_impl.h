@@ -109,6 +109,13 @@ static void FN(gpt_ce_backward_inplace)(T *logits, const T *lse, const int64_t *
     }
 }
 
+/* out (n,) = act(inp (n,)); out may be inp */
+static inline int FN(gpt_act_forward)(T *out, const T *inp, int64_t n, int act)
+{
+    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
+    return FN(tc_gelu_forward)(out, inp, n, act == TC_GPT_ACT_GELU_TANH);
+}
+
 /* h (N,H) = act(pre), pre (N,H) = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL): for the
  * GELUs in one fused product (bias and activation in the GEMM's epilogue, while each tile
  * is in L1: no extra passes over pre); ReLU as product then activation. */
