@@ -66,6 +66,20 @@ def test_kv_decode_step_allocates_nothing_after_warmup(threads):
     assert n == 0
 
 
+def test_encoder_decoder_decode_step_allocates_nothing_after_warmup():
+    from transformer_c.generate.encdec import EncoderDecoderModel
+
+    cfg = EncoderDecoderConfig(src_vocab_size=40, tgt_vocab_size=50, block_size=32,
+                               n_encoder_layer=2, n_decoder_layer=2, n_head=4, n_embd=32,
+                               dropout=0.0)
+    m = EncoderDecoderModel(EncoderDecoder.create(cfg, np.random.default_rng(0),
+                                                  dtype=np.float32))
+    state, _ = m.start([[3, 4, 5, 6, 7], [8, 9]], max_new_tokens=25)
+    tokens = iter(range(40))
+    assert steps_allocate(lambda: m.step(state, np.array([next(tokens) % 50 + 1] * 2)),
+                          n=15) == 0
+
+
 def test_gemm_workspace_grows_then_is_reused():
     """In a fresh thread (empty workspace) the first product allocates its packing
     buffers, the same product again allocates nothing, a larger one grows them once."""
