@@ -4,6 +4,7 @@ same thread count, same weights, in one process. Also the step with AdamW (one i
 update of the flat parameter buffer vs torch.optim.AdamW).
 
 python -m benchmarks.gpt [--threads 1 2] [--configs small medium] [--repeats 7]
+python -m benchmarks.gpt --rss [--threads 1 2]   (peak RSS, each library in its own process)
 
 One JSON line per (config, threads): ms per step (median and best of the samples, tc and
 torch alternating) and tokens/s for both, their ratio, the activation arena's bytes per
@@ -160,13 +161,77 @@ def run(names, threads, repeats):
             emit(rec)
 
 
+def rss_child(name, lib, threads, steps=3):
+    """One library alone in this process: build the model, run `steps` training steps
+    (loss_and_grads + AdamW, or torch forward/backward + AdamW), print the peak RSS."""
+    import json
+    import resource
+
+    kw, B, T = CONFIGS[name]
+    cfg = GPTConfig(**kw)
+    model = GPT.create(cfg, np.random.default_rng(0))
+    r = np.random.default_rng(1)
+    x = r.integers(0, cfg.vocab_size, (B, T))
+    y = r.integers(0, cfg.vocab_size, (B, T))
+    if lib == "tc":
+        tc.set_num_threads(threads)  # (benchmarks.common.set_threads would import torch)
+        flat = model.flat_parameters
+        m1, m2 = np.zeros_like(flat), np.zeros_like(flat)
+        for k in range(1, steps + 1):
+            model.loss_and_grads(x, y)
+            tc.functional.adamw_update_(flat, model.flat_grads, m1, m2, step=k, lr=1e-4)
+    else:
+        import torch
+
+        set_threads(threads)
+        tm = torch_gpt(torch, cfg, model.parameters)
+        del model  # only the torch model's own memory from here on
+        opt = torch.optim.AdamW(tm.parameters(), lr=1e-4)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        for _ in range(steps):
+            tm.zero_grad(set_to_none=True)
+            tm(tx, ty).backward()
+            opt.step()
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def run_rss(names, threads):
+    """Peak RSS of the training step, each library alone in a fresh process (in one shared
+    process the larger one hides the other): the torch process imports torch, the
+    transformer_c one does not."""
+    import json
+    import subprocess
+    import sys
+
+    for name in names:
+        for t in threads:
+            rec = {"bench": "gpt_train_step_peak_rss", "config": name, "threads": t}
+            for lib in ("tc", "torch"):
+                out = subprocess.run([sys.executable, "-m", "benchmarks.gpt", "--rss-child", lib,
+                                      "--configs", name, "--threads", str(t)],
+                                     capture_output=True, text=True, check=True)
+                rec[f"{lib}_peak_rss_mib"] = round(json.loads(out.stdout.splitlines()[-1])
+                                                   ["peak_rss_mib"], 1)
+            rec["rss_ratio_tc_over_torch"] = round(rec["tc_peak_rss_mib"] /
+                                                   rec["torch_peak_rss_mib"], 3)
+            emit(rec)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--configs", nargs="+", default=["small", "medium"], choices=sorted(CONFIGS))
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--rss", action="store_true",
+                   help="measure peak RSS instead: each library alone in a fresh process")
+    p.add_argument("--rss-child", choices=["tc", "torch"], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    run(a.configs, a.threads, a.repeats)
+    if a.rss_child:
+        rss_child(a.configs[0], a.rss_child, a.threads[0])
+    elif a.rss:
+        run_rss(a.configs, a.threads)
+    else:
+        run(a.configs, a.threads, a.repeats)
 
 
 if __name__ == "__main__":

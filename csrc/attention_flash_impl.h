@@ -155,11 +155,13 @@ typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, con
 #define FN_PICK(name) TC_CAT(FN(name), _generic)
 #endif
 
-static T *FN(att_alloc)(int64_t n)
+/* n elements of the calling thread's cached scratch for slot (TC_WS_ATTENTION or
+ * TC_WS_ATT_KEYS): no allocation once warmed up */
+static T *FN(att_alloc)(int slot, int64_t n)
 {
     if (n <= 0 || (uint64_t)n > SIZE_MAX / sizeof(T) / 2) return NULL;
     size_t bytes = (size_t)attention_round_up(n * (int64_t)sizeof(T), 64);
-    return aligned_alloc(64, bytes);
+    return tc_workspace(slot, bytes);
 }
 
 static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH, int64_t Tq,
@@ -216,16 +218,13 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
     const int64_t rows = c->Tq % ATT_BR && c->Tq % ATT_BR < ATT_MR
                              ? FN(att_rows_scratch)(c->S, c->DK, c->DV) : 0;
     const int64_t per = tiled > rows ? tiled : rows;
-    T *scratch = FN(att_alloc)(per * nt);
+    T *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
     if (!scratch) return TC_ENOMEM;
     T *kt = NULL;
     if (nqb > 1 && c->DK > 0) {
         c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
-        kt = FN(att_alloc)(BH * c->nkt * c->DK * ATT_BC);
-        if (!kt) {
-            free(scratch);
-            return TC_ENOMEM;
-        }
+        kt = FN(att_alloc)(TC_WS_ATT_KEYS, BH * c->nkt * c->DK * ATT_BC);
+        if (!kt) return TC_ENOMEM;
     }
     const FN(att_fwd_item_fn) item = FN_PICK(att_fwd_item);
     c->kt = kt; /* read by the work items only after the barrier that ends the transposes */
@@ -243,8 +242,6 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
         }
     }
     c->kt = NULL;
-    free(kt);
-    free(scratch);
     return TC_OK;
 }
 
@@ -291,7 +288,7 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
         /* each thread owns whole heads: Qs, dOp, Dv, dQ and the tile scratch */
         if (nt > BH) nt = (int)BH;
         const int64_t per = 2 * qsz + osz + dsz + kscr;
-        T *scratch = FN(att_alloc)(per * nt);
+        T *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
         if (!scratch) return TC_ENOMEM;
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
@@ -307,13 +304,12 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
                     for (int64_t p = 0; p < DK; p++) dq[i * DK + p] += scale * dQ[i * DKP + p];
             }
         }
-        free(scratch);
         return TC_OK;
     }
     /* few heads: every head's key tiles dealt round-robin to the threads; shared Qs, dOp,
      * Dv; a dq partial per thread, summed in thread order */
     const int64_t per = qsz + kscr;
-    T *scratch = FN(att_alloc)(qsz + osz + dsz + per * nt);
+    T *scratch = FN(att_alloc)(TC_WS_ATTENTION, qsz + osz + dsz + per * nt);
     if (!scratch) return TC_ENOMEM;
     T *Qs = scratch, *dOp = Qs + qsz, *Dv = dOp + osz, *part = Dv + dsz;
 #pragma omp parallel num_threads(nt)
@@ -343,7 +339,6 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
             }
         }
     }
-    free(scratch);
     return TC_OK;
 }
 

@@ -192,16 +192,15 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
     if (N == 0 || OC == 0) return TC_OK;
     const size_t count = (size_t)N * (size_t)OC;
-    T *dpre = malloc(count * sizeof(T));
+    if (count > SIZE_MAX / sizeof(T)) return TC_ENOMEM;
+    /* the calling thread's cached scratch (no allocation once warmed up) */
+    T *dpre = tc_workspace(TC_WS_FUSED, count * sizeof(T));
     T *pre_own = NULL;
     if (!dpre) return TC_ENOMEM;
     int st = TC_OK;
     if (!pre) {
-        pre_own = malloc(count * sizeof(T));
-        if (!pre_own) {
-            free(dpre);
-            return TC_ENOMEM;
-        }
+        pre_own = tc_workspace(TC_WS_FUSED2, count * sizeof(T));
+        if (!pre_own) return TC_ENOMEM;
         /* out = dpre as scratch: its values are overwritten below */
         st = FN(tc_linear_gelu_forward)(dpre, pre_own, inp, weight, bias, N, C, OC,
                                         approximate_tanh);
@@ -222,8 +221,6 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
         st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1, (T)1);
     if (st == TC_OK && dweight)
         st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1, (T)1);
-    free(dpre);
-    free(pre_own);
     return st;
 }
 

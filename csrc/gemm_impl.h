@@ -87,6 +87,15 @@ int FN(tc_gemm_ref)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t 
 static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs, int64_t mr,
                             int64_t kc)
 {
+    if (cs == 1 && mr == GEMM_MR && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+        tc_gemm_pack_a6_f32_avx2((float *)dst, (const float *)A, rs, kc);
+        return;
+    }
+    if (rs == 1 && mr == GEMM_MR) { /* op(A) = A^T: each k holds MR contiguous entries */
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t i = 0; i < GEMM_MR; i++) dst[p * GEMM_MR + i] = A[p * cs + i];
+        return;
+    }
     if (cs == 1) {
         /* all MR rows stream side by side (prefetchers follow MR sequential streams) */
         const int64_t last = mr - 1;
@@ -123,6 +132,11 @@ static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs,
             memcpy(dst + p * GEMM_NR, B + p * rs, (size_t)nr * sizeof(T));
             for (int64_t j = nr; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = 0;
         }
+        return;
+    }
+    if (rs == 1 && nr == GEMM_NR && GEMM_NR == 16 && sizeof(T) == sizeof(float) &&
+        TC_GEMM_FAST_PACK_F32) {
+        tc_gemm_pack_b16t_f32_avx2((float *)dst, (const float *)B, cs, kc);
         return;
     }
     /* columns of B are rows of the stored (transposed) matrix: nr sequential streams */
@@ -218,13 +232,10 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
     size_t b_bytes = (size_t)(b_panels * GEMM_NR * kc_max) * sizeof(T);
     a_bytes = (a_bytes + 63) / 64 * 64;
     b_bytes = (b_bytes + 63) / 64 * 64;
-    T *ap = a_bytes ? aligned_alloc(64, a_bytes * (size_t)max_threads) : NULL;
-    T *bp = aligned_alloc(64, b_bytes);
-    if ((a_bytes && !ap) || !bp) {
-        free(ap);
-        free(bp);
-        return TC_ENOMEM;
-    }
+    /* the calling thread's cached buffers: no allocation once warmed up */
+    T *ap = a_bytes ? tc_workspace(TC_WS_GEMM_A, a_bytes * (size_t)max_threads) : NULL;
+    T *bp = tc_workspace(TC_WS_GEMM_B, b_bytes);
+    if ((a_bytes && !ap) || !bp) return TC_ENOMEM;
     const FN(tc_gemm_kernel_fn) kernel = FN(gemm_pick_kernel)();
     const int64_t mp_all = (M + GEMM_MR - 1) / GEMM_MR;
 
@@ -284,8 +295,6 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
             }
         }
     }
-    free(ap);
-    free(bp);
     return TC_OK;
 }
 

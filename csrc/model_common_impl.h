@@ -3,20 +3,32 @@
  * per dtype: layout copies between token-major (B,T,C) and head-major (B,NH,T,HS), residual
  * additions, position rows, the in-place cross-entropy gradient and the activations. */
 
+#ifndef TC_MODEL_COPY_MIN_WORK
+/* memory-bound copies and additions: below ~1 MB a second thread costs more to wake (a
+ * futex round trip with the passive wait policy) than it saves */
+#define TC_MODEL_COPY_MIN_WORK (8 * TC_PARALLEL_MIN_WORK)
+#endif
+
+/* d (n,) <- s (n,): head rows are short (HS values); an inline loop beats a memcpy call */
+static inline void FN(gpt_copy)(T *restrict d, const T *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = s[i];
+}
+
 // qh, kh, vh (B,NH,T,HS) <- the three C-wide slices of qkv (B,T,3C)
 static void FN(gpt_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, int64_t L,
                                 int64_t NH, int64_t HS)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t b = 0; b < B; b++) {
         for (int64_t h = 0; h < NH; h++) {
             const int64_t o = (b * NH + h) * L * HS;
             for (int64_t t = 0; t < L; t++) {
                 const T *src = qkv + (b * L + t) * 3 * C + h * HS;
-                memcpy(qh + o + t * HS, src, (size_t)HS * sizeof(T));
-                memcpy(kh + o + t * HS, src + C, (size_t)HS * sizeof(T));
-                memcpy(vh + o + t * HS, src + 2 * C, (size_t)HS * sizeof(T));
+                FN(gpt_copy)(qh + o + t * HS, src, HS);
+                FN(gpt_copy)(kh + o + t * HS, src + C, HS);
+                FN(gpt_copy)(vh + o + t * HS, src + 2 * C, HS);
             }
         }
     }
@@ -27,15 +39,15 @@ static void FN(gpt_merge_qkv)(T *dqkv, const T *dqh, const T *dkh, const T *dvh,
                               int64_t L, int64_t NH, int64_t HS)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t b = 0; b < B; b++) {
         for (int64_t t = 0; t < L; t++) {
             T *dst = dqkv + (b * L + t) * 3 * C;
             for (int64_t h = 0; h < NH; h++) {
                 const int64_t o = ((b * NH + h) * L + t) * HS;
-                memcpy(dst + h * HS, dqh + o, (size_t)HS * sizeof(T));
-                memcpy(dst + C + h * HS, dkh + o, (size_t)HS * sizeof(T));
-                memcpy(dst + 2 * C + h * HS, dvh + o, (size_t)HS * sizeof(T));
+                FN(gpt_copy)(dst + h * HS, dqh + o, HS);
+                FN(gpt_copy)(dst + C + h * HS, dkh + o, HS);
+                FN(gpt_copy)(dst + 2 * C + h * HS, dvh + o, HS);
             }
         }
     }
@@ -46,14 +58,14 @@ static void FN(gpt_permute)(T *y, T *yh, int64_t B, int64_t L, int64_t NH, int64
                             int to_tokens)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t b = 0; b < B; b++) {
         for (int64_t t = 0; t < L; t++) {
             for (int64_t h = 0; h < NH; h++) {
                 T *tok = y + (b * L + t) * C + h * HS;
                 T *head = yh + ((b * NH + h) * L + t) * HS;
-                if (to_tokens) memcpy(tok, head, (size_t)HS * sizeof(T));
-                else memcpy(head, tok, (size_t)HS * sizeof(T));
+                if (to_tokens) FN(gpt_copy)(tok, head, HS);
+                else FN(gpt_copy)(head, tok, HS);
             }
         }
     }
@@ -62,14 +74,14 @@ static void FN(gpt_permute)(T *y, T *yh, int64_t B, int64_t L, int64_t NH, int64
 // out (N,C) = a (N,C) + b (N,C); out may be a
 static void FN(gpt_add)(T *out, const T *a, const T *b, int64_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (n >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 // x (N,C) += table[pos[n]] (rows of a (maxT,C) table)
 static void FN(gpt_add_rows)(T *x, const T *table, const int64_t *pos, int64_t N, int64_t C)
 {
-#pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (N * C >= TC_MODEL_COPY_MIN_WORK)
     for (int64_t n = 0; n < N; n++) {
         const T *row = table + pos[n] * C;
         T *o = x + n * C;
@@ -97,15 +109,44 @@ static void FN(gpt_ce_backward_inplace)(T *logits, const T *lse, const int64_t *
     }
 }
 
-static int FN(gpt_act_forward)(T *out, const T *inp, int64_t n, int act)
+/* out (n,) = act(inp (n,)); out may be inp */
+static inline int FN(gpt_act_forward)(T *out, const T *inp, int64_t n, int act)
 {
     if (act == TC_GPT_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
     return FN(tc_gelu_forward)(out, inp, n, act == TC_GPT_ACT_GELU_TANH);
 }
 
-static int FN(gpt_act_backward)(T *dinp, const T *dout, const T *inp, int64_t n, int act)
+/* h (N,H) = act(pre), pre (N,H) = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL): for the
+ * GELUs in one fused product (bias and activation in the GEMM's epilogue, while each tile
+ * is in L1: no extra passes over pre); ReLU as product then activation. */
+static int FN(gpt_fc_forward)(T *h, T *pre, const T *x, const T *w, const T *b, int64_t N,
+                              int64_t C, int64_t H, int act)
 {
-    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_backward)(dinp, dout, inp, n);
-    return FN(tc_gelu_backward)(dinp, dout, inp, n, act == TC_GPT_ACT_GELU_TANH);
+    if (act == TC_GPT_ACT_RELU) {
+        const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
+        return st != TC_OK ? st : FN(tc_relu_forward)(h, pre, N * H);
+    }
+    return FN(tc_linear_gelu_forward)(h, pre, x, w, b, N, C, H, act == TC_GPT_ACT_GELU_TANH);
+}
+
+/* The MLP's backward, from dout (N,C) (the gradient at c_proj's output) to dx (N,C) (added
+ * to: +=) and the gradients of both linears (+=): dh (N,H) = dout @ projw is written, not
+ * accumulated (nothing to zero first); for the GELUs dh * gelu'(pre) and c_fc's backward
+ * run fused (vectorised, the bias gradient in the same pass); ReLU goes through dh2 (N,H).
+ * pre (N,H), h = act(pre) (N,H) and x (N,C) come from the forward; fcw (H,C), projw (C,H). */
+static int FN(gpt_mlp_backward)(T *dx, T *dh, T *dh2, T *gfcw, T *gfcb, T *gprojw, T *gprojb,
+                                const T *dout, const T *x, const T *pre, const T *h,
+                                const T *fcw, const T *projw, int64_t N, int64_t C, int64_t H,
+                                int act)
+{
+    int st = FN(tc_gemm)(dh, dout, projw, N, H, C, H, C, H, 0, 0, (T)1, (T)0);
+    if (st == TC_OK) st = FN(tc_linear_backward)(NULL, gprojw, gprojb, dout, h, projw, N, H, C);
+    if (st != TC_OK) return st;
+    if (act != TC_GPT_ACT_RELU)
+        return FN(tc_linear_gelu_backward)(dx, gfcw, gfcb, dh, pre, x, fcw, NULL, N, C, H,
+                                           act == TC_GPT_ACT_GELU_TANH);
+    memset(dh2, 0, (size_t)(N * H) * sizeof(T));
+    st = FN(tc_relu_backward)(dh2, dh, pre, N * H);
+    return st != TC_OK ? st : FN(tc_linear_backward)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H);
 }
 

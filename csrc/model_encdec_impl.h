@@ -189,8 +189,8 @@ static int FN(ed_mlp_forward)(tc_encdec *m, const ed_layer_params *p, const ed_l
                               T *proj, const T *x, int64_t N)
 {
     const int64_t C = m->cfg.C, H = m->cfg.H;
-    CHECK(FN(tc_linear_forward)(AP(a->fch), x, PP(p->fc.w), PP(p->fc.b), N, C, H));
-    CHECK(FN(gpt_act_forward)(AP(a->fcha), AP(a->fch), N * H, m->cfg.activation));
+    CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), x, PP(p->fc.w), PP(p->fc.b), N, C, H,
+                             m->cfg.activation));
     return FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcproj.w), PP(p->fcproj.b), N, H, C);
 }
 
@@ -199,12 +199,9 @@ static int FN(ed_mlp_backward)(tc_encdec *m, const ed_layer_params *p, const ed_
 {
     const int64_t C = m->cfg.C, H = m->cfg.H;
     T *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
-    memset(dh1, 0, (size_t)(N * H) * sizeof(T));
-    CHECK(FN(tc_linear_backward)(dh1, GP(p->fcproj.w), GP(p->fcproj.b), dproj, AP(a->fcha),
-                                 PP(p->fcproj.w), N, H, C));
-    memset(dh2, 0, (size_t)(N * H) * sizeof(T));
-    CHECK(FN(gpt_act_backward)(dh2, dh1, AP(a->fch), N * H, m->cfg.activation));
-    return FN(tc_linear_backward)(dx, GP(p->fc.w), GP(p->fc.b), dh2, x, PP(p->fc.w), N, C, H);
+    return FN(gpt_mlp_backward)(dx, dh1, dh2, GP(p->fc.w), GP(p->fc.b), GP(p->fcproj.w),
+                                GP(p->fcproj.b), dproj, x, AP(a->fch), AP(a->fcha), PP(p->fc.w),
+                                PP(p->fcproj.w), N, C, H, m->cfg.activation);
 }
 
 static const ed_lin *FN(ed_norm_of)(const ed_layer_params *p, int slot)

@@ -169,8 +169,8 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         else
             CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), res2,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
-        CHECK(FN(tc_linear_forward)(AP(a->fch), mlp_in, PP(p->fcw), PP(p->fcb), N, C, H));
-        CHECK(FN(gpt_act_forward)(AP(a->fcha), AP(a->fch), N * H, c->activation));
+        CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), mlp_in, PP(p->fcw), PP(p->fcb), N, C,
+                                 H, c->activation));
         CHECK(FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C));
         CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 3 + 3 * l));
         FN(gpt_add)(res3, c->post_norm ? ln1 : res2, proj, N * C);
@@ -216,14 +216,10 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
         if (!c->post_norm) {
             /* dres: d res3 (the layer output) */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 3 + 3 * l));
-            memset(dh1, 0, (size_t)(N * H) * sizeof(T));
-            CHECK(FN(tc_linear_backward)(dh1, GP(p->fcprojw), GP(p->fcprojb), dp, AP(a->fcha),
-                                         PP(p->fcprojw), N, H, C));
-            memset(dh2, 0, (size_t)(N * H) * sizeof(T));
-            CHECK(FN(gpt_act_backward)(dh2, dh1, AP(a->fch), N * H, c->activation));
             memset(dc, 0, nc_bytes);
-            CHECK(FN(tc_linear_backward)(dc, GP(p->fcw), GP(p->fcb), dh2, AP(a->ln2), PP(p->fcw),
-                                         N, C, H));
+            CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
+                                       GP(p->fcprojb), dp, AP(a->ln2), AP(a->fch), AP(a->fcha),
+                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln2w), GP(p->ln2b), dc, AP(a->res2),
                                             PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
                                             C));
@@ -242,14 +238,10 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                             PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
                                             C));
             CHECK(FN(gpt_dropout_back)(&dp, dc, ddrop, N * C, m, drop, seed, 3 + 3 * l));
-            memset(dh1, 0, (size_t)(N * H) * sizeof(T));
-            CHECK(FN(tc_linear_backward)(dh1, GP(p->fcprojw), GP(p->fcprojb), dp, AP(a->fcha),
-                                         PP(p->fcprojw), N, H, C));
-            memset(dh2, 0, (size_t)(N * H) * sizeof(T));
-            CHECK(FN(gpt_act_backward)(dh2, dh1, AP(a->fch), N * H, c->activation));
-            /* dc += through c_fc: d x1 */
-            CHECK(FN(tc_linear_backward)(dc, GP(p->fcw), GP(p->fcb), dh2, AP(a->ln1), PP(p->fcw),
-                                         N, C, H));
+            /* dc += through the MLP: d x1 */
+            CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
+                                       GP(p->fcprojb), dp, AP(a->ln1), AP(a->fch), AP(a->fcha),
+                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation));
             memset(dres, 0, nc_bytes);
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
                                             PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,

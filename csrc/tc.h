@@ -884,6 +884,31 @@ int tc_bpe_decode(uint8_t *out, const tc_bpe *bpe, const int64_t *ids, int64_t n
 
 /* ------------------------------------------------------------------ end bpe */
 
+/* ------------------------------------------------------------------ workspace (workspace.c) */
+
+#include <stddef.h>
+
+/* Kernel scratch, cached per calling thread (grow-only, 64-byte aligned, freed at thread
+ * exit): tc_workspace(slot, bytes) returns the calling thread's buffer for slot, of at least
+ * bytes, allocating only when it has to grow (NULL if that fails). Its contents are not
+ * kept from call to call. Kernels that can be live at once on one thread use distinct slots. */
+enum {
+    TC_WS_GEMM_A,    /* tc_gemm: packed A blocks (one per thread of the product) */
+    TC_WS_GEMM_B,    /* tc_gemm: the packed B panel */
+    TC_WS_ATTENTION, /* attention forward/backward tile scratch */
+    TC_WS_ATT_KEYS,  /* attention forward: transposed keys */
+    TC_WS_FUSED,     /* fused kernels' intermediates */
+    TC_WS_FUSED2,
+    TC_WS_NSLOTS
+};
+void *tc_workspace(int slot, size_t bytes);
+/* Free the calling thread's buffers (the next call allocates again). */
+void tc_workspace_release(void);
+/* Number of allocations tc_workspace has made in this process (for tests). */
+uint64_t tc_workspace_alloc_count(void);
+
+/* ------------------------------------------------------------------ end workspace */
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
 /* bind_perf.c: private switches and probes for tests and benchmarks: force the GEMM
- * micro-kernel, measure the machine's peak FP32 FLOP/s. */
+ * micro-kernel, measure the machine's peak FP32 FLOP/s, count scratch allocations. */
 #include "bind.h"
 
 /* gemm_set_kernel(name): "generic", "avx2+fma" or "auto" */
@@ -39,7 +39,18 @@ static PyObject *py_peak_flops(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(flops);
 }
 
+/* scratch_alloc_count() -> allocations made so far by the kernels' scratch workspace */
+static PyObject *py_scratch_alloc_count(PyObject *self, PyObject *args)
+{
+    (void)self;
+    if (!PyArg_ParseTuple(args, ":scratch_alloc_count")) return NULL;
+    return PyLong_FromUnsignedLongLong((unsigned long long)tc_workspace_alloc_count());
+}
+
 PyMethodDef tc_methods_perf[] = {
+    {"scratch_alloc_count", py_scratch_alloc_count, METH_VARARGS,
+     "scratch_alloc_count() -> int: allocations made so far by the kernels' per-thread scratch "
+     "workspace (for tests: a warmed-up step makes none)"},
     {"gemm_set_kernel", py_gemm_set_kernel, METH_VARARGS,
      "gemm_set_kernel(name): force the GEMM micro-kernel ('generic', 'avx2+fma', 'auto')"},
     {"peak_flops", py_peak_flops, METH_VARARGS,
