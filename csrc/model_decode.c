@@ -14,6 +14,7 @@
  */
 #include "tc_generic.h"
 #include "gpt_layout.h"
+#include "model_common.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,6 @@ static int decode_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fm
 #else
 #define TC_DEC_X86 0
 #endif
-
-typedef struct { /* byte offsets into the scratch */
-    size_t pos, x, h, qkv, qkvh, atth, atty, proj, fc, last, lnf, total;
-} kv_bufs;
 
 struct tc_gpt_kv {
     tc_gpt_config cfg;
@@ -45,55 +42,19 @@ struct tc_gpt_kv {
     void *tab1, *tab2;
     char *scratch;
     int64_t cap_tokens;              /* the scratch is carved for this many tokens */
-    kv_bufs sb;
+    dec_bufs sb;
 };
 
-/* Bump allocation: byte offset of a block of n elements of `size` bytes, 64-byte aligned. */
-static size_t kv_take(size_t *used, int64_t n, int64_t size)
-{
-    const size_t off = (*used + 63) / 64 * 64;
-    *used = off + (size_t)n * (size_t)size;
-    return off;
-}
-
-static kv_bufs kv_plan(const tc_gpt_config *c, int64_t N, int64_t elem)
-{
-    size_t u = 0;
-    kv_bufs s;
-    s.pos = kv_take(&u, N, sizeof(int64_t));
-    s.x = kv_take(&u, N * c->C, elem);
-    s.h = kv_take(&u, N * c->C, elem);
-    s.qkv = kv_take(&u, 3 * N * c->C, elem);
-    s.qkvh = kv_take(&u, 3 * N * c->C, elem);
-    s.atth = kv_take(&u, N * c->C, elem);
-    s.atty = kv_take(&u, N * c->C, elem);
-    s.proj = kv_take(&u, N * c->C, elem);
-    s.fc = kv_take(&u, N * c->H, elem);
-    s.last = kv_take(&u, N * c->C, elem);
-    s.lnf = kv_take(&u, N * c->C, elem);
-    s.total = (u + 63) / 64 * 64;
-    return s;
-}
-
-/* Whether N tokens of scratch stay far from size_t overflow. */
 static int kv_tokens_ok(const tc_gpt_config *c, int64_t N, int64_t elem)
 {
-    return (double)N * (double)(12 * c->C + c->H + 8) * (double)elem < 1e15;
+    return dec_tokens_ok(c->C, c->H, c->NH, N, elem);
 }
 
 /* Grow the scratch to hold N tokens. */
 static int kv_reserve(tc_gpt_kv *kv, int64_t N)
 {
-    if (N <= kv->cap_tokens && kv->scratch) return TC_OK;
-    if (!kv_tokens_ok(&kv->cfg, N, kv->elem)) return TC_ENOMEM;
-    const kv_bufs s = kv_plan(&kv->cfg, N, kv->elem);
-    char *p = aligned_alloc(64, s.total ? s.total : 64);
-    if (!p) return TC_ENOMEM;
-    free(kv->scratch);
-    kv->scratch = p;
-    kv->sb = s;
-    kv->cap_tokens = N;
-    return TC_OK;
+    return dec_reserve(&kv->scratch, &kv->cap_tokens, &kv->sb, kv->cfg.C, kv->cfg.H,
+                       kv->cfg.NH, N, kv->elem);
 }
 
 /* Bytes of one cache buffer (k or v): L * Bmax * C * Smax elements. */

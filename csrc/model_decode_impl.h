@@ -156,7 +156,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, T *logits, const int64_t *idx, int64_t B, 
     const int64_t pos0 = kv->pos, S = pos0 + TN, N = B * TN;
     const int64_t C = c->C, H = c->H, NH = c->NH, HS = C / NH, Smax = kv->Smax;
     CHECK(kv_reserve(kv, N));
-    const kv_bufs *sb = &kv->sb;
+    const dec_bufs *sb = &kv->sb;
     int64_t *pos = (int64_t *)(kv->scratch + sb->pos);
     T *x = KS(sb->x), *hbuf = KS(sb->h), *qkv = KS(sb->qkv), *qh = KS(sb->qkvh);
     T *kh = qh + N * C, *vh = kh + N * C, *atth = KS(sb->atth), *proj = KS(sb->proj);

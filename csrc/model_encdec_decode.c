@@ -37,10 +37,6 @@ static int edk_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma")
 #define TC_DEC_X86 0
 #endif
 
-typedef struct { /* byte offsets into the scratch */
-    size_t pos, x, h, qkv, qkvh, atth, atty, proj, fc, lse, last, lnf, total;
-} edk_bufs;
-
 struct tc_encdec_kv {
     tc_encdec_config cfg;
     int64_t elem;                    /* sizeof(T) */
@@ -56,47 +52,19 @@ struct tc_encdec_kv {
     void *tab;
     char *scratch;
     int64_t cap_tokens;
-    edk_bufs sb;
+    dec_bufs sb;
 };
-
-static edk_bufs edk_plan(const tc_encdec_config *c, int64_t N, int64_t elem)
-{
-    size_t u = 0;
-    edk_bufs s;
-    s.pos = gpt_take(&u, N, sizeof(int64_t));
-    s.x = gpt_take(&u, N * c->C, elem);
-    s.h = gpt_take(&u, N * c->C, elem);
-    s.qkv = gpt_take(&u, 3 * N * c->C, elem);
-    s.qkvh = gpt_take(&u, 3 * N * c->C, elem);
-    s.atth = gpt_take(&u, N * c->C, elem);
-    s.atty = gpt_take(&u, N * c->C, elem);
-    s.proj = gpt_take(&u, N * c->C, elem);
-    s.fc = gpt_take(&u, N * c->H, elem);
-    s.lse = gpt_take(&u, N * c->NH, elem);
-    s.last = gpt_take(&u, N * c->C, elem);
-    s.lnf = gpt_take(&u, N * c->C, elem);
-    s.total = (u + 63) / 64 * 64;
-    return s;
-}
 
 static int edk_tokens_ok(const tc_encdec_config *c, int64_t N, int64_t elem)
 {
-    return (double)N * (double)(13 * c->C + c->H + c->NH + 8) * (double)elem < 1e15;
+    return dec_tokens_ok(c->C, c->H, c->NH, N, elem);
 }
 
 /* Grow the scratch to hold N tokens. */
 static int edk_reserve(tc_encdec_kv *kv, int64_t N)
 {
-    if (N <= kv->cap_tokens && kv->scratch) return TC_OK;
-    if (!edk_tokens_ok(&kv->cfg, N, kv->elem)) return TC_ENOMEM;
-    const edk_bufs s = edk_plan(&kv->cfg, N, kv->elem);
-    char *p = aligned_alloc(64, s.total ? s.total : 64);
-    if (!p) return TC_ENOMEM;
-    free(kv->scratch);
-    kv->scratch = p;
-    kv->sb = s;
-    kv->cap_tokens = N;
-    return TC_OK;
+    return dec_reserve(&kv->scratch, &kv->cap_tokens, &kv->sb, kv->cfg.C, kv->cfg.H,
+                       kv->cfg.NH, N, kv->elem);
 }
 
 /* Bytes of one self-attention cache buffer (k or v) and of one cross-attention one. */

@@ -119,7 +119,7 @@ static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t 
     const int64_t pos0 = kv->pos, N = B * TN, S = kv->S;
     const int64_t C = c->C, H = c->H, NH = c->NH, HS = C / NH, Tmax = kv->Tmax;
     CHECK(edk_reserve(kv, N));
-    const edk_bufs *sb = &kv->sb;
+    const dec_bufs *sb = &kv->sb;
     int64_t *pos = (int64_t *)(kv->scratch + sb->pos);
     T *x = KS(sb->x), *hbuf = KS(sb->h), *qkv = KS(sb->qkv), *qh = KS(sb->qkvh);
     T *kh = qh + N * C, *vh = kh + N * C, *atth = KS(sb->atth), *proj = KS(sb->proj);
