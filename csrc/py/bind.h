@@ -109,6 +109,10 @@ int tc_py_flat_buffers(PyObject *p_obj, PyObject *g_obj, int64_t P, int *typenum
 int tc_py_check_targets(PyArrayObject *targets, const char *name, int64_t V,
                         int64_t ignore_index);
 
+/* The rows argument of a decoder's select: 1-D ids in [0, rows_now), at most max_rows of
+ * them (ValueError / IndexError / TypeError naming "rows"). New reference or NULL. */
+PyArrayObject *tc_py_select_rows(PyObject *obj, int64_t rows_now, int64_t max_rows);
+
 /* Method tables, one per family (bind_<family>.c); module.c adds them all. */
 extern PyMethodDef tc_methods_linear[];
 extern PyMethodDef tc_methods_activation[];

@@ -182,19 +182,12 @@ static PyObject *py_encdec_kv_select(PyObject *self, PyObject *args)
     PyArrayObject *rows = NULL;
     edk_handle *h;
     int64_t B = 0, pos = 0, slen = 0;
-    char buf[128];
     (void)self;
     if (!PyArg_ParseTuple(args, "OO", &k_obj, &r_obj)) return NULL;
     if (!(h = edk_acquire(k_obj))) return NULL;
     tc_encdec_kv_state(h->kv, &B, &pos, &slen);
-    if (!(rows = tc_py_index_array(r_obj, "rows", 1))) goto done;
+    if (!(rows = tc_py_select_rows(r_obj, B, h->Bmax))) goto done;
     const int64_t B2 = PyArray_DIM(rows, 0);
-    if (B2 > h->Bmax) {
-        PyErr_Format(PyExc_ValueError, "rows must have at most max_batch = %lld entries, got %s",
-                     (long long)h->Bmax, tc_py_shape_str(rows, buf, sizeof buf));
-        goto done;
-    }
-    if (tc_py_check_index_range(rows, "rows", B)) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = tc_encdec_kv_select(h->kv, PyArray_DATA(rows), B2);

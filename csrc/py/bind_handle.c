@@ -102,3 +102,21 @@ int tc_py_check_targets(PyArrayObject *targets, const char *name, int64_t V,
     }
     return 0;
 }
+
+PyArrayObject *tc_py_select_rows(PyObject *obj, int64_t rows_now, int64_t max_rows)
+{
+    PyArrayObject *rows = tc_py_index_array(obj, "rows", 1);
+    if (!rows) return NULL;
+    if (PyArray_DIM(rows, 0) > max_rows) {
+        char buf[128];
+        PyErr_Format(PyExc_ValueError, "rows must have at most max_batch = %lld entries, got %s",
+                     (long long)max_rows, tc_py_shape_str(rows, buf, sizeof buf));
+        Py_DECREF(rows);
+        return NULL;
+    }
+    if (tc_py_check_index_range(rows, "rows", rows_now)) {
+        Py_DECREF(rows);
+        return NULL;
+    }
+    return rows;
+}
