@@ -5,25 +5,23 @@
  *
  * gelu, exact:  y = 0.5 x (1 + erf(x / sqrt 2)),  y' = Phi(x) + x phi(x)
  *   with Phi(x) = 0.5 (1 + erf(x / sqrt 2)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
- * gelu, tanh (GPT-2, torch approximate='tanh'; float32 through the vectorisable tanh of
- * gelu_math.h):
- *   u = sqrt(2/pi) (x + 0.044715 x^3),  y = 0.5 x (1 + tanh u),
- *   y' = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2).
- *   For large |x| (x^3 overflows, 1 - tanh^2 u == 0) the second term is taken as exactly 0
- *   rather than 0 * inf = NaN.
+ * gelu, tanh (GPT-2, torch approximate='tanh'):
+ *   u = sqrt(2/pi) (x + 0.044715 x^3),  y = 0.5 x (1 + tanh u) = x sigmoid(2u),
+ *   y' = s + 2 sqrt(2/pi) x s (1 - s) (1 + 3 * 0.044715 x^2), s = sigmoid(2u),
+ *   on whole vectors through one vector exp (gelu_math.h: overflow and NaN handling there).
  *
  * These loops are independent per element, so results do not depend on the thread count.
  * Each loop is an always-inline body compiled twice, for the x86-64 baseline and with
  * AVX2+FMA (picked at run time, vec_math.h); a call splits the array into one contiguous
  * chunk per thread, and runs in parallel only from a per-kernel size on (ACT_*_PAR_MIN):
  * a parallel region costs more than a cheap pass over a small array. ReLU's backward is a
- * branch-free select (vectorised); GELU's tanh form is vectorised through the branch-free
- * tanh of gelu_math.h (float32); the exact form's derivative takes exp(-x^2/2) from the
- * shared vector exp (vec_math.h), a block of ACT_BLOCK elements at a time.
+ * branch-free select (vectorised); GELU's tanh form is written on vectors (gelu_math.h);
+ * the exact form's derivative takes exp(-x^2/2) from the shared vector exp (vec_math.h), a
+ * block of ACT_BLOCK elements at a time.
  */
 
-#include "gelu_math.h"
 #include "vec_math.h"
+#include "gelu_math.h"
 
 #ifndef TC_ACT_ONCE
 #define TC_ACT_ONCE
@@ -69,10 +67,12 @@ __attribute__((always_inline)) static inline void FN(act_gelu_fwd_body)(T *out, 
                                                                         int64_t n, int approx)
 {
     if (approx) {
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) out[i] = FN(fused_gelu)(inp[i], 1);
+        /* whole vectors, then the last n % VL elements as one partial vector */
+        int64_t i = 0;
+        for (; i + VL <= n; i += VL) VSTORE(out + i, GELU_TANH_V(VLOAD(inp + i)));
+        if (i < n) VSTOREN(out + i, GELU_TANH_V(VLOADN(inp + i, n - i, 0)), n - i);
     } else {
-        for (int64_t i = 0; i < n; i++) out[i] = FN(fused_gelu)(inp[i], 0);
+        for (int64_t i = 0; i < n; i++) out[i] = FN(fused_gelu_exact)(inp[i]);
     }
 }
 
@@ -81,8 +81,16 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp,
                                                                         int approx)
 {
     if (approx) {
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * FN(fused_gelu_grad)(inp[i], 1);
+        int64_t i = 0;
+        for (; i + VL <= n; i += VL)
+            VSTORE(dinp + i, VLOAD(dinp + i) + VLOAD(dout + i) * GELU_TANH_GRAD_V(VLOAD(inp + i)));
+        if (i < n) {
+            const int64_t m = n - i;
+            VSTOREN(dinp + i,
+                    VLOADN(dinp + i, m, 0) + VLOADN(dout + i, m, 0) *
+                                                 GELU_TANH_GRAD_V(VLOADN(inp + i, m, 0)),
+                    m);
+        }
         return;
     }
     /* gelu'(x) = Phi(x) + x phi(x): phi from the vector exp, a block at a time */

@@ -11,9 +11,8 @@
  *   Backward: ds_total = ds + LN'(dy) (ds: the gradient reaching s directly, or none);
  *   dx += ds_total, dr += ds_total; dweight, dbias as layernorm.
  *
- * GELU as in activation_impl.h (exact erf form, or GPT-2's tanh form). The float32 tanh
- * form uses a branch-free, vectorisable tanh (fused_tanhf, error a few ulp) instead of
- * libm's scalar tanhf; float64 uses libm.
+ * GELU as in activation_impl.h (exact erf form, or GPT-2's tanh form written on whole
+ * vectors as x sigmoid(2u) through one vector exp: gelu_math.h).
  * Every output element is written by one thread in a fixed order: results are bitwise
  * reproducible for a fixed thread count.
  */
@@ -23,8 +22,8 @@
 #define TC_FUSED_BLOCK 64 /* columns per thread block in column sums */
 #endif
 
-#include "gelu_math.h"
 #include "vec_math.h"
+#include "gelu_math.h"
 #include "layernorm_rows.h"
 
 /* Each row/block routine below is written once as an always-inline body and compiled
@@ -51,10 +50,12 @@ FN(lg_rows_body)(T *out_all, T *pre_all, const T *bias, int64_t OC, int64_t i0, 
             for (int64_t j = 0; j < n; j++) pre[j] += b[j];
         }
         if (approximate_tanh) {
-#pragma omp simd
-            for (int64_t j = 0; j < n; j++) out[j] = FN(fused_gelu)(pre[j], 1);
+            /* whole vectors, then the last n % VL columns as one partial vector */
+            int64_t j = 0;
+            for (; j + VL <= n; j += VL) VSTORE(out + j, GELU_TANH_V(VLOAD(pre + j)));
+            if (j < n) VSTOREN(out + j, GELU_TANH_V(VLOADN(pre + j, n - j, 0)), n - j);
         } else {
-            for (int64_t j = 0; j < n; j++) out[j] = FN(fused_gelu)(pre[j], 0);
+            for (int64_t j = 0; j < n; j++) out[j] = FN(fused_gelu_exact)(pre[j]);
         }
     }
 }
@@ -70,14 +71,21 @@ FN(lg_grad_block_body)(T *dpre, T *dbias, const T *dout, const T *pre, int64_t N
         const T *p = pre + n * OC + o0, *g = dout + n * OC + o0;
         T *d = dpre + n * OC + o0;
         if (approximate_tanh) {
-#pragma omp simd
-            for (int64_t o = 0; o < width; o++) {
-                d[o] = g[o] * FN(fused_gelu_grad)(p[o], 1);
-                s[o] += d[o];
+            int64_t o = 0;
+            for (; o + VL <= width; o += VL) {
+                const VF v = VLOAD(g + o) * GELU_TANH_GRAD_V(VLOAD(p + o));
+                VSTORE(d + o, v);
+                VSTORE(s + o, VLOAD(s + o) + v);
+            }
+            if (o < width) {
+                const int64_t k = width - o;
+                const VF v = VLOADN(g + o, k, 0) * GELU_TANH_GRAD_V(VLOADN(p + o, k, 0));
+                VSTOREN(d + o, v, k);
+                VSTOREN(s + o, VLOADN(s + o, k, 0) + v, k);
             }
         } else {
             for (int64_t o = 0; o < width; o++) {
-                d[o] = g[o] * FN(fused_gelu_grad)(p[o], 0);
+                d[o] = g[o] * FN(fused_gelu_exact_grad)(p[o]);
                 s[o] += d[o];
             }
         }

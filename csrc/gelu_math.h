@@ -1,12 +1,25 @@
-/* gelu_math.h: GELU and its derivative for one element, written once for T; shared by the
- * activation kernels (activation_impl.h) and the fused linear + GELU (fused_impl.h).
- * Include it per dtype (T, SFX defined).
+/* gelu_math.h: GELU and its derivative, written once for T; shared by the activation
+ * kernels (activation_impl.h) and the fused linear + GELU (fused_impl.h). Include it per
+ * dtype (T, SFX defined).
  *
- *   exact: gelu(x) = 0.5 x (1 + erf(x / sqrt 2)),  gelu'(x) = Phi(x) + x phi(x);
- *   tanh (GPT-2): u = sqrt(2/pi) (x + 0.044715 x^3), gelu(x) = 0.5 x (1 + tanh u).
- * The float32 tanh form uses a branch-free, vectorisable tanh (fused_tanhf, error a few
- * ulp) instead of libm's scalar tanhf, so loops calling it vectorise; float64 uses libm.
+ *   exact: gelu(x) = 0.5 x (1 + erf(x / sqrt 2)),  gelu'(x) = Phi(x) + x phi(x)
+ *     (one element at a time, libm erf; fused_gelu_exact / fused_gelu_exact_grad).
+ *   tanh (GPT-2): u = sqrt(2/pi) (x + 0.044715 x^3), gelu(x) = 0.5 x (1 + tanh u),
+ *     evaluated on a whole vector (vec_math.h's VF) as x sigmoid(2u), which is the same
+ *     function: 0.5 (1 + tanh u) = 1 / (1 + e^{-2u}). With a = e^{-2|u|} in [0, 1] (one call
+ *     of the shared vector exp) and r = 1 / (1 + a):
+ *       s = sigmoid(2u) = r (x >= 0) or a r (x < 0),   s (1 - s) = a r^2,
+ *       gelu(x) = x s,   gelu'(x) = s + 2 sqrt(2/pi) x s (1 - s) (1 + 3 * 0.044715 x^2).
+ *     No 1 + tanh u cancellation (accurate in both tails), no overflow inside (a <= 1), a
+ *     few ulp in float32 and float64 alike. Where x^3 overflows a = 0, so gelu(x) = x for
+ *     large positive x and -0 for large negative x, gelu' = 1 / 0; the derivative's second
+ *     term is taken at x clamped to [-1e4, 1e4] (where a is already exactly 0), so it is 0
+ *     rather than 0 * inf = NaN. NaN propagates (every step keeps it); gelu(-inf) is NaN
+ *     (-inf * 0), as 0.5 x (1 + tanh u) is. No FMA is written: compiled without FMA the
+ *     AVX2 and baseline builds round identically (fused_impl.h relies on it).
  */
+
+#include "vec_math.h"
 
 #ifndef TC_GELU_MATH_ONCE
 #define TC_GELU_MATH_ONCE
@@ -14,104 +27,48 @@
 #define TC_GELU_KAPPA 0.044715
 #define TC_RSQRT2 0.70710678118654752440      /* 1 / sqrt(2) */
 #define TC_RSQRT2PI 0.39894228040143267794    /* 1 / sqrt(2 pi) */
+#define TC_GELU_XCLAMP 1e4                    /* |x| beyond: e^{-2|u|} == 0 in both dtypes */
 
-static inline int32_t fused_bits(float f)
-{
-    int32_t i;
-    memcpy(&i, &f, sizeof i);
-    return i;
-}
-static inline float fused_float(int32_t i)
-{
-    float f;
-    memcpy(&f, &i, sizeof f);
-    return f;
-}
+/* s = sigmoid(2u) and q = s (1 - s) of the tanh-form GELU, lane by lane, for the vector x
+ * of the current T (VF); declares x_g, s_g, q_g in the enclosing scope */
+#define GELU_TANH_PARTS(xin)                                                                \
+    const VF x_g = (xin);                                                                   \
+    const VI neg_g = x_g < (T)0;                                                            \
+    const VF ax_g = TC_VSEL(VI, VF, neg_g, -x_g, x_g);                                      \
+    const VF a_g = VEXP((T)(-2 * TC_GELU_BETA) *                                            \
+                        (ax_g * ((T)1 + (T)TC_GELU_KAPPA * (x_g * x_g))));                  \
+    const VF r_g = (T)1 / ((T)1 + a_g);                                                     \
+    const VF ar_g = a_g * r_g;                                                              \
+    const VF s_g = TC_VSEL(VI, VF, neg_g, ar_g, r_g);                                       \
+    const VF q_g = ar_g * r_g
 
-/* e^x for x in [0, 88] (Cephes expf: Cody-Waite reduction, degree-6 polynomial). */
-static inline float fused_expf_pos(float x)
-{
-    const float fn = (float)(int32_t)(x * 1.44269504088896341f + 0.5f);
-    const float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
-    float p = 1.9875691500E-4f;
-    p = p * r + 1.3981999507E-3f;
-    p = p * r + 8.3334519073E-3f;
-    p = p * r + 4.1665795894E-2f;
-    p = p * r + 1.6666665459E-1f;
-    p = p * r + 5.0000001201E-1f;
-    p = p * r * r + r + 1.0f;
-    return p * fused_float(((int32_t)fn + 127) << 23);
-}
+/* gelu(x), tanh form, on a vector of T */
+#define GELU_TANH_V(xin) ({                                                                 \
+    GELU_TANH_PARTS(xin);                                                                   \
+    (void)q_g;                                                                              \
+    x_g * s_g;                                                                              \
+})
 
-/* tanh(x) for float: Cephes' odd polynomial for |x| < 0.625, 1 - 2 / (e^{2|x|} + 1)
- * beyond (exactly +-1 for |x| >= 9.1), NaN for NaN; relative error a few ulp. Both forms
- * are always computed and the choices are integer compares and bit blends on the IEEE bits
- * (monotonic for |x|): with float compares and trapping math GCC would keep branches and
- * not vectorise loops calling it. */
-static inline float fused_tanhf(float x)
-{
-    const float ax = fabsf(x);
-    const int32_t axi = fused_bits(ax);
-    const float z = x * x;
-    float ps = -5.70498872745E-3f;
-    ps = ps * z + 2.06390887954E-2f;
-    ps = ps * z - 5.37397155531E-2f;
-    ps = ps * z + 1.33314422036E-1f;
-    ps = ps * z - 3.33332819422E-1f;
-    ps = ps * z * x + x;
-    const int32_t a2i = fused_bits(2.0f * ax), cap = 0x42b00000; /* 88.0f */
-    const float a2 = fused_float(a2i < cap ? a2i : cap);
-    const float pl = copysignf(1.0f - 2.0f / (fused_expf_pos(a2) + 1.0f), x);
-    const int32_t small = -(int32_t)(axi < 0x3f200000); /* |x| < 0.625f */
-    const int32_t number = -(int32_t)(axi <= 0x7f800000); /* not NaN */
-    const int32_t t = (small & fused_bits(ps)) | (~small & fused_bits(pl));
-    return fused_float((number & t) | (~number & fused_bits(x)));
-}
-/* x clamped to [-10, 10] (NaN becomes +-10: callers propagate NaN another way); the
- * float one by an integer min on the bits of |x|, for the same reason as above */
-static inline float fused_clamp10f(float x)
-{
-    const int32_t a = fused_bits(fabsf(x)), cap = 0x41200000; /* 10.0f */
-    return copysignf(fused_float(a < cap ? a : cap), x);
-}
-static inline double fused_clamp10d(double x) { return fabs(x) < 10 ? x : copysign(10.0, x); }
-
-/* FUSED_TANH: fused_tanhf for float, libm tanh for double */
-#define fused_tanh_f32 fused_tanhf
-#define fused_tanh_f64 tanh
-#define fused_clamp10_f32 fused_clamp10f
-#define fused_clamp10_f64 fused_clamp10d
+/* gelu'(x), tanh form, on a vector of T */
+#define GELU_TANH_GRAD_V(xin) ({                                                            \
+    GELU_TANH_PARTS(xin);                                                                   \
+    VF xc_g = TC_VSEL(VI, VF, x_g > (T)TC_GELU_XCLAMP, VSPLAT(TC_GELU_XCLAMP), x_g);        \
+    xc_g = TC_VSEL(VI, VF, xc_g < (T)-TC_GELU_XCLAMP, VSPLAT(-TC_GELU_XCLAMP), xc_g);       \
+    s_g + (T)(2 * TC_GELU_BETA) * xc_g * q_g *                                              \
+              ((T)1 + (T)(3 * TC_GELU_KAPPA) * (xc_g * xc_g));                              \
+})
 #endif
 
-#define FUSED_TANH TC_CAT(fused_tanh_, SFX)
-#define FUSED_CLAMP10 TC_CAT(fused_clamp10_, SFX)
-
-/* gelu(x) */
-static inline T FN(fused_gelu)(T x, int approximate_tanh)
+/* gelu(x), exact form */
+static inline T FN(fused_gelu_exact)(T x)
 {
-    if (approximate_tanh) {
-        const T u = (T)TC_GELU_BETA * (x + (T)TC_GELU_KAPPA * x * x * x);
-        return (T)0.5 * x * ((T)1 + FUSED_TANH(u));
-    }
     return (T)0.5 * x * ((T)1 + MATH(erf)(x * (T)TC_RSQRT2));
 }
 
-/* gelu'(x) */
-static inline T FN(fused_gelu_grad)(T x, int approximate_tanh)
+/* gelu'(x), exact form */
+static inline T FN(fused_gelu_exact_grad)(T x)
 {
-    if (approximate_tanh) {
-        /* for |x| >= 10, 1 - tanh^2 u is exactly 0 in both dtypes: the second term is taken
-         * at the clamped x, so it is 0 rather than 0 * inf = NaN when x^3 overflows */
-        const T xc = FUSED_CLAMP10(x), xc2 = xc * xc;
-        const T t = FUSED_TANH((T)TC_GELU_BETA * (x + (T)TC_GELU_KAPPA * x * x * x));
-        const T sech2 = (T)1 - t * t;
-        const T tail = (T)0.5 * xc * sech2 * (T)TC_GELU_BETA * ((T)1 + (T)3 * (T)TC_GELU_KAPPA * xc2);
-        return (T)0.5 * ((T)1 + t) + tail;
-    }
     const T cdf = (T)0.5 * ((T)1 + MATH(erf)(x * (T)TC_RSQRT2));
     const T pdf = MATH(exp)((T)-0.5 * x * x) * (T)TC_RSQRT2PI;
     return cdf + x * pdf;
 }
-
-#undef FUSED_TANH
-#undef FUSED_CLAMP10

@@ -184,6 +184,48 @@ def test_large_values_do_not_overflow_to_nan(dtype, approximate):
     np.testing.assert_array_equal(dx, (x > 0).astype(dtype))
 
 
+def _ref_tanh_gelu_ld(x):
+    """tanh-form gelu and gelu' in long double, as x sigmoid(2u) (no 1 + tanh u cancellation),
+    and u"""
+    x = x.astype(np.longdouble)
+    k = np.sqrt(np.longdouble(2) / np.longdouble(np.pi))
+    u = k * (x + np.longdouble(0.044715) * x ** 3)
+    with np.errstate(over="ignore"):
+        s = 1 / (1 + np.exp(-2 * u))
+    return x * s, s + 2 * k * x * s * (1 - s) * (1 + 3 * np.longdouble(0.044715) * x ** 2), u
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fused", [False, True])
+def test_tanh_gelu_relative_accuracy_in_both_tails(dtype, fused):
+    # dense sweep down to where gelu underflows: relative error of a few ulp times the
+    # conditioning of e^{-2u} in its argument (1 + 2|u|), both tails (the negative one is
+    # tiny, not 0), forward and backward, the element-wise and the fused kernels
+    lim = 14 if dtype == np.float32 else 37
+    x = np.linspace(-lim, lim, 400001).astype(dtype)
+    if fused:
+        I = np.eye(1, dtype=dtype)
+        y = F.linear_gelu(x[:, None], I, approximate="tanh")[:, 0]
+        d = F.linear_gelu_backward(np.ones_like(x)[:, None], x[:, None], I,
+                                   approximate="tanh")[0][:, 0]
+    else:
+        y = F.gelu(x, approximate="tanh")
+        d = F.gelu_backward(np.ones_like(x), x, approximate="tanh")
+    want, dwant, u = _ref_tanh_gelu_ld(x)
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).tiny
+    cond = 1 + 2 * np.abs(u)
+    m = np.abs(want) > tiny
+    assert np.any(m & (np.abs(want) < 1e6 * tiny))  # the far negative tail is in the test
+    err = np.abs(y.astype(np.longdouble) - want)
+    assert np.all(err[m] <= 4 * eps * cond[m] * np.abs(want[m]))
+    assert np.all(err[~m] <= tiny)
+    # the derivative crosses 0 (x = -0.75): its error is measured against the size of its
+    # terms, s and |2 sqrt(2/pi) x s (1 - s) (1 + 3 k x^2)| <= s (1 - s)(1 + |x|^3) scale
+    s_neg = 1 / (1 + np.exp(np.minimum(2 * np.abs(u), 11000)))
+    scale = np.abs(dwant) + s_neg * (1 + np.abs(x.astype(np.longdouble)) ** 3)
+    assert np.all(np.abs(d.astype(np.longdouble) - dwant) <= 4 * eps * cond * scale + tiny)
+
+
 def test_relu_special_values_follow_torch():
     x = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf])
     y = F.relu(x)

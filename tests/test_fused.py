@@ -145,7 +145,7 @@ def test_linear_gelu_matches_torch(torch, dtype, approximate):
 
 
 def test_fast_float32_tanh_gelu_is_accurate_everywhere():
-    # the vectorised float32 tanh: dense sweep, the polynomial/exp switch at |u| = 0.625,
+    # the vectorised float32 tanh form (x sigmoid(2u), gelu_math.h): dense sweep,
     # saturation, huge values (x^3 overflows), NaN
     x = np.concatenate([np.linspace(-12, 12, 200001), [0.0, -0.0, 1e-30, -1e-30, 30.0, -30.0,
                                                         1e20, -1e20, 3e38, -3e38]])
