@@ -53,13 +53,22 @@ __attribute__((always_inline)) static inline void FN(act_relu_fwd_body)(T *out, 
 }
 
 __attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(T *dinp, const T *dout,
-                                                                        const T *inp, int64_t n)
+                                                                        const T *inp, int64_t n,
+                                                                        int acc)
 {
     /* both loads unconditional, so the select is a vector blend, not a branch */
+    if (acc) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) {
-        const T g = dout[i], x = inp[i];
-        dinp[i] += x > (T)0 ? g : (T)0;
+        for (int64_t i = 0; i < n; i++) {
+            const T g = dout[i], x = inp[i];
+            dinp[i] += x > (T)0 ? g : (T)0;
+        }
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            const T g = dout[i], x = inp[i];
+            dinp[i] = x > (T)0 ? g : (T)0;
+        }
     }
 }
 
@@ -78,18 +87,23 @@ __attribute__((always_inline)) static inline void FN(act_gelu_fwd_body)(T *out, 
 
 __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp, const T *dout,
                                                                         const T *inp, int64_t n,
-                                                                        int approx)
+                                                                        int approx, int acc)
 {
     if (approx) {
+        /* acc: dinp += value, else dinp = value (dinp's old content never read) */
         int64_t i = 0;
-        for (; i + VL <= n; i += VL)
-            VSTORE(dinp + i, VLOAD(dinp + i) + VLOAD(dout + i) * GELU_TANH_GRAD_V(VLOAD(inp + i)));
+        if (acc)
+            for (; i + VL <= n; i += VL)
+                VSTORE(dinp + i,
+                       VLOAD(dinp + i) + VLOAD(dout + i) * GELU_TANH_GRAD_V(VLOAD(inp + i)));
+        else
+            for (; i + VL <= n; i += VL)
+                VSTORE(dinp + i, VLOAD(dout + i) * GELU_TANH_GRAD_V(VLOAD(inp + i)));
         if (i < n) {
             const int64_t m = n - i;
-            VSTOREN(dinp + i,
-                    VLOADN(dinp + i, m, 0) + VLOADN(dout + i, m, 0) *
-                                                 GELU_TANH_GRAD_V(VLOADN(inp + i, m, 0)),
-                    m);
+            VF v = VLOADN(dout + i, m, 0) * GELU_TANH_GRAD_V(VLOADN(inp + i, m, 0));
+            if (acc) v = VLOADN(dinp + i, m, 0) + v;
+            VSTOREN(dinp + i, v, m);
         }
         return;
     }
@@ -110,7 +124,8 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp,
         for (i = 0; i < m; i++) {
             const T xi = x[i];
             const T cdf = (T)0.5 * ((T)1 + MATH(erf)(xi * (T)TC_RSQRT2));
-            dinp[b0 + i] += dout[b0 + i] * (cdf + xi * (e[i] * (T)TC_RSQRT2PI));
+            const T v = dout[b0 + i] * (cdf + xi * (e[i] * (T)TC_RSQRT2PI));
+            dinp[b0 + i] = acc ? dinp[b0 + i] + v : v;
         }
     }
 }
@@ -124,8 +139,7 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp,
     }                                                                                           \
     attr static void FN(act_relu_bwd##sfx)(T *d, const T *g, const T *x, int64_t n, int a)      \
     {                                                                                           \
-        (void)a;                                                                                \
-        FN(act_relu_bwd_body)(d, g, x, n);                                                      \
+        FN(act_relu_bwd_body)(d, g, x, n, a >> 1);                                              \
     }                                                                                           \
     attr static void FN(act_gelu_fwd##sfx)(T *o, const T *x, const T *u, int64_t n, int a)      \
     {                                                                                           \
@@ -134,7 +148,7 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp,
     }                                                                                           \
     attr static void FN(act_gelu_bwd##sfx)(T *d, const T *g, const T *x, int64_t n, int a)      \
     {                                                                                           \
-        FN(act_gelu_bwd_body)(d, g, x, n, a);                                                   \
+        FN(act_gelu_bwd_body)(d, g, x, n, a & 1, a >> 1);                                       \
     }
 ACT_VARIANT(, _generic)
 #if TC_VEC_X86
@@ -146,7 +160,7 @@ ACT_VARIANT(TC_VEC_AVX2, _avx2)
 #undef ACT_VARIANT
 
 /* f(out, a, b, n, opt) over [0, N) (a, b: inputs, b may be NULL), one contiguous chunk per
- * thread when N >= min_par */
+ * thread when N >= min_par. opt of the backward variants: approximate_tanh | accumulate << 1 */
 static void FN(act_run)(void (*f)(T *, const T *, const T *, int64_t, int), T *out, const T *a,
                         const T *b, int64_t N, int opt, int64_t min_par)
 {
@@ -175,12 +189,14 @@ int FN(tc_relu_forward)(T *out, const T *inp, int64_t N)
     return TC_OK;
 }
 
-// dinp (N,) += dout (N,) * (inp (N,) > 0)
-int FN(tc_relu_backward)(T *dinp, const T *dout, const T *inp, int64_t N)
+// dinp (N,) (+)= dout (N,) * (inp (N,) > 0); accumulate: 1 adds to dinp, 0 overwrites it
+// (its old content is not read)
+int FN(tc_relu_backward)(T *dinp, const T *dout, const T *inp, int64_t N, int accumulate)
 {
     if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
+    if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
     if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_relu_bwd), dinp, dout, inp, N, 0, ACT_RELU_PAR_MIN);
+    FN(act_run)(ACT_PICK(act_relu_bwd), dinp, dout, inp, N, accumulate << 1, ACT_RELU_PAR_MIN);
     return TC_OK;
 }
 
@@ -194,13 +210,17 @@ int FN(tc_gelu_forward)(T *out, const T *inp, int64_t N, int approximate_tanh)
     return TC_OK;
 }
 
-// dinp (N,) += dout (N,) * gelu'(inp (N,)); approximate_tanh as in tc_gelu_forward
-int FN(tc_gelu_backward)(T *dinp, const T *dout, const T *inp, int64_t N, int approximate_tanh)
+// dinp (N,) (+)= dout (N,) * gelu'(inp (N,)); approximate_tanh as in tc_gelu_forward;
+// accumulate: 1 adds to dinp, 0 overwrites it (its old content is not read)
+int FN(tc_gelu_backward)(T *dinp, const T *dout, const T *inp, int64_t N, int approximate_tanh,
+                         int accumulate)
 {
     if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
+    if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
     if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_gelu_bwd), dinp, dout, inp, N, approximate_tanh, ACT_GELU_PAR_MIN);
+    FN(act_run)(ACT_PICK(act_gelu_bwd), dinp, dout, inp, N, approximate_tanh | accumulate << 1,
+                ACT_GELU_PAR_MIN);
     return TC_OK;
 }
 

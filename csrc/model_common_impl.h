@@ -145,8 +145,7 @@ static int FN(gpt_mlp_backward)(T *dx, T *dh, T *dh2, T *gfcw, T *gfcb, T *gproj
     if (act != TC_GPT_ACT_RELU)
         return FN(tc_linear_gelu_backward)(dx, gfcw, gfcb, dh, pre, x, fcw, NULL, N, C, H,
                                            act == TC_GPT_ACT_GELU_TANH);
-    memset(dh2, 0, (size_t)(N * H) * sizeof(T));
-    st = FN(tc_relu_backward)(dh2, dh, pre, N * H);
+    st = FN(tc_relu_backward)(dh2, dh, pre, N * H, 0);
     return st != TC_OK ? st : FN(tc_linear_backward)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H);
 }
 

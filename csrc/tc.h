@@ -89,20 +89,24 @@ int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const d
 
 /* Element-wise on flat arrays (any shape flattened to N elements).
  * relu: out (N,) = max(inp, 0) (NaN propagates); backward: dinp (N,) += dout * (inp > 0),
- * so the gradient at inp == 0 is 0 (PyTorch's convention). */
+ * so the gradient at inp == 0 is 0 (PyTorch's convention).
+ * The backwards take accumulate (like the GEMM's beta): 1 adds to dinp (+=), 0 writes
+ * dinp = value without reading it (no zeroed buffer needed); any other value -> TC_EINVAL. */
 int tc_relu_forward_f32(float *out, const float *inp, int64_t N);
 int tc_relu_forward_f64(double *out, const double *inp, int64_t N);
-int tc_relu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N);
-int tc_relu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N);
+int tc_relu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N,
+                         int accumulate);
+int tc_relu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N,
+                         int accumulate);
 /* gelu: out (N,) = gelu(inp (N,)); approximate_tanh = 0: exact 0.5 x (1 + erf(x / sqrt 2)),
  * 1: GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); any other value -> TC_EINVAL.
- * backward: dinp (N,) += dout (N,) * gelu'(inp (N,)). */
+ * backward: dinp (N,) (+)= dout (N,) * gelu'(inp (N,)) (accumulate as for relu). */
 int tc_gelu_forward_f32(float *out, const float *inp, int64_t N, int approximate_tanh);
 int tc_gelu_forward_f64(double *out, const double *inp, int64_t N, int approximate_tanh);
 int tc_gelu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N,
-                         int approximate_tanh);
+                         int approximate_tanh, int accumulate);
 int tc_gelu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N,
-                         int approximate_tanh);
+                         int approximate_tanh, int accumulate);
 
 /* ------------------------------------------------------------------ end activations */
 

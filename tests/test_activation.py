@@ -254,6 +254,57 @@ def test_parallel_path_and_thread_count(approximate):
                                **tol(np.float32))
 
 
+def _c_backward(name, dtype):
+    """the C kernel tc_<name>_f32/_f64 of the built extension, through ctypes"""
+    import ctypes
+
+    f = getattr(ctypes.CDLL(tc._C.__file__), f"tc_{name}_{'f32' if dtype == np.float32 else 'f64'}")
+    f.restype = ctypes.c_int
+    return f
+
+
+def _ptr(a):
+    import ctypes
+    return a.ctypes.data_as(ctypes.c_void_p)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["relu", "none", "tanh"])
+@pytest.mark.parametrize("n", [13, 300 * 401])  # serial, and above the parallel threshold
+def test_backward_accumulate_flag_at_the_C_level(dtype, kind, n):
+    # accumulate = 1 adds to what dinp holds; 0 overwrites it without reading it (a NaN-filled
+    # buffer gives the plain gradient); other values are rejected
+    import ctypes
+
+    x, g = data((n,), dtype, 12)
+    if kind == "relu":
+        want = ref_relu_backward(g.astype(np.float64), x)
+        f = _c_backward("relu_backward", dtype)
+
+        def call(d, acc):
+            return f(_ptr(d), _ptr(g), _ptr(x), ctypes.c_int64(n), ctypes.c_int(acc))
+    else:
+        want = ref_gelu_backward(g.astype(np.float64), x, kind)
+        f = _c_backward("gelu_backward", dtype)
+
+        def call(d, acc):
+            return f(_ptr(d), _ptr(g), _ptr(x), ctypes.c_int64(n), ctypes.c_int(kind == "tanh"),
+                     ctypes.c_int(acc))
+    t = tol(dtype)
+    d = np.full(n, np.nan, dtype)
+    assert call(d, 0) == 0
+    np.testing.assert_allclose(d, want, **t)
+    np.testing.assert_array_equal(d, F.relu_backward(g, x) if kind == "relu"
+                                  else F.gelu_backward(g, x, approximate=kind))
+    base = np.linspace(-3, 3, n).astype(dtype)
+    d = base.copy()
+    assert call(d, 1) == 0
+    np.testing.assert_allclose(d, base + want, **t)
+    d = base.copy()
+    assert call(d, 2) != 0 and call(d, -1) != 0
+    np.testing.assert_array_equal(d, base)  # rejected before touching dinp
+
+
 # ------------------------------------------------------------------ 5. bad input
 
 def test_bad_input_names_the_argument():

@@ -8,7 +8,8 @@ typedef int (*unary_f64_fn)(double *, const double *, int64_t, int);
 typedef int (*unary_bwd_f32_fn)(float *, const float *, const float *, int64_t, int);
 typedef int (*unary_bwd_f64_fn)(double *, const double *, const double *, int64_t, int);
 
-/* adapters giving relu the gelu signature (the option is ignored) */
+/* adapters giving relu the gelu signature (the option is ignored), and the backwards in
+ * write mode (accumulate = 0: the result array is allocated uninitialised) */
 static int relu_fwd_f32(float *o, const float *x, int64_t n, int opt)
 {
     (void)opt;
@@ -22,12 +23,20 @@ static int relu_fwd_f64(double *o, const double *x, int64_t n, int opt)
 static int relu_bwd_f32(float *d, const float *g, const float *x, int64_t n, int opt)
 {
     (void)opt;
-    return tc_relu_backward_f32(d, g, x, n);
+    return tc_relu_backward_f32(d, g, x, n, 0);
 }
 static int relu_bwd_f64(double *d, const double *g, const double *x, int64_t n, int opt)
 {
     (void)opt;
-    return tc_relu_backward_f64(d, g, x, n);
+    return tc_relu_backward_f64(d, g, x, n, 0);
+}
+static int gelu_bwd_f32(float *d, const float *g, const float *x, int64_t n, int approx)
+{
+    return tc_gelu_backward_f32(d, g, x, n, approx, 0);
+}
+static int gelu_bwd_f64(double *d, const double *g, const double *x, int64_t n, int approx)
+{
+    return tc_gelu_backward_f64(d, g, x, n, approx, 0);
 }
 
 /* y = f(x), same shape and dtype as x */
@@ -55,7 +64,8 @@ done:
     return result;
 }
 
-/* dx = grad_output * f'(x), grad_output and x of one shape and dtype */
+/* dx = grad_output * f'(x), grad_output and x of one shape and dtype; dx is allocated
+ * uninitialised: the kernels write it (accumulate = 0) */
 static PyObject *unary_backward(PyObject *dy_obj, PyObject *x_obj, int opt, unary_bwd_f32_fn f32,
                                 unary_bwd_f64_fn f64, const char *kernel)
 {
@@ -66,7 +76,7 @@ static PyObject *unary_backward(PyObject *dy_obj, PyObject *x_obj, int opt, unar
     if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, -1))) goto done;
     if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
     if (tc_py_check_same_shape(dy, "grad_output", x, "x")) goto done;
-    if (!(dx = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 1))) goto done;
+    if (!(dx = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
     npy_intp N = PyArray_SIZE(x);
     int st;
     Py_BEGIN_ALLOW_THREADS
@@ -127,8 +137,7 @@ static PyObject *py_gelu_backward(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOi", &dy, &x, &flag)) return NULL;
     if (check_approximate(flag)) return NULL;
-    return unary_backward(dy, x, flag, tc_gelu_backward_f32, tc_gelu_backward_f64,
-                          "gelu_backward");
+    return unary_backward(dy, x, flag, gelu_bwd_f32, gelu_bwd_f64, "gelu_backward");
 }
 
 PyMethodDef tc_methods_activation[] = {
