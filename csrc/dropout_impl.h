@@ -50,10 +50,13 @@ int FN(tc_dropout_forward)(T *out, const T *inp, int64_t N, double p, uint64_t s
     return FN(dropout_apply)(out, inp, N, p, seed, 0);
 }
 
-// dinp (N,) += dout (N,) * mask (N,), the mask regenerated from (p, seed)
-int FN(tc_dropout_backward)(T *dinp, const T *dout, int64_t N, double p, uint64_t seed)
+// dinp (N,) (+)= dout (N,) * mask (N,), the mask regenerated from (p, seed); accumulate: 1
+// adds to dinp, 0 overwrites it (its old content is not read)
+int FN(tc_dropout_backward)(T *dinp, const T *dout, int64_t N, double p, uint64_t seed,
+                            int accumulate)
 {
-    return FN(dropout_apply)(dinp, dout, N, p, seed, 1);
+    if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
+    return FN(dropout_apply)(dinp, dout, N, p, seed, accumulate);
 }
 
 // mask (N,) = 1 / (1 - p) where kept, else 0

@@ -65,9 +65,9 @@ static int FN(ed_dropout_back)(const T **out, const T *g, T *scratch, int64_t n,
 {
     *out = g;
     if (!k->drop) return TC_OK;
-    memset(scratch, 0, (size_t)n * sizeof(T));
     *out = scratch;
-    return FN(tc_dropout_backward)(scratch, g, n, m->cfg.dropout, gpt_site_seed(k->seed, site));
+    return FN(tc_dropout_backward)(scratch, g, n, m->cfg.dropout, gpt_site_seed(k->seed, site),
+                                   0);
 }
 
 static int FN(ed_attention_forward)(const tc_encdec *m, T *out, T *lse, const T *qh,

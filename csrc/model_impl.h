@@ -29,9 +29,8 @@ static int FN(gpt_dropout_back)(const T **out, const T *g, T *scratch, int64_t n
 {
     *out = g;
     if (!drop) return TC_OK;
-    memset(scratch, 0, (size_t)n * sizeof(T));
     *out = scratch;
-    return FN(tc_dropout_backward)(scratch, g, n, m->cfg.dropout, gpt_site_seed(seed, site));
+    return FN(tc_dropout_backward)(scratch, g, n, m->cfg.dropout, gpt_site_seed(seed, site), 0);
 }
 
 /* The position tables (computed once per model). */

@@ -152,13 +152,15 @@ int tc_vec_exp_f64(double *out, const double *inp, int64_t N);
  * probability 1 - p; mask[i] = 1 / (1 - p) if kept, else 0 (all 0 for p == 1). The mask is a
  * pure function of (seed, i, p): identical for float32 and float64 and any thread count, and
  * never stored (backward regenerates it). p outside [0, 1] (or NaN) -> TC_EINVAL.
- * forward: out (N,) = inp (N,) * mask; backward: dinp (N,) += dout (N,) * mask;
+ * forward: out (N,) = inp (N,) * mask; backward: dinp (N,) += dout (N,) * mask (accumulate
+ * 1) or dinp (N,) = dout (N,) * mask, dinp not read (accumulate 0; other values TC_EINVAL);
  * mask: mask (N,) written out, for inspection and tests. */
 int tc_dropout_forward_f32(float *out, const float *inp, int64_t N, double p, uint64_t seed);
 int tc_dropout_forward_f64(double *out, const double *inp, int64_t N, double p, uint64_t seed);
-int tc_dropout_backward_f32(float *dinp, const float *dout, int64_t N, double p, uint64_t seed);
+int tc_dropout_backward_f32(float *dinp, const float *dout, int64_t N, double p, uint64_t seed,
+                            int accumulate);
 int tc_dropout_backward_f64(double *dinp, const double *dout, int64_t N, double p,
-                            uint64_t seed);
+                            uint64_t seed, int accumulate);
 int tc_dropout_mask_f32(float *mask, int64_t N, double p, uint64_t seed);
 int tc_dropout_mask_f64(double *mask, int64_t N, double p, uint64_t seed);
 

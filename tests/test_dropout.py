@@ -82,6 +82,36 @@ def test_mask_forward_backward_match_numpy_reference(dtype, shape, p):
         np.testing.assert_array_equal(dx, x * want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [13, 300 * 401])  # serial, and the parallel path
+def test_backward_accumulate_flag_at_the_C_level(dtype, n):
+    # tc_dropout_backward through ctypes: accumulate = 1 adds to dinp, 0 overwrites it
+    # without reading it (a NaN-filled buffer gives the plain gradient), others rejected
+    import ctypes
+
+    f = getattr(ctypes.CDLL(tc._C.__file__),
+                f"tc_dropout_backward_{'f32' if dtype == np.float32 else 'f64'}")
+    f.restype = ctypes.c_int
+    p, seed = 0.3, 12345
+    g = rng(5).standard_normal(n).astype(dtype)
+    want = g * ref_mask((n,), p, seed, dtype)
+
+    def call(d, acc):
+        return f(d.ctypes.data_as(ctypes.c_void_p), g.ctypes.data_as(ctypes.c_void_p),
+                 ctypes.c_int64(n), ctypes.c_double(p), ctypes.c_uint64(seed), ctypes.c_int(acc))
+
+    d = np.full(n, np.nan, dtype)
+    assert call(d, 0) == 0
+    np.testing.assert_array_equal(d, want)
+    base = np.linspace(-3, 3, n).astype(dtype)
+    d = base.copy()
+    assert call(d, 1) == 0
+    np.testing.assert_array_equal(d, base + want)
+    d = base.copy()
+    assert call(d, 2) != 0 and call(d, -1) != 0
+    np.testing.assert_array_equal(d, base)
+
+
 def test_mask_values_and_dtypes_agree():
     m64 = F.dropout_mask((50, 41), 0.3, seed=9)
     m32 = F.dropout_mask((50, 41), 0.3, seed=9, dtype=np.float32)

@@ -65,11 +65,12 @@ static PyObject *py_dropout_backward(PyObject *self, PyObject *args)
     if (ty < 0) goto done;
     if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, -1))) goto done;
     if (parse_p_seed(p_obj, seed_obj, &p, &seed)) goto done;
-    if (!(dx = tc_py_new(PyArray_NDIM(dy), PyArray_DIMS(dy), ty, 1))) goto done;
+    /* uninitialised: the kernel writes it (accumulate = 0) */
+    if (!(dx = tc_py_new(PyArray_NDIM(dy), PyArray_DIMS(dy), ty, 0))) goto done;
     npy_intp N = PyArray_SIZE(dy);
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_dropout_backward, PyArray_DATA(dx), PyArray_DATA(dy), N, p, seed);
+    st = TC_CALL(ty, tc_dropout_backward, PyArray_DATA(dx), PyArray_DATA(dy), N, p, seed, 0);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "dropout_backward")) goto done;
     result = (PyObject *)dx;
