@@ -3,8 +3,9 @@
  * relu(x) = max(x, 0); NaN propagates and -0.0 stays -0.0 (as torch.relu).
  * relu'(x) = 1 if x > 0 else 0 (0 at x == 0, PyTorch's convention).
  *
- * gelu, exact:  y = 0.5 x (1 + erf(x / sqrt 2)),  y' = Phi(x) + x phi(x)
- *   with Phi(x) = 0.5 (1 + erf(x / sqrt 2)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+ * gelu, exact:  y = 0.5 x (1 + erf(x / sqrt 2)) = x Phi(x),  y' = Phi(x) + x phi(x)
+ *   with Phi(x) = 0.5 (1 + erf(x / sqrt 2)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); on whole
+ *   vectors through a Chebyshev erfc and one vector exp (gelu_math.h).
  * gelu, tanh (GPT-2, torch approximate='tanh'):
  *   u = sqrt(2/pi) (x + 0.044715 x^3),  y = 0.5 x (1 + tanh u) = x sigmoid(2u),
  *   y' = s + 2 sqrt(2/pi) x s (1 - s) (1 + 3 * 0.044715 x^2), s = sigmoid(2u),
@@ -15,9 +16,7 @@
  * AVX2+FMA (picked at run time, vec_math.h); a call splits the array into one contiguous
  * chunk per thread, and runs in parallel only from a per-kernel size on (ACT_*_PAR_MIN):
  * a parallel region costs more than a cheap pass over a small array. ReLU's backward is a
- * branch-free select (vectorised); GELU's tanh form is written on vectors (gelu_math.h);
- * the exact form's derivative takes exp(-x^2/2) from the shared vector exp (vec_math.h), a
- * block of ACT_BLOCK elements at a time.
+ * branch-free select (vectorised); both GELU forms are written on vectors (gelu_math.h).
  */
 
 #include "vec_math.h"
@@ -28,7 +27,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#define ACT_BLOCK 256
 /* elements from which a call runs in parallel (about 50 us of one thread's work) */
 #define ACT_RELU_PAR_MIN (1 << 18)
 #define ACT_GELU_PAR_MIN (1 << 14)
@@ -72,62 +70,50 @@ __attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(T *dinp,
     }
 }
 
+/* out[0, n) = F(inp[0, n)) for a vector function F (a macro of gelu_math.h): whole vectors,
+ * then the last n % VL elements as one partial vector */
+#define ACT_MAP(F, out, inp, n)                                                             \
+    do {                                                                                    \
+        int64_t i_ = 0;                                                                     \
+        for (; i_ + VL <= (n); i_ += VL) VSTORE((out) + i_, F(VLOAD((inp) + i_)));          \
+        if (i_ < (n)) VSTOREN((out) + i_, F(VLOADN((inp) + i_, (n) - i_, 0)), (n) - i_);    \
+    } while (0)
+/* dinp[0, n) (+)= dout * F(inp) likewise; acc: += (else dinp is written, never read) */
+#define ACT_MAP_BWD(F, dinp, dout, inp, n, acc)                                             \
+    do {                                                                                    \
+        int64_t i_ = 0;                                                                     \
+        if (acc)                                                                            \
+            for (; i_ + VL <= (n); i_ += VL)                                                \
+                VSTORE((dinp) + i_,                                                         \
+                       VLOAD((dinp) + i_) + VLOAD((dout) + i_) * F(VLOAD((inp) + i_)));     \
+        else                                                                                \
+            for (; i_ + VL <= (n); i_ += VL)                                                \
+                VSTORE((dinp) + i_, VLOAD((dout) + i_) * F(VLOAD((inp) + i_)));             \
+        if (i_ < (n)) {                                                                     \
+            const int64_t m_ = (n) - i_;                                                    \
+            VF v_ = VLOADN((dout) + i_, m_, 0) * F(VLOADN((inp) + i_, m_, 0));              \
+            if (acc) v_ = VLOADN((dinp) + i_, m_, 0) + v_;                                  \
+            VSTOREN((dinp) + i_, v_, m_);                                                   \
+        }                                                                                   \
+    } while (0)
+
 __attribute__((always_inline)) static inline void FN(act_gelu_fwd_body)(T *out, const T *inp,
                                                                         int64_t n, int approx)
 {
-    if (approx) {
-        /* whole vectors, then the last n % VL elements as one partial vector */
-        int64_t i = 0;
-        for (; i + VL <= n; i += VL) VSTORE(out + i, GELU_TANH_V(VLOAD(inp + i)));
-        if (i < n) VSTOREN(out + i, GELU_TANH_V(VLOADN(inp + i, n - i, 0)), n - i);
-    } else {
-        for (int64_t i = 0; i < n; i++) out[i] = FN(fused_gelu_exact)(inp[i]);
-    }
+    if (approx)
+        ACT_MAP(GELU_TANH_V, out, inp, n);
+    else
+        ACT_MAP(GELU_ERF_V, out, inp, n);
 }
 
 __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp, const T *dout,
                                                                         const T *inp, int64_t n,
                                                                         int approx, int acc)
 {
-    if (approx) {
-        /* acc: dinp += value, else dinp = value (dinp's old content never read) */
-        int64_t i = 0;
-        if (acc)
-            for (; i + VL <= n; i += VL)
-                VSTORE(dinp + i,
-                       VLOAD(dinp + i) + VLOAD(dout + i) * GELU_TANH_GRAD_V(VLOAD(inp + i)));
-        else
-            for (; i + VL <= n; i += VL)
-                VSTORE(dinp + i, VLOAD(dout + i) * GELU_TANH_GRAD_V(VLOAD(inp + i)));
-        if (i < n) {
-            const int64_t m = n - i;
-            VF v = VLOADN(dout + i, m, 0) * GELU_TANH_GRAD_V(VLOADN(inp + i, m, 0));
-            if (acc) v = VLOADN(dinp + i, m, 0) + v;
-            VSTOREN(dinp + i, v, m);
-        }
-        return;
-    }
-    /* gelu'(x) = Phi(x) + x phi(x): phi from the vector exp, a block at a time */
-    T e[ACT_BLOCK];
-    for (int64_t b0 = 0; b0 < n; b0 += ACT_BLOCK) {
-        const int64_t m = n - b0 < ACT_BLOCK ? n - b0 : ACT_BLOCK;
-        const T *x = inp + b0;
-        int64_t i = 0;
-        for (; i + VL <= m; i += VL) {
-            const VF v = VLOAD(x + i);
-            VSTORE(e + i, VEXP((T)-0.5 * v * v));
-        }
-        if (i < m) {
-            const VF v = VLOADN(x + i, m - i, 0);
-            VSTOREN(e + i, VEXP((T)-0.5 * v * v), m - i);
-        }
-        for (i = 0; i < m; i++) {
-            const T xi = x[i];
-            const T cdf = (T)0.5 * ((T)1 + MATH(erf)(xi * (T)TC_RSQRT2));
-            const T v = dout[b0 + i] * (cdf + xi * (e[i] * (T)TC_RSQRT2PI));
-            dinp[b0 + i] = acc ? dinp[b0 + i] + v : v;
-        }
-    }
+    if (approx)
+        ACT_MAP_BWD(GELU_TANH_GRAD_V, dinp, dout, inp, n, acc);
+    else
+        ACT_MAP_BWD(GELU_ERF_GRAD_V, dinp, dout, inp, n, acc);
 }
 
 #define ACT_VARIANT(attr, sfx)                                                                  \
@@ -225,3 +211,5 @@ int FN(tc_gelu_backward)(T *dinp, const T *dout, const T *inp, int64_t N, int ap
 }
 
 #undef ACT_PICK
+#undef ACT_MAP
+#undef ACT_MAP_BWD

@@ -11,8 +11,8 @@
  *   Backward: ds_total = ds + LN'(dy) (ds: the gradient reaching s directly, or none);
  *   dx += ds_total, dr += ds_total; dweight, dbias as layernorm.
  *
- * GELU as in activation_impl.h (exact erf form, or GPT-2's tanh form written on whole
- * vectors as x sigmoid(2u) through one vector exp: gelu_math.h).
+ * GELU as in activation_impl.h (exact erf form, or GPT-2's tanh form), on whole vectors
+ * (gelu_math.h).
  * Every output element is written by one thread in a fixed order: results are bitwise
  * reproducible for a fixed thread count.
  */
@@ -49,16 +49,34 @@ FN(lg_rows_body)(T *out_all, T *pre_all, const T *bias, int64_t OC, int64_t i0, 
 #pragma omp simd
             for (int64_t j = 0; j < n; j++) pre[j] += b[j];
         }
+        /* whole vectors, then the last n % VL columns as one partial vector */
+        int64_t j = 0;
         if (approximate_tanh) {
-            /* whole vectors, then the last n % VL columns as one partial vector */
-            int64_t j = 0;
             for (; j + VL <= n; j += VL) VSTORE(out + j, GELU_TANH_V(VLOAD(pre + j)));
             if (j < n) VSTOREN(out + j, GELU_TANH_V(VLOADN(pre + j, n - j, 0)), n - j);
         } else {
-            for (int64_t j = 0; j < n; j++) out[j] = FN(fused_gelu_exact)(pre[j]);
+            for (; j + VL <= n; j += VL) VSTORE(out + j, GELU_ERF_V(VLOAD(pre + j)));
+            if (j < n) VSTOREN(out + j, GELU_ERF_V(VLOADN(pre + j, n - j, 0)), n - j);
         }
     }
 }
+
+/* d = g * F(p) over the width columns of a row, added to the column sums s */
+#define LG_GRAD_ROW(F)                                                                      \
+    do {                                                                                    \
+        int64_t o = 0;                                                                      \
+        for (; o + VL <= width; o += VL) {                                                  \
+            const VF v = VLOAD(g + o) * F(VLOAD(p + o));                                    \
+            VSTORE(d + o, v);                                                               \
+            VSTORE(s + o, VLOAD(s + o) + v);                                                \
+        }                                                                                   \
+        if (o < width) {                                                                    \
+            const int64_t k = width - o;                                                    \
+            const VF v = VLOADN(g + o, k, 0) * F(VLOADN(p + o, k, 0));                      \
+            VSTOREN(d + o, v, k);                                                           \
+            VSTOREN(s + o, VLOADN(s + o, k, 0) + v, k);                                     \
+        }                                                                                   \
+    } while (0)
 
 /* dpre = dout * gelu'(pre) over all N rows of the columns [o0, o0+width), and their column
  * sums (rows in order) added to dbias */
@@ -70,29 +88,15 @@ FN(lg_grad_block_body)(T *dpre, T *dbias, const T *dout, const T *pre, int64_t N
     for (int64_t n = 0; n < N; n++) {
         const T *p = pre + n * OC + o0, *g = dout + n * OC + o0;
         T *d = dpre + n * OC + o0;
-        if (approximate_tanh) {
-            int64_t o = 0;
-            for (; o + VL <= width; o += VL) {
-                const VF v = VLOAD(g + o) * GELU_TANH_GRAD_V(VLOAD(p + o));
-                VSTORE(d + o, v);
-                VSTORE(s + o, VLOAD(s + o) + v);
-            }
-            if (o < width) {
-                const int64_t k = width - o;
-                const VF v = VLOADN(g + o, k, 0) * GELU_TANH_GRAD_V(VLOADN(p + o, k, 0));
-                VSTOREN(d + o, v, k);
-                VSTOREN(s + o, VLOADN(s + o, k, 0) + v, k);
-            }
-        } else {
-            for (int64_t o = 0; o < width; o++) {
-                d[o] = g[o] * FN(fused_gelu_exact_grad)(p[o]);
-                s[o] += d[o];
-            }
-        }
+        if (approximate_tanh)
+            LG_GRAD_ROW(GELU_TANH_GRAD_V);
+        else
+            LG_GRAD_ROW(GELU_ERF_GRAD_V);
     }
     if (dbias)
         for (int64_t o = 0; o < width; o++) dbias[o0 + o] += s[o];
 }
+#undef LG_GRAD_ROW
 
 /* one row of residual + layernorm forward: s = x + r, then the row arithmetic of
  * layernorm_rows.h (shared with layernorm_impl.h) on s */

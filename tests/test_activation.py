@@ -226,6 +226,43 @@ def test_tanh_gelu_relative_accuracy_in_both_tails(dtype, fused):
     assert np.all(np.abs(d.astype(np.longdouble) - dwant) <= 4 * eps * cond * scale + tiny)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fused", [False, True])
+def test_exact_gelu_relative_accuracy_in_both_tails(dtype, fused):
+    # the vectorised erf form against libm's erfc (math.erfc, float64): Phi(x) = 0.5 erfc(-x /
+    # sqrt 2) has no 1 + erf cancellation, so the left tail is accurate relatively too.
+    # Bound: a few ulp times the conditioning of e^{-x^2/2} in x (1 + x^2), down to where
+    # the results leave the normal range
+    lim = 14 if dtype == np.float32 else 38
+    x = np.linspace(-lim, lim, 400001).astype(dtype)
+    x = np.concatenate([x, np.array([0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5], dtype)])
+    if fused:
+        I = np.eye(1, dtype=dtype)
+        y = F.linear_gelu(x[:, None], I)[:, 0]
+        d = F.linear_gelu_backward(np.ones_like(x)[:, None], x[:, None], I)[0][:, 0]
+    else:
+        y, d = F.gelu(x), F.gelu_backward(np.ones_like(x), x)
+    x64 = x.astype(np.float64)
+    phi = 0.5 * np.array([math.erfc(-v / math.sqrt(2)) for v in x64])
+    pdf = np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi)
+    want, dwant = x64 * phi, phi + x64 * pdf
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).tiny
+    cond = 1 + x64 ** 2
+    m = np.abs(want) > 1e6 * tiny
+    assert np.any(m & (x < -5))  # the far left tail is in the test
+    assert np.all(np.abs(y - want)[m] <= 4 * eps * cond[m] * np.abs(want[m]))
+    # gelu' crosses 0 (x = -0.75): its error against the size of its terms
+    scale = phi + np.abs(x64) * pdf
+    md = scale > 1e6 * tiny
+    assert np.all(np.abs(d - dwant)[md] <= 4 * eps * cond[md] * scale[md])
+    assert np.all(np.abs(d - dwant) <= 4 * eps * cond * scale + 1e6 * tiny)
+    # exactly 0.5 at 0 (both signs), and the saturated tails exactly x / -0 and 1 / 0
+    assert np.all(d[-6:-4] == 0.5) and np.all(y[-6:-4] == 0)
+    big = np.array([-1e30, -50, 50, 1e30], dtype)
+    np.testing.assert_array_equal(F.gelu(big), np.array([0, 0, 50, 1e30], dtype))
+    np.testing.assert_array_equal(F.gelu_backward(np.ones(4, dtype), big), [0, 0, 1, 1])
+
+
 def test_relu_special_values_follow_torch():
     x = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf])
     y = F.relu(x)
