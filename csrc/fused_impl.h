@@ -4,7 +4,8 @@
  *   The bias and the activation are applied in the GEMM's epilogue, to each finished
  *   6 x 16 block while it is still in L1: one pass writes pre (the backward's cache) and
  *   out, instead of bias fill + GEMM + a GELU pass reading pre back.
- *   Backward: dpre = dout * gelu'(pre) and dbias += sum_n dpre in one pass, then
+ *   Backward: dpre = dout * gelu'(pre) and the column sums of chunks of TC_FUSED_ROWS rows
+ *   in one pass streaming the rows (dbias += the chunk sums, in chunk order), then
  *   dinp += dpre @ weight, dweight += dpre^T @ inp (two GEMMs).
  * residual + layernorm:  s = x + r (written out: the residual stream), y = LN(s), with the
  *   row arithmetic of layernorm_rows.h (the same as the layernorm kernels).
@@ -20,6 +21,7 @@
 #ifndef TC_FUSED_ONCE
 #define TC_FUSED_ONCE
 #define TC_FUSED_BLOCK 64 /* columns per thread block in column sums */
+#define TC_FUSED_ROWS 32  /* rows per chunk of linear + GELU's bias-gradient partial sums */
 #endif
 
 #include "vec_math.h"
@@ -78,23 +80,23 @@ FN(lg_rows_body)(T *out_all, T *pre_all, const T *bias, int64_t OC, int64_t i0, 
         }                                                                                   \
     } while (0)
 
-/* dpre = dout * gelu'(pre) over all N rows of the columns [o0, o0+width), and their column
- * sums (rows in order) added to dbias */
+/* rows [n0, n1) of dpre = dout * gelu'(pre) (all OC columns), and their column sums (rows
+ * in order) written to part (OC,): the arrays are streamed row by row */
 __attribute__((always_inline)) static inline void
-FN(lg_grad_block_body)(T *dpre, T *dbias, const T *dout, const T *pre, int64_t N, int64_t OC,
-                       int64_t o0, int64_t width, int approximate_tanh)
+FN(lg_grad_rows_body)(T *dpre, T *part, const T *dout, const T *pre, int64_t OC, int64_t n0,
+                      int64_t n1, int approximate_tanh)
 {
-    T s[TC_FUSED_BLOCK] = {0};
-    for (int64_t n = 0; n < N; n++) {
-        const T *p = pre + n * OC + o0, *g = dout + n * OC + o0;
-        T *d = dpre + n * OC + o0;
+    T *s = part;
+    const int64_t width = OC;
+    for (int64_t o = 0; o < OC; o++) s[o] = 0;
+    for (int64_t n = n0; n < n1; n++) {
+        const T *p = pre + n * OC, *g = dout + n * OC;
+        T *d = dpre + n * OC;
         if (approximate_tanh)
             LG_GRAD_ROW(GELU_TANH_GRAD_V);
         else
             LG_GRAD_ROW(GELU_ERF_GRAD_V);
     }
-    if (dbias)
-        for (int64_t o = 0; o < width; o++) dbias[o0 + o] += s[o];
 }
 #undef LG_GRAD_ROW
 
@@ -137,11 +139,10 @@ FN(lnr_wb_block_body)(T *dweight, T *dbias, const T *dout, const T *sum, const T
     {                                                                                        \
         FN(lg_rows_body)(out, pre, bias, OC, i0, j0, m, n, approx);                          \
     }                                                                                        \
-    attr static void FN(lg_grad_block##sfx)(T *dpre, T *dbias, const T *dout, const T *pre,  \
-                                            int64_t N, int64_t OC, int64_t o0,               \
-                                            int64_t width, int approx)                       \
+    attr static void FN(lg_grad_rows##sfx)(T *dpre, T *part, const T *dout, const T *pre,    \
+                                           int64_t OC, int64_t n0, int64_t n1, int approx)   \
     {                                                                                        \
-        FN(lg_grad_block_body)(dpre, dbias, dout, pre, N, OC, o0, width, approx);            \
+        FN(lg_grad_rows_body)(dpre, part, dout, pre, OC, n0, n1, approx);                    \
     }                                                                                        \
     attr static void FN(lnr_fwd_row##sfx)(T *y, T *s, T *mean, T *rstd, const T *x,          \
                                           const T *r, const T *w, const T *b, int64_t C,     \
@@ -205,28 +206,48 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
     if (N == 0 || OC == 0) return TC_OK;
     const size_t count = (size_t)N * (size_t)OC;
     if (count > SIZE_MAX / sizeof(T)) return TC_ENOMEM;
-    /* the calling thread's cached scratch (no allocation once warmed up) */
+    /* dbias: per-chunk partial sums of TC_FUSED_ROWS rows, added in chunk order (independent
+     * of the thread count) */
+    const int64_t nchunks = (N + TC_FUSED_ROWS - 1) / TC_FUSED_ROWS;
+    const size_t npart = (size_t)nchunks * (size_t)OC;
+    if (npart > SIZE_MAX / sizeof(T) - (pre ? 0 : count)) return TC_ENOMEM;
+    /* the calling thread's cached scratch (no allocation once warmed up): dpre; then the
+     * partial sums, after pre when it is recomputed */
     T *dpre = tc_workspace(TC_WS_FUSED, count * sizeof(T));
-    T *pre_own = NULL;
     if (!dpre) return TC_ENOMEM;
+    T *scratch = tc_workspace(TC_WS_FUSED2, ((pre ? 0 : count) + npart) * sizeof(T));
+    if (!scratch) return TC_ENOMEM;
+    T *part = pre ? scratch : scratch + count;
     int st = TC_OK;
     if (!pre) {
-        pre_own = tc_workspace(TC_WS_FUSED2, count * sizeof(T));
-        if (!pre_own) return TC_ENOMEM;
         /* out = dpre as scratch: its values are overwritten below */
-        st = FN(tc_linear_gelu_forward)(dpre, pre_own, inp, weight, bias, N, C, OC,
+        st = FN(tc_linear_gelu_forward)(dpre, scratch, inp, weight, bias, N, C, OC,
                                         approximate_tanh);
-        pre = pre_own;
+        pre = scratch;
     }
     if (st == TC_OK) {
-        /* dpre = dout * gelu'(pre); each thread owns blocks of columns (rows in order), so
-         * the bias gradient is summed in the same pass without atomics */
-        void (*block)(T *, T *, const T *, const T *, int64_t, int64_t, int64_t, int64_t, int) =
-            TC_FUSED_PICK(lg_grad_block);
-#pragma omp parallel for schedule(static) if (N * OC * 8 >= TC_PARALLEL_MIN_WORK)
-        for (int64_t o0 = 0; o0 < OC; o0 += TC_FUSED_BLOCK) {
-            const int64_t width = OC - o0 < TC_FUSED_BLOCK ? OC - o0 : TC_FUSED_BLOCK;
-            block(dpre, dbias, dout, pre, N, OC, o0, width, approximate_tanh);
+        /* dpre = dout * gelu'(pre), chunks of rows (each array streamed in order), then the
+         * bias gradient from the chunks' column sums, blocks of columns per thread */
+        void (*rows)(T *, T *, const T *, const T *, int64_t, int64_t, int64_t, int) =
+            TC_FUSED_PICK(lg_grad_rows);
+#pragma omp parallel if (N * OC * 8 >= TC_PARALLEL_MIN_WORK)
+        {
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < nchunks; k++) {
+                const int64_t n0 = k * TC_FUSED_ROWS;
+                rows(dpre, part + k * OC, dout, pre, OC, n0,
+                     N - n0 < TC_FUSED_ROWS ? N : n0 + TC_FUSED_ROWS, approximate_tanh);
+            }
+            if (dbias) {
+#pragma omp for schedule(static)
+                for (int64_t o0 = 0; o0 < OC; o0 += TC_FUSED_BLOCK) {
+                    const int64_t width = OC - o0 < TC_FUSED_BLOCK ? OC - o0 : TC_FUSED_BLOCK;
+                    T acc[TC_FUSED_BLOCK] = {0};
+                    for (int64_t k = 0; k < nchunks; k++)
+                        for (int64_t o = 0; o < width; o++) acc[o] += part[k * OC + o0 + o];
+                    for (int64_t o = 0; o < width; o++) dbias[o0 + o] += acc[o];
+                }
+            }
         }
     }
     if (st == TC_OK && dinp)
