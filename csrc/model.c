@@ -24,6 +24,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Training splits a batch across at most this many threads (each one a whole forward and
+ * backward over its share of the rows); more threads than this use the kernels' own
+ * parallel loops instead. */
+#define TC_GPT_MAX_WORKERS 8
 
 typedef struct { /* byte offsets into the arena */
     size_t ln1, ln1_mean, ln1_rstd, qkvh, atth, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
@@ -49,6 +57,12 @@ struct tc_gpt {
     size_t arena_bytes;
     int64_t cap_tokens;          /* the arena is carved for this many tokens */
     void *tab1, *tab2;           /* sinusoidal table (maxT,C); or rope cos, sin (maxT,HS/2) */
+    /* data-parallel loss_and_grads (model_impl.h): worker w > 0 is a clone of this model
+     * (shared parameters and tables, its own arena and gradient buffer); the model itself is
+     * worker 0. Created on first use. */
+    int nclones;
+    struct tc_gpt *clones[TC_GPT_MAX_WORKERS - 1];
+    int borrowed_tables;         /* a clone: tab1, tab2 belong to the model it was cloned from */
 };
 
 int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
@@ -159,17 +173,61 @@ static tc_gpt *gpt_new(const tc_gpt_config *cfg, int64_t elem, void *params, voi
 void tc_gpt_free(tc_gpt *m)
 {
     if (!m) return;
+    for (int w = 0; w < m->nclones; w++) {
+        free(m->clones[w]->grads);
+        tc_gpt_free(m->clones[w]);
+    }
     free(m->arena);
-    free(m->tab1);
-    free(m->tab2);
+    if (!m->borrowed_tables) {
+        free(m->tab1);
+        free(m->tab2);
+    }
     free(m->lp);
     free(m->la);
     free(m);
 }
 
+/* How many workers loss_and_grads splits a batch of B sequences across: the OpenMP thread
+ * count when 2 <= threads <= TC_GPT_MAX_WORKERS and every thread gets at least one
+ * sequence, without dropout (its masks are numbered across the whole batch) and not from
+ * inside a parallel region; else 1 (one pass, the kernels parallel inside). */
+static int gpt_split_workers(const tc_gpt *m, int64_t B, int drop)
+{
+#ifdef _OPENMP
+    if (drop || m->borrowed_tables || omp_in_parallel()) return 1;
+    const int t = omp_get_max_threads();
+    return t >= 2 && t <= TC_GPT_MAX_WORKERS && B >= t ? t : 1;
+#else
+    (void)m, (void)B, (void)drop;
+    return 1;
+#endif
+}
+
+/* Make sure clones 1 .. W-1 exist: same config and parameters, position tables borrowed,
+ * each with its own gradient buffer (its arena comes with its first call). */
+static int gpt_clones_ready(tc_gpt *m, int W)
+{
+    while (m->nclones < W - 1) {
+        void *grads = aligned_alloc(64, ((size_t)m->num_params * (size_t)m->elem + 63) / 64 * 64);
+        tc_gpt *c = grads ? gpt_new(&m->cfg, m->elem, m->params, grads) : NULL;
+        if (!c) {
+            free(grads);
+            return TC_ENOMEM;
+        }
+        c->tab1 = m->tab1;
+        c->tab2 = m->tab2;
+        c->borrowed_tables = 1;
+        m->clones[m->nclones++] = c;
+    }
+    return TC_OK;
+}
+
 int64_t tc_gpt_arena_size(const tc_gpt *m)
 {
-    return m ? (int64_t)m->arena_bytes : 0;
+    if (!m) return 0;
+    int64_t bytes = (int64_t)m->arena_bytes;
+    for (int w = 0; w < m->nclones; w++) bytes += (int64_t)m->clones[w]->arena_bytes;
+    return bytes;
 }
 
 #define T float

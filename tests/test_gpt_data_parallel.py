@@ -1,0 +1,132 @@
+"""The GPT fast path's data-parallel training step: with T threads (2 <= T <= 8) and at
+least T sequences and no dropout, loss_and_grads runs each thread's share of the batch
+through a whole forward and backward on its own (the model, or a clone of it sharing the
+parameters) and sums the gradients. It must give the one-pass result up to float
+re-association, bitwise the same result for a fixed thread count, and fall back to the one
+pass where it does not apply."""
+import numpy as np
+import pytest
+
+import transformer_c as tc
+from transformer_c.nn import GPT, GPTConfig
+
+TINY = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8)
+VARIANTS = {
+    "gpt2": {},
+    "post_sinusoidal": dict(norm="post", position="sinusoidal"),
+    "rope": dict(position="rope"),
+    "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
+}
+TOL = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+@pytest.fixture
+def threads():
+    """set_num_threads for the test, restored afterwards."""
+    before = tc.get_num_threads()
+    yield tc.set_num_threads
+    tc.set_num_threads(before)
+
+
+def make(variant="gpt2", dtype=np.float64, **kw):
+    cfg = GPTConfig(**{**TINY, **VARIANTS[variant], **kw})
+    r = np.random.default_rng(0)
+    m = GPT.create(cfg, r, dtype=dtype)
+    flat = m.flat_parameters
+    flat += r.normal(0, 0.1, flat.shape).astype(dtype)
+    return cfg, m
+
+
+def batch(cfg, B, T, seed=1):
+    r = np.random.default_rng(seed)
+    return r.integers(0, cfg.vocab_size, (B, T)), r.integers(0, cfg.vocab_size, (B, T))
+
+
+def step(m, idx, tgt, n_threads, set_threads, **kw):
+    set_threads(n_threads)
+    loss, _ = m.loss_and_grads(idx, tgt, **kw)
+    return loss, m.flat_grads.copy()
+
+
+def assert_same(a, b, dtype):
+    tol = TOL[dtype]
+    assert a[0] == pytest.approx(b[0], rel=tol, abs=tol)
+    scale = max(1.0, float(np.abs(b[1]).max()))
+    np.testing.assert_allclose(a[1], b[1], rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B", [2, 3, 5])
+def test_split_equals_one_pass(threads, variant, dtype, B):
+    cfg, m = make(variant, dtype)
+    idx, tgt = batch(cfg, B, 7)
+    tgt[0, 2] = -100
+    one = step(m, idx, tgt, 1, threads)
+    two = step(m, idx, tgt, 2, threads)
+    assert_same(two, one, dtype)
+    assert tc.get_num_threads() == 2  # the workers' own thread count does not leak out
+
+
+def test_split_is_bitwise_reproducible_and_thread_counts_agree(threads):
+    cfg, m = make(dtype=np.float32)
+    idx, tgt = batch(cfg, 6, 8)
+    one = step(m, idx, tgt, 1, threads)
+    runs = {t: [step(m, idx, tgt, t, threads) for _ in range(2)] for t in (2, 3)}
+    for t, (a, b) in runs.items():
+        assert a[0] == b[0] and np.array_equal(a[1], b[1]), t
+        assert_same(a, one, np.float32)
+
+
+def test_ignored_targets_weigh_the_whole_batch(threads):
+    # the loss is the mean over every counted target of the batch, so a worker whose rows
+    # are mostly ignored must not be averaged on its own
+    cfg, m = make()
+    idx, tgt = batch(cfg, 4, 6)
+    tgt[:2, 1:] = -100          # the first worker keeps 2 targets, the second all 12
+    assert_same(step(m, idx, tgt, 2, threads), step(m, idx, tgt, 1, threads), np.float64)
+    tgt[:2] = -100              # the first worker has none at all
+    assert_same(step(m, idx, tgt, 2, threads), step(m, idx, tgt, 1, threads), np.float64)
+
+
+def test_every_target_ignored(threads):
+    cfg, m = make()
+    idx, tgt = batch(cfg, 4, 6)
+    tgt[:] = -100
+    loss, g = step(m, idx, tgt, 2, threads)
+    assert np.isnan(loss) and not g.any()
+
+
+@pytest.mark.parametrize("B,n_threads", [(1, 2), (2, 3)])
+def test_fewer_sequences_than_threads_take_one_pass(threads, B, n_threads):
+    cfg, m = make()
+    idx, tgt = batch(cfg, B, 5)
+    assert_same(step(m, idx, tgt, n_threads, threads), step(m, idx, tgt, 1, threads),
+                np.float64)
+
+
+def test_dropout_takes_one_pass_and_keeps_its_masks(threads):
+    # dropout masks are numbered across the whole batch: with dropout the step is one pass,
+    # so the same seed drops the same elements whatever the thread count
+    cfg, m = make(dropout=0.3)
+    idx, tgt = batch(cfg, 4, 8)
+    one = step(m, idx, tgt, 1, threads, seed=5)
+    two = step(m, idx, tgt, 2, threads, seed=5)
+    assert_same(two, one, np.float64)
+    m.training = False
+    three = step(m, idx, tgt, 2, threads)     # eval mode: no dropout, the split applies
+    assert_same(three, step(m, idx, tgt, 1, threads), np.float64)
+    assert three[0] != pytest.approx(one[0])
+
+
+def test_split_after_one_pass_and_back(threads):
+    # the same model object alternates between both paths (arena and clones stay valid)
+    cfg, m = make()
+    small, big = batch(cfg, 1, 8), batch(cfg, 4, 8, seed=2)
+    ref_small, ref_big = step(m, *small, 1, threads), step(m, *big, 1, threads)
+    for _ in range(2):
+        assert_same(step(m, *big, 2, threads), ref_big, np.float64)
+        assert_same(step(m, *small, 2, threads), ref_small, np.float64)
+    logits_split = m.forward(big[0])
+    threads(1)
+    np.testing.assert_allclose(m.forward(big[0]), logits_split, rtol=1e-12, atol=1e-12)
