@@ -20,8 +20,9 @@
  *   (one vector exp, shared with phi): Phi(-|x|) = 0.5 erfc(z), and
  *     erfc(z) = t E F(t),  t = 2 / (2 + z) in (0, 1],  F(t) = 1 + (t - 1) R(t),
  *   R a Chebyshev series in 2t - 1 (Clenshaw), interpolated at Chebyshev points from erfc
- *   at 50 digits (mpmath): 12 terms for float (truncation 8e-9 relative), 27 for double
- *   (2e-17). Phi(x) = 0.5 erfc(z) for x < 0 (no 1 + erf cancellation in the left tail) and
+ *   at 50 digits (mpmath; re-derived by tests/test_activation.py): 12 terms for float
+ *   (truncation 8e-9 relative), 27 of 28 for double (2e-17). Phi(x) = 0.5 erfc(z) for
+ *   x < 0 (no 1 + erf cancellation in the left tail) and
  *   1 - 0.5 erfc(z) for x >= 0; the 1 + (t - 1) R form makes Phi(0) = 0.5 and gelu'(0) =
  *   0.5 exactly. Large |x|: E = 0, so gelu = x or -0 and gelu' = 1 or 0.
  */

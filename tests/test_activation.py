@@ -263,6 +263,38 @@ def test_exact_gelu_relative_accuracy_in_both_tails(dtype, fused):
     np.testing.assert_array_equal(F.gelu_backward(np.ones(4, dtype), big), [0, 0, 1, 1])
 
 
+def test_exact_gelu_erfc_coefficients_are_the_documented_fit():
+    # csrc/gelu_math.h: R(t) = (erfc(z) e^{z^2} / t - 1) / (t - 1), t = 2 / (2 + z),
+    # interpolated at n Chebyshev points of 2t - 1 (12 for float, 28 for double, the first 27
+    # kept); re-derived here at 50 digits and compared with the constants in the header
+    mp = pytest.importorskip("mpmath")
+    import pathlib
+    import re
+
+    src = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "gelu_math.h"
+    if not src.exists():
+        pytest.skip("csrc/gelu_math.h not available")
+    text = src.read_text()
+    mp.mp.dps = 50
+
+    def R(t):
+        z = 2 / t - 2
+        return (mp.erfc(z) * mp.exp(z * z) / t - 1) / (t - 1)
+
+    def cheb(n):
+        nodes = [mp.cos(mp.pi * (k + mp.mpf(1) / 2) / n) for k in range(n)]
+        f = [R((y + 1) / 2) for y in nodes]
+        return [(2 if j else 1) * mp.fsum(f[k] * mp.cos(mp.pi * j * (k + mp.mpf(1) / 2) / n)
+                                          for k in range(n)) / n for j in range(n)]
+
+    for name, n, keep, ftype in (("f32", 12, 12, np.float32), ("f64", 28, 27, np.float64)):
+        body = re.search(r"tc_erfc_cheb_%s\[[^]]*\] = \{([^}]*)\}" % name, text).group(1)
+        got = np.array([float(v.rstrip("f")) for v in body.replace("\n", " ").split(",")], ftype)
+        want = np.array([float(c) for c in cheb(n)[:keep]], ftype)
+        assert got.size == keep
+        np.testing.assert_array_equal(got, want)
+
+
 def test_relu_special_values_follow_torch():
     x = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf])
     y = F.relu(x)
