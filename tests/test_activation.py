@@ -265,8 +265,9 @@ def test_exact_gelu_relative_accuracy_in_both_tails(dtype, fused):
 
 def test_exact_gelu_erfc_coefficients_are_the_documented_fit():
     # csrc/gelu_math.h: R(t) = (erfc(z) e^{z^2} / t - 1) / (t - 1), t = 2 / (2 + z),
-    # interpolated at n Chebyshev points of 2t - 1 (12 for float, 28 for double, the first 27
-    # kept); re-derived here at 50 digits and compared with the constants in the header
+    # interpolated at n Chebyshev points of y = 2t - 1 (12 for float, 28 for double, the
+    # first 27 terms kept), expanded in powers of y; re-derived here at 50 digits and
+    # compared with the constants in the header
     mp = pytest.importorskip("mpmath")
     import pathlib
     import re
@@ -287,10 +288,23 @@ def test_exact_gelu_erfc_coefficients_are_the_documented_fit():
         return [(2 if j else 1) * mp.fsum(f[k] * mp.cos(mp.pi * j * (k + mp.mpf(1) / 2) / n)
                                           for k in range(n)) / n for j in range(n)]
 
+    def powers(c):
+        # sum_k c_k T_k(y) as sum_i a_i y^i (T_0 = 1, T_1 = y, T_k+1 = 2y T_k - T_k-1)
+        n = len(c)
+        a, t0, t1 = [mp.mpf(0)] * n, [mp.mpf(1)] + [mp.mpf(0)] * (n - 1), None
+        t1 = [mp.mpf(0), mp.mpf(1)] + [mp.mpf(0)] * (n - 2)
+        for k in range(n):
+            t = t0 if k == 0 else t1
+            if k >= 2:
+                t = [2 * (t1[i - 1] if i else 0) - t0[i] for i in range(n)]
+                t0, t1 = t1, t
+            a = [a[i] + c[k] * t[i] for i in range(n)]
+        return a
+
     for name, n, keep, ftype in (("f32", 12, 12, np.float32), ("f64", 28, 27, np.float64)):
-        body = re.search(r"tc_erfc_cheb_%s\[[^]]*\] = \{([^}]*)\}" % name, text).group(1)
-        got = np.array([float(v.rstrip("f")) for v in body.replace("\n", " ").split(",")], ftype)
-        want = np.array([float(c) for c in cheb(n)[:keep]], ftype)
+        body = re.search(r"tc_erfc_poly_%s\[[^]]*\] = \{([^}]*)\}" % name, text).group(1)
+        got = np.array([float(v.strip().rstrip("f")) for v in body.split(",")], ftype)
+        want = np.array([float(v) for v in powers(cheb(n)[:keep])], ftype)
         assert got.size == keep
         np.testing.assert_array_equal(got, want)
 
