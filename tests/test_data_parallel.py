@@ -20,14 +20,6 @@ VARIANTS = {
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 
 
-@pytest.fixture
-def threads():
-    """set_num_threads for the test, restored afterwards."""
-    before = tc.get_num_threads()
-    yield tc.set_num_threads
-    tc.set_num_threads(before)
-
-
 def make(variant="gpt2", dtype=np.float64, **kw):
     cfg = GPTConfig(**{**TINY, **VARIANTS[variant], **kw})
     r = np.random.default_rng(0)
