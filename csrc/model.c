@@ -24,14 +24,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-/* Training splits a batch across at most this many threads (each one a whole forward and
- * backward over its share of the rows); more threads than this use the kernels' own
- * parallel loops instead. */
-#define TC_GPT_MAX_WORKERS 8
 
 typedef struct { /* byte offsets into the arena */
     size_t ln1, ln1_mean, ln1_rstd, qkvh, atth, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
@@ -57,11 +49,12 @@ struct tc_gpt {
     size_t arena_bytes;
     int64_t cap_tokens;          /* the arena is carved for this many tokens */
     void *tab1, *tab2;           /* sinusoidal table (maxT,C); or rope cos, sin (maxT,HS/2) */
-    /* data-parallel loss_and_grads (model_impl.h): worker w > 0 is a clone of this model
-     * (shared parameters and tables, its own arena and gradient buffer); the model itself is
-     * worker 0. Created on first use. */
+    /* data-parallel calls (model_common.h): worker w > 0 is a clone of this model (shared
+     * parameters and tables, its own arena and gradient buffer), the model itself worker 0;
+     * created on first use */
     int nclones;
-    struct tc_gpt *clones[TC_GPT_MAX_WORKERS - 1];
+    struct tc_gpt *clones[TC_MODEL_MAX_WORKERS - 1];
+    void *clone_grads[TC_MODEL_MAX_WORKERS - 1];
     int borrowed_tables;         /* a clone: tab1, tab2 belong to the model it was cloned from */
 };
 
@@ -174,8 +167,8 @@ void tc_gpt_free(tc_gpt *m)
 {
     if (!m) return;
     for (int w = 0; w < m->nclones; w++) {
-        free(m->clones[w]->grads);
         tc_gpt_free(m->clones[w]);
+        free(m->clone_grads[w]);
     }
     free(m->arena);
     if (!m->borrowed_tables) {
@@ -187,28 +180,12 @@ void tc_gpt_free(tc_gpt *m)
     free(m);
 }
 
-/* How many workers loss_and_grads splits a batch of B sequences across: the OpenMP thread
- * count when 2 <= threads <= TC_GPT_MAX_WORKERS and every thread gets at least one
- * sequence, without dropout (its masks are numbered across the whole batch) and not from
- * inside a parallel region; else 1 (one pass, the kernels parallel inside). */
-static int gpt_split_workers(const tc_gpt *m, int64_t B, int drop)
-{
-#ifdef _OPENMP
-    if (drop || m->borrowed_tables || omp_in_parallel()) return 1;
-    const int t = omp_get_max_threads();
-    return t >= 2 && t <= TC_GPT_MAX_WORKERS && B >= t ? t : 1;
-#else
-    (void)m, (void)B, (void)drop;
-    return 1;
-#endif
-}
-
 /* Make sure clones 1 .. W-1 exist: same config and parameters, position tables borrowed,
  * each with its own gradient buffer (its arena comes with its first call). */
 static int gpt_clones_ready(tc_gpt *m, int W)
 {
     while (m->nclones < W - 1) {
-        void *grads = aligned_alloc(64, ((size_t)m->num_params * (size_t)m->elem + 63) / 64 * 64);
+        void *grads = model_grads_alloc(m->num_params, m->elem);
         tc_gpt *c = grads ? gpt_new(&m->cfg, m->elem, m->params, grads) : NULL;
         if (!c) {
             free(grads);
@@ -217,6 +194,7 @@ static int gpt_clones_ready(tc_gpt *m, int W)
         c->tab1 = m->tab1;
         c->tab2 = m->tab2;
         c->borrowed_tables = 1;
+        m->clone_grads[m->nclones] = grads;
         m->clones[m->nclones++] = c;
     }
     return TC_OK;

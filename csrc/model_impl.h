@@ -294,17 +294,21 @@ static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *
 /* One call's work over a batch, row range by row range: the forward writing logits, or
  * (targets != NULL) the loss and gradients. */
 typedef struct {
+    tc_gpt *m;
     T *logits;
     const int64_t *idx, *targets;
     int64_t L, ignore_index;
     double inv_count;
     uint64_t seed;
     int drop;
-    double part[TC_GPT_MAX_WORKERS]; /* each worker's summed loss */
+    double part[TC_MODEL_MAX_WORKERS]; /* each worker's summed loss */
 } FN(gpt_job);
 
-static int FN(gpt_job_rows)(tc_gpt *m, FN(gpt_job) *j, int w, int64_t b0, int64_t nb)
+/* Rows [b0, b0 + nb) of the job on worker w (model_split_run's callback). */
+static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
 {
+    FN(gpt_job) *j = ctx;
+    tc_gpt *m = w ? j->m->clones[w - 1] : j->m;
     const int64_t L = j->L, V = m->cfg.V;
     CHECK(gpt_reserve(m, nb * L));
     if (j->targets)
@@ -316,46 +320,12 @@ static int FN(gpt_job_rows)(tc_gpt *m, FN(gpt_job) *j, int w, int64_t b0, int64_
     return TC_OK;
 }
 
-/* The job over B rows in one pass (W == 1: the kernels parallel inside), or data-parallel:
- * W threads, thread w running rows [B w / W, B (w+1) / W) through the model (w = 0) or its
- * clone w with every kernel on that one thread. No barrier inside the forward and backward,
- * and every step of them (GEMMs, attention, layer norms, copies) has both cores. */
-static int FN(gpt_run)(tc_gpt *m, FN(gpt_job) *j, int64_t B, int W)
+/* The job over B rows on W workers (model_common.h; W == 1: one pass) */
+static int FN(gpt_run)(FN(gpt_job) *j, int64_t B, int W)
 {
-    if (W == 1) return FN(gpt_job_rows)(m, j, 0, 0, B);
-    CHECK(gpt_clones_ready(m, W));
-    int st[TC_GPT_MAX_WORKERS];
-#pragma omp parallel num_threads(W)
-    {
-#ifdef _OPENMP
-        omp_set_num_threads(1); /* kernels called from here run on this thread alone */
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int tid = 0, nth = 1;
-#endif
-        for (int w = tid; w < W; w += nth) {
-            const int64_t b0 = B * w / W, b1 = B * (w + 1) / W;
-            st[w] = FN(gpt_job_rows)(w ? m->clones[w - 1] : m, j, w, b0, b1 - b0);
-        }
-    }
-    for (int w = 0; w < W; w++) CHECK(st[w]);
-    return TC_OK;
-}
-
-/* m->grads += the clones' gradients, clone by clone (a fixed order for a fixed W). */
-static void FN(gpt_sum_clone_grads)(tc_gpt *m, int W)
-{
-    T *g = m->grads;
-    const int64_t P = m->num_params, chunk = 4096;
-#pragma omp parallel for schedule(static) num_threads(W)
-    for (int64_t i0 = 0; i0 < P; i0 += chunk) {
-        const int64_t i1 = P - i0 < chunk ? P : i0 + chunk;
-        for (int w = 1; w < W; w++) {
-            const T *gw = (const T *)m->clones[w - 1]->grads;
-#pragma omp simd
-            for (int64_t i = i0; i < i1; i++) g[i] += gw[i];
-        }
-    }
+    if (W == 1) return FN(gpt_job_rows)(j, 0, 0, B);
+    CHECK(gpt_clones_ready(j->m, W));
+    return model_split_run(W, B, FN(gpt_job_rows), j);
 }
 
 // logits (B,T,V), idx (B,T)
@@ -365,8 +335,8 @@ int FN(tc_gpt_forward)(tc_gpt *m, T *logits, const int64_t *idx, int64_t B, int6
     CHECK(FN(gpt_check_args)(m, idx, B, L));
     if (!logits) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
-    FN(gpt_job) j = {logits, idx, NULL, L, 0, 0.0, seed, drop, {0}};
-    return FN(gpt_run)(m, &j, B, gpt_split_workers(m, B, drop));
+    FN(gpt_job) j = {m, logits, idx, NULL, L, 0, 0.0, seed, drop, {0}};
+    return FN(gpt_run)(&j, B, model_split_workers(B, drop));
 }
 
 // loss (scalar), idx (B,T), targets (B,T); grads (num_params,) overwritten
@@ -384,13 +354,14 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
         count++;
     }
     const int drop = training && m->cfg.dropout > 0;
-    FN(gpt_job) j = {NULL, idx, targets, L, ignore_index, count ? 1.0 / (double)count : 0.0,
-                     seed, drop, {0}};
-    const int W = gpt_split_workers(m, B, drop);
-    CHECK(FN(gpt_run)(m, &j, B, W));
+    FN(gpt_job) j = {m, NULL, idx, targets, L, ignore_index,
+                     count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
+    const int W = model_split_workers(B, drop);
+    CHECK(FN(gpt_run)(&j, B, W));
     double total = 0;
     for (int w = 0; w < W; w++) total += j.part[w];
-    if (W > 1 && count) FN(gpt_sum_clone_grads)(m, W);
+    if (W > 1 && count) FN(model_sum_grads)((T *)m->grads, (T *const *)m->clone_grads, W,
+                                            m->num_params);
     *loss = count ? total / (double)count : NAN;
     return TC_OK;
 }

@@ -1,4 +1,4 @@
-"""The GPT fast path's data-parallel training step: with T threads (2 <= T <= 8) and at
+"""The fast paths' data-parallel calls (GPT and encoder-decoder): with T threads (2 <= T <= 8) and at
 least T sequences and no dropout, loss_and_grads runs each thread's share of the batch
 through a whole forward and backward on its own (the model, or a clone of it sharing the
 parameters) and sums the gradients. It must give the one-pass result up to float
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import transformer_c as tc
-from transformer_c.nn import GPT, GPTConfig
+from transformer_c.nn import GPT, EncoderDecoder, EncoderDecoderConfig, GPTConfig
 
 TINY = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8)
 VARIANTS = {
@@ -18,14 +18,6 @@ VARIANTS = {
     "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
 }
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
-
-
-@pytest.fixture
-def threads():
-    """set_num_threads for the test, restored afterwards."""
-    before = tc.get_num_threads()
-    yield tc.set_num_threads
-    tc.set_num_threads(before)
 
 
 def make(variant="gpt2", dtype=np.float64, **kw):
@@ -130,3 +122,78 @@ def test_split_after_one_pass_and_back(threads):
     logits_split = m.forward(big[0])
     threads(1)
     np.testing.assert_allclose(m.forward(big[0]), logits_split, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------ encoder-decoder
+
+ED = dict(src_vocab_size=11, tgt_vocab_size=13, block_size=9, n_encoder_layer=2,
+          n_decoder_layer=2, n_head=2, n_embd=8, dropout=0.0)
+ED_VARIANTS = {"pre": {}, "post_sinusoidal_relu": dict(norm="post", position="sinusoidal",
+                                                      activation="relu")}
+
+
+def make_ed(variant="pre", dtype=np.float64, **kw):
+    cfg = EncoderDecoderConfig(**{**ED, **ED_VARIANTS[variant], **kw})
+    r = np.random.default_rng(0)
+    m = EncoderDecoder.create(cfg, r, dtype=dtype)
+    m.flat_parameters[...] += r.normal(0, 0.1, m.num_parameters).astype(dtype)
+    return cfg, m
+
+
+def ed_batch(cfg, B, S=7, T=6, seed=1):
+    """Sources of different lengths (padding masked) and padded targets (ignored)."""
+    r = np.random.default_rng(seed)
+    lengths = 1 + (np.arange(B) * 3) % S
+    src = r.integers(1, cfg.src_vocab_size, (B, S))
+    src[np.arange(S)[None] >= lengths[:, None]] = 0
+    tin = r.integers(1, cfg.tgt_vocab_size, (B, T))
+    tout = r.integers(1, cfg.tgt_vocab_size, (B, T))
+    pad = np.arange(T)[None] >= (1 + np.arange(B) % T)[:, None]
+    tin[pad], tout[pad] = 0, 0
+    return src, lengths, tin, tout
+
+
+def ed_step(m, b, n_threads, set_threads, **kw):
+    set_threads(n_threads)
+    src, lengths, tin, tout = b
+    loss, _ = m.loss_and_grads(src, tin, tout, src_lengths=lengths, **kw)
+    return loss, m.flat_grads.copy()
+
+
+@pytest.mark.parametrize("variant", sorted(ED_VARIANTS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B", [2, 5])
+def test_encdec_split_equals_one_pass(threads, variant, dtype, B):
+    cfg, m = make_ed(variant, dtype)
+    b = ed_batch(cfg, B)
+    one = ed_step(m, b, 1, threads)
+    two = ed_step(m, b, 2, threads)
+    assert_same(two, one, dtype)
+    again = ed_step(m, b, 2, threads)
+    assert two[0] == again[0] and np.array_equal(two[1], again[1])
+    src, lengths, tin, _ = b
+    logits_two = m.forward(src, tin, src_lengths=lengths)
+    threads(1)
+    np.testing.assert_allclose(m.forward(src, tin, src_lengths=lengths), logits_two,
+                               rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_encdec_dropout_and_single_sequence_take_one_pass(threads):
+    cfg, m = make_ed(dropout=0.3)
+    b = ed_batch(cfg, 4)
+    assert_same(ed_step(m, b, 2, threads, seed=3), ed_step(m, b, 1, threads, seed=3),
+                np.float64)
+    one = tuple(a[:1] for a in b)
+    assert_same(ed_step(m, one, 2, threads), ed_step(m, one, 1, threads), np.float64)
+
+
+def test_each_worker_holds_an_arena_for_its_rows(threads):
+    threads(2)
+    cfg, m = make(dtype=np.float32)
+    idx, tgt = batch(cfg, 3, 8)                 # rows 0 | 1, 2
+    m.loss_and_grads(idx, tgt)
+    assert tc._C.gpt_arena_size(m._context()) == m.activation_bytes(1, 8) + m.activation_bytes(2, 8)
+    cfg, m = make_ed(dtype=np.float32)
+    src, lengths, tin, tout = ed_batch(cfg, 4)  # rows 0, 1 | 2, 3
+    m.loss_and_grads(src, tin, tout, src_lengths=lengths)
+    assert tc._C.encdec_arena_size(m._context()) == 2 * m.activation_bytes(2, 7, 6)
