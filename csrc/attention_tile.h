@@ -122,6 +122,43 @@ KATTR static void KN(att_gemm_tn)(int64_t M, int64_t N, int64_t K, const T *a, i
         }
 }
 
+/* d[p*ldd + j] = s[j*lds + p] for j < n, p < m: a transposed copy */
+KATTR static void KN(att_transpose)(T *restrict d, int64_t ldd, const T *restrict s,
+                                    int64_t lds, int64_t n, int64_t m)
+{
+    int64_t j0 = 0;
+#if ATT_TR8
+    for (; j0 + 8 <= n; j0 += 8) {
+        int64_t p = 0;
+        for (; p + 8 <= m; p += 8)
+            attention_tr8_f32(d + p * ldd + j0, ldd, s + j0 * lds + p, lds);
+        for (; p < m; p++)
+            for (int64_t j = j0; j < j0 + 8; j++) d[p * ldd + j] = s[j * lds + p];
+    }
+#endif
+    for (int64_t j = j0; j < n; j++)
+        for (int64_t p = 0; p < m; p++) d[p * ldd + j] = s[j * lds + p];
+}
+
+/* kt (BH, nkt, DK, ATT_BC) <- k^T of every key tile of batch-heads [bh0, bh1), one
+ * contiguous (DK, ATT_BC) panel per tile (a row stride of S would put the panel's rows in
+ * the same cache set), columns past S zero. */
+KATTR static void KN(att_transpose_keys)(const FN(att_ctx) *c, T *kt, int64_t bh0,
+                                          int64_t bh1)
+{
+    const int64_t S = c->S, DK = c->DK;
+    for (int64_t bh = bh0; bh < bh1; bh++) {
+        const T *k = c->k + bh * c->k_hs;
+        for (int64_t t = 0; t < c->nkt; t++) {
+            T *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
+            const int64_t j0 = t * ATT_BC, n = S - j0 < ATT_BC ? S - j0 : ATT_BC;
+            KN(att_transpose)(d, ATT_BC, k + j0 * DK, DK, n, DK);
+            for (int64_t p = 0; p < DK; p++)
+                for (int64_t j = n; j < ATT_BC; j++) d[p * ATT_BC + j] = 0;
+        }
+    }
+}
+
 /* max of s[0..n), n a positive multiple of ATT_VL */
 KATTR static T KN(att_row_max)(const T *s, int64_t n)
 {
@@ -314,8 +351,7 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         if (c->kt) {
             kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
         } else {
-            for (int64_t j = 0; j < bc; j++)
-                for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[(j0 + j) * DK + p];
+            KN(att_transpose)(Kt, ATT_BC, k + j0 * DK, DK, bc, DK);
             for (int64_t p = 0; p < DK; p++)
                 for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
         }
@@ -406,14 +442,15 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
     T *Pd = dP + ATT_BR * ATT_BC, *dK = Pd + ATT_BR * ATT_BC, *dV = dK + ATT_BC * DKP;
     int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1], ks[ATT_BC / ATT_MR + 1];
 
-    for (int64_t j = 0; j < bc; j++) {
-        for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[j * DK + p];
-        for (int64_t p = 0; p < DV; p++) Vt[p * ATT_BC + j] = v[j * DV + p];
-    }
+    /* Kt, Vt: the tile transposed, zero columns up to bcn = bc rounded up to ATT_NR (the
+     * score products never read past the causal widths, at most bcn) */
+    const int64_t bcn = attention_round_up(bc, ATT_NR);
+    KN(att_transpose)(Kt, ATT_BC, k, DK, bc, DK);
+    KN(att_transpose)(Vt, ATT_BC, v, DV, bc, DV);
     for (int64_t p = 0; p < DK; p++)
-        for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
+        for (int64_t j = bc; j < bcn; j++) Kt[p * ATT_BC + j] = 0;
     for (int64_t p = 0; p < DV; p++)
-        for (int64_t j = bc; j < bcp; j++) Vt[p * ATT_BC + j] = 0;
+        for (int64_t j = bc; j < bcn; j++) Vt[p * ATT_BC + j] = 0;
     const T *kb = k;
     int64_t ldk = DK;
     if (DK != DKP) {
@@ -439,7 +476,7 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         for (int64_t t = 0; t < brp / ATT_MR; t++) kw[t] = nw[t] < bc ? nw[t] : bc;
         for (int64_t t = 0; t < bcp / ATT_MR; t++) {
             const int64_t f = attention_first_row(j0 + t * ATT_MR, Tq, S, c->causal) - ib;
-            ks[t] = f < 0 ? 0 : f > br ? br : f;
+            ks[t] = t * ATT_MR >= bc ? br : f < 0 ? 0 : f > br ? br : f; /* padding keys: none */
         }
         /* scores = Qs Kt; dP~ = dout Vt */
         KN(att_gemm_nn)(brp, bcp, DK, Qs + ib * DKP, DKP, Kt, ATT_BC, Sb, ATT_BC, 0, nw, NULL);
