@@ -49,6 +49,13 @@ struct tc_gpt {
     size_t arena_bytes;
     int64_t cap_tokens;          /* the arena is carved for this many tokens */
     void *tab1, *tab2;           /* sinusoidal table (maxT,C); or rope cos, sin (maxT,HS/2) */
+    /* data-parallel calls (model_common.h): worker w > 0 is a clone of this model (shared
+     * parameters and tables, its own arena and gradient buffer), the model itself worker 0;
+     * created on first use */
+    int nclones;
+    struct tc_gpt *clones[TC_MODEL_MAX_WORKERS - 1];
+    void *clone_grads[TC_MODEL_MAX_WORKERS - 1];
+    int borrowed_tables;         /* a clone: tab1, tab2 belong to the model it was cloned from */
 };
 
 int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
@@ -159,17 +166,46 @@ static tc_gpt *gpt_new(const tc_gpt_config *cfg, int64_t elem, void *params, voi
 void tc_gpt_free(tc_gpt *m)
 {
     if (!m) return;
+    for (int w = 0; w < m->nclones; w++) {
+        tc_gpt_free(m->clones[w]);
+        free(m->clone_grads[w]);
+    }
     free(m->arena);
-    free(m->tab1);
-    free(m->tab2);
+    if (!m->borrowed_tables) {
+        free(m->tab1);
+        free(m->tab2);
+    }
     free(m->lp);
     free(m->la);
     free(m);
 }
 
+/* Make sure clones 1 .. W-1 exist: same config and parameters, position tables borrowed,
+ * each with its own gradient buffer (its arena comes with its first call). */
+static int gpt_clones_ready(tc_gpt *m, int W)
+{
+    while (m->nclones < W - 1) {
+        void *grads = model_grads_alloc(m->num_params, m->elem);
+        tc_gpt *c = grads ? gpt_new(&m->cfg, m->elem, m->params, grads) : NULL;
+        if (!c) {
+            free(grads);
+            return TC_ENOMEM;
+        }
+        c->tab1 = m->tab1;
+        c->tab2 = m->tab2;
+        c->borrowed_tables = 1;
+        m->clone_grads[m->nclones] = grads;
+        m->clones[m->nclones++] = c;
+    }
+    return TC_OK;
+}
+
 int64_t tc_gpt_arena_size(const tc_gpt *m)
 {
-    return m ? (int64_t)m->arena_bytes : 0;
+    if (!m) return 0;
+    int64_t bytes = (int64_t)m->arena_bytes;
+    for (int w = 0; w < m->nclones; w++) bytes += (int64_t)m->clones[w]->arena_bytes;
+    return bytes;
 }
 
 #define T float

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 
 #include "tc.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Bump allocation: byte offset of a block of n elements of `size` bytes, 64-byte aligned. */
 static inline size_t gpt_take(size_t *used, int64_t n, int64_t size)
@@ -70,6 +73,60 @@ static inline int dec_reserve(char **mem, int64_t *cap, dec_bufs *bufs, int64_t 
     *bufs = s;
     *cap = N;
     return TC_OK;
+}
+
+/* Data-parallel training and forward (GPT and encoder-decoder fast paths): with T OpenMP
+ * threads, 2 <= T <= TC_MODEL_MAX_WORKERS, at least T sequences in the batch, no dropout
+ * (its masks are numbered across the whole batch) and not called from inside a parallel
+ * region, a call splits the batch into T row ranges and each thread runs a whole forward
+ * (and backward) of its rows on the model (worker 0) or a clone of it sharing the
+ * parameters (its own arena and gradient buffer), every kernel inside on that one thread;
+ * the gradients are then summed in worker order (bitwise reproducible for a fixed thread
+ * count). No barrier inside the passes, and every step of them (GEMMs, attention, layer
+ * norms, copies) has all the cores. Otherwise one pass, the kernels parallel inside. */
+#define TC_MODEL_MAX_WORKERS 8
+
+/* The number of workers for a batch of B sequences (1: one pass). */
+static inline int model_split_workers(int64_t B, int drop)
+{
+#ifdef _OPENMP
+    if (drop || omp_in_parallel()) return 1;
+    const int t = omp_get_max_threads();
+    return t >= 2 && t <= TC_MODEL_MAX_WORKERS && B >= t ? t : 1;
+#else
+    (void)B, (void)drop;
+    return 1;
+#endif
+}
+
+/* fn(ctx, w, b0, nb) for every worker w < W, rows [b0, b0 + nb) = [B w / W, B (w+1) / W),
+ * on W threads with one thread for the kernels each calls; the first error, or TC_OK. */
+static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
+                                  void *ctx)
+{
+    int st[TC_MODEL_MAX_WORKERS];
+#pragma omp parallel num_threads(W)
+    {
+#ifdef _OPENMP
+        omp_set_num_threads(1); /* kernels called from here run on this thread alone */
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int tid = 0, nth = 1;
+#endif
+        for (int w = tid; w < W; w += nth) {
+            const int64_t b0 = B * w / W, b1 = B * (w + 1) / W;
+            st[w] = fn(ctx, w, b0, b1 - b0);
+        }
+    }
+    for (int w = 0; w < W; w++)
+        if (st[w] != TC_OK) return st[w];
+    return TC_OK;
+}
+
+/* A gradient buffer for a clone: num_params elements of elem bytes, 64-byte aligned. */
+static inline void *model_grads_alloc(int64_t num_params, int64_t elem)
+{
+    return aligned_alloc(64, ((size_t)num_params * (size_t)elem + 63) / 64 * 64);
 }
 
 #endif /* TC_MODEL_COMMON_H */

@@ -150,3 +150,18 @@ static int FN(gpt_mlp_backward)(T *dx, T *dh, T *dh2, T *gfcw, T *gfcb, T *gproj
     return st != TC_OK ? st : FN(tc_linear_backward)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H);
 }
 
+/* g (P,) += the W - 1 buffers in others, in order (data-parallel gradients: a fixed order
+ * for a fixed worker count), chunks spread over W threads */
+static void FN(model_sum_grads)(T *g, T *const *others, int W, int64_t P)
+{
+    const int64_t chunk = 4096;
+#pragma omp parallel for schedule(static) num_threads(W)
+    for (int64_t i0 = 0; i0 < P; i0 += chunk) {
+        const int64_t i1 = P - i0 < chunk ? P : i0 + chunk;
+        for (int w = 0; w < W - 1; w++) {
+            const T *o = others[w];
+#pragma omp simd
+            for (int64_t i = i0; i < i1; i++) g[i] += o[i];
+        }
+    }
+}

@@ -86,6 +86,12 @@ struct tc_encdec {
     size_t arena_bytes;
     int64_t cap_src, cap_tgt;     /* the arena is carved for this many tokens */
     void *tab;                    /* sinusoidal table (maxT,C) */
+    int borrowed_tab;             /* a clone: tab belongs to the model it was cloned from */
+    /* data-parallel calls (model_common.h): clones sharing the parameters and the table,
+     * each with its own arena and gradient buffer; created on first use */
+    int nclones;
+    struct tc_encdec *clones[TC_MODEL_MAX_WORKERS - 1];
+    void *clone_grads[TC_MODEL_MAX_WORKERS - 1];
 };
 
 int64_t tc_encdec_num_params(const tc_encdec_config *cfg)
@@ -230,8 +236,12 @@ static tc_encdec *ed_new(const tc_encdec_config *cfg, int64_t elem, void *params
 void tc_encdec_free(tc_encdec *m)
 {
     if (!m) return;
+    for (int w = 0; w < m->nclones; w++) {
+        tc_encdec_free(m->clones[w]);
+        free(m->clone_grads[w]);
+    }
     free(m->arena);
-    free(m->tab);
+    if (!m->borrowed_tab) free(m->tab);
     free(m->ep);
     free(m->dp);
     free(m->ea);
@@ -239,9 +249,31 @@ void tc_encdec_free(tc_encdec *m)
     free(m);
 }
 
+/* Make sure clones 1 .. W-1 exist (model_common.h): same config and parameters, the
+ * position table borrowed, each with its own gradient buffer when the model has one. */
+static int ed_clones_ready(tc_encdec *m, int W)
+{
+    while (m->nclones < W - 1) {
+        void *grads = m->grads ? model_grads_alloc(m->num_params, m->elem) : NULL;
+        tc_encdec *c = !m->grads || grads ? ed_new(&m->cfg, m->elem, m->params, grads) : NULL;
+        if (!c) {
+            free(grads);
+            return TC_ENOMEM;
+        }
+        c->tab = m->tab;
+        c->borrowed_tab = 1;
+        m->clone_grads[m->nclones] = grads;
+        m->clones[m->nclones++] = c;
+    }
+    return TC_OK;
+}
+
 int64_t tc_encdec_arena_size(const tc_encdec *m)
 {
-    return m ? (int64_t)m->arena_bytes : 0;
+    if (!m) return 0;
+    int64_t bytes = (int64_t)m->arena_bytes;
+    for (int w = 0; w < m->nclones; w++) bytes += (int64_t)m->clones[w]->arena_bytes;
+    return bytes;
 }
 
 #define T float

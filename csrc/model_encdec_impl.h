@@ -445,8 +445,9 @@ int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, T *para
     return TC_OK;
 }
 
-static int FN(ed_check_call)(tc_encdec *m, const int64_t *src, const int64_t *tgt, int64_t B,
-                             int64_t Ls, int64_t Lt)
+/* The arguments every call shares: the model's dtype, B, Ls, Lt, token ids in range. */
+static int FN(ed_check_args)(const tc_encdec *m, const int64_t *src, const int64_t *tgt,
+                             int64_t B, int64_t Ls, int64_t Lt)
 {
     if (!m || m->elem != (int64_t)sizeof(T) || !src || !tgt || B < 1 || Ls < 1 || Lt < 1 ||
         Ls > m->cfg.maxT || Lt > m->cfg.maxT)
@@ -455,7 +456,55 @@ static int FN(ed_check_call)(tc_encdec *m, const int64_t *src, const int64_t *tg
         if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
     for (int64_t n = 0; n < B * Lt; n++)
         if (tgt[n] < 0 || tgt[n] >= m->cfg.Vt) return TC_EINVAL;
-    return ed_reserve(m, B * Ls, B * Lt);
+    return TC_OK;
+}
+
+/* One call's work over a batch, row range by row range: the forward writing logits, or
+ * (tgt_out != NULL) the loss and gradients; see model_common.h for the split. */
+typedef struct {
+    tc_encdec *m;
+    T *logits;
+    const int64_t *src, *tgt_in, *tgt_out;
+    const uint8_t *src_mask;
+    int64_t Ls, Lt, ignore_index;
+    double inv_count; /* 1 / the counted targets of the whole batch (0: none) */
+    uint64_t seed;
+    int drop;
+    double part[TC_MODEL_MAX_WORKERS]; /* each worker's summed loss */
+} FN(ed_job);
+
+/* Rows [b0, b0 + nb) of the job on worker w (model_split_run's callback). */
+static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
+{
+    FN(ed_job) *j = ctx;
+    tc_encdec *m = w ? j->m->clones[w - 1] : j->m;
+    const int64_t Ls = j->Ls, Lt = j->Lt, Nt = nb * Lt, V = m->cfg.Vt;
+    const int64_t *src = j->src + b0 * Ls, *tgt_in = j->tgt_in + b0 * Lt;
+    const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL, j->seed, j->drop};
+    CHECK(ed_reserve(m, nb * Ls, Nt));
+    CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
+    if (!j->tgt_out) {
+        memcpy(j->logits + b0 * Lt * V, AP(m->ga.logits), (size_t)(Nt * V) * sizeof(T));
+        return TC_OK;
+    }
+    const int64_t *tgt_out = j->tgt_out + b0 * Lt;
+    j->part[w] = 0;
+    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), &j->part[w],
+                                            AP(m->ga.logits), tgt_out, Nt, V, j->ignore_index,
+                                            0));
+    memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
+    if (j->inv_count == 0) return TC_OK;
+    FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
+                                j->ignore_index, (T)j->inv_count);
+    return FN(ed_backward_all)(m, src, tgt_in, &k);
+}
+
+/* The job over B rows on W workers (model_common.h; W == 1: one pass) */
+static int FN(ed_run)(FN(ed_job) *j, int64_t B, int W)
+{
+    if (W == 1) return FN(ed_job_rows)(j, 0, 0, B);
+    CHECK(ed_clones_ready(j->m, W));
+    return model_split_run(W, B, FN(ed_job_rows), j);
 }
 
 // logits (B,Lt,Vt), src (B,Ls), src_mask (B,Ls) or NULL, tgt_in (B,Lt)
@@ -464,11 +513,10 @@ int FN(tc_encdec_forward)(tc_encdec *m, T *logits, const int64_t *src, const uin
                           uint64_t seed, int training)
 {
     if (!logits) return TC_EINVAL;
-    CHECK(FN(ed_check_call)(m, src, tgt_in, B, Ls, Lt));
-    const ed_call k = {B, Ls, Lt, src_mask, seed, training && m->cfg.dropout > 0};
-    CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
-    memcpy(logits, AP(m->ga.logits), (size_t)(B * Lt * m->cfg.Vt) * sizeof(T));
-    return TC_OK;
+    CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
+    const int drop = training && m->cfg.dropout > 0;
+    FN(ed_job) j = {m, logits, src, tgt_in, NULL, src_mask, Ls, Lt, 0, 0.0, seed, drop, {0}};
+    return FN(ed_run)(&j, B, model_split_workers(B, drop));
 }
 
 // loss (scalar), src (B,Ls), src_mask (B,Ls) or NULL, tgt_in (B,Lt), tgt_out (B,Lt);
@@ -479,7 +527,7 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
                                  int64_t ignore_index, uint64_t seed, int training)
 {
     if (!loss || !tgt_out || !m || !m->grads) return TC_EINVAL;
-    CHECK(FN(ed_check_call)(m, src, tgt_in, B, Ls, Lt));
+    CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
     const int64_t Nt = B * Lt, V = m->cfg.Vt;
     int64_t count = 0;
     for (int64_t n = 0; n < Nt; n++) {
@@ -487,17 +535,17 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
         if (tgt_out[n] < 0 || tgt_out[n] >= V) return TC_EINVAL;
         count++;
     }
-    const ed_call k = {B, Ls, Lt, src_mask, seed, training && m->cfg.dropout > 0};
-    CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
+    const int drop = training && m->cfg.dropout > 0;
+    FN(ed_job) j = {m, NULL, src, tgt_in, tgt_out, src_mask, Ls, Lt, ignore_index,
+                    count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
+    const int W = model_split_workers(B, drop);
+    CHECK(FN(ed_run)(&j, B, W));
     double total = 0;
-    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), &total,
-                                            AP(m->ga.logits), tgt_out, Nt, V, ignore_index, 0));
+    for (int w = 0; w < W; w++) total += j.part[w];
+    if (W > 1 && count) FN(model_sum_grads)((T *)m->grads, (T *const *)m->clone_grads, W,
+                                            m->num_params);
     *loss = count ? total / (double)count : NAN;
-    memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
-    if (!count) return TC_OK;
-    FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
-                                ignore_index, (T)(1.0 / (double)count));
-    return FN(ed_backward_all)(m, src, tgt_in, &k);
+    return TC_OK;
 }
 
 // memory (B,Ls,C) = the encoder's output for src (B,Ls), src_mask (B,Ls) or NULL

@@ -261,25 +261,83 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
     return TC_OK;
 }
 
-static int FN(gpt_check_call)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t L)
+/* The arguments every call shares: the model's dtype, B, L, token ids in range. */
+static int FN(gpt_check_args)(const tc_gpt *m, const int64_t *idx, int64_t B, int64_t L)
 {
     if (!m || m->elem != (int64_t)sizeof(T) || !idx || B < 1 || L < 1 || L > m->cfg.maxT)
         return TC_EINVAL;
     for (int64_t n = 0; n < B * L; n++)
         if (idx[n] < 0 || idx[n] >= m->cfg.V) return TC_EINVAL;
-    return gpt_reserve(m, B * L);
+    return TC_OK;
+}
+
+/* The loss and gradients of the B sequences given to one model (the model itself, or one
+ * data-parallel clone): the cross-entropy summed over counted targets into *total, the
+ * gradients of (that sum * inv_count) written over m->grads. inv_count = 1 / the number of
+ * counted targets in the whole batch (0 when there are none: no backward). */
+static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *idx,
+                                       const int64_t *targets, int64_t B, int64_t L,
+                                       int64_t ignore_index, double inv_count, uint64_t seed,
+                                       int drop)
+{
+    const int64_t N = B * L, V = m->cfg.V;
+    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop));
+    *total = 0;
+    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), total,
+                                            AP(m->ga.logits), targets, N, V, ignore_index, 0));
+    memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
+    if (inv_count == 0) return TC_OK;
+    FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), targets, N, V,
+                                ignore_index, (T)inv_count);
+    return FN(gpt_backward_all)(m, idx, B, L, seed, drop);
+}
+
+/* One call's work over a batch, row range by row range: the forward writing logits, or
+ * (targets != NULL) the loss and gradients. */
+typedef struct {
+    tc_gpt *m;
+    T *logits;
+    const int64_t *idx, *targets;
+    int64_t L, ignore_index;
+    double inv_count;
+    uint64_t seed;
+    int drop;
+    double part[TC_MODEL_MAX_WORKERS]; /* each worker's summed loss */
+} FN(gpt_job);
+
+/* Rows [b0, b0 + nb) of the job on worker w (model_split_run's callback). */
+static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
+{
+    FN(gpt_job) *j = ctx;
+    tc_gpt *m = w ? j->m->clones[w - 1] : j->m;
+    const int64_t L = j->L, V = m->cfg.V;
+    CHECK(gpt_reserve(m, nb * L));
+    if (j->targets)
+        return FN(gpt_loss_and_grads_rows)(m, &j->part[w], j->idx + b0 * L, j->targets + b0 * L,
+                                           nb, L, j->ignore_index, j->inv_count, j->seed,
+                                           j->drop);
+    CHECK(FN(gpt_forward_all)(m, j->idx + b0 * L, nb, L, j->seed, j->drop));
+    memcpy(j->logits + b0 * L * V, AP(m->ga.logits), (size_t)(nb * L * V) * sizeof(T));
+    return TC_OK;
+}
+
+/* The job over B rows on W workers (model_common.h; W == 1: one pass) */
+static int FN(gpt_run)(FN(gpt_job) *j, int64_t B, int W)
+{
+    if (W == 1) return FN(gpt_job_rows)(j, 0, 0, B);
+    CHECK(gpt_clones_ready(j->m, W));
+    return model_split_run(W, B, FN(gpt_job_rows), j);
 }
 
 // logits (B,T,V), idx (B,T)
 int FN(tc_gpt_forward)(tc_gpt *m, T *logits, const int64_t *idx, int64_t B, int64_t L,
                        uint64_t seed, int training)
 {
-    CHECK(FN(gpt_check_call)(m, idx, B, L));
+    CHECK(FN(gpt_check_args)(m, idx, B, L));
     if (!logits) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
-    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop));
-    memcpy(logits, AP(m->ga.logits), (size_t)(B * L * m->cfg.V) * sizeof(T));
-    return TC_OK;
+    FN(gpt_job) j = {m, logits, idx, NULL, L, 0, 0.0, seed, drop, {0}};
+    return FN(gpt_run)(&j, B, model_split_workers(B, drop));
 }
 
 // loss (scalar), idx (B,T), targets (B,T); grads (num_params,) overwritten
@@ -288,7 +346,7 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
                               int64_t ignore_index, uint64_t seed, int training)
 {
     if (!loss || !targets) return TC_EINVAL;
-    CHECK(FN(gpt_check_call)(m, idx, B, L));
+    CHECK(FN(gpt_check_args)(m, idx, B, L));
     const int64_t N = B * L, V = m->cfg.V;
     int64_t count = 0;
     for (int64_t n = 0; n < N; n++) {
@@ -297,16 +355,16 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
         count++;
     }
     const int drop = training && m->cfg.dropout > 0;
-    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop));
+    FN(gpt_job) j = {m, NULL, idx, targets, L, ignore_index,
+                     count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
+    const int W = model_split_workers(B, drop);
+    CHECK(FN(gpt_run)(&j, B, W));
     double total = 0;
-    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), &total,
-                                            AP(m->ga.logits), targets, N, V, ignore_index, 0));
+    for (int w = 0; w < W; w++) total += j.part[w];
+    if (W > 1 && count) FN(model_sum_grads)((T *)m->grads, (T *const *)m->clone_grads, W,
+                                            m->num_params);
     *loss = count ? total / (double)count : NAN;
-    memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
-    if (!count) return TC_OK;
-    FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), targets, N, V,
-                                ignore_index, (T)(1.0 / (double)count));
-    return FN(gpt_backward_all)(m, idx, B, L, seed, drop);
+    return TC_OK;
 }
 
 #undef PP

@@ -52,6 +52,16 @@ def check_grads(forward, backward_grads, arrays, seed=123, rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(got[name], want, rtol=rtol, atol=atol, err_msg=f"d/d{name}")
 
 
+@pytest.fixture
+def threads():
+    """transformer_c's set_num_threads for one test; the thread count is restored after."""
+    import transformer_c as tc
+
+    before = tc.get_num_threads()
+    yield tc.set_num_threads
+    tc.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def torch():
     """PyTorch (float64 enabled) or a clean skip when it is not installed."""

@@ -558,7 +558,8 @@ def test_loss_and_grads_equals_forward_backward(variant):
         close(g32[name], g, 1e-5, name)
 
 
-def test_fast_path_is_deterministic_and_arena_is_reused():
+def test_fast_path_is_deterministic_and_arena_is_reused(threads):
+    threads(1)  # one pass: the model's own arena (the split's: test_data_parallel.py)
     cfg = config("pre")
     model = make_model(cfg, np.float32)
     src, lengths, tin, tout = batch(cfg, 3, 8, 7)

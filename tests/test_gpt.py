@@ -240,7 +240,8 @@ def test_loss_and_grads_equals_forward_backward(variant):
         close(g32[name], g, 1e-5, name)
 
 
-def test_fast_path_is_deterministic_and_arena_is_reused():
+def test_fast_path_is_deterministic_and_arena_is_reused(threads):
+    threads(1)  # one pass: the model's own arena (the split's: test_data_parallel.py)
     cfg = GPTConfig(**TINY)
     model = make_model(cfg, np.float32)
     idx, tgt = batch(cfg, 4, 8)
