@@ -89,22 +89,74 @@ KATTR static inline void KN(att_mk_tn)(int64_t kc, const T *restrict a, int64_t 
 #undef ATT_MK_ROW_ACC
 #undef ATT_MK_ROW_STORE
 
-// c (M,N) (+)= a (M,K) @ b (K,N); M % MR == 0, N % NR == 0
+/* c (M,N) (+)= a (M,K) @ b (K,N); M % MR == 0, N % NR == 0. Row strip s (rows
+ * [s*MR, s*MR + MR)) takes only the columns [0, nw[s]) (a multiple of NR) when nw is not
+ * NULL, and only the terms p < kw[s] when kw is not NULL: the parts a causal mask hides.
+ * A strip with nothing to do under nw or kw is skipped (its c rows are left as they are);
+ * K == 0 without kw stores zeros (or leaves c) as any other K. */
 KATTR static void KN(att_gemm_nn)(int64_t M, int64_t N, int64_t K, const T *a, int64_t lda,
-                                  const T *b, int64_t ldb, T *c, int64_t ldc, int acc)
+                                  const T *b, int64_t ldb, T *c, int64_t ldc, int acc,
+                                  const int64_t *nw, const int64_t *kw)
 {
     for (int64_t n0 = 0; n0 < N; n0 += ATT_NR)
-        for (int64_t m0 = 0; m0 < M; m0 += ATT_MR)
-            KN(att_mk_nn)(K, a + m0 * lda, lda, b + n0, ldb, c + m0 * ldc + n0, ldc, acc);
+        for (int64_t m0 = 0; m0 < M; m0 += ATT_MR) {
+            const int64_t kc = kw ? kw[m0 / ATT_MR] : K;
+            if ((nw && n0 >= nw[m0 / ATT_MR]) || (kw && kc <= 0)) continue;
+            KN(att_mk_nn)(kc, a + m0 * lda, lda, b + n0, ldb, c + m0 * ldc + n0, ldc, acc);
+        }
 }
 
-// c (M,N) (+)= a^T @ b, a (K,M) with row stride lda, b (K,N); M % MR == 0, N % NR == 0
+/* c (M,N) (+)= a^T @ b, a (K,M) with row stride lda, b (K,N); M % MR == 0, N % NR == 0.
+ * Row strip s of c sums only the terms p >= ks[s] when ks is not NULL (the earlier rows of
+ * a are zero there: queries that do not see these keys); a strip with none is skipped. */
 KATTR static void KN(att_gemm_tn)(int64_t M, int64_t N, int64_t K, const T *a, int64_t lda,
-                                  const T *b, int64_t ldb, T *c, int64_t ldc, int acc)
+                                  const T *b, int64_t ldb, T *c, int64_t ldc, int acc,
+                                  const int64_t *ks)
 {
     for (int64_t n0 = 0; n0 < N; n0 += ATT_NR)
-        for (int64_t m0 = 0; m0 < M; m0 += ATT_MR)
-            KN(att_mk_tn)(K, a + m0, lda, b + n0, ldb, c + m0 * ldc + n0, ldc, acc);
+        for (int64_t m0 = 0; m0 < M; m0 += ATT_MR) {
+            const int64_t p0 = ks ? ks[m0 / ATT_MR] : 0;
+            if (ks && p0 >= K) continue;
+            KN(att_mk_tn)(K - p0, a + p0 * lda + m0, lda, b + p0 * ldb + n0, ldb,
+                          c + m0 * ldc + n0, ldc, acc);
+        }
+}
+
+/* d[p*ldd + j] = s[j*lds + p] for j < n, p < m: a transposed copy */
+KATTR static void KN(att_transpose)(T *restrict d, int64_t ldd, const T *restrict s,
+                                    int64_t lds, int64_t n, int64_t m)
+{
+    int64_t j0 = 0;
+#if ATT_TR8
+    for (; j0 + 8 <= n; j0 += 8) {
+        int64_t p = 0;
+        for (; p + 8 <= m; p += 8)
+            attention_tr8_f32(d + p * ldd + j0, ldd, s + j0 * lds + p, lds);
+        for (; p < m; p++)
+            for (int64_t j = j0; j < j0 + 8; j++) d[p * ldd + j] = s[j * lds + p];
+    }
+#endif
+    for (int64_t j = j0; j < n; j++)
+        for (int64_t p = 0; p < m; p++) d[p * ldd + j] = s[j * lds + p];
+}
+
+/* kt (BH, nkt, DK, ATT_BC) <- k^T of every key tile of batch-heads [bh0, bh1), one
+ * contiguous (DK, ATT_BC) panel per tile (a row stride of S would put the panel's rows in
+ * the same cache set), columns past S zero. */
+KATTR static void KN(att_transpose_keys)(const FN(att_ctx) *c, T *kt, int64_t bh0,
+                                          int64_t bh1)
+{
+    const int64_t S = c->S, DK = c->DK;
+    for (int64_t bh = bh0; bh < bh1; bh++) {
+        const T *k = c->k + bh * c->k_hs;
+        for (int64_t t = 0; t < c->nkt; t++) {
+            T *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
+            const int64_t j0 = t * ATT_BC, n = S - j0 < ATT_BC ? S - j0 : ATT_BC;
+            KN(att_transpose)(d, ATT_BC, k + j0 * DK, DK, n, DK);
+            for (int64_t p = 0; p < DK; p++)
+                for (int64_t j = n; j < ATT_BC; j++) d[p * ATT_BC + j] = 0;
+        }
+    }
 }
 
 /* max of s[0..n), n a positive multiple of ATT_VL */
@@ -194,6 +246,22 @@ KATTR static void KN(att_row_scores)(T *restrict s, const T *restrict q, const T
     }
 }
 
+/* Causal extents of the query rows [i0, i0 + br) against the key tile [j0, j0 + bc)
+ * (bc <= bcp, bcp a multiple of ATT_NR): nw[s] = the keys of the tile some row of strip s
+ * (rows i0 + s*MR ...) sees, rounded up to ATT_NR and at most bcp (0: none), for the
+ * strips covering brp rows (rows past br count as row br - 1). Without causal masking every
+ * strip gets bcp. */
+KATTR static void KN(att_strip_widths)(const FN(att_ctx) *c, int64_t i0, int64_t br,
+                                       int64_t brp, int64_t j0, int64_t bcp, int64_t *nw)
+{
+    for (int64_t m0 = 0; m0 < brp; m0 += ATT_MR) {
+        const int64_t rl = m0 + ATT_MR - 1 < br - 1 ? m0 + ATT_MR - 1 : br - 1;
+        int64_t w = attention_limit(i0 + rl, c->Tq, c->S, c->causal) - j0;
+        w = w <= 0 ? 0 : attention_round_up(w, ATT_NR);
+        nw[m0 / ATT_MR] = w < bcp ? w : bcp;
+    }
+}
+
 /* Forward of a work item with fewer than ATT_MR query rows (decoding one or a few tokens):
  * row by row, the scores against every visible key straight from k (no transposed tiles,
  * no rows padded to ATT_MR), then the softmax and out = P v. w: FN(att_rows_scratch). */
@@ -254,6 +322,7 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     T *Qs = w, *Kt = Qs + FN(att_pad)(ATT_BR * DK), *Vp = Kt + FN(att_pad)(DK * ATT_BC);
     T *Sb = Vp + FN(att_pad)(ATT_BC * DVP), *O = Sb + ATT_BR * ATT_BC;
     T *mx = O + FN(att_pad)(ATT_BR * DVP), *l = mx + ATT_BR;
+    int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1];
 
     /* Qs = scale * q block, rows past br zero */
     for (int64_t r = 0; r < br; r++)
@@ -282,32 +351,35 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         if (c->kt) {
             kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
         } else {
-            for (int64_t j = 0; j < bc; j++)
-                for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[(j0 + j) * DK + p];
+            KN(att_transpose)(Kt, ATT_BC, k + j0 * DK, DK, bc, DK);
             for (int64_t p = 0; p < DK; p++)
                 for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
         }
-        /* scores (brp, bcp) = Qs Kt */
-        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ATT_BC, Sb, ATT_BC, 0);
+        /* scores (brp, bcp) = Qs Kt; row strip s only over its nw[s] causally visible
+         * columns (the rest of its rows of Sb is never read) */
+        KN(att_strip_widths)(c, i0, br, brp, j0, bcp, nw);
+        for (int64_t t = 0; t < brp / ATT_MR; t++) kw[t] = nw[t] < bc ? nw[t] : bc;
+        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ATT_BC, Sb, ATT_BC, 0, nw, NULL);
         const int need_mask = c->masked || j0 + bc > lim0;
         for (int64_t r = 0; r < br; r++) {
             T *s = Sb + r * ATT_BC;
-            const int64_t i = i0 + r;
+            const int64_t i = i0 + r, w = nw[r / ATT_MR], n = kw[r / ATT_MR];
+            if (w == 0) continue; /* no key of this tile is visible to the row */
             if (need_mask)
-                FN(attention_mask_row)(s, m, b, h, i, j0, bc,
+                FN(attention_mask_row)(s, m, b, h, i, j0, n,
                                        attention_limit(i, Tq, S, c->causal), S);
-            for (int64_t j = bc; j < bcp; j++) s[j] = -INFINITY;
-            const T mt = KN(att_row_max)(s, bcp);
+            for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
+            const T mt = KN(att_row_max)(s, w);
             const T mnew = mt > mx[r] ? mt : mx[r];
             if (mnew == -INFINITY) { /* no visible key so far */
-                memset(s, 0, (size_t)bcp * sizeof(T));
+                memset(s, 0, (size_t)w * sizeof(T));
                 continue;
             }
             const T alpha = MATH(exp)(mx[r] - mnew); /* 0 when mx was -inf */
-            const T sum = KN(att_row_exp_sum)(s, bcp, mnew);
+            const T sum = KN(att_row_exp_sum)(s, w, mnew);
             l[r] = l[r] * alpha + sum;
             if (c->drop.on)
-                FN(attention_dropout_row)(s, NULL, bc, &c->drop,
+                FN(attention_dropout_row)(s, NULL, n, &c->drop,
                                           ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
                                                   (uint64_t)S + (uint64_t)j0);
             if (alpha != 1) {
@@ -327,7 +399,7 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
             vb = Vp;
             ldv = DVP;
         }
-        KN(att_gemm_nn)(brp, DVP, bc, Sb, ATT_BC, vb, ldv, O, DVP, 1);
+        KN(att_gemm_nn)(brp, DVP, bc, Sb, ATT_BC, vb, ldv, O, DVP, 1, NULL, kw);
     }
     for (int64_t r = 0; r < br; r++) {
         T *o = c->out + (bh * Tq + i0 + r) * DV;
@@ -368,15 +440,17 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
     T *Kt = w, *Vt = Kt + FN(att_pad)(DK * ATT_BC), *Kp = Vt + FN(att_pad)(DV * ATT_BC);
     T *Sb = Kp + FN(att_pad)(ATT_BC * DKP), *dP = Sb + ATT_BR * ATT_BC;
     T *Pd = dP + ATT_BR * ATT_BC, *dK = Pd + ATT_BR * ATT_BC, *dV = dK + ATT_BC * DKP;
+    int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1], ks[ATT_BC / ATT_MR + 1];
 
-    for (int64_t j = 0; j < bc; j++) {
-        for (int64_t p = 0; p < DK; p++) Kt[p * ATT_BC + j] = k[j * DK + p];
-        for (int64_t p = 0; p < DV; p++) Vt[p * ATT_BC + j] = v[j * DV + p];
-    }
+    /* Kt, Vt: the tile transposed, zero columns up to bcn = bc rounded up to ATT_NR (the
+     * score products never read past the causal widths, at most bcn) */
+    const int64_t bcn = attention_round_up(bc, ATT_NR);
+    KN(att_transpose)(Kt, ATT_BC, k, DK, bc, DK);
+    KN(att_transpose)(Vt, ATT_BC, v, DV, bc, DV);
     for (int64_t p = 0; p < DK; p++)
-        for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
+        for (int64_t j = bc; j < bcn; j++) Kt[p * ATT_BC + j] = 0;
     for (int64_t p = 0; p < DV; p++)
-        for (int64_t j = bc; j < bcp; j++) Vt[p * ATT_BC + j] = 0;
+        for (int64_t j = bc; j < bcn; j++) Vt[p * ATT_BC + j] = 0;
     const T *kb = k;
     int64_t ldk = DK;
     if (DK != DKP) {
@@ -394,38 +468,52 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         const int64_t br = Tq - ib < ATT_BR ? Tq - ib : ATT_BR;
         const int64_t brp = attention_round_up(br, ATT_MR);
         const int need_mask = c->masked || j0 + bc > attention_limit(ib, Tq, S, c->causal);
+        /* Causal extents: row strip s computes the columns [0, nw[s]) of the scores and
+         * keeps [0, nz) valid (nz = nw[s] rounded up to ATT_MR, zeros past nw[s]) for the
+         * key-strip products; key strip t (keys j0 + t*MR ...) is seen by rows >= ks[t]
+         * only, whose strips have nz past the key strip's end. */
+        KN(att_strip_widths)(c, ib, br, brp, j0, bcp, nw);
+        for (int64_t t = 0; t < brp / ATT_MR; t++) kw[t] = nw[t] < bc ? nw[t] : bc;
+        for (int64_t t = 0; t < bcp / ATT_MR; t++) {
+            const int64_t f = attention_first_row(j0 + t * ATT_MR, Tq, S, c->causal) - ib;
+            ks[t] = t * ATT_MR >= bc ? br : f < 0 ? 0 : f > br ? br : f; /* padding keys: none */
+        }
         /* scores = Qs Kt; dP~ = dout Vt */
-        KN(att_gemm_nn)(brp, bcp, DK, Qs + ib * DKP, DKP, Kt, ATT_BC, Sb, ATT_BC, 0);
-        KN(att_gemm_nn)(brp, bcp, DV, dOp + ib * DVP, DVP, Vt, ATT_BC, dP, ATT_BC, 0);
+        KN(att_gemm_nn)(brp, bcp, DK, Qs + ib * DKP, DKP, Kt, ATT_BC, Sb, ATT_BC, 0, nw, NULL);
+        KN(att_gemm_nn)(brp, bcp, DV, dOp + ib * DVP, DVP, Vt, ATT_BC, dP, ATT_BC, 0, nw,
+                        NULL);
         for (int64_t r = 0; r < br; r++) {
-            const int64_t i = ib + r;
+            const int64_t i = ib + r, w = nw[r / ATT_MR], n = kw[r / ATT_MR];
+            const int64_t nz = attention_round_up(w, ATT_MR);
             T *s = Sb + r * ATT_BC, *dp = dP + r * ATT_BC;
             const T li = lse[i];
+            if (w == 0) continue; /* no key of this tile is visible to the row */
             if (li == -INFINITY) { /* a row with every key masked: no gradient */
-                memset(s, 0, (size_t)bcp * sizeof(T));
-                memset(dp, 0, (size_t)bcp * sizeof(T));
-                if (c->drop.on) memset(Pd + r * ATT_BC, 0, (size_t)bcp * sizeof(T));
+                memset(s, 0, (size_t)nz * sizeof(T));
+                memset(dp, 0, (size_t)nz * sizeof(T));
+                if (c->drop.on) memset(Pd + r * ATT_BC, 0, (size_t)nz * sizeof(T));
                 continue;
             }
             if (need_mask)
-                FN(attention_mask_row)(s, m, b, h, i, j0, bc,
+                FN(attention_mask_row)(s, m, b, h, i, j0, n,
                                        attention_limit(i, Tq, S, c->causal), S);
-            for (int64_t j = bc; j < bcp; j++) s[j] = -INFINITY;
-            KN(att_row_exp)(s, bcp, li); /* P; masked entries exactly 0 */
+            for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
+            KN(att_row_exp)(s, w, li); /* P; masked entries exactly 0 */
+            for (int64_t j = w; j < nz; j++) s[j] = dp[j] = 0;
             if (c->drop.on) { /* P~ = Z/(1-p) P for dv; dP = Z/(1-p) dP~ */
                 T *pd = Pd + r * ATT_BC;
-                memcpy(pd, s, (size_t)bcp * sizeof(T));
-                FN(attention_dropout_row)(pd, dp, bc, &c->drop,
+                memcpy(pd, s, (size_t)nz * sizeof(T));
+                FN(attention_dropout_row)(pd, dp, n, &c->drop,
                                           ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
                                                   (uint64_t)S + (uint64_t)j0);
             }
-            KN(att_row_ds)(dp, s, bcp, Dv[i]); /* dS = P (dP - D) */
+            KN(att_row_ds)(dp, s, w, Dv[i]); /* dS = P (dP - D) */
         }
         /* dV += P~^T dout; dQ += dS k; dK += dS^T Qs */
         KN(att_gemm_tn)(bcp, DVP, br, c->drop.on ? Pd : Sb, ATT_BC, dOp + ib * DVP, DVP, dV,
-                        DVP, 1);
-        KN(att_gemm_nn)(brp, DKP, bc, dP, ATT_BC, kb, ldk, dQ + ib * DKP, DKP, 1);
-        KN(att_gemm_tn)(bcp, DKP, br, dP, ATT_BC, Qs + ib * DKP, DKP, dK, DKP, 1);
+                        DVP, 1, ks);
+        KN(att_gemm_nn)(brp, DKP, bc, dP, ATT_BC, kb, ldk, dQ + ib * DKP, DKP, 1, NULL, kw);
+        KN(att_gemm_tn)(bcp, DKP, br, dP, ATT_BC, Qs + ib * DKP, DKP, dK, DKP, 1, ks);
     }
     T *dk = c->dk + (bh * S + j0) * DK, *dv = c->dv + (bh * S + j0) * DV;
     for (int64_t j = 0; j < bc; j++) {

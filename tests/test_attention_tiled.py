@@ -91,6 +91,17 @@ def test_masks_and_dropout_across_tiles(dtype, causal):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T,HS", [(256, 64), (64, 32), (100, 40)])
+def test_gpt_shapes(dtype, T, HS):
+    # the GPT's causal self-attention: the diagonal tiles compute only their causally
+    # visible row strips / key strips; the key and value tiles are transposed 8 x 8
+    q, k, v = qkv((2, 2), T, T, HS, HS, dtype, seed=T + HS)
+    G = rng(9).standard_normal((2, 2, T, HS)).astype(dtype)
+    compare(q, k, v, G, dtype, is_causal=True)
+    compare(q, k, v, G, dtype, is_causal=True, dropout_p=0.1, seed=5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("lead", [(1,), (1, 3), (3, 4)])
 def test_backward_parallel_modes(dtype, lead):
     # with 2 threads: 1 or 3 batch-heads split each head's key tiles between the threads
