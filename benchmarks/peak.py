@@ -11,7 +11,7 @@ import transformer_c as tc
 from benchmarks.common import emit, set_threads
 
 
-def run(threads=(1, 2), iters=20_000_000, repeats=3, quiet=False):
+def run(threads=(1, 2), iters=20_000_000, repeats=9, quiet=False):
     """Best of `repeats` FMA-loop runs at each thread count; returns the records."""
     out = []
     for t in threads:
