@@ -191,7 +191,7 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     c.v_hs = S * DV;
     c.scale = scale;
     c.causal = causal;
-    c.drop = FN(attention_drop_make)(0, 0);
+    c.drop = FN(attention_drop_make)(0, 0, NULL);
     return c;
 }
 
@@ -355,7 +355,7 @@ int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
     c.q = q;
     c.k = k;
     c.v = v;
-    c.drop = FN(attention_drop_make)(dropout_p, seed);
+    c.drop = FN(attention_drop_make)(dropout_p, seed, masks);
     return FN(att_forward_run)(&c, BH);
 }
 
@@ -381,7 +381,7 @@ int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, co
     c.v = v;
     c.o = out;
     c.lse_in = lse;
-    c.drop = FN(attention_drop_make)(dropout_p, seed);
+    c.drop = FN(attention_drop_make)(dropout_p, seed, masks);
     return FN(att_backward_run)(&c, BH);
 }
 

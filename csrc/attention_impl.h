@@ -23,14 +23,15 @@
  * elements. */
 typedef struct {
     int on, keep_none;
-    uint64_t seed;
+    uint64_t seed, first; /* first: the stream index of probability (0,0,0,0) */
     uint32_t thresh;
     T inv;
 } FN(attention_drop);
 
-static FN(attention_drop) FN(attention_drop_make)(double p, uint64_t seed)
+static FN(attention_drop) FN(attention_drop_make)(double p, uint64_t seed,
+                                                  const tc_attention_masks *masks)
 {
-    FN(attention_drop) d = {0, 0, seed, 0, (T)1};
+    FN(attention_drop) d = {0, 0, seed, masks ? masks->dropout_first : 0, 0, (T)1};
     if (p > 0) {
         const uint64_t thr = tc_rng_keep_threshold(p);
         d.on = 1;
@@ -49,6 +50,7 @@ static void FN(attention_dropout_row)(T *p, T *p2, int64_t n, const FN(attention
                                       uint64_t first)
 {
     uint32_t w[ATT_RNG_WORDS + 4];
+    first += d->first;
     for (int64_t j = 0; j < n;) {
         const uint64_t idx = first + (uint64_t)j;
         const int64_t off = (int64_t)(idx & 3);
@@ -169,7 +171,7 @@ int FN(tc_attention_forward_ref)(T *out, T *lse, const T *q, const T *k, const T
         return TC_OK;
     }
     const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
-                                     FN(attention_drop_make)(dropout_p, seed)};
+                                     FN(attention_drop_make)(dropout_p, seed, masks)};
     const double head_work = (double)Tq * (double)S * (double)(DK + DV + 8);
     const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
     const int nthreads = outer ? attention_max_threads() : 1;
@@ -254,7 +256,7 @@ int FN(tc_attention_backward_ref)(T *dq, T *dk, T *dv, const T *dout, const T *q
     const int64_t BH = B * NH;
     if (BH == 0 || Tq == 0 || S == 0) return TC_OK; /* every gradient is zero */
     const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
-                                     FN(attention_drop_make)(dropout_p, seed)};
+                                     FN(attention_drop_make)(dropout_p, seed, masks)};
     const double head_work = (double)Tq * (double)S * (double)(2 * DK + 2 * DV + 8);
     const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
     const int nthreads = outer ? attention_max_threads() : 1;

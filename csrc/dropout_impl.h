@@ -10,8 +10,10 @@
  * or inf in a dropped position stays NaN, and p == 1 gives inp * 0.
  */
 
-/* mode 0: out = inp * mask; 1: out += inp * mask; 2: out = mask (inp unused) */
-static int FN(dropout_apply)(T *out, const T *inp, int64_t N, double p, uint64_t seed, int mode)
+/* mode 0: out = inp * mask; 1: out += inp * mask; 2: out = mask (inp unused); element i
+ * uses word first + i of the stream */
+static int FN(dropout_apply)(T *out, const T *inp, int64_t N, double p, uint64_t seed,
+                             uint64_t first, int mode)
 {
     if (N < 0 || !(p >= 0.0 && p <= 1.0)) return TC_EINVAL;
     if (N == 0) return TC_OK;
@@ -29,9 +31,12 @@ static int FN(dropout_apply)(T *out, const T *inp, int64_t N, double p, uint64_t
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t i0 = c * TC_DROPOUT_CHUNK;
         const int64_t n = N - i0 < TC_DROPOUT_CHUNK ? N - i0 : TC_DROPOUT_CHUNK;
-        uint32_t w[TC_DROPOUT_CHUNK];
-        /* i0 is a multiple of 4: element i0 + k uses word k of blocks i0/4, i0/4 + 1, ... */
-        tc_rng_words(w, seed, 0, (uint64_t)i0 >> 2, (n + 3) >> 2);
+        uint32_t words[TC_DROPOUT_CHUNK + 4];
+        /* element i0 + k uses word (first + i0 + k) % 4 of block (first + i0 + k) / 4 */
+        const uint64_t idx = first + (uint64_t)i0;
+        const int64_t off = (int64_t)(idx & 3);
+        tc_rng_words(words, seed, 0, idx >> 2, (off + n + 3) >> 2);
+        const uint32_t *w = words + off;
         T *o = out + i0;
         const T *x = inp ? inp + i0 : NULL;
         if (mode == 0)
@@ -47,7 +52,14 @@ static int FN(dropout_apply)(T *out, const T *inp, int64_t N, double p, uint64_t
 // out (N,) = inp (N,) * mask (N,); p in [0, 1], else TC_EINVAL
 int FN(tc_dropout_forward)(T *out, const T *inp, int64_t N, double p, uint64_t seed)
 {
-    return FN(dropout_apply)(out, inp, N, p, seed, 0);
+    return FN(dropout_apply)(out, inp, N, p, seed, 0, 0);
+}
+
+// out (N,) = inp (N,) * mask, element i with word first + i of the stream
+int FN(tc_dropout_forward_at)(T *out, const T *inp, int64_t N, double p, uint64_t seed,
+                              uint64_t first)
+{
+    return FN(dropout_apply)(out, inp, N, p, seed, first, 0);
 }
 
 // dinp (N,) (+)= dout (N,) * mask (N,), the mask regenerated from (p, seed); accumulate: 1
@@ -55,12 +67,19 @@ int FN(tc_dropout_forward)(T *out, const T *inp, int64_t N, double p, uint64_t s
 int FN(tc_dropout_backward)(T *dinp, const T *dout, int64_t N, double p, uint64_t seed,
                             int accumulate)
 {
+    return FN(tc_dropout_backward_at)(dinp, dout, N, p, seed, 0, accumulate);
+}
+
+// the same, element i with word first + i of the stream
+int FN(tc_dropout_backward_at)(T *dinp, const T *dout, int64_t N, double p, uint64_t seed,
+                               uint64_t first, int accumulate)
+{
     if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
-    return FN(dropout_apply)(dinp, dout, N, p, seed, accumulate);
+    return FN(dropout_apply)(dinp, dout, N, p, seed, first, accumulate);
 }
 
 // mask (N,) = 1 / (1 - p) where kept, else 0
 int FN(tc_dropout_mask)(T *mask, int64_t N, double p, uint64_t seed)
 {
-    return FN(dropout_apply)(mask, NULL, N, p, seed, 2);
+    return FN(dropout_apply)(mask, NULL, N, p, seed, 0, 2);
 }

@@ -56,6 +56,8 @@ struct tc_gpt {
     struct tc_gpt *clones[TC_MODEL_MAX_WORKERS - 1];
     void *clone_grads[TC_MODEL_MAX_WORKERS - 1];
     int borrowed_tables;         /* a clone: tab1, tab2 belong to the model it was cloned from */
+    int64_t row0, nrows;         /* the call's rows [row0, row0 + nrows) of the whole batch:
+                                  * dropout masks are drawn at their place in it */
 };
 
 int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
@@ -206,6 +208,13 @@ int64_t tc_gpt_arena_size(const tc_gpt *m)
     int64_t bytes = (int64_t)m->arena_bytes;
     for (int w = 0; w < m->nclones; w++) bytes += (int64_t)m->clones[w]->arena_bytes;
     return bytes;
+}
+
+/* The dropout stream index of element 0 of a batch-major tensor of n elements over this
+ * call's rows: its place in the whole batch (row0 rows of n / nrows elements before it). */
+static uint64_t gpt_drop_first(const tc_gpt *m, int64_t n)
+{
+    return (uint64_t)m->row0 * (uint64_t)(n / m->nrows);
 }
 
 #define T float

@@ -76,25 +76,25 @@ static inline int dec_reserve(char **mem, int64_t *cap, dec_bufs *bufs, int64_t 
 }
 
 /* Data-parallel training and forward (GPT and encoder-decoder fast paths): with T OpenMP
- * threads, 2 <= T <= TC_MODEL_MAX_WORKERS, at least T sequences in the batch, no dropout
- * (its masks are numbered across the whole batch) and not called from inside a parallel
- * region, a call splits the batch into T row ranges and each thread runs a whole forward
+ * threads, 2 <= T <= TC_MODEL_MAX_WORKERS, at least T sequences in the batch and not
+ * called from inside a parallel region, a call splits the batch into T row ranges and each thread runs a whole forward
  * (and backward) of its rows on the model (worker 0) or a clone of it sharing the
  * parameters (its own arena and gradient buffer), every kernel inside on that one thread;
  * the gradients are then summed in worker order (bitwise reproducible for a fixed thread
- * count). No barrier inside the passes, and every step of them (GEMMs, attention, layer
+ * count). Dropout masks are drawn at each row's place in the whole batch (the kernels'
+ * stream offsets), so they are the one-pass masks. No barrier inside the passes, and every step of them (GEMMs, attention, layer
  * norms, copies) has all the cores. Otherwise one pass, the kernels parallel inside. */
 #define TC_MODEL_MAX_WORKERS 8
 
 /* The number of workers for a batch of B sequences (1: one pass). */
-static inline int model_split_workers(int64_t B, int drop)
+static inline int model_split_workers(int64_t B)
 {
 #ifdef _OPENMP
-    if (drop || omp_in_parallel()) return 1;
+    if (omp_in_parallel()) return 1;
     const int t = omp_get_max_threads();
     return t >= 2 && t <= TC_MODEL_MAX_WORKERS && B >= t ? t : 1;
 #else
-    (void)B, (void)drop;
+    (void)B;
     return 1;
 #endif
 }

@@ -51,6 +51,8 @@ typedef struct {
     const uint8_t *mask;         /* (B,Ls) nonzero = real source token, or NULL (all real) */
     uint64_t seed;
     int drop;                    /* dropout on */
+    int64_t row0;                /* these B rows start at row0 of the whole batch: dropout
+                                  * masks are drawn at their place in it */
 } ed_call;
 
 /* The sub-layers of a layer in order: kind (= slot: 0 self-attention, 1 cross-attention,
@@ -274,6 +276,13 @@ int64_t tc_encdec_arena_size(const tc_encdec *m)
     int64_t bytes = (int64_t)m->arena_bytes;
     for (int w = 0; w < m->nclones; w++) bytes += (int64_t)m->clones[w]->arena_bytes;
     return bytes;
+}
+
+/* The dropout stream index of element 0 of a batch-major tensor of n elements over the
+ * call's rows: its place in the whole batch (row0 rows of n / B elements before it). */
+static uint64_t ed_drop_first(const ed_call *k, int64_t n)
+{
+    return (uint64_t)k->row0 * (uint64_t)(n / k->B);
 }
 
 #define T float

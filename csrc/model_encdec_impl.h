@@ -56,7 +56,8 @@ static void FN(ed_merge_kv)(T *dkv, const T *dkh, const T *dvh, int64_t B, int64
 static int FN(ed_dropout)(T *x, int64_t n, const tc_encdec *m, const ed_call *k, int64_t site)
 {
     if (!k->drop) return TC_OK;
-    return FN(tc_dropout_forward)(x, x, n, m->cfg.dropout, gpt_site_seed(k->seed, site));
+    return FN(tc_dropout_forward_at)(x, x, n, m->cfg.dropout, gpt_site_seed(k->seed, site),
+                                     ed_drop_first(k, n));
 }
 
 /* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
@@ -66,8 +67,8 @@ static int FN(ed_dropout_back)(const T **out, const T *g, T *scratch, int64_t n,
     *out = g;
     if (!k->drop) return TC_OK;
     *out = scratch;
-    return FN(tc_dropout_backward)(scratch, g, n, m->cfg.dropout, gpt_site_seed(k->seed, site),
-                                   0);
+    return FN(tc_dropout_backward_at)(scratch, g, n, m->cfg.dropout,
+                                      gpt_site_seed(k->seed, site), ed_drop_first(k, n), 0);
 }
 
 static int FN(ed_attention_forward)(const tc_encdec *m, T *out, T *lse, const T *qh,
@@ -79,7 +80,8 @@ static int FN(ed_attention_forward)(const tc_encdec *m, T *out, T *lse, const T 
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = mask;
-    return FN(tc_attention_forward)(out, lse, qh, kh, vh, mask ? &mk : NULL, B, NH, L, S, HS,
+    mk.dropout_first = ed_drop_first(k, B * NH * L * S);
+    return FN(tc_attention_forward)(out, lse, qh, kh, vh, &mk, B, NH, L, S, HS,
                                     HS, (T)(1.0 / sqrt((double)HS)),
                                     causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
                                     k->drop ? m->cfg.dropout : 0.0,
@@ -95,7 +97,8 @@ static int FN(ed_attention_backward)(const tc_encdec *m, T *dq, T *dk, T *dv, co
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = mask;
-    return FN(tc_attention_backward)(dq, dk, dv, dout, qh, kh, vh, out, lse, mask ? &mk : NULL,
+    mk.dropout_first = ed_drop_first(k, B * NH * L * S);
+    return FN(tc_attention_backward)(dq, dk, dv, dout, qh, kh, vh, out, lse, &mk,
                                      B, NH, L, S, HS, HS, (T)(1.0 / sqrt((double)HS)),
                                      causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
                                      k->drop ? m->cfg.dropout : 0.0,
@@ -480,7 +483,8 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     tc_encdec *m = w ? j->m->clones[w - 1] : j->m;
     const int64_t Ls = j->Ls, Lt = j->Lt, Nt = nb * Lt, V = m->cfg.Vt;
     const int64_t *src = j->src + b0 * Ls, *tgt_in = j->tgt_in + b0 * Lt;
-    const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL, j->seed, j->drop};
+    const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL, j->seed, j->drop,
+                       b0};
     CHECK(ed_reserve(m, nb * Ls, Nt));
     CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
     if (!j->tgt_out) {
@@ -516,7 +520,7 @@ int FN(tc_encdec_forward)(tc_encdec *m, T *logits, const int64_t *src, const uin
     CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
     const int drop = training && m->cfg.dropout > 0;
     FN(ed_job) j = {m, logits, src, tgt_in, NULL, src_mask, Ls, Lt, 0, 0.0, seed, drop, {0}};
-    return FN(ed_run)(&j, B, model_split_workers(B, drop));
+    return FN(ed_run)(&j, B, model_split_workers(B));
 }
 
 // loss (scalar), src (B,Ls), src_mask (B,Ls) or NULL, tgt_in (B,Lt), tgt_out (B,Lt);
@@ -538,7 +542,7 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
     const int drop = training && m->cfg.dropout > 0;
     FN(ed_job) j = {m, NULL, src, tgt_in, tgt_out, src_mask, Ls, Lt, ignore_index,
                     count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
-    const int W = model_split_workers(B, drop);
+    const int W = model_split_workers(B);
     CHECK(FN(ed_run)(&j, B, W));
     double total = 0;
     for (int w = 0; w < W; w++) total += j.part[w];
@@ -558,7 +562,7 @@ int FN(tc_encdec_encode)(tc_encdec *m, T *memory, const int64_t *src, const uint
     for (int64_t n = 0; n < B * Ls; n++)
         if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
     CHECK(ed_reserve(m, B * Ls, 0));
-    const ed_call k = {B, Ls, 0, src_mask, 0, 0};
+    const ed_call k = {B, Ls, 0, src_mask, 0, 0, 0};
     CHECK(FN(ed_encode)(m, src, &k));
     memcpy(memory, FN(ed_memory)(m), (size_t)(B * Ls * m->cfg.C) * sizeof(T));
     return TC_OK;

@@ -20,7 +20,8 @@ static int FN(gpt_dropout)(T *x, int64_t n, const tc_gpt *m, int drop, uint64_t 
                            int64_t site)
 {
     if (!drop) return TC_OK;
-    return FN(tc_dropout_forward)(x, x, n, m->cfg.dropout, gpt_site_seed(seed, site));
+    return FN(tc_dropout_forward_at)(x, x, n, m->cfg.dropout, gpt_site_seed(seed, site),
+                                     gpt_drop_first(m, n));
 }
 
 /* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
@@ -30,7 +31,8 @@ static int FN(gpt_dropout_back)(const T **out, const T *g, T *scratch, int64_t n
     *out = g;
     if (!drop) return TC_OK;
     *out = scratch;
-    return FN(tc_dropout_backward)(scratch, g, n, m->cfg.dropout, gpt_site_seed(seed, site), 0);
+    return FN(tc_dropout_backward_at)(scratch, g, n, m->cfg.dropout, gpt_site_seed(seed, site),
+                                      gpt_drop_first(m, n), 0);
 }
 
 /* The position tables (computed once per model). */
@@ -87,7 +89,10 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, 
                                   c->rope_interleaved));
     }
     const T scale = (T)(1.0 / sqrt((double)HS));
-    CHECK(FN(tc_attention_forward)(AP(a->atth), AP(a->lse), qh, kh, vh, NULL, B, NH, L, L, HS,
+    tc_attention_masks mk; /* no masks: only the place of these rows in the dropout stream */
+    memset(&mk, 0, sizeof mk);
+    mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
+    CHECK(FN(tc_attention_forward)(AP(a->atth), AP(a->lse), qh, kh, vh, &mk, B, NH, L, L, HS,
                                    HS, scale, TC_CAUSAL_TOP_LEFT, drop ? c->dropout : 0.0,
                                    gpt_site_seed(seed, 1 + 3 * l)));
     FN(gpt_permute)(AP(a->atty), AP(a->atth), B, L, NH, HS, 1);
@@ -111,8 +116,11 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
     memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
     const T scale = (T)(1.0 / sqrt((double)HS));
+    tc_attention_masks mk; /* as in the forward */
+    memset(&mk, 0, sizeof mk);
+    mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
     CHECK(FN(tc_attention_backward)(dqh, dkh, dvh, datth, qh, kh, vh, AP(a->atth), AP(a->lse),
-                                    NULL, B, NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
+                                    &mk, B, NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
                                     drop ? c->dropout : 0.0, gpt_site_seed(seed, 1 + 3 * l)));
     if (c->position == TC_GPT_POS_ROPE) {
         CHECK(FN(tc_rope_inverse_inplace)(dqh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
@@ -310,6 +318,8 @@ static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     FN(gpt_job) *j = ctx;
     tc_gpt *m = w ? j->m->clones[w - 1] : j->m;
     const int64_t L = j->L, V = m->cfg.V;
+    m->row0 = b0;
+    m->nrows = nb;
     CHECK(gpt_reserve(m, nb * L));
     if (j->targets)
         return FN(gpt_loss_and_grads_rows)(m, &j->part[w], j->idx + b0 * L, j->targets + b0 * L,
@@ -336,7 +346,7 @@ int FN(tc_gpt_forward)(tc_gpt *m, T *logits, const int64_t *idx, int64_t B, int6
     if (!logits) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
     FN(gpt_job) j = {m, logits, idx, NULL, L, 0, 0.0, seed, drop, {0}};
-    return FN(gpt_run)(&j, B, model_split_workers(B, drop));
+    return FN(gpt_run)(&j, B, model_split_workers(B));
 }
 
 // loss (scalar), idx (B,T), targets (B,T); grads (num_params,) overwritten
@@ -356,7 +366,7 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
     const int drop = training && m->cfg.dropout > 0;
     FN(gpt_job) j = {m, NULL, idx, targets, L, ignore_index,
                      count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
-    const int W = model_split_workers(B, drop);
+    const int W = model_split_workers(B);
     CHECK(FN(gpt_run)(&j, B, W));
     double total = 0;
     for (int w = 0; w < W; w++) total += j.part[w];

@@ -163,6 +163,16 @@ int tc_dropout_backward_f64(double *dinp, const double *dout, int64_t N, double 
                             uint64_t seed, int accumulate);
 int tc_dropout_mask_f32(float *mask, int64_t N, double p, uint64_t seed);
 int tc_dropout_mask_f64(double *mask, int64_t N, double p, uint64_t seed);
+/* The same from element `first` of the stream on: element i of the arrays uses word
+ * first + i (a slice [first, first + N) of a larger array gets exactly its masks). */
+int tc_dropout_forward_at_f32(float *out, const float *inp, int64_t N, double p,
+                              uint64_t seed, uint64_t first);
+int tc_dropout_forward_at_f64(double *out, const double *inp, int64_t N, double p,
+                              uint64_t seed, uint64_t first);
+int tc_dropout_backward_at_f32(float *dinp, const float *dout, int64_t N, double p,
+                               uint64_t seed, uint64_t first, int accumulate);
+int tc_dropout_backward_at_f64(double *dinp, const double *dout, int64_t N, double p,
+                               uint64_t seed, uint64_t first, int accumulate);
 
 /* ------------------------------------------------------------------ end dropout */
 
@@ -286,13 +296,17 @@ enum { TC_CAUSAL_NONE = 0, TC_CAUSAL_TOP_LEFT = 1, TC_CAUSAL_BOTTOM_RIGHT = 2 };
  *   keep:        uint8, nonzero = attend (torch SDPA's boolean attn_mask convention);
  *   bias:        additive float mask in the call's dtype (const float * for _f32,
  *                const double * for _f64), added to the scaled scores;
- *   key_padding: uint8 (B,S), C-contiguous, nonzero = real key, 0 = padding (ignored). */
+ *   key_padding: uint8 (B,S), C-contiguous, nonzero = real key, 0 = padding (ignored);
+ *   dropout_first: the index in the dropout stream of this call's probability (0,0,0,0),
+ *                0 normally; a call on batch rows [b0, ...) of a larger (B',NH,T,S) call
+ *                passes b0*NH*T*S and draws exactly that call's masks for its rows. */
 typedef struct {
     const uint8_t *keep;
     int64_t keep_strides[4];
     const void *bias;
     int64_t bias_strides[4];
     const uint8_t *key_padding;
+    uint64_t dropout_first;
 } tc_attention_masks;
 
 /* out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV).

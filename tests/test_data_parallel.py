@@ -1,5 +1,5 @@
 """The fast paths' data-parallel calls (GPT and encoder-decoder): with T threads (2 <= T <= 8) and at
-least T sequences and no dropout, loss_and_grads runs each thread's share of the batch
+least T sequences, loss_and_grads runs each thread's share of the batch
 through a whole forward and backward on its own (the model, or a clone of it sharing the
 parameters) and sums the gradients. It must give the one-pass result up to float
 re-association, bitwise the same result for a fixed thread count, and fall back to the one
@@ -97,18 +97,25 @@ def test_fewer_sequences_than_threads_take_one_pass(threads, B, n_threads):
                 np.float64)
 
 
-def test_dropout_takes_one_pass_and_keeps_its_masks(threads):
-    # dropout masks are numbered across the whole batch: with dropout the step is one pass,
-    # so the same seed drops the same elements whatever the thread count
-    cfg, m = make(dropout=0.3)
-    idx, tgt = batch(cfg, 4, 8)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("B", [2, 5])
+def test_split_with_dropout_draws_the_one_pass_masks(threads, variant, B):
+    # every dropout site (embeddings, attention probabilities, branches) is drawn at the
+    # rows' place in the whole batch: the split gives the one-pass result with the same seed
+    cfg, m = make(variant, dropout=0.3)
+    idx, tgt = batch(cfg, B, 8)
     one = step(m, idx, tgt, 1, threads, seed=5)
     two = step(m, idx, tgt, 2, threads, seed=5)
     assert_same(two, one, np.float64)
+    # the split ran (the one pass before grew the model's own arena to all B rows; a
+    # clone's arena for its rows came on top)
+    assert tc._C.gpt_arena_size(m._context()) > m.activation_bytes(B, 8)
+    other = step(m, idx, tgt, 2, threads, seed=6)
+    assert other[0] != pytest.approx(one[0])        # the seed matters: dropout is on
     m.training = False
-    three = step(m, idx, tgt, 2, threads)     # eval mode: no dropout, the split applies
-    assert_same(three, step(m, idx, tgt, 1, threads), np.float64)
-    assert three[0] != pytest.approx(one[0])
+    no_drop = step(m, idx, tgt, 2, threads)
+    assert_same(no_drop, step(m, idx, tgt, 1, threads), np.float64)
+    assert no_drop[0] != pytest.approx(one[0])
 
 
 def test_split_after_one_pass_and_back(threads):
@@ -178,13 +185,15 @@ def test_encdec_split_equals_one_pass(threads, variant, dtype, B):
                                rtol=TOL[dtype], atol=TOL[dtype])
 
 
-def test_encdec_dropout_and_single_sequence_take_one_pass(threads):
-    cfg, m = make_ed(dropout=0.3)
-    b = ed_batch(cfg, 4)
-    assert_same(ed_step(m, b, 2, threads, seed=3), ed_step(m, b, 1, threads, seed=3),
-                np.float64)
-    one = tuple(a[:1] for a in b)
-    assert_same(ed_step(m, one, 2, threads), ed_step(m, one, 1, threads), np.float64)
+@pytest.mark.parametrize("variant", sorted(ED_VARIANTS))
+def test_encdec_split_with_dropout_and_a_single_sequence(threads, variant):
+    cfg, m = make_ed(variant, dropout=0.3)
+    b = ed_batch(cfg, 5)
+    one = ed_step(m, b, 1, threads, seed=3)
+    assert_same(ed_step(m, b, 2, threads, seed=3), one, np.float64)
+    assert ed_step(m, b, 2, threads, seed=4)[0] != pytest.approx(one[0])
+    single = tuple(a[:1] for a in b)
+    assert_same(ed_step(m, single, 2, threads), ed_step(m, single, 1, threads), np.float64)
 
 
 def test_each_worker_holds_an_arena_for_its_rows(threads):

@@ -112,6 +112,31 @@ def test_backward_accumulate_flag_at_the_C_level(dtype, n):
     np.testing.assert_array_equal(d, base)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("first,n", [(0, 37), (1, 37), (3, 10), (4099, 5000), (77, 300 * 401)])
+def test_stream_offset_draws_the_slice_of_a_larger_array(dtype, first, n):
+    # tc_dropout_forward_at / backward_at (the data-parallel model steps' sites): element i
+    # uses word first + i, so the call on a slice [first, first + n) of a larger array
+    # gives exactly that slice of the larger array's mask, whatever first % 4 is
+    import ctypes
+
+    lib = ctypes.CDLL(tc._C.__file__)
+    sfx = "f32" if dtype == np.float32 else "f64"
+    fwd, bwd = getattr(lib, f"tc_dropout_forward_at_{sfx}"), getattr(lib, f"tc_dropout_backward_at_{sfx}")
+    p, seed = 0.4, 987
+    x = rng(3).standard_normal(n).astype(dtype)
+    want = x * ref_mask((first + n,), p, seed, dtype)[first:]
+    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    out = np.full(n, np.nan, dtype)
+    assert fwd(ptr(out), ptr(x), ctypes.c_int64(n), ctypes.c_double(p), ctypes.c_uint64(seed),
+               ctypes.c_uint64(first)) == 0
+    np.testing.assert_array_equal(out, want)
+    d = np.ones(n, dtype)
+    assert bwd(ptr(d), ptr(x), ctypes.c_int64(n), ctypes.c_double(p), ctypes.c_uint64(seed),
+               ctypes.c_uint64(first), ctypes.c_int(1)) == 0
+    np.testing.assert_array_equal(d, 1 + want)
+
+
 def test_mask_values_and_dtypes_agree():
     m64 = F.dropout_mask((50, 41), 0.3, seed=9)
     m32 = F.dropout_mask((50, 41), 0.3, seed=9, dtype=np.float32)
