@@ -94,31 +94,7 @@ const char *tc_gemm_kernel_name(void) { return tc_gemm_use_avx2() ? "avx2+fma" :
 
 #if TC_GEMM_X86
 #include <immintrin.h>
-
-/* r[0..7] (8 rows of 8 floats) <- their transpose */
-__attribute__((target("avx2,fma"))) static inline void tc_gemm_tr8(__m256 r[8])
-{
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
+#include "tr8_avx2.h"
 
 /* A float32 A panel (kc, 6) <- 6 full rows of A (row stride rs, unit column stride), by
  * 8 x 8 register transposes; p past the last multiple of 8 element by element. */
@@ -132,7 +108,7 @@ __attribute__((target("avx2,fma"))) static void tc_gemm_pack_a6_f32_avx2(float *
         __m256 r[8];
         for (int i = 0; i < 6; i++) r[i] = _mm256_loadu_ps(A + i * rs + p);
         r[6] = r[7] = _mm256_setzero_ps();
-        tc_gemm_tr8(r);
+        tc_tr8_avx2(r);
         /* 8-wide stores overlapping the next row's 2 first entries, which it then rewrites;
          * the last one masked so nothing past this block is touched */
         for (int q = 0; q < 7; q++) _mm256_storeu_ps(dst + (p + q) * 6, r[q]);
@@ -153,7 +129,7 @@ __attribute__((target("avx2,fma"))) static void tc_gemm_pack_b16t_f32_avx2(float
         for (int j0 = 0; j0 < 16; j0 += 8) {
             __m256 r[8];
             for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(B + (j0 + j) * cs + p);
-            tc_gemm_tr8(r);
+            tc_tr8_avx2(r);
             for (int q = 0; q < 8; q++) _mm256_storeu_ps(dst + (p + q) * 16 + j0, r[q]);
         }
     }
