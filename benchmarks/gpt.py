@@ -3,7 +3,7 @@ against the same model in PyTorch eager (forward + cross-entropy + backward), fl
 same thread count, same weights, in one process. Also the step with AdamW (one in-place
 update of the flat parameter buffer vs torch.optim.AdamW).
 
-python -m benchmarks.gpt [--threads 1 2] [--configs small medium] [--repeats 7]
+python -m benchmarks.gpt [--threads 1 2] [--configs small medium] [--repeats 7] [--one-pass]
 python -m benchmarks.gpt --rss [--threads 1 2]   (peak RSS, each library in its own process)
 
 One JSON line per (config, threads): ms per step (median and best of the samples, tc and
@@ -132,7 +132,7 @@ def run(names, threads, repeats):
             set_threads(t)
             rec = {"bench": "gpt_loss_and_grads", "config": name, **kw, "B": B, "T": T,
                    "dtype": "float32", "threads": t, "params": model.num_parameters,
-                   "attention": "tc_attention_* (tiled)",
+                   "attention": "tc_attention_* (tiled)", "data_parallel": tc.get_data_parallel(),
                    "activation_bytes_per_token": model.activation_bytes(B, T) // (B * T),
                    "activation_mib": round(model.activation_bytes(B, T) / 2**20, 1)}
             rec.update(check)
@@ -231,7 +231,11 @@ def main(argv=None):
     p.add_argument("--rss", action="store_true",
                    help="measure peak RSS instead: each library alone in a fresh process")
     p.add_argument("--rss-child", choices=["tc", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--one-pass", action="store_true",
+                   help="transformer_c without its data-parallel split (tc.set_data_parallel)")
     a = p.parse_args(argv)
+    if a.one_pass:
+        tc.set_data_parallel(False)
     if a.rss_child:
         rss_child(a.configs[0], a.rss_child, a.threads[0])
     elif a.rss:

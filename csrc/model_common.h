@@ -76,8 +76,8 @@ static inline int dec_reserve(char **mem, int64_t *cap, dec_bufs *bufs, int64_t 
 }
 
 /* Data-parallel training and forward (GPT and encoder-decoder fast paths): with T OpenMP
- * threads, 2 <= T <= TC_MODEL_MAX_WORKERS, at least T sequences in the batch and not
- * called from inside a parallel region, a call splits the batch into T row ranges and each thread runs a whole forward
+ * threads, 2 <= T <= TC_MODEL_MAX_WORKERS, at least T sequences in the batch, not called
+ * from inside a parallel region and tc_set_data_parallel not turned off, a call splits the batch into T row ranges and each thread runs a whole forward
  * (and backward) of its rows on the model (worker 0) or a clone of it sharing the
  * parameters (its own arena and gradient buffer), every kernel inside on that one thread;
  * the gradients are then summed in worker order (bitwise reproducible for a fixed thread
@@ -90,7 +90,7 @@ static inline int dec_reserve(char **mem, int64_t *cap, dec_bufs *bufs, int64_t 
 static inline int model_split_workers(int64_t B)
 {
 #ifdef _OPENMP
-    if (omp_in_parallel()) return 1;
+    if (!tc_get_data_parallel() || omp_in_parallel()) return 1;
     const int t = omp_get_max_threads();
     return t >= 2 && t <= TC_MODEL_MAX_WORKERS && B >= t ? t : 1;
 #else

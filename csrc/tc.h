@@ -32,6 +32,11 @@ enum { TC_OK = 0, TC_ENOMEM = 1, TC_EINVAL = 2 };
 
 void tc_set_num_threads(int n); /* n <= 0 is ignored */
 int tc_get_num_threads(void);
+/* Whether the GPT / encoder-decoder fast paths may run a batch data-parallel (each thread a
+ * whole pass over its rows, one extra gradient buffer per extra thread; model_common.h).
+ * On by default; off: one pass with every kernel parallel inside. */
+void tc_set_data_parallel(int on);
+int tc_get_data_parallel(void);
 
 /* ------------------------------------------------------------------ gemm (gemm.c) */
 

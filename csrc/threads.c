@@ -1,4 +1,5 @@
-/* threads.c: the OpenMP thread count used by every kernel. */
+/* threads.c: the OpenMP thread count used by every kernel, and whether the model fast paths
+ * may split a batch across the threads (model_common.h). */
 #include "tc.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -20,4 +21,16 @@ int tc_get_num_threads(void)
 #else
     return 1;
 #endif
+}
+
+static int tc_data_parallel_on = 1;
+
+void tc_set_data_parallel(int on)
+{
+    __atomic_store_n(&tc_data_parallel_on, on != 0, __ATOMIC_RELAXED);
+}
+
+int tc_get_data_parallel(void)
+{
+    return __atomic_load_n(&tc_data_parallel_on, __ATOMIC_RELAXED);
 }

@@ -206,3 +206,21 @@ def test_each_worker_holds_an_arena_for_its_rows(threads):
     src, lengths, tin, tout = ed_batch(cfg, 4)  # rows 0, 1 | 2, 3
     m.loss_and_grads(src, tin, tout, src_lengths=lengths)
     assert tc._C.encdec_arena_size(m._context()) == 2 * m.activation_bytes(2, 7, 6)
+
+
+def test_data_parallel_can_be_turned_off(threads):
+    # off: one pass (no clone, no extra gradient buffer), the same result
+    cfg, m = make()
+    idx, tgt = batch(cfg, 4, 8)
+    split = step(m, idx, tgt, 2, threads)
+    cfg, m2 = make()
+    assert tc.get_data_parallel() is True
+    tc.set_data_parallel(False)
+    try:
+        assert tc.get_data_parallel() is False
+        one = step(m2, idx, tgt, 2, threads)
+        assert tc._C.gpt_arena_size(m2._context()) == m2.activation_bytes(4, 8)
+    finally:
+        tc.set_data_parallel(True)
+    assert_same(split, one, np.float64)
+    assert tc._C.gpt_arena_size(m._context()) == 2 * m.activation_bytes(2, 8)

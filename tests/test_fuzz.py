@@ -56,7 +56,8 @@ def call_must_not_crash(fn, args, kwargs=None):
 FUNCTIONS = sorted({name for name in dir(F) if not name.startswith("_")
                     and inspect.isfunction(getattr(F, name))})
 RAW = sorted(name for name in dir(tc._C) if not name.startswith("_")
-             and name not in ("set_num_threads", "get_num_threads", "gemm_kernel_name"))
+             and name not in ("set_num_threads", "get_num_threads", "gemm_kernel_name",
+                              "set_data_parallel", "get_data_parallel"))
 
 
 def test_every_kernel_family_is_fuzzed():

@@ -35,8 +35,22 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
+def set_data_parallel(on: bool) -> None:
+    """Whether GPT and EncoderDecoder may split a batch across the threads (on by default):
+    with 2-8 threads and at least as many sequences, each thread runs a whole forward and
+    backward of its rows with its kernels on that thread, and the gradients are summed (one
+    extra gradient buffer per extra thread; results equal up to float re-association).
+    Off: one pass with every kernel parallel inside (less memory)."""
+    _C.set_data_parallel(bool(on))
+
+
+def get_data_parallel() -> bool:
+    """Whether the model fast paths may split a batch across threads (set_data_parallel)."""
+    return _C.get_data_parallel()
+
+
 from . import data, functional, generate, nn, optim, tree  # noqa: E402
 
 __all__ = ["data", "functional", "generate", "nn", "optim", "tree", "set_num_threads",
-           "get_num_threads",
+           "get_num_threads", "set_data_parallel", "get_data_parallel",
            "__version__"]

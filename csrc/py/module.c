@@ -23,6 +23,22 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *args)
     return PyLong_FromLong(tc_get_num_threads());
 }
 
+static PyObject *py_set_data_parallel(PyObject *self, PyObject *args)
+{
+    int on;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "p:set_data_parallel", &on)) return NULL;
+    tc_set_data_parallel(on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_data_parallel(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(tc_get_data_parallel());
+}
+
 static PyObject *py_gemm_kernel_name(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -33,6 +49,9 @@ static PyObject *py_gemm_kernel_name(PyObject *self, PyObject *args)
 static PyMethodDef module_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_VARARGS, "set_num_threads(n)"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
+    {"set_data_parallel", py_set_data_parallel, METH_VARARGS,
+     "set_data_parallel(on): whether model fast paths may split a batch across threads"},
+    {"get_data_parallel", py_get_data_parallel, METH_NOARGS, "get_data_parallel() -> bool"},
     {"gemm_kernel_name", py_gemm_kernel_name, METH_NOARGS, "name of the GEMM micro-kernel"},
     {NULL, NULL, 0, NULL},
 };
