@@ -44,3 +44,38 @@ def stopped(tokens, eos_set, stop_strings, decode):
         if any(s in text for s in stop_strings):
             return "stop"
     return None
+
+
+class CDecoderState:
+    """The state a model with a C decoder (capsule) hands the decoders, updated in place by
+    ``step`` and ``select`` (the decoders never reuse a state they passed on). Subclasses
+    name the _C function returning the decoder's state tuple (``_STATE``), its fields in
+    order (``_FIELDS``, which include rows, length and cache_bytes) and the repr name."""
+
+    __slots__ = ("decoder",)
+    _STATE = None
+    _FIELDS = ()
+    _NAME = "CDecoderState"
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+
+    def _field(self, name):
+        return type(self)._STATE(self.decoder)[self._FIELDS.index(name)]
+
+    @property
+    def rows(self):
+        return self._field("rows")
+
+    @property
+    def length(self):
+        """Positions filled in every row (the padded prompt or prefix plus the tokens fed)."""
+        return self._field("length")
+
+    @property
+    def cache_bytes(self):
+        return self._field("cache_bytes")
+
+    def __repr__(self):
+        values = type(self)._STATE(self.decoder)
+        return f"{self._NAME}(" + ", ".join(f"{k}={v}" for k, v in zip(self._FIELDS, values)) + ")"

@@ -18,42 +18,25 @@ repetition penalty does not count source tokens).
 import numpy as np
 
 from .. import _C
-from . import _args
+from . import _args, _common
 
 __all__ = ["EncoderDecoderModel"]
 
 
-class _EncDecState:
-    """The state :class:`EncoderDecoderModel` hands the decoders: a C decoder (capsule)
-    updated in place by ``step`` and ``select``."""
+class _EncDecState(_common.CDecoderState):
+    """An encoder-decoder decoder's state: length counts the target positions filled in
+    every row (the prefix plus the tokens fed), source_length the batch's padded source."""
 
-    __slots__ = ("decoder",)
-
-    def __init__(self, decoder):
-        self.decoder = decoder
-
-    @property
-    def rows(self):
-        return _C.encdec_kv_state(self.decoder)[0]
-
-    @property
-    def length(self):
-        """Target positions filled in every row (the prefix plus the tokens fed)."""
-        return _C.encdec_kv_state(self.decoder)[1]
+    __slots__ = ()
+    _STATE = staticmethod(_C.encdec_kv_state)
+    _FIELDS = ("rows", "length", "source_length", "max_batch", "max_len", "max_src_len",
+               "cache_bytes")
+    _NAME = "EncDecKVState"
 
     @property
     def source_length(self):
         """The (padded) source length of the batch."""
-        return _C.encdec_kv_state(self.decoder)[2]
-
-    @property
-    def cache_bytes(self):
-        return _C.encdec_kv_state(self.decoder)[6]
-
-    def __repr__(self):
-        rows, pos, slen, bmax, tmax, smax, nbytes = _C.encdec_kv_state(self.decoder)
-        return (f"EncDecKVState(rows={rows}, length={pos}, source_length={slen}, "
-                f"max_batch={bmax}, max_len={tmax}, max_src_len={smax}, cache_bytes={nbytes})")
+        return self._field("source_length")
 
 
 class EncoderDecoderModel:

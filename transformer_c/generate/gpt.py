@@ -17,37 +17,18 @@ rounding: a batch generates the same tokens as one prompt at a time.
 import numpy as np
 
 from .. import _C
-from . import _args
+from . import _args, _common
 
 __all__ = ["GPTModel"]
 
 
-class _KVState:
-    """The state :class:`GPTModel` hands the decoders: a C decoder (capsule) updated in place
-    by ``step`` and ``select`` (the decoders never reuse a state they passed on)."""
+class _KVState(_common.CDecoderState):
+    """A GPT decoder's state: length counts the cache slots filled in every row."""
 
-    __slots__ = ("decoder",)
-
-    def __init__(self, decoder):
-        self.decoder = decoder
-
-    @property
-    def rows(self):
-        return _C.gpt_kv_state(self.decoder)[0]
-
-    @property
-    def length(self):
-        """Cache slots filled in every row (the padded prompt length plus the tokens fed)."""
-        return _C.gpt_kv_state(self.decoder)[1]
-
-    @property
-    def cache_bytes(self):
-        return _C.gpt_kv_state(self.decoder)[4]
-
-    def __repr__(self):
-        rows, pos, bmax, smax, nbytes = _C.gpt_kv_state(self.decoder)
-        return (f"KVState(rows={rows}, length={pos}, max_batch={bmax}, max_len={smax}, "
-                f"cache_bytes={nbytes})")
+    __slots__ = ()
+    _STATE = staticmethod(_C.gpt_kv_state)
+    _FIELDS = ("rows", "length", "max_batch", "max_len", "cache_bytes")
+    _NAME = "KVState"
 
 
 class GPTModel:
