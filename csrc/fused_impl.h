@@ -2,8 +2,9 @@
  *
  * linear + GELU:  pre = inp @ weight^T + bias,  out = gelu(pre).
  *   The bias and the activation are applied in the GEMM's epilogue, to each finished
- *   6 x 16 block while it is still in L1: one pass writes pre (the backward's cache) and
- *   out, instead of bias fill + GEMM + a GELU pass reading pre back.
+ *   column block (16 columns x up to a row block) while it is still in L1 / L2: one pass
+ *   writes pre (the backward's cache) and out, instead of bias fill + GEMM + a GELU pass
+ *   reading pre back.
  *   Backward: dpre = dout * gelu'(pre) and the column sums of chunks of TC_FUSED_ROWS rows
  *   in one pass streaming the rows (dbias += the chunk sums, in chunk order), then
  *   dinp += dpre @ weight, dweight += dpre^T @ inp (two GEMMs).

@@ -189,8 +189,10 @@ static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const T *A, int6
                 kernel(kc, ap + ip * GEMM_MR * kc, 1, GEMM_MR, bpanel, ct, ldc, mr, nr, ab);
             else
                 kernel(kc, Ablk + i0 * rsa, rsa, csa, bpanel, ct, ldc, mr, nr, ab);
-            if (ep && last_pc) ep(ep_ctx, ic + i0, jc + j0, mr, nr);
         }
+        /* the finished mc x nr column of C, still in L1 / L2: one call per column amortises
+         * the epilogue's set-up and gives it long independent loops */
+        if (ep && last_pc) ep(ep_ctx, ic, jc + j0, mc, nr);
     }
 }
 

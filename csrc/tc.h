@@ -65,7 +65,8 @@ const char *tc_gemm_kernel_name(void);
  * the environment). Not thread-safe against concurrent products: a test switch. */
 int tc_gemm_set_kernel(const char *name);
 /* tc_gemm with an epilogue: ep(ctx, i0, j0, m, n) is called once for every finished block
- * C[i0:i0+m, j0:j0+n] (at most 6 x 16 entries, still in L1), by the thread that computed
+ * C[i0:i0+m, j0:j0+n] (a column of at most one micro-panel's width, 16 floats / 8 doubles,
+ * by at most one row block, 144 / 72 rows: still in L1 / L2), by the thread that computed
  * it, right after its last k-block; fused kernels apply bias and activation there.
  * With K == 0 it is called once for the whole of C. ep may be NULL. */
 typedef void (*tc_gemm_epilogue_fn)(void *ctx, int64_t i0, int64_t j0, int64_t m, int64_t n);

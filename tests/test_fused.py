@@ -111,6 +111,27 @@ def test_linear_gelu_matches_numpy(dtype, shape, OC, approximate, with_bias):
     close(dW2, dW, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,C,OC", [(3, 530, 77), (1000, 40, 33), (301, 600, 260)])
+def test_linear_gelu_epilogue_covers_every_block_once(threads, dtype, rows, C, OC):
+    # the GEMM's epilogue runs per finished column block of a row block; over row and column
+    # splits (few rows: columns per thread), several k-blocks (C > 512) and partial panels,
+    # every element gets its bias and GELU exactly once, whatever the thread count
+    r = rng(rows + C + OC)
+    x = r.standard_normal((rows, C)).astype(dtype)
+    W = (r.standard_normal((OC, C)) / np.sqrt(C)).astype(dtype)
+    b = r.standard_normal(OC).astype(dtype)
+    got = []
+    for n in (1, 2):
+        threads(n)
+        got.append(F.linear_gelu(x, W, b, approximate="tanh", return_pre=True))
+    want, want_pre = ref_linear_gelu(x, W, b, "tanh")
+    close(got[0][0], want, dtype, np.sqrt(C) * 4)
+    close(got[0][1], want_pre, dtype, np.sqrt(C) * 4)
+    for a, b_ in zip(got[0], got[1]):
+        np.testing.assert_array_equal(a, b_)
+
+
 @pytest.mark.parametrize("approximate", APPROX)
 def test_linear_gelu_finite_differences(approximate):
     r = rng(5)
