@@ -23,6 +23,7 @@
 #define TC_FUSED_ONCE
 #define TC_FUSED_BLOCK 64 /* columns per thread block in column sums */
 #define TC_FUSED_ROWS 32  /* rows per chunk of linear + GELU's bias-gradient partial sums */
+#define TC_LG_GIVEN 2     /* lg_grad_rows mode: gelu'(pre) given, not evaluated */
 #endif
 
 #include "vec_math.h"
@@ -39,30 +40,63 @@
 #define TC_FUSED_PICK(name) FN(name##_generic)
 #endif
 
-/* one finished GEMM block of linear + GELU: pre += bias, out = gelu(pre), rows [i0, i0+m),
- * columns [j0, j0+n) */
+/* out = F(v) at column j of a row, v = pre (+ bias): with a derivative form F also writes
+ * gelu'(v) over pre (want_grad), else v back to pre when a bias was added; the first
+ * k < VL lanes only when partial */
+#define LG_VEC(F, j, k, partial)                                                            \
+    do {                                                                                    \
+        VF lv_ = (partial) ? VLOADN(pre + (j), k, 0) : VLOAD(pre + (j));                    \
+        if (b) lv_ = lv_ + ((partial) ? VLOADN(b + (j), k, 0) : VLOAD(b + (j)));            \
+        VF ld_ = lv_;                                                                       \
+        const VF ly_ = F(lv_, &ld_);                                                        \
+        /* pre before out: without a pre buffer they are the same memory */                \
+        if (partial) {                                                                      \
+            if (b || want_grad) VSTOREN(pre + (j), ld_, k);                                 \
+            VSTOREN(out + (j), ly_, k);                                                     \
+        } else {                                                                            \
+            if (b || want_grad) VSTORE(pre + (j), ld_);                                     \
+            VSTORE(out + (j), ly_);                                                         \
+        }                                                                                   \
+    } while (0)
+#define LG_ROWS(F)                                                                          \
+    for (int64_t i = i0; i < i0 + m; i++) {                                                 \
+        T *pre = pre_all + i * OC + j0, *out = out_all + i * OC + j0;                       \
+        int64_t j = 0;                                                                      \
+        for (; j + VL <= n; j += VL) LG_VEC(F, j, VL, 0);                                   \
+        if (j < n) LG_VEC(F, j, n - j, 1);                                                  \
+    }
+/* F(v, &d): the value, with d left as v (pre += bias) or set to the derivative */
+#define LG_TANH(v, d) GELU_TANH_V(v)
+#define LG_ERF(v, d) GELU_ERF_V(v)
+#define LG_TANH_D(v, d) GELU_TANH_AND_GRAD_V(v, d)
+#define LG_ERF_D(v, d) GELU_ERF_AND_GRAD_V(v, d)
+
+/* one finished GEMM block of linear + GELU, rows [i0, i0+m), columns [j0, j0+n): pre +=
+ * bias, out = gelu(pre); with want_grad pre is then replaced by gelu'(pre) (what the
+ * backward needs, so that it evaluates no GELU) */
 __attribute__((always_inline)) static inline void
 FN(lg_rows_body)(T *out_all, T *pre_all, const T *bias, int64_t OC, int64_t i0, int64_t j0,
-                 int64_t m, int64_t n, int approximate_tanh)
+                 int64_t m, int64_t n, int approximate_tanh, int want_grad)
 {
-    for (int64_t i = i0; i < i0 + m; i++) {
-        T *pre = pre_all + i * OC + j0, *out = out_all + i * OC + j0;
-        if (bias) {
-            const T *b = bias + j0;
-#pragma omp simd
-            for (int64_t j = 0; j < n; j++) pre[j] += b[j];
-        }
-        /* whole vectors, then the last n % VL columns as one partial vector */
-        int64_t j = 0;
+    const T *b = bias ? bias + j0 : NULL;
+    if (want_grad) {
         if (approximate_tanh) {
-            for (; j + VL <= n; j += VL) VSTORE(out + j, GELU_TANH_V(VLOAD(pre + j)));
-            if (j < n) VSTOREN(out + j, GELU_TANH_V(VLOADN(pre + j, n - j, 0)), n - j);
+            LG_ROWS(LG_TANH_D)
         } else {
-            for (; j + VL <= n; j += VL) VSTORE(out + j, GELU_ERF_V(VLOAD(pre + j)));
-            if (j < n) VSTOREN(out + j, GELU_ERF_V(VLOADN(pre + j, n - j, 0)), n - j);
+            LG_ROWS(LG_ERF_D)
         }
+    } else if (approximate_tanh) {
+        LG_ROWS(LG_TANH)
+    } else {
+        LG_ROWS(LG_ERF)
     }
 }
+#undef LG_VEC
+#undef LG_ROWS
+#undef LG_TANH
+#undef LG_ERF
+#undef LG_TANH_D
+#undef LG_ERF_D
 
 /* d = g * F(p) over the width columns of a row, added to the column sums s */
 #define LG_GRAD_ROW(F)                                                                      \
@@ -81,11 +115,13 @@ FN(lg_rows_body)(T *out_all, T *pre_all, const T *bias, int64_t OC, int64_t i0, 
         }                                                                                   \
     } while (0)
 
+#define LG_IDENTITY(x) (x)
 /* rows [n0, n1) of dpre = dout * gelu'(pre) (all OC columns), and their column sums (rows
- * in order) written to part (OC,): the arrays are streamed row by row */
+ * in order) written to part (OC,): the arrays are streamed row by row. mode: 0 / 1 the
+ * erf / tanh form of gelu' evaluated at pre; TC_LG_GIVEN: pre already holds gelu'. */
 __attribute__((always_inline)) static inline void
 FN(lg_grad_rows_body)(T *dpre, T *part, const T *dout, const T *pre, int64_t OC, int64_t n0,
-                      int64_t n1, int approximate_tanh)
+                      int64_t n1, int mode)
 {
     T *s = part;
     const int64_t width = OC;
@@ -93,13 +129,16 @@ FN(lg_grad_rows_body)(T *dpre, T *part, const T *dout, const T *pre, int64_t OC,
     for (int64_t n = n0; n < n1; n++) {
         const T *p = pre + n * OC, *g = dout + n * OC;
         T *d = dpre + n * OC;
-        if (approximate_tanh)
+        if (mode == TC_LG_GIVEN)
+            LG_GRAD_ROW(LG_IDENTITY);
+        else if (mode == 1)
             LG_GRAD_ROW(GELU_TANH_GRAD_V);
         else
             LG_GRAD_ROW(GELU_ERF_GRAD_V);
     }
 }
 #undef LG_GRAD_ROW
+#undef LG_IDENTITY
 
 /* one row of residual + layernorm forward: s = x + r, then the row arithmetic of
  * layernorm_rows.h (shared with layernorm_impl.h) on s */
@@ -136,14 +175,15 @@ FN(lnr_wb_block_body)(T *dweight, T *dbias, const T *dout, const T *sum, const T
 
 #define TC_FUSED_VARIANT(attr, sfx)                                                         \
     attr static void FN(lg_rows##sfx)(T *out, T *pre, const T *bias, int64_t OC, int64_t i0, \
-                                      int64_t j0, int64_t m, int64_t n, int approx)          \
+                                      int64_t j0, int64_t m, int64_t n, int approx,          \
+                                      int want_grad)                                         \
     {                                                                                        \
-        FN(lg_rows_body)(out, pre, bias, OC, i0, j0, m, n, approx);                          \
+        FN(lg_rows_body)(out, pre, bias, OC, i0, j0, m, n, approx, want_grad);               \
     }                                                                                        \
     attr static void FN(lg_grad_rows##sfx)(T *dpre, T *part, const T *dout, const T *pre,    \
-                                           int64_t OC, int64_t n0, int64_t n1, int approx)   \
+                                           int64_t OC, int64_t n0, int64_t n1, int mode)     \
     {                                                                                        \
-        FN(lg_grad_rows_body)(dpre, part, dout, pre, OC, n0, n1, approx);                    \
+        FN(lg_grad_rows_body)(dpre, part, dout, pre, OC, n0, n1, mode);                      \
     }                                                                                        \
     attr static void FN(lnr_fwd_row##sfx)(T *y, T *s, T *mean, T *rstd, const T *x,          \
                                           const T *r, const T *w, const T *b, int64_t C,     \
@@ -175,25 +215,100 @@ typedef struct {
     const T *bias; /* (OC,) or NULL */
     int64_t OC;
     int approximate_tanh;
-    void (*rows)(T *, T *, const T *, int64_t, int64_t, int64_t, int64_t, int64_t, int);
+    int want_grad; /* replace pre by gelu'(pre) */
+    void (*rows)(T *, T *, const T *, int64_t, int64_t, int64_t, int64_t, int64_t, int, int);
 } FN(fused_lg_ctx);
 
 static void FN(fused_lg_epilogue)(void *vctx, int64_t i0, int64_t j0, int64_t m, int64_t n)
 {
     const FN(fused_lg_ctx) *c = vctx;
-    c->rows(c->out, c->pre, c->bias, c->OC, i0, j0, m, n, c->approximate_tanh);
+    c->rows(c->out, c->pre, c->bias, c->OC, i0, j0, m, n, c->approximate_tanh, c->want_grad);
+}
+
+/* the product with the epilogue: cache (N,OC) receives pre, or gelu'(pre) with want_grad */
+static int FN(linear_gelu_run)(T *out, T *cache, const T *inp, const T *weight, const T *bias,
+                               int64_t N, int64_t C, int64_t OC, int approximate_tanh,
+                               int want_grad)
+{
+    if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
+    if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
+    FN(fused_lg_ctx) ctx = {out, cache, bias, OC, approximate_tanh, want_grad,
+                            TC_FUSED_PICK(lg_rows)};
+    return FN(tc_gemm_ep)(cache, inp, weight, N, OC, C, OC, C, C, 0, 1, (T)1, (T)0,
+                          FN(fused_lg_epilogue), &ctx);
 }
 
 // out (N,OC), pre (N,OC) or NULL, inp (N,C), weight (OC,C), bias (OC,) or NULL
 int FN(tc_linear_gelu_forward)(T *out, T *pre, const T *inp, const T *weight, const T *bias,
                                int64_t N, int64_t C, int64_t OC, int approximate_tanh)
 {
-    if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
-    if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    FN(fused_lg_ctx) ctx = {out, pre ? pre : out, bias, OC, approximate_tanh,
-                            TC_FUSED_PICK(lg_rows)};
-    return FN(tc_gemm_ep)(ctx.pre, inp, weight, N, OC, C, OC, C, C, 0, 1, (T)1, (T)0,
-                          FN(fused_lg_epilogue), &ctx);
+    return FN(linear_gelu_run)(out, pre ? pre : out, inp, weight, bias, N, C, OC,
+                               approximate_tanh, 0);
+}
+
+// out (N,OC), dact (N,OC) (not out), inp (N,C), weight (OC,C), bias (OC,) or NULL
+int FN(tc_linear_gelu_forward_dact)(T *out, T *dact, const T *inp, const T *weight,
+                                    const T *bias, int64_t N, int64_t C, int64_t OC,
+                                    int approximate_tanh)
+{
+    if (!out || !dact || out == dact) return TC_EINVAL;
+    return FN(linear_gelu_run)(out, dact, inp, weight, bias, N, C, OC, approximate_tanh, 1);
+}
+
+/* dpre = dout * gelu'(pre) (mode 0 / 1: evaluated at cache = pre; TC_LG_GIVEN: cache holds
+ * gelu'(pre)) into the calling thread's scratch, dbias += its column sums, then the two
+ * GEMMs of the linear's backward */
+static int FN(linear_gelu_grads)(T *dinp, T *dweight, T *dbias, const T *dout, const T *cache,
+                                 const T *inp, const T *weight, T *dpre, T *part, int64_t N,
+                                 int64_t C, int64_t OC, int mode)
+{
+    const int64_t nchunks = (N + TC_FUSED_ROWS - 1) / TC_FUSED_ROWS;
+    /* dbias: per-chunk partial sums of TC_FUSED_ROWS rows, added in chunk order (independent
+     * of the thread count); each array streamed in order */
+    void (*rows)(T *, T *, const T *, const T *, int64_t, int64_t, int64_t, int) =
+        TC_FUSED_PICK(lg_grad_rows);
+#pragma omp parallel if (N * OC * 8 >= TC_PARALLEL_MIN_WORK)
+    {
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < nchunks; k++) {
+            const int64_t n0 = k * TC_FUSED_ROWS;
+            rows(dpre, part + k * OC, dout, cache, OC, n0,
+                 N - n0 < TC_FUSED_ROWS ? N : n0 + TC_FUSED_ROWS, mode);
+        }
+        if (dbias) {
+#pragma omp for schedule(static)
+            for (int64_t o0 = 0; o0 < OC; o0 += TC_FUSED_BLOCK) {
+                const int64_t width = OC - o0 < TC_FUSED_BLOCK ? OC - o0 : TC_FUSED_BLOCK;
+                T acc[TC_FUSED_BLOCK] = {0};
+                for (int64_t k = 0; k < nchunks; k++)
+                    for (int64_t o = 0; o < width; o++) acc[o] += part[k * OC + o0 + o];
+                for (int64_t o = 0; o < width; o++) dbias[o0 + o] += acc[o];
+            }
+        }
+    }
+    int st = TC_OK;
+    if (dinp) st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1, (T)1);
+    if (st == TC_OK && dweight)
+        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1, (T)1);
+    return st;
+}
+
+/* the calling thread's cached scratch (no allocation once warmed up): dpre (N,OC), and the
+ * chunks' partial sums after `extra` elements of a second buffer (returned in *scratch) */
+static int FN(linear_gelu_scratch)(int64_t N, int64_t OC, size_t extra, T **dpre, T **scratch,
+                                   T **part)
+{
+    const size_t count = (size_t)N * (size_t)OC;
+    if (count > SIZE_MAX / sizeof(T)) return TC_ENOMEM;
+    const int64_t nchunks = (N + TC_FUSED_ROWS - 1) / TC_FUSED_ROWS;
+    const size_t npart = (size_t)nchunks * (size_t)OC;
+    if (npart > SIZE_MAX / sizeof(T) - extra) return TC_ENOMEM;
+    *dpre = tc_workspace(TC_WS_FUSED, count * sizeof(T));
+    if (!*dpre) return TC_ENOMEM;
+    *scratch = tc_workspace(TC_WS_FUSED2, (extra + npart) * sizeof(T));
+    if (!*scratch) return TC_ENOMEM;
+    *part = *scratch + extra;
+    return TC_OK;
 }
 
 // dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), pre (N,OC) or NULL
@@ -205,57 +320,34 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
     if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
     if (N == 0 || OC == 0) return TC_OK;
-    const size_t count = (size_t)N * (size_t)OC;
-    if (count > SIZE_MAX / sizeof(T)) return TC_ENOMEM;
-    /* dbias: per-chunk partial sums of TC_FUSED_ROWS rows, added in chunk order (independent
-     * of the thread count) */
-    const int64_t nchunks = (N + TC_FUSED_ROWS - 1) / TC_FUSED_ROWS;
-    const size_t npart = (size_t)nchunks * (size_t)OC;
-    if (npart > SIZE_MAX / sizeof(T) - (pre ? 0 : count)) return TC_ENOMEM;
-    /* the calling thread's cached scratch (no allocation once warmed up): dpre; then the
-     * partial sums, after pre when it is recomputed */
-    T *dpre = tc_workspace(TC_WS_FUSED, count * sizeof(T));
-    if (!dpre) return TC_ENOMEM;
-    T *scratch = tc_workspace(TC_WS_FUSED2, ((pre ? 0 : count) + npart) * sizeof(T));
-    if (!scratch) return TC_ENOMEM;
-    T *part = pre ? scratch : scratch + count;
-    int st = TC_OK;
+    T *dpre, *scratch, *part;
+    int st = FN(linear_gelu_scratch)(N, OC, pre ? 0 : (size_t)N * (size_t)OC, &dpre,
+                                     &scratch, &part);
+    if (st != TC_OK) return st;
     if (!pre) {
         /* out = dpre as scratch: its values are overwritten below */
         st = FN(tc_linear_gelu_forward)(dpre, scratch, inp, weight, bias, N, C, OC,
                                         approximate_tanh);
         pre = scratch;
     }
-    if (st == TC_OK) {
-        /* dpre = dout * gelu'(pre), chunks of rows (each array streamed in order), then the
-         * bias gradient from the chunks' column sums, blocks of columns per thread */
-        void (*rows)(T *, T *, const T *, const T *, int64_t, int64_t, int64_t, int) =
-            TC_FUSED_PICK(lg_grad_rows);
-#pragma omp parallel if (N * OC * 8 >= TC_PARALLEL_MIN_WORK)
-        {
-#pragma omp for schedule(static)
-            for (int64_t k = 0; k < nchunks; k++) {
-                const int64_t n0 = k * TC_FUSED_ROWS;
-                rows(dpre, part + k * OC, dout, pre, OC, n0,
-                     N - n0 < TC_FUSED_ROWS ? N : n0 + TC_FUSED_ROWS, approximate_tanh);
-            }
-            if (dbias) {
-#pragma omp for schedule(static)
-                for (int64_t o0 = 0; o0 < OC; o0 += TC_FUSED_BLOCK) {
-                    const int64_t width = OC - o0 < TC_FUSED_BLOCK ? OC - o0 : TC_FUSED_BLOCK;
-                    T acc[TC_FUSED_BLOCK] = {0};
-                    for (int64_t k = 0; k < nchunks; k++)
-                        for (int64_t o = 0; o < width; o++) acc[o] += part[k * OC + o0 + o];
-                    for (int64_t o = 0; o < width; o++) dbias[o0 + o] += acc[o];
-                }
-            }
-        }
-    }
-    if (st == TC_OK && dinp)
-        st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1, (T)1);
-    if (st == TC_OK && dweight)
-        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1, (T)1);
-    return st;
+    if (st != TC_OK) return st;
+    return FN(linear_gelu_grads)(dinp, dweight, dbias, dout, pre, inp, weight, dpre, part, N,
+                                 C, OC, approximate_tanh);
+}
+
+// dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), dact (N,OC) =
+// gelu'(pre) from tc_linear_gelu_forward_dact, inp (N,C), weight (OC,C)
+int FN(tc_linear_gelu_backward_dact)(T *dinp, T *dweight, T *dbias, const T *dout,
+                                     const T *dact, const T *inp, const T *weight, int64_t N,
+                                     int64_t C, int64_t OC)
+{
+    if (N < 0 || C < 0 || OC < 0 || !dact) return TC_EINVAL;
+    if (N == 0 || OC == 0) return TC_OK;
+    T *dpre, *scratch, *part;
+    const int st = FN(linear_gelu_scratch)(N, OC, 0, &dpre, &scratch, &part);
+    if (st != TC_OK) return st;
+    return FN(linear_gelu_grads)(dinp, dweight, dbias, dout, dact, inp, weight, dpre, part, N,
+                                 C, OC, TC_LG_GIVEN);
 }
 
 // out (N,C), sum (N,C), mean (N,) or NULL, rstd (N,) or NULL, x (N,C), r (N,C), weight (C,),

@@ -57,13 +57,26 @@
     x_g * s_g;                                                                              \
 })
 
-/* gelu'(x), tanh form, on a vector of T */
-#define GELU_TANH_GRAD_V(xin) ({                                                            \
-    GELU_TANH_PARTS(xin);                                                                   \
+/* gelu'(x), tanh form, from the parts GELU_TANH_PARTS declared */
+#define GELU_TANH_GRAD_FROM_PARTS() ({                                                      \
     VF xc_g = TC_VSEL(VI, VF, x_g > (T)TC_GELU_XCLAMP, VSPLAT(TC_GELU_XCLAMP), x_g);        \
     xc_g = TC_VSEL(VI, VF, xc_g < (T)-TC_GELU_XCLAMP, VSPLAT(-TC_GELU_XCLAMP), xc_g);       \
     s_g + (T)(2 * TC_GELU_BETA) * xc_g * q_g *                                              \
               ((T)1 + (T)(3 * TC_GELU_KAPPA) * (xc_g * xc_g));                              \
+})
+
+/* gelu'(x), tanh form, on a vector of T */
+#define GELU_TANH_GRAD_V(xin) ({                                                            \
+    GELU_TANH_PARTS(xin);                                                                   \
+    GELU_TANH_GRAD_FROM_PARTS();                                                            \
+})
+
+/* gelu(x) and gelu'(x), tanh form, from one evaluation of the parts: the value is returned,
+ * the derivative stored to dst (the same bits as GELU_TANH_V and GELU_TANH_GRAD_V) */
+#define GELU_TANH_AND_GRAD_V(xin, dst) ({                                                   \
+    GELU_TANH_PARTS(xin);                                                                   \
+    *(dst) = GELU_TANH_GRAD_FROM_PARTS();                                                   \
+    x_g * s_g;                                                                              \
 })
 
 /* R(t) of the exact form as a polynomial in y = 2t - 1 (the Chebyshev interpolant expanded;
@@ -116,6 +129,14 @@ static const double tc_erfc_poly_f64[TC_ERFC_N_f64] = {
 #define GELU_ERF_GRAD_V(xin) ({                                                             \
     GELU_ERF_PARTS(xin);                                                                    \
     phi_e + x_e * (e_e * (T)TC_RSQRT2PI);                                                   \
+})
+
+/* gelu(x) and gelu'(x), exact form, from one evaluation of the parts: the value is returned,
+ * the derivative stored to dst (the same bits as GELU_ERF_V and GELU_ERF_GRAD_V) */
+#define GELU_ERF_AND_GRAD_V(xin, dst) ({                                                    \
+    GELU_ERF_PARTS(xin);                                                                    \
+    *(dst) = phi_e + x_e * (e_e * (T)TC_RSQRT2PI);                                          \
+    x_e * phi_e;                                                                            \
 })
 
 #endif

@@ -10,7 +10,8 @@
  *     atty C                   attention output, token-major (the c_proj input)
  *     res2 C                   x + drop(attn)
  *     ln2 C, ln2 mean/rstd 2   pre-LN: ln_2(res2); post-LN: the layer output
- *     fch H, fcha H            c_fc output before and after the activation
+ *     fch H, fcha H            c_fc output after the activation (fcha) and, for the
+ *                              backward, before it (ReLU) or the GELU's derivative there
  *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
  *   kept once: pos ids (int64), enc C (embeddings), lnf C + 2, logits V (the backward
  *     turns them into dlogits in place), per-row loss and logsumexp 2;

@@ -116,9 +116,10 @@ static inline int FN(gpt_act_forward)(T *out, const T *inp, int64_t n, int act)
     return FN(tc_gelu_forward)(out, inp, n, act == TC_GPT_ACT_GELU_TANH);
 }
 
-/* h (N,H) = act(pre), pre (N,H) = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL): for the
- * GELUs in one fused product (bias and activation in the GEMM's epilogue, while each tile
- * is in L1: no extra passes over pre); ReLU as product then activation. */
+/* h (N,H) = act(pre), pre = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL), and the cache the
+ * backward needs: for the GELUs gelu'(pre) (one fused product: bias, activation and its
+ * derivative in the GEMM's epilogue, while each block is in cache; the backward evaluates
+ * no GELU), for ReLU pre itself (product, then activation). */
 static int FN(gpt_fc_forward)(T *h, T *pre, const T *x, const T *w, const T *b, int64_t N,
                               int64_t C, int64_t H, int act)
 {
@@ -126,14 +127,16 @@ static int FN(gpt_fc_forward)(T *h, T *pre, const T *x, const T *w, const T *b, 
         const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
         return st != TC_OK ? st : FN(tc_relu_forward)(h, pre, N * H);
     }
-    return FN(tc_linear_gelu_forward)(h, pre, x, w, b, N, C, H, act == TC_GPT_ACT_GELU_TANH);
+    return FN(tc_linear_gelu_forward_dact)(h, pre, x, w, b, N, C, H,
+                                           act == TC_GPT_ACT_GELU_TANH);
 }
 
 /* The MLP's backward, from dout (N,C) (the gradient at c_proj's output) to dx (N,C) (added
  * to: +=) and the gradients of both linears (+=): dh (N,H) = dout @ projw is written, not
  * accumulated (nothing to zero first); for the GELUs dh * gelu'(pre) and c_fc's backward
  * run fused (vectorised, the bias gradient in the same pass); ReLU goes through dh2 (N,H).
- * pre (N,H), h = act(pre) (N,H) and x (N,C) come from the forward; fcw (H,C), projw (C,H). */
+ * pre (N,H) (gelu'(pre) for the GELUs: gpt_fc_forward's cache), h = act(pre) (N,H) and
+ * x (N,C) come from the forward; fcw (H,C), projw (C,H). */
 static int FN(gpt_mlp_backward)(T *dx, T *dh, T *dh2, T *gfcw, T *gfcb, T *gprojw, T *gprojb,
                                 const T *dout, const T *x, const T *pre, const T *h,
                                 const T *fcw, const T *projw, int64_t N, int64_t C, int64_t H,
@@ -143,8 +146,7 @@ static int FN(gpt_mlp_backward)(T *dx, T *dh, T *dh2, T *gfcw, T *gfcb, T *gproj
     if (st == TC_OK) st = FN(tc_linear_backward)(NULL, gprojw, gprojb, dout, h, projw, N, H, C);
     if (st != TC_OK) return st;
     if (act != TC_GPT_ACT_RELU)
-        return FN(tc_linear_gelu_backward)(dx, gfcw, gfcb, dh, pre, x, fcw, NULL, N, C, H,
-                                           act == TC_GPT_ACT_GELU_TANH);
+        return FN(tc_linear_gelu_backward_dact)(dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H);
     st = FN(tc_relu_backward)(dh2, dh, pre, N * H, 0);
     return st != TC_OK ? st : FN(tc_linear_backward)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H);
 }

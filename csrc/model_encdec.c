@@ -15,7 +15,8 @@
  *       row logsumexp), atty C (token-major, the c_proj input)
  *     cross-attention (decoder): xqh C (queries), xkvh 2C per SOURCE token (keys and values
  *       of the memory), xatth C + xlse NH, xatty C
- *     MLP: fch H, fcha H (c_fc output before and after the activation)
+ *     MLP: fch H, fcha H (c_fc output after the activation, and before it for ReLU or the
+ *       GELU's derivative there: the backward's cache)
  *   kept once: source and target positions (int64), the two embedding outputs, each
  *     stack's ln_f C + 2 (pre-LN), logits V (turned into dlogits in place), per-row loss and
  *     logsumexp 2;

@@ -509,6 +509,23 @@ int tc_linear_gelu_backward_f64(double *dinp, double *dweight, double *dbias,
                                 const double *dout, const double *pre, const double *inp,
                                 const double *weight, const double *bias, int64_t N, int64_t C,
                                 int64_t OC, int approximate_tanh);
+/* The same pair caching gelu'(pre) instead of pre: the forward writes dact (N,OC) =
+ * gelu'(pre) (not out; from the same evaluation as out, so it costs no second exp) and the
+ * backward then only multiplies, dpre = dout * dact, before the same gradient products as
+ * tc_linear_gelu_backward (bitwise the same results). For training loops that need pre
+ * only for the backward (the models' MLPs). */
+int tc_linear_gelu_forward_dact_f32(float *out, float *dact, const float *inp,
+                                    const float *weight, const float *bias, int64_t N,
+                                    int64_t C, int64_t OC, int approximate_tanh);
+int tc_linear_gelu_forward_dact_f64(double *out, double *dact, const double *inp,
+                                    const double *weight, const double *bias, int64_t N,
+                                    int64_t C, int64_t OC, int approximate_tanh);
+int tc_linear_gelu_backward_dact_f32(float *dinp, float *dweight, float *dbias,
+                                     const float *dout, const float *dact, const float *inp,
+                                     const float *weight, int64_t N, int64_t C, int64_t OC);
+int tc_linear_gelu_backward_dact_f64(double *dinp, double *dweight, double *dbias,
+                                     const double *dout, const double *dact, const double *inp,
+                                     const double *weight, int64_t N, int64_t C, int64_t OC);
 /* Residual add + layernorm: sum (N,C) = x (N,C) + r (N,C) (written out: the residual
  * stream; sum may be x or r itself), out (N,C) = layernorm(sum) with weight (C,), bias (C,)
  * or NULL, mean/rstd (N,) or NULL as tc_layernorm_forward. TC_EINVAL if C < 1 or eps < 0. */

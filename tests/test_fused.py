@@ -112,6 +112,46 @@ def test_linear_gelu_matches_numpy(dtype, shape, OC, approximate, with_bias):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,OC", LG_SHAPES)
+@pytest.mark.parametrize("approximate", APPROX)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_gelu_dact_cache(dtype, shape, OC, approximate, with_bias):
+    # return_dact caches gelu'(pre) from the same evaluation as y: y is the same bits, dact
+    # matches the reference derivative, and the backward from it gives the same bits as the
+    # backward from pre (only the GELU evaluation is skipped)
+    r = rng(len(shape) * 10 + OC + 7)
+    C = shape[-1]
+    x = r.standard_normal(shape).astype(dtype)
+    W = (r.standard_normal((OC, C)) / np.sqrt(C)).astype(dtype)
+    b = r.standard_normal(OC).astype(dtype) if with_bias else None
+    y, pre = F.linear_gelu(x, W, b, approximate=approximate, return_pre=True)
+    y2, dact = F.linear_gelu(x, W, b, approximate=approximate, return_dact=True)
+    np.testing.assert_array_equal(y2, y)
+    assert dact.shape == y.shape and dact.dtype == dtype
+    close(dact, ref_gelu_grad(pre, approximate), dtype, 4)
+    g = r.standard_normal(y.shape).astype(dtype)
+    want = F.linear_gelu_backward(g, x, W, b, approximate=approximate, pre=pre)
+    got = F.linear_gelu_backward(g, x, W, b, approximate=approximate, dact=dact)
+    for a, w in zip(got, want):
+        assert (a is None) == (w is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, w)
+
+
+def test_linear_gelu_dact_bad_input():
+    x, W = np.ones((3, 4)), np.ones((5, 4))
+    with pytest.raises(ValueError, match="exclusive"):
+        F.linear_gelu(x, W, return_pre=True, return_dact=True)
+    y, dact = F.linear_gelu(x, W, return_dact=True)
+    with pytest.raises(ValueError, match="one cache"):
+        F.linear_gelu_backward(y, x, W, pre=dact, dact=dact)
+    with pytest.raises(ValueError, match="dact must have shape"):
+        F.linear_gelu_backward(y, x, W, dact=dact[:2])
+    with pytest.raises(TypeError, match="dact"):
+        F.linear_gelu_backward(y, x, W, dact=dact.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows,C,OC", [(3, 530, 77), (1000, 40, 33), (301, 600, 260)])
 def test_linear_gelu_epilogue_covers_every_block_once(threads, dtype, rows, C, OC):
     # the GEMM's epilogue runs per finished column block of a row block; over row and column
@@ -378,6 +418,7 @@ def test_avx2_and_baseline_row_routines_agree_bitwise():
 
     def run():
         out = [F.linear_gelu(x, W, b, approximate=a, return_pre=True) for a in APPROX]
+        out += [F.linear_gelu(x, W, b, approximate=a, return_dact=True) for a in APPROX]
         out += [F.linear_gelu_backward(g, x, W, b, approximate=a)[2] for a in APPROX]
         y, s, m, rs = F.layer_norm_residual(x, res, w, lb, return_stats=True)
         out += [y, s, F.layer_norm_residual_backward(x, s, w, lb, mean=m, rstd=rs, grad_s=res)]

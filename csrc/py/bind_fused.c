@@ -21,17 +21,21 @@ static int check_eps(double eps)
     return -1;
 }
 
-/* linear_gelu_forward(x (N,C), weight (OC,C), bias (OC,)|None, approximate_tanh, want_pre)
- *   -> (out (N,OC), pre (N,OC)|None) */
+/* linear_gelu_forward(x (N,C), weight (OC,C), bias (OC,)|None, approximate_tanh, want)
+ *   -> (out (N,OC), cache (N,OC)|None); want 0: no cache, 1: pre, 2: dact = gelu'(pre) */
 static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
 {
     PyObject *x_obj, *w_obj, *b_obj, *result = NULL;
     int approx, want_pre;
     PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *pre = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOip", &x_obj, &w_obj, &b_obj, &approx, &want_pre))
+    if (!PyArg_ParseTuple(args, "OOOii", &x_obj, &w_obj, &b_obj, &approx, &want_pre))
         return NULL;
     if (check_approximate(approx)) goto done;
+    if (want_pre < 0 || want_pre > 2) {
+        PyErr_Format(PyExc_ValueError, "want must be 0, 1 (pre) or 2 (dact), got %d", want_pre);
+        goto done;
+    }
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0) goto done;
     if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
@@ -47,9 +51,14 @@ static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
     if (want_pre && !(pre = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_linear_gelu_forward, PyArray_DATA(out),
-                 pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
-                 b ? PyArray_DATA(b) : NULL, N, C, OC, approx);
+    if (want_pre == 2)
+        st = TC_CALL(ty, tc_linear_gelu_forward_dact, PyArray_DATA(out), PyArray_DATA(pre),
+                     PyArray_DATA(x), PyArray_DATA(w), b ? PyArray_DATA(b) : NULL, N, C, OC,
+                     approx);
+    else
+        st = TC_CALL(ty, tc_linear_gelu_forward, PyArray_DATA(out),
+                     pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
+                     b ? PyArray_DATA(b) : NULL, N, C, OC, approx);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "linear_gelu_forward")) goto done;
     result = Py_BuildValue("(OO)", out, pre ? (PyObject *)pre : Py_None);
@@ -63,18 +72,23 @@ done:
 }
 
 /* linear_gelu_backward(grad_output (N,OC), x (N,C), weight (OC,C), bias (OC,)|None,
- *                      pre (N,OC)|None, approximate_tanh, with_bias)
- *   -> (dx (N,C), dweight (OC,C), dbias (OC,)|None). pre None: recomputed. */
+ *                      cache (N,OC)|None, approximate_tanh, with_bias, cache_is_dact=0)
+ *   -> (dx (N,C), dweight (OC,C), dbias (OC,)|None). cache: pre (None: recomputed), or
+ *   with cache_is_dact gelu'(pre) from linear_gelu_forward(..., want=2). */
 static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
 {
     PyObject *dy_obj, *x_obj, *w_obj, *b_obj, *p_obj, *result = NULL;
-    int approx, with_bias;
+    int approx, with_bias, is_dact = 0;
     PyArrayObject *dy = NULL, *x = NULL, *w = NULL, *b = NULL, *pre = NULL;
     PyArrayObject *dx = NULL, *dw = NULL, *db = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOip", &dy_obj, &x_obj, &w_obj, &b_obj, &p_obj, &approx,
-                          &with_bias))
+    if (!PyArg_ParseTuple(args, "OOOOOip|p", &dy_obj, &x_obj, &w_obj, &b_obj, &p_obj, &approx,
+                          &with_bias, &is_dact))
         return NULL;
+    if (is_dact && p_obj == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "dact (the cache) is required with cache_is_dact");
+        return NULL;
+    }
     if (check_approximate(approx)) goto done;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0) goto done;
@@ -98,10 +112,15 @@ static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
     if (with_bias && !(db = tc_py_new(1, bdims, ty, 1))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_linear_gelu_backward, PyArray_DATA(dx), PyArray_DATA(dw),
-                 db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
-                 pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
-                 b ? PyArray_DATA(b) : NULL, N, C, OC, approx);
+    if (is_dact)
+        st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
+                     db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(pre),
+                     PyArray_DATA(x), PyArray_DATA(w), N, C, OC);
+    else
+        st = TC_CALL(ty, tc_linear_gelu_backward, PyArray_DATA(dx), PyArray_DATA(dw),
+                     db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
+                     pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
+                     b ? PyArray_DATA(b) : NULL, N, C, OC, approx);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "linear_gelu_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);
@@ -231,10 +250,11 @@ done:
 
 PyMethodDef tc_methods_fused[] = {
     {"linear_gelu_forward", py_linear_gelu_forward, METH_VARARGS,
-     "linear_gelu_forward(x, weight, bias|None, approximate_tanh, want_pre) -> (out, pre|None)"},
+     "linear_gelu_forward(x, weight, bias|None, approximate_tanh, want) -> (out, cache|None); "
+     "want 0 none, 1 pre, 2 dact = gelu'(pre)"},
     {"linear_gelu_backward", py_linear_gelu_backward, METH_VARARGS,
      "linear_gelu_backward(grad_output, x, weight, bias|None, pre|None, approximate_tanh, "
-     "with_bias) -> (dx, dweight, dbias|None)"},
+     "with_bias, cache_is_dact=False) -> (dx, dweight, dbias|None)"},
     {"layernorm_residual_forward", py_layernorm_residual_forward, METH_VARARGS,
      "layernorm_residual_forward(x, residual, weight, bias|None, eps) -> (out, sum, mean, rstd)"},
     {"layernorm_residual_backward", py_layernorm_residual_backward, METH_VARARGS,

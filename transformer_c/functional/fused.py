@@ -38,28 +38,36 @@ def _check_linear(x, weight, bias):
     return x, weight, bias
 
 
-def linear_gelu(x, weight, bias=None, approximate="none", return_pre=False):
+def linear_gelu(x, weight, bias=None, approximate="none", return_pre=False, return_dact=False):
     """y = gelu(x @ weight.T + bias), fused: one pass writes the output.
 
     x: (..., C) any leading dims; weight: (OC, C); bias: (OC,) or None; approximate:
     'none' (exact erf GELU) or 'tanh' (GPT-2's form), as torch.nn.functional.gelu.
     Returns y (..., OC) in x's dtype, or with ``return_pre=True`` the tuple (y, pre) where
-    pre = x @ weight.T + bias (..., OC) is the cache linear_gelu_backward can reuse.
+    pre = x @ weight.T + bias (..., OC) is the cache linear_gelu_backward can reuse, or with
+    ``return_dact=True`` the tuple (y, dact), dact = gelu'(pre) (..., OC): the cache that
+    spares the backward its GELU evaluation (computed with y at little extra cost).
     """
     x, weight, bias = _check_linear(x, weight, bias)
     flag = _approximate_flag(approximate)
-    y, pre = _C.linear_gelu_forward(rows(x), weight, bias, flag, bool(return_pre))
+    if return_pre and return_dact:
+        raise ValueError("return_pre and return_dact are exclusive: ask for one cache")
+    want = 2 if return_dact else 1 if return_pre else 0
+    y, cache = _C.linear_gelu_forward(rows(x), weight, bias, flag, want)
     shape = x.shape[:-1] + (weight.shape[0],)
-    if return_pre:
-        return y.reshape(shape), pre.reshape(shape)
+    if want:
+        return y.reshape(shape), cache.reshape(shape)
     return y.reshape(shape)
 
 
-def linear_gelu_backward(grad_output, x, weight, bias=None, approximate="none", pre=None):
+def linear_gelu_backward(grad_output, x, weight, bias=None, approximate="none", pre=None,
+                         dact=None):
     """Gradients of linear_gelu(x, weight, bias, approximate).
 
     grad_output: (..., OC); x: (..., C); weight: (OC, C); bias: (OC,) or None; pre: the
-    (..., OC) cache from ``linear_gelu(..., return_pre=True)``, or None to recompute it.
+    (..., OC) cache from ``linear_gelu(..., return_pre=True)``, or None to recompute it;
+    or instead dact: the (..., OC) cache from ``linear_gelu(..., return_dact=True)`` (the
+    same gradients, bitwise, without evaluating the GELU again).
     Returns (dx (..., C), dweight (OC, C), dbias (OC,) or None), in x's dtype.
     """
     x, weight, bias = _check_linear(x, weight, bias)
@@ -68,13 +76,17 @@ def linear_gelu_backward(grad_output, x, weight, bias=None, approximate="none", 
     shape = x.shape[:-1] + (weight.shape[0],)
     if grad_output.shape != shape:
         raise ValueError(f"grad_output must have shape {shape}, got {grad_output.shape}")
-    if pre is not None:
-        pre = same_dtype(x, "x", pre, "pre")
-        if pre.shape != shape:
-            raise ValueError(f"pre must have shape {shape} (the forward's cache), got {pre.shape}")
-        pre = rows(pre)
-    dx, dw, db = _C.linear_gelu_backward(rows(grad_output), rows(x), weight, bias, pre, flag,
-                                         bias is not None)
+    if pre is not None and dact is not None:
+        raise ValueError("pass one cache: pre or dact, not both")
+    cache, name = (pre, "pre") if dact is None else (dact, "dact")
+    if cache is not None:
+        cache = same_dtype(x, "x", cache, name)
+        if cache.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} (the forward's cache), "
+                             f"got {cache.shape}")
+        cache = rows(cache)
+    dx, dw, db = _C.linear_gelu_backward(rows(grad_output), rows(x), weight, bias, cache, flag,
+                                         bias is not None, dact is not None)
     return dx.reshape(x.shape), dw, db
 
 
