@@ -136,7 +136,7 @@ static int gpt_reserve(tc_gpt *m, int64_t N)
         return TC_ENOMEM;
     gpt_acts ga;
     const size_t bytes = gpt_arena_plan(&m->cfg, N, m->elem, NULL, &ga);
-    char *arena = aligned_alloc(64, bytes ? bytes : 64);
+    char *arena = tc_alloc_big(bytes);
     if (!arena) return TC_ENOMEM;
     free(m->arena);
     m->arena = arena;

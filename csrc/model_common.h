@@ -126,7 +126,7 @@ static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64
 /* A gradient buffer for a clone: num_params elements of elem bytes, 64-byte aligned. */
 static inline void *model_grads_alloc(int64_t num_params, int64_t elem)
 {
-    return aligned_alloc(64, ((size_t)num_params * (size_t)elem + 63) / 64 * 64);
+    return tc_alloc_big((size_t)num_params * (size_t)elem);
 }
 
 #endif /* TC_MODEL_COMMON_H */

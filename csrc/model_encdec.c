@@ -197,7 +197,7 @@ static int ed_reserve(tc_encdec *m, int64_t Ns, int64_t Nt)
     if (ed_arena_elems(&m->cfg, (double)Ns, (double)Nt) * (double)m->elem > 1e18)
         return TC_ENOMEM;
     const size_t bytes = ed_arena_plan(&m->cfg, Ns, Nt, m->elem, NULL, NULL, NULL);
-    char *arena = aligned_alloc(64, bytes ? bytes : 64);
+    char *arena = tc_alloc_big(bytes);
     if (!arena) return TC_ENOMEM;
     free(m->arena);
     m->arena = arena;

@@ -945,6 +945,9 @@ enum {
     TC_WS_NSLOTS
 };
 void *tc_workspace(int slot, size_t bytes);
+/* bytes of 64-byte aligned memory (NULL if out of memory), freed with free(); from 4 MiB up
+ * 2 MiB aligned and advised to use transparent huge pages (Linux). */
+void *tc_alloc_big(size_t bytes);
 /* Free the calling thread's buffers (the next call allocates again). */
 void tc_workspace_release(void);
 /* Number of allocations tc_workspace has made in this process (for tests). */
