@@ -91,6 +91,10 @@ static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs,
         tc_gemm_pack_a6_f32_avx2((float *)dst, (const float *)A, rs, kc);
         return;
     }
+    if (rs == 1 && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+        tc_gemm_pack_a6t_f32_avx2((float *)dst, (const float *)A, cs, mr, kc);
+        return;
+    }
     if (rs == 1 && mr == GEMM_MR) { /* op(A) = A^T: each k holds MR contiguous entries */
         for (int64_t p = 0; p < kc; p++)
             for (int64_t i = 0; i < GEMM_MR; i++) dst[p * GEMM_MR + i] = A[p * cs + i];
@@ -121,6 +125,10 @@ static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs,
 static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs, int64_t nr,
                             int64_t kc)
 {
+    if (cs == 1 && GEMM_NR == 16 && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+        tc_gemm_pack_b16_f32_avx2((float *)dst, (const float *)B, rs, nr, kc);
+        return;
+    }
     if (cs == 1) {
         if (nr == GEMM_NR) {
             /* a fixed-size row copy: a few vector moves, not a memcpy call */
@@ -149,6 +157,24 @@ static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs,
         for (int64_t p = 0; p < kc; p++)
             for (int64_t j = 0; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = j < nr ? r[j][p * rs] : 0;
     }
+}
+
+/* One packed panel, for tests of the packers (the fast ones against the portable ones,
+ * which run when the portable kernel is forced): side 0, an A panel (kc, MR) of the n <= MR
+ * rows [0,n) x cols [0,kc) of A viewed with strides (rs, cs); side 1, a B panel (kc, NR) of
+ * rows [0,kc) x cols [0,n), n <= NR. */
+int FN(tc_gemm_pack_panel)(T *dst, const T *src, int64_t rs, int64_t cs, int64_t n, int64_t kc,
+                           int side)
+{
+    const int64_t width = side ? GEMM_NR : GEMM_MR;
+    if (!dst || !src || (side != 0 && side != 1) || n < 1 || n > width || kc < 0 || rs < 0 ||
+        cs < 0)
+        return TC_EINVAL;
+    if (side)
+        FN(gemm_pack_b)(dst, src, rs, cs, n, kc);
+    else
+        FN(gemm_pack_a)(dst, src, rs, cs, n, kc);
+    return TC_OK;
 }
 
 static void FN(gemm_scale)(T *C, int64_t ldc, int64_t M, int64_t N, T beta)

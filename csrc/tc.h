@@ -68,6 +68,15 @@ int tc_gemm_set_kernel(const char *name);
  * C[i0:i0+m, j0:j0+n] (at most 6 x 16 entries, still in L1), by the thread that computed
  * it, right after its last k-block; fused kernels apply bias and activation there.
  * With K == 0 it is called once for the whole of C. ep may be NULL. */
+/* One packed GEMM panel (for tests of the packers): side 0, dst (kc, 6) <- rows [0,n) x
+ * cols [0,kc) of A viewed with strides (rs, cs), n <= 6, zero-padded past n; side 1, dst
+ * (kc, NR) <- rows [0,kc) x cols [0,n) of B (strides rs, cs), NR = 16 (f32) / 8 (f64),
+ * n <= NR. The fast (AVX2) packers run with the AVX2 kernel, the portable ones with the
+ * portable kernel. */
+int tc_gemm_pack_panel_f32(float *dst, const float *src, int64_t rs, int64_t cs, int64_t n,
+                           int64_t kc, int side);
+int tc_gemm_pack_panel_f64(double *dst, const double *src, int64_t rs, int64_t cs, int64_t n,
+                           int64_t kc, int side);
 typedef void (*tc_gemm_epilogue_fn)(void *ctx, int64_t i0, int64_t j0, int64_t m, int64_t n);
 int tc_gemm_ep_f32(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K,
                    int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,

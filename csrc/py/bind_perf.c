@@ -47,7 +47,65 @@ static PyObject *py_scratch_alloc_count(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLongLong((unsigned long long)tc_workspace_alloc_count());
 }
 
+/* gemm_pack_panel(src, rs, cs, n, kc, side) -> one packed panel (kc, 6) (side 0, A) or
+ * (kc, NR) (side 1, B) read from the flat array src with element strides (rs, cs) */
+static PyObject *py_gemm_pack_panel(PyObject *self, PyObject *args)
+{
+    PyObject *src_obj, *rs_obj, *cs_obj, *n_obj, *kc_obj, *side_obj, *ret = NULL;
+    PyArrayObject *src = NULL, *dst = NULL;
+    int64_t rs, cs, n, kc, side;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &src_obj, &rs_obj, &cs_obj, &n_obj, &kc_obj,
+                          &side_obj))
+        return NULL;
+    const int typenum = tc_py_float_type(src_obj, "src");
+    if (typenum < 0) return NULL;
+    if (tc_py_int64(rs_obj, "rs", &rs) || tc_py_int64(cs_obj, "cs", &cs) ||
+        tc_py_int64(n_obj, "n", &n) || tc_py_int64(kc_obj, "kc", &kc) ||
+        tc_py_int64(side_obj, "side", &side))
+        return NULL;
+    if (!(src = tc_py_float_array(src_obj, "src", typenum, 1))) goto done;
+    const int64_t width = side ? (typenum == NPY_FLOAT ? 16 : 8) : 6;
+    if (side != 0 && side != 1) {
+        PyErr_Format(PyExc_ValueError, "side must be 0 (A) or 1 (B), got %lld", (long long)side);
+        goto done;
+    }
+    if (n < 1 || n > width || kc < 1 || rs < 0 || cs < 0 || rs > INT32_MAX || cs > INT32_MAX ||
+        kc > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "need 1 <= n <= %lld, kc >= 1 and strides rs, cs >= 0, got n=%lld "
+                     "kc=%lld rs=%lld cs=%lld", (long long)width, (long long)n, (long long)kc,
+                     (long long)rs, (long long)cs);
+        goto done;
+    }
+    /* the last element read: (n-1, kc-1) of the viewed matrix */
+    const int64_t last = side ? (kc - 1) * rs + (n - 1) * cs : (n - 1) * rs + (kc - 1) * cs;
+    if (last >= (int64_t)PyArray_SIZE(src)) {
+        PyErr_Format(PyExc_ValueError, "src has %lld elements, the panel reads up to index %lld",
+                     (long long)PyArray_SIZE(src), (long long)last);
+        goto done;
+    }
+    npy_intp dims[2] = {(npy_intp)kc, (npy_intp)width};
+    if (!(dst = tc_py_new(2, dims, typenum, 0))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(typenum, tc_gemm_pack_panel, PyArray_DATA(dst), PyArray_DATA(src), rs, cs, n,
+                 kc, (int)side);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "gemm_pack_panel")) goto done;
+    ret = (PyObject *)dst;
+    dst = NULL;
+done:
+    Py_XDECREF(src);
+    Py_XDECREF(dst);
+    return ret;
+}
+
 PyMethodDef tc_methods_perf[] = {
+    {"gemm_pack_panel", py_gemm_pack_panel, METH_VARARGS,
+     "gemm_pack_panel(src, rs, cs, n, kc, side) -> one packed GEMM panel (for tests of the "
+     "packers): side 0 (kc, 6) of A rows [0,n), side 1 (kc, NR) of B columns [0,n), src a "
+     "flat array read with element strides (rs, cs)"},
     {"scratch_alloc_count", py_scratch_alloc_count, METH_VARARGS,
      "scratch_alloc_count() -> int: allocations made so far by the kernels' per-thread scratch "
      "workspace (for tests: a warmed-up step makes none)"},
