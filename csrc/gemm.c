@@ -140,7 +140,7 @@ __attribute__((target("avx2,fma"))) static void tc_gemm_pack_b16t_f32_avx2(float
 /* A float32 A panel (kc, 6) <- op(A) = A^T stored row-major (the weight gradient's
  * dY^T): for each p the mr <= 6 contiguous entries A[p*cs + i], zero-padded to 6. Only
  * those entries are read (masked loads for a partial panel). */
-__attribute__((target("avx2,fma"))) static void tc_gemm_pack_a6t_f32_avx2(float *restrict dst,
+__attribute__((target("avx2,fma"))) static inline void tc_gemm_pack_a6t_f32_avx2(float *restrict dst,
                                                                          const float *A,
                                                                          int64_t cs, int64_t mr,
                                                                          int64_t kc)
@@ -177,6 +177,25 @@ __attribute__((target("avx2,fma"))) static void tc_gemm_pack_a6t_f32_avx2(float 
         _mm_storeu_ps(dst + p * 6, _mm_maskload_ps(s0, mlo));
         _mm_storel_epi64((__m128i_u *)(dst + p * 6 + 4),
                          _mm_castps_si128(_mm_maskload_ps(s0 + 4, mhi)));
+    }
+}
+
+/* The whole A block of mc rows (ceil(mc/6) panels of (kc, 6), panel ip at dst + ip*6*kc)
+ * <- op(A) = A^T stored row-major, by strips of 8 k: each strip's 8 rows of A are read
+ * once, front to back, across all panels (rather than a panel's 6 columns out of kc rows,
+ * kc cache lines per panel, each line fetched again by the next panel). */
+__attribute__((target("avx2,fma"))) static void
+tc_gemm_pack_a6t_block_f32_avx2(float *restrict dst, const float *A, int64_t cs, int64_t mc,
+                                int64_t kc)
+{
+    const int64_t full = mc / 6, rem = mc - full * 6;
+    for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+        const int64_t pn = kc - p0 < 8 ? kc - p0 : 8;
+        const float *src = A + p0 * cs;
+        for (int64_t ip = 0; ip < full; ip++)
+            tc_gemm_pack_a6t_f32_avx2(dst + ip * 6 * kc + p0 * 6, src + ip * 6, cs, 6, pn);
+        if (rem)
+            tc_gemm_pack_a6t_f32_avx2(dst + full * 6 * kc + p0 * 6, src + full * 6, cs, rem, pn);
     }
 }
 
@@ -224,6 +243,11 @@ static void tc_gemm_pack_b16_f32_avx2(float *dst, const float *B, int64_t rs, in
                                       int64_t kc)
 {
     (void)dst, (void)B, (void)rs, (void)nr, (void)kc;
+}
+static void tc_gemm_pack_a6t_block_f32_avx2(float *dst, const float *A, int64_t cs,
+                                            int64_t mc, int64_t kc)
+{
+    (void)dst, (void)A, (void)cs, (void)mc, (void)kc;
 }
 #endif
 

@@ -159,21 +159,36 @@ static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs,
     }
 }
 
+/* The A block of mc rows x kc columns (ceil(mc/MR) panels, panel ip at ap + ip*MR*kc) */
+static void FN(gemm_pack_a_block)(T *restrict ap, const T *A, int64_t rs, int64_t cs,
+                                  int64_t mc, int64_t kc)
+{
+    if (rs == 1 && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+        tc_gemm_pack_a6t_block_f32_avx2((float *)ap, (const float *)A, cs, mc, kc);
+        return;
+    }
+    const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
+    for (int64_t ip = 0; ip < mp; ip++) {
+        const int64_t i0 = ip * GEMM_MR;
+        FN(gemm_pack_a)(ap + ip * GEMM_MR * kc, A + i0 * rs, rs, cs,
+                        mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR, kc);
+    }
+}
+
 /* One packed panel, for tests of the packers (the fast ones against the portable ones,
- * which run when the portable kernel is forced): side 0, an A panel (kc, MR) of the n <= MR
- * rows [0,n) x cols [0,kc) of A viewed with strides (rs, cs); side 1, a B panel (kc, NR) of
- * rows [0,kc) x cols [0,n), n <= NR. */
+ * which run when the portable kernel is forced): side 0, the A block of ceil(n/MR) panels
+ * (kc, MR) of rows [0,n) x cols [0,kc) of A viewed with strides (rs, cs), as the product
+ * packs it; side 1, a B panel (kc, NR) of rows [0,kc) x cols [0,n), n <= NR. */
 int FN(tc_gemm_pack_panel)(T *dst, const T *src, int64_t rs, int64_t cs, int64_t n, int64_t kc,
                            int side)
 {
-    const int64_t width = side ? GEMM_NR : GEMM_MR;
-    if (!dst || !src || (side != 0 && side != 1) || n < 1 || n > width || kc < 0 || rs < 0 ||
-        cs < 0)
+    if (!dst || !src || (side != 0 && side != 1) || n < 1 || (side && n > GEMM_NR) || kc < 0 ||
+        rs < 0 || cs < 0)
         return TC_EINVAL;
     if (side)
         FN(gemm_pack_b)(dst, src, rs, cs, n, kc);
     else
-        FN(gemm_pack_a)(dst, src, rs, cs, n, kc);
+        FN(gemm_pack_a_block)(dst, src, rs, cs, n, kc);
     return TC_OK;
 }
 
@@ -196,13 +211,7 @@ static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const T *A, int6
 {
     const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
     const T *Ablk = A + ic * rsa + pc * csa;
-    if (ap) {
-        for (int64_t ip = 0; ip < mp; ip++) {
-            const int64_t i0 = ip * GEMM_MR;
-            FN(gemm_pack_a)(ap + ip * GEMM_MR * kc, Ablk + i0 * rsa, rsa, csa,
-                            mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR, kc);
-        }
-    }
+    if (ap) FN(gemm_pack_a_block)(ap, Ablk, rsa, csa, mc, kc);
     for (int64_t jp = jp0; jp < jp1; jp++) {
         const int64_t j0 = jp * GEMM_NR;
         const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;

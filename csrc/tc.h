@@ -68,8 +68,9 @@ int tc_gemm_set_kernel(const char *name);
  * C[i0:i0+m, j0:j0+n] (at most 6 x 16 entries, still in L1), by the thread that computed
  * it, right after its last k-block; fused kernels apply bias and activation there.
  * With K == 0 it is called once for the whole of C. ep may be NULL. */
-/* One packed GEMM panel (for tests of the packers): side 0, dst (kc, 6) <- rows [0,n) x
- * cols [0,kc) of A viewed with strides (rs, cs), n <= 6, zero-padded past n; side 1, dst
+/* Packed GEMM panels (for tests of the packers): side 0, dst (ceil(n/6), kc, 6) <- the A
+ * block of rows [0,n) x cols [0,kc) of A viewed with strides (rs, cs), each panel of 6
+ * rows zero-padded past n; side 1, dst
  * (kc, NR) <- rows [0,kc) x cols [0,n) of B (strides rs, cs), NR = 16 (f32) / 8 (f64),
  * n <= NR. The fast (AVX2) packers run with the AVX2 kernel, the portable ones with the
  * portable kernel. */

@@ -23,14 +23,20 @@ def kernel(request):
 
 
 def expected(src, rs, cs, n, kc, side, width):
-    """The panel by NumPy indexing: A side (kc, width)[p, i] = A(i, p) = src[i*rs + p*cs];
-    B side (kc, width)[p, j] = B(p, j) = src[p*rs + j*cs]; zero past n."""
+    """The panels by NumPy indexing: A side (ceil(n/6), kc, 6)[ip, p, i] = A(6 ip + i, p) =
+    src[(6 ip + i)*rs + p*cs]; B side (kc, width)[p, j] = B(p, j) = src[p*rs + j*cs]; zero
+    past n."""
     p = np.arange(kc)[:, None]
     i = np.arange(n)[None, :]
     idx = i * rs + p * cs if side == 0 else p * rs + i * cs
-    out = np.zeros((kc, width), src.dtype)
+    if side == 1:
+        out = np.zeros((kc, width), src.dtype)
+        out[:, :n] = src[idx]
+        return out
+    mp = (n + 5) // 6
+    out = np.zeros((kc, 6 * mp), src.dtype)
     out[:, :n] = src[idx]
-    return out
+    return out.reshape(kc, mp, 6).transpose(1, 0, 2)
 
 
 def layouts(n, kc, side):
@@ -53,12 +59,13 @@ def src_for(dtype, rs, cs, n, kc, side, seed):
 @pytest.mark.parametrize("kc", [1, 2, 3, 7, 8, 9, 17, 64, 513])
 def test_pack_panel_matches_numpy(kernel, dtype, side, kc):
     width = 6 if side == 0 else (16 if dtype == np.float32 else 8)
-    for n in range(1, width + 1):
+    # A side: single panels and blocks of several (full and partial last panel)
+    for n in list(range(1, width + 1)) + ([11, 12, 13, 50] if side == 0 else []):
         for rs, cs in layouts(n, kc, side):
             src = src_for(dtype, rs, cs, n, kc, side, n * 1000 + kc)
             got = _C.gemm_pack_panel(src, rs, cs, n, kc, side)
             want = expected(src, rs, cs, n, kc, side, width)
-            assert got.dtype == dtype and got.shape == (kc, width)
+            assert got.dtype == dtype and got.shape == want.shape
             # a copy: bit for bit (signed zeros included)
             assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (n, rs, cs)
 
@@ -71,7 +78,7 @@ def test_fast_and_portable_packers_agree_bitwise(dtype):
     for side in (0, 1):
         width = 6 if side == 0 else (16 if dtype == np.float32 else 8)
         for kc in (5, 16, 31, 200):
-            for n in (1, width - 1, width):
+            for n in (1, width - 1, width) + ((17, 144) if side == 0 else ()):
                 for rs, cs in layouts(n, kc, side):
                     src = src_for(dtype, rs, cs, n, kc, side, int(r.integers(1 << 30)))
                     got = {}
@@ -90,7 +97,7 @@ def test_pack_panel_rejects_bad_arguments():
     with pytest.raises(ValueError, match="side"):
         _C.gemm_pack_panel(x, 1, 6, 6, 4, 2)
     with pytest.raises(ValueError, match="n <="):
-        _C.gemm_pack_panel(x, 1, 6, 7, 4, 0)
+        _C.gemm_pack_panel(x, 1, 6, 17, 4, 1)
     with pytest.raises(ValueError, match="n <="):
         _C.gemm_pack_panel(x, -1, 6, 6, 4, 0)
     with pytest.raises(ValueError, match="src has 100"):

@@ -47,8 +47,8 @@ static PyObject *py_scratch_alloc_count(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLongLong((unsigned long long)tc_workspace_alloc_count());
 }
 
-/* gemm_pack_panel(src, rs, cs, n, kc, side) -> one packed panel (kc, 6) (side 0, A) or
- * (kc, NR) (side 1, B) read from the flat array src with element strides (rs, cs) */
+/* gemm_pack_panel(src, rs, cs, n, kc, side) -> the packed A block (ceil(n/6), kc, 6)
+ * (side 0) or one B panel (kc, NR) (side 1), read from the flat array src with element strides (rs, cs) */
 static PyObject *py_gemm_pack_panel(PyObject *self, PyObject *args)
 {
     PyObject *src_obj, *rs_obj, *cs_obj, *n_obj, *kc_obj, *side_obj, *ret = NULL;
@@ -66,15 +66,16 @@ static PyObject *py_gemm_pack_panel(PyObject *self, PyObject *args)
         return NULL;
     if (!(src = tc_py_float_array(src_obj, "src", typenum, 1))) goto done;
     const int64_t width = side ? (typenum == NPY_FLOAT ? 16 : 8) : 6;
+    const int64_t nmax = side ? width : (int64_t)1 << 20;
     if (side != 0 && side != 1) {
         PyErr_Format(PyExc_ValueError, "side must be 0 (A) or 1 (B), got %lld", (long long)side);
         goto done;
     }
-    if (n < 1 || n > width || kc < 1 || rs < 0 || cs < 0 || rs > INT32_MAX || cs > INT32_MAX ||
+    if (n < 1 || n > nmax || kc < 1 || rs < 0 || cs < 0 || rs > INT32_MAX || cs > INT32_MAX ||
         kc > INT32_MAX) {
         PyErr_Format(PyExc_ValueError,
                      "need 1 <= n <= %lld, kc >= 1 and strides rs, cs >= 0, got n=%lld "
-                     "kc=%lld rs=%lld cs=%lld", (long long)width, (long long)n, (long long)kc,
+                     "kc=%lld rs=%lld cs=%lld", (long long)nmax, (long long)n, (long long)kc,
                      (long long)rs, (long long)cs);
         goto done;
     }
@@ -85,8 +86,9 @@ static PyObject *py_gemm_pack_panel(PyObject *self, PyObject *args)
                      (long long)PyArray_SIZE(src), (long long)last);
         goto done;
     }
-    npy_intp dims[2] = {(npy_intp)kc, (npy_intp)width};
-    if (!(dst = tc_py_new(2, dims, typenum, 0))) goto done;
+    npy_intp dims[3] = {(npy_intp)((n + 5) / 6), (npy_intp)kc, 6};
+    if (side) dims[0] = (npy_intp)kc, dims[1] = (npy_intp)width;
+    if (!(dst = tc_py_new(side ? 2 : 3, dims, typenum, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = TC_CALL(typenum, tc_gemm_pack_panel, PyArray_DATA(dst), PyArray_DATA(src), rs, cs, n,
@@ -104,7 +106,7 @@ done:
 PyMethodDef tc_methods_perf[] = {
     {"gemm_pack_panel", py_gemm_pack_panel, METH_VARARGS,
      "gemm_pack_panel(src, rs, cs, n, kc, side) -> one packed GEMM panel (for tests of the "
-     "packers): side 0 (kc, 6) of A rows [0,n), side 1 (kc, NR) of B columns [0,n), src a "
+     "packers): side 0 (ceil(n/6), kc, 6) of A rows [0,n), side 1 (kc, NR) of B columns [0,n), src a "
      "flat array read with element strides (rs, cs)"},
     {"scratch_alloc_count", py_scratch_alloc_count, METH_VARARGS,
      "scratch_alloc_count() -> int: allocations made so far by the kernels' per-thread scratch "
