@@ -201,9 +201,25 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
                                 const T *inp, const T *weight, const T *bias, int64_t N,
                                 int64_t C, int64_t OC, int approximate_tanh)
 {
+    return FN(tc_linear_gelu_backward_set)(dinp, dweight, dbias, dout, pre, inp, weight, bias,
+                                           N, C, OC, approximate_tanh, 0);
+}
+
+// as tc_linear_gelu_backward; with set_dinp dinp is written (GEMM beta = 0), not
+// accumulated: the same bits as into a zeroed dinp (the product's sums never are -0)
+int FN(tc_linear_gelu_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout,
+                                    const T *pre, const T *inp, const T *weight, const T *bias,
+                                    int64_t N, int64_t C, int64_t OC, int approximate_tanh,
+                                    int set_dinp)
+{
     if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    if (N == 0 || OC == 0) return TC_OK;
+    if (N == 0) return TC_OK;
+    if (OC == 0) {
+        /* no products: a written dinp is zero */
+        if (dinp && set_dinp) memset(dinp, 0, (size_t)N * (size_t)C * sizeof(T));
+        return TC_OK;
+    }
     const size_t count = (size_t)N * (size_t)OC;
     if (count > SIZE_MAX / sizeof(T)) return TC_ENOMEM;
     /* dbias: per-chunk partial sums of TC_FUSED_ROWS rows, added in chunk order (independent
@@ -251,7 +267,8 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
         }
     }
     if (st == TC_OK && dinp)
-        st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1, (T)1);
+        st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1,
+                         set_dinp ? (T)0 : (T)1);
     if (st == TC_OK && dweight)
         st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1, (T)1);
     return st;

@@ -99,9 +99,11 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, 
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
 }
 
-/* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) += dx. */
+/* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) += dx (or
+ * dx = dx with set_dx: the same bits as adding to zeros). */
 static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dproj,
-                                      const T *x, int64_t B, int64_t L, uint64_t seed, int drop)
+                                      const T *x, int64_t B, int64_t L, uint64_t seed, int drop,
+                                      int set_dx)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
@@ -110,9 +112,8 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     T *datty = AP(m->ga.dc), *datth = AP(m->ga.datth), *dqkv = AP(m->ga.qkv);
     T *dqh = AP(m->ga.dqkvh), *dkh = dqh + N * C, *dvh = dkh + N * C;
     const T *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
-    memset(datty, 0, (size_t)(N * C) * sizeof(T));
-    CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
-                                 PP(p->projw), N, C, C));
+    CHECK(FN(tc_linear_backward_set)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
+                                     PP(p->projw), N, C, C, TC_LINEAR_SET_DINP));
     FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
     memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
     const T scale = (T)(1.0 / sqrt((double)HS));
@@ -129,8 +130,8 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
                                           c->rope_interleaved));
     }
     FN(gpt_merge_qkv)(dqkv, dqh, dkh, dvh, B, L, NH, HS);
-    return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
-                                  3 * C);
+    return FN(tc_linear_backward_set)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
+                                      3 * C, set_dx ? TC_LINEAR_SET_DINP : 0);
 }
 
 /* The input of layer l and the output of layer l. */
@@ -204,14 +205,12 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
     const size_t nc_bytes = (size_t)(N * C) * sizeof(T);
     /* logits -> head -> (ln_f) */
     const T *xf = c->post_norm ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
-    memset(dc, 0, nc_bytes);
-    CHECK(FN(tc_linear_backward)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head), N,
-                                 C, c->V));
+    CHECK(FN(tc_linear_backward_set)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head),
+                                     N, C, c->V, TC_LINEAR_SET_DINP));
     if (!c->post_norm) {
-        memset(dres, 0, nc_bytes);
-        CHECK(FN(tc_layernorm_backward)(dres, GP(m->lnfw), GP(m->lnfb), dc,
-                                        FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
-                                        AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C));
+        CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->lnfw), GP(m->lnfb), dc,
+                                            FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
+                                            AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C, 1));
     } else {
         memcpy(dres, dc, nc_bytes);
     }
@@ -223,40 +222,36 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
         if (!c->post_norm) {
             /* dres: d res3 (the layer output) */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 3 + 3 * l));
-            memset(dc, 0, nc_bytes);
             CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
                                        GP(p->fcprojb), dp, AP(a->ln2), AP(a->fch), AP(a->fcha),
-                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation));
+                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, 1));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln2w), GP(p->ln2b), dc, AP(a->res2),
                                             PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
                                             C));
             /* dres: d res2 */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
             T *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
-            memset(dln1, 0, nc_bytes);
-            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, seed, drop));
+            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, seed, drop, 1));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
                                             PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
                                             C));
         } else {
             /* dres: d ln2 (the layer output) -> dc: d res3 */
-            memset(dc, 0, nc_bytes);
-            CHECK(FN(tc_layernorm_backward)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
-                                            PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
-                                            C));
+            CHECK(FN(tc_layernorm_backward_set)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
+                                                PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd),
+                                                N, C, 1));
             CHECK(FN(gpt_dropout_back)(&dp, dc, ddrop, N * C, m, drop, seed, 3 + 3 * l));
             /* dc += through the MLP: d x1 */
             CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
                                        GP(p->fcprojb), dp, AP(a->ln1), AP(a->fch), AP(a->fcha),
-                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation));
-            memset(dres, 0, nc_bytes);
-            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
-                                            PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
-                                            C));
+                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, 0));
+            CHECK(FN(tc_layernorm_backward_set)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
+                                                PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd),
+                                                N, C, 1));
             /* dres: d res2 = d x + ...; the attention input is x itself */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
             /* dp may be dres: attention backward reads dproj before it adds into dx */
-            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, seed, drop));
+            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, seed, drop, 0));
         }
     }
     const T *denc;

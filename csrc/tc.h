@@ -99,6 +99,19 @@ int tc_linear_backward_f32(float *dinp, float *dweight, float *dbias, const floa
                            const float *inp, const float *weight, int64_t N, int64_t C, int64_t OC);
 int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
                            const double *inp, const double *weight, int64_t N, int64_t C, int64_t OC);
+/* tc_linear_backward where the outputs named in `set` (an OR of the flags below) are
+ * written (=) rather than accumulated: the same bits tc_linear_backward gives into zeroed
+ * buffers, without a zeroing pass. TC_EINVAL for unknown flags. */
+#define TC_LINEAR_SET_DINP 1
+#define TC_LINEAR_SET_DWEIGHT 2
+#define TC_LINEAR_SET_DBIAS 4
+#define TC_LINEAR_SET_ALL 7
+int tc_linear_backward_set_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, int64_t N, int64_t C,
+                               int64_t OC, int set);
+int tc_linear_backward_set_f64(double *dinp, double *dweight, double *dbias, const double *dout,
+                               const double *inp, const double *weight, int64_t N, int64_t C,
+                               int64_t OC, int set);
 
 /* ------------------------------------------------------------------ activations (activation.c) */
 
@@ -220,6 +233,16 @@ int tc_layernorm_backward_f64(double *dinp, double *dweight, double *dbias, cons
                               const double *inp, const double *weight, const double *mean,
                               const double *rstd, int64_t N, int64_t C);
 
+/* tc_layernorm_backward with set_dinp != 0: dinp is written (=), not accumulated, giving
+ * the bits tc_layernorm_backward gives into a zeroed dinp (no zeroing pass needed);
+ * dweight, dbias are accumulated as there. */
+int tc_layernorm_backward_set_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *weight, const float *mean,
+                                  const float *rstd, int64_t N, int64_t C, int set_dinp);
+int tc_layernorm_backward_set_f64(double *dinp, double *dweight, double *dbias,
+                                  const double *dout, const double *inp, const double *weight,
+                                  const double *mean, const double *rstd, int64_t N, int64_t C,
+                                  int set_dinp);
 /* ------------------------------------------------------------------ end layernorm */
 
 
@@ -518,6 +541,16 @@ int tc_linear_gelu_backward_f64(double *dinp, double *dweight, double *dbias,
                                 const double *dout, const double *pre, const double *inp,
                                 const double *weight, const double *bias, int64_t N, int64_t C,
                                 int64_t OC, int approximate_tanh);
+/* The same with set_dinp != 0: dinp written (=), not accumulated (the bits the above gives
+ * into a zeroed dinp, without zeroing it first). */
+int tc_linear_gelu_backward_set_f32(float *dinp, float *dweight, float *dbias,
+                                    const float *dout, const float *pre, const float *inp,
+                                    const float *weight, const float *bias, int64_t N,
+                                    int64_t C, int64_t OC, int approximate_tanh, int set_dinp);
+int tc_linear_gelu_backward_set_f64(double *dinp, double *dweight, double *dbias,
+                                    const double *dout, const double *pre, const double *inp,
+                                    const double *weight, const double *bias, int64_t N,
+                                    int64_t C, int64_t OC, int approximate_tanh, int set_dinp);
 /* Residual add + layernorm: sum (N,C) = x (N,C) + r (N,C) (written out: the residual
  * stream; sum may be x or r itself), out (N,C) = layernorm(sum) with weight (C,), bias (C,)
  * or NULL, mean/rstd (N,) or NULL as tc_layernorm_forward. TC_EINVAL if C < 1 or eps < 0. */
