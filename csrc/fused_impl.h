@@ -205,19 +205,22 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
                                            N, C, OC, approximate_tanh, 0);
 }
 
-// as tc_linear_gelu_backward; with set_dinp dinp is written (GEMM beta = 0), not
-// accumulated: the same bits as into a zeroed dinp (the product's sums never are -0)
+// as tc_linear_gelu_backward; the outputs named in `set` (TC_LINEAR_SET_*) are written
+// (GEMM beta = 0, dbias = the sum), not accumulated: the same bits as into zeroed buffers
+// (the sums start at +0, so they never are -0)
 int FN(tc_linear_gelu_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout,
                                     const T *pre, const T *inp, const T *weight, const T *bias,
                                     int64_t N, int64_t C, int64_t OC, int approximate_tanh,
-                                    int set_dinp)
+                                    int set)
 {
-    if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
+    if (N < 0 || C < 0 || OC < 0 || (set & ~TC_LINEAR_SET_ALL)) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    if (OC == 0) {
-        /* no products: a written dinp is zero */
-        if (dinp && set_dinp) memset(dinp, 0, (size_t)N * (size_t)C * sizeof(T));
+    if (N == 0 || OC == 0) {
+        /* no products: written outputs are zero */
+        if (dinp && (set & TC_LINEAR_SET_DINP)) memset(dinp, 0, (size_t)N * (size_t)C * sizeof(T));
+        if (dweight && (set & TC_LINEAR_SET_DWEIGHT))
+            memset(dweight, 0, (size_t)OC * (size_t)C * sizeof(T));
+        if (dbias && (set & TC_LINEAR_SET_DBIAS)) memset(dbias, 0, (size_t)OC * sizeof(T));
         return TC_OK;
     }
     const size_t count = (size_t)N * (size_t)OC;
@@ -261,16 +264,20 @@ int FN(tc_linear_gelu_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout
                     T acc[TC_FUSED_BLOCK] = {0};
                     for (int64_t k = 0; k < nchunks; k++)
                         for (int64_t o = 0; o < width; o++) acc[o] += part[k * OC + o0 + o];
-                    for (int64_t o = 0; o < width; o++) dbias[o0 + o] += acc[o];
+                    if (set & TC_LINEAR_SET_DBIAS)
+                        for (int64_t o = 0; o < width; o++) dbias[o0 + o] = acc[o];
+                    else
+                        for (int64_t o = 0; o < width; o++) dbias[o0 + o] += acc[o];
                 }
             }
         }
     }
     if (st == TC_OK && dinp)
         st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1,
-                         set_dinp ? (T)0 : (T)1);
+                         (set & TC_LINEAR_SET_DINP) ? (T)0 : (T)1);
     if (st == TC_OK && dweight)
-        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1, (T)1);
+        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1,
+                         (set & TC_LINEAR_SET_DWEIGHT) ? (T)0 : (T)1);
     return st;
 }
 

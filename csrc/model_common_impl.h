@@ -145,7 +145,8 @@ static int FN(gpt_mlp_backward)(T *dx, T *dh, T *dh2, T *gfcw, T *gfcb, T *gproj
     if (st != TC_OK) return st;
     if (act != TC_GPT_ACT_RELU)
         return FN(tc_linear_gelu_backward_set)(dx, gfcw, gfcb, dh, pre, x, fcw, NULL, N, C, H,
-                                               act == TC_GPT_ACT_GELU_TANH, set_dx);
+                                               act == TC_GPT_ACT_GELU_TANH,
+                                               set_dx ? TC_LINEAR_SET_DINP : 0);
     st = FN(tc_relu_backward)(dh2, dh, pre, N * H, 0);
     return st != TC_OK ? st
                        : FN(tc_linear_backward_set)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H,

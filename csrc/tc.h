@@ -541,16 +541,17 @@ int tc_linear_gelu_backward_f64(double *dinp, double *dweight, double *dbias,
                                 const double *dout, const double *pre, const double *inp,
                                 const double *weight, const double *bias, int64_t N, int64_t C,
                                 int64_t OC, int approximate_tanh);
-/* The same with set_dinp != 0: dinp written (=), not accumulated (the bits the above gives
- * into a zeroed dinp, without zeroing it first). */
+/* The same, the outputs named in `set` (TC_LINEAR_SET_* flags, as tc_linear_backward_set)
+ * written (=), not accumulated (the bits the above gives into zeroed buffers, without
+ * zeroing them first). TC_EINVAL for unknown flags. */
 int tc_linear_gelu_backward_set_f32(float *dinp, float *dweight, float *dbias,
                                     const float *dout, const float *pre, const float *inp,
                                     const float *weight, const float *bias, int64_t N,
-                                    int64_t C, int64_t OC, int approximate_tanh, int set_dinp);
+                                    int64_t C, int64_t OC, int approximate_tanh, int set);
 int tc_linear_gelu_backward_set_f64(double *dinp, double *dweight, double *dbias,
                                     const double *dout, const double *pre, const double *inp,
                                     const double *weight, const double *bias, int64_t N,
-                                    int64_t C, int64_t OC, int approximate_tanh, int set_dinp);
+                                    int64_t C, int64_t OC, int approximate_tanh, int set);
 /* Residual add + layernorm: sum (N,C) = x (N,C) + r (N,C) (written out: the residual
  * stream; sum may be x or r itself), out (N,C) = layernorm(sum) with weight (C,), bias (C,)
  * or NULL, mean/rstd (N,) or NULL as tc_layernorm_forward. TC_EINVAL if C < 1 or eps < 0. */
