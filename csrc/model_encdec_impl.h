@@ -207,7 +207,7 @@ static int FN(ed_mlp_backward)(tc_encdec *m, const ed_layer_params *p, const ed_
     T *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
     return FN(gpt_mlp_backward)(dx, dh1, dh2, GP(p->fc.w), GP(p->fc.b), GP(p->fcproj.w),
                                 GP(p->fcproj.b), dproj, x, AP(a->fch), AP(a->fcha), PP(p->fc.w),
-                                PP(p->fcproj.w), N, C, H, m->cfg.activation, set_dx);
+                                PP(p->fcproj.w), N, C, H, m->cfg.activation, set_dx, 0);
 }
 
 static const ed_lin *FN(ed_norm_of)(const ed_layer_params *p, int slot)

@@ -170,3 +170,50 @@ def test_backward_into_rejects_bad_arguments():
         _C.backward_into("linear", dx, dw, db, dy, x, w, None, 8)  # unknown flag
     with pytest.raises(TypeError, match="pre"):
         _C.backward_into("linear_gelu", dx, dw, db, dy, x, w, None, 0)
+
+
+# ---- the GPT step writes (rather than zeroes and accumulates) most gradients: nothing from
+# an earlier step may leak into the next one
+
+GPT_VARIANTS = {
+    "gpt2": {},
+    "post_sinusoidal": dict(norm="post", position="sinusoidal"),
+    "rope_gelu": dict(position="rope", activation="gelu"),
+    "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(GPT_VARIANTS))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gpt_step_gradients_do_not_depend_on_earlier_steps(variant, threads):
+    from transformer_c.nn import GPT, GPTConfig
+    cfg = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8,
+                    **GPT_VARIANTS[variant])
+    r = np.random.default_rng(0)
+
+    def model():
+        m = GPT.create(cfg, np.random.default_rng(0), dtype=np.float64)
+        m.flat_parameters[:] += np.random.default_rng(1).normal(0, 0.1, m.flat_parameters.shape)
+        return m
+
+    x, y = r.integers(0, 13, (4, 8)), r.integers(0, 13, (4, 8))
+    x0, y0 = r.integers(0, 13, (5, 7)), r.integers(0, 13, (5, 7))
+    old = tc.get_num_threads()
+    tc.set_num_threads(threads)
+    try:
+        fresh = model()
+        want = fresh.loss_and_grads(x, y)[0], fresh.flat_grads.copy()
+        used = model()
+        used.loss_and_grads(x0, y0)  # another batch and length first
+        used.loss_and_grads(x0[:1], y0[:1])
+        got = used.loss_and_grads(x, y)[0], used.flat_grads.copy()
+        assert got[0] == want[0]
+        assert np.array_equal(got[1], want[1])
+        # every target ignored: no backward, all gradients zero (after a real step)
+        used.loss_and_grads(x, np.full_like(y, -100))
+        assert not used.flat_grads.any()
+        # and a real step after that one
+        used.loss_and_grads(x, y)
+        assert np.array_equal(used.flat_grads, want[1])
+    finally:
+        tc.set_num_threads(old)
