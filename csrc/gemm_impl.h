@@ -91,10 +91,7 @@ static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs,
         tc_gemm_pack_a6_f32_avx2((float *)dst, (const float *)A, rs, kc);
         return;
     }
-    if (rs == 1 && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
-        tc_gemm_pack_a6t_f32_avx2((float *)dst, (const float *)A, cs, mr, kc);
-        return;
-    }
+    /* (float32 op(A) = A^T with AVX2: packed a block at a time, gemm_pack_a_block) */
     if (rs == 1 && mr == GEMM_MR) { /* op(A) = A^T: each k holds MR contiguous entries */
         for (int64_t p = 0; p < kc; p++)
             for (int64_t i = 0; i < GEMM_MR; i++) dst[p * GEMM_MR + i] = A[p * cs + i];
