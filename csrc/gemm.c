@@ -234,11 +234,6 @@ static void tc_gemm_pack_b16t_f32_avx2(float *dst, const float *B, int64_t cs, i
 {
     (void)dst, (void)B, (void)cs, (void)kc;
 }
-static void tc_gemm_pack_a6t_f32_avx2(float *dst, const float *A, int64_t cs, int64_t mr,
-                                      int64_t kc)
-{
-    (void)dst, (void)A, (void)cs, (void)mr, (void)kc;
-}
 static void tc_gemm_pack_b16_f32_avx2(float *dst, const float *B, int64_t rs, int64_t nr,
                                       int64_t kc)
 {
