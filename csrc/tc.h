@@ -164,6 +164,16 @@ int tc_log_softmax_backward_f32(float *dinp, const float *dout, const float *out
                                 int64_t outer, int64_t C, int64_t inner);
 int tc_log_softmax_backward_f64(double *dinp, const double *dout, const double *out,
                                 int64_t outer, int64_t C, int64_t inner);
+/* The two backwards with set != 0: dinp written (=), not accumulated (the bits they give
+ * into a zeroed dinp, without zeroing it first). */
+int tc_softmax_backward_set_f32(float *dinp, const float *dout, const float *out, int64_t outer,
+                                int64_t C, int64_t inner, int set);
+int tc_softmax_backward_set_f64(double *dinp, const double *dout, const double *out,
+                                int64_t outer, int64_t C, int64_t inner, int set);
+int tc_log_softmax_backward_set_f32(float *dinp, const float *dout, const float *out,
+                                    int64_t outer, int64_t C, int64_t inner, int set);
+int tc_log_softmax_backward_set_f64(double *dinp, const double *dout, const double *out,
+                                    int64_t outer, int64_t C, int64_t inner, int set);
 /* out (N,) = exp(inp (N,)) through the shared vector exp of vec_math.h (the softmax,
  * cross-entropy and activation kernels use it); for tests of its accuracy. */
 int tc_vec_exp_f32(float *out, const float *inp, int64_t N);

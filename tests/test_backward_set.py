@@ -217,3 +217,47 @@ def test_gpt_step_gradients_do_not_depend_on_earlier_steps(variant, threads):
         assert np.array_equal(used.flat_grads, want[1])
     finally:
         tc.set_num_threads(old)
+
+
+# ---- softmax / log-softmax backward: rows (inner == 1) and strided tiles (inner > 1)
+
+@pytest.mark.parametrize("is_log", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 13, 1), (2, 33, 1), (2, 7, 5), (3, 9, 70),
+                                   (0, 4, 3), (2, 0, 3)])
+def test_softmax_set_equals_accumulate_into_zeros_bitwise(is_log, dtype, shape):
+    r = rng(sum(shape) + is_log)
+    x = r.standard_normal(shape).astype(dtype)
+    e = np.exp(x - x.max(axis=1, keepdims=True)) if shape[1] else x
+    y = (np.log(e / e.sum(axis=1, keepdims=True)) if is_log else e / e.sum(axis=1, keepdims=True)) \
+        if shape[1] else x
+    y = np.ascontiguousarray(y.astype(dtype))
+    g = r.standard_normal(shape).astype(dtype)
+    if shape[0]:
+        g[0] = 0.0  # a zero gradient slab: results that would be -0 if written directly
+    zero = np.zeros(shape, dtype)
+    _C.softmax_backward_into(zero, g, y, is_log, False)
+    got = np.full(shape, np.nan, dtype)
+    _C.softmax_backward_into(got, g, y, is_log, True)
+    assert np.array_equal(bits(got), bits(zero))
+    start = rng(9).standard_normal(shape).astype(dtype)
+    acc = start.copy()
+    _C.softmax_backward_into(acc, g, y, is_log, False)
+    t = tol(dtype)
+    np.testing.assert_allclose(acc, start + zero, **t)
+    # the binding (set mode into an uninitialised array) against NumPy
+    _dirty_heap(shape, dtype)
+    fn = _C.log_softmax_backward if is_log else _C.softmax_backward
+    dx = fn(g, y, 1)
+    gd, yd = g.astype(np.float64), y.astype(np.float64)
+    want = gd - np.exp(yd) * gd.sum(1, keepdims=True) if is_log else \
+        yd * (gd - (gd * yd).sum(1, keepdims=True))
+    np.testing.assert_allclose(dx, want, rtol=t["rtol"] * 10, atol=t["atol"] * 10)
+
+
+def test_softmax_backward_into_rejects_bad_arguments():
+    y = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="dinp"):
+        _C.softmax_backward_into(np.zeros((2, 3, 5), np.float32), y, y, False, True)
+    with pytest.raises(TypeError, match="dout"):
+        _C.softmax_backward_into(y.copy(), y.astype(np.float64), y, False, True)

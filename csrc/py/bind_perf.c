@@ -206,7 +206,50 @@ done:
     return ret;
 }
 
+/* softmax_backward_into(dinp, dout, y, is_log, set): the (log-)softmax backward along axis 1
+ * of (outer, C, inner) arrays into dinp in place, written (set) or accumulated. For tests. */
+static PyObject *py_softmax_backward_into(PyObject *self, PyObject *args)
+{
+    PyObject *dx_obj, *dy_obj, *y_obj, *ret = NULL;
+    PyArrayObject *dx = NULL, *dy = NULL, *y = NULL;
+    int is_log, set;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOpp", &dx_obj, &dy_obj, &y_obj, &is_log, &set)) return NULL;
+    const int ty = tc_py_float_type(y_obj, "y");
+    if (ty < 0) return NULL;
+    if (!(y = tc_py_float_array(y_obj, "y", ty, 3))) goto done;
+    if (!(dy = tc_py_float_array(dy_obj, "dout", ty, 3))) goto done;
+    if (tc_py_check_same_shape(dy, "dout", y, "y")) goto done;
+    if (!(dx = tc_py_inout_array(dx_obj, "dinp", ty))) goto done;
+    if (PyArray_NDIM(dx) != 3 || tc_py_check_same_shape(dx, "dinp", y, "y")) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "dinp must have y's shape");
+        goto done;
+    }
+    const int64_t outer = PyArray_DIM(y, 0), C = PyArray_DIM(y, 1), inner = PyArray_DIM(y, 2);
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    if (is_log)
+        st = TC_CALL(ty, tc_log_softmax_backward_set, PyArray_DATA(dx), PyArray_DATA(dy),
+                     PyArray_DATA(y), outer, C, inner, set);
+    else
+        st = TC_CALL(ty, tc_softmax_backward_set, PyArray_DATA(dx), PyArray_DATA(dy),
+                     PyArray_DATA(y), outer, C, inner, set);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "softmax_backward_into")) goto done;
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    Py_XDECREF(dx);
+    Py_XDECREF(dy);
+    Py_XDECREF(y);
+    return ret;
+}
+
 PyMethodDef tc_methods_perf[] = {
+    {"softmax_backward_into", py_softmax_backward_into, METH_VARARGS,
+     "softmax_backward_into(dinp, dout, y, is_log, set): the (log-)softmax backward along "
+     "axis 1 of (outer, C, inner) arrays into dinp in place, written or accumulated (for "
+     "tests)"},
     {"backward_into", py_backward_into, METH_VARARGS,
      "backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, set): a linear, "
      "linear_gelu or layernorm backward into the given arrays in place, the outputs flagged "
