@@ -257,10 +257,11 @@ int FN(tc_linear_gelu_forward_dact)(T *out, T *dact, const T *inp, const T *weig
 
 /* dpre = dout * gelu'(pre) (mode 0 / 1: evaluated at cache = pre; TC_LG_GIVEN: cache holds
  * gelu'(pre)) into the calling thread's scratch, dbias += its column sums, then the two
- * GEMMs of the linear's backward */
+ * GEMMs of the linear's backward; the outputs named in set (TC_LINEAR_SET_*) are written
+ * (GEMM beta = 0, dbias = the sum) instead of added to */
 static int FN(linear_gelu_grads)(T *dinp, T *dweight, T *dbias, const T *dout, const T *cache,
                                  const T *inp, const T *weight, T *dpre, T *part, int64_t N,
-                                 int64_t C, int64_t OC, int mode)
+                                 int64_t C, int64_t OC, int mode, int set)
 {
     const int64_t nchunks = (N + TC_FUSED_ROWS - 1) / TC_FUSED_ROWS;
     /* dbias: per-chunk partial sums of TC_FUSED_ROWS rows, added in chunk order (independent
@@ -282,15 +283,31 @@ static int FN(linear_gelu_grads)(T *dinp, T *dweight, T *dbias, const T *dout, c
                 T acc[TC_FUSED_BLOCK] = {0};
                 for (int64_t k = 0; k < nchunks; k++)
                     for (int64_t o = 0; o < width; o++) acc[o] += part[k * OC + o0 + o];
-                for (int64_t o = 0; o < width; o++) dbias[o0 + o] += acc[o];
+                if (set & TC_LINEAR_SET_DBIAS)
+                    for (int64_t o = 0; o < width; o++) dbias[o0 + o] = acc[o];
+                else
+                    for (int64_t o = 0; o < width; o++) dbias[o0 + o] += acc[o];
             }
         }
     }
     int st = TC_OK;
-    if (dinp) st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1, (T)1);
+    if (dinp)
+        st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1,
+                         (set & TC_LINEAR_SET_DINP) ? (T)0 : (T)1);
     if (st == TC_OK && dweight)
-        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1, (T)1);
+        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1,
+                         (set & TC_LINEAR_SET_DWEIGHT) ? (T)0 : (T)1);
     return st;
+}
+
+/* no products (N == 0 or OC == 0): the outputs named in set are zero, the others unchanged */
+static void FN(linear_gelu_zero_set)(T *dinp, T *dweight, T *dbias, int64_t N, int64_t C,
+                                     int64_t OC, int set)
+{
+    if (dinp && (set & TC_LINEAR_SET_DINP)) memset(dinp, 0, (size_t)N * (size_t)C * sizeof(T));
+    if (dweight && (set & TC_LINEAR_SET_DWEIGHT))
+        memset(dweight, 0, (size_t)OC * (size_t)C * sizeof(T));
+    if (dbias && (set & TC_LINEAR_SET_DBIAS)) memset(dbias, 0, (size_t)OC * sizeof(T));
 }
 
 /* the calling thread's cached scratch (no allocation once warmed up): dpre (N,OC), and the
@@ -317,9 +334,24 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
                                 const T *inp, const T *weight, const T *bias, int64_t N,
                                 int64_t C, int64_t OC, int approximate_tanh)
 {
-    if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
+    return FN(tc_linear_gelu_backward_set)(dinp, dweight, dbias, dout, pre, inp, weight, bias,
+                                           N, C, OC, approximate_tanh, 0);
+}
+
+// as tc_linear_gelu_backward; the outputs named in `set` (TC_LINEAR_SET_*) are written
+// (GEMM beta = 0, dbias = the sum), not accumulated: the same bits as into zeroed buffers
+// (the sums start at +0, so they never are -0)
+int FN(tc_linear_gelu_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout,
+                                    const T *pre, const T *inp, const T *weight, const T *bias,
+                                    int64_t N, int64_t C, int64_t OC, int approximate_tanh,
+                                    int set)
+{
+    if (N < 0 || C < 0 || OC < 0 || (set & ~TC_LINEAR_SET_ALL)) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    if (N == 0 || OC == 0) return TC_OK;
+    if (N == 0 || OC == 0) {
+        FN(linear_gelu_zero_set)(dinp, dweight, dbias, N, C, OC, set);
+        return TC_OK;
+    }
     T *dpre, *scratch, *part;
     int st = FN(linear_gelu_scratch)(N, OC, pre ? 0 : (size_t)N * (size_t)OC, &dpre,
                                      &scratch, &part);
@@ -332,22 +364,26 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
     }
     if (st != TC_OK) return st;
     return FN(linear_gelu_grads)(dinp, dweight, dbias, dout, pre, inp, weight, dpre, part, N,
-                                 C, OC, approximate_tanh);
+                                 C, OC, approximate_tanh, set);
 }
 
 // dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), dact (N,OC) =
-// gelu'(pre) from tc_linear_gelu_forward_dact, inp (N,C), weight (OC,C)
+// gelu'(pre) from tc_linear_gelu_forward_dact, inp (N,C), weight (OC,C); set as
+// tc_linear_gelu_backward_set (0: accumulate)
 int FN(tc_linear_gelu_backward_dact)(T *dinp, T *dweight, T *dbias, const T *dout,
                                      const T *dact, const T *inp, const T *weight, int64_t N,
-                                     int64_t C, int64_t OC)
+                                     int64_t C, int64_t OC, int set)
 {
-    if (N < 0 || C < 0 || OC < 0 || !dact) return TC_EINVAL;
-    if (N == 0 || OC == 0) return TC_OK;
+    if (N < 0 || C < 0 || OC < 0 || !dact || (set & ~TC_LINEAR_SET_ALL)) return TC_EINVAL;
+    if (N == 0 || OC == 0) {
+        FN(linear_gelu_zero_set)(dinp, dweight, dbias, N, C, OC, set);
+        return TC_OK;
+    }
     T *dpre, *scratch, *part;
     const int st = FN(linear_gelu_scratch)(N, OC, 0, &dpre, &scratch, &part);
     if (st != TC_OK) return st;
     return FN(linear_gelu_grads)(dinp, dweight, dbias, dout, dact, inp, weight, dpre, part, N,
-                                 C, OC, TC_LG_GIVEN);
+                                 C, OC, TC_LG_GIVEN, set);
 }
 
 // out (N,C), sum (N,C), mean (N,) or NULL, rstd (N,) or NULL, x (N,C), r (N,C), weight (C,),

@@ -136,6 +136,93 @@ __attribute__((target("avx2,fma"))) static void tc_gemm_pack_b16t_f32_avx2(float
     for (; p < kc; p++)
         for (int j = 0; j < 16; j++) dst[p * 16 + j] = B[j * cs + p];
 }
+
+/* A float32 A panel (kc, 6) <- op(A) = A^T stored row-major (the weight gradient's
+ * dY^T): for each p the mr <= 6 contiguous entries A[p*cs + i], zero-padded to 6. Only
+ * those entries are read (masked loads for a partial panel). */
+__attribute__((target("avx2,fma"))) static inline void tc_gemm_pack_a6t_f32_avx2(float *restrict dst,
+                                                                         const float *A,
+                                                                         int64_t cs, int64_t mr,
+                                                                         int64_t kc)
+{
+    if (mr == 6) {
+        int64_t p = 0;
+        /* two k at a time: 12 entries as one 8-wide and one 4-wide store */
+        for (; p + 2 <= kc; p += 2) {
+            const float *s0 = A + p * cs, *s1 = s0 + cs;
+            const __m128 lo0 = _mm_loadu_ps(s0);
+            const __m128 hi0 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i_u *)(s0 + 4)));
+            const __m128 lo1 = _mm_loadu_ps(s1);
+            const __m128 hi1 = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i_u *)(s1 + 4)));
+            /* (s0[0..3]) (s0[4], s0[5], s1[0], s1[1]) (s1[2..5]) */
+            const __m128 mid = _mm_movelh_ps(hi0, lo1);
+            const __m128 tail = _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(1, 0, 3, 2));
+            _mm256_storeu_ps(dst + p * 6, _mm256_insertf128_ps(_mm256_castps128_ps256(lo0), mid, 1));
+            _mm_storeu_ps(dst + p * 6 + 8, tail);
+        }
+        for (; p < kc; p++) {
+            const float *s0 = A + p * cs;
+            _mm_storeu_ps(dst + p * 6, _mm_loadu_ps(s0));
+            _mm_storel_epi64((__m128i_u *)(dst + p * 6 + 4),
+                             _mm_loadl_epi64((const __m128i_u *)(s0 + 4)));
+        }
+        return;
+    }
+    /* a partial panel: lanes past mr are not read and stored as 0 */
+    const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+    const __m128i mlo = _mm_cmpgt_epi32(_mm_set1_epi32((int)mr), lane);
+    const __m128i mhi = _mm_cmpgt_epi32(_mm_set1_epi32((int)mr - 4), lane);
+    for (int64_t p = 0; p < kc; p++) {
+        const float *s0 = A + p * cs;
+        _mm_storeu_ps(dst + p * 6, _mm_maskload_ps(s0, mlo));
+        _mm_storel_epi64((__m128i_u *)(dst + p * 6 + 4),
+                         _mm_castps_si128(_mm_maskload_ps(s0 + 4, mhi)));
+    }
+}
+
+/* The whole A block of mc rows (ceil(mc/6) panels of (kc, 6), panel ip at dst + ip*6*kc)
+ * <- op(A) = A^T stored row-major, by strips of 8 k: each strip's 8 rows of A are read
+ * once, front to back, across all panels (rather than a panel's 6 columns out of kc rows,
+ * kc cache lines per panel, each line fetched again by the next panel). */
+__attribute__((target("avx2,fma"))) static void
+tc_gemm_pack_a6t_block_f32_avx2(float *restrict dst, const float *A, int64_t cs, int64_t mc,
+                                int64_t kc)
+{
+    const int64_t full = mc / 6, rem = mc - full * 6;
+    for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+        const int64_t pn = kc - p0 < 8 ? kc - p0 : 8;
+        const float *src = A + p0 * cs;
+        for (int64_t ip = 0; ip < full; ip++)
+            tc_gemm_pack_a6t_f32_avx2(dst + ip * 6 * kc + p0 * 6, src + ip * 6, cs, 6, pn);
+        if (rem)
+            tc_gemm_pack_a6t_f32_avx2(dst + full * 6 * kc + p0 * 6, src + full * 6, cs, rem, pn);
+    }
+}
+
+/* A float32 B panel (kc, 16) <- nr <= 16 columns of a row-major B (row stride rs, unit
+ * column stride), zero-padded to 16; lanes past nr are not read. */
+__attribute__((target("avx2,fma"))) static void tc_gemm_pack_b16_f32_avx2(float *restrict dst,
+                                                                         const float *B,
+                                                                         int64_t rs, int64_t nr,
+                                                                         int64_t kc)
+{
+    if (nr == 16) {
+        for (int64_t p = 0; p < kc; p++) {
+            const float *s = B + p * rs;
+            _mm256_storeu_ps(dst + p * 16, _mm256_loadu_ps(s));
+            _mm256_storeu_ps(dst + p * 16 + 8, _mm256_loadu_ps(s + 8));
+        }
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nr), lane);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nr - 8), lane);
+    for (int64_t p = 0; p < kc; p++) {
+        const float *s = B + p * rs;
+        _mm256_storeu_ps(dst + p * 16, _mm256_maskload_ps(s, m0));
+        _mm256_storeu_ps(dst + p * 16 + 8, _mm256_maskload_ps(s + 8, m1));
+    }
+}
 #define TC_GEMM_FAST_PACK_F32 tc_gemm_use_avx2()
 #else
 #define TC_GEMM_FAST_PACK_F32 0
@@ -146,6 +233,16 @@ static void tc_gemm_pack_a6_f32_avx2(float *dst, const float *A, int64_t rs, int
 static void tc_gemm_pack_b16t_f32_avx2(float *dst, const float *B, int64_t cs, int64_t kc)
 {
     (void)dst, (void)B, (void)cs, (void)kc;
+}
+static void tc_gemm_pack_b16_f32_avx2(float *dst, const float *B, int64_t rs, int64_t nr,
+                                      int64_t kc)
+{
+    (void)dst, (void)B, (void)rs, (void)nr, (void)kc;
+}
+static void tc_gemm_pack_a6t_block_f32_avx2(float *dst, const float *A, int64_t cs,
+                                            int64_t mc, int64_t kc)
+{
+    (void)dst, (void)A, (void)cs, (void)mc, (void)kc;
 }
 #endif
 

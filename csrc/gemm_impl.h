@@ -91,6 +91,7 @@ static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs,
         tc_gemm_pack_a6_f32_avx2((float *)dst, (const float *)A, rs, kc);
         return;
     }
+    /* (float32 op(A) = A^T with AVX2: packed a block at a time, gemm_pack_a_block) */
     if (rs == 1 && mr == GEMM_MR) { /* op(A) = A^T: each k holds MR contiguous entries */
         for (int64_t p = 0; p < kc; p++)
             for (int64_t i = 0; i < GEMM_MR; i++) dst[p * GEMM_MR + i] = A[p * cs + i];
@@ -121,6 +122,10 @@ static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs,
 static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs, int64_t nr,
                             int64_t kc)
 {
+    if (cs == 1 && GEMM_NR == 16 && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+        tc_gemm_pack_b16_f32_avx2((float *)dst, (const float *)B, rs, nr, kc);
+        return;
+    }
     if (cs == 1) {
         if (nr == GEMM_NR) {
             /* a fixed-size row copy: a few vector moves, not a memcpy call */
@@ -151,6 +156,39 @@ static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs,
     }
 }
 
+/* The A block of mc rows x kc columns (ceil(mc/MR) panels, panel ip at ap + ip*MR*kc) */
+static void FN(gemm_pack_a_block)(T *restrict ap, const T *A, int64_t rs, int64_t cs,
+                                  int64_t mc, int64_t kc)
+{
+    if (rs == 1 && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+        tc_gemm_pack_a6t_block_f32_avx2((float *)ap, (const float *)A, cs, mc, kc);
+        return;
+    }
+    const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
+    for (int64_t ip = 0; ip < mp; ip++) {
+        const int64_t i0 = ip * GEMM_MR;
+        FN(gemm_pack_a)(ap + ip * GEMM_MR * kc, A + i0 * rs, rs, cs,
+                        mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR, kc);
+    }
+}
+
+/* One packed panel, for tests of the packers (the fast ones against the portable ones,
+ * which run when the portable kernel is forced): side 0, the A block of ceil(n/MR) panels
+ * (kc, MR) of rows [0,n) x cols [0,kc) of A viewed with strides (rs, cs), as the product
+ * packs it; side 1, a B panel (kc, NR) of rows [0,kc) x cols [0,n), n <= NR. */
+int FN(tc_gemm_pack_panel)(T *dst, const T *src, int64_t rs, int64_t cs, int64_t n, int64_t kc,
+                           int side)
+{
+    if (!dst || !src || (side != 0 && side != 1) || n < 1 || (side && n > GEMM_NR) || kc < 0 ||
+        rs < 0 || cs < 0)
+        return TC_EINVAL;
+    if (side)
+        FN(gemm_pack_b)(dst, src, rs, cs, n, kc);
+    else
+        FN(gemm_pack_a_block)(dst, src, rs, cs, n, kc);
+    return TC_OK;
+}
+
 static void FN(gemm_scale)(T *C, int64_t ldc, int64_t M, int64_t N, T beta)
 {
     for (int64_t i = 0; i < M; i++)
@@ -170,13 +208,7 @@ static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const T *A, int6
 {
     const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
     const T *Ablk = A + ic * rsa + pc * csa;
-    if (ap) {
-        for (int64_t ip = 0; ip < mp; ip++) {
-            const int64_t i0 = ip * GEMM_MR;
-            FN(gemm_pack_a)(ap + ip * GEMM_MR * kc, Ablk + i0 * rsa, rsa, csa,
-                            mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR, kc);
-        }
-    }
+    if (ap) FN(gemm_pack_a_block)(ap, Ablk, rsa, csa, mc, kc);
     for (int64_t jp = jp0; jp < jp1; jp++) {
         const int64_t j0 = jp * GEMM_NR;
         const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;

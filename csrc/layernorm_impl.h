@@ -49,7 +49,7 @@ __attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, 
                                                                        const T *inp, const T *weight,
                                                                        const T *mean, const T *rstd,
                                                                        int64_t n0, int64_t n1,
-                                                                       int64_t C)
+                                                                       int64_t C, int set)
 {
     for (int64_t n = n0; n < n1; n++) {
         T *pw = NULL, *pb = NULL;
@@ -59,8 +59,8 @@ __attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, 
             if (n % LN_ROWS == 0)
                 for (int64_t c = 0; c < 2 * C; c++) pw[c] = 0;
         }
-        FN(lnrow_backward)(dinp + n * C, NULL, pw, pb, dout + n * C, NULL, inp + n * C, weight,
-                           C, mean[n], rstd[n]);
+        FN(lnrow_backward_m)(dinp + n * C, NULL, pw, pb, dout + n * C, NULL, inp + n * C,
+                             weight, C, mean[n], rstd[n], set);
     }
 }
 
@@ -73,9 +73,12 @@ __attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, 
     }                                                                                           \
     attr static void FN(ln_bwd_rows##sfx)(T *dinp, T *part, const T *dout, const T *inp,        \
                                           const T *w, const T *mean, const T *rstd, int64_t n0, \
-                                          int64_t n1, int64_t C)                                \
+                                          int64_t n1, int64_t C, int set)                       \
     {                                                                                           \
-        FN(ln_bwd_rows_body)(dinp, part, dout, inp, w, mean, rstd, n0, n1, C);                  \
+        if (set)                                                                                \
+            FN(ln_bwd_rows_body)(dinp, part, dout, inp, w, mean, rstd, n0, n1, C, 1);           \
+        else                                                                                    \
+            FN(ln_bwd_rows_body)(dinp, part, dout, inp, w, mean, rstd, n0, n1, C, 0);           \
     }                                                                                           \
     attr static void FN(ln_wb_block##sfx)(T *dw, T *db, const T *dout, const T *inp,            \
                                           const T *mean, const T *rstd, int64_t N, int64_t C,   \
@@ -124,6 +127,12 @@ int FN(tc_layernorm_forward)(T *out, T *mean, T *rstd, const T *inp, const T *we
     return TC_OK;
 }
 
+// as tc_layernorm_backward, but with set_dinp dinp is written (=), not accumulated: the
+// same bits as tc_layernorm_backward into a zeroed dinp, without zeroing it first
+int FN(tc_layernorm_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout, const T *inp,
+                                  const T *weight, const T *mean, const T *rstd, int64_t N,
+                                  int64_t C, int set_dinp);
+
 // dinp (N,C) or NULL, dweight (C,) or NULL, dbias (C,) or NULL, all accumulated (+=);
 // dout (N,C), inp (N,C), weight (C,), mean (N,), rstd (N,) as filled by the forward.
 //   xhat = (x - mean) * rstd, g = dout * weight,
@@ -133,12 +142,21 @@ int FN(tc_layernorm_backward)(T *dinp, T *dweight, T *dbias, const T *dout, cons
                               const T *weight, const T *mean, const T *rstd, int64_t N,
                               int64_t C)
 {
+    return FN(tc_layernorm_backward_set)(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
+                                         C, 0);
+}
+
+int FN(tc_layernorm_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout, const T *inp,
+                                  const T *weight, const T *mean, const T *rstd, int64_t N,
+                                  int64_t C, int set_dinp)
+{
     if (N < 0 || C < 1 || !mean || !rstd || (dinp && !weight)) return TC_EINVAL;
     if (N == 0) return TC_OK;
     void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
                   int64_t, int64_t) = LN_PICK(ln_wb_block);
     void (*rows)(T *, T *, const T *, const T *, const T *, const T *, const T *, int64_t,
-                 int64_t, int64_t) = LN_PICK(ln_bwd_rows);
+                 int64_t, int64_t, int) = LN_PICK(ln_bwd_rows);
+    const int set = set_dinp != 0;
     const int par = N * C >= LN_PAR_MIN;
     if (dinp && (dweight || dbias)) {
         /* one pass: each chunk of LN_ROWS rows adds its weight / bias partial sums into its
@@ -152,7 +170,7 @@ int FN(tc_layernorm_backward)(T *dinp, T *dweight, T *dbias, const T *dout, cons
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < nchunks; k++) {
                 const int64_t n0 = k * LN_ROWS, n1 = N - n0 < LN_ROWS ? N : n0 + LN_ROWS;
-                rows(dinp, part, dout, inp, weight, mean, rstd, n0, n1, C);
+                rows(dinp, part, dout, inp, weight, mean, rstd, n0, n1, C, set);
             }
 #pragma omp for schedule(static)
             for (int64_t c0 = 0; c0 < C; c0 += LN_COLS)
@@ -177,7 +195,7 @@ int FN(tc_layernorm_backward)(T *dinp, T *dweight, T *dbias, const T *dout, cons
         if (dinp) {
             int64_t n0, n1;
             FN(ln_share)(N, &n0, &n1);
-            if (n0 < n1) rows(dinp, NULL, dout, inp, weight, mean, rstd, n0, n1, C);
+            if (n0 < n1) rows(dinp, NULL, dout, inp, weight, mean, rstd, n0, n1, C, set);
         }
     }
     return TC_OK;

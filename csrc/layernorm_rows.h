@@ -122,10 +122,11 @@ __attribute__((always_inline)) static inline void FN(lnrow_out)(T *y, const T *x
  *   v = s * (g - mean_c(g) - xhat * mean_c(g * xhat)) (+ ds[c]);  gx[c] += v, gr[c] += v
  * (gx, gr, ds each may be NULL); with pw, pb (both or neither) also pw[c] += dy[c] * xhat,
  * pb[c] += dy[c]: the weight / bias gradient partial sums, while the row is in L1. */
-__attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *gr, T *pw, T *pb,
-                                                                    const T *dy, const T *ds,
-                                                                    const T *x, const T *w,
-                                                                    int64_t C, T m, T s)
+__attribute__((always_inline)) static inline void FN(lnrow_backward_m)(T *gx, T *gr, T *pw,
+                                                                      T *pb, const T *dy,
+                                                                      const T *ds, const T *x,
+                                                                      const T *w, int64_t C, T m,
+                                                                      T s, const int set_gx)
 {
     const int64_t cv = C - C % VL;
     T ta = 0, tb = 0;
@@ -141,7 +142,7 @@ __attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *g
         const VF g = VLOAD(dy + c), xh = (VLOAD(x + c) - m) * s;
         VF v = s * ((g * VLOAD(w + c) - a) - xh * b);
         if (ds) v += VLOAD(ds + c);
-        if (gx) VSTORE(gx + c, VLOAD(gx + c) + v);
+        if (gx) VSTORE(gx + c, (set_gx ? VSPLAT(0) : VLOAD(gx + c)) + v);
         if (gr) VSTORE(gr + c, VLOAD(gr + c) + v);
         if (pw) {
             VSTORE(pw + c, VLOAD(pw + c) + g * xh);
@@ -152,13 +153,23 @@ __attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *g
         const T xh = (x[c] - m) * s;
         T v = s * ((dy[c] * w[c] - a) - xh * b);
         if (ds) v += ds[c];
-        if (gx) gx[c] += v;
+        if (gx) gx[c] = (set_gx ? (T)0 : gx[c]) + v;
         if (gr) gr[c] += v;
         if (pw) {
             pw[c] += dy[c] * xh;
             pb[c] += dy[c];
         }
     }
+}
+
+/* The row backward accumulating into gx (and gr); with set_gx, gx is written instead as
+ * 0 + its value (the same bits as accumulating into a zeroed row, signed zeros included). */
+__attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *gr, T *pw, T *pb,
+                                                                    const T *dy, const T *ds,
+                                                                    const T *x, const T *w,
+                                                                    int64_t C, T m, T s)
+{
+    FN(lnrow_backward_m)(gx, gr, pw, pb, dy, ds, x, w, C, m, s, 0);
 }
 
 /* dweight[c0 + j] += sum_n dy[n][c0 + j] * xhat[n][c0 + j], dbias[c0 + j] += sum_n dy[n][c0 + j]

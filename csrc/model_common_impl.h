@@ -132,7 +132,8 @@ static int FN(gpt_fc_forward)(T *h, T *pre, const T *x, const T *w, const T *b, 
 }
 
 /* The MLP's backward, from dout (N,C) (the gradient at c_proj's output) to dx (N,C) (added
- * to: +=) and the gradients of both linears (+=): dh (N,H) = dout @ projw is written, not
+ * to: +=, or written with set_dx: the same bits as adding to zeros) and the gradients of both
+ * linears (+=, or written with set_w): dh (N,H) = dout @ projw is written, not
  * accumulated (nothing to zero first); for the GELUs dh * gelu'(pre) and c_fc's backward
  * run fused (vectorised, the bias gradient in the same pass); ReLU goes through dh2 (N,H).
  * pre (N,H) (gelu'(pre) for the GELUs: gpt_fc_forward's cache), h = act(pre) (N,H) and
@@ -140,15 +141,19 @@ static int FN(gpt_fc_forward)(T *h, T *pre, const T *x, const T *w, const T *b, 
 static int FN(gpt_mlp_backward)(T *dx, T *dh, T *dh2, T *gfcw, T *gfcb, T *gprojw, T *gprojb,
                                 const T *dout, const T *x, const T *pre, const T *h,
                                 const T *fcw, const T *projw, int64_t N, int64_t C, int64_t H,
-                                int act)
+                                int act, int set_dx, int set_w)
 {
+    const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
+    const int xset = (set_dx ? TC_LINEAR_SET_DINP : 0) | wset;
     int st = FN(tc_gemm)(dh, dout, projw, N, H, C, H, C, H, 0, 0, (T)1, (T)0);
-    if (st == TC_OK) st = FN(tc_linear_backward)(NULL, gprojw, gprojb, dout, h, projw, N, H, C);
+    if (st == TC_OK)
+        st = FN(tc_linear_backward_set)(NULL, gprojw, gprojb, dout, h, projw, N, H, C, wset);
     if (st != TC_OK) return st;
     if (act != TC_GPT_ACT_RELU)
-        return FN(tc_linear_gelu_backward_dact)(dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H);
+        return FN(tc_linear_gelu_backward_dact)(dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H, xset);
     st = FN(tc_relu_backward)(dh2, dh, pre, N * H, 0);
-    return st != TC_OK ? st : FN(tc_linear_backward)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H);
+    return st != TC_OK ? st
+                       : FN(tc_linear_backward_set)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H, xset);
 }
 
 /* g (P,) += the W - 1 buffers in others, in order (data-parallel gradients: a fixed order

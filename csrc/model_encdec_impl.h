@@ -121,27 +121,27 @@ static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->proj.w), PP(p->proj.b), N, C, C);
 }
 
-/* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C). dproj is
- * read before dx is written (they may be the same buffer). */
+/* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) (written
+ * with set_dx: the same bits as adding to zeros). dproj is read before dx is written (they
+ * may be the same buffer). */
 static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
                                 T *dx, const T *dproj, const T *x, int dec, const ed_call *k,
-                                int64_t site)
+                                int64_t site, int set_dx)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
     T *datty = AP(m->ga.datty), *datth = AP(m->ga.datth), *dqkv = AP(m->ga.qkv);
     T *dqh = AP(m->ga.dqkvh), *dkh = dqh + N * C, *dvh = dkh + N * C;
     const T *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
-    memset(datty, 0, (size_t)(N * C) * sizeof(T));
-    CHECK(FN(tc_linear_backward)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
-                                 PP(p->proj.w), N, C, C));
+    CHECK(FN(tc_linear_backward_set)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
+                                     PP(p->proj.w), N, C, C, TC_LINEAR_SET_DINP));
     FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
     memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
     CHECK(FN(ed_attention_backward)(m, dqh, dkh, dvh, datth, qh, kh, vh, AP(a->atth),
                                     AP(a->lse), dec ? NULL : k->mask, B, L, L, dec, k, site));
     FN(gpt_merge_qkv)(dqkv, dqh, dkh, dvh, B, L, NH, HS);
-    return FN(tc_linear_backward)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N, C,
-                                  3 * C);
+    return FN(tc_linear_backward_set)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
+                                      C, 3 * C, set_dx ? TC_LINEAR_SET_DINP : 0);
 }
 
 /* Cross-attention: proj (Nt,C) = c_proj(attention(q_attn(x), c_attn(mem))), x (B*Lt,C),
@@ -163,25 +163,28 @@ static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed
     return FN(tc_linear_forward)(proj, AP(a->xatty), PP(p->xproj.w), PP(p->xproj.b), Nt, C, C);
 }
 
-/* Its backward: dx (Nt,C) and dmem (Ns,C) accumulated, dproj read first. */
+/* Its backward: dx (Nt,C) (written with set_dx) and dmem (Ns,C) accumulated, dproj read
+ * first. */
 static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
                                  const ed_layer_acts *a, T *dx, T *dmem, const T *dproj,
-                                 const T *x, const T *mem, const ed_call *k, int64_t site)
+                                 const T *x, const T *mem, const ed_call *k, int64_t site,
+                                 int set_dx)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
     T *datty = AP(m->ga.datty), *datth = AP(m->ga.datth), *tmp = AP(m->ga.qkv);
     T *dqh = AP(m->ga.dqkvh), *dkh = dqh + Nt * C, *dvh = dkh + Ns * C;
     const T *kh = AP(a->xkvh), *vh = kh + Ns * C;
-    memset(datty, 0, (size_t)(Nt * C) * sizeof(T));
-    CHECK(FN(tc_linear_backward)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj, AP(a->xatty),
-                                 PP(p->xproj.w), Nt, C, C));
+    CHECK(FN(tc_linear_backward_set)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj,
+                                     AP(a->xatty), PP(p->xproj.w), Nt, C, C,
+                                     TC_LINEAR_SET_DINP));
     FN(gpt_permute)(datty, datth, B, k->Lt, NH, HS, 0);
     memset(dqh, 0, (size_t)((Nt + 2 * Ns) * C) * sizeof(T));
     CHECK(FN(ed_attention_backward)(m, dqh, dkh, dvh, datth, AP(a->xqh), kh, vh, AP(a->xatth),
                                     AP(a->xlse), k->mask, B, k->Lt, k->Ls, 0, k, site));
     FN(gpt_permute)(tmp, dqh, B, k->Lt, NH, HS, 1);
-    CHECK(FN(tc_linear_backward)(dx, GP(p->xq.w), GP(p->xq.b), tmp, x, PP(p->xq.w), Nt, C, C));
+    CHECK(FN(tc_linear_backward_set)(dx, GP(p->xq.w), GP(p->xq.b), tmp, x, PP(p->xq.w), Nt, C,
+                                     C, set_dx ? TC_LINEAR_SET_DINP : 0));
     FN(ed_merge_kv)(tmp, dkh, dvh, B, k->Ls, NH, HS);
     return FN(tc_linear_backward)(dmem, GP(p->xkv.w), GP(p->xkv.b), tmp, mem, PP(p->xkv.w), Ns,
                                   C, 2 * C);
@@ -198,13 +201,13 @@ static int FN(ed_mlp_forward)(tc_encdec *m, const ed_layer_params *p, const ed_l
 }
 
 static int FN(ed_mlp_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
-                               T *dx, const T *dproj, const T *x, int64_t N)
+                               T *dx, const T *dproj, const T *x, int64_t N, int set_dx)
 {
     const int64_t C = m->cfg.C, H = m->cfg.H;
     T *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
     return FN(gpt_mlp_backward)(dx, dh1, dh2, GP(p->fc.w), GP(p->fc.b), GP(p->fcproj.w),
                                 GP(p->fcproj.b), dproj, x, AP(a->fch), AP(a->fcha), PP(p->fc.w),
-                                PP(p->fcproj.w), N, C, H, m->cfg.activation);
+                                PP(p->fcproj.w), N, C, H, m->cfg.activation, set_dx, 0);
 }
 
 static const ed_lin *FN(ed_norm_of)(const ed_layer_params *p, int slot)
@@ -279,7 +282,6 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, T **dres, T *
     const ed_layer_params *p = dec ? &m->dp[l] : &m->ep[l];
     const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
     const int64_t C = c->C, N = k->B * (dec ? k->Lt : k->Ls);
-    const size_t nc_bytes = (size_t)(N * C) * sizeof(T);
     int kinds[3];
     int64_t probs[3], branch[3];
     const int n = ed_layer_plan(c, dec, l, kinds, probs, branch);
@@ -297,22 +299,21 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, T **dres, T *
         if (!c->post_norm) {
             /* *dres = d r; the branch's input gradient goes to dfin, then through the norm */
             CHECK(FN(ed_dropout_back)(&dp, *dres, ddrop, N * C, m, k, branch[i]));
-            memset(dfin, 0, nc_bytes);
-            dx = dfin;
+            dx = dfin; /* written by the branch's backward (set_dx) */
             fin = lnb;
         } else {
             /* *dres = d ln; *dtmp = d r = the residual part of d in, plus the branch's part */
-            memset(*dtmp, 0, nc_bytes);
-            CHECK(FN(tc_layernorm_backward)(*dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
-                                            PP(ln->w), mean, rstd, N, C));
+            CHECK(FN(tc_layernorm_backward_set)(*dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
+                                                PP(ln->w), mean, rstd, N, C, 1));
             CHECK(FN(ed_dropout_back)(&dp, *dtmp, ddrop, N * C, m, k, branch[i]));
             dx = *dtmp;
             fin = in;
         }
-        if (s == 0) CHECK(FN(ed_self_backward)(m, p, a, dx, dp, fin, dec, k, probs[i]));
+        const int set_dx = !c->post_norm;
+        if (s == 0) CHECK(FN(ed_self_backward)(m, p, a, dx, dp, fin, dec, k, probs[i], set_dx));
         else if (s == 1) CHECK(FN(ed_cross_backward)(m, p, a, dx, dmem, dp, fin,
-                                                     FN(ed_memory)(m), k, probs[i]));
-        else CHECK(FN(ed_mlp_backward)(m, p, a, dx, dp, fin, N));
+                                                     FN(ed_memory)(m), k, probs[i], set_dx));
+        else CHECK(FN(ed_mlp_backward)(m, p, a, dx, dp, fin, N, set_dx));
         if (!c->post_norm) {
             CHECK(FN(tc_layernorm_backward)(*dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
                                             mean, rstd, N, C));
@@ -394,14 +395,12 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
     /* logits -> head -> (ln_f) */
     const T *dec_out = FN(ed_layer_out)(m, 1, c->Ld - 1);
     const T *xf = c->post_norm ? dec_out : AP(m->ga.tlnf);
-    memset(dtmp, 0, (size_t)(Nt * C) * sizeof(T));
-    CHECK(FN(tc_linear_backward)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head), Nt,
-                                 C, c->Vt));
+    CHECK(FN(tc_linear_backward_set)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf,
+                                     PP(m->head), Nt, C, c->Vt, TC_LINEAR_SET_DINP));
     if (!c->post_norm) {
-        memset(dres, 0, (size_t)(Nt * C) * sizeof(T));
-        CHECK(FN(tc_layernorm_backward)(dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
-                                        PP(m->tlnf.w), AP(m->ga.tlnf_mean), AP(m->ga.tlnf_rstd),
-                                        Nt, C));
+        CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
+                                            PP(m->tlnf.w), AP(m->ga.tlnf_mean),
+                                            AP(m->ga.tlnf_rstd), Nt, C, 1));
     } else {
         T *t = dres;
         dres = dtmp;
@@ -415,10 +414,9 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
                                 m->twpe, c->Vt, Nt, k, 1 + 3 * c->Le));
     /* the encoder from d memory */
     if (!c->post_norm) {
-        memset(dres, 0, (size_t)(Ns * C) * sizeof(T));
-        CHECK(FN(tc_layernorm_backward)(dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
-                                        FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
-                                        AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C));
+        CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
+                                            FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
+                                            AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C, 1));
     } else {
         memcpy(dres, dmem, (size_t)(Ns * C) * sizeof(T));
     }

@@ -99,10 +99,14 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, 
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
 }
 
-/* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) += dx. */
+/* Its backward: given dproj (N,C), accumulate the weight gradients (write them with set_w)
+ * and dx (N,C) += dx (or dx = dx with set_dx); written values have the bits adding to zeros
+ * gives. */
 static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dproj,
-                                      const T *x, int64_t B, int64_t L, uint64_t seed, int drop)
+                                      const T *x, int64_t B, int64_t L, uint64_t seed, int drop,
+                                      int set_dx, int set_w)
 {
+    const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
@@ -110,9 +114,8 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     T *datty = AP(m->ga.dc), *datth = AP(m->ga.datth), *dqkv = AP(m->ga.qkv);
     T *dqh = AP(m->ga.dqkvh), *dkh = dqh + N * C, *dvh = dkh + N * C;
     const T *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
-    memset(datty, 0, (size_t)(N * C) * sizeof(T));
-    CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
-                                 PP(p->projw), N, C, C));
+    CHECK(FN(tc_linear_backward_set)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
+                                     PP(p->projw), N, C, C, TC_LINEAR_SET_DINP | wset));
     FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
     memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
     const T scale = (T)(1.0 / sqrt((double)HS));
@@ -129,8 +132,8 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
                                           c->rope_interleaved));
     }
     FN(gpt_merge_qkv)(dqkv, dqh, dkh, dvh, B, L, NH, HS);
-    return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
-                                  3 * C);
+    return FN(tc_linear_backward_set)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
+                                      3 * C, (set_dx ? TC_LINEAR_SET_DINP : 0) | wset);
 }
 
 /* The input of layer l and the output of layer l. */
@@ -194,8 +197,10 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
     return FN(tc_linear_forward)(AP(m->ga.logits), xf, PP(m->head), NULL, N, C, c->V);
 }
 
+/* The backward into m->grads. With set_w the gradients of the linear layers (and the head)
+ * are written, not accumulated: the caller zeroed only the others (gpt_zero_added_grads). */
 static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t L,
-                                uint64_t seed, int drop)
+                                uint64_t seed, int drop, int set_w)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, H = c->H;
@@ -204,14 +209,13 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
     const size_t nc_bytes = (size_t)(N * C) * sizeof(T);
     /* logits -> head -> (ln_f) */
     const T *xf = c->post_norm ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
-    memset(dc, 0, nc_bytes);
-    CHECK(FN(tc_linear_backward)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head), N,
-                                 C, c->V));
+    CHECK(FN(tc_linear_backward_set)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head),
+                                     N, C, c->V,
+                                     TC_LINEAR_SET_DINP | (set_w ? TC_LINEAR_SET_DWEIGHT : 0)));
     if (!c->post_norm) {
-        memset(dres, 0, nc_bytes);
-        CHECK(FN(tc_layernorm_backward)(dres, GP(m->lnfw), GP(m->lnfb), dc,
-                                        FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
-                                        AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C));
+        CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->lnfw), GP(m->lnfb), dc,
+                                            FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
+                                            AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C, 1));
     } else {
         memcpy(dres, dc, nc_bytes);
     }
@@ -223,40 +227,39 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
         if (!c->post_norm) {
             /* dres: d res3 (the layer output) */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 3 + 3 * l));
-            memset(dc, 0, nc_bytes);
             CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
                                        GP(p->fcprojb), dp, AP(a->ln2), AP(a->fch), AP(a->fcha),
-                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation));
+                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, 1,
+                                       set_w));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln2w), GP(p->ln2b), dc, AP(a->res2),
                                             PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
                                             C));
             /* dres: d res2 */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
             T *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
-            memset(dln1, 0, nc_bytes);
-            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, seed, drop));
+            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, seed, drop, 1,
+                                             set_w));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
                                             PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
                                             C));
         } else {
             /* dres: d ln2 (the layer output) -> dc: d res3 */
-            memset(dc, 0, nc_bytes);
-            CHECK(FN(tc_layernorm_backward)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
-                                            PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
-                                            C));
+            CHECK(FN(tc_layernorm_backward_set)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
+                                                PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd),
+                                                N, C, 1));
             CHECK(FN(gpt_dropout_back)(&dp, dc, ddrop, N * C, m, drop, seed, 3 + 3 * l));
             /* dc += through the MLP: d x1 */
             CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
                                        GP(p->fcprojb), dp, AP(a->ln1), AP(a->fch), AP(a->fcha),
-                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation));
-            memset(dres, 0, nc_bytes);
-            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
-                                            PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
-                                            C));
+                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, 0,
+                                       set_w));
+            CHECK(FN(tc_layernorm_backward_set)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
+                                                PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd),
+                                                N, C, 1));
             /* dres: d res2 = d x + ...; the attention input is x itself */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
             /* dp may be dres: attention backward reads dproj before it adds into dx */
-            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, seed, drop));
+            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, seed, drop, 0, set_w));
         }
     }
     const T *denc;
@@ -266,6 +269,29 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
         CHECK(FN(tc_embedding_backward)(GP(m->wpe), denc, (const int64_t *)(m->arena + m->ga.pos),
                                         N, c->maxT, C));
     return TC_OK;
+}
+
+/* Zero the gradients gpt_backward_all(set_w = 1) only adds into: the layernorms', the
+ * embeddings' (wte only when untied: tied, it is the head's, which the backward writes
+ * first). Every other gradient (the linear layers', the head's) it writes. */
+static void FN(gpt_zero_added_grads)(tc_gpt *m)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t C = c->C;
+#define ZERO(off, n) \
+    if ((off) >= 0) memset((T *)m->grads + (off), 0, (size_t)(n) * sizeof(T))
+    if (!c->tie) ZERO(m->wte, c->V * C);
+    ZERO(m->wpe, c->maxT * C);
+    for (int64_t l = 0; l < c->L; l++) {
+        const gpt_layer_params *p = &m->lp[l];
+        ZERO(p->ln1w, C);
+        ZERO(p->ln1b, C);
+        ZERO(p->ln2w, C);
+        ZERO(p->ln2b, C);
+    }
+    ZERO(m->lnfw, C);
+    ZERO(m->lnfb, C);
+#undef ZERO
 }
 
 /* The arguments every call shares: the model's dtype, B, L, token ids in range. */
@@ -292,11 +318,15 @@ static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *
     *total = 0;
     CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), total,
                                             AP(m->ga.logits), targets, N, V, ignore_index, 0));
-    memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
-    if (inv_count == 0) return TC_OK;
+    if (inv_count == 0) {
+        memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
+        return TC_OK;
+    }
+    /* the linear layers' gradients are written by the backward: zero only the others */
+    FN(gpt_zero_added_grads)(m);
     FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), targets, N, V,
                                 ignore_index, (T)inv_count);
-    return FN(gpt_backward_all)(m, idx, B, L, seed, drop);
+    return FN(gpt_backward_all)(m, idx, B, L, seed, drop, 1);
 }
 
 /* One call's work over a batch, row range by row range: the forward writing logits, or

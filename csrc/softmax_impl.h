@@ -45,24 +45,25 @@ __attribute__((always_inline)) static inline void FN(sm_row_forward_body)(T *y, 
     }
 }
 
+/* (set: dx is written as 0 + its value, the bits accumulating into zeros gives) */
 __attribute__((always_inline)) static inline void FN(sm_row_backward_body)(T *dx, const T *g,
                                                                            const T *y, int64_t C,
-                                                                           int is_log)
+                                                                           int is_log, int set)
 {
     int64_t c = 0;
     const int64_t r = C % VL, cv = C - r;
     if (is_log) {
         const T s = FN(vrow_dot)(g, NULL, C);
         for (; c < cv; c += VL)
-            VSTORE(dx + c, VLOAD(dx + c) + (VLOAD(g + c) - VEXP(VLOAD(y + c)) * s));
+            VSTORE(dx + c, (set ? VSPLAT(0) : VLOAD(dx + c)) + (VLOAD(g + c) - VEXP(VLOAD(y + c)) * s));
         if (r)
-            VSTORER(dx + c, VLOADR(dx + c, r, 0, C >= VL) + (VLOADR(g + c, r, 0, C >= VL) - VEXP(VLOADR(y + c, r, 0, C >= VL)) * s), r, C >= VL);
+            VSTORER(dx + c, (set ? VSPLAT(0) : VLOADR(dx + c, r, 0, C >= VL)) + (VLOADR(g + c, r, 0, C >= VL) - VEXP(VLOADR(y + c, r, 0, C >= VL)) * s), r, C >= VL);
     } else {
         const T s = FN(vrow_dot)(g, y, C);
         for (; c < cv; c += VL)
-            VSTORE(dx + c, VLOAD(dx + c) + VLOAD(y + c) * (VLOAD(g + c) - s));
+            VSTORE(dx + c, (set ? VSPLAT(0) : VLOAD(dx + c)) + VLOAD(y + c) * (VLOAD(g + c) - s));
         if (r)
-            VSTORER(dx + c, VLOADR(dx + c, r, 0, C >= VL) + VLOADR(y + c, r, 0, C >= VL) * (VLOADR(g + c, r, 0, C >= VL) - s), r, C >= VL);
+            VSTORER(dx + c, (set ? VSPLAT(0) : VLOADR(dx + c, r, 0, C >= VL)) + VLOADR(y + c, r, 0, C >= VL) * (VLOADR(g + c, r, 0, C >= VL) - s), r, C >= VL);
     }
 }
 
@@ -126,7 +127,7 @@ __attribute__((always_inline)) static inline void FN(sm_tile_forward_body)(T *y,
 __attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(T *dx, const T *g,
                                                                             const T *y, int64_t C,
                                                                             int64_t inner, int64_t w,
-                                                                            int is_log)
+                                                                            int is_log, int set)
 {
     T s[TC_SOFTMAX_TILE];
     for (int64_t j = 0; j < TC_SOFTMAX_TILE; j++) s[j] = 0;
@@ -143,10 +144,10 @@ __attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(T *d
         T *dr = dx + c * inner;
         if (is_log)
             for (int64_t j = 0; j < w; j += VL)
-                SM_STORE(dr, j, w, SM_LOAD(dr, j, w, 0) + (SM_LOAD(gr, j, w, 0) - VEXP(SM_LOAD(yr, j, w, 0)) * VLOAD(s + j)));
+                SM_STORE(dr, j, w, (set ? VSPLAT(0) : SM_LOAD(dr, j, w, 0)) + (SM_LOAD(gr, j, w, 0) - VEXP(SM_LOAD(yr, j, w, 0)) * VLOAD(s + j)));
         else
             for (int64_t j = 0; j < w; j += VL)
-                SM_STORE(dr, j, w, SM_LOAD(dr, j, w, 0) + SM_LOAD(yr, j, w, 0) * (SM_LOAD(gr, j, w, 0) - VLOAD(s + j)));
+                SM_STORE(dr, j, w, (set ? VSPLAT(0) : SM_LOAD(dr, j, w, 0)) + SM_LOAD(yr, j, w, 0) * (SM_LOAD(gr, j, w, 0) - VLOAD(s + j)));
     }
 }
 
@@ -170,12 +171,16 @@ __attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(T *d
         if (i < n) VSTOREN(y + i, VEXP(VLOADN(x + i, n - i, 0)), n - i);                        \
     }                                                                                           \
     attr static void FN(sm_backward_task##sfx)(T *dx, const T *g, const T *y, int64_t C,        \
-                                               int64_t inner, int64_t w, int is_log)            \
+                                               int64_t inner, int64_t w, int is_log, int set)   \
     {                                                                                           \
-        if (inner == 1)                                                                         \
-            FN(sm_row_backward_body)(dx, g, y, C, is_log);                                      \
+        if (inner == 1 && set)                                                                  \
+            FN(sm_row_backward_body)(dx, g, y, C, is_log, 1);                                   \
+        else if (inner == 1)                                                                    \
+            FN(sm_row_backward_body)(dx, g, y, C, is_log, 0);                                   \
+        else if (set)                                                                           \
+            FN(sm_tile_backward_body)(dx, g, y, C, inner, w, is_log, 1);                        \
         else                                                                                    \
-            FN(sm_tile_backward_body)(dx, g, y, C, inner, w, is_log);                           \
+            FN(sm_tile_backward_body)(dx, g, y, C, inner, w, is_log, 0);                        \
     }
 
 SM_VARIANT(, _generic)
@@ -209,14 +214,14 @@ static int FN(softmax_forward_any)(T *out, const T *inp, int64_t outer, int64_t 
 }
 
 static int FN(softmax_backward_any)(T *dinp, const T *dout, const T *out, int64_t outer,
-                                    int64_t C, int64_t inner, int is_log)
+                                    int64_t C, int64_t inner, int is_log, int set)
 {
     if (outer < 0 || C < 0 || inner < 0) return TC_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return TC_OK;
     if (!dinp || !dout || !out) return TC_EINVAL;
     const int64_t tiles = (inner + TC_SOFTMAX_TILE - 1) / TC_SOFTMAX_TILE;
     const int64_t tasks = outer * tiles, work = outer * C * inner;
-    void (*task)(T *, const T *, const T *, int64_t, int64_t, int64_t, int) =
+    void (*task)(T *, const T *, const T *, int64_t, int64_t, int64_t, int, int) =
         SM_PICK(sm_backward_task);
     /* the softmax backward has no exp: cheaper per element than the forward */
     const int64_t min_work = is_log ? TC_SOFTMAX_PAR_MIN : 2 * TC_SOFTMAX_PAR_MIN;
@@ -225,7 +230,7 @@ static int FN(softmax_backward_any)(T *dinp, const T *dout, const T *out, int64_
         const int64_t o = t / tiles, j0 = (t % tiles) * TC_SOFTMAX_TILE;
         const int64_t off = o * C * inner + j0;
         const int64_t w = inner - j0 < TC_SOFTMAX_TILE ? inner - j0 : TC_SOFTMAX_TILE;
-        task(dinp + off, dout + off, out + off, C, inner, w, is_log);
+        task(dinp + off, dout + off, out + off, C, inner, w, is_log, set != 0);
     }
     return TC_OK;
 }
@@ -242,7 +247,15 @@ int FN(tc_softmax_forward)(T *out, const T *inp, int64_t outer, int64_t C, int64
 int FN(tc_softmax_backward)(T *dinp, const T *dout, const T *out, int64_t outer, int64_t C,
                             int64_t inner)
 {
-    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 0);
+    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 0, 0);
+}
+
+// as tc_softmax_backward, with set != 0 dinp written (=), not accumulated: the bits
+// tc_softmax_backward gives into a zeroed dinp
+int FN(tc_softmax_backward_set)(T *dinp, const T *dout, const T *out, int64_t outer, int64_t C,
+                                int64_t inner, int set)
+{
+    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 0, set);
 }
 
 // out (outer,C,inner) = log_softmax of inp (outer,C,inner) along C
@@ -255,7 +268,14 @@ int FN(tc_log_softmax_forward)(T *out, const T *inp, int64_t outer, int64_t C, i
 int FN(tc_log_softmax_backward)(T *dinp, const T *dout, const T *out, int64_t outer, int64_t C,
                                 int64_t inner)
 {
-    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1);
+    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1, 0);
+}
+
+// as tc_log_softmax_backward, with set != 0 dinp written (=), not accumulated
+int FN(tc_log_softmax_backward_set)(T *dinp, const T *dout, const T *out, int64_t outer,
+                                    int64_t C, int64_t inner, int set)
+{
+    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1, set);
 }
 
 // out (N,) = exp(inp (N,)) lane by lane through vec_math.h's vector exp (the one the

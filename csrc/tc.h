@@ -69,6 +69,16 @@ int tc_gemm_set_kernel(const char *name);
  * by at most one row block, 144 / 72 rows: still in L1 / L2), by the thread that computed
  * it, right after its last k-block; fused kernels apply bias and activation there.
  * With K == 0 it is called once for the whole of C. ep may be NULL. */
+/* Packed GEMM panels (for tests of the packers): side 0, dst (ceil(n/6), kc, 6) <- the A
+ * block of rows [0,n) x cols [0,kc) of A viewed with strides (rs, cs), each panel of 6
+ * rows zero-padded past n; side 1, dst
+ * (kc, NR) <- rows [0,kc) x cols [0,n) of B (strides rs, cs), NR = 16 (f32) / 8 (f64),
+ * n <= NR. The fast (AVX2) packers run with the AVX2 kernel, the portable ones with the
+ * portable kernel. */
+int tc_gemm_pack_panel_f32(float *dst, const float *src, int64_t rs, int64_t cs, int64_t n,
+                           int64_t kc, int side);
+int tc_gemm_pack_panel_f64(double *dst, const double *src, int64_t rs, int64_t cs, int64_t n,
+                           int64_t kc, int side);
 typedef void (*tc_gemm_epilogue_fn)(void *ctx, int64_t i0, int64_t j0, int64_t m, int64_t n);
 int tc_gemm_ep_f32(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K,
                    int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
@@ -90,6 +100,19 @@ int tc_linear_backward_f32(float *dinp, float *dweight, float *dbias, const floa
                            const float *inp, const float *weight, int64_t N, int64_t C, int64_t OC);
 int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
                            const double *inp, const double *weight, int64_t N, int64_t C, int64_t OC);
+/* tc_linear_backward where the outputs named in `set` (an OR of the flags below) are
+ * written (=) rather than accumulated: the same bits tc_linear_backward gives into zeroed
+ * buffers, without a zeroing pass. TC_EINVAL for unknown flags. */
+#define TC_LINEAR_SET_DINP 1
+#define TC_LINEAR_SET_DWEIGHT 2
+#define TC_LINEAR_SET_DBIAS 4
+#define TC_LINEAR_SET_ALL 7
+int tc_linear_backward_set_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, int64_t N, int64_t C,
+                               int64_t OC, int set);
+int tc_linear_backward_set_f64(double *dinp, double *dweight, double *dbias, const double *dout,
+                               const double *inp, const double *weight, int64_t N, int64_t C,
+                               int64_t OC, int set);
 
 /* ------------------------------------------------------------------ activations (activation.c) */
 
@@ -142,6 +165,16 @@ int tc_log_softmax_backward_f32(float *dinp, const float *dout, const float *out
                                 int64_t outer, int64_t C, int64_t inner);
 int tc_log_softmax_backward_f64(double *dinp, const double *dout, const double *out,
                                 int64_t outer, int64_t C, int64_t inner);
+/* The two backwards with set != 0: dinp written (=), not accumulated (the bits they give
+ * into a zeroed dinp, without zeroing it first). */
+int tc_softmax_backward_set_f32(float *dinp, const float *dout, const float *out, int64_t outer,
+                                int64_t C, int64_t inner, int set);
+int tc_softmax_backward_set_f64(double *dinp, const double *dout, const double *out,
+                                int64_t outer, int64_t C, int64_t inner, int set);
+int tc_log_softmax_backward_set_f32(float *dinp, const float *dout, const float *out,
+                                    int64_t outer, int64_t C, int64_t inner, int set);
+int tc_log_softmax_backward_set_f64(double *dinp, const double *dout, const double *out,
+                                    int64_t outer, int64_t C, int64_t inner, int set);
 /* out (N,) = exp(inp (N,)) through the shared vector exp of vec_math.h (the softmax,
  * cross-entropy and activation kernels use it); for tests of its accuracy. */
 int tc_vec_exp_f32(float *out, const float *inp, int64_t N);
@@ -211,6 +244,16 @@ int tc_layernorm_backward_f64(double *dinp, double *dweight, double *dbias, cons
                               const double *inp, const double *weight, const double *mean,
                               const double *rstd, int64_t N, int64_t C);
 
+/* tc_layernorm_backward with set_dinp != 0: dinp is written (=), not accumulated, giving
+ * the bits tc_layernorm_backward gives into a zeroed dinp (no zeroing pass needed);
+ * dweight, dbias are accumulated as there. */
+int tc_layernorm_backward_set_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *weight, const float *mean,
+                                  const float *rstd, int64_t N, int64_t C, int set_dinp);
+int tc_layernorm_backward_set_f64(double *dinp, double *dweight, double *dbias,
+                                  const double *dout, const double *inp, const double *weight,
+                                  const double *mean, const double *rstd, int64_t N, int64_t C,
+                                  int set_dinp);
 /* ------------------------------------------------------------------ end layernorm */
 
 
@@ -509,11 +552,23 @@ int tc_linear_gelu_backward_f64(double *dinp, double *dweight, double *dbias,
                                 const double *dout, const double *pre, const double *inp,
                                 const double *weight, const double *bias, int64_t N, int64_t C,
                                 int64_t OC, int approximate_tanh);
+/* The same, the outputs named in `set` (TC_LINEAR_SET_* flags, as tc_linear_backward_set)
+ * written (=), not accumulated (the bits the above gives into zeroed buffers, without
+ * zeroing them first). TC_EINVAL for unknown flags. */
+int tc_linear_gelu_backward_set_f32(float *dinp, float *dweight, float *dbias,
+                                    const float *dout, const float *pre, const float *inp,
+                                    const float *weight, const float *bias, int64_t N,
+                                    int64_t C, int64_t OC, int approximate_tanh, int set);
+int tc_linear_gelu_backward_set_f64(double *dinp, double *dweight, double *dbias,
+                                    const double *dout, const double *pre, const double *inp,
+                                    const double *weight, const double *bias, int64_t N,
+                                    int64_t C, int64_t OC, int approximate_tanh, int set);
 /* The same pair caching gelu'(pre) instead of pre: the forward writes dact (N,OC) =
  * gelu'(pre) (not out; from the same evaluation as out, so it costs no second exp) and the
  * backward then only multiplies, dpre = dout * dact, before the same gradient products as
- * tc_linear_gelu_backward (bitwise the same results). For training loops that need pre
- * only for the backward (the models' MLPs). */
+ * tc_linear_gelu_backward (bitwise the same results; `set` as tc_linear_gelu_backward_set,
+ * 0 to accumulate). For training loops that need pre only for the backward (the models'
+ * MLPs). */
 int tc_linear_gelu_forward_dact_f32(float *out, float *dact, const float *inp,
                                     const float *weight, const float *bias, int64_t N,
                                     int64_t C, int64_t OC, int approximate_tanh);
@@ -522,10 +577,12 @@ int tc_linear_gelu_forward_dact_f64(double *out, double *dact, const double *inp
                                     int64_t C, int64_t OC, int approximate_tanh);
 int tc_linear_gelu_backward_dact_f32(float *dinp, float *dweight, float *dbias,
                                      const float *dout, const float *dact, const float *inp,
-                                     const float *weight, int64_t N, int64_t C, int64_t OC);
+                                     const float *weight, int64_t N, int64_t C, int64_t OC,
+                                     int set);
 int tc_linear_gelu_backward_dact_f64(double *dinp, double *dweight, double *dbias,
                                      const double *dout, const double *dact, const double *inp,
-                                     const double *weight, int64_t N, int64_t C, int64_t OC);
+                                     const double *weight, int64_t N, int64_t C, int64_t OC,
+                                     int set);
 /* Residual add + layernorm: sum (N,C) = x (N,C) + r (N,C) (written out: the residual
  * stream; sum may be x or r itself), out (N,C) = layernorm(sum) with weight (C,), bias (C,)
  * or NULL, mean/rstd (N,) or NULL as tc_layernorm_forward. TC_EINVAL if C < 1 or eps < 0. */

@@ -109,7 +109,8 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args)
         if (!(rstd = tc_py_float_array(r_obj, "rstd", ty, 1))) goto done;
         if (tc_py_check_dim(rstd, "rstd", 0, N, "the rows of x")) goto done;
     }
-    if (!(dx = tc_py_new(2, xdims, ty, 1)) || !(dw = tc_py_new(1, wdims, ty, 1))) goto done;
+    /* dx uninitialised: the kernel writes it (no zeroing pass); dweight, dbias are summed */
+    if (!(dx = tc_py_new(2, xdims, ty, 0)) || !(dw = tc_py_new(1, wdims, ty, 1))) goto done;
     if (with_bias && !(db = tc_py_new(1, wdims, ty, 1))) goto done;
     int st = TC_OK;
     Py_BEGIN_ALLOW_THREADS
@@ -117,9 +118,9 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args)
         st = TC_CALL(ty, tc_layernorm_forward, NULL, PyArray_DATA(mean), PyArray_DATA(rstd),
                      PyArray_DATA(x), PyArray_DATA(w), NULL, N, C, eps);
     if (st == TC_OK)
-        st = TC_CALL(ty, tc_layernorm_backward, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_layernorm_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(x),
-                     PyArray_DATA(w), PyArray_DATA(mean), PyArray_DATA(rstd), N, C);
+                     PyArray_DATA(w), PyArray_DATA(mean), PyArray_DATA(rstd), N, C, 1);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "layernorm_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);

@@ -105,13 +105,14 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args)
     if (tc_py_check_dim(dy, "grad_output", 0, N, "the rows of x")) goto done;
     if (tc_py_check_dim(dy, "grad_output", 1, OC, "out_features (weight.shape[0])")) goto done;
     npy_intp xdims[2] = {N, C}, wdims[2] = {OC, C}, bdims[1] = {OC};
-    if (!(dx = tc_py_new(2, xdims, ty, 1)) || !(dw = tc_py_new(2, wdims, ty, 1))) goto done;
-    if (with_bias && !(db = tc_py_new(1, bdims, ty, 1))) goto done;
+    /* uninitialised: the kernel writes every gradient (no zeroing pass) */
+    if (!(dx = tc_py_new(2, xdims, ty, 0)) || !(dw = tc_py_new(2, wdims, ty, 0))) goto done;
+    if (with_bias && !(db = tc_py_new(1, bdims, ty, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_linear_backward, PyArray_DATA(dx), PyArray_DATA(dw),
+    st = TC_CALL(ty, tc_linear_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
                  db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(x),
-                 PyArray_DATA(w), N, C, OC);
+                 PyArray_DATA(w), N, C, OC, TC_LINEAR_SET_ALL);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "linear_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);

@@ -47,7 +47,222 @@ static PyObject *py_scratch_alloc_count(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLongLong((unsigned long long)tc_workspace_alloc_count());
 }
 
+/* gemm_pack_panel(src, rs, cs, n, kc, side) -> the packed A block (ceil(n/6), kc, 6)
+ * (side 0) or one B panel (kc, NR) (side 1), read from the flat array src with element strides (rs, cs) */
+static PyObject *py_gemm_pack_panel(PyObject *self, PyObject *args)
+{
+    PyObject *src_obj, *rs_obj, *cs_obj, *n_obj, *kc_obj, *side_obj, *ret = NULL;
+    PyArrayObject *src = NULL, *dst = NULL;
+    int64_t rs, cs, n, kc, side;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &src_obj, &rs_obj, &cs_obj, &n_obj, &kc_obj,
+                          &side_obj))
+        return NULL;
+    const int typenum = tc_py_float_type(src_obj, "src");
+    if (typenum < 0) return NULL;
+    if (tc_py_int64(rs_obj, "rs", &rs) || tc_py_int64(cs_obj, "cs", &cs) ||
+        tc_py_int64(n_obj, "n", &n) || tc_py_int64(kc_obj, "kc", &kc) ||
+        tc_py_int64(side_obj, "side", &side))
+        return NULL;
+    if (!(src = tc_py_float_array(src_obj, "src", typenum, 1))) goto done;
+    const int64_t width = side ? (typenum == NPY_FLOAT ? 16 : 8) : 6;
+    const int64_t nmax = side ? width : (int64_t)1 << 20;
+    if (side != 0 && side != 1) {
+        PyErr_Format(PyExc_ValueError, "side must be 0 (A) or 1 (B), got %lld", (long long)side);
+        goto done;
+    }
+    if (n < 1 || n > nmax || kc < 1 || rs < 0 || cs < 0 || rs > INT32_MAX || cs > INT32_MAX ||
+        kc > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "need 1 <= n <= %lld, kc >= 1 and strides rs, cs >= 0, got n=%lld "
+                     "kc=%lld rs=%lld cs=%lld", (long long)nmax, (long long)n, (long long)kc,
+                     (long long)rs, (long long)cs);
+        goto done;
+    }
+    /* the last element read: (n-1, kc-1) of the viewed matrix */
+    const int64_t last = side ? (kc - 1) * rs + (n - 1) * cs : (n - 1) * rs + (kc - 1) * cs;
+    if (last >= (int64_t)PyArray_SIZE(src)) {
+        PyErr_Format(PyExc_ValueError, "src has %lld elements, the panel reads up to index %lld",
+                     (long long)PyArray_SIZE(src), (long long)last);
+        goto done;
+    }
+    npy_intp dims[3] = {(npy_intp)((n + 5) / 6), (npy_intp)kc, 6};
+    if (side) dims[0] = (npy_intp)kc, dims[1] = (npy_intp)width;
+    if (!(dst = tc_py_new(side ? 2 : 3, dims, typenum, 0))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(typenum, tc_gemm_pack_panel, PyArray_DATA(dst), PyArray_DATA(src), rs, cs, n,
+                 kc, (int)side);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "gemm_pack_panel")) goto done;
+    ret = (PyObject *)dst;
+    dst = NULL;
+done:
+    Py_XDECREF(src);
+    Py_XDECREF(dst);
+    return ret;
+}
+
+/* 0 if a has ndim dims with the given sizes, else ValueError naming it */
+static int perf_check_shape(PyArrayObject *a, const char *name, int ndim, npy_intp d0,
+                            npy_intp d1)
+{
+    if (PyArray_NDIM(a) != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s must have %d dims, got %d", name, ndim,
+                     PyArray_NDIM(a));
+        return -1;
+    }
+    if (tc_py_check_dim(a, name, 0, d0, "the expected size")) return -1;
+    return ndim == 2 ? tc_py_check_dim(a, name, 1, d1, "the expected size") : 0;
+}
+
+/* backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, set): the backward of
+ * kind "linear", "linear_gelu" (tanh form, with pre (N,OC)), "linear_gelu_dact" (pre (N,OC)
+ * holding gelu'(pre)) or "layernorm" (statistics recomputed from inp) into the given arrays, updated in place: the outputs flagged in set
+ * (TC_LINEAR_SET_* bits; layernorm: bit 1, dinp) are written, the others accumulated. For
+ * tests of the write (set) and accumulate modes. */
+static PyObject *py_backward_into(PyObject *self, PyObject *args)
+{
+    const char *kind;
+    PyObject *dx_obj, *dw_obj, *db_obj, *dy_obj, *x_obj, *w_obj, *pre_obj, *set_obj;
+    PyObject *ret = NULL;
+    PyArrayObject *dx = NULL, *dw = NULL, *db = NULL, *dy = NULL, *x = NULL, *w = NULL,
+                  *pre = NULL, *mean = NULL, *rstd = NULL;
+    int64_t set;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "sOOOOOOOO", &kind, &dx_obj, &dw_obj, &db_obj, &dy_obj, &x_obj,
+                          &w_obj, &pre_obj, &set_obj))
+        return NULL;
+    const int dact = strcmp(kind, "linear_gelu_dact") == 0;
+    const int k = strcmp(kind, "linear") == 0               ? 0
+                  : strcmp(kind, "linear_gelu") == 0 || dact ? 1
+                  : strcmp(kind, "layernorm") == 0          ? 2
+                                                            : -1;
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "kind must be 'linear', 'linear_gelu', "
+                     "'linear_gelu_dact' or 'layernorm', got '%s'", kind);
+        return NULL;
+    }
+    if (tc_py_int64(set_obj, "set", &set)) return NULL;
+    const int ty = tc_py_float_type(x_obj, "inp");
+    if (ty < 0) return NULL;
+    if (!(x = tc_py_float_array(x_obj, "inp", ty, 2))) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
+    if (!(w = tc_py_float_array(w_obj, "weight", ty, k == 2 ? 1 : 2))) goto done;
+    const npy_intp OC = k == 2 ? C : PyArray_DIM(w, 0);
+    if (perf_check_shape(w, "weight", k == 2 ? 1 : 2, k == 2 ? C : OC, C)) goto done;
+    if (!(dy = tc_py_float_array(dy_obj, "dout", ty, 2))) goto done;
+    if (perf_check_shape(dy, "dout", 2, N, OC)) goto done;
+    if (!(dx = tc_py_inout_array(dx_obj, "dinp", ty))) goto done;
+    if (perf_check_shape(dx, "dinp", 2, N, C)) goto done;
+    if (!(dw = tc_py_inout_array(dw_obj, "dweight", ty))) goto done;
+    if (perf_check_shape(dw, "dweight", k == 2 ? 1 : 2, k == 2 ? C : OC, C)) goto done;
+    if (!(db = tc_py_inout_array(db_obj, "dbias", ty))) goto done;
+    if (perf_check_shape(db, "dbias", 1, OC, 0)) goto done;
+    if (k == 1) {
+        if (!(pre = tc_py_float_array(pre_obj, "pre", ty, 2))) goto done;
+        if (perf_check_shape(pre, "pre", 2, N, OC)) goto done;
+    }
+    if (k == 2) {
+        npy_intp sdims[1] = {N};
+        if (C < 1) {
+            PyErr_SetString(PyExc_ValueError, "inp must have at least one channel");
+            goto done;
+        }
+        if (!(mean = tc_py_new(1, sdims, ty, 0)) || !(rstd = tc_py_new(1, sdims, ty, 0)))
+            goto done;
+    }
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    if (k == 0)
+        st = TC_CALL(ty, tc_linear_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+                     PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w), N, C,
+                     OC, (int)set);
+    else if (dact)
+        st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
+                     PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(pre), PyArray_DATA(x),
+                     PyArray_DATA(w), N, C, OC, (int)set);
+    else if (k == 1)
+        st = TC_CALL(ty, tc_linear_gelu_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+                     PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(pre), PyArray_DATA(x),
+                     PyArray_DATA(w), NULL, N, C, OC, 1, (int)set);
+    else {
+        st = TC_CALL(ty, tc_layernorm_forward, NULL, PyArray_DATA(mean), PyArray_DATA(rstd),
+                     PyArray_DATA(x), PyArray_DATA(w), NULL, N, C, 1e-5);
+        if (st == TC_OK)
+            st = TC_CALL(ty, tc_layernorm_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+                         PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w),
+                         PyArray_DATA(mean), PyArray_DATA(rstd), N, C, (int)(set & 1));
+    }
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "backward_into")) goto done;
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    Py_XDECREF(dx);
+    Py_XDECREF(dw);
+    Py_XDECREF(db);
+    Py_XDECREF(dy);
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(pre);
+    Py_XDECREF(mean);
+    Py_XDECREF(rstd);
+    return ret;
+}
+
+/* softmax_backward_into(dinp, dout, y, is_log, set): the (log-)softmax backward along axis 1
+ * of (outer, C, inner) arrays into dinp in place, written (set) or accumulated. For tests. */
+static PyObject *py_softmax_backward_into(PyObject *self, PyObject *args)
+{
+    PyObject *dx_obj, *dy_obj, *y_obj, *ret = NULL;
+    PyArrayObject *dx = NULL, *dy = NULL, *y = NULL;
+    int is_log, set;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOpp", &dx_obj, &dy_obj, &y_obj, &is_log, &set)) return NULL;
+    const int ty = tc_py_float_type(y_obj, "y");
+    if (ty < 0) return NULL;
+    if (!(y = tc_py_float_array(y_obj, "y", ty, 3))) goto done;
+    if (!(dy = tc_py_float_array(dy_obj, "dout", ty, 3))) goto done;
+    if (tc_py_check_same_shape(dy, "dout", y, "y")) goto done;
+    if (!(dx = tc_py_inout_array(dx_obj, "dinp", ty))) goto done;
+    if (PyArray_NDIM(dx) != 3 || tc_py_check_same_shape(dx, "dinp", y, "y")) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "dinp must have y's shape");
+        goto done;
+    }
+    const int64_t outer = PyArray_DIM(y, 0), C = PyArray_DIM(y, 1), inner = PyArray_DIM(y, 2);
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    if (is_log)
+        st = TC_CALL(ty, tc_log_softmax_backward_set, PyArray_DATA(dx), PyArray_DATA(dy),
+                     PyArray_DATA(y), outer, C, inner, set);
+    else
+        st = TC_CALL(ty, tc_softmax_backward_set, PyArray_DATA(dx), PyArray_DATA(dy),
+                     PyArray_DATA(y), outer, C, inner, set);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "softmax_backward_into")) goto done;
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    Py_XDECREF(dx);
+    Py_XDECREF(dy);
+    Py_XDECREF(y);
+    return ret;
+}
+
 PyMethodDef tc_methods_perf[] = {
+    {"softmax_backward_into", py_softmax_backward_into, METH_VARARGS,
+     "softmax_backward_into(dinp, dout, y, is_log, set): the (log-)softmax backward along "
+     "axis 1 of (outer, C, inner) arrays into dinp in place, written or accumulated (for "
+     "tests)"},
+    {"backward_into", py_backward_into, METH_VARARGS,
+     "backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, set): a linear, "
+     "linear_gelu or layernorm backward into the given arrays in place, the outputs flagged "
+     "in set written, the others accumulated (for tests)"},
+    {"gemm_pack_panel", py_gemm_pack_panel, METH_VARARGS,
+     "gemm_pack_panel(src, rs, cs, n, kc, side) -> one packed GEMM panel (for tests of the "
+     "packers): side 0 (ceil(n/6), kc, 6) of A rows [0,n), side 1 (kc, NR) of B columns [0,n), src a "
+     "flat array read with element strides (rs, cs)"},
     {"scratch_alloc_count", py_scratch_alloc_count, METH_VARARGS,
      "scratch_alloc_count() -> int: allocations made so far by the kernels' per-thread scratch "
      "workspace (for tests: a warmed-up step makes none)"},
