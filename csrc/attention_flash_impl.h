@@ -63,7 +63,8 @@ typedef struct {
     const tc_attention_masks *masks;
     int masked;                     /* keep, bias or key_padding present */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
-    int64_t k_hs, v_hs;             /* head strides of k and v: S*DK, or Smax*DK (decode) */
+    tc_attention_layout lay;        /* element strides of every operand (tc.h) */
+    int acc;                        /* backward: dq, dk, dv += (1) or = (0) */
     const T *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
                                        zero-padded past S, or NULL */
     int64_t nkt;                    /* key tiles per head: S / ATT_BC rounded up */
@@ -187,8 +188,8 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     c.DV = DV;
     c.DKP = attention_round_up(DK > 0 ? DK : 1, ATT_NR);
     c.DVP = attention_round_up(DV > 0 ? DV : 1, ATT_NR);
-    c.k_hs = S * DK;
-    c.v_hs = S * DV;
+    tc_attention_layout_contiguous(&c.lay, NH, Tq, S, DK, DV);
+    c.acc = 1;
     c.scale = scale;
     c.causal = causal;
     c.drop = FN(attention_drop_make)(0, 0, NULL);
@@ -250,8 +251,9 @@ static void FN(att_bwd_pack)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64
             memset(go, 0, (size_t)DVP * sizeof(T));
             continue;
         }
-        const T *q = c->q + (bh * Tq + i) * DK;
-        const T *g = c->dout + (bh * Tq + i) * DV, *o = c->o + (bh * Tq + i) * DV;
+        const T *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i * c->lay.q.t;
+        const T *g = ATT_HEAD(c->dout, c->lay.dout, c->NH, bh) + i * c->lay.dout.t;
+        const T *o = ATT_HEAD(c->o, c->lay.out, c->NH, bh) + i * c->lay.out.t;
         for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
         for (int64_t p = DK; p < DKP; p++) qs[p] = 0;
         T d = 0;
@@ -291,9 +293,17 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
                 FN(att_bwd_pack)(c, bh, 0, Tp, Qs, dOp, Dv);
                 memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(T));
                 for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
-                T *dq = c->dq + bh * Tq * DK;
-                for (int64_t i = 0; i < Tq; i++)
-                    for (int64_t p = 0; p < DK; p++) dq[i * DK + p] += scale * dQ[i * DKP + p];
+                T *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
+                const int64_t ldq = c->lay.dq.t;
+                if (c->acc) {
+                    for (int64_t i = 0; i < Tq; i++)
+                        for (int64_t p = 0; p < DK; p++)
+                            dq[i * ldq + p] += scale * dQ[i * DKP + p];
+                } else {
+                    for (int64_t i = 0; i < Tq; i++)
+                        for (int64_t p = 0; p < DK; p++)
+                            dq[i * ldq + p] = scale * dQ[i * DKP + p];
+                }
             }
         }
         return TC_OK;
@@ -320,13 +330,15 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
             memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(T));
 #pragma omp for schedule(static, 1)
             for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
-            T *dq = c->dq + bh * Tq * DK;
+            T *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
+            const int64_t ldq = c->lay.dq.t;
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < Tq; i++) {
                 for (int64_t p = 0; p < DK; p++) {
                     T s = 0;
                     for (int t = 0; t < nthr; t++) s += part[(size_t)t * (size_t)per + (size_t)(i * DKP + p)];
-                    dq[i * DK + p] += scale * s;
+                    if (c->acc) dq[i * ldq + p] += scale * s;
+                    else dq[i * ldq + p] = scale * s;
                 }
             }
         }
@@ -334,22 +346,35 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
     return TC_OK;
 }
 
-// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
-int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
-                             const tc_attention_masks *masks, int64_t B, int64_t NH,
-                             int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
-                             int causal, double dropout_p, uint64_t seed)
+/* p (B,NH,L,D) at strides st <- 0 (the outputs of a call with no key or no query) */
+static void FN(att_zero)(T *p, const tc_attention_strides *st, int64_t B, int64_t NH,
+                         int64_t L, int64_t D)
+{
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++)
+            for (int64_t t = 0; t < L; t++)
+                memset(p + b * st->b + h * st->h + t * st->t, 0, (size_t)D * sizeof(T));
+}
+
+// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV) at the
+// layout's strides (NULL: contiguous)
+int FN(tc_attention_forward_strided)(T *out, T *lse, const T *q, const T *k, const T *v,
+                                     const tc_attention_masks *masks,
+                                     const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                     int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                                     int causal, double dropout_p, uint64_t seed)
 {
     if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
         return TC_EINVAL;
     const int64_t BH = B * NH;
     if (BH == 0 || Tq == 0) return TC_OK;
+    FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
+    if (layout) c.lay = *layout;
     if (S == 0) { /* every row has no key to attend to */
         for (int64_t i = 0; i < BH * Tq; i++) lse[i] = -INFINITY;
-        memset(out, 0, (size_t)(BH * Tq * DV) * sizeof(T));
+        FN(att_zero)(out, &c.lay.out, B, NH, Tq, DV);
         return TC_OK;
     }
-    FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
     c.out = out;
     c.lse = lse;
     c.q = q;
@@ -359,19 +384,42 @@ int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
     return FN(att_forward_run)(&c, BH);
 }
 
-// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
-// q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
-int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k,
-                              const T *v, const T *out, const T *lse,
-                              const tc_attention_masks *masks, int64_t B, int64_t NH,
-                              int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
-                              int causal, double dropout_p, uint64_t seed)
+// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
+int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
+                             const tc_attention_masks *masks, int64_t B, int64_t NH,
+                             int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                             int causal, double dropout_p, uint64_t seed)
 {
-    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
+    return FN(tc_attention_forward_strided)(out, lse, q, k, v, masks, NULL, B, NH, Tq, S, DK,
+                                            DV, scale, causal, dropout_p, seed);
+}
+
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=, accumulate = 1) or
+// written (accumulate = 0); dout/out (B,NH,T,DV), q (B,NH,T,DK), k (B,NH,S,DK),
+// v (B,NH,S,DV) at the layout's strides (NULL: contiguous), lse (B,NH,T) from the forward
+int FN(tc_attention_backward_strided)(T *dq, T *dk, T *dv, const T *dout, const T *q,
+                                      const T *k, const T *v, const T *out, const T *lse,
+                                      const tc_attention_masks *masks,
+                                      const tc_attention_layout *layout, int64_t B,
+                                      int64_t NH, int64_t Tq, int64_t S, int64_t DK,
+                                      int64_t DV, T scale, int causal, double dropout_p,
+                                      uint64_t seed, int accumulate)
+{
+    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p) ||
+        (accumulate != 0 && accumulate != 1))
         return TC_EINVAL;
     const int64_t BH = B * NH;
-    if (BH == 0 || Tq == 0 || S == 0) return TC_OK; /* every gradient is zero */
     FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
+    if (layout) c.lay = *layout;
+    c.acc = accumulate;
+    if (BH == 0 || Tq == 0 || S == 0) { /* every gradient is zero */
+        if (!accumulate) {
+            FN(att_zero)(dq, &c.lay.dq, B, NH, Tq, DK);
+            FN(att_zero)(dk, &c.lay.dk, B, NH, S, DK);
+            FN(att_zero)(dv, &c.lay.dv, B, NH, S, DV);
+        }
+        return TC_OK;
+    }
     c.dq = dq;
     c.dk = dk;
     c.dv = dv;
@@ -383,6 +431,19 @@ int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, co
     c.lse_in = lse;
     c.drop = FN(attention_drop_make)(dropout_p, seed, masks);
     return FN(att_backward_run)(&c, BH);
+}
+
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
+// q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
+int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k,
+                              const T *v, const T *out, const T *lse,
+                              const tc_attention_masks *masks, int64_t B, int64_t NH,
+                              int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                              int causal, double dropout_p, uint64_t seed)
+{
+    return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, k, v, out, lse, masks, NULL,
+                                             B, NH, Tq, S, DK, DV, scale, causal, dropout_p,
+                                             seed, 1);
 }
 
 // out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;
@@ -415,8 +476,8 @@ int FN(tc_attention_decode)(T *out, T *k_cache, T *v_cache, const T *q, const T 
     c.q = q;
     c.k = k_cache;
     c.v = v_cache;
-    c.k_hs = Smax * DK;
-    c.v_hs = Smax * DV;
+    c.lay.k = (tc_attention_strides){NH * Smax * DK, Smax * DK, DK};
+    c.lay.v = (tc_attention_strides){NH * Smax * DV, Smax * DV, DV};
     return FN(att_forward_run)(&c, BH);
 }
 

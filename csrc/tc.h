@@ -338,6 +338,58 @@ int tc_attention_backward_f64(double *dq, double *dk, double *dv, const double *
                               const tc_attention_masks *masks, int64_t B, int64_t NH,
                               int64_t T, int64_t S, int64_t DK, int64_t DV, double scale,
                               int causal, double dropout_p, uint64_t seed);
+/* Strided operands ("token-major" layouts without copies). Element (b,h,t,d) of a
+ * (B,NH,L,D) operand sits at p[b*st.b + h*st.h + t*st.t + d] (element strides; the last
+ * dim is contiguous). The head-major (B,NH,L,D) array is {NH*L*D, L*D, D}; the q slice of
+ * a token-major qkv buffer (B,L,3C), C = NH*HS, is {L*3C, HS, 3C} at qkv (k at qkv + C,
+ * v at qkv + 2C); a (B,L,C) attention output is {L*C, HS, C}. */
+typedef struct {
+    int64_t b, h, t;
+} tc_attention_strides;
+/* The strides of every operand of a strided call (the forward reads q, k, v, out; the
+ * backward all eight). lse stays (B,NH,T) contiguous. */
+typedef struct {
+    tc_attention_strides q, k, v, out, dout, dq, dk, dv;
+} tc_attention_layout;
+/* lay <- the contiguous head-major layout of the entry points above. */
+void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T,
+                                    int64_t S, int64_t DK, int64_t DV);
+/* tc_attention_forward with every operand at its layout strides (layout NULL: contiguous);
+ * the same arithmetic, so the results are bitwise those of the contiguous call. out must
+ * not overlap q, k or v. */
+int tc_attention_forward_strided_f32(float *out, float *lse, const float *q, const float *k,
+                                     const float *v, const tc_attention_masks *masks,
+                                     const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                     int64_t T, int64_t S, int64_t DK, int64_t DV, float scale,
+                                     int causal, double dropout_p, uint64_t seed);
+int tc_attention_forward_strided_f64(double *out, double *lse, const double *q,
+                                     const double *k, const double *v,
+                                     const tc_attention_masks *masks,
+                                     const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                     int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                     double scale, int causal, double dropout_p,
+                                     uint64_t seed);
+/* tc_attention_backward with every operand at its layout strides. accumulate = 1: dq, dk,
+ * dv += the gradients (as tc_attention_backward); accumulate = 0: dq, dk, dv are WRITTEN
+ * (every element of the three, zeros where no gradient flows: no memset needed; the values
+ * equal 0 + the accumulated ones, up to the sign of a zero). dq, dk, dv must not overlap
+ * each other nor any input. TC_EINVAL for accumulate not 0 or 1. */
+int tc_attention_backward_strided_f32(float *dq, float *dk, float *dv, const float *dout,
+                                      const float *q, const float *k, const float *v,
+                                      const float *out, const float *lse,
+                                      const tc_attention_masks *masks,
+                                      const tc_attention_layout *layout, int64_t B,
+                                      int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                      float scale, int causal, double dropout_p, uint64_t seed,
+                                      int accumulate);
+int tc_attention_backward_strided_f64(double *dq, double *dk, double *dv, const double *dout,
+                                      const double *q, const double *k, const double *v,
+                                      const double *out, const double *lse,
+                                      const tc_attention_masks *masks,
+                                      const tc_attention_layout *layout, int64_t B,
+                                      int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                      double scale, int causal, double dropout_p,
+                                      uint64_t seed, int accumulate);
 /* The materialised references: same arguments and semantics as above. */
 int tc_attention_forward_ref_f32(float *out, float *lse, const float *q, const float *k,
                                  const float *v, const tc_attention_masks *masks, int64_t B,
