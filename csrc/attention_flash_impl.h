@@ -68,6 +68,8 @@ typedef struct {
     const T *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
                                        zero-padded past S, or NULL */
     int64_t nkt;                    /* key tiles per head: S / ATT_BC rounded up */
+    const T *vp;                    /* forward: v packed (BH, S, DVP), columns past DV zero,
+                                       or NULL (v read in place, or per tile) */
     T scale;
     int causal;
     FN(attention_drop) drop;
@@ -196,6 +198,24 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     return c;
 }
 
+/* rows ahead that the row loops over strided operands prefetch */
+#define ATT_PF_ROWS 4
+
+/* vp (BH, S, DVP) <- the values of batch-head bh, columns past DV zero */
+static void FN(att_pack_values)(const FN(att_ctx) *c, T *vp, int64_t bh)
+{
+    const int64_t S = c->S, DV = c->DV, DVP = c->DVP, ldv = c->lay.v.t;
+    const T *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    T *d = vp + bh * S * DVP;
+    for (int64_t j = 0; j < S; j++) {
+        if (j + ATT_PF_ROWS < S)
+            for (int64_t p = 0; p < DV; p += 64 / (int64_t)sizeof(T))
+                __builtin_prefetch(v + (j + ATT_PF_ROWS) * ldv + p);
+        memcpy(d + j * DVP, v + j * ldv, (size_t)DV * sizeof(T));
+        for (int64_t p = DV; p < DVP; p++) d[j * DVP + p] = 0;
+    }
+}
+
 /* The forward over BH batch-heads, c->Tq >= 1, c->S >= 1. With more than one query block
  * per head the keys are transposed once per head first (a copy the size of k), instead of
  * once per key tile of every work item. */
@@ -211,22 +231,33 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
     const int64_t per = tiled > rows ? tiled : rows;
     T *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
     if (!scratch) return TC_ENOMEM;
-    T *kt = NULL;
-    if (nqb > 1 && c->DK > 0) {
+    /* with several query blocks per head, v is packed once per head (not once per tile
+     * of every work item) when its rows are not already DVP apart */
+    T *kt = NULL, *vp = NULL;
+    const int packv = nqb > 1 && (c->DV != c->DVP || c->lay.v.t != c->DVP);
+    if ((nqb > 1 && c->DK > 0) || packv) {
         c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
-        kt = FN(att_alloc)(TC_WS_ATT_KEYS, BH * c->nkt * c->DK * ATT_BC);
-        if (!kt) return TC_ENOMEM;
+        const int64_t nk = nqb > 1 && c->DK > 0 ? FN(att_pad)(BH * c->nkt * c->DK * ATT_BC) : 0;
+        const int64_t nv = packv ? BH * c->S * c->DVP : 0;
+        T *blk = FN(att_alloc)(TC_WS_ATT_KEYS, nk + nv);
+        if (!blk) return TC_ENOMEM;
+        kt = nk ? blk : NULL;
+        vp = nv ? blk + nk : NULL;
     }
     const FN(att_fwd_item_fn) item = FN_PICK(att_fwd_item);
     void (*const tkeys)(const FN(att_ctx) *, T *, int64_t, int64_t) =
         FN_PICK(att_transpose_keys);
     c->kt = kt; /* read by the work items only after the barrier that ends the transposes */
+    c->vp = vp;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         T *w = scratch + (size_t)attention_thread_num() * (size_t)per;
-        if (kt) {
+        if (kt || vp) {
 #pragma omp for schedule(static)
-            for (int64_t bh = 0; bh < BH; bh++) tkeys(c, kt, bh, bh + 1);
+            for (int64_t bh = 0; bh < BH; bh++) {
+                if (kt) tkeys(c, kt, bh, bh + 1);
+                if (vp) FN(att_pack_values)(c, vp, bh);
+            }
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) { /* late (heavier causal) blocks first */
@@ -235,7 +266,20 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
         }
     }
     c->kt = NULL;
+    c->vp = NULL;
     return TC_OK;
+}
+
+/* Prefetch a row of DK values at q and rows of DV values at g and o (one touch per line). */
+static inline void FN(att_prefetch_rows)(const T *q, const T *g, const T *o, int64_t DK,
+                                         int64_t DV)
+{
+    const int64_t step = 64 / (int64_t)sizeof(T);
+    for (int64_t p = 0; p < DK; p += step) __builtin_prefetch(q + p);
+    for (int64_t p = 0; p < DV; p += step) {
+        __builtin_prefetch(g + p);
+        __builtin_prefetch(o + p);
+    }
 }
 
 /* Rows [i0, i1) of the backward's per-head operands: Qs = scale q and dOp = dout padded
@@ -254,6 +298,9 @@ static void FN(att_bwd_pack)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64
         const T *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i * c->lay.q.t;
         const T *g = ATT_HEAD(c->dout, c->lay.dout, c->NH, bh) + i * c->lay.dout.t;
         const T *o = ATT_HEAD(c->o, c->lay.out, c->NH, bh) + i * c->lay.out.t;
+        if (i + ATT_PF_ROWS < Tq) /* strided rows: no hardware prefetcher follows them */
+            FN(att_prefetch_rows)(q + ATT_PF_ROWS * c->lay.q.t, g + ATT_PF_ROWS * c->lay.dout.t,
+                                  o + ATT_PF_ROWS * c->lay.out.t, DK, DV);
         for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
         for (int64_t p = DK; p < DKP; p++) qs[p] = 0;
         T d = 0;
@@ -491,6 +538,7 @@ int FN(tc_attention_decode)(T *out, T *k_cache, T *v_cache, const T *q, const T 
 #undef ATT_VL
 #undef ATT_NR
 #undef ATT_MR
+#undef ATT_PF_ROWS
 #undef AVEC
 #undef AIVEC
 #undef AUVEC

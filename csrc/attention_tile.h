@@ -327,8 +327,12 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1];
 
     /* Qs = scale * q block, rows past br zero */
-    for (int64_t r = 0; r < br; r++)
+    for (int64_t r = 0; r < br; r++) {
+        if (r + 4 < br) /* strided rows: no hardware prefetcher follows them */
+            for (int64_t p = 0; p < DK; p += 64 / (int64_t)sizeof(T))
+                __builtin_prefetch(q + (r + 4) * ldq + p);
         for (int64_t p = 0; p < DK; p++) Qs[r * DK + p] = c->scale * q[r * ldq + p];
+    }
     memset(Qs + br * DK, 0, (size_t)((brp - br) * DK) * sizeof(T));
     memset(O, 0, (size_t)(brp * DVP) * sizeof(T));
     for (int64_t r = 0; r < brp; r++) {
@@ -393,7 +397,10 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         /* O (brp, DVP) += P (brp, bc) v tile (bc, DVP) */
         const T *vb = v + j0 * ldv0;
         int64_t ldv = ldv0;
-        if (DV != DVP) {
+        if (c->vp) { /* packed once per head */
+            vb = c->vp + (bh * S + j0) * DVP;
+            ldv = DVP;
+        } else if (DV != DVP || ldv0 != DVP) {
             for (int64_t j = 0; j < bc; j++) {
                 memcpy(Vp + j * DVP, vb + j * ldv0, (size_t)DV * sizeof(T));
                 memset(Vp + j * DVP + DV, 0, (size_t)(DVP - DV) * sizeof(T));
@@ -468,7 +475,7 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         for (int64_t j = bc; j < bcn; j++) Vt[p * ATT_BC + j] = 0;
     const T *kb = k;
     int64_t ldk = ldk0;
-    if (DK != DKP) {
+    if (DK != DKP || ldk0 != DKP) {
         for (int64_t j = 0; j < bc; j++) {
             memcpy(Kp + j * DKP, k + j * ldk0, (size_t)DK * sizeof(T));
             memset(Kp + j * DKP + DK, 0, (size_t)(DKP - DK) * sizeof(T));
