@@ -24,7 +24,15 @@
  * (reproducible for a fixed thread count).
  *
  * Extra memory: O(ATT_BR * ATT_BC + T * (DK + DV)) per thread, plus in the forward one
- * transposed copy of k (the size of k); never a (T, S) matrix.
+ * transposed copy of k (the size of k) and, when v's rows are not DVP apart, one packed
+ * copy of v; never a (T, S) matrix.
+ *
+ * Operands are addressed through the call's tc_attention_layout (tc.h): element (b,h,t,d)
+ * of each at b*st.b + h*st.h + t*st.t + d, so the kernels read q, k, v and write out, dq,
+ * dk, dv in token-major buffers in place. Every strided operand is read row by row into
+ * packed tiles (and its rows prefetched, as no hardware prefetcher follows a stride of
+ * 3C), so the arithmetic, and the results, are those of the contiguous call. The backward
+ * adds into dq, dk, dv (acc) or writes them.
  */
 
 #define AVEC FN(att_vec)

@@ -283,8 +283,9 @@ int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, in
  * never built); dq += scale dS k; dk += scale dS^T q. Gradients ACCUMULATE (+=).
  *
  * tc_attention_* is the tiled (flash-style) kernel: online softmax over key tiles, extra
- * memory O(T * (DK + DV)) per thread (plus a transposed copy of k in the forward) and no
- * (T, S) matrix; tiles every row of which is
+ * memory O(T * (DK + DV)) per thread (plus, in the forward with more than one block of
+ * query rows, a transposed copy of k and, unless v's rows are dense, a packed copy of v)
+ * and no (T, S) matrix; tiles every row of which is
  * masked by causality or key padding are skipped (a causal pass does about half the
  * work). Parallel over (batch-head, query-block) work items in the forward and over
  * batch-heads (or a head's key blocks, with per-thread dq partials summed in thread
