@@ -6,8 +6,8 @@
  *   kept for the backward, per layer:
  *     ln1 C, ln1 mean/rstd 2   pre-LN: ln_1(x); post-LN: x1 = ln_1(x + attn)
  *     qkvh 3C                  q, k, v: the c_attn output (B,T,3C) itself (token-major,
- *                              read by the attention kernel at its strides); with RoPE
- *                              head-major (B,NH,T,HS) after the rotation
+ *                              read by the attention kernel at its strides; with RoPE,
+ *                              q and k rotated in place)
  *     lse NH                   the attention rows' logsumexp
  *     atty C                   attention output, token-major (written there by the
  *                              attention kernel; the c_proj input)
@@ -17,10 +17,9 @@
  *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
  *   kept once: pos ids (int64), enc C (embeddings), lnf C + 2, logits V (the backward
  *     turns them into dlogits in place), per-row loss and logsumexp 2;
- *   scratch shared by all layers: qkv 3C (c_attn output with RoPE / its gradient), dres C
- *     (the running residual gradient), ddrop C, dh1 H, dh2 H, dc C (also the forward's
- *     projection output and the attention output's gradient), dqkvh 3C (RoPE only: the
- *     head-major dq, dk, dv before the inverse rotation).
+ *   scratch shared by all layers: qkv 3C (the c_attn output's gradient), dres C (the
+ *     running residual gradient), ddrop C, dh1 H, dh2 H, dc C (also the forward's
+ *     projection output and the attention output's gradient).
  */
 #include "tc_generic.h"
 #include "model_common.h"
@@ -36,7 +35,7 @@ typedef struct { /* byte offsets into the arena */
 
 typedef struct {
     size_t pos, enc, lnf, lnf_mean, lnf_rstd, logits, losses, loss_lse;
-    size_t qkv, dres, ddrop, dh1, dh2, dc, dqkvh;
+    size_t qkv, dres, ddrop, dh1, dh2, dc;
     size_t total;
 } gpt_acts;
 
@@ -109,7 +108,6 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
     g.dh1 = gpt_take(&u, N * H, elem);
     g.dh2 = gpt_take(&u, N * H, elem);
     g.dc = gpt_take(&u, N * C, elem);
-    g.dqkvh = gpt_take(&u, c->position == TC_GPT_POS_ROPE ? 3 * N * C : 0, elem);
     g.total = (u + 63) / 64 * 64;
     if (ga) *ga = g;
     return g.total;

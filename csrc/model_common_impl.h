@@ -1,8 +1,9 @@
 /* model_common_impl.h: helpers shared by the whole-model fast paths (model_impl.h for GPT,
  * model_encdec_impl.h for the encoder-decoder), written once for T and included by each
  * per dtype: the copy of q, k, v from token-major (B,T,3C) to head-major (B,NH,T,HS) (for
- * RoPE and the KV-cache decode step; TC_MODEL_HEAD_COPIES), residual additions, position
- * rows, the in-place cross-entropy gradient and the activations. */
+ * the encoder-decoder's KV-cache decode step only, which defines TC_MODEL_HEAD_COPIES; the
+ * fast paths' attention reads the token-major buffers in place), residual additions,
+ * position rows, the in-place cross-entropy gradient and the activations. */
 
 #ifndef TC_MODEL_COPY_MIN_WORK
 /* memory-bound copies and additions: below ~1 MB a second thread costs more to wake (a
@@ -16,7 +17,7 @@ static inline void FN(gpt_copy)(T *restrict d, const T *restrict s, int64_t n)
     for (int64_t i = 0; i < n; i++) d[i] = s[i];
 }
 
-#ifdef TC_MODEL_HEAD_COPIES /* the includers that copy q, k, v to heads (RoPE, decode) */
+#ifdef TC_MODEL_HEAD_COPIES /* the includers that copy q, k, v to heads */
 // qh, kh, vh (B,NH,T,HS) <- the three C-wide slices of qkv (B,T,3C)
 static void FN(gpt_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, int64_t L,
                                 int64_t NH, int64_t HS)

@@ -1,9 +1,9 @@
 /* model_impl.h: the GPT forward, loss and backward over the arena (see model.c), written
  * once for T. Every matrix product, normalisation, activation, attention, RoPE, dropout and
  * loss step is the library kernel the module path calls; the glue here is only residual
- * additions, the position lookup, the cross-entropy gradient written over the logits in
- * place, and (with RoPE) copies between token-major (B,T,C) and head-major (B,NH,T,HS)
- * layouts: the attention kernel reads and writes the token-major buffers at their strides. */
+ * additions, the position lookup and the cross-entropy gradient written over the logits in
+ * place: the attention kernel (and RoPE) read and write the token-major (B,T,3C) and
+ * (B,T,C) buffers in place at their strides, with no copies to a head-major layout. */
 
 #define PP(off) ((off) < 0 ? NULL : (T *)m->params + (off))  /* parameter pointer */
 #define GP(off) ((off) < 0 ? NULL : (T *)m->grads + (off))   /* gradient pointer */
@@ -14,28 +14,7 @@
         if (st_ != TC_OK) return st_;  \
     } while (0)
 
-#define TC_MODEL_HEAD_COPIES
 #include "model_common_impl.h"
-#undef TC_MODEL_HEAD_COPIES
-
-// dqkv (B,T,3C) <- dqh, dkh, dvh (B,NH,T,HS) (the inverse copy)
-static void FN(gpt_merge_qkv)(T *dqkv, const T *dqh, const T *dkh, const T *dvh, int64_t B,
-                              int64_t L, int64_t NH, int64_t HS)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t t = 0; t < L; t++) {
-            T *dst = dqkv + (b * L + t) * 3 * C;
-            for (int64_t h = 0; h < NH; h++) {
-                const int64_t o = ((b * NH + h) * L + t) * HS;
-                FN(gpt_copy)(dst + h * HS, dqh + o, HS);
-                FN(gpt_copy)(dst + C + h * HS, dkh + o, HS);
-                FN(gpt_copy)(dst + 2 * C + h * HS, dvh + o, HS);
-            }
-        }
-    }
-}
 
 /* dst = drop(src) in place of src (out = inp * mask), when dropping */
 static int FN(gpt_dropout)(T *x, int64_t n, const tc_gpt *m, int drop, uint64_t seed,
@@ -92,11 +71,22 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, T *params, T *gr
     return TC_OK;
 }
 
+/* q and k (the first two C-wide slices of a token-major (B,L,3C) buffer) rotated by RoPE in
+ * place: by +angle (the forward) or -angle (the backward, on dq and dk). */
+static int FN(gpt_rope_qk)(const tc_gpt *m, T *qkv, int64_t B, int64_t L, int inverse)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    for (int s = 0; s < 2; s++)
+        CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (T *)m->tab1, (T *)m->tab2, B, L, NH, HS,
+                                          L * 3 * C, 3 * C, HS, c->rope_interleaved, inverse));
+    return TC_OK;
+}
+
 /* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))), with the tiled
- * attention kernel (dropout on its probabilities: site 1 + 3l). Without RoPE the kernel
- * reads q, k, v straight from the c_attn output (B,L,3C) kept in qkvh; with RoPE they are
- * copied to head-major (B,NH,L,HS) and rotated there. The kernel writes its output
- * token-major into atty (B,L,C), the c_proj input. */
+ * attention kernel (dropout on its probabilities: site 1 + 3l). The c_attn output (B,L,3C)
+ * is kept in qkvh (with RoPE, q and k rotated there in place); the kernel reads q, k, v from
+ * it and writes its output into atty (B,L,C), the c_proj input, all at their strides. */
 static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, int64_t B,
                                      int64_t L, uint64_t seed, int drop)
 {
@@ -104,45 +94,27 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, 
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
-    const int rope = c->position == TC_GPT_POS_ROPE;
-    T *qkvh = AP(a->qkvh), *qh, *kh, *vh;
+    T *qkv = AP(a->qkvh);
     tc_attention_layout lay;
     memset(&lay, 0, sizeof lay);
+    lay.q = lay.k = lay.v = model_tokens(L, 3 * C, HS);
     lay.out = model_tokens(L, C, HS);
-    if (rope) {
-        T *qkv = AP(m->ga.qkv);
-        qh = qkvh;
-        kh = qh + N * C;
-        vh = kh + N * C;
-        CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
-        FN(gpt_split_heads)(qh, kh, vh, qkv, B, L, NH, HS);
-        CHECK(FN(tc_rope_forward)(qh, qh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
-                                  c->rope_interleaved));
-        CHECK(FN(tc_rope_forward)(kh, kh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
-                                  c->rope_interleaved));
-        lay.q = lay.k = lay.v = model_heads(NH, L, HS);
-    } else {
-        CHECK(FN(tc_linear_forward)(qkvh, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
-        qh = qkvh;
-        kh = qkvh + C;
-        vh = qkvh + 2 * C;
-        lay.q = lay.k = lay.v = model_tokens(L, 3 * C, HS);
-    }
+    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
+    if (c->position == TC_GPT_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
     const T scale = (T)(1.0 / sqrt((double)HS));
     tc_attention_masks mk; /* no masks: only the place of these rows in the dropout stream */
     memset(&mk, 0, sizeof mk);
     mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
-    CHECK(FN(tc_attention_forward_strided)(AP(a->atty), AP(a->lse), qh, kh, vh, &mk, &lay, B,
-                                           NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
-                                           drop ? c->dropout : 0.0,
+    CHECK(FN(tc_attention_forward_strided)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C,
+                                           &mk, &lay, B, NH, L, L, HS, HS, scale,
+                                           TC_CAUSAL_TOP_LEFT, drop ? c->dropout : 0.0,
                                            gpt_site_seed(seed, 1 + 3 * l)));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
 }
 
 /* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) += dx. The
- * attention kernel reads the output gradient token-major from datty and WRITES dq, dk, dv:
- * straight into dqkv (B,L,3C) without RoPE, head-major (then rotated back and copied into
- * dqkv) with it. */
+ * attention kernel reads the output gradient from datty (B,L,C) and WRITES dq, dk, dv into
+ * dqkv (B,L,3C) (no zeroing), where RoPE rotates dq and dk back in place. */
 static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dproj,
                                       const T *x, int64_t B, int64_t L, uint64_t seed, int drop)
 {
@@ -150,30 +122,12 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
-    const int rope = c->position == TC_GPT_POS_ROPE;
     T *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
-    const T *qkvh = AP(a->qkvh), *qh, *kh, *vh;
-    T *dqh, *dkh, *dvh;
+    const T *qkv = AP(a->qkvh);
     tc_attention_layout lay;
     memset(&lay, 0, sizeof lay);
+    lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, 3 * C, HS);
     lay.out = lay.dout = model_tokens(L, C, HS);
-    if (rope) {
-        qh = qkvh;
-        kh = qh + N * C;
-        vh = kh + N * C;
-        dqh = AP(m->ga.dqkvh);
-        dkh = dqh + N * C;
-        dvh = dkh + N * C;
-        lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_heads(NH, L, HS);
-    } else {
-        qh = qkvh;
-        kh = qkvh + C;
-        vh = qkvh + 2 * C;
-        dqh = dqkv;
-        dkh = dqkv + C;
-        dvh = dqkv + 2 * C;
-        lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, 3 * C, HS);
-    }
     memset(datty, 0, (size_t)(N * C) * sizeof(T));
     CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                  PP(p->projw), N, C, C));
@@ -181,17 +135,12 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     tc_attention_masks mk; /* as in the forward */
     memset(&mk, 0, sizeof mk);
     mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
-    CHECK(FN(tc_attention_backward_strided)(dqh, dkh, dvh, datty, qh, kh, vh, AP(a->atty),
-                                            AP(a->lse), &mk, &lay, B, NH, L, L, HS, HS, scale,
-                                            TC_CAUSAL_TOP_LEFT, drop ? c->dropout : 0.0,
+    CHECK(FN(tc_attention_backward_strided)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
+                                            qkv + 2 * C, AP(a->atty), AP(a->lse), &mk, &lay, B,
+                                            NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
+                                            drop ? c->dropout : 0.0,
                                             gpt_site_seed(seed, 1 + 3 * l), 0));
-    if (rope) {
-        CHECK(FN(tc_rope_inverse_inplace)(dqh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
-                                          c->rope_interleaved));
-        CHECK(FN(tc_rope_inverse_inplace)(dkh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
-                                          c->rope_interleaved));
-        FN(gpt_merge_qkv)(dqkv, dqh, dkh, dvh, B, L, NH, HS);
-    }
+    if (c->position == TC_GPT_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
     return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
                                   3 * C);
 }

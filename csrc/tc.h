@@ -630,6 +630,16 @@ int tc_rope_inverse_inplace_f32(float *x, const float *cos, const float *sin, in
                                 int64_t L, int64_t NH, int64_t HS, int interleaved);
 int tc_rope_inverse_inplace_f64(double *x, const double *cos, const double *sin, int64_t N,
                                 int64_t L, int64_t NH, int64_t HS, int interleaved);
+/* x (N,L,NH,HS) rotated in place at element strides (sn, sl, sh) of n, the position and
+ * the head (the last dim contiguous): by +angle (inverse = 0, = tc_rope_forward) or
+ * -angle (inverse = 1, = tc_rope_inverse_inplace), bitwise as those on a contiguous copy.
+ * E.g. the q slice of a token-major (B,L,3C) buffer: N = B, strides (L*3C, 3C, HS). */
+int tc_rope_inplace_strided_f32(float *x, const float *cos, const float *sin, int64_t N,
+                                int64_t L, int64_t NH, int64_t HS, int64_t sn, int64_t sl,
+                                int64_t sh, int interleaved, int inverse);
+int tc_rope_inplace_strided_f64(double *x, const double *cos, const double *sin, int64_t N,
+                                int64_t L, int64_t NH, int64_t HS, int64_t sn, int64_t sl,
+                                int64_t sh, int interleaved, int inverse);
 
 /* ------------------------------------------------------------------ end rope */
 
