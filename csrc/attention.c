@@ -124,6 +124,20 @@ static size_t attention_scratch_elems(int64_t T, int64_t S, int nbuf, int nthrea
 static inline int64_t attention_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 
+void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T_,
+                                    int64_t S, int64_t DK, int64_t DV)
+{
+    const tc_attention_strides q = {NH * T_ * DK, T_ * DK, DK}, k = {NH * S * DK, S * DK, DK};
+    const tc_attention_strides v = {NH * S * DV, S * DV, DV}, o = {NH * T_ * DV, T_ * DV, DV};
+    lay->q = lay->dq = q;
+    lay->k = lay->dk = k;
+    lay->v = lay->dv = v;
+    lay->out = lay->dout = o;
+}
+
+/* The (b, h) = (bh / NH, bh % NH) head of operand p with strides st (a tc_attention_strides) */
+#define ATT_HEAD(p, st, NH, bh) ((p) + ((bh) / (NH)) * (st).b + ((bh) % (NH)) * (st).h)
+
 #define T float
 #define SFX f32
 #define ATT_F64 0

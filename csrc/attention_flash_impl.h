@@ -24,7 +24,15 @@
  * (reproducible for a fixed thread count).
  *
  * Extra memory: O(ATT_BR * ATT_BC + T * (DK + DV)) per thread, plus in the forward one
- * transposed copy of k (the size of k); never a (T, S) matrix.
+ * transposed copy of k (the size of k) and, when v's rows are not DVP apart, one packed
+ * copy of v; never a (T, S) matrix.
+ *
+ * Operands are addressed through the call's tc_attention_layout (tc.h): element (b,h,t,d)
+ * of each at b*st.b + h*st.h + t*st.t + d, so the kernels read q, k, v and write out, dq,
+ * dk, dv in token-major buffers in place. Every strided operand is read row by row into
+ * packed tiles (and its rows prefetched, as no hardware prefetcher follows a stride of
+ * 3C), so the arithmetic, and the results, are those of the contiguous call. The backward
+ * adds into dq, dk, dv (acc) or writes them.
  */
 
 #define AVEC FN(att_vec)
@@ -63,10 +71,13 @@ typedef struct {
     const tc_attention_masks *masks;
     int masked;                     /* keep, bias or key_padding present */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
-    int64_t k_hs, v_hs;             /* head strides of k and v: S*DK, or Smax*DK (decode) */
+    tc_attention_layout lay;        /* element strides of every operand (tc.h) */
+    int acc;                        /* backward: dq, dk, dv += (1) or = (0) */
     const T *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
                                        zero-padded past S, or NULL */
     int64_t nkt;                    /* key tiles per head: S / ATT_BC rounded up */
+    const T *vp;                    /* forward: v packed (BH, S, DVP), columns past DV zero,
+                                       or NULL (v read in place, or per tile) */
     T scale;
     int causal;
     FN(attention_drop) drop;
@@ -187,12 +198,30 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     c.DV = DV;
     c.DKP = attention_round_up(DK > 0 ? DK : 1, ATT_NR);
     c.DVP = attention_round_up(DV > 0 ? DV : 1, ATT_NR);
-    c.k_hs = S * DK;
-    c.v_hs = S * DV;
+    tc_attention_layout_contiguous(&c.lay, NH, Tq, S, DK, DV);
+    c.acc = 1;
     c.scale = scale;
     c.causal = causal;
     c.drop = FN(attention_drop_make)(0, 0, NULL);
     return c;
+}
+
+/* rows ahead that the row loops over strided operands prefetch */
+#define ATT_PF_ROWS 4
+
+/* vp (BH, S, DVP) <- the values of batch-head bh, columns past DV zero */
+static void FN(att_pack_values)(const FN(att_ctx) *c, T *vp, int64_t bh)
+{
+    const int64_t S = c->S, DV = c->DV, DVP = c->DVP, ldv = c->lay.v.t;
+    const T *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    T *d = vp + bh * S * DVP;
+    for (int64_t j = 0; j < S; j++) {
+        if (j + ATT_PF_ROWS < S)
+            for (int64_t p = 0; p < DV; p += 64 / (int64_t)sizeof(T))
+                __builtin_prefetch(v + (j + ATT_PF_ROWS) * ldv + p);
+        memcpy(d + j * DVP, v + j * ldv, (size_t)DV * sizeof(T));
+        for (int64_t p = DV; p < DVP; p++) d[j * DVP + p] = 0;
+    }
 }
 
 /* The forward over BH batch-heads, c->Tq >= 1, c->S >= 1. With more than one query block
@@ -210,22 +239,33 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
     const int64_t per = tiled > rows ? tiled : rows;
     T *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
     if (!scratch) return TC_ENOMEM;
-    T *kt = NULL;
-    if (nqb > 1 && c->DK > 0) {
+    /* with several query blocks per head, v is packed once per head (not once per tile
+     * of every work item) when its rows are not already DVP apart */
+    T *kt = NULL, *vp = NULL;
+    const int packv = nqb > 1 && (c->DV != c->DVP || c->lay.v.t != c->DVP);
+    if ((nqb > 1 && c->DK > 0) || packv) {
         c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
-        kt = FN(att_alloc)(TC_WS_ATT_KEYS, BH * c->nkt * c->DK * ATT_BC);
-        if (!kt) return TC_ENOMEM;
+        const int64_t nk = nqb > 1 && c->DK > 0 ? FN(att_pad)(BH * c->nkt * c->DK * ATT_BC) : 0;
+        const int64_t nv = packv ? BH * c->S * c->DVP : 0;
+        T *blk = FN(att_alloc)(TC_WS_ATT_KEYS, nk + nv);
+        if (!blk) return TC_ENOMEM;
+        kt = nk ? blk : NULL;
+        vp = nv ? blk + nk : NULL;
     }
     const FN(att_fwd_item_fn) item = FN_PICK(att_fwd_item);
     void (*const tkeys)(const FN(att_ctx) *, T *, int64_t, int64_t) =
         FN_PICK(att_transpose_keys);
     c->kt = kt; /* read by the work items only after the barrier that ends the transposes */
+    c->vp = vp;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         T *w = scratch + (size_t)attention_thread_num() * (size_t)per;
-        if (kt) {
+        if (kt || vp) {
 #pragma omp for schedule(static)
-            for (int64_t bh = 0; bh < BH; bh++) tkeys(c, kt, bh, bh + 1);
+            for (int64_t bh = 0; bh < BH; bh++) {
+                if (kt) tkeys(c, kt, bh, bh + 1);
+                if (vp) FN(att_pack_values)(c, vp, bh);
+            }
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) { /* late (heavier causal) blocks first */
@@ -234,7 +274,20 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
         }
     }
     c->kt = NULL;
+    c->vp = NULL;
     return TC_OK;
+}
+
+/* Prefetch a row of DK values at q and rows of DV values at g and o (one touch per line). */
+static inline void FN(att_prefetch_rows)(const T *q, const T *g, const T *o, int64_t DK,
+                                         int64_t DV)
+{
+    const int64_t step = 64 / (int64_t)sizeof(T);
+    for (int64_t p = 0; p < DK; p += step) __builtin_prefetch(q + p);
+    for (int64_t p = 0; p < DV; p += step) {
+        __builtin_prefetch(g + p);
+        __builtin_prefetch(o + p);
+    }
 }
 
 /* Rows [i0, i1) of the backward's per-head operands: Qs = scale q and dOp = dout padded
@@ -250,8 +303,12 @@ static void FN(att_bwd_pack)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64
             memset(go, 0, (size_t)DVP * sizeof(T));
             continue;
         }
-        const T *q = c->q + (bh * Tq + i) * DK;
-        const T *g = c->dout + (bh * Tq + i) * DV, *o = c->o + (bh * Tq + i) * DV;
+        const T *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i * c->lay.q.t;
+        const T *g = ATT_HEAD(c->dout, c->lay.dout, c->NH, bh) + i * c->lay.dout.t;
+        const T *o = ATT_HEAD(c->o, c->lay.out, c->NH, bh) + i * c->lay.out.t;
+        if (i + ATT_PF_ROWS < Tq) /* strided rows: no hardware prefetcher follows them */
+            FN(att_prefetch_rows)(q + ATT_PF_ROWS * c->lay.q.t, g + ATT_PF_ROWS * c->lay.dout.t,
+                                  o + ATT_PF_ROWS * c->lay.out.t, DK, DV);
         for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
         for (int64_t p = DK; p < DKP; p++) qs[p] = 0;
         T d = 0;
@@ -291,9 +348,17 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
                 FN(att_bwd_pack)(c, bh, 0, Tp, Qs, dOp, Dv);
                 memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(T));
                 for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
-                T *dq = c->dq + bh * Tq * DK;
-                for (int64_t i = 0; i < Tq; i++)
-                    for (int64_t p = 0; p < DK; p++) dq[i * DK + p] += scale * dQ[i * DKP + p];
+                T *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
+                const int64_t ldq = c->lay.dq.t;
+                if (c->acc) {
+                    for (int64_t i = 0; i < Tq; i++)
+                        for (int64_t p = 0; p < DK; p++)
+                            dq[i * ldq + p] += scale * dQ[i * DKP + p];
+                } else {
+                    for (int64_t i = 0; i < Tq; i++)
+                        for (int64_t p = 0; p < DK; p++)
+                            dq[i * ldq + p] = scale * dQ[i * DKP + p];
+                }
             }
         }
         return TC_OK;
@@ -320,13 +385,15 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
             memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(T));
 #pragma omp for schedule(static, 1)
             for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
-            T *dq = c->dq + bh * Tq * DK;
+            T *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
+            const int64_t ldq = c->lay.dq.t;
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < Tq; i++) {
                 for (int64_t p = 0; p < DK; p++) {
                     T s = 0;
                     for (int t = 0; t < nthr; t++) s += part[(size_t)t * (size_t)per + (size_t)(i * DKP + p)];
-                    dq[i * DK + p] += scale * s;
+                    if (c->acc) dq[i * ldq + p] += scale * s;
+                    else dq[i * ldq + p] = scale * s;
                 }
             }
         }
@@ -334,22 +401,35 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
     return TC_OK;
 }
 
-// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
-int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
-                             const tc_attention_masks *masks, int64_t B, int64_t NH,
-                             int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
-                             int causal, double dropout_p, uint64_t seed)
+/* p (B,NH,L,D) at strides st <- 0 (the outputs of a call with no key or no query) */
+static void FN(att_zero)(T *p, const tc_attention_strides *st, int64_t B, int64_t NH,
+                         int64_t L, int64_t D)
+{
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++)
+            for (int64_t t = 0; t < L; t++)
+                memset(p + b * st->b + h * st->h + t * st->t, 0, (size_t)D * sizeof(T));
+}
+
+// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV) at the
+// layout's strides (NULL: contiguous)
+int FN(tc_attention_forward_strided)(T *out, T *lse, const T *q, const T *k, const T *v,
+                                     const tc_attention_masks *masks,
+                                     const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                     int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                                     int causal, double dropout_p, uint64_t seed)
 {
     if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
         return TC_EINVAL;
     const int64_t BH = B * NH;
     if (BH == 0 || Tq == 0) return TC_OK;
+    FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
+    if (layout) c.lay = *layout;
     if (S == 0) { /* every row has no key to attend to */
         for (int64_t i = 0; i < BH * Tq; i++) lse[i] = -INFINITY;
-        memset(out, 0, (size_t)(BH * Tq * DV) * sizeof(T));
+        FN(att_zero)(out, &c.lay.out, B, NH, Tq, DV);
         return TC_OK;
     }
-    FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
     c.out = out;
     c.lse = lse;
     c.q = q;
@@ -359,19 +439,42 @@ int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
     return FN(att_forward_run)(&c, BH);
 }
 
-// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
-// q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
-int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k,
-                              const T *v, const T *out, const T *lse,
-                              const tc_attention_masks *masks, int64_t B, int64_t NH,
-                              int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
-                              int causal, double dropout_p, uint64_t seed)
+// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
+int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
+                             const tc_attention_masks *masks, int64_t B, int64_t NH,
+                             int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                             int causal, double dropout_p, uint64_t seed)
 {
-    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
+    return FN(tc_attention_forward_strided)(out, lse, q, k, v, masks, NULL, B, NH, Tq, S, DK,
+                                            DV, scale, causal, dropout_p, seed);
+}
+
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=, accumulate = 1) or
+// written (accumulate = 0); dout/out (B,NH,T,DV), q (B,NH,T,DK), k (B,NH,S,DK),
+// v (B,NH,S,DV) at the layout's strides (NULL: contiguous), lse (B,NH,T) from the forward
+int FN(tc_attention_backward_strided)(T *dq, T *dk, T *dv, const T *dout, const T *q,
+                                      const T *k, const T *v, const T *out, const T *lse,
+                                      const tc_attention_masks *masks,
+                                      const tc_attention_layout *layout, int64_t B,
+                                      int64_t NH, int64_t Tq, int64_t S, int64_t DK,
+                                      int64_t DV, T scale, int causal, double dropout_p,
+                                      uint64_t seed, int accumulate)
+{
+    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p) ||
+        (accumulate != 0 && accumulate != 1))
         return TC_EINVAL;
     const int64_t BH = B * NH;
-    if (BH == 0 || Tq == 0 || S == 0) return TC_OK; /* every gradient is zero */
     FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
+    if (layout) c.lay = *layout;
+    c.acc = accumulate;
+    if (BH == 0 || Tq == 0 || S == 0) { /* every gradient is zero */
+        if (!accumulate) {
+            FN(att_zero)(dq, &c.lay.dq, B, NH, Tq, DK);
+            FN(att_zero)(dk, &c.lay.dk, B, NH, S, DK);
+            FN(att_zero)(dv, &c.lay.dv, B, NH, S, DV);
+        }
+        return TC_OK;
+    }
     c.dq = dq;
     c.dk = dk;
     c.dv = dv;
@@ -383,6 +486,19 @@ int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, co
     c.lse_in = lse;
     c.drop = FN(attention_drop_make)(dropout_p, seed, masks);
     return FN(att_backward_run)(&c, BH);
+}
+
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
+// q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
+int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k,
+                              const T *v, const T *out, const T *lse,
+                              const tc_attention_masks *masks, int64_t B, int64_t NH,
+                              int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                              int causal, double dropout_p, uint64_t seed)
+{
+    return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, k, v, out, lse, masks, NULL,
+                                             B, NH, Tq, S, DK, DV, scale, causal, dropout_p,
+                                             seed, 1);
 }
 
 // out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;
@@ -415,8 +531,8 @@ int FN(tc_attention_decode)(T *out, T *k_cache, T *v_cache, const T *q, const T 
     c.q = q;
     c.k = k_cache;
     c.v = v_cache;
-    c.k_hs = Smax * DK;
-    c.v_hs = Smax * DV;
+    c.lay.k = (tc_attention_strides){NH * Smax * DK, Smax * DK, DK};
+    c.lay.v = (tc_attention_strides){NH * Smax * DV, Smax * DV, DV};
     return FN(att_forward_run)(&c, BH);
 }
 
@@ -430,6 +546,7 @@ int FN(tc_attention_decode)(T *out, T *k_cache, T *v_cache, const T *q, const T 
 #undef ATT_VL
 #undef ATT_NR
 #undef ATT_MR
+#undef ATT_PF_ROWS
 #undef AVEC
 #undef AIVEC
 #undef AUVEC

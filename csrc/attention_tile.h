@@ -146,13 +146,13 @@ KATTR static void KN(att_transpose)(T *restrict d, int64_t ldd, const T *restric
 KATTR static void KN(att_transpose_keys)(const FN(att_ctx) *c, T *kt, int64_t bh0,
                                           int64_t bh1)
 {
-    const int64_t S = c->S, DK = c->DK;
+    const int64_t S = c->S, DK = c->DK, ldk = c->lay.k.t;
     for (int64_t bh = bh0; bh < bh1; bh++) {
-        const T *k = c->k + bh * c->k_hs;
+        const T *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh);
         for (int64_t t = 0; t < c->nkt; t++) {
             T *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
             const int64_t j0 = t * ATT_BC, n = S - j0 < ATT_BC ? S - j0 : ATT_BC;
-            KN(att_transpose)(d, ATT_BC, k + j0 * DK, DK, n, DK);
+            KN(att_transpose)(d, ATT_BC, k + j0 * ldk, ldk, n, DK);
             for (int64_t p = 0; p < DK; p++)
                 for (int64_t j = n; j < ATT_BC; j++) d[p * ATT_BC + j] = 0;
         }
@@ -200,15 +200,15 @@ KATTR static void KN(att_row_ds)(T *restrict ds, const T *restrict p, int64_t n,
         ATT_VSTORE(ds + j, ATT_VLOAD(p + j) * (ATT_VLOAD(ds + j) - D));
 }
 
-/* s[j] = q . k_j for the n keys k_j = k + j*DK, four keys at a time (independent vector
+/* s[j] = q . k_j for the n keys k_j = k + j*ldk, four keys at a time (independent vector
  * accumulators), the DK % ATT_VL tail in scalars */
 KATTR static void KN(att_row_scores)(T *restrict s, const T *restrict q, const T *restrict k,
-                                     int64_t n, int64_t DK)
+                                     int64_t n, int64_t DK, int64_t ldk)
 {
     const int64_t dv = DK / ATT_VL * ATT_VL;
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
-        const T *k0 = k + j * DK, *k1 = k0 + DK, *k2 = k1 + DK, *k3 = k2 + DK;
+        const T *k0 = k + j * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
         AVEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (int64_t p = 0; p < dv; p += ATT_VL) {
             const AVEC x = ATT_VLOAD(q + p);
@@ -236,7 +236,7 @@ KATTR static void KN(att_row_scores)(T *restrict s, const T *restrict q, const T
         s[j + 3] = d3;
     }
     for (; j < n; j++) {
-        const T *kj = k + j * DK;
+        const T *kj = k + j * ldk;
         AVEC a = {0};
         for (int64_t p = 0; p < dv; p += ATT_VL) a += ATT_VLOAD(q + p) * ATT_VLOAD(kj + p);
         T d = 0;
@@ -270,16 +270,17 @@ KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
     const int64_t b = bh / c->NH, h = bh % c->NH;
-    const T *k = c->k + bh * c->k_hs, *v = c->v + bh * c->v_hs;
+    const T *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh), *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    const int64_t ldk = c->lay.k.t, ldv = c->lay.v.t;
     T *qs = w, *o = qs + FN(att_pad)(DK), *s = o + FN(att_pad)(DV);
     for (int64_t r = 0; r < br; r++) {
         const int64_t i = i0 + r;
-        const T *q = c->q + (bh * Tq + i) * DK;
-        T *out = c->out + (bh * Tq + i) * DV;
+        const T *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i * c->lay.q.t;
+        T *out = ATT_HEAD(c->out, c->lay.out, c->NH, bh) + i * c->lay.out.t;
         const int64_t lim = attention_limit(i, Tq, S, c->causal);
         const int64_t n = attention_round_up(lim > 0 ? lim : 1, ATT_VL);
         for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
-        KN(att_row_scores)(s, qs, k, lim, DK);
+        KN(att_row_scores)(s, qs, k, lim, DK, ldk);
         if (c->masked) FN(attention_mask_row)(s, c->masks, b, h, i, 0, lim, lim, S);
         for (int64_t j = lim; j < n; j++) s[j] = -INFINITY;
         const T m = KN(att_row_max)(s, n);
@@ -296,7 +297,7 @@ KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         for (int64_t j = 0; j < lim; j++) {
             const T pj = s[j];
             if (pj == 0) continue; /* masked or dropped */
-            const T *vj = v + j * DV;
+            const T *vj = v + j * ldv;
             for (int64_t cc = 0; cc < DV; cc++) o[cc] += pj * vj[cc];
         }
         const T inv = (T)1 / l;
@@ -317,16 +318,21 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         return;
     }
     const int64_t brp = attention_round_up(br, ATT_MR);
-    const T *q = c->q + (bh * Tq + i0) * DK;
-    const T *k = c->k + bh * c->k_hs, *v = c->v + bh * c->v_hs;
+    const int64_t ldq = c->lay.q.t, ldk = c->lay.k.t, ldv0 = c->lay.v.t;
+    const T *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i0 * ldq;
+    const T *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh), *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
     T *Qs = w, *Kt = Qs + FN(att_pad)(ATT_BR * DK), *Vp = Kt + FN(att_pad)(DK * ATT_BC);
     T *Sb = Vp + FN(att_pad)(ATT_BC * DVP), *O = Sb + ATT_BR * ATT_BC;
     T *mx = O + FN(att_pad)(ATT_BR * DVP), *l = mx + ATT_BR;
     int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1];
 
     /* Qs = scale * q block, rows past br zero */
-    for (int64_t r = 0; r < br; r++)
-        for (int64_t p = 0; p < DK; p++) Qs[r * DK + p] = c->scale * q[r * DK + p];
+    for (int64_t r = 0; r < br; r++) {
+        if (r + 4 < br) /* strided rows: no hardware prefetcher follows them */
+            for (int64_t p = 0; p < DK; p += 64 / (int64_t)sizeof(T))
+                __builtin_prefetch(q + (r + 4) * ldq + p);
+        for (int64_t p = 0; p < DK; p++) Qs[r * DK + p] = c->scale * q[r * ldq + p];
+    }
     memset(Qs + br * DK, 0, (size_t)((brp - br) * DK) * sizeof(T));
     memset(O, 0, (size_t)(brp * DVP) * sizeof(T));
     for (int64_t r = 0; r < brp; r++) {
@@ -351,7 +357,7 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         if (c->kt) {
             kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
         } else {
-            KN(att_transpose)(Kt, ATT_BC, k + j0 * DK, DK, bc, DK);
+            KN(att_transpose)(Kt, ATT_BC, k + j0 * ldk, ldk, bc, DK);
             for (int64_t p = 0; p < DK; p++)
                 for (int64_t j = bc; j < bcp; j++) Kt[p * ATT_BC + j] = 0;
         }
@@ -389,11 +395,14 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
             mx[r] = mnew;
         }
         /* O (brp, DVP) += P (brp, bc) v tile (bc, DVP) */
-        const T *vb = v + j0 * DV;
-        int64_t ldv = DV;
-        if (DV != DVP) {
+        const T *vb = v + j0 * ldv0;
+        int64_t ldv = ldv0;
+        if (c->vp) { /* packed once per head */
+            vb = c->vp + (bh * S + j0) * DVP;
+            ldv = DVP;
+        } else if (DV != DVP || ldv0 != DVP) {
             for (int64_t j = 0; j < bc; j++) {
-                memcpy(Vp + j * DVP, vb + j * DV, (size_t)DV * sizeof(T));
+                memcpy(Vp + j * DVP, vb + j * ldv0, (size_t)DV * sizeof(T));
                 memset(Vp + j * DVP + DV, 0, (size_t)(DVP - DV) * sizeof(T));
             }
             vb = Vp;
@@ -401,8 +410,9 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         }
         KN(att_gemm_nn)(brp, DVP, bc, Sb, ATT_BC, vb, ldv, O, DVP, 1, NULL, kw);
     }
+    T *ob = ATT_HEAD(c->out, c->lay.out, c->NH, bh) + i0 * c->lay.out.t;
     for (int64_t r = 0; r < br; r++) {
-        T *o = c->out + (bh * Tq + i0 + r) * DV;
+        T *o = ob + r * c->lay.out.t;
         if (l[r] > 0) {
             const T inv = (T)1 / l[r];
             for (int64_t cc = 0; cc < DV; cc++) o[cc] = O[r * DVP + cc] * inv;
@@ -426,16 +436,28 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
     const int64_t b = bh / c->NH, h = bh % c->NH;
     const int64_t bc = S - j0 < ATT_BC ? S - j0 : ATT_BC;
     const int64_t bcp = attention_round_up(bc, ATT_BQ);
+    const int64_t ldk0 = c->lay.k.t, ldv = c->lay.v.t, lddk = c->lay.dk.t, lddv = c->lay.dv.t;
+    T *dk = ATT_HEAD(c->dk, c->lay.dk, c->NH, bh) + j0 * lddk;
+    T *dv = ATT_HEAD(c->dv, c->lay.dv, c->NH, bh) + j0 * lddv;
     const int64_t i_first = attention_first_row(j0, Tq, S, c->causal);
-    if (i_first >= Tq) return; /* no query sees these keys */
+    int seen = i_first < Tq; /* some query sees these keys */
     const tc_attention_masks *m = c->masks;
-    if (m && m->key_padding) { /* padding keys only: no gradient */
+    if (seen && m && m->key_padding) { /* padding keys only: no gradient */
         const uint8_t *kp = m->key_padding + b * S + j0;
         int any = 0;
         for (int64_t j = 0; j < bc && !any; j++) any = kp[j] != 0;
-        if (!any) return;
+        seen = any;
     }
-    const T *k = c->k + bh * c->k_hs + j0 * DK, *v = c->v + bh * c->v_hs + j0 * DV;
+    if (!seen) { /* dk, dv of the tile: += 0, or written 0 */
+        if (!c->acc)
+            for (int64_t j = 0; j < bc; j++) {
+                memset(dk + j * lddk, 0, (size_t)DK * sizeof(T));
+                memset(dv + j * lddv, 0, (size_t)DV * sizeof(T));
+            }
+        return;
+    }
+    const T *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh) + j0 * ldk0;
+    const T *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh) + j0 * ldv;
     const T *lse = c->lse_in + bh * Tq;
     T *Kt = w, *Vt = Kt + FN(att_pad)(DK * ATT_BC), *Kp = Vt + FN(att_pad)(DV * ATT_BC);
     T *Sb = Kp + FN(att_pad)(ATT_BC * DKP), *dP = Sb + ATT_BR * ATT_BC;
@@ -445,17 +467,17 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
     /* Kt, Vt: the tile transposed, zero columns up to bcn = bc rounded up to ATT_NR (the
      * score products never read past the causal widths, at most bcn) */
     const int64_t bcn = attention_round_up(bc, ATT_NR);
-    KN(att_transpose)(Kt, ATT_BC, k, DK, bc, DK);
-    KN(att_transpose)(Vt, ATT_BC, v, DV, bc, DV);
+    KN(att_transpose)(Kt, ATT_BC, k, ldk0, bc, DK);
+    KN(att_transpose)(Vt, ATT_BC, v, ldv, bc, DV);
     for (int64_t p = 0; p < DK; p++)
         for (int64_t j = bc; j < bcn; j++) Kt[p * ATT_BC + j] = 0;
     for (int64_t p = 0; p < DV; p++)
         for (int64_t j = bc; j < bcn; j++) Vt[p * ATT_BC + j] = 0;
     const T *kb = k;
-    int64_t ldk = DK;
-    if (DK != DKP) {
+    int64_t ldk = ldk0;
+    if (DK != DKP || ldk0 != DKP) {
         for (int64_t j = 0; j < bc; j++) {
-            memcpy(Kp + j * DKP, k + j * DK, (size_t)DK * sizeof(T));
+            memcpy(Kp + j * DKP, k + j * ldk0, (size_t)DK * sizeof(T));
             memset(Kp + j * DKP + DK, 0, (size_t)(DKP - DK) * sizeof(T));
         }
         kb = Kp;
@@ -515,9 +537,15 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         KN(att_gemm_nn)(brp, DKP, bc, dP, ATT_BC, kb, ldk, dQ + ib * DKP, DKP, 1, NULL, kw);
         KN(att_gemm_tn)(bcp, DKP, br, dP, ATT_BC, Qs + ib * DKP, DKP, dK, DKP, 1, ks);
     }
-    T *dk = c->dk + (bh * S + j0) * DK, *dv = c->dv + (bh * S + j0) * DV;
-    for (int64_t j = 0; j < bc; j++) {
-        for (int64_t p = 0; p < DK; p++) dk[j * DK + p] += dK[j * DKP + p];
-        for (int64_t p = 0; p < DV; p++) dv[j * DV + p] += dV[j * DVP + p];
+    if (c->acc) {
+        for (int64_t j = 0; j < bc; j++) {
+            for (int64_t p = 0; p < DK; p++) dk[j * lddk + p] += dK[j * DKP + p];
+            for (int64_t p = 0; p < DV; p++) dv[j * lddv + p] += dV[j * DVP + p];
+        }
+    } else {
+        for (int64_t j = 0; j < bc; j++) {
+            memcpy(dk + j * lddk, dK + j * DKP, (size_t)DK * sizeof(T));
+            memcpy(dv + j * lddv, dV + j * DVP, (size_t)DV * sizeof(T));
+        }
     }
 }

@@ -5,9 +5,12 @@
  * (sizes per token; C width, H MLP width, NH heads, V vocabulary):
  *   kept for the backward, per layer:
  *     ln1 C, ln1 mean/rstd 2   pre-LN: ln_1(x); post-LN: x1 = ln_1(x + attn)
- *     qkvh 3C                  q, k, v in head-major (B,NH,T,HS) layout (after RoPE)
- *     atth C, lse NH           attention output (head-major) and its row logsumexp
- *     atty C                   attention output, token-major (the c_proj input)
+ *     qkvh 3C                  q, k, v: the c_attn output (B,T,3C) itself (token-major,
+ *                              read by the attention kernel at its strides; with RoPE,
+ *                              q and k rotated in place)
+ *     lse NH                   the attention rows' logsumexp
+ *     atty C                   attention output, token-major (written there by the
+ *                              attention kernel; the c_proj input)
  *     res2 C                   x + drop(attn)
  *     ln2 C, ln2 mean/rstd 2   pre-LN: ln_2(res2); post-LN: the layer output
  *     fch H, fcha H            c_fc output after the activation (fcha) and, for the
@@ -15,9 +18,9 @@
  *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
  *   kept once: pos ids (int64), enc C (embeddings), lnf C + 2, logits V (the backward
  *     turns them into dlogits in place), per-row loss and logsumexp 2;
- *   scratch shared by all layers: qkv 3C (c_attn output / its gradient), dres C (the
+ *   scratch shared by all layers: qkv 3C (the c_attn output's gradient), dres C (the
  *     running residual gradient), ddrop C, dh1 H, dh2 H, dc C (also the forward's
- *     projection output), datth C, dqkvh 3C.
+ *     projection output and the attention output's gradient).
  */
 #include "tc_generic.h"
 #include "model_common.h"
@@ -27,13 +30,13 @@
 #include <string.h>
 
 typedef struct { /* byte offsets into the arena */
-    size_t ln1, ln1_mean, ln1_rstd, qkvh, atth, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
+    size_t ln1, ln1_mean, ln1_rstd, qkvh, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
         fch, fcha, res3;
 } gpt_layer_acts;
 
 typedef struct {
     size_t pos, enc, lnf, lnf_mean, lnf_rstd, logits, losses, loss_lse;
-    size_t qkv, dres, ddrop, dh1, dh2, dc, datth, dqkvh;
+    size_t qkv, dres, ddrop, dh1, dh2, dc;
     size_t total;
 } gpt_acts;
 
@@ -83,7 +86,6 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.ln1_mean = gpt_take(&u, N, elem);
         a.ln1_rstd = gpt_take(&u, N, elem);
         a.qkvh = gpt_take(&u, 3 * N * C, elem);
-        a.atth = gpt_take(&u, N * C, elem);
         a.lse = gpt_take(&u, N * NH, elem);
         a.atty = gpt_take(&u, N * C, elem);
         a.res2 = gpt_take(&u, N * C, elem);
@@ -107,8 +109,6 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
     g.dh1 = gpt_take(&u, N * H, elem);
     g.dh2 = gpt_take(&u, N * H, elem);
     g.dc = gpt_take(&u, N * C, elem);
-    g.datth = gpt_take(&u, N * C, elem);
-    g.dqkvh = gpt_take(&u, 3 * N * C, elem);
     g.total = (u + 63) / 64 * 64;
     if (ga) *ga = g;
     return g.total;

@@ -26,6 +26,22 @@ static inline uint64_t gpt_site_seed(uint64_t seed, int64_t site)
     return seed + (uint64_t)(site + 1) * UINT64_C(0x9E3779B97F4A7C15);
 }
 
+/* Attention operand strides (tc_attention_strides) of the heads of a token-major buffer
+ * (B,L,row) whose C-wide slice holds the NH heads of HS values: element (b,h,t,d) at
+ * b*L*row + h*HS + t*row + d (from the slice's first element). */
+static inline tc_attention_strides model_tokens(int64_t L, int64_t row, int64_t HS)
+{
+    tc_attention_strides s = {L * row, HS, row};
+    return s;
+}
+
+/* The contiguous head-major (B,NH,L,HS) strides. */
+static inline tc_attention_strides model_heads(int64_t NH, int64_t L, int64_t HS)
+{
+    tc_attention_strides s = {NH * L * HS, L * HS, HS};
+    return s;
+}
+
 /* The per-token scratch of the KV decoders (model_decode.c, model_encdec_decode.c): byte
  * offsets of one block per buffer, carved for N tokens. */
 typedef struct {

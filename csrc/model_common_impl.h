@@ -1,7 +1,9 @@
 /* model_common_impl.h: helpers shared by the whole-model fast paths (model_impl.h for GPT,
  * model_encdec_impl.h for the encoder-decoder), written once for T and included by each
- * per dtype: layout copies between token-major (B,T,C) and head-major (B,NH,T,HS), residual
- * additions, position rows, the in-place cross-entropy gradient and the activations. */
+ * per dtype: the copy of q, k, v from token-major (B,T,3C) to head-major (B,NH,T,HS) (for
+ * the encoder-decoder's KV-cache decode step only, which defines TC_MODEL_HEAD_COPIES; the
+ * fast paths' attention reads the token-major buffers in place), residual additions,
+ * position rows, the in-place cross-entropy gradient and the activations. */
 
 #ifndef TC_MODEL_COPY_MIN_WORK
 /* memory-bound copies and additions: below ~1 MB a second thread costs more to wake (a
@@ -15,6 +17,7 @@ static inline void FN(gpt_copy)(T *restrict d, const T *restrict s, int64_t n)
     for (int64_t i = 0; i < n; i++) d[i] = s[i];
 }
 
+#ifdef TC_MODEL_HEAD_COPIES /* the includers that copy q, k, v to heads */
 // qh, kh, vh (B,NH,T,HS) <- the three C-wide slices of qkv (B,T,3C)
 static void FN(gpt_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, int64_t L,
                                 int64_t NH, int64_t HS)
@@ -33,43 +36,7 @@ static void FN(gpt_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, in
         }
     }
 }
-
-// dqkv (B,T,3C) <- dqh, dkh, dvh (B,NH,T,HS) (the inverse copy)
-static void FN(gpt_merge_qkv)(T *dqkv, const T *dqh, const T *dkh, const T *dvh, int64_t B,
-                              int64_t L, int64_t NH, int64_t HS)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t t = 0; t < L; t++) {
-            T *dst = dqkv + (b * L + t) * 3 * C;
-            for (int64_t h = 0; h < NH; h++) {
-                const int64_t o = ((b * NH + h) * L + t) * HS;
-                FN(gpt_copy)(dst + h * HS, dqh + o, HS);
-                FN(gpt_copy)(dst + C + h * HS, dkh + o, HS);
-                FN(gpt_copy)(dst + 2 * C + h * HS, dvh + o, HS);
-            }
-        }
-    }
-}
-
-// y (B,T,C) <- yh (B,NH,T,HS) when to_tokens, else yh <- y
-static void FN(gpt_permute)(T *y, T *yh, int64_t B, int64_t L, int64_t NH, int64_t HS,
-                            int to_tokens)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t t = 0; t < L; t++) {
-            for (int64_t h = 0; h < NH; h++) {
-                T *tok = y + (b * L + t) * C + h * HS;
-                T *head = yh + ((b * NH + h) * L + t) * HS;
-                if (to_tokens) FN(gpt_copy)(tok, head, HS);
-                else FN(gpt_copy)(head, tok, HS);
-            }
-        }
-    }
-}
+#endif
 
 // out (N,C) = a (N,C) + b (N,C); out may be a
 static void FN(gpt_add)(T *out, const T *a, const T *b, int64_t n)

@@ -11,10 +11,10 @@
  * the larger; C width, H MLP width, NH heads, V target vocabulary):
  *   kept for the backward, per layer:
  *     per slot: ln C, mean/rstd 2, r C
- *     self-attention: qkvh 3C (head-major q, k, v), atth C + lse NH (attention output and
- *       row logsumexp), atty C (token-major, the c_proj input)
- *     cross-attention (decoder): xqh C (queries), xkvh 2C per SOURCE token (keys and values
- *       of the memory), xatth C + xlse NH, xatty C
+ *     self-attention: qkvh 3C (the c_attn output (B,L,3C): q, k, v token-major), lse NH
+ *       (row logsumexp), atty C (attention output, token-major, the c_proj input)
+ *     cross-attention (decoder): xqh C (queries, token-major), xkvh 2C per SOURCE token
+ *       (keys and values of the memory, (B,S,2C)), xlse NH, xatty C
  *     MLP: fch H, fcha H (c_fc output after the activation, and before it for ReLU or the
  *       GELU's derivative there: the backward's cache)
  *   kept once: source and target positions (int64), the two embedding outputs, each
@@ -22,7 +22,7 @@
  *     logsumexp 2;
  *   scratch (Nm tokens): qkv 3C (projection outputs / their gradients), dres C and dtmp C
  *     (the running residual gradient), ddrop C, dfin C (a branch's input gradient; also
- *     the forward's branch output), datty C, datth C, dqkvh 3C, dh1 H, dh2 H; and dmem C
+ *     the forward's branch output), datty C, dh1 H, dh2 H; and dmem C
  *     per source token (the memory's gradient, summed over the decoder layers).
  */
 #include "tc_generic.h"
@@ -34,15 +34,15 @@
 
 typedef struct {
     size_t ln[3], mean[3], rstd[3], r[3];   /* slots A (self), B (cross), C (MLP) */
-    size_t qkvh, atth, lse, atty;
-    size_t xqh, xkvh, xatth, xlse, xatty;
+    size_t qkvh, lse, atty;
+    size_t xqh, xkvh, xlse, xatty;
     size_t fch, fcha;
 } ed_layer_acts;
 
 typedef struct {
     size_t spos, tpos, semb, temb, slnf, slnf_mean, slnf_rstd, tlnf, tlnf_mean, tlnf_rstd;
     size_t logits, losses, loss_lse;
-    size_t qkv, dres, dtmp, ddrop, dfin, datty, datth, dqkvh, dh1, dh2, dmem;
+    size_t qkv, dres, dtmp, ddrop, dfin, datty, dh1, dh2, dmem;
     size_t total;
 } ed_acts;
 
@@ -128,13 +128,11 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
                 a.r[s] = gpt_take(&u, n * C, elem);
             }
             a.qkvh = gpt_take(&u, 3 * N * C, elem);
-            a.atth = gpt_take(&u, N * C, elem);
             a.lse = gpt_take(&u, N * NH, elem);
             a.atty = gpt_take(&u, N * C, elem);
             if (dec) {
                 a.xqh = gpt_take(&u, Nt * C, elem);
                 a.xkvh = gpt_take(&u, 2 * Ns * C, elem);
-                a.xatth = gpt_take(&u, Nt * C, elem);
                 a.xlse = gpt_take(&u, Nt * NH, elem);
                 a.xatty = gpt_take(&u, Nt * C, elem);
             }
@@ -158,8 +156,6 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
     g.ddrop = gpt_take(&u, c->dropout > 0 ? Nm * C : 0, elem);
     g.dfin = gpt_take(&u, Nm * C, elem);
     g.datty = gpt_take(&u, Nm * C, elem);
-    g.datth = gpt_take(&u, Nm * C, elem);
-    g.dqkvh = gpt_take(&u, 3 * Nm * C, elem);
     g.dh1 = gpt_take(&u, Nm * H, elem);
     g.dh2 = gpt_take(&u, Nm * H, elem);
     g.dmem = gpt_take(&u, Ns * C, elem);

@@ -17,8 +17,21 @@
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
+#define TC_MODEL_HEAD_COPIES
 #include "model_common_impl.h"
+#undef TC_MODEL_HEAD_COPIES
 #pragma GCC diagnostic pop
+
+// y (B,T,C) <- yh (B,NH,T,HS)
+static void FN(edk_to_tokens)(T *y, const T *yh, int64_t B, int64_t L, int64_t NH, int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < L; t++)
+            for (int64_t h = 0; h < NH; h++)
+                FN(gpt_copy)(y + (b * L + t) * C + h * HS, yh + ((b * NH + h) * L + t) * HS, HS);
+}
 
 #define DVEC FN(edk_vec)
 typedef T DVEC __attribute__((vector_size(32)));
@@ -137,6 +150,9 @@ static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t 
     else FN(gpt_add_rows)(x, (const T *)kv->tab, pos, N, C);
 
     const T scale = (T)(1.0 / sqrt((double)HS));
+    tc_attention_layout xlay; /* the cross-attention: cached keys and values head-major */
+    tc_attention_layout_contiguous(&xlay, NH, TN, S, HS, HS);
+    xlay.q = xlay.out = model_tokens(TN, C, HS);
     const size_t slayer = (size_t)(kv->Bmax * NH * Tmax * HS);
     const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS);
     for (int64_t l = 0; l < c->Ld; l++) {
@@ -150,20 +166,15 @@ static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t 
         FN(gpt_split_heads)(qh, kh, vh, qkv, B, TN, NH, HS);
         CHECK(FN(tc_attention_decode)(atth, kc, vc, qh, kh, vh, NULL, B, NH, TN, Tmax, pos0,
                                       HS, HS, scale));
-        if (TN > 1) FN(gpt_permute)(atty, atth, B, TN, NH, HS, 1);
+        if (TN > 1) FN(edk_to_tokens)(atty, atth, B, TN, NH, HS);
         CHECK(FN(edk_linear)(proj, atty, KP(p->proj.w), KP(p->proj.b), N, C, C));
         CHECK(FN(edk_residual)(kv, x, proj, &p->ln1, N));
         /* cross-attention to the memory's cached keys and values */
         CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->lnx, N));
         CHECK(FN(edk_linear)(qkv, in, KP(p->xq.w), KP(p->xq.b), N, C, C));
-        const T *q = qkv;
-        if (TN > 1) {
-            FN(gpt_permute)(qkv, qh, B, TN, NH, HS, 0);
-            q = qh;
-        }
-        CHECK(FN(tc_attention_forward)(atth, lse, q, xk, xv, xmask, B, NH, TN, S, HS, HS, scale,
-                                       TC_CAUSAL_NONE, 0.0, 0));
-        if (TN > 1) FN(gpt_permute)(atty, atth, B, TN, NH, HS, 1);
+        /* q read from (B,TN,C) and the output written to (B,TN,C) at their strides */
+        CHECK(FN(tc_attention_forward_strided)(atty, lse, qkv, xk, xv, xmask, &xlay, B, NH, TN,
+                                               S, HS, HS, scale, TC_CAUSAL_NONE, 0.0, 0));
         CHECK(FN(edk_linear)(proj, atty, KP(p->xproj.w), KP(p->xproj.b), N, C, C));
         CHECK(FN(edk_residual)(kv, x, proj, &p->lnx, N));
         /* MLP */

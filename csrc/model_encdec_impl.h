@@ -2,8 +2,9 @@
  * model_encdec.c), written once for T. Every matrix product, normalisation, activation,
  * attention, dropout and loss step is the library kernel the module path
  * (transformer_c.nn.EncoderDecoder with fast=False) calls, in the same order; the glue is
- * layout copies, residual additions, position rows and the in-place cross-entropy
- * gradient (model_common_impl.h). */
+ * residual additions, position rows and the in-place cross-entropy gradient
+ * (model_common_impl.h); the attention kernel reads and writes the token-major projection
+ * buffers at their strides (no layout copies). */
 
 #define PP(off) ((off) < 0 ? NULL : (T *)m->params + (off))  /* parameter pointer */
 #define GP(off) ((off) < 0 ? NULL : (T *)m->grads + (off))   /* gradient pointer */
@@ -15,42 +16,6 @@
     } while (0)
 
 #include "model_common_impl.h"
-
-// kh, vh (B,NH,S,HS) <- the two C-wide slices of kv (B,S,2C)
-static void FN(ed_split_kv)(T *kh, T *vh, const T *kv, int64_t B, int64_t S, int64_t NH,
-                            int64_t HS)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * S * C >= TC_PARALLEL_MIN_WORK)
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t h = 0; h < NH; h++) {
-            const int64_t o = (b * NH + h) * S * HS;
-            for (int64_t t = 0; t < S; t++) {
-                const T *src = kv + (b * S + t) * 2 * C + h * HS;
-                memcpy(kh + o + t * HS, src, (size_t)HS * sizeof(T));
-                memcpy(vh + o + t * HS, src + C, (size_t)HS * sizeof(T));
-            }
-        }
-    }
-}
-
-// dkv (B,S,2C) <- dkh, dvh (B,NH,S,HS) (the inverse copy)
-static void FN(ed_merge_kv)(T *dkv, const T *dkh, const T *dvh, int64_t B, int64_t S,
-                            int64_t NH, int64_t HS)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * S * C >= TC_PARALLEL_MIN_WORK)
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t t = 0; t < S; t++) {
-            T *dst = dkv + (b * S + t) * 2 * C;
-            for (int64_t h = 0; h < NH; h++) {
-                const int64_t o = ((b * NH + h) * S + t) * HS;
-                memcpy(dst + h * HS, dkh + o, (size_t)HS * sizeof(T));
-                memcpy(dst + C + h * HS, dvh + o, (size_t)HS * sizeof(T));
-            }
-        }
-    }
-}
 
 /* x (n,) <- drop(x) at dropout site `site`, when dropping. */
 static int FN(ed_dropout)(T *x, int64_t n, const tc_encdec *m, const ed_call *k, int64_t site)
@@ -71,100 +36,113 @@ static int FN(ed_dropout_back)(const T **out, const T *g, T *scratch, int64_t n,
                                       gpt_site_seed(k->seed, site), ed_drop_first(k, n), 0);
 }
 
-static int FN(ed_attention_forward)(const tc_encdec *m, T *out, T *lse, const T *qh,
-                                    const T *kh, const T *vh, const uint8_t *mask,
-                                    int64_t B, int64_t L, int64_t S, int causal,
-                                    const ed_call *k, int64_t site)
+/* Attention of B sequences of L queries against S keys; every operand at the strides of
+ * lay (token-major buffers, read and written in place). */
+static int FN(ed_attention_forward)(const tc_encdec *m, T *out, T *lse, const T *q,
+                                    const T *kk, const T *vv, const tc_attention_layout *lay,
+                                    const uint8_t *mask, int64_t B, int64_t L, int64_t S,
+                                    int causal, const ed_call *k, int64_t site)
 {
     const int64_t NH = m->cfg.NH, HS = m->cfg.C / NH;
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = mask;
     mk.dropout_first = ed_drop_first(k, B * NH * L * S);
-    return FN(tc_attention_forward)(out, lse, qh, kh, vh, &mk, B, NH, L, S, HS,
-                                    HS, (T)(1.0 / sqrt((double)HS)),
-                                    causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
-                                    k->drop ? m->cfg.dropout : 0.0,
-                                    gpt_site_seed(k->seed, site));
+    return FN(tc_attention_forward_strided)(out, lse, q, kk, vv, &mk, lay, B, NH, L, S, HS,
+                                            HS, (T)(1.0 / sqrt((double)HS)),
+                                            causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
+                                            k->drop ? m->cfg.dropout : 0.0,
+                                            gpt_site_seed(k->seed, site));
 }
 
+/* Its backward: dq, dk, dv WRITTEN (no zeroing needed) at the strides of lay. */
 static int FN(ed_attention_backward)(const tc_encdec *m, T *dq, T *dk, T *dv, const T *dout,
-                                     const T *qh, const T *kh, const T *vh, const T *out,
-                                     const T *lse, const uint8_t *mask, int64_t B, int64_t L,
-                                     int64_t S, int causal, const ed_call *k, int64_t site)
+                                     const T *q, const T *kk, const T *vv, const T *out,
+                                     const T *lse, const tc_attention_layout *lay,
+                                     const uint8_t *mask, int64_t B, int64_t L, int64_t S,
+                                     int causal, const ed_call *k, int64_t site)
 {
     const int64_t NH = m->cfg.NH, HS = m->cfg.C / NH;
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = mask;
     mk.dropout_first = ed_drop_first(k, B * NH * L * S);
-    return FN(tc_attention_backward)(dq, dk, dv, dout, qh, kh, vh, out, lse, &mk,
-                                     B, NH, L, S, HS, HS, (T)(1.0 / sqrt((double)HS)),
-                                     causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
-                                     k->drop ? m->cfg.dropout : 0.0,
-                                     gpt_site_seed(k->seed, site));
+    return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, kk, vv, out, lse, &mk, lay,
+                                             B, NH, L, S, HS, HS,
+                                             (T)(1.0 / sqrt((double)HS)),
+                                             causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
+                                             k->drop ? m->cfg.dropout : 0.0,
+                                             gpt_site_seed(k->seed, site), 0);
 }
 
 /* Self-attention: proj (N,C) = c_proj(attention(c_attn(x))), x (B*L,C); bidirectional
- * with the source mask in the encoder (dec == 0), causal in the decoder. */
+ * with the source mask in the encoder (dec == 0), causal in the decoder. The attention
+ * kernel reads q, k, v from the c_attn output (B,L,3C) kept in qkvh and writes its output
+ * token-major into atty (B,L,C). */
 static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
                                T *proj, const T *x, int dec, const ed_call *k, int64_t site)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
-    T *qkv = AP(m->ga.qkv), *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
+    T *qkv = AP(a->qkvh);
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.k = lay.v = model_tokens(L, 3 * C, HS);
+    lay.out = model_tokens(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
-    FN(gpt_split_heads)(qh, kh, vh, qkv, B, L, NH, HS);
-    CHECK(FN(ed_attention_forward)(m, AP(a->atth), AP(a->lse), qh, kh, vh,
-                                   dec ? NULL : k->mask, B, L, L, dec, k, site));
-    FN(gpt_permute)(AP(a->atty), AP(a->atth), B, L, NH, HS, 1);
+    CHECK(FN(ed_attention_forward)(m, AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C,
+                                   &lay, dec ? NULL : k->mask, B, L, L, dec, k, site));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->proj.w), PP(p->proj.b), N, C, C);
 }
 
 /* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) (written
  * with set_dx: the same bits as adding to zeros). dproj is read before dx is written (they
- * may be the same buffer). */
+ * may be the same buffer). dq, dk, dv are written straight into dqkv (B,L,3C). */
 static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
                                 T *dx, const T *dproj, const T *x, int dec, const ed_call *k,
                                 int64_t site, int set_dx)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
-    T *datty = AP(m->ga.datty), *datth = AP(m->ga.datth), *dqkv = AP(m->ga.qkv);
-    T *dqh = AP(m->ga.dqkvh), *dkh = dqh + N * C, *dvh = dkh + N * C;
-    const T *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
+    T *datty = AP(m->ga.datty), *dqkv = AP(m->ga.qkv);
+    const T *qkv = AP(a->qkvh);
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, 3 * C, HS);
+    lay.out = lay.dout = model_tokens(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
                                      PP(p->proj.w), N, C, C, TC_LINEAR_SET_DINP));
-    FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
-    memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
-    CHECK(FN(ed_attention_backward)(m, dqh, dkh, dvh, datth, qh, kh, vh, AP(a->atth),
-                                    AP(a->lse), dec ? NULL : k->mask, B, L, L, dec, k, site));
-    FN(gpt_merge_qkv)(dqkv, dqh, dkh, dvh, B, L, NH, HS);
+    CHECK(FN(ed_attention_backward)(m, dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
+                                    qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
+                                    dec ? NULL : k->mask, B, L, L, dec, k, site));
     return FN(tc_linear_backward_set)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
                                       C, 3 * C, set_dx ? TC_LINEAR_SET_DINP : 0);
 }
 
 /* Cross-attention: proj (Nt,C) = c_proj(attention(q_attn(x), c_attn(mem))), x (B*Lt,C),
- * mem (B*Ls,C), source padding masked. */
+ * mem (B*Ls,C), source padding masked. The kernel reads the queries (B,Lt,C) from xqh and
+ * the keys and values (B,Ls,2C) from xkvh, the projection outputs themselves, and writes
+ * its output token-major into xatty (B,Lt,C). */
 static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
                                 T *proj, const T *x, const T *mem, const ed_call *k,
                                 int64_t site)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
-    T *tmp = AP(m->ga.qkv), *kh = AP(a->xkvh), *vh = kh + Ns * C;
-    CHECK(FN(tc_linear_forward)(tmp, x, PP(p->xq.w), PP(p->xq.b), Nt, C, C));
-    FN(gpt_permute)(tmp, AP(a->xqh), B, k->Lt, NH, HS, 0);
-    CHECK(FN(tc_linear_forward)(tmp, mem, PP(p->xkv.w), PP(p->xkv.b), Ns, C, 2 * C));
-    FN(ed_split_kv)(kh, vh, tmp, B, k->Ls, NH, HS);
-    CHECK(FN(ed_attention_forward)(m, AP(a->xatth), AP(a->xlse), AP(a->xqh), kh, vh, k->mask,
+    T *q = AP(a->xqh), *kv = AP(a->xkvh);
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.out = model_tokens(k->Lt, C, HS);
+    lay.k = lay.v = model_tokens(k->Ls, 2 * C, HS);
+    CHECK(FN(tc_linear_forward)(q, x, PP(p->xq.w), PP(p->xq.b), Nt, C, C));
+    CHECK(FN(tc_linear_forward)(kv, mem, PP(p->xkv.w), PP(p->xkv.b), Ns, C, 2 * C));
+    CHECK(FN(ed_attention_forward)(m, AP(a->xatty), AP(a->xlse), q, kv, kv + C, &lay, k->mask,
                                    B, k->Lt, k->Ls, 0, k, site));
-    FN(gpt_permute)(AP(a->xatty), AP(a->xatth), B, k->Lt, NH, HS, 1);
     return FN(tc_linear_forward)(proj, AP(a->xatty), PP(p->xproj.w), PP(p->xproj.b), Nt, C, C);
 }
 
 /* Its backward: dx (Nt,C) (written with set_dx) and dmem (Ns,C) accumulated, dproj read
- * first. */
+ * first. The kernel writes dq (B,Lt,C) and dkv (B,Ls,2C) side by side in the qkv scratch. */
 static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
                                  const ed_layer_acts *a, T *dx, T *dmem, const T *dproj,
                                  const T *x, const T *mem, const ed_call *k, int64_t site,
@@ -172,21 +150,20 @@ static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
-    T *datty = AP(m->ga.datty), *datth = AP(m->ga.datth), *tmp = AP(m->ga.qkv);
-    T *dqh = AP(m->ga.dqkvh), *dkh = dqh + Nt * C, *dvh = dkh + Ns * C;
-    const T *kh = AP(a->xkvh), *vh = kh + Ns * C;
+    T *datty = AP(m->ga.datty), *dq = AP(m->ga.qkv), *dkv = dq + Nt * C;
+    const T *q = AP(a->xqh), *kv = AP(a->xkvh);
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.dq = lay.out = lay.dout = model_tokens(k->Lt, C, HS);
+    lay.k = lay.v = lay.dk = lay.dv = model_tokens(k->Ls, 2 * C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj,
                                      AP(a->xatty), PP(p->xproj.w), Nt, C, C,
                                      TC_LINEAR_SET_DINP));
-    FN(gpt_permute)(datty, datth, B, k->Lt, NH, HS, 0);
-    memset(dqh, 0, (size_t)((Nt + 2 * Ns) * C) * sizeof(T));
-    CHECK(FN(ed_attention_backward)(m, dqh, dkh, dvh, datth, AP(a->xqh), kh, vh, AP(a->xatth),
-                                    AP(a->xlse), k->mask, B, k->Lt, k->Ls, 0, k, site));
-    FN(gpt_permute)(tmp, dqh, B, k->Lt, NH, HS, 1);
-    CHECK(FN(tc_linear_backward_set)(dx, GP(p->xq.w), GP(p->xq.b), tmp, x, PP(p->xq.w), Nt, C,
+    CHECK(FN(ed_attention_backward)(m, dq, dkv, dkv + C, datty, q, kv, kv + C, AP(a->xatty),
+                                    AP(a->xlse), &lay, k->mask, B, k->Lt, k->Ls, 0, k, site));
+    CHECK(FN(tc_linear_backward_set)(dx, GP(p->xq.w), GP(p->xq.b), dq, x, PP(p->xq.w), Nt, C,
                                      C, set_dx ? TC_LINEAR_SET_DINP : 0));
-    FN(ed_merge_kv)(tmp, dkh, dvh, B, k->Ls, NH, HS);
-    return FN(tc_linear_backward)(dmem, GP(p->xkv.w), GP(p->xkv.b), tmp, mem, PP(p->xkv.w), Ns,
+    return FN(tc_linear_backward)(dmem, GP(p->xkv.w), GP(p->xkv.b), dkv, mem, PP(p->xkv.w), Ns,
                                   C, 2 * C);
 }
 

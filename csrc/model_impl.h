@@ -1,8 +1,9 @@
 /* model_impl.h: the GPT forward, loss and backward over the arena (see model.c), written
  * once for T. Every matrix product, normalisation, activation, attention, RoPE, dropout and
- * loss step is the library kernel the module path calls; the glue here is only copies
- * between token-major (B,T,C) and head-major (B,NH,T,HS) layouts, residual additions, the
- * position lookup, and the cross-entropy gradient written over the logits in place. */
+ * loss step is the library kernel the module path calls; the glue here is only residual
+ * additions, the position lookup and the cross-entropy gradient written over the logits in
+ * place: the attention kernel (and RoPE) read and write the token-major (B,T,3C) and
+ * (B,T,C) buffers in place at their strides, with no copies to a head-major layout. */
 
 #define PP(off) ((off) < 0 ? NULL : (T *)m->params + (off))  /* parameter pointer */
 #define GP(off) ((off) < 0 ? NULL : (T *)m->grads + (off))   /* gradient pointer */
@@ -70,8 +71,22 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, T *params, T *gr
     return TC_OK;
 }
 
+/* q and k (the first two C-wide slices of a token-major (B,L,3C) buffer) rotated by RoPE in
+ * place: by +angle (the forward) or -angle (the backward, on dq and dk). */
+static int FN(gpt_rope_qk)(const tc_gpt *m, T *qkv, int64_t B, int64_t L, int inverse)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    for (int s = 0; s < 2; s++)
+        CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (T *)m->tab1, (T *)m->tab2, B, L, NH, HS,
+                                          L * 3 * C, 3 * C, HS, c->rope_interleaved, inverse));
+    return TC_OK;
+}
+
 /* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))), with the tiled
- * attention kernel (dropout on its probabilities: site 1 + 3l). */
+ * attention kernel (dropout on its probabilities: site 1 + 3l). The c_attn output (B,L,3C)
+ * is kept in qkvh (with RoPE, q and k rotated there in place); the kernel reads q, k, v from
+ * it and writes its output into atty (B,L,C), the c_proj input, all at their strides. */
 static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, int64_t B,
                                      int64_t L, uint64_t seed, int drop)
 {
@@ -79,29 +94,28 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, 
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
-    T *qkv = AP(m->ga.qkv), *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
+    T *qkv = AP(a->qkvh);
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.k = lay.v = model_tokens(L, 3 * C, HS);
+    lay.out = model_tokens(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
-    FN(gpt_split_heads)(qh, kh, vh, qkv, B, L, NH, HS);
-    if (c->position == TC_GPT_POS_ROPE) {
-        CHECK(FN(tc_rope_forward)(qh, qh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
-                                  c->rope_interleaved));
-        CHECK(FN(tc_rope_forward)(kh, kh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
-                                  c->rope_interleaved));
-    }
+    if (c->position == TC_GPT_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
     const T scale = (T)(1.0 / sqrt((double)HS));
     tc_attention_masks mk; /* no masks: only the place of these rows in the dropout stream */
     memset(&mk, 0, sizeof mk);
     mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
-    CHECK(FN(tc_attention_forward)(AP(a->atth), AP(a->lse), qh, kh, vh, &mk, B, NH, L, L, HS,
-                                   HS, scale, TC_CAUSAL_TOP_LEFT, drop ? c->dropout : 0.0,
-                                   gpt_site_seed(seed, 1 + 3 * l)));
-    FN(gpt_permute)(AP(a->atty), AP(a->atth), B, L, NH, HS, 1);
+    CHECK(FN(tc_attention_forward_strided)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C,
+                                           &mk, &lay, B, NH, L, L, HS, HS, scale,
+                                           TC_CAUSAL_TOP_LEFT, drop ? c->dropout : 0.0,
+                                           gpt_site_seed(seed, 1 + 3 * l)));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
 }
 
 /* Its backward: given dproj (N,C), accumulate the weight gradients (write them with set_w)
  * and dx (N,C) += dx (or dx = dx with set_dx); written values have the bits adding to zeros
- * gives. */
+ * gives. The attention kernel reads the output gradient from datty (B,L,C) and WRITES dq,
+ * dk, dv into dqkv (B,L,3C) (no zeroing), where RoPE rotates dq and dk back in place. */
 static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dproj,
                                       const T *x, int64_t B, int64_t L, uint64_t seed, int drop,
                                       int set_dx, int set_w)
@@ -111,27 +125,24 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
-    T *datty = AP(m->ga.dc), *datth = AP(m->ga.datth), *dqkv = AP(m->ga.qkv);
-    T *dqh = AP(m->ga.dqkvh), *dkh = dqh + N * C, *dvh = dkh + N * C;
-    const T *qh = AP(a->qkvh), *kh = qh + N * C, *vh = kh + N * C;
+    T *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
+    const T *qkv = AP(a->qkvh);
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, 3 * C, HS);
+    lay.out = lay.dout = model_tokens(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                      PP(p->projw), N, C, C, TC_LINEAR_SET_DINP | wset));
-    FN(gpt_permute)(datty, datth, B, L, NH, HS, 0);
-    memset(dqh, 0, (size_t)(3 * N * C) * sizeof(T));
     const T scale = (T)(1.0 / sqrt((double)HS));
     tc_attention_masks mk; /* as in the forward */
     memset(&mk, 0, sizeof mk);
     mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
-    CHECK(FN(tc_attention_backward)(dqh, dkh, dvh, datth, qh, kh, vh, AP(a->atth), AP(a->lse),
-                                    &mk, B, NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
-                                    drop ? c->dropout : 0.0, gpt_site_seed(seed, 1 + 3 * l)));
-    if (c->position == TC_GPT_POS_ROPE) {
-        CHECK(FN(tc_rope_inverse_inplace)(dqh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
-                                          c->rope_interleaved));
-        CHECK(FN(tc_rope_inverse_inplace)(dkh, (T *)m->tab1, (T *)m->tab2, B * NH, L, 1, HS,
-                                          c->rope_interleaved));
-    }
-    FN(gpt_merge_qkv)(dqkv, dqh, dkh, dvh, B, L, NH, HS);
+    CHECK(FN(tc_attention_backward_strided)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
+                                            qkv + 2 * C, AP(a->atty), AP(a->lse), &mk, &lay, B,
+                                            NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
+                                            drop ? c->dropout : 0.0,
+                                            gpt_site_seed(seed, 1 + 3 * l), 0));
+    if (c->position == TC_GPT_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
     return FN(tc_linear_backward_set)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
                                       3 * C, (set_dx ? TC_LINEAR_SET_DINP : 0) | wset);
 }

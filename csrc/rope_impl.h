@@ -105,3 +105,26 @@ int FN(tc_rope_inverse_inplace)(T *x, const T *cos_t, const T *sin_t, int64_t N,
 {
     return FN(rope_apply)(x, x, cos_t, sin_t, N, L, NH, HS, interleaved, (T)-1, 0);
 }
+
+// x (N,L,NH,HS) at element strides (sn, sl, sh) (the last dim contiguous; e.g. the q or k
+// slice of a token-major (B,L,3C) buffer: (L*3C, 3C, HS)) rotated in place, by +angle
+// (inverse = 0, the forward) or -angle (inverse = 1); cos, sin (L, HS/2)
+int FN(tc_rope_inplace_strided)(T *x, const T *cos_t, const T *sin_t, int64_t N, int64_t L,
+                                int64_t NH, int64_t HS, int64_t sn, int64_t sl, int64_t sh,
+                                int interleaved, int inverse)
+{
+    if (N < 0 || L < 0 || NH < 0 || HS < 0 || HS % 2 || (interleaved != 0 && interleaved != 1) ||
+        (inverse != 0 && inverse != 1))
+        return TC_EINVAL;
+    const int64_t half = HS / 2, rows = N * L * NH;
+    if (rows == 0 || half == 0) return TC_OK;
+    const T sgn = inverse ? (T)-1 : (T)1;
+#pragma omp parallel for schedule(static) if (rows * HS >= TC_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t h = r % NH, pos = (r / NH) % L, n = r / NH / L;
+        T *row = x + n * sn + pos * sl + h * sh;
+        FN(rope_row)(row, row, cos_t + pos * half, sin_t + pos * half, half, interleaved, sgn,
+                     0);
+    }
+    return TC_OK;
+}

@@ -327,8 +327,9 @@ int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, in
  * never built); dq += scale dS k; dk += scale dS^T q. Gradients ACCUMULATE (+=).
  *
  * tc_attention_* is the tiled (flash-style) kernel: online softmax over key tiles, extra
- * memory O(T * (DK + DV)) per thread (plus a transposed copy of k in the forward) and no
- * (T, S) matrix; tiles every row of which is
+ * memory O(T * (DK + DV)) per thread (plus, in the forward with more than one block of
+ * query rows, a transposed copy of k and, unless v's rows are dense, a packed copy of v)
+ * and no (T, S) matrix; tiles every row of which is
  * masked by causality or key padding are skipped (a causal pass does about half the
  * work). Parallel over (batch-head, query-block) work items in the forward and over
  * batch-heads (or a head's key blocks, with per-thread dq partials summed in thread
@@ -382,6 +383,58 @@ int tc_attention_backward_f64(double *dq, double *dk, double *dv, const double *
                               const tc_attention_masks *masks, int64_t B, int64_t NH,
                               int64_t T, int64_t S, int64_t DK, int64_t DV, double scale,
                               int causal, double dropout_p, uint64_t seed);
+/* Strided operands ("token-major" layouts without copies). Element (b,h,t,d) of a
+ * (B,NH,L,D) operand sits at p[b*st.b + h*st.h + t*st.t + d] (element strides; the last
+ * dim is contiguous). The head-major (B,NH,L,D) array is {NH*L*D, L*D, D}; the q slice of
+ * a token-major qkv buffer (B,L,3C), C = NH*HS, is {L*3C, HS, 3C} at qkv (k at qkv + C,
+ * v at qkv + 2C); a (B,L,C) attention output is {L*C, HS, C}. */
+typedef struct {
+    int64_t b, h, t;
+} tc_attention_strides;
+/* The strides of every operand of a strided call (the forward reads q, k, v, out; the
+ * backward all eight). lse stays (B,NH,T) contiguous. */
+typedef struct {
+    tc_attention_strides q, k, v, out, dout, dq, dk, dv;
+} tc_attention_layout;
+/* lay <- the contiguous head-major layout of the entry points above. */
+void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T,
+                                    int64_t S, int64_t DK, int64_t DV);
+/* tc_attention_forward with every operand at its layout strides (layout NULL: contiguous);
+ * the same arithmetic, so the results are bitwise those of the contiguous call. out must
+ * not overlap q, k or v. */
+int tc_attention_forward_strided_f32(float *out, float *lse, const float *q, const float *k,
+                                     const float *v, const tc_attention_masks *masks,
+                                     const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                     int64_t T, int64_t S, int64_t DK, int64_t DV, float scale,
+                                     int causal, double dropout_p, uint64_t seed);
+int tc_attention_forward_strided_f64(double *out, double *lse, const double *q,
+                                     const double *k, const double *v,
+                                     const tc_attention_masks *masks,
+                                     const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                     int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                     double scale, int causal, double dropout_p,
+                                     uint64_t seed);
+/* tc_attention_backward with every operand at its layout strides. accumulate = 1: dq, dk,
+ * dv += the gradients (as tc_attention_backward); accumulate = 0: dq, dk, dv are WRITTEN
+ * (every element of the three, zeros where no gradient flows: no memset needed; the values
+ * equal 0 + the accumulated ones, up to the sign of a zero). dq, dk, dv must not overlap
+ * each other nor any input. TC_EINVAL for accumulate not 0 or 1. */
+int tc_attention_backward_strided_f32(float *dq, float *dk, float *dv, const float *dout,
+                                      const float *q, const float *k, const float *v,
+                                      const float *out, const float *lse,
+                                      const tc_attention_masks *masks,
+                                      const tc_attention_layout *layout, int64_t B,
+                                      int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                      float scale, int causal, double dropout_p, uint64_t seed,
+                                      int accumulate);
+int tc_attention_backward_strided_f64(double *dq, double *dk, double *dv, const double *dout,
+                                      const double *q, const double *k, const double *v,
+                                      const double *out, const double *lse,
+                                      const tc_attention_masks *masks,
+                                      const tc_attention_layout *layout, int64_t B,
+                                      int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                      double scale, int causal, double dropout_p,
+                                      uint64_t seed, int accumulate);
 /* The materialised references: same arguments and semantics as above. */
 int tc_attention_forward_ref_f32(float *out, float *lse, const float *q, const float *k,
                                  const float *v, const tc_attention_masks *masks, int64_t B,
@@ -652,6 +705,16 @@ int tc_rope_inverse_inplace_f32(float *x, const float *cos, const float *sin, in
                                 int64_t L, int64_t NH, int64_t HS, int interleaved);
 int tc_rope_inverse_inplace_f64(double *x, const double *cos, const double *sin, int64_t N,
                                 int64_t L, int64_t NH, int64_t HS, int interleaved);
+/* x (N,L,NH,HS) rotated in place at element strides (sn, sl, sh) of n, the position and
+ * the head (the last dim contiguous): by +angle (inverse = 0, = tc_rope_forward) or
+ * -angle (inverse = 1, = tc_rope_inverse_inplace), bitwise as those on a contiguous copy.
+ * E.g. the q slice of a token-major (B,L,3C) buffer: N = B, strides (L*3C, 3C, HS). */
+int tc_rope_inplace_strided_f32(float *x, const float *cos, const float *sin, int64_t N,
+                                int64_t L, int64_t NH, int64_t HS, int64_t sn, int64_t sl,
+                                int64_t sh, int interleaved, int inverse);
+int tc_rope_inplace_strided_f64(double *x, const double *cos, const double *sin, int64_t N,
+                                int64_t L, int64_t NH, int64_t HS, int64_t sn, int64_t sl,
+                                int64_t sh, int interleaved, int inverse);
 
 /* ------------------------------------------------------------------ end rope */
 

@@ -357,6 +357,205 @@ done:
     return result;
 }
 
+/* A 4-D ndarray used in place at its own strides (no copy): dtype ty exactly, aligned,
+ * native byte order, element strides (multiples of the item size) and a contiguous last
+ * dim; writeable when `out`. Its strides go to st (b, h, t). New reference or NULL. */
+static PyArrayObject *strided_view(PyObject *obj, const char *name, int ty, int out,
+                                   tc_attention_strides *st)
+{
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy array (used at its strides), got "
+                     "%s", name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != ty) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype %s (the dtype of q), got %s", name,
+                     ty == NPY_FLOAT ? "float32" : "float64",
+                     PyArray_DESCR(a)->typeobj->tp_name);
+        return NULL;
+    }
+    if (PyArray_NDIM(a) != 4) {
+        char buf[128];
+        PyErr_Format(PyExc_ValueError, "%s must be 4-dimensional, got shape %s", name,
+                     tc_py_shape_str(a, buf, sizeof buf));
+        return NULL;
+    }
+    const npy_intp isz = PyArray_ITEMSIZE(a);
+    if (PyArray_SIZE(a) == 0) { /* nothing is read or written: any strides */
+        st->b = st->h = st->t = 0;
+        Py_INCREF(a);
+        return a;
+    }
+    int ok = PyArray_ISALIGNED(a) && PyArray_ISNOTSWAPPED(a);
+    for (int ax = 0; ax < 4 && ok; ax++) ok = PyArray_STRIDE(a, ax) % isz == 0;
+    if (ok && PyArray_DIM(a, 3) > 1) ok = PyArray_STRIDE(a, 3) == isz;
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "%s must be an aligned native array with a contiguous "
+                     "last dim and element strides", name);
+        return NULL;
+    }
+    if (out && !PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError, "%s must be writeable (it is written in place)", name);
+        return NULL;
+    }
+    st->b = (int64_t)(PyArray_STRIDE(a, 0) / isz);
+    st->h = (int64_t)(PyArray_STRIDE(a, 1) / isz);
+    st->t = (int64_t)(PyArray_STRIDE(a, 2) / isz);
+    Py_INCREF(a);
+    return a;
+}
+
+/* 0 if a has the given 4 dims, else -1 with ValueError naming it. */
+static int check_dims4(PyArrayObject *a, const char *name, npy_intp d0, npy_intp d1,
+                       npy_intp d2, npy_intp d3)
+{
+    const npy_intp want[4] = {d0, d1, d2, d3};
+    for (int ax = 0; ax < 4; ax++) {
+        if (PyArray_DIM(a, ax) != want[ax]) {
+            char buf[128];
+            PyErr_Format(PyExc_ValueError, "%s must have shape (%ld, %ld, %ld, %ld), got %s",
+                         name, (long)d0, (long)d1, (long)d2, (long)d3,
+                         tc_py_shape_str(a, buf, sizeof buf));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* attention_forward_strided(q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), out (B,NH,T,DV),
+ *   keep, bias, key_padding, scale, causal, dropout_p, seed) -> lse (B,NH,T): the tiled
+ * forward reading q, k, v and writing out in place, each at its own strides (views) */
+static PyObject *py_attention_forward_strided(PyObject *self, PyObject *args)
+{
+    PyObject *q_obj, *k_obj, *v_obj, *o_obj, *keep_obj, *bias_obj, *kp_obj, *seed_obj;
+    PyObject *result = NULL;
+    double scale, dropout_p;
+    int causal;
+    uint64_t seed = 0;
+    PyArrayObject *q = NULL, *k = NULL, *v = NULL, *out = NULL, *keep = NULL, *bias = NULL;
+    PyArrayObject *kp = NULL, *lse = NULL;
+    tc_attention_masks m;
+    tc_attention_layout lay;
+    (void)self;
+    memset(&lay, 0, sizeof lay);
+    if (!PyArg_ParseTuple(args, "OOOOOOOdidO", &q_obj, &k_obj, &v_obj, &o_obj, &keep_obj,
+                          &bias_obj, &kp_obj, &scale, &causal, &dropout_p, &seed_obj))
+        return NULL;
+    int ty = tc_py_float_type(q_obj, "q");
+    if (ty < 0) goto done;
+    if (!(q = strided_view(q_obj, "q", ty, 0, &lay.q))) goto done;
+    if (!(k = strided_view(k_obj, "k", ty, 0, &lay.k))) goto done;
+    if (!(v = strided_view(v_obj, "v", ty, 0, &lay.v))) goto done;
+    if (!(out = strided_view(o_obj, "out", ty, 1, &lay.out))) goto done;
+    const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
+    const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
+    if (check_dims4(k, "k", B, NH, S, DK) || check_dims4(v, "v", B, NH, S, DV) ||
+        check_dims4(out, "out", B, NH, Tq, DV))
+        goto done;
+    const npy_intp full[4] = {B, NH, Tq, S};
+    if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    npy_intp ldims[3] = {B, NH, Tq};
+    if (!(lse = tc_py_new(3, ldims, ty, 0))) goto done;
+    int st;
+    void *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
+    const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_attention_forward_strided, po, pl, pq, pk, pv, &m, &lay, B, NH, Tq, S,
+                 DK, DV, scale, causal, dropout_p, seed);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "attention_forward_strided")) goto done;
+    result = (PyObject *)lse;
+    lse = NULL;
+done:
+    Py_XDECREF(q);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    Py_XDECREF(out);
+    Py_XDECREF(keep);
+    Py_XDECREF(bias);
+    Py_XDECREF(kp);
+    Py_XDECREF(lse);
+    return result;
+}
+
+/* attention_backward_strided(dq, dk, dv, grad_output, q, k, v, out, lse (B,NH,T), keep,
+ *   bias, key_padding, scale, causal, dropout_p, seed, accumulate) -> None: the tiled
+ * backward, every 4-D operand at its own strides; dq, dk, dv written in place
+ * (accumulate 0) or added to (accumulate 1) */
+static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
+{
+    PyObject *dq_obj, *dk_obj, *dv_obj, *dy_obj, *q_obj, *k_obj, *v_obj, *o_obj, *l_obj;
+    PyObject *keep_obj, *bias_obj, *kp_obj, *seed_obj, *result = NULL;
+    double scale, dropout_p;
+    int causal, accumulate;
+    uint64_t seed = 0;
+    PyArrayObject *dq = NULL, *dk = NULL, *dv = NULL, *dy = NULL, *q = NULL, *k = NULL;
+    PyArrayObject *v = NULL, *out = NULL, *lse = NULL, *keep = NULL, *bias = NULL, *kp = NULL;
+    tc_attention_masks m;
+    tc_attention_layout lay;
+    (void)self;
+    memset(&lay, 0, sizeof lay);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOdidOi", &dq_obj, &dk_obj, &dv_obj, &dy_obj,
+                          &q_obj, &k_obj, &v_obj, &o_obj, &l_obj, &keep_obj, &bias_obj,
+                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &accumulate))
+        return NULL;
+    int ty = tc_py_float_type(q_obj, "q");
+    if (ty < 0) goto done;
+    if (!(q = strided_view(q_obj, "q", ty, 0, &lay.q))) goto done;
+    if (!(k = strided_view(k_obj, "k", ty, 0, &lay.k))) goto done;
+    if (!(v = strided_view(v_obj, "v", ty, 0, &lay.v))) goto done;
+    if (!(out = strided_view(o_obj, "out", ty, 0, &lay.out))) goto done;
+    if (!(dy = strided_view(dy_obj, "grad_output", ty, 0, &lay.dout))) goto done;
+    if (!(dq = strided_view(dq_obj, "dq", ty, 1, &lay.dq))) goto done;
+    if (!(dk = strided_view(dk_obj, "dk", ty, 1, &lay.dk))) goto done;
+    if (!(dv = strided_view(dv_obj, "dv", ty, 1, &lay.dv))) goto done;
+    if (!(lse = tc_py_float_array(l_obj, "lse", ty, 3))) goto done;
+    const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
+    const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
+    if (check_dims4(k, "k", B, NH, S, DK) || check_dims4(v, "v", B, NH, S, DV) ||
+        check_dims4(out, "out", B, NH, Tq, DV) || check_dims4(dy, "grad_output", B, NH, Tq, DV) ||
+        check_dims4(dq, "dq", B, NH, Tq, DK) || check_dims4(dk, "dk", B, NH, S, DK) ||
+        check_dims4(dv, "dv", B, NH, S, DV))
+        goto done;
+    if (tc_py_check_dim(lse, "lse", 0, B, "B (the batch of q)")) goto done;
+    if (tc_py_check_dim(lse, "lse", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")) goto done;
+    const npy_intp full[4] = {B, NH, Tq, S};
+    if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    if (accumulate != 0 && accumulate != 1) {
+        PyErr_Format(PyExc_ValueError, "accumulate must be 0 or 1, got %d", accumulate);
+        goto done;
+    }
+    int st;
+    void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
+    const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
+    const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_attention_backward_strided, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
+                 &lay, B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, accumulate);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "attention_backward_strided")) goto done;
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    Py_XDECREF(dq);
+    Py_XDECREF(dk);
+    Py_XDECREF(dv);
+    Py_XDECREF(dy);
+    Py_XDECREF(q);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    Py_XDECREF(out);
+    Py_XDECREF(lse);
+    Py_XDECREF(keep);
+    Py_XDECREF(bias);
+    Py_XDECREF(kp);
+    return result;
+}
+
 static PyObject *py_attention_kernel_name(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -384,6 +583,15 @@ PyMethodDef tc_methods_attention[] = {
      "attention_decode(q (B,NH,TN,DK), k (B,NH,TN,DK), v (B,NH,TN,DV), k_cache (B,NH,Smax,DK), "
      "v_cache (B,NH,Smax,DV), pos, key_padding (B,pos+TN) bool or None, scale) "
      "-> out (B,NH,TN,DV); writes k, v at cache positions [pos, pos+TN) in place"},
+    {"attention_forward_strided", py_attention_forward_strided, METH_VARARGS,
+     "attention_forward_strided(q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), out (B,NH,T,DV), "
+     "keep, bias, key_padding, scale, causal, dropout_p, seed) -> lse (B,NH,T); the tiled "
+     "kernel on arrays used at their own strides (views, last dim contiguous); out written "
+     "in place"},
+    {"attention_backward_strided", py_attention_backward_strided, METH_VARARGS,
+     "attention_backward_strided(dq, dk, dv, grad_output, q, k, v, out, lse, keep, bias, "
+     "key_padding, scale, causal, dropout_p, seed, accumulate) -> None; every 4-D operand at "
+     "its own strides; dq, dk, dv written (accumulate 0) or added to (1) in place"},
     {"attention_kernel_name", py_attention_kernel_name, METH_NOARGS,
      "attention_kernel_name() -> the tile micro-kernel in use ('avx2+fma' or 'generic')"},
     {NULL, NULL, 0, NULL},

@@ -116,6 +116,70 @@ static PyObject *py_rope_backward(PyObject *self, PyObject *args)
     return rope_common(args, 1);
 }
 
+/* rope_inplace_strided(x (N,L,NH,HS), cos (L,HS/2), sin (L,HS/2), interleaved, inverse)
+ * -> None: x (a writeable view with a contiguous last dim, used at its own strides) rotated
+ * in place, by +angle or (inverse) -angle */
+static PyObject *py_rope_inplace_strided(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *c_obj, *s_obj, *result = NULL;
+    PyArrayObject *c = NULL, *s = NULL;
+    int interleaved, inverse;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOpp", &x_obj, &c_obj, &s_obj, &interleaved, &inverse))
+        return NULL;
+    if (!PyArray_Check(x_obj)) {
+        PyErr_Format(PyExc_TypeError, "x must be a numpy array (rotated in place), got %s",
+                     Py_TYPE(x_obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)x_obj; /* borrowed */
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0) goto done;
+    char buf[128];
+    if (PyArray_NDIM(x) != 4) {
+        PyErr_Format(PyExc_ValueError, "x must be 4-dimensional (N, L, NH, HS), got shape %s",
+                     tc_py_shape_str(x, buf, sizeof buf));
+        goto done;
+    }
+    const npy_intp N = PyArray_DIM(x, 0), L = PyArray_DIM(x, 1), NH = PyArray_DIM(x, 2);
+    const npy_intp HS = PyArray_DIM(x, 3), isz = PyArray_ITEMSIZE(x);
+    if (HS % 2) {
+        PyErr_Format(PyExc_ValueError, "x must have an even head size (last dim), got shape %s",
+                     tc_py_shape_str(x, buf, sizeof buf));
+        goto done;
+    }
+    int ok = PyArray_SIZE(x) == 0 || (PyArray_ISALIGNED(x) && PyArray_ISNOTSWAPPED(x));
+    for (int ax = 0; ax < 4 && ok && PyArray_SIZE(x); ax++) ok = PyArray_STRIDE(x, ax) % isz == 0;
+    if (ok && PyArray_SIZE(x) && HS > 1) ok = PyArray_STRIDE(x, 3) == isz;
+    if (!ok || !PyArray_ISWRITEABLE(x)) {
+        PyErr_SetString(PyExc_ValueError, "x must be a writeable aligned native array with a "
+                        "contiguous last dim and element strides");
+        goto done;
+    }
+    if (!(c = tc_py_float_array(c_obj, "cos", ty, 2))) goto done;
+    if (!(s = tc_py_float_array(s_obj, "sin", ty, 2))) goto done;
+    if (tc_py_check_dim(c, "cos", 0, L, "the sequence length") ||
+        tc_py_check_dim(c, "cos", 1, HS / 2, "head_size / 2") ||
+        tc_py_check_same_shape(s, "sin", c, "cos"))
+        goto done;
+    const int64_t sn = PyArray_STRIDE(x, 0) / isz, sl = PyArray_STRIDE(x, 1) / isz;
+    const int64_t sh = PyArray_STRIDE(x, 2) / isz;
+    int st;
+    void *px = PyArray_DATA(x);
+    const void *pc = PyArray_DATA(c), *ps = PyArray_DATA(s);
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_rope_inplace_strided, px, pc, ps, N, L, NH, HS, sn, sl, sh, interleaved,
+                 inverse);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "rope_inplace_strided")) goto done;
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    Py_XDECREF(c);
+    Py_XDECREF(s);
+    return result;
+}
+
 PyMethodDef tc_methods_rope[] = {
     {"rope_table", py_rope_table, METH_VARARGS,
      "rope_table(length, head_size, base, offset, dtype) -> (cos, sin) (length, head_size/2)"},
@@ -123,5 +187,8 @@ PyMethodDef tc_methods_rope[] = {
      "rope_forward(x (N,L,NH,HS), cos (L,HS/2), sin (L,HS/2), interleaved) -> rotated x"},
     {"rope_backward", py_rope_backward, METH_VARARGS,
      "rope_backward(grad_output (N,L,NH,HS), cos, sin, interleaved) -> grad of x"},
+    {"rope_inplace_strided", py_rope_inplace_strided, METH_VARARGS,
+     "rope_inplace_strided(x (N,L,NH,HS), cos, sin, interleaved, inverse) -> None; x (a "
+     "writeable view, last dim contiguous) rotated in place at its own strides"},
     {NULL, NULL, 0, NULL},
 };
