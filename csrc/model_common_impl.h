@@ -86,14 +86,17 @@ static inline int FN(gpt_act_forward)(T *out, const T *inp, int64_t n, int act)
 /* h (N,H) = act(pre), pre = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL), and the cache the
  * backward needs: for the GELUs gelu'(pre) (one fused product: bias, activation and its
  * derivative in the GEMM's epilogue, while each block is in cache; the backward evaluates
- * no GELU), for ReLU pre itself (product, then activation). */
+ * no GELU; without grads, no backward follows: nothing cached), for ReLU pre itself (product,
+ * then activation). */
 static int FN(gpt_fc_forward)(T *h, T *pre, const T *x, const T *w, const T *b, int64_t N,
-                              int64_t C, int64_t H, int act)
+                              int64_t C, int64_t H, int act, int grads)
 {
     if (act == TC_GPT_ACT_RELU) {
         const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
         return st != TC_OK ? st : FN(tc_relu_forward)(h, pre, N * H);
     }
+    if (!grads)
+        return FN(tc_linear_gelu_forward)(h, NULL, x, w, b, N, C, H, act == TC_GPT_ACT_GELU_TANH);
     return FN(tc_linear_gelu_forward_dact)(h, pre, x, w, b, N, C, H,
                                            act == TC_GPT_ACT_GELU_TANH);
 }

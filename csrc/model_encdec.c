@@ -54,6 +54,7 @@ typedef struct {
     int drop;                    /* dropout on */
     int64_t row0;                /* these B rows start at row0 of the whole batch: dropout
                                   * masks are drawn at their place in it */
+    int grads;                   /* a backward follows (the MLPs cache what it needs) */
 } ed_call;
 
 /* The sub-layers of a layer in order: kind (= slot: 0 self-attention, 1 cross-attention,

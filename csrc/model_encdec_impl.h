@@ -169,11 +169,11 @@ static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
 
 /* MLP: proj (N,C) = c_proj(act(c_fc(x))). */
 static int FN(ed_mlp_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
-                              T *proj, const T *x, int64_t N)
+                              T *proj, const T *x, int64_t N, int grads)
 {
     const int64_t C = m->cfg.C, H = m->cfg.H;
     CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), x, PP(p->fc.w), PP(p->fc.b), N, C, H,
-                             m->cfg.activation));
+                             m->cfg.activation, grads));
     return FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcproj.w), PP(p->fcproj.b), N, H, C);
 }
 
@@ -235,7 +235,7 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         if (s == 0) CHECK(FN(ed_self_forward)(m, p, a, proj, fin, dec, k, probs[i]));
         else if (s == 1) CHECK(FN(ed_cross_forward)(m, p, a, proj, fin, FN(ed_memory)(m), k,
                                                     probs[i]));
-        else CHECK(FN(ed_mlp_forward)(m, p, a, proj, fin, N));
+        else CHECK(FN(ed_mlp_forward)(m, p, a, proj, fin, N, k->grads));
         CHECK(FN(ed_dropout)(proj, N * C, m, k, branch[i]));
         FN(gpt_add)(r, cur, proj, N * C);
         if (c->post_norm) {
@@ -459,7 +459,7 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     const int64_t Ls = j->Ls, Lt = j->Lt, Nt = nb * Lt, V = m->cfg.Vt;
     const int64_t *src = j->src + b0 * Ls, *tgt_in = j->tgt_in + b0 * Lt;
     const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL, j->seed, j->drop,
-                       b0};
+                       b0, j->tgt_out != NULL};
     CHECK(ed_reserve(m, nb * Ls, Nt));
     CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
     if (!j->tgt_out) {
@@ -537,7 +537,7 @@ int FN(tc_encdec_encode)(tc_encdec *m, T *memory, const int64_t *src, const uint
     for (int64_t n = 0; n < B * Ls; n++)
         if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
     CHECK(ed_reserve(m, B * Ls, 0));
-    const ed_call k = {B, Ls, 0, src_mask, 0, 0, 0};
+    const ed_call k = {B, Ls, 0, src_mask, 0, 0, 0, 0};
     CHECK(FN(ed_encode)(m, src, &k));
     memcpy(memory, FN(ed_memory)(m), (size_t)(B * Ls * m->cfg.C) * sizeof(T));
     return TC_OK;

@@ -154,8 +154,10 @@ static const T *FN(gpt_layer_in)(const tc_gpt *m, int64_t l)
     return m->cfg.post_norm ? AP(m->la[l - 1].ln2) : AP(m->la[l - 1].res3);
 }
 
+/* The forward over B sequences into the arena; grads: a backward follows (the MLPs then cache
+ * what it needs) */
 static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t L,
-                               uint64_t seed, int drop)
+                               uint64_t seed, int drop, int grads)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, H = c->H;
@@ -191,7 +193,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
             CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), res2,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
         CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), mlp_in, PP(p->fcw), PP(p->fcb), N, C,
-                                 H, c->activation));
+                                 H, c->activation, grads));
         CHECK(FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C));
         CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 3 + 3 * l));
         FN(gpt_add)(res3, c->post_norm ? ln1 : res2, proj, N * C);
@@ -325,7 +327,7 @@ static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *
                                        int drop)
 {
     const int64_t N = B * L, V = m->cfg.V;
-    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop));
+    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop, inv_count != 0));
     *total = 0;
     CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), total,
                                             AP(m->ga.logits), targets, N, V, ignore_index, 0));
@@ -366,7 +368,7 @@ static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
         return FN(gpt_loss_and_grads_rows)(m, &j->part[w], j->idx + b0 * L, j->targets + b0 * L,
                                            nb, L, j->ignore_index, j->inv_count, j->seed,
                                            j->drop);
-    CHECK(FN(gpt_forward_all)(m, j->idx + b0 * L, nb, L, j->seed, j->drop));
+    CHECK(FN(gpt_forward_all)(m, j->idx + b0 * L, nb, L, j->seed, j->drop, 0));
     memcpy(j->logits + b0 * L * V, AP(m->ga.logits), (size_t)(nb * L * V) * sizeof(T));
     return TC_OK;
 }
