@@ -15,6 +15,29 @@ DATA_DIR = pathlib.Path(os.environ.get("TC_DATA_DIR", pathlib.Path(__file__).res
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
 
+def gemm_kernels():
+    """The GEMM micro-kernels this CPU can run: the portable one, and AVX2+FMA when present."""
+    from transformer_c import _C
+
+    return ["generic"] + (["avx2+fma"] if _C.gemm_kernel_name() == "avx2+fma" else [])
+
+
+GEMM_KERNELS = gemm_kernels()
+
+
+@pytest.fixture(params=GEMM_KERNELS)
+def kernel(request):
+    """Runs the test once per GEMM micro-kernel (the row kernels follow the same switch)."""
+    from transformer_c import _C
+
+    _C.gemm_set_kernel(request.param)
+    try:
+        assert _C.gemm_kernel_name() == request.param
+        yield request.param
+    finally:
+        _C.gemm_set_kernel("auto")
+
+
 def tol(dtype):
     return TOL[np.dtype(dtype).type]
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 import transformer_c as tc
-from conftest import rng, tol
+from conftest import GEMM_KERNELS, rng, tol
 
 F = tc.functional
 _C = tc._C
 
-KERNELS = ["generic"] + (["avx2+fma"] if _C.gemm_kernel_name() == "avx2+fma" else [])
+KERNELS = GEMM_KERNELS
 
 # (M, N, K): N <= 96 reads A in place, N > 96 packs it; N % 16 in {1..8} takes the narrow
 # edge kernel, others a partial wide tile; M % 6 != 0 leaves partial rows; K > 512 (KC) and
@@ -18,15 +18,6 @@ KERNELS = ["generic"] + (["avx2+fma"] if _C.gemm_kernel_name() == "avx2+fma" els
 SHAPES = [(1, 1, 1), (5, 3, 2), (6, 16, 7), (7, 17, 13), (13, 65, 33), (50, 9, 600),
           (150, 100, 530), (151, 200, 40), (8, 130, 70), (768 // 8, 65, 384 // 8)]
 
-
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    _C.gemm_set_kernel(request.param)
-    try:
-        assert _C.gemm_kernel_name() == request.param
-        yield request.param
-    finally:
-        _C.gemm_set_kernel("auto")
 
 
 def operands(dtype, M, N, K, ta, tb, seed=0):

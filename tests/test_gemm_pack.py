@@ -6,20 +6,12 @@ import numpy as np
 import pytest
 
 import transformer_c as tc
-from conftest import rng
+from conftest import GEMM_KERNELS, rng
 
 _C = tc._C
 
-KERNELS = ["generic"] + (["avx2+fma"] if _C.gemm_kernel_name() == "avx2+fma" else [])
+KERNELS = GEMM_KERNELS
 
-
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    _C.gemm_set_kernel(request.param)
-    try:
-        yield request.param
-    finally:
-        _C.gemm_set_kernel("auto")
 
 
 def expected(src, rs, cs, n, kc, side, width):
