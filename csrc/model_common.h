@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tc.h"
 #ifdef _OPENMP
@@ -33,6 +34,29 @@ static inline tc_attention_strides model_tokens(int64_t L, int64_t row, int64_t 
 {
     tc_attention_strides s = {L * row, HS, row};
     return s;
+}
+
+/* Self-attention over the fused c_attn output (B,L,3C) (q, k, v, and their gradients in the
+ * same layout), its output and output gradient token-major (B,L,C). */
+static inline tc_attention_layout model_self_layout(int64_t L, int64_t C, int64_t HS)
+{
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, 3 * C, HS);
+    lay.out = lay.dout = model_tokens(L, C, HS);
+    return lay;
+}
+
+/* Cross-attention: queries, output and their gradients token-major (B,Lt,C), keys and values
+ * (and gradients) side by side in (B,Ls,2C). */
+static inline tc_attention_layout model_cross_layout(int64_t Lt, int64_t Ls, int64_t C,
+                                                     int64_t HS)
+{
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.dq = lay.out = lay.dout = model_tokens(Lt, C, HS);
+    lay.k = lay.v = lay.dk = lay.dv = model_tokens(Ls, 2 * C, HS);
+    return lay;
 }
 
 /* The contiguous head-major (B,NH,L,HS) strides. */

@@ -85,10 +85,7 @@ static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
     T *qkv = AP(a->qkvh);
-    tc_attention_layout lay;
-    memset(&lay, 0, sizeof lay);
-    lay.q = lay.k = lay.v = model_tokens(L, 3 * C, HS);
-    lay.out = model_tokens(L, C, HS);
+    const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
     CHECK(FN(ed_attention_forward)(m, AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C,
                                    &lay, dec ? NULL : k->mask, B, L, L, dec, k, site));
@@ -106,10 +103,7 @@ static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
     T *datty = AP(m->ga.datty), *dqkv = AP(m->ga.qkv);
     const T *qkv = AP(a->qkvh);
-    tc_attention_layout lay;
-    memset(&lay, 0, sizeof lay);
-    lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, 3 * C, HS);
-    lay.out = lay.dout = model_tokens(L, C, HS);
+    const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
                                      PP(p->proj.w), N, C, C, TC_LINEAR_SET_DINP));
     CHECK(FN(ed_attention_backward)(m, dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
@@ -130,10 +124,7 @@ static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
     T *q = AP(a->xqh), *kv = AP(a->xkvh);
-    tc_attention_layout lay;
-    memset(&lay, 0, sizeof lay);
-    lay.q = lay.out = model_tokens(k->Lt, C, HS);
-    lay.k = lay.v = model_tokens(k->Ls, 2 * C, HS);
+    const tc_attention_layout lay = model_cross_layout(k->Lt, k->Ls, C, HS);
     CHECK(FN(tc_linear_forward)(q, x, PP(p->xq.w), PP(p->xq.b), Nt, C, C));
     CHECK(FN(tc_linear_forward)(kv, mem, PP(p->xkv.w), PP(p->xkv.b), Ns, C, 2 * C));
     CHECK(FN(ed_attention_forward)(m, AP(a->xatty), AP(a->xlse), q, kv, kv + C, &lay, k->mask,
@@ -152,10 +143,7 @@ static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
     const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
     T *datty = AP(m->ga.datty), *dq = AP(m->ga.qkv), *dkv = dq + Nt * C;
     const T *q = AP(a->xqh), *kv = AP(a->xkvh);
-    tc_attention_layout lay;
-    memset(&lay, 0, sizeof lay);
-    lay.q = lay.dq = lay.out = lay.dout = model_tokens(k->Lt, C, HS);
-    lay.k = lay.v = lay.dk = lay.dv = model_tokens(k->Ls, 2 * C, HS);
+    const tc_attention_layout lay = model_cross_layout(k->Lt, k->Ls, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj,
                                      AP(a->xatty), PP(p->xproj.w), Nt, C, C,
                                      TC_LINEAR_SET_DINP));

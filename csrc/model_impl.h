@@ -95,10 +95,7 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, 
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     T *qkv = AP(a->qkvh);
-    tc_attention_layout lay;
-    memset(&lay, 0, sizeof lay);
-    lay.q = lay.k = lay.v = model_tokens(L, 3 * C, HS);
-    lay.out = model_tokens(L, C, HS);
+    const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
     if (c->position == TC_GPT_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
     const T scale = (T)(1.0 / sqrt((double)HS));
@@ -127,10 +124,7 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     const gpt_layer_acts *a = &m->la[l];
     T *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
     const T *qkv = AP(a->qkvh);
-    tc_attention_layout lay;
-    memset(&lay, 0, sizeof lay);
-    lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, 3 * C, HS);
-    lay.out = lay.dout = model_tokens(L, C, HS);
+    const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                      PP(p->projw), N, C, C, TC_LINEAR_SET_DINP | wset));
     const T scale = (T)(1.0 / sqrt((double)HS));
