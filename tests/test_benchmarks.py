@@ -62,3 +62,16 @@ def test_blas_thread_control_is_available():
 def test_entry_point_rejects_bad_threads():
     with pytest.raises(SystemExit):
         bench_main.main(["--threads", "0"])
+
+
+def test_ab_compares_two_builds_of_the_step():
+    # the same tree loaded twice under two names: identical gradients, both builds timed
+    import pathlib
+
+    from benchmarks import ab
+
+    root = str(pathlib.Path(ab.__file__).resolve().parents[1])
+    a, b = ab.load(root, "tc_ab_test_a"), ab.load(root, "tc_ab_test_b")
+    assert a is not b and a.nn.GPT is not b.nn.GPT
+    ma, mb, ba, bb, same = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0)
+    assert same and ma > 0 and mb > 0 and ba <= ma and bb <= mb
