@@ -2,14 +2,14 @@
  * Element-wise kernels on flat (N,) arrays: any shape is one flat array to them. */
 #include "tc_generic.h"
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "activation_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "activation_impl.h"
-#undef T
+#undef real_t
 #undef SFX

@@ -1,4 +1,4 @@
-/* activation_impl.h: element-wise activations, written once for T.
+/* activation_impl.h: element-wise activations, written once for real_t.
  *
  * relu(x) = max(x, 0); NaN propagates and -0.0 stays -0.0 (as torch.relu).
  * relu'(x) = 1 if x > 0 else 0 (0 at x == 0, PyTorch's convention).
@@ -40,32 +40,32 @@ static inline void act_chunk(int64_t N, int tid, int nt, int64_t *i0, int64_t *n
 }
 #endif
 
-__attribute__((always_inline)) static inline void FN(act_relu_fwd_body)(T *out, const T *inp,
+__attribute__((always_inline)) static inline void FN(act_relu_fwd_body)(real_t *out, const real_t *inp,
                                                                         int64_t n)
 {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
-        const T x = inp[i];
-        out[i] = x < (T)0 ? (T)0 : x;
+        const real_t x = inp[i];
+        out[i] = x < (real_t)0 ? (real_t)0 : x;
     }
 }
 
-__attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(T *dinp, const T *dout,
-                                                                        const T *inp, int64_t n,
+__attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(real_t *dinp, const real_t *dout,
+                                                                        const real_t *inp, int64_t n,
                                                                         int acc)
 {
     /* both loads unconditional, so the select is a vector blend, not a branch */
     if (acc) {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
-            const T g = dout[i], x = inp[i];
-            dinp[i] += x > (T)0 ? g : (T)0;
+            const real_t g = dout[i], x = inp[i];
+            dinp[i] += x > (real_t)0 ? g : (real_t)0;
         }
     } else {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
-            const T g = dout[i], x = inp[i];
-            dinp[i] = x > (T)0 ? g : (T)0;
+            const real_t g = dout[i], x = inp[i];
+            dinp[i] = x > (real_t)0 ? g : (real_t)0;
         }
     }
 }
@@ -97,7 +97,7 @@ __attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(T *dinp,
         }                                                                                   \
     } while (0)
 
-__attribute__((always_inline)) static inline void FN(act_gelu_fwd_body)(T *out, const T *inp,
+__attribute__((always_inline)) static inline void FN(act_gelu_fwd_body)(real_t *out, const real_t *inp,
                                                                         int64_t n, int approx)
 {
     if (approx)
@@ -106,8 +106,8 @@ __attribute__((always_inline)) static inline void FN(act_gelu_fwd_body)(T *out, 
         ACT_MAP(GELU_ERF_V, out, inp, n);
 }
 
-__attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp, const T *dout,
-                                                                        const T *inp, int64_t n,
+__attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(real_t *dinp, const real_t *dout,
+                                                                        const real_t *inp, int64_t n,
                                                                         int approx, int acc)
 {
     if (approx)
@@ -117,22 +117,22 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(T *dinp,
 }
 
 #define ACT_VARIANT(attr, sfx)                                                                  \
-    attr static void FN(act_relu_fwd##sfx)(T *o, const T *x, const T *u, int64_t n, int a)      \
+    attr static void FN(act_relu_fwd##sfx)(real_t *o, const real_t *x, const real_t *u, int64_t n, int a)      \
     {                                                                                           \
         (void)u;                                                                                \
         (void)a;                                                                                \
         FN(act_relu_fwd_body)(o, x, n);                                                         \
     }                                                                                           \
-    attr static void FN(act_relu_bwd##sfx)(T *d, const T *g, const T *x, int64_t n, int a)      \
+    attr static void FN(act_relu_bwd##sfx)(real_t *d, const real_t *g, const real_t *x, int64_t n, int a)      \
     {                                                                                           \
         FN(act_relu_bwd_body)(d, g, x, n, a >> 1);                                              \
     }                                                                                           \
-    attr static void FN(act_gelu_fwd##sfx)(T *o, const T *x, const T *u, int64_t n, int a)      \
+    attr static void FN(act_gelu_fwd##sfx)(real_t *o, const real_t *x, const real_t *u, int64_t n, int a)      \
     {                                                                                           \
         (void)u;                                                                                \
         FN(act_gelu_fwd_body)(o, x, n, a);                                                      \
     }                                                                                           \
-    attr static void FN(act_gelu_bwd##sfx)(T *d, const T *g, const T *x, int64_t n, int a)      \
+    attr static void FN(act_gelu_bwd##sfx)(real_t *d, const real_t *g, const real_t *x, int64_t n, int a)      \
     {                                                                                           \
         FN(act_gelu_bwd_body)(d, g, x, n, a & 1, a >> 1);                                       \
     }
@@ -147,8 +147,8 @@ ACT_VARIANT(TC_VEC_AVX2, _avx2)
 
 /* f(out, a, b, n, opt) over [0, N) (a, b: inputs, b may be NULL), one contiguous chunk per
  * thread when N >= min_par. opt of the backward variants: approximate_tanh | accumulate << 1 */
-static void FN(act_run)(void (*f)(T *, const T *, const T *, int64_t, int), T *out, const T *a,
-                        const T *b, int64_t N, int opt, int64_t min_par)
+static void FN(act_run)(void (*f)(real_t *, const real_t *, const real_t *, int64_t, int), real_t *out, const real_t *a,
+                        const real_t *b, int64_t N, int opt, int64_t min_par)
 {
 #ifdef _OPENMP
     if (N >= min_par && omp_get_max_threads() > 1) {
@@ -167,7 +167,7 @@ static void FN(act_run)(void (*f)(T *, const T *, const T *, int64_t, int), T *o
 }
 
 // out (N,), inp (N,)
-int FN(tc_relu_forward)(T *out, const T *inp, int64_t N)
+int FN(tc_relu_forward)(real_t *out, const real_t *inp, int64_t N)
 {
     if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
     if (N == 0) return TC_OK;
@@ -177,7 +177,7 @@ int FN(tc_relu_forward)(T *out, const T *inp, int64_t N)
 
 // dinp (N,) (+)= dout (N,) * (inp (N,) > 0); accumulate: 1 adds to dinp, 0 overwrites it
 // (its old content is not read)
-int FN(tc_relu_backward)(T *dinp, const T *dout, const T *inp, int64_t N, int accumulate)
+int FN(tc_relu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N, int accumulate)
 {
     if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
     if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
@@ -187,7 +187,7 @@ int FN(tc_relu_backward)(T *dinp, const T *dout, const T *inp, int64_t N, int ac
 }
 
 // out (N,), inp (N,); approximate_tanh: 0 = exact erf form, 1 = tanh form
-int FN(tc_gelu_forward)(T *out, const T *inp, int64_t N, int approximate_tanh)
+int FN(tc_gelu_forward)(real_t *out, const real_t *inp, int64_t N, int approximate_tanh)
 {
     if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
@@ -198,7 +198,7 @@ int FN(tc_gelu_forward)(T *out, const T *inp, int64_t N, int approximate_tanh)
 
 // dinp (N,) (+)= dout (N,) * gelu'(inp (N,)); approximate_tanh as in tc_gelu_forward;
 // accumulate: 1 adds to dinp, 0 overwrites it (its old content is not read)
-int FN(tc_gelu_backward)(T *dinp, const T *dout, const T *inp, int64_t N, int approximate_tanh,
+int FN(tc_gelu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N, int approximate_tanh,
                          int accumulate)
 {
     if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;

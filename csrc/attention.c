@@ -124,11 +124,11 @@ static size_t attention_scratch_elems(int64_t T, int64_t S, int nbuf, int nthrea
 static inline int64_t attention_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 
-void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T_,
+void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T,
                                     int64_t S, int64_t DK, int64_t DV)
 {
-    const tc_attention_strides q = {NH * T_ * DK, T_ * DK, DK}, k = {NH * S * DK, S * DK, DK};
-    const tc_attention_strides v = {NH * S * DV, S * DV, DV}, o = {NH * T_ * DV, T_ * DV, DV};
+    const tc_attention_strides q = {NH * T * DK, T * DK, DK}, k = {NH * S * DK, S * DK, DK};
+    const tc_attention_strides v = {NH * S * DV, S * DV, DV}, o = {NH * T * DV, T * DV, DV};
     lay->q = lay->dq = q;
     lay->k = lay->dk = k;
     lay->v = lay->dv = v;
@@ -138,20 +138,20 @@ void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_
 /* The (b, h) = (bh / NH, bh % NH) head of operand p with strides st (a tc_attention_strides) */
 #define ATT_HEAD(p, st, NH, bh) ((p) + ((bh) / (NH)) * (st).b + ((bh) % (NH)) * (st).h)
 
-#define T float
+#define real_t float
 #define SFX f32
 #define ATT_F64 0
 #include "attention_impl.h"
 #include "attention_flash_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 #undef ATT_F64
 
-#define T double
+#define real_t double
 #define SFX f64
 #define ATT_F64 1
 #include "attention_impl.h"
 #include "attention_flash_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 #undef ATT_F64

@@ -1,5 +1,5 @@
 /* attention_flash_impl.h: the tiled (flash-style) attention kernels and the KV-cache decode
- * step, written once for T (the per-tile work is in attention_tile.h).
+ * step, written once for real_t (the per-tile work is in attention_tile.h).
  *
  * Forward: a work item is (batch-head, block of ATT_BR query rows). It keeps the scaled
  * query block, one transposed key tile (ATT_BC keys), one score tile (ATT_BR x ATT_BC) and
@@ -38,7 +38,7 @@
 #define AVEC FN(att_vec)
 #define AIVEC FN(att_ivec)
 #define AUVEC FN(att_uvec)
-typedef T AVEC __attribute__((vector_size(32)));
+typedef real_t AVEC __attribute__((vector_size(32)));
 #if ATT_F64
 typedef int64_t AIVEC __attribute__((vector_size(32)));
 typedef uint64_t AUVEC __attribute__((vector_size(32)));
@@ -56,7 +56,7 @@ typedef uint32_t AUVEC __attribute__((vector_size(32)));
 #define ATT_BQ 48
 #define ATT_VEXP ATT_VEXP_F32
 #endif
-#define ATT_VL ((int64_t)(32 / sizeof(T)))
+#define ATT_VL ((int64_t)(32 / sizeof(real_t)))
 #define ATT_NR (2 * ATT_VL)
 #define ATT_MR 6
 
@@ -65,20 +65,20 @@ typedef uint32_t AUVEC __attribute__((vector_size(32)));
 
 /* Context of one tiled call (forward, backward or decode). */
 typedef struct {
-    T *out, *lse;                   /* forward outputs (lse may be NULL) */
-    T *dq, *dk, *dv;                /* backward outputs */
-    const T *q, *k, *v, *dout, *o, *lse_in;
+    real_t *out, *lse;                   /* forward outputs (lse may be NULL) */
+    real_t *dq, *dk, *dv;                /* backward outputs */
+    const real_t *q, *k, *v, *dout, *o, *lse_in;
     const tc_attention_masks *masks;
     int masked;                     /* keep, bias or key_padding present */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
     tc_attention_layout lay;        /* element strides of every operand (tc.h) */
     int acc;                        /* backward: dq, dk, dv += (1) or = (0) */
-    const T *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
+    const real_t *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
                                        zero-padded past S, or NULL */
     int64_t nkt;                    /* key tiles per head: S / ATT_BC rounded up */
-    const T *vp;                    /* forward: v packed (BH, S, DVP), columns past DV zero,
+    const real_t *vp;                    /* forward: v packed (BH, S, DVP), columns past DV zero,
                                        or NULL (v read in place, or per tile) */
-    T scale;
+    real_t scale;
     int causal;
     FN(attention_drop) drop;
 } FN(att_ctx);
@@ -104,7 +104,7 @@ static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t 
            3 * ATT_BR * ATT_BC + ATT_BC * DKP + ATT_BC * DVP + 16;
 }
 
-/* Vector exp of a vector of T, float: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
+/* Vector exp of a vector of real_t, float: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
  * cephes' degree-7 expf polynomial (about 1 ulp), 2^n added into the exponent bits.
  * Inputs below -86.5 (and -inf) give exactly 0: exp(-86.5) < 3e-38 is far below the
  * rounding of any softmax sum >= 1, and the lanes whose intermediates overflowed are
@@ -151,9 +151,9 @@ static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t 
     (AVEC)(((AUVEC)p_ + e_) & ~(AUVEC)und_);                                              \
 })
 
-typedef void (*FN(att_fwd_item_fn))(const FN(att_ctx) *, int64_t, int64_t, T *);
-typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, const T *,
-                                       const T *, const T *, T *, T *);
+typedef void (*FN(att_fwd_item_fn))(const FN(att_ctx) *, int64_t, int64_t, real_t *);
+typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, const real_t *,
+                                       const real_t *, const real_t *, real_t *, real_t *);
 
 #define KN(name) TC_CAT(FN(name), _generic)
 #define KATTR
@@ -177,15 +177,15 @@ typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, con
 
 /* n elements of the calling thread's cached scratch for slot (TC_WS_ATTENTION or
  * TC_WS_ATT_KEYS): no allocation once warmed up */
-static T *FN(att_alloc)(int slot, int64_t n)
+static real_t *FN(att_alloc)(int slot, int64_t n)
 {
-    if (n <= 0 || (uint64_t)n > SIZE_MAX / sizeof(T) / 2) return NULL;
-    size_t bytes = (size_t)attention_round_up(n * (int64_t)sizeof(T), 64);
+    if (n <= 0 || (uint64_t)n > SIZE_MAX / sizeof(real_t) / 2) return NULL;
+    size_t bytes = (size_t)attention_round_up(n * (int64_t)sizeof(real_t), 64);
     return tc_workspace(slot, bytes);
 }
 
 static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH, int64_t Tq,
-                                    int64_t S, int64_t DK, int64_t DV, T scale, int causal)
+                                    int64_t S, int64_t DK, int64_t DV, real_t scale, int causal)
 {
     FN(att_ctx) c;
     memset(&c, 0, sizeof c);
@@ -210,16 +210,16 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
 #define ATT_PF_ROWS 4
 
 /* vp (BH, S, DVP) <- the values of batch-head bh, columns past DV zero */
-static void FN(att_pack_values)(const FN(att_ctx) *c, T *vp, int64_t bh)
+static void FN(att_pack_values)(const FN(att_ctx) *c, real_t *vp, int64_t bh)
 {
     const int64_t S = c->S, DV = c->DV, DVP = c->DVP, ldv = c->lay.v.t;
-    const T *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
-    T *d = vp + bh * S * DVP;
+    const real_t *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    real_t *d = vp + bh * S * DVP;
     for (int64_t j = 0; j < S; j++) {
         if (j + ATT_PF_ROWS < S)
-            for (int64_t p = 0; p < DV; p += 64 / (int64_t)sizeof(T))
+            for (int64_t p = 0; p < DV; p += 64 / (int64_t)sizeof(real_t))
                 __builtin_prefetch(v + (j + ATT_PF_ROWS) * ldv + p);
-        memcpy(d + j * DVP, v + j * ldv, (size_t)DV * sizeof(T));
+        memcpy(d + j * DVP, v + j * ldv, (size_t)DV * sizeof(real_t));
         for (int64_t p = DV; p < DVP; p++) d[j * DVP + p] = 0;
     }
 }
@@ -237,29 +237,29 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
     const int64_t rows = c->Tq % ATT_BR && c->Tq % ATT_BR < ATT_MR
                              ? FN(att_rows_scratch)(c->S, c->DK, c->DV) : 0;
     const int64_t per = tiled > rows ? tiled : rows;
-    T *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
+    real_t *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
     if (!scratch) return TC_ENOMEM;
     /* with several query blocks per head, v is packed once per head (not once per tile
      * of every work item) when its rows are not already DVP apart */
-    T *kt = NULL, *vp = NULL;
+    real_t *kt = NULL, *vp = NULL;
     const int packv = nqb > 1 && (c->DV != c->DVP || c->lay.v.t != c->DVP);
     if ((nqb > 1 && c->DK > 0) || packv) {
         c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
         const int64_t nk = nqb > 1 && c->DK > 0 ? FN(att_pad)(BH * c->nkt * c->DK * ATT_BC) : 0;
         const int64_t nv = packv ? BH * c->S * c->DVP : 0;
-        T *blk = FN(att_alloc)(TC_WS_ATT_KEYS, nk + nv);
+        real_t *blk = FN(att_alloc)(TC_WS_ATT_KEYS, nk + nv);
         if (!blk) return TC_ENOMEM;
         kt = nk ? blk : NULL;
         vp = nv ? blk + nk : NULL;
     }
     const FN(att_fwd_item_fn) item = FN_PICK(att_fwd_item);
-    void (*const tkeys)(const FN(att_ctx) *, T *, int64_t, int64_t) =
+    void (*const tkeys)(const FN(att_ctx) *, real_t *, int64_t, int64_t) =
         FN_PICK(att_transpose_keys);
     c->kt = kt; /* read by the work items only after the barrier that ends the transposes */
     c->vp = vp;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        T *w = scratch + (size_t)attention_thread_num() * (size_t)per;
+        real_t *w = scratch + (size_t)attention_thread_num() * (size_t)per;
         if (kt || vp) {
 #pragma omp for schedule(static)
             for (int64_t bh = 0; bh < BH; bh++) {
@@ -279,10 +279,10 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
 }
 
 /* Prefetch a row of DK values at q and rows of DV values at g and o (one touch per line). */
-static inline void FN(att_prefetch_rows)(const T *q, const T *g, const T *o, int64_t DK,
+static inline void FN(att_prefetch_rows)(const real_t *q, const real_t *g, const real_t *o, int64_t DK,
                                          int64_t DV)
 {
-    const int64_t step = 64 / (int64_t)sizeof(T);
+    const int64_t step = 64 / (int64_t)sizeof(real_t);
     for (int64_t p = 0; p < DK; p += step) __builtin_prefetch(q + p);
     for (int64_t p = 0; p < DV; p += step) {
         __builtin_prefetch(g + p);
@@ -292,26 +292,26 @@ static inline void FN(att_prefetch_rows)(const T *q, const T *g, const T *o, int
 
 /* Rows [i0, i1) of the backward's per-head operands: Qs = scale q and dOp = dout padded
  * to (Tp, DKP) / (Tp, DVP) with zeros, Dv = rowsum(dout * out). */
-static void FN(att_bwd_pack)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64_t i1, T *Qs,
-                             T *dOp, T *Dv)
+static void FN(att_bwd_pack)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64_t i1, real_t *Qs,
+                             real_t *dOp, real_t *Dv)
 {
     const int64_t Tq = c->Tq, DK = c->DK, DV = c->DV, DKP = c->DKP, DVP = c->DVP;
     for (int64_t i = i0; i < i1; i++) {
-        T *qs = Qs + i * DKP, *go = dOp + i * DVP;
+        real_t *qs = Qs + i * DKP, *go = dOp + i * DVP;
         if (i >= Tq) {
-            memset(qs, 0, (size_t)DKP * sizeof(T));
-            memset(go, 0, (size_t)DVP * sizeof(T));
+            memset(qs, 0, (size_t)DKP * sizeof(real_t));
+            memset(go, 0, (size_t)DVP * sizeof(real_t));
             continue;
         }
-        const T *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i * c->lay.q.t;
-        const T *g = ATT_HEAD(c->dout, c->lay.dout, c->NH, bh) + i * c->lay.dout.t;
-        const T *o = ATT_HEAD(c->o, c->lay.out, c->NH, bh) + i * c->lay.out.t;
+        const real_t *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i * c->lay.q.t;
+        const real_t *g = ATT_HEAD(c->dout, c->lay.dout, c->NH, bh) + i * c->lay.dout.t;
+        const real_t *o = ATT_HEAD(c->o, c->lay.out, c->NH, bh) + i * c->lay.out.t;
         if (i + ATT_PF_ROWS < Tq) /* strided rows: no hardware prefetcher follows them */
             FN(att_prefetch_rows)(q + ATT_PF_ROWS * c->lay.q.t, g + ATT_PF_ROWS * c->lay.dout.t,
                                   o + ATT_PF_ROWS * c->lay.out.t, DK, DV);
         for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
         for (int64_t p = DK; p < DKP; p++) qs[p] = 0;
-        T d = 0;
+        real_t d = 0;
         for (int64_t p = 0; p < DV; p++) {
             go[p] = g[p];
             d += g[p] * o[p];
@@ -332,23 +332,23 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
     const int64_t qsz = FN(att_pad)(Tp * DKP), osz = FN(att_pad)(Tp * DVP);
     const int64_t dsz = FN(att_pad)(Tq);
     const FN(att_bwd_kblock_fn) kblock = FN_PICK(att_bwd_kblock);
-    const T scale = c->scale;
+    const real_t scale = c->scale;
     if (nt == 1 || BH % nt == 0 || BH >= 4 * (int64_t)nt || nkb == 1) {
         /* each thread owns whole heads: Qs, dOp, Dv, dQ and the tile scratch */
         if (nt > BH) nt = (int)BH;
         const int64_t per = 2 * qsz + osz + dsz + kscr;
-        T *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
+        real_t *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
         if (!scratch) return TC_ENOMEM;
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
-            T *Qs = scratch + (size_t)attention_thread_num() * (size_t)per;
-            T *dQ = Qs + qsz, *dOp = dQ + qsz, *Dv = dOp + osz, *w = Dv + dsz;
+            real_t *Qs = scratch + (size_t)attention_thread_num() * (size_t)per;
+            real_t *dQ = Qs + qsz, *dOp = dQ + qsz, *Dv = dOp + osz, *w = Dv + dsz;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t bh = 0; bh < BH; bh++) {
                 FN(att_bwd_pack)(c, bh, 0, Tp, Qs, dOp, Dv);
-                memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(T));
+                memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(real_t));
                 for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
-                T *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
+                real_t *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
                 const int64_t ldq = c->lay.dq.t;
                 if (c->acc) {
                     for (int64_t i = 0; i < Tq; i++)
@@ -366,9 +366,9 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
     /* few heads: every head's key tiles dealt round-robin to the threads; shared Qs, dOp,
      * Dv; a dq partial per thread, summed in thread order */
     const int64_t per = qsz + kscr;
-    T *scratch = FN(att_alloc)(TC_WS_ATTENTION, qsz + osz + dsz + per * nt);
+    real_t *scratch = FN(att_alloc)(TC_WS_ATTENTION, qsz + osz + dsz + per * nt);
     if (!scratch) return TC_ENOMEM;
-    T *Qs = scratch, *dOp = Qs + qsz, *Dv = dOp + osz, *part = Dv + dsz;
+    real_t *Qs = scratch, *dOp = Qs + qsz, *Dv = dOp + osz, *part = Dv + dsz;
 #pragma omp parallel num_threads(nt)
     {
         const int tid = attention_thread_num();
@@ -377,20 +377,20 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
 #else
         const int nthr = 1;
 #endif
-        T *dQ = part + (size_t)tid * (size_t)per, *w = dQ + qsz;
+        real_t *dQ = part + (size_t)tid * (size_t)per, *w = dQ + qsz;
         for (int64_t bh = 0; bh < BH; bh++) {
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < Tp; i += 8)
                 FN(att_bwd_pack)(c, bh, i, i + 8 < Tp ? i + 8 : Tp, Qs, dOp, Dv);
-            memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(T));
+            memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(real_t));
 #pragma omp for schedule(static, 1)
             for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
-            T *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
+            real_t *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
             const int64_t ldq = c->lay.dq.t;
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < Tq; i++) {
                 for (int64_t p = 0; p < DK; p++) {
-                    T s = 0;
+                    real_t s = 0;
                     for (int t = 0; t < nthr; t++) s += part[(size_t)t * (size_t)per + (size_t)(i * DKP + p)];
                     if (c->acc) dq[i * ldq + p] += scale * s;
                     else dq[i * ldq + p] = scale * s;
@@ -402,21 +402,21 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
 }
 
 /* p (B,NH,L,D) at strides st <- 0 (the outputs of a call with no key or no query) */
-static void FN(att_zero)(T *p, const tc_attention_strides *st, int64_t B, int64_t NH,
+static void FN(att_zero)(real_t *p, const tc_attention_strides *st, int64_t B, int64_t NH,
                          int64_t L, int64_t D)
 {
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NH; h++)
             for (int64_t t = 0; t < L; t++)
-                memset(p + b * st->b + h * st->h + t * st->t, 0, (size_t)D * sizeof(T));
+                memset(p + b * st->b + h * st->h + t * st->t, 0, (size_t)D * sizeof(real_t));
 }
 
 // out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV) at the
 // layout's strides (NULL: contiguous)
-int FN(tc_attention_forward_strided)(T *out, T *lse, const T *q, const T *k, const T *v,
+int FN(tc_attention_forward_strided)(real_t *out, real_t *lse, const real_t *q, const real_t *k, const real_t *v,
                                      const tc_attention_masks *masks,
                                      const tc_attention_layout *layout, int64_t B, int64_t NH,
-                                     int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                                     int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
                                      int causal, double dropout_p, uint64_t seed)
 {
     if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
@@ -440,9 +440,9 @@ int FN(tc_attention_forward_strided)(T *out, T *lse, const T *q, const T *k, con
 }
 
 // out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
-int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
+int FN(tc_attention_forward)(real_t *out, real_t *lse, const real_t *q, const real_t *k, const real_t *v,
                              const tc_attention_masks *masks, int64_t B, int64_t NH,
-                             int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                             int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
                              int causal, double dropout_p, uint64_t seed)
 {
     return FN(tc_attention_forward_strided)(out, lse, q, k, v, masks, NULL, B, NH, Tq, S, DK,
@@ -452,12 +452,12 @@ int FN(tc_attention_forward)(T *out, T *lse, const T *q, const T *k, const T *v,
 // dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=, accumulate = 1) or
 // written (accumulate = 0); dout/out (B,NH,T,DV), q (B,NH,T,DK), k (B,NH,S,DK),
 // v (B,NH,S,DV) at the layout's strides (NULL: contiguous), lse (B,NH,T) from the forward
-int FN(tc_attention_backward_strided)(T *dq, T *dk, T *dv, const T *dout, const T *q,
-                                      const T *k, const T *v, const T *out, const T *lse,
+int FN(tc_attention_backward_strided)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *q,
+                                      const real_t *k, const real_t *v, const real_t *out, const real_t *lse,
                                       const tc_attention_masks *masks,
                                       const tc_attention_layout *layout, int64_t B,
                                       int64_t NH, int64_t Tq, int64_t S, int64_t DK,
-                                      int64_t DV, T scale, int causal, double dropout_p,
+                                      int64_t DV, real_t scale, int causal, double dropout_p,
                                       uint64_t seed, int accumulate)
 {
     if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p) ||
@@ -490,10 +490,10 @@ int FN(tc_attention_backward_strided)(T *dq, T *dk, T *dv, const T *dout, const 
 
 // dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
 // q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
-int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k,
-                              const T *v, const T *out, const T *lse,
+int FN(tc_attention_backward)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *q, const real_t *k,
+                              const real_t *v, const real_t *out, const real_t *lse,
                               const tc_attention_masks *masks, int64_t B, int64_t NH,
-                              int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                              int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
                               int causal, double dropout_p, uint64_t seed)
 {
     return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, k, v, out, lse, masks, NULL,
@@ -503,10 +503,10 @@ int FN(tc_attention_backward)(T *dq, T *dk, T *dv, const T *dout, const T *q, co
 
 // out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;
 // q, k_new (B,NH,TN,DK), v_new (B,NH,TN,DV); key_padding NULL or (B, pos+TN)
-int FN(tc_attention_decode)(T *out, T *k_cache, T *v_cache, const T *q, const T *k_new,
-                            const T *v_new, const uint8_t *key_padding, int64_t B, int64_t NH,
+int FN(tc_attention_decode)(real_t *out, real_t *k_cache, real_t *v_cache, const real_t *q, const real_t *k_new,
+                            const real_t *v_new, const uint8_t *key_padding, int64_t B, int64_t NH,
                             int64_t TN, int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
-                            T scale)
+                            real_t scale)
 {
     if (!attention_dims_ok(B, NH, TN, Smax, DK, DV) || pos < 0 || pos > Smax - TN)
         return TC_EINVAL;
@@ -518,9 +518,9 @@ int FN(tc_attention_decode)(T *out, T *k_cache, T *v_cache, const T *q, const T 
     for (int64_t bh = 0; bh < BH; bh++) {
         /* memmove: k_new may be a view of the cache itself */
         memmove(k_cache + (bh * Smax + pos) * DK, k_new + bh * TN * DK,
-                (size_t)(TN * DK) * sizeof(T));
+                (size_t)(TN * DK) * sizeof(real_t));
         memmove(v_cache + (bh * Smax + pos) * DV, v_new + bh * TN * DV,
-                (size_t)(TN * DV) * sizeof(T));
+                (size_t)(TN * DV) * sizeof(real_t));
     }
     tc_attention_masks m;
     memset(&m, 0, sizeof m);

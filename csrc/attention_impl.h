@@ -1,5 +1,5 @@
 /* attention_impl.h: the materialised reference kernels and the mask/dropout helpers the
- * tiled kernel shares, written once for T.
+ * tiled kernel shares, written once for real_t.
  *
  * Per batch-head bh = (b, h) (q (T,DK), k (S,DK), v (S,DV) slices):
  *   scores = scale * q k^T (+ bias)            (T,S)   tc_gemm
@@ -25,19 +25,19 @@ typedef struct {
     int on, keep_none;
     uint64_t seed, first; /* first: the stream index of probability (0,0,0,0) */
     uint32_t thresh;
-    T inv;
+    real_t inv;
 } FN(attention_drop);
 
 static FN(attention_drop) FN(attention_drop_make)(double p, uint64_t seed,
                                                   const tc_attention_masks *masks)
 {
-    FN(attention_drop) d = {0, 0, seed, masks ? masks->dropout_first : 0, 0, (T)1};
+    FN(attention_drop) d = {0, 0, seed, masks ? masks->dropout_first : 0, 0, (real_t)1};
     if (p > 0) {
         const uint64_t thr = tc_rng_keep_threshold(p);
         d.on = 1;
         d.keep_none = thr > UINT32_MAX;
         d.thresh = d.keep_none ? UINT32_MAX : (uint32_t)thr;
-        d.inv = d.keep_none ? (T)0 : (T)(1.0 / (1.0 - p));
+        d.inv = d.keep_none ? (real_t)0 : (real_t)(1.0 / (1.0 - p));
     }
     return d;
 }
@@ -46,7 +46,7 @@ static FN(attention_drop) FN(attention_drop_make)(double p, uint64_t seed,
  * first + j of the dropout stream is kept, 0 where it is dropped. The stream is word i of
  * Philox (seed, subsequence 0) for element i: the mask tc_dropout_* draws for element i
  * of a flat array, here of the (B,NH,T,S) probabilities. */
-static void FN(attention_dropout_row)(T *p, T *p2, int64_t n, const FN(attention_drop) *d,
+static void FN(attention_dropout_row)(real_t *p, real_t *p2, int64_t n, const FN(attention_drop) *d,
                                       uint64_t first)
 {
     uint32_t w[ATT_RNG_WORDS + 4];
@@ -56,9 +56,9 @@ static void FN(attention_dropout_row)(T *p, T *p2, int64_t n, const FN(attention
         const int64_t off = (int64_t)(idx & 3);
         const int64_t m = n - j < ATT_RNG_WORDS ? n - j : ATT_RNG_WORDS;
         tc_rng_words(w, d->seed, 0, idx >> 2, (off + m + 3) >> 2);
-        T *pj = p + j, *p2j = p2 ? p2 + j : NULL;
+        real_t *pj = p + j, *p2j = p2 ? p2 + j : NULL;
         for (int64_t t = 0; t < m; t++) {
-            const T z = !d->keep_none && w[off + t] >= d->thresh ? d->inv : (T)0;
+            const real_t z = !d->keep_none && w[off + t] >= d->thresh ? d->inv : (real_t)0;
             pj[t] *= z;
             if (p2j) p2j[t] *= z;
         }
@@ -68,7 +68,7 @@ static void FN(attention_dropout_row)(T *p, T *p2, int64_t n, const FN(attention
 
 /* Scores s[0..n) of query row i against keys [j0, j0 + n) of batch-head (b, h): adds the
  * bias and sets masked keys to -INFINITY (keys j >= lim are hidden by causality). */
-static void FN(attention_mask_row)(T *s, const tc_attention_masks *m, int64_t b, int64_t h,
+static void FN(attention_mask_row)(real_t *s, const tc_attention_masks *m, int64_t b, int64_t h,
                                    int64_t i, int64_t j0, int64_t n, int64_t lim, int64_t S)
 {
     int64_t nv = lim - j0;
@@ -76,7 +76,7 @@ static void FN(attention_mask_row)(T *s, const tc_attention_masks *m, int64_t b,
     if (m) {
         if (m->bias) {
             const int64_t *st = m->bias_strides;
-            const T *bp = (const T *)m->bias + b * st[0] + h * st[1] + i * st[2] + j0 * st[3];
+            const real_t *bp = (const real_t *)m->bias + b * st[0] + h * st[1] + i * st[2] + j0 * st[3];
             for (int64_t j = 0; j < nv; j++) s[j] += bp[j * st[3]];
         }
         if (m->keep) {
@@ -94,11 +94,11 @@ static void FN(attention_mask_row)(T *s, const tc_attention_masks *m, int64_t b,
     for (int64_t j = nv; j < n; j++) s[j] = -INFINITY;
 }
 
-static int FN(attention_args_ok)(const tc_attention_masks *m, int64_t B, int64_t NH, int64_t T_,
+static int FN(attention_args_ok)(const tc_attention_masks *m, int64_t B, int64_t NH, int64_t T,
                                  int64_t S, int64_t DK, int64_t DV, int causal, double p)
 {
     (void)m;
-    return attention_dims_ok(B, NH, T_, S, DK, DV) && attention_causal_ok(causal) &&
+    return attention_dims_ok(B, NH, T, S, DK, DV) && attention_causal_ok(causal) &&
            p >= 0 && p <= 1;
 }
 
@@ -106,35 +106,35 @@ static int FN(attention_args_ok)(const tc_attention_masks *m, int64_t B, int64_t
 typedef struct {
     const tc_attention_masks *m;
     int64_t NH, Tq, S, DK, DV;
-    T scale;
+    real_t scale;
     int causal;
     FN(attention_drop) drop;
 } FN(attention_ref_ctx);
 
 /* P (T,S) <- softmax of the scaled scores already in P, masked, then dropped out;
  * lse (T,) <- logsumexp. */
-static void FN(attention_softmax_rows)(T *P, T *lse, const FN(attention_ref_ctx) *c,
+static void FN(attention_softmax_rows)(real_t *P, real_t *lse, const FN(attention_ref_ctx) *c,
                                        int64_t bh, int parallel)
 {
     const int64_t Tq = c->Tq, S = c->S, b = bh / c->NH, h = bh % c->NH;
     (void)parallel;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < Tq; i++) {
-        T *p = P + i * S;
+        real_t *p = P + i * S;
         FN(attention_mask_row)(p, c->m, b, h, i, 0, S, attention_limit(i, Tq, S, c->causal), S);
-        T m = -INFINITY;
+        real_t m = -INFINITY;
         for (int64_t j = 0; j < S; j++) m = p[j] > m ? p[j] : m;
         if (m == -INFINITY) { /* every key masked: out row = 0, lse = -inf (never NaN) */
             for (int64_t j = 0; j < S; j++) p[j] = 0;
             lse[i] = -INFINITY;
             continue;
         }
-        T sum = 0;
+        real_t sum = 0;
         for (int64_t j = 0; j < S; j++) {
             p[j] = MATH(exp)(p[j] - m);
             sum += p[j];
         }
-        const T inv = (T)1 / sum;
+        const real_t inv = (real_t)1 / sum;
         for (int64_t j = 0; j < S; j++) p[j] *= inv;
         lse[i] = m + MATH(log)(sum);
         if (c->drop.on)
@@ -144,21 +144,21 @@ static void FN(attention_softmax_rows)(T *P, T *lse, const FN(attention_ref_ctx)
 }
 
 /* One batch-head of the forward; P is (T,S) scratch. */
-static int FN(attention_forward_head)(T *out, T *lse, T *P, const T *q, const T *k,
-                                      const T *v, const FN(attention_ref_ctx) *c, int64_t bh,
+static int FN(attention_forward_head)(real_t *out, real_t *lse, real_t *P, const real_t *q, const real_t *k,
+                                      const real_t *v, const FN(attention_ref_ctx) *c, int64_t bh,
                                       int parallel)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
-    int st = FN(tc_gemm)(P, q, k, Tq, S, DK, S, DK, DK, 0, 1, c->scale, (T)0);
+    int st = FN(tc_gemm)(P, q, k, Tq, S, DK, S, DK, DK, 0, 1, c->scale, (real_t)0);
     if (st != TC_OK) return st;
     FN(attention_softmax_rows)(P, lse, c, bh, parallel);
-    return FN(tc_gemm)(out, P, v, Tq, DV, S, DV, S, DV, 0, 0, (T)1, (T)0);
+    return FN(tc_gemm)(out, P, v, Tq, DV, S, DV, S, DV, 0, 0, (real_t)1, (real_t)0);
 }
 
 // out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
-int FN(tc_attention_forward_ref)(T *out, T *lse, const T *q, const T *k, const T *v,
+int FN(tc_attention_forward_ref)(real_t *out, real_t *lse, const real_t *q, const real_t *k, const real_t *v,
                                  const tc_attention_masks *masks, int64_t B, int64_t NH,
-                                 int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                                 int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
                                  int causal, double dropout_p, uint64_t seed)
 {
     if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
@@ -167,7 +167,7 @@ int FN(tc_attention_forward_ref)(T *out, T *lse, const T *q, const T *k, const T
     if (BH == 0 || Tq == 0) return TC_OK;
     if (S == 0) { /* every row has no key to attend to */
         for (int64_t i = 0; i < BH * Tq; i++) lse[i] = -INFINITY;
-        memset(out, 0, (size_t)(BH * Tq * DV) * sizeof(T));
+        memset(out, 0, (size_t)(BH * Tq * DV) * sizeof(real_t));
         return TC_OK;
     }
     const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
@@ -176,13 +176,13 @@ int FN(tc_attention_forward_ref)(T *out, T *lse, const T *q, const T *k, const T
     const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
     const int nthreads = outer ? attention_max_threads() : 1;
     const int inner = !outer && (double)Tq * (double)S >= TC_PARALLEL_MIN_WORK;
-    const size_t n = attention_scratch_elems(Tq, S, 1, nthreads, sizeof(T));
-    T *scratch = n ? malloc(n * sizeof(T)) : NULL;
+    const size_t n = attention_scratch_elems(Tq, S, 1, nthreads, sizeof(real_t));
+    real_t *scratch = n ? malloc(n * sizeof(real_t)) : NULL;
     if (!scratch) return TC_ENOMEM;
     int status = TC_OK;
 #pragma omp parallel num_threads(nthreads) if (outer)
     {
-        T *P = scratch + (size_t)attention_thread_num() * (size_t)Tq * (size_t)S;
+        real_t *P = scratch + (size_t)attention_thread_num() * (size_t)Tq * (size_t)S;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < BH; b++) {
             int st = FN(attention_forward_head)(out + b * Tq * DV, lse + b * Tq, P,
@@ -199,32 +199,32 @@ int FN(tc_attention_forward_ref)(T *out, T *lse, const T *q, const T *k, const T
 }
 
 /* One batch-head of the backward; P and dS are (T,S) scratch. */
-static int FN(attention_backward_head)(T *dq, T *dk, T *dv, T *P, T *dS, const T *dout,
-                                       const T *q, const T *k, const T *v, const T *out,
-                                       const T *lse, const FN(attention_ref_ctx) *c,
+static int FN(attention_backward_head)(real_t *dq, real_t *dk, real_t *dv, real_t *P, real_t *dS, const real_t *dout,
+                                       const real_t *q, const real_t *k, const real_t *v, const real_t *out,
+                                       const real_t *lse, const FN(attention_ref_ctx) *c,
                                        int64_t bh, int parallel)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
     const int64_t b = bh / c->NH, h = bh % c->NH;
     (void)parallel;
     /* scores = scale q k^T */
-    int st = FN(tc_gemm)(P, q, k, Tq, S, DK, S, DK, DK, 0, 1, c->scale, (T)0);
+    int st = FN(tc_gemm)(P, q, k, Tq, S, DK, S, DK, DK, 0, 1, c->scale, (real_t)0);
     if (st != TC_OK) return st;
     /* dP~ = dout v^T */
-    st = FN(tc_gemm)(dS, dout, v, Tq, S, DV, S, DV, DV, 0, 1, (T)1, (T)0);
+    st = FN(tc_gemm)(dS, dout, v, Tq, S, DV, S, DV, DV, 0, 1, (real_t)1, (real_t)0);
     if (st != TC_OK) return st;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < Tq; i++) {
-        T *p = P + i * S, *ds = dS + i * S;
-        const T l = lse[i];
+        real_t *p = P + i * S, *ds = dS + i * S;
+        const real_t l = lse[i];
         if (l == -INFINITY) { /* a row with every key masked: no gradient */
             for (int64_t j = 0; j < S; j++) p[j] = ds[j] = 0;
             continue;
         }
         FN(attention_mask_row)(p, c->m, b, h, i, 0, S, attention_limit(i, Tq, S, c->causal), S);
         for (int64_t j = 0; j < S; j++) p[j] = MATH(exp)(p[j] - l); /* masked: exactly 0 */
-        const T *go = dout + i * DV, *o = out + i * DV;
-        T D = 0; /* D_i = rowsum(dout * out) = rowsum(dP * P) */
+        const real_t *go = dout + i * DV, *o = out + i * DV;
+        real_t D = 0; /* D_i = rowsum(dout * out) = rowsum(dP * P) */
         for (int64_t cc = 0; cc < DV; cc++) D += go[cc] * o[cc];
         if (c->drop.on) {
             /* dP = Z/(1-p) dP~; dS = P (dP - D); then P <- P~ for dv */
@@ -237,18 +237,18 @@ static int FN(attention_backward_head)(T *dq, T *dk, T *dv, T *P, T *dS, const T
         }
     }
     /* dv += P~^T dout; dq += scale dS k; dk += scale dS^T q */
-    st = FN(tc_gemm)(dv, P, dout, S, DV, Tq, DV, S, DV, 1, 0, (T)1, (T)1);
-    if (st == TC_OK) st = FN(tc_gemm)(dq, dS, k, Tq, DK, S, DK, S, DK, 0, 0, c->scale, (T)1);
-    if (st == TC_OK) st = FN(tc_gemm)(dk, dS, q, S, DK, Tq, DK, S, DK, 1, 0, c->scale, (T)1);
+    st = FN(tc_gemm)(dv, P, dout, S, DV, Tq, DV, S, DV, 1, 0, (real_t)1, (real_t)1);
+    if (st == TC_OK) st = FN(tc_gemm)(dq, dS, k, Tq, DK, S, DK, S, DK, 0, 0, c->scale, (real_t)1);
+    if (st == TC_OK) st = FN(tc_gemm)(dk, dS, q, S, DK, Tq, DK, S, DK, 1, 0, c->scale, (real_t)1);
     return st;
 }
 
 // dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
 // q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
-int FN(tc_attention_backward_ref)(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k,
-                                  const T *v, const T *out, const T *lse,
+int FN(tc_attention_backward_ref)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *q, const real_t *k,
+                                  const real_t *v, const real_t *out, const real_t *lse,
                                   const tc_attention_masks *masks, int64_t B, int64_t NH,
-                                  int64_t Tq, int64_t S, int64_t DK, int64_t DV, T scale,
+                                  int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
                                   int causal, double dropout_p, uint64_t seed)
 {
     if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
@@ -261,14 +261,14 @@ int FN(tc_attention_backward_ref)(T *dq, T *dk, T *dv, const T *dout, const T *q
     const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
     const int nthreads = outer ? attention_max_threads() : 1;
     const int inner = !outer && (double)Tq * (double)S >= TC_PARALLEL_MIN_WORK;
-    const size_t n = attention_scratch_elems(Tq, S, 2, nthreads, sizeof(T));
-    T *scratch = n ? malloc(n * sizeof(T)) : NULL;
+    const size_t n = attention_scratch_elems(Tq, S, 2, nthreads, sizeof(real_t));
+    real_t *scratch = n ? malloc(n * sizeof(real_t)) : NULL;
     if (!scratch) return TC_ENOMEM;
     int status = TC_OK;
 #pragma omp parallel num_threads(nthreads) if (outer)
     {
-        T *P = scratch + (size_t)attention_thread_num() * 2 * (size_t)Tq * (size_t)S;
-        T *dS = P + (size_t)Tq * (size_t)S;
+        real_t *P = scratch + (size_t)attention_thread_num() * 2 * (size_t)Tq * (size_t)S;
+        real_t *dS = P + (size_t)Tq * (size_t)S;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < BH; b++) {
             int st = FN(attention_backward_head)(

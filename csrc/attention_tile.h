@@ -1,8 +1,8 @@
 /* attention_tile.h: the per-tile work of the tiled attention kernel, written once.
  *
- * Included by attention_flash_impl.h once per instruction set with T, SFX, KN(name) (the
+ * Included by attention_flash_impl.h once per instruction set with real_t, SFX, KN(name) (the
  * name with its dtype and instruction-set suffix) and KATTR (a target attribute, or
- * nothing). AVEC is a 32-byte GCC vector of T: the compiler emits AVX2/FMA under
+ * nothing). AVEC is a 32-byte GCC vector of real_t: the compiler emits AVX2/FMA under
  * __attribute__((target("avx2,fma"))) and SSE2 pairs (or NEON, ...) otherwise. No vector
  * is passed by value across a function boundary (only pointers), so the two builds never
  * disagree on an ABI.
@@ -21,7 +21,7 @@
     AVEC c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};                \
     for (int64_t p = 0; p < kc; p++) {                                                    \
         const AVEC b0 = ATT_VLOAD(b + p * ldb), b1 = ATT_VLOAD(b + p * ldb + ATT_VL);     \
-        T ar = AT(0);                                                                     \
+        real_t ar = AT(0);                                                                     \
         c00 += ar * b0;                                                                   \
         c01 += ar * b1;                                                                   \
         ar = AT(1);                                                                       \
@@ -66,8 +66,8 @@
     } while (0)
 
 /* c (MR,NR) (+)= sum_p A(r,p) b[p*ldb + 0..NR), A(r,p) = a[r*lda + p] */
-KATTR static inline void KN(att_mk_nn)(int64_t kc, const T *restrict a, int64_t lda,
-                                       const T *restrict b, int64_t ldb, T *restrict c,
+KATTR static inline void KN(att_mk_nn)(int64_t kc, const real_t *restrict a, int64_t lda,
+                                       const real_t *restrict b, int64_t ldb, real_t *restrict c,
                                        int64_t ldc, int acc)
 {
 #define ATT_A_NN(r) a[(r) * lda + p]
@@ -76,8 +76,8 @@ KATTR static inline void KN(att_mk_nn)(int64_t kc, const T *restrict a, int64_t 
 }
 
 /* c (MR,NR) (+)= sum_p A(r,p) b[p*ldb + 0..NR), A(r,p) = a[p*lda + r] */
-KATTR static inline void KN(att_mk_tn)(int64_t kc, const T *restrict a, int64_t lda,
-                                       const T *restrict b, int64_t ldb, T *restrict c,
+KATTR static inline void KN(att_mk_tn)(int64_t kc, const real_t *restrict a, int64_t lda,
+                                       const real_t *restrict b, int64_t ldb, real_t *restrict c,
                                        int64_t ldc, int acc)
 {
 #define ATT_A_TN(r) a[p * lda + (r)]
@@ -94,8 +94,8 @@ KATTR static inline void KN(att_mk_tn)(int64_t kc, const T *restrict a, int64_t 
  * NULL, and only the terms p < kw[s] when kw is not NULL: the parts a causal mask hides.
  * A strip with nothing to do under nw or kw is skipped (its c rows are left as they are);
  * K == 0 without kw stores zeros (or leaves c) as any other K. */
-KATTR static void KN(att_gemm_nn)(int64_t M, int64_t N, int64_t K, const T *a, int64_t lda,
-                                  const T *b, int64_t ldb, T *c, int64_t ldc, int acc,
+KATTR static void KN(att_gemm_nn)(int64_t M, int64_t N, int64_t K, const real_t *a, int64_t lda,
+                                  const real_t *b, int64_t ldb, real_t *c, int64_t ldc, int acc,
                                   const int64_t *nw, const int64_t *kw)
 {
     for (int64_t n0 = 0; n0 < N; n0 += ATT_NR)
@@ -109,8 +109,8 @@ KATTR static void KN(att_gemm_nn)(int64_t M, int64_t N, int64_t K, const T *a, i
 /* c (M,N) (+)= a^T @ b, a (K,M) with row stride lda, b (K,N); M % MR == 0, N % NR == 0.
  * Row strip s of c sums only the terms p >= ks[s] when ks is not NULL (the earlier rows of
  * a are zero there: queries that do not see these keys); a strip with none is skipped. */
-KATTR static void KN(att_gemm_tn)(int64_t M, int64_t N, int64_t K, const T *a, int64_t lda,
-                                  const T *b, int64_t ldb, T *c, int64_t ldc, int acc,
+KATTR static void KN(att_gemm_tn)(int64_t M, int64_t N, int64_t K, const real_t *a, int64_t lda,
+                                  const real_t *b, int64_t ldb, real_t *c, int64_t ldc, int acc,
                                   const int64_t *ks)
 {
     for (int64_t n0 = 0; n0 < N; n0 += ATT_NR)
@@ -123,7 +123,7 @@ KATTR static void KN(att_gemm_tn)(int64_t M, int64_t N, int64_t K, const T *a, i
 }
 
 /* d[p*ldd + j] = s[j*lds + p] for j < n, p < m: a transposed copy */
-KATTR static void KN(att_transpose)(T *restrict d, int64_t ldd, const T *restrict s,
+KATTR static void KN(att_transpose)(real_t *restrict d, int64_t ldd, const real_t *restrict s,
                                     int64_t lds, int64_t n, int64_t m)
 {
     int64_t j0 = 0;
@@ -143,14 +143,14 @@ KATTR static void KN(att_transpose)(T *restrict d, int64_t ldd, const T *restric
 /* kt (BH, nkt, DK, ATT_BC) <- k^T of every key tile of batch-heads [bh0, bh1), one
  * contiguous (DK, ATT_BC) panel per tile (a row stride of S would put the panel's rows in
  * the same cache set), columns past S zero. */
-KATTR static void KN(att_transpose_keys)(const FN(att_ctx) *c, T *kt, int64_t bh0,
+KATTR static void KN(att_transpose_keys)(const FN(att_ctx) *c, real_t *kt, int64_t bh0,
                                           int64_t bh1)
 {
     const int64_t S = c->S, DK = c->DK, ldk = c->lay.k.t;
     for (int64_t bh = bh0; bh < bh1; bh++) {
-        const T *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh);
+        const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh);
         for (int64_t t = 0; t < c->nkt; t++) {
-            T *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
+            real_t *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
             const int64_t j0 = t * ATT_BC, n = S - j0 < ATT_BC ? S - j0 : ATT_BC;
             KN(att_transpose)(d, ATT_BC, k + j0 * ldk, ldk, n, DK);
             for (int64_t p = 0; p < DK; p++)
@@ -160,7 +160,7 @@ KATTR static void KN(att_transpose_keys)(const FN(att_ctx) *c, T *kt, int64_t bh
 }
 
 /* max of s[0..n), n a positive multiple of ATT_VL */
-KATTR static T KN(att_row_max)(const T *s, int64_t n)
+KATTR static real_t KN(att_row_max)(const real_t *s, int64_t n)
 {
     AVEC m = ATT_VLOAD(s);
     for (int64_t j = ATT_VL; j < n; j += ATT_VL) {
@@ -168,13 +168,13 @@ KATTR static T KN(att_row_max)(const T *s, int64_t n)
         const AIVEC gt = x > m;
         m = (AVEC)(((AIVEC)x & gt) | ((AIVEC)m & ~gt));
     }
-    T r = m[0];
+    real_t r = m[0];
     for (int l = 1; l < ATT_VL; l++) r = m[l] > r ? m[l] : r;
     return r;
 }
 
 /* s[j] = exp(s[j] - m) for j < n (a multiple of ATT_VL); returns the sum (fixed order) */
-KATTR static T KN(att_row_exp_sum)(T *s, int64_t n, T m)
+KATTR static real_t KN(att_row_exp_sum)(real_t *s, int64_t n, real_t m)
 {
     AVEC acc = (AVEC){0};
     for (int64_t j = 0; j < n; j += ATT_VL) {
@@ -182,19 +182,19 @@ KATTR static T KN(att_row_exp_sum)(T *s, int64_t n, T m)
         ATT_VSTORE(s + j, e);
         acc += e;
     }
-    T r = 0;
+    real_t r = 0;
     for (int l = 0; l < ATT_VL; l++) r += acc[l];
     return r;
 }
 
 /* s[j] = exp(s[j] - m) for j < n (a multiple of ATT_VL) */
-KATTR static void KN(att_row_exp)(T *s, int64_t n, T m)
+KATTR static void KN(att_row_exp)(real_t *s, int64_t n, real_t m)
 {
     for (int64_t j = 0; j < n; j += ATT_VL) ATT_VSTORE(s + j, ATT_VEXP(ATT_VLOAD(s + j) - m));
 }
 
 /* ds[j] = p[j] * (ds[j] - D) for j < n (a multiple of ATT_VL) */
-KATTR static void KN(att_row_ds)(T *restrict ds, const T *restrict p, int64_t n, T D)
+KATTR static void KN(att_row_ds)(real_t *restrict ds, const real_t *restrict p, int64_t n, real_t D)
 {
     for (int64_t j = 0; j < n; j += ATT_VL)
         ATT_VSTORE(ds + j, ATT_VLOAD(p + j) * (ATT_VLOAD(ds + j) - D));
@@ -202,13 +202,13 @@ KATTR static void KN(att_row_ds)(T *restrict ds, const T *restrict p, int64_t n,
 
 /* s[j] = q . k_j for the n keys k_j = k + j*ldk, four keys at a time (independent vector
  * accumulators), the DK % ATT_VL tail in scalars */
-KATTR static void KN(att_row_scores)(T *restrict s, const T *restrict q, const T *restrict k,
+KATTR static void KN(att_row_scores)(real_t *restrict s, const real_t *restrict q, const real_t *restrict k,
                                      int64_t n, int64_t DK, int64_t ldk)
 {
     const int64_t dv = DK / ATT_VL * ATT_VL;
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
-        const T *k0 = k + j * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+        const real_t *k0 = k + j * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
         AVEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (int64_t p = 0; p < dv; p += ATT_VL) {
             const AVEC x = ATT_VLOAD(q + p);
@@ -217,7 +217,7 @@ KATTR static void KN(att_row_scores)(T *restrict s, const T *restrict q, const T
             a2 += x * ATT_VLOAD(k2 + p);
             a3 += x * ATT_VLOAD(k3 + p);
         }
-        T d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        real_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
         for (int l = 0; l < ATT_VL; l++) {
             d0 += a0[l];
             d1 += a1[l];
@@ -236,10 +236,10 @@ KATTR static void KN(att_row_scores)(T *restrict s, const T *restrict q, const T
         s[j + 3] = d3;
     }
     for (; j < n; j++) {
-        const T *kj = k + j * ldk;
+        const real_t *kj = k + j * ldk;
         AVEC a = {0};
         for (int64_t p = 0; p < dv; p += ATT_VL) a += ATT_VLOAD(q + p) * ATT_VLOAD(kj + p);
-        T d = 0;
+        real_t d = 0;
         for (int l = 0; l < ATT_VL; l++) d += a[l];
         for (int64_t p = dv; p < DK; p++) d += q[p] * kj[p];
         s[j] = d;
@@ -266,41 +266,41 @@ KATTR static void KN(att_strip_widths)(const FN(att_ctx) *c, int64_t i0, int64_t
  * row by row, the scores against every visible key straight from k (no transposed tiles,
  * no rows padded to ATT_MR), then the softmax and out = P v. w: FN(att_rows_scratch). */
 KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64_t br,
-                                   T *w)
+                                   real_t *w)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
     const int64_t b = bh / c->NH, h = bh % c->NH;
-    const T *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh), *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh), *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
     const int64_t ldk = c->lay.k.t, ldv = c->lay.v.t;
-    T *qs = w, *o = qs + FN(att_pad)(DK), *s = o + FN(att_pad)(DV);
+    real_t *qs = w, *o = qs + FN(att_pad)(DK), *s = o + FN(att_pad)(DV);
     for (int64_t r = 0; r < br; r++) {
         const int64_t i = i0 + r;
-        const T *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i * c->lay.q.t;
-        T *out = ATT_HEAD(c->out, c->lay.out, c->NH, bh) + i * c->lay.out.t;
+        const real_t *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i * c->lay.q.t;
+        real_t *out = ATT_HEAD(c->out, c->lay.out, c->NH, bh) + i * c->lay.out.t;
         const int64_t lim = attention_limit(i, Tq, S, c->causal);
         const int64_t n = attention_round_up(lim > 0 ? lim : 1, ATT_VL);
         for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
         KN(att_row_scores)(s, qs, k, lim, DK, ldk);
         if (c->masked) FN(attention_mask_row)(s, c->masks, b, h, i, 0, lim, lim, S);
         for (int64_t j = lim; j < n; j++) s[j] = -INFINITY;
-        const T m = KN(att_row_max)(s, n);
+        const real_t m = KN(att_row_max)(s, n);
         if (m == -INFINITY) { /* every key masked: zeros, lse = -inf */
             for (int64_t cc = 0; cc < DV; cc++) out[cc] = 0;
             if (c->lse) c->lse[bh * Tq + i] = -INFINITY;
             continue;
         }
-        const T l = KN(att_row_exp_sum)(s, n, m);
+        const real_t l = KN(att_row_exp_sum)(s, n, m);
         if (c->drop.on)
             FN(attention_dropout_row)(s, NULL, lim, &c->drop,
                                       ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) * (uint64_t)S);
         for (int64_t cc = 0; cc < DV; cc++) o[cc] = 0;
         for (int64_t j = 0; j < lim; j++) {
-            const T pj = s[j];
+            const real_t pj = s[j];
             if (pj == 0) continue; /* masked or dropped */
-            const T *vj = v + j * ldv;
+            const real_t *vj = v + j * ldv;
             for (int64_t cc = 0; cc < DV; cc++) o[cc] += pj * vj[cc];
         }
-        const T inv = (T)1 / l;
+        const real_t inv = (real_t)1 / l;
         for (int64_t cc = 0; cc < DV; cc++) out[cc] = o[cc] * inv;
         if (c->lse) c->lse[bh * Tq + i] = m + MATH(log)(l);
     }
@@ -308,7 +308,7 @@ KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
 
 /* One forward work item: query rows [i0, i0 + ATT_BR) of batch-head bh against every
  * visible key tile, online softmax; w: FN(att_fwd_scratch) elements. */
-KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0, T *w)
+KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0, real_t *w)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV, DVP = c->DVP;
     const int64_t b = bh / c->NH, h = bh % c->NH;
@@ -319,22 +319,22 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     }
     const int64_t brp = attention_round_up(br, ATT_MR);
     const int64_t ldq = c->lay.q.t, ldk = c->lay.k.t, ldv0 = c->lay.v.t;
-    const T *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i0 * ldq;
-    const T *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh), *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
-    T *Qs = w, *Kt = Qs + FN(att_pad)(ATT_BR * DK), *Vp = Kt + FN(att_pad)(DK * ATT_BC);
-    T *Sb = Vp + FN(att_pad)(ATT_BC * DVP), *O = Sb + ATT_BR * ATT_BC;
-    T *mx = O + FN(att_pad)(ATT_BR * DVP), *l = mx + ATT_BR;
+    const real_t *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i0 * ldq;
+    const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh), *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    real_t *Qs = w, *Kt = Qs + FN(att_pad)(ATT_BR * DK), *Vp = Kt + FN(att_pad)(DK * ATT_BC);
+    real_t *Sb = Vp + FN(att_pad)(ATT_BC * DVP), *O = Sb + ATT_BR * ATT_BC;
+    real_t *mx = O + FN(att_pad)(ATT_BR * DVP), *l = mx + ATT_BR;
     int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1];
 
     /* Qs = scale * q block, rows past br zero */
     for (int64_t r = 0; r < br; r++) {
         if (r + 4 < br) /* strided rows: no hardware prefetcher follows them */
-            for (int64_t p = 0; p < DK; p += 64 / (int64_t)sizeof(T))
+            for (int64_t p = 0; p < DK; p += 64 / (int64_t)sizeof(real_t))
                 __builtin_prefetch(q + (r + 4) * ldq + p);
         for (int64_t p = 0; p < DK; p++) Qs[r * DK + p] = c->scale * q[r * ldq + p];
     }
-    memset(Qs + br * DK, 0, (size_t)((brp - br) * DK) * sizeof(T));
-    memset(O, 0, (size_t)(brp * DVP) * sizeof(T));
+    memset(Qs + br * DK, 0, (size_t)((brp - br) * DK) * sizeof(real_t));
+    memset(O, 0, (size_t)(brp * DVP) * sizeof(real_t));
     for (int64_t r = 0; r < brp; r++) {
         mx[r] = -INFINITY;
         l[r] = 0;
@@ -353,7 +353,7 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
             if (!any) continue;
         }
         /* Kt (DK, bcp) = k tile transposed, columns past bc zero (or the head's k^T) */
-        const T *kt = Kt;
+        const real_t *kt = Kt;
         if (c->kt) {
             kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
         } else {
@@ -368,53 +368,53 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ATT_BC, Sb, ATT_BC, 0, nw, NULL);
         const int need_mask = c->masked || j0 + bc > lim0;
         for (int64_t r = 0; r < br; r++) {
-            T *s = Sb + r * ATT_BC;
+            real_t *s = Sb + r * ATT_BC;
             const int64_t i = i0 + r, w = nw[r / ATT_MR], n = kw[r / ATT_MR];
             if (w == 0) continue; /* no key of this tile is visible to the row */
             if (need_mask)
                 FN(attention_mask_row)(s, m, b, h, i, j0, n,
                                        attention_limit(i, Tq, S, c->causal), S);
             for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
-            const T mt = KN(att_row_max)(s, w);
-            const T mnew = mt > mx[r] ? mt : mx[r];
+            const real_t mt = KN(att_row_max)(s, w);
+            const real_t mnew = mt > mx[r] ? mt : mx[r];
             if (mnew == -INFINITY) { /* no visible key so far */
-                memset(s, 0, (size_t)w * sizeof(T));
+                memset(s, 0, (size_t)w * sizeof(real_t));
                 continue;
             }
-            const T alpha = MATH(exp)(mx[r] - mnew); /* 0 when mx was -inf */
-            const T sum = KN(att_row_exp_sum)(s, w, mnew);
+            const real_t alpha = MATH(exp)(mx[r] - mnew); /* 0 when mx was -inf */
+            const real_t sum = KN(att_row_exp_sum)(s, w, mnew);
             l[r] = l[r] * alpha + sum;
             if (c->drop.on)
                 FN(attention_dropout_row)(s, NULL, n, &c->drop,
                                           ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
                                                   (uint64_t)S + (uint64_t)j0);
             if (alpha != 1) {
-                T *o = O + r * DVP;
+                real_t *o = O + r * DVP;
                 for (int64_t cc = 0; cc < DVP; cc++) o[cc] *= alpha;
             }
             mx[r] = mnew;
         }
         /* O (brp, DVP) += P (brp, bc) v tile (bc, DVP) */
-        const T *vb = v + j0 * ldv0;
+        const real_t *vb = v + j0 * ldv0;
         int64_t ldv = ldv0;
         if (c->vp) { /* packed once per head */
             vb = c->vp + (bh * S + j0) * DVP;
             ldv = DVP;
         } else if (DV != DVP || ldv0 != DVP) {
             for (int64_t j = 0; j < bc; j++) {
-                memcpy(Vp + j * DVP, vb + j * ldv0, (size_t)DV * sizeof(T));
-                memset(Vp + j * DVP + DV, 0, (size_t)(DVP - DV) * sizeof(T));
+                memcpy(Vp + j * DVP, vb + j * ldv0, (size_t)DV * sizeof(real_t));
+                memset(Vp + j * DVP + DV, 0, (size_t)(DVP - DV) * sizeof(real_t));
             }
             vb = Vp;
             ldv = DVP;
         }
         KN(att_gemm_nn)(brp, DVP, bc, Sb, ATT_BC, vb, ldv, O, DVP, 1, NULL, kw);
     }
-    T *ob = ATT_HEAD(c->out, c->lay.out, c->NH, bh) + i0 * c->lay.out.t;
+    real_t *ob = ATT_HEAD(c->out, c->lay.out, c->NH, bh) + i0 * c->lay.out.t;
     for (int64_t r = 0; r < br; r++) {
-        T *o = ob + r * c->lay.out.t;
+        real_t *o = ob + r * c->lay.out.t;
         if (l[r] > 0) {
-            const T inv = (T)1 / l[r];
+            const real_t inv = (real_t)1 / l[r];
             for (int64_t cc = 0; cc < DV; cc++) o[cc] = O[r * DVP + cc] * inv;
             if (c->lse) c->lse[bh * Tq + i0 + r] = mx[r] + MATH(log)(l[r]);
         } else { /* every key masked: zeros, lse = -inf */
@@ -430,15 +430,15 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
  * accumulates dS k (the caller scales it); dk, dv of the key rows accumulate here.
  * w: FN(att_bwd_scratch) elements. */
 KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j0,
-                                     const T *Qs, const T *dOp, const T *Dv, T *dQ, T *w)
+                                     const real_t *Qs, const real_t *dOp, const real_t *Dv, real_t *dQ, real_t *w)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV, DKP = c->DKP, DVP = c->DVP;
     const int64_t b = bh / c->NH, h = bh % c->NH;
     const int64_t bc = S - j0 < ATT_BC ? S - j0 : ATT_BC;
     const int64_t bcp = attention_round_up(bc, ATT_BQ);
     const int64_t ldk0 = c->lay.k.t, ldv = c->lay.v.t, lddk = c->lay.dk.t, lddv = c->lay.dv.t;
-    T *dk = ATT_HEAD(c->dk, c->lay.dk, c->NH, bh) + j0 * lddk;
-    T *dv = ATT_HEAD(c->dv, c->lay.dv, c->NH, bh) + j0 * lddv;
+    real_t *dk = ATT_HEAD(c->dk, c->lay.dk, c->NH, bh) + j0 * lddk;
+    real_t *dv = ATT_HEAD(c->dv, c->lay.dv, c->NH, bh) + j0 * lddv;
     const int64_t i_first = attention_first_row(j0, Tq, S, c->causal);
     int seen = i_first < Tq; /* some query sees these keys */
     const tc_attention_masks *m = c->masks;
@@ -451,17 +451,17 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
     if (!seen) { /* dk, dv of the tile: += 0, or written 0 */
         if (!c->acc)
             for (int64_t j = 0; j < bc; j++) {
-                memset(dk + j * lddk, 0, (size_t)DK * sizeof(T));
-                memset(dv + j * lddv, 0, (size_t)DV * sizeof(T));
+                memset(dk + j * lddk, 0, (size_t)DK * sizeof(real_t));
+                memset(dv + j * lddv, 0, (size_t)DV * sizeof(real_t));
             }
         return;
     }
-    const T *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh) + j0 * ldk0;
-    const T *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh) + j0 * ldv;
-    const T *lse = c->lse_in + bh * Tq;
-    T *Kt = w, *Vt = Kt + FN(att_pad)(DK * ATT_BC), *Kp = Vt + FN(att_pad)(DV * ATT_BC);
-    T *Sb = Kp + FN(att_pad)(ATT_BC * DKP), *dP = Sb + ATT_BR * ATT_BC;
-    T *Pd = dP + ATT_BR * ATT_BC, *dK = Pd + ATT_BR * ATT_BC, *dV = dK + ATT_BC * DKP;
+    const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh) + j0 * ldk0;
+    const real_t *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh) + j0 * ldv;
+    const real_t *lse = c->lse_in + bh * Tq;
+    real_t *Kt = w, *Vt = Kt + FN(att_pad)(DK * ATT_BC), *Kp = Vt + FN(att_pad)(DV * ATT_BC);
+    real_t *Sb = Kp + FN(att_pad)(ATT_BC * DKP), *dP = Sb + ATT_BR * ATT_BC;
+    real_t *Pd = dP + ATT_BR * ATT_BC, *dK = Pd + ATT_BR * ATT_BC, *dV = dK + ATT_BC * DKP;
     int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1], ks[ATT_BC / ATT_MR + 1];
 
     /* Kt, Vt: the tile transposed, zero columns up to bcn = bc rounded up to ATT_NR (the
@@ -473,18 +473,18 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         for (int64_t j = bc; j < bcn; j++) Kt[p * ATT_BC + j] = 0;
     for (int64_t p = 0; p < DV; p++)
         for (int64_t j = bc; j < bcn; j++) Vt[p * ATT_BC + j] = 0;
-    const T *kb = k;
+    const real_t *kb = k;
     int64_t ldk = ldk0;
     if (DK != DKP || ldk0 != DKP) {
         for (int64_t j = 0; j < bc; j++) {
-            memcpy(Kp + j * DKP, k + j * ldk0, (size_t)DK * sizeof(T));
-            memset(Kp + j * DKP + DK, 0, (size_t)(DKP - DK) * sizeof(T));
+            memcpy(Kp + j * DKP, k + j * ldk0, (size_t)DK * sizeof(real_t));
+            memset(Kp + j * DKP + DK, 0, (size_t)(DKP - DK) * sizeof(real_t));
         }
         kb = Kp;
         ldk = DKP;
     }
-    memset(dK, 0, (size_t)(bcp * DKP) * sizeof(T));
-    memset(dV, 0, (size_t)(bcp * DVP) * sizeof(T));
+    memset(dK, 0, (size_t)(bcp * DKP) * sizeof(real_t));
+    memset(dV, 0, (size_t)(bcp * DVP) * sizeof(real_t));
 
     for (int64_t ib = i_first / ATT_BR * ATT_BR; ib < Tq; ib += ATT_BR) {
         const int64_t br = Tq - ib < ATT_BR ? Tq - ib : ATT_BR;
@@ -507,13 +507,13 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         for (int64_t r = 0; r < br; r++) {
             const int64_t i = ib + r, w = nw[r / ATT_MR], n = kw[r / ATT_MR];
             const int64_t nz = attention_round_up(w, ATT_MR);
-            T *s = Sb + r * ATT_BC, *dp = dP + r * ATT_BC;
-            const T li = lse[i];
+            real_t *s = Sb + r * ATT_BC, *dp = dP + r * ATT_BC;
+            const real_t li = lse[i];
             if (w == 0) continue; /* no key of this tile is visible to the row */
             if (li == -INFINITY) { /* a row with every key masked: no gradient */
-                memset(s, 0, (size_t)nz * sizeof(T));
-                memset(dp, 0, (size_t)nz * sizeof(T));
-                if (c->drop.on) memset(Pd + r * ATT_BC, 0, (size_t)nz * sizeof(T));
+                memset(s, 0, (size_t)nz * sizeof(real_t));
+                memset(dp, 0, (size_t)nz * sizeof(real_t));
+                if (c->drop.on) memset(Pd + r * ATT_BC, 0, (size_t)nz * sizeof(real_t));
                 continue;
             }
             if (need_mask)
@@ -523,8 +523,8 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
             KN(att_row_exp)(s, w, li); /* P; masked entries exactly 0 */
             for (int64_t j = w; j < nz; j++) s[j] = dp[j] = 0;
             if (c->drop.on) { /* P~ = Z/(1-p) P for dv; dP = Z/(1-p) dP~ */
-                T *pd = Pd + r * ATT_BC;
-                memcpy(pd, s, (size_t)nz * sizeof(T));
+                real_t *pd = Pd + r * ATT_BC;
+                memcpy(pd, s, (size_t)nz * sizeof(real_t));
                 FN(attention_dropout_row)(pd, dp, n, &c->drop,
                                           ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
                                                   (uint64_t)S + (uint64_t)j0);
@@ -544,8 +544,8 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         }
     } else {
         for (int64_t j = 0; j < bc; j++) {
-            memcpy(dk + j * lddk, dK + j * DKP, (size_t)DK * sizeof(T));
-            memcpy(dv + j * lddv, dV + j * DVP, (size_t)DV * sizeof(T));
+            memcpy(dk + j * lddk, dK + j * DKP, (size_t)DK * sizeof(real_t));
+            memcpy(dv + j * lddv, dV + j * DVP, (size_t)DV * sizeof(real_t));
         }
     }
 }

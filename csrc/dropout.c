@@ -7,14 +7,14 @@
  * chunk starts on a block boundary */
 #define TC_DROPOUT_CHUNK 1024
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "dropout_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "dropout_impl.h"
-#undef T
+#undef real_t
 #undef SFX

@@ -1,4 +1,4 @@
-/* dropout_impl.h: inverted dropout, written once for T.
+/* dropout_impl.h: inverted dropout, written once for real_t.
  *
  * mask[i] = 1 / (1 - p) if element i is kept, else 0, where element i (the flat C-order
  * index) is kept iff word i of the Philox stream (seed, subsequence 0) is
@@ -12,7 +12,7 @@
 
 /* mode 0: out = inp * mask; 1: out += inp * mask; 2: out = mask (inp unused); element i
  * uses word first + i of the stream */
-static int FN(dropout_apply)(T *out, const T *inp, int64_t N, double p, uint64_t seed,
+static int FN(dropout_apply)(real_t *out, const real_t *inp, int64_t N, double p, uint64_t seed,
                              uint64_t first, int mode)
 {
     if (N < 0 || !(p >= 0.0 && p <= 1.0)) return TC_EINVAL;
@@ -25,7 +25,7 @@ static int FN(dropout_apply)(T *out, const T *inp, int64_t N, double p, uint64_t
     const uint64_t thr64 = tc_rng_keep_threshold(p);
     const int keep_none = thr64 > UINT32_MAX;
     const uint32_t thr = keep_none ? UINT32_MAX : (uint32_t)thr64;
-    const T scale = keep_none ? (T)0 : (T)(1.0 / (1.0 - p));
+    const real_t scale = keep_none ? (real_t)0 : (real_t)(1.0 / (1.0 - p));
     const int64_t chunks = (N + TC_DROPOUT_CHUNK - 1) / TC_DROPOUT_CHUNK;
 #pragma omp parallel for schedule(static) if (N * 16 >= TC_PARALLEL_MIN_WORK)
     for (int64_t c = 0; c < chunks; c++) {
@@ -37,26 +37,26 @@ static int FN(dropout_apply)(T *out, const T *inp, int64_t N, double p, uint64_t
         const int64_t off = (int64_t)(idx & 3);
         tc_rng_words(words, seed, 0, idx >> 2, (off + n + 3) >> 2);
         const uint32_t *w = words + off;
-        T *o = out + i0;
-        const T *x = inp ? inp + i0 : NULL;
+        real_t *o = out + i0;
+        const real_t *x = inp ? inp + i0 : NULL;
         if (mode == 0)
-            for (int64_t k = 0; k < n; k++) o[k] = x[k] * (w[k] >= thr ? scale : (T)0);
+            for (int64_t k = 0; k < n; k++) o[k] = x[k] * (w[k] >= thr ? scale : (real_t)0);
         else if (mode == 1)
-            for (int64_t k = 0; k < n; k++) o[k] += x[k] * (w[k] >= thr ? scale : (T)0);
+            for (int64_t k = 0; k < n; k++) o[k] += x[k] * (w[k] >= thr ? scale : (real_t)0);
         else
-            for (int64_t k = 0; k < n; k++) o[k] = w[k] >= thr ? scale : (T)0;
+            for (int64_t k = 0; k < n; k++) o[k] = w[k] >= thr ? scale : (real_t)0;
     }
     return TC_OK;
 }
 
 // out (N,) = inp (N,) * mask (N,); p in [0, 1], else TC_EINVAL
-int FN(tc_dropout_forward)(T *out, const T *inp, int64_t N, double p, uint64_t seed)
+int FN(tc_dropout_forward)(real_t *out, const real_t *inp, int64_t N, double p, uint64_t seed)
 {
     return FN(dropout_apply)(out, inp, N, p, seed, 0, 0);
 }
 
 // out (N,) = inp (N,) * mask, element i with word first + i of the stream
-int FN(tc_dropout_forward_at)(T *out, const T *inp, int64_t N, double p, uint64_t seed,
+int FN(tc_dropout_forward_at)(real_t *out, const real_t *inp, int64_t N, double p, uint64_t seed,
                               uint64_t first)
 {
     return FN(dropout_apply)(out, inp, N, p, seed, first, 0);
@@ -64,14 +64,14 @@ int FN(tc_dropout_forward_at)(T *out, const T *inp, int64_t N, double p, uint64_
 
 // dinp (N,) (+)= dout (N,) * mask (N,), the mask regenerated from (p, seed); accumulate: 1
 // adds to dinp, 0 overwrites it (its old content is not read)
-int FN(tc_dropout_backward)(T *dinp, const T *dout, int64_t N, double p, uint64_t seed,
+int FN(tc_dropout_backward)(real_t *dinp, const real_t *dout, int64_t N, double p, uint64_t seed,
                             int accumulate)
 {
     return FN(tc_dropout_backward_at)(dinp, dout, N, p, seed, 0, accumulate);
 }
 
 // the same, element i with word first + i of the stream
-int FN(tc_dropout_backward_at)(T *dinp, const T *dout, int64_t N, double p, uint64_t seed,
+int FN(tc_dropout_backward_at)(real_t *dinp, const real_t *dout, int64_t N, double p, uint64_t seed,
                                uint64_t first, int accumulate)
 {
     if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
@@ -79,7 +79,7 @@ int FN(tc_dropout_backward_at)(T *dinp, const T *dout, int64_t N, double p, uint
 }
 
 // mask (N,) = 1 / (1 - p) where kept, else 0
-int FN(tc_dropout_mask)(T *mask, int64_t N, double p, uint64_t seed)
+int FN(tc_dropout_mask)(real_t *mask, int64_t N, double p, uint64_t seed)
 {
     return FN(dropout_apply)(mask, NULL, N, p, seed, 0, 2);
 }

@@ -2,14 +2,14 @@
  * are in embedding_impl.h). */
 #include "tc_generic.h"
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "embedding_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "embedding_impl.h"
-#undef T
+#undef real_t
 #undef SFX

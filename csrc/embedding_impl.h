@@ -1,4 +1,4 @@
-/* embedding_impl.h: token embedding lookup and its scatter-add backward, written once for T.
+/* embedding_impl.h: token embedding lookup and its scatter-add backward, written once for real_t.
  *
  * ids are int64 (the bindings convert any integer dtype). Both kernels check every id
  * against [0, V) before touching memory and return TC_EINVAL otherwise, even though the
@@ -19,19 +19,19 @@ static int FN(emb_check_ids)(const int64_t *ids, int64_t N, int64_t V)
 }
 
 // out (N,D), ids (N,) in [0,V), weight (V,D): out[n] = weight[ids[n]]
-int FN(tc_embedding_forward)(T *out, const int64_t *ids, const T *weight, int64_t N,
+int FN(tc_embedding_forward)(real_t *out, const int64_t *ids, const real_t *weight, int64_t N,
                              int64_t V, int64_t D)
 {
     if (N < 0 || V < 0 || D < 0) return TC_EINVAL;
     if (FN(emb_check_ids)(ids, N, V) != TC_OK) return TC_EINVAL;
 #pragma omp parallel for schedule(static) if (N * D >= TC_PARALLEL_MIN_WORK)
     for (int64_t n = 0; n < N; n++)
-        memcpy(out + n * D, weight + ids[n] * D, (size_t)D * sizeof(T));
+        memcpy(out + n * D, weight + ids[n] * D, (size_t)D * sizeof(real_t));
     return TC_OK;
 }
 
 // dweight (V,D) (accumulated), dout (N,D), ids (N,) in [0,V): dweight[ids[n]] += dout[n]
-int FN(tc_embedding_backward)(T *dweight, const T *dout, const int64_t *ids, int64_t N,
+int FN(tc_embedding_backward)(real_t *dweight, const real_t *dout, const int64_t *ids, int64_t N,
                               int64_t V, int64_t D)
 {
     if (N < 0 || V < 0 || D < 0) return TC_EINVAL;
@@ -44,8 +44,8 @@ int FN(tc_embedding_backward)(T *dweight, const T *dout, const int64_t *ids, int
     for (int64_t d0 = 0; d0 < D; d0 += EMB_BLOCK) {
         const int64_t width = D - d0 < EMB_BLOCK ? D - d0 : EMB_BLOCK;
         for (int64_t n = 0; n < N; n++) {
-            T *dst = dweight + ids[n] * D + d0;
-            const T *src = dout + n * D + d0;
+            real_t *dst = dweight + ids[n] * D + d0;
+            const real_t *src = dout + n * D + d0;
             for (int64_t d = 0; d < width; d++) dst[d] += src[d];
         }
     }

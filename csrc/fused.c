@@ -10,14 +10,14 @@ static int tc_fused_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+
 #define TC_FUSED_X86 0
 #endif
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "fused_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "fused_impl.h"
-#undef T
+#undef real_t
 #undef SFX

@@ -1,4 +1,4 @@
-/* fused_impl.h: fused kernels that save passes over memory, written once for T.
+/* fused_impl.h: fused kernels that save passes over memory, written once for real_t.
  *
  * linear + GELU:  pre = inp @ weight^T + bias,  out = gelu(pre).
  *   The bias and the activation are applied in the GEMM's epilogue, to each finished
@@ -60,7 +60,7 @@
     } while (0)
 #define LG_ROWS(F)                                                                          \
     for (int64_t i = i0; i < i0 + m; i++) {                                                 \
-        T *pre = pre_all + i * OC + j0, *out = out_all + i * OC + j0;                       \
+        real_t *pre = pre_all + i * OC + j0, *out = out_all + i * OC + j0;                       \
         int64_t j = 0;                                                                      \
         for (; j + VL <= n; j += VL) LG_VEC(F, j, VL, 0);                                   \
         if (j < n) LG_VEC(F, j, n - j, 1);                                                  \
@@ -75,10 +75,10 @@
  * bias, out = gelu(pre); with want_grad pre is then replaced by gelu'(pre) (what the
  * backward needs, so that it evaluates no GELU) */
 __attribute__((always_inline)) static inline void
-FN(lg_rows_body)(T *out_all, T *pre_all, const T *bias, int64_t OC, int64_t i0, int64_t j0,
+FN(lg_rows_body)(real_t *out_all, real_t *pre_all, const real_t *bias, int64_t OC, int64_t i0, int64_t j0,
                  int64_t m, int64_t n, int approximate_tanh, int want_grad)
 {
-    const T *b = bias ? bias + j0 : NULL;
+    const real_t *b = bias ? bias + j0 : NULL;
     if (want_grad) {
         if (approximate_tanh) {
             LG_ROWS(LG_TANH_D)
@@ -120,15 +120,15 @@ FN(lg_rows_body)(T *out_all, T *pre_all, const T *bias, int64_t OC, int64_t i0, 
  * in order) written to part (OC,): the arrays are streamed row by row. mode: 0 / 1 the
  * erf / tanh form of gelu' evaluated at pre; TC_LG_GIVEN: pre already holds gelu'. */
 __attribute__((always_inline)) static inline void
-FN(lg_grad_rows_body)(T *dpre, T *part, const T *dout, const T *pre, int64_t OC, int64_t n0,
+FN(lg_grad_rows_body)(real_t *dpre, real_t *part, const real_t *dout, const real_t *pre, int64_t OC, int64_t n0,
                       int64_t n1, int mode)
 {
-    T *s = part;
+    real_t *s = part;
     const int64_t width = OC;
     for (int64_t o = 0; o < OC; o++) s[o] = 0;
     for (int64_t n = n0; n < n1; n++) {
-        const T *p = pre + n * OC, *g = dout + n * OC;
-        T *d = dpre + n * OC;
+        const real_t *p = pre + n * OC, *g = dout + n * OC;
+        real_t *d = dpre + n * OC;
         if (mode == TC_LG_GIVEN)
             LG_GRAD_ROW(LG_IDENTITY);
         else if (mode == 1)
@@ -143,62 +143,62 @@ FN(lg_grad_rows_body)(T *dpre, T *part, const T *dout, const T *pre, int64_t OC,
 /* one row of residual + layernorm forward: s = x + r, then the row arithmetic of
  * layernorm_rows.h (shared with layernorm_impl.h) on s */
 __attribute__((always_inline)) static inline void
-FN(lnr_fwd_row_body)(T *y, T *s, T *mean, T *rstd, const T *xr, const T *rr, const T *weight,
-                     const T *bias, int64_t C, double eps)
+FN(lnr_fwd_row_body)(real_t *y, real_t *s, real_t *mean, real_t *rstd, const real_t *xr, const real_t *rr, const real_t *weight,
+                     const real_t *bias, int64_t C, double eps)
 {
 #pragma omp simd
     for (int64_t c = 0; c < C; c++) s[c] = xr[c] + rr[c];
     double m, rs;
-    T mh, ml;
+    real_t mh, ml;
     FN(lnrow_stats)(s, C, eps, &m, &rs, &mh, &ml);
-    if (mean) *mean = (T)m;
-    if (rstd) *rstd = (T)rs;
-    FN(lnrow_out)(y, s, weight, bias, C, mh, ml, (T)rs);
+    if (mean) *mean = (real_t)m;
+    if (rstd) *rstd = (real_t)rs;
+    FN(lnrow_out)(y, s, weight, bias, C, mh, ml, (real_t)rs);
 }
 
 /* one row of residual + layernorm backward: v = layernorm'(dy) + ds; gx += v, gr += v;
  * with pw, pb also the weight / bias partial sums (layernorm_rows.h) */
 __attribute__((always_inline)) static inline void
-FN(lnr_bwd_row_body)(T *gx, T *gr, T *pw, T *pb, const T *dy, const T *ds, const T *s,
-                     const T *weight, T m, T rs, int64_t C)
+FN(lnr_bwd_row_body)(real_t *gx, real_t *gr, real_t *pw, real_t *pb, const real_t *dy, const real_t *ds, const real_t *s,
+                     const real_t *weight, real_t m, real_t rs, int64_t C)
 {
     FN(lnrow_backward)(gx, gr, pw, pb, dy, ds, s, weight, C, m, rs);
 }
 
 /* dweight, dbias of columns [c0, c0+width): sums over all rows, in order */
 __attribute__((always_inline)) static inline void
-FN(lnr_wb_block_body)(T *dweight, T *dbias, const T *dout, const T *sum, const T *mean,
-                      const T *rstd, int64_t N, int64_t C, int64_t c0, int64_t width)
+FN(lnr_wb_block_body)(real_t *dweight, real_t *dbias, const real_t *dout, const real_t *sum, const real_t *mean,
+                      const real_t *rstd, int64_t N, int64_t C, int64_t c0, int64_t width)
 {
     FN(lnrow_wb_block)(dweight, dbias, dout, sum, mean, rstd, N, C, c0, width);
 }
 
 #define TC_FUSED_VARIANT(attr, sfx)                                                         \
-    attr static void FN(lg_rows##sfx)(T *out, T *pre, const T *bias, int64_t OC, int64_t i0, \
+    attr static void FN(lg_rows##sfx)(real_t *out, real_t *pre, const real_t *bias, int64_t OC, int64_t i0, \
                                       int64_t j0, int64_t m, int64_t n, int approx,          \
                                       int want_grad)                                         \
     {                                                                                        \
         FN(lg_rows_body)(out, pre, bias, OC, i0, j0, m, n, approx, want_grad);               \
     }                                                                                        \
-    attr static void FN(lg_grad_rows##sfx)(T *dpre, T *part, const T *dout, const T *pre,    \
+    attr static void FN(lg_grad_rows##sfx)(real_t *dpre, real_t *part, const real_t *dout, const real_t *pre,    \
                                            int64_t OC, int64_t n0, int64_t n1, int mode)     \
     {                                                                                        \
         FN(lg_grad_rows_body)(dpre, part, dout, pre, OC, n0, n1, mode);                      \
     }                                                                                        \
-    attr static void FN(lnr_fwd_row##sfx)(T *y, T *s, T *mean, T *rstd, const T *x,          \
-                                          const T *r, const T *w, const T *b, int64_t C,     \
+    attr static void FN(lnr_fwd_row##sfx)(real_t *y, real_t *s, real_t *mean, real_t *rstd, const real_t *x,          \
+                                          const real_t *r, const real_t *w, const real_t *b, int64_t C,     \
                                           double eps)                                        \
     {                                                                                        \
         FN(lnr_fwd_row_body)(y, s, mean, rstd, x, r, w, b, C, eps);                          \
     }                                                                                        \
-    attr static void FN(lnr_bwd_row##sfx)(T *gx, T *gr, T *pw, T *pb, const T *dy,           \
-                                          const T *ds, const T *s, const T *w, T m, T rs,    \
+    attr static void FN(lnr_bwd_row##sfx)(real_t *gx, real_t *gr, real_t *pw, real_t *pb, const real_t *dy,           \
+                                          const real_t *ds, const real_t *s, const real_t *w, real_t m, real_t rs,    \
                                           int64_t C)                                         \
     {                                                                                        \
         FN(lnr_bwd_row_body)(gx, gr, pw, pb, dy, ds, s, w, m, rs, C);                        \
     }                                                                                        \
-    attr static void FN(lnr_wb_block##sfx)(T *dw, T *db, const T *dout, const T *sum,        \
-                                           const T *mean, const T *rstd, int64_t N,          \
+    attr static void FN(lnr_wb_block##sfx)(real_t *dw, real_t *db, const real_t *dout, const real_t *sum,        \
+                                           const real_t *mean, const real_t *rstd, int64_t N,          \
                                            int64_t C, int64_t c0, int64_t width)             \
     {                                                                                        \
         FN(lnr_wb_block_body)(dw, db, dout, sum, mean, rstd, N, C, c0, width);               \
@@ -210,13 +210,13 @@ TC_FUSED_VARIANT(__attribute__((target("avx2"))), _avx2)
 #endif
 
 typedef struct {
-    T *out;        /* (N,OC) gelu(pre) */
-    T *pre;        /* (N,OC) where the GEMM wrote inp @ weight^T; bias is added in place */
-    const T *bias; /* (OC,) or NULL */
+    real_t *out;        /* (N,OC) gelu(pre) */
+    real_t *pre;        /* (N,OC) where the GEMM wrote inp @ weight^T; bias is added in place */
+    const real_t *bias; /* (OC,) or NULL */
     int64_t OC;
     int approximate_tanh;
     int want_grad; /* replace pre by gelu'(pre) */
-    void (*rows)(T *, T *, const T *, int64_t, int64_t, int64_t, int64_t, int64_t, int, int);
+    void (*rows)(real_t *, real_t *, const real_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int, int);
 } FN(fused_lg_ctx);
 
 static void FN(fused_lg_epilogue)(void *vctx, int64_t i0, int64_t j0, int64_t m, int64_t n)
@@ -226,7 +226,7 @@ static void FN(fused_lg_epilogue)(void *vctx, int64_t i0, int64_t j0, int64_t m,
 }
 
 /* the product with the epilogue: cache (N,OC) receives pre, or gelu'(pre) with want_grad */
-static int FN(linear_gelu_run)(T *out, T *cache, const T *inp, const T *weight, const T *bias,
+static int FN(linear_gelu_run)(real_t *out, real_t *cache, const real_t *inp, const real_t *weight, const real_t *bias,
                                int64_t N, int64_t C, int64_t OC, int approximate_tanh,
                                int want_grad)
 {
@@ -234,12 +234,12 @@ static int FN(linear_gelu_run)(T *out, T *cache, const T *inp, const T *weight, 
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
     FN(fused_lg_ctx) ctx = {out, cache, bias, OC, approximate_tanh, want_grad,
                             TC_FUSED_PICK(lg_rows)};
-    return FN(tc_gemm_ep)(cache, inp, weight, N, OC, C, OC, C, C, 0, 1, (T)1, (T)0,
+    return FN(tc_gemm_ep)(cache, inp, weight, N, OC, C, OC, C, C, 0, 1, (real_t)1, (real_t)0,
                           FN(fused_lg_epilogue), &ctx);
 }
 
 // out (N,OC), pre (N,OC) or NULL, inp (N,C), weight (OC,C), bias (OC,) or NULL
-int FN(tc_linear_gelu_forward)(T *out, T *pre, const T *inp, const T *weight, const T *bias,
+int FN(tc_linear_gelu_forward)(real_t *out, real_t *pre, const real_t *inp, const real_t *weight, const real_t *bias,
                                int64_t N, int64_t C, int64_t OC, int approximate_tanh)
 {
     return FN(linear_gelu_run)(out, pre ? pre : out, inp, weight, bias, N, C, OC,
@@ -247,8 +247,8 @@ int FN(tc_linear_gelu_forward)(T *out, T *pre, const T *inp, const T *weight, co
 }
 
 // out (N,OC), dact (N,OC) (not out), inp (N,C), weight (OC,C), bias (OC,) or NULL
-int FN(tc_linear_gelu_forward_dact)(T *out, T *dact, const T *inp, const T *weight,
-                                    const T *bias, int64_t N, int64_t C, int64_t OC,
+int FN(tc_linear_gelu_forward_dact)(real_t *out, real_t *dact, const real_t *inp, const real_t *weight,
+                                    const real_t *bias, int64_t N, int64_t C, int64_t OC,
                                     int approximate_tanh)
 {
     if (!out || !dact || out == dact) return TC_EINVAL;
@@ -259,14 +259,14 @@ int FN(tc_linear_gelu_forward_dact)(T *out, T *dact, const T *inp, const T *weig
  * gelu'(pre)) into the calling thread's scratch, dbias += its column sums, then the two
  * GEMMs of the linear's backward; the outputs named in set (TC_LINEAR_SET_*) are written
  * (GEMM beta = 0, dbias = the sum) instead of added to */
-static int FN(linear_gelu_grads)(T *dinp, T *dweight, T *dbias, const T *dout, const T *cache,
-                                 const T *inp, const T *weight, T *dpre, T *part, int64_t N,
+static int FN(linear_gelu_grads)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *cache,
+                                 const real_t *inp, const real_t *weight, real_t *dpre, real_t *part, int64_t N,
                                  int64_t C, int64_t OC, int mode, int set)
 {
     const int64_t nchunks = (N + TC_FUSED_ROWS - 1) / TC_FUSED_ROWS;
     /* dbias: per-chunk partial sums of TC_FUSED_ROWS rows, added in chunk order (independent
      * of the thread count); each array streamed in order */
-    void (*rows)(T *, T *, const T *, const T *, int64_t, int64_t, int64_t, int) =
+    void (*rows)(real_t *, real_t *, const real_t *, const real_t *, int64_t, int64_t, int64_t, int) =
         TC_FUSED_PICK(lg_grad_rows);
 #pragma omp parallel if (N * OC * 8 >= TC_PARALLEL_MIN_WORK)
     {
@@ -280,7 +280,7 @@ static int FN(linear_gelu_grads)(T *dinp, T *dweight, T *dbias, const T *dout, c
 #pragma omp for schedule(static)
             for (int64_t o0 = 0; o0 < OC; o0 += TC_FUSED_BLOCK) {
                 const int64_t width = OC - o0 < TC_FUSED_BLOCK ? OC - o0 : TC_FUSED_BLOCK;
-                T acc[TC_FUSED_BLOCK] = {0};
+                real_t acc[TC_FUSED_BLOCK] = {0};
                 for (int64_t k = 0; k < nchunks; k++)
                     for (int64_t o = 0; o < width; o++) acc[o] += part[k * OC + o0 + o];
                 if (set & TC_LINEAR_SET_DBIAS)
@@ -292,37 +292,37 @@ static int FN(linear_gelu_grads)(T *dinp, T *dweight, T *dbias, const T *dout, c
     }
     int st = TC_OK;
     if (dinp)
-        st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (T)1,
-                         (set & TC_LINEAR_SET_DINP) ? (T)0 : (T)1);
+        st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (real_t)1,
+                         (set & TC_LINEAR_SET_DINP) ? (real_t)0 : (real_t)1);
     if (st == TC_OK && dweight)
-        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (T)1,
-                         (set & TC_LINEAR_SET_DWEIGHT) ? (T)0 : (T)1);
+        st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (real_t)1,
+                         (set & TC_LINEAR_SET_DWEIGHT) ? (real_t)0 : (real_t)1);
     return st;
 }
 
 /* no products (N == 0 or OC == 0): the outputs named in set are zero, the others unchanged */
-static void FN(linear_gelu_zero_set)(T *dinp, T *dweight, T *dbias, int64_t N, int64_t C,
+static void FN(linear_gelu_zero_set)(real_t *dinp, real_t *dweight, real_t *dbias, int64_t N, int64_t C,
                                      int64_t OC, int set)
 {
-    if (dinp && (set & TC_LINEAR_SET_DINP)) memset(dinp, 0, (size_t)N * (size_t)C * sizeof(T));
+    if (dinp && (set & TC_LINEAR_SET_DINP)) memset(dinp, 0, (size_t)N * (size_t)C * sizeof(real_t));
     if (dweight && (set & TC_LINEAR_SET_DWEIGHT))
-        memset(dweight, 0, (size_t)OC * (size_t)C * sizeof(T));
-    if (dbias && (set & TC_LINEAR_SET_DBIAS)) memset(dbias, 0, (size_t)OC * sizeof(T));
+        memset(dweight, 0, (size_t)OC * (size_t)C * sizeof(real_t));
+    if (dbias && (set & TC_LINEAR_SET_DBIAS)) memset(dbias, 0, (size_t)OC * sizeof(real_t));
 }
 
 /* the calling thread's cached scratch (no allocation once warmed up): dpre (N,OC), and the
  * chunks' partial sums after `extra` elements of a second buffer (returned in *scratch) */
-static int FN(linear_gelu_scratch)(int64_t N, int64_t OC, size_t extra, T **dpre, T **scratch,
-                                   T **part)
+static int FN(linear_gelu_scratch)(int64_t N, int64_t OC, size_t extra, real_t **dpre, real_t **scratch,
+                                   real_t **part)
 {
     const size_t count = (size_t)N * (size_t)OC;
-    if (count > SIZE_MAX / sizeof(T)) return TC_ENOMEM;
+    if (count > SIZE_MAX / sizeof(real_t)) return TC_ENOMEM;
     const int64_t nchunks = (N + TC_FUSED_ROWS - 1) / TC_FUSED_ROWS;
     const size_t npart = (size_t)nchunks * (size_t)OC;
-    if (npart > SIZE_MAX / sizeof(T) - extra) return TC_ENOMEM;
-    *dpre = tc_workspace(TC_WS_FUSED, count * sizeof(T));
+    if (npart > SIZE_MAX / sizeof(real_t) - extra) return TC_ENOMEM;
+    *dpre = tc_workspace(TC_WS_FUSED, count * sizeof(real_t));
     if (!*dpre) return TC_ENOMEM;
-    *scratch = tc_workspace(TC_WS_FUSED2, (extra + npart) * sizeof(T));
+    *scratch = tc_workspace(TC_WS_FUSED2, (extra + npart) * sizeof(real_t));
     if (!*scratch) return TC_ENOMEM;
     *part = *scratch + extra;
     return TC_OK;
@@ -330,8 +330,8 @@ static int FN(linear_gelu_scratch)(int64_t N, int64_t OC, size_t extra, T **dpre
 
 // dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), pre (N,OC) or NULL
 // (recomputed from inp, weight, bias), inp (N,C), weight (OC,C), bias (OC,) or NULL
-int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, const T *pre,
-                                const T *inp, const T *weight, const T *bias, int64_t N,
+int FN(tc_linear_gelu_backward)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *pre,
+                                const real_t *inp, const real_t *weight, const real_t *bias, int64_t N,
                                 int64_t C, int64_t OC, int approximate_tanh)
 {
     return FN(tc_linear_gelu_backward_set)(dinp, dweight, dbias, dout, pre, inp, weight, bias,
@@ -341,8 +341,8 @@ int FN(tc_linear_gelu_backward)(T *dinp, T *dweight, T *dbias, const T *dout, co
 // as tc_linear_gelu_backward; the outputs named in `set` (TC_LINEAR_SET_*) are written
 // (GEMM beta = 0, dbias = the sum), not accumulated: the same bits as into zeroed buffers
 // (the sums start at +0, so they never are -0)
-int FN(tc_linear_gelu_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout,
-                                    const T *pre, const T *inp, const T *weight, const T *bias,
+int FN(tc_linear_gelu_backward_set)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout,
+                                    const real_t *pre, const real_t *inp, const real_t *weight, const real_t *bias,
                                     int64_t N, int64_t C, int64_t OC, int approximate_tanh,
                                     int set)
 {
@@ -352,7 +352,7 @@ int FN(tc_linear_gelu_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout
         FN(linear_gelu_zero_set)(dinp, dweight, dbias, N, C, OC, set);
         return TC_OK;
     }
-    T *dpre, *scratch, *part;
+    real_t *dpre, *scratch, *part;
     int st = FN(linear_gelu_scratch)(N, OC, pre ? 0 : (size_t)N * (size_t)OC, &dpre,
                                      &scratch, &part);
     if (st != TC_OK) return st;
@@ -370,8 +370,8 @@ int FN(tc_linear_gelu_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout
 // dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), dact (N,OC) =
 // gelu'(pre) from tc_linear_gelu_forward_dact, inp (N,C), weight (OC,C); set as
 // tc_linear_gelu_backward_set (0: accumulate)
-int FN(tc_linear_gelu_backward_dact)(T *dinp, T *dweight, T *dbias, const T *dout,
-                                     const T *dact, const T *inp, const T *weight, int64_t N,
+int FN(tc_linear_gelu_backward_dact)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout,
+                                     const real_t *dact, const real_t *inp, const real_t *weight, int64_t N,
                                      int64_t C, int64_t OC, int set)
 {
     if (N < 0 || C < 0 || OC < 0 || !dact || (set & ~TC_LINEAR_SET_ALL)) return TC_EINVAL;
@@ -379,7 +379,7 @@ int FN(tc_linear_gelu_backward_dact)(T *dinp, T *dweight, T *dbias, const T *dou
         FN(linear_gelu_zero_set)(dinp, dweight, dbias, N, C, OC, set);
         return TC_OK;
     }
-    T *dpre, *scratch, *part;
+    real_t *dpre, *scratch, *part;
     const int st = FN(linear_gelu_scratch)(N, OC, 0, &dpre, &scratch, &part);
     if (st != TC_OK) return st;
     return FN(linear_gelu_grads)(dinp, dweight, dbias, dout, dact, inp, weight, dpre, part, N,
@@ -388,12 +388,12 @@ int FN(tc_linear_gelu_backward_dact)(T *dinp, T *dweight, T *dbias, const T *dou
 
 // out (N,C), sum (N,C), mean (N,) or NULL, rstd (N,) or NULL, x (N,C), r (N,C), weight (C,),
 // bias (C,) or NULL; sum may be x or r (updated in place)
-int FN(tc_layernorm_residual_forward)(T *out, T *sum, T *mean, T *rstd, const T *x,
-                                      const T *r, const T *weight, const T *bias, int64_t N,
+int FN(tc_layernorm_residual_forward)(real_t *out, real_t *sum, real_t *mean, real_t *rstd, const real_t *x,
+                                      const real_t *r, const real_t *weight, const real_t *bias, int64_t N,
                                       int64_t C, double eps)
 {
     if (N < 0 || C < 1 || !(eps >= 0) || !out || !sum || !weight) return TC_EINVAL;
-    void (*row)(T *, T *, T *, T *, const T *, const T *, const T *, const T *, int64_t,
+    void (*row)(real_t *, real_t *, real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t,
                 double) = TC_FUSED_PICK(lnr_fwd_row);
 #pragma omp parallel for schedule(static) if (N * C >= LN_PAR_MIN && N > 1)
     for (int64_t n = 0; n < N; n++)
@@ -405,28 +405,28 @@ int FN(tc_layernorm_residual_forward)(T *out, T *sum, T *mean, T *rstd, const T 
 // dx (N,C), dr (N,C), dweight (C,), dbias (C,) each optional (dx may equal dr: it then
 // receives the gradient twice); dout (N,C) the gradient of y, dsum (N,C) or NULL the
 // gradient reaching s directly; sum (N,C), mean (N,), rstd (N,) from the forward
-int FN(tc_layernorm_residual_backward)(T *dx, T *dr, T *dweight, T *dbias, const T *dout,
-                                       const T *dsum, const T *sum, const T *weight,
-                                       const T *mean, const T *rstd, int64_t N, int64_t C)
+int FN(tc_layernorm_residual_backward)(real_t *dx, real_t *dr, real_t *dweight, real_t *dbias, const real_t *dout,
+                                       const real_t *dsum, const real_t *sum, const real_t *weight,
+                                       const real_t *mean, const real_t *rstd, int64_t N, int64_t C)
 {
     if (N < 0 || C < 1 || !dout || !sum || !weight || !mean || !rstd) return TC_EINVAL;
     if (N == 0) return TC_OK;
-    void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
+    void (*block)(real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t, int64_t,
                   int64_t, int64_t) = TC_FUSED_PICK(lnr_wb_block);
-    void (*row)(T *, T *, T *, T *, const T *, const T *, const T *, const T *, T, T,
+    void (*row)(real_t *, real_t *, real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, real_t, real_t,
                 int64_t) = TC_FUSED_PICK(lnr_bwd_row);
     const int par = N * C >= LN_PAR_MIN;
     if ((dx || dr) && (dweight || dbias)) {
         /* one pass, as tc_layernorm_backward: per-chunk partial sums of LN_ROWS rows, added
          * in chunk order (independent of the thread count) */
         const int64_t nchunks = (N + LN_ROWS - 1) / LN_ROWS;
-        T *part = malloc((size_t)nchunks * 2 * (size_t)C * sizeof(T));
+        real_t *part = malloc((size_t)nchunks * 2 * (size_t)C * sizeof(real_t));
         if (!part) return TC_ENOMEM;
 #pragma omp parallel if (par)
         {
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < nchunks; k++) {
-                T *pw = part + 2 * k * C, *pb = pw + C;
+                real_t *pw = part + 2 * k * C, *pb = pw + C;
                 for (int64_t c = 0; c < 2 * C; c++) pw[c] = 0;
                 const int64_t n1 = N - k * LN_ROWS < LN_ROWS ? N : (k + 1) * LN_ROWS;
                 for (int64_t n = k * LN_ROWS; n < n1; n++)

@@ -41,16 +41,16 @@
  * of the current T (VF); declares x_g, s_g, q_g in the enclosing scope */
 #define GELU_TANH_PARTS(xin)                                                                \
     const VF x_g = (xin);                                                                   \
-    const VI neg_g = x_g < (T)0;                                                            \
+    const VI neg_g = x_g < (real_t)0;                                                            \
     const VF ax_g = TC_VSEL(VI, VF, neg_g, -x_g, x_g);                                      \
-    const VF a_g = VEXP((T)(-2 * TC_GELU_BETA) *                                            \
-                        (ax_g * ((T)1 + (T)TC_GELU_KAPPA * (x_g * x_g))));                  \
-    const VF r_g = (T)1 / ((T)1 + a_g);                                                     \
+    const VF a_g = VEXP((real_t)(-2 * TC_GELU_BETA) *                                            \
+                        (ax_g * ((real_t)1 + (real_t)TC_GELU_KAPPA * (x_g * x_g))));                  \
+    const VF r_g = (real_t)1 / ((real_t)1 + a_g);                                                     \
     const VF ar_g = a_g * r_g;                                                              \
     const VF s_g = TC_VSEL(VI, VF, neg_g, ar_g, r_g);                                       \
     const VF q_g = ar_g * r_g
 
-/* gelu(x), tanh form, on a vector of T */
+/* gelu(x), tanh form, on a vector of real_t */
 #define GELU_TANH_V(xin) ({                                                                 \
     GELU_TANH_PARTS(xin);                                                                   \
     (void)q_g;                                                                              \
@@ -59,13 +59,13 @@
 
 /* gelu'(x), tanh form, from the parts GELU_TANH_PARTS declared */
 #define GELU_TANH_GRAD_FROM_PARTS() ({                                                      \
-    VF xc_g = TC_VSEL(VI, VF, x_g > (T)TC_GELU_XCLAMP, VSPLAT(TC_GELU_XCLAMP), x_g);        \
-    xc_g = TC_VSEL(VI, VF, xc_g < (T)-TC_GELU_XCLAMP, VSPLAT(-TC_GELU_XCLAMP), xc_g);       \
-    s_g + (T)(2 * TC_GELU_BETA) * xc_g * q_g *                                              \
-              ((T)1 + (T)(3 * TC_GELU_KAPPA) * (xc_g * xc_g));                              \
+    VF xc_g = TC_VSEL(VI, VF, x_g > (real_t)TC_GELU_XCLAMP, VSPLAT(TC_GELU_XCLAMP), x_g);        \
+    xc_g = TC_VSEL(VI, VF, xc_g < (real_t)-TC_GELU_XCLAMP, VSPLAT(-TC_GELU_XCLAMP), xc_g);       \
+    s_g + (real_t)(2 * TC_GELU_BETA) * xc_g * q_g *                                              \
+              ((real_t)1 + (real_t)(3 * TC_GELU_KAPPA) * (xc_g * xc_g));                              \
 })
 
-/* gelu'(x), tanh form, on a vector of T */
+/* gelu'(x), tanh form, on a vector of real_t */
 #define GELU_TANH_GRAD_V(xin) ({                                                            \
     GELU_TANH_PARTS(xin);                                                                   \
     GELU_TANH_GRAD_FROM_PARTS();                                                            \
@@ -103,10 +103,10 @@ static const double tc_erfc_poly_f64[TC_ERFC_N_f64] = {
  * T; declares x_e, e_e, phi_e (Phi) in the enclosing scope */
 #define GELU_ERF_PARTS(xin)                                                                 \
     const VF x_e = (xin);                                                                   \
-    const VI neg_e = x_e < (T)0;                                                            \
+    const VI neg_e = x_e < (real_t)0;                                                            \
     const VF ax_e = TC_VSEL(VI, VF, neg_e, -x_e, x_e);                                      \
-    const VF t_e = (T)2 / ((T)2 + (T)TC_RSQRT2 * ax_e);                                     \
-    const VF y_e = (T)2 * t_e - (T)1;                                                       \
+    const VF t_e = (real_t)2 / ((real_t)2 + (real_t)TC_RSQRT2 * ax_e);                                     \
+    const VF y_e = (real_t)2 * t_e - (real_t)1;                                                       \
     const VF w_e = y_e * y_e;                                                               \
     /* the even and odd halves in y^2: two independent Horner chains */                     \
     VF pe_e = VSPLAT(0), po_e = VSPLAT(0);                                                  \
@@ -115,27 +115,27 @@ static const double tc_erfc_poly_f64[TC_ERFC_N_f64] = {
     for (int k_ = (TC_CAT(TC_ERFC_N_, SFX) - 2) | 1; k_ >= 1; k_ -= 2)                      \
         po_e = po_e * w_e + TC_CAT(tc_erfc_poly_, SFX)[k_];                                 \
     const VF r_e = pe_e + y_e * po_e;                                                       \
-    const VF e_e = VEXP((T)-0.5 * (x_e * x_e));                                             \
-    const VF q_e = (T)0.5 * t_e * ((T)1 + (t_e - (T)1) * r_e) * e_e;                        \
-    const VF phi_e = TC_VSEL(VI, VF, neg_e, q_e, (T)1 - q_e)
+    const VF e_e = VEXP((real_t)-0.5 * (x_e * x_e));                                             \
+    const VF q_e = (real_t)0.5 * t_e * ((real_t)1 + (t_e - (real_t)1) * r_e) * e_e;                        \
+    const VF phi_e = TC_VSEL(VI, VF, neg_e, q_e, (real_t)1 - q_e)
 
-/* gelu(x), exact form, on a vector of T */
+/* gelu(x), exact form, on a vector of real_t */
 #define GELU_ERF_V(xin) ({                                                                  \
     GELU_ERF_PARTS(xin);                                                                    \
     x_e * phi_e;                                                                            \
 })
 
-/* gelu'(x), exact form, on a vector of T */
+/* gelu'(x), exact form, on a vector of real_t */
 #define GELU_ERF_GRAD_V(xin) ({                                                             \
     GELU_ERF_PARTS(xin);                                                                    \
-    phi_e + x_e * (e_e * (T)TC_RSQRT2PI);                                                   \
+    phi_e + x_e * (e_e * (real_t)TC_RSQRT2PI);                                                   \
 })
 
 /* gelu(x) and gelu'(x), exact form, from one evaluation of the parts: the value is returned,
  * the derivative stored to dst (the same bits as GELU_ERF_V and GELU_ERF_GRAD_V) */
 #define GELU_ERF_AND_GRAD_V(xin, dst) ({                                                    \
     GELU_ERF_PARTS(xin);                                                                    \
-    *(dst) = phi_e + x_e * (e_e * (T)TC_RSQRT2PI);                                          \
+    *(dst) = phi_e + x_e * (e_e * (real_t)TC_RSQRT2PI);                                          \
     x_e * phi_e;                                                                            \
 })
 

@@ -246,14 +246,14 @@ static void tc_gemm_pack_a6t_block_f32_avx2(float *dst, const float *A, int64_t 
 }
 #endif
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "gemm_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "gemm_impl.h"
-#undef T
+#undef real_t
 #undef SFX

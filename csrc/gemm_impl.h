@@ -1,4 +1,4 @@
-/* gemm_impl.h: packed, cache-blocked GEMM (Goto/BLIS loop order), written once for T.
+/* gemm_impl.h: packed, cache-blocked GEMM (Goto/BLIS loop order), written once for real_t.
  * The loop nest and the thread split are described above tc_gemm below. Each C entry is
  * owned by one thread and sums over k in a fixed order, so results are bitwise
  * reproducible (and in fact independent of the thread count).
@@ -8,11 +8,11 @@
 #define UVEC FN(tc_gemm_uvec)
 #define VEC16 FN(tc_gemm_vec16)
 #define UVEC16 FN(tc_gemm_uvec16)
-typedef T VEC __attribute__((vector_size(32)));
-typedef T UVEC __attribute__((vector_size(32), aligned(sizeof(T))));
-typedef T VEC16 __attribute__((vector_size(16)));
-typedef T UVEC16 __attribute__((vector_size(16), aligned(sizeof(T))));
-#define GEMM_VL ((int64_t)(32 / sizeof(T)))
+typedef real_t VEC __attribute__((vector_size(32)));
+typedef real_t UVEC __attribute__((vector_size(32), aligned(sizeof(real_t))));
+typedef real_t VEC16 __attribute__((vector_size(16)));
+typedef real_t UVEC16 __attribute__((vector_size(16), aligned(sizeof(real_t))));
+#define GEMM_VL ((int64_t)(32 / sizeof(real_t)))
 #define GEMM_NR (2 * GEMM_VL)
 #ifndef GEMM_KC
 #define GEMM_KC 512
@@ -20,18 +20,18 @@ typedef T UVEC16 __attribute__((vector_size(16), aligned(sizeof(T))));
 #ifndef GEMM_MCB
 #define GEMM_MCB 576
 #endif
-#define GEMM_MC ((int64_t)(GEMM_MCB / sizeof(T))) /* 144 rows (f32), 72 (f64): A block ~ L2 */
-#define GEMM_NC ((int64_t)(12288 / sizeof(T))) /* 3072 (f32), 1536 (f64): B panel ~ L3 */
+#define GEMM_MC ((int64_t)(GEMM_MCB / sizeof(real_t))) /* 144 rows (f32), 72 (f64): A block ~ L2 */
+#define GEMM_NC ((int64_t)(12288 / sizeof(real_t))) /* 3072 (f32), 1536 (f64): B panel ~ L3 */
 
-typedef void (*FN(tc_gemm_kernel_fn))(int64_t, const T *, int64_t, int64_t, const T *, T *,
-                                      int64_t, int64_t, int64_t, const T *);
+typedef void (*FN(tc_gemm_kernel_fn))(int64_t, const real_t *, int64_t, int64_t, const real_t *, real_t *,
+                                      int64_t, int64_t, int64_t, const real_t *);
 
 /* the portable kernel: 16-byte vectors (SSE2, NEON, ...), two column blocks per tile */
 #define KNAME FN(gemm_kernel_generic)
 #define KATTR
 #define KVEC VEC16
 #define KUVEC UVEC16
-#define KVL ((int64_t)(16 / sizeof(T)))
+#define KVL ((int64_t)(16 / sizeof(real_t)))
 #include "gemm_kernel.h"
 #undef KNAME
 #undef KATTR
@@ -62,20 +62,20 @@ static FN(tc_gemm_kernel_fn) FN(gemm_pick_kernel)(void)
 }
 
 /* C (M,N) = alpha op(A) op(B) + beta C, the plain reference. */
-int FN(tc_gemm_ref)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
+int FN(tc_gemm_ref)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
-                    T alpha, T beta)
+                    real_t alpha, real_t beta)
 {
     if (M < 0 || N < 0 || K < 0) return TC_EINVAL;
     for (int64_t i = 0; i < M; i++) {
         for (int64_t j = 0; j < N; j++) {
-            T s = 0;
+            real_t s = 0;
             for (int64_t k = 0; k < K; k++) {
-                T a = trans_a ? A[k * lda + i] : A[i * lda + k];
-                T b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+                real_t a = trans_a ? A[k * lda + i] : A[i * lda + k];
+                real_t b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
                 s += a * b;
             }
-            T *c = &C[i * ldc + j];
+            real_t *c = &C[i * ldc + j];
             *c = alpha * s + (beta == 0 ? 0 : beta * *c);
         }
     }
@@ -84,10 +84,10 @@ int FN(tc_gemm_ref)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t 
 
 /* One MR-row panel of A (kc x MR, zero-padded past mr rows) <- rows [0,mr) x cols [0,kc)
  * of A viewed with strides (rs, cs). */
-static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs, int64_t mr,
+static void FN(gemm_pack_a)(real_t *restrict dst, const real_t *A, int64_t rs, int64_t cs, int64_t mr,
                             int64_t kc)
 {
-    if (cs == 1 && mr == GEMM_MR && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+    if (cs == 1 && mr == GEMM_MR && sizeof(real_t) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
         tc_gemm_pack_a6_f32_avx2((float *)dst, (const float *)A, rs, kc);
         return;
     }
@@ -100,7 +100,7 @@ static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs,
     if (cs == 1) {
         /* all MR rows stream side by side (prefetchers follow MR sequential streams) */
         const int64_t last = mr - 1;
-        const T *r[GEMM_MR];
+        const real_t *r[GEMM_MR];
         for (int64_t i = 0; i < GEMM_MR; i++) r[i] = A + (i < last ? i : last) * rs;
         if (mr == GEMM_MR) {
             for (int64_t p = 0; p < kc; p++)
@@ -112,17 +112,17 @@ static void FN(gemm_pack_a)(T *restrict dst, const T *A, int64_t rs, int64_t cs,
         return;
     }
     for (int64_t p = 0; p < kc; p++) {
-        const T *src = A + p * cs;
+        const real_t *src = A + p * cs;
         for (int64_t i = 0; i < GEMM_MR; i++) dst[p * GEMM_MR + i] = i < mr ? src[i * rs] : 0;
     }
 }
 
 /* One NR-column panel of B (kc x NR, zero-padded past nr columns) <- rows [0,kc) x cols
  * [0,nr) of B viewed with strides (rs, cs). */
-static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs, int64_t nr,
+static void FN(gemm_pack_b)(real_t *restrict dst, const real_t *B, int64_t rs, int64_t cs, int64_t nr,
                             int64_t kc)
 {
-    if (cs == 1 && GEMM_NR == 16 && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+    if (cs == 1 && GEMM_NR == 16 && sizeof(real_t) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
         tc_gemm_pack_b16_f32_avx2((float *)dst, (const float *)B, rs, nr, kc);
         return;
     }
@@ -134,18 +134,18 @@ static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs,
             return;
         }
         for (int64_t p = 0; p < kc; p++) {
-            memcpy(dst + p * GEMM_NR, B + p * rs, (size_t)nr * sizeof(T));
+            memcpy(dst + p * GEMM_NR, B + p * rs, (size_t)nr * sizeof(real_t));
             for (int64_t j = nr; j < GEMM_NR; j++) dst[p * GEMM_NR + j] = 0;
         }
         return;
     }
-    if (rs == 1 && nr == GEMM_NR && GEMM_NR == 16 && sizeof(T) == sizeof(float) &&
+    if (rs == 1 && nr == GEMM_NR && GEMM_NR == 16 && sizeof(real_t) == sizeof(float) &&
         TC_GEMM_FAST_PACK_F32) {
         tc_gemm_pack_b16t_f32_avx2((float *)dst, (const float *)B, cs, kc);
         return;
     }
     /* columns of B are rows of the stored (transposed) matrix: nr sequential streams */
-    const T *r[GEMM_NR];
+    const real_t *r[GEMM_NR];
     for (int64_t j = 0; j < GEMM_NR; j++) r[j] = B + (j < nr ? j : 0) * cs;
     if (nr == GEMM_NR) {
         for (int64_t p = 0; p < kc; p++)
@@ -157,10 +157,10 @@ static void FN(gemm_pack_b)(T *restrict dst, const T *B, int64_t rs, int64_t cs,
 }
 
 /* The A block of mc rows x kc columns (ceil(mc/MR) panels, panel ip at ap + ip*MR*kc) */
-static void FN(gemm_pack_a_block)(T *restrict ap, const T *A, int64_t rs, int64_t cs,
+static void FN(gemm_pack_a_block)(real_t *restrict ap, const real_t *A, int64_t rs, int64_t cs,
                                   int64_t mc, int64_t kc)
 {
-    if (rs == 1 && sizeof(T) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
+    if (rs == 1 && sizeof(real_t) == sizeof(float) && TC_GEMM_FAST_PACK_F32) {
         tc_gemm_pack_a6t_block_f32_avx2((float *)ap, (const float *)A, cs, mc, kc);
         return;
     }
@@ -176,7 +176,7 @@ static void FN(gemm_pack_a_block)(T *restrict ap, const T *A, int64_t rs, int64_
  * which run when the portable kernel is forced): side 0, the A block of ceil(n/MR) panels
  * (kc, MR) of rows [0,n) x cols [0,kc) of A viewed with strides (rs, cs), as the product
  * packs it; side 1, a B panel (kc, NR) of rows [0,kc) x cols [0,n), n <= NR. */
-int FN(tc_gemm_pack_panel)(T *dst, const T *src, int64_t rs, int64_t cs, int64_t n, int64_t kc,
+int FN(tc_gemm_pack_panel)(real_t *dst, const real_t *src, int64_t rs, int64_t cs, int64_t n, int64_t kc,
                            int side)
 {
     if (!dst || !src || (side != 0 && side != 1) || n < 1 || (side && n > GEMM_NR) || kc < 0 ||
@@ -189,7 +189,7 @@ int FN(tc_gemm_pack_panel)(T *dst, const T *src, int64_t rs, int64_t cs, int64_t
     return TC_OK;
 }
 
-static void FN(gemm_scale)(T *C, int64_t ldc, int64_t M, int64_t N, T beta)
+static void FN(gemm_scale)(real_t *C, int64_t ldc, int64_t M, int64_t N, real_t beta)
 {
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++)
@@ -199,24 +199,24 @@ static void FN(gemm_scale)(T *C, int64_t ldc, int64_t M, int64_t N, T beta)
 /* One block of rows [ic, ic+mc) of C against the packed micro-panels [jp0, jp1) of B at
  * (jc, pc): pack the A block (into ap, when given; else A is read in place), then every
  * MR x NR tile, jr outer (the B micro-panel stays in L1) and ir inner. */
-static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const T *A, int64_t rsa,
-                                  int64_t csa, T *C, int64_t ldc, int64_t ic, int64_t mc,
+static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const real_t *A, int64_t rsa,
+                                  int64_t csa, real_t *C, int64_t ldc, int64_t ic, int64_t mc,
                                   int64_t jc, int64_t nc, int64_t pc, int64_t kc,
-                                  int64_t kc_max, T *ap, const T *bp, int64_t jp0, int64_t jp1,
-                                  const T *ab, int last_pc, tc_gemm_epilogue_fn ep,
+                                  int64_t kc_max, real_t *ap, const real_t *bp, int64_t jp0, int64_t jp1,
+                                  const real_t *ab, int last_pc, tc_gemm_epilogue_fn ep,
                                   void *ep_ctx)
 {
     const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
-    const T *Ablk = A + ic * rsa + pc * csa;
+    const real_t *Ablk = A + ic * rsa + pc * csa;
     if (ap) FN(gemm_pack_a_block)(ap, Ablk, rsa, csa, mc, kc);
     for (int64_t jp = jp0; jp < jp1; jp++) {
         const int64_t j0 = jp * GEMM_NR;
         const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-        const T *bpanel = bp + jp * GEMM_NR * kc_max;
+        const real_t *bpanel = bp + jp * GEMM_NR * kc_max;
         for (int64_t ip = 0; ip < mp; ip++) {
             const int64_t i0 = ip * GEMM_MR;
             const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
-            T *ct = C + (ic + i0) * ldc + jc + j0;
+            real_t *ct = C + (ic + i0) * ldc + jc + j0;
             if (ap)
                 kernel(kc, ap + ip * GEMM_MR * kc, 1, GEMM_MR, bpanel, ct, ldc, mr, nr, ab);
             else
@@ -237,9 +237,9 @@ static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const T *A, int6
  * cooperatively; with few rows, each thread owns a range of B micro-panels and packs them
  * itself. Either way each C entry is computed
  * by one thread summing k in a fixed order (results do not depend on the thread count). */
-int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
+int FN(tc_gemm_ep)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64_t N, int64_t K,
                    int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
-                   T alpha, T beta, tc_gemm_epilogue_fn ep, void *ep_ctx)
+                   real_t alpha, real_t beta, tc_gemm_epilogue_fn ep, void *ep_ctx)
 {
     if (M < 0 || N < 0 || K < 0) return TC_EINVAL;
     if (M == 0 || N == 0) return TC_OK;
@@ -262,13 +262,13 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
      * it past about 30 us of single-core work */
     const int parallel = flops >= GEMM_PARALLEL_MIN_FLOPS;
     const int max_threads = parallel ? tc_gemm_max_threads() : 1;
-    size_t a_bytes = pack_a ? (size_t)(a_panels * GEMM_MR * kc_max) * sizeof(T) : 0;
-    size_t b_bytes = (size_t)(b_panels * GEMM_NR * kc_max) * sizeof(T);
+    size_t a_bytes = pack_a ? (size_t)(a_panels * GEMM_MR * kc_max) * sizeof(real_t) : 0;
+    size_t b_bytes = (size_t)(b_panels * GEMM_NR * kc_max) * sizeof(real_t);
     a_bytes = (a_bytes + 63) / 64 * 64;
     b_bytes = (b_bytes + 63) / 64 * 64;
     /* the calling thread's cached buffers: no allocation once warmed up */
-    T *ap = a_bytes ? tc_workspace(TC_WS_GEMM_A, a_bytes * (size_t)max_threads) : NULL;
-    T *bp = tc_workspace(TC_WS_GEMM_B, b_bytes);
+    real_t *ap = a_bytes ? tc_workspace(TC_WS_GEMM_A, a_bytes * (size_t)max_threads) : NULL;
+    real_t *bp = tc_workspace(TC_WS_GEMM_B, b_bytes);
     if ((a_bytes && !ap) || !bp) return TC_ENOMEM;
     const FN(tc_gemm_kernel_fn) kernel = FN(gemm_pick_kernel)();
     const int64_t mp_all = (M + GEMM_MR - 1) / GEMM_MR;
@@ -285,15 +285,15 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
          * the others up); each C entry still sums k in the same order whoever computes it */
         int64_t nblocks = (mp_all + panels_per_block - 1) / panels_per_block;
         nblocks = (nblocks + nth - 1) / nth * nth;
-        T *my_ap = ap ? (T *)((char *)ap + a_bytes * (size_t)tid) : NULL;
+        real_t *my_ap = ap ? (real_t *)((char *)ap + a_bytes * (size_t)tid) : NULL;
         for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
             const int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
             const int64_t np = (nc + GEMM_NR - 1) / GEMM_NR;
             for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
                 const int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-                const T ab[2] = {alpha, pc == 0 ? beta : (T)1};
+                const real_t ab[2] = {alpha, pc == 0 ? beta : (real_t)1};
                 const int last_pc = pc + kc == K;
-                const T *Bblk = B + pc * rsb + jc * csb;
+                const real_t *Bblk = B + pc * rsb + jc * csb;
                 /* panels sit at a fixed stride (kc_max), so with the column split a thread
                  * packing the next pc never overlaps a neighbour still reading this one */
                 if (split_m) {
@@ -332,9 +332,9 @@ int FN(tc_gemm_ep)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K
     return TC_OK;
 }
 
-int FN(tc_gemm)(T *C, const T *A, const T *B, int64_t M, int64_t N, int64_t K,
+int FN(tc_gemm)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64_t N, int64_t K,
                 int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
-                T alpha, T beta)
+                real_t alpha, real_t beta)
 {
     return FN(tc_gemm_ep)(C, A, B, M, N, K, ldc, lda, ldb, trans_a, trans_b, alpha, beta,
                           NULL, NULL);

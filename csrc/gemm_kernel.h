@@ -1,6 +1,6 @@
 /* gemm_kernel.h: the register-blocked GEMM micro-kernel, written once.
  *
- * Included by gemm_impl.h once per instruction set with T, SFX, KVEC (a GCC vector of T:
+ * Included by gemm_impl.h once per instruction set with real_t, SFX, KVEC (a GCC vector of real_t:
  * 32 bytes for AVX2, 16 bytes for the portable kernel), KUVEC (the same, only
  * element-aligned), KVL (its length), KNAME (the function name) and KATTR (a target
  * attribute, or nothing). The vector types are plain GNU C: the compiler emits AVX2/FMA
@@ -17,9 +17,9 @@
  */
 
 __attribute__((always_inline)) KATTR static inline void
-TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
-                     const T *restrict b, T *restrict c, int64_t ldc, int64_t mr, int64_t nr,
-                     const T *ab, const int nv)
+TC_CAT(KNAME, _body)(int64_t kc, const real_t *restrict a, int64_t rsa, int64_t csa,
+                     const real_t *restrict b, real_t *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                     const real_t *ab, const int nv)
 {
     KVEC acc[GEMM_MR][2];
     for (int i = 0; i < GEMM_MR; i++) {
@@ -32,7 +32,7 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
     }
     /* rows past mr repeat the last real row (never read past A; results discarded) */
     const int64_t last = mr - 1;
-    const T *a0 = a, *a1 = a + (last < 1 ? last : 1) * rsa, *a2 = a + (last < 2 ? last : 2) * rsa,
+    const real_t *a0 = a, *a1 = a + (last < 1 ? last : 1) * rsa, *a2 = a + (last < 2 ? last : 2) * rsa,
             *a3 = a + (last < 3 ? last : 3) * rsa, *a4 = a + (last < 4 ? last : 4) * rsa,
             *a5 = a + (last < 5 ? last : 5) * rsa;
 #pragma GCC unroll 4
@@ -43,7 +43,7 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
         /* row by row: one broadcast live at a time (12 accumulators + 2 + 1 registers) */
 #define TC_GEMM_ROW(i, ai)                           \
         {                                            \
-            const T x = ai[q];                       \
+            const real_t x = ai[q];                       \
             acc[i][0] += x * b0;                     \
             if (nv == 2) acc[i][1] += x * b1;        \
         }
@@ -56,7 +56,7 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
 #undef TC_GEMM_ROW
     }
     /* alpha, beta come through memory: read only now, they hold no register in the loop */
-    const T alpha = ab[0], beta = ab[1];
+    const real_t alpha = ab[0], beta = ab[1];
     if (mr == GEMM_MR && nr == nv * KVL) {
         for (int i = 0; i < GEMM_MR; i++) {
             for (int v = 0; v < nv; v++) {
@@ -71,12 +71,12 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
         }
         return;
     }
-    T tile[GEMM_MR * 2 * KVL] __attribute__((aligned(32)));
+    real_t tile[GEMM_MR * 2 * KVL] __attribute__((aligned(32)));
     for (int i = 0; i < GEMM_MR; i++)
         for (int v = 0; v < nv; v++) *(KVEC *)(tile + (i * 2 + v) * KVL) = acc[i][v];
     for (int64_t i = 0; i < mr; i++) {
-        T *ci = c + i * ldc;
-        const T *t = tile + i * 2 * KVL;
+        real_t *ci = c + i * ldc;
+        const real_t *t = tile + i * 2 * KVL;
         if (beta == 0) {
             for (int64_t j = 0; j < nr; j++) ci[j] = alpha * t[j];
         } else {
@@ -88,9 +88,9 @@ TC_CAT(KNAME, _body)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
 /* One column block, the common layouts of a specialised so the compiler sees constant
  * strides: packed (1, MR), rows of a row-major A (rsa, 1), anything else. */
 __attribute__((always_inline)) KATTR static inline void
-TC_CAT(KNAME, _block)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
-                      const T *restrict b, T *restrict c, int64_t ldc, int64_t mr, int64_t nr,
-                      const T *ab)
+TC_CAT(KNAME, _block)(int64_t kc, const real_t *restrict a, int64_t rsa, int64_t csa,
+                      const real_t *restrict b, real_t *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                      const real_t *ab)
 {
     const int nv = nr > KVL ? 2 : 1;
     if (rsa == 1 && csa == GEMM_MR) {
@@ -113,9 +113,9 @@ TC_CAT(KNAME, _block)(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
 
 /* One MR x NR tile (mr <= MR rows and nr <= NR columns of it are real), in column blocks
  * of 2 * KVL. */
-KATTR static void KNAME(int64_t kc, const T *restrict a, int64_t rsa, int64_t csa,
-                        const T *restrict b, T *restrict c, int64_t ldc, int64_t mr, int64_t nr,
-                        const T *ab)
+KATTR static void KNAME(int64_t kc, const real_t *restrict a, int64_t rsa, int64_t csa,
+                        const real_t *restrict b, real_t *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                        const real_t *ab)
 {
     for (int64_t col0 = 0; col0 < nr; col0 += 2 * KVL) {
         const int64_t cols = nr - col0 < 2 * KVL ? nr - col0 : 2 * KVL;

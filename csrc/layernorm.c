@@ -2,14 +2,14 @@
  * float64 (the kernels are in layernorm_impl.h). */
 #include "tc_generic.h"
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "layernorm_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "layernorm_impl.h"
-#undef T
+#undef real_t
 #undef SFX

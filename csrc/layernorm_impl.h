@@ -1,4 +1,4 @@
-/* layernorm_impl.h: layer normalisation over the last axis, written once for T.
+/* layernorm_impl.h: layer normalisation over the last axis, written once for real_t.
  *
  *   y = (x - mean) * rstd * weight + bias,  mean = sum(x)/C,
  *   rstd = 1/sqrt(sum((x - mean)^2)/C + eps)   (biased variance, as torch).
@@ -25,34 +25,34 @@
 #endif
 
 /* rows [n0, n1) of the forward */
-__attribute__((always_inline)) static inline void FN(ln_fwd_rows_body)(T *out, T *mean, T *rstd,
-                                                                       const T *inp, const T *weight,
-                                                                       const T *bias, int64_t n0,
+__attribute__((always_inline)) static inline void FN(ln_fwd_rows_body)(real_t *out, real_t *mean, real_t *rstd,
+                                                                       const real_t *inp, const real_t *weight,
+                                                                       const real_t *bias, int64_t n0,
                                                                        int64_t n1, int64_t C,
                                                                        double eps)
 {
     for (int64_t n = n0; n < n1; n++) {
-        const T *x = inp + n * C;
+        const real_t *x = inp + n * C;
         double m, s;
-        T mh, ml;
+        real_t mh, ml;
         FN(lnrow_stats)(x, C, eps, &m, &s, &mh, &ml);
-        if (mean) mean[n] = (T)m;
-        if (rstd) rstd[n] = (T)s;
-        if (out) FN(lnrow_out)(out + n * C, x, weight, bias, C, mh, ml, (T)s);
+        if (mean) mean[n] = (real_t)m;
+        if (rstd) rstd[n] = (real_t)s;
+        if (out) FN(lnrow_out)(out + n * C, x, weight, bias, C, mh, ml, (real_t)s);
     }
 }
 
 /* rows [n0, n1) of dinp; with part, also the weight / bias partial sums of every chunk of
  * LN_ROWS rows in [n0, n1) (n0 a multiple of LN_ROWS): part[k] (2 rows of C) for chunk k */
-__attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, T *part,
-                                                                       const T *dout,
-                                                                       const T *inp, const T *weight,
-                                                                       const T *mean, const T *rstd,
+__attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(real_t *dinp, real_t *part,
+                                                                       const real_t *dout,
+                                                                       const real_t *inp, const real_t *weight,
+                                                                       const real_t *mean, const real_t *rstd,
                                                                        int64_t n0, int64_t n1,
                                                                        int64_t C, int set)
 {
     for (int64_t n = n0; n < n1; n++) {
-        T *pw = NULL, *pb = NULL;
+        real_t *pw = NULL, *pb = NULL;
         if (part) {
             pw = part + 2 * (n / LN_ROWS) * C;
             pb = pw + C;
@@ -65,14 +65,14 @@ __attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, 
 }
 
 #define LN_VARIANT(attr, sfx)                                                                   \
-    attr static void FN(ln_fwd_rows##sfx)(T *out, T *mean, T *rstd, const T *inp, const T *w,   \
-                                          const T *b, int64_t n0, int64_t n1, int64_t C,        \
+    attr static void FN(ln_fwd_rows##sfx)(real_t *out, real_t *mean, real_t *rstd, const real_t *inp, const real_t *w,   \
+                                          const real_t *b, int64_t n0, int64_t n1, int64_t C,        \
                                           double eps)                                           \
     {                                                                                           \
         FN(ln_fwd_rows_body)(out, mean, rstd, inp, w, b, n0, n1, C, eps);                       \
     }                                                                                           \
-    attr static void FN(ln_bwd_rows##sfx)(T *dinp, T *part, const T *dout, const T *inp,        \
-                                          const T *w, const T *mean, const T *rstd, int64_t n0, \
+    attr static void FN(ln_bwd_rows##sfx)(real_t *dinp, real_t *part, const real_t *dout, const real_t *inp,        \
+                                          const real_t *w, const real_t *mean, const real_t *rstd, int64_t n0, \
                                           int64_t n1, int64_t C, int set)                       \
     {                                                                                           \
         if (set)                                                                                \
@@ -80,8 +80,8 @@ __attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(T *dinp, 
         else                                                                                    \
             FN(ln_bwd_rows_body)(dinp, part, dout, inp, w, mean, rstd, n0, n1, C, 0);           \
     }                                                                                           \
-    attr static void FN(ln_wb_block##sfx)(T *dw, T *db, const T *dout, const T *inp,            \
-                                          const T *mean, const T *rstd, int64_t N, int64_t C,   \
+    attr static void FN(ln_wb_block##sfx)(real_t *dw, real_t *db, const real_t *dout, const real_t *inp,            \
+                                          const real_t *mean, const real_t *rstd, int64_t N, int64_t C,   \
                                           int64_t c0, int64_t width)                            \
     {                                                                                           \
         FN(lnrow_wb_block)(dw, db, dout, inp, mean, rstd, N, C, c0, width);                     \
@@ -111,12 +111,12 @@ static inline void FN(ln_share)(int64_t N, int64_t *n0, int64_t *n1)
 
 // out (N,C) or NULL, mean (N,) or NULL, rstd (N,) or NULL, inp (N,C), weight (C,),
 // bias (C,) or NULL. With out == NULL only the statistics are computed (weight unused).
-int FN(tc_layernorm_forward)(T *out, T *mean, T *rstd, const T *inp, const T *weight,
-                             const T *bias, int64_t N, int64_t C, double eps)
+int FN(tc_layernorm_forward)(real_t *out, real_t *mean, real_t *rstd, const real_t *inp, const real_t *weight,
+                             const real_t *bias, int64_t N, int64_t C, double eps)
 {
     if (N < 0 || C < 1 || !(eps >= 0) || (out && !weight)) return TC_EINVAL;
     if (N == 0) return TC_OK;
-    void (*rows)(T *, T *, T *, const T *, const T *, const T *, int64_t, int64_t, int64_t,
+    void (*rows)(real_t *, real_t *, real_t *, const real_t *, const real_t *, const real_t *, int64_t, int64_t, int64_t,
                  double) = LN_PICK(ln_fwd_rows);
 #pragma omp parallel if (N * C >= LN_PAR_MIN && N > 1)
     {
@@ -129,8 +129,8 @@ int FN(tc_layernorm_forward)(T *out, T *mean, T *rstd, const T *inp, const T *we
 
 // as tc_layernorm_backward, but with set_dinp dinp is written (=), not accumulated: the
 // same bits as tc_layernorm_backward into a zeroed dinp, without zeroing it first
-int FN(tc_layernorm_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout, const T *inp,
-                                  const T *weight, const T *mean, const T *rstd, int64_t N,
+int FN(tc_layernorm_backward_set)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *inp,
+                                  const real_t *weight, const real_t *mean, const real_t *rstd, int64_t N,
                                   int64_t C, int set_dinp);
 
 // dinp (N,C) or NULL, dweight (C,) or NULL, dbias (C,) or NULL, all accumulated (+=);
@@ -138,23 +138,23 @@ int FN(tc_layernorm_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout, 
 //   xhat = (x - mean) * rstd, g = dout * weight,
 //   dinp += rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)),
 //   dweight += sum_n dout * xhat, dbias += sum_n dout.
-int FN(tc_layernorm_backward)(T *dinp, T *dweight, T *dbias, const T *dout, const T *inp,
-                              const T *weight, const T *mean, const T *rstd, int64_t N,
+int FN(tc_layernorm_backward)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *inp,
+                              const real_t *weight, const real_t *mean, const real_t *rstd, int64_t N,
                               int64_t C)
 {
     return FN(tc_layernorm_backward_set)(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
                                          C, 0);
 }
 
-int FN(tc_layernorm_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout, const T *inp,
-                                  const T *weight, const T *mean, const T *rstd, int64_t N,
+int FN(tc_layernorm_backward_set)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *inp,
+                                  const real_t *weight, const real_t *mean, const real_t *rstd, int64_t N,
                                   int64_t C, int set_dinp)
 {
     if (N < 0 || C < 1 || !mean || !rstd || (dinp && !weight)) return TC_EINVAL;
     if (N == 0) return TC_OK;
-    void (*block)(T *, T *, const T *, const T *, const T *, const T *, int64_t, int64_t,
+    void (*block)(real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t, int64_t,
                   int64_t, int64_t) = LN_PICK(ln_wb_block);
-    void (*rows)(T *, T *, const T *, const T *, const T *, const T *, const T *, int64_t,
+    void (*rows)(real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t,
                  int64_t, int64_t, int) = LN_PICK(ln_bwd_rows);
     const int set = set_dinp != 0;
     const int par = N * C >= LN_PAR_MIN;
@@ -163,7 +163,7 @@ int FN(tc_layernorm_backward_set)(T *dinp, T *dweight, T *dbias, const T *dout, 
          * own 2 rows of part while the rows are in L1, then the chunks are added in order
          * (in double, per column): independent of the thread count */
         const int64_t nchunks = (N + LN_ROWS - 1) / LN_ROWS;
-        T *part = malloc((size_t)nchunks * 2 * (size_t)C * sizeof(T));
+        real_t *part = malloc((size_t)nchunks * 2 * (size_t)C * sizeof(real_t));
         if (!part) return TC_ENOMEM;
 #pragma omp parallel if (par)
         {

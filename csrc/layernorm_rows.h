@@ -1,4 +1,4 @@
-/* layernorm_rows.h: the per-row arithmetic of layer normalisation, written once for T and
+/* layernorm_rows.h: the per-row arithmetic of layer normalisation, written once for real_t and
  * shared by layernorm_impl.h and the fused residual + layernorm (fused_impl.h). Include it
  * per dtype after vec_math.h. Every routine is an always-inline body over the vectors of
  * vec_math.h, compiled into its caller's baseline and AVX2 variants (without FMA: both
@@ -18,7 +18,7 @@
 #ifndef TC_LNROWS_ONCE
 #define TC_LNROWS_ONCE
 typedef float tc_vf32x4 __attribute__((vector_size(16)));
-#define TC_NV_f32 tc_vf32x4 /* 4 elements of T */
+#define TC_NV_f32 tc_vf32x4 /* 4 elements of real_t */
 #define TC_NV_f64 tc_vf64
 #define LN_COLS 64 /* columns per thread block in the weight / bias gradients */
 #define LN_ROWS 32 /* rows summed in T before they are added in double */
@@ -28,13 +28,13 @@ static inline double ln_hsum4(tc_vf64 v) { return (v[0] + v[1]) + (v[2] + v[3]);
 #endif
 
 #define LNV TC_CAT(TC_NV_, SFX)
-/* 4 elements of T at p as 4 doubles; 4 doubles rounded to T and stored at p */
-#define LLOAD(p) ({ const T *lp_ = (p); (tc_vf64){(double)lp_[0], (double)lp_[1], (double)lp_[2], (double)lp_[3]}; })
+/* 4 elements of real_t at p as 4 doubles; 4 doubles rounded to real_t and stored at p */
+#define LLOAD(p) ({ const real_t *lp_ = (p); (tc_vf64){(double)lp_[0], (double)lp_[1], (double)lp_[2], (double)lp_[3]}; })
 #define LNARROW(v) __builtin_convertvector((v), LNV)
 #define LNLOAD(p) ({ LNV l_; memcpy(&l_, (p), sizeof l_); l_; })
 #define LNSTORE(p, v) do { LNV l_ = (v); memcpy((p), &l_, sizeof l_); } while (0)
 
-/* sum of a row in vectors of T, two accumulators */
+/* sum of a row in vectors of real_t, two accumulators */
 #define LN_VSUM(EXPR)                                                                         \
     ({                                                                                        \
         VF s0_ = VSPLAT(0), s1_ = s0_;                                                        \
@@ -56,10 +56,10 @@ static inline double ln_hsum4(tc_vf64 v) { return (v[0] + v[1]) + (v[2] + v[3]);
     })
 
 /* *mean, *rstd of the row x[0..C): rstd = 1 / sqrt(biased variance + eps); *mh + *ml = the
- * mean to about twice T's precision (mh = mean rounded to T), for (x - mh) - ml in T */
-__attribute__((always_inline)) static inline void FN(lnrow_stats)(const T *x, int64_t C,
+ * mean to about twice T's precision (mh = mean rounded to real_t), for (x - mh) - ml in T */
+__attribute__((always_inline)) static inline void FN(lnrow_stats)(const real_t *x, int64_t C,
                                                                  double eps, double *mean,
-                                                                 double *rstd, T *mh, T *ml)
+                                                                 double *rstd, real_t *mh, real_t *ml)
 {
     /* pass 1: the mean, in double */
     tc_vf64 a0 = {0}, a1 = {0};
@@ -72,18 +72,18 @@ __attribute__((always_inline)) static inline void FN(lnrow_stats)(const T *x, in
     double t = 0;
     for (; c < C; c++) t += (double)x[c];
     const double m = (ln_hsum4(a0 + a1) + t) / (double)C;
-    const T h = (T)m, l = (T)(m - (double)h);
+    const real_t h = (real_t)m, l = (real_t)(m - (double)h);
     /* pass 2: sum (x - mean)^2 in T, the deviation as (x - mh) - ml (x - mh is exact when x
      * is near the mean, where it matters) */
     const int64_t cv = C - C % VL;
-    T tail = 0;
+    real_t tail = 0;
     for (c = cv; c < C; c++) {
-        const T d = (x[c] - h) - l;
+        const real_t d = (x[c] - h) - l;
         tail += d * d;
     }
     double ss = (double)(LN_VSUM(({ const VF d_ = (VLOAD(x + c) - h) - l; d_ * d_; })) + tail);
     if (!(ss <= 1e300)) {
-        /* overflow of T (float32 values beyond ~1e19), or NaN: again in double */
+        /* overflow of real_t (float32 values beyond ~1e19), or NaN: again in double */
         tc_vf64 d0 = {0};
         t = 0;
         for (c = 0; c + 4 <= C; c += 4) {
@@ -103,9 +103,9 @@ __attribute__((always_inline)) static inline void FN(lnrow_stats)(const T *x, in
 }
 
 /* y[c] = ((x[c] - mh) - ml) * s * w[c] (+ b[c]), in T */
-__attribute__((always_inline)) static inline void FN(lnrow_out)(T *y, const T *x, const T *w,
-                                                               const T *b, int64_t C, T mh, T ml,
-                                                               T s)
+__attribute__((always_inline)) static inline void FN(lnrow_out)(real_t *y, const real_t *x, const real_t *w,
+                                                               const real_t *b, int64_t C, real_t mh, real_t ml,
+                                                               real_t s)
 {
     int64_t c = 0;
     if (b) {
@@ -122,21 +122,21 @@ __attribute__((always_inline)) static inline void FN(lnrow_out)(T *y, const T *x
  *   v = s * (g - mean_c(g) - xhat * mean_c(g * xhat)) (+ ds[c]);  gx[c] += v, gr[c] += v
  * (gx, gr, ds each may be NULL); with pw, pb (both or neither) also pw[c] += dy[c] * xhat,
  * pb[c] += dy[c]: the weight / bias gradient partial sums, while the row is in L1. */
-__attribute__((always_inline)) static inline void FN(lnrow_backward_m)(T *gx, T *gr, T *pw,
-                                                                      T *pb, const T *dy,
-                                                                      const T *ds, const T *x,
-                                                                      const T *w, int64_t C, T m,
-                                                                      T s, const int set_gx)
+__attribute__((always_inline)) static inline void FN(lnrow_backward_m)(real_t *gx, real_t *gr, real_t *pw,
+                                                                      real_t *pb, const real_t *dy,
+                                                                      const real_t *ds, const real_t *x,
+                                                                      const real_t *w, int64_t C, real_t m,
+                                                                      real_t s, const int set_gx)
 {
     const int64_t cv = C - C % VL;
-    T ta = 0, tb = 0;
+    real_t ta = 0, tb = 0;
     for (int64_t c = cv; c < C; c++) {
-        const T g = dy[c] * w[c];
+        const real_t g = dy[c] * w[c];
         ta += g;
         tb += g * ((x[c] - m) * s);
     }
-    const T a = (LN_VSUM(VLOAD(dy + c) * VLOAD(w + c)) + ta) / (T)C;
-    const T b = (LN_VSUM(({ const VF g_ = VLOAD(dy + c) * VLOAD(w + c); g_ * ((VLOAD(x + c) - m) * s); })) + tb) / (T)C;
+    const real_t a = (LN_VSUM(VLOAD(dy + c) * VLOAD(w + c)) + ta) / (real_t)C;
+    const real_t b = (LN_VSUM(({ const VF g_ = VLOAD(dy + c) * VLOAD(w + c); g_ * ((VLOAD(x + c) - m) * s); })) + tb) / (real_t)C;
     int64_t c = 0;
     for (; c < cv; c += VL) {
         const VF g = VLOAD(dy + c), xh = (VLOAD(x + c) - m) * s;
@@ -150,10 +150,10 @@ __attribute__((always_inline)) static inline void FN(lnrow_backward_m)(T *gx, T 
         }
     }
     for (; c < C; c++) {
-        const T xh = (x[c] - m) * s;
-        T v = s * ((dy[c] * w[c] - a) - xh * b);
+        const real_t xh = (x[c] - m) * s;
+        real_t v = s * ((dy[c] * w[c] - a) - xh * b);
         if (ds) v += ds[c];
-        if (gx) gx[c] = (set_gx ? (T)0 : gx[c]) + v;
+        if (gx) gx[c] = (set_gx ? (real_t)0 : gx[c]) + v;
         if (gr) gr[c] += v;
         if (pw) {
             pw[c] += dy[c] * xh;
@@ -164,10 +164,10 @@ __attribute__((always_inline)) static inline void FN(lnrow_backward_m)(T *gx, T 
 
 /* The row backward accumulating into gx (and gr); with set_gx, gx is written instead as
  * 0 + its value (the same bits as accumulating into a zeroed row, signed zeros included). */
-__attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *gr, T *pw, T *pb,
-                                                                    const T *dy, const T *ds,
-                                                                    const T *x, const T *w,
-                                                                    int64_t C, T m, T s)
+__attribute__((always_inline)) static inline void FN(lnrow_backward)(real_t *gx, real_t *gr, real_t *pw, real_t *pb,
+                                                                    const real_t *dy, const real_t *ds,
+                                                                    const real_t *x, const real_t *w,
+                                                                    int64_t C, real_t m, real_t s)
 {
     FN(lnrow_backward_m)(gx, gr, pw, pb, dy, ds, x, w, C, m, s, 0);
 }
@@ -176,15 +176,15 @@ __attribute__((always_inline)) static inline void FN(lnrow_backward)(T *gx, T *g
  * for j < width <= LN_COLS, rows in order (each column summed by one thread: reproducible
  * for any thread count); either output may be NULL. Partial sums over LN_ROWS rows in T
  * are added into double totals. */
-__attribute__((always_inline)) static inline void FN(lnrow_wb_block)(T *dweight, T *dbias,
-                                                                    const T *dout, const T *inp,
-                                                                    const T *mean, const T *rstd,
+__attribute__((always_inline)) static inline void FN(lnrow_wb_block)(real_t *dweight, real_t *dbias,
+                                                                    const real_t *dout, const real_t *inp,
+                                                                    const real_t *mean, const real_t *rstd,
                                                                     int64_t N, int64_t C,
                                                                     int64_t c0, int64_t width)
 {
     double tw[LN_COLS] = {0}, tb[LN_COLS] = {0};
     VF sw[LN_COLS / VL], sb[LN_COLS / VL];
-    T pw[LN_COLS], pb[LN_COLS];
+    real_t pw[LN_COLS], pb[LN_COLS];
     const int64_t nv = width / VL;
     for (int64_t n0 = 0; n0 < N; n0 += LN_ROWS) {
         const int64_t n1 = N - n0 < LN_ROWS ? N : n0 + LN_ROWS;
@@ -194,8 +194,8 @@ __attribute__((always_inline)) static inline void FN(lnrow_wb_block)(T *dweight,
         }
         for (int64_t j = nv * VL; j < width; j++) pw[j] = pb[j] = 0;
         for (int64_t n = n0; n < n1; n++) {
-            const T *dy = dout + n * C + c0, *x = inp + n * C + c0;
-            const T m = mean[n], s = rstd[n];
+            const real_t *dy = dout + n * C + c0, *x = inp + n * C + c0;
+            const real_t m = mean[n], s = rstd[n];
             for (int64_t k = 0; k < nv; k++) {
                 const VF g = VLOAD(dy + k * VL);
                 sw[k] += g * ((VLOAD(x + k * VL) - m) * s);
@@ -216,15 +216,15 @@ __attribute__((always_inline)) static inline void FN(lnrow_wb_block)(T *dweight,
         }
     }
     for (int64_t j = 0; j < width; j++) {
-        if (dweight) dweight[c0 + j] += (T)tw[j];
-        if (dbias) dbias[c0 + j] += (T)tb[j];
+        if (dweight) dweight[c0 + j] += (real_t)tw[j];
+        if (dbias) dbias[c0 + j] += (real_t)tb[j];
     }
 }
 
 /* dweight[c] += sum_k part[k][0][c], dbias[c] += sum_k part[k][1][c] for c in [c0, c1):
  * the per-chunk partial sums (nchunks of them, each 2 rows of C) added in chunk order in
  * double; either output may be NULL */
-static inline void FN(lnrow_reduce_chunks)(T *dweight, T *dbias, const T *part, int64_t nchunks,
+static inline void FN(lnrow_reduce_chunks)(real_t *dweight, real_t *dbias, const real_t *part, int64_t nchunks,
                                            int64_t C, int64_t c0, int64_t c1)
 {
     for (int64_t c = c0; c < c1; c++) {
@@ -233,8 +233,8 @@ static inline void FN(lnrow_reduce_chunks)(T *dweight, T *dbias, const T *part, 
             tw += (double)part[2 * k * C + c];
             tb += (double)part[(2 * k + 1) * C + c];
         }
-        if (dweight) dweight[c] += (T)tw;
-        if (dbias) dbias[c] += (T)tb;
+        if (dweight) dweight[c] += (real_t)tw;
+        if (dbias) dbias[c] += (real_t)tb;
     }
 }
 

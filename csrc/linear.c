@@ -1,14 +1,14 @@
 /* linear.c: y = x W^T + b and its backward, float32 and float64. */
 #include "tc_generic.h"
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "linear_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "linear_impl.h"
-#undef T
+#undef real_t
 #undef SFX

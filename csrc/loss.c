@@ -7,14 +7,14 @@
  * stack buffer (one exp per element instead of two) */
 #define LOSS_SCRATCH 2048
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "loss_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "loss_impl.h"
-#undef T
+#undef real_t
 #undef SFX

@@ -1,5 +1,5 @@
 /* loss_impl.h: fused log-softmax + negative log-likelihood (cross-entropy over the last
- * axis), written once for T. Semantics are torch.nn.functional.cross_entropy's:
+ * axis), written once for real_t. Semantics are torch.nn.functional.cross_entropy's:
  *
  *   logp = logits - logsumexp(logits)                       (per row, max-subtracted)
  *   q    = (1 - eps) * target + eps / V                     (label smoothing eps)
@@ -22,19 +22,19 @@
 
 /* Row statistics: *m = max_c x_c, returns log(sum_c exp(x_c - m)). NaN in x propagates;
  * a row of all -inf gives NaN (as torch). */
-__attribute__((always_inline)) static inline T FN(loss_row_logsumexp_body)(const T *x,
-                                                                          int64_t V, T *m)
+__attribute__((always_inline)) static inline real_t FN(loss_row_logsumexp_body)(const real_t *x,
+                                                                          int64_t V, real_t *m)
 {
-    const T mx = FN(vrow_max)(x, V);
+    const real_t mx = FN(vrow_max)(x, V);
     *m = mx;
     return MATH(log)(FN(vrow_exp_sum)(NULL, x, V, mx));
 }
 
 /* dx[c] += w * (exp(x[c] - s1 - s2) * sq - (p ? on * p[c] + off : off)) */
-__attribute__((always_inline)) static inline void FN(loss_row_grad_body)(T *dx, const T *x,
-                                                                        const T *p, int64_t V,
-                                                                        T s1, T s2, T w, T sq,
-                                                                        T on, T off)
+__attribute__((always_inline)) static inline void FN(loss_row_grad_body)(real_t *dx, const real_t *x,
+                                                                        const real_t *p, int64_t V,
+                                                                        real_t s1, real_t s2, real_t w, real_t sq,
+                                                                        real_t on, real_t off)
 {
     int64_t c = 0;
     const int64_t r = V % VL, cv = V - r;
@@ -61,14 +61,14 @@ __attribute__((always_inline)) static inline void FN(loss_row_grad_body)(T *dx, 
 
 /* the same from e[c] = exp(x[c] - m) stored by the caller, softmax = e * inv:
  * dx[c] += w * (e[c] * inv * sq - (p ? on * p[c] + off : off)) */
-__attribute__((always_inline)) static inline void FN(loss_row_grad_e_body)(T *dx, const T *e,
-                                                                          const T *p, int64_t V,
-                                                                          T inv, T w, T sq, T on,
-                                                                          T off)
+__attribute__((always_inline)) static inline void FN(loss_row_grad_e_body)(real_t *dx, const real_t *e,
+                                                                          const real_t *p, int64_t V,
+                                                                          real_t inv, real_t w, real_t sq, real_t on,
+                                                                          real_t off)
 {
     int64_t c = 0;
     const int64_t r = V % VL, cv = V - r;
-    const T f = inv * sq;
+    const real_t f = inv * sq;
     if (p) {
         for (; c < cv; c += VL)
             VSTORE(dx + c, VLOAD(dx + c) + w * (VLOAD(e + c) * f - (on * VLOAD(p + c) + off)));
@@ -83,33 +83,33 @@ __attribute__((always_inline)) static inline void FN(loss_row_grad_e_body)(T *dx
 
 /* backward of one row without the forward's lse: e = exp(x - max) is computed once into
  * the scratch row e (V elements), then the gradient from it */
-__attribute__((always_inline)) static inline void FN(loss_row_grad_fresh_body)(T *dx, T *e,
-                                                                              const T *x,
-                                                                              const T *p,
-                                                                              int64_t V, T w,
-                                                                              T sq, T on, T off)
+__attribute__((always_inline)) static inline void FN(loss_row_grad_fresh_body)(real_t *dx, real_t *e,
+                                                                              const real_t *x,
+                                                                              const real_t *p,
+                                                                              int64_t V, real_t w,
+                                                                              real_t sq, real_t on, real_t off)
 {
-    const T m = FN(vrow_max)(x, V);
-    const T sum = FN(vrow_exp_sum)(e, x, V, m);
-    FN(loss_row_grad_e_body)(dx, e, p, V, (T)1 / sum, w, sq, on, off);
+    const real_t m = FN(vrow_max)(x, V);
+    const real_t sum = FN(vrow_exp_sum)(e, x, V, m);
+    FN(loss_row_grad_e_body)(dx, e, p, V, (real_t)1 / sum, w, sq, on, off);
 }
 
 #define LOSS_VARIANT(attr, sfx)                                                               \
-    attr static T FN(loss_row_logsumexp##sfx)(const T *x, int64_t V, T *m)                    \
+    attr static real_t FN(loss_row_logsumexp##sfx)(const real_t *x, int64_t V, real_t *m)                    \
     {                                                                                         \
         return FN(loss_row_logsumexp_body)(x, V, m);                                          \
     }                                                                                         \
-    attr static T FN(loss_row_sum_sub##sfx)(const T *x, int64_t V, T m)                       \
+    attr static real_t FN(loss_row_sum_sub##sfx)(const real_t *x, int64_t V, real_t m)                       \
     {                                                                                         \
         return FN(vrow_sum_sub)(x, V, m);                                                     \
     }                                                                                         \
-    attr static void FN(loss_row_grad##sfx)(T *dx, const T *x, const T *p, int64_t V, T s1,   \
-                                            T s2, T w, T sq, T on, T off)                     \
+    attr static void FN(loss_row_grad##sfx)(real_t *dx, const real_t *x, const real_t *p, int64_t V, real_t s1,   \
+                                            real_t s2, real_t w, real_t sq, real_t on, real_t off)                     \
     {                                                                                         \
         FN(loss_row_grad_body)(dx, x, p, V, s1, s2, w, sq, on, off);                          \
     }                                                                                         \
-    attr static void FN(loss_row_grad_fresh##sfx)(T *dx, T *e, const T *x, const T *p,        \
-                                                  int64_t V, T w, T sq, T on, T off)          \
+    attr static void FN(loss_row_grad_fresh##sfx)(real_t *dx, real_t *e, const real_t *x, const real_t *p,        \
+                                                  int64_t V, real_t w, real_t sq, real_t on, real_t off)          \
     {                                                                                         \
         FN(loss_row_grad_fresh_body)(dx, e, x, p, V, w, sq, on, off);                         \
     }
@@ -124,11 +124,11 @@ LOSS_VARIANT(TC_VEC_AVX2, _avx2)
 
 /* the function pointers of one call */
 #define LOSS_ROUTINES                                                                          \
-    T (*const lse_fn)(const T *, int64_t, T *) = LOSS_PICK(loss_row_logsumexp);                \
-    T (*const sum_sub_fn)(const T *, int64_t, T) = LOSS_PICK(loss_row_sum_sub);                \
-    void (*const grad_fn)(T *, const T *, const T *, int64_t, T, T, T, T, T, T) =              \
+    real_t (*const lse_fn)(const real_t *, int64_t, real_t *) = LOSS_PICK(loss_row_logsumexp);                \
+    real_t (*const sum_sub_fn)(const real_t *, int64_t, real_t) = LOSS_PICK(loss_row_sum_sub);                \
+    void (*const grad_fn)(real_t *, const real_t *, const real_t *, int64_t, real_t, real_t, real_t, real_t, real_t, real_t) =              \
         LOSS_PICK(loss_row_grad);                                                              \
-    void (*const fresh_fn)(T *, T *, const T *, const T *, int64_t, T, T, T, T) =              \
+    void (*const fresh_fn)(real_t *, real_t *, const real_t *, const real_t *, int64_t, real_t, real_t, real_t, real_t) =              \
         LOSS_PICK(loss_row_grad_fresh);                                                        \
     (void)fresh_fn;                                                                            \
     (void)lse_fn;                                                                              \
@@ -147,7 +147,7 @@ static int FN(loss_check_targets)(const int64_t *targets, int64_t N, int64_t V,
 }
 
 /* *total = sum_n losses[n], in double, in row order (NULL: not wanted). */
-static void FN(loss_total)(double *total, const T *losses, int64_t N)
+static void FN(loss_total)(double *total, const real_t *losses, int64_t N)
 {
     if (!total) return;
     double s = 0;
@@ -156,29 +156,29 @@ static void FN(loss_total)(double *total, const T *losses, int64_t N)
 }
 
 // losses (N,), lse (N,) or NULL, total (scalar) or NULL, logits (N,V), targets (N,) ids
-int FN(tc_loss_cross_entropy_forward)(T *losses, T *lse, double *total, const T *logits,
+int FN(tc_loss_cross_entropy_forward)(real_t *losses, real_t *lse, double *total, const real_t *logits,
                                       const int64_t *targets, int64_t N, int64_t V,
-                                      int64_t ignore_index, T label_smoothing)
+                                      int64_t ignore_index, real_t label_smoothing)
 {
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
     if (FN(loss_check_targets)(targets, N, V, ignore_index)) return TC_EINVAL;
     LOSS_ROUTINES;
-    const T eps = label_smoothing, on = 1 - label_smoothing;
+    const real_t eps = label_smoothing, on = 1 - label_smoothing;
 #pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
-        const T *x = logits + n * V;
-        T m;
-        const T ls = lse_fn(x, V, &m);
+        const real_t *x = logits + n * V;
+        real_t m;
+        const real_t ls = lse_fn(x, V, &m);
         if (lse) lse[n] = m + ls;
         const int64_t t = targets[n];
         if (t == ignore_index) {
             losses[n] = 0;
             continue;
         }
-        T loss = ls - (x[t] - m); /* -logp[t] */
+        real_t loss = ls - (x[t] - m); /* -logp[t] */
         if (eps > 0) {
-            const T sd = sum_sub_fn(x, V, m); /* sum_c (x_c - m) */
-            loss = on * loss + eps * (ls - sd / (T)V); /* smooth term: -mean_c logp_c */
+            const real_t sd = sum_sub_fn(x, V, m); /* sum_c (x_c - m) */
+            loss = on * loss + eps * (ls - sd / (real_t)V); /* smooth term: -mean_c logp_c */
         }
         losses[n] = loss;
     }
@@ -191,37 +191,37 @@ int FN(tc_loss_cross_entropy_forward)(T *losses, T *lse, double *total, const T 
 
 // dlogits (N,V) += w_n (softmax_n - q_n) with w_n = scale * dlosses[n] (dlosses (N,) or NULL:
 // w_n = scale); lse (N,) from the forward, or NULL to recompute it; logits (N,V), targets (N,)
-int FN(tc_loss_cross_entropy_backward)(T *dlogits, const T *lse, const T *logits,
-                                       const int64_t *targets, const T *dlosses, int64_t N,
-                                       int64_t V, int64_t ignore_index, T label_smoothing,
-                                       T scale)
+int FN(tc_loss_cross_entropy_backward)(real_t *dlogits, const real_t *lse, const real_t *logits,
+                                       const int64_t *targets, const real_t *dlosses, int64_t N,
+                                       int64_t V, int64_t ignore_index, real_t label_smoothing,
+                                       real_t scale)
 {
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
     if (FN(loss_check_targets)(targets, N, V, ignore_index)) return TC_EINVAL;
     LOSS_ROUTINES;
-    const T on = 1 - label_smoothing, off = label_smoothing / (T)V;
+    const real_t on = 1 - label_smoothing, off = label_smoothing / (real_t)V;
 #pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const int64_t t = targets[n];
         if (t == ignore_index) continue;
-        const T *x = logits + n * V;
-        T *dx = dlogits + n * V;
-        const T w = LOSS_ROW_WEIGHT(n);
+        const real_t *x = logits + n * V;
+        real_t *dx = dlogits + n * V;
+        const real_t w = LOSS_ROW_WEIGHT(n);
         if (!lse && V <= LOSS_SCRATCH) {
-            T e[LOSS_SCRATCH];
-            fresh_fn(dx, e, x, NULL, V, w, (T)1, on, off);
+            real_t e[LOSS_SCRATCH];
+            fresh_fn(dx, e, x, NULL, V, w, (real_t)1, on, off);
             dx[t] -= w * on;
             continue;
         }
         /* softmax_c = exp(x_c - shift1 - shift2) */
-        T shift1, shift2;
+        real_t shift1, shift2;
         if (lse) {
             shift1 = lse[n];
             shift2 = 0;
         } else {
             shift2 = lse_fn(x, V, &shift1);
         }
-        grad_fn(dx, x, NULL, V, shift1, shift2, w, (T)1, on, off);
+        grad_fn(dx, x, NULL, V, shift1, shift2, w, (real_t)1, on, off);
         dx[t] -= w * on;
     }
     return TC_OK;
@@ -229,21 +229,21 @@ int FN(tc_loss_cross_entropy_backward)(T *dlogits, const T *lse, const T *logits
 
 // losses (N,), lse (N,) or NULL, total (scalar) or NULL, logits (N,V), targets (N,V) class
 // probabilities (rows need not sum to 1: the loss is linear in them)
-int FN(tc_loss_cross_entropy_probs_forward)(T *losses, T *lse, double *total, const T *logits,
-                                            const T *targets, int64_t N, int64_t V,
-                                            T label_smoothing)
+int FN(tc_loss_cross_entropy_probs_forward)(real_t *losses, real_t *lse, double *total, const real_t *logits,
+                                            const real_t *targets, int64_t N, int64_t V,
+                                            real_t label_smoothing)
 {
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
-    const T on = 1 - label_smoothing, off = label_smoothing / (T)V;
+    const real_t on = 1 - label_smoothing, off = label_smoothing / (real_t)V;
     const int smooth = label_smoothing > 0;
     LOSS_ROUTINES;
 #pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
-        const T *x = logits + n * V, *p = targets + n * V;
-        T m;
-        const T ls = lse_fn(x, V, &m);
+        const real_t *x = logits + n * V, *p = targets + n * V;
+        real_t m;
+        const real_t ls = lse_fn(x, V, &m);
         if (lse) lse[n] = m + ls;
-        T loss = 0; /* sum_c q_c * -logp_c */
+        real_t loss = 0; /* sum_c q_c * -logp_c */
         if (smooth) {
             for (int64_t c = 0; c < V; c++) loss += (on * p[c] + off) * (ls - (x[c] - m));
         } else {
@@ -257,34 +257,34 @@ int FN(tc_loss_cross_entropy_probs_forward)(T *losses, T *lse, double *total, co
 
 // dlogits (N,V) += w_n (softmax_n * sum_c q_nc - q_n), w_n as in tc_loss_cross_entropy_backward;
 // lse (N,) or NULL, logits (N,V), targets (N,V) probabilities, dlosses (N,) or NULL
-int FN(tc_loss_cross_entropy_probs_backward)(T *dlogits, const T *lse, const T *logits,
-                                             const T *targets, const T *dlosses, int64_t N,
-                                             int64_t V, T label_smoothing, T scale)
+int FN(tc_loss_cross_entropy_probs_backward)(real_t *dlogits, const real_t *lse, const real_t *logits,
+                                             const real_t *targets, const real_t *dlosses, int64_t N,
+                                             int64_t V, real_t label_smoothing, real_t scale)
 {
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
-    const T on = 1 - label_smoothing, off = label_smoothing / (T)V;
+    const real_t on = 1 - label_smoothing, off = label_smoothing / (real_t)V;
     const int smooth = label_smoothing > 0;
     LOSS_ROUTINES;
 #pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
-        const T *x = logits + n * V, *p = targets + n * V;
-        T *dx = dlogits + n * V;
-        const T w = LOSS_ROW_WEIGHT(n);
-        T sq = 0; /* sum_c q_c */
+        const real_t *x = logits + n * V, *p = targets + n * V;
+        real_t *dx = dlogits + n * V;
+        const real_t w = LOSS_ROW_WEIGHT(n);
+        real_t sq = 0; /* sum_c q_c */
         if (smooth) {
             for (int64_t c = 0; c < V; c++) sq += on * p[c] + off;
         } else {
             for (int64_t c = 0; c < V; c++) sq += p[c];
         }
         if (!lse && V <= LOSS_SCRATCH) {
-            T e[LOSS_SCRATCH];
+            real_t e[LOSS_SCRATCH];
             if (smooth)
                 fresh_fn(dx, e, x, p, V, w, sq, on, off);
             else
-                fresh_fn(dx, e, x, p, V, w, sq, (T)1, (T)0);
+                fresh_fn(dx, e, x, p, V, w, sq, (real_t)1, (real_t)0);
             continue;
         }
-        T shift1, shift2;
+        real_t shift1, shift2;
         if (lse) {
             shift1 = lse[n];
             shift2 = 0;
@@ -294,7 +294,7 @@ int FN(tc_loss_cross_entropy_probs_backward)(T *dlogits, const T *lse, const T *
         if (smooth) {
             grad_fn(dx, x, p, V, shift1, shift2, w, sq, on, off);
         } else {
-            grad_fn(dx, x, p, V, shift1, shift2, w, sq, (T)1, (T)0);
+            grad_fn(dx, x, p, V, shift1, shift2, w, sq, (real_t)1, (real_t)0);
         }
     }
     return TC_OK;

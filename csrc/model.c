@@ -42,7 +42,7 @@ typedef struct {
 
 struct tc_gpt {
     tc_gpt_config cfg;
-    int64_t elem;                /* sizeof(T) */
+    int64_t elem;                /* sizeof(real_t) */
     void *params, *grads;        /* borrowed flat buffers */
     int64_t num_params;
     int64_t wte, wpe, lnfw, lnfb, head;
@@ -218,14 +218,14 @@ static uint64_t gpt_drop_first(const tc_gpt *m, int64_t n)
     return (uint64_t)m->row0 * (uint64_t)(n / m->nrows);
 }
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "model_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "model_impl.h"
-#undef T
+#undef real_t
 #undef SFX

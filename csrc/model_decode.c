@@ -30,7 +30,7 @@ static int decode_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fm
 
 struct tc_gpt_kv {
     tc_gpt_config cfg;
-    int64_t elem;                    /* sizeof(T) */
+    int64_t elem;                    /* sizeof(real_t) */
     const void *params;              /* borrowed flat buffer */
     int64_t wte, wpe, lnfw, lnfb, head;
     gpt_layer_params *lp;            /* (L,) */
@@ -211,14 +211,14 @@ int tc_gpt_kv_select(tc_gpt_kv *kv, const int64_t *rows, int64_t B2)
     return TC_OK;
 }
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "model_decode_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "model_decode_impl.h"
-#undef T
+#undef real_t
 #undef SFX

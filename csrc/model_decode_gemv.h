@@ -1,7 +1,7 @@
 /* model_decode_gemv.h: the matrix-vector product of KV-cache decoding, written once.
  *
- * Included by model_decode_impl.h once per instruction set with T, SFX, DVEC (a 32-byte GCC
- * vector of T), DEC_VL (its lanes), KNAME (the function name) and KATTR (a target
+ * Included by model_decode_impl.h once per instruction set with real_t, SFX, DVEC (a 32-byte GCC
+ * vector of real_t), DEC_VL (its lanes), KNAME (the function name) and KATTR (a target
  * attribute, or nothing), like gemm_kernel.h. The vector type is plain GNU C: AVX2/FMA
  * under __attribute__((target("avx2,fma"))), SSE2 pairs (or NEON, ...) otherwise.
  *
@@ -17,15 +17,15 @@
  * bandwidth), each row dotted with the N input rows while it sits in L1. Every dot product
  * runs in one fixed order (four vector accumulators, then one, then the lanes, then the
  * tail, then the bias), whoever computes it. */
-KATTR static void KNAME(T *restrict out, const T *restrict x, const T *restrict W,
-                        const T *restrict b, int64_t N, int64_t C, int64_t OC, int64_t o0,
+KATTR static void KNAME(real_t *restrict out, const real_t *restrict x, const real_t *restrict W,
+                        const real_t *restrict b, int64_t N, int64_t C, int64_t OC, int64_t o0,
                         int64_t o1)
 {
     const int64_t C4 = C / (4 * DEC_VL) * (4 * DEC_VL), C1 = C / DEC_VL * DEC_VL;
     for (int64_t o = o0; o < o1; o++) {
-        const T *w = W + o * C;
+        const real_t *w = W + o * C;
         for (int64_t n = 0; n < N; n++) {
-            const T *xn = x + n * C;
+            const real_t *xn = x + n * C;
             DVEC a0 = (DVEC){0}, a1 = (DVEC){0}, a2 = (DVEC){0}, a3 = (DVEC){0};
             for (int64_t c = 0; c < C4; c += 4 * DEC_VL) {
                 a0 += DEC_LOAD(w + c) * DEC_LOAD(xn + c);
@@ -35,7 +35,7 @@ KATTR static void KNAME(T *restrict out, const T *restrict x, const T *restrict 
             }
             for (int64_t c = C4; c < C1; c += DEC_VL) a0 += DEC_LOAD(w + c) * DEC_LOAD(xn + c);
             const DVEC s = (a0 + a1) + (a2 + a3);
-            T acc = 0;
+            real_t acc = 0;
             for (int i = 0; i < DEC_VL; i++) acc += s[i];
             for (int64_t c = C1; c < C; c++) acc += w[c] * xn[c];
             out[n * OC + o] = b ? acc + b[o] : acc;

@@ -6,8 +6,8 @@
  * the copies between token-major (B,TN,C) and head-major (B,NH,TN,HS) layouts, residual
  * additions and the key-padding mask of left-padded rows. */
 
-#define KP(off) ((const T *)kv->params + (off))          /* parameter pointer */
-#define KS(off) ((T *)(kv->scratch + (off)))             /* scratch pointer */
+#define KP(off) ((const real_t *)kv->params + (off))          /* parameter pointer */
+#define KS(off) ((real_t *)(kv->scratch + (off)))             /* scratch pointer */
 #define CHECK(call)                    \
     do {                               \
         int st_ = (call);              \
@@ -15,8 +15,8 @@
     } while (0)
 
 #define DVEC FN(dec_vec)
-typedef T DVEC __attribute__((vector_size(32)));
-#define DEC_VL ((int)(32 / sizeof(T)))
+typedef real_t DVEC __attribute__((vector_size(32)));
+#define DEC_VL ((int)(32 / sizeof(real_t)))
 #define DEC_LOAD(p) ({ DVEC v_; memcpy(&v_, (p), sizeof v_); v_; })
 
 #define KNAME FN(dec_gemv_generic)
@@ -38,7 +38,7 @@ typedef T DVEC __attribute__((vector_size(32)));
 #define DEC_GEMV_BLOCK 16
 
 // out (N,OC) = inp (N,C) @ W^T (OC,C) + b (OC,) (b may be NULL)
-static int FN(dec_linear)(T *out, const T *inp, const T *W, const T *b, int64_t N, int64_t C,
+static int FN(dec_linear)(real_t *out, const real_t *inp, const real_t *W, const real_t *b, int64_t N, int64_t C,
                           int64_t OC)
 {
     if (N > DEC_GEMV_MAX_ROWS) return FN(tc_linear_forward)(out, inp, W, b, N, C, OC);
@@ -62,25 +62,25 @@ static int FN(dec_linear)(T *out, const T *inp, const T *W, const T *b, int64_t 
 }
 
 // out (n,) = a (n,) + b (n,); out may be a or b
-static void FN(dec_add)(T *out, const T *a, const T *b, int64_t n)
+static void FN(dec_add)(real_t *out, const real_t *a, const real_t *b, int64_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 // x (N,C) += table[pos[n]] (rows of a position table)
-static void FN(dec_add_rows)(T *x, const T *table, const int64_t *pos, int64_t N, int64_t C)
+static void FN(dec_add_rows)(real_t *x, const real_t *table, const int64_t *pos, int64_t N, int64_t C)
 {
 #pragma omp parallel for schedule(static) if (N * C >= TC_PARALLEL_MIN_WORK)
     for (int64_t n = 0; n < N; n++) {
-        const T *row = table + pos[n] * C;
-        T *o = x + n * C;
+        const real_t *row = table + pos[n] * C;
+        real_t *o = x + n * C;
         for (int64_t c = 0; c < C; c++) o[c] = o[c] + row[c];
     }
 }
 
 // qh, kh, vh (B,NH,TN,HS) <- the three C-wide slices of qkv (B,TN,3C)
-static void FN(dec_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, int64_t TN,
+static void FN(dec_split_heads)(real_t *qh, real_t *kh, real_t *vh, const real_t *qkv, int64_t B, int64_t TN,
                                 int64_t NH, int64_t HS)
 {
     const int64_t C = NH * HS;
@@ -89,17 +89,17 @@ static void FN(dec_split_heads)(T *qh, T *kh, T *vh, const T *qkv, int64_t B, in
         for (int64_t h = 0; h < NH; h++) {
             const int64_t o = (b * NH + h) * TN * HS;
             for (int64_t t = 0; t < TN; t++) {
-                const T *src = qkv + (b * TN + t) * 3 * C + h * HS;
-                memcpy(qh + o + t * HS, src, (size_t)HS * sizeof(T));
-                memcpy(kh + o + t * HS, src + C, (size_t)HS * sizeof(T));
-                memcpy(vh + o + t * HS, src + 2 * C, (size_t)HS * sizeof(T));
+                const real_t *src = qkv + (b * TN + t) * 3 * C + h * HS;
+                memcpy(qh + o + t * HS, src, (size_t)HS * sizeof(real_t));
+                memcpy(kh + o + t * HS, src + C, (size_t)HS * sizeof(real_t));
+                memcpy(vh + o + t * HS, src + 2 * C, (size_t)HS * sizeof(real_t));
             }
         }
     }
 }
 
 // y (B,TN,C) <- yh (B,NH,TN,HS)
-static void FN(dec_merge_heads)(T *y, const T *yh, int64_t B, int64_t TN, int64_t NH,
+static void FN(dec_merge_heads)(real_t *y, const real_t *yh, int64_t B, int64_t TN, int64_t NH,
                                 int64_t HS)
 {
     const int64_t C = NH * HS;
@@ -108,12 +108,12 @@ static void FN(dec_merge_heads)(T *y, const T *yh, int64_t B, int64_t TN, int64_
         for (int64_t t = 0; t < TN; t++) {
             for (int64_t h = 0; h < NH; h++)
                 memcpy(y + (b * TN + t) * C + h * HS, yh + ((b * NH + h) * TN + t) * HS,
-                       (size_t)HS * sizeof(T));
+                       (size_t)HS * sizeof(real_t));
         }
     }
 }
 
-static int FN(dec_act)(T *x, int64_t n, int act)
+static int FN(dec_act)(real_t *x, int64_t n, int act)
 {
     if (act == TC_GPT_ACT_RELU) return FN(tc_relu_forward)(x, x, n);
     return FN(tc_gelu_forward)(x, x, n, act == TC_GPT_ACT_GELU_TANH);
@@ -122,24 +122,24 @@ static int FN(dec_act)(T *x, int64_t n, int act)
 /* RoPE on the new slots [pos0, pos0 + TN) of x (B,NH,TN,HS) (queries or keys): the token in
  * slot s of row b sits at position s - pad[b]; padding slots (s < pad[b]) stay as they are
  * (they are masked out of every attention). */
-static int FN(dec_rope)(tc_gpt_kv *kv, T *x, int64_t B, int64_t TN, int64_t pos0)
+static int FN(dec_rope)(tc_gpt_kv *kv, real_t *x, int64_t B, int64_t TN, int64_t pos0)
 {
     const int64_t NH = kv->cfg.NH, HS = kv->cfg.C / NH, half = HS / 2, S = pos0 + TN;
-    const T *cos_t = (const T *)kv->tab1, *sin_t = (const T *)kv->tab2;
+    const real_t *cos_t = (const real_t *)kv->tab1, *sin_t = (const real_t *)kv->tab2;
     const int inter = kv->cfg.rope_interleaved;
     for (int64_t b = 0; b < B; b++) {
         const int64_t pad = kv->pad[b];
         const int64_t s0 = pos0 > pad ? pos0 : pad;
         if (s0 >= S) continue;
         const int64_t first = s0 - pad, t0 = s0 - pos0, len = S - s0;
-        T *xb = x + b * NH * TN * HS;
+        real_t *xb = x + b * NH * TN * HS;
         if (t0 == 0) { /* the row's heads are (NH, TN, HS) with every slot rotated */
             CHECK(FN(tc_rope_forward)(xb, xb, cos_t + first * half, sin_t + first * half, NH,
                                       TN, 1, HS, inter));
             continue;
         }
         for (int64_t h = 0; h < NH; h++) {
-            T *p = xb + (h * TN + t0) * HS;
+            real_t *p = xb + (h * TN + t0) * HS;
             CHECK(FN(tc_rope_forward)(p, p, cos_t + first * half, sin_t + first * half, 1, len,
                                       1, HS, inter));
         }
@@ -150,7 +150,7 @@ static int FN(dec_rope)(tc_gpt_kv *kv, T *x, int64_t B, int64_t TN, int64_t pos0
 /* Append TN tokens idx (B,TN) to every row (slots [pos, pos + TN)) and write each row's
  * next-token logits (those of its last new token) to logits (B,V). The caller has checked
  * the ids and the room and set B and pad. */
-static int FN(dec_run)(tc_gpt_kv *kv, T *logits, const int64_t *idx, int64_t B, int64_t TN)
+static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_t B, int64_t TN)
 {
     const tc_gpt_config *c = &kv->cfg;
     const int64_t pos0 = kv->pos, S = pos0 + TN, N = B * TN;
@@ -158,10 +158,10 @@ static int FN(dec_run)(tc_gpt_kv *kv, T *logits, const int64_t *idx, int64_t B, 
     CHECK(kv_reserve(kv, N));
     const dec_bufs *sb = &kv->sb;
     int64_t *pos = (int64_t *)(kv->scratch + sb->pos);
-    T *x = KS(sb->x), *hbuf = KS(sb->h), *qkv = KS(sb->qkv), *qh = KS(sb->qkvh);
-    T *kh = qh + N * C, *vh = kh + N * C, *atth = KS(sb->atth), *proj = KS(sb->proj);
-    T *fc = KS(sb->fc);
-    T *atty = TN == 1 ? atth : KS(sb->atty); /* (B,NH,1,HS) is already token-major */
+    real_t *x = KS(sb->x), *hbuf = KS(sb->h), *qkv = KS(sb->qkv), *qh = KS(sb->qkvh);
+    real_t *kh = qh + N * C, *vh = kh + N * C, *atth = KS(sb->atth), *proj = KS(sb->proj);
+    real_t *fc = KS(sb->fc);
+    real_t *atty = TN == 1 ? atth : KS(sb->atty); /* (B,NH,1,HS) is already token-major */
 
     /* embeddings + positions; key padding of left-padded rows */
     int padded = 0;
@@ -180,15 +180,15 @@ static int FN(dec_run)(tc_gpt_kv *kv, T *logits, const int64_t *idx, int64_t B, 
     }
     CHECK(FN(tc_embedding_forward)(x, idx, KP(kv->wte), N, c->V, C));
     if (c->position == TC_GPT_POS_LEARNED) FN(dec_add_rows)(x, KP(kv->wpe), pos, N, C);
-    if (c->position == TC_GPT_POS_SINUSOIDAL) FN(dec_add_rows)(x, (T *)kv->tab1, pos, N, C);
+    if (c->position == TC_GPT_POS_SINUSOIDAL) FN(dec_add_rows)(x, (real_t *)kv->tab1, pos, N, C);
 
-    const T scale = (T)(1.0 / sqrt((double)HS));
+    const real_t scale = (real_t)(1.0 / sqrt((double)HS));
     const size_t layer = (size_t)(kv->Bmax * NH * Smax * HS);
     for (int64_t l = 0; l < c->L; l++) {
         const gpt_layer_params *p = &kv->lp[l];
-        T *kc = (T *)kv->k + l * layer, *vc = (T *)kv->v + l * layer;
+        real_t *kc = (real_t *)kv->k + l * layer, *vc = (real_t *)kv->v + l * layer;
         /* attention: pre-LN reads ln_1(x), post-LN x itself */
-        const T *att_in = x;
+        const real_t *att_in = x;
         if (!c->post_norm) {
             CHECK(FN(tc_layernorm_forward)(hbuf, NULL, NULL, x, KP(p->ln1w),
                                            p->ln1b < 0 ? NULL : KP(p->ln1b), N, C, c->eps));
@@ -207,7 +207,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, T *logits, const int64_t *idx, int64_t B, 
         CHECK(FN(dec_linear)(proj, atty, KP(p->projw), p->projb < 0 ? NULL : KP(p->projb), N,
                              C, C));
         /* pre-LN: x += proj, MLP on ln_2(x); post-LN: x = ln_1(x + proj), MLP on x */
-        const T *mlp_in = x;
+        const real_t *mlp_in = x;
         if (!c->post_norm) {
             FN(dec_add)(x, x, proj, N * C);
             CHECK(FN(tc_layernorm_forward)(hbuf, NULL, NULL, x, KP(p->ln2w),
@@ -231,11 +231,11 @@ static int FN(dec_run)(tc_gpt_kv *kv, T *logits, const int64_t *idx, int64_t B, 
         }
     }
     /* each row's last token -> ln_f (pre-LN) -> head */
-    T *last = x;
+    real_t *last = x;
     if (TN > 1) {
         last = KS(sb->last);
         for (int64_t b = 0; b < B; b++)
-            memcpy(last + b * C, x + (b * TN + TN - 1) * C, (size_t)C * sizeof(T));
+            memcpy(last + b * C, x + (b * TN + TN - 1) * C, (size_t)C * sizeof(real_t));
     }
     if (!c->post_norm) {
         CHECK(FN(tc_layernorm_forward)(KS(sb->lnf), NULL, NULL, last, KP(kv->lnfw),
@@ -247,30 +247,30 @@ static int FN(dec_run)(tc_gpt_kv *kv, T *logits, const int64_t *idx, int64_t B, 
     return TC_OK;
 }
 
-static int FN(dec_check)(const tc_gpt_kv *kv, const T *logits, const int64_t *idx, int64_t n)
+static int FN(dec_check)(const tc_gpt_kv *kv, const real_t *logits, const int64_t *idx, int64_t n)
 {
-    if (!kv || kv->elem != (int64_t)sizeof(T) || !logits || !idx) return TC_EINVAL;
+    if (!kv || kv->elem != (int64_t)sizeof(real_t) || !logits || !idx) return TC_EINVAL;
     for (int64_t i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= kv->cfg.V) return TC_EINVAL;
     return TC_OK;
 }
 
-int FN(tc_gpt_kv_create)(tc_gpt_kv **kv, const tc_gpt_config *cfg, const T *params,
+int FN(tc_gpt_kv_create)(tc_gpt_kv **kv, const tc_gpt_config *cfg, const real_t *params,
                          int64_t Bmax, int64_t Smax)
 {
-    CHECK(kv_new(kv, cfg, params, (int64_t)sizeof(T), Bmax, Smax));
+    CHECK(kv_new(kv, cfg, params, (int64_t)sizeof(real_t), Bmax, Smax));
     tc_gpt_kv *m = *kv;
     const int64_t C = cfg->C, HS = C / cfg->NH;
     int st = TC_OK;
     if (cfg->position == TC_GPT_POS_SINUSOIDAL) {
-        m->tab1 = malloc((size_t)(Smax * C) * sizeof(T));
-        st = m->tab1 ? FN(tc_position_sinusoidal)((T *)m->tab1, Smax, C, cfg->pos_base, 0)
+        m->tab1 = malloc((size_t)(Smax * C) * sizeof(real_t));
+        st = m->tab1 ? FN(tc_position_sinusoidal)((real_t *)m->tab1, Smax, C, cfg->pos_base, 0)
                      : TC_ENOMEM;
     } else if (cfg->position == TC_GPT_POS_ROPE) {
-        m->tab1 = malloc((size_t)(Smax * HS / 2) * sizeof(T));
-        m->tab2 = malloc((size_t)(Smax * HS / 2) * sizeof(T));
+        m->tab1 = malloc((size_t)(Smax * HS / 2) * sizeof(real_t));
+        m->tab2 = malloc((size_t)(Smax * HS / 2) * sizeof(real_t));
         st = m->tab1 && m->tab2
-            ? FN(tc_rope_table)((T *)m->tab1, (T *)m->tab2, Smax, HS, cfg->pos_base, 0)
+            ? FN(tc_rope_table)((real_t *)m->tab1, (real_t *)m->tab2, Smax, HS, cfg->pos_base, 0)
             : TC_ENOMEM;
     }
     if (st != TC_OK) {
@@ -281,7 +281,7 @@ int FN(tc_gpt_kv_create)(tc_gpt_kv **kv, const tc_gpt_config *cfg, const T *para
 }
 
 // logits (B,V); idx (B,T) left-padded prompts, pad (B,) with 0 <= pad[b] < T
-int FN(tc_gpt_kv_prefill)(tc_gpt_kv *kv, T *logits, const int64_t *idx, const int64_t *pad,
+int FN(tc_gpt_kv_prefill)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, const int64_t *pad,
                           int64_t B, int64_t T0)
 {
     if (!kv || !pad || B < 1 || B > kv->Bmax || T0 < 1 || T0 > kv->Smax) return TC_EINVAL;
@@ -308,7 +308,7 @@ int FN(tc_gpt_kv_prefill)(tc_gpt_kv *kv, T *logits, const int64_t *idx, const in
 }
 
 // logits (B,V); tokens (B,): one new token per row
-int FN(tc_gpt_kv_step)(tc_gpt_kv *kv, T *logits, const int64_t *tokens, int64_t B)
+int FN(tc_gpt_kv_step)(tc_gpt_kv *kv, real_t *logits, const int64_t *tokens, int64_t B)
 {
     CHECK(FN(dec_check)(kv, logits, tokens, B));
     if (B != kv->B || B < 1 || kv->pos < 1 || kv->pos >= kv->Smax) return TC_EINVAL;

@@ -78,7 +78,7 @@ static int ed_layer_plan(const tc_encdec_config *c, int dec, int64_t l, int kind
 
 struct tc_encdec {
     tc_encdec_config cfg;
-    int64_t elem;                 /* sizeof(T) */
+    int64_t elem;                 /* sizeof(real_t) */
     void *params, *grads;         /* borrowed flat buffers */
     int64_t num_params;
     int64_t swte, twte, swpe, twpe, head;
@@ -283,14 +283,14 @@ static uint64_t ed_drop_first(const ed_call *k, int64_t n)
     return (uint64_t)k->row0 * (uint64_t)(n / k->B);
 }
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "model_encdec_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "model_encdec_impl.h"
-#undef T
+#undef real_t
 #undef SFX

@@ -39,7 +39,7 @@ static int edk_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma")
 
 struct tc_encdec_kv {
     tc_encdec_config cfg;
-    int64_t elem;                    /* sizeof(T) */
+    int64_t elem;                    /* sizeof(real_t) */
     const void *params;              /* borrowed flat buffer */
     tc_encdec *enc;                  /* runs the encoder */
     ed_globals g;
@@ -231,14 +231,14 @@ int tc_encdec_kv_select(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
     return TC_OK;
 }
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "model_encdec_decode_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "model_encdec_decode_impl.h"
-#undef T
+#undef real_t
 #undef SFX

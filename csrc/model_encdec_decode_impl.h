@@ -1,5 +1,5 @@
 /* model_encdec_decode_impl.h: the encoder-decoder's decoder over a KV cache (see
- * model_encdec_decode.c), written once for T. The encoder is the fast path's
+ * model_encdec_decode.c), written once for real_t. The encoder is the fast path's
  * (tc_encdec_encode); every normalisation, activation, embedding lookup and attention step
  * is the library kernel the module path (transformer_c.nn.EncoderDecoder, fast=False) calls:
  * tc_attention_decode for the causal self-attention against the cache, tc_attention_forward
@@ -7,8 +7,8 @@
  * values. Matrix products go through tc_linear_forward, except the products of a handful of
  * rows (a decoding step), which use the matrix-vector kernel of model_decode_gemv.h. */
 
-#define KP(off) ((off) < 0 ? NULL : (const T *)kv->params + (off)) /* parameter pointer */
-#define KS(off) ((T *)(kv->scratch + (off)))                       /* scratch pointer */
+#define KP(off) ((off) < 0 ? NULL : (const real_t *)kv->params + (off)) /* parameter pointer */
+#define KS(off) ((real_t *)(kv->scratch + (off)))                       /* scratch pointer */
 #define CHECK(call)                    \
     do {                               \
         int st_ = (call);              \
@@ -23,7 +23,7 @@
 #pragma GCC diagnostic pop
 
 // y (B,T,C) <- yh (B,NH,T,HS)
-static void FN(edk_to_tokens)(T *y, const T *yh, int64_t B, int64_t L, int64_t NH, int64_t HS)
+static void FN(edk_to_tokens)(real_t *y, const real_t *yh, int64_t B, int64_t L, int64_t NH, int64_t HS)
 {
     const int64_t C = NH * HS;
 #pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
@@ -34,8 +34,8 @@ static void FN(edk_to_tokens)(T *y, const T *yh, int64_t B, int64_t L, int64_t N
 }
 
 #define DVEC FN(edk_vec)
-typedef T DVEC __attribute__((vector_size(32)));
-#define DEC_VL ((int)(32 / sizeof(T)))
+typedef real_t DVEC __attribute__((vector_size(32)));
+#define DEC_VL ((int)(32 / sizeof(real_t)))
 #define DEC_LOAD(p) ({ DVEC v_; memcpy(&v_, (p), sizeof v_); v_; })
 
 #define KNAME FN(edk_gemv_generic)
@@ -57,7 +57,7 @@ typedef T DVEC __attribute__((vector_size(32)));
 #define EDK_GEMV_BLOCK 16
 
 // out (N,OC) = inp (N,C) @ W^T (OC,C) + b (OC,) (b may be NULL)
-static int FN(edk_linear)(T *out, const T *inp, const T *W, const T *b, int64_t N, int64_t C,
+static int FN(edk_linear)(real_t *out, const real_t *inp, const real_t *W, const real_t *b, int64_t N, int64_t C,
                           int64_t OC)
 {
     if (N > EDK_GEMV_MAX_ROWS) return FN(tc_linear_forward)(out, inp, W, b, N, C, OC);
@@ -81,7 +81,7 @@ static int FN(edk_linear)(T *out, const T *inp, const T *W, const T *b, int64_t 
 }
 
 // kh, vh (B,NH,S,HS) <- the two C-wide slices of kvp (B,S,2C)
-static void FN(edk_split_kv)(T *kh, T *vh, const T *kvp, int64_t B, int64_t S, int64_t NH,
+static void FN(edk_split_kv)(real_t *kh, real_t *vh, const real_t *kvp, int64_t B, int64_t S, int64_t NH,
                              int64_t HS)
 {
     const int64_t C = NH * HS;
@@ -90,9 +90,9 @@ static void FN(edk_split_kv)(T *kh, T *vh, const T *kvp, int64_t B, int64_t S, i
         for (int64_t h = 0; h < NH; h++) {
             const int64_t o = (b * NH + h) * S * HS;
             for (int64_t t = 0; t < S; t++) {
-                const T *src = kvp + (b * S + t) * 2 * C + h * HS;
-                memcpy(kh + o + t * HS, src, (size_t)HS * sizeof(T));
-                memcpy(vh + o + t * HS, src + C, (size_t)HS * sizeof(T));
+                const real_t *src = kvp + (b * S + t) * 2 * C + h * HS;
+                memcpy(kh + o + t * HS, src, (size_t)HS * sizeof(real_t));
+                memcpy(vh + o + t * HS, src + C, (size_t)HS * sizeof(real_t));
             }
         }
     }
@@ -100,7 +100,7 @@ static void FN(edk_split_kv)(T *kh, T *vh, const T *kvp, int64_t B, int64_t S, i
 
 /* The residual of a sub-layer with branch output proj (N,C): pre-LN x += proj; post-LN
  * x = norm(x + proj) (proj is overwritten). */
-static int FN(edk_residual)(tc_encdec_kv *kv, T *x, T *proj, const ed_lin *norm, int64_t N)
+static int FN(edk_residual)(tc_encdec_kv *kv, real_t *x, real_t *proj, const ed_lin *norm, int64_t N)
 {
     const int64_t C = kv->cfg.C;
     if (!kv->cfg.post_norm) {
@@ -113,7 +113,7 @@ static int FN(edk_residual)(tc_encdec_kv *kv, T *x, T *proj, const ed_lin *norm,
 }
 
 /* The input of a sub-layer: pre-LN norm(x) in h, post-LN x itself. */
-static int FN(edk_sub_input)(tc_encdec_kv *kv, const T **in, T *h, const T *x,
+static int FN(edk_sub_input)(tc_encdec_kv *kv, const real_t **in, real_t *h, const real_t *x,
                              const ed_lin *norm, int64_t N)
 {
     *in = x;
@@ -126,7 +126,7 @@ static int FN(edk_sub_input)(tc_encdec_kv *kv, const T **in, T *h, const T *x,
 /* Append TN tokens idx (B,TN) to every row (target positions [pos, pos + TN)) and write each
  * row's next-token logits (those of its last new token) to logits (B,Vt). The caller has
  * checked the ids and the room; the cross-attention keys and values are in place. */
-static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t B, int64_t TN)
+static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int64_t B, int64_t TN)
 {
     const tc_encdec_config *c = &kv->cfg;
     const int64_t pos0 = kv->pos, N = B * TN, S = kv->S;
@@ -134,10 +134,10 @@ static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t 
     CHECK(edk_reserve(kv, N));
     const dec_bufs *sb = &kv->sb;
     int64_t *pos = (int64_t *)(kv->scratch + sb->pos);
-    T *x = KS(sb->x), *hbuf = KS(sb->h), *qkv = KS(sb->qkv), *qh = KS(sb->qkvh);
-    T *kh = qh + N * C, *vh = kh + N * C, *atth = KS(sb->atth), *proj = KS(sb->proj);
-    T *fc = KS(sb->fc), *lse = KS(sb->lse);
-    T *atty = TN == 1 ? atth : KS(sb->atty); /* (B,NH,1,HS) is already token-major */
+    real_t *x = KS(sb->x), *hbuf = KS(sb->h), *qkv = KS(sb->qkv), *qh = KS(sb->qkvh);
+    real_t *kh = qh + N * C, *vh = kh + N * C, *atth = KS(sb->atth), *proj = KS(sb->proj);
+    real_t *fc = KS(sb->fc), *lse = KS(sb->lse);
+    real_t *atty = TN == 1 ? atth : KS(sb->atty); /* (B,NH,1,HS) is already token-major */
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = kv->mask;
@@ -147,9 +147,9 @@ static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t 
         for (int64_t t = 0; t < TN; t++) pos[b * TN + t] = pos0 + t;
     CHECK(FN(tc_embedding_forward)(x, idx, KP(kv->g.twte), N, c->Vt, C));
     if (c->position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(x, KP(kv->g.twpe), pos, N, C);
-    else FN(gpt_add_rows)(x, (const T *)kv->tab, pos, N, C);
+    else FN(gpt_add_rows)(x, (const real_t *)kv->tab, pos, N, C);
 
-    const T scale = (T)(1.0 / sqrt((double)HS));
+    const real_t scale = (real_t)(1.0 / sqrt((double)HS));
     tc_attention_layout xlay; /* the cross-attention: cached keys and values head-major */
     tc_attention_layout_contiguous(&xlay, NH, TN, S, HS, HS);
     xlay.q = xlay.out = model_tokens(TN, C, HS);
@@ -157,9 +157,9 @@ static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t 
     const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS);
     for (int64_t l = 0; l < c->Ld; l++) {
         const ed_layer_params *p = &kv->dp[l];
-        T *kc = (T *)kv->k + l * slayer, *vc = (T *)kv->v + l * slayer;
-        const T *xk = (const T *)kv->xk + l * xlayer, *xv = (const T *)kv->xv + l * xlayer;
-        const T *in;
+        real_t *kc = (real_t *)kv->k + l * slayer, *vc = (real_t *)kv->v + l * slayer;
+        const real_t *xk = (const real_t *)kv->xk + l * xlayer, *xv = (const real_t *)kv->xv + l * xlayer;
+        const real_t *in;
         /* causal self-attention against the cache */
         CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->ln1, N));
         CHECK(FN(edk_linear)(qkv, in, KP(p->att.w), KP(p->att.b), N, C, 3 * C));
@@ -185,11 +185,11 @@ static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t 
         CHECK(FN(edk_residual)(kv, x, proj, &p->ln2, N));
     }
     /* each row's last token -> ln_f (pre-LN) -> head */
-    T *last = x;
+    real_t *last = x;
     if (TN > 1) {
         last = KS(sb->last);
         for (int64_t b = 0; b < B; b++)
-            memcpy(last + b * C, x + (b * TN + TN - 1) * C, (size_t)C * sizeof(T));
+            memcpy(last + b * C, x + (b * TN + TN - 1) * C, (size_t)C * sizeof(real_t));
     }
     if (!c->post_norm) {
         CHECK(FN(tc_layernorm_forward)(KS(sb->lnf), NULL, NULL, last, KP(kv->g.tlnf.w),
@@ -201,25 +201,25 @@ static int FN(edk_run)(tc_encdec_kv *kv, T *logits, const int64_t *idx, int64_t 
     return TC_OK;
 }
 
-static int FN(edk_check)(const tc_encdec_kv *kv, const T *logits, const int64_t *ids,
+static int FN(edk_check)(const tc_encdec_kv *kv, const real_t *logits, const int64_t *ids,
                          int64_t n, int64_t V)
 {
-    if (!kv || kv->elem != (int64_t)sizeof(T) || !logits || !ids) return TC_EINVAL;
+    if (!kv || kv->elem != (int64_t)sizeof(real_t) || !logits || !ids) return TC_EINVAL;
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V) return TC_EINVAL;
     return TC_OK;
 }
 
-int FN(tc_encdec_kv_create)(tc_encdec_kv **kv, const tc_encdec_config *cfg, const T *params,
+int FN(tc_encdec_kv_create)(tc_encdec_kv **kv, const tc_encdec_config *cfg, const real_t *params,
                             int64_t Bmax, int64_t Tmax, int64_t Smax)
 {
-    CHECK(edk_new(kv, cfg, params, (int64_t)sizeof(T), Bmax, Tmax, Smax));
+    CHECK(edk_new(kv, cfg, params, (int64_t)sizeof(real_t), Bmax, Tmax, Smax));
     tc_encdec_kv *m = *kv;
     /* the encoder only reads the parameters; it has no gradient buffer */
-    int st = FN(tc_encdec_create)(&m->enc, cfg, (T *)params, NULL);
+    int st = FN(tc_encdec_create)(&m->enc, cfg, (real_t *)params, NULL);
     if (st == TC_OK && cfg->position == TC_GPT_POS_SINUSOIDAL) {
-        m->tab = malloc((size_t)(Tmax * cfg->C) * sizeof(T));
-        st = m->tab ? FN(tc_position_sinusoidal)((T *)m->tab, Tmax, cfg->C, cfg->pos_base, 0)
+        m->tab = malloc((size_t)(Tmax * cfg->C) * sizeof(real_t));
+        st = m->tab ? FN(tc_position_sinusoidal)((real_t *)m->tab, Tmax, cfg->C, cfg->pos_base, 0)
                     : TC_ENOMEM;
     }
     if (st != TC_OK) {
@@ -235,15 +235,15 @@ static int FN(edk_encode)(tc_encdec_kv *kv, const int64_t *src, const uint8_t *s
 {
     const int64_t C = kv->cfg.C, NH = kv->cfg.NH, HS = C / NH;
     const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS);
-    T *mem = malloc((size_t)(B * S * C) * sizeof(T));
-    T *tmp = malloc((size_t)(2 * B * S * C) * sizeof(T));
+    real_t *mem = malloc((size_t)(B * S * C) * sizeof(real_t));
+    real_t *tmp = malloc((size_t)(2 * B * S * C) * sizeof(real_t));
     int st = mem && tmp ? TC_OK : TC_ENOMEM;
     if (st == TC_OK) st = FN(tc_encdec_encode)(kv->enc, mem, src, src_mask, B, S);
     for (int64_t l = 0; l < kv->cfg.Ld && st == TC_OK; l++) {
         const ed_layer_params *p = &kv->dp[l];
         st = FN(tc_linear_forward)(tmp, mem, KP(p->xkv.w), KP(p->xkv.b), B * S, C, 2 * C);
         if (st == TC_OK)
-            FN(edk_split_kv)((T *)kv->xk + l * xlayer, (T *)kv->xv + l * xlayer, tmp, B, S, NH,
+            FN(edk_split_kv)((real_t *)kv->xk + l * xlayer, (real_t *)kv->xv + l * xlayer, tmp, B, S, NH,
                              HS);
     }
     free(mem);
@@ -252,7 +252,7 @@ static int FN(edk_encode)(tc_encdec_kv *kv, const int64_t *src, const uint8_t *s
 }
 
 // logits (B,Vt); src (B,S), src_mask (B,S) or NULL, tgt (B,T0) the target prefix
-int FN(tc_encdec_kv_prefill)(tc_encdec_kv *kv, T *logits, const int64_t *src,
+int FN(tc_encdec_kv_prefill)(tc_encdec_kv *kv, real_t *logits, const int64_t *src,
                              const uint8_t *src_mask, const int64_t *tgt, int64_t B, int64_t S,
                              int64_t T0)
 {
@@ -290,7 +290,7 @@ int FN(tc_encdec_kv_prefill)(tc_encdec_kv *kv, T *logits, const int64_t *src,
 }
 
 // logits (B,Vt); tokens (B,): one new token per row
-int FN(tc_encdec_kv_step)(tc_encdec_kv *kv, T *logits, const int64_t *tokens, int64_t B)
+int FN(tc_encdec_kv_step)(tc_encdec_kv *kv, real_t *logits, const int64_t *tokens, int64_t B)
 {
     if (!kv) return TC_EINVAL;
     CHECK(FN(edk_check)(kv, logits, tokens, B, kv->cfg.Vt));

@@ -1,14 +1,14 @@
 /* model_encdec_impl.h: the encoder-decoder forward, loss and backward over the arena (see
- * model_encdec.c), written once for T. Every matrix product, normalisation, activation,
+ * model_encdec.c), written once for real_t. Every matrix product, normalisation, activation,
  * attention, dropout and loss step is the library kernel the module path
  * (transformer_c.nn.EncoderDecoder with fast=False) calls, in the same order; the glue is
  * residual additions, position rows and the in-place cross-entropy gradient
  * (model_common_impl.h); the attention kernel reads and writes the token-major projection
  * buffers at their strides (no layout copies). */
 
-#define PP(off) ((off) < 0 ? NULL : (T *)m->params + (off))  /* parameter pointer */
-#define GP(off) ((off) < 0 ? NULL : (T *)m->grads + (off))   /* gradient pointer */
-#define AP(off) ((T *)(m->arena + (off)))                     /* activation pointer */
+#define PP(off) ((off) < 0 ? NULL : (real_t *)m->params + (off))  /* parameter pointer */
+#define GP(off) ((off) < 0 ? NULL : (real_t *)m->grads + (off))   /* gradient pointer */
+#define AP(off) ((real_t *)(m->arena + (off)))                     /* activation pointer */
 #define CHECK(call)                    \
     do {                               \
         int st_ = (call);              \
@@ -18,7 +18,7 @@
 #include "model_common_impl.h"
 
 /* x (n,) <- drop(x) at dropout site `site`, when dropping. */
-static int FN(ed_dropout)(T *x, int64_t n, const tc_encdec *m, const ed_call *k, int64_t site)
+static int FN(ed_dropout)(real_t *x, int64_t n, const tc_encdec *m, const ed_call *k, int64_t site)
 {
     if (!k->drop) return TC_OK;
     return FN(tc_dropout_forward_at)(x, x, n, m->cfg.dropout, gpt_site_seed(k->seed, site),
@@ -26,7 +26,7 @@ static int FN(ed_dropout)(T *x, int64_t n, const tc_encdec *m, const ed_call *k,
 }
 
 /* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
-static int FN(ed_dropout_back)(const T **out, const T *g, T *scratch, int64_t n,
+static int FN(ed_dropout_back)(const real_t **out, const real_t *g, real_t *scratch, int64_t n,
                                const tc_encdec *m, const ed_call *k, int64_t site)
 {
     *out = g;
@@ -38,8 +38,8 @@ static int FN(ed_dropout_back)(const T **out, const T *g, T *scratch, int64_t n,
 
 /* Attention of B sequences of L queries against S keys; every operand at the strides of
  * lay (token-major buffers, read and written in place). */
-static int FN(ed_attention_forward)(const tc_encdec *m, T *out, T *lse, const T *q,
-                                    const T *kk, const T *vv, const tc_attention_layout *lay,
+static int FN(ed_attention_forward)(const tc_encdec *m, real_t *out, real_t *lse, const real_t *q,
+                                    const real_t *kk, const real_t *vv, const tc_attention_layout *lay,
                                     const uint8_t *mask, int64_t B, int64_t L, int64_t S,
                                     int causal, const ed_call *k, int64_t site)
 {
@@ -49,16 +49,16 @@ static int FN(ed_attention_forward)(const tc_encdec *m, T *out, T *lse, const T 
     mk.key_padding = mask;
     mk.dropout_first = ed_drop_first(k, B * NH * L * S);
     return FN(tc_attention_forward_strided)(out, lse, q, kk, vv, &mk, lay, B, NH, L, S, HS,
-                                            HS, (T)(1.0 / sqrt((double)HS)),
+                                            HS, (real_t)(1.0 / sqrt((double)HS)),
                                             causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
                                             k->drop ? m->cfg.dropout : 0.0,
                                             gpt_site_seed(k->seed, site));
 }
 
 /* Its backward: dq, dk, dv WRITTEN (no zeroing needed) at the strides of lay. */
-static int FN(ed_attention_backward)(const tc_encdec *m, T *dq, T *dk, T *dv, const T *dout,
-                                     const T *q, const T *kk, const T *vv, const T *out,
-                                     const T *lse, const tc_attention_layout *lay,
+static int FN(ed_attention_backward)(const tc_encdec *m, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
+                                     const real_t *q, const real_t *kk, const real_t *vv, const real_t *out,
+                                     const real_t *lse, const tc_attention_layout *lay,
                                      const uint8_t *mask, int64_t B, int64_t L, int64_t S,
                                      int causal, const ed_call *k, int64_t site)
 {
@@ -69,7 +69,7 @@ static int FN(ed_attention_backward)(const tc_encdec *m, T *dq, T *dk, T *dv, co
     mk.dropout_first = ed_drop_first(k, B * NH * L * S);
     return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, kk, vv, out, lse, &mk, lay,
                                              B, NH, L, S, HS, HS,
-                                             (T)(1.0 / sqrt((double)HS)),
+                                             (real_t)(1.0 / sqrt((double)HS)),
                                              causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
                                              k->drop ? m->cfg.dropout : 0.0,
                                              gpt_site_seed(k->seed, site), 0);
@@ -80,11 +80,11 @@ static int FN(ed_attention_backward)(const tc_encdec *m, T *dq, T *dk, T *dv, co
  * kernel reads q, k, v from the c_attn output (B,L,3C) kept in qkvh and writes its output
  * token-major into atty (B,L,C). */
 static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
-                               T *proj, const T *x, int dec, const ed_call *k, int64_t site)
+                               real_t *proj, const real_t *x, int dec, const ed_call *k, int64_t site)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
-    T *qkv = AP(a->qkvh);
+    real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
     CHECK(FN(ed_attention_forward)(m, AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C,
@@ -96,13 +96,13 @@ static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_
  * with set_dx: the same bits as adding to zeros). dproj is read before dx is written (they
  * may be the same buffer). dq, dk, dv are written straight into dqkv (B,L,3C). */
 static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
-                                T *dx, const T *dproj, const T *x, int dec, const ed_call *k,
+                                real_t *dx, const real_t *dproj, const real_t *x, int dec, const ed_call *k,
                                 int64_t site, int set_dx)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
-    T *datty = AP(m->ga.datty), *dqkv = AP(m->ga.qkv);
-    const T *qkv = AP(a->qkvh);
+    real_t *datty = AP(m->ga.datty), *dqkv = AP(m->ga.qkv);
+    const real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
                                      PP(p->proj.w), N, C, C, TC_LINEAR_SET_DINP));
@@ -118,12 +118,12 @@ static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed
  * the keys and values (B,Ls,2C) from xkvh, the projection outputs themselves, and writes
  * its output token-major into xatty (B,Lt,C). */
 static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
-                                T *proj, const T *x, const T *mem, const ed_call *k,
+                                real_t *proj, const real_t *x, const real_t *mem, const ed_call *k,
                                 int64_t site)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
-    T *q = AP(a->xqh), *kv = AP(a->xkvh);
+    real_t *q = AP(a->xqh), *kv = AP(a->xkvh);
     const tc_attention_layout lay = model_cross_layout(k->Lt, k->Ls, C, HS);
     CHECK(FN(tc_linear_forward)(q, x, PP(p->xq.w), PP(p->xq.b), Nt, C, C));
     CHECK(FN(tc_linear_forward)(kv, mem, PP(p->xkv.w), PP(p->xkv.b), Ns, C, 2 * C));
@@ -135,14 +135,14 @@ static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed
 /* Its backward: dx (Nt,C) (written with set_dx) and dmem (Ns,C) accumulated, dproj read
  * first. The kernel writes dq (B,Lt,C) and dkv (B,Ls,2C) side by side in the qkv scratch. */
 static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
-                                 const ed_layer_acts *a, T *dx, T *dmem, const T *dproj,
-                                 const T *x, const T *mem, const ed_call *k, int64_t site,
+                                 const ed_layer_acts *a, real_t *dx, real_t *dmem, const real_t *dproj,
+                                 const real_t *x, const real_t *mem, const ed_call *k, int64_t site,
                                  int set_dx)
 {
     const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
     const int64_t Nt = B * k->Lt, Ns = B * k->Ls;
-    T *datty = AP(m->ga.datty), *dq = AP(m->ga.qkv), *dkv = dq + Nt * C;
-    const T *q = AP(a->xqh), *kv = AP(a->xkvh);
+    real_t *datty = AP(m->ga.datty), *dq = AP(m->ga.qkv), *dkv = dq + Nt * C;
+    const real_t *q = AP(a->xqh), *kv = AP(a->xkvh);
     const tc_attention_layout lay = model_cross_layout(k->Lt, k->Ls, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj,
                                      AP(a->xatty), PP(p->xproj.w), Nt, C, C,
@@ -157,7 +157,7 @@ static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
 
 /* MLP: proj (N,C) = c_proj(act(c_fc(x))). */
 static int FN(ed_mlp_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
-                              T *proj, const T *x, int64_t N, int grads)
+                              real_t *proj, const real_t *x, int64_t N, int grads)
 {
     const int64_t C = m->cfg.C, H = m->cfg.H;
     CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), x, PP(p->fc.w), PP(p->fc.b), N, C, H,
@@ -166,10 +166,10 @@ static int FN(ed_mlp_forward)(tc_encdec *m, const ed_layer_params *p, const ed_l
 }
 
 static int FN(ed_mlp_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
-                               T *dx, const T *dproj, const T *x, int64_t N, int set_dx)
+                               real_t *dx, const real_t *dproj, const real_t *x, int64_t N, int set_dx)
 {
     const int64_t C = m->cfg.C, H = m->cfg.H;
-    T *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
+    real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
     return FN(gpt_mlp_backward)(dx, dh1, dh2, GP(p->fc.w), GP(p->fc.b), GP(p->fcproj.w),
                                 GP(p->fcproj.b), dproj, x, AP(a->fch), AP(a->fcha), PP(p->fc.w),
                                 PP(p->fcproj.w), N, C, H, m->cfg.activation, set_dx, 0);
@@ -181,20 +181,20 @@ static const ed_lin *FN(ed_norm_of)(const ed_layer_params *p, int slot)
 }
 
 /* The output of layer l of a stack (dec 0: encoder, 1: decoder) and its input. */
-static const T *FN(ed_layer_out)(const tc_encdec *m, int dec, int64_t l)
+static const real_t *FN(ed_layer_out)(const tc_encdec *m, int dec, int64_t l)
 {
     const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
     return m->cfg.post_norm ? AP(a->ln[2]) : AP(a->r[2]);
 }
 
-static const T *FN(ed_layer_in)(const tc_encdec *m, int dec, int64_t l)
+static const real_t *FN(ed_layer_in)(const tc_encdec *m, int dec, int64_t l)
 {
     if (l == 0) return AP(dec ? m->ga.temb : m->ga.semb);
     return FN(ed_layer_out)(m, dec, l - 1);
 }
 
 /* The encoder's output (the memory every decoder layer attends to). */
-static const T *FN(ed_memory)(const tc_encdec *m)
+static const real_t *FN(ed_memory)(const tc_encdec *m)
 {
     return m->cfg.post_norm ? FN(ed_layer_out)(m, 0, m->cfg.Le - 1) : AP(m->ga.slnf);
 }
@@ -208,13 +208,13 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
     int kinds[3];
     int64_t probs[3], branch[3];
     const int n = ed_layer_plan(c, dec, l, kinds, probs, branch);
-    T *proj = AP(m->ga.dfin);
-    const T *cur = FN(ed_layer_in)(m, dec, l);
+    real_t *proj = AP(m->ga.dfin);
+    const real_t *cur = FN(ed_layer_in)(m, dec, l);
     for (int i = 0; i < n; i++) {
         const int s = kinds[i];
         const ed_lin *ln = FN(ed_norm_of)(p, s);
-        T *lnb = AP(a->ln[s]), *r = AP(a->r[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
-        const T *fin = cur;
+        real_t *lnb = AP(a->ln[s]), *r = AP(a->r[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
+        const real_t *fin = cur;
         if (!c->post_norm) {
             CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, cur, PP(ln->w), PP(ln->b), N, C,
                                            c->eps));
@@ -240,8 +240,8 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
 /* On entry *dres holds d(layer output), on return d(layer input); *dtmp is a second buffer
  * of the same size (the two are swapped by post-LN sub-layers). Cross-attention adds the
  * memory's gradient to dmem. */
-static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, T **dres, T **dtmp,
-                                 T *dmem, const ed_call *k)
+static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres, real_t **dtmp,
+                                 real_t *dmem, const ed_call *k)
 {
     const tc_encdec_config *c = &m->cfg;
     const ed_layer_params *p = dec ? &m->dp[l] : &m->ep[l];
@@ -250,17 +250,17 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, T **dres, T *
     int kinds[3];
     int64_t probs[3], branch[3];
     const int n = ed_layer_plan(c, dec, l, kinds, probs, branch);
-    T *ddrop = AP(m->ga.ddrop), *dfin = AP(m->ga.dfin);
+    real_t *ddrop = AP(m->ga.ddrop), *dfin = AP(m->ga.dfin);
     for (int i = n - 1; i >= 0; i--) {
         const int s = kinds[i];
         const ed_lin *ln = FN(ed_norm_of)(p, s);
-        const T *lnb = AP(a->ln[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
+        const real_t *lnb = AP(a->ln[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
         /* the sub-layer's input */
-        const T *in = i == 0 ? FN(ed_layer_in)(m, dec, l)
+        const real_t *in = i == 0 ? FN(ed_layer_in)(m, dec, l)
                              : AP(c->post_norm ? a->ln[kinds[i - 1]] : a->r[kinds[i - 1]]);
-        const T *dp;
-        T *dx;
-        const T *fin;
+        const real_t *dp;
+        real_t *dx;
+        const real_t *fin;
         if (!c->post_norm) {
             /* *dres = d r; the branch's input gradient goes to dfin, then through the norm */
             CHECK(FN(ed_dropout_back)(&dp, *dres, ddrop, N * C, m, k, branch[i]));
@@ -283,7 +283,7 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, T **dres, T *
             CHECK(FN(tc_layernorm_backward)(*dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
                                             mean, rstd, N, C));
         } else {
-            T *t = *dres;
+            real_t *t = *dres;
             *dres = *dtmp;
             *dtmp = t;
         }
@@ -292,7 +292,7 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, T **dres, T *
 }
 
 /* emb (N,C) = drop(wte[ids] + positions), pos (N,) = n % L. */
-static int FN(ed_embed)(tc_encdec *m, T *emb, int64_t *pos, const int64_t *ids, int64_t wte,
+static int FN(ed_embed)(tc_encdec *m, real_t *emb, int64_t *pos, const int64_t *ids, int64_t wte,
                         int64_t wpe, int64_t V, int64_t N, int64_t L, const ed_call *k,
                         int64_t site)
 {
@@ -300,15 +300,15 @@ static int FN(ed_embed)(tc_encdec *m, T *emb, int64_t *pos, const int64_t *ids, 
     for (int64_t n = 0; n < N; n++) pos[n] = n % L;
     CHECK(FN(tc_embedding_forward)(emb, ids, PP(wte), N, V, C));
     if (m->cfg.position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(emb, PP(wpe), pos, N, C);
-    else FN(gpt_add_rows)(emb, (T *)m->tab, pos, N, C);
+    else FN(gpt_add_rows)(emb, (real_t *)m->tab, pos, N, C);
     return FN(ed_dropout)(emb, N * C, m, k, site);
 }
 
-static int FN(ed_embed_backward)(tc_encdec *m, const T *demb, const int64_t *pos,
+static int FN(ed_embed_backward)(tc_encdec *m, const real_t *demb, const int64_t *pos,
                                  const int64_t *ids, int64_t wte, int64_t wpe, int64_t V,
                                  int64_t N, const ed_call *k, int64_t site)
 {
-    const T *d;
+    const real_t *d;
     CHECK(FN(ed_dropout_back)(&d, demb, AP(m->ga.ddrop), N * m->cfg.C, m, k, site));
     CHECK(FN(tc_embedding_backward)(GP(wte), d, ids, N, V, m->cfg.C));
     if (m->cfg.position == TC_GPT_POS_LEARNED)
@@ -341,7 +341,7 @@ static int FN(ed_forward_all)(tc_encdec *m, const int64_t *src, const int64_t *t
     CHECK(FN(ed_embed)(m, AP(m->ga.temb), tpos, tgt, m->twte, m->twpe, c->Vt, Nt, k->Lt, k,
                        1 + 3 * c->Le));
     for (int64_t l = 0; l < c->Ld; l++) CHECK(FN(ed_layer_forward)(m, 1, l, k));
-    const T *xf = FN(ed_layer_out)(m, 1, c->Ld - 1);
+    const real_t *xf = FN(ed_layer_out)(m, 1, c->Ld - 1);
     if (!c->post_norm) {
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.tlnf), AP(m->ga.tlnf_mean), AP(m->ga.tlnf_rstd),
                                        xf, PP(m->tlnf.w), PP(m->tlnf.b), Nt, C, c->eps));
@@ -356,10 +356,10 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
 {
     const tc_encdec_config *c = &m->cfg;
     const int64_t Ns = k->B * k->Ls, Nt = k->B * k->Lt, C = c->C;
-    T *dres = AP(m->ga.dres), *dtmp = AP(m->ga.dtmp), *dmem = AP(m->ga.dmem);
+    real_t *dres = AP(m->ga.dres), *dtmp = AP(m->ga.dtmp), *dmem = AP(m->ga.dmem);
     /* logits -> head -> (ln_f) */
-    const T *dec_out = FN(ed_layer_out)(m, 1, c->Ld - 1);
-    const T *xf = c->post_norm ? dec_out : AP(m->ga.tlnf);
+    const real_t *dec_out = FN(ed_layer_out)(m, 1, c->Ld - 1);
+    const real_t *xf = c->post_norm ? dec_out : AP(m->ga.tlnf);
     CHECK(FN(tc_linear_backward_set)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf,
                                      PP(m->head), Nt, C, c->Vt, TC_LINEAR_SET_DINP));
     if (!c->post_norm) {
@@ -367,12 +367,12 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
                                             PP(m->tlnf.w), AP(m->ga.tlnf_mean),
                                             AP(m->ga.tlnf_rstd), Nt, C, 1));
     } else {
-        T *t = dres;
+        real_t *t = dres;
         dres = dtmp;
         dtmp = t;
     }
     /* the decoder, collecting the memory's gradient */
-    memset(dmem, 0, (size_t)(Ns * C) * sizeof(T));
+    memset(dmem, 0, (size_t)(Ns * C) * sizeof(real_t));
     for (int64_t l = c->Ld - 1; l >= 0; l--)
         CHECK(FN(ed_layer_backward)(m, 1, l, &dres, &dtmp, dmem, k));
     CHECK(FN(ed_embed_backward)(m, dres, (const int64_t *)(m->arena + m->ga.tpos), tgt, m->twte,
@@ -383,7 +383,7 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
                                             FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
                                             AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C, 1));
     } else {
-        memcpy(dres, dmem, (size_t)(Ns * C) * sizeof(T));
+        memcpy(dres, dmem, (size_t)(Ns * C) * sizeof(real_t));
     }
     for (int64_t l = c->Le - 1; l >= 0; l--)
         CHECK(FN(ed_layer_backward)(m, 0, l, &dres, &dtmp, NULL, k));
@@ -391,15 +391,15 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
                                  m->swte, m->swpe, c->Vs, Ns, k, 0);
 }
 
-int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, T *params, T *grads)
+int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, real_t *params, real_t *grads)
 {
     if (!model || !params || !ed_config_ok(cfg)) return TC_EINVAL;
     *model = NULL;
-    tc_encdec *m = ed_new(cfg, (int64_t)sizeof(T), params, grads);
+    tc_encdec *m = ed_new(cfg, (int64_t)sizeof(real_t), params, grads);
     if (!m) return TC_ENOMEM;
     if (cfg->position == TC_GPT_POS_SINUSOIDAL) {
-        m->tab = malloc((size_t)(cfg->maxT * cfg->C) * sizeof(T));
-        int st = m->tab ? FN(tc_position_sinusoidal)((T *)m->tab, cfg->maxT, cfg->C,
+        m->tab = malloc((size_t)(cfg->maxT * cfg->C) * sizeof(real_t));
+        int st = m->tab ? FN(tc_position_sinusoidal)((real_t *)m->tab, cfg->maxT, cfg->C,
                                                      cfg->pos_base, 0)
                         : TC_ENOMEM;
         if (st != TC_OK) {
@@ -415,7 +415,7 @@ int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, T *para
 static int FN(ed_check_args)(const tc_encdec *m, const int64_t *src, const int64_t *tgt,
                              int64_t B, int64_t Ls, int64_t Lt)
 {
-    if (!m || m->elem != (int64_t)sizeof(T) || !src || !tgt || B < 1 || Ls < 1 || Lt < 1 ||
+    if (!m || m->elem != (int64_t)sizeof(real_t) || !src || !tgt || B < 1 || Ls < 1 || Lt < 1 ||
         Ls > m->cfg.maxT || Lt > m->cfg.maxT)
         return TC_EINVAL;
     for (int64_t n = 0; n < B * Ls; n++)
@@ -429,7 +429,7 @@ static int FN(ed_check_args)(const tc_encdec *m, const int64_t *src, const int64
  * (tgt_out != NULL) the loss and gradients; see model_common.h for the split. */
 typedef struct {
     tc_encdec *m;
-    T *logits;
+    real_t *logits;
     const int64_t *src, *tgt_in, *tgt_out;
     const uint8_t *src_mask;
     int64_t Ls, Lt, ignore_index;
@@ -451,7 +451,7 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     CHECK(ed_reserve(m, nb * Ls, Nt));
     CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
     if (!j->tgt_out) {
-        memcpy(j->logits + b0 * Lt * V, AP(m->ga.logits), (size_t)(Nt * V) * sizeof(T));
+        memcpy(j->logits + b0 * Lt * V, AP(m->ga.logits), (size_t)(Nt * V) * sizeof(real_t));
         return TC_OK;
     }
     const int64_t *tgt_out = j->tgt_out + b0 * Lt;
@@ -459,10 +459,10 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), &j->part[w],
                                             AP(m->ga.logits), tgt_out, Nt, V, j->ignore_index,
                                             0));
-    memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
+    memset(m->grads, 0, (size_t)m->num_params * sizeof(real_t));
     if (j->inv_count == 0) return TC_OK;
     FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
-                                j->ignore_index, (T)j->inv_count);
+                                j->ignore_index, (real_t)j->inv_count);
     return FN(ed_backward_all)(m, src, tgt_in, &k);
 }
 
@@ -475,7 +475,7 @@ static int FN(ed_run)(FN(ed_job) *j, int64_t B, int W)
 }
 
 // logits (B,Lt,Vt), src (B,Ls), src_mask (B,Ls) or NULL, tgt_in (B,Lt)
-int FN(tc_encdec_forward)(tc_encdec *m, T *logits, const int64_t *src, const uint8_t *src_mask,
+int FN(tc_encdec_forward)(tc_encdec *m, real_t *logits, const int64_t *src, const uint8_t *src_mask,
                           const int64_t *tgt_in, int64_t B, int64_t Ls, int64_t Lt,
                           uint64_t seed, int training)
 {
@@ -509,17 +509,17 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
     CHECK(FN(ed_run)(&j, B, W));
     double total = 0;
     for (int w = 0; w < W; w++) total += j.part[w];
-    if (W > 1 && count) FN(model_sum_grads)((T *)m->grads, (T *const *)m->clone_grads, W,
+    if (W > 1 && count) FN(model_sum_grads)((real_t *)m->grads, (real_t *const *)m->clone_grads, W,
                                             m->num_params);
     *loss = count ? total / (double)count : NAN;
     return TC_OK;
 }
 
 // memory (B,Ls,C) = the encoder's output for src (B,Ls), src_mask (B,Ls) or NULL
-int FN(tc_encdec_encode)(tc_encdec *m, T *memory, const int64_t *src, const uint8_t *src_mask,
+int FN(tc_encdec_encode)(tc_encdec *m, real_t *memory, const int64_t *src, const uint8_t *src_mask,
                          int64_t B, int64_t Ls)
 {
-    if (!m || m->elem != (int64_t)sizeof(T) || !memory || !src || B < 1 || Ls < 1 ||
+    if (!m || m->elem != (int64_t)sizeof(real_t) || !memory || !src || B < 1 || Ls < 1 ||
         Ls > m->cfg.maxT)
         return TC_EINVAL;
     for (int64_t n = 0; n < B * Ls; n++)
@@ -527,7 +527,7 @@ int FN(tc_encdec_encode)(tc_encdec *m, T *memory, const int64_t *src, const uint
     CHECK(ed_reserve(m, B * Ls, 0));
     const ed_call k = {B, Ls, 0, src_mask, 0, 0, 0, 0};
     CHECK(FN(ed_encode)(m, src, &k));
-    memcpy(memory, FN(ed_memory)(m), (size_t)(B * Ls * m->cfg.C) * sizeof(T));
+    memcpy(memory, FN(ed_memory)(m), (size_t)(B * Ls * m->cfg.C) * sizeof(real_t));
     return TC_OK;
 }
 

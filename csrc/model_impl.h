@@ -1,13 +1,13 @@
 /* model_impl.h: the GPT forward, loss and backward over the arena (see model.c), written
- * once for T. Every matrix product, normalisation, activation, attention, RoPE, dropout and
+ * once for real_t. Every matrix product, normalisation, activation, attention, RoPE, dropout and
  * loss step is the library kernel the module path calls; the glue here is only residual
  * additions, the position lookup and the cross-entropy gradient written over the logits in
  * place: the attention kernel (and RoPE) read and write the token-major (B,T,3C) and
  * (B,T,C) buffers in place at their strides, with no copies to a head-major layout. */
 
-#define PP(off) ((off) < 0 ? NULL : (T *)m->params + (off))  /* parameter pointer */
-#define GP(off) ((off) < 0 ? NULL : (T *)m->grads + (off))   /* gradient pointer */
-#define AP(off) ((T *)(m->arena + (off)))                     /* activation pointer */
+#define PP(off) ((off) < 0 ? NULL : (real_t *)m->params + (off))  /* parameter pointer */
+#define GP(off) ((off) < 0 ? NULL : (real_t *)m->grads + (off))   /* gradient pointer */
+#define AP(off) ((real_t *)(m->arena + (off)))                     /* activation pointer */
 #define CHECK(call)                    \
     do {                               \
         int st_ = (call);              \
@@ -17,7 +17,7 @@
 #include "model_common_impl.h"
 
 /* dst = drop(src) in place of src (out = inp * mask), when dropping */
-static int FN(gpt_dropout)(T *x, int64_t n, const tc_gpt *m, int drop, uint64_t seed,
+static int FN(gpt_dropout)(real_t *x, int64_t n, const tc_gpt *m, int drop, uint64_t seed,
                            int64_t site)
 {
     if (!drop) return TC_OK;
@@ -26,7 +26,7 @@ static int FN(gpt_dropout)(T *x, int64_t n, const tc_gpt *m, int drop, uint64_t 
 }
 
 /* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
-static int FN(gpt_dropout_back)(const T **out, const T *g, T *scratch, int64_t n,
+static int FN(gpt_dropout_back)(const real_t **out, const real_t *g, real_t *scratch, int64_t n,
                                 const tc_gpt *m, int drop, uint64_t seed, int64_t site)
 {
     *out = g;
@@ -42,7 +42,7 @@ static int FN(gpt_tables)(tc_gpt *m)
     const tc_gpt_config *c = &m->cfg;
     if (c->position == TC_GPT_POS_LEARNED || m->tab1) return TC_OK;
     const int64_t cols = c->position == TC_GPT_POS_SINUSOIDAL ? c->C : c->C / c->NH / 2;
-    const size_t bytes = (size_t)(c->maxT * cols) * sizeof(T) + 1;
+    const size_t bytes = (size_t)(c->maxT * cols) * sizeof(real_t) + 1;
     m->tab1 = malloc(bytes);
     if (c->position == TC_GPT_POS_ROPE) m->tab2 = malloc(bytes);
     if (!m->tab1 || (c->position == TC_GPT_POS_ROPE && !m->tab2)) {
@@ -52,15 +52,15 @@ static int FN(gpt_tables)(tc_gpt *m)
         return TC_ENOMEM;
     }
     if (c->position == TC_GPT_POS_SINUSOIDAL)
-        return FN(tc_position_sinusoidal)((T *)m->tab1, c->maxT, c->C, c->pos_base, 0);
-    return FN(tc_rope_table)((T *)m->tab1, (T *)m->tab2, c->maxT, c->C / c->NH, c->pos_base, 0);
+        return FN(tc_position_sinusoidal)((real_t *)m->tab1, c->maxT, c->C, c->pos_base, 0);
+    return FN(tc_rope_table)((real_t *)m->tab1, (real_t *)m->tab2, c->maxT, c->C / c->NH, c->pos_base, 0);
 }
 
-int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, T *params, T *grads)
+int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, real_t *params, real_t *grads)
 {
     if (!model || !params || !grads || !gpt_config_ok(cfg)) return TC_EINVAL;
     *model = NULL;
-    tc_gpt *m = gpt_new(cfg, (int64_t)sizeof(T), params, grads);
+    tc_gpt *m = gpt_new(cfg, (int64_t)sizeof(real_t), params, grads);
     if (!m) return TC_ENOMEM;
     int st = FN(gpt_tables)(m);
     if (st != TC_OK) {
@@ -73,12 +73,12 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, T *params, T *gr
 
 /* q and k (the first two C-wide slices of a token-major (B,L,3C) buffer) rotated by RoPE in
  * place: by +angle (the forward) or -angle (the backward, on dq and dk). */
-static int FN(gpt_rope_qk)(const tc_gpt *m, T *qkv, int64_t B, int64_t L, int inverse)
+static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t B, int64_t L, int inverse)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t C = c->C, NH = c->NH, HS = C / NH;
     for (int s = 0; s < 2; s++)
-        CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (T *)m->tab1, (T *)m->tab2, B, L, NH, HS,
+        CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (real_t *)m->tab1, (real_t *)m->tab2, B, L, NH, HS,
                                           L * 3 * C, 3 * C, HS, c->rope_interleaved, inverse));
     return TC_OK;
 }
@@ -87,18 +87,18 @@ static int FN(gpt_rope_qk)(const tc_gpt *m, T *qkv, int64_t B, int64_t L, int in
  * attention kernel (dropout on its probabilities: site 1 + 3l). The c_attn output (B,L,3C)
  * is kept in qkvh (with RoPE, q and k rotated there in place); the kernel reads q, k, v from
  * it and writes its output into atty (B,L,C), the c_proj input, all at their strides. */
-static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, int64_t B,
+static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const real_t *x, int64_t B,
                                      int64_t L, uint64_t seed, int drop)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
-    T *qkv = AP(a->qkvh);
+    real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
     if (c->position == TC_GPT_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
-    const T scale = (T)(1.0 / sqrt((double)HS));
+    const real_t scale = (real_t)(1.0 / sqrt((double)HS));
     tc_attention_masks mk; /* no masks: only the place of these rows in the dropout stream */
     memset(&mk, 0, sizeof mk);
     mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
@@ -113,8 +113,8 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, T *proj, const T *x, 
  * and dx (N,C) += dx (or dx = dx with set_dx); written values have the bits adding to zeros
  * gives. The attention kernel reads the output gradient from datty (B,L,C) and WRITES dq,
  * dk, dv into dqkv (B,L,3C) (no zeroing), where RoPE rotates dq and dk back in place. */
-static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dproj,
-                                      const T *x, int64_t B, int64_t L, uint64_t seed, int drop,
+static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dproj,
+                                      const real_t *x, int64_t B, int64_t L, uint64_t seed, int drop,
                                       int set_dx, int set_w)
 {
     const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
@@ -122,12 +122,12 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
-    T *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
-    const T *qkv = AP(a->qkvh);
+    real_t *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
+    const real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                      PP(p->projw), N, C, C, TC_LINEAR_SET_DINP | wset));
-    const T scale = (T)(1.0 / sqrt((double)HS));
+    const real_t scale = (real_t)(1.0 / sqrt((double)HS));
     tc_attention_masks mk; /* as in the forward */
     memset(&mk, 0, sizeof mk);
     mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
@@ -142,7 +142,7 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, T *dx, const T *dpro
 }
 
 /* The input of layer l and the output of layer l. */
-static const T *FN(gpt_layer_in)(const tc_gpt *m, int64_t l)
+static const real_t *FN(gpt_layer_in)(const tc_gpt *m, int64_t l)
 {
     if (l == 0) return AP(m->ga.enc);
     return m->cfg.post_norm ? AP(m->la[l - 1].ln2) : AP(m->la[l - 1].res3);
@@ -157,18 +157,18 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
     const int64_t N = B * L, C = c->C, H = c->H;
     int64_t *pos = (int64_t *)(m->arena + m->ga.pos);
     for (int64_t n = 0; n < N; n++) pos[n] = n % L;
-    T *enc = AP(m->ga.enc);
+    real_t *enc = AP(m->ga.enc);
     CHECK(FN(tc_embedding_forward)(enc, idx, PP(m->wte), N, c->V, C));
     if (c->position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(enc, PP(m->wpe), pos, N, C);
-    if (c->position == TC_GPT_POS_SINUSOIDAL) FN(gpt_add_rows)(enc, (T *)m->tab1, pos, N, C);
+    if (c->position == TC_GPT_POS_SINUSOIDAL) FN(gpt_add_rows)(enc, (real_t *)m->tab1, pos, N, C);
     CHECK(FN(gpt_dropout)(enc, N * C, m, drop, seed, 0));
-    T *proj = AP(m->ga.dc);
+    real_t *proj = AP(m->ga.dc);
     for (int64_t l = 0; l < c->L; l++) {
         const gpt_layer_params *p = &m->lp[l];
         const gpt_layer_acts *a = &m->la[l];
-        const T *x = FN(gpt_layer_in)(m, l);
-        T *ln1 = AP(a->ln1), *res2 = AP(a->res2), *ln2 = AP(a->ln2), *res3 = AP(a->res3);
-        const T *att_in = x;
+        const real_t *x = FN(gpt_layer_in)(m, l);
+        real_t *ln1 = AP(a->ln1), *res2 = AP(a->res2), *ln2 = AP(a->ln2), *res3 = AP(a->res3);
+        const real_t *att_in = x;
         if (!c->post_norm) {
             CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), x,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
@@ -179,7 +179,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         FN(gpt_add)(res2, x, proj, N * C);
         /* pre-LN: the MLP reads ln_2(res2) and adds to res2; post-LN: reads and adds to
          * x1 = ln_1(res2) (kept in the ln1 buffer) */
-        T *mlp_in = c->post_norm ? ln1 : ln2;
+        real_t *mlp_in = c->post_norm ? ln1 : ln2;
         if (!c->post_norm)
             CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res2,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
@@ -195,7 +195,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
             CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res3,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
     }
-    const T *xf = FN(gpt_layer_in)(m, c->L);
+    const real_t *xf = FN(gpt_layer_in)(m, c->L);
     if (!c->post_norm) {
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.lnf), AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd),
                                        xf, PP(m->lnfw), PP(m->lnfb), N, C, c->eps));
@@ -211,11 +211,11 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, H = c->H;
-    T *dres = AP(m->ga.dres), *dc = AP(m->ga.dc), *ddrop = AP(m->ga.ddrop);
-    T *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
-    const size_t nc_bytes = (size_t)(N * C) * sizeof(T);
+    real_t *dres = AP(m->ga.dres), *dc = AP(m->ga.dc), *ddrop = AP(m->ga.ddrop);
+    real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
+    const size_t nc_bytes = (size_t)(N * C) * sizeof(real_t);
     /* logits -> head -> (ln_f) */
-    const T *xf = c->post_norm ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
+    const real_t *xf = c->post_norm ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
     CHECK(FN(tc_linear_backward_set)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head),
                                      N, C, c->V,
                                      TC_LINEAR_SET_DINP | (set_w ? TC_LINEAR_SET_DWEIGHT : 0)));
@@ -229,8 +229,8 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
     for (int64_t l = c->L - 1; l >= 0; l--) {
         const gpt_layer_params *p = &m->lp[l];
         const gpt_layer_acts *a = &m->la[l];
-        const T *x = FN(gpt_layer_in)(m, l);
-        const T *dp;
+        const real_t *x = FN(gpt_layer_in)(m, l);
+        const real_t *dp;
         if (!c->post_norm) {
             /* dres: d res3 (the layer output) */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 3 + 3 * l));
@@ -243,7 +243,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                             C));
             /* dres: d res2 */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
-            T *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
+            real_t *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
             CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, seed, drop, 1,
                                              set_w));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
@@ -269,7 +269,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
             CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, seed, drop, 0, set_w));
         }
     }
-    const T *denc;
+    const real_t *denc;
     CHECK(FN(gpt_dropout_back)(&denc, dres, ddrop, N * C, m, drop, seed, 0));
     CHECK(FN(tc_embedding_backward)(GP(m->wte), denc, idx, N, c->V, C));
     if (c->position == TC_GPT_POS_LEARNED)
@@ -286,7 +286,7 @@ static void FN(gpt_zero_added_grads)(tc_gpt *m)
     const tc_gpt_config *c = &m->cfg;
     const int64_t C = c->C;
 #define ZERO(off, n) \
-    if ((off) >= 0) memset((T *)m->grads + (off), 0, (size_t)(n) * sizeof(T))
+    if ((off) >= 0) memset((real_t *)m->grads + (off), 0, (size_t)(n) * sizeof(real_t))
     if (!c->tie) ZERO(m->wte, c->V * C);
     ZERO(m->wpe, c->maxT * C);
     for (int64_t l = 0; l < c->L; l++) {
@@ -304,7 +304,7 @@ static void FN(gpt_zero_added_grads)(tc_gpt *m)
 /* The arguments every call shares: the model's dtype, B, L, token ids in range. */
 static int FN(gpt_check_args)(const tc_gpt *m, const int64_t *idx, int64_t B, int64_t L)
 {
-    if (!m || m->elem != (int64_t)sizeof(T) || !idx || B < 1 || L < 1 || L > m->cfg.maxT)
+    if (!m || m->elem != (int64_t)sizeof(real_t) || !idx || B < 1 || L < 1 || L > m->cfg.maxT)
         return TC_EINVAL;
     for (int64_t n = 0; n < B * L; n++)
         if (idx[n] < 0 || idx[n] >= m->cfg.V) return TC_EINVAL;
@@ -326,13 +326,13 @@ static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *
     CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), total,
                                             AP(m->ga.logits), targets, N, V, ignore_index, 0));
     if (inv_count == 0) {
-        memset(m->grads, 0, (size_t)m->num_params * sizeof(T));
+        memset(m->grads, 0, (size_t)m->num_params * sizeof(real_t));
         return TC_OK;
     }
     /* the linear layers' gradients are written by the backward: zero only the others */
     FN(gpt_zero_added_grads)(m);
     FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), targets, N, V,
-                                ignore_index, (T)inv_count);
+                                ignore_index, (real_t)inv_count);
     return FN(gpt_backward_all)(m, idx, B, L, seed, drop, 1);
 }
 
@@ -340,7 +340,7 @@ static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *
  * (targets != NULL) the loss and gradients. */
 typedef struct {
     tc_gpt *m;
-    T *logits;
+    real_t *logits;
     const int64_t *idx, *targets;
     int64_t L, ignore_index;
     double inv_count;
@@ -363,7 +363,7 @@ static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
                                            nb, L, j->ignore_index, j->inv_count, j->seed,
                                            j->drop);
     CHECK(FN(gpt_forward_all)(m, j->idx + b0 * L, nb, L, j->seed, j->drop, 0));
-    memcpy(j->logits + b0 * L * V, AP(m->ga.logits), (size_t)(nb * L * V) * sizeof(T));
+    memcpy(j->logits + b0 * L * V, AP(m->ga.logits), (size_t)(nb * L * V) * sizeof(real_t));
     return TC_OK;
 }
 
@@ -376,7 +376,7 @@ static int FN(gpt_run)(FN(gpt_job) *j, int64_t B, int W)
 }
 
 // logits (B,T,V), idx (B,T)
-int FN(tc_gpt_forward)(tc_gpt *m, T *logits, const int64_t *idx, int64_t B, int64_t L,
+int FN(tc_gpt_forward)(tc_gpt *m, real_t *logits, const int64_t *idx, int64_t B, int64_t L,
                        uint64_t seed, int training)
 {
     CHECK(FN(gpt_check_args)(m, idx, B, L));
@@ -407,7 +407,7 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
     CHECK(FN(gpt_run)(&j, B, W));
     double total = 0;
     for (int w = 0; w < W; w++) total += j.part[w];
-    if (W > 1 && count) FN(model_sum_grads)((T *)m->grads, (T *const *)m->clone_grads, W,
+    if (W > 1 && count) FN(model_sum_grads)((real_t *)m->grads, (real_t *const *)m->clone_grads, W,
                                             m->num_params);
     *loss = count ? total / (double)count : NAN;
     return TC_OK;

@@ -1,14 +1,14 @@
 /* optim.c: SGD, Adam and AdamW updates, gradient norm and scaling, float32 and float64. */
 #include "tc_generic.h"
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "optim_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "optim_impl.h"
-#undef T
+#undef real_t
 #undef SFX

@@ -3,14 +3,14 @@
  * identity, so it has no kernel. */
 #include "tc_generic.h"
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "position_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "position_impl.h"
-#undef T
+#undef real_t
 #undef SFX

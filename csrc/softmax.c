@@ -9,14 +9,14 @@
  * region costs more than it saves (exp at about 1 ns an element, one thread) */
 #define TC_SOFTMAX_PAR_MIN 65536
 
-#define T float
+#define real_t float
 #define SFX f32
 #include "softmax_impl.h"
-#undef T
+#undef real_t
 #undef SFX
 
-#define T double
+#define real_t double
 #define SFX f64
 #include "softmax_impl.h"
-#undef T
+#undef real_t
 #undef SFX

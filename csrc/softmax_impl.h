@@ -1,5 +1,5 @@
 /* softmax_impl.h: softmax / log-softmax along C of an (outer, C, inner) array, written once
- * for T.
+ * for real_t.
  *
  * Element (o, c, j) lives at o * C * inner + c * inner + j. For inner == 1 (the last axis)
  * each of the `outer` rows is contiguous; otherwise the C values of one softmax are `inner`
@@ -29,37 +29,37 @@
 
 /* ---- contiguous rows (inner == 1) */
 
-__attribute__((always_inline)) static inline void FN(sm_row_forward_body)(T *y, const T *x,
+__attribute__((always_inline)) static inline void FN(sm_row_forward_body)(real_t *y, const real_t *x,
                                                                           int64_t C, int is_log)
 {
-    const T m = FN(vrow_max)(x, C);
+    const real_t m = FN(vrow_max)(x, C);
     int64_t c;
     if (is_log) {
-        const T ls = MATH(log)(FN(vrow_exp_sum)(NULL, x, C, m));
+        const real_t ls = MATH(log)(FN(vrow_exp_sum)(NULL, x, C, m));
         for (c = 0; c + VL <= C; c += VL) VSTORE(y + c, (VLOAD(x + c) - m) - ls);
         if (c < C) VSTORER(y + c, (VLOADR(x + c, C - c, 0, C >= VL) - m) - ls, C - c, C >= VL);
     } else {
-        const T sum = FN(vrow_exp_sum)(y, x, C, m);
+        const real_t sum = FN(vrow_exp_sum)(y, x, C, m);
         for (c = 0; c + VL <= C; c += VL) VSTORE(y + c, VLOAD(y + c) / sum);
         if (c < C) VSTORER(y + c, VLOADR(y + c, C - c, 0, C >= VL) / sum, C - c, C >= VL);
     }
 }
 
 /* (set: dx is written as 0 + its value, the bits accumulating into zeros gives) */
-__attribute__((always_inline)) static inline void FN(sm_row_backward_body)(T *dx, const T *g,
-                                                                           const T *y, int64_t C,
+__attribute__((always_inline)) static inline void FN(sm_row_backward_body)(real_t *dx, const real_t *g,
+                                                                           const real_t *y, int64_t C,
                                                                            int is_log, int set)
 {
     int64_t c = 0;
     const int64_t r = C % VL, cv = C - r;
     if (is_log) {
-        const T s = FN(vrow_dot)(g, NULL, C);
+        const real_t s = FN(vrow_dot)(g, NULL, C);
         for (; c < cv; c += VL)
             VSTORE(dx + c, (set ? VSPLAT(0) : VLOAD(dx + c)) + (VLOAD(g + c) - VEXP(VLOAD(y + c)) * s));
         if (r)
             VSTORER(dx + c, (set ? VSPLAT(0) : VLOADR(dx + c, r, 0, C >= VL)) + (VLOADR(g + c, r, 0, C >= VL) - VEXP(VLOADR(y + c, r, 0, C >= VL)) * s), r, C >= VL);
     } else {
-        const T s = FN(vrow_dot)(g, y, C);
+        const real_t s = FN(vrow_dot)(g, y, C);
         for (; c < cv; c += VL)
             VSTORE(dx + c, (set ? VSPLAT(0) : VLOAD(dx + c)) + VLOAD(y + c) * (VLOAD(g + c) - s));
         if (r)
@@ -81,36 +81,36 @@ __attribute__((always_inline)) static inline void FN(sm_row_backward_body)(T *dx
             VSTOREN((p) + (j), v, (w) - (j));                \
     } while (0)
 
-__attribute__((always_inline)) static inline void FN(sm_tile_forward_body)(T *y, const T *x,
+__attribute__((always_inline)) static inline void FN(sm_tile_forward_body)(real_t *y, const real_t *x,
                                                                            int64_t C, int64_t inner,
                                                                            int64_t w, int is_log)
 {
-    T m[TC_SOFTMAX_TILE], s[TC_SOFTMAX_TILE];
+    real_t m[TC_SOFTMAX_TILE], s[TC_SOFTMAX_TILE];
     for (int64_t j = 0; j < TC_SOFTMAX_TILE; j++) {
         m[j] = -INFINITY;
         s[j] = 0;
     }
     for (int64_t c = 0; c < C; c++) {
-        const T *xr = x + c * inner;
+        const real_t *xr = x + c * inner;
         for (int64_t j = 0; j < w; j += VL) VSTORE(m + j, VMAX(SM_LOAD(xr, j, w, -INFINITY), VLOAD(m + j)));
     }
     if (is_log) {
         for (int64_t c = 0; c < C; c++) {
-            const T *xr = x + c * inner;
+            const real_t *xr = x + c * inner;
             for (int64_t j = 0; j < w; j += VL)
                 VSTORE(s + j, VLOAD(s + j) + VEXP(SM_LOAD(xr, j, w, -INFINITY) - VLOAD(m + j)));
         }
         for (int64_t j = 0; j < w; j++) s[j] = MATH(log)(s[j]);
         for (int64_t c = 0; c < C; c++) {
-            const T *xr = x + c * inner;
-            T *yr = y + c * inner;
+            const real_t *xr = x + c * inner;
+            real_t *yr = y + c * inner;
             for (int64_t j = 0; j < w; j += VL)
                 SM_STORE(yr, j, w, (SM_LOAD(xr, j, w, 0) - VLOAD(m + j)) - VLOAD(s + j));
         }
     } else {
         for (int64_t c = 0; c < C; c++) {
-            const T *xr = x + c * inner;
-            T *yr = y + c * inner;
+            const real_t *xr = x + c * inner;
+            real_t *yr = y + c * inner;
             for (int64_t j = 0; j < w; j += VL) {
                 const VF e = VEXP(SM_LOAD(xr, j, w, -INFINITY) - VLOAD(m + j));
                 SM_STORE(yr, j, w, e);
@@ -118,21 +118,21 @@ __attribute__((always_inline)) static inline void FN(sm_tile_forward_body)(T *y,
             }
         }
         for (int64_t c = 0; c < C; c++) {
-            T *yr = y + c * inner;
+            real_t *yr = y + c * inner;
             for (int64_t j = 0; j < w; j += VL) SM_STORE(yr, j, w, SM_LOAD(yr, j, w, 0) / VLOAD(s + j));
         }
     }
 }
 
-__attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(T *dx, const T *g,
-                                                                            const T *y, int64_t C,
+__attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(real_t *dx, const real_t *g,
+                                                                            const real_t *y, int64_t C,
                                                                             int64_t inner, int64_t w,
                                                                             int is_log, int set)
 {
-    T s[TC_SOFTMAX_TILE];
+    real_t s[TC_SOFTMAX_TILE];
     for (int64_t j = 0; j < TC_SOFTMAX_TILE; j++) s[j] = 0;
     for (int64_t c = 0; c < C; c++) {
-        const T *gr = g + c * inner, *yr = y + c * inner;
+        const real_t *gr = g + c * inner, *yr = y + c * inner;
         if (is_log)
             for (int64_t j = 0; j < w; j += VL) VSTORE(s + j, VLOAD(s + j) + SM_LOAD(gr, j, w, 0));
         else
@@ -140,8 +140,8 @@ __attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(T *d
                 VSTORE(s + j, VLOAD(s + j) + SM_LOAD(gr, j, w, 0) * SM_LOAD(yr, j, w, 0));
     }
     for (int64_t c = 0; c < C; c++) {
-        const T *gr = g + c * inner, *yr = y + c * inner;
-        T *dr = dx + c * inner;
+        const real_t *gr = g + c * inner, *yr = y + c * inner;
+        real_t *dr = dx + c * inner;
         if (is_log)
             for (int64_t j = 0; j < w; j += VL)
                 SM_STORE(dr, j, w, (set ? VSPLAT(0) : SM_LOAD(dr, j, w, 0)) + (SM_LOAD(gr, j, w, 0) - VEXP(SM_LOAD(yr, j, w, 0)) * VLOAD(s + j)));
@@ -156,7 +156,7 @@ __attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(T *d
 
 /* one task: a row (inner == 1) or a tile of w columns */
 #define SM_VARIANT(attr, sfx)                                                                   \
-    attr static void FN(sm_forward_task##sfx)(T *y, const T *x, int64_t C, int64_t inner,       \
+    attr static void FN(sm_forward_task##sfx)(real_t *y, const real_t *x, int64_t C, int64_t inner,       \
                                               int64_t w, int is_log)                            \
     {                                                                                           \
         if (inner == 1)                                                                         \
@@ -164,13 +164,13 @@ __attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(T *d
         else                                                                                    \
             FN(sm_tile_forward_body)(y, x, C, inner, w, is_log);                                \
     }                                                                                           \
-    attr static void FN(sm_exp##sfx)(T *y, const T *x, int64_t n)                              \
+    attr static void FN(sm_exp##sfx)(real_t *y, const real_t *x, int64_t n)                              \
     {                                                                                           \
         int64_t i = 0;                                                                          \
         for (; i + VL <= n; i += VL) VSTORE(y + i, VEXP(VLOAD(x + i)));                         \
         if (i < n) VSTOREN(y + i, VEXP(VLOADN(x + i, n - i, 0)), n - i);                        \
     }                                                                                           \
-    attr static void FN(sm_backward_task##sfx)(T *dx, const T *g, const T *y, int64_t C,        \
+    attr static void FN(sm_backward_task##sfx)(real_t *dx, const real_t *g, const real_t *y, int64_t C,        \
                                                int64_t inner, int64_t w, int is_log, int set)   \
     {                                                                                           \
         if (inner == 1 && set)                                                                  \
@@ -194,7 +194,7 @@ SM_VARIANT(TC_VEC_AVX2, _avx2)
 
 /* ---- drivers: one task per row (inner == 1) or per (o, tile of j) */
 
-static int FN(softmax_forward_any)(T *out, const T *inp, int64_t outer, int64_t C,
+static int FN(softmax_forward_any)(real_t *out, const real_t *inp, int64_t outer, int64_t C,
                                    int64_t inner, int is_log)
 {
     if (outer < 0 || C < 0 || inner < 0) return TC_EINVAL;
@@ -202,7 +202,7 @@ static int FN(softmax_forward_any)(T *out, const T *inp, int64_t outer, int64_t 
     if (!out || !inp) return TC_EINVAL;
     const int64_t tiles = (inner + TC_SOFTMAX_TILE - 1) / TC_SOFTMAX_TILE;
     const int64_t tasks = outer * tiles, work = outer * C * inner;
-    void (*task)(T *, const T *, int64_t, int64_t, int64_t, int) = SM_PICK(sm_forward_task);
+    void (*task)(real_t *, const real_t *, int64_t, int64_t, int64_t, int) = SM_PICK(sm_forward_task);
 #pragma omp parallel for schedule(static) if (work >= TC_SOFTMAX_PAR_MIN && tasks > 1)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t o = t / tiles, j0 = (t % tiles) * TC_SOFTMAX_TILE;
@@ -213,7 +213,7 @@ static int FN(softmax_forward_any)(T *out, const T *inp, int64_t outer, int64_t 
     return TC_OK;
 }
 
-static int FN(softmax_backward_any)(T *dinp, const T *dout, const T *out, int64_t outer,
+static int FN(softmax_backward_any)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer,
                                     int64_t C, int64_t inner, int is_log, int set)
 {
     if (outer < 0 || C < 0 || inner < 0) return TC_EINVAL;
@@ -221,7 +221,7 @@ static int FN(softmax_backward_any)(T *dinp, const T *dout, const T *out, int64_
     if (!dinp || !dout || !out) return TC_EINVAL;
     const int64_t tiles = (inner + TC_SOFTMAX_TILE - 1) / TC_SOFTMAX_TILE;
     const int64_t tasks = outer * tiles, work = outer * C * inner;
-    void (*task)(T *, const T *, const T *, int64_t, int64_t, int64_t, int, int) =
+    void (*task)(real_t *, const real_t *, const real_t *, int64_t, int64_t, int64_t, int, int) =
         SM_PICK(sm_backward_task);
     /* the softmax backward has no exp: cheaper per element than the forward */
     const int64_t min_work = is_log ? TC_SOFTMAX_PAR_MIN : 2 * TC_SOFTMAX_PAR_MIN;
@@ -238,13 +238,13 @@ static int FN(softmax_backward_any)(T *dinp, const T *dout, const T *out, int64_
 /* ---- public kernels */
 
 // out (outer,C,inner) = softmax of inp (outer,C,inner) along C
-int FN(tc_softmax_forward)(T *out, const T *inp, int64_t outer, int64_t C, int64_t inner)
+int FN(tc_softmax_forward)(real_t *out, const real_t *inp, int64_t outer, int64_t C, int64_t inner)
 {
     return FN(softmax_forward_any)(out, inp, outer, C, inner, 0);
 }
 
 // dinp (outer,C,inner) += out * (dout - sum_C dout * out); dout, out (outer,C,inner)
-int FN(tc_softmax_backward)(T *dinp, const T *dout, const T *out, int64_t outer, int64_t C,
+int FN(tc_softmax_backward)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer, int64_t C,
                             int64_t inner)
 {
     return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 0, 0);
@@ -252,27 +252,27 @@ int FN(tc_softmax_backward)(T *dinp, const T *dout, const T *out, int64_t outer,
 
 // as tc_softmax_backward, with set != 0 dinp written (=), not accumulated: the bits
 // tc_softmax_backward gives into a zeroed dinp
-int FN(tc_softmax_backward_set)(T *dinp, const T *dout, const T *out, int64_t outer, int64_t C,
+int FN(tc_softmax_backward_set)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer, int64_t C,
                                 int64_t inner, int set)
 {
     return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 0, set);
 }
 
 // out (outer,C,inner) = log_softmax of inp (outer,C,inner) along C
-int FN(tc_log_softmax_forward)(T *out, const T *inp, int64_t outer, int64_t C, int64_t inner)
+int FN(tc_log_softmax_forward)(real_t *out, const real_t *inp, int64_t outer, int64_t C, int64_t inner)
 {
     return FN(softmax_forward_any)(out, inp, outer, C, inner, 1);
 }
 
 // dinp (outer,C,inner) += dout - exp(out) * sum_C dout; dout, out (outer,C,inner)
-int FN(tc_log_softmax_backward)(T *dinp, const T *dout, const T *out, int64_t outer, int64_t C,
+int FN(tc_log_softmax_backward)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer, int64_t C,
                                 int64_t inner)
 {
     return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1, 0);
 }
 
 // as tc_log_softmax_backward, with set != 0 dinp written (=), not accumulated
-int FN(tc_log_softmax_backward_set)(T *dinp, const T *dout, const T *out, int64_t outer,
+int FN(tc_log_softmax_backward_set)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer,
                                     int64_t C, int64_t inner, int set)
 {
     return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1, set);
@@ -280,10 +280,10 @@ int FN(tc_log_softmax_backward_set)(T *dinp, const T *dout, const T *out, int64_
 
 // out (N,) = exp(inp (N,)) lane by lane through vec_math.h's vector exp (the one the
 // kernels above use); exposed so tests can measure its error against libm
-int FN(tc_vec_exp)(T *out, const T *inp, int64_t N)
+int FN(tc_vec_exp)(real_t *out, const real_t *inp, int64_t N)
 {
     if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
-    void (*f)(T *, const T *, int64_t) = SM_PICK(sm_exp);
+    void (*f)(real_t *, const real_t *, int64_t) = SM_PICK(sm_exp);
     f(out, inp, N);
     return TC_OK;
 }

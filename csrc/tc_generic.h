@@ -1,12 +1,13 @@
 /* tc_generic.h: helpers for writing a kernel once and compiling it per dtype.
  *
- * A family's implementation lives in <family>_impl.h and uses T (the element type) and
- * SFX (f32 or f64). <family>.c includes it twice:
+ * A family's implementation lives in <family>_impl.h and uses real_t (the element type;
+ * T is a sequence length everywhere, as in tc.h) and SFX (f32 or f64). <family>.c includes
+ * it twice:
  *
- *     #define T float
+ *     #define real_t float
  *     #define SFX f32
  *     #include "linear_impl.h"
- *     #undef T
+ *     #undef real_t
  *     #undef SFX
  *     ... same for double / f64
  *
@@ -25,7 +26,7 @@
 #define TC_CAT(a, b) TC_CAT_(a, b)
 #define FN(name) TC_CAT(name, TC_CAT(_, SFX))
 
-/* Math functions for T: MATH(exp)(x) is expf for float and exp for double. */
+/* Math functions for real_t: MATH(exp)(x) is expf for float and exp for double. */
 #define TC_MATH_f32(fn) fn##f
 #define TC_MATH_f64(fn) fn
 #define MATH(fn) TC_CAT(TC_MATH_, SFX)(fn)

@@ -125,22 +125,22 @@ static inline int tc_vec_use_avx2(void) { return 0; }
 #define TC_VEXP_f64 TC_VEXP_F64
 #endif /* TC_VEC_MATH_H */
 
-/* ---- names for the current T / SFX (re-evaluated at each use, so this part needs no
+/* ---- names for the current real_t / SFX (re-evaluated at each use, so this part needs no
  * re-inclusion per dtype) */
 #ifndef VF
-#define VF TC_CAT(TC_VF_, SFX)       /* vector of T */
+#define VF TC_CAT(TC_VF_, SFX)       /* vector of real_t */
 #define VI TC_CAT(TC_VI_, SFX)       /* integer vector of the same lane width (masks) */
 #define VL TC_CAT(TC_VL_, SFX)       /* lanes */
 #define VEXP(x) TC_CAT(TC_VEXP_, SFX)(x)
 /* a vector with every lane s */
-#define VSPLAT(s) ((VF){0} + (T)(s))
+#define VSPLAT(s) ((VF){0} + (real_t)(s))
 /* unaligned load / store of a whole vector */
 #define VLOAD(p) ({ VF v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define VSTORE(p, x) do { VF v_ = (x); memcpy((p), &v_, sizeof v_); } while (0)
 /* load of the first n < VL elements, the other lanes = fill; store of the first n (lane
  * by lane: a variable-length memcpy would be a library call) */
 #define VLOADN(p, n, fill) ({                                                               \
-    const T *lp_ = (p);                                                                     \
+    const real_t *lp_ = (p);                                                                     \
     const int ln_ = (int)(n);                                                               \
     VF v_ = VSPLAT(fill);                                                                   \
     for (int l_ = 0; l_ < ln_; l_++) v_[l_] = lp_[l_];                                      \
@@ -148,7 +148,7 @@ static inline int tc_vec_use_avx2(void) { return 0; }
 })
 #define VSTOREN(p, x, n)                                                                    \
     do {                                                                                    \
-        T *sp_ = (p);                                                                       \
+        real_t *sp_ = (p);                                                                       \
         const VF sv_ = (x);                                                                 \
         const int sn_ = (int)(n);                                                           \
         for (int l_ = 0; l_ < sn_; l_++) sp_[l_] = sv_[l_];                                 \
@@ -166,7 +166,7 @@ static inline int tc_vec_use_avx2(void) { return 0; }
 })
 #define VSTORET(p, x, r)                                                                    \
     do {                                                                                    \
-        T *tp_ = (p) + (r) - VL;                                                            \
+        real_t *tp_ = (p) + (r) - VL;                                                            \
         const VF tx_ = (x);                                                                 \
         VSTORE(tp_, TC_VSEL(VI, VF, VTAILMASK(r), tx_, VLOAD(tp_)));                        \
     } while (0)
@@ -181,7 +181,7 @@ static inline int tc_vec_use_avx2(void) { return 0; }
 /* lane-wise max ignoring NaN in b (a > b ? a : b, as a scalar loop with that compare) */
 #define VMAX(a, b) ({ VF a_ = (a), b_ = (b); TC_VSEL(VI, VF, a_ > b_, a_, b_); })
 /* sum of the lanes in a fixed order (reproducible) */
-#define VHSUM(v) ({ VF h_ = (v); T s_ = h_[0]; for (int l_ = 1; l_ < VL; l_++) s_ += h_[l_]; s_; })
+#define VHSUM(v) ({ VF h_ = (v); real_t s_ = h_[0]; for (int l_ = 1; l_ < VL; l_++) s_ += h_[l_]; s_; })
 /* max of the lanes (NaN lanes ignored unless all are NaN) */
-#define VHMAX(v) ({ VF h_ = (v); T m_ = -INFINITY; for (int l_ = 0; l_ < VL; l_++) m_ = h_[l_] > m_ ? h_[l_] : m_; m_; })
+#define VHMAX(v) ({ VF h_ = (v); real_t m_ = -INFINITY; for (int l_ = 0; l_ < VL; l_++) m_ = h_[l_] > m_ ? h_[l_] : m_; m_; })
 #endif

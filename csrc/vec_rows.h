@@ -1,12 +1,12 @@
 /* vec_rows.h: reductions over one contiguous row through the vectors of vec_math.h,
- * written once for T and included per dtype (after vec_math.h) by the softmax and
+ * written once for real_t and included per dtype (after vec_math.h) by the softmax and
  * cross-entropy kernels. Every routine is an always-inline body: it is compiled into the
  * caller's baseline and AVX2 variants. Sums use two vector accumulators, combined lane by
  * lane in a fixed order (reproducible); a tail of fewer than VL elements goes through the
  * same vector code on a partial vector. */
 
 /* max of x[0..C), NaN ignored; -inf for C == 0 */
-__attribute__((always_inline)) static inline T FN(vrow_max)(const T *x, int64_t C)
+__attribute__((always_inline)) static inline real_t FN(vrow_max)(const real_t *x, int64_t C)
 {
     VF m0 = VSPLAT(-INFINITY), m1 = m0;
     int64_t c = 0;
@@ -20,7 +20,7 @@ __attribute__((always_inline)) static inline T FN(vrow_max)(const T *x, int64_t 
 }
 
 /* sum_c a[c] * (b ? b[c] : 1) */
-__attribute__((always_inline)) static inline T FN(vrow_dot)(const T *a, const T *b, int64_t C)
+__attribute__((always_inline)) static inline real_t FN(vrow_dot)(const real_t *a, const real_t *b, int64_t C)
 {
     VF s0 = VSPLAT(0), s1 = s0;
     int64_t c = 0;
@@ -43,7 +43,7 @@ __attribute__((always_inline)) static inline T FN(vrow_dot)(const T *a, const T 
 }
 
 /* sum_c (x[c] - m) */
-__attribute__((always_inline)) static inline T FN(vrow_sum_sub)(const T *x, int64_t C, T m)
+__attribute__((always_inline)) static inline real_t FN(vrow_sum_sub)(const real_t *x, int64_t C, real_t m)
 {
     VF s0 = VSPLAT(0), s1 = s0;
     int64_t c = 0;
@@ -58,7 +58,7 @@ __attribute__((always_inline)) static inline T FN(vrow_sum_sub)(const T *x, int6
 
 /* sum_c exp(x[c] - m) for the row max m (padding lanes: exp(-inf - m) = 0 when m is finite;
  * otherwise the sum is NaN anyway, as it must be); y[c] = exp(x[c] - m) too when y != NULL */
-__attribute__((always_inline)) static inline T FN(vrow_exp_sum)(T *y, const T *x, int64_t C, T m)
+__attribute__((always_inline)) static inline real_t FN(vrow_exp_sum)(real_t *y, const real_t *x, int64_t C, real_t m)
 {
     VF s0 = VSPLAT(0), s1 = s0;
     int64_t c = 0;
