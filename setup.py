@@ -1,4 +1,9 @@
-"""Build transformer_c._C from csrc/*.c and csrc/py/*.c against the NumPy C API, with OpenMP.
+"""Build transformer_c._C from csrc/ against the NumPy C API, with OpenMP.
+
+csrc/ layout: tc.h (the public C API and its documentation), core/ (dtype macros, threads,
+scratch memory, RNG, vector math), kernels/ (one family per file: forward and backward,
+both dtypes), models/ (the whole-model drivers: training and KV-cached decoding),
+tokenizer/ (byte-level BPE), py/ (the CPython bindings, the only files with Python.h).
 
 Flags: -O3 and a portable x86-64 baseline; wider instruction sets only through runtime
 dispatch inside the kernels (gemm.c). Never the fast-math flags (IEEE semantics are kept;
@@ -9,14 +14,15 @@ from glob import glob
 import numpy as np
 from setuptools import Extension, setup
 
-sources = sorted(glob("csrc/*.c")) + sorted(glob("csrc/py/*.c"))
-headers = sorted(glob("csrc/*.h")) + sorted(glob("csrc/py/*.h"))
+FOLDERS = ["core", "kernels", "models", "tokenizer", "py"]
+sources = [f for d in FOLDERS for f in sorted(glob(f"csrc/{d}/*.c"))]
+headers = ["csrc/tc.h"] + [f for d in FOLDERS for f in sorted(glob(f"csrc/{d}/*.h"))]
 
 ext = Extension(
     "transformer_c._C",
     sources=sources,
     depends=headers,
-    include_dirs=[np.get_include(), "csrc"],
+    include_dirs=[np.get_include(), "csrc", "csrc/core", "csrc/kernels", "csrc/models"],
     extra_compile_args=["-O3", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
                         "-Wno-unused-parameter", "-Wno-missing-field-initializers",
                         "-fno-strict-aliasing", "-fno-math-errno"],

@@ -316,7 +316,7 @@ int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, in
  *   P_i = softmax_j(s_ij), lse_i = logsumexp_j(s_ij);
  *   with dropout_p > 0: P_ij *= Z_ij / (1 - dropout_p), Z_ij = 1 iff element
  *     (((b*NH + h)*T + i)*S + j) of the Philox stream of `seed` is kept, i.e. exactly the
- *     mask tc_dropout_forward draws for a (B,NH,T,S) tensor (csrc/rng.h);
+ *     mask tc_dropout_forward draws for a (B,NH,T,S) tensor (csrc/core/rng.h);
  *   out_i = sum_j P_ij v_j.
  * A row whose keys are ALL masked gets out_i = 0 and lse_i = -INFINITY (torch gives NaN
  * there): zeros, not NaN, and in the backward exactly zero gradient from that row.

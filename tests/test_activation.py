@@ -264,7 +264,7 @@ def test_exact_gelu_relative_accuracy_in_both_tails(dtype, fused):
 
 
 def test_exact_gelu_erfc_coefficients_are_the_documented_fit():
-    # csrc/gelu_math.h: R(t) = (erfc(z) e^{z^2} / t - 1) / (t - 1), t = 2 / (2 + z),
+    # csrc/kernels/gelu_math.h: R(t) = (erfc(z) e^{z^2} / t - 1) / (t - 1), t = 2 / (2 + z),
     # interpolated at n Chebyshev points of y = 2t - 1 (12 for float, 28 for double, the
     # first 27 terms kept), expanded in powers of y; re-derived here at 50 digits and
     # compared with the constants in the header
@@ -272,9 +272,9 @@ def test_exact_gelu_erfc_coefficients_are_the_documented_fit():
     import pathlib
     import re
 
-    src = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "gelu_math.h"
+    src = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "kernels" / "gelu_math.h"
     if not src.exists():
-        pytest.skip("csrc/gelu_math.h not available")
+        pytest.skip("csrc/kernels/gelu_math.h not available")
     text = src.read_text()
     mp.mp.dps = 50
 

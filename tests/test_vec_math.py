@@ -1,4 +1,4 @@
-"""The shared vector exp (csrc/vec_math.h) and the vectorised row / element paths built on
+"""The shared vector exp (csrc/core/vec_math.h) and the vectorised row / element paths built on
 it: accuracy against libm over dense sweeps and at the special values, both instruction-set
 variants (the portable one and AVX2+FMA, switched with gemm_set_kernel), and row lengths
 that are not a multiple of the vector width (every tail length, rows shorter than a vector)

@@ -1,4 +1,4 @@
-"""Kernel scratch (csrc/workspace.c): after warm-up, the whole-model fast paths allocate
+"""Kernel scratch (csrc/core/workspace.c): after warm-up, the whole-model fast paths allocate
 nothing per step. _C.scratch_alloc_count() counts every allocation the per-thread scratch
 workspace makes (GEMM packing, attention tiles, fused kernels' intermediates)."""
 import threading

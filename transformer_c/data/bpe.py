@@ -1,7 +1,7 @@
 """Byte-level BPE (GPT-2 style), trained from scratch; counting and encoding run in C.
 
 Pre-tokenisation follows GPT-2's pattern :data:`GPT2_SPLIT_PATTERN` exactly, implemented
-in C (csrc/bpe.c) without the third-party ``regex`` module: ``\\p{L}`` and ``\\p{N}`` are
+in C (csrc/tokenizer/bpe.c) without the third-party ``regex`` module: ``\\p{L}`` and ``\\p{N}`` are
 the Unicode categories L* and N* as Python's :mod:`unicodedata` knows them (so a character
 assigned in a newer Unicode version than this Python's is "other"), and ``\\s`` is the
 Unicode White_Space property (``str.isspace`` minus U+001C..U+001F, as ``regex`` has it).

@@ -1,4 +1,4 @@
-"""Activation functions: ReLU and GELU (C: csrc/activation.c).
+"""Activation functions: ReLU and GELU (C: csrc/kernels/activation.c).
 
 Element-wise, so inputs of any shape (0-d and empty included) are accepted and the result
 has the input's shape and dtype.

@@ -1,4 +1,4 @@
-"""Scaled dot-product attention (C: csrc/attention.c).
+"""Scaled dot-product attention (C: csrc/kernels/attention.c).
 
 MASK CONVENTION: every boolean mask here means True = ATTEND (take part in the softmax),
 False = masked out, exactly as ``torch.nn.functional.scaled_dot_product_attention``. This is

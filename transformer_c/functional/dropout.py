@@ -1,8 +1,8 @@
-"""Inverted dropout with a counter-based RNG (C: csrc/dropout.c, csrc/rng.h).
+"""Inverted dropout with a counter-based RNG (C: csrc/kernels/dropout.c, csrc/core/rng.h).
 
 Element i (the flat C-order index of the array, whatever its memory layout) is kept iff
 U_i >= p, where U_i = w_i / 2**32 and w_i is word i of the Philox4x32-10 stream of ``seed``
-(key = seed, counter = i // 4, word i % 4; see csrc/rng.h). Kept elements are scaled by
+(key = seed, counter = i // 4, word i % 4; see csrc/core/rng.h). Kept elements are scaled by
 1 / (1 - p), so the expectation is unchanged. The mask is a pure function of
 (seed, p, i): the same seed gives the same mask for float32 and float64, on any thread
 count, and the backward pass regenerates it instead of storing it.

@@ -1,4 +1,4 @@
-"""Token embedding lookup and its scatter-add backward (C: csrc/embedding.c)."""
+"""Token embedding lookup and its scatter-add backward (C: csrc/kernels/embedding.c)."""
 import operator
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Fused kernels that save passes over memory (C: csrc/fused.c).
+"""Fused kernels that save passes over memory (C: csrc/kernels/fused.c).
 
 linear_gelu: gelu(x @ weight.T + bias) with the bias and the GELU applied inside the matrix
 product, block by block while the block is in cache. layer_norm_residual: s = x + residual

@@ -1,4 +1,4 @@
-"""Layer normalisation over the last axis (C: csrc/layernorm.c)."""
+"""Layer normalisation over the last axis (C: csrc/kernels/layernorm.c)."""
 import math
 import numbers
 

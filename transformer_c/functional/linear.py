@@ -1,4 +1,4 @@
-"""Linear layer and matrix products (C: csrc/linear.c, csrc/gemm.c)."""
+"""Linear layer and matrix products (C: csrc/kernels/linear.c, csrc/kernels/gemm.c)."""
 import numpy as np
 
 from .. import _C

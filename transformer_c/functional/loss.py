@@ -1,4 +1,4 @@
-"""Cross-entropy loss: fused log-softmax + negative log-likelihood (C: csrc/loss.c).
+"""Cross-entropy loss: fused log-softmax + negative log-likelihood (C: csrc/kernels/loss.c).
 
 Semantics are exactly those of ``torch.nn.functional.cross_entropy`` with the classes on the
 LAST axis (torch puts them on axis 1; for 2-D logits the two agree).

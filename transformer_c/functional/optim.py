@@ -1,4 +1,4 @@
-"""In-place optimizer updates, gradient norm and scaling (C: csrc/optim.c).
+"""In-place optimizer updates, gradient norm and scaling (C: csrc/kernels/optim.c).
 
 The math is torch.optim's single-tensor ("for-loop") implementation of SGD, Adam and AdamW,
 operation for operation. ``param`` and the optimizer states are updated in place, so they

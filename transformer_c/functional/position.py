@@ -1,4 +1,4 @@
-"""Sinusoidal position encodings (C: csrc/position.c)."""
+"""Sinusoidal position encodings (C: csrc/kernels/position.c)."""
 import numpy as np
 
 from .. import _C

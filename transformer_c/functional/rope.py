@@ -1,4 +1,4 @@
-"""Rotary position embedding, RoPE (C: csrc/rope.c).
+"""Rotary position embedding, RoPE (C: csrc/kernels/rope.c).
 
 For head size HS (even) and frequencies theta_i = base**(-2i/HS), i < HS/2, the channel
 pairs (a, b) of the row at position pos are rotated by the angle pos * theta_i:

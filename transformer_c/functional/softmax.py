@@ -1,4 +1,4 @@
-"""Softmax and log-softmax along any axis (C: csrc/softmax.c).
+"""Softmax and log-softmax along any axis (C: csrc/kernels/softmax.c).
 
 The C kernels see the array as (outer, C, inner) around the chosen axis, so no axis is ever
 moved or copied. The forward subtracts the maximum, so large inputs do not overflow. Special
