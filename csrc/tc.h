@@ -28,6 +28,47 @@ extern "C" {
 
 enum { TC_OK = 0, TC_ENOMEM = 1, TC_EINVAL = 2 };
 
+/* ------------------------------------------------------------------ options (core/options.c) */
+
+/* Every choice a layer or model driver makes is one enum here, and one table of names
+ * (tc_option_name) that the Python package reads (transformer_c._C.OPTIONS, then
+ * transformer_c.options): the names are spelt once, in C, and every module, config, CLI
+ * flag and checkpoint uses them. A value outside [0, TC_<KIND>_COUNT) is TC_EINVAL wherever
+ * it is passed. Masks have one polarity in the public API: True / nonzero = attend (a real
+ * key); the coursework convention (True = masked) is only in helpers that say so in their
+ * names. */
+typedef enum {                 /* the feed-forward activation (kernels: activation.c) */
+    TC_ACT_GELU_TANH = 0,      /* "gelu_tanh": GELU, tanh approximation (GPT-2) */
+    TC_ACT_GELU = 1,           /* "gelu": GELU, exact (erf) */
+    TC_ACT_RELU = 2,           /* "relu" */
+    TC_ACT_COUNT
+} tc_activation;
+typedef enum {                 /* where a block's layer norms sit */
+    TC_NORM_PRE = 0,           /* "pre": x += f(norm(x)), and a final norm (GPT-2) */
+    TC_NORM_POST = 1,          /* "post": x = norm(x + f(x)) (the original Transformer) */
+    TC_NORM_COUNT
+} tc_norm_placement;
+typedef enum {                 /* how a model encodes positions */
+    TC_POS_LEARNED = 0,        /* "learned": a wpe table added to the token embeddings */
+    TC_POS_SINUSOIDAL = 1,     /* "sinusoidal": the fixed sin/cos table, added */
+    TC_POS_ROPE = 2,           /* "rope": q and k rotated in every attention */
+    TC_POS_COUNT
+} tc_position;
+typedef enum {                 /* causal masking of an attention call (attention.c) */
+    TC_CAUSAL_NONE = 0,        /* "none" */
+    TC_CAUSAL_TOP_LEFT = 1,    /* "top_left": query i sees keys j <= i (torch's is_causal) */
+    TC_CAUSAL_BOTTOM_RIGHT = 2, /* "bottom_right": j <= i + S - T (the last query sees all) */
+    TC_CAUSAL_COUNT
+} tc_causal;
+typedef enum { TC_OPT_ACTIVATION = 0, TC_OPT_NORM, TC_OPT_POSITION, TC_OPT_CAUSAL,
+               TC_OPT_COUNT } tc_option_kind;
+/* The name of value v of option kind ("activation", "norm", "position", "causal" for
+ * tc_option_kind_name), NULL when kind or v is out of range. */
+const char *tc_option_kind_name(int kind);
+const char *tc_option_name(int kind, int v);
+/* Number of values of kind (TC_<KIND>_COUNT), 0 when kind is out of range. */
+int tc_option_count(int kind);
+
 /* ------------------------------------------------------------------ threads */
 
 void tc_set_num_threads(int n); /* n <= 0 is ignored */
@@ -337,7 +378,7 @@ int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, in
  * thread count. tc_attention_*_ref materialises each batch-head's (T, S) scores in full:
  * the plain reference the tiled kernel is tested against (same arguments, same results
  * up to rounding). */
-enum { TC_CAUSAL_NONE = 0, TC_CAUSAL_TOP_LEFT = 1, TC_CAUSAL_BOTTOM_RIGHT = 2 };
+/* Causal modes: tc_causal (options, above). */
 
 /* Optional masks of one attention call (a NULL pointer, or a NULL tc_attention_masks *,
  * means "not used"). Element (b,h,i,j) of the broadcast (B,NH,T,S) mask is read at
@@ -744,14 +785,12 @@ int tc_rope_inplace_strided_f64(double *x, const double *cos, const double *sin,
  * attention probabilities (site 1 + 3l) and the attention (site 2 + 3l) and MLP (site 3 + 3l)
  * branch outputs of layer l; site s uses seed + (s + 1) * 0x9E3779B97F4A7C15 (mod 2^64) with
  * the dropout kernels' Philox stream (the attention kernel's for site 1 + 3l). */
-enum { TC_GPT_POS_LEARNED = 0, TC_GPT_POS_SINUSOIDAL = 1, TC_GPT_POS_ROPE = 2 };
-enum { TC_GPT_ACT_GELU_TANH = 0, TC_GPT_ACT_GELU = 1, TC_GPT_ACT_RELU = 2 };
 typedef struct {
     int64_t V, maxT, C, L, NH, H; /* vocabulary, block size, width, layers, heads, MLP width */
     int bias;                     /* biases in linear layers and layer norms */
-    int position;                 /* TC_GPT_POS_* */
+    int position;                 /* TC_POS_* */
     int post_norm;                /* 0: pre-LN (GPT-2), 1: post-LN */
-    int activation;               /* TC_GPT_ACT_* */
+    int activation;               /* TC_ACT_* */
     int tie;                      /* lm_head = wte */
     double eps;                   /* layer norm epsilon */
     double pos_base;              /* base of the sinusoidal table and of RoPE */
@@ -823,9 +862,9 @@ int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_
  * decoder layers: causal self-attention, cross-attention to the encoder's output (the same
  * memory for every layer, source padding masked), MLP. Pre-LN sub-layers
  * x += drop(f(norm(x))) with a final ln_f per stack; post-LN x = norm(x + drop(f(x))).
- * Positions (learned or sinusoidal, cfg.position = TC_GPT_POS_LEARNED / _SINUSOIDAL; RoPE is
+ * Positions (learned or sinusoidal, cfg.position = TC_POS_LEARNED / _SINUSOIDAL; RoPE is
  * not supported) are added to the token embeddings of both stacks. Attention scale
- * 1/sqrt(HS), HS = C/NH; activation TC_GPT_ACT_*.
+ * 1/sqrt(HS), HS = C/NH; activation TC_ACT_*.
  * Dropout (cfg.dropout, when training) sites, each with seed + (site + 1) *
  * 0x9E3779B97F4A7C15 (mod 2^64): encoder embeddings 0, encoder layer l: attention
  * probabilities 3l+1, attention branch 3l+2, MLP branch 3l+3; decoder embeddings
@@ -836,9 +875,9 @@ typedef struct {
     int64_t maxT;          /* longest source and longest target (rows of wpe) */
     int64_t C, Le, Ld, NH, H; /* width, encoder and decoder layers, heads, MLP width */
     int bias;              /* biases in linear layers and layer norms */
-    int position;          /* TC_GPT_POS_LEARNED or TC_GPT_POS_SINUSOIDAL */
+    int position;          /* TC_POS_LEARNED or TC_POS_SINUSOIDAL */
     int post_norm;         /* 0: pre-LN, 1: post-LN */
-    int activation;        /* TC_GPT_ACT_* */
+    int activation;        /* TC_ACT_* */
     int share;             /* one token embedding for source and target (Vs == Vt) */
     int tie;               /* the output head is the target token embedding */
     double eps;            /* layer norm epsilon */

@@ -26,8 +26,8 @@ static int ed_config_ok(const tc_encdec_config *c)
         c->NH < 1 || c->H < 1)
         return 0;
     if (c->C % c->NH) return 0;
-    if ((c->position != TC_GPT_POS_LEARNED && c->position != TC_GPT_POS_SINUSOIDAL) ||
-        c->activation < 0 || c->activation > 2)
+    if ((c->position != TC_POS_LEARNED && c->position != TC_POS_SINUSOIDAL) ||
+        c->activation < 0 || c->activation >= TC_ACT_COUNT)
         return 0;
     if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
         (c->share != 0 && c->share != 1) || (c->tie != 0 && c->tie != 1))
@@ -67,7 +67,7 @@ static int64_t ed_param_plan(const tc_encdec_config *c, ed_globals *m, ed_layer_
 #define NORM() ed_take_lin(&off, C, 1, c->bias)
     int64_t shared = c->share ? TAKE(c->Vs * C) : -1;
     int64_t swte = c->share ? shared : TAKE(c->Vs * C);
-    int64_t swpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
+    int64_t swpe = c->position == TC_POS_LEARNED ? TAKE(c->maxT * C) : -1;
     for (int64_t l = 0; l < c->Le; l++) {
         ed_layer_params p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1},
                              {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
@@ -82,7 +82,7 @@ static int64_t ed_param_plan(const tc_encdec_config *c, ed_globals *m, ed_layer_
     ed_lin slnf = {-1, -1};
     if (!c->post_norm) slnf = NORM();
     int64_t twte = c->share ? shared : TAKE(c->Vt * C);
-    int64_t twpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
+    int64_t twpe = c->position == TC_POS_LEARNED ? TAKE(c->maxT * C) : -1;
     for (int64_t l = 0; l < c->Ld; l++) {
         ed_layer_params p;
         p.ln1 = NORM();

@@ -15,11 +15,12 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (!c) return 0;
     if (c->V < 1 || c->maxT < 1 || c->C < 1 || c->L < 1 || c->NH < 1 || c->H < 1) return 0;
     if (c->C % c->NH) return 0;
-    if (c->position < 0 || c->position > 2 || c->activation < 0 || c->activation > 2) return 0;
+    if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
+        c->activation >= TC_ACT_COUNT) return 0;
     if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
         (c->tie != 0 && c->tie != 1) || (c->rope_interleaved != 0 && c->rope_interleaved != 1))
         return 0;
-    if (c->position == TC_GPT_POS_ROPE && (c->C / c->NH) % 2) return 0;
+    if (c->position == TC_POS_ROPE && (c->C / c->NH) % 2) return 0;
     if (!(c->eps >= 0) || !isfinite(c->eps)) return 0;
     if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
     if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
@@ -40,7 +41,7 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
     const int64_t C = c->C, H = c->H;
 #define TAKE(n) (off += (n), off - (n))
     *wte = TAKE(c->V * C);
-    *wpe = c->position == TC_GPT_POS_LEARNED ? TAKE(c->maxT * C) : -1;
+    *wpe = c->position == TC_POS_LEARNED ? TAKE(c->maxT * C) : -1;
     for (int64_t l = 0; l < c->L; l++) {
         gpt_layer_params p;
         p.ln1w = TAKE(C);

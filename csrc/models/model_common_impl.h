@@ -79,8 +79,8 @@ static void FN(gpt_ce_backward_inplace)(real_t *logits, const real_t *lse, const
 /* out (n,) = act(inp (n,)); out may be inp */
 static inline int FN(gpt_act_forward)(real_t *out, const real_t *inp, int64_t n, int act)
 {
-    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
-    return FN(tc_gelu_forward)(out, inp, n, act == TC_GPT_ACT_GELU_TANH);
+    if (act == TC_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
+    return FN(tc_gelu_forward)(out, inp, n, act == TC_ACT_GELU_TANH);
 }
 
 /* h (N,H) = act(pre), pre = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL), and the cache the
@@ -91,14 +91,14 @@ static inline int FN(gpt_act_forward)(real_t *out, const real_t *inp, int64_t n,
 static int FN(gpt_fc_forward)(real_t *h, real_t *pre, const real_t *x, const real_t *w, const real_t *b, int64_t N,
                               int64_t C, int64_t H, int act, int grads)
 {
-    if (act == TC_GPT_ACT_RELU) {
+    if (act == TC_ACT_RELU) {
         const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
         return st != TC_OK ? st : FN(tc_relu_forward)(h, pre, N * H);
     }
     if (!grads)
-        return FN(tc_linear_gelu_forward)(h, NULL, x, w, b, N, C, H, act == TC_GPT_ACT_GELU_TANH);
+        return FN(tc_linear_gelu_forward)(h, NULL, x, w, b, N, C, H, act == TC_ACT_GELU_TANH);
     return FN(tc_linear_gelu_forward_dact)(h, pre, x, w, b, N, C, H,
-                                           act == TC_GPT_ACT_GELU_TANH);
+                                           act == TC_ACT_GELU_TANH);
 }
 
 /* The MLP's backward, from dout (N,C) (the gradient at c_proj's output) to dx (N,C) (added
@@ -119,7 +119,7 @@ static int FN(gpt_mlp_backward)(real_t *dx, real_t *dh, real_t *dh2, real_t *gfc
     if (st == TC_OK)
         st = FN(tc_linear_backward_set)(NULL, gprojw, gprojb, dout, h, projw, N, H, C, wset);
     if (st != TC_OK) return st;
-    if (act != TC_GPT_ACT_RELU)
+    if (act != TC_ACT_RELU)
         return FN(tc_linear_gelu_backward_dact)(dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H, xset);
     st = FN(tc_relu_backward)(dh2, dh, pre, N * H, 0);
     return st != TC_OK ? st

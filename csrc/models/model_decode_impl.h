@@ -115,8 +115,8 @@ static void FN(dec_merge_heads)(real_t *y, const real_t *yh, int64_t B, int64_t 
 
 static int FN(dec_act)(real_t *x, int64_t n, int act)
 {
-    if (act == TC_GPT_ACT_RELU) return FN(tc_relu_forward)(x, x, n);
-    return FN(tc_gelu_forward)(x, x, n, act == TC_GPT_ACT_GELU_TANH);
+    if (act == TC_ACT_RELU) return FN(tc_relu_forward)(x, x, n);
+    return FN(tc_gelu_forward)(x, x, n, act == TC_ACT_GELU_TANH);
 }
 
 /* RoPE on the new slots [pos0, pos0 + TN) of x (B,NH,TN,HS) (queries or keys): the token in
@@ -179,8 +179,8 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
         kp = kv->kp;
     }
     CHECK(FN(tc_embedding_forward)(x, idx, KP(kv->wte), N, c->V, C));
-    if (c->position == TC_GPT_POS_LEARNED) FN(dec_add_rows)(x, KP(kv->wpe), pos, N, C);
-    if (c->position == TC_GPT_POS_SINUSOIDAL) FN(dec_add_rows)(x, (real_t *)kv->tab1, pos, N, C);
+    if (c->position == TC_POS_LEARNED) FN(dec_add_rows)(x, KP(kv->wpe), pos, N, C);
+    if (c->position == TC_POS_SINUSOIDAL) FN(dec_add_rows)(x, (real_t *)kv->tab1, pos, N, C);
 
     const real_t scale = (real_t)(1.0 / sqrt((double)HS));
     const size_t layer = (size_t)(kv->Bmax * NH * Smax * HS);
@@ -197,7 +197,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
         CHECK(FN(dec_linear)(qkv, att_in, KP(p->attw), p->attb < 0 ? NULL : KP(p->attb), N, C,
                              3 * C));
         FN(dec_split_heads)(qh, kh, vh, qkv, B, TN, NH, HS);
-        if (c->position == TC_GPT_POS_ROPE) {
+        if (c->position == TC_POS_ROPE) {
             CHECK(FN(dec_rope)(kv, qh, B, TN, pos0));
             CHECK(FN(dec_rope)(kv, kh, B, TN, pos0));
         }
@@ -262,11 +262,11 @@ int FN(tc_gpt_kv_create)(tc_gpt_kv **kv, const tc_gpt_config *cfg, const real_t 
     tc_gpt_kv *m = *kv;
     const int64_t C = cfg->C, HS = C / cfg->NH;
     int st = TC_OK;
-    if (cfg->position == TC_GPT_POS_SINUSOIDAL) {
+    if (cfg->position == TC_POS_SINUSOIDAL) {
         m->tab1 = malloc((size_t)(Smax * C) * sizeof(real_t));
         st = m->tab1 ? FN(tc_position_sinusoidal)((real_t *)m->tab1, Smax, C, cfg->pos_base, 0)
                      : TC_ENOMEM;
-    } else if (cfg->position == TC_GPT_POS_ROPE) {
+    } else if (cfg->position == TC_POS_ROPE) {
         m->tab1 = malloc((size_t)(Smax * HS / 2) * sizeof(real_t));
         m->tab2 = malloc((size_t)(Smax * HS / 2) * sizeof(real_t));
         st = m->tab1 && m->tab2

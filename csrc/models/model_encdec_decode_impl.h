@@ -146,7 +146,7 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < TN; t++) pos[b * TN + t] = pos0 + t;
     CHECK(FN(tc_embedding_forward)(x, idx, KP(kv->g.twte), N, c->Vt, C));
-    if (c->position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(x, KP(kv->g.twpe), pos, N, C);
+    if (c->position == TC_POS_LEARNED) FN(gpt_add_rows)(x, KP(kv->g.twpe), pos, N, C);
     else FN(gpt_add_rows)(x, (const real_t *)kv->tab, pos, N, C);
 
     const real_t scale = (real_t)(1.0 / sqrt((double)HS));
@@ -217,7 +217,7 @@ int FN(tc_encdec_kv_create)(tc_encdec_kv **kv, const tc_encdec_config *cfg, cons
     tc_encdec_kv *m = *kv;
     /* the encoder only reads the parameters; it has no gradient buffer */
     int st = FN(tc_encdec_create)(&m->enc, cfg, (real_t *)params, NULL);
-    if (st == TC_OK && cfg->position == TC_GPT_POS_SINUSOIDAL) {
+    if (st == TC_OK && cfg->position == TC_POS_SINUSOIDAL) {
         m->tab = malloc((size_t)(Tmax * cfg->C) * sizeof(real_t));
         st = m->tab ? FN(tc_position_sinusoidal)((real_t *)m->tab, Tmax, cfg->C, cfg->pos_base, 0)
                     : TC_ENOMEM;

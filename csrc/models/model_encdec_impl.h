@@ -299,7 +299,7 @@ static int FN(ed_embed)(tc_encdec *m, real_t *emb, int64_t *pos, const int64_t *
     const int64_t C = m->cfg.C;
     for (int64_t n = 0; n < N; n++) pos[n] = n % L;
     CHECK(FN(tc_embedding_forward)(emb, ids, PP(wte), N, V, C));
-    if (m->cfg.position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(emb, PP(wpe), pos, N, C);
+    if (m->cfg.position == TC_POS_LEARNED) FN(gpt_add_rows)(emb, PP(wpe), pos, N, C);
     else FN(gpt_add_rows)(emb, (real_t *)m->tab, pos, N, C);
     return FN(ed_dropout)(emb, N * C, m, k, site);
 }
@@ -311,7 +311,7 @@ static int FN(ed_embed_backward)(tc_encdec *m, const real_t *demb, const int64_t
     const real_t *d;
     CHECK(FN(ed_dropout_back)(&d, demb, AP(m->ga.ddrop), N * m->cfg.C, m, k, site));
     CHECK(FN(tc_embedding_backward)(GP(wte), d, ids, N, V, m->cfg.C));
-    if (m->cfg.position == TC_GPT_POS_LEARNED)
+    if (m->cfg.position == TC_POS_LEARNED)
         CHECK(FN(tc_embedding_backward)(GP(wpe), d, pos, N, m->cfg.maxT, m->cfg.C));
     return TC_OK;
 }
@@ -397,7 +397,7 @@ int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, real_t 
     *model = NULL;
     tc_encdec *m = ed_new(cfg, (int64_t)sizeof(real_t), params, grads);
     if (!m) return TC_ENOMEM;
-    if (cfg->position == TC_GPT_POS_SINUSOIDAL) {
+    if (cfg->position == TC_POS_SINUSOIDAL) {
         m->tab = malloc((size_t)(cfg->maxT * cfg->C) * sizeof(real_t));
         int st = m->tab ? FN(tc_position_sinusoidal)((real_t *)m->tab, cfg->maxT, cfg->C,
                                                      cfg->pos_base, 0)

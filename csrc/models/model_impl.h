@@ -40,18 +40,18 @@ static int FN(gpt_dropout_back)(const real_t **out, const real_t *g, real_t *scr
 static int FN(gpt_tables)(tc_gpt *m)
 {
     const tc_gpt_config *c = &m->cfg;
-    if (c->position == TC_GPT_POS_LEARNED || m->tab1) return TC_OK;
-    const int64_t cols = c->position == TC_GPT_POS_SINUSOIDAL ? c->C : c->C / c->NH / 2;
+    if (c->position == TC_POS_LEARNED || m->tab1) return TC_OK;
+    const int64_t cols = c->position == TC_POS_SINUSOIDAL ? c->C : c->C / c->NH / 2;
     const size_t bytes = (size_t)(c->maxT * cols) * sizeof(real_t) + 1;
     m->tab1 = malloc(bytes);
-    if (c->position == TC_GPT_POS_ROPE) m->tab2 = malloc(bytes);
-    if (!m->tab1 || (c->position == TC_GPT_POS_ROPE && !m->tab2)) {
+    if (c->position == TC_POS_ROPE) m->tab2 = malloc(bytes);
+    if (!m->tab1 || (c->position == TC_POS_ROPE && !m->tab2)) {
         free(m->tab1);
         free(m->tab2);
         m->tab1 = m->tab2 = NULL;
         return TC_ENOMEM;
     }
-    if (c->position == TC_GPT_POS_SINUSOIDAL)
+    if (c->position == TC_POS_SINUSOIDAL)
         return FN(tc_position_sinusoidal)((real_t *)m->tab1, c->maxT, c->C, c->pos_base, 0);
     return FN(tc_rope_table)((real_t *)m->tab1, (real_t *)m->tab2, c->maxT, c->C / c->NH, c->pos_base, 0);
 }
@@ -97,7 +97,7 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
     real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
-    if (c->position == TC_GPT_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
+    if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
     const real_t scale = (real_t)(1.0 / sqrt((double)HS));
     tc_attention_masks mk; /* no masks: only the place of these rows in the dropout stream */
     memset(&mk, 0, sizeof mk);
@@ -136,7 +136,7 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
                                             NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
                                             drop ? c->dropout : 0.0,
                                             gpt_site_seed(seed, 1 + 3 * l), 0));
-    if (c->position == TC_GPT_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
+    if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
     return FN(tc_linear_backward_set)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
                                       3 * C, (set_dx ? TC_LINEAR_SET_DINP : 0) | wset);
 }
@@ -159,8 +159,8 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
     for (int64_t n = 0; n < N; n++) pos[n] = n % L;
     real_t *enc = AP(m->ga.enc);
     CHECK(FN(tc_embedding_forward)(enc, idx, PP(m->wte), N, c->V, C));
-    if (c->position == TC_GPT_POS_LEARNED) FN(gpt_add_rows)(enc, PP(m->wpe), pos, N, C);
-    if (c->position == TC_GPT_POS_SINUSOIDAL) FN(gpt_add_rows)(enc, (real_t *)m->tab1, pos, N, C);
+    if (c->position == TC_POS_LEARNED) FN(gpt_add_rows)(enc, PP(m->wpe), pos, N, C);
+    if (c->position == TC_POS_SINUSOIDAL) FN(gpt_add_rows)(enc, (real_t *)m->tab1, pos, N, C);
     CHECK(FN(gpt_dropout)(enc, N * C, m, drop, seed, 0));
     real_t *proj = AP(m->ga.dc);
     for (int64_t l = 0; l < c->L; l++) {
@@ -272,7 +272,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
     const real_t *denc;
     CHECK(FN(gpt_dropout_back)(&denc, dres, ddrop, N * C, m, drop, seed, 0));
     CHECK(FN(tc_embedding_backward)(GP(m->wte), denc, idx, N, c->V, C));
-    if (c->position == TC_GPT_POS_LEARNED)
+    if (c->position == TC_POS_LEARNED)
         CHECK(FN(tc_embedding_backward)(GP(m->wpe), denc, (const int64_t *)(m->arena + m->ga.pos),
                                         N, c->maxT, C));
     return TC_OK;

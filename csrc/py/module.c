@@ -62,6 +62,30 @@ static struct PyModuleDef module_def = {
     "Use transformer_c.functional.", -1, module_methods,
 };
 
+/* _C.OPTIONS: {kind: (name of value 0, name of value 1, ...)} from tc.h's option tables. */
+static PyObject *options_dict(void)
+{
+    PyObject *d = PyDict_New(), *names = NULL;
+    if (!d) return NULL;
+    for (int kind = 0; kind < TC_OPT_COUNT; kind++) {
+        int n = tc_option_count(kind);
+        names = PyTuple_New(n);
+        if (!names) goto fail;
+        for (int v = 0; v < n; v++) {
+            PyObject *name = PyUnicode_FromString(tc_option_name(kind, v));
+            if (!name) goto fail;
+            PyTuple_SET_ITEM(names, v, name);
+        }
+        if (PyDict_SetItemString(d, tc_option_kind_name(kind), names) < 0) goto fail;
+        Py_CLEAR(names);
+    }
+    return d;
+fail:
+    Py_XDECREF(names);
+    Py_DECREF(d);
+    return NULL;
+}
+
 PyMODINIT_FUNC PyInit__C(void)
 {
     import_array();
@@ -83,6 +107,12 @@ PyMODINIT_FUNC PyInit__C(void)
             Py_DECREF(m);
             return NULL;
         }
+    }
+    PyObject *options = options_dict();
+    if (!options || PyModule_AddObject(m, "OPTIONS", options) < 0) {
+        Py_XDECREF(options);
+        Py_DECREF(m);
+        return NULL;
     }
     return m;
 }

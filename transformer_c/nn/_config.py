@@ -5,9 +5,7 @@ import math
 
 import numpy as np
 
-from .blocks import ACTIVATIONS
-
-NORMS = ("pre", "post")
+from ..options import check_option
 
 
 class ConfigMixin:
@@ -56,12 +54,9 @@ def check_common(cfg, positions):
     if not (isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool) and
             0.0 <= cfg.dropout < 1.0):
         raise ValueError(f"dropout must be a probability in [0, 1), got {cfg.dropout!r}")
-    if cfg.position not in positions:
-        raise ValueError(f"position must be one of {positions}, got {cfg.position!r}")
-    if cfg.norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
-    if cfg.activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {cfg.activation!r}")
+    check_option("position", cfg.position, allowed=positions)
+    check_option("norm", cfg.norm)
+    check_option("activation", cfg.activation)
     if not (cfg.layer_norm_epsilon >= 0 and math.isfinite(cfg.layer_norm_epsilon)):
         raise ValueError(f"layer_norm_epsilon must be finite and >= 0, got "
                          f"{cfg.layer_norm_epsilon!r}")

@@ -23,12 +23,12 @@ them). All math runs in the C kernels of
 import numpy as np
 
 from .. import functional as F
+from ..options import ACTIVATIONS, check_option
 from .module import Module, replace_keys
 
 __all__ = ["Dense", "Norm", "MLP", "SelfAttention", "Block", "CrossAttention", "DecoderBlock",
            "ACTIVATIONS", "site_seed"]
 
-ACTIVATIONS = ("gelu_tanh", "gelu", "relu")
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -144,8 +144,7 @@ class MLP(_Cached):
     """
 
     def __init__(self, c_fc, c_proj, activation="gelu_tanh"):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        check_option("activation", activation)
         self.c_fc, self.c_proj, self.activation = c_fc, c_proj, activation
 
     @property

@@ -37,7 +37,7 @@ from .blocks import MLP, Block, Dense, Norm, SelfAttention, site_seed
 
 __all__ = ["EncoderConfig", "Encoder"]
 
-POSITIONS = ("learned", "sinusoidal")
+POSITIONS = ("learned", "sinusoidal")  # of options.POSITIONS: no RoPE in the encoder
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig(ConfigMixin):
     """Hyper-parameters of an Encoder (defaults: the base Transformer's encoder, pre-LN).

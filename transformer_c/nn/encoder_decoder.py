@@ -46,7 +46,8 @@ from .. import _C
 from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ._flat import FlatModel
-from .blocks import ACTIVATIONS, CrossAttention, DecoderBlock, Dense, Norm, SelfAttention, site_seed
+from ..options import option_index
+from .blocks import CrossAttention, DecoderBlock, Dense, Norm, SelfAttention, site_seed
 from ._config import ConfigMixin, check_common, check_positive
 from .encoder import (POSITIONS, EncoderConfig, check_ids, embed_backward, embed_forward,
                       encoder_backward, encoder_forward, mlp_of, source_mask, stack_layout)
@@ -398,8 +399,8 @@ class EncoderDecoder(FlatModel):
         c = self.config
         return (c.src_vocab_size, c.tgt_vocab_size, c.block_size, c.n_embd, c.n_encoder_layer,
                 c.n_decoder_layer, c.n_head, c.hidden_size, int(c.bias),
-                POSITIONS.index(c.position), int(c.norm == "post"),
-                ACTIVATIONS.index(c.activation), int(c.share_embeddings),
+                option_index("position", c.position), option_index("norm", c.norm),
+                option_index("activation", c.activation), int(c.share_embeddings),
                 int(c.tie_embeddings), float(c.layer_norm_epsilon), float(c.position_base),
                 float(c.dropout))
 

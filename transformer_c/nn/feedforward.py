@@ -1,11 +1,10 @@
 """Position-wise feed-forward block: layer2(act(layer1(x)))."""
 from .. import functional as F
+from ..options import check_option
 from .layers import Linear
 from .module import Module, replace_keys
 
 __all__ = ["FeedForward"]
-
-_ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 
 
 class FeedForward(Module):
@@ -16,8 +15,7 @@ class FeedForward(Module):
     """
 
     def __init__(self, layer1, layer2, activation="relu"):
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        check_option("activation", activation)
         self.layer1, self.layer2, self.activation = layer1, layer2, activation
 
     @staticmethod

@@ -35,13 +35,13 @@ import numpy as np
 from .. import _C
 from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
-from .blocks import ACTIVATIONS, MLP, Block, Dense, Norm, SelfAttention, site_seed
+from ..options import POSITIONS, option_index
+from .blocks import MLP, Block, Dense, Norm, SelfAttention, site_seed
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
 
 __all__ = ["GPTConfig", "GPT"]
 
-POSITIONS = ("learned", "sinusoidal", "rope")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,8 +339,8 @@ class GPT(FlatModel):
     def _config_tuple(self):
         c = self.config
         return (c.vocab_size, c.block_size, c.n_embd, c.n_layer, c.n_head, c.hidden_size,
-                int(c.bias), POSITIONS.index(c.position), int(c.norm == "post"),
-                ACTIVATIONS.index(c.activation), int(c.tie_embeddings),
+                int(c.bias), option_index("position", c.position), option_index("norm", c.norm),
+                option_index("activation", c.activation), int(c.tie_embeddings),
                 float(c.layer_norm_epsilon), float(c.position_base), int(c.rope_interleaved),
                 float(c.dropout))
 

@@ -1,0 +1,40 @@
+/* options.c: the names of every option's values (tc.h, "options"), the one table the
+ * Python package reads them from (transformer_c._C.OPTIONS). Index = enum value. */
+#include "tc.h"
+
+static const char *const act_names[TC_ACT_COUNT] = {
+    [TC_ACT_GELU_TANH] = "gelu_tanh", [TC_ACT_GELU] = "gelu", [TC_ACT_RELU] = "relu"};
+static const char *const norm_names[TC_NORM_COUNT] = {[TC_NORM_PRE] = "pre",
+                                                      [TC_NORM_POST] = "post"};
+static const char *const pos_names[TC_POS_COUNT] = {
+    [TC_POS_LEARNED] = "learned", [TC_POS_SINUSOIDAL] = "sinusoidal", [TC_POS_ROPE] = "rope"};
+static const char *const causal_names[TC_CAUSAL_COUNT] = {
+    [TC_CAUSAL_NONE] = "none", [TC_CAUSAL_TOP_LEFT] = "top_left",
+    [TC_CAUSAL_BOTTOM_RIGHT] = "bottom_right"};
+
+static const struct {
+    const char *kind;
+    const char *const *names;
+    int count;
+} option_tables[TC_OPT_COUNT] = {
+    [TC_OPT_ACTIVATION] = {"activation", act_names, TC_ACT_COUNT},
+    [TC_OPT_NORM] = {"norm", norm_names, TC_NORM_COUNT},
+    [TC_OPT_POSITION] = {"position", pos_names, TC_POS_COUNT},
+    [TC_OPT_CAUSAL] = {"causal", causal_names, TC_CAUSAL_COUNT},
+};
+
+const char *tc_option_kind_name(int kind)
+{
+    return kind >= 0 && kind < TC_OPT_COUNT ? option_tables[kind].kind : 0;
+}
+
+int tc_option_count(int kind)
+{
+    return kind >= 0 && kind < TC_OPT_COUNT ? option_tables[kind].count : 0;
+}
+
+const char *tc_option_name(int kind, int v)
+{
+    if (kind < 0 || kind >= TC_OPT_COUNT || v < 0 || v >= option_tables[kind].count) return 0;
+    return option_tables[kind].names[v];
+}
