@@ -42,7 +42,7 @@ def test_train_sample_eval_resume(corpus, capsys):
         assert files == {"checkpoint.json", "model.safetensors", "optimizer.safetensors",
                          "tokenizer.json"}
     meta = json.loads((corpus / "run" / "last" / "checkpoint.json").read_text())
-    assert meta["format"] == "transformer_c.checkpoint" and meta["format_version"] == 1
+    assert meta["format"] == "transformer_c.checkpoint" and meta["format_version"] == 2
     assert meta["step"] == 6 and meta["data"]["source"] == "file"
     with open(corpus / "run" / "log.jsonl") as f:
         recs = [json.loads(line) for line in f]
@@ -167,3 +167,55 @@ def test_presets_are_complete_and_valid(name):
     cfg = TrainConfig(**{k: s[k] for k in TRAIN_KEYS})
     assert cfg.warmup_iters < cfg.max_iters
     assert DEFAULT_PRESET in PRESETS
+
+
+def _train_small(capsys):
+    code, _, err = run(capsys, "train", "--data", "corpus.txt", *SMALL, "--max-iters", "3",
+                       "--eval-every", "0", "--out", "run", "--sample-tokens", "0", "--quiet")
+    assert code == 0, err
+
+
+def _edit_meta(corpus, **fields):
+    meta_file = corpus / "run" / "last" / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    meta.update(fields)
+    meta_file.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage, argv, message", [
+    (lambda c: (c / "run" / "last" / "checkpoint.json").write_text("[" * 50000 + "]" * 50000),
+     ["train", "--out", "run", "--resume", "--max-iters", "5"], "checkpoint.json is corrupt"),
+    (lambda c: os.remove(c / "run" / "last" / "optimizer.safetensors"),
+     ["train", "--out", "run", "--resume", "--max-iters", "5"], "has no optimizer.safetensors"),
+    (lambda c: _edit_meta(c, step="3"),
+     ["train", "--out", "run", "--resume", "--max-iters", "5"], "step is '3'"),
+    (lambda c: _edit_meta(c, rng_state={"bit_generator": "MT19937", "state": 1}),
+     ["train", "--out", "run", "--resume", "--max-iters", "5"], "rng_state is not a"),
+    (lambda c: _flip_last_weight(c), ["sample", "--ckpt", "run/last"], "SHA-256"),
+])
+def test_damaged_checkpoints_give_one_line_and_exit_2(corpus, capsys, damage, argv, message):
+    _train_small(capsys)
+    damage(corpus)
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err, err
+    assert err.startswith("transformer_c: error: ") and err.count("\n") == 1
+
+
+def _flip_last_weight(corpus):
+    f = corpus / "run" / "last" / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-4:] = b"\xff\xff\xff\xff"
+    f.write_bytes(bytes(data))
+
+
+def test_resume_recovers_an_interrupted_save_and_says_so(corpus, capsys):
+    _train_small(capsys)
+    last = corpus / "run" / "last"
+    os.replace(last, corpus / "run" / "last.tmp-999999999")  # a dead process's complete save
+    code, out, err = run(capsys, "train", "--out", "run", "--resume", "--max-iters", "5",
+                         "--quiet")
+    assert code == 0, err
+    assert "note: recovered the checkpoint of step 3" in err
+    assert sorted(os.listdir(corpus / "run")) == ["best", "last", "log.jsonl"] or \
+        sorted(os.listdir(corpus / "run")) == ["last", "log.jsonl"]
+    assert json.loads((last / "checkpoint.json").read_text())["step"] == 5

@@ -153,6 +153,15 @@ def _say(args, *msg):
         print(*msg, flush=True)
 
 
+def _load_checkpoint(path, **kwargs):
+    """checkpoint.load, saying on stderr what loading had to do (a recovered save)."""
+    from . import checkpoint as ckpt
+    c = ckpt.load(path, **kwargs)
+    for note in c.notes:
+        print(f"{PROG}: note: {note}", file=sys.stderr, flush=True)
+    return c
+
+
 def _plural(n, word):
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -267,7 +276,6 @@ def _generate(model, tokenizer, prompt, *, max_new_tokens, temperature, top_k, s
 # ---------------------------------------------------------------------------- train
 
 def cmd_train(args):
-    from . import checkpoint as ckpt
     from .data import BPETokenizer, CharTokenizer, StreamDataset
     from .nn import GPT, GPTConfig
     from .train import TrainConfig, Trainer
@@ -275,8 +283,7 @@ def cmd_train(args):
     _threads(args)
     out_dir = args.out
     if args.resume:
-        c = ckpt.load(os.path.join(out_dir, "last") if os.path.isdir(os.path.join(out_dir, "last"))
-                      else out_dir, prefer="last")
+        c = _load_checkpoint(out_dir, prefer="last")
         tokenizer, model = c.tokenizer, c.model
         info = c.state.get("data", {})
         data = args.data
@@ -385,9 +392,8 @@ def cmd_train(args):
 # ---------------------------------------------------------------------------- sample / eval
 
 def cmd_sample(args):
-    from . import checkpoint as ckpt
     _threads(args)
-    c = ckpt.load(args.ckpt, optimizer=False)
+    c = _load_checkpoint(args.ckpt, optimizer=False)
     for i in range(args.num_samples):
         if i:
             print("\n" + "-" * 60)
@@ -429,10 +435,9 @@ def evaluate_text(model, tokenizer, text, batch_size=16):
 
 
 def cmd_eval(args):
-    from . import checkpoint as ckpt
     from .data import split_text
     _threads(args)
-    c = ckpt.load(args.ckpt, optimizer=False)
+    c = _load_checkpoint(args.ckpt, optimizer=False)
     if args.data is not None:
         text, where = _read(args.data), args.data
     else:

@@ -342,10 +342,23 @@ class Trainer:
         """Continue from a :class:`transformer_c.checkpoint.Checkpoint` (its parameters,
         AdamW moments, step, RNG state, best loss). The model must have the same config."""
         if checkpoint.model.config != self.model.config:
-            raise ValueError("the checkpoint's model config differs from the trainer's model")
+            raise ckpt.CheckpointError(f"{checkpoint.path}: the checkpoint's model config "
+                                       "differs from the trainer's model")
         if checkpoint.optimizer is None:
-            raise ValueError(f"{checkpoint.path} has no optimizer state: it cannot be resumed")
+            raise ckpt.CheckpointError(f"{checkpoint.path} has no optimizer state "
+                                       "(optimizer.safetensors): it cannot be resumed")
         s = checkpoint.state
+        for key in ("step", "rng_state"):
+            if key not in s:
+                raise ckpt.CheckpointError(f"{checkpoint.path}/checkpoint.json has no {key}: "
+                                           "it cannot be resumed")
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = s["rng_state"]
+        except (TypeError, ValueError, KeyError) as e:
+            raise ckpt.CheckpointError(f"{checkpoint.path}/checkpoint.json is corrupt: "
+                                       f"rng_state is not a {type(rng.bit_generator).__name__} "
+                                       f"state ({e})") from None
         np.copyto(self.model.flat_parameters, checkpoint.model.flat_parameters)
         np.copyto(self.exp_avg, checkpoint.optimizer["exp_avg"])
         np.copyto(self.exp_avg_sq, checkpoint.optimizer["exp_avg_sq"])
@@ -354,7 +367,7 @@ class Trainer:
         self.elapsed = float(s.get("elapsed", 0.0))
         best = s.get("best_val_loss")
         self.best_val_loss = math.inf if best is None else float(best)
-        self.rng.bit_generator.state = s["rng_state"]
+        self.rng.bit_generator.state = rng.bit_generator.state
         return self
 
     @classmethod

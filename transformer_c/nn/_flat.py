@@ -246,7 +246,7 @@ class FlatModel(Module):
     def save(self, path):
         """Write the parameters and config to ``path`` in the safetensors format (tensor
         names from state_dict(); the config as JSON in the metadata)."""
-        from safetensors.numpy import save_file
+        from ..safetensors_io import save_file
 
         tensors = {k: np.ascontiguousarray(v) for k, v in self.state_dict().items()}
         save_file(tensors, os.fspath(path),
