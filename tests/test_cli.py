@@ -219,3 +219,157 @@ def test_resume_recovers_an_interrupted_save_and_says_so(corpus, capsys):
     assert sorted(os.listdir(corpus / "run")) == ["best", "last", "log.jsonl"] or \
         sorted(os.listdir(corpus / "run")) == ["last", "log.jsonl"]
     assert json.loads((last / "checkpoint.json").read_text())["step"] == 5
+
+
+# ------------------------------------------------------------------ runs that are never lost
+
+LONG = ["--preset", "tiny", "--n-layer", "1", "--n-embd", "16", "--block-size", "16",
+        "--batch-size", "4", "--eval-iters", "2", "--warmup-iters", "2", "--threads", "1",
+        "--sample-tokens", "0", "--log-every", "1", "--eval-every", "0"]
+
+
+def _cli_process(cwd, *argv):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "transformer_c", *argv], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_steps(log, n, proc, timeout=120):
+    import time
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.communicate()}")
+        if log.exists():
+            lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+            if sum(x.get("type") == "train" for x in lines) >= n:
+                return
+        time.sleep(0.02)
+    raise AssertionError("no training steps logged")
+
+
+def _params(path):
+    from transformer_c import checkpoint as ckpt
+    c = ckpt.load(path)
+    return c.state["step"], c.model.flat_parameters, c.optimizer
+
+
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_saves_the_current_step_and_resume_is_bitwise(corpus, capsys, sig, code):
+    import signal
+    max_iters = "1500"
+    proc = _cli_process(corpus, "train", "--data", "corpus.txt", *LONG, "--max-iters", max_iters,
+                        "--out", "cut")
+    _wait_for_steps(corpus / "cut" / "log.jsonl", 3, proc)
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    step, _, _ = _params(corpus / "cut" / "last")
+    assert 3 <= step < int(max_iters)
+    assert (f"{sig} at step {step}: saved a resumable checkpoint of step {step} to "
+            f"{os.path.join('cut', 'last')}") in err
+    assert "Traceback" not in err
+    code2, _, err2 = run(capsys, "train", "--out", "cut", "--resume", "--quiet",
+                         "--threads", "1")
+    assert code2 == 0, err2
+    code3, _, err3 = run(capsys, "train", "--data", "corpus.txt", *LONG, "--max-iters",
+                         max_iters, "--out", "whole", "--quiet")
+    assert code3 == 0, err3
+    s1, p1, o1 = _params(corpus / "cut" / "last")
+    s2, p2, o2 = _params(corpus / "whole" / "last")
+    assert s1 == s2 == int(max_iters)
+    assert p1.tobytes() == p2.tobytes()
+    assert o1["exp_avg"].tobytes() == o2["exp_avg"].tobytes()
+
+
+def test_reusing_a_run_directory_needs_resume_or_overwrite(corpus, capsys):
+    _train_small(capsys)
+    code, _, err = run(capsys, "train", "--data", "corpus.txt", *SMALL, "--max-iters", "3",
+                       "--out", "run", "--quiet")
+    assert code == 2 and err.count("\n") == 1
+    assert ("run already holds a run (best, last, log.jsonl): pass --resume to continue it, a new "
+            "--out DIR, or --overwrite to replace it") in err
+    # an error in the new run's settings removes nothing
+    code, _, err = run(capsys, "train", "--data", "corpus.txt", *SMALL, "--max-iters", "2",
+                       "--out", "run", "--overwrite", "--quiet")
+    assert code == 2 and "--warmup-iters (2) must be smaller" in err
+    assert json.loads((corpus / "run" / "last" / "checkpoint.json").read_text())["step"] == 3
+    code, out, err = run(capsys, "train", "--data", "corpus.txt", *SMALL, "--max-iters", "4",
+                         "--eval-every", "0", "--out", "run", "--overwrite",
+                         "--sample-tokens", "0")
+    assert code == 0, err
+    assert "--overwrite: removed the previous run in run (best, last, log.jsonl)" in out
+    assert json.loads((corpus / "run" / "last" / "checkpoint.json").read_text())["step"] == 4
+    assert not (corpus / "run" / "best").exists() or json.loads(
+        (corpus / "run" / "best" / "checkpoint.json").read_text())["step"] == 4
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--n-layer", "2"], "--n-layer 2 (the checkpoint's model has 1)"),
+    (["--n-embd", "32"], "--n-embd 32 (the checkpoint's model has 16)"),
+    (["--tokenizer", "bpe"], "--tokenizer bpe (the checkpoint's is char)"),
+    (["--lr", "0.5"], "--lr 0.5 (the run uses"),
+    (["--preset", "small"], "--preset small (a resumed run keeps its settings)"),
+    (["--init-from", "run"], "pass one of them"),
+])
+def test_resume_flags_that_contradict_the_checkpoint(corpus, capsys, flags, message):
+    _train_small(capsys)
+    code, _, err = run(capsys, "train", "--out", "run", "--resume", "--max-iters", "5", *flags)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_extending_max_iters_keeps_the_learning_rate_schedule(corpus, capsys):
+    code, _, err = run(capsys, "train", "--data", "corpus.txt", *SMALL, "--max-iters", "20",
+                       "--warmup-iters", "2", "--eval-every", "0", "--out", "run",
+                       "--sample-tokens", "0", "--quiet", "--log-every", "1")
+    assert code == 0, err
+    code, out, err = run(capsys, "train", "--out", "run", "--resume", "--max-iters", "30")
+    assert code == 0, err
+    assert ("--max-iters 30 (was 20): the cosine schedule keeps its decay over steps 2..20, so "
+            "the learning rate continues where it was and stays at min_lr") in out
+    lines = [json.loads(x) for x in (corpus / "run" / "log.jsonl").read_text().splitlines()]
+    lr = {x["step"]: x["lr"] for x in lines if x["type"] == "train"}
+    from transformer_c.schedules import cosine_lr
+    meta = json.loads((corpus / "run" / "last" / "checkpoint.json").read_text())
+    c = meta["train_config"]
+    for step in (19, 20, 21, 25, 30):  # lr of iteration step - 1, as the trainer logs it
+        want = cosine_lr(step - 1, lr=c["lr"], warmup_iters=2, decay_iters=20, min_lr=c["min_lr"])
+        assert lr[step] == pytest.approx(want, rel=1e-12), step
+    assert lr[30] == c["min_lr"]
+
+
+def test_save_every_saves_last_between_evaluations(corpus, capsys, monkeypatch):
+    from transformer_c.train import Trainer
+    saved = []
+    real = Trainer.save_checkpoint
+    monkeypatch.setattr(Trainer, "save_checkpoint",
+                        lambda self, path: saved.append((self.step, os.path.basename(path)))
+                        or real(self, path))
+    code, _, err = run(capsys, "train", "--data", "corpus.txt", *SMALL, "--max-iters", "8",
+                       "--eval-every", "0", "--save-every", "3", "--out", "run",
+                       "--sample-tokens", "0", "--quiet")
+    assert code == 0, err
+    assert [s for s, name in saved if name == "last"] == [3, 6, 8]
+
+
+def test_init_from_fine_tunes_a_trained_model(corpus, capsys):
+    _train_small(capsys)
+    (corpus / "new.txt").write_text(CORPUS[::-1].replace("\n", " ") * 2, encoding="utf-8")
+    code, out, err = run(capsys, "train", "--init-from", "run", "--data", "new.txt",
+                         *SMALL, "--max-iters", "3", "--eval-every", "0", "--out", "tuned",
+                         "--sample-tokens", "0")
+    assert code == 0, err
+    from transformer_c import checkpoint as ckpt
+    src, tuned = ckpt.load(corpus / "run" / "last"), ckpt.load(corpus / "tuned" / "last")
+    assert tuned.state["step"] == 3 and tuned.tokenizer == src.tokenizer
+    assert tuned.state["data"]["init_from"].startswith("checkpoint run")
+    assert tuned.model.config == src.model.config
+    diff = np.abs(tuned.model.flat_parameters - src.model.flat_parameters).max()
+    assert 0 < diff < 0.1  # three small steps away from the source weights
+    (corpus / "alien.txt").write_text("ñandú über 日本 " * 40, encoding="utf-8")
+    code, _, err = run(capsys, "train", "--init-from", "run", "--data", "alien.txt",
+                       "--out", "t2", "--quiet")
+    assert code == 2 and "its char tokenizer cannot encode" in err and "'ñ'" in err, err
+    code, _, err = run(capsys, "train", "--init-from", "run", "--data", "new.txt",
+                       "--n-embd", "32", "--out", "t3", "--quiet")
+    assert code == 2 and "--n-embd 32 (the model has 16)" in err, err

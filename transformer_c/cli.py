@@ -15,6 +15,7 @@ import codecs
 import hashlib
 import math
 import os
+import re
 import sys
 import time
 
@@ -108,7 +109,15 @@ def build_parser():
     g.add_argument("--out", default="out", metavar="DIR",
                    help="run directory: last/, best/, log.jsonl, loss.png (default ./out)")
     g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint")
+                   help="continue the run in --out from its last checkpoint (the model, "
+                   "data and optimisation flags must agree with it; --max-iters may extend it)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that holds one (removing it)")
+    g.add_argument("--init-from", metavar="CKPT",
+                   help="fine-tune: start a new run from the weights and tokenizer of a "
+                   "checkpoint (or run directory); fresh optimizer and schedule")
+    g.add_argument("--save-every", type=_non_negative(int), metavar="N",
+                   help="also save OUT/last every N steps (0: only at evaluations)")
     g.add_argument("--sample-tokens", type=_non_negative(int), default=300,
                    help="characters/tokens to sample at the end (0: none; default 300)")
     g.add_argument("--threads", type=_positive(int), help="OpenMP threads")
@@ -276,66 +285,22 @@ def _generate(model, tokenizer, prompt, *, max_new_tokens, temperature, top_k, s
 # ---------------------------------------------------------------------------- train
 
 def cmd_train(args):
-    from .data import BPETokenizer, CharTokenizer, StreamDataset
-    from .nn import GPT, GPTConfig
-    from .train import TrainConfig, Trainer
+    from .data import StreamDataset
+    from .train import Trainer, TrainingInterrupted
 
     _threads(args)
     out_dir = args.out
+    if args.resume and args.init_from:
+        raise CLIError("--resume continues the run in --out; --init-from starts a new one from "
+                       "another model's weights: pass one of them")
     if args.resume:
-        c = _load_checkpoint(out_dir, prefer="last")
-        tokenizer, model = c.tokenizer, c.model
-        info = c.state.get("data", {})
-        data = args.data
-        if data is None and info.get("source") == "file":
-            data = info.get("path")
-        text, new_info = _load_corpus(data)
-        if new_info.get("sha256") != info.get("sha256"):
-            _say(args, f"warning: the data differs from the data this run started with "
-                       f"({_describe(info)}): the continuation will differ from an "
-                       "uninterrupted run")
-        cfg = dict(c.state["train_config"])
-        if args.max_iters is not None:
-            cfg["max_iters"] = args.max_iters
-        try:
-            config = TrainConfig.from_dict(cfg)
-        except ValueError as e:
-            raise CLIError(f"cannot resume {c.path}: {e}") from None
-        val_fraction = info.get("val_fraction", args.val_fraction)
-        (tr_text, tr_ids), (va_text, va_ids) = _splits(text, val_fraction, tokenizer,
-                                                       model.config.block_size, _describe(info))
+        run = _resume_setup(args)
     else:
-        s = _settings(args)
-        if s["schedule"] == "cosine" and s["warmup_iters"] >= s["max_iters"]:
-            raise CLIError(f"--warmup-iters ({s['warmup_iters']}) must be smaller than "
-                           f"--max-iters ({s['max_iters']}) with the cosine schedule")
-        text, info = _load_corpus(args.data)
-        where = _describe(info)
-        t0 = time.perf_counter()
-        if args.tokenizer == "char":
-            tokenizer = CharTokenizer.train(text)
-        else:
-            from .data import split_text
-            try:
-                tokenizer = BPETokenizer.train(split_text(text, args.val_fraction)[0],
-                                               args.vocab_size)
-            except ValueError as e:
-                raise CLIError(f"--vocab-size: {e}") from None
-            _say(args, f"trained a {tokenizer.vocab_size}-token BPE tokenizer in "
-                       f"{time.perf_counter() - t0:.1f}s")
-        (tr_text, tr_ids), (va_text, va_ids) = _splits(text, args.val_fraction, tokenizer,
-                                                       s["block_size"], where)
-        try:
-            gcfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=s["block_size"],
-                             n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"],
-                             dropout=s["dropout"], bias=s["bias"])
-            config = TrainConfig(**{k: s[k] for k in TRAIN_KEYS}, seed=args.seed)
-        except ValueError as e:
-            raise CLIError(str(e)) from None
-        import numpy as np
-        model = GPT.create(gcfg, np.random.default_rng(args.seed))
-        val_fraction = args.val_fraction
-    info = dict(info, val_fraction=val_fraction, tokenizer=tokenizer.kind)
+        held = _check_fresh_out(args)
+        run = _new_run_setup(args)
+        _remove_run(args, held)  # only once the new run's settings and data are good
+    model, tokenizer, config, info = run["model"], run["tokenizer"], run["config"], run["info"]
+    (tr_text, tr_ids), (va_text, va_ids) = run["splits"]
     T = model.config.block_size
     trainer = Trainer(model, StreamDataset(tr_ids, T), StreamDataset(va_ids, T), config,
                       tokenizer=tokenizer, out_dir=out_dir,
@@ -343,31 +308,34 @@ def cmd_train(args):
                                        "val": len(va_text) / va_ids.size},
                       data_info=info, quiet=args.quiet)
     if args.resume:
-        trainer.load_state(c)
+        trainer.load_state(run["checkpoint"])
         if trainer.step >= config.max_iters:
             raise CLIError(f"the run in {out_dir} is complete ({trainer.step} of "
                            f"{config.max_iters} steps): pass a larger --max-iters to extend it")
-        _say(args, f"resuming {c.path} at step {trainer.step} of {config.max_iters}")
-    elif os.path.isdir(os.path.join(out_dir, "last")):
-        _say(args, f"note: starting a new run in {out_dir} (its previous checkpoints will be "
-                   "replaced; --resume continues them instead)")
+        _say(args, f"resuming {run['checkpoint'].path} at step {trainer.step} of "
+                   f"{config.max_iters}")
+        if run.get("schedule_note"):
+            _say(args, run["schedule_note"])
     mc = model.config
     _say(args, f"Training a GPT ({_plural(mc.n_layer, 'layer')}, {_plural(mc.n_head, 'head')}, "
                f"{mc.n_embd} wide, "
                f"{model.num_parameters / 1e6:.2f}M parameters, context {T} tokens) on "
-               f"{_describe(info)}:\n  {len(text):,} characters, {tokenizer.kind} tokenizer of "
-               f"{tokenizer.vocab_size} tokens, {tr_ids.size:,} training / {va_ids.size:,} "
-               f"validation tokens\n  {config.max_iters} steps of {config.grad_accum} x "
-               f"{config.batch_size} windows, lr {config.lr:g} ({config.schedule}), writing "
-               f"{out_dir}/")
+               f"{_describe(info)}:\n  {len(run['text']):,} characters, {tokenizer.kind} "
+               f"tokenizer of {tokenizer.vocab_size} tokens, {tr_ids.size:,} training / "
+               f"{va_ids.size:,} validation tokens\n  {config.max_iters} steps of "
+               f"{config.grad_accum} x {config.batch_size} windows, lr {config.lr:g} "
+               f"({config.schedule}), writing {out_dir}/")
     time_limit = None if args.time_limit is None else args.time_limit * 60.0
     t0 = time.perf_counter()
     try:
         trainer.train(time_limit=time_limit)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {trainer.step}; the last checkpoint is in "
-              f"{os.path.join(out_dir, 'last')} (continue with --resume)", file=sys.stderr)
-        return 130
+    except TrainingInterrupted as e:
+        what = (f"saved a resumable checkpoint of step {e.step} to {e.checkpoint} (continue "
+                f"with: python -m transformer_c train --out {out_dir} --resume)"
+                if e.checkpoint else "nothing was saved")
+        print(f"\n{PROG}: {e.signal_name} at step {e.step}: {what}", file=sys.stderr,
+              flush=True)
+        return 130 if e.signal_name == "SIGINT" else 143
     wall = time.perf_counter() - t0
     from .viz import plot_loss_curve
     png = os.path.join(out_dir, "loss.png")
@@ -387,6 +355,227 @@ def cmd_train(args):
         print("\n" + "-" * 60)
         print(f"more: python -m transformer_c sample --ckpt {out_dir} --prompt \"...\"")
     return 0
+
+
+# what a run directory holds (the files a new run would replace)
+RUN_FILES = ("last", "best", "log.jsonl", "loss.png")
+# flags a resumed run may change (the rest describe the model, data or optimisation it has)
+RESUME_FREE = {"max_iters", "eval_every", "eval_iters", "log_every", "save_every",
+               "time_limit", "threads", "quiet", "sample_tokens", "data"}
+
+
+def _check_fresh_out(args):
+    """A new run never silently replaces an old one: --out must not hold a run unless
+    --overwrite; returns what it holds (for _remove_run)."""
+    out = args.out
+    held = [f for f in RUN_FILES if os.path.lexists(os.path.join(out, f))]
+    held += [f for f in (os.listdir(out) if os.path.isdir(out) else [])
+             if re.match(r"(last|best)\.(tmp|old)-\d+$", f)]
+    if held and not args.overwrite:
+        raise CLIError(f"{out} already holds a run ({', '.join(sorted(held))}): pass --resume "
+                       f"to continue it, a new --out DIR, or --overwrite to replace it")
+    return held
+
+
+def _remove_run(args, held):
+    """--overwrite: remove the previous run's files (held, from _check_fresh_out)."""
+    import shutil
+    if not held:
+        return
+    out = args.out
+    for f in held:
+        p = os.path.join(out, f)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        else:
+            os.remove(p)
+    _say(args, f"--overwrite: removed the previous run in {out} ({', '.join(sorted(held))})")
+
+
+def _given(args, key):
+    """Whether flag ``key`` was given: not None (the parser's default for most train flags)
+    and, for the flags with a real default, not that default."""
+    v = getattr(args, key, None)
+    return v is not None and (key not in _DEFAULTS or v != _DEFAULTS[key])
+
+
+_DEFAULTS = {"tokenizer": "char", "vocab_size": 1024, "val_fraction": 0.1, "seed": 1337,
+             "sample_tokens": 300, "out": "out"}
+
+
+def _resume_setup(args):
+    from .nn import GPT  # noqa: F401  (the checkpoint's model class)
+    from .train import TrainConfig
+    c = _load_checkpoint(args.out, prefer="last")
+    tokenizer, model = c.tokenizer, c.model
+    info = c.state.get("data") or {}
+    cfg = dict(c.state["train_config"])
+    model_cfg = model.config
+    contradictions = []
+    for key in MODEL_KEYS:
+        if _given(args, key) and getattr(args, key) != getattr(model_cfg, key):
+            contradictions.append(f"--{key.replace('_', '-')} {getattr(args, key)} (the "
+                                  f"checkpoint's model has {getattr(model_cfg, key)})")
+    if _given(args, "tokenizer") and args.tokenizer != tokenizer.kind:
+        contradictions.append(f"--tokenizer {args.tokenizer} (the checkpoint's is "
+                              f"{tokenizer.kind})")
+    if _given(args, "vocab_size") and args.vocab_size != tokenizer.vocab_size:
+        contradictions.append(f"--vocab-size {args.vocab_size} (the checkpoint's tokenizer "
+                              f"has {tokenizer.vocab_size})")
+    for key in TRAIN_KEYS + ("seed",):
+        if key in RESUME_FREE or not _given(args, key):
+            continue
+        if key in cfg and getattr(args, key) != cfg[key]:
+            contradictions.append(f"--{key.replace('_', '-')} {getattr(args, key)} (the run "
+                                  f"uses {cfg[key]})")
+    if _given(args, "val_fraction") and args.val_fraction != info.get("val_fraction"):
+        contradictions.append(f"--val-fraction {args.val_fraction} (the run uses "
+                              f"{info.get('val_fraction')})")
+    if args.preset is not None:
+        contradictions.append(f"--preset {args.preset} (a resumed run keeps its settings)")
+    if contradictions:
+        raise CLIError(f"--resume continues {c.path} with its own model and settings; these "
+                       f"flags contradict it: {'; '.join(contradictions)} (drop them, or "
+                       f"start a new run with a new --out)")
+    data = args.data
+    if data is None and info.get("source") == "file":
+        data = info.get("path")
+    text, new_info = _load_corpus(data)
+    if new_info.get("sha256") != info.get("sha256"):
+        _say(args, f"warning: the data differs from the data this run started with "
+                   f"({_describe(info)}): the continuation will differ from an "
+                   "uninterrupted run")
+    note = None
+    if args.save_every is not None:
+        cfg["save_every"] = args.save_every
+    for key in ("eval_every", "eval_iters", "log_every"):
+        if _given(args, key):
+            cfg[key] = getattr(args, key)
+    if args.max_iters is not None and args.max_iters != cfg["max_iters"]:
+        old = cfg["max_iters"]
+        if cfg.get("schedule") == "cosine" and cfg.get("decay_iters") is None:
+            cfg["decay_iters"] = old
+            note = (f"--max-iters {args.max_iters} (was {old}): the cosine schedule keeps its "
+                    f"decay over steps {cfg['warmup_iters']}..{old}, so the learning rate "
+                    f"continues where it was and stays at min_lr {cfg['min_lr']:g} after step "
+                    f"{old}")
+        else:
+            note = f"--max-iters {args.max_iters} (was {old}): the schedule is unchanged"
+        cfg["max_iters"] = args.max_iters
+    try:
+        config = TrainConfig.from_dict(cfg)
+    except ValueError as e:
+        raise CLIError(f"cannot resume {c.path}: {e}") from None
+    val_fraction = info.get("val_fraction", args.val_fraction)
+    splits = _splits(text, val_fraction, tokenizer, model.config.block_size, _describe(info))
+    info = dict(info, val_fraction=val_fraction, tokenizer=tokenizer.kind)
+    return {"model": model, "tokenizer": tokenizer, "config": config, "info": info,
+            "splits": splits, "text": text, "checkpoint": c, "schedule_note": note}
+
+
+def _init_source(args, text):
+    """--init-from: the source model (dropout from --dropout if given) and its tokenizer,
+    checked against the flags and the new data. Returns an object with model, tokenizer and
+    description."""
+    import dataclasses
+    import types
+
+    from .nn import GPT
+    src = args.init_from
+    c = _load_checkpoint(src, optimizer=False)
+    model, tokenizer = c.model, c.tokenizer
+    description = f"checkpoint {c.path} (step {c.state.get('step')})"
+    bad = []
+    for key in ("n_layer", "n_head", "n_embd", "block_size", "bias"):
+        if _given(args, key) and getattr(args, key) != getattr(model.config, key):
+            bad.append(f"--{key.replace('_', '-')} {getattr(args, key)} (the model has "
+                       f"{getattr(model.config, key)})")
+    if _given(args, "tokenizer") and args.tokenizer != tokenizer.kind:
+        bad.append(f"--tokenizer {args.tokenizer} (the model's is {tokenizer.kind})")
+    if _given(args, "vocab_size") and args.vocab_size != tokenizer.vocab_size:
+        bad.append(f"--vocab-size {args.vocab_size} (the model's tokenizer has "
+                   f"{tokenizer.vocab_size})")
+    if bad:
+        raise CLIError(f"--init-from {src} fine-tunes that model with its tokenizer; these "
+                       f"flags contradict it: {'; '.join(bad)}")
+    missing = _unencodable(tokenizer, text)
+    if missing:
+        raise CLIError(f"--init-from {src}: its {tokenizer.kind} tokenizer cannot encode "
+                       f"{missing} of the new data (fine-tune on text in its vocabulary, or "
+                       f"train a new model)")
+    if _given(args, "dropout") and args.dropout != model.config.dropout:
+        cfg = dataclasses.replace(model.config, dropout=args.dropout)
+        fresh = GPT.create(cfg, __import__("numpy").random.default_rng(0), dtype=model.dtype)
+        fresh.flat_parameters[...] = model.flat_parameters
+        model = fresh
+    model.train()
+    return types.SimpleNamespace(model=model, tokenizer=tokenizer, description=description)
+
+
+def _unencodable(tokenizer, text):
+    """A description of the characters of text a character tokenizer has no id for ('' if
+    none; byte-level tokenizers encode every text)."""
+    chars = getattr(tokenizer, "chars", None)
+    if chars is None:
+        return ""
+    unknown = sorted(set(text) - set(chars))
+    if not unknown:
+        return ""
+    shown = ", ".join(repr(ch) for ch in unknown[:10])
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    return f"{len(unknown)} character{'s' if len(unknown) != 1 else ''} ({shown}{more})"
+
+
+def _new_run_setup(args):
+    import numpy as np
+
+    from .data import BPETokenizer, CharTokenizer
+    from .nn import GPT, GPTConfig
+    from .train import TrainConfig
+
+    s = _settings(args)
+    if s["schedule"] == "cosine" and s["warmup_iters"] >= s["max_iters"]:
+        raise CLIError(f"--warmup-iters ({s['warmup_iters']}) must be smaller than "
+                       f"--max-iters ({s['max_iters']}) with the cosine schedule")
+    text, info = _load_corpus(args.data)
+    where = _describe(info)
+    source = None
+    if args.init_from:
+        source = _init_source(args, text)
+        tokenizer = source.tokenizer
+        block = source.model.config.block_size if args.block_size is None else args.block_size
+    else:
+        t0 = time.perf_counter()
+        if args.tokenizer == "char":
+            tokenizer = CharTokenizer.train(text)
+        else:
+            from .data import split_text
+            try:
+                tokenizer = BPETokenizer.train(split_text(text, args.val_fraction)[0],
+                                               args.vocab_size)
+            except ValueError as e:
+                raise CLIError(f"--vocab-size: {e}") from None
+            _say(args, f"trained a {tokenizer.vocab_size}-token BPE tokenizer in "
+                       f"{time.perf_counter() - t0:.1f}s")
+        block = s["block_size"]
+    splits = _splits(text, args.val_fraction, tokenizer, block, where)
+    try:
+        config = TrainConfig(**{k: s[k] for k in TRAIN_KEYS}, seed=args.seed,
+                             save_every=args.save_every or 0)
+        if source is None:
+            gcfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=s["block_size"],
+                             n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"],
+                             dropout=s["dropout"], bias=s["bias"])
+            model = GPT.create(gcfg, np.random.default_rng(args.seed))
+        else:
+            model = source.model
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    info = dict(info, val_fraction=args.val_fraction, tokenizer=tokenizer.kind)
+    if source is not None:
+        info["init_from"] = source.description
+    return {"model": model, "tokenizer": tokenizer, "config": config, "info": info,
+            "splits": splits, "text": text}
 
 
 # ---------------------------------------------------------------------------- sample / eval

@@ -20,8 +20,17 @@ line in the JSONL log, and checkpoints: ``out_dir/last`` always, ``out_dir/best`
 validation loss improved. A checkpoint holds the model, tokenizer, AdamW moments, step, data
 RNG state and configuration, so :meth:`Trainer.resume` continues exactly as an uninterrupted
 run would (bitwise, for a fixed thread count): dropout masks are seeded from the step number.
+``save_every`` steps also save ``out_dir/last``, independently of evaluation.
+
+Interruption: while :meth:`Trainer.train` runs in the main thread, SIGINT (Ctrl-C) and
+SIGTERM finish the step in progress, save ``out_dir/last`` at that step (atomically: a
+second signal or a crash during that save leaves the previous checkpoint intact) and raise
+:class:`TrainingInterrupted`, which says what was saved; resuming from it continues bitwise
+as if the run had never stopped.
 """
 import dataclasses
+import signal
+import threading
 import json
 import math
 import os
@@ -35,7 +44,19 @@ from . import functional as F
 from .nn import GPT
 from .schedules import SCHEDULES, make_schedule
 
-__all__ = ["TrainConfig", "Trainer", "parameter_groups"]
+__all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "parameter_groups"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT or SIGTERM. ``step``: the steps completed; ``checkpoint``:
+    the directory of the resumable checkpoint saved at that step (None when the trainer has
+    no out_dir or tokenizer); ``signal_name``: "SIGINT" or "SIGTERM"."""
+
+    def __init__(self, step, checkpoint, signal_name):
+        self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name
+        where = (f"saved a resumable checkpoint of step {step} to {checkpoint}"
+                 if checkpoint else "nothing saved (no out_dir or tokenizer)")
+        super().__init__(f"{signal_name} at step {step}: {where}")
 
 _MASK64 = (1 << 64) - 1
 
@@ -51,6 +72,7 @@ class TrainConfig:
     global-norm bound (0: off). label_smoothing in [0, 1). eval_every: steps between
     evaluations (0: only at the end); eval_iters: batches of evenly spaced windows per split
     (0: every non-overlapping window of the split). log_every: steps between JSONL lines.
+    save_every: steps between saves of out_dir/last besides those at evaluations (0: off).
     seed: the data RNG and dropout seed.
     """
 
@@ -71,11 +93,12 @@ class TrainConfig:
     eval_every: int = 250
     eval_iters: int = 20
     log_every: int = 10
+    save_every: int = 0
     seed: int = 1337
 
     def __post_init__(self):
         ints = {"max_iters": 1, "batch_size": 1, "grad_accum": 1, "warmup_iters": 0,
-                "eval_every": 0, "eval_iters": 0, "log_every": 1, "seed": 0}
+                "eval_every": 0, "eval_iters": 0, "log_every": 1, "save_every": 0, "seed": 0}
         for name, low in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
@@ -446,8 +469,19 @@ class Trainer:
         Evaluates (and checkpoints, with out_dir) every eval_every steps, at the end of
         the run and when ``time_limit`` stops it (the limit counts evaluation time too);
         with num_steps / time_limit stopping earlier, saves ``out_dir/last`` there so that
-        :meth:`resume` continues exactly.
+        :meth:`resume` continues exactly. SIGINT / SIGTERM (main thread only): the step in
+        progress finishes, ``out_dir/last`` is saved and :class:`TrainingInterrupted`
+        raised.
         """
+        with _StopSignals() as stop:
+            return self._train(num_steps, time_limit, stop)
+
+    def _save_last(self):
+        if self.out_dir is None or self.tokenizer is None:
+            return None
+        return self.save_checkpoint(os.path.join(self.out_dir, "last"))
+
+    def _train(self, num_steps, time_limit, stop):
         c = self.config
         end = c.max_iters if num_steps is None else min(c.max_iters, self.step + int(num_steps))
         log = self._open_log()
@@ -472,6 +506,8 @@ class Trainer:
                 self._eval_and_save(log, bar)
             t_log, tokens_log = time.perf_counter(), 0
             while self.step < end:
+                if stop.signal_name:
+                    break
                 t0 = time.perf_counter()
                 s = self.train_step()
                 now = time.perf_counter()
@@ -498,14 +534,23 @@ class Trainer:
                 if (c.eval_every and self.step % c.eval_every == 0) or self.step == c.max_iters:
                     self._eval_and_save(log, bar)
                     t_log, tokens_log = time.perf_counter(), 0
+                elif c.save_every and self.step % c.save_every == 0:
+                    self._save_last()
                 if time_limit is not None and time.perf_counter() - t_call >= time_limit:
                     self._say(f"time limit reached at step {self.step}", bar)
                     if c.eval_every and self.step % c.eval_every != 0:
                         self._eval_and_save(log, bar)   # measure the model the run ends with
                     break
-            if self.step < c.max_iters and self.out_dir is not None and \
-                    self.tokenizer is not None and self.step > 0:
-                self.save_checkpoint(os.path.join(self.out_dir, "last"))
+            if stop.signal_name:
+                if log is not None:
+                    log.write(json.dumps({"type": "interrupted", "step": self.step,
+                                          "signal": stop.signal_name,
+                                          "time": self.elapsed}) + "\n")
+                    log.flush()
+                stop.saving = True
+                raise TrainingInterrupted(self.step, self._save_last(), stop.signal_name)
+            if self.step < c.max_iters and self.step > 0:
+                self._save_last()
         finally:
             if bar is not None:
                 bar.close()
@@ -513,3 +558,36 @@ class Trainer:
                 log.close()
         results = self.history[start_len:]
         return results
+
+
+class _StopSignals:
+    """While active (in the main thread), SIGINT and SIGTERM set ``signal_name`` instead of
+    interrupting: the training loop stops at the next step boundary and saves. A second
+    signal interrupts at once (KeyboardInterrupt), except during that final save, which is
+    atomic anyway. Other threads: no handlers (Python delivers signals to the main thread)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.signal_name = None
+        self.saving = False
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.signal_name is not None and not self.saving:
+            raise KeyboardInterrupt(f"{name} again: stopping without saving")
+        self.signal_name = self.signal_name or name
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
