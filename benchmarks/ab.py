@@ -13,13 +13,19 @@ time.
     python -m benchmarks.ab /tmp/a . --threads 1 --configs small medium
 
 Prints one line per config: median ms of each build, their ratio (> 1: B is faster), and
-the best samples.
+the best samples. ``--bitwise`` first compares the two builds' fingerprints
+(:mod:`benchmarks.fingerprint`: losses, fast and module-path gradients, logits and decoded
+tokens of GPT / Encoder / EncoderDecoder in every option combination, both dtypes, 1 and 2
+threads) and stops with status 1 if any number differs.
 """
 import argparse
 import importlib
 import importlib.util
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -80,6 +86,23 @@ def compare(a, b, config, threads, repeats, min_time=0.4):
     return med["A"], med["B"], min(samples["A"]), min(samples["B"]), same
 
 
+def bitwise(a, b, threads=(1, 2)):
+    """Fingerprint both builds (each in its own process) and compare: (ok, report)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for tag, root in (("A", a), ("B", b)):
+            out = os.path.join(tmp, f"{tag}.npz")
+            subprocess.run([sys.executable, "-m", "benchmarks.fingerprint", root, out,
+                            "--threads", *map(str, threads)], check=True,
+                           stdout=subprocess.DEVNULL)
+            files.append(out)
+        from benchmarks.fingerprint import compare
+        lines, n, new = compare(*files)
+    if lines:
+        return False, "\n".join(lines)
+    return True, f"bitwise identical: {n} arrays" + (f" ({new} new in B)" if new else "")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("a", help="directory holding build A's transformer_c package")
@@ -88,7 +111,14 @@ def main(argv=None):
     p.add_argument("--configs", nargs="+", default=["small", "medium"], choices=sorted(CONFIGS))
     p.add_argument("--repeats", type=int, default=0,
                    help="samples per build (default 15 small, 7 otherwise)")
+    p.add_argument("--bitwise", action="store_true",
+                   help="first compare the builds' fingerprints (fail if any number differs)")
     args = p.parse_args(argv)
+    if args.bitwise:
+        ok, report = bitwise(args.a, args.b)
+        print(report, flush=True)
+        if not ok:
+            return 1
     a, b = load(args.a, "tc_build_a"), load(args.b, "tc_build_b")
     for config in args.configs:
         reps = args.repeats or (15 if config == "small" else 7)
@@ -96,7 +126,8 @@ def main(argv=None):
         print(f"{config} {args.threads}T: A {ma * 1e3:.1f} ms, B {mb * 1e3:.1f} ms, "
               f"B/A speed {ma / mb:.3f} (best A {ba * 1e3:.1f}, B {bb * 1e3:.1f}); gradients "
               f"{'bitwise equal' if same else 'DIFFER'}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

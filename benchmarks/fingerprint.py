@@ -35,22 +35,28 @@ def load(root, name="tc_fp"):
     return module
 
 
-ACTIVATIONS = ("gelu_tanh", "gelu", "relu")
+ACTIVATIONS = ("gelu_tanh", "gelu", "relu")  # builds before transformer_c.options
 
 
-def gpt_cases():
+def activations(tc):
+    """Every activation the build knows (its option table), or the original three."""
+    options = getattr(tc, "options", None)
+    return tuple(options.ACTIVATIONS) if options is not None else ACTIVATIONS
+
+
+def gpt_cases(acts=ACTIVATIONS):
     for norm in ("pre", "post"):
         for position in ("learned", "sinusoidal", "rope"):
-            for act in ACTIVATIONS:
+            for act in acts:
                 yield f"gpt-{norm}-{position}-{act}", dict(
                     vocab_size=23, block_size=16, n_layer=2, n_head=2, n_embd=16, norm=norm,
                     position=position, activation=act)
 
 
-def encdec_cases():
+def encdec_cases(acts=ACTIVATIONS):
     for norm in ("pre", "post"):
         for position in ("learned", "sinusoidal"):
-            for act in ACTIVATIONS:
+            for act in acts:
                 yield f"encdec-{norm}-{position}-{act}", dict(
                     src_vocab_size=19, tgt_vocab_size=21, block_size=16, n_encoder_layer=2,
                     n_decoder_layer=2, n_head=2, n_embd=16, norm=norm, position=position,
@@ -143,14 +149,15 @@ def _tokens(result):
 
 def fingerprint(tc, threads):
     out = {}
+    acts = activations(tc)
     for t in threads:
         tc.set_num_threads(t)
         for dtype in (np.float32, np.float64):
             d = np.dtype(dtype).name
-            for name, kw in gpt_cases():
+            for name, kw in gpt_cases(acts):
                 for p in (0.0, 0.1):
                     fingerprint_gpt(tc, out, f"{t}T/{d}/{name}/p{p}", kw, dtype, p)
-            for name, kw in encdec_cases():
+            for name, kw in encdec_cases(acts):
                 for p in (0.0, 0.1):
                     fingerprint_encdec(tc, out, f"{t}T/{d}/{name}/p{p}", kw, dtype, p)
             fingerprint_encoder(tc, out, f"{t}T/{d}/encoder", dtype)
@@ -158,17 +165,18 @@ def fingerprint(tc, threads):
 
 
 def compare(a, b):
-    """Lines naming every entry that differs (bitwise, NaN == NaN) or is missing."""
+    """(lines naming every entry of A that B lacks or that differs bitwise, the number of
+    entries compared, the number only in B: new cases such as a new activation)."""
     fa, fb = np.load(a), np.load(b)
     lines = []
-    for k in sorted(set(fa.files) | set(fb.files)):
-        if k not in fa.files or k not in fb.files:
-            lines.append(f"{k}: only in {'B' if k not in fa.files else 'A'}")
+    for k in sorted(fa.files):
+        if k not in fb.files:
+            lines.append(f"{k}: missing in B")
             continue
         x, y = fa[k], fb[k]
         if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
             lines.append(f"{k}: differs ({x.dtype}{x.shape} vs {y.dtype}{y.shape})")
-    return lines, len(fa.files)
+    return lines, len(fa.files), len(set(fb.files) - set(fa.files))
 
 
 def main(argv=None):
@@ -178,8 +186,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = p.parse_args(argv)
     if args.compare:
-        lines, n = compare(*args.paths)
-        print("\n".join(lines) if lines else f"bitwise identical: {n} arrays")
+        lines, n, new = compare(*args.paths)
+        print("\n".join(lines) if lines else f"bitwise identical: {n} arrays"
+              + (f" ({new} new arrays only in B)" if new else ""))
         return 1 if lines else 0
     tc = load(args.paths[0])
     out = fingerprint(tc, args.threads)

@@ -75,3 +75,24 @@ def test_ab_compares_two_builds_of_the_step():
     assert a is not b and a.nn.GPT is not b.nn.GPT
     ma, mb, ba, bb, same = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0)
     assert same and ma > 0 and mb > 0 and ba <= ma and bb <= mb
+
+
+def test_fingerprint_detects_a_changed_number(tmp_path):
+    # the refactors' bitwise check: the same build gives identical fingerprints, and a
+    # single changed bit is reported
+    import pathlib
+
+    from benchmarks import fingerprint
+
+    root = str(pathlib.Path(fingerprint.__file__).resolve().parents[1])
+    tc = fingerprint.load(root, "tc_fp_test")
+    out = {}
+    fingerprint.fingerprint_gpt(tc, out, "k", next(fingerprint.gpt_cases())[1], np.float64, 0.1)
+    np.savez(tmp_path / "a.npz", **out)
+    np.savez(tmp_path / "b.npz", **out)
+    assert fingerprint.compare(tmp_path / "a.npz", tmp_path / "b.npz") == ([], len(out), 0)
+    g = out["k/grads"].copy()
+    g.view(np.uint64)[3] ^= 1
+    np.savez(tmp_path / "c.npz", **dict(out, **{"k/grads": g}))
+    lines, _, _ = fingerprint.compare(tmp_path / "a.npz", tmp_path / "c.npz")
+    assert lines == ["k/grads: differs (float64(%d,) vs float64(%d,))" % (g.size, g.size)]
