@@ -27,6 +27,13 @@ class SGD:
         self.state, self.step_count = state, step_count
 
     def step(self, parameters, gradients):
+        """One SGD update: ``(new_parameters, new_optimizer)``.
+
+        parameters, gradients: trees of the same structure (nested dicts / lists of float32
+        or float64 arrays of matching shapes and dtypes). Neither input nor ``self`` is
+        modified: the new parameters are fresh arrays, and the momentum buffers and step
+        count live in the returned optimizer.
+        """
         params = _fresh(parameters)
         bufs = (tree_map(np.zeros_like, params) if self.state is None else _fresh(self.state)) \
             if self.momentum != 0 else None
@@ -63,6 +70,13 @@ class Adam:
                           state=state, step_count=step_count)
 
     def step(self, parameters, gradients):
+        """One Adam (AdamW in the subclass) update: ``(new_parameters, new_optimizer)``.
+
+        parameters, gradients: trees of the same structure (nested dicts / lists of float32
+        or float64 arrays of matching shapes and dtypes). Neither input nor ``self`` is
+        modified: the new parameters are fresh arrays; the moments ``m``, ``v`` and the step
+        count (for the bias corrections) live in the returned optimizer.
+        """
         params = _fresh(parameters)
         if self.state is None:
             m, v = tree_map(np.zeros_like, params), tree_map(np.zeros_like, params)
