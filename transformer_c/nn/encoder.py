@@ -8,7 +8,8 @@
 
 Padding: ``src_lengths`` (B,) (row b is real up to src_lengths[b]) or
 ``src_key_padding_mask`` bool (B, S), **True = a real token** (transformer_c.functional's
-convention; transformer_c.data.pad_mask is True = padding: pass ``~pad_mask(...)``).
+convention, as transformer_c.data.key_padding_mask builds it; the coursework's
+transformer_c.data.pad_mask is its negation, True = padding).
 Padded positions are never attended to, so they cannot change the outputs at real
 positions, and no gradient flows into them from there (their own output rows are computed
 but meaningless).

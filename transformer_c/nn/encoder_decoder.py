@@ -14,10 +14,10 @@ padding masked; the decoder's self-attention is causal, so right-padded targets 
 mask: their positions are simply ignored by the loss.
 
 Padding: the source by ``src_lengths`` (B,) or ``src_key_padding_mask`` bool (B, S),
-**True = a real token** (transformer_c.data.pad_mask is True = padding: pass its
-negation); targets by the pad id (config.pad_id, or ``ignore_index``): target positions
-whose tgt_out is the pad id are skipped and the loss is the mean over the real target
-tokens.
+**True = a real token** (transformer_c.data.key_padding_mask; the coursework's
+transformer_c.data.pad_mask is its negation); targets by the pad id (config.pad_id, or
+``ignore_index``): target positions whose tgt_out is the pad id are skipped and the loss
+is the mean over the real target tokens.
 
 The parameter tree (GPT-2 names; the decoder layers are Hugging Face GPT-2's with
 add_cross_attention)::
