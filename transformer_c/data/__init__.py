@@ -26,7 +26,8 @@ from .corpus import DEFAULT_CORPUS_MODULES, default_corpus, default_corpus_files
 __all__ = [
     "SPECIALS", "Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer",
     "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "pretokenize",
-    "causal_mask", "pad_mask", "causal_attn_mask", "key_padding_mask", "StreamDataset", "SentenceDataset", "collate",
+    "causal_attn_mask", "key_padding_mask", "causal_mask", "pad_mask",
+    "StreamDataset", "SentenceDataset", "collate",
     "SyntheticTask", "CopyTask", "ReversalTask", "ArithmeticTask", "Example", "TASKS",
     "read_text", "split_text", "load_text_splits",
     "DEFAULT_CORPUS_MODULES", "default_corpus", "default_corpus_files", "default_corpus_info",

@@ -396,6 +396,15 @@ class ScaledSelfAttention(MultiHead):
         grads, inputs = self._mha().backward(gradient_outputs, q=q, k=k, v=v)
         return grads["head_0"], inputs
 
+    def forward_cached(self, x):
+        """Self-attention as a block's sublayer: (y (..., T, d_v), cache), q = k = v = x."""
+        return self._mha().forward_cached(x)
+
+    def backward_cached(self, g, cache):
+        """(grads, dx (..., T, d_in))."""
+        grads, dx = self._mha().backward_cached(g, cache)
+        return grads["head_0"], dx
+
 
 class MultiHeadAttention(MultiHead):
     """concat(head_0(q,k,v), ..., head_{h-1}(q,k,v)) @ W_out.

@@ -180,3 +180,16 @@ class DecoderBlock(Residual):
         """(grads, dx, dmemory)."""
         grads, dx, extras = self._run_backward(g, cache)
         return grads, dx, extras[1][0]
+
+
+def __getattr__(name):
+    """``ACTIVATIONS`` (deprecated here: transformer_c.options.ACTIVATIONS), with a
+    DeprecationWarning."""
+    if name == "ACTIVATIONS":
+        import warnings
+
+        from ..options import ACTIVATIONS
+        warnings.warn("transformer_c.nn.blocks.ACTIVATIONS is deprecated: use "
+                      "transformer_c.options.ACTIVATIONS", DeprecationWarning, stacklevel=2)
+        return ACTIVATIONS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -136,6 +136,7 @@ class Encoder(FlatModel):
 
     _config_class = EncoderConfig
     _meta_key = "encoder_config"
+    _repr_fields = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")
 
     @staticmethod
     def _layout(config):
@@ -157,12 +158,6 @@ class Encoder(FlatModel):
     def load(path, *, dtype=None, training=True, seed=0):
         """The Encoder saved by ``save(path)`` (dtype: keep the stored one, or convert)."""
         return Encoder._load(path, dtype, training, seed)
-
-    def __repr__(self):
-        c = self.config
-        return (f"Encoder(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
-                f"vocab_size={c.vocab_size}, block_size={c.block_size}, "
-                f"parameters={self.num_parameters}, dtype={self.dtype})")
 
     def _inputs(self, src, src_lengths, src_key_padding_mask):
         ids, squeeze = check_ids(src, "src", self.config.vocab_size, self.config.block_size)

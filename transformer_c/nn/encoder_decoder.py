@@ -136,6 +136,8 @@ class EncoderDecoder(FlatModel):
 
     _config_class = EncoderDecoderConfig
     _meta_key = "encoder_decoder_config"
+    _repr_fields = ("n_encoder_layer", "n_decoder_layer", "n_head", "n_embd", "src_vocab_size",
+                    "tgt_vocab_size", "block_size")
 
     @staticmethod
     def _layout(config):
@@ -170,13 +172,6 @@ class EncoderDecoder(FlatModel):
         """The EncoderDecoder saved by ``save(path)`` (dtype: keep the stored one, or
         convert)."""
         return EncoderDecoder._load(path, dtype, training, seed)
-
-    def __repr__(self):
-        c = self.config
-        return (f"EncoderDecoder(n_encoder_layer={c.n_encoder_layer}, "
-                f"n_decoder_layer={c.n_decoder_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
-                f"vocab=({c.src_vocab_size}, {c.tgt_vocab_size}), block_size={c.block_size}, "
-                f"parameters={self.num_parameters}, dtype={self.dtype})")
 
     # ------------------------------------------------------------------ parameters by role
 

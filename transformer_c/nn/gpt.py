@@ -110,6 +110,7 @@ class GPT(FlatModel):
 
     _config_class = GPTConfig
     _meta_key = "gpt_config"
+    _repr_fields = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")
     _load_hint = " (for a Hugging Face GPT-2 directory use GPT.from_huggingface)"
     _layout = staticmethod(_layout)
 
@@ -133,12 +134,6 @@ class GPT(FlatModel):
     def load(path, *, dtype=None, training=True, seed=0):
         """The GPT saved by ``save(path)`` (dtype: keep the stored one, or convert)."""
         return GPT._load(path, dtype, training, seed)
-
-    def __repr__(self):
-        c = self.config
-        return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
-                f"vocab_size={c.vocab_size}, block_size={c.block_size}, "
-                f"parameters={self.num_parameters}, dtype={self.dtype})")
 
     # ------------------------------------------------------------------ module path
 
