@@ -21,7 +21,7 @@ import numpy as np
 from .. import functional as F
 from ..options import check_option
 from .layers import Dense
-from .module import CachedModule, Module, check_dtype, glorot_uniform, replace_keys, \
+from .module import CachedModule, check_dtype, glorot_uniform, replace_keys, \
     with_zero_grads
 
 __all__ = ["causal_mode", "MultiHead", "SelfAttention", "CrossAttention", "KVCache",

@@ -19,7 +19,6 @@ Each block has the tree interface (``parameters``, ``with_parameters``, ``forwar
 (DecoderBlock also returns the memory's gradient). Masks are True = attend / True = real
 key (transformer_c.functional's polarity).
 """
-import numpy as np
 
 from .. import functional as F
 from ..options import check_option
