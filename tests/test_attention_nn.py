@@ -1,4 +1,4 @@
-"""Attention modules: the fused MultiHeadSelfAttention and MultiHeadCrossAttention against
+"""Attention layers: SelfAttention and CrossAttention against
 torch.nn.MultiheadAttention (weights copied in; key_padding_mask and attn_mask, whose
 boolean convention in torch is the opposite), finite differences through the module
 protocol, batch shapes, dropout, KV-cache decoding; the coursework MultiHeadAttention's
@@ -29,9 +29,9 @@ def torch_mha(torch, E, NH, dtype, kdim=None):
 
 def load_self(torch, t, m):
     with torch.no_grad():
-        t.in_proj_weight.copy_(torch.from_numpy(m.c_attn.weights))
+        t.in_proj_weight.copy_(torch.from_numpy(m.c_attn.weight))
         t.in_proj_bias.copy_(torch.from_numpy(m.c_attn.bias))
-        t.out_proj.weight.copy_(torch.from_numpy(m.c_proj.weights))
+        t.out_proj.weight.copy_(torch.from_numpy(m.c_proj.weight))
         t.out_proj.bias.copy_(torch.from_numpy(m.c_proj.bias))
 
 
@@ -73,7 +73,7 @@ def test_self_attention_matches_torch_multihead(torch, dtype, kind):
     E, NH, B, T = 12, 3, 2, 9
     r = rng(len(kind))
     attn_mask, kpm, causal = make_masks(kind, B, NH, T, T, r, dtype)
-    m = with_random_biases(nn.MultiHeadSelfAttention.create(E, NH, r, causal=causal, dtype=dtype), r)
+    m = with_random_biases(nn.SelfAttention.create(E, NH, r, causal=causal, dtype=dtype), r)
     t = torch_mha(torch, E, NH, dtype)
     load_self(torch, t, m)
     x = r.standard_normal((B, T, E)).astype(dtype)
@@ -93,8 +93,8 @@ def test_self_attention_matches_torch_multihead(torch, dtype, kind):
     pg, ig = m.backward(G, **inputs)
     assert set(ig) == set(inputs)
     np.testing.assert_allclose(ig["x"], tx.grad.numpy(), **tol(dtype))
-    want = {"c_attn": {"weights": t.in_proj_weight, "bias": t.in_proj_bias},
-            "c_proj": {"weights": t.out_proj.weight, "bias": t.out_proj.bias}}
+    want = {"c_attn": {"weight": t.in_proj_weight, "bias": t.in_proj_bias},
+            "c_proj": {"weight": t.out_proj.weight, "bias": t.out_proj.bias}}
     for key, g in flatten(pg).items():
         assert g.dtype == dtype
         np.testing.assert_allclose(g, flatten(want)[key].grad.numpy(), **tol(dtype), err_msg=key)
@@ -109,20 +109,20 @@ def test_cross_attention_matches_torch_multihead(torch, dtype, kdim, kind):
     E, NH, B, T, S = 8, 2, 3, 5, 11
     r = rng(len(kind) + (kdim or 0))
     attn_mask, kpm, _ = make_masks(kind, B, NH, T, S, r, dtype)
-    m = with_random_biases(nn.MultiHeadCrossAttention.create(E, NH, r, memory_dim=kdim,
+    m = with_random_biases(nn.CrossAttention.create(E, NH, r, memory_dim=kdim,
                                                              dtype=dtype), r)
     t = torch_mha(torch, E, NH, dtype, kdim=kdim)
     with torch.no_grad():
         if kdim is None:
             t.in_proj_weight.copy_(torch.from_numpy(np.concatenate(
-                [m.q_proj.weights, m.kv_proj.weights])))
+                [m.q_attn.weight, m.c_attn.weight])))
         else:
-            t.q_proj_weight.copy_(torch.from_numpy(m.q_proj.weights))
-            t.k_proj_weight.copy_(torch.from_numpy(m.kv_proj.weights[:E]))
-            t.v_proj_weight.copy_(torch.from_numpy(m.kv_proj.weights[E:]))
-        t.in_proj_bias.copy_(torch.from_numpy(np.concatenate([m.q_proj.bias, m.kv_proj.bias])))
-        t.out_proj.weight.copy_(torch.from_numpy(m.out_proj.weights))
-        t.out_proj.bias.copy_(torch.from_numpy(m.out_proj.bias))
+            t.q_proj_weight.copy_(torch.from_numpy(m.q_attn.weight))
+            t.k_proj_weight.copy_(torch.from_numpy(m.c_attn.weight[:E]))
+            t.v_proj_weight.copy_(torch.from_numpy(m.c_attn.weight[E:]))
+        t.in_proj_bias.copy_(torch.from_numpy(np.concatenate([m.q_attn.bias, m.c_attn.bias])))
+        t.out_proj.weight.copy_(torch.from_numpy(m.c_proj.weight))
+        t.out_proj.bias.copy_(torch.from_numpy(m.c_proj.bias))
     x = r.standard_normal((B, T, E)).astype(dtype)
     mem = r.standard_normal((B, S, kdim or E)).astype(dtype)
     G = r.standard_normal((B, T, E)).astype(dtype)
@@ -138,18 +138,18 @@ def test_cross_attention_matches_torch_multihead(torch, dtype, kdim, kind):
     np.testing.assert_allclose(ig["x"], tx.grad.numpy(), **tol(dtype))
     np.testing.assert_allclose(ig["memory"], tm.grad.numpy(), **tol(dtype))
     bias_grad = t.in_proj_bias.grad.numpy()
-    np.testing.assert_allclose(pg["q_proj"]["bias"], bias_grad[:E], **tol(dtype))
-    np.testing.assert_allclose(pg["kv_proj"]["bias"], bias_grad[E:], **tol(dtype))
+    np.testing.assert_allclose(pg["q_attn"]["bias"], bias_grad[:E], **tol(dtype))
+    np.testing.assert_allclose(pg["c_attn"]["bias"], bias_grad[E:], **tol(dtype))
     if kdim is None:
         w = t.in_proj_weight.grad.numpy()
-        np.testing.assert_allclose(pg["q_proj"]["weights"], w[:E], **tol(dtype))
-        np.testing.assert_allclose(pg["kv_proj"]["weights"], w[E:], **tol(dtype))
+        np.testing.assert_allclose(pg["q_attn"]["weight"], w[:E], **tol(dtype))
+        np.testing.assert_allclose(pg["c_attn"]["weight"], w[E:], **tol(dtype))
     else:
-        np.testing.assert_allclose(pg["q_proj"]["weights"], t.q_proj_weight.grad.numpy(), **tol(dtype))
-        np.testing.assert_allclose(pg["kv_proj"]["weights"],
+        np.testing.assert_allclose(pg["q_attn"]["weight"], t.q_proj_weight.grad.numpy(), **tol(dtype))
+        np.testing.assert_allclose(pg["c_attn"]["weight"],
                                    np.concatenate([t.k_proj_weight.grad.numpy(),
                                                    t.v_proj_weight.grad.numpy()]), **tol(dtype))
-    np.testing.assert_allclose(pg["out_proj"]["weights"], t.out_proj.weight.grad.numpy(), **tol(dtype))
+    np.testing.assert_allclose(pg["c_proj"]["weight"], t.out_proj.weight.grad.numpy(), **tol(dtype))
 
 
 # ------------------------------------------------------------------ finite differences
@@ -177,14 +177,14 @@ def check_module_grads(module, inputs, float_inputs, rtol=1e-6, atol=1e-8):
 @pytest.mark.parametrize("causal", [False, True, "bottom_right"])
 def test_self_attention_finite_differences(causal):
     r = rng(1)
-    m = with_random_biases(nn.MultiHeadSelfAttention.create(4, 2, r, causal=causal), r)
+    m = with_random_biases(nn.SelfAttention.create(4, 2, r, causal=causal), r)
     kpm = np.array([[True, True, False], [True, True, True]])
     check_module_grads(m, dict(x=r.standard_normal((2, 3, 4)), key_padding_mask=kpm), ["x"])
 
 
 def test_cross_attention_finite_differences():
     r = rng(2)
-    m = with_random_biases(nn.MultiHeadCrossAttention.create(4, 2, r, memory_dim=3), r)
+    m = with_random_biases(nn.CrossAttention.create(4, 2, r, memory_dim=3), r)
     keep = r.random((2, 4)) > 0.3
     keep[:, 0] = True
     check_module_grads(m, dict(x=r.standard_normal((2, 4)), memory=r.standard_normal((4, 3)),
@@ -196,7 +196,7 @@ def test_cross_attention_finite_differences():
 @pytest.mark.parametrize("batch", [(), (3,), (2, 3), (0,)])
 def test_batch_shapes(batch):
     r = rng(3)
-    m = nn.MultiHeadSelfAttention.create(8, 2, r, causal=True)
+    m = nn.SelfAttention.create(8, 2, r, causal=True)
     x = r.standard_normal(batch + (5, 8))
     kpm = np.ones(batch + (5,), bool)
     y = m.forward(x=x, key_padding_mask=kpm)
@@ -206,7 +206,7 @@ def test_batch_shapes(batch):
     flat = x.reshape(-1, 5, 8)
     if flat.shape[0]:
         np.testing.assert_allclose(y.reshape(-1, 5, 8)[-1], m.forward(x=flat[-1]), rtol=1e-12)
-    c = nn.MultiHeadCrossAttention.create(8, 4, r, memory_dim=6)
+    c = nn.CrossAttention.create(8, 4, r, memory_dim=6)
     mem = r.standard_normal(batch + (7, 6))
     assert c.forward(x=x, memory=mem).shape == x.shape
     _, ig = c.backward(np.ones_like(y), x=x, memory=mem)
@@ -215,21 +215,21 @@ def test_batch_shapes(batch):
 
 def test_float32_parameters_and_keys():
     r = rng(4)
-    m = nn.MultiHeadSelfAttention.create(6, 3, r, dtype=np.float32, bias=False)
-    assert set(flatten(m.parameters)) == {"c_attn/weights", "c_proj/weights"}
+    m = nn.SelfAttention.create(6, 3, r, dtype=np.float32, bias=False)
+    assert set(flatten(m.parameters)) == {"c_attn/weight", "c_proj/weight"}
     x = r.standard_normal((2, 4, 6)).astype(np.float32)
     y = m.forward(x=x)
     pg, ig = m.backward(np.ones_like(y), x=x)
     assert y.dtype == np.float32 and ig["x"].dtype == np.float32
     assert all(g.dtype == np.float32 for g in flatten(pg).values())
-    c = nn.MultiHeadCrossAttention.create(6, 3, r)
-    assert set(c.parameters) == {"q_proj", "kv_proj", "out_proj"}
+    c = nn.CrossAttention.create(6, 3, r)
+    assert set(c.parameters) == {"q_attn", "c_attn", "c_proj"}
     m2 = m.with_parameters(m.parameters)
     assert m2 is not m and np.array_equal(m2.forward(x=x), y)
     with pytest.raises(ValueError):
-        nn.MultiHeadSelfAttention.create(6, 4, r)
+        nn.SelfAttention.create(6, 4, r)
     with pytest.raises(ValueError):
-        nn.MultiHeadCrossAttention.create(6, 4, r)
+        nn.CrossAttention.create(6, 4, r)
     with pytest.raises(ValueError):
         m.with_parameters({"c_attn": m.parameters["c_attn"]})
     with pytest.raises(ValueError, match="x"):
@@ -240,27 +240,26 @@ def test_float32_parameters_and_keys():
         c.forward(x=x.astype(np.float64), memory=np.ones((3, 4, 6)))
 
 
-def test_module_dropout_needs_a_seed_and_matches_functional():
+def test_module_dropout_uses_its_seed_and_matches_functional():
     r = rng(5)
-    m = nn.MultiHeadSelfAttention.create(8, 2, r, causal=True, dropout_p=0.5)
+    m = nn.SelfAttention.create(8, 2, r, causal=True, dropout=0.5, seed=3)
     x = r.standard_normal((2, 6, 8))
-    plain = nn.MultiHeadSelfAttention(m.c_attn, m.c_proj, 2, causal=True)
-    np.testing.assert_array_equal(m.forward(x=x), plain.forward(x=x))  # no seed: eval mode
-    y = m.forward(x=x, seed=3)
+    plain = nn.SelfAttention(m.c_attn, m.c_proj, 2, causal=True)
+    y = m.forward(x=x)
     assert not np.allclose(y, plain.forward(x=x))
-    assert np.array_equal(y, m.forward(x=x, seed=3))
+    assert np.array_equal(y, m.forward(x=x))
     # the same computation by hand through the functional API
-    qkv = F.linear(x, m.c_attn.weights, m.c_attn.bias).reshape(2, 6, 3, 2, 4).transpose(2, 0, 3, 1, 4)
+    qkv = F.linear(x, m.c_attn.weight, m.c_attn.bias).reshape(2, 6, 3, 2, 4).transpose(2, 0, 3, 1, 4)
     o = F.scaled_dot_product_attention(*qkv, is_causal=True, dropout_p=0.5, seed=3)
-    want = F.linear(o.transpose(0, 2, 1, 3).reshape(2, 6, 8), m.c_proj.weights, m.c_proj.bias)
+    want = F.linear(o.transpose(0, 2, 1, 3).reshape(2, 6, 8), m.c_proj.weight, m.c_proj.bias)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
-    check_module_grads(m, dict(x=x[:, :3], seed=3), ["x"])
+    check_module_grads(m, dict(x=x[:, :3]), ["x"])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_module_kv_cache_decoding_equals_causal_forward(dtype):
     r = rng(6)
-    m = nn.MultiHeadSelfAttention.create(16, 4, r, causal=True, dtype=dtype)
+    m = nn.SelfAttention.create(16, 4, r, causal=True, dtype=dtype)
     x = r.standard_normal((2, 12, 16)).astype(dtype)
     full = m.forward(x=x)
     cache = m.init_cache(16, batch_shape=(2,))
@@ -308,3 +307,48 @@ def test_coursework_mha_with_mixed_heads_falls_back_to_per_head():
     np.testing.assert_allclose(m.forward(q=x, k=x, v=x), want, rtol=1e-12)
     pg, ig = m.backward(np.ones((4, 6)), q=x, k=x, v=x)
     assert set(pg) == {"head_0", "head_1", "W_out"} and ig["q"].shape == x.shape
+
+
+# ------------------------------------------------------------------ deprecated names
+
+def test_deprecated_attention_names_warn_and_match_the_new_layers():
+    with pytest.warns(DeprecationWarning, match="SelfAttention"):
+        MHSA = nn.MultiHeadSelfAttention
+    with pytest.warns(DeprecationWarning, match="CrossAttention"):
+        from transformer_c.nn.attention import MultiHeadCrossAttention as MHCA
+    with pytest.raises(AttributeError):
+        nn.NoSuchLayer
+    r = rng(7)
+    old = MHSA.create(8, 2, r, causal=True, dropout_p=0.5)
+    assert set(flatten(old.parameters)) == {"c_attn/weights", "c_attn/bias", "c_proj/weights",
+                                            "c_proj/bias"}
+    new = nn.SelfAttention(nn.Dense(old.c_attn.weights, old.c_attn.bias),
+                           nn.Dense(old.c_proj.weights, old.c_proj.bias), 2, causal=True)
+    x = r.standard_normal((2, 5, 8))
+    np.testing.assert_array_equal(old.forward(x=x), new.forward(x=x))   # no seed: no dropout
+    dropped = nn.SelfAttention(new.c_attn, new.c_proj, 2, causal=True, dropout=0.5, seed=4)
+    np.testing.assert_array_equal(old.forward(x=x, seed=4), dropped.forward(x=x))
+    pg, ig = old.backward(np.ones_like(x), x=x, seed=4)
+    assert set(ig) == {"x", "seed"} and set(pg) == {"c_attn", "c_proj"}
+    assert old.with_parameters(old.parameters).dropout_p == 0.5
+    c = MHCA.create(8, 2, r, memory_dim=3)
+    assert set(c.parameters) == {"q_proj", "kv_proj", "out_proj"}
+    mem = r.standard_normal((2, 4, 3))
+    core = nn.CrossAttention(*(nn.Dense(p["weights"], p["bias"]) for p in c.parameters.values()), 2)
+    np.testing.assert_array_equal(c.forward(x=x, memory=mem), core.forward(x=x, memory=mem))
+
+
+@pytest.mark.parametrize("bad", ["sideways", 2, None])
+def test_causal_option_vocabulary(bad):
+    r = rng(8)
+    for causal, mode in ((False, "none"), (True, "top_left"), ("bottom_right", "bottom_right"),
+                         ("none", "none")):
+        assert nn.attention.causal_mode(causal) == mode
+    x = r.standard_normal((1, 4, 8))
+    a = nn.SelfAttention.create(8, 2, r, causal=True)
+    b = nn.SelfAttention(a.c_attn, a.c_proj, 2, causal="top_left")
+    np.testing.assert_array_equal(a.forward(x=x), b.forward(x=x))
+    with pytest.raises(ValueError, match="causal"):
+        nn.SelfAttention(a.c_attn, a.c_proj, 2, causal=bad)
+    with pytest.raises(ValueError, match="causal"):
+        nn.ScaledSelfAttention.create(8, 4, r, causal=bad)

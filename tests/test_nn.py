@@ -222,7 +222,7 @@ def torch_decoder(torch, p, ids, causal=True, pre_norm=False, num_heads=2):
 def test_decoder_matches_torch_twin(torch, dtype, pre_norm, shape):
     V, D = 13, 8
     m = nn.Decoder.create(input_size=V, hidden_size=12, output_size=D, random_generator=rng(12),
-                          num_heads=2, seq_len=16, pre_norm=pre_norm, dtype=dtype)
+                          num_heads=2, seq_len=16, norm="pre" if pre_norm else "post", dtype=dtype)
     ids = rng(13).integers(0, V, size=shape)
     logits, t = torch_decoder(torch, m.parameters, ids, pre_norm=pre_norm)
     G = rng(14).standard_normal(logits.shape).astype(dtype)
@@ -240,7 +240,7 @@ def test_decoder_matches_torch_twin(torch, dtype, pre_norm, shape):
 
 def test_decoder_finite_differences_pre_norm():
     m = nn.Decoder.create(input_size=9, hidden_size=8, output_size=4, random_generator=rng(15),
-                          num_heads=2, seq_len=8, pre_norm=True)
+                          num_heads=2, seq_len=8, norm="pre")
     check_module_grads(m, {"x": np.array([[1, 2, 3], [4, 0, 8]])}, int_inputs=("x",),
                        rtol=1e-5, atol=1e-7, max_entries=8)
 

@@ -61,7 +61,7 @@ def run(steps=300, seed=0, length=6, vocab=10, width=32, heads=2, batch=32, lr=3
 
     model = nn.Decoder.create(input_size=vocab, hidden_size=4 * width, output_size=width,
                               random_generator=rng, num_heads=heads, seq_len=2 * length + 1,
-                              pre_norm=True)
+                              norm="pre")
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(learning_rate=lr)
     params = model.parameters

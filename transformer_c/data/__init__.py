@@ -5,7 +5,9 @@
   ``encode``/``decode``/``tokenize``/``save``/``load``; :func:`load_tokenizer` reads either.
 - :class:`StreamDataset` (random windows of one token array) and :class:`SentenceDataset`
   (<SOS> + text -> text + <EOS>, padded by :func:`collate` with lengths).
-- :func:`causal_mask`, :func:`pad_mask`: boolean masks, True = masked.
+- :func:`causal_attn_mask`, :func:`key_padding_mask`: boolean masks in the library's
+  polarity (True = attend / real token); :func:`causal_mask`, :func:`pad_mask`: the
+  coursework's (True = masked).
 - :class:`CopyTask`, :class:`ReversalTask`, :class:`ArithmeticTask`: synthetic tasks with
   exact, disjoint train/val splits.
 - :func:`read_text`, :func:`split_text`, :func:`load_text_splits`: a corpus file and its
@@ -15,7 +17,7 @@
 from .tokenizer import SPECIALS, Tokenizer, load_tokenizer
 from .char import CharTokenizer
 from .bpe import GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode, pretokenize
-from .masks import causal_mask, pad_mask
+from .masks import causal_attn_mask, causal_mask, key_padding_mask, pad_mask
 from .datasets import SentenceDataset, StreamDataset, collate
 from .synthetic import ArithmeticTask, CopyTask, Example, ReversalTask, SyntheticTask, TASKS
 from .text import load_text_splits, read_text, split_text
@@ -24,7 +26,8 @@ from .corpus import DEFAULT_CORPUS_MODULES, default_corpus, default_corpus_files
 __all__ = [
     "SPECIALS", "Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer",
     "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "pretokenize",
-    "causal_mask", "pad_mask", "StreamDataset", "SentenceDataset", "collate",
+    "causal_attn_mask", "key_padding_mask", "causal_mask", "pad_mask",
+    "StreamDataset", "SentenceDataset", "collate",
     "SyntheticTask", "CopyTask", "ReversalTask", "ArithmeticTask", "Example", "TASKS",
     "read_text", "split_text", "load_text_splits",
     "DEFAULT_CORPUS_MODULES", "default_corpus", "default_corpus_files", "default_corpus_info",

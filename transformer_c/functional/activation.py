@@ -1,12 +1,16 @@
-"""Activation functions: ReLU and GELU (C: csrc/kernels/activation.c).
+"""Activation functions: ReLU and GELU (C: csrc/kernels/activation.c), and the one
+name-to-kernel table every layer uses (``activation(name, x)``, ``activation_backward``),
+keyed by the names of transformer_c.options.ACTIVATIONS (which come from C).
 
 Element-wise, so inputs of any shape (0-d and empty included) are accepted and the result
 has the input's shape and dtype.
 """
 from .. import _C
+from ..options import ACTIVATIONS, check_option
 from ._util import as_float, same_dtype
 
-__all__ = ["relu", "relu_backward", "gelu", "gelu_backward"]
+__all__ = ["relu", "relu_backward", "gelu", "gelu_backward", "activation",
+           "activation_backward"]
 
 _GELU_APPROXIMATE = {"none": 0, "tanh": 1}
 
@@ -62,3 +66,34 @@ def gelu_backward(grad_output, x, approximate="none"):
     flag = _approximate_flag(approximate)
     grad_output, x = _grad_and_x(grad_output, x)
     return _C.gelu_backward(grad_output, x, flag)
+
+
+# name (options.ACTIVATIONS) -> (forward(x), backward(grad_output, x))
+_TABLE = {
+    "gelu_tanh": (lambda x: gelu(x, approximate="tanh"),
+                  lambda g, x: gelu_backward(g, x, approximate="tanh")),
+    "gelu": (gelu, gelu_backward),
+    "relu": (relu, relu_backward),
+}
+if set(_TABLE) != set(ACTIVATIONS):
+    raise ImportError(f"functional.activation's table covers {sorted(_TABLE)} but the C "
+                      f"options name {sorted(ACTIVATIONS)}: add the missing kernels")
+
+
+def activation(name, x):
+    """The activation ``name`` (one of transformer_c.options.ACTIVATIONS: "gelu_tanh",
+    "gelu", "relu") applied element-wise to x.
+
+    x: any shape, float32 or float64. Returns y: x's shape and dtype. ValueError naming
+    ``activation`` for an unknown name.
+    """
+    return _TABLE[check_option("activation", name)][0](x)
+
+
+def activation_backward(name, grad_output, x):
+    """Gradient of activation(name, x): dx = grad_output * act'(x).
+
+    grad_output, x: the same shape (any) and dtype. Returns dx: x's shape and dtype.
+    ValueError naming ``activation`` for an unknown name.
+    """
+    return _TABLE[check_option("activation", name)][1](grad_output, x)

@@ -1,27 +1,43 @@
-"""Modules with the coursework tree interface (DESIGN.md section 4).
+"""Layers and models with the coursework tree interface (DESIGN.md section 4).
 
-Every class has ``parameters``, ``with_parameters``, ``forward(**inputs)``,
-``backward(gradient_outputs, **inputs)`` and a ``create(..., random_generator)`` factory;
-all computation runs in the C kernels.
+One class per concept, each with ``parameters``, ``with_parameters``,
+``forward(**inputs)``, ``backward(gradient_outputs, **inputs)`` and the
+``forward_cached`` / ``backward_cached`` pair the models chain:
+
+- layers (nn.layers): Dense (linear), Norm (layer norm), Activation, Softmax, Embedding,
+  PositionalEncoding; MLP (nn.feedforward); SelfAttention, CrossAttention, KVCache
+  (nn.attention); Block (GPT / encoder block), DecoderBlock (nn.blocks);
+- coursework adapters over them (same names, keys and behaviour as the assignment):
+  Linear, LayerNorm, ReLU, GELU, FeedForward, ScaledSelfAttention, MultiHeadAttention,
+  DecoderLayer, Decoder, CrossEntropyLoss;
+- models: GPT, Encoder, EncoderDecoder and their configs.
+
+All computation runs in the C kernels. Deprecated names (MultiHeadSelfAttention,
+MultiHeadCrossAttention) still resolve, with a DeprecationWarning.
 """
-from .attention import (KVCache, MultiHeadAttention, MultiHeadCrossAttention,
-                        MultiHeadSelfAttention, ScaledSelfAttention)
+from ._deprecated import deprecated_attribute
+from .attention import (CrossAttention, KVCache, MultiHeadAttention, ScaledSelfAttention,
+                        SelfAttention)
+from .blocks import Block, DecoderBlock
 from .decoder import Decoder, DecoderLayer
-from .feedforward import FeedForward
-from .layers import GELU, Embedding, LayerNorm, Linear, PositionalEncoding, ReLU, Softmax
+from .feedforward import MLP, FeedForward
+from .layers import (GELU, Activation, Dense, Embedding, LayerNorm, Linear, Norm,
+                     PositionalEncoding, ReLU, Softmax)
 from .loss import CrossEntropyLoss
 from .module import Module
-from .blocks import MLP, Block, Dense, Norm, SelfAttention
 from .gpt import GPT, GPTConfig
-
-__all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNorm",
-           "PositionalEncoding", "FeedForward", "ScaledSelfAttention", "MultiHeadAttention",
-           "MultiHeadSelfAttention", "MultiHeadCrossAttention", "KVCache",
-           "DecoderLayer", "Decoder", "CrossEntropyLoss"]
-__all__ += ["Dense", "Norm", "MLP", "SelfAttention", "Block", "GPTConfig", "GPT"]
-from .blocks import CrossAttention, DecoderBlock
 from .encoder import Encoder, EncoderConfig
 from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 
-__all__ += ["CrossAttention", "DecoderBlock", "EncoderConfig", "Encoder",
-            "EncoderDecoderConfig", "EncoderDecoder"]
+__all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNorm",
+           "PositionalEncoding", "FeedForward", "ScaledSelfAttention", "MultiHeadAttention",
+           "DecoderLayer", "Decoder", "CrossEntropyLoss",
+           "Dense", "Norm", "Activation", "MLP", "SelfAttention", "CrossAttention", "KVCache",
+           "Block", "DecoderBlock",
+           "GPTConfig", "GPT", "EncoderConfig", "Encoder", "EncoderDecoderConfig",
+           "EncoderDecoder"]
+
+
+def __getattr__(name):
+    """Deprecated names (see nn._deprecated), with a DeprecationWarning."""
+    return deprecated_attribute(__name__, name)

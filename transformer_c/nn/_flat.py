@@ -219,6 +219,14 @@ class FlatModel(Module):
         """Evaluation mode (dropout off); returns self."""
         return self.train(False)
 
+    _repr_fields = ()  # the config fields __repr__ shows
+
+    def __repr__(self):
+        c = self.config
+        fields = ", ".join(f"{name}={getattr(c, name)}" for name in self._repr_fields)
+        return (f"{type(self).__name__}({fields}, parameters={self.num_parameters}, "
+                f"dtype={self.dtype})")
+
     def _dropping(self):
         return self.training and self.config.dropout > 0
 

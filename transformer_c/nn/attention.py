@@ -1,53 +1,368 @@
-"""Attention modules.
+"""Attention layers: ONE multi-head attention implementation (``MultiHead``: split heads,
+optional RoPE, the fused C kernel transformer_c.functional.scaled_dot_product_attention,
+merge heads; and its backward) under every attention layer:
 
-Coursework interface: ScaledSelfAttention (one head) and MultiHeadAttention (a list of heads
-and W_out); their parameter trees and behaviour are the assignment's, but the heads run as
-ONE batched call of the fused multi-head C kernel (transformer_c.functional.
-scaled_dot_product_attention), not a Python loop over heads.
+- ``SelfAttention``: one fused projection c_attn -> [q | k | v], c_proj (GPT-2's layout),
+  with a KV cache for decoding (``init_cache`` / ``decode``, ``KVCache``);
+- ``CrossAttention``: q_attn from x, one fused c_attn -> [k | v] from a memory, c_proj
+  (Hugging Face GPT-2's ``crossattention``);
+- the coursework ``ScaledSelfAttention`` (one head, W_q / W_k / W_v) and
+  ``MultiHeadAttention`` (heads + W_out): their heads' matrices are stacked into one
+  projection each and all heads run as one call of the same implementation.
 
-Fused modules (GPT-2 / torch.nn.MultiheadAttention layout): MultiHeadSelfAttention (one qkv
-projection ``c_attn``, heads split by reshape, output projection ``c_proj``) with a KV cache
-for decoding, and MultiHeadCrossAttention (``q_proj`` from x, one ``kv_proj`` from the
-memory, ``out_proj``).
-
-MASK CONVENTION (all modules, as transformer_c.functional): boolean masks are True = ATTEND.
-torch.nn.MultiheadAttention uses the opposite (True = hide) for both attn_mask and
-key_padding_mask: pass ``~mask`` when porting. Masks are constants (zero gradient).
+Options, one vocabulary for every layer: ``causal`` is False / True or a name of
+transformer_c.options.CAUSAL_MODES (False = "none", True = "top_left"). MASKS are
+True = ATTEND (attn_mask) / True = a real key (key_padding_mask), as
+transformer_c.functional; torch.nn.MultiheadAttention and transformer_c.data's coursework
+masks use the opposite: pass ``~mask``. Masks are constants (zero gradient).
 """
 import numpy as np
 
 from .. import functional as F
-from .layers import Linear
-from .module import Module, check_dtype, glorot_uniform, replace_keys
+from ..options import check_option
+from .layers import Dense
+from .module import CachedModule, check_dtype, glorot_uniform, replace_keys, \
+    with_zero_grads
 
-__all__ = ["ScaledSelfAttention", "MultiHeadAttention", "MultiHeadSelfAttention",
-           "MultiHeadCrossAttention", "KVCache"]
-
-
-def _split_heads(x, nh):
-    """(..., T, nh*hs) -> (..., nh, T, hs) (a view)."""
-    return np.moveaxis(x.reshape(x.shape[:-1] + (nh, x.shape[-1] // nh)), -2, -3)
+__all__ = ["causal_mode", "MultiHead", "SelfAttention", "CrossAttention", "KVCache",
+           "ScaledSelfAttention", "MultiHeadAttention"]
 
 
-def _merge_heads(x):
-    """(..., nh, T, hs) -> (..., T, nh*hs)."""
-    x = np.moveaxis(x, -3, -2)
+def causal_mode(causal, name="causal"):
+    """The options.CAUSAL_MODES name of a layer's ``causal`` option: False -> "none",
+    True -> "top_left", a CAUSAL_MODES name -> itself; ValueError naming ``name``
+    otherwise."""
+    if isinstance(causal, (bool, np.bool_)):
+        return "top_left" if causal else "none"
+    return check_option("causal", causal, name=name)
+
+
+def _checked_causal(causal):
+    """The value a layer keeps as its ``causal`` attribute: a bool stays a bool, a mode
+    name is validated."""
+    return bool(causal) if isinstance(causal, (bool, np.bool_)) else causal_mode(causal)
+
+
+def split_heads(x, nh):
+    """(..., T, nh*hs) -> (..., nh, T, hs), contiguous."""
+    h = x.reshape(x.shape[:-1] + (nh, x.shape[-1] // nh))
+    return np.ascontiguousarray(np.moveaxis(h, -2, -3))
+
+
+def merge_heads(x):
+    """(..., nh, T, hs) -> (..., T, nh*hs), contiguous."""
+    x = np.ascontiguousarray(np.moveaxis(x, -3, -2))
     return x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))
 
 
-class ScaledSelfAttention(Module):
+def flatten_batch(x, name, E):
+    """x (..., T, E) as (N, T, E) and the batch shape (ValueError naming ``name``)."""
+    x = np.asarray(x)
+    if x.ndim < 2 or x.shape[-1] != E:
+        raise ValueError(f"{name} must have shape (..., T, {E}), got {x.shape}")
+    batch = x.shape[:-2]
+    return x.reshape((int(np.prod(batch, dtype=np.int64)),) + x.shape[-2:]), batch
+
+
+def _module_masks(attn_mask, key_padding_mask, batch, NH, T, S):
+    """The layer's masks for the flattened (N, NH, T, S) kernel call: attn_mask
+    broadcastable to batch + (NH, T, S); key_padding_mask batch + (S,)."""
+    N = int(np.prod(batch, dtype=np.int64))
+    if attn_mask is not None:
+        m = np.asarray(attn_mask)
+        full = batch + (NH, T, S)
+        if m.ndim > len(full):
+            raise ValueError(f"attn_mask must be broadcastable to {full}, got shape {m.shape}")
+        m = m.reshape((1,) * (len(full) - m.ndim) + m.shape)
+        if any(d != 1 and d != f for d, f in zip(m.shape, full)):
+            raise ValueError(f"attn_mask must be broadcastable to {full}, got shape {m.shape}")
+        if any(d != 1 for d in m.shape[:len(batch)]):
+            m = np.broadcast_to(m, batch + m.shape[len(batch):])
+            attn_mask = m.reshape((N,) + m.shape[len(batch):])
+        else:
+            attn_mask = m.reshape(m.shape[len(batch):])
+    if key_padding_mask is not None:
+        m = np.asarray(key_padding_mask)
+        if m.shape != batch + (S,):
+            raise ValueError(f"key_padding_mask must have shape {batch + (S,)} (the batch, then "
+                             f"the keys), got {m.shape}")
+        key_padding_mask = m.reshape(N, S)
+    return attn_mask, key_padding_mask
+
+
+class MultiHead(CachedModule):
+    """The attention all layers share. Attributes: n_head, causal (see causal_mode), rope
+    (None or dict(base=, interleaved=) for F.rope on q and k), dropout (probability on the
+    attention probabilities; 0 turns it off) and seed (its masks).
+
+    _attend(q (N, T, NH*HD), k (N, S, NH*HD), v (N, S, NH*HV), opts) -> (y (N, T, NH*HV),
+    cache); _attend_backward(dy, cache) -> (dq, dk, dv) of the same shapes.
+    """
+
+    def _init_attention(self, n_head, width, causal, rope=None, dropout=0.0, seed=0):
+        self.n_head, self.causal, self.rope = int(n_head), _checked_causal(causal), rope
+        self.dropout, self.seed = float(dropout), seed
+        if self.n_head < 1 or width % self.n_head:
+            raise ValueError(f"n_embd ({width}) must be divisible by n_head ({n_head})")
+
+    def _options(self, batch, T, S, attn_mask=None, key_padding_mask=None):
+        """The kernel's keyword options for a flattened batch of T queries and S keys."""
+        attn_mask, key_padding_mask = _module_masks(attn_mask, key_padding_mask, batch,
+                                                    self.n_head, T, S)
+        mode = causal_mode(self.causal)
+        opts = dict(is_causal=False if mode == "none" else mode)
+        if self.dropout > 0:
+            opts.update(dropout_p=self.dropout, seed=self.seed)
+        if key_padding_mask is not None:
+            opts["key_padding_mask"] = key_padding_mask
+        if attn_mask is not None:
+            opts["attn_mask"] = attn_mask
+        return opts
+
+    def _attend(self, q, k, v, opts):
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
+        if self.rope is not None:
+            q, k = F.rope(q, **self.rope), F.rope(k, **self.rope)
+        y, lse = F.scaled_dot_product_attention(q, k, v, return_lse=True, **opts)
+        return merge_heads(y), (q, k, v, y, lse, opts)
+
+    def _attend_backward(self, dy, cache):
+        q, k, v, y, lse, opts = cache
+        dq, dk, dv = F.scaled_dot_product_attention_backward(
+            split_heads(dy, self.n_head), q, k, v, out=y, lse=lse, **opts)
+        if self.rope is not None:
+            dq, dk = F.rope_backward(dq, **self.rope), F.rope_backward(dk, **self.rope)
+        return merge_heads(dq), merge_heads(dk), merge_heads(dv)
+
+
+class _Projected(MultiHead):
+    """Attention between Dense projections named by the class data KEYS (attribute and
+    parameter names, in tree order); LAYER is the projections' class."""
+
+    LAYER = Dense
+
+    def _layers(self):
+        return [getattr(self, k) for k in self.KEYS]
+
+    @property
+    def parameters(self):
+        return {k: layer.parameters for k, layer in zip(self.KEYS, self._layers())}
+
+    def _options_kw(self):
+        return dict(causal=self.causal, dropout=self.dropout, seed=self.seed)
+
+    def with_parameters(self, parameters):
+        p = replace_keys(self, parameters, self.KEYS)
+        layers = [layer.with_parameters(p[k]) for k, layer in zip(self.KEYS, self._layers())]
+        return type(self)(*layers, self.n_head, **self._options_kw())
+
+    @property
+    def embed_dim(self):
+        """The model width C (rows of the output projection)."""
+        return self._layers()[-1].weight_matrix.shape[0]
+
+
+class KVCache:
+    """Preallocated keys and values of one attention layer for decoding.
+
+    k: (N, NH, Smax, HS), v: (N, NH, Smax, HS) (N = the flattened batch), of which the
+    first ``pos`` positions are valid. SelfAttention.decode appends to it in place and
+    advances pos; ``reset()`` starts a new sequence.
+    """
+
+    def __init__(self, k, v, pos=0):
+        self.k, self.v, self.pos = k, v, int(pos)
+
+    @property
+    def max_len(self):
+        """Smax, the positions the cache holds."""
+        return self.k.shape[-2]
+
+    def reset(self):
+        """Forget the cached positions (pos = 0)."""
+        self.pos = 0
+
+
+class SelfAttention(_Projected):
+    """Multi-head self-attention with one fused input projection (GPT-2's layout).
+
+    SelfAttention(c_attn: Dense (3C, C) giving [q | k | v], c_proj: Dense (C, C), n_head,
+    *, causal=True, rope=None, dropout=0.0, seed=0); heads split by reshape (head h owns
+    channels h*HS .. (h+1)*HS of each). forward(x=(..., T, C), key_padding_mask=None,
+    attn_mask=None) -> (..., T, C). key_padding_mask: bool (..., T), True = a real token;
+    attn_mask: bool (True = attend) or float (added), broadcastable to (..., NH, T, T).
+    rope: None, or dict(base=..., interleaved=...) to rotate q and k by position.
+    dropout: probability of dropping an attention probability, masks from ``seed`` (0
+    turns it off: set it to 0 in eval mode).
+    """
+
+    KEYS = ("c_attn", "c_proj")
+
+    def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None, dropout=0.0, seed=0):
+        self.c_attn, self.c_proj = c_attn, c_proj
+        E = c_proj.weight_matrix.shape[0]
+        self._init_attention(n_head, E, causal, rope, dropout, seed)
+        if c_attn.weight_matrix.shape != (3 * E, E) or c_proj.weight_matrix.shape != (E, E):
+            raise ValueError(f"c_attn's weight must be (3C, C) = {(3 * E, E)} and c_proj's "
+                             f"(C, C), got {c_attn.weight_matrix.shape} and "
+                             f"{c_proj.weight_matrix.shape}")
+
+    def _options_kw(self):
+        return dict(super()._options_kw(), rope=self.rope)
+
+    @classmethod
+    def create(cls, embed_dim, n_head, random_generator, *, bias=True, dtype=np.float64,
+               **options):
+        """Glorot-uniform projections (c_attn as three (C, C) blocks), zero biases;
+        options: causal, rope, dropout, seed."""
+        dt, E = check_dtype(dtype), embed_dim
+        if n_head < 1 or E % n_head:
+            raise ValueError(f"n_embd ({E}) must be divisible by n_head ({n_head})")
+        W = np.concatenate([glorot_uniform(random_generator, E, E, dtype=dt) for _ in range(3)])
+        c_attn = cls.LAYER(W, np.zeros(3 * E, dt) if bias else None)
+        c_proj = cls.LAYER.create(E, E, random_generator, bias=bias, dtype=dt)
+        return cls(c_attn, c_proj, n_head, **options)
+
+    def forward_cached(self, x, key_padding_mask=None, attn_mask=None):
+        """(y (..., T, C), cache) for x (..., T, C)."""
+        x3, batch = flatten_batch(x, "x", self.embed_dim)
+        qkv, c1 = self.c_attn.forward_cached(x3)
+        C, T = self.embed_dim, x3.shape[-2]
+        opts = self._options(batch, T, T, attn_mask, key_padding_mask)
+        y, ca = self._attend(*(qkv[..., i * C:(i + 1) * C] for i in range(3)), opts)
+        out, c2 = self.c_proj.forward_cached(y)
+        return out.reshape(np.shape(x)), (c1, ca, c2, out.shape)
+
+    def backward_cached(self, g, cache):
+        """(grads, dx (..., T, C)) for g (..., T, C)."""
+        c1, ca, c2, shape = cache
+        g2, dy = self.c_proj.backward_cached(np.asarray(g).reshape(shape), c2)
+        dqkv = np.concatenate(self._attend_backward(dy, ca), axis=-1)
+        g1, dx = self.c_attn.backward_cached(dqkv, c1)
+        return {self.KEYS[0]: g1, self.KEYS[1]: g2}, dx.reshape(np.shape(g))
+
+    def init_cache(self, max_len, batch_shape=()):
+        """An empty KVCache for up to max_len positions of inputs with batch dims
+        batch_shape."""
+        N = int(np.prod(batch_shape, dtype=np.int64))
+        shape = (N, self.n_head, int(max_len), self.embed_dim // self.n_head)
+        dt = self.c_proj.weight_matrix.dtype
+        return KVCache(np.zeros(shape, dt), np.zeros(shape, dt))
+
+    def decode(self, x, cache, key_padding_mask=None):
+        """y for TN new positions x (..., TN, C) following the cache.pos already in cache:
+        their keys/values are appended to the cache (in place, cache.pos += TN) and their
+        queries attend causally to every cached position, the past not recomputed. Token by
+        token this gives the causal forward's rows. key_padding_mask: None or bool
+        (..., cache.pos + TN) / (..., Smax), True = real position."""
+        x3, batch = flatten_batch(x, "x", self.embed_dim)
+        qkv = self.c_attn.forward_cached(x3)[0]
+        C = self.embed_dim
+        q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], self.n_head) for i in range(3))
+        if key_padding_mask is not None:
+            m = np.asarray(key_padding_mask)
+            key_padding_mask = m.reshape((x3.shape[0], m.shape[-1]))
+        out = F.attention_decode(q, k, v, cache.k, cache.v, cache.pos,
+                                 key_padding_mask=key_padding_mask)
+        cache.pos += x3.shape[-2]
+        return self.c_proj.forward_cached(merge_heads(out))[0].reshape(np.shape(x))
+
+
+class CrossAttention(_Projected):
+    """Multi-head attention from x to a memory (an encoder's output), Hugging Face GPT-2's
+    ``crossattention`` layout: q_attn: Dense (C, C) gives the queries from x; c_attn:
+    Dense (2C, C_mem) gives [k | v] from the memory; c_proj: Dense (C, C).
+
+    CrossAttention(q_attn, c_attn, c_proj, n_head, *, causal=False, dropout=0.0, seed=0).
+    forward(x=(..., T, C), memory=(..., S, C_mem), key_padding_mask=None, attn_mask=None)
+    -> (..., T, C); key_padding_mask: bool (..., S), True = a real memory position (a
+    query whose memory is all padding gets 0); attn_mask broadcastable to (..., NH, T, S).
+    backward also returns the memory's gradient.
+    """
+
+    KEYS = ("q_attn", "c_attn", "c_proj")
+
+    def __init__(self, q_attn, c_attn, c_proj, n_head, *, causal=False, dropout=0.0, seed=0):
+        self.q_attn, self.c_attn, self.c_proj = q_attn, c_attn, c_proj
+        E = c_proj.weight_matrix.shape[0]
+        self._init_attention(n_head, E, causal, None, dropout, seed)
+        if q_attn.weight_matrix.shape != (E, E) or c_attn.weight_matrix.shape[0] != 2 * E or \
+                c_proj.weight_matrix.shape != (E, E):
+            raise ValueError(f"the query projection must be (C, C), the key/value one "
+                             f"(2C, C_mem) and the output one (C, C) with C = {E}, got "
+                             f"{[m.weight_matrix.shape for m in self._layers()]}")
+
+    @classmethod
+    def create(cls, embed_dim, n_head, random_generator, *, memory_dim=None, bias=True,
+               dtype=np.float64, **options):
+        """Glorot-uniform projections (the key/value one as two (C, C_mem) blocks), zero
+        biases; options: causal, dropout, seed."""
+        dt = check_dtype(dtype)
+        E, M = embed_dim, embed_dim if memory_dim is None else memory_dim
+        if n_head < 1 or E % n_head:
+            raise ValueError(f"n_embd ({E}) must be divisible by n_head ({n_head})")
+        q = cls.LAYER.create(E, E, random_generator, bias=bias, dtype=dt)
+        W = np.concatenate([glorot_uniform(random_generator, M, E, dtype=dt) for _ in range(2)])
+        kv = cls.LAYER(W, np.zeros(2 * E, dt) if bias else None)
+        out = cls.LAYER.create(E, E, random_generator, bias=bias, dtype=dt)
+        return cls(q, kv, out, n_head, **options)
+
+    def forward(self, x, memory, key_padding_mask=None, attn_mask=None):
+        """y (..., T, C) for x (..., T, C) attending to memory (..., S, C_mem)."""
+        return self.forward_cached(x, memory, key_padding_mask, attn_mask)[0]
+
+    def backward(self, gradient_outputs, x, memory, key_padding_mask=None, attn_mask=None):
+        """(grads, {"x", "memory", and zeros for the masks given})."""
+        grads, dx, dmem = self.backward_cached(
+            gradient_outputs, self.forward_cached(x, memory, key_padding_mask, attn_mask)[1])
+        return grads, with_zero_grads({"x": dx, "memory": dmem},
+                                      {"key_padding_mask": key_padding_mask,
+                                       "attn_mask": attn_mask})
+
+    def forward_cached(self, x, memory, key_padding_mask=None, attn_mask=None):
+        """(y (..., T, C), cache)."""
+        q_attn, c_attn, c_proj = self._layers()
+        E = self.embed_dim
+        x3, batch = flatten_batch(x, "x", E)
+        m3, mbatch = flatten_batch(memory, "memory", c_attn.weight_matrix.shape[1])
+        if mbatch != batch:
+            raise ValueError(f"memory must have the batch dims of x {batch}, got shape "
+                             f"{np.shape(memory)}")
+        qx, c0 = q_attn.forward_cached(x3)
+        kv, c1 = c_attn.forward_cached(m3)
+        opts = self._options(batch, x3.shape[-2], m3.shape[-2], attn_mask, key_padding_mask)
+        y, ca = self._attend(qx, kv[..., :E], kv[..., E:], opts)
+        out, c2 = c_proj.forward_cached(y)
+        return out.reshape(np.shape(x)), (c0, c1, ca, c2, out.shape, np.shape(memory))
+
+    def backward_cached(self, g, cache):
+        """(grads, dx (..., T, C), dmemory (..., S, C_mem))."""
+        c0, c1, ca, c2, shape, mshape = cache
+        q_attn, c_attn, c_proj = self._layers()
+        g2, dy = c_proj.backward_cached(np.asarray(g).reshape(shape), c2)
+        dq, dk, dv = self._attend_backward(dy, ca)
+        g0, dx = q_attn.backward_cached(dq, c0)
+        g1, dmem = c_attn.backward_cached(np.concatenate([dk, dv], axis=-1), c1)
+        return (dict(zip(self.KEYS, (g0, g1, g2))), dx.reshape(np.shape(g)),
+                dmem.reshape(mshape))
+
+
+# ------------------------------------------------------------------ coursework adapters
+
+class ScaledSelfAttention(MultiHead):
     """One attention head: softmax(Q K^T / sqrt(d_k)) V with Q = q W_q, K = k W_k, V = v W_v.
 
     W_q, W_k: (d_in, d_k); W_v: (d_in, d_v). forward(q=(..., T, d_in), k=(..., S, d_in),
     v=(..., S, d_in)) -> (..., T, d_v); unbatched (T, d_in) or batched (B, T, d_in).
     causal=True masks keys after each query (the coursework adds -1e9 above the diagonal
     before the softmax; the C kernel uses -inf, which gives the same probabilities, exactly
-    zero, and exactly zero score gradients there).
+    zero, and exactly zero score gradients there). A one-head MultiHeadAttention without
+    an output projection: the same implementation.
     """
 
     def __init__(self, W_q, W_k, W_v, *, causal=False):
         self.W_q, self.W_k, self.W_v = np.asarray(W_q), np.asarray(W_k), np.asarray(W_v)
-        self.causal = bool(causal)
+        self._init_attention(1, 1, causal)
 
     @staticmethod
     def create(input_size, output_size, random_generator, *, causal=True, dtype=np.float64):
@@ -71,38 +386,42 @@ class ScaledSelfAttention(Module):
                 raise ValueError(f"{name} must have shape (..., T, d_in={self.W_q.shape[0]}), "
                                  f"got {np.shape(x)}")
 
-    def _project(self, q, k, v):
-        self._check(q, k, v)
-        return F.matmul(q, self.W_q), F.matmul(k, self.W_k), F.matmul(v, self.W_v)
+    def _mha(self):
+        return MultiHeadAttention([self], None)
 
     def forward(self, q, k, v):
-        Q, K, V = self._project(q, k, v)
-        return F.scaled_dot_product_attention(Q, K, V, is_causal=self.causal)
+        return self._mha().forward(q=q, k=k, v=v)
 
     def backward(self, gradient_outputs, q, k, v):
-        Q, K, V = self._project(q, k, v)
-        dQ, dK, dV = F.scaled_dot_product_attention_backward(gradient_outputs, Q, K, V,
-                                                             is_causal=self.causal)
-        dq, dWq = F.matmul_backward(dQ, q, self.W_q)
-        dk, dWk = F.matmul_backward(dK, k, self.W_k)
-        dv, dWv = F.matmul_backward(dV, v, self.W_v)
-        return {"W_q": dWq, "W_k": dWk, "W_v": dWv}, {"q": dq, "k": dk, "v": dv}
+        grads, inputs = self._mha().backward(gradient_outputs, q=q, k=k, v=v)
+        return grads["head_0"], inputs
+
+    def forward_cached(self, x):
+        """Self-attention as a block's sublayer: (y (..., T, d_v), cache), q = k = v = x."""
+        return self._mha().forward_cached(x)
+
+    def backward_cached(self, g, cache):
+        """(grads, dx (..., T, d_in))."""
+        grads, dx = self._mha().backward_cached(g, cache)
+        return grads["head_0"], dx
 
 
-class MultiHeadAttention(Module):
+class MultiHeadAttention(MultiHead):
     """concat(head_0(q,k,v), ..., head_{h-1}(q,k,v)) @ W_out.
 
     heads: list of ScaledSelfAttention; W_out: (h * d_v, d_model). Parameter keys
     head_0 .. head_{h-1} and W_out. The heads' projections are stacked into one matmul
-    each for q, k and v, and all heads run in one call of the fused multi-head kernel
-    (heads whose shapes, dtypes or causal flags differ fall back to one call per head).
+    each for q, k and v, and all heads run as one call of the shared attention (heads
+    whose shapes, dtypes or causal flags differ run one call per head). As a block's
+    sublayer (forward_cached(x)) it is self-attention: q = k = v = x.
     """
 
     def __init__(self, heads, W_out):
         self.heads = list(heads)
-        self.W_out = np.asarray(W_out)
+        self.W_out = None if W_out is None else np.asarray(W_out)
         if not self.heads:
             raise ValueError("heads must hold at least one ScaledSelfAttention")
+        self._init_attention(len(self.heads), len(self.heads), self.heads[0].causal)
 
     @staticmethod
     def create(input_size, embed_dim, num_heads, random_generator, *, causal=False,
@@ -143,323 +462,80 @@ class MultiHeadAttention(Module):
         return tuple(np.concatenate([getattr(h, name) for h in self.heads], axis=1)
                      for name in ("W_q", "W_k", "W_v"))
 
-    def _attend(self, q, k, v):
-        """The stacked projections, (Q, K, V) split into heads (..., h, T, d), the heads'
-        output (..., h, T, d_v) and its lse."""
-        self.heads[0]._check(q, k, v)
-        nh = len(self.heads)
-        W = self._stacked()
-        Q, K, V = (_split_heads(F.matmul(x, Wx), nh) for x, Wx in zip((q, k, v), W))
-        out, lse = F.scaled_dot_product_attention(Q, K, V, is_causal=self.heads[0].causal,
-                                                  return_lse=True)
-        return W, (Q, K, V), out, lse
+    def _out(self, concat):
+        return concat if self.W_out is None else F.matmul(concat, self.W_out)
 
-    def forward(self, q, k, v):
+    def _forward_qkv(self, q, k, v):
+        """(output (..., T, d_model), cache) for q (..., T, d_in), k, v (..., S, d_in)."""
         if not self._fused():
             concat = np.concatenate([h.forward(q=q, k=k, v=v) for h in self.heads], axis=-1)
-            return F.matmul(concat, self.W_out)
-        _, _, out, _ = self._attend(q, k, v)
-        return F.matmul(_merge_heads(out), self.W_out)
+            return self._out(concat), (q, k, v, concat)
+        self.heads[0]._check(q, k, v)
+        W = self._stacked()
+        P = [F.matmul(x, Wx) for x, Wx in zip((q, k, v), W)]
+        batch, T, S = P[0].shape[:-2], P[0].shape[-2], P[1].shape[-2]
+        y, ca = self._attend(*(p.reshape((-1,) + p.shape[-2:]) for p in P),
+                             self._options(batch, T, S))
+        concat = y.reshape(batch + y.shape[-2:])
+        return self._out(concat), (q, k, v, concat, W, ca)
 
-    def backward(self, gradient_outputs, q, k, v):
+    def _backward_qkv(self, g, cache):
+        """(grads, {"q", "k", "v"}) for g (..., T, d_model)."""
+        q, k, v, concat = cache[:4]
         if not self._fused():
-            return self._backward_per_head(gradient_outputs, q, k, v)
-        nh = len(self.heads)
-        W, (Q, K, V), out, lse = self._attend(q, k, v)
-        dconcat, dW_out = F.matmul_backward(gradient_outputs, _merge_heads(out), self.W_out)
-        dQ, dK, dV = F.scaled_dot_product_attention_backward(
-            _split_heads(dconcat, nh), Q, K, V, is_causal=self.heads[0].causal, out=out, lse=lse)
-        grads, inputs = {}, {}
-        for name, x, key, Wall, d in zip("qkv", (q, k, v), ("W_q", "W_k", "W_v"), W, (dQ, dK, dV)):
-            inputs[name], dW = F.matmul_backward(_merge_heads(d), x, Wall)
+            return self._backward_per_head(g, q, k, v, concat)
+        dconcat, grads = self._out_backward(g, concat)
+        W, ca = cache[4:]
+        d = self._attend_backward(np.asarray(dconcat).reshape((-1,) + concat.shape[-2:]), ca)
+        nh, heads, inputs = len(self.heads), {}, {}
+        for name, x, key, Wall, dP in zip("qkv", (q, k, v), ("W_q", "W_k", "W_v"), W, d):
+            inputs[name], dW = F.matmul_backward(dP.reshape(x.shape[:-1] + dP.shape[-1:]), x,
+                                                 Wall)
             w = Wall.shape[1] // nh
             for i in range(nh):
-                grads.setdefault(f"head_{i}", {})[key] = np.ascontiguousarray(dW[:, i * w:(i + 1) * w])
-        grads["W_out"] = dW_out
-        return grads, inputs
+                heads.setdefault(f"head_{i}", {})[key] = np.ascontiguousarray(dW[:, i * w:(i + 1) * w])
+        return {**heads, **grads}, inputs
 
-    def _backward_per_head(self, gradient_outputs, q, k, v):
-        concat = np.concatenate([h.forward(q=q, k=k, v=v) for h in self.heads], axis=-1)
-        dconcat, dW_out = F.matmul_backward(gradient_outputs, concat, self.W_out)
-        grads, dq, dk, dv = {}, 0, 0, 0
+    def _out_backward(self, g, concat):
+        """(dconcat, {"W_out": dW_out} or {} without an output projection)."""
+        if self.W_out is None:
+            return g, {}
+        dconcat, dW_out = F.matmul_backward(g, concat, self.W_out)
+        return dconcat, {"W_out": dW_out}
+
+    def _backward_per_head(self, g, q, k, v, concat=None):
+        """backward with one call per head (heads of different shapes or options)."""
+        if concat is None:
+            concat = np.concatenate([h.forward(q=q, k=k, v=v) for h in self.heads], axis=-1)
+        dconcat, grads = self._out_backward(g, concat)
+        heads, dq, dk, dv = {}, 0, 0, 0
         start = 0
         for i, h in enumerate(self.heads):
             width = h.W_v.shape[1]
-            g, gi = h.backward(dconcat[..., start:start + width], q=q, k=k, v=v)
+            heads[f"head_{i}"], gi = h.backward(dconcat[..., start:start + width], q=q, k=k, v=v)
             start += width
-            grads[f"head_{i}"] = g
             dq, dk, dv = dq + gi["q"], dk + gi["k"], dv + gi["v"]
-        grads["W_out"] = dW_out
-        return grads, {"q": dq, "k": dk, "v": dv}
+        return {**heads, **grads}, {"q": dq, "k": dk, "v": dv}
+
+    def forward(self, q, k, v):
+        return self._forward_qkv(q, k, v)[0]
+
+    def backward(self, gradient_outputs, q, k, v):
+        return self._backward_qkv(gradient_outputs, self._forward_qkv(q, k, v)[1])
+
+    def forward_cached(self, x):
+        """Self-attention as a block's sublayer: (y, cache) with q = k = v = x."""
+        return self._forward_qkv(x, x, x)
+
+    def backward_cached(self, g, cache):
+        """(grads, dq + dk + dv)."""
+        grads, gi = self._backward_qkv(g, cache)
+        return grads, gi["q"] + gi["k"] + gi["v"]
 
 
-# ------------------------------------------------------------------ fused modules
-
-def _flatten_batch(x, name, E):
-    """x (..., T, E) as (N, T, E) and the batch shape."""
-    x = np.asarray(x)
-    if x.ndim < 2 or x.shape[-1] != E:
-        raise ValueError(f"{name} must have shape (..., T, {E}), got {x.shape}")
-    batch = x.shape[:-2]
-    return x.reshape((int(np.prod(batch, dtype=np.int64)),) + x.shape[-2:]), batch
-
-
-def _module_masks(attn_mask, key_padding_mask, batch, NH, T, S):
-    """The module's masks for the flattened (N, NH, T, S) kernel call: attn_mask
-    broadcastable to batch + (NH, T, S); key_padding_mask batch + (S,)."""
-    N = int(np.prod(batch, dtype=np.int64))
-    if attn_mask is not None:
-        m = np.asarray(attn_mask)
-        full = batch + (NH, T, S)
-        if m.ndim > len(full):
-            raise ValueError(f"attn_mask must be broadcastable to {full}, got shape {m.shape}")
-        m = m.reshape((1,) * (len(full) - m.ndim) + m.shape)
-        if any(d != 1 and d != f for d, f in zip(m.shape, full)):
-            raise ValueError(f"attn_mask must be broadcastable to {full}, got shape {m.shape}")
-        if any(d != 1 for d in m.shape[:len(batch)]):
-            m = np.broadcast_to(m, batch + m.shape[len(batch):])
-            attn_mask = m.reshape((N,) + m.shape[len(batch):])
-        else:
-            attn_mask = m.reshape(m.shape[len(batch):])
-    if key_padding_mask is not None:
-        m = np.asarray(key_padding_mask)
-        if m.shape != batch + (S,):
-            raise ValueError(f"key_padding_mask must have shape {batch + (S,)} (the batch, then "
-                             f"the keys), got {m.shape}")
-        key_padding_mask = m.reshape(N, S)
-    return attn_mask, key_padding_mask
-
-
-def _mask_grads(grads, **optional):
-    """Zero gradients for the non-differentiable inputs that were given (masks, seed)."""
-    for name, value in optional.items():
-        if value is not None:
-            grads[name] = np.zeros(np.shape(value), dtype=np.asarray(value).dtype)
-    return grads
-
-
-class KVCache:
-    """Preallocated keys and values of one attention layer for decoding.
-
-    k: (N, NH, Smax, HS), v: (N, NH, Smax, HS) (N = the flattened batch), of which the
-    first ``pos`` positions are valid. MultiHeadSelfAttention.decode appends to it in
-    place and advances pos; ``reset()`` starts a new sequence.
-    """
-
-    def __init__(self, k, v, pos=0):
-        self.k, self.v, self.pos = k, v, int(pos)
-
-    @property
-    def max_len(self):
-        return self.k.shape[-2]
-
-    def reset(self):
-        self.pos = 0
-
-
-class MultiHeadSelfAttention(Module):
-    """Fused multi-head self-attention: y = c_proj(attention(split_heads(c_attn(x)))).
-
-    c_attn: Linear (3E, E) producing [q | k | v]; c_proj: Linear (E, E); num_heads divides
-    E. Parameter tree {"c_attn": {"weights", "bias"}, "c_proj": {...}}: c_attn.weights is
-    torch.nn.MultiheadAttention's in_proj_weight (GPT-2's attn.c_attn transposed), c_proj is
-    its out_proj.
-    causal: False, True / "top_left" or "bottom_right" (see functional); dropout_p:
-    attention-probability dropout, applied only when a ``seed`` input is given (training);
-    the backward given the same seed reuses the same mask.
-
-    forward(x=(..., T, E), attn_mask=None, key_padding_mask=None, seed=None) -> (..., T, E);
-    attn_mask is bool (True = attend) or float (added), broadcastable to (..., NH, T, T);
-    key_padding_mask is bool (..., T), True = real token.
-    """
-
-    def __init__(self, c_attn, c_proj, num_heads, *, causal=False, dropout_p=0.0):
-        self.c_attn, self.c_proj = c_attn, c_proj
-        self.num_heads = int(num_heads)
-        self.causal, self.dropout_p = causal, float(dropout_p)
-        E = c_proj.weights.shape[0]
-        if self.num_heads < 1 or E % self.num_heads != 0:
-            raise ValueError(f"embed_dim ({E}) must be divisible by num_heads ({num_heads})")
-        if c_attn.weights.shape != (3 * E, E) or c_proj.weights.shape != (E, E):
-            raise ValueError(f"c_attn.weights must be (3E, E) = {(3 * E, E)} and c_proj.weights "
-                             f"(E, E), got {c_attn.weights.shape} and {c_proj.weights.shape}")
-
-    @staticmethod
-    def create(embed_dim, num_heads, random_generator, *, causal=False, bias=True,
-               dropout_p=0.0, dtype=np.float64):
-        """Glorot-uniform projections (c_attn as three (E, E) blocks), zero biases."""
-        dt = check_dtype(dtype)
-        E = embed_dim
-        if num_heads < 1 or E % num_heads != 0:
-            raise ValueError(f"embed_dim ({E}) must be divisible by num_heads ({num_heads})")
-        W = np.concatenate([glorot_uniform(random_generator, E, E, dtype=dt) for _ in range(3)])
-        c_attn = Linear(W, np.zeros(3 * E, dt) if bias else None)
-        c_proj = Linear.create(E, E, random_generator, bias=bias, dtype=dt)
-        return MultiHeadSelfAttention(c_attn, c_proj, num_heads, causal=causal,
-                                      dropout_p=dropout_p)
-
-    @property
-    def embed_dim(self):
-        return self.c_proj.weights.shape[0]
-
-    @property
-    def parameters(self):
-        return {"c_attn": self.c_attn.parameters, "c_proj": self.c_proj.parameters}
-
-    def with_parameters(self, parameters):
-        p = replace_keys(self, parameters, ["c_attn", "c_proj"])
-        return MultiHeadSelfAttention(self.c_attn.with_parameters(p["c_attn"]),
-                                      self.c_proj.with_parameters(p["c_proj"]), self.num_heads,
-                                      causal=self.causal, dropout_p=self.dropout_p)
-
-    def _heads(self, x3):
-        qkv = self.c_attn.forward(x=x3)
-        E = self.embed_dim
-        return tuple(_split_heads(qkv[..., i * E:(i + 1) * E], self.num_heads) for i in range(3))
-
-    def _sdpa_options(self, x3, batch, attn_mask, key_padding_mask, seed):
-        T = x3.shape[-2]
-        attn_mask, key_padding_mask = _module_masks(attn_mask, key_padding_mask, batch,
-                                                    self.num_heads, T, T)
-        p = self.dropout_p if seed is not None else 0.0
-        return dict(attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                    is_causal=self.causal, dropout_p=p, seed=seed)
-
-    def forward(self, x, attn_mask=None, key_padding_mask=None, seed=None):
-        x3, batch = _flatten_batch(x, "x", self.embed_dim)
-        opts = self._sdpa_options(x3, batch, attn_mask, key_padding_mask, seed)
-        out = F.scaled_dot_product_attention(*self._heads(x3), **opts)
-        return self.c_proj.forward(x=_merge_heads(out)).reshape(np.shape(x))
-
-    def backward(self, gradient_outputs, x, attn_mask=None, key_padding_mask=None, seed=None):
-        x3, batch = _flatten_batch(x, "x", self.embed_dim)
-        opts = self._sdpa_options(x3, batch, attn_mask, key_padding_mask, seed)
-        q, k, v = self._heads(x3)
-        out, lse = F.scaled_dot_product_attention(q, k, v, return_lse=True, **opts)
-        merged = _merge_heads(out)
-        g = np.asarray(gradient_outputs).reshape(merged.shape)
-        g_proj, gi = self.c_proj.backward(g, x=merged)
-        dq, dk, dv = F.scaled_dot_product_attention_backward(
-            _split_heads(gi["x"], self.num_heads), q, k, v, out=out, lse=lse, **opts)
-        dqkv = np.concatenate([_merge_heads(d) for d in (dq, dk, dv)], axis=-1)
-        g_attn, gx = self.c_attn.backward(dqkv, x=x3)
-        grads = _mask_grads({"x": gx["x"].reshape(np.shape(x))}, attn_mask=attn_mask,
-                            key_padding_mask=key_padding_mask, seed=seed)
-        return {"c_attn": g_attn, "c_proj": g_proj}, grads
-
-    def init_cache(self, max_len, batch_shape=()):
-        """An empty KVCache for up to max_len positions of inputs with batch dims batch_shape."""
-        N = int(np.prod(batch_shape, dtype=np.int64))
-        shape = (N, self.num_heads, int(max_len), self.embed_dim // self.num_heads)
-        dt = self.c_proj.weights.dtype
-        return KVCache(np.zeros(shape, dt), np.zeros(shape, dt))
-
-    def decode(self, x, cache, key_padding_mask=None):
-        """y for TN new positions x (..., TN, E) following the cache.pos already in cache:
-        their keys/values are appended to the cache (in place, cache.pos += TN) and their
-        queries attend causally to every cached position, the past not recomputed. Token by
-        token this gives the causal forward's rows. key_padding_mask: None or bool
-        (..., cache.pos + TN) / (..., Smax), True = real position."""
-        x3, batch = _flatten_batch(x, "x", self.embed_dim)
-        q, k, v = self._heads(x3)
-        if key_padding_mask is not None:
-            m = np.asarray(key_padding_mask)
-            key_padding_mask = m.reshape((x3.shape[0], m.shape[-1]))
-        out = F.attention_decode(q, k, v, cache.k, cache.v, cache.pos,
-                                 key_padding_mask=key_padding_mask)
-        cache.pos += x3.shape[-2]
-        return self.c_proj.forward(x=_merge_heads(out)).reshape(np.shape(x))
-
-
-class MultiHeadCrossAttention(Module):
-    """Fused multi-head cross-attention: queries from x, keys and values from a memory
-    (e.g. the encoder output): y = out_proj(attention(q_proj(x), split(kv_proj(memory)))).
-
-    q_proj: Linear (E, E); kv_proj: Linear (2E, E_mem) producing [k | v]; out_proj: Linear
-    (E, E). Parameter tree {"q_proj", "kv_proj", "out_proj"}: for torch.nn.MultiheadAttention
-    q_proj is in_proj_weight[:E], kv_proj in_proj_weight[E:] (or cat(k_proj_weight,
-    v_proj_weight) with kdim = vdim = E_mem), out_proj its out_proj.
-
-    forward(x=(..., T, E), memory=(..., S, E_mem), attn_mask=None, key_padding_mask=None,
-    seed=None) -> (..., T, E); key_padding_mask (..., S) True = real memory position;
-    attn_mask broadcastable to (..., NH, T, S); dropout as in MultiHeadSelfAttention.
-    """
-
-    def __init__(self, q_proj, kv_proj, out_proj, num_heads, *, dropout_p=0.0):
-        self.q_proj, self.kv_proj, self.out_proj = q_proj, kv_proj, out_proj
-        self.num_heads, self.dropout_p = int(num_heads), float(dropout_p)
-        E = out_proj.weights.shape[0]
-        if self.num_heads < 1 or E % self.num_heads != 0:
-            raise ValueError(f"embed_dim ({E}) must be divisible by num_heads ({num_heads})")
-        if q_proj.weights.shape != (E, E) or kv_proj.weights.shape[0] != 2 * E or \
-                out_proj.weights.shape != (E, E):
-            raise ValueError(f"q_proj.weights must be (E, E), kv_proj.weights (2E, E_mem) and "
-                             f"out_proj.weights (E, E) with E = {E}, got {q_proj.weights.shape}, "
-                             f"{kv_proj.weights.shape}, {out_proj.weights.shape}")
-
-    @staticmethod
-    def create(embed_dim, num_heads, random_generator, *, memory_dim=None, bias=True,
-               dropout_p=0.0, dtype=np.float64):
-        dt = check_dtype(dtype)
-        E, M = embed_dim, embed_dim if memory_dim is None else memory_dim
-        if num_heads < 1 or E % num_heads != 0:
-            raise ValueError(f"embed_dim ({E}) must be divisible by num_heads ({num_heads})")
-        q_proj = Linear.create(E, E, random_generator, bias=bias, dtype=dt)
-        W = np.concatenate([glorot_uniform(random_generator, M, E, dtype=dt) for _ in range(2)])
-        kv_proj = Linear(W, np.zeros(2 * E, dt) if bias else None)
-        out_proj = Linear.create(E, E, random_generator, bias=bias, dtype=dt)
-        return MultiHeadCrossAttention(q_proj, kv_proj, out_proj, num_heads, dropout_p=dropout_p)
-
-    @property
-    def embed_dim(self):
-        return self.out_proj.weights.shape[0]
-
-    @property
-    def parameters(self):
-        return {"q_proj": self.q_proj.parameters, "kv_proj": self.kv_proj.parameters,
-                "out_proj": self.out_proj.parameters}
-
-    def with_parameters(self, parameters):
-        p = replace_keys(self, parameters, ["q_proj", "kv_proj", "out_proj"])
-        return MultiHeadCrossAttention(self.q_proj.with_parameters(p["q_proj"]),
-                                       self.kv_proj.with_parameters(p["kv_proj"]),
-                                       self.out_proj.with_parameters(p["out_proj"]),
-                                       self.num_heads, dropout_p=self.dropout_p)
-
-    def _prepare(self, x, memory, attn_mask, key_padding_mask, seed):
-        E, nh = self.embed_dim, self.num_heads
-        x3, batch = _flatten_batch(x, "x", E)
-        m3, mbatch = _flatten_batch(memory, "memory", self.kv_proj.weights.shape[1])
-        if mbatch != batch:
-            raise ValueError(f"memory must have the batch dims of x {batch}, got shape "
-                             f"{np.shape(memory)}")
-        T, S = x3.shape[-2], m3.shape[-2]
-        attn_mask, key_padding_mask = _module_masks(attn_mask, key_padding_mask, batch, nh, T, S)
-        kv = self.kv_proj.forward(x=m3)
-        q = _split_heads(self.q_proj.forward(x=x3), nh)
-        k, v = _split_heads(kv[..., :E], nh), _split_heads(kv[..., E:], nh)
-        opts = dict(attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                    dropout_p=self.dropout_p if seed is not None else 0.0, seed=seed)
-        return x3, m3, (q, k, v), opts
-
-    def forward(self, x, memory, attn_mask=None, key_padding_mask=None, seed=None):
-        _, _, qkv, opts = self._prepare(x, memory, attn_mask, key_padding_mask, seed)
-        out = F.scaled_dot_product_attention(*qkv, **opts)
-        return self.out_proj.forward(x=_merge_heads(out)).reshape(np.shape(x))
-
-    def backward(self, gradient_outputs, x, memory, attn_mask=None, key_padding_mask=None,
-                 seed=None):
-        x3, m3, (q, k, v), opts = self._prepare(x, memory, attn_mask, key_padding_mask, seed)
-        out, lse = F.scaled_dot_product_attention(q, k, v, return_lse=True, **opts)
-        merged = _merge_heads(out)
-        g = np.asarray(gradient_outputs).reshape(merged.shape)
-        g_out, gi = self.out_proj.backward(g, x=merged)
-        dq, dk, dv = F.scaled_dot_product_attention_backward(
-            _split_heads(gi["x"], self.num_heads), q, k, v, out=out, lse=lse, **opts)
-        g_q, gx = self.q_proj.backward(_merge_heads(dq), x=x3)
-        dkv = np.concatenate([_merge_heads(dk), _merge_heads(dv)], axis=-1)
-        g_kv, gm = self.kv_proj.backward(dkv, x=m3)
-        grads = _mask_grads({"x": gx["x"].reshape(np.shape(x)),
-                             "memory": gm["x"].reshape(np.shape(memory))},
-                            attn_mask=attn_mask, key_padding_mask=key_padding_mask, seed=seed)
-        return {"q_proj": g_q, "kv_proj": g_kv, "out_proj": g_out}, grads
+def __getattr__(name):
+    """Deprecated names (see nn._deprecated), with a DeprecationWarning."""
+    if name not in ("MultiHeadSelfAttention", "MultiHeadCrossAttention"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ._deprecated import deprecated_attribute
+    return deprecated_attribute(__name__, name)

@@ -1,7 +1,10 @@
 """Decoder-only transformer of the coursework interface: DecoderLayer and Decoder."""
+import warnings
+
 import numpy as np
 
 from .attention import MultiHeadAttention
+from .blocks import Residual
 from .feedforward import FeedForward
 from .layers import Embedding, LayerNorm, Linear, PositionalEncoding
 from .module import Module, replace_keys
@@ -9,79 +12,64 @@ from .module import Module, replace_keys
 __all__ = ["DecoderLayer", "Decoder"]
 
 
-class DecoderLayer(Module):
+def norm_placement(norm, pre_norm, owner):
+    """The norm placement of ``norm`` ("pre" / "post" / None = the coursework's "post")
+    and the deprecated ``pre_norm`` bool (DeprecationWarning; an error if both given)."""
+    if pre_norm is None:
+        return "post" if norm is None else norm
+    warnings.warn(f"{owner}(pre_norm=...) is deprecated: use norm='pre' or norm='post'",
+                  DeprecationWarning, stacklevel=3)
+    if norm is not None:
+        raise ValueError("give norm or the deprecated pre_norm, not both")
+    return "pre" if pre_norm else "post"
+
+
+class DecoderLayer(Residual):
     """One decoder block, post-norm by default (the coursework form):
 
         x = Norm1(x + MHA(x, x, x));  x = Norm2(x + FFN(x))
 
-    With pre_norm=True (an extension): x = x + MHA(Norm1(x)); x = x + FFN(Norm2(x)).
-    Parameter keys MHA, Norm1, FFN, Norm2. forward(x=(..., T, D)) -> (..., T, D).
+    With norm="pre" (an extension): x = x + MHA(Norm1(x)); x = x + FFN(Norm2(x)).
+    The shared residual block (transformer_c.nn.blocks) with parameter keys MHA, Norm1,
+    FFN, Norm2 and attributes mha, norm1, ffn, norm2. forward(x=(..., T, D)) ->
+    (..., T, D). ``pre_norm`` (a bool) is the deprecated spelling of ``norm``.
     """
 
-    def __init__(self, mha, norm1, ffn, norm2, *, pre_norm=False):
-        self.mha, self.norm1, self.ffn, self.norm2 = mha, norm1, ffn, norm2
-        self.pre_norm = bool(pre_norm)
+    FIELDS = (("mha", "MHA"), ("norm1", "Norm1"), ("ffn", "FFN"), ("norm2", "Norm2"))
+    SUBLAYERS = (("norm1", "mha"), ("norm2", "ffn"))
+    NORM = "post"
+
+    def __init__(self, mha, norm1, ffn, norm2, *, norm=None, pre_norm=None, dropout=0.0,
+                 training=False, seeds=None):
+        super().__init__(mha, norm1, ffn, norm2, norm=norm_placement(norm, pre_norm,
+                                                                     "DecoderLayer"),
+                         dropout=dropout, training=training, seeds=seeds)
+
+    @property
+    def pre_norm(self):
+        """True with norm="pre" (the deprecated spelling, read-only)."""
+        return self.norm == "pre"
 
     @staticmethod
     def create(embed_dim, num_heads, hidden_size, random_generator, *, causal=True,
-               pre_norm=False, activation="relu", dtype=np.float64):
+               norm=None, pre_norm=None, activation="relu", dtype=np.float64):
+        """Glorot-uniform MultiHeadAttention and FeedForward, LayerNorms of ones / zeros."""
+        norm = norm_placement(norm, pre_norm, "DecoderLayer.create")
         mha = MultiHeadAttention.create(embed_dim, embed_dim, num_heads, random_generator,
                                         causal=causal, dtype=dtype)
         ffn = FeedForward.create(embed_dim, hidden_size, embed_dim, random_generator,
                                  activation=activation, dtype=dtype)
         return DecoderLayer(mha, LayerNorm.create(embed_dim, dtype=dtype), ffn,
-                            LayerNorm.create(embed_dim, dtype=dtype), pre_norm=pre_norm)
+                            LayerNorm.create(embed_dim, dtype=dtype), norm=norm)
 
-    @property
-    def parameters(self):
-        return {"MHA": self.mha.parameters, "Norm1": self.norm1.parameters,
-                "FFN": self.ffn.parameters, "Norm2": self.norm2.parameters}
+    def forward_cached(self, x):
+        """(y, cache) for x (..., T, D)."""
+        return self._run(x, ({}, {}))
 
-    def with_parameters(self, parameters):
-        p = replace_keys(self, parameters, ["MHA", "Norm1", "FFN", "Norm2"])
-        return DecoderLayer(self.mha.with_parameters(p["MHA"]), self.norm1.with_parameters(p["Norm1"]),
-                            self.ffn.with_parameters(p["FFN"]), self.norm2.with_parameters(p["Norm2"]),
-                            pre_norm=self.pre_norm)
-
-    def _self_attention(self, x):
-        return self.mha.forward(q=x, k=x, v=x)
-
-    def _self_attention_backward(self, g, x):
-        grads, gi = self.mha.backward(g, q=x, k=x, v=x)
-        return grads, gi["q"] + gi["k"] + gi["v"]
-
-    def forward(self, x):
-        if self.pre_norm:
-            x = x + self._self_attention(self.norm1.forward(x=x))
-            return x + self.ffn.forward(x=self.norm2.forward(x=x))
-        x = self.norm1.forward(x=x + self._self_attention(x))
-        return self.norm2.forward(x=x + self.ffn.forward(x=x))
-
-    def backward(self, gradient_outputs, x):
-        g = gradient_outputs
-        if self.pre_norm:
-            n1 = self.norm1.forward(x=x)
-            x1 = x + self._self_attention(n1)
-            n2 = self.norm2.forward(x=x1)
-            g_ffn, gi = self.ffn.backward(g, x=n2)
-            g_n2, gi2 = self.norm2.backward(gi["x"], x=x1)
-            d_x1 = g + gi2["x"]
-            g_mha, d_n1 = self._self_attention_backward(d_x1, n1)
-            g_n1, gi1 = self.norm1.backward(d_n1, x=x)
-            dx = d_x1 + gi1["x"]
-        else:
-            r1 = x + self._self_attention(x)
-            x1 = self.norm1.forward(x=r1)
-            r2 = x1 + self.ffn.forward(x=x1)
-            g_n2, gi2 = self.norm2.backward(g, x=r2)
-            d_r2 = gi2["x"]
-            g_ffn, gi = self.ffn.backward(d_r2, x=x1)
-            g_n1, gi1 = self.norm1.backward(d_r2 + gi["x"], x=r1)
-            d_r1 = gi1["x"]
-            g_mha, d_att = self._self_attention_backward(d_r1, x)
-            dx = d_r1 + d_att
-        grads = {"MHA": g_mha, "Norm1": g_n1, "FFN": g_ffn, "Norm2": g_n2}
-        return grads, {"x": dx}
+    def backward_cached(self, g, cache):
+        """(grads, dx) for g (..., T, D)."""
+        grads, dx, _ = self._run_backward(g, cache)
+        return grads, dx
 
 
 class Decoder(Module):
@@ -97,12 +85,15 @@ class Decoder(Module):
 
     @staticmethod
     def create(input_size, hidden_size, output_size, random_generator, num_heads, seq_len=512,
-               *, causal=True, num_layers=2, pre_norm=False, activation="relu", dtype=np.float64):
-        """input_size = vocabulary V, output_size = model width D, hidden_size = FFN width."""
+               *, causal=True, num_layers=2, norm=None, pre_norm=None, activation="relu",
+               dtype=np.float64):
+        """input_size = vocabulary V, output_size = model width D, hidden_size = FFN width;
+        norm "post" (the coursework's, default) or "pre" (pre_norm: its deprecated bool)."""
+        norm = norm_placement(norm, pre_norm, "Decoder.create")
         V, D = input_size, output_size
         token = Embedding.create(V, D, random_generator, dtype=dtype)
         layers = [DecoderLayer.create(D, num_heads, hidden_size, random_generator, causal=causal,
-                                      pre_norm=pre_norm, activation=activation, dtype=dtype)
+                                      norm=norm, activation=activation, dtype=dtype)
                   for _ in range(num_layers)]
         head = Linear.create(D, V, random_generator, dtype=dtype)
         return Decoder(token, PositionalEncoding(seq_len, D), layers, head)

@@ -8,7 +8,8 @@
 
 Padding: ``src_lengths`` (B,) (row b is real up to src_lengths[b]) or
 ``src_key_padding_mask`` bool (B, S), **True = a real token** (transformer_c.functional's
-convention; transformer_c.data.pad_mask is True = padding: pass ``~pad_mask(...)``).
+convention, as transformer_c.data.key_padding_mask builds it; the coursework's
+transformer_c.data.pad_mask is its negation, True = padding).
 Padded positions are never attended to, so they cannot change the outputs at real
 positions, and no gradient flows into them from there (their own output rows are computed
 but meaningless).
@@ -29,11 +30,10 @@ import math
 
 import numpy as np
 
-from .. import functional as F
 from ..functional._util import as_ids, same_dtype
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
-from .blocks import MLP, Block, Dense, Norm, SelfAttention, site_seed
+from .stack import check_ids, stack_backward, stack_blocks, stack_forward, stack_layout
 
 __all__ = ["EncoderConfig", "Encoder"]
 
@@ -70,67 +70,7 @@ class EncoderConfig(ConfigMixin):
         check_common(self, POSITIONS)
 
 
-# ---------------------------------------------------------------------- layouts
-
-def add_dense(out, prefix, o, i, bias):
-    out.append((prefix + ("weight",), (o, i)))
-    if bias:
-        out.append((prefix + ("bias",), (o,)))
-
-
-def add_norm(out, prefix, C, bias):
-    out.append((prefix + ("weight",), (C,)))
-    if bias:
-        out.append((prefix + ("bias",), (C,)))
-
-
-def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
-    """[(path, shape)] of one stack (encoder: cross=False; decoder: cross=True) under
-    ``prefix``, in tree order."""
-    C, H, b = cfg.n_embd, cfg.hidden_size, cfg.bias
-    out = []
-    if wte:
-        out.append((prefix + ("wte", "weight"), (vocab_size, C)))
-    if cfg.position == "learned":
-        out.append((prefix + ("wpe", "weight"), (cfg.block_size, C)))
-    for layer in range(n_layer):
-        p = prefix + ("h", layer)
-        add_norm(out, p + ("ln_1",), C, b)
-        add_dense(out, p + ("attn", "c_attn"), 3 * C, C, b)
-        add_dense(out, p + ("attn", "c_proj"), C, C, b)
-        if cross:
-            add_norm(out, p + ("ln_cross_attn",), C, b)
-            add_dense(out, p + ("crossattention", "q_attn"), C, C, b)
-            add_dense(out, p + ("crossattention", "c_attn"), 2 * C, C, b)
-            add_dense(out, p + ("crossattention", "c_proj"), C, C, b)
-        add_norm(out, p + ("ln_2",), C, b)
-        add_dense(out, p + ("mlp", "c_fc"), H, C, b)
-        add_dense(out, p + ("mlp", "c_proj"), C, H, b)
-    if cfg.norm == "pre":
-        add_norm(out, prefix + ("ln_f",), C, b)
-    return out
-
-
 # ---------------------------------------------------------------------- input checks
-
-def check_ids(ids, name, vocab_size, block_size, squeeze=None):
-    """ids as C-contiguous int64 (B, L) and whether the input was 1-D. squeeze: None
-    (either), or the rank the other input had (both must agree)."""
-    a = as_ids(ids, name)
-    if a.ndim not in (1, 2):
-        raise ValueError(f"{name} must have shape (B, L) or (L,), got {a.shape}")
-    if squeeze is not None and (a.ndim == 1) != squeeze:
-        raise ValueError(f"{name} must be {'1-D' if squeeze else '2-D'} like the source, "
-                         f"got shape {a.shape}")
-    sq = a.ndim == 1
-    a2 = a[None] if sq else a
-    if a2.shape[1] > block_size:
-        raise ValueError(f"{name} has {a2.shape[1]} positions but block_size is {block_size}")
-    if a2.size and (a2.min() < 0 or a2.max() >= vocab_size):
-        bad = a2.min() if a2.min() < 0 else a2.max()
-        raise IndexError(f"{name} holds id {bad}, outside [0, {vocab_size})")
-    return np.ascontiguousarray(a2, dtype=np.int64), sq
-
 
 def source_mask(src_lengths, src_key_padding_mask, B, S, squeeze):
     """The source key-padding mask as bool (B, S) (True = real token), or None when every
@@ -165,87 +105,18 @@ def source_mask(src_lengths, src_key_padding_mask, B, S, squeeze):
 
 # ---------------------------------------------------------------------- the module path
 
-def embed_forward(cfg, ids, wte, wpe, drop_seed):
-    """drop(wte[ids] + positions); drop_seed None: no dropout."""
-    x = F.embedding(ids, wte)
-    if cfg.position == "learned":
-        x = x + wpe[:ids.shape[1]]
-    else:
-        x = F.add_positions(x, base=cfg.position_base)
-    if drop_seed is not None:
-        x = F.dropout(x, cfg.dropout, seed=drop_seed)
-    return x
-
-
-def embed_backward(cfg, dx, ids, vocab_size, drop_seed):
-    """(dwte, dwpe or None) from the gradient of embed_forward's output."""
-    if drop_seed is not None:
-        dx = F.dropout_backward(dx, cfg.dropout, seed=drop_seed)
-    dwte = F.embedding_backward(dx, ids, vocab_size)
-    dwpe = None
-    if cfg.position == "learned":
-        B, L = ids.shape
-        pos = np.broadcast_to(np.arange(L, dtype=np.int64), (B, L))
-        dwpe = F.embedding_backward(dx, pos, cfg.block_size)
-    return dwte, dwpe
-
-
-def mlp_of(cfg, h):
-    return MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
-
-
-def encoder_blocks(cfg, tree, seed, dropping, site0=0):
-    """The Blocks of an encoder stack (tree: {"h": [...], ...}); dropout sites site0 + 1 + 3l
-    (attention probabilities), site0 + 2 + 3l and site0 + 3 + 3l (the two branches)."""
-    eps = cfg.layer_norm_epsilon
-    blocks = []
-    for layer, h in enumerate(tree["h"]):
-        s = site0 + 3 * layer
-        attn = SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
-                             cfg.n_head, causal=False,
-                             dropout=cfg.dropout if dropping else 0.0,
-                             seed=site_seed(seed, s + 1))
-        blocks.append(Block(Norm(**h["ln_1"], eps=eps), attn, Norm(**h["ln_2"], eps=eps),
-                            mlp_of(cfg, h), norm=cfg.norm, dropout=cfg.dropout,
-                            training=dropping,
-                            seeds=(site_seed(seed, s + 2), site_seed(seed, s + 3))))
-    return blocks
-
-
 def encoder_forward(cfg, tree, wte, ids, mask, seed, dropping, site0=0):
     """The encoder stack (module by module): (hidden (B, S, C), cache). tree holds wpe (if
-    learned), h and ln_f (pre-LN); wte is the token embedding (the tree's or a shared one)."""
-    x = embed_forward(cfg, ids, wte, tree.get("wpe", {}).get("weight"),
-                      site_seed(seed, site0) if dropping else None)
-    blocks = encoder_blocks(cfg, tree, seed, dropping, site0)
-    caches = []
-    kpm = {} if mask is None else {"key_padding_mask": mask}
-    for block in blocks:
-        x, c = block.forward_cached(x, **kpm)
-        caches.append(c)
-    cf = None
-    if cfg.norm == "pre":
-        x, cf = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).forward_cached(x)
-    return x, (ids, blocks, caches, cf)
+    learned), h and ln_f (pre-LN); wte is the token embedding (the tree's or a shared one);
+    mask: the key-padding mask (B, S), True = real token, or None."""
+    blocks = stack_blocks(cfg, tree, seed, dropping, site0, causal=False)
+    return stack_forward(cfg, tree, wte, ids, seed, dropping, site0, blocks=blocks,
+                         key_padding_mask=mask)
 
 
 def encoder_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0=0):
-    """(grads of the tree's wpe / h / ln_f, dwte) from d hidden."""
-    ids, blocks, caches, cf = cache
-    grads = {}
-    if cfg.norm == "pre":
-        g_lnf, dx = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).backward_cached(dx, cf)
-    hgrads = [None] * len(blocks)
-    for layer in reversed(range(len(blocks))):
-        hgrads[layer], dx = blocks[layer].backward_cached(dx, caches[layer])
-    dwte, dwpe = embed_backward(cfg, dx, ids, vocab_size,
-                                site_seed(seed, site0) if dropping else None)
-    if dwpe is not None:
-        grads["wpe"] = {"weight": dwpe}
-    grads["h"] = hgrads
-    if cfg.norm == "pre":
-        grads["ln_f"] = g_lnf
-    return grads, dwte
+    """(grads of the tree's wpe / h / ln_f, dwte) from d hidden (B, S, C)."""
+    return stack_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0)[:2]
 
 
 class Encoder(FlatModel):
@@ -265,6 +136,7 @@ class Encoder(FlatModel):
 
     _config_class = EncoderConfig
     _meta_key = "encoder_config"
+    _repr_fields = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")
 
     @staticmethod
     def _layout(config):
@@ -286,12 +158,6 @@ class Encoder(FlatModel):
     def load(path, *, dtype=None, training=True, seed=0):
         """The Encoder saved by ``save(path)`` (dtype: keep the stored one, or convert)."""
         return Encoder._load(path, dtype, training, seed)
-
-    def __repr__(self):
-        c = self.config
-        return (f"Encoder(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
-                f"vocab_size={c.vocab_size}, block_size={c.block_size}, "
-                f"parameters={self.num_parameters}, dtype={self.dtype})")
 
     def _inputs(self, src, src_lengths, src_key_padding_mask):
         ids, squeeze = check_ids(src, "src", self.config.vocab_size, self.config.block_size)

@@ -14,10 +14,10 @@ padding masked; the decoder's self-attention is causal, so right-padded targets 
 mask: their positions are simply ignored by the loss.
 
 Padding: the source by ``src_lengths`` (B,) or ``src_key_padding_mask`` bool (B, S),
-**True = a real token** (transformer_c.data.pad_mask is True = padding: pass its
-negation); targets by the pad id (config.pad_id, or ``ignore_index``): target positions
-whose tgt_out is the pad id are skipped and the loss is the mean over the real target
-tokens.
+**True = a real token** (transformer_c.data.key_padding_mask; the coursework's
+transformer_c.data.pad_mask is its negation); targets by the pad id (config.pad_id, or
+``ignore_index``): target positions whose tgt_out is the pad id are skipped and the loss
+is the mean over the real target tokens.
 
 The parameter tree (GPT-2 names; the decoder layers are Hugging Face GPT-2's with
 add_cross_attention)::
@@ -47,10 +47,9 @@ from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ._flat import FlatModel
 from ..options import option_index
-from .blocks import CrossAttention, DecoderBlock, Dense, Norm, SelfAttention, site_seed
 from ._config import ConfigMixin, check_common, check_positive
-from .encoder import (POSITIONS, EncoderConfig, check_ids, embed_backward, embed_forward,
-                      encoder_backward, encoder_forward, mlp_of, source_mask, stack_layout)
+from .encoder import POSITIONS, EncoderConfig, encoder_backward, encoder_forward, source_mask
+from .stack import check_ids, decoder_blocks, stack_backward, stack_forward, stack_layout
 
 __all__ = ["EncoderDecoderConfig", "EncoderDecoder"]
 
@@ -137,6 +136,8 @@ class EncoderDecoder(FlatModel):
 
     _config_class = EncoderDecoderConfig
     _meta_key = "encoder_decoder_config"
+    _repr_fields = ("n_encoder_layer", "n_decoder_layer", "n_head", "n_embd", "src_vocab_size",
+                    "tgt_vocab_size", "block_size")
 
     @staticmethod
     def _layout(config):
@@ -171,13 +172,6 @@ class EncoderDecoder(FlatModel):
         """The EncoderDecoder saved by ``save(path)`` (dtype: keep the stored one, or
         convert)."""
         return EncoderDecoder._load(path, dtype, training, seed)
-
-    def __repr__(self):
-        c = self.config
-        return (f"EncoderDecoder(n_encoder_layer={c.n_encoder_layer}, "
-                f"n_decoder_layer={c.n_decoder_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
-                f"vocab=({c.src_vocab_size}, {c.tgt_vocab_size}), block_size={c.block_size}, "
-                f"parameters={self.num_parameters}, dtype={self.dtype})")
 
     # ------------------------------------------------------------------ parameters by role
 
@@ -225,78 +219,34 @@ class EncoderDecoder(FlatModel):
 
     # ------------------------------------------------------------------ module path
 
-    def _decoder_blocks(self, seed, dropping):
-        cfg = self.config
-        eps, d0 = cfg.layer_norm_epsilon, 1 + 3 * cfg.n_encoder_layer
-        p_attn = cfg.dropout if dropping else 0.0
-        blocks = []
-        for layer, h in enumerate(self._params["decoder"]["h"]):
-            s = d0 + 5 * layer
-            attn = SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
-                                 cfg.n_head, causal=True, dropout=p_attn,
-                                 seed=site_seed(seed, s + 1))
-            x = h["crossattention"]
-            cross = CrossAttention(Dense(**x["q_attn"]), Dense(**x["c_attn"]),
-                                   Dense(**x["c_proj"]), cfg.n_head, dropout=p_attn,
-                                   seed=site_seed(seed, s + 3))
-            blocks.append(DecoderBlock(
-                Norm(**h["ln_1"], eps=eps), attn, Norm(**h["ln_cross_attn"], eps=eps), cross,
-                Norm(**h["ln_2"], eps=eps), mlp_of(cfg, h), norm=cfg.norm, dropout=cfg.dropout,
-                training=dropping,
-                seeds=tuple(site_seed(seed, s + i) for i in (2, 4, 5))))
-        return blocks
-
     def _forward_cached(self, src, mask, tgt, seed):
         cfg, p = self.config, self._params
         dropping = self._dropping()
         memory, enc_cache = encoder_forward(cfg, p["encoder"], self._src_wte(), src, mask, seed,
                                             dropping)
         d0 = 1 + 3 * cfg.n_encoder_layer
-        x = embed_forward(cfg, tgt, self._tgt_wte(), p["decoder"].get("wpe", {}).get("weight"),
-                          site_seed(seed, d0) if dropping else None)
-        blocks = self._decoder_blocks(seed, dropping)
-        caches = []
-        for block in blocks:
-            x, c = block.forward_cached(x, memory, mask)
-            caches.append(c)
-        cf = None
-        if cfg.norm == "pre":
-            x, cf = Norm(**p["decoder"]["ln_f"], eps=cfg.layer_norm_epsilon).forward_cached(x)
-        logits = F.linear(x, self._head())
-        return logits, (enc_cache, tgt, blocks, caches, cf, x, memory)
+        blocks = decoder_blocks(cfg, p["decoder"], seed, dropping, d0)
+        x, cache = stack_forward(cfg, p["decoder"], self._tgt_wte(), tgt, seed, dropping, d0,
+                                 blocks=blocks, memory=memory, memory_key_padding_mask=mask)
+        return F.linear(x, self._head()), (enc_cache, cache, x)
 
     def _backward_cached(self, dlogits, cache, seed):
         cfg, p = self.config, self._params
-        enc_cache, tgt, blocks, caches, cf, xf, memory = cache
+        enc_cache, dec_cache, xf = cache
         dropping = self._dropping()
         dx, dhead, _ = F.linear_backward(dlogits, xf, self._head())
-        if cfg.norm == "pre":
-            g_lnf, dx = Norm(**p["decoder"]["ln_f"],
-                             eps=cfg.layer_norm_epsilon).backward_cached(dx, cf)
-        hgrads = [None] * len(blocks)
-        dmem = None
-        for layer in reversed(range(len(blocks))):
-            hgrads[layer], dx, dm = blocks[layer].backward_cached(dx, caches[layer])
-            dmem = dm if dmem is None else dmem + dm
-        d0 = 1 + 3 * cfg.n_encoder_layer
-        dwte_t, dwpe_t = embed_backward(cfg, dx, tgt, cfg.tgt_vocab_size,
-                                        site_seed(seed, d0) if dropping else None)
+        dec, dwte_t, dmem = stack_backward(cfg, p["decoder"], cfg.tgt_vocab_size, dx, dec_cache,
+                                           seed, dropping, 1 + 3 * cfg.n_encoder_layer)
         enc, dwte_s = encoder_backward(cfg, p["encoder"], cfg.src_vocab_size, dmem, enc_cache,
                                        seed, dropping)
         if cfg.tie_embeddings:
             dwte_t = dwte_t + dhead
-        dec = {}
         out = {}
         if cfg.share_embeddings:
             out["wte"] = {"weight": dwte_t + dwte_s}
         else:
             enc = {"wte": {"weight": dwte_s}, **enc}
-            dec["wte"] = {"weight": dwte_t}
-        if dwpe_t is not None:
-            dec["wpe"] = {"weight": dwpe_t}
-        dec["h"] = hgrads
-        if cfg.norm == "pre":
-            dec["ln_f"] = g_lnf
+            dec = {"wte": {"weight": dwte_t}, **dec}
         out["encoder"], out["decoder"] = enc, dec
         if not cfg.tie_embeddings:
             out["lm_head"] = {"weight": dhead}

@@ -36,9 +36,9 @@ from .. import _C
 from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
-from .blocks import MLP, Block, Dense, Norm, SelfAttention, site_seed
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
+from .stack import check_ids, stack_backward, stack_blocks, stack_forward, stack_layout
 
 __all__ = ["GPTConfig", "GPT"]
 
@@ -87,33 +87,9 @@ class GPTConfig(ConfigMixin):
 
 def _layout(cfg):
     """[(path, shape)] of every parameter in tree order (the order of the flat buffer)."""
-    C, H, V = cfg.n_embd, cfg.hidden_size, cfg.vocab_size
-    out = [(("wte", "weight"), (V, C))]
-    if cfg.position == "learned":
-        out.append((("wpe", "weight"), (cfg.block_size, C)))
-
-    def dense(prefix, o, i):
-        out.append((prefix + ("weight",), (o, i)))
-        if cfg.bias:
-            out.append((prefix + ("bias",), (o,)))
-
-    def norm(prefix):
-        out.append((prefix + ("weight",), (C,)))
-        if cfg.bias:
-            out.append((prefix + ("bias",), (C,)))
-
-    for layer in range(cfg.n_layer):
-        p = ("h", layer)
-        norm(p + ("ln_1",))
-        dense(p + ("attn", "c_attn"), 3 * C, C)
-        dense(p + ("attn", "c_proj"), C, C)
-        norm(p + ("ln_2",))
-        dense(p + ("mlp", "c_fc"), H, C)
-        dense(p + ("mlp", "c_proj"), C, H)
-    if cfg.norm == "pre":
-        norm(("ln_f",))
+    out = stack_layout(cfg, (), cfg.n_layer, cfg.vocab_size, wte=True, cross=False)
     if not cfg.tie_embeddings:
-        out.append((("lm_head", "weight"), (V, C)))
+        out.append((("lm_head", "weight"), (cfg.vocab_size, cfg.n_embd)))
     return out
 
 
@@ -134,6 +110,7 @@ class GPT(FlatModel):
 
     _config_class = GPTConfig
     _meta_key = "gpt_config"
+    _repr_fields = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")
     _load_hint = " (for a Hugging Face GPT-2 directory use GPT.from_huggingface)"
     _layout = staticmethod(_layout)
 
@@ -158,94 +135,28 @@ class GPT(FlatModel):
         """The GPT saved by ``save(path)`` (dtype: keep the stored one, or convert)."""
         return GPT._load(path, dtype, training, seed)
 
-    def __repr__(self):
-        c = self.config
-        return (f"GPT(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
-                f"vocab_size={c.vocab_size}, block_size={c.block_size}, "
-                f"parameters={self.num_parameters}, dtype={self.dtype})")
-
     # ------------------------------------------------------------------ module path
-
-    def _blocks(self, seed):
-        cfg, p = self.config, self._params
-        rope = (dict(base=cfg.position_base, interleaved=cfg.rope_interleaved)
-                if cfg.position == "rope" else None)
-        eps = cfg.layer_norm_epsilon
-        blocks = []
-        for layer, h in enumerate(p["h"]):
-            attn = SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
-                                 cfg.n_head, causal=True, rope=rope,
-                                 dropout=cfg.dropout if self._dropping() else 0.0,
-                                 seed=site_seed(seed, 1 + 3 * layer))
-            mlp = MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
-            blocks.append(Block(Norm(**h["ln_1"], eps=eps), attn, Norm(**h["ln_2"], eps=eps), mlp,
-                                norm=cfg.norm, dropout=cfg.dropout, training=self.training,
-                                seeds=(site_seed(seed, 2 + 3 * layer),
-                                       site_seed(seed, 3 + 3 * layer))))
-        return blocks
 
     def _head_weight(self):
         return self._params["wte" if self.config.tie_embeddings else "lm_head"]["weight"]
 
     def _check_idx(self, idx, name="idx"):
-        ids = as_ids(idx, name)
-        if ids.ndim not in (1, 2):
-            raise ValueError(f"{name} must have shape (B, T) or (T,), got {ids.shape}")
-        squeeze = ids.ndim == 1
-        ids2 = ids[None] if squeeze else ids
-        T = ids2.shape[1]
-        if T > self.config.block_size:
-            raise ValueError(f"{name} has T = {T} positions but block_size is "
-                             f"{self.config.block_size}")
-        if ids2.size and (ids2.min() < 0 or ids2.max() >= self.config.vocab_size):
-            bad = ids2.min() if ids2.min() < 0 else ids2.max()
-            raise IndexError(f"{name} holds id {bad}, outside [0, {self.config.vocab_size})")
-        return np.ascontiguousarray(ids2, dtype=np.int64), squeeze
+        return check_ids(idx, name, self.config.vocab_size, self.config.block_size)
 
     def _forward_cached(self, ids, seed):
-        cfg, p = self.config, self._params
-        B, T = ids.shape
-        x = F.embedding(ids, p["wte"]["weight"])
-        if cfg.position == "learned":
-            x = x + p["wpe"]["weight"][:T]
-        elif cfg.position == "sinusoidal":
-            x = F.add_positions(x, base=cfg.position_base)
-        if self._dropping():
-            x = F.dropout(x, cfg.dropout, seed=site_seed(seed, 0))
-        blocks = self._blocks(seed)
-        caches = []
-        for block in blocks:
-            x, c = block.forward_cached(x)
-            caches.append(c)
-        cf = None
-        if cfg.norm == "pre":
-            ln_f = Norm(**p["ln_f"], eps=cfg.layer_norm_epsilon)
-            x, cf = ln_f.forward_cached(x)
-        logits = F.linear(x, self._head_weight())
-        return logits, (ids, blocks, caches, cf, x)
+        cfg, p, dropping = self.config, self._params, self._dropping()
+        blocks = stack_blocks(cfg, p, seed, dropping, causal=True)
+        x, cache = stack_forward(cfg, p, p["wte"]["weight"], ids, seed, dropping,
+                                 blocks=blocks)
+        return F.linear(x, self._head_weight()), (cache, x)
 
     def _backward_cached(self, dlogits, cache, seed):
-        cfg, p = self.config, self._params
-        ids, blocks, caches, cf, xf = cache
-        B, T = ids.shape
+        cfg = self.config
+        cache, xf = cache
         dx, dhead, _ = F.linear_backward(dlogits, xf, self._head_weight())
-        grads = {}
-        if cfg.norm == "pre":
-            ln_f = Norm(**p["ln_f"], eps=cfg.layer_norm_epsilon)
-            grads["ln_f"], dx = ln_f.backward_cached(dx, cf)
-        hgrads = [None] * len(blocks)
-        for layer in reversed(range(len(blocks))):
-            hgrads[layer], dx = blocks[layer].backward_cached(dx, caches[layer])
-        if self._dropping():
-            dx = F.dropout_backward(dx, cfg.dropout, seed=site_seed(seed, 0))
-        dwte = F.embedding_backward(dx, ids, cfg.vocab_size)
-        out = {"wte": {"weight": dwte + dhead if cfg.tie_embeddings else dwte}}
-        if cfg.position == "learned":
-            pos = np.broadcast_to(np.arange(T, dtype=np.int64), (B, T))
-            out["wpe"] = {"weight": F.embedding_backward(dx, pos, cfg.block_size)}
-        out["h"] = hgrads
-        if cfg.norm == "pre":
-            out["ln_f"] = grads["ln_f"]
+        grads, dwte, _ = stack_backward(cfg, self._params, cfg.vocab_size, dx, cache, seed,
+                                        self._dropping())
+        out = {"wte": {"weight": dwte + dhead if cfg.tie_embeddings else dwte}, **grads}
         if not cfg.tie_embeddings:
             out["lm_head"] = {"weight": dhead}
         return out

@@ -15,7 +15,7 @@ import abc
 
 import numpy as np
 
-__all__ = ["Module", "glorot_uniform", "check_dtype"]
+__all__ = ["Module", "CachedModule", "glorot_uniform", "check_dtype"]
 
 
 class Module(abc.ABC):
@@ -44,6 +44,32 @@ class Module(abc.ABC):
     def __repr__(self):
         shapes = {k: getattr(v, "shape", "...") for k, v in self.parameters.items()}
         return f"{type(self).__name__}({shapes})"
+
+
+class CachedModule(Module):
+    """A module defined by the pair the models chain without recomputation:
+    ``forward_cached(x, **options) -> (y, cache)`` and ``backward_cached(g, cache) ->
+    (param_grads, dx)``. forward / backward follow from them; extra keyword inputs (masks)
+    pass through to forward_cached and get zero input gradients."""
+
+    def forward(self, x, **options):
+        """forward_cached's output y for input x (shapes as the subclass documents)."""
+        return self.forward_cached(x, **options)[0]
+
+    def backward(self, gradient_outputs, x, **options):
+        """(param_grads, {"x": dx, mask names: zeros}) at input x; gradient_outputs has
+        the output's shape."""
+        grads, dx = self.backward_cached(gradient_outputs, self.forward_cached(x, **options)[1])
+        return grads, with_zero_grads({"x": dx}, options)
+
+
+def with_zero_grads(grads, inputs):
+    """grads plus a zero gradient (own shape and dtype) for every non-None entry of
+    ``inputs`` (the non-differentiable inputs that were given: masks, seeds)."""
+    for name, value in inputs.items():
+        if value is not None:
+            grads[name] = np.zeros(np.shape(value), dtype=np.asarray(value).dtype)
+    return grads
 
 
 def glorot_uniform(random_generator, fan_in, fan_out, shape=None, dtype=np.float64):

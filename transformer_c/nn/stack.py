@@ -1,0 +1,202 @@
+"""The module path of a transformer stack, shared by GPT, Encoder and EncoderDecoder:
+parameter layouts, id checks, embeddings + positions, the blocks of a stack (built from
+its parameter tree) and the stack's forward / backward chained through the blocks'
+forward_cached / backward_cached.
+
+A stack's tree: {"wte" (optional here: the token embedding is passed in), "wpe" (learned
+positions only), "h": [layer trees], "ln_f" (pre-LN only)}. Dropout sites of a stack
+starting at ``site0``: site0 (embeddings), then per layer l of a self-attention stack
+site0 + 1 + 3l (attention probabilities), site0 + 2 + 3l and site0 + 3 + 3l (the two
+branches); see blocks.site_seed. The C fast paths use the same rules.
+"""
+import numpy as np
+
+from .. import functional as F
+from ..functional._util import as_ids
+from .attention import CrossAttention, SelfAttention
+from .blocks import Block, DecoderBlock, site_seed
+from .feedforward import MLP
+from .layers import Dense, Norm
+
+__all__ = ["stack_layout", "check_ids", "embed_forward", "embed_backward", "stack_blocks",
+           "decoder_blocks", "stack_forward", "stack_backward"]
+
+
+# ---------------------------------------------------------------------- layouts
+
+def _add(out, prefix, shape, bias):
+    out.append((prefix + ("weight",), shape))
+    if bias:
+        out.append((prefix + ("bias",), shape[:1]))
+
+
+def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
+    """[(path, shape)] of one stack under ``prefix`` in tree order (the flat buffer's):
+    a self-attention stack (cross=False: GPT, an encoder) or a decoder with
+    cross-attention (cross=True)."""
+    C, H, b = cfg.n_embd, cfg.hidden_size, cfg.bias
+    out = []
+    if wte:
+        out.append((prefix + ("wte", "weight"), (vocab_size, C)))
+    if cfg.position == "learned":
+        out.append((prefix + ("wpe", "weight"), (cfg.block_size, C)))
+    for layer in range(n_layer):
+        p = prefix + ("h", layer)
+        _add(out, p + ("ln_1",), (C,), b)
+        _add(out, p + ("attn", "c_attn"), (3 * C, C), b)
+        _add(out, p + ("attn", "c_proj"), (C, C), b)
+        if cross:
+            _add(out, p + ("ln_cross_attn",), (C,), b)
+            _add(out, p + ("crossattention", "q_attn"), (C, C), b)
+            _add(out, p + ("crossattention", "c_attn"), (2 * C, C), b)
+            _add(out, p + ("crossattention", "c_proj"), (C, C), b)
+        _add(out, p + ("ln_2",), (C,), b)
+        _add(out, p + ("mlp", "c_fc"), (H, C), b)
+        _add(out, p + ("mlp", "c_proj"), (C, H), b)
+    if cfg.norm == "pre":
+        _add(out, prefix + ("ln_f",), (C,), b)
+    return out
+
+
+# ---------------------------------------------------------------------- input checks
+
+def check_ids(ids, name, vocab_size, block_size, squeeze=None):
+    """ids as C-contiguous int64 (B, L) and whether the input was 1-D. squeeze: None
+    (either), or the rank the other input had (both must agree). ValueError / IndexError
+    naming ``name``."""
+    a = as_ids(ids, name)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{name} must have shape (B, L) or (L,), got {a.shape}")
+    if squeeze is not None and (a.ndim == 1) != squeeze:
+        raise ValueError(f"{name} must be {'1-D' if squeeze else '2-D'} like the source, "
+                         f"got shape {a.shape}")
+    sq = a.ndim == 1
+    a2 = a[None] if sq else a
+    if a2.shape[1] > block_size:
+        raise ValueError(f"{name} has {a2.shape[1]} positions but block_size is {block_size}")
+    if a2.size and (a2.min() < 0 or a2.max() >= vocab_size):
+        bad = a2.min() if a2.min() < 0 else a2.max()
+        raise IndexError(f"{name} holds id {bad}, outside [0, {vocab_size})")
+    return np.ascontiguousarray(a2, dtype=np.int64), sq
+
+
+# ---------------------------------------------------------------------- embeddings
+
+def embed_forward(cfg, ids, wte, wpe, drop_seed):
+    """drop(wte[ids] + positions) (B, L, C) for ids (B, L): learned (wpe rows), sinusoidal
+    (the fixed table) or none added (RoPE acts in the attention); drop_seed None: no
+    dropout."""
+    x = F.embedding(ids, wte)
+    if cfg.position == "learned":
+        x = x + wpe[:ids.shape[1]]
+    elif cfg.position == "sinusoidal":
+        x = F.add_positions(x, base=cfg.position_base)
+    if drop_seed is not None:
+        x = F.dropout(x, cfg.dropout, seed=drop_seed)
+    return x
+
+
+def embed_backward(cfg, dx, ids, vocab_size, drop_seed):
+    """(dwte (V, C), dwpe (block_size, C) or None) from the gradient (B, L, C) of
+    embed_forward's output."""
+    if drop_seed is not None:
+        dx = F.dropout_backward(dx, cfg.dropout, seed=drop_seed)
+    dwte = F.embedding_backward(dx, ids, vocab_size)
+    dwpe = None
+    if cfg.position == "learned":
+        B, L = ids.shape
+        pos = np.broadcast_to(np.arange(L, dtype=np.int64), (B, L))
+        dwpe = F.embedding_backward(dx, pos, cfg.block_size)
+    return dwte, dwpe
+
+
+# ---------------------------------------------------------------------- blocks
+
+def _rope(cfg):
+    if cfg.position != "rope":
+        return None
+    return dict(base=cfg.position_base, interleaved=cfg.rope_interleaved)
+
+
+def _self_attention(cfg, h, causal, p_attn, seed):
+    return SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
+                         cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed)
+
+
+def _mlp(cfg, h):
+    return MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
+
+
+def stack_blocks(cfg, tree, seed, dropping, site0=0, *, causal):
+    """The Blocks of a self-attention stack (tree: {"h": [...], ...}): causal (GPT) or
+    bidirectional (an encoder); dropout sites as the module doc says."""
+    eps, p_attn = cfg.layer_norm_epsilon, cfg.dropout if dropping else 0.0
+    blocks = []
+    for layer, h in enumerate(tree["h"]):
+        s = site0 + 3 * layer
+        blocks.append(Block(Norm(**h["ln_1"], eps=eps),
+                            _self_attention(cfg, h, causal, p_attn, site_seed(seed, s + 1)),
+                            Norm(**h["ln_2"], eps=eps), _mlp(cfg, h), norm=cfg.norm,
+                            dropout=cfg.dropout, training=dropping,
+                            seeds=(site_seed(seed, s + 2), site_seed(seed, s + 3))))
+    return blocks
+
+
+def decoder_blocks(cfg, tree, seed, dropping, site0):
+    """The DecoderBlocks of an encoder-decoder's decoder (tree: {"h": [...], ...}); the
+    dropout sites of layer l are site0 + 1 + 5l .. site0 + 5 + 5l (self-attention
+    probabilities, its branch, cross-attention probabilities, its branch, the MLP's)."""
+    eps, p_attn = cfg.layer_norm_epsilon, cfg.dropout if dropping else 0.0
+    blocks = []
+    for layer, h in enumerate(tree["h"]):
+        s = site0 + 5 * layer
+        x = h["crossattention"]
+        cross = CrossAttention(Dense(**x["q_attn"]), Dense(**x["c_attn"]), Dense(**x["c_proj"]),
+                               cfg.n_head, dropout=p_attn, seed=site_seed(seed, s + 3))
+        blocks.append(DecoderBlock(
+            Norm(**h["ln_1"], eps=eps), _self_attention(cfg, h, True, p_attn,
+                                                        site_seed(seed, s + 1)),
+            Norm(**h["ln_cross_attn"], eps=eps), cross, Norm(**h["ln_2"], eps=eps),
+            _mlp(cfg, h), norm=cfg.norm, dropout=cfg.dropout, training=dropping,
+            seeds=tuple(site_seed(seed, s + i) for i in (2, 4, 5))))
+    return blocks
+
+
+# ---------------------------------------------------------------------- the stack
+
+def stack_forward(cfg, tree, wte, ids, seed, dropping, site0=0, *, blocks, **inputs):
+    """(hidden (B, L, C), cache): embeddings, the ``blocks`` (each called with ``inputs``:
+    a key-padding mask, or the memory and its mask), ln_f (pre-LN). tree holds wpe (if
+    learned) and ln_f; wte is the token embedding (the tree's or a shared one)."""
+    x = embed_forward(cfg, ids, wte, tree.get("wpe", {}).get("weight"),
+                      site_seed(seed, site0) if dropping else None)
+    caches = []
+    for block in blocks:
+        x, c = block.forward_cached(x, **inputs)
+        caches.append(c)
+    cf = None
+    if cfg.norm == "pre":
+        x, cf = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).forward_cached(x)
+    return x, (ids, blocks, caches, cf)
+
+
+def stack_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0=0):
+    """(grads of the tree's wpe / h / ln_f, dwte, extras): extras the sum over the blocks
+    of their further input gradients (the memory's, for decoder blocks), or None."""
+    ids, blocks, caches, cf = cache
+    grads = {}
+    if cfg.norm == "pre":
+        g_lnf, dx = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).backward_cached(dx, cf)
+    hgrads, extra = [None] * len(blocks), None
+    for layer in reversed(range(len(blocks))):
+        hgrads[layer], dx, *more = blocks[layer].backward_cached(dx, caches[layer])
+        if more:
+            extra = more[0] if extra is None else extra + more[0]
+    dwte, dwpe = embed_backward(cfg, dx, ids, vocab_size,
+                                site_seed(seed, site0) if dropping else None)
+    if dwpe is not None:
+        grads["wpe"] = {"weight": dwpe}
+    grads["h"] = hgrads
+    if cfg.norm == "pre":
+        grads["ln_f"] = g_lnf
+    return grads, dwte, extra
