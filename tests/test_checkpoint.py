@@ -207,3 +207,81 @@ def test_a_killed_save_leaves_a_complete_checkpoint(tmp_path, point, step, recov
     if recovered:
         assert "recovered the checkpoint of step 7" in c.notes[0]
     assert sorted(os.listdir(tmp_path / "run")) == ["last"]  # leftovers of the dead process gone
+
+
+# ------------------------------------------------------------------ the model files
+
+def _rewrite_header(file, edit):
+    """Edit the JSON header of a safetensors file (keeping its length a multiple of 8)."""
+    import struct
+    data = file.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    file.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n:])
+
+
+def test_a_forged_layer_count_fails_before_any_work(tmp_path, monkeypatch):
+    make(tmp_path / "c")
+    f = tmp_path / "c" / "model.safetensors"
+
+    def forge(h):
+        cfg = json.loads(h["__metadata__"]["gpt_config"])
+        cfg["n_layer"] = 1_000_000
+        h["__metadata__"]["gpt_config"] = json.dumps(cfg)
+
+    _rewrite_header(f, forge)
+    layouts = []
+    real = GPT._layout
+    monkeypatch.setattr(GPT, "_layout", staticmethod(
+        lambda cfg: layouts.append(cfg.n_layer) or real(cfg)))
+    with pytest.raises(ValueError, match="n_layer is 1000000 but the file holds 1 such layers"):
+        GPT.load(f)
+    assert 1_000_000 not in layouts  # the forged config's layout was never built
+    rewrite_checksums(tmp_path / "c")
+    with pytest.raises(ckpt.CheckpointError, match="n_layer is 1000000"):
+        ckpt.load(tmp_path / "c")
+
+
+def test_a_forged_width_fails_on_the_parameter_count(tmp_path):
+    make(tmp_path / "c")
+    f = tmp_path / "c" / "model.safetensors"
+
+    def forge(h):
+        cfg = json.loads(h["__metadata__"]["gpt_config"])
+        cfg["n_embd"] = 4096
+        h["__metadata__"]["gpt_config"] = json.dumps(cfg)
+
+    _rewrite_header(f, forge)
+    with pytest.raises(ValueError, match="the config implies .* parameters but the file's "
+                                         "tensors hold"):
+        GPT.load(f)
+
+
+def test_an_integer_dtype_in_the_header_is_refused_naming_the_tensor(tmp_path):
+    make(tmp_path / "c")
+    f = tmp_path / "c" / "model.safetensors"
+    _rewrite_header(f, lambda h: h["wte.weight"].update(dtype="I32"))
+    with pytest.raises(ValueError, match="tensor wte.weight has dtype int32"):
+        GPT.load(f)
+    rewrite_checksums(tmp_path / "c")
+    with pytest.raises(ckpt.CheckpointError, match="wte.weight has dtype int32"):
+        ckpt.load(tmp_path / "c")
+
+
+def test_a_copied_model_owns_its_buffers(tmp_path):
+    import copy
+    model = make(tmp_path / "c")
+    x = np.zeros((2, 4), dtype=np.int64)
+    model.loss_and_grads(x, x)
+    for dup in (copy.copy(model), copy.deepcopy(model)):
+        assert not np.shares_memory(dup.flat_parameters, model.flat_parameters)
+        assert not np.shares_memory(dup.flat_grads, model.flat_grads)
+        np.testing.assert_array_equal(dup.flat_parameters, model.flat_parameters)
+        np.testing.assert_array_equal(dup.flat_grads, model.flat_grads)
+        dup.flat_parameters[0] += 1
+        assert dup.flat_parameters[0] != model.flat_parameters[0]
+        assert dup.parameters["wte"]["weight"].base is not None  # the tree views its buffer
+        assert np.shares_memory(dup.parameters["wte"]["weight"], dup.flat_parameters)

@@ -201,6 +201,19 @@ class FlatModel(Module):
     def num_parameters(self):
         return self._flat.size
 
+    def __copy__(self):
+        """An independent model: its own parameter (and gradient) buffers and its own C
+        context. (A copy sharing the buffers but not the context's busy guard would let
+        two threads train the same buffers at once and corrupt them silently.)"""
+        return self.__deepcopy__({})
+
+    def __deepcopy__(self, memo):
+        new = type(self)._from_flat(self.config, self._flat.copy(), self.training, self.seed)
+        if self._grads is not None:
+            new._grads = self._grads.copy()
+        memo[id(self)] = new
+        return new
+
     def __getstate__(self):
         return {"config": self.config, "flat": self._flat, "grads": self._grads,
                 "training": self.training, "seed": self.seed}
@@ -268,11 +281,37 @@ class FlatModel(Module):
 
         with safe_open(os.fspath(path), framework="np") as f:
             meta = f.metadata() or {}
+            sizes = {name: math.prod(f.get_slice(name).get_shape()) for name in f.keys()}
         if cls._meta_key not in meta:
             raise ValueError(f"{path} has no '{cls._meta_key}' metadata: not written by "
                              f"{cls.__name__}.save{cls._load_hint}")
-        config = cls._config_class.from_dict(json.loads(meta[cls._meta_key]))
+        try:
+            config = cls._config_class.from_dict(json.loads(meta[cls._meta_key]))
+        except (TypeError, RecursionError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: its '{cls._meta_key}' metadata is not a "
+                             f"{cls._config_class.__name__}: {e}") from None
+        cls._check_against_file(config, sizes, path)
         return cls._from_state_dict(config, load_file(os.fspath(path)), dtype, training, seed)
+
+    @classmethod
+    def _check_against_file(cls, config, sizes, path):
+        """Before any work the size of a config implies (layers, parameters): the counts in
+        the config must be those of the tensors in the file. A ValueError naming the field
+        otherwise (a damaged or forged config could ask for a million layers)."""
+        for name in ("n_layer", "n_encoder_layer", "n_decoder_layer"):
+            n = getattr(config, name, None)
+            if n is None:
+                continue
+            prefix = {"n_layer": "h.", "n_encoder_layer": "encoder.h.",
+                      "n_decoder_layer": "decoder.h."}[name]
+            layers = {k[len(prefix):].split(".")[0] for k in sizes if k.startswith(prefix)}
+            if n != len(layers):
+                raise ValueError(f"{path}: the config's {name} is {n} but the file holds "
+                                 f"{len(layers)} such layers")
+        want, have = cls._count(config), sum(sizes.values())
+        if want != have:
+            raise ValueError(f"{path}: the config implies {want} parameters but the file's "
+                             f"tensors hold {have}")
 
     @classmethod
     def _from_state_dict(cls, config, tensors, dtype, training, seed, transpose=()):
@@ -288,6 +327,12 @@ class FlatModel(Module):
             raise ValueError(f"checkpoint has unexpected tensors {extra[:5]}"
                              f"{'...' if len(extra) > 5 else ''}")
         first = tensors[dotted(layout[0][0])]
+        for p, _ in layout:  # weights are float32 or float64, one dtype: never cast ints
+            t = tensors[dotted(p)]
+            if t.dtype not in (np.float32, np.float64) or t.dtype != first.dtype:
+                raise ValueError(f"checkpoint tensor {dotted(p)} has dtype {t.dtype}; every "
+                                 f"tensor must be float32 or float64, all of one dtype "
+                                 f"({dotted(layout[0][0])} is {first.dtype})")
         dt = check_dtype(first.dtype if dtype is None else dtype)
         model = cls._from_flat(config, np.empty(cls._count(config), dt), training, seed)
         for p, shape in layout:
