@@ -473,8 +473,14 @@ def test_load_rejects_foreign_files(tmp_path):
     cfg = GPTConfig(**TINY)
     save_file({"wte.weight": np.zeros((13, 8), np.float32)}, str(tmp_path / "b.safetensors"),
               metadata={"gpt_config": json.dumps(cfg.to_dict())})
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ValueError, match="n_layer is 2 but the file holds 0 such layers"):
         GPT.load(tmp_path / "b.safetensors")
+    full = GPT.create(cfg, np.random.default_rng(0)).state_dict()
+    del full["ln_f.bias"]
+    full["ln_f.beta"] = np.zeros(8, np.float32)
+    save_file(full, str(tmp_path / "c.safetensors"), metadata={"gpt_config": json.dumps(cfg.to_dict())})
+    with pytest.raises(ValueError, match=r"missing \['ln_f.bias'\]"):
+        GPT.load(tmp_path / "c.safetensors")
 
 
 # ------------------------------------------------------------------ gradient flow, training
