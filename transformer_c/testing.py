@@ -32,7 +32,7 @@ import numpy as np
 from . import tree as _tree
 
 __all__ = ["default_tolerances", "GradcheckError", "gradcheck", "ErrorStats",
-           "compare_modules", "run_module"]
+           "compare_modules", "compare_results", "run_module"]
 
 _TOLERANCES = {np.dtype(np.float64): dict(rtol=1e-7, atol=1e-9),
                np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5)}
@@ -225,8 +225,9 @@ class ErrorStats:
 
     Attributes: name; shape_ok (False when the shapes differ, and then only ``message``
     is meaningful); max_abs, max_rel (max |s - r| / max(|r|, tiny)); worst_index (the
-    index of the largest excess over the tolerance), student / reference values there;
-    nonfinite (count of NaN/inf in the student's array where the reference is finite);
+    index of the largest excess over the tolerance; for boolean arrays the first
+    differing one), student / reference values there; mismatches (entries beyond the
+    tolerance); nonfinite (count of NaN/inf in the student's array where the reference is finite);
     ok (within rtol/atol everywhere, NaN matching NaN).
     """
 
@@ -238,7 +239,8 @@ class ErrorStats:
         self.student_shape, self.reference_shape = s.shape, r.shape
         self.max_abs = self.max_rel = float("nan")
         self.worst_index = self.student_value = self.reference_value = None
-        self.nonfinite = 0
+        self.nonfinite = self.mismatches = 0
+        self.boolean = r.dtype == np.bool_
         if not self.shape_ok:
             self.ok = False
             return
@@ -248,13 +250,15 @@ class ErrorStats:
         diff = np.where(np.isnan(diff), np.inf, diff)
         self.nonfinite = int(np.sum(~np.isfinite(s) & np.isfinite(r)))
         excess = diff - (atol + rtol * np.abs(np.nan_to_num(r)))
-        self.ok = bool(np.all(excess <= 0)) if s.size else True
+        self.mismatches = int(np.sum(excess > 0))
+        self.ok = self.mismatches == 0
         if s.size:
             self.max_abs = float(diff.max())
             self.max_rel = float((diff / np.maximum(np.abs(r), 1e-300)).max())
             w = np.unravel_index(int(np.argmax(excess)), s.shape)
             self.worst_index = tuple(int(i) for i in w)
-            self.student_value, self.reference_value = float(s[w]), float(r[w])
+            cast = bool if self.boolean else float
+            self.student_value, self.reference_value = cast(s[w]), cast(r[w])
         else:
             self.max_abs = self.max_rel = 0.0
 
@@ -266,11 +270,17 @@ class ErrorStats:
         if not self.shape_ok:
             return (f"{self.name}: shape {self.student_shape}, expected "
                     f"{self.reference_shape}")
+        if self.boolean:
+            if self.ok:
+                return f"{self.name}: ok"
+            return (f"{self.name}: MISMATCH {self.mismatches} of {np.prod(self.reference_shape)}"
+                    f" entries differ; first at index {list(self.worst_index)}: got "
+                    f"{self.student_value}, expected {self.reference_value}")
         head = "ok" if self.ok else "MISMATCH"
         msg = (f"{self.name}: {head}  max abs err {self.max_abs:.3g}, max rel err "
                f"{self.max_rel:.3g}")
         if not self.ok:
-            msg += (f"; worst at index {list(self.worst_index)}: got {self.student_value!r}, "
+            msg += (f"; {self.mismatches} entries off, worst at index {list(self.worst_index)}: got {self.student_value!r}, "
                     f"expected {self.reference_value!r} (rtol {self.rtol:g}, atol "
                     f"{self.atol:g})")
             if self.nonfinite:
@@ -302,7 +312,14 @@ def compare_modules(student, reference, inputs, *, gradient_outputs=None, seed=0
             ref_out.shape).astype(ref_out.dtype if ref_out.dtype.kind == "f" else np.float64)
     ref_out, ref_grads = run_module(reference, inputs, gradient_outputs)
     out, grads = run_module(student, inputs, gradient_outputs)
-    report = {"output": ErrorStats("output", out, ref_out, **tol)}
+    return compare_results(out, grads, ref_out, ref_grads, **tol)
+
+
+def compare_results(output, grads, ref_output, ref_grads, *, rtol, atol):
+    """The comparison behind :func:`compare_modules`, on results already computed (e.g. a
+    reference loaded from a snapshot): {"output": ErrorStats, path: ErrorStats for every
+    path of ref_grads} (a path missing from ``grads`` is reported MISSING)."""
+    report = {"output": ErrorStats("output", output, ref_output, rtol=rtol, atol=atol)}
     for path, r in ref_grads.items():
-        report[path] = ErrorStats(path, grads.get(path), r, **tol)
+        report[path] = ErrorStats(path, grads.get(path), r, rtol=rtol, atol=atol)
     return report
