@@ -159,3 +159,15 @@ def test_other_known_mistakes_are_diagnosed():
     e = np.exp(z - z.max(-1, keepdims=True))
     assert "along axis 2, not along dim=1" in S.diagnose(sm, e / e.sum(-1, keepdims=True))
     assert S.diagnose(sm, np.zeros_like(z)) is None
+
+
+def test_readme_example_report_is_what_the_grader_prints():
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("```text\ntransformer_c grader: suite mytorch"):]
+    block = block[:block.index("\n```", 4)].splitlines()[1:]
+    printed = []
+    for name, suite in (("buggy_softmax", "mytorch"), ("buggy_causal_mask", "hw4lib"),
+                        ("buggy_layernorm", "mlp")):
+        printed += G.grade(DATA / f"{name}.py", suite).report().splitlines()
+    assert len(block) > 20
+    assert [ln for ln in block if ln.strip() and ln not in printed] == []

@@ -168,9 +168,9 @@ def _grade_case(suite, ns, load_error, case, index, expected, path, tol):
                 lines.insert(0, f"likely cause: {why}")
         if score < case.max_score:
             lines.extend(_warning_lines(caught, path))
-        if not out_ok and case.grads:
-            lines.append("(gradients are checked with the reference's gradient of the "
-                         "output; fix the forward first)")
+        if not out_ok and not grads_ok and case.grads:
+            lines.append("(the gradient mismatches may follow from the output's: fix the "
+                         "forward first)")
     except _Reported as r:
         lines = [str(r)]
     except Exception as exc:  # noqa: BLE001 - a student exception fails this test only
