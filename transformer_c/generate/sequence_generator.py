@@ -1,7 +1,9 @@
 """A coursework-style SequenceGenerator (CMU 11-785 HW4P1, hw4lib/decoding).
 
 It drives an arbitrary ``score_fn`` mapping token ids (batch, seq) to next-token logits
-(batch, V), so a deterministic scoring table can test it. ``generate_greedy`` follows the
+(batch, V), so a deterministic scoring table can test it. It is constructed as the course
+does, ``SequenceGenerator(score_fn, tokenizer, max_length, device)``, and takes NumPy or
+torch ids (torch in, torch out; score_fn then sees torch tensors on ``device``). ``generate_greedy`` follows the
 handout's pseudocode line by line:
 
     scores = zeros(batch); finished = False for each row
@@ -160,6 +162,23 @@ class SequenceGenerator:
             next_tokens = np.where(finished, self.eos_id, next_tokens)
         return np.concatenate([x, next_tokens[:, None]], axis=1), next_tokens
 
+    def _decode(self, x, choose):
+        """The pseudocode's loop around ``choose(x) -> (next_tokens (batch,), log_probs
+        (batch, V))``: scores add the chosen tokens' log-probabilities for unfinished rows,
+        tokens are appended, rows finish at <EOS>. Returns (x, scores) in the caller's type."""
+        batch = x.shape[0]
+        scores = np.zeros(batch, dtype=np.float64)
+        finished = np.zeros(batch, dtype=bool)
+        for _ in range(self.max_length - x.shape[1]):
+            if batch == 0 or finished.all():
+                break
+            next_tokens, log_probs = choose(x)
+            token_scores = log_probs[np.arange(batch), next_tokens]
+            scores = np.where(finished, scores, scores + token_scores)
+            x, next_tokens = self._append(x, next_tokens, finished)
+            finished = finished | (next_tokens == self.eos_id)
+        return self._out(x, scores)
+
     # ------------------------------------------------------------------ decoders
     def generate_greedy(self, x, temperature=1.0, repeat_penalty=1.0):
         """x (batch, seq) ids, all rows the same length. Returns (x (batch, L) with the
@@ -168,49 +187,34 @@ class SequenceGenerator:
         x = self._check_x(x)
         temperature = self._temperature(temperature)
         _args.penalty(repeat_penalty, "repeat_penalty")
-        batch = x.shape[0]
-        scores = np.zeros(batch, dtype=np.float64)
-        finished = np.zeros(batch, dtype=bool)
-        for _ in range(self.max_length - x.shape[1]):
-            if batch == 0 or finished.all():
-                break
+
+        def choose(x):
             logits = self._scores(x)
             logits = self._apply_repeat_penalty(logits, x, repeat_penalty)
             logits = logits / logits.dtype.type(temperature)
             log_probs = F.log_softmax(logits, axis=-1)
-            next_tokens = np.argmax(log_probs, axis=-1).astype(np.int64)
-            token_scores = log_probs[np.arange(batch), next_tokens]
-            scores = np.where(finished, scores, scores + token_scores)
-            x, next_tokens = self._append(x, next_tokens, finished)
-            finished = finished | (next_tokens == self.eos_id)
-        return self._out(x, scores)
+            return np.argmax(log_probs, axis=-1).astype(np.int64), log_probs
+        return self._decode(x, choose)
 
     def generate_sample(self, x, temperature=1.0, top_k=0, top_p=1.0, seed=None):
         """Sampling in the same loop as ``generate_greedy``: the logits are divided by the
         temperature, filtered (top-k, then top-p; 0 and 1 disable them), log-softmaxed, and
         the next token is drawn from softmax(logits) = exp(log_probs); scores add its
-        log-probability under that filtered distribution for unfinished rows. seed: None, int or numpy Generator
-        (rng.random(batch) per step, all rows drawn). Returns (x, scores) as greedy."""
+        log-probability under that filtered distribution for unfinished rows. seed: None,
+        int or numpy Generator (rng.random(batch) per step, all rows drawn). Returns (x,
+        scores) as greedy."""
         x = self._check_x(x)
         temperature = self._temperature(temperature)
         top_k, top_p = _args.top_k(top_k), _args.top_p(top_p)
         rng = _args.generator(seed)
-        batch = x.shape[0]
-        scores = np.zeros(batch, dtype=np.float64)
-        finished = np.zeros(batch, dtype=bool)
-        for _ in range(self.max_length - x.shape[1]):
-            if batch == 0 or finished.all():
-                break
+
+        def choose(x):
             logits = self._scores(x)
             logits = logits / logits.dtype.type(temperature)
             logits = P.top_p_filter(P.top_k_filter(logits, top_k), top_p)
             log_probs = F.log_softmax(logits, axis=-1)
-            next_tokens = P.sample_tokens(F.softmax(logits, axis=-1), rng)
-            token_scores = log_probs[np.arange(batch), next_tokens]
-            scores = np.where(finished, scores, scores + token_scores)
-            x, next_tokens = self._append(x, next_tokens, finished)
-            finished = finished | (next_tokens == self.eos_id)
-        return self._out(x, scores)
+            return P.sample_tokens(F.softmax(logits, axis=-1), rng), log_probs
+        return self._decode(x, choose)
 
     def generate_beam(self, x, beam_width, temperature=1.0, repeat_penalty=1.0):
         """Fixed-width beam search in the same style: every row keeps ``beam_width`` beams;
