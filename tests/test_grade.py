@@ -28,11 +28,12 @@ def test_correct_numpy_submissions_get_full_marks(suite):
 def test_suites_cover_awkward_shapes():
     names = " | ".join(c.name for s in S.SUITES for c in S.make_cases(s))
     for probe in ("(1, 1, 1, 2)", "T=1", "L=1", "(5, 1)", "large logits", "causal + key padding",
-                  "boolean mask", "constant rows", "(3, 1)", "x (3, 5)"):
+                  "boolean mask", "constant rows", "(3, 1)", "x (3, 5)", "x (1, 3), hidden 2",
+                  "DecoderLayer: T=1"):
         assert probe in names, probe
     a, b = S.make_cases("mlp", 0, 3), S.make_cases("mlp", 0, 3)
     assert len(a) == 2 * len(S.MLP)
-    np.testing.assert_array_equal(a[-1].inputs["q"], b[-1].inputs["q"])  # seeded
+    np.testing.assert_array_equal(a[-1].inputs["x"], b[-1].inputs["x"])  # seeded
     assert not np.array_equal(a[0].inputs["x"], a[len(S.MLP)].inputs["x"])  # hidden differ
     with pytest.raises(ValueError, match="unknown suite"):
         S.make_cases("nope")
@@ -138,8 +139,11 @@ def test_buggy_causal_mask_off_by_one_is_caught_and_named():
 def test_buggy_layernorm_variance_is_caught_and_named():
     r = G.grade(DATA / "buggy_layernorm.py", "mlp")
     bad = failing(r)
-    assert set(bad) == {"LayerNorm: x (4, 7), D=7", "LayerNorm: x (2, 3, 5), batched"}
-    for out in bad.values():
+    assert set(bad) == {"LayerNorm: x (4, 7), D=7", "LayerNorm: x (2, 3, 5), batched",
+                        "DecoderLayer: T=4 D=6 heads=2 hidden=8, causal",
+                        "DecoderLayer: T=1 D=4 heads=1 hidden=3, causal"}
+    assert "fix those first" in bad["DecoderLayer: T=4 D=6 heads=2 hidden=8, causal"]
+    for out in (v for k, v in bad.items() if k.startswith("LayerNorm")):
         assert out.startswith("likely cause: your variance divides by D - 1 (unbiased, "
                               "ddof=1)")
         assert "parameters/weights: MISMATCH" in out and "inputs/x: MISMATCH" in out

@@ -162,6 +162,9 @@ def _grade_case(suite, ns, load_error, case, index, expected, path, tol):
         grads_ok = all(s.ok for k, s in report.items() if k != "output")
         score = case.max_score * ((0.5 * out_ok + 0.5 * grads_ok) if case.grads else out_ok)
         lines = [s.message for s in report.values() if not s.ok]
+        if len(lines) > _MAX_LINES:
+            lines = lines[:_MAX_LINES] + [f"... and {len(lines) - _MAX_LINES} more gradients "
+                                          f"off"]
         if not out_ok:
             why = _suites.diagnose(case, out)
             if why:
@@ -181,6 +184,9 @@ def _grade_case(suite, ns, load_error, case, index, expected, path, tol):
     return {"name": case.name, "score": score, "max_score": case.max_score,
             "output": "\n".join(lines) if lines else "ok", "passed": passed,
             "visibility": "after_published" if case.hidden else "visible"}
+
+
+_MAX_LINES = 5  # mismatching arrays listed per test
 
 
 def _warning_lines(caught, path):

@@ -10,7 +10,9 @@ Suites:
 - ``mytorch`` (CMU 11-785 HW4, seed 001): Linear, Softmax, ScaledDotProductAttention,
   MultiHeadAttention, stateful, masks True = do not attend.
 - ``mlp`` (POSTECH "Autoregressive", seed 000): LayerNorm, PositionalEncoding,
-  ScaledSelfAttention (causal or not), MultiHeadAttention built from the student's heads.
+  ScaledSelfAttention (causal or not), MultiHeadAttention built from the student's heads,
+  FeedForward (on the framework's Linear: the student file's ``Linear`` if it has one,
+  else transformer_c.nn.Linear), DecoderLayer built from the student's parts.
 - ``hw4lib`` (seed 001, Task 2): the PadMask and CausalMask functions.
 """
 import numpy as np
@@ -167,9 +169,36 @@ def _mlp_mha(rng, T, din, H, d, causal):
     return Case("MultiHeadAttention", f"T={T} d_model={din} heads={H}"
                 + (", causal" if causal else ""),
                 "concat(head_1(x), ..., head_h(x)) @ W_out; backward splits the gradient "
-                "per head and sums the three input gradients of each head",
+                "per head and sums the three input gradients of each head (built from your "
+                "ScaledSelfAttention: fix it first if it fails)",
                 config={"num_heads": H, "causal": int(causal)}, params=params,
                 inputs={"q": x, "k": x, "v": x})
+
+
+def _ffn_params(rng, din, dh, prefix=""):
+    return {f"{prefix}layer1/weights": _n(rng, dh, din), f"{prefix}layer1/bias": _n(rng, dh),
+            f"{prefix}layer2/weights": _n(rng, din, dh), f"{prefix}layer2/bias": _n(rng, din)}
+
+
+def _mlp_ffn(rng, shape, dh):
+    return Case("FeedForward", f"x {shape}, hidden {dh}",
+                "W2 ReLU(W1 x + b1) + b2 with the framework's Linear (y = x @ weights.T + "
+                "bias); ReLU's gradient is 0 where W1 x + b1 <= 0",
+                params=_ffn_params(rng, shape[-1], dh), inputs={"x": _n(rng, *shape)})
+
+
+def _mlp_decoder_layer(rng, T, D, H, dh):
+    d = D // H
+    p = {f"MHA/head_{h}/{w}": _n(rng, D, d) for h in range(H) for w in ("W_q", "W_k", "W_v")}
+    p["MHA/W_out"] = _n(rng, D, D)
+    for n in ("Norm1", "Norm2"):
+        p.update({f"{n}/weights": _n(rng, D) + 1, f"{n}/bias": _n(rng, D)})
+    p.update(_ffn_params(rng, D, dh, "FFN/"))
+    return Case("DecoderLayer", f"T={T} D={D} heads={H} hidden={dh}, causal",
+                "post-norm: x = Norm1(x + MHA(x, x, x)); x = Norm2(x + FFN(x)); backward "
+                "through both residual paths (built from your MultiHeadAttention, LayerNorm "
+                "and FeedForward: fix those first if they fail)", config={"num_heads": H}, params=p,
+                inputs={"x": _n(rng, T, D)})
 
 
 MLP = [
@@ -184,7 +213,28 @@ MLP = [
     lambda r: _mlp_attn(r, 1, 2, 2, 3, True),
     lambda r: _mlp_mha(r, 5, 6, 2, 3, True),
     lambda r: _mlp_mha(r, 3, 4, 1, 4, False),
+    lambda r: _mlp_ffn(r, (5, 4), 7),
+    lambda r: _mlp_ffn(r, (1, 3), 2),
+    lambda r: _mlp_decoder_layer(r, 4, 6, 2, 8),
+    lambda r: _mlp_decoder_layer(r, 1, 4, 1, 3),
 ]
+
+
+def _sub(params, prefix):
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def _mlp_heads(ns, p, H, causal):
+    return [ns["ScaledSelfAttention"](p[f"head_{h}/W_q"], p[f"head_{h}/W_k"], p[f"head_{h}/W_v"],
+                                      causal=causal) for h in range(H)]
+
+
+def _mlp_ffn_module(ns, p):
+    """FeedForward from the framework's Linear: the student file's own ``Linear`` when it
+    defines or imports one, transformer_c.nn.Linear otherwise."""
+    lin = ns.get("Linear", nn.Linear)
+    return ns["FeedForward"](lin(p["layer1/weights"], p["layer1/bias"]),
+                             lin(p["layer2/weights"], p["layer2/bias"]))
 
 
 def _build_mlp(ns, case):
@@ -196,10 +246,14 @@ def _build_mlp(ns, case):
         return cls(c["seq_len"], c["d_model"])
     if case.component == "ScaledSelfAttention":
         return cls(p["W_q"], p["W_k"], p["W_v"], causal=bool(c["causal"]))
-    heads = [ns["ScaledSelfAttention"](p[f"head_{h}/W_q"], p[f"head_{h}/W_k"],
-                                       p[f"head_{h}/W_v"], causal=bool(c["causal"]))
-             for h in range(c["num_heads"])]
-    return cls(heads, p["W_out"])
+    if case.component == "FeedForward":
+        return _mlp_ffn_module(ns, p)
+    if case.component == "MultiHeadAttention":
+        return cls(_mlp_heads(ns, p, c["num_heads"], bool(c["causal"])), p["W_out"])
+    mha = ns["MultiHeadAttention"](_mlp_heads(ns, _sub(p, "MHA/"), c["num_heads"], True),
+                                   p["MHA/W_out"])
+    norms = [ns["LayerNorm"](p[f"{n}/weights"], p[f"{n}/bias"]) for n in ("Norm1", "Norm2")]
+    return cls(mha, norms[0], _mlp_ffn_module(ns, _sub(p, "FFN/")), norms[1])
 
 
 # ------------------------------------------------------------------ hw4lib masks
@@ -254,7 +308,8 @@ def reference_namespace(suite):
         return {n: getattr(mytorch, n) for n in mytorch.__all__}
     if suite == "mlp":
         return {n: getattr(nn, n) for n in ("LayerNorm", "PositionalEncoding",
-                                            "ScaledSelfAttention", "MultiHeadAttention")}
+                                            "ScaledSelfAttention", "MultiHeadAttention",
+                                            "FeedForward", "DecoderLayer", "Linear")}
     return {"PadMask": hw4lib.PadMask, "CausalMask": hw4lib.CausalMask}
 
 

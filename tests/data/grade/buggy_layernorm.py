@@ -2,7 +2,8 @@
 import numpy as np
 
 import mlp_student
-from mlp_student import MultiHeadAttention, PositionalEncoding, ScaledSelfAttention  # noqa: F401
+from mlp_student import (DecoderLayer, FeedForward, Linear, MultiHeadAttention,  # noqa: F401
+                         PositionalEncoding, ScaledSelfAttention)
 
 
 class LayerNorm(mlp_student.LayerNorm):

@@ -122,3 +122,77 @@ class MultiHeadAttention:
             dx = {n: dx[n] + di[n] for n in dx}
             start += d
         return grads, dx
+
+
+class Linear:
+    """The framework's Linear (y = x @ weights.T + bias), as the course provides it."""
+
+    def __init__(self, weights, bias):
+        self.weights, self.bias = weights, bias
+
+    @property
+    def parameters(self):
+        return {"weights": self.weights, "bias": self.bias}
+
+    def with_parameters(self, p):
+        return Linear(p["weights"], p["bias"])
+
+    def forward(self, x):
+        return x @ self.weights.T + self.bias
+
+    def backward(self, gradient_outputs, x):
+        g = gradient_outputs.reshape(-1, gradient_outputs.shape[-1])
+        return ({"weights": g.T @ x.reshape(-1, x.shape[-1]), "bias": g.sum(0)},
+                {"x": gradient_outputs @ self.weights})
+
+
+class FeedForward:
+    def __init__(self, layer1, layer2):
+        self.layer1, self.layer2 = layer1, layer2
+
+    @property
+    def parameters(self):
+        return {"layer1": self.layer1.parameters, "layer2": self.layer2.parameters}
+
+    def with_parameters(self, p):
+        return FeedForward(self.layer1.with_parameters(p["layer1"]),
+                           self.layer2.with_parameters(p["layer2"]))
+
+    def forward(self, x):
+        return self.layer2.forward(np.maximum(self.layer1.forward(x), 0.0))
+
+    def backward(self, gradient_outputs, x):
+        h = self.layer1.forward(x)
+        g2, ga = self.layer2.backward(gradient_outputs, np.maximum(h, 0.0))
+        g1, gx = self.layer1.backward(ga["x"] * (h > 0), x)
+        return {"layer1": g1, "layer2": g2}, gx
+
+
+class DecoderLayer:
+    def __init__(self, mha, norm1, ffn, norm2):
+        self.mha, self.norm1, self.ffn, self.norm2 = mha, norm1, ffn, norm2
+
+    @property
+    def parameters(self):
+        return {"MHA": self.mha.parameters, "Norm1": self.norm1.parameters,
+                "FFN": self.ffn.parameters, "Norm2": self.norm2.parameters}
+
+    def with_parameters(self, p):
+        return DecoderLayer(self.mha.with_parameters(p["MHA"]),
+                            self.norm1.with_parameters(p["Norm1"]),
+                            self.ffn.with_parameters(p["FFN"]),
+                            self.norm2.with_parameters(p["Norm2"]))
+
+    def forward(self, x):
+        x1 = self.norm1.forward(x + self.mha.forward(x, x, x))
+        return self.norm2.forward(x1 + self.ffn.forward(x1))
+
+    def backward(self, gradient_outputs, x):
+        r1 = x + self.mha.forward(x, x, x)
+        x1 = self.norm1.forward(r1)
+        gn2, d = self.norm2.backward(gradient_outputs, x1 + self.ffn.forward(x1))
+        gf, df = self.ffn.backward(d["x"], x1)
+        gn1, d1 = self.norm1.backward(d["x"] + df["x"], r1)
+        gm, dm = self.mha.backward(d1["x"], x, x, x)
+        dx = d1["x"] + dm["q"] + dm["k"] + dm["v"]
+        return {"MHA": gm, "Norm1": gn1, "FFN": gf, "Norm2": gn2}, {"x": dx}
