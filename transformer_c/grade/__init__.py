@@ -37,8 +37,10 @@ def load_student(path):
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"student file {path} does not exist")
-    spec = importlib.util.spec_from_file_location(f"student_{abs(hash(str(path)))}", path)
+    name = f"student_submission_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses, pickling and the like look the module up
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         spec.loader.exec_module(module)
