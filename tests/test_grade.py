@@ -29,7 +29,7 @@ def test_suites_cover_awkward_shapes():
     names = " | ".join(c.name for s in S.SUITES for c in S.make_cases(s))
     for probe in ("(1, 1, 1, 2)", "T=1", "L=1", "(5, 1)", "large logits", "causal + key padding",
                   "boolean mask", "constant rows", "(3, 1)", "x (3, 5)", "x (1, 3), hidden 2",
-                  "DecoderLayer: T=1"):
+                  "DecoderLayer: T=1", "Decoder: T=1"):
         assert probe in names, probe
     a, b = S.make_cases("mlp", 0, 3), S.make_cases("mlp", 0, 3)
     assert len(a) == 2 * len(S.MLP)
@@ -141,7 +141,9 @@ def test_buggy_layernorm_variance_is_caught_and_named():
     bad = failing(r)
     assert set(bad) == {"LayerNorm: x (4, 7), D=7", "LayerNorm: x (2, 3, 5), batched",
                         "DecoderLayer: T=4 D=6 heads=2 hidden=8, causal",
-                        "DecoderLayer: T=1 D=4 heads=1 hidden=3, causal"}
+                        "DecoderLayer: T=1 D=4 heads=1 hidden=3, causal",
+                        "Decoder: T=6 V=7 D=4 heads=2 layers=2",
+                        "Decoder: T=1 V=3 D=2 heads=1 layers=1"}
     assert "fix those first" in bad["DecoderLayer: T=4 D=6 heads=2 hidden=8, causal"]
     for out in (v for k, v in bad.items() if k.startswith("LayerNorm")):
         assert out.startswith("likely cause: your variance divides by D - 1 (unbiased, "

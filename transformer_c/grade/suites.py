@@ -12,7 +12,8 @@ Suites:
 - ``mlp`` (POSTECH "Autoregressive", seed 000): LayerNorm, PositionalEncoding,
   ScaledSelfAttention (causal or not), MultiHeadAttention built from the student's heads,
   FeedForward (on the framework's Linear: the student file's ``Linear`` if it has one,
-  else transformer_c.nn.Linear), DecoderLayer built from the student's parts.
+  else transformer_c.nn.Linear), DecoderLayer and Decoder built from the student's parts
+  (Decoder on the framework's Embedding and Linear, the student file's if it has them).
 - ``hw4lib`` (seed 001, Task 2): the PadMask and CausalMask functions.
 """
 import numpy as np
@@ -187,18 +188,37 @@ def _mlp_ffn(rng, shape, dh):
                 params=_ffn_params(rng, shape[-1], dh), inputs={"x": _n(rng, *shape)})
 
 
-def _mlp_decoder_layer(rng, T, D, H, dh):
+def _layer_params(rng, D, H, dh, prefix=""):
     d = D // H
-    p = {f"MHA/head_{h}/{w}": _n(rng, D, d) for h in range(H) for w in ("W_q", "W_k", "W_v")}
-    p["MHA/W_out"] = _n(rng, D, D)
+    p = {f"{prefix}MHA/head_{h}/{w}": _n(rng, D, d) for h in range(H)
+         for w in ("W_q", "W_k", "W_v")}
+    p[f"{prefix}MHA/W_out"] = _n(rng, D, D)
     for n in ("Norm1", "Norm2"):
-        p.update({f"{n}/weights": _n(rng, D) + 1, f"{n}/bias": _n(rng, D)})
-    p.update(_ffn_params(rng, D, dh, "FFN/"))
+        p.update({f"{prefix}{n}/weights": _n(rng, D) + 1, f"{prefix}{n}/bias": _n(rng, D)})
+    p.update(_ffn_params(rng, D, dh, f"{prefix}FFN/"))
+    return p
+
+
+def _mlp_decoder_layer(rng, T, D, H, dh):
     return Case("DecoderLayer", f"T={T} D={D} heads={H} hidden={dh}, causal",
                 "post-norm: x = Norm1(x + MHA(x, x, x)); x = Norm2(x + FFN(x)); backward "
                 "through both residual paths (built from your MultiHeadAttention, LayerNorm "
-                "and FeedForward: fix those first if they fail)", config={"num_heads": H}, params=p,
-                inputs={"x": _n(rng, T, D)})
+                "and FeedForward: fix those first if they fail)", config={"num_heads": H},
+                params=_layer_params(rng, D, H, dh), inputs={"x": _n(rng, T, D)})
+
+
+def _mlp_decoder(rng, T, V, D, H, dh, layers):
+    p = {"token/weight": _n(rng, V, D)}
+    for i in range(layers):
+        p.update(_layer_params(rng, D, H, dh, f"layer_{i}/"))
+    p.update({"lm_head/weights": _n(rng, V, D), "lm_head/bias": _n(rng, V)})
+    return Case("Decoder", f"T={T} V={V} D={D} heads={H} layers={layers}",
+                "token embedding -> + positional encoding -> the DecoderLayers -> lm_head "
+                "logits (T, V), no final norm; the embedding gradient scatter-adds (repeated "
+                "tokens accumulate) (built from your DecoderLayer and PositionalEncoding: fix "
+                "those first if they fail)",
+                config={"num_heads": H, "num_layers": layers, "seq_len": 16}, params=p,
+                inputs={"x": rng.integers(0, V, T)})
 
 
 MLP = [
@@ -217,6 +237,8 @@ MLP = [
     lambda r: _mlp_ffn(r, (1, 3), 2),
     lambda r: _mlp_decoder_layer(r, 4, 6, 2, 8),
     lambda r: _mlp_decoder_layer(r, 1, 4, 1, 3),
+    lambda r: _mlp_decoder(r, 6, 7, 4, 2, 5, 2),
+    lambda r: _mlp_decoder(r, 1, 3, 2, 1, 3, 1),
 ]
 
 
@@ -237,6 +259,13 @@ def _mlp_ffn_module(ns, p):
                              lin(p["layer2/weights"], p["layer2/bias"]))
 
 
+def _mlp_layer(ns, p, H):
+    """A DecoderLayer (causal) of ``ns``'s classes from the parameters under one prefix."""
+    mha = ns["MultiHeadAttention"](_mlp_heads(ns, _sub(p, "MHA/"), H, True), p["MHA/W_out"])
+    norms = [ns["LayerNorm"](p[f"{n}/weights"], p[f"{n}/bias"]) for n in ("Norm1", "Norm2")]
+    return ns["DecoderLayer"](mha, norms[0], _mlp_ffn_module(ns, _sub(p, "FFN/")), norms[1])
+
+
 def _build_mlp(ns, case):
     cls = ns[case.component]
     c, p = case.config, case.params
@@ -250,10 +279,15 @@ def _build_mlp(ns, case):
         return _mlp_ffn_module(ns, p)
     if case.component == "MultiHeadAttention":
         return cls(_mlp_heads(ns, p, c["num_heads"], bool(c["causal"])), p["W_out"])
-    mha = ns["MultiHeadAttention"](_mlp_heads(ns, _sub(p, "MHA/"), c["num_heads"], True),
-                                   p["MHA/W_out"])
-    norms = [ns["LayerNorm"](p[f"{n}/weights"], p[f"{n}/bias"]) for n in ("Norm1", "Norm2")]
-    return cls(mha, norms[0], _mlp_ffn_module(ns, _sub(p, "FFN/")), norms[1])
+    if case.component == "DecoderLayer":
+        return _mlp_layer(ns, p, c["num_heads"])
+    # Decoder: the framework's Embedding and Linear (the student file's, else transformer_c's)
+    emb, lin = ns.get("Embedding", nn.Embedding), ns.get("Linear", nn.Linear)
+    D = p["token/weight"].shape[1]
+    layers = [_mlp_layer(ns, _sub(p, f"layer_{i}/"), c["num_heads"])
+              for i in range(c["num_layers"])]
+    return cls(emb(p["token/weight"]), ns["PositionalEncoding"](c["seq_len"], D), layers,
+               lin(p["lm_head/weights"], p["lm_head/bias"]))
 
 
 # ------------------------------------------------------------------ hw4lib masks
@@ -309,7 +343,8 @@ def reference_namespace(suite):
     if suite == "mlp":
         return {n: getattr(nn, n) for n in ("LayerNorm", "PositionalEncoding",
                                             "ScaledSelfAttention", "MultiHeadAttention",
-                                            "FeedForward", "DecoderLayer", "Linear")}
+                                            "FeedForward", "DecoderLayer", "Decoder", "Linear",
+                                            "Embedding")}
     return {"PadMask": hw4lib.PadMask, "CausalMask": hw4lib.CausalMask}
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 
 import mlp_student
-from mlp_student import (DecoderLayer, FeedForward, Linear, MultiHeadAttention,  # noqa: F401
-                         PositionalEncoding, ScaledSelfAttention)
+from mlp_student import (Decoder, DecoderLayer, Embedding, FeedForward, Linear,  # noqa: F401
+                         MultiHeadAttention, PositionalEncoding, ScaledSelfAttention)
 
 
 class LayerNorm(mlp_student.LayerNorm):

@@ -196,3 +196,64 @@ class DecoderLayer:
         gm, dm = self.mha.backward(d1["x"], x, x, x)
         dx = d1["x"] + dm["q"] + dm["k"] + dm["v"]
         return {"MHA": gm, "Norm1": gn1, "FFN": gf, "Norm2": gn2}, {"x": dx}
+
+
+class Embedding:
+    """The framework's Embedding, as the course provides it."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    @property
+    def parameters(self):
+        return {"weight": self.weight}
+
+    def with_parameters(self, p):
+        return Embedding(p["weight"])
+
+    def forward(self, x):
+        return self.weight[x]
+
+    def backward(self, gradient_outputs, x):
+        dW = np.zeros_like(self.weight)
+        np.add.at(dW, x, gradient_outputs)
+        return {"weight": dW}, {"x": np.zeros_like(x)}
+
+
+class Decoder:
+    def __init__(self, token_embedding, pos_encoding, layers, lm_head):
+        self.token, self.pe, self.layers, self.lm_head = (token_embedding, pos_encoding,
+                                                           list(layers), lm_head)
+
+    @property
+    def parameters(self):
+        p = {"token": self.token.parameters, "pe": self.pe.parameters}
+        p.update({f"layer_{i}": layer.parameters for i, layer in enumerate(self.layers)})
+        p["lm_head"] = self.lm_head.parameters
+        return p
+
+    def with_parameters(self, p):
+        return Decoder(self.token.with_parameters(p["token"]), self.pe,
+                       [layer.with_parameters(p[f"layer_{i}"])
+                        for i, layer in enumerate(self.layers)],
+                       self.lm_head.with_parameters(p["lm_head"]))
+
+    def _hidden(self, x):
+        hs = [self.pe.forward(self.token.forward(x))]
+        for layer in self.layers:
+            hs.append(layer.forward(hs[-1]))
+        return hs
+
+    def forward(self, x):
+        return self.lm_head.forward(self._hidden(x)[-1])
+
+    def backward(self, gradient_outputs, x):
+        hs = self._hidden(x)
+        grads = {"pe": {}}
+        grads["lm_head"], d = self.lm_head.backward(gradient_outputs, hs[-1])
+        g = d["x"]
+        for i in reversed(range(len(self.layers))):
+            grads[f"layer_{i}"], d = self.layers[i].backward(g, hs[i])
+            g = d["x"]
+        grads["token"], dx = self.token.backward(g, x)
+        return grads, dx
