@@ -177,3 +177,14 @@ def test_readme_example_report_is_what_the_grader_prints():
         printed += G.grade(DATA / f"{name}.py", suite).report().splitlines()
     assert len(block) > 20
     assert [ln for ln in block if ln.strip() and ln not in printed] == []
+
+
+def test_a_test_that_never_finishes_fails_with_a_timeout(tmp_path):
+    slow = tmp_path / "slow.py"
+    slow.write_text("import numpy as np\n\n\ndef PadMask(x, lengths):\n    while True:\n"
+                    "        pass\n\n\ndef CausalMask(x):\n"
+                    "    return np.triu(np.ones((x.shape[1],) * 2, bool), 1)\n")
+    r = G.grade(slow, "hw4lib", timeout=0.2)
+    bad = failing(r)
+    assert len(bad) == 3 and all(n.startswith("PadMask") for n in bad)
+    assert all("did not finish within 0.2 s" in o for o in bad.values())

@@ -18,7 +18,9 @@ instead of running transformer_c's implementation.
 import importlib.util
 import json
 import pathlib
+import signal
 import sys
+import threading
 import traceback
 import warnings
 
@@ -122,12 +124,14 @@ class GradeResult:
         pathlib.Path(path).write_text(json.dumps(self.results_json(), indent=2))
 
 
-def grade(student_file, suite, *, seed=0, hidden_seed=None, snapshot=None):
+def grade(student_file, suite, *, seed=0, hidden_seed=None, snapshot=None, timeout=60.0):
     """Grade ``student_file`` on ``suite``; returns a GradeResult.
 
     seed / hidden_seed: inputs of the visible cases / of the hidden repeat (None: none).
     snapshot: an exported .npz (then suite/seeds come from it and transformer_c's
-    implementation is not run)."""
+    implementation is not run). timeout: seconds one test may take (the test fails with
+    a message saying so; enforced with SIGALRM, so only in the main thread on POSIX;
+    None disables it)."""
     if not pathlib.Path(student_file).is_file():
         raise FileNotFoundError(f"student file {student_file} does not exist")
     if snapshot is not None:
@@ -142,12 +146,39 @@ def grade(student_file, suite, *, seed=0, hidden_seed=None, snapshot=None):
         ns, load_error = {}, f"importing the file raised {type(exc).__name__}: {exc}" \
             f"{_where(exc, path)}"
     tol = default_tolerances(np.float64)
-    tests = [_grade_case(suite, ns, load_error, case, i, exp, path, tol)
+    tests = [_grade_case(suite, ns, load_error, case, i, exp, path, tol, timeout)
              for i, (case, exp) in enumerate(zip(cases, expected))]
     return GradeResult(suite, path.name, tests)
 
 
-def _grade_case(suite, ns, load_error, case, index, expected, path, tol):
+class _TimedOut(BaseException):
+    """Raised by the alarm; a BaseException so that a student's ``except Exception``
+    cannot swallow it."""
+
+
+class _Deadline:
+    """Raise _TimedOut in the block after ``seconds`` (SIGALRM; a no-op where unavailable)."""
+
+    def __init__(self, seconds):
+        self.on = (seconds is not None and hasattr(signal, "setitimer")
+                   and threading.current_thread() is threading.main_thread())
+        self.seconds = seconds
+
+    def _fire(self, signum, frame):
+        raise _TimedOut()
+
+    def __enter__(self):
+        if self.on:
+            self.old = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc):
+        if self.on:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old)
+
+
+def _grade_case(suite, ns, load_error, case, index, expected, path, tol, timeout):
     ref_out, ref_grads, G = expected
     lines, score = [], 0.0
     try:
@@ -156,7 +187,8 @@ def _grade_case(suite, ns, load_error, case, index, expected, path, tol):
         if case.component not in ns:
             raise _Reported(f"the file defines no {case.component!r}")
         student = _suites.build(suite, ns, case)
-        with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", invalid="warn", divide="warn"):
+        with warnings.catch_warnings(record=True) as caught, _Deadline(timeout), \
+                np.errstate(over="warn", invalid="warn", divide="warn"):
             warnings.simplefilter("always")
             out, grads, _ = _run(student, case, index, G)
         report = compare_results(out, grads, ref_out, ref_grads, **tol)
@@ -178,6 +210,8 @@ def _grade_case(suite, ns, load_error, case, index, expected, path, tol):
                          "forward first)")
     except _Reported as r:
         lines = [str(r)]
+    except _TimedOut:
+        lines = [f"did not finish within {timeout:g} s (an endless loop, or far too slow)"]
     except Exception as exc:  # noqa: BLE001 - a student exception fails this test only
         lines = [f"raised {type(exc).__name__}: {exc}{_where(exc, path)}"]
     passed = score == case.max_score

@@ -22,6 +22,8 @@ def main(argv=None):
     ap.add_argument("--results", default=None,
                     help="write Gradescope results.json here (default: results.json when "
                          "grading)")
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds one test may take (default 60; 0 disables)")
     ap.add_argument("--export-snapshot", metavar="OUT_NPZ",
                     help="write the suite's cases and expected results to OUT_NPZ and exit")
     a = ap.parse_args(argv)
@@ -37,7 +39,7 @@ def main(argv=None):
         ap.error("--suite is required (or --snapshot)")
     try:
         result = grade(a.student_file, a.suite, seed=a.seed, hidden_seed=a.hidden_seed,
-                       snapshot=a.snapshot)
+                       snapshot=a.snapshot, timeout=a.timeout or None)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
