@@ -79,8 +79,10 @@ def test_are_equal_tolerances_are_keyword_only():
     a, b = {"x": np.zeros(2)}, {"x": np.full(2, 1e-9)}
     assert not tree.are_equal(a, b)
     assert tree.are_equal(a, b, atol=1e-8) and tree.are_equal(a, b, rtol=0.0, atol=1e-8)
-    with pytest.raises(TypeError, match="using"):
-        tree.are_equal(a, b, 1e-8)  # the old positional rtol is now `using`
+    with pytest.raises(TypeError, match="comparison function"):
+        tree.are_equal(a, b, "allclose")
+    with pytest.warns(DeprecationWarning, match="rtol= by keyword"):  # the old positional rtol
+        assert tree.are_equal({"x": np.ones(2)}, {"x": np.full(2, 1 + 1e-9)}, 1e-8)
     with pytest.raises(ValueError, match="partial"):
         tree.are_equal(a, b, np.allclose, atol=1e-3)
 

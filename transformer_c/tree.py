@@ -3,6 +3,9 @@
 Modules expose their parameters as such trees, backward returns gradients with the same
 structure, and optimizers map over them.
 """
+import numbers
+import warnings
+
 import numpy as np
 
 __all__ = ["tree_map", "zeros_like", "are_equal", "flatten", "unflatten", "leaves",
@@ -103,7 +106,14 @@ def are_equal(a, b, using=None, *, rtol=0.0, atol=0.0):
     atol=1e-6)``). None compares shapes and values: exactly by default (NaN equals NaN), or
     within the keyword-only ``rtol`` / ``atol`` (np.allclose's meaning), which cannot be
     combined with ``using``. Different structures (keys, list lengths) give False.
+    A number as the third argument (the old positional ``rtol``) still works for one
+    release, with a DeprecationWarning.
     """
+    if isinstance(using, numbers.Real) and not isinstance(using, bool):
+        warnings.warn("are_equal(a, b, rtol) is deprecated: the third argument is now the "
+                      "comparison function `using` (the mlp framework's signature); pass "
+                      "rtol= by keyword", DeprecationWarning, stacklevel=2)
+        using, rtol = None, float(using)
     if using is None:
         def using(x, y):
             return np.shape(x) == np.shape(y) and bool(
