@@ -1,7 +1,9 @@
 """A coursework-style SequenceGenerator (CMU 11-785 HW4P1, hw4lib/decoding).
 
 It drives an arbitrary ``score_fn`` mapping token ids (batch, seq) to next-token logits
-(batch, V), so a deterministic scoring table can test it. ``generate_greedy`` follows the
+(batch, V), so a deterministic scoring table can test it. It is constructed as the course
+does, ``SequenceGenerator(score_fn, tokenizer, max_length, device)``, and takes NumPy or
+torch ids (torch in, torch out; score_fn then sees torch tensors on ``device``). ``generate_greedy`` follows the
 handout's pseudocode line by line:
 
     scores = zeros(batch); finished = False for each row
@@ -33,26 +35,76 @@ from . import processors as P
 __all__ = ["SequenceGenerator"]
 
 
+def _is_torch(x):
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def _to_numpy(x):
+    """NumPy view of x (torch tensors detached and moved to the CPU)."""
+    return x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x)
+
+
 class SequenceGenerator:
     """Greedy, sampling and beam decoding over ``score_fn`` (coursework interface).
 
-    score_fn: callable ids (n, T) int64 -> next-token logits (n, V), float32 or float64.
-    eos_id: the end-of-sequence id. max_length: the total length (prompt + generated) at
-    which decoding stops. pad_finished: a finished row appends <EOS> (True) or the argmax
-    (False, the literal pseudocode).
+    SequenceGenerator(score_fn, tokenizer, max_length, device) as the course constructs it:
+    score_fn: callable ids (batch_size, seq_len) -> next-token logits (batch_size,
+      vocab_size); it is always called with one 2-D batch, also in beam search (the beams
+      flattened into the batch).
+    tokenizer: an object with an ``eos_id`` attribute (the course's H4Tokenizer, or a
+      transformer_c tokenizer), or the end-of-sequence id itself; ``eos_id=`` (keyword)
+      may be given instead.
+    max_length: the total length (prompt + generated) at which decoding stops.
+    device: where torch inputs live. When ``x`` is a torch tensor (torch installed),
+      score_fn receives torch int64 tensors on ``device`` (the input's device if None),
+      its logits may be torch tensors, and the results are torch tensors on that device;
+      with NumPy input everything is NumPy.
+    pad_finished: a finished row appends <EOS> (True) or the argmax (False, the literal
+      pseudocode).
     """
 
-    def __init__(self, score_fn, eos_id, max_length, *, pad_finished=True):
+    def __init__(self, score_fn, tokenizer=None, max_length=None, device=None, *,
+                 eos_id=None, pad_finished=True):
         if not callable(score_fn):
             raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+        if (tokenizer is None) == (eos_id is None):
+            raise TypeError("pass exactly one of tokenizer (or the eos id in its place) and "
+                            "eos_id")
+        if eos_id is None:
+            eos_id = getattr(tokenizer, "eos_id", tokenizer)
+        if max_length is None:
+            raise TypeError("max_length is required")
         self.score_fn = score_fn
+        self.tokenizer = tokenizer
         self.eos_id = _args.integer(eos_id, "eos_id", minimum=0)
         self.max_length = _args.integer(max_length, "max_length", minimum=0)
+        self.device = device
         self.pad_finished = bool(pad_finished)
+        self._torch_device = None
+
+    @staticmethod
+    def post_process_sequence(seq, tokenizer):
+        """Cut sequences after their first <EOS> (kept). seq: (T,) -> the truncated (t,)
+        sequence; (N, T) -> a list of N truncated 1-D sequences. NumPy or torch in, the
+        same type out; tokenizer: anything with ``eos_id``, or the id itself."""
+        eos = getattr(tokenizer, "eos_id", tokenizer)
+        arr = _to_numpy(seq)
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"seq must be 1-D (T,) or 2-D (N, T), got shape {arr.shape}")
+
+        def end(row):
+            hits = np.flatnonzero(row == eos)
+            return int(hits[0]) + 1 if hits.size else row.shape[0]
+        if arr.ndim == 1:
+            return seq[:end(arr)]
+        return [seq[i][:end(row)] for i, row in enumerate(arr)]
 
     # ------------------------------------------------------------------ helpers
     def _check_x(self, x):
-        x = np.asarray(x)
+        self._torch_device = None
+        if _is_torch(x):
+            self._torch_device = x.device if self.device is None else self.device
+        x = _to_numpy(x)
         if x.ndim != 2:
             raise ValueError(f"x must be 2-D (batch, seq) token ids, got shape {x.shape}")
         if x.size and (x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.integer)):
@@ -63,7 +115,11 @@ class SequenceGenerator:
         return x.astype(np.int64)
 
     def _scores(self, x):
-        logits = np.asarray(self.score_fn(x))
+        if self._torch_device is not None:
+            import torch
+
+            x = torch.from_numpy(x).to(self._torch_device)
+        logits = _to_numpy(self.score_fn(x))
         logits = _args.check_logits(logits, x.shape[0], "score_fn")
         if logits.shape[1] <= self.eos_id:
             raise ValueError(f"eos_id {self.eos_id} is out of range for a vocabulary of "
@@ -92,10 +148,36 @@ class SequenceGenerator:
             seen[i, row[(row >= 0) & (row < V)]] = True
         return P.apply_repetition_penalty(logits, seen, penalty)
 
+    def _out(self, *arrays):
+        """The results in the caller's type: torch on the input's device for torch input."""
+        if self._torch_device is None:
+            return arrays
+        import torch
+
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(self._torch_device)
+                     for a in arrays)
+
     def _append(self, x, next_tokens, finished):
         if self.pad_finished:
             next_tokens = np.where(finished, self.eos_id, next_tokens)
         return np.concatenate([x, next_tokens[:, None]], axis=1), next_tokens
+
+    def _decode(self, x, choose):
+        """The pseudocode's loop around ``choose(x) -> (next_tokens (batch,), log_probs
+        (batch, V))``: scores add the chosen tokens' log-probabilities for unfinished rows,
+        tokens are appended, rows finish at <EOS>. Returns (x, scores) in the caller's type."""
+        batch = x.shape[0]
+        scores = np.zeros(batch, dtype=np.float64)
+        finished = np.zeros(batch, dtype=bool)
+        for _ in range(self.max_length - x.shape[1]):
+            if batch == 0 or finished.all():
+                break
+            next_tokens, log_probs = choose(x)
+            token_scores = log_probs[np.arange(batch), next_tokens]
+            scores = np.where(finished, scores, scores + token_scores)
+            x, next_tokens = self._append(x, next_tokens, finished)
+            finished = finished | (next_tokens == self.eos_id)
+        return self._out(x, scores)
 
     # ------------------------------------------------------------------ decoders
     def generate_greedy(self, x, temperature=1.0, repeat_penalty=1.0):
@@ -105,49 +187,34 @@ class SequenceGenerator:
         x = self._check_x(x)
         temperature = self._temperature(temperature)
         _args.penalty(repeat_penalty, "repeat_penalty")
-        batch = x.shape[0]
-        scores = np.zeros(batch, dtype=np.float64)
-        finished = np.zeros(batch, dtype=bool)
-        for _ in range(self.max_length - x.shape[1]):
-            if batch == 0 or finished.all():
-                break
+
+        def choose(x):
             logits = self._scores(x)
             logits = self._apply_repeat_penalty(logits, x, repeat_penalty)
             logits = logits / logits.dtype.type(temperature)
             log_probs = F.log_softmax(logits, axis=-1)
-            next_tokens = np.argmax(log_probs, axis=-1).astype(np.int64)
-            token_scores = log_probs[np.arange(batch), next_tokens]
-            scores = np.where(finished, scores, scores + token_scores)
-            x, next_tokens = self._append(x, next_tokens, finished)
-            finished = finished | (next_tokens == self.eos_id)
-        return x, scores
+            return np.argmax(log_probs, axis=-1).astype(np.int64), log_probs
+        return self._decode(x, choose)
 
     def generate_sample(self, x, temperature=1.0, top_k=0, top_p=1.0, seed=None):
         """Sampling in the same loop as ``generate_greedy``: the logits are divided by the
         temperature, filtered (top-k, then top-p; 0 and 1 disable them), log-softmaxed, and
         the next token is drawn from softmax(logits) = exp(log_probs); scores add its
-        log-probability under that filtered distribution for unfinished rows. seed: None, int or numpy Generator
-        (rng.random(batch) per step, all rows drawn). Returns (x, scores) as greedy."""
+        log-probability under that filtered distribution for unfinished rows. seed: None,
+        int or numpy Generator (rng.random(batch) per step, all rows drawn). Returns (x,
+        scores) as greedy."""
         x = self._check_x(x)
         temperature = self._temperature(temperature)
         top_k, top_p = _args.top_k(top_k), _args.top_p(top_p)
         rng = _args.generator(seed)
-        batch = x.shape[0]
-        scores = np.zeros(batch, dtype=np.float64)
-        finished = np.zeros(batch, dtype=bool)
-        for _ in range(self.max_length - x.shape[1]):
-            if batch == 0 or finished.all():
-                break
+
+        def choose(x):
             logits = self._scores(x)
             logits = logits / logits.dtype.type(temperature)
             logits = P.top_p_filter(P.top_k_filter(logits, top_k), top_p)
             log_probs = F.log_softmax(logits, axis=-1)
-            next_tokens = P.sample_tokens(F.softmax(logits, axis=-1), rng)
-            token_scores = log_probs[np.arange(batch), next_tokens]
-            scores = np.where(finished, scores, scores + token_scores)
-            x, next_tokens = self._append(x, next_tokens, finished)
-            finished = finished | (next_tokens == self.eos_id)
-        return x, scores
+            return P.sample_tokens(F.softmax(logits, axis=-1), rng), log_probs
+        return self._decode(x, choose)
 
     def generate_beam(self, x, beam_width, temperature=1.0, repeat_penalty=1.0):
         """Fixed-width beam search in the same style: every row keeps ``beam_width`` beams;
@@ -164,7 +231,7 @@ class SequenceGenerator:
         _args.penalty(repeat_penalty, "repeat_penalty")
         batch, T0 = x.shape
         if batch == 0 or self.max_length == T0:
-            return np.repeat(x[:, None, :], W, axis=1), np.zeros((batch, W))
+            return self._out(np.repeat(x[:, None, :], W, axis=1), np.zeros((batch, W)))
         logits = self._scores(x)
         V = logits.shape[1]
         if W > V:
@@ -192,4 +259,4 @@ class SequenceGenerator:
             beams = np.concatenate([np.take_along_axis(beams, src[:, :, None], axis=1),
                                     tok[:, :, None]], axis=2)
             finished = np.take_along_axis(finished, src, axis=1) | (tok == self.eos_id)
-        return beams, scores
+        return self._out(beams, scores)
