@@ -113,6 +113,35 @@ done:
     return result;
 }
 
+/* dropout_ref(x (any shape), p, seed, backward) -> x * mask: test hook (positional), the
+ * plain reference of dropout_ref.h (backward 0: its forward, 1: its backward; the same
+ * product) */
+static PyObject *py_dropout_ref(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *p_obj, *seed_obj, *result = NULL;
+    PyArrayObject *x = NULL, *out = NULL;
+    double p;
+    uint64_t seed;
+    int backward;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOp", &x_obj, &p_obj, &seed_obj, &backward)) return NULL;
+    if (parse_p_seed(p_obj, seed_obj, &p, &seed)) return NULL;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
+    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
+    const npy_intp N = PyArray_SIZE(x);
+    int st = backward ? TC_CALL(ty, tc_dropout_backward_ref, PyArray_DATA(out), PyArray_DATA(x), N, p, seed)
+                      : TC_CALL(ty, tc_dropout_forward_ref, PyArray_DATA(out), PyArray_DATA(x), N, p, seed);
+    if (tc_py_status(st, "dropout_ref")) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(out);
+    return result;
+}
+
 PyMethodDef tc_methods_dropout[] = {
     {"dropout_forward", py_dropout_forward, METH_VARARGS,
      "dropout_forward(x, p, seed) -> x * mask"},
@@ -120,5 +149,7 @@ PyMethodDef tc_methods_dropout[] = {
      "dropout_backward(grad_output, p, seed) -> grad_output * mask"},
     {"dropout_mask", py_dropout_mask, METH_VARARGS,
      "dropout_mask(n, p, seed, float64) -> mask (n,): 1/(1-p) where kept, else 0"},
+    {"dropout_ref", py_dropout_ref, METH_VARARGS,
+     "dropout_ref(x, p, seed, backward) -> x * mask: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };
