@@ -151,59 +151,45 @@ done:
     return result;
 }
 
-/* softmax_forward_ref(x (any shape), axis, is_log) -> y and softmax_backward_ref(grad_output,
- * y, axis, is_log) -> dx: test hooks (positional), the plain references of softmax_ref.h
- * (is_log 1: log-softmax) */
-static PyObject *py_softmax_forward_ref(PyObject *self, PyObject *args)
-{
-    PyObject *x_obj, *axis_obj, *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
-    int64_t outer, C, inner;
-    int is_log;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOp", &x_obj, &axis_obj, &is_log)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
-    if (split_axis(x, axis_obj, &outer, &C, &inner)) goto done;
-    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
-    int st = TC_CALL(ty, tc_softmax_forward_ref, PyArray_DATA(out), PyArray_DATA(x), outer, C,
-                     inner, is_log);
-    if (tc_py_status(st, "softmax_forward_ref")) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
-    return result;
-}
-
-static PyObject *py_softmax_backward_ref(PyObject *self, PyObject *args)
-{
-    PyObject *dy_obj, *y_obj, *axis_obj, *result = NULL;
-    PyArrayObject *dy = NULL, *y = NULL, *dx = NULL;
-    int64_t outer, C, inner;
-    int is_log;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOp", &dy_obj, &y_obj, &axis_obj, &is_log)) return NULL;
-    int ty = tc_py_float_type(dy_obj, "grad_output");
-    if (ty < 0) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, -1))) goto done;
-    if (!(y = tc_py_float_array(y_obj, "y", ty, -1))) goto done;
-    if (tc_py_check_same_shape(dy, "grad_output", y, "y")) goto done;
-    if (split_axis(y, axis_obj, &outer, &C, &inner)) goto done;
-    if (!(dx = tc_py_new(PyArray_NDIM(y), PyArray_DIMS(y), ty, 0))) goto done;
-    int st = TC_CALL(ty, tc_softmax_backward_ref, PyArray_DATA(dx), PyArray_DATA(dy),
-                     PyArray_DATA(y), outer, C, inner, is_log);
-    if (tc_py_status(st, "softmax_backward_ref")) goto done;
-    result = (PyObject *)dx;
-    dx = NULL;
-done:
-    Py_XDECREF(dy);
-    Py_XDECREF(y);
-    Py_XDECREF(dx);
-    return result;
-}
+/* The plain references (softmax_ref.h) through the helpers above, as test hooks:
+ * [log_]softmax_forward_ref(x, axis) -> y, [log_]softmax_backward_ref(grad_output, y, axis)
+ * -> dx (the references write dx: the helper's set flag is moot). */
+#define SM_REF(name, is_log)                                                                   \
+    static int name##_fwd_f32(float *o, const float *x, int64_t a, int64_t c, int64_t b)       \
+    {                                                                                          \
+        return tc_softmax_forward_ref_f32(o, x, a, c, b, is_log);                              \
+    }                                                                                          \
+    static int name##_fwd_f64(double *o, const double *x, int64_t a, int64_t c, int64_t b)     \
+    {                                                                                          \
+        return tc_softmax_forward_ref_f64(o, x, a, c, b, is_log);                              \
+    }                                                                                          \
+    static int name##_bwd_f32(float *d, const float *g, const float *y, int64_t a, int64_t c,  \
+                              int64_t b, int set)                                              \
+    {                                                                                          \
+        (void)set;                                                                             \
+        return tc_softmax_backward_ref_f32(d, g, y, a, c, b, is_log);                          \
+    }                                                                                          \
+    static int name##_bwd_f64(double *d, const double *g, const double *y, int64_t a,          \
+                              int64_t c, int64_t b, int set)                                   \
+    {                                                                                          \
+        (void)set;                                                                             \
+        return tc_softmax_backward_ref_f64(d, g, y, a, c, b, is_log);                          \
+    }                                                                                          \
+    static PyObject *py_##name##_forward_ref(PyObject *self, PyObject *args)                   \
+    {                                                                                          \
+        (void)self;                                                                            \
+        return softmax_forward_common(args, name##_fwd_f32, name##_fwd_f64,                    \
+                                      #name "_forward_ref");                                   \
+    }                                                                                          \
+    static PyObject *py_##name##_backward_ref(PyObject *self, PyObject *args)                  \
+    {                                                                                          \
+        (void)self;                                                                            \
+        return softmax_backward_common(args, name##_bwd_f32, name##_bwd_f64,                   \
+                                       #name "_backward_ref");                                 \
+    }
+SM_REF(softmax, 0)
+SM_REF(log_softmax, 1)
+#undef SM_REF
 
 PyMethodDef tc_methods_softmax[] = {
     {"softmax_forward", py_softmax_forward, METH_VARARGS, "softmax_forward(x, axis) -> y"},
@@ -216,8 +202,12 @@ PyMethodDef tc_methods_softmax[] = {
     {"vec_exp", py_vec_exp, METH_VARARGS,
      "vec_exp(x) -> exp(x) through the kernels' shared vector exp (vec_math.h; for tests)"},
     {"softmax_forward_ref", py_softmax_forward_ref, METH_VARARGS,
-     "softmax_forward_ref(x, axis, is_log) -> y: test hook, the plain reference"},
+     "softmax_forward_ref(x, axis) -> y: test hook, the plain reference"},
     {"softmax_backward_ref", py_softmax_backward_ref, METH_VARARGS,
-     "softmax_backward_ref(grad_output, y, axis, is_log) -> dx: test hook, the plain reference"},
+     "softmax_backward_ref(grad_output, y, axis) -> dx: test hook, the plain reference"},
+    {"log_softmax_forward_ref", py_log_softmax_forward_ref, METH_VARARGS,
+     "log_softmax_forward_ref(x, axis) -> y: test hook, the plain reference"},
+    {"log_softmax_backward_ref", py_log_softmax_backward_ref, METH_VARARGS,
+     "log_softmax_backward_ref(grad_output, y, axis) -> dx: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };
