@@ -498,3 +498,42 @@ def test_global_norm_matches_its_reference(dtype, sizes):
     # both sum squares in double, in different orders: n ulps of double at most
     assert _C.global_grad_norm(arrays) == pytest.approx(ref, rel=flat.size * 2e-16)
     assert ref == pytest.approx(math.sqrt(math.fsum(float(v) ** 2 for v in flat)), rel=flat.size * 2e-16)
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("call,exc", [
+    (lambda: _C.activation_forward_ref(np.ones(3, np.int64), 0), TypeError),
+    (lambda: _C.activation_backward_ref(np.ones(3), np.ones(4), 1), ValueError),
+    (lambda: _C.softmax_forward_ref(np.ones((2, 3)), 2), ValueError),
+    (lambda: _C.layernorm_forward_ref(np.ones((2, 3)), np.ones(4), None, 1e-5), ValueError),
+    (lambda: _C.layernorm_backward_ref(np.ones((2, 3)), np.ones((2, 3)), np.ones(3), np.ones(3),
+                                       np.ones(2)), ValueError),
+    (lambda: _C.layernorm_residual_forward_ref(np.ones((2, 3)), np.ones((2, 4)), np.ones(3), None,
+                                               1e-5), ValueError),
+    (lambda: _C.layernorm_residual_backward_ref(np.ones((2, 3)), None, np.ones((2, 3)),
+                                                np.ones(3), np.ones(2), np.ones(3)), ValueError),
+    (lambda: _C.linear_gelu_forward_ref(np.ones((2, 3)), np.ones((4, 2)), None, 0), ValueError),
+    (lambda: _C.linear_gelu_forward_ref(np.ones((2, 3)), np.ones((4, 3)), None, 2), ValueError),
+    (lambda: _C.linear_gelu_backward_ref(np.ones((2, 4)), np.ones((2, 4)), np.ones((2, 3)),
+                                         np.ones((4, 2)), 0), ValueError),
+    (lambda: _C.cross_entropy_forward_ref(np.ones((2, 3)), np.array([0, 3]), -100, 0.0), IndexError),
+    (lambda: _C.cross_entropy_backward_ref(np.ones((2, 3)), np.array([0, 1]), np.ones(3), -100,
+                                           0.0, 1.0), ValueError),
+    (lambda: _C.rope_ref(np.ones((1, 2, 1, 3)), 10000.0, 0, 0, 0), ValueError),
+    (lambda: _C.rope_ref(np.ones((2, 1, 3)), 10000.0, 0, 0, 0), ValueError),
+    (lambda: _C.embedding_backward_ref(np.ones((2, 3)), np.array([0, 5]), 4), IndexError),
+    (lambda: _C.dropout_forward_ref(np.ones(3), 1.5, 0), ValueError),
+    (lambda: _C.position_sinusoidal_ref(np.ones((2, 3)), -1.0, 0), ValueError),
+    (lambda: _C.position_sinusoidal_ref(np.ones(3), 10000.0, 0), ValueError),
+    (lambda: _C.sgd_update_ref(np.ones(3), np.ones(4), None, 0.1, 0.0, 0.0, 0.0, 0, 0), ValueError),
+    (lambda: _C.sgd_update_ref(np.ones(3), np.ones(3), None, 0.1, 0.9, 0.0, 0.0, 0, 0), ValueError),
+    (lambda: _C.adam_update_ref(np.ones(3), np.ones(3), np.ones(3), np.ones(2), 1, 1e-3, 0.9,
+                                0.999, 1e-8, 0.0, 0), ValueError),
+    (lambda: _C.adam_update_ref(np.ones(3), np.ones(3), np.ones(3), np.ones(3), 0, 1e-3, 0.9,
+                                0.999, 1e-8, 0.0, 0), ValueError),
+    (lambda: _C.global_norm_ref("x"), TypeError),
+])
+def test_reference_hooks_raise_on_bad_input(call, exc):
+    with pytest.raises(exc):
+        call()
