@@ -177,6 +177,13 @@ int tc_gelu_backward_f32(float *dinp, const float *dout, const float *inp, int64
                          int approximate_tanh, int accumulate);
 int tc_gelu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N,
                          int approximate_tanh, int accumulate);
+/* The plain references (activation_ref.h; act a tc_activation; backward writes dinp). */
+int tc_activation_forward_ref_f32(float *out, const float *inp, int64_t N, int act);
+int tc_activation_forward_ref_f64(double *out, const double *inp, int64_t N, int act);
+int tc_activation_backward_ref_f32(float *dinp, const float *dout, const float *inp, int64_t N,
+                                   int act);
+int tc_activation_backward_ref_f64(double *dinp, const double *dout, const double *inp,
+                                   int64_t N, int act);
 
 /* ------------------------------------------------------------------ end activations */
 
@@ -220,6 +227,15 @@ int tc_log_softmax_backward_set_f64(double *dinp, const double *dout, const doub
  * cross-entropy and activation kernels use it); for tests of its accuracy. */
 int tc_vec_exp_f32(float *out, const float *inp, int64_t N);
 int tc_vec_exp_f64(double *out, const double *inp, int64_t N);
+/* The plain references (softmax_ref.h; is_log selects log-softmax; backward writes dinp). */
+int tc_softmax_forward_ref_f32(float *out, const float *inp, int64_t outer, int64_t C,
+                               int64_t inner, int is_log);
+int tc_softmax_forward_ref_f64(double *out, const double *inp, int64_t outer, int64_t C,
+                               int64_t inner, int is_log);
+int tc_softmax_backward_ref_f32(float *dinp, const float *dout, const float *out, int64_t outer,
+                                int64_t C, int64_t inner, int is_log);
+int tc_softmax_backward_ref_f64(double *dinp, const double *dout, const double *out,
+                                int64_t outer, int64_t C, int64_t inner, int is_log);
 
 /* ------------------------------------------------------------------ end softmax */
 
@@ -253,6 +269,15 @@ int tc_dropout_backward_at_f32(float *dinp, const float *dout, int64_t N, double
                                uint64_t seed, uint64_t first, int accumulate);
 int tc_dropout_backward_at_f64(double *dinp, const double *dout, int64_t N, double p,
                                uint64_t seed, uint64_t first, int accumulate);
+/* The plain references (dropout_ref.h; backward writes dinp). */
+int tc_dropout_forward_ref_f32(float *out, const float *inp, int64_t N, double p,
+                               uint64_t seed);
+int tc_dropout_forward_ref_f64(double *out, const double *inp, int64_t N, double p,
+                               uint64_t seed);
+int tc_dropout_backward_ref_f32(float *dinp, const float *dout, int64_t N, double p,
+                                uint64_t seed);
+int tc_dropout_backward_ref_f64(double *dinp, const double *dout, int64_t N, double p,
+                                uint64_t seed);
 
 /* ------------------------------------------------------------------ end dropout */
 
@@ -295,6 +320,20 @@ int tc_layernorm_backward_set_f64(double *dinp, double *dweight, double *dbias,
                                   const double *dout, const double *inp, const double *weight,
                                   const double *mean, const double *rstd, int64_t N, int64_t C,
                                   int set_dinp);
+/* The plain references (layernorm_ref.h; mean, rstd required; backward writes all three). */
+int tc_layernorm_forward_ref_f32(float *out, float *mean, float *rstd, const float *inp,
+                                 const float *weight, const float *bias, int64_t N, int64_t C,
+                                 double eps);
+int tc_layernorm_forward_ref_f64(double *out, double *mean, double *rstd, const double *inp,
+                                 const double *weight, const double *bias, int64_t N, int64_t C,
+                                 double eps);
+int tc_layernorm_backward_ref_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *weight, const float *mean,
+                                  const float *rstd, int64_t N, int64_t C);
+int tc_layernorm_backward_ref_f64(double *dinp, double *dweight, double *dbias,
+                                  const double *dout, const double *inp, const double *weight,
+                                  const double *mean, const double *rstd, int64_t N,
+                                  int64_t C);
 /* ------------------------------------------------------------------ end layernorm */
 
 
@@ -315,6 +354,15 @@ int tc_embedding_backward_f32(float *dweight, const float *dout, const int64_t *
                               int64_t V, int64_t D);
 int tc_embedding_backward_f64(double *dweight, const double *dout, const int64_t *ids,
                               int64_t N, int64_t V, int64_t D);
+/* The plain references (embedding_ref.h; backward writes dweight). */
+int tc_embedding_forward_ref_f32(float *out, const int64_t *ids, const float *weight, int64_t N,
+                                 int64_t V, int64_t D);
+int tc_embedding_forward_ref_f64(double *out, const int64_t *ids, const double *weight,
+                                 int64_t N, int64_t V, int64_t D);
+int tc_embedding_backward_ref_f32(float *dweight, const float *dout, const int64_t *ids,
+                                  int64_t N, int64_t V, int64_t D);
+int tc_embedding_backward_ref_f64(double *dweight, const double *dout, const int64_t *ids,
+                                  int64_t N, int64_t V, int64_t D);
 
 /* ------------------------------------------------------------------ end embedding */
 
@@ -334,6 +382,11 @@ int tc_position_add_sinusoidal_f32(float *out, const float *inp, int64_t B, int6
                                    int64_t D, double base, int64_t offset);
 int tc_position_add_sinusoidal_f64(double *out, const double *inp, int64_t B, int64_t T,
                                    int64_t D, double base, int64_t offset);
+/* The plain reference of the table (position_ref.h). */
+int tc_position_sinusoidal_ref_f32(float *out, int64_t T, int64_t D, double base,
+                                   int64_t offset);
+int tc_position_sinusoidal_ref_f64(double *out, int64_t T, int64_t D, double base,
+                                   int64_t offset);
 
 /* ------------------------------------------------------------------ end positions */
 
@@ -569,6 +622,26 @@ int tc_loss_cross_entropy_probs_backward_f64(double *dlogits, const double *lse,
                                              const double *logits, const double *targets,
                                              const double *dlosses, int64_t N, int64_t V,
                                              double label_smoothing, double scale);
+/* The plain references (loss_ref.h): targets as ids (N,) (probs NULL) or probs (N,V) (ids NULL);
+ * losses, lse (N,) required; backward writes dlogits. */
+int tc_loss_cross_entropy_forward_ref_f32(float *losses, float *lse, const float *logits,
+                                          const int64_t *ids, const float *probs, int64_t N,
+                                          int64_t V, int64_t ignore_index,
+                                          double label_smoothing);
+int tc_loss_cross_entropy_forward_ref_f64(double *losses, double *lse, const double *logits,
+                                          const int64_t *ids, const double *probs, int64_t N,
+                                          int64_t V, int64_t ignore_index,
+                                          double label_smoothing);
+int tc_loss_cross_entropy_backward_ref_f32(float *dlogits, const float *logits,
+                                           const int64_t *ids, const float *probs,
+                                           const float *dlosses, int64_t N, int64_t V,
+                                           int64_t ignore_index, double label_smoothing,
+                                           double scale);
+int tc_loss_cross_entropy_backward_ref_f64(double *dlogits, const double *logits,
+                                           const int64_t *ids, const double *probs,
+                                           const double *dlosses, int64_t N, int64_t V,
+                                           int64_t ignore_index, double label_smoothing,
+                                           double scale);
 
 /* ------------------------------------------------------------------ end loss */
 
@@ -619,6 +692,24 @@ int tc_optim_global_norm_f64(double *norm, const double *const *arrays, const in
 /* x (n,) *= factor, factor rounded to the array type once (gradient clipping). */
 int tc_optim_scale_f32(float *x, int64_t n, double factor);
 int tc_optim_scale_f64(double *x, int64_t n, double factor);
+/* The plain references (optim_ref.h): adam with decoupled 1 is AdamW; the norm of one flat
+ * array (the global norm of several is that of their concatenation). */
+int tc_optim_sgd_update_ref_f32(float *param, float *momentum_buffer, const float *grad,
+                                int64_t n, double lr, double momentum, double dampening,
+                                double weight_decay, int nesterov, int first_step);
+int tc_optim_sgd_update_ref_f64(double *param, double *momentum_buffer, const double *grad,
+                                int64_t n, double lr, double momentum, double dampening,
+                                double weight_decay, int nesterov, int first_step);
+int tc_optim_adam_update_ref_f32(float *param, float *exp_avg, float *exp_avg_sq,
+                                 const float *grad, int64_t n, int64_t step, double lr,
+                                 double beta1, double beta2, double eps, double weight_decay,
+                                 int decoupled);
+int tc_optim_adam_update_ref_f64(double *param, double *exp_avg, double *exp_avg_sq,
+                                 const double *grad, int64_t n, int64_t step, double lr,
+                                 double beta1, double beta2, double eps, double weight_decay,
+                                 int decoupled);
+int tc_optim_global_norm_ref_f32(double *norm, const float *x, int64_t n);
+int tc_optim_global_norm_ref_f64(double *norm, const double *x, int64_t n);
 
 /* ------------------------------------------------------------------ end optimizers */
 
@@ -699,6 +790,39 @@ int tc_layernorm_residual_backward_f64(double *dx, double *dr, double *dweight, 
                                        const double *sum, const double *weight,
                                        const double *mean, const double *rstd, int64_t N,
                                        int64_t C);
+/* The plain references (fused_ref.h; pre, mean, rstd required; backwards write every output,
+ * dx and dr distinct). */
+int tc_linear_gelu_forward_ref_f32(float *out, float *pre, const float *inp,
+                                   const float *weight, const float *bias, int64_t N, int64_t C,
+                                   int64_t OC, int approximate_tanh);
+int tc_linear_gelu_forward_ref_f64(double *out, double *pre, const double *inp,
+                                   const double *weight, const double *bias, int64_t N,
+                                   int64_t C, int64_t OC, int approximate_tanh);
+int tc_linear_gelu_backward_ref_f32(float *dinp, float *dweight, float *dbias,
+                                    const float *dout, const float *pre, const float *inp,
+                                    const float *weight, int64_t N, int64_t C, int64_t OC,
+                                    int approximate_tanh);
+int tc_linear_gelu_backward_ref_f64(double *dinp, double *dweight, double *dbias,
+                                    const double *dout, const double *pre, const double *inp,
+                                    const double *weight, int64_t N, int64_t C, int64_t OC,
+                                    int approximate_tanh);
+int tc_layernorm_residual_forward_ref_f32(float *out, float *sum, float *mean, float *rstd,
+                                          const float *x, const float *r, const float *weight,
+                                          const float *bias, int64_t N, int64_t C, double eps);
+int tc_layernorm_residual_forward_ref_f64(double *out, double *sum, double *mean, double *rstd,
+                                          const double *x, const double *r,
+                                          const double *weight, const double *bias, int64_t N,
+                                          int64_t C, double eps);
+int tc_layernorm_residual_backward_ref_f32(float *dx, float *dr, float *dweight, float *dbias,
+                                           const float *dout, const float *dsum,
+                                           const float *sum, const float *weight,
+                                           const float *mean, const float *rstd, int64_t N,
+                                           int64_t C);
+int tc_layernorm_residual_backward_ref_f64(double *dx, double *dr, double *dweight,
+                                           double *dbias, const double *dout,
+                                           const double *dsum, const double *sum,
+                                           const double *weight, const double *mean,
+                                           const double *rstd, int64_t N, int64_t C);
 
 /* ------------------------------------------------------------------ end fused */
 
@@ -756,6 +880,15 @@ int tc_rope_inplace_strided_f32(float *x, const float *cos, const float *sin, in
 int tc_rope_inplace_strided_f64(double *x, const double *cos, const double *sin, int64_t N,
                                 int64_t L, int64_t NH, int64_t HS, int64_t sn, int64_t sl,
                                 int64_t sh, int interleaved, int inverse);
+/* The plain references (rope_ref.h; angles from base and offset, no table; backward writes dinp). */
+int tc_rope_forward_ref_f32(float *out, const float *inp, int64_t N, int64_t L, int64_t NH,
+                            int64_t HS, double base, int64_t offset, int interleaved);
+int tc_rope_forward_ref_f64(double *out, const double *inp, int64_t N, int64_t L, int64_t NH,
+                            int64_t HS, double base, int64_t offset, int interleaved);
+int tc_rope_backward_ref_f32(float *dinp, const float *dout, int64_t N, int64_t L, int64_t NH,
+                             int64_t HS, double base, int64_t offset, int interleaved);
+int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_t L, int64_t NH,
+                             int64_t HS, double base, int64_t offset, int interleaved);
 
 /* ------------------------------------------------------------------ end rope */
 

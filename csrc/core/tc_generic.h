@@ -12,6 +12,9 @@
  *     ... same for double / f64
  *
  * FN(tc_linear_forward) expands to tc_linear_forward_f32 or tc_linear_forward_f64.
+ * An optimised family also has <family>_ref.h, included after <family>_impl.h: its plain
+ * reference (textbook loops, no SIMD, no threads), tc_<family>_<action>_ref_* in tc.h, that
+ * tests/test_reference_kernels.py holds the optimised kernels to.
  */
 #ifndef TC_GENERIC_H
 #define TC_GENERIC_H

@@ -58,21 +58,43 @@ static inline int tc_vec_use_avx2(void) { return 0; }
 /* mask ? a : b lane by lane; mask a vector of 0 / -1 of the integer type IV */
 #define TC_VSEL(IV, VT, mask, a, b) ((VT)(((mask) & (IV)(a)) | (~(mask) & (IV)(b))))
 
+/* The core of the float exps (TC_VEXP_F32 below, ATT_VEXP_F32 in attention_flash_impl.h):
+ * declares, inside the caller's statement expression, t_ = x log2(e) + 1.5 * 2^23 (whose
+ * low mantissa bits hold n = round(x / ln2)), n_ = n, r_ = x - n ln2 (Cody-Waite: ln2 in
+ * two parts) and p_ = e^r (Cephes' expf polynomial); VT is the vector type of x. */
+#define TC_VEXPF_CORE(VT, x)                                                                \
+    const VT t_ = (x) * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23 */                \
+    const VT n_ = t_ - 12582912.0f;                                                         \
+    VT r_ = (x) - n_ * 0.693359375f;                                                        \
+    r_ = r_ - n_ * -2.12194440e-4f;                                                         \
+    VT p_ = 1.9875691500e-4f * r_ + 1.3981999507e-3f;                                       \
+    p_ = p_ * r_ + 8.3334519073e-3f;                                                        \
+    p_ = p_ * r_ + 4.1665795894e-2f;                                                        \
+    p_ = p_ * r_ + 1.6666665459e-1f;                                                        \
+    p_ = p_ * r_ + 5.0000001201e-1f;                                                        \
+    p_ = p_ * (r_ * r_) + r_ + 1.0f
+
+/* The last Horner steps of the double exps' Taylor polynomial, 1/10! down to 1/2!, then
+ * p_ = p_ r_^2 + r_ + 1, on the caller's p_ and r_ (TC_VEXP_F64 starts at 1/13!,
+ * ATT_VEXP_F64 at 1/12!). */
+#define TC_VEXP_F64_TAIL                                                                    \
+    p_ = p_ * r_ + (1.0 / 3628800.0);                                                       \
+    p_ = p_ * r_ + (1.0 / 362880.0);                                                        \
+    p_ = p_ * r_ + (1.0 / 40320.0);                                                         \
+    p_ = p_ * r_ + (1.0 / 5040.0);                                                          \
+    p_ = p_ * r_ + (1.0 / 720.0);                                                           \
+    p_ = p_ * r_ + (1.0 / 120.0);                                                           \
+    p_ = p_ * r_ + (1.0 / 24.0);                                                            \
+    p_ = p_ * r_ + (1.0 / 6.0);                                                             \
+    p_ = p_ * r_ + 0.5;                                                                     \
+    p_ = p_ * (r_ * r_) + r_ + 1.0
+
 #define TC_VEXP_F32(xin) ({                                                                 \
     tc_vf32 x_ = (xin);                                                                     \
     const tc_vi32 hi_ = x_ > 89.0f, lo_ = x_ < -104.0f;                                     \
     x_ = TC_VSEL(tc_vi32, tc_vf32, hi_, (tc_vf32){0} + 89.0f, x_);                          \
     x_ = TC_VSEL(tc_vi32, tc_vf32, lo_, (tc_vf32){0} - 104.0f, x_);                         \
-    const tc_vf32 t_ = x_ * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23 */            \
-    const tc_vf32 n_ = t_ - 12582912.0f;                                                    \
-    tc_vf32 r_ = x_ - n_ * 0.693359375f;                                                    \
-    r_ = r_ - n_ * -2.12194440e-4f;                                                         \
-    tc_vf32 p_ = 1.9875691500e-4f * r_ + 1.3981999507e-3f;                                  \
-    p_ = p_ * r_ + 8.3334519073e-3f;                                                        \
-    p_ = p_ * r_ + 4.1665795894e-2f;                                                        \
-    p_ = p_ * r_ + 1.6666665459e-1f;                                                        \
-    p_ = p_ * r_ + 5.0000001201e-1f;                                                        \
-    p_ = p_ * (r_ * r_) + r_ + 1.0f;                                                        \
+    TC_VEXPF_CORE(tc_vf32, x_);                                                             \
     const tc_vi32 ni_ = (tc_vi32)((tc_vu32)t_ - 0x4B400000u);                               \
     const tc_vi32 n1_ = ni_ >> 1;                                                           \
     const tc_vu32 n2_ = (tc_vu32)ni_ - (tc_vu32)n1_;                                        \
@@ -92,16 +114,7 @@ static inline int tc_vec_use_avx2(void) { return 0; }
     r_ = r_ - n_ * 1.90821492927058770002e-10;                                              \
     tc_vf64 p_ = r_ * (1.0 / 6227020800.0) + (1.0 / 479001600.0);                           \
     p_ = p_ * r_ + (1.0 / 39916800.0);                                                      \
-    p_ = p_ * r_ + (1.0 / 3628800.0);                                                       \
-    p_ = p_ * r_ + (1.0 / 362880.0);                                                        \
-    p_ = p_ * r_ + (1.0 / 40320.0);                                                         \
-    p_ = p_ * r_ + (1.0 / 5040.0);                                                          \
-    p_ = p_ * r_ + (1.0 / 720.0);                                                           \
-    p_ = p_ * r_ + (1.0 / 120.0);                                                           \
-    p_ = p_ * r_ + (1.0 / 24.0);                                                            \
-    p_ = p_ * r_ + (1.0 / 6.0);                                                             \
-    p_ = p_ * r_ + 0.5;                                                                     \
-    p_ = p_ * (r_ * r_) + r_ + 1.0;                                                         \
+    TC_VEXP_F64_TAIL;                                                                       \
     const tc_vi64 ni_ = (tc_vi64)((tc_vu64)t_ - 0x4338000000000000u);                       \
     const tc_vi64 n1_ = ni_ >> 1;                                                           \
     const tc_vu64 n2_ = (tc_vu64)ni_ - (tc_vu64)n1_;                                        \

@@ -11,6 +11,7 @@
  */
 #include "tc_generic.h"
 #include "rng.h"
+#include "vec_math.h" /* TC_VEXPF_CORE, TC_VEXP_F64_TAIL: the exp core the tiles share */
 #ifdef _OPENMP
 #include <omp.h>
 #endif

@@ -113,16 +113,7 @@ static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t 
 #define ATT_VEXP_F32(xin) ({                                                              \
     const AVEC x_ = (xin);                                                                \
     const AIVEC und_ = x_ < -86.5f;                                                       \
-    const AVEC t_ = x_ * 1.44269504088896341f + 12582912.0f;                              \
-    const AVEC n_ = t_ - 12582912.0f;                                                     \
-    AVEC r_ = x_ - n_ * 0.693359375f;                                                     \
-    r_ = r_ - n_ * -2.12194440e-4f;                                                       \
-    AVEC p_ = 1.9875691500e-4f * r_ + 1.3981999507e-3f;                                   \
-    p_ = p_ * r_ + 8.3334519073e-3f;                                                      \
-    p_ = p_ * r_ + 4.1665795894e-2f;                                                      \
-    p_ = p_ * r_ + 1.6666665459e-1f;                                                      \
-    p_ = p_ * r_ + 5.0000001201e-1f;                                                      \
-    p_ = p_ * (r_ * r_) + r_ + 1.0f;                                                      \
+    TC_VEXPF_CORE(AVEC, x_);                                                              \
     const AUVEC e_ = ((AUVEC)t_ - 0x4B400000u) << 23;                                     \
     (AVEC)(((AUVEC)p_ + e_) & ~(AUVEC)und_);                                              \
 })
@@ -137,16 +128,7 @@ static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t 
     AVEC r_ = x_ - n_ * 6.93145751953125e-1;                                              \
     r_ = r_ - n_ * 1.42860682030941723212e-6;                                             \
     AVEC p_ = r_ * (1.0 / 479001600.0) + (1.0 / 39916800.0);                              \
-    p_ = p_ * r_ + (1.0 / 3628800.0);                                                     \
-    p_ = p_ * r_ + (1.0 / 362880.0);                                                      \
-    p_ = p_ * r_ + (1.0 / 40320.0);                                                       \
-    p_ = p_ * r_ + (1.0 / 5040.0);                                                        \
-    p_ = p_ * r_ + (1.0 / 720.0);                                                         \
-    p_ = p_ * r_ + (1.0 / 120.0);                                                         \
-    p_ = p_ * r_ + (1.0 / 24.0);                                                          \
-    p_ = p_ * r_ + (1.0 / 6.0);                                                           \
-    p_ = p_ * r_ + 0.5;                                                                   \
-    p_ = p_ * (r_ * r_) + r_ + 1.0;                                                       \
+    TC_VEXP_F64_TAIL;                                                                     \
     const AUVEC e_ = ((AUVEC)t_ - 0x4338000000000000u) << 52;                             \
     (AVEC)(((AUVEC)p_ + e_) & ~(AUVEC)und_);                                              \
 })
@@ -401,16 +383,6 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
     return TC_OK;
 }
 
-/* p (B,NH,L,D) at strides st <- 0 (the outputs of a call with no key or no query) */
-static void FN(att_zero)(real_t *p, const tc_attention_strides *st, int64_t B, int64_t NH,
-                         int64_t L, int64_t D)
-{
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < NH; h++)
-            for (int64_t t = 0; t < L; t++)
-                memset(p + b * st->b + h * st->h + t * st->t, 0, (size_t)D * sizeof(real_t));
-}
-
 // out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV) at the
 // layout's strides (NULL: contiguous)
 int FN(tc_attention_forward_strided)(real_t *out, real_t *lse, const real_t *q, const real_t *k, const real_t *v,
@@ -419,17 +391,12 @@ int FN(tc_attention_forward_strided)(real_t *out, real_t *lse, const real_t *q, 
                                      int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
                                      int causal, double dropout_p, uint64_t seed)
 {
-    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
-        return TC_EINVAL;
-    const int64_t BH = B * NH;
-    if (BH == 0 || Tq == 0) return TC_OK;
     FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
     if (layout) c.lay = *layout;
-    if (S == 0) { /* every row has no key to attend to */
-        for (int64_t i = 0; i < BH * Tq; i++) lse[i] = -INFINITY;
-        FN(att_zero)(out, &c.lay.out, B, NH, Tq, DV);
-        return TC_OK;
-    }
+    const int pro = FN(attention_forward_prologue)(out, lse, &c.lay.out, masks, B, NH, Tq, S,
+                                                   DK, DV, causal, dropout_p);
+    if (pro >= 0) return pro;
+    const int64_t BH = B * NH;
     c.out = out;
     c.lse = lse;
     c.q = q;

@@ -143,6 +143,54 @@ static void FN(attention_softmax_rows)(real_t *P, real_t *lse, const FN(attentio
     }
 }
 
+/* p (B,NH,L,D) at strides st <- 0 (the outputs of a call with no key or no query) */
+static void FN(att_zero)(real_t *p, const tc_attention_strides *st, int64_t B, int64_t NH,
+                         int64_t L, int64_t D)
+{
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++)
+            for (int64_t t = 0; t < L; t++)
+                memset(p + b * st->b + h * st->h + t * st->t, 0, (size_t)D * sizeof(real_t));
+}
+
+/* What every forward does before any work: TC_EINVAL for bad arguments; TC_OK when there
+ * is nothing to compute (no batch-head or query) or no key (then lse (B,NH,T) = -inf and
+ * out (B,NH,T,DV) = 0 at the strides ost); -1 when there is work. */
+static int FN(attention_forward_prologue)(real_t *out, real_t *lse, const tc_attention_strides *ost,
+                                          const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                          int64_t Tq, int64_t S, int64_t DK, int64_t DV,
+                                          int causal, double dropout_p)
+{
+    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
+        return TC_EINVAL;
+    if (B * NH == 0 || Tq == 0) return TC_OK;
+    if (S == 0) { /* every row has no key to attend to */
+        for (int64_t i = 0; i < B * NH * Tq; i++) lse[i] = -INFINITY;
+        FN(att_zero)(out, ost, B, NH, Tq, DV);
+        return TC_OK;
+    }
+    return -1;
+}
+
+/* The threads of a reference call: batch-heads in parallel (outer: each of nthreads threads
+ * with its own nmat (T,S) scratch matrices) when there are several and head_work (scalar
+ * operations per batch-head) makes it worth it, else one thread running the rows and
+ * tc_gemm in parallel (inner) when a head is big enough. Returns the scratch (malloc'ed;
+ * NULL when out of memory). */
+typedef struct {
+    int outer, nthreads, inner;
+} FN(attention_ref_plan);
+
+static real_t *FN(attention_ref_plan_make)(FN(attention_ref_plan) *pl, int64_t BH, int64_t Tq,
+                                           int64_t S, double head_work, int nmat)
+{
+    pl->outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
+    pl->nthreads = pl->outer ? attention_max_threads() : 1;
+    pl->inner = !pl->outer && (double)Tq * (double)S >= TC_PARALLEL_MIN_WORK;
+    const size_t n = attention_scratch_elems(Tq, S, nmat, pl->nthreads, sizeof(real_t));
+    return n ? malloc(n * sizeof(real_t)) : NULL;
+}
+
 /* One batch-head of the forward; P is (T,S) scratch. */
 static int FN(attention_forward_head)(real_t *out, real_t *lse, real_t *P, const real_t *q, const real_t *k,
                                       const real_t *v, const FN(attention_ref_ctx) *c, int64_t bh,
@@ -161,33 +209,26 @@ int FN(tc_attention_forward_ref)(real_t *out, real_t *lse, const real_t *q, cons
                                  int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
                                  int causal, double dropout_p, uint64_t seed)
 {
-    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
-        return TC_EINVAL;
+    const tc_attention_strides ost = {NH * Tq * DV, Tq * DV, DV};
+    const int pro = FN(attention_forward_prologue)(out, lse, &ost, masks, B, NH, Tq, S, DK, DV,
+                                                   causal, dropout_p);
+    if (pro >= 0) return pro;
     const int64_t BH = B * NH;
-    if (BH == 0 || Tq == 0) return TC_OK;
-    if (S == 0) { /* every row has no key to attend to */
-        for (int64_t i = 0; i < BH * Tq; i++) lse[i] = -INFINITY;
-        memset(out, 0, (size_t)(BH * Tq * DV) * sizeof(real_t));
-        return TC_OK;
-    }
     const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
                                      FN(attention_drop_make)(dropout_p, seed, masks)};
-    const double head_work = (double)Tq * (double)S * (double)(DK + DV + 8);
-    const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
-    const int nthreads = outer ? attention_max_threads() : 1;
-    const int inner = !outer && (double)Tq * (double)S >= TC_PARALLEL_MIN_WORK;
-    const size_t n = attention_scratch_elems(Tq, S, 1, nthreads, sizeof(real_t));
-    real_t *scratch = n ? malloc(n * sizeof(real_t)) : NULL;
+    FN(attention_ref_plan) pl;
+    real_t *scratch = FN(attention_ref_plan_make)(&pl, BH, Tq, S,
+                                                  (double)Tq * (double)S * (double)(DK + DV + 8), 1);
     if (!scratch) return TC_ENOMEM;
     int status = TC_OK;
-#pragma omp parallel num_threads(nthreads) if (outer)
+#pragma omp parallel num_threads(pl.nthreads) if (pl.outer)
     {
         real_t *P = scratch + (size_t)attention_thread_num() * (size_t)Tq * (size_t)S;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < BH; b++) {
             int st = FN(attention_forward_head)(out + b * Tq * DV, lse + b * Tq, P,
                                                 q + b * Tq * DK, k + b * S * DK,
-                                                v + b * S * DV, &c, b, inner);
+                                                v + b * S * DV, &c, b, pl.inner);
             if (st != TC_OK) {
 #pragma omp atomic write
                 status = st;
@@ -257,15 +298,12 @@ int FN(tc_attention_backward_ref)(real_t *dq, real_t *dk, real_t *dv, const real
     if (BH == 0 || Tq == 0 || S == 0) return TC_OK; /* every gradient is zero */
     const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
                                      FN(attention_drop_make)(dropout_p, seed, masks)};
-    const double head_work = (double)Tq * (double)S * (double)(2 * DK + 2 * DV + 8);
-    const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
-    const int nthreads = outer ? attention_max_threads() : 1;
-    const int inner = !outer && (double)Tq * (double)S >= TC_PARALLEL_MIN_WORK;
-    const size_t n = attention_scratch_elems(Tq, S, 2, nthreads, sizeof(real_t));
-    real_t *scratch = n ? malloc(n * sizeof(real_t)) : NULL;
+    FN(attention_ref_plan) pl;
+    real_t *scratch = FN(attention_ref_plan_make)(
+        &pl, BH, Tq, S, (double)Tq * (double)S * (double)(2 * DK + 2 * DV + 8), 2);
     if (!scratch) return TC_ENOMEM;
     int status = TC_OK;
-#pragma omp parallel num_threads(nthreads) if (outer)
+#pragma omp parallel num_threads(pl.nthreads) if (pl.outer)
     {
         real_t *P = scratch + (size_t)attention_thread_num() * 2 * (size_t)Tq * (size_t)S;
         real_t *dS = P + (size_t)Tq * (size_t)S;
@@ -274,7 +312,7 @@ int FN(tc_attention_backward_ref)(real_t *dq, real_t *dk, real_t *dv, const real
             int st = FN(attention_backward_head)(
                 dq + b * Tq * DK, dk + b * S * DK, dv + b * S * DV, P, dS, dout + b * Tq * DV,
                 q + b * Tq * DK, k + b * S * DK, v + b * S * DV, out + b * Tq * DV,
-                lse + b * Tq, &c, b, inner);
+                lse + b * Tq, &c, b, pl.inner);
             if (st != TC_OK) {
 #pragma omp atomic write
                 status = st;

@@ -10,11 +10,13 @@
 #define real_t float
 #define SFX f32
 #include "dropout_impl.h"
+#include "dropout_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "dropout_impl.h"
+#include "dropout_ref.h"
 #undef real_t
 #undef SFX

@@ -5,11 +5,13 @@
 #define real_t float
 #define SFX f32
 #include "embedding_impl.h"
+#include "embedding_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "embedding_impl.h"
+#include "embedding_ref.h"
 #undef real_t
 #undef SFX

@@ -13,11 +13,13 @@ static int tc_fused_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+
 #define real_t float
 #define SFX f32
 #include "fused_impl.h"
+#include "fused_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "fused_impl.h"
+#include "fused_ref.h"
 #undef real_t
 #undef SFX

@@ -5,11 +5,13 @@
 #define real_t float
 #define SFX f32
 #include "layernorm_impl.h"
+#include "layernorm_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "layernorm_impl.h"
+#include "layernorm_ref.h"
 #undef real_t
 #undef SFX

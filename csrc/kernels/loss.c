@@ -10,11 +10,13 @@
 #define real_t float
 #define SFX f32
 #include "loss_impl.h"
+#include "loss_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "loss_impl.h"
+#include "loss_ref.h"
 #undef real_t
 #undef SFX

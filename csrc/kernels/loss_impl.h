@@ -186,6 +186,33 @@ int FN(tc_loss_cross_entropy_forward)(real_t *losses, real_t *lse, double *total
     return TC_OK;
 }
 
+/* One row of a backward: dx (V,) += w (softmax(x) sq - q) with q_c = on p_c + off (p NULL:
+ * q_c = off, the caller subtracts the one-hot part). The softmax comes from lse_n (the
+ * forward's logsumexp of the row) or, lse_n NULL, is recomputed: a row of at most
+ * LOSS_SCRATCH keeps its exps in a stack buffer (fresh_fn), a longer one takes the
+ * logsumexp first. */
+static inline void FN(loss_row_backward)(
+    real_t *dx, const real_t *x, const real_t *p, int64_t V, const real_t *lse_n, real_t w,
+    real_t sq, real_t on, real_t off, real_t (*const lse_fn)(const real_t *, int64_t, real_t *),
+    void (*const grad_fn)(real_t *, const real_t *, const real_t *, int64_t, real_t, real_t, real_t, real_t, real_t, real_t),
+    void (*const fresh_fn)(real_t *, real_t *, const real_t *, const real_t *, int64_t, real_t, real_t, real_t, real_t))
+{
+    if (!lse_n && V <= LOSS_SCRATCH) {
+        real_t e[LOSS_SCRATCH];
+        fresh_fn(dx, e, x, p, V, w, sq, on, off);
+        return;
+    }
+    /* softmax_c = exp(x_c - shift1 - shift2) */
+    real_t shift1, shift2;
+    if (lse_n) {
+        shift1 = *lse_n;
+        shift2 = 0;
+    } else {
+        shift2 = lse_fn(x, V, &shift1);
+    }
+    grad_fn(dx, x, p, V, shift1, shift2, w, sq, on, off);
+}
+
 /* The weight of row n's gradient. */
 #define LOSS_ROW_WEIGHT(n) (dlosses ? scale * dlosses[n] : scale)
 
@@ -207,21 +234,8 @@ int FN(tc_loss_cross_entropy_backward)(real_t *dlogits, const real_t *lse, const
         const real_t *x = logits + n * V;
         real_t *dx = dlogits + n * V;
         const real_t w = LOSS_ROW_WEIGHT(n);
-        if (!lse && V <= LOSS_SCRATCH) {
-            real_t e[LOSS_SCRATCH];
-            fresh_fn(dx, e, x, NULL, V, w, (real_t)1, on, off);
-            dx[t] -= w * on;
-            continue;
-        }
-        /* softmax_c = exp(x_c - shift1 - shift2) */
-        real_t shift1, shift2;
-        if (lse) {
-            shift1 = lse[n];
-            shift2 = 0;
-        } else {
-            shift2 = lse_fn(x, V, &shift1);
-        }
-        grad_fn(dx, x, NULL, V, shift1, shift2, w, (real_t)1, on, off);
+        FN(loss_row_backward)(dx, x, NULL, V, lse ? lse + n : NULL, w, (real_t)1, on, off,
+                              lse_fn, grad_fn, fresh_fn);
         dx[t] -= w * on;
     }
     return TC_OK;
@@ -276,26 +290,9 @@ int FN(tc_loss_cross_entropy_probs_backward)(real_t *dlogits, const real_t *lse,
         } else {
             for (int64_t c = 0; c < V; c++) sq += p[c];
         }
-        if (!lse && V <= LOSS_SCRATCH) {
-            real_t e[LOSS_SCRATCH];
-            if (smooth)
-                fresh_fn(dx, e, x, p, V, w, sq, on, off);
-            else
-                fresh_fn(dx, e, x, p, V, w, sq, (real_t)1, (real_t)0);
-            continue;
-        }
-        real_t shift1, shift2;
-        if (lse) {
-            shift1 = lse[n];
-            shift2 = 0;
-        } else {
-            shift2 = lse_fn(x, V, &shift1);
-        }
-        if (smooth) {
-            grad_fn(dx, x, p, V, shift1, shift2, w, sq, on, off);
-        } else {
-            grad_fn(dx, x, p, V, shift1, shift2, w, sq, (real_t)1, (real_t)0);
-        }
+        FN(loss_row_backward)(dx, x, p, V, lse ? lse + n : NULL, w, sq,
+                              smooth ? on : (real_t)1, smooth ? off : (real_t)0, lse_fn,
+                              grad_fn, fresh_fn);
     }
     return TC_OK;
 }

@@ -4,11 +4,13 @@
 #define real_t float
 #define SFX f32
 #include "optim_impl.h"
+#include "optim_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "optim_impl.h"
+#include "optim_ref.h"
 #undef real_t
 #undef SFX

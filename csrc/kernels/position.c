@@ -6,11 +6,13 @@
 #define real_t float
 #define SFX f32
 #include "position_impl.h"
+#include "position_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "position_impl.h"
+#include "position_ref.h"
 #undef real_t
 #undef SFX

@@ -4,11 +4,13 @@
 #define real_t float
 #define SFX f32
 #include "rope_impl.h"
+#include "rope_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "rope_impl.h"
+#include "rope_ref.h"
 #undef real_t
 #undef SFX

@@ -12,11 +12,13 @@
 #define real_t float
 #define SFX f32
 #include "softmax_impl.h"
+#include "softmax_ref.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
 #include "softmax_impl.h"
+#include "softmax_ref.h"
 #undef real_t
 #undef SFX

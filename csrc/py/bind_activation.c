@@ -140,6 +140,29 @@ static PyObject *py_gelu_backward(PyObject *self, PyObject *args)
     return unary_backward(dy, x, flag, gelu_bwd_f32, gelu_bwd_f64, "gelu_backward");
 }
 
+/* activation_forward_ref(x (any shape), act) -> y and activation_backward_ref(grad_output,
+ * x, act) -> dx: test hooks (positional), the plain references of activation_ref.h; act is
+ * a tc_activation index (ValueError outside the table) */
+static PyObject *py_activation_forward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *x;
+    int act;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oi", &x, &act)) return NULL;
+    return unary_forward(x, act, tc_activation_forward_ref_f32, tc_activation_forward_ref_f64,
+                         "activation_forward_ref");
+}
+
+static PyObject *py_activation_backward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *dy, *x;
+    int act;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOi", &dy, &x, &act)) return NULL;
+    return unary_backward(dy, x, act, tc_activation_backward_ref_f32,
+                          tc_activation_backward_ref_f64, "activation_backward_ref");
+}
+
 PyMethodDef tc_methods_activation[] = {
     {"relu_forward", py_relu_forward, METH_VARARGS, "relu_forward(x) -> y"},
     {"relu_backward", py_relu_backward, METH_VARARGS, "relu_backward(grad_output, x) -> dx"},
@@ -147,5 +170,9 @@ PyMethodDef tc_methods_activation[] = {
      "gelu_forward(x, approximate_tanh) -> y; approximate_tanh 0 (erf) or 1 (tanh)"},
     {"gelu_backward", py_gelu_backward, METH_VARARGS,
      "gelu_backward(grad_output, x, approximate_tanh) -> dx"},
+    {"activation_forward_ref", py_activation_forward_ref, METH_VARARGS,
+     "activation_forward_ref(x, act) -> y: test hook, the plain reference"},
+    {"activation_backward_ref", py_activation_backward_ref, METH_VARARGS,
+     "activation_backward_ref(grad_output, x, act) -> dx: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };

@@ -24,14 +24,15 @@ static int parse_p_seed(PyObject *p_obj, PyObject *seed_obj, double *p, uint64_t
     return tc_py_uint64(seed_obj, "seed", seed);
 }
 
-/* dropout_forward(x (any shape), p, seed) -> y = x * mask */
-static PyObject *py_dropout_forward(PyObject *self, PyObject *args)
+/* dropout_forward(x (any shape), p, seed) -> y = x * mask (kind 0); the plain references
+ * (dropout_ref.h; test hooks) dropout_forward_ref (kind 1) and dropout_backward_ref(
+ * grad_output, p, seed) -> grad_output * mask (kind 2) */
+static PyObject *dropout_forward_common(PyObject *args, int kind)
 {
     PyObject *x_obj, *p_obj, *seed_obj, *result = NULL;
     PyArrayObject *x = NULL, *out = NULL;
     double p;
     uint64_t seed;
-    (void)self;
     if (!PyArg_ParseTuple(args, "OOO", &x_obj, &p_obj, &seed_obj)) return NULL;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0) goto done;
@@ -41,7 +42,9 @@ static PyObject *py_dropout_forward(PyObject *self, PyObject *args)
     npy_intp N = PyArray_SIZE(x);
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_dropout_forward, PyArray_DATA(out), PyArray_DATA(x), N, p, seed);
+    st = kind == 0 ? TC_CALL(ty, tc_dropout_forward, PyArray_DATA(out), PyArray_DATA(x), N, p, seed)
+         : kind == 1 ? TC_CALL(ty, tc_dropout_forward_ref, PyArray_DATA(out), PyArray_DATA(x), N, p, seed)
+                     : TC_CALL(ty, tc_dropout_backward_ref, PyArray_DATA(out), PyArray_DATA(x), N, p, seed);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "dropout_forward")) goto done;
     result = (PyObject *)out;
@@ -50,6 +53,24 @@ done:
     Py_XDECREF(x);
     Py_XDECREF(out);
     return result;
+}
+
+static PyObject *py_dropout_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return dropout_forward_common(args, 0);
+}
+
+static PyObject *py_dropout_forward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return dropout_forward_common(args, 1);
+}
+
+static PyObject *py_dropout_backward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return dropout_forward_common(args, 2);
 }
 
 /* dropout_backward(grad_output (any shape), p, seed) -> dx = grad_output * mask */
@@ -120,5 +141,10 @@ PyMethodDef tc_methods_dropout[] = {
      "dropout_backward(grad_output, p, seed) -> grad_output * mask"},
     {"dropout_mask", py_dropout_mask, METH_VARARGS,
      "dropout_mask(n, p, seed, float64) -> mask (n,): 1/(1-p) where kept, else 0"},
+    {"dropout_forward_ref", py_dropout_forward_ref, METH_VARARGS,
+     "dropout_forward_ref(x, p, seed) -> x * mask: test hook, the plain reference"},
+    {"dropout_backward_ref", py_dropout_backward_ref, METH_VARARGS,
+     "dropout_backward_ref(grad_output, p, seed) -> grad_output * mask: test hook, the plain "
+     "reference"},
     {NULL, NULL, 0, NULL},
 };

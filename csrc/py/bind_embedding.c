@@ -1,12 +1,12 @@
 /* bind_embedding.c: bindings of embedding.c. */
 #include "bind.h"
 
-/* embedding_forward(ids (N,) any integer dtype, weight (V,D)) -> out (N,D) */
-static PyObject *py_embedding_forward(PyObject *self, PyObject *args)
+/* embedding_forward[_ref](ids (N,) any integer dtype, weight (V,D)) -> out (N,D); ref: the
+ * plain reference (embedding_ref.h; a test hook) */
+static PyObject *embedding_forward_common(PyObject *args, int ref)
 {
     PyObject *ids_obj, *w_obj, *result = NULL;
     PyArrayObject *ids = NULL, *w = NULL, *out = NULL;
-    (void)self;
     if (!PyArg_ParseTuple(args, "OO", &ids_obj, &w_obj)) return NULL;
     int ty = tc_py_float_type(w_obj, "weight");
     if (ty < 0) goto done;
@@ -18,8 +18,10 @@ static PyObject *py_embedding_forward(PyObject *self, PyObject *args)
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_embedding_forward, PyArray_DATA(out), PyArray_DATA(ids),
-                 PyArray_DATA(w), N, V, D);
+    st = ref ? TC_CALL(ty, tc_embedding_forward_ref, PyArray_DATA(out), PyArray_DATA(ids),
+                       PyArray_DATA(w), N, V, D)
+             : TC_CALL(ty, tc_embedding_forward, PyArray_DATA(out), PyArray_DATA(ids),
+                       PyArray_DATA(w), N, V, D);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "embedding_forward")) goto done;
     result = (PyObject *)out;
@@ -31,14 +33,25 @@ done:
     return result;
 }
 
-/* embedding_backward(grad_output (N,D), ids (N,) any integer dtype, num_embeddings V)
- *   -> dweight (V,D) */
-static PyObject *py_embedding_backward(PyObject *self, PyObject *args)
+static PyObject *py_embedding_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return embedding_forward_common(args, 0);
+}
+
+static PyObject *py_embedding_forward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return embedding_forward_common(args, 1);
+}
+
+/* embedding_backward[_ref](grad_output (N,D), ids (N,) any integer dtype, num_embeddings V)
+ *   -> dweight (V,D); ref: the plain reference (a test hook) */
+static PyObject *embedding_backward_common(PyObject *args, int ref)
 {
     PyObject *dy_obj, *ids_obj, *v_obj, *result = NULL;
     PyArrayObject *dy = NULL, *ids = NULL, *dw = NULL;
     int64_t V;
-    (void)self;
     if (!PyArg_ParseTuple(args, "OOO", &dy_obj, &ids_obj, &v_obj)) return NULL;
     if (tc_py_int64(v_obj, "num_embeddings", &V)) goto done;
     if (V < 0) {
@@ -56,8 +69,10 @@ static PyObject *py_embedding_backward(PyObject *self, PyObject *args)
     if (!(dw = tc_py_new(2, dims, ty, 1))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_embedding_backward, PyArray_DATA(dw), PyArray_DATA(dy),
-                 PyArray_DATA(ids), N, V, D);
+    st = ref ? TC_CALL(ty, tc_embedding_backward_ref, PyArray_DATA(dw), PyArray_DATA(dy),
+                       PyArray_DATA(ids), N, V, D)
+             : TC_CALL(ty, tc_embedding_backward, PyArray_DATA(dw), PyArray_DATA(dy),
+                       PyArray_DATA(ids), N, V, D);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "embedding_backward")) goto done;
     result = (PyObject *)dw;
@@ -69,10 +84,27 @@ done:
     return result;
 }
 
+static PyObject *py_embedding_backward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return embedding_backward_common(args, 0);
+}
+
+static PyObject *py_embedding_backward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return embedding_backward_common(args, 1);
+}
+
 PyMethodDef tc_methods_embedding[] = {
     {"embedding_forward", py_embedding_forward, METH_VARARGS,
      "embedding_forward(ids (N,) integers, weight (V,D)) -> out (N,D)"},
     {"embedding_backward", py_embedding_backward, METH_VARARGS,
      "embedding_backward(grad_output (N,D), ids (N,), num_embeddings) -> dweight (V,D)"},
+    {"embedding_forward_ref", py_embedding_forward_ref, METH_VARARGS,
+     "embedding_forward_ref(ids, weight) -> out: test hook, the plain reference"},
+    {"embedding_backward_ref", py_embedding_backward_ref, METH_VARARGS,
+     "embedding_backward_ref(grad_output, ids, num_embeddings) -> dweight: test hook, the plain "
+     "reference"},
     {NULL, NULL, 0, NULL},
 };

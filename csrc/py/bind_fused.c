@@ -249,6 +249,170 @@ done:
     return result;
 }
 
+/* Test hooks (positional), the plain references of fused_ref.h:
+ * linear_gelu_forward_ref(x (N,C), weight (OC,C), bias (OC,) | None, approximate_tanh)
+ *   -> (out (N,OC), pre (N,OC));
+ * linear_gelu_backward_ref(grad_output (N,OC), pre (N,OC), x (N,C), weight (OC,C),
+ *   approximate_tanh) -> (dx, dweight, dbias);
+ * layernorm_residual_forward_ref(x (N,C), r (N,C), weight (C,), bias (C,) | None, eps)
+ *   -> (out, sum, mean, rstd);
+ * layernorm_residual_backward_ref(grad_output (N,C), dsum (N,C) | None, sum (N,C),
+ *   weight (C,), mean (N,), rstd (N,)) -> (dx, dr, dweight, dbias) */
+
+/* obj (None allowed if opt) as an array of dtype ty and shape (d0[, d1]) (ndim 1 if
+ * d1 < 0); *a stays NULL for None. 0, or -1 with the exception naming `name`. */
+static int ref_array(PyObject *obj, const char *name, int ty, npy_intp d0, npy_intp d1,
+                     int opt, PyArrayObject **a)
+{
+    if (opt && obj == Py_None) return 0;
+    if (!(*a = tc_py_float_array(obj, name, ty, d1 < 0 ? 1 : 2))) return -1;
+    if (tc_py_check_dim(*a, name, 0, d0, "the rows of the first argument")) return -1;
+    if (d1 >= 0 && tc_py_check_dim(*a, name, 1, d1, "the columns it must have")) return -1;
+    return 0;
+}
+
+/* a tuple of n new arrays of dtype ty, shapes dims[k] (ndim 1 where dims[k][1] < 0), filled
+ * by the caller after; the arrays go to out[k] */
+static int ref_outputs(int n, npy_intp dims[][2], int ty, PyArrayObject **out)
+{
+    for (int k = 0; k < n; k++)
+        if (!(out[k] = tc_py_new(dims[k][1] < 0 ? 1 : 2, dims[k], ty, 0))) return -1;
+    return 0;
+}
+
+static PyObject *ref_result(int st, const char *kernel, int n, PyArrayObject **out)
+{
+    if (tc_py_status(st, kernel)) return NULL;
+    PyObject *t = PyTuple_New(n);
+    for (int k = 0; t && k < n; k++) PyTuple_SET_ITEM(t, k, Py_NewRef((PyObject *)out[k]));
+    return t;
+}
+
+#define REF_FREE(arr)                                                   \
+    for (size_t k_ = 0; k_ < sizeof arr / sizeof arr[0]; k_++) Py_XDECREF(arr[k_])
+
+static PyObject *py_linear_gelu_forward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *w_obj, *b_obj, *result = NULL;
+    PyArrayObject *in[3] = {NULL, NULL, NULL}, *out[2] = {NULL, NULL};
+    int approx;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOi", &x_obj, &w_obj, &b_obj, &approx)) return NULL;
+    if (check_approximate(approx)) return NULL;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0 || !(in[0] = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    const npy_intp N = PyArray_DIM(in[0], 0), C = PyArray_DIM(in[0], 1);
+    if (!(in[1] = tc_py_float_array(w_obj, "weight", ty, 2)) ||
+        tc_py_check_dim(in[1], "weight", 1, C, "the channels of x"))
+        goto done;
+    const npy_intp OC = PyArray_DIM(in[1], 0);
+    npy_intp dims[2][2] = {{N, OC}, {N, OC}};
+    if (ref_array(b_obj, "bias", ty, OC, -1, 1, &in[2]) || ref_outputs(2, dims, ty, out))
+        goto done;
+    int st = TC_CALL(ty, tc_linear_gelu_forward_ref, PyArray_DATA(out[0]), PyArray_DATA(out[1]),
+                     PyArray_DATA(in[0]), PyArray_DATA(in[1]),
+                     in[2] ? PyArray_DATA(in[2]) : NULL, N, C, OC, approx);
+    result = ref_result(st, "linear_gelu_forward_ref", 2, out);
+done:
+    REF_FREE(in);
+    REF_FREE(out);
+    return result;
+}
+
+static PyObject *py_linear_gelu_backward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *dy_obj, *pre_obj, *x_obj, *w_obj, *result = NULL;
+    PyArrayObject *in[4] = {NULL, NULL, NULL, NULL}, *out[3] = {NULL, NULL, NULL};
+    int approx;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOi", &dy_obj, &pre_obj, &x_obj, &w_obj, &approx))
+        return NULL;
+    if (check_approximate(approx)) return NULL;
+    int ty = tc_py_float_type(dy_obj, "grad_output");
+    if (ty < 0 || !(in[0] = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
+    const npy_intp N = PyArray_DIM(in[0], 0), OC = PyArray_DIM(in[0], 1);
+    if (ref_array(pre_obj, "pre", ty, N, OC, 0, &in[1]) ||
+        !(in[2] = tc_py_float_array(x_obj, "x", ty, 2)) ||
+        tc_py_check_dim(in[2], "x", 0, N, "the rows of grad_output"))
+        goto done;
+    const npy_intp C = PyArray_DIM(in[2], 1);
+    npy_intp dims[3][2] = {{N, C}, {OC, C}, {OC, -1}};
+    if (ref_array(w_obj, "weight", ty, OC, C, 0, &in[3]) || ref_outputs(3, dims, ty, out))
+        goto done;
+    int st = TC_CALL(ty, tc_linear_gelu_backward_ref, PyArray_DATA(out[0]), PyArray_DATA(out[1]),
+                     PyArray_DATA(out[2]), PyArray_DATA(in[0]), PyArray_DATA(in[1]),
+                     PyArray_DATA(in[2]), PyArray_DATA(in[3]), N, C, OC, approx);
+    result = ref_result(st, "linear_gelu_backward_ref", 3, out);
+done:
+    REF_FREE(in);
+    REF_FREE(out);
+    return result;
+}
+
+static PyObject *py_layernorm_residual_forward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *r_obj, *w_obj, *b_obj, *result = NULL;
+    PyArrayObject *in[4] = {NULL, NULL, NULL, NULL}, *out[4] = {NULL, NULL, NULL, NULL};
+    double eps;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOd", &x_obj, &r_obj, &w_obj, &b_obj, &eps)) return NULL;
+    if (check_eps(eps)) return NULL;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0 || !(in[0] = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    const npy_intp N = PyArray_DIM(in[0], 0), C = PyArray_DIM(in[0], 1);
+    npy_intp dims[4][2] = {{N, C}, {N, C}, {N, -1}, {N, -1}};
+    if (C < 1) {
+        PyErr_SetString(PyExc_ValueError, "x must have at least one channel");
+        goto done;
+    }
+    if (ref_array(r_obj, "r", ty, N, C, 0, &in[1]) || ref_array(w_obj, "weight", ty, C, -1, 0, &in[2]) ||
+        ref_array(b_obj, "bias", ty, C, -1, 1, &in[3]) || ref_outputs(4, dims, ty, out))
+        goto done;
+    int st = TC_CALL(ty, tc_layernorm_residual_forward_ref, PyArray_DATA(out[0]),
+                     PyArray_DATA(out[1]), PyArray_DATA(out[2]), PyArray_DATA(out[3]),
+                     PyArray_DATA(in[0]), PyArray_DATA(in[1]), PyArray_DATA(in[2]),
+                     in[3] ? PyArray_DATA(in[3]) : NULL, N, C, eps);
+    result = ref_result(st, "layernorm_residual_forward_ref", 4, out);
+done:
+    REF_FREE(in);
+    REF_FREE(out);
+    return result;
+}
+
+static PyObject *py_layernorm_residual_backward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *dy_obj, *ds_obj, *s_obj, *w_obj, *m_obj, *r_obj, *result = NULL;
+    PyArrayObject *in[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    PyArrayObject *out[4] = {NULL, NULL, NULL, NULL};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &dy_obj, &ds_obj, &s_obj, &w_obj, &m_obj, &r_obj))
+        return NULL;
+    int ty = tc_py_float_type(dy_obj, "grad_output");
+    if (ty < 0 || !(in[0] = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
+    const npy_intp N = PyArray_DIM(in[0], 0), C = PyArray_DIM(in[0], 1);
+    npy_intp dims[4][2] = {{N, C}, {N, C}, {C, -1}, {C, -1}};
+    if (C < 1) {
+        PyErr_SetString(PyExc_ValueError, "grad_output must have at least one channel");
+        goto done;
+    }
+    if (ref_array(ds_obj, "dsum", ty, N, C, 1, &in[1]) || ref_array(s_obj, "sum", ty, N, C, 0, &in[2]) ||
+        ref_array(w_obj, "weight", ty, C, -1, 0, &in[3]) ||
+        ref_array(m_obj, "mean", ty, N, -1, 0, &in[4]) ||
+        ref_array(r_obj, "rstd", ty, N, -1, 0, &in[5]) || ref_outputs(4, dims, ty, out))
+        goto done;
+    int st = TC_CALL(ty, tc_layernorm_residual_backward_ref, PyArray_DATA(out[0]),
+                     PyArray_DATA(out[1]), PyArray_DATA(out[2]), PyArray_DATA(out[3]),
+                     PyArray_DATA(in[0]), in[1] ? PyArray_DATA(in[1]) : NULL,
+                     PyArray_DATA(in[2]), PyArray_DATA(in[3]), PyArray_DATA(in[4]),
+                     PyArray_DATA(in[5]), N, C);
+    result = ref_result(st, "layernorm_residual_backward_ref", 4, out);
+done:
+    REF_FREE(in);
+    REF_FREE(out);
+    return result;
+}
+#undef REF_FREE
+
 PyMethodDef tc_methods_fused[] = {
     {"linear_gelu_forward", py_linear_gelu_forward, METH_VARARGS,
      "linear_gelu_forward(x, weight, bias|None, approximate_tanh, want) -> (out, cache|None); "
@@ -261,5 +425,17 @@ PyMethodDef tc_methods_fused[] = {
     {"layernorm_residual_backward", py_layernorm_residual_backward, METH_VARARGS,
      "layernorm_residual_backward(grad_output, grad_sum|None, sum, weight, mean, rstd, "
      "with_bias) -> (dx, dresidual, dweight, dbias|None)"},
+    {"linear_gelu_forward_ref", py_linear_gelu_forward_ref, METH_VARARGS,
+     "linear_gelu_forward_ref(x, weight, bias, approximate_tanh) -> (out, pre): test hook, "
+     "the plain reference"},
+    {"linear_gelu_backward_ref", py_linear_gelu_backward_ref, METH_VARARGS,
+     "linear_gelu_backward_ref(grad_output, pre, x, weight, approximate_tanh) -> (dx, dweight, "
+     "dbias): test hook, the plain reference"},
+    {"layernorm_residual_forward_ref", py_layernorm_residual_forward_ref, METH_VARARGS,
+     "layernorm_residual_forward_ref(x, r, weight, bias, eps) -> (out, sum, mean, rstd): test "
+     "hook, the plain reference"},
+    {"layernorm_residual_backward_ref", py_layernorm_residual_backward_ref, METH_VARARGS,
+     "layernorm_residual_backward_ref(grad_output, dsum, sum, weight, mean, rstd) -> (dx, dr, "
+     "dweight, dbias): test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };

@@ -24,14 +24,13 @@ static int check_channels(PyArrayObject *x)
     return -1;
 }
 
-/* layernorm_forward(x (N,C), weight (C,), bias (C,)|None, eps)
- *   -> (out (N,C), mean (N,), rstd (N,)) */
-static PyObject *py_layernorm_forward(PyObject *self, PyObject *args)
+/* layernorm_forward[_ref](x (N,C), weight (C,), bias (C,)|None, eps)
+ *   -> (out (N,C), mean (N,), rstd (N,)); ref: the plain reference (a test hook) */
+static PyObject *layernorm_forward_common(PyObject *args, int ref)
 {
     PyObject *x_obj, *w_obj, *b_obj, *result = NULL;
     double eps;
     PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *mean = NULL, *rstd = NULL;
-    (void)self;
     if (!PyArg_ParseTuple(args, "OOOd", &x_obj, &w_obj, &b_obj, &eps)) return NULL;
     if (check_eps(eps)) goto done;
     int ty = tc_py_float_type(x_obj, "x");
@@ -51,9 +50,12 @@ static PyObject *py_layernorm_forward(PyObject *self, PyObject *args)
         goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_layernorm_forward, PyArray_DATA(out), PyArray_DATA(mean),
-                 PyArray_DATA(rstd), PyArray_DATA(x), PyArray_DATA(w),
-                 b ? PyArray_DATA(b) : NULL, N, C, eps);
+    st = ref ? TC_CALL(ty, tc_layernorm_forward_ref, PyArray_DATA(out), PyArray_DATA(mean),
+                       PyArray_DATA(rstd), PyArray_DATA(x), PyArray_DATA(w),
+                       b ? PyArray_DATA(b) : NULL, N, C, eps)
+             : TC_CALL(ty, tc_layernorm_forward, PyArray_DATA(out), PyArray_DATA(mean),
+                       PyArray_DATA(rstd), PyArray_DATA(x), PyArray_DATA(w),
+                       b ? PyArray_DATA(b) : NULL, N, C, eps);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "layernorm_forward")) goto done;
     result = Py_BuildValue("(OOO)", out, mean, rstd);
@@ -65,6 +67,18 @@ done:
     Py_XDECREF(mean);
     Py_XDECREF(rstd);
     return result;
+}
+
+static PyObject *py_layernorm_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return layernorm_forward_common(args, 0);
+}
+
+static PyObject *py_layernorm_forward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return layernorm_forward_common(args, 1);
 }
 
 /* layernorm_backward(grad_output (N,C), x (N,C), weight (C,), mean (N,)|None,
@@ -136,11 +150,62 @@ done:
     return result;
 }
 
+/* Test hook (positional), the plain reference of layernorm_ref.h (the forward's is
+ * layernorm_forward_ref above):
+ * layernorm_backward_ref(grad_output (N,C), x (N,C), weight (C,), mean (N,), rstd (N,))
+ *   -> (dx (N,C), dweight (C,), dbias (C,)) */
+static PyObject *py_layernorm_backward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *dy_obj, *x_obj, *w_obj, *m_obj, *r_obj, *result = NULL;
+    PyArrayObject *dy = NULL, *x = NULL, *w = NULL, *mean = NULL, *rstd = NULL;
+    PyArrayObject *dx = NULL, *dw = NULL, *db = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO", &dy_obj, &x_obj, &w_obj, &m_obj, &r_obj)) return NULL;
+    int ty = tc_py_float_type(dy_obj, "grad_output");
+    if (ty < 0) goto done;
+    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2)) ||
+        !(x = tc_py_float_array(x_obj, "x", ty, 2)) || check_channels(x) ||
+        tc_py_check_same_shape(dy, "grad_output", x, "x"))
+        goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
+    if (!(w = tc_py_float_array(w_obj, "weight", ty, 1)) ||
+        tc_py_check_dim(w, "weight", 0, C, "the channels of x") ||
+        !(mean = tc_py_float_array(m_obj, "mean", ty, 1)) ||
+        tc_py_check_dim(mean, "mean", 0, N, "the rows of x") ||
+        !(rstd = tc_py_float_array(r_obj, "rstd", ty, 1)) ||
+        tc_py_check_dim(rstd, "rstd", 0, N, "the rows of x"))
+        goto done;
+    if (!(dx = tc_py_new(2, PyArray_DIMS(x), ty, 0)) || !(dw = tc_py_new(1, &C, ty, 0)) ||
+        !(db = tc_py_new(1, &C, ty, 0)))
+        goto done;
+    int st = TC_CALL(ty, tc_layernorm_backward_ref, PyArray_DATA(dx), PyArray_DATA(dw),
+                     PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w),
+                     PyArray_DATA(mean), PyArray_DATA(rstd), N, C);
+    if (tc_py_status(st, "layernorm_backward_ref")) goto done;
+    result = Py_BuildValue("(OOO)", dx, dw, db);
+done:
+    Py_XDECREF(dy);
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(mean);
+    Py_XDECREF(rstd);
+    Py_XDECREF(dx);
+    Py_XDECREF(dw);
+    Py_XDECREF(db);
+    return result;
+}
+
 PyMethodDef tc_methods_layernorm[] = {
     {"layernorm_forward", py_layernorm_forward, METH_VARARGS,
      "layernorm_forward(x (N,C), weight (C,), bias (C,)|None, eps) -> (out, mean, rstd)"},
     {"layernorm_backward", py_layernorm_backward, METH_VARARGS,
      "layernorm_backward(grad_output (N,C), x (N,C), weight (C,), mean|None, rstd|None, "
      "with_bias, eps) -> (dx, dweight, dbias|None)"},
+    {"layernorm_forward_ref", py_layernorm_forward_ref, METH_VARARGS,
+     "layernorm_forward_ref(x, weight, bias, eps) -> (out, mean, rstd): test hook, the plain "
+     "reference"},
+    {"layernorm_backward_ref", py_layernorm_backward_ref, METH_VARARGS,
+     "layernorm_backward_ref(grad_output, x, weight, mean, rstd) -> (dx, dweight, dbias): "
+     "test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };

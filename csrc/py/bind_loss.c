@@ -198,6 +198,65 @@ done:
     return result;
 }
 
+/* Test hooks (positional), the plain references of loss_ref.h, targets as above:
+ * cross_entropy_forward_ref(logits (N,V), targets, ignore_index, label_smoothing)
+ *   -> (losses (N,), lse (N,));
+ * cross_entropy_backward_ref(logits, targets, dlosses (N,) | None, ignore_index,
+ *   label_smoothing, scale) -> dlogits (N,V) */
+static PyObject *py_cross_entropy_ref(PyObject *args, int backward)
+{
+    PyObject *x_obj, *t_obj, *dl_obj = Py_None, *ig_obj, *result = NULL;
+    PyArrayObject *logits = NULL, *ids = NULL, *probs = NULL, *dl = NULL, *a = NULL, *b = NULL;
+    double eps, scale = 0;
+    int64_t ignore_index, n_valid;
+    if (backward ? !PyArg_ParseTuple(args, "OOOOdd", &x_obj, &t_obj, &dl_obj, &ig_obj, &eps, &scale)
+                 : !PyArg_ParseTuple(args, "OOOd", &x_obj, &t_obj, &ig_obj, &eps))
+        return NULL;
+    int ty = convert_common(x_obj, t_obj, ig_obj, eps, &logits, &ids, &probs, &ignore_index,
+                            &n_valid);
+    if (ty < 0) goto done;
+    const npy_intp N = PyArray_DIM(logits, 0), V = PyArray_DIM(logits, 1);
+    if (dl_obj != Py_None) {
+        if (!(dl = tc_py_float_array(dl_obj, "dlosses", ty, 1))) goto done;
+        if (tc_py_check_dim(dl, "dlosses", 0, N, "the rows of logits")) goto done;
+    }
+    const void *pi = ids ? PyArray_DATA(ids) : NULL, *pp = probs ? PyArray_DATA(probs) : NULL;
+    int st;
+    if (backward) {
+        if (!(a = tc_py_new(2, PyArray_DIMS(logits), ty, 0))) goto done;
+        st = TC_CALL(ty, tc_loss_cross_entropy_backward_ref, PyArray_DATA(a), PyArray_DATA(logits),
+                     pi, pp, dl ? PyArray_DATA(dl) : NULL, N, V, ignore_index, eps, scale);
+    } else {
+        if (!(a = tc_py_new(1, PyArray_DIMS(logits), ty, 0)) ||
+            !(b = tc_py_new(1, PyArray_DIMS(logits), ty, 0)))
+            goto done;
+        st = TC_CALL(ty, tc_loss_cross_entropy_forward_ref, PyArray_DATA(a), PyArray_DATA(b),
+                     PyArray_DATA(logits), pi, pp, N, V, ignore_index, eps);
+    }
+    if (tc_py_status(st, "cross_entropy_ref")) goto done;
+    result = backward ? Py_NewRef((PyObject *)a) : Py_BuildValue("(OO)", a, b);
+done:
+    Py_XDECREF(logits);
+    Py_XDECREF(ids);
+    Py_XDECREF(probs);
+    Py_XDECREF(dl);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return result;
+}
+
+static PyObject *py_cross_entropy_forward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return py_cross_entropy_ref(args, 0);
+}
+
+static PyObject *py_cross_entropy_backward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return py_cross_entropy_ref(args, 1);
+}
+
 PyMethodDef tc_methods_loss[] = {
     {"cross_entropy_forward", py_cross_entropy_forward, METH_VARARGS,
      "cross_entropy_forward(logits (N,V), targets (N,) ids | (N,V) probs, ignore_index, "
@@ -205,5 +264,11 @@ PyMethodDef tc_methods_loss[] = {
     {"cross_entropy_backward", py_cross_entropy_backward, METH_VARARGS,
      "cross_entropy_backward(logits, targets, lse|None, grad_output, reduction, ignore_index, "
      "label_smoothing) -> dlogits (N,V)"},
+    {"cross_entropy_forward_ref", py_cross_entropy_forward_ref, METH_VARARGS,
+     "cross_entropy_forward_ref(logits, targets, ignore_index, label_smoothing) -> (losses, "
+     "lse): test hook, the plain reference"},
+    {"cross_entropy_backward_ref", py_cross_entropy_backward_ref, METH_VARARGS,
+     "cross_entropy_backward_ref(logits, targets, dlosses, ignore_index, label_smoothing, "
+     "scale) -> dlogits: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };

@@ -203,6 +203,83 @@ done:
     return result;
 }
 
+/* Test hooks (positional), the plain references of optim_ref.h, arrays as the bindings
+ * above: sgd_update_ref(param, grad, momentum_buffer | None, lr, momentum, dampening,
+ * weight_decay, nesterov, first_step) -> None; adam_update_ref(param, grad, exp_avg,
+ * exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled) -> None (in place);
+ * global_norm_ref(x) -> float, the norm of one array. */
+static PyObject *py_sgd_update_ref(PyObject *self, PyObject *args)
+{
+    PyObject *p_obj, *g_obj, *b_obj, *result = NULL;
+    PyArrayObject *param = NULL, *grad = NULL, *buf = NULL;
+    double lr, momentum, dampening, wd;
+    int nesterov, first_step;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOddddpp", &p_obj, &g_obj, &b_obj, &lr, &momentum,
+                          &dampening, &wd, &nesterov, &first_step))
+        return NULL;
+    int ty = convert_param_grad(p_obj, g_obj, &param, &grad);
+    if (ty < 0) goto done;
+    if (b_obj != Py_None && !(buf = convert_state(b_obj, "momentum_buffer", ty, param))) goto done;
+    int st = TC_CALL(ty, tc_optim_sgd_update_ref, PyArray_DATA(param), buf ? PyArray_DATA(buf) : NULL,
+                     PyArray_DATA(grad), PyArray_SIZE(param), lr, momentum, dampening, wd,
+                     nesterov, first_step);
+    if (tc_py_status(st, "sgd_update_ref")) goto done;
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(param);
+    Py_XDECREF(grad);
+    Py_XDECREF(buf);
+    return result;
+}
+
+static PyObject *py_adam_update_ref(PyObject *self, PyObject *args)
+{
+    PyObject *p_obj, *g_obj, *m_obj, *v_obj, *step_obj, *result = NULL;
+    PyArrayObject *param = NULL, *grad = NULL, *m = NULL, *v = NULL;
+    double lr, b1, b2, eps, wd;
+    int64_t step;
+    int decoupled;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOdddddp", &p_obj, &g_obj, &m_obj, &v_obj, &step_obj, &lr,
+                          &b1, &b2, &eps, &wd, &decoupled))
+        return NULL;
+    if (tc_py_int64(step_obj, "step", &step)) return NULL;
+    int ty = convert_param_grad(p_obj, g_obj, &param, &grad);
+    if (ty < 0) goto done;
+    if (!(m = convert_state(m_obj, "exp_avg", ty, param))) goto done;
+    if (!(v = convert_state(v_obj, "exp_avg_sq", ty, param))) goto done;
+    int st = TC_CALL(ty, tc_optim_adam_update_ref, PyArray_DATA(param), PyArray_DATA(m),
+                     PyArray_DATA(v), PyArray_DATA(grad), PyArray_SIZE(param), step, lr, b1, b2,
+                     eps, wd, decoupled);
+    if (tc_py_status(st, "adam_update_ref")) goto done;
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(param);
+    Py_XDECREF(grad);
+    Py_XDECREF(m);
+    Py_XDECREF(v);
+    return result;
+}
+
+static PyObject *py_global_norm_ref(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *result = NULL;
+    PyArrayObject *x = NULL;
+    double norm = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &x_obj)) return NULL;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
+    int st = TC_CALL(ty, tc_optim_global_norm_ref, &norm, PyArray_DATA(x), PyArray_SIZE(x));
+    if (tc_py_status(st, "global_norm_ref")) goto done;
+    result = PyFloat_FromDouble(norm);
+done:
+    Py_XDECREF(x);
+    return result;
+}
+
 PyMethodDef tc_methods_optim[] = {
     {"sgd_update", py_sgd_update, METH_VARARGS,
      "sgd_update(param, grad, momentum_buffer|None, lr, momentum, dampening, weight_decay, "
@@ -216,5 +293,13 @@ PyMethodDef tc_methods_optim[] = {
     {"global_grad_norm", py_global_grad_norm, METH_VARARGS,
      "global_grad_norm(arrays) -> float: sqrt of the sum of squares, in double"},
     {"scale", py_scale, METH_VARARGS, "scale(array, factor) -> None: array *= factor in place"},
+    {"sgd_update_ref", py_sgd_update_ref, METH_VARARGS,
+     "sgd_update_ref(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, "
+     "nesterov, first_step): test hook, the plain reference"},
+    {"adam_update_ref", py_adam_update_ref, METH_VARARGS,
+     "adam_update_ref(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, "
+     "weight_decay, decoupled): test hook, the plain reference"},
+    {"global_norm_ref", py_global_norm_ref, METH_VARARGS,
+     "global_norm_ref(x) -> float: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };

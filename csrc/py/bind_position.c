@@ -93,10 +93,39 @@ done:
     return result;
 }
 
+/* position_sinusoidal_ref(out (T,D), base, offset) -> None, out filled in place: test hook
+ * (positional), the plain reference of position_ref.h (out's dtype picks the kernel) */
+static PyObject *py_position_sinusoidal_ref(PyObject *self, PyObject *args)
+{
+    PyObject *out_obj, *off_obj, *result = NULL;
+    PyArrayObject *out = NULL;
+    double base;
+    int64_t offset;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OdO", &out_obj, &base, &off_obj)) return NULL;
+    if (tc_py_int64(off_obj, "offset", &offset) || check_base(base)) return NULL;
+    int ty = tc_py_float_type(out_obj, "out");
+    if (ty < 0) goto done;
+    if (!(out = tc_py_inout_array(out_obj, "out", ty))) goto done;
+    if (PyArray_NDIM(out) != 2) {
+        PyErr_SetString(PyExc_ValueError, "out must be 2-D (T, D)");
+        goto done;
+    }
+    int st = TC_CALL(ty, tc_position_sinusoidal_ref, PyArray_DATA(out), PyArray_DIM(out, 0),
+                     PyArray_DIM(out, 1), base, offset);
+    if (tc_py_status(st, "position_sinusoidal_ref")) goto done;
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(out);
+    return result;
+}
+
 PyMethodDef tc_methods_position[] = {
     {"position_sinusoidal", py_position_sinusoidal, METH_VARARGS,
      "position_sinusoidal(length, dim, base, offset, dtype) -> table (length, dim)"},
     {"position_add_sinusoidal", py_position_add_sinusoidal, METH_VARARGS,
      "position_add_sinusoidal(x (B,T,D), base, offset) -> x + table[:T]"},
+    {"position_sinusoidal_ref", py_position_sinusoidal_ref, METH_VARARGS,
+     "position_sinusoidal_ref(out, base, offset) -> None: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };

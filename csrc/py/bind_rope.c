@@ -180,6 +180,38 @@ done:
     return result;
 }
 
+/* rope_ref(x (N,L,NH,HS), base, offset, interleaved, backward) -> the rotated copy: test
+ * hook (positional), the plain reference of rope_ref.h (backward 0: tc_rope_forward_ref,
+ * 1: tc_rope_backward_ref, the rotation by -angle) */
+static PyObject *py_rope_ref(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *off_obj, *result = NULL;
+    PyArrayObject *x = NULL, *out = NULL;
+    double base;
+    int64_t offset;
+    int interleaved, backward;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OdOip", &x_obj, &base, &off_obj, &interleaved, &backward))
+        return NULL;
+    if (tc_py_int64(off_obj, "offset", &offset)) return NULL;
+    int ty = tc_py_float_type(x_obj, "x");
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, "x", ty, 4))) goto done;
+    if (!(out = tc_py_new(4, PyArray_DIMS(x), ty, 0))) goto done;
+    const npy_intp *d = PyArray_DIMS(x);
+    int st = backward ? TC_CALL(ty, tc_rope_backward_ref, PyArray_DATA(out), PyArray_DATA(x),
+                                d[0], d[1], d[2], d[3], base, offset, interleaved)
+                      : TC_CALL(ty, tc_rope_forward_ref, PyArray_DATA(out), PyArray_DATA(x),
+                                d[0], d[1], d[2], d[3], base, offset, interleaved);
+    if (tc_py_status(st, "rope_ref")) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(out);
+    return result;
+}
+
 PyMethodDef tc_methods_rope[] = {
     {"rope_table", py_rope_table, METH_VARARGS,
      "rope_table(length, head_size, base, offset, dtype) -> (cos, sin) (length, head_size/2)"},
@@ -190,5 +222,7 @@ PyMethodDef tc_methods_rope[] = {
     {"rope_inplace_strided", py_rope_inplace_strided, METH_VARARGS,
      "rope_inplace_strided(x (N,L,NH,HS), cos, sin, interleaved, inverse) -> None; x (a "
      "writeable view, last dim contiguous) rotated in place at its own strides"},
+    {"rope_ref", py_rope_ref, METH_VARARGS,
+     "rope_ref(x, base, offset, interleaved, backward) -> y: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };

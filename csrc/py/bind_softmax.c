@@ -151,6 +151,46 @@ done:
     return result;
 }
 
+/* The plain references (softmax_ref.h) through the helpers above, as test hooks:
+ * [log_]softmax_forward_ref(x, axis) -> y, [log_]softmax_backward_ref(grad_output, y, axis)
+ * -> dx (the references write dx: the helper's set flag is moot). */
+#define SM_REF(name, is_log)                                                                   \
+    static int name##_fwd_f32(float *o, const float *x, int64_t a, int64_t c, int64_t b)       \
+    {                                                                                          \
+        return tc_softmax_forward_ref_f32(o, x, a, c, b, is_log);                              \
+    }                                                                                          \
+    static int name##_fwd_f64(double *o, const double *x, int64_t a, int64_t c, int64_t b)     \
+    {                                                                                          \
+        return tc_softmax_forward_ref_f64(o, x, a, c, b, is_log);                              \
+    }                                                                                          \
+    static int name##_bwd_f32(float *d, const float *g, const float *y, int64_t a, int64_t c,  \
+                              int64_t b, int set)                                              \
+    {                                                                                          \
+        (void)set;                                                                             \
+        return tc_softmax_backward_ref_f32(d, g, y, a, c, b, is_log);                          \
+    }                                                                                          \
+    static int name##_bwd_f64(double *d, const double *g, const double *y, int64_t a,          \
+                              int64_t c, int64_t b, int set)                                   \
+    {                                                                                          \
+        (void)set;                                                                             \
+        return tc_softmax_backward_ref_f64(d, g, y, a, c, b, is_log);                          \
+    }                                                                                          \
+    static PyObject *py_##name##_forward_ref(PyObject *self, PyObject *args)                   \
+    {                                                                                          \
+        (void)self;                                                                            \
+        return softmax_forward_common(args, name##_fwd_f32, name##_fwd_f64,                    \
+                                      #name "_forward_ref");                                   \
+    }                                                                                          \
+    static PyObject *py_##name##_backward_ref(PyObject *self, PyObject *args)                  \
+    {                                                                                          \
+        (void)self;                                                                            \
+        return softmax_backward_common(args, name##_bwd_f32, name##_bwd_f64,                   \
+                                       #name "_backward_ref");                                 \
+    }
+SM_REF(softmax, 0)
+SM_REF(log_softmax, 1)
+#undef SM_REF
+
 PyMethodDef tc_methods_softmax[] = {
     {"softmax_forward", py_softmax_forward, METH_VARARGS, "softmax_forward(x, axis) -> y"},
     {"softmax_backward", py_softmax_backward, METH_VARARGS,
@@ -161,5 +201,13 @@ PyMethodDef tc_methods_softmax[] = {
      "log_softmax_backward(grad_output, y, axis) -> dx (y: the forward output)"},
     {"vec_exp", py_vec_exp, METH_VARARGS,
      "vec_exp(x) -> exp(x) through the kernels' shared vector exp (vec_math.h; for tests)"},
+    {"softmax_forward_ref", py_softmax_forward_ref, METH_VARARGS,
+     "softmax_forward_ref(x, axis) -> y: test hook, the plain reference"},
+    {"softmax_backward_ref", py_softmax_backward_ref, METH_VARARGS,
+     "softmax_backward_ref(grad_output, y, axis) -> dx: test hook, the plain reference"},
+    {"log_softmax_forward_ref", py_log_softmax_forward_ref, METH_VARARGS,
+     "log_softmax_forward_ref(x, axis) -> y: test hook, the plain reference"},
+    {"log_softmax_backward_ref", py_log_softmax_backward_ref, METH_VARARGS,
+     "log_softmax_backward_ref(grad_output, y, axis) -> dx: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };
