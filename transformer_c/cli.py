@@ -4,6 +4,7 @@
     sample  generate text from a checkpoint, printing tokens as they come
     eval    per-token and per-character perplexity of a checkpoint on a text file
     demo    gradient-check a small Decoder, then train it on sequence reversal
+    prepare download a public corpus (e.g. shakespeare) into the cache, checksummed
 
 With no command it runs ``train`` with its defaults: a small character-level GPT on the
 embedded corpus (the Python standard library's source), about 3 minutes on 2 cores, then a
@@ -58,6 +59,7 @@ def _non_negative(kind):
 def build_parser():
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_version_flag(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a GPT language model (the default command)",
@@ -67,7 +69,8 @@ def build_parser():
                        + ", ".join(PRESETS) + f" (default {DEFAULT_PRESET}); explicit flags "
                        "override the preset.")
     g = t.add_argument_group("data")
-    g.add_argument("--data", metavar="FILE", help="a UTF-8 text file (default: the embedded "
+    g.add_argument("--data", metavar="FILE", help="a UTF-8 text file, or the name of a "
+                   "corpus downloaded with prepare (e.g. shakespeare) (default: the embedded "
                    "corpus, the Python standard library's source)")
     g.add_argument("--tokenizer", choices=("char", "bpe"), default="char",
                    help="character-level (default) or byte-level BPE trained on the data")
@@ -129,7 +132,8 @@ def build_parser():
     e.add_argument("--ckpt", default="out", metavar="DIR",
                    help="a checkpoint, or a run directory (its best/, else last/)")
     e.add_argument("--data", metavar="FILE",
-                   help="a UTF-8 text file (default: the validation split of the training data)")
+                   help="a UTF-8 text file or a prepared corpus name (default: the validation "
+                   "split of the training data)")
     e.add_argument("--batch-size", type=_positive(int), default=16)
     e.add_argument("--threads", type=_positive(int))
 
@@ -137,7 +141,29 @@ def build_parser():
     d.add_argument("--steps", type=_positive(int), default=300, help="training steps")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=_positive(int))
+    _add_prepare_parser(sub)
     return p
+
+
+def _add_version_flag(p):
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+
+
+def _add_prepare_parser(sub):
+    from .data.download import CORPORA
+    r = sub.add_parser("prepare", help="download a public corpus into the cache (checksummed)",
+                       description="Download corpora into the cache folder (--cache-dir, else "
+                       "$TRANSFORMER_C_DATA_DIR, else $XDG_CACHE_HOME/transformer_c/data), "
+                       "check their SHA-256 and print each file's path on stdout (messages go "
+                       "to stderr). A corpus already cached is not downloaded again (no "
+                       "network access). Then train on it by name: train --data NAME. "
+                       "Corpora: " + "; ".join(f"{k}: {c.description}"
+                                               for k, c in CORPORA.items()))
+    r.add_argument("names", nargs="*", metavar="NAME",
+                   help="corpora to prepare (none: list them and whether they are cached)")
+    r.add_argument("--cache-dir", metavar="DIR", help="the cache folder to use")
+    r.add_argument("--url", help="download from this URL instead (file:// works; one NAME)")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -172,6 +198,13 @@ def _read(path):
         return read_text(path)
     except (OSError, ValueError) as e:
         raise CLIError(str(e)) from None
+
+
+def _resolve_data_names(args):
+    """--data NAME of a prepared corpus (train, eval) becomes its cached file."""
+    if getattr(args, "data", None) is not None and args.command in ("train", "eval"):
+        from .data.download import resolve_corpus
+        args.data = resolve_corpus(args.data)
 
 
 def _load_corpus(path):
@@ -463,19 +496,39 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_prepare(args):
+    from .data.download import CORPORA, cached_path, data_dir, prepare
+    if not args.names:
+        print(f"corpora (cache folder {data_dir(args.cache_dir)}):")
+        for name, c in CORPORA.items():
+            state = "cached" if cached_path(name, args.cache_dir) else "not downloaded"
+            print(f"  {name:18s} {state:15s} {c.description}")
+        return 0
+    if args.url is not None and len(args.names) != 1:
+        raise CLIError("--url names one file: pass exactly one NAME with it")
+    for name in args.names:
+        path = prepare(name, cache_dir=args.cache_dir, url=args.url,
+                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        print(path, flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
 
 def main(argv=None):
     from .checkpoint import CheckpointError
+    from .data.download import DataError
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["train"] + argv  # the default command
     args = parser.parse_args(argv)
-    commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}
+    commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
+                "prepare": cmd_prepare}
     try:
+        _resolve_data_names(args)
         return commands[args.command](args)
-    except (CLIError, CheckpointError) as e:
+    except (CLIError, CheckpointError, DataError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@
 - :func:`read_text`, :func:`split_text`, :func:`load_text_splits`: a corpus file and its
   deterministic train/val split; :func:`default_corpus`: the embedded corpus (the Python
   standard library's own source), present on every machine.
+- :func:`prepare`: download a public corpus (:data:`CORPORA`, e.g. "shakespeare") into the
+  cache folder, checksummed; :func:`resolve_corpus` maps a prepared corpus name to its file.
 """
 from .tokenizer import SPECIALS, Tokenizer, load_tokenizer
 from .char import CharTokenizer
@@ -20,6 +22,7 @@ from .datasets import SentenceDataset, StreamDataset, collate
 from .synthetic import ArithmeticTask, CopyTask, Example, ReversalTask, SyntheticTask, TASKS
 from .text import load_text_splits, read_text, split_text
 from .corpus import DEFAULT_CORPUS_MODULES, default_corpus, default_corpus_files, default_corpus_info
+from .download import CORPORA, DataError, cached_path, data_dir, prepare, resolve_corpus
 
 __all__ = [
     "SPECIALS", "Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer",
@@ -28,4 +31,5 @@ __all__ = [
     "SyntheticTask", "CopyTask", "ReversalTask", "ArithmeticTask", "Example", "TASKS",
     "read_text", "split_text", "load_text_splits",
     "DEFAULT_CORPUS_MODULES", "default_corpus", "default_corpus_files", "default_corpus_info",
+    "CORPORA", "DataError", "cached_path", "data_dir", "prepare", "resolve_corpus",
 ]
