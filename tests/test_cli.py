@@ -219,3 +219,39 @@ def test_resume_recovers_an_interrupted_save_and_says_so(corpus, capsys):
     assert sorted(os.listdir(corpus / "run")) == ["best", "last", "log.jsonl"] or \
         sorted(os.listdir(corpus / "run")) == ["last", "log.jsonl"]
     assert json.loads((last / "checkpoint.json").read_text())["step"] == 5
+
+
+def test_version_flag(capsys):
+    import re
+
+    import transformer_c
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"transformer_c {transformer_c.__version__}\n"
+    with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
+        declared = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+    assert transformer_c.__version__ == declared
+
+
+def test_sample_warns_about_prompt_characters_outside_the_vocabulary(corpus, capsys):
+    _train_small(capsys)  # the corpus has no 'é', no 'λ' and no 'Z'
+    code, out, err = run(capsys, "sample", "--ckpt", "run", "--prompt", "déf λ(Zé)",
+                         "--max-new-tokens", "3")
+    assert code == 0
+    assert out.startswith("déf λ(Zé)")
+    assert err == ("transformer_c: warning: --prompt holds characters the tokenizer does not "
+                   "know, each encoded as <UNK>: 'é' (U+00E9), 'λ' (U+03BB), 'Z' (U+005A)\n")
+    code, out, err = run(capsys, "sample", "--ckpt", "run", "--prompt", "def f",
+                         "--max-new-tokens", "3")
+    assert code == 0 and err == ""
+
+
+def test_unknown_characters_of_each_tokenizer():
+    from transformer_c.data import BPETokenizer, CharTokenizer
+    tok = CharTokenizer.train("abc")
+    assert tok.unknown_characters("abXcYX") == ["X", "Y"] and tok.unknown_characters("") == []
+    assert CharTokenizer.train("abc", specials=()).unknown_characters("aé") == ["é"]
+    assert BPETokenizer.train("abc", 262).unknown_characters("é😀") == []
+    with pytest.raises(TypeError, match="text must be a str"):
+        tok.unknown_characters(3)

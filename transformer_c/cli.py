@@ -118,8 +118,10 @@ def build_parser():
     g.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("--ckpt", default="out", metavar="DIR",
-                   help="a checkpoint, or a run directory (its best/, else last/)")
+    s.add_argument("--ckpt", metavar="DIR",
+                   help="a checkpoint, or a run directory (its best/, else last/) (default out)")
+    s.add_argument("--hf", metavar="DIR", help="a local Hugging Face GPT-2 directory instead "
+                   "(config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt)")
     s.add_argument("--prompt", default="\n", help="the text to continue (default a newline)")
     s.add_argument("--max-new-tokens", type=_non_negative(int), default=500)
     s.add_argument("--temperature", type=_non_negative(float), default=0.8)
@@ -426,15 +428,55 @@ def cmd_train(args):
 
 def cmd_sample(args):
     _threads(args)
-    c = _load_checkpoint(args.ckpt, optimizer=False)
+    model, tokenizer = _sample_source(args)
+    _warn_unknown(tokenizer, args.prompt, "--prompt")
     for i in range(args.num_samples):
         if i:
             print("\n" + "-" * 60)
         sys.stdout.write(args.prompt)
-        _generate(c.model, c.tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
+        _generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
                   temperature=args.temperature, top_k=args.top_k, seed=args.seed + i)
     print()
     return 0
+
+
+def _sample_source(args):
+    """(model, tokenizer) of sample's --hf DIR or --ckpt DIR (default out)."""
+    if args.hf is None:
+        c = _load_checkpoint(args.ckpt or "out", optimizer=False)
+        return c.model, c.tokenizer
+    if args.ckpt is not None:
+        raise CLIError("--ckpt and --hf both name a model: pass one")
+    return load_huggingface(args.hf)
+
+
+def load_huggingface(path):
+    """(GPT, GPT2Tokenizer) of a local Hugging Face GPT-2 directory; CLIError (one line) for
+    what is missing or cannot run."""
+    from .data import GPT2Tokenizer
+    from .nn import GPT
+    try:
+        model = GPT.from_huggingface(path)
+        tokenizer = GPT2Tokenizer.from_huggingface(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise CLIError(f"--hf {path}: {e}") from None
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise CLIError(f"--hf {path}: the tokenizer has {tokenizer.vocab_size} tokens, more "
+                       f"than the model's vocab_size {model.config.vocab_size}")
+    return model, tokenizer
+
+
+def _warn_unknown(tokenizer, text, what):
+    """A warning on stderr naming the characters of ``text`` the tokenizer encodes as <UNK>
+    (an error if it has no <UNK>)."""
+    unknown = tokenizer.unknown_characters(text)
+    if unknown:
+        names = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
+        if tokenizer.unk_id is None:
+            raise CLIError(f"{what} holds characters the tokenizer does not know (and it has "
+                           f"no <UNK>): {names}")
+        print(f"{PROG}: warning: {what} holds characters the tokenizer does not know, each "
+              f"encoded as <UNK>: {names}", file=sys.stderr, flush=True)
 
 
 def evaluate_text(model, tokenizer, text, batch_size=16):

@@ -2,7 +2,9 @@
 
 - :class:`CharTokenizer` and :class:`BPETokenizer` (byte-level, GPT-2 pre-tokenisation,
   trained from scratch in C), with special tokens <PAD>, <SOS>, <EOS>, <UNK>;
-  ``encode``/``decode``/``tokenize``/``save``/``load``; :func:`load_tokenizer` reads either.
+  ``encode``/``decode``/``tokenize``/``save``/``load``; :func:`load_tokenizer` reads either;
+  :class:`GPT2Tokenizer`: a Hugging Face GPT-2 tokenizer's files (vocab.json + merges.txt or
+  tokenizer.json) on the same C encoder, giving the same ids as Hugging Face.
 - :class:`StreamDataset` (random windows of one token array) and :class:`SentenceDataset`
   (<SOS> + text -> text + <EOS>, padded by :func:`collate` with lengths).
 - :func:`causal_mask`, :func:`pad_mask`: boolean masks, True = masked.
@@ -17,6 +19,7 @@
 from .tokenizer import SPECIALS, Tokenizer, load_tokenizer
 from .char import CharTokenizer
 from .bpe import GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode, pretokenize
+from .gpt2 import GPT2Tokenizer
 from .masks import causal_mask, pad_mask
 from .datasets import SentenceDataset, StreamDataset, collate
 from .synthetic import ArithmeticTask, CopyTask, Example, ReversalTask, SyntheticTask, TASKS
@@ -26,7 +29,7 @@ from .download import CORPORA, DataError, cached_path, data_dir, prepare, resolv
 
 __all__ = [
     "SPECIALS", "Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer",
-    "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "pretokenize",
+    "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "pretokenize", "GPT2Tokenizer",
     "causal_mask", "pad_mask", "StreamDataset", "SentenceDataset", "collate",
     "SyntheticTask", "CopyTask", "ReversalTask", "ArithmeticTask", "Example", "TASKS",
     "read_text", "split_text", "load_text_splits",

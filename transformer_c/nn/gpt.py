@@ -364,8 +364,9 @@ class GPT(FlatModel):
 
     @staticmethod
     def from_huggingface(path, *, dtype=np.float32, training=False, seed=0):
-        """A GPT from a Hugging Face GPT-2 directory (config.json + model.safetensors, as
-        ``GPT2LMHeadModel.save_pretrained`` writes it); nothing is downloaded.
+        """A GPT from a local Hugging Face GPT-2 directory (config.json + model.safetensors,
+        as ``GPT2LMHeadModel.save_pretrained`` writes it). Nothing is downloaded: a hub name
+        such as "gpt2" is a FileNotFoundError saying how to get the directory.
 
         The Conv1D weights (stored (in, out)) are transposed to (out, in). The model starts
         in eval mode (as from_pretrained), with dropout = the checkpoint's resid_pdrop.
@@ -374,6 +375,7 @@ class GPT(FlatModel):
         from safetensors.numpy import load_file
 
         path = os.fspath(path)
+        _check_hf_dir(path)
         with open(os.path.join(path, "config.json")) as f:
             hf = json.load(f)
         config = _config_from_hf(hf)
@@ -389,6 +391,23 @@ class GPT(FlatModel):
         conv1d = {f"h.{i}.{m}.weight" for i in range(config.n_layer)
                   for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
         return GPT._from_state_dict(config, tensors, dtype, training, seed, transpose=conv1d)
+
+
+def _check_hf_dir(path):
+    """FileNotFoundError saying what to pass when ``path`` is not a GPT-2 directory."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"GPT.from_huggingface reads a local directory (config.json + model.safetensors); "
+            f"{path!r} is not one. Nothing is downloaded: on a machine with internet get the "
+            f"files with `hf download {path} --local-dir DIR` "
+            "(huggingface_hub), or save_pretrained() the model and its tokenizer into DIR, "
+            "then pass DIR")
+    missing = [f for f in ("config.json", "model.safetensors")
+               if not os.path.isfile(os.path.join(path, f))]
+    if missing:
+        hint = (" (pytorch_model.bin is not read: save with safe_serialization=True)"
+                if os.path.isfile(os.path.join(path, "pytorch_model.bin")) else "")
+        raise FileNotFoundError(f"{path} holds no {' and no '.join(missing)}{hint}")
 
 
 _HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
