@@ -90,6 +90,28 @@ def test_missing_without_network_is_one_line_exit_2(corpus, capsys, monkeypatch)
     assert os.listdir(corpus / "cache") == []  # the partial file was removed
 
 
+def test_connection_lost_mid_download_keeps_nothing(corpus, capsys, monkeypatch):
+    class Response:
+        def __init__(self):
+            self.sent = False
+
+        def read(self, n):
+            if self.sent:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            self.sent = True
+            return TEXT.encode()[:1000]
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response())
+    code, out, err = run(capsys, "prepare", "tiny")
+    assert code == 2 and "Connection reset by peer" in err.splitlines()[-1]
+    assert os.listdir(corpus / "cache") == []
+
+
 def test_damaged_cache_file_is_downloaded_again(corpus, capsys):
     (corpus / "cache").mkdir()
     (corpus / "cache" / "tiny.txt").write_text("truncated", encoding="utf-8")

@@ -1,7 +1,7 @@
 """The command line: ``python -m transformer_c COMMAND`` (or ``transformer-c COMMAND``).
 
     train   train a GPT language model on a text file or the embedded corpus, then sample
-    sample  generate text from a checkpoint, printing tokens as they come
+    sample  generate text from a checkpoint (or a Hugging Face GPT-2 directory), streaming
     eval    per-token and per-character perplexity of a checkpoint on a text file
     demo    gradient-check a small Decoder, then train it on sequence reversal
     prepare download a public corpus (e.g. shakespeare) into the cache, checksummed
@@ -117,7 +117,7 @@ def build_parser():
     g.add_argument("--threads", type=_positive(int), help="OpenMP threads")
     g.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s = sub.add_parser("sample", help="generate text from a checkpoint or a GPT-2 directory")
     s.add_argument("--ckpt", metavar="DIR",
                    help="a checkpoint, or a run directory (its best/, else last/) (default out)")
     s.add_argument("--hf", metavar="DIR", help="a local Hugging Face GPT-2 directory instead "
@@ -453,12 +453,14 @@ def _sample_source(args):
 def load_huggingface(path):
     """(GPT, GPT2Tokenizer) of a local Hugging Face GPT-2 directory; CLIError (one line) for
     what is missing or cannot run."""
+    from safetensors import SafetensorError
+
     from .data import GPT2Tokenizer
     from .nn import GPT
     try:
         model = GPT.from_huggingface(path)
         tokenizer = GPT2Tokenizer.from_huggingface(path)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
         raise CLIError(f"--hf {path}: {e}") from None
     if tokenizer.vocab_size > model.config.vocab_size:
         raise CLIError(f"--hf {path}: the tokenizer has {tokenizer.vocab_size} tokens, more "

@@ -10,6 +10,10 @@ used as it is, with no network access. Nothing else in the package downloads any
 training on a corpus name (``--data shakespeare``) reads the cached file or says to run
 ``prepare`` first.
 
+Each recorded checksum was taken from a copy of the file known to be the same git blob as
+the one at the pinned commit. WikiText-2's train split (10.8 MB) is not listed: no such
+copy was at hand to take its checksum from.
+
 The download address can be replaced: ``prepare(name, url=...)`` (``--url``) for one
 corpus, or ``$TRANSFORMER_C_DATA_URL`` as a mirror folder that holds the files under their
 names; the checksum is checked whatever the source.

@@ -15,9 +15,7 @@ import os
 
 import numpy as np
 
-from .. import _C
 from .bpe import BPETokenizer, bytes_to_unicode
-from .tokenizer import as_id_array
 
 _CHAR_BYTES = {c: b for b, c in bytes_to_unicode().items()}
 
@@ -93,7 +91,7 @@ class GPT2Tokenizer(BPETokenizer):
         if missing:
             raise ValueError(f"not a byte-level vocabulary: byte 0x{missing[0]:02x} "
                              f"({bytes_to_unicode()[missing[0]]!r}) has no token")
-        symbol = {c: b for c, b in _CHAR_BYTES.items()}  # spelling -> byte-space symbol
+        symbol = dict(_CHAR_BYTES)  # spelling -> byte-space symbol
         pairs = []
         for k, (a, b) in enumerate(merges):
             for part in (a, b):
@@ -164,31 +162,20 @@ class GPT2Tokenizer(BPETokenizer):
         return self.special_id("<|endoftext|>")
 
     # ---------------------------------------------------------------- encode / decode
-    def encode_bytes(self, data):
-        """Token ids of arbitrary bytes; decode_bytes inverts it."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        return self._hf_of[_C.bpe_encode(self._encoder, data)]
+    def _ids_of_symbols(self, symbols):
+        return self._hf_of[symbols]
 
-    def _symbols(self, ids):
+    def _symbols_of_ids(self, ids):
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            bad = np.flatnonzero((ids < 0) | (ids >= self.vocab_size))[0]
+            raise IndexError(f"ids holds id {int(ids[bad])} at position {int(bad)}, outside "
+                             f"[0, {self.vocab_size})")
         sym = self._symbol_of[ids]
         if (sym < 0).any():
             bad = int(np.flatnonzero(sym < 0)[0])
             raise IndexError(f"ids holds special id {int(ids[bad])} at position {bad}, which "
                              "has no bytes")
         return sym
-
-    def decode_bytes(self, ids):
-        """The bytes of ``ids``, which must not contain special ids."""
-        ids = as_id_array(ids)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            bad = np.flatnonzero((ids < 0) | (ids >= self.vocab_size))[0]
-            raise IndexError(f"ids holds id {int(ids[bad])} at position {int(bad)}, outside "
-                             f"[0, {self.vocab_size})")
-        return _C.bpe_decode(self._encoder, self._symbols(ids))
-
-    def _decode_ordinary(self, ids):
-        return _C.bpe_decode(self._encoder, self._symbols(ids)).decode("utf-8", "replace")
 
     def token_bytes(self, i):
         """The bytes of token ``i`` (a special token: its name in UTF-8)."""

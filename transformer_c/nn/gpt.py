@@ -375,11 +375,10 @@ class GPT(FlatModel):
         from safetensors.numpy import load_file
 
         path = os.fspath(path)
-        _check_hf_dir(path)
-        with open(os.path.join(path, "config.json")) as f:
+        with open(_hf_file(path, "config.json")) as f:
             hf = json.load(f)
         config = _config_from_hf(hf)
-        raw = load_file(os.path.join(path, "model.safetensors"))
+        raw = load_file(_hf_file(path, "model.safetensors"))
         tensors = {}
         for name, t in raw.items():
             key = name[len("transformer."):] if name.startswith("transformer.") else name
@@ -393,8 +392,9 @@ class GPT(FlatModel):
         return GPT._from_state_dict(config, tensors, dtype, training, seed, transpose=conv1d)
 
 
-def _check_hf_dir(path):
-    """FileNotFoundError saying what to pass when ``path`` is not a GPT-2 directory."""
+def _hf_file(path, name):
+    """path/name; FileNotFoundError saying what to pass when ``path`` is not a directory
+    (a hub name such as "gpt2") or lacks the file."""
     if not os.path.isdir(path):
         raise FileNotFoundError(
             f"GPT.from_huggingface reads a local directory (config.json + model.safetensors); "
@@ -402,12 +402,13 @@ def _check_hf_dir(path):
             f"files with `hf download {path} --local-dir DIR` "
             "(huggingface_hub), or save_pretrained() the model and its tokenizer into DIR, "
             "then pass DIR")
-    missing = [f for f in ("config.json", "model.safetensors")
-               if not os.path.isfile(os.path.join(path, f))]
-    if missing:
+    file = os.path.join(path, name)
+    if not os.path.isfile(file):
         hint = (" (pytorch_model.bin is not read: save with safe_serialization=True)"
-                if os.path.isfile(os.path.join(path, "pytorch_model.bin")) else "")
-        raise FileNotFoundError(f"{path} holds no {' and no '.join(missing)}{hint}")
+                if name.endswith(".safetensors")
+                and os.path.isfile(os.path.join(path, "pytorch_model.bin")) else "")
+        raise FileNotFoundError(f"{path} holds no {name}{hint}")
+    return file
 
 
 _HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
