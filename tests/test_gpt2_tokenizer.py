@@ -182,6 +182,8 @@ def test_bad_files_are_value_errors_naming_the_problem(hf_dir, tmp_path):
     twice = merges + [merges[-1]]
     with pytest.raises(ValueError, match=f"merge {len(merges)} .* a second time"):
         GPT2Tokenizer.from_huggingface(_write(tmp_path / "e", vocab, twice))
+    with pytest.raises(ValueError, match="map token strings to int ids, got 'x': '7'"):
+        GPT2Tokenizer({"x": "7"}, [])
     gap = dict(vocab, extra=len(vocab) + 5)
     with pytest.raises(ValueError, match="ids must be 0..V-1"):
         GPT2Tokenizer.from_huggingface(_write(tmp_path / "d", gap, merges))

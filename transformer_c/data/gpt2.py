@@ -84,6 +84,10 @@ class GPT2Tokenizer(BPETokenizer):
     def __init__(self, vocab, merges, added=None):
         vocab = dict(vocab)
         vocab.update(added or {})
+        for s, i in vocab.items():
+            if not isinstance(s, str) or isinstance(i, bool) or not isinstance(i, int):
+                raise ValueError(f"the vocabulary must map token strings to int ids, got "
+                                 f"{s!r}: {i!r}")
         ids = sorted(vocab.values())
         if ids != list(range(len(ids))):
             raise ValueError("the vocabulary's ids must be 0..V-1, each used once")
