@@ -8,11 +8,20 @@ tokenizer/ (byte-level BPE), py/ (the CPython bindings, the only files with Pyth
 Flags: -O3 and a portable x86-64 baseline; wider instruction sets only through runtime
 dispatch inside the kernels (gemm.c). Never the fast-math flags (IEEE semantics are kept;
 -fno-math-errno only stops libm calls from setting errno, so sqrt loops vectorise).
+
+Editable installs (pip install -e .) reuse the compiled extension: setuptools builds an
+editable wheel in fresh temporary directories every time, so without help any reinstall
+(adding an extra: pip install -e ".[plot]") recompiled all of csrc/. build_ext below reuses
+transformer_c/_C*.so when it is newer than every C source, header and this file (the
+up-to-date rule build_ext applies to its own build directory). Delete that file, or touch
+a source, to force a rebuild (e.g. after changing CFLAGS or the compiler).
 """
+import os
 from glob import glob
 
 import numpy as np
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _build_ext
 
 FOLDERS = ["core", "kernels", "models", "tokenizer", "py"]
 sources = [f for d in FOLDERS for f in sorted(glob(f"csrc/{d}/*.c"))]
@@ -29,4 +38,24 @@ ext = Extension(
     extra_link_args=["-fopenmp"],
 )
 
-setup(ext_modules=[ext])
+
+
+class build_ext(_build_ext):
+    """build_ext that, in an editable install, reuses an up-to-date in-place extension."""
+
+    def build_extension(self, ext):
+        if getattr(self, "editable_mode", False) and not self.force:
+            # the package directory is the source tree's transformer_c/
+            inplace = self.get_ext_filename(self.get_ext_fullname(ext.name))
+            deps = list(ext.sources) + list(ext.depends) + [os.path.abspath(__file__)]
+            if os.path.isfile(inplace) and \
+                    max(map(os.path.getmtime, deps)) < os.path.getmtime(inplace):
+                target = self.get_ext_fullpath(ext.name)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                self.copy_file(inplace, target)
+                print(f"reusing {inplace}: newer than every source (delete it to rebuild)")
+                return
+        super().build_extension(ext)
+
+
+setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})

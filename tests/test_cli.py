@@ -373,3 +373,39 @@ def test_init_from_fine_tunes_a_trained_model(corpus, capsys):
     code, _, err = run(capsys, "train", "--init-from", "run", "--data", "new.txt",
                        "--n-embd", "32", "--out", "t3", "--quiet")
     assert code == 2 and "--n-embd 32 (the model has 16)" in err, err
+
+
+def test_version_flag(capsys):
+    import re
+
+    import transformer_c
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"transformer_c {transformer_c.__version__}\n"
+    with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
+        declared = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+    assert transformer_c.__version__ == declared
+
+
+def test_sample_warns_about_prompt_characters_outside_the_vocabulary(corpus, capsys):
+    _train_small(capsys)  # the corpus has no 'é', no 'λ' and no 'Z'
+    code, out, err = run(capsys, "sample", "--ckpt", "run", "--prompt", "déf λ(Zé)",
+                         "--max-new-tokens", "3")
+    assert code == 0
+    assert out.startswith("déf λ(Zé)")
+    assert err == ("transformer_c: warning: --prompt holds characters the tokenizer does not "
+                   "know, each encoded as <UNK>: 'é' (U+00E9), 'λ' (U+03BB), 'Z' (U+005A)\n")
+    code, out, err = run(capsys, "sample", "--ckpt", "run", "--prompt", "def f",
+                         "--max-new-tokens", "3")
+    assert code == 0 and err == ""
+
+
+def test_unknown_characters_of_each_tokenizer():
+    from transformer_c.data import BPETokenizer, CharTokenizer
+    tok = CharTokenizer.train("abc")
+    assert tok.unknown_characters("abXcYX") == ["X", "Y"] and tok.unknown_characters("") == []
+    assert CharTokenizer.train("abc", specials=()).unknown_characters("aé") == ["é"]
+    assert BPETokenizer.train("abc", 262).unknown_characters("é😀") == []
+    with pytest.raises(TypeError, match="text must be a str"):
+        tok.unknown_characters(3)

@@ -1,9 +1,10 @@
 """The command line: ``python -m transformer_c COMMAND`` (or ``transformer-c COMMAND``).
 
     train   train a GPT language model on a text file or the embedded corpus, then sample
-    sample  generate text from a checkpoint, printing tokens as they come
+    sample  generate text from a checkpoint (or a Hugging Face GPT-2 directory), streaming
     eval    per-token and per-character perplexity of a checkpoint on a text file
     demo    gradient-check a small Decoder, then train it on sequence reversal
+    prepare download a public corpus (e.g. shakespeare) into the cache, checksummed
 
 With no command it runs ``train`` with its defaults: a small character-level GPT on the
 embedded corpus (the Python standard library's source), about 3 minutes on 2 cores, then a
@@ -59,6 +60,7 @@ def _non_negative(kind):
 def build_parser():
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_version_flag(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a GPT language model (the default command)",
@@ -68,7 +70,8 @@ def build_parser():
                        + ", ".join(PRESETS) + f" (default {DEFAULT_PRESET}); explicit flags "
                        "override the preset.")
     g = t.add_argument_group("data")
-    g.add_argument("--data", metavar="FILE", help="a UTF-8 text file (default: the embedded "
+    g.add_argument("--data", metavar="FILE", help="a UTF-8 text file, or the name of a "
+                   "corpus downloaded with prepare (e.g. shakespeare) (default: the embedded "
                    "corpus, the Python standard library's source)")
     g.add_argument("--tokenizer", choices=("char", "bpe"), default="char",
                    help="character-level (default) or byte-level BPE trained on the data")
@@ -123,9 +126,11 @@ def build_parser():
     g.add_argument("--threads", type=_positive(int), help="OpenMP threads")
     g.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("--ckpt", default="out", metavar="DIR",
-                   help="a checkpoint, or a run directory (its best/, else last/)")
+    s = sub.add_parser("sample", help="generate text from a checkpoint or a GPT-2 directory")
+    s.add_argument("--ckpt", metavar="DIR",
+                   help="a checkpoint, or a run directory (its best/, else last/) (default out)")
+    s.add_argument("--hf", metavar="DIR", help="a local Hugging Face GPT-2 directory instead "
+                   "(config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt)")
     s.add_argument("--prompt", default="\n", help="the text to continue (default a newline)")
     s.add_argument("--max-new-tokens", type=_non_negative(int), default=500)
     s.add_argument("--temperature", type=_non_negative(float), default=0.8)
@@ -138,7 +143,8 @@ def build_parser():
     e.add_argument("--ckpt", default="out", metavar="DIR",
                    help="a checkpoint, or a run directory (its best/, else last/)")
     e.add_argument("--data", metavar="FILE",
-                   help="a UTF-8 text file (default: the validation split of the training data)")
+                   help="a UTF-8 text file or a prepared corpus name (default: the validation "
+                   "split of the training data)")
     e.add_argument("--batch-size", type=_positive(int), default=16)
     e.add_argument("--threads", type=_positive(int))
 
@@ -146,7 +152,29 @@ def build_parser():
     d.add_argument("--steps", type=_positive(int), default=300, help="training steps")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=_positive(int))
+    _add_prepare_parser(sub)
     return p
+
+
+def _add_version_flag(p):
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+
+
+def _add_prepare_parser(sub):
+    from .data.download import CORPORA
+    r = sub.add_parser("prepare", help="download a public corpus into the cache (checksummed)",
+                       description="Download corpora into the cache folder (--cache-dir, else "
+                       "$TRANSFORMER_C_DATA_DIR, else $XDG_CACHE_HOME/transformer_c/data), "
+                       "check their SHA-256 and print each file's path on stdout (messages go "
+                       "to stderr). A corpus already cached is not downloaded again (no "
+                       "network access). Then train on it by name: train --data NAME. "
+                       "Corpora: " + "; ".join(f"{k}: {c.description}"
+                                               for k, c in CORPORA.items()))
+    r.add_argument("names", nargs="*", metavar="NAME",
+                   help="corpora to prepare (none: list them and whether they are cached)")
+    r.add_argument("--cache-dir", metavar="DIR", help="the cache folder to use")
+    r.add_argument("--url", help="download from this URL instead (file:// works; one NAME)")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -181,6 +209,13 @@ def _read(path):
         return read_text(path)
     except (OSError, ValueError) as e:
         raise CLIError(str(e)) from None
+
+
+def _resolve_data_names(args):
+    """--data NAME of a prepared corpus (train, eval) becomes its cached file."""
+    if getattr(args, "data", None) is not None and args.command in ("train", "eval"):
+        from .data.download import resolve_corpus
+        args.data = resolve_corpus(args.data)
 
 
 def _load_corpus(path):
@@ -582,15 +617,57 @@ def _new_run_setup(args):
 
 def cmd_sample(args):
     _threads(args)
-    c = _load_checkpoint(args.ckpt, optimizer=False)
+    model, tokenizer = _sample_source(args)
+    _warn_unknown(tokenizer, args.prompt, "--prompt")
     for i in range(args.num_samples):
         if i:
             print("\n" + "-" * 60)
         sys.stdout.write(args.prompt)
-        _generate(c.model, c.tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
+        _generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
                   temperature=args.temperature, top_k=args.top_k, seed=args.seed + i)
     print()
     return 0
+
+
+def _sample_source(args):
+    """(model, tokenizer) of sample's --hf DIR or --ckpt DIR (default out)."""
+    if args.hf is None:
+        c = _load_checkpoint(args.ckpt or "out", optimizer=False)
+        return c.model, c.tokenizer
+    if args.ckpt is not None:
+        raise CLIError("--ckpt and --hf both name a model: pass one")
+    return load_huggingface(args.hf)
+
+
+def load_huggingface(path):
+    """(GPT, GPT2Tokenizer) of a local Hugging Face GPT-2 directory; CLIError (one line) for
+    what is missing or cannot run."""
+    from safetensors import SafetensorError
+
+    from .data import GPT2Tokenizer
+    from .nn import GPT
+    try:
+        model = GPT.from_huggingface(path)
+        tokenizer = GPT2Tokenizer.from_huggingface(path)
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise CLIError(f"--hf {path}: {e}") from None
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise CLIError(f"--hf {path}: the tokenizer has {tokenizer.vocab_size} tokens, more "
+                       f"than the model's vocab_size {model.config.vocab_size}")
+    return model, tokenizer
+
+
+def _warn_unknown(tokenizer, text, what):
+    """A warning on stderr naming the characters of ``text`` the tokenizer encodes as <UNK>
+    (an error if it has no <UNK>)."""
+    unknown = tokenizer.unknown_characters(text)
+    if unknown:
+        names = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown)
+        if tokenizer.unk_id is None:
+            raise CLIError(f"{what} holds characters the tokenizer does not know (and it has "
+                           f"no <UNK>): {names}")
+        print(f"{PROG}: warning: {what} holds characters the tokenizer does not know, each "
+              f"encoded as <UNK>: {names}", file=sys.stderr, flush=True)
 
 
 def evaluate_text(model, tokenizer, text, batch_size=16):
@@ -652,19 +729,39 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_prepare(args):
+    from .data.download import CORPORA, cached_path, data_dir, prepare
+    if not args.names:
+        print(f"corpora (cache folder {data_dir(args.cache_dir)}):")
+        for name, c in CORPORA.items():
+            state = "cached" if cached_path(name, args.cache_dir) else "not downloaded"
+            print(f"  {name:18s} {state:15s} {c.description}")
+        return 0
+    if args.url is not None and len(args.names) != 1:
+        raise CLIError("--url names one file: pass exactly one NAME with it")
+    for name in args.names:
+        path = prepare(name, cache_dir=args.cache_dir, url=args.url,
+                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        print(path, flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
 
 def main(argv=None):
     from .checkpoint import CheckpointError
+    from .data.download import DataError
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["train"] + argv  # the default command
     args = parser.parse_args(argv)
-    commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}
+    commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
+                "prepare": cmd_prepare}
     try:
+        _resolve_data_names(args)
         return commands[args.command](args)
-    except (CLIError, CheckpointError) as e:
+    except (CLIError, CheckpointError, DataError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -146,23 +146,28 @@ class BPETokenizer(Tokenizer):
         """Token ids of arbitrary bytes (need not be UTF-8); decode_bytes inverts it."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        ids = _C.bpe_encode(self._encoder, data).astype(np.int64)
-        ids += self.n_special
-        return ids
+        return self._ids_of_symbols(_C.bpe_encode(self._encoder, data))
 
     def decode_bytes(self, ids):
         """The bytes of ``ids``, which must not contain special ids."""
-        ids = as_id_array(ids)
-        if ids.size and (ids.min() < self.n_special or ids.max() >= self.vocab_size):
-            bad = np.flatnonzero((ids < self.n_special) | (ids >= self.vocab_size))[0]
-            raise IndexError(f"ids holds id {int(ids[bad])} at position {int(bad)}, outside the "
-                             f"byte-level range [{self.n_special}, {self.vocab_size})")
-        return _C.bpe_decode(self._encoder, ids - self.n_special)
+        return _C.bpe_decode(self._encoder, self._symbols_of_ids(as_id_array(ids)))
 
     def _decode_ordinary(self, ids):
         # a run of ids may end inside a multi-byte character (e.g. model samples):
         # such bytes become U+FFFD
-        return _C.bpe_decode(self._encoder, ids - self.n_special).decode("utf-8", "replace")
+        return self.decode_bytes(ids).decode("utf-8", "replace")
+
+    def _ids_of_symbols(self, symbols):
+        """Token ids of the C encoder's symbols (bytes 0..255, then merges)."""
+        return symbols.astype(np.int64) + self.n_special
+
+    def _symbols_of_ids(self, ids):
+        """The C encoder's symbols of non-special token ids (IndexError for others)."""
+        if ids.size and (ids.min() < self.n_special or ids.max() >= self.vocab_size):
+            bad = np.flatnonzero((ids < self.n_special) | (ids >= self.vocab_size))[0]
+            raise IndexError(f"ids holds id {int(ids[bad])} at position {int(bad)}, outside the "
+                             f"byte-level range [{self.n_special}, {self.vocab_size})")
+        return ids - self.n_special
 
     def token_bytes(self, i):
         """The bytes of (non-special) token ``i``."""

@@ -54,17 +54,16 @@ class CharTokenizer(Tokenizer):
     def vocab_size(self):
         return len(self._itos)
 
-    def _encode_ordinary(self, text):
+    def _lookup(self, text):
+        """(ids, known): each character's id and whether it is in the alphabet."""
         cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-        if cps.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if self._sorted_cps.size == 0:
-            ok = np.zeros(cps.shape, dtype=bool)
-            ids = np.zeros(cps.shape, dtype=np.int64)
-        else:
-            pos = np.minimum(np.searchsorted(self._sorted_cps, cps), self._sorted_cps.size - 1)
-            ok = self._sorted_cps[pos] == cps
-            ids = self._sorted_ids[pos]
+        if self._sorted_cps.size == 0 or cps.size == 0:
+            return np.zeros(cps.shape, dtype=np.int64), np.zeros(cps.shape, dtype=bool)
+        pos = np.minimum(np.searchsorted(self._sorted_cps, cps), self._sorted_cps.size - 1)
+        return self._sorted_ids[pos], self._sorted_cps[pos] == cps
+
+    def _encode_ordinary(self, text):
+        ids, ok = self._lookup(text)
         if not ok.all():
             if self.unk_id is None:
                 i = int(np.flatnonzero(~ok)[0])
@@ -72,6 +71,12 @@ class CharTokenizer(Tokenizer):
                                  f"{i}, which is not in the vocabulary, and there is no <UNK>")
             ids[~ok] = self.unk_id
         return ids
+
+    def unknown_characters(self, text):
+        """The distinct characters of ``text`` outside the alphabet, in order of first
+        appearance (encode turns each into <UNK>)."""
+        _, ok = self._lookup(check_text(text))
+        return list(dict.fromkeys(text[i] for i in np.flatnonzero(~ok).tolist()))
 
     def _decode_ordinary(self, ids):
         itos = self._itos

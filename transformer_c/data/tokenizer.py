@@ -45,7 +45,9 @@ class Tokenizer(abc.ABC):
 
     kind = None
 
-    def _init_specials(self, specials):
+    def _init_specials(self, specials, ids=None):
+        """Set the special tokens: ``specials`` (names) get ``ids`` (default 0, 1, ...: the
+        specials come first, as in Char/BPE tokenizers; a GPT-2 vocabulary puts them last)."""
         if isinstance(specials, str):
             raise TypeError("specials must be a sequence of strings, got a single str")
         specials = tuple(specials)
@@ -55,7 +57,9 @@ class Tokenizer(abc.ABC):
         if len(set(specials)) != len(specials):
             raise ValueError(f"specials must be distinct, got {specials}")
         self.specials = specials
-        self._special_ids = {s: i for i, s in enumerate(specials)}
+        self._special_ids = dict(zip(specials, range(len(specials)) if ids is None else ids))
+        self._special_names = {i: s for s, i in self._special_ids.items()}
+        self._special_id_array = np.array(sorted(self._special_names), dtype=np.int64)
         self._special_re = (re.compile("|".join(re.escape(s) for s in
                                                 sorted(specials, key=len, reverse=True)))
                             if specials else None)
@@ -134,8 +138,7 @@ class Tokenizer(abc.ABC):
                 i = int(bad[0])
                 raise IndexError(f"ids holds id {int(ids[i])} at position {i}, outside "
                                  f"[0, {self.vocab_size})")
-        S = self.n_special
-        special = np.flatnonzero(ids < S)
+        special = np.flatnonzero(np.isin(ids, self._special_id_array))
         if special.size == 0:
             return self._decode_ordinary(ids)
         out, pos = [], 0
@@ -143,11 +146,17 @@ class Tokenizer(abc.ABC):
             if i > pos:
                 out.append(self._decode_ordinary(ids[pos:i]))
             if not skip_specials:
-                out.append(self.specials[ids[i]])
+                out.append(self._special_names[int(ids[i])])
             pos = i + 1
         if pos < ids.size:
             out.append(self._decode_ordinary(ids[pos:]))
         return "".join(out)
+
+    def unknown_characters(self, text):
+        """The distinct characters of ``text`` this tokenizer cannot represent (they encode as
+        <UNK>), in order of first appearance; none for byte-level tokenizers."""
+        check_text(text)
+        return []
 
     def tokenize(self, text, *, allow_specials=False):
         """The token strings of ``text`` (one per id of ``encode(text)``); see id_to_token."""
@@ -158,7 +167,8 @@ class Tokenizer(abc.ABC):
         i = int(i)
         if not 0 <= i < self.vocab_size:
             raise IndexError(f"token id {i} outside [0, {self.vocab_size})")
-        return self.specials[i] if i < self.n_special else self._token_string(i)
+        name = self._special_names.get(i)
+        return self._token_string(i) if name is None else name
 
     def _require_special(self, name):
         i = self.special_id(name)
@@ -197,7 +207,7 @@ class Tokenizer(abc.ABC):
 
     @classmethod
     def load(cls, path):
-        """Read a tokenizer saved by ``save`` (Tokenizer.load reads either kind)."""
+        """Read a tokenizer saved by ``save`` (Tokenizer.load reads any kind)."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"tokenizer file not found: {path}")
         with open(path, encoding="utf-8") as f:
@@ -232,5 +242,5 @@ def tokenizer_from_dict(d):
 
 
 def load_tokenizer(path):
-    """Load a CharTokenizer or BPETokenizer saved with ``save`` (the JSON says which)."""
+    """Load a tokenizer (char, bpe or gpt2) saved with ``save`` (the JSON says which)."""
     return Tokenizer.load(path)

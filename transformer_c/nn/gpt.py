@@ -275,8 +275,9 @@ class GPT(FlatModel):
 
     @staticmethod
     def from_huggingface(path, *, dtype=np.float32, training=False, seed=0):
-        """A GPT from a Hugging Face GPT-2 directory (config.json + model.safetensors, as
-        ``GPT2LMHeadModel.save_pretrained`` writes it); nothing is downloaded.
+        """A GPT from a local Hugging Face GPT-2 directory (config.json + model.safetensors,
+        as ``GPT2LMHeadModel.save_pretrained`` writes it). Nothing is downloaded: a hub name
+        such as "gpt2" is a FileNotFoundError saying how to get the directory.
 
         The Conv1D weights (stored (in, out)) are transposed to (out, in). The model starts
         in eval mode (as from_pretrained), with dropout = the checkpoint's resid_pdrop.
@@ -285,10 +286,10 @@ class GPT(FlatModel):
         from safetensors.numpy import load_file
 
         path = os.fspath(path)
-        with open(os.path.join(path, "config.json")) as f:
+        with open(_hf_file(path, "config.json")) as f:
             hf = json.load(f)
         config = _config_from_hf(hf)
-        raw = load_file(os.path.join(path, "model.safetensors"))
+        raw = load_file(_hf_file(path, "model.safetensors"))
         tensors = {}
         for name, t in raw.items():
             key = name[len("transformer."):] if name.startswith("transformer.") else name
@@ -300,6 +301,25 @@ class GPT(FlatModel):
         conv1d = {f"h.{i}.{m}.weight" for i in range(config.n_layer)
                   for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
         return GPT._from_state_dict(config, tensors, dtype, training, seed, transpose=conv1d)
+
+
+def _hf_file(path, name):
+    """path/name; FileNotFoundError saying what to pass when ``path`` is not a directory
+    (a hub name such as "gpt2") or lacks the file."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"GPT.from_huggingface reads a local directory (config.json + model.safetensors); "
+            f"{path!r} is not one. Nothing is downloaded: on a machine with internet get the "
+            f"files with `hf download {path} --local-dir DIR` "
+            "(huggingface_hub), or save_pretrained() the model and its tokenizer into DIR, "
+            "then pass DIR")
+    file = os.path.join(path, name)
+    if not os.path.isfile(file):
+        hint = (" (pytorch_model.bin is not read: save with safe_serialization=True)"
+                if name.endswith(".safetensors")
+                and os.path.isfile(os.path.join(path, "pytorch_model.bin")) else "")
+        raise FileNotFoundError(f"{path} holds no {name}{hint}")
+    return file
 
 
 _HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
