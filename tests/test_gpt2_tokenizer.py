@@ -259,3 +259,29 @@ def test_from_huggingface_with_a_hub_name_says_nothing_is_downloaded():
     with pytest.raises(FileNotFoundError, match=r"'gpt2' is not one\. Nothing is downloaded.*"
                                                 r"hf download gpt2 --local-dir DIR"):
         GPT.from_huggingface("gpt2")
+
+
+def test_train_init_from_a_hugging_face_gpt2(hf_model_dir, capsys, tmp_path, monkeypatch):
+    # fine-tuning as nanoGPT's init_from: a new run from the Hugging Face weights and
+    # tokenizer, fresh optimizer; the checkpoint saves the GPT-2 tokenizer
+    from transformer_c import checkpoint as ckpt
+    from transformer_c import cli
+    from transformer_c.nn import GPT
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "domain.txt").write_text("def f(x):\n    return x + 1\n\n" * 200, "utf-8")
+    code = cli.main(["train", "--init-from", str(hf_model_dir), "--data", "domain.txt",
+                     "--max-iters", "3", "--warmup-iters", "1", "--batch-size", "2",
+                     "--block-size", "64", "--eval-every", "0", "--eval-iters", "1",
+                     "--out", "tuned", "--sample-tokens", "0", "--quiet", "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    c = ckpt.load(tmp_path / "tuned" / "last")
+    src = GPT.from_huggingface(str(hf_model_dir))
+    assert c.tokenizer.kind == "gpt2" and c.model.config == src.config
+    assert c.state["data"]["init_from"].startswith("Hugging Face GPT-2")
+    diff = np.abs(c.model.flat_parameters - src.flat_parameters).max()
+    assert 0 < diff < 0.1
+    code = cli.main(["train", "--init-from", str(hf_model_dir), "--data", "domain.txt",
+                     "--n-layer", "5", "--out", "t2", "--quiet"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--n-layer 5 (the model has 2)" in err, err

@@ -517,9 +517,13 @@ def _init_source(args, text):
 
     from .nn import GPT
     src = args.init_from
-    c = _load_checkpoint(src, optimizer=False)
-    model, tokenizer = c.model, c.tokenizer
-    description = f"checkpoint {c.path} (step {c.state.get('step')})"
+    if os.path.isfile(os.path.join(src, "config.json")):  # a Hugging Face GPT-2 directory
+        model, tokenizer = load_huggingface(src, "--init-from")
+        description = f"Hugging Face GPT-2 {os.path.abspath(src)}"
+    else:
+        c = _load_checkpoint(src, optimizer=False)
+        model, tokenizer = c.model, c.tokenizer
+        description = f"checkpoint {c.path} (step {c.state.get('step')})"
     bad = []
     for key in ("n_layer", "n_head", "n_embd", "block_size", "bias"):
         if _given(args, key) and getattr(args, key) != getattr(model.config, key):
@@ -533,11 +537,14 @@ def _init_source(args, text):
     if bad:
         raise CLIError(f"--init-from {src} fine-tunes that model with its tokenizer; these "
                        f"flags contradict it: {'; '.join(bad)}")
-    missing = _unencodable(tokenizer, text)
-    if missing:
+    unknown = tokenizer.unknown_characters(text)
+    if unknown:
+        shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise CLIError(f"--init-from {src}: its {tokenizer.kind} tokenizer cannot encode "
-                       f"{missing} of the new data (fine-tune on text in its vocabulary, or "
-                       f"train a new model)")
+                       f"{len(unknown)} character{'s' if len(unknown) != 1 else ''} of the new "
+                       f"data ({shown}{more}): fine-tune on text in its vocabulary, or train "
+                       f"a new model")
     if _given(args, "dropout") and args.dropout != model.config.dropout:
         cfg = dataclasses.replace(model.config, dropout=args.dropout)
         fresh = GPT.create(cfg, __import__("numpy").random.default_rng(0), dtype=model.dtype)
@@ -545,20 +552,6 @@ def _init_source(args, text):
         model = fresh
     model.train()
     return types.SimpleNamespace(model=model, tokenizer=tokenizer, description=description)
-
-
-def _unencodable(tokenizer, text):
-    """A description of the characters of text a character tokenizer has no id for ('' if
-    none; byte-level tokenizers encode every text)."""
-    chars = getattr(tokenizer, "chars", None)
-    if chars is None:
-        return ""
-    unknown = sorted(set(text) - set(chars))
-    if not unknown:
-        return ""
-    shown = ", ".join(repr(ch) for ch in unknown[:10])
-    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-    return f"{len(unknown)} character{'s' if len(unknown) != 1 else ''} ({shown}{more})"
 
 
 def _new_run_setup(args):
@@ -639,9 +632,9 @@ def _sample_source(args):
     return load_huggingface(args.hf)
 
 
-def load_huggingface(path):
-    """(GPT, GPT2Tokenizer) of a local Hugging Face GPT-2 directory; CLIError (one line) for
-    what is missing or cannot run."""
+def load_huggingface(path, flag="--hf"):
+    """(GPT, GPT2Tokenizer) of a local Hugging Face GPT-2 directory; CLIError (one line,
+    naming ``flag``) for what is missing or cannot run."""
     from safetensors import SafetensorError
 
     from .data import GPT2Tokenizer
@@ -650,9 +643,9 @@ def load_huggingface(path):
         model = GPT.from_huggingface(path)
         tokenizer = GPT2Tokenizer.from_huggingface(path)
     except (OSError, ValueError, KeyError, SafetensorError) as e:
-        raise CLIError(f"--hf {path}: {e}") from None
+        raise CLIError(f"{flag} {path}: {e}") from None
     if tokenizer.vocab_size > model.config.vocab_size:
-        raise CLIError(f"--hf {path}: the tokenizer has {tokenizer.vocab_size} tokens, more "
+        raise CLIError(f"{flag} {path}: the tokenizer has {tokenizer.vocab_size} tokens, more "
                        f"than the model's vocab_size {model.config.vocab_size}")
     return model, tokenizer
 
