@@ -227,5 +227,35 @@ def test_cli_train_on_two_ranks_then_resume_on_one(tmp_path):
     assert np.abs(a - at10).max() > 100 * np.abs(a - b).max()   # two steps are far from it
 
 
+def test_sigterm_to_mpirun_stops_every_rank_after_the_same_step(tmp_path):
+    needs_mpi()
+    import signal
+    import time
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS="1")
+    cmd = mpirun_cmd() + [sys.executable, "-m", "transformer_c", "train", "--preset", "tiny",
+                          "--max-iters", "100000", "--eval-every", "0", "--log-every", "1",
+                          "--sample-tokens", "0", "--threads", "1", "--out", str(out)]
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        log = out / "log.jsonl"
+        deadline = time.monotonic() + 240
+        while not (log.exists() and log.read_text().count('"train"') >= 3):
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records[-1]["type"] == "interrupted"
+    step = records[-1]["step"]
+    assert stderr.count(f"SIGTERM at step {step}: saved a resumable checkpoint") == 1
+    assert json.loads((out / "last" / "checkpoint.json").read_text())["step"] == step
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     worker(sys.argv[2])

@@ -362,7 +362,8 @@ def cmd_train(args):
                f"{_describe(info)}:\n  {len(run['text']):,} characters, {tokenizer.kind} "
                f"tokenizer of {tokenizer.vocab_size} tokens, {tr_ids.size:,} training / "
                f"{va_ids.size:,} validation tokens\n  {config.max_iters} steps of "
-               f"{config.grad_accum} x {_ranks(comm)}{config.batch_size} windows, lr {config.lr:g} "
+               f"{config.grad_accum} x {_ranks(comm)}{config.batch_size} windows, "
+               f"lr {config.lr:g} "
                f"({config.schedule}), writing {out_dir}/")
     time_limit = None if args.time_limit is None else args.time_limit * 60.0
     t0 = time.perf_counter()
@@ -454,12 +455,13 @@ def _resume_setup(args):
     from .distributed import rescale_batch
     from .nn import GPT  # noqa: F401  (the checkpoint's model class)
     from .train import TrainConfig, saved_world_size
-    c = _load_checkpoint(args.out, args.comm, prefer="last")
+    comm = getattr(args, "comm", None)
+    c = _load_checkpoint(args.out, comm, prefer="last")
     tokenizer, model = c.tokenizer, c.model
     info = c.state.get("data") or {}
     try:
         cfg, world_note = rescale_batch(dict(c.state["train_config"]), saved_world_size(c),
-                                        args.comm.size)
+                                        1 if comm is None else comm.size)
     except ValueError as e:
         raise CLIError(f"cannot resume {c.path}: {e}") from None
     model_cfg = model.config

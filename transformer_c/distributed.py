@@ -140,9 +140,11 @@ class MPICommunicator(Communicator):
     """The collectives over an mpi4py communicator (default ``MPI.COMM_WORLD``).
 
     The gradient average is one ``Allreduce(IN_PLACE, SUM)`` of the whole flat buffer followed
-    by a scale by 1/size (in C): every rank ends with the same bytes (MPI's reduction
-    algorithms combine each element once and distribute the result, and float addition is
-    commutative), so the replicas stay identical; :meth:`assert_same` checks it.
+    by a scale by 1/size (in C). Every rank must end with the same bytes for the replicas to
+    stay identical: Open MPI's and MPICH's algorithms either reduce each element once and
+    distribute the result or combine the same operands pairwise on every rank (float addition
+    is commutative), which gives that; the Trainer checks it with :meth:`assert_same` at
+    every evaluation rather than trusting it.
     """
 
     def __init__(self, comm=None):
