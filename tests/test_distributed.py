@@ -27,12 +27,14 @@ HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-def trainer(*, batch_size, grad_accum=1, dropout=0.0, comm=None, label_smoothing=0.0):
-    """A float32 tiny GPT trainer (the same initial weights and data in every process)."""
+def trainer(*, batch_size, grad_accum=1, dropout=0.0, comm=None, label_smoothing=0.0,
+            init_seed=0):
+    """A float32 tiny GPT trainer (the same initial weights, from init_seed, and data in every
+    process)."""
     tok = CharTokenizer.train(TEXT)
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=16,
                     dropout=dropout)
-    model = GPT.create(cfg, np.random.default_rng(0), dtype=np.float32)
+    model = GPT.create(cfg, np.random.default_rng(init_seed), dtype=np.float32)
     ids = tok.encode(TEXT)
     n = int(0.9 * ids.size)
     tc = TrainConfig(max_iters=20, batch_size=batch_size, grad_accum=grad_accum, warmup_iters=2,
@@ -46,12 +48,14 @@ def trainer(*, batch_size, grad_accum=1, dropout=0.0, comm=None, label_smoothing
 CASES = [("plain", dict(batch_size=3), dict(batch_size=6)),
          ("accum", dict(batch_size=2, grad_accum=2), dict(batch_size=4, grad_accum=2)),
          ("dropout", dict(batch_size=3, dropout=0.2), dict(batch_size=3, grad_accum=2,
-                                                           dropout=0.2))]
+                                                           dropout=0.2)),
+         ("dropout_accum", dict(batch_size=2, grad_accum=2, dropout=0.2),
+          dict(batch_size=2, grad_accum=4, dropout=0.2))]
 
 
 def run(t, steps=STEPS):
-    """(losses of each step, parameters after them, validation loss)."""
-    losses = [t.train_step()["loss"] for _ in range(steps)]
+    """((loss, gradient norm) of each step, parameters after them, validation loss)."""
+    losses = [(s["loss"], s["grad_norm"]) for s in (t.train_step() for _ in range(steps))]
     return losses, t.model.flat_parameters.copy(), t.eval_loss(t.val_data)[0]
 
 
@@ -65,7 +69,7 @@ def worker(out):
         res[f"{name}.losses"], res[f"{name}.params"] = np.array(losses), params
         res[f"{name}.val"] = np.array(val)
     # a different start on rank 1 is overwritten by rank 0's broadcast
-    t = trainer(batch_size=3, comm=comm)
+    t = trainer(batch_size=3, comm=comm, init_seed=comm.rank)
     res["bcast"] = t.model.flat_parameters.copy()
     res["size"] = np.array(comm.size)
     np.savez(f"{out}.{comm.rank}.npz", **res)
@@ -166,7 +170,10 @@ def test_ranks_stay_identical_and_broadcast_from_rank0(mpi_results):
         assert np.array_equal(r0[f"{name}.params"], r1[f"{name}.params"]), name
         assert np.array_equal(r0[f"{name}.losses"], r1[f"{name}.losses"]), name
         assert r0[f"{name}.val"] == r1[f"{name}.val"]
-    assert np.array_equal(r0["bcast"], r1["bcast"])
+    rank0_init = trainer(batch_size=3).model.flat_parameters
+    assert np.array_equal(r0["bcast"], rank0_init) and np.array_equal(r1["bcast"], rank0_init)
+    assert not np.array_equal(trainer(batch_size=3, init_seed=1).model.flat_parameters,
+                              rank0_init)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
