@@ -125,6 +125,11 @@ def build_parser():
                    help="characters/tokens to sample at the end (0: none; default 300)")
     g.add_argument("--threads", type=_positive(int), help="OpenMP threads")
     g.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
+    g.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=None,
+                   help="data-parallel over MPI ranks: mpirun -np N python -m transformer_c "
+                   "train ... (--batch-size is per rank; needs mpi4py: pip install "
+                   "\"transformer_c[mpi]\"). Default: on when started by mpirun as one of "
+                   "several ranks")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint or a GPT-2 directory")
     s.add_argument("--ckpt", metavar="DIR",
@@ -185,15 +190,44 @@ def _threads(args):
         transformer_c.set_num_threads(args.threads)
 
 
+def _communicator(args):
+    """The distributed.Communicator of a train run (--distributed / --no-distributed / auto);
+    CLIError saying what is missing when MPI is asked for and cannot be had."""
+    from importlib.util import find_spec
+
+    from .distributed import MPIUnavailable, init, launched_size, mpirun_missing_hint
+    if args.distributed:
+        missing = []
+        if find_spec("mpi4py") is None:
+            missing.append("mpi4py is not installed (pip install \"transformer_c[mpi]\")")
+        if launched_size() == 1:
+            missing.append("this process was not started by mpirun (run: mpirun -np N python "
+                           "-m transformer_c train --distributed ...)")
+            missing += [h for h in (mpirun_missing_hint(),) if h]
+        if missing:
+            raise CLIError("--distributed: " + "; ".join(missing))
+    try:
+        return init(args.distributed)
+    except MPIUnavailable as e:
+        raise CLIError(str(e)) from None
+
+
 def _say(args, *msg):
     if not getattr(args, "quiet", False):
         print(*msg, flush=True)
 
 
-def _load_checkpoint(path, **kwargs):
-    """checkpoint.load, saying on stderr what loading had to do (a recovered save)."""
+def _load_checkpoint(path, comm=None, **kwargs):
+    """checkpoint.load, saying on stderr what loading had to do (a recovered save). With
+    several ranks (comm), rank 0 loads first: loading may recover or remove a killed save's
+    leftovers, which must not race."""
     from . import checkpoint as ckpt
+    several = comm is not None and comm.size > 1
+    if several and not comm.is_root:
+        comm.barrier()
     c = ckpt.load(path, **kwargs)
+    if several and comm.is_root:
+        comm.barrier()
     for note in c.notes:
         print(f"{PROG}: note: {note}", file=sys.stderr, flush=True)
     return c
@@ -324,6 +358,8 @@ def cmd_train(args):
     from .train import Trainer, TrainingInterrupted
 
     _threads(args)
+    comm = args.comm = _communicator(args)
+    args.quiet = args.quiet or not comm.is_root  # only rank 0 speaks
     out_dir = args.out
     if args.resume and args.init_from:
         raise CLIError("--resume continues the run in --out; --init-from starts a new one from "
@@ -333,7 +369,9 @@ def cmd_train(args):
     else:
         held = _check_fresh_out(args)
         run = _new_run_setup(args)
-        _remove_run(args, held)  # only once the new run's settings and data are good
+        comm.barrier()  # every rank has checked --out before rank 0 empties it
+        if comm.is_root:
+            _remove_run(args, held)  # only once the new run's settings and data are good
     model, tokenizer, config, info = run["model"], run["tokenizer"], run["config"], run["info"]
     (tr_text, tr_ids), (va_text, va_ids) = run["splits"]
     T = model.config.block_size
@@ -341,7 +379,7 @@ def cmd_train(args):
                       tokenizer=tokenizer, out_dir=out_dir,
                       chars_per_token={"train": len(tr_text) / tr_ids.size,
                                        "val": len(va_text) / va_ids.size},
-                      data_info=info, quiet=args.quiet)
+                      data_info=info, quiet=args.quiet, comm=comm)
     if args.resume:
         trainer.load_state(run["checkpoint"])
         if trainer.step >= config.max_iters:
@@ -349,8 +387,9 @@ def cmd_train(args):
                            f"{config.max_iters} steps): pass a larger --max-iters to extend it")
         _say(args, f"resuming {run['checkpoint'].path} at step {trainer.step} of "
                    f"{config.max_iters}")
-        if run.get("schedule_note"):
-            _say(args, run["schedule_note"])
+        for key in ("world_note", "schedule_note"):
+            if run.get(key):
+                _say(args, run[key])
     mc = model.config
     _say(args, f"Training a GPT ({_plural(mc.n_layer, 'layer')}, {_plural(mc.n_head, 'head')}, "
                f"{mc.n_embd} wide, "
@@ -358,7 +397,8 @@ def cmd_train(args):
                f"{_describe(info)}:\n  {len(run['text']):,} characters, {tokenizer.kind} "
                f"tokenizer of {tokenizer.vocab_size} tokens, {tr_ids.size:,} training / "
                f"{va_ids.size:,} validation tokens\n  {config.max_iters} steps of "
-               f"{config.grad_accum} x {config.batch_size} windows, lr {config.lr:g} "
+               f"{config.grad_accum} x {_ranks(comm)}{config.batch_size} windows, "
+               f"lr {config.lr:g} "
                f"({config.schedule}), writing {out_dir}/")
     time_limit = None if args.time_limit is None else args.time_limit * 60.0
     t0 = time.perf_counter()
@@ -368,10 +408,13 @@ def cmd_train(args):
         what = (f"saved a resumable checkpoint of step {e.step} to {e.checkpoint} (continue "
                 f"with: python -m transformer_c train --out {out_dir} --resume)"
                 if e.checkpoint else "nothing was saved")
-        print(f"\n{PROG}: {e.signal_name} at step {e.step}: {what}", file=sys.stderr,
-              flush=True)
+        if comm.is_root:
+            print(f"\n{PROG}: {e.signal_name} at step {e.step}: {what}", file=sys.stderr,
+                  flush=True)
         return 130 if e.signal_name == "SIGINT" else 143
     wall = time.perf_counter() - t0
+    if not comm.is_root:
+        return 0
     from .viz import plot_loss_curve
     png = os.path.join(out_dir, "loss.png")
     if plot_loss_curve(trainer.log_path, png) is None:
@@ -390,6 +433,11 @@ def cmd_train(args):
         print("\n" + "-" * 60)
         print(f"more: python -m transformer_c sample --ckpt {out_dir} --prompt \"...\"")
     return 0
+
+
+def _ranks(comm):
+    """'N ranks x ' with several ranks, else ''."""
+    return f"{comm.size} ranks x " if comm.size > 1 else ""
 
 
 # what a run directory holds (the files a new run would replace)
@@ -439,12 +487,18 @@ _DEFAULTS = {"tokenizer": "char", "vocab_size": 1024, "val_fraction": 0.1, "seed
 
 
 def _resume_setup(args):
+    from .distributed import rescale_batch
     from .nn import GPT  # noqa: F401  (the checkpoint's model class)
-    from .train import TrainConfig
-    c = _load_checkpoint(args.out, prefer="last")
+    from .train import TrainConfig, saved_world_size
+    comm = getattr(args, "comm", None)
+    c = _load_checkpoint(args.out, comm, prefer="last")
     tokenizer, model = c.tokenizer, c.model
     info = c.state.get("data") or {}
-    cfg = dict(c.state["train_config"])
+    try:
+        cfg, world_note = rescale_batch(dict(c.state["train_config"]), saved_world_size(c),
+                                        1 if comm is None else comm.size)
+    except ValueError as e:
+        raise CLIError(f"cannot resume {c.path}: {e}") from None
     model_cfg = model.config
     contradictions = []
     for key in MODEL_KEYS:
@@ -505,7 +559,8 @@ def _resume_setup(args):
     splits = _splits(text, val_fraction, tokenizer, model.config.block_size, _describe(info))
     info = dict(info, val_fraction=val_fraction, tokenizer=tokenizer.kind)
     return {"model": model, "tokenizer": tokenizer, "config": config, "info": info,
-            "splits": splits, "text": text, "checkpoint": c, "schedule_note": note}
+            "splits": splits, "text": text, "checkpoint": c, "schedule_note": note,
+            "world_note": world_note}
 
 
 def _init_source(args, text):
@@ -521,7 +576,7 @@ def _init_source(args, text):
         model, tokenizer = load_huggingface(src, "--init-from")
         description = f"Hugging Face GPT-2 {os.path.abspath(src)}"
     else:
-        c = _load_checkpoint(src, optimizer=False)
+        c = _load_checkpoint(src, getattr(args, "comm", None), optimizer=False)
         model, tokenizer = c.model, c.tokenizer
         description = f"checkpoint {c.path} (step {c.state.get('step')})"
     bad = []

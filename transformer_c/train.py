@@ -22,6 +22,19 @@ RNG state and configuration, so :meth:`Trainer.resume` continues exactly as an u
 run would (bitwise, for a fixed thread count): dropout masks are seeded from the step number.
 ``save_every`` steps also save ``out_dir/last``, independently of evaluation.
 
+Data parallelism (``comm=``, a :mod:`transformer_c.distributed` communicator; default one
+process): N ranks each run ``batch_size`` windows per micro-batch. Every rank draws the same
+``grad_accum * N * batch_size`` window starts of the step from the data RNG (identical on
+every rank); micro-batch j of rank r is the slot ``j * N + r`` of them (``batch_size`` starts
+from ``(j * N + r) * batch_size``), with the dropout seed of that global slot. The local
+gradients are averaged and then all-reduced (averaged over the ranks) in place, so every rank
+clips and applies the same update. Hence N ranks x batch b compute (to float rounding) what one
+process computes with batch b and ``grad_accum * N`` micro-batches, windows and dropout masks
+alike; without dropout that is also one process with batch ``N * b`` (the same windows, the
+same token mean). Evaluation batches are dealt round-robin to the ranks and the sums reduced;
+only rank 0 writes logs and checkpoints. Signals and the time limit are agreed on by all ranks
+(a step ends on every rank or on none).
+
 Interruption: while :meth:`Trainer.train` runs in the main thread, SIGINT (Ctrl-C) and
 SIGTERM finish the step in progress, save ``out_dir/last`` at that step (atomically: a
 second signal or a crash during that save leaves the previous checkpoint intact) and raise
@@ -41,6 +54,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import functional as F
+from .distributed import SingleProcess, rescale_batch
 from .nn import GPT
 from .schedules import SCHEDULES, make_schedule
 
@@ -184,12 +198,15 @@ class Trainer:
     chars_per_token: {"train": r, "val": r}, characters per token of each split, for
     per-character perplexity (1.0 for a character tokenizer). data_info: a JSON-able dict
     stored in checkpoints (what the data was). progress: show a tqdm bar (default: when
-    stderr is a terminal); quiet: print nothing. printer: where messages go.
+    stderr is a terminal); quiet: print nothing. printer: where messages go. comm: a
+    :class:`transformer_c.distributed.Communicator` (default: one process); with several
+    ranks, rank 0's parameters are broadcast to all, batch_size is per rank, and only rank 0
+    prints and writes.
     """
 
     def __init__(self, model, train_data, val_data=None, config=None, *, tokenizer=None,
                  out_dir=None, chars_per_token=None, data_info=None, progress=None,
-                 quiet=False, printer=print):
+                 quiet=False, printer=print, comm=None):
         if not isinstance(model, GPT):
             raise TypeError(f"model must be a transformer_c.nn.GPT, got {type(model).__name__}")
         self.model = model
@@ -209,13 +226,15 @@ class Trainer:
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
         self.chars_per_token = {"train": 1.0, "val": 1.0, **(chars_per_token or {})}
         self.data_info = data_info or {}
-        self.quiet = bool(quiet)
+        self.comm = SingleProcess() if comm is None else comm
+        self.quiet = bool(quiet) or not self.comm.is_root
         self.progress = (not self.quiet and sys.stderr.isatty()) if progress is None \
             else bool(progress) and not self.quiet
         self.printer = printer
         self.schedule = self.config.make_schedule()
         self.groups = parameter_groups(model)
         flat = model.flat_parameters
+        self.comm.broadcast_(flat)
         self.exp_avg = np.zeros_like(flat)
         self.exp_avg_sq = np.zeros_like(flat)
         self._acc = None
@@ -230,14 +249,17 @@ class Trainer:
 
     @property
     def tokens_per_step(self):
+        """Tokens of one step over all ranks."""
         c = self.config
-        return c.grad_accum * c.batch_size * self.train_data.block_size
+        return c.grad_accum * c.batch_size * self.comm.size * self.train_data.block_size
 
     def dropout_seed(self, it, micro):
-        """The dropout seed of micro-batch ``micro`` of iteration ``it`` (a function of the
-        run's seed and position only, so a resumed run draws the same masks)."""
+        """The dropout seed of global micro-batch slot ``micro`` (in [0, grad_accum * ranks))
+        of iteration ``it`` (a function of the run's seed and position only, so a resumed run
+        draws the same masks)."""
         c = self.config
-        return (c.seed * 0x9E3779B97F4A7C15 + it * c.grad_accum + micro + 1) & _MASK64
+        slots = c.grad_accum * self.comm.size
+        return (c.seed * 0x9E3779B97F4A7C15 + it * slots + micro + 1) & _MASK64
 
     def _micro_loss_and_grads(self, x, y, seed):
         model, ls = self.model, self.config.label_smoothing
@@ -259,14 +281,16 @@ class Trainer:
 
     def compute_grads(self, starts):
         """Mean loss and the averaged gradient (a flat array) of the windows at ``starts``
-        (grad_accum * batch_size of them), micro-batch by micro-batch; no update."""
-        c, model = self.config, self.model
+        (grad_accum * ranks * batch_size of them; this rank's micro-batches are the slots
+        j * ranks + rank), averaged over the ranks; no update."""
+        c, model, comm = self.config, self.model, self.comm
         k, b = c.grad_accum, c.batch_size
         it = self.step
         total = 0.0
         for j in range(k):
-            x, y = self.train_data.batch_at(starts[j * b:(j + 1) * b])
-            total += self._micro_loss_and_grads(x, y, self.dropout_seed(it, j))
+            slot = j * comm.size + comm.rank
+            x, y = self.train_data.batch_at(starts[slot * b:(slot + 1) * b])
+            total += self._micro_loss_and_grads(x, y, self.dropout_seed(it, slot))
             if k > 1:
                 if self._acc is None:
                     self._acc = np.empty_like(model.flat_grads)
@@ -274,10 +298,14 @@ class Trainer:
                     np.copyto(self._acc, model.flat_grads)
                 else:
                     np.add(self._acc, model.flat_grads, out=self._acc)
-        if k == 1:
-            return total, model.flat_grads
-        F.scale_(self._acc, 1.0 / k)
-        return total / k, self._acc
+        grads = model.flat_grads if k == 1 else self._acc
+        if k > 1:
+            F.scale_(self._acc, 1.0 / k)
+            total = total / k
+        if comm.size > 1:
+            comm.allreduce_mean_(grads)
+            total = comm.sum([total])[0] / comm.size
+        return total, grads
 
     def clip_(self, grads):
         """Global-norm clipping in place (torch.nn.utils.clip_grad_norm_'s rule:
@@ -303,7 +331,8 @@ class Trainer:
         """One optimizer step; returns {"loss", "lr", "grad_norm"}."""
         c = self.config
         lr = self.schedule(self.step)
-        starts = self.rng.integers(0, len(self.train_data), size=c.grad_accum * c.batch_size)
+        starts = self.rng.integers(0, len(self.train_data),
+                                   size=c.grad_accum * c.batch_size * self.comm.size)
         self.model.train()
         loss, grads = self.compute_grads(starts)
         norm = self.clip_(grads)
@@ -316,20 +345,27 @@ class Trainer:
 
     def eval_loss(self, data, max_batches=None):
         """(mean per-token loss, tokens) over fixed, evenly spaced windows of ``data``
-        (``eval_iters`` batches of them; 0: every non-overlapping window)."""
-        c = self.config
+        (``eval_iters`` global batches of them; 0: every non-overlapping window). With
+        several ranks, batch i (of batch_size windows) is evaluated on rank i % ranks and the
+        sums are reduced."""
+        c, comm = self.config, self.comm
         iters = c.eval_iters if max_batches is None else max_batches
-        starts = _window_starts(len(data), data.block_size, iters * c.batch_size)
+        starts = _window_starts(len(data), data.block_size, iters * c.batch_size * comm.size)
         was = self.model.training
         self.model.eval()
         total, count = 0.0, 0
         try:
-            for i in range(0, starts.size, c.batch_size):
+            for n, i in enumerate(range(0, starts.size, c.batch_size)):
+                if n % comm.size != comm.rank:
+                    continue
                 x, y = data.batch_at(starts[i:i + c.batch_size])
                 total += self.model.loss(x, y) * y.size
                 count += y.size
         finally:
             self.model.train(was)
+        if comm.size > 1:
+            total, count = comm.sum([total, count])
+            count = int(count)
         return total / count, count
 
     def evaluate(self):
@@ -353,7 +389,7 @@ class Trainer:
                 "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
                 "rng_state": self.rng.bit_generator.state,
                 "train_config": self.config.to_dict(), "data": self.data_info,
-                "chars_per_token": self.chars_per_token}
+                "chars_per_token": self.chars_per_token, "world_size": self.comm.size}
 
     def save_checkpoint(self, path):
         if self.tokenizer is None:
@@ -363,7 +399,8 @@ class Trainer:
 
     def load_state(self, checkpoint):
         """Continue from a :class:`transformer_c.checkpoint.Checkpoint` (its parameters,
-        AdamW moments, step, RNG state, best loss). The model must have the same config."""
+        AdamW moments, step, RNG state, best loss). The model must have the same config.
+        With several ranks, rank 0's loaded state is broadcast to the others."""
         if checkpoint.model.config != self.model.config:
             raise ckpt.CheckpointError(f"{checkpoint.path}: the checkpoint's model config "
                                        "differs from the trainer's model")
@@ -391,17 +428,28 @@ class Trainer:
         best = s.get("best_val_loss")
         self.best_val_loss = math.inf if best is None else float(best)
         self.rng.bit_generator.state = rng.bit_generator.state
+        if self.comm.size > 1:
+            for buf in (self.model.flat_parameters, self.exp_avg, self.exp_avg_sq):
+                self.comm.broadcast_(buf)
+            (self.step, self.tokens_seen, self.elapsed, self.best_val_loss,
+             self.rng.bit_generator.state) = self.comm.broadcast_object(
+                (self.step, self.tokens_seen, self.elapsed, self.best_val_loss,
+                 self.rng.bit_generator.state))
         return self
 
     @classmethod
     def resume(cls, path, train_data, val_data=None, *, max_iters=None, **kwargs):
         """A Trainer continuing the checkpoint at ``path`` (a checkpoint directory or a run
         directory, whose ``last`` is used) with its model, tokenizer and config
-        (``max_iters`` may extend the run). kwargs: as the constructor (out_dir, ...)."""
+        (``max_iters`` may extend the run). kwargs: as the constructor (out_dir, comm, ...).
+        On a different number of ranks than the checkpoint's, batch_size is rescaled to
+        keep the global batch (ValueError when it does not divide)."""
         c = ckpt.load(path, prefer="last")
         cfg = dict(c.state["train_config"])
         if max_iters is not None:
             cfg["max_iters"] = max_iters
+        comm = kwargs.get("comm") or SingleProcess()
+        cfg, _ = rescale_batch(cfg, saved_world_size(c), comm.size)
         kwargs.setdefault("tokenizer", c.tokenizer)
         kwargs.setdefault("data_info", c.state.get("data"))
         kwargs.setdefault("chars_per_token", c.state.get("chars_per_token"))
@@ -414,8 +462,13 @@ class Trainer:
     def log_path(self):
         return None if self.out_dir is None else os.path.join(self.out_dir, "log.jsonl")
 
+    @property
+    def writes(self):
+        """Whether this trainer writes checkpoints and the log (an out_dir, and rank 0)."""
+        return self.out_dir is not None and self.comm.is_root
+
     def _open_log(self):
-        if self.log_path is None:
+        if not self.writes:
             return None
         os.makedirs(self.out_dir, exist_ok=True)
         kept = []
@@ -456,7 +509,9 @@ class Trainer:
         if log is not None:
             log.write(json.dumps({"type": "eval", **r, "time": self.elapsed}) + "\n")
             log.flush()
-        if self.out_dir is not None and self.tokenizer is not None and self.step > 0:
+        if self.comm.size > 1:
+            self.comm.assert_same(self.model.flat_parameters, "the parameters")
+        if self.writes and self.tokenizer is not None and self.step > 0:
             self.save_checkpoint(os.path.join(self.out_dir, "last"))
             if improved:
                 self.save_checkpoint(os.path.join(self.out_dir, "best"))
@@ -477,9 +532,22 @@ class Trainer:
             return self._train(num_steps, time_limit, stop)
 
     def _save_last(self):
+        """Save out_dir/last (rank 0; the other ranks return the path rank 0 writes)."""
         if self.out_dir is None or self.tokenizer is None:
             return None
+        if not self.comm.is_root:
+            return os.path.join(self.out_dir, "last")
         return self.save_checkpoint(os.path.join(self.out_dir, "last"))
+
+    def _stopping(self, stop):
+        """Whether to stop for a signal: with several ranks, whether any rank has had one
+        (all ranks agree, so every rank stops after the same step)."""
+        if self.comm.size > 1:
+            code = self.comm.max(_StopSignals.SIGNALS.index(stop.signal_name) + 1
+                                 if stop.signal_name else 0)
+            if code and not stop.signal_name:
+                stop.signal_name = _StopSignals.SIGNALS[code - 1]
+        return bool(stop.signal_name)
 
     def _train(self, num_steps, time_limit, stop):
         c = self.config
@@ -500,13 +568,16 @@ class Trainer:
                                       "parameters": self.model.num_parameters,
                                       "tokens_per_step": self.tokens_per_step,
                                       "model_config": self.model.config.to_dict(),
-                                      "train_config": c.to_dict(), "data": self.data_info})
+                                      "train_config": c.to_dict(), "data": self.data_info,
+                                      **({"ranks": self.comm.size} if self.comm.size > 1
+                                         else {})})
                           + "\n")
             if self.step == 0 and c.eval_every:
                 self._eval_and_save(log, bar)
             t_log, tokens_log = time.perf_counter(), 0
+            comm_log = self.comm.seconds
             while self.step < end:
-                if stop.signal_name:
+                if self._stopping(stop):
                     break
                 t0 = time.perf_counter()
                 s = self.train_step()
@@ -519,15 +590,17 @@ class Trainer:
                 if self.step % c.log_every == 0 or self.step == end:
                     tps = tokens_log / max(now - t_log, 1e-9)
                     if log is not None:
-                        log.write(json.dumps({"type": "train", "step": self.step, **s,
-                                              "tokens_per_sec": tps,
-                                              "tokens": self.tokens_seen,
-                                              "time": self.elapsed}) + "\n")
+                        line = {"type": "train", "step": self.step, **s, "tokens_per_sec": tps,
+                                "tokens": self.tokens_seen, "time": self.elapsed}
+                        if self.comm.size > 1:  # the gradient all-reduce's time since the last line
+                            line["allreduce_seconds"] = self.comm.seconds - comm_log
+                        log.write(json.dumps(line) + "\n")
                         log.flush()
                     if bar is None and self.step % print_every == 0:
                         self._say(f"step {self.step}/{c.max_iters}: loss {s['loss']:.4f}, "
                                   f"lr {s['lr']:.2e}, {tps:.0f} tokens/s")
                     t_log, tokens_log = time.perf_counter(), 0
+                    comm_log = self.comm.seconds
                 if not math.isfinite(s["loss"]):
                     raise FloatingPointError(f"the training loss is {s['loss']} at step "
                                              f"{self.step}: lower the learning rate")
@@ -536,12 +609,13 @@ class Trainer:
                     t_log, tokens_log = time.perf_counter(), 0
                 elif c.save_every and self.step % c.save_every == 0:
                     self._save_last()
-                if time_limit is not None and time.perf_counter() - t_call >= time_limit:
+                if time_limit is not None and self.comm.max(
+                        time.perf_counter() - t_call >= time_limit):
                     self._say(f"time limit reached at step {self.step}", bar)
                     if c.eval_every and self.step % c.eval_every != 0:
                         self._eval_and_save(log, bar)   # measure the model the run ends with
                     break
-            if stop.signal_name:
+            if self._stopping(stop):
                 if log is not None:
                     log.write(json.dumps({"type": "interrupted", "step": self.step,
                                           "signal": stop.signal_name,
@@ -558,6 +632,15 @@ class Trainer:
                 log.close()
         results = self.history[start_len:]
         return results
+
+
+def saved_world_size(checkpoint):
+    """The number of ranks the checkpoint's run was trained on (1 when not recorded)."""
+    n = checkpoint.state.get("world_size", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ckpt.CheckpointError(f"{checkpoint.path}/checkpoint.json is corrupt: world_size "
+                                   f"is {n!r}")
+    return n
 
 
 class _StopSignals:
