@@ -178,6 +178,39 @@ int tc_gelu_backward_f32(float *dinp, const float *dout, const float *inp, int64
 int tc_gelu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N,
                          int approximate_tanh, int accumulate);
 
+/* The activation table: activation act (a TC_ACT_* value) through one table indexed by
+ * tc_activation (activation.c), the kernels above bitwise; TC_EINVAL for any other act.
+ * forward: out (N,) = act(inp (N,)) (out may be inp); backward: dinp (N,) (+)= dout (N,) *
+ * act'(inp (N,)) (accumulate as for relu). */
+int tc_activation_forward_f32(int act, float *out, const float *inp, int64_t N);
+int tc_activation_forward_f64(int act, double *out, const double *inp, int64_t N);
+int tc_activation_backward_f32(int act, float *dinp, const float *dout, const float *inp,
+                               int64_t N, int accumulate);
+int tc_activation_backward_f64(int act, double *dinp, const double *dout, const double *inp,
+                               int64_t N, int accumulate);
+/* Whether act has a fused linear + activation pair (the table's fused column): 1 it has
+ * (tc_linear_activation_* below), 0 it has not (run tc_linear_forward, then the activation),
+ * TC_EINVAL for an unknown act. */
+int tc_linear_activation_fused(int act);
+/* The fused pair of act (TC_EINVAL if it has none): out (N,OC) = act(pre), pre = inp (N,C) @
+ * weight^T (OC,C) + bias (OC,) (bias may be NULL), and dact (N,OC) = act'(pre) for the
+ * backward, or dact NULL (inference); backward: dpre = dout (N,OC) * dact, then dinp (N,C),
+ * dweight (OC,C), dbias (OC,) (each optional) as tc_linear_gelu_backward_dact (`set`). */
+int tc_linear_activation_forward_f32(int act, float *out, float *dact, const float *inp,
+                                     const float *weight, const float *bias, int64_t N,
+                                     int64_t C, int64_t OC);
+int tc_linear_activation_forward_f64(int act, double *out, double *dact, const double *inp,
+                                     const double *weight, const double *bias, int64_t N,
+                                     int64_t C, int64_t OC);
+int tc_linear_activation_backward_f32(int act, float *dinp, float *dweight, float *dbias,
+                                      const float *dout, const float *dact, const float *inp,
+                                      const float *weight, int64_t N, int64_t C, int64_t OC,
+                                      int set);
+int tc_linear_activation_backward_f64(int act, double *dinp, double *dweight, double *dbias,
+                                      const double *dout, const double *dact, const double *inp,
+                                      const double *weight, int64_t N, int64_t C, int64_t OC,
+                                      int set);
+
 /* ------------------------------------------------------------------ end activations */
 
 
@@ -776,7 +809,7 @@ int tc_rope_inplace_strided_f64(double *x, const double *cos, const double *sin,
  *              attn.c_proj.weight (C,C), .bias (C), ln_2.weight (C), ln_2.bias (C),
  *              mlp.c_fc.weight (H,C), .bias (H), mlp.c_proj.weight (C,H), .bias (C)
  *              (no biases when bias == 0);
- *   ln_f.weight (C), ln_f.bias (C) if post_norm == 0; lm_head.weight (V,C) if tie == 0.
+ *   ln_f.weight (C), ln_f.bias (C) if norm == TC_NORM_PRE; lm_head.weight (V,C) if tie == 0.
  * Linear weights are (out, in). Pre-LN blocks: x += drop(attn(ln_1(x))); x += drop(mlp(ln_2(x)));
  * post-LN: x = ln_1(x + drop(attn(x))); x = ln_2(x + drop(mlp(x))) and no ln_f. Attention is
  * causal with scale 1/sqrt(HS), HS = C/NH, q and k rotated by RoPE when position == ROPE.
@@ -789,7 +822,7 @@ typedef struct {
     int64_t V, maxT, C, L, NH, H; /* vocabulary, block size, width, layers, heads, MLP width */
     int bias;                     /* biases in linear layers and layer norms */
     int position;                 /* TC_POS_* */
-    int post_norm;                /* 0: pre-LN (GPT-2), 1: post-LN */
+    int norm;                     /* TC_NORM_PRE (GPT-2) or TC_NORM_POST */
     int activation;               /* TC_ACT_* */
     int tie;                      /* lm_head = wte */
     double eps;                   /* layer norm epsilon */
@@ -851,12 +884,12 @@ int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_
  *   encoder: wte (Vs,C) unless share; wpe (maxT,C) if position == LEARNED;
  *     per layer: ln_1 norm, attn.c_attn (3C,C), attn.c_proj (C,C), ln_2 norm,
  *                mlp.c_fc (H,C), mlp.c_proj (C,H);
- *     ln_f norm if post_norm == 0;
+ *     ln_f norm if norm == TC_NORM_PRE;
  *   decoder: wte (Vt,C) unless share; wpe (maxT,C) if LEARNED;
  *     per layer: ln_1 norm, attn.c_attn (3C,C), attn.c_proj (C,C), ln_cross_attn norm,
  *                crossattention.q_attn (C,C), crossattention.c_attn (2C,C) ([k | v] of the
  *                memory), crossattention.c_proj (C,C), ln_2 norm, mlp.c_fc, mlp.c_proj;
- *     ln_f norm if post_norm == 0;
+ *     ln_f norm if norm == TC_NORM_PRE;
  *   lm_head (Vt,C) unless tie (then the decoder's token embedding is the output head).
  * Encoder layers: bidirectional self-attention with the source key-padding mask, MLP;
  * decoder layers: causal self-attention, cross-attention to the encoder's output (the same
@@ -876,7 +909,7 @@ typedef struct {
     int64_t C, Le, Ld, NH, H; /* width, encoder and decoder layers, heads, MLP width */
     int bias;              /* biases in linear layers and layer norms */
     int position;          /* TC_POS_LEARNED or TC_POS_SINUSOIDAL */
-    int post_norm;         /* 0: pre-LN, 1: post-LN */
+    int norm;              /* TC_NORM_PRE or TC_NORM_POST */
     int activation;        /* TC_ACT_* */
     int share;             /* one token embedding for source and target (Vs == Vt) */
     int tie;               /* the output head is the target token embedding */

@@ -29,7 +29,7 @@ static int ed_config_ok(const tc_encdec_config *c)
     if ((c->position != TC_POS_LEARNED && c->position != TC_POS_SINUSOIDAL) ||
         c->activation < 0 || c->activation >= TC_ACT_COUNT)
         return 0;
-    if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
+    if ((c->bias != 0 && c->bias != 1) || (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
         (c->share != 0 && c->share != 1) || (c->tie != 0 && c->tie != 1))
         return 0;
     if (c->share && c->Vs != c->Vt) return 0;
@@ -80,7 +80,7 @@ static int64_t ed_param_plan(const tc_encdec_config *c, ed_globals *m, ed_layer_
         if (ep) ep[l] = p;
     }
     ed_lin slnf = {-1, -1};
-    if (!c->post_norm) slnf = NORM();
+    if (c->norm == TC_NORM_PRE) slnf = NORM();
     int64_t twte = c->share ? shared : TAKE(c->Vt * C);
     int64_t twpe = c->position == TC_POS_LEARNED ? TAKE(c->maxT * C) : -1;
     for (int64_t l = 0; l < c->Ld; l++) {
@@ -98,7 +98,7 @@ static int64_t ed_param_plan(const tc_encdec_config *c, ed_globals *m, ed_layer_
         if (dp) dp[l] = p;
     }
     ed_lin tlnf = {-1, -1};
-    if (!c->post_norm) tlnf = NORM();
+    if (c->norm == TC_NORM_PRE) tlnf = NORM();
     int64_t head = c->tie ? twte : TAKE(c->Vt * C);
 #undef NORM
 #undef LIN

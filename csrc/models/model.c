@@ -97,9 +97,9 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.res3 = gpt_take(&u, N * C, elem);
         if (la) la[l] = a;
     }
-    g.lnf = gpt_take(&u, c->post_norm ? 0 : N * C, elem);
-    g.lnf_mean = gpt_take(&u, c->post_norm ? 0 : N, elem);
-    g.lnf_rstd = gpt_take(&u, c->post_norm ? 0 : N, elem);
+    g.lnf = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N * C, elem);
+    g.lnf_mean = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N, elem);
+    g.lnf_rstd = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N, elem);
     g.logits = gpt_take(&u, N * c->V, elem);
     g.losses = gpt_take(&u, N, elem);
     g.loss_lse = gpt_take(&u, N, elem);

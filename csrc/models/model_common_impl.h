@@ -3,7 +3,8 @@
  * per dtype: the copy of q, k, v from token-major (B,T,3C) to head-major (B,NH,T,HS) (for
  * the encoder-decoder's KV-cache decode step only, which defines TC_MODEL_HEAD_COPIES; the
  * fast paths' attention reads the token-major buffers in place), residual additions,
- * position rows, the in-place cross-entropy gradient and the activations. */
+ * position rows, the in-place cross-entropy gradient and the MLP (activations through the
+ * activation table of activation.c). */
 
 #ifndef TC_MODEL_COPY_MIN_WORK
 /* memory-bound copies and additions: below ~1 MB a second thread costs more to wake (a
@@ -76,38 +77,29 @@ static void FN(gpt_ce_backward_inplace)(real_t *logits, const real_t *lse, const
     }
 }
 
-/* out (n,) = act(inp (n,)); out may be inp */
-static inline int FN(gpt_act_forward)(real_t *out, const real_t *inp, int64_t n, int act)
-{
-    if (act == TC_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
-    return FN(tc_gelu_forward)(out, inp, n, act == TC_ACT_GELU_TANH);
-}
-
 /* h (N,H) = act(pre), pre = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL), and the cache the
- * backward needs: for the GELUs gelu'(pre) (one fused product: bias, activation and its
- * derivative in the GEMM's epilogue, while each block is in cache; the backward evaluates
- * no GELU; without grads, no backward follows: nothing cached), for ReLU pre itself (product,
- * then activation). */
+ * backward needs, through the activation table: an activation with a fused pair (the GELUs)
+ * caches act'(pre) (one fused product: bias, activation and its derivative in the GEMM's
+ * epilogue, while each block is in cache; the backward evaluates no activation; without
+ * grads, no backward follows: nothing cached); one without (ReLU) caches pre itself
+ * (product, then activation). */
 static int FN(gpt_fc_forward)(real_t *h, real_t *pre, const real_t *x, const real_t *w, const real_t *b, int64_t N,
                               int64_t C, int64_t H, int act, int grads)
 {
-    if (act == TC_ACT_RELU) {
-        const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
-        return st != TC_OK ? st : FN(tc_relu_forward)(h, pre, N * H);
-    }
-    if (!grads)
-        return FN(tc_linear_gelu_forward)(h, NULL, x, w, b, N, C, H, act == TC_ACT_GELU_TANH);
-    return FN(tc_linear_gelu_forward_dact)(h, pre, x, w, b, N, C, H,
-                                           act == TC_ACT_GELU_TANH);
+    const int fused = tc_linear_activation_fused(act);
+    if (fused < 0) return fused;
+    if (fused) return FN(tc_linear_activation_forward)(act, h, grads ? pre : NULL, x, w, b, N, C, H);
+    const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
+    return st != TC_OK ? st : FN(tc_activation_forward)(act, h, pre, N * H);
 }
 
 /* The MLP's backward, from dout (N,C) (the gradient at c_proj's output) to dx (N,C) (added
  * to: +=, or written with set_dx: the same bits as adding to zeros) and the gradients of both
  * linears (+=, or written with set_w): dh (N,H) = dout @ projw is written, not
- * accumulated (nothing to zero first); for the GELUs dh * gelu'(pre) and c_fc's backward
- * run fused (vectorised, the bias gradient in the same pass); ReLU goes through dh2 (N,H).
- * pre (N,H) (gelu'(pre) for the GELUs: gpt_fc_forward's cache), h = act(pre) (N,H) and
- * x (N,C) come from the forward; fcw (H,C), projw (C,H). */
+ * accumulated (nothing to zero first); with a fused pair dh * act'(pre) and c_fc's backward
+ * run fused (vectorised, the bias gradient in the same pass); otherwise through dh2 (N,H).
+ * pre (N,H) (gpt_fc_forward's cache), h = act(pre) (N,H) and x (N,C) come from the forward;
+ * fcw (H,C), projw (C,H). */
 static int FN(gpt_mlp_backward)(real_t *dx, real_t *dh, real_t *dh2, real_t *gfcw, real_t *gfcb, real_t *gprojw, real_t *gprojb,
                                 const real_t *dout, const real_t *x, const real_t *pre, const real_t *h,
                                 const real_t *fcw, const real_t *projw, int64_t N, int64_t C, int64_t H,
@@ -115,13 +107,15 @@ static int FN(gpt_mlp_backward)(real_t *dx, real_t *dh, real_t *dh2, real_t *gfc
 {
     const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
     const int xset = (set_dx ? TC_LINEAR_SET_DINP : 0) | wset;
+    const int fused = tc_linear_activation_fused(act);
+    if (fused < 0) return fused;
     int st = FN(tc_gemm)(dh, dout, projw, N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0);
     if (st == TC_OK)
         st = FN(tc_linear_backward_set)(NULL, gprojw, gprojb, dout, h, projw, N, H, C, wset);
     if (st != TC_OK) return st;
-    if (act != TC_ACT_RELU)
-        return FN(tc_linear_gelu_backward_dact)(dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H, xset);
-    st = FN(tc_relu_backward)(dh2, dh, pre, N * H, 0);
+    if (fused)
+        return FN(tc_linear_activation_backward)(act, dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H, xset);
+    st = FN(tc_activation_backward)(act, dh2, dh, pre, N * H, 0);
     return st != TC_OK ? st
                        : FN(tc_linear_backward_set)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H, xset);
 }

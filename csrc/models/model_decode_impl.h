@@ -113,12 +113,6 @@ static void FN(dec_merge_heads)(real_t *y, const real_t *yh, int64_t B, int64_t 
     }
 }
 
-static int FN(dec_act)(real_t *x, int64_t n, int act)
-{
-    if (act == TC_ACT_RELU) return FN(tc_relu_forward)(x, x, n);
-    return FN(tc_gelu_forward)(x, x, n, act == TC_ACT_GELU_TANH);
-}
-
 /* RoPE on the new slots [pos0, pos0 + TN) of x (B,NH,TN,HS) (queries or keys): the token in
  * slot s of row b sits at position s - pad[b]; padding slots (s < pad[b]) stay as they are
  * (they are masked out of every attention). */
@@ -189,7 +183,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
         real_t *kc = (real_t *)kv->k + l * layer, *vc = (real_t *)kv->v + l * layer;
         /* attention: pre-LN reads ln_1(x), post-LN x itself */
         const real_t *att_in = x;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_forward)(hbuf, NULL, NULL, x, KP(p->ln1w),
                                            p->ln1b < 0 ? NULL : KP(p->ln1b), N, C, c->eps));
             att_in = hbuf;
@@ -208,7 +202,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
                              C, C));
         /* pre-LN: x += proj, MLP on ln_2(x); post-LN: x = ln_1(x + proj), MLP on x */
         const real_t *mlp_in = x;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             FN(dec_add)(x, x, proj, N * C);
             CHECK(FN(tc_layernorm_forward)(hbuf, NULL, NULL, x, KP(p->ln2w),
                                            p->ln2b < 0 ? NULL : KP(p->ln2b), N, C, c->eps));
@@ -219,10 +213,10 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
                                            p->ln1b < 0 ? NULL : KP(p->ln1b), N, C, c->eps));
         }
         CHECK(FN(dec_linear)(fc, mlp_in, KP(p->fcw), p->fcb < 0 ? NULL : KP(p->fcb), N, C, H));
-        CHECK(FN(dec_act)(fc, N * H, c->activation));
+        CHECK(FN(tc_activation_forward)(c->activation, fc, fc, N * H));
         CHECK(FN(dec_linear)(proj, fc, KP(p->fcprojw), p->fcprojb < 0 ? NULL : KP(p->fcprojb),
                              N, H, C));
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             FN(dec_add)(x, x, proj, N * C);
         } else {
             FN(dec_add)(proj, x, proj, N * C);
@@ -237,7 +231,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
         for (int64_t b = 0; b < B; b++)
             memcpy(last + b * C, x + (b * TN + TN - 1) * C, (size_t)C * sizeof(real_t));
     }
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_forward)(KS(sb->lnf), NULL, NULL, last, KP(kv->lnfw),
                                        kv->lnfb < 0 ? NULL : KP(kv->lnfb), B, C, c->eps));
         last = KS(sb->lnf);

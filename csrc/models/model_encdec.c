@@ -110,7 +110,7 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
 {
     size_t u = 0;
     const int64_t C = c->C, H = c->H, NH = c->NH, Nm = Ns > Nt ? Ns : Nt;
-    const int64_t pre = !c->post_norm;
+    const int64_t pre = c->norm == TC_NORM_PRE;
     ed_acts g;
     g.spos = gpt_take(&u, Ns, sizeof(int64_t));
     g.tpos = gpt_take(&u, Nt, sizeof(int64_t));

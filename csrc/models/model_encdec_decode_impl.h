@@ -103,7 +103,7 @@ static void FN(edk_split_kv)(real_t *kh, real_t *vh, const real_t *kvp, int64_t 
 static int FN(edk_residual)(tc_encdec_kv *kv, real_t *x, real_t *proj, const ed_lin *norm, int64_t N)
 {
     const int64_t C = kv->cfg.C;
-    if (!kv->cfg.post_norm) {
+    if (kv->cfg.norm == TC_NORM_PRE) {
         FN(gpt_add)(x, x, proj, N * C);
         return TC_OK;
     }
@@ -117,7 +117,7 @@ static int FN(edk_sub_input)(tc_encdec_kv *kv, const real_t **in, real_t *h, con
                              const ed_lin *norm, int64_t N)
 {
     *in = x;
-    if (kv->cfg.post_norm) return TC_OK;
+    if (kv->cfg.norm == TC_NORM_POST) return TC_OK;
     *in = h;
     return FN(tc_layernorm_forward)(h, NULL, NULL, x, KP(norm->w), KP(norm->b), N, kv->cfg.C,
                                     kv->cfg.eps);
@@ -180,7 +180,7 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
         /* MLP */
         CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->ln2, N));
         CHECK(FN(edk_linear)(fc, in, KP(p->fc.w), KP(p->fc.b), N, C, H));
-        CHECK(FN(gpt_act_forward)(fc, fc, N * H, c->activation));
+        CHECK(FN(tc_activation_forward)(c->activation, fc, fc, N * H));
         CHECK(FN(edk_linear)(proj, fc, KP(p->fcproj.w), KP(p->fcproj.b), N, H, C));
         CHECK(FN(edk_residual)(kv, x, proj, &p->ln2, N));
     }
@@ -191,7 +191,7 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
         for (int64_t b = 0; b < B; b++)
             memcpy(last + b * C, x + (b * TN + TN - 1) * C, (size_t)C * sizeof(real_t));
     }
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_forward)(KS(sb->lnf), NULL, NULL, last, KP(kv->g.tlnf.w),
                                        KP(kv->g.tlnf.b), B, C, c->eps));
         last = KS(sb->lnf);

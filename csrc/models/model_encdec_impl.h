@@ -184,7 +184,7 @@ static const ed_lin *FN(ed_norm_of)(const ed_layer_params *p, int slot)
 static const real_t *FN(ed_layer_out)(const tc_encdec *m, int dec, int64_t l)
 {
     const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
-    return m->cfg.post_norm ? AP(a->ln[2]) : AP(a->r[2]);
+    return m->cfg.norm == TC_NORM_POST ? AP(a->ln[2]) : AP(a->r[2]);
 }
 
 static const real_t *FN(ed_layer_in)(const tc_encdec *m, int dec, int64_t l)
@@ -196,7 +196,7 @@ static const real_t *FN(ed_layer_in)(const tc_encdec *m, int dec, int64_t l)
 /* The encoder's output (the memory every decoder layer attends to). */
 static const real_t *FN(ed_memory)(const tc_encdec *m)
 {
-    return m->cfg.post_norm ? FN(ed_layer_out)(m, 0, m->cfg.Le - 1) : AP(m->ga.slnf);
+    return m->cfg.norm == TC_NORM_POST ? FN(ed_layer_out)(m, 0, m->cfg.Le - 1) : AP(m->ga.slnf);
 }
 
 static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call *k)
@@ -215,7 +215,7 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         const ed_lin *ln = FN(ed_norm_of)(p, s);
         real_t *lnb = AP(a->ln[s]), *r = AP(a->r[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
         const real_t *fin = cur;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, cur, PP(ln->w), PP(ln->b), N, C,
                                            c->eps));
             fin = lnb;
@@ -226,7 +226,7 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         else CHECK(FN(ed_mlp_forward)(m, p, a, proj, fin, N, k->grads));
         CHECK(FN(ed_dropout)(proj, N * C, m, k, branch[i]));
         FN(gpt_add)(r, cur, proj, N * C);
-        if (c->post_norm) {
+        if (c->norm == TC_NORM_POST) {
             CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, r, PP(ln->w), PP(ln->b), N, C,
                                            c->eps));
             cur = lnb;
@@ -257,11 +257,11 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
         const real_t *lnb = AP(a->ln[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
         /* the sub-layer's input */
         const real_t *in = i == 0 ? FN(ed_layer_in)(m, dec, l)
-                             : AP(c->post_norm ? a->ln[kinds[i - 1]] : a->r[kinds[i - 1]]);
+                             : AP(c->norm == TC_NORM_POST ? a->ln[kinds[i - 1]] : a->r[kinds[i - 1]]);
         const real_t *dp;
         real_t *dx;
         const real_t *fin;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             /* *dres = d r; the branch's input gradient goes to dfin, then through the norm */
             CHECK(FN(ed_dropout_back)(&dp, *dres, ddrop, N * C, m, k, branch[i]));
             dx = dfin; /* written by the branch's backward (set_dx) */
@@ -274,12 +274,12 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
             dx = *dtmp;
             fin = in;
         }
-        const int set_dx = !c->post_norm;
+        const int set_dx = c->norm == TC_NORM_PRE;
         if (s == 0) CHECK(FN(ed_self_backward)(m, p, a, dx, dp, fin, dec, k, probs[i], set_dx));
         else if (s == 1) CHECK(FN(ed_cross_backward)(m, p, a, dx, dmem, dp, fin,
                                                      FN(ed_memory)(m), k, probs[i], set_dx));
         else CHECK(FN(ed_mlp_backward)(m, p, a, dx, dp, fin, N, set_dx));
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_backward)(*dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
                                             mean, rstd, N, C));
         } else {
@@ -324,7 +324,7 @@ static int FN(ed_encode)(tc_encdec *m, const int64_t *src, const ed_call *k)
     int64_t *spos = (int64_t *)(m->arena + m->ga.spos);
     CHECK(FN(ed_embed)(m, AP(m->ga.semb), spos, src, m->swte, m->swpe, c->Vs, Ns, k->Ls, k, 0));
     for (int64_t l = 0; l < c->Le; l++) CHECK(FN(ed_layer_forward)(m, 0, l, k));
-    if (!c->post_norm)
+    if (c->norm == TC_NORM_PRE)
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.slnf), AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd),
                                        FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
                                        PP(m->slnf.b), Ns, c->C, c->eps));
@@ -342,7 +342,7 @@ static int FN(ed_forward_all)(tc_encdec *m, const int64_t *src, const int64_t *t
                        1 + 3 * c->Le));
     for (int64_t l = 0; l < c->Ld; l++) CHECK(FN(ed_layer_forward)(m, 1, l, k));
     const real_t *xf = FN(ed_layer_out)(m, 1, c->Ld - 1);
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.tlnf), AP(m->ga.tlnf_mean), AP(m->ga.tlnf_rstd),
                                        xf, PP(m->tlnf.w), PP(m->tlnf.b), Nt, C, c->eps));
         xf = AP(m->ga.tlnf);
@@ -359,10 +359,10 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
     real_t *dres = AP(m->ga.dres), *dtmp = AP(m->ga.dtmp), *dmem = AP(m->ga.dmem);
     /* logits -> head -> (ln_f) */
     const real_t *dec_out = FN(ed_layer_out)(m, 1, c->Ld - 1);
-    const real_t *xf = c->post_norm ? dec_out : AP(m->ga.tlnf);
+    const real_t *xf = c->norm == TC_NORM_POST ? dec_out : AP(m->ga.tlnf);
     CHECK(FN(tc_linear_backward_set)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf,
                                      PP(m->head), Nt, C, c->Vt, TC_LINEAR_SET_DINP));
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
                                             PP(m->tlnf.w), AP(m->ga.tlnf_mean),
                                             AP(m->ga.tlnf_rstd), Nt, C, 1));
@@ -378,7 +378,7 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
     CHECK(FN(ed_embed_backward)(m, dres, (const int64_t *)(m->arena + m->ga.tpos), tgt, m->twte,
                                 m->twpe, c->Vt, Nt, k, 1 + 3 * c->Le));
     /* the encoder from d memory */
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
                                             FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
                                             AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C, 1));

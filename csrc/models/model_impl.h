@@ -145,7 +145,7 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
 static const real_t *FN(gpt_layer_in)(const tc_gpt *m, int64_t l)
 {
     if (l == 0) return AP(m->ga.enc);
-    return m->cfg.post_norm ? AP(m->la[l - 1].ln2) : AP(m->la[l - 1].res3);
+    return m->cfg.norm == TC_NORM_POST ? AP(m->la[l - 1].ln2) : AP(m->la[l - 1].res3);
 }
 
 /* The forward over B sequences into the arena; grads: a backward follows (the MLPs then cache
@@ -169,7 +169,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         const real_t *x = FN(gpt_layer_in)(m, l);
         real_t *ln1 = AP(a->ln1), *res2 = AP(a->res2), *ln2 = AP(a->ln2), *res3 = AP(a->res3);
         const real_t *att_in = x;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), x,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
             att_in = ln1;
@@ -179,8 +179,8 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         FN(gpt_add)(res2, x, proj, N * C);
         /* pre-LN: the MLP reads ln_2(res2) and adds to res2; post-LN: reads and adds to
          * x1 = ln_1(res2) (kept in the ln1 buffer) */
-        real_t *mlp_in = c->post_norm ? ln1 : ln2;
-        if (!c->post_norm)
+        real_t *mlp_in = c->norm == TC_NORM_POST ? ln1 : ln2;
+        if (c->norm == TC_NORM_PRE)
             CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res2,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
         else
@@ -190,13 +190,13 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
                                  H, c->activation, grads));
         CHECK(FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C));
         CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 3 + 3 * l));
-        FN(gpt_add)(res3, c->post_norm ? ln1 : res2, proj, N * C);
-        if (c->post_norm)
+        FN(gpt_add)(res3, c->norm == TC_NORM_POST ? ln1 : res2, proj, N * C);
+        if (c->norm == TC_NORM_POST)
             CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res3,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
     }
     const real_t *xf = FN(gpt_layer_in)(m, c->L);
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.lnf), AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd),
                                        xf, PP(m->lnfw), PP(m->lnfb), N, C, c->eps));
         xf = AP(m->ga.lnf);
@@ -215,11 +215,11 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
     real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
     const size_t nc_bytes = (size_t)(N * C) * sizeof(real_t);
     /* logits -> head -> (ln_f) */
-    const real_t *xf = c->post_norm ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
+    const real_t *xf = c->norm == TC_NORM_POST ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
     CHECK(FN(tc_linear_backward_set)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head),
                                      N, C, c->V,
                                      TC_LINEAR_SET_DINP | (set_w ? TC_LINEAR_SET_DWEIGHT : 0)));
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->lnfw), GP(m->lnfb), dc,
                                             FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
                                             AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C, 1));
@@ -231,7 +231,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
         const gpt_layer_acts *a = &m->la[l];
         const real_t *x = FN(gpt_layer_in)(m, l);
         const real_t *dp;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             /* dres: d res3 (the layer output) */
             CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 3 + 3 * l));
             CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),

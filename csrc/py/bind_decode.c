@@ -18,7 +18,7 @@ static kv_handle *kv_acquire(PyObject *obj)
                                 "decoder");
 }
 
-/* gpt_kv_create(params (P,), <config as gpt_create>, Bmax, Smax) -> decoder capsule */
+/* gpt_kv_create(params (P,), config, Bmax, Smax) -> decoder capsule */
 static PyObject *py_gpt_kv_create(PyObject *self, PyObject *args)
 {
     PyObject *p_obj;
@@ -28,9 +28,8 @@ static PyObject *py_gpt_kv_create(PyObject *self, PyObject *args)
     long long Bmax, Smax;
     int ty;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O" GPT_CFG_FMT "LL", &p_obj, GPT_CFG_ARGS(cfg), &Bmax, &Smax))
+    if (!PyArg_ParseTuple(args, "OO&LL", &p_obj, gpt_config, &cfg, &Bmax, &Smax))
         return NULL;
-    if (gpt_check_config(&cfg)) return NULL;
     if (Bmax < 1) {
         PyErr_Format(PyExc_ValueError, "max_batch must be >= 1, got %lld", Bmax);
         return NULL;
@@ -205,7 +204,7 @@ static PyObject *py_gpt_kv_state(PyObject *self, PyObject *args)
 
 PyMethodDef tc_methods_decode[] = {
     {"gpt_kv_create", py_gpt_kv_create, METH_VARARGS,
-     "gpt_kv_create(params, <config as gpt_create>, max_batch, max_len) -> decoder"},
+     "gpt_kv_create(params, config, max_batch, max_len) -> decoder"},
     {"gpt_kv_prefill", py_gpt_kv_prefill, METH_VARARGS,
      "gpt_kv_prefill(decoder, idx (B,T) left-padded, pad (B,)) -> logits (B,V)"},
     {"gpt_kv_step", py_gpt_kv_step, METH_VARARGS,

@@ -19,7 +19,7 @@ static edk_handle *edk_acquire(PyObject *obj)
                                 "a KV-cache decoder made by encdec_kv_create", "decoder");
 }
 
-/* encdec_kv_create(params (P,), <config as encdec_create>, Bmax, Tmax, Smax) -> decoder */
+/* encdec_kv_create(params (P,), config, Bmax, Tmax, Smax) -> decoder */
 static PyObject *py_encdec_kv_create(PyObject *self, PyObject *args)
 {
     PyObject *p_obj;
@@ -29,10 +29,9 @@ static PyObject *py_encdec_kv_create(PyObject *self, PyObject *args)
     long long Bmax, Tmax, Smax;
     int ty;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O" ED_CFG_FMT "LLL", &p_obj, ED_CFG_ARGS(cfg), &Bmax, &Tmax,
+    if (!PyArg_ParseTuple(args, "OO&LLL", &p_obj, encdec_config, &cfg, &Bmax, &Tmax,
                           &Smax))
         return NULL;
-    if (encdec_check_config(&cfg)) return NULL;
     if (Bmax < 1) {
         PyErr_Format(PyExc_ValueError, "max_batch must be >= 1, got %lld", Bmax);
         return NULL;
@@ -221,7 +220,7 @@ static PyObject *py_encdec_kv_state(PyObject *self, PyObject *args)
 
 PyMethodDef tc_methods_decode_encdec[] = {
     {"encdec_kv_create", py_encdec_kv_create, METH_VARARGS,
-     "encdec_kv_create(params, <config as encdec_create>, max_batch, max_len, max_src_len) "
+     "encdec_kv_create(params, config, max_batch, max_len, max_src_len) "
      "-> decoder"},
     {"encdec_kv_prefill", py_encdec_kv_prefill, METH_VARARGS,
      "encdec_kv_prefill(decoder, src (B,S), src_mask (B,S) bool or None, tgt (B,T)) -> "

@@ -128,7 +128,7 @@ class EncoderDecoderModel:
         mask = np.arange(S)[None, :] < lengths[:, None]
         mask = None if mask.all() else mask
         decoder = _C.encdec_kv_create(self.model.flat_parameters,
-                                      *self.model._config_tuple(), max_batch, max_len, S)
+                                      self.model.config.c_fields(), max_batch, max_len, S)
         tgt = np.broadcast_to(self.prefix, (B, T0))
         logits = _C.encdec_kv_prefill(decoder, src, mask, np.ascontiguousarray(tgt))
         return _EncDecState(decoder), logits

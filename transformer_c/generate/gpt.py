@@ -93,7 +93,7 @@ class GPTModel:
         pad = T0 - lengths
         for i, p in enumerate(prompts):
             idx[i, pad[i]:] = p
-        decoder = _C.gpt_kv_create(self.gpt.flat_parameters, *self.gpt._config_tuple(),
+        decoder = _C.gpt_kv_create(self.gpt.flat_parameters, self.gpt.config.c_fields(),
                                    max_batch, max_len)
         logits = _C.gpt_kv_prefill(decoder, idx, pad)
         return _KVState(decoder), logits
