@@ -13,6 +13,14 @@
 #include <omp.h>
 #endif
 
+/* Return the status of a call that fails (every driver function returns TC_OK or the first
+ * error). */
+#define CHECK(call)                    \
+    do {                               \
+        int st_ = (call);              \
+        if (st_ != TC_OK) return st_;  \
+    } while (0)
+
 /* Bump allocation: byte offset of a block of n elements of `size` bytes, 64-byte aligned. */
 static inline size_t gpt_take(size_t *used, int64_t n, int64_t size)
 {
@@ -64,6 +72,38 @@ static inline tc_attention_strides model_heads(int64_t NH, int64_t L, int64_t HS
 {
     tc_attention_strides s = {NH * L * HS, L * HS, HS};
     return s;
+}
+
+/* ------------------------------------------------------------------ KV-cache decoders */
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#define TC_DEC_X86 1
+/* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel, so
+ * TC_GEMM_KERNEL=generic / tc_gemm_set_kernel("generic") test the portable one too. */
+static inline int dec_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
+#else
+#define TC_DEC_X86 0
+#endif
+
+/* rows up to which a decoder's product goes through the matrix-vector kernel */
+#define DEC_GEMV_MAX_ROWS 8
+/* output rows per parallel work item of the matrix-vector kernel */
+#define DEC_GEMV_BLOCK 16
+
+/* What a decoder layer's shared pieces (decode_common_impl.h) read of the model's config. */
+typedef struct {
+    int norm, act;      /* TC_NORM_*, TC_ACT_* */
+    int64_t C, H, NH;   /* width, MLP width, heads */
+    double eps;         /* layer norm epsilon */
+} dec_dims;
+
+/* TC_OK if every id of ids (n,) lies in [0, V), else TC_EINVAL. */
+static inline int dec_ids_ok(const int64_t *ids, int64_t n, int64_t V)
+{
+    if (!ids) return TC_EINVAL;
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V) return TC_EINVAL;
+    return TC_OK;
 }
 
 /* The per-token scratch of the KV decoders (model_decode.c, model_encdec_decode.c): byte

@@ -19,15 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
-#define TC_DEC_X86 1
-/* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel, so
- * TC_GEMM_KERNEL=generic / tc_gemm_set_kernel("generic") test the portable one too. */
-static int decode_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
-#else
-#define TC_DEC_X86 0
-#endif
-
 struct tc_gpt_kv {
     tc_gpt_config cfg;
     int64_t elem;                    /* sizeof(real_t) */

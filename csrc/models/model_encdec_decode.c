@@ -28,15 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
-#define TC_DEC_X86 1
-/* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel (as in
- * model_decode.c). */
-static int edk_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
-#else
-#define TC_DEC_X86 0
-#endif
-
 struct tc_encdec_kv {
     tc_encdec_config cfg;
     int64_t elem;                    /* sizeof(real_t) */

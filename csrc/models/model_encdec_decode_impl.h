@@ -4,81 +4,19 @@
  * is the library kernel the module path (transformer_c.nn.EncoderDecoder, fast=False) calls:
  * tc_attention_decode for the causal self-attention against the cache, tc_attention_forward
  * with the source key-padding mask for the cross-attention against the cached keys and
- * values. Matrix products go through tc_linear_forward, except the products of a handful of
- * rows (a decoding step), which use the matrix-vector kernel of model_decode_gemv.h. */
+ * values. The self-attention, MLP and head are the decoders' shared pieces
+ * (decode_common_impl.h); what is the encoder-decoder's alone: the encoder run, the
+ * cross-attention keys and values of its output, and the cross-attention sub-layer. */
 
 #define KP(off) ((off) < 0 ? NULL : (const real_t *)kv->params + (off)) /* parameter pointer */
 #define KS(off) ((real_t *)(kv->scratch + (off)))                       /* scratch pointer */
-#define CHECK(call)                    \
-    do {                               \
-        int st_ = (call);              \
-        if (st_ != TC_OK) return st_;  \
-    } while (0)
-
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #define TC_MODEL_HEAD_COPIES
 #include "model_common_impl.h"
 #undef TC_MODEL_HEAD_COPIES
 #pragma GCC diagnostic pop
-
-// y (B,T,C) <- yh (B,NH,T,HS)
-static void FN(edk_to_tokens)(real_t *y, const real_t *yh, int64_t B, int64_t L, int64_t NH, int64_t HS)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < L; t++)
-            for (int64_t h = 0; h < NH; h++)
-                FN(gpt_copy)(y + (b * L + t) * C + h * HS, yh + ((b * NH + h) * L + t) * HS, HS);
-}
-
-#define DVEC FN(edk_vec)
-typedef real_t DVEC __attribute__((vector_size(32)));
-#define DEC_VL ((int)(32 / sizeof(real_t)))
-#define DEC_LOAD(p) ({ DVEC v_; memcpy(&v_, (p), sizeof v_); v_; })
-
-#define KNAME FN(edk_gemv_generic)
-#define KATTR
-#include "model_decode_gemv.h"
-#undef KNAME
-#undef KATTR
-#if TC_DEC_X86
-#define KNAME FN(edk_gemv_avx2)
-#define KATTR __attribute__((target("avx2,fma")))
-#include "model_decode_gemv.h"
-#undef KNAME
-#undef KATTR
-#endif
-
-/* rows up to which a product goes through the matrix-vector kernel (as model_decode) */
-#define EDK_GEMV_MAX_ROWS 8
-/* output rows per parallel work item of the matrix-vector kernel */
-#define EDK_GEMV_BLOCK 16
-
-// out (N,OC) = inp (N,C) @ W^T (OC,C) + b (OC,) (b may be NULL)
-static int FN(edk_linear)(real_t *out, const real_t *inp, const real_t *W, const real_t *b, int64_t N, int64_t C,
-                          int64_t OC)
-{
-    if (N > EDK_GEMV_MAX_ROWS) return FN(tc_linear_forward)(out, inp, W, b, N, C, OC);
-#if TC_DEC_X86
-    const int avx2 = edk_use_avx2();
-#endif
-    const int64_t nblk = (OC + EDK_GEMV_BLOCK - 1) / EDK_GEMV_BLOCK;
-#pragma omp parallel for schedule(static) if (N * OC * C >= 4 * TC_PARALLEL_MIN_WORK)
-    for (int64_t i = 0; i < nblk; i++) {
-        const int64_t o0 = i * EDK_GEMV_BLOCK;
-        const int64_t o1 = o0 + EDK_GEMV_BLOCK < OC ? o0 + EDK_GEMV_BLOCK : OC;
-#if TC_DEC_X86
-        if (avx2) {
-            FN(edk_gemv_avx2)(out, inp, W, b, N, C, OC, o0, o1);
-            continue;
-        }
-#endif
-        FN(edk_gemv_generic)(out, inp, W, b, N, C, OC, o0, o1);
-    }
-    return TC_OK;
-}
+#include "decode_common_impl.h"
 
 // kh, vh (B,NH,S,HS) <- the two C-wide slices of kvp (B,S,2C)
 static void FN(edk_split_kv)(real_t *kh, real_t *vh, const real_t *kvp, int64_t B, int64_t S, int64_t NH,
@@ -98,31 +36,6 @@ static void FN(edk_split_kv)(real_t *kh, real_t *vh, const real_t *kvp, int64_t 
     }
 }
 
-/* The residual of a sub-layer with branch output proj (N,C): pre-LN x += proj; post-LN
- * x = norm(x + proj) (proj is overwritten). */
-static int FN(edk_residual)(tc_encdec_kv *kv, real_t *x, real_t *proj, const ed_lin *norm, int64_t N)
-{
-    const int64_t C = kv->cfg.C;
-    if (kv->cfg.norm == TC_NORM_PRE) {
-        FN(gpt_add)(x, x, proj, N * C);
-        return TC_OK;
-    }
-    FN(gpt_add)(proj, x, proj, N * C);
-    return FN(tc_layernorm_forward)(x, NULL, NULL, proj, KP(norm->w), KP(norm->b), N, C,
-                                    kv->cfg.eps);
-}
-
-/* The input of a sub-layer: pre-LN norm(x) in h, post-LN x itself. */
-static int FN(edk_sub_input)(tc_encdec_kv *kv, const real_t **in, real_t *h, const real_t *x,
-                             const ed_lin *norm, int64_t N)
-{
-    *in = x;
-    if (kv->cfg.norm == TC_NORM_POST) return TC_OK;
-    *in = h;
-    return FN(tc_layernorm_forward)(h, NULL, NULL, x, KP(norm->w), KP(norm->b), N, kv->cfg.C,
-                                    kv->cfg.eps);
-}
-
 /* Append TN tokens idx (B,TN) to every row (target positions [pos, pos + TN)) and write each
  * row's next-token logits (those of its last new token) to logits (B,Vt). The caller has
  * checked the ids and the room; the cross-attention keys and values are in place. */
@@ -130,14 +43,13 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
 {
     const tc_encdec_config *c = &kv->cfg;
     const int64_t pos0 = kv->pos, N = B * TN, S = kv->S;
-    const int64_t C = c->C, H = c->H, NH = c->NH, HS = C / NH, Tmax = kv->Tmax;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH, Tmax = kv->Tmax;
+    const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps};
     CHECK(edk_reserve(kv, N));
     const dec_bufs *sb = &kv->sb;
     int64_t *pos = (int64_t *)(kv->scratch + sb->pos);
-    real_t *x = KS(sb->x), *hbuf = KS(sb->h), *qkv = KS(sb->qkv), *qh = KS(sb->qkvh);
-    real_t *kh = qh + N * C, *vh = kh + N * C, *atth = KS(sb->atth), *proj = KS(sb->proj);
-    real_t *fc = KS(sb->fc), *lse = KS(sb->lse);
-    real_t *atty = TN == 1 ? atth : KS(sb->atty); /* (B,NH,1,HS) is already token-major */
+    real_t *x = KS(sb->x), *h = KS(sb->h), *q = KS(sb->qkv), *proj = KS(sb->proj);
+    real_t *lse = KS(sb->lse), *atty = KS(sb->atty);
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = kv->mask;
@@ -159,44 +71,24 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
         const ed_layer_params *p = &kv->dp[l];
         real_t *kc = (real_t *)kv->k + l * slayer, *vc = (real_t *)kv->v + l * slayer;
         const real_t *xk = (const real_t *)kv->xk + l * xlayer, *xv = (const real_t *)kv->xv + l * xlayer;
+        CHECK(FN(dec_self_attention)(&d, x, h, q, KS(sb->qkvh), KS(sb->atth), atty, proj, kc,
+                                     vc, NULL, B, TN, Tmax, pos0, KP(p->ln1.w), KP(p->ln1.b),
+                                     KP(p->att.w), KP(p->att.b), KP(p->proj.w), KP(p->proj.b),
+                                     NULL, NULL));
+        /* cross-attention to the memory's cached keys and values: q read from (B,TN,C) and
+         * the output written to (B,TN,C) at their strides */
         const real_t *in;
-        /* causal self-attention against the cache */
-        CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->ln1, N));
-        CHECK(FN(edk_linear)(qkv, in, KP(p->att.w), KP(p->att.b), N, C, 3 * C));
-        FN(gpt_split_heads)(qh, kh, vh, qkv, B, TN, NH, HS);
-        CHECK(FN(tc_attention_decode)(atth, kc, vc, qh, kh, vh, NULL, B, NH, TN, Tmax, pos0,
-                                      HS, HS, scale));
-        if (TN > 1) FN(edk_to_tokens)(atty, atth, B, TN, NH, HS);
-        CHECK(FN(edk_linear)(proj, atty, KP(p->proj.w), KP(p->proj.b), N, C, C));
-        CHECK(FN(edk_residual)(kv, x, proj, &p->ln1, N));
-        /* cross-attention to the memory's cached keys and values */
-        CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->lnx, N));
-        CHECK(FN(edk_linear)(qkv, in, KP(p->xq.w), KP(p->xq.b), N, C, C));
-        /* q read from (B,TN,C) and the output written to (B,TN,C) at their strides */
-        CHECK(FN(tc_attention_forward_strided)(atty, lse, qkv, xk, xv, xmask, &xlay, B, NH, TN,
-                                               S, HS, HS, scale, TC_CAUSAL_NONE, 0.0, 0));
-        CHECK(FN(edk_linear)(proj, atty, KP(p->xproj.w), KP(p->xproj.b), N, C, C));
-        CHECK(FN(edk_residual)(kv, x, proj, &p->lnx, N));
-        /* MLP */
-        CHECK(FN(edk_sub_input)(kv, &in, hbuf, x, &p->ln2, N));
-        CHECK(FN(edk_linear)(fc, in, KP(p->fc.w), KP(p->fc.b), N, C, H));
-        CHECK(FN(tc_activation_forward)(c->activation, fc, fc, N * H));
-        CHECK(FN(edk_linear)(proj, fc, KP(p->fcproj.w), KP(p->fcproj.b), N, H, C));
-        CHECK(FN(edk_residual)(kv, x, proj, &p->ln2, N));
+        CHECK(FN(dec_sub_input)(&d, &in, h, x, KP(p->lnx.w), KP(p->lnx.b), N));
+        CHECK(FN(dec_linear)(q, in, KP(p->xq.w), KP(p->xq.b), N, C, C));
+        CHECK(FN(tc_attention_forward_strided)(atty, lse, q, xk, xv, xmask, &xlay, B, NH, TN, S,
+                                               HS, HS, scale, TC_CAUSAL_NONE, 0.0, 0));
+        CHECK(FN(dec_linear)(proj, atty, KP(p->xproj.w), KP(p->xproj.b), N, C, C));
+        CHECK(FN(dec_residual)(&d, x, proj, KP(p->lnx.w), KP(p->lnx.b), N));
+        CHECK(FN(dec_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2.w), KP(p->ln2.b), KP(p->fc.w),
+                          KP(p->fc.b), KP(p->fcproj.w), KP(p->fcproj.b)));
     }
-    /* each row's last token -> ln_f (pre-LN) -> head */
-    real_t *last = x;
-    if (TN > 1) {
-        last = KS(sb->last);
-        for (int64_t b = 0; b < B; b++)
-            memcpy(last + b * C, x + (b * TN + TN - 1) * C, (size_t)C * sizeof(real_t));
-    }
-    if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_forward)(KS(sb->lnf), NULL, NULL, last, KP(kv->g.tlnf.w),
-                                       KP(kv->g.tlnf.b), B, C, c->eps));
-        last = KS(sb->lnf);
-    }
-    CHECK(FN(edk_linear)(logits, last, KP(kv->g.head), NULL, B, C, c->Vt));
+    CHECK(FN(dec_logits)(&d, logits, x, KS(sb->last), KS(sb->lnf), B, TN, KP(kv->g.tlnf.w),
+                         KP(kv->g.tlnf.b), KP(kv->g.head), c->Vt));
     kv->pos = pos0 + TN;
     return TC_OK;
 }
@@ -204,10 +96,8 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
 static int FN(edk_check)(const tc_encdec_kv *kv, const real_t *logits, const int64_t *ids,
                          int64_t n, int64_t V)
 {
-    if (!kv || kv->elem != (int64_t)sizeof(real_t) || !logits || !ids) return TC_EINVAL;
-    for (int64_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= V) return TC_EINVAL;
-    return TC_OK;
+    if (!kv || kv->elem != (int64_t)sizeof(real_t) || !logits) return TC_EINVAL;
+    return dec_ids_ok(ids, n, V);
 }
 
 int FN(tc_encdec_kv_create)(tc_encdec_kv **kv, const tc_encdec_config *cfg, const real_t *params,
@@ -302,9 +192,3 @@ int FN(tc_encdec_kv_step)(tc_encdec_kv *kv, real_t *logits, const int64_t *token
 
 #undef KP
 #undef KS
-#undef CHECK
-#undef DVEC
-#undef DEC_VL
-#undef DEC_LOAD
-#undef EDK_GEMV_MAX_ROWS
-#undef EDK_GEMV_BLOCK

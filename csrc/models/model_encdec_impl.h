@@ -9,11 +9,6 @@
 #define PP(off) ((off) < 0 ? NULL : (real_t *)m->params + (off))  /* parameter pointer */
 #define GP(off) ((off) < 0 ? NULL : (real_t *)m->grads + (off))   /* gradient pointer */
 #define AP(off) ((real_t *)(m->arena + (off)))                     /* activation pointer */
-#define CHECK(call)                    \
-    do {                               \
-        int st_ = (call);              \
-        if (st_ != TC_OK) return st_;  \
-    } while (0)
 
 #include "model_common_impl.h"
 
@@ -534,4 +529,3 @@ int FN(tc_encdec_encode)(tc_encdec *m, real_t *memory, const int64_t *src, const
 #undef PP
 #undef GP
 #undef AP
-#undef CHECK

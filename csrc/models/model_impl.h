@@ -8,11 +8,6 @@
 #define PP(off) ((off) < 0 ? NULL : (real_t *)m->params + (off))  /* parameter pointer */
 #define GP(off) ((off) < 0 ? NULL : (real_t *)m->grads + (off))   /* gradient pointer */
 #define AP(off) ((real_t *)(m->arena + (off)))                     /* activation pointer */
-#define CHECK(call)                    \
-    do {                               \
-        int st_ = (call);              \
-        if (st_ != TC_OK) return st_;  \
-    } while (0)
 
 #include "model_common_impl.h"
 
@@ -416,4 +411,3 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
 #undef PP
 #undef GP
 #undef AP
-#undef CHECK
