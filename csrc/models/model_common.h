@@ -35,6 +35,46 @@ static inline uint64_t gpt_site_seed(uint64_t seed, int64_t site)
     return seed + (uint64_t)(site + 1) * UINT64_C(0x9E3779B97F4A7C15);
 }
 
+/* The dropout of one call over rows [row0, row0 + nrows) of a batch (the fast paths'): on,
+ * probability p, the call's seed. A site's mask is drawn at this rows' place in the whole
+ * batch, so a data-parallel worker draws the one-pass masks. */
+typedef struct {
+    int on;           /* training with p > 0 */
+    double p;
+    uint64_t seed;
+    int64_t row0, nrows;
+} model_drop;
+
+/* The dropout stream index of element 0 of a batch-major tensor of n elements over the
+ * call's rows: its place in the whole batch (row0 rows of n / nrows elements before it). */
+static inline uint64_t model_drop_first(const model_drop *d, int64_t n)
+{
+    return (uint64_t)d->row0 * (uint64_t)(n / d->nrows);
+}
+
+/* *count = the targets (n,) not equal to ignore_index; TC_EINVAL if one of those lies
+ * outside [0, V). */
+static inline int model_count_targets(const int64_t *targets, int64_t n, int64_t V,
+                                      int64_t ignore_index, int64_t *count)
+{
+    *count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (targets[i] == ignore_index) continue;
+        if (targets[i] < 0 || targets[i] >= V) return TC_EINVAL;
+        ++*count;
+    }
+    return TC_OK;
+}
+
+/* TC_OK if every id of ids (n,) lies in [0, V), else TC_EINVAL. */
+static inline int model_ids_ok(const int64_t *ids, int64_t n, int64_t V)
+{
+    if (!ids) return TC_EINVAL;
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V) return TC_EINVAL;
+    return TC_OK;
+}
+
 /* Attention operand strides (tc_attention_strides) of the heads of a token-major buffer
  * (B,L,row) whose C-wide slice holds the NH heads of HS values: element (b,h,t,d) at
  * b*L*row + h*HS + t*row + d (from the slice's first element). */
@@ -96,15 +136,6 @@ typedef struct {
     int64_t C, H, NH;   /* width, MLP width, heads */
     double eps;         /* layer norm epsilon */
 } dec_dims;
-
-/* TC_OK if every id of ids (n,) lies in [0, V), else TC_EINVAL. */
-static inline int dec_ids_ok(const int64_t *ids, int64_t n, int64_t V)
-{
-    if (!ids) return TC_EINVAL;
-    for (int64_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= V) return TC_EINVAL;
-    return TC_OK;
-}
 
 /* The per-token scratch of the KV decoders (model_decode.c, model_encdec_decode.c): byte
  * offsets of one block per buffer, carved for N tokens. */
@@ -203,10 +234,24 @@ static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64
     return TC_OK;
 }
 
-/* A gradient buffer for a clone: num_params elements of elem bytes, 64-byte aligned. */
-static inline void *model_grads_alloc(int64_t num_params, int64_t elem)
+/* Make sure a model has W - 1 data-parallel clones: clones[0 .. *nclones) grow to W - 1 with
+ * clone(model, grads) (the model's config and parameters, its tables borrowed), each with
+ * its own gradient buffer of num_params elements of elem bytes (with_grads; else NULL). */
+static inline int model_clones_ready(void *model, void **clones, void **clone_grads, int *nclones,
+                                     int W, int64_t num_params, int64_t elem, int with_grads,
+                                     void *(*clone)(void *model, void *grads))
 {
-    return tc_alloc_big((size_t)num_params * (size_t)elem);
+    while (*nclones < W - 1) {
+        void *grads = with_grads ? tc_alloc_big((size_t)num_params * (size_t)elem) : NULL;
+        void *c = !with_grads || grads ? clone(model, grads) : NULL;
+        if (!c) {
+            free(grads);
+            return TC_ENOMEM;
+        }
+        clone_grads[*nclones] = grads;
+        clones[(*nclones)++] = c;
+    }
+    return TC_OK;
 }
 
 #endif /* TC_MODEL_COMMON_H */

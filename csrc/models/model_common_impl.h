@@ -57,6 +57,91 @@ static void FN(gpt_add_rows)(real_t *x, const real_t *table, const int64_t *pos,
     }
 }
 
+/* x (n,) <- drop(x) at dropout site `site` (seed + (site + 1) * golden), when dropping */
+static int FN(model_dropout)(real_t *x, int64_t n, const model_drop *d, int64_t site)
+{
+    if (!d->on) return TC_OK;
+    return FN(tc_dropout_forward_at)(x, x, n, d->p, gpt_site_seed(d->seed, site),
+                                     model_drop_first(d, n));
+}
+
+/* The gradient through a dropout site: *out = g itself when not dropping, else
+ * scratch (n,) = g * mask. */
+static int FN(model_dropout_back)(const real_t **out, const real_t *g, real_t *scratch, int64_t n,
+                                  const model_drop *d, int64_t site)
+{
+    *out = g;
+    if (!d->on) return TC_OK;
+    *out = scratch;
+    return FN(tc_dropout_backward_at)(scratch, g, n, d->p, gpt_site_seed(d->seed, site),
+                                      model_drop_first(d, n), 0);
+}
+
+/* Attention of B sequences of L queries against S keys (NH heads of HS values, scale
+ * 1/sqrt(HS)), every operand at the strides of lay (token-major buffers read and written in
+ * place), the key-padding mask (B,S) or NULL, causal mode `causal` (TC_CAUSAL_*), dropout on
+ * the probabilities at site `site`. */
+static int FN(model_attention_forward)(real_t *out, real_t *lse, const real_t *q, const real_t *k,
+                                       const real_t *v, const tc_attention_layout *lay,
+                                       const uint8_t *mask, int64_t B, int64_t NH, int64_t L,
+                                       int64_t S, int64_t HS, int causal, const model_drop *d,
+                                       int64_t site)
+{
+    tc_attention_masks mk;
+    memset(&mk, 0, sizeof mk);
+    mk.key_padding = mask;
+    mk.dropout_first = model_drop_first(d, B * NH * L * S);
+    return FN(tc_attention_forward_strided)(out, lse, q, k, v, &mk, lay, B, NH, L, S, HS, HS,
+                                            (real_t)(1.0 / sqrt((double)HS)), causal,
+                                            d->on ? d->p : 0.0, gpt_site_seed(d->seed, site));
+}
+
+/* Its backward: dq, dk, dv WRITTEN (no zeroing needed) at the strides of lay. */
+static int FN(model_attention_backward)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
+                                        const real_t *q, const real_t *k, const real_t *v,
+                                        const real_t *out, const real_t *lse,
+                                        const tc_attention_layout *lay, const uint8_t *mask,
+                                        int64_t B, int64_t NH, int64_t L, int64_t S, int64_t HS,
+                                        int causal, const model_drop *d, int64_t site)
+{
+    tc_attention_masks mk;
+    memset(&mk, 0, sizeof mk);
+    mk.key_padding = mask;
+    mk.dropout_first = model_drop_first(d, B * NH * L * S);
+    return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, k, v, out, lse, &mk, lay, B,
+                                             NH, L, S, HS, HS, (real_t)(1.0 / sqrt((double)HS)),
+                                             causal, d->on ? d->p : 0.0,
+                                             gpt_site_seed(d->seed, site), 0);
+}
+
+/* g (P,) += the W - 1 buffers in others, in order (data-parallel gradients: a fixed order
+ * for a fixed worker count), chunks spread over W threads */
+static void FN(model_sum_grads)(real_t *g, real_t *const *others, int W, int64_t P)
+{
+    const int64_t chunk = 4096;
+#pragma omp parallel for schedule(static) num_threads(W)
+    for (int64_t i0 = 0; i0 < P; i0 += chunk) {
+        const int64_t i1 = P - i0 < chunk ? P : i0 + chunk;
+        for (int w = 0; w < W - 1; w++) {
+            const real_t *o = others[w];
+#pragma omp simd
+            for (int64_t i = i0; i < i1; i++) g[i] += o[i];
+        }
+    }
+}
+
+/* *loss = the mean of the W workers' summed losses part (W,) over count targets (NaN when
+ * none), and the clones' gradient buffers others (W - 1 of P elements) summed into g in
+ * worker order. */
+static void FN(model_loss_finish)(double *loss, const double *part, int W, int64_t count,
+                                  real_t *g, void *const *others, int64_t P)
+{
+    double total = 0;
+    for (int w = 0; w < W; w++) total += part[w];
+    if (W > 1 && count) FN(model_sum_grads)(g, (real_t *const *)others, W, P);
+    *loss = count ? total / (double)count : NAN;
+}
+
 /* logits (N,V) <- dlogits in place: row n (target t != ignore_index) becomes
  * scale * (exp(logits - lse[n]) - onehot(t)), exactly what tc_loss_cross_entropy_backward
  * adds to a zeroed buffer given the forward's lse; ignored rows become 0. */
@@ -120,18 +205,3 @@ static int FN(gpt_mlp_backward)(real_t *dx, real_t *dh, real_t *dh2, real_t *gfc
                        : FN(tc_linear_backward_set)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H, xset);
 }
 
-/* g (P,) += the W - 1 buffers in others, in order (data-parallel gradients: a fixed order
- * for a fixed worker count), chunks spread over W threads */
-static void FN(model_sum_grads)(real_t *g, real_t *const *others, int W, int64_t P)
-{
-    const int64_t chunk = 4096;
-#pragma omp parallel for schedule(static) num_threads(W)
-    for (int64_t i0 = 0; i0 < P; i0 += chunk) {
-        const int64_t i1 = P - i0 < chunk ? P : i0 + chunk;
-        for (int w = 0; w < W - 1; w++) {
-            const real_t *o = others[w];
-#pragma omp simd
-            for (int64_t i = i0; i < i1; i++) g[i] += o[i];
-        }
-    }
-}

@@ -112,7 +112,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
 static int FN(dec_check)(const tc_gpt_kv *kv, const real_t *logits, const int64_t *idx, int64_t n)
 {
     if (!kv || kv->elem != (int64_t)sizeof(real_t) || !logits) return TC_EINVAL;
-    return dec_ids_ok(idx, n, kv->cfg.V);
+    return model_ids_ok(idx, n, kv->cfg.V);
 }
 
 int FN(tc_gpt_kv_create)(tc_gpt_kv **kv, const tc_gpt_config *cfg, const real_t *params,

@@ -97,7 +97,7 @@ static int FN(edk_check)(const tc_encdec_kv *kv, const real_t *logits, const int
                          int64_t n, int64_t V)
 {
     if (!kv || kv->elem != (int64_t)sizeof(real_t) || !logits) return TC_EINVAL;
-    return dec_ids_ok(ids, n, V);
+    return model_ids_ok(ids, n, V);
 }
 
 int FN(tc_encdec_kv_create)(tc_encdec_kv **kv, const tc_encdec_config *cfg, const real_t *params,

@@ -12,64 +12,6 @@
 
 #include "model_common_impl.h"
 
-/* x (n,) <- drop(x) at dropout site `site`, when dropping. */
-static int FN(ed_dropout)(real_t *x, int64_t n, const tc_encdec *m, const ed_call *k, int64_t site)
-{
-    if (!k->drop) return TC_OK;
-    return FN(tc_dropout_forward_at)(x, x, n, m->cfg.dropout, gpt_site_seed(k->seed, site),
-                                     ed_drop_first(k, n));
-}
-
-/* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
-static int FN(ed_dropout_back)(const real_t **out, const real_t *g, real_t *scratch, int64_t n,
-                               const tc_encdec *m, const ed_call *k, int64_t site)
-{
-    *out = g;
-    if (!k->drop) return TC_OK;
-    *out = scratch;
-    return FN(tc_dropout_backward_at)(scratch, g, n, m->cfg.dropout,
-                                      gpt_site_seed(k->seed, site), ed_drop_first(k, n), 0);
-}
-
-/* Attention of B sequences of L queries against S keys; every operand at the strides of
- * lay (token-major buffers, read and written in place). */
-static int FN(ed_attention_forward)(const tc_encdec *m, real_t *out, real_t *lse, const real_t *q,
-                                    const real_t *kk, const real_t *vv, const tc_attention_layout *lay,
-                                    const uint8_t *mask, int64_t B, int64_t L, int64_t S,
-                                    int causal, const ed_call *k, int64_t site)
-{
-    const int64_t NH = m->cfg.NH, HS = m->cfg.C / NH;
-    tc_attention_masks mk;
-    memset(&mk, 0, sizeof mk);
-    mk.key_padding = mask;
-    mk.dropout_first = ed_drop_first(k, B * NH * L * S);
-    return FN(tc_attention_forward_strided)(out, lse, q, kk, vv, &mk, lay, B, NH, L, S, HS,
-                                            HS, (real_t)(1.0 / sqrt((double)HS)),
-                                            causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
-                                            k->drop ? m->cfg.dropout : 0.0,
-                                            gpt_site_seed(k->seed, site));
-}
-
-/* Its backward: dq, dk, dv WRITTEN (no zeroing needed) at the strides of lay. */
-static int FN(ed_attention_backward)(const tc_encdec *m, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
-                                     const real_t *q, const real_t *kk, const real_t *vv, const real_t *out,
-                                     const real_t *lse, const tc_attention_layout *lay,
-                                     const uint8_t *mask, int64_t B, int64_t L, int64_t S,
-                                     int causal, const ed_call *k, int64_t site)
-{
-    const int64_t NH = m->cfg.NH, HS = m->cfg.C / NH;
-    tc_attention_masks mk;
-    memset(&mk, 0, sizeof mk);
-    mk.key_padding = mask;
-    mk.dropout_first = ed_drop_first(k, B * NH * L * S);
-    return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, kk, vv, out, lse, &mk, lay,
-                                             B, NH, L, S, HS, HS,
-                                             (real_t)(1.0 / sqrt((double)HS)),
-                                             causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
-                                             k->drop ? m->cfg.dropout : 0.0,
-                                             gpt_site_seed(k->seed, site), 0);
-}
-
 /* Self-attention: proj (N,C) = c_proj(attention(c_attn(x))), x (B*L,C); bidirectional
  * with the source mask in the encoder (dec == 0), causal in the decoder. The attention
  * kernel reads q, k, v from the c_attn output (B,L,3C) kept in qkvh and writes its output
@@ -82,8 +24,9 @@ static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_
     real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
-    CHECK(FN(ed_attention_forward)(m, AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C,
-                                   &lay, dec ? NULL : k->mask, B, L, L, dec, k, site));
+    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
+                                      dec ? NULL : k->mask, B, NH, L, L, HS,
+                                      dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->proj.w), PP(p->proj.b), N, C, C);
 }
 
@@ -101,9 +44,10 @@ static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
                                      PP(p->proj.w), N, C, C, TC_LINEAR_SET_DINP));
-    CHECK(FN(ed_attention_backward)(m, dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
-                                    qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
-                                    dec ? NULL : k->mask, B, L, L, dec, k, site));
+    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
+                                       qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
+                                       dec ? NULL : k->mask, B, NH, L, L, HS,
+                                       dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_backward_set)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
                                       C, 3 * C, set_dx ? TC_LINEAR_SET_DINP : 0);
 }
@@ -122,8 +66,8 @@ static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed
     const tc_attention_layout lay = model_cross_layout(k->Lt, k->Ls, C, HS);
     CHECK(FN(tc_linear_forward)(q, x, PP(p->xq.w), PP(p->xq.b), Nt, C, C));
     CHECK(FN(tc_linear_forward)(kv, mem, PP(p->xkv.w), PP(p->xkv.b), Ns, C, 2 * C));
-    CHECK(FN(ed_attention_forward)(m, AP(a->xatty), AP(a->xlse), q, kv, kv + C, &lay, k->mask,
-                                   B, k->Lt, k->Ls, 0, k, site));
+    CHECK(FN(model_attention_forward)(AP(a->xatty), AP(a->xlse), q, kv, kv + C, &lay, k->mask, B,
+                                      NH, k->Lt, k->Ls, HS, TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_forward)(proj, AP(a->xatty), PP(p->xproj.w), PP(p->xproj.b), Nt, C, C);
 }
 
@@ -142,8 +86,9 @@ static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj,
                                      AP(a->xatty), PP(p->xproj.w), Nt, C, C,
                                      TC_LINEAR_SET_DINP));
-    CHECK(FN(ed_attention_backward)(m, dq, dkv, dkv + C, datty, q, kv, kv + C, AP(a->xatty),
-                                    AP(a->xlse), &lay, k->mask, B, k->Lt, k->Ls, 0, k, site));
+    CHECK(FN(model_attention_backward)(dq, dkv, dkv + C, datty, q, kv, kv + C, AP(a->xatty),
+                                       AP(a->xlse), &lay, k->mask, B, NH, k->Lt, k->Ls, HS,
+                                       TC_CAUSAL_NONE, &k->d, site));
     CHECK(FN(tc_linear_backward_set)(dx, GP(p->xq.w), GP(p->xq.b), dq, x, PP(p->xq.w), Nt, C,
                                      C, set_dx ? TC_LINEAR_SET_DINP : 0));
     return FN(tc_linear_backward)(dmem, GP(p->xkv.w), GP(p->xkv.b), dkv, mem, PP(p->xkv.w), Ns,
@@ -219,7 +164,7 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         else if (s == 1) CHECK(FN(ed_cross_forward)(m, p, a, proj, fin, FN(ed_memory)(m), k,
                                                     probs[i]));
         else CHECK(FN(ed_mlp_forward)(m, p, a, proj, fin, N, k->grads));
-        CHECK(FN(ed_dropout)(proj, N * C, m, k, branch[i]));
+        CHECK(FN(model_dropout)(proj, N * C, &k->d, branch[i]));
         FN(gpt_add)(r, cur, proj, N * C);
         if (c->norm == TC_NORM_POST) {
             CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, r, PP(ln->w), PP(ln->b), N, C,
@@ -258,14 +203,14 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
         const real_t *fin;
         if (c->norm == TC_NORM_PRE) {
             /* *dres = d r; the branch's input gradient goes to dfin, then through the norm */
-            CHECK(FN(ed_dropout_back)(&dp, *dres, ddrop, N * C, m, k, branch[i]));
+            CHECK(FN(model_dropout_back)(&dp, *dres, ddrop, N * C, &k->d, branch[i]));
             dx = dfin; /* written by the branch's backward (set_dx) */
             fin = lnb;
         } else {
             /* *dres = d ln; *dtmp = d r = the residual part of d in, plus the branch's part */
             CHECK(FN(tc_layernorm_backward_set)(*dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
                                                 PP(ln->w), mean, rstd, N, C, 1));
-            CHECK(FN(ed_dropout_back)(&dp, *dtmp, ddrop, N * C, m, k, branch[i]));
+            CHECK(FN(model_dropout_back)(&dp, *dtmp, ddrop, N * C, &k->d, branch[i]));
             dx = *dtmp;
             fin = in;
         }
@@ -296,7 +241,7 @@ static int FN(ed_embed)(tc_encdec *m, real_t *emb, int64_t *pos, const int64_t *
     CHECK(FN(tc_embedding_forward)(emb, ids, PP(wte), N, V, C));
     if (m->cfg.position == TC_POS_LEARNED) FN(gpt_add_rows)(emb, PP(wpe), pos, N, C);
     else FN(gpt_add_rows)(emb, (real_t *)m->tab, pos, N, C);
-    return FN(ed_dropout)(emb, N * C, m, k, site);
+    return FN(model_dropout)(emb, N * C, &k->d, site);
 }
 
 static int FN(ed_embed_backward)(tc_encdec *m, const real_t *demb, const int64_t *pos,
@@ -304,7 +249,7 @@ static int FN(ed_embed_backward)(tc_encdec *m, const real_t *demb, const int64_t
                                  int64_t N, const ed_call *k, int64_t site)
 {
     const real_t *d;
-    CHECK(FN(ed_dropout_back)(&d, demb, AP(m->ga.ddrop), N * m->cfg.C, m, k, site));
+    CHECK(FN(model_dropout_back)(&d, demb, AP(m->ga.ddrop), N * m->cfg.C, &k->d, site));
     CHECK(FN(tc_embedding_backward)(GP(wte), d, ids, N, V, m->cfg.C));
     if (m->cfg.position == TC_POS_LEARNED)
         CHECK(FN(tc_embedding_backward)(GP(wpe), d, pos, N, m->cfg.maxT, m->cfg.C));
@@ -410,14 +355,11 @@ int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, real_t 
 static int FN(ed_check_args)(const tc_encdec *m, const int64_t *src, const int64_t *tgt,
                              int64_t B, int64_t Ls, int64_t Lt)
 {
-    if (!m || m->elem != (int64_t)sizeof(real_t) || !src || !tgt || B < 1 || Ls < 1 || Lt < 1 ||
+    if (!m || m->elem != (int64_t)sizeof(real_t) || B < 1 || Ls < 1 || Lt < 1 ||
         Ls > m->cfg.maxT || Lt > m->cfg.maxT)
         return TC_EINVAL;
-    for (int64_t n = 0; n < B * Ls; n++)
-        if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
-    for (int64_t n = 0; n < B * Lt; n++)
-        if (tgt[n] < 0 || tgt[n] >= m->cfg.Vt) return TC_EINVAL;
-    return TC_OK;
+    CHECK(model_ids_ok(src, B * Ls, m->cfg.Vs));
+    return model_ids_ok(tgt, B * Lt, m->cfg.Vt);
 }
 
 /* One call's work over a batch, row range by row range: the forward writing logits, or
@@ -441,8 +383,8 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     tc_encdec *m = w ? j->m->clones[w - 1] : j->m;
     const int64_t Ls = j->Ls, Lt = j->Lt, Nt = nb * Lt, V = m->cfg.Vt;
     const int64_t *src = j->src + b0 * Ls, *tgt_in = j->tgt_in + b0 * Lt;
-    const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL, j->seed, j->drop,
-                       b0, j->tgt_out != NULL};
+    const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL,
+                       {j->drop, m->cfg.dropout, j->seed, b0, nb}, j->tgt_out != NULL};
     CHECK(ed_reserve(m, nb * Ls, Nt));
     CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
     if (!j->tgt_out) {
@@ -490,23 +432,15 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
 {
     if (!loss || !tgt_out || !m || !m->grads) return TC_EINVAL;
     CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
-    const int64_t Nt = B * Lt, V = m->cfg.Vt;
-    int64_t count = 0;
-    for (int64_t n = 0; n < Nt; n++) {
-        if (tgt_out[n] == ignore_index) continue;
-        if (tgt_out[n] < 0 || tgt_out[n] >= V) return TC_EINVAL;
-        count++;
-    }
+    int64_t count;
+    CHECK(model_count_targets(tgt_out, B * Lt, m->cfg.Vt, ignore_index, &count));
     const int drop = training && m->cfg.dropout > 0;
     FN(ed_job) j = {m, NULL, src, tgt_in, tgt_out, src_mask, Ls, Lt, ignore_index,
                     count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
     const int W = model_split_workers(B);
     CHECK(FN(ed_run)(&j, B, W));
-    double total = 0;
-    for (int w = 0; w < W; w++) total += j.part[w];
-    if (W > 1 && count) FN(model_sum_grads)((real_t *)m->grads, (real_t *const *)m->clone_grads, W,
-                                            m->num_params);
-    *loss = count ? total / (double)count : NAN;
+    FN(model_loss_finish)(loss, j.part, W, count, (real_t *)m->grads, m->clone_grads,
+                          m->num_params);
     return TC_OK;
 }
 
@@ -514,13 +448,12 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
 int FN(tc_encdec_encode)(tc_encdec *m, real_t *memory, const int64_t *src, const uint8_t *src_mask,
                          int64_t B, int64_t Ls)
 {
-    if (!m || m->elem != (int64_t)sizeof(real_t) || !memory || !src || B < 1 || Ls < 1 ||
+    if (!m || m->elem != (int64_t)sizeof(real_t) || !memory || B < 1 || Ls < 1 ||
         Ls > m->cfg.maxT)
         return TC_EINVAL;
-    for (int64_t n = 0; n < B * Ls; n++)
-        if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
+    CHECK(model_ids_ok(src, B * Ls, m->cfg.Vs));
     CHECK(ed_reserve(m, B * Ls, 0));
-    const ed_call k = {B, Ls, 0, src_mask, 0, 0, 0, 0};
+    const ed_call k = {B, Ls, 0, src_mask, {0, 0.0, 0, 0, B}, 0};
     CHECK(FN(ed_encode)(m, src, &k));
     memcpy(memory, FN(ed_memory)(m), (size_t)(B * Ls * m->cfg.C) * sizeof(real_t));
     return TC_OK;
