@@ -137,6 +137,55 @@ typedef struct {
     double eps;         /* layer norm epsilon */
 } dec_dims;
 
+/* Rows of the self-attention caches kd, vd (L layers of (Bmax, NH, Smax, HS) elements of
+ * elem bytes) from ks, vs: destination row j becomes source row rows[j] (j < B2), the
+ * filled slots [0, pos) of every head. in_place (kd == ks, vd == vs): rows strictly
+ * increasing with rows[j] >= j, so row j's source is never a row an earlier j' < j has
+ * overwritten and each layer copies forward in order (rows[j] == j is skipped). */
+static inline void dec_copy_cache_rows(char *kd, char *vd, const char *ks, const char *vs,
+                                       const int64_t *rows, int64_t B2, int64_t L,
+                                       int64_t Bmax, int64_t NH, int64_t Smax, int64_t HS,
+                                       int64_t pos, int64_t elem, int in_place)
+{
+    const size_t head = (size_t)(Smax * HS) * (size_t)elem; /* bytes per head */
+    const size_t row = head * (size_t)NH, layer = row * (size_t)Bmax;
+    const size_t used = (size_t)(pos * HS) * (size_t)elem;
+    const int64_t work = L * B2 * NH * pos * HS;
+    if (in_place) {
+#pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+        for (int64_t l = 0; l < L; l++) {
+            for (int64_t j = 0; j < B2; j++) {
+                if (rows[j] == j) continue;
+                for (int64_t h = 0; h < NH; h++) {
+                    const size_t d = l * layer + j * row + h * head;
+                    const size_t s = l * layer + rows[j] * row + h * head;
+                    memcpy(kd + d, ks + s, used);
+                    memcpy(vd + d, vs + s, used);
+                }
+            }
+        }
+        return;
+    }
+#pragma omp parallel for collapse(2) schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+    for (int64_t l = 0; l < L; l++) {
+        for (int64_t j = 0; j < B2; j++) {
+            for (int64_t h = 0; h < NH; h++) {
+                const size_t d = l * layer + j * row + h * head;
+                const size_t s = l * layer + rows[j] * row + h * head;
+                memcpy(kd + d, ks + s, used);
+                memcpy(vd + d, vs + s, used);
+            }
+        }
+    }
+}
+
+static inline void dec_swap(void **a, void **b)
+{
+    void *t = *a;
+    *a = *b;
+    *b = t;
+}
+
 /* The per-token scratch of the KV decoders (model_decode.c, model_encdec_decode.c): byte
  * offsets of one block per buffer, carved for N tokens. */
 typedef struct {

@@ -122,44 +122,12 @@ int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv)
     return (int64_t)(kv_cache_bytes(kv) * ((kv->k2 ? 2 : 0) + 2));
 }
 
-/* Copy the filled slots [0, pos) of row src of every layer of (ks, vs) to row dst of
- * (kd, vd); the four may be the same buffers when dst != src. */
-static void kv_copy_rows(tc_gpt_kv *kv, char *kd, char *vd, const char *ks, const char *vs,
+/* The caches' rows after a select (dec_copy_cache_rows). */
+static void kv_copy_rows(tc_gpt_kv *kv, void *kd, void *vd, const void *ks, const void *vs,
                          const int64_t *rows, int64_t B2, int in_place)
 {
-    const int64_t L = kv->cfg.L, NH = kv->cfg.NH, HS = kv->cfg.C / NH, Smax = kv->Smax;
-    const size_t head = (size_t)(Smax * HS) * (size_t)kv->elem;  /* bytes per head */
-    const size_t row = head * (size_t)NH, layer = row * (size_t)kv->Bmax;
-    const size_t used = (size_t)(kv->pos * HS) * (size_t)kv->elem;
-    const int64_t work = L * B2 * NH * kv->pos * HS;
-    if (in_place) {
-        /* rows strictly increasing with rows[j] >= j: row j's source is never a row that an
-         * earlier j' < j has overwritten, so each layer copies forward in order */
-#pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
-        for (int64_t l = 0; l < L; l++) {
-            for (int64_t j = 0; j < B2; j++) {
-                if (rows[j] == j) continue;
-                for (int64_t h = 0; h < NH; h++) {
-                    const size_t d = l * layer + j * row + h * head;
-                    const size_t s = l * layer + rows[j] * row + h * head;
-                    memcpy(kd + d, ks + s, used);
-                    memcpy(vd + d, vs + s, used);
-                }
-            }
-        }
-        return;
-    }
-#pragma omp parallel for collapse(2) schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
-    for (int64_t l = 0; l < L; l++) {
-        for (int64_t j = 0; j < B2; j++) {
-            for (int64_t h = 0; h < NH; h++) {
-                const size_t d = l * layer + j * row + h * head;
-                const size_t s = l * layer + rows[j] * row + h * head;
-                memcpy(kd + d, ks + s, used);
-                memcpy(vd + d, vs + s, used);
-            }
-        }
-    }
+    dec_copy_cache_rows(kd, vd, ks, vs, rows, B2, kv->cfg.L, kv->Bmax, kv->cfg.NH, kv->Smax,
+                        kv->cfg.C / kv->cfg.NH, kv->pos, kv->elem, in_place);
 }
 
 // rows (B2,) in [0, B): row j of the cache becomes old row rows[j]
@@ -187,12 +155,8 @@ int tc_gpt_kv_select(tc_gpt_kv *kv, const int64_t *rows, int64_t B2)
             kv->v2 = v2;
         }
         kv_copy_rows(kv, kv->k2, kv->v2, kv->k, kv->v, rows, B2, 0);
-        void *t = kv->k;
-        kv->k = kv->k2;
-        kv->k2 = t;
-        t = kv->v;
-        kv->v = kv->v2;
-        kv->v2 = t;
+        dec_swap(&kv->k, &kv->k2);
+        dec_swap(&kv->v, &kv->v2);
         for (int64_t j = 0; j < B2; j++) kv->pad2[j] = kv->pad[rows[j]];
         int64_t *p = kv->pad;
         kv->pad = kv->pad2;

@@ -143,29 +143,21 @@ int64_t tc_encdec_kv_cache_bytes(const tc_encdec_kv *kv)
     return (int64_t)(pair * (kv->k2 ? 2 : 1));
 }
 
-/* Row j of the destination buffers becomes row rows[j] of the source ones: the filled
- * self-attention slots [0, pos) of every head, the whole (NH, S, HS) cross-attention row
- * and the mask row. */
+/* Row j of the second buffers becomes row rows[j] of the current ones: the filled
+ * self-attention slots [0, pos) of every head (dec_copy_cache_rows), the whole (NH, S, HS)
+ * cross-attention row and the mask row. */
 static void edk_copy_rows(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
 {
     const int64_t Ld = kv->cfg.Ld, NH = kv->cfg.NH, HS = kv->cfg.C / NH, S = kv->S;
-    const size_t e = (size_t)kv->elem;
-    const size_t head = (size_t)(kv->Tmax * HS) * e, srow = head * (size_t)NH;
-    const size_t slayer = srow * (size_t)kv->Bmax, used = (size_t)(kv->pos * HS) * e;
-    const size_t xrow = (size_t)(NH * S * HS) * e;
-    const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS) * e;
-    const int64_t work = Ld * B2 * NH * (kv->pos + S) * HS;
-    char *kd = kv->k2, *vd = kv->v2, *xkd = kv->xk2, *xvd = kv->xv2;
-    const char *ks = kv->k, *vs = kv->v, *xks = kv->xk, *xvs = kv->xv;
-#pragma omp parallel for collapse(2) schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+    dec_copy_cache_rows(kv->k2, kv->v2, kv->k, kv->v, rows, B2, Ld, kv->Bmax, NH, kv->Tmax, HS,
+                        kv->pos, kv->elem, 0);
+    const size_t xrow = (size_t)(NH * S * HS) * (size_t)kv->elem;
+    const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS) * (size_t)kv->elem;
+    char *xkd = kv->xk2, *xvd = kv->xv2;
+    const char *xks = kv->xk, *xvs = kv->xv;
+#pragma omp parallel for collapse(2) schedule(static) if (Ld * B2 * NH * S * HS >= TC_PARALLEL_MIN_WORK * 4)
     for (int64_t l = 0; l < Ld; l++) {
         for (int64_t j = 0; j < B2; j++) {
-            for (int64_t h = 0; h < NH; h++) {
-                const size_t d = l * slayer + j * srow + h * head;
-                const size_t s = l * slayer + rows[j] * srow + h * head;
-                memcpy(kd + d, ks + s, used);
-                memcpy(vd + d, vs + s, used);
-            }
             memcpy(xkd + l * xlayer + j * xrow, xks + l * xlayer + rows[j] * xrow, xrow);
             memcpy(xvd + l * xlayer + j * xrow, xvs + l * xlayer + rows[j] * xrow, xrow);
         }
@@ -173,13 +165,6 @@ static void edk_copy_rows(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
     if (kv->has_mask)
         for (int64_t j = 0; j < B2; j++)
             memcpy(kv->mask2 + j * S, kv->mask + rows[j] * S, (size_t)S);
-}
-
-static void edk_swap(void **a, void **b)
-{
-    void *t = *a;
-    *a = *b;
-    *b = t;
 }
 
 // rows (B2,) in [0, B): row j of the caches becomes old row rows[j]
@@ -211,10 +196,10 @@ int tc_encdec_kv_select(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
         kv->mask2 = m2;
     }
     edk_copy_rows(kv, rows, B2);
-    edk_swap(&kv->k, &kv->k2);
-    edk_swap(&kv->v, &kv->v2);
-    edk_swap(&kv->xk, &kv->xk2);
-    edk_swap(&kv->xv, &kv->xv2);
+    dec_swap(&kv->k, &kv->k2);
+    dec_swap(&kv->v, &kv->v2);
+    dec_swap(&kv->xk, &kv->xk2);
+    dec_swap(&kv->xv, &kv->xv2);
     void *m = kv->mask;
     kv->mask = kv->mask2;
     kv->mask2 = m;
