@@ -794,7 +794,7 @@ int tc_rope_inplace_strided_f64(double *x, const double *cos, const double *sin,
 
 
 
-/* ------------------------------------------------------------------ model (model.c) */
+/* ------------------------------------------------------------------ model (gpt_train.c) */
 
 /* The GPT fast path: the whole forward, loss and backward of a GPT (transformer_c.nn.GPT)
  * in one call, over one activation arena owned by an opaque tc_gpt object, with no
@@ -869,7 +869,7 @@ int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_
 /* ------------------------------------------------------------------ end model */
 
 
-/* ------------------------------------------------------------------ model_encdec (model_encdec.c) */
+/* ------------------------------------------------------------------ model_encdec (encdec_train.c) */
 
 /* The encoder-decoder fast path: the whole forward, loss and backward of an encoder-decoder
  * transformer (transformer_c.nn.EncoderDecoder) in one call over one activation arena owned
@@ -972,7 +972,7 @@ int tc_encdec_encode_f64(tc_encdec *model, double *memory, const int64_t *src,
 /* ------------------------------------------------------------------ end model_encdec */
 
 
-/* ------------------------------------------------------------------ model_decode (model_decode.c) */
+/* ------------------------------------------------------------------ model_decode (gpt_decode.c) */
 
 /* KV-cache decoding of a GPT (the config and flat parameter layout of "model" above; no
  * dropout: generation is inference). A tc_gpt_kv decoder holds, for up to Bmax rows and
@@ -1028,7 +1028,7 @@ int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv);
 /* ------------------------------------------------------------------ end model_decode */
 
 
-/* ------------------------------------------------------------------ model_encdec_decode (model_encdec_decode.c) */
+/* ------------------------------------------------------------------ model_encdec_decode (encdec_decode.c) */
 
 /* KV-cache decoding of an encoder-decoder (the config and flat parameter layout of
  * "model_encdec" above; no dropout). A tc_encdec_kv decoder holds, for up to Bmax rows:
@@ -1050,7 +1050,7 @@ int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv);
  *   when the cache is full (pos == Tmax) or nothing was prefilled.
  * select: row j becomes old row rows[j] (rows (B2,) in [0, B), repeats allowed,
  *   0 <= B2 <= Bmax), for both caches and the mask (second buffers allocated on first use).
- * Products of at most 8 rows use the matrix-vector kernel of model_decode_gemv.h. */
+ * Products of at most 8 rows use the matrix-vector kernel of decode_gemv.h. */
 typedef struct tc_encdec_kv tc_encdec_kv;
 /* *kv = a decoder over params (tc_encdec_num_params(cfg) elements, borrowed). TC_EINVAL for
  * a bad config, Bmax < 1, Tmax < 1, Smax < 1 or Tmax, Smax > maxT. */

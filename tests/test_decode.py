@@ -1,4 +1,4 @@
-"""KV-cache GPT decoding (csrc/models/model_decode.c, transformer_c.generate.GPTModel).
+"""KV-cache GPT decoding (csrc/models/gpt_decode.c, transformer_c.generate.GPTModel).
 
 The decoder's logits are checked against GPT.forward on the whole prefix (both its C fast
 path and its module-by-module path) and against an independent PyTorch model with its own

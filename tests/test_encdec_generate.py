@@ -1,4 +1,4 @@
-"""KV-cache encoder-decoder decoding (csrc/models/model_encdec_decode.c,
+"""KV-cache encoder-decoder decoding (csrc/models/encdec_decode.c,
 transformer_c.generate.EncoderDecoderModel).
 
 The decoder's logits are checked against EncoderDecoder.forward on each row's source and

@@ -1,7 +1,7 @@
-/* decode_common_impl.h: the KV-cache decoders' shared forward pieces (model_decode_impl.h for
- * the GPT, model_encdec_decode_impl.h for the encoder-decoder's decoder), written once for
+/* decode_common_impl.h: the KV-cache decoders' shared forward pieces (gpt_decode_impl.h for
+ * the GPT, encdec_decode_impl.h for the encoder-decoder's decoder), written once for
  * real_t and included by each per dtype after model_common_impl.h: the matrix-vector product
- * of a decoding step (model_decode_gemv.h), the head-major to token-major copy, a
+ * of a decoding step (decode_gemv.h), the head-major to token-major copy, a
  * sub-layer's input and residual for either norm placement, the causal self-attention
  * against the cache, the MLP, and the last-token -> ln_f -> head tail. The two decoders
  * differ only where the models do: the GPT's positions (RoPE, left padding), the
@@ -14,13 +14,13 @@ typedef real_t DVEC __attribute__((vector_size(32)));
 
 #define KNAME FN(dec_gemv_generic)
 #define KATTR
-#include "model_decode_gemv.h"
+#include "decode_gemv.h"
 #undef KNAME
 #undef KATTR
 #if TC_DEC_X86
 #define KNAME FN(dec_gemv_avx2)
 #define KATTR __attribute__((target("avx2,fma")))
-#include "model_decode_gemv.h"
+#include "decode_gemv.h"
 #undef KNAME
 #undef KATTR
 #endif

@@ -1,5 +1,5 @@
 /* encdec_layout.h: the encoder-decoder parameter layout (tc.h, "model_encdec") shared by the
- * fast path (model_encdec.c) and the KV-cache decoder (model_encdec_decode.c): the config
+ * fast path (encdec_train.c) and the KV-cache decoder (encdec_decode.c): the config
  * check and the offset of every parameter in the flat buffer. Static functions: include it
  * once per .c file. */
 #ifndef TC_ENCDEC_LAYOUT_H

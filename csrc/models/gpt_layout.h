@@ -1,5 +1,5 @@
-/* gpt_layout.h: the GPT parameter layout (tc.h, "model") shared by the fast path (model.c)
- * and the KV-cache decoder (model_decode.c): the config check and the offset of every
+/* gpt_layout.h: the GPT parameter layout (tc.h, "model") shared by the fast path (gpt_train.c)
+ * and the KV-cache decoder (gpt_decode.c): the config check and the offset of every
  * parameter in the flat buffer. Static functions: include it once per .c file. */
 #ifndef TC_GPT_LAYOUT_H
 #define TC_GPT_LAYOUT_H

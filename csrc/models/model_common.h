@@ -1,5 +1,5 @@
-/* model_common.h: dtype-independent helpers shared by the whole-model fast paths (model.c for
- * GPT, model_encdec.c for the encoder-decoder); the per-dtype ones are model_common_impl.h. */
+/* model_common.h: dtype-independent helpers shared by the whole-model fast paths (gpt_train.c for
+ * GPT, encdec_train.c for the encoder-decoder); the per-dtype ones are model_common_impl.h. */
 #ifndef TC_MODEL_COMMON_H
 #define TC_MODEL_COMMON_H
 
@@ -186,7 +186,7 @@ static inline void dec_swap(void **a, void **b)
     *b = t;
 }
 
-/* The per-token scratch of the KV decoders (model_decode.c, model_encdec_decode.c): byte
+/* The per-token scratch of the KV decoders (gpt_decode.c, encdec_decode.c): byte
  * offsets of one block per buffer, carved for N tokens. */
 typedef struct {
     size_t pos, x, h, qkv, qkvh, atth, atty, proj, fc, lse, last, lnf, total;

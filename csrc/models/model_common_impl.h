@@ -1,5 +1,5 @@
-/* model_common_impl.h: helpers shared by the whole-model fast paths (model_impl.h for GPT,
- * model_encdec_impl.h for the encoder-decoder), written once for real_t and included by each
+/* model_common_impl.h: helpers shared by the whole-model fast paths (gpt_train_impl.h for GPT,
+ * encdec_train_impl.h for the encoder-decoder), written once for real_t and included by each
  * per dtype: the copy of q, k, v from token-major (B,T,3C) to head-major (B,NH,T,HS) (for
  * the encoder-decoder's KV-cache decode step only, which defines TC_MODEL_HEAD_COPIES; the
  * fast paths' attention reads the token-major buffers in place), residual additions,

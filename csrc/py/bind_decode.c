@@ -1,4 +1,4 @@
-/* bind_decode.c: bindings of model_decode.c (KV-cache decoding of a GPT). A decoder is a
+/* bind_decode.c: bindings of gpt_decode.c (KV-cache decoding of a GPT). A decoder is a
  * capsule that owns a tc_gpt_kv and keeps the parameter array it reads alive; the handle,
  * creation, step and select are the decoders' shared ones (bind_decoder.h), this file the
  * GPT's prefill (left-padded prompts) and state. */

@@ -1,4 +1,4 @@
-/* bind_decode_encdec.c: bindings of model_encdec_decode.c (KV-cache decoding of an
+/* bind_decode_encdec.c: bindings of encdec_decode.c (KV-cache decoding of an
  * encoder-decoder). A decoder is a capsule that owns a tc_encdec_kv and keeps the parameter
  * array it reads alive; the handle, creation, step and select are the decoders' shared ones
  * (bind_decoder.h), this file the encoder-decoder's prefill (sources, mask, target prefix)

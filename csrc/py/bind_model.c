@@ -1,4 +1,4 @@
-/* bind_model.c: bindings of model.c (the GPT fast path). A model is a capsule that owns a
+/* bind_model.c: bindings of gpt_train.c (the GPT fast path). A model is a capsule that owns a
  * tc_gpt and keeps its parameter and gradient arrays alive. */
 #include "bind_gpt_config.h"
 

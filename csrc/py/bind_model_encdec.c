@@ -1,4 +1,4 @@
-/* bind_model_encdec.c: bindings of model_encdec.c (the encoder-decoder fast path). A model is
+/* bind_model_encdec.c: bindings of encdec_train.c (the encoder-decoder fast path). A model is
  * a capsule that owns a tc_encdec and keeps its parameter and gradient arrays alive. */
 #include "bind_encdec_config.h"
 

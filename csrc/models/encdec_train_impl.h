@@ -1,5 +1,5 @@
-/* model_encdec_impl.h: the encoder-decoder forward, loss and backward over the arena (see
- * model_encdec.c), written once for real_t. Every matrix product, normalisation, activation,
+/* encdec_train_impl.h: the encoder-decoder forward, loss and backward over the arena (see
+ * encdec_train.c), written once for real_t. Every matrix product, normalisation, activation,
  * attention, dropout and loss step is the library kernel the module path
  * (transformer_c.nn.EncoderDecoder with fast=False) calls, in the same order; the glue is
  * residual additions, position rows and the in-place cross-entropy gradient

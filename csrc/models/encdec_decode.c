@@ -1,6 +1,6 @@
-/* model_encdec_decode.c: KV-cache decoding of an encoder-decoder (tc.h,
+/* encdec_decode.c: KV-cache decoding of an encoder-decoder (tc.h,
  * "model_encdec_decode"): the decoder object, its caches and scratch, and the row selection
- * of beam search; the forward itself is model_encdec_decode_impl.h, compiled per dtype.
+ * of beam search; the forward itself is encdec_decode_impl.h, compiled per dtype.
  *
  * Memory, all allocated when the decoder is created (only the prefill scratch may grow):
  *   k, v       (Ld, Bmax, NH, Tmax, HS) each: the decoder's self-attention keys and values;
@@ -89,7 +89,7 @@ void tc_encdec_kv_free(tc_encdec_kv *kv)
     free(kv);
 }
 
-/* The decoder without its encoder and position table (model_encdec_decode_impl.h adds them). */
+/* The decoder without its encoder and position table (encdec_decode_impl.h adds them). */
 static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *params,
                    int64_t elem, int64_t Bmax, int64_t Tmax, int64_t Smax)
 {
@@ -209,12 +209,12 @@ int tc_encdec_kv_select(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
 
 #define real_t float
 #define SFX f32
-#include "model_encdec_decode_impl.h"
+#include "encdec_decode_impl.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
-#include "model_encdec_decode_impl.h"
+#include "encdec_decode_impl.h"
 #undef real_t
 #undef SFX

@@ -1,5 +1,5 @@
-/* model.c: the GPT fast path (tc.h, "model"): parameter layout, activation-arena plan and
- * the model object; the forward/backward itself is model_impl.h, compiled per dtype.
+/* gpt_train.c: the GPT fast path (tc.h, "model"): parameter layout, activation-arena plan and
+ * the model object; the forward/backward itself is gpt_train_impl.h, compiled per dtype.
  *
  * The arena is one 64-byte-aligned block carved by a bump allocator into the buffers below
  * (sizes per token; C width, H MLP width, NH heads, V vocabulary):
@@ -214,12 +214,12 @@ int64_t tc_gpt_arena_size(const tc_gpt *m)
 
 #define real_t float
 #define SFX f32
-#include "model_impl.h"
+#include "gpt_train_impl.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
-#include "model_impl.h"
+#include "gpt_train_impl.h"
 #undef real_t
 #undef SFX

@@ -1,6 +1,6 @@
-/* model_decode.c: KV-cache decoding of a GPT (tc.h, "model_decode"): the decoder object,
+/* gpt_decode.c: KV-cache decoding of a GPT (tc.h, "model_decode"): the decoder object,
  * its cache and scratch, and the row selection of beam search; the forward itself is
- * model_decode_impl.h, compiled per dtype.
+ * gpt_decode_impl.h, compiled per dtype.
  *
  * Memory, all allocated when the decoder is created (only the prefill scratch may grow):
  *   k, v       (L, Bmax, NH, Smax, HS) each: every layer's keys (after RoPE) and values;
@@ -71,7 +71,7 @@ void tc_gpt_kv_free(tc_gpt_kv *kv)
     free(kv);
 }
 
-/* The decoder without its position tables (model_decode_impl.h adds them). */
+/* The decoder without its position tables (gpt_decode_impl.h adds them). */
 static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params, int64_t elem,
                   int64_t Bmax, int64_t Smax)
 {
@@ -168,12 +168,12 @@ int tc_gpt_kv_select(tc_gpt_kv *kv, const int64_t *rows, int64_t B2)
 
 #define real_t float
 #define SFX f32
-#include "model_decode_impl.h"
+#include "gpt_decode_impl.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
-#include "model_decode_impl.h"
+#include "gpt_decode_impl.h"
 #undef real_t
 #undef SFX

@@ -1,4 +1,4 @@
-/* model_decode_gemv.h: the matrix-vector product of KV-cache decoding, written once.
+/* decode_gemv.h: the matrix-vector product of KV-cache decoding, written once.
  *
  * Included by decode_common_impl.h once per instruction set with real_t, SFX, DVEC (a 32-byte GCC
  * vector of real_t), DEC_VL (its lanes), KNAME (the function name) and KATTR (a target

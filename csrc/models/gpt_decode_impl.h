@@ -1,6 +1,6 @@
-/* model_decode_impl.h: the GPT forward over a KV cache (see model_decode.c), written once for
+/* gpt_decode_impl.h: the GPT forward over a KV cache (see gpt_decode.c), written once for
  * real_t. Every normalisation, activation, embedding lookup, RoPE rotation and attention step
- * is the library kernel the fast path (model_impl.h) calls; the layers are the decoders'
+ * is the library kernel the fast path (gpt_train_impl.h) calls; the layers are the decoders'
  * shared pieces (decode_common_impl.h: products, sub-layers, the head). What is the GPT's
  * alone: position lookups, RoPE on the new queries and keys, and the key-padding mask of
  * left-padded rows. */

@@ -1,5 +1,5 @@
-/* model_encdec_decode_impl.h: the encoder-decoder's decoder over a KV cache (see
- * model_encdec_decode.c), written once for real_t. The encoder is the fast path's
+/* encdec_decode_impl.h: the encoder-decoder's decoder over a KV cache (see
+ * encdec_decode.c), written once for real_t. The encoder is the fast path's
  * (tc_encdec_encode); every normalisation, activation, embedding lookup and attention step
  * is the library kernel the module path (transformer_c.nn.EncoderDecoder, fast=False) calls:
  * tc_attention_decode for the causal self-attention against the cache, tc_attention_forward

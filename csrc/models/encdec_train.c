@@ -1,6 +1,6 @@
-/* model_encdec.c: the encoder-decoder fast path (tc.h, "model_encdec"): parameter layout,
+/* encdec_train.c: the encoder-decoder fast path (tc.h, "model_encdec"): parameter layout,
  * activation-arena plan and the model object; the forward/backward itself is
- * model_encdec_impl.h, compiled per dtype.
+ * encdec_train_impl.h, compiled per dtype.
  *
  * Every layer is a chain of residual sub-layers, each with one slot of buffers:
  *   slot A: self-attention, slot B: cross-attention (decoder only), slot C: MLP;
@@ -277,12 +277,12 @@ int64_t tc_encdec_arena_size(const tc_encdec *m)
 
 #define real_t float
 #define SFX f32
-#include "model_encdec_impl.h"
+#include "encdec_train_impl.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
-#include "model_encdec_impl.h"
+#include "encdec_train_impl.h"
 #undef real_t
 #undef SFX

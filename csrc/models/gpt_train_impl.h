@@ -1,4 +1,4 @@
-/* model_impl.h: the GPT forward, loss and backward over the arena (see model.c), written
+/* gpt_train_impl.h: the GPT forward, loss and backward over the arena (see gpt_train.c), written
  * once for real_t. Every matrix product, normalisation, activation, attention, RoPE, dropout and
  * loss step is the library kernel the module path calls; the glue here is only residual
  * additions, the position lookup and the cross-entropy gradient written over the logits in
