@@ -1,11 +1,16 @@
 /* decode_common_impl.h: the KV-cache decoders' shared forward pieces (gpt_decode_impl.h for
  * the GPT, encdec_decode_impl.h for the encoder-decoder's decoder), written once for
- * real_t and included by each per dtype after model_common_impl.h: the matrix-vector product
- * of a decoding step (decode_gemv.h), the head-major to token-major copy, a
- * sub-layer's input and residual for either norm placement, the causal self-attention
- * against the cache, the MLP, and the last-token -> ln_f -> head tail. The two decoders
+ * real_t and included by each per dtype (it includes model_common_impl.h): the
+ * matrix-vector product of a decoding step (decode_gemv.h), the copies between token-major
+ * and head-major layouts, a sub-layer's input and residual for either norm placement, the
+ * causal self-attention against the cache, the MLP, and the last-token -> ln_f -> head tail. The two decoders
  * differ only where the models do: the GPT's positions (RoPE, left padding), the
  * encoder-decoder's cross-attention to the encoded source. */
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function" /* the training-only helpers */
+#include "model_common_impl.h"
+#pragma GCC diagnostic pop
 
 #define DVEC FN(dec_vec)
 typedef real_t DVEC __attribute__((vector_size(32)));
@@ -53,6 +58,30 @@ static int FN(dec_linear)(real_t *out, const real_t *inp, const real_t *W, const
     return TC_OK;
 }
 
+/* d (n,) <- s (n,): head rows are short (HS values); an inline loop beats a memcpy call */
+static inline void FN(dec_copy)(real_t *restrict d, const real_t *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = s[i];
+}
+
+// dst[i] (B,NH,L,HS) <- the i-th C-wide slice of src (B,L,n*C), i < n (q, k, v: n = 3; the
+// cross-attention's k, v: n = 2)
+static void FN(dec_to_heads)(real_t *const *dst, int n, const real_t *src, int64_t B, int64_t L,
+                             int64_t NH, int64_t HS)
+{
+    const int64_t C = NH * HS;
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t h = 0; h < NH; h++) {
+            const int64_t o = (b * NH + h) * L * HS;
+            for (int64_t t = 0; t < L; t++) {
+                const real_t *row = src + (b * L + t) * n * C + h * HS;
+                for (int i = 0; i < n; i++) FN(dec_copy)(dst[i] + o + t * HS, row + i * C, HS);
+            }
+        }
+    }
+}
+
 // y (B,TN,C) <- yh (B,NH,TN,HS)
 static void FN(dec_merge_heads)(real_t *y, const real_t *yh, int64_t B, int64_t TN, int64_t NH,
                                 int64_t HS)
@@ -62,7 +91,7 @@ static void FN(dec_merge_heads)(real_t *y, const real_t *yh, int64_t B, int64_t 
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < TN; t++)
             for (int64_t h = 0; h < NH; h++)
-                FN(gpt_copy)(y + (b * TN + t) * C + h * HS, yh + ((b * NH + h) * TN + t) * HS, HS);
+                FN(dec_copy)(y + (b * TN + t) * C + h * HS, yh + ((b * NH + h) * TN + t) * HS, HS);
 }
 
 /* The input of a sub-layer over x (N,C): pre-LN *in = norm(x) (weight w, bias b or NULL) in
@@ -106,7 +135,8 @@ static int FN(dec_self_attention)(const dec_dims *d, real_t *x, real_t *h, real_
     const real_t *in;
     CHECK(FN(dec_sub_input)(d, &in, h, x, nw, nb, N));
     CHECK(FN(dec_linear)(qkv, in, attw, attb, N, C, 3 * C));
-    FN(gpt_split_heads)(qh, kh, vh, qkv, B, TN, NH, HS);
+    real_t *const heads[3] = {qh, kh, vh};
+    FN(dec_to_heads)(heads, 3, qkv, B, TN, NH, HS);
     if (rope) CHECK(rope(rope_ctx, qh, kh));
     CHECK(FN(tc_attention_decode)(atth, kc, vc, qh, kh, vh, kp, B, NH, TN, Smax, pos0, HS, HS,
                                   (real_t)(1.0 / sqrt((double)HS))));

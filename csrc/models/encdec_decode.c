@@ -41,22 +41,8 @@ struct tc_encdec_kv {
     void *k, *v, *xk, *xv, *k2, *v2, *xk2, *xv2;
     uint8_t *mask, *mask2;
     void *tab;
-    char *scratch;
-    int64_t cap_tokens;
-    dec_bufs sb;
+    dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
 };
-
-static int edk_tokens_ok(const tc_encdec_config *c, int64_t N, int64_t elem)
-{
-    return dec_tokens_ok(c->C, c->H, c->NH, N, elem);
-}
-
-/* Grow the scratch to hold N tokens. */
-static int edk_reserve(tc_encdec_kv *kv, int64_t N)
-{
-    return dec_reserve(&kv->scratch, &kv->cap_tokens, &kv->sb, kv->cfg.C, kv->cfg.H,
-                       kv->cfg.NH, N, kv->elem);
-}
 
 /* Bytes of one self-attention cache buffer (k or v) and of one cross-attention one. */
 static size_t edk_self_bytes(const tc_encdec_kv *kv)
@@ -85,7 +71,7 @@ void tc_encdec_kv_free(tc_encdec_kv *kv)
     free(kv->mask);
     free(kv->mask2);
     free(kv->tab);
-    free(kv->scratch);
+    free(kv->sc.mem);
     free(kv);
 }
 
@@ -100,7 +86,8 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
         return TC_EINVAL;
     const double rows = (double)cfg->Ld * (double)Bmax * (double)cfg->C * (double)elem;
     if (rows * (double)Tmax > 1e14 || rows * (double)Smax > 1e14 ||
-        (double)Bmax * (double)Smax > 1e12 || !edk_tokens_ok(cfg, Bmax, elem))
+        (double)Bmax * (double)Smax > 1e12 ||
+        !dec_tokens_ok(cfg->C, cfg->H, cfg->NH, Bmax, elem))
         return TC_ENOMEM;
     tc_encdec_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return TC_ENOMEM;
@@ -108,6 +95,7 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
     kv->elem = elem;
     kv->params = params;
     kv->Bmax = Bmax;
+    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
     kv->Tmax = Tmax;
     kv->Smax = Smax;
     kv->dp = malloc((size_t)cfg->Ld * sizeof *kv->dp);
@@ -119,7 +107,7 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
     kv->xv = malloc(cb);
     kv->mask = malloc((size_t)(Bmax * Smax));
     if (!kv->dp || !kv->k || !kv->v || !kv->xk || !kv->xv || !kv->mask ||
-        edk_reserve(kv, Bmax) != TC_OK) {
+        dec_reserve(&kv->sc, Bmax) != TC_OK) {
         tc_encdec_kv_free(kv);
         return TC_ENOMEM;
     }

@@ -9,32 +9,8 @@
  * cross-attention keys and values of its output, and the cross-attention sub-layer. */
 
 #define KP(off) ((off) < 0 ? NULL : (const real_t *)kv->params + (off)) /* parameter pointer */
-#define KS(off) ((real_t *)(kv->scratch + (off)))                       /* scratch pointer */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#define TC_MODEL_HEAD_COPIES
-#include "model_common_impl.h"
-#undef TC_MODEL_HEAD_COPIES
-#pragma GCC diagnostic pop
+#define KS(off) ((real_t *)(kv->sc.mem + (off)))                       /* scratch pointer */
 #include "decode_common_impl.h"
-
-// kh, vh (B,NH,S,HS) <- the two C-wide slices of kvp (B,S,2C)
-static void FN(edk_split_kv)(real_t *kh, real_t *vh, const real_t *kvp, int64_t B, int64_t S, int64_t NH,
-                             int64_t HS)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * S * C >= TC_PARALLEL_MIN_WORK)
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t h = 0; h < NH; h++) {
-            const int64_t o = (b * NH + h) * S * HS;
-            for (int64_t t = 0; t < S; t++) {
-                const real_t *src = kvp + (b * S + t) * 2 * C + h * HS;
-                memcpy(kh + o + t * HS, src, (size_t)HS * sizeof(real_t));
-                memcpy(vh + o + t * HS, src + C, (size_t)HS * sizeof(real_t));
-            }
-        }
-    }
-}
 
 /* Append TN tokens idx (B,TN) to every row (target positions [pos, pos + TN)) and write each
  * row's next-token logits (those of its last new token) to logits (B,Vt). The caller has
@@ -45,9 +21,9 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
     const int64_t pos0 = kv->pos, N = B * TN, S = kv->S;
     const int64_t C = c->C, NH = c->NH, HS = C / NH, Tmax = kv->Tmax;
     const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps};
-    CHECK(edk_reserve(kv, N));
-    const dec_bufs *sb = &kv->sb;
-    int64_t *pos = (int64_t *)(kv->scratch + sb->pos);
+    CHECK(dec_reserve(&kv->sc, N));
+    const dec_bufs *sb = &kv->sc.sb;
+    int64_t *pos = (int64_t *)(kv->sc.mem + sb->pos);
     real_t *x = KS(sb->x), *h = KS(sb->h), *q = KS(sb->qkv), *proj = KS(sb->proj);
     real_t *lse = KS(sb->lse), *atty = KS(sb->atty);
     tc_attention_masks mk;
@@ -132,9 +108,8 @@ static int FN(edk_encode)(tc_encdec_kv *kv, const int64_t *src, const uint8_t *s
     for (int64_t l = 0; l < kv->cfg.Ld && st == TC_OK; l++) {
         const ed_layer_params *p = &kv->dp[l];
         st = FN(tc_linear_forward)(tmp, mem, KP(p->xkv.w), KP(p->xkv.b), B * S, C, 2 * C);
-        if (st == TC_OK)
-            FN(edk_split_kv)((real_t *)kv->xk + l * xlayer, (real_t *)kv->xv + l * xlayer, tmp, B, S, NH,
-                             HS);
+        real_t *const heads[2] = {(real_t *)kv->xk + l * xlayer, (real_t *)kv->xv + l * xlayer};
+        if (st == TC_OK) FN(dec_to_heads)(heads, 2, tmp, B, S, NH, HS);
     }
     free(mem);
     free(tmp);
@@ -162,7 +137,7 @@ int FN(tc_encdec_kv_prefill)(tc_encdec_kv *kv, real_t *logits, const int64_t *sr
             if (!any) return TC_EINVAL; /* a source without a real token */
         }
     }
-    if (!edk_tokens_ok(&kv->cfg, B * T0, kv->elem) ||
+    if (!dec_scratch_fits(&kv->sc, B * T0) ||
         (double)B * (double)S * (double)kv->cfg.C * 3.0 * (double)kv->elem > 1e15)
         return TC_ENOMEM;
     kv->B = kv->pos = kv->S = 0;

@@ -31,22 +31,8 @@ struct tc_gpt_kv {
     int64_t *pad, *pad2;             /* (Bmax,) */
     uint8_t *kp;                     /* (Bmax * Smax) */
     void *tab1, *tab2;
-    char *scratch;
-    int64_t cap_tokens;              /* the scratch is carved for this many tokens */
-    dec_bufs sb;
+    dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
 };
-
-static int kv_tokens_ok(const tc_gpt_config *c, int64_t N, int64_t elem)
-{
-    return dec_tokens_ok(c->C, c->H, c->NH, N, elem);
-}
-
-/* Grow the scratch to hold N tokens. */
-static int kv_reserve(tc_gpt_kv *kv, int64_t N)
-{
-    return dec_reserve(&kv->scratch, &kv->cap_tokens, &kv->sb, kv->cfg.C, kv->cfg.H,
-                       kv->cfg.NH, N, kv->elem);
-}
 
 /* Bytes of one cache buffer (k or v): L * Bmax * C * Smax elements. */
 static size_t kv_cache_bytes(const tc_gpt_kv *kv)
@@ -67,7 +53,7 @@ void tc_gpt_kv_free(tc_gpt_kv *kv)
     free(kv->kp);
     free(kv->tab1);
     free(kv->tab2);
-    free(kv->scratch);
+    free(kv->sc.mem);
     free(kv);
 }
 
@@ -81,7 +67,8 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
         return TC_EINVAL;
     /* the caches: 2 * L * Bmax * Smax * C elements (twice that after a reordering select) */
     if ((double)cfg->L * (double)Bmax * (double)Smax * (double)cfg->C * (double)elem > 1e14 ||
-        (double)Bmax * (double)Smax > 1e12 || !kv_tokens_ok(cfg, Bmax, elem))
+        (double)Bmax * (double)Smax > 1e12 ||
+        !dec_tokens_ok(cfg->C, cfg->H, cfg->NH, Bmax, elem))
         return TC_ENOMEM;
     tc_gpt_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return TC_ENOMEM;
@@ -89,6 +76,7 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->elem = elem;
     kv->params = params;
     kv->Bmax = Bmax;
+    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
     kv->Smax = Smax;
     kv->lp = malloc((size_t)cfg->L * sizeof *kv->lp);
     if (kv->lp)
@@ -100,7 +88,7 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->pad2 = calloc((size_t)Bmax, sizeof *kv->pad2);
     kv->kp = malloc((size_t)(Bmax * Smax));
     if (!kv->lp || !kv->k || !kv->v || !kv->pad || !kv->pad2 || !kv->kp ||
-        kv_reserve(kv, Bmax) != TC_OK) {
+        dec_reserve(&kv->sc, Bmax) != TC_OK) {
         tc_gpt_kv_free(kv);
         return TC_ENOMEM;
     }

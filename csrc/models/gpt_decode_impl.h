@@ -6,14 +6,8 @@
  * left-padded rows. */
 
 #define KP(off) ((off) < 0 ? NULL : (const real_t *)kv->params + (off)) /* parameter pointer */
-#define KS(off) ((real_t *)(kv->scratch + (off)))                       /* scratch pointer */
+#define KS(off) ((real_t *)(kv->sc.mem + (off)))                       /* scratch pointer */
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#define TC_MODEL_HEAD_COPIES
-#include "model_common_impl.h"
-#undef TC_MODEL_HEAD_COPIES
-#pragma GCC diagnostic pop
 #include "decode_common_impl.h"
 
 /* RoPE on the new slots [pos0, pos0 + TN) of x (B,NH,TN,HS) (queries or keys): the token in
@@ -66,9 +60,9 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
     const int64_t pos0 = kv->pos, S = pos0 + TN, N = B * TN;
     const int64_t C = c->C, NH = c->NH, HS = C / NH, Smax = kv->Smax;
     const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps};
-    CHECK(kv_reserve(kv, N));
-    const dec_bufs *sb = &kv->sb;
-    int64_t *pos = (int64_t *)(kv->scratch + sb->pos);
+    CHECK(dec_reserve(&kv->sc, N));
+    const dec_bufs *sb = &kv->sc.sb;
+    int64_t *pos = (int64_t *)(kv->sc.mem + sb->pos);
     real_t *x = KS(sb->x), *h = KS(sb->h), *proj = KS(sb->proj);
 
     /* embeddings + positions; key padding of left-padded rows */
@@ -150,8 +144,8 @@ int FN(tc_gpt_kv_prefill)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, con
     /* padding slots may hold any id: only the real ones are checked and looked up */
     for (int64_t b = 0; b < B; b++)
         CHECK(FN(dec_check)(kv, logits, idx + b * T0 + pad[b], T0 - pad[b]));
-    if (!kv_tokens_ok(&kv->cfg, B * T0, kv->elem)) return TC_ENOMEM;
-    CHECK(kv_reserve(kv, B * T0));
+    if (!dec_scratch_fits(&kv->sc, B * T0)) return TC_ENOMEM;
+    CHECK(dec_reserve(&kv->sc, B * T0));
     kv->B = B;
     kv->pos = 0;
     memcpy(kv->pad, pad, (size_t)B * sizeof *pad);

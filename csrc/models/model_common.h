@@ -219,19 +219,33 @@ static inline dec_bufs dec_plan(int64_t C, int64_t H, int64_t NH, int64_t N, int
     return s;
 }
 
-/* Grow a decoder's scratch (*mem, carved as *bufs for *cap tokens) to hold N tokens. */
-static inline int dec_reserve(char **mem, int64_t *cap, dec_bufs *bufs, int64_t C, int64_t H,
-                              int64_t NH, int64_t N, int64_t elem)
+/* A decoder's per-token scratch: mem carved as sb for cap tokens, for a model of width C, MLP
+ * width H, NH heads and elements of elem bytes. */
+typedef struct {
+    char *mem;
+    int64_t cap;
+    dec_bufs sb;
+    int64_t C, H, NH, elem;
+} dec_scratch;
+
+/* Whether s can be carved for N tokens (far from size_t overflow). */
+static inline int dec_scratch_fits(const dec_scratch *s, int64_t N)
 {
-    if (N <= *cap && *mem) return TC_OK;
-    if (!dec_tokens_ok(C, H, NH, N, elem)) return TC_ENOMEM;
-    const dec_bufs s = dec_plan(C, H, NH, N, elem);
-    char *p = aligned_alloc(64, s.total ? s.total : 64);
+    return dec_tokens_ok(s->C, s->H, s->NH, N, s->elem);
+}
+
+/* Grow s to hold N tokens. */
+static inline int dec_reserve(dec_scratch *s, int64_t N)
+{
+    if (N <= s->cap && s->mem) return TC_OK;
+    if (!dec_scratch_fits(s, N)) return TC_ENOMEM;
+    const dec_bufs b = dec_plan(s->C, s->H, s->NH, N, s->elem);
+    char *p = aligned_alloc(64, b.total ? b.total : 64);
     if (!p) return TC_ENOMEM;
-    free(*mem);
-    *mem = p;
-    *bufs = s;
-    *cap = N;
+    free(s->mem);
+    s->mem = p;
+    s->sb = b;
+    s->cap = N;
     return TC_OK;
 }
 

@@ -1,42 +1,15 @@
-/* model_common_impl.h: helpers shared by the whole-model fast paths (gpt_train_impl.h for GPT,
- * encdec_train_impl.h for the encoder-decoder), written once for real_t and included by each
- * per dtype: the copy of q, k, v from token-major (B,T,3C) to head-major (B,NH,T,HS) (for
- * the encoder-decoder's KV-cache decode step only, which defines TC_MODEL_HEAD_COPIES; the
- * fast paths' attention reads the token-major buffers in place), residual additions,
- * position rows, the in-place cross-entropy gradient and the MLP (activations through the
- * activation table of activation.c). */
+/* model_common_impl.h: helpers shared by the whole-model drivers (gpt_train_impl.h,
+ * encdec_train_impl.h, and through decode_common_impl.h the KV decoders), written once for
+ * real_t and included by each per dtype: residual additions, position rows, dropout of a
+ * call's rows, the attention glue (the fast paths' attention reads and writes the
+ * token-major buffers in place at their strides), the data-parallel loss and gradient sum,
+ * the in-place cross-entropy gradient and the MLP (activations through the activation table
+ * of activation.c). */
 
 #ifndef TC_MODEL_COPY_MIN_WORK
 /* memory-bound copies and additions: below ~1 MB a second thread costs more to wake (a
  * futex round trip with the passive wait policy) than it saves */
 #define TC_MODEL_COPY_MIN_WORK (8 * TC_PARALLEL_MIN_WORK)
-#endif
-
-/* d (n,) <- s (n,): head rows are short (HS values); an inline loop beats a memcpy call */
-static inline void FN(gpt_copy)(real_t *restrict d, const real_t *restrict s, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) d[i] = s[i];
-}
-
-#ifdef TC_MODEL_HEAD_COPIES /* the includers that copy q, k, v to heads */
-// qh, kh, vh (B,NH,T,HS) <- the three C-wide slices of qkv (B,T,3C)
-static void FN(gpt_split_heads)(real_t *qh, real_t *kh, real_t *vh, const real_t *qkv, int64_t B, int64_t L,
-                                int64_t NH, int64_t HS)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t h = 0; h < NH; h++) {
-            const int64_t o = (b * NH + h) * L * HS;
-            for (int64_t t = 0; t < L; t++) {
-                const real_t *src = qkv + (b * L + t) * 3 * C + h * HS;
-                FN(gpt_copy)(qh + o + t * HS, src, HS);
-                FN(gpt_copy)(kh + o + t * HS, src + C, HS);
-                FN(gpt_copy)(vh + o + t * HS, src + 2 * C, HS);
-            }
-        }
-    }
-}
 #endif
 
 // out (N,C) = a (N,C) + b (N,C); out may be a
