@@ -406,8 +406,7 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
 /* The job over B rows on W workers (model_common.h; W == 1: one pass) */
 static int FN(ed_run)(FN(ed_job) *j, int64_t B, int W)
 {
-    if (W == 1) return FN(ed_job_rows)(j, 0, 0, B);
-    CHECK(ed_clones_ready(j->m, W));
+    if (W > 1) CHECK(ed_clones_ready(j->m, W));
     return model_split_run(W, B, FN(ed_job_rows), j);
 }
 

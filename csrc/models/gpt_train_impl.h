@@ -332,8 +332,7 @@ static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
 /* The job over B rows on W workers (model_common.h; W == 1: one pass) */
 static int FN(gpt_run)(FN(gpt_job) *j, int64_t B, int W)
 {
-    if (W == 1) return FN(gpt_job_rows)(j, 0, 0, B);
-    CHECK(gpt_clones_ready(j->m, W));
+    if (W > 1) CHECK(gpt_clones_ready(j->m, W));
     return model_split_run(W, B, FN(gpt_job_rows), j);
 }
 

@@ -274,10 +274,12 @@ static inline int model_split_workers(int64_t B)
 }
 
 /* fn(ctx, w, b0, nb) for every worker w < W, rows [b0, b0 + nb) = [B w / W, B (w+1) / W),
- * on W threads with one thread for the kernels each calls; the first error, or TC_OK. */
+ * on W threads with one thread for the kernels each calls; the first error, or TC_OK.
+ * W == 1: fn(ctx, 0, 0, B) on this thread, the kernels parallel inside. */
 static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
                                   void *ctx)
 {
+    if (W == 1) return fn(ctx, 0, 0, B);
     int st[TC_MODEL_MAX_WORKERS];
 #pragma omp parallel num_threads(W)
     {
