@@ -365,15 +365,11 @@ static int FN(ed_check_args)(const tc_encdec *m, const int64_t *src, const int64
 /* One call's work over a batch, row range by row range: the forward writing logits, or
  * (tgt_out != NULL) the loss and gradients; see model_common.h for the split. */
 typedef struct {
+    FN(model_job) run;
     tc_encdec *m;
-    real_t *logits;
     const int64_t *src, *tgt_in, *tgt_out;
     const uint8_t *src_mask;
-    int64_t Ls, Lt, ignore_index;
-    double inv_count; /* 1 / the counted targets of the whole batch (0: none) */
-    uint64_t seed;
-    int drop;
-    double part[TC_MODEL_MAX_WORKERS]; /* each worker's summed loss */
+    int64_t Ls, Lt;
 } FN(ed_job);
 
 /* Rows [b0, b0 + nb) of the job on worker w (model_split_run's callback). */
@@ -384,22 +380,23 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     const int64_t Ls = j->Ls, Lt = j->Lt, Nt = nb * Lt, V = m->cfg.Vt;
     const int64_t *src = j->src + b0 * Ls, *tgt_in = j->tgt_in + b0 * Lt;
     const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL,
-                       {j->drop, m->cfg.dropout, j->seed, b0, nb}, j->tgt_out != NULL};
+                       {j->run.drop, m->cfg.dropout, j->run.seed, b0, nb}, j->tgt_out != NULL};
     CHECK(ed_reserve(m, nb * Ls, Nt));
     CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
     if (!j->tgt_out) {
-        memcpy(j->logits + b0 * Lt * V, AP(m->ga.logits), (size_t)(Nt * V) * sizeof(real_t));
+        memcpy(j->run.logits + b0 * Lt * V, AP(m->ga.logits),
+               (size_t)(Nt * V) * sizeof(real_t));
         return TC_OK;
     }
     const int64_t *tgt_out = j->tgt_out + b0 * Lt;
-    j->part[w] = 0;
-    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), &j->part[w],
-                                            AP(m->ga.logits), tgt_out, Nt, V, j->ignore_index,
-                                            0));
+    j->run.part[w] = 0;
+    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse),
+                                            &j->run.part[w], AP(m->ga.logits), tgt_out, Nt, V,
+                                            j->run.ignore_index, 0));
     memset(m->grads, 0, (size_t)m->num_params * sizeof(real_t));
-    if (j->inv_count == 0) return TC_OK;
+    if (j->run.inv_count == 0) return TC_OK;
     FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
-                                j->ignore_index, (real_t)j->inv_count);
+                                j->run.ignore_index, (real_t)j->run.inv_count);
     return FN(ed_backward_all)(m, src, tgt_in, &k);
 }
 
@@ -418,7 +415,7 @@ int FN(tc_encdec_forward)(tc_encdec *m, real_t *logits, const int64_t *src, cons
     if (!logits) return TC_EINVAL;
     CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
     const int drop = training && m->cfg.dropout > 0;
-    FN(ed_job) j = {m, logits, src, tgt_in, NULL, src_mask, Ls, Lt, 0, 0.0, seed, drop, {0}};
+    FN(ed_job) j = {{logits, 0, 0.0, seed, drop, {0}}, m, src, tgt_in, NULL, src_mask, Ls, Lt};
     return FN(ed_run)(&j, B, model_split_workers(B));
 }
 
@@ -434,11 +431,11 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
     int64_t count;
     CHECK(model_count_targets(tgt_out, B * Lt, m->cfg.Vt, ignore_index, &count));
     const int drop = training && m->cfg.dropout > 0;
-    FN(ed_job) j = {m, NULL, src, tgt_in, tgt_out, src_mask, Ls, Lt, ignore_index,
-                    count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
+    FN(ed_job) j = {{NULL, ignore_index, count ? 1.0 / (double)count : 0.0, seed, drop, {0}},
+                    m, src, tgt_in, tgt_out, src_mask, Ls, Lt};
     const int W = model_split_workers(B);
     CHECK(FN(ed_run)(&j, B, W));
-    FN(model_loss_finish)(loss, j.part, W, count, (real_t *)m->grads, m->clone_grads,
+    FN(model_loss_finish)(loss, j.run.part, W, count, (real_t *)m->grads, m->clone_grads,
                           m->num_params);
     return TC_OK;
 }

@@ -302,14 +302,10 @@ static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *
 /* One call's work over a batch, row range by row range: the forward writing logits, or
  * (targets != NULL) the loss and gradients. */
 typedef struct {
+    FN(model_job) run;
     tc_gpt *m;
-    real_t *logits;
     const int64_t *idx, *targets;
-    int64_t L, ignore_index;
-    double inv_count;
-    uint64_t seed;
-    int drop;
-    double part[TC_MODEL_MAX_WORKERS]; /* each worker's summed loss */
+    int64_t L;
 } FN(gpt_job);
 
 /* Rows [b0, b0 + nb) of the job on worker w (model_split_run's callback). */
@@ -321,11 +317,11 @@ static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     m->row0 = b0;
     CHECK(gpt_reserve(m, nb * L));
     if (j->targets)
-        return FN(gpt_loss_and_grads_rows)(m, &j->part[w], j->idx + b0 * L, j->targets + b0 * L,
-                                           nb, L, j->ignore_index, j->inv_count, j->seed,
-                                           j->drop);
-    CHECK(FN(gpt_forward_all)(m, j->idx + b0 * L, nb, L, j->seed, j->drop, 0));
-    memcpy(j->logits + b0 * L * V, AP(m->ga.logits), (size_t)(nb * L * V) * sizeof(real_t));
+        return FN(gpt_loss_and_grads_rows)(m, &j->run.part[w], j->idx + b0 * L, j->targets + b0 * L,
+                                           nb, L, j->run.ignore_index, j->run.inv_count, j->run.seed,
+                                           j->run.drop);
+    CHECK(FN(gpt_forward_all)(m, j->idx + b0 * L, nb, L, j->run.seed, j->run.drop, 0));
+    memcpy(j->run.logits + b0 * L * V, AP(m->ga.logits), (size_t)(nb * L * V) * sizeof(real_t));
     return TC_OK;
 }
 
@@ -343,7 +339,7 @@ int FN(tc_gpt_forward)(tc_gpt *m, real_t *logits, const int64_t *idx, int64_t B,
     CHECK(FN(gpt_check_args)(m, idx, B, L));
     if (!logits) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
-    FN(gpt_job) j = {m, logits, idx, NULL, L, 0, 0.0, seed, drop, {0}};
+    FN(gpt_job) j = {{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L};
     return FN(gpt_run)(&j, B, model_split_workers(B));
 }
 
@@ -357,11 +353,11 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
     int64_t count;
     CHECK(model_count_targets(targets, B * L, m->cfg.V, ignore_index, &count));
     const int drop = training && m->cfg.dropout > 0;
-    FN(gpt_job) j = {m, NULL, idx, targets, L, ignore_index,
-                     count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
+    FN(gpt_job) j = {{NULL, ignore_index, count ? 1.0 / (double)count : 0.0, seed, drop, {0}},
+                     m, idx, targets, L};
     const int W = model_split_workers(B);
     CHECK(FN(gpt_run)(&j, B, W));
-    FN(model_loss_finish)(loss, j.part, W, count, (real_t *)m->grads, m->clone_grads,
+    FN(model_loss_finish)(loss, j.run.part, W, count, (real_t *)m->grads, m->clone_grads,
                           m->num_params);
     return TC_OK;
 }

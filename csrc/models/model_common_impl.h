@@ -103,6 +103,19 @@ static void FN(model_sum_grads)(real_t *g, real_t *const *others, int W, int64_t
     }
 }
 
+/* What one call's job over a batch shares (the drivers' job structs begin with it): the
+ * forward's logits (NULL: the loss and gradients instead), ignore_index, 1 / the counted
+ * targets of the whole batch (0: none), the dropout seed and switch, and each worker's
+ * summed loss. */
+typedef struct {
+    real_t *logits;
+    int64_t ignore_index;
+    double inv_count;
+    uint64_t seed;
+    int drop;
+    double part[TC_MODEL_MAX_WORKERS];
+} FN(model_job);
+
 /* *loss = the mean of the W workers' summed losses part (W,) over count targets (NaN when
  * none), and the clones' gradient buffers others (W - 1 of P elements) summed into g in
  * worker order. */
