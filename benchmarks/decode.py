@@ -125,7 +125,7 @@ def make_gpt(cfg, seed=0):
 # ------------------------------------------------------------------ the three greedy loops
 
 def tc_cached(model, prompt, n):
-    dec = _C.gpt_kv_create(model.flat_parameters, *model._config_tuple(), 1,
+    dec = _C.gpt_kv_create(model.flat_parameters, model.config.c_fields(), 1,
                            prompt.size + n - 1)
     logits = _C.gpt_kv_prefill(dec, prompt[None], np.zeros(1, np.int64))
     out, trace = [], []

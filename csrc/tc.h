@@ -185,6 +185,39 @@ int tc_activation_backward_ref_f32(float *dinp, const float *dout, const float *
 int tc_activation_backward_ref_f64(double *dinp, const double *dout, const double *inp,
                                    int64_t N, int act);
 
+/* The activation table: activation act (a TC_ACT_* value) through one table indexed by
+ * tc_activation (activation.c), the kernels above bitwise; TC_EINVAL for any other act.
+ * forward: out (N,) = act(inp (N,)) (out may be inp); backward: dinp (N,) (+)= dout (N,) *
+ * act'(inp (N,)) (accumulate as for relu). */
+int tc_activation_forward_f32(int act, float *out, const float *inp, int64_t N);
+int tc_activation_forward_f64(int act, double *out, const double *inp, int64_t N);
+int tc_activation_backward_f32(int act, float *dinp, const float *dout, const float *inp,
+                               int64_t N, int accumulate);
+int tc_activation_backward_f64(int act, double *dinp, const double *dout, const double *inp,
+                               int64_t N, int accumulate);
+/* Whether act has a fused linear + activation pair (the table's fused column): 1 it has
+ * (tc_linear_activation_* below), 0 it has not (run tc_linear_forward, then the activation),
+ * TC_EINVAL for an unknown act. */
+int tc_linear_activation_fused(int act);
+/* The fused pair of act (TC_EINVAL if it has none): out (N,OC) = act(pre), pre = inp (N,C) @
+ * weight^T (OC,C) + bias (OC,) (bias may be NULL), and dact (N,OC) = act'(pre) for the
+ * backward, or dact NULL (inference); backward: dpre = dout (N,OC) * dact, then dinp (N,C),
+ * dweight (OC,C), dbias (OC,) (each optional) as tc_linear_gelu_backward_dact (`set`). */
+int tc_linear_activation_forward_f32(int act, float *out, float *dact, const float *inp,
+                                     const float *weight, const float *bias, int64_t N,
+                                     int64_t C, int64_t OC);
+int tc_linear_activation_forward_f64(int act, double *out, double *dact, const double *inp,
+                                     const double *weight, const double *bias, int64_t N,
+                                     int64_t C, int64_t OC);
+int tc_linear_activation_backward_f32(int act, float *dinp, float *dweight, float *dbias,
+                                      const float *dout, const float *dact, const float *inp,
+                                      const float *weight, int64_t N, int64_t C, int64_t OC,
+                                      int set);
+int tc_linear_activation_backward_f64(int act, double *dinp, double *dweight, double *dbias,
+                                      const double *dout, const double *dact, const double *inp,
+                                      const double *weight, int64_t N, int64_t C, int64_t OC,
+                                      int set);
+
 /* ------------------------------------------------------------------ end activations */
 
 
@@ -894,7 +927,7 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
 
 
 
-/* ------------------------------------------------------------------ model (model.c) */
+/* ------------------------------------------------------------------ model (gpt_train.c) */
 
 /* The GPT fast path: the whole forward, loss and backward of a GPT (transformer_c.nn.GPT)
  * in one call, over one activation arena owned by an opaque tc_gpt object, with no
@@ -909,7 +942,7 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
  *              attn.c_proj.weight (C,C), .bias (C), ln_2.weight (C), ln_2.bias (C),
  *              mlp.c_fc.weight (H,C), .bias (H), mlp.c_proj.weight (C,H), .bias (C)
  *              (no biases when bias == 0);
- *   ln_f.weight (C), ln_f.bias (C) if post_norm == 0; lm_head.weight (V,C) if tie == 0.
+ *   ln_f.weight (C), ln_f.bias (C) if norm == TC_NORM_PRE; lm_head.weight (V,C) if tie == 0.
  * Linear weights are (out, in). Pre-LN blocks: x += drop(attn(ln_1(x))); x += drop(mlp(ln_2(x)));
  * post-LN: x = ln_1(x + drop(attn(x))); x = ln_2(x + drop(mlp(x))) and no ln_f. Attention is
  * causal with scale 1/sqrt(HS), HS = C/NH, q and k rotated by RoPE when position == ROPE.
@@ -922,7 +955,7 @@ typedef struct {
     int64_t V, maxT, C, L, NH, H; /* vocabulary, block size, width, layers, heads, MLP width */
     int bias;                     /* biases in linear layers and layer norms */
     int position;                 /* TC_POS_* */
-    int post_norm;                /* 0: pre-LN (GPT-2), 1: post-LN */
+    int norm;                     /* TC_NORM_PRE (GPT-2) or TC_NORM_POST */
     int activation;               /* TC_ACT_* */
     int tie;                      /* lm_head = wte */
     double eps;                   /* layer norm epsilon */
@@ -969,7 +1002,7 @@ int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_
 /* ------------------------------------------------------------------ end model */
 
 
-/* ------------------------------------------------------------------ model_encdec (model_encdec.c) */
+/* ------------------------------------------------------------------ model_encdec (encdec_train.c) */
 
 /* The encoder-decoder fast path: the whole forward, loss and backward of an encoder-decoder
  * transformer (transformer_c.nn.EncoderDecoder) in one call over one activation arena owned
@@ -984,12 +1017,12 @@ int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_
  *   encoder: wte (Vs,C) unless share; wpe (maxT,C) if position == LEARNED;
  *     per layer: ln_1 norm, attn.c_attn (3C,C), attn.c_proj (C,C), ln_2 norm,
  *                mlp.c_fc (H,C), mlp.c_proj (C,H);
- *     ln_f norm if post_norm == 0;
+ *     ln_f norm if norm == TC_NORM_PRE;
  *   decoder: wte (Vt,C) unless share; wpe (maxT,C) if LEARNED;
  *     per layer: ln_1 norm, attn.c_attn (3C,C), attn.c_proj (C,C), ln_cross_attn norm,
  *                crossattention.q_attn (C,C), crossattention.c_attn (2C,C) ([k | v] of the
  *                memory), crossattention.c_proj (C,C), ln_2 norm, mlp.c_fc, mlp.c_proj;
- *     ln_f norm if post_norm == 0;
+ *     ln_f norm if norm == TC_NORM_PRE;
  *   lm_head (Vt,C) unless tie (then the decoder's token embedding is the output head).
  * Encoder layers: bidirectional self-attention with the source key-padding mask, MLP;
  * decoder layers: causal self-attention, cross-attention to the encoder's output (the same
@@ -1009,7 +1042,7 @@ typedef struct {
     int64_t C, Le, Ld, NH, H; /* width, encoder and decoder layers, heads, MLP width */
     int bias;              /* biases in linear layers and layer norms */
     int position;          /* TC_POS_LEARNED or TC_POS_SINUSOIDAL */
-    int post_norm;         /* 0: pre-LN, 1: post-LN */
+    int norm;              /* TC_NORM_PRE or TC_NORM_POST */
     int activation;        /* TC_ACT_* */
     int share;             /* one token embedding for source and target (Vs == Vt) */
     int tie;               /* the output head is the target token embedding */
@@ -1072,7 +1105,7 @@ int tc_encdec_encode_f64(tc_encdec *model, double *memory, const int64_t *src,
 /* ------------------------------------------------------------------ end model_encdec */
 
 
-/* ------------------------------------------------------------------ model_decode (model_decode.c) */
+/* ------------------------------------------------------------------ model_decode (gpt_decode.c) */
 
 /* KV-cache decoding of a GPT (the config and flat parameter layout of "model" above; no
  * dropout: generation is inference). A tc_gpt_kv decoder holds, for up to Bmax rows and
@@ -1128,7 +1161,7 @@ int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv);
 /* ------------------------------------------------------------------ end model_decode */
 
 
-/* ------------------------------------------------------------------ model_encdec_decode (model_encdec_decode.c) */
+/* ------------------------------------------------------------------ model_encdec_decode (encdec_decode.c) */
 
 /* KV-cache decoding of an encoder-decoder (the config and flat parameter layout of
  * "model_encdec" above; no dropout). A tc_encdec_kv decoder holds, for up to Bmax rows:
@@ -1150,7 +1183,7 @@ int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv);
  *   when the cache is full (pos == Tmax) or nothing was prefilled.
  * select: row j becomes old row rows[j] (rows (B2,) in [0, B), repeats allowed,
  *   0 <= B2 <= Bmax), for both caches and the mask (second buffers allocated on first use).
- * Products of at most 8 rows use the matrix-vector kernel of model_decode_gemv.h. */
+ * Products of at most 8 rows use the matrix-vector kernel of decode_gemv.h. */
 typedef struct tc_encdec_kv tc_encdec_kv;
 /* *kv = a decoder over params (tc_encdec_num_params(cfg) elements, borrowed). TC_EINVAL for
  * a bad config, Bmax < 1, Tmax < 1, Smax < 1 or Tmax, Smax > maxT. */

@@ -1,4 +1,4 @@
-"""KV-cache GPT decoding (csrc/models/model_decode.c, transformer_c.generate.GPTModel).
+"""KV-cache GPT decoding (csrc/models/gpt_decode.c, transformer_c.generate.GPTModel).
 
 The decoder's logits are checked against GPT.forward on the whole prefix (both its C fast
 path and its module-by-module path) and against an independent PyTorch model with its own
@@ -63,7 +63,7 @@ def check_steps(model, seqs, prompt_lens, steps, max_batch=None, fast=True):
     """Prefill rows seqs[b][:prompt_lens[b]] together, feed seqs[b][len + t] for t < steps,
     and compare every step's logits with the forward of each row's prefix alone."""
     dt = model.dtype
-    dec = _C.gpt_kv_create(model.flat_parameters, *model._config_tuple(),
+    dec = _C.gpt_kv_create(model.flat_parameters, model.config.c_fields(),
                            max_batch or len(seqs), max(prompt_lens) + steps)
     idx, pad = left_pad([s[:n] for s, n in zip(seqs, prompt_lens)])
     logits = _C.gpt_kv_prefill(dec, idx, pad)
@@ -142,7 +142,7 @@ def test_against_pytorch_kv_cache():
     finally:
         torch.set_default_dtype(torch.float32)
     seq = rng(3).integers(0, 13, 30)
-    dec = _C.gpt_kv_create(model.flat_parameters, *model._config_tuple(), 1, 30)
+    dec = _C.gpt_kv_create(model.flat_parameters, model.config.c_fields(), 1, 30)
     got = _C.gpt_kv_prefill(dec, seq[None, :6], np.zeros(1, np.int64))
     with torch.inference_mode():
         want = twin.prefill(torch.from_numpy(seq[None, :6])).numpy()
@@ -165,7 +165,7 @@ def test_dropout_is_off_and_parameters_are_read_in_place():
     model = make_gpt(np.float64, dropout=0.3)
     model.train()
     seq = rng(7).integers(0, 13, 10)
-    dec = _C.gpt_kv_create(model.flat_parameters, *model._config_tuple(), 1, 10)
+    dec = _C.gpt_kv_create(model.flat_parameters, model.config.c_fields(), 1, 10)
     got = _C.gpt_kv_prefill(dec, seq[None, :4], np.zeros(1, np.int64))
     model.eval()
     np.testing.assert_allclose(got[0], model.forward(seq[:4])[-1], **tol(np.float64))
@@ -192,7 +192,7 @@ def test_select_rows(rows):
     model = make_gpt(np.float64, position="rope")
     seqs = [rng(20 + i).integers(0, 13, 20) for i in range(3)]
     lens = [2, 6, 4]
-    dec = _C.gpt_kv_create(model.flat_parameters, *model._config_tuple(), 5, 14)
+    dec = _C.gpt_kv_create(model.flat_parameters, model.config.c_fields(), 5, 14)
     idx, pad = left_pad([s[:n] for s, n in zip(seqs, lens)])
     _C.gpt_kv_prefill(dec, idx, pad)
     _C.gpt_kv_step(dec, np.array([s[n] for s, n in zip(seqs, lens)]))
@@ -294,23 +294,23 @@ def test_bad_prompts_and_lengths():
 
 def test_raw_decoder_bad_input():
     model = make_gpt(np.float64, block_size=10)
-    cfg = model._config_tuple()
+    cfg = model.config.c_fields()
     flat = model.flat_parameters
     with pytest.raises(ValueError, match="max_len"):
-        _C.gpt_kv_create(flat, *cfg, 1, 11)
+        _C.gpt_kv_create(flat, cfg, 1, 11)
     with pytest.raises(ValueError, match="max_batch"):
-        _C.gpt_kv_create(flat, *cfg, 0, 5)
+        _C.gpt_kv_create(flat, cfg, 0, 5)
     with pytest.raises(ValueError, match="params"):
-        _C.gpt_kv_create(flat[:-1], *cfg, 1, 5)
+        _C.gpt_kv_create(flat[:-1], cfg, 1, 5)
     with pytest.raises(TypeError, match="params"):
-        _C.gpt_kv_create(flat.astype(np.float16), *cfg, 1, 5)
+        _C.gpt_kv_create(flat.astype(np.float16), cfg, 1, 5)
     with pytest.raises(ValueError, match="invalid GPT config"):
-        _C.gpt_kv_create(flat, *cfg[:4], 5, *cfg[5:], 1, 5)   # NH = 5 does not divide C
+        _C.gpt_kv_create(flat, {**cfg, "NH": 5}, 1, 5)   # NH = 5 does not divide C
     with pytest.raises(TypeError):
-        _C.gpt_kv_create(flat, *cfg)
+        _C.gpt_kv_create(flat, cfg)
     with pytest.raises(TypeError, match="decoder"):
         _C.gpt_kv_step(object(), np.array([1]))
-    dec = _C.gpt_kv_create(flat, *cfg, 2, 4)
+    dec = _C.gpt_kv_create(flat, cfg, 2, 4)
     with pytest.raises(TypeError, match="decoder must be a KV-cache decoder"):
         _C.gpt_kv_step(model._context(), np.array([1]))    # a training context is not one
     with pytest.raises(TypeError, match="model must be a GPT context"):

@@ -1,4 +1,4 @@
-"""KV-cache encoder-decoder decoding (csrc/models/model_encdec_decode.c,
+"""KV-cache encoder-decoder decoding (csrc/models/encdec_decode.c,
 transformer_c.generate.EncoderDecoderModel).
 
 The decoder's logits are checked against EncoderDecoder.forward on each row's source and
@@ -91,7 +91,7 @@ def check_steps(model, sources, targets, prefix_len, steps, max_batch=None, fast
     + t] for t < steps, and compare every step's logits with the forward of each row's source
     and target prefix alone."""
     dt = model.dtype
-    dec = _C.encdec_kv_create(model.flat_parameters, *model._config_tuple(),
+    dec = _C.encdec_kv_create(model.flat_parameters, model.config.c_fields(),
                               max_batch or len(sources), prefix_len + steps,
                               max(len(s) for s in sources))
     src, mask = right_pad(sources)
@@ -171,7 +171,7 @@ def test_source_padding_is_masked():
     # alone; a mask that hides a real token changes them
     model = make_model(np.float64)
     sources = sources_of([3, 7])
-    dec = _C.encdec_kv_create(model.flat_parameters, *model._config_tuple(), 2, 1, 7)
+    dec = _C.encdec_kv_create(model.flat_parameters, model.config.c_fields(), 2, 1, 7)
     src, mask = right_pad(sources)
     tgt = np.ones((2, 1), np.int64)
     a = _C.encdec_kv_prefill(dec, src, mask, tgt)
@@ -218,7 +218,7 @@ def test_select_rows(rows):
     model = make_model(np.float64)
     sources = sources_of([2, 9, 5], seed=20)
     targets = targets_of(3, 8, seed=60)
-    dec = _C.encdec_kv_create(model.flat_parameters, *model._config_tuple(), 5, 8, 9)
+    dec = _C.encdec_kv_create(model.flat_parameters, model.config.c_fields(), 5, 8, 9)
     src, mask = right_pad(sources)
     _C.encdec_kv_prefill(dec, src, mask, np.stack([y[:1] for y in targets]))
     _C.encdec_kv_step(dec, np.array([y[1] for y in targets]))
@@ -352,27 +352,27 @@ def test_bad_sources_and_lengths():
 
 def test_raw_decoder_bad_input():
     model = make_model(np.float64, block_size=10)
-    cfg = model._config_tuple()
+    cfg = model.config.c_fields()
     flat = model.flat_parameters
     with pytest.raises(ValueError, match="max_len"):
-        _C.encdec_kv_create(flat, *cfg, 1, 11, 5)
+        _C.encdec_kv_create(flat, cfg, 1, 11, 5)
     with pytest.raises(ValueError, match="max_src_len"):
-        _C.encdec_kv_create(flat, *cfg, 1, 5, 0)
+        _C.encdec_kv_create(flat, cfg, 1, 5, 0)
     with pytest.raises(ValueError, match="max_batch"):
-        _C.encdec_kv_create(flat, *cfg, 0, 5, 5)
+        _C.encdec_kv_create(flat, cfg, 0, 5, 5)
     with pytest.raises(ValueError, match="params"):
-        _C.encdec_kv_create(flat[:-1], *cfg, 1, 5, 5)
+        _C.encdec_kv_create(flat[:-1], cfg, 1, 5, 5)
     with pytest.raises(TypeError, match="params"):
-        _C.encdec_kv_create(flat.astype(np.float16), *cfg, 1, 5, 5)
+        _C.encdec_kv_create(flat.astype(np.float16), cfg, 1, 5, 5)
     with pytest.raises(ValueError, match="invalid encoder-decoder config"):
-        _C.encdec_kv_create(flat, *cfg[:6], 5, *cfg[7:], 1, 5, 5)   # NH = 5 does not divide C
+        _C.encdec_kv_create(flat, {**cfg, "NH": 5}, 1, 5, 5)   # NH = 5 does not divide C
     with pytest.raises(TypeError):
-        _C.encdec_kv_create(flat, *cfg)
+        _C.encdec_kv_create(flat, cfg)
     with pytest.raises(TypeError, match="decoder"):
         _C.encdec_kv_step(object(), np.array([1]))
     with pytest.raises(TypeError, match="decoder"):
-        _C.gpt_kv_step(_C.encdec_kv_create(flat, *cfg, 1, 2, 2), np.array([1]))
-    dec = _C.encdec_kv_create(flat, *cfg, 2, 4, 6)
+        _C.gpt_kv_step(_C.encdec_kv_create(flat, cfg, 1, 2, 2), np.array([1]))
+    dec = _C.encdec_kv_create(flat, cfg, 2, 4, 6)
     with pytest.raises(ValueError, match="nothing is cached"):
         _C.encdec_kv_step(dec, np.array([1]))
     one = np.ones((1, 1), np.int64)

@@ -907,7 +907,7 @@ def test_raw_bindings_raise():
     cfg = config("pre")
     model = make_model(cfg, np.float32)
     ctx = model._context()
-    args = model._config_tuple()
+    args = model.config.c_fields()
     ids = np.ones((2, 4), np.int64)
     mask = np.ones((2, 4), bool)
     with pytest.raises(TypeError, match="encoder-decoder context"):
@@ -930,16 +930,16 @@ def test_raw_bindings_raise():
         tc._C.encdec_forward(ctx, ids, None, ids, -5, False)
     flat = model.flat_parameters
     with pytest.raises(ValueError, match="params must be 1-D"):
-        tc._C.encdec_create(flat[:-1].copy(), flat[:-1].copy(), *args)
+        tc._C.encdec_create(flat[:-1].copy(), flat[:-1].copy(), args)
     with pytest.raises(TypeError, match="grads"):
-        tc._C.encdec_create(flat, np.zeros(flat.size), *args)
+        tc._C.encdec_create(flat, np.zeros(flat.size), args)
     with pytest.raises(ValueError, match="share memory"):
-        tc._C.encdec_create(flat, flat, *args)
+        tc._C.encdec_create(flat, flat, args)
     with pytest.raises(ValueError, match="invalid encoder-decoder config"):
-        tc._C.encdec_create(flat, flat.copy(), *(args[:9] + (2,) + args[10:]))
+        tc._C.encdec_create(flat, flat.copy(), {**args, "position": 2})  # RoPE
     with pytest.raises(ValueError, match="invalid encoder-decoder config"):
-        tc._C.encdec_create(flat, flat.copy(), *(args[:12] + (1,) + args[13:]))
+        tc._C.encdec_create(flat, flat.copy(), {**args, "share": True})
     with pytest.raises(ValueError, match="src_len"):
-        tc._C.encdec_arena_bytes(False, *args, 2, 10, 3)
+        tc._C.encdec_arena_bytes(False, args, 2, 10, 3)
     with pytest.raises(ValueError, match="encdec_arena_bytes"):
         model.activation_bytes(2 ** 62, 4, 4)

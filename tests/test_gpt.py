@@ -576,7 +576,7 @@ def test_raw_bindings_raise():
     cfg = GPTConfig(**TINY)
     model = make_model(cfg, np.float32)
     ctx = model._context()
-    args = model._config_tuple()
+    args = model.config.c_fields()
     idx = np.zeros((1, 4), np.int64)
     with pytest.raises(TypeError, match="GPT context"):
         tc._C.gpt_loss_and_grads(object(), idx, idx, -100, 0, False)
@@ -590,12 +590,12 @@ def test_raw_bindings_raise():
         tc._C.gpt_forward(ctx, idx, -5, False)
     flat = model.flat_parameters
     with pytest.raises(ValueError, match="params must be 1-D"):
-        tc._C.gpt_create(flat[:-1].copy(), flat[:-1].copy(), *args)
+        tc._C.gpt_create(flat[:-1].copy(), flat[:-1].copy(), args)
     with pytest.raises(TypeError, match="grads"):
-        tc._C.gpt_create(flat, np.zeros(flat.size), *args)
+        tc._C.gpt_create(flat, np.zeros(flat.size), args)
     with pytest.raises(ValueError, match="share memory"):
-        tc._C.gpt_create(flat, flat, *args)
+        tc._C.gpt_create(flat, flat, args)
     with pytest.raises(ValueError, match="invalid GPT config"):
-        tc._C.gpt_create(flat, flat.copy(), *((13, 8, 8, 2, 3) + args[5:]))
+        tc._C.gpt_create(flat, flat.copy(), {**args, "NH": 3})
     with pytest.raises(ValueError, match="seq_len"):
-        tc._C.gpt_arena_bytes(False, *args, 2, 9)
+        tc._C.gpt_arena_bytes(False, args, 2, 9)

@@ -74,13 +74,13 @@ def test_activations_match_their_reference(dtype, n):
     x = awkward(n, dtype)
     g = rng(1).standard_normal(n).astype(dtype)
     # relu: one comparison per element either way
-    bitwise(_C.relu_forward(x), _C.activation_forward_ref(x, RELU))
-    bitwise(_C.relu_backward(g, x), _C.activation_backward_ref(g, x, RELU))
+    bitwise(_C.relu_forward(x), _C.activation_forward_ref(RELU, x))
+    bitwise(_C.relu_backward(g, x), _C.activation_backward_ref(RELU, g, x))
     for act, approx in ((GELU, 0), (GELU_TANH, 1)):
-        ref = _C.activation_forward_ref(x, act)
+        ref = _C.activation_forward_ref(act, x)
         # vector erfc / exp vs libm in double: a few ulps; values near 0 relative to 1e-3
         close(_C.gelu_forward(x, approx), ref, dtype, 16, np.maximum(np.abs(ref), 1e-3))
-        dref = _C.activation_backward_ref(g, x, act)
+        dref = _C.activation_backward_ref(act, g, x)
         # gelu' = Phi + x phi cancels near x = -0.75: relative to |g| (gelu' is O(1))
         close(_C.gelu_backward(g, x, approx), dref, dtype, 16, np.abs(g).max())
 
@@ -88,17 +88,17 @@ def test_activations_match_their_reference(dtype, n):
 @pytest.mark.parametrize("act", [GELU, GELU_TANH, RELU])
 def test_activation_reference_matches_numpy(act):
     x = np.linspace(-8, 8, 161)
-    y = _C.activation_forward_ref(x, act)
+    y = _C.activation_forward_ref(act, x)
     want = np.maximum(x, 0) if act == RELU else np_gelu(x, act)
     np.testing.assert_allclose(y, want, rtol=1e-13, atol=1e-15)
     # the derivative against a central difference of the NumPy formula
     h = 1e-6
     f = (lambda v: np.maximum(v, 0)) if act == RELU else (lambda v: np_gelu(v, act))
     xs = x[np.abs(x) > 1e-3]
-    d = _C.activation_backward_ref(np.ones_like(xs), xs, act)
+    d = _C.activation_backward_ref(act, np.ones_like(xs), xs)
     np.testing.assert_allclose(d, (f(xs + h) - f(xs - h)) / (2 * h), atol=1e-8)
     with pytest.raises(ValueError):
-        _C.activation_forward_ref(x, 3)
+        _C.activation_forward_ref(3, x)
 
 
 # ---------------------------------------------------------------- softmax
@@ -312,7 +312,7 @@ def test_linear_gelu_matches_its_reference(dtype, shape, approx):
     act = GELU_TANH if approx else GELU
     # the dact cache is gelu'(pre)
     _, dact = _C.linear_gelu_forward(x, W, b, approx, 2)
-    close(dact, _C.activation_backward_ref(np.ones_like(rpre), pre, act), dtype, 16, 1.0)
+    close(dact, _C.activation_backward_ref(act, np.ones_like(rpre), pre), dtype, 16, 1.0)
     rdx, rdw, rdb = _C.linear_gelu_backward_ref(g, rpre, x, W, approx)
     gmag = np.abs(g).max() * 1.2  # |gelu'| <= 1.13
     for cache, is_dact in ((rpre, False), (dact, True)):
@@ -324,7 +324,7 @@ def test_linear_gelu_matches_its_reference(dtype, shape, approx):
     x64, W64 = x.astype(np.float64), W.astype(np.float64)
     wpre = x64 @ W64.T + b
     np.testing.assert_allclose(rpre, wpre, rtol=0, atol=4 * np.finfo(dtype).eps * mag)
-    dpre = g * _C.activation_backward_ref(np.ones_like(rpre), rpre, act)
+    dpre = g * _C.activation_backward_ref(act, np.ones_like(rpre), rpre)
     dpre64 = dpre.astype(np.float64)
     np.testing.assert_allclose(rdx, dpre64 @ W64, rtol=1e-6 if dtype == np.float32 else 1e-12,
                                atol=1e-6 if dtype == np.float32 else 1e-12)
@@ -503,8 +503,8 @@ def test_global_norm_matches_its_reference(dtype, sizes):
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("call,exc", [
-    (lambda: _C.activation_forward_ref(np.ones(3, np.int64), 0), TypeError),
-    (lambda: _C.activation_backward_ref(np.ones(3), np.ones(4), 1), ValueError),
+    (lambda: _C.activation_forward_ref(0, np.ones(3, np.int64)), TypeError),
+    (lambda: _C.activation_backward_ref(1, np.ones(3), np.ones(4)), ValueError),
     (lambda: _C.softmax_forward_ref(np.ones((2, 3)), 2), ValueError),
     (lambda: _C.layernorm_forward_ref(np.ones((2, 3)), np.ones(4), None, 1e-5), ValueError),
     (lambda: _C.layernorm_backward_ref(np.ones((2, 3)), np.ones((2, 3)), np.ones(3), np.ones(3),

@@ -1,5 +1,5 @@
 /* encdec_layout.h: the encoder-decoder parameter layout (tc.h, "model_encdec") shared by the
- * fast path (model_encdec.c) and the KV-cache decoder (model_encdec_decode.c): the config
+ * fast path (encdec_train.c) and the KV-cache decoder (encdec_decode.c): the config
  * check and the offset of every parameter in the flat buffer. Static functions: include it
  * once per .c file. */
 #ifndef TC_ENCDEC_LAYOUT_H
@@ -29,7 +29,7 @@ static int ed_config_ok(const tc_encdec_config *c)
     if ((c->position != TC_POS_LEARNED && c->position != TC_POS_SINUSOIDAL) ||
         c->activation < 0 || c->activation >= TC_ACT_COUNT)
         return 0;
-    if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
+    if ((c->bias != 0 && c->bias != 1) || (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
         (c->share != 0 && c->share != 1) || (c->tie != 0 && c->tie != 1))
         return 0;
     if (c->share && c->Vs != c->Vt) return 0;
@@ -56,52 +56,56 @@ static ed_lin ed_take_lin(int64_t *off, int64_t o, int64_t i, int bias)
     return r;
 }
 
+/* The parameters of one layer from *off on, in order: ln_1, attn.c_attn, attn.c_proj, the
+ * decoder's (dec) ln_cross_attn, crossattention.q_attn, .c_attn, .c_proj, then ln_2,
+ * mlp.c_fc, mlp.c_proj; absent ones {-1, -1}. */
+static ed_layer_params ed_take_layer(int64_t *off, const tc_encdec_config *c, int dec)
+{
+    const int64_t C = c->C, H = c->H;
+    ed_layer_params p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1},
+                         {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    p.ln1 = ed_take_lin(off, C, 1, c->bias);
+    p.att = ed_take_lin(off, 3 * C, C, c->bias);
+    p.proj = ed_take_lin(off, C, C, c->bias);
+    if (dec) {
+        p.lnx = ed_take_lin(off, C, 1, c->bias);
+        p.xq = ed_take_lin(off, C, C, c->bias);
+        p.xkv = ed_take_lin(off, 2 * C, C, c->bias);
+        p.xproj = ed_take_lin(off, C, C, c->bias);
+    }
+    p.ln2 = ed_take_lin(off, C, 1, c->bias);
+    p.fc = ed_take_lin(off, H, C, c->bias);
+    p.fcproj = ed_take_lin(off, C, H, c->bias);
+    return p;
+}
+
 /* Parameter offsets in layout order (m, ep, dp may be NULL); returns the total count. */
 static int64_t ed_param_plan(const tc_encdec_config *c, ed_globals *m, ed_layer_params *ep,
                              ed_layer_params *dp)
 {
     int64_t off = 0;
-    const int64_t C = c->C, H = c->H;
+    const int64_t C = c->C;
 #define TAKE(n) (off += (n), off - (n))
-#define LIN(o, i) ed_take_lin(&off, (o), (i), c->bias)
 #define NORM() ed_take_lin(&off, C, 1, c->bias)
     int64_t shared = c->share ? TAKE(c->Vs * C) : -1;
     int64_t swte = c->share ? shared : TAKE(c->Vs * C);
     int64_t swpe = c->position == TC_POS_LEARNED ? TAKE(c->maxT * C) : -1;
     for (int64_t l = 0; l < c->Le; l++) {
-        ed_layer_params p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1},
-                             {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
-        p.ln1 = NORM();
-        p.att = LIN(3 * C, C);
-        p.proj = LIN(C, C);
-        p.ln2 = NORM();
-        p.fc = LIN(H, C);
-        p.fcproj = LIN(C, H);
+        const ed_layer_params p = ed_take_layer(&off, c, 0);
         if (ep) ep[l] = p;
     }
     ed_lin slnf = {-1, -1};
-    if (!c->post_norm) slnf = NORM();
+    if (c->norm == TC_NORM_PRE) slnf = NORM();
     int64_t twte = c->share ? shared : TAKE(c->Vt * C);
     int64_t twpe = c->position == TC_POS_LEARNED ? TAKE(c->maxT * C) : -1;
     for (int64_t l = 0; l < c->Ld; l++) {
-        ed_layer_params p;
-        p.ln1 = NORM();
-        p.att = LIN(3 * C, C);
-        p.proj = LIN(C, C);
-        p.lnx = NORM();
-        p.xq = LIN(C, C);
-        p.xkv = LIN(2 * C, C);
-        p.xproj = LIN(C, C);
-        p.ln2 = NORM();
-        p.fc = LIN(H, C);
-        p.fcproj = LIN(C, H);
+        const ed_layer_params p = ed_take_layer(&off, c, 1);
         if (dp) dp[l] = p;
     }
     ed_lin tlnf = {-1, -1};
-    if (!c->post_norm) tlnf = NORM();
+    if (c->norm == TC_NORM_PRE) tlnf = NORM();
     int64_t head = c->tie ? twte : TAKE(c->Vt * C);
 #undef NORM
-#undef LIN
 #undef TAKE
     if (m) {
         m->swte = swte;

@@ -1,5 +1,5 @@
-/* gpt_layout.h: the GPT parameter layout (tc.h, "model") shared by the fast path (model.c)
- * and the KV-cache decoder (model_decode.c): the config check and the offset of every
+/* gpt_layout.h: the GPT parameter layout (tc.h, "model") shared by the fast path (gpt_train.c)
+ * and the KV-cache decoder (gpt_decode.c): the config check and the offset of every
  * parameter in the flat buffer. Static functions: include it once per .c file. */
 #ifndef TC_GPT_LAYOUT_H
 #define TC_GPT_LAYOUT_H
@@ -17,7 +17,7 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (c->C % c->NH) return 0;
     if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
         c->activation >= TC_ACT_COUNT) return 0;
-    if ((c->bias != 0 && c->bias != 1) || (c->post_norm != 0 && c->post_norm != 1) ||
+    if ((c->bias != 0 && c->bias != 1) || (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
         (c->tie != 0 && c->tie != 1) || (c->rope_interleaved != 0 && c->rope_interleaved != 1))
         return 0;
     if (c->position == TC_POS_ROPE && (c->C / c->NH) % 2) return 0;
@@ -58,8 +58,8 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
         p.fcprojb = c->bias ? TAKE(C) : -1;
         if (lp) lp[l] = p;
     }
-    *lnfw = !c->post_norm ? TAKE(C) : -1;
-    *lnfb = !c->post_norm && c->bias ? TAKE(C) : -1;
+    *lnfw = c->norm == TC_NORM_PRE ? TAKE(C) : -1;
+    *lnfb = c->norm == TC_NORM_PRE && c->bias ? TAKE(C) : -1;
     *head = c->tie ? *wte : TAKE(c->V * C);
 #undef TAKE
     return off;

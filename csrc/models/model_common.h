@@ -1,5 +1,5 @@
-/* model_common.h: dtype-independent helpers shared by the whole-model fast paths (model.c for
- * GPT, model_encdec.c for the encoder-decoder); the per-dtype ones are model_common_impl.h. */
+/* model_common.h: dtype-independent helpers shared by the whole-model fast paths (gpt_train.c for
+ * GPT, encdec_train.c for the encoder-decoder); the per-dtype ones are model_common_impl.h. */
 #ifndef TC_MODEL_COMMON_H
 #define TC_MODEL_COMMON_H
 
@@ -13,6 +13,14 @@
 #include <omp.h>
 #endif
 
+/* Return the status of a call that fails (every driver function returns TC_OK or the first
+ * error). */
+#define CHECK(call)                    \
+    do {                               \
+        int st_ = (call);              \
+        if (st_ != TC_OK) return st_;  \
+    } while (0)
+
 /* Bump allocation: byte offset of a block of n elements of `size` bytes, 64-byte aligned. */
 static inline size_t gpt_take(size_t *used, int64_t n, int64_t size)
 {
@@ -25,6 +33,46 @@ static inline size_t gpt_take(size_t *used, int64_t n, int64_t size)
 static inline uint64_t gpt_site_seed(uint64_t seed, int64_t site)
 {
     return seed + (uint64_t)(site + 1) * UINT64_C(0x9E3779B97F4A7C15);
+}
+
+/* The dropout of one call over rows [row0, row0 + nrows) of a batch (the fast paths'): on,
+ * probability p, the call's seed. A site's mask is drawn at this rows' place in the whole
+ * batch, so a data-parallel worker draws the one-pass masks. */
+typedef struct {
+    int on;           /* training with p > 0 */
+    double p;
+    uint64_t seed;
+    int64_t row0, nrows;
+} model_drop;
+
+/* The dropout stream index of element 0 of a batch-major tensor of n elements over the
+ * call's rows: its place in the whole batch (row0 rows of n / nrows elements before it). */
+static inline uint64_t model_drop_first(const model_drop *d, int64_t n)
+{
+    return (uint64_t)d->row0 * (uint64_t)(n / d->nrows);
+}
+
+/* *count = the targets (n,) not equal to ignore_index; TC_EINVAL if one of those lies
+ * outside [0, V). */
+static inline int model_count_targets(const int64_t *targets, int64_t n, int64_t V,
+                                      int64_t ignore_index, int64_t *count)
+{
+    *count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (targets[i] == ignore_index) continue;
+        if (targets[i] < 0 || targets[i] >= V) return TC_EINVAL;
+        ++*count;
+    }
+    return TC_OK;
+}
+
+/* TC_OK if every id of ids (n,) lies in [0, V), else TC_EINVAL. */
+static inline int model_ids_ok(const int64_t *ids, int64_t n, int64_t V)
+{
+    if (!ids) return TC_EINVAL;
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V) return TC_EINVAL;
+    return TC_OK;
 }
 
 /* Attention operand strides (tc_attention_strides) of the heads of a token-major buffer
@@ -66,7 +114,79 @@ static inline tc_attention_strides model_heads(int64_t NH, int64_t L, int64_t HS
     return s;
 }
 
-/* The per-token scratch of the KV decoders (model_decode.c, model_encdec_decode.c): byte
+/* ------------------------------------------------------------------ KV-cache decoders */
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#define TC_DEC_X86 1
+/* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel, so
+ * TC_GEMM_KERNEL=generic / tc_gemm_set_kernel("generic") test the portable one too. */
+static inline int dec_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
+#else
+#define TC_DEC_X86 0
+#endif
+
+/* rows up to which a decoder's product goes through the matrix-vector kernel */
+#define DEC_GEMV_MAX_ROWS 8
+/* output rows per parallel work item of the matrix-vector kernel */
+#define DEC_GEMV_BLOCK 16
+
+/* What a decoder layer's shared pieces (decode_common_impl.h) read of the model's config. */
+typedef struct {
+    int norm, act;      /* TC_NORM_*, TC_ACT_* */
+    int64_t C, H, NH;   /* width, MLP width, heads */
+    double eps;         /* layer norm epsilon */
+} dec_dims;
+
+/* Rows of the self-attention caches kd, vd (L layers of (Bmax, NH, Smax, HS) elements of
+ * elem bytes) from ks, vs: destination row j becomes source row rows[j] (j < B2), the
+ * filled slots [0, pos) of every head. in_place (kd == ks, vd == vs): rows strictly
+ * increasing with rows[j] >= j, so row j's source is never a row an earlier j' < j has
+ * overwritten and each layer copies forward in order (rows[j] == j is skipped). */
+static inline void dec_copy_cache_rows(char *kd, char *vd, const char *ks, const char *vs,
+                                       const int64_t *rows, int64_t B2, int64_t L,
+                                       int64_t Bmax, int64_t NH, int64_t Smax, int64_t HS,
+                                       int64_t pos, int64_t elem, int in_place)
+{
+    const size_t head = (size_t)(Smax * HS) * (size_t)elem; /* bytes per head */
+    const size_t row = head * (size_t)NH, layer = row * (size_t)Bmax;
+    const size_t used = (size_t)(pos * HS) * (size_t)elem;
+    const int64_t work = L * B2 * NH * pos * HS;
+    if (in_place) {
+#pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+        for (int64_t l = 0; l < L; l++) {
+            for (int64_t j = 0; j < B2; j++) {
+                if (rows[j] == j) continue;
+                for (int64_t h = 0; h < NH; h++) {
+                    const size_t d = l * layer + j * row + h * head;
+                    const size_t s = l * layer + rows[j] * row + h * head;
+                    memcpy(kd + d, ks + s, used);
+                    memcpy(vd + d, vs + s, used);
+                }
+            }
+        }
+        return;
+    }
+#pragma omp parallel for collapse(2) schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+    for (int64_t l = 0; l < L; l++) {
+        for (int64_t j = 0; j < B2; j++) {
+            for (int64_t h = 0; h < NH; h++) {
+                const size_t d = l * layer + j * row + h * head;
+                const size_t s = l * layer + rows[j] * row + h * head;
+                memcpy(kd + d, ks + s, used);
+                memcpy(vd + d, vs + s, used);
+            }
+        }
+    }
+}
+
+static inline void dec_swap(void **a, void **b)
+{
+    void *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* The per-token scratch of the KV decoders (gpt_decode.c, encdec_decode.c): byte
  * offsets of one block per buffer, carved for N tokens. */
 typedef struct {
     size_t pos, x, h, qkv, qkvh, atth, atty, proj, fc, lse, last, lnf, total;
@@ -99,19 +219,33 @@ static inline dec_bufs dec_plan(int64_t C, int64_t H, int64_t NH, int64_t N, int
     return s;
 }
 
-/* Grow a decoder's scratch (*mem, carved as *bufs for *cap tokens) to hold N tokens. */
-static inline int dec_reserve(char **mem, int64_t *cap, dec_bufs *bufs, int64_t C, int64_t H,
-                              int64_t NH, int64_t N, int64_t elem)
+/* A decoder's per-token scratch: mem carved as sb for cap tokens, for a model of width C, MLP
+ * width H, NH heads and elements of elem bytes. */
+typedef struct {
+    char *mem;
+    int64_t cap;
+    dec_bufs sb;
+    int64_t C, H, NH, elem;
+} dec_scratch;
+
+/* Whether s can be carved for N tokens (far from size_t overflow). */
+static inline int dec_scratch_fits(const dec_scratch *s, int64_t N)
 {
-    if (N <= *cap && *mem) return TC_OK;
-    if (!dec_tokens_ok(C, H, NH, N, elem)) return TC_ENOMEM;
-    const dec_bufs s = dec_plan(C, H, NH, N, elem);
-    char *p = aligned_alloc(64, s.total ? s.total : 64);
+    return dec_tokens_ok(s->C, s->H, s->NH, N, s->elem);
+}
+
+/* Grow s to hold N tokens. */
+static inline int dec_reserve(dec_scratch *s, int64_t N)
+{
+    if (N <= s->cap && s->mem) return TC_OK;
+    if (!dec_scratch_fits(s, N)) return TC_ENOMEM;
+    const dec_bufs b = dec_plan(s->C, s->H, s->NH, N, s->elem);
+    char *p = aligned_alloc(64, b.total ? b.total : 64);
     if (!p) return TC_ENOMEM;
-    free(*mem);
-    *mem = p;
-    *bufs = s;
-    *cap = N;
+    free(s->mem);
+    s->mem = p;
+    s->sb = b;
+    s->cap = N;
     return TC_OK;
 }
 
@@ -140,10 +274,12 @@ static inline int model_split_workers(int64_t B)
 }
 
 /* fn(ctx, w, b0, nb) for every worker w < W, rows [b0, b0 + nb) = [B w / W, B (w+1) / W),
- * on W threads with one thread for the kernels each calls; the first error, or TC_OK. */
+ * on W threads with one thread for the kernels each calls; the first error, or TC_OK.
+ * W == 1: fn(ctx, 0, 0, B) on this thread, the kernels parallel inside. */
 static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
                                   void *ctx)
 {
+    if (W == 1) return fn(ctx, 0, 0, B);
     int st[TC_MODEL_MAX_WORKERS];
 #pragma omp parallel num_threads(W)
     {
@@ -163,10 +299,24 @@ static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64
     return TC_OK;
 }
 
-/* A gradient buffer for a clone: num_params elements of elem bytes, 64-byte aligned. */
-static inline void *model_grads_alloc(int64_t num_params, int64_t elem)
+/* Make sure a model has W - 1 data-parallel clones: clones[0 .. *nclones) grow to W - 1 with
+ * clone(model, grads) (the model's config and parameters, its tables borrowed), each with
+ * its own gradient buffer of num_params elements of elem bytes (with_grads; else NULL). */
+static inline int model_clones_ready(void *model, void **clones, void **clone_grads, int *nclones,
+                                     int W, int64_t num_params, int64_t elem, int with_grads,
+                                     void *(*clone)(void *model, void *grads))
 {
-    return tc_alloc_big((size_t)num_params * (size_t)elem);
+    while (*nclones < W - 1) {
+        void *grads = with_grads ? tc_alloc_big((size_t)num_params * (size_t)elem) : NULL;
+        void *c = !with_grads || grads ? clone(model, grads) : NULL;
+        if (!c) {
+            free(grads);
+            return TC_ENOMEM;
+        }
+        clone_grads[*nclones] = grads;
+        clones[(*nclones)++] = c;
+    }
+    return TC_OK;
 }
 
 #endif /* TC_MODEL_COMMON_H */

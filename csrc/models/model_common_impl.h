@@ -1,41 +1,15 @@
-/* model_common_impl.h: helpers shared by the whole-model fast paths (model_impl.h for GPT,
- * model_encdec_impl.h for the encoder-decoder), written once for real_t and included by each
- * per dtype: the copy of q, k, v from token-major (B,T,3C) to head-major (B,NH,T,HS) (for
- * the encoder-decoder's KV-cache decode step only, which defines TC_MODEL_HEAD_COPIES; the
- * fast paths' attention reads the token-major buffers in place), residual additions,
- * position rows, the in-place cross-entropy gradient and the activations. */
+/* model_common_impl.h: helpers shared by the whole-model drivers (gpt_train_impl.h,
+ * encdec_train_impl.h, and through decode_common_impl.h the KV decoders), written once for
+ * real_t and included by each per dtype: residual additions, position rows, dropout of a
+ * call's rows, the attention glue (the fast paths' attention reads and writes the
+ * token-major buffers in place at their strides), the data-parallel loss and gradient sum,
+ * the in-place cross-entropy gradient and the MLP (activations through the activation table
+ * of activation.c). */
 
 #ifndef TC_MODEL_COPY_MIN_WORK
 /* memory-bound copies and additions: below ~1 MB a second thread costs more to wake (a
  * futex round trip with the passive wait policy) than it saves */
 #define TC_MODEL_COPY_MIN_WORK (8 * TC_PARALLEL_MIN_WORK)
-#endif
-
-/* d (n,) <- s (n,): head rows are short (HS values); an inline loop beats a memcpy call */
-static inline void FN(gpt_copy)(real_t *restrict d, const real_t *restrict s, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) d[i] = s[i];
-}
-
-#ifdef TC_MODEL_HEAD_COPIES /* the includers that copy q, k, v to heads */
-// qh, kh, vh (B,NH,T,HS) <- the three C-wide slices of qkv (B,T,3C)
-static void FN(gpt_split_heads)(real_t *qh, real_t *kh, real_t *vh, const real_t *qkv, int64_t B, int64_t L,
-                                int64_t NH, int64_t HS)
-{
-    const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t h = 0; h < NH; h++) {
-            const int64_t o = (b * NH + h) * L * HS;
-            for (int64_t t = 0; t < L; t++) {
-                const real_t *src = qkv + (b * L + t) * 3 * C + h * HS;
-                FN(gpt_copy)(qh + o + t * HS, src, HS);
-                FN(gpt_copy)(kh + o + t * HS, src + C, HS);
-                FN(gpt_copy)(vh + o + t * HS, src + 2 * C, HS);
-            }
-        }
-    }
-}
 #endif
 
 // out (N,C) = a (N,C) + b (N,C); out may be a
@@ -54,6 +28,104 @@ static void FN(gpt_add_rows)(real_t *x, const real_t *table, const int64_t *pos,
         real_t *o = x + n * C;
         for (int64_t c = 0; c < C; c++) o[c] = o[c] + row[c];
     }
+}
+
+/* x (n,) <- drop(x) at dropout site `site` (seed + (site + 1) * golden), when dropping */
+static int FN(model_dropout)(real_t *x, int64_t n, const model_drop *d, int64_t site)
+{
+    if (!d->on) return TC_OK;
+    return FN(tc_dropout_forward_at)(x, x, n, d->p, gpt_site_seed(d->seed, site),
+                                     model_drop_first(d, n));
+}
+
+/* The gradient through a dropout site: *out = g itself when not dropping, else
+ * scratch (n,) = g * mask. */
+static int FN(model_dropout_back)(const real_t **out, const real_t *g, real_t *scratch, int64_t n,
+                                  const model_drop *d, int64_t site)
+{
+    *out = g;
+    if (!d->on) return TC_OK;
+    *out = scratch;
+    return FN(tc_dropout_backward_at)(scratch, g, n, d->p, gpt_site_seed(d->seed, site),
+                                      model_drop_first(d, n), 0);
+}
+
+/* Attention of B sequences of L queries against S keys (NH heads of HS values, scale
+ * 1/sqrt(HS)), every operand at the strides of lay (token-major buffers read and written in
+ * place), the key-padding mask (B,S) or NULL, causal mode `causal` (TC_CAUSAL_*), dropout on
+ * the probabilities at site `site`. */
+static int FN(model_attention_forward)(real_t *out, real_t *lse, const real_t *q, const real_t *k,
+                                       const real_t *v, const tc_attention_layout *lay,
+                                       const uint8_t *mask, int64_t B, int64_t NH, int64_t L,
+                                       int64_t S, int64_t HS, int causal, const model_drop *d,
+                                       int64_t site)
+{
+    tc_attention_masks mk;
+    memset(&mk, 0, sizeof mk);
+    mk.key_padding = mask;
+    mk.dropout_first = model_drop_first(d, B * NH * L * S);
+    return FN(tc_attention_forward_strided)(out, lse, q, k, v, &mk, lay, B, NH, L, S, HS, HS,
+                                            (real_t)(1.0 / sqrt((double)HS)), causal,
+                                            d->on ? d->p : 0.0, gpt_site_seed(d->seed, site));
+}
+
+/* Its backward: dq, dk, dv WRITTEN (no zeroing needed) at the strides of lay. */
+static int FN(model_attention_backward)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
+                                        const real_t *q, const real_t *k, const real_t *v,
+                                        const real_t *out, const real_t *lse,
+                                        const tc_attention_layout *lay, const uint8_t *mask,
+                                        int64_t B, int64_t NH, int64_t L, int64_t S, int64_t HS,
+                                        int causal, const model_drop *d, int64_t site)
+{
+    tc_attention_masks mk;
+    memset(&mk, 0, sizeof mk);
+    mk.key_padding = mask;
+    mk.dropout_first = model_drop_first(d, B * NH * L * S);
+    return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, k, v, out, lse, &mk, lay, B,
+                                             NH, L, S, HS, HS, (real_t)(1.0 / sqrt((double)HS)),
+                                             causal, d->on ? d->p : 0.0,
+                                             gpt_site_seed(d->seed, site), 0);
+}
+
+/* g (P,) += the W - 1 buffers in others, in order (data-parallel gradients: a fixed order
+ * for a fixed worker count), chunks spread over W threads */
+static void FN(model_sum_grads)(real_t *g, real_t *const *others, int W, int64_t P)
+{
+    const int64_t chunk = 4096;
+#pragma omp parallel for schedule(static) num_threads(W)
+    for (int64_t i0 = 0; i0 < P; i0 += chunk) {
+        const int64_t i1 = P - i0 < chunk ? P : i0 + chunk;
+        for (int w = 0; w < W - 1; w++) {
+            const real_t *o = others[w];
+#pragma omp simd
+            for (int64_t i = i0; i < i1; i++) g[i] += o[i];
+        }
+    }
+}
+
+/* What one call's job over a batch shares (the drivers' job structs begin with it): the
+ * forward's logits (NULL: the loss and gradients instead), ignore_index, 1 / the counted
+ * targets of the whole batch (0: none), the dropout seed and switch, and each worker's
+ * summed loss. */
+typedef struct {
+    real_t *logits;
+    int64_t ignore_index;
+    double inv_count;
+    uint64_t seed;
+    int drop;
+    double part[TC_MODEL_MAX_WORKERS];
+} FN(model_job);
+
+/* *loss = the mean of the W workers' summed losses part (W,) over count targets (NaN when
+ * none), and the clones' gradient buffers others (W - 1 of P elements) summed into g in
+ * worker order. */
+static void FN(model_loss_finish)(double *loss, const double *part, int W, int64_t count,
+                                  real_t *g, void *const *others, int64_t P)
+{
+    double total = 0;
+    for (int w = 0; w < W; w++) total += part[w];
+    if (W > 1 && count) FN(model_sum_grads)(g, (real_t *const *)others, W, P);
+    *loss = count ? total / (double)count : NAN;
 }
 
 /* logits (N,V) <- dlogits in place: row n (target t != ignore_index) becomes
@@ -76,38 +148,29 @@ static void FN(gpt_ce_backward_inplace)(real_t *logits, const real_t *lse, const
     }
 }
 
-/* out (n,) = act(inp (n,)); out may be inp */
-static inline int FN(gpt_act_forward)(real_t *out, const real_t *inp, int64_t n, int act)
-{
-    if (act == TC_ACT_RELU) return FN(tc_relu_forward)(out, inp, n);
-    return FN(tc_gelu_forward)(out, inp, n, act == TC_ACT_GELU_TANH);
-}
-
 /* h (N,H) = act(pre), pre = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL), and the cache the
- * backward needs: for the GELUs gelu'(pre) (one fused product: bias, activation and its
- * derivative in the GEMM's epilogue, while each block is in cache; the backward evaluates
- * no GELU; without grads, no backward follows: nothing cached), for ReLU pre itself (product,
- * then activation). */
+ * backward needs, through the activation table: an activation with a fused pair (the GELUs)
+ * caches act'(pre) (one fused product: bias, activation and its derivative in the GEMM's
+ * epilogue, while each block is in cache; the backward evaluates no activation; without
+ * grads, no backward follows: nothing cached); one without (ReLU) caches pre itself
+ * (product, then activation). */
 static int FN(gpt_fc_forward)(real_t *h, real_t *pre, const real_t *x, const real_t *w, const real_t *b, int64_t N,
                               int64_t C, int64_t H, int act, int grads)
 {
-    if (act == TC_ACT_RELU) {
-        const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
-        return st != TC_OK ? st : FN(tc_relu_forward)(h, pre, N * H);
-    }
-    if (!grads)
-        return FN(tc_linear_gelu_forward)(h, NULL, x, w, b, N, C, H, act == TC_ACT_GELU_TANH);
-    return FN(tc_linear_gelu_forward_dact)(h, pre, x, w, b, N, C, H,
-                                           act == TC_ACT_GELU_TANH);
+    const int fused = tc_linear_activation_fused(act);
+    if (fused < 0) return fused;
+    if (fused) return FN(tc_linear_activation_forward)(act, h, grads ? pre : NULL, x, w, b, N, C, H);
+    const int st = FN(tc_linear_forward)(pre, x, w, b, N, C, H);
+    return st != TC_OK ? st : FN(tc_activation_forward)(act, h, pre, N * H);
 }
 
 /* The MLP's backward, from dout (N,C) (the gradient at c_proj's output) to dx (N,C) (added
  * to: +=, or written with set_dx: the same bits as adding to zeros) and the gradients of both
  * linears (+=, or written with set_w): dh (N,H) = dout @ projw is written, not
- * accumulated (nothing to zero first); for the GELUs dh * gelu'(pre) and c_fc's backward
- * run fused (vectorised, the bias gradient in the same pass); ReLU goes through dh2 (N,H).
- * pre (N,H) (gelu'(pre) for the GELUs: gpt_fc_forward's cache), h = act(pre) (N,H) and
- * x (N,C) come from the forward; fcw (H,C), projw (C,H). */
+ * accumulated (nothing to zero first); with a fused pair dh * act'(pre) and c_fc's backward
+ * run fused (vectorised, the bias gradient in the same pass); otherwise through dh2 (N,H).
+ * pre (N,H) (gpt_fc_forward's cache), h = act(pre) (N,H) and x (N,C) come from the forward;
+ * fcw (H,C), projw (C,H). */
 static int FN(gpt_mlp_backward)(real_t *dx, real_t *dh, real_t *dh2, real_t *gfcw, real_t *gfcb, real_t *gprojw, real_t *gprojb,
                                 const real_t *dout, const real_t *x, const real_t *pre, const real_t *h,
                                 const real_t *fcw, const real_t *projw, int64_t N, int64_t C, int64_t H,
@@ -115,29 +178,16 @@ static int FN(gpt_mlp_backward)(real_t *dx, real_t *dh, real_t *dh2, real_t *gfc
 {
     const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
     const int xset = (set_dx ? TC_LINEAR_SET_DINP : 0) | wset;
+    const int fused = tc_linear_activation_fused(act);
+    if (fused < 0) return fused;
     int st = FN(tc_gemm)(dh, dout, projw, N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0);
     if (st == TC_OK)
         st = FN(tc_linear_backward_set)(NULL, gprojw, gprojb, dout, h, projw, N, H, C, wset);
     if (st != TC_OK) return st;
-    if (act != TC_ACT_RELU)
-        return FN(tc_linear_gelu_backward_dact)(dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H, xset);
-    st = FN(tc_relu_backward)(dh2, dh, pre, N * H, 0);
+    if (fused)
+        return FN(tc_linear_activation_backward)(act, dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H, xset);
+    st = FN(tc_activation_backward)(act, dh2, dh, pre, N * H, 0);
     return st != TC_OK ? st
                        : FN(tc_linear_backward_set)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H, xset);
 }
 
-/* g (P,) += the W - 1 buffers in others, in order (data-parallel gradients: a fixed order
- * for a fixed worker count), chunks spread over W threads */
-static void FN(model_sum_grads)(real_t *g, real_t *const *others, int W, int64_t P)
-{
-    const int64_t chunk = 4096;
-#pragma omp parallel for schedule(static) num_threads(W)
-    for (int64_t i0 = 0; i0 < P; i0 += chunk) {
-        const int64_t i1 = P - i0 < chunk ? P : i0 + chunk;
-        for (int w = 0; w < W - 1; w++) {
-            const real_t *o = others[w];
-#pragma omp simd
-            for (int64_t i = i0; i < i1; i++) g[i] += o[i];
-        }
-    }
-}

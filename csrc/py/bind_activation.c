@@ -140,17 +140,70 @@ static PyObject *py_gelu_backward(PyObject *self, PyObject *args)
     return unary_backward(dy, x, flag, gelu_bwd_f32, gelu_bwd_f64, "gelu_backward");
 }
 
-/* activation_forward_ref(x (any shape), act) -> y and activation_backward_ref(grad_output,
- * x, act) -> dx: test hooks (positional), the plain references of activation_ref.h; act is
- * a tc_activation index (ValueError outside the table) */
+/* The activation table (tc_activation_*): the act argument rides in the adapters' option
+ * slot; the table itself rejects an unknown act (TC_EINVAL), reported naming act. */
+static int table_fwd_f32(float *o, const float *x, int64_t n, int act)
+{
+    return tc_activation_forward_f32(act, o, x, n);
+}
+static int table_fwd_f64(double *o, const double *x, int64_t n, int act)
+{
+    return tc_activation_forward_f64(act, o, x, n);
+}
+static int table_bwd_f32(float *d, const float *g, const float *x, int64_t n, int act)
+{
+    return tc_activation_backward_f32(act, d, g, x, n, 0);
+}
+static int table_bwd_f64(double *d, const double *g, const double *x, int64_t n, int act)
+{
+    return tc_activation_backward_f64(act, d, g, x, n, 0);
+}
+
+/* the table call's result, or NULL with ValueError naming act when act is unknown */
+static PyObject *table_result(PyObject *r, int act)
+{
+    if (r || tc_option_name(TC_OPT_ACTIVATION, act)) return r;
+    PyErr_Clear();
+    PyErr_Format(PyExc_ValueError, "act must be an activation index in [0, %d), got %d",
+                 tc_option_count(TC_OPT_ACTIVATION), act);
+    return NULL;
+}
+
+/* activation_forward(act (TC_ACT_*), x (any shape)) -> y */
+static PyObject *py_activation_forward(PyObject *self, PyObject *args)
+{
+    PyObject *x;
+    int act;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iO", &act, &x)) return NULL;
+    return table_result(unary_forward(x, act, table_fwd_f32, table_fwd_f64,
+                                      "activation_forward"), act);
+}
+
+/* activation_backward(act (TC_ACT_*), grad_output, x) -> dx */
+static PyObject *py_activation_backward(PyObject *self, PyObject *args)
+{
+    PyObject *dy, *x;
+    int act;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOO", &act, &dy, &x)) return NULL;
+    return table_result(unary_backward(dy, x, act, table_bwd_f32, table_bwd_f64,
+                                       "activation_backward"), act);
+}
+
+/* activation_forward_ref(act, x (any shape)) -> y and activation_backward_ref(act,
+ * grad_output, x) -> dx: test hooks (positional), the plain references of
+ * activation_ref.h, with the table's argument order; act is a tc_activation index
+ * (ValueError outside the table) */
 static PyObject *py_activation_forward_ref(PyObject *self, PyObject *args)
 {
     PyObject *x;
     int act;
     (void)self;
-    if (!PyArg_ParseTuple(args, "Oi", &x, &act)) return NULL;
-    return unary_forward(x, act, tc_activation_forward_ref_f32, tc_activation_forward_ref_f64,
-                         "activation_forward_ref");
+    if (!PyArg_ParseTuple(args, "iO", &act, &x)) return NULL;
+    return table_result(unary_forward(x, act, tc_activation_forward_ref_f32,
+                                      tc_activation_forward_ref_f64, "activation_forward_ref"),
+                        act);
 }
 
 static PyObject *py_activation_backward_ref(PyObject *self, PyObject *args)
@@ -158,12 +211,18 @@ static PyObject *py_activation_backward_ref(PyObject *self, PyObject *args)
     PyObject *dy, *x;
     int act;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOi", &dy, &x, &act)) return NULL;
-    return unary_backward(dy, x, act, tc_activation_backward_ref_f32,
-                          tc_activation_backward_ref_f64, "activation_backward_ref");
+    if (!PyArg_ParseTuple(args, "iOO", &act, &dy, &x)) return NULL;
+    return table_result(unary_backward(dy, x, act, tc_activation_backward_ref_f32,
+                                       tc_activation_backward_ref_f64,
+                                       "activation_backward_ref"), act);
 }
 
 PyMethodDef tc_methods_activation[] = {
+    {"activation_forward", py_activation_forward, METH_VARARGS,
+     "activation_forward(act, x) -> y; act: a TC_ACT_* value (the index in "
+     "transformer_c.options.ACTIVATIONS)"},
+    {"activation_backward", py_activation_backward, METH_VARARGS,
+     "activation_backward(act, grad_output, x) -> dx"},
     {"relu_forward", py_relu_forward, METH_VARARGS, "relu_forward(x) -> y"},
     {"relu_backward", py_relu_backward, METH_VARARGS, "relu_backward(grad_output, x) -> dx"},
     {"gelu_forward", py_gelu_forward, METH_VARARGS,
@@ -171,8 +230,8 @@ PyMethodDef tc_methods_activation[] = {
     {"gelu_backward", py_gelu_backward, METH_VARARGS,
      "gelu_backward(grad_output, x, approximate_tanh) -> dx"},
     {"activation_forward_ref", py_activation_forward_ref, METH_VARARGS,
-     "activation_forward_ref(x, act) -> y: test hook, the plain reference"},
+     "activation_forward_ref(act, x) -> y: test hook, the plain reference"},
     {"activation_backward_ref", py_activation_backward_ref, METH_VARARGS,
-     "activation_backward_ref(grad_output, x, act) -> dx: test hook, the plain reference"},
+     "activation_backward_ref(act, grad_output, x) -> dx: test hook, the plain reference"},
     {NULL, NULL, 0, NULL},
 };

@@ -1,29 +1,48 @@
 /* bind_encdec_config.h: the encoder-decoder config as every encoder-decoder binding
- * (bind_model_encdec.c, bind_decode_encdec.c) takes it: 17 positional values in one order,
- * parsed with ED_CFG_FMT / ED_CFG_ARGS; and the source mask argument. */
+ * (bind_model_encdec.c, bind_decode_encdec.c) takes it: a dict of tc_encdec_config's fields
+ * by name (EncoderDecoderConfig.c_fields()), read with encdec_config (a PyArg "O&"
+ * converter); and the source mask argument. */
 #ifndef TC_BIND_ENCDEC_CONFIG_H
 #define TC_BIND_ENCDEC_CONFIG_H
 
-#include "bind.h"
+#include "bind_config.h"
 
-/* Config from the 17 values every binding passes in the same order. */
-#define ED_CFG_FMT "LLLLLLLLiiiiiiddd"
-#define ED_CFG_ARGS(c)                                                                     \
-    (long long *)&(c).Vs, (long long *)&(c).Vt, (long long *)&(c).maxT,                    \
-        (long long *)&(c).C, (long long *)&(c).Le, (long long *)&(c).Ld,                   \
-        (long long *)&(c).NH, (long long *)&(c).H, &(c).bias, &(c).position,               \
-        &(c).post_norm, &(c).activation, &(c).share, &(c).tie, &(c).eps, &(c).pos_base,     \
-        &(c).dropout
+#define ED_FIELD(name, kind, opt) {#name, kind, offsetof(tc_encdec_config, name), opt}
+static const tc_py_field encdec_config_fields[] = {
+    ED_FIELD(Vs, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(Vt, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(maxT, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(C, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(Le, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(Ld, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(NH, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(H, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(bias, TC_PY_FIELD_FLAG, 0),
+    ED_FIELD(position, TC_PY_FIELD_OPTION, TC_OPT_POSITION),
+    ED_FIELD(norm, TC_PY_FIELD_OPTION, TC_OPT_NORM),
+    ED_FIELD(activation, TC_PY_FIELD_OPTION, TC_OPT_ACTIVATION),
+    ED_FIELD(share, TC_PY_FIELD_FLAG, 0),
+    ED_FIELD(tie, TC_PY_FIELD_FLAG, 0),
+    ED_FIELD(eps, TC_PY_FIELD_DOUBLE, 0),
+    ED_FIELD(pos_base, TC_PY_FIELD_DOUBLE, 0),
+    ED_FIELD(dropout, TC_PY_FIELD_DOUBLE, 0),
+    {NULL, 0, 0, 0},
+};
+#undef ED_FIELD
 
-static inline int encdec_check_config(const tc_encdec_config *c)
+/* PyArg "O&" converter: *(tc_encdec_config *)out from the dict obj; 1, or 0 with TypeError /
+ * ValueError naming the field, or ValueError for a config the C library rejects. */
+static inline int encdec_config(PyObject *obj, void *out)
 {
-    if (tc_encdec_num_params(c) >= 0) return 0;
+    tc_encdec_config *c = out;
+    memset(c, 0, sizeof *c);
+    if (tc_py_config_fill(obj, "encoder-decoder config", encdec_config_fields, c)) return 0;
+    if (tc_encdec_num_params(c) >= 0) return 1;
     PyErr_SetString(PyExc_ValueError,
                     "invalid encoder-decoder config: sizes must be >= 1 (and not absurdly "
-                    "large), C divisible by NH, position learned (0) or sinusoidal (1), options "
-                    "in range, Vs == Vt with shared embeddings, eps >= 0, base > 0, dropout in "
-                    "[0, 1)");
-    return -1;
+                    "large), C divisible by NH, position learned (0) or sinusoidal (1), "
+                    "Vs == Vt with shared embeddings, eps >= 0, base > 0, dropout in [0, 1)");
+    return 0;
 }
 
 /* The source mask: None (NULL, *out stays NULL) or a bool (B,S) array; -1 on error. */

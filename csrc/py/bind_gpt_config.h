@@ -1,26 +1,45 @@
 /* bind_gpt_config.h: the GPT config as every GPT binding (bind_model.c, bind_decode.c) takes
- * it: 15 positional values in one order, parsed with GPT_CFG_FMT / GPT_CFG_ARGS. */
+ * it: a dict of tc_gpt_config's fields by name (GPTConfig.c_fields()), read with
+ * gpt_config (a PyArg "O&" converter). */
 #ifndef TC_BIND_GPT_CONFIG_H
 #define TC_BIND_GPT_CONFIG_H
 
-#include "bind.h"
+#include "bind_config.h"
 
-#define GPT_CFG_FMT "LLLLLLiiiiiddid"
-#define GPT_CFG_ARGS(c)                                                                  \
-    (long long *)&(c).V, (long long *)&(c).maxT, (long long *)&(c).C, (long long *)&(c).L, \
-        (long long *)&(c).NH, (long long *)&(c).H, &(c).bias, &(c).position,              \
-        &(c).post_norm, &(c).activation, &(c).tie, &(c).eps, &(c).pos_base,               \
-        &(c).rope_interleaved, &(c).dropout
+#define GPT_FIELD(name, kind, opt) {#name, kind, offsetof(tc_gpt_config, name), opt}
+static const tc_py_field gpt_config_fields[] = {
+    GPT_FIELD(V, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(maxT, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(C, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(L, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(NH, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(H, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(bias, TC_PY_FIELD_FLAG, 0),
+    GPT_FIELD(position, TC_PY_FIELD_OPTION, TC_OPT_POSITION),
+    GPT_FIELD(norm, TC_PY_FIELD_OPTION, TC_OPT_NORM),
+    GPT_FIELD(activation, TC_PY_FIELD_OPTION, TC_OPT_ACTIVATION),
+    GPT_FIELD(tie, TC_PY_FIELD_FLAG, 0),
+    GPT_FIELD(eps, TC_PY_FIELD_DOUBLE, 0),
+    GPT_FIELD(pos_base, TC_PY_FIELD_DOUBLE, 0),
+    GPT_FIELD(rope_interleaved, TC_PY_FIELD_FLAG, 0),
+    GPT_FIELD(dropout, TC_PY_FIELD_DOUBLE, 0),
+    {NULL, 0, 0, 0},
+};
+#undef GPT_FIELD
 
-/* 0 for a valid config, else -1 with ValueError. */
-static inline int gpt_check_config(const tc_gpt_config *c)
+/* PyArg "O&" converter: *(tc_gpt_config *)out from the dict obj; 1, or 0 with TypeError /
+ * ValueError naming the field, or ValueError for a config the C library rejects. */
+static inline int gpt_config(PyObject *obj, void *out)
 {
-    if (tc_gpt_num_params(c) >= 0) return 0;
+    tc_gpt_config *c = out;
+    memset(c, 0, sizeof *c);
+    if (tc_py_config_fill(obj, "GPT config", gpt_config_fields, c)) return 0;
+    if (tc_gpt_num_params(c) >= 0) return 1;
     PyErr_SetString(PyExc_ValueError,
                     "invalid GPT config: sizes must be >= 1 (and not absurdly large), C "
-                    "divisible by NH, an even head size with RoPE, options in range, eps >= 0, "
-                    "base > 0, dropout in [0, 1)");
-    return -1;
+                    "divisible by NH, an even head size with RoPE, eps >= 0, base > 0, "
+                    "dropout in [0, 1)");
+    return 0;
 }
 
 #endif /* TC_BIND_GPT_CONFIG_H */

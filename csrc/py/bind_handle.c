@@ -4,7 +4,9 @@
  * object and the NumPy arrays the object borrows. While a call runs without the GIL the
  * handle is marked busy, so a second thread using the same object gets RuntimeError
  * instead of sharing its arena. */
-#include "bind.h"
+#include "bind_decoder.h"
+
+#include <stdio.h>
 
 void tc_py_handle_discard(tc_py_handle *h)
 {
@@ -119,4 +121,120 @@ PyArrayObject *tc_py_select_rows(PyObject *obj, int64_t rows_now, int64_t max_ro
         return NULL;
     }
     return rows;
+}
+
+/* ------------------------------------------------------------------ KV-cache decoders */
+
+int tc_py_decoder_sizes(long long Bmax, long long Tmax, int64_t maxT)
+{
+    if (Bmax < 1) {
+        PyErr_Format(PyExc_ValueError, "max_batch must be >= 1, got %lld", Bmax);
+        return -1;
+    }
+    if (Tmax < 1 || Tmax > maxT) {
+        PyErr_Format(PyExc_ValueError, "max_len must be in [1, block_size = %lld], got %lld",
+                     (long long)maxT, Tmax);
+        return -1;
+    }
+    return 0;
+}
+
+tc_py_decoder *tc_py_decoder_new(const tc_py_decoder_kind *kind, PyObject *p_obj, int64_t P)
+{
+    PyArrayObject *p = NULL, *unused = NULL;
+    int ty;
+    if (tc_py_flat_buffers(p_obj, NULL, P, &ty, &p, &unused)) return NULL;
+    tc_py_decoder *h = PyMem_Calloc(1, sizeof *h);
+    if (!h) {
+        Py_DECREF(p);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    h->base = (tc_py_handle){.free_obj = kind->free_obj, .params = (PyObject *)p, .typenum = ty};
+    h->kind = kind;
+    return h;
+}
+
+PyObject *tc_py_decoder_wrap(tc_py_decoder *h, int st)
+{
+    h->base.obj = h->kv;
+    if (tc_py_status(st, h->kind->create)) {
+        tc_py_handle_discard(&h->base);
+        return NULL;
+    }
+    return tc_py_handle_wrap(&h->base, h->kind->capsule);
+}
+
+tc_py_decoder *tc_py_decoder_acquire(PyObject *obj, const tc_py_decoder_kind *kind)
+{
+    char what[96];
+    snprintf(what, sizeof what, "a KV-cache decoder made by %s", kind->create);
+    return tc_py_handle_acquire(obj, kind->capsule, what, "decoder");
+}
+
+PyObject *tc_py_decoder_step(PyObject *args, const tc_py_decoder_kind *kind)
+{
+    PyObject *k_obj, *t_obj, *result = NULL;
+    PyArrayObject *tok = NULL, *out = NULL;
+    tc_py_decoder *h;
+    int64_t rows = 0, pos = 0;
+    char name[64];
+    snprintf(name, sizeof name, "%s_step", kind->prefix);
+    if (!PyArg_ParseTuple(args, "OO", &k_obj, &t_obj)) return NULL;
+    if (!(h = tc_py_decoder_acquire(k_obj, kind))) return NULL;
+    kind->state(h->kv, &rows, &pos);
+    if (pos < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: nothing is cached (call %s_prefill first; a failed "
+                     "call empties the cache)", name, kind->prefix);
+        goto done;
+    }
+    if (pos >= h->Tmax) {
+        PyErr_Format(PyExc_ValueError, "the KV cache is full: all max_len = %lld %s are used "
+                     "(%s plus the new tokens exceed the length the decoder was created for)",
+                     (long long)h->Tmax, kind->positions, kind->cached);
+        goto done;
+    }
+    if (!(tok = tc_py_index_array(t_obj, "tokens", 1))) goto done;
+    if (tc_py_check_dim(tok, "tokens", 0, (npy_intp)rows, "one token per cached row")) goto done;
+    if (tc_py_check_index_range(tok, "tokens", h->V)) goto done;
+    npy_intp dims[2] = {(npy_intp)rows, (npy_intp)h->V};
+    if (!(out = tc_py_new(2, dims, h->base.typenum, 0))) goto done;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = kind->step(h->base.typenum, h->kv, PyArray_DATA(out), PyArray_DATA(tok), rows);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, name)) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    h->base.busy = 0;
+    Py_XDECREF(tok);
+    Py_XDECREF(out);
+    return result;
+}
+
+PyObject *tc_py_decoder_select(PyObject *args, const tc_py_decoder_kind *kind)
+{
+    PyObject *k_obj, *r_obj, *result = NULL;
+    PyArrayObject *rows = NULL;
+    tc_py_decoder *h;
+    int64_t B = 0, pos = 0;
+    char name[64];
+    snprintf(name, sizeof name, "%s_select", kind->prefix);
+    if (!PyArg_ParseTuple(args, "OO", &k_obj, &r_obj)) return NULL;
+    if (!(h = tc_py_decoder_acquire(k_obj, kind))) return NULL;
+    kind->state(h->kv, &B, &pos);
+    if (!(rows = tc_py_select_rows(r_obj, B, h->Bmax))) goto done;
+    const int64_t B2 = PyArray_DIM(rows, 0);
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = kind->select(h->kv, PyArray_DATA(rows), B2);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, name)) goto done;
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    h->base.busy = 0;
+    Py_XDECREF(rows);
+    return result;
 }

@@ -1,4 +1,4 @@
-/* bind_model.c: bindings of model.c (the GPT fast path). A model is a capsule that owns a
+/* bind_model.c: bindings of gpt_train.c (the GPT fast path). A model is a capsule that owns a
  * tc_gpt and keeps its parameter and gradient arrays alive. */
 #include "bind_gpt_config.h"
 
@@ -17,7 +17,7 @@ static gpt_handle *gpt_acquire(PyObject *obj)
     return tc_py_handle_acquire(obj, GPT_CAPSULE, "a GPT context made by gpt_create", "model");
 }
 
-/* gpt_create(params (P,), grads (P,), <config>) -> model capsule */
+/* gpt_create(params (P,), grads (P,), config) -> model capsule */
 static PyObject *py_gpt_create(PyObject *self, PyObject *args)
 {
     PyObject *p_obj, *g_obj;
@@ -26,9 +26,8 @@ static PyObject *py_gpt_create(PyObject *self, PyObject *args)
     tc_gpt_config cfg;
     int ty;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OO" GPT_CFG_FMT, &p_obj, &g_obj, GPT_CFG_ARGS(cfg)))
+    if (!PyArg_ParseTuple(args, "OOO&", &p_obj, &g_obj, gpt_config, &cfg))
         return NULL;
-    if (gpt_check_config(&cfg)) return NULL;
     if (tc_py_flat_buffers(p_obj, g_obj, tc_gpt_num_params(&cfg), &ty, &p, &g)) return NULL;
     if (!(h = PyMem_Calloc(1, sizeof *h))) {
         Py_DECREF(p);
@@ -140,7 +139,7 @@ done:
     return result;
 }
 
-/* gpt_arena_bytes(is_float64, <config>, B, T) -> bytes of the arena for B*T tokens */
+/* gpt_arena_bytes(is_float64, config, B, T) -> bytes of the arena for B*T tokens */
 static PyObject *py_gpt_arena_bytes(PyObject *self, PyObject *args)
 {
     tc_gpt_config cfg;
@@ -148,9 +147,8 @@ static PyObject *py_gpt_arena_bytes(PyObject *self, PyObject *args)
     long long B, T;
     int64_t bytes = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "p" GPT_CFG_FMT "LL", &is_f64, GPT_CFG_ARGS(cfg), &B, &T))
+    if (!PyArg_ParseTuple(args, "pO&LL", &is_f64, gpt_config, &cfg, &B, &T))
         return NULL;
-    if (gpt_check_config(&cfg)) return NULL;
     if (B < 0 || T < 0 || T > cfg.maxT) {
         PyErr_Format(PyExc_ValueError, "batch_size must be >= 0 and 0 <= seq_len <= "
                      "block_size = %lld, got (%lld, %lld)", (long long)cfg.maxT, B, T);
@@ -176,14 +174,15 @@ static PyObject *py_gpt_arena_size(PyObject *self, PyObject *args)
 
 PyMethodDef tc_methods_model[] = {
     {"gpt_create", py_gpt_create, METH_VARARGS,
-     "gpt_create(params, grads, V, maxT, C, L, NH, H, bias, position, post_norm, activation, "
-     "tie, eps, pos_base, rope_interleaved, dropout) -> model"},
+     "gpt_create(params, grads, config) -> model; config: a dict of tc_gpt_config's fields "
+     "(V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base, "
+     "rope_interleaved, dropout), as GPTConfig.c_fields() gives"},
     {"gpt_loss_and_grads", py_gpt_loss_and_grads, METH_VARARGS,
      "gpt_loss_and_grads(model, idx (B,T), targets (B,T), ignore_index, seed, training) -> loss"},
     {"gpt_forward", py_gpt_forward, METH_VARARGS,
      "gpt_forward(model, idx (B,T), seed, training) -> logits (B,T,V)"},
     {"gpt_arena_bytes", py_gpt_arena_bytes, METH_VARARGS,
-     "gpt_arena_bytes(is_float64, <config as gpt_create>, B, T) -> bytes"},
+     "gpt_arena_bytes(is_float64, config, B, T) -> bytes"},
     {"gpt_arena_size", py_gpt_arena_size, METH_VARARGS, "gpt_arena_size(model) -> bytes"},
     {NULL, NULL, 0, NULL},
 };

@@ -1,4 +1,4 @@
-/* bind_model_encdec.c: bindings of model_encdec.c (the encoder-decoder fast path). A model is
+/* bind_model_encdec.c: bindings of encdec_train.c (the encoder-decoder fast path). A model is
  * a capsule that owns a tc_encdec and keeps its parameter and gradient arrays alive. */
 #include "bind_encdec_config.h"
 
@@ -18,7 +18,7 @@ static encdec_handle *encdec_acquire(PyObject *obj)
                                 "an encoder-decoder context made by encdec_create", "model");
 }
 
-/* encdec_create(params (P,), grads (P,), <config>) -> model capsule */
+/* encdec_create(params (P,), grads (P,), config) -> model capsule */
 static PyObject *py_encdec_create(PyObject *self, PyObject *args)
 {
     PyObject *p_obj, *g_obj;
@@ -27,8 +27,7 @@ static PyObject *py_encdec_create(PyObject *self, PyObject *args)
     tc_encdec_config cfg;
     int ty;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OO" ED_CFG_FMT, &p_obj, &g_obj, ED_CFG_ARGS(cfg))) return NULL;
-    if (encdec_check_config(&cfg)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOO&", &p_obj, &g_obj, encdec_config, &cfg)) return NULL;
     if (tc_py_flat_buffers(p_obj, g_obj, tc_encdec_num_params(&cfg), &ty, &p, &g)) return NULL;
     if (!(h = PyMem_Calloc(1, sizeof *h))) {
         Py_DECREF(p);
@@ -163,7 +162,7 @@ done:
     return result;
 }
 
-/* encdec_arena_bytes(is_float64, <config>, B, S, T) -> bytes of the arena */
+/* encdec_arena_bytes(is_float64, config, B, S, T) -> bytes of the arena */
 static PyObject *py_encdec_arena_bytes(PyObject *self, PyObject *args)
 {
     tc_encdec_config cfg;
@@ -171,9 +170,8 @@ static PyObject *py_encdec_arena_bytes(PyObject *self, PyObject *args)
     long long B, S, T;
     int64_t bytes = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "p" ED_CFG_FMT "LLL", &is_f64, ED_CFG_ARGS(cfg), &B, &S, &T))
+    if (!PyArg_ParseTuple(args, "pO&LLL", &is_f64, encdec_config, &cfg, &B, &S, &T))
         return NULL;
-    if (encdec_check_config(&cfg)) return NULL;
     if (B < 0 || S < 0 || T < 0 || S > cfg.maxT || T > cfg.maxT) {
         PyErr_Format(PyExc_ValueError, "batch_size must be >= 0 and 0 <= src_len, tgt_len <= "
                      "block_size = %lld, got (%lld, %lld, %lld)", (long long)cfg.maxT, B, S, T);
@@ -200,8 +198,9 @@ static PyObject *py_encdec_arena_size(PyObject *self, PyObject *args)
 
 PyMethodDef tc_methods_model_encdec[] = {
     {"encdec_create", py_encdec_create, METH_VARARGS,
-     "encdec_create(params, grads, Vs, Vt, maxT, C, Le, Ld, NH, H, bias, position, post_norm, "
-     "activation, share, tie, eps, pos_base, dropout) -> model"},
+     "encdec_create(params, grads, config) -> model; config: a dict of tc_encdec_config's "
+     "fields (Vs, Vt, maxT, C, Le, Ld, NH, H, bias, position, norm, activation, share, tie, "
+     "eps, pos_base, dropout), as EncoderDecoderConfig.c_fields() gives"},
     {"encdec_loss_and_grads", py_encdec_loss_and_grads, METH_VARARGS,
      "encdec_loss_and_grads(model, src (B,S), src_mask (B,S) bool or None, tgt_in (B,T), "
      "tgt_out (B,T), ignore_index, seed, training) -> loss"},
@@ -209,7 +208,7 @@ PyMethodDef tc_methods_model_encdec[] = {
      "encdec_forward(model, src (B,S), src_mask or None, tgt_in (B,T), seed, training) -> "
      "logits (B,T,Vt)"},
     {"encdec_arena_bytes", py_encdec_arena_bytes, METH_VARARGS,
-     "encdec_arena_bytes(is_float64, <config as encdec_create>, B, S, T) -> bytes"},
+     "encdec_arena_bytes(is_float64, config, B, S, T) -> bytes"},
     {"encdec_arena_size", py_encdec_arena_size, METH_VARARGS,
      "encdec_arena_size(model) -> bytes"},
     {NULL, NULL, 0, NULL},

@@ -1,4 +1,4 @@
-"""Bookkeeping shared by the decoders (glue only)."""
+"""Bookkeeping shared by the decoders and by the DecodeModels over C decoders (glue only)."""
 import numpy as np
 
 from . import _args
@@ -79,3 +79,62 @@ class CDecoderState:
     def __repr__(self):
         values = type(self)._STATE(self.decoder)
         return f"{self._NAME}(" + ", ".join(f"{k}={v}" for k, v in zip(self._FIELDS, values)) + ")"
+
+
+def prompt_lengths(prompts, block_size, *, model, empty, crop):
+    """(prompts as a list of 1-D int64 id arrays, lengths (B,) int64) for a DecodeModel's
+    start: at least one prompt, none empty (``empty`` says why in the ValueError), none
+    longer than block_size (``model``'s, e.g. "the GPT's"; ``crop`` names what to crop)."""
+    prompts = _args.prompts(prompts)
+    if not prompts:
+        raise ValueError(f"prompts is empty: give at least one {crop}")
+    lengths = np.array([p.size for p in prompts], dtype=np.int64)
+    for i, n in enumerate(lengths.tolist()):
+        if n == 0:
+            raise ValueError(f"prompts[{i}] {empty}")
+        if n > block_size:
+            raise ValueError(f"prompts[{i}] has {n} tokens but {model} block_size is "
+                             f"{block_size}: crop the {crop}")
+    return prompts, lengths
+
+
+def cache_length(T0, max_new_tokens, block_size, *, model, start, positions="positions",
+                 hint=""):
+    """The positions a C decoder's cache must hold when it starts from T0 positions
+    (``start`` names them, e.g. "the longest prompt") and feeds max_new_tokens - 1 more
+    (the last token is never fed back); max_new_tokens None: block_size. ValueError naming
+    max_new_tokens beyond block_size (``model``'s; ``hint`` ends the message)."""
+    if max_new_tokens is None:
+        return block_size
+    max_new_tokens = _args.integer(max_new_tokens, "max_new_tokens", minimum=0)
+    max_len = max(T0, T0 + max_new_tokens - 1)
+    if max_len > block_size:
+        raise ValueError(
+            f"max length exceeded: {start} ({T0} tokens) + max_new_tokens "
+            f"({max_new_tokens}) - 1 = {max_len} {positions}, but {model} block_size is "
+            f"{block_size}: lower max_new_tokens to at most {block_size - T0 + 1}{hint}")
+    return max_len
+
+
+def batch_bound(B, max_batch):
+    """The rows a decoder is created for: B, or max_batch (an int >= 1) when larger."""
+    return B if max_batch is None else max(B, _args.integer(max_batch, "max_batch", minimum=1))
+
+
+class CDecodeModel:
+    """step and select of a DecodeModel whose state is a :class:`CDecoderState` over a C
+    decoder: subclasses name the decoder's _C step (``_STEP``) and select (``_SELECT``)."""
+
+    _STEP = None
+    _SELECT = None
+
+    def step(self, state, new_tokens):
+        """(state, logits (B', V)) after feeding new_tokens (B',), one per row."""
+        new_tokens = np.asarray(new_tokens)
+        return state, type(self)._STEP(state.decoder, new_tokens.reshape(-1)
+                                       if new_tokens.ndim == 0 else new_tokens)
+
+    def select(self, state, rows):
+        """The state with row j = old row rows[j] (rows (B2,))."""
+        type(self)._SELECT(state.decoder, np.asarray(rows))
+        return state

@@ -39,7 +39,7 @@ class _EncDecState(_common.CDecoderState):
         return self._field("source_length")
 
 
-class EncoderDecoderModel:
+class EncoderDecoderModel(_common.CDecodeModel):
     """A :class:`transformer_c.generate.DecodeModel` over a
     :class:`transformer_c.nn.EncoderDecoder` with its caches in C (see the module doc).
     ``generate(model, sources, ...)`` uses it by default (with ``bos_id=1``).
@@ -60,6 +60,8 @@ class EncoderDecoderModel:
     """
 
     prompt_in_output = False
+    _STEP = staticmethod(_C.encdec_kv_step)
+    _SELECT = staticmethod(_C.encdec_kv_select)
 
     def __init__(self, model, *, bos_id=1, prefix=None):
         from ..nn.encoder_decoder import EncoderDecoder
@@ -95,32 +97,13 @@ class EncoderDecoderModel:
 
     def start(self, prompts, *, max_new_tokens=None, max_batch=None):
         cfg = self.model.config
-        sources = _args.prompts(prompts)
-        B = len(sources)
-        if B == 0:
-            raise ValueError("prompts is empty: give at least one source")
-        lengths = np.array([s.size for s in sources], dtype=np.int64)
-        for i, n in enumerate(lengths.tolist()):
-            if n == 0:
-                raise ValueError(f"prompts[{i}] is an empty source: an encoder-decoder needs "
-                                 "at least one source token")
-            if n > cfg.block_size:
-                raise ValueError(f"prompts[{i}] has {n} tokens but the model's block_size is "
-                                 f"{cfg.block_size}: crop the source")
-        T0 = self.prefix.size
-        if max_new_tokens is None:
-            max_len = cfg.block_size
-        else:
-            max_new_tokens = _args.integer(max_new_tokens, "max_new_tokens", minimum=0)
-            max_len = max(T0, T0 + max_new_tokens - 1)
-            if max_len > cfg.block_size:
-                raise ValueError(
-                    f"max length exceeded: the target prefix ({T0} tokens) + max_new_tokens "
-                    f"({max_new_tokens}) - 1 = {max_len} target positions, but the model's "
-                    f"block_size is {cfg.block_size}: lower max_new_tokens to at most "
-                    f"{cfg.block_size - T0 + 1}")
-        max_batch = B if max_batch is None else max(
-            B, _args.integer(max_batch, "max_batch", minimum=1))
+        sources, lengths = _common.prompt_lengths(
+            prompts, cfg.block_size, model="the model's", crop="source",
+            empty="is an empty source: an encoder-decoder needs at least one source token")
+        B, T0 = len(sources), self.prefix.size
+        max_len = _common.cache_length(T0, max_new_tokens, cfg.block_size, model="the model's",
+                                       start="the target prefix", positions="target positions")
+        max_batch = _common.batch_bound(B, max_batch)
         S = int(lengths.max())
         src = np.zeros((B, S), dtype=np.int64)
         for i, s in enumerate(sources):
@@ -128,16 +111,7 @@ class EncoderDecoderModel:
         mask = np.arange(S)[None, :] < lengths[:, None]
         mask = None if mask.all() else mask
         decoder = _C.encdec_kv_create(self.model.flat_parameters,
-                                      *self.model._config_tuple(), max_batch, max_len, S)
+                                      self.model.config.c_fields(), max_batch, max_len, S)
         tgt = np.broadcast_to(self.prefix, (B, T0))
         logits = _C.encdec_kv_prefill(decoder, src, mask, np.ascontiguousarray(tgt))
         return _EncDecState(decoder), logits
-
-    def step(self, state, new_tokens):
-        new_tokens = np.asarray(new_tokens)
-        return state, _C.encdec_kv_step(state.decoder, new_tokens.reshape(-1)
-                                        if new_tokens.ndim == 0 else new_tokens)
-
-    def select(self, state, rows):
-        _C.encdec_kv_select(state.decoder, np.asarray(rows))
-        return state

@@ -17,7 +17,7 @@ rounding: a batch generates the same tokens as one prompt at a time.
 import numpy as np
 
 from .. import _C
-from . import _args, _common
+from . import _common
 
 __all__ = ["GPTModel"]
 
@@ -31,7 +31,7 @@ class _KVState(_common.CDecoderState):
     _NAME = "KVState"
 
 
-class GPTModel:
+class GPTModel(_common.CDecodeModel):
     """A :class:`transformer_c.generate.DecodeModel` over a :class:`transformer_c.nn.GPT`
     with a KV cache in C (see the module doc). ``generate(gpt, ...)`` uses it by default.
 
@@ -50,6 +50,8 @@ class GPTModel:
     """
 
     prompt_in_output = True
+    _STEP = staticmethod(_C.gpt_kv_step)
+    _SELECT = staticmethod(_C.gpt_kv_select)
 
     def __init__(self, gpt):
         from ..nn.gpt import GPT
@@ -63,46 +65,20 @@ class GPTModel:
 
     def start(self, prompts, *, max_new_tokens=None, max_batch=None):
         cfg = self.gpt.config
-        prompts = _args.prompts(prompts)
-        B = len(prompts)
-        if B == 0:
-            raise ValueError("prompts is empty: give at least one prompt")
-        lengths = np.array([p.size for p in prompts], dtype=np.int64)
-        for i, n in enumerate(lengths.tolist()):
-            if n == 0:
-                raise ValueError(f"prompts[{i}] is empty: a GPT needs at least one token to "
-                                 "predict the next (start prompts with a BOS id)")
-            if n > cfg.block_size:
-                raise ValueError(f"prompts[{i}] has {n} tokens but the GPT's block_size is "
-                                 f"{cfg.block_size}: crop the prompt")
-        T0 = int(lengths.max())
-        if max_new_tokens is None:
-            max_len = cfg.block_size
-        else:
-            max_new_tokens = _args.integer(max_new_tokens, "max_new_tokens", minimum=0)
-            max_len = max(T0, T0 + max_new_tokens - 1)
-            if max_len > cfg.block_size:
-                raise ValueError(
-                    f"max length exceeded: the longest prompt ({T0} tokens) + max_new_tokens "
-                    f"({max_new_tokens}) - 1 = {max_len} positions, but the GPT's block_size "
-                    f"is {cfg.block_size}: lower max_new_tokens to at most "
-                    f"{cfg.block_size - T0 + 1} or shorten the prompts")
-        max_batch = B if max_batch is None else max(
-            B, _args.integer(max_batch, "max_batch", minimum=1))
+        prompts, lengths = _common.prompt_lengths(
+            prompts, cfg.block_size, model="the GPT's", crop="prompt",
+            empty="is empty: a GPT needs at least one token to predict the next (start "
+                  "prompts with a BOS id)")
+        B, T0 = len(prompts), int(lengths.max())
+        max_len = _common.cache_length(T0, max_new_tokens, cfg.block_size, model="the GPT's",
+                                       start="the longest prompt",
+                                       hint=" or shorten the prompts")
+        max_batch = _common.batch_bound(B, max_batch)
         idx = np.zeros((B, T0), dtype=np.int64)
         pad = T0 - lengths
         for i, p in enumerate(prompts):
             idx[i, pad[i]:] = p
-        decoder = _C.gpt_kv_create(self.gpt.flat_parameters, *self.gpt._config_tuple(),
+        decoder = _C.gpt_kv_create(self.gpt.flat_parameters, self.gpt.config.c_fields(),
                                    max_batch, max_len)
         logits = _C.gpt_kv_prefill(decoder, idx, pad)
         return _KVState(decoder), logits
-
-    def step(self, state, new_tokens):
-        new_tokens = np.asarray(new_tokens)
-        return state, _C.gpt_kv_step(state.decoder, new_tokens.reshape(-1)
-                                     if new_tokens.ndim == 0 else new_tokens)
-
-    def select(self, state, rows):
-        _C.gpt_kv_select(state.decoder, np.asarray(rows))
-        return state

@@ -104,6 +104,22 @@ class EncoderDecoderConfig(ConfigMixin):
                                                                          (int, np.integer)):
             raise ValueError(f"pad_id must be an integer, got {self.pad_id!r}")
 
+    def c_fields(self):
+        """This config as the C library's tc_encdec_config (tc.h): a dict of its field names
+        (Vs, Vt, maxT, C, Le, Ld, NH, H, bias, position, norm, activation, share, tie, eps,
+        pos_base, dropout), option values as their C enum values; what the encoder-decoder
+        bindings (_C.encdec_create, encdec_arena_bytes, encdec_kv_create) take."""
+        return dict(Vs=int(self.src_vocab_size), Vt=int(self.tgt_vocab_size),
+                    maxT=int(self.block_size), C=int(self.n_embd), Le=int(self.n_encoder_layer),
+                    Ld=int(self.n_decoder_layer), NH=int(self.n_head), H=self.hidden_size,
+                    bias=bool(self.bias),
+                    position=option_index("position", self.position),
+                    norm=option_index("norm", self.norm),
+                    activation=option_index("activation", self.activation),
+                    share=bool(self.share_embeddings), tie=bool(self.tie_embeddings),
+                    eps=float(self.layer_norm_epsilon), pos_base=float(self.position_base),
+                    dropout=float(self.dropout))
+
     def encoder_config(self):
         """The EncoderConfig of the encoder stack (an Encoder with this config has the
         tree of the "encoder" subtree, plus its own wte when embeddings are shared)."""
@@ -345,24 +361,15 @@ class EncoderDecoder(FlatModel):
 
     # ------------------------------------------------------------------ the C fast path
 
-    def _config_tuple(self):
-        c = self.config
-        return (c.src_vocab_size, c.tgt_vocab_size, c.block_size, c.n_embd, c.n_encoder_layer,
-                c.n_decoder_layer, c.n_head, c.hidden_size, int(c.bias),
-                option_index("position", c.position), option_index("norm", c.norm),
-                option_index("activation", c.activation), int(c.share_embeddings),
-                int(c.tie_embeddings), float(c.layer_norm_epsilon), float(c.position_base),
-                float(c.dropout))
-
     def _context(self):
         if self._ctx is None:
-            self._ctx = _C.encdec_create(self._flat, self.flat_grads, *self._config_tuple())
+            self._ctx = _C.encdec_create(self._flat, self.flat_grads, self.config.c_fields())
         return self._ctx
 
     def activation_bytes(self, batch_size, src_len, tgt_len):
         """Bytes of the activation arena loss_and_grads uses for batch_size sources of
         src_len tokens and targets of tgt_len tokens (what the forward keeps for the backward
         plus the backward's scratch; not the parameters or gradients)."""
-        return _C.encdec_arena_bytes(self._flat.dtype == np.float64, *self._config_tuple(),
+        return _C.encdec_arena_bytes(self._flat.dtype == np.float64, self.config.c_fields(),
                                      as_int(batch_size, "batch_size"),
                                      as_int(src_len, "src_len"), as_int(tgt_len, "tgt_len"))

@@ -84,6 +84,21 @@ class GPTConfig(ConfigMixin):
             raise ValueError(f"position='rope' needs an even head size, got n_embd / n_head = "
                              f"{self.head_size}")
 
+    def c_fields(self):
+        """This config as the C library's tc_gpt_config (tc.h): a dict of its field names
+        (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
+        rope_interleaved, dropout), option values as their C enum values; what the GPT
+        bindings (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take."""
+        return dict(V=int(self.vocab_size), maxT=int(self.block_size), C=int(self.n_embd),
+                    L=int(self.n_layer), NH=int(self.n_head), H=self.hidden_size,
+                    bias=bool(self.bias),
+                    position=option_index("position", self.position),
+                    norm=option_index("norm", self.norm),
+                    activation=option_index("activation", self.activation),
+                    tie=bool(self.tie_embeddings), eps=float(self.layer_norm_epsilon),
+                    pos_base=float(self.position_base),
+                    rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout))
+
 
 def _layout(cfg):
     """[(path, shape)] of every parameter in tree order (the order of the flat buffer)."""
@@ -247,17 +262,9 @@ class GPT(FlatModel):
 
     # ------------------------------------------------------------------ the C fast path
 
-    def _config_tuple(self):
-        c = self.config
-        return (c.vocab_size, c.block_size, c.n_embd, c.n_layer, c.n_head, c.hidden_size,
-                int(c.bias), option_index("position", c.position), option_index("norm", c.norm),
-                option_index("activation", c.activation), int(c.tie_embeddings),
-                float(c.layer_norm_epsilon), float(c.position_base), int(c.rope_interleaved),
-                float(c.dropout))
-
     def _context(self):
         if self._ctx is None:
-            self._ctx = _C.gpt_create(self._flat, self.flat_grads, *self._config_tuple())
+            self._ctx = _C.gpt_create(self._flat, self.flat_grads, self.config.c_fields())
         return self._ctx
 
     def _fast_loss_and_grads(self, ids, targets, ignore_index, seed):
@@ -268,7 +275,7 @@ class GPT(FlatModel):
         """Bytes of the activation arena loss_and_grads uses for (batch_size, seq_len)
         tokens (everything the forward keeps for the backward plus the backward's scratch;
         not the parameters or gradients)."""
-        return _C.gpt_arena_bytes(self._flat.dtype == np.float64, *self._config_tuple(),
+        return _C.gpt_arena_bytes(self._flat.dtype == np.float64, self.config.c_fields(),
                                   as_int(batch_size, "batch_size"), as_int(seq_len, "seq_len"))
 
     # ------------------------------------------------------------------ checkpoints

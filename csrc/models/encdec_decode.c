@@ -1,6 +1,6 @@
-/* model_encdec_decode.c: KV-cache decoding of an encoder-decoder (tc.h,
+/* encdec_decode.c: KV-cache decoding of an encoder-decoder (tc.h,
  * "model_encdec_decode"): the decoder object, its caches and scratch, and the row selection
- * of beam search; the forward itself is model_encdec_decode_impl.h, compiled per dtype.
+ * of beam search; the forward itself is encdec_decode_impl.h, compiled per dtype.
  *
  * Memory, all allocated when the decoder is created (only the prefill scratch may grow):
  *   k, v       (Ld, Bmax, NH, Tmax, HS) each: the decoder's self-attention keys and values;
@@ -28,15 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
-#define TC_DEC_X86 1
-/* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel (as in
- * model_decode.c). */
-static int edk_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
-#else
-#define TC_DEC_X86 0
-#endif
-
 struct tc_encdec_kv {
     tc_encdec_config cfg;
     int64_t elem;                    /* sizeof(real_t) */
@@ -50,22 +41,8 @@ struct tc_encdec_kv {
     void *k, *v, *xk, *xv, *k2, *v2, *xk2, *xv2;
     uint8_t *mask, *mask2;
     void *tab;
-    char *scratch;
-    int64_t cap_tokens;
-    dec_bufs sb;
+    dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
 };
-
-static int edk_tokens_ok(const tc_encdec_config *c, int64_t N, int64_t elem)
-{
-    return dec_tokens_ok(c->C, c->H, c->NH, N, elem);
-}
-
-/* Grow the scratch to hold N tokens. */
-static int edk_reserve(tc_encdec_kv *kv, int64_t N)
-{
-    return dec_reserve(&kv->scratch, &kv->cap_tokens, &kv->sb, kv->cfg.C, kv->cfg.H,
-                       kv->cfg.NH, N, kv->elem);
-}
 
 /* Bytes of one self-attention cache buffer (k or v) and of one cross-attention one. */
 static size_t edk_self_bytes(const tc_encdec_kv *kv)
@@ -94,11 +71,11 @@ void tc_encdec_kv_free(tc_encdec_kv *kv)
     free(kv->mask);
     free(kv->mask2);
     free(kv->tab);
-    free(kv->scratch);
+    free(kv->sc.mem);
     free(kv);
 }
 
-/* The decoder without its encoder and position table (model_encdec_decode_impl.h adds them). */
+/* The decoder without its encoder and position table (encdec_decode_impl.h adds them). */
 static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *params,
                    int64_t elem, int64_t Bmax, int64_t Tmax, int64_t Smax)
 {
@@ -109,7 +86,8 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
         return TC_EINVAL;
     const double rows = (double)cfg->Ld * (double)Bmax * (double)cfg->C * (double)elem;
     if (rows * (double)Tmax > 1e14 || rows * (double)Smax > 1e14 ||
-        (double)Bmax * (double)Smax > 1e12 || !edk_tokens_ok(cfg, Bmax, elem))
+        (double)Bmax * (double)Smax > 1e12 ||
+        !dec_tokens_ok(cfg->C, cfg->H, cfg->NH, Bmax, elem))
         return TC_ENOMEM;
     tc_encdec_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return TC_ENOMEM;
@@ -117,6 +95,7 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
     kv->elem = elem;
     kv->params = params;
     kv->Bmax = Bmax;
+    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
     kv->Tmax = Tmax;
     kv->Smax = Smax;
     kv->dp = malloc((size_t)cfg->Ld * sizeof *kv->dp);
@@ -128,7 +107,7 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
     kv->xv = malloc(cb);
     kv->mask = malloc((size_t)(Bmax * Smax));
     if (!kv->dp || !kv->k || !kv->v || !kv->xk || !kv->xv || !kv->mask ||
-        edk_reserve(kv, Bmax) != TC_OK) {
+        dec_reserve(&kv->sc, Bmax) != TC_OK) {
         tc_encdec_kv_free(kv);
         return TC_ENOMEM;
     }
@@ -152,29 +131,21 @@ int64_t tc_encdec_kv_cache_bytes(const tc_encdec_kv *kv)
     return (int64_t)(pair * (kv->k2 ? 2 : 1));
 }
 
-/* Row j of the destination buffers becomes row rows[j] of the source ones: the filled
- * self-attention slots [0, pos) of every head, the whole (NH, S, HS) cross-attention row
- * and the mask row. */
+/* Row j of the second buffers becomes row rows[j] of the current ones: the filled
+ * self-attention slots [0, pos) of every head (dec_copy_cache_rows), the whole (NH, S, HS)
+ * cross-attention row and the mask row. */
 static void edk_copy_rows(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
 {
     const int64_t Ld = kv->cfg.Ld, NH = kv->cfg.NH, HS = kv->cfg.C / NH, S = kv->S;
-    const size_t e = (size_t)kv->elem;
-    const size_t head = (size_t)(kv->Tmax * HS) * e, srow = head * (size_t)NH;
-    const size_t slayer = srow * (size_t)kv->Bmax, used = (size_t)(kv->pos * HS) * e;
-    const size_t xrow = (size_t)(NH * S * HS) * e;
-    const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS) * e;
-    const int64_t work = Ld * B2 * NH * (kv->pos + S) * HS;
-    char *kd = kv->k2, *vd = kv->v2, *xkd = kv->xk2, *xvd = kv->xv2;
-    const char *ks = kv->k, *vs = kv->v, *xks = kv->xk, *xvs = kv->xv;
-#pragma omp parallel for collapse(2) schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+    dec_copy_cache_rows(kv->k2, kv->v2, kv->k, kv->v, rows, B2, Ld, kv->Bmax, NH, kv->Tmax, HS,
+                        kv->pos, kv->elem, 0);
+    const size_t xrow = (size_t)(NH * S * HS) * (size_t)kv->elem;
+    const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS) * (size_t)kv->elem;
+    char *xkd = kv->xk2, *xvd = kv->xv2;
+    const char *xks = kv->xk, *xvs = kv->xv;
+#pragma omp parallel for collapse(2) schedule(static) if (Ld * B2 * NH * S * HS >= TC_PARALLEL_MIN_WORK * 4)
     for (int64_t l = 0; l < Ld; l++) {
         for (int64_t j = 0; j < B2; j++) {
-            for (int64_t h = 0; h < NH; h++) {
-                const size_t d = l * slayer + j * srow + h * head;
-                const size_t s = l * slayer + rows[j] * srow + h * head;
-                memcpy(kd + d, ks + s, used);
-                memcpy(vd + d, vs + s, used);
-            }
             memcpy(xkd + l * xlayer + j * xrow, xks + l * xlayer + rows[j] * xrow, xrow);
             memcpy(xvd + l * xlayer + j * xrow, xvs + l * xlayer + rows[j] * xrow, xrow);
         }
@@ -182,13 +153,6 @@ static void edk_copy_rows(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
     if (kv->has_mask)
         for (int64_t j = 0; j < B2; j++)
             memcpy(kv->mask2 + j * S, kv->mask + rows[j] * S, (size_t)S);
-}
-
-static void edk_swap(void **a, void **b)
-{
-    void *t = *a;
-    *a = *b;
-    *b = t;
 }
 
 // rows (B2,) in [0, B): row j of the caches becomes old row rows[j]
@@ -220,10 +184,10 @@ int tc_encdec_kv_select(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
         kv->mask2 = m2;
     }
     edk_copy_rows(kv, rows, B2);
-    edk_swap(&kv->k, &kv->k2);
-    edk_swap(&kv->v, &kv->v2);
-    edk_swap(&kv->xk, &kv->xk2);
-    edk_swap(&kv->xv, &kv->xv2);
+    dec_swap(&kv->k, &kv->k2);
+    dec_swap(&kv->v, &kv->v2);
+    dec_swap(&kv->xk, &kv->xk2);
+    dec_swap(&kv->xv, &kv->xv2);
     void *m = kv->mask;
     kv->mask = kv->mask2;
     kv->mask2 = m;
@@ -233,12 +197,12 @@ int tc_encdec_kv_select(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
 
 #define real_t float
 #define SFX f32
-#include "model_encdec_decode_impl.h"
+#include "encdec_decode_impl.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
-#include "model_encdec_decode_impl.h"
+#include "encdec_decode_impl.h"
 #undef real_t
 #undef SFX

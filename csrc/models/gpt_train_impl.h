@@ -1,4 +1,4 @@
-/* model_impl.h: the GPT forward, loss and backward over the arena (see model.c), written
+/* gpt_train_impl.h: the GPT forward, loss and backward over the arena (see gpt_train.c), written
  * once for real_t. Every matrix product, normalisation, activation, attention, RoPE, dropout and
  * loss step is the library kernel the module path calls; the glue here is only residual
  * additions, the position lookup and the cross-entropy gradient written over the logits in
@@ -8,33 +8,8 @@
 #define PP(off) ((off) < 0 ? NULL : (real_t *)m->params + (off))  /* parameter pointer */
 #define GP(off) ((off) < 0 ? NULL : (real_t *)m->grads + (off))   /* gradient pointer */
 #define AP(off) ((real_t *)(m->arena + (off)))                     /* activation pointer */
-#define CHECK(call)                    \
-    do {                               \
-        int st_ = (call);              \
-        if (st_ != TC_OK) return st_;  \
-    } while (0)
 
 #include "model_common_impl.h"
-
-/* dst = drop(src) in place of src (out = inp * mask), when dropping */
-static int FN(gpt_dropout)(real_t *x, int64_t n, const tc_gpt *m, int drop, uint64_t seed,
-                           int64_t site)
-{
-    if (!drop) return TC_OK;
-    return FN(tc_dropout_forward_at)(x, x, n, m->cfg.dropout, gpt_site_seed(seed, site),
-                                     gpt_drop_first(m, n));
-}
-
-/* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
-static int FN(gpt_dropout_back)(const real_t **out, const real_t *g, real_t *scratch, int64_t n,
-                                const tc_gpt *m, int drop, uint64_t seed, int64_t site)
-{
-    *out = g;
-    if (!drop) return TC_OK;
-    *out = scratch;
-    return FN(tc_dropout_backward_at)(scratch, g, n, m->cfg.dropout, gpt_site_seed(seed, site),
-                                      gpt_drop_first(m, n), 0);
-}
 
 /* The position tables (computed once per model). */
 static int FN(gpt_tables)(tc_gpt *m)
@@ -88,7 +63,7 @@ static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t B, int64_t L, i
  * is kept in qkvh (with RoPE, q and k rotated there in place); the kernel reads q, k, v from
  * it and writes its output into atty (B,L,C), the c_proj input, all at their strides. */
 static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const real_t *x, int64_t B,
-                                     int64_t L, uint64_t seed, int drop)
+                                     int64_t L, const model_drop *d)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
@@ -98,14 +73,8 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
     if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
-    const real_t scale = (real_t)(1.0 / sqrt((double)HS));
-    tc_attention_masks mk; /* no masks: only the place of these rows in the dropout stream */
-    memset(&mk, 0, sizeof mk);
-    mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
-    CHECK(FN(tc_attention_forward_strided)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C,
-                                           &mk, &lay, B, NH, L, L, HS, HS, scale,
-                                           TC_CAUSAL_TOP_LEFT, drop ? c->dropout : 0.0,
-                                           gpt_site_seed(seed, 1 + 3 * l)));
+    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
+                                      NULL, B, NH, L, L, HS, TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
 }
 
@@ -114,7 +83,7 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
  * gives. The attention kernel reads the output gradient from datty (B,L,C) and WRITES dq,
  * dk, dv into dqkv (B,L,3C) (no zeroing), where RoPE rotates dq and dk back in place. */
 static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dproj,
-                                      const real_t *x, int64_t B, int64_t L, uint64_t seed, int drop,
+                                      const real_t *x, int64_t B, int64_t L, const model_drop *d,
                                       int set_dx, int set_w)
 {
     const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
@@ -127,15 +96,9 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                      PP(p->projw), N, C, C, TC_LINEAR_SET_DINP | wset));
-    const real_t scale = (real_t)(1.0 / sqrt((double)HS));
-    tc_attention_masks mk; /* as in the forward */
-    memset(&mk, 0, sizeof mk);
-    mk.dropout_first = gpt_drop_first(m, B * NH * L * L);
-    CHECK(FN(tc_attention_backward_strided)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
-                                            qkv + 2 * C, AP(a->atty), AP(a->lse), &mk, &lay, B,
-                                            NH, L, L, HS, HS, scale, TC_CAUSAL_TOP_LEFT,
-                                            drop ? c->dropout : 0.0,
-                                            gpt_site_seed(seed, 1 + 3 * l), 0));
+    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
+                                       qkv + 2 * C, AP(a->atty), AP(a->lse), &lay, NULL, B, NH,
+                                       L, L, HS, TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
     if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
     return FN(tc_linear_backward_set)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
                                       3 * C, (set_dx ? TC_LINEAR_SET_DINP : 0) | wset);
@@ -145,7 +108,7 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
 static const real_t *FN(gpt_layer_in)(const tc_gpt *m, int64_t l)
 {
     if (l == 0) return AP(m->ga.enc);
-    return m->cfg.post_norm ? AP(m->la[l - 1].ln2) : AP(m->la[l - 1].res3);
+    return m->cfg.norm == TC_NORM_POST ? AP(m->la[l - 1].ln2) : AP(m->la[l - 1].res3);
 }
 
 /* The forward over B sequences into the arena; grads: a backward follows (the MLPs then cache
@@ -155,13 +118,14 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, H = c->H;
+    const model_drop d = {drop, c->dropout, seed, m->row0, B};
     int64_t *pos = (int64_t *)(m->arena + m->ga.pos);
     for (int64_t n = 0; n < N; n++) pos[n] = n % L;
     real_t *enc = AP(m->ga.enc);
     CHECK(FN(tc_embedding_forward)(enc, idx, PP(m->wte), N, c->V, C));
     if (c->position == TC_POS_LEARNED) FN(gpt_add_rows)(enc, PP(m->wpe), pos, N, C);
     if (c->position == TC_POS_SINUSOIDAL) FN(gpt_add_rows)(enc, (real_t *)m->tab1, pos, N, C);
-    CHECK(FN(gpt_dropout)(enc, N * C, m, drop, seed, 0));
+    CHECK(FN(model_dropout)(enc, N * C, &d, 0));
     real_t *proj = AP(m->ga.dc);
     for (int64_t l = 0; l < c->L; l++) {
         const gpt_layer_params *p = &m->lp[l];
@@ -169,18 +133,18 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         const real_t *x = FN(gpt_layer_in)(m, l);
         real_t *ln1 = AP(a->ln1), *res2 = AP(a->res2), *ln2 = AP(a->ln2), *res3 = AP(a->res3);
         const real_t *att_in = x;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), x,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
             att_in = ln1;
         }
-        CHECK(FN(gpt_attention_forward)(m, l, proj, att_in, B, L, seed, drop));
-        CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 2 + 3 * l));
+        CHECK(FN(gpt_attention_forward)(m, l, proj, att_in, B, L, &d));
+        CHECK(FN(model_dropout)(proj, N * C, &d, 2 + 3 * l));
         FN(gpt_add)(res2, x, proj, N * C);
         /* pre-LN: the MLP reads ln_2(res2) and adds to res2; post-LN: reads and adds to
          * x1 = ln_1(res2) (kept in the ln1 buffer) */
-        real_t *mlp_in = c->post_norm ? ln1 : ln2;
-        if (!c->post_norm)
+        real_t *mlp_in = c->norm == TC_NORM_POST ? ln1 : ln2;
+        if (c->norm == TC_NORM_PRE)
             CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res2,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
         else
@@ -189,14 +153,14 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), mlp_in, PP(p->fcw), PP(p->fcb), N, C,
                                  H, c->activation, grads));
         CHECK(FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C));
-        CHECK(FN(gpt_dropout)(proj, N * C, m, drop, seed, 3 + 3 * l));
-        FN(gpt_add)(res3, c->post_norm ? ln1 : res2, proj, N * C);
-        if (c->post_norm)
+        CHECK(FN(model_dropout)(proj, N * C, &d, 3 + 3 * l));
+        FN(gpt_add)(res3, c->norm == TC_NORM_POST ? ln1 : res2, proj, N * C);
+        if (c->norm == TC_NORM_POST)
             CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res3,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
     }
     const real_t *xf = FN(gpt_layer_in)(m, c->L);
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.lnf), AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd),
                                        xf, PP(m->lnfw), PP(m->lnfb), N, C, c->eps));
         xf = AP(m->ga.lnf);
@@ -211,15 +175,16 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, H = c->H;
+    const model_drop d = {drop, c->dropout, seed, m->row0, B};
     real_t *dres = AP(m->ga.dres), *dc = AP(m->ga.dc), *ddrop = AP(m->ga.ddrop);
     real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
     const size_t nc_bytes = (size_t)(N * C) * sizeof(real_t);
     /* logits -> head -> (ln_f) */
-    const real_t *xf = c->post_norm ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
+    const real_t *xf = c->norm == TC_NORM_POST ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
     CHECK(FN(tc_linear_backward_set)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head),
                                      N, C, c->V,
                                      TC_LINEAR_SET_DINP | (set_w ? TC_LINEAR_SET_DWEIGHT : 0)));
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->lnfw), GP(m->lnfb), dc,
                                             FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
                                             AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C, 1));
@@ -231,9 +196,9 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
         const gpt_layer_acts *a = &m->la[l];
         const real_t *x = FN(gpt_layer_in)(m, l);
         const real_t *dp;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             /* dres: d res3 (the layer output) */
-            CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 3 + 3 * l));
+            CHECK(FN(model_dropout_back)(&dp, dres, ddrop, N * C, &d, 3 + 3 * l));
             CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
                                        GP(p->fcprojb), dp, AP(a->ln2), AP(a->fch), AP(a->fcha),
                                        PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, 1,
@@ -242,9 +207,9 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                             PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
                                             C));
             /* dres: d res2 */
-            CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
+            CHECK(FN(model_dropout_back)(&dp, dres, ddrop, N * C, &d, 2 + 3 * l));
             real_t *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
-            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, seed, drop, 1,
+            CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, &d, 1,
                                              set_w));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
                                             PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
@@ -254,7 +219,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
             CHECK(FN(tc_layernorm_backward_set)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
                                                 PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd),
                                                 N, C, 1));
-            CHECK(FN(gpt_dropout_back)(&dp, dc, ddrop, N * C, m, drop, seed, 3 + 3 * l));
+            CHECK(FN(model_dropout_back)(&dp, dc, ddrop, N * C, &d, 3 + 3 * l));
             /* dc += through the MLP: d x1 */
             CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
                                        GP(p->fcprojb), dp, AP(a->ln1), AP(a->fch), AP(a->fcha),
@@ -264,13 +229,13 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                                 PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd),
                                                 N, C, 1));
             /* dres: d res2 = d x + ...; the attention input is x itself */
-            CHECK(FN(gpt_dropout_back)(&dp, dres, ddrop, N * C, m, drop, seed, 2 + 3 * l));
+            CHECK(FN(model_dropout_back)(&dp, dres, ddrop, N * C, &d, 2 + 3 * l));
             /* dp may be dres: attention backward reads dproj before it adds into dx */
-            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, seed, drop, 0, set_w));
+            CHECK(FN(gpt_attention_backward)(m, l, dres, dp, x, B, L, &d, 0, set_w));
         }
     }
     const real_t *denc;
-    CHECK(FN(gpt_dropout_back)(&denc, dres, ddrop, N * C, m, drop, seed, 0));
+    CHECK(FN(model_dropout_back)(&denc, dres, ddrop, N * C, &d, 0));
     CHECK(FN(tc_embedding_backward)(GP(m->wte), denc, idx, N, c->V, C));
     if (c->position == TC_POS_LEARNED)
         CHECK(FN(tc_embedding_backward)(GP(m->wpe), denc, (const int64_t *)(m->arena + m->ga.pos),
@@ -304,11 +269,9 @@ static void FN(gpt_zero_added_grads)(tc_gpt *m)
 /* The arguments every call shares: the model's dtype, B, L, token ids in range. */
 static int FN(gpt_check_args)(const tc_gpt *m, const int64_t *idx, int64_t B, int64_t L)
 {
-    if (!m || m->elem != (int64_t)sizeof(real_t) || !idx || B < 1 || L < 1 || L > m->cfg.maxT)
+    if (!m || m->elem != (int64_t)sizeof(real_t) || B < 1 || L < 1 || L > m->cfg.maxT)
         return TC_EINVAL;
-    for (int64_t n = 0; n < B * L; n++)
-        if (idx[n] < 0 || idx[n] >= m->cfg.V) return TC_EINVAL;
-    return TC_OK;
+    return model_ids_ok(idx, B * L, m->cfg.V);
 }
 
 /* The loss and gradients of the B sequences given to one model (the model itself, or one
@@ -339,14 +302,10 @@ static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *
 /* One call's work over a batch, row range by row range: the forward writing logits, or
  * (targets != NULL) the loss and gradients. */
 typedef struct {
+    FN(model_job) run;
     tc_gpt *m;
-    real_t *logits;
     const int64_t *idx, *targets;
-    int64_t L, ignore_index;
-    double inv_count;
-    uint64_t seed;
-    int drop;
-    double part[TC_MODEL_MAX_WORKERS]; /* each worker's summed loss */
+    int64_t L;
 } FN(gpt_job);
 
 /* Rows [b0, b0 + nb) of the job on worker w (model_split_run's callback). */
@@ -356,22 +315,20 @@ static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     tc_gpt *m = w ? j->m->clones[w - 1] : j->m;
     const int64_t L = j->L, V = m->cfg.V;
     m->row0 = b0;
-    m->nrows = nb;
     CHECK(gpt_reserve(m, nb * L));
     if (j->targets)
-        return FN(gpt_loss_and_grads_rows)(m, &j->part[w], j->idx + b0 * L, j->targets + b0 * L,
-                                           nb, L, j->ignore_index, j->inv_count, j->seed,
-                                           j->drop);
-    CHECK(FN(gpt_forward_all)(m, j->idx + b0 * L, nb, L, j->seed, j->drop, 0));
-    memcpy(j->logits + b0 * L * V, AP(m->ga.logits), (size_t)(nb * L * V) * sizeof(real_t));
+        return FN(gpt_loss_and_grads_rows)(m, &j->run.part[w], j->idx + b0 * L, j->targets + b0 * L,
+                                           nb, L, j->run.ignore_index, j->run.inv_count, j->run.seed,
+                                           j->run.drop);
+    CHECK(FN(gpt_forward_all)(m, j->idx + b0 * L, nb, L, j->run.seed, j->run.drop, 0));
+    memcpy(j->run.logits + b0 * L * V, AP(m->ga.logits), (size_t)(nb * L * V) * sizeof(real_t));
     return TC_OK;
 }
 
 /* The job over B rows on W workers (model_common.h; W == 1: one pass) */
 static int FN(gpt_run)(FN(gpt_job) *j, int64_t B, int W)
 {
-    if (W == 1) return FN(gpt_job_rows)(j, 0, 0, B);
-    CHECK(gpt_clones_ready(j->m, W));
+    if (W > 1) CHECK(gpt_clones_ready(j->m, W));
     return model_split_run(W, B, FN(gpt_job_rows), j);
 }
 
@@ -382,7 +339,7 @@ int FN(tc_gpt_forward)(tc_gpt *m, real_t *logits, const int64_t *idx, int64_t B,
     CHECK(FN(gpt_check_args)(m, idx, B, L));
     if (!logits) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
-    FN(gpt_job) j = {m, logits, idx, NULL, L, 0, 0.0, seed, drop, {0}};
+    FN(gpt_job) j = {{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L};
     return FN(gpt_run)(&j, B, model_split_workers(B));
 }
 
@@ -393,27 +350,18 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
 {
     if (!loss || !targets) return TC_EINVAL;
     CHECK(FN(gpt_check_args)(m, idx, B, L));
-    const int64_t N = B * L, V = m->cfg.V;
-    int64_t count = 0;
-    for (int64_t n = 0; n < N; n++) {
-        if (targets[n] == ignore_index) continue;
-        if (targets[n] < 0 || targets[n] >= V) return TC_EINVAL;
-        count++;
-    }
+    int64_t count;
+    CHECK(model_count_targets(targets, B * L, m->cfg.V, ignore_index, &count));
     const int drop = training && m->cfg.dropout > 0;
-    FN(gpt_job) j = {m, NULL, idx, targets, L, ignore_index,
-                     count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
+    FN(gpt_job) j = {{NULL, ignore_index, count ? 1.0 / (double)count : 0.0, seed, drop, {0}},
+                     m, idx, targets, L};
     const int W = model_split_workers(B);
     CHECK(FN(gpt_run)(&j, B, W));
-    double total = 0;
-    for (int w = 0; w < W; w++) total += j.part[w];
-    if (W > 1 && count) FN(model_sum_grads)((real_t *)m->grads, (real_t *const *)m->clone_grads, W,
-                                            m->num_params);
-    *loss = count ? total / (double)count : NAN;
+    FN(model_loss_finish)(loss, j.run.part, W, count, (real_t *)m->grads, m->clone_grads,
+                          m->num_params);
     return TC_OK;
 }
 
 #undef PP
 #undef GP
 #undef AP
-#undef CHECK

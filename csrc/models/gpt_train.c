@@ -1,5 +1,5 @@
-/* model.c: the GPT fast path (tc.h, "model"): parameter layout, activation-arena plan and
- * the model object; the forward/backward itself is model_impl.h, compiled per dtype.
+/* gpt_train.c: the GPT fast path (tc.h, "model"): parameter layout, activation-arena plan and
+ * the model object; the forward/backward itself is gpt_train_impl.h, compiled per dtype.
  *
  * The arena is one 64-byte-aligned block carved by a bump allocator into the buffers below
  * (sizes per token; C width, H MLP width, NH heads, V vocabulary):
@@ -57,11 +57,11 @@ struct tc_gpt {
      * parameters and tables, its own arena and gradient buffer), the model itself worker 0;
      * created on first use */
     int nclones;
-    struct tc_gpt *clones[TC_MODEL_MAX_WORKERS - 1];
+    void *clones[TC_MODEL_MAX_WORKERS - 1]; /* tc_gpt * */
     void *clone_grads[TC_MODEL_MAX_WORKERS - 1];
     int borrowed_tables;         /* a clone: tab1, tab2 belong to the model it was cloned from */
-    int64_t row0, nrows;         /* the call's rows [row0, row0 + nrows) of the whole batch:
-                                  * dropout masks are drawn at their place in it */
+    int64_t row0;                /* the call's rows start at row0 of the whole batch: dropout
+                                  * masks are drawn at their place in it (model_drop) */
 };
 
 int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
@@ -97,9 +97,9 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.res3 = gpt_take(&u, N * C, elem);
         if (la) la[l] = a;
     }
-    g.lnf = gpt_take(&u, c->post_norm ? 0 : N * C, elem);
-    g.lnf_mean = gpt_take(&u, c->post_norm ? 0 : N, elem);
-    g.lnf_rstd = gpt_take(&u, c->post_norm ? 0 : N, elem);
+    g.lnf = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N * C, elem);
+    g.lnf_mean = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N, elem);
+    g.lnf_rstd = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N, elem);
     g.logits = gpt_take(&u, N * c->V, elem);
     g.losses = gpt_take(&u, N, elem);
     g.loss_lse = gpt_take(&u, N, elem);
@@ -183,49 +183,43 @@ void tc_gpt_free(tc_gpt *m)
     free(m);
 }
 
-/* Make sure clones 1 .. W-1 exist: same config and parameters, position tables borrowed,
- * each with its own gradient buffer (its arena comes with its first call). */
+/* A data-parallel clone of model (model_clones_ready): same config and parameters, position
+ * tables borrowed, gradient buffer grads. */
+static void *gpt_clone(void *model, void *grads)
+{
+    const tc_gpt *m = model;
+    tc_gpt *c = gpt_new(&m->cfg, m->elem, m->params, grads);
+    if (!c) return NULL;
+    c->tab1 = m->tab1;
+    c->tab2 = m->tab2;
+    c->borrowed_tables = 1;
+    return c;
+}
+
+/* Make sure clones 1 .. W-1 exist, each with its own gradient buffer (its arena comes with
+ * its first call). */
 static int gpt_clones_ready(tc_gpt *m, int W)
 {
-    while (m->nclones < W - 1) {
-        void *grads = model_grads_alloc(m->num_params, m->elem);
-        tc_gpt *c = grads ? gpt_new(&m->cfg, m->elem, m->params, grads) : NULL;
-        if (!c) {
-            free(grads);
-            return TC_ENOMEM;
-        }
-        c->tab1 = m->tab1;
-        c->tab2 = m->tab2;
-        c->borrowed_tables = 1;
-        m->clone_grads[m->nclones] = grads;
-        m->clones[m->nclones++] = c;
-    }
-    return TC_OK;
+    return model_clones_ready(m, m->clones, m->clone_grads, &m->nclones, W, m->num_params,
+                              m->elem, 1, gpt_clone);
 }
 
 int64_t tc_gpt_arena_size(const tc_gpt *m)
 {
     if (!m) return 0;
     int64_t bytes = (int64_t)m->arena_bytes;
-    for (int w = 0; w < m->nclones; w++) bytes += (int64_t)m->clones[w]->arena_bytes;
+    for (int w = 0; w < m->nclones; w++) bytes += (int64_t)((tc_gpt *)m->clones[w])->arena_bytes;
     return bytes;
-}
-
-/* The dropout stream index of element 0 of a batch-major tensor of n elements over this
- * call's rows: its place in the whole batch (row0 rows of n / nrows elements before it). */
-static uint64_t gpt_drop_first(const tc_gpt *m, int64_t n)
-{
-    return (uint64_t)m->row0 * (uint64_t)(n / m->nrows);
 }
 
 #define real_t float
 #define SFX f32
-#include "model_impl.h"
+#include "gpt_train_impl.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
-#include "model_impl.h"
+#include "gpt_train_impl.h"
 #undef real_t
 #undef SFX

@@ -1,6 +1,6 @@
-/* model_decode_gemv.h: the matrix-vector product of KV-cache decoding, written once.
+/* decode_gemv.h: the matrix-vector product of KV-cache decoding, written once.
  *
- * Included by model_decode_impl.h once per instruction set with real_t, SFX, DVEC (a 32-byte GCC
+ * Included by decode_common_impl.h once per instruction set with real_t, SFX, DVEC (a 32-byte GCC
  * vector of real_t), DEC_VL (its lanes), KNAME (the function name) and KATTR (a target
  * attribute, or nothing), like gemm_kernel.h. The vector type is plain GNU C: AVX2/FMA
  * under __attribute__((target("avx2,fma"))), SSE2 pairs (or NEON, ...) otherwise.

@@ -1,6 +1,6 @@
-/* model_encdec.c: the encoder-decoder fast path (tc.h, "model_encdec"): parameter layout,
+/* encdec_train.c: the encoder-decoder fast path (tc.h, "model_encdec"): parameter layout,
  * activation-arena plan and the model object; the forward/backward itself is
- * model_encdec_impl.h, compiled per dtype.
+ * encdec_train_impl.h, compiled per dtype.
  *
  * Every layer is a chain of residual sub-layers, each with one slot of buffers:
  *   slot A: self-attention, slot B: cross-attention (decoder only), slot C: MLP;
@@ -50,10 +50,8 @@ typedef struct {
 typedef struct {
     int64_t B, Ls, Lt;           /* batch, source and target lengths */
     const uint8_t *mask;         /* (B,Ls) nonzero = real source token, or NULL (all real) */
-    uint64_t seed;
-    int drop;                    /* dropout on */
-    int64_t row0;                /* these B rows start at row0 of the whole batch: dropout
-                                  * masks are drawn at their place in it */
+    model_drop d;                /* the dropout of these rows (their place in the whole
+                                  * batch: the masks are drawn there) */
     int grads;                   /* a backward follows (the MLPs cache what it needs) */
 } ed_call;
 
@@ -94,7 +92,7 @@ struct tc_encdec {
     /* data-parallel calls (model_common.h): clones sharing the parameters and the table,
      * each with its own arena and gradient buffer; created on first use */
     int nclones;
-    struct tc_encdec *clones[TC_MODEL_MAX_WORKERS - 1];
+    void *clones[TC_MODEL_MAX_WORKERS - 1]; /* tc_encdec * */
     void *clone_grads[TC_MODEL_MAX_WORKERS - 1];
 };
 
@@ -110,7 +108,7 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
 {
     size_t u = 0;
     const int64_t C = c->C, H = c->H, NH = c->NH, Nm = Ns > Nt ? Ns : Nt;
-    const int64_t pre = !c->post_norm;
+    const int64_t pre = c->norm == TC_NORM_PRE;
     ed_acts g;
     g.spos = gpt_take(&u, Ns, sizeof(int64_t));
     g.tpos = gpt_take(&u, Nt, sizeof(int64_t));
@@ -249,48 +247,42 @@ void tc_encdec_free(tc_encdec *m)
     free(m);
 }
 
-/* Make sure clones 1 .. W-1 exist (model_common.h): same config and parameters, the
- * position table borrowed, each with its own gradient buffer when the model has one. */
+/* A data-parallel clone of model (model_clones_ready): same config and parameters, the
+ * position table borrowed, gradient buffer grads (NULL when the model has none). */
+static void *ed_clone(void *model, void *grads)
+{
+    const tc_encdec *m = model;
+    tc_encdec *c = ed_new(&m->cfg, m->elem, m->params, grads);
+    if (!c) return NULL;
+    c->tab = m->tab;
+    c->borrowed_tab = 1;
+    return c;
+}
+
+/* Make sure clones 1 .. W-1 exist (model_common.h), each with its own gradient buffer when
+ * the model has one. */
 static int ed_clones_ready(tc_encdec *m, int W)
 {
-    while (m->nclones < W - 1) {
-        void *grads = m->grads ? model_grads_alloc(m->num_params, m->elem) : NULL;
-        tc_encdec *c = !m->grads || grads ? ed_new(&m->cfg, m->elem, m->params, grads) : NULL;
-        if (!c) {
-            free(grads);
-            return TC_ENOMEM;
-        }
-        c->tab = m->tab;
-        c->borrowed_tab = 1;
-        m->clone_grads[m->nclones] = grads;
-        m->clones[m->nclones++] = c;
-    }
-    return TC_OK;
+    return model_clones_ready(m, m->clones, m->clone_grads, &m->nclones, W, m->num_params,
+                              m->elem, m->grads != NULL, ed_clone);
 }
 
 int64_t tc_encdec_arena_size(const tc_encdec *m)
 {
     if (!m) return 0;
     int64_t bytes = (int64_t)m->arena_bytes;
-    for (int w = 0; w < m->nclones; w++) bytes += (int64_t)m->clones[w]->arena_bytes;
+    for (int w = 0; w < m->nclones; w++) bytes += (int64_t)((tc_encdec *)m->clones[w])->arena_bytes;
     return bytes;
-}
-
-/* The dropout stream index of element 0 of a batch-major tensor of n elements over the
- * call's rows: its place in the whole batch (row0 rows of n / B elements before it). */
-static uint64_t ed_drop_first(const ed_call *k, int64_t n)
-{
-    return (uint64_t)k->row0 * (uint64_t)(n / k->B);
 }
 
 #define real_t float
 #define SFX f32
-#include "model_encdec_impl.h"
+#include "encdec_train_impl.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
-#include "model_encdec_impl.h"
+#include "encdec_train_impl.h"
 #undef real_t
 #undef SFX

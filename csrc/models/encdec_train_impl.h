@@ -1,5 +1,5 @@
-/* model_encdec_impl.h: the encoder-decoder forward, loss and backward over the arena (see
- * model_encdec.c), written once for real_t. Every matrix product, normalisation, activation,
+/* encdec_train_impl.h: the encoder-decoder forward, loss and backward over the arena (see
+ * encdec_train.c), written once for real_t. Every matrix product, normalisation, activation,
  * attention, dropout and loss step is the library kernel the module path
  * (transformer_c.nn.EncoderDecoder with fast=False) calls, in the same order; the glue is
  * residual additions, position rows and the in-place cross-entropy gradient
@@ -9,71 +9,8 @@
 #define PP(off) ((off) < 0 ? NULL : (real_t *)m->params + (off))  /* parameter pointer */
 #define GP(off) ((off) < 0 ? NULL : (real_t *)m->grads + (off))   /* gradient pointer */
 #define AP(off) ((real_t *)(m->arena + (off)))                     /* activation pointer */
-#define CHECK(call)                    \
-    do {                               \
-        int st_ = (call);              \
-        if (st_ != TC_OK) return st_;  \
-    } while (0)
 
 #include "model_common_impl.h"
-
-/* x (n,) <- drop(x) at dropout site `site`, when dropping. */
-static int FN(ed_dropout)(real_t *x, int64_t n, const tc_encdec *m, const ed_call *k, int64_t site)
-{
-    if (!k->drop) return TC_OK;
-    return FN(tc_dropout_forward_at)(x, x, n, m->cfg.dropout, gpt_site_seed(k->seed, site),
-                                     ed_drop_first(k, n));
-}
-
-/* The gradient through a dropout site: g itself when not dropping, else scratch = g * mask. */
-static int FN(ed_dropout_back)(const real_t **out, const real_t *g, real_t *scratch, int64_t n,
-                               const tc_encdec *m, const ed_call *k, int64_t site)
-{
-    *out = g;
-    if (!k->drop) return TC_OK;
-    *out = scratch;
-    return FN(tc_dropout_backward_at)(scratch, g, n, m->cfg.dropout,
-                                      gpt_site_seed(k->seed, site), ed_drop_first(k, n), 0);
-}
-
-/* Attention of B sequences of L queries against S keys; every operand at the strides of
- * lay (token-major buffers, read and written in place). */
-static int FN(ed_attention_forward)(const tc_encdec *m, real_t *out, real_t *lse, const real_t *q,
-                                    const real_t *kk, const real_t *vv, const tc_attention_layout *lay,
-                                    const uint8_t *mask, int64_t B, int64_t L, int64_t S,
-                                    int causal, const ed_call *k, int64_t site)
-{
-    const int64_t NH = m->cfg.NH, HS = m->cfg.C / NH;
-    tc_attention_masks mk;
-    memset(&mk, 0, sizeof mk);
-    mk.key_padding = mask;
-    mk.dropout_first = ed_drop_first(k, B * NH * L * S);
-    return FN(tc_attention_forward_strided)(out, lse, q, kk, vv, &mk, lay, B, NH, L, S, HS,
-                                            HS, (real_t)(1.0 / sqrt((double)HS)),
-                                            causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
-                                            k->drop ? m->cfg.dropout : 0.0,
-                                            gpt_site_seed(k->seed, site));
-}
-
-/* Its backward: dq, dk, dv WRITTEN (no zeroing needed) at the strides of lay. */
-static int FN(ed_attention_backward)(const tc_encdec *m, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
-                                     const real_t *q, const real_t *kk, const real_t *vv, const real_t *out,
-                                     const real_t *lse, const tc_attention_layout *lay,
-                                     const uint8_t *mask, int64_t B, int64_t L, int64_t S,
-                                     int causal, const ed_call *k, int64_t site)
-{
-    const int64_t NH = m->cfg.NH, HS = m->cfg.C / NH;
-    tc_attention_masks mk;
-    memset(&mk, 0, sizeof mk);
-    mk.key_padding = mask;
-    mk.dropout_first = ed_drop_first(k, B * NH * L * S);
-    return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, kk, vv, out, lse, &mk, lay,
-                                             B, NH, L, S, HS, HS,
-                                             (real_t)(1.0 / sqrt((double)HS)),
-                                             causal ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE,
-                                             k->drop ? m->cfg.dropout : 0.0,
-                                             gpt_site_seed(k->seed, site), 0);
-}
 
 /* Self-attention: proj (N,C) = c_proj(attention(c_attn(x))), x (B*L,C); bidirectional
  * with the source mask in the encoder (dec == 0), causal in the decoder. The attention
@@ -87,8 +24,9 @@ static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_
     real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
-    CHECK(FN(ed_attention_forward)(m, AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C,
-                                   &lay, dec ? NULL : k->mask, B, L, L, dec, k, site));
+    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
+                                      dec ? NULL : k->mask, B, NH, L, L, HS,
+                                      dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->proj.w), PP(p->proj.b), N, C, C);
 }
 
@@ -106,9 +44,10 @@ static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
                                      PP(p->proj.w), N, C, C, TC_LINEAR_SET_DINP));
-    CHECK(FN(ed_attention_backward)(m, dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
-                                    qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
-                                    dec ? NULL : k->mask, B, L, L, dec, k, site));
+    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
+                                       qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
+                                       dec ? NULL : k->mask, B, NH, L, L, HS,
+                                       dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_backward_set)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
                                       C, 3 * C, set_dx ? TC_LINEAR_SET_DINP : 0);
 }
@@ -127,8 +66,8 @@ static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed
     const tc_attention_layout lay = model_cross_layout(k->Lt, k->Ls, C, HS);
     CHECK(FN(tc_linear_forward)(q, x, PP(p->xq.w), PP(p->xq.b), Nt, C, C));
     CHECK(FN(tc_linear_forward)(kv, mem, PP(p->xkv.w), PP(p->xkv.b), Ns, C, 2 * C));
-    CHECK(FN(ed_attention_forward)(m, AP(a->xatty), AP(a->xlse), q, kv, kv + C, &lay, k->mask,
-                                   B, k->Lt, k->Ls, 0, k, site));
+    CHECK(FN(model_attention_forward)(AP(a->xatty), AP(a->xlse), q, kv, kv + C, &lay, k->mask, B,
+                                      NH, k->Lt, k->Ls, HS, TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_forward)(proj, AP(a->xatty), PP(p->xproj.w), PP(p->xproj.b), Nt, C, C);
 }
 
@@ -147,8 +86,9 @@ static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
     CHECK(FN(tc_linear_backward_set)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj,
                                      AP(a->xatty), PP(p->xproj.w), Nt, C, C,
                                      TC_LINEAR_SET_DINP));
-    CHECK(FN(ed_attention_backward)(m, dq, dkv, dkv + C, datty, q, kv, kv + C, AP(a->xatty),
-                                    AP(a->xlse), &lay, k->mask, B, k->Lt, k->Ls, 0, k, site));
+    CHECK(FN(model_attention_backward)(dq, dkv, dkv + C, datty, q, kv, kv + C, AP(a->xatty),
+                                       AP(a->xlse), &lay, k->mask, B, NH, k->Lt, k->Ls, HS,
+                                       TC_CAUSAL_NONE, &k->d, site));
     CHECK(FN(tc_linear_backward_set)(dx, GP(p->xq.w), GP(p->xq.b), dq, x, PP(p->xq.w), Nt, C,
                                      C, set_dx ? TC_LINEAR_SET_DINP : 0));
     return FN(tc_linear_backward)(dmem, GP(p->xkv.w), GP(p->xkv.b), dkv, mem, PP(p->xkv.w), Ns,
@@ -184,7 +124,7 @@ static const ed_lin *FN(ed_norm_of)(const ed_layer_params *p, int slot)
 static const real_t *FN(ed_layer_out)(const tc_encdec *m, int dec, int64_t l)
 {
     const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
-    return m->cfg.post_norm ? AP(a->ln[2]) : AP(a->r[2]);
+    return m->cfg.norm == TC_NORM_POST ? AP(a->ln[2]) : AP(a->r[2]);
 }
 
 static const real_t *FN(ed_layer_in)(const tc_encdec *m, int dec, int64_t l)
@@ -196,7 +136,7 @@ static const real_t *FN(ed_layer_in)(const tc_encdec *m, int dec, int64_t l)
 /* The encoder's output (the memory every decoder layer attends to). */
 static const real_t *FN(ed_memory)(const tc_encdec *m)
 {
-    return m->cfg.post_norm ? FN(ed_layer_out)(m, 0, m->cfg.Le - 1) : AP(m->ga.slnf);
+    return m->cfg.norm == TC_NORM_POST ? FN(ed_layer_out)(m, 0, m->cfg.Le - 1) : AP(m->ga.slnf);
 }
 
 static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call *k)
@@ -215,7 +155,7 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         const ed_lin *ln = FN(ed_norm_of)(p, s);
         real_t *lnb = AP(a->ln[s]), *r = AP(a->r[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
         const real_t *fin = cur;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, cur, PP(ln->w), PP(ln->b), N, C,
                                            c->eps));
             fin = lnb;
@@ -224,9 +164,9 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         else if (s == 1) CHECK(FN(ed_cross_forward)(m, p, a, proj, fin, FN(ed_memory)(m), k,
                                                     probs[i]));
         else CHECK(FN(ed_mlp_forward)(m, p, a, proj, fin, N, k->grads));
-        CHECK(FN(ed_dropout)(proj, N * C, m, k, branch[i]));
+        CHECK(FN(model_dropout)(proj, N * C, &k->d, branch[i]));
         FN(gpt_add)(r, cur, proj, N * C);
-        if (c->post_norm) {
+        if (c->norm == TC_NORM_POST) {
             CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, r, PP(ln->w), PP(ln->b), N, C,
                                            c->eps));
             cur = lnb;
@@ -257,29 +197,29 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
         const real_t *lnb = AP(a->ln[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
         /* the sub-layer's input */
         const real_t *in = i == 0 ? FN(ed_layer_in)(m, dec, l)
-                             : AP(c->post_norm ? a->ln[kinds[i - 1]] : a->r[kinds[i - 1]]);
+                             : AP(c->norm == TC_NORM_POST ? a->ln[kinds[i - 1]] : a->r[kinds[i - 1]]);
         const real_t *dp;
         real_t *dx;
         const real_t *fin;
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             /* *dres = d r; the branch's input gradient goes to dfin, then through the norm */
-            CHECK(FN(ed_dropout_back)(&dp, *dres, ddrop, N * C, m, k, branch[i]));
+            CHECK(FN(model_dropout_back)(&dp, *dres, ddrop, N * C, &k->d, branch[i]));
             dx = dfin; /* written by the branch's backward (set_dx) */
             fin = lnb;
         } else {
             /* *dres = d ln; *dtmp = d r = the residual part of d in, plus the branch's part */
             CHECK(FN(tc_layernorm_backward_set)(*dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
                                                 PP(ln->w), mean, rstd, N, C, 1));
-            CHECK(FN(ed_dropout_back)(&dp, *dtmp, ddrop, N * C, m, k, branch[i]));
+            CHECK(FN(model_dropout_back)(&dp, *dtmp, ddrop, N * C, &k->d, branch[i]));
             dx = *dtmp;
             fin = in;
         }
-        const int set_dx = !c->post_norm;
+        const int set_dx = c->norm == TC_NORM_PRE;
         if (s == 0) CHECK(FN(ed_self_backward)(m, p, a, dx, dp, fin, dec, k, probs[i], set_dx));
         else if (s == 1) CHECK(FN(ed_cross_backward)(m, p, a, dx, dmem, dp, fin,
                                                      FN(ed_memory)(m), k, probs[i], set_dx));
         else CHECK(FN(ed_mlp_backward)(m, p, a, dx, dp, fin, N, set_dx));
-        if (!c->post_norm) {
+        if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_backward)(*dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
                                             mean, rstd, N, C));
         } else {
@@ -301,7 +241,7 @@ static int FN(ed_embed)(tc_encdec *m, real_t *emb, int64_t *pos, const int64_t *
     CHECK(FN(tc_embedding_forward)(emb, ids, PP(wte), N, V, C));
     if (m->cfg.position == TC_POS_LEARNED) FN(gpt_add_rows)(emb, PP(wpe), pos, N, C);
     else FN(gpt_add_rows)(emb, (real_t *)m->tab, pos, N, C);
-    return FN(ed_dropout)(emb, N * C, m, k, site);
+    return FN(model_dropout)(emb, N * C, &k->d, site);
 }
 
 static int FN(ed_embed_backward)(tc_encdec *m, const real_t *demb, const int64_t *pos,
@@ -309,7 +249,7 @@ static int FN(ed_embed_backward)(tc_encdec *m, const real_t *demb, const int64_t
                                  int64_t N, const ed_call *k, int64_t site)
 {
     const real_t *d;
-    CHECK(FN(ed_dropout_back)(&d, demb, AP(m->ga.ddrop), N * m->cfg.C, m, k, site));
+    CHECK(FN(model_dropout_back)(&d, demb, AP(m->ga.ddrop), N * m->cfg.C, &k->d, site));
     CHECK(FN(tc_embedding_backward)(GP(wte), d, ids, N, V, m->cfg.C));
     if (m->cfg.position == TC_POS_LEARNED)
         CHECK(FN(tc_embedding_backward)(GP(wpe), d, pos, N, m->cfg.maxT, m->cfg.C));
@@ -324,7 +264,7 @@ static int FN(ed_encode)(tc_encdec *m, const int64_t *src, const ed_call *k)
     int64_t *spos = (int64_t *)(m->arena + m->ga.spos);
     CHECK(FN(ed_embed)(m, AP(m->ga.semb), spos, src, m->swte, m->swpe, c->Vs, Ns, k->Ls, k, 0));
     for (int64_t l = 0; l < c->Le; l++) CHECK(FN(ed_layer_forward)(m, 0, l, k));
-    if (!c->post_norm)
+    if (c->norm == TC_NORM_PRE)
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.slnf), AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd),
                                        FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
                                        PP(m->slnf.b), Ns, c->C, c->eps));
@@ -342,7 +282,7 @@ static int FN(ed_forward_all)(tc_encdec *m, const int64_t *src, const int64_t *t
                        1 + 3 * c->Le));
     for (int64_t l = 0; l < c->Ld; l++) CHECK(FN(ed_layer_forward)(m, 1, l, k));
     const real_t *xf = FN(ed_layer_out)(m, 1, c->Ld - 1);
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.tlnf), AP(m->ga.tlnf_mean), AP(m->ga.tlnf_rstd),
                                        xf, PP(m->tlnf.w), PP(m->tlnf.b), Nt, C, c->eps));
         xf = AP(m->ga.tlnf);
@@ -359,10 +299,10 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
     real_t *dres = AP(m->ga.dres), *dtmp = AP(m->ga.dtmp), *dmem = AP(m->ga.dmem);
     /* logits -> head -> (ln_f) */
     const real_t *dec_out = FN(ed_layer_out)(m, 1, c->Ld - 1);
-    const real_t *xf = c->post_norm ? dec_out : AP(m->ga.tlnf);
+    const real_t *xf = c->norm == TC_NORM_POST ? dec_out : AP(m->ga.tlnf);
     CHECK(FN(tc_linear_backward_set)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf,
                                      PP(m->head), Nt, C, c->Vt, TC_LINEAR_SET_DINP));
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
                                             PP(m->tlnf.w), AP(m->ga.tlnf_mean),
                                             AP(m->ga.tlnf_rstd), Nt, C, 1));
@@ -378,7 +318,7 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
     CHECK(FN(ed_embed_backward)(m, dres, (const int64_t *)(m->arena + m->ga.tpos), tgt, m->twte,
                                 m->twpe, c->Vt, Nt, k, 1 + 3 * c->Le));
     /* the encoder from d memory */
-    if (!c->post_norm) {
+    if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
                                             FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
                                             AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C, 1));
@@ -415,28 +355,21 @@ int FN(tc_encdec_create)(tc_encdec **model, const tc_encdec_config *cfg, real_t 
 static int FN(ed_check_args)(const tc_encdec *m, const int64_t *src, const int64_t *tgt,
                              int64_t B, int64_t Ls, int64_t Lt)
 {
-    if (!m || m->elem != (int64_t)sizeof(real_t) || !src || !tgt || B < 1 || Ls < 1 || Lt < 1 ||
+    if (!m || m->elem != (int64_t)sizeof(real_t) || B < 1 || Ls < 1 || Lt < 1 ||
         Ls > m->cfg.maxT || Lt > m->cfg.maxT)
         return TC_EINVAL;
-    for (int64_t n = 0; n < B * Ls; n++)
-        if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
-    for (int64_t n = 0; n < B * Lt; n++)
-        if (tgt[n] < 0 || tgt[n] >= m->cfg.Vt) return TC_EINVAL;
-    return TC_OK;
+    CHECK(model_ids_ok(src, B * Ls, m->cfg.Vs));
+    return model_ids_ok(tgt, B * Lt, m->cfg.Vt);
 }
 
 /* One call's work over a batch, row range by row range: the forward writing logits, or
  * (tgt_out != NULL) the loss and gradients; see model_common.h for the split. */
 typedef struct {
+    FN(model_job) run;
     tc_encdec *m;
-    real_t *logits;
     const int64_t *src, *tgt_in, *tgt_out;
     const uint8_t *src_mask;
-    int64_t Ls, Lt, ignore_index;
-    double inv_count; /* 1 / the counted targets of the whole batch (0: none) */
-    uint64_t seed;
-    int drop;
-    double part[TC_MODEL_MAX_WORKERS]; /* each worker's summed loss */
+    int64_t Ls, Lt;
 } FN(ed_job);
 
 /* Rows [b0, b0 + nb) of the job on worker w (model_split_run's callback). */
@@ -446,31 +379,31 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     tc_encdec *m = w ? j->m->clones[w - 1] : j->m;
     const int64_t Ls = j->Ls, Lt = j->Lt, Nt = nb * Lt, V = m->cfg.Vt;
     const int64_t *src = j->src + b0 * Ls, *tgt_in = j->tgt_in + b0 * Lt;
-    const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL, j->seed, j->drop,
-                       b0, j->tgt_out != NULL};
+    const ed_call k = {nb, Ls, Lt, j->src_mask ? j->src_mask + b0 * Ls : NULL,
+                       {j->run.drop, m->cfg.dropout, j->run.seed, b0, nb}, j->tgt_out != NULL};
     CHECK(ed_reserve(m, nb * Ls, Nt));
     CHECK(FN(ed_forward_all)(m, src, tgt_in, &k));
     if (!j->tgt_out) {
-        memcpy(j->logits + b0 * Lt * V, AP(m->ga.logits), (size_t)(Nt * V) * sizeof(real_t));
+        memcpy(j->run.logits + b0 * Lt * V, AP(m->ga.logits),
+               (size_t)(Nt * V) * sizeof(real_t));
         return TC_OK;
     }
     const int64_t *tgt_out = j->tgt_out + b0 * Lt;
-    j->part[w] = 0;
-    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), &j->part[w],
-                                            AP(m->ga.logits), tgt_out, Nt, V, j->ignore_index,
-                                            0));
+    j->run.part[w] = 0;
+    CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse),
+                                            &j->run.part[w], AP(m->ga.logits), tgt_out, Nt, V,
+                                            j->run.ignore_index, 0));
     memset(m->grads, 0, (size_t)m->num_params * sizeof(real_t));
-    if (j->inv_count == 0) return TC_OK;
+    if (j->run.inv_count == 0) return TC_OK;
     FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
-                                j->ignore_index, (real_t)j->inv_count);
+                                j->run.ignore_index, (real_t)j->run.inv_count);
     return FN(ed_backward_all)(m, src, tgt_in, &k);
 }
 
 /* The job over B rows on W workers (model_common.h; W == 1: one pass) */
 static int FN(ed_run)(FN(ed_job) *j, int64_t B, int W)
 {
-    if (W == 1) return FN(ed_job_rows)(j, 0, 0, B);
-    CHECK(ed_clones_ready(j->m, W));
+    if (W > 1) CHECK(ed_clones_ready(j->m, W));
     return model_split_run(W, B, FN(ed_job_rows), j);
 }
 
@@ -482,7 +415,7 @@ int FN(tc_encdec_forward)(tc_encdec *m, real_t *logits, const int64_t *src, cons
     if (!logits) return TC_EINVAL;
     CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
     const int drop = training && m->cfg.dropout > 0;
-    FN(ed_job) j = {m, logits, src, tgt_in, NULL, src_mask, Ls, Lt, 0, 0.0, seed, drop, {0}};
+    FN(ed_job) j = {{logits, 0, 0.0, seed, drop, {0}}, m, src, tgt_in, NULL, src_mask, Ls, Lt};
     return FN(ed_run)(&j, B, model_split_workers(B));
 }
 
@@ -495,23 +428,15 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
 {
     if (!loss || !tgt_out || !m || !m->grads) return TC_EINVAL;
     CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
-    const int64_t Nt = B * Lt, V = m->cfg.Vt;
-    int64_t count = 0;
-    for (int64_t n = 0; n < Nt; n++) {
-        if (tgt_out[n] == ignore_index) continue;
-        if (tgt_out[n] < 0 || tgt_out[n] >= V) return TC_EINVAL;
-        count++;
-    }
+    int64_t count;
+    CHECK(model_count_targets(tgt_out, B * Lt, m->cfg.Vt, ignore_index, &count));
     const int drop = training && m->cfg.dropout > 0;
-    FN(ed_job) j = {m, NULL, src, tgt_in, tgt_out, src_mask, Ls, Lt, ignore_index,
-                    count ? 1.0 / (double)count : 0.0, seed, drop, {0}};
+    FN(ed_job) j = {{NULL, ignore_index, count ? 1.0 / (double)count : 0.0, seed, drop, {0}},
+                    m, src, tgt_in, tgt_out, src_mask, Ls, Lt};
     const int W = model_split_workers(B);
     CHECK(FN(ed_run)(&j, B, W));
-    double total = 0;
-    for (int w = 0; w < W; w++) total += j.part[w];
-    if (W > 1 && count) FN(model_sum_grads)((real_t *)m->grads, (real_t *const *)m->clone_grads, W,
-                                            m->num_params);
-    *loss = count ? total / (double)count : NAN;
+    FN(model_loss_finish)(loss, j.run.part, W, count, (real_t *)m->grads, m->clone_grads,
+                          m->num_params);
     return TC_OK;
 }
 
@@ -519,13 +444,12 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
 int FN(tc_encdec_encode)(tc_encdec *m, real_t *memory, const int64_t *src, const uint8_t *src_mask,
                          int64_t B, int64_t Ls)
 {
-    if (!m || m->elem != (int64_t)sizeof(real_t) || !memory || !src || B < 1 || Ls < 1 ||
+    if (!m || m->elem != (int64_t)sizeof(real_t) || !memory || B < 1 || Ls < 1 ||
         Ls > m->cfg.maxT)
         return TC_EINVAL;
-    for (int64_t n = 0; n < B * Ls; n++)
-        if (src[n] < 0 || src[n] >= m->cfg.Vs) return TC_EINVAL;
+    CHECK(model_ids_ok(src, B * Ls, m->cfg.Vs));
     CHECK(ed_reserve(m, B * Ls, 0));
-    const ed_call k = {B, Ls, 0, src_mask, 0, 0, 0, 0};
+    const ed_call k = {B, Ls, 0, src_mask, {0, 0.0, 0, 0, B}, 0};
     CHECK(FN(ed_encode)(m, src, &k));
     memcpy(memory, FN(ed_memory)(m), (size_t)(B * Ls * m->cfg.C) * sizeof(real_t));
     return TC_OK;
@@ -534,4 +458,3 @@ int FN(tc_encdec_encode)(tc_encdec *m, real_t *memory, const int64_t *src, const
 #undef PP
 #undef GP
 #undef AP
-#undef CHECK

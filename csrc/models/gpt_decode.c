@@ -1,6 +1,6 @@
-/* model_decode.c: KV-cache decoding of a GPT (tc.h, "model_decode"): the decoder object,
+/* gpt_decode.c: KV-cache decoding of a GPT (tc.h, "model_decode"): the decoder object,
  * its cache and scratch, and the row selection of beam search; the forward itself is
- * model_decode_impl.h, compiled per dtype.
+ * gpt_decode_impl.h, compiled per dtype.
  *
  * Memory, all allocated when the decoder is created (only the prefill scratch may grow):
  *   k, v       (L, Bmax, NH, Smax, HS) each: every layer's keys (after RoPE) and values;
@@ -19,15 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
-#define TC_DEC_X86 1
-/* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel, so
- * TC_GEMM_KERNEL=generic / tc_gemm_set_kernel("generic") test the portable one too. */
-static int decode_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
-#else
-#define TC_DEC_X86 0
-#endif
-
 struct tc_gpt_kv {
     tc_gpt_config cfg;
     int64_t elem;                    /* sizeof(real_t) */
@@ -40,22 +31,8 @@ struct tc_gpt_kv {
     int64_t *pad, *pad2;             /* (Bmax,) */
     uint8_t *kp;                     /* (Bmax * Smax) */
     void *tab1, *tab2;
-    char *scratch;
-    int64_t cap_tokens;              /* the scratch is carved for this many tokens */
-    dec_bufs sb;
+    dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
 };
-
-static int kv_tokens_ok(const tc_gpt_config *c, int64_t N, int64_t elem)
-{
-    return dec_tokens_ok(c->C, c->H, c->NH, N, elem);
-}
-
-/* Grow the scratch to hold N tokens. */
-static int kv_reserve(tc_gpt_kv *kv, int64_t N)
-{
-    return dec_reserve(&kv->scratch, &kv->cap_tokens, &kv->sb, kv->cfg.C, kv->cfg.H,
-                       kv->cfg.NH, N, kv->elem);
-}
 
 /* Bytes of one cache buffer (k or v): L * Bmax * C * Smax elements. */
 static size_t kv_cache_bytes(const tc_gpt_kv *kv)
@@ -76,11 +53,11 @@ void tc_gpt_kv_free(tc_gpt_kv *kv)
     free(kv->kp);
     free(kv->tab1);
     free(kv->tab2);
-    free(kv->scratch);
+    free(kv->sc.mem);
     free(kv);
 }
 
-/* The decoder without its position tables (model_decode_impl.h adds them). */
+/* The decoder without its position tables (gpt_decode_impl.h adds them). */
 static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params, int64_t elem,
                   int64_t Bmax, int64_t Smax)
 {
@@ -90,7 +67,8 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
         return TC_EINVAL;
     /* the caches: 2 * L * Bmax * Smax * C elements (twice that after a reordering select) */
     if ((double)cfg->L * (double)Bmax * (double)Smax * (double)cfg->C * (double)elem > 1e14 ||
-        (double)Bmax * (double)Smax > 1e12 || !kv_tokens_ok(cfg, Bmax, elem))
+        (double)Bmax * (double)Smax > 1e12 ||
+        !dec_tokens_ok(cfg->C, cfg->H, cfg->NH, Bmax, elem))
         return TC_ENOMEM;
     tc_gpt_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return TC_ENOMEM;
@@ -98,6 +76,7 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->elem = elem;
     kv->params = params;
     kv->Bmax = Bmax;
+    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
     kv->Smax = Smax;
     kv->lp = malloc((size_t)cfg->L * sizeof *kv->lp);
     if (kv->lp)
@@ -109,7 +88,7 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->pad2 = calloc((size_t)Bmax, sizeof *kv->pad2);
     kv->kp = malloc((size_t)(Bmax * Smax));
     if (!kv->lp || !kv->k || !kv->v || !kv->pad || !kv->pad2 || !kv->kp ||
-        kv_reserve(kv, Bmax) != TC_OK) {
+        dec_reserve(&kv->sc, Bmax) != TC_OK) {
         tc_gpt_kv_free(kv);
         return TC_ENOMEM;
     }
@@ -131,44 +110,12 @@ int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv)
     return (int64_t)(kv_cache_bytes(kv) * ((kv->k2 ? 2 : 0) + 2));
 }
 
-/* Copy the filled slots [0, pos) of row src of every layer of (ks, vs) to row dst of
- * (kd, vd); the four may be the same buffers when dst != src. */
-static void kv_copy_rows(tc_gpt_kv *kv, char *kd, char *vd, const char *ks, const char *vs,
+/* The caches' rows after a select (dec_copy_cache_rows). */
+static void kv_copy_rows(tc_gpt_kv *kv, void *kd, void *vd, const void *ks, const void *vs,
                          const int64_t *rows, int64_t B2, int in_place)
 {
-    const int64_t L = kv->cfg.L, NH = kv->cfg.NH, HS = kv->cfg.C / NH, Smax = kv->Smax;
-    const size_t head = (size_t)(Smax * HS) * (size_t)kv->elem;  /* bytes per head */
-    const size_t row = head * (size_t)NH, layer = row * (size_t)kv->Bmax;
-    const size_t used = (size_t)(kv->pos * HS) * (size_t)kv->elem;
-    const int64_t work = L * B2 * NH * kv->pos * HS;
-    if (in_place) {
-        /* rows strictly increasing with rows[j] >= j: row j's source is never a row that an
-         * earlier j' < j has overwritten, so each layer copies forward in order */
-#pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
-        for (int64_t l = 0; l < L; l++) {
-            for (int64_t j = 0; j < B2; j++) {
-                if (rows[j] == j) continue;
-                for (int64_t h = 0; h < NH; h++) {
-                    const size_t d = l * layer + j * row + h * head;
-                    const size_t s = l * layer + rows[j] * row + h * head;
-                    memcpy(kd + d, ks + s, used);
-                    memcpy(vd + d, vs + s, used);
-                }
-            }
-        }
-        return;
-    }
-#pragma omp parallel for collapse(2) schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
-    for (int64_t l = 0; l < L; l++) {
-        for (int64_t j = 0; j < B2; j++) {
-            for (int64_t h = 0; h < NH; h++) {
-                const size_t d = l * layer + j * row + h * head;
-                const size_t s = l * layer + rows[j] * row + h * head;
-                memcpy(kd + d, ks + s, used);
-                memcpy(vd + d, vs + s, used);
-            }
-        }
-    }
+    dec_copy_cache_rows(kd, vd, ks, vs, rows, B2, kv->cfg.L, kv->Bmax, kv->cfg.NH, kv->Smax,
+                        kv->cfg.C / kv->cfg.NH, kv->pos, kv->elem, in_place);
 }
 
 // rows (B2,) in [0, B): row j of the cache becomes old row rows[j]
@@ -196,12 +143,8 @@ int tc_gpt_kv_select(tc_gpt_kv *kv, const int64_t *rows, int64_t B2)
             kv->v2 = v2;
         }
         kv_copy_rows(kv, kv->k2, kv->v2, kv->k, kv->v, rows, B2, 0);
-        void *t = kv->k;
-        kv->k = kv->k2;
-        kv->k2 = t;
-        t = kv->v;
-        kv->v = kv->v2;
-        kv->v2 = t;
+        dec_swap(&kv->k, &kv->k2);
+        dec_swap(&kv->v, &kv->v2);
         for (int64_t j = 0; j < B2; j++) kv->pad2[j] = kv->pad[rows[j]];
         int64_t *p = kv->pad;
         kv->pad = kv->pad2;
@@ -213,12 +156,12 @@ int tc_gpt_kv_select(tc_gpt_kv *kv, const int64_t *rows, int64_t B2)
 
 #define real_t float
 #define SFX f32
-#include "model_decode_impl.h"
+#include "gpt_decode_impl.h"
 #undef real_t
 #undef SFX
 
 #define real_t double
 #define SFX f64
-#include "model_decode_impl.h"
+#include "gpt_decode_impl.h"
 #undef real_t
 #undef SFX

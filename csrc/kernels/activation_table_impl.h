@@ -1,0 +1,101 @@
+/* activation_table_impl.h: the activation table, written once for real_t (included by
+ * activation.c per dtype). One row per tc_activation value (TC_ACT_*): its element-wise
+ * forward and backward, and its fused linear + activation pair (fused.c) or NULL where the
+ * activation has none (then the caller runs the linear, then the activation). Every model
+ * driver reaches an activation through tc_activation_* / tc_linear_activation_* only. */
+
+/* out (N,) = act(inp (N,)) */
+typedef int (*FN(act_fwd_fn))(real_t *, const real_t *, int64_t);
+/* dinp (N,) (+)= dout (N,) * act'(inp (N,)); accumulate 0/1 */
+typedef int (*FN(act_bwd_fn))(real_t *, const real_t *, const real_t *, int64_t, int);
+/* out (N,OC) = act(inp (N,C) @ w^T (OC,C) + b (OC,)); dact (N,OC) = act'(pre) or NULL */
+typedef int (*FN(lin_act_fwd_fn))(real_t *, real_t *, const real_t *, const real_t *,
+                                  const real_t *, int64_t, int64_t, int64_t);
+/* dpre = dout (N,OC) * dact (N,OC), then the linear's gradients (set: TC_LINEAR_SET_*) */
+typedef int (*FN(lin_act_bwd_fn))(real_t *, real_t *, real_t *, const real_t *, const real_t *,
+                                  const real_t *, const real_t *, int64_t, int64_t, int64_t, int);
+
+static int FN(tab_gelu_tanh_fwd)(real_t *o, const real_t *x, int64_t n)
+{
+    return FN(tc_gelu_forward)(o, x, n, 1);
+}
+static int FN(tab_gelu_fwd)(real_t *o, const real_t *x, int64_t n)
+{
+    return FN(tc_gelu_forward)(o, x, n, 0);
+}
+static int FN(tab_gelu_tanh_bwd)(real_t *d, const real_t *g, const real_t *x, int64_t n, int acc)
+{
+    return FN(tc_gelu_backward)(d, g, x, n, 1, acc);
+}
+static int FN(tab_gelu_bwd)(real_t *d, const real_t *g, const real_t *x, int64_t n, int acc)
+{
+    return FN(tc_gelu_backward)(d, g, x, n, 0, acc);
+}
+/* the fused GELUs: with dact, the forward caching gelu'(pre); without, inference only */
+static int FN(tab_lin_gelu_tanh_fwd)(real_t *o, real_t *dact, const real_t *x, const real_t *w,
+                                     const real_t *b, int64_t N, int64_t C, int64_t OC)
+{
+    return dact ? FN(tc_linear_gelu_forward_dact)(o, dact, x, w, b, N, C, OC, 1)
+                : FN(tc_linear_gelu_forward)(o, NULL, x, w, b, N, C, OC, 1);
+}
+static int FN(tab_lin_gelu_fwd)(real_t *o, real_t *dact, const real_t *x, const real_t *w,
+                                const real_t *b, int64_t N, int64_t C, int64_t OC)
+{
+    return dact ? FN(tc_linear_gelu_forward_dact)(o, dact, x, w, b, N, C, OC, 0)
+                : FN(tc_linear_gelu_forward)(o, NULL, x, w, b, N, C, OC, 0);
+}
+
+static const struct {
+    FN(act_fwd_fn) fwd;
+    FN(act_bwd_fn) bwd;
+    FN(lin_act_fwd_fn) lin_fwd; /* NULL: no fused kernel */
+    FN(lin_act_bwd_fn) lin_bwd;
+} FN(act_table)[] = {
+    [TC_ACT_GELU_TANH] = {FN(tab_gelu_tanh_fwd), FN(tab_gelu_tanh_bwd), FN(tab_lin_gelu_tanh_fwd),
+                          FN(tc_linear_gelu_backward_dact)},
+    [TC_ACT_GELU] = {FN(tab_gelu_fwd), FN(tab_gelu_bwd), FN(tab_lin_gelu_fwd),
+                     FN(tc_linear_gelu_backward_dact)},
+    [TC_ACT_RELU] = {FN(tc_relu_forward), FN(tc_relu_backward), NULL, NULL},
+};
+_Static_assert(sizeof FN(act_table) / sizeof FN(act_table)[0] == TC_ACT_COUNT,
+               "the activation table has one row per TC_ACT_* value");
+
+static int FN(act_known)(int act)
+{
+    return act >= 0 && act < TC_ACT_COUNT && FN(act_table)[act].fwd && FN(act_table)[act].bwd;
+}
+
+// out (N,) = act(inp (N,)); out may be inp
+int FN(tc_activation_forward)(int act, real_t *out, const real_t *inp, int64_t N)
+{
+    if (!FN(act_known)(act)) return TC_EINVAL;
+    return FN(act_table)[act].fwd(out, inp, N);
+}
+
+// dinp (N,) (+)= dout (N,) * act'(inp (N,)); accumulate: 1 adds, 0 writes
+int FN(tc_activation_backward)(int act, real_t *dinp, const real_t *dout, const real_t *inp,
+                               int64_t N, int accumulate)
+{
+    if (!FN(act_known)(act)) return TC_EINVAL;
+    return FN(act_table)[act].bwd(dinp, dout, inp, N, accumulate);
+}
+
+// out (N,OC) = act(inp (N,C) @ weight^T (OC,C) + bias (OC,)); dact (N,OC) = act'(pre) or NULL
+int FN(tc_linear_activation_forward)(int act, real_t *out, real_t *dact, const real_t *inp,
+                                     const real_t *weight, const real_t *bias, int64_t N,
+                                     int64_t C, int64_t OC)
+{
+    if (!FN(act_known)(act) || !FN(act_table)[act].lin_fwd) return TC_EINVAL;
+    return FN(act_table)[act].lin_fwd(out, dact, inp, weight, bias, N, C, OC);
+}
+
+// dpre = dout (N,OC) * dact (N,OC), then the linear's gradients (set: TC_LINEAR_SET_*)
+int FN(tc_linear_activation_backward)(int act, real_t *dinp, real_t *dweight, real_t *dbias,
+                                      const real_t *dout, const real_t *dact, const real_t *inp,
+                                      const real_t *weight, int64_t N, int64_t C, int64_t OC,
+                                      int set)
+{
+    if (!FN(act_known)(act) || !FN(act_table)[act].lin_bwd) return TC_EINVAL;
+    return FN(act_table)[act].lin_bwd(dinp, dweight, dbias, dout, dact, inp, weight, N, C, OC,
+                                      set);
+}
