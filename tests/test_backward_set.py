@@ -1,4 +1,5 @@
-"""The write ("set") mode of the linear, linear+GELU and layernorm backward kernels, which
+"""The write flag (tc.h: TC_WRITE(k) bits) of the linear, linear+GELU and layernorm backward
+kernels, which
 the models' backward and the functional bindings use instead of zeroing a buffer and then
 accumulating into it: written outputs have exactly the bits accumulating into zeros gives
 (signed zeros included), whatever the buffer held before; unflagged outputs still
@@ -54,7 +55,7 @@ def test_set_equals_accumulate_into_zeros_bitwise(kind, dtype, N, C, OC):
     dout, x, w, pre, OC = operands(kind, dtype, N, C, OC)
     zero = run(kind, buffers(dtype, N, C, OC, kind, 0.0), dout, x, w, pre, 0)
     # written over garbage (NaN): every entry of each flagged output must be rewritten
-    for flags in ([1, 2, 4, 7] if kind != "layernorm" else [1]):
+    for flags in range(1, 8):
         got = run(kind, buffers(dtype, N, C, OC, kind, np.nan), dout, x, w, pre, flags)
         for bit, g, z in zip((1, 2, 4), got, zero):
             if flags & bit:
@@ -73,15 +74,14 @@ def test_accumulate_mode_adds_to_what_is_there(kind):
     acc = run(kind, [s.copy() for s in start], dout, x, w, pre, 0)
     for a, s, g in zip(acc, start, grad):
         np.testing.assert_allclose(a, s + g, rtol=1e-12, atol=1e-12)
-    # set mode ignores what was there (dinp only for layernorm: its dweight / dbias add)
-    flags = 7 if kind != "layernorm" else 1
-    got = run(kind, [s.copy() for s in start], dout, x, w, pre, flags)
-    np.testing.assert_array_equal(got[0], grad[0])
-    if kind != "layernorm":
-        np.testing.assert_array_equal(got[1], grad[1])
-        np.testing.assert_array_equal(got[2], grad[2])
-    else:
-        np.testing.assert_allclose(got[1], start[1] + grad[1], rtol=1e-12, atol=1e-12)
+    # write mode ignores what was there; bit 2 alone: dinp, dweight add, dbias written
+    got = run(kind, [s.copy() for s in start], dout, x, w, pre, 7)
+    for g, want in zip(got, grad):
+        np.testing.assert_array_equal(g, want)
+    got = run(kind, [s.copy() for s in start], dout, x, w, pre, 4)
+    np.testing.assert_allclose(got[0], start[0] + grad[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[1], start[1] + grad[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got[2], grad[2])
 
 
 def test_set_mode_gradients_match_numpy():
@@ -167,8 +167,10 @@ def test_backward_into_rejects_bad_arguments():
         _C.backward_into("linear", dx, dw, np.zeros(4, np.float32), dy, x, w, None, 0)
     with pytest.raises(TypeError, match="dweight"):
         _C.backward_into("linear", dx, dw.astype(np.float64), db, dy, x, w, None, 0)
-    with pytest.raises(ValueError, match="backward_into"):
-        _C.backward_into("linear", dx, dw, db, dy, x, w, None, 8)  # unknown flag
+    with pytest.raises(ValueError, match="write"):
+        _C.backward_into("linear", dx, dw, db, dy, x, w, None, 8)  # past the 3 outputs
+    with pytest.raises(ValueError, match="write"):
+        _C.backward_into("linear", dx, dw, db, dy, x, w, None, -1)
     with pytest.raises(TypeError, match="pre"):
         _C.backward_into("linear_gelu", dx, dw, db, dy, x, w, None, 0)
 
@@ -237,13 +239,13 @@ def test_softmax_set_equals_accumulate_into_zeros_bitwise(is_log, dtype, shape):
     if shape[0]:
         g[0] = 0.0  # a zero gradient slab: results that would be -0 if written directly
     zero = np.zeros(shape, dtype)
-    _C.softmax_backward_into(zero, g, y, is_log, False)
+    _C.softmax_backward_into(zero, g, y, is_log, 0)
     got = np.full(shape, np.nan, dtype)
-    _C.softmax_backward_into(got, g, y, is_log, True)
+    _C.softmax_backward_into(got, g, y, is_log, 1)
     assert np.array_equal(bits(got), bits(zero))
     start = rng(9).standard_normal(shape).astype(dtype)
     acc = start.copy()
-    _C.softmax_backward_into(acc, g, y, is_log, False)
+    _C.softmax_backward_into(acc, g, y, is_log, 0)
     t = tol(dtype)
     np.testing.assert_allclose(acc, start + zero, **t)
     # the binding (set mode into an uninitialised array) against NumPy
@@ -262,3 +264,5 @@ def test_softmax_backward_into_rejects_bad_arguments():
         _C.softmax_backward_into(np.zeros((2, 3, 5), np.float32), y, y, False, True)
     with pytest.raises(TypeError, match="dout"):
         _C.softmax_backward_into(y.copy(), y.astype(np.float64), y, False, True)
+    with pytest.raises(ValueError, match="write"):
+        _C.softmax_backward_into(y.copy(), y, y, False, 2)  # one output: bit 0 only

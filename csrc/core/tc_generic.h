@@ -31,6 +31,9 @@
 #define TC_MATH_f64(fn) fn
 #define MATH(fn) TC_CAT(TC_MATH_, SFX)(fn)
 
+/* Whether a backward's `write` flag (tc.h conventions) writes its k-th gradient output. */
+#define TC_WRITES(write, k) (((unsigned)(write) >> (k)) & 1u)
+
 /* Minimum number of scalar operations before a loop is worth running in parallel. */
 #define TC_PARALLEL_MIN_WORK 32768
 

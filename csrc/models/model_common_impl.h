@@ -113,17 +113,17 @@ static int FN(gpt_mlp_backward)(real_t *dx, real_t *dh, real_t *dh2, real_t *gfc
                                 const real_t *fcw, const real_t *projw, int64_t N, int64_t C, int64_t H,
                                 int act, int set_dx, int set_w)
 {
-    const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
-    const int xset = (set_dx ? TC_LINEAR_SET_DINP : 0) | wset;
+    const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
+    const int xset = (set_dx ? TC_WRITE(0) : 0) | wset;
     int st = FN(tc_gemm)(dh, dout, projw, N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0);
     if (st == TC_OK)
-        st = FN(tc_linear_backward_set)(NULL, gprojw, gprojb, dout, h, projw, N, H, C, wset);
+        st = FN(tc_linear_backward)(NULL, gprojw, gprojb, dout, h, projw, N, H, C, wset);
     if (st != TC_OK) return st;
     if (act != TC_ACT_RELU)
         return FN(tc_linear_gelu_backward_dact)(dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H, xset);
-    st = FN(tc_relu_backward)(dh2, dh, pre, N * H, 0);
+    st = FN(tc_relu_backward)(dh2, dh, pre, N * H, TC_WRITE(0));
     return st != TC_OK ? st
-                       : FN(tc_linear_backward_set)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H, xset);
+                       : FN(tc_linear_backward)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H, xset);
 }
 
 /* g (P,) += the W - 1 buffers in others, in order (data-parallel gradients: a fixed order

@@ -50,6 +50,9 @@ PyArrayObject *tc_py_inout_array(PyObject *obj, const char *name, int typenum);
 
 /* 0 if a.shape[axis] == want, else -1 with ValueError:
  * "<name> must have <what> = <want> along axis <axis>, got shape (..)". */
+/* -1 with ValueError unless write is a backward's write flag (tc.h) over nout outputs:
+ * 0 <= write < 2^nout. */
+int tc_py_check_write(int64_t write, int nout, const char *name);
 int tc_py_check_dim(PyArrayObject *a, const char *name, int axis, npy_intp want,
                     const char *what);
 

@@ -9,7 +9,7 @@ typedef int (*unary_bwd_f32_fn)(float *, const float *, const float *, int64_t, 
 typedef int (*unary_bwd_f64_fn)(double *, const double *, const double *, int64_t, int);
 
 /* adapters giving relu the gelu signature (the option is ignored), and the backwards in
- * write mode (accumulate = 0: the result array is allocated uninitialised) */
+ * write mode (TC_WRITE(0): the result array is allocated uninitialised) */
 static int relu_fwd_f32(float *o, const float *x, int64_t n, int opt)
 {
     (void)opt;
@@ -23,20 +23,20 @@ static int relu_fwd_f64(double *o, const double *x, int64_t n, int opt)
 static int relu_bwd_f32(float *d, const float *g, const float *x, int64_t n, int opt)
 {
     (void)opt;
-    return tc_relu_backward_f32(d, g, x, n, 0);
+    return tc_relu_backward_f32(d, g, x, n, TC_WRITE(0));
 }
 static int relu_bwd_f64(double *d, const double *g, const double *x, int64_t n, int opt)
 {
     (void)opt;
-    return tc_relu_backward_f64(d, g, x, n, 0);
+    return tc_relu_backward_f64(d, g, x, n, TC_WRITE(0));
 }
 static int gelu_bwd_f32(float *d, const float *g, const float *x, int64_t n, int approx)
 {
-    return tc_gelu_backward_f32(d, g, x, n, approx, 0);
+    return tc_gelu_backward_f32(d, g, x, n, approx, TC_WRITE(0));
 }
 static int gelu_bwd_f64(double *d, const double *g, const double *x, int64_t n, int approx)
 {
-    return tc_gelu_backward_f64(d, g, x, n, approx, 0);
+    return tc_gelu_backward_f64(d, g, x, n, approx, TC_WRITE(0));
 }
 
 /* y = f(x), same shape and dtype as x */
@@ -65,7 +65,7 @@ done:
 }
 
 /* dx = grad_output * f'(x), grad_output and x of one shape and dtype; dx is allocated
- * uninitialised: the kernels write it (accumulate = 0) */
+ * uninitialised: the kernels write it (TC_WRITE(0)) */
 static PyObject *unary_backward(PyObject *dy_obj, PyObject *x_obj, int opt, unary_bwd_f32_fn f32,
                                 unary_bwd_f64_fn f64, const char *kernel)
 {

@@ -243,9 +243,9 @@ static PyObject *backward_common(PyObject *args, int ref)
     const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     Py_BEGIN_ALLOW_THREADS
     st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
-                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed)
+                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, TC_ACCUMULATE)
              : TC_CALL(ty, tc_attention_backward, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B,
-                       NH, Tq, S, DK, DV, scale, causal, dropout_p, seed);
+                       NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, TC_ACCUMULATE);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, ref ? "attention_backward_ref" : "attention_backward")) goto done;
     result = Py_BuildValue("(OOO)", dq, dk, dv);
@@ -481,15 +481,15 @@ done:
 }
 
 /* attention_backward_strided(dq, dk, dv, grad_output, q, k, v, out, lse (B,NH,T), keep,
- *   bias, key_padding, scale, causal, dropout_p, seed, accumulate) -> None: the tiled
- * backward, every 4-D operand at its own strides; dq, dk, dv written in place
- * (accumulate 0) or added to (accumulate 1) */
+ *   bias, key_padding, scale, causal, dropout_p, seed, write) -> None: the tiled
+ * backward, every 4-D operand at its own strides; dq, dk, dv written in place or added to,
+ * as the bits of write (0..7, TC_WRITE(0/1/2) = dq/dk/dv) say */
 static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
 {
     PyObject *dq_obj, *dk_obj, *dv_obj, *dy_obj, *q_obj, *k_obj, *v_obj, *o_obj, *l_obj;
     PyObject *keep_obj, *bias_obj, *kp_obj, *seed_obj, *result = NULL;
     double scale, dropout_p;
-    int causal, accumulate;
+    int causal, write;
     uint64_t seed = 0;
     PyArrayObject *dq = NULL, *dk = NULL, *dv = NULL, *dy = NULL, *q = NULL, *k = NULL;
     PyArrayObject *v = NULL, *out = NULL, *lse = NULL, *keep = NULL, *bias = NULL, *kp = NULL;
@@ -499,7 +499,7 @@ static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
     memset(&lay, 0, sizeof lay);
     if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOdidOi", &dq_obj, &dk_obj, &dv_obj, &dy_obj,
                           &q_obj, &k_obj, &v_obj, &o_obj, &l_obj, &keep_obj, &bias_obj,
-                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &accumulate))
+                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &write))
         return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
@@ -525,17 +525,14 @@ static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
     if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
-    if (accumulate != 0 && accumulate != 1) {
-        PyErr_Format(PyExc_ValueError, "accumulate must be 0 or 1, got %d", accumulate);
-        goto done;
-    }
+    if (tc_py_check_write(write, 3, "write")) goto done;
     int st;
     void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
     const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
     const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     Py_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_attention_backward_strided, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
-                 &lay, B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, accumulate);
+                 &lay, B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "attention_backward_strided")) goto done;
     Py_INCREF(Py_None);
@@ -590,8 +587,8 @@ PyMethodDef tc_methods_attention[] = {
      "in place"},
     {"attention_backward_strided", py_attention_backward_strided, METH_VARARGS,
      "attention_backward_strided(dq, dk, dv, grad_output, q, k, v, out, lse, keep, bias, "
-     "key_padding, scale, causal, dropout_p, seed, accumulate) -> None; every 4-D operand at "
-     "its own strides; dq, dk, dv written (accumulate 0) or added to (1) in place"},
+     "key_padding, scale, causal, dropout_p, seed, write) -> None; every 4-D operand at "
+     "its own strides; dq, dk, dv written (bits 1, 2, 4 of write) or added to in place"},
     {"attention_kernel_name", py_attention_kernel_name, METH_NOARGS,
      "attention_kernel_name() -> the tile micro-kernel in use ('avx2+fma' or 'generic')"},
     {NULL, NULL, 0, NULL},

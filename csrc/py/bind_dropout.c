@@ -70,7 +70,8 @@ static PyObject *py_dropout_backward(PyObject *self, PyObject *args)
     npy_intp N = PyArray_SIZE(dy);
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_dropout_backward, PyArray_DATA(dx), PyArray_DATA(dy), N, p, seed, 0);
+    st = TC_CALL(ty, tc_dropout_backward, PyArray_DATA(dx), PyArray_DATA(dy), N, p, seed,
+                 TC_WRITE(0));
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "dropout_backward")) goto done;
     result = (PyObject *)dx;

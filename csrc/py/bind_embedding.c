@@ -57,7 +57,7 @@ static PyObject *py_embedding_backward(PyObject *self, PyObject *args)
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_embedding_backward, PyArray_DATA(dw), PyArray_DATA(dy),
-                 PyArray_DATA(ids), N, V, D);
+                 PyArray_DATA(ids), N, V, D, TC_ACCUMULATE);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "embedding_backward")) goto done;
     result = (PyObject *)dw;

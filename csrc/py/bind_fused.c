@@ -116,12 +116,12 @@ static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
     if (is_dact)
         st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(pre),
-                     PyArray_DATA(x), PyArray_DATA(w), N, C, OC, TC_LINEAR_SET_ALL);
+                     PyArray_DATA(x), PyArray_DATA(w), N, C, OC, TC_WRITE_ALL);
     else
-        st = TC_CALL(ty, tc_linear_gelu_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_linear_gelu_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
                      pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
-                     b ? PyArray_DATA(b) : NULL, N, C, OC, approx, TC_LINEAR_SET_ALL);
+                     b ? PyArray_DATA(b) : NULL, N, C, OC, approx, TC_WRITE_ALL);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "linear_gelu_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);
@@ -231,7 +231,7 @@ static PyObject *py_layernorm_residual_backward(PyObject *self, PyObject *args)
     st = TC_CALL(ty, tc_layernorm_residual_backward, PyArray_DATA(dx), PyArray_DATA(dr),
                  PyArray_DATA(dw), db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
                  ds ? PyArray_DATA(ds) : NULL, PyArray_DATA(s), PyArray_DATA(w),
-                 PyArray_DATA(mean), PyArray_DATA(rstd), N, C);
+                 PyArray_DATA(mean), PyArray_DATA(rstd), N, C, TC_ACCUMULATE);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "layernorm_residual_backward")) goto done;
     result = Py_BuildValue("(OOOO)", dx, dr, dw, db ? (PyObject *)db : Py_None);

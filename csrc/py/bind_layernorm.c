@@ -118,9 +118,10 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args)
         st = TC_CALL(ty, tc_layernorm_forward, NULL, PyArray_DATA(mean), PyArray_DATA(rstd),
                      PyArray_DATA(x), PyArray_DATA(w), NULL, N, C, eps);
     if (st == TC_OK)
-        st = TC_CALL(ty, tc_layernorm_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_layernorm_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(x),
-                     PyArray_DATA(w), PyArray_DATA(mean), PyArray_DATA(rstd), N, C, 1);
+                     PyArray_DATA(w), PyArray_DATA(mean), PyArray_DATA(rstd), N, C,
+                     TC_WRITE(0));
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "layernorm_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);

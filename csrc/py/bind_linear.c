@@ -110,9 +110,9 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args)
     if (with_bias && !(db = tc_py_new(1, bdims, ty, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_linear_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+    st = TC_CALL(ty, tc_linear_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                  db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(x),
-                 PyArray_DATA(w), N, C, OC, TC_LINEAR_SET_ALL);
+                 PyArray_DATA(w), N, C, OC, TC_WRITE_ALL);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "linear_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);

@@ -180,10 +180,11 @@ static PyObject *py_cross_entropy_backward(PyObject *self, PyObject *args)
     if (ids)
         st = TC_CALL(ty, tc_loss_cross_entropy_backward, PyArray_DATA(dlogits), lse_p,
                      PyArray_DATA(logits), PyArray_DATA(ids), g_p, N, V, ignore_index, eps,
-                     scale);
+                     scale, TC_ACCUMULATE);
     else
         st = TC_CALL(ty, tc_loss_cross_entropy_probs_backward, PyArray_DATA(dlogits), lse_p,
-                     PyArray_DATA(logits), PyArray_DATA(probs), g_p, N, V, eps, scale);
+                     PyArray_DATA(logits), PyArray_DATA(probs), g_p, N, V, eps, scale,
+                     TC_ACCUMULATE);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "cross_entropy_backward")) goto done;
     result = (PyObject *)dlogits;

@@ -116,22 +116,22 @@ static int perf_check_shape(PyArrayObject *a, const char *name, int ndim, npy_in
     return ndim == 2 ? tc_py_check_dim(a, name, 1, d1, "the expected size") : 0;
 }
 
-/* backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, set): the backward of
+/* backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, write): the backward of
  * kind "linear", "linear_gelu" (tanh form, with pre (N,OC)), "linear_gelu_dact" (pre (N,OC)
- * holding gelu'(pre)) or "layernorm" (statistics recomputed from inp) into the given arrays, updated in place: the outputs flagged in set
- * (TC_LINEAR_SET_* bits; layernorm: bit 1, dinp) are written, the others accumulated. For
- * tests of the write (set) and accumulate modes. */
+ * holding gelu'(pre)) or "layernorm" (statistics recomputed from inp) into the given arrays,
+ * updated in place: the outputs whose bit of write (0..7; TC_WRITE(0/1/2) = dinp / dweight /
+ * dbias) is set are written, the others accumulated. For tests of the write flag. */
 static PyObject *py_backward_into(PyObject *self, PyObject *args)
 {
     const char *kind;
-    PyObject *dx_obj, *dw_obj, *db_obj, *dy_obj, *x_obj, *w_obj, *pre_obj, *set_obj;
+    PyObject *dx_obj, *dw_obj, *db_obj, *dy_obj, *x_obj, *w_obj, *pre_obj, *write_obj;
     PyObject *ret = NULL;
     PyArrayObject *dx = NULL, *dw = NULL, *db = NULL, *dy = NULL, *x = NULL, *w = NULL,
                   *pre = NULL, *mean = NULL, *rstd = NULL;
-    int64_t set;
+    int64_t write;
     (void)self;
     if (!PyArg_ParseTuple(args, "sOOOOOOOO", &kind, &dx_obj, &dw_obj, &db_obj, &dy_obj, &x_obj,
-                          &w_obj, &pre_obj, &set_obj))
+                          &w_obj, &pre_obj, &write_obj))
         return NULL;
     const int dact = strcmp(kind, "linear_gelu_dact") == 0;
     const int k = strcmp(kind, "linear") == 0               ? 0
@@ -143,7 +143,8 @@ static PyObject *py_backward_into(PyObject *self, PyObject *args)
                      "'linear_gelu_dact' or 'layernorm', got '%s'", kind);
         return NULL;
     }
-    if (tc_py_int64(set_obj, "set", &set)) return NULL;
+    if (tc_py_int64(write_obj, "write", &write)) return NULL;
+    if (tc_py_check_write(write, 3, "write")) return NULL;
     const int ty = tc_py_float_type(x_obj, "inp");
     if (ty < 0) return NULL;
     if (!(x = tc_py_float_array(x_obj, "inp", ty, 2))) goto done;
@@ -175,24 +176,24 @@ static PyObject *py_backward_into(PyObject *self, PyObject *args)
     int st;
     Py_BEGIN_ALLOW_THREADS
     if (k == 0)
-        st = TC_CALL(ty, tc_linear_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_linear_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w), N, C,
-                     OC, (int)set);
+                     OC, (int)write);
     else if (dact)
         st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(pre), PyArray_DATA(x),
-                     PyArray_DATA(w), N, C, OC, (int)set);
+                     PyArray_DATA(w), N, C, OC, (int)write);
     else if (k == 1)
-        st = TC_CALL(ty, tc_linear_gelu_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_linear_gelu_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(pre), PyArray_DATA(x),
-                     PyArray_DATA(w), NULL, N, C, OC, 1, (int)set);
+                     PyArray_DATA(w), NULL, N, C, OC, 1, (int)write);
     else {
         st = TC_CALL(ty, tc_layernorm_forward, NULL, PyArray_DATA(mean), PyArray_DATA(rstd),
                      PyArray_DATA(x), PyArray_DATA(w), NULL, N, C, 1e-5);
         if (st == TC_OK)
-            st = TC_CALL(ty, tc_layernorm_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+            st = TC_CALL(ty, tc_layernorm_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                          PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w),
-                         PyArray_DATA(mean), PyArray_DATA(rstd), N, C, (int)(set & 1));
+                         PyArray_DATA(mean), PyArray_DATA(rstd), N, C, (int)write);
     }
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "backward_into")) goto done;
@@ -211,15 +212,17 @@ done:
     return ret;
 }
 
-/* softmax_backward_into(dinp, dout, y, is_log, set): the (log-)softmax backward along axis 1
- * of (outer, C, inner) arrays into dinp in place, written (set) or accumulated. For tests. */
+/* softmax_backward_into(dinp, dout, y, is_log, write): the (log-)softmax backward along axis
+ * 1 of (outer, C, inner) arrays into dinp in place, written (write 1) or accumulated (0). For
+ * tests. */
 static PyObject *py_softmax_backward_into(PyObject *self, PyObject *args)
 {
     PyObject *dx_obj, *dy_obj, *y_obj, *ret = NULL;
     PyArrayObject *dx = NULL, *dy = NULL, *y = NULL;
-    int is_log, set;
+    int is_log, write;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOpp", &dx_obj, &dy_obj, &y_obj, &is_log, &set)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOpi", &dx_obj, &dy_obj, &y_obj, &is_log, &write)) return NULL;
+    if (tc_py_check_write(write, 1, "write")) return NULL;
     const int ty = tc_py_float_type(y_obj, "y");
     if (ty < 0) return NULL;
     if (!(y = tc_py_float_array(y_obj, "y", ty, 3))) goto done;
@@ -234,11 +237,11 @@ static PyObject *py_softmax_backward_into(PyObject *self, PyObject *args)
     int st;
     Py_BEGIN_ALLOW_THREADS
     if (is_log)
-        st = TC_CALL(ty, tc_log_softmax_backward_set, PyArray_DATA(dx), PyArray_DATA(dy),
-                     PyArray_DATA(y), outer, C, inner, set);
+        st = TC_CALL(ty, tc_log_softmax_backward, PyArray_DATA(dx), PyArray_DATA(dy),
+                     PyArray_DATA(y), outer, C, inner, write);
     else
-        st = TC_CALL(ty, tc_softmax_backward_set, PyArray_DATA(dx), PyArray_DATA(dy),
-                     PyArray_DATA(y), outer, C, inner, set);
+        st = TC_CALL(ty, tc_softmax_backward, PyArray_DATA(dx), PyArray_DATA(dy),
+                     PyArray_DATA(y), outer, C, inner, write);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "softmax_backward_into")) goto done;
     ret = Py_None;
@@ -252,13 +255,14 @@ done:
 
 PyMethodDef tc_methods_perf[] = {
     {"softmax_backward_into", py_softmax_backward_into, METH_VARARGS,
-     "softmax_backward_into(dinp, dout, y, is_log, set): the (log-)softmax backward along "
+     "softmax_backward_into(dinp, dout, y, is_log, write): the (log-)softmax backward along "
      "axis 1 of (outer, C, inner) arrays into dinp in place, written or accumulated (for "
      "tests)"},
     {"backward_into", py_backward_into, METH_VARARGS,
-     "backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, set): a linear, "
-     "linear_gelu or layernorm backward into the given arrays in place, the outputs flagged "
-     "in set written, the others accumulated (for tests)"},
+     "backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, write): a linear, "
+     "linear_gelu or layernorm backward into the given arrays in place, the outputs whose "
+     "bit of write is set (1 dinp, 2 dweight, 4 dbias) written, the others accumulated "
+     "(for tests)"},
     {"gemm_pack_panel", py_gemm_pack_panel, METH_VARARGS,
      "gemm_pack_panel(src, rs, cs, n, kc, side) -> one packed GEMM panel (for tests of the "
      "packers): side 0 (ceil(n/6), kc, 6) of A rows [0,n), side 1 (kc, NR) of B columns [0,n), src a "

@@ -88,7 +88,7 @@ static PyObject *rope_common(PyObject *args, int backward)
     Py_BEGIN_ALLOW_THREADS
     if (backward)
         st = TC_CALL(ty, tc_rope_backward, PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(c),
-                     PyArray_DATA(s), N, L, NH, HS, interleaved);
+                     PyArray_DATA(s), N, L, NH, HS, interleaved, TC_ACCUMULATE);
     else
         st = TC_CALL(ty, tc_rope_forward, PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(c),
                      PyArray_DATA(s), N, L, NH, HS, interleaved);

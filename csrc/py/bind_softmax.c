@@ -75,13 +75,13 @@ static PyObject *softmax_backward_common(PyObject *args, sm_bwd_f32_fn f32, sm_b
     if (!(y = tc_py_float_array(y_obj, "y", ty, -1))) goto done;
     if (tc_py_check_same_shape(dy, "grad_output", y, "y")) goto done;
     if (split_axis(y, axis_obj, &outer, &C, &inner)) goto done;
-    /* uninitialised: the kernel writes every entry (set mode; no zeroing pass) */
+    /* uninitialised: the kernel writes every entry (TC_WRITE(0); no zeroing pass) */
     if (!(dx = tc_py_new(PyArray_NDIM(y), PyArray_DIMS(y), ty, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = ty == NPY_FLOAT
-        ? f32(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(y), outer, C, inner, 1)
-        : f64(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(y), outer, C, inner, 1);
+        ? f32(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(y), outer, C, inner, TC_WRITE(0))
+        : f64(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(y), outer, C, inner, TC_WRITE(0));
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, kernel)) goto done;
     result = (PyObject *)dx;
@@ -105,8 +105,8 @@ static PyObject *py_softmax_forward(PyObject *self, PyObject *args)
 static PyObject *py_softmax_backward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_backward_common(args, tc_softmax_backward_set_f32,
-                                   tc_softmax_backward_set_f64, "softmax_backward");
+    return softmax_backward_common(args, tc_softmax_backward_f32, tc_softmax_backward_f64,
+                                   "softmax_backward");
 }
 
 /* log_softmax_forward(x (any shape), axis) -> y */
@@ -121,8 +121,8 @@ static PyObject *py_log_softmax_forward(PyObject *self, PyObject *args)
 static PyObject *py_log_softmax_backward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_backward_common(args, tc_log_softmax_backward_set_f32,
-                                   tc_log_softmax_backward_set_f64, "log_softmax_backward");
+    return softmax_backward_common(args, tc_log_softmax_backward_f32,
+                                   tc_log_softmax_backward_f64, "log_softmax_backward");
 }
 
 /* vec_exp(x (any shape)) -> exp(x) through the kernels' shared vector exp (for tests) */

@@ -151,6 +151,17 @@ int tc_py_check_dim(PyArrayObject *a, const char *name, int axis, npy_intp want,
     return 0;
 }
 
+int tc_py_check_write(int64_t write, int nout, const char *name)
+{
+    if (write < 0 || write >= ((int64_t)1 << nout)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s must be a bitmask of the %d gradient outputs (0..%d), got %lld", name,
+                     nout, (1 << nout) - 1, (long long)write);
+        return -1;
+    }
+    return 0;
+}
+
 int tc_py_check_same_shape(PyArrayObject *a, const char *a_name, PyArrayObject *b,
                            const char *b_name)
 {
