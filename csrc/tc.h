@@ -92,6 +92,34 @@ int tc_get_num_threads(void);
 void tc_set_data_parallel(int on);
 int tc_get_data_parallel(void);
 
+/* ------------------------------------------------------------------ cpu (core/cpu.c) */
+
+/* The one CPU-dispatch point. Every family with an instruction-set-specific variant (the
+ * GEMM micro-kernel and packers, the attention tiles, the vectorised row kernels of
+ * softmax, activations, layernorm and the loss, the fused kernels, the decode
+ * matrix-vector products, the peak-FLOP/s bench) runs its AVX2+FMA variant iff
+ * tc_cpu_use_avx2(): the CPU has AVX2 and FMA (probed once; never in a TC_PORTABLE_ONLY or
+ * non-x86 build) and the portable override is off. The override forces the portable
+ * kernels in every family at once: the environment variable TC_PORTABLE=1 (or the older
+ * spelling TC_GEMM_KERNEL=generic), read once at the first query, or
+ * tc_cpu_set_portable(1). A test and tuning switch: not to be flipped while kernels run. */
+typedef enum {
+    TC_CPU_GEMM = 0, TC_CPU_ATTENTION, TC_CPU_SOFTMAX, TC_CPU_ACTIVATION, TC_CPU_LAYERNORM,
+    TC_CPU_LOSS, TC_CPU_FUSED, TC_CPU_DECODE, TC_CPU_BENCH, TC_CPU_FAMILY_COUNT
+} tc_cpu_family;
+int tc_cpu_has_avx2(void);
+int tc_cpu_use_avx2(void);
+/* on 1: force the portable kernels; 0: the CPU's best; -1: the environment's choice again
+ * (read anew at the next query). TC_EINVAL otherwise. */
+int tc_cpu_set_portable(int on);
+int tc_cpu_get_portable(void);
+/* tc_cpu_use_avx2(), remembered as family's last choice (what a kernel calls to dispatch). */
+int tc_cpu_pick(int family);
+/* "avx2+fma" or "generic": what family last ran (NULL if it has not run; any family < 0:
+ * what would run now); tc_cpu_family_name: "gemm", "attention", ... (NULL out of range). */
+const char *tc_cpu_kernel_name(int family);
+const char *tc_cpu_family_name(int family);
+
 /* ------------------------------------------------------------------ gemm (gemm.c) */
 
 /* C (M,N) = alpha * op(A) @ op(B) + beta * C, row-major, where
@@ -112,11 +140,11 @@ int tc_gemm_ref_f32(float *C, const float *A, const float *B, int64_t M, int64_t
 int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                     double alpha, double beta);
-/* Name of the micro-kernel chosen at run time ("avx2+fma" or "generic"). */
+/* The micro-kernel the next product runs ("avx2+fma" or "generic"; = tc_cpu_kernel_name(-1)).
+ * tc_gemm_set_kernel: the cpu override by name (it applies to every family): "generic" =
+ * tc_cpu_set_portable(1), "avx2+fma" = (0) (TC_EINVAL if the CPU lacks it), "auto"/NULL =
+ * (-1). */
 const char *tc_gemm_kernel_name(void);
-/* Force the micro-kernel: "generic" (the portable one, for tests), "avx2+fma" (TC_EINVAL if
- * the CPU lacks it), or "auto"/NULL (CPU detection, unless TC_GEMM_KERNEL=generic is set in
- * the environment). Not thread-safe against concurrent products: a test switch. */
 int tc_gemm_set_kernel(const char *name);
 /* tc_gemm with an epilogue: ep(ctx, i0, j0, m, n) is called once for every finished block
  * C[i0:i0+m, j0:j0+n] (a column of at most one micro-panel's width, 16 floats / 8 doubles,
@@ -496,7 +524,8 @@ int tc_attention_decode_f64(double *out, double *k_cache, double *v_cache, const
                             const double *k_new, const double *v_new,
                             const uint8_t *key_padding, int64_t B, int64_t NH, int64_t TN,
                             int64_t Smax, int64_t pos, int64_t DK, int64_t DV, double scale);
-/* Name of the tile micro-kernels chosen at run time ("avx2+fma" or "generic"). */
+/* Name of the tile micro-kernels the next call runs ("avx2+fma" or "generic"; the cpu
+ * section's choice). */
 const char *tc_attention_kernel_name(void);
 
 /* ------------------------------------------------------------------ end attention */

@@ -139,7 +139,7 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(real_t *
 ACT_VARIANT(, _generic)
 #if TC_VEC_X86
 ACT_VARIANT(TC_VEC_AVX2, _avx2)
-#define ACT_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#define ACT_PICK(name) (tc_cpu_pick(TC_CPU_ACTIVATION) ? FN(name##_avx2) : FN(name##_generic))
 #else
 #define ACT_PICK(name) FN(name##_generic)
 #endif

@@ -170,7 +170,7 @@ typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, con
 #undef KN
 #undef KATTR
 #undef ATT_TR8
-#define FN_PICK(name) (attention_has_avx2() ? TC_CAT(FN(name), _avx2) : TC_CAT(FN(name), _generic))
+#define FN_PICK(name) (attention_use_avx2() ? TC_CAT(FN(name), _avx2) : TC_CAT(FN(name), _generic))
 #else
 #define FN_PICK(name) TC_CAT(FN(name), _generic)
 #endif

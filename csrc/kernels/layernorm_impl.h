@@ -89,7 +89,7 @@ __attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(real_t *d
 LN_VARIANT(, _generic)
 #if TC_VEC_X86
 LN_VARIANT(TC_VEC_AVX2_NOFMA, _avx2)
-#define LN_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#define LN_PICK(name) (tc_cpu_pick(TC_CPU_LAYERNORM) ? FN(name##_avx2) : FN(name##_generic))
 #else
 #define LN_PICK(name) FN(name##_generic)
 #endif

@@ -116,7 +116,7 @@ __attribute__((always_inline)) static inline void FN(loss_row_grad_fresh_body)(r
 LOSS_VARIANT(, _generic)
 #if TC_VEC_X86
 LOSS_VARIANT(TC_VEC_AVX2, _avx2)
-#define LOSS_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#define LOSS_PICK(name) (tc_cpu_pick(TC_CPU_LOSS) ? FN(name##_avx2) : FN(name##_generic))
 #else
 #define LOSS_PICK(name) FN(name##_generic)
 #endif

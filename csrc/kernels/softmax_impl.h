@@ -186,7 +186,7 @@ __attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(real
 SM_VARIANT(, _generic)
 #if TC_VEC_X86
 SM_VARIANT(TC_VEC_AVX2, _avx2)
-#define SM_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#define SM_PICK(name) (tc_cpu_pick(TC_CPU_SOFTMAX) ? FN(name##_avx2) : FN(name##_generic))
 #else
 #define SM_PICK(name) FN(name##_generic)
 #endif

@@ -23,7 +23,7 @@
 #define TC_DEC_X86 1
 /* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel, so
  * TC_GEMM_KERNEL=generic / tc_gemm_set_kernel("generic") test the portable one too. */
-static int decode_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
+static int decode_use_avx2(void) { return tc_cpu_pick(TC_CPU_DECODE); }
 #else
 #define TC_DEC_X86 0
 #endif

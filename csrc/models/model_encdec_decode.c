@@ -32,7 +32,7 @@
 #define TC_DEC_X86 1
 /* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel (as in
  * model_decode.c). */
-static int edk_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
+static int edk_use_avx2(void) { return tc_cpu_pick(TC_CPU_DECODE); }
 #else
 #define TC_DEC_X86 0
 #endif

@@ -2,7 +2,7 @@
  * micro-kernel, measure the machine's peak FP32 FLOP/s, count scratch allocations. */
 #include "bind.h"
 
-/* gemm_set_kernel(name): "generic", "avx2+fma" or "auto" */
+/* gemm_set_kernel(name): "generic", "avx2+fma" or "auto" (the cpu override by name) */
 static PyObject *py_gemm_set_kernel(PyObject *self, PyObject *args)
 {
     const char *name;
@@ -15,6 +15,67 @@ static PyObject *py_gemm_set_kernel(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* cpu_set_portable(on): True forces the portable kernels in every family, False the CPU's
+ * best, None the environment's choice (TC_PORTABLE) again */
+static PyObject *py_cpu_set_portable(PyObject *self, PyObject *args)
+{
+    PyObject *on_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &on_obj)) return NULL;
+    int on = -1;
+    if (on_obj != Py_None) {
+        if (!PyLong_Check(on_obj)) {
+            PyErr_Format(PyExc_TypeError, "on must be True, False or None, got %s",
+                         Py_TYPE(on_obj)->tp_name);
+            return NULL;
+        }
+        const long v = PyLong_AsLong(on_obj);
+        if (v != 0 && v != 1) {
+            if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "on must be True, False or None");
+            }
+            return NULL;
+        }
+        on = (int)v;
+    }
+    tc_cpu_set_portable(on);
+    Py_RETURN_NONE;
+}
+
+/* cpu_portable() -> bool: whether the portable override is on */
+static PyObject *py_cpu_portable(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(tc_cpu_get_portable());
+}
+
+/* cpu_has_avx2() -> bool: whether this CPU (and build) has the AVX2+FMA kernels */
+static PyObject *py_cpu_has_avx2(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(tc_cpu_has_avx2());
+}
+
+/* cpu_kernel(family) -> "avx2+fma" | "generic" | None: the variant family last ran */
+static PyObject *py_cpu_kernel(PyObject *self, PyObject *args)
+{
+    const char *name;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    for (int f = 0; f < TC_CPU_FAMILY_COUNT; f++)
+        if (strcmp(name, tc_cpu_family_name(f)) == 0) {
+            const char *k = tc_cpu_kernel_name(f);
+            if (!k) Py_RETURN_NONE;
+            return PyUnicode_FromString(k);
+        }
+    PyErr_Format(PyExc_ValueError, "family must be one of 'gemm', 'attention', 'softmax', "
+                 "'activation', 'layernorm', 'loss', 'fused', 'decode', 'bench', got '%s'", name);
+    return NULL;
 }
 
 /* peak_flops(iters) -> FP32 FLOP/s of the FMA loop on the current thread count */
@@ -271,7 +332,19 @@ PyMethodDef tc_methods_perf[] = {
      "scratch_alloc_count() -> int: allocations made so far by the kernels' per-thread scratch "
      "workspace (for tests: a warmed-up step makes none)"},
     {"gemm_set_kernel", py_gemm_set_kernel, METH_VARARGS,
-     "gemm_set_kernel(name): force the GEMM micro-kernel ('generic', 'avx2+fma', 'auto')"},
+     "gemm_set_kernel(name): the cpu override by name, for every family: 'generic' = "
+     "cpu_set_portable(True), 'avx2+fma' = (False), 'auto' = (None)"},
+    {"cpu_set_portable", py_cpu_set_portable, METH_VARARGS,
+     "cpu_set_portable(on): True forces the portable kernels in every family (GEMM, "
+     "attention, softmax, activations, layernorm, loss, fused, decode, bench), False the "
+     "CPU's best, None the environment's choice (TC_PORTABLE=1) again"},
+    {"cpu_portable", py_cpu_portable, METH_NOARGS, "cpu_portable() -> bool: the override"},
+    {"cpu_has_avx2", py_cpu_has_avx2, METH_NOARGS,
+     "cpu_has_avx2() -> bool: whether this CPU and build have the AVX2+FMA kernels"},
+    {"cpu_kernel", py_cpu_kernel, METH_VARARGS,
+     "cpu_kernel(family) -> 'avx2+fma', 'generic' or None (not run yet): the variant the "
+     "family ('gemm', 'attention', 'softmax', 'activation', 'layernorm', 'loss', 'fused', "
+     "'decode', 'bench') last ran"},
     {"peak_flops", py_peak_flops, METH_VARARGS,
      "peak_flops(iters) -> peak FP32 FLOP/s of an FMA loop on the current thread count"},
     {NULL, NULL, 0, NULL},
