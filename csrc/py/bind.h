@@ -72,8 +72,35 @@ int tc_py_status(int status, const char *kernel);
 /* Python int -> C values with range checks; -1 with ValueError/TypeError naming `name`. */
 int tc_py_int64(PyObject *obj, const char *name, int64_t *out);
 
+/* tc_py_int64, then ValueError "<name> must be >= <min>, got <v>" below min. */
+int tc_py_int64_min(PyObject *obj, const char *name, int64_t min, int64_t *out);
+
+/* A dtype argument (np.float32, "float64", ...) -> NPY_FLOAT or NPY_DOUBLE, or -1 with
+ * TypeError "<name> must be float32 or float64". */
+int tc_py_dtype(PyObject *obj, const char *name);
+
 /* Python int in [0, 2**64) -> uint64 (seeds); TypeError/ValueError naming `name`. */
 int tc_py_uint64(PyObject *obj, const char *name, uint64_t *out);
+
+/* The scalar converters every binding uses: one message and one exception type per kind of
+ * error (TypeError: not a real number / not an integer; ValueError: out of range).
+ * The range of a real: */
+enum {
+    TC_PY_FINITE,   /* "a finite number" (scale) */
+    TC_PY_NONNEG,   /* "a finite number >= 0" (eps) */
+    TC_PY_POSITIVE, /* "a finite number > 0" (base) */
+    TC_PY_PROB      /* "a probability in [0, 1]" (p, dropout_p, label_smoothing) */
+};
+/* 0 if v lies in range, else -1 with ValueError "<name> must be <range>, got <v>". */
+int tc_py_check_real(double v, const char *name, int range);
+/* A Python real number (not bool, not complex) -> double in range; TypeError / ValueError
+ * naming `name`. */
+int tc_py_real(PyObject *obj, const char *name, int range, double *out);
+/* 0 if v is 0 or 1, else -1 with ValueError naming `name`. */
+int tc_py_check_flag(int v, const char *name);
+/* 0 if v is a value of option kind (tc.h options: TC_OPT_*), else -1 with ValueError
+ * naming `name` and listing the values with their names. */
+int tc_py_check_option(int kind, int v, const char *name);
 
 /* "(2, 3, 4)" for error messages, written into buf (size n). */
 const char *tc_py_shape_str(PyArrayObject *a, char *buf, size_t n);

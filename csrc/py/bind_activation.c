@@ -93,13 +93,6 @@ done:
     return result;
 }
 
-static int check_approximate(int flag)
-{
-    if (flag == 0 || flag == 1) return 0;
-    PyErr_Format(PyExc_ValueError, "approximate_tanh must be 0 (exact) or 1 (tanh), got %d", flag);
-    return -1;
-}
-
 /* relu_forward(x (any shape)) -> y */
 static PyObject *py_relu_forward(PyObject *self, PyObject *args)
 {
@@ -125,7 +118,7 @@ static PyObject *py_gelu_forward(PyObject *self, PyObject *args)
     int flag;
     (void)self;
     if (!PyArg_ParseTuple(args, "Oi", &x, &flag)) return NULL;
-    if (check_approximate(flag)) return NULL;
+    if (tc_py_check_flag(flag, "approximate_tanh")) return NULL;
     return unary_forward(x, flag, tc_gelu_forward_f32, tc_gelu_forward_f64, "gelu_forward");
 }
 
@@ -136,7 +129,7 @@ static PyObject *py_gelu_backward(PyObject *self, PyObject *args)
     int flag;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOi", &dy, &x, &flag)) return NULL;
-    if (check_approximate(flag)) return NULL;
+    if (tc_py_check_flag(flag, "approximate_tanh")) return NULL;
     return unary_backward(dy, x, flag, gelu_bwd_f32, gelu_bwd_f64, "gelu_backward");
 }
 

@@ -5,32 +5,15 @@
 #include <math.h>
 #include <stdio.h>
 
-/* 0 if scale is finite, else -1 with ValueError naming it. */
-static int check_scale(double scale)
+/* The scalars shared by forward and backward: scale finite, causal a tc_causal, dropout_p
+ * in [0, 1], seed an integer in [0, 2**64). */
+static int check_options(double scale, int causal, double dropout_p, PyObject *seed_obj,
+                         uint64_t *seed)
 {
-    if (isfinite(scale)) return 0;
-    PyErr_Format(PyExc_ValueError, "scale must be a finite number, got %s",
-                 isnan(scale) ? "nan" : scale > 0 ? "inf" : "-inf");
-    return -1;
-}
-
-/* The scalar options shared by forward and backward: causal in TC_CAUSAL_*, dropout_p in
- * [0, 1], seed an integer in [0, 2**64). */
-static int check_options(int causal, double dropout_p, PyObject *seed_obj, uint64_t *seed)
-{
-    if (causal != TC_CAUSAL_NONE && causal != TC_CAUSAL_TOP_LEFT &&
-        causal != TC_CAUSAL_BOTTOM_RIGHT) {
-        PyErr_Format(PyExc_ValueError, "causal must be 0 (none), 1 (top-left) or 2 "
-                     "(bottom-right), got %d", causal);
+    if (tc_py_check_real(scale, "scale", TC_PY_FINITE) ||
+        tc_py_check_option(TC_OPT_CAUSAL, causal, "causal") ||
+        tc_py_check_real(dropout_p, "dropout_p", TC_PY_PROB))
         return -1;
-    }
-    if (!(dropout_p >= 0.0 && dropout_p <= 1.0)) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "%g", dropout_p);
-        PyErr_Format(PyExc_ValueError, "dropout_p must be a probability in [0, 1], got %s",
-                     buf);
-        return -1;
-    }
     return tc_py_uint64(seed_obj, "seed", seed);
 }
 
@@ -160,7 +143,7 @@ static PyObject *forward_common(PyObject *args, int ref)
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
-    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp odims[4] = {B, NH, Tq, DV}, ldims[3] = {B, NH, Tq};
     if (!(out = tc_py_new(4, odims, ty, 0)) || !(lse = tc_py_new(3, ldims, ty, 0))) goto done;
     int st;
@@ -232,7 +215,7 @@ static PyObject *backward_common(PyObject *args, int ref)
     if (tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")) goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
-    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp qdims[4] = {B, NH, Tq, DK}, kdims[4] = {B, NH, S, DK}, vdims[4] = {B, NH, S, DV};
     if (!(dq = tc_py_new(4, qdims, ty, 1)) || !(dk = tc_py_new(4, kdims, ty, 1)) ||
         !(dv = tc_py_new(4, vdims, ty, 1)))
@@ -332,7 +315,7 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
                             "pos + TN (the cached positions after this step)"))
             goto done;
     }
-    if (check_scale(scale)) goto done;
+    if (tc_py_check_real(scale, "scale", TC_PY_FINITE)) goto done;
     npy_intp odims[4] = {B, NH, TN, DV};
     if (!(out = tc_py_new(4, odims, ty, 0))) goto done;
     int st;
@@ -455,7 +438,7 @@ static PyObject *py_attention_forward_strided(PyObject *self, PyObject *args)
         goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
-    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp ldims[3] = {B, NH, Tq};
     if (!(lse = tc_py_new(3, ldims, ty, 0))) goto done;
     int st;
@@ -524,7 +507,7 @@ static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
     if (tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")) goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
-    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     if (tc_py_check_write(write, 3, "write")) goto done;
     int st;
     void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);

@@ -5,23 +5,7 @@
 /* p and seed from Python objects, validated */
 static int parse_p_seed(PyObject *p_obj, PyObject *seed_obj, double *p, uint64_t *seed)
 {
-    if (PyBool_Check(p_obj) || !PyNumber_Check(p_obj) || PyComplex_Check(p_obj)) {
-        PyErr_Format(PyExc_TypeError, "p must be a real number, got %s",
-                     Py_TYPE(p_obj)->tp_name);
-        return -1;
-    }
-    *p = PyFloat_AsDouble(p_obj);
-    if (*p == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "p must be a real number, got %s",
-                     Py_TYPE(p_obj)->tp_name);
-        return -1;
-    }
-    if (!(*p >= 0.0 && *p <= 1.0)) {
-        PyErr_Format(PyExc_ValueError, "p must be a probability in [0, 1], got %S", p_obj);
-        return -1;
-    }
-    return tc_py_uint64(seed_obj, "seed", seed);
+    return tc_py_real(p_obj, "p", TC_PY_PROB, p) || tc_py_uint64(seed_obj, "seed", seed) ? -1 : 0;
 }
 
 /* dropout_forward(x (any shape), p, seed) -> y = x * mask */

@@ -4,23 +4,6 @@
 #include <math.h>
 #include <stdio.h>
 
-/* 0 if approximate is 0 (erf) or 1 (tanh), else -1 with ValueError. */
-static int check_approximate(int approximate_tanh)
-{
-    if (approximate_tanh == 0 || approximate_tanh == 1) return 0;
-    PyErr_Format(PyExc_ValueError, "approximate_tanh must be 0 or 1, got %d", approximate_tanh);
-    return -1;
-}
-
-static int check_eps(double eps)
-{
-    if (eps >= 0 && isfinite(eps)) return 0;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%g", eps);
-    PyErr_Format(PyExc_ValueError, "eps must be a finite number >= 0, got %s", buf);
-    return -1;
-}
-
 /* linear_gelu_forward(x (N,C), weight (OC,C), bias (OC,)|None, approximate_tanh, want)
  *   -> (out (N,OC), cache (N,OC)|None); want 0: no cache, 1: pre, 2: dact = gelu'(pre) */
 static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
@@ -31,7 +14,7 @@ static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOii", &x_obj, &w_obj, &b_obj, &approx, &want_pre))
         return NULL;
-    if (check_approximate(approx)) goto done;
+    if (tc_py_check_flag(approx, "approximate_tanh")) goto done;
     if (want_pre < 0 || want_pre > 2) {
         PyErr_Format(PyExc_ValueError, "want must be 0, 1 (pre) or 2 (dact), got %d", want_pre);
         goto done;
@@ -89,7 +72,7 @@ static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "dact (the cache) is required with cache_is_dact");
         return NULL;
     }
-    if (check_approximate(approx)) goto done;
+    if (tc_py_check_flag(approx, "approximate_tanh")) goto done;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0) goto done;
     if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
@@ -147,7 +130,7 @@ static PyObject *py_layernorm_residual_forward(PyObject *self, PyObject *args)
     PyArrayObject *out = NULL, *sum = NULL, *mean = NULL, *rstd = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOd", &x_obj, &r_obj, &w_obj, &b_obj, &eps)) return NULL;
-    if (check_eps(eps)) goto done;
+    if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) goto done;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0) goto done;
     if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;

@@ -4,16 +4,6 @@
 #include <math.h>
 #include <stdio.h>
 
-/* 0 if eps is a finite number >= 0, else -1 with ValueError naming eps. */
-static int check_eps(double eps)
-{
-    if (eps >= 0 && isfinite(eps)) return 0;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%g", eps);
-    PyErr_Format(PyExc_ValueError, "eps must be a finite number >= 0, got %s", buf);
-    return -1;
-}
-
 /* 0 if x (N,C) has at least one channel, else -1 with ValueError naming x. */
 static int check_channels(PyArrayObject *x)
 {
@@ -33,7 +23,7 @@ static PyObject *py_layernorm_forward(PyObject *self, PyObject *args)
     PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *mean = NULL, *rstd = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOd", &x_obj, &w_obj, &b_obj, &eps)) return NULL;
-    if (check_eps(eps)) goto done;
+    if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) goto done;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0) goto done;
     if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
@@ -82,7 +72,7 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOpd", &dy_obj, &x_obj, &w_obj, &m_obj, &r_obj,
                           &with_bias, &eps))
         return NULL;
-    if (check_eps(eps)) goto done;
+    if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) goto done;
     if ((m_obj == Py_None) != (r_obj == Py_None)) {
         PyErr_SetString(PyExc_ValueError, m_obj == Py_None
                         ? "rstd was given without mean: give both (from the forward) or neither"

@@ -1,53 +1,24 @@
 /* bind_position.c: bindings of position.c. */
 #include "bind.h"
 
-#include <math.h>
-#include <stdio.h>
-
-/* 0 if base is finite and > 0, else -1 with ValueError naming base. */
-static int check_base(double base)
-{
-    if (base > 0 && isfinite(base)) return 0;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%g", base);
-    PyErr_Format(PyExc_ValueError, "base must be a finite number > 0, got %s", buf);
-    return -1;
-}
 
 /* position_sinusoidal(length, dim, base, offset, dtype) -> table (length, dim) of dtype
  * (float32 or float64) */
 static PyObject *py_position_sinusoidal(PyObject *self, PyObject *args)
 {
     PyObject *len_obj, *dim_obj, *off_obj, *dt_obj, *result = NULL;
-    PyArray_Descr *descr = NULL;
     PyArrayObject *out = NULL;
     double base;
     int64_t L, D, offset;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOdOO", &len_obj, &dim_obj, &base, &off_obj, &dt_obj))
         return NULL;
-    if (tc_py_int64(len_obj, "length", &L) || tc_py_int64(dim_obj, "dim", &D) ||
-        tc_py_int64(off_obj, "offset", &offset))
+    if (tc_py_int64_min(len_obj, "length", 0, &L) || tc_py_int64_min(dim_obj, "dim", 1, &D) ||
+        tc_py_int64(off_obj, "offset", &offset) ||
+        tc_py_check_real(base, "base", TC_PY_POSITIVE))
         goto done;
-    if (L < 0) {
-        PyErr_Format(PyExc_ValueError, "length must be >= 0, got %lld", (long long)L);
-        goto done;
-    }
-    if (D < 1) {
-        PyErr_Format(PyExc_ValueError, "dim must be >= 1, got %lld", (long long)D);
-        goto done;
-    }
-    if (check_base(base)) goto done;
-    if (!PyArray_DescrConverter(dt_obj, &descr)) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_TypeError, "dtype must be float32 or float64");
-        goto done;
-    }
-    int ty = descr->type_num;
-    if (ty != NPY_FLOAT && ty != NPY_DOUBLE) {
-        PyErr_SetString(PyExc_TypeError, "dtype must be float32 or float64");
-        goto done;
-    }
+    const int ty = tc_py_dtype(dt_obj, "dtype");
+    if (ty < 0) goto done;
     npy_intp dims[2] = {(npy_intp)L, (npy_intp)D};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
@@ -58,7 +29,6 @@ static PyObject *py_position_sinusoidal(PyObject *self, PyObject *args)
     result = (PyObject *)out;
     out = NULL;
 done:
-    Py_XDECREF(descr);
     Py_XDECREF(out);
     return result;
 }
@@ -73,7 +43,7 @@ static PyObject *py_position_add_sinusoidal(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OdO", &x_obj, &base, &off_obj)) return NULL;
     if (tc_py_int64(off_obj, "offset", &offset)) goto done;
-    if (check_base(base)) goto done;
+    if (tc_py_check_real(base, "base", TC_PY_POSITIVE)) goto done;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0) goto done;
     if (!(x = tc_py_float_array(x_obj, "x", ty, 3))) goto done;

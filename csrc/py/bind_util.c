@@ -1,6 +1,7 @@
 /* bind_util.c: argument conversion and checking shared by every binding. */
 #include "bind.h"
 
+#include <math.h>
 #include <stdio.h>
 
 const char *tc_py_shape_str(PyArrayObject *a, char *buf, size_t n)
@@ -242,4 +243,79 @@ int tc_py_uint64(PyObject *obj, const char *name, uint64_t *out)
     }
     *out = (uint64_t)v;
     return 0;
+}
+
+int tc_py_check_real(double v, const char *name, int range)
+{
+    static const char *const what[] = {"a finite number", "a finite number >= 0",
+                                       "a finite number > 0", "a probability in [0, 1]"};
+    const int ok = range == TC_PY_PROB ? v >= 0.0 && v <= 1.0
+                   : !isfinite(v)      ? 0
+                   : range == TC_PY_NONNEG   ? v >= 0.0
+                   : range == TC_PY_POSITIVE ? v > 0.0
+                                             : 1;
+    if (ok) return 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%g", v);
+    PyErr_Format(PyExc_ValueError, "%s must be %s, got %s", name, what[range], buf);
+    return -1;
+}
+
+int tc_py_real(PyObject *obj, const char *name, int range, double *out)
+{
+    if (PyBool_Check(obj) || PyComplex_Check(obj) || !PyNumber_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    const double v = PyFloat_AsDouble(obj);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (tc_py_check_real(v, name, range)) return -1;
+    *out = v;
+    return 0;
+}
+
+int tc_py_check_flag(int v, const char *name)
+{
+    if (v == 0 || v == 1) return 0;
+    PyErr_Format(PyExc_ValueError, "%s must be 0 or 1, got %d", name, v);
+    return -1;
+}
+
+int tc_py_check_option(int kind, int v, const char *name)
+{
+    const int n = tc_option_count(kind);
+    if (v >= 0 && v < n) return 0;
+    char buf[256];
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof buf; i++)
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%d ('%s')", i ? ", " : "",
+                                 i, tc_option_name(kind, i));
+    PyErr_Format(PyExc_ValueError, "%s must be one of %s, got %d", name, n ? buf : "()", v);
+    return -1;
+}
+
+int tc_py_int64_min(PyObject *obj, const char *name, int64_t min, int64_t *out)
+{
+    if (tc_py_int64(obj, name, out)) return -1;
+    if (*out >= min) return 0;
+    PyErr_Format(PyExc_ValueError, "%s must be >= %lld, got %lld", name, (long long)min,
+                 (long long)*out);
+    return -1;
+}
+
+int tc_py_dtype(PyObject *obj, const char *name)
+{
+    PyArray_Descr *descr = NULL;
+    if (!PyArray_DescrConverter(obj, &descr)) PyErr_Clear();
+    const int ty = descr ? descr->type_num : -1;
+    Py_XDECREF(descr);
+    if (ty == NPY_FLOAT || ty == NPY_DOUBLE) return ty;
+    PyErr_Format(PyExc_TypeError, "%s must be float32 or float64", name);
+    return -1;
 }
