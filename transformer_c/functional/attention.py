@@ -24,13 +24,11 @@ A query row whose keys are all masked gets an output of zeros (not NaN, as torch
 zero gradients; its logsumexp is -inf.
 """
 import math
-import numbers
-import operator
 
 import numpy as np
 
 from .. import _C
-from ._util import as_float, same_dtype
+from ._util import as_float, as_int, as_real, as_seed, same_dtype
 
 __all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward",
            "attention_decode"]
@@ -69,12 +67,7 @@ def _scale(scale, DK):
     any finite real number otherwise."""
     if scale is None:
         return 1.0 / math.sqrt(DK) if DK > 0 else 1.0
-    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}")
-    scale = float(scale)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number, got {scale}")
-    return scale
+    return as_real(scale, "scale")
 
 
 def _causal(is_causal):
@@ -89,26 +82,14 @@ def _causal(is_causal):
 def _dropout(dropout_p, seed):
     """(dropout_p, seed) checked: p in [0, 1]; seed an int in [0, 2**64), required when
     p > 0 (the same seed makes the forward and the backward draw the same mask)."""
-    if isinstance(dropout_p, (bool, np.bool_)) or not isinstance(dropout_p, numbers.Real):
-        raise TypeError(f"dropout_p must be a real number, got {type(dropout_p).__name__}")
-    p = float(dropout_p)
-    if not 0.0 <= p <= 1.0:  # also rejects NaN
-        raise ValueError(f"dropout_p must be a probability in [0, 1], got {dropout_p}")
+    p = as_real(dropout_p, "dropout_p", "probability")
     if seed is None:
         if p > 0.0:
             raise ValueError("seed is required when dropout_p > 0: the dropout mask is a pure "
                              "function of (seed, position), and the backward must be given "
                              "the forward's seed")
         return p, 0
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError("seed must be a non-negative integer, got bool")
-    try:
-        seed = operator.index(seed)
-    except TypeError:
-        raise TypeError(f"seed must be a non-negative integer, got {type(seed).__name__}") from None
-    if not 0 <= seed < 2 ** 64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return p, seed
+    return p, as_seed(seed)
 
 
 def _bnh(lead):
@@ -305,12 +286,7 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
     if v_cache.shape[-2] != Smax:
         raise ValueError(f"v_cache must have Smax = {Smax} positions (k_cache.shape[-2]), "
                          f"got shape {v_cache.shape}")
-    if isinstance(pos, (bool, np.bool_)):
-        raise TypeError("pos must be an integer, got bool")
-    try:
-        pos = operator.index(pos)
-    except TypeError:
-        raise TypeError(f"pos must be an integer, got {type(pos).__name__}") from None
+    pos = as_int(pos, "pos")
     if not 0 <= pos <= Smax - TN:
         raise ValueError(f"pos must be in [0, Smax - TN] = [0, {Smax - TN}], got {pos}")
     B, NH = _bnh(lead)
