@@ -56,6 +56,23 @@ int tc_py_check_write(int64_t write, int nout, const char *name);
 int tc_py_check_dim(PyArrayObject *a, const char *name, int axis, npy_intp want,
                     const char *what);
 
+/* The operands of a linear layer, converted and checked: x (N,C) float32/float64 (its dtype
+ * is the call's: *ty), weight (OC,C), and unless their object is NULL bias (OC,) (Py_None:
+ * *b stays NULL) and grad_output (N,OC), all of x's dtype. 0, or -1 with the exception set;
+ * either way the caller releases the references made. */
+int tc_py_linear_args(PyObject *x_obj, PyObject *w_obj, PyObject *b_obj, PyObject *dy_obj,
+                      int *ty, PyArrayObject **x, PyArrayObject **w, PyArrayObject **b,
+                      PyArrayObject **dy);
+
+/* An element-wise binding: out = a new (uninitialised) array of x's shape and dtype,
+ * filled by fn(ty, out, x, y, n, ctx) without the GIL (n = x.size; the kernel writes every
+ * element). x (named x_name, any shape) sets the dtype; y (NULL: none) must have x's shape
+ * and dtype. out, or NULL with the exception set (a bad status names kernel). */
+typedef int (*tc_py_map_fn)(int ty, void *out, const void *x, const void *y, int64_t n,
+                            const void *ctx);
+PyObject *tc_py_map(PyObject *x_obj, const char *x_name, PyObject *y_obj, const char *y_name,
+                    tc_py_map_fn fn, const void *ctx, const char *kernel);
+
 /* 0 if a and b have identical shapes, else -1 with ValueError naming both. */
 int tc_py_check_same_shape(PyArrayObject *a, const char *a_name, PyArrayObject *b,
                            const char *b_name);

@@ -19,16 +19,9 @@ static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "want must be 0, 1 (pre) or 2 (dact), got %d", want_pre);
         goto done;
     }
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
-    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
-    if (b_obj != Py_None) {
-        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
-        if (tc_py_check_dim(b, "bias", 0, OC, "out_features (weight.shape[0])")) goto done;
-    }
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, b_obj, NULL, &ty, &x, &w, &b, NULL)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     npy_intp dims[2] = {N, OC};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     if (want_pre && !(pre = tc_py_new(2, dims, ty, 0))) goto done;
@@ -73,19 +66,9 @@ static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
         return NULL;
     }
     if (tc_py_check_flag(approx, "approximate_tanh")) goto done;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
-    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 0, N, "the rows of x")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 1, OC, "out_features (weight.shape[0])")) goto done;
-    if (b_obj != Py_None) {
-        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
-        if (tc_py_check_dim(b, "bias", 0, OC, "out_features (weight.shape[0])")) goto done;
-    }
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, b_obj, dy_obj, &ty, &x, &w, &b, &dy)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     if (p_obj != Py_None) {
         if (!(pre = tc_py_float_array(p_obj, "pre", ty, 2))) goto done;
         if (tc_py_check_same_shape(pre, "pre", dy, "grad_output")) goto done;

@@ -59,16 +59,9 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args)
     PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOO", &x_obj, &w_obj, &b_obj)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
-    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
-    if (b_obj != Py_None) {
-        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
-        if (tc_py_check_dim(b, "bias", 0, OC, "out_features (weight.shape[0])")) goto done;
-    }
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, b_obj, NULL, &ty, &x, &w, &b, NULL)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     npy_intp dims[2] = {N, OC};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
@@ -95,15 +88,9 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args)
     PyArrayObject *dy = NULL, *x = NULL, *w = NULL, *dx = NULL, *dw = NULL, *db = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOp", &dy_obj, &x_obj, &w_obj, &with_bias)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
-    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 0, N, "the rows of x")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 1, OC, "out_features (weight.shape[0])")) goto done;
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, NULL, dy_obj, &ty, &x, &w, NULL, &dy)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     npy_intp xdims[2] = {N, C}, wdims[2] = {OC, C}, bdims[1] = {OC};
     /* uninitialised: the kernel writes every gradient (no zeroing pass) */
     if (!(dx = tc_py_new(2, xdims, ty, 0)) || !(dw = tc_py_new(2, wdims, ty, 0))) goto done;

@@ -125,30 +125,21 @@ static PyObject *py_log_softmax_backward(PyObject *self, PyObject *args)
                                    tc_log_softmax_backward_f64, "log_softmax_backward");
 }
 
+static int vec_exp(int ty, void *out, const void *x, const void *unused, int64_t n,
+                   const void *ctx)
+{
+    (void)unused;
+    (void)ctx;
+    return TC_CALL(ty, tc_vec_exp, out, x, n);
+}
+
 /* vec_exp(x (any shape)) -> exp(x) through the kernels' shared vector exp (for tests) */
 static PyObject *py_vec_exp(PyObject *self, PyObject *args)
 {
-    PyObject *x_obj, *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
+    PyObject *x_obj;
     (void)self;
     if (!PyArg_ParseTuple(args, "O", &x_obj)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
-    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
-    const npy_intp N = PyArray_SIZE(x);
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT ? tc_vec_exp_f32(PyArray_DATA(out), PyArray_DATA(x), N)
-                         : tc_vec_exp_f64(PyArray_DATA(out), PyArray_DATA(x), N);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "vec_exp")) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
-    return result;
+    return tc_py_map(x_obj, "x", NULL, NULL, vec_exp, NULL, "vec_exp");
 }
 
 PyMethodDef tc_methods_softmax[] = {

@@ -319,3 +319,55 @@ int tc_py_dtype(PyObject *obj, const char *name)
     PyErr_Format(PyExc_TypeError, "%s must be float32 or float64", name);
     return -1;
 }
+
+int tc_py_linear_args(PyObject *x_obj, PyObject *w_obj, PyObject *b_obj, PyObject *dy_obj,
+                      int *ty, PyArrayObject **x, PyArrayObject **w, PyArrayObject **b,
+                      PyArrayObject **dy)
+{
+    if ((*ty = tc_py_float_type(x_obj, "x")) < 0) return -1;
+    if (!(*x = tc_py_float_array(x_obj, "x", *ty, 2))) return -1;
+    if (!(*w = tc_py_float_array(w_obj, "weight", *ty, 2))) return -1;
+    const npy_intp N = PyArray_DIM(*x, 0), C = PyArray_DIM(*x, 1), OC = PyArray_DIM(*w, 0);
+    if (tc_py_check_dim(*w, "weight", 1, C, "in_features (the last dim of x)")) return -1;
+    if (dy_obj) {
+        if (!(*dy = tc_py_float_array(dy_obj, "grad_output", *ty, 2))) return -1;
+        if (tc_py_check_dim(*dy, "grad_output", 0, N, "the rows of x") ||
+            tc_py_check_dim(*dy, "grad_output", 1, OC, "out_features (weight.shape[0])"))
+            return -1;
+    }
+    if (b_obj && b_obj != Py_None) {
+        if (!(*b = tc_py_float_array(b_obj, "bias", *ty, 1))) return -1;
+        if (tc_py_check_dim(*b, "bias", 0, OC, "out_features (weight.shape[0])")) return -1;
+    }
+    return 0;
+}
+
+PyObject *tc_py_map(PyObject *x_obj, const char *x_name, PyObject *y_obj, const char *y_name,
+                    tc_py_map_fn fn, const void *ctx, const char *kernel)
+{
+    PyObject *result = NULL;
+    PyArrayObject *x = NULL, *y = NULL, *out = NULL;
+    const int ty = tc_py_float_type(x_obj, x_name);
+    if (ty < 0) goto done;
+    if (!(x = tc_py_float_array(x_obj, x_name, ty, -1))) goto done;
+    if (y_obj) {
+        if (!(y = tc_py_float_array(y_obj, y_name, ty, -1))) goto done;
+        if (tc_py_check_same_shape(x, x_name, y, y_name)) goto done;
+    }
+    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
+    const int64_t n = (int64_t)PyArray_SIZE(x);
+    void *po = PyArray_DATA(out);
+    const void *px = PyArray_DATA(x), *py = y ? PyArray_DATA(y) : NULL;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = fn(ty, po, px, py, n, ctx);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, kernel)) goto done;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(y);
+    Py_XDECREF(out);
+    return result;
+}
