@@ -72,6 +72,12 @@ typedef int (*tc_py_map_fn)(int ty, void *out, const void *x, const void *y, int
                             const void *ctx);
 PyObject *tc_py_map(PyObject *x_obj, const char *x_name, PyObject *y_obj, const char *y_name,
                     tc_py_map_fn fn, const void *ctx, const char *kernel);
+/* Its second half, for arrays the caller has converted (and keeps the references to). */
+PyObject *tc_py_map_arrays(int ty, PyArrayObject *x, PyArrayObject *y, tc_py_map_fn fn,
+                           const void *ctx, const char *kernel);
+/* tc_py_float_type and tc_py_float_array in one: obj, the call's first float array, sets
+ * *ty. New reference, or NULL with the exception set. */
+PyArrayObject *tc_py_float_input(PyObject *obj, const char *name, int ndim, int *ty);
 
 /* 0 if a and b have identical shapes, else -1 with ValueError naming both. */
 int tc_py_check_same_shape(PyArrayObject *a, const char *a_name, PyArrayObject *b,

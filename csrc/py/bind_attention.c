@@ -274,9 +274,8 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOOd", &q_obj, &k_obj, &v_obj, &kc_obj, &vc_obj,
                           &pos_obj, &kp_obj, &scale))
         return NULL;
-    int ty = tc_py_float_type(q_obj, "q");
-    if (ty < 0) goto done;
-    if (!(q = tc_py_float_array(q_obj, "q", ty, 4))) goto done;
+    int ty;
+    if (!(q = tc_py_float_input(q_obj, "q", 4, &ty))) goto done;
     if (!(k = tc_py_float_array(k_obj, "k", ty, 4))) goto done;
     if (!(v = tc_py_float_array(v_obj, "v", ty, 4))) goto done;
     if (!(kc = tc_py_inout_array(kc_obj, "k_cache", ty))) goto done;

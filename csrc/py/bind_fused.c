@@ -114,9 +114,8 @@ static PyObject *py_layernorm_residual_forward(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOd", &x_obj, &r_obj, &w_obj, &b_obj, &eps)) return NULL;
     if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) goto done;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    int ty;
+    if (!(x = tc_py_float_input(x_obj, "x", 2, &ty))) goto done;
     if (!(r = tc_py_float_array(r_obj, "residual", ty, 2))) goto done;
     if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
     npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
@@ -167,9 +166,8 @@ static PyObject *py_layernorm_residual_backward(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOp", &dy_obj, &ds_obj, &s_obj, &w_obj, &m_obj, &r_obj,
                           &with_bias))
         return NULL;
-    int ty = tc_py_float_type(s_obj, "sum");
-    if (ty < 0) goto done;
-    if (!(s = tc_py_float_array(s_obj, "sum", ty, 2))) goto done;
+    int ty;
+    if (!(s = tc_py_float_input(s_obj, "sum", 2, &ty))) goto done;
     if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
     if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
     if (!(mean = tc_py_float_array(m_obj, "mean", ty, 1))) goto done;

@@ -24,9 +24,8 @@ static PyObject *py_layernorm_forward(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOd", &x_obj, &w_obj, &b_obj, &eps)) return NULL;
     if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) goto done;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    int ty;
+    if (!(x = tc_py_float_input(x_obj, "x", 2, &ty))) goto done;
     if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
     npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
     if (check_channels(x)) goto done;
@@ -79,9 +78,8 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args)
                         : "mean was given without rstd: give both (from the forward) or neither");
         goto done;
     }
-    int ty = tc_py_float_type(dy_obj, "grad_output");
-    if (ty < 0) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
+    int ty;
+    if (!(dy = tc_py_float_input(dy_obj, "grad_output", 2, &ty))) goto done;
     if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
     if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
     npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);

@@ -13,9 +13,8 @@ static PyObject *gemm_common(PyObject *args, gemm_f32_fn f32, gemm_f64_fn f64, c
     int ta, tb;
     PyArrayObject *a = NULL, *b = NULL, *c = NULL;
     if (!PyArg_ParseTuple(args, "OOpp", &a_obj, &b_obj, &ta, &tb)) return NULL;
-    int ty = tc_py_float_type(a_obj, "a");
-    if (ty < 0) goto done;
-    if (!(a = tc_py_float_array(a_obj, "a", ty, 2))) goto done;
+    int ty;
+    if (!(a = tc_py_float_input(a_obj, "a", 2, &ty))) goto done;
     if (!(b = tc_py_float_array(b_obj, "b", ty, 2))) goto done;
     npy_intp M = PyArray_DIM(a, ta ? 1 : 0), K = PyArray_DIM(a, ta ? 0 : 1);
     npy_intp N = PyArray_DIM(b, tb ? 0 : 1);

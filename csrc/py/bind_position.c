@@ -33,33 +33,39 @@ done:
     return result;
 }
 
+typedef struct {
+    int64_t B, L, D, offset;
+    double base;
+} pos_ctx;
+
+static int pos_add(int ty, void *out, const void *x, const void *unused, int64_t n,
+                   const void *ctx)
+{
+    const pos_ctx *c = ctx;
+    (void)unused;
+    (void)n;
+    return TC_CALL(ty, tc_position_add_sinusoidal, out, x, c->B, c->L, c->D, c->base,
+                   c->offset);
+}
+
 /* position_add_sinusoidal(x (B,T,D), base, offset) -> x + table[:T] (a new array) */
 static PyObject *py_position_add_sinusoidal(PyObject *self, PyObject *args)
 {
     PyObject *x_obj, *off_obj, *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
-    double base;
-    int64_t offset;
+    PyArrayObject *x = NULL;
+    pos_ctx c;
+    int ty;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OdO", &x_obj, &base, &off_obj)) return NULL;
-    if (tc_py_int64(off_obj, "offset", &offset)) goto done;
-    if (tc_py_check_real(base, "base", TC_PY_POSITIVE)) goto done;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 3))) goto done;
-    npy_intp B = PyArray_DIM(x, 0), L = PyArray_DIM(x, 1), D = PyArray_DIM(x, 2);
-    if (!(out = tc_py_new(3, PyArray_DIMS(x), ty, 0))) goto done;
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_position_add_sinusoidal, PyArray_DATA(out), PyArray_DATA(x), B, L, D,
-                 base, offset);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "position_add_sinusoidal")) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
+    if (!PyArg_ParseTuple(args, "OdO", &x_obj, &c.base, &off_obj)) return NULL;
+    if (tc_py_int64(off_obj, "offset", &c.offset) ||
+        tc_py_check_real(c.base, "base", TC_PY_POSITIVE))
+        return NULL;
+    if (!(x = tc_py_float_input(x_obj, "x", 3, &ty))) return NULL;
+    c.B = PyArray_DIM(x, 0);
+    c.L = PyArray_DIM(x, 1);
+    c.D = PyArray_DIM(x, 2);
+    result = tc_py_map_arrays(ty, x, NULL, pos_add, &c, "position_add_sinusoidal");
+    Py_DECREF(x);
     return result;
 }
 

@@ -2,13 +2,6 @@
  * middle of an (outer, C, inner) view, so no transposed copy is ever made. */
 #include "bind.h"
 
-typedef int (*sm_fwd_f32_fn)(float *, const float *, int64_t, int64_t, int64_t);
-typedef int (*sm_fwd_f64_fn)(double *, const double *, int64_t, int64_t, int64_t);
-typedef int (*sm_bwd_f32_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t,
-                             int);
-typedef int (*sm_bwd_f64_fn)(double *, const double *, const double *, int64_t, int64_t,
-                             int64_t, int);
-
 /* (outer, C, inner) of array a for the Python int axis_obj (negative counts from the end).
  * A 0-d array is one softmax over one element (axis 0 or -1), as torch. -1 with TypeError /
  * ValueError naming axis otherwise. */
@@ -36,60 +29,55 @@ static int split_axis(PyArrayObject *a, PyObject *axis_obj, int64_t *outer, int6
     return 0;
 }
 
-static PyObject *softmax_forward_common(PyObject *args, sm_fwd_f32_fn f32, sm_fwd_f64_fn f64,
-                                        const char *kernel)
-{
-    PyObject *x_obj, *axis_obj, *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
+/* the kernels of one call and the (outer, C, inner) view of its arrays */
+typedef struct {
+    int is_log;
     int64_t outer, C, inner;
-    if (!PyArg_ParseTuple(args, "OO", &x_obj, &axis_obj)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
-    if (split_axis(x, axis_obj, &outer, &C, &inner)) goto done;
-    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT ? f32(PyArray_DATA(out), PyArray_DATA(x), outer, C, inner)
-                         : f64(PyArray_DATA(out), PyArray_DATA(x), outer, C, inner);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, kernel)) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
-    return result;
+} sm_ctx;
+
+static int sm_forward(int ty, void *out, const void *x, const void *unused, int64_t n,
+                      const void *ctx)
+{
+    const sm_ctx *c = ctx;
+    (void)unused;
+    (void)n;
+    return c->is_log ? TC_CALL(ty, tc_log_softmax_forward, out, x, c->outer, c->C, c->inner)
+                     : TC_CALL(ty, tc_softmax_forward, out, x, c->outer, c->C, c->inner);
 }
 
-static PyObject *softmax_backward_common(PyObject *args, sm_bwd_f32_fn f32, sm_bwd_f64_fn f64,
-                                         const char *kernel)
+/* dx written (TC_WRITE(0): tc_py_map_arrays allocates it uninitialised) */
+static int sm_backward(int ty, void *dx, const void *dy, const void *y, int64_t n,
+                       const void *ctx)
 {
-    PyObject *dy_obj, *y_obj, *axis_obj, *result = NULL;
-    PyArrayObject *dy = NULL, *y = NULL, *dx = NULL;
-    int64_t outer, C, inner;
-    if (!PyArg_ParseTuple(args, "OOO", &dy_obj, &y_obj, &axis_obj)) return NULL;
-    int ty = tc_py_float_type(dy_obj, "grad_output");
-    if (ty < 0) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, -1))) goto done;
-    if (!(y = tc_py_float_array(y_obj, "y", ty, -1))) goto done;
-    if (tc_py_check_same_shape(dy, "grad_output", y, "y")) goto done;
-    if (split_axis(y, axis_obj, &outer, &C, &inner)) goto done;
-    /* uninitialised: the kernel writes every entry (TC_WRITE(0); no zeroing pass) */
-    if (!(dx = tc_py_new(PyArray_NDIM(y), PyArray_DIMS(y), ty, 0))) goto done;
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT
-        ? f32(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(y), outer, C, inner, TC_WRITE(0))
-        : f64(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(y), outer, C, inner, TC_WRITE(0));
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, kernel)) goto done;
-    result = (PyObject *)dx;
-    dx = NULL;
+    const sm_ctx *c = ctx;
+    (void)n;
+    return c->is_log ? TC_CALL(ty, tc_log_softmax_backward, dx, dy, y, c->outer, c->C,
+                               c->inner, TC_WRITE(0))
+                     : TC_CALL(ty, tc_softmax_backward, dx, dy, y, c->outer, c->C, c->inner,
+                               TC_WRITE(0));
+}
+
+/* (log_)softmax_forward(x, axis) when backward == 0, else (log_)softmax_backward(grad_output,
+ * y, axis) */
+static PyObject *softmax_common(PyObject *args, int is_log, int backward, const char *kernel)
+{
+    PyObject *a_obj, *y_obj = NULL, *axis_obj, *result = NULL;
+    PyArrayObject *a = NULL, *y = NULL;
+    sm_ctx c = {is_log, 0, 0, 0};
+    int ty;
+    if (backward ? !PyArg_ParseTuple(args, "OOO", &a_obj, &y_obj, &axis_obj)
+                 : !PyArg_ParseTuple(args, "OO", &a_obj, &axis_obj))
+        return NULL;
+    if (!(a = tc_py_float_input(a_obj, backward ? "grad_output" : "x", -1, &ty))) goto done;
+    if (backward) {
+        if (!(y = tc_py_float_array(y_obj, "y", ty, -1))) goto done;
+        if (tc_py_check_same_shape(a, "grad_output", y, "y")) goto done;
+    }
+    if (split_axis(a, axis_obj, &c.outer, &c.C, &c.inner)) goto done;
+    result = tc_py_map_arrays(ty, a, y, backward ? sm_backward : sm_forward, &c, kernel);
 done:
-    Py_XDECREF(dy);
+    Py_XDECREF(a);
     Py_XDECREF(y);
-    Py_XDECREF(dx);
     return result;
 }
 
@@ -97,32 +85,28 @@ done:
 static PyObject *py_softmax_forward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_forward_common(args, tc_softmax_forward_f32, tc_softmax_forward_f64,
-                                  "softmax_forward");
+    return softmax_common(args, 0, 0, "softmax_forward");
 }
 
 /* softmax_backward(grad_output, y, axis) -> dx, y the forward output */
 static PyObject *py_softmax_backward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_backward_common(args, tc_softmax_backward_f32, tc_softmax_backward_f64,
-                                   "softmax_backward");
+    return softmax_common(args, 0, 1, "softmax_backward");
 }
 
 /* log_softmax_forward(x (any shape), axis) -> y */
 static PyObject *py_log_softmax_forward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_forward_common(args, tc_log_softmax_forward_f32, tc_log_softmax_forward_f64,
-                                  "log_softmax_forward");
+    return softmax_common(args, 1, 0, "log_softmax_forward");
 }
 
 /* log_softmax_backward(grad_output, y, axis) -> dx, y the forward output */
 static PyObject *py_log_softmax_backward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_backward_common(args, tc_log_softmax_backward_f32,
-                                   tc_log_softmax_backward_f64, "log_softmax_backward");
+    return softmax_common(args, 1, 1, "log_softmax_backward");
 }
 
 static int vec_exp(int ty, void *out, const void *x, const void *unused, int64_t n,

@@ -342,19 +342,17 @@ int tc_py_linear_args(PyObject *x_obj, PyObject *w_obj, PyObject *b_obj, PyObjec
     return 0;
 }
 
-PyObject *tc_py_map(PyObject *x_obj, const char *x_name, PyObject *y_obj, const char *y_name,
-                    tc_py_map_fn fn, const void *ctx, const char *kernel)
+PyArrayObject *tc_py_float_input(PyObject *obj, const char *name, int ndim, int *ty)
 {
-    PyObject *result = NULL;
-    PyArrayObject *x = NULL, *y = NULL, *out = NULL;
-    const int ty = tc_py_float_type(x_obj, x_name);
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, x_name, ty, -1))) goto done;
-    if (y_obj) {
-        if (!(y = tc_py_float_array(y_obj, y_name, ty, -1))) goto done;
-        if (tc_py_check_same_shape(x, x_name, y, y_name)) goto done;
-    }
-    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
+    if ((*ty = tc_py_float_type(obj, name)) < 0) return NULL;
+    return tc_py_float_array(obj, name, *ty, ndim);
+}
+
+PyObject *tc_py_map_arrays(int ty, PyArrayObject *x, PyArrayObject *y, tc_py_map_fn fn,
+                           const void *ctx, const char *kernel)
+{
+    PyArrayObject *out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0);
+    if (!out) return NULL;
     const int64_t n = (int64_t)PyArray_SIZE(x);
     void *po = PyArray_DATA(out);
     const void *px = PyArray_DATA(x), *py = y ? PyArray_DATA(y) : NULL;
@@ -362,12 +360,28 @@ PyObject *tc_py_map(PyObject *x_obj, const char *x_name, PyObject *y_obj, const 
     Py_BEGIN_ALLOW_THREADS
     st = fn(ty, po, px, py, n, ctx);
     Py_END_ALLOW_THREADS
-    if (tc_py_status(st, kernel)) goto done;
-    result = (PyObject *)out;
-    out = NULL;
+    if (tc_py_status(st, kernel)) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return (PyObject *)out;
+}
+
+PyObject *tc_py_map(PyObject *x_obj, const char *x_name, PyObject *y_obj, const char *y_name,
+                    tc_py_map_fn fn, const void *ctx, const char *kernel)
+{
+    PyObject *result = NULL;
+    PyArrayObject *y = NULL;
+    int ty;
+    PyArrayObject *x = tc_py_float_input(x_obj, x_name, -1, &ty);
+    if (!x) goto done;
+    if (y_obj) {
+        if (!(y = tc_py_float_array(y_obj, y_name, ty, -1))) goto done;
+        if (tc_py_check_same_shape(x, x_name, y, y_name)) goto done;
+    }
+    result = tc_py_map_arrays(ty, x, y, fn, ctx, kernel);
 done:
     Py_XDECREF(x);
     Py_XDECREF(y);
-    Py_XDECREF(out);
     return result;
 }
