@@ -181,6 +181,57 @@ static PyObject *py_attention_forward_ref(PyObject *self, PyObject *args)
     return forward_common(args, 1);
 }
 
+/* 0 if a has the given 4 dims, else -1 with ValueError naming it. */
+static int check_dims4(PyArrayObject *a, const char *name, npy_intp d0, npy_intp d1,
+                       npy_intp d2, npy_intp d3)
+{
+    const npy_intp want[4] = {d0, d1, d2, d3};
+    for (int ax = 0; ax < 4; ax++) {
+        if (PyArray_DIM(a, ax) != want[ax]) {
+            char buf[128];
+            PyErr_Format(PyExc_ValueError, "%s must have shape (%ld, %ld, %ld, %ld), got %s",
+                         name, (long)d0, (long)d1, (long)d2, (long)d3,
+                         tc_py_shape_str(a, buf, sizeof buf));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* 0 if lse is (B,NH,T), else -1 with ValueError naming it. */
+static int check_lse(PyArrayObject *lse, npy_intp B, npy_intp NH, npy_intp Tq)
+{
+    return tc_py_check_dim(lse, "lse", 0, B, "B (the batch of q)") ||
+                   tc_py_check_dim(lse, "lse", 1, NH, "NH (the heads of q)") ||
+                   tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")
+               ? -1
+               : 0;
+}
+
+/* The backward of both bindings below, without the GIL: the reference kernel (ref), or the
+ * tiled one at layout's strides (NULL: contiguous) with the given write flag. */
+static int backward_run(int ty, int ref, PyArrayObject *dq, PyArrayObject *dk, PyArrayObject *dv,
+                        PyArrayObject *dy, PyArrayObject *q, PyArrayObject *k, PyArrayObject *v,
+                        PyArrayObject *out, PyArrayObject *lse, const tc_attention_masks *m,
+                        const tc_attention_layout *lay, double scale, int causal,
+                        double dropout_p, uint64_t seed, int write)
+{
+    const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
+    const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
+    void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
+    const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
+    const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, m,
+                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write)
+             : TC_CALL(ty, tc_attention_backward_strided, pdq, pdk, pdv, pdy, pq, pk, pv, po,
+                       pl, m, lay, B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write);
+    Py_END_ALLOW_THREADS
+    return tc_py_status(st, ref ? "attention_backward_ref"
+                                : lay ? "attention_backward_strided" : "attention_backward");
+}
+
 /* attention_backward[_ref](dout (B,NH,T,DV), q, k, v, out (B,NH,T,DV), lse (B,NH,T), keep,
  *   bias, key_padding, scale, causal, dropout_p, seed) -> (dq, dk, dv) */
 static PyObject *backward_common(PyObject *args, int ref)
@@ -205,14 +256,9 @@ static PyObject *backward_common(PyObject *args, int ref)
     if (!(lse = tc_py_float_array(l_obj, "lse", ty, 3))) goto done;
     const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
-    if (tc_py_check_dim(dy, "grad_output", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 1, NH, "NH (the heads of q)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 2, Tq, "T (the queries of q)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 3, DV, "DV (the last dim of v)")) goto done;
-    if (tc_py_check_same_shape(out, "out", dy, "grad_output")) goto done;
-    if (tc_py_check_dim(lse, "lse", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(lse, "lse", 1, NH, "NH (the heads of q)")) goto done;
-    if (tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")) goto done;
+    if (check_dims4(dy, "grad_output", B, NH, Tq, DV) || check_dims4(out, "out", B, NH, Tq, DV) ||
+        check_lse(lse, B, NH, Tq))
+        goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
     if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
@@ -220,17 +266,9 @@ static PyObject *backward_common(PyObject *args, int ref)
     if (!(dq = tc_py_new(4, qdims, ty, 1)) || !(dk = tc_py_new(4, kdims, ty, 1)) ||
         !(dv = tc_py_new(4, vdims, ty, 1)))
         goto done;
-    int st;
-    void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
-    const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
-    const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
-    Py_BEGIN_ALLOW_THREADS
-    st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
-                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, TC_ACCUMULATE)
-             : TC_CALL(ty, tc_attention_backward, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B,
-                       NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, TC_ACCUMULATE);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, ref ? "attention_backward_ref" : "attention_backward")) goto done;
+    if (backward_run(ty, ref, dq, dk, dv, dy, q, k, v, out, lse, &m, NULL, scale, causal,
+                     dropout_p, seed, TC_ACCUMULATE))
+        goto done;
     result = Py_BuildValue("(OOO)", dq, dk, dv);
 done:
     Py_XDECREF(dy);
@@ -388,22 +426,6 @@ static PyArrayObject *strided_view(PyObject *obj, const char *name, int ty, int 
     return a;
 }
 
-/* 0 if a has the given 4 dims, else -1 with ValueError naming it. */
-static int check_dims4(PyArrayObject *a, const char *name, npy_intp d0, npy_intp d1,
-                       npy_intp d2, npy_intp d3)
-{
-    const npy_intp want[4] = {d0, d1, d2, d3};
-    for (int ax = 0; ax < 4; ax++) {
-        if (PyArray_DIM(a, ax) != want[ax]) {
-            char buf[128];
-            PyErr_Format(PyExc_ValueError, "%s must have shape (%ld, %ld, %ld, %ld), got %s",
-                         name, (long)d0, (long)d1, (long)d2, (long)d3,
-                         tc_py_shape_str(a, buf, sizeof buf));
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* attention_forward_strided(q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), out (B,NH,T,DV),
  *   keep, bias, key_padding, scale, causal, dropout_p, seed) -> lse (B,NH,T): the tiled
@@ -501,22 +523,14 @@ static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
         check_dims4(dq, "dq", B, NH, Tq, DK) || check_dims4(dk, "dk", B, NH, S, DK) ||
         check_dims4(dv, "dv", B, NH, S, DV))
         goto done;
-    if (tc_py_check_dim(lse, "lse", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(lse, "lse", 1, NH, "NH (the heads of q)")) goto done;
-    if (tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")) goto done;
+    if (check_lse(lse, B, NH, Tq)) goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
     if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     if (tc_py_check_write(write, 3, "write")) goto done;
-    int st;
-    void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
-    const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
-    const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
-    Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_attention_backward_strided, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
-                 &lay, B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "attention_backward_strided")) goto done;
+    if (backward_run(ty, 0, dq, dk, dv, dy, q, k, v, out, lse, &m, &lay, scale, causal,
+                     dropout_p, seed, write))
+        goto done;
     Py_INCREF(Py_None);
     result = Py_None;
 done:
