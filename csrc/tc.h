@@ -16,10 +16,12 @@
  *    several outputs): a bitmask over its gradient outputs in argument order. Bit k clear:
  *    the k-th gradient output accumulates (+=); bit k set (TC_WRITE(k)): it is WRITTEN,
  *    its old content never read (garbage and NaN are fine), with exactly the bits
- *    accumulating into zeros gives (0 + value: even signed zeros agree), and no zeroing
- *    pass is needed. write = TC_ACCUMULATE (0) accumulates everything (the default
- *    above); TC_WRITE_ALL writes every output. Bits past a kernel's outputs are ignored;
- *    NULL (not wanted) outputs are skipped;
+ *    accumulating into zeros gives (0 + value: even signed zeros agree), and the caller
+ *    needs no zeroing pass (the hot kernels - linear, linear+GELU, layernorm's dinp,
+ *    softmax, activations, dropout, attention - write directly; the others zero the
+ *    output inside, then accumulate). write = TC_ACCUMULATE (0) accumulates everything
+ *    (the default above); TC_WRITE_ALL writes every output. Bits past a kernel's outputs
+ *    are ignored; NULL (not wanted) outputs are skipped;
  *  - kernels return TC_OK, TC_ENOMEM or TC_EINVAL; they never print, exit, assert or
  *    touch Python; the bindings validate shapes before calling;
  *  - kernels are parallelised with OpenMP; for a fixed thread count results are bitwise

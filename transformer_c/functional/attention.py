@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .. import _C
-from ._util import as_float, as_int, as_real, as_seed, same_dtype
+from ._util import as_float, as_int, as_real, as_seed, check_shape, same_dtype
 
 __all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward",
            "attention_decode"]
@@ -90,6 +90,17 @@ def _dropout(dropout_p, seed):
                              "the forward's seed")
         return p, 0
     return p, as_seed(seed)
+
+
+def _options(q, lead, T, S, DK, attn_mask, key_padding_mask, is_causal, dropout_p, scale,
+             seed):
+    """The C kernels' trailing arguments (keep, bias, key_padding, scale, causal, dropout_p,
+    seed), checked, for q (lead + (T, DK)) against S keys."""
+    keep, bias = _attn_mask(attn_mask, q, lead, T, S)
+    kpm = _key_padding(key_padding_mask, lead, S)
+    causal = _causal(is_causal)
+    p, seed = _dropout(dropout_p, seed)
+    return keep, bias, kpm, _scale(scale, DK), causal, p, seed
 
 
 def _bnh(lead):
@@ -196,15 +207,12 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
     implementation: "tiled" (default, O(T) memory) or "reference" (materialised).
     """
     q, k, v, (lead, T, S, DK, DV) = _check_qkv(q, k, v)
-    keep, bias = _attn_mask(attn_mask, q, lead, T, S)
-    kpm = _key_padding(key_padding_mask, lead, S)
-    causal = _causal(is_causal)
-    p, seed = _dropout(dropout_p, seed)
-    scale = _scale(scale, DK)
+    opts = _options(q, lead, T, S, DK, attn_mask, key_padding_mask, is_causal, dropout_p,
+                    scale, seed)
     fn = _impl(implementation, "attention_forward")
     B, NH = _bnh(lead)
     out, lse = fn(q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV),
-                  keep, bias, kpm, scale, causal, p, seed)
+                  *opts)
     out = out.reshape(lead + (T, DV))
     return (out, lse.reshape(lead + (T,))) if return_lse else out
 
@@ -224,32 +232,22 @@ def scaled_dot_product_attention_backward(grad_output, q, k, v, attn_mask=None,
     """
     q, k, v, (lead, T, S, DK, DV) = _check_qkv(q, k, v)
     grad_output = same_dtype(q, "q", grad_output, "grad_output")
-    if grad_output.shape != lead + (T, DV):
-        raise ValueError(f"grad_output must have shape {lead + (T, DV)} (the output's), "
-                         f"got {grad_output.shape}")
-    keep, bias = _attn_mask(attn_mask, q, lead, T, S)
-    kpm = _key_padding(key_padding_mask, lead, S)
-    causal = _causal(is_causal)
-    p, seed = _dropout(dropout_p, seed)
-    scale = _scale(scale, DK)
+    check_shape(grad_output, "grad_output", lead + (T, DV), "the output's")
+    opts = _options(q, lead, T, S, DK, attn_mask, key_padding_mask, is_causal, dropout_p,
+                    scale, seed)
     fwd = _impl(implementation, "attention_forward")
     bwd = _impl(implementation, "attention_backward")
     B, NH = _bnh(lead)
     q4, k4, v4 = q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV)
     if out is None or lse is None:
-        out4, lse3 = fwd(q4, k4, v4, keep, bias, kpm, scale, causal, p, seed)
+        out4, lse3 = fwd(q4, k4, v4, *opts)
     else:
         out = same_dtype(q, "q", out, "out")
         lse = same_dtype(q, "q", lse, "lse")
-        if out.shape != lead + (T, DV):
-            raise ValueError(f"out must have shape {lead + (T, DV)} (the forward's output), "
-                             f"got {out.shape}")
-        if lse.shape != lead + (T,):
-            raise ValueError(f"lse must have shape {lead + (T,)} (the forward's logsumexp), "
-                             f"got {lse.shape}")
+        check_shape(out, "out", lead + (T, DV), "the forward's output")
+        check_shape(lse, "lse", lead + (T,), "the forward's logsumexp")
         out4, lse3 = out.reshape(B, NH, T, DV), lse.reshape(B, NH, T)
-    dq, dk, dv = bwd(grad_output.reshape(B, NH, T, DV), q4, k4, v4, out4, lse3, keep, bias,
-                     kpm, scale, causal, p, seed)
+    dq, dk, dv = bwd(grad_output.reshape(B, NH, T, DV), q4, k4, v4, out4, lse3, *opts)
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
 
 
