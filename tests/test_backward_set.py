@@ -266,3 +266,80 @@ def test_softmax_backward_into_rejects_bad_arguments():
         _C.softmax_backward_into(y.copy(), y.astype(np.float64), y, False, True)
     with pytest.raises(ValueError, match="write"):
         _C.softmax_backward_into(y.copy(), y, y, False, 2)  # one output: bit 0 only
+
+
+# ---- the kernels that zero a written output inside (embedding, cross-entropy, RoPE,
+# residual + layernorm), through ctypes: written = accumulated into zeros, bitwise
+
+def _lib_fn(name, dtype):
+    import ctypes
+    f = getattr(ctypes.CDLL(_C.__file__), f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
+    f.restype = ctypes.c_int
+    return f
+
+
+def _p(a):
+    import ctypes
+    return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["embedding", "cross_entropy", "rope", "layernorm_residual"])
+def test_zeroing_kernels_write_flag(kind, dtype):
+    import ctypes
+    i64, real = ctypes.c_int64, (ctypes.c_float if dtype == np.float32 else ctypes.c_double)
+    r = rng(77)
+    if kind == "embedding":
+        V, D, N = 7, 5, 11
+        ids = r.integers(0, V - 2, N).astype(np.int64)  # rows V-2, V-1 get no gradient
+        dout = r.standard_normal((N, D)).astype(dtype)
+        shapes = [(V, D)]
+        f = _lib_fn("tc_embedding_backward", dtype)
+
+        def call(outs, w):
+            return f(_p(outs[0]), _p(dout), _p(ids), i64(N), i64(V), i64(D), ctypes.c_int(w))
+    elif kind == "cross_entropy":
+        N, V = 6, 9
+        logits = r.standard_normal((N, V)).astype(dtype)
+        t = r.integers(0, V, N).astype(np.int64)
+        t[2] = -100  # ignored: its row stays 0 when written
+        shapes = [(N, V)]
+        f = _lib_fn("tc_loss_cross_entropy_backward", dtype)
+
+        def call(outs, w):
+            return f(_p(outs[0]), None, _p(logits), _p(t), None, i64(N), i64(V), i64(-100),
+                     real(0.1), real(0.5), ctypes.c_int(w))
+    elif kind == "rope":
+        N, L, NH, HS = 2, 5, 3, 8
+        cos, sin = _C.rope_table(L, HS, 10000.0, 0, dtype)
+        dout = r.standard_normal((N, L, NH, HS)).astype(dtype)
+        shapes = [(N, L, NH, HS)]
+        f = _lib_fn("tc_rope_backward", dtype)
+
+        def call(outs, w):
+            return f(_p(outs[0]), _p(dout), _p(cos), _p(sin), i64(N), i64(L), i64(NH), i64(HS),
+                     ctypes.c_int(0), ctypes.c_int(w))
+    else:
+        N, C = 9, 12
+        x, res = (r.standard_normal((N, C)).astype(dtype) for _ in range(2))
+        w_, b_ = r.standard_normal(C).astype(dtype), r.standard_normal(C).astype(dtype)
+        _, s, mean, rstd = _C.layernorm_residual_forward(x, res, w_, b_, 1e-5)
+        dout = r.standard_normal((N, C)).astype(dtype)
+        shapes = [(N, C), (N, C), (C,), (C,)]
+        f = _lib_fn("tc_layernorm_residual_backward", dtype)
+
+        def call(outs, w):
+            return f(*(_p(o) for o in outs), _p(dout), None, _p(s), _p(w_), _p(mean), _p(rstd),
+                     i64(N), i64(C), ctypes.c_int(w))
+    zero = [np.zeros(sh, dtype) for sh in shapes]
+    assert call(zero, 0) == 0
+    for write in range(1, 1 << len(shapes)):
+        base = [r.standard_normal(sh).astype(dtype) for sh in shapes]
+        outs = [np.full(sh, np.nan, dtype) if write >> k & 1 else base[k].copy()
+                for k, sh in enumerate(shapes)]
+        assert call(outs, write) == 0
+        for k, (o, z) in enumerate(zip(outs, zero)):
+            if write >> k & 1:
+                assert np.array_equal(bits(o), bits(z)), (kind, write, k)
+            else:
+                np.testing.assert_allclose(o, base[k] + z, rtol=1e-5, atol=1e-5)
