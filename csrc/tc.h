@@ -11,7 +11,17 @@
  *    NH heads, HS head size;
  *  - forward fills the caches backward needs (mean/rstd, logsumexp, ...);
  *  - backward ACCUMULATES (+=) into gradient buffers the caller has zeroed, so residual
- *    branches and gradient accumulation need no extra buffers;
+ *    branches and gradient accumulation need no extra buffers. Every backward kernel takes
+ *    ONE write-or-accumulate flag, its last argument `int write` (the GEMM's beta, for
+ *    several outputs): a bitmask over its gradient outputs in argument order. Bit k clear:
+ *    the k-th gradient output accumulates (+=); bit k set (TC_WRITE(k)): it is WRITTEN,
+ *    its old content never read (garbage and NaN are fine), with exactly the bits
+ *    accumulating into zeros gives (0 + value: even signed zeros agree), and the caller
+ *    needs no zeroing pass (the hot kernels - linear, linear+GELU, layernorm's dinp,
+ *    softmax, activations, dropout, attention - write directly; the others zero the
+ *    output inside, then accumulate). write = TC_ACCUMULATE (0) accumulates everything
+ *    (the default above); TC_WRITE_ALL writes every output. Bits past a kernel's outputs
+ *    are ignored; NULL (not wanted) outputs are skipped;
  *  - kernels return TC_OK, TC_ENOMEM or TC_EINVAL; they never print, exit, assert or
  *    touch Python; the bindings validate shapes before calling;
  *  - kernels are parallelised with OpenMP; for a fixed thread count results are bitwise
@@ -27,6 +37,11 @@ extern "C" {
 #endif
 
 enum { TC_OK = 0, TC_ENOMEM = 1, TC_EINVAL = 2 };
+
+/* The `write` flag of the backward kernels (conventions above). */
+#define TC_ACCUMULATE 0
+#define TC_WRITE(k) (1 << (k))
+#define TC_WRITE_ALL (~0)
 
 /* ------------------------------------------------------------------ options (core/options.c) */
 
@@ -79,6 +94,34 @@ int tc_get_num_threads(void);
 void tc_set_data_parallel(int on);
 int tc_get_data_parallel(void);
 
+/* ------------------------------------------------------------------ cpu (core/cpu.c) */
+
+/* The one CPU-dispatch point. Every family with an instruction-set-specific variant (the
+ * GEMM micro-kernel and packers, the attention tiles, the vectorised row kernels of
+ * softmax, activations, layernorm and the loss, the fused kernels, the decode
+ * matrix-vector products, the peak-FLOP/s bench) runs its AVX2+FMA variant iff
+ * tc_cpu_use_avx2(): the CPU has AVX2 and FMA (probed once; never in a TC_PORTABLE_ONLY or
+ * non-x86 build) and the portable override is off. The override forces the portable
+ * kernels in every family at once: the environment variable TC_PORTABLE=1 (or the older
+ * spelling TC_GEMM_KERNEL=generic), read once at the first query, or
+ * tc_cpu_set_portable(1). A test and tuning switch: not to be flipped while kernels run. */
+typedef enum {
+    TC_CPU_GEMM = 0, TC_CPU_ATTENTION, TC_CPU_SOFTMAX, TC_CPU_ACTIVATION, TC_CPU_LAYERNORM,
+    TC_CPU_LOSS, TC_CPU_FUSED, TC_CPU_DECODE, TC_CPU_BENCH, TC_CPU_FAMILY_COUNT
+} tc_cpu_family;
+int tc_cpu_has_avx2(void);
+int tc_cpu_use_avx2(void);
+/* on 1: force the portable kernels; 0: the CPU's best; -1: the environment's choice again
+ * (read anew at the next query). TC_EINVAL otherwise. */
+int tc_cpu_set_portable(int on);
+int tc_cpu_get_portable(void);
+/* tc_cpu_use_avx2(), remembered as family's last choice (what a kernel calls to dispatch). */
+int tc_cpu_pick(int family);
+/* "avx2+fma" or "generic": what family last ran (NULL if it has not run; any family < 0:
+ * what would run now); tc_cpu_family_name: "gemm", "attention", ... (NULL out of range). */
+const char *tc_cpu_kernel_name(int family);
+const char *tc_cpu_family_name(int family);
+
 /* ------------------------------------------------------------------ gemm (gemm.c) */
 
 /* C (M,N) = alpha * op(A) @ op(B) + beta * C, row-major, where
@@ -99,11 +142,11 @@ int tc_gemm_ref_f32(float *C, const float *A, const float *B, int64_t M, int64_t
 int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                     double alpha, double beta);
-/* Name of the micro-kernel chosen at run time ("avx2+fma" or "generic"). */
+/* The micro-kernel the next product runs ("avx2+fma" or "generic"; = tc_cpu_kernel_name(-1)).
+ * tc_gemm_set_kernel: the cpu override by name (it applies to every family): "generic" =
+ * tc_cpu_set_portable(1), "avx2+fma" = (0) (TC_EINVAL if the CPU lacks it), "auto"/NULL =
+ * (-1). */
 const char *tc_gemm_kernel_name(void);
-/* Force the micro-kernel: "generic" (the portable one, for tests), "avx2+fma" (TC_EINVAL if
- * the CPU lacks it), or "auto"/NULL (CPU detection, unless TC_GEMM_KERNEL=generic is set in
- * the environment). Not thread-safe against concurrent products: a test switch. */
 int tc_gemm_set_kernel(const char *name);
 /* tc_gemm with an epilogue: ep(ctx, i0, j0, m, n) is called once for every finished block
  * C[i0:i0+m, j0:j0+n] (a column of at most one micro-panel's width, 16 floats / 8 doubles,
@@ -136,47 +179,35 @@ int tc_linear_forward_f32(float *out, const float *inp, const float *weight, con
 int tc_linear_forward_f64(double *out, const double *inp, const double *weight, const double *bias,
                           int64_t N, int64_t C, int64_t OC);
 /* dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC,) += sum_n dout.
- * Any of dinp, dweight, dbias may be NULL (not wanted). */
+ * Any of dinp, dweight, dbias may be NULL (not wanted). write: TC_WRITE(0) dinp,
+ * TC_WRITE(1) dweight, TC_WRITE(2) dbias (conventions above). */
 int tc_linear_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
-                           const float *inp, const float *weight, int64_t N, int64_t C, int64_t OC);
+                           const float *inp, const float *weight, int64_t N, int64_t C, int64_t OC,
+                           int write);
 int tc_linear_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
-                           const double *inp, const double *weight, int64_t N, int64_t C, int64_t OC);
-/* tc_linear_backward where the outputs named in `set` (an OR of the flags below) are
- * written (=) rather than accumulated: the same bits tc_linear_backward gives into zeroed
- * buffers, without a zeroing pass. TC_EINVAL for unknown flags. */
-#define TC_LINEAR_SET_DINP 1
-#define TC_LINEAR_SET_DWEIGHT 2
-#define TC_LINEAR_SET_DBIAS 4
-#define TC_LINEAR_SET_ALL 7
-int tc_linear_backward_set_f32(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *weight, int64_t N, int64_t C,
-                               int64_t OC, int set);
-int tc_linear_backward_set_f64(double *dinp, double *dweight, double *dbias, const double *dout,
-                               const double *inp, const double *weight, int64_t N, int64_t C,
-                               int64_t OC, int set);
+                           const double *inp, const double *weight, int64_t N, int64_t C, int64_t OC,
+                           int write);
 
 /* ------------------------------------------------------------------ activations (activation.c) */
 
 /* Element-wise on flat arrays (any shape flattened to N elements).
  * relu: out (N,) = max(inp, 0) (NaN propagates); backward: dinp (N,) += dout * (inp > 0),
- * so the gradient at inp == 0 is 0 (PyTorch's convention).
- * The backwards take accumulate (like the GEMM's beta): 1 adds to dinp (+=), 0 writes
- * dinp = value without reading it (no zeroed buffer needed); any other value -> TC_EINVAL. */
+ * so the gradient at inp == 0 is 0 (PyTorch's convention). write: TC_WRITE(0) dinp. */
 int tc_relu_forward_f32(float *out, const float *inp, int64_t N);
 int tc_relu_forward_f64(double *out, const double *inp, int64_t N);
 int tc_relu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N,
-                         int accumulate);
+                         int write);
 int tc_relu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N,
-                         int accumulate);
+                         int write);
 /* gelu: out (N,) = gelu(inp (N,)); approximate_tanh = 0: exact 0.5 x (1 + erf(x / sqrt 2)),
  * 1: GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); any other value -> TC_EINVAL.
- * backward: dinp (N,) (+)= dout (N,) * gelu'(inp (N,)) (accumulate as for relu). */
+ * backward: dinp (N,) (+)= dout (N,) * gelu'(inp (N,)) (write as for relu). */
 int tc_gelu_forward_f32(float *out, const float *inp, int64_t N, int approximate_tanh);
 int tc_gelu_forward_f64(double *out, const double *inp, int64_t N, int approximate_tanh);
 int tc_gelu_backward_f32(float *dinp, const float *dout, const float *inp, int64_t N,
-                         int approximate_tanh, int accumulate);
+                         int approximate_tanh, int write);
 int tc_gelu_backward_f64(double *dinp, const double *dout, const double *inp, int64_t N,
-                         int approximate_tanh, int accumulate);
+                         int approximate_tanh, int write);
 /* The plain references (activation_ref.h; act a tc_activation; backward writes dinp). */
 int tc_activation_forward_ref_f32(float *out, const float *inp, int64_t N, int act);
 int tc_activation_forward_ref_f64(double *out, const double *inp, int64_t N, int act);
@@ -188,13 +219,13 @@ int tc_activation_backward_ref_f64(double *dinp, const double *dout, const doubl
 /* The activation table: activation act (a TC_ACT_* value) through one table indexed by
  * tc_activation (activation.c), the kernels above bitwise; TC_EINVAL for any other act.
  * forward: out (N,) = act(inp (N,)) (out may be inp); backward: dinp (N,) (+)= dout (N,) *
- * act'(inp (N,)) (accumulate as for relu). */
+ * act'(inp (N,)) (write: TC_WRITE(0) dinp). */
 int tc_activation_forward_f32(int act, float *out, const float *inp, int64_t N);
 int tc_activation_forward_f64(int act, double *out, const double *inp, int64_t N);
 int tc_activation_backward_f32(int act, float *dinp, const float *dout, const float *inp,
-                               int64_t N, int accumulate);
+                               int64_t N, int write);
 int tc_activation_backward_f64(int act, double *dinp, const double *dout, const double *inp,
-                               int64_t N, int accumulate);
+                               int64_t N, int write);
 /* Whether act has a fused linear + activation pair (the table's fused column): 1 it has
  * (tc_linear_activation_* below), 0 it has not (run tc_linear_forward, then the activation),
  * TC_EINVAL for an unknown act. */
@@ -202,7 +233,7 @@ int tc_linear_activation_fused(int act);
 /* The fused pair of act (TC_EINVAL if it has none): out (N,OC) = act(pre), pre = inp (N,C) @
  * weight^T (OC,C) + bias (OC,) (bias may be NULL), and dact (N,OC) = act'(pre) for the
  * backward, or dact NULL (inference); backward: dpre = dout (N,OC) * dact, then dinp (N,C),
- * dweight (OC,C), dbias (OC,) (each optional) as tc_linear_gelu_backward_dact (`set`). */
+ * dweight (OC,C), dbias (OC,) (each optional) as tc_linear_gelu_backward_dact (`write`). */
 int tc_linear_activation_forward_f32(int act, float *out, float *dact, const float *inp,
                                      const float *weight, const float *bias, int64_t N,
                                      int64_t C, int64_t OC);
@@ -212,11 +243,11 @@ int tc_linear_activation_forward_f64(int act, double *out, double *dact, const d
 int tc_linear_activation_backward_f32(int act, float *dinp, float *dweight, float *dbias,
                                       const float *dout, const float *dact, const float *inp,
                                       const float *weight, int64_t N, int64_t C, int64_t OC,
-                                      int set);
+                                      int write);
 int tc_linear_activation_backward_f64(int act, double *dinp, double *dweight, double *dbias,
                                       const double *dout, const double *dact, const double *inp,
                                       const double *weight, int64_t N, int64_t C, int64_t OC,
-                                      int set);
+                                      int write);
 
 /* ------------------------------------------------------------------ end activations */
 
@@ -227,7 +258,8 @@ int tc_linear_activation_backward_f64(int act, double *dinp, double *dweight, do
 /* Softmax / log-softmax along C of an (outer, C, inner) C-contiguous array: any axis of an
  * n-d array, with outer = prod(shape[:axis]), C = shape[axis], inner = prod(shape[axis+1:]).
  * Forward subtracts the max (no overflow for large inputs); a slice that is all -inf or holds
- * +inf/NaN gives NaN, as torch. Backward takes the forward OUTPUT out and accumulates:
+ * +inf/NaN gives NaN, as torch. Backward takes the forward OUTPUT out (write: TC_WRITE(0)
+ * dinp):
  *   softmax:     dinp += out * (dout - sum_C dout * out)
  *   log-softmax: dinp += dout - exp(out) * sum_C dout */
 int tc_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t C,
@@ -235,27 +267,17 @@ int tc_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t 
 int tc_softmax_forward_f64(double *out, const double *inp, int64_t outer, int64_t C,
                            int64_t inner);
 int tc_softmax_backward_f32(float *dinp, const float *dout, const float *out, int64_t outer,
-                            int64_t C, int64_t inner);
+                            int64_t C, int64_t inner, int write);
 int tc_softmax_backward_f64(double *dinp, const double *dout, const double *out, int64_t outer,
-                            int64_t C, int64_t inner);
+                            int64_t C, int64_t inner, int write);
 int tc_log_softmax_forward_f32(float *out, const float *inp, int64_t outer, int64_t C,
                                int64_t inner);
 int tc_log_softmax_forward_f64(double *out, const double *inp, int64_t outer, int64_t C,
                                int64_t inner);
 int tc_log_softmax_backward_f32(float *dinp, const float *dout, const float *out,
-                                int64_t outer, int64_t C, int64_t inner);
+                                int64_t outer, int64_t C, int64_t inner, int write);
 int tc_log_softmax_backward_f64(double *dinp, const double *dout, const double *out,
-                                int64_t outer, int64_t C, int64_t inner);
-/* The two backwards with set != 0: dinp written (=), not accumulated (the bits they give
- * into a zeroed dinp, without zeroing it first). */
-int tc_softmax_backward_set_f32(float *dinp, const float *dout, const float *out, int64_t outer,
-                                int64_t C, int64_t inner, int set);
-int tc_softmax_backward_set_f64(double *dinp, const double *dout, const double *out,
-                                int64_t outer, int64_t C, int64_t inner, int set);
-int tc_log_softmax_backward_set_f32(float *dinp, const float *dout, const float *out,
-                                    int64_t outer, int64_t C, int64_t inner, int set);
-int tc_log_softmax_backward_set_f64(double *dinp, const double *dout, const double *out,
-                                    int64_t outer, int64_t C, int64_t inner, int set);
+                                int64_t outer, int64_t C, int64_t inner, int write);
 /* out (N,) = exp(inp (N,)) through the shared vector exp of vec_math.h (the softmax,
  * cross-entropy and activation kernels use it); for tests of its accuracy. */
 int tc_vec_exp_f32(float *out, const float *inp, int64_t N);
@@ -281,15 +303,14 @@ int tc_softmax_backward_ref_f64(double *dinp, const double *dout, const double *
  * probability 1 - p; mask[i] = 1 / (1 - p) if kept, else 0 (all 0 for p == 1). The mask is a
  * pure function of (seed, i, p): identical for float32 and float64 and any thread count, and
  * never stored (backward regenerates it). p outside [0, 1] (or NaN) -> TC_EINVAL.
- * forward: out (N,) = inp (N,) * mask; backward: dinp (N,) += dout (N,) * mask (accumulate
- * 1) or dinp (N,) = dout (N,) * mask, dinp not read (accumulate 0; other values TC_EINVAL);
- * mask: mask (N,) written out, for inspection and tests. */
+ * forward: out (N,) = inp (N,) * mask; backward: dinp (N,) += dout (N,) * mask (write:
+ * TC_WRITE(0) dinp); mask: mask (N,) written out, for inspection and tests. */
 int tc_dropout_forward_f32(float *out, const float *inp, int64_t N, double p, uint64_t seed);
 int tc_dropout_forward_f64(double *out, const double *inp, int64_t N, double p, uint64_t seed);
 int tc_dropout_backward_f32(float *dinp, const float *dout, int64_t N, double p, uint64_t seed,
-                            int accumulate);
+                            int write);
 int tc_dropout_backward_f64(double *dinp, const double *dout, int64_t N, double p,
-                            uint64_t seed, int accumulate);
+                            uint64_t seed, int write);
 int tc_dropout_mask_f32(float *mask, int64_t N, double p, uint64_t seed);
 int tc_dropout_mask_f64(double *mask, int64_t N, double p, uint64_t seed);
 /* The same from element `first` of the stream on: element i of the arrays uses word
@@ -299,9 +320,9 @@ int tc_dropout_forward_at_f32(float *out, const float *inp, int64_t N, double p,
 int tc_dropout_forward_at_f64(double *out, const double *inp, int64_t N, double p,
                               uint64_t seed, uint64_t first);
 int tc_dropout_backward_at_f32(float *dinp, const float *dout, int64_t N, double p,
-                               uint64_t seed, uint64_t first, int accumulate);
+                               uint64_t seed, uint64_t first, int write);
 int tc_dropout_backward_at_f64(double *dinp, const double *dout, int64_t N, double p,
-                               uint64_t seed, uint64_t first, int accumulate);
+                               uint64_t seed, uint64_t first, int write);
 /* The plain references (dropout_ref.h; backward writes dinp). */
 int tc_dropout_forward_ref_f32(float *out, const float *inp, int64_t N, double p,
                                uint64_t seed);
@@ -333,26 +354,17 @@ int tc_layernorm_forward_f64(double *out, double *mean, double *rstd, const doub
                              double eps);
 /* dinp (N,C) += d/dinp, dweight (C,) += sum_n dout * xhat, dbias (C,) += sum_n dout, given
  * dout (N,C), inp (N,C), weight (C,) and the forward's mean (N,), rstd (N,). Any of dinp,
- * dweight, dbias may be NULL (not wanted). The column sums are taken per chunk of 32 rows
- * (in the pass that computes dinp) and the chunks added in order: bitwise reproducible for
- * any thread count. TC_ENOMEM if the chunk sums cannot be allocated. */
+ * dweight, dbias may be NULL (not wanted). write: TC_WRITE(0) dinp, TC_WRITE(1) dweight,
+ * TC_WRITE(2) dbias. The column sums are taken per chunk of 32 rows (in the pass that
+ * computes dinp) and the chunks added in order: bitwise reproducible for any thread count.
+ * TC_ENOMEM if the chunk sums cannot be allocated. */
 int tc_layernorm_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, const float *mean,
-                              const float *rstd, int64_t N, int64_t C);
+                              const float *rstd, int64_t N, int64_t C, int write);
 int tc_layernorm_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
                               const double *inp, const double *weight, const double *mean,
-                              const double *rstd, int64_t N, int64_t C);
+                              const double *rstd, int64_t N, int64_t C, int write);
 
-/* tc_layernorm_backward with set_dinp != 0: dinp is written (=), not accumulated, giving
- * the bits tc_layernorm_backward gives into a zeroed dinp (no zeroing pass needed);
- * dweight, dbias are accumulated as there. */
-int tc_layernorm_backward_set_f32(float *dinp, float *dweight, float *dbias, const float *dout,
-                                  const float *inp, const float *weight, const float *mean,
-                                  const float *rstd, int64_t N, int64_t C, int set_dinp);
-int tc_layernorm_backward_set_f64(double *dinp, double *dweight, double *dbias,
-                                  const double *dout, const double *inp, const double *weight,
-                                  const double *mean, const double *rstd, int64_t N, int64_t C,
-                                  int set_dinp);
 /* The plain references (layernorm_ref.h; mean, rstd required; backward writes all three). */
 int tc_layernorm_forward_ref_f32(float *out, float *mean, float *rstd, const float *inp,
                                  const float *weight, const float *bias, int64_t N, int64_t C,
@@ -382,11 +394,11 @@ int tc_embedding_forward_f64(double *out, const int64_t *ids, const double *weig
 /* dweight (V,D) += scatter-add of dout (N,D) by ids (N,): dweight[ids[n]] += dout[n];
  * repeated ids accumulate. Threads split the D columns, each adding rows in order n = 0..
  * N-1: no atomics, bitwise reproducible for any thread count. TC_EINVAL (nothing written)
- * if any id lies outside [0, V). */
+ * if any id lies outside [0, V). write: TC_WRITE(0) dweight (rows no id names are 0). */
 int tc_embedding_backward_f32(float *dweight, const float *dout, const int64_t *ids, int64_t N,
-                              int64_t V, int64_t D);
+                              int64_t V, int64_t D, int write);
 int tc_embedding_backward_f64(double *dweight, const double *dout, const int64_t *ids,
-                              int64_t N, int64_t V, int64_t D);
+                              int64_t N, int64_t V, int64_t D, int write);
 /* The plain references (embedding_ref.h; backward writes dweight). */
 int tc_embedding_forward_ref_f32(float *out, const int64_t *ids, const float *weight, int64_t N,
                                  int64_t V, int64_t D);
@@ -451,7 +463,8 @@ int tc_position_sinusoidal_ref_f64(double *out, int64_t T, int64_t D, double bas
  *
  * Backward recomputes P from lse, then dv += P~^T dout (P~ = dropped-out P);
  * dP = Z/(1-p) * dout v^T; D_i = dout_i . out_i; dS = P * (dP - D) (the softmax Jacobian is
- * never built); dq += scale dS k; dk += scale dS^T q. Gradients ACCUMULATE (+=).
+ * never built); dq += scale dS k; dk += scale dS^T q. Gradients accumulate (+=) or, by the
+ * backward's write flag (TC_WRITE(0/1/2) = dq/dk/dv), are written.
  *
  * tc_attention_* is the tiled (flash-style) kernel: online softmax over key tiles, extra
  * memory O(T * (DK + DV)) per thread (plus, in the forward with more than one block of
@@ -496,20 +509,23 @@ int tc_attention_forward_f64(double *out, double *lse, const double *q, const do
                              const double *v, const tc_attention_masks *masks, int64_t B,
                              int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
                              double scale, int causal, double dropout_p, uint64_t seed);
-/* dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout, out (B,NH,T,DV)
- * and lse (B,NH,T) from the forward with the same masks, scale, causal, dropout_p, seed. */
+/* dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=) or written (write:
+ * TC_WRITE(0/1/2) = dq/dk/dv; every element of a written one, zeros where no gradient
+ * flows); dout, out (B,NH,T,DV) and lse (B,NH,T) from the forward with the same masks,
+ * scale, causal, dropout_p, seed. Written outputs must not overlap each other nor any
+ * input. */
 int tc_attention_backward_f32(float *dq, float *dk, float *dv, const float *dout,
                               const float *q, const float *k, const float *v,
                               const float *out, const float *lse,
                               const tc_attention_masks *masks, int64_t B, int64_t NH,
                               int64_t T, int64_t S, int64_t DK, int64_t DV, float scale,
-                              int causal, double dropout_p, uint64_t seed);
+                              int causal, double dropout_p, uint64_t seed, int write);
 int tc_attention_backward_f64(double *dq, double *dk, double *dv, const double *dout,
                               const double *q, const double *k, const double *v,
                               const double *out, const double *lse,
                               const tc_attention_masks *masks, int64_t B, int64_t NH,
                               int64_t T, int64_t S, int64_t DK, int64_t DV, double scale,
-                              int causal, double dropout_p, uint64_t seed);
+                              int causal, double dropout_p, uint64_t seed, int write);
 /* Strided operands ("token-major" layouts without copies). Element (b,h,t,d) of a
  * (B,NH,L,D) operand sits at p[b*st.b + h*st.h + t*st.t + d] (element strides; the last
  * dim is contiguous). The head-major (B,NH,L,D) array is {NH*L*D, L*D, D}; the q slice of
@@ -541,11 +557,7 @@ int tc_attention_forward_strided_f64(double *out, double *lse, const double *q,
                                      int64_t T, int64_t S, int64_t DK, int64_t DV,
                                      double scale, int causal, double dropout_p,
                                      uint64_t seed);
-/* tc_attention_backward with every operand at its layout strides. accumulate = 1: dq, dk,
- * dv += the gradients (as tc_attention_backward); accumulate = 0: dq, dk, dv are WRITTEN
- * (every element of the three, zeros where no gradient flows: no memset needed; the values
- * equal 0 + the accumulated ones, up to the sign of a zero). dq, dk, dv must not overlap
- * each other nor any input. TC_EINVAL for accumulate not 0 or 1. */
+/* tc_attention_backward with every operand at its layout strides (write the same). */
 int tc_attention_backward_strided_f32(float *dq, float *dk, float *dv, const float *dout,
                                       const float *q, const float *k, const float *v,
                                       const float *out, const float *lse,
@@ -553,7 +565,7 @@ int tc_attention_backward_strided_f32(float *dq, float *dk, float *dv, const flo
                                       const tc_attention_layout *layout, int64_t B,
                                       int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
                                       float scale, int causal, double dropout_p, uint64_t seed,
-                                      int accumulate);
+                                      int write);
 int tc_attention_backward_strided_f64(double *dq, double *dk, double *dv, const double *dout,
                                       const double *q, const double *k, const double *v,
                                       const double *out, const double *lse,
@@ -561,7 +573,7 @@ int tc_attention_backward_strided_f64(double *dq, double *dk, double *dv, const 
                                       const tc_attention_layout *layout, int64_t B,
                                       int64_t NH, int64_t T, int64_t S, int64_t DK, int64_t DV,
                                       double scale, int causal, double dropout_p,
-                                      uint64_t seed, int accumulate);
+                                      uint64_t seed, int write);
 /* The materialised references: same arguments and semantics as above. */
 int tc_attention_forward_ref_f32(float *out, float *lse, const float *q, const float *k,
                                  const float *v, const tc_attention_masks *masks, int64_t B,
@@ -576,13 +588,13 @@ int tc_attention_backward_ref_f32(float *dq, float *dk, float *dv, const float *
                                   const float *out, const float *lse,
                                   const tc_attention_masks *masks, int64_t B, int64_t NH,
                                   int64_t T, int64_t S, int64_t DK, int64_t DV, float scale,
-                                  int causal, double dropout_p, uint64_t seed);
+                                  int causal, double dropout_p, uint64_t seed, int write);
 int tc_attention_backward_ref_f64(double *dq, double *dk, double *dv, const double *dout,
                                   const double *q, const double *k, const double *v,
                                   const double *out, const double *lse,
                                   const tc_attention_masks *masks, int64_t B, int64_t NH,
                                   int64_t T, int64_t S, int64_t DK, int64_t DV, double scale,
-                                  int causal, double dropout_p, uint64_t seed);
+                                  int causal, double dropout_p, uint64_t seed, int write);
 
 /* One decoding step against a KV cache. k_cache (B,NH,Smax,DK) and v_cache (B,NH,Smax,DV)
  * hold `pos` valid positions; the TN new positions' keys k_new (B,NH,TN,DK) and values
@@ -601,7 +613,8 @@ int tc_attention_decode_f64(double *out, double *k_cache, double *v_cache, const
                             const double *k_new, const double *v_new,
                             const uint8_t *key_padding, int64_t B, int64_t NH, int64_t TN,
                             int64_t Smax, int64_t pos, int64_t DK, int64_t DV, double scale);
-/* Name of the tile micro-kernels chosen at run time ("avx2+fma" or "generic"). */
+/* Name of the tile micro-kernels the next call runs ("avx2+fma" or "generic"; the cpu
+ * section's choice). */
 const char *tc_attention_kernel_name(void);
 
 /* ------------------------------------------------------------------ end attention */
@@ -629,15 +642,16 @@ int tc_loss_cross_entropy_forward_f64(double *losses, double *lse, double *total
  * w_n = scale * dlosses[n] (dlosses (N,)), or w_n = scale when dlosses is NULL (mean: scale =
  * dloss / rows kept; sum: scale = dloss). lse (N,) from the forward, or NULL to recompute it
  * (in float32 recomputing is more precise when |lse| is large: the cached lse carries a
- * rounding error of |lse| * 2^-24 into every softmax value). */
+ * rounding error of |lse| * 2^-24 into every softmax value). write: TC_WRITE(0) dlogits
+ * (ignored rows then 0). */
 int tc_loss_cross_entropy_backward_f32(float *dlogits, const float *lse, const float *logits,
                                        const int64_t *targets, const float *dlosses, int64_t N,
                                        int64_t V, int64_t ignore_index, float label_smoothing,
-                                       float scale);
+                                       float scale, int write);
 int tc_loss_cross_entropy_backward_f64(double *dlogits, const double *lse, const double *logits,
                                        const int64_t *targets, const double *dlosses, int64_t N,
                                        int64_t V, int64_t ignore_index, double label_smoothing,
-                                       double scale);
+                                       double scale, int write);
 /* Probability targets: targets (N,V) class probabilities (soft or one-hot; used as given, the
  * loss is linear in them). losses (N,), lse (N,) or NULL, total or NULL as above. */
 int tc_loss_cross_entropy_probs_forward_f32(float *losses, float *lse, double *total,
@@ -646,15 +660,15 @@ int tc_loss_cross_entropy_probs_forward_f32(float *losses, float *lse, double *t
 int tc_loss_cross_entropy_probs_forward_f64(double *losses, double *lse, double *total,
                                             const double *logits, const double *targets,
                                             int64_t N, int64_t V, double label_smoothing);
-/* dlogits (N,V) += w_n * (softmax(logits_n) * sum_c q_nc - q_n), w_n and lse as above. */
+/* dlogits (N,V) += w_n * (softmax(logits_n) * sum_c q_nc - q_n), w_n, lse, write as above. */
 int tc_loss_cross_entropy_probs_backward_f32(float *dlogits, const float *lse,
                                              const float *logits, const float *targets,
                                              const float *dlosses, int64_t N, int64_t V,
-                                             float label_smoothing, float scale);
+                                             float label_smoothing, float scale, int write);
 int tc_loss_cross_entropy_probs_backward_f64(double *dlogits, const double *lse,
                                              const double *logits, const double *targets,
                                              const double *dlosses, int64_t N, int64_t V,
-                                             double label_smoothing, double scale);
+                                             double label_smoothing, double scale, int write);
 /* The plain references (loss_ref.h): targets as ids (N,) (probs NULL) or probs (N,V) (ids NULL);
  * losses, lse (N,) required; backward writes dlogits. */
 int tc_loss_cross_entropy_forward_ref_f32(float *losses, float *lse, const float *logits,
@@ -761,31 +775,20 @@ int tc_linear_gelu_forward_f64(double *out, double *pre, const double *inp,
                                int64_t OC, int approximate_tanh);
 /* Backward: dpre = dout (N,OC) * gelu'(pre) (pre (N,OC) from the forward, or NULL to
  * recompute it from inp, weight, bias), then dinp (N,C) += dpre @ weight, dweight (OC,C) +=
- * dpre^T @ inp, dbias (OC,) += sum_n dpre (each optional, NULL = not wanted). */
+ * dpre^T @ inp, dbias (OC,) += sum_n dpre (each optional, NULL = not wanted). write:
+ * TC_WRITE(0) dinp, TC_WRITE(1) dweight, TC_WRITE(2) dbias. */
 int tc_linear_gelu_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
                                 const float *pre, const float *inp, const float *weight,
                                 const float *bias, int64_t N, int64_t C, int64_t OC,
-                                int approximate_tanh);
+                                int approximate_tanh, int write);
 int tc_linear_gelu_backward_f64(double *dinp, double *dweight, double *dbias,
                                 const double *dout, const double *pre, const double *inp,
                                 const double *weight, const double *bias, int64_t N, int64_t C,
-                                int64_t OC, int approximate_tanh);
-/* The same, the outputs named in `set` (TC_LINEAR_SET_* flags, as tc_linear_backward_set)
- * written (=), not accumulated (the bits the above gives into zeroed buffers, without
- * zeroing them first). TC_EINVAL for unknown flags. */
-int tc_linear_gelu_backward_set_f32(float *dinp, float *dweight, float *dbias,
-                                    const float *dout, const float *pre, const float *inp,
-                                    const float *weight, const float *bias, int64_t N,
-                                    int64_t C, int64_t OC, int approximate_tanh, int set);
-int tc_linear_gelu_backward_set_f64(double *dinp, double *dweight, double *dbias,
-                                    const double *dout, const double *pre, const double *inp,
-                                    const double *weight, const double *bias, int64_t N,
-                                    int64_t C, int64_t OC, int approximate_tanh, int set);
+                                int64_t OC, int approximate_tanh, int write);
 /* The same pair caching gelu'(pre) instead of pre: the forward writes dact (N,OC) =
  * gelu'(pre) (not out; from the same evaluation as out, so it costs no second exp) and the
  * backward then only multiplies, dpre = dout * dact, before the same gradient products as
- * tc_linear_gelu_backward (bitwise the same results; `set` as tc_linear_gelu_backward_set,
- * 0 to accumulate). For training loops that need pre only for the backward (the models'
+ * tc_linear_gelu_backward (bitwise the same results; write as there). For training loops that need pre only for the backward (the models'
  * MLPs). */
 int tc_linear_gelu_forward_dact_f32(float *out, float *dact, const float *inp,
                                     const float *weight, const float *bias, int64_t N,
@@ -796,11 +799,11 @@ int tc_linear_gelu_forward_dact_f64(double *out, double *dact, const double *inp
 int tc_linear_gelu_backward_dact_f32(float *dinp, float *dweight, float *dbias,
                                      const float *dout, const float *dact, const float *inp,
                                      const float *weight, int64_t N, int64_t C, int64_t OC,
-                                     int set);
+                                     int write);
 int tc_linear_gelu_backward_dact_f64(double *dinp, double *dweight, double *dbias,
                                      const double *dout, const double *dact, const double *inp,
                                      const double *weight, int64_t N, int64_t C, int64_t OC,
-                                     int set);
+                                     int write);
 /* Residual add + layernorm: sum (N,C) = x (N,C) + r (N,C) (written out: the residual
  * stream; sum may be x or r itself), out (N,C) = layernorm(sum) with weight (C,), bias (C,)
  * or NULL, mean/rstd (N,) or NULL as tc_layernorm_forward. TC_EINVAL if C < 1 or eps < 0. */
@@ -813,16 +816,17 @@ int tc_layernorm_residual_forward_f64(double *out, double *sum, double *mean, do
 /* Backward: g = dsum (N,C) (the gradient reaching sum directly, or NULL for none) + the
  * layernorm gradient of dout (N,C); dx (N,C) += g, dr (N,C) += g (dx may be dr: it then gets
  * 2g); dweight (C,) += sum_n dout * xhat, dbias (C,) += sum_n dout. Any of dx, dr, dweight,
- * dbias may be NULL. sum (N,C), mean, rstd (N,) from the forward. */
+ * dbias may be NULL. sum (N,C), mean, rstd (N,) from the forward. write: TC_WRITE(0) dx,
+ * TC_WRITE(1) dr, TC_WRITE(2) dweight, TC_WRITE(3) dbias. */
 int tc_layernorm_residual_backward_f32(float *dx, float *dr, float *dweight, float *dbias,
                                        const float *dout, const float *dsum, const float *sum,
                                        const float *weight, const float *mean,
-                                       const float *rstd, int64_t N, int64_t C);
+                                       const float *rstd, int64_t N, int64_t C, int write);
 int tc_layernorm_residual_backward_f64(double *dx, double *dr, double *dweight, double *dbias,
                                        const double *dout, const double *dsum,
                                        const double *sum, const double *weight,
                                        const double *mean, const double *rstd, int64_t N,
-                                       int64_t C);
+                                       int64_t C, int write);
 /* The plain references (fused_ref.h; pre, mean, rstd required; backwards write every output,
  * dx and dr distinct). */
 int tc_linear_gelu_forward_ref_f32(float *out, float *pre, const float *inp,
@@ -892,12 +896,13 @@ int tc_rope_forward_f32(float *out, const float *inp, const float *cos, const fl
 int tc_rope_forward_f64(double *out, const double *inp, const double *cos, const double *sin,
                         int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved);
 /* dinp (N,L,NH,HS) += rotation of dout (N,L,NH,HS) by -angle (the transpose); dinp must
- * not alias dout. */
+ * not alias dout. write: TC_WRITE(0) dinp. */
 int tc_rope_backward_f32(float *dinp, const float *dout, const float *cos, const float *sin,
-                         int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved);
+                         int64_t N, int64_t L, int64_t NH, int64_t HS, int interleaved,
+                         int write);
 int tc_rope_backward_f64(double *dinp, const double *dout, const double *cos,
                          const double *sin, int64_t N, int64_t L, int64_t NH, int64_t HS,
-                         int interleaved);
+                         int interleaved, int write);
 /* x (N,L,NH,HS) rotated by -angle in place: the backward without accumulation. */
 int tc_rope_inverse_inplace_f32(float *x, const float *cos, const float *sin, int64_t N,
                                 int64_t L, int64_t NH, int64_t HS, int interleaved);

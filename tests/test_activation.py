@@ -354,9 +354,10 @@ def _ptr(a):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["relu", "none", "tanh"])
 @pytest.mark.parametrize("n", [13, 300 * 401])  # serial, and above the parallel threshold
-def test_backward_accumulate_flag_at_the_C_level(dtype, kind, n):
-    # accumulate = 1 adds to what dinp holds; 0 overwrites it without reading it (a NaN-filled
-    # buffer gives the plain gradient); other values are rejected
+def test_backward_write_flag_at_the_C_level(dtype, kind, n):
+    # write = TC_WRITE(0) = 1 overwrites dinp without reading it (a NaN-filled buffer gives the
+    # plain gradient, with the bits of accumulating into zeros); 0 adds to what dinp holds;
+    # bits past the one output are ignored (TC_WRITE_ALL = -1 writes, 2 accumulates)
     import ctypes
 
     x, g = data((n,), dtype, 12)
@@ -364,28 +365,30 @@ def test_backward_accumulate_flag_at_the_C_level(dtype, kind, n):
         want = ref_relu_backward(g.astype(np.float64), x)
         f = _c_backward("relu_backward", dtype)
 
-        def call(d, acc):
-            return f(_ptr(d), _ptr(g), _ptr(x), ctypes.c_int64(n), ctypes.c_int(acc))
+        def call(d, write):
+            return f(_ptr(d), _ptr(g), _ptr(x), ctypes.c_int64(n), ctypes.c_int(write))
     else:
         want = ref_gelu_backward(g.astype(np.float64), x, kind)
         f = _c_backward("gelu_backward", dtype)
 
-        def call(d, acc):
+        def call(d, write):
             return f(_ptr(d), _ptr(g), _ptr(x), ctypes.c_int64(n), ctypes.c_int(kind == "tanh"),
-                     ctypes.c_int(acc))
+                     ctypes.c_int(write))
     t = tol(dtype)
-    d = np.full(n, np.nan, dtype)
-    assert call(d, 0) == 0
-    np.testing.assert_allclose(d, want, **t)
+    zero = np.zeros(n, dtype)
+    assert call(zero, 0) == 0
+    for write in (1, -1):
+        d = np.full(n, np.nan, dtype)
+        assert call(d, write) == 0
+        np.testing.assert_allclose(d, want, **t)
+        assert np.array_equal(d.view(np.uint8), zero.view(np.uint8))  # signed zeros too
     np.testing.assert_array_equal(d, F.relu_backward(g, x) if kind == "relu"
                                   else F.gelu_backward(g, x, approximate=kind))
     base = np.linspace(-3, 3, n).astype(dtype)
-    d = base.copy()
-    assert call(d, 1) == 0
-    np.testing.assert_allclose(d, base + want, **t)
-    d = base.copy()
-    assert call(d, 2) != 0 and call(d, -1) != 0
-    np.testing.assert_array_equal(d, base)  # rejected before touching dinp
+    for write in (0, 2):
+        d = base.copy()
+        assert call(d, write) == 0
+        np.testing.assert_allclose(d, base + want, **t)
 
 
 # ------------------------------------------------------------------ 5. bad input

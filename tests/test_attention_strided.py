@@ -57,14 +57,14 @@ def self_case(dtype, B, NH, L, HS, causal, masks=(None, None, None), p=0.0, seed
     dqkv = np.full((B, L, 3 * C), np.nan, dtype)
     dq, dk, dv = (token_major(dqkv, B, L, NH, HS, s) for s in range(3))
     C_.attention_backward_strided(dq, dk, dv, g, q, k, v, out, lse, keep, bias, kp, scale,
-                                  causal, p, 11, 0)
+                                  causal, p, 11, 7)
     for got, want in ((dq, rdq), (dk, rdk), (dv, rdv)):
         assert np.array_equal(got, want)
-    # accumulate = 1 adds to what is there
+    # write = 0 adds to what is there
     base = r.standard_normal(dqkv.shape).astype(dtype)
     dqkv[...] = base
     C_.attention_backward_strided(dq, dk, dv, g, q, k, v, out, lse, keep, bias, kp, scale,
-                                  causal, p, 11, 1)
+                                  causal, p, 11, 0)
     for s, want in enumerate((rdq, rdk, rdv)):
         b = token_major(base, B, L, NH, HS, s)
         assert np.array_equal(token_major(dqkv, B, L, NH, HS, s), b + want)
@@ -122,7 +122,7 @@ def test_cross_attention(dtype, T, S):
             dq, dk, dv = token_major(dqb, B, T, NH, HS, 0), token_major(dkv, B, S, NH, HS, 0), \
                 token_major(dkv, B, S, NH, HS, 1)
             C_.attention_backward_strided(dq, dk, dv, g, q, k, v, out, lse, None, None, mask,
-                                          0.3, causal, 0.0, 0, 0)
+                                          0.3, causal, 0.0, 0, 7)
             for got, w in zip((dq, dk, dv), want):
                 assert np.array_equal(got, w)
 
@@ -149,7 +149,7 @@ def test_dk_differs_from_dv_and_odd_views(dtype):
         dk = np.full((B, NH, S, DK), np.nan, dtype)[:, ::-1]
         dv = np.full((B, S, NH, DV), np.nan, dtype).transpose(0, 2, 1, 3)
         C_.attention_backward_strided(dq, dk, dv, g, q, k, v, out, lse, None, None, None, 0.3,
-                                      causal, 0.0, 0, 0)
+                                      causal, 0.0, 0, 7)
         for got, w in zip((dq, dk, dv), want):
             assert np.array_equal(got, w)
 
@@ -183,12 +183,12 @@ def test_empty_calls_write_zeros(dtype):
         g = r.standard_normal((B, NH, T, HS)).astype(dtype)
         grads = [np.full(a.shape, np.nan, dtype) for a in (q, k, v)]
         C_.attention_backward_strided(*grads, g, q, k, v, out, lse, None, None, None, 0.5, 0,
-                                      0.0, 0, 0)
+                                      0.0, 0, 7)
         for a in grads:
             assert np.array_equal(a, np.zeros_like(a))
         grads = [np.ones(a.shape, dtype) for a in (q, k, v)]
         C_.attention_backward_strided(*grads, g, q, k, v, out, lse, None, None, None, 0.5, 0,
-                                      0.0, 0, 1)
+                                      0.0, 0, 0)
         for a in grads:
             assert np.array_equal(a, np.ones_like(a))
 
@@ -210,7 +210,7 @@ def test_reproducible_per_thread_count():
             d = np.empty((B, L, 3 * C), np.float32)
             C_.attention_backward_strided(*(token_major(d, B, L, NH, HS, s) for s in range(3)),
                                           g, q, k, v, o, lse, None, None, None, 0.25, 1, 0.1, 9,
-                                          0)
+                                          7)
             runs.append((out, lse, d))
     finally:
         tc.set_num_threads(n)
@@ -245,8 +245,8 @@ def test_bad_arguments_raise():
     lse = fwd(f32, f32, f32, out, None, None, None, 1.0, 0, 0.0, 0)
     bwd = C_.attention_backward_strided
     d = [np.zeros_like(f32) for _ in range(3)]
-    with pytest.raises(ValueError, match="accumulate"):
-        bwd(*d, f32, f32, f32, f32, out, lse, None, None, None, 1.0, 0, 0.0, 0, 2)
+    with pytest.raises(ValueError, match="write"):
+        bwd(*d, f32, f32, f32, f32, out, lse, None, None, None, 1.0, 0, 0.0, 0, 8)
     with pytest.raises(ValueError, match="dk"):
         bwd(d[0], np.zeros((1, 1, 3, 8), np.float32), d[2], f32, f32, f32, f32, out, lse, None,
             None, None, 1.0, 0, 0.0, 0, 0)
@@ -254,3 +254,28 @@ def test_bad_arguments_raise():
         bwd(*d, f32, f32, f32, f32, out, lse[:, :, :2], None, None, None, 1.0, 0, 0.0, 0, 0)
     with pytest.raises(TypeError):
         bwd(*d)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("write", range(8))
+def test_backward_write_bits_per_output(dtype, write):
+    # bit k of write: the k-th gradient (dq, dk, dv) written (over NaN, the bits of += into
+    # zeros), bit clear: added to what is there
+    r = rng(40 + write)
+    B, NH, T, HS = 2, 2, 37, 8
+    q, k, v = (r.standard_normal((B, NH, T, HS)).astype(dtype) for _ in range(3))
+    out = np.empty((B, NH, T, HS), dtype)
+    lse = C_.attention_forward_strided(q, k, v, out, None, None, None, 0.35, 1, 0.0, 0)
+    g = r.standard_normal(out.shape).astype(dtype)
+    zero = [np.zeros_like(q) for _ in range(3)]
+    C_.attention_backward_strided(*zero, g, q, k, v, out, lse, None, None, None, 0.35, 1, 0.0,
+                                  0, 0)
+    base = [r.standard_normal(q.shape).astype(dtype) for _ in range(3)]
+    got = [np.full_like(q, np.nan) if write >> i & 1 else base[i].copy() for i in range(3)]
+    C_.attention_backward_strided(*got, g, q, k, v, out, lse, None, None, None, 0.35, 1, 0.0,
+                                  0, write)
+    for i in range(3):
+        if write >> i & 1:
+            assert np.array_equal(got[i].view(np.uint8), zero[i].view(np.uint8))
+        else:
+            assert np.array_equal(got[i], base[i] + zero[i])

@@ -1,4 +1,5 @@
-"""The write ("set") mode of the linear, linear+GELU and layernorm backward kernels, which
+"""The write flag (tc.h: TC_WRITE(k) bits) of the linear, linear+GELU and layernorm backward
+kernels, which
 the models' backward and the functional bindings use instead of zeroing a buffer and then
 accumulating into it: written outputs have exactly the bits accumulating into zeros gives
 (signed zeros included), whatever the buffer held before; unflagged outputs still
@@ -54,7 +55,7 @@ def test_set_equals_accumulate_into_zeros_bitwise(kind, dtype, N, C, OC):
     dout, x, w, pre, OC = operands(kind, dtype, N, C, OC)
     zero = run(kind, buffers(dtype, N, C, OC, kind, 0.0), dout, x, w, pre, 0)
     # written over garbage (NaN): every entry of each flagged output must be rewritten
-    for flags in ([1, 2, 4, 7] if kind != "layernorm" else [1]):
+    for flags in range(1, 8):
         got = run(kind, buffers(dtype, N, C, OC, kind, np.nan), dout, x, w, pre, flags)
         for bit, g, z in zip((1, 2, 4), got, zero):
             if flags & bit:
@@ -73,15 +74,14 @@ def test_accumulate_mode_adds_to_what_is_there(kind):
     acc = run(kind, [s.copy() for s in start], dout, x, w, pre, 0)
     for a, s, g in zip(acc, start, grad):
         np.testing.assert_allclose(a, s + g, rtol=1e-12, atol=1e-12)
-    # set mode ignores what was there (dinp only for layernorm: its dweight / dbias add)
-    flags = 7 if kind != "layernorm" else 1
-    got = run(kind, [s.copy() for s in start], dout, x, w, pre, flags)
-    np.testing.assert_array_equal(got[0], grad[0])
-    if kind != "layernorm":
-        np.testing.assert_array_equal(got[1], grad[1])
-        np.testing.assert_array_equal(got[2], grad[2])
-    else:
-        np.testing.assert_allclose(got[1], start[1] + grad[1], rtol=1e-12, atol=1e-12)
+    # write mode ignores what was there; bit 2 alone: dinp, dweight add, dbias written
+    got = run(kind, [s.copy() for s in start], dout, x, w, pre, 7)
+    for g, want in zip(got, grad):
+        np.testing.assert_array_equal(g, want)
+    got = run(kind, [s.copy() for s in start], dout, x, w, pre, 4)
+    np.testing.assert_allclose(got[0], start[0] + grad[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[1], start[1] + grad[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got[2], grad[2])
 
 
 def test_set_mode_gradients_match_numpy():
@@ -167,8 +167,10 @@ def test_backward_into_rejects_bad_arguments():
         _C.backward_into("linear", dx, dw, np.zeros(4, np.float32), dy, x, w, None, 0)
     with pytest.raises(TypeError, match="dweight"):
         _C.backward_into("linear", dx, dw.astype(np.float64), db, dy, x, w, None, 0)
-    with pytest.raises(ValueError, match="backward_into"):
-        _C.backward_into("linear", dx, dw, db, dy, x, w, None, 8)  # unknown flag
+    with pytest.raises(ValueError, match="write"):
+        _C.backward_into("linear", dx, dw, db, dy, x, w, None, 8)  # past the 3 outputs
+    with pytest.raises(ValueError, match="write"):
+        _C.backward_into("linear", dx, dw, db, dy, x, w, None, -1)
     with pytest.raises(TypeError, match="pre"):
         _C.backward_into("linear_gelu", dx, dw, db, dy, x, w, None, 0)
 
@@ -237,13 +239,13 @@ def test_softmax_set_equals_accumulate_into_zeros_bitwise(is_log, dtype, shape):
     if shape[0]:
         g[0] = 0.0  # a zero gradient slab: results that would be -0 if written directly
     zero = np.zeros(shape, dtype)
-    _C.softmax_backward_into(zero, g, y, is_log, False)
+    _C.softmax_backward_into(zero, g, y, is_log, 0)
     got = np.full(shape, np.nan, dtype)
-    _C.softmax_backward_into(got, g, y, is_log, True)
+    _C.softmax_backward_into(got, g, y, is_log, 1)
     assert np.array_equal(bits(got), bits(zero))
     start = rng(9).standard_normal(shape).astype(dtype)
     acc = start.copy()
-    _C.softmax_backward_into(acc, g, y, is_log, False)
+    _C.softmax_backward_into(acc, g, y, is_log, 0)
     t = tol(dtype)
     np.testing.assert_allclose(acc, start + zero, **t)
     # the binding (set mode into an uninitialised array) against NumPy
@@ -262,3 +264,82 @@ def test_softmax_backward_into_rejects_bad_arguments():
         _C.softmax_backward_into(np.zeros((2, 3, 5), np.float32), y, y, False, True)
     with pytest.raises(TypeError, match="dout"):
         _C.softmax_backward_into(y.copy(), y.astype(np.float64), y, False, True)
+    with pytest.raises(ValueError, match="write"):
+        _C.softmax_backward_into(y.copy(), y, y, False, 2)  # one output: bit 0 only
+
+
+# ---- the kernels that zero a written output inside (embedding, cross-entropy, RoPE,
+# residual + layernorm), through ctypes: written = accumulated into zeros, bitwise
+
+def _lib_fn(name, dtype):
+    import ctypes
+    f = getattr(ctypes.CDLL(_C.__file__), f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
+    f.restype = ctypes.c_int
+    return f
+
+
+def _p(a):
+    import ctypes
+    return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["embedding", "cross_entropy", "rope", "layernorm_residual"])
+def test_zeroing_kernels_write_flag(kind, dtype):
+    import ctypes
+    i64, real = ctypes.c_int64, (ctypes.c_float if dtype == np.float32 else ctypes.c_double)
+    r = rng(77)
+    if kind == "embedding":
+        V, D, N = 7, 5, 11
+        ids = r.integers(0, V - 2, N).astype(np.int64)  # rows V-2, V-1 get no gradient
+        dout = r.standard_normal((N, D)).astype(dtype)
+        shapes = [(V, D)]
+        f = _lib_fn("tc_embedding_backward", dtype)
+
+        def call(outs, w):
+            return f(_p(outs[0]), _p(dout), _p(ids), i64(N), i64(V), i64(D), ctypes.c_int(w))
+    elif kind == "cross_entropy":
+        N, V = 6, 9
+        logits = r.standard_normal((N, V)).astype(dtype)
+        t = r.integers(0, V, N).astype(np.int64)
+        t[2] = -100  # ignored: its row stays 0 when written
+        shapes = [(N, V)]
+        f = _lib_fn("tc_loss_cross_entropy_backward", dtype)
+
+        def call(outs, w):
+            return f(_p(outs[0]), None, _p(logits), _p(t), None, i64(N), i64(V), i64(-100),
+                     real(0.1), real(0.5), ctypes.c_int(w))
+    elif kind == "rope":
+        N, L, NH, HS = 2, 5, 3, 8
+        cos, sin = _C.rope_table(L, HS, 10000.0, 0, dtype)
+        dout = r.standard_normal((N, L, NH, HS)).astype(dtype)
+        shapes = [(N, L, NH, HS)]
+        f = _lib_fn("tc_rope_backward", dtype)
+
+        def call(outs, w):
+            return f(_p(outs[0]), _p(dout), _p(cos), _p(sin), i64(N), i64(L), i64(NH), i64(HS),
+                     ctypes.c_int(0), ctypes.c_int(w))
+    else:
+        N, C = 9, 12
+        x, res = (r.standard_normal((N, C)).astype(dtype) for _ in range(2))
+        w_, b_ = r.standard_normal(C).astype(dtype), r.standard_normal(C).astype(dtype)
+        _, s, mean, rstd = _C.layernorm_residual_forward(x, res, w_, b_, 1e-5)
+        dout = r.standard_normal((N, C)).astype(dtype)
+        shapes = [(N, C), (N, C), (C,), (C,)]
+        f = _lib_fn("tc_layernorm_residual_backward", dtype)
+
+        def call(outs, w):
+            return f(*(_p(o) for o in outs), _p(dout), None, _p(s), _p(w_), _p(mean), _p(rstd),
+                     i64(N), i64(C), ctypes.c_int(w))
+    zero = [np.zeros(sh, dtype) for sh in shapes]
+    assert call(zero, 0) == 0
+    for write in range(1, 1 << len(shapes)):
+        base = [r.standard_normal(sh).astype(dtype) for sh in shapes]
+        outs = [np.full(sh, np.nan, dtype) if write >> k & 1 else base[k].copy()
+                for k, sh in enumerate(shapes)]
+        assert call(outs, write) == 0
+        for k, (o, z) in enumerate(zip(outs, zero)):
+            if write >> k & 1:
+                assert np.array_equal(bits(o), bits(z)), (kind, write, k)
+            else:
+                np.testing.assert_allclose(o, base[k] + z, rtol=1e-5, atol=1e-5)

@@ -84,9 +84,10 @@ def test_mask_forward_backward_match_numpy_reference(dtype, shape, p):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [13, 300 * 401])  # serial, and the parallel path
-def test_backward_accumulate_flag_at_the_C_level(dtype, n):
-    # tc_dropout_backward through ctypes: accumulate = 1 adds to dinp, 0 overwrites it
-    # without reading it (a NaN-filled buffer gives the plain gradient), others rejected
+def test_backward_write_flag_at_the_C_level(dtype, n):
+    # tc_dropout_backward through ctypes: write = TC_WRITE(0) = 1 overwrites dinp without
+    # reading it (a NaN-filled buffer gives the plain gradient, with the bits of += into
+    # zeros, signed zeros included), 0 adds to it; bits past the one output are ignored
     import ctypes
 
     f = getattr(ctypes.CDLL(tc._C.__file__),
@@ -96,20 +97,23 @@ def test_backward_accumulate_flag_at_the_C_level(dtype, n):
     g = rng(5).standard_normal(n).astype(dtype)
     want = g * ref_mask((n,), p, seed, dtype)
 
-    def call(d, acc):
+    def call(d, write):
         return f(d.ctypes.data_as(ctypes.c_void_p), g.ctypes.data_as(ctypes.c_void_p),
-                 ctypes.c_int64(n), ctypes.c_double(p), ctypes.c_uint64(seed), ctypes.c_int(acc))
+                 ctypes.c_int64(n), ctypes.c_double(p), ctypes.c_uint64(seed),
+                 ctypes.c_int(write))
 
-    d = np.full(n, np.nan, dtype)
-    assert call(d, 0) == 0
-    np.testing.assert_array_equal(d, want)
+    zero = np.zeros(n, dtype)
+    assert call(zero, 0) == 0
+    for write in (1, -1):
+        d = np.full(n, np.nan, dtype)
+        assert call(d, write) == 0
+        np.testing.assert_array_equal(d, want)
+        assert np.array_equal(d.view(np.uint8), zero.view(np.uint8))
     base = np.linspace(-3, 3, n).astype(dtype)
-    d = base.copy()
-    assert call(d, 1) == 0
-    np.testing.assert_array_equal(d, base + want)
-    d = base.copy()
-    assert call(d, 2) != 0 and call(d, -1) != 0
-    np.testing.assert_array_equal(d, base)
+    for write in (0, 2):
+        d = base.copy()
+        assert call(d, write) == 0
+        np.testing.assert_array_equal(d, base + want)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -133,7 +137,7 @@ def test_stream_offset_draws_the_slice_of_a_larger_array(dtype, first, n):
     np.testing.assert_array_equal(out, want)
     d = np.ones(n, dtype)
     assert bwd(ptr(d), ptr(x), ctypes.c_int64(n), ctypes.c_double(p), ctypes.c_uint64(seed),
-               ctypes.c_uint64(first), ctypes.c_int(1)) == 0
+               ctypes.c_uint64(first), ctypes.c_int(0)) == 0
     np.testing.assert_array_equal(d, 1 + want)
 
 

@@ -57,7 +57,8 @@ FUNCTIONS = sorted({name for name in dir(F) if not name.startswith("_")
                     and inspect.isfunction(getattr(F, name))})
 RAW = sorted(name for name in dir(tc._C) if not name.startswith("_")
              and name not in ("set_num_threads", "get_num_threads", "gemm_kernel_name",
-                              "set_data_parallel", "get_data_parallel"))
+                              "set_data_parallel", "get_data_parallel",
+                              "cpu_set_portable"))  # global switches: tested on their own
 
 
 def test_every_kernel_family_is_fuzzed():

@@ -1,10 +1,10 @@
 /* bench.c: a micro-benchmark of the machine's peak FP32 FLOP/s (benchmarks/ reports model
  * FLOP utilisation against it). Each thread runs independent chains of 8-wide float FMAs,
- * enough of them to cover the FMA latency, with the same AVX2+FMA runtime dispatch as the
- * GEMM. */
+ * enough of them to cover the FMA latency, with the same AVX2+FMA runtime dispatch as every
+ * kernel (core/cpu.c). */
 #include <stdint.h>
 #include <time.h>
-#include "tc.h"
+#include "tc_generic.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -27,7 +27,7 @@ typedef float tc_bench_v8 __attribute__((vector_size(32)));
         return s;                                                                       \
     }
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#if TC_CPU_X86
 __attribute__((target("avx2,fma"))) static float tc_bench_fma_avx2(int64_t iters)
 TC_BENCH_BODY
 #endif
@@ -43,10 +43,7 @@ static double tc_bench_now(void)
 int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters)
 {
     if (iters < 1) return TC_EINVAL;
-    int avx2 = 0;
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
-    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
+    const int avx2 = tc_cpu_pick(TC_CPU_BENCH);
     double t0 = 0, t1 = 0;
     int nth = 1;
     float first = 0;
@@ -60,7 +57,7 @@ int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters)
 #pragma omp barrier
 #pragma omp master
         t0 = tc_bench_now();
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#if TC_CPU_X86
         mine = avx2 ? tc_bench_fma_avx2(iters) : tc_bench_fma_generic(iters);
 #else
         (void)avx2;

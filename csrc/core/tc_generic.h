@@ -34,6 +34,17 @@
 #define TC_MATH_f64(fn) fn
 #define MATH(fn) TC_CAT(TC_MATH_, SFX)(fn)
 
+/* 1 where the build may carry x86 AVX2 variants, dispatched at run time by tc_cpu_pick
+ * (core/cpu.c); 0 in TC_PORTABLE_ONLY builds and elsewhere (e.g. aarch64). */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#define TC_CPU_X86 1
+#else
+#define TC_CPU_X86 0
+#endif
+
+/* Whether a backward's `write` flag (tc.h conventions) writes its k-th gradient output. */
+#define TC_WRITES(write, k) (((unsigned)(write) >> (k)) & 1u)
+
 /* Minimum number of scalar operations before a loop is worth running in parallel. */
 #define TC_PARALLEL_MIN_WORK 32768
 

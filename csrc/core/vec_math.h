@@ -4,10 +4,10 @@
  *
  * A "vector" is 32 bytes: 8 floats or 4 doubles. The compiler emits AVX2 (+FMA) for it in
  * functions marked TC_VEC_AVX2 and pairs of SSE2 registers elsewhere, so a kernel body is
- * written once as an always-inline function and compiled twice (see TC_VEC_PICK); the
- * AVX2 variant is used when the GEMM uses its AVX2+FMA micro-kernel, so
- * tc_gemm_set_kernel("generic") (or TC_GEMM_KERNEL=generic) also selects the portable
- * variants here and tests can run both. Vectors are never passed by value across a real
+ * written once as an always-inline function and compiled twice; each family picks the
+ * variant with tc_cpu_pick(TC_CPU_<family>) (core/cpu.c), so the one cpu override
+ * (TC_PORTABLE=1, tc_cpu_set_portable(1)) selects the portable variants here too and
+ * tests can run both. Vectors are never passed by value across a real
  * function boundary (only inside always-inline bodies and statement expressions), so the
  * two builds cannot disagree on an ABI.
  *
@@ -36,23 +36,16 @@ typedef double tc_vf64 __attribute__((vector_size(32)));
 typedef int64_t tc_vi64 __attribute__((vector_size(32)));
 typedef uint64_t tc_vu64 __attribute__((vector_size(32)));
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#if TC_CPU_X86
 #define TC_VEC_X86 1
 #define TC_VEC_AVX2 __attribute__((target("avx2,fma")))
 /* AVX2 without FMA: rounds exactly as the baseline build (no contraction), for kernels
  * whose results must not depend on the CPU (layernorm, fused residual + layernorm) */
 #define TC_VEC_AVX2_NOFMA __attribute__((target("avx2")))
-/* 1 when the AVX2 variants are to be used: the CPU has AVX2 and FMA and the GEMM has not
- * been switched to its generic kernel */
-static inline int tc_vec_use_avx2(void)
-{
-    return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0;
-}
 #else
 #define TC_VEC_X86 0
 #define TC_VEC_AVX2
 #define TC_VEC_AVX2_NOFMA
-static inline int tc_vec_use_avx2(void) { return 0; }
 #endif
 
 /* mask ? a : b lane by lane; mask a vector of 0 / -1 of the integer type IV */

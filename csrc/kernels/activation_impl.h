@@ -65,7 +65,7 @@ __attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(real_t *
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
             const real_t g = dout[i], x = inp[i];
-            dinp[i] = x > (real_t)0 ? g : (real_t)0;
+            dinp[i] = (real_t)0 + (x > (real_t)0 ? g : (real_t)0);
         }
     }
 }
@@ -78,7 +78,7 @@ __attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(real_t *
         for (; i_ + VL <= (n); i_ += VL) VSTORE((out) + i_, F(VLOAD((inp) + i_)));          \
         if (i_ < (n)) VSTOREN((out) + i_, F(VLOADN((inp) + i_, (n) - i_, 0)), (n) - i_);    \
     } while (0)
-/* dinp[0, n) (+)= dout * F(inp) likewise; acc: += (else dinp is written, never read) */
+/* dinp[0, n) (+)= dout * F(inp) likewise; acc: += (else dinp = 0 + value, never read) */
 #define ACT_MAP_BWD(F, dinp, dout, inp, n, acc)                                             \
     do {                                                                                    \
         int64_t i_ = 0;                                                                     \
@@ -88,11 +88,11 @@ __attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(real_t *
                        VLOAD((dinp) + i_) + VLOAD((dout) + i_) * F(VLOAD((inp) + i_)));     \
         else                                                                                \
             for (; i_ + VL <= (n); i_ += VL)                                                \
-                VSTORE((dinp) + i_, VLOAD((dout) + i_) * F(VLOAD((inp) + i_)));             \
+                VSTORE((dinp) + i_, VSPLAT(0) + VLOAD((dout) + i_) * F(VLOAD((inp) + i_))); \
         if (i_ < (n)) {                                                                     \
             const int64_t m_ = (n) - i_;                                                    \
             VF v_ = VLOADN((dout) + i_, m_, 0) * F(VLOADN((inp) + i_, m_, 0));              \
-            if (acc) v_ = VLOADN((dinp) + i_, m_, 0) + v_;                                  \
+            v_ = (acc ? VLOADN((dinp) + i_, m_, 0) : VSPLAT(0)) + v_;                       \
             VSTOREN((dinp) + i_, v_, m_);                                                   \
         }                                                                                   \
     } while (0)
@@ -139,7 +139,7 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(real_t *
 ACT_VARIANT(, _generic)
 #if TC_VEC_X86
 ACT_VARIANT(TC_VEC_AVX2, _avx2)
-#define ACT_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#define ACT_PICK(name) (tc_cpu_pick(TC_CPU_ACTIVATION) ? FN(name##_avx2) : FN(name##_generic))
 #else
 #define ACT_PICK(name) FN(name##_generic)
 #endif
@@ -175,14 +175,14 @@ int FN(tc_relu_forward)(real_t *out, const real_t *inp, int64_t N)
     return TC_OK;
 }
 
-// dinp (N,) (+)= dout (N,) * (inp (N,) > 0); accumulate: 1 adds to dinp, 0 overwrites it
-// (its old content is not read)
-int FN(tc_relu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N, int accumulate)
+// dinp (N,) (+)= dout (N,) * (inp (N,) > 0); write: TC_WRITE(0) writes dinp (0 + value, its
+// old content not read), else adds to it
+int FN(tc_relu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N, int write)
 {
     if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
-    if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
     if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_relu_bwd), dinp, dout, inp, N, accumulate << 1, ACT_RELU_PAR_MIN);
+    const int acc = !TC_WRITES(write, 0);
+    FN(act_run)(ACT_PICK(act_relu_bwd), dinp, dout, inp, N, acc << 1, ACT_RELU_PAR_MIN);
     return TC_OK;
 }
 
@@ -197,15 +197,15 @@ int FN(tc_gelu_forward)(real_t *out, const real_t *inp, int64_t N, int approxima
 }
 
 // dinp (N,) (+)= dout (N,) * gelu'(inp (N,)); approximate_tanh as in tc_gelu_forward;
-// accumulate: 1 adds to dinp, 0 overwrites it (its old content is not read)
+// write as tc_relu_backward
 int FN(tc_gelu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N, int approximate_tanh,
-                         int accumulate)
+                         int write)
 {
     if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
     if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_gelu_bwd), dinp, dout, inp, N, approximate_tanh | accumulate << 1,
+    const int acc = !TC_WRITES(write, 0);
+    FN(act_run)(ACT_PICK(act_gelu_bwd), dinp, dout, inp, N, approximate_tanh | acc << 1,
                 ACT_GELU_PAR_MIN);
     return TC_OK;
 }

@@ -6,12 +6,12 @@
 
 /* out (N,) = act(inp (N,)) */
 typedef int (*FN(act_fwd_fn))(real_t *, const real_t *, int64_t);
-/* dinp (N,) (+)= dout (N,) * act'(inp (N,)); accumulate 0/1 */
+/* dinp (N,) (+)= dout (N,) * act'(inp (N,)); write: TC_WRITE(0) writes dinp */
 typedef int (*FN(act_bwd_fn))(real_t *, const real_t *, const real_t *, int64_t, int);
 /* out (N,OC) = act(inp (N,C) @ w^T (OC,C) + b (OC,)); dact (N,OC) = act'(pre) or NULL */
 typedef int (*FN(lin_act_fwd_fn))(real_t *, real_t *, const real_t *, const real_t *,
                                   const real_t *, int64_t, int64_t, int64_t);
-/* dpre = dout (N,OC) * dact (N,OC), then the linear's gradients (set: TC_LINEAR_SET_*) */
+/* dpre = dout (N,OC) * dact (N,OC), then the linear's gradients (write: TC_WRITE(0..2)) */
 typedef int (*FN(lin_act_bwd_fn))(real_t *, real_t *, real_t *, const real_t *, const real_t *,
                                   const real_t *, const real_t *, int64_t, int64_t, int64_t, int);
 
@@ -23,13 +23,13 @@ static int FN(tab_gelu_fwd)(real_t *o, const real_t *x, int64_t n)
 {
     return FN(tc_gelu_forward)(o, x, n, 0);
 }
-static int FN(tab_gelu_tanh_bwd)(real_t *d, const real_t *g, const real_t *x, int64_t n, int acc)
+static int FN(tab_gelu_tanh_bwd)(real_t *d, const real_t *g, const real_t *x, int64_t n, int write)
 {
-    return FN(tc_gelu_backward)(d, g, x, n, 1, acc);
+    return FN(tc_gelu_backward)(d, g, x, n, 1, write);
 }
-static int FN(tab_gelu_bwd)(real_t *d, const real_t *g, const real_t *x, int64_t n, int acc)
+static int FN(tab_gelu_bwd)(real_t *d, const real_t *g, const real_t *x, int64_t n, int write)
 {
-    return FN(tc_gelu_backward)(d, g, x, n, 0, acc);
+    return FN(tc_gelu_backward)(d, g, x, n, 0, write);
 }
 /* the fused GELUs: with dact, the forward caching gelu'(pre); without, inference only */
 static int FN(tab_lin_gelu_tanh_fwd)(real_t *o, real_t *dact, const real_t *x, const real_t *w,
@@ -72,12 +72,12 @@ int FN(tc_activation_forward)(int act, real_t *out, const real_t *inp, int64_t N
     return FN(act_table)[act].fwd(out, inp, N);
 }
 
-// dinp (N,) (+)= dout (N,) * act'(inp (N,)); accumulate: 1 adds, 0 writes
+// dinp (N,) (+)= dout (N,) * act'(inp (N,)); write: TC_WRITE(0) writes dinp, else it adds
 int FN(tc_activation_backward)(int act, real_t *dinp, const real_t *dout, const real_t *inp,
-                               int64_t N, int accumulate)
+                               int64_t N, int write)
 {
     if (!FN(act_known)(act)) return TC_EINVAL;
-    return FN(act_table)[act].bwd(dinp, dout, inp, N, accumulate);
+    return FN(act_table)[act].bwd(dinp, dout, inp, N, write);
 }
 
 // out (N,OC) = act(inp (N,C) @ weight^T (OC,C) + bias (OC,)); dact (N,OC) = act'(pre) or NULL
@@ -89,13 +89,14 @@ int FN(tc_linear_activation_forward)(int act, real_t *out, real_t *dact, const r
     return FN(act_table)[act].lin_fwd(out, dact, inp, weight, bias, N, C, OC);
 }
 
-// dpre = dout (N,OC) * dact (N,OC), then the linear's gradients (set: TC_LINEAR_SET_*)
+// dpre = dout (N,OC) * dact (N,OC), then the linear's gradients (write: TC_WRITE(0) dinp,
+// TC_WRITE(1) dweight, TC_WRITE(2) dbias)
 int FN(tc_linear_activation_backward)(int act, real_t *dinp, real_t *dweight, real_t *dbias,
                                       const real_t *dout, const real_t *dact, const real_t *inp,
                                       const real_t *weight, int64_t N, int64_t C, int64_t OC,
-                                      int set)
+                                      int write)
 {
     if (!FN(act_known)(act) || !FN(act_table)[act].lin_bwd) return TC_EINVAL;
     return FN(act_table)[act].lin_bwd(dinp, dweight, dbias, dout, dact, inp, weight, N, C, OC,
-                                      set);
+                                      write);
 }

@@ -16,17 +16,10 @@
 #include <omp.h>
 #endif
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+/* the tile kernels' variant, as the cpu section says (core/cpu.c) */
+static inline int attention_use_avx2(void) { return tc_cpu_pick(TC_CPU_ATTENTION); }
+#if TC_CPU_X86
 #define TC_ATT_X86 1
-static int attention_has_avx2(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
 #include <immintrin.h>
 #include "tr8_avx2.h"
 
@@ -41,13 +34,9 @@ attention_tr8_f32(float *d, int64_t ldd, const float *s, int64_t lds)
 }
 #else
 #define TC_ATT_X86 0
-static int attention_has_avx2(void) { return 0; }
 #endif
 
-const char *tc_attention_kernel_name(void)
-{
-    return attention_has_avx2() ? "avx2+fma" : "generic";
-}
+const char *tc_attention_kernel_name(void) { return tc_cpu_kernel_name(-1); }
 
 /* Threads a parallel region may use (its scratch is indexed by thread number). */
 static int attention_max_threads(void)

@@ -32,7 +32,7 @@
  * dk, dv in token-major buffers in place. Every strided operand is read row by row into
  * packed tiles (and its rows prefetched, as no hardware prefetcher follows a stride of
  * 3C), so the arithmetic, and the results, are those of the contiguous call. The backward
- * adds into dq, dk, dv (acc) or writes them.
+ * adds into dq, dk, dv or writes them (0 + value), each as its bit of `write` says.
  */
 
 #define AVEC FN(att_vec)
@@ -72,7 +72,7 @@ typedef struct {
     int masked;                     /* keep, bias or key_padding present */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
     tc_attention_layout lay;        /* element strides of every operand (tc.h) */
-    int acc;                        /* backward: dq, dk, dv += (1) or = (0) */
+    int write;                      /* backward: TC_WRITE(0/1/2) = dq/dk/dv =, else += */
     const real_t *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
                                        zero-padded past S, or NULL */
     int64_t nkt;                    /* key tiles per head: S / ATT_BC rounded up */
@@ -152,7 +152,7 @@ typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, con
 #undef KN
 #undef KATTR
 #undef ATT_TR8
-#define FN_PICK(name) (attention_has_avx2() ? TC_CAT(FN(name), _avx2) : TC_CAT(FN(name), _generic))
+#define FN_PICK(name) (attention_use_avx2() ? TC_CAT(FN(name), _avx2) : TC_CAT(FN(name), _generic))
 #else
 #define FN_PICK(name) TC_CAT(FN(name), _generic)
 #endif
@@ -181,7 +181,7 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     c.DKP = attention_round_up(DK > 0 ? DK : 1, ATT_NR);
     c.DVP = attention_round_up(DV > 0 ? DV : 1, ATT_NR);
     tc_attention_layout_contiguous(&c.lay, NH, Tq, S, DK, DV);
-    c.acc = 1;
+    c.write = TC_ACCUMULATE;
     c.scale = scale;
     c.causal = causal;
     c.drop = FN(attention_drop_make)(0, 0, NULL);
@@ -332,14 +332,14 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
                 for (int64_t kb = 0; kb < nkb; kb++) kblock(c, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
                 real_t *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
                 const int64_t ldq = c->lay.dq.t;
-                if (c->acc) {
+                if (!TC_WRITES(c->write, 0)) {
                     for (int64_t i = 0; i < Tq; i++)
                         for (int64_t p = 0; p < DK; p++)
                             dq[i * ldq + p] += scale * dQ[i * DKP + p];
                 } else {
                     for (int64_t i = 0; i < Tq; i++)
                         for (int64_t p = 0; p < DK; p++)
-                            dq[i * ldq + p] = scale * dQ[i * DKP + p];
+                            dq[i * ldq + p] = (real_t)0 + scale * dQ[i * DKP + p];
                 }
             }
         }
@@ -374,8 +374,8 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
                 for (int64_t p = 0; p < DK; p++) {
                     real_t s = 0;
                     for (int t = 0; t < nthr; t++) s += part[(size_t)t * (size_t)per + (size_t)(i * DKP + p)];
-                    if (c->acc) dq[i * ldq + p] += scale * s;
-                    else dq[i * ldq + p] = scale * s;
+                    if (!TC_WRITES(c->write, 0)) dq[i * ldq + p] += scale * s;
+                    else dq[i * ldq + p] = (real_t)0 + scale * s;
                 }
             }
         }
@@ -416,30 +416,28 @@ int FN(tc_attention_forward)(real_t *out, real_t *lse, const real_t *q, const re
                                             DV, scale, causal, dropout_p, seed);
 }
 
-// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=, accumulate = 1) or
-// written (accumulate = 0); dout/out (B,NH,T,DV), q (B,NH,T,DK), k (B,NH,S,DK),
-// v (B,NH,S,DV) at the layout's strides (NULL: contiguous), lse (B,NH,T) from the forward
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=) or, by write
+// (TC_WRITE(0/1/2) = dq/dk/dv), written; dout/out (B,NH,T,DV), q (B,NH,T,DK),
+// k (B,NH,S,DK), v (B,NH,S,DV) at the layout's strides (NULL: contiguous), lse (B,NH,T)
+// from the forward
 int FN(tc_attention_backward_strided)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *q,
                                       const real_t *k, const real_t *v, const real_t *out, const real_t *lse,
                                       const tc_attention_masks *masks,
                                       const tc_attention_layout *layout, int64_t B,
                                       int64_t NH, int64_t Tq, int64_t S, int64_t DK,
                                       int64_t DV, real_t scale, int causal, double dropout_p,
-                                      uint64_t seed, int accumulate)
+                                      uint64_t seed, int write)
 {
-    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p) ||
-        (accumulate != 0 && accumulate != 1))
+    if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
         return TC_EINVAL;
     const int64_t BH = B * NH;
     FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
     if (layout) c.lay = *layout;
-    c.acc = accumulate;
+    c.write = write;
     if (BH == 0 || Tq == 0 || S == 0) { /* every gradient is zero */
-        if (!accumulate) {
-            FN(att_zero)(dq, &c.lay.dq, B, NH, Tq, DK);
-            FN(att_zero)(dk, &c.lay.dk, B, NH, S, DK);
-            FN(att_zero)(dv, &c.lay.dv, B, NH, S, DV);
-        }
+        if (TC_WRITES(write, 0)) FN(att_zero)(dq, &c.lay.dq, B, NH, Tq, DK);
+        if (TC_WRITES(write, 1)) FN(att_zero)(dk, &c.lay.dk, B, NH, S, DK);
+        if (TC_WRITES(write, 2)) FN(att_zero)(dv, &c.lay.dv, B, NH, S, DV);
         return TC_OK;
     }
     c.dq = dq;
@@ -455,17 +453,18 @@ int FN(tc_attention_backward_strided)(real_t *dq, real_t *dk, real_t *dv, const 
     return FN(att_backward_run)(&c, BH);
 }
 
-// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=) or written as
+// write says (as tc_attention_backward_strided); dout/out (B,NH,T,DV),
 // q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
 int FN(tc_attention_backward)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *q, const real_t *k,
                               const real_t *v, const real_t *out, const real_t *lse,
                               const tc_attention_masks *masks, int64_t B, int64_t NH,
                               int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
-                              int causal, double dropout_p, uint64_t seed)
+                              int causal, double dropout_p, uint64_t seed, int write)
 {
     return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, k, v, out, lse, masks, NULL,
                                              B, NH, Tq, S, DK, DV, scale, causal, dropout_p,
-                                             seed, 1);
+                                             seed, write);
 }
 
 // out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;

@@ -284,17 +284,21 @@ static int FN(attention_backward_head)(real_t *dq, real_t *dk, real_t *dv, real_
     return st;
 }
 
-// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=); dout/out (B,NH,T,DV),
+// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=) or, by write
+// (TC_WRITE(0/1/2)), zeroed first; dout/out (B,NH,T,DV),
 // q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
 int FN(tc_attention_backward_ref)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *q, const real_t *k,
                                   const real_t *v, const real_t *out, const real_t *lse,
                                   const tc_attention_masks *masks, int64_t B, int64_t NH,
                                   int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
-                                  int causal, double dropout_p, uint64_t seed)
+                                  int causal, double dropout_p, uint64_t seed, int write)
 {
     if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
         return TC_EINVAL;
     const int64_t BH = B * NH;
+    if (TC_WRITES(write, 0)) memset(dq, 0, (size_t)(BH * Tq * DK) * sizeof(real_t));
+    if (TC_WRITES(write, 1)) memset(dk, 0, (size_t)(BH * S * DK) * sizeof(real_t));
+    if (TC_WRITES(write, 2)) memset(dv, 0, (size_t)(BH * S * DV) * sizeof(real_t));
     if (BH == 0 || Tq == 0 || S == 0) return TC_OK; /* every gradient is zero */
     const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
                                      FN(attention_drop_make)(dropout_p, seed, masks)};

@@ -449,11 +449,10 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         seen = any;
     }
     if (!seen) { /* dk, dv of the tile: += 0, or written 0 */
-        if (!c->acc)
-            for (int64_t j = 0; j < bc; j++) {
-                memset(dk + j * lddk, 0, (size_t)DK * sizeof(real_t));
-                memset(dv + j * lddv, 0, (size_t)DV * sizeof(real_t));
-            }
+        for (int64_t j = 0; j < bc; j++) {
+            if (TC_WRITES(c->write, 1)) memset(dk + j * lddk, 0, (size_t)DK * sizeof(real_t));
+            if (TC_WRITES(c->write, 2)) memset(dv + j * lddv, 0, (size_t)DV * sizeof(real_t));
+        }
         return;
     }
     const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh) + j0 * ldk0;
@@ -537,15 +536,18 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         KN(att_gemm_nn)(brp, DKP, bc, dP, ATT_BC, kb, ldk, dQ + ib * DKP, DKP, 1, NULL, kw);
         KN(att_gemm_tn)(bcp, DKP, br, dP, ATT_BC, Qs + ib * DKP, DKP, dK, DKP, 1, ks);
     }
-    if (c->acc) {
-        for (int64_t j = 0; j < bc; j++) {
-            for (int64_t p = 0; p < DK; p++) dk[j * lddk + p] += dK[j * DKP + p];
-            for (int64_t p = 0; p < DV; p++) dv[j * lddv + p] += dV[j * DVP + p];
-        }
-    } else {
-        for (int64_t j = 0; j < bc; j++) {
-            memcpy(dk + j * lddk, dK + j * DKP, (size_t)DK * sizeof(real_t));
-            memcpy(dv + j * lddv, dV + j * DVP, (size_t)DV * sizeof(real_t));
-        }
+    /* += into dk, dv, or written as 0 + value (the bits of += into zeros) */
+    const int wk = (int)TC_WRITES(c->write, 1), wv = (int)TC_WRITES(c->write, 2);
+    for (int64_t j = 0; j < bc; j++) {
+        real_t *dkj = dk + j * lddk, *dvj = dv + j * lddv;
+        const real_t *sk = dK + j * DKP, *sv = dV + j * DVP;
+        if (wk)
+            for (int64_t p = 0; p < DK; p++) dkj[p] = (real_t)0 + sk[p];
+        else
+            for (int64_t p = 0; p < DK; p++) dkj[p] += sk[p];
+        if (wv)
+            for (int64_t p = 0; p < DV; p++) dvj[p] = (real_t)0 + sv[p];
+        else
+            for (int64_t p = 0; p < DV; p++) dvj[p] += sv[p];
     }
 }

@@ -10,8 +10,9 @@
  * or inf in a dropped position stays NaN, and p == 1 gives inp * 0.
  */
 
-/* mode 0: out = inp * mask; 1: out += inp * mask; 2: out = mask (inp unused); element i
- * uses word first + i of the stream */
+/* mode 0: out = inp * mask; 1: out += inp * mask; 2: out = mask (inp unused); 3: out =
+ * 0 + inp * mask (a written gradient: the bits of 1 into zeros); element i uses word
+ * first + i of the stream */
 static int FN(dropout_apply)(real_t *out, const real_t *inp, int64_t N, double p, uint64_t seed,
                              uint64_t first, int mode)
 {
@@ -43,6 +44,8 @@ static int FN(dropout_apply)(real_t *out, const real_t *inp, int64_t N, double p
             for (int64_t k = 0; k < n; k++) o[k] = x[k] * (w[k] >= thr ? scale : (real_t)0);
         else if (mode == 1)
             for (int64_t k = 0; k < n; k++) o[k] += x[k] * (w[k] >= thr ? scale : (real_t)0);
+        else if (mode == 3)
+            for (int64_t k = 0; k < n; k++) o[k] = (real_t)0 + x[k] * (w[k] >= thr ? scale : (real_t)0);
         else
             for (int64_t k = 0; k < n; k++) o[k] = w[k] >= thr ? scale : (real_t)0;
     }
@@ -62,20 +65,19 @@ int FN(tc_dropout_forward_at)(real_t *out, const real_t *inp, int64_t N, double 
     return FN(dropout_apply)(out, inp, N, p, seed, first, 0);
 }
 
-// dinp (N,) (+)= dout (N,) * mask (N,), the mask regenerated from (p, seed); accumulate: 1
-// adds to dinp, 0 overwrites it (its old content is not read)
+// dinp (N,) (+)= dout (N,) * mask (N,), the mask regenerated from (p, seed); write:
+// TC_WRITE(0) writes dinp (0 + value, not read), else adds to it
 int FN(tc_dropout_backward)(real_t *dinp, const real_t *dout, int64_t N, double p, uint64_t seed,
-                            int accumulate)
+                            int write)
 {
-    return FN(tc_dropout_backward_at)(dinp, dout, N, p, seed, 0, accumulate);
+    return FN(tc_dropout_backward_at)(dinp, dout, N, p, seed, 0, write);
 }
 
 // the same, element i with word first + i of the stream
 int FN(tc_dropout_backward_at)(real_t *dinp, const real_t *dout, int64_t N, double p, uint64_t seed,
-                               uint64_t first, int accumulate)
+                               uint64_t first, int write)
 {
-    if (accumulate != 0 && accumulate != 1) return TC_EINVAL;
-    return FN(dropout_apply)(dinp, dout, N, p, seed, first, accumulate);
+    return FN(dropout_apply)(dinp, dout, N, p, seed, first, TC_WRITES(write, 0) ? 3 : 1);
 }
 
 // mask (N,) = 1 / (1 - p) where kept, else 0

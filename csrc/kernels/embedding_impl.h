@@ -32,10 +32,12 @@ int FN(tc_embedding_forward)(real_t *out, const int64_t *ids, const real_t *weig
 
 // dweight (V,D) (accumulated), dout (N,D), ids (N,) in [0,V): dweight[ids[n]] += dout[n]
 int FN(tc_embedding_backward)(real_t *dweight, const real_t *dout, const int64_t *ids, int64_t N,
-                              int64_t V, int64_t D)
+                              int64_t V, int64_t D, int write)
 {
     if (N < 0 || V < 0 || D < 0) return TC_EINVAL;
     if (FN(emb_check_ids)(ids, N, V) != TC_OK) return TC_EINVAL;
+    /* written: zeroed, then accumulated into (rows no id names stay 0) */
+    if (TC_WRITES(write, 0)) memset(dweight, 0, (size_t)V * (size_t)D * sizeof(real_t));
     /* Repeated ids write the same dweight row, so rows cannot be shared out among threads.
      * Columns can: each thread owns blocks of EMB_BLOCK columns and adds the rows of dout
      * into them in order n = 0..N-1. No element is touched by two threads (no atomics)

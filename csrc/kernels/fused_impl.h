@@ -257,11 +257,11 @@ int FN(tc_linear_gelu_forward_dact)(real_t *out, real_t *dact, const real_t *inp
 
 /* dpre = dout * gelu'(pre) (mode 0 / 1: evaluated at cache = pre; TC_LG_GIVEN: cache holds
  * gelu'(pre)) into the calling thread's scratch, dbias += its column sums, then the two
- * GEMMs of the linear's backward; the outputs named in set (TC_LINEAR_SET_*) are written
- * (GEMM beta = 0, dbias = the sum) instead of added to */
+ * GEMMs of the linear's backward; the outputs whose bit of write is set (TC_WRITE(0/1/2) =
+ * dinp/dweight/dbias) are written (GEMM beta = 0, dbias = the sum) instead of added to */
 static int FN(linear_gelu_grads)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *cache,
                                  const real_t *inp, const real_t *weight, real_t *dpre, real_t *part, int64_t N,
-                                 int64_t C, int64_t OC, int mode, int set)
+                                 int64_t C, int64_t OC, int mode, int write)
 {
     const int64_t nchunks = (N + TC_FUSED_ROWS - 1) / TC_FUSED_ROWS;
     /* dbias: per-chunk partial sums of TC_FUSED_ROWS rows, added in chunk order (independent
@@ -283,7 +283,7 @@ static int FN(linear_gelu_grads)(real_t *dinp, real_t *dweight, real_t *dbias, c
                 real_t acc[TC_FUSED_BLOCK] = {0};
                 for (int64_t k = 0; k < nchunks; k++)
                     for (int64_t o = 0; o < width; o++) acc[o] += part[k * OC + o0 + o];
-                if (set & TC_LINEAR_SET_DBIAS)
+                if (TC_WRITES(write, 2))
                     for (int64_t o = 0; o < width; o++) dbias[o0 + o] = acc[o];
                 else
                     for (int64_t o = 0; o < width; o++) dbias[o0 + o] += acc[o];
@@ -293,21 +293,20 @@ static int FN(linear_gelu_grads)(real_t *dinp, real_t *dweight, real_t *dbias, c
     int st = TC_OK;
     if (dinp)
         st = FN(tc_gemm)(dinp, dpre, weight, N, C, OC, C, OC, C, 0, 0, (real_t)1,
-                         (set & TC_LINEAR_SET_DINP) ? (real_t)0 : (real_t)1);
+                         TC_WRITES(write, 0) ? (real_t)0 : (real_t)1);
     if (st == TC_OK && dweight)
         st = FN(tc_gemm)(dweight, dpre, inp, OC, C, N, C, OC, C, 1, 0, (real_t)1,
-                         (set & TC_LINEAR_SET_DWEIGHT) ? (real_t)0 : (real_t)1);
+                         TC_WRITES(write, 1) ? (real_t)0 : (real_t)1);
     return st;
 }
 
-/* no products (N == 0 or OC == 0): the outputs named in set are zero, the others unchanged */
+/* no products (N == 0 or OC == 0): the written outputs are zero, the others unchanged */
 static void FN(linear_gelu_zero_set)(real_t *dinp, real_t *dweight, real_t *dbias, int64_t N, int64_t C,
-                                     int64_t OC, int set)
+                                     int64_t OC, int write)
 {
-    if (dinp && (set & TC_LINEAR_SET_DINP)) memset(dinp, 0, (size_t)N * (size_t)C * sizeof(real_t));
-    if (dweight && (set & TC_LINEAR_SET_DWEIGHT))
-        memset(dweight, 0, (size_t)OC * (size_t)C * sizeof(real_t));
-    if (dbias && (set & TC_LINEAR_SET_DBIAS)) memset(dbias, 0, (size_t)OC * sizeof(real_t));
+    if (dinp && TC_WRITES(write, 0)) memset(dinp, 0, (size_t)N * (size_t)C * sizeof(real_t));
+    if (dweight && TC_WRITES(write, 1)) memset(dweight, 0, (size_t)OC * (size_t)C * sizeof(real_t));
+    if (dbias && TC_WRITES(write, 2)) memset(dbias, 0, (size_t)OC * sizeof(real_t));
 }
 
 /* the calling thread's cached scratch (no allocation once warmed up): dpre (N,OC), and the
@@ -329,27 +328,17 @@ static int FN(linear_gelu_scratch)(int64_t N, int64_t OC, size_t extra, real_t *
 }
 
 // dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), pre (N,OC) or NULL
-// (recomputed from inp, weight, bias), inp (N,C), weight (OC,C), bias (OC,) or NULL
-int FN(tc_linear_gelu_backward)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *pre,
-                                const real_t *inp, const real_t *weight, const real_t *bias, int64_t N,
-                                int64_t C, int64_t OC, int approximate_tanh)
+// (recomputed from inp, weight, bias), inp (N,C), weight (OC,C), bias (OC,) or NULL; write:
+// TC_WRITE(0/1/2) = dinp/dweight/dbias written (GEMM beta = 0, dbias = the sum), else
+// accumulated; written ones have the bits of accumulating into zeros (the sums start at +0)
+int FN(tc_linear_gelu_backward)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout,
+                                const real_t *pre, const real_t *inp, const real_t *weight, const real_t *bias,
+                                int64_t N, int64_t C, int64_t OC, int approximate_tanh, int write)
 {
-    return FN(tc_linear_gelu_backward_set)(dinp, dweight, dbias, dout, pre, inp, weight, bias,
-                                           N, C, OC, approximate_tanh, 0);
-}
-
-// as tc_linear_gelu_backward; the outputs named in `set` (TC_LINEAR_SET_*) are written
-// (GEMM beta = 0, dbias = the sum), not accumulated: the same bits as into zeroed buffers
-// (the sums start at +0, so they never are -0)
-int FN(tc_linear_gelu_backward_set)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout,
-                                    const real_t *pre, const real_t *inp, const real_t *weight, const real_t *bias,
-                                    int64_t N, int64_t C, int64_t OC, int approximate_tanh,
-                                    int set)
-{
-    if (N < 0 || C < 0 || OC < 0 || (set & ~TC_LINEAR_SET_ALL)) return TC_EINVAL;
+    if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
     if (N == 0 || OC == 0) {
-        FN(linear_gelu_zero_set)(dinp, dweight, dbias, N, C, OC, set);
+        FN(linear_gelu_zero_set)(dinp, dweight, dbias, N, C, OC, write);
         return TC_OK;
     }
     real_t *dpre, *scratch, *part;
@@ -364,26 +353,26 @@ int FN(tc_linear_gelu_backward_set)(real_t *dinp, real_t *dweight, real_t *dbias
     }
     if (st != TC_OK) return st;
     return FN(linear_gelu_grads)(dinp, dweight, dbias, dout, pre, inp, weight, dpre, part, N,
-                                 C, OC, approximate_tanh, set);
+                                 C, OC, approximate_tanh, write);
 }
 
 // dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), dact (N,OC) =
-// gelu'(pre) from tc_linear_gelu_forward_dact, inp (N,C), weight (OC,C); set as
-// tc_linear_gelu_backward_set (0: accumulate)
+// gelu'(pre) from tc_linear_gelu_forward_dact, inp (N,C), weight (OC,C); write as
+// tc_linear_gelu_backward
 int FN(tc_linear_gelu_backward_dact)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout,
                                      const real_t *dact, const real_t *inp, const real_t *weight, int64_t N,
-                                     int64_t C, int64_t OC, int set)
+                                     int64_t C, int64_t OC, int write)
 {
-    if (N < 0 || C < 0 || OC < 0 || !dact || (set & ~TC_LINEAR_SET_ALL)) return TC_EINVAL;
+    if (N < 0 || C < 0 || OC < 0 || !dact) return TC_EINVAL;
     if (N == 0 || OC == 0) {
-        FN(linear_gelu_zero_set)(dinp, dweight, dbias, N, C, OC, set);
+        FN(linear_gelu_zero_set)(dinp, dweight, dbias, N, C, OC, write);
         return TC_OK;
     }
     real_t *dpre, *scratch, *part;
     const int st = FN(linear_gelu_scratch)(N, OC, 0, &dpre, &scratch, &part);
     if (st != TC_OK) return st;
     return FN(linear_gelu_grads)(dinp, dweight, dbias, dout, dact, inp, weight, dpre, part, N,
-                                 C, OC, TC_LG_GIVEN, set);
+                                 C, OC, TC_LG_GIVEN, write);
 }
 
 // out (N,C), sum (N,C), mean (N,) or NULL, rstd (N,) or NULL, x (N,C), r (N,C), weight (C,),
@@ -404,12 +393,20 @@ int FN(tc_layernorm_residual_forward)(real_t *out, real_t *sum, real_t *mean, re
 
 // dx (N,C), dr (N,C), dweight (C,), dbias (C,) each optional (dx may equal dr: it then
 // receives the gradient twice); dout (N,C) the gradient of y, dsum (N,C) or NULL the
-// gradient reaching s directly; sum (N,C), mean (N,), rstd (N,) from the forward
+// gradient reaching s directly; sum (N,C), mean (N,), rstd (N,) from the forward; write:
+// TC_WRITE(0/1/2/3) = dx/dr/dweight/dbias zeroed first, then accumulated into (the bits of
+// accumulating into zeros; dx == dr written still receives 2g)
 int FN(tc_layernorm_residual_backward)(real_t *dx, real_t *dr, real_t *dweight, real_t *dbias, const real_t *dout,
                                        const real_t *dsum, const real_t *sum, const real_t *weight,
-                                       const real_t *mean, const real_t *rstd, int64_t N, int64_t C)
+                                       const real_t *mean, const real_t *rstd, int64_t N, int64_t C,
+                                       int write)
 {
     if (N < 0 || C < 1 || !dout || !sum || !weight || !mean || !rstd) return TC_EINVAL;
+    const size_t nc = (size_t)N * (size_t)C * sizeof(real_t), c1 = (size_t)C * sizeof(real_t);
+    if (dx && TC_WRITES(write, 0)) memset(dx, 0, nc);
+    if (dr && TC_WRITES(write, 1)) memset(dr, 0, nc);
+    if (dweight && TC_WRITES(write, 2)) memset(dweight, 0, c1);
+    if (dbias && TC_WRITES(write, 3)) memset(dbias, 0, c1);
     if (N == 0) return TC_OK;
     void (*block)(real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t, int64_t,
                   int64_t, int64_t) = TC_FUSED_PICK(lnr_wb_block);

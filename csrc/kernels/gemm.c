@@ -1,9 +1,9 @@
 /* gemm.c: matrix multiply for every product in transformer_c (float32 and float64).
  * The fast kernel picks its micro-kernel at run time by CPU detection: AVX2+FMA where the
  * CPU has it, the portable kernel (16-byte GNU C vectors: SSE2, NEON, ...) otherwise
- * (about 19 GFLOP/s float32 on one core here, against 75-80 for AVX2+FMA). The environment
- * variable TC_GEMM_KERNEL=generic (read once) or tc_gemm_set_kernel("generic") forces the
- * portable one, so it is tested on machines that have AVX2 too.
+ * (about 19 GFLOP/s float32 on one core here, against 75-80 for AVX2+FMA). The cpu
+ * override (core/cpu.c: TC_PORTABLE=1, tc_cpu_set_portable(1), tc_gemm_set_kernel("generic"))
+ * forces the portable one, so it is tested on machines that have AVX2 too.
  *
  * No AVX-512 kernel: the machine this was tuned on exposes none, and an untested kernel is
  * not shipped. */
@@ -43,54 +43,19 @@ static int tc_gemm_thread_id(void)
 #endif
 }
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
-#define TC_GEMM_X86 1
-static int tc_gemm_cpu_has_avx2(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
-#else
-#define TC_GEMM_X86 0
-static int tc_gemm_cpu_has_avx2(void) { return 0; }
-#endif
-
-/* -1: not yet decided; 0: generic; 1: avx2+fma */
-static int tc_gemm_choice = -1;
-
-static int tc_gemm_use_avx2(void)
-{
-    int c = __atomic_load_n(&tc_gemm_choice, __ATOMIC_RELAXED);
-    if (c < 0) {
-        const char *env = getenv("TC_GEMM_KERNEL");
-        c = tc_gemm_cpu_has_avx2() && !(env && strcmp(env, "generic") == 0);
-        __atomic_store_n(&tc_gemm_choice, c, __ATOMIC_RELAXED);
-    }
-    return c;
-}
+/* the micro-kernel and packers: AVX2+FMA or portable, as the cpu section says (core/cpu.c) */
+#define TC_GEMM_X86 TC_CPU_X86
+static inline int tc_gemm_use_avx2(void) { return tc_cpu_pick(TC_CPU_GEMM); }
 
 int tc_gemm_set_kernel(const char *name)
 {
-    int c;
-    if (!name || strcmp(name, "auto") == 0) {
-        __atomic_store_n(&tc_gemm_choice, -1, __ATOMIC_RELAXED);
-        return TC_OK;
-    }
-    if (strcmp(name, "generic") == 0)
-        c = 0;
-    else if (strcmp(name, "avx2+fma") == 0 && tc_gemm_cpu_has_avx2())
-        c = 1;
-    else
-        return TC_EINVAL;
-    __atomic_store_n(&tc_gemm_choice, c, __ATOMIC_RELAXED);
-    return TC_OK;
+    if (!name || strcmp(name, "auto") == 0) return tc_cpu_set_portable(-1);
+    if (strcmp(name, "generic") == 0) return tc_cpu_set_portable(1);
+    if (strcmp(name, "avx2+fma") == 0 && tc_cpu_has_avx2()) return tc_cpu_set_portable(0);
+    return TC_EINVAL;
 }
 
-const char *tc_gemm_kernel_name(void) { return tc_gemm_use_avx2() ? "avx2+fma" : "generic"; }
+const char *tc_gemm_kernel_name(void) { return tc_cpu_kernel_name(-1); }
 
 #if TC_GEMM_X86
 #include <immintrin.h>

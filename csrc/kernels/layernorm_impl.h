@@ -89,7 +89,7 @@ __attribute__((always_inline)) static inline void FN(ln_bwd_rows_body)(real_t *d
 LN_VARIANT(, _generic)
 #if TC_VEC_X86
 LN_VARIANT(TC_VEC_AVX2_NOFMA, _avx2)
-#define LN_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#define LN_PICK(name) (tc_cpu_pick(TC_CPU_LAYERNORM) ? FN(name##_avx2) : FN(name##_generic))
 #else
 #define LN_PICK(name) FN(name##_generic)
 #endif
@@ -127,36 +127,27 @@ int FN(tc_layernorm_forward)(real_t *out, real_t *mean, real_t *rstd, const real
     return TC_OK;
 }
 
-// as tc_layernorm_backward, but with set_dinp dinp is written (=), not accumulated: the
-// same bits as tc_layernorm_backward into a zeroed dinp, without zeroing it first
-int FN(tc_layernorm_backward_set)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *inp,
-                                  const real_t *weight, const real_t *mean, const real_t *rstd, int64_t N,
-                                  int64_t C, int set_dinp);
-
-// dinp (N,C) or NULL, dweight (C,) or NULL, dbias (C,) or NULL, all accumulated (+=);
-// dout (N,C), inp (N,C), weight (C,), mean (N,), rstd (N,) as filled by the forward.
+// dinp (N,C) or NULL, dweight (C,) or NULL, dbias (C,) or NULL, accumulated (+=) or, by
+// write (TC_WRITE(0/1/2) = dinp/dweight/dbias), written; dout (N,C), inp (N,C), weight (C,),
+// mean (N,), rstd (N,) as filled by the forward.
 //   xhat = (x - mean) * rstd, g = dout * weight,
 //   dinp += rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)),
 //   dweight += sum_n dout * xhat, dbias += sum_n dout.
+// A written dinp is computed as 0 + value in the row pass; written dweight / dbias are
+// zeroed (C elements) and then accumulated into: the bits of accumulating into zeros.
 int FN(tc_layernorm_backward)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *inp,
                               const real_t *weight, const real_t *mean, const real_t *rstd, int64_t N,
-                              int64_t C)
-{
-    return FN(tc_layernorm_backward_set)(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
-                                         C, 0);
-}
-
-int FN(tc_layernorm_backward_set)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *inp,
-                                  const real_t *weight, const real_t *mean, const real_t *rstd, int64_t N,
-                                  int64_t C, int set_dinp)
+                              int64_t C, int write)
 {
     if (N < 0 || C < 1 || !mean || !rstd || (dinp && !weight)) return TC_EINVAL;
+    if (dweight && TC_WRITES(write, 1)) memset(dweight, 0, (size_t)C * sizeof(real_t));
+    if (dbias && TC_WRITES(write, 2)) memset(dbias, 0, (size_t)C * sizeof(real_t));
     if (N == 0) return TC_OK;
     void (*block)(real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t, int64_t,
                   int64_t, int64_t) = LN_PICK(ln_wb_block);
     void (*rows)(real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t,
                  int64_t, int64_t, int) = LN_PICK(ln_bwd_rows);
-    const int set = set_dinp != 0;
+    const int set = (int)TC_WRITES(write, 0);
     const int par = N * C >= LN_PAR_MIN;
     if (dinp && (dweight || dbias)) {
         /* one pass: each chunk of LN_ROWS rows adds its weight / bias partial sums into its

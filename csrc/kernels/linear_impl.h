@@ -13,24 +13,18 @@ int FN(tc_linear_forward)(real_t *out, const real_t *inp, const real_t *weight, 
     return FN(tc_gemm)(out, inp, weight, N, OC, C, OC, C, C, 0, 1, (real_t)1, bias ? (real_t)1 : (real_t)0);
 }
 
-// dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), inp (N,C), weight (OC,C)
+// dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), inp (N,C), weight (OC,C).
+// write: TC_WRITE(0/1/2) = dinp/dweight/dbias written, else accumulated. Written outputs have
+// the bits accumulating into zeros gives: the products' sums start at +0 (never -0), so
+// beta = 0 (C = acc) and beta = 1 over zeros (C = 0 + acc) agree, and so do dbias = s and
+// dbias = 0 + s.
 int FN(tc_linear_backward)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *inp,
-                           const real_t *weight, int64_t N, int64_t C, int64_t OC)
+                           const real_t *weight, int64_t N, int64_t C, int64_t OC, int write)
 {
-    return FN(tc_linear_backward_set)(dinp, dweight, dbias, dout, inp, weight, N, C, OC, 0);
-}
-
-// as tc_linear_backward; the outputs named in `set` (TC_LINEAR_SET_*) are written, not
-// accumulated. The same bits as accumulating into zeros: the products' sums start at +0
-// (never -0), so beta = 0 (C = acc) and beta = 1 over zeros (C = 0 + acc) agree, and so do
-// dbias = s and dbias = 0 + s.
-int FN(tc_linear_backward_set)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout, const real_t *inp,
-                               const real_t *weight, int64_t N, int64_t C, int64_t OC, int set)
-{
-    if (N < 0 || C < 0 || OC < 0 || (set & ~TC_LINEAR_SET_ALL)) return TC_EINVAL;
-    const real_t beta_in = (set & TC_LINEAR_SET_DINP) ? (real_t)0 : (real_t)1;
-    const real_t beta_w = (set & TC_LINEAR_SET_DWEIGHT) ? (real_t)0 : (real_t)1;
-    const int set_b = (set & TC_LINEAR_SET_DBIAS) != 0;
+    if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
+    const real_t beta_in = TC_WRITES(write, 0) ? (real_t)0 : (real_t)1;
+    const real_t beta_w = TC_WRITES(write, 1) ? (real_t)0 : (real_t)1;
+    const int set_b = TC_WRITES(write, 2);
     int st = TC_OK;
     if (dinp) st = FN(tc_gemm)(dinp, dout, weight, N, C, OC, C, OC, C, 0, 0, (real_t)1, beta_in);
     if (st == TC_OK && dweight)

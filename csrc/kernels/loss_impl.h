@@ -116,7 +116,7 @@ __attribute__((always_inline)) static inline void FN(loss_row_grad_fresh_body)(r
 LOSS_VARIANT(, _generic)
 #if TC_VEC_X86
 LOSS_VARIANT(TC_VEC_AVX2, _avx2)
-#define LOSS_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#define LOSS_PICK(name) (tc_cpu_pick(TC_CPU_LOSS) ? FN(name##_avx2) : FN(name##_generic))
 #else
 #define LOSS_PICK(name) FN(name##_generic)
 #endif
@@ -217,14 +217,16 @@ static inline void FN(loss_row_backward)(
 #define LOSS_ROW_WEIGHT(n) (dlosses ? scale * dlosses[n] : scale)
 
 // dlogits (N,V) += w_n (softmax_n - q_n) with w_n = scale * dlosses[n] (dlosses (N,) or NULL:
-// w_n = scale); lse (N,) from the forward, or NULL to recompute it; logits (N,V), targets (N,)
+// w_n = scale); lse (N,) from the forward, or NULL to recompute it; logits (N,V), targets (N,);
+// write: TC_WRITE(0) = dlogits zeroed first (ignored rows stay 0), then accumulated into
 int FN(tc_loss_cross_entropy_backward)(real_t *dlogits, const real_t *lse, const real_t *logits,
                                        const int64_t *targets, const real_t *dlosses, int64_t N,
                                        int64_t V, int64_t ignore_index, real_t label_smoothing,
-                                       real_t scale)
+                                       real_t scale, int write)
 {
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
     if (FN(loss_check_targets)(targets, N, V, ignore_index)) return TC_EINVAL;
+    if (TC_WRITES(write, 0)) memset(dlogits, 0, (size_t)N * (size_t)V * sizeof(real_t));
     LOSS_ROUTINES;
     const real_t on = 1 - label_smoothing, off = label_smoothing / (real_t)V;
 #pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
@@ -270,12 +272,15 @@ int FN(tc_loss_cross_entropy_probs_forward)(real_t *losses, real_t *lse, double 
 }
 
 // dlogits (N,V) += w_n (softmax_n * sum_c q_nc - q_n), w_n as in tc_loss_cross_entropy_backward;
-// lse (N,) or NULL, logits (N,V), targets (N,V) probabilities, dlosses (N,) or NULL
+// lse (N,) or NULL, logits (N,V), targets (N,V) probabilities, dlosses (N,) or NULL; write
+// as tc_loss_cross_entropy_backward
 int FN(tc_loss_cross_entropy_probs_backward)(real_t *dlogits, const real_t *lse, const real_t *logits,
                                              const real_t *targets, const real_t *dlosses, int64_t N,
-                                             int64_t V, real_t label_smoothing, real_t scale)
+                                             int64_t V, real_t label_smoothing, real_t scale,
+                                             int write)
 {
     if (N < 0 || V < 1 || !(label_smoothing >= 0 && label_smoothing <= 1)) return TC_EINVAL;
+    if (TC_WRITES(write, 0)) memset(dlogits, 0, (size_t)N * (size_t)V * sizeof(real_t));
     const real_t on = 1 - label_smoothing, off = label_smoothing / (real_t)V;
     const int smooth = label_smoothing > 0;
     LOSS_ROUTINES;

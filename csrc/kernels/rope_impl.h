@@ -92,10 +92,14 @@ int FN(tc_rope_forward)(real_t *out, const real_t *inp, const real_t *cos_t, con
     return FN(rope_apply)(out, inp, cos_t, sin_t, N, L, NH, HS, interleaved, (real_t)1, 0);
 }
 
-// dinp (N,L,NH,HS) += rope^-1(dout (N,L,NH,HS)); cos, sin (L, HS/2); dinp must not alias dout
+// dinp (N,L,NH,HS) += rope^-1(dout (N,L,NH,HS)); cos, sin (L, HS/2); dinp must not alias dout;
+// write: TC_WRITE(0) = dinp zeroed first, then accumulated into
 int FN(tc_rope_backward)(real_t *dinp, const real_t *dout, const real_t *cos_t, const real_t *sin_t, int64_t N,
-                         int64_t L, int64_t NH, int64_t HS, int interleaved)
+                         int64_t L, int64_t NH, int64_t HS, int interleaved, int write)
 {
+    if (N < 0 || L < 0 || NH < 0 || HS < 0) return TC_EINVAL;
+    if (TC_WRITES(write, 0) && dinp)
+        memset(dinp, 0, (size_t)N * (size_t)L * (size_t)NH * (size_t)HS * sizeof(real_t));
     return FN(rope_apply)(dinp, dout, cos_t, sin_t, N, L, NH, HS, interleaved, (real_t)-1, 1);
 }
 

@@ -186,7 +186,7 @@ __attribute__((always_inline)) static inline void FN(sm_tile_backward_body)(real
 SM_VARIANT(, _generic)
 #if TC_VEC_X86
 SM_VARIANT(TC_VEC_AVX2, _avx2)
-#define SM_PICK(name) (tc_vec_use_avx2() ? FN(name##_avx2) : FN(name##_generic))
+#define SM_PICK(name) (tc_cpu_pick(TC_CPU_SOFTMAX) ? FN(name##_avx2) : FN(name##_generic))
 #else
 #define SM_PICK(name) FN(name##_generic)
 #endif
@@ -243,19 +243,12 @@ int FN(tc_softmax_forward)(real_t *out, const real_t *inp, int64_t outer, int64_
     return FN(softmax_forward_any)(out, inp, outer, C, inner, 0);
 }
 
-// dinp (outer,C,inner) += out * (dout - sum_C dout * out); dout, out (outer,C,inner)
+// dinp (outer,C,inner) += out * (dout - sum_C dout * out); dout, out (outer,C,inner);
+// write: TC_WRITE(0) writes dinp (0 + value, not read)
 int FN(tc_softmax_backward)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer, int64_t C,
-                            int64_t inner)
+                            int64_t inner, int write)
 {
-    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 0, 0);
-}
-
-// as tc_softmax_backward, with set != 0 dinp written (=), not accumulated: the bits
-// tc_softmax_backward gives into a zeroed dinp
-int FN(tc_softmax_backward_set)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer, int64_t C,
-                                int64_t inner, int set)
-{
-    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 0, set);
+    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 0, (int)TC_WRITES(write, 0));
 }
 
 // out (outer,C,inner) = log_softmax of inp (outer,C,inner) along C
@@ -264,18 +257,12 @@ int FN(tc_log_softmax_forward)(real_t *out, const real_t *inp, int64_t outer, in
     return FN(softmax_forward_any)(out, inp, outer, C, inner, 1);
 }
 
-// dinp (outer,C,inner) += dout - exp(out) * sum_C dout; dout, out (outer,C,inner)
+// dinp (outer,C,inner) += dout - exp(out) * sum_C dout; dout, out (outer,C,inner); write
+// as tc_softmax_backward
 int FN(tc_log_softmax_backward)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer, int64_t C,
-                                int64_t inner)
+                                int64_t inner, int write)
 {
-    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1, 0);
-}
-
-// as tc_log_softmax_backward, with set != 0 dinp written (=), not accumulated
-int FN(tc_log_softmax_backward_set)(real_t *dinp, const real_t *dout, const real_t *out, int64_t outer,
-                                    int64_t C, int64_t inner, int set)
-{
-    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1, set);
+    return FN(softmax_backward_any)(dinp, dout, out, outer, C, inner, 1, (int)TC_WRITES(write, 0));
 }
 
 // out (N,) = exp(inp (N,)) lane by lane through vec_math.h's vector exp (the one the

@@ -42,14 +42,14 @@ static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed
     real_t *datty = AP(m->ga.datty), *dqkv = AP(m->ga.qkv);
     const real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
-    CHECK(FN(tc_linear_backward_set)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
-                                     PP(p->proj.w), N, C, C, TC_LINEAR_SET_DINP));
+    CHECK(FN(tc_linear_backward)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
+                                     PP(p->proj.w), N, C, C, TC_WRITE(0)));
     CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
                                        qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
                                        dec ? NULL : k->mask, B, NH, L, L, HS,
                                        dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
-    return FN(tc_linear_backward_set)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
-                                      C, 3 * C, set_dx ? TC_LINEAR_SET_DINP : 0);
+    return FN(tc_linear_backward)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
+                                      C, 3 * C, set_dx ? TC_WRITE(0) : 0);
 }
 
 /* Cross-attention: proj (Nt,C) = c_proj(attention(q_attn(x), c_attn(mem))), x (B*Lt,C),
@@ -83,16 +83,16 @@ static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
     real_t *datty = AP(m->ga.datty), *dq = AP(m->ga.qkv), *dkv = dq + Nt * C;
     const real_t *q = AP(a->xqh), *kv = AP(a->xkvh);
     const tc_attention_layout lay = model_cross_layout(k->Lt, k->Ls, C, HS);
-    CHECK(FN(tc_linear_backward_set)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj,
+    CHECK(FN(tc_linear_backward)(datty, GP(p->xproj.w), GP(p->xproj.b), dproj,
                                      AP(a->xatty), PP(p->xproj.w), Nt, C, C,
-                                     TC_LINEAR_SET_DINP));
+                                     TC_WRITE(0)));
     CHECK(FN(model_attention_backward)(dq, dkv, dkv + C, datty, q, kv, kv + C, AP(a->xatty),
                                        AP(a->xlse), &lay, k->mask, B, NH, k->Lt, k->Ls, HS,
                                        TC_CAUSAL_NONE, &k->d, site));
-    CHECK(FN(tc_linear_backward_set)(dx, GP(p->xq.w), GP(p->xq.b), dq, x, PP(p->xq.w), Nt, C,
-                                     C, set_dx ? TC_LINEAR_SET_DINP : 0));
+    CHECK(FN(tc_linear_backward)(dx, GP(p->xq.w), GP(p->xq.b), dq, x, PP(p->xq.w), Nt, C,
+                                     C, set_dx ? TC_WRITE(0) : 0));
     return FN(tc_linear_backward)(dmem, GP(p->xkv.w), GP(p->xkv.b), dkv, mem, PP(p->xkv.w), Ns,
-                                  C, 2 * C);
+                                  C, 2 * C, TC_ACCUMULATE);
 }
 
 /* MLP: proj (N,C) = c_proj(act(c_fc(x))). */
@@ -208,8 +208,8 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
             fin = lnb;
         } else {
             /* *dres = d ln; *dtmp = d r = the residual part of d in, plus the branch's part */
-            CHECK(FN(tc_layernorm_backward_set)(*dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
-                                                PP(ln->w), mean, rstd, N, C, 1));
+            CHECK(FN(tc_layernorm_backward)(*dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
+                                                PP(ln->w), mean, rstd, N, C, TC_WRITE(0)));
             CHECK(FN(model_dropout_back)(&dp, *dtmp, ddrop, N * C, &k->d, branch[i]));
             dx = *dtmp;
             fin = in;
@@ -221,7 +221,7 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
         else CHECK(FN(ed_mlp_backward)(m, p, a, dx, dp, fin, N, set_dx));
         if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_backward)(*dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
-                                            mean, rstd, N, C));
+                                            mean, rstd, N, C, TC_ACCUMULATE));
         } else {
             real_t *t = *dres;
             *dres = *dtmp;
@@ -250,9 +250,9 @@ static int FN(ed_embed_backward)(tc_encdec *m, const real_t *demb, const int64_t
 {
     const real_t *d;
     CHECK(FN(model_dropout_back)(&d, demb, AP(m->ga.ddrop), N * m->cfg.C, &k->d, site));
-    CHECK(FN(tc_embedding_backward)(GP(wte), d, ids, N, V, m->cfg.C));
+    CHECK(FN(tc_embedding_backward)(GP(wte), d, ids, N, V, m->cfg.C, TC_ACCUMULATE));
     if (m->cfg.position == TC_POS_LEARNED)
-        CHECK(FN(tc_embedding_backward)(GP(wpe), d, pos, N, m->cfg.maxT, m->cfg.C));
+        CHECK(FN(tc_embedding_backward)(GP(wpe), d, pos, N, m->cfg.maxT, m->cfg.C, TC_ACCUMULATE));
     return TC_OK;
 }
 
@@ -300,12 +300,12 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
     /* logits -> head -> (ln_f) */
     const real_t *dec_out = FN(ed_layer_out)(m, 1, c->Ld - 1);
     const real_t *xf = c->norm == TC_NORM_POST ? dec_out : AP(m->ga.tlnf);
-    CHECK(FN(tc_linear_backward_set)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf,
-                                     PP(m->head), Nt, C, c->Vt, TC_LINEAR_SET_DINP));
+    CHECK(FN(tc_linear_backward)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf,
+                                     PP(m->head), Nt, C, c->Vt, TC_WRITE(0)));
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
+        CHECK(FN(tc_layernorm_backward)(dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
                                             PP(m->tlnf.w), AP(m->ga.tlnf_mean),
-                                            AP(m->ga.tlnf_rstd), Nt, C, 1));
+                                            AP(m->ga.tlnf_rstd), Nt, C, TC_WRITE(0)));
     } else {
         real_t *t = dres;
         dres = dtmp;
@@ -319,9 +319,9 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
                                 m->twpe, c->Vt, Nt, k, 1 + 3 * c->Le));
     /* the encoder from d memory */
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
+        CHECK(FN(tc_layernorm_backward)(dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
                                             FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
-                                            AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C, 1));
+                                            AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C, TC_WRITE(0)));
     } else {
         memcpy(dres, dmem, (size_t)(Ns * C) * sizeof(real_t));
     }

@@ -86,7 +86,7 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
                                       const real_t *x, int64_t B, int64_t L, const model_drop *d,
                                       int set_dx, int set_w)
 {
-    const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
+    const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
     const tc_gpt_config *c = &m->cfg;
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
@@ -94,14 +94,14 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
     real_t *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
     const real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
-    CHECK(FN(tc_linear_backward_set)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
-                                     PP(p->projw), N, C, C, TC_LINEAR_SET_DINP | wset));
+    CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
+                                     PP(p->projw), N, C, C, TC_WRITE(0) | wset));
     CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
                                        qkv + 2 * C, AP(a->atty), AP(a->lse), &lay, NULL, B, NH,
                                        L, L, HS, TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
     if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
-    return FN(tc_linear_backward_set)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
-                                      3 * C, (set_dx ? TC_LINEAR_SET_DINP : 0) | wset);
+    return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
+                                      3 * C, (set_dx ? TC_WRITE(0) : 0) | wset);
 }
 
 /* The input of layer l and the output of layer l. */
@@ -181,13 +181,13 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
     const size_t nc_bytes = (size_t)(N * C) * sizeof(real_t);
     /* logits -> head -> (ln_f) */
     const real_t *xf = c->norm == TC_NORM_POST ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
-    CHECK(FN(tc_linear_backward_set)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head),
+    CHECK(FN(tc_linear_backward)(dc, GP(m->head), NULL, AP(m->ga.logits), xf, PP(m->head),
                                      N, C, c->V,
-                                     TC_LINEAR_SET_DINP | (set_w ? TC_LINEAR_SET_DWEIGHT : 0)));
+                                     TC_WRITE(0) | (set_w ? TC_WRITE(1) : 0)));
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_backward_set)(dres, GP(m->lnfw), GP(m->lnfb), dc,
+        CHECK(FN(tc_layernorm_backward)(dres, GP(m->lnfw), GP(m->lnfb), dc,
                                             FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
-                                            AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C, 1));
+                                            AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C, TC_WRITE(0)));
     } else {
         memcpy(dres, dc, nc_bytes);
     }
@@ -205,7 +205,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                        set_w));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln2w), GP(p->ln2b), dc, AP(a->res2),
                                             PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
-                                            C));
+                                            C, TC_ACCUMULATE));
             /* dres: d res2 */
             CHECK(FN(model_dropout_back)(&dp, dres, ddrop, N * C, &d, 2 + 3 * l));
             real_t *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
@@ -213,21 +213,21 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                              set_w));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
                                             PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
-                                            C));
+                                            C, TC_ACCUMULATE));
         } else {
             /* dres: d ln2 (the layer output) -> dc: d res3 */
-            CHECK(FN(tc_layernorm_backward_set)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
+            CHECK(FN(tc_layernorm_backward)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
                                                 PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd),
-                                                N, C, 1));
+                                                N, C, TC_WRITE(0)));
             CHECK(FN(model_dropout_back)(&dp, dc, ddrop, N * C, &d, 3 + 3 * l));
             /* dc += through the MLP: d x1 */
             CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
                                        GP(p->fcprojb), dp, AP(a->ln1), AP(a->fch), AP(a->fcha),
                                        PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, 0,
                                        set_w));
-            CHECK(FN(tc_layernorm_backward_set)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
+            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
                                                 PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd),
-                                                N, C, 1));
+                                                N, C, TC_WRITE(0)));
             /* dres: d res2 = d x + ...; the attention input is x itself */
             CHECK(FN(model_dropout_back)(&dp, dres, ddrop, N * C, &d, 2 + 3 * l));
             /* dp may be dres: attention backward reads dproj before it adds into dx */
@@ -236,10 +236,10 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
     }
     const real_t *denc;
     CHECK(FN(model_dropout_back)(&denc, dres, ddrop, N * C, &d, 0));
-    CHECK(FN(tc_embedding_backward)(GP(m->wte), denc, idx, N, c->V, C));
+    CHECK(FN(tc_embedding_backward)(GP(m->wte), denc, idx, N, c->V, C, TC_ACCUMULATE));
     if (c->position == TC_POS_LEARNED)
         CHECK(FN(tc_embedding_backward)(GP(m->wpe), denc, (const int64_t *)(m->arena + m->ga.pos),
-                                        N, c->maxT, C));
+                                        N, c->maxT, C, TC_ACCUMULATE));
     return TC_OK;
 }
 

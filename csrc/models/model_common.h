@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tc.h"
+#include "tc_generic.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -116,11 +117,11 @@ static inline tc_attention_strides model_heads(int64_t NH, int64_t L, int64_t HS
 
 /* ------------------------------------------------------------------ KV-cache decoders */
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#if TC_CPU_X86
 #define TC_DEC_X86 1
-/* The AVX2+FMA matrix-vector kernel runs when the GEMM runs its AVX2+FMA kernel, so
- * TC_GEMM_KERNEL=generic / tc_gemm_set_kernel("generic") test the portable one too. */
-static inline int dec_use_avx2(void) { return strcmp(tc_gemm_kernel_name(), "avx2+fma") == 0; }
+/* The AVX2+FMA matrix-vector kernel, unless the CPU lacks it or the portable override is on
+ * (the one dispatch point, core/cpu.c). */
+static inline int dec_use_avx2(void) { return tc_cpu_pick(TC_CPU_DECODE); }
 #else
 #define TC_DEC_X86 0
 #endif

@@ -47,7 +47,7 @@ static int FN(model_dropout_back)(const real_t **out, const real_t *g, real_t *s
     if (!d->on) return TC_OK;
     *out = scratch;
     return FN(tc_dropout_backward_at)(scratch, g, n, d->p, gpt_site_seed(d->seed, site),
-                                      model_drop_first(d, n), 0);
+                                      model_drop_first(d, n), TC_WRITE(0));
 }
 
 /* Attention of B sequences of L queries against S keys (NH heads of HS values, scale
@@ -84,7 +84,7 @@ static int FN(model_attention_backward)(real_t *dq, real_t *dk, real_t *dv, cons
     return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, k, v, out, lse, &mk, lay, B,
                                              NH, L, S, HS, HS, (real_t)(1.0 / sqrt((double)HS)),
                                              causal, d->on ? d->p : 0.0,
-                                             gpt_site_seed(d->seed, site), 0);
+                                             gpt_site_seed(d->seed, site), TC_WRITE_ALL);
 }
 
 /* g (P,) += the W - 1 buffers in others, in order (data-parallel gradients: a fixed order
@@ -176,18 +176,18 @@ static int FN(gpt_mlp_backward)(real_t *dx, real_t *dh, real_t *dh2, real_t *gfc
                                 const real_t *fcw, const real_t *projw, int64_t N, int64_t C, int64_t H,
                                 int act, int set_dx, int set_w)
 {
-    const int wset = set_w ? TC_LINEAR_SET_DWEIGHT | TC_LINEAR_SET_DBIAS : 0;
-    const int xset = (set_dx ? TC_LINEAR_SET_DINP : 0) | wset;
+    const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
+    const int xset = (set_dx ? TC_WRITE(0) : 0) | wset;
     const int fused = tc_linear_activation_fused(act);
     if (fused < 0) return fused;
     int st = FN(tc_gemm)(dh, dout, projw, N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0);
     if (st == TC_OK)
-        st = FN(tc_linear_backward_set)(NULL, gprojw, gprojb, dout, h, projw, N, H, C, wset);
+        st = FN(tc_linear_backward)(NULL, gprojw, gprojb, dout, h, projw, N, H, C, wset);
     if (st != TC_OK) return st;
     if (fused)
         return FN(tc_linear_activation_backward)(act, dx, gfcw, gfcb, dh, pre, x, fcw, N, C, H, xset);
-    st = FN(tc_activation_backward)(act, dh2, dh, pre, N * H, 0);
+    st = FN(tc_activation_backward)(act, dh2, dh, pre, N * H, TC_WRITE(0));
     return st != TC_OK ? st
-                       : FN(tc_linear_backward_set)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H, xset);
+                       : FN(tc_linear_backward)(dx, gfcw, gfcb, dh2, x, fcw, N, C, H, xset);
 }
 

@@ -50,8 +50,34 @@ PyArrayObject *tc_py_inout_array(PyObject *obj, const char *name, int typenum);
 
 /* 0 if a.shape[axis] == want, else -1 with ValueError:
  * "<name> must have <what> = <want> along axis <axis>, got shape (..)". */
+/* -1 with ValueError unless write is a backward's write flag (tc.h) over nout outputs:
+ * 0 <= write < 2^nout. */
+int tc_py_check_write(int64_t write, int nout, const char *name);
 int tc_py_check_dim(PyArrayObject *a, const char *name, int axis, npy_intp want,
                     const char *what);
+
+/* The operands of a linear layer, converted and checked: x (N,C) float32/float64 (its dtype
+ * is the call's: *ty), weight (OC,C), and unless their object is NULL bias (OC,) (Py_None:
+ * *b stays NULL) and grad_output (N,OC), all of x's dtype. 0, or -1 with the exception set;
+ * either way the caller releases the references made. */
+int tc_py_linear_args(PyObject *x_obj, PyObject *w_obj, PyObject *b_obj, PyObject *dy_obj,
+                      int *ty, PyArrayObject **x, PyArrayObject **w, PyArrayObject **b,
+                      PyArrayObject **dy);
+
+/* An element-wise binding: out = a new (uninitialised) array of x's shape and dtype,
+ * filled by fn(ty, out, x, y, n, ctx) without the GIL (n = x.size; the kernel writes every
+ * element). x (named x_name, any shape) sets the dtype; y (NULL: none) must have x's shape
+ * and dtype. out, or NULL with the exception set (a bad status names kernel). */
+typedef int (*tc_py_map_fn)(int ty, void *out, const void *x, const void *y, int64_t n,
+                            const void *ctx);
+PyObject *tc_py_map(PyObject *x_obj, const char *x_name, PyObject *y_obj, const char *y_name,
+                    tc_py_map_fn fn, const void *ctx, const char *kernel);
+/* Its second half, for arrays the caller has converted (and keeps the references to). */
+PyObject *tc_py_map_arrays(int ty, PyArrayObject *x, PyArrayObject *y, tc_py_map_fn fn,
+                           const void *ctx, const char *kernel);
+/* tc_py_float_type and tc_py_float_array in one: obj, the call's first float array, sets
+ * *ty. New reference, or NULL with the exception set. */
+PyArrayObject *tc_py_float_input(PyObject *obj, const char *name, int ndim, int *ty);
 
 /* 0 if a and b have identical shapes, else -1 with ValueError naming both. */
 int tc_py_check_same_shape(PyArrayObject *a, const char *a_name, PyArrayObject *b,
@@ -69,8 +95,35 @@ int tc_py_status(int status, const char *kernel);
 /* Python int -> C values with range checks; -1 with ValueError/TypeError naming `name`. */
 int tc_py_int64(PyObject *obj, const char *name, int64_t *out);
 
+/* tc_py_int64, then ValueError "<name> must be >= <min>, got <v>" below min. */
+int tc_py_int64_min(PyObject *obj, const char *name, int64_t min, int64_t *out);
+
+/* A dtype argument (np.float32, "float64", ...) -> NPY_FLOAT or NPY_DOUBLE, or -1 with
+ * TypeError "<name> must be float32 or float64". */
+int tc_py_dtype(PyObject *obj, const char *name);
+
 /* Python int in [0, 2**64) -> uint64 (seeds); TypeError/ValueError naming `name`. */
 int tc_py_uint64(PyObject *obj, const char *name, uint64_t *out);
+
+/* The scalar converters every binding uses: one message and one exception type per kind of
+ * error (TypeError: not a real number / not an integer; ValueError: out of range).
+ * The range of a real: */
+enum {
+    TC_PY_FINITE,   /* "a finite number" (scale) */
+    TC_PY_NONNEG,   /* "a finite number >= 0" (eps) */
+    TC_PY_POSITIVE, /* "a finite number > 0" (base) */
+    TC_PY_PROB      /* "a probability in [0, 1]" (p, dropout_p, label_smoothing) */
+};
+/* 0 if v lies in range, else -1 with ValueError "<name> must be <range>, got <v>". */
+int tc_py_check_real(double v, const char *name, int range);
+/* A Python real number (not bool, not complex) -> double in range; TypeError / ValueError
+ * naming `name`. */
+int tc_py_real(PyObject *obj, const char *name, int range, double *out);
+/* 0 if v is 0 or 1, else -1 with ValueError naming `name`. */
+int tc_py_check_flag(int v, const char *name);
+/* 0 if v is a value of option kind (tc.h options: TC_OPT_*), else -1 with ValueError
+ * naming `name` and listing the values with their names. */
+int tc_py_check_option(int kind, int v, const char *name);
 
 /* "(2, 3, 4)" for error messages, written into buf (size n). */
 const char *tc_py_shape_str(PyArrayObject *a, char *buf, size_t n);

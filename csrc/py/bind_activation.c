@@ -3,102 +3,26 @@
  * input's shape. */
 #include "bind.h"
 
-typedef int (*unary_f32_fn)(float *, const float *, int64_t, int);
-typedef int (*unary_f64_fn)(double *, const double *, int64_t, int);
-typedef int (*unary_bwd_f32_fn)(float *, const float *, const float *, int64_t, int);
-typedef int (*unary_bwd_f64_fn)(double *, const double *, const double *, int64_t, int);
-
-/* adapters giving relu the gelu signature (the option is ignored), and the backwards in
- * write mode (accumulate = 0: the result array is allocated uninitialised) */
-static int relu_fwd_f32(float *o, const float *x, int64_t n, int opt)
+/* ctx: the GELU's approximate_tanh flag, or -1 for ReLU. The backwards write dx (TC_WRITE(0):
+ * tc_py_map allocates it uninitialised). */
+static int act_forward(int ty, void *out, const void *x, const void *unused, int64_t n,
+                       const void *ctx)
 {
-    (void)opt;
-    return tc_relu_forward_f32(o, x, n);
-}
-static int relu_fwd_f64(double *o, const double *x, int64_t n, int opt)
-{
-    (void)opt;
-    return tc_relu_forward_f64(o, x, n);
-}
-static int relu_bwd_f32(float *d, const float *g, const float *x, int64_t n, int opt)
-{
-    (void)opt;
-    return tc_relu_backward_f32(d, g, x, n, 0);
-}
-static int relu_bwd_f64(double *d, const double *g, const double *x, int64_t n, int opt)
-{
-    (void)opt;
-    return tc_relu_backward_f64(d, g, x, n, 0);
-}
-static int gelu_bwd_f32(float *d, const float *g, const float *x, int64_t n, int approx)
-{
-    return tc_gelu_backward_f32(d, g, x, n, approx, 0);
-}
-static int gelu_bwd_f64(double *d, const double *g, const double *x, int64_t n, int approx)
-{
-    return tc_gelu_backward_f64(d, g, x, n, approx, 0);
+    const int approx = *(const int *)ctx;
+    (void)unused;
+    return approx < 0 ? TC_CALL(ty, tc_relu_forward, out, x, n)
+                      : TC_CALL(ty, tc_gelu_forward, out, x, n, approx);
 }
 
-/* y = f(x), same shape and dtype as x */
-static PyObject *unary_forward(PyObject *x_obj, int opt, unary_f32_fn f32, unary_f64_fn f64,
-                               const char *kernel)
+static int act_backward(int ty, void *dx, const void *dy, const void *x, int64_t n,
+                        const void *ctx)
 {
-    PyObject *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
-    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
-    npy_intp N = PyArray_SIZE(x);
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT ? f32(PyArray_DATA(out), PyArray_DATA(x), N, opt)
-                         : f64(PyArray_DATA(out), PyArray_DATA(x), N, opt);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, kernel)) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
-    return result;
+    const int approx = *(const int *)ctx;
+    return approx < 0 ? TC_CALL(ty, tc_relu_backward, dx, dy, x, n, TC_WRITE(0))
+                      : TC_CALL(ty, tc_gelu_backward, dx, dy, x, n, approx, TC_WRITE(0));
 }
 
-/* dx = grad_output * f'(x), grad_output and x of one shape and dtype; dx is allocated
- * uninitialised: the kernels write it (accumulate = 0) */
-static PyObject *unary_backward(PyObject *dy_obj, PyObject *x_obj, int opt, unary_bwd_f32_fn f32,
-                                unary_bwd_f64_fn f64, const char *kernel)
-{
-    PyObject *result = NULL;
-    PyArrayObject *dy = NULL, *x = NULL, *dx = NULL;
-    int ty = tc_py_float_type(dy_obj, "grad_output");
-    if (ty < 0) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, -1))) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
-    if (tc_py_check_same_shape(dy, "grad_output", x, "x")) goto done;
-    if (!(dx = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
-    npy_intp N = PyArray_SIZE(x);
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT ? f32(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(x), N, opt)
-                         : f64(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(x), N, opt);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, kernel)) goto done;
-    result = (PyObject *)dx;
-    dx = NULL;
-done:
-    Py_XDECREF(dy);
-    Py_XDECREF(x);
-    Py_XDECREF(dx);
-    return result;
-}
-
-static int check_approximate(int flag)
-{
-    if (flag == 0 || flag == 1) return 0;
-    PyErr_Format(PyExc_ValueError, "approximate_tanh must be 0 (exact) or 1 (tanh), got %d", flag);
-    return -1;
-}
+static const int relu_ctx = -1;
 
 /* relu_forward(x (any shape)) -> y */
 static PyObject *py_relu_forward(PyObject *self, PyObject *args)
@@ -106,7 +30,7 @@ static PyObject *py_relu_forward(PyObject *self, PyObject *args)
     PyObject *x;
     (void)self;
     if (!PyArg_ParseTuple(args, "O", &x)) return NULL;
-    return unary_forward(x, 0, relu_fwd_f32, relu_fwd_f64, "relu_forward");
+    return tc_py_map(x, "x", NULL, NULL, act_forward, &relu_ctx, "relu_forward");
 }
 
 /* relu_backward(grad_output, x) -> dx */
@@ -115,7 +39,7 @@ static PyObject *py_relu_backward(PyObject *self, PyObject *args)
     PyObject *dy, *x;
     (void)self;
     if (!PyArg_ParseTuple(args, "OO", &dy, &x)) return NULL;
-    return unary_backward(dy, x, 0, relu_bwd_f32, relu_bwd_f64, "relu_backward");
+    return tc_py_map(dy, "grad_output", x, "x", act_backward, &relu_ctx, "relu_backward");
 }
 
 /* gelu_forward(x (any shape), approximate_tanh 0|1) -> y */
@@ -125,8 +49,8 @@ static PyObject *py_gelu_forward(PyObject *self, PyObject *args)
     int flag;
     (void)self;
     if (!PyArg_ParseTuple(args, "Oi", &x, &flag)) return NULL;
-    if (check_approximate(flag)) return NULL;
-    return unary_forward(x, flag, tc_gelu_forward_f32, tc_gelu_forward_f64, "gelu_forward");
+    if (tc_py_check_flag(flag, "approximate_tanh")) return NULL;
+    return tc_py_map(x, "x", NULL, NULL, act_forward, &flag, "gelu_forward");
 }
 
 /* gelu_backward(grad_output, x, approximate_tanh 0|1) -> dx */
@@ -136,85 +60,80 @@ static PyObject *py_gelu_backward(PyObject *self, PyObject *args)
     int flag;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOi", &dy, &x, &flag)) return NULL;
-    if (check_approximate(flag)) return NULL;
-    return unary_backward(dy, x, flag, gelu_bwd_f32, gelu_bwd_f64, "gelu_backward");
+    if (tc_py_check_flag(flag, "approximate_tanh")) return NULL;
+    return tc_py_map(dy, "grad_output", x, "x", act_backward, &flag, "gelu_backward");
 }
 
-/* The activation table (tc_activation_*): the act argument rides in the adapters' option
- * slot; the table itself rejects an unknown act (TC_EINVAL), reported naming act. */
-static int table_fwd_f32(float *o, const float *x, int64_t n, int act)
+/* The activation table (tc_activation_*) and its plain references (activation_ref.h): ctx
+ * is {act, ref}; the backwards write dx (TC_WRITE(0); the references always write). */
+typedef struct {
+    int act, ref;
+} table_ctx;
+
+static int table_forward(int ty, void *out, const void *x, const void *unused, int64_t n,
+                         const void *ctx)
 {
-    return tc_activation_forward_f32(act, o, x, n);
-}
-static int table_fwd_f64(double *o, const double *x, int64_t n, int act)
-{
-    return tc_activation_forward_f64(act, o, x, n);
-}
-static int table_bwd_f32(float *d, const float *g, const float *x, int64_t n, int act)
-{
-    return tc_activation_backward_f32(act, d, g, x, n, 0);
-}
-static int table_bwd_f64(double *d, const double *g, const double *x, int64_t n, int act)
-{
-    return tc_activation_backward_f64(act, d, g, x, n, 0);
+    const table_ctx *c = ctx;
+    (void)unused;
+    return c->ref ? TC_CALL(ty, tc_activation_forward_ref, out, x, n, c->act)
+                  : (ty == NPY_FLOAT32 ? tc_activation_forward_f32(c->act, out, x, n)
+                                       : tc_activation_forward_f64(c->act, out, x, n));
 }
 
-/* the table call's result, or NULL with ValueError naming act when act is unknown */
-static PyObject *table_result(PyObject *r, int act)
+static int table_backward(int ty, void *dx, const void *dy, const void *x, int64_t n,
+                          const void *ctx)
 {
-    if (r || tc_option_name(TC_OPT_ACTIVATION, act)) return r;
-    PyErr_Clear();
-    PyErr_Format(PyExc_ValueError, "act must be an activation index in [0, %d), got %d",
-                 tc_option_count(TC_OPT_ACTIVATION), act);
-    return NULL;
+    const table_ctx *c = ctx;
+    return c->ref ? TC_CALL(ty, tc_activation_backward_ref, dx, dy, x, n, c->act)
+                  : (ty == NPY_FLOAT32
+                         ? tc_activation_backward_f32(c->act, dx, dy, x, n, TC_WRITE(0))
+                         : tc_activation_backward_f64(c->act, dx, dy, x, n, TC_WRITE(0)));
+}
+
+/* args (act, x) -> y, or (act, grad_output, x) -> dx; act a TC_ACT_* value (ValueError naming
+ * it otherwise) */
+static PyObject *table_call(PyObject *args, int backward, int ref, const char *what)
+{
+    PyObject *a, *b = NULL;
+    table_ctx c = {0, ref};
+    if (backward ? !PyArg_ParseTuple(args, "iOO", &c.act, &a, &b)
+                 : !PyArg_ParseTuple(args, "iO", &c.act, &a))
+        return NULL;
+    if (!tc_option_name(TC_OPT_ACTIVATION, c.act)) {
+        PyErr_Format(PyExc_ValueError, "act must be an activation index in [0, %d), got %d",
+                     tc_option_count(TC_OPT_ACTIVATION), c.act);
+        return NULL;
+    }
+    return backward ? tc_py_map(a, "grad_output", b, "x", table_backward, &c, what)
+                    : tc_py_map(a, "x", NULL, NULL, table_forward, &c, what);
 }
 
 /* activation_forward(act (TC_ACT_*), x (any shape)) -> y */
 static PyObject *py_activation_forward(PyObject *self, PyObject *args)
 {
-    PyObject *x;
-    int act;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iO", &act, &x)) return NULL;
-    return table_result(unary_forward(x, act, table_fwd_f32, table_fwd_f64,
-                                      "activation_forward"), act);
+    return table_call(args, 0, 0, "activation_forward");
 }
 
 /* activation_backward(act (TC_ACT_*), grad_output, x) -> dx */
 static PyObject *py_activation_backward(PyObject *self, PyObject *args)
 {
-    PyObject *dy, *x;
-    int act;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOO", &act, &dy, &x)) return NULL;
-    return table_result(unary_backward(dy, x, act, table_bwd_f32, table_bwd_f64,
-                                       "activation_backward"), act);
+    return table_call(args, 1, 0, "activation_backward");
 }
 
-/* activation_forward_ref(act, x (any shape)) -> y and activation_backward_ref(act,
- * grad_output, x) -> dx: test hooks (positional), the plain references of
- * activation_ref.h, with the table's argument order; act is a tc_activation index
- * (ValueError outside the table) */
+/* activation_forward_ref(act, x) -> y and activation_backward_ref(act, grad_output, x) -> dx:
+ * test hooks (positional), the plain references, with the table's argument order */
 static PyObject *py_activation_forward_ref(PyObject *self, PyObject *args)
 {
-    PyObject *x;
-    int act;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iO", &act, &x)) return NULL;
-    return table_result(unary_forward(x, act, tc_activation_forward_ref_f32,
-                                      tc_activation_forward_ref_f64, "activation_forward_ref"),
-                        act);
+    return table_call(args, 0, 1, "activation_forward_ref");
 }
 
 static PyObject *py_activation_backward_ref(PyObject *self, PyObject *args)
 {
-    PyObject *dy, *x;
-    int act;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOO", &act, &dy, &x)) return NULL;
-    return table_result(unary_backward(dy, x, act, tc_activation_backward_ref_f32,
-                                       tc_activation_backward_ref_f64,
-                                       "activation_backward_ref"), act);
+    return table_call(args, 1, 1, "activation_backward_ref");
 }
 
 PyMethodDef tc_methods_activation[] = {

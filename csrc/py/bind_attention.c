@@ -5,32 +5,15 @@
 #include <math.h>
 #include <stdio.h>
 
-/* 0 if scale is finite, else -1 with ValueError naming it. */
-static int check_scale(double scale)
+/* The scalars shared by forward and backward: scale finite, causal a tc_causal, dropout_p
+ * in [0, 1], seed an integer in [0, 2**64). */
+static int check_options(double scale, int causal, double dropout_p, PyObject *seed_obj,
+                         uint64_t *seed)
 {
-    if (isfinite(scale)) return 0;
-    PyErr_Format(PyExc_ValueError, "scale must be a finite number, got %s",
-                 isnan(scale) ? "nan" : scale > 0 ? "inf" : "-inf");
-    return -1;
-}
-
-/* The scalar options shared by forward and backward: causal in TC_CAUSAL_*, dropout_p in
- * [0, 1], seed an integer in [0, 2**64). */
-static int check_options(int causal, double dropout_p, PyObject *seed_obj, uint64_t *seed)
-{
-    if (causal != TC_CAUSAL_NONE && causal != TC_CAUSAL_TOP_LEFT &&
-        causal != TC_CAUSAL_BOTTOM_RIGHT) {
-        PyErr_Format(PyExc_ValueError, "causal must be 0 (none), 1 (top-left) or 2 "
-                     "(bottom-right), got %d", causal);
+    if (tc_py_check_real(scale, "scale", TC_PY_FINITE) ||
+        tc_py_check_option(TC_OPT_CAUSAL, causal, "causal") ||
+        tc_py_check_real(dropout_p, "dropout_p", TC_PY_PROB))
         return -1;
-    }
-    if (!(dropout_p >= 0.0 && dropout_p <= 1.0)) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "%g", dropout_p);
-        PyErr_Format(PyExc_ValueError, "dropout_p must be a probability in [0, 1], got %s",
-                     buf);
-        return -1;
-    }
     return tc_py_uint64(seed_obj, "seed", seed);
 }
 
@@ -160,7 +143,7 @@ static PyObject *forward_common(PyObject *args, int ref)
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
-    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp odims[4] = {B, NH, Tq, DV}, ldims[3] = {B, NH, Tq};
     if (!(out = tc_py_new(4, odims, ty, 0)) || !(lse = tc_py_new(3, ldims, ty, 0))) goto done;
     int st;
@@ -198,6 +181,57 @@ static PyObject *py_attention_forward_ref(PyObject *self, PyObject *args)
     return forward_common(args, 1);
 }
 
+/* 0 if a has the given 4 dims, else -1 with ValueError naming it. */
+static int check_dims4(PyArrayObject *a, const char *name, npy_intp d0, npy_intp d1,
+                       npy_intp d2, npy_intp d3)
+{
+    const npy_intp want[4] = {d0, d1, d2, d3};
+    for (int ax = 0; ax < 4; ax++) {
+        if (PyArray_DIM(a, ax) != want[ax]) {
+            char buf[128];
+            PyErr_Format(PyExc_ValueError, "%s must have shape (%ld, %ld, %ld, %ld), got %s",
+                         name, (long)d0, (long)d1, (long)d2, (long)d3,
+                         tc_py_shape_str(a, buf, sizeof buf));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* 0 if lse is (B,NH,T), else -1 with ValueError naming it. */
+static int check_lse(PyArrayObject *lse, npy_intp B, npy_intp NH, npy_intp Tq)
+{
+    return tc_py_check_dim(lse, "lse", 0, B, "B (the batch of q)") ||
+                   tc_py_check_dim(lse, "lse", 1, NH, "NH (the heads of q)") ||
+                   tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")
+               ? -1
+               : 0;
+}
+
+/* The backward of both bindings below, without the GIL: the reference kernel (ref), or the
+ * tiled one at layout's strides (NULL: contiguous) with the given write flag. */
+static int backward_run(int ty, int ref, PyArrayObject *dq, PyArrayObject *dk, PyArrayObject *dv,
+                        PyArrayObject *dy, PyArrayObject *q, PyArrayObject *k, PyArrayObject *v,
+                        PyArrayObject *out, PyArrayObject *lse, const tc_attention_masks *m,
+                        const tc_attention_layout *lay, double scale, int causal,
+                        double dropout_p, uint64_t seed, int write)
+{
+    const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
+    const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
+    void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
+    const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
+    const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, m,
+                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write)
+             : TC_CALL(ty, tc_attention_backward_strided, pdq, pdk, pdv, pdy, pq, pk, pv, po,
+                       pl, m, lay, B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write);
+    Py_END_ALLOW_THREADS
+    return tc_py_status(st, ref ? "attention_backward_ref"
+                                : lay ? "attention_backward_strided" : "attention_backward");
+}
+
 /* attention_backward[_ref](dout (B,NH,T,DV), q, k, v, out (B,NH,T,DV), lse (B,NH,T), keep,
  *   bias, key_padding, scale, causal, dropout_p, seed) -> (dq, dk, dv) */
 static PyObject *backward_common(PyObject *args, int ref)
@@ -222,32 +256,19 @@ static PyObject *backward_common(PyObject *args, int ref)
     if (!(lse = tc_py_float_array(l_obj, "lse", ty, 3))) goto done;
     const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
-    if (tc_py_check_dim(dy, "grad_output", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 1, NH, "NH (the heads of q)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 2, Tq, "T (the queries of q)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 3, DV, "DV (the last dim of v)")) goto done;
-    if (tc_py_check_same_shape(out, "out", dy, "grad_output")) goto done;
-    if (tc_py_check_dim(lse, "lse", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(lse, "lse", 1, NH, "NH (the heads of q)")) goto done;
-    if (tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")) goto done;
+    if (check_dims4(dy, "grad_output", B, NH, Tq, DV) || check_dims4(out, "out", B, NH, Tq, DV) ||
+        check_lse(lse, B, NH, Tq))
+        goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
-    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp qdims[4] = {B, NH, Tq, DK}, kdims[4] = {B, NH, S, DK}, vdims[4] = {B, NH, S, DV};
     if (!(dq = tc_py_new(4, qdims, ty, 1)) || !(dk = tc_py_new(4, kdims, ty, 1)) ||
         !(dv = tc_py_new(4, vdims, ty, 1)))
         goto done;
-    int st;
-    void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
-    const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
-    const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
-    Py_BEGIN_ALLOW_THREADS
-    st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
-                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed)
-             : TC_CALL(ty, tc_attention_backward, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m, B,
-                       NH, Tq, S, DK, DV, scale, causal, dropout_p, seed);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, ref ? "attention_backward_ref" : "attention_backward")) goto done;
+    if (backward_run(ty, ref, dq, dk, dv, dy, q, k, v, out, lse, &m, NULL, scale, causal,
+                     dropout_p, seed, TC_ACCUMULATE))
+        goto done;
     result = Py_BuildValue("(OOO)", dq, dk, dv);
 done:
     Py_XDECREF(dy);
@@ -291,9 +312,8 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOOd", &q_obj, &k_obj, &v_obj, &kc_obj, &vc_obj,
                           &pos_obj, &kp_obj, &scale))
         return NULL;
-    int ty = tc_py_float_type(q_obj, "q");
-    if (ty < 0) goto done;
-    if (!(q = tc_py_float_array(q_obj, "q", ty, 4))) goto done;
+    int ty;
+    if (!(q = tc_py_float_input(q_obj, "q", 4, &ty))) goto done;
     if (!(k = tc_py_float_array(k_obj, "k", ty, 4))) goto done;
     if (!(v = tc_py_float_array(v_obj, "v", ty, 4))) goto done;
     if (!(kc = tc_py_inout_array(kc_obj, "k_cache", ty))) goto done;
@@ -332,7 +352,7 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
                             "pos + TN (the cached positions after this step)"))
             goto done;
     }
-    if (check_scale(scale)) goto done;
+    if (tc_py_check_real(scale, "scale", TC_PY_FINITE)) goto done;
     npy_intp odims[4] = {B, NH, TN, DV};
     if (!(out = tc_py_new(4, odims, ty, 0))) goto done;
     int st;
@@ -406,22 +426,6 @@ static PyArrayObject *strided_view(PyObject *obj, const char *name, int ty, int 
     return a;
 }
 
-/* 0 if a has the given 4 dims, else -1 with ValueError naming it. */
-static int check_dims4(PyArrayObject *a, const char *name, npy_intp d0, npy_intp d1,
-                       npy_intp d2, npy_intp d3)
-{
-    const npy_intp want[4] = {d0, d1, d2, d3};
-    for (int ax = 0; ax < 4; ax++) {
-        if (PyArray_DIM(a, ax) != want[ax]) {
-            char buf[128];
-            PyErr_Format(PyExc_ValueError, "%s must have shape (%ld, %ld, %ld, %ld), got %s",
-                         name, (long)d0, (long)d1, (long)d2, (long)d3,
-                         tc_py_shape_str(a, buf, sizeof buf));
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* attention_forward_strided(q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), out (B,NH,T,DV),
  *   keep, bias, key_padding, scale, causal, dropout_p, seed) -> lse (B,NH,T): the tiled
@@ -455,7 +459,7 @@ static PyObject *py_attention_forward_strided(PyObject *self, PyObject *args)
         goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
-    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
+    if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp ldims[3] = {B, NH, Tq};
     if (!(lse = tc_py_new(3, ldims, ty, 0))) goto done;
     int st;
@@ -481,15 +485,15 @@ done:
 }
 
 /* attention_backward_strided(dq, dk, dv, grad_output, q, k, v, out, lse (B,NH,T), keep,
- *   bias, key_padding, scale, causal, dropout_p, seed, accumulate) -> None: the tiled
- * backward, every 4-D operand at its own strides; dq, dk, dv written in place
- * (accumulate 0) or added to (accumulate 1) */
+ *   bias, key_padding, scale, causal, dropout_p, seed, write) -> None: the tiled
+ * backward, every 4-D operand at its own strides; dq, dk, dv written in place or added to,
+ * as the bits of write (0..7, TC_WRITE(0/1/2) = dq/dk/dv) say */
 static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
 {
     PyObject *dq_obj, *dk_obj, *dv_obj, *dy_obj, *q_obj, *k_obj, *v_obj, *o_obj, *l_obj;
     PyObject *keep_obj, *bias_obj, *kp_obj, *seed_obj, *result = NULL;
     double scale, dropout_p;
-    int causal, accumulate;
+    int causal, write;
     uint64_t seed = 0;
     PyArrayObject *dq = NULL, *dk = NULL, *dv = NULL, *dy = NULL, *q = NULL, *k = NULL;
     PyArrayObject *v = NULL, *out = NULL, *lse = NULL, *keep = NULL, *bias = NULL, *kp = NULL;
@@ -499,7 +503,7 @@ static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
     memset(&lay, 0, sizeof lay);
     if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOdidOi", &dq_obj, &dk_obj, &dv_obj, &dy_obj,
                           &q_obj, &k_obj, &v_obj, &o_obj, &l_obj, &keep_obj, &bias_obj,
-                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &accumulate))
+                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &write))
         return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
@@ -519,25 +523,14 @@ static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
         check_dims4(dq, "dq", B, NH, Tq, DK) || check_dims4(dk, "dk", B, NH, S, DK) ||
         check_dims4(dv, "dv", B, NH, S, DV))
         goto done;
-    if (tc_py_check_dim(lse, "lse", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(lse, "lse", 1, NH, "NH (the heads of q)")) goto done;
-    if (tc_py_check_dim(lse, "lse", 2, Tq, "T (the queries of q)")) goto done;
+    if (check_lse(lse, B, NH, Tq)) goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
-    if (check_scale(scale) || check_options(causal, dropout_p, seed_obj, &seed)) goto done;
-    if (accumulate != 0 && accumulate != 1) {
-        PyErr_Format(PyExc_ValueError, "accumulate must be 0 or 1, got %d", accumulate);
+    if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
+    if (tc_py_check_write(write, 3, "write")) goto done;
+    if (backward_run(ty, 0, dq, dk, dv, dy, q, k, v, out, lse, &m, &lay, scale, causal,
+                     dropout_p, seed, write))
         goto done;
-    }
-    int st;
-    void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
-    const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
-    const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
-    Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_attention_backward_strided, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, &m,
-                 &lay, B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, accumulate);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "attention_backward_strided")) goto done;
     Py_INCREF(Py_None);
     result = Py_None;
 done:
@@ -590,8 +583,8 @@ PyMethodDef tc_methods_attention[] = {
      "in place"},
     {"attention_backward_strided", py_attention_backward_strided, METH_VARARGS,
      "attention_backward_strided(dq, dk, dv, grad_output, q, k, v, out, lse, keep, bias, "
-     "key_padding, scale, causal, dropout_p, seed, accumulate) -> None; every 4-D operand at "
-     "its own strides; dq, dk, dv written (accumulate 0) or added to (1) in place"},
+     "key_padding, scale, causal, dropout_p, seed, write) -> None; every 4-D operand at "
+     "its own strides; dq, dk, dv written (bits 1, 2, 4 of write) or added to in place"},
     {"attention_kernel_name", py_attention_kernel_name, METH_NOARGS,
      "attention_kernel_name() -> the tile micro-kernel in use ('avx2+fma' or 'generic')"},
     {NULL, NULL, 0, NULL},

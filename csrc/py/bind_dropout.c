@@ -5,23 +5,32 @@
 /* p and seed from Python objects, validated */
 static int parse_p_seed(PyObject *p_obj, PyObject *seed_obj, double *p, uint64_t *seed)
 {
-    if (PyBool_Check(p_obj) || !PyNumber_Check(p_obj) || PyComplex_Check(p_obj)) {
-        PyErr_Format(PyExc_TypeError, "p must be a real number, got %s",
-                     Py_TYPE(p_obj)->tp_name);
-        return -1;
-    }
-    *p = PyFloat_AsDouble(p_obj);
-    if (*p == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "p must be a real number, got %s",
-                     Py_TYPE(p_obj)->tp_name);
-        return -1;
-    }
-    if (!(*p >= 0.0 && *p <= 1.0)) {
-        PyErr_Format(PyExc_ValueError, "p must be a probability in [0, 1], got %S", p_obj);
-        return -1;
-    }
-    return tc_py_uint64(seed_obj, "seed", seed);
+    return tc_py_real(p_obj, "p", TC_PY_PROB, p) || tc_py_uint64(seed_obj, "seed", seed) ? -1 : 0;
+}
+
+typedef struct {
+    double p;
+    uint64_t seed;
+    int kind; /* drop_forward: 0 the kernel, 1 its reference, 2 the backward's reference */
+} drop_ctx;
+
+static int drop_forward(int ty, void *out, const void *x, const void *unused, int64_t n,
+                        const void *ctx)
+{
+    const drop_ctx *c = ctx;
+    (void)unused;
+    return c->kind == 0   ? TC_CALL(ty, tc_dropout_forward, out, x, n, c->p, c->seed)
+           : c->kind == 1 ? TC_CALL(ty, tc_dropout_forward_ref, out, x, n, c->p, c->seed)
+                          : TC_CALL(ty, tc_dropout_backward_ref, out, x, n, c->p, c->seed);
+}
+
+/* dx written (TC_WRITE(0): tc_py_map allocates it uninitialised) */
+static int drop_backward(int ty, void *dx, const void *dy, const void *unused, int64_t n,
+                         const void *ctx)
+{
+    const drop_ctx *c = ctx;
+    (void)unused;
+    return TC_CALL(ty, tc_dropout_backward, dx, dy, n, c->p, c->seed, TC_WRITE(0));
 }
 
 /* dropout_forward(x (any shape), p, seed) -> y = x * mask (kind 0); the plain references
@@ -29,30 +38,12 @@ static int parse_p_seed(PyObject *p_obj, PyObject *seed_obj, double *p, uint64_t
  * grad_output, p, seed) -> grad_output * mask (kind 2) */
 static PyObject *dropout_forward_common(PyObject *args, int kind)
 {
-    PyObject *x_obj, *p_obj, *seed_obj, *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
-    double p;
-    uint64_t seed;
+    PyObject *x_obj, *p_obj, *seed_obj;
+    drop_ctx c;
     if (!PyArg_ParseTuple(args, "OOO", &x_obj, &p_obj, &seed_obj)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
-    if (parse_p_seed(p_obj, seed_obj, &p, &seed)) goto done;
-    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
-    npy_intp N = PyArray_SIZE(x);
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = kind == 0 ? TC_CALL(ty, tc_dropout_forward, PyArray_DATA(out), PyArray_DATA(x), N, p, seed)
-         : kind == 1 ? TC_CALL(ty, tc_dropout_forward_ref, PyArray_DATA(out), PyArray_DATA(x), N, p, seed)
-                     : TC_CALL(ty, tc_dropout_backward_ref, PyArray_DATA(out), PyArray_DATA(x), N, p, seed);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "dropout_forward")) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
-    return result;
+    if (parse_p_seed(p_obj, seed_obj, &c.p, &c.seed)) return NULL;
+    c.kind = kind;
+    return tc_py_map(x_obj, "x", NULL, NULL, drop_forward, &c, "dropout_forward");
 }
 
 static PyObject *py_dropout_forward(PyObject *self, PyObject *args)
@@ -76,30 +67,13 @@ static PyObject *py_dropout_backward_ref(PyObject *self, PyObject *args)
 /* dropout_backward(grad_output (any shape), p, seed) -> dx = grad_output * mask */
 static PyObject *py_dropout_backward(PyObject *self, PyObject *args)
 {
-    PyObject *dy_obj, *p_obj, *seed_obj, *result = NULL;
-    PyArrayObject *dy = NULL, *dx = NULL;
-    double p;
-    uint64_t seed;
+    PyObject *dy_obj, *p_obj, *seed_obj;
+    drop_ctx c;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOO", &dy_obj, &p_obj, &seed_obj)) return NULL;
-    int ty = tc_py_float_type(dy_obj, "grad_output");
-    if (ty < 0) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, -1))) goto done;
-    if (parse_p_seed(p_obj, seed_obj, &p, &seed)) goto done;
-    /* uninitialised: the kernel writes it (accumulate = 0) */
-    if (!(dx = tc_py_new(PyArray_NDIM(dy), PyArray_DIMS(dy), ty, 0))) goto done;
-    npy_intp N = PyArray_SIZE(dy);
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_dropout_backward, PyArray_DATA(dx), PyArray_DATA(dy), N, p, seed, 0);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "dropout_backward")) goto done;
-    result = (PyObject *)dx;
-    dx = NULL;
-done:
-    Py_XDECREF(dy);
-    Py_XDECREF(dx);
-    return result;
+    if (parse_p_seed(p_obj, seed_obj, &c.p, &c.seed)) return NULL;
+    c.kind = 0;
+    return tc_py_map(dy_obj, "grad_output", NULL, NULL, drop_backward, &c, "dropout_backward");
 }
 
 /* dropout_mask(n, p, seed, float64) -> mask (n,), float64 if the flag is true else float32 */
@@ -113,11 +87,7 @@ static PyObject *py_dropout_mask(PyObject *self, PyObject *args)
     uint64_t seed;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOp", &n_obj, &p_obj, &seed_obj, &is_f64)) return NULL;
-    if (tc_py_int64(n_obj, "n", &n)) goto done;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "n must be >= 0, got %lld", (long long)n);
-        goto done;
-    }
+    if (tc_py_int64_min(n_obj, "n", 0, &n)) goto done;
     if (parse_p_seed(p_obj, seed_obj, &p, &seed)) goto done;
     const int ty = is_f64 ? NPY_DOUBLE : NPY_FLOAT;
     npy_intp dims[1] = {(npy_intp)n};

@@ -8,9 +8,8 @@ static PyObject *embedding_forward_common(PyObject *args, int ref)
     PyObject *ids_obj, *w_obj, *result = NULL;
     PyArrayObject *ids = NULL, *w = NULL, *out = NULL;
     if (!PyArg_ParseTuple(args, "OO", &ids_obj, &w_obj)) return NULL;
-    int ty = tc_py_float_type(w_obj, "weight");
-    if (ty < 0) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
+    int ty;
+    if (!(w = tc_py_float_input(w_obj, "weight", 2, &ty))) goto done;
     if (!(ids = tc_py_index_array(ids_obj, "ids", 1))) goto done;
     npy_intp N = PyArray_DIM(ids, 0), V = PyArray_DIM(w, 0), D = PyArray_DIM(w, 1);
     if (tc_py_check_index_range(ids, "ids", V)) goto done;
@@ -58,9 +57,8 @@ static PyObject *embedding_backward_common(PyObject *args, int ref)
         PyErr_Format(PyExc_ValueError, "num_embeddings must be >= 0, got %lld", (long long)V);
         goto done;
     }
-    int ty = tc_py_float_type(dy_obj, "grad_output");
-    if (ty < 0) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
+    int ty;
+    if (!(dy = tc_py_float_input(dy_obj, "grad_output", 2, &ty))) goto done;
     if (!(ids = tc_py_index_array(ids_obj, "ids", 1))) goto done;
     npy_intp N = PyArray_DIM(dy, 0), D = PyArray_DIM(dy, 1);
     if (tc_py_check_dim(ids, "ids", 0, N, "the rows of grad_output")) goto done;
@@ -72,7 +70,7 @@ static PyObject *embedding_backward_common(PyObject *args, int ref)
     st = ref ? TC_CALL(ty, tc_embedding_backward_ref, PyArray_DATA(dw), PyArray_DATA(dy),
                        PyArray_DATA(ids), N, V, D)
              : TC_CALL(ty, tc_embedding_backward, PyArray_DATA(dw), PyArray_DATA(dy),
-                       PyArray_DATA(ids), N, V, D);
+                       PyArray_DATA(ids), N, V, D, TC_ACCUMULATE);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "embedding_backward")) goto done;
     result = (PyObject *)dw;

@@ -4,23 +4,6 @@
 #include <math.h>
 #include <stdio.h>
 
-/* 0 if approximate is 0 (erf) or 1 (tanh), else -1 with ValueError. */
-static int check_approximate(int approximate_tanh)
-{
-    if (approximate_tanh == 0 || approximate_tanh == 1) return 0;
-    PyErr_Format(PyExc_ValueError, "approximate_tanh must be 0 or 1, got %d", approximate_tanh);
-    return -1;
-}
-
-static int check_eps(double eps)
-{
-    if (eps >= 0 && isfinite(eps)) return 0;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%g", eps);
-    PyErr_Format(PyExc_ValueError, "eps must be a finite number >= 0, got %s", buf);
-    return -1;
-}
-
 /* linear_gelu_forward(x (N,C), weight (OC,C), bias (OC,)|None, approximate_tanh, want)
  *   -> (out (N,OC), cache (N,OC)|None); want 0: no cache, 1: pre, 2: dact = gelu'(pre) */
 static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
@@ -31,21 +14,14 @@ static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOii", &x_obj, &w_obj, &b_obj, &approx, &want_pre))
         return NULL;
-    if (check_approximate(approx)) goto done;
+    if (tc_py_check_flag(approx, "approximate_tanh")) goto done;
     if (want_pre < 0 || want_pre > 2) {
         PyErr_Format(PyExc_ValueError, "want must be 0, 1 (pre) or 2 (dact), got %d", want_pre);
         goto done;
     }
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
-    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
-    if (b_obj != Py_None) {
-        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
-        if (tc_py_check_dim(b, "bias", 0, OC, "out_features (weight.shape[0])")) goto done;
-    }
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, b_obj, NULL, &ty, &x, &w, &b, NULL)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     npy_intp dims[2] = {N, OC};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     if (want_pre && !(pre = tc_py_new(2, dims, ty, 0))) goto done;
@@ -89,20 +65,10 @@ static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "dact (the cache) is required with cache_is_dact");
         return NULL;
     }
-    if (check_approximate(approx)) goto done;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
-    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 0, N, "the rows of x")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 1, OC, "out_features (weight.shape[0])")) goto done;
-    if (b_obj != Py_None) {
-        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
-        if (tc_py_check_dim(b, "bias", 0, OC, "out_features (weight.shape[0])")) goto done;
-    }
+    if (tc_py_check_flag(approx, "approximate_tanh")) goto done;
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, b_obj, dy_obj, &ty, &x, &w, &b, &dy)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     if (p_obj != Py_None) {
         if (!(pre = tc_py_float_array(p_obj, "pre", ty, 2))) goto done;
         if (tc_py_check_same_shape(pre, "pre", dy, "grad_output")) goto done;
@@ -116,12 +82,12 @@ static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
     if (is_dact)
         st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(pre),
-                     PyArray_DATA(x), PyArray_DATA(w), N, C, OC, TC_LINEAR_SET_ALL);
+                     PyArray_DATA(x), PyArray_DATA(w), N, C, OC, TC_WRITE_ALL);
     else
-        st = TC_CALL(ty, tc_linear_gelu_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_linear_gelu_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
                      pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
-                     b ? PyArray_DATA(b) : NULL, N, C, OC, approx, TC_LINEAR_SET_ALL);
+                     b ? PyArray_DATA(b) : NULL, N, C, OC, approx, TC_WRITE_ALL);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "linear_gelu_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);
@@ -147,10 +113,9 @@ static PyObject *py_layernorm_residual_forward(PyObject *self, PyObject *args)
     PyArrayObject *out = NULL, *sum = NULL, *mean = NULL, *rstd = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOd", &x_obj, &r_obj, &w_obj, &b_obj, &eps)) return NULL;
-    if (check_eps(eps)) goto done;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) goto done;
+    int ty;
+    if (!(x = tc_py_float_input(x_obj, "x", 2, &ty))) goto done;
     if (!(r = tc_py_float_array(r_obj, "residual", ty, 2))) goto done;
     if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
     npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
@@ -201,9 +166,8 @@ static PyObject *py_layernorm_residual_backward(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOp", &dy_obj, &ds_obj, &s_obj, &w_obj, &m_obj, &r_obj,
                           &with_bias))
         return NULL;
-    int ty = tc_py_float_type(s_obj, "sum");
-    if (ty < 0) goto done;
-    if (!(s = tc_py_float_array(s_obj, "sum", ty, 2))) goto done;
+    int ty;
+    if (!(s = tc_py_float_input(s_obj, "sum", 2, &ty))) goto done;
     if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
     if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
     if (!(mean = tc_py_float_array(m_obj, "mean", ty, 1))) goto done;
@@ -231,7 +195,7 @@ static PyObject *py_layernorm_residual_backward(PyObject *self, PyObject *args)
     st = TC_CALL(ty, tc_layernorm_residual_backward, PyArray_DATA(dx), PyArray_DATA(dr),
                  PyArray_DATA(dw), db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
                  ds ? PyArray_DATA(ds) : NULL, PyArray_DATA(s), PyArray_DATA(w),
-                 PyArray_DATA(mean), PyArray_DATA(rstd), N, C);
+                 PyArray_DATA(mean), PyArray_DATA(rstd), N, C, TC_ACCUMULATE);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "layernorm_residual_backward")) goto done;
     result = Py_BuildValue("(OOOO)", dx, dr, dw, db ? (PyObject *)db : Py_None);
@@ -298,7 +262,7 @@ static PyObject *py_linear_gelu_forward_ref(PyObject *self, PyObject *args)
     int approx;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOi", &x_obj, &w_obj, &b_obj, &approx)) return NULL;
-    if (check_approximate(approx)) return NULL;
+    if (tc_py_check_flag(approx, "approximate_tanh")) return NULL;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0 || !(in[0] = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
     const npy_intp N = PyArray_DIM(in[0], 0), C = PyArray_DIM(in[0], 1);
@@ -327,7 +291,7 @@ static PyObject *py_linear_gelu_backward_ref(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOi", &dy_obj, &pre_obj, &x_obj, &w_obj, &approx))
         return NULL;
-    if (check_approximate(approx)) return NULL;
+    if (tc_py_check_flag(approx, "approximate_tanh")) return NULL;
     int ty = tc_py_float_type(dy_obj, "grad_output");
     if (ty < 0 || !(in[0] = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
     const npy_intp N = PyArray_DIM(in[0], 0), OC = PyArray_DIM(in[0], 1);
@@ -356,7 +320,7 @@ static PyObject *py_layernorm_residual_forward_ref(PyObject *self, PyObject *arg
     double eps;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOd", &x_obj, &r_obj, &w_obj, &b_obj, &eps)) return NULL;
-    if (check_eps(eps)) return NULL;
+    if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) return NULL;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0 || !(in[0] = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
     const npy_intp N = PyArray_DIM(in[0], 0), C = PyArray_DIM(in[0], 1);

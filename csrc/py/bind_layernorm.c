@@ -4,16 +4,6 @@
 #include <math.h>
 #include <stdio.h>
 
-/* 0 if eps is a finite number >= 0, else -1 with ValueError naming eps. */
-static int check_eps(double eps)
-{
-    if (eps >= 0 && isfinite(eps)) return 0;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%g", eps);
-    PyErr_Format(PyExc_ValueError, "eps must be a finite number >= 0, got %s", buf);
-    return -1;
-}
-
 /* 0 if x (N,C) has at least one channel, else -1 with ValueError naming x. */
 static int check_channels(PyArrayObject *x)
 {
@@ -32,10 +22,9 @@ static PyObject *layernorm_forward_common(PyObject *args, int ref)
     double eps;
     PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *mean = NULL, *rstd = NULL;
     if (!PyArg_ParseTuple(args, "OOOd", &x_obj, &w_obj, &b_obj, &eps)) return NULL;
-    if (check_eps(eps)) goto done;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
+    if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) goto done;
+    int ty;
+    if (!(x = tc_py_float_input(x_obj, "x", 2, &ty))) goto done;
     if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
     npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
     if (check_channels(x)) goto done;
@@ -96,16 +85,15 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOpd", &dy_obj, &x_obj, &w_obj, &m_obj, &r_obj,
                           &with_bias, &eps))
         return NULL;
-    if (check_eps(eps)) goto done;
+    if (tc_py_check_real(eps, "eps", TC_PY_NONNEG)) goto done;
     if ((m_obj == Py_None) != (r_obj == Py_None)) {
         PyErr_SetString(PyExc_ValueError, m_obj == Py_None
                         ? "rstd was given without mean: give both (from the forward) or neither"
                         : "mean was given without rstd: give both (from the forward) or neither");
         goto done;
     }
-    int ty = tc_py_float_type(dy_obj, "grad_output");
-    if (ty < 0) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
+    int ty;
+    if (!(dy = tc_py_float_input(dy_obj, "grad_output", 2, &ty))) goto done;
     if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
     if (!(w = tc_py_float_array(w_obj, "weight", ty, 1))) goto done;
     npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
@@ -132,9 +120,10 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args)
         st = TC_CALL(ty, tc_layernorm_forward, NULL, PyArray_DATA(mean), PyArray_DATA(rstd),
                      PyArray_DATA(x), PyArray_DATA(w), NULL, N, C, eps);
     if (st == TC_OK)
-        st = TC_CALL(ty, tc_layernorm_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_layernorm_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(x),
-                     PyArray_DATA(w), PyArray_DATA(mean), PyArray_DATA(rstd), N, C, 1);
+                     PyArray_DATA(w), PyArray_DATA(mean), PyArray_DATA(rstd), N, C,
+                     TC_WRITE(0));
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "layernorm_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);

@@ -13,9 +13,8 @@ static PyObject *gemm_common(PyObject *args, gemm_f32_fn f32, gemm_f64_fn f64, c
     int ta, tb;
     PyArrayObject *a = NULL, *b = NULL, *c = NULL;
     if (!PyArg_ParseTuple(args, "OOpp", &a_obj, &b_obj, &ta, &tb)) return NULL;
-    int ty = tc_py_float_type(a_obj, "a");
-    if (ty < 0) goto done;
-    if (!(a = tc_py_float_array(a_obj, "a", ty, 2))) goto done;
+    int ty;
+    if (!(a = tc_py_float_input(a_obj, "a", 2, &ty))) goto done;
     if (!(b = tc_py_float_array(b_obj, "b", ty, 2))) goto done;
     npy_intp M = PyArray_DIM(a, ta ? 1 : 0), K = PyArray_DIM(a, ta ? 0 : 1);
     npy_intp N = PyArray_DIM(b, tb ? 0 : 1);
@@ -59,16 +58,9 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args)
     PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOO", &x_obj, &w_obj, &b_obj)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
-    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
-    if (b_obj != Py_None) {
-        if (!(b = tc_py_float_array(b_obj, "bias", ty, 1))) goto done;
-        if (tc_py_check_dim(b, "bias", 0, OC, "out_features (weight.shape[0])")) goto done;
-    }
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, b_obj, NULL, &ty, &x, &w, &b, NULL)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     npy_intp dims[2] = {N, OC};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
@@ -95,24 +87,18 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args)
     PyArrayObject *dy = NULL, *x = NULL, *w = NULL, *dx = NULL, *dw = NULL, *db = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOp", &dy_obj, &x_obj, &w_obj, &with_bias)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
-    if (!(w = tc_py_float_array(w_obj, "weight", ty, 2))) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
-    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    if (tc_py_check_dim(w, "weight", 1, C, "in_features (the last dim of x)")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 0, N, "the rows of x")) goto done;
-    if (tc_py_check_dim(dy, "grad_output", 1, OC, "out_features (weight.shape[0])")) goto done;
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, NULL, dy_obj, &ty, &x, &w, NULL, &dy)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     npy_intp xdims[2] = {N, C}, wdims[2] = {OC, C}, bdims[1] = {OC};
     /* uninitialised: the kernel writes every gradient (no zeroing pass) */
     if (!(dx = tc_py_new(2, xdims, ty, 0)) || !(dw = tc_py_new(2, wdims, ty, 0))) goto done;
     if (with_bias && !(db = tc_py_new(1, bdims, ty, 0))) goto done;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_linear_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+    st = TC_CALL(ty, tc_linear_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                  db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(x),
-                 PyArray_DATA(w), N, C, OC, TC_LINEAR_SET_ALL);
+                 PyArray_DATA(w), N, C, OC, TC_WRITE_ALL);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "linear_backward")) goto done;
     result = Py_BuildValue("(OOO)", dx, dw, db ? (PyObject *)db : Py_None);

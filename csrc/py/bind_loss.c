@@ -49,15 +49,6 @@ static int check_targets(PyArrayObject *ids, int64_t V, int64_t ignore_index, in
     return 0;
 }
 
-static int check_label_smoothing(double eps)
-{
-    if (!(eps >= 0.0 && eps <= 1.0)) {
-        PyErr_Format(PyExc_ValueError, "label_smoothing must lie in [0, 1], got %g", eps);
-        return -1;
-    }
-    return 0;
-}
-
 /* The arguments both bindings share, converted and checked: logits (N,V) and targets, ids
  * (N,) int64 or probabilities (N,V). Returns the dtype, or -1 with an exception set. */
 static int convert_common(PyObject *logits_obj, PyObject *targets_obj, PyObject *ignore_obj,
@@ -74,7 +65,7 @@ static int convert_common(PyObject *logits_obj, PyObject *targets_obj, PyObject 
         return -1;
     }
     if (tc_py_int64(ignore_obj, "ignore_index", ignore_index)) return -1;
-    if (check_label_smoothing(label_smoothing)) return -1;
+    if (tc_py_check_real(label_smoothing, "label_smoothing", TC_PY_PROB)) return -1;
     int kind = targets_are_ids(targets_obj);
     if (kind < 0) return -1;
     if (kind) {
@@ -180,10 +171,11 @@ static PyObject *py_cross_entropy_backward(PyObject *self, PyObject *args)
     if (ids)
         st = TC_CALL(ty, tc_loss_cross_entropy_backward, PyArray_DATA(dlogits), lse_p,
                      PyArray_DATA(logits), PyArray_DATA(ids), g_p, N, V, ignore_index, eps,
-                     scale);
+                     scale, TC_ACCUMULATE);
     else
         st = TC_CALL(ty, tc_loss_cross_entropy_probs_backward, PyArray_DATA(dlogits), lse_p,
-                     PyArray_DATA(logits), PyArray_DATA(probs), g_p, N, V, eps, scale);
+                     PyArray_DATA(logits), PyArray_DATA(probs), g_p, N, V, eps, scale,
+                     TC_ACCUMULATE);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "cross_entropy_backward")) goto done;
     result = (PyObject *)dlogits;

@@ -2,7 +2,7 @@
  * micro-kernel, measure the machine's peak FP32 FLOP/s, count scratch allocations. */
 #include "bind.h"
 
-/* gemm_set_kernel(name): "generic", "avx2+fma" or "auto" */
+/* gemm_set_kernel(name): "generic", "avx2+fma" or "auto" (the cpu override by name) */
 static PyObject *py_gemm_set_kernel(PyObject *self, PyObject *args)
 {
     const char *name;
@@ -15,6 +15,67 @@ static PyObject *py_gemm_set_kernel(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* cpu_set_portable(on): True forces the portable kernels in every family, False the CPU's
+ * best, None the environment's choice (TC_PORTABLE) again */
+static PyObject *py_cpu_set_portable(PyObject *self, PyObject *args)
+{
+    PyObject *on_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &on_obj)) return NULL;
+    int on = -1;
+    if (on_obj != Py_None) {
+        if (!PyLong_Check(on_obj)) {
+            PyErr_Format(PyExc_TypeError, "on must be True, False or None, got %s",
+                         Py_TYPE(on_obj)->tp_name);
+            return NULL;
+        }
+        const long v = PyLong_AsLong(on_obj);
+        if (v != 0 && v != 1) {
+            if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "on must be True, False or None");
+            }
+            return NULL;
+        }
+        on = (int)v;
+    }
+    tc_cpu_set_portable(on);
+    Py_RETURN_NONE;
+}
+
+/* cpu_portable() -> bool: whether the portable override is on */
+static PyObject *py_cpu_portable(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(tc_cpu_get_portable());
+}
+
+/* cpu_has_avx2() -> bool: whether this CPU (and build) has the AVX2+FMA kernels */
+static PyObject *py_cpu_has_avx2(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(tc_cpu_has_avx2());
+}
+
+/* cpu_kernel(family) -> "avx2+fma" | "generic" | None: the variant family last ran */
+static PyObject *py_cpu_kernel(PyObject *self, PyObject *args)
+{
+    const char *name;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    for (int f = 0; f < TC_CPU_FAMILY_COUNT; f++)
+        if (strcmp(name, tc_cpu_family_name(f)) == 0) {
+            const char *k = tc_cpu_kernel_name(f);
+            if (!k) Py_RETURN_NONE;
+            return PyUnicode_FromString(k);
+        }
+    PyErr_Format(PyExc_ValueError, "family must be one of 'gemm', 'attention', 'softmax', "
+                 "'activation', 'layernorm', 'loss', 'fused', 'decode', 'bench', got '%s'", name);
+    return NULL;
 }
 
 /* peak_flops(iters) -> FP32 FLOP/s of the FMA loop on the current thread count */
@@ -116,22 +177,22 @@ static int perf_check_shape(PyArrayObject *a, const char *name, int ndim, npy_in
     return ndim == 2 ? tc_py_check_dim(a, name, 1, d1, "the expected size") : 0;
 }
 
-/* backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, set): the backward of
+/* backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, write): the backward of
  * kind "linear", "linear_gelu" (tanh form, with pre (N,OC)), "linear_gelu_dact" (pre (N,OC)
- * holding gelu'(pre)) or "layernorm" (statistics recomputed from inp) into the given arrays, updated in place: the outputs flagged in set
- * (TC_LINEAR_SET_* bits; layernorm: bit 1, dinp) are written, the others accumulated. For
- * tests of the write (set) and accumulate modes. */
+ * holding gelu'(pre)) or "layernorm" (statistics recomputed from inp) into the given arrays,
+ * updated in place: the outputs whose bit of write (0..7; TC_WRITE(0/1/2) = dinp / dweight /
+ * dbias) is set are written, the others accumulated. For tests of the write flag. */
 static PyObject *py_backward_into(PyObject *self, PyObject *args)
 {
     const char *kind;
-    PyObject *dx_obj, *dw_obj, *db_obj, *dy_obj, *x_obj, *w_obj, *pre_obj, *set_obj;
+    PyObject *dx_obj, *dw_obj, *db_obj, *dy_obj, *x_obj, *w_obj, *pre_obj, *write_obj;
     PyObject *ret = NULL;
     PyArrayObject *dx = NULL, *dw = NULL, *db = NULL, *dy = NULL, *x = NULL, *w = NULL,
                   *pre = NULL, *mean = NULL, *rstd = NULL;
-    int64_t set;
+    int64_t write;
     (void)self;
     if (!PyArg_ParseTuple(args, "sOOOOOOOO", &kind, &dx_obj, &dw_obj, &db_obj, &dy_obj, &x_obj,
-                          &w_obj, &pre_obj, &set_obj))
+                          &w_obj, &pre_obj, &write_obj))
         return NULL;
     const int dact = strcmp(kind, "linear_gelu_dact") == 0;
     const int k = strcmp(kind, "linear") == 0               ? 0
@@ -143,7 +204,8 @@ static PyObject *py_backward_into(PyObject *self, PyObject *args)
                      "'linear_gelu_dact' or 'layernorm', got '%s'", kind);
         return NULL;
     }
-    if (tc_py_int64(set_obj, "set", &set)) return NULL;
+    if (tc_py_int64(write_obj, "write", &write)) return NULL;
+    if (tc_py_check_write(write, 3, "write")) return NULL;
     const int ty = tc_py_float_type(x_obj, "inp");
     if (ty < 0) return NULL;
     if (!(x = tc_py_float_array(x_obj, "inp", ty, 2))) goto done;
@@ -175,24 +237,24 @@ static PyObject *py_backward_into(PyObject *self, PyObject *args)
     int st;
     Py_BEGIN_ALLOW_THREADS
     if (k == 0)
-        st = TC_CALL(ty, tc_linear_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_linear_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w), N, C,
-                     OC, (int)set);
+                     OC, (int)write);
     else if (dact)
         st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(pre), PyArray_DATA(x),
-                     PyArray_DATA(w), N, C, OC, (int)set);
+                     PyArray_DATA(w), N, C, OC, (int)write);
     else if (k == 1)
-        st = TC_CALL(ty, tc_linear_gelu_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_linear_gelu_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(pre), PyArray_DATA(x),
-                     PyArray_DATA(w), NULL, N, C, OC, 1, (int)set);
+                     PyArray_DATA(w), NULL, N, C, OC, 1, (int)write);
     else {
         st = TC_CALL(ty, tc_layernorm_forward, NULL, PyArray_DATA(mean), PyArray_DATA(rstd),
                      PyArray_DATA(x), PyArray_DATA(w), NULL, N, C, 1e-5);
         if (st == TC_OK)
-            st = TC_CALL(ty, tc_layernorm_backward_set, PyArray_DATA(dx), PyArray_DATA(dw),
+            st = TC_CALL(ty, tc_layernorm_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                          PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w),
-                         PyArray_DATA(mean), PyArray_DATA(rstd), N, C, (int)(set & 1));
+                         PyArray_DATA(mean), PyArray_DATA(rstd), N, C, (int)write);
     }
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "backward_into")) goto done;
@@ -211,15 +273,17 @@ done:
     return ret;
 }
 
-/* softmax_backward_into(dinp, dout, y, is_log, set): the (log-)softmax backward along axis 1
- * of (outer, C, inner) arrays into dinp in place, written (set) or accumulated. For tests. */
+/* softmax_backward_into(dinp, dout, y, is_log, write): the (log-)softmax backward along axis
+ * 1 of (outer, C, inner) arrays into dinp in place, written (write 1) or accumulated (0). For
+ * tests. */
 static PyObject *py_softmax_backward_into(PyObject *self, PyObject *args)
 {
     PyObject *dx_obj, *dy_obj, *y_obj, *ret = NULL;
     PyArrayObject *dx = NULL, *dy = NULL, *y = NULL;
-    int is_log, set;
+    int is_log, write;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOpp", &dx_obj, &dy_obj, &y_obj, &is_log, &set)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOpi", &dx_obj, &dy_obj, &y_obj, &is_log, &write)) return NULL;
+    if (tc_py_check_write(write, 1, "write")) return NULL;
     const int ty = tc_py_float_type(y_obj, "y");
     if (ty < 0) return NULL;
     if (!(y = tc_py_float_array(y_obj, "y", ty, 3))) goto done;
@@ -234,11 +298,11 @@ static PyObject *py_softmax_backward_into(PyObject *self, PyObject *args)
     int st;
     Py_BEGIN_ALLOW_THREADS
     if (is_log)
-        st = TC_CALL(ty, tc_log_softmax_backward_set, PyArray_DATA(dx), PyArray_DATA(dy),
-                     PyArray_DATA(y), outer, C, inner, set);
+        st = TC_CALL(ty, tc_log_softmax_backward, PyArray_DATA(dx), PyArray_DATA(dy),
+                     PyArray_DATA(y), outer, C, inner, write);
     else
-        st = TC_CALL(ty, tc_softmax_backward_set, PyArray_DATA(dx), PyArray_DATA(dy),
-                     PyArray_DATA(y), outer, C, inner, set);
+        st = TC_CALL(ty, tc_softmax_backward, PyArray_DATA(dx), PyArray_DATA(dy),
+                     PyArray_DATA(y), outer, C, inner, write);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "softmax_backward_into")) goto done;
     ret = Py_None;
@@ -252,13 +316,14 @@ done:
 
 PyMethodDef tc_methods_perf[] = {
     {"softmax_backward_into", py_softmax_backward_into, METH_VARARGS,
-     "softmax_backward_into(dinp, dout, y, is_log, set): the (log-)softmax backward along "
+     "softmax_backward_into(dinp, dout, y, is_log, write): the (log-)softmax backward along "
      "axis 1 of (outer, C, inner) arrays into dinp in place, written or accumulated (for "
      "tests)"},
     {"backward_into", py_backward_into, METH_VARARGS,
-     "backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, set): a linear, "
-     "linear_gelu or layernorm backward into the given arrays in place, the outputs flagged "
-     "in set written, the others accumulated (for tests)"},
+     "backward_into(kind, dinp, dweight, dbias, dout, inp, weight, pre, write): a linear, "
+     "linear_gelu or layernorm backward into the given arrays in place, the outputs whose "
+     "bit of write is set (1 dinp, 2 dweight, 4 dbias) written, the others accumulated "
+     "(for tests)"},
     {"gemm_pack_panel", py_gemm_pack_panel, METH_VARARGS,
      "gemm_pack_panel(src, rs, cs, n, kc, side) -> one packed GEMM panel (for tests of the "
      "packers): side 0 (ceil(n/6), kc, 6) of A rows [0,n), side 1 (kc, NR) of B columns [0,n), src a "
@@ -267,7 +332,19 @@ PyMethodDef tc_methods_perf[] = {
      "scratch_alloc_count() -> int: allocations made so far by the kernels' per-thread scratch "
      "workspace (for tests: a warmed-up step makes none)"},
     {"gemm_set_kernel", py_gemm_set_kernel, METH_VARARGS,
-     "gemm_set_kernel(name): force the GEMM micro-kernel ('generic', 'avx2+fma', 'auto')"},
+     "gemm_set_kernel(name): the cpu override by name, for every family: 'generic' = "
+     "cpu_set_portable(True), 'avx2+fma' = (False), 'auto' = (None)"},
+    {"cpu_set_portable", py_cpu_set_portable, METH_VARARGS,
+     "cpu_set_portable(on): True forces the portable kernels in every family (GEMM, "
+     "attention, softmax, activations, layernorm, loss, fused, decode, bench), False the "
+     "CPU's best, None the environment's choice (TC_PORTABLE=1) again"},
+    {"cpu_portable", py_cpu_portable, METH_NOARGS, "cpu_portable() -> bool: the override"},
+    {"cpu_has_avx2", py_cpu_has_avx2, METH_NOARGS,
+     "cpu_has_avx2() -> bool: whether this CPU and build have the AVX2+FMA kernels"},
+    {"cpu_kernel", py_cpu_kernel, METH_VARARGS,
+     "cpu_kernel(family) -> 'avx2+fma', 'generic' or None (not run yet): the variant the "
+     "family ('gemm', 'attention', 'softmax', 'activation', 'layernorm', 'loss', 'fused', "
+     "'decode', 'bench') last ran"},
     {"peak_flops", py_peak_flops, METH_VARARGS,
      "peak_flops(iters) -> peak FP32 FLOP/s of an FMA loop on the current thread count"},
     {NULL, NULL, 0, NULL},

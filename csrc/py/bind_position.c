@@ -1,53 +1,24 @@
 /* bind_position.c: bindings of position.c. */
 #include "bind.h"
 
-#include <math.h>
-#include <stdio.h>
-
-/* 0 if base is finite and > 0, else -1 with ValueError naming base. */
-static int check_base(double base)
-{
-    if (base > 0 && isfinite(base)) return 0;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%g", base);
-    PyErr_Format(PyExc_ValueError, "base must be a finite number > 0, got %s", buf);
-    return -1;
-}
 
 /* position_sinusoidal(length, dim, base, offset, dtype) -> table (length, dim) of dtype
  * (float32 or float64) */
 static PyObject *py_position_sinusoidal(PyObject *self, PyObject *args)
 {
     PyObject *len_obj, *dim_obj, *off_obj, *dt_obj, *result = NULL;
-    PyArray_Descr *descr = NULL;
     PyArrayObject *out = NULL;
     double base;
     int64_t L, D, offset;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOdOO", &len_obj, &dim_obj, &base, &off_obj, &dt_obj))
         return NULL;
-    if (tc_py_int64(len_obj, "length", &L) || tc_py_int64(dim_obj, "dim", &D) ||
-        tc_py_int64(off_obj, "offset", &offset))
+    if (tc_py_int64_min(len_obj, "length", 0, &L) || tc_py_int64_min(dim_obj, "dim", 1, &D) ||
+        tc_py_int64(off_obj, "offset", &offset) ||
+        tc_py_check_real(base, "base", TC_PY_POSITIVE))
         goto done;
-    if (L < 0) {
-        PyErr_Format(PyExc_ValueError, "length must be >= 0, got %lld", (long long)L);
-        goto done;
-    }
-    if (D < 1) {
-        PyErr_Format(PyExc_ValueError, "dim must be >= 1, got %lld", (long long)D);
-        goto done;
-    }
-    if (check_base(base)) goto done;
-    if (!PyArray_DescrConverter(dt_obj, &descr)) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_TypeError, "dtype must be float32 or float64");
-        goto done;
-    }
-    int ty = descr->type_num;
-    if (ty != NPY_FLOAT && ty != NPY_DOUBLE) {
-        PyErr_SetString(PyExc_TypeError, "dtype must be float32 or float64");
-        goto done;
-    }
+    const int ty = tc_py_dtype(dt_obj, "dtype");
+    if (ty < 0) goto done;
     npy_intp dims[2] = {(npy_intp)L, (npy_intp)D};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
@@ -58,38 +29,43 @@ static PyObject *py_position_sinusoidal(PyObject *self, PyObject *args)
     result = (PyObject *)out;
     out = NULL;
 done:
-    Py_XDECREF(descr);
     Py_XDECREF(out);
     return result;
+}
+
+typedef struct {
+    int64_t B, L, D, offset;
+    double base;
+} pos_ctx;
+
+static int pos_add(int ty, void *out, const void *x, const void *unused, int64_t n,
+                   const void *ctx)
+{
+    const pos_ctx *c = ctx;
+    (void)unused;
+    (void)n;
+    return TC_CALL(ty, tc_position_add_sinusoidal, out, x, c->B, c->L, c->D, c->base,
+                   c->offset);
 }
 
 /* position_add_sinusoidal(x (B,T,D), base, offset) -> x + table[:T] (a new array) */
 static PyObject *py_position_add_sinusoidal(PyObject *self, PyObject *args)
 {
     PyObject *x_obj, *off_obj, *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
-    double base;
-    int64_t offset;
+    PyArrayObject *x = NULL;
+    pos_ctx c;
+    int ty;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OdO", &x_obj, &base, &off_obj)) return NULL;
-    if (tc_py_int64(off_obj, "offset", &offset)) goto done;
-    if (check_base(base)) goto done;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, 3))) goto done;
-    npy_intp B = PyArray_DIM(x, 0), L = PyArray_DIM(x, 1), D = PyArray_DIM(x, 2);
-    if (!(out = tc_py_new(3, PyArray_DIMS(x), ty, 0))) goto done;
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_position_add_sinusoidal, PyArray_DATA(out), PyArray_DATA(x), B, L, D,
-                 base, offset);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "position_add_sinusoidal")) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
+    if (!PyArg_ParseTuple(args, "OdO", &x_obj, &c.base, &off_obj)) return NULL;
+    if (tc_py_int64(off_obj, "offset", &c.offset) ||
+        tc_py_check_real(c.base, "base", TC_PY_POSITIVE))
+        return NULL;
+    if (!(x = tc_py_float_input(x_obj, "x", 3, &ty))) return NULL;
+    c.B = PyArray_DIM(x, 0);
+    c.L = PyArray_DIM(x, 1);
+    c.D = PyArray_DIM(x, 2);
+    result = tc_py_map_arrays(ty, x, NULL, pos_add, &c, "position_add_sinusoidal");
+    Py_DECREF(x);
     return result;
 }
 
@@ -103,7 +79,7 @@ static PyObject *py_position_sinusoidal_ref(PyObject *self, PyObject *args)
     int64_t offset;
     (void)self;
     if (!PyArg_ParseTuple(args, "OdO", &out_obj, &base, &off_obj)) return NULL;
-    if (tc_py_int64(off_obj, "offset", &offset) || check_base(base)) return NULL;
+    if (tc_py_int64(off_obj, "offset", &offset) || tc_py_check_real(base, "base", TC_PY_POSITIVE)) return NULL;
     int ty = tc_py_float_type(out_obj, "out");
     if (ty < 0) goto done;
     if (!(out = tc_py_inout_array(out_obj, "out", ty))) goto done;

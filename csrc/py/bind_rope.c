@@ -1,48 +1,28 @@
 /* bind_rope.c: bindings of rope.c. */
 #include "bind.h"
 
-#include <math.h>
-#include <stdio.h>
 
 /* rope_table(length, head_size, base, offset, dtype) -> (cos, sin), each (length, head_size/2) */
 static PyObject *py_rope_table(PyObject *self, PyObject *args)
 {
     PyObject *len_obj, *hs_obj, *off_obj, *dt_obj, *result = NULL;
-    PyArray_Descr *descr = NULL;
     PyArrayObject *c = NULL, *s = NULL;
     double base;
     int64_t L, HS, offset;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOdOO", &len_obj, &hs_obj, &base, &off_obj, &dt_obj))
         return NULL;
-    if (tc_py_int64(len_obj, "length", &L) || tc_py_int64(hs_obj, "head_size", &HS) ||
+    if (tc_py_int64_min(len_obj, "length", 0, &L) || tc_py_int64(hs_obj, "head_size", &HS) ||
         tc_py_int64(off_obj, "offset", &offset))
         goto done;
-    if (L < 0) {
-        PyErr_Format(PyExc_ValueError, "length must be >= 0, got %lld", (long long)L);
-        goto done;
-    }
     if (HS < 0 || HS % 2) {
         PyErr_Format(PyExc_ValueError, "head_size must be even and >= 0, got %lld",
                      (long long)HS);
         goto done;
     }
-    if (!(base > 0) || !isfinite(base)) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "%g", base);
-        PyErr_Format(PyExc_ValueError, "base must be a finite number > 0, got %s", buf);
-        goto done;
-    }
-    if (!PyArray_DescrConverter(dt_obj, &descr)) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_TypeError, "dtype must be float32 or float64");
-        goto done;
-    }
-    int ty = descr->type_num;
-    if (ty != NPY_FLOAT && ty != NPY_DOUBLE) {
-        PyErr_SetString(PyExc_TypeError, "dtype must be float32 or float64");
-        goto done;
-    }
+    if (tc_py_check_real(base, "base", TC_PY_POSITIVE)) goto done;
+    const int ty = tc_py_dtype(dt_obj, "dtype");
+    if (ty < 0) goto done;
     npy_intp dims[2] = {(npy_intp)L, (npy_intp)(HS / 2)};
     if (!(c = tc_py_new(2, dims, ty, 0)) || !(s = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
@@ -52,7 +32,6 @@ static PyObject *py_rope_table(PyObject *self, PyObject *args)
     if (tc_py_status(st, "rope_table")) goto done;
     result = Py_BuildValue("(OO)", c, s);
 done:
-    Py_XDECREF(descr);
     Py_XDECREF(c);
     Py_XDECREF(s);
     return result;
@@ -88,7 +67,7 @@ static PyObject *rope_common(PyObject *args, int backward)
     Py_BEGIN_ALLOW_THREADS
     if (backward)
         st = TC_CALL(ty, tc_rope_backward, PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(c),
-                     PyArray_DATA(s), N, L, NH, HS, interleaved);
+                     PyArray_DATA(s), N, L, NH, HS, interleaved, TC_ACCUMULATE);
     else
         st = TC_CALL(ty, tc_rope_forward, PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(c),
                      PyArray_DATA(s), N, L, NH, HS, interleaved);

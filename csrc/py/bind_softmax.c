@@ -2,13 +2,6 @@
  * middle of an (outer, C, inner) view, so no transposed copy is ever made. */
 #include "bind.h"
 
-typedef int (*sm_fwd_f32_fn)(float *, const float *, int64_t, int64_t, int64_t);
-typedef int (*sm_fwd_f64_fn)(double *, const double *, int64_t, int64_t, int64_t);
-typedef int (*sm_bwd_f32_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t,
-                             int);
-typedef int (*sm_bwd_f64_fn)(double *, const double *, const double *, int64_t, int64_t,
-                             int64_t, int);
-
 /* (outer, C, inner) of array a for the Python int axis_obj (negative counts from the end).
  * A 0-d array is one softmax over one element (axis 0 or -1), as torch. -1 with TypeError /
  * ValueError naming axis otherwise. */
@@ -36,60 +29,61 @@ static int split_axis(PyArrayObject *a, PyObject *axis_obj, int64_t *outer, int6
     return 0;
 }
 
-static PyObject *softmax_forward_common(PyObject *args, sm_fwd_f32_fn f32, sm_fwd_f64_fn f64,
-                                        const char *kernel)
-{
-    PyObject *x_obj, *axis_obj, *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
+/* the kernels of one call and the (outer, C, inner) view of its arrays */
+typedef struct {
+    int is_log, ref; /* ref: the plain references of softmax_ref.h (test hooks) */
     int64_t outer, C, inner;
-    if (!PyArg_ParseTuple(args, "OO", &x_obj, &axis_obj)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
-    if (split_axis(x, axis_obj, &outer, &C, &inner)) goto done;
-    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT ? f32(PyArray_DATA(out), PyArray_DATA(x), outer, C, inner)
-                         : f64(PyArray_DATA(out), PyArray_DATA(x), outer, C, inner);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, kernel)) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
-    return result;
+} sm_ctx;
+
+static int sm_forward(int ty, void *out, const void *x, const void *unused, int64_t n,
+                      const void *ctx)
+{
+    const sm_ctx *c = ctx;
+    (void)unused;
+    (void)n;
+    if (c->ref)
+        return TC_CALL(ty, tc_softmax_forward_ref, out, x, c->outer, c->C, c->inner, c->is_log);
+    return c->is_log ? TC_CALL(ty, tc_log_softmax_forward, out, x, c->outer, c->C, c->inner)
+                     : TC_CALL(ty, tc_softmax_forward, out, x, c->outer, c->C, c->inner);
 }
 
-static PyObject *softmax_backward_common(PyObject *args, sm_bwd_f32_fn f32, sm_bwd_f64_fn f64,
-                                         const char *kernel)
+/* dx written (TC_WRITE(0): tc_py_map_arrays allocates it uninitialised) */
+static int sm_backward(int ty, void *dx, const void *dy, const void *y, int64_t n,
+                       const void *ctx)
 {
-    PyObject *dy_obj, *y_obj, *axis_obj, *result = NULL;
-    PyArrayObject *dy = NULL, *y = NULL, *dx = NULL;
-    int64_t outer, C, inner;
-    if (!PyArg_ParseTuple(args, "OOO", &dy_obj, &y_obj, &axis_obj)) return NULL;
-    int ty = tc_py_float_type(dy_obj, "grad_output");
-    if (ty < 0) goto done;
-    if (!(dy = tc_py_float_array(dy_obj, "grad_output", ty, -1))) goto done;
-    if (!(y = tc_py_float_array(y_obj, "y", ty, -1))) goto done;
-    if (tc_py_check_same_shape(dy, "grad_output", y, "y")) goto done;
-    if (split_axis(y, axis_obj, &outer, &C, &inner)) goto done;
-    /* uninitialised: the kernel writes every entry (set mode; no zeroing pass) */
-    if (!(dx = tc_py_new(PyArray_NDIM(y), PyArray_DIMS(y), ty, 0))) goto done;
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT
-        ? f32(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(y), outer, C, inner, 1)
-        : f64(PyArray_DATA(dx), PyArray_DATA(dy), PyArray_DATA(y), outer, C, inner, 1);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, kernel)) goto done;
-    result = (PyObject *)dx;
-    dx = NULL;
+    const sm_ctx *c = ctx;
+    (void)n;
+    if (c->ref) /* the references write dx */
+        return TC_CALL(ty, tc_softmax_backward_ref, dx, dy, y, c->outer, c->C, c->inner,
+                       c->is_log);
+    return c->is_log ? TC_CALL(ty, tc_log_softmax_backward, dx, dy, y, c->outer, c->C,
+                               c->inner, TC_WRITE(0))
+                     : TC_CALL(ty, tc_softmax_backward, dx, dy, y, c->outer, c->C, c->inner,
+                               TC_WRITE(0));
+}
+
+/* (log_)softmax_forward(x, axis) when backward == 0, else (log_)softmax_backward(grad_output,
+ * y, axis); ref: the plain references instead of the kernels */
+static PyObject *softmax_common(PyObject *args, int is_log, int backward, int ref,
+                                const char *kernel)
+{
+    PyObject *a_obj, *y_obj = NULL, *axis_obj, *result = NULL;
+    PyArrayObject *a = NULL, *y = NULL;
+    sm_ctx c = {is_log, ref, 0, 0, 0};
+    int ty;
+    if (backward ? !PyArg_ParseTuple(args, "OOO", &a_obj, &y_obj, &axis_obj)
+                 : !PyArg_ParseTuple(args, "OO", &a_obj, &axis_obj))
+        return NULL;
+    if (!(a = tc_py_float_input(a_obj, backward ? "grad_output" : "x", -1, &ty))) goto done;
+    if (backward) {
+        if (!(y = tc_py_float_array(y_obj, "y", ty, -1))) goto done;
+        if (tc_py_check_same_shape(a, "grad_output", y, "y")) goto done;
+    }
+    if (split_axis(a, axis_obj, &c.outer, &c.C, &c.inner)) goto done;
+    result = tc_py_map_arrays(ty, a, y, backward ? sm_backward : sm_forward, &c, kernel);
 done:
-    Py_XDECREF(dy);
+    Py_XDECREF(a);
     Py_XDECREF(y);
-    Py_XDECREF(dx);
     return result;
 }
 
@@ -97,99 +91,73 @@ done:
 static PyObject *py_softmax_forward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_forward_common(args, tc_softmax_forward_f32, tc_softmax_forward_f64,
-                                  "softmax_forward");
+    return softmax_common(args, 0, 0, 0, "softmax_forward");
 }
 
 /* softmax_backward(grad_output, y, axis) -> dx, y the forward output */
 static PyObject *py_softmax_backward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_backward_common(args, tc_softmax_backward_set_f32,
-                                   tc_softmax_backward_set_f64, "softmax_backward");
+    return softmax_common(args, 0, 1, 0, "softmax_backward");
 }
 
 /* log_softmax_forward(x (any shape), axis) -> y */
 static PyObject *py_log_softmax_forward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_forward_common(args, tc_log_softmax_forward_f32, tc_log_softmax_forward_f64,
-                                  "log_softmax_forward");
+    return softmax_common(args, 1, 0, 0, "log_softmax_forward");
 }
 
 /* log_softmax_backward(grad_output, y, axis) -> dx, y the forward output */
 static PyObject *py_log_softmax_backward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return softmax_backward_common(args, tc_log_softmax_backward_set_f32,
-                                   tc_log_softmax_backward_set_f64, "log_softmax_backward");
+    return softmax_common(args, 1, 1, 0, "log_softmax_backward");
+}
+
+static int vec_exp(int ty, void *out, const void *x, const void *unused, int64_t n,
+                   const void *ctx)
+{
+    (void)unused;
+    (void)ctx;
+    return TC_CALL(ty, tc_vec_exp, out, x, n);
 }
 
 /* vec_exp(x (any shape)) -> exp(x) through the kernels' shared vector exp (for tests) */
 static PyObject *py_vec_exp(PyObject *self, PyObject *args)
 {
-    PyObject *x_obj, *result = NULL;
-    PyArrayObject *x = NULL, *out = NULL;
+    PyObject *x_obj;
     (void)self;
     if (!PyArg_ParseTuple(args, "O", &x_obj)) return NULL;
-    int ty = tc_py_float_type(x_obj, "x");
-    if (ty < 0) goto done;
-    if (!(x = tc_py_float_array(x_obj, "x", ty, -1))) goto done;
-    if (!(out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0))) goto done;
-    const npy_intp N = PyArray_SIZE(x);
-    int st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ty == NPY_FLOAT ? tc_vec_exp_f32(PyArray_DATA(out), PyArray_DATA(x), N)
-                         : tc_vec_exp_f64(PyArray_DATA(out), PyArray_DATA(x), N);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "vec_exp")) goto done;
-    result = (PyObject *)out;
-    out = NULL;
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(out);
-    return result;
+    return tc_py_map(x_obj, "x", NULL, NULL, vec_exp, NULL, "vec_exp");
 }
 
-/* The plain references (softmax_ref.h) through the helpers above, as test hooks:
+/* The plain references (softmax_ref.h), test hooks with the kernels' arguments:
  * [log_]softmax_forward_ref(x, axis) -> y, [log_]softmax_backward_ref(grad_output, y, axis)
- * -> dx (the references write dx: the helper's set flag is moot). */
-#define SM_REF(name, is_log)                                                                   \
-    static int name##_fwd_f32(float *o, const float *x, int64_t a, int64_t c, int64_t b)       \
-    {                                                                                          \
-        return tc_softmax_forward_ref_f32(o, x, a, c, b, is_log);                              \
-    }                                                                                          \
-    static int name##_fwd_f64(double *o, const double *x, int64_t a, int64_t c, int64_t b)     \
-    {                                                                                          \
-        return tc_softmax_forward_ref_f64(o, x, a, c, b, is_log);                              \
-    }                                                                                          \
-    static int name##_bwd_f32(float *d, const float *g, const float *y, int64_t a, int64_t c,  \
-                              int64_t b, int set)                                              \
-    {                                                                                          \
-        (void)set;                                                                             \
-        return tc_softmax_backward_ref_f32(d, g, y, a, c, b, is_log);                          \
-    }                                                                                          \
-    static int name##_bwd_f64(double *d, const double *g, const double *y, int64_t a,          \
-                              int64_t c, int64_t b, int set)                                   \
-    {                                                                                          \
-        (void)set;                                                                             \
-        return tc_softmax_backward_ref_f64(d, g, y, a, c, b, is_log);                          \
-    }                                                                                          \
-    static PyObject *py_##name##_forward_ref(PyObject *self, PyObject *args)                   \
-    {                                                                                          \
-        (void)self;                                                                            \
-        return softmax_forward_common(args, name##_fwd_f32, name##_fwd_f64,                    \
-                                      #name "_forward_ref");                                   \
-    }                                                                                          \
-    static PyObject *py_##name##_backward_ref(PyObject *self, PyObject *args)                  \
-    {                                                                                          \
-        (void)self;                                                                            \
-        return softmax_backward_common(args, name##_bwd_f32, name##_bwd_f64,                   \
-                                       #name "_backward_ref");                                 \
-    }
-SM_REF(softmax, 0)
-SM_REF(log_softmax, 1)
-#undef SM_REF
+ * -> dx */
+static PyObject *py_softmax_forward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return softmax_common(args, 0, 0, 1, "softmax_forward_ref");
+}
+
+static PyObject *py_softmax_backward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return softmax_common(args, 0, 1, 1, "softmax_backward_ref");
+}
+
+static PyObject *py_log_softmax_forward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return softmax_common(args, 1, 0, 1, "log_softmax_forward_ref");
+}
+
+static PyObject *py_log_softmax_backward_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return softmax_common(args, 1, 1, 1, "log_softmax_backward_ref");
+}
 
 PyMethodDef tc_methods_softmax[] = {
     {"softmax_forward", py_softmax_forward, METH_VARARGS, "softmax_forward(x, axis) -> y"},

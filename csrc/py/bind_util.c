@@ -1,6 +1,7 @@
 /* bind_util.c: argument conversion and checking shared by every binding. */
 #include "bind.h"
 
+#include <math.h>
 #include <stdio.h>
 
 const char *tc_py_shape_str(PyArrayObject *a, char *buf, size_t n)
@@ -151,6 +152,17 @@ int tc_py_check_dim(PyArrayObject *a, const char *name, int axis, npy_intp want,
     return 0;
 }
 
+int tc_py_check_write(int64_t write, int nout, const char *name)
+{
+    if (write < 0 || write >= ((int64_t)1 << nout)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s must be a bitmask of the %d gradient outputs (0..%d), got %lld", name,
+                     nout, (1 << nout) - 1, (long long)write);
+        return -1;
+    }
+    return 0;
+}
+
 int tc_py_check_same_shape(PyArrayObject *a, const char *a_name, PyArrayObject *b,
                            const char *b_name)
 {
@@ -231,4 +243,145 @@ int tc_py_uint64(PyObject *obj, const char *name, uint64_t *out)
     }
     *out = (uint64_t)v;
     return 0;
+}
+
+int tc_py_check_real(double v, const char *name, int range)
+{
+    static const char *const what[] = {"a finite number", "a finite number >= 0",
+                                       "a finite number > 0", "a probability in [0, 1]"};
+    const int ok = range == TC_PY_PROB ? v >= 0.0 && v <= 1.0
+                   : !isfinite(v)      ? 0
+                   : range == TC_PY_NONNEG   ? v >= 0.0
+                   : range == TC_PY_POSITIVE ? v > 0.0
+                                             : 1;
+    if (ok) return 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%g", v);
+    PyErr_Format(PyExc_ValueError, "%s must be %s, got %s", name, what[range], buf);
+    return -1;
+}
+
+int tc_py_real(PyObject *obj, const char *name, int range, double *out)
+{
+    if (PyBool_Check(obj) || PyComplex_Check(obj) || !PyNumber_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    const double v = PyFloat_AsDouble(obj);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (tc_py_check_real(v, name, range)) return -1;
+    *out = v;
+    return 0;
+}
+
+int tc_py_check_flag(int v, const char *name)
+{
+    if (v == 0 || v == 1) return 0;
+    PyErr_Format(PyExc_ValueError, "%s must be 0 or 1, got %d", name, v);
+    return -1;
+}
+
+int tc_py_check_option(int kind, int v, const char *name)
+{
+    const int n = tc_option_count(kind);
+    if (v >= 0 && v < n) return 0;
+    char buf[256];
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof buf; i++)
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%d ('%s')", i ? ", " : "",
+                                 i, tc_option_name(kind, i));
+    PyErr_Format(PyExc_ValueError, "%s must be one of %s, got %d", name, n ? buf : "()", v);
+    return -1;
+}
+
+int tc_py_int64_min(PyObject *obj, const char *name, int64_t min, int64_t *out)
+{
+    if (tc_py_int64(obj, name, out)) return -1;
+    if (*out >= min) return 0;
+    PyErr_Format(PyExc_ValueError, "%s must be >= %lld, got %lld", name, (long long)min,
+                 (long long)*out);
+    return -1;
+}
+
+int tc_py_dtype(PyObject *obj, const char *name)
+{
+    PyArray_Descr *descr = NULL;
+    if (!PyArray_DescrConverter(obj, &descr)) PyErr_Clear();
+    const int ty = descr ? descr->type_num : -1;
+    Py_XDECREF(descr);
+    if (ty == NPY_FLOAT || ty == NPY_DOUBLE) return ty;
+    PyErr_Format(PyExc_TypeError, "%s must be float32 or float64", name);
+    return -1;
+}
+
+int tc_py_linear_args(PyObject *x_obj, PyObject *w_obj, PyObject *b_obj, PyObject *dy_obj,
+                      int *ty, PyArrayObject **x, PyArrayObject **w, PyArrayObject **b,
+                      PyArrayObject **dy)
+{
+    if ((*ty = tc_py_float_type(x_obj, "x")) < 0) return -1;
+    if (!(*x = tc_py_float_array(x_obj, "x", *ty, 2))) return -1;
+    if (!(*w = tc_py_float_array(w_obj, "weight", *ty, 2))) return -1;
+    const npy_intp N = PyArray_DIM(*x, 0), C = PyArray_DIM(*x, 1), OC = PyArray_DIM(*w, 0);
+    if (tc_py_check_dim(*w, "weight", 1, C, "in_features (the last dim of x)")) return -1;
+    if (dy_obj) {
+        if (!(*dy = tc_py_float_array(dy_obj, "grad_output", *ty, 2))) return -1;
+        if (tc_py_check_dim(*dy, "grad_output", 0, N, "the rows of x") ||
+            tc_py_check_dim(*dy, "grad_output", 1, OC, "out_features (weight.shape[0])"))
+            return -1;
+    }
+    if (b_obj && b_obj != Py_None) {
+        if (!(*b = tc_py_float_array(b_obj, "bias", *ty, 1))) return -1;
+        if (tc_py_check_dim(*b, "bias", 0, OC, "out_features (weight.shape[0])")) return -1;
+    }
+    return 0;
+}
+
+PyArrayObject *tc_py_float_input(PyObject *obj, const char *name, int ndim, int *ty)
+{
+    if ((*ty = tc_py_float_type(obj, name)) < 0) return NULL;
+    return tc_py_float_array(obj, name, *ty, ndim);
+}
+
+PyObject *tc_py_map_arrays(int ty, PyArrayObject *x, PyArrayObject *y, tc_py_map_fn fn,
+                           const void *ctx, const char *kernel)
+{
+    PyArrayObject *out = tc_py_new(PyArray_NDIM(x), PyArray_DIMS(x), ty, 0);
+    if (!out) return NULL;
+    const int64_t n = (int64_t)PyArray_SIZE(x);
+    void *po = PyArray_DATA(out);
+    const void *px = PyArray_DATA(x), *py = y ? PyArray_DATA(y) : NULL;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = fn(ty, po, px, py, n, ctx);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, kernel)) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return (PyObject *)out;
+}
+
+PyObject *tc_py_map(PyObject *x_obj, const char *x_name, PyObject *y_obj, const char *y_name,
+                    tc_py_map_fn fn, const void *ctx, const char *kernel)
+{
+    PyObject *result = NULL;
+    PyArrayObject *y = NULL;
+    int ty;
+    PyArrayObject *x = tc_py_float_input(x_obj, x_name, -1, &ty);
+    if (!x) goto done;
+    if (y_obj) {
+        if (!(y = tc_py_float_array(y_obj, y_name, ty, -1))) goto done;
+        if (tc_py_check_same_shape(x, x_name, y, y_name)) goto done;
+    }
+    result = tc_py_map_arrays(ty, x, y, fn, ctx, kernel);
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(y);
+    return result;
 }

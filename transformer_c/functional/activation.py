@@ -7,26 +7,15 @@ has the input's shape and dtype.
 """
 from .. import _C
 from ..options import ACTIVATIONS, check_option
-from ._util import as_float, same_dtype
+from ._util import approximate_flag, as_float, check_shape, same_dtype
 
 __all__ = ["relu", "relu_backward", "gelu", "gelu_backward", "activation",
            "activation_backward"]
 
-_GELU_APPROXIMATE = {"none": 0, "tanh": 1}
-
-
-def _approximate_flag(approximate):
-    if not isinstance(approximate, str) or approximate not in _GELU_APPROXIMATE:
-        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _GELU_APPROXIMATE[approximate]
-
-
 def _grad_and_x(grad_output, x):
     x = as_float(x, "x")
     grad_output = same_dtype(x, "x", grad_output, "grad_output")
-    if grad_output.shape != x.shape:
-        raise ValueError(f"grad_output must have the shape of x {x.shape}, "
-                         f"got {grad_output.shape}")
+    check_shape(grad_output, "grad_output", x.shape, "x's")
     return grad_output, x
 
 
@@ -54,7 +43,7 @@ def gelu(x, approximate="none"):
     approximate="tanh": y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2; torch's
     approximate='tanh'). x: any shape, float32 or float64. Returns y: x's shape and dtype.
     """
-    flag = _approximate_flag(approximate)
+    flag = approximate_flag(approximate)
     return _C.gelu_forward(as_float(x, "x"), flag)
 
 
@@ -63,7 +52,7 @@ def gelu_backward(grad_output, x, approximate="none"):
 
     grad_output, x: the same shape (any) and dtype. Returns dx: x's shape and dtype.
     """
-    flag = _approximate_flag(approximate)
+    flag = approximate_flag(approximate)
     grad_output, x = _grad_and_x(grad_output, x)
     return _C.gelu_backward(grad_output, x, flag)
 

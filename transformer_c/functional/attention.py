@@ -24,13 +24,11 @@ A query row whose keys are all masked gets an output of zeros (not NaN, as torch
 zero gradients; its logsumexp is -inf.
 """
 import math
-import numbers
-import operator
 
 import numpy as np
 
 from .. import _C
-from ._util import as_float, same_dtype
+from ._util import as_float, as_int, as_real, as_seed, check_shape, same_dtype
 
 __all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward",
            "attention_decode"]
@@ -69,12 +67,7 @@ def _scale(scale, DK):
     any finite real number otherwise."""
     if scale is None:
         return 1.0 / math.sqrt(DK) if DK > 0 else 1.0
-    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}")
-    scale = float(scale)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number, got {scale}")
-    return scale
+    return as_real(scale, "scale")
 
 
 def _causal(is_causal):
@@ -89,26 +82,25 @@ def _causal(is_causal):
 def _dropout(dropout_p, seed):
     """(dropout_p, seed) checked: p in [0, 1]; seed an int in [0, 2**64), required when
     p > 0 (the same seed makes the forward and the backward draw the same mask)."""
-    if isinstance(dropout_p, (bool, np.bool_)) or not isinstance(dropout_p, numbers.Real):
-        raise TypeError(f"dropout_p must be a real number, got {type(dropout_p).__name__}")
-    p = float(dropout_p)
-    if not 0.0 <= p <= 1.0:  # also rejects NaN
-        raise ValueError(f"dropout_p must be a probability in [0, 1], got {dropout_p}")
+    p = as_real(dropout_p, "dropout_p", "probability")
     if seed is None:
         if p > 0.0:
             raise ValueError("seed is required when dropout_p > 0: the dropout mask is a pure "
                              "function of (seed, position), and the backward must be given "
                              "the forward's seed")
         return p, 0
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError("seed must be a non-negative integer, got bool")
-    try:
-        seed = operator.index(seed)
-    except TypeError:
-        raise TypeError(f"seed must be a non-negative integer, got {type(seed).__name__}") from None
-    if not 0 <= seed < 2 ** 64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return p, seed
+    return p, as_seed(seed)
+
+
+def _options(q, lead, T, S, DK, attn_mask, key_padding_mask, is_causal, dropout_p, scale,
+             seed):
+    """The C kernels' trailing arguments (keep, bias, key_padding, scale, causal, dropout_p,
+    seed), checked, for q (lead + (T, DK)) against S keys."""
+    keep, bias = _attn_mask(attn_mask, q, lead, T, S)
+    kpm = _key_padding(key_padding_mask, lead, S)
+    causal = _causal(is_causal)
+    p, seed = _dropout(dropout_p, seed)
+    return keep, bias, kpm, _scale(scale, DK), causal, p, seed
 
 
 def _bnh(lead):
@@ -215,15 +207,12 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
     implementation: "tiled" (default, O(T) memory) or "reference" (materialised).
     """
     q, k, v, (lead, T, S, DK, DV) = _check_qkv(q, k, v)
-    keep, bias = _attn_mask(attn_mask, q, lead, T, S)
-    kpm = _key_padding(key_padding_mask, lead, S)
-    causal = _causal(is_causal)
-    p, seed = _dropout(dropout_p, seed)
-    scale = _scale(scale, DK)
+    opts = _options(q, lead, T, S, DK, attn_mask, key_padding_mask, is_causal, dropout_p,
+                    scale, seed)
     fn = _impl(implementation, "attention_forward")
     B, NH = _bnh(lead)
     out, lse = fn(q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV),
-                  keep, bias, kpm, scale, causal, p, seed)
+                  *opts)
     out = out.reshape(lead + (T, DV))
     return (out, lse.reshape(lead + (T,))) if return_lse else out
 
@@ -243,32 +232,22 @@ def scaled_dot_product_attention_backward(grad_output, q, k, v, attn_mask=None,
     """
     q, k, v, (lead, T, S, DK, DV) = _check_qkv(q, k, v)
     grad_output = same_dtype(q, "q", grad_output, "grad_output")
-    if grad_output.shape != lead + (T, DV):
-        raise ValueError(f"grad_output must have shape {lead + (T, DV)} (the output's), "
-                         f"got {grad_output.shape}")
-    keep, bias = _attn_mask(attn_mask, q, lead, T, S)
-    kpm = _key_padding(key_padding_mask, lead, S)
-    causal = _causal(is_causal)
-    p, seed = _dropout(dropout_p, seed)
-    scale = _scale(scale, DK)
+    check_shape(grad_output, "grad_output", lead + (T, DV), "the output's")
+    opts = _options(q, lead, T, S, DK, attn_mask, key_padding_mask, is_causal, dropout_p,
+                    scale, seed)
     fwd = _impl(implementation, "attention_forward")
     bwd = _impl(implementation, "attention_backward")
     B, NH = _bnh(lead)
     q4, k4, v4 = q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV)
     if out is None or lse is None:
-        out4, lse3 = fwd(q4, k4, v4, keep, bias, kpm, scale, causal, p, seed)
+        out4, lse3 = fwd(q4, k4, v4, *opts)
     else:
         out = same_dtype(q, "q", out, "out")
         lse = same_dtype(q, "q", lse, "lse")
-        if out.shape != lead + (T, DV):
-            raise ValueError(f"out must have shape {lead + (T, DV)} (the forward's output), "
-                             f"got {out.shape}")
-        if lse.shape != lead + (T,):
-            raise ValueError(f"lse must have shape {lead + (T,)} (the forward's logsumexp), "
-                             f"got {lse.shape}")
+        check_shape(out, "out", lead + (T, DV), "the forward's output")
+        check_shape(lse, "lse", lead + (T,), "the forward's logsumexp")
         out4, lse3 = out.reshape(B, NH, T, DV), lse.reshape(B, NH, T)
-    dq, dk, dv = bwd(grad_output.reshape(B, NH, T, DV), q4, k4, v4, out4, lse3, keep, bias,
-                     kpm, scale, causal, p, seed)
+    dq, dk, dv = bwd(grad_output.reshape(B, NH, T, DV), q4, k4, v4, out4, lse3, *opts)
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
 
 
@@ -305,12 +284,7 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
     if v_cache.shape[-2] != Smax:
         raise ValueError(f"v_cache must have Smax = {Smax} positions (k_cache.shape[-2]), "
                          f"got shape {v_cache.shape}")
-    if isinstance(pos, (bool, np.bool_)):
-        raise TypeError("pos must be an integer, got bool")
-    try:
-        pos = operator.index(pos)
-    except TypeError:
-        raise TypeError(f"pos must be an integer, got {type(pos).__name__}") from None
+    pos = as_int(pos, "pos")
     if not 0 <= pos <= Smax - TN:
         raise ValueError(f"pos must be in [0, Smax - TN] = [0, {Smax - TN}], got {pos}")
     B, NH = _bnh(lead)

@@ -11,36 +11,18 @@ As in torch, the output is ``x * mask``: p == 1 gives ``x * 0`` (zeros for finit
 NaN in a dropped position stays NaN.
 """
 import math
-import numbers
 import operator
 
 import numpy as np
 
 from .. import _C
-from ._util import FLOAT_DTYPES, as_float
+from ._util import as_float, as_real, as_seed, float_dtype
 
 __all__ = ["dropout", "dropout_backward", "dropout_mask"]
 
 
 def _check_p(p):
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
-        raise TypeError(f"p must be a real number, got {type(p).__name__}")
-    p = float(p)
-    if not 0.0 <= p <= 1.0:  # also rejects NaN
-        raise ValueError(f"p must be a probability in [0, 1], got {p}")
-    return p
-
-
-def _check_seed(seed):
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError("seed must be a non-negative integer, got bool")
-    try:
-        seed = operator.index(seed)
-    except TypeError:
-        raise TypeError(f"seed must be a non-negative integer, got {type(seed).__name__}") from None
-    if not 0 <= seed < 2 ** 64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return seed
+    return as_real(p, "p", "probability")
 
 
 def dropout(x, p=0.5, *, seed, training=True):
@@ -51,7 +33,7 @@ def dropout(x, p=0.5, *, seed, training=True):
     ``training=False`` or ``p == 0`` returns a copy of x. Returns y: x's shape and dtype.
     """
     x = as_float(x, "x")
-    p, seed = _check_p(p), _check_seed(seed)
+    p, seed = _check_p(p), as_seed(seed)
     if not training or p == 0.0:
         return x.copy()
     return _C.dropout_forward(x, p, seed)
@@ -65,7 +47,7 @@ def dropout_backward(grad_output, p=0.5, *, seed, training=True):
     grad_output when ``training=False`` or ``p == 0``).
     """
     grad_output = as_float(grad_output, "grad_output")
-    p, seed = _check_p(p), _check_seed(seed)
+    p, seed = _check_p(p), as_seed(seed)
     if not training or p == 0.0:
         return grad_output.copy()
     return _C.dropout_backward(grad_output, p, seed)
@@ -78,12 +60,7 @@ def dropout_mask(shape, p=0.5, *, seed, dtype=np.float64):
     ``shape`` and ``dtype`` holding 1/(1-p) where the element is kept and 0 where dropped
     (all 0 for p == 1, all 1 for p == 0), so dropout(x, ...) == x * mask exactly.
     """
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    dt = float_dtype(dtype)
     try:
         shape = (operator.index(shape),) if not isinstance(shape, (tuple, list)) \
             else tuple(operator.index(d) for d in shape)
@@ -91,6 +68,6 @@ def dropout_mask(shape, p=0.5, *, seed, dtype=np.float64):
         raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}") from None
     if any(d < 0 for d in shape):
         raise ValueError(f"shape must not have negative sizes, got {shape}")
-    p, seed = _check_p(p), _check_seed(seed)
+    p, seed = _check_p(p), as_seed(seed)
     n = math.prod(shape)
     return _C.dropout_mask(n, p, seed, dt == np.float64).reshape(shape)

@@ -1,10 +1,6 @@
 """Token embedding lookup and its scatter-add backward (C: csrc/kernels/embedding.c)."""
-import operator
-
-import numpy as np
-
 from .. import _C
-from ._util import as_float, as_ids
+from ._util import as_float, as_ids, as_int
 
 __all__ = ["embedding", "embedding_backward"]
 
@@ -46,15 +42,7 @@ def embedding_backward(grad_output, ids, num_embeddings):
     """
     grad_output = as_float(grad_output, "grad_output")
     ids = as_ids(ids, "ids")
-    if isinstance(num_embeddings, (bool, np.bool_)):
-        raise TypeError("num_embeddings must be an integer, got bool")
-    try:
-        V = operator.index(num_embeddings)
-    except TypeError:
-        raise TypeError(f"num_embeddings must be an integer, got "
-                        f"{type(num_embeddings).__name__}") from None
-    if V < 0:
-        raise ValueError(f"num_embeddings must be >= 0, got {V}")
+    V = as_int(num_embeddings, "num_embeddings", 0)
     if grad_output.ndim != ids.ndim + 1 or grad_output.shape[:-1] != ids.shape:
         raise ValueError(f"grad_output must have shape ids.shape + (D,) = {ids.shape} + (D,), "
                          f"got {grad_output.shape}")

@@ -4,39 +4,14 @@ linear_gelu: gelu(x @ weight.T + bias) with the bias and the GELU applied inside
 product, block by block while the block is in cache. layer_norm_residual: s = x + residual
 and layer_norm(s) in one pass over each row, s written out (it is the residual stream).
 """
-import math
-import numbers
-
 import numpy as np
 
 from .. import _C
-from ._util import as_float, last_dim, rows, same_dtype
+from ._util import (approximate_flag, as_float, as_real, check_linear, check_norm, check_shape,
+                    check_stats, rows, same_dtype)
 
 __all__ = ["linear_gelu", "linear_gelu_backward", "layer_norm_residual",
            "layer_norm_residual_backward"]
-
-_GELU_APPROXIMATE = {"none": 0, "tanh": 1}
-
-
-def _approximate_flag(approximate):
-    if not isinstance(approximate, str) or approximate not in _GELU_APPROXIMATE:
-        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _GELU_APPROXIMATE[approximate]
-
-
-def _check_linear(x, weight, bias):
-    x = as_float(x, "x")
-    weight = same_dtype(x, "x", weight, "weight")
-    if weight.ndim != 2:
-        raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
-    last_dim(x, "x", weight.shape[1], "in_features (weight.shape[1])")
-    if bias is not None:
-        bias = same_dtype(x, "x", bias, "bias")
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(f"bias must have shape ({weight.shape[0]},) (weight.shape[0]), "
-                             f"got {bias.shape}")
-    return x, weight, bias
-
 
 def linear_gelu(x, weight, bias=None, approximate="none", return_pre=False, return_dact=False):
     """y = gelu(x @ weight.T + bias), fused: one pass writes the output.
@@ -48,8 +23,8 @@ def linear_gelu(x, weight, bias=None, approximate="none", return_pre=False, retu
     ``return_dact=True`` the tuple (y, dact), dact = gelu'(pre) (..., OC): the cache that
     spares the backward its GELU evaluation (computed with y at little extra cost).
     """
-    x, weight, bias = _check_linear(x, weight, bias)
-    flag = _approximate_flag(approximate)
+    x, weight, bias = check_linear(x, weight, bias)
+    flag = approximate_flag(approximate)
     if return_pre and return_dact:
         raise ValueError("return_pre and return_dact are exclusive: ask for one cache")
     want = 2 if return_dact else 1 if return_pre else 0
@@ -70,47 +45,21 @@ def linear_gelu_backward(grad_output, x, weight, bias=None, approximate="none", 
     same gradients, bitwise, without evaluating the GELU again).
     Returns (dx (..., C), dweight (OC, C), dbias (OC,) or None), in x's dtype.
     """
-    x, weight, bias = _check_linear(x, weight, bias)
-    flag = _approximate_flag(approximate)
+    x, weight, bias = check_linear(x, weight, bias)
+    flag = approximate_flag(approximate)
     grad_output = same_dtype(x, "x", grad_output, "grad_output")
     shape = x.shape[:-1] + (weight.shape[0],)
-    if grad_output.shape != shape:
-        raise ValueError(f"grad_output must have shape {shape}, got {grad_output.shape}")
+    check_shape(grad_output, "grad_output", shape)
     if pre is not None and dact is not None:
         raise ValueError("pass one cache: pre or dact, not both")
     cache, name = (pre, "pre") if dact is None else (dact, "dact")
     if cache is not None:
         cache = same_dtype(x, "x", cache, name)
-        if cache.shape != shape:
-            raise ValueError(f"{name} must have shape {shape} (the forward's cache), "
-                             f"got {cache.shape}")
+        check_shape(cache, name, shape, "the forward's cache")
         cache = rows(cache)
     dx, dw, db = _C.linear_gelu_backward(rows(grad_output), rows(x), weight, bias, cache, flag,
                                          bias is not None, dact is not None)
     return dx.reshape(x.shape), dw, db
-
-
-def _check_eps(eps):
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    eps = float(eps)
-    if not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps}")
-    return eps
-
-
-def _check_norm(x, name, weight, bias):
-    C = last_dim(x, name)
-    if C == 0:
-        raise ValueError(f"{name} must have at least one channel (its last dim), got shape {x.shape}")
-    weight = same_dtype(x, name, weight, "weight")
-    if weight.shape != (C,):
-        raise ValueError(f"weight must have shape ({C},) (the last dim of {name}), got {weight.shape}")
-    if bias is not None:
-        bias = same_dtype(x, name, bias, "bias")
-        if bias.shape != (C,):
-            raise ValueError(f"bias must have shape ({C},) (the last dim of {name}), got {bias.shape}")
-    return weight, bias
 
 
 def layer_norm_residual(x, residual, weight, bias=None, eps=1e-5, return_stats=False):
@@ -123,10 +72,9 @@ def layer_norm_residual(x, residual, weight, bias=None, eps=1e-5, return_stats=F
     """
     x = as_float(x, "x")
     residual = same_dtype(x, "x", residual, "residual")
-    weight, bias = _check_norm(x, "x", weight, bias)
-    if residual.shape != x.shape:
-        raise ValueError(f"residual must have the shape of x {x.shape}, got {residual.shape}")
-    eps = _check_eps(eps)
+    weight, bias = check_norm(x, "x", weight, bias)
+    check_shape(residual, "residual", x.shape, "x's")
+    eps = as_real(eps, "eps", "non_negative")
     y, s, mean, rstd = _C.layernorm_residual_forward(rows(x), rows(residual), weight, bias, eps)
     y, s = y.reshape(x.shape), s.reshape(x.shape)
     if return_stats:
@@ -146,29 +94,18 @@ def layer_norm_residual_backward(grad_output, s, weight, bias=None, eps=1e-5, me
     are equal (s = x + residual) but separate arrays.
     """
     s = as_float(s, "s")
-    weight, bias = _check_norm(s, "s", weight, bias)
-    eps = _check_eps(eps)
+    weight, bias = check_norm(s, "s", weight, bias)
+    eps = as_real(eps, "eps", "non_negative")
     grad_output = same_dtype(s, "s", grad_output, "grad_output")
-    if grad_output.shape != s.shape:
-        raise ValueError(f"grad_output must have the shape of s {s.shape}, got {grad_output.shape}")
+    check_shape(grad_output, "grad_output", s.shape, "s's")
     if grad_s is not None:
         grad_s = same_dtype(s, "s", grad_s, "grad_s")
-        if grad_s.shape != s.shape:
-            raise ValueError(f"grad_s must have the shape of s {s.shape}, got {grad_s.shape}")
+        check_shape(grad_s, "grad_s", s.shape, "s's")
         grad_s = rows(grad_s)
-    if (mean is None) != (rstd is None):
-        missing = "rstd" if rstd is None else "mean"
-        raise ValueError(f"{missing} is missing: give both mean and rstd (from the forward) "
-                         "or neither")
+    mean, rstd = check_stats(s, "s", mean, rstd)
     if mean is None:
         _, mean, rstd = _C.layernorm_forward(rows(s), weight, None, eps)
     else:
-        mean = same_dtype(s, "s", mean, "mean")
-        rstd = same_dtype(s, "s", rstd, "rstd")
-        for name, v in (("mean", mean), ("rstd", rstd)):
-            if v.shape != s.shape[:-1]:
-                raise ValueError(f"{name} must have shape {s.shape[:-1]} (s.shape[:-1]), "
-                                 f"got {v.shape}")
         mean, rstd = np.reshape(mean, -1), np.reshape(rstd, -1)
     dx, dr, dw, db = _C.layernorm_residual_backward(rows(grad_output), grad_s, rows(s), weight,
                                                     mean, rstd, bias is not None)

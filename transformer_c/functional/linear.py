@@ -1,8 +1,6 @@
 """Linear layer and matrix products (C: csrc/kernels/linear.c, csrc/kernels/gemm.c)."""
-import numpy as np
-
 from .. import _C
-from ._util import as_float, last_dim, rows, same_dtype
+from ._util import as_float, check_linear, check_shape, last_dim, rows, same_dtype
 
 __all__ = ["linear", "linear_backward", "matmul", "matmul_backward", "gemm"]
 
@@ -13,13 +11,7 @@ def linear(x, weight, bias=None):
     x: (..., C) any leading dims; weight: (OC, C); bias: (OC,) or None.
     Returns y: (..., OC) in x's dtype.
     """
-    x = as_float(x, "x")
-    weight = same_dtype(x, "x", weight, "weight")
-    if weight.ndim != 2:
-        raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
-    last_dim(x, "x", weight.shape[1], "in_features (weight.shape[1])")
-    if bias is not None:
-        bias = same_dtype(x, "x", bias, "bias")
+    x, weight, bias = check_linear(x, weight, bias, check_bias=False)
     y = _C.linear_forward(rows(x), weight, bias)
     return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
@@ -30,15 +22,9 @@ def linear_backward(grad_output, x, weight, bias=None):
     grad_output: (..., OC); x: (..., C); weight: (OC, C); bias: (OC,) or None (only
     whether it is given matters). Returns (dx (..., C), dweight (OC, C), dbias (OC,) or None).
     """
-    x = as_float(x, "x")
-    weight = same_dtype(x, "x", weight, "weight")
+    x, weight, _ = check_linear(x, weight)
     grad_output = same_dtype(x, "x", grad_output, "grad_output")
-    if weight.ndim != 2:
-        raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
-    last_dim(x, "x", weight.shape[1], "in_features (weight.shape[1])")
-    if grad_output.shape != x.shape[:-1] + (weight.shape[0],):
-        raise ValueError(f"grad_output must have shape {x.shape[:-1] + (weight.shape[0],)}, "
-                         f"got {grad_output.shape}")
+    check_shape(grad_output, "grad_output", x.shape[:-1] + (weight.shape[0],))
     dx, dw, db = _C.linear_backward(rows(grad_output), rows(x), weight,
                                     bias is not None)
     return dx.reshape(x.shape), dw, db
@@ -56,27 +42,26 @@ def gemm(a, b, *, trans_a=False, trans_b=False, reference=False):
     return fn(a, b, bool(trans_a), bool(trans_b))
 
 
-def matmul(a, b):
-    """a @ b where a: (..., K) with any leading dims and b: (K, N). Returns (..., N)."""
+def _matmul_args(a, b):
     a = as_float(a, "a")
     b = same_dtype(a, "a", b, "b")
     if b.ndim != 2:
         raise ValueError(f"b must be 2-D (K, N), got shape {b.shape}")
     last_dim(a, "a", b.shape[0], "K (b.shape[0])")
+    return a, b
+
+
+def matmul(a, b):
+    """a @ b where a: (..., K) with any leading dims and b: (K, N). Returns (..., N)."""
+    a, b = _matmul_args(a, b)
     return _C.gemm(rows(a), b, False, False).reshape(a.shape[:-1] + (b.shape[1],))
 
 
 def matmul_backward(grad_output, a, b):
     """Gradients of matmul(a, b): returns (da (..., K), db (K, N))."""
-    a = as_float(a, "a")
-    b = same_dtype(a, "a", b, "b")
+    a, b = _matmul_args(a, b)
     grad_output = same_dtype(a, "a", grad_output, "grad_output")
-    if b.ndim != 2:
-        raise ValueError(f"b must be 2-D (K, N), got shape {b.shape}")
-    last_dim(a, "a", b.shape[0], "K (b.shape[0])")
-    if grad_output.shape != a.shape[:-1] + (b.shape[1],):
-        raise ValueError(f"grad_output must have shape {a.shape[:-1] + (b.shape[1],)}, "
-                         f"got {grad_output.shape}")
+    check_shape(grad_output, "grad_output", a.shape[:-1] + (b.shape[1],))
     g2 = rows(grad_output)
     da = _C.gemm(g2, b, False, True).reshape(a.shape)
     db = _C.gemm(rows(a), g2, True, False)

@@ -4,12 +4,11 @@ Semantics are exactly those of ``torch.nn.functional.cross_entropy`` with the cl
 LAST axis (torch puts them on axis 1; for 2-D logits the two agree).
 """
 import math
-import numbers
 
 import numpy as np
 
 from .. import _C
-from ._util import as_float, last_dim, rows, same_dtype
+from ._util import as_float, as_int, as_real, last_dim, rows, same_dtype
 
 __all__ = ["cross_entropy", "cross_entropy_backward"]
 
@@ -25,13 +24,8 @@ def _check_args(logits, targets, ignore_index, label_smoothing, reduction):
                          f"got shape {logits.shape}")
     if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, numbers.Integral):
-        raise TypeError(f"ignore_index must be an integer, got {type(ignore_index).__name__}")
-    if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"label_smoothing must be a float, got {type(label_smoothing).__name__}")
-    label_smoothing = float(label_smoothing)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing}")
+    ignore_index = as_int(ignore_index, "ignore_index")
+    label_smoothing = as_real(label_smoothing, "label_smoothing", "probability")
     targets = np.asarray(targets) if not isinstance(targets, np.ndarray) else targets
     if targets.dtype != np.bool_ and np.issubdtype(targets.dtype, np.integer):
         if targets.shape != logits.shape[:-1]:
@@ -113,10 +107,7 @@ def cross_entropy_backward(logits, targets, *, ignore_index=-100, label_smoothin
     else:
         if isinstance(grad_output, np.ndarray) and grad_output.ndim == 0:
             grad_output = grad_output[()]
-        if isinstance(grad_output, (bool, np.bool_)) or not isinstance(grad_output, numbers.Real):
-            raise TypeError(f"grad_output must be a float for reduction={reduction!r}, "
-                            f"got {type(grad_output).__name__}")
-        g = float(grad_output)
+        g = as_real(grad_output, f"grad_output (a scalar for reduction={reduction!r})", None)
     dlogits = _C.cross_entropy_backward(rows(logits), _flat_targets(targets, is_ids), None, g,
                                         reduction, ignore_index, eps)
     return dlogits.reshape(logits.shape)

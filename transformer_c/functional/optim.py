@@ -5,27 +5,17 @@ operation for operation. ``param`` and the optimizer states are updated in place
 must be writeable C-contiguous float arrays; ``grad`` may have any layout. All of them share
 one shape (any shape) and one dtype (float32 or float64).
 """
-import math
-import numbers
-
 import numpy as np
 
 from .. import _C
+from ._util import as_int, as_real
 
 __all__ = ["sgd_update_", "adam_update_", "adamw_update_", "global_grad_norm", "scale_"]
 
 
-def _real(value, name, allow_nan=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value) and not allow_nan:
-        raise ValueError(f"{name} must not be nan")
-    return value
-
-
 def _non_negative(value, name):
-    value = _real(value, name)
+    """value as a float >= 0 (inf allowed, as torch)."""
+    value = as_real(value, name, None)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
@@ -56,7 +46,7 @@ def sgd_update_(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampenin
     """
     lr = _non_negative(lr, "lr")
     momentum = _non_negative(momentum, "momentum")
-    dampening = _real(dampening, "dampening")
+    dampening = as_real(dampening, "dampening", None)
     weight_decay = _non_negative(weight_decay, "weight_decay")
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov momentum requires momentum > 0 and dampening == 0, got "
@@ -75,16 +65,13 @@ def _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay):
     _inout(param, "param")
     _inout(exp_avg, "exp_avg")
     _inout(exp_avg_sq, "exp_avg_sq")
-    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
-        raise TypeError(f"step must be an integer, got {type(step).__name__}")
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (the 1-based count of this update), got {step}")
+    step = as_int(step, "step", 1)  # the 1-based count of this update
     lr = _non_negative(lr, "lr")
     try:
         beta1, beta2 = betas
     except (TypeError, ValueError):
         raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
-    beta1, beta2 = _real(beta1, "betas[0]"), _real(beta2, "betas[1]")
+    beta1, beta2 = as_real(beta1, "betas[0]", None), as_real(beta2, "betas[1]", None)
     for i, b in enumerate((beta1, beta2)):
         if not 0.0 <= b < 1.0:
             raise ValueError(f"betas[{i}] must lie in [0, 1), got {b}")
@@ -146,4 +133,4 @@ def scale_(array, factor):
     to the array's dtype). Returns None.
     """
     _inout(array, "array")
-    _C.scale(array, _real(factor, "factor"))
+    _C.scale(array, as_real(factor, "factor", None))

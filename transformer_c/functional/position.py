@@ -17,11 +17,8 @@ def sinusoidal_positions(length, dim, base=10000.0, dtype=np.float64, offset=0):
     the first row (e.g. the number of tokens already decoded).
     Returns an array (length, dim) of ``dtype``.
     """
-    length, dim, offset = as_int(length, "length"), as_int(dim, "dim"), as_int(offset, "offset")
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
+    length, dim = as_int(length, "length", 0), as_int(dim, "dim", 1)
+    offset = as_int(offset, "offset")
     base = positive_real(base, "base")
     dt = float_dtype(dtype)
     return _C.position_sinusoidal(length, dim, base, offset, dt)

@@ -29,10 +29,8 @@ def rope_table(length, head_size, base=10000.0, dtype=np.float64, offset=0):
     Returns (cos, sin), each (length, head_size // 2) of ``dtype``, with
     cos[n, i] = cos((offset + n) * base**(-2i/head_size)) (angles in float64).
     """
-    length, head_size = as_int(length, "length"), as_int(head_size, "head_size")
+    length, head_size = as_int(length, "length", 0), as_int(head_size, "head_size")
     offset = as_int(offset, "offset")
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
     if head_size < 0 or head_size % 2:
         raise ValueError(f"head_size must be even and >= 0, got {head_size}")
     return _C.rope_table(length, head_size, positive_real(base, "base"), offset, float_dtype(dtype))
@@ -43,8 +41,6 @@ def _view4(x, name, seq_axis):
     if x.ndim < 2:
         raise ValueError(f"{name} must have at least 2 dimensions (..., T, head_size), "
                          f"got shape {x.shape}")
-    if isinstance(seq_axis, (bool, np.bool_)):
-        raise TypeError("seq_axis must be an integer, got bool")
     ax = as_int(seq_axis, "seq_axis")
     if not -x.ndim <= ax < x.ndim or ax % x.ndim == x.ndim - 1:
         raise ValueError(f"seq_axis must name an axis before the last (head_size) one of "

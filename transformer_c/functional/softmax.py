@@ -8,20 +8,15 @@ gets probability 0 (log-probability -inf).
 
 Backward functions take the forward OUTPUT ``y`` (not the input): that is all they need.
 """
-import operator
-
 from .. import _C
-from ._util import as_float, same_dtype
+from ._util import as_float, as_int, check_shape, same_dtype
 
 __all__ = ["softmax", "softmax_backward", "log_softmax", "log_softmax_backward"]
 
 
 def _axis(axis, ndim):
     """axis as a Python int within [-ndim, ndim) (a 0-d array counts as 1-d, as in torch)."""
-    try:
-        axis = operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
+    axis = as_int(axis, "axis")
     span = max(ndim, 1)
     if not -span <= axis < span:
         raise ValueError(f"axis {axis} is out of range for an array with {ndim} dimensions "
@@ -32,9 +27,7 @@ def _axis(axis, ndim):
 def _grad_and_y(grad_output, y, axis):
     y = as_float(y, "y")
     grad_output = same_dtype(y, "y", grad_output, "grad_output")
-    if grad_output.shape != y.shape:
-        raise ValueError(f"grad_output must have the shape of y {y.shape}, "
-                         f"got {grad_output.shape}")
+    check_shape(grad_output, "grad_output", y.shape, "y's")
     return grad_output, y, _axis(axis, y.ndim)
 
 

@@ -1,0 +1,88 @@
+/* cpu.c: the one CPU-dispatch point (tc.h "cpu").
+ *
+ * Every kernel family with an instruction-set-specific variant asks tc_cpu_pick(family)
+ * which variant to run: the CPU is probed once (cached) and the portable override (set
+ * from the environment at the first query, or by tc_cpu_set_portable) applies to all of
+ * them alike. Each family's last choice is remembered, so tests can see which kernel ran.
+ * State lives in relaxed atomics: the switch is a test and tuning knob, not meant to be
+ * flipped while kernels run.
+ */
+#include "tc_generic.h"
+
+#if TC_CPU_X86
+static int tc_cpu_probe(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+static int tc_cpu_probe(void) { return 0; }
+#endif
+
+static int tc_cpu_avx2 = -1;     /* -1: not probed yet */
+static int tc_cpu_portable = -1; /* -1: take the environment's choice at the next query */
+static int tc_cpu_last[TC_CPU_FAMILY_COUNT] = {0}; /* 0: not run, else 1 + (avx2 used) */
+
+int tc_cpu_has_avx2(void)
+{
+    int c = __atomic_load_n(&tc_cpu_avx2, __ATOMIC_RELAXED);
+    if (c < 0) {
+        c = tc_cpu_probe();
+        __atomic_store_n(&tc_cpu_avx2, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+/* TC_PORTABLE=1 (or the older TC_GEMM_KERNEL=generic) forces the portable kernels */
+static int tc_cpu_env_portable(void)
+{
+    const char *p = getenv("TC_PORTABLE"), *g = getenv("TC_GEMM_KERNEL");
+    return (p && p[0] && strcmp(p, "0") != 0) || (g && strcmp(g, "generic") == 0);
+}
+
+int tc_cpu_get_portable(void)
+{
+    int p = __atomic_load_n(&tc_cpu_portable, __ATOMIC_RELAXED);
+    if (p < 0) {
+        p = tc_cpu_env_portable();
+        __atomic_store_n(&tc_cpu_portable, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
+int tc_cpu_set_portable(int on)
+{
+    if (on < -1 || on > 1) return TC_EINVAL;
+    __atomic_store_n(&tc_cpu_portable, on, __ATOMIC_RELAXED);
+    return TC_OK;
+}
+
+int tc_cpu_use_avx2(void) { return tc_cpu_has_avx2() && !tc_cpu_get_portable(); }
+
+int tc_cpu_pick(int family)
+{
+    const int v = tc_cpu_use_avx2();
+    if (family >= 0 && family < TC_CPU_FAMILY_COUNT &&
+        __atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED) != 1 + v)
+        __atomic_store_n(&tc_cpu_last[family], 1 + v, __ATOMIC_RELAXED);
+    return v;
+}
+
+const char *tc_cpu_kernel_name(int family)
+{
+    if (family < 0) return tc_cpu_use_avx2() ? "avx2+fma" : "generic";
+    if (family >= TC_CPU_FAMILY_COUNT) return NULL;
+    switch (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED)) {
+    case 1: return "generic";
+    case 2: return "avx2+fma";
+    default: return NULL;
+    }
+}
+
+const char *tc_cpu_family_name(int family)
+{
+    static const char *const names[TC_CPU_FAMILY_COUNT] = {
+        "gemm", "attention", "softmax", "activation", "layernorm", "loss", "fused",
+        "decode", "bench"};
+    return family >= 0 && family < TC_CPU_FAMILY_COUNT ? names[family] : NULL;
+}
