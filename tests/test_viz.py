@@ -253,8 +253,7 @@ def test_token_labels_thinned_only_when_crowded():
     assert [t.get_text() for t in ax.get_yticklabels()] == toks
     many = viz.plot_attention_maps(causal_attention(1, 1, 200))
     shown = [t.get_text() for t in many.axes[0].get_xticklabels()]
-    assert 20 <= len(shown) < 200 and shown[:2] == ["0", str(200 // len(shown))] or \
-        int(shown[1]) > 1
+    assert 20 <= len(shown) < 200 and shown[0] == "0" and int(shown[1]) > 1   # every k-th
     # whitespace tokens stay visible, "$" stays literal
     fig = viz.plot_attention_maps(np.eye(3)[None], [" ", "\n", "$x$"])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["\u2423", "\\n", r"\$x\$"]

@@ -46,7 +46,9 @@ def colors(name, n):
     """n colours spread over the matplotlib colormap ``name``: (n, 4) RGBA."""
     from matplotlib import colormaps
 
-    return colormaps[name](np.linspace(0.0, 0.9 if name != "tab10" else 0.95, max(n, 1)))
+    if name == "tab10":                                   # a qualitative map: its colours
+        return colormaps[name](np.arange(max(n, 1)) % 10)
+    return colormaps[name](np.linspace(0.0, 0.9, max(n, 1)))
 
 
 def grid(fig, nrows, ncols, **kw):

@@ -25,7 +25,8 @@ def _pick(a, layers, heads):
 
 
 def _heatmap_grid(what, a, row_labels, col_labels, *, layers, heads, title, xlabel, ylabel,
-                  fontsize=None, panel=None, vmax=None, cmap="viridis"):
+                  fontsize=None, panel=None, vmax=None, cmap="viridis",
+                  bar_label="attention probability"):
     """The one drawing routine for attention-like maps: a grid of L x H heatmaps with
     token labels (y on the left column, x on the bottom row), one shared colour bar."""
     T, S = a.shape[2:]
@@ -54,7 +55,7 @@ def _heatmap_grid(what, a, row_labels, col_labels, *, layers, heads, title, xlab
     _mpl.set_ticks(axes[0, 0], "y", row_labels, panel * T / S, fontsize)
     for c in range(cols):
         axes[-1, c].set_xlabel(xlabel, fontsize=9)
-    fig.colorbar(im, ax=axes, shrink=0.8, pad=0.015, label="attention probability")
+    fig.colorbar(im, ax=axes, shrink=0.8, pad=0.015, label=bar_label)
     fig.suptitle(title)
     return fig
 
@@ -142,6 +143,6 @@ def plot_attention_rollout(attention, labels=None, *, residual=0.5, title="atten
     keys = _mpl.labels_or_positions(labels, T, "labels")
     fig = _heatmap_grid("plot_attention_rollout", r[None, None], keys, keys, layers=None,
                         heads=None, title=title, xlabel="input token", ylabel="position",
-                        fontsize=fontsize, panel=panel)
+                        fontsize=fontsize, panel=panel, bar_label="share of the input token")
     fig.axes[0].set_title(f"{len(attention)} layers, residual {residual:g}", fontsize=9)
     return fig

@@ -44,13 +44,13 @@ def plot_confusion_matrix(counts, labels=None, *, show=("counts", "normalized"),
         raise ValueError(f'show must be "counts", "normalized" or both, got {show}')
     C = m.shape[0]
     names = _mpl.labels_or_positions(labels, C, "labels")
-    side = min(max(3.2, 0.32 * C), 9.0)
+    side = min(max(3.2, 0.32 * C), 9.0, 17.0 / len(show) - 1.3)   # inches per panel
     fig = _mpl.figure("plot_confusion_matrix", len(show) * (side + 1.3), side + 0.9)
     rows = m.sum(axis=1, keepdims=True)
     for ax, view in zip(_mpl.grid(fig, 1, len(show))[0], show):
         v = m if view == "counts" else np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
         im = ax.imshow(v, cmap="Blues", vmin=0, vmax=None if view == "counts" else 1.0)
-        fs = 8 if C <= 12 else 6
+        fs = 8 if C <= 40 else 6
         _mpl.set_ticks(ax, "x", names, side, fs, rotation=45)
         _mpl.set_ticks(ax, "y", names, side, fs)
         if C <= 20:
