@@ -56,7 +56,7 @@ def plot_singular_values(history, top_k=8, *, log=True, name="matrix", title=Non
     ax.set_ylabel("singular value")
     ax.set_title(title or f"top {values.shape[1]} singular values of the {name}")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncols=2 if values.shape[1] > 6 else 1, loc="best")
+    ax.legend(fontsize=7, ncol=2 if values.shape[1] > 6 else 1, loc="best")
     return fig
 
 

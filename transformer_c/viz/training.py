@@ -114,5 +114,5 @@ def plot_grad_norms(history, *, log=True, title="gradient norms"):
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     if len(series) <= 24:
-        ax.legend(fontsize=7, ncols=1 + len(series) // 9)
+        ax.legend(fontsize=7, ncol=1 + len(series) // 9)
     return fig
