@@ -52,10 +52,21 @@ enum { TC_OK = 0, TC_ENOMEM = 1, TC_EINVAL = 2 };
  * it is passed. Masks have one polarity in the public API: True / nonzero = attend (a real
  * key); the coursework convention (True = masked) is only in helpers that say so in their
  * names. */
-typedef enum {                 /* the feed-forward activation (kernels: activation.c) */
-    TC_ACT_GELU_TANH = 0,      /* "gelu_tanh": GELU, tanh approximation (GPT-2) */
-    TC_ACT_GELU = 1,           /* "gelu": GELU, exact (erf) */
-    TC_ACT_RELU = 2,           /* "relu" */
+/* The feed-forward activations, one line each: X(ENUM, name, formula). The list makes the
+ * enum (TC_ACT_<ENUM>, in this order: append, never reorder, checkpoints store names but C
+ * callers store numbers), the option names, the kernel table (kernels/activation.c: the
+ * kernels FN(act_<name>_forward) / FN(act_<name>_backward) of activation_impl.h) and the
+ * Python functions (functional.<name>, functional.<name>_backward, documented by the
+ * formula). Adding an activation: CONTRIBUTING.md. */
+#define TC_ACTIVATIONS(X)                                                                   \
+    X(GELU_TANH, gelu_tanh, "GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))") \
+    X(GELU, gelu, "GELU, exact: 0.5 x (1 + erf(x / sqrt(2)))")                             \
+    X(RELU, relu, "ReLU: max(x, 0)")                                                        \
+    X(SILU, silu, "SiLU (swish): x sigmoid(x) = x / (1 + exp(-x))")
+typedef enum {
+#define TC_ACT_ENUM_(E, name, formula) TC_ACT_##E,
+    TC_ACTIVATIONS(TC_ACT_ENUM_)
+#undef TC_ACT_ENUM_
     TC_ACT_COUNT
 } tc_activation;
 typedef enum {                 /* where a block's layer norms sit */
@@ -83,6 +94,8 @@ const char *tc_option_kind_name(int kind);
 const char *tc_option_name(int kind, int v);
 /* Number of values of kind (TC_<KIND>_COUNT), 0 when kind is out of range. */
 int tc_option_count(int kind);
+/* The formula of activation act (TC_ACTIVATIONS' third column), NULL out of range. */
+const char *tc_activation_formula(int act);
 
 /* ------------------------------------------------------------------ threads */
 

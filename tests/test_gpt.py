@@ -25,6 +25,7 @@ VARIANTS = {
     "rope_interleaved_post": dict(position="rope", rope_interleaved=True, norm="post"),
     "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
     "gelu_dropout": dict(activation="gelu", dropout=0.3),
+    "silu_rope_post": dict(activation="silu", position="rope", norm="post"),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
 }
@@ -87,8 +88,8 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
 
     def mlp(x, p):
         h = lin(x, p["c_fc"])
-        h = torch.relu(h) if cfg.activation == "relu" else \
-            TF.gelu(h, approximate="tanh" if cfg.activation == "gelu_tanh" else "none")
+        h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
+             "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
         return lin(h, p["c_proj"])
 
     x = P["wte"]["weight"][ids]
