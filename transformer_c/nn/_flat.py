@@ -10,11 +10,11 @@ config as JSON in the metadata, train / eval and seed checking.
 import abc
 import json
 import math
-import operator
 import os
 
 import numpy as np
 
+from ..functional._util import as_seed
 from .module import Module, check_dtype
 
 __all__ = []
@@ -244,17 +244,7 @@ class FlatModel(Module):
         return self.training and self.config.dropout > 0
 
     def _seed(self, seed):
-        seed = self.seed if seed is None else seed
-        if isinstance(seed, (bool, np.bool_)):
-            raise TypeError("seed must be a non-negative integer, got bool")
-        try:
-            seed = operator.index(seed)
-        except TypeError:
-            raise TypeError(f"seed must be a non-negative integer, "
-                            f"got {type(seed).__name__}") from None
-        if not 0 <= seed < 2 ** 64:
-            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-        return seed
+        return as_seed(self.seed if seed is None else seed)
 
     # ------------------------------------------------------------------ checkpoints
 
