@@ -1004,18 +1004,24 @@ int64_t tc_gpt_arena_size(const tc_gpt *model);
  * ignore_index are skipped; NaN when none is left), and grads = d loss / d params
  * (OVERWRITTEN, not accumulated: zeroed first; all zero when no row is left).
  * idx (B,T) ids in [0, V), targets (B,T) in [0, V) or ignore_index, 1 <= T <= maxT.
- * training != 0 turns dropout on (when cfg.dropout > 0), with masks from seed. */
+ * training != 0 turns dropout on (when cfg.dropout > 0), with masks from seed.
+ * row0 >= 0: the B rows are rows [row0, row0 + B) of a global batch, and every dropout mask
+ * of a row (each site's, the attention probabilities') is the one that row draws at its place
+ * in that batch: calls over consecutive row ranges with their row0 (data-parallel ranks,
+ * micro-batches) draw exactly the masks of one call over all the rows (row0 0 of B rows:
+ * the batch itself). */
 int tc_gpt_loss_and_grads_f32(tc_gpt *model, double *loss, const int64_t *idx,
                               const int64_t *targets, int64_t B, int64_t T,
-                              int64_t ignore_index, uint64_t seed, int training);
+                              int64_t ignore_index, uint64_t seed, int64_t row0, int training);
 int tc_gpt_loss_and_grads_f64(tc_gpt *model, double *loss, const int64_t *idx,
                               const int64_t *targets, int64_t B, int64_t T,
-                              int64_t ignore_index, uint64_t seed, int training);
-/* logits (B,T,V) of idx (B,T): the forward alone, over the same arena. */
+                              int64_t ignore_index, uint64_t seed, int64_t row0, int training);
+/* logits (B,T,V) of idx (B,T): the forward alone, over the same arena (seed, row0, training
+ * as tc_gpt_loss_and_grads). */
 int tc_gpt_forward_f32(tc_gpt *model, float *logits, const int64_t *idx, int64_t B, int64_t T,
-                       uint64_t seed, int training);
+                       uint64_t seed, int64_t row0, int training);
 int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_t B,
-                       int64_t T, uint64_t seed, int training);
+                       int64_t T, uint64_t seed, int64_t row0, int training);
 
 /* ------------------------------------------------------------------ end model */
 
