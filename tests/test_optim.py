@@ -1,6 +1,8 @@
 """Optimizer updates (SGD, Adam, AdamW), global gradient norm and scaling: several steps
 against torch.optim (single-tensor for-loop implementation) and NumPy references, odd sizes,
-2-D parameters, memory layouts and bad input.
+2-D parameters, memory layouts and bad input. The immutable tree optimizers (optim.SGD,
+Adam, AdamW): bitwise the per-leaf kernels on flat, separate and mixed trees, inputs and
+the old optimizer unchanged, state round trips, the GPT step + with_parameters.
 
 (Optimizer updates have no backward, so there is no finite-difference check here.)"""
 import numpy as np
@@ -8,6 +10,9 @@ import pytest
 
 import transformer_c as tc
 from conftest import fortran, non_contiguous, rng, tol
+from transformer_c import optim
+from transformer_c.nn import GPT, GPTConfig
+from transformer_c.nn._flat import flat_span, recycled_empty, tree_from_layout
 
 F = tc.functional
 STEPS = 6
@@ -393,10 +398,6 @@ def test_raw_binding_raises_instead_of_crashing():
 
 # ------------------------------------------------------------------ immutable tree optimizers
 
-from transformer_c import optim  # noqa: E402
-from transformer_c.nn import GPT, GPTConfig  # noqa: E402
-from transformer_c.nn._flat import flat_span, recycled_empty, tree_from_layout  # noqa: E402
-
 TREE_LAYOUT = [(("a", "w"), (3, 5)), (("a", "b"), (5,)), (("h", 0, "w"), (4, 2)),
                (("h", 1, "w"), (7,)), (("z",), (1,))]
 TREE_SIZE = sum(int(np.prod(s)) for _, s in TREE_LAYOUT)
@@ -489,7 +490,9 @@ def test_flat_state_round_trips_through_separate_arrays(name):
     copied = cls(**kw, state=separate(opt.state), step_count=opt.step_count)
     a, opt_a = opt.step(params, g2)
     b, opt_b = copied.step(separate(params), g2)
+    c, opt_c = opt.step(separate(params), g2)  # flat state, separate parameters
     assert bitwise(a, b) and bitwise(opt_a.state, opt_b.state)
+    assert bitwise(a, c) and bitwise(opt_a.state, opt_c.state)
 
 
 def test_tree_step_rejects_mismatched_trees():
