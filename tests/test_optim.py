@@ -568,3 +568,16 @@ def test_optim_benchmark_records_every_case():
     for r in records:
         assert r["flat_ms"] > 0 and r["tree_ms"] > 0 and r["separate_ms"] > 0
         assert r["tree_over_flat"] > 0 and r["separate_over_flat"] > 0
+
+
+def test_flat_span_accepts_only_back_to_back_contiguous_views():
+    base = np.arange(30.0)
+    a, b, c = base[2:8].reshape(2, 3), base[8:9], base[9:21].reshape(3, 4)
+    span = flat_span([a, b, c])
+    assert np.shares_memory(span, base) and np.array_equal(span, base[2:21])
+    assert flat_span([a, c]) is None                       # a gap
+    assert flat_span([b, a]) is None                       # another order
+    assert flat_span([a, base[8:20:2]]) is None            # not contiguous
+    assert flat_span([base[2:8].reshape(2, 3).T]) is None  # transposed
+    assert flat_span([a, base[8:9].copy()]) is None        # another buffer
+    assert flat_span([]) is None and flat_span([[1.0]]) is None

@@ -70,9 +70,10 @@ def flat_span(leaves):
     item, origin = base.itemsize, base.__array_interface__["data"][0]
     start = end = (leaves[0].__array_interface__["data"][0] - origin) // item
     for leaf in leaves:
-        if (type(leaf) is not np.ndarray or leaf.base is not base
-                or not leaf.flags.c_contiguous
-                or leaf.__array_interface__["data"][0] != origin + end * item):
+        if type(leaf) is not np.ndarray or leaf.base is not base:
+            return None
+        face = leaf.__array_interface__  # strides None: C-contiguous
+        if face["strides"] is not None or face["data"][0] != origin + end * item:
             return None
         end += leaf.size
     return base[start:end]
