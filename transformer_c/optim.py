@@ -30,17 +30,23 @@ def _fresh(tree):
     return tree_map(lambda a: np.array(a, copy=True, order="C"), tree)
 
 
-def _views_like(tree, flat):
-    """A tree of tree's structure whose leaves are views of the 1-D ``flat``, back to back
-    (leaf shapes from ``tree``)."""
+def _views_like(tree, flats):
+    """Trees of tree's structure, one per 1-D array of ``flats``, whose leaves are views of
+    that array back to back (leaf shapes from ``tree``)."""
     offset = 0
 
-    def view(leaf):
+    def build(node):
         nonlocal offset
-        offset += leaf.size
-        return flat[offset - leaf.size:offset].reshape(leaf.shape)
+        if isinstance(node, dict):
+            built = [(k, build(v)) for k, v in node.items()]
+            return [{k: b[i] for k, b in built} for i in range(len(flats))]
+        if isinstance(node, (list, tuple)):
+            built = [build(v) for v in node]
+            return [type(node)(b[i] for b in built) for i in range(len(flats))]
+        offset += node.size
+        return [f[offset - node.size:offset].reshape(node.shape) for f in flats]
 
-    return tree_map(view, tree)
+    return build(tree)
 
 
 def _flat_columns(trees):
@@ -55,11 +61,14 @@ def _flat_columns(trees):
             return None
     rows = []
     tree_map(lambda *leaves: rows.append(leaves), *trees)
-    if not rows or any(type(x) is not np.ndarray or x.shape != r[0].shape
-                       or x.dtype != r[0].dtype for r in rows for x in r):
+    if not rows:
         return None
     spans = [flat_span(column) for column in zip(*rows)]
-    return None if any(s is None for s in spans) else spans
+    if any(s is None or s.dtype != spans[0].dtype for s in spans):
+        return None  # flat_span checked that every leaf is an ndarray
+    if any(leaf.shape != row[0].shape for row in rows for leaf in row[1:]):
+        return None
+    return spans
 
 
 def _apply(update, parameters, gradients, states):
@@ -86,7 +95,8 @@ def _apply(update, parameters, gradients, states):
             np.copyto(flat, next(it))
         flat_states.append(flat)
     update(flat_p, spans[1], *flat_states)
-    return _views_like(parameters, flat_p), [_views_like(parameters, f) for f in flat_states]
+    params, *new = _views_like(parameters, [flat_p, *flat_states])
+    return params, new
 
 
 class SGD:
