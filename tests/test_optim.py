@@ -581,3 +581,24 @@ def test_flat_span_accepts_only_back_to_back_contiguous_views():
     assert flat_span([base[2:8].reshape(2, 3).T]) is None  # transposed
     assert flat_span([a, base[8:9].copy()]) is None        # another buffer
     assert flat_span([]) is None and flat_span([[1.0]]) is None
+
+
+def test_a_tree_training_loop_recycles_its_buffers_without_the_garbage_collector():
+    import gc
+
+    from transformer_c.nn import _flat
+
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, vocab_size=7, block_size=4)
+    model = GPT.create(cfg, random_generator=np.random.default_rng(0), dtype=np.float64)
+    grads = tree_from_layout(GPT._layout(cfg), np.ones(model.num_parameters))
+    opt, key = optim.AdamW(), (model.num_parameters, np.dtype(np.float64))
+    gc.disable()
+    try:
+        sizes = []
+        for _ in range(6):
+            params, opt = opt.step(model.parameters, grads)
+            model = model.with_parameters(params)
+            sizes.append(len(_flat._POOL[key]))
+    finally:
+        gc.enable()
+    assert sizes[-1] == sizes[2] <= 9, sizes  # in use: model, params, m, v (+ free ones)

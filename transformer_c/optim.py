@@ -33,20 +33,22 @@ def _fresh(tree):
 def _views_like(tree, flats):
     """Trees of tree's structure, one per 1-D array of ``flats``, whose leaves are views of
     that array back to back (leaf shapes from ``tree``)."""
-    offset = 0
+    return _build_views(tree, flats, [0])
 
-    def build(node):
-        nonlocal offset
-        if isinstance(node, dict):
-            built = [(k, build(v)) for k, v in node.items()]
-            return [{k: b[i] for k, b in built} for i in range(len(flats))]
-        if isinstance(node, (list, tuple)):
-            built = [build(v) for v in node]
-            return [type(node)(b[i] for b in built) for i in range(len(flats))]
-        offset += node.size
-        return [f[offset - node.size:offset].reshape(node.shape) for f in flats]
 
-    return build(tree)
+def _build_views(node, flats, offset):
+    # a module-level function, not a closure calling itself: such a closure is a reference
+    # cycle that would keep ``flats`` alive until the garbage collector runs, and the
+    # buffers could not be recycled
+    if isinstance(node, dict):
+        built = [(k, _build_views(v, flats, offset)) for k, v in node.items()]
+        return [{k: b[i] for k, b in built} for i in range(len(flats))]
+    if isinstance(node, (list, tuple)):
+        built = [_build_views(v, flats, offset) for v in node]
+        return [type(node)(b[i] for b in built) for i in range(len(flats))]
+    start = offset[0]
+    offset[0] += node.size
+    return [f[start:offset[0]].reshape(node.shape) for f in flats]
 
 
 def _flat_columns(trees):
