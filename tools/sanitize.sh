@@ -24,8 +24,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-# The representative part: every kernel family, the bindings' junk-input test and the
-# whole-model drivers (training and KV-cached decoding) at the tests' small sizes.
+# The representative part: every kernel family's tests, the tokenizer, and the whole-model
+# drivers (GPT and EncoderDecoder training, data-parallel, KV-cached decoding) at the tests'
+# small sizes. Left to the full run: the junk-input, CLI, training, benchmark and
+# long-running task tests.
 QUICK_TESTS=(
     tests/test_activation.py tests/test_softmax.py tests/test_linear.py tests/test_gemm.py
     tests/test_gemm_pack.py tests/test_layernorm.py tests/test_embedding.py
@@ -34,7 +36,8 @@ QUICK_TESTS=(
     tests/test_workspace.py tests/test_attention.py tests/test_attention_masks.py
     tests/test_attention_strided.py tests/test_attention_tiled.py tests/test_attention_decode.py
     tests/test_backward_set.py tests/test_decode.py tests/test_encdec_generate.py
-    tests/test_tokenizers.py
+    tests/test_tokenizers.py tests/test_nn.py tests/test_gpt.py tests/test_encoder_decoder.py
+    tests/test_data_parallel.py
 )
 
 CC=${CC:-gcc}
@@ -57,8 +60,10 @@ tar -C "$ROOT" --exclude=.git --exclude=build --exclude='*.so' --exclude=__pycac
     | tar -C "$WORK" -xf -
 mkdir -p "$WORK/reports"
 echo "sanitize.sh: building with ASan+UBSan in $WORK"
+t0=$(date +%s)
 (cd "$WORK" && TC_SANITIZE=1 python setup.py build_ext --inplace -q -j "$(nproc)" >build.log 2>&1) || {
     tail -30 "$WORK/build.log" >&2; echo "sanitize.sh: build failed" >&2; exit 1; }
+echo "sanitize.sh: built in $(( $(date +%s) - t0 )) s"
 
 if [ ${#PYTEST_ARGS[@]} -eq 0 ] && [ "$QUICK" = 1 ]; then PYTEST_ARGS=("${QUICK_TESTS[@]}"); fi
 

@@ -126,7 +126,7 @@ def run(seed, indices, *, workers=2, batch=25, timeout=20.0, startup=300.0, on_r
                     else:
                         res = json.loads(line)
                         w.batch.popleft()
-                        w.current = None
+                        w.current, w.header = None, {}
                         finish(w, res)
                 refill(w)
             now = time.monotonic()
