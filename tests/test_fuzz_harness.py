@@ -25,7 +25,7 @@ def test_short_run_finds_no_crash_hang_or_other_exception(tmp_path):
     report = json.loads(out.read_text())
     total = report["total"]
     assert (total.get("crash", 0), total.get("hang", 0), total.get("other", 0)) == (0, 0, 0), p.stdout[-6000:]
-    assert total["calls"] == 40000 and total.get("ok", 0) > 1000
+    assert total["calls"] == 80000 and total.get("ok", 0) > 1000
     assert report["missed"] == [], "public functions or raw bindings never called"
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-SHORT_CALLS = 40000
+SHORT_CALLS = 80000
 COLUMNS = ["ok", "clean", "expected", "other", "crash", "hang", "known"]
 
 
@@ -53,7 +53,11 @@ def report(results, seed, per_group=3):
             if groups[key] > per_group:
                 continue
             out.append(f"{r['result'].upper()} case {r['index']} {r.get('target', '?')}({r.get('describe', '')})"
+                       f"{' [' + ', '.join(r['tags']) + ']' if r.get('tags') else ''}"
                        f"\n  {r['error']}\n  reproduce: python -m tools.fuzz --seed {seed} --case {r['index']}")
+            if r.get("history"):
+                out.append(f"  or with the worker's previous cases: python -m tools.fuzz --seed {seed} "
+                           f"--case {' '.join(map(str, r['history'] + [r['index']]))}")
             for key in ("stderr", "traceback"):
                 if r.get(key):
                     out.append("  | " + r[key].strip().replace("\n", "\n  | "))
@@ -109,7 +113,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds before a case is a hang")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--case", type=int, help="run this one case in this process")
+    ap.add_argument("--case", type=int, nargs="+", help="run these cases in this process")
     ap.add_argument("--known", action="store_true", help="check the known defects still crash")
     ap.add_argument("--run-known", action="store_true",
                     help="run the cases of known defects too (they are skipped by default)")
@@ -123,12 +127,17 @@ def main(argv=None):
         return check_known()
     if a.case is not None:
         from . import cases, worker
+        bad = 0
         with tempfile.TemporaryDirectory() as tmp:
             ctx = cases.Context(tmp)
-            res = worker.run_case(a.seed, a.case, ctx, lambda h: print(
-                f"case {a.case}: {h['target']}({h['describe']})", flush=True))
-        print(json.dumps(res, indent=1))
-        return 0 if res["result"] in ("ok", "clean", "expected", "known") else 1
+            restore = worker.Restore()
+            for index in a.case:
+                res = worker.run_case(a.seed, index, ctx, lambda h: print(
+                    f"case {h['index']}: {h['target']}({h['describe']})", flush=True))
+                restore()
+                print(json.dumps(res, indent=1))
+                bad += res["result"] not in ("ok", "clean", "expected", "known")
+        return 1 if bad else 0
     if a.short:
         a.seed, a.calls = 0, SHORT_CALLS
     if a.run_known:

@@ -44,22 +44,24 @@ def describe(args, kwargs=None):
     return ", ".join(parts)
 
 
-def near(r, v, tags):
+def near(r, v, tags, sequence=False):
     """A near-valid variant of one valid argument (junk if making the variant fails, e.g.
-    a value that does not fit the dtype)."""
+    a value that does not fit the dtype). sequence: the argument is a sequence of arrays,
+    which may then be given as a list its items mutate while it is converted (elsewhere
+    such a list would test NumPy: np.asarray itself crashes on it, NumPy 2.4)."""
     try:
         with np.errstate(all="ignore"):
-            return _near(r, v, tags)
+            return _near(r, v, tags, sequence)
     except (ValueError, TypeError, OverflowError, MemoryError):
         return junk(r, tags)
 
 
-def _near(r, v, tags):
+def _near(r, v, tags, sequence):
     if isinstance(v, np.ndarray):
         return mutate_array(r, v, tags)
     if isinstance(v, list) and v and all(isinstance(x, np.ndarray) for x in v):
         k = r.random()
-        if k < 0.4:
+        if k < 0.4 and sequence:
             return mutating_list(r, tags, v[0])
         v = list(v)
         v[int(r.integers(len(v)))] = near(r, v[0], tags) if k < 0.8 else junk(r, tags)
@@ -70,15 +72,16 @@ def _near(r, v, tags):
 def _mutate_call(r, args, kwargs, tags, params=()):
     """Change one or two arguments (positional or keyword) of a valid call."""
     args, kwargs = list(args), dict(kwargs)
+    seq = {k for k, v in list(enumerate(args)) + list(kwargs.items()) if isinstance(v, list)}
     for _ in range(int(r.integers(1, 3))):
         keys = list(range(len(args))) + list(kwargs) + list(params)
         if not keys:
             break
         k = keys[int(r.integers(len(keys)))]
         if isinstance(k, int):
-            args[k] = near(r, args[k], tags)
+            args[k] = near(r, args[k], tags, k in seq)
         elif k in kwargs:
-            kwargs[k] = near(r, kwargs[k], tags)
+            kwargs[k] = near(r, kwargs[k], tags, k in seq)
         else:
             kwargs[k] = junk(r, tags)
     return args, kwargs

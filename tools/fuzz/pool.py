@@ -33,6 +33,7 @@ class Worker:
         self.batch = collections.deque()   # sent, not finished
         self.current = None                 # the started case
         self.header = {}                    # its index, target and arguments
+        self.history = collections.deque(maxlen=8)   # the cases it finished
         self.t0 = time.monotonic()
 
     def send(self, indices):
@@ -115,7 +116,7 @@ def run(seed, indices, *, workers=2, batch=25, timeout=20.0, startup=300.0, on_r
                     why = f"signal {-code}" if code < 0 else f"exit status {code}"
                     index = w.current if w.current is not None else w.batch[0]
                     replace(w, {**w.header, "index": index, "result": "crash", "error": why,
-                                "stderr": w.stderr_tail()})
+                                "stderr": w.stderr_tail(), "history": list(w.history)})
                     continue
                 for line in lines:
                     if line == "ready":
@@ -125,7 +126,7 @@ def run(seed, indices, *, workers=2, batch=25, timeout=20.0, startup=300.0, on_r
                         w.current, w.t0 = w.header["index"], time.monotonic()
                     else:
                         res = json.loads(line)
-                        w.batch.popleft()
+                        w.history.append(w.batch.popleft())
                         w.current, w.header = None, {}
                         finish(w, res)
                 refill(w)

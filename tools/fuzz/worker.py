@@ -26,6 +26,8 @@ def run_case(seed, index, ctx, on_start=None):
                 "error": f"building the case raised {type(e).__name__}: {e}", "seconds": 0.0,
                 "traceback": "".join(traceback.format_exception(type(e), e, e.__traceback__)[-4:])}
     res = {"index": index, "target": case.target, "describe": case.describe}
+    if case.tags:
+        res["tags"] = sorted(case.tags)
     if on_start:
         on_start(dict(res))
     name = known.known_defect(case)
@@ -88,6 +90,7 @@ def limit_memory():
 
 def main(seed, tmp):
     limit_memory()
+    warnings.simplefilter("ignore")   # the generators' own casts (ComplexWarning, ...)
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     ctx = cases.Context(tmp)
