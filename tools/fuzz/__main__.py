@@ -83,7 +83,8 @@ def coverage(results):
 
 def check_known():
     """Run each known defect's reproducer in a subprocess: 0 if all still crash."""
-    from .known import KNOWN
+    from .known import HANG_SECONDS, KNOWN
+    from .pool import ROOT
     # Under tools/sanitize.sh the reports of these expected crashes go to stderr, not to the
     # report files that fail the sanitizer run.
     env = dict(os.environ)
@@ -91,12 +92,20 @@ def check_known():
         if var in env:
             env[var] = ":".join(o for o in env[var].split(":") if not o.startswith("log_path="))
     bad = 0
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
     for name, entry in KNOWN.items():
-        p = subprocess.run([sys.executable, "-c", entry["reproducer"]], capture_output=True,
-                           timeout=300, env=env)
+        try:
+            p = subprocess.run([sys.executable, "-c", entry["reproducer"]], capture_output=True,
+                               timeout=HANG_SECONDS if entry.get("hang") else 300, env=env, cwd=ROOT)
+        except subprocess.TimeoutExpired:
+            ok = entry.get("hang", False)
+            print(f"{'still hangs' if ok else 'HANGS, not a crash'} (over {HANG_SECONDS} s): {name}")
+            bad += not ok
+            continue
         # died by a signal, or exited non-zero without a Python traceback (libgomp's exit)
         crashed = p.returncode < 0 or (p.returncode != 0 and b"Traceback" not in p.stderr)
-        print(f"{'still crashes' if crashed else 'FIXED? does not crash'} (exit {p.returncode}): {name}")
+        crashed = crashed and not entry.get("hang")
+        print(f"{'still crashes' if crashed else 'FIXED? does not crash or hang'} (exit {p.returncode}): {name}")
         if not crashed:
             print("  delete its entry in tools/fuzz/known.py")
             bad += 1

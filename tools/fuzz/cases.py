@@ -124,6 +124,11 @@ def raw_arity(fn):
     return 0
 
 
+# The layer-count arguments of the raw model constructors (positions), to tag huge ones.
+LAYER_ARGS = {"gpt_create": (5,), "gpt_kv_create": (4,), "encdec_create": (6, 7),
+              "encdec_kv_create": (5, 6)}
+
+
 def raw_case(r, name, ctx):
     from transformer_c import _C
     fn = getattr(_C, name)
@@ -134,6 +139,9 @@ def raw_case(r, name, ctx):
         args, _ = _mutate_call(r, args, {}, tags)
         if r.random() < 0.05:
             args = args[:-1] if r.random() < 0.5 else args + [junk(r, tags)]
+        for i in LAYER_ARGS.get(name, ()):
+            if i < len(args) and isinstance(args[i], (int, np.integer)) and args[i] >= 2**16:
+                tags.add("huge-layer-count")
     else:
         n = ctx.arity.setdefault(name, raw_arity(fn))
         if r.random() < 0.1:

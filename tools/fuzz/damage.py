@@ -12,6 +12,7 @@ from .junk import junk
 
 DEEP = "\x00deep"             # replaced by 50,000 nested brackets when serialised
 DEEP_JSON = "[" * 50000 + "]" * 50000
+LAYER_KEYS = ("n_layer", "n_encoder_layer", "n_decoder_layer")
 DTYPES = ["F32", "F64", "I32", "I64", "F16", "BF16", "U8", "BOOL", "XX", ""]
 
 
@@ -38,6 +39,8 @@ def _edit_json_value(r, obj, tags, depth=0):
         del obj[k]
     else:
         obj[k] = junk_json(r, tags, v)
+        if k in LAYER_KEYS and isinstance(obj[k], (int, float)) and obj[k] >= 2**16:
+            tags.add("huge-layer-count")
     return obj
 
 

@@ -1,10 +1,13 @@
-"""Known defects the harness finds today, skipped by name until they are fixed.
+"""Known defects the harness finds today (issue 22: defects 1 and 2 crash, defect 7 hangs),
+skipped by name until they are fixed.
 
 THE FIX OF EACH DEFECT DELETES ITS ENTRY. A case matching an entry is not run (it is
 counted as "known"); any other crash or hang fails the run. Each entry also carries a
-stand-alone reproducer: tests/test_fuzz_harness.py checks that it still crashes, so an
-entry cannot outlive its fix.
+stand-alone reproducer: tests/test_fuzz_harness.py checks that it still crashes (or, for
+a hang, still runs past HANG_SECONDS), so an entry cannot outlive its fix.
 """
+
+HANG_SECONDS = 20
 
 KNOWN = {
     "issue-22-defect-1: global_grad_norm with a list its items mutate": dict(
@@ -28,6 +31,16 @@ KNOWN = {
                    "import transformer_c as tc\n"
                    "tc.set_num_threads(2**31 - 1)\n"
                    "tc.functional.relu(np.ones(10**6, np.float32))\n"),
+    "issue-22-defect-7: a huge layer count (raw constructors, model file metadata)": dict(
+        match=lambda case: "huge-layer-count" in case.tags,
+        reason="the layout is built before the counts are checked: _C.encdec_create with "
+               "n_decoder_layer = 2**31 - 1 loops with the GIL held; GPT.load of a file whose "
+               "metadata claims n_layer = 1,000,000 takes minutes. A hang, not a crash",
+        hang=True,
+        reproducer="from tools.fuzz import valid\n"
+                   "from transformer_c import _C\n"
+                   "m = valid.tiny_encdec(); t = list(m._config_tuple()); t[5] = 2**31 - 1\n"
+                   "_C.encdec_create(m._flat, m.flat_grads, *t)\n"),
 }
 
 
