@@ -1,6 +1,6 @@
 """A fuzz worker: builds the context once, then runs the cases whose indices arrive on
-stdin, one per line. For each it writes "start INDEX" and, when the case returns, a JSON
-result line, on the protocol pipe (the original stdout; the case's own prints go to
+stdin, one per line. For each it writes "start {index, target, describe, tags}" before the
+case runs and a JSON result line when it returns, on the protocol pipe (the original stdout; the case's own prints go to
 stderr). Process-wide settings are restored after every case."""
 import json
 import os
