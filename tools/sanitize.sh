@@ -68,11 +68,11 @@ echo "sanitize.sh: built in $(( $(date +%s) - t0 )) s"
 if [ ${#PYTEST_ARGS[@]} -eq 0 ] && [ "$QUICK" = 1 ]; then PYTEST_ARGS=("${QUICK_TESTS[@]}"); fi
 
 # Python itself is not instrumented, so the runtimes are preloaded; CPython's and NumPy's
-# own allocations are never freed at exit (detect_leaks=0); absurd allocation requests
-# return NULL (MemoryError) as in a normal build instead of aborting. Every report is also
+# own allocations are never freed at exit (detect_leaks=0); absurd allocation requests (over
+# 8 GiB) return NULL (MemoryError) instead of aborting or filling the machine. Every report is also
 # written to reports/ (log_path), so one from a subprocess is not lost.
 export LD_PRELOAD="$LIBASAN $LIBUBSAN${LD_PRELOAD:+ $LD_PRELOAD}"
-export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:log_path=$WORK/reports/asan"
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=8192:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:log_path=$WORK/reports/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$WORK/reports/ubsan"
 export PYTHONPATH="$WORK${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONFAULTHANDLER=1
