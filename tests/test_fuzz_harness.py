@@ -18,15 +18,23 @@ def fuzz(*args, env=None, timeout=900):
                           capture_output=True, text=True, timeout=timeout)
 
 
+# Under tools/sanitize.sh (ASan preloaded) every call is several times slower: fewer calls,
+# a longer time before a case counts as a hang.
+SANITIZED = "asan" in os.environ.get("LD_PRELOAD", "")
+CALLS = 10000 if SANITIZED else 80000
+
+
 def test_short_run_finds_no_crash_hang_or_other_exception(tmp_path):
     out = tmp_path / "fuzz.json"
-    p = fuzz("--short", "--workers", "2", "--json", str(out))
+    extra = ["--calls", str(CALLS), "--timeout", "180"] if SANITIZED else []
+    p = fuzz("--short", "--workers", "2", "--json", str(out), *extra, timeout=3600)
     print(p.stdout[-6000:])
     report = json.loads(out.read_text())
     total = report["total"]
     assert (total.get("crash", 0), total.get("hang", 0), total.get("other", 0)) == (0, 0, 0), p.stdout[-6000:]
-    assert total["calls"] == 80000 and total.get("ok", 0) > 1000
-    assert report["missed"] == [], "public functions or raw bindings never called"
+    assert total["calls"] == CALLS and total.get("ok", 0) > 1000
+    if not SANITIZED:
+        assert report["missed"] == [], "public functions or raw bindings never called"
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 
 

@@ -147,8 +147,9 @@ def main(argv=None):
                 print(json.dumps(res, indent=1))
                 bad += res["result"] not in ("ok", "clean", "expected", "known")
         return 1 if bad else 0
-    if a.short:
-        a.seed, a.calls = 0, SHORT_CALLS
+    if a.short:   # seed 0; SHORT_CALLS calls unless --calls is given
+        a.seed = 0
+        a.calls = SHORT_CALLS if "--calls" not in (argv if argv is not None else sys.argv) else a.calls
     if a.run_known:
         os.environ["TC_FUZZ_RUN_KNOWN"] = "1"
     from . import pool
