@@ -88,7 +88,19 @@ def limit_memory():
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
+def die_with_parent():
+    """Linux: the worker is killed when the harness process dies (even by SIGKILL, e.g. a
+    test's timeout), so no worker outlives its run."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main(seed, tmp):
+    die_with_parent()
     limit_memory()
     warnings.simplefilter("ignore")   # the generators' own casts (ComplexWarning, ...)
     proto = os.fdopen(os.dup(1), "w", buffering=1)
