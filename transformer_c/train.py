@@ -151,10 +151,12 @@ class TrainConfig:
                              min_lr=self.min_lr)
 
     def to_dict(self):
+        """The config as a dict of its fields (stored in checkpoints)."""
         return dataclasses.asdict(self)
 
     @staticmethod
     def from_dict(d):
+        """A TrainConfig from a dict as to_dict gives (unknown fields are a ValueError)."""
         names = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -401,6 +403,8 @@ class Trainer:
                 "chars_per_token": self.chars_per_token, "world_size": self.comm.size}
 
     def save_checkpoint(self, path):
+        """Save model, tokenizer, AdamW moments and training state to the checkpoint directory
+        ``path`` (atomically; transformer_c.checkpoint.save); returns path."""
         if self.tokenizer is None:
             raise ValueError("a Trainer without a tokenizer cannot save checkpoints")
         return ckpt.save(path, model=self.model, tokenizer=self.tokenizer, state=self.state(),
@@ -469,6 +473,7 @@ class Trainer:
 
     @property
     def log_path(self):
+        """out_dir/log.jsonl, or None without an out_dir."""
         return None if self.out_dir is None else os.path.join(self.out_dir, "log.jsonl")
 
     @property

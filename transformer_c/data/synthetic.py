@@ -24,6 +24,7 @@ class Example(NamedTuple):
 
     @property
     def text(self):
+        """The example as text: the source, then the target."""
         return self.prompt + self.answer
 
 

@@ -71,22 +71,27 @@ class Tokenizer(abc.ABC):
 
     @property
     def pad_id(self):
+        """The id of <PAD>, or None without one."""
         return self.special_id("<PAD>")
 
     @property
     def sos_id(self):
+        """The id of <SOS>, or None without one."""
         return self.special_id("<SOS>")
 
     @property
     def eos_id(self):
+        """The id of <EOS>, or None without one."""
         return self.special_id("<EOS>")
 
     @property
     def unk_id(self):
+        """The id of <UNK>, or None without one."""
         return self.special_id("<UNK>")
 
     @property
     def n_special(self):
+        """The number of special tokens."""
         return len(self.specials)
 
     @property
@@ -178,6 +183,7 @@ class Tokenizer(abc.ABC):
 
     # ---------------------------------------------------------------- save / load
     def to_dict(self):
+        """The tokenizer as a JSON-able dict (what save writes; from_dict reads it)."""
         d = {"type": self.kind, "version": FORMAT_VERSION, "specials": list(self.specials)}
         d.update(self._to_dict())
         return d
@@ -190,6 +196,8 @@ class Tokenizer(abc.ABC):
 
     @classmethod
     def from_dict(cls, d):
+        """The tokenizer described by ``d`` (a dict as to_dict gives); ValueError for a
+        damaged or foreign description."""
         if not isinstance(d, dict):
             raise ValueError(f"a tokenizer description must be a JSON object, got {type(d).__name__}")
         kind = d.get("type")

@@ -96,6 +96,9 @@ class EncoderDecoderModel(_common.CDecodeModel):
         return f"EncoderDecoderModel({self.model!r}, prefix={self.prefix.tolist()})"
 
     def start(self, prompts, *, max_new_tokens=None, max_batch=None):
+        """(state, logits (B, V)): the prompts are the sources (each (S_b,) ids), encoded once;
+        every decoder layer's cross-attention keys / values cached; the targets start with
+        <SOS> (or the prefix)."""
         cfg = self.model.config
         sources, lengths = _common.prompt_lengths(
             prompts, cfg.block_size, model="the model's", crop="source",

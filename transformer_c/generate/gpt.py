@@ -64,6 +64,8 @@ class GPTModel(_common.CDecodeModel):
         return f"GPTModel({self.gpt!r})"
 
     def start(self, prompts, *, max_new_tokens=None, max_batch=None):
+        """(state, logits (B, V)): the prompts (each (T_b,) ids) read into a KV cache in C sized
+        for their longest plus max_new_tokens and for max_batch rows (default B)."""
         cfg = self.gpt.config
         prompts, lengths = _common.prompt_lengths(
             prompts, cfg.block_size, model="the GPT's", crop="prompt",

@@ -49,11 +49,17 @@ class DecodeModel(Protocol):
     """
 
     def start(self, prompts: Sequence[np.ndarray], *, max_new_tokens: int,
-              max_batch: int) -> Tuple[Any, np.ndarray]: ...
+              max_batch: int) -> Tuple[Any, np.ndarray]:
+        """(state, logits (B, V)) after reading the B prompts (each (T_b,) int ids): the
+        next-token logits of every row. max_new_tokens: the most tokens any row will get;
+        max_batch: the most rows the state will hold (beam search widens it)."""
 
-    def step(self, state: Any, new_tokens: np.ndarray) -> Tuple[Any, np.ndarray]: ...
+    def step(self, state: Any, new_tokens: np.ndarray) -> Tuple[Any, np.ndarray]:
+        """(state, logits (B', V)) after appending new_tokens (B',) int64, one per row."""
 
-    def select(self, state: Any, rows: np.ndarray) -> Any: ...
+    def select(self, state: Any, rows: np.ndarray) -> Any:
+        """The state whose row j is the old row rows[j] (rows (B'',) int64 indices,
+        possibly repeated, in any order)."""
 
 
 class FunctionModel:
@@ -115,15 +121,18 @@ class FunctionModel:
         return out
 
     def start(self, prompts, *, max_new_tokens=None, max_batch=None):
+        """(state, logits (B, V)): the rows are the prompts themselves; logits_fn runs on them."""
         state = [np.asarray(p, dtype=np.int64) for p in prompts]
         return state, self._logits(state)
 
     def step(self, state, new_tokens):
+        """(state, logits (B', V)) after appending new_tokens (B',), recomputing logits_fn."""
         new_tokens = np.asarray(new_tokens, dtype=np.int64)
         state = [np.append(r, t) for r, t in zip(state, new_tokens)]
         return state, self._logits(state)
 
     def select(self, state, rows):
+        """The rows ``rows`` (indices, possibly repeated) of the state."""
         return [state[int(i)] for i in rows]
 
 

@@ -14,6 +14,7 @@ class ConfigMixin:
 
     @property
     def head_size(self):
+        """n_embd // n_head."""
         return self.n_embd // self.n_head
 
     @property
@@ -22,6 +23,7 @@ class ConfigMixin:
         return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
 
     def to_dict(self):
+        """The config as a dict of its fields (from_dict reads it back)."""
         return dataclasses.asdict(self)
 
     @classmethod

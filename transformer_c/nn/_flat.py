@@ -246,6 +246,7 @@ class FlatModel(Module):
 
     @property
     def dtype(self):
+        """The parameters' dtype (float32 or float64)."""
         return self._flat.dtype
 
     @property
@@ -278,6 +279,7 @@ class FlatModel(Module):
 
     @property
     def num_parameters(self):
+        """The number of scalar parameters (flat_parameters.size)."""
         return self._flat.size
 
     def __copy__(self):

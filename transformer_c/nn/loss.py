@@ -32,9 +32,12 @@ class CrossEntropyLoss:
                     reduction=self.reduction)
 
     def forward(self, predictions, targets):
+        """Mean cross-entropy over the rows of predictions (N, C) logits; targets int (N,) or
+        one-hot / probabilities (N, C). Returns a float."""
         return float(F.cross_entropy(predictions, self._targets(predictions, targets), **self._options()))
 
     def backward(self, predictions, targets):
+        """dL/dpredictions (N, C) of forward's mean loss."""
         return F.cross_entropy_backward(predictions, self._targets(predictions, targets), **self._options())
 
     __call__ = forward

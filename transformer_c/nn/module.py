@@ -23,9 +23,12 @@ class Module(abc.ABC):
 
     @property
     def parameters(self):
+        """The parameter tree: nested dicts (and lists) of ndarrays (empty here)."""
         return {}
 
     def with_parameters(self, parameters):
+        """A new module of the same kind and hyper-parameters with the parameters of the
+        tree ``parameters`` (the structure of ``self.parameters``); self is unchanged."""
         if parameters:
             raise ValueError(f"{type(self).__name__} has no parameters, got keys {sorted(parameters)}")
         return self
