@@ -56,9 +56,26 @@ def near(r, v, tags, sequence=False):
         return junk(r, tags)
 
 
+# the layer-count fields of the model configs (dicts of named fields, GPTConfig.c_fields())
+LAYER_FIELDS = ("L", "Le", "Ld")
+
+
 def _near(r, v, tags, sequence):
     if isinstance(v, np.ndarray):
         return mutate_array(r, v, tags)
+    if isinstance(v, dict) and v:  # a config of named fields: one field changed, added or dropped
+        v, k = dict(v), r.random()
+        if k < 0.1:
+            v.pop(list(v)[int(r.integers(len(v)))])
+        elif k < 0.15:
+            v["no_such_field"] = junk(r, tags)
+        else:
+            name = list(v)[int(r.integers(len(v)))]
+            v[name] = near(r, v[name], tags)
+            if name in LAYER_FIELDS and isinstance(v[name], (int, np.integer)) and \
+                    not isinstance(v[name], bool) and v[name] >= 2**16:
+                tags.add("huge-layer-count")
+        return v
     if isinstance(v, list) and v and all(isinstance(x, np.ndarray) for x in v):
         k = r.random()
         if k < 0.4 and sequence:
@@ -125,10 +142,6 @@ def raw_arity(fn):
 
 
 # The layer-count arguments of the raw model constructors (positions), to tag huge ones.
-LAYER_ARGS = {"gpt_create": (5,), "gpt_kv_create": (4,), "encdec_create": (6, 7),
-              "encdec_kv_create": (5, 6)}
-
-
 def raw_case(r, name, ctx):
     from transformer_c import _C
     fn = getattr(_C, name)
@@ -139,9 +152,6 @@ def raw_case(r, name, ctx):
         args, _ = _mutate_call(r, args, {}, tags)
         if r.random() < 0.05:
             args = args[:-1] if r.random() < 0.5 else args + [junk(r, tags)]
-        for i in LAYER_ARGS.get(name, ()):
-            if i < len(args) and isinstance(args[i], (int, np.integer)) and args[i] >= 2**16:
-                tags.add("huge-layer-count")
     else:
         n = ctx.arity.setdefault(name, raw_arity(fn))
         if r.random() < 0.1:

@@ -39,8 +39,8 @@ KNOWN = {
         hang=True,
         reproducer="from tools.fuzz import valid\n"
                    "from transformer_c import _C\n"
-                   "m = valid.tiny_encdec(); t = list(m._config_tuple()); t[5] = 2**31 - 1\n"
-                   "_C.encdec_create(m._flat, m.flat_grads, *t)\n"),
+                   "m = valid.tiny_encdec(); d = m.config.c_fields(); d['Ld'] = 2**31 - 1\n"
+                   "_C.encdec_create(m._flat, m.flat_grads, d)\n"),
 }
 
 
