@@ -15,6 +15,10 @@ editable wheel in fresh temporary directories every time, so without help any re
 transformer_c/_C*.so when it is newer than every C source, header and this file (the
 up-to-date rule build_ext applies to its own build directory). Delete that file, or touch
 a source, to force a rebuild (e.g. after changing CFLAGS or the compiler).
+
+TC_SANITIZE=1 in the environment builds with AddressSanitizer + UndefinedBehaviorSanitizer
+(-O1 -g, frame pointers kept, any undefined behaviour aborts) for tools/sanitize.sh; the
+build without it is unchanged.
 """
 import os
 from glob import glob
@@ -27,15 +31,23 @@ FOLDERS = ["core", "kernels", "models", "tokenizer", "py"]
 sources = [f for d in FOLDERS for f in sorted(glob(f"csrc/{d}/*.c"))]
 headers = ["csrc/tc.h"] + [f for d in FOLDERS for f in sorted(glob(f"csrc/{d}/*.h"))]
 
+compile_args = ["-O3", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
+                "-Wno-unused-parameter", "-Wno-missing-field-initializers",
+                "-fno-strict-aliasing", "-fno-math-errno"]
+link_args = ["-fopenmp"]
+if os.environ.get("TC_SANITIZE") == "1":
+    SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                "-fno-sanitize-recover=undefined"]
+    compile_args += ["-O1", "-g"] + SANITIZE   # the later -O1 wins: faster build, exact lines
+    link_args += SANITIZE
+
 ext = Extension(
     "transformer_c._C",
     sources=sources,
     depends=headers,
     include_dirs=[np.get_include(), "csrc", "csrc/core", "csrc/kernels", "csrc/models"],
-    extra_compile_args=["-O3", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
-                        "-Wno-unused-parameter", "-Wno-missing-field-initializers",
-                        "-fno-strict-aliasing", "-fno-math-errno"],
-    extra_link_args=["-fopenmp"],
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
 )
 
 

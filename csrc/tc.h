@@ -52,10 +52,21 @@ enum { TC_OK = 0, TC_ENOMEM = 1, TC_EINVAL = 2 };
  * it is passed. Masks have one polarity in the public API: True / nonzero = attend (a real
  * key); the coursework convention (True = masked) is only in helpers that say so in their
  * names. */
-typedef enum {                 /* the feed-forward activation (kernels: activation.c) */
-    TC_ACT_GELU_TANH = 0,      /* "gelu_tanh": GELU, tanh approximation (GPT-2) */
-    TC_ACT_GELU = 1,           /* "gelu": GELU, exact (erf) */
-    TC_ACT_RELU = 2,           /* "relu" */
+/* The feed-forward activations, one line each: X(ENUM, name, formula). The list makes the
+ * enum (TC_ACT_<ENUM>, in this order: append, never reorder, checkpoints store names but C
+ * callers store numbers), the option names, the kernel table (kernels/activation.c: the
+ * kernels FN(act_<name>_forward) / FN(act_<name>_backward) of activation_impl.h) and the
+ * Python functions (functional.<name>, functional.<name>_backward, documented by the
+ * formula). Adding an activation: CONTRIBUTING.md. */
+#define TC_ACTIVATIONS(X)                                                                   \
+    X(GELU_TANH, gelu_tanh, "GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))") \
+    X(GELU, gelu, "GELU, exact: 0.5 x (1 + erf(x / sqrt(2)))")                             \
+    X(RELU, relu, "ReLU: max(x, 0)")                                                        \
+    X(SILU, silu, "SiLU (swish): x sigmoid(x) = x / (1 + exp(-x))")
+typedef enum {
+#define TC_ACT_ENUM_(E, name, formula) TC_ACT_##E,
+    TC_ACTIVATIONS(TC_ACT_ENUM_)
+#undef TC_ACT_ENUM_
     TC_ACT_COUNT
 } tc_activation;
 typedef enum {                 /* where a block's layer norms sit */
@@ -83,6 +94,8 @@ const char *tc_option_kind_name(int kind);
 const char *tc_option_name(int kind, int v);
 /* Number of values of kind (TC_<KIND>_COUNT), 0 when kind is out of range. */
 int tc_option_count(int kind);
+/* The formula of activation act (TC_ACTIVATIONS' third column), NULL out of range. */
+const char *tc_activation_formula(int act);
 
 /* ------------------------------------------------------------------ threads */
 
@@ -1004,18 +1017,24 @@ int64_t tc_gpt_arena_size(const tc_gpt *model);
  * ignore_index are skipped; NaN when none is left), and grads = d loss / d params
  * (OVERWRITTEN, not accumulated: zeroed first; all zero when no row is left).
  * idx (B,T) ids in [0, V), targets (B,T) in [0, V) or ignore_index, 1 <= T <= maxT.
- * training != 0 turns dropout on (when cfg.dropout > 0), with masks from seed. */
+ * training != 0 turns dropout on (when cfg.dropout > 0), with masks from seed.
+ * row0 >= 0: the B rows are rows [row0, row0 + B) of a global batch, and every dropout mask
+ * of a row (each site's, the attention probabilities') is the one that row draws at its place
+ * in that batch: calls over consecutive row ranges with their row0 (data-parallel ranks,
+ * micro-batches) draw exactly the masks of one call over all the rows (row0 0 of B rows:
+ * the batch itself). */
 int tc_gpt_loss_and_grads_f32(tc_gpt *model, double *loss, const int64_t *idx,
                               const int64_t *targets, int64_t B, int64_t T,
-                              int64_t ignore_index, uint64_t seed, int training);
+                              int64_t ignore_index, uint64_t seed, int64_t row0, int training);
 int tc_gpt_loss_and_grads_f64(tc_gpt *model, double *loss, const int64_t *idx,
                               const int64_t *targets, int64_t B, int64_t T,
-                              int64_t ignore_index, uint64_t seed, int training);
-/* logits (B,T,V) of idx (B,T): the forward alone, over the same arena. */
+                              int64_t ignore_index, uint64_t seed, int64_t row0, int training);
+/* logits (B,T,V) of idx (B,T): the forward alone, over the same arena (seed, row0, training
+ * as tc_gpt_loss_and_grads). */
 int tc_gpt_forward_f32(tc_gpt *model, float *logits, const int64_t *idx, int64_t B, int64_t T,
-                       uint64_t seed, int training);
+                       uint64_t seed, int64_t row0, int training);
 int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_t B,
-                       int64_t T, uint64_t seed, int training);
+                       int64_t T, uint64_t seed, int64_t row0, int training);
 
 /* ------------------------------------------------------------------ end model */
 

@@ -430,3 +430,145 @@ def test_raw_C_functions_raise_instead_of_crashing():
         tc._C.relu_backward(x, x.astype(np.float32))
     with pytest.raises(TypeError):
         tc._C.gelu_forward(x)
+
+
+# ------------------------------------------------------------------ every activation of the table
+# One row per name of transformer_c.options.ACTIVATIONS (tc.h's TC_ACTIVATIONS list): the
+# NumPy forward and derivative (float64) and the torch function. Adding an activation to C
+# without a row here fails test_every_activation_has_a_test_case.
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))  # in (0, 1]: no overflow, no cancellation in either tail
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+ACTIVATION_CASES = {
+    "relu": (ref_relu, lambda x: (x > 0).astype(np.float64), lambda t, x: t.relu(x)),
+    "gelu": (lambda x: ref_gelu(x, "none"), lambda x: ref_gelu_backward(np.ones_like(x), x, "none"),
+             lambda t, x: t.nn.functional.gelu(x)),
+    "gelu_tanh": (lambda x: ref_gelu(x, "tanh"),
+                  lambda x: ref_gelu_backward(np.ones_like(x), x, "tanh"),
+                  lambda t, x: t.nn.functional.gelu(x, approximate="tanh")),
+    "silu": (lambda x: x * _sigmoid(x),
+             lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
+             lambda t, x: t.nn.functional.silu(x)),
+}
+NAMES = sorted(tc.options.ACTIVATIONS)
+
+
+def test_every_activation_has_a_test_case():
+    assert sorted(ACTIVATION_CASES) == NAMES
+    assert sorted(tc._C.ACTIVATION_FORMULAS) == NAMES
+    for name in NAMES:  # the generated public pair exists for names without a hand-written one
+        if name not in ("gelu_tanh",):
+            assert callable(getattr(F, name)) and callable(getattr(F, f"{name}_backward"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES + [(), (0,), (2, 0, 3)])
+def test_activation_table_matches_numpy(name, dtype, shape):
+    fwd, deriv, _ = ACTIVATION_CASES[name]
+    x, g = data(shape, dtype, seed=3)
+    y = F.activation(name, x)
+    dx = F.activation_backward(name, g, x)
+    assert y.shape == dx.shape == x.shape and y.dtype == dx.dtype == dtype
+    np.testing.assert_allclose(y, fwd(x.astype(np.float64)), **tol(dtype))
+    np.testing.assert_allclose(dx, g * deriv(x.astype(np.float64)), **tol(dtype))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_table_finite_differences(name):
+    x, _ = data((3, 11), np.float64, seed=4)
+    x[np.abs(x) < 1e-3] = 0.5  # away from relu's kink
+    check_grads(lambda: F.activation(name, x),
+                lambda g: {"x": F.activation_backward(name, g, x)}, {"x": x})
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_table_matches_torch(torch, name, dtype):
+    _, _, tfn = ACTIVATION_CASES[name]
+    x, g = data((4, 37), dtype, seed=5)
+    tx = to_torch(torch, x)
+    ty = tfn(torch, tx)
+    (ty * to_torch(torch, g, grad=False)).sum().backward()
+    np.testing.assert_allclose(F.activation(name, x), ty.detach().numpy(), **tol(dtype))
+    np.testing.assert_allclose(F.activation_backward(name, g, x), tx.grad.numpy(), **tol(dtype))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("layout", [non_contiguous, fortran])
+def test_activation_table_any_layout(name, layout):
+    x, g = data((6, 10), np.float64, seed=6)
+    np.testing.assert_array_equal(F.activation(name, layout(x)), F.activation(name, x))
+    np.testing.assert_array_equal(F.activation_backward(name, layout(g), layout(x)),
+                                  F.activation_backward(name, g, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_silu_special_values_and_tails(torch, dtype):
+    x = np.array([-np.inf, -1e30, -800, -100, -30, -1e-30, -0.0, 0.0, 1e-30, 30, 100, 1e30,
+                  np.inf, np.nan], dtype)
+    y, d = F.silu(x), F.silu_backward(np.ones_like(x), x)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = torch.nn.functional.silu(tx)
+    ty.sum().backward()
+    np.testing.assert_array_equal(np.signbit(y[6:8]), [True, False])  # silu(-0) = -0
+    finite = np.isfinite(x)
+    # torch flushes the subnormal results of the far left tail (silu(-100) in float32 is
+    # -3.8e-42) to -0: compared to torch up to subnormals, to float64 NumPy exactly there
+    sub = 1e4 * np.finfo(dtype).tiny
+    np.testing.assert_allclose(y[finite], ty.detach().numpy()[finite], rtol=4e-7, atol=sub)
+    np.testing.assert_allclose(d[finite], tx.grad.numpy()[finite], rtol=4e-7, atol=sub)
+    x64 = x[finite].astype(np.float64)
+    # (subnormal results carry fewer bits: absolute error there, up to 64 subnormal steps)
+    np.testing.assert_allclose(y[finite], (x64 * _sigmoid(x64)).astype(dtype), rtol=4e-7,
+                               atol=64 * np.finfo(dtype).smallest_subnormal)
+    assert np.isnan(y[-1]) and np.isnan(d[-1])
+    assert y[-2] == np.inf and d[-2] == 1 and d[0] == 0  # the derivative's limits at +-inf
+    assert np.isnan(y[0])  # -inf * sigmoid(-inf) = -inf * 0, as the formula (and torch)
+    # the left tail keeps its relative accuracy (no 1 - s cancellation): silu(-30) = -30 e^-30
+    want = -30 * math.exp(-30) / (1 + math.exp(-30))
+    assert abs(y[4] / want - 1) < 4 * np.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_table_against_the_reference_and_portable_kernels(name, dtype):
+    act = tc.options.ACTIVATIONS.index(name)
+    x = np.concatenate([np.linspace(-12, 12, 1001), [0.0, -0.0, 1e-20, -1e-20]]).astype(dtype)
+    g = rng(7).standard_normal(x.size).astype(dtype)
+    ref, dref = tc._C.activation_forward_ref(act, x), tc._C.activation_backward_ref(act, g, x)
+    fast = F.activation(name, x), F.activation_backward(name, g, x)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(fast[0], ref, rtol=16 * eps, atol=16 * eps)
+    np.testing.assert_allclose(fast[1], dref, rtol=16 * eps, atol=16 * eps * np.abs(g).max())
+    tc._C.cpu_set_portable(True)
+    try:
+        portable = F.activation(name, x), F.activation_backward(name, g, x)
+    finally:
+        tc._C.cpu_set_portable(False)
+    # the baseline variant (the AVX2 one's source, compiled for the x86-64 baseline, where the
+    # compiler contracts no FMAs): the same accuracy against the reference
+    np.testing.assert_allclose(portable[0], ref, rtol=16 * eps, atol=16 * eps)
+    np.testing.assert_allclose(portable[1], dref, rtol=16 * eps, atol=16 * eps * np.abs(g).max())
+    if name == "relu":  # one comparison per element: bitwise
+        np.testing.assert_array_equal(portable[0], fast[0])
+
+
+def test_activation_table_bad_input():
+    x = np.ones(3)
+    for bad in ("swish", "SiLU", None, 3):
+        with pytest.raises(ValueError, match="activation"):
+            F.activation(bad, x)
+        with pytest.raises(ValueError, match="activation"):
+            F.activation_backward(bad, x, x)
+    with pytest.raises(TypeError, match="x"):
+        F.silu(np.ones(3, np.int64))
+    with pytest.raises(ValueError, match="grad_output"):
+        F.silu_backward(np.ones(4), x)
+    with pytest.raises(ValueError, match="act"):
+        tc._C.activation_forward(len(tc.options.ACTIVATIONS), x)
+    with pytest.raises(ValueError, match="act"):
+        tc._C.activation_backward(-1, x, x)

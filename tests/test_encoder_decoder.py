@@ -31,6 +31,7 @@ VARIANTS = {
     "post_shared_tied_relu": dict(norm="post", share_embeddings=True, tgt_vocab_size=11,
                                   n_decoder_layer=3, n_inner=12),
     "gelu_dropout": dict(activation="gelu", dropout=0.3),
+    "silu_post": dict(activation="silu", norm="post"),
     "post_sinusoidal_dropout_untied": dict(norm="post", position="sinusoidal", dropout=0.2,
                                            tie_embeddings=False, n_encoder_layer=1),
 }
@@ -132,8 +133,8 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
 
     def mlp(x, p):
         h = lin(x, p["c_fc"])
-        h = torch.relu(h) if cfg.activation == "relu" else \
-            TF.gelu(h, approximate="tanh" if cfg.activation == "gelu_tanh" else "none")
+        h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
+             "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
         return lin(h, p["c_proj"])
 
     def embed(ids, wte, stack, site):

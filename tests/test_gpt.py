@@ -25,6 +25,7 @@ VARIANTS = {
     "rope_interleaved_post": dict(position="rope", rope_interleaved=True, norm="post"),
     "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
     "gelu_dropout": dict(activation="gelu", dropout=0.3),
+    "silu_rope_post": dict(activation="silu", position="rope", norm="post"),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
 }
@@ -87,8 +88,8 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
 
     def mlp(x, p):
         h = lin(x, p["c_fc"])
-        h = torch.relu(h) if cfg.activation == "relu" else \
-            TF.gelu(h, approximate="tanh" if cfg.activation == "gelu_tanh" else "none")
+        h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
+             "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
         return lin(h, p["c_proj"])
 
     x = P["wte"]["weight"][ids]
@@ -442,6 +443,82 @@ def test_dropout_modes_and_seeds():
         model.loss_and_grads(idx, tgt, seed=-1)
     with pytest.raises(TypeError, match="seed"):
         model.loss_and_grads(idx, tgt, seed=1.5)
+
+
+@pytest.mark.parametrize("variant", ["gelu_dropout", "sinusoidal_post_dropout_ninner"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_offset_halves_sum_to_the_whole_batch(threads, variant, dtype):
+    """Rows [0, 2) with row_offset 0 and rows [2, 4) with row_offset 2, weighted by their
+    counted targets and summed, are one call over the 4 rows (dropout on), to rounding; with
+    the halves' masks drawn at row 0 instead, they are not."""
+    threads(1)
+    cfg = GPTConfig(**TINY, **VARIANTS[variant])
+    model = make_model(cfg, dtype, seed=0)
+    idx, tgt = batch(cfg, 4, 8)  # one ignored target in row 0: the halves count 15 and 16
+    whole = model.loss_and_grads(idx, tgt, seed=7)[0]
+    g_whole = model.flat_grads.copy()
+    n = [(tgt[:2] != -100).sum(), (tgt[2:] != -100).sum()]
+    parts, grads = [], []
+    for h, off in ((slice(0, 2), 0), (slice(2, 4), 2)):
+        parts.append(model.loss_and_grads(idx[h], tgt[h], seed=7, row_offset=off)[0])
+        grads.append(model.flat_grads.copy())
+    w = np.array(n, dtype=np.float64) / sum(n)
+    tol = TOL[dtype]
+    assert w @ parts == pytest.approx(whole, rel=tol, abs=tol)
+    g = (w[0] * grads[0] + w[1] * grads[1]).astype(dtype)
+    close(g, g_whole, tol * 10, "weighted halves' gradients")
+    # the second half at row 0 draws the first half's masks: another batch
+    wrong = model.loss_and_grads(idx[2:], tgt[2:], seed=7)[0]
+    assert abs(w @ [parts[0], wrong] - whole) > 50 * tol
+    # the forward and loss take the offset too
+    assert model.loss(idx[2:], tgt[2:], seed=7, row_offset=2) == parts[1]
+    model.seed = 7
+    np.testing.assert_allclose(model.forward(idx[2:], row_offset=2), model.forward(idx)[2:],
+                               rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_offset_draws_the_whole_batch_masks_bitwise(threads, dtype):
+    """With 2 threads a 4-row call runs rows [0, 2) and [2, 4) as two passes of 2 rows, each
+    on one thread, at their place in the batch; one thread over each half with its
+    row_offset draws the same masks: the training-mode logits and the loss of each half are
+    the bits of those passes."""
+    cfg = GPTConfig(**TINY, dropout=0.5)
+    model = make_model(cfg, dtype)
+    model.seed = 3
+    idx, tgt = batch(cfg, 4, 8, ignore=False)
+    threads(2)
+    whole = model.forward(idx)
+    whole_loss = model.loss_and_grads(idx, tgt)[0]
+    threads(1)
+    lo, hi = model.forward(idx[:2]), model.forward(idx[2:], row_offset=2)
+    assert np.array_equal(lo, whole[:2]) and np.array_equal(hi, whole[2:])
+    assert not np.array_equal(model.forward(idx[2:]), hi)  # row 0's masks differ
+    per_row = [model.loss_and_grads(idx[h], tgt[h], row_offset=h.start)[0]
+               for h in (slice(0, 2), slice(2, 4))]
+    # the 2-thread call sums its workers' token losses: the same halves, added in order
+    assert (per_row[0] + per_row[1]) / 2 == pytest.approx(whole_loss, rel=1e-12 if
+                                                           dtype == np.float64 else 1e-6)
+
+
+def test_row_offset_validation():
+    cfg = GPTConfig(**TINY, dropout=0.2)
+    model = make_model(cfg)
+    idx, tgt = batch(cfg, 2, 8)
+    with pytest.raises(ValueError, match="row_offset"):
+        model.loss_and_grads(idx, tgt, row_offset=-1)
+    with pytest.raises(TypeError, match="row_offset"):
+        model.forward(idx, row_offset=1.0)
+    with pytest.raises(ValueError, match="row_offset"):
+        model.loss_and_grads(idx, tgt, row_offset=2, fast=False)
+    with pytest.raises(ValueError, match="row_offset"):
+        tc._C.gpt_forward(model._context(), idx, 0, True, -3)
+    assert model.loss_and_grads(idx, tgt, row_offset=0, fast=False)[0] == pytest.approx(
+        model.loss_and_grads(idx, tgt)[0], rel=1e-9)
+    model.eval()  # no dropout: the offset changes nothing, on either path
+    a = model.loss_and_grads(idx, tgt, row_offset=5)[0]
+    assert a == model.loss_and_grads(idx, tgt)[0]
+    assert model.loss_and_grads(idx, tgt, row_offset=5, fast=False)[0] == pytest.approx(a)
 
 
 # ------------------------------------------------------------------ checkpoints

@@ -20,14 +20,15 @@ F = tc.functional
 def test_activation_table_covers_the_c_names_and_calls_the_kernels(dtype):
     x = rng(0).standard_normal((3, 5)).astype(dtype)
     g = rng(1).standard_normal((3, 5)).astype(dtype)
-    assert set(F.activation.__globals__["_TABLE"]) == set(ACTIVATIONS)
+    assert set(F.activation.__globals__["_INDEX"]) == set(ACTIVATIONS)
     with pytest.warns(DeprecationWarning, match="options.ACTIVATIONS"):
         from transformer_c.nn.blocks import ACTIVATIONS as old
     assert old == ACTIVATIONS
     want = {"relu": (F.relu(x), F.relu_backward(g, x)),
             "gelu": (F.gelu(x), F.gelu_backward(g, x)),
             "gelu_tanh": (F.gelu(x, approximate="tanh"),
-                          F.gelu_backward(g, x, approximate="tanh"))}
+                          F.gelu_backward(g, x, approximate="tanh")),
+            "silu": (F.silu(x), F.silu_backward(g, x))}
     for name in ACTIVATIONS:
         np.testing.assert_array_equal(F.activation(name, x), want[name][0])
         np.testing.assert_array_equal(F.activation_backward(name, g, x), want[name][1])

@@ -1,6 +1,8 @@
 """Optimizer updates (SGD, Adam, AdamW), global gradient norm and scaling: several steps
 against torch.optim (single-tensor for-loop implementation) and NumPy references, odd sizes,
-2-D parameters, memory layouts and bad input.
+2-D parameters, memory layouts and bad input. The immutable tree optimizers (optim.SGD,
+Adam, AdamW): bitwise the per-leaf kernels on flat, separate and mixed trees, inputs and
+the old optimizer unchanged, state round trips, the GPT step + with_parameters.
 
 (Optimizer updates have no backward, so there is no finite-difference check here.)"""
 import numpy as np
@@ -8,6 +10,9 @@ import pytest
 
 import transformer_c as tc
 from conftest import fortran, non_contiguous, rng, tol
+from transformer_c import optim
+from transformer_c.nn import GPT, GPTConfig
+from transformer_c.nn._flat import flat_span, recycled_empty, tree_from_layout
 
 F = tc.functional
 STEPS = 6
@@ -389,3 +394,211 @@ def test_raw_binding_raises_instead_of_crashing():
     with pytest.raises(TypeError, match="array"):
         C.scale(None, 2.0)
     assert np.array_equal(p, np.zeros(3))  # nothing was touched by the failed calls
+
+
+# ------------------------------------------------------------------ immutable tree optimizers
+
+TREE_LAYOUT = [(("a", "w"), (3, 5)), (("a", "b"), (5,)), (("h", 0, "w"), (4, 2)),
+               (("h", 1, "w"), (7,)), (("z",), (1,))]
+TREE_SIZE = sum(int(np.prod(s)) for _, s in TREE_LAYOUT)
+TREE_OPTIMIZERS = {
+    "sgd": (optim.SGD, dict(learning_rate=0.1)),
+    "sgd_momentum": (optim.SGD, dict(learning_rate=0.05, momentum=0.9)),
+    "sgd_dampening_decay": (optim.SGD, dict(learning_rate=0.05, momentum=0.8, dampening=0.3,
+                                            weight_decay=0.01)),
+    "sgd_nesterov": (optim.SGD, dict(learning_rate=0.05, momentum=0.9, nesterov=True,
+                                     weight_decay=0.02)),
+    "adam": (optim.Adam, dict(learning_rate=0.01)),
+    "adam_decay": (optim.Adam, dict(learning_rate=0.01, weight_decay=0.1)),
+    "adamw": (optim.AdamW, dict(learning_rate=0.01)),
+    "adamw_no_decay": (optim.AdamW, dict(learning_rate=0.02, beta1=0.5, weight_decay=0.0)),
+}
+
+
+def flat_tree(dtype, seed):
+    """A tree whose leaves are views of one buffer (a FlatModel's layout)."""
+    return tree_from_layout(TREE_LAYOUT, rng(seed).standard_normal(TREE_SIZE).astype(dtype))
+
+
+def separate(tree):
+    """The same tree with every leaf its own array."""
+    return tc.tree.tree_map(np.copy, tree)
+
+
+def reference_steps(cls, kw, params, grads_list):
+    """A straightforward per-leaf run of the kernels: params after every step."""
+    lr = kw["learning_rate"]
+    leaves = [p.copy() for p in tc.tree.leaves(params)]
+    states = [[np.zeros_like(p), np.zeros_like(p)] for p in leaves]
+    out = []
+    for step, grads in enumerate(grads_list, start=1):
+        for p, g, (m, v) in zip(leaves, tc.tree.leaves(grads), states):
+            if cls is optim.SGD:
+                F.sgd_update_(p, g, m, lr=lr, momentum=kw.get("momentum", 0.0),
+                              dampening=kw.get("dampening", 0.0),
+                              weight_decay=kw.get("weight_decay", 0.0),
+                              nesterov=kw.get("nesterov", False), first_step=step == 1)
+            else:
+                fn = F.adamw_update_ if cls is optim.AdamW else F.adam_update_
+                fn(p, g, m, v, step=step, lr=lr, betas=(kw.get("beta1", 0.9), 0.999),
+                   weight_decay=kw.get("weight_decay", 1e-2 if cls is optim.AdamW else 0.0))
+        out.append([p.copy() for p in leaves])
+    return out
+
+
+def bitwise(a, b):
+    return tc.tree.are_equal(a, b, np.array_equal)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(TREE_OPTIMIZERS))
+@pytest.mark.parametrize("kind", ["flat", "separate", "mixed"])
+def test_tree_step_is_bitwise_the_per_leaf_kernels_and_changes_no_input(name, kind, dtype):
+    cls, kw = TREE_OPTIMIZERS[name]
+    params = flat_tree(dtype, 0)
+    grads_list = [flat_tree(dtype, 10 + i) for i in range(3)]
+    if kind == "separate":
+        params, grads_list = separate(params), [separate(g) for g in grads_list]
+    elif kind == "mixed":  # flat parameters, separate gradients
+        grads_list = [separate(g) for g in grads_list]
+    want = reference_steps(cls, kw, params, grads_list)
+    opt = cls(**kw)
+    for step, grads in enumerate(grads_list):
+        before_p, before_g = separate(params), separate(grads)
+        before_state = None if opt.state is None else separate(opt.state)
+        new_params, new_opt = opt.step(params, grads)
+        assert bitwise(params, before_p) and bitwise(grads, before_g)
+        assert opt.step_count == step
+        assert (opt.state is None) == (before_state is None)
+        if before_state is not None:
+            assert bitwise(opt.state, before_state)
+        got = tc.tree.leaves(new_params)
+        assert all(g.dtype == dtype for g in got)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want[step]))
+        for leaf in tc.tree.leaves(new_params):
+            assert not any(np.shares_memory(leaf, x) for x in tc.tree.leaves(params))
+        params, opt = new_params, new_opt
+    assert opt.step_count == len(grads_list)
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "adamw"])
+def test_flat_state_round_trips_through_separate_arrays(name):
+    cls, kw = TREE_OPTIMIZERS[name]
+    params, g1, g2 = (flat_tree(np.float64, s) for s in (1, 2, 3))
+    params, opt = cls(**kw).step(params, g1)
+    assert flat_span(tc.tree.leaves(params)) is not None  # the flat path was taken
+    copied = cls(**kw, state=separate(opt.state), step_count=opt.step_count)
+    a, opt_a = opt.step(params, g2)
+    b, opt_b = copied.step(separate(params), g2)
+    c, opt_c = opt.step(separate(params), g2)  # flat state, separate parameters
+    assert bitwise(a, b) and bitwise(opt_a.state, opt_b.state)
+    assert bitwise(a, c) and bitwise(opt_a.state, opt_c.state)
+
+
+def test_tree_step_rejects_mismatched_trees():
+    params = flat_tree(np.float32, 0)
+    with pytest.raises(ValueError, match="tree structures differ"):
+        optim.AdamW().step(params, {"a": params["a"]})
+    bad = flat_tree(np.float64, 1)  # same structure, other dtype
+    with pytest.raises((TypeError, ValueError)):
+        optim.AdamW().step(params, bad)
+
+
+def test_gpt_tree_step_and_with_parameters_match_the_flat_update():
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=16, vocab_size=11, block_size=8)
+    model = GPT.create(cfg, random_generator=np.random.default_rng(0))
+    idx = np.random.default_rng(1).integers(0, 11, (2, 8))
+    flat_p, flat_g = model.flat_parameters.copy(), None
+    m, v = np.zeros_like(flat_p), np.zeros_like(flat_p)
+    opt, before = optim.AdamW(learning_rate=1e-2), model.flat_parameters.copy()
+    old = model
+    for step in range(1, 4):
+        loss, grads = model.loss_and_grads(idx[:, :-1], idx[:, 1:])
+        flat_g = model.flat_grads.copy()
+        params, opt = opt.step(model.parameters, grads)
+        model = model.with_parameters(params)
+        F.adamw_update_(flat_p, flat_g, m, v, step=step, lr=1e-2)
+        assert np.array_equal(model.flat_parameters, flat_p)
+        assert not np.shares_memory(model.flat_parameters, tc.tree.leaves(params)[0])
+    assert np.array_equal(old.flat_parameters, before)
+    assert np.array_equal(flat_span(tc.tree.leaves(opt.state["m"])), m)
+    assert np.array_equal(flat_span(tc.tree.leaves(opt.state["v"])), v)
+
+
+def test_with_parameters_copies_any_tree_and_checks_it():
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, vocab_size=7, block_size=4)
+    model = GPT.create(cfg, random_generator=np.random.default_rng(0))
+    for source in (model.with_parameters(model.parameters), None):
+        tree = separate(model.parameters) if source is None else source.parameters
+        new = model.with_parameters(tree)
+        assert np.array_equal(new.flat_parameters, model.flat_parameters)
+        assert not np.shares_memory(new.flat_parameters, tc.tree.leaves(tree)[0])
+        tc.tree.leaves(tree)[0][...] = 5.0  # changing the tree afterwards changes no model
+        assert not np.any(tc.tree.leaves(new.parameters)[0] == 5.0)
+    with pytest.raises(ValueError, match="dtype"):
+        model.with_parameters(tc.tree.tree_map(lambda a: a.astype(np.float16),
+                                               model.parameters))
+    bad = model.with_parameters(model.parameters).parameters
+    bad["extra"] = np.zeros(1, np.float32)
+    with pytest.raises(ValueError, match="unexpected"):
+        model.with_parameters(bad)
+
+
+def test_recycled_buffers_are_reused_only_when_unreferenced():
+    a = recycled_empty(1234, np.float32)
+    view = a[3:7]
+    b = recycled_empty(1234, np.float32)
+    assert b is not a and b.shape == (1234,) and b.dtype == np.float32
+    del a
+    c = recycled_empty(1234, np.float32)
+    assert not np.shares_memory(c, view) and not np.shares_memory(c, b)
+    address = c.__array_interface__["data"][0]
+    del c
+    d = recycled_empty(1234, np.float32)  # the free one comes back
+    assert d.__array_interface__["data"][0] == address
+    assert recycled_empty(1234, np.float64).dtype == np.float64
+
+
+def test_optim_benchmark_records_every_case():
+    from benchmarks import optim as bench
+
+    records = bench.run(["small"], [1], repeats=1, optimizers=sorted(bench.OPTIMIZERS),
+                        quiet=True, min_time=0.0)
+    assert [r["optimizer"] for r in records] == sorted(bench.OPTIMIZERS)
+    for r in records:
+        assert r["flat_ms"] > 0 and r["tree_ms"] > 0 and r["separate_ms"] > 0
+        assert r["tree_over_flat"] > 0 and r["separate_over_flat"] > 0
+
+
+def test_flat_span_accepts_only_back_to_back_contiguous_views():
+    base = np.arange(30.0)
+    a, b, c = base[2:8].reshape(2, 3), base[8:9], base[9:21].reshape(3, 4)
+    span = flat_span([a, b, c])
+    assert np.shares_memory(span, base) and np.array_equal(span, base[2:21])
+    assert flat_span([a, c]) is None                       # a gap
+    assert flat_span([b, a]) is None                       # another order
+    assert flat_span([a, base[8:20:2]]) is None            # not contiguous
+    assert flat_span([base[2:8].reshape(2, 3).T]) is None  # transposed
+    assert flat_span([a, base[8:9].copy()]) is None        # another buffer
+    assert flat_span([]) is None and flat_span([[1.0]]) is None
+
+
+def test_a_tree_training_loop_recycles_its_buffers_without_the_garbage_collector():
+    import gc
+
+    from transformer_c.nn import _flat
+
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, vocab_size=7, block_size=4)
+    model = GPT.create(cfg, random_generator=np.random.default_rng(0), dtype=np.float64)
+    grads = tree_from_layout(GPT._layout(cfg), np.ones(model.num_parameters))
+    opt, key = optim.AdamW(), (model.num_parameters, np.dtype(np.float64))
+    gc.disable()
+    try:
+        sizes = []
+        for _ in range(6):
+            params, opt = opt.step(model.parameters, grads)
+            model = model.with_parameters(params)
+            sizes.append(len(_flat._POOL[key]))
+    finally:
+        gc.enable()
+    assert sizes[-1] == sizes[2] <= 9, sizes  # in use: model, params, m, v (+ free ones)

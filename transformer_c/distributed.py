@@ -16,9 +16,12 @@ what is missing when MPI is asked for and cannot be had.
 
 How data parallelism is laid out (transformer_c.train): every rank holds the whole model,
 draws the same global window starts from the data RNG (the RNG states are identical on every
-rank, so no communication is needed), takes its own micro-batches of them, runs
-loss_and_grads, and the flat gradient buffer is averaged over the ranks (one in-place
-all-reduce) before clipping and AdamW, which every rank then applies identically.
+rank, so no communication is needed), takes its own rows of each global micro-batch, runs
+loss_and_grads on them with the micro-batch's dropout seed and its rows' offset in it
+(``row_offset``: each row draws the dropout masks it has in the global micro-batch), and the
+flat gradient buffer is averaged over the ranks (one in-place all-reduce) before clipping and
+AdamW, which every rank then applies identically. N ranks x batch b thus reproduce one process
+with batch N * b, dropout included, to float rounding.
 """
 import hashlib
 import os

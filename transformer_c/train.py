@@ -25,15 +25,19 @@ run would (bitwise, for a fixed thread count): dropout masks are seeded from the
 Data parallelism (``comm=``, a :mod:`transformer_c.distributed` communicator; default one
 process): N ranks each run ``batch_size`` windows per micro-batch. Every rank draws the same
 ``grad_accum * N * batch_size`` window starts of the step from the data RNG (identical on
-every rank); micro-batch j of rank r is the slot ``j * N + r`` of them (``batch_size`` starts
-from ``(j * N + r) * batch_size``), with the dropout seed of that global slot. The local
-gradients are averaged and then all-reduced (averaged over the ranks) in place, so every rank
-clips and applies the same update. Hence N ranks x batch b compute (to float rounding) what one
-process computes with batch b and ``grad_accum * N`` micro-batches, windows and dropout masks
-alike; without dropout that is also one process with batch ``N * b`` (the same windows, the
-same token mean). Evaluation batches are dealt round-robin to the ranks and the sums reduced;
-only rank 0 writes logs and checkpoints. Signals and the time limit are agreed on by all ranks
-(a step ends on every rank or on none).
+every rank); global micro-batch j is ``N * batch_size`` of them, of which rank r takes rows
+``[r * batch_size, (r + 1) * batch_size)`` (the starts from ``(j * N + r) * batch_size``),
+with micro-batch j's dropout seed and ``row_offset=r * batch_size``: each row draws the
+dropout masks it has in the global micro-batch. The local gradients are averaged and then
+all-reduced (averaged over the ranks) in place, so every rank clips and applies the same
+update. Hence N ranks x batch b compute what one process computes with batch ``N * b``, the
+same windows, dropout masks and token mean, to float rounding (the sums of the reduction run
+in another order), and a run resumed on another number of ranks continues it the same way.
+(With label_smoothing > 0 the step runs module by module, which cannot draw masks at a row
+offset: there rank r > 0 draws masks of its own seed, equal to one process's only in
+distribution when dropout is on.) Evaluation batches are dealt round-robin to the ranks and
+the sums reduced; only rank 0 writes logs and checkpoints. Signals and the time limit are
+agreed on by all ranks (a step ends on every rank or on none).
 
 Interruption: while :meth:`Trainer.train` runs in the main thread, SIGINT (Ctrl-C) and
 SIGTERM finish the step in progress, save ``out_dir/last`` at that step (atomically: a
@@ -254,21 +258,24 @@ class Trainer:
         return c.grad_accum * c.batch_size * self.comm.size * self.train_data.block_size
 
     def dropout_seed(self, it, micro):
-        """The dropout seed of global micro-batch slot ``micro`` (in [0, grad_accum * ranks))
-        of iteration ``it`` (a function of the run's seed and position only, so a resumed run
-        draws the same masks)."""
+        """The dropout seed of global micro-batch ``micro`` (in [0, grad_accum)) of iteration
+        ``it``, shared by the ranks, whose rows draw their masks at their row offset in it (a
+        function of the run's seed and position only, not of the number of ranks, so a run
+        resumed on any number of ranks draws the same masks)."""
         c = self.config
-        slots = c.grad_accum * self.comm.size
-        return (c.seed * 0x9E3779B97F4A7C15 + it * slots + micro + 1) & _MASK64
+        return (c.seed * 0x9E3779B97F4A7C15 + it * c.grad_accum + micro + 1) & _MASK64
 
-    def _micro_loss_and_grads(self, x, y, seed):
+    def _micro_loss_and_grads(self, x, y, seed, row_offset):
+        """The mean loss of rows x, y (b, T) (rows [row_offset, row_offset + b) of a global
+        micro-batch with dropout seed ``seed``); its gradient in model.flat_grads."""
         model, ls = self.model, self.config.label_smoothing
         if ls == 0:
-            loss, _ = model.loss_and_grads(x, y, seed=seed)
+            loss, _ = model.loss_and_grads(x, y, seed=seed, row_offset=row_offset)
             return loss
-        # label smoothing: the module-by-module path (the C fast path has plain cross-entropy)
+        # label smoothing: the module-by-module path (the C fast path has plain cross-entropy),
+        # which draws masks from row 0: rows at an offset take a seed of their own
         old = model.seed
-        model.seed = seed
+        model.seed = (seed + row_offset * 0xD1B54A32D192ED03) & _MASK64
         try:
             logits = model.forward(x)
             loss = F.cross_entropy(logits, y, label_smoothing=ls)
@@ -281,8 +288,9 @@ class Trainer:
 
     def compute_grads(self, starts):
         """Mean loss and the averaged gradient (a flat array) of the windows at ``starts``
-        (grad_accum * ranks * batch_size of them; this rank's micro-batches are the slots
-        j * ranks + rank), averaged over the ranks; no update."""
+        (grad_accum * ranks * batch_size of them: global micro-batch j is slots j * ranks ..
+        (j + 1) * ranks - 1 of batch_size windows, this rank's the slot j * ranks + rank, at row
+        offset rank * batch_size in it), averaged over the ranks; no update."""
         c, model, comm = self.config, self.model, self.comm
         k, b = c.grad_accum, c.batch_size
         it = self.step
@@ -290,7 +298,8 @@ class Trainer:
         for j in range(k):
             slot = j * comm.size + comm.rank
             x, y = self.train_data.batch_at(starts[slot * b:(slot + 1) * b])
-            total += self._micro_loss_and_grads(x, y, self.dropout_seed(it, slot))
+            total += self._micro_loss_and_grads(x, y, self.dropout_seed(it, j),
+                                                comm.rank * b)
             if k > 1:
                 if self._acc is None:
                     self._acc = np.empty_like(model.flat_grads)

@@ -3,7 +3,20 @@
 #include "tc.h"
 
 static const char *const act_names[TC_ACT_COUNT] = {
-    [TC_ACT_GELU_TANH] = "gelu_tanh", [TC_ACT_GELU] = "gelu", [TC_ACT_RELU] = "relu"};
+#define ACT_NAME_(E, name, formula) [TC_ACT_##E] = #name,
+    TC_ACTIVATIONS(ACT_NAME_)
+#undef ACT_NAME_
+};
+static const char *const act_formulas[TC_ACT_COUNT] = {
+#define ACT_FORMULA_(E, name, formula) [TC_ACT_##E] = formula,
+    TC_ACTIVATIONS(ACT_FORMULA_)
+#undef ACT_FORMULA_
+};
+
+const char *tc_activation_formula(int act)
+{
+    return act >= 0 && act < TC_ACT_COUNT ? act_formulas[act] : 0;
+}
 static const char *const norm_names[TC_NORM_COUNT] = {[TC_NORM_PRE] = "pre",
                                                       [TC_NORM_POST] = "post"};
 static const char *const pos_names[TC_POS_COUNT] = {

@@ -1,4 +1,5 @@
-/* activation.c: ReLU and GELU (exact erf form and GPT-2's tanh form), float32 and float64.
+/* activation.c: the activations of tc.h's TC_ACTIVATIONS list (ReLU, GELU in its exact erf
+ * and GPT-2 tanh forms, SiLU), float32 and float64, and their table.
  * Element-wise kernels on flat (N,) arrays: any shape is one flat array to them. */
 #include "tc_generic.h"
 
@@ -32,5 +33,5 @@
 int tc_linear_activation_fused(int act)
 {
     if (act < 0 || act >= TC_ACT_COUNT) return TC_EINVAL;
-    return act_table_f32[act].lin_fwd != NULL && act_table_f64[act].lin_fwd != NULL;
+    return act_fused_f32[act].lin_fwd != NULL && act_fused_f64[act].lin_fwd != NULL;
 }

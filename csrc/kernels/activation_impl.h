@@ -11,6 +11,17 @@
  *   y' = s + 2 sqrt(2/pi) x s (1 - s) (1 + 3 * 0.044715 x^2), s = sigmoid(2u),
  *   on whole vectors through one vector exp (gelu_math.h: overflow and NaN handling there).
  *
+ * silu (swish): y = x sigmoid(x), y' = s + x s (1 - s), s = sigmoid(x); with a = e^{-|x|}
+ *   in [0, 1] (one vector exp) and r = 1 / (1 + a): s = r (x >= 0) or a r (x < 0),
+ *   s (1 - s) = a r^2 (no overflow inside, no cancellation in either tail; silu(-0) = -0,
+ *   NaN propagates, silu(-inf) = -inf * 0 = NaN as the formula gives, like torch). The
+ *   derivative's second term takes x clamped to [-1e4, 1e4] (where a is already 0), so
+ *   silu'(+-inf) = 1 / 0, the limits, rather than inf * 0 = NaN (as the GELUs).
+ *
+ * Every activation of tc.h's TC_ACTIVATIONS list has a pair FN(act_<name>_forward)(out, inp,
+ * N) / FN(act_<name>_backward)(dinp, dout, inp, N, write) at the end of this file: the rows of
+ * the activation table (activation_table_impl.h).
+ *
  * These loops are independent per element, so results do not depend on the thread count.
  * Each loop is an always-inline body compiled twice, for the x86-64 baseline and with
  * AVX2+FMA (picked at run time, vec_math.h); a call splits the array into one contiguous
@@ -30,6 +41,7 @@
 /* elements from which a call runs in parallel (about 50 us of one thread's work) */
 #define ACT_RELU_PAR_MIN (1 << 18)
 #define ACT_GELU_PAR_MIN (1 << 14)
+#define ACT_SILU_PAR_MIN (1 << 14)
 /* [*i0, *i0 + *n) of [0, N): thread tid's contiguous share of nt, in multiples of 64 */
 static inline void act_chunk(int64_t N, int tid, int nt, int64_t *i0, int64_t *n)
 {
@@ -116,6 +128,37 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(real_t *
         ACT_MAP_BWD(GELU_ERF_GRAD_V, dinp, dout, inp, n, acc);
 }
 
+/* s = sigmoid(x) and q = s (1 - s), lane by lane, for the vector x; declares x_s, s_s, q_s */
+#define SILU_PARTS(xin)                                                                     \
+    const VF x_s = (xin);                                                                   \
+    const VI neg_s = x_s < (real_t)0;                                                       \
+    const VF a_s = VEXP(-TC_VSEL(VI, VF, neg_s, -x_s, x_s));                                \
+    const VF r_s = (real_t)1 / ((real_t)1 + a_s);                                           \
+    const VF ar_s = a_s * r_s;                                                              \
+    const VF s_s = TC_VSEL(VI, VF, neg_s, ar_s, r_s);                                       \
+    const VF q_s = ar_s * r_s
+/* silu(x) and silu'(x) on a vector of real_t */
+#define SILU_V(xin) ({ SILU_PARTS(xin); (void)q_s; x_s * s_s; })
+#define SILU_GRAD_V(xin) ({                                                                \
+    SILU_PARTS(xin);                                                                        \
+    VF xc_s = TC_VSEL(VI, VF, x_s > (real_t)TC_GELU_XCLAMP, VSPLAT(TC_GELU_XCLAMP), x_s);   \
+    xc_s = TC_VSEL(VI, VF, xc_s < (real_t)-TC_GELU_XCLAMP, VSPLAT(-TC_GELU_XCLAMP), xc_s);  \
+    s_s + xc_s * q_s;                                                                       \
+})
+
+__attribute__((always_inline)) static inline void FN(act_silu_fwd_body)(real_t *out, const real_t *inp,
+                                                                        int64_t n)
+{
+    ACT_MAP(SILU_V, out, inp, n);
+}
+
+__attribute__((always_inline)) static inline void FN(act_silu_bwd_body)(real_t *dinp, const real_t *dout,
+                                                                        const real_t *inp, int64_t n,
+                                                                        int acc)
+{
+    ACT_MAP_BWD(SILU_GRAD_V, dinp, dout, inp, n, acc);
+}
+
 #define ACT_VARIANT(attr, sfx)                                                                  \
     attr static void FN(act_relu_fwd##sfx)(real_t *o, const real_t *x, const real_t *u, int64_t n, int a)      \
     {                                                                                           \
@@ -135,6 +178,16 @@ __attribute__((always_inline)) static inline void FN(act_gelu_bwd_body)(real_t *
     attr static void FN(act_gelu_bwd##sfx)(real_t *d, const real_t *g, const real_t *x, int64_t n, int a)      \
     {                                                                                           \
         FN(act_gelu_bwd_body)(d, g, x, n, a & 1, a >> 1);                                       \
+    }                                                                                           \
+    attr static void FN(act_silu_fwd##sfx)(real_t *o, const real_t *x, const real_t *u, int64_t n, int a)      \
+    {                                                                                           \
+        (void)u;                                                                                \
+        (void)a;                                                                                \
+        FN(act_silu_fwd_body)(o, x, n);                                                         \
+    }                                                                                           \
+    attr static void FN(act_silu_bwd##sfx)(real_t *d, const real_t *g, const real_t *x, int64_t n, int a)      \
+    {                                                                                           \
+        FN(act_silu_bwd_body)(d, g, x, n, a >> 1);                                              \
     }
 ACT_VARIANT(, _generic)
 #if TC_VEC_X86
@@ -207,6 +260,56 @@ int FN(tc_gelu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, in
     const int acc = !TC_WRITES(write, 0);
     FN(act_run)(ACT_PICK(act_gelu_bwd), dinp, dout, inp, N, approximate_tanh | acc << 1,
                 ACT_GELU_PAR_MIN);
+    return TC_OK;
+}
+
+/* The rows of the activation table (tc.h's TC_ACTIVATIONS): out (N,) = act(inp (N,)) and
+ * dinp (N,) (+)= dout (N,) * act'(inp (N,)) with the write flag (TC_WRITE(0): written). */
+static int FN(act_gelu_tanh_forward)(real_t *out, const real_t *inp, int64_t N)
+{
+    return FN(tc_gelu_forward)(out, inp, N, 1);
+}
+static int FN(act_gelu_tanh_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N,
+                                      int write)
+{
+    return FN(tc_gelu_backward)(dinp, dout, inp, N, 1, write);
+}
+static int FN(act_gelu_forward)(real_t *out, const real_t *inp, int64_t N)
+{
+    return FN(tc_gelu_forward)(out, inp, N, 0);
+}
+static int FN(act_gelu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N,
+                                 int write)
+{
+    return FN(tc_gelu_backward)(dinp, dout, inp, N, 0, write);
+}
+static int FN(act_relu_forward)(real_t *out, const real_t *inp, int64_t N)
+{
+    return FN(tc_relu_forward)(out, inp, N);
+}
+static int FN(act_relu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N,
+                                 int write)
+{
+    return FN(tc_relu_backward)(dinp, dout, inp, N, write);
+}
+
+// out (N,) = silu(inp (N,))
+static int FN(act_silu_forward)(real_t *out, const real_t *inp, int64_t N)
+{
+    if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
+    if (N == 0) return TC_OK;
+    FN(act_run)(ACT_PICK(act_silu_fwd), out, inp, NULL, N, 0, ACT_SILU_PAR_MIN);
+    return TC_OK;
+}
+
+// dinp (N,) (+)= dout (N,) * silu'(inp (N,)); write as tc_relu_backward
+static int FN(act_silu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N,
+                                 int write)
+{
+    if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
+    if (N == 0) return TC_OK;
+    FN(act_run)(ACT_PICK(act_silu_bwd), dinp, dout, inp, N, !TC_WRITES(write, 0) << 1,
+                ACT_SILU_PAR_MIN);
     return TC_OK;
 }
 

@@ -7,6 +7,7 @@
  *   gelu_tanh: y = 0.5 x (1 + tanh u) = x s, u = sqrt(2/pi) (x + 0.044715 x^3),
  *              s = 0.5 (1 + tanh u) = 1 / (1 + exp(-2u)) (no cancellation for x < 0),
  *              y' = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+ *   silu:      y = x s, s = 1 / (1 + exp(-x)),  y' = s + x s (1 - s)
  */
 
 /* y = act(x) (grad 0) or act'(x) (grad 1) for one element, in double */
@@ -14,6 +15,10 @@ static double FN(act_ref_scalar)(double x, int act, int grad)
 {
     const double beta = 0.79788456080286535588, kappa = 0.044715;
     if (act == TC_ACT_RELU) return x < 0 ? 0.0 : x; /* NaN and -0 pass (the backward selects) */
+    if (act == TC_ACT_SILU) {
+        const double s = 1.0 / (1.0 + exp(-x)), xc = fmin(fmax(x, -1e4), 1e4);
+        return grad ? s + xc * s * (1.0 - s) : x * s; /* y'(+-inf): the limits 1 / 0 */
+    }
     if (act == TC_ACT_GELU) {
         const double Phi = 0.5 * erfc(-x * 0.70710678118654752440);
         return grad ? Phi + x * exp(-0.5 * x * x) * 0.39894228040143267794 : x * Phi;

@@ -15,22 +15,6 @@ typedef int (*FN(lin_act_fwd_fn))(real_t *, real_t *, const real_t *, const real
 typedef int (*FN(lin_act_bwd_fn))(real_t *, real_t *, real_t *, const real_t *, const real_t *,
                                   const real_t *, const real_t *, int64_t, int64_t, int64_t, int);
 
-static int FN(tab_gelu_tanh_fwd)(real_t *o, const real_t *x, int64_t n)
-{
-    return FN(tc_gelu_forward)(o, x, n, 1);
-}
-static int FN(tab_gelu_fwd)(real_t *o, const real_t *x, int64_t n)
-{
-    return FN(tc_gelu_forward)(o, x, n, 0);
-}
-static int FN(tab_gelu_tanh_bwd)(real_t *d, const real_t *g, const real_t *x, int64_t n, int write)
-{
-    return FN(tc_gelu_backward)(d, g, x, n, 1, write);
-}
-static int FN(tab_gelu_bwd)(real_t *d, const real_t *g, const real_t *x, int64_t n, int write)
-{
-    return FN(tc_gelu_backward)(d, g, x, n, 0, write);
-}
 /* the fused GELUs: with dact, the forward caching gelu'(pre); without, inference only */
 static int FN(tab_lin_gelu_tanh_fwd)(real_t *o, real_t *dact, const real_t *x, const real_t *w,
                                      const real_t *b, int64_t N, int64_t C, int64_t OC)
@@ -45,20 +29,28 @@ static int FN(tab_lin_gelu_fwd)(real_t *o, real_t *dact, const real_t *x, const 
                 : FN(tc_linear_gelu_forward)(o, NULL, x, w, b, N, C, OC, 0);
 }
 
+/* One row per activation of tc.h's TC_ACTIVATIONS list, its element-wise pair from
+ * activation_impl.h (FN(act_<name>_forward) / _backward) */
 static const struct {
     FN(act_fwd_fn) fwd;
     FN(act_bwd_fn) bwd;
-    FN(lin_act_fwd_fn) lin_fwd; /* NULL: no fused kernel */
-    FN(lin_act_bwd_fn) lin_bwd;
 } FN(act_table)[] = {
-    [TC_ACT_GELU_TANH] = {FN(tab_gelu_tanh_fwd), FN(tab_gelu_tanh_bwd), FN(tab_lin_gelu_tanh_fwd),
-                          FN(tc_linear_gelu_backward_dact)},
-    [TC_ACT_GELU] = {FN(tab_gelu_fwd), FN(tab_gelu_bwd), FN(tab_lin_gelu_fwd),
-                     FN(tc_linear_gelu_backward_dact)},
-    [TC_ACT_RELU] = {FN(tc_relu_forward), FN(tc_relu_backward), NULL, NULL},
+#define ACT_ROW_(E, name, formula) [TC_ACT_##E] = {FN(act_##name##_forward), FN(act_##name##_backward)},
+    TC_ACTIVATIONS(ACT_ROW_)
+#undef ACT_ROW_
 };
 _Static_assert(sizeof FN(act_table) / sizeof FN(act_table)[0] == TC_ACT_COUNT,
                "the activation table has one row per TC_ACT_* value");
+
+/* The activations with a fused linear + activation pair (fused.c); the others (NULL) run the
+ * linear, then the activation */
+static const struct {
+    FN(lin_act_fwd_fn) lin_fwd;
+    FN(lin_act_bwd_fn) lin_bwd;
+} FN(act_fused)[TC_ACT_COUNT] = {
+    [TC_ACT_GELU_TANH] = {FN(tab_lin_gelu_tanh_fwd), FN(tc_linear_gelu_backward_dact)},
+    [TC_ACT_GELU] = {FN(tab_lin_gelu_fwd), FN(tc_linear_gelu_backward_dact)},
+};
 
 static int FN(act_known)(int act)
 {
@@ -85,8 +77,8 @@ int FN(tc_linear_activation_forward)(int act, real_t *out, real_t *dact, const r
                                      const real_t *weight, const real_t *bias, int64_t N,
                                      int64_t C, int64_t OC)
 {
-    if (!FN(act_known)(act) || !FN(act_table)[act].lin_fwd) return TC_EINVAL;
-    return FN(act_table)[act].lin_fwd(out, dact, inp, weight, bias, N, C, OC);
+    if (!FN(act_known)(act) || !FN(act_fused)[act].lin_fwd) return TC_EINVAL;
+    return FN(act_fused)[act].lin_fwd(out, dact, inp, weight, bias, N, C, OC);
 }
 
 // dpre = dout (N,OC) * dact (N,OC), then the linear's gradients (write: TC_WRITE(0) dinp,
@@ -96,7 +88,7 @@ int FN(tc_linear_activation_backward)(int act, real_t *dinp, real_t *dweight, re
                                       const real_t *weight, int64_t N, int64_t C, int64_t OC,
                                       int write)
 {
-    if (!FN(act_known)(act) || !FN(act_table)[act].lin_bwd) return TC_EINVAL;
-    return FN(act_table)[act].lin_bwd(dinp, dweight, dbias, dout, dact, inp, weight, N, C, OC,
+    if (!FN(act_known)(act) || !FN(act_fused)[act].lin_bwd) return TC_EINVAL;
+    return FN(act_fused)[act].lin_bwd(dinp, dweight, dbias, dout, dact, inp, weight, N, C, OC,
                                       write);
 }

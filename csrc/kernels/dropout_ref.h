@@ -22,8 +22,11 @@ int FN(tc_dropout_forward_ref)(real_t *out, const real_t *inp, int64_t N, double
     return FN(dropout_ref_apply)(out, inp, N, p, seed);
 }
 
-// dinp (N,) = dout (N,) * mask (N,) (written)
+// dinp (N,) = 0 + dout (N,) * mask (N,): written as every backward writes (the bits of
+// accumulating into zeros: a dropped -0 gradient is +0)
 int FN(tc_dropout_backward_ref)(real_t *dinp, const real_t *dout, int64_t N, double p, uint64_t seed)
 {
-    return FN(dropout_ref_apply)(dinp, dout, N, p, seed);
+    const int st = FN(dropout_ref_apply)(dinp, dout, N, p, seed);
+    for (int64_t i = 0; st == TC_OK && i < N; i++) dinp[i] = (real_t)0 + dinp[i];
+    return st;
 }

@@ -60,8 +60,9 @@ struct tc_gpt {
     void *clones[TC_MODEL_MAX_WORKERS - 1]; /* tc_gpt * */
     void *clone_grads[TC_MODEL_MAX_WORKERS - 1];
     int borrowed_tables;         /* a clone: tab1, tab2 belong to the model it was cloned from */
-    int64_t row0;                /* the call's rows start at row0 of the whole batch: dropout
-                                  * masks are drawn at their place in it (model_drop) */
+    int64_t row0;                /* this pass's rows start at row0 of the global batch (the
+                                  * call's row0 + the worker's first row): dropout masks are
+                                  * drawn at their place in it (model_drop) */
 };
 
 int64_t tc_gpt_num_params(const tc_gpt_config *cfg)

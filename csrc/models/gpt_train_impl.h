@@ -306,6 +306,7 @@ typedef struct {
     tc_gpt *m;
     const int64_t *idx, *targets;
     int64_t L;
+    int64_t row0; /* the call's first row in the global batch (its dropout masks' place) */
 } FN(gpt_job);
 
 /* Rows [b0, b0 + nb) of the job on worker w (model_split_run's callback). */
@@ -314,7 +315,7 @@ static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
     FN(gpt_job) *j = ctx;
     tc_gpt *m = w ? j->m->clones[w - 1] : j->m;
     const int64_t L = j->L, V = m->cfg.V;
-    m->row0 = b0;
+    m->row0 = j->row0 + b0;
     CHECK(gpt_reserve(m, nb * L));
     if (j->targets)
         return FN(gpt_loss_and_grads_rows)(m, &j->run.part[w], j->idx + b0 * L, j->targets + b0 * L,
@@ -332,29 +333,30 @@ static int FN(gpt_run)(FN(gpt_job) *j, int64_t B, int W)
     return model_split_run(W, B, FN(gpt_job_rows), j);
 }
 
-// logits (B,T,V), idx (B,T)
+// logits (B,T,V), idx (B,T); the rows are rows [row0, row0 + B) of a global batch
 int FN(tc_gpt_forward)(tc_gpt *m, real_t *logits, const int64_t *idx, int64_t B, int64_t L,
-                       uint64_t seed, int training)
+                       uint64_t seed, int64_t row0, int training)
 {
     CHECK(FN(gpt_check_args)(m, idx, B, L));
-    if (!logits) return TC_EINVAL;
+    if (!logits || row0 < 0) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
-    FN(gpt_job) j = {{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L};
+    FN(gpt_job) j = {{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L, row0};
     return FN(gpt_run)(&j, B, model_split_workers(B));
 }
 
-// loss (scalar), idx (B,T), targets (B,T); grads (num_params,) overwritten
+// loss (scalar), idx (B,T), targets (B,T); grads (num_params,) overwritten; the rows are
+// rows [row0, row0 + B) of a global batch
 int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
                               const int64_t *targets, int64_t B, int64_t L,
-                              int64_t ignore_index, uint64_t seed, int training)
+                              int64_t ignore_index, uint64_t seed, int64_t row0, int training)
 {
-    if (!loss || !targets) return TC_EINVAL;
+    if (!loss || !targets || row0 < 0) return TC_EINVAL;
     CHECK(FN(gpt_check_args)(m, idx, B, L));
     int64_t count;
     CHECK(model_count_targets(targets, B * L, m->cfg.V, ignore_index, &count));
     const int drop = training && m->cfg.dropout > 0;
     FN(gpt_job) j = {{NULL, ignore_index, count ? 1.0 / (double)count : 0.0, seed, drop, {0}},
-                     m, idx, targets, L};
+                     m, idx, targets, L, row0};
     const int W = model_split_workers(B);
     CHECK(FN(gpt_run)(&j, B, W));
     FN(model_loss_finish)(loss, j.run.part, W, count, (real_t *)m->grads, m->clone_grads,

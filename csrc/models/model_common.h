@@ -36,9 +36,10 @@ static inline uint64_t gpt_site_seed(uint64_t seed, int64_t site)
     return seed + (uint64_t)(site + 1) * UINT64_C(0x9E3779B97F4A7C15);
 }
 
-/* The dropout of one call over rows [row0, row0 + nrows) of a batch (the fast paths'): on,
- * probability p, the call's seed. A site's mask is drawn at this rows' place in the whole
- * batch, so a data-parallel worker draws the one-pass masks. */
+/* The dropout of one pass over rows [row0, row0 + nrows) of a global batch (the fast paths'):
+ * on, probability p, the call's seed. A site's mask is drawn at these rows' place in the
+ * global batch (row0 = the caller's row offset + the worker's first row), so a data-parallel
+ * worker, thread or process, draws the one-pass masks. */
 typedef struct {
     int on;           /* training with p > 0 */
     double p;

@@ -66,21 +66,31 @@ static PyArrayObject *gpt_ids(PyObject *obj, const char *name, const gpt_handle 
     return a;
 }
 
-/* gpt_loss_and_grads(model, idx (B,T), targets (B,T), ignore_index, seed, training) -> loss */
+/* *row0 = row_offset (a Python int >= 0; NULL: not given, 0); -1 with an exception set
+ * otherwise. */
+static int gpt_row_offset(PyObject *obj, int64_t *row0)
+{
+    *row0 = 0;
+    return obj ? tc_py_int64_min(obj, "row_offset", 0, row0) : 0;
+}
+
+/* gpt_loss_and_grads(model, idx (B,T), targets (B,T), ignore_index, seed, training,
+ * row_offset=0) -> loss */
 static PyObject *py_gpt_loss_and_grads(PyObject *self, PyObject *args)
 {
-    PyObject *m_obj, *i_obj, *t_obj, *ig_obj, *s_obj, *result = NULL;
+    PyObject *m_obj, *i_obj, *t_obj, *ig_obj, *s_obj, *r_obj = NULL, *result = NULL;
     PyArrayObject *idx = NULL, *tgt = NULL;
     gpt_handle *h = NULL;
     int training;
-    int64_t ignore_index;
+    int64_t ignore_index, row0;
     uint64_t seed;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOp", &m_obj, &i_obj, &t_obj, &ig_obj, &s_obj, &training))
+    if (!PyArg_ParseTuple(args, "OOOOOp|O", &m_obj, &i_obj, &t_obj, &ig_obj, &s_obj, &training,
+                          &r_obj))
         return NULL;
     if (!(h = gpt_acquire(m_obj))) return NULL;
     if (tc_py_int64(ig_obj, "ignore_index", &ignore_index) ||
-        tc_py_uint64(s_obj, "seed", &seed))
+        tc_py_uint64(s_obj, "seed", &seed) || gpt_row_offset(r_obj, &row0))
         goto done;
     if (!(idx = gpt_ids(i_obj, "idx", h))) goto done;
     if (tc_py_check_index_range(idx, "idx", h->V)) goto done;
@@ -93,9 +103,9 @@ static PyObject *py_gpt_loss_and_grads(PyObject *self, PyObject *args)
     TC_PY_BEGIN_ALLOW_THREADS
     st = h->base.typenum == NPY_FLOAT
         ? tc_gpt_loss_and_grads_f32(h->model, &loss, PyArray_DATA(idx), PyArray_DATA(tgt), B, T,
-                                    ignore_index, seed, training)
+                                    ignore_index, seed, row0, training)
         : tc_gpt_loss_and_grads_f64(h->model, &loss, PyArray_DATA(idx), PyArray_DATA(tgt), B, T,
-                                    ignore_index, seed, training);
+                                    ignore_index, seed, row0, training);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "gpt_loss_and_grads")) goto done;
     result = PyFloat_FromDouble(loss);
@@ -106,18 +116,20 @@ done:
     return result;
 }
 
-/* gpt_forward(model, idx (B,T), seed, training) -> logits (B,T,V) */
+/* gpt_forward(model, idx (B,T), seed, training, row_offset=0) -> logits (B,T,V) */
 static PyObject *py_gpt_forward(PyObject *self, PyObject *args)
 {
-    PyObject *m_obj, *i_obj, *s_obj, *result = NULL;
+    PyObject *m_obj, *i_obj, *s_obj, *r_obj = NULL, *result = NULL;
     PyArrayObject *idx = NULL, *out = NULL;
     gpt_handle *h = NULL;
     int training;
+    int64_t row0;
     uint64_t seed;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOp", &m_obj, &i_obj, &s_obj, &training)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOp|O", &m_obj, &i_obj, &s_obj, &training, &r_obj))
+        return NULL;
     if (!(h = gpt_acquire(m_obj))) return NULL;
-    if (tc_py_uint64(s_obj, "seed", &seed)) goto done;
+    if (tc_py_uint64(s_obj, "seed", &seed) || gpt_row_offset(r_obj, &row0)) goto done;
     if (!(idx = gpt_ids(i_obj, "idx", h))) goto done;
     if (tc_py_check_index_range(idx, "idx", h->V)) goto done;
     const int64_t B = PyArray_DIM(idx, 0), T = PyArray_DIM(idx, 1);
@@ -126,8 +138,10 @@ static PyObject *py_gpt_forward(PyObject *self, PyObject *args)
     int st;
     TC_PY_BEGIN_ALLOW_THREADS
     st = h->base.typenum == NPY_FLOAT
-        ? tc_gpt_forward_f32(h->model, PyArray_DATA(out), PyArray_DATA(idx), B, T, seed, training)
-        : tc_gpt_forward_f64(h->model, PyArray_DATA(out), PyArray_DATA(idx), B, T, seed, training);
+        ? tc_gpt_forward_f32(h->model, PyArray_DATA(out), PyArray_DATA(idx), B, T, seed, row0,
+                             training)
+        : tc_gpt_forward_f64(h->model, PyArray_DATA(out), PyArray_DATA(idx), B, T, seed, row0,
+                             training);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "gpt_forward")) goto done;
     result = (PyObject *)out;
@@ -178,9 +192,11 @@ PyMethodDef tc_methods_model[] = {
      "(V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base, "
      "rope_interleaved, dropout), as GPTConfig.c_fields() gives"},
     {"gpt_loss_and_grads", py_gpt_loss_and_grads, METH_VARARGS,
-     "gpt_loss_and_grads(model, idx (B,T), targets (B,T), ignore_index, seed, training) -> loss"},
+     "gpt_loss_and_grads(model, idx (B,T), targets (B,T), ignore_index, seed, training, "
+     "row_offset=0) -> loss; the rows are rows [row_offset, row_offset + B) of a global batch "
+     "(their dropout masks)"},
     {"gpt_forward", py_gpt_forward, METH_VARARGS,
-     "gpt_forward(model, idx (B,T), seed, training) -> logits (B,T,V)"},
+     "gpt_forward(model, idx (B,T), seed, training, row_offset=0) -> logits (B,T,V)"},
     {"gpt_arena_bytes", py_gpt_arena_bytes, METH_VARARGS,
      "gpt_arena_bytes(is_float64, config, B, T) -> bytes"},
     {"gpt_arena_size", py_gpt_arena_size, METH_VARARGS, "gpt_arena_size(model) -> bytes"},

@@ -139,5 +139,17 @@ PyMODINIT_FUNC PyInit__C(void)
         Py_DECREF(m);
         return NULL;
     }
+    PyObject *formulas = PyDict_New(); /* _C.ACTIVATION_FORMULAS: {name: formula} */
+    for (int a = 0; formulas && a < TC_ACT_COUNT; a++) {
+        PyObject *f = PyUnicode_FromString(tc_activation_formula(a));
+        if (!f || PyDict_SetItemString(formulas, tc_option_name(TC_OPT_ACTIVATION, a), f) < 0)
+            Py_CLEAR(formulas);
+        Py_XDECREF(f);
+    }
+    if (!formulas || PyModule_AddObject(m, "ACTIVATION_FORMULAS", formulas) < 0) {
+        Py_XDECREF(formulas);
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

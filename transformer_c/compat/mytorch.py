@@ -25,6 +25,7 @@ the layer returns, and its parameter gradients, has the compute dtype.
 import numpy as np
 
 from .. import functional as F
+from ..functional._util import as_bool_mask
 
 __all__ = ["Linear", "Softmax", "ScaledDotProductAttention", "MultiHeadAttention"]
 
@@ -135,10 +136,7 @@ class ScaledDotProductAttention:
     def _bias(self, mask, dtype, shape):
         if mask is None:
             return None
-        m = np.asarray(mask)
-        if m.dtype != np.bool_:
-            raise TypeError(f"mask must be a boolean array (True = do not attend), got dtype "
-                            f"{m.dtype}")
+        m = as_bool_mask(mask, "mask", "True = do not attend")
         try:
             np.broadcast_shapes(m.shape, shape)
         except ValueError:

@@ -211,3 +211,12 @@ def float_dtype(dtype):
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     return dt
+
+
+def as_bool_mask(value, name, meaning):
+    """value as a NumPy bool array; TypeError naming ``name`` and its ``meaning`` (the mask's
+    polarity, e.g. "True = real key, False = padding") for any other dtype."""
+    m = np.asarray(value)
+    if m.dtype != np.bool_:
+        raise TypeError(f"{name} must be a boolean array ({meaning}), got dtype {m.dtype}")
+    return m

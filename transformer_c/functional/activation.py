@@ -1,6 +1,9 @@
-"""Activation functions: ReLU and GELU (C: csrc/kernels/activation.c), and the one
-name-to-kernel table every layer uses (``activation(name, x)``, ``activation_backward``),
-keyed by the names of transformer_c.options.ACTIVATIONS (which come from C).
+"""Activation functions (C: csrc/kernels/activation.c): ``relu``, ``gelu`` (exact and tanh),
+one ``<name>`` / ``<name>_backward`` pair for every other activation of tc.h's
+TC_ACTIVATIONS list (``silu``, ...; made from the list, documented by its formula), and the
+one name-to-kernel table every layer uses (``activation(name, x)``,
+``activation_backward``), keyed by the names of transformer_c.options.ACTIVATIONS (which
+come from C).
 
 Element-wise, so inputs of any shape (0-d and empty included) are accepted and the result
 has the input's shape and dtype.
@@ -57,32 +60,57 @@ def gelu_backward(grad_output, x, approximate="none"):
     return _C.gelu_backward(grad_output, x, flag)
 
 
-# name (options.ACTIVATIONS) -> (forward(x), backward(grad_output, x))
-_TABLE = {
-    "gelu_tanh": (lambda x: gelu(x, approximate="tanh"),
-                  lambda g, x: gelu_backward(g, x, approximate="tanh")),
-    "gelu": (gelu, gelu_backward),
-    "relu": (relu, relu_backward),
-}
-if set(_TABLE) != set(ACTIVATIONS):
-    raise ImportError(f"functional.activation's table covers {sorted(_TABLE)} but the C "
-                      f"options name {sorted(ACTIVATIONS)}: add the missing kernels")
+# The one table: every activation of options.ACTIVATIONS (tc.h's TC_ACTIVATIONS list) by its
+# index, through the C activation table (the same kernels as relu / gelu above, bitwise).
+_INDEX = {name: i for i, name in enumerate(ACTIVATIONS)}
 
 
 def activation(name, x):
     """The activation ``name`` (one of transformer_c.options.ACTIVATIONS: "gelu_tanh",
-    "gelu", "relu") applied element-wise to x.
+    "gelu", "relu", "silu", ...) applied element-wise to x, in C.
 
     x: any shape, float32 or float64. Returns y: x's shape and dtype. ValueError naming
     ``activation`` for an unknown name.
     """
-    return _TABLE[check_option("activation", name)][0](x)
+    act = _INDEX[check_option("activation", name)]
+    return _C.activation_forward(act, as_float(x, "x"))
 
 
 def activation_backward(name, grad_output, x):
-    """Gradient of activation(name, x): dx = grad_output * act'(x).
+    """Gradient of activation(name, x): dx = grad_output * act'(x), in C.
 
     grad_output, x: the same shape (any) and dtype. Returns dx: x's shape and dtype.
     ValueError naming ``activation`` for an unknown name.
     """
-    return _TABLE[check_option("activation", name)][1](grad_output, x)
+    act = _INDEX[check_option("activation", name)]
+    grad_output, x = _grad_and_x(grad_output, x)
+    return _C.activation_backward(act, grad_output, x)
+
+
+def _define(name):
+    """Public ``name(x)`` and ``name_backward(grad_output, x)`` of an activation that has no
+    hand-written function here, documented by its formula from C."""
+    formula = _C.ACTIVATION_FORMULAS[name]
+
+    def forward(x):
+        return activation(name, x)
+
+    def backward(grad_output, x):
+        return activation_backward(name, grad_output, x)
+
+    forward.__doc__ = (f"{formula}, element-wise (C: the activation table).\n\n    x: any "
+                       "shape, float32 or float64. Returns y: x's shape and dtype.\n    ")
+    backward.__doc__ = (f"Gradient of {name}: dx = grad_output * {name}'(x).\n\n    "
+                        "grad_output, x: the same shape (any) and dtype. Returns dx: x's "
+                        "shape and dtype.\n    ")
+    for fn, fn_name in ((forward, name), (backward, f"{name}_backward")):
+        fn.__name__ = fn.__qualname__ = fn_name
+        fn.__module__ = __name__
+        globals()[fn_name] = fn
+        __all__.append(fn_name)
+
+
+for _name in ACTIVATIONS:
+    if _name not in ("gelu_tanh", "gelu", "relu"):  # those have the functions above
+        _define(_name)
+del _name

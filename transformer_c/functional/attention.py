@@ -28,8 +28,8 @@ import math
 import numpy as np
 
 from .. import _C
-from ._util import (as_float, as_int, as_real, as_seed, check_inout, check_shape, native,
-                    same_dtype)
+from ._util import (as_bool_mask, as_float, as_int, as_real, as_seed, check_inout, check_shape,
+                    native, same_dtype)
 
 __all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward",
            "attention_decode"]
@@ -158,10 +158,7 @@ def _key_padding(key_padding_mask, lead, S):
     leading dims), as the (B, S) bool array the binding takes."""
     if key_padding_mask is None:
         return None
-    m = np.asarray(key_padding_mask)
-    if m.dtype != np.bool_:
-        raise TypeError(f"key_padding_mask must be a boolean array (True = real key, "
-                        f"False = padding), got dtype {m.dtype}")
+    m = as_bool_mask(key_padding_mask, "key_padding_mask", "True = real key, False = padding")
     want = (lead[0], S) if lead else (S,)
     if m.shape != want:
         raise ValueError(f"key_padding_mask must have shape {want} (the batch of q, then S), "
@@ -289,10 +286,7 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
     B, NH = _bnh(lead)
     kpm = None
     if key_padding_mask is not None:
-        m = np.asarray(key_padding_mask)
-        if m.dtype != np.bool_:
-            raise TypeError(f"key_padding_mask must be a boolean array (True = real position),"
-                            f" got dtype {m.dtype}")
+        m = as_bool_mask(key_padding_mask, "key_padding_mask", "True = real position")
         want = [(lead[0], n) if lead else (n,) for n in (pos + TN, Smax)]
         if m.shape not in want:
             raise ValueError(f"key_padding_mask must have shape {want[0]} or {want[1]}, "

@@ -5,22 +5,15 @@ TypeError for a bad type.
 """
 import math
 import numbers
-import operator
 
 import numpy as np
 
+from ..functional._util import as_int
+
 
 def integer(value, name, *, minimum=None):
-    """value as a Python int (bools rejected), at least ``minimum``."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got a bool")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    """value as a Python int (bools rejected), at least ``minimum`` (functional's as_int)."""
+    return as_int(value, name, minimum)
 
 
 # The most tokens one generation may add (greedy, sampling, beam search; SequenceGenerator's

@@ -10,11 +10,13 @@ config as JSON in the metadata, train / eval and seed checking.
 import abc
 import json
 import math
-import operator
 import os
+import sys
+import threading
 
 import numpy as np
 
+from ..functional._util import as_seed
 from .module import Module, check_dtype
 
 __all__ = []
@@ -49,6 +51,66 @@ def tree_from_layout(layout, flat):
         node[path[-1]] = flat[offset:offset + size].reshape(shape)
         offset += size
     return tree
+
+
+def flat_span(leaves):
+    """The 1-D C-contiguous array that ``leaves`` tile back to back, in order (each leaf a
+    C-contiguous ndarray view of one base buffer, leaf i+1 starting where leaf i ends), or
+    None when they do not (any other arrays: separate ones, gaps, another order).
+
+    leaves: a sequence of arrays. Returns a 1-D view of the base of
+    ``sum(leaf.size)`` elements (the leaves' memory, not a copy), or None.
+    """
+    if not leaves:
+        return None
+    base = leaves[0].base if isinstance(leaves[0], np.ndarray) else None
+    if (base is None or type(base) is not np.ndarray or base.ndim != 1
+            or not base.flags.c_contiguous):
+        return None
+    item, origin = base.itemsize, base.__array_interface__["data"][0]
+    start = end = (leaves[0].__array_interface__["data"][0] - origin) // item
+    for leaf in leaves:
+        if type(leaf) is not np.ndarray or leaf.base is not base:
+            return None
+        face = leaf.__array_interface__  # strides None: C-contiguous
+        if face["strides"] is not None or face["data"][0] != origin + end * item:
+            return None
+        end += leaf.size
+    return base[start:end]
+
+
+_POOL = {}             # (size, dtype) -> [1-D arrays handed out by recycled_empty]
+_POOL_LOCK = threading.Lock()
+_POOL_FREE_KEPT = 4    # unreferenced buffers kept per (size, dtype) for the next requests
+_POOL_KEYS = 4         # (size, dtype) pairs remembered
+
+
+def recycled_empty(size, dtype):
+    """An uninitialised 1-D array of ``size`` elements of ``dtype``: one handed out earlier
+    that nothing references any more (no array, view or model holds it) when there is one,
+    else a new one. A training loop that builds fresh parameter and moment buffers every
+    step then reuses warm memory instead of page-faulting new memory in (most of the
+    step's cost on the 6x384 GPT). At most _POOL_FREE_KEPT unreferenced buffers are kept
+    per (size, dtype), for at most _POOL_KEYS such pairs; they stay allocated after the
+    loop ends. "Unreferenced" is CPython's reference count of the buffer (every view holds
+    one), read under a lock.
+    """
+    key = (int(size), np.dtype(dtype))
+    with _POOL_LOCK:
+        bufs = _POOL.pop(key, [])
+        _POOL[key] = bufs  # most recently used last
+        while len(_POOL) > _POOL_KEYS:
+            del _POOL[next(iter(_POOL))]
+        # 3 references: the list, the loop variable, getrefcount's argument
+        free = [b for b in bufs if sys.getrefcount(b) == 3]
+        if len(free) > _POOL_FREE_KEPT:
+            dropped = {id(b) for b in free[_POOL_FREE_KEPT:]}
+            bufs[:] = [b for b in bufs if id(b) not in dropped]
+        if free:
+            return free[0]
+        buf = np.empty(key[0], key[1])
+        bufs.append(buf)
+        return buf
 
 
 class FlatModel(Module):
@@ -163,7 +225,24 @@ class FlatModel(Module):
         return self._params
 
     def with_parameters(self, parameters):
-        return type(self)(self.config, parameters, training=self.training, seed=self.seed)
+        """A new model of this config, mode and seed with a copy of ``parameters`` (a tree
+        of this model's structure and shapes, one dtype). When the tree's leaves tile one
+        buffer in layout order (another model's ``parameters``, an optimizer's result over
+        them) that is one copy of the buffer, else one copy per leaf."""
+        layout = self._layout(self.config)
+        try:
+            leaves = [get_path(parameters, path) for path, _ in layout]
+        except (KeyError, IndexError, TypeError):
+            leaves = None
+        span = None if leaves is None else flat_span(leaves)
+        if (span is None or span.size != self._flat.size
+                or any(leaf.shape != shape for leaf, (_, shape) in zip(leaves, layout))):
+            return type(self)(self.config, parameters, training=self.training, seed=self.seed)
+        check_dtype(span.dtype)
+        self._check_structure(parameters)
+        flat = recycled_empty(span.size, span.dtype)
+        np.copyto(flat, span)
+        return self._from_flat(self.config, flat, self.training, self.seed)
 
     @property
     def dtype(self):
@@ -244,17 +323,7 @@ class FlatModel(Module):
         return self.training and self.config.dropout > 0
 
     def _seed(self, seed):
-        seed = self.seed if seed is None else seed
-        if isinstance(seed, (bool, np.bool_)):
-            raise TypeError("seed must be a non-negative integer, got bool")
-        try:
-            seed = operator.index(seed)
-        except TypeError:
-            raise TypeError(f"seed must be a non-negative integer, "
-                            f"got {type(seed).__name__}") from None
-        if not 0 <= seed < 2 ** 64:
-            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-        return seed
+        return as_seed(self.seed if seed is None else seed)
 
     # ------------------------------------------------------------------ checkpoints
 

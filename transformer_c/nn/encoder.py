@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from ..functional._util import as_ids, same_dtype
+from ..functional._util import as_bool_mask, as_ids, same_dtype
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
 from .stack import check_ids, stack_backward, stack_blocks, stack_forward, stack_layout
@@ -89,10 +89,8 @@ def source_mask(src_lengths, src_key_padding_mask, B, S, squeeze):
                              f"and max {n.max()}")
         mask = np.arange(S)[None, :] < n.astype(np.int64)[:, None]
     elif src_key_padding_mask is not None:
-        mask = np.asarray(src_key_padding_mask)
-        if mask.dtype != np.bool_:
-            raise TypeError(f"src_key_padding_mask must be a boolean array (True = real token, "
-                            f"False = padding), got dtype {mask.dtype}")
+        mask = as_bool_mask(src_key_padding_mask, "src_key_padding_mask",
+                            "True = real token, False = padding")
         want = (S,) if squeeze else (B, S)
         if mask.shape != want:
             raise ValueError(f"src_key_padding_mask must have the shape of src {want}, "

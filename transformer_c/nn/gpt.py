@@ -176,13 +176,26 @@ class GPT(FlatModel):
             out["lm_head"] = {"weight": dhead}
         return out
 
-    def forward(self, idx, *, fast=True):
+    def _row_offset(self, row_offset, fast):
+        """row_offset as an int >= 0; ValueError when it would need the module-by-module path
+        (fast=False) to draw dropout masks at an offset, which it cannot."""
+        row_offset = as_int(row_offset, "row_offset", 0)
+        if row_offset and not fast and self._dropping():
+            raise ValueError("row_offset with dropout needs fast=True: the module-by-module "
+                             "path draws the masks of its batch from row 0")
+        return row_offset
+
+    def forward(self, idx, *, fast=True, row_offset=0):
         """logits (B, T, V) (or (T, V)) of idx (B, T) (or (T,)); fast=True runs the whole
-        forward in one C call (over the model's arena), fast=False module by module."""
+        forward in one C call (over the model's arena), fast=False module by module.
+        row_offset (int >= 0, fast path): idx's rows are rows [row_offset, row_offset + B) of
+        a global batch, and draw that batch's dropout masks of those rows (as
+        :meth:`loss_and_grads`)."""
         ids, squeeze = self._check_idx(idx)
         seed = self._seed(None)
+        row_offset = self._row_offset(row_offset, fast)
         if fast and ids.size:
-            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping())
+            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping(), row_offset)
         else:
             logits = self._forward_cached(ids, seed)[0]
         return logits[0] if squeeze else logits
@@ -215,20 +228,23 @@ class GPT(FlatModel):
                              f"and not ignore_index ({ignore_index})")
         return t
 
-    def loss(self, idx, targets, *, ignore_index=-100, seed=None):
+    def loss(self, idx, targets, *, ignore_index=-100, seed=None, row_offset=0):
         """Mean cross-entropy of the next-token predictions (forward only, in C).
 
-        idx, targets: (B, T) or (T,) ids; targets equal to ignore_index are skipped."""
+        idx, targets: (B, T) or (T,) ids; targets equal to ignore_index are skipped. seed,
+        row_offset: as :meth:`loss_and_grads`."""
         ids, squeeze = self._check_idx(idx)
         t = self._check_targets(targets, ids, squeeze, as_int(ignore_index, "ignore_index"))
         seed = self._seed(seed)
+        row_offset = self._row_offset(row_offset, True)
         if ids.size:
-            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping())
+            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping(), row_offset)
         else:
             logits = self._forward_cached(ids, seed)[0]
         return F.cross_entropy(logits, t, ignore_index=ignore_index)
 
-    def loss_and_grads(self, idx, targets, *, ignore_index=-100, seed=None, fast=True):
+    def loss_and_grads(self, idx, targets, *, ignore_index=-100, seed=None, fast=True,
+                       row_offset=0):
         """(loss, grads): the mean cross-entropy of next-token predictions and its gradient
         with respect to every parameter.
 
@@ -240,6 +256,13 @@ class GPT(FlatModel):
         the module-by-module path (the same kernels called from Python). Both agree to
         rounding.
 
+        row_offset (int >= 0, default 0): idx's B rows are rows [row_offset, row_offset + B)
+        of a global batch with this seed, and each row draws the dropout masks it has there.
+        Calls over consecutive row ranges of a batch, each with its first row's index (the
+        ranks of data-parallel training, micro-batches), draw exactly the masks of one call
+        over the whole batch: their losses and gradients, weighted by their counted targets
+        and summed, are the whole batch's to rounding. Needs fast=True when dropping.
+
         Returns (loss as a float, grads tree). The grads tree holds views of
         ``flat_grads``, which the next call overwrites: copy it to keep it.
         """
@@ -247,8 +270,9 @@ class GPT(FlatModel):
         ignore_index = as_int(ignore_index, "ignore_index")
         t = self._check_targets(targets, ids, squeeze, ignore_index)
         seed = self._seed(seed)
+        row_offset = self._row_offset(row_offset, fast)
         if fast and ids.size:
-            loss = self._fast_loss_and_grads(ids, t, ignore_index, seed)
+            loss = self._fast_loss_and_grads(ids, t, ignore_index, seed, row_offset)
         else:
             logits, cache = self._forward_cached(ids, seed)
             loss = F.cross_entropy(logits, t, ignore_index=ignore_index)
@@ -267,9 +291,9 @@ class GPT(FlatModel):
             self._ctx = _C.gpt_create(self._flat, self.flat_grads, self.config.c_fields())
         return self._ctx
 
-    def _fast_loss_and_grads(self, ids, targets, ignore_index, seed):
+    def _fast_loss_and_grads(self, ids, targets, ignore_index, seed, row_offset=0):
         return _C.gpt_loss_and_grads(self._context(), ids, targets, ignore_index, seed,
-                                     self._dropping())
+                                     self._dropping(), row_offset)
 
     def activation_bytes(self, batch_size, seq_len):
         """Bytes of the activation arena loss_and_grads uses for (batch_size, seq_len)
