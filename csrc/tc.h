@@ -99,8 +99,17 @@ const char *tc_activation_formula(int act);
 
 /* ------------------------------------------------------------------ threads */
 
-void tc_set_num_threads(int n); /* n <= 0 is ignored */
+/* The number of OpenMP threads every kernel uses, for the whole process (every calling
+ * thread): TC_EINVAL (nothing changed) unless 1 <= n <= tc_max_num_threads(). */
+int tc_set_num_threads(int n);
+/* The count set by tc_set_num_threads, or OpenMP's default (omp_get_max_threads) if unset. */
 int tc_get_num_threads(void);
+/* The largest count tc_set_num_threads accepts: max(1024, 4 x the processors). */
+int tc_max_num_threads(void);
+/* Apply the process-wide count to the calling thread (OpenMP's setting is per thread):
+ * every entry point calls it before its parallel regions (the bindings do, bind.h); a
+ * no-op while the count is unset or already applied, or inside a parallel region. */
+void tc_sync_num_threads(void);
 /* Whether the GPT / encoder-decoder fast paths may run a batch data-parallel (each thread a
  * whole pass over its rows, one extra gradient buffer per extra thread; model_common.h).
  * On by default; off: one pass with every kernel parallel inside. */
@@ -969,6 +978,10 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
  * attention probabilities (site 1 + 3l) and the attention (site 2 + 3l) and MLP (site 3 + 3l)
  * branch outputs of layer l; site s uses seed + (s + 1) * 0x9E3779B97F4A7C15 (mod 2^64) with
  * the dropout kernels' Philox stream (the attention kernel's for site 1 + 3l). */
+/* The most layers a model config may have (GPT L, encoder-decoder Le and Ld each): sizes
+ * are refused before anything proportional to the layer count runs (tc_*_num_params). */
+#define TC_MAX_LAYERS 65536
+
 typedef struct {
     int64_t V, maxT, C, L, NH, H; /* vocabulary, block size, width, layers, heads, MLP width */
     int bias;                     /* biases in linear layers and layer norms */

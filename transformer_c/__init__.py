@@ -26,12 +26,16 @@ __version__ = "0.1.0"
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenMP threads every kernel uses (n >= 1)."""
+    """Set the number of OpenMP threads every kernel uses, for the whole process: kernels
+    called from any Python thread use it (not only the calling thread's, as OpenMP's own
+    omp_set_num_threads). 1 <= n <= max(1024, 4 x os.cpu_count()) (the bound is
+    ``_C.max_num_threads()``): ValueError otherwise. Unset, OpenMP's default applies
+    (OMP_NUM_THREADS, or the number of cores)."""
     _C.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:
-    """The number of OpenMP threads kernels use."""
+    """The number of OpenMP threads kernels use (set_num_threads's value, in every thread)."""
     return _C.get_num_threads()
 
 

@@ -1,25 +1,52 @@
 /* threads.c: the OpenMP thread count used by every kernel, and whether the model fast paths
- * may split a batch across the threads (model_common.h). */
+ * may split a batch across the threads (model_common.h).
+ *
+ * The count is process-wide: OpenMP's own setting (omp_set_num_threads) belongs to the
+ * calling thread only, so tc_set_num_threads stores the count in one atomic and
+ * tc_sync_num_threads, called by every entry point of the bindings before a kernel runs
+ * (bind.h, TC_PY_BEGIN_ALLOW_THREADS), applies it to the calling thread. Unset (0), each
+ * thread keeps OpenMP's default (OMP_NUM_THREADS or the core count). */
 #include "tc.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-void tc_set_num_threads(int n)
+static int tc_num_threads_set = 0; /* 0: never set */
+
+int tc_max_num_threads(void)
 {
 #ifdef _OPENMP
-    if (n > 0) omp_set_num_threads(n);
+    const int procs = omp_get_num_procs();
+    return procs > 256 ? 4 * procs : 1024;
 #else
-    (void)n;
+    return 1024;
 #endif
+}
+
+int tc_set_num_threads(int n)
+{
+    if (n < 1 || n > tc_max_num_threads()) return TC_EINVAL;
+    __atomic_store_n(&tc_num_threads_set, n, __ATOMIC_RELAXED);
+    tc_sync_num_threads();
+    return TC_OK;
 }
 
 int tc_get_num_threads(void)
 {
+    const int n = __atomic_load_n(&tc_num_threads_set, __ATOMIC_RELAXED);
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    return n > 0 ? n : omp_get_max_threads();
 #else
+    (void)n;
     return 1;
+#endif
+}
+
+void tc_sync_num_threads(void)
+{
+#ifdef _OPENMP
+    const int n = __atomic_load_n(&tc_num_threads_set, __ATOMIC_RELAXED);
+    if (n > 0 && !omp_in_parallel() && omp_get_max_threads() != n) omp_set_num_threads(n);
 #endif
 }
 

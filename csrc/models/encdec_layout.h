@@ -25,6 +25,7 @@ static int ed_config_ok(const tc_encdec_config *c)
     if (c->Vs < 1 || c->Vt < 1 || c->maxT < 1 || c->C < 1 || c->Le < 1 || c->Ld < 1 ||
         c->NH < 1 || c->H < 1)
         return 0;
+    if (c->Le > TC_MAX_LAYERS || c->Ld > TC_MAX_LAYERS) return 0; /* before any layer loop */
     if (c->C % c->NH) return 0;
     if ((c->position != TC_POS_LEARNED && c->position != TC_POS_SINUSOIDAL) ||
         c->activation < 0 || c->activation >= TC_ACT_COUNT)

@@ -14,6 +14,7 @@ static int gpt_config_ok(const tc_gpt_config *c)
 {
     if (!c) return 0;
     if (c->V < 1 || c->maxT < 1 || c->C < 1 || c->L < 1 || c->NH < 1 || c->H < 1) return 0;
+    if (c->L > TC_MAX_LAYERS) return 0; /* before any loop over the layers */
     if (c->C % c->NH) return 0;
     if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
         c->activation >= TC_ACT_COUNT) return 0;

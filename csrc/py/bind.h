@@ -10,7 +10,7 @@
  *     non-contiguous or Fortran inputs are copied), shapes are checked with messages that
  *     name the argument, all before the GIL is released;
  *   - pointers start NULL, every failure is `goto done`, one Py_XDECREF block at the end;
- *   - the kernel runs between Py_BEGIN_ALLOW_THREADS / Py_END_ALLOW_THREADS, chosen by
+ *   - the kernel runs between TC_PY_BEGIN_ALLOW_THREADS / Py_END_ALLOW_THREADS, chosen by
  *     TC_CALL, and its status goes through tc_py_status.
  */
 #ifndef TC_BIND_H
@@ -26,6 +26,14 @@
 #include <numpy/arrayobject.h>
 
 #include "../tc.h"
+
+/* Py_BEGIN_ALLOW_THREADS, then the process-wide thread count (tc_set_num_threads) applied
+ * to this thread, which may not be the one that set it: every binding releases the GIL for
+ * its kernels with this, never with Py_BEGIN_ALLOW_THREADS alone (tests/test_hardening.py
+ * checks). Close with Py_END_ALLOW_THREADS. */
+#define TC_PY_BEGIN_ALLOW_THREADS \
+    Py_BEGIN_ALLOW_THREADS        \
+    tc_sync_num_threads();
 
 /* Call fn_f32 or fn_f64 by the dtype typenum (NPY_FLOAT or NPY_DOUBLE). */
 #define TC_CALL(typenum, fn, ...) \

@@ -149,7 +149,7 @@ static PyObject *forward_common(PyObject *args, int ref)
     int st;
     void *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = ref ? TC_CALL(ty, tc_attention_forward_ref, po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK,
                        DV, scale, causal, dropout_p, seed)
              : TC_CALL(ty, tc_attention_forward, po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK, DV,
@@ -222,7 +222,7 @@ static int backward_run(int ty, int ref, PyArrayObject *dq, PyArrayObject *dk, P
     const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
     const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, m,
                        B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write)
              : TC_CALL(ty, tc_attention_backward_strided, pdq, pdk, pdv, pdy, pq, pk, pv, po,
@@ -359,7 +359,7 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     void *po = PyArray_DATA(out), *pkc = PyArray_DATA(kc), *pvc = PyArray_DATA(vc);
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
     const uint8_t *pkp = kp ? (const uint8_t *)PyArray_DATA(kp) : NULL;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_attention_decode, po, pkc, pvc, pq, pk, pv, pkp, B, NH, TN, Smax, pos,
                  DK, DV, scale);
     Py_END_ALLOW_THREADS
@@ -465,7 +465,7 @@ static PyObject *py_attention_forward_strided(PyObject *self, PyObject *args)
     int st;
     void *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_attention_forward_strided, po, pl, pq, pk, pv, &m, &lay, B, NH, Tq, S,
                  DK, DV, scale, causal, dropout_p, seed);
     Py_END_ALLOW_THREADS

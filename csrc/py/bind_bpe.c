@@ -52,7 +52,7 @@ static PyObject *py_bpe_pretokenize(PyObject *self, PyObject *args)
         goto done;
     }
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = tc_bpe_pretokenize(starts, &count, text.buf, n, PyArray_DATA(cls), PyArray_DIM(cls, 0));
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "bpe_pretokenize")) goto done;
@@ -117,7 +117,7 @@ static PyObject *py_bpe_train(PyObject *self, PyObject *args)
         goto done;
     }
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = tc_bpe_train(m_buf, c_buf, &n_merges, text.buf, o, nd - 1, PyArray_DATA(cls),
                       PyArray_DIM(cls, 0), max_merges, min_count);
     Py_END_ALLOW_THREADS
@@ -174,7 +174,7 @@ static PyObject *py_bpe_new(PyObject *self, PyObject *args)
     }
     for (npy_intp k = 0; k < 2 * M; k++) buf[k] = (int32_t)mv[k];
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = tc_bpe_new(&bpe, buf, M, PyArray_DATA(cls), PyArray_DIM(cls, 0));
     Py_END_ALLOW_THREADS
     if (st == TC_EINVAL) {
@@ -210,7 +210,7 @@ static PyObject *py_bpe_encode(PyObject *self, PyObject *args)
         goto done;
     }
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = tc_bpe_encode(ids, &count, bpe, text.buf, n);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "bpe_encode")) goto done;
@@ -241,7 +241,7 @@ static PyObject *py_bpe_decode(PyObject *self, PyObject *args)
     if (tc_py_status(tc_bpe_decode_size(&size, bpe, PyArray_DATA(ids), n), "bpe_decode")) goto done;
     if (!(bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = tc_bpe_decode((uint8_t *)PyBytes_AS_STRING(bytes), bpe, PyArray_DATA(ids), n);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "bpe_decode")) goto done;

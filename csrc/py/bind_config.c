@@ -63,16 +63,11 @@ static int field_fill(PyObject *v, const char *what, const tc_py_field *f, char 
     }
 }
 
-int tc_py_config_fill(PyObject *obj, const char *what, const tc_py_field *fields, void *out)
+static int config_fill(PyObject *obj, const char *what, const tc_py_field *fields, void *out)
 {
-    if (!PyDict_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a dict of named fields, got %.80s", what,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
     Py_ssize_t n = 0;
     for (const tc_py_field *f = fields; f->name; f++, n++) {
-        PyObject *v = PyDict_GetItemString(obj, f->name); /* borrowed */
+        PyObject *v = PyDict_GetItemString(obj, f->name); /* borrowed from the snapshot */
         if (!v) {
             PyErr_Format(PyExc_TypeError, "%s is missing field '%s'", what, f->name);
             return -1;
@@ -94,4 +89,28 @@ int tc_py_config_fill(PyObject *obj, const char *what, const tc_py_field *fields
         }
     }
     return 0; /* not reached: a dict of n known keys has size n */
+}
+
+int tc_py_config_fill(PyObject *obj, const char *what, const tc_py_field *fields, void *out)
+{
+    if (!PyDict_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a dict of named fields, got %.80s", what,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    /* read a snapshot: converting a value can run Python code (a float field's __float__)
+     * that mutates the caller's dict, which must not free what is being read */
+    PyObject *snap = PyDict_Copy(obj);
+    if (!snap) return -1;
+    const int st = config_fill(snap, what, fields, out);
+    Py_DECREF(snap);
+    return st;
+}
+
+int tc_py_config_layers(const char *what, const char *name, int64_t value)
+{
+    if (value <= TC_MAX_LAYERS) return 0;
+    PyErr_Format(PyExc_ValueError, "%s field '%s' (a layer count) must be <= %d, got %lld",
+                 what, name, TC_MAX_LAYERS, (long long)value);
+    return -1;
 }

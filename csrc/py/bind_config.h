@@ -29,4 +29,8 @@ typedef struct {
  * validity is the C library's: tc_*_num_params). */
 int tc_py_config_fill(PyObject *obj, const char *what, const tc_py_field *fields, void *out);
 
+/* 0 if the layer count `value` of field `name` is at most TC_MAX_LAYERS, else -1 with a
+ * ValueError naming the field (checked before the C library loops over the layers). */
+int tc_py_config_layers(const char *what, const char *name, int64_t value);
+
 #endif /* TC_BIND_CONFIG_H */

@@ -45,7 +45,7 @@ static PyObject *py_gpt_kv_create(PyObject *self, PyObject *args)
     h->Tmax = Smax;
     tc_gpt_kv *kv = NULL;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(h->base.typenum, tc_gpt_kv_create, &kv, &cfg,
                  PyArray_DATA((PyArrayObject *)h->base.params), Bmax, Smax);
     Py_END_ALLOW_THREADS
@@ -95,7 +95,7 @@ static PyObject *py_gpt_kv_prefill(PyObject *self, PyObject *args)
     npy_intp dims[2] = {(npy_intp)B, (npy_intp)h->V};
     if (!(out = tc_py_new(2, dims, h->base.typenum, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(h->base.typenum, tc_gpt_kv_prefill, h->kv, PyArray_DATA(out), PyArray_DATA(idx),
                  PyArray_DATA(pad), B, T);
     Py_END_ALLOW_THREADS

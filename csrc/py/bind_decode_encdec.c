@@ -55,7 +55,7 @@ static PyObject *py_encdec_kv_create(PyObject *self, PyObject *args)
     h->Smax = Smax;
     tc_encdec_kv *kv = NULL;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(h->base.typenum, tc_encdec_kv_create, &kv, &cfg,
                  PyArray_DATA((PyArrayObject *)h->base.params), Bmax, Tmax, Smax);
     Py_END_ALLOW_THREADS
@@ -109,7 +109,7 @@ static PyObject *py_encdec_kv_prefill(PyObject *self, PyObject *args)
     if (!(out = tc_py_new(2, dims, h->base.typenum, 0))) goto done;
     const uint8_t *pm = mask ? (const uint8_t *)PyArray_DATA(mask) : NULL;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(h->base.typenum, tc_encdec_kv_prefill, h->kv, PyArray_DATA(out),
                  PyArray_DATA(src), pm, PyArray_DATA(tgt), B, S, T);
     Py_END_ALLOW_THREADS

@@ -93,7 +93,7 @@ static PyObject *py_dropout_mask(PyObject *self, PyObject *args)
     npy_intp dims[1] = {(npy_intp)n};
     if (!(mask = tc_py_new(1, dims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_dropout_mask, PyArray_DATA(mask), n, p, seed);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "dropout_mask")) goto done;

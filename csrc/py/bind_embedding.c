@@ -16,7 +16,7 @@ static PyObject *embedding_forward_common(PyObject *args, int ref)
     npy_intp dims[2] = {N, D};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = ref ? TC_CALL(ty, tc_embedding_forward_ref, PyArray_DATA(out), PyArray_DATA(ids),
                        PyArray_DATA(w), N, V, D)
              : TC_CALL(ty, tc_embedding_forward, PyArray_DATA(out), PyArray_DATA(ids),
@@ -66,7 +66,7 @@ static PyObject *embedding_backward_common(PyObject *args, int ref)
     npy_intp dims[2] = {(npy_intp)V, D};
     if (!(dw = tc_py_new(2, dims, ty, 1))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = ref ? TC_CALL(ty, tc_embedding_backward_ref, PyArray_DATA(dw), PyArray_DATA(dy),
                        PyArray_DATA(ids), N, V, D)
              : TC_CALL(ty, tc_embedding_backward, PyArray_DATA(dw), PyArray_DATA(dy),

@@ -36,7 +36,10 @@ static inline int encdec_config(PyObject *obj, void *out)
 {
     tc_encdec_config *c = out;
     memset(c, 0, sizeof *c);
-    if (tc_py_config_fill(obj, "encoder-decoder config", encdec_config_fields, c)) return 0;
+    if (tc_py_config_fill(obj, "encoder-decoder config", encdec_config_fields, c) ||
+        tc_py_config_layers("encoder-decoder config", "Le", c->Le) ||
+        tc_py_config_layers("encoder-decoder config", "Ld", c->Ld))
+        return 0;
     if (tc_encdec_num_params(c) >= 0) return 1;
     PyErr_SetString(PyExc_ValueError,
                     "invalid encoder-decoder config: sizes must be >= 1 (and not absurdly "

@@ -26,7 +26,7 @@ static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     if (want_pre && !(pre = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (want_pre == 2)
         st = TC_CALL(ty, tc_linear_gelu_forward_dact, PyArray_DATA(out), PyArray_DATA(pre),
                      PyArray_DATA(x), PyArray_DATA(w), b ? PyArray_DATA(b) : NULL, N, C, OC,
@@ -78,7 +78,7 @@ static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
     if (!(dx = tc_py_new(2, xdims, ty, 0)) || !(dw = tc_py_new(2, wdims, ty, 0))) goto done;
     if (with_bias && !(db = tc_py_new(1, bdims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (is_dact)
         st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(pre),
@@ -134,7 +134,7 @@ static PyObject *py_layernorm_residual_forward(PyObject *self, PyObject *args)
         !(mean = tc_py_new(1, sdims, ty, 0)) || !(rstd = tc_py_new(1, sdims, ty, 0)))
         goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_layernorm_residual_forward, PyArray_DATA(out), PyArray_DATA(sum),
                  PyArray_DATA(mean), PyArray_DATA(rstd), PyArray_DATA(x), PyArray_DATA(r),
                  PyArray_DATA(w), b ? PyArray_DATA(b) : NULL, N, C, eps);
@@ -191,7 +191,7 @@ static PyObject *py_layernorm_residual_backward(PyObject *self, PyObject *args)
         goto done;
     if (with_bias && !(db = tc_py_new(1, cdims, ty, 1))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_layernorm_residual_backward, PyArray_DATA(dx), PyArray_DATA(dr),
                  PyArray_DATA(dw), db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy),
                  ds ? PyArray_DATA(ds) : NULL, PyArray_DATA(s), PyArray_DATA(w),

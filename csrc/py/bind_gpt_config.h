@@ -33,7 +33,9 @@ static inline int gpt_config(PyObject *obj, void *out)
 {
     tc_gpt_config *c = out;
     memset(c, 0, sizeof *c);
-    if (tc_py_config_fill(obj, "GPT config", gpt_config_fields, c)) return 0;
+    if (tc_py_config_fill(obj, "GPT config", gpt_config_fields, c) ||
+        tc_py_config_layers("GPT config", "L", c->L))
+        return 0;
     if (tc_gpt_num_params(c) >= 0) return 1;
     PyErr_SetString(PyExc_ValueError,
                     "invalid GPT config: sizes must be >= 1 (and not absurdly large), C "

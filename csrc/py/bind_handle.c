@@ -200,7 +200,7 @@ PyObject *tc_py_decoder_step(PyObject *args, const tc_py_decoder_kind *kind)
     npy_intp dims[2] = {(npy_intp)rows, (npy_intp)h->V};
     if (!(out = tc_py_new(2, dims, h->base.typenum, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = kind->step(h->base.typenum, h->kv, PyArray_DATA(out), PyArray_DATA(tok), rows);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, name)) goto done;
@@ -227,7 +227,7 @@ PyObject *tc_py_decoder_select(PyObject *args, const tc_py_decoder_kind *kind)
     if (!(rows = tc_py_select_rows(r_obj, B, h->Bmax))) goto done;
     const int64_t B2 = PyArray_DIM(rows, 0);
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = kind->select(h->kv, PyArray_DATA(rows), B2);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, name)) goto done;

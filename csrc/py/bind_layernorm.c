@@ -38,7 +38,7 @@ static PyObject *layernorm_forward_common(PyObject *args, int ref)
         !(rstd = tc_py_new(1, sdims, ty, 0)))
         goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = ref ? TC_CALL(ty, tc_layernorm_forward_ref, PyArray_DATA(out), PyArray_DATA(mean),
                        PyArray_DATA(rstd), PyArray_DATA(x), PyArray_DATA(w),
                        b ? PyArray_DATA(b) : NULL, N, C, eps)
@@ -115,7 +115,7 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args)
     if (!(dx = tc_py_new(2, xdims, ty, 0)) || !(dw = tc_py_new(1, wdims, ty, 1))) goto done;
     if (with_bias && !(db = tc_py_new(1, wdims, ty, 1))) goto done;
     int st = TC_OK;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (recompute)
         st = TC_CALL(ty, tc_layernorm_forward, NULL, PyArray_DATA(mean), PyArray_DATA(rstd),
                      PyArray_DATA(x), PyArray_DATA(w), NULL, N, C, eps);

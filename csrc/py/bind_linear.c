@@ -22,7 +22,7 @@ static PyObject *gemm_common(PyObject *args, gemm_f32_fn f32, gemm_f64_fn f64, c
     npy_intp dims[2] = {M, N};
     if (!(c = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = ty == NPY_FLOAT
         ? f32(PyArray_DATA(c), PyArray_DATA(a), PyArray_DATA(b), M, N, K, N,
               PyArray_DIM(a, 1), PyArray_DIM(b, 1), ta, tb, 1.0f, 0.0f)
@@ -64,7 +64,7 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args)
     npy_intp dims[2] = {N, OC};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_linear_forward, PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w),
                  b ? PyArray_DATA(b) : NULL, N, C, OC);
     Py_END_ALLOW_THREADS
@@ -95,7 +95,7 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args)
     if (!(dx = tc_py_new(2, xdims, ty, 0)) || !(dw = tc_py_new(2, wdims, ty, 0))) goto done;
     if (with_bias && !(db = tc_py_new(1, bdims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_linear_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                  db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(x),
                  PyArray_DATA(w), N, C, OC, TC_WRITE_ALL);

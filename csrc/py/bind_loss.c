@@ -100,7 +100,7 @@ static PyObject *py_cross_entropy_forward(PyObject *self, PyObject *args)
     if (!(losses = tc_py_new(1, dims, ty, 0)) || !(lse = tc_py_new(1, dims, ty, 0))) goto done;
     double total = 0;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (ids)
         st = TC_CALL(ty, tc_loss_cross_entropy_forward, PyArray_DATA(losses), PyArray_DATA(lse),
                      &total, PyArray_DATA(logits), PyArray_DATA(ids), N, V, ignore_index, eps);
@@ -167,7 +167,7 @@ static PyObject *py_cross_entropy_backward(PyObject *self, PyObject *args)
     if (!(dlogits = tc_py_new(2, dims, ty, 1))) goto done;
     const void *lse_p = lse ? PyArray_DATA(lse) : NULL, *g_p = g ? PyArray_DATA(g) : NULL;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (ids)
         st = TC_CALL(ty, tc_loss_cross_entropy_backward, PyArray_DATA(dlogits), lse_p,
                      PyArray_DATA(logits), PyArray_DATA(ids), g_p, N, V, ignore_index, eps,

@@ -37,7 +37,7 @@ static PyObject *py_gpt_create(PyObject *self, PyObject *args)
     h->base = (tc_py_handle){.free_obj = gpt_free, .params = (PyObject *)p,
                              .grads = (PyObject *)g, .typenum = ty};
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_gpt_create, &h->model, &cfg, PyArray_DATA(p), PyArray_DATA(g));
     Py_END_ALLOW_THREADS
     h->base.obj = h->model;
@@ -100,7 +100,7 @@ static PyObject *py_gpt_loss_and_grads(PyObject *self, PyObject *args)
     double loss = 0;
     int st;
     const int64_t B = PyArray_DIM(idx, 0), T = PyArray_DIM(idx, 1);
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = h->base.typenum == NPY_FLOAT
         ? tc_gpt_loss_and_grads_f32(h->model, &loss, PyArray_DATA(idx), PyArray_DATA(tgt), B, T,
                                     ignore_index, seed, row0, training)
@@ -136,7 +136,7 @@ static PyObject *py_gpt_forward(PyObject *self, PyObject *args)
     npy_intp dims[3] = {(npy_intp)B, (npy_intp)T, (npy_intp)h->V};
     if (!(out = tc_py_new(3, dims, h->base.typenum, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = h->base.typenum == NPY_FLOAT
         ? tc_gpt_forward_f32(h->model, PyArray_DATA(out), PyArray_DATA(idx), B, T, seed, row0,
                              training)

@@ -37,7 +37,7 @@ static PyObject *py_encdec_create(PyObject *self, PyObject *args)
     h->base = (tc_py_handle){.free_obj = encdec_free, .params = (PyObject *)p,
                              .grads = (PyObject *)g, .typenum = ty};
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_encdec_create, &h->model, &cfg, PyArray_DATA(p), PyArray_DATA(g));
     Py_END_ALLOW_THREADS
     h->base.obj = h->model;
@@ -101,7 +101,7 @@ static PyObject *py_encdec_loss_and_grads(PyObject *self, PyObject *args)
     int st;
     const int64_t B = PyArray_DIM(src, 0), S = PyArray_DIM(src, 1), T = PyArray_DIM(tin, 1);
     const uint8_t *pm = mask ? (const uint8_t *)PyArray_DATA(mask) : NULL;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = h->base.typenum == NPY_FLOAT
         ? tc_encdec_loss_and_grads_f32(h->model, &loss, PyArray_DATA(src), pm,
                                        PyArray_DATA(tin), PyArray_DATA(tout), B, S, T,
@@ -143,7 +143,7 @@ static PyObject *py_encdec_forward(PyObject *self, PyObject *args)
     if (!(out = tc_py_new(3, dims, h->base.typenum, 0))) goto done;
     const uint8_t *pm = mask ? (const uint8_t *)PyArray_DATA(mask) : NULL;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = h->base.typenum == NPY_FLOAT
         ? tc_encdec_forward_f32(h->model, PyArray_DATA(out), PyArray_DATA(src), pm,
                                 PyArray_DATA(tin), B, S, T, seed, training)

@@ -51,7 +51,7 @@ static PyObject *py_sgd_update(PyObject *self, PyObject *args)
         goto done;
     }
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_optim_sgd_update, PyArray_DATA(param), buf ? PyArray_DATA(buf) : NULL,
                  PyArray_DATA(grad), PyArray_SIZE(param), lr, momentum, dampening, weight_decay,
                  nesterov, first_step);
@@ -89,7 +89,7 @@ static PyObject *adam_common(PyObject *args, int decoupled)
         goto done;
     }
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (decoupled)
         st = TC_CALL(ty, tc_optim_adamw_update, PyArray_DATA(param), PyArray_DATA(m),
                      PyArray_DATA(v), PyArray_DATA(grad), PyArray_SIZE(param), step, lr, beta1,
@@ -138,8 +138,10 @@ static PyObject *py_global_grad_norm(PyObject *self, PyObject *args)
                      Py_TYPE(seq_obj)->tp_name);
         return NULL;
     }
-    if (!(seq = PySequence_Fast(seq_obj, "arrays must be a list or tuple of arrays"))) return NULL;
-    count = PySequence_Fast_GET_SIZE(seq);
+    /* a snapshot (a new tuple holding every item): converting an item can run Python code
+     * (__array__) that mutates the caller's list, which must not change what is read here */
+    if (!(seq = PySequence_Tuple(seq_obj))) return NULL;
+    count = PyTuple_GET_SIZE(seq);
     if (count == 0) {
         result = PyFloat_FromDouble(0.0);
         goto done;
@@ -154,7 +156,7 @@ static PyObject *py_global_grad_norm(PyObject *self, PyObject *args)
     char name[64];
     int ty = -1;
     for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, k);
+        PyObject *item = PyTuple_GET_ITEM(seq, k);
         snprintf(name, sizeof name, "arrays[%ld]", (long)k);
         if (k == 0 && (ty = tc_py_float_type(item, name)) < 0) goto done;
         if (!(arrs[k] = tc_py_float_array(item, name, ty, -1))) goto done;
@@ -163,7 +165,7 @@ static PyObject *py_global_grad_norm(PyObject *self, PyObject *args)
     }
     double norm = 0;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = ty == NPY_FLOAT
         ? tc_optim_global_norm_f32(&norm, (const float *const *)ptrs, sizes, count)
         : tc_optim_global_norm_f64(&norm, (const double *const *)ptrs, sizes, count);
@@ -192,7 +194,7 @@ static PyObject *py_scale(PyObject *self, PyObject *args)
     if (ty < 0) goto done;
     if (!(a = tc_py_inout_array(obj, "array", ty))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_optim_scale, PyArray_DATA(a), PyArray_SIZE(a), factor);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "scale")) goto done;

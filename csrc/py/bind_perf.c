@@ -93,7 +93,7 @@ static PyObject *py_peak_flops(PyObject *self, PyObject *args)
         return NULL;
     }
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = tc_bench_peak_flops(&flops, &checksum, iters);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "peak_flops")) return NULL;
@@ -151,7 +151,7 @@ static PyObject *py_gemm_pack_panel(PyObject *self, PyObject *args)
     if (side) dims[0] = (npy_intp)kc, dims[1] = (npy_intp)width;
     if (!(dst = tc_py_new(side ? 2 : 3, dims, typenum, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(typenum, tc_gemm_pack_panel, PyArray_DATA(dst), PyArray_DATA(src), rs, cs, n,
                  kc, (int)side);
     Py_END_ALLOW_THREADS
@@ -235,7 +235,7 @@ static PyObject *py_backward_into(PyObject *self, PyObject *args)
             goto done;
     }
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (k == 0)
         st = TC_CALL(ty, tc_linear_backward, PyArray_DATA(dx), PyArray_DATA(dw),
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w), N, C,
@@ -296,7 +296,7 @@ static PyObject *py_softmax_backward_into(PyObject *self, PyObject *args)
     }
     const int64_t outer = PyArray_DIM(y, 0), C = PyArray_DIM(y, 1), inner = PyArray_DIM(y, 2);
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (is_log)
         st = TC_CALL(ty, tc_log_softmax_backward, PyArray_DATA(dx), PyArray_DATA(dy),
                      PyArray_DATA(y), outer, C, inner, write);

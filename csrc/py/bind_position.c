@@ -22,7 +22,7 @@ static PyObject *py_position_sinusoidal(PyObject *self, PyObject *args)
     npy_intp dims[2] = {(npy_intp)L, (npy_intp)D};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_position_sinusoidal, PyArray_DATA(out), L, D, base, offset);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "position_sinusoidal")) goto done;

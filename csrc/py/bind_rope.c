@@ -26,7 +26,7 @@ static PyObject *py_rope_table(PyObject *self, PyObject *args)
     npy_intp dims[2] = {(npy_intp)L, (npy_intp)(HS / 2)};
     if (!(c = tc_py_new(2, dims, ty, 0)) || !(s = tc_py_new(2, dims, ty, 0))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_rope_table, PyArray_DATA(c), PyArray_DATA(s), L, HS, base, offset);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "rope_table")) goto done;
@@ -64,7 +64,7 @@ static PyObject *rope_common(PyObject *args, int backward)
         goto done;
     if (!(out = tc_py_new(4, PyArray_DIMS(x), ty, backward))) goto done;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     if (backward)
         st = TC_CALL(ty, tc_rope_backward, PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(c),
                      PyArray_DATA(s), N, L, NH, HS, interleaved, TC_ACCUMULATE);
@@ -146,7 +146,7 @@ static PyObject *py_rope_inplace_strided(PyObject *self, PyObject *args)
     int st;
     void *px = PyArray_DATA(x);
     const void *pc = PyArray_DATA(c), *ps = PyArray_DATA(s);
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_rope_inplace_strided, px, pc, ps, N, L, NH, HS, sn, sl, sh, interleaved,
                  inverse);
     Py_END_ALLOW_THREADS

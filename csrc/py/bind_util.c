@@ -357,7 +357,7 @@ PyObject *tc_py_map_arrays(int ty, PyArrayObject *x, PyArrayObject *y, tc_py_map
     void *po = PyArray_DATA(out);
     const void *px = PyArray_DATA(x), *py = y ? PyArray_DATA(y) : NULL;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = fn(ty, po, px, py, n, ctx);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, kernel)) {

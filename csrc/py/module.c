@@ -5,14 +5,28 @@
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *args)
 {
-    int n;
+    PyObject *obj, *idx;
     (void)self;
-    if (!PyArg_ParseTuple(args, "i:set_num_threads", &n)) return NULL;
-    if (n < 1) {
-        PyErr_Format(PyExc_ValueError, "n must be >= 1, got %d", n);
+    if (!PyArg_ParseTuple(args, "O:set_num_threads", &obj)) return NULL;
+    if (PyBool_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "n must be an integer, got bool");
         return NULL;
     }
-    tc_set_num_threads(n);
+    if (!(idx = PyNumber_Index(obj))) return NULL;
+    int overflow = 0;
+    const long long n = PyLong_AsLongLongAndOverflow(idx, &overflow);
+    Py_DECREF(idx);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    const int max = tc_max_num_threads();
+    if (overflow || n < 1 || n > max) {
+        PyErr_Format(PyExc_ValueError, "n must be in [1, %d] (the larger of 1024 and 4 x the "
+                     "processors), got %S", max, obj);
+        return NULL;
+    }
+    if (tc_set_num_threads((int)n) != TC_OK) {
+        PyErr_Format(PyExc_ValueError, "n must be in [1, %d], got %lld", max, n);
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -21,6 +35,13 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *args)
     (void)self;
     (void)args;
     return PyLong_FromLong(tc_get_num_threads());
+}
+
+static PyObject *py_max_num_threads(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyLong_FromLong(tc_max_num_threads());
 }
 
 static PyObject *py_set_data_parallel(PyObject *self, PyObject *args)
@@ -47,7 +68,11 @@ static PyObject *py_gemm_kernel_name(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef module_methods[] = {
-    {"set_num_threads", py_set_num_threads, METH_VARARGS, "set_num_threads(n)"},
+    {"set_num_threads", py_set_num_threads, METH_VARARGS,
+     "set_num_threads(n): the OpenMP thread count of every kernel, process-wide; "
+     "1 <= n <= max_num_threads()"},
+    {"max_num_threads", py_max_num_threads, METH_NOARGS,
+     "max_num_threads() -> int: the largest n set_num_threads accepts"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
     {"set_data_parallel", py_set_data_parallel, METH_VARARGS,
      "set_data_parallel(on): whether model fast paths may split a batch across threads"},

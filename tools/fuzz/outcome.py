@@ -31,10 +31,6 @@ EXPECTED = [
      "(checkpoint.load wraps it in CheckpointError)"),
     ("loader.EncoderDecoder.load", "SafetensorError", "as for GPT.load"),
     ("state._C.", "OverflowError", "as for the other raw bindings"),
-    ("state.transformer_c.set_num_threads", "OverflowError",
-     "A DEFECT, listed until fixed (issue 22, defect 2): the public set_num_threads passes "
-     "any int to the binding (OverflowError above 2**31 - 1); the fix raises ValueError "
-     "above a sane maximum: delete this entry with it"),
     ("loader.GPT.load", "RecursionError",
      "A DEFECT, listed until fixed (issue 22, defect 8's family): Module.load passes json's "
      "RecursionError through for a deeply nested safetensors header; delete with the fix"),

@@ -12,24 +12,48 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def native(arr):
+    """arr, converted to native byte order if it is a non-native (e.g. big-endian) float
+    array, as the C bindings convert theirs: the values are the same."""
+    if arr.dtype.kind == "f" and not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
 def as_float(x, name):
-    """x as an ndarray of dtype float32 or float64 (array-likes converted, dtype kept).
+    """x as an ndarray of dtype float32 or float64 (array-likes converted, dtype kept; a
+    non-native byte order, e.g. big-endian '>f8', converted to native).
 
     Raises TypeError naming ``name`` for any other dtype (ints, bools, float16, objects).
     """
-    arr = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    arr = native(np.asarray(x) if not isinstance(x, np.ndarray) else x)
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
     return arr
 
 
 def same_dtype(ref, ref_name, x, name):
-    """x as an ndarray with the dtype of ``ref``; TypeError (naming both) if it differs."""
-    arr = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    """x as an ndarray with the dtype of ``ref`` (byte order aside: a non-native one is
+    converted); TypeError (naming both) if it differs."""
+    arr = native(np.asarray(x) if not isinstance(x, np.ndarray) else x)
     if arr.dtype != ref.dtype:
         raise TypeError(f"{name} has dtype {arr.dtype} but {ref_name} has {ref.dtype}: "
                         "transformer_c never mixes dtypes in one call")
     return arr
+
+
+def check_inout(x, name):
+    """x, an array updated in place: TypeError unless it is a numpy array, ValueError naming
+    the byte order if it is not native (it cannot be converted: the update must land in x
+    itself)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array (it is updated in place), "
+                        f"got {type(x).__name__}")
+    if not x.dtype.isnative:
+        raise ValueError(f"{name} is updated in place, so it must be in native byte order, "
+                         f"got dtype {x.dtype.str} (convert it first: "
+                         f"x.astype(x.dtype.newbyteorder('=')))")
+    return x
 
 
 def as_ids(x, name):
@@ -176,11 +200,14 @@ def check_stats(x, name, mean, rstd):
 
 
 def float_dtype(dtype):
-    """np.dtype(dtype), which must be float32 or float64 (TypeError naming dtype)."""
+    """np.dtype(dtype), which must be float32 or float64 (TypeError naming dtype), in native
+    byte order (a non-native one, e.g. '>f8', gives the native dtype: results are native)."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt.kind == "f" and not dt.isnative:
+        dt = dt.newbyteorder("=")
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     return dt

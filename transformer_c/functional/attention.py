@@ -28,7 +28,8 @@ import math
 import numpy as np
 
 from .. import _C
-from ._util import as_bool_mask, as_float, as_int, as_real, as_seed, check_shape, same_dtype
+from ._util import (as_bool_mask, as_float, as_int, as_real, as_seed, check_inout, check_shape,
+                    native, same_dtype)
 
 __all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward",
            "attention_decode"]
@@ -116,7 +117,7 @@ def _attn_mask(attn_mask, q, lead, T, S):
     (keep, bias) pair of 4-D arrays (mB, mH, mT, mS) the binding takes (1 = broadcast)."""
     if attn_mask is None:
         return None, None
-    m = np.asarray(attn_mask)
+    m = native(np.asarray(attn_mask))
     if m.dtype == np.bool_:
         pass
     elif m.dtype in (np.float32, np.float64):
@@ -266,9 +267,7 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
     if TK != TN:
         raise ValueError(f"k must have TN = {TN} new positions (q.shape[-2]), got shape {k.shape}")
     for name, c, D in (("k_cache", k_cache, DK), ("v_cache", v_cache, DV)):
-        if not isinstance(c, np.ndarray):
-            raise TypeError(f"{name} must be a numpy array (it is updated in place), "
-                            f"got {type(c).__name__}")
+        check_inout(c, name)
         if c.dtype != q.dtype:
             raise TypeError(f"{name} has dtype {c.dtype} but q has {q.dtype}: transformer_c "
                             "never mixes dtypes in one call")

@@ -8,7 +8,7 @@ one shape (any shape) and one dtype (float32 or float64).
 import numpy as np
 
 from .. import _C
-from ._util import as_int, as_real
+from ._util import as_int, as_real, check_inout
 
 __all__ = ["sgd_update_", "adam_update_", "adamw_update_", "global_grad_norm", "scale_"]
 
@@ -19,13 +19,6 @@ def _non_negative(value, name):
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
-
-
-def _inout(x, name):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array (it is updated in place), "
-                        f"got {type(x).__name__}")
-    return x
 
 
 def sgd_update_(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
@@ -51,20 +44,20 @@ def sgd_update_(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampenin
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov momentum requires momentum > 0 and dampening == 0, got "
                          f"momentum={momentum}, dampening={dampening}")
-    _inout(param, "param")
+    check_inout(param, "param")
     if momentum != 0 and momentum_buffer is None:
         raise ValueError("momentum_buffer is required when momentum != 0 (pass an array of "
                          "param's shape; with first_step=True its contents are overwritten)")
     if momentum_buffer is not None:
-        _inout(momentum_buffer, "momentum_buffer")
+        check_inout(momentum_buffer, "momentum_buffer")
     _C.sgd_update(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay,
                   bool(nesterov), bool(first_step))
 
 
 def _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay):
-    _inout(param, "param")
-    _inout(exp_avg, "exp_avg")
-    _inout(exp_avg_sq, "exp_avg_sq")
+    check_inout(param, "param")
+    check_inout(exp_avg, "exp_avg")
+    check_inout(exp_avg_sq, "exp_avg_sq")
     step = as_int(step, "step", 1)  # the 1-based count of this update
     lr = _non_negative(lr, "lr")
     try:
@@ -132,5 +125,5 @@ def scale_(array, factor):
     array: any shape, float32/float64, writeable and C-contiguous. factor: a float (rounded
     to the array's dtype). Returns None.
     """
-    _inout(array, "array")
+    check_inout(array, "array")
     _C.scale(array, as_real(factor, "factor", None))

@@ -18,6 +18,7 @@ distribution after the repetition penalty (log_softmax in C); see :class:`Genera
 ``score_fn(ids (n, T)) -> logits (n, V)``.
 """
 from . import _args
+from ._args import MAX_NEW_TOKENS
 from .beam import beam_search
 from .encdec import EncoderDecoderModel
 from .gpt import GPTModel
@@ -31,7 +32,7 @@ from .sequence_generator import SequenceGenerator
 __all__ = ["generate", "greedy", "sample", "beam_search", "GenerationOutput", "DecodeModel",
            "FunctionModel", "as_model", "SequenceGenerator", "apply_repetition_penalty",
            "apply_temperature", "top_k_filter", "top_p_filter", "GPTModel",
-           "EncoderDecoderModel"]
+           "EncoderDecoderModel", "MAX_NEW_TOKENS"]
 
 
 def generate(model, prompts, *, max_new_tokens=32, temperature=0.0, top_k=0, top_p=1.0,
@@ -48,7 +49,8 @@ def generate(model, prompts, *, max_new_tokens=32, temperature=0.0, top_k=0, top
     model: a :class:`DecodeModel`, a :class:`transformer_c.nn.GPT` (decoded with its KV cache
         in C, :class:`GPTModel`), or a callable ids (n, T) int64 -> logits (n, T, V).
     prompts: a list of 1-D int arrays (lengths may differ), a 2-D int array, or one 1-D
-        array. max_new_tokens >= 0. temperature >= 0. top_k >= 0 (0: off).
+        array. 0 <= max_new_tokens <= MAX_NEW_TOKENS (2**20; a GPT's or EncoderDecoder's
+        block size bounds it further). temperature >= 0. top_k >= 0 (0: off).
         top_p in (0, 1] (1: off). repetition_penalty > 0 (1: off; CTRL / Hugging Face).
     num_beams >= 1; length_penalty: beam ranking by sum_logprobs / len ** length_penalty
         (Hugging Face); early_stopping: see :func:`beam_search`.

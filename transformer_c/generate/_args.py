@@ -16,6 +16,21 @@ def integer(value, name, *, minimum=None):
     return as_int(value, name, minimum)
 
 
+# The most tokens one generation may add (greedy, sampling, beam search; SequenceGenerator's
+# max_length): a bound for models that have none of their own (a plain logits function, a
+# custom DecodeModel). A GPT or EncoderDecoder is bounded further by its block size.
+MAX_NEW_TOKENS = 1 << 20
+
+
+def new_tokens(value, name="max_new_tokens"):
+    """value as a token count in [0, MAX_NEW_TOKENS] (ValueError naming ``name`` beyond)."""
+    value = integer(value, name, minimum=0)
+    if value > MAX_NEW_TOKENS:
+        raise ValueError(f"{name} must be <= {MAX_NEW_TOKENS} (transformer_c.generate."
+                         f"MAX_NEW_TOKENS, the bound of one generation), got {value}")
+    return value
+
+
 def real(value, name):
     """value as a finite Python float (bools rejected)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

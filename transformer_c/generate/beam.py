@@ -61,7 +61,8 @@ def beam_search(model, prompts, *, num_beams=4, max_new_tokens=32, length_penalt
                 eos_id=None, stop_strings=None, decode=None):
     """Beam search over a :class:`DecodeModel` (or a callable ids (n, T) -> logits (n, T, V)).
 
-    num_beams >= 1 (1 gives the greedy result); max_new_tokens >= 0; length_penalty: real,
+    num_beams >= 1 (1 gives the greedy result); 0 <= max_new_tokens <= MAX_NEW_TOKENS;
+    length_penalty: real,
     hypotheses are ranked by sum_logprobs / generated_len ** length_penalty (Hugging Face;
     0: raw log-probability, favours short outputs; > 0 favours longer ones);
     early_stopping: True stops a prompt as soon as it has num_beams finished hypotheses,
@@ -74,7 +75,7 @@ def beam_search(model, prompts, *, num_beams=4, max_new_tokens=32, length_penalt
     and ``beam_scores`` the length-normalised scores the ranking used.
     """
     W = _args.integer(num_beams, "num_beams", minimum=1)
-    max_new_tokens = _args.integer(max_new_tokens, "max_new_tokens", minimum=0)
+    max_new_tokens = _args.new_tokens(max_new_tokens)
     alpha = _args.real(length_penalty, "length_penalty")
     if not isinstance(early_stopping, (bool, np.bool_)):
         raise TypeError("early_stopping must be True or False")

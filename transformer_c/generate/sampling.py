@@ -17,8 +17,9 @@ def greedy(model, prompts, *, max_new_tokens=32, repetition_penalty=1.0, eos_id=
     model: a :class:`DecodeModel` or a callable ids (n, T) -> logits (n, T, V).
     prompts: a list of 1-D int arrays (lengths may differ), a 2-D int array (one prompt per
         row) or one 1-D int array. Rows are decoded together but independently.
-    max_new_tokens: >= 0. repetition_penalty: > 0 (CTRL / Hugging Face: a logit of a token
-        already in the row's context is divided by it when positive, multiplied when not).
+    max_new_tokens: in [0, MAX_NEW_TOKENS] (2**20). repetition_penalty: > 0 (CTRL / Hugging
+        Face: a logit of a token already in the row's context is divided by it when
+        positive, multiplied when not).
     eos_id: None, an id or a list of ids; a row stops after generating one (it is kept).
     stop_strings: a row stops once ``decode(new_tokens)`` contains one of them (the token
         that completed it is kept); decode: callable list of int -> str.
@@ -58,7 +59,7 @@ def sample(model, prompts, *, max_new_tokens=32, temperature=1.0, top_k=0, top_p
 
 def _decode(model, prompts, *, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
             eos_id, stop_strings, decode, seed, callback, num_return_sequences):
-    max_new_tokens = _args.integer(max_new_tokens, "max_new_tokens", minimum=0)
+    max_new_tokens = _args.new_tokens(max_new_tokens)
     temperature = _args.temperature(temperature)
     top_k = _args.top_k(top_k)
     top_p = _args.top_p(top_p)

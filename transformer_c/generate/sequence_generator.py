@@ -54,7 +54,8 @@ class SequenceGenerator:
     tokenizer: an object with an ``eos_id`` attribute (the course's H4Tokenizer, or a
       transformer_c tokenizer), or the end-of-sequence id itself; ``eos_id=`` (keyword)
       may be given instead.
-    max_length: the total length (prompt + generated) at which decoding stops.
+    max_length: the total length (prompt + generated) at which decoding stops, at most
+        MAX_NEW_TOKENS (2**20).
     device: where torch inputs live. When ``x`` is a torch tensor (torch installed),
       score_fn receives torch int64 tensors on ``device`` (the input's device if None),
       its logits may be torch tensors, and the results are torch tensors on that device;
@@ -77,7 +78,7 @@ class SequenceGenerator:
         self.score_fn = score_fn
         self.tokenizer = tokenizer
         self.eos_id = _args.integer(eos_id, "eos_id", minimum=0)
-        self.max_length = _args.integer(max_length, "max_length", minimum=0)
+        self.max_length = _args.new_tokens(max_length, "max_length")
         self.device = device
         self.pad_finished = bool(pad_finished)
         self._torch_device = None
