@@ -626,6 +626,27 @@ int tc_attention_decode_f64(double *out, double *k_cache, double *v_cache, const
                             const double *k_new, const double *v_new,
                             const uint8_t *key_padding, int64_t B, int64_t NH, int64_t TN,
                             int64_t Smax, int64_t pos, int64_t DK, int64_t DV, double scale);
+/* The attention probabilities of a finished forward, on request (nothing else keeps a
+ * (T,S) matrix): P (B,NH,T,S) written, P_ij = exp(scale q_i . k_j (+ bias) - lse_i) with the
+ * keys the forward masked set by the same mask function (exactly 0) and rows with every key
+ * masked (lse_i = -inf) all 0; q (B,NH,T,DK), k (B,NH,S,DK), lse (B,NH,T) and masks, scale,
+ * causal those of the forward. With dropout these are the PRE-dropout probabilities (the
+ * dropout fields of masks are not read). The strided form reads q and k at layout->q /
+ * layout->k (NULL: contiguous); lse and P are contiguous. */
+int tc_attention_probs_f32(float *P, const float *q, const float *k, const float *lse,
+                           const tc_attention_masks *masks, int64_t B, int64_t NH, int64_t T,
+                           int64_t S, int64_t DK, float scale, int causal);
+int tc_attention_probs_f64(double *P, const double *q, const double *k, const double *lse,
+                           const tc_attention_masks *masks, int64_t B, int64_t NH, int64_t T,
+                           int64_t S, int64_t DK, double scale, int causal);
+int tc_attention_probs_strided_f32(float *P, const float *q, const float *k, const float *lse,
+                                   const tc_attention_masks *masks,
+                                   const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                   int64_t T, int64_t S, int64_t DK, float scale, int causal);
+int tc_attention_probs_strided_f64(double *P, const double *q, const double *k,
+                                   const double *lse, const tc_attention_masks *masks,
+                                   const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                   int64_t T, int64_t S, int64_t DK, double scale, int causal);
 /* Name of the tile micro-kernels the next call runs ("avx2+fma" or "generic"; the cpu
  * section's choice). */
 const char *tc_attention_kernel_name(void);
