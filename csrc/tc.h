@@ -1037,6 +1037,15 @@ int tc_gpt_forward_f32(tc_gpt *model, float *logits, const int64_t *idx, int64_t
                        uint64_t seed, int training);
 int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_t B,
                        int64_t T, uint64_t seed, int training);
+/* tc_gpt_forward that also reads out, on request, for every layer l: attn[l] (B,NH,T,T), the
+ * attention probabilities (pre-dropout; tc_attention_probs on the q, k and row logsumexp the
+ * arena keeps), and hidden[l] (B,T,C), the input of block l, hidden[L] the last block's
+ * output (before ln_f). attn (L,B,NH,T,T) and hidden (L+1,B,T,C) may each be NULL; logits
+ * are bitwise those of tc_gpt_forward, and the arena is the same. */
+int tc_gpt_inspect_f32(tc_gpt *model, float *logits, float *attn, float *hidden,
+                       const int64_t *idx, int64_t B, int64_t T, uint64_t seed, int training);
+int tc_gpt_inspect_f64(tc_gpt *model, double *logits, double *attn, double *hidden,
+                       const int64_t *idx, int64_t B, int64_t T, uint64_t seed, int training);
 
 /* ------------------------------------------------------------------ end model */
 

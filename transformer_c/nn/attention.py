@@ -249,6 +249,11 @@ class SelfAttention(_Projected):
         """The per-head attention probabilities (..., NH, T, T) of forward(x, ...)."""
         return self.forward(x, key_padding_mask, attn_mask, return_weights=True)[1]
 
+    def cached_weights(self, cache):
+        """The per-head probabilities (N, NH, T, T) of the forward_cached call that made
+        ``cache`` (x flattened to N = prod(batch) rows), in C."""
+        return self._weights(cache[1], cache[3][:-2])
+
     def forward_cached(self, x, key_padding_mask=None, attn_mask=None):
         """(y (..., T, C), cache) for x (..., T, C)."""
         x3, batch = flatten_batch(x, "x", self.embed_dim)
@@ -354,6 +359,11 @@ class CrossAttention(_Projected):
         return grads, with_zero_grads({"x": dx, "memory": dmem},
                                       {"key_padding_mask": key_padding_mask,
                                        "attn_mask": attn_mask})
+
+    def cached_weights(self, cache):
+        """The per-head probabilities (N, NH, T, S) of the forward_cached call that made
+        ``cache`` (x flattened to N = prod(batch) rows), in C."""
+        return self._weights(cache[2], cache[4][:-2])
 
     def forward_cached(self, x, memory, key_padding_mask=None, attn_mask=None):
         """(y (..., T, C), cache)."""
