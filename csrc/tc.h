@@ -1149,6 +1149,22 @@ int tc_encdec_encode_f32(tc_encdec *model, float *memory, const int64_t *src,
                          const uint8_t *src_mask, int64_t B, int64_t S);
 int tc_encdec_encode_f64(tc_encdec *model, double *memory, const int64_t *src,
                          const uint8_t *src_mask, int64_t B, int64_t S);
+/* What tc_encdec_inspect reads out (each NULL, or an array of the model's dtype; S the
+ * source and T the target length of the call): enc_attn (Le,B,NH,S,S), self_attn
+ * (Ld,B,NH,T,T) and cross_attn (Ld,B,NH,T,S), the attention probabilities (pre-dropout,
+ * masked keys 0; tc_attention_probs on the q, k and row logsumexp the arena keeps);
+ * enc_hidden (Le+1,B,S,C) and dec_hidden (Ld+1,B,T,C), the input of every block then the
+ * last block's output (before ln_f). */
+typedef struct {
+    void *enc_attn, *self_attn, *cross_attn, *enc_hidden, *dec_hidden;
+} tc_encdec_readout;
+/* tc_encdec_forward (logits bitwise the same, the same arena) that also fills out. */
+int tc_encdec_inspect_f32(tc_encdec *model, float *logits, const tc_encdec_readout *out,
+                          const int64_t *src, const uint8_t *src_mask, const int64_t *tgt_in,
+                          int64_t B, int64_t S, int64_t T, uint64_t seed, int training);
+int tc_encdec_inspect_f64(tc_encdec *model, double *logits, const tc_encdec_readout *out,
+                          const int64_t *src, const uint8_t *src_mask, const int64_t *tgt_in,
+                          int64_t B, int64_t S, int64_t T, uint64_t seed, int training);
 
 /* ------------------------------------------------------------------ end model_encdec */
 

@@ -231,3 +231,136 @@ def test_coursework_multihead_weights(torch, causal):
     w2 = odd.attention_maps(x, x, x)
     assert w2.shape == (B, 2, T, T)
     np.testing.assert_allclose(w2[:, 0], w[:, 0], atol=1e-15)
+
+
+# ------------------------------------------------------------------ whole models
+
+def gpt(position="learned", norm="pre", dtype=np.float64, dropout=0.0, training=False):
+    cfg = nn.GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8,
+                       position=position, norm=norm, dropout=dropout)
+    return nn.GPT.create(cfg, rng(0), dtype=dtype, training=training, seed=3)
+
+
+def assert_same_lists(a, b, tol):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_allclose(x, y, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("position", tc.options.POSITIONS)
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_gpt_inspect_fast_matches_module_path(dtype, position, norm):
+    m = gpt(position, norm, dtype)
+    idx = rng(1).integers(0, 11, (3, 7))
+    a, b = m.inspect(idx), m.inspect(idx, fast=False)
+    assert np.array_equal(a.logits, m.forward(idx))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert_same_lists(a.attentions, b.attentions, tol)
+    assert_same_lists(a.hidden_states, b.hidden_states, tol)
+    assert len(a.attentions) == 2 and a.attentions[0].shape == (3, 2, 7, 7)
+    assert len(a.hidden_states) == 3 and a.hidden_states[0].shape == (3, 7, 8)
+    for w in a.attentions:
+        assert np.all(w[..., np.triu_indices(7, 1)[0], np.triu_indices(7, 1)[1]] == 0)
+        np.testing.assert_allclose(w.sum(-1), 1, atol=tol * 10)
+    # layer 0's map is the SelfAttention layer's on ln_1(the embeddings)
+    p = m.parameters["h"][0]
+    if position != "rope" and norm == "pre":
+        attn = nn.SelfAttention(nn.Dense(**p["attn"]["c_attn"]), nn.Dense(**p["attn"]["c_proj"]),
+                                2, causal=True)
+        x = nn.Norm(**p["ln_1"], eps=m.config.layer_norm_epsilon).forward(a.hidden_states[0])
+        np.testing.assert_allclose(attn.attention_maps(x), a.attentions[0], atol=tol)
+
+
+def test_gpt_inspect_options_unbatched_t1_dropout():
+    m = gpt()
+    one = m.inspect(np.array([4]))
+    assert one.logits.shape == (1, 11) and one.attentions[0].shape == (2, 1, 1)
+    assert np.all(one.attentions[0] == 1)
+    r = m.inspect(np.array([[1, 2, 3]]), attentions=False)
+    assert r.attentions is None and len(r.hidden_states) == 3
+    r = m.inspect(np.array([[1, 2, 3]]), hidden_states=False)
+    assert r.hidden_states is None and r.cross_attentions is None
+    d = gpt(dropout=0.3, training=True)
+    idx = rng(2).integers(0, 11, (2, 6))
+    a, b = d.inspect(idx), d.inspect(idx, fast=False)
+    assert np.array_equal(a.logits, d.forward(idx))  # the same dropout masks as forward
+    assert_same_lists(a.attentions, b.attentions, 1e-12)  # pre-dropout probabilities
+    np.testing.assert_allclose(a.attentions[1].sum(-1), 1, atol=1e-12)
+
+
+def test_gpt_inspect_keeps_the_arena_and_training_unchanged():
+    m = gpt()
+    idx = rng(3).integers(0, 11, (4, 8))
+    loss0, g0 = m.loss_and_grads(idx, idx)
+    size = tc._C.gpt_arena_size(m._context())
+    want = m.activation_bytes(4, 8)
+    m.inspect(idx)
+    assert tc._C.gpt_arena_size(m._context()) == size and m.activation_bytes(4, 8) == want
+    loss1, g1 = m.loss_and_grads(idx, idx)
+    assert loss0 == loss1
+    with pytest.raises(IndexError, match="idx"):
+        m.inspect(np.array([[1, 99]]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_encoder_decoder_inspect_fast_matches_module_path(dtype, norm):
+    cfg = nn.EncoderDecoderConfig(src_vocab_size=13, tgt_vocab_size=11, block_size=9,
+                                  n_encoder_layer=2, n_decoder_layer=3, n_head=2, n_embd=8,
+                                  norm=norm)
+    m = nn.EncoderDecoder.create(cfg, rng(0), dtype=dtype, training=False)
+    r = rng(1)
+    src, tgt, lens = r.integers(0, 13, (3, 7)), r.integers(0, 11, (3, 5)), np.array([7, 4, 1])
+    a, b = m.inspect(src, tgt, src_lengths=lens), m.inspect(src, tgt, src_lengths=lens,
+                                                            fast=False)
+    assert np.array_equal(a.logits, m.forward(src, tgt, src_lengths=lens))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for name, n, shape in (("attentions", 3, (3, 2, 5, 5)), ("cross_attentions", 3, (3, 2, 5, 7)),
+                           ("encoder_attentions", 2, (3, 2, 7, 7)),
+                           ("hidden_states", 4, (3, 5, 8)),
+                           ("encoder_hidden_states", 3, (3, 7, 8))):
+        assert len(getattr(a, name)) == n and getattr(a, name)[0].shape == shape
+        assert_same_lists(getattr(a, name), getattr(b, name), tol)
+    for w in a.cross_attentions + a.encoder_attentions:  # padded source keys: exactly 0
+        assert np.all(w[1, ..., 4:] == 0) and np.all(w[2, ..., 1:] == 0)
+    one = m.inspect(src[0], tgt[0, :1], attentions=False)
+    assert one.logits.shape == (1, 11) and one.attentions is None
+    assert one.hidden_states[0].shape == (1, 8)
+
+
+def test_encoder_inspect():
+    cfg = nn.EncoderConfig(vocab_size=13, block_size=9, n_layer=2, n_head=2, n_embd=8,
+                           norm="post")
+    e = nn.Encoder.create(cfg, rng(0), dtype=np.float64)
+    src, lens = rng(1).integers(0, 13, (3, 7)), np.array([7, 4, 2])
+    i = e.inspect(src, src_lengths=lens)
+    assert i.logits is None and len(i.attentions) == 2 and i.attentions[0].shape == (3, 2, 7, 7)
+    np.testing.assert_array_equal(i.hidden_states[-1], e.forward(src, src_lengths=lens))
+    assert np.all(i.attentions[0][1, ..., 4:] == 0)
+    np.testing.assert_allclose(i.attentions[1].sum(-1), 1, atol=1e-12)
+
+
+def test_inspect_with_the_batch_split_across_threads():
+    """Data-parallel workers (each over its own arena) read out their own rows."""
+    old, threads = tc.get_data_parallel(), tc.get_num_threads()
+    tc.set_num_threads(2)
+    tc.set_data_parallel(True)
+    try:
+        m = gpt(dropout=0.2, training=True)
+        idx = rng(5).integers(0, 11, (4, 6))
+        a, b = m.inspect(idx), m.inspect(idx, fast=False)
+        assert np.array_equal(a.logits, m.forward(idx))
+        assert_same_lists(a.attentions, b.attentions, 1e-12)
+        assert_same_lists(a.hidden_states, b.hidden_states, 1e-12)
+        cfg = nn.EncoderDecoderConfig(src_vocab_size=13, tgt_vocab_size=11, block_size=9,
+                                      n_encoder_layer=1, n_decoder_layer=2, n_head=2, n_embd=8)
+        e = nn.EncoderDecoder.create(cfg, rng(0), dtype=np.float64, training=False)
+        src, tgt = rng(6).integers(0, 13, (4, 5)), rng(7).integers(0, 11, (4, 3))
+        a, b = e.inspect(src, tgt), e.inspect(src, tgt, fast=False)
+        assert_same_lists(a.cross_attentions, b.cross_attentions, 1e-12)
+        assert_same_lists(a.encoder_hidden_states, b.encoder_hidden_states, 1e-12)
+    finally:
+        tc.set_data_parallel(old)
+        tc.set_num_threads(threads)
