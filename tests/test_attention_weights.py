@@ -364,3 +364,26 @@ def test_inspect_with_the_batch_split_across_threads():
     finally:
         tc.set_data_parallel(old)
         tc.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("lead,T,S", [((1,), 200, 190), ((8, 4), 40, 33)])
+def test_weights_parallel_paths_and_portable_kernels(lead, T, S):
+    """The row-parallel (one big head) and head-parallel paths, 1 and 2 threads, and the
+    portable (TC_PORTABLE) kernels all give the same probabilities."""
+    q, k, v = qkv(lead, T, S, 8, 8, np.float64, seed=9)
+    kpm = rng(4).random(lead[:1] + (S,)) > 0.2
+    kpm[:, 0] = True
+    want = np_probs(q, k, kpm=kpm, causal=2)
+    threads = tc.get_num_threads()
+    try:
+        for n in (1, 2):
+            tc.set_num_threads(n)
+            for portable in (False, True):
+                tc._C.cpu_set_portable(portable)
+                _, w = F.scaled_dot_product_attention(q, k, v, key_padding_mask=kpm,
+                                                      is_causal="bottom_right",
+                                                      return_weights=True)
+                np.testing.assert_allclose(w, want, atol=1e-13, rtol=0)
+    finally:
+        tc._C.cpu_set_portable(False)
+        tc.set_num_threads(threads)
