@@ -635,6 +635,27 @@ int tc_attention_decode_f64(double *out, double *k_cache, double *v_cache, const
                             const double *k_new, const double *v_new,
                             const uint8_t *key_padding, int64_t B, int64_t NH, int64_t TN,
                             int64_t Smax, int64_t pos, int64_t DK, int64_t DV, double scale);
+/* The attention probabilities of a finished forward, on request (nothing else keeps a
+ * (T,S) matrix): P (B,NH,T,S) written, P_ij = exp(scale q_i . k_j (+ bias) - lse_i) with the
+ * keys the forward masked set by the same mask function (exactly 0) and rows with every key
+ * masked (lse_i = -inf) all 0; q (B,NH,T,DK), k (B,NH,S,DK), lse (B,NH,T) and masks, scale,
+ * causal those of the forward. With dropout these are the PRE-dropout probabilities (the
+ * dropout fields of masks are not read). The strided form reads q and k at layout->q /
+ * layout->k (NULL: contiguous); lse and P are contiguous. */
+int tc_attention_probs_f32(float *P, const float *q, const float *k, const float *lse,
+                           const tc_attention_masks *masks, int64_t B, int64_t NH, int64_t T,
+                           int64_t S, int64_t DK, float scale, int causal);
+int tc_attention_probs_f64(double *P, const double *q, const double *k, const double *lse,
+                           const tc_attention_masks *masks, int64_t B, int64_t NH, int64_t T,
+                           int64_t S, int64_t DK, double scale, int causal);
+int tc_attention_probs_strided_f32(float *P, const float *q, const float *k, const float *lse,
+                                   const tc_attention_masks *masks,
+                                   const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                   int64_t T, int64_t S, int64_t DK, float scale, int causal);
+int tc_attention_probs_strided_f64(double *P, const double *q, const double *k,
+                                   const double *lse, const tc_attention_masks *masks,
+                                   const tc_attention_layout *layout, int64_t B, int64_t NH,
+                                   int64_t T, int64_t S, int64_t DK, double scale, int causal);
 /* Name of the tile micro-kernels the next call runs ("avx2+fma" or "generic"; the cpu
  * section's choice). */
 const char *tc_attention_kernel_name(void);
@@ -1035,6 +1056,15 @@ int tc_gpt_forward_f32(tc_gpt *model, float *logits, const int64_t *idx, int64_t
                        uint64_t seed, int64_t row0, int training);
 int tc_gpt_forward_f64(tc_gpt *model, double *logits, const int64_t *idx, int64_t B,
                        int64_t T, uint64_t seed, int64_t row0, int training);
+/* tc_gpt_forward that also reads out, on request, for every layer l: attn[l] (B,NH,T,T), the
+ * attention probabilities (pre-dropout; tc_attention_probs on the q, k and row logsumexp the
+ * arena keeps), and hidden[l] (B,T,C), the input of block l, hidden[L] the last block's
+ * output (before ln_f). attn (L,B,NH,T,T) and hidden (L+1,B,T,C) may each be NULL; logits
+ * are bitwise those of tc_gpt_forward, and the arena is the same. */
+int tc_gpt_inspect_f32(tc_gpt *model, float *logits, float *attn, float *hidden,
+                       const int64_t *idx, int64_t B, int64_t T, uint64_t seed, int training);
+int tc_gpt_inspect_f64(tc_gpt *model, double *logits, double *attn, double *hidden,
+                       const int64_t *idx, int64_t B, int64_t T, uint64_t seed, int training);
 
 /* ------------------------------------------------------------------ end model */
 
@@ -1138,6 +1168,22 @@ int tc_encdec_encode_f32(tc_encdec *model, float *memory, const int64_t *src,
                          const uint8_t *src_mask, int64_t B, int64_t S);
 int tc_encdec_encode_f64(tc_encdec *model, double *memory, const int64_t *src,
                          const uint8_t *src_mask, int64_t B, int64_t S);
+/* What tc_encdec_inspect reads out (each NULL, or an array of the model's dtype; S the
+ * source and T the target length of the call): enc_attn (Le,B,NH,S,S), self_attn
+ * (Ld,B,NH,T,T) and cross_attn (Ld,B,NH,T,S), the attention probabilities (pre-dropout,
+ * masked keys 0; tc_attention_probs on the q, k and row logsumexp the arena keeps);
+ * enc_hidden (Le+1,B,S,C) and dec_hidden (Ld+1,B,T,C), the input of every block then the
+ * last block's output (before ln_f). */
+typedef struct {
+    void *enc_attn, *self_attn, *cross_attn, *enc_hidden, *dec_hidden;
+} tc_encdec_readout;
+/* tc_encdec_forward (logits bitwise the same, the same arena) that also fills out. */
+int tc_encdec_inspect_f32(tc_encdec *model, float *logits, const tc_encdec_readout *out,
+                          const int64_t *src, const uint8_t *src_mask, const int64_t *tgt_in,
+                          int64_t B, int64_t S, int64_t T, uint64_t seed, int training);
+int tc_encdec_inspect_f64(tc_encdec *model, double *logits, const tc_encdec_readout *out,
+                          const int64_t *src, const uint8_t *src_mask, const int64_t *tgt_in,
+                          int64_t B, int64_t S, int64_t T, uint64_t seed, int training);
 
 /* ------------------------------------------------------------------ end model_encdec */
 

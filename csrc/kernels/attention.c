@@ -7,7 +7,9 @@
  *                           decode step: drivers (threads, scratch, work items);
  *   attention_tile.h        their per-tile work (register-blocked tile products, vector
  *                           exp, online softmax), compiled once per instruction set and
- *                           picked at run time (AVX2+FMA where the CPU has it).
+ *                           picked at run time (AVX2+FMA where the CPU has it);
+ *   attention_probs_impl.h  the probabilities of a finished forward, read out on request
+ *                           (from q, k and its logsumexp, through the same mask function).
  */
 #include "tc_generic.h"
 #include "rng.h"
@@ -133,6 +135,7 @@ void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_
 #define ATT_F64 0
 #include "attention_impl.h"
 #include "attention_flash_impl.h"
+#include "attention_probs_impl.h"
 #undef real_t
 #undef SFX
 #undef ATT_F64
@@ -142,6 +145,7 @@ void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_
 #define ATT_F64 1
 #include "attention_impl.h"
 #include "attention_flash_impl.h"
+#include "attention_probs_impl.h"
 #undef real_t
 #undef SFX
 #undef ATT_F64

@@ -455,6 +455,88 @@ int FN(tc_encdec_encode)(tc_encdec *m, real_t *memory, const int64_t *src, const
     return TC_OK;
 }
 
+/* ---- read-out on request (tc_encdec_inspect): after the forward over rows [b0, b0 + nb),
+ * every attention's probabilities, recomputed from the q, k and row logsumexp the arena
+ * keeps for the backward (the masks and causal mode of the forward), and the block inputs /
+ * outputs copied out. Nothing of it runs in training. */
+
+typedef struct {
+    FN(ed_job) job;             /* first: ed_job_rows runs the forward and copies logits */
+    const tc_encdec_readout *out;
+    int64_t B;
+} FN(ed_inspect_job);
+
+/* The probabilities of one attention of layer l into P (nb,NH,Lq,Lk): q and k at lay's
+ * strides, the key mask and causal mode of the forward (model_attention_forward's scale). */
+static int FN(ed_probs)(real_t *P, const real_t *q, const real_t *k, const real_t *lse,
+                        const tc_attention_layout *lay, const uint8_t *mask, int64_t nb,
+                        int64_t NH, int64_t Lq, int64_t Lk, int64_t HS, int causal)
+{
+    tc_attention_masks mk;
+    memset(&mk, 0, sizeof mk);
+    mk.key_padding = mask;
+    return FN(tc_attention_probs_strided)(P, q, k, lse, &mk, lay, nb, NH, Lq, Lk, HS,
+                                          (real_t)(1.0 / sqrt((double)HS)), causal);
+}
+
+// the read-out of rows [b0, b0+nb) from m's arena (shapes: tc_encdec_readout)
+static int FN(ed_readout_rows)(tc_encdec *m, const tc_encdec_readout *o, int64_t B, int64_t b0,
+                               int64_t nb, int64_t Ls, int64_t Lt, const uint8_t *mask)
+{
+    const tc_encdec_config *c = &m->cfg;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    const tc_attention_layout ls = model_self_layout(Ls, C, HS), lt = model_self_layout(Lt, C, HS);
+    const tc_attention_layout lx = model_cross_layout(Lt, Ls, C, HS);
+    for (int64_t l = 0; o->enc_attn && l < c->Le; l++) {
+        const real_t *qkv = AP(m->ea[l].qkvh);
+        CHECK(FN(ed_probs)((real_t *)o->enc_attn + (l * B + b0) * NH * Ls * Ls, qkv, qkv + C,
+                           AP(m->ea[l].lse), &ls, mask, nb, NH, Ls, Ls, HS, TC_CAUSAL_NONE));
+    }
+    for (int64_t l = 0; o->self_attn && l < c->Ld; l++) {
+        const real_t *qkv = AP(m->da[l].qkvh);
+        CHECK(FN(ed_probs)((real_t *)o->self_attn + (l * B + b0) * NH * Lt * Lt, qkv, qkv + C,
+                           AP(m->da[l].lse), &lt, NULL, nb, NH, Lt, Lt, HS, TC_CAUSAL_TOP_LEFT));
+    }
+    for (int64_t l = 0; o->cross_attn && l < c->Ld; l++)
+        CHECK(FN(ed_probs)((real_t *)o->cross_attn + (l * B + b0) * NH * Lt * Ls,
+                           AP(m->da[l].xqh), AP(m->da[l].xkvh), AP(m->da[l].xlse), &lx, mask, nb,
+                           NH, Lt, Ls, HS, TC_CAUSAL_NONE));
+    for (int64_t l = 0; o->enc_hidden && l <= c->Le; l++)
+        memcpy((real_t *)o->enc_hidden + (l * B + b0) * Ls * C, FN(ed_layer_in)(m, 0, l),
+               (size_t)(nb * Ls * C) * sizeof(real_t));
+    for (int64_t l = 0; o->dec_hidden && l <= c->Ld; l++)
+        memcpy((real_t *)o->dec_hidden + (l * B + b0) * Lt * C, FN(ed_layer_in)(m, 1, l),
+               (size_t)(nb * Lt * C) * sizeof(real_t));
+    return TC_OK;
+}
+
+/* Rows [b0, b0 + nb) of an inspect job on worker w (model_split_run's callback). */
+static int FN(ed_inspect_rows)(void *ctx, int w, int64_t b0, int64_t nb)
+{
+    FN(ed_inspect_job) *j = ctx;
+    CHECK(FN(ed_job_rows)(&j->job, w, b0, nb));
+    tc_encdec *m = w ? j->job.m->clones[w - 1] : j->job.m;
+    const int64_t Ls = j->job.Ls;
+    return FN(ed_readout_rows)(m, j->out, j->B, b0, nb, Ls, j->job.Lt,
+                               j->job.src_mask ? j->job.src_mask + b0 * Ls : NULL);
+}
+
+// logits (B,Lt,Vt), the read-out out (tc_encdec_readout), src (B,Ls), src_mask (B,Ls) or
+// NULL, tgt_in (B,Lt)
+int FN(tc_encdec_inspect)(tc_encdec *m, real_t *logits, const tc_encdec_readout *out,
+                          const int64_t *src, const uint8_t *src_mask, const int64_t *tgt_in,
+                          int64_t B, int64_t Ls, int64_t Lt, uint64_t seed, int training)
+{
+    if (!logits || !out) return TC_EINVAL;
+    CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
+    const int drop = training && m->cfg.dropout > 0;
+    FN(ed_inspect_job) j = {{{logits, 0, 0.0, seed, drop, {0}}, m, src, tgt_in, NULL, src_mask,
+                             Ls, Lt}, out, B};
+    const int W = model_split_workers(B);
+    if (W > 1) CHECK(ed_clones_ready(m, W));
+    return model_split_run(W, B, FN(ed_inspect_rows), &j);
+}
+
 #undef PP
 #undef GP
 #undef AP

@@ -364,6 +364,60 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
     return TC_OK;
 }
 
+/* ---- read-out on request (tc_gpt_inspect): after a forward over rows [b0, b0 + nb), the
+ * attention probabilities of every layer, recomputed from the q, k (qkvh) and row logsumexp
+ * the arena keeps for the backward, and the block inputs / outputs copied out. Nothing of it
+ * runs in training: the arena and the training calls are unchanged. */
+
+typedef struct {
+    FN(gpt_job) job;            /* first: gpt_job_rows runs the forward and copies logits */
+    real_t *attn, *hidden;      /* (L,B,NH,T,T) and (L+1,B,T,C), or NULL */
+    int64_t B;
+} FN(gpt_inspect_job);
+
+// attn rows [b0, b0+nb) of (nl,B,NH,L,L) and hidden rows of (nl+1,B,L,C) from m's arena
+static int FN(gpt_readout_rows)(tc_gpt *m, real_t *attn, real_t *hidden, int64_t B, int64_t b0,
+                                int64_t nb, int64_t L)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    const tc_attention_layout lay = model_self_layout(L, C, HS);
+    for (int64_t l = 0; attn && l < c->L; l++) {
+        const real_t *qkv = AP(m->la[l].qkvh);
+        /* the scale model_attention_forward used */
+        CHECK(FN(tc_attention_probs_strided)(attn + (l * B + b0) * NH * L * L, qkv, qkv + C,
+                                             AP(m->la[l].lse), NULL, &lay, nb, NH, L, L, HS,
+                                             (real_t)(1.0 / sqrt((double)HS)),
+                                             TC_CAUSAL_TOP_LEFT));
+    }
+    for (int64_t l = 0; hidden && l <= c->L; l++)
+        memcpy(hidden + (l * B + b0) * L * C, FN(gpt_layer_in)(m, l),
+               (size_t)(nb * L * C) * sizeof(real_t));
+    return TC_OK;
+}
+
+/* Rows [b0, b0 + nb) of an inspect job on worker w (model_split_run's callback). */
+static int FN(gpt_inspect_rows)(void *ctx, int w, int64_t b0, int64_t nb)
+{
+    FN(gpt_inspect_job) *j = ctx;
+    CHECK(FN(gpt_job_rows)(&j->job, w, b0, nb));
+    tc_gpt *m = w ? j->job.m->clones[w - 1] : j->job.m;
+    return FN(gpt_readout_rows)(m, j->attn, j->hidden, j->B, b0, nb, j->job.L);
+}
+
+// logits (B,T,V), attn (L,B,NH,T,T) or NULL, hidden (L+1,B,T,C) or NULL, idx (B,T)
+int FN(tc_gpt_inspect)(tc_gpt *m, real_t *logits, real_t *attn, real_t *hidden,
+                       const int64_t *idx, int64_t B, int64_t L, uint64_t seed, int training)
+{
+    CHECK(FN(gpt_check_args)(m, idx, B, L));
+    if (!logits) return TC_EINVAL;
+    const int drop = training && m->cfg.dropout > 0;
+    FN(gpt_inspect_job) j = {{{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L}, attn, hidden, B};
+    const int W = model_split_workers(B);
+    if (W > 1) CHECK(gpt_clones_ready(m, W));
+    return model_split_run(W, B, FN(gpt_inspect_rows), &j);
+}
+
 #undef PP
 #undef GP
 #undef AP

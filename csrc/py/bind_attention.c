@@ -549,6 +549,58 @@ done:
     return result;
 }
 
+/* attention_probs(q (B,NH,T,DK), k (B,NH,S,DK), lse (B,NH,T), keep, bias, key_padding,
+ *   scale, causal) -> P (B,NH,T,S): the (pre-dropout) probabilities of the forward that
+ * returned lse with these masks, scale and causal; q and k read at their own strides */
+static PyObject *py_attention_probs(PyObject *self, PyObject *args)
+{
+    PyObject *q_obj, *k_obj, *l_obj, *keep_obj, *bias_obj, *kp_obj, *result = NULL;
+    double scale;
+    int causal;
+    PyArrayObject *q = NULL, *k = NULL, *lse = NULL, *keep = NULL, *bias = NULL, *kp = NULL;
+    PyArrayObject *P = NULL;
+    tc_attention_masks m;
+    tc_attention_layout lay;
+    (void)self;
+    memset(&lay, 0, sizeof lay);
+    if (!PyArg_ParseTuple(args, "OOOOOOdi", &q_obj, &k_obj, &l_obj, &keep_obj, &bias_obj,
+                          &kp_obj, &scale, &causal))
+        return NULL;
+    int ty = tc_py_float_type(q_obj, "q");
+    if (ty < 0) goto done;
+    if (!(q = strided_view(q_obj, "q", ty, 0, &lay.q))) goto done;
+    if (!(k = strided_view(k_obj, "k", ty, 0, &lay.k))) goto done;
+    if (!(lse = tc_py_float_array(l_obj, "lse", ty, 3))) goto done;
+    const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
+    const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2);
+    if (check_dims4(k, "k", B, NH, S, DK) || check_lse(lse, B, NH, Tq)) goto done;
+    const npy_intp full[4] = {B, NH, Tq, S};
+    if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (tc_py_check_real(scale, "scale", TC_PY_FINITE) ||
+        tc_py_check_option(TC_OPT_CAUSAL, causal, "causal"))
+        goto done;
+    if (!(P = tc_py_new(4, full, ty, 1))) goto done;
+    int st;
+    void *pp = PyArray_DATA(P);
+    const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pl = PyArray_DATA(lse);
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_attention_probs_strided, pp, pq, pk, pl, &m, &lay, B, NH, Tq, S, DK,
+                 scale, causal);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "attention_probs")) goto done;
+    result = (PyObject *)P;
+    P = NULL;
+done:
+    Py_XDECREF(q);
+    Py_XDECREF(k);
+    Py_XDECREF(lse);
+    Py_XDECREF(keep);
+    Py_XDECREF(bias);
+    Py_XDECREF(kp);
+    Py_XDECREF(P);
+    return result;
+}
+
 static PyObject *py_attention_kernel_name(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -585,6 +637,10 @@ PyMethodDef tc_methods_attention[] = {
      "attention_backward_strided(dq, dk, dv, grad_output, q, k, v, out, lse, keep, bias, "
      "key_padding, scale, causal, dropout_p, seed, write) -> None; every 4-D operand at "
      "its own strides; dq, dk, dv written (bits 1, 2, 4 of write) or added to in place"},
+    {"attention_probs", py_attention_probs, METH_VARARGS,
+     "attention_probs(q (B,NH,T,DK), k (B,NH,S,DK), lse (B,NH,T), keep, bias, key_padding, "
+     "scale, causal) -> P (B,NH,T,S): the pre-dropout probabilities of the forward that "
+     "returned lse (same masks, scale, causal); q and k read at their own strides"},
     {"attention_kernel_name", py_attention_kernel_name, METH_NOARGS,
      "attention_kernel_name() -> the tile micro-kernel in use ('avx2+fma' or 'generic')"},
     {NULL, NULL, 0, NULL},

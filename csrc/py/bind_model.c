@@ -8,6 +8,7 @@ typedef struct {
     tc_py_handle base; /* owns model and the parameter and gradient arrays it borrows */
     tc_gpt *model;
     int64_t V, maxT;
+    int64_t L, NH, C; /* the shapes gpt_inspect's outputs need */
 } gpt_handle;
 
 static void gpt_free(void *model) { tc_gpt_free(model); }
@@ -47,6 +48,9 @@ static PyObject *py_gpt_create(PyObject *self, PyObject *args)
     }
     h->V = cfg.V;
     h->maxT = cfg.maxT;
+    h->L = cfg.L;
+    h->NH = cfg.NH;
+    h->C = cfg.C;
     return tc_py_handle_wrap(&h->base, GPT_CAPSULE);
 }
 
@@ -153,6 +157,49 @@ done:
     return result;
 }
 
+/* gpt_inspect(model, idx (B,T), seed, training, attentions, hidden_states) -> (logits
+ * (B,T,V), attn (L,B,NH,T,T) or None, hidden (L+1,B,T,C) or None) */
+static PyObject *py_gpt_inspect(PyObject *self, PyObject *args)
+{
+    PyObject *m_obj, *i_obj, *s_obj, *result = NULL;
+    PyArrayObject *idx = NULL, *out = NULL, *attn = NULL, *hid = NULL;
+    gpt_handle *h = NULL;
+    int training, want_attn, want_hidden;
+    uint64_t seed;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOppp", &m_obj, &i_obj, &s_obj, &training, &want_attn,
+                          &want_hidden))
+        return NULL;
+    if (!(h = gpt_acquire(m_obj))) return NULL;
+    if (tc_py_uint64(s_obj, "seed", &seed)) goto done;
+    if (!(idx = gpt_ids(i_obj, "idx", h))) goto done;
+    if (tc_py_check_index_range(idx, "idx", h->V)) goto done;
+    const int64_t B = PyArray_DIM(idx, 0), T = PyArray_DIM(idx, 1);
+    const int ty = h->base.typenum;
+    npy_intp dims[3] = {(npy_intp)B, (npy_intp)T, (npy_intp)h->V};
+    npy_intp adims[5] = {(npy_intp)h->L, (npy_intp)B, (npy_intp)h->NH, (npy_intp)T, (npy_intp)T};
+    npy_intp hdims[4] = {(npy_intp)h->L + 1, (npy_intp)B, (npy_intp)T, (npy_intp)h->C};
+    if (!(out = tc_py_new(3, dims, ty, 0))) goto done;
+    if (want_attn && !(attn = tc_py_new(5, adims, ty, 0))) goto done;
+    if (want_hidden && !(hid = tc_py_new(4, hdims, ty, 0))) goto done;
+    void *pa = attn ? PyArray_DATA(attn) : NULL, *ph = hid ? PyArray_DATA(hid) : NULL;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_gpt_inspect, h->model, PyArray_DATA(out), pa, ph, PyArray_DATA(idx), B,
+                 T, seed, training);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "gpt_inspect")) goto done;
+    result = Py_BuildValue("(OOO)", out, attn ? (PyObject *)attn : Py_None,
+                           hid ? (PyObject *)hid : Py_None);
+done:
+    h->base.busy = 0;
+    Py_XDECREF(idx);
+    Py_XDECREF(out);
+    Py_XDECREF(attn);
+    Py_XDECREF(hid);
+    return result;
+}
+
 /* gpt_arena_bytes(is_float64, config, B, T) -> bytes of the arena for B*T tokens */
 static PyObject *py_gpt_arena_bytes(PyObject *self, PyObject *args)
 {
@@ -197,6 +244,10 @@ PyMethodDef tc_methods_model[] = {
      "(their dropout masks)"},
     {"gpt_forward", py_gpt_forward, METH_VARARGS,
      "gpt_forward(model, idx (B,T), seed, training, row_offset=0) -> logits (B,T,V)"},
+    {"gpt_inspect", py_gpt_inspect, METH_VARARGS,
+     "gpt_inspect(model, idx (B,T), seed, training, attentions, hidden_states) -> (logits "
+     "(B,T,V), attn (L,B,NH,T,T) or None, hidden (L+1,B,T,C) or None): the forward with the "
+     "attention probabilities of every layer and the hidden states read out"},
     {"gpt_arena_bytes", py_gpt_arena_bytes, METH_VARARGS,
      "gpt_arena_bytes(is_float64, config, B, T) -> bytes"},
     {"gpt_arena_size", py_gpt_arena_size, METH_VARARGS, "gpt_arena_size(model) -> bytes"},

@@ -8,6 +8,7 @@ typedef struct {
     tc_py_handle base; /* owns model and the parameter and gradient arrays it borrows */
     tc_encdec *model;
     int64_t Vs, Vt, maxT;
+    int64_t C, Le, Ld, NH; /* the shapes encdec_inspect's outputs need */
 } encdec_handle;
 
 static void encdec_free(void *model) { tc_encdec_free(model); }
@@ -48,6 +49,10 @@ static PyObject *py_encdec_create(PyObject *self, PyObject *args)
     h->Vs = cfg.Vs;
     h->Vt = cfg.Vt;
     h->maxT = cfg.maxT;
+    h->C = cfg.C;
+    h->Le = cfg.Le;
+    h->Ld = cfg.Ld;
+    h->NH = cfg.NH;
     return tc_py_handle_wrap(&h->base, ENCDEC_CAPSULE);
 }
 
@@ -162,6 +167,68 @@ done:
     return result;
 }
 
+/* encdec_inspect(model, src (B,S), src_mask or None, tgt_in (B,T), seed, training,
+ *   attentions, hidden_states) -> (logits (B,T,Vt), enc_attn (Le,B,NH,S,S), self_attn
+ *   (Ld,B,NH,T,T), cross_attn (Ld,B,NH,T,S), enc_hidden (Le+1,B,S,C), dec_hidden
+ *   (Ld+1,B,T,C)), the attentions None unless asked for, the hidden states likewise */
+static PyObject *py_encdec_inspect(PyObject *self, PyObject *args)
+{
+    PyObject *m_obj, *s_obj, *k_obj, *i_obj, *seed_obj, *result = NULL;
+    PyArrayObject *src = NULL, *mask = NULL, *tin = NULL, *out = NULL;
+    PyArrayObject *ro[5] = {NULL, NULL, NULL, NULL, NULL};
+    encdec_handle *h = NULL;
+    int training, want_attn, want_hidden;
+    uint64_t seed;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOppp", &m_obj, &s_obj, &k_obj, &i_obj, &seed_obj,
+                          &training, &want_attn, &want_hidden))
+        return NULL;
+    if (!(h = encdec_acquire(m_obj))) return NULL;
+    if (tc_py_uint64(seed_obj, "seed", &seed)) goto done;
+    if (!(src = encdec_ids(s_obj, "src", h, h->Vs, -1))) goto done;
+    if (encdec_mask(k_obj, src, &mask)) goto done;
+    if (!(tin = encdec_ids(i_obj, "tgt_in", h, h->Vt, PyArray_DIM(src, 0)))) goto done;
+    const int64_t B = PyArray_DIM(src, 0), S = PyArray_DIM(src, 1), T = PyArray_DIM(tin, 1);
+    const int ty = h->base.typenum;
+    npy_intp dims[3] = {(npy_intp)B, (npy_intp)T, (npy_intp)h->Vt};
+    const npy_intp shapes[5][5] = {{h->Le, B, h->NH, S, S}, {h->Ld, B, h->NH, T, T},
+                                   {h->Ld, B, h->NH, T, S}, {h->Le + 1, B, S, h->C},
+                                   {h->Ld + 1, B, T, h->C}};
+    if (!(out = tc_py_new(3, dims, ty, 0))) goto done;
+    void *pr[5] = {NULL, NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 5; i++) {
+        if (!(i < 3 ? want_attn : want_hidden)) continue;
+        if (!(ro[i] = tc_py_new(i < 3 ? 5 : 4, shapes[i], ty, 0))) goto done;
+        pr[i] = PyArray_DATA(ro[i]);
+    }
+    const tc_encdec_readout r = {pr[0], pr[1], pr[2], pr[3], pr[4]};
+    const uint8_t *pm = mask ? (const uint8_t *)PyArray_DATA(mask) : NULL;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_encdec_inspect, h->model, PyArray_DATA(out), &r, PyArray_DATA(src), pm,
+                 PyArray_DATA(tin), B, S, T, seed, training);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "encdec_inspect")) goto done;
+    result = PyTuple_New(6);
+    if (!result) goto done;
+    PyTuple_SET_ITEM(result, 0, (PyObject *)out);
+    out = NULL;
+    for (int i = 0; i < 5; i++) {
+        PyObject *v = ro[i] ? (PyObject *)ro[i] : Py_None;
+        if (!ro[i]) Py_INCREF(Py_None);
+        ro[i] = NULL;
+        PyTuple_SET_ITEM(result, i + 1, v);
+    }
+done:
+    h->base.busy = 0;
+    Py_XDECREF(src);
+    Py_XDECREF(mask);
+    Py_XDECREF(tin);
+    Py_XDECREF(out);
+    for (int i = 0; i < 5; i++) Py_XDECREF(ro[i]);
+    return result;
+}
+
 /* encdec_arena_bytes(is_float64, config, B, S, T) -> bytes of the arena */
 static PyObject *py_encdec_arena_bytes(PyObject *self, PyObject *args)
 {
@@ -207,6 +274,11 @@ PyMethodDef tc_methods_model_encdec[] = {
     {"encdec_forward", py_encdec_forward, METH_VARARGS,
      "encdec_forward(model, src (B,S), src_mask or None, tgt_in (B,T), seed, training) -> "
      "logits (B,T,Vt)"},
+    {"encdec_inspect", py_encdec_inspect, METH_VARARGS,
+     "encdec_inspect(model, src (B,S), src_mask or None, tgt_in (B,T), seed, training, "
+     "attentions, hidden_states) -> (logits (B,T,Vt), enc_attn (Le,B,NH,S,S), self_attn "
+     "(Ld,B,NH,T,T), cross_attn (Ld,B,NH,T,S), enc_hidden (Le+1,B,S,C), dec_hidden "
+     "(Ld+1,B,T,C)); what was not asked for is None"},
     {"encdec_arena_bytes", py_encdec_arena_bytes, METH_VARARGS,
      "encdec_arena_bytes(is_float64, config, B, S, T) -> bytes"},
     {"encdec_arena_size", py_encdec_arena_size, METH_VARARGS,

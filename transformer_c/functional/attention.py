@@ -32,7 +32,7 @@ from ._util import (as_bool_mask, as_float, as_int, as_real, as_seed, check_inou
                     native, same_dtype)
 
 __all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward",
-           "attention_decode"]
+           "attention_weights", "attention_decode"]
 
 _CAUSAL = {False: 0, True: 1, "none": 0, "top_left": 1, "bottom_right": 2}
 
@@ -176,7 +176,8 @@ def _impl(implementation, name):
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
                                  is_causal=False, dropout_p=0.0, scale=None, seed=None, *,
-                                 return_lse=False, implementation="tiled"):
+                                 return_lse=False, return_weights=False,
+                                 implementation="tiled"):
     """softmax(scale * q @ k^T + masks) @ v, computed in C; torch's
     ``F.scaled_dot_product_attention`` semantics.
 
@@ -202,6 +203,13 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
 
     Returns out: (..., T, DV); with return_lse also lse: (..., T), the per-row logsumexp of
     the scaled, masked scores (before dropout), which the backward can reuse.
+    With return_weights also weights: (..., T, S), the attention probabilities
+    softmax(scale * q k^T + masks) with every mask applied (masked keys exactly 0, a row
+    with every key masked all 0), recomputed in C (``_C.attention_probs``) from q, k and
+    the forward's logsumexp through the kernels' own mask function. With dropout they are
+    the PRE-dropout probabilities (the dropout mask is not applied). The result comes last:
+    (out, weights) or (out, lse, weights). Only this returned array is O(T * S); out is
+    bitwise the same with or without it.
     implementation: "tiled" (default, O(T) memory) or "reference" (materialised).
     """
     q, k, v, (lead, T, S, DK, DV) = _check_qkv(q, k, v)
@@ -211,8 +219,42 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
     B, NH = _bnh(lead)
     out, lse = fn(q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV),
                   *opts)
-    out = out.reshape(lead + (T, DV))
-    return (out, lse.reshape(lead + (T,))) if return_lse else out
+    res = (out.reshape(lead + (T, DV)),)
+    if return_lse:
+        res += (lse.reshape(lead + (T,)),)
+    if return_weights:
+        keep, bias, kpm, scl, causal = opts[:5]
+        w = _C.attention_probs(np.ascontiguousarray(q.reshape(B, NH, T, DK)),
+                               np.ascontiguousarray(k.reshape(B, NH, S, DK)), lse, keep, bias,
+                               kpm, scl, causal)
+        res += (w.reshape(lead + (T, S)),)
+    return res if len(res) > 1 else res[0]
+
+
+def attention_weights(q, k, lse, attn_mask=None, key_padding_mask=None, is_causal=False,
+                      scale=None):
+    """The attention probabilities of a finished forward, in C (``_C.attention_probs``):
+    softmax(scale * q k^T + masks), recomputed from q, k and the forward's logsumexp through
+    the kernels' mask function (masked keys exactly 0, a fully masked row all 0; before
+    any dropout).
+
+    q: (..., T, DK), k: (..., S, DK), lse: (..., T) from
+    ``scaled_dot_product_attention(..., return_lse=True)`` called with the same attn_mask,
+    key_padding_mask, is_causal and scale (conventions as there). Returns (..., T, S).
+    """
+    q = as_float(q, "q")
+    k = same_dtype(q, "q", k, "k")
+    q, k, _, (lead, T, S, DK, _) = _check_qkv(q, k, k[..., :0])
+    lse = same_dtype(q, "q", lse, "lse")
+    check_shape(lse, "lse", lead + (T,), "the forward's logsumexp")
+    keep, bias, kpm, scl, causal, _, _ = _options(q, lead, T, S, DK, attn_mask,
+                                                  key_padding_mask, is_causal, 0.0, scale,
+                                                  None)
+    B, NH = _bnh(lead)
+    w = _C.attention_probs(np.ascontiguousarray(q.reshape(B, NH, T, DK)),
+                           np.ascontiguousarray(k.reshape(B, NH, S, DK)),
+                           lse.reshape(B, NH, T), keep, bias, kpm, scl, causal)
+    return w.reshape(lead + (T, S))
 
 
 def scaled_dot_product_attention_backward(grad_output, q, k, v, attn_mask=None,

@@ -126,6 +126,17 @@ class MultiHead(CachedModule):
         y, lse = F.scaled_dot_product_attention(q, k, v, return_lse=True, **opts)
         return merge_heads(y), (q, k, v, y, lse, opts)
 
+    @staticmethod
+    def _weights(cache, batch, average=False):
+        """The probabilities of the _attend call that made ``cache``, batch + (NH, T, S)
+        (pre-dropout; masked keys exactly 0), in C from its q, k and logsumexp; averaged
+        over heads, batch + (T, S), when ``average``."""
+        q, k, _, _, lse, opts = cache
+        keys = ("attn_mask", "key_padding_mask", "is_causal")
+        w = F.attention_weights(q, k, lse, **{key: opts[key] for key in keys if key in opts})
+        w = w.reshape(batch + w.shape[1:])
+        return w.mean(axis=-3) if average else w
+
     def _attend_backward(self, dy, cache):
         q, k, v, y, lse, opts = cache
         dq, dk, dv = F.scaled_dot_product_attention_backward(
@@ -223,6 +234,26 @@ class SelfAttention(_Projected):
         c_proj = cls.LAYER.create(E, E, random_generator, bias=bias, dtype=dt)
         return cls(c_attn, c_proj, n_head, **options)
 
+    def forward(self, x, key_padding_mask=None, attn_mask=None, *, return_weights=False,
+                average_weights=False):
+        """y (..., T, C) for x (..., T, C); with return_weights (y, weights): the attention
+        probabilities per head (..., NH, T, T), or averaged over heads (..., T, T) with
+        average_weights (pre-dropout, masked keys exactly 0; computed in C from the
+        forward's q, k and logsumexp, y unchanged)."""
+        y, cache = self.forward_cached(x, key_padding_mask, attn_mask)
+        if not return_weights:
+            return y
+        return y, self._weights(cache[1], np.shape(x)[:-2], average_weights)
+
+    def attention_maps(self, x, key_padding_mask=None, attn_mask=None):
+        """The per-head attention probabilities (..., NH, T, T) of forward(x, ...)."""
+        return self.forward(x, key_padding_mask, attn_mask, return_weights=True)[1]
+
+    def cached_weights(self, cache):
+        """The per-head probabilities (N, NH, T, T) of the forward_cached call that made
+        ``cache`` (x flattened to N = prod(batch) rows), in C."""
+        return self._weights(cache[1], cache[3][:-2])
+
     def forward_cached(self, x, key_padding_mask=None, attn_mask=None):
         """(y (..., T, C), cache) for x (..., T, C)."""
         x3, batch = flatten_batch(x, "x", self.embed_dim)
@@ -307,9 +338,19 @@ class CrossAttention(_Projected):
         out = cls.LAYER.create(E, E, random_generator, bias=bias, dtype=dt)
         return cls(q, kv, out, n_head, **options)
 
-    def forward(self, x, memory, key_padding_mask=None, attn_mask=None):
-        """y (..., T, C) for x (..., T, C) attending to memory (..., S, C_mem)."""
-        return self.forward_cached(x, memory, key_padding_mask, attn_mask)[0]
+    def forward(self, x, memory, key_padding_mask=None, attn_mask=None, *,
+                return_weights=False, average_weights=False):
+        """y (..., T, C) for x (..., T, C) attending to memory (..., S, C_mem); with
+        return_weights (y, weights): the probabilities per head (..., NH, T, S), or averaged
+        over heads (..., T, S) with average_weights (pre-dropout, masked keys exactly 0)."""
+        y, cache = self.forward_cached(x, memory, key_padding_mask, attn_mask)
+        if not return_weights:
+            return y
+        return y, self._weights(cache[2], np.shape(x)[:-2], average_weights)
+
+    def attention_maps(self, x, memory, key_padding_mask=None, attn_mask=None):
+        """The per-head attention probabilities (..., NH, T, S) of forward(x, memory, ...)."""
+        return self.forward(x, memory, key_padding_mask, attn_mask, return_weights=True)[1]
 
     def backward(self, gradient_outputs, x, memory, key_padding_mask=None, attn_mask=None):
         """(grads, {"x", "memory", and zeros for the masks given})."""
@@ -318,6 +359,11 @@ class CrossAttention(_Projected):
         return grads, with_zero_grads({"x": dx, "memory": dmem},
                                       {"key_padding_mask": key_padding_mask,
                                        "attn_mask": attn_mask})
+
+    def cached_weights(self, cache):
+        """The per-head probabilities (N, NH, T, S) of the forward_cached call that made
+        ``cache`` (x flattened to N = prod(batch) rows), in C."""
+        return self._weights(cache[2], cache[4][:-2])
 
     def forward_cached(self, x, memory, key_padding_mask=None, attn_mask=None):
         """(y (..., T, C), cache)."""
@@ -389,8 +435,11 @@ class ScaledSelfAttention(MultiHead):
     def _mha(self):
         return MultiHeadAttention([self], None)
 
-    def forward(self, q, k, v):
-        return self._mha().forward(q=q, k=k, v=v)
+    def forward(self, q, k, v, *, return_weights=False):
+        """(..., T, d_v); with return_weights (y, weights (..., T, S)): the head's attention
+        probabilities (pre-dropout, masked keys exactly 0), computed in C."""
+        out = self._mha().forward(q=q, k=k, v=v, return_weights=return_weights)
+        return (out[0], out[1][..., 0, :, :]) if return_weights else out
 
     def backward(self, gradient_outputs, q, k, v):
         grads, inputs = self._mha().backward(gradient_outputs, q=q, k=k, v=v)
@@ -517,8 +566,23 @@ class MultiHeadAttention(MultiHead):
             dq, dk, dv = dq + gi["q"], dk + gi["k"], dv + gi["v"]
         return {**heads, **grads}, {"q": dq, "k": dk, "v": dv}
 
-    def forward(self, q, k, v):
-        return self._forward_qkv(q, k, v)[0]
+    def forward(self, q, k, v, *, return_weights=False, average_weights=False):
+        """(..., T, d_model) for q (..., T, d_in), k, v (..., S, d_in); with return_weights
+        (y, weights): the attention probabilities per head (..., h, T, S), or averaged over
+        the heads (..., T, S) with average_weights (torch.nn.MultiheadAttention's
+        average_attn_weights), computed in C from the forward's q, k and logsumexp."""
+        y, cache = self._forward_qkv(q, k, v)
+        if not return_weights:
+            return y
+        if len(cache) > 4:
+            w = self._weights(cache[5], np.shape(cache[3])[:-2])
+        else:  # heads of different shapes: one call per head
+            w = np.concatenate([h._mha().attention_maps(q, k, v) for h in self.heads], axis=-3)
+        return y, w.mean(axis=-3) if average_weights else w
+
+    def attention_maps(self, q, k, v):
+        """The per-head attention probabilities (..., h, T, S) of forward(q, k, v)."""
+        return self.forward(q, k, v, return_weights=True)[1]
 
     def backward(self, gradient_outputs, q, k, v):
         return self._backward_qkv(gradient_outputs, self._forward_qkv(q, k, v)[1])

@@ -33,7 +33,8 @@ import numpy as np
 from ..functional._util import as_bool_mask, as_ids, same_dtype
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
-from .stack import check_ids, stack_backward, stack_blocks, stack_forward, stack_layout
+from .stack import Inspection, check_ids, stack_attentions, stack_backward, stack_blocks, \
+    stack_forward, stack_layout
 
 __all__ = ["EncoderConfig", "Encoder"]
 
@@ -103,13 +104,14 @@ def source_mask(src_lengths, src_key_padding_mask, B, S, squeeze):
 
 # ---------------------------------------------------------------------- the module path
 
-def encoder_forward(cfg, tree, wte, ids, mask, seed, dropping, site0=0):
+def encoder_forward(cfg, tree, wte, ids, mask, seed, dropping, site0=0, hidden=None):
     """The encoder stack (module by module): (hidden (B, S, C), cache). tree holds wpe (if
     learned), h and ln_f (pre-LN); wte is the token embedding (the tree's or a shared one);
-    mask: the key-padding mask (B, S), True = real token, or None."""
+    mask: the key-padding mask (B, S), True = real token, or None; hidden: None or a list
+    (stack_forward's)."""
     blocks = stack_blocks(cfg, tree, seed, dropping, site0, causal=False)
     return stack_forward(cfg, tree, wte, ids, seed, dropping, site0, blocks=blocks,
-                         key_padding_mask=mask)
+                         key_padding_mask=mask, hidden=hidden)
 
 
 def encoder_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0=0):
@@ -167,6 +169,22 @@ class Encoder(FlatModel):
         h, _ = encoder_forward(self.config, self._params, self._params["wte"]["weight"], ids,
                                mask, self._seed(None), self._dropping())
         return h[0] if squeeze else h
+
+    def inspect(self, src, src_lengths=None, src_key_padding_mask=None, *, attentions=True,
+                hidden_states=True):
+        """The forward of src (B, S) (or (S,)) with what it computed inside, as an
+        ``Inspection`` (logits None): attentions, per layer the attention probabilities
+        (B, NH, S, S) (pre-dropout, padded keys exactly 0; computed in C from the forward's
+        q, k and row logsumexp); hidden_states, the input of every block then the last
+        block's output (before ln_f): n_layer + 1 arrays (B, S, C)."""
+        ids, squeeze, mask = self._inputs(src, src_lengths, src_key_padding_mask)
+        hid = [] if hidden_states else None
+        _, cache = encoder_forward(self.config, self._params, self._params["wte"]["weight"],
+                                   ids, mask, self._seed(None), self._dropping(), hidden=hid)
+        att = stack_attentions(cache) if attentions else None
+        if squeeze:
+            att, hid = ([a[0] for a in v] if v is not None else None for v in (att, hid))
+        return Inspection(attentions=att, hidden_states=hid)
 
     def backward(self, gradient_outputs, src, src_lengths=None, src_key_padding_mask=None):
         ids, squeeze, mask = self._inputs(src, src_lengths, src_key_padding_mask)

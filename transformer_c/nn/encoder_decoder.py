@@ -49,7 +49,8 @@ from ._flat import FlatModel
 from ..options import option_index
 from ._config import ConfigMixin, check_common, check_positive
 from .encoder import POSITIONS, EncoderConfig, encoder_backward, encoder_forward, source_mask
-from .stack import check_ids, decoder_blocks, stack_backward, stack_forward, stack_layout
+from .stack import Inspection, check_ids, decoder_blocks, stack_attentions, stack_backward, \
+    stack_forward, stack_layout
 
 __all__ = ["EncoderDecoderConfig", "EncoderDecoder"]
 
@@ -235,15 +236,16 @@ class EncoderDecoder(FlatModel):
 
     # ------------------------------------------------------------------ module path
 
-    def _forward_cached(self, src, mask, tgt, seed):
+    def _forward_cached(self, src, mask, tgt, seed, enc_hidden=None, dec_hidden=None):
         cfg, p = self.config, self._params
         dropping = self._dropping()
         memory, enc_cache = encoder_forward(cfg, p["encoder"], self._src_wte(), src, mask, seed,
-                                            dropping)
+                                            dropping, hidden=enc_hidden)
         d0 = 1 + 3 * cfg.n_encoder_layer
         blocks = decoder_blocks(cfg, p["decoder"], seed, dropping, d0)
         x, cache = stack_forward(cfg, p["decoder"], self._tgt_wte(), tgt, seed, dropping, d0,
-                                 blocks=blocks, memory=memory, memory_key_padding_mask=mask)
+                                 blocks=blocks, memory=memory, memory_key_padding_mask=mask,
+                                 hidden=dec_hidden)
         return F.linear(x, self._head()), (enc_cache, cache, x)
 
     def _backward_cached(self, dlogits, cache, seed):
@@ -288,6 +290,37 @@ class EncoderDecoder(FlatModel):
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
         return logits[0] if squeeze else logits
+
+    def inspect(self, src, tgt, src_lengths=None, src_key_padding_mask=None, *,
+                attentions=True, hidden_states=True, fast=True):
+        """The forward of tgt (B, T) given src (B, S) (or unbatched) with what it computed
+        inside, as an ``Inspection``: logits (B, T, V); attentions / cross_attentions, per
+        decoder layer the self-attention (B, NH, T, T) and cross-attention (B, NH, T, S)
+        probabilities; encoder_attentions, per encoder layer (B, NH, S, S) (all pre-dropout,
+        masked keys exactly 0, computed in C from the forward's q, k and row logsumexp);
+        hidden_states / encoder_hidden_states, the input of every block then the last
+        block's output (before ln_f): (B, T, C) / (B, S, C). fast=True reads them out of
+        the whole-model C forward (logits bitwise those of forward), fast=False out of the
+        module path."""
+        s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
+        seed = self._seed(None)
+        if fast and s.size and t.size:
+            logits, *outs = _C.encdec_inspect(self._context(), s, mask, t, seed,
+                                              self._dropping(), attentions, hidden_states)
+            ea, sa, ca, eh, dh = (None if o is None else list(o) for o in outs)
+        else:
+            eh, dh = ([] if hidden_states else None for _ in range(2))
+            logits, (enc_cache, cache, _) = self._forward_cached(s, mask, t, seed, eh, dh)
+            ea, sa, ca = ((stack_attentions(c, i) if attentions else None)
+                          for c, i in ((enc_cache, 0), (cache, 0), (cache, 1)))
+        out = Inspection(logits=logits, attentions=sa, hidden_states=dh, cross_attentions=ca,
+                         encoder_attentions=ea, encoder_hidden_states=eh)
+        if squeeze:
+            for f in dataclasses.fields(out):
+                v = getattr(out, f.name)
+                if v is not None:
+                    setattr(out, f.name, v[0] if f.name == "logits" else [a[0] for a in v])
+        return out
 
     def backward(self, gradient_outputs, src, tgt, src_lengths=None, src_key_padding_mask=None):
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)

@@ -38,7 +38,8 @@ from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
-from .stack import check_ids, stack_backward, stack_blocks, stack_forward, stack_layout
+from .stack import Inspection, check_ids, stack_attentions, stack_backward, stack_blocks, \
+    stack_forward, stack_layout
 
 __all__ = ["GPTConfig", "GPT"]
 
@@ -199,6 +200,34 @@ class GPT(FlatModel):
         else:
             logits = self._forward_cached(ids, seed)[0]
         return logits[0] if squeeze else logits
+
+    def inspect(self, idx, *, attentions=True, hidden_states=True, fast=True):
+        """The forward of idx (B, T) (or (T,)) with what it computed inside, as an
+        ``Inspection``: logits (B, T, V); attentions, per layer the attention probabilities
+        (B, NH, T, T) (pre-dropout; computed in C from the q, k and row logsumexp the
+        forward keeps); hidden_states, the input of every block then the last block's
+        output (before ln_f): n_layer + 1 arrays (B, T, C). fast=True reads them out of
+        the whole-model C forward (logits bitwise those of forward), fast=False out of the
+        module path. Training is unaffected: nothing is kept unless asked for here."""
+        ids, squeeze = self._check_idx(idx)
+        seed = self._seed(None)
+        if fast and ids.size:
+            logits, att, hid = _C.gpt_inspect(self._context(), ids, seed, self._dropping(),
+                                              attentions, hidden_states)
+            att = None if att is None else list(att)
+            hid = None if hid is None else list(hid)
+        else:
+            cfg, p, dropping = self.config, self._params, self._dropping()
+            hid = [] if hidden_states else None
+            x, cache = stack_forward(cfg, p, p["wte"]["weight"], ids, seed, dropping,
+                                     blocks=stack_blocks(cfg, p, seed, dropping, causal=True),
+                                     hidden=hid)
+            logits = F.linear(x, self._head_weight())
+            att = stack_attentions(cache) if attentions else None
+        if squeeze:
+            logits = logits[0]
+            att, hid = ([a[0] for a in v] if v is not None else None for v in (att, hid))
+        return Inspection(logits=logits, attentions=att, hidden_states=hid)
 
     def backward(self, gradient_outputs, idx):
         ids, squeeze = self._check_idx(idx)

@@ -9,6 +9,8 @@ starting at ``site0``: site0 (embeddings), then per layer l of a self-attention 
 site0 + 1 + 3l (attention probabilities), site0 + 2 + 3l and site0 + 3 + 3l (the two
 branches); see blocks.site_seed. The C fast paths use the same rules.
 """
+import dataclasses
+
 import numpy as np
 
 from .. import functional as F
@@ -18,7 +20,7 @@ from .blocks import Block, DecoderBlock, site_seed
 from .feedforward import MLP
 from .layers import Dense, Norm
 
-__all__ = ["stack_layout", "check_ids", "embed_forward", "embed_backward", "stack_blocks",
+__all__ = ["Inspection", "stack_attentions", "stack_layout", "check_ids", "embed_forward", "embed_backward", "stack_blocks",
            "decoder_blocks", "stack_forward", "stack_backward"]
 
 
@@ -164,20 +166,52 @@ def decoder_blocks(cfg, tree, seed, dropping, site0):
 
 # ---------------------------------------------------------------------- the stack
 
-def stack_forward(cfg, tree, wte, ids, seed, dropping, site0=0, *, blocks, **inputs):
+def stack_forward(cfg, tree, wte, ids, seed, dropping, site0=0, *, blocks, hidden=None,
+                  **inputs):
     """(hidden (B, L, C), cache): embeddings, the ``blocks`` (each called with ``inputs``:
     a key-padding mask, or the memory and its mask), ln_f (pre-LN). tree holds wpe (if
-    learned) and ln_f; wte is the token embedding (the tree's or a shared one)."""
+    learned) and ln_f; wte is the token embedding (the tree's or a shared one). hidden: None
+    or a list, appended the input of every block and the last block's output (before ln_f),
+    each (B, L, C)."""
     x = embed_forward(cfg, ids, wte, tree.get("wpe", {}).get("weight"),
                       site_seed(seed, site0) if dropping else None)
     caches = []
     for block in blocks:
+        if hidden is not None:
+            hidden.append(x)
         x, c = block.forward_cached(x, **inputs)
         caches.append(c)
+    if hidden is not None:
+        hidden.append(x)
     cf = None
     if cfg.norm == "pre":
         x, cf = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).forward_cached(x)
     return x, (ids, blocks, caches, cf)
+
+
+@dataclasses.dataclass
+class Inspection:
+    """What a model's ``inspect`` returns for a batch: logits (B, T, V) (None for an
+    Encoder: its output hidden state is the last of hidden_states); attentions: per layer
+    the self-attention probabilities (B, NH, T, T) (pre-dropout, masked keys exactly 0);
+    cross_attentions: per decoder layer (B, NH, T, S) (encoder-decoder only); hidden_states:
+    the input of every block then the last block's output (before ln_f), L + 1 arrays
+    (B, T, C). For an encoder-decoder, encoder_attentions / encoder_hidden_states are the
+    encoder's. Fields not asked for are None; an unbatched (T,) input drops the B axis."""
+    logits: object = None
+    attentions: list = None
+    hidden_states: list = None
+    cross_attentions: list = None
+    encoder_attentions: list = None
+    encoder_hidden_states: list = None
+
+
+def stack_attentions(cache, sublayer=0):
+    """The per-layer probabilities (B, NH, T, S) of the attention sublayer ``sublayer`` (0:
+    self-attention; 1: a decoder block's cross-attention) from stack_forward's cache."""
+    _, blocks, caches, _ = cache
+    name = blocks[0].SUBLAYERS[sublayer][1] if blocks else None
+    return [getattr(b, name).cached_weights(c[sublayer][1]) for b, c in zip(blocks, caches)]
 
 
 def stack_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0=0):
