@@ -294,6 +294,8 @@ def _specs(dt, r):
         "scaled_dot_product_attention": ((q, kv, kv), {"attn_mask": n(3, 5),
                                          "return_lse": True}, ()),
         "scaled_dot_product_attention_backward": ((q, q, kv, kv), {"is_causal": True}, ()),
+        "attention_weights": ((q, kv, F.scaled_dot_product_attention(
+            q, kv, kv, is_causal=True, return_lse=True)[1]), {"is_causal": True}, ()),
         "scale_": ((n(7), 0.5), {}, (0,)),
         "sgd_update_": ((n(7), n(7), n(7)), {"lr": 0.1, "momentum": 0.9}, (0, 2)),
         "adam_update_": ((n(7), n(7), n(7), np.abs(n(7))), {"step": 2}, (0, 2, 3)),

@@ -412,7 +412,7 @@ int FN(tc_gpt_inspect)(tc_gpt *m, real_t *logits, real_t *attn, real_t *hidden,
     CHECK(FN(gpt_check_args)(m, idx, B, L));
     if (!logits) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
-    FN(gpt_inspect_job) j = {{{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L}, attn, hidden, B};
+    FN(gpt_inspect_job) j = {{{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L, 0}, attn, hidden, B};
     const int W = model_split_workers(B);
     if (W > 1) CHECK(gpt_clones_ready(m, W));
     return model_split_run(W, B, FN(gpt_inspect_rows), &j);

@@ -583,7 +583,7 @@ static PyObject *py_attention_probs(PyObject *self, PyObject *args)
     int st;
     void *pp = PyArray_DATA(P);
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pl = PyArray_DATA(lse);
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_attention_probs_strided, pp, pq, pk, pl, &m, &lay, B, NH, Tq, S, DK,
                  scale, causal);
     Py_END_ALLOW_THREADS

@@ -184,7 +184,7 @@ static PyObject *py_gpt_inspect(PyObject *self, PyObject *args)
     if (want_hidden && !(hid = tc_py_new(4, hdims, ty, 0))) goto done;
     void *pa = attn ? PyArray_DATA(attn) : NULL, *ph = hid ? PyArray_DATA(hid) : NULL;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_gpt_inspect, h->model, PyArray_DATA(out), pa, ph, PyArray_DATA(idx), B,
                  T, seed, training);
     Py_END_ALLOW_THREADS

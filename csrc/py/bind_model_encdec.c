@@ -204,7 +204,7 @@ static PyObject *py_encdec_inspect(PyObject *self, PyObject *args)
     const tc_encdec_readout r = {pr[0], pr[1], pr[2], pr[3], pr[4]};
     const uint8_t *pm = mask ? (const uint8_t *)PyArray_DATA(mask) : NULL;
     int st;
-    Py_BEGIN_ALLOW_THREADS
+    TC_PY_BEGIN_ALLOW_THREADS
     st = TC_CALL(ty, tc_encdec_inspect, h->model, PyArray_DATA(out), &r, PyArray_DATA(src), pm,
                  PyArray_DATA(tin), B, S, T, seed, training);
     Py_END_ALLOW_THREADS
