@@ -7,7 +7,8 @@
     prepare download a public corpus (e.g. shakespeare) into the cache, checksummed
 
 With no command it runs ``train`` with its defaults: a small character-level GPT on the
-embedded corpus (the Python standard library's source), about 3 minutes on 2 cores, then a
+embedded corpus (the Python standard library's source), about 70 s of training on 2 idle
+cores (README.md states the measurements), then a
 sample. Errors in the input (a missing, empty or non-UTF-8 file, a corpus shorter than one
 block, a checkpoint from another version or a corrupt one) print one line and exit with 2.
 """

@@ -5,8 +5,8 @@ flags override them. Times are for this project's reference machine (2 cores, AV
 
 - ``tiny``: a 2-layer, 64-wide model for smoke tests (seconds).
 - ``small`` (the default): 4 layers, 4 heads, 128 wide, block 128, 1000 steps of 8 windows,
-  lr 3e-3 (cosine to 3e-4): 2-4 minutes on 2 cores (measured: 219 s with the sample, on a
-  machine shared with other jobs; ~12k tokens/s when the cores are free), validation loss
+  lr 3e-3 (cosine to 3e-4): about 70 s of training on 2 idle cores (measured: 68 s idle,
+  92 s with another job on the same cores; README.md), validation loss
   1.91 nats per character on the embedded corpus (Python source), whose samples come out
   looking like Python.
 - ``shakespeare-4x128``: nanoGPT's CPU "baby GPT" for Tiny Shakespeare (README: val loss
