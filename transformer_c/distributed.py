@@ -23,6 +23,7 @@ flat gradient buffer is averaged over the ranks (one in-place all-reduce) before
 AdamW, which every rank then applies identically. N ranks x batch b thus reproduce one process
 with batch N * b, dropout included, to float rounding.
 """
+import abc
 import hashlib
 import os
 import shutil
@@ -57,7 +58,7 @@ def launched_size(environ=None):
     return 1
 
 
-class Communicator:
+class Communicator(abc.ABC):
     """The collectives of data-parallel training. ``rank`` in [0, ``size``); rank 0 is the
     one that writes (logs, checkpoints, samples). ``seconds``: wall time spent in
     :meth:`allreduce_mean_` so far (the gradient all-reduce), for measurements."""
@@ -71,31 +72,31 @@ class Communicator:
         """Whether this is rank 0, the rank that writes."""
         return self.rank == 0
 
+    @abc.abstractmethod
     def allreduce_mean_(self, buf):
         """Replace ``buf`` (a contiguous float array, any shape, the same on every rank) by its
         mean over the ranks, in place; returns ``buf``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sum(self, values):
         """The elementwise sum over the ranks of ``values`` (a short sequence of floats);
         returns a tuple of floats."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def max(self, value):
         """The largest of the ranks' ``value`` (an int): a decision every rank agrees on."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def broadcast_(self, buf):
         """Overwrite ``buf`` (a contiguous array) on every rank with rank 0's; returns it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def broadcast_object(self, obj):
         """Rank 0's ``obj`` (anything picklable) on every rank."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def barrier(self):
         """Return when every rank has called it."""
-        raise NotImplementedError
 
     def assert_same(self, buf, what):
         """RuntimeError naming ``what`` unless ``buf`` holds the same bytes on every rank (a
@@ -107,8 +108,9 @@ class Communicator:
             raise RuntimeError(f"{what} differ between the ranks (ranks {differ} disagree with "
                                "rank 0): the replicas have diverged")
 
+    @abc.abstractmethod
     def _allgather(self, obj):
-        raise NotImplementedError
+        """[obj of rank 0, obj of rank 1, ...] on every rank."""
 
 
 class SingleProcess(Communicator):
