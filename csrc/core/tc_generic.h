@@ -1,18 +1,14 @@
 /* tc_generic.h: helpers for writing a kernel once and compiling it per dtype.
  *
- * A family's implementation lives in <family>_impl.h and uses real_t (the element type;
- * T is a sequence length everywhere, as in tc.h) and SFX (f32 or f64). <family>.c includes
- * it twice:
+ * A family's implementation lives in <family>_impl.h (and its plain reference in
+ * <family>_ref.h) and uses real_t (the element type; T is a sequence length everywhere, as
+ * in tc.h) and SFX (f32 or f64). <family>.c compiles them once per dtype with tc_dtypes.h:
  *
- *     #define real_t float
- *     #define SFX f32
- *     #include "linear_impl.h"
- *     #undef real_t
- *     #undef SFX
- *     ... same for double / f64
+ *     #define TC_GENERIC_1 "linear_impl.h"
+ *     #include "tc_dtypes.h"
  *
  * FN(tc_linear_forward) expands to tc_linear_forward_f32 or tc_linear_forward_f64.
- * An optimised family also has <family>_ref.h, included after <family>_impl.h: its plain
+ * The optimised families' <family>_ref.h (listed after <family>_impl.h) is the plain
  * reference (textbook loops, no SIMD, no threads), tc_<family>_<action>_ref_* in tc.h, that
  * tests/test_reference_kernels.py holds the optimised kernels to.
  */

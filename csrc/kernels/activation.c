@@ -3,32 +3,13 @@
  * Element-wise kernels on flat (N,) arrays: any shape is one flat array to them. */
 #include "tc_generic.h"
 
-#define real_t float
-#define SFX f32
-#include "activation_impl.h"
-#include "activation_ref.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "activation_impl.h"
-#include "activation_ref.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "activation_impl.h"
+#define TC_GENERIC_2 "activation_ref.h"
+#include "tc_dtypes.h"
 
 /* The activation table (tc_activation_*, tc_linear_activation_*): one row per TC_ACT_*. */
-#define real_t float
-#define SFX f32
-#include "activation_table_impl.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "activation_table_impl.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "activation_table_impl.h"
+#include "tc_dtypes.h"
 
 int tc_linear_activation_fused(int act)
 {

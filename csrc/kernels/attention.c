@@ -130,22 +130,9 @@ void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_
 /* The (b, h) = (bh / NH, bh % NH) head of operand p with strides st (a tc_attention_strides) */
 #define ATT_HEAD(p, st, NH, bh) ((p) + ((bh) / (NH)) * (st).b + ((bh) % (NH)) * (st).h)
 
-#define real_t float
-#define SFX f32
-#define ATT_F64 0
-#include "attention_impl.h"
-#include "attention_flash_impl.h"
-#include "attention_probs_impl.h"
-#undef real_t
-#undef SFX
-#undef ATT_F64
-
-#define real_t double
-#define SFX f64
-#define ATT_F64 1
-#include "attention_impl.h"
-#include "attention_flash_impl.h"
-#include "attention_probs_impl.h"
-#undef real_t
-#undef SFX
+#define ATT_F64 TC_F64
+#define TC_GENERIC_1 "attention_impl.h"
+#define TC_GENERIC_2 "attention_flash_impl.h"
+#define TC_GENERIC_3 "attention_probs_impl.h"
+#include "tc_dtypes.h"
 #undef ATT_F64

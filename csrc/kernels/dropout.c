@@ -7,16 +7,6 @@
  * chunk starts on a block boundary */
 #define TC_DROPOUT_CHUNK 1024
 
-#define real_t float
-#define SFX f32
-#include "dropout_impl.h"
-#include "dropout_ref.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "dropout_impl.h"
-#include "dropout_ref.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "dropout_impl.h"
+#define TC_GENERIC_2 "dropout_ref.h"
+#include "tc_dtypes.h"

@@ -2,16 +2,6 @@
  * are in embedding_impl.h). */
 #include "tc_generic.h"
 
-#define real_t float
-#define SFX f32
-#include "embedding_impl.h"
-#include "embedding_ref.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "embedding_impl.h"
-#include "embedding_ref.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "embedding_impl.h"
+#define TC_GENERIC_2 "embedding_ref.h"
+#include "tc_dtypes.h"

@@ -6,16 +6,6 @@
 #define TC_FUSED_X86 TC_CPU_X86
 static inline int tc_fused_use_avx2(void) { return tc_cpu_pick(TC_CPU_FUSED); }
 
-#define real_t float
-#define SFX f32
-#include "fused_impl.h"
-#include "fused_ref.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "fused_impl.h"
-#include "fused_ref.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "fused_impl.h"
+#define TC_GENERIC_2 "fused_ref.h"
+#include "tc_dtypes.h"

@@ -211,14 +211,5 @@ static void tc_gemm_pack_a6t_block_f32_avx2(float *dst, const float *A, int64_t 
 }
 #endif
 
-#define real_t float
-#define SFX f32
-#include "gemm_impl.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "gemm_impl.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "gemm_impl.h"
+#include "tc_dtypes.h"

@@ -2,16 +2,6 @@
  * float64 (the kernels are in layernorm_impl.h). */
 #include "tc_generic.h"
 
-#define real_t float
-#define SFX f32
-#include "layernorm_impl.h"
-#include "layernorm_ref.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "layernorm_impl.h"
-#include "layernorm_ref.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "layernorm_impl.h"
+#define TC_GENERIC_2 "layernorm_ref.h"
+#include "tc_dtypes.h"

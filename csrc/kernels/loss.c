@@ -7,16 +7,6 @@
  * stack buffer (one exp per element instead of two) */
 #define LOSS_SCRATCH 2048
 
-#define real_t float
-#define SFX f32
-#include "loss_impl.h"
-#include "loss_ref.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "loss_impl.h"
-#include "loss_ref.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "loss_impl.h"
+#define TC_GENERIC_2 "loss_ref.h"
+#include "tc_dtypes.h"

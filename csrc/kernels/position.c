@@ -3,16 +3,6 @@
  * identity, so it has no kernel. */
 #include "tc_generic.h"
 
-#define real_t float
-#define SFX f32
-#include "position_impl.h"
-#include "position_ref.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "position_impl.h"
-#include "position_ref.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "position_impl.h"
+#define TC_GENERIC_2 "position_ref.h"
+#include "tc_dtypes.h"

@@ -9,16 +9,6 @@
  * region costs more than it saves (exp at about 1 ns an element, one thread) */
 #define TC_SOFTMAX_PAR_MIN 65536
 
-#define real_t float
-#define SFX f32
-#include "softmax_impl.h"
-#include "softmax_ref.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "softmax_impl.h"
-#include "softmax_ref.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "softmax_impl.h"
+#define TC_GENERIC_2 "softmax_ref.h"
+#include "tc_dtypes.h"

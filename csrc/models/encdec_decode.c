@@ -195,14 +195,5 @@ int tc_encdec_kv_select(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
     return TC_OK;
 }
 
-#define real_t float
-#define SFX f32
-#include "encdec_decode_impl.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "encdec_decode_impl.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "encdec_decode_impl.h"
+#include "tc_dtypes.h"

@@ -275,14 +275,5 @@ int64_t tc_encdec_arena_size(const tc_encdec *m)
     return bytes;
 }
 
-#define real_t float
-#define SFX f32
-#include "encdec_train_impl.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "encdec_train_impl.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "encdec_train_impl.h"
+#include "tc_dtypes.h"

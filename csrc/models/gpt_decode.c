@@ -154,14 +154,5 @@ int tc_gpt_kv_select(tc_gpt_kv *kv, const int64_t *rows, int64_t B2)
     return TC_OK;
 }
 
-#define real_t float
-#define SFX f32
-#include "gpt_decode_impl.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "gpt_decode_impl.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "gpt_decode_impl.h"
+#include "tc_dtypes.h"

@@ -213,14 +213,5 @@ int64_t tc_gpt_arena_size(const tc_gpt *m)
     return bytes;
 }
 
-#define real_t float
-#define SFX f32
-#include "gpt_train_impl.h"
-#undef real_t
-#undef SFX
-
-#define real_t double
-#define SFX f64
-#include "gpt_train_impl.h"
-#undef real_t
-#undef SFX
+#define TC_GENERIC_1 "gpt_train_impl.h"
+#include "tc_dtypes.h"
