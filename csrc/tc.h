@@ -1335,6 +1335,98 @@ int tc_bpe_decode(uint8_t *out, const tc_bpe *bpe, const int64_t *ids, int64_t n
 
 /* ------------------------------------------------------------------ end bpe */
 
+/* ------------------------------------------------------------------ mixture of experts (moe.c) */
+
+/* A mixture-of-experts feed-forward (Switch Transformer, GShard) over N rows of C channels:
+ * E experts, each the MLP of the dense model (C -> H -> C, activation act of TC_ACTIVATIONS,
+ * fused pair when it has one: kernels/mlp_block.h), and a softmax router:
+ *   probs (N,E) = softmax(inp @ router^T), router (E,C) (no bias);
+ *   top-K choices (K = 1 or 2, E >= K) per row, most probable first, ties to the lower
+ *   expert index; gates: K = 1 g = p[e1] (Switch); K = 2 g_j = p[e_j] / (p[e1] + p[e2])
+ *   (renormalised over the two, GShard);
+ *   capacity per expert cap = min(N, ceil(capacity_factor * N * K / E)) (tc_moe_capacity):
+ *   choices are taken in priority order (every row's first choice in row order, then every
+ *   second choice), an expert that is full drops the rest (counted in dropped[e]); a dropped
+ *   choice contributes 0 (in a block the residual passes the row through unchanged);
+ *   out[n] (C,) = sum over kept choices j of g_j * expert_{e_j}(inp[n]);
+ *   aux = E * sum_e f_e * P_e, the load-balancing loss: f_e = (choices of e, before
+ *   capacity) / (N K) (K = 1: Switch's fraction of rows routed to e), P_e = mean_n probs[n,e];
+ *   aux = 0 for N = 0. Its gradient treats f as a constant (it is piecewise constant).
+ * Experts' weights: w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C); b1, b2 may be NULL.
+ * The cache (one struct per dtype) holds the routing and each expert's rows: the caller
+ * allocates every array (sizes below, cap = tc_moe_capacity(...)) and sets cap; forward
+ * fills it, backward reads it. */
+#define TC_MOE_CACHE(real)                                                                  \
+    struct {                                                                                \
+        real *probs;      /* (N,E) router probabilities */                                  \
+        real *gates;      /* (N,K) gate of each choice */                                   \
+        int64_t *expert;  /* (N,K) the chosen experts, most probable first */               \
+        int64_t *slot;    /* (N,K) the choice's row in the expert buffers (e*cap + i), -1: dropped */ \
+        int64_t *tok;     /* (E,cap) the choice n*K+j in each buffer row, -1: unused */     \
+        int64_t *counts;  /* (E,) choices kept (rows expert e ran on) */                    \
+        int64_t *dropped; /* (E,) choices dropped over capacity */                          \
+        real *xg;         /* (E,cap,C) the gathered input rows */                           \
+        real *pre;        /* (E,cap,H) the fc cache (pre-activation, or act'(pre) if fused) */ \
+        real *hid;        /* (E,cap,H) act(pre) */                                          \
+        real *eo;         /* (E,cap,C) the expert outputs (before the gate) */              \
+        int64_t cap;      /* set by the caller: tc_moe_capacity(N, E, K, capacity_factor) */ \
+        double aux;       /* written by forward: the load-balancing loss */                 \
+    }
+typedef TC_MOE_CACHE(float) tc_moe_cache_f32;
+typedef TC_MOE_CACHE(double) tc_moe_cache_f64;
+/* The capacity per expert: min(N, ceil(capacity_factor * N * K / E)); -1 if N < 0, E < 1,
+ * K not in {1, 2}, K > E, or capacity_factor is not a finite number > 0. */
+int64_t tc_moe_capacity(int64_t N, int64_t E, int64_t K, double capacity_factor);
+/* out (N,C), cache as above; inp (N,C), router (E,C), w1 (E,H,C), b1 (E,H), w2 (E,C,H),
+ * b2 (E,C). TC_EINVAL for bad sizes, K, act, or cache->cap != tc_moe_capacity(...). */
+int tc_moe_forward_f32(float *out, tc_moe_cache_f32 *cache, const float *inp, const float *router,
+                       const float *w1, const float *b1, const float *w2, const float *b2,
+                       int64_t N, int64_t C, int64_t H, int64_t E, int64_t K,
+                       double capacity_factor, int act);
+int tc_moe_forward_f64(double *out, tc_moe_cache_f64 *cache, const double *inp,
+                       const double *router, const double *w1, const double *b1,
+                       const double *w2, const double *b2, int64_t N, int64_t C, int64_t H,
+                       int64_t E, int64_t K, double capacity_factor, int act);
+/* The backward of out and of aux_grad * aux: dinp (N,C), drouter (E,C), dw1 (E,H,C),
+ * db1 (E,H), dw2 (E,C,H), db2 (E,C) (each may be NULL: not wanted; db1 / db2 must be NULL
+ * when b1 / b2 were) from dout (N,C) and the forward's cache and inputs. Gates to router:
+ * dp[n,e_j] += dg_j (K = 1), (dg_j - sum_i dg_i g_i) / (p[e1] + p[e2]) (K = 2), with
+ * dg_j = dout[n] . eo[slot] for a kept choice (0 dropped); dp[n,e] += aux_grad E f_e / N;
+ * then the softmax and the router product. write: TC_WRITE(0..5) = dinp, drouter, dw1, db1,
+ * dw2, db2. TC_EINVAL also for a cache whose routing is out of range. */
+int tc_moe_backward_f32(float *dinp, float *drouter, float *dw1, float *db1, float *dw2,
+                        float *db2, const float *dout, double aux_grad,
+                        const tc_moe_cache_f32 *cache, const float *inp, const float *router,
+                        const float *w1, const float *w2, int64_t N, int64_t C, int64_t H,
+                        int64_t E, int64_t K, int act, int write);
+int tc_moe_backward_f64(double *dinp, double *drouter, double *dw1, double *db1, double *dw2,
+                        double *db2, const double *dout, double aux_grad,
+                        const tc_moe_cache_f64 *cache, const double *inp, const double *router,
+                        const double *w1, const double *w2, int64_t N, int64_t C, int64_t H,
+                        int64_t E, int64_t K, int act, int write);
+/* The plain references (moe_ref.h: loops in double, no GEMM, no threads), same arguments. */
+int tc_moe_forward_ref_f32(float *out, tc_moe_cache_f32 *cache, const float *inp,
+                           const float *router, const float *w1, const float *b1,
+                           const float *w2, const float *b2, int64_t N, int64_t C, int64_t H,
+                           int64_t E, int64_t K, double capacity_factor, int act);
+int tc_moe_forward_ref_f64(double *out, tc_moe_cache_f64 *cache, const double *inp,
+                           const double *router, const double *w1, const double *b1,
+                           const double *w2, const double *b2, int64_t N, int64_t C, int64_t H,
+                           int64_t E, int64_t K, double capacity_factor, int act);
+int tc_moe_backward_ref_f32(float *dinp, float *drouter, float *dw1, float *db1, float *dw2,
+                            float *db2, const float *dout, double aux_grad,
+                            const tc_moe_cache_f32 *cache, const float *inp,
+                            const float *router, const float *w1, const float *w2, int64_t N,
+                            int64_t C, int64_t H, int64_t E, int64_t K, int act, int write);
+int tc_moe_backward_ref_f64(double *dinp, double *drouter, double *dw1, double *db1,
+                            double *dw2, double *db2, const double *dout, double aux_grad,
+                            const tc_moe_cache_f64 *cache, const double *inp,
+                            const double *router, const double *w1, const double *w2,
+                            int64_t N, int64_t C, int64_t H, int64_t E, int64_t K, int act,
+                            int write);
+
+/* ------------------------------------------------------------------ end mixture of experts */
+
 /* ------------------------------------------------------------------ workspace (workspace.c) */
 
 #include <stddef.h>
@@ -1350,6 +1442,7 @@ enum {
     TC_WS_ATT_KEYS,  /* attention forward: transposed keys */
     TC_WS_FUSED,     /* fused kernels' intermediates */
     TC_WS_FUSED2,
+    TC_WS_MOE,       /* mixture of experts: router logits, backward gradients */
     TC_WS_NSLOTS
 };
 void *tc_workspace(int slot, size_t bytes);

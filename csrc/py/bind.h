@@ -193,5 +193,6 @@ extern PyMethodDef tc_methods_bpe[];
 extern PyMethodDef tc_methods_model_encdec[];
 extern PyMethodDef tc_methods_decode[];
 extern PyMethodDef tc_methods_decode_encdec[];
+extern PyMethodDef tc_methods_moe[];
 
 #endif /* TC_BIND_H */

@@ -126,6 +126,7 @@ PyMODINIT_FUNC PyInit__C(void)
         tc_methods_model_encdec,
         tc_methods_decode,
         tc_methods_decode_encdec,
+        tc_methods_moe,
     };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         if (PyModule_AddFunctions(m, tables[i]) < 0) {

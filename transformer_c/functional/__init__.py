@@ -18,3 +18,4 @@ from .loss import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .fused import *  # noqa: F401,F403
 from .rope import *  # noqa: F401,F403
+from .moe import *  # noqa: F401,F403
