@@ -5,7 +5,7 @@ One class per concept, each with ``parameters``, ``with_parameters``,
 ``forward_cached`` / ``backward_cached`` pair the models chain:
 
 - layers (nn.layers): Dense (linear), Norm (layer norm), Activation, Softmax, Embedding,
-  PositionalEncoding; MLP (nn.feedforward); SelfAttention, CrossAttention, KVCache
+  PositionalEncoding; MLP, MoE (nn.feedforward); SelfAttention, CrossAttention, KVCache
   (nn.attention); Block (GPT / encoder block), DecoderBlock (nn.blocks);
 - coursework adapters over them (same names, keys and behaviour as the assignment):
   Linear, LayerNorm, ReLU, GELU, FeedForward, ScaledSelfAttention, MultiHeadAttention,
@@ -20,7 +20,7 @@ from .attention import (CrossAttention, KVCache, MultiHeadAttention, ScaledSelfA
                         SelfAttention)
 from .blocks import Block, DecoderBlock
 from .decoder import Decoder, DecoderLayer
-from .feedforward import MLP, FeedForward
+from .feedforward import MLP, FeedForward, MoE
 from .layers import (GELU, Activation, Dense, Embedding, LayerNorm, Linear, Norm,
                      PositionalEncoding, ReLU, Softmax)
 from .loss import CrossEntropyLoss
@@ -32,7 +32,7 @@ from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 __all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNorm",
            "PositionalEncoding", "FeedForward", "ScaledSelfAttention", "MultiHeadAttention",
            "DecoderLayer", "Decoder", "CrossEntropyLoss",
-           "Dense", "Norm", "Activation", "MLP", "SelfAttention", "CrossAttention", "KVCache",
+           "Dense", "Norm", "Activation", "MLP", "MoE", "SelfAttention", "CrossAttention", "KVCache",
            "Block", "DecoderBlock",
            "GPTConfig", "GPT", "EncoderConfig", "Encoder", "EncoderDecoderConfig",
            "EncoderDecoder"]

@@ -1,14 +1,14 @@
 """The position-wise feed-forward block, one implementation: ``MLP`` (GPT-2 keys c_fc /
 c_proj, Dense layers) and its coursework adapter ``FeedForward`` (keys layer1 / layer2,
-Linear layers, ReLU by default)."""
+Linear layers, ReLU by default); ``MoE``, the mixture of experts over that MLP."""
 import numpy as np
 
 from .. import functional as F
 from ..options import check_option
 from .layers import Dense, Linear
-from .module import CachedModule, replace_keys
+from .module import CachedModule, check_dtype, glorot_uniform, replace_keys
 
-__all__ = ["MLP", "FeedForward"]
+__all__ = ["MLP", "FeedForward", "MoE"]
 
 
 class MLP(CachedModule):
@@ -81,3 +81,102 @@ class FeedForward(MLP):
 
     def __init__(self, layer1, layer2, activation="relu"):
         self._init(layer1, layer2, activation)
+
+
+class MoE(CachedModule):
+    """Mixture-of-experts feed-forward (functional.moe): E expert MLPs (C -> H -> C,
+    activation of transformer_c.options.ACTIVATIONS), a softmax router without bias, top-k
+    routing (1 or 2) with a capacity per expert, and the Switch load-balancing loss.
+
+    MoE(router (E, C), w1 (E, H, C), b1 (E, H) or None, w2 (E, C, H), b2 (E, C) or None, *,
+    top_k=1, capacity_factor=1.25, activation="gelu_tanh", aux_weight=0.01); parameter keys
+    ``router``, ``w1``, ``b1``, ``w2``, ``b2`` (biases only when present).
+    forward(x=(..., C)) -> (..., C). forward_cached's cache holds the routing
+    (``routing_stats(cache)``, ``aux(cache)``); backward_cached adds the gradient of
+    aux_weight * aux (the aux loss a model adds to its training loss).
+    """
+
+    KEYS = ("router", "w1", "b1", "w2", "b2")
+
+    def __init__(self, router, w1, b1, w2, b2, *, top_k=1, capacity_factor=1.25,
+                 activation="gelu_tanh", aux_weight=0.01):
+        self.router, self.w1, self.b1, self.w2, self.b2 = router, w1, b1, w2, b2
+        self.activation = check_option("activation", activation)
+        self.top_k = top_k
+        self.capacity_factor = capacity_factor
+        self.aux_weight = float(aux_weight)
+        E = np.shape(router)[0] if np.ndim(router) == 2 else None
+        if top_k not in (1, 2) or isinstance(top_k, bool):
+            raise ValueError(f"top_k must be 1 or 2, got {top_k!r}")
+        if E is None or top_k > E:
+            raise ValueError(f"router must be (E, C) with E >= top_k = {top_k}, "
+                             f"got shape {np.shape(router)}")
+        if not (isinstance(capacity_factor, (int, float)) and capacity_factor > 0
+                and np.isfinite(capacity_factor)):
+            raise ValueError(f"capacity_factor must be a finite number > 0, got {capacity_factor!r}")
+
+    @classmethod
+    def create(cls, input_size, hidden_size, num_experts, random_generator, *, top_k=1,
+               capacity_factor=1.25, activation="gelu_tanh", aux_weight=0.01, bias=True,
+               dtype=np.float64):
+        """Glorot-uniform router (E, C) and expert layers (each as Dense.create: C -> H ->
+        C), zero biases (None with bias=False)."""
+        dt = check_dtype(dtype)
+        C, H, E = input_size, hidden_size, num_experts
+        router = glorot_uniform(random_generator, C, E, dtype=dt)
+        w1 = np.stack([glorot_uniform(random_generator, C, H, dtype=dt) for _ in range(E)])
+        w2 = np.stack([glorot_uniform(random_generator, H, C, dtype=dt) for _ in range(E)])
+        b1 = np.zeros((E, H), dt) if bias else None
+        b2 = np.zeros((E, C), dt) if bias else None
+        return cls(router, w1, b1, w2, b2, top_k=top_k, capacity_factor=capacity_factor,
+                   activation=activation, aux_weight=aux_weight)
+
+    @property
+    def num_experts(self):
+        """E, the number of experts."""
+        return np.shape(self.router)[0]
+
+    def _options(self):
+        return dict(top_k=self.top_k, capacity_factor=self.capacity_factor,
+                    activation=self.activation)
+
+    @property
+    def parameters(self):
+        return {k: getattr(self, k) for k in self.KEYS if getattr(self, k) is not None}
+
+    def with_parameters(self, parameters):
+        p = replace_keys(self, parameters, self.parameters)
+        return type(self)(*(p.get(k) for k in self.KEYS), aux_weight=self.aux_weight,
+                          **self._options())
+
+    def forward_cached(self, x):
+        """(y (..., C), cache) for x (..., C); the cache holds x and the MoERouting."""
+        y, _, routing = F.moe(x, self.router, self.w1, self.b1, self.w2, self.b2,
+                              **self._options())
+        return y, (x, routing)
+
+    def backward_cached(self, g, cache, aux_grad=None):
+        """(grads, dx (..., C)) for g (..., C), with the gradient of aux_grad * aux added
+        (aux_grad None: self.aux_weight)."""
+        x, routing = cache
+        ag = self.aux_weight if aux_grad is None else aux_grad
+        dx, dr, dw1, db1, dw2, db2 = F.moe_backward(
+            g, x, self.router, self.w1, self.b1, self.w2, self.b2, aux_grad=ag,
+            routing=routing, **self._options())
+        grads = dict(zip(self.KEYS, (dr, dw1, db1, dw2, db2)))
+        return {k: v for k, v in grads.items() if v is not None}, dx
+
+    @staticmethod
+    def aux(cache):
+        """The load-balancing loss (float) of a forward_cached cache."""
+        return cache[1].aux
+
+    @staticmethod
+    def routing_stats(cache):
+        """The routing of a forward_cached cache as a dict: tokens_per_expert (E,) int64
+        (choices each expert ran on), dropped_per_expert (E,) int64, dropped (int),
+        capacity (int), aux (float)."""
+        r = cache[1]
+        return {"tokens_per_expert": r.tokens_per_expert.copy(),
+                "dropped_per_expert": r.dropped_per_expert.copy(), "dropped": r.dropped,
+                "capacity": r.capacity, "aux": r.aux}
