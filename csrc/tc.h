@@ -86,9 +86,14 @@ typedef enum {                 /* causal masking of an attention call (attention
     TC_CAUSAL_BOTTOM_RIGHT = 2, /* "bottom_right": j <= i + S - T (the last query sees all) */
     TC_CAUSAL_COUNT
 } tc_causal;
+typedef enum {                 /* a block's feed-forward sublayer */
+    TC_FFN_MLP = 0,            /* "mlp": the dense MLP (C -> H -> C) */
+    TC_FFN_MOE = 1,            /* "moe": a mixture of experts over that MLP (moe.c) */
+    TC_FFN_COUNT
+} tc_ffn;
 typedef enum { TC_OPT_ACTIVATION = 0, TC_OPT_NORM, TC_OPT_POSITION, TC_OPT_CAUSAL,
-               TC_OPT_COUNT } tc_option_kind;
-/* The name of value v of option kind ("activation", "norm", "position", "causal" for
+               TC_OPT_FFN, TC_OPT_COUNT } tc_option_kind;
+/* The name of value v of option kind ("activation", "norm", "position", "causal", "ffn" for
  * tc_option_kind_name), NULL when kind or v is out of range. */
 const char *tc_option_kind_name(int kind);
 const char *tc_option_name(int kind, int v);

@@ -62,5 +62,31 @@ def check_common(cfg, positions):
     if not (cfg.layer_norm_epsilon >= 0 and math.isfinite(cfg.layer_norm_epsilon)):
         raise ValueError(f"layer_norm_epsilon must be finite and >= 0, got "
                          f"{cfg.layer_norm_epsilon!r}")
+    if hasattr(cfg, "ffn"):
+        check_ffn(cfg)
     if not (cfg.position_base > 0 and math.isfinite(cfg.position_base)):
         raise ValueError(f"position_base must be finite and > 0, got {cfg.position_base!r}")
+
+
+def _real(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def check_ffn(cfg):
+    """Validation of the feed-forward fields (GPTConfig, EncoderConfig): ffn one of
+    options.FFNS; with ffn="moe" moe_experts (int >= moe_top_k), moe_top_k (1 or 2),
+    moe_capacity (capacity factor, finite > 0), moe_aux_weight (finite >= 0). ValueError
+    naming the field."""
+    check_option("ffn", cfg.ffn)
+    k = cfg.moe_top_k
+    if isinstance(k, (bool, np.bool_)) or k not in (1, 2):
+        raise ValueError(f"moe_top_k must be 1 or 2, got {k!r}")
+    check_positive(cfg, ("moe_experts",))
+    if cfg.moe_experts < k:
+        raise ValueError(f"moe_experts ({cfg.moe_experts}) must be >= moe_top_k ({k})")
+    if not (_real(cfg.moe_capacity) and cfg.moe_capacity > 0):
+        raise ValueError(f"moe_capacity must be a finite number > 0, got {cfg.moe_capacity!r}")
+    if not (_real(cfg.moe_aux_weight) and cfg.moe_aux_weight >= 0):
+        raise ValueError(f"moe_aux_weight must be a finite number >= 0, got "
+                         f"{cfg.moe_aux_weight!r}")

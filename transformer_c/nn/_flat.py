@@ -211,7 +211,7 @@ class FlatModel(Module):
         model = cls._from_flat(config, np.empty(cls._count(config), dt), training, seed)
         for path, shape in cls._layout(config):
             leaf = get_path(model._params, path)
-            if path[-1] == "bias":
+            if path[-1] in ("bias", "b1", "b2"):  # b1, b2: a MoE's expert biases
                 leaf[...] = 0
             elif str(path[-2]).startswith("ln_"):
                 leaf[...] = 1

@@ -33,8 +33,9 @@ import numpy as np
 from ..functional._util import as_bool_mask, as_ids, same_dtype
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
+from .feedforward import MoE
 from .stack import Inspection, check_ids, stack_attentions, stack_backward, stack_blocks, \
-    stack_forward, stack_layout
+    stack_forward, stack_layout, stack_routing
 
 __all__ = ["EncoderConfig", "Encoder"]
 
@@ -50,6 +51,9 @@ class EncoderConfig(ConfigMixin):
     (a fixed table added to the embeddings); norm: "pre" (with a final ln_f) or "post" (the
     original Transformer; no ln_f); activation: "gelu_tanh", "gelu" or "relu"; n_inner: the
     MLP width (None: 4 * n_embd); layer_norm_epsilon; position_base: the sinusoidal base.
+    ffn: the feed-forward sublayer, "mlp" (dense) or "moe" (a mixture of moe_experts
+    MLPs of width n_inner, top-moe_top_k routing with capacity factor moe_capacity, and the
+    load-balancing loss times moe_aux_weight added to the training loss; nn.MoE).
     """
 
     vocab_size: int = 32000
@@ -65,6 +69,11 @@ class EncoderConfig(ConfigMixin):
     n_inner: int = None
     layer_norm_epsilon: float = 1e-5
     position_base: float = 10000.0
+    ffn: str = "mlp"
+    moe_experts: int = 4
+    moe_top_k: int = 1
+    moe_capacity: float = 1.25
+    moe_aux_weight: float = 0.01
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))
@@ -104,12 +113,14 @@ def source_mask(src_lengths, src_key_padding_mask, B, S, squeeze):
 
 # ---------------------------------------------------------------------- the module path
 
-def encoder_forward(cfg, tree, wte, ids, mask, seed, dropping, site0=0, hidden=None):
+def encoder_forward(cfg, tree, wte, ids, mask, seed, dropping, site0=0, hidden=None,
+                    aux=False):
     """The encoder stack (module by module): (hidden (B, S, C), cache). tree holds wpe (if
     learned), h and ln_f (pre-LN); wte is the token embedding (the tree's or a shared one);
     mask: the key-padding mask (B, S), True = real token, or None; hidden: None or a list
-    (stack_forward's)."""
-    blocks = stack_blocks(cfg, tree, seed, dropping, site0, causal=False)
+    (stack_forward's); aux: MoE layers' backward adds their load-balancing loss's gradient
+    (stack_blocks)."""
+    blocks = stack_blocks(cfg, tree, seed, dropping, site0, causal=False, aux=aux)
     return stack_forward(cfg, tree, wte, ids, seed, dropping, site0, blocks=blocks,
                          key_padding_mask=mask, hidden=hidden)
 
@@ -145,7 +156,8 @@ class Encoder(FlatModel):
 
     @staticmethod
     def _init_std(config, path):
-        return 0.02 / math.sqrt(2 * config.n_layer) if path[-2] == "c_proj" else 0.02
+        residual = path[-2] == "c_proj" or path[-1] == "w2"  # w2: a MoE's expert c_proj
+        return 0.02 / math.sqrt(2 * config.n_layer) if residual else 0.02
 
     @staticmethod
     def create(config, random_generator, *, dtype=np.float32, training=True, seed=0):
@@ -186,7 +198,27 @@ class Encoder(FlatModel):
             att, hid = ([a[0] for a in v] if v is not None else None for v in (att, hid))
         return Inspection(attentions=att, hidden_states=hid)
 
-    def backward(self, gradient_outputs, src, src_lengths=None, src_key_padding_mask=None):
+    def routing_stats(self, src, src_lengths=None, src_key_padding_mask=None):
+        """The mixture-of-experts routing of a forward of src (B, S) (or (S,)), per layer a
+        dict (GPT.routing_stats: tokens_per_expert, dropped_per_expert, dropped, capacity,
+        aux); [] for ffn="mlp". Padded positions are routed too (they are rows)."""
+        ids, _, mask = self._inputs(src, src_lengths, src_key_padding_mask)
+        if self.config.ffn != "moe":
+            return []
+        _, cache = encoder_forward(self.config, self._params, self._params["wte"]["weight"],
+                                   ids, mask, self._seed(None), self._dropping())
+        return [MoE.routing_stats((None, r)) for r in stack_routing(cache)]
+
+    def aux_loss(self, src, src_lengths=None, src_key_padding_mask=None):
+        """moe_aux_weight times the sum of the layers' load-balancing losses of a forward of
+        src (0.0 for ffn="mlp"): what ``backward(..., with_aux=True)`` differentiates too."""
+        stats = self.routing_stats(src, src_lengths, src_key_padding_mask)
+        return self.config.moe_aux_weight * sum(s["aux"] for s in stats)
+
+    def backward(self, gradient_outputs, src, src_lengths=None, src_key_padding_mask=None, *,
+                 with_aux=False):
+        """(grads tree, input zeros) for the upstream gradient of the output (B, S, C);
+        with_aux=True (ffn="moe") adds the gradient of ``aux_loss``."""
         ids, squeeze, mask = self._inputs(src, src_lengths, src_key_padding_mask)
         g = same_dtype(self._flat, "the parameters", gradient_outputs, "gradient_outputs")
         want = ids.shape + (self.config.n_embd,)
@@ -195,7 +227,7 @@ class Encoder(FlatModel):
                              f"{want[1:] if squeeze else want}, got {g.shape}")
         seed, dropping = self._seed(None), self._dropping()
         _, cache = encoder_forward(self.config, self._params, self._params["wte"]["weight"],
-                                   ids, mask, seed, dropping)
+                                   ids, mask, seed, dropping, aux=bool(with_aux))
         grads, dwte = encoder_backward(self.config, self._params, self.config.vocab_size,
                                        g[None] if squeeze else g, cache, seed, dropping)
         grads = {"wte": {"weight": dwte}, **grads}

@@ -38,8 +38,9 @@ from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
+from .feedforward import MoE
 from .stack import Inspection, check_ids, stack_attentions, stack_backward, stack_blocks, \
-    stack_forward, stack_layout
+    stack_forward, stack_layout, stack_routing
 
 __all__ = ["GPTConfig", "GPT"]
 
@@ -60,6 +61,9 @@ class GPTConfig(ConfigMixin):
     projection is wte (else a separate lm_head). n_inner: the MLP width (None: 4 * n_embd).
     layer_norm_epsilon; position_base: the base of the sinusoidal table and of RoPE;
     rope_interleaved: RoPE pairs (2i, 2i+1) instead of (i, i + head_size/2).
+    ffn: the feed-forward sublayer, "mlp" (dense) or "moe" (a mixture of moe_experts
+    MLPs of width n_inner, top-moe_top_k routing with capacity factor moe_capacity, and the
+    load-balancing loss times moe_aux_weight added to the training loss; nn.MoE).
     """
 
     vocab_size: int = 50257
@@ -77,6 +81,11 @@ class GPTConfig(ConfigMixin):
     layer_norm_epsilon: float = 1e-5
     position_base: float = 10000.0
     rope_interleaved: bool = False
+    ffn: str = "mlp"
+    moe_experts: int = 4
+    moe_top_k: int = 1
+    moe_capacity: float = 1.25
+    moe_aux_weight: float = 0.01
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))
@@ -89,7 +98,11 @@ class GPTConfig(ConfigMixin):
         """This config as the C library's tc_gpt_config (tc.h): a dict of its field names
         (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
         rope_interleaved, dropout), option values as their C enum values; what the GPT
-        bindings (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take."""
+        bindings (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take. ffn="moe" has no C
+        driver (GPT runs its module path): ValueError."""
+        if self.ffn != "mlp":
+            raise ValueError(f"ffn={self.ffn!r} has no C whole-model driver (GPT runs the "
+                             "module path for it)")
         return dict(V=int(self.vocab_size), maxT=int(self.block_size), C=int(self.n_embd),
                     L=int(self.n_layer), NH=int(self.n_head), H=self.hidden_size,
                     bias=bool(self.bias),
@@ -132,7 +145,8 @@ class GPT(FlatModel):
 
     @staticmethod
     def _init_std(config, path):
-        return 0.02 / math.sqrt(2 * config.n_layer) if path[-2] == "c_proj" else 0.02
+        residual = path[-2] == "c_proj" or path[-1] == "w2"  # w2: a MoE's expert c_proj
+        return 0.02 / math.sqrt(2 * config.n_layer) if residual else 0.02
 
     # ------------------------------------------------------------------ construction
 
@@ -159,9 +173,15 @@ class GPT(FlatModel):
     def _check_idx(self, idx, name="idx"):
         return check_ids(idx, name, self.config.vocab_size, self.config.block_size)
 
-    def _forward_cached(self, ids, seed):
+    def _has_fast_path(self):
+        """Whether the whole-model C path runs this config: the dense MLP (ffn="mlp");
+        ffn="moe" runs the module path (nn.MoE over the C MoE kernels) wherever fast=True
+        is asked for."""
+        return self.config.ffn == "mlp"
+
+    def _forward_cached(self, ids, seed, aux=False):
         cfg, p, dropping = self.config, self._params, self._dropping()
-        blocks = stack_blocks(cfg, p, seed, dropping, causal=True)
+        blocks = stack_blocks(cfg, p, seed, dropping, causal=True, aux=aux)
         x, cache = stack_forward(cfg, p, p["wte"]["weight"], ids, seed, dropping,
                                  blocks=blocks)
         return F.linear(x, self._head_weight()), (cache, x)
@@ -194,6 +214,7 @@ class GPT(FlatModel):
         :meth:`loss_and_grads`)."""
         ids, squeeze = self._check_idx(idx)
         seed = self._seed(None)
+        fast = fast and self._has_fast_path()
         row_offset = self._row_offset(row_offset, fast)
         if fast and ids.size:
             logits = _C.gpt_forward(self._context(), ids, seed, self._dropping(), row_offset)
@@ -211,7 +232,7 @@ class GPT(FlatModel):
         module path. Training is unaffected: nothing is kept unless asked for here."""
         ids, squeeze = self._check_idx(idx)
         seed = self._seed(None)
-        if fast and ids.size:
+        if fast and ids.size and self._has_fast_path():
             logits, att, hid = _C.gpt_inspect(self._context(), ids, seed, self._dropping(),
                                               attentions, hidden_states)
             att = None if att is None else list(att)
@@ -241,6 +262,17 @@ class GPT(FlatModel):
         grads = self._backward_cached(g[None] if squeeze else g, cache, seed)
         return grads, {"idx": np.zeros_like(np.asarray(idx))}
 
+    def routing_stats(self, idx):
+        """The mixture-of-experts routing of a forward of idx (B, T) (or (T,)), per layer a
+        dict: tokens_per_expert (E,) int64 (choices each expert ran on), dropped_per_expert
+        (E,) int64, dropped (int), capacity (int), aux (float, the layer's load-balancing
+        loss, unweighted). [] for ffn="mlp". transformer_c.viz.plot_routing plots it."""
+        ids, _ = self._check_idx(idx)
+        if self.config.ffn != "moe":
+            return []
+        _, (cache, _) = self._forward_cached(ids, self._seed(None))
+        return [MoE.routing_stats((None, r)) for r in stack_routing(cache)]
+
     # ------------------------------------------------------------------ training step
 
     def _check_targets(self, targets, ids, squeeze, ignore_index):
@@ -265,8 +297,8 @@ class GPT(FlatModel):
         ids, squeeze = self._check_idx(idx)
         t = self._check_targets(targets, ids, squeeze, as_int(ignore_index, "ignore_index"))
         seed = self._seed(seed)
-        row_offset = self._row_offset(row_offset, True)
-        if ids.size:
+        row_offset = self._row_offset(row_offset, self._has_fast_path())
+        if ids.size and self._has_fast_path():
             logits = _C.gpt_forward(self._context(), ids, seed, self._dropping(), row_offset)
         else:
             logits = self._forward_cached(ids, seed)[0]
@@ -292,6 +324,10 @@ class GPT(FlatModel):
         over the whole batch: their losses and gradients, weighted by their counted targets
         and summed, are the whole batch's to rounding. Needs fast=True when dropping.
 
+        With ffn="moe" the loss is the cross-entropy plus moe_aux_weight times the sum of
+        the layers' load-balancing losses (``routing_stats`` reports them), and the grads
+        are its gradient (the module path: see ``_has_fast_path``).
+
         Returns (loss as a float, grads tree). The grads tree holds views of
         ``flat_grads``, which the next call overwrites: copy it to keep it.
         """
@@ -299,12 +335,14 @@ class GPT(FlatModel):
         ignore_index = as_int(ignore_index, "ignore_index")
         t = self._check_targets(targets, ids, squeeze, ignore_index)
         seed = self._seed(seed)
+        fast = fast and self._has_fast_path()
         row_offset = self._row_offset(row_offset, fast)
         if fast and ids.size:
             loss = self._fast_loss_and_grads(ids, t, ignore_index, seed, row_offset)
         else:
-            logits, cache = self._forward_cached(ids, seed)
+            logits, cache = self._forward_cached(ids, seed, aux=True)
             loss = F.cross_entropy(logits, t, ignore_index=ignore_index)
+            loss += self.config.moe_aux_weight * sum(r.aux for r in stack_routing(cache[0]))
             if math.isnan(loss):
                 dlogits = np.zeros_like(logits)
             else:
@@ -327,7 +365,9 @@ class GPT(FlatModel):
     def activation_bytes(self, batch_size, seq_len):
         """Bytes of the activation arena loss_and_grads uses for (batch_size, seq_len)
         tokens (everything the forward keeps for the backward plus the backward's scratch;
-        not the parameters or gradients)."""
+        not the parameters or gradients). ffn="moe" has no arena (module path): ValueError."""
+        if not self._has_fast_path():
+            raise ValueError(f"ffn={self.config.ffn!r} runs the module path: no C arena")
         return _C.gpt_arena_bytes(self._flat.dtype == np.float64, self.config.c_fields(),
                                   as_int(batch_size, "batch_size"), as_int(seq_len, "seq_len"))
 

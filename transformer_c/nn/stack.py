@@ -17,11 +17,11 @@ from .. import functional as F
 from ..functional._util import as_ids
 from .attention import CrossAttention, SelfAttention
 from .blocks import Block, DecoderBlock, site_seed
-from .feedforward import MLP
+from .feedforward import MLP, MoE
 from .layers import Dense, Norm
 
 __all__ = ["Inspection", "stack_attentions", "stack_layout", "check_ids", "embed_forward", "embed_backward", "stack_blocks",
-           "decoder_blocks", "stack_forward", "stack_backward"]
+           "decoder_blocks", "stack_routing", "stack_forward", "stack_backward"]
 
 
 # ---------------------------------------------------------------------- layouts
@@ -53,8 +53,18 @@ def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
             _add(out, p + ("crossattention", "c_attn"), (2 * C, C), b)
             _add(out, p + ("crossattention", "c_proj"), (C, C), b)
         _add(out, p + ("ln_2",), (C,), b)
-        _add(out, p + ("mlp", "c_fc"), (H, C), b)
-        _add(out, p + ("mlp", "c_proj"), (C, H), b)
+        if getattr(cfg, "ffn", "mlp") == "moe":
+            E, m = cfg.moe_experts, p + ("mlp",)
+            out.append((m + ("router",), (E, C)))
+            out.append((m + ("w1",), (E, H, C)))
+            if b:
+                out.append((m + ("b1",), (E, H)))
+            out.append((m + ("w2",), (E, C, H)))
+            if b:
+                out.append((m + ("b2",), (E, C)))
+        else:
+            _add(out, p + ("mlp", "c_fc"), (H, C), b)
+            _add(out, p + ("mlp", "c_proj"), (C, H), b)
     if cfg.norm == "pre":
         _add(out, prefix + ("ln_f",), (C,), b)
     return out
@@ -125,20 +135,41 @@ def _self_attention(cfg, h, causal, p_attn, seed):
                          cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed)
 
 
-def _mlp(cfg, h):
+def _mlp(cfg, h, aux=True):
+    """The feed-forward sublayer of layer tree h: the dense MLP, or (cfg.ffn == "moe") the
+    MoE whose backward adds the gradient of moe_aux_weight * aux (aux=False: none, the
+    backward of the outputs alone)."""
+    if getattr(cfg, "ffn", "mlp") == "moe":
+        m = h["mlp"]
+        return MoE(m["router"], m["w1"], m.get("b1"), m["w2"], m.get("b2"),
+                   top_k=cfg.moe_top_k, capacity_factor=cfg.moe_capacity,
+                   activation=cfg.activation, aux_weight=cfg.moe_aux_weight if aux else 0.0)
     return MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
 
 
-def stack_blocks(cfg, tree, seed, dropping, site0=0, *, causal):
+def stack_routing(cache):
+    """Per layer the MoERouting of a MoE stack's forward (stack_forward's cache); [] for a
+    dense stack. Each has tokens_per_expert, dropped_per_expert, dropped, capacity, aux."""
+    _, blocks, caches, _ = cache
+    out = []
+    for b, c in zip(blocks, caches):
+        i = [f for _, f in b.SUBLAYERS].index("mlp")
+        if isinstance(b.mlp, MoE):
+            out.append(c[i][1][1])
+    return out
+
+
+def stack_blocks(cfg, tree, seed, dropping, site0=0, *, causal, aux=True):
     """The Blocks of a self-attention stack (tree: {"h": [...], ...}): causal (GPT) or
-    bidirectional (an encoder); dropout sites as the module doc says."""
+    bidirectional (an encoder); dropout sites as the module doc says. aux: whether the
+    backward of MoE layers adds their load-balancing loss's gradient (_mlp)."""
     eps, p_attn = cfg.layer_norm_epsilon, cfg.dropout if dropping else 0.0
     blocks = []
     for layer, h in enumerate(tree["h"]):
         s = site0 + 3 * layer
         blocks.append(Block(Norm(**h["ln_1"], eps=eps),
                             _self_attention(cfg, h, causal, p_attn, site_seed(seed, s + 1)),
-                            Norm(**h["ln_2"], eps=eps), _mlp(cfg, h), norm=cfg.norm,
+                            Norm(**h["ln_2"], eps=eps), _mlp(cfg, h, aux), norm=cfg.norm,
                             dropout=cfg.dropout, training=dropping,
                             seeds=(site_seed(seed, s + 2), site_seed(seed, s + 3))))
     return blocks
