@@ -41,11 +41,13 @@ def close(got, want, tol, what=""):
 
 # ------------------------------------------------------------------ the PyTorch twin
 
-def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
+def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, auxes=None):
     """Logits of the GPT defined by cfg with parameters P (a tree of torch tensors), written
     from torch primitives; dropout masks come from the seeded dropout kernel (tested on its
     own) at the same sites and seeds as the model: embeddings (site 0), attention
-    probabilities (1 + 3l, a (B, NH, T, T) mask), attention and MLP branches (2 + 3l, 3 + 3l)."""
+    probabilities (1 + 3l, a (B, NH, T, T) mask), attention and MLP branches (2 + 3l, 3 + 3l).
+    With cfg.ffn == "moe" the MLPs are tests/test_moe.py's MoE twin, whose load-balancing
+    losses are appended to ``auxes`` (a list) when given."""
     TF = torch.nn.functional
     B, T = idx.shape
     C, NH = cfg.n_embd, cfg.n_head
@@ -87,6 +89,15 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
         return lin(y.transpose(1, 2).reshape(B, T, C), p["c_proj"])
 
     def mlp(x, p):
+        if cfg.ffn == "moe":
+            from test_moe import torch_moe
+
+            y, aux, _ = torch_moe(torch, x.reshape(-1, C), p["router"], p["w1"], p.get("b1"),
+                                  p["w2"], p.get("b2"), cfg.moe_top_k, cfg.moe_capacity,
+                                  cfg.activation)
+            if auxes is not None:
+                auxes.append(aux)
+            return y.reshape(x.shape)
         h = lin(x, p["c_fc"])
         h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
              "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)

@@ -277,8 +277,8 @@ def torch_moe(torch, x, R, w1, b1, w2, b2, k, cf, act):
             e = int(top.indices[n, j])
             if count[e] < cap:
                 count[e] += 1
-                h = fn(x[n] @ w1[e].T + b1[e])
-                rows[n].append(g[n, j] * (h @ w2[e].T + b2[e]))
+                h = fn(x[n] @ w1[e].T + (0 if b1 is None else b1[e]))
+                rows[n].append(g[n, j] * (h @ w2[e].T + (0 if b2 is None else b2[e])))
     y = torch.stack([sum(r) if r else torch.zeros(C, dtype=x.dtype) for r in rows])
     f = torch.bincount(top.indices.reshape(-1), minlength=E).to(x.dtype) / (N * k)
     aux = E * torch.sum(f * p.mean(dim=0))

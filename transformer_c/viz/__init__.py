@@ -7,7 +7,8 @@ shown and no pyplot state is touched, so they work headless (``fig.savefig("x.pn
 and display inline in notebooks. Without matplotlib they raise MatplotlibMissingError
 (an ImportError) naming the extra; the computations behind them (attention_rollout,
 head_specialisation, qk_spectra, embedding_pca, pe_dot_products,
-singular_values_over_training, confusion_matrix, read_log) need only NumPy.
+singular_values_over_training, confusion_matrix, read_log, routing_counts) need only
+NumPy.
 
   positions   plot_positional_encoding, pe_dot_products, plot_pe_dot_vs_distance
   attention   plot_attention_maps, plot_cross_attention, attention_rollout,
@@ -18,6 +19,7 @@ singular_values_over_training, confusion_matrix, read_log) need only NumPy.
               plot_qk_spectra
   training    read_log, plot_training_curves, plot_loss_curve (to a PNG), plot_grad_norms
   confusion   confusion_matrix, plot_confusion_matrix
+  routing     routing_counts, plot_routing (mixture-of-experts tokens per expert per layer)
 """
 from ._mpl import MatplotlibMissingError, have_matplotlib
 from .attention import (attention_rollout, plot_attention_maps, plot_attention_rollout,
@@ -25,6 +27,7 @@ from .attention import (attention_rollout, plot_attention_maps, plot_attention_r
 from .confusion import confusion_matrix, plot_confusion_matrix
 from .embeddings import embedding_pca, plot_embedding_pca
 from .heads import head_specialisation, plot_head_specialisation
+from .routing import plot_routing, routing_counts
 from .positions import pe_dot_products, plot_pe_dot_vs_distance, plot_positional_encoding
 from .spectra import (plot_qk_spectra, plot_singular_values, qk_spectra,
                       singular_values_over_training)
@@ -37,4 +40,4 @@ __all__ = ["have_matplotlib", "MatplotlibMissingError",
            "embedding_pca", "plot_embedding_pca", "singular_values_over_training",
            "plot_singular_values", "qk_spectra", "plot_qk_spectra", "read_log",
            "plot_training_curves", "plot_loss_curve", "plot_grad_norms",
-           "confusion_matrix", "plot_confusion_matrix"]
+           "confusion_matrix", "plot_confusion_matrix", "routing_counts", "plot_routing"]
