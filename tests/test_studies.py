@@ -218,7 +218,8 @@ def run_quick(name, tmp_path):
     d = json.loads((tmp_path / f"{name}.json").read_text())
     assert d["columns"] == r.columns and len(d["rows"]) == len(r.rows)
     assert d["meta"]["quick"] is True and d["meta"]["threads"] == 1
-    assert d["meta"]["data"]["source"] in ("tinyshakespeare", "python-stdlib")
+    assert d["meta"]["data"]["source"] in ("tinyshakespeare", "python-stdlib") or \
+        d["meta"]["data"]["source"].startswith("synthetic")
     md = (tmp_path / f"{name}.md").read_text()
     assert f"`python -m transformer_c study {name} --quick --threads 1`" in md
     assert r.table_markdown() in md
@@ -311,3 +312,28 @@ def test_gradient_flow_quick(tmp_path):
     for key, g in norms.items():
         g = np.array(g, dtype=float)
         assert g.ndim == 2 and g.shape[1] in (12, d["meta"]["settings"]["act"]["n_layer"])
+
+
+def test_arithmetic_quick(tmp_path):
+    r, d = run_quick("arithmetic", tmp_path)
+    assert r.columns == ["operation", "held-out problems", "answer ppl (held-out)",
+                         "exact match greedy %", "exact match beam-3 %", "answer ppl (train)"]
+    assert r.column("operation") == ["a+b", "a-b", "all"]
+    n = r.column("held-out problems")
+    # 2 operators x 100 x 100 problems, 10% held out (a+b and b+a held out together)
+    assert n[0] + n[1] == n[2] and 1800 < n[2] < 2200 and n[0] > 800 and n[1] > 800
+    assert d["meta"]["data"]["heldout_problems"] == n[2]
+    assert d["meta"]["data"]["train_problems"] + n[2] == 20000
+    # 14 symbols + 4 specials: uniform guessing is ppl 18; 300 steps learn a lot of it
+    curve = d["meta"]["curve"]
+    assert curve[0]["step"] == 0 and curve[0]["ppl"] > 8 and curve[0]["exact_match"] < 0.02
+    for row in r.rows:
+        assert 1.0 < row["answer ppl (held-out)"] < 5.0
+        assert 0 <= row["exact match greedy %"] <= 100
+        assert 0 <= row["exact match beam-3 %"] <= 100
+    # "all" is the problem-weighted mean of the two operations
+    em = r.column("exact match greedy %")
+    assert em[2] == pytest.approx((em[0] * n[0] + em[1] * n[1]) / n[2])
+    # the wrong answers are numbers (digits, maybe a sign), not garbage
+    for prompt, want, got in d["meta"]["greedy_errors_sample"]:
+        assert got is None or got.lstrip("-").isdigit(), (prompt, got)

@@ -104,6 +104,7 @@ def run(name, out, *, quick=False, seed=0, threads=None, data_dir=None):
 # st1's studies:
 from . import positional  # noqa: E402,F401
 from . import gradient_flow  # noqa: E402,F401
+from . import arithmetic  # noqa: E402,F401
 
 # st2's studies:
 
