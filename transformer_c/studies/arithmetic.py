@@ -214,7 +214,6 @@ def _figures(ctx, report, losses, curve):
     k = 20
     sm = np.convolve(losses, np.ones(k) / k, mode="valid") if len(losses) > k else losses
     a.plot(np.arange(len(sm)) + (len(losses) - len(sm)), sm)
-    a.set_yscale("log")
     a.set_xlabel("step")
     a.set_ylabel(f"training loss (answer tokens; mean of {k} steps)")
     a.set_title("Training loss")

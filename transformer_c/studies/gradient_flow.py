@@ -24,10 +24,10 @@ DEAD_EPS = 1e-3
 
 
 def _settings(ctx):
-    full = dict(L=64, act=dict(n_layer=6, n_head=4, n_embd=96, batch_size=24, steps=400,
-                               lr=3e-3, warmup=40),
-                deep=dict(n_layer=12, n_head=4, n_embd=64, batch_size=16, steps=300,
-                          lr=2e-3, warmup=100),
+    full = dict(L=64, act=dict(n_layer=6, n_head=4, n_embd=96, batch_size=24, steps=300,
+                               lr=3e-3, warmup=30),
+                deep=dict(n_layer=12, n_head=4, n_embd=64, batch_size=16, steps=250,
+                          lr=2e-3, warmup=80),
                 eval_windows=64)
     quick = dict(L=32, act=dict(n_layer=3, n_head=2, n_embd=32, batch_size=8, steps=40,
                                 lr=3e-3, warmup=5),
