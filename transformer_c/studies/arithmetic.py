@@ -125,7 +125,7 @@ def exact_match(model, examples, tok, *, num_beams=1):
 
 
 def _settings(ctx):
-    full = dict(ops="+-", digits=2, n_layer=2, n_head=4, n_embd=128, steps=4000,
+    full = dict(ops="+-", digits=2, n_layer=2, n_head=4, n_embd=128, steps=3000,
                 batch_size=128, lr=3e-3, warmup=100, evals=8, curve_problems=400)
     quick = dict(ops="+-", digits=2, n_layer=2, n_head=4, n_embd=64, steps=300,
                  batch_size=64, lr=3e-3, warmup=30, evals=3, curve_problems=100)
