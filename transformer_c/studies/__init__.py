@@ -104,5 +104,6 @@ def run(name, out, *, quick=False, seed=0, threads=None, data_dir=None):
 # st1's studies:
 
 # st2's studies:
+from . import heads  # noqa: E402,F401
 
 # later studies:
