@@ -106,5 +106,6 @@ def run(name, out, *, quick=False, seed=0, threads=None, data_dir=None):
 # st2's studies:
 from . import heads  # noqa: E402,F401
 from . import linear_algebra  # noqa: E402,F401
+from . import scaling  # noqa: E402,F401
 
 # later studies:
