@@ -28,6 +28,9 @@ VARIANTS = {
     "silu_rope_post": dict(activation="silu", position="rope", norm="post"),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
+    "nopos": dict(position="none"),
+    "nopos_post_relu_dropout": dict(position="none", norm="post", activation="relu",
+                                    dropout=0.2),
 }
 TOL = {np.float64: 1e-9, np.float32: 1e-4}
 
@@ -174,7 +177,7 @@ def test_torch_twin_parity(torch, variant, dtype):
 
 
 @pytest.mark.parametrize("B,T", [(1, 1), (3, 1), (1, 5), (2, 3)])
-@pytest.mark.parametrize("position", ["learned", "rope"])
+@pytest.mark.parametrize("position", ["learned", "rope", "none"])
 def test_torch_twin_parity_awkward_shapes(torch, B, T, position):
     """Widths that are not multiples of the SIMD width, three heads, T = 1, B = 1."""
     cfg = GPTConfig(vocab_size=7, block_size=5, n_layer=1, n_head=3, n_embd=12, n_inner=20,
@@ -205,7 +208,7 @@ def test_torch_twin_parity_default_size(torch):
 # ------------------------------------------------------------------ finite differences
 
 @pytest.mark.parametrize("variant", ["gpt2", "post", "rope", "sinusoidal_post_dropout_ninner",
-                                     "nobias_untied_relu"])
+                                     "nobias_untied_relu", "nopos"])
 def test_finite_differences(variant):
     cfg = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4,
                     **{**VARIANTS[variant], **({"n_inner": 6} if "n_inner" in
@@ -567,10 +570,33 @@ def test_load_rejects_foreign_files(tmp_path):
         GPT.load(tmp_path / "c.safetensors")
 
 
+# ------------------------------------------------------------------ position="none"
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_no_positions_sees_a_set_of_tokens(fast):
+    """position="none": no wpe, and one causal attention layer without positions makes the
+    output at position t a function of the multiset of tokens 0..t (a prefix permuted before
+    t gives the same logits at t), which the learned table does not (the control). (With
+    more layers the hidden states of the permuted prefix differ, so only one layer.)"""
+    cfg = GPTConfig(**{**TINY, "n_layer": 1}, position="none")
+    assert "wpe/weight" not in flatten(GPT.create(cfg, np.random.default_rng(0)).parameters)
+    learned = GPTConfig(**{**TINY, "n_layer": 1})
+    assert GPT.create(learned, np.random.default_rng(0)).num_parameters - \
+        GPT.create(cfg, np.random.default_rng(0)).num_parameters == TINY["block_size"] * TINY["n_embd"]
+    idx = np.array([[3, 7, 1, 9, 4, 2]])
+    perm = np.array([[1, 3, 7, 9, 4, 2]])       # the first three permuted
+    for c, same in ((cfg, True), (learned, False)):
+        model = make_model(c, np.float64, seed=3)
+        a = model.forward(idx) if fast else model.forward(idx, fast=False)
+        b = model.forward(perm) if fast else model.forward(perm, fast=False)
+        assert np.allclose(a[0, 3:], b[0, 3:], rtol=1e-12, atol=1e-12) == same
+        assert not np.allclose(a[0, :3], b[0, :3])
+
+
 # ------------------------------------------------------------------ gradient flow, training
 
 def test_every_parameter_gets_a_gradient():
-    for variant in ("gpt2", "rope_interleaved_post", "nobias_untied_relu"):
+    for variant in ("gpt2", "rope_interleaved_post", "nobias_untied_relu", "nopos"):
         cfg = GPTConfig(**TINY, **VARIANTS[variant])
         model = GPT.create(cfg, np.random.default_rng(0))
         idx, tgt = batch(cfg, 4, cfg.block_size, ignore=False)

@@ -208,3 +208,132 @@ def test_cli_study_list_subprocess():
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert sorted(line.split()[0] for line in r.stdout.splitlines()) == sorted(studies.STUDIES)
+
+
+# ------------------------------------------------------------------ the studies, quick mode
+
+def run_quick(name, tmp_path):
+    """Run study ``name`` in quick mode on 1 thread; check the files; the Report and JSON."""
+    r = studies.run(name, tmp_path, quick=True, threads=1)
+    d = json.loads((tmp_path / f"{name}.json").read_text())
+    assert d["columns"] == r.columns and len(d["rows"]) == len(r.rows)
+    assert d["meta"]["quick"] is True and d["meta"]["threads"] == 1
+    assert d["meta"]["data"]["source"] in ("tinyshakespeare", "python-stdlib") or \
+        d["meta"]["data"]["source"].startswith("synthetic")
+    md = (tmp_path / f"{name}.md").read_text()
+    assert f"`python -m transformer_c study {name} --quick --threads 1`" in md
+    assert r.table_markdown() in md
+    for f in d["figures"]:
+        png = (tmp_path / f).read_bytes()
+        assert png[:4] == b"\x89PNG" and len(png) > 5000, f
+    return r, d
+
+
+def test_layer_slices_cover_the_blocks():
+    from transformer_c.nn import GPT, GPTConfig
+    from transformer_c.studies.gradient_flow import layer_slices
+    V, T, C, L = 11, 8, 12, 3
+    m = GPT.create(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=2, n_embd=C),
+                   np.random.default_rng(0))
+    s = layer_slices(m)
+    assert len(s) == L and all(b0 == a1 for (_, b0), (a1, _) in zip(s, s[1:]))
+    # everything but wte (V, C), wpe (T, C) and ln_f (2C)
+    assert sum(b - a for a, b in s) == m.num_parameters - V * C - T * C - 2 * C
+    block = 2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C + 4 * C * C + C
+    assert s[0] == (V * C + T * C, V * C + T * C + block)
+
+
+def test_dead_units_of_a_relu_unit_that_never_fires():
+    from transformer_c.nn import GPT, GPTConfig
+    from transformer_c.studies.gradient_flow import dead_units, mlp_preactivations
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8,
+                    activation="relu")
+    m = GPT.create(cfg, np.random.default_rng(0))
+    idx = np.random.default_rng(1).integers(0, 11, (3, 8))
+    h = mlp_preactivations(m, idx)
+    assert [a.shape for a in h] == [(3, 8, 32)] * 2
+    # the MLP input of block 0 is ln_2 of the residual stream after attention; make units
+    # 0..3 of block 0 never fire by a large negative bias, units 4.. fire somewhere
+    m.parameters["h"][0]["mlp"]["c_fc"]["bias"][:4] = -1e3
+    dead, inactive = dead_units(m, idx)
+    assert dead[0] == pytest.approx(4 / 32) and inactive[0] >= 4 / 32
+    pre = mlp_preactivations(m, idx)[0]
+    assert (pre[..., :4] < -900).all()
+    assert inactive[0] == pytest.approx(float((pre <= 0).mean()))
+
+
+def test_positional_quick(tmp_path):
+    from transformer_c.studies.positional import ENCODINGS
+    r, d = run_quick("positional", tmp_path)
+    assert r.columns == ["encoding", "params", "steps", "train s", "final train loss",
+                         "val ppl @L", "val ppl @2L", "2L vs L %", "ppl @2L, positions < L",
+                         "ppl @2L, positions >= L"]
+    assert r.column("encoding") == list(ENCODINGS)
+    s = d["meta"]["settings"]
+    V = d["meta"]["data"]["vocab_size"]
+    params = dict(zip(r.column("encoding"), r.column("params")))
+    # only the learned model has a table: 2L rows of width n_embd
+    assert params["none"] == params["sinusoidal"] == params["rope"]
+    assert params["learned"] - params["none"] == 2 * s["L"] * s["n_embd"]
+    assert r.column("steps") == [s["steps"]] * 4
+    for row in r.rows:
+        # trained: well below uniform guessing over V characters, above 1
+        for k in ("val ppl @L", "val ppl @2L"):
+            assert 1.0 < row[k] < 0.6 * V, row
+        # the 2L perplexity is the geometric mean of its two halves
+        assert math.log(row["val ppl @2L"]) == pytest.approx(
+            (math.log(row["ppl @2L, positions < L"]) +
+             math.log(row["ppl @2L, positions >= L"])) / 2, rel=1e-9)
+        assert row["2L vs L %"] == pytest.approx(
+            100 * (row["val ppl @2L"] / row["val ppl @L"] - 1))
+        curve = d["meta"]["per_position_loss_2L"][row["encoding"]]
+        assert len(curve) == 2 * s["L"]
+
+
+def test_gradient_flow_quick(tmp_path):
+    r, d = run_quick("gradient_flow", tmp_path)
+    assert r.columns[:4] == ["part", "activation", "norm", "warmup steps"]
+    assert [(x["activation"], x["norm"], x["warmup steps"] > 0) for x in r.rows] == [
+        ("relu", "pre", True), ("gelu", "pre", True), ("gelu", "pre", True),
+        ("gelu", "pre", False), ("gelu", "post", True), ("gelu", "post", False)]
+    assert r.column("layers")[2:] == [12] * 4
+    for row in r.rows:
+        if row["diverged"]:
+            assert row["val loss"] is None and row["final train loss"] == math.inf
+        else:
+            assert 0.5 < row["val loss"] < 4.5          # log(65) = 4.17: from uniform, down
+            assert 0 <= row["dead units %"] <= row["inactive %"] <= 100
+    relu, gelu = r.rows[0], r.rows[1]
+    # GELU's derivative is below 1e-3 in magnitude only for pre-activations < about -4
+    assert gelu["dead units %"] <= relu["dead units %"]
+    assert relu["inactive %"] > 20 > gelu["inactive %"]
+    norms = d["meta"]["grad_norms"]
+    assert len(norms) == 6
+    for key, g in norms.items():
+        g = np.array(g, dtype=float)
+        assert g.ndim == 2 and g.shape[1] in (12, d["meta"]["settings"]["act"]["n_layer"])
+
+
+def test_arithmetic_quick(tmp_path):
+    r, d = run_quick("arithmetic", tmp_path)
+    assert r.columns == ["operation", "held-out problems", "answer ppl (held-out)",
+                         "exact match greedy %", "exact match beam-3 %", "answer ppl (train)"]
+    assert r.column("operation") == ["a+b", "a-b", "all"]
+    n = r.column("held-out problems")
+    # 2 operators x 100 x 100 problems, 10% held out (a+b and b+a held out together)
+    assert n[0] + n[1] == n[2] and 1800 < n[2] < 2200 and n[0] > 800 and n[1] > 800
+    assert d["meta"]["data"]["heldout_problems"] == n[2]
+    assert d["meta"]["data"]["train_problems"] + n[2] == 20000
+    # 14 symbols + 4 specials: uniform guessing is ppl 18; 300 steps learn a lot of it
+    curve = d["meta"]["curve"]
+    assert curve[0]["step"] == 0 and curve[0]["ppl"] > 8 and curve[0]["exact_match"] < 0.02
+    for row in r.rows:
+        assert 1.0 < row["answer ppl (held-out)"] < 5.0
+        assert 0 <= row["exact match greedy %"] <= 100
+        assert 0 <= row["exact match beam-3 %"] <= 100
+    # "all" is the problem-weighted mean of the two operations
+    em = r.column("exact match greedy %")
+    assert em[2] == pytest.approx((em[0] * n[0] + em[1] * n[1]) / n[2])
+    # the wrong answers are numbers (digits, maybe a sign), not garbage
+    for prompt, want, got in d["meta"]["greedy_errors_sample"]:
+        assert got is None or got.lstrip("-").isdigit(), (prompt, got)

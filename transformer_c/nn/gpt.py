@@ -55,7 +55,8 @@ class GPTConfig(ConfigMixin):
     probabilities and both residual branches of every block (nanoGPT's places; active only
     in training mode); bias: biases in every linear
     layer and LayerNorm; position: "learned" (wpe), "sinusoidal" (fixed table added to the
-    embeddings) or "rope" (rotary, applied to q and k in every attention layer); norm:
+    embeddings), "rope" (rotary, applied to q and k in every attention layer) or "none" (no
+    position information: only the causal mask tells positions apart); norm:
     "pre" (GPT-2) or "post" (GPT-1 / the original Transformer; no ln_f); activation:
     "gelu_tanh" (GPT-2), "gelu" (exact erf) or "relu"; tie_embeddings: the output
     projection is wte (else a separate lm_head). n_inner: the MLP width (None: 4 * n_embd).

@@ -86,7 +86,7 @@ def check_ids(ids, name, vocab_size, block_size, squeeze=None):
 
 def embed_forward(cfg, ids, wte, wpe, drop_seed):
     """drop(wte[ids] + positions) (B, L, C) for ids (B, L): learned (wpe rows), sinusoidal
-    (the fixed table) or none added (RoPE acts in the attention); drop_seed None: no
+    (the fixed table) or none added (RoPE acts in the attention; "none" has no positions); drop_seed None: no
     dropout."""
     x = F.embedding(ids, wte)
     if cfg.position == "learned":

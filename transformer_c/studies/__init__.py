@@ -102,6 +102,9 @@ def run(name, out, *, quick=False, seed=0, threads=None, data_dir=None):
 
 # The studies, one module each, registered on import (one line per study module).
 # st1's studies:
+from . import positional  # noqa: E402,F401
+from . import gradient_flow  # noqa: E402,F401
+from . import arithmetic  # noqa: E402,F401
 
 # st2's studies:
 from . import heads  # noqa: E402,F401

@@ -18,13 +18,13 @@ _EMBEDDED_CHARS = 1_115_394      # as many characters as Tiny Shakespeare
 
 
 def default_data_dirs():
-    """The folders searched for ../shared/data when no data_dir is given: $TC_DATA_DIR, then
+    """The folders searched for ../shared/data when no data_dir is given: $TC_SHARED_DATA, then
     ``../shared/data`` beside the checkout holding this package, then beside the working
     directory."""
     here = pathlib.Path(__file__).resolve().parents[2]
     out = []
-    if os.environ.get("TC_DATA_DIR"):
-        out.append(pathlib.Path(os.environ["TC_DATA_DIR"]))
+    if os.environ.get("TC_SHARED_DATA"):
+        out.append(pathlib.Path(os.environ["TC_SHARED_DATA"]))
     out += [here.parent / "shared" / "data", pathlib.Path.cwd().parent / "shared" / "data"]
     return out
 
