@@ -96,3 +96,14 @@ def test_fingerprint_detects_a_changed_number(tmp_path):
     np.savez(tmp_path / "c.npz", **dict(out, **{"k/grads": g}))
     lines, _, _ = fingerprint.compare(tmp_path / "a.npz", tmp_path / "c.npz")
     assert lines == ["k/grads: differs (float64(%d,) vs float64(%d,))" % (g.size, g.size)]
+
+
+def test_moe_case_records_dense_and_moe():
+    from benchmarks import moe
+
+    recs = moe.run([1], np.float64, cfg=moe.TINY, experts=(2, 3), opts=FAST, quiet=True)
+    assert [(r["experts"], r["top_k"]) for r in recs] == [(2, 1), (2, 2), (3, 1), (3, 2)]
+    for r in recs:
+        assert r["dense_s"] > 0 and r["moe_s"] > 0 and r["per_flop_ratio"] > 0
+        assert r["kept"] + r["dropped"] == 16 * r["top_k"]
+    assert "| 1 | 3 | 2 |" in moe.table(recs)
