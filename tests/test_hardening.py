@@ -324,8 +324,9 @@ def _swapped(v, keep=False):
 
 
 def _flat(out):
-    if isinstance(out, F.MoERouting):  # moe's routing: its arrays
-        return _flat(out._cache)
+    if isinstance(out, F.MoERouting):  # moe's routing (its expert buffers' unused rows
+        return _flat([out.probs, out.gates, out.expert, out.tokens_per_expert,  # are unset)
+                      out.dropped_per_expert, out.aux])
     if isinstance(out, (tuple, list)):
         return [e for o in out for e in _flat(o)]
     return [np.asarray(out)]

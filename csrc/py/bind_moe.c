@@ -132,8 +132,10 @@ static PyObject *py_moe_forward(PyObject *self, PyObject *args)
         npy_intp d[3];
         int is_int;
         const int nd = cache_shape(i, d, N, C, H, E, K, cap, &is_int);
-        /* zeroed: rows past counts[e] are never written, and are returned */
-        if (!(arr[i] = tc_py_new(nd, d, is_int ? NPY_INT64 : ty, 1))) goto done;
+        /* uninitialised: the kernel writes the routing arrays whole and the expert rows
+         * [e*cap, e*cap + counts[e]) of xg / pre / hid / eo, the only rows any kernel reads
+         * (the rest is never looked at: zeroing it cost a pass over E*cap*(2C+2H) values) */
+        if (!(arr[i] = tc_py_new(nd, d, is_int ? NPY_INT64 : ty, 0))) goto done;
     }
     int st;
     double aux = 0.0;
