@@ -101,7 +101,8 @@ class Bert(FlatModel):
     backward(gradient_outputs (B, num_labels), src=..., ...) -> (grads tree (MLM head
       zeros), {"src": zeros, and zeros for each other input given}).
     encode(...) -> hidden states (B, L, n_embd); pool(...) -> (B, n_embd);
-    mlm_logits(...) -> (B, L, vocab_size); predict(...) -> (B,) class ids.
+    mlm_logits(...) -> (B, L, vocab_size); predict(...) -> (B,) class ids; loss(src,
+      labels, ...), mlm_loss(src, targets, ...) -> floats.
     loss_and_grads(src, labels, ...) / mlm_loss_and_grads(src, targets, ...): the mean
       cross-entropy and its gradient in flat_grads (a grads tree of views).
     """
@@ -233,7 +234,11 @@ class Bert(FlatModel):
         grads["mlm"] = {k: np.zeros_like(v) if not isinstance(v, dict) else
                         {kk: np.zeros_like(vv) for kk, vv in v.items()}
                         for k, v in self._params["mlm"].items()}
-        return grads
+        return self._ordered(grads)
+
+    def _ordered(self, grads):
+        """grads with its top-level keys in the parameter tree's order."""
+        return {k: grads[k] for k in self._params}
 
     def _mlm_layers(self):
         cfg, m = self.config, self._params["mlm"]
@@ -396,6 +401,22 @@ class Bert(FlatModel):
         logits = logits.reshape(B, L, -1)
         return logits[0] if squeeze else logits
 
+    def mlm_loss(self, src, targets, *, token_types=None, src_lengths=None,
+                 src_key_padding_mask=None, ignore_index=-100, seed=None):
+        """The masked-LM cross-entropy (a float; nan when no target is kept) of src (B, L)
+        against targets (B, L) (ignore_index skipped), no gradient."""
+        ids, types, mask, squeeze = self._inputs(src, token_types, src_lengths,
+                                                 src_key_padding_mask)
+        ignore_index = as_int(ignore_index, "ignore_index")
+        t = self._mlm_targets(targets, ids, squeeze, ignore_index)
+        h, _ = self._encode(ids, types, mask, self._seed(seed))
+        B, L, C = h.shape
+        where = np.flatnonzero(t.reshape(-1) != ignore_index)
+        if where.size == 0:
+            return math.nan
+        logits, _ = self._mlm_head(h.reshape(B * L, C)[where])
+        return F.cross_entropy(logits, t.reshape(-1)[where])
+
     def mlm_loss_and_grads(self, src, targets, *, token_types=None, src_lengths=None,
                            src_key_padding_mask=None, ignore_index=-100, seed=None,
                            row_offset=0):
@@ -431,5 +452,5 @@ class Bert(FlatModel):
         grads["mlm"] = gmlm
         grads["classifier"] = {k: np.zeros_like(v) for k, v in
                                self._params["classifier"].items()}
-        self._store_grads(grads)
+        self._store_grads(self._ordered(grads))
         return loss, self._grads_tree()
