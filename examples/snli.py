@@ -7,9 +7,9 @@ a subset of test) for reporting. Labels: entailment 0, neutral 1, contradiction 
 1. a byte-level BPE trained from scratch on the train pairs' text (specials BERT_SPECIALS);
 2. optional masked-LM pretraining (--pretrain-steps N > 0): 15% of tokens, 80/10/10, on the
    Gutenberg books, WikiText-2 and the train pairs' text (never dev or test text);
-3. fine-tuning on the train sample ([CLS] premise [SEP] hypothesis [SEP]), evaluated on all
-   of dev every --eval-every steps; the checkpoint with the lowest dev loss is kept
-   (transformer_c.train.Trainer, OUT/best);
+3. fine-tuning on the train sample ([CLS] premise [SEP] hypothesis [SEP]), evaluated on
+   --eval-iters batches of evenly spaced dev examples every --eval-every steps; the
+   checkpoint with the lowest dev loss is kept (transformer_c.train.Trainer, OUT/best);
 4. that model's accuracy on test and test_hard, their confusion matrices (OUT/confusion.png),
    against two baselines measured here on the same splits: the majority class of train,
    and a hypothesis-only bag-of-words logistic regression (NumPy, L2 strength chosen on
@@ -200,7 +200,7 @@ def run(args):
     fcfg = TrainConfig(max_iters=args.steps, batch_size=args.batch_size, lr=args.lr,
                        min_lr=args.lr / 10, warmup_iters=min(100, args.steps // 10),
                        weight_decay=args.weight_decay, eval_every=args.eval_every,
-                       eval_iters=0, log_every=20, seed=args.seed)
+                       eval_iters=args.eval_iters, log_every=20, seed=args.seed)
     t0 = time.perf_counter()
     trainer = Trainer(model, train, dev, fcfg, tokenizer=tok,
                       out_dir=os.path.join(args.out, "finetune"), progress=False)
@@ -275,6 +275,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--eval-iters", type=int, default=64, help="batches of evenly spaced dev "
+                   "(and train) examples per evaluation during fine-tuning (0: all); the "
+                   "final dev / test numbers use every example")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
