@@ -38,7 +38,8 @@ from ._flat import FlatModel
 from .blocks import site_seed
 from .encoder import POSITIONS, source_mask
 from .layers import Activation, Dense, Norm
-from .stack import check_ids, stack_backward, stack_blocks, stack_forward, stack_layout
+from .stack import _add, check_ids, check_targets, stack_backward, stack_blocks, \
+    stack_forward, stack_layout
 
 __all__ = ["BertConfig", "Bert"]
 
@@ -81,12 +82,6 @@ class BertConfig(ConfigMixin):
         check_option("pooling", self.pooling)
         if not isinstance(self.tie_mlm, (bool, np.bool_)):
             raise ValueError(f"tie_mlm must be a bool, got {self.tie_mlm!r}")
-
-
-def _add(out, prefix, shape, bias):
-    out.append((prefix + ("weight",), shape))
-    if bias:
-        out.append((prefix + ("bias",), shape[:1]))
 
 
 class Bert(FlatModel):
@@ -377,19 +372,8 @@ class Bert(FlatModel):
         return loss, self._grads_tree()
 
     def _mlm_targets(self, targets, ids, squeeze, ignore_index):
-        t = as_ids(targets, "targets")
-        t = t[None] if squeeze and t.ndim == 1 else t
-        if t.shape != ids.shape:
-            want = ids.shape[1:] if squeeze else ids.shape
-            raise ValueError(f"targets must have the shape of src {want}, got "
-                             f"{np.shape(targets)}")
-        t = np.ascontiguousarray(t, dtype=np.int64)
-        V = self.config.vocab_size
-        bad = (t != ignore_index) & ((t < 0) | (t >= V))
-        if bad.any():
-            raise IndexError(f"targets holds id {t[bad][0]}, outside [0, {V}) and not "
-                             f"ignore_index ({ignore_index})")
-        return t
+        return check_targets(targets, "targets", ids, "src", squeeze, ignore_index,
+                             self.config.vocab_size)
 
     def mlm_logits(self, src, token_types=None, src_lengths=None, src_key_padding_mask=None):
         """The MLM head's logits (B, L, vocab_size) (or (L, V)) at every position."""

@@ -20,7 +20,7 @@ from .blocks import Block, DecoderBlock, site_seed
 from .feedforward import MLP
 from .layers import Dense, Norm
 
-__all__ = ["Inspection", "stack_attentions", "stack_layout", "check_ids", "embed_forward", "embed_backward", "stack_blocks",
+__all__ = ["Inspection", "stack_attentions", "stack_layout", "check_ids", "check_targets", "embed_forward", "embed_backward", "stack_blocks",
            "decoder_blocks", "stack_forward", "stack_backward"]
 
 
@@ -80,6 +80,24 @@ def check_ids(ids, name, vocab_size, block_size, squeeze=None):
         bad = a2.min() if a2.min() < 0 else a2.max()
         raise IndexError(f"{name} holds id {bad}, outside [0, {vocab_size})")
     return np.ascontiguousarray(a2, dtype=np.int64), sq
+
+
+def check_targets(targets, name, ids, ids_name, squeeze, ignore_index, vocab_size):
+    """Per-position target ids ``targets`` as C-contiguous int64 of the shape of ``ids``
+    (B, L) (check_ids' result; squeeze: the input was 1-D), each in [0, vocab_size) or
+    ignore_index. ValueError / IndexError naming ``name`` (and ``ids_name``)."""
+    t = as_ids(targets, name)
+    t = t[None] if squeeze and t.ndim == 1 else t
+    if t.shape != ids.shape:
+        want = ids.shape[1:] if squeeze else ids.shape
+        raise ValueError(f"{name} must have the shape of {ids_name} {want}, got "
+                         f"{np.shape(targets)}")
+    t = np.ascontiguousarray(t, dtype=np.int64)
+    bad = (t != ignore_index) & ((t < 0) | (t >= vocab_size))
+    if bad.any():
+        raise IndexError(f"{name} holds id {t[bad][0]}, outside [0, {vocab_size}) and not "
+                         f"ignore_index ({ignore_index})")
+    return t
 
 
 # ---------------------------------------------------------------------- embeddings
