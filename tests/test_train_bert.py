@@ -225,3 +225,20 @@ def test_classify_resume_contradictions_and_reuse(jsonl, capsys):
     assert code == 2 and "--n-embd 32" in err
     code, _, err = run(capsys, "classify", "train", "--out", "run", "--resume")
     assert code == 2 and "complete" in err
+
+
+def test_classify_init_from_a_bert_checkpoint(jsonl, capsys):
+    code, _, err = run(capsys, "classify", "train", "--data", "train.jsonl", *SMALL,
+                       "--max-iters", "2", "--out", "base")
+    assert code == 0, err
+    base = ckpt.load(jsonl / "base", prefer="last")
+    code, out, err = run(capsys, "classify", "train", "--data", "train.jsonl", "--init-from",
+                         "base", "--max-iters", "2", "--batch-size", "8", "--out", "tuned",
+                         "--threads", "1")
+    assert code == 0, err
+    tuned = ckpt.load(jsonl / "tuned", prefer="last")
+    assert tuned.model.config == base.model.config and tuned.state["step"] == 2
+    assert tuned.tokenizer.vocab_size == base.tokenizer.vocab_size
+    code, _, err = run(capsys, "classify", "train", "--data", "train.jsonl", "--init-from",
+                       "base", "--resume", "--out", "tuned")
+    assert code == 2 and "--init-from" in err

@@ -280,7 +280,8 @@ class Trainer:
 
     @property
     def tokens_per_step(self):
-        """Tokens of one step over all ranks."""
+        """Tokens of one step over all ranks (for a PairDataset an upper bound: max_len
+        tokens a pair)."""
         c = self.config
         return c.grad_accum * c.batch_size * self.comm.size * self.train_data.block_size
 
