@@ -88,9 +88,15 @@ typedef enum {                 /* causal masking of an attention call (attention
     TC_CAUSAL_BOTTOM_RIGHT = 2, /* "bottom_right": j <= i + S - T (the last query sees all) */
     TC_CAUSAL_COUNT
 } tc_causal;
+typedef enum {                 /* how an encoder classifier (BERT) pools its hidden states */
+    TC_POOL_CLS = 0,           /* "cls": the hidden state of the first token ([CLS]) */
+    TC_POOL_MEAN = 1,          /* "mean": the mean over the real (unpadded) tokens */
+    TC_POOL_COUNT
+} tc_pooling;
 typedef enum { TC_OPT_ACTIVATION = 0, TC_OPT_NORM, TC_OPT_POSITION, TC_OPT_CAUSAL,
-               TC_OPT_COUNT } tc_option_kind;
-/* The name of value v of option kind ("activation", "norm", "position", "causal" for
+               TC_OPT_POOLING, TC_OPT_COUNT } tc_option_kind;
+/* The name of value v of option kind ("activation", "norm", "position", "causal",
+ * "pooling" for
  * tc_option_kind_name), NULL when kind or v is out of range. */
 const char *tc_option_kind_name(int kind);
 const char *tc_option_name(int kind, int v);
