@@ -1,0 +1,146 @@
+/* gemm_neon.h: the AArch64 NEON GEMM micro-kernel, for real_t (included by gemm_impl.h per
+ * dtype when TC_GEMM_NEON). Same contract, packing and summation order as the portable
+ * kernel of gemm_kernel.h (its header explains the arguments), so that the two differ only
+ * in rounding:
+ *   acc (MR, NR) = sum over p = 0, 1, ..., kc-1 of a(:,p) b(p,:), one fused multiply-add
+ *   (FMLA by lane: acc += b * a[lane], rounded once) per p, where the portable kernel
+ *   rounds the product and the sum separately;
+ *   C (mr, nr) = alpha * acc + beta * C (beta == 0: C is not read; alpha = beta = 1:
+ *   C += acc), ab = {alpha, beta}: the same separately rounded operations as the portable
+ *   kernel's epilogue.
+ * So each C entry is the portable kernel's sum with each step's two roundings fused into
+ * one (the AVX2+FMA kernel computes exactly this too): within the usual FMA bound of the
+ * portable result, and bitwise equal to a scalar fma() loop in the same order
+ * (tests/c/test_kernels.c checks both, on x86-64 against AVX2 and on AArch64 under qemu).
+ *
+ * The whole MR x NR tile (6 x 16 floats / 6 x 8 doubles) in one pass: 24 accumulator
+ * registers of 128 bits, 4 for the b row, 2 (float) / 3 (double) for the a column: 30 or 31
+ * of AArch64's 32 vector registers, and no broadcast (FMLA takes a from a lane).
+ */
+#include <arm_neon.h>
+
+#if TC_F64
+#define NEON_V float64x2_t
+#define NEON_LD vld1q_f64
+#define NEON_ST vst1q_f64
+#define NEON_DUP vdupq_n_f64
+#define NEON_MUL vmulq_f64
+#define NEON_ADD vaddq_f64
+#define NEON_MULN vmulq_n_f64
+#else
+#define NEON_V float32x4_t
+#define NEON_LD vld1q_f32
+#define NEON_ST vst1q_f32
+#define NEON_DUP vdupq_n_f32
+#define NEON_MUL vmulq_f32
+#define NEON_ADD vaddq_f32
+#define NEON_MULN vmulq_n_f32
+#endif
+#define NEON_VL ((int)(16 / sizeof(real_t)))  /* lanes: 4 floats / 2 doubles */
+#define NEON_NV ((int)(GEMM_NR / NEON_VL))    /* vectors per tile row: 4 */
+
+/* one p step of the tile: acc[i][v] += b[v] * a(i, p) for the 6 rows (lane-indexed FMLA) */
+#if TC_F64
+#define NEON_STEP(x0, x1, x2, x3, x4, x5)                                                   \
+    {                                                                                       \
+        const float64x2_t a01 = {x0, x1}, a23 = {x2, x3}, a45 = {x4, x5};                   \
+        NEON_ROW(0, vfmaq_laneq_f64, a01, 0) NEON_ROW(1, vfmaq_laneq_f64, a01, 1)           \
+        NEON_ROW(2, vfmaq_laneq_f64, a23, 0) NEON_ROW(3, vfmaq_laneq_f64, a23, 1)           \
+        NEON_ROW(4, vfmaq_laneq_f64, a45, 0) NEON_ROW(5, vfmaq_laneq_f64, a45, 1)           \
+    }
+#else
+#define NEON_STEP(x0, x1, x2, x3, x4, x5)                                                   \
+    {                                                                                       \
+        const float32x4_t a03 = {x0, x1, x2, x3};                                           \
+        const float32x2_t a45 = {x4, x5};                                                   \
+        NEON_ROW(0, vfmaq_laneq_f32, a03, 0) NEON_ROW(1, vfmaq_laneq_f32, a03, 1)           \
+        NEON_ROW(2, vfmaq_laneq_f32, a03, 2) NEON_ROW(3, vfmaq_laneq_f32, a03, 3)           \
+        NEON_ROW(4, vfmaq_lane_f32, a45, 0) NEON_ROW(5, vfmaq_lane_f32, a45, 1)             \
+    }
+#endif
+#define NEON_ROW(i, fma, av, lane)                                                          \
+    acc[i][0] = fma(acc[i][0], b0, av, lane);                                               \
+    acc[i][1] = fma(acc[i][1], b1, av, lane);                                               \
+    acc[i][2] = fma(acc[i][2], b2, av, lane);                                               \
+    acc[i][3] = fma(acc[i][3], b3, av, lane);
+
+/* acc (MR, NR) = sum_p a(:,p) b(p,:), then C's mr x nr corner <- alpha acc + beta C;
+ * a (kc, MR) packed (rsa = 1, csa = MR) or A in place (a(i,p) = a[i*rsa + p*csa]; rows
+ * past mr repeat the last real row), b (kc, NR) packed, c (mr, nr) with row stride ldc */
+__attribute__((always_inline)) static inline void
+FN(gemm_neon_body)(int64_t kc, const real_t *restrict a, int64_t rsa, int64_t csa,
+                   const real_t *restrict b, real_t *restrict c, int64_t ldc, int64_t mr,
+                   int64_t nr, const real_t *ab)
+{
+    NEON_V acc[GEMM_MR][4];
+    for (int i = 0; i < GEMM_MR; i++)
+        for (int v = 0; v < 4; v++) acc[i][v] = NEON_DUP(0);
+    const int64_t last = mr - 1;
+    const real_t *a0 = a, *a1 = a + (last < 1 ? last : 1) * rsa, *a2 = a + (last < 2 ? last : 2) * rsa,
+                 *a3 = a + (last < 3 ? last : 3) * rsa, *a4 = a + (last < 4 ? last : 4) * rsa,
+                 *a5 = a + (last < 5 ? last : 5) * rsa;
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < kc; p++) {
+        const real_t *bp = b + p * GEMM_NR;
+        const NEON_V b0 = NEON_LD(bp), b1 = NEON_LD(bp + NEON_VL), b2 = NEON_LD(bp + 2 * NEON_VL),
+                     b3 = NEON_LD(bp + 3 * NEON_VL);
+        const int64_t q = p * csa;
+        NEON_STEP(a0[q], a1[q], a2[q], a3[q], a4[q], a5[q])
+    }
+    const real_t alpha = ab[0], beta = ab[1];
+    if (mr == GEMM_MR && nr == GEMM_NR) {
+        for (int i = 0; i < GEMM_MR; i++) {
+            for (int v = 0; v < 4; v++) {
+                real_t *cp = c + i * ldc + v * NEON_VL;
+                if (beta == 0)
+                    NEON_ST(cp, NEON_MULN(acc[i][v], alpha));
+                else if (alpha == 1 && beta == 1)
+                    NEON_ST(cp, NEON_ADD(NEON_LD(cp), acc[i][v]));
+                else
+                    NEON_ST(cp, NEON_ADD(NEON_MULN(acc[i][v], alpha), NEON_MULN(NEON_LD(cp), beta)));
+            }
+        }
+        return;
+    }
+    real_t tile[GEMM_MR * GEMM_NR] __attribute__((aligned(16)));
+    for (int i = 0; i < GEMM_MR; i++)
+        for (int v = 0; v < 4; v++) NEON_ST(tile + i * GEMM_NR + v * NEON_VL, acc[i][v]);
+    for (int64_t i = 0; i < mr; i++) {
+        real_t *ci = c + i * ldc;
+        const real_t *t = tile + i * GEMM_NR;
+        /* (the compiler contracts nothing here: the build has -ffp-contract=off on AArch64) */
+        if (beta == 0) {
+            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * t[j];
+        } else if (alpha == 1 && beta == 1) {
+            for (int64_t j = 0; j < nr; j++) ci[j] += t[j];
+        } else {
+            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * t[j] + beta * ci[j];
+        }
+    }
+}
+
+/* One MR x NR tile (mr <= MR rows and nr <= NR columns of it are real), the common layouts
+ * of a specialised so the compiler sees constant strides (as gemm_kernel.h). */
+static void FN(gemm_kernel_neon)(int64_t kc, const real_t *restrict a, int64_t rsa, int64_t csa,
+                                 const real_t *restrict b, real_t *restrict c, int64_t ldc,
+                                 int64_t mr, int64_t nr, const real_t *ab)
+{
+    if (rsa == 1 && csa == GEMM_MR)
+        FN(gemm_neon_body)(kc, a, 1, GEMM_MR, b, c, ldc, mr, nr, ab);
+    else if (csa == 1)
+        FN(gemm_neon_body)(kc, a, rsa, 1, b, c, ldc, mr, nr, ab);
+    else
+        FN(gemm_neon_body)(kc, a, rsa, csa, b, c, ldc, mr, nr, ab);
+}
+
+#undef NEON_V
+#undef NEON_LD
+#undef NEON_ST
+#undef NEON_DUP
+#undef NEON_MUL
+#undef NEON_ADD
+#undef NEON_MULN
+#undef NEON_VL
+#undef NEON_NV
+#undef NEON_STEP
+#undef NEON_ROW
