@@ -5,13 +5,13 @@
  *   acc (MR, NR) = sum over p = 0, 1, ..., kc-1 of a(:,p) b(p,:), one fused multiply-add
  *   (FMLA by lane: acc += b * a[lane], rounded once) per p, where the portable kernel
  *   rounds the product and the sum separately;
- *   C (mr, nr) = alpha * acc + beta * C (beta == 0: C is not read; alpha = beta = 1:
- *   C += acc), ab = {alpha, beta}: the same separately rounded operations as the portable
- *   kernel's epilogue.
- * So each C entry is the portable kernel's sum with each step's two roundings fused into
- * one (the AVX2+FMA kernel computes exactly this too): within the usual FMA bound of the
- * portable result, and bitwise equal to a scalar fma() loop in the same order
- * (tests/c/test_kernels.c checks both, on x86-64 against AVX2 and on AArch64 under qemu).
+ *   C (mr, nr) = fma(alpha, acc, beta * C) (beta == 0: alpha * acc, C is not read;
+ *   alpha = beta = 1: C + acc), ab = {alpha, beta}.
+ * So each C entry is the portable kernel's result with each multiply-add fused, exactly
+ * what the AVX2+FMA kernel computes (GCC contracts its a * b + c): within the usual FMA
+ * bound of the portable result, and bitwise equal to a scalar fma() model in the same
+ * order (tests/c/test_kernels.c checks both, on x86-64 for AVX2 and on AArch64 under qemu
+ * for this kernel).
  *
  * The whole MR x NR tile (6 x 16 floats / 6 x 8 doubles) in one pass: 24 accumulator
  * registers of 128 bits, 4 for the b row, 2 (float) / 3 (double) for the a column: 30 or 31
@@ -24,20 +24,19 @@
 #define NEON_LD vld1q_f64
 #define NEON_ST vst1q_f64
 #define NEON_DUP vdupq_n_f64
-#define NEON_MUL vmulq_f64
 #define NEON_ADD vaddq_f64
 #define NEON_MULN vmulq_n_f64
+#define NEON_FMAN vfmaq_n_f64
 #else
 #define NEON_V float32x4_t
 #define NEON_LD vld1q_f32
 #define NEON_ST vst1q_f32
 #define NEON_DUP vdupq_n_f32
-#define NEON_MUL vmulq_f32
 #define NEON_ADD vaddq_f32
 #define NEON_MULN vmulq_n_f32
+#define NEON_FMAN vfmaq_n_f32
 #endif
 #define NEON_VL ((int)(16 / sizeof(real_t)))  /* lanes: 4 floats / 2 doubles */
-#define NEON_NV ((int)(GEMM_NR / NEON_VL))    /* vectors per tile row: 4 */
 
 /* one p step of the tile: acc[i][v] += b[v] * a(i, p) for the 6 rows (lane-indexed FMLA) */
 #if TC_F64
@@ -97,7 +96,7 @@ FN(gemm_neon_body)(int64_t kc, const real_t *restrict a, int64_t rsa, int64_t cs
                 else if (alpha == 1 && beta == 1)
                     NEON_ST(cp, NEON_ADD(NEON_LD(cp), acc[i][v]));
                 else
-                    NEON_ST(cp, NEON_ADD(NEON_MULN(acc[i][v], alpha), NEON_MULN(NEON_LD(cp), beta)));
+                    NEON_ST(cp, NEON_FMAN(NEON_MULN(NEON_LD(cp), beta), acc[i][v], alpha));
             }
         }
         return;
@@ -108,13 +107,10 @@ FN(gemm_neon_body)(int64_t kc, const real_t *restrict a, int64_t rsa, int64_t cs
     for (int64_t i = 0; i < mr; i++) {
         real_t *ci = c + i * ldc;
         const real_t *t = tile + i * GEMM_NR;
-        /* (the compiler contracts nothing here: the build has -ffp-contract=off on AArch64) */
         if (beta == 0) {
             for (int64_t j = 0; j < nr; j++) ci[j] = alpha * t[j];
-        } else if (alpha == 1 && beta == 1) {
-            for (int64_t j = 0; j < nr; j++) ci[j] += t[j];
         } else {
-            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * t[j] + beta * ci[j];
+            for (int64_t j = 0; j < nr; j++) ci[j] = MATH(fma)(alpha, t[j], beta * ci[j]);
         }
     }
 }
@@ -137,10 +133,9 @@ static void FN(gemm_kernel_neon)(int64_t kc, const real_t *restrict a, int64_t r
 #undef NEON_LD
 #undef NEON_ST
 #undef NEON_DUP
-#undef NEON_MUL
 #undef NEON_ADD
 #undef NEON_MULN
+#undef NEON_FMAN
 #undef NEON_VL
-#undef NEON_NV
 #undef NEON_STEP
 #undef NEON_ROW
