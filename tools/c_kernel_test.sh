@@ -59,4 +59,4 @@ for src in "${sources[@]}"; do
     fi
 done
 "$CC" "${CFLAGS[@]}" -ffp-contract=off tests/c/test_kernels.c "${objs[@]}" -o "$out/test_kernels" -lm
-OMP_NUM_THREADS=1 ${RUN[@]+"${RUN[@]}"} "$out/test_kernels"
+OMP_NUM_THREADS=1 ${RUN[@]+"${RUN[@]}"} "$out/test_kernels" "${@:2}"

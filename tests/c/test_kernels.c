@@ -14,9 +14,11 @@
  *     exp / tanh forms, layernorm) and attention (forward, backward): bitwise when no
  *     family with an FMA variant ran (the kernels are then the same code), else within a
  *     few ulp (or a few eps of the case's scale, where the result cancels), max ulp shown;
- *   - "digest" lines: a hash of every portable output, so that two platforms (x86-64 and
- *     AArch64 under qemu) can be compared bitwise (tests/test_c_kernels.py does).
- * Exit status: 0 iff every check passed. Output: one line per check group.
+ *   - "digest" / "fast_digest" lines: a hash per group of the portable / fast outputs
+ *     (every NaN as one pattern), so that two platforms (x86-64 and AArch64 under qemu) can
+ *     be compared bitwise (tests/test_c_kernels.py does).
+ * Exit status: 0 iff every check passed. Output: one line per check group; with -v a
+ * digest line per case too.
  */
 #include <stdio.h>
 #include <math.h>
@@ -25,6 +27,7 @@
 
 static int g_fail = 0;
 static const char *g_fast = "generic";   /* the fast variant's name, or "generic" */
+static int g_verbose = 0;                /* -v: a digest line per case too */
 
 /* xorshift64*: the same stream on every platform */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -70,6 +73,7 @@ typedef struct {
     double max_ulp;      /* fast vs portable, over elements not dominated by cancellation */
     double max_rel;      /* |fast - portable| / the case's scale */
     uint64_t digest;     /* of the portable outputs */
+    uint64_t fast_digest; /* of the fast outputs */
 } stat_t;
 
 static void stat_begin(stat_t *s, const char *name)
@@ -77,6 +81,7 @@ static void stat_begin(stat_t *s, const char *name)
     memset(s, 0, sizeof *s);
     s->name = name;
     s->digest = FNV0;
+    s->fast_digest = FNV0;
 }
 
 static void stat_end(stat_t *s, const char *dt, const char *what)
@@ -85,6 +90,7 @@ static void stat_end(stat_t *s, const char *dt, const char *what)
            s->fails ? "FAIL" : "ok  ", dt, s->name, s->cases, s->fast_cases, g_fast, what,
            s->max_ulp, s->max_rel);
     printf("digest %s.%s %016llx\n", dt, s->name, (unsigned long long)s->digest);
+    printf("fast_digest %s.%s %016llx\n", dt, s->name, (unsigned long long)s->fast_digest);
     if (s->fails) g_fail = 1;
 }
 
@@ -93,8 +99,7 @@ static void stat_end(stat_t *s, const char *dt, const char *what)
 
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    g_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
     tc_cpu_set_portable(0);
     if (tc_cpu_has_fast() && tc_cpu_fast_name()) g_fast = tc_cpu_fast_name();
     printf("platform: %s, fast variant: %s\n",
