@@ -18,7 +18,8 @@
  *     (every NaN as one pattern), so that two platforms (x86-64 and AArch64 under qemu) can
  *     be compared bitwise (tests/test_c_kernels.py does).
  * Exit status: 0 iff every check passed. Output: one line per check group; with -v a
- * digest line per case too.
+ * digest line per case too; -inject flips the last bit of one fast GEMM entry and an
+ * exponent bit of one fast exp per case, which the checks must catch (exit 1).
  */
 #include <stdio.h>
 #include <math.h>
@@ -28,6 +29,8 @@
 static int g_fail = 0;
 static const char *g_fast = "generic";   /* the fast variant's name, or "generic" */
 static int g_verbose = 0;                /* -v: a digest line per case too */
+static int g_inject = 0;                 /* -inject: corrupt the fast GEMM / exp outputs (the
+                                          * checks must then fail: tests/test_c_kernels.py) */
 
 /* xorshift64*: the same stream on every platform */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -99,7 +102,16 @@ static void stat_end(stat_t *s, const char *dt, const char *what)
 
 int main(int argc, char **argv)
 {
-    g_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-v") == 0)
+            g_verbose = 1;
+        else if (strcmp(argv[i], "-inject") == 0)
+            g_inject = 1;
+        else {
+            fprintf(stderr, "usage: %s [-v] [-inject]\n", argv[0]);
+            return 2;
+        }
+    }
     tc_cpu_set_portable(0);
     if (tc_cpu_has_fast() && tc_cpu_fast_name()) g_fast = tc_cpu_fast_name();
     printf("platform: %s, fast variant: %s\n",

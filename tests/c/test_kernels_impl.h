@@ -79,6 +79,21 @@ static void FN(check)(stat_t *s, const char *what, const real_t *fast, const rea
     }
 }
 
+/* flips bit `bit` of *x (for -inject) */
+static void FN(flip)(real_t *x, int bit)
+{
+#if TC_F64
+    uint64_t u;
+    memcpy(&u, x, sizeof u);
+    u ^= (uint64_t)1 << bit;
+#else
+    uint32_t u;
+    memcpy(&u, x, sizeof u);
+    u ^= (uint32_t)1 << bit;
+#endif
+    memcpy(x, &u, sizeof u);
+}
+
 static void FN(fill)(real_t *x, int64_t n, double lo, double hi)
 {
     for (int64_t i = 0; i < n; i++) x[i] = (real_t)rng_uniform(lo, hi);
@@ -173,6 +188,7 @@ static void FN(test_gemm)(void)
             int rc = FN(tc_gemm)(Cf, A, B, M, N, K, ldc, lda, ldb, ta, tb, alpha, beta);
             const char *kf = tc_cpu_kernel_name(TC_CPU_GEMM);
             const int fast_ran = kf && strcmp(kf, "generic") != 0;
+            if (g_inject && M > 0 && N > 0 && K > 0) FN(flip)(Cf, 0);
             tc_cpu_set_portable(1);
             rc |= FN(tc_gemm)(Cp, A, B, M, N, K, ldc, lda, ldb, ta, tb, alpha, beta);
             if (rc != TC_OK) {
@@ -273,6 +289,7 @@ static void FN(test_exp)(void)
         if (n == 4096) FN(fill)(x + 13, 2000, -2, 2);
         int ff;
         RUN_BOTH(ff, FN(tc_vec_exp)(yf, x, n), FN(tc_vec_exp)(yp, x, n));
+        if (g_inject) FN(flip)(yf + n - 1, sizeof(real_t) * 8 - 3); /* an exponent bit */
         char what[32];
         snprintf(what, sizeof what, "n=%lld", (long long)n);
         s.cases++;
