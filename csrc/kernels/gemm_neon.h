@@ -38,30 +38,42 @@
 #endif
 #define NEON_VL ((int)(16 / sizeof(real_t)))  /* lanes: 4 floats / 2 doubles */
 
-/* one p step of the tile: acc[i][v] += b[v] * a(i, p) for the 6 rows (lane-indexed FMLA) */
+/* The a column of one p step as vectors: av0 (rows 0-3 / 0-1), av1 (4-5 / 2-3), av2 (- / 4-5):
+ * NEON_A_PACKED from a packed panel (6 contiguous entries), NEON_A_GATHER from 6 scalars. */
 #if TC_F64
-#define NEON_STEP(x0, x1, x2, x3, x4, x5)                                                   \
-    {                                                                                       \
-        const float64x2_t a01 = {x0, x1}, a23 = {x2, x3}, a45 = {x4, x5};                   \
-        NEON_ROW(0, vfmaq_laneq_f64, a01, 0) NEON_ROW(1, vfmaq_laneq_f64, a01, 1)           \
-        NEON_ROW(2, vfmaq_laneq_f64, a23, 0) NEON_ROW(3, vfmaq_laneq_f64, a23, 1)           \
-        NEON_ROW(4, vfmaq_laneq_f64, a45, 0) NEON_ROW(5, vfmaq_laneq_f64, a45, 1)           \
-    }
+#define NEON_A_PACKED(ap)                                                                   \
+    const float64x2_t av0 = vld1q_f64(ap), av1 = vld1q_f64((ap) + 2), av2 = vld1q_f64((ap) + 4)
+#define NEON_A_GATHER(x0, x1, x2, x3, x4, x5)                                               \
+    const float64x2_t av0 = {x0, x1}, av1 = {x2, x3}, av2 = {x4, x5}
+/* acc_i += b * a(i, p) for the 6 rows (FMLA by lane) */
+#define NEON_FMAS                                                                           \
+    NEON_ROW(0, vfmaq_laneq_f64, av0, 0) NEON_ROW(1, vfmaq_laneq_f64, av0, 1)               \
+    NEON_ROW(2, vfmaq_laneq_f64, av1, 0) NEON_ROW(3, vfmaq_laneq_f64, av1, 1)               \
+    NEON_ROW(4, vfmaq_laneq_f64, av2, 0) NEON_ROW(5, vfmaq_laneq_f64, av2, 1)
 #else
-#define NEON_STEP(x0, x1, x2, x3, x4, x5)                                                   \
-    {                                                                                       \
-        const float32x4_t a03 = {x0, x1, x2, x3};                                           \
-        const float32x2_t a45 = {x4, x5};                                                   \
-        NEON_ROW(0, vfmaq_laneq_f32, a03, 0) NEON_ROW(1, vfmaq_laneq_f32, a03, 1)           \
-        NEON_ROW(2, vfmaq_laneq_f32, a03, 2) NEON_ROW(3, vfmaq_laneq_f32, a03, 3)           \
-        NEON_ROW(4, vfmaq_lane_f32, a45, 0) NEON_ROW(5, vfmaq_lane_f32, a45, 1)             \
-    }
+#define NEON_A_PACKED(ap)                                                                   \
+    const float32x4_t av0 = vld1q_f32(ap);                                                  \
+    const float32x2_t av1 = vld1_f32((ap) + 4)
+#define NEON_A_GATHER(x0, x1, x2, x3, x4, x5)                                               \
+    const float32x4_t av0 = {x0, x1, x2, x3};                                               \
+    const float32x2_t av1 = {x4, x5}
+#define NEON_FMAS                                                                           \
+    NEON_ROW(0, vfmaq_laneq_f32, av0, 0) NEON_ROW(1, vfmaq_laneq_f32, av0, 1)               \
+    NEON_ROW(2, vfmaq_laneq_f32, av0, 2) NEON_ROW(3, vfmaq_laneq_f32, av0, 3)               \
+    NEON_ROW(4, vfmaq_lane_f32, av1, 0) NEON_ROW(5, vfmaq_lane_f32, av1, 1)
 #endif
+/* the 24 accumulators are named variables (an array of them was spilled to the stack) */
 #define NEON_ROW(i, fma, av, lane)                                                          \
-    acc[i][0] = fma(acc[i][0], b0, av, lane);                                               \
-    acc[i][1] = fma(acc[i][1], b1, av, lane);                                               \
-    acc[i][2] = fma(acc[i][2], b2, av, lane);                                               \
-    acc[i][3] = fma(acc[i][3], b3, av, lane);
+    acc##i##_0 = fma(acc##i##_0, b0, av, lane);                                             \
+    acc##i##_1 = fma(acc##i##_1, b1, av, lane);                                             \
+    acc##i##_2 = fma(acc##i##_2, b2, av, lane);                                             \
+    acc##i##_3 = fma(acc##i##_3, b3, av, lane);
+#define NEON_DECL(i) NEON_V acc##i##_0 = zero, acc##i##_1 = zero, acc##i##_2 = zero, acc##i##_3 = zero;
+#define NEON_TILE(i)                                                                        \
+    NEON_ST(tile + (i) * GEMM_NR, acc##i##_0);                                              \
+    NEON_ST(tile + (i) * GEMM_NR + NEON_VL, acc##i##_1);                                    \
+    NEON_ST(tile + (i) * GEMM_NR + 2 * NEON_VL, acc##i##_2);                                \
+    NEON_ST(tile + (i) * GEMM_NR + 3 * NEON_VL, acc##i##_3);
 
 /* acc (MR, NR) = sum_p a(:,p) b(p,:), then C's mr x nr corner <- alpha acc + beta C;
  * a (kc, MR) packed (rsa = 1, csa = MR) or A in place (a(i,p) = a[i*rsa + p*csa]; rows
@@ -71,39 +83,48 @@ FN(gemm_neon_body)(int64_t kc, const real_t *restrict a, int64_t rsa, int64_t cs
                    const real_t *restrict b, real_t *restrict c, int64_t ldc, int64_t mr,
                    int64_t nr, const real_t *ab)
 {
-    NEON_V acc[GEMM_MR][4];
-    for (int i = 0; i < GEMM_MR; i++)
-        for (int v = 0; v < 4; v++) acc[i][v] = NEON_DUP(0);
-    const int64_t last = mr - 1;
-    const real_t *a0 = a, *a1 = a + (last < 1 ? last : 1) * rsa, *a2 = a + (last < 2 ? last : 2) * rsa,
-                 *a3 = a + (last < 3 ? last : 3) * rsa, *a4 = a + (last < 4 ? last : 4) * rsa,
-                 *a5 = a + (last < 5 ? last : 5) * rsa;
-#pragma GCC unroll 2
-    for (int64_t p = 0; p < kc; p++) {
-        const real_t *bp = b + p * GEMM_NR;
-        const NEON_V b0 = NEON_LD(bp), b1 = NEON_LD(bp + NEON_VL), b2 = NEON_LD(bp + 2 * NEON_VL),
-                     b3 = NEON_LD(bp + 3 * NEON_VL);
-        const int64_t q = p * csa;
-        NEON_STEP(a0[q], a1[q], a2[q], a3[q], a4[q], a5[q])
+    const NEON_V zero = NEON_DUP(0);
+    NEON_DECL(0) NEON_DECL(1) NEON_DECL(2) NEON_DECL(3) NEON_DECL(4) NEON_DECL(5)
+    if (rsa == 1 && csa == GEMM_MR) {
+        for (int64_t p = 0; p < kc; p++) {
+            const real_t *bp = b + p * GEMM_NR;
+            const NEON_V b0 = NEON_LD(bp), b1 = NEON_LD(bp + NEON_VL),
+                         b2 = NEON_LD(bp + 2 * NEON_VL), b3 = NEON_LD(bp + 3 * NEON_VL);
+            NEON_A_PACKED(a + p * GEMM_MR);
+            NEON_FMAS
+        }
+    } else {
+        const int64_t last = mr - 1;
+        const real_t *a0 = a, *a1 = a + (last < 1 ? last : 1) * rsa,
+                     *a2 = a + (last < 2 ? last : 2) * rsa, *a3 = a + (last < 3 ? last : 3) * rsa,
+                     *a4 = a + (last < 4 ? last : 4) * rsa, *a5 = a + (last < 5 ? last : 5) * rsa;
+        for (int64_t p = 0; p < kc; p++) {
+            const real_t *bp = b + p * GEMM_NR;
+            const NEON_V b0 = NEON_LD(bp), b1 = NEON_LD(bp + NEON_VL),
+                         b2 = NEON_LD(bp + 2 * NEON_VL), b3 = NEON_LD(bp + 3 * NEON_VL);
+            const int64_t q = p * csa;
+            NEON_A_GATHER(a0[q], a1[q], a2[q], a3[q], a4[q], a5[q]);
+            NEON_FMAS
+        }
     }
+    real_t tile[GEMM_MR * GEMM_NR] __attribute__((aligned(16)));
+    NEON_TILE(0) NEON_TILE(1) NEON_TILE(2) NEON_TILE(3) NEON_TILE(4) NEON_TILE(5)
     const real_t alpha = ab[0], beta = ab[1];
     if (mr == GEMM_MR && nr == GEMM_NR) {
         for (int i = 0; i < GEMM_MR; i++) {
-            for (int v = 0; v < 4; v++) {
-                real_t *cp = c + i * ldc + v * NEON_VL;
+            for (int v = 0; v < GEMM_NR; v += NEON_VL) {
+                real_t *cp = c + i * ldc + v;
+                const NEON_V t = NEON_LD(tile + i * GEMM_NR + v);
                 if (beta == 0)
-                    NEON_ST(cp, NEON_MULN(acc[i][v], alpha));
+                    NEON_ST(cp, NEON_MULN(t, alpha));
                 else if (alpha == 1 && beta == 1)
-                    NEON_ST(cp, NEON_ADD(NEON_LD(cp), acc[i][v]));
+                    NEON_ST(cp, NEON_ADD(NEON_LD(cp), t));
                 else
-                    NEON_ST(cp, NEON_FMAN(NEON_MULN(NEON_LD(cp), beta), acc[i][v], alpha));
+                    NEON_ST(cp, NEON_FMAN(NEON_MULN(NEON_LD(cp), beta), t, alpha));
             }
         }
         return;
     }
-    real_t tile[GEMM_MR * GEMM_NR] __attribute__((aligned(16)));
-    for (int i = 0; i < GEMM_MR; i++)
-        for (int v = 0; v < 4; v++) NEON_ST(tile + i * GEMM_NR + v * NEON_VL, acc[i][v]);
     for (int64_t i = 0; i < mr; i++) {
         real_t *ci = c + i * ldc;
         const real_t *t = tile + i * GEMM_NR;
@@ -137,5 +158,9 @@ static void FN(gemm_kernel_neon)(int64_t kc, const real_t *restrict a, int64_t r
 #undef NEON_MULN
 #undef NEON_FMAN
 #undef NEON_VL
-#undef NEON_STEP
+#undef NEON_A_PACKED
+#undef NEON_A_GATHER
+#undef NEON_FMAS
 #undef NEON_ROW
+#undef NEON_DECL
+#undef NEON_TILE
