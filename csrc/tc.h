@@ -531,6 +531,10 @@ typedef struct {
     const uint8_t *key_padding;
     uint64_t dropout_first;
     const struct tc_attention_sparse *sparse; /* NULL: dense; else a block-sparse pattern */
+    const int64_t *sparse_shift; /* NULL, or (B,): row b's sequence starts at key slot
+                                    sparse_shift[b] (left padding): the pattern reads query
+                                    and key positions shifted down by it (slots below it
+                                    are no position: hidden) */
 } tc_attention_masks;
 
 /* Block-sparse attention: a structural mask (like causal masking, whole tiles of it are
@@ -678,19 +682,20 @@ int tc_attention_decode_f64(double *out, double *k_cache, double *v_cache, const
 /* The same step with a block-sparse pattern (NULL: dense, as above): query t at position
  * pos + t sees the keys the pattern lets it (bottom-right positions, tc_attention_sparse),
  * the key set a training forward gives that row; only the visible blocks' scores are
- * computed. */
+ * computed. shift: NULL or (B,), row b's sequence starting at cache slot shift[b] (left
+ * padding; tc_attention_masks.sparse_shift). */
 int tc_attention_decode_sparse_f32(float *out, float *k_cache, float *v_cache, const float *q,
                                    const float *k_new, const float *v_new,
                                    const uint8_t *key_padding,
-                                   const tc_attention_sparse *sparse, int64_t B, int64_t NH,
-                                   int64_t TN, int64_t Smax, int64_t pos, int64_t DK,
-                                   int64_t DV, float scale);
+                                   const tc_attention_sparse *sparse, const int64_t *shift,
+                                   int64_t B, int64_t NH, int64_t TN, int64_t Smax, int64_t pos,
+                                   int64_t DK, int64_t DV, float scale);
 int tc_attention_decode_sparse_f64(double *out, double *k_cache, double *v_cache,
                                    const double *q, const double *k_new, const double *v_new,
                                    const uint8_t *key_padding,
-                                   const tc_attention_sparse *sparse, int64_t B, int64_t NH,
-                                   int64_t TN, int64_t Smax, int64_t pos, int64_t DK,
-                                   int64_t DV, double scale);
+                                   const tc_attention_sparse *sparse, const int64_t *shift,
+                                   int64_t B, int64_t NH, int64_t TN, int64_t Smax, int64_t pos,
+                                   int64_t DK, int64_t DV, double scale);
 /* The attention probabilities of a finished forward, on request (nothing else keeps a
  * (T,S) matrix): P (B,NH,T,S) written, P_ij = exp(scale q_i . k_j (+ bias) - lse_i) with the
  * keys the forward masked set by the same mask function (exactly 0) and rows with every key
@@ -1050,7 +1055,9 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
  * Linear weights are (out, in). Pre-LN blocks: x += drop(attn(ln_1(x))); x += drop(mlp(ln_2(x)));
  * post-LN: x = ln_1(x + drop(attn(x))); x = ln_2(x + drop(mlp(x))) and no ln_f. Attention is
  * causal with scale 1/sqrt(HS), HS = C/NH, q and k rotated by RoPE when position == ROPE.
- * Attention is the tiled kernel (tc_attention_forward / _backward).
+ * Attention is the tiled kernel (tc_attention_forward / _backward); with attention ==
+ * TC_ATTN_BLOCK_SPARSE it is block-sparse with the config's pattern (the same key set in
+ * training, inspect and KV-cached decoding, left-padded rows included).
  * Dropout (probability cfg.dropout, when training) hits the embeddings (site 0), the
  * attention probabilities (site 1 + 3l) and the attention (site 2 + 3l) and MLP (site 3 + 3l)
  * branch outputs of layer l; site s uses seed + (s + 1) * 0x9E3779B97F4A7C15 (mod 2^64) with
@@ -1070,6 +1077,9 @@ typedef struct {
     double pos_base;              /* base of the sinusoidal table and of RoPE */
     int rope_interleaved;         /* RoPE pairs (2i, 2i+1) instead of (i, i + HS/2) */
     double dropout;               /* in [0, 1) */
+    int attention;                /* TC_ATTN_*: dense (0, the default) or block-sparse */
+    int64_t sparse_block, sparse_window, sparse_stride, sparse_global; /* the pattern of
+                                     BLOCK_SPARSE (tc_attention_sparse), ignored when dense */
 } tc_gpt_config;
 typedef struct tc_gpt tc_gpt;
 

@@ -111,6 +111,7 @@ static int attention_sparse_any(const tc_attention_sparse *sp, int64_t qp0, int6
                                 int64_t kp0, int64_t kp1)
 {
     if (qp0 < 0) qp0 = 0;
+    if (kp0 < 0) kp0 = 0;
     if (qp1 < qp0 || kp1 < kp0) return 0;
     const int64_t qa = qp0 / sp->block, qz = qp1 / sp->block;
     if (qa < sp->global) return 1;
@@ -128,6 +129,7 @@ static int64_t attention_sparse_next(const tc_attention_sparse *sp, int64_t qp0,
                                      int64_t j, int64_t kend, int64_t *end)
 {
     const int64_t bs = sp->block;
+    if (j < 0) j = 0; /* no position below 0 */
     int64_t kb = j / bs;
     while (kb * bs < kend && !attention_sparse_any(sp, qp0, qp1, kb * bs, kb * bs))
         kb++;

@@ -71,6 +71,7 @@ typedef struct {
     const tc_attention_masks *masks;
     int masked;                     /* keep, bias, key_padding or sparse present */
     const tc_attention_sparse *sp;  /* the block-sparse pattern, or NULL */
+    const int64_t *sshift;          /* its per-row slot shifts (B,), or NULL */
     int64_t qoff;                   /* query row i is at position i + qoff (attention_qoff) */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
     tc_attention_layout lay;        /* element strides of every operand (tc.h) */
@@ -176,6 +177,7 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     c.masks = masks;
     c.masked = masks && (masks->keep || masks->bias || masks->key_padding || masks->sparse);
     c.sp = masks ? masks->sparse : NULL;
+    c.sshift = masks ? masks->sparse_shift : NULL;
     c.qoff = attention_qoff(Tq, S, causal);
     c.NH = NH;
     c.Tq = Tq;
@@ -476,12 +478,13 @@ int FN(tc_attention_backward)(real_t *dq, real_t *dk, real_t *dv, const real_t *
 
 // out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;
 // q, k_new (B,NH,TN,DK), v_new (B,NH,TN,DV); key_padding NULL or (B, pos+TN); sparse NULL
-// (dense) or a block-sparse pattern
+// (dense) or a block-sparse pattern; shift NULL or (B,)
 int FN(tc_attention_decode_sparse)(real_t *out, real_t *k_cache, real_t *v_cache, const real_t *q,
                                    const real_t *k_new, const real_t *v_new,
                                    const uint8_t *key_padding, const tc_attention_sparse *sparse,
-                                   int64_t B, int64_t NH, int64_t TN, int64_t Smax, int64_t pos,
-                                   int64_t DK, int64_t DV, real_t scale)
+                                   const int64_t *shift, int64_t B, int64_t NH, int64_t TN,
+                                   int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
+                                   real_t scale)
 {
     if (!attention_dims_ok(B, NH, TN, Smax, DK, DV) || pos < 0 || pos > Smax - TN ||
         (sparse && !tc_attention_sparse_ok(sparse)))
@@ -502,6 +505,7 @@ int FN(tc_attention_decode_sparse)(real_t *out, real_t *k_cache, real_t *v_cache
     memset(&m, 0, sizeof m);
     m.key_padding = key_padding;
     m.sparse = sparse;
+    m.sparse_shift = sparse ? shift : NULL;
     FN(att_ctx) c = FN(att_ctx_make)(key_padding || sparse ? &m : NULL, NH, TN, S, DK, DV,
                                      scale, TC_CAUSAL_BOTTOM_RIGHT);
     c.out = out;
@@ -521,7 +525,7 @@ int FN(tc_attention_decode)(real_t *out, real_t *k_cache, real_t *v_cache, const
                             real_t scale)
 {
     return FN(tc_attention_decode_sparse)(out, k_cache, v_cache, q, k_new, v_new, key_padding,
-                                          NULL, B, NH, TN, Smax, pos, DK, DV, scale);
+                                          NULL, NULL, B, NH, TN, Smax, pos, DK, DV, scale);
 }
 
 #undef FN_PICK

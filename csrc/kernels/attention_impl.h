@@ -77,12 +77,14 @@ static void FN(attention_mask_row)(real_t *s, const tc_attention_masks *m, int64
     nv = nv < 0 ? 0 : nv > n ? n : nv;
     if (m && m->sparse) { /* keys of blocks the pattern hides, a block at a time */
         const tc_attention_sparse *sp = m->sparse;
-        const int64_t p = i + qoff, qb = p >= 0 ? p / sp->block : 0;
+        const int64_t sh = m->sparse_shift ? m->sparse_shift[b] : 0; /* slot of position 0 */
+        const int64_t p = i + qoff - sh, qb = p >= 0 ? p / sp->block : 0;
         for (int64_t j = 0; j < nv;) {
-            const int64_t kb = (j0 + j) / sp->block;
-            int64_t e = (kb + 1) * sp->block - j0;
+            const int64_t kp = j0 + j - sh; /* the key's position */
+            const int64_t kb = kp >= 0 ? kp / sp->block : -1;
+            int64_t e = kp >= 0 ? (kb + 1) * sp->block + sh - j0 : sh - j0;
             e = e < nv ? e : nv;
-            if (p < 0 || !attention_sparse_visible(sp, qb, kb))
+            if (p < 0 || kb < 0 || !attention_sparse_visible(sp, qb, kb))
                 for (int64_t t = j; t < e; t++) s[t] = -INFINITY;
             j = e;
         }

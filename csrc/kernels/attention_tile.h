@@ -281,10 +281,13 @@ KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         const int64_t n = attention_round_up(lim > 0 ? lim : 1, ATT_VL);
         for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
         if (c->sp) { /* block-sparse: the scores of the visible blocks only */
-            const int64_t p = i + c->qoff, bs = c->sp->block;
+            const int64_t sh = c->sshift ? c->sshift[b] : 0, bs = c->sp->block;
+            const int64_t p = i + c->qoff - sh;
             for (int64_t j = 0; j < lim;) {
-                const int64_t kb = j / bs, e = (kb + 1) * bs < lim ? (kb + 1) * bs : lim;
-                if (p >= 0 && attention_sparse_visible(c->sp, p / bs, kb))
+                const int64_t kp = j - sh, kb = kp >= 0 ? kp / bs : -1;
+                int64_t e = kp >= 0 ? (kb + 1) * bs + sh : sh;
+                e = e < lim ? e : lim;
+                if (p >= 0 && kb >= 0 && attention_sparse_visible(c->sp, p / bs, kb))
                     KN(att_row_scores)(s + j, qs, k + j * ldk, e - j, DK, ldk);
                 else
                     for (int64_t t = j; t < e; t++) s[t] = -INFINITY;
@@ -357,11 +360,13 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     const tc_attention_masks *m = c->masks;
     const uint8_t *kpad = m && m->key_padding ? m->key_padding + b * S : NULL;
     /* block-sparse: only the runs of keys some row of the block sees, a tile at a time */
-    const int64_t qp0 = i0 + c->qoff, qp1 = i0 + br - 1 + c->qoff;
+    const int64_t sh = c->sshift ? c->sshift[b] : 0; /* positions = slots - sh */
+    const int64_t qp0 = i0 + c->qoff - sh, qp1 = i0 + br - 1 + c->qoff - sh;
     int64_t run_end = 0;
     for (int64_t j0 = 0, bc = 0; j0 < kend; j0 += bc) {
         if (c->sp && j0 >= run_end) {
-            j0 = attention_sparse_next(c->sp, qp0, qp1, j0, kend, &run_end);
+            j0 = attention_sparse_next(c->sp, qp0, qp1, j0 - sh, kend - sh, &run_end) + sh;
+            run_end += sh;
             if (j0 >= kend) break;
         }
         bc = (c->sp ? run_end : kend) - j0;
@@ -507,8 +512,9 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
 
     for (int64_t ib = i_first / ATT_BR * ATT_BR; ib < Tq; ib += ATT_BR) {
         const int64_t br = Tq - ib < ATT_BR ? Tq - ib : ATT_BR;
-        if (c->sp && !attention_sparse_any(c->sp, ib + c->qoff, ib + br - 1 + c->qoff, j0,
-                                           j0 + bc - 1))
+        const int64_t sh = c->sp && c->sshift ? c->sshift[b] : 0;
+        if (c->sp && !attention_sparse_any(c->sp, ib + c->qoff - sh, ib + br - 1 + c->qoff - sh,
+                                           j0 - sh, j0 + bc - 1 - sh))
             continue; /* block-sparse: no row of the block sees a key of the tile */
         const int64_t brp = attention_round_up(br, ATT_MR);
         const int need_mask = c->masked || j0 + bc > attention_limit(ib, Tq, S, c->causal);

@@ -395,8 +395,8 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
     const uint8_t *pkp = kp ? (const uint8_t *)PyArray_DATA(kp) : NULL;
     TC_PY_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_attention_decode_sparse, po, pkc, pvc, pq, pk, pv, pkp, psp, B, NH, TN,
-                 Smax, pos, DK, DV, scale);
+    st = TC_CALL(ty, tc_attention_decode_sparse, po, pkc, pvc, pq, pk, pv, pkp, psp, NULL, B, NH,
+                 TN, Smax, pos, DK, DV, scale);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "attention_decode")) goto done;
     result = (PyObject *)out;

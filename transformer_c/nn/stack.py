@@ -18,6 +18,7 @@ from ..functional._util import as_ids
 from .attention import CrossAttention, SelfAttention
 from .blocks import Block, DecoderBlock, site_seed
 from .feedforward import MLP
+from ._config import sparse_pattern
 from .layers import Dense, Norm
 
 __all__ = ["Inspection", "stack_attentions", "stack_layout", "check_ids", "embed_forward", "embed_backward", "stack_blocks",
@@ -122,7 +123,8 @@ def _rope(cfg):
 
 def _self_attention(cfg, h, causal, p_attn, seed):
     return SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
-                         cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed)
+                         cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed,
+                         sparse=sparse_pattern(cfg))
 
 
 def _mlp(cfg, h):
