@@ -13,6 +13,7 @@ import pytest
 
 import transformer_c as tc
 from conftest import check_grads, num_grad
+from test_attention_sparse import np_pattern
 from transformer_c.nn import (CrossAttention, DecoderBlock, Dense, Encoder, EncoderConfig,
                               EncoderDecoder, EncoderDecoderConfig, Norm, SelfAttention)
 from transformer_c.nn.blocks import MLP, Block, site_seed
@@ -113,9 +114,13 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
         B, L, _ = t.shape
         return t.view(B, L, NH, HS).transpose(1, 2)
 
-    def attend(q, k, v, *, causal, keys, site):
+    def attend(q, k, v, *, causal, keys, site, sparse=False):
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
         T, S = s.shape[-2:]
+        if sparse and getattr(cfg, "attention", "dense") == "block_sparse":
+            keep = np_pattern(T, S, cfg.sparse_block, cfg.sparse_window, cfg.sparse_stride,
+                              cfg.sparse_global)  # the documented rule, rebuilt in NumPy
+            s = s.masked_fill(torch.from_numpy(~keep), float("-inf"))
         if causal:
             s = s.masked_fill(torch.triu(torch.ones(T, S, dtype=torch.bool), 1), float("-inf"))
         if keys is not None:
@@ -126,7 +131,8 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
 
     def self_attn(x, p, *, causal, keys, site):
         q, k, v = (heads(t) for t in lin(x, p["c_attn"]).split(C, dim=-1))
-        return lin(attend(q, k, v, causal=causal, keys=keys, site=site), p["c_proj"])
+        return lin(attend(q, k, v, causal=causal, keys=keys, site=site, sparse=True),
+                   p["c_proj"])
 
     def cross_attn(x, memory, p, site):
         q = heads(lin(x, p["q_attn"]))
@@ -336,11 +342,15 @@ def test_torch_nn_transformer_layers_parity(torch, norm):
 
 # ------------------------------------------------------------------ Encoder alone
 
+@pytest.mark.parametrize("sparse", [{}, dict(attention="block_sparse", sparse_block=2,
+                                              sparse_window=1, sparse_stride=3,
+                                              sparse_global=1)])  # global: no empty row
 @pytest.mark.parametrize("norm", ["pre", "post"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_encoder_torch_twin_parity(torch, norm, dtype):
+def test_encoder_torch_twin_parity(torch, norm, dtype, sparse):
     cfg = EncoderConfig(vocab_size=11, block_size=9, n_layer=2, n_head=2, n_embd=8,
-                        norm=norm, dropout=0.25, position="learned", activation="gelu_tanh")
+                        norm=norm, dropout=0.25, position="learned", activation="gelu_tanh",
+                        **sparse)
     enc = make_model(cfg, dtype, seed=5)
     enc.seed = 3
     lengths = np.array([7, 2, 5])

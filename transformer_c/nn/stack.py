@@ -18,6 +18,7 @@ from ..functional._util import as_ids
 from .attention import CrossAttention, SelfAttention
 from .blocks import Block, DecoderBlock, site_seed
 from .feedforward import MLP
+from ._config import sparse_pattern
 from .layers import Dense, Norm
 
 __all__ = ["Inspection", "stack_attentions", "stack_layout", "check_ids", "check_targets", "embed_forward", "embed_backward", "stack_blocks",
@@ -104,8 +105,8 @@ def check_targets(targets, name, ids, ids_name, squeeze, ignore_index, vocab_siz
 
 def embed_forward(cfg, ids, wte, wpe, drop_seed, token_types=None, wtt=None):
     """drop(wte[ids] + positions [+ wtt[token_types]]) (B, L, C) for ids (B, L): learned
-    (wpe rows), sinusoidal (the fixed table) or none added (RoPE acts in the attention; "none" has no positions);
-    token_types (B, L) ints with wtt (type_vocab_size, C): BERT's segment embeddings, added
+    (wpe rows), sinusoidal (the fixed table) or none added (RoPE acts in the attention;
+    "none" has no positions); token_types (B, L) ints with wtt (type_vocab_size, C): BERT's segment embeddings, added
     last (None: none); drop_seed None: no dropout."""
     x = F.embedding(ids, wte)
     if cfg.position == "learned":
@@ -146,7 +147,7 @@ def _rope(cfg):
 def _self_attention(cfg, h, causal, p_attn, seed, head_mask=None):
     return SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
                          cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed,
-                         head_mask=head_mask)
+                         head_mask=head_mask, sparse=sparse_pattern(cfg))
 
 
 def _mlp(cfg, h):
