@@ -36,7 +36,8 @@ from .. import _C
 from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
-from ._config import ConfigMixin, check_common, check_positive
+from ._config import ConfigMixin, attention_c_fields, check_attention, check_common, \
+    check_positive
 from ._flat import FlatModel
 from .attention import check_head_mask
 from .feedforward import MoE
@@ -63,6 +64,12 @@ class GPTConfig(ConfigMixin):
     projection is wte (else a separate lm_head). n_inner: the MLP width (None: 4 * n_embd).
     layer_norm_epsilon; position_base: the base of the sinusoidal table and of RoPE;
     rope_interleaved: RoPE pairs (2i, 2i+1) instead of (i, i + head_size/2).
+    attention: "dense" (default) or "block_sparse" (transformer_c.options.ATTENTIONS): every
+    layer's attention restricted to the pattern sparse_block (tokens per block),
+    sparse_window (blocks seen on each side, own included), sparse_stride (every
+    sparse_stride-th key block seen by all; 0: none), sparse_global (leading blocks that
+    see and are seen by all): functional.sparse_layout; the same key set in training and
+    in KV-cached generation. The sparse_* fields are ignored by dense attention.
     ffn: the feed-forward sublayer, "mlp" (dense) or "moe" (a mixture of moe_experts
     MLPs of width n_inner, top-moe_top_k routing with capacity factor moe_capacity, and the
     load-balancing loss times moe_aux_weight added to the training loss; nn.MoE).
@@ -83,6 +90,11 @@ class GPTConfig(ConfigMixin):
     layer_norm_epsilon: float = 1e-5
     position_base: float = 10000.0
     rope_interleaved: bool = False
+    attention: str = "dense"
+    sparse_block: int = 64
+    sparse_window: int = 2
+    sparse_stride: int = 0
+    sparse_global: int = 0
     ffn: str = "mlp"
     moe_experts: int = 4
     moe_top_k: int = 1
@@ -92,6 +104,7 @@ class GPTConfig(ConfigMixin):
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))
         check_common(self, POSITIONS)
+        check_attention(self)
         if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"position='rope' needs an even head size, got n_embd / n_head = "
                              f"{self.head_size}")
@@ -99,8 +112,9 @@ class GPTConfig(ConfigMixin):
     def c_fields(self):
         """This config as the C library's tc_gpt_config (tc.h): a dict of its field names
         (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
-        rope_interleaved, dropout), option values as their C enum values; what the GPT
-        bindings (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take. ffn="moe" has no C
+        rope_interleaved, dropout, attention, sparse_block, sparse_window, sparse_stride,
+        sparse_global), option values as their C enum values; what the GPT bindings
+        (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take. ffn="moe" has no C
         driver (GPT runs its module path): ValueError."""
         if self.ffn != "mlp":
             raise ValueError(f"ffn={self.ffn!r} has no C whole-model driver (GPT runs the "
@@ -113,7 +127,8 @@ class GPTConfig(ConfigMixin):
                     activation=option_index("activation", self.activation),
                     tie=bool(self.tie_embeddings), eps=float(self.layer_norm_epsilon),
                     pos_base=float(self.position_base),
-                    rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout))
+                    rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout),
+                    **attention_c_fields(self))
 
 
 def _layout(cfg):
