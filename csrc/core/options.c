@@ -25,6 +25,8 @@ static const char *const pos_names[TC_POS_COUNT] = {
 static const char *const causal_names[TC_CAUSAL_COUNT] = {
     [TC_CAUSAL_NONE] = "none", [TC_CAUSAL_TOP_LEFT] = "top_left",
     [TC_CAUSAL_BOTTOM_RIGHT] = "bottom_right"};
+static const char *const pool_names[TC_POOL_COUNT] = {[TC_POOL_CLS] = "cls",
+                                                      [TC_POOL_MEAN] = "mean"};
 
 static const struct {
     const char *kind;
@@ -35,6 +37,7 @@ static const struct {
     [TC_OPT_NORM] = {"norm", norm_names, TC_NORM_COUNT},
     [TC_OPT_POSITION] = {"position", pos_names, TC_POS_COUNT},
     [TC_OPT_CAUSAL] = {"causal", causal_names, TC_CAUSAL_COUNT},
+    [TC_OPT_POOLING] = {"pooling", pool_names, TC_POOL_COUNT},
 };
 
 const char *tc_option_kind_name(int kind)

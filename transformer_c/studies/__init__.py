@@ -107,5 +107,8 @@ from . import gradient_flow  # noqa: E402,F401
 from . import arithmetic  # noqa: E402,F401
 
 # st2's studies:
+from . import heads  # noqa: E402,F401
+from . import linear_algebra  # noqa: E402,F401
+from . import scaling  # noqa: E402,F401
 
 # later studies:
