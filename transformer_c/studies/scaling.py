@@ -30,7 +30,7 @@ def settings(quick):
         return dict(sizes=[(1, 2, 16), (1, 2, 32), (2, 2, 32), (2, 4, 48)], budget=2e10,
                     block_size=32, batch_size=16, eval_windows=128, log_points=20)
     return dict(sizes=[(1, 2, 16), (1, 2, 32), (2, 4, 48), (3, 4, 64), (4, 4, 80)],
-                budget=1.5e12, block_size=64, batch_size=16, eval_windows=512, log_points=40)
+                budget=1e12, block_size=64, batch_size=16, eval_windows=512, log_points=40)
 
 
 def learning_rate(n_embd):
