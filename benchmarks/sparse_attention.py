@@ -9,7 +9,8 @@ tiled kernel (functional.scaled_dot_product_attention and its backward), dense a
 the "right" pattern for T (``pattern(T)``: blocks of sqrt(T)/2 tokens, a window of 2 blocks,
 every sqrt(T)-th block strided, so a query sees about 1.25 sqrt(T) keys: O(T sqrt(T)) work;
 README "Block-sparse attention" has the derivation). The two are timed interleaved, round
-after round, in one process. Per T one JSON line: both times, their ratio, the mean keys a
+after round, in one process, in CPU time (process_time; one thread: the work done, which a
+busy shared machine does not inflate as it does wall time). Per T one JSON line: both times, their ratio, the mean keys a
 query sees (the useful work: 14 * pairs * D FLOP for forward + backward), GFLOP/s on that
 useful work, and the peak extra memory of each (the growth of the peak RSS of a fresh
 process over its inputs: both are O(T), no (T, T) matrix). Then a table with the growth
@@ -17,20 +18,22 @@ exponents fitted over T (log time against log T, least squares): about 2 for den
 1.5 for sparse once the strided blocks dominate. The load average is printed with it.
 
 --gpt: GPT.loss_and_grads (the C fast path) of a 4-layer, 4-head, 256-wide GPT at T = 1024
-(B = 2), dense and block-sparse, interleaved; the model FLOP per step (6 * parameters per
+(B = 2), dense and block-sparse (GPT_PATTERN), interleaved; the model FLOP per step (6 * parameters per
 token for the matrices, plus 14 * HS * visible (query, key) pairs per head and layer for the
 attention) over the time: the sparse step's GFLOP/s against the dense step's.
 """
 import argparse
 import math
 import os
+import statistics
 import subprocess
 import sys
+import time
 
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit, paired_times, set_threads
+from benchmarks.common import emit, set_threads
 
 F = tc.functional
 D = 64
@@ -61,6 +64,23 @@ def keys_per_query(layout, T):
                 n = q1 - q0
                 total += n * (n + 1) // 2
     return total / T
+
+
+def cpu_times(fns, repeats=3, warmup=1):
+    """{name: (median, best)} CPU seconds (time.process_time) of one call of each function,
+    the functions taking turns round after round. With one thread this is the work done,
+    whatever share of a core a busy machine gives the process (wall time is not: once a
+    call outlasts a scheduler time slice, it absorbs the other processes' load)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            samples[k].append(time.process_time() - t0)
+    return {k: (statistics.median(v), min(v)) for k, v in samples.items()}
 
 
 def _inputs(T, seed=0):
@@ -107,15 +127,16 @@ def peak_extra_mib(T, sparse, threads):
 
 def run(Ts=(256, 1024, 4096, 16384), threads=1, opts=None, memory=True, quiet=False):
     """One record per T (see the module doc)."""
-    opts = dict({"repeats": 3, "warmup": 1, "min_time": 0.0}, **(opts or {}))
+    opts = dict({"repeats": 3, "warmup": 1}, **(opts or {}))
     set_threads(threads)
     load = os.getloadavg()[0]
     recs = []
     for T in Ts:
         q, k, v, g = _inputs(T)
         sp = pattern(T)
-        times = paired_times({"dense": lambda: _step(q, k, v, g, None),
-                              "sparse": lambda: _step(q, k, v, g, sp)}, opts)
+        times = cpu_times({"dense": lambda: _step(q, k, v, g, None),
+                           "sparse": lambda: _step(q, k, v, g, sp)}, opts["repeats"],
+                          opts["warmup"])
         kq_dense, kq_sparse = (T + 1) / 2, keys_per_query(sp, T)
         flop = lambda kq: 14.0 * D * kq * T  # noqa: E731
         rec = {"bench": "sparse_attention", "T": T, "D": D, "threads": threads,
@@ -168,14 +189,19 @@ def table(recs):
 GPT_CFG = dict(n_layer=4, n_head=4, n_embd=256, vocab_size=65, block_size=1024)
 
 
-def gpt_run(B=2, T=1024, threads=1, opts=None, quiet=False, cfg=None):
-    """Dense and block-sparse GPT.loss_and_grads (fast path) interleaved; one record."""
+GPT_PATTERN = dict(block=64, window=3, stride=4, global_blocks=0)
+
+
+def gpt_run(B=2, T=1024, threads=1, opts=None, quiet=False, cfg=None, layout=None):
+    """Dense and block-sparse GPT.loss_and_grads (fast path) interleaved; one record.
+    layout: the pattern (default GPT_PATTERN: blocks of 64, a window of 3, every 4th block
+    strided: a query sees about a third of the keys at T = 1024)."""
     from transformer_c.nn import GPT, GPTConfig
 
     cfg = dict(cfg or GPT_CFG, block_size=T)
-    opts = dict({"repeats": 3, "warmup": 1, "min_time": 0.0}, **(opts or {}))
+    opts = dict({"repeats": 3, "warmup": 1}, **(opts or {}))
     set_threads(threads)
-    sp = pattern(T)
+    sp = layout or F.sparse_layout(**GPT_PATTERN)
     dense = GPT.create(GPTConfig(**cfg), np.random.default_rng(0), dtype=np.float32)
     sparse_cfg = GPTConfig(**cfg, attention="block_sparse", sparse_block=sp.block,
                            sparse_window=sp.window, sparse_stride=sp.stride,
@@ -184,8 +210,9 @@ def gpt_run(B=2, T=1024, threads=1, opts=None, quiet=False, cfg=None):
     r = np.random.default_rng(1)
     idx = r.integers(0, cfg["vocab_size"], (B, T))
     tgt = r.integers(0, cfg["vocab_size"], (B, T))
-    times = paired_times({"dense": lambda: dense.loss_and_grads(idx, tgt),
-                          "sparse": lambda: sparse.loss_and_grads(idx, tgt)}, opts)
+    times = cpu_times({"dense": lambda: dense.loss_and_grads(idx, tgt),
+                       "sparse": lambda: sparse.loss_and_grads(idx, tgt)}, opts["repeats"],
+                      opts["warmup"])
     C, L, NH = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
     mat = 6.0 * (12 * C * C * L + cfg["vocab_size"] * C) * B * T
     att = lambda kq: 14.0 * (C // NH) * kq * T * NH * L * B  # noqa: E731
@@ -209,8 +236,9 @@ def main(argv=None):
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--gpt", action="store_true", help="the GPT step, dense vs block-sparse")
     a = p.parse_args(argv)
-    if a.threads < 1 or a.repeats < 1 or any(t < 1 for t in a.T):
-        p.error("--threads, --repeats and every --T must be >= 1")
+    if a.threads != 1 or a.repeats < 1 or any(t < 1 for t in a.T):
+        p.error("--threads must be 1 (CPU time measures one thread's work); --repeats and "
+                "every --T must be >= 1")
     print(f"# uptime load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if a.gpt:
         gpt_run(threads=a.threads, opts={"repeats": a.repeats})
