@@ -21,6 +21,7 @@ TC_SANITIZE=1 in the environment builds with AddressSanitizer + UndefinedBehavio
 build without it is unchanged.
 """
 import os
+import platform
 from glob import glob
 
 import numpy as np
@@ -34,6 +35,11 @@ headers = ["csrc/tc.h"] + [f for d in FOLDERS for f in sorted(glob(f"csrc/{d}/*.
 compile_args = ["-O3", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
                 "-Wno-unused-parameter", "-Wno-missing-field-initializers",
                 "-fno-strict-aliasing", "-fno-math-errno"]
+if platform.machine().lower() in ("aarch64", "arm64"):
+    # AArch64 has FMA in its baseline and GCC contracts a * b + c by default: off, so the
+    # portable kernels round exactly as on x86-64 (the NEON variants fuse explicitly:
+    # csrc/core/vec_math.h, csrc/kernels/gemm_neon.h; tests/c/test_kernels.c checks both)
+    compile_args.append("-ffp-contract=off")
 link_args = ["-fopenmp"]
 if os.environ.get("TC_SANITIZE") == "1":
     SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",

@@ -88,6 +88,11 @@ typedef enum {                 /* causal masking of an attention call (attention
     TC_CAUSAL_BOTTOM_RIGHT = 2, /* "bottom_right": j <= i + S - T (the last query sees all) */
     TC_CAUSAL_COUNT
 } tc_causal;
+typedef enum {                 /* how an encoder classifier (BERT) pools its hidden states */
+    TC_POOL_CLS = 0,           /* "cls": the hidden state of the first token ([CLS]) */
+    TC_POOL_MEAN = 1,          /* "mean": the mean over the real (unpadded) tokens */
+    TC_POOL_COUNT
+} tc_pooling;
 /* The attention patterns of a model's self-attention, one line each: X(ENUM, name, what).
  * Append, never reorder (as TC_ACTIVATIONS). */
 #define TC_ATTENTIONS(X)                                                                    \
@@ -100,9 +105,9 @@ typedef enum {
     TC_ATTN_COUNT
 } tc_attention_kind;
 typedef enum { TC_OPT_ACTIVATION = 0, TC_OPT_NORM, TC_OPT_POSITION, TC_OPT_CAUSAL,
-               TC_OPT_ATTENTION, TC_OPT_COUNT } tc_option_kind;
+               TC_OPT_POOLING, TC_OPT_ATTENTION, TC_OPT_COUNT } tc_option_kind;
 /* The name of value v of option kind ("activation", "norm", "position", "causal",
- * "attention" for tc_option_kind_name), NULL when kind or v is out of range. */
+ * "pooling", "attention" for tc_option_kind_name), NULL when kind or v is out of range. */
 const char *tc_option_kind_name(int kind);
 const char *tc_option_name(int kind, int v);
 /* Number of values of kind (TC_<KIND>_COUNT), 0 when kind is out of range. */
@@ -134,26 +139,38 @@ int tc_get_data_parallel(void);
 /* The one CPU-dispatch point. Every family with an instruction-set-specific variant (the
  * GEMM micro-kernel and packers, the attention tiles, the vectorised row kernels of
  * softmax, activations, layernorm and the loss, the fused kernels, the decode
- * matrix-vector products, the peak-FLOP/s bench) runs its AVX2+FMA variant iff
- * tc_cpu_use_avx2(): the CPU has AVX2 and FMA (probed once; never in a TC_PORTABLE_ONLY or
- * non-x86 build) and the portable override is off. The override forces the portable
- * kernels in every family at once: the environment variable TC_PORTABLE=1 (or the older
- * spelling TC_GEMM_KERNEL=generic), read once at the first query, or
- * tc_cpu_set_portable(1). A test and tuning switch: not to be flipped while kernels run. */
+ * matrix-vector products, the peak-FLOP/s bench) runs its fast variant iff
+ * tc_cpu_pick(family): the build has one for that family, the CPU has the instruction set
+ * (probed once) and the portable override is off. The fast variants are AVX2+FMA on x86-64
+ * ("avx2+fma", every family) and NEON on AArch64 ("neon": the GEMM micro-kernel and the FMA
+ * row kernels of softmax, activations and the loss; the other families run their portable
+ * code there); there are none in a TC_PORTABLE_ONLY build or on other CPUs. The override
+ * forces the portable kernels in every family at once: the environment variable
+ * TC_PORTABLE=1 (or the older spelling TC_GEMM_KERNEL=generic), read once at the first
+ * query, or tc_cpu_set_portable(1). A test and tuning switch: not to be flipped while
+ * kernels run. */
 typedef enum {
     TC_CPU_GEMM = 0, TC_CPU_ATTENTION, TC_CPU_SOFTMAX, TC_CPU_ACTIVATION, TC_CPU_LAYERNORM,
     TC_CPU_LOSS, TC_CPU_FUSED, TC_CPU_DECODE, TC_CPU_BENCH, TC_CPU_FAMILY_COUNT
 } tc_cpu_family;
+/* the CPU has the build's fast instruction set (AVX2+FMA / NEON), its name ("avx2+fma",
+ * "neon"; NULL if the build has none), and whether it is used (the override is off) */
+int tc_cpu_has_fast(void);
+const char *tc_cpu_fast_name(void);
+int tc_cpu_use_fast(void);
+/* the same for AVX2+FMA only (0 on every other CPU) */
 int tc_cpu_has_avx2(void);
 int tc_cpu_use_avx2(void);
 /* on 1: force the portable kernels; 0: the CPU's best; -1: the environment's choice again
  * (read anew at the next query). TC_EINVAL otherwise. */
 int tc_cpu_set_portable(int on);
 int tc_cpu_get_portable(void);
-/* tc_cpu_use_avx2(), remembered as family's last choice (what a kernel calls to dispatch). */
+/* whether family runs its fast variant now (it has one and tc_cpu_use_fast()), remembered
+ * as family's last choice (what a kernel calls to dispatch). */
 int tc_cpu_pick(int family);
-/* "avx2+fma" or "generic": what family last ran (NULL if it has not run; any family < 0:
- * what would run now); tc_cpu_family_name: "gemm", "attention", ... (NULL out of range). */
+/* "avx2+fma", "neon" or "generic": what family last ran (NULL if it has not run; any
+ * family < 0: what would run now); tc_cpu_family_name: "gemm", "attention", ... (NULL out
+ * of range). */
 const char *tc_cpu_kernel_name(int family);
 const char *tc_cpu_family_name(int family);
 
@@ -177,10 +194,10 @@ int tc_gemm_ref_f32(float *C, const float *A, const float *B, int64_t M, int64_t
 int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                     double alpha, double beta);
-/* The micro-kernel the next product runs ("avx2+fma" or "generic"; = tc_cpu_kernel_name(-1)).
- * tc_gemm_set_kernel: the cpu override by name (it applies to every family): "generic" =
- * tc_cpu_set_portable(1), "avx2+fma" = (0) (TC_EINVAL if the CPU lacks it), "auto"/NULL =
- * (-1). */
+/* The micro-kernel the next product runs ("avx2+fma", "neon" or "generic"; =
+ * tc_cpu_kernel_name(-1)). tc_gemm_set_kernel: the cpu override by name (it applies to every
+ * family): "generic" = tc_cpu_set_portable(1), "avx2+fma" / "neon" = (0) (TC_EINVAL unless it
+ * is the build's fast variant and the CPU has it), "auto"/NULL = (-1). */
 const char *tc_gemm_kernel_name(void);
 int tc_gemm_set_kernel(const char *name);
 /* tc_gemm with an epilogue: ep(ctx, i0, j0, m, n) is called once for every finished block

@@ -78,9 +78,11 @@ def batch(cfg, B=3, S=7, T=6, seed=1, lengths=None, tgt_lengths=None):
 
 # ------------------------------------------------------------------ the PyTorch twin
 
-def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder_only=False):
+def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder_only=False,
+               token_types=None):
     """Logits (or, encoder_only, the encoder's output) of the model defined by cfg with
-    parameters P (a tree of torch tensors), from torch primitives. mask: bool (B, S), True =
+    parameters P (a tree of torch tensors), from torch primitives; token_types (B, S): add
+    P["wtt"]["weight"] rows to the encoder's embeddings (BERT's segments, nn.Bert). mask: bool (B, S), True =
     real token, or None. Dropout masks come from the seeded dropout kernel (tested on its
     own) at the model's sites: encoder embeddings 0, encoder layer l 3l+1 (attention
     probabilities), 3l+2, 3l+3 (branches); decoder embeddings D0 = 1 + 3 Le, decoder layer l
@@ -143,7 +145,7 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
              "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
         return lin(h, p["c_proj"])
 
-    def embed(ids, wte, stack, site):
+    def embed(ids, wte, stack, site, types=None):
         ids = torch.from_numpy(np.asarray(ids, np.int64))
         L = ids.shape[1]
         x = wte[ids]
@@ -154,6 +156,8 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
             k2 = torch.arange(C, dtype=torch.float64) // 2 * 2
             ang = pos / cfg.position_base ** (k2 / C)
             x = x + torch.where(torch.arange(C) % 2 == 0, torch.sin(ang), torch.cos(ang)).to(dt)
+        if types is not None:
+            x = x + stack["wtt"]["weight"][torch.from_numpy(np.asarray(types, np.int64))]
         return drop(x, site)
 
     def residual(x, norm, f, site):
@@ -162,7 +166,7 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
         return ln(x + drop(f(x), site), norm)
 
     shared = "wte" in P and not encoder_only
-    x = embed(src, (P if shared else enc)["wte"]["weight"], enc, 0)
+    x = embed(src, (P if shared else enc)["wte"]["weight"], enc, 0, token_types)
     for layer, h in enumerate(enc["h"]):
         s = 3 * layer
         x = residual(x, h["ln_1"], lambda z: self_attn(z, h["attn"], causal=False, keys=kpm,
