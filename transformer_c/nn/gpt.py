@@ -226,9 +226,9 @@ class GPT(FlatModel):
         columns that read head h's output, are multiplied by head_mask[l, h].
 
         head_mask: (n_layer, n_head) numbers. The copy's forward (fast or module path)
-        equals this model's forward with ``head_mask=`` (bitwise in exact arithmetic: the
-        product y_h W_h^T is scaled on the other side), which is how the C fast path
-        applies a head mask."""
+        equals this model's forward with ``head_mask=``: the module path computes
+        (m y_h) W_h^T, the copy y_h (m W_h)^T (equal to rounding; bitwise when every entry
+        is 0 or 1). This is how the C fast path applies a head mask."""
         hm = self._head_mask(head_mask)
         if hm is None:
             raise ValueError("head_mask must be an (n_layer, n_head) array, got None")
