@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+import transformer_c as tc
+
 from test_attention_sparse import np_pattern
 from test_bert import batch, close, make
 from transformer_c.nn import Bert, BertConfig, stack
@@ -107,3 +109,74 @@ def test_bad_fields_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         BertConfig(vocab_size=9, block_size=8, n_layer=1, n_head=2, n_embd=8,
                    **{**SPARSE, field: value})
+
+
+# ------------------------------------------------------------------ mixture of experts
+
+def _has_moe():
+    import dataclasses
+    return "ffn" in {f.name for f in dataclasses.fields(BertConfig)}
+
+
+MOE = dict(ffn="moe", moe_experts=3, moe_top_k=2, moe_capacity=4.0)
+needs_moe = pytest.mark.skipif(not _has_moe(), reason="this build has no ffn='moe'")
+
+
+@needs_moe
+def test_moe_bert_gradients_match_finite_differences():
+    m = make(np.float64, block_size=7, moe_aux_weight=0.0, **MOE)
+    src, types, lengths, labels = batch(m.config, B=3, L=7)
+    _, g = m.loss_and_grads(src, labels, token_types=types, src_lengths=lengths)
+    got = m.flat_grads.copy()
+    flat = m.flat_parameters
+    r = np.random.default_rng(5)
+    idx = r.choice(flat.size, 40, replace=False)
+    base = flat.__array_interface__["data"][0]
+    for key, arr in flatten(m.parameters).items():     # 5 entries of every router and expert
+        if key.split("/")[-1] in ("router", "w1", "w2"):
+            start = (arr.__array_interface__["data"][0] - base) // flat.itemsize
+            idx = np.concatenate([idx, start + r.choice(arr.size, 5, replace=False)])
+    assert idx.size > 40
+
+    def f():
+        return m.loss(src, labels, token_types=types, src_lengths=lengths)
+    for i in idx:
+        old = flat[i]
+        flat[i] = old + 1e-6
+        up = f()
+        flat[i] = old - 1e-6
+        down = f()
+        flat[i] = old
+        assert got[i] == pytest.approx((up - down) / 2e-6, abs=1e-6, rel=1e-5), i
+
+
+@needs_moe
+def test_moe_bert_trains_and_counts_its_parameters():
+    dense = make(np.float32, block_size=9)
+    m = make(np.float32, block_size=9, **MOE)
+    assert m.config.ffn == "moe"
+    C, H = m.config.n_embd, 4 * m.config.n_embd
+    per_expert = 2 * H * C + H + C
+    assert m.num_parameters == dense.num_parameters + m.config.n_layer * (
+        (3 - 1) * per_expert + 3 * C)            # two more experts and a router per layer
+    src, types, lengths, labels = batch(m.config, B=4, L=9, lengths=[9, 6, 2, 9])
+    opt = tc.optim.AdamW(learning_rate=3e-3, weight_decay=0.0)
+    first = m.loss(src, labels, token_types=types, src_lengths=lengths)
+    for step in range(60):
+        m.loss_and_grads(src, labels, token_types=types, src_lengths=lengths)
+        new, opt = opt.step(m.flat_parameters, m.flat_grads)
+        m.flat_parameters[...] = new
+    last = m.loss(src, labels, token_types=types, src_lengths=lengths)
+    assert np.isfinite(last) and last < 0.5 * first
+    back = Bert(BertConfig.from_dict(m.config.to_dict()), m.parameters)
+    np.testing.assert_array_equal(back.forward(src, types, lengths),
+                                  m.forward(src, types, lengths))
+
+
+@needs_moe
+@pytest.mark.parametrize("field,value", [("ffn", "experts"), ("moe_top_k", 3),
+                                         ("moe_experts", 0), ("moe_capacity", 0.0)])
+def test_moe_bad_fields_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        BertConfig(vocab_size=9, block_size=8, n_layer=1, n_head=2, n_embd=8,
+                   **{**MOE, field: value})
