@@ -20,6 +20,7 @@ python examples/snli.py [--out runs/snli] [--pretrain-steps 3000] [--steps 3000]
 (from a checkout with the in-place build: PYTHONPATH=. python examples/snli.py)
 
 --quick: a tiny model and a few hundred examples per split (seconds; what the tests run).
+--evaluate CKPT: only the accuracies of a saved checkpoint (e.g. OUT/finetune/last).
 Prints progress and one final JSON line with every number; OUT/results.json holds it too.
 """
 import argparse
@@ -280,6 +281,8 @@ def parse_args(argv=None):
                    "final dev / test numbers use every example")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--evaluate", metavar="CKPT", help="only evaluate this checkpoint (e.g. "
+                   "OUT/finetune/last) on dev, test and test_hard")
     args = p.parse_args(argv)
     if args.quick:
         args.vocab_size, args.n_layer, args.n_embd, args.n_head = 400, 1, 32, 2
@@ -289,5 +292,23 @@ def parse_args(argv=None):
     return args
 
 
+def evaluate_checkpoint(args):
+    """--evaluate CKPT: dev / test / test_hard accuracy and confusion matrices of a saved
+    checkpoint (e.g. OUT/finetune/last, the model at the end of fine-tuning, where OUT/best
+    is the lowest dev loss); one JSON line."""
+    tc.set_num_threads(args.threads)
+    c = tc.checkpoint.load(args.evaluate, optimizer=False)
+    data = load_snli(args.data_dir, 300 if args.quick else None)
+    out = {"checkpoint": c.path, "step": c.state["step"], "command": " ".join(sys.argv)}
+    for split in ("dev", "test", "test_hard"):
+        ds = PairDataset(c.tokenizer, *data[split], c.model.config.block_size)
+        pred = predict(c.model, ds)
+        out[f"bert_{split}_acc"] = float(np.mean(pred == ds.labels))
+        out[f"confusion_{split}"] = confusion_matrix(ds.labels, pred, 3).tolist()
+    print(json.dumps(out), flush=True)
+    return out
+
+
 if __name__ == "__main__":
-    run(parse_args())
+    a = parse_args()
+    evaluate_checkpoint(a) if a.evaluate else run(a)

@@ -203,3 +203,18 @@ def test_encoder_block_sparse_module_path():
     # the padding cannot leak in: the real rows of row 1 equal row 1 alone
     alone = enc.forward(src[1:, :20])
     np.testing.assert_allclose(a[1, :20], alone[0], atol=1e-12)
+
+
+def test_two_threads_batch_split_equals_one_thread(threads):
+    """The data-parallel split of the fast path (2 threads, B >= 2) runs the same pattern."""
+    m = gpt(np.float64, seed=4)
+    idx = rng(5).integers(0, 17, (4, 50))
+    tgt = rng(6).integers(0, 17, (4, 50))
+    threads(1)
+    l1, g1 = m.loss_and_grads(idx, tgt)
+    threads(2)
+    l2, g2 = m.loss_and_grads(idx, tgt)
+    lm, _ = m.loss_and_grads(idx, tgt, fast=False)
+    assert abs(l1 - l2) < 1e-12 and abs(l1 - lm) < 1e-12
+    for name, g in flatten(g1).items():
+        np.testing.assert_allclose(flatten(g2)[name], g, atol=1e-12, err_msg=name)

@@ -73,5 +73,10 @@ def test_snli_quick(example, tmp_path):
     assert res["vocab_size"] == 400 and res["parameters"] > 0
     assert json.loads((tmp_path / "results.json").read_text())["bert_test_acc"] == \
         res["bert_test_acc"]
+    again = example.evaluate_checkpoint(example.parse_args(
+        ["--quick", "--evaluate", str(tmp_path / "finetune"), "--threads", "1",
+         "--data-dir", str(DATA)]))
+    for split in ("dev", "test", "test_hard"):  # the best checkpoint is the model reported
+        assert again[f"bert_{split}_acc"] == res[f"bert_{split}_acc"]
     if res["confusion_png"] is not None:
         assert os.path.getsize(res["confusion_png"]) > 5000

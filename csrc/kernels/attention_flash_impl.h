@@ -231,9 +231,9 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
      * of every work item) when its rows are not already DVP apart */
     real_t *kt = NULL, *vp = NULL;
     const int packv = nqb > 1 && (c->DV != c->DVP || c->lay.v.t != c->DVP);
-    /* a block-sparse forward visits runs of keys that need not start at a tile boundary:
-     * it transposes each tile it visits instead */
-    const int tk = nqb > 1 && c->DK > 0 && !c->sp;
+    /* (a block-sparse forward visits runs of keys that need not start at a tile boundary:
+     * it reads these from the transposed copy when they do, else transposes its tile) */
+    const int tk = nqb > 1 && c->DK > 0;
     if (tk || packv) {
         c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
         const int64_t nk = tk ? FN(att_pad)(BH * c->nkt * c->DK * ATT_BC) : 0;

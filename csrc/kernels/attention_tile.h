@@ -379,7 +379,8 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         }
         /* Kt (DK, bcp) = k tile transposed, columns past bc zero (or the head's k^T) */
         const real_t *kt = Kt;
-        if (c->kt) {
+        if (c->kt && j0 % ATT_BC == 0) { /* a whole tile, or its start (columns past bc
+                                            are masked below) */
             kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
         } else {
             KN(att_transpose)(Kt, ATT_BC, k + j0 * ldk, ldk, bc, DK);

@@ -205,9 +205,9 @@ class GPT(FlatModel):
         columns that read head h's output, are multiplied by head_mask[l, h].
 
         head_mask: (n_layer, n_head) numbers. The copy's forward (fast or module path)
-        equals this model's forward with ``head_mask=`` (bitwise in exact arithmetic: the
-        product y_h W_h^T is scaled on the other side), which is how the C fast path
-        applies a head mask."""
+        equals this model's forward with ``head_mask=``: the module path computes
+        (m y_h) W_h^T, the copy y_h (m W_h)^T (equal to rounding; bitwise when every entry
+        is 0 or 1). This is how the C fast path applies a head mask."""
         hm = self._head_mask(head_mask)
         if hm is None:
             raise ValueError("head_mask must be an (n_layer, n_head) array, got None")
@@ -321,7 +321,7 @@ class GPT(FlatModel):
             model = self if hm is None else self.with_head_mask(hm)
             logits = _C.gpt_forward(model._context(), ids, seed, self._dropping(), row_offset)
         else:
-            logits = self._forward_cached(ids, seed)[0]
+            logits = self._forward_cached(ids, seed, hm)[0]
         return F.cross_entropy(logits, t, ignore_index=ignore_index)
 
     def loss_and_grads(self, idx, targets, *, ignore_index=-100, seed=None, fast=True,
