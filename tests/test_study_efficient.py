@@ -14,7 +14,7 @@ from transformer_c.studies import efficient as E
 pytest.importorskip("matplotlib")
 
 
-def test_quick_run(tmp_path):
+def test_efficient_quick_run(tmp_path):
     rep = studies.run("efficient", tmp_path, quick=True, threads=1)
     names = E.variants()
     assert rep.columns == E.COLUMNS
