@@ -123,11 +123,15 @@ needs_moe = pytest.mark.skipif(not _has_moe(), reason="this build has no ffn='mo
 
 
 @needs_moe
-def test_moe_bert_gradients_match_finite_differences():
-    m = make(np.float64, block_size=7, moe_aux_weight=0.0, **MOE)
+@pytest.mark.parametrize("aux_weight", [0.0, 0.05])
+def test_moe_bert_gradients_match_finite_differences(aux_weight):
+    """The gradient of loss_and_grads' loss (cross-entropy + aux_weight * load balancing)."""
+    m = make(np.float64, block_size=7, **{**MOE, "moe_aux_weight": aux_weight})
     src, types, lengths, labels = batch(m.config, B=3, L=7)
-    _, g = m.loss_and_grads(src, labels, token_types=types, src_lengths=lengths)
+    loss, _ = m.loss_and_grads(src, labels, token_types=types, src_lengths=lengths)
     got = m.flat_grads.copy()
+    ce = m.loss(src, labels, token_types=types, src_lengths=lengths)
+    assert (loss > ce) == (aux_weight > 0) and loss == pytest.approx(ce, abs=aux_weight * 10)
     flat = m.flat_parameters
     r = np.random.default_rng(5)
     idx = r.choice(flat.size, 40, replace=False)
@@ -139,7 +143,7 @@ def test_moe_bert_gradients_match_finite_differences():
     assert idx.size > 40
 
     def f():
-        return m.loss(src, labels, token_types=types, src_lengths=lengths)
+        return m.loss_and_grads(src, labels, token_types=types, src_lengths=lengths)[0]
     for i in idx:
         old = flat[i]
         flat[i] = old + 1e-6
