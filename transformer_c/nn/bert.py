@@ -33,7 +33,7 @@ import numpy as np
 from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import check_option
-from ._config import ConfigMixin, check_common, check_positive
+from ._config import ConfigMixin, check_attention, check_common, check_positive
 from ._flat import FlatModel
 from .blocks import site_seed
 from .encoder import POSITIONS, source_mask
@@ -55,7 +55,9 @@ class BertConfig(ConfigMixin):
     layer_norm_epsilon, position_base: as EncoderConfig. type_vocab_size: segment ids
     (2: sentence a and b); num_labels: classes of the classifier; pooling: "cls" or "mean"
     (transformer_c.options.POOLINGS); tie_mlm: the MLM output layer is the token embedding
-    (else its own mlm.decoder).
+    (else its own mlm.decoder). attention: "dense" or "block_sparse", with the pattern
+    sparse_block, sparse_window, sparse_stride, sparse_global (as EncoderConfig:
+    bidirectional, a query sees window - 1 blocks on each side; padded keys stay masked).
     """
 
     vocab_size: int = 8192
@@ -75,10 +77,16 @@ class BertConfig(ConfigMixin):
     num_labels: int = 3
     pooling: str = "cls"
     tie_mlm: bool = True
+    attention: str = "dense"
+    sparse_block: int = 64
+    sparse_window: int = 2
+    sparse_stride: int = 0
+    sparse_global: int = 0
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer", "type_vocab_size", "num_labels"))
         check_common(self, POSITIONS)
+        check_attention(self)
         check_option("pooling", self.pooling)
         if not isinstance(self.tie_mlm, (bool, np.bool_)):
             raise ValueError(f"tie_mlm must be a bool, got {self.tie_mlm!r}")

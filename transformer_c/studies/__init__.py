@@ -112,3 +112,4 @@ from . import linear_algebra  # noqa: E402,F401
 from . import scaling  # noqa: E402,F401
 
 # later studies:
+from . import efficient  # noqa: E402,F401
