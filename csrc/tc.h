@@ -106,6 +106,11 @@ int tc_set_num_threads(int n);
 int tc_get_num_threads(void);
 /* The largest count tc_set_num_threads accepts: max(1024, 4 x the processors). */
 int tc_max_num_threads(void);
+/* The OpenMP version of this build (_OPENMP, yyyymm: the compiler and its runtime were found
+ * by setup.py's compile-and-link probe), 0 for a serial build (no OpenMP, or TC_NO_OPENMP=1 at build
+ * time): then every kernel runs on the calling thread, tc_get_num_threads() is 1 and
+ * tc_set_num_threads only records the count (the bindings warn for n > 1). */
+int tc_openmp_version(void);
 /* Apply the process-wide count to the calling thread (OpenMP's setting is per thread):
  * every entry point calls it before its parallel regions (the bindings do, bind.h); a
  * no-op while the count is unset or already applied, or inside a parallel region. */
@@ -133,6 +138,10 @@ typedef enum {
 } tc_cpu_family;
 int tc_cpu_has_avx2(void);
 int tc_cpu_use_avx2(void);
+/* 1 if the build compiled the x86 AVX2+FMA variants and the runtime probe (an x86-64 GCC or
+ * clang build without TC_PORTABLE_ONLY), 0 if it has the portable kernels only (a
+ * TC_PORTABLE_ONLY build, or another architecture: aarch64, ...). */
+int tc_cpu_x86_dispatch(void);
 /* on 1: force the portable kernels; 0: the CPU's best; -1: the environment's choice again
  * (read anew at the next query). TC_EINVAL otherwise. */
 int tc_cpu_set_portable(int on);

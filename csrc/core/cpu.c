@@ -57,6 +57,8 @@ int tc_cpu_set_portable(int on)
     return TC_OK;
 }
 
+int tc_cpu_x86_dispatch(void) { return TC_CPU_X86; }
+
 int tc_cpu_use_avx2(void) { return tc_cpu_has_avx2() && !tc_cpu_get_portable(); }
 
 int tc_cpu_pick(int family)
