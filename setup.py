@@ -58,6 +58,7 @@ compile_args = ["-O3", "-std=gnu11", "-Wall", "-Wextra",
                 "-Wno-unused-parameter", "-Wno-missing-field-initializers",
                 "-fno-strict-aliasing", "-fno-math-errno"]
 link_args = []
+NO_OPENMP = env_flag("TC_NO_OPENMP")  # checked here: a bad value stops any command
 if env_flag("TC_PORTABLE_ONLY"):
     compile_args += ["-DTC_PORTABLE_ONLY"]
 if env_flag("TC_SANITIZE"):
@@ -109,7 +110,7 @@ class build_ext(_build_ext):
         """(compile flags, link flags) of the first OpenMP candidate that compiles and links
         OPENMP_PROBE with this compiler; None (after one warning) if none does or
         TC_NO_OPENMP=1."""
-        if env_flag("TC_NO_OPENMP"):
+        if NO_OPENMP:
             print("transformer_c: TC_NO_OPENMP=1, building a serial extension (no OpenMP)",
                   file=sys.stderr)
             return None
