@@ -27,6 +27,7 @@ def pytest_configure(config):
             (ROOT in where.parents or "site-packages" not in where.parts):
         raise pytest.UsageError(f"TC_TEST_INSTALLED=1 but transformer_c is {where}, not an "
                                 "installed package's (site-packages) outside {ROOT}")
+    config.addinivalue_line("markers", "openmp: needs OpenMP threads (skipped in a serial build)")
     if not transformer_c.build_info()["openmp"]:
         config.addinivalue_line("filterwarnings",
                                 r"ignore:set_num_threads\(\d+\):RuntimeWarning")
@@ -43,6 +44,20 @@ def gemm_kernels():
 
 
 GEMM_KERNELS = gemm_kernels()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked openmp (they check what threads do: counts held per thread, batches
+    split across threads) skip in a serial build, saying so."""
+    import transformer_c
+
+    if transformer_c.build_info()["openmp"]:
+        return
+    skip = pytest.mark.skip(reason="needs OpenMP threads: this build is serial "
+                            "(transformer_c.build_info()['openmp'] is False)")
+    for item in items:
+        if "openmp" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(params=GEMM_KERNELS)
