@@ -96,3 +96,18 @@ def test_fingerprint_detects_a_changed_number(tmp_path):
     np.savez(tmp_path / "c.npz", **dict(out, **{"k/grads": g}))
     lines, _, _ = fingerprint.compare(tmp_path / "a.npz", tmp_path / "c.npz")
     assert lines == ["k/grads: differs (float64(%d,) vs float64(%d,))" % (g.size, g.size)]
+
+
+def test_platforms_times_every_kernel_variant_and_restores_the_switches():
+    from benchmarks import platforms
+    from transformer_c import _C
+
+    import transformer_c as tc
+
+    before = (tc.get_num_threads(), _C.cpu_portable())
+    recs = platforms.run("small", threads=(1,), repeats=1, min_time=0.0, quiet=True)
+    want = ["avx2+fma", "generic"] if _C.cpu_has_avx2() else ["generic"]
+    assert [r["kernels"] for r in recs] == want
+    assert recs[0]["speed"] == 1.0 and all(r["ms"] > 0 and r["threads"] == 1 for r in recs)
+    assert (tc.get_num_threads(), _C.cpu_portable()) == before
+    assert "| small | 1 | generic |" in platforms.table(recs)
