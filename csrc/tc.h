@@ -149,7 +149,7 @@ int tc_cpu_get_portable(void);
 /* tc_cpu_use_avx2(), remembered as family's last choice (what a kernel calls to dispatch). */
 int tc_cpu_pick(int family);
 /* "avx2+fma" or "generic": what family last ran (NULL if it has not run; any family < 0:
- * what would run now); tc_cpu_family_name: "gemm", "attention", ... (NULL out of range). */
+ * what would run now; always "generic" in a build without the x86 variants); tc_cpu_family_name: "gemm", "attention", ... (NULL out of range). */
 const char *tc_cpu_kernel_name(int family);
 const char *tc_cpu_family_name(int family);
 

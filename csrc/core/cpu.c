@@ -74,6 +74,10 @@ const char *tc_cpu_kernel_name(int family)
 {
     if (family < 0) return tc_cpu_use_avx2() ? "avx2+fma" : "generic";
     if (family >= TC_CPU_FAMILY_COUNT) return NULL;
+#if !TC_CPU_X86
+    /* a portable-only build: each family has one variant and asks tc_cpu_pick nothing */
+    return "generic";
+#endif
     switch (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED)) {
     case 1: return "generic";
     case 2: return "avx2+fma";
