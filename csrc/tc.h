@@ -78,6 +78,8 @@ typedef enum {                 /* how a model encodes positions */
     TC_POS_LEARNED = 0,        /* "learned": a wpe table added to the token embeddings */
     TC_POS_SINUSOIDAL = 1,     /* "sinusoidal": the fixed sin/cos table, added */
     TC_POS_ROPE = 2,           /* "rope": q and k rotated in every attention */
+    TC_POS_NONE = 3,           /* "none": no position information (GPT only; causal
+                                * attention alone tells positions apart) */
     TC_POS_COUNT
 } tc_position;
 typedef enum {                 /* causal masking of an attention call (attention.c) */
@@ -1003,6 +1005,7 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
  * Linear weights are (out, in). Pre-LN blocks: x += drop(attn(ln_1(x))); x += drop(mlp(ln_2(x)));
  * post-LN: x = ln_1(x + drop(attn(x))); x = ln_2(x + drop(mlp(x))) and no ln_f. Attention is
  * causal with scale 1/sqrt(HS), HS = C/NH, q and k rotated by RoPE when position == ROPE.
+ * With position == NONE nothing encodes positions (no wpe, no table, no rotation).
  * Attention is the tiled kernel (tc_attention_forward / _backward).
  * Dropout (probability cfg.dropout, when training) hits the embeddings (site 0), the
  * attention probabilities (site 1 + 3l) and the attention (site 2 + 3l) and MLP (site 3 + 3l)

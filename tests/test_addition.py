@@ -1,6 +1,7 @@
-"""Integer addition end to end (examples/addition.py): a small GPT trained briefly on
-"37+85=122" with the loss on the answer tokens learns clearly, and its KV-cached greedy
-decoding answers held-out problems. The full run (>= 90% exact match) is the example
+"""Integer addition end to end (the arithmetic study's pipeline,
+transformer_c/studies/arithmetic.py, which examples/addition.py calls): a small GPT trained
+briefly on "37+85=122" with the loss on the answer tokens learns clearly, and its KV-cached
+greedy decoding answers held-out problems. The full run (>= 90% exact match) is the example
 script; this one trains for a few hundred steps."""
 import importlib.util
 import pathlib
@@ -15,10 +16,17 @@ EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "addition.p
 
 @pytest.fixture(scope="module")
 def addition():
+    from transformer_c.studies import arithmetic
+    return arithmetic
+
+
+def test_example_is_a_thin_caller_of_the_study():
+    from transformer_c.studies import arithmetic
     spec = importlib.util.spec_from_file_location("addition_example", EXAMPLE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod
+    for name in ("encode_examples", "make_model", "train", "answer_perplexity", "exact_match"):
+        assert getattr(mod, name) is getattr(arithmetic, name), name
 
 
 @pytest.fixture(scope="module")

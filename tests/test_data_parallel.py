@@ -17,6 +17,7 @@ VARIANTS = {
     "gpt2": {},
     "post_sinusoidal": dict(norm="post", position="sinusoidal"),
     "rope": dict(position="rope"),
+    "nopos_post": dict(position="none", norm="post"),
     "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
 }
 TOL = {np.float64: 1e-12, np.float32: 2e-5}

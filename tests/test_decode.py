@@ -81,7 +81,7 @@ def check_steps(model, seqs, prompt_lens, steps, max_batch=None, fast=True):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("norm", ["pre", "post"])
-@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope", "none"])
 def test_step_logits_equal_forward(position, norm, dtype):
     model = make_gpt(dtype, position=position, norm=norm)
     seq = rng(1).integers(0, 13, 20)
@@ -89,7 +89,7 @@ def test_step_logits_equal_forward(position, norm, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope", "none"])
 def test_left_padded_batch_equals_rows_alone(position, dtype):
     # rows of lengths 1, 4, 9 (the last one unpadded), each position kind; also the
     # module-by-module forward as the reference
@@ -155,7 +155,7 @@ def test_against_pytorch_kv_cache():
 
 def test_full_cache_to_block_size():
     # a sequence that fills the whole block: the last position's table row is used
-    for position in ("learned", "sinusoidal", "rope"):
+    for position in ("learned", "sinusoidal", "rope", "none"):
         model = make_gpt(np.float64, position=position, block_size=12)
         seq = rng(4).integers(0, 13, 12)
         check_steps(model, [seq], [1], 11)

@@ -8,7 +8,7 @@ MODULES = ["transformer_c", "transformer_c.options", "transformer_c.functional",
            "transformer_c.schedules", "transformer_c.generate", "transformer_c.data",
            "transformer_c.train", "transformer_c.checkpoint", "transformer_c.viz",
            "transformer_c.testing", "transformer_c.distributed", "transformer_c.compat.mytorch",
-           "transformer_c.compat.hw4lib"]
+           "transformer_c.compat.hw4lib", "transformer_c.studies"]
 
 
 def _property_doc(cls, name):

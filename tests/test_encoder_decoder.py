@@ -828,6 +828,8 @@ def test_config_validation():
         config("pre", n_head=3)
     with pytest.raises(ValueError, match="position"):
         config("pre", position="rope")
+    with pytest.raises(ValueError, match="position"):
+        config("pre", position="none")      # GPT only
     with pytest.raises(ValueError, match="norm"):
         config("pre", norm="sandwich")
     with pytest.raises(ValueError, match="activation"):

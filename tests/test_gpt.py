@@ -28,6 +28,9 @@ VARIANTS = {
     "silu_rope_post": dict(activation="silu", position="rope", norm="post"),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
+    "nopos": dict(position="none"),
+    "nopos_post_relu_dropout": dict(position="none", norm="post", activation="relu",
+                                    dropout=0.2),
 }
 TOL = {np.float64: 1e-9, np.float32: 1e-4}
 
@@ -41,11 +44,12 @@ def close(got, want, tol, what=""):
 
 # ------------------------------------------------------------------ the PyTorch twin
 
-def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
+def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None):
     """Logits of the GPT defined by cfg with parameters P (a tree of torch tensors), written
     from torch primitives; dropout masks come from the seeded dropout kernel (tested on its
     own) at the same sites and seeds as the model: embeddings (site 0), attention
-    probabilities (1 + 3l, a (B, NH, T, T) mask), attention and MLP branches (2 + 3l, 3 + 3l)."""
+    probabilities (1 + 3l, a (B, NH, T, T) mask), attention and MLP branches (2 + 3l, 3 + 3l).
+    head_mask: None or (n_layer, n_head): each head's output (B, T, HS) times its entry."""
     TF = torch.nn.functional
     B, T = idx.shape
     C, NH = cfg.n_embd, cfg.n_head
@@ -84,6 +88,9 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
         s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
         y = drop(torch.softmax(s, -1), p["site"]) @ v
+        if head_mask is not None:
+            y = y * torch.tensor(np.asarray(head_mask[p["layer"]], np.float64),
+                                 dtype=dt)[None, :, None, None]
         return lin(y.transpose(1, 2).reshape(B, T, C), p["c_proj"])
 
     def mlp(x, p):
@@ -103,11 +110,13 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False):
     x = drop(x, 0)
     for layer, h in enumerate(P["h"]):
         if cfg.norm == "pre":
-            x = x + drop(attn(ln(x, h["ln_1"]), {**h["attn"], "site": 1 + 3 * layer}),
+            x = x + drop(attn(ln(x, h["ln_1"]), {**h["attn"], "site": 1 + 3 * layer,
+                                                 "layer": layer}),
                          2 + 3 * layer)
             x = x + drop(mlp(ln(x, h["ln_2"]), h["mlp"]), 3 + 3 * layer)
         else:
-            x = ln(x + drop(attn(x, {**h["attn"], "site": 1 + 3 * layer}), 2 + 3 * layer),
+            x = ln(x + drop(attn(x, {**h["attn"], "site": 1 + 3 * layer, "layer": layer}),
+                            2 + 3 * layer),
                    h["ln_1"])
             x = ln(x + drop(mlp(x, h["mlp"]), 3 + 3 * layer), h["ln_2"])
     if cfg.norm == "pre":
@@ -134,9 +143,10 @@ def batch(cfg, B, T, seed=1, ignore=True):
     return idx, tgt
 
 
-def torch_reference(torch, model, idx, tgt, *, seed=0, training=False):
+def torch_reference(torch, model, idx, tgt, *, seed=0, training=False, head_mask=None):
     P = tc.tree.tree_map(lambda a: torch.from_numpy(a.copy()).requires_grad_(True), model.parameters)
-    logits = torch_gpt(torch, model.config, P, idx, seed=seed, training=training)
+    logits = torch_gpt(torch, model.config, P, idx, seed=seed, training=training,
+                       head_mask=head_mask)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, model.config.vocab_size),
                                              torch.from_numpy(np.asarray(tgt, np.int64).reshape(-1)))
     loss.backward()
@@ -167,7 +177,7 @@ def test_torch_twin_parity(torch, variant, dtype):
 
 
 @pytest.mark.parametrize("B,T", [(1, 1), (3, 1), (1, 5), (2, 3)])
-@pytest.mark.parametrize("position", ["learned", "rope"])
+@pytest.mark.parametrize("position", ["learned", "rope", "none"])
 def test_torch_twin_parity_awkward_shapes(torch, B, T, position):
     """Widths that are not multiples of the SIMD width, three heads, T = 1, B = 1."""
     cfg = GPTConfig(vocab_size=7, block_size=5, n_layer=1, n_head=3, n_embd=12, n_inner=20,
@@ -198,7 +208,7 @@ def test_torch_twin_parity_default_size(torch):
 # ------------------------------------------------------------------ finite differences
 
 @pytest.mark.parametrize("variant", ["gpt2", "post", "rope", "sinusoidal_post_dropout_ninner",
-                                     "nobias_untied_relu"])
+                                     "nobias_untied_relu", "nopos"])
 def test_finite_differences(variant):
     cfg = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4,
                     **{**VARIANTS[variant], **({"n_inner": 6} if "n_inner" in
@@ -560,10 +570,33 @@ def test_load_rejects_foreign_files(tmp_path):
         GPT.load(tmp_path / "c.safetensors")
 
 
+# ------------------------------------------------------------------ position="none"
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_no_positions_sees_a_set_of_tokens(fast):
+    """position="none": no wpe, and one causal attention layer without positions makes the
+    output at position t a function of the multiset of tokens 0..t (a prefix permuted before
+    t gives the same logits at t), which the learned table does not (the control). (With
+    more layers the hidden states of the permuted prefix differ, so only one layer.)"""
+    cfg = GPTConfig(**{**TINY, "n_layer": 1}, position="none")
+    assert "wpe/weight" not in flatten(GPT.create(cfg, np.random.default_rng(0)).parameters)
+    learned = GPTConfig(**{**TINY, "n_layer": 1})
+    assert GPT.create(learned, np.random.default_rng(0)).num_parameters - \
+        GPT.create(cfg, np.random.default_rng(0)).num_parameters == TINY["block_size"] * TINY["n_embd"]
+    idx = np.array([[3, 7, 1, 9, 4, 2]])
+    perm = np.array([[1, 3, 7, 9, 4, 2]])       # the first three permuted
+    for c, same in ((cfg, True), (learned, False)):
+        model = make_model(c, np.float64, seed=3)
+        a = model.forward(idx) if fast else model.forward(idx, fast=False)
+        b = model.forward(perm) if fast else model.forward(perm, fast=False)
+        assert np.allclose(a[0, 3:], b[0, 3:], rtol=1e-12, atol=1e-12) == same
+        assert not np.allclose(a[0, :3], b[0, :3])
+
+
 # ------------------------------------------------------------------ gradient flow, training
 
 def test_every_parameter_gets_a_gradient():
-    for variant in ("gpt2", "rope_interleaved_post", "nobias_untied_relu"):
+    for variant in ("gpt2", "rope_interleaved_post", "nobias_untied_relu", "nopos"):
         cfg = GPTConfig(**TINY, **VARIANTS[variant])
         model = GPT.create(cfg, np.random.default_rng(0))
         idx, tgt = batch(cfg, 4, cfg.block_size, ignore=False)
@@ -676,3 +709,159 @@ def test_raw_bindings_raise():
         tc._C.gpt_create(flat, flat.copy(), {**args, "NH": 3})
     with pytest.raises(ValueError, match="seq_len"):
         tc._C.gpt_arena_bytes(False, args, 2, 9)
+
+
+# ------------------------------------------------------------------ head masks (ablation)
+
+def _head_mask(cfg, seed=0, binary=False):
+    r = np.random.default_rng(seed)
+    if binary:
+        m = np.ones((cfg.n_layer, cfg.n_head))
+        m[r.integers(cfg.n_layer), r.integers(cfg.n_head)] = 0.0
+        return m
+    return r.uniform(-0.5, 1.5, (cfg.n_layer, cfg.n_head))
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "rope_interleaved_post", "gelu_dropout",
+                                     "nobias_untied_relu"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_head_mask_torch_twin_parity(torch, variant, dtype):
+    cfg = GPTConfig(**{**TINY, "n_head": 4}, **VARIANTS[variant])
+    model = make_model(cfg, dtype, seed=4)
+    model.seed = 5
+    idx, tgt = batch(cfg, 3, 7)
+    hm = _head_mask(cfg, 1)
+    want_logits, want_loss, want_grads = torch_reference(torch, model, idx, tgt, seed=5,
+                                                         training=True, head_mask=hm)
+    tol = TOL[dtype]
+    for fast in (True, False):
+        close(model.forward(idx, fast=fast, head_mask=hm), want_logits, tol, f"fast={fast}")
+        loss, grads = model.loss_and_grads(idx, tgt, fast=fast, head_mask=hm)
+        close(loss, want_loss, tol, f"loss fast={fast}")
+        close(model.loss(idx, tgt, head_mask=hm), want_loss, tol, "loss()")
+        got, want = flatten(grads), flatten(want_grads)
+        for name, g in want.items():
+            close(got[name], g, 10 * tol, f"{name} fast={fast}")
+
+
+def test_head_mask_finite_differences():
+    cfg = GPTConfig(vocab_size=5, block_size=4, n_layer=2, n_head=2, n_embd=4)
+    model = make_model(cfg, np.float64, seed=7, noise=0.3)
+    idx, tgt = batch(cfg, 2, 3, seed=8)
+    hm = _head_mask(cfg, 2)
+    for fast in (True, False):
+        model.loss_and_grads(idx, tgt, head_mask=hm, fast=fast)
+        got = model.flat_grads.copy()
+        want = num_grad(lambda: model.loss(idx, tgt, head_mask=hm), model.flat_parameters)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8, err_msg=f"fast={fast}")
+
+
+def _zero_head_by_hand(model, layer, head):
+    """The model's parameter tree with attn.c_proj's columns of (layer, head) set to 0."""
+    tree = tc.tree.tree_map(np.copy, model.parameters)
+    hs = model.config.n_embd // model.config.n_head
+    tree["h"][layer]["attn"]["c_proj"]["weight"][:, head * hs:(head + 1) * hs] = 0.0
+    return tree
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ablating_a_head_equals_zeroing_its_slice_by_hand(dtype):
+    cfg = GPTConfig(**{**TINY, "n_head": 4, "n_layer": 3})
+    model = make_model(cfg, dtype, seed=9)
+    idx, _ = batch(cfg, 2, 8)
+    base = model.forward(idx)
+    for layer, head in [(0, 0), (1, 3), (2, 1)]:
+        hm = np.ones((cfg.n_layer, cfg.n_head))
+        hm[layer, head] = 0
+        by_hand = model.with_parameters(_zero_head_by_hand(model, layer, head))
+        for fast in (True, False):
+            want = by_hand.forward(idx, fast=fast)
+            np.testing.assert_array_equal(model.forward(idx, fast=fast, head_mask=hm), want)
+            np.testing.assert_array_equal(model.with_head_mask(hm).forward(idx, fast=fast),
+                                          want)
+        assert np.abs(want - base).max() > 1e-4        # the head mattered
+    ones = np.ones((cfg.n_layer, cfg.n_head), bool)
+    for fast in (True, False):
+        np.testing.assert_array_equal(model.forward(idx, fast=fast, head_mask=ones),
+                                      model.forward(idx, fast=fast))
+    np.testing.assert_array_equal(model.flat_parameters, make_model(cfg, dtype, seed=9)
+                                  .flat_parameters)    # the model itself is untouched
+
+
+def test_self_attention_head_mask_zeroes_the_heads_channels():
+    """SelfAttention's head_mask against NumPy by hand: the attention output before c_proj
+    with head h's HS channels multiplied by its entry; backward through the same factor."""
+    r = np.random.default_rng(3)
+    C, NH, T = 12, 3, 5
+    HS = C // NH
+    att = tc.nn.SelfAttention.create(C, NH, r, causal=True)
+    hm = np.array([1.0, 0.0, 0.5])
+    masked = att.with_parameters(att.parameters)
+    masked = tc.nn.SelfAttention(masked.c_attn, masked.c_proj, NH, head_mask=hm)
+    x = r.normal(size=(2, T, C))
+    Wa, ba = att.c_attn.weight_matrix, att.parameters["c_attn"]["bias"]
+    Wp, bp = att.c_proj.weight_matrix, att.parameters["c_proj"]["bias"]
+    qkv = x @ Wa.T + ba
+    q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(2, T, NH, HS).transpose(0, 2, 1, 3)
+               for i in range(3))
+    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(HS)
+    s = np.where(np.tril(np.ones((T, T), bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    y = (p @ v) * hm[None, :, None, None]
+    y = y.transpose(0, 2, 1, 3).reshape(2, T, C)
+    np.testing.assert_allclose(masked.forward(x), y @ Wp.T + bp, rtol=1e-12, atol=1e-12)
+    # backward: finite differences of the masked layer (x and c_proj's weight)
+    g = r.normal(size=(2, T, C))
+    grads, dx = masked.backward_cached(g, masked.forward_cached(x)[1])
+    np.testing.assert_allclose(dx, num_grad(lambda: float((masked.forward(x) * g).sum()), x),
+                               rtol=1e-6, atol=1e-8)
+    w = masked.c_proj.weight_matrix
+    want = num_grad(lambda: float((masked.forward(x) * g).sum()), w)
+    np.testing.assert_allclose(tc.tree.flatten(grads)["c_proj/weight"], want,
+                               rtol=1e-6, atol=1e-8)
+    assert masked.with_parameters(masked.parameters).head_mask is not None
+
+
+@pytest.mark.parametrize("B,T", [(1, 1), (2, 1), (1, 5)])
+def test_head_mask_awkward_shapes_and_inputs(B, T):
+    cfg = GPTConfig(**{**TINY, "n_head": 4})
+    model = make_model(cfg, np.float64, seed=2)
+    idx, tgt = batch(cfg, B, T, ignore=False)
+    big = np.ones((cfg.n_layer, 2 * cfg.n_head))
+    big[1, 2] = 0.0
+    hm = big[:, ::2]                                    # non-contiguous
+    assert not hm.flags.c_contiguous
+    want = model.forward(idx, fast=False, head_mask=np.ascontiguousarray(hm))
+    close(model.forward(idx, head_mask=hm), want, 1e-12)
+    close(model.forward(idx[0], head_mask=hm.astype(bool)), want[0], 1e-12)
+    ins = model.inspect(idx, head_mask=hm)
+    close(ins.logits, want, 1e-12)
+    ref = model.inspect(idx, head_mask=hm, fast=False)
+    for a, b in zip(ins.attentions, ref.attentions):
+        close(a, b, 1e-12)
+    close(ins.attentions[0], model.inspect(idx).attentions[0], 1e-12)  # layer 0 unchanged
+
+
+def test_head_mask_bad_input():
+    cfg = GPTConfig(**TINY)
+    model = make_model(cfg, np.float32)
+    idx, tgt = batch(cfg, 2, 5)
+    for call in (lambda m: model.forward(idx, head_mask=m),
+                 lambda m: model.forward(idx, fast=False, head_mask=m),
+                 lambda m: model.loss(idx, tgt, head_mask=m),
+                 lambda m: model.loss_and_grads(idx, tgt, head_mask=m),
+                 lambda m: model.inspect(idx, head_mask=m),
+                 model.with_head_mask):
+        with pytest.raises(ValueError, match=r"head_mask must have shape \(2, 2\)"):
+            call(np.ones((2, 3)))
+        with pytest.raises(ValueError, match="head_mask must have shape"):
+            call(np.ones(2))
+        with pytest.raises(ValueError, match="head_mask must be finite"):
+            call(np.full((2, 2), np.nan))
+        with pytest.raises(TypeError, match="head_mask"):
+            call(np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(ValueError, match="head_mask"):
+        model.with_head_mask(None)
+    with pytest.raises(ValueError, match=r"head_mask must have shape \(3,\)"):
+        tc.nn.SelfAttention.create(6, 3, np.random.default_rng(0), head_mask=np.ones(2))

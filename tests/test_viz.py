@@ -122,6 +122,24 @@ def test_qk_spectra_known_ranks():
         viz.qk_spectra(*flat, n_heads=5)
 
 
+def test_effective_rank_known_spectra():
+    assert viz.effective_rank(np.ones(5)) == pytest.approx(5.0, rel=1e-12)
+    assert viz.effective_rank([3.0, 0.0, 0.0]) == pytest.approx(1.0, rel=1e-12)
+    # two equal values and one zero: exp(log 2) = 2; unequal: exp of the entropy by hand
+    assert viz.effective_rank([2.0, 2.0, 0.0]) == pytest.approx(2.0, rel=1e-12)
+    p = np.array([3.0, 1.0]) / 4
+    assert viz.effective_rank([3.0, 1.0]) == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+    batch = viz.effective_rank(np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(batch, [3.0, 1.0], rtol=1e-12)
+    assert np.isnan(viz.effective_rank(np.zeros(3)))
+    with pytest.raises(ValueError, match="singular_values must be >= 0"):
+        viz.effective_rank([1.0, -1.0])
+    with pytest.raises(ValueError, match="singular_values"):
+        viz.effective_rank(np.ones((2, 0)))
+    with pytest.raises(ValueError, match="singular_values contains non-finite"):
+        viz.effective_rank([1.0, np.inf])
+
+
 def test_pe_dot_products_depend_only_on_distance():
     D, K = 16, 20
     pe = sinusoidal_positions(80, D)

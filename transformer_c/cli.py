@@ -159,7 +159,27 @@ def build_parser():
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=_positive(int))
     _add_prepare_parser(sub)
+    _add_study_parser(sub)
     return p
+
+
+def _add_study_parser(sub):
+    st = sub.add_parser("study", help="run a study (experiment) and write its table and figures",
+                        description="Run a study from transformer_c.studies: it writes "
+                        "OUT/NAME.json, OUT/NAME.md (the table, the command, threads and wall "
+                        "time) and its figures (PNG). --quick: the small settings the tests "
+                        "run (a minute or two); the default settings take at most 30 minutes "
+                        "on 2 cores. --list: the studies.")
+    st.add_argument("name", nargs="?", metavar="NAME", help="the study to run")
+    st.add_argument("--list", action="store_true", help="list the studies and exit")
+    st.add_argument("--quick", action="store_true", help="small settings (a minute or two)")
+    st.add_argument("--out", metavar="DIR", default=None,
+                    help="output folder (default: study_results/NAME)")
+    st.add_argument("--threads", type=_positive(int))
+    st.add_argument("--seed", type=_non_negative(int), default=0)
+    st.add_argument("--data-dir", metavar="D", default=None,
+                    help="folder holding tinyshakespeare.txt (default: ../shared/data when "
+                    "present, else the embedded corpus)")
 
 
 def _add_version_flag(p):
@@ -778,6 +798,28 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_study(args):
+    from . import studies
+    if args.list or args.name is None:
+        if not args.list:
+            raise CLIError("study: give a study NAME or --list")
+        for name, st in studies.STUDIES.items():
+            print(f"{name:16s} {st.summary}")
+        return 0
+    if args.name not in studies.STUDIES:
+        raise CLIError(f"study: unknown study {args.name!r}; studies: "
+                       f"{', '.join(studies.STUDIES)}")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise CLIError(f"study: --data-dir {args.data_dir!r} is not a directory")
+    out = args.out if args.out is not None else os.path.join("study_results", args.name)
+    report = studies.run(args.name, out, quick=args.quick, seed=args.seed,
+                         threads=args.threads, data_dir=args.data_dir)
+    print(report.markdown())
+    print(f"wrote {os.path.join(out, args.name)}.json, .md and {len(report.figures)} "
+          f"figure(s) to {out}")
+    return 0
+
+
 def cmd_prepare(args):
     from .data.download import CORPORA, cached_path, data_dir, prepare
     if not args.names:
@@ -807,7 +849,7 @@ def main(argv=None):
         argv = ["train"] + argv  # the default command
     args = parser.parse_args(argv)
     commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
-                "prepare": cmd_prepare}
+                "prepare": cmd_prepare, "study": cmd_study}
     try:
         _resolve_data_names(args)
         return commands[args.command](args)

@@ -3,7 +3,7 @@ checkpoint makes, read from the C tables (tc.h, "options"; ``transformer_c._C.OP
 
     ACTIVATIONS   ("gelu_tanh", "gelu", "relu")          the feed-forward activation
     NORMS         ("pre", "post")                        where a block's layer norms sit
-    POSITIONS     ("learned", "sinusoidal", "rope")      how a model encodes positions
+    POSITIONS     ("learned", "sinusoidal", "rope", "none")  how a model encodes positions
     CAUSAL_MODES  ("none", "top_left", "bottom_right")   causal masking of attention
 
 The index of a name in its tuple is the C enum value (TC_ACT_*, TC_NORM_*, TC_POS_*,

@@ -338,14 +338,18 @@ class Trainer:
                             betas=(c.beta1, c.beta2), eps=c.eps,
                             weight_decay=c.weight_decay if decay else 0.0)
 
-    def train_step(self):
-        """One optimizer step; returns {"loss", "lr", "grad_norm"}."""
+    def train_step(self, on_grads=None):
+        """One optimizer step; returns {"loss", "lr", "grad_norm"}. on_grads(step, grads):
+        called with the step number (before the update) and the averaged flat gradient
+        (the model's flat_grads layout) before clipping, e.g. to record per-layer norms."""
         c = self.config
         lr = self.schedule(self.step)
         starts = self.rng.integers(0, len(self.train_data),
                                    size=c.grad_accum * c.batch_size * self.comm.size)
         self.model.train()
         loss, grads = self.compute_grads(starts)
+        if on_grads is not None:
+            on_grads(self.step, grads)
         norm = self.clip_(grads)
         self.apply_update(grads, lr)
         self.step += 1

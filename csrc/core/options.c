@@ -20,7 +20,8 @@ const char *tc_activation_formula(int act)
 static const char *const norm_names[TC_NORM_COUNT] = {[TC_NORM_PRE] = "pre",
                                                       [TC_NORM_POST] = "post"};
 static const char *const pos_names[TC_POS_COUNT] = {
-    [TC_POS_LEARNED] = "learned", [TC_POS_SINUSOIDAL] = "sinusoidal", [TC_POS_ROPE] = "rope"};
+    [TC_POS_LEARNED] = "learned", [TC_POS_SINUSOIDAL] = "sinusoidal", [TC_POS_ROPE] = "rope",
+    [TC_POS_NONE] = "none"};
 static const char *const causal_names[TC_CAUSAL_COUNT] = {
     [TC_CAUSAL_NONE] = "none", [TC_CAUSAL_TOP_LEFT] = "top_left",
     [TC_CAUSAL_BOTTOM_RIGHT] = "bottom_right"};

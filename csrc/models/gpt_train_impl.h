@@ -15,7 +15,8 @@
 static int FN(gpt_tables)(tc_gpt *m)
 {
     const tc_gpt_config *c = &m->cfg;
-    if (c->position == TC_POS_LEARNED || m->tab1) return TC_OK;
+    if ((c->position != TC_POS_SINUSOIDAL && c->position != TC_POS_ROPE) || m->tab1)
+        return TC_OK;
     const int64_t cols = c->position == TC_POS_SINUSOIDAL ? c->C : c->C / c->NH / 2;
     const size_t bytes = (size_t)(c->maxT * cols) * sizeof(real_t) + 1;
     m->tab1 = malloc(bytes);

@@ -55,6 +55,24 @@ def merge_heads(x):
     return x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))
 
 
+def check_head_mask(head_mask, shape, name="head_mask"):
+    """None, or head_mask as a float64 array of ``shape`` with finite entries (a
+    ValueError / TypeError naming ``name`` otherwise). A head mask multiplies each head's
+    attention output (before the output projection): 1 keeps a head, 0 ablates it."""
+    if head_mask is None:
+        return None
+    m = np.asarray(head_mask)
+    if m.dtype == object or not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
+        raise TypeError(f"{name} must be a numeric or boolean array, got dtype {m.dtype}")
+    if m.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (one entry per "
+                         f"{'(layer, head)' if len(shape) == 2 else 'head'}), got {m.shape}")
+    m = m.astype(np.float64)
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name} must be finite")
+    return m
+
+
 def flatten_batch(x, name, E):
     """x (..., T, E) as (N, T, E) and the batch shape (ValueError naming ``name``)."""
     x = np.asarray(x)
@@ -99,11 +117,13 @@ class MultiHead(CachedModule):
     cache); _attend_backward(dy, cache) -> (dq, dk, dv) of the same shapes.
     """
 
-    def _init_attention(self, n_head, width, causal, rope=None, dropout=0.0, seed=0):
+    def _init_attention(self, n_head, width, causal, rope=None, dropout=0.0, seed=0,
+                        head_mask=None):
         self.n_head, self.causal, self.rope = int(n_head), _checked_causal(causal), rope
         self.dropout, self.seed = float(dropout), seed
         if self.n_head < 1 or width % self.n_head:
             raise ValueError(f"n_embd ({width}) must be divisible by n_head ({n_head})")
+        self.head_mask = check_head_mask(head_mask, (self.n_head,))
 
     def _options(self, batch, T, S, attn_mask=None, key_padding_mask=None):
         """The kernel's keyword options for a flattened batch of T queries and S keys."""
@@ -119,12 +139,19 @@ class MultiHead(CachedModule):
             opts["attn_mask"] = attn_mask
         return opts
 
+    def _head_scale(self, y):
+        """y (..., NH, T, HV) with head h multiplied by head_mask[h] (y itself without a
+        mask)."""
+        if self.head_mask is None:
+            return y
+        return y * self.head_mask.astype(y.dtype)[:, None, None]
+
     def _attend(self, q, k, v, opts):
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
         if self.rope is not None:
             q, k = F.rope(q, **self.rope), F.rope(k, **self.rope)
         y, lse = F.scaled_dot_product_attention(q, k, v, return_lse=True, **opts)
-        return merge_heads(y), (q, k, v, y, lse, opts)
+        return merge_heads(self._head_scale(y)), (q, k, v, y, lse, opts)
 
     @staticmethod
     def _weights(cache, batch, average=False):
@@ -140,7 +167,7 @@ class MultiHead(CachedModule):
     def _attend_backward(self, dy, cache):
         q, k, v, y, lse, opts = cache
         dq, dk, dv = F.scaled_dot_product_attention_backward(
-            split_heads(dy, self.n_head), q, k, v, out=y, lse=lse, **opts)
+            self._head_scale(split_heads(dy, self.n_head)), q, k, v, out=y, lse=lse, **opts)
         if self.rope is not None:
             dq, dk = F.rope_backward(dq, **self.rope), F.rope_backward(dk, **self.rope)
         return merge_heads(dq), merge_heads(dk), merge_heads(dv)
@@ -198,8 +225,10 @@ class SelfAttention(_Projected):
     """Multi-head self-attention with one fused input projection (GPT-2's layout).
 
     SelfAttention(c_attn: Dense (3C, C) giving [q | k | v], c_proj: Dense (C, C), n_head,
-    *, causal=True, rope=None, dropout=0.0, seed=0); heads split by reshape (head h owns
-    channels h*HS .. (h+1)*HS of each). forward(x=(..., T, C), key_padding_mask=None,
+    *, causal=True, rope=None, dropout=0.0, seed=0, head_mask=None); heads split by reshape
+    (head h owns channels h*HS .. (h+1)*HS of each). head_mask: None or (NH,) numbers, head
+    h's output (its HS channels entering c_proj) multiplied by head_mask[h] (0 ablates the
+    head; the backward applies the same factor). forward(x=(..., T, C), key_padding_mask=None,
     attn_mask=None) -> (..., T, C). key_padding_mask: bool (..., T), True = a real token;
     attn_mask: bool (True = attend) or float (added), broadcastable to (..., NH, T, T).
     rope: None, or dict(base=..., interleaved=...) to rotate q and k by position.
@@ -209,17 +238,18 @@ class SelfAttention(_Projected):
 
     KEYS = ("c_attn", "c_proj")
 
-    def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None, dropout=0.0, seed=0):
+    def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None, dropout=0.0, seed=0,
+                 head_mask=None):
         self.c_attn, self.c_proj = c_attn, c_proj
         E = c_proj.weight_matrix.shape[0]
-        self._init_attention(n_head, E, causal, rope, dropout, seed)
+        self._init_attention(n_head, E, causal, rope, dropout, seed, head_mask)
         if c_attn.weight_matrix.shape != (3 * E, E) or c_proj.weight_matrix.shape != (E, E):
             raise ValueError(f"c_attn's weight must be (3C, C) = {(3 * E, E)} and c_proj's "
                              f"(C, C), got {c_attn.weight_matrix.shape} and "
                              f"{c_proj.weight_matrix.shape}")
 
     def _options_kw(self):
-        return dict(super()._options_kw(), rope=self.rope)
+        return dict(super()._options_kw(), rope=self.rope, head_mask=self.head_mask)
 
     @classmethod
     def create(cls, embed_dim, n_head, random_generator, *, bias=True, dtype=np.float64,
@@ -296,7 +326,8 @@ class SelfAttention(_Projected):
         out = F.attention_decode(q, k, v, cache.k, cache.v, cache.pos,
                                  key_padding_mask=key_padding_mask)
         cache.pos += x3.shape[-2]
-        return self.c_proj.forward_cached(merge_heads(out))[0].reshape(np.shape(x))
+        out = merge_heads(self._head_scale(out))
+        return self.c_proj.forward_cached(out)[0].reshape(np.shape(x))
 
 
 class CrossAttention(_Projected):

@@ -38,6 +38,7 @@ from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
 from ._config import ConfigMixin, check_common, check_positive
 from ._flat import FlatModel
+from .attention import check_head_mask
 from .stack import Inspection, check_ids, stack_attentions, stack_backward, stack_blocks, \
     stack_forward, stack_layout
 
@@ -54,7 +55,8 @@ class GPTConfig(ConfigMixin):
     probabilities and both residual branches of every block (nanoGPT's places; active only
     in training mode); bias: biases in every linear
     layer and LayerNorm; position: "learned" (wpe), "sinusoidal" (fixed table added to the
-    embeddings) or "rope" (rotary, applied to q and k in every attention layer); norm:
+    embeddings), "rope" (rotary, applied to q and k in every attention layer) or "none" (no
+    position information: only the causal mask tells positions apart); norm:
     "pre" (GPT-2) or "post" (GPT-1 / the original Transformer; no ln_f); activation:
     "gelu_tanh" (GPT-2), "gelu" (exact erf) or "relu"; tie_embeddings: the output
     projection is wte (else a separate lm_head). n_inner: the MLP width (None: 4 * n_embd).
@@ -159,9 +161,9 @@ class GPT(FlatModel):
     def _check_idx(self, idx, name="idx"):
         return check_ids(idx, name, self.config.vocab_size, self.config.block_size)
 
-    def _forward_cached(self, ids, seed):
+    def _forward_cached(self, ids, seed, head_mask=None):
         cfg, p, dropping = self.config, self._params, self._dropping()
-        blocks = stack_blocks(cfg, p, seed, dropping, causal=True)
+        blocks = stack_blocks(cfg, p, seed, dropping, causal=True, head_mask=head_mask)
         x, cache = stack_forward(cfg, p, p["wte"]["weight"], ids, seed, dropping,
                                  blocks=blocks)
         return F.linear(x, self._head_weight()), (cache, x)
@@ -177,6 +179,30 @@ class GPT(FlatModel):
             out["lm_head"] = {"weight": dhead}
         return out
 
+    def _head_mask(self, head_mask):
+        """head_mask checked: None or float64 (n_layer, n_head)."""
+        return check_head_mask(head_mask, (self.config.n_layer, self.config.n_head))
+
+    def with_head_mask(self, head_mask):
+        """A copy of this model (same config, mode and seed; its own buffers) in which
+        head h of layer l is scaled by head_mask[l, h] (0 ablates it, 1 keeps it): the HS
+        input columns h*HS .. (h+1)*HS of layer l's attn.c_proj.weight (C, C), the
+        columns that read head h's output, are multiplied by head_mask[l, h].
+
+        head_mask: (n_layer, n_head) numbers. The copy's forward (fast or module path)
+        equals this model's forward with ``head_mask=`` (bitwise in exact arithmetic: the
+        product y_h W_h^T is scaled on the other side), which is how the C fast path
+        applies a head mask."""
+        hm = self._head_mask(head_mask)
+        if hm is None:
+            raise ValueError("head_mask must be an (n_layer, n_head) array, got None")
+        new = self._from_flat(self.config, self._flat.copy(), self.training, self.seed)
+        hs = self.config.n_embd // self.config.n_head
+        for layer, h in enumerate(new._params["h"]):
+            w = h["attn"]["c_proj"]["weight"]
+            w *= np.repeat(hm[layer], hs).astype(w.dtype)
+        return new
+
     def _row_offset(self, row_offset, fast):
         """row_offset as an int >= 0; ValueError when it would need the module-by-module path
         (fast=False) to draw dropout masks at an offset, which it cannot."""
@@ -186,33 +212,40 @@ class GPT(FlatModel):
                              "path draws the masks of its batch from row 0")
         return row_offset
 
-    def forward(self, idx, *, fast=True, row_offset=0):
+    def forward(self, idx, *, fast=True, row_offset=0, head_mask=None):
         """logits (B, T, V) (or (T, V)) of idx (B, T) (or (T,)); fast=True runs the whole
         forward in one C call (over the model's arena), fast=False module by module.
         row_offset (int >= 0, fast path): idx's rows are rows [row_offset, row_offset + B) of
         a global batch, and draw that batch's dropout masks of those rows (as
-        :meth:`loss_and_grads`)."""
+        :meth:`loss_and_grads`). head_mask: None or (n_layer, n_head), each head's attention
+        output multiplied by its entry before attn.c_proj (0 ablates the head; the fast
+        path runs :meth:`with_head_mask`'s copy)."""
         ids, squeeze = self._check_idx(idx)
         seed = self._seed(None)
         row_offset = self._row_offset(row_offset, fast)
+        hm = self._head_mask(head_mask)
         if fast and ids.size:
-            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping(), row_offset)
+            model = self if hm is None else self.with_head_mask(hm)
+            logits = _C.gpt_forward(model._context(), ids, seed, self._dropping(), row_offset)
         else:
-            logits = self._forward_cached(ids, seed)[0]
+            logits = self._forward_cached(ids, seed, hm)[0]
         return logits[0] if squeeze else logits
 
-    def inspect(self, idx, *, attentions=True, hidden_states=True, fast=True):
+    def inspect(self, idx, *, attentions=True, hidden_states=True, fast=True, head_mask=None):
         """The forward of idx (B, T) (or (T,)) with what it computed inside, as an
         ``Inspection``: logits (B, T, V); attentions, per layer the attention probabilities
         (B, NH, T, T) (pre-dropout; computed in C from the q, k and row logsumexp the
         forward keeps); hidden_states, the input of every block then the last block's
         output (before ln_f): n_layer + 1 arrays (B, T, C). fast=True reads them out of
         the whole-model C forward (logits bitwise those of forward), fast=False out of the
-        module path. Training is unaffected: nothing is kept unless asked for here."""
+        module path. Training is unaffected: nothing is kept unless asked for here.
+        head_mask: None or (n_layer, n_head), as :meth:`forward`."""
         ids, squeeze = self._check_idx(idx)
         seed = self._seed(None)
+        hm = self._head_mask(head_mask)
         if fast and ids.size:
-            logits, att, hid = _C.gpt_inspect(self._context(), ids, seed, self._dropping(),
+            model = self if hm is None else self.with_head_mask(hm)
+            logits, att, hid = _C.gpt_inspect(model._context(), ids, seed, self._dropping(),
                                               attentions, hidden_states)
             att = None if att is None else list(att)
             hid = None if hid is None else list(hid)
@@ -220,7 +253,8 @@ class GPT(FlatModel):
             cfg, p, dropping = self.config, self._params, self._dropping()
             hid = [] if hidden_states else None
             x, cache = stack_forward(cfg, p, p["wte"]["weight"], ids, seed, dropping,
-                                     blocks=stack_blocks(cfg, p, seed, dropping, causal=True),
+                                     blocks=stack_blocks(cfg, p, seed, dropping, causal=True,
+                                                         head_mask=hm),
                                      hidden=hid)
             logits = F.linear(x, self._head_weight())
             att = stack_attentions(cache) if attentions else None
@@ -257,23 +291,26 @@ class GPT(FlatModel):
                              f"and not ignore_index ({ignore_index})")
         return t
 
-    def loss(self, idx, targets, *, ignore_index=-100, seed=None, row_offset=0):
+    def loss(self, idx, targets, *, ignore_index=-100, seed=None, row_offset=0, head_mask=None):
         """Mean cross-entropy of the next-token predictions (forward only, in C).
 
         idx, targets: (B, T) or (T,) ids; targets equal to ignore_index are skipped. seed,
-        row_offset: as :meth:`loss_and_grads`."""
+        row_offset: as :meth:`loss_and_grads`. head_mask: None or (n_layer, n_head), as
+        :meth:`forward`."""
         ids, squeeze = self._check_idx(idx)
         t = self._check_targets(targets, ids, squeeze, as_int(ignore_index, "ignore_index"))
         seed = self._seed(seed)
         row_offset = self._row_offset(row_offset, True)
+        hm = self._head_mask(head_mask)
         if ids.size:
-            logits = _C.gpt_forward(self._context(), ids, seed, self._dropping(), row_offset)
+            model = self if hm is None else self.with_head_mask(hm)
+            logits = _C.gpt_forward(model._context(), ids, seed, self._dropping(), row_offset)
         else:
             logits = self._forward_cached(ids, seed)[0]
         return F.cross_entropy(logits, t, ignore_index=ignore_index)
 
     def loss_and_grads(self, idx, targets, *, ignore_index=-100, seed=None, fast=True,
-                       row_offset=0):
+                       row_offset=0, head_mask=None):
         """(loss, grads): the mean cross-entropy of next-token predictions and its gradient
         with respect to every parameter.
 
@@ -292,6 +329,9 @@ class GPT(FlatModel):
         over the whole batch: their losses and gradients, weighted by their counted targets
         and summed, are the whole batch's to rounding. Needs fast=True when dropping.
 
+        head_mask: None or (n_layer, n_head), as :meth:`forward` (the loss is the masked
+        model's, the gradients its gradients with respect to these parameters).
+
         Returns (loss as a float, grads tree). The grads tree holds views of
         ``flat_grads``, which the next call overwrites: copy it to keep it.
         """
@@ -300,10 +340,13 @@ class GPT(FlatModel):
         t = self._check_targets(targets, ids, squeeze, ignore_index)
         seed = self._seed(seed)
         row_offset = self._row_offset(row_offset, fast)
-        if fast and ids.size:
+        hm = self._head_mask(head_mask)
+        if fast and ids.size and hm is not None:
+            loss = self._masked_loss_and_grads(ids, t, ignore_index, seed, row_offset, hm)
+        elif fast and ids.size:
             loss = self._fast_loss_and_grads(ids, t, ignore_index, seed, row_offset)
         else:
-            logits, cache = self._forward_cached(ids, seed)
+            logits, cache = self._forward_cached(ids, seed, hm)
             loss = F.cross_entropy(logits, t, ignore_index=ignore_index)
             if math.isnan(loss):
                 dlogits = np.zeros_like(logits)
@@ -323,6 +366,21 @@ class GPT(FlatModel):
     def _fast_loss_and_grads(self, ids, targets, ignore_index, seed, row_offset=0):
         return _C.gpt_loss_and_grads(self._context(), ids, targets, ignore_index, seed,
                                      self._dropping(), row_offset)
+
+    def _masked_loss_and_grads(self, ids, targets, ignore_index, seed, row_offset, hm):
+        """The fast path with a head mask, on with_head_mask's copy W' = W m (c_proj's head-h
+        columns scaled). Its gradients are the masked model's but for c_proj's weight: the
+        copy gets dL/dW' = dout^T y_h, the masked model dL/dW_h = dout^T (m y_h) = m dL/dW',
+        so those columns are scaled by m once more; everything upstream sees
+        dout W' = m dout W_h, as the masked model."""
+        model = self.with_head_mask(hm)
+        loss = model._fast_loss_and_grads(ids, targets, ignore_index, seed, row_offset)
+        np.copyto(self.flat_grads, model.flat_grads)
+        hs = self.config.n_embd // self.config.n_head
+        for layer, h in enumerate(self._grads_tree()["h"]):
+            g = h["attn"]["c_proj"]["weight"]
+            g *= np.repeat(hm[layer], hs).astype(g.dtype)
+        return loss
 
     def activation_bytes(self, batch_size, seq_len):
         """Bytes of the activation arena loss_and_grads uses for (batch_size, seq_len)

@@ -86,7 +86,7 @@ def check_ids(ids, name, vocab_size, block_size, squeeze=None):
 
 def embed_forward(cfg, ids, wte, wpe, drop_seed):
     """drop(wte[ids] + positions) (B, L, C) for ids (B, L): learned (wpe rows), sinusoidal
-    (the fixed table) or none added (RoPE acts in the attention); drop_seed None: no
+    (the fixed table) or none added (RoPE acts in the attention; "none" has no positions); drop_seed None: no
     dropout."""
     x = F.embedding(ids, wte)
     if cfg.position == "learned":
@@ -120,24 +120,28 @@ def _rope(cfg):
     return dict(base=cfg.position_base, interleaved=cfg.rope_interleaved)
 
 
-def _self_attention(cfg, h, causal, p_attn, seed):
+def _self_attention(cfg, h, causal, p_attn, seed, head_mask=None):
     return SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
-                         cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed)
+                         cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed,
+                         head_mask=head_mask)
 
 
 def _mlp(cfg, h):
     return MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
 
 
-def stack_blocks(cfg, tree, seed, dropping, site0=0, *, causal):
+def stack_blocks(cfg, tree, seed, dropping, site0=0, *, causal, head_mask=None):
     """The Blocks of a self-attention stack (tree: {"h": [...], ...}): causal (GPT) or
-    bidirectional (an encoder); dropout sites as the module doc says."""
+    bidirectional (an encoder); dropout sites as the module doc says. head_mask: None or
+    (n_layer, n_head), row l the SelfAttention head_mask of layer l."""
     eps, p_attn = cfg.layer_norm_epsilon, cfg.dropout if dropping else 0.0
     blocks = []
     for layer, h in enumerate(tree["h"]):
         s = site0 + 3 * layer
+        hm = None if head_mask is None else head_mask[layer]
         blocks.append(Block(Norm(**h["ln_1"], eps=eps),
-                            _self_attention(cfg, h, causal, p_attn, site_seed(seed, s + 1)),
+                            _self_attention(cfg, h, causal, p_attn, site_seed(seed, s + 1),
+                                            hm),
                             Norm(**h["ln_2"], eps=eps), _mlp(cfg, h), norm=cfg.norm,
                             dropout=cfg.dropout, training=dropping,
                             seeds=(site_seed(seed, s + 2), site_seed(seed, s + 3))))

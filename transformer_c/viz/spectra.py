@@ -4,7 +4,7 @@ import numpy as np
 from . import _mpl
 
 __all__ = ["singular_values_over_training", "plot_singular_values", "qk_spectra",
-           "plot_qk_spectra"]
+           "plot_qk_spectra", "effective_rank"]
 
 
 def singular_values_over_training(history, top_k=None):
@@ -58,6 +58,26 @@ def plot_singular_values(history, top_k=8, *, log=True, name="matrix", title=Non
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2 if values.shape[1] > 6 else 1, loc="best")
     return fig
+
+
+def effective_rank(singular_values):
+    """The effective rank of a matrix from its singular values (Roy and Vetterli, 2007):
+    exp of the entropy of p_i = sigma_i / sum(sigma), a number between 1 (one direction)
+    and the number of singular values (all equal); NaN for an all-zero spectrum.
+
+    singular_values: (..., r) non-negative; the rank is taken over the last axis.
+    Returns a float64 array of shape (...) (a float for a 1-D input)."""
+    s = _mpl.array(singular_values, "singular_values", tuple(range(1, 33)))
+    if s.shape[-1] == 0:
+        raise ValueError("singular_values must have at least one value on its last axis")
+    if np.any(s < 0):
+        raise ValueError("singular_values must be >= 0")
+    total = s.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = s / total
+        h = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=-1)
+    out = np.where(total[..., 0] > 0, np.exp(h), np.nan)
+    return float(out) if out.ndim == 0 else out
 
 
 def _per_head(x, name, n_heads):
