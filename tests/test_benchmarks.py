@@ -70,7 +70,10 @@ def test_ab_compares_two_builds_of_the_step():
 
     from benchmarks import ab
 
-    root = str(pathlib.Path(ab.__file__).resolve().parents[1])
+    import transformer_c
+
+    # the tree holding the package under test (the checkout, or site-packages for a wheel)
+    root = str(pathlib.Path(transformer_c.__file__).resolve().parents[1])
     a, b = ab.load(root, "tc_ab_test_a"), ab.load(root, "tc_ab_test_b")
     assert a is not b and a.nn.GPT is not b.nn.GPT
     ma, mb, ba, bb, same = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0)
@@ -84,7 +87,10 @@ def test_fingerprint_detects_a_changed_number(tmp_path):
 
     from benchmarks import fingerprint
 
-    root = str(pathlib.Path(fingerprint.__file__).resolve().parents[1])
+    import transformer_c
+
+    # the tree holding the package under test (the checkout, or site-packages for a wheel)
+    root = str(pathlib.Path(transformer_c.__file__).resolve().parents[1])
     tc = fingerprint.load(root, "tc_fp_test")
     out = {}
     fingerprint.fingerprint_gpt(tc, out, "k", next(fingerprint.gpt_cases())[1], np.float64, 0.1)
