@@ -31,6 +31,7 @@ TC_SANITIZE=1 in the environment builds with AddressSanitizer + UndefinedBehavio
 build without it is unchanged.
 """
 import os
+import platform
 import sys
 import tempfile
 from glob import glob
@@ -57,6 +58,11 @@ def env_flag(name):
 compile_args = ["-O3", "-std=gnu11", "-Wall", "-Wextra",
                 "-Wno-unused-parameter", "-Wno-missing-field-initializers",
                 "-fno-strict-aliasing", "-fno-math-errno"]
+if platform.machine().lower() in ("aarch64", "arm64"):
+    # AArch64 has FMA in its baseline and GCC contracts a * b + c by default: off, so the
+    # portable kernels round exactly as on x86-64 (the NEON variants fuse explicitly:
+    # csrc/core/vec_math.h, csrc/kernels/gemm_neon.h; tests/c/test_kernels.c checks both)
+    compile_args.append("-ffp-contract=off")
 link_args = []
 NO_OPENMP = env_flag("TC_NO_OPENMP")  # checked here: a bad value stops any command
 if env_flag("TC_PORTABLE_ONLY"):

@@ -88,10 +88,26 @@ typedef enum {                 /* causal masking of an attention call (attention
     TC_CAUSAL_BOTTOM_RIGHT = 2, /* "bottom_right": j <= i + S - T (the last query sees all) */
     TC_CAUSAL_COUNT
 } tc_causal;
+typedef enum {                 /* how an encoder classifier (BERT) pools its hidden states */
+    TC_POOL_CLS = 0,           /* "cls": the hidden state of the first token ([CLS]) */
+    TC_POOL_MEAN = 1,          /* "mean": the mean over the real (unpadded) tokens */
+    TC_POOL_COUNT
+} tc_pooling;
+/* The attention patterns of a model's self-attention, one line each: X(ENUM, name, what).
+ * Append, never reorder (as TC_ACTIVATIONS). */
+#define TC_ATTENTIONS(X)                                                                    \
+    X(DENSE, dense, "dense: every query sees every key (causal and padding masks aside)")   \
+    X(BLOCK_SPARSE, block_sparse, "block-sparse: a local window of blocks plus strided and global blocks (tc_attention_sparse); empty tiles skipped")
+typedef enum {
+#define TC_ATTN_ENUM_(E, name, what) TC_ATTN_##E,
+    TC_ATTENTIONS(TC_ATTN_ENUM_)
+#undef TC_ATTN_ENUM_
+    TC_ATTN_COUNT
+} tc_attention_kind;
 typedef enum { TC_OPT_ACTIVATION = 0, TC_OPT_NORM, TC_OPT_POSITION, TC_OPT_CAUSAL,
-               TC_OPT_COUNT } tc_option_kind;
-/* The name of value v of option kind ("activation", "norm", "position", "causal" for
- * tc_option_kind_name), NULL when kind or v is out of range. */
+               TC_OPT_POOLING, TC_OPT_ATTENTION, TC_OPT_COUNT } tc_option_kind;
+/* The name of value v of option kind ("activation", "norm", "position", "causal",
+ * "pooling", "attention" for tc_option_kind_name), NULL when kind or v is out of range. */
 const char *tc_option_kind_name(int kind);
 const char *tc_option_name(int kind, int v);
 /* Number of values of kind (TC_<KIND>_COUNT), 0 when kind is out of range. */
@@ -128,30 +144,39 @@ int tc_get_data_parallel(void);
 /* The one CPU-dispatch point. Every family with an instruction-set-specific variant (the
  * GEMM micro-kernel and packers, the attention tiles, the vectorised row kernels of
  * softmax, activations, layernorm and the loss, the fused kernels, the decode
- * matrix-vector products, the peak-FLOP/s bench) runs its AVX2+FMA variant iff
- * tc_cpu_use_avx2(): the CPU has AVX2 and FMA (probed once; never in a TC_PORTABLE_ONLY or
- * non-x86 build) and the portable override is off. The override forces the portable
- * kernels in every family at once: the environment variable TC_PORTABLE=1 (or the older
- * spelling TC_GEMM_KERNEL=generic), read once at the first query, or
- * tc_cpu_set_portable(1). A test and tuning switch: not to be flipped while kernels run. */
+ * matrix-vector products, the peak-FLOP/s bench) runs its fast variant iff
+ * tc_cpu_pick(family): the build has one for that family, the CPU has the instruction set
+ * (probed once) and the portable override is off. The fast variants are AVX2+FMA on x86-64
+ * ("avx2+fma", every family) and NEON on AArch64 ("neon": the GEMM micro-kernel and the FMA
+ * row kernels of softmax, activations and the loss; the other families run their portable
+ * code there); there are none in a TC_PORTABLE_ONLY build or on other CPUs. The override
+ * forces the portable kernels in every family at once: the environment variable
+ * TC_PORTABLE=1 (or the older spelling TC_GEMM_KERNEL=generic), read once at the first
+ * query, or tc_cpu_set_portable(1). A test and tuning switch: not to be flipped while
+ * kernels run. */
 typedef enum {
     TC_CPU_GEMM = 0, TC_CPU_ATTENTION, TC_CPU_SOFTMAX, TC_CPU_ACTIVATION, TC_CPU_LAYERNORM,
     TC_CPU_LOSS, TC_CPU_FUSED, TC_CPU_DECODE, TC_CPU_BENCH, TC_CPU_FAMILY_COUNT
 } tc_cpu_family;
+/* the CPU has the build's fast instruction set (AVX2+FMA / NEON), its name ("avx2+fma",
+ * "neon"; NULL if the build has none), and whether it is used (the override is off) */
+int tc_cpu_has_fast(void);
+const char *tc_cpu_fast_name(void);
+int tc_cpu_use_fast(void);
+/* the same for AVX2+FMA only (0 on every other CPU) */
 int tc_cpu_has_avx2(void);
 int tc_cpu_use_avx2(void);
-/* 1 if the build compiled the x86 AVX2+FMA variants and the runtime probe (an x86-64 GCC or
- * clang build without TC_PORTABLE_ONLY), 0 if it has the portable kernels only (a
- * TC_PORTABLE_ONLY build, or another architecture: aarch64, ...). */
-int tc_cpu_x86_dispatch(void);
 /* on 1: force the portable kernels; 0: the CPU's best; -1: the environment's choice again
  * (read anew at the next query). TC_EINVAL otherwise. */
 int tc_cpu_set_portable(int on);
 int tc_cpu_get_portable(void);
-/* tc_cpu_use_avx2(), remembered as family's last choice (what a kernel calls to dispatch). */
+/* whether family runs its fast variant now (it has one and tc_cpu_use_fast()), remembered
+ * as family's last choice (what a kernel calls to dispatch). */
 int tc_cpu_pick(int family);
-/* "avx2+fma" or "generic": what family last ran (NULL if it has not run; any family < 0:
- * what would run now; always "generic" in a build without the x86 variants); tc_cpu_family_name: "gemm", "attention", ... (NULL out of range). */
+/* "avx2+fma", "neon" or "generic": what family last ran (NULL if it has not run; any
+ * family < 0: what would run now; always "generic" for a family without a fast variant in
+ * this build, e.g. every family of a TC_PORTABLE_ONLY build); tc_cpu_family_name: "gemm",
+ * "attention", ... (NULL out of range). */
 const char *tc_cpu_kernel_name(int family);
 const char *tc_cpu_family_name(int family);
 
@@ -175,10 +200,10 @@ int tc_gemm_ref_f32(float *C, const float *A, const float *B, int64_t M, int64_t
 int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                     double alpha, double beta);
-/* The micro-kernel the next product runs ("avx2+fma" or "generic"; = tc_cpu_kernel_name(-1)).
- * tc_gemm_set_kernel: the cpu override by name (it applies to every family): "generic" =
- * tc_cpu_set_portable(1), "avx2+fma" = (0) (TC_EINVAL if the CPU lacks it), "auto"/NULL =
- * (-1). */
+/* The micro-kernel the next product runs ("avx2+fma", "neon" or "generic"; =
+ * tc_cpu_kernel_name(-1)). tc_gemm_set_kernel: the cpu override by name (it applies to every
+ * family): "generic" = tc_cpu_set_portable(1), "avx2+fma" / "neon" = (0) (TC_EINVAL unless it
+ * is the build's fast variant and the CPU has it), "auto"/NULL = (-1). */
 const char *tc_gemm_kernel_name(void);
 int tc_gemm_set_kernel(const char *name);
 /* tc_gemm with an epilogue: ep(ctx, i0, j0, m, n) is called once for every finished block
@@ -530,7 +555,40 @@ typedef struct {
     int64_t bias_strides[4];
     const uint8_t *key_padding;
     uint64_t dropout_first;
+    const struct tc_attention_sparse *sparse; /* NULL: dense; else a block-sparse pattern */
+    const int64_t *sparse_shift; /* NULL, or (B,): row b's sequence starts at key slot
+                                    sparse_shift[b] (left padding): the pattern reads query
+                                    and key positions shifted down by it (slots below it
+                                    are no position: hidden) */
 } tc_attention_masks;
+
+/* Block-sparse attention: a structural mask (like causal masking, whole tiles of it are
+ * skipped by the tiled kernel, so the work is that of the visible blocks). Positions are
+ * cut into blocks of `block` tokens. Query row i is at position p = i (p = i + S - T under
+ * TC_CAUSAL_BOTTOM_RIGHT, so decoding against a KV cache sees what training saw); it sits
+ * in block qb = p / block, key j in block kb = j / block, and key j is visible iff
+ *   |qb - kb| < window                          (local: its own block, window - 1 each side)
+ *   or stride > 0 and kb % stride == stride - 1 (strided "summary" blocks)
+ *   or kb < global or qb < global               (global blocks: see and are seen by all)
+ * (and causal / the other masks let it). A negative p sees nothing. window >= 1 (a query
+ * always sees its own block, save causality), block >= 1, stride >= 0, global >= 0; else
+ * TC_EINVAL. With window ~ sqrt(T)/block and stride ~ sqrt(T)/block a query sees
+ * O(sqrt(T)) keys: O(T sqrt(T)) work in all (README, "Block-sparse attention"). */
+typedef struct tc_attention_sparse {
+    int64_t block, window, stride, global;
+} tc_attention_sparse;
+/* 1 if sp is a valid pattern (above), else 0. */
+int tc_attention_sparse_ok(const tc_attention_sparse *sp);
+/* The block layout: blocks (NQB, NKB) uint8 written, blocks[qb, kb] = 1 iff key block kb
+ * is visible to query block qb by the rules above (causality not applied). TC_EINVAL for
+ * a bad pattern or negative sizes. */
+int tc_attention_sparse_blocks(uint8_t *blocks, const tc_attention_sparse *sp, int64_t NQB,
+                               int64_t NKB);
+/* The equivalent element mask of T queries against S keys: keep (T, S) uint8 written, 1
+ * where the pattern lets query row i see key j (positions as above: causal only shifts the
+ * query positions under TC_CAUSAL_BOTTOM_RIGHT; causality itself is not applied). */
+int tc_attention_sparse_mask(uint8_t *keep, const tc_attention_sparse *sp, int64_t T,
+                             int64_t S, int causal);
 
 /* out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV).
  * causal: TC_CAUSAL_*; dropout_p in [0, 1] (1 drops everything); seed: the dropout stream. */
@@ -646,6 +704,23 @@ int tc_attention_decode_f64(double *out, double *k_cache, double *v_cache, const
                             const double *k_new, const double *v_new,
                             const uint8_t *key_padding, int64_t B, int64_t NH, int64_t TN,
                             int64_t Smax, int64_t pos, int64_t DK, int64_t DV, double scale);
+/* The same step with a block-sparse pattern (NULL: dense, as above): query t at position
+ * pos + t sees the keys the pattern lets it (bottom-right positions, tc_attention_sparse),
+ * the key set a training forward gives that row; only the visible blocks' scores are
+ * computed. shift: NULL or (B,), row b's sequence starting at cache slot shift[b] (left
+ * padding; tc_attention_masks.sparse_shift). */
+int tc_attention_decode_sparse_f32(float *out, float *k_cache, float *v_cache, const float *q,
+                                   const float *k_new, const float *v_new,
+                                   const uint8_t *key_padding,
+                                   const tc_attention_sparse *sparse, const int64_t *shift,
+                                   int64_t B, int64_t NH, int64_t TN, int64_t Smax, int64_t pos,
+                                   int64_t DK, int64_t DV, float scale);
+int tc_attention_decode_sparse_f64(double *out, double *k_cache, double *v_cache,
+                                   const double *q, const double *k_new, const double *v_new,
+                                   const uint8_t *key_padding,
+                                   const tc_attention_sparse *sparse, const int64_t *shift,
+                                   int64_t B, int64_t NH, int64_t TN, int64_t Smax, int64_t pos,
+                                   int64_t DK, int64_t DV, double scale);
 /* The attention probabilities of a finished forward, on request (nothing else keeps a
  * (T,S) matrix): P (B,NH,T,S) written, P_ij = exp(scale q_i . k_j (+ bias) - lse_i) with the
  * keys the forward masked set by the same mask function (exactly 0) and rows with every key
@@ -1006,7 +1081,9 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
  * post-LN: x = ln_1(x + drop(attn(x))); x = ln_2(x + drop(mlp(x))) and no ln_f. Attention is
  * causal with scale 1/sqrt(HS), HS = C/NH, q and k rotated by RoPE when position == ROPE.
  * With position == NONE nothing encodes positions (no wpe, no table, no rotation).
- * Attention is the tiled kernel (tc_attention_forward / _backward).
+ * Attention is the tiled kernel (tc_attention_forward / _backward); with attention ==
+ * TC_ATTN_BLOCK_SPARSE it is block-sparse with the config's pattern (the same key set in
+ * training, inspect and KV-cached decoding, left-padded rows included).
  * Dropout (probability cfg.dropout, when training) hits the embeddings (site 0), the
  * attention probabilities (site 1 + 3l) and the attention (site 2 + 3l) and MLP (site 3 + 3l)
  * branch outputs of layer l; site s uses seed + (s + 1) * 0x9E3779B97F4A7C15 (mod 2^64) with
@@ -1026,6 +1103,9 @@ typedef struct {
     double pos_base;              /* base of the sinusoidal table and of RoPE */
     int rope_interleaved;         /* RoPE pairs (2i, 2i+1) instead of (i, i + HS/2) */
     double dropout;               /* in [0, 1) */
+    int attention;                /* TC_ATTN_*: dense (0, the default) or block-sparse */
+    int64_t sparse_block, sparse_window, sparse_stride, sparse_global; /* the pattern of
+                                     BLOCK_SPARSE (tc_attention_sparse), ignored when dense */
 } tc_gpt_config;
 typedef struct tc_gpt tc_gpt;
 

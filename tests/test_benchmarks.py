@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks import __main__ as bench_main
 from benchmarks import common, gemm, layers, peak
+from transformer_c import functional as F
 
 FAST = {"repeats": 1, "min_time": 0.0, "warmup": 0, "settle": 0.0}
 
@@ -102,6 +103,25 @@ def test_fingerprint_detects_a_changed_number(tmp_path):
     np.savez(tmp_path / "c.npz", **dict(out, **{"k/grads": g}))
     lines, _, _ = fingerprint.compare(tmp_path / "a.npz", tmp_path / "c.npz")
     assert lines == ["k/grads: differs (float64(%d,) vs float64(%d,))" % (g.size, g.size)]
+
+
+def test_sparse_attention_benchmark_runs_on_tiny_shapes():
+    from benchmarks import sparse_attention as sa
+
+    recs = sa.run((64, 256), threads=1, opts=FAST, memory=False, quiet=True)
+    assert [r["T"] for r in recs] == [64, 256]
+    for r in recs:
+        assert r["dense_s"] > 0 and r["sparse_s"] > 0
+        assert r["keys_per_query_sparse"] < r["keys_per_query_dense"] == (r["T"] + 1) / 2
+    # keys_per_query agrees with the element mask it summarises
+    sp, T = sa.pattern(256), 256
+    m = F.sparse_mask(sp, T) & np.tri(T, dtype=bool)
+    assert sa.keys_per_query(sp, T) == m.sum() / T
+    assert "growth exponent" in sa.table(recs)
+    assert sa.child_memory(64, True) >= 0
+    g = sa.gpt_run(B=1, T=64, opts=FAST, quiet=True,
+                   cfg=dict(n_layer=1, n_head=2, n_embd=16, vocab_size=11, block_size=64))
+    assert g["dense_ms"] > 0 and g["sparse_ms"] > 0 and g["per_flop_ratio"] > 0
 
 
 def test_platforms_times_every_kernel_variant_and_restores_the_switches():

@@ -62,6 +62,8 @@ def cpu_flags():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads /proc/cpuinfo (Linux)")
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="the x86-64 dispatch (AArch64's NEON one: tests/c, tools/c_kernel_test.sh)")
 def test_dispatch_picks_the_best_kernels_this_cpu_has(monkeypatch):
     # the runtime dispatch runs AVX2+FMA exactly when the CPU has both (per /proc/cpuinfo)
     # and the build compiled them; the portable kernels otherwise, on any x86-64

@@ -181,7 +181,7 @@ def test_each_rank_computes_its_rows_of_the_global_batch_with_dropout(grad_accum
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     # rank 1 with rank 0's masks (row offset 0) computes another gradient
     t = ranks[1]
-    t._micro_loss_and_grads(*t.train_data.batch_at(starts[b:2 * b]), t.dropout_seed(0, 0), 0)
+    t._micro_loss_and_grads(t.train_data.batch_at(starts[b:2 * b]), t.dropout_seed(0, 0), 0)
     if grad_accum == 1:
         assert np.abs((local[0] + t.model.flat_grads) / 2 - want).max() > 1e-3
 

@@ -13,6 +13,7 @@ import pytest
 
 import transformer_c as tc
 from conftest import check_grads, num_grad
+from test_attention_sparse import np_pattern
 from transformer_c.nn import (CrossAttention, DecoderBlock, Dense, Encoder, EncoderConfig,
                               EncoderDecoder, EncoderDecoderConfig, Norm, SelfAttention)
 from transformer_c.nn.blocks import MLP, Block, site_seed
@@ -77,9 +78,11 @@ def batch(cfg, B=3, S=7, T=6, seed=1, lengths=None, tgt_lengths=None):
 
 # ------------------------------------------------------------------ the PyTorch twin
 
-def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder_only=False):
+def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder_only=False,
+               token_types=None):
     """Logits (or, encoder_only, the encoder's output) of the model defined by cfg with
-    parameters P (a tree of torch tensors), from torch primitives. mask: bool (B, S), True =
+    parameters P (a tree of torch tensors), from torch primitives; token_types (B, S): add
+    P["wtt"]["weight"] rows to the encoder's embeddings (BERT's segments, nn.Bert). mask: bool (B, S), True =
     real token, or None. Dropout masks come from the seeded dropout kernel (tested on its
     own) at the model's sites: encoder embeddings 0, encoder layer l 3l+1 (attention
     probabilities), 3l+2, 3l+3 (branches); decoder embeddings D0 = 1 + 3 Le, decoder layer l
@@ -111,9 +114,13 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
         B, L, _ = t.shape
         return t.view(B, L, NH, HS).transpose(1, 2)
 
-    def attend(q, k, v, *, causal, keys, site):
+    def attend(q, k, v, *, causal, keys, site, sparse=False):
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
         T, S = s.shape[-2:]
+        if sparse and getattr(cfg, "attention", "dense") == "block_sparse":
+            keep = np_pattern(T, S, cfg.sparse_block, cfg.sparse_window, cfg.sparse_stride,
+                              cfg.sparse_global)  # the documented rule, rebuilt in NumPy
+            s = s.masked_fill(torch.from_numpy(~keep), float("-inf"))
         if causal:
             s = s.masked_fill(torch.triu(torch.ones(T, S, dtype=torch.bool), 1), float("-inf"))
         if keys is not None:
@@ -124,7 +131,8 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
 
     def self_attn(x, p, *, causal, keys, site):
         q, k, v = (heads(t) for t in lin(x, p["c_attn"]).split(C, dim=-1))
-        return lin(attend(q, k, v, causal=causal, keys=keys, site=site), p["c_proj"])
+        return lin(attend(q, k, v, causal=causal, keys=keys, site=site, sparse=True),
+                   p["c_proj"])
 
     def cross_attn(x, memory, p, site):
         q = heads(lin(x, p["q_attn"]))
@@ -137,7 +145,7 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
              "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
         return lin(h, p["c_proj"])
 
-    def embed(ids, wte, stack, site):
+    def embed(ids, wte, stack, site, types=None):
         ids = torch.from_numpy(np.asarray(ids, np.int64))
         L = ids.shape[1]
         x = wte[ids]
@@ -148,6 +156,8 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
             k2 = torch.arange(C, dtype=torch.float64) // 2 * 2
             ang = pos / cfg.position_base ** (k2 / C)
             x = x + torch.where(torch.arange(C) % 2 == 0, torch.sin(ang), torch.cos(ang)).to(dt)
+        if types is not None:
+            x = x + stack["wtt"]["weight"][torch.from_numpy(np.asarray(types, np.int64))]
         return drop(x, site)
 
     def residual(x, norm, f, site):
@@ -156,7 +166,7 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
         return ln(x + drop(f(x), site), norm)
 
     shared = "wte" in P and not encoder_only
-    x = embed(src, (P if shared else enc)["wte"]["weight"], enc, 0)
+    x = embed(src, (P if shared else enc)["wte"]["weight"], enc, 0, token_types)
     for layer, h in enumerate(enc["h"]):
         s = 3 * layer
         x = residual(x, h["ln_1"], lambda z: self_attn(z, h["attn"], causal=False, keys=kpm,
@@ -332,11 +342,15 @@ def test_torch_nn_transformer_layers_parity(torch, norm):
 
 # ------------------------------------------------------------------ Encoder alone
 
+@pytest.mark.parametrize("sparse", [{}, dict(attention="block_sparse", sparse_block=2,
+                                              sparse_window=1, sparse_stride=3,
+                                              sparse_global=1)])  # global: no empty row
 @pytest.mark.parametrize("norm", ["pre", "post"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_encoder_torch_twin_parity(torch, norm, dtype):
+def test_encoder_torch_twin_parity(torch, norm, dtype, sparse):
     cfg = EncoderConfig(vocab_size=11, block_size=9, n_layer=2, n_head=2, n_embd=8,
-                        norm=norm, dropout=0.25, position="learned", activation="gelu_tanh")
+                        norm=norm, dropout=0.25, position="learned", activation="gelu_tanh",
+                        **sparse)
     enc = make_model(cfg, dtype, seed=5)
     enc.seed = 3
     lengths = np.array([7, 2, 5])

@@ -10,6 +10,7 @@ import pytest
 
 import transformer_c as tc
 from conftest import DATA_DIR, num_grad
+from test_attention_sparse import np_pattern
 from transformer_c.nn import GPT, GPTConfig
 from transformer_c.nn.blocks import site_seed
 from transformer_c.tree import flatten
@@ -28,6 +29,11 @@ VARIANTS = {
     "silu_rope_post": dict(activation="silu", position="rope", norm="post"),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
+    "block_sparse": dict(attention="block_sparse", sparse_block=2, sparse_window=1,
+                         sparse_stride=2, sparse_global=0),
+    "block_sparse_rope_dropout_global": dict(attention="block_sparse", sparse_block=1,
+                                             sparse_window=2, sparse_stride=3, sparse_global=1,
+                                             position="rope", dropout=0.2),
     "nopos": dict(position="none"),
     "nopos_post_relu_dropout": dict(position="none", norm="post", activation="relu",
                                     dropout=0.2),
@@ -87,6 +93,10 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None):
             q, k = rope(q), rope(k)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
         s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+        if cfg.attention == "block_sparse":  # the documented rule, rebuilt in NumPy
+            keep = np_pattern(T, T, cfg.sparse_block, cfg.sparse_window, cfg.sparse_stride,
+                              cfg.sparse_global)
+            s = s.masked_fill(torch.from_numpy(~keep), float("-inf"))
         y = drop(torch.softmax(s, -1), p["site"]) @ v
         if head_mask is not None:
             y = y * torch.tensor(np.asarray(head_mask[p["layer"]], np.float64),

@@ -14,7 +14,7 @@ from transformer_c.studies import heads as H
 pytest.importorskip("matplotlib")
 
 
-def test_quick_run(tmp_path):
+def test_heads_quick_run(tmp_path):
     rep = studies.run("heads", tmp_path, quick=True, threads=1)
     s = H.settings(True)
     assert rep.columns == ["layer", "head", "previous", "first", "self", "delimiter",

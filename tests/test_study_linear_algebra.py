@@ -11,7 +11,7 @@ from transformer_c.studies import linear_algebra as LA
 pytest.importorskip("matplotlib")
 
 
-def test_quick_run(tmp_path):
+def test_linear_algebra_quick_run(tmp_path):
     rep = studies.run("linear_algebra", tmp_path, quick=True, threads=1)
     s = LA.settings(True)
     hs = s["n_embd"] // s["n_head"]

@@ -11,7 +11,7 @@ from transformer_c.studies import scaling as S
 pytest.importorskip("matplotlib")
 
 
-def test_quick_run(tmp_path):
+def test_scaling_quick_run(tmp_path):
     rep = studies.run("scaling", tmp_path, quick=True, threads=1)
     s = S.settings(True)
     assert rep.columns == ["n_layer", "n_head", "n_embd", "params", "non_embedding_params",

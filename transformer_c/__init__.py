@@ -49,9 +49,10 @@ def build_info() -> dict:
     """What this build of the C extension was compiled with, a new dict each call:
     ``openmp`` (bool: threads available; False for a serial build), ``openmp_version``
     (int, the _OPENMP date yyyymm, 0 without OpenMP), ``portable_only`` (bool: only the
-    portable C kernels were compiled, no AVX2+FMA variants nor the runtime CPU dispatch: a
-    TC_PORTABLE_ONLY=1 build or a non-x86 machine such as aarch64) and ``compiler`` (str).
-    Which kernels run on this CPU: ``_C.gemm_kernel_name()`` ("avx2+fma" or "generic")."""
+    portable C kernels were compiled, no AVX2+FMA / NEON variants: a TC_PORTABLE_ONLY=1
+    build, or an architecture other than x86-64 and AArch64) and ``compiler`` (str).
+    Which kernels run on this CPU: ``_C.gemm_kernel_name()`` ("avx2+fma", "neon" or
+    "generic")."""
     return dict(_C.BUILD)
 
 

@@ -4,7 +4,8 @@
                           version that wrote it) and the training state: step, best validation
                           loss, tokens seen, elapsed time, the data RNG state, the training
                           configuration, a description of the data
-    model.safetensors     the GPT (GPT.save: tensors + its config in the metadata)
+    model.safetensors     the GPT or Bert (its save: tensors + its config in the metadata;
+                          the metadata key says which: "bert_config" for a Bert)
     tokenizer.json        the tokenizer (Tokenizer.save)
     optimizer.safetensors the AdamW moments "exp_avg" and "exp_avg_sq" (flat, the layout of
                           GPT.flat_parameters), when saved
@@ -70,7 +71,7 @@ def save(path, *, model, tokenizer, state, optimizer=None):
     after a crash at any point a complete checkpoint (the old or the new) is found by
     :func:`resolve`.
 
-    model: a GPT; tokenizer: a Tokenizer; state: a JSON-serialisable dict (stored in
+    model: a GPT or a Bert; tokenizer: a Tokenizer; state: a JSON-serialisable dict (stored in
     checkpoint.json beside the version stamp and the files' checksums); optimizer: None or
     a dict of flat arrays.
     """
@@ -320,7 +321,6 @@ def load(path, *, optimizer=True, prefer="best"):
     from safetensors.numpy import load_file
 
     from .data import load_tokenizer
-    from .nn import GPT
 
     notes = []
     path = _resolve(path, prefer, notes)
@@ -332,7 +332,7 @@ def load(path, *, optimizer=True, prefer="best"):
     if not os.path.isfile(model_file):
         raise CheckpointError(f"{path} has no model.safetensors")
     try:
-        model = GPT.load(model_file)
+        model = model_class(model_file).load(model_file)
     except Exception as e:  # safetensors raises its own error types for a damaged file
         raise CheckpointError(f"{model_file} is corrupt: {_one_line(e)}") from None
     if not np.isfinite(model.flat_parameters).all():
@@ -364,6 +364,17 @@ def load(path, *, optimizer=True, prefer="best"):
     elif optimizer and "optimizer.safetensors" in meta.get("files", {}):
         raise CheckpointError(f"{path} has no optimizer.safetensors (checkpoint.json lists it)")
     return Checkpoint(path, model, tokenizer, meta, opt, notes)
+
+
+def model_class(model_file):
+    """The class that wrote model.safetensors ``model_file``: nn.Bert when its metadata
+    holds "bert_config", else nn.GPT."""
+    from safetensors import safe_open
+
+    from .nn import GPT, Bert
+    with safe_open(os.fspath(model_file), framework="np") as f:
+        meta = f.metadata() or {}
+    return Bert if Bert._meta_key in meta else GPT
 
 
 def _one_line(e):

@@ -4,6 +4,7 @@
     sample  generate text from a checkpoint (or a Hugging Face GPT-2 directory), streaming
     eval    per-token and per-character perplexity of a checkpoint on a text file
     demo    gradient-check a small Decoder, then train it on sequence reversal
+    classify train / evaluate a BERT-style pair classifier on JSONL (text_a, text_b, label)
     prepare download a public corpus (e.g. shakespeare) into the cache, checksummed
 
 With no command it runs ``train`` with its defaults: a small character-level GPT on the
@@ -153,6 +154,9 @@ def build_parser():
                    "split of the training data)")
     e.add_argument("--batch-size", type=_positive(int), default=16)
     e.add_argument("--threads", type=_positive(int))
+
+    from .cli_classify import add_parser as add_classify_parser
+    add_classify_parser(sub, _positive, _non_negative)
 
     d = sub.add_parser("demo", help="gradient check + sequence reversal with nn.Decoder")
     d.add_argument("--steps", type=_positive(int), default=300, help="training steps")
@@ -791,6 +795,11 @@ def cmd_eval(args):
     return 0
 
 
+def cmd_classify(args):
+    from .cli_classify import cmd_classify as run
+    return run(args, CLIError, _say, _load_checkpoint)
+
+
 def cmd_demo(args):
     from .demo import run
     _threads(args)
@@ -849,7 +858,7 @@ def main(argv=None):
         argv = ["train"] + argv  # the default command
     args = parser.parse_args(argv)
     commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo,
-                "prepare": cmd_prepare, "study": cmd_study}
+                "prepare": cmd_prepare, "study": cmd_study, "classify": cmd_classify}
     try:
         _resolve_data_names(args)
         return commands[args.command](args)

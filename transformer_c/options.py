@@ -5,29 +5,35 @@ checkpoint makes, read from the C tables (tc.h, "options"; ``transformer_c._C.OP
     NORMS         ("pre", "post")                        where a block's layer norms sit
     POSITIONS     ("learned", "sinusoidal", "rope", "none")  how a model encodes positions
     CAUSAL_MODES  ("none", "top_left", "bottom_right")   causal masking of attention
+    POOLINGS      ("cls", "mean")                        how nn.Bert pools for its classifier
+    ATTENTIONS    ("dense", "block_sparse")              a model's self-attention pattern
 
 The index of a name in its tuple is the C enum value (TC_ACT_*, TC_NORM_*, TC_POS_*,
-TC_CAUSAL_*). Masks have one polarity in the public API: True = attend (a real key);
+TC_CAUSAL_*, TC_POOL_*, TC_ATTN_*). Masks have one polarity in the public API: True = attend
+(a real key);
 the coursework convention (True = masked) lives only in helpers that say so in their names
 (transformer_c.data.masks).
 """
 from . import _C
 
-__all__ = ["ACTIVATIONS", "NORMS", "POSITIONS", "CAUSAL_MODES", "check_option", "option_index"]
+__all__ = ["ACTIVATIONS", "NORMS", "POSITIONS", "CAUSAL_MODES", "POOLINGS", "ATTENTIONS",
+           "check_option", "option_index"]
 
 ACTIVATIONS = _C.OPTIONS["activation"]
 NORMS = _C.OPTIONS["norm"]
 POSITIONS = _C.OPTIONS["position"]
 CAUSAL_MODES = _C.OPTIONS["causal"]
+POOLINGS = _C.OPTIONS["pooling"]
+ATTENTIONS = _C.OPTIONS["attention"]
 
 _KINDS = {"activation": ACTIVATIONS, "norm": NORMS, "position": POSITIONS,
-          "causal": CAUSAL_MODES}
+          "causal": CAUSAL_MODES, "pooling": POOLINGS, "attention": ATTENTIONS}
 
 
 def check_option(kind, value, *, name=None, allowed=None):
     """``value`` if it is one of option ``kind``'s names (restricted to ``allowed`` when
     given), else a ValueError naming the argument (``name``, default ``kind``) and the
-    choices. kind: "activation", "norm", "position" or "causal"."""
+    choices. kind: "activation", "norm", "position", "causal", "pooling" or "attention"."""
     names = _KINDS[kind] if allowed is None else tuple(allowed)
     if not isinstance(value, str) or value not in names:
         raise ValueError(f"{name or kind} must be one of {names}, got {value!r}")

@@ -1,4 +1,12 @@
-"""Training a GPT language model: :class:`Trainer` and :class:`TrainConfig`.
+"""Training a GPT language model, or a Bert classifier / masked LM: :class:`Trainer` and
+:class:`TrainConfig`.
+
+The task follows the training data: a StreamDataset (random windows; a GPT, next-token
+loss, "lm"), a transformer_c.data.PairDataset (a Bert, classification cross-entropy and
+accuracy, "classify"; ``batch_at`` gives the keyword arguments of Bert.loss_and_grads) or
+a transformer_c.data.MaskedLMDataset (a Bert, masked-LM loss, "mlm"). Everything below
+(steps, schedule, clipping, AdamW groups, evaluation, checkpoints, resume, signals) is the
+same for the three; what the text says about windows holds for examples of a dataset.
 
 One optimizer step (:meth:`Trainer.train_step`):
 
@@ -59,10 +67,12 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import functional as F
 from .distributed import SingleProcess, rescale_batch
-from .nn import GPT
+from .nn import GPT, Bert
 from .schedules import SCHEDULES, make_schedule
 
-__all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "parameter_groups"]
+__all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "parameter_groups", "TASKS"]
+
+TASKS = ("lm", "classify", "mlm")  # what a dataset's ``task`` attribute may say
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -167,13 +177,13 @@ class TrainConfig:
 def parameter_groups(model):
     """[(start, stop, decay)]: the flat parameter buffer of ``model`` (a GPT) cut into runs of
     consecutive tensors that do (decay=True: linear weights, a separate lm_head) or do not
-    (biases, LayerNorm weights, the wte / wpe embeddings) get weight decay."""
+    (biases, LayerNorm weights, the wte / wpe embeddings, a Bert's wtt) get weight decay."""
     flat = model.flat_parameters
     base = flat.__array_interface__["data"][0]
     tensors = []
     for name, arr in model.state_dict().items():
         start = (arr.__array_interface__["data"][0] - base) // flat.itemsize
-        decay = arr.ndim >= 2 and name.split(".")[0] not in ("wte", "wpe")
+        decay = arr.ndim >= 2 and name.split(".")[0] not in ("wte", "wpe", "wtt")
         tensors.append((start, start + arr.size, decay))
     tensors.sort()
     runs = []
@@ -196,10 +206,13 @@ def _window_starts(n_windows, block_size, count):
 
 
 class Trainer:
-    """Trains a :class:`~transformer_c.nn.GPT` on random windows of a token stream.
+    """Trains a :class:`~transformer_c.nn.GPT` on random windows of a token stream, or a
+    :class:`~transformer_c.nn.Bert` on a PairDataset / MaskedLMDataset (the task is
+    ``train_data.task``: "lm", "classify" or "mlm").
 
-    model: a GPT (updated in place). train_data, val_data: StreamDataset (val_data may be
-    None: no validation loss, no best checkpoint). config: a TrainConfig. tokenizer: saved in
+    model: a GPT or a Bert (updated in place). train_data, val_data: StreamDataset for a
+    GPT, PairDataset or MaskedLMDataset for a Bert, both of one task (val_data may be None:
+    no validation loss, no best checkpoint). config: a TrainConfig. tokenizer: saved in
     checkpoints. out_dir: where checkpoints (last/, best/) and log.jsonl go (None: nowhere).
     chars_per_token: {"train": r, "val": r}, characters per token of each split, for
     per-character perplexity (1.0 for a character tokenizer). data_info: a JSON-able dict
@@ -213,8 +226,19 @@ class Trainer:
     def __init__(self, model, train_data, val_data=None, config=None, *, tokenizer=None,
                  out_dir=None, chars_per_token=None, data_info=None, progress=None,
                  quiet=False, printer=print, comm=None):
-        if not isinstance(model, GPT):
-            raise TypeError(f"model must be a transformer_c.nn.GPT, got {type(model).__name__}")
+        if not isinstance(model, (GPT, Bert)):
+            raise TypeError(f"model must be a transformer_c.nn.GPT or Bert, got "
+                            f"{type(model).__name__}")
+        self.task = getattr(train_data, "task", "lm")
+        if self.task not in TASKS:
+            raise ValueError(f"train_data.task must be one of {TASKS}, got {self.task!r}")
+        if (self.task == "lm") != isinstance(model, GPT):
+            raise TypeError(f"train_data is a {self.task!r} dataset, which trains a "
+                            f"{'GPT' if self.task == 'lm' else 'Bert'}, but model is a "
+                            f"{type(model).__name__}")
+        if val_data is not None and getattr(val_data, "task", "lm") != self.task:
+            raise ValueError(f"val_data must be a {self.task!r} dataset like train_data, got "
+                             f"{getattr(val_data, 'task', 'lm')!r}")
         self.model = model
         self.config = TrainConfig() if config is None else config
         if not isinstance(self.config, TrainConfig):
@@ -223,7 +247,8 @@ class Trainer:
             if ds is None and name == "val_data":
                 continue
             if not hasattr(ds, "batch_at") or not hasattr(ds, "block_size"):
-                raise TypeError(f"{name} must be a StreamDataset, got {type(ds).__name__}")
+                raise TypeError(f"{name} must be a StreamDataset, PairDataset or "
+                                f"MaskedLMDataset, got {type(ds).__name__}")
             if ds.block_size > model.config.block_size:
                 raise ValueError(f"{name} has block_size {ds.block_size} but the model's is "
                                  f"{model.config.block_size}")
@@ -255,7 +280,8 @@ class Trainer:
 
     @property
     def tokens_per_step(self):
-        """Tokens of one step over all ranks."""
+        """Tokens of one step over all ranks (for a PairDataset an upper bound: max_len
+        tokens a pair)."""
         c = self.config
         return c.grad_accum * c.batch_size * self.comm.size * self.train_data.block_size
 
@@ -267,10 +293,20 @@ class Trainer:
         c = self.config
         return (c.seed * 0x9E3779B97F4A7C15 + it * c.grad_accum + micro + 1) & _MASK64
 
-    def _micro_loss_and_grads(self, x, y, seed, row_offset):
-        """The mean loss of rows x, y (b, T) (rows [row_offset, row_offset + b) of a global
-        micro-batch with dropout seed ``seed``); its gradient in model.flat_grads."""
+    def _micro_loss_and_grads(self, batch, seed, row_offset):
+        """The mean loss of ``batch`` (the dataset's batch_at: rows x, y (b, T) for "lm", a
+        dict of Bert.loss_and_grads / mlm_loss_and_grads arguments otherwise; rows
+        [row_offset, row_offset + b) of a global micro-batch with dropout seed ``seed``);
+        its gradient in model.flat_grads."""
         model, ls = self.model, self.config.label_smoothing
+        if self.task != "lm":
+            if ls:
+                raise ValueError(f"label_smoothing is for language models, not the "
+                                 f"{self.task!r} task")
+            fn = model.loss_and_grads if self.task == "classify" else model.mlm_loss_and_grads
+            loss, _ = fn(**batch, seed=seed, row_offset=row_offset)
+            return loss
+        x, y = batch
         if ls == 0:
             loss, _ = model.loss_and_grads(x, y, seed=seed, row_offset=row_offset)
             return loss
@@ -299,8 +335,8 @@ class Trainer:
         total = 0.0
         for j in range(k):
             slot = j * comm.size + comm.rank
-            x, y = self.train_data.batch_at(starts[slot * b:(slot + 1) * b])
-            total += self._micro_loss_and_grads(x, y, self.dropout_seed(it, j),
+            batch = self.train_data.batch_at(starts[slot * b:(slot + 1) * b])
+            total += self._micro_loss_and_grads(batch, self.dropout_seed(it, j),
                                                 comm.rank * b)
             if k > 1:
                 if self._acc is None:
@@ -358,39 +394,69 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    def eval_loss(self, data, max_batches=None):
-        """(mean per-token loss, tokens) over fixed, evenly spaced windows of ``data``
-        (``eval_iters`` global batches of them; 0: every non-overlapping window). With
-        several ranks, batch i (of batch_size windows) is evaluated on rank i % ranks and the
-        sums are reduced."""
+    def _eval_batch(self, batch):
+        """(loss sum, count, correct) of one evaluation batch: tokens for "lm" / "mlm"
+        (correct 0), examples and right answers for "classify"."""
+        model = self.model
+        if self.task == "lm":
+            x, y = batch
+            return model.loss(x, y) * y.size, y.size, 0
+        if self.task == "mlm":
+            n = int((batch["targets"] != -100).sum())
+            return (model.mlm_loss(**batch) * n if n else 0.0), n, 0
+        kw = {k: v for k, v in batch.items() if k != "labels"}
+        logits = model.forward(**kw)
+        y = batch["labels"]
+        return (F.cross_entropy(logits, y) * y.size, y.size,
+                int((logits.argmax(axis=-1) == y).sum()))
+
+    def eval_metrics(self, data, max_batches=None):
+        """(mean loss, count, accuracy or None) over fixed examples of ``data``: evenly
+        spaced windows for "lm" / "mlm" (``eval_iters`` global batches; 0: every
+        non-overlapping window), evenly spaced examples for "classify" (0: all of them;
+        accuracy over them). With several ranks, batch i is evaluated on rank i % ranks and
+        the sums are reduced."""
         c, comm = self.config, self.comm
         iters = c.eval_iters if max_batches is None else max_batches
-        starts = _window_starts(len(data), data.block_size, iters * c.batch_size * comm.size)
+        count_wanted = iters * c.batch_size * comm.size
+        if hasattr(data, "eval_starts"):
+            starts = data.eval_starts(count_wanted)
+        else:
+            starts = _window_starts(len(data), data.block_size, count_wanted)
         was = self.model.training
         self.model.eval()
-        total, count = 0.0, 0
+        total, count, correct = 0.0, 0, 0
         try:
             for n, i in enumerate(range(0, starts.size, c.batch_size)):
                 if n % comm.size != comm.rank:
                     continue
-                x, y = data.batch_at(starts[i:i + c.batch_size])
-                total += self.model.loss(x, y) * y.size
-                count += y.size
+                t, k, r = self._eval_batch(data.batch_at(starts[i:i + c.batch_size]))
+                total, count, correct = total + t, count + k, correct + r
         finally:
             self.model.train(was)
         if comm.size > 1:
-            total, count = comm.sum([total, count])
-            count = int(count)
-        return total / count, count
+            total, count, correct = comm.sum([total, count, correct])
+            count, correct = int(count), int(correct)
+        acc = correct / max(count, 1) if self.task == "classify" else None
+        return total / max(count, 1), count, acc
+
+    def eval_loss(self, data, max_batches=None):
+        """(mean loss, count): per token for "lm" / "mlm", per example for "classify"
+        (eval_metrics' first two)."""
+        return self.eval_metrics(data, max_batches)[:2]
 
     def evaluate(self):
-        """Losses and perplexities on both splits at the current step (a dict)."""
+        """Losses and perplexities (accuracies for "classify") on both splits at the current
+        step (a dict)."""
         out = {"step": self.step}
         for split, data in (("train", self.train_data), ("val", self.val_data)):
             if data is None:
                 continue
-            loss, _ = self.eval_loss(data)
+            loss, _, acc = self.eval_metrics(data)
             out[f"{split}_loss"] = loss
+            if self.task == "classify":
+                out[f"{split}_acc"] = acc
+                continue
             out[f"{split}_ppl"] = math.exp(min(loss, 700.0))
             out[f"{split}_ppl_char"] = math.exp(min(loss / self.chars_per_token[split], 700.0))
         return out
@@ -520,7 +586,11 @@ class Trainer:
         r["best_val_loss"] = None if math.isinf(self.best_val_loss) else self.best_val_loss
         self.history.append(r)
         msg = f"step {self.step}: train loss {r['train_loss']:.4f}"
-        if "val_loss" in r:
+        if self.task == "classify":
+            msg += f" (accuracy {r['train_acc']:.4f})"
+            if "val_loss" in r:
+                msg += f", val loss {r['val_loss']:.4f} (accuracy {r['val_acc']:.4f})"
+        elif "val_loss" in r:
             msg += (f", val loss {r['val_loss']:.4f} (perplexity {r['val_ppl']:.2f} per token, "
                     f"{r['val_ppl_char']:.2f} per character)")
         self._say(msg, bar)

@@ -9,29 +9,60 @@
  */
 #include "tc_generic.h"
 
+/* The build's instruction-set variant: its name, the families that have one, the probe. */
+#define TC_CPU_ALL_FAMILIES ((1u << TC_CPU_FAMILY_COUNT) - 1u)
 #if TC_CPU_X86
+#define TC_CPU_FAST_NAME "avx2+fma"
+#define TC_CPU_FAST_FAMILIES TC_CPU_ALL_FAMILIES
 static int tc_cpu_probe(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+#elif TC_CPU_NEON
+/* NEON (Advanced SIMD) is mandatory on AArch64; Linux reports it as HWCAP_ASIMD. Only the
+ * GEMM micro-kernel and the row kernels have a NEON variant; the other families run their
+ * portable code (which GCC compiles to NEON vectors too, without FMA contraction). */
+#define TC_CPU_FAST_NAME "neon"
+#define TC_CPU_FAST_FAMILIES                                                                \
+    ((1u << TC_CPU_GEMM) | (1u << TC_CPU_SOFTMAX) | (1u << TC_CPU_ACTIVATION) |             \
+     (1u << TC_CPU_LOSS))
+#if defined(__linux__)
+#include <sys/auxv.h>
+static int tc_cpu_probe(void)
+{
+#ifdef HWCAP_ASIMD
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
 #else
+    return 1;
+#endif
+}
+#else
+static int tc_cpu_probe(void) { return 1; }
+#endif
+#else
+#define TC_CPU_FAST_NAME NULL
+#define TC_CPU_FAST_FAMILIES 0u
 static int tc_cpu_probe(void) { return 0; }
 #endif
 
-static int tc_cpu_avx2 = -1;     /* -1: not probed yet */
+static int tc_cpu_fast = -1;     /* -1: not probed yet */
 static int tc_cpu_portable = -1; /* -1: take the environment's choice at the next query */
-static int tc_cpu_last[TC_CPU_FAMILY_COUNT] = {0}; /* 0: not run, else 1 + (avx2 used) */
+static int tc_cpu_last[TC_CPU_FAMILY_COUNT] = {0}; /* 0: not run, else 1 + (fast variant used) */
 
-int tc_cpu_has_avx2(void)
+int tc_cpu_has_fast(void)
 {
-    int c = __atomic_load_n(&tc_cpu_avx2, __ATOMIC_RELAXED);
+    int c = __atomic_load_n(&tc_cpu_fast, __ATOMIC_RELAXED);
     if (c < 0) {
         c = tc_cpu_probe();
-        __atomic_store_n(&tc_cpu_avx2, c, __ATOMIC_RELAXED);
+        __atomic_store_n(&tc_cpu_fast, c, __ATOMIC_RELAXED);
     }
     return c;
 }
+
+const char *tc_cpu_fast_name(void) { return TC_CPU_FAST_NAME; }
+
+int tc_cpu_has_avx2(void) { return TC_CPU_X86 && tc_cpu_has_fast(); }
 
 /* TC_PORTABLE=1 (or the older TC_GEMM_KERNEL=generic) forces the portable kernels */
 static int tc_cpu_env_portable(void)
@@ -57,30 +88,29 @@ int tc_cpu_set_portable(int on)
     return TC_OK;
 }
 
-int tc_cpu_x86_dispatch(void) { return TC_CPU_X86; }
+int tc_cpu_use_fast(void) { return tc_cpu_has_fast() && !tc_cpu_get_portable(); }
 
-int tc_cpu_use_avx2(void) { return tc_cpu_has_avx2() && !tc_cpu_get_portable(); }
+int tc_cpu_use_avx2(void) { return TC_CPU_X86 && tc_cpu_use_fast(); }
 
 int tc_cpu_pick(int family)
 {
-    const int v = tc_cpu_use_avx2();
-    if (family >= 0 && family < TC_CPU_FAMILY_COUNT &&
-        __atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED) != 1 + v)
+    if (family < 0 || family >= TC_CPU_FAMILY_COUNT) return tc_cpu_use_fast();
+    const int v = ((TC_CPU_FAST_FAMILIES >> family) & 1u) && tc_cpu_use_fast();
+    if (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED) != 1 + v)
         __atomic_store_n(&tc_cpu_last[family], 1 + v, __ATOMIC_RELAXED);
     return v;
 }
 
 const char *tc_cpu_kernel_name(int family)
 {
-    if (family < 0) return tc_cpu_use_avx2() ? "avx2+fma" : "generic";
+    if (family < 0) return tc_cpu_use_fast() ? TC_CPU_FAST_NAME : "generic";
     if (family >= TC_CPU_FAMILY_COUNT) return NULL;
-#if !TC_CPU_X86
-    /* a portable-only build: each family has one variant and asks tc_cpu_pick nothing */
-    return "generic";
-#endif
+    /* a family without a fast variant in this build (all of them in a TC_PORTABLE_ONLY
+     * build) has one kernel and may never ask tc_cpu_pick */
+    if (!((TC_CPU_FAST_FAMILIES >> family) & 1u)) return "generic";
     switch (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED)) {
     case 1: return "generic";
-    case 2: return "avx2+fma";
+    case 2: return TC_CPU_FAST_NAME;
     default: return NULL;
     }
 }

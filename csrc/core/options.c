@@ -25,6 +25,14 @@ static const char *const pos_names[TC_POS_COUNT] = {
 static const char *const causal_names[TC_CAUSAL_COUNT] = {
     [TC_CAUSAL_NONE] = "none", [TC_CAUSAL_TOP_LEFT] = "top_left",
     [TC_CAUSAL_BOTTOM_RIGHT] = "bottom_right"};
+static const char *const pool_names[TC_POOL_COUNT] = {[TC_POOL_CLS] = "cls",
+                                                      [TC_POOL_MEAN] = "mean"};
+
+static const char *const attn_names[TC_ATTN_COUNT] = {
+#define ATTN_NAME_(E, name, what) [TC_ATTN_##E] = #name,
+    TC_ATTENTIONS(ATTN_NAME_)
+#undef ATTN_NAME_
+};
 
 static const struct {
     const char *kind;
@@ -35,6 +43,8 @@ static const struct {
     [TC_OPT_NORM] = {"norm", norm_names, TC_NORM_COUNT},
     [TC_OPT_POSITION] = {"position", pos_names, TC_POS_COUNT},
     [TC_OPT_CAUSAL] = {"causal", causal_names, TC_CAUSAL_COUNT},
+    [TC_OPT_POOLING] = {"pooling", pool_names, TC_POOL_COUNT},
+    [TC_OPT_ATTENTION] = {"attention", attn_names, TC_ATTN_COUNT},
 };
 
 const char *tc_option_kind_name(int kind)

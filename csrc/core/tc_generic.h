@@ -37,6 +37,14 @@
 #else
 #define TC_CPU_X86 0
 #endif
+/* 1 where the build carries the AArch64 NEON variants (the GEMM micro-kernel, the FMA row
+ * kernels of softmax / activations / loss), dispatched by tc_cpu_pick likewise; NEON is
+ * mandatory on AArch64, so the probe only confirms it. 0 in TC_PORTABLE_ONLY builds. */
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(TC_PORTABLE_ONLY)
+#define TC_CPU_NEON 1
+#else
+#define TC_CPU_NEON 0
+#endif
 
 /* Whether a backward's `write` flag (tc.h conventions) writes its k-th gradient output. */
 #define TC_WRITES(write, k) (((unsigned)(write) >> (k)) & 1u)

@@ -3,7 +3,8 @@
  * activations, layernorm).
  *
  * A "vector" is 32 bytes: 8 floats or 4 doubles. The compiler emits AVX2 (+FMA) for it in
- * functions marked TC_VEC_AVX2 and pairs of SSE2 registers elsewhere, so a kernel body is
+ * functions marked TC_VEC_AVX2 and pairs of SSE2 registers elsewhere (on AArch64: pairs of
+ * NEON registers, with FMA in functions marked TC_VEC_NEON_FMA), so a kernel body is
  * written once as an always-inline function and compiled twice; each family picks the
  * variant with tc_cpu_pick(TC_CPU_<family>) (core/cpu.c), so the one cpu override
  * (TC_PORTABLE=1, tc_cpu_set_portable(1)) selects the portable variants here too and
@@ -46,6 +47,18 @@ typedef uint64_t tc_vu64 __attribute__((vector_size(32)));
 #define TC_VEC_X86 0
 #define TC_VEC_AVX2
 #define TC_VEC_AVX2_NOFMA
+#endif
+/* AArch64: GCC compiles these vectors to NEON in every function (NEON is the baseline); the
+ * build turns FMA contraction off (setup.py: -ffp-contract=off on AArch64), so the portable
+ * variants round exactly as on x86-64 (a separate multiply and add). The NEON variants of
+ * the row kernels (softmax, activations, loss: tc_cpu_pick) are the same bodies with
+ * contraction on, a * b + c as one fused multiply-add (FMLA), as the AVX2+FMA variants. */
+#if TC_CPU_NEON
+#define TC_VEC_NEON 1
+#define TC_VEC_NEON_FMA __attribute__((optimize("fp-contract=fast")))
+#else
+#define TC_VEC_NEON 0
+#define TC_VEC_NEON_FMA
 #endif
 
 /* mask ? a : b lane by lane; mask a vector of 0 / -1 of the integer type IV */

@@ -23,10 +23,11 @@
  * the activation table (activation_table_impl.h).
  *
  * These loops are independent per element, so results do not depend on the thread count.
- * Each loop is an always-inline body compiled twice, for the x86-64 baseline and with
- * AVX2+FMA (picked at run time, vec_math.h); a call splits the array into one contiguous
- * chunk per thread, and runs in parallel only from a per-kernel size on (ACT_*_PAR_MIN):
- * a parallel region costs more than a cheap pass over a small array. ReLU's backward is a
+ * Each loop is an always-inline body compiled twice, for the portable baseline and with
+ * AVX2+FMA (x86-64) or NEON FMA (AArch64), picked at run time (vec_math.h); a call splits
+ * the array into one contiguous chunk per thread, and runs in parallel only from a
+ * per-kernel size on (ACT_*_PAR_MIN): a parallel region costs more than a cheap pass over
+ * a small array. ReLU's backward is a
  * branch-free select (vectorised); both GELU forms are written on vectors (gelu_math.h).
  */
 
@@ -193,6 +194,9 @@ ACT_VARIANT(, _generic)
 #if TC_VEC_X86
 ACT_VARIANT(TC_VEC_AVX2, _avx2)
 #define ACT_PICK(name) (tc_cpu_pick(TC_CPU_ACTIVATION) ? FN(name##_avx2) : FN(name##_generic))
+#elif TC_VEC_NEON
+ACT_VARIANT(TC_VEC_NEON_FMA, _neon)
+#define ACT_PICK(name) (tc_cpu_pick(TC_CPU_ACTIVATION) ? FN(name##_neon) : FN(name##_generic))
 #else
 #define ACT_PICK(name) FN(name##_generic)
 #endif

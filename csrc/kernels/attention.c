@@ -82,6 +82,94 @@ static inline int64_t attention_first_row(int64_t j, int64_t T, int64_t S, int c
     return i < 0 ? 0 : i > T ? T : i;
 }
 
+static int attention_causal_ok(int causal);
+
+/* Block-sparse patterns (tc.h, tc_attention_sparse). The position of query row i is
+ * i + attention_qoff(T, S, causal). */
+static inline int64_t attention_qoff(int64_t T, int64_t S, int causal)
+{
+    return causal == TC_CAUSAL_BOTTOM_RIGHT ? S - T : 0;
+}
+
+int tc_attention_sparse_ok(const tc_attention_sparse *sp)
+{
+    return sp && sp->block >= 1 && sp->window >= 1 && sp->stride >= 0 && sp->global >= 0;
+}
+
+/* Key block kb visible to query block qb (both >= 0). */
+static inline int attention_sparse_visible(const tc_attention_sparse *sp, int64_t qb, int64_t kb)
+{
+    const int64_t d = qb - kb;
+    return (d < sp->window && -d < sp->window) ||
+           (sp->stride > 0 && kb % sp->stride == sp->stride - 1) || kb < sp->global ||
+           qb < sp->global;
+}
+
+/* Some query position in [qp0, qp1] sees some key position in [kp0, kp1] (inclusive
+ * ranges; query positions below 0 see nothing): decides whether a tile is visited. */
+static int attention_sparse_any(const tc_attention_sparse *sp, int64_t qp0, int64_t qp1,
+                                int64_t kp0, int64_t kp1)
+{
+    if (qp0 < 0) qp0 = 0;
+    if (kp0 < 0) kp0 = 0;
+    if (qp1 < qp0 || kp1 < kp0) return 0;
+    const int64_t qa = qp0 / sp->block, qz = qp1 / sp->block;
+    if (qa < sp->global) return 1;
+    for (int64_t kb = kp0 / sp->block; kb <= kp1 / sp->block; kb++) {
+        if (kb < sp->global || (sp->stride > 0 && kb % sp->stride == sp->stride - 1)) return 1;
+        if (qa < kb + sp->window && qz > kb - sp->window) return 1; /* a local block */
+    }
+    return 0;
+}
+
+/* The run of keys at or after j (and below kend) visible to some query position in
+ * [qp0, qp1], whole blocks at a time: returns its start (kend when none) and sets *end to
+ * its end. The forward visits these runs only. */
+static int64_t attention_sparse_next(const tc_attention_sparse *sp, int64_t qp0, int64_t qp1,
+                                     int64_t j, int64_t kend, int64_t *end)
+{
+    const int64_t bs = sp->block;
+    if (j < 0) j = 0; /* no position below 0 */
+    int64_t kb = j / bs;
+    while (kb * bs < kend && !attention_sparse_any(sp, qp0, qp1, kb * bs, kb * bs))
+        kb++;
+    if (kb * bs >= kend) {
+        *end = kend;
+        return kend;
+    }
+    const int64_t start = kb * bs > j ? kb * bs : j;
+    while ((kb + 1) * bs < kend &&
+           attention_sparse_any(sp, qp0, qp1, (kb + 1) * bs, (kb + 1) * bs))
+        kb++;
+    *end = (kb + 1) * bs < kend ? (kb + 1) * bs : kend;
+    return start;
+}
+
+int tc_attention_sparse_blocks(uint8_t *blocks, const tc_attention_sparse *sp, int64_t NQB,
+                               int64_t NKB)
+{
+    if (!tc_attention_sparse_ok(sp) || NQB < 0 || NKB < 0) return TC_EINVAL;
+    for (int64_t qb = 0; qb < NQB; qb++)
+        for (int64_t kb = 0; kb < NKB; kb++)
+            blocks[qb * NKB + kb] = (uint8_t)attention_sparse_visible(sp, qb, kb);
+    return TC_OK;
+}
+
+// keep (T,S) written
+int tc_attention_sparse_mask(uint8_t *keep, const tc_attention_sparse *sp, int64_t T,
+                             int64_t S, int causal)
+{
+    if (!tc_attention_sparse_ok(sp) || T < 0 || S < 0 || !attention_causal_ok(causal))
+        return TC_EINVAL;
+    const int64_t off = attention_qoff(T, S, causal);
+    for (int64_t i = 0; i < T; i++) {
+        const int64_t p = i + off;
+        for (int64_t j = 0; j < S; j++)
+            keep[i * S + j] = p >= 0 && attention_sparse_visible(sp, p / sp->block, j / sp->block);
+    }
+    return TC_OK;
+}
+
 /* Dimensions valid and the products the kernels index with fit in int64 / size_t. */
 static int attention_dims_ok(int64_t B, int64_t NH, int64_t T, int64_t S, int64_t DK,
                              int64_t DV)

@@ -69,7 +69,10 @@ typedef struct {
     real_t *dq, *dk, *dv;                /* backward outputs */
     const real_t *q, *k, *v, *dout, *o, *lse_in;
     const tc_attention_masks *masks;
-    int masked;                     /* keep, bias or key_padding present */
+    int masked;                     /* keep, bias, key_padding or sparse present */
+    const tc_attention_sparse *sp;  /* the block-sparse pattern, or NULL */
+    const int64_t *sshift;          /* its per-row slot shifts (B,), or NULL */
+    int64_t qoff;                   /* query row i is at position i + qoff (attention_qoff) */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
     tc_attention_layout lay;        /* element strides of every operand (tc.h) */
     int write;                      /* backward: TC_WRITE(0/1/2) = dq/dk/dv =, else += */
@@ -172,7 +175,10 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     FN(att_ctx) c;
     memset(&c, 0, sizeof c);
     c.masks = masks;
-    c.masked = masks && (masks->keep || masks->bias || masks->key_padding);
+    c.masked = masks && (masks->keep || masks->bias || masks->key_padding || masks->sparse);
+    c.sp = masks ? masks->sparse : NULL;
+    c.sshift = masks ? masks->sparse_shift : NULL;
+    c.qoff = attention_qoff(Tq, S, causal);
     c.NH = NH;
     c.Tq = Tq;
     c.S = S;
@@ -225,9 +231,12 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
      * of every work item) when its rows are not already DVP apart */
     real_t *kt = NULL, *vp = NULL;
     const int packv = nqb > 1 && (c->DV != c->DVP || c->lay.v.t != c->DVP);
-    if ((nqb > 1 && c->DK > 0) || packv) {
+    /* (a block-sparse forward visits runs of keys that need not start at a tile boundary:
+     * it reads these from the transposed copy when they do, else transposes its tile) */
+    const int tk = nqb > 1 && c->DK > 0;
+    if (tk || packv) {
         c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
-        const int64_t nk = nqb > 1 && c->DK > 0 ? FN(att_pad)(BH * c->nkt * c->DK * ATT_BC) : 0;
+        const int64_t nk = tk ? FN(att_pad)(BH * c->nkt * c->DK * ATT_BC) : 0;
         const int64_t nv = packv ? BH * c->S * c->DVP : 0;
         real_t *blk = FN(att_alloc)(TC_WS_ATT_KEYS, nk + nv);
         if (!blk) return TC_ENOMEM;
@@ -468,13 +477,17 @@ int FN(tc_attention_backward)(real_t *dq, real_t *dk, real_t *dv, const real_t *
 }
 
 // out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;
-// q, k_new (B,NH,TN,DK), v_new (B,NH,TN,DV); key_padding NULL or (B, pos+TN)
-int FN(tc_attention_decode)(real_t *out, real_t *k_cache, real_t *v_cache, const real_t *q, const real_t *k_new,
-                            const real_t *v_new, const uint8_t *key_padding, int64_t B, int64_t NH,
-                            int64_t TN, int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
-                            real_t scale)
+// q, k_new (B,NH,TN,DK), v_new (B,NH,TN,DV); key_padding NULL or (B, pos+TN); sparse NULL
+// (dense) or a block-sparse pattern; shift NULL or (B,)
+int FN(tc_attention_decode_sparse)(real_t *out, real_t *k_cache, real_t *v_cache, const real_t *q,
+                                   const real_t *k_new, const real_t *v_new,
+                                   const uint8_t *key_padding, const tc_attention_sparse *sparse,
+                                   const int64_t *shift, int64_t B, int64_t NH, int64_t TN,
+                                   int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
+                                   real_t scale)
 {
-    if (!attention_dims_ok(B, NH, TN, Smax, DK, DV) || pos < 0 || pos > Smax - TN)
+    if (!attention_dims_ok(B, NH, TN, Smax, DK, DV) || pos < 0 || pos > Smax - TN ||
+        (sparse && !tc_attention_sparse_ok(sparse)))
         return TC_EINVAL;
     const int64_t BH = B * NH, S = pos + TN;
     if (BH == 0 || TN == 0) return TC_OK;
@@ -491,8 +504,10 @@ int FN(tc_attention_decode)(real_t *out, real_t *k_cache, real_t *v_cache, const
     tc_attention_masks m;
     memset(&m, 0, sizeof m);
     m.key_padding = key_padding;
-    FN(att_ctx) c = FN(att_ctx_make)(key_padding ? &m : NULL, NH, TN, S, DK, DV, scale,
-                                     TC_CAUSAL_BOTTOM_RIGHT);
+    m.sparse = sparse;
+    m.sparse_shift = sparse ? shift : NULL;
+    FN(att_ctx) c = FN(att_ctx_make)(key_padding || sparse ? &m : NULL, NH, TN, S, DK, DV,
+                                     scale, TC_CAUSAL_BOTTOM_RIGHT);
     c.out = out;
     c.q = q;
     c.k = k_cache;
@@ -500,6 +515,17 @@ int FN(tc_attention_decode)(real_t *out, real_t *k_cache, real_t *v_cache, const
     c.lay.k = (tc_attention_strides){NH * Smax * DK, Smax * DK, DK};
     c.lay.v = (tc_attention_strides){NH * Smax * DV, Smax * DV, DV};
     return FN(att_forward_run)(&c, BH);
+}
+
+// out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;
+// q, k_new (B,NH,TN,DK), v_new (B,NH,TN,DV); key_padding NULL or (B, pos+TN)
+int FN(tc_attention_decode)(real_t *out, real_t *k_cache, real_t *v_cache, const real_t *q, const real_t *k_new,
+                            const real_t *v_new, const uint8_t *key_padding, int64_t B, int64_t NH,
+                            int64_t TN, int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
+                            real_t scale)
+{
+    return FN(tc_attention_decode_sparse)(out, k_cache, v_cache, q, k_new, v_new, key_padding,
+                                          NULL, NULL, B, NH, TN, Smax, pos, DK, DV, scale);
 }
 
 #undef FN_PICK

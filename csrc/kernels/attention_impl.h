@@ -67,12 +67,28 @@ static void FN(attention_dropout_row)(real_t *p, real_t *p2, int64_t n, const FN
 }
 
 /* Scores s[0..n) of query row i against keys [j0, j0 + n) of batch-head (b, h): adds the
- * bias and sets masked keys to -INFINITY (keys j >= lim are hidden by causality). */
+ * bias and sets masked keys to -INFINITY (keys j >= lim are hidden by causality; qoff:
+ * attention_qoff, the offset of the query positions a block-sparse pattern reads). */
 static void FN(attention_mask_row)(real_t *s, const tc_attention_masks *m, int64_t b, int64_t h,
-                                   int64_t i, int64_t j0, int64_t n, int64_t lim, int64_t S)
+                                   int64_t i, int64_t j0, int64_t n, int64_t lim, int64_t S,
+                                   int64_t qoff)
 {
     int64_t nv = lim - j0;
     nv = nv < 0 ? 0 : nv > n ? n : nv;
+    if (m && m->sparse) { /* keys of blocks the pattern hides, a block at a time */
+        const tc_attention_sparse *sp = m->sparse;
+        const int64_t sh = m->sparse_shift ? m->sparse_shift[b] : 0; /* slot of position 0 */
+        const int64_t p = i + qoff - sh, qb = p >= 0 ? p / sp->block : 0;
+        for (int64_t j = 0; j < nv;) {
+            const int64_t kp = j0 + j - sh; /* the key's position */
+            const int64_t kb = kp >= 0 ? kp / sp->block : -1;
+            int64_t e = kp >= 0 ? (kb + 1) * sp->block + sh - j0 : sh - j0;
+            e = e < nv ? e : nv;
+            if (p < 0 || kb < 0 || !attention_sparse_visible(sp, qb, kb))
+                for (int64_t t = j; t < e; t++) s[t] = -INFINITY;
+            j = e;
+        }
+    }
     if (m) {
         if (m->bias) {
             const int64_t *st = m->bias_strides;
@@ -97,9 +113,8 @@ static void FN(attention_mask_row)(real_t *s, const tc_attention_masks *m, int64
 static int FN(attention_args_ok)(const tc_attention_masks *m, int64_t B, int64_t NH, int64_t T,
                                  int64_t S, int64_t DK, int64_t DV, int causal, double p)
 {
-    (void)m;
     return attention_dims_ok(B, NH, T, S, DK, DV) && attention_causal_ok(causal) &&
-           p >= 0 && p <= 1;
+           p >= 0 && p <= 1 && (!m || !m->sparse || tc_attention_sparse_ok(m->sparse));
 }
 
 /* Context of one reference call. */
@@ -121,7 +136,8 @@ static void FN(attention_softmax_rows)(real_t *P, real_t *lse, const FN(attentio
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < Tq; i++) {
         real_t *p = P + i * S;
-        FN(attention_mask_row)(p, c->m, b, h, i, 0, S, attention_limit(i, Tq, S, c->causal), S);
+        FN(attention_mask_row)(p, c->m, b, h, i, 0, S, attention_limit(i, Tq, S, c->causal), S,
+                               attention_qoff(Tq, S, c->causal));
         real_t m = -INFINITY;
         for (int64_t j = 0; j < S; j++) m = p[j] > m ? p[j] : m;
         if (m == -INFINITY) { /* every key masked: out row = 0, lse = -inf (never NaN) */
@@ -262,7 +278,8 @@ static int FN(attention_backward_head)(real_t *dq, real_t *dk, real_t *dv, real_
             for (int64_t j = 0; j < S; j++) p[j] = ds[j] = 0;
             continue;
         }
-        FN(attention_mask_row)(p, c->m, b, h, i, 0, S, attention_limit(i, Tq, S, c->causal), S);
+        FN(attention_mask_row)(p, c->m, b, h, i, 0, S, attention_limit(i, Tq, S, c->causal), S,
+                               attention_qoff(Tq, S, c->causal));
         for (int64_t j = 0; j < S; j++) p[j] = MATH(exp)(p[j] - l); /* masked: exactly 0 */
         const real_t *go = dout + i * DV, *o = out + i * DV;
         real_t D = 0; /* D_i = rowsum(dout * out) = rowsum(dP * P) */

@@ -29,7 +29,8 @@ static int FN(attention_probs_head)(real_t *P, const real_t *q, int64_t ldq, con
             for (int64_t j = 0; j < S; j++) p[j] = 0;
             continue;
         }
-        FN(attention_mask_row)(p, masks, b, h, i, 0, S, attention_limit(i, Tq, S, causal), S);
+        FN(attention_mask_row)(p, masks, b, h, i, 0, S, attention_limit(i, Tq, S, causal), S,
+                               attention_qoff(Tq, S, causal));
         for (int64_t j = 0; j < S; j++) p[j] = MATH(exp)(p[j] - l); /* masked: exactly 0 */
     }
     return TC_OK;
@@ -42,7 +43,8 @@ int FN(tc_attention_probs_strided)(real_t *P, const real_t *q, const real_t *k, 
                                    const tc_attention_layout *layout, int64_t B, int64_t NH,
                                    int64_t Tq, int64_t S, int64_t DK, real_t scale, int causal)
 {
-    if (!attention_dims_ok(B, NH, Tq, S, DK, 0) || !attention_causal_ok(causal))
+    if (!attention_dims_ok(B, NH, Tq, S, DK, 0) || !attention_causal_ok(causal) ||
+        (masks && masks->sparse && !tc_attention_sparse_ok(masks->sparse)))
         return TC_EINVAL;
     const int64_t BH = B * NH;
     if (BH == 0 || Tq == 0 || S == 0) return TC_OK;

@@ -280,8 +280,23 @@ KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         const int64_t lim = attention_limit(i, Tq, S, c->causal);
         const int64_t n = attention_round_up(lim > 0 ? lim : 1, ATT_VL);
         for (int64_t p = 0; p < DK; p++) qs[p] = c->scale * q[p];
-        KN(att_row_scores)(s, qs, k, lim, DK, ldk);
-        if (c->masked) FN(attention_mask_row)(s, c->masks, b, h, i, 0, lim, lim, S);
+        if (c->sp) { /* block-sparse: the scores of the visible blocks only */
+            const int64_t sh = c->sshift ? c->sshift[b] : 0, bs = c->sp->block;
+            const int64_t p = i + c->qoff - sh;
+            for (int64_t j = 0; j < lim;) {
+                const int64_t kp = j - sh, kb = kp >= 0 ? kp / bs : -1;
+                int64_t e = kp >= 0 ? (kb + 1) * bs + sh : sh;
+                e = e < lim ? e : lim;
+                if (p >= 0 && kb >= 0 && attention_sparse_visible(c->sp, p / bs, kb))
+                    KN(att_row_scores)(s + j, qs, k + j * ldk, e - j, DK, ldk);
+                else
+                    for (int64_t t = j; t < e; t++) s[t] = -INFINITY;
+                j = e;
+            }
+        } else {
+            KN(att_row_scores)(s, qs, k, lim, DK, ldk);
+        }
+        if (c->masked) FN(attention_mask_row)(s, c->masks, b, h, i, 0, lim, lim, S, c->qoff);
         for (int64_t j = lim; j < n; j++) s[j] = -INFINITY;
         const real_t m = KN(att_row_max)(s, n);
         if (m == -INFINITY) { /* every key masked: zeros, lse = -inf */
@@ -344,8 +359,18 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     const int64_t lim0 = attention_limit(i0, Tq, S, c->causal);
     const tc_attention_masks *m = c->masks;
     const uint8_t *kpad = m && m->key_padding ? m->key_padding + b * S : NULL;
-    for (int64_t j0 = 0; j0 < kend; j0 += ATT_BC) {
-        const int64_t bc = kend - j0 < ATT_BC ? kend - j0 : ATT_BC;
+    /* block-sparse: only the runs of keys some row of the block sees, a tile at a time */
+    const int64_t sh = c->sshift ? c->sshift[b] : 0; /* positions = slots - sh */
+    const int64_t qp0 = i0 + c->qoff - sh, qp1 = i0 + br - 1 + c->qoff - sh;
+    int64_t run_end = 0;
+    for (int64_t j0 = 0, bc = 0; j0 < kend; j0 += bc) {
+        if (c->sp && j0 >= run_end) {
+            j0 = attention_sparse_next(c->sp, qp0, qp1, j0 - sh, kend - sh, &run_end) + sh;
+            run_end += sh;
+            if (j0 >= kend) break;
+        }
+        bc = (c->sp ? run_end : kend) - j0;
+        bc = bc < ATT_BC ? bc : ATT_BC;
         const int64_t bcp = attention_round_up(bc, ATT_NR);
         if (kpad) { /* skip a tile of padding keys only */
             int any = 0;
@@ -354,7 +379,8 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         }
         /* Kt (DK, bcp) = k tile transposed, columns past bc zero (or the head's k^T) */
         const real_t *kt = Kt;
-        if (c->kt) {
+        if (c->kt && j0 % ATT_BC == 0) { /* a whole tile, or its start (columns past bc
+                                            are masked below) */
             kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
         } else {
             KN(att_transpose)(Kt, ATT_BC, k + j0 * ldk, ldk, bc, DK);
@@ -373,7 +399,7 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
             if (w == 0) continue; /* no key of this tile is visible to the row */
             if (need_mask)
                 FN(attention_mask_row)(s, m, b, h, i, j0, n,
-                                       attention_limit(i, Tq, S, c->causal), S);
+                                       attention_limit(i, Tq, S, c->causal), S, c->qoff);
             for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
             const real_t mt = KN(att_row_max)(s, w);
             const real_t mnew = mt > mx[r] ? mt : mx[r];
@@ -487,6 +513,10 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
 
     for (int64_t ib = i_first / ATT_BR * ATT_BR; ib < Tq; ib += ATT_BR) {
         const int64_t br = Tq - ib < ATT_BR ? Tq - ib : ATT_BR;
+        const int64_t sh = c->sp && c->sshift ? c->sshift[b] : 0;
+        if (c->sp && !attention_sparse_any(c->sp, ib + c->qoff - sh, ib + br - 1 + c->qoff - sh,
+                                           j0 - sh, j0 + bc - 1 - sh))
+            continue; /* block-sparse: no row of the block sees a key of the tile */
         const int64_t brp = attention_round_up(br, ATT_MR);
         const int need_mask = c->masked || j0 + bc > attention_limit(ib, Tq, S, c->causal);
         /* Causal extents: row strip s computes the columns [0, nw[s]) of the scores and
@@ -517,7 +547,7 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
             }
             if (need_mask)
                 FN(attention_mask_row)(s, m, b, h, i, j0, n,
-                                       attention_limit(i, Tq, S, c->causal), S);
+                                       attention_limit(i, Tq, S, c->causal), S, c->qoff);
             for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
             KN(att_row_exp)(s, w, li); /* P; masked entries exactly 0 */
             for (int64_t j = w; j < nz; j++) s[j] = dp[j] = 0;

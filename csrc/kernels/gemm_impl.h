@@ -51,11 +51,16 @@ typedef void (*FN(tc_gemm_kernel_fn))(int64_t, const real_t *, int64_t, int64_t,
 #undef KUVEC
 #undef KVL
 #endif
+#if TC_GEMM_NEON
+#include "gemm_neon.h"
+#endif
 
 static FN(tc_gemm_kernel_fn) FN(gemm_pick_kernel)(void)
 {
 #if TC_GEMM_X86
     return tc_gemm_use_avx2() ? FN(gemm_kernel_avx2) : FN(gemm_kernel_generic);
+#elif TC_GEMM_NEON
+    return tc_cpu_pick(TC_CPU_GEMM) ? FN(gemm_kernel_neon) : FN(gemm_kernel_generic);
 #else
     return FN(gemm_kernel_generic);
 #endif

@@ -117,6 +117,9 @@ LOSS_VARIANT(, _generic)
 #if TC_VEC_X86
 LOSS_VARIANT(TC_VEC_AVX2, _avx2)
 #define LOSS_PICK(name) (tc_cpu_pick(TC_CPU_LOSS) ? FN(name##_avx2) : FN(name##_generic))
+#elif TC_VEC_NEON
+LOSS_VARIANT(TC_VEC_NEON_FMA, _neon)
+#define LOSS_PICK(name) (tc_cpu_pick(TC_CPU_LOSS) ? FN(name##_neon) : FN(name##_generic))
 #else
 #define LOSS_PICK(name) FN(name##_generic)
 #endif

@@ -22,8 +22,8 @@
 #include "vec_rows.h"
 
 /* Each row / tile routine is an always-inline body over VL-lane vectors (vec_math.h, exp
- * through its vectorised VEXP), compiled twice below: for the x86-64 baseline and with
- * AVX2+FMA, picked at run time. A tail of fewer than VL elements goes through the same
+ * through its vectorised VEXP), compiled twice below: for the portable baseline and with
+ * AVX2+FMA (x86-64) or NEON FMA (AArch64), picked at run time. A tail of fewer than VL elements goes through the same
  * vector code on a partial vector, so every element is computed the same way wherever it
  * lies. */
 
@@ -187,6 +187,9 @@ SM_VARIANT(, _generic)
 #if TC_VEC_X86
 SM_VARIANT(TC_VEC_AVX2, _avx2)
 #define SM_PICK(name) (tc_cpu_pick(TC_CPU_SOFTMAX) ? FN(name##_avx2) : FN(name##_generic))
+#elif TC_VEC_NEON
+SM_VARIANT(TC_VEC_NEON_FMA, _neon)
+#define SM_PICK(name) (tc_cpu_pick(TC_CPU_SOFTMAX) ? FN(name##_neon) : FN(name##_generic))
 #else
 #define SM_PICK(name) FN(name##_generic)
 #endif

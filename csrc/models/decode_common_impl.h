@@ -138,8 +138,9 @@ static int FN(dec_self_attention)(const dec_dims *d, real_t *x, real_t *h, real_
     real_t *const heads[3] = {qh, kh, vh};
     FN(dec_to_heads)(heads, 3, qkv, B, TN, NH, HS);
     if (rope) CHECK(rope(rope_ctx, qh, kh));
-    CHECK(FN(tc_attention_decode)(atth, kc, vc, qh, kh, vh, kp, B, NH, TN, Smax, pos0, HS, HS,
-                                  (real_t)(1.0 / sqrt((double)HS))));
+    CHECK(FN(tc_attention_decode_sparse)(atth, kc, vc, qh, kh, vh, kp, d->sp, d->shift, B, NH,
+                                         TN, Smax, pos0, HS, HS,
+                                         (real_t)(1.0 / sqrt((double)HS))));
     if (TN > 1) FN(dec_merge_heads)(atty, atth, B, TN, NH, HS);
     else atty = atth; /* (B,NH,1,HS) is already token-major */
     CHECK(FN(dec_linear)(proj, atty, projw, projb, N, C, C));

@@ -25,7 +25,7 @@ static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
     CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
-                                      dec ? NULL : k->mask, B, NH, L, L, HS,
+                                      dec ? NULL : k->mask, NULL, B, NH, L, L, HS,
                                       dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->proj.w), PP(p->proj.b), N, C, C);
 }
@@ -46,7 +46,7 @@ static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed
                                      PP(p->proj.w), N, C, C, TC_WRITE(0)));
     CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
                                        qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
-                                       dec ? NULL : k->mask, B, NH, L, L, HS,
+                                       dec ? NULL : k->mask, NULL, B, NH, L, L, HS,
                                        dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_backward)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
                                       C, 3 * C, set_dx ? TC_WRITE(0) : 0);
@@ -66,8 +66,8 @@ static int FN(ed_cross_forward)(tc_encdec *m, const ed_layer_params *p, const ed
     const tc_attention_layout lay = model_cross_layout(k->Lt, k->Ls, C, HS);
     CHECK(FN(tc_linear_forward)(q, x, PP(p->xq.w), PP(p->xq.b), Nt, C, C));
     CHECK(FN(tc_linear_forward)(kv, mem, PP(p->xkv.w), PP(p->xkv.b), Ns, C, 2 * C));
-    CHECK(FN(model_attention_forward)(AP(a->xatty), AP(a->xlse), q, kv, kv + C, &lay, k->mask, B,
-                                      NH, k->Lt, k->Ls, HS, TC_CAUSAL_NONE, &k->d, site));
+    CHECK(FN(model_attention_forward)(AP(a->xatty), AP(a->xlse), q, kv, kv + C, &lay, k->mask, NULL,
+                                      B, NH, k->Lt, k->Ls, HS, TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_forward)(proj, AP(a->xatty), PP(p->xproj.w), PP(p->xproj.b), Nt, C, C);
 }
 
@@ -87,7 +87,7 @@ static int FN(ed_cross_backward)(tc_encdec *m, const ed_layer_params *p,
                                      AP(a->xatty), PP(p->xproj.w), Nt, C, C,
                                      TC_WRITE(0)));
     CHECK(FN(model_attention_backward)(dq, dkv, dkv + C, datty, q, kv, kv + C, AP(a->xatty),
-                                       AP(a->xlse), &lay, k->mask, B, NH, k->Lt, k->Ls, HS,
+                                       AP(a->xlse), &lay, k->mask, NULL, B, NH, k->Lt, k->Ls, HS,
                                        TC_CAUSAL_NONE, &k->d, site));
     CHECK(FN(tc_linear_backward)(dx, GP(p->xq.w), GP(p->xq.b), dq, x, PP(p->xq.w), Nt, C,
                                      C, set_dx ? TC_WRITE(0) : 0));

@@ -59,7 +59,9 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
     const tc_gpt_config *c = &kv->cfg;
     const int64_t pos0 = kv->pos, S = pos0 + TN, N = B * TN;
     const int64_t C = c->C, NH = c->NH, HS = C / NH, Smax = kv->Smax;
-    const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps};
+    tc_attention_sparse sp;
+    const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps, gpt_sparse(c, &sp),
+                        kv->pad};
     CHECK(dec_reserve(&kv->sc, N));
     const dec_bufs *sb = &kv->sc.sb;
     int64_t *pos = (int64_t *)(kv->sc.mem + sb->pos);

@@ -10,6 +10,18 @@ typedef struct { /* element offsets into the parameter (and gradient) buffer; -1
     int64_t ln1w, ln1b, attw, attb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
 } gpt_layer_params;
 
+/* The config's block-sparse pattern in *sp, or NULL for dense attention. */
+static inline const tc_attention_sparse *gpt_sparse(const tc_gpt_config *c,
+                                                    tc_attention_sparse *sp)
+{
+    if (c->attention != TC_ATTN_BLOCK_SPARSE) return NULL;
+    sp->block = c->sparse_block;
+    sp->window = c->sparse_window;
+    sp->stride = c->sparse_stride;
+    sp->global = c->sparse_global;
+    return sp;
+}
+
 static int gpt_config_ok(const tc_gpt_config *c)
 {
     if (!c) return 0;
@@ -25,6 +37,11 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (!(c->eps >= 0) || !isfinite(c->eps)) return 0;
     if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
     if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
+    if (c->attention < 0 || c->attention >= TC_ATTN_COUNT) return 0;
+    if (c->attention == TC_ATTN_BLOCK_SPARSE) {
+        tc_attention_sparse sp;
+        if (!tc_attention_sparse_ok(gpt_sparse(c, &sp))) return 0;
+    }
     /* keep every buffer (in elements, times 8 bytes) far from size_t / int64 overflow */
     const double big = 1e15;
     if ((double)c->V * (double)c->C > big || (double)c->maxT * (double)c->C > big ||

@@ -74,8 +74,10 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
     if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
+    tc_attention_sparse sp;
     CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
-                                      NULL, B, NH, L, L, HS, TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
+                                      NULL, gpt_sparse(c, &sp), B, NH, L, L, HS,
+                                      TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
 }
 
@@ -89,6 +91,7 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
 {
     const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
     const tc_gpt_config *c = &m->cfg;
+    tc_attention_sparse sp;
     const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
@@ -98,8 +101,9 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
     CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                      PP(p->projw), N, C, C, TC_WRITE(0) | wset));
     CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
-                                       qkv + 2 * C, AP(a->atty), AP(a->lse), &lay, NULL, B, NH,
-                                       L, L, HS, TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
+                                       qkv + 2 * C, AP(a->atty), AP(a->lse), &lay, NULL,
+                                       gpt_sparse(c, &sp), B, NH, L, L, HS, TC_CAUSAL_TOP_LEFT,
+                                       d, 1 + 3 * l));
     if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
     return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
                                       3 * C, (set_dx ? TC_WRITE(0) : 0) | wset);
@@ -383,11 +387,16 @@ static int FN(gpt_readout_rows)(tc_gpt *m, real_t *attn, real_t *hidden, int64_t
     const tc_gpt_config *c = &m->cfg;
     const int64_t C = c->C, NH = c->NH, HS = C / NH;
     const tc_attention_layout lay = model_self_layout(L, C, HS);
+    tc_attention_sparse sp;
+    tc_attention_masks mk; /* the forward's block-sparse pattern, if any */
+    memset(&mk, 0, sizeof mk);
+    mk.sparse = gpt_sparse(c, &sp);
     for (int64_t l = 0; attn && l < c->L; l++) {
         const real_t *qkv = AP(m->la[l].qkvh);
         /* the scale model_attention_forward used */
         CHECK(FN(tc_attention_probs_strided)(attn + (l * B + b0) * NH * L * L, qkv, qkv + C,
-                                             AP(m->la[l].lse), NULL, &lay, nb, NH, L, L, HS,
+                                             AP(m->la[l].lse), mk.sparse ? &mk : NULL, &lay,
+                                             nb, NH, L, L, HS,
                                              (real_t)(1.0 / sqrt((double)HS)),
                                              TC_CAUSAL_TOP_LEFT));
     }

@@ -137,6 +137,8 @@ typedef struct {
     int norm, act;      /* TC_NORM_*, TC_ACT_* */
     int64_t C, H, NH;   /* width, MLP width, heads */
     double eps;         /* layer norm epsilon */
+    const tc_attention_sparse *sp; /* the self-attention's block-sparse pattern, or NULL */
+    const int64_t *shift;          /* its per-row slot shifts (B,) (left padding), or NULL */
 } dec_dims;
 
 /* Rows of the self-attention caches kd, vd (L layers of (Bmax, NH, Smax, HS) elements of

@@ -56,13 +56,14 @@ static int FN(model_dropout_back)(const real_t **out, const real_t *g, real_t *s
  * the probabilities at site `site`. */
 static int FN(model_attention_forward)(real_t *out, real_t *lse, const real_t *q, const real_t *k,
                                        const real_t *v, const tc_attention_layout *lay,
-                                       const uint8_t *mask, int64_t B, int64_t NH, int64_t L,
-                                       int64_t S, int64_t HS, int causal, const model_drop *d,
-                                       int64_t site)
+                                       const uint8_t *mask, const tc_attention_sparse *sp,
+                                       int64_t B, int64_t NH, int64_t L, int64_t S, int64_t HS,
+                                       int causal, const model_drop *d, int64_t site)
 {
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = mask;
+    mk.sparse = sp;
     mk.dropout_first = model_drop_first(d, B * NH * L * S);
     return FN(tc_attention_forward_strided)(out, lse, q, k, v, &mk, lay, B, NH, L, S, HS, HS,
                                             (real_t)(1.0 / sqrt((double)HS)), causal,
@@ -74,12 +75,14 @@ static int FN(model_attention_backward)(real_t *dq, real_t *dk, real_t *dv, cons
                                         const real_t *q, const real_t *k, const real_t *v,
                                         const real_t *out, const real_t *lse,
                                         const tc_attention_layout *lay, const uint8_t *mask,
-                                        int64_t B, int64_t NH, int64_t L, int64_t S, int64_t HS,
-                                        int causal, const model_drop *d, int64_t site)
+                                        const tc_attention_sparse *sp, int64_t B, int64_t NH,
+                                        int64_t L, int64_t S, int64_t HS, int causal,
+                                        const model_drop *d, int64_t site)
 {
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = mask;
+    mk.sparse = sp;
     mk.dropout_first = model_drop_first(d, B * NH * L * S);
     return FN(tc_attention_backward_strided)(dq, dk, dv, dout, q, k, v, out, lse, &mk, lay, B,
                                              NH, L, S, HS, HS, (real_t)(1.0 / sqrt((double)HS)),

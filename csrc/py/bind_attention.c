@@ -17,6 +17,32 @@ static int check_options(double scale, int causal, double dropout_p, PyObject *s
     return tc_py_uint64(seed_obj, "seed", seed);
 }
 
+/* The optional block-sparse pattern: None (dense), or a tuple (block, window, stride,
+ * global) of ints (tc_attention_sparse; errors name the config fields sparse_block, ...).
+ * *out = sp filled, or NULL for None. */
+static int sparse_arg(PyObject *obj, tc_attention_sparse *sp, const tc_attention_sparse **out)
+{
+    static const char *const names[4] = {"sparse_block", "sparse_window", "sparse_stride",
+                                         "sparse_global"};
+    static const int64_t mins[4] = {1, 1, 0, 0};
+    int64_t v[4];
+    *out = NULL;
+    if (!obj || obj == Py_None) return 0;
+    if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 4) {
+        PyErr_Format(PyExc_TypeError, "sparse must be None or a tuple (block, window, stride, "
+                     "global) of ints, got %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    for (int i = 0; i < 4; i++)
+        if (tc_py_int64_min(PyTuple_GET_ITEM(obj, i), names[i], mins[i], &v[i])) return -1;
+    sp->block = v[0];
+    sp->window = v[1];
+    sp->stride = v[2];
+    sp->global = v[3];
+    *out = sp;
+    return 0;
+}
+
 /* q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV): converted and checked against each other. */
 static int qkv_arrays(PyObject *q_obj, PyObject *k_obj, PyObject *v_obj, int ty,
                       PyArrayObject **q, PyArrayObject **k, PyArrayObject **v)
@@ -127,14 +153,16 @@ static int mask_arrays(PyObject *keep_obj, PyObject *bias_obj, PyObject *kp_obj,
 static PyObject *forward_common(PyObject *args, int ref)
 {
     PyObject *q_obj, *k_obj, *v_obj, *keep_obj, *bias_obj, *kp_obj, *seed_obj, *result = NULL;
+    PyObject *sp_obj = Py_None;
     double scale, dropout_p;
     int causal;
     uint64_t seed = 0;
     PyArrayObject *q = NULL, *k = NULL, *v = NULL, *keep = NULL, *bias = NULL, *kp = NULL;
     PyArrayObject *out = NULL, *lse = NULL;
     tc_attention_masks m;
-    if (!PyArg_ParseTuple(args, "OOOOOOdidO", &q_obj, &k_obj, &v_obj, &keep_obj, &bias_obj,
-                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj))
+    tc_attention_sparse sp;
+    if (!PyArg_ParseTuple(args, "OOOOOOdidO|O", &q_obj, &k_obj, &v_obj, &keep_obj, &bias_obj,
+                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &sp_obj))
         return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
@@ -143,6 +171,7 @@ static PyObject *forward_common(PyObject *args, int ref)
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;
     if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp odims[4] = {B, NH, Tq, DV}, ldims[3] = {B, NH, Tq};
     if (!(out = tc_py_new(4, odims, ty, 0)) || !(lse = tc_py_new(3, ldims, ty, 0))) goto done;
@@ -237,16 +266,17 @@ static int backward_run(int ty, int ref, PyArrayObject *dq, PyArrayObject *dk, P
 static PyObject *backward_common(PyObject *args, int ref)
 {
     PyObject *dy_obj, *q_obj, *k_obj, *v_obj, *o_obj, *l_obj, *keep_obj, *bias_obj, *kp_obj;
-    PyObject *seed_obj, *result = NULL;
+    PyObject *seed_obj, *result = NULL, *sp_obj = Py_None;
     double scale, dropout_p;
     int causal;
     uint64_t seed = 0;
     PyArrayObject *dy = NULL, *q = NULL, *k = NULL, *v = NULL, *out = NULL, *lse = NULL;
     PyArrayObject *keep = NULL, *bias = NULL, *kp = NULL, *dq = NULL, *dk = NULL, *dv = NULL;
     tc_attention_masks m;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOdidO", &dy_obj, &q_obj, &k_obj, &v_obj, &o_obj,
+    tc_attention_sparse sp;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOdidO|O", &dy_obj, &q_obj, &k_obj, &v_obj, &o_obj,
                           &l_obj, &keep_obj, &bias_obj, &kp_obj, &scale, &causal, &dropout_p,
-                          &seed_obj))
+                          &seed_obj, &sp_obj))
         return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
@@ -261,6 +291,7 @@ static PyObject *backward_common(PyObject *args, int ref)
         goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;
     if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp qdims[4] = {B, NH, Tq, DK}, kdims[4] = {B, NH, S, DK}, vdims[4] = {B, NH, S, DV};
     if (!(dq = tc_py_new(4, qdims, ty, 1)) || !(dk = tc_py_new(4, kdims, ty, 1)) ||
@@ -304,13 +335,16 @@ static PyObject *py_attention_backward_ref(PyObject *self, PyObject *args)
 static PyObject *py_attention_decode(PyObject *self, PyObject *args)
 {
     PyObject *q_obj, *k_obj, *v_obj, *kc_obj, *vc_obj, *pos_obj, *kp_obj, *result = NULL;
+    PyObject *sp_obj = Py_None;
     double scale;
     int64_t pos;
     PyArrayObject *q = NULL, *k = NULL, *v = NULL, *kc = NULL, *vc = NULL, *kp = NULL;
     PyArrayObject *out = NULL;
+    tc_attention_sparse sp;
+    const tc_attention_sparse *psp = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOOOd", &q_obj, &k_obj, &v_obj, &kc_obj, &vc_obj,
-                          &pos_obj, &kp_obj, &scale))
+    if (!PyArg_ParseTuple(args, "OOOOOOOd|O", &q_obj, &k_obj, &v_obj, &kc_obj, &vc_obj,
+                          &pos_obj, &kp_obj, &scale, &sp_obj))
         return NULL;
     int ty;
     if (!(q = tc_py_float_input(q_obj, "q", 4, &ty))) goto done;
@@ -353,6 +387,7 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
             goto done;
     }
     if (tc_py_check_real(scale, "scale", TC_PY_FINITE)) goto done;
+    if (sparse_arg(sp_obj, &sp, &psp)) goto done;
     npy_intp odims[4] = {B, NH, TN, DV};
     if (!(out = tc_py_new(4, odims, ty, 0))) goto done;
     int st;
@@ -360,8 +395,8 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
     const uint8_t *pkp = kp ? (const uint8_t *)PyArray_DATA(kp) : NULL;
     TC_PY_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_attention_decode, po, pkc, pvc, pq, pk, pv, pkp, B, NH, TN, Smax, pos,
-                 DK, DV, scale);
+    st = TC_CALL(ty, tc_attention_decode_sparse, po, pkc, pvc, pq, pk, pv, pkp, psp, NULL, B, NH,
+                 TN, Smax, pos, DK, DV, scale);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "attention_decode")) goto done;
     result = (PyObject *)out;
@@ -433,18 +468,19 @@ static PyArrayObject *strided_view(PyObject *obj, const char *name, int ty, int 
 static PyObject *py_attention_forward_strided(PyObject *self, PyObject *args)
 {
     PyObject *q_obj, *k_obj, *v_obj, *o_obj, *keep_obj, *bias_obj, *kp_obj, *seed_obj;
-    PyObject *result = NULL;
+    PyObject *result = NULL, *sp_obj = Py_None;
     double scale, dropout_p;
     int causal;
     uint64_t seed = 0;
     PyArrayObject *q = NULL, *k = NULL, *v = NULL, *out = NULL, *keep = NULL, *bias = NULL;
     PyArrayObject *kp = NULL, *lse = NULL;
     tc_attention_masks m;
+    tc_attention_sparse sp;
     tc_attention_layout lay;
     (void)self;
     memset(&lay, 0, sizeof lay);
-    if (!PyArg_ParseTuple(args, "OOOOOOOdidO", &q_obj, &k_obj, &v_obj, &o_obj, &keep_obj,
-                          &bias_obj, &kp_obj, &scale, &causal, &dropout_p, &seed_obj))
+    if (!PyArg_ParseTuple(args, "OOOOOOOdidO|O", &q_obj, &k_obj, &v_obj, &o_obj, &keep_obj,
+                          &bias_obj, &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &sp_obj))
         return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
@@ -459,6 +495,7 @@ static PyObject *py_attention_forward_strided(PyObject *self, PyObject *args)
         goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;
     if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp ldims[3] = {B, NH, Tq};
     if (!(lse = tc_py_new(3, ldims, ty, 0))) goto done;
@@ -491,19 +528,20 @@ done:
 static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
 {
     PyObject *dq_obj, *dk_obj, *dv_obj, *dy_obj, *q_obj, *k_obj, *v_obj, *o_obj, *l_obj;
-    PyObject *keep_obj, *bias_obj, *kp_obj, *seed_obj, *result = NULL;
+    PyObject *keep_obj, *bias_obj, *kp_obj, *seed_obj, *result = NULL, *sp_obj = Py_None;
     double scale, dropout_p;
     int causal, write;
     uint64_t seed = 0;
     PyArrayObject *dq = NULL, *dk = NULL, *dv = NULL, *dy = NULL, *q = NULL, *k = NULL;
     PyArrayObject *v = NULL, *out = NULL, *lse = NULL, *keep = NULL, *bias = NULL, *kp = NULL;
     tc_attention_masks m;
+    tc_attention_sparse sp;
     tc_attention_layout lay;
     (void)self;
     memset(&lay, 0, sizeof lay);
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOdidOi", &dq_obj, &dk_obj, &dv_obj, &dy_obj,
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOdidOi|O", &dq_obj, &dk_obj, &dv_obj, &dy_obj,
                           &q_obj, &k_obj, &v_obj, &o_obj, &l_obj, &keep_obj, &bias_obj,
-                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &write))
+                          &kp_obj, &scale, &causal, &dropout_p, &seed_obj, &write, &sp_obj))
         return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
@@ -526,6 +564,7 @@ static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
     if (check_lse(lse, B, NH, Tq)) goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;
     if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     if (tc_py_check_write(write, 3, "write")) goto done;
     if (backward_run(ty, 0, dq, dk, dv, dy, q, k, v, out, lse, &m, &lay, scale, causal,
@@ -555,16 +594,18 @@ done:
 static PyObject *py_attention_probs(PyObject *self, PyObject *args)
 {
     PyObject *q_obj, *k_obj, *l_obj, *keep_obj, *bias_obj, *kp_obj, *result = NULL;
+    PyObject *sp_obj = Py_None;
     double scale;
     int causal;
     PyArrayObject *q = NULL, *k = NULL, *lse = NULL, *keep = NULL, *bias = NULL, *kp = NULL;
     PyArrayObject *P = NULL;
     tc_attention_masks m;
+    tc_attention_sparse sp;
     tc_attention_layout lay;
     (void)self;
     memset(&lay, 0, sizeof lay);
-    if (!PyArg_ParseTuple(args, "OOOOOOdi", &q_obj, &k_obj, &l_obj, &keep_obj, &bias_obj,
-                          &kp_obj, &scale, &causal))
+    if (!PyArg_ParseTuple(args, "OOOOOOdi|O", &q_obj, &k_obj, &l_obj, &keep_obj, &bias_obj,
+                          &kp_obj, &scale, &causal, &sp_obj))
         return NULL;
     int ty = tc_py_float_type(q_obj, "q");
     if (ty < 0) goto done;
@@ -576,6 +617,7 @@ static PyObject *py_attention_probs(PyObject *self, PyObject *args)
     if (check_dims4(k, "k", B, NH, S, DK) || check_lse(lse, B, NH, Tq)) goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
+    if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;
     if (tc_py_check_real(scale, "scale", TC_PY_FINITE) ||
         tc_py_check_option(TC_OPT_CAUSAL, causal, "causal"))
         goto done;
@@ -601,6 +643,68 @@ done:
     return result;
 }
 
+/* attention_sparse_blocks(sparse (block, window, stride, global), NQB, NKB) -> (NQB, NKB)
+ * bool: the block layout (tc_attention_sparse_blocks) */
+static PyObject *py_attention_sparse_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *sp_obj, *nq_obj, *nk_obj;
+    tc_attention_sparse sp;
+    const tc_attention_sparse *psp;
+    int64_t nq, nk;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &sp_obj, &nq_obj, &nk_obj)) return NULL;
+    if (sparse_arg(sp_obj, &sp, &psp)) return NULL;
+    if (!psp) {
+        PyErr_SetString(PyExc_TypeError, "sparse must be a tuple (block, window, stride, global)");
+        return NULL;
+    }
+    if (tc_py_int64_min(nq_obj, "NQB", 0, &nq) || tc_py_int64_min(nk_obj, "NKB", 0, &nk))
+        return NULL;
+    npy_intp dims[2] = {(npy_intp)nq, (npy_intp)nk};
+    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_BOOL, 0);
+    if (!out) return NULL;
+    if (tc_py_status(tc_attention_sparse_blocks((uint8_t *)PyArray_DATA(out), psp, nq, nk),
+                     "attention_sparse_blocks")) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return (PyObject *)out;
+}
+
+/* attention_sparse_mask(sparse (block, window, stride, global), T, S, causal) -> (T, S)
+ * bool: the pattern's element mask (tc_attention_sparse_mask) */
+static PyObject *py_attention_sparse_mask(PyObject *self, PyObject *args)
+{
+    PyObject *sp_obj, *t_obj, *s_obj;
+    int causal;
+    tc_attention_sparse sp;
+    const tc_attention_sparse *psp;
+    int64_t T, S;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOi", &sp_obj, &t_obj, &s_obj, &causal)) return NULL;
+    if (sparse_arg(sp_obj, &sp, &psp)) return NULL;
+    if (!psp) {
+        PyErr_SetString(PyExc_TypeError, "sparse must be a tuple (block, window, stride, global)");
+        return NULL;
+    }
+    if (tc_py_int64_min(t_obj, "T", 0, &T) || tc_py_int64_min(s_obj, "S", 0, &S) ||
+        tc_py_check_option(TC_OPT_CAUSAL, causal, "causal"))
+        return NULL;
+    npy_intp dims[2] = {(npy_intp)T, (npy_intp)S};
+    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(2, dims, NPY_BOOL, 0);
+    if (!out) return NULL;
+    int st;
+    uint8_t *po = (uint8_t *)PyArray_DATA(out);
+    TC_PY_BEGIN_ALLOW_THREADS
+    st = tc_attention_sparse_mask(po, psp, T, S, causal);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "attention_sparse_mask")) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return (PyObject *)out;
+}
+
 static PyObject *py_attention_kernel_name(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -610,10 +714,11 @@ static PyObject *py_attention_kernel_name(PyObject *self, PyObject *args)
 
 #define FWD_DOC "(q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), keep (4-D bool, True = attend) " \
     "or None, bias (4-D float) or None, key_padding (B,S) bool (True = real key) or None, "      \
-    "scale, causal (0 none, 1 top-left, 2 bottom-right), dropout_p, seed) "                      \
+    "scale, causal (0 none, 1 top-left, 2 bottom-right), dropout_p, seed[, sparse (block, "  \
+    "window, stride, global) or None]) "                      \
     "-> (out (B,NH,T,DV), lse (B,NH,T)); masks have size 1 or the full size in each dim"
 #define BWD_DOC "(grad_output (B,NH,T,DV), q, k, v, out (B,NH,T,DV), lse (B,NH,T), keep, bias, " \
-    "key_padding, scale, causal, dropout_p, seed) -> (dq, dk, dv)"
+    "key_padding, scale, causal, dropout_p, seed[, sparse]) -> (dq, dk, dv)"
 
 PyMethodDef tc_methods_attention[] = {
     {"attention_forward", py_attention_forward, METH_VARARGS,
@@ -641,6 +746,12 @@ PyMethodDef tc_methods_attention[] = {
      "attention_probs(q (B,NH,T,DK), k (B,NH,S,DK), lse (B,NH,T), keep, bias, key_padding, "
      "scale, causal) -> P (B,NH,T,S): the pre-dropout probabilities of the forward that "
      "returned lse (same masks, scale, causal); q and k read at their own strides"},
+    {"attention_sparse_blocks", py_attention_sparse_blocks, METH_VARARGS,
+     "attention_sparse_blocks(sparse (block, window, stride, global), NQB, NKB) -> (NQB, NKB) "
+     "bool: key block kb visible to query block qb (tc_attention_sparse_blocks)"},
+    {"attention_sparse_mask", py_attention_sparse_mask, METH_VARARGS,
+     "attention_sparse_mask(sparse (block, window, stride, global), T, S, causal) -> (T, S) "
+     "bool: the pattern's element mask (causal only shifts positions when bottom-right)"},
     {"attention_kernel_name", py_attention_kernel_name, METH_NOARGS,
      "attention_kernel_name() -> the tile micro-kernel in use ('avx2+fma' or 'generic')"},
     {NULL, NULL, 0, NULL},

@@ -109,7 +109,7 @@ static PyObject *build_dict(void)
     return Py_BuildValue("{s:O,s:i,s:O,s:s}",
                          "openmp", tc_openmp_version() ? Py_True : Py_False,
                          "openmp_version", tc_openmp_version(),
-                         "portable_only", tc_cpu_x86_dispatch() ? Py_False : Py_True,
+                         "portable_only", tc_cpu_fast_name() ? Py_False : Py_True,
                          "compiler", compiler);
 }
 

@@ -22,8 +22,18 @@ last key (query i sees keys j <= i + S - T): what decoding against a KV cache ne
 
 A query row whose keys are all masked gets an output of zeros (not NaN, as torch gives) and
 zero gradients; its logsumexp is -inf.
+
+Block-sparse attention (``sparse=sparse_layout(block, window, stride, global_blocks)``): a
+structural mask, like causal masking, that the tiled kernel turns into skipped work. Query
+position p (row i; i + S - T with ``is_causal="bottom_right"``) in block qb = p // block sees
+key j in block kb = j // block iff |qb - kb| < window, or stride > 0 and kb % stride ==
+stride - 1, or kb < global_blocks, or qb < global_blocks. The forward visits only the runs
+of visible key blocks of each block of query rows, the backward only the query blocks that
+see a key tile; the result equals dense attention under ``attn_mask=sparse_mask(layout, T,
+S)`` (combined with the call's other masks).
 """
 import math
+from collections import namedtuple
 
 import numpy as np
 
@@ -32,9 +42,73 @@ from ._util import (as_bool_mask, as_float, as_int, as_real, as_seed, check_inou
                     native, same_dtype)
 
 __all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_backward",
-           "attention_weights", "attention_decode"]
+           "attention_weights", "attention_decode", "SparseLayout", "sparse_layout",
+           "sparse_mask", "block_sparse_attention"]
 
 _CAUSAL = {False: 0, True: 1, "none": 0, "top_left": 1, "bottom_right": 2}
+
+
+class SparseLayout(namedtuple("SparseLayout", "block window stride global_blocks")):
+    """A block-sparse attention pattern (C: tc_attention_sparse): positions cut into blocks
+    of ``block`` tokens; query block qb sees key block kb iff |qb - kb| < window (local),
+    or stride > 0 and kb % stride == stride - 1 (strided), or kb < global_blocks or
+    qb < global_blocks (global). Build it with :func:`sparse_layout`."""
+    __slots__ = ()
+
+    def blocks(self, T, S=None):
+        """The block layout: (ceil(T/block), ceil(S/block)) bool, [qb, kb] = True iff key
+        block kb is visible to query block qb (computed in C; S defaults to T)."""
+        S = T if S is None else S
+        T, S = as_int(T, "T"), as_int(S, "S")
+        b = self.block
+        return _C.attention_sparse_blocks(tuple(self), -(-T // b), -(-S // b))
+
+    def keys_per_query(self, T):
+        """The mean number of keys a query of a causal length-T sequence sees (a float):
+        the work the kernel does relative to dense causal attention is this over (T+1)/2."""
+        m = sparse_mask(self, T, T) & np.tri(T, dtype=bool)
+        return float(m.sum()) / T if T else 0.0
+
+
+def sparse_layout(block, window, stride=0, global_blocks=0):
+    """A block-sparse pattern (:class:`SparseLayout`), checked: block >= 1 tokens per block,
+    window >= 1 (a query sees its own block and window - 1 blocks on each side), stride >= 0
+    (0: no strided blocks; else every key block kb with kb % stride == stride - 1 is seen
+    by every query), global_blocks >= 0 (the first global_blocks blocks see, and are seen
+    by, every position). The seed's "every 4th token beyond a window" is
+    ``sparse_layout(block=1, window=w, stride=4)``; window and stride ~ sqrt(T) / block
+    make the work O(T sqrt(T)) (README, "Block-sparse attention")."""
+    vals = []
+    for name, v, lo in (("block", block, 1), ("window", window, 1), ("stride", stride, 0),
+                        ("global_blocks", global_blocks, 0)):
+        v = as_int(v, name)
+        if v < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {v}")
+        vals.append(v)
+    return SparseLayout(*vals)
+
+
+def _sparse(sparse):
+    """None, or the (block, window, stride, global) tuple the C kernels take."""
+    if sparse is None:
+        return None
+    if not isinstance(sparse, SparseLayout):
+        raise TypeError(f"sparse must be None or a SparseLayout (functional.sparse_layout), "
+                        f"got {type(sparse).__name__}")
+    return tuple(sparse)
+
+
+def sparse_mask(layout, T, S=None, is_causal=False):
+    """The boolean mask (T, S) equivalent to ``layout`` (True = attend), computed in C by the
+    kernels' own rule: attention with ``sparse=layout`` equals dense attention with
+    ``attn_mask=sparse_mask(layout, T, S, is_causal)`` and the same is_causal. is_causal
+    only places the queries: with "bottom_right" query i is at position i + S - T
+    (causality itself is not part of the mask). S defaults to T."""
+    sp = _sparse(layout)
+    if sp is None:
+        raise TypeError("layout must be a SparseLayout (functional.sparse_layout), got None")
+    S = T if S is None else S
+    return _C.attention_sparse_mask(sp, as_int(T, "T"), as_int(S, "S"), _causal(is_causal))
 
 
 def _check_qkv(q, k, v):
@@ -177,7 +251,7 @@ def _impl(implementation, name):
 def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
                                  is_causal=False, dropout_p=0.0, scale=None, seed=None, *,
                                  return_lse=False, return_weights=False,
-                                 implementation="tiled"):
+                                 implementation="tiled", sparse=None):
     """softmax(scale * q @ k^T + masks) @ v, computed in C; torch's
     ``F.scaled_dot_product_attention`` semantics.
 
@@ -211,10 +285,13 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
     (out, weights) or (out, lse, weights). Only this returned array is O(T * S); out is
     bitwise the same with or without it.
     implementation: "tiled" (default, O(T) memory) or "reference" (materialised).
+    sparse: None (dense) or a :class:`SparseLayout` (``sparse_layout(...)``): block-sparse
+      attention, the tiled kernel skipping the blocks the pattern hides; equal to dense
+      attention with ``attn_mask=sparse_mask(sparse, T, S, is_causal)`` added.
     """
     q, k, v, (lead, T, S, DK, DV) = _check_qkv(q, k, v)
     opts = _options(q, lead, T, S, DK, attn_mask, key_padding_mask, is_causal, dropout_p,
-                    scale, seed)
+                    scale, seed) + (_sparse(sparse),)
     fn = _impl(implementation, "attention_forward")
     B, NH = _bnh(lead)
     out, lse = fn(q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV),
@@ -226,13 +303,13 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
         keep, bias, kpm, scl, causal = opts[:5]
         w = _C.attention_probs(np.ascontiguousarray(q.reshape(B, NH, T, DK)),
                                np.ascontiguousarray(k.reshape(B, NH, S, DK)), lse, keep, bias,
-                               kpm, scl, causal)
+                               kpm, scl, causal, opts[-1])
         res += (w.reshape(lead + (T, S)),)
     return res if len(res) > 1 else res[0]
 
 
 def attention_weights(q, k, lse, attn_mask=None, key_padding_mask=None, is_causal=False,
-                      scale=None):
+                      scale=None, *, sparse=None):
     """The attention probabilities of a finished forward, in C (``_C.attention_probs``):
     softmax(scale * q k^T + masks), recomputed from q, k and the forward's logsumexp through
     the kernels' mask function (masked keys exactly 0, a fully masked row all 0; before
@@ -240,7 +317,8 @@ def attention_weights(q, k, lse, attn_mask=None, key_padding_mask=None, is_causa
 
     q: (..., T, DK), k: (..., S, DK), lse: (..., T) from
     ``scaled_dot_product_attention(..., return_lse=True)`` called with the same attn_mask,
-    key_padding_mask, is_causal and scale (conventions as there). Returns (..., T, S).
+    key_padding_mask, is_causal, scale and sparse (conventions as there). Returns
+    (..., T, S).
     """
     q = as_float(q, "q")
     k = same_dtype(q, "q", k, "k")
@@ -253,17 +331,18 @@ def attention_weights(q, k, lse, attn_mask=None, key_padding_mask=None, is_causa
     B, NH = _bnh(lead)
     w = _C.attention_probs(np.ascontiguousarray(q.reshape(B, NH, T, DK)),
                            np.ascontiguousarray(k.reshape(B, NH, S, DK)),
-                           lse.reshape(B, NH, T), keep, bias, kpm, scl, causal)
+                           lse.reshape(B, NH, T), keep, bias, kpm, scl, causal,
+                           _sparse(sparse))
     return w.reshape(lead + (T, S))
 
 
 def scaled_dot_product_attention_backward(grad_output, q, k, v, attn_mask=None,
                                           key_padding_mask=None, is_causal=False,
                                           dropout_p=0.0, scale=None, seed=None, *, out=None,
-                                          lse=None, implementation="tiled"):
+                                          lse=None, implementation="tiled", sparse=None):
     """Gradients of scaled_dot_product_attention(q, k, v, attn_mask, key_padding_mask,
-    is_causal, dropout_p, scale, seed): pass the forward's arguments (the same seed
-    regenerates the same dropout mask). Masks are constants: they get no gradient.
+    is_causal, dropout_p, scale, seed, sparse=sparse): pass the forward's arguments (the
+    same seed regenerates the same dropout mask). Masks are constants: no gradient.
 
     grad_output: (..., T, DV); q: (..., T, DK), k: (..., S, DK), v: (..., S, DV).
     out: (..., T, DV) and lse: (..., T) are the forward's results (``return_lse=True``);
@@ -274,7 +353,7 @@ def scaled_dot_product_attention_backward(grad_output, q, k, v, attn_mask=None,
     grad_output = same_dtype(q, "q", grad_output, "grad_output")
     check_shape(grad_output, "grad_output", lead + (T, DV), "the output's")
     opts = _options(q, lead, T, S, DK, attn_mask, key_padding_mask, is_causal, dropout_p,
-                    scale, seed)
+                    scale, seed) + (_sparse(sparse),)
     fwd = _impl(implementation, "attention_forward")
     bwd = _impl(implementation, "attention_backward")
     B, NH = _bnh(lead)
@@ -291,7 +370,8 @@ def scaled_dot_product_attention_backward(grad_output, q, k, v, attn_mask=None,
     return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
 
 
-def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, scale=None):
+def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, scale=None,
+                     sparse=None):
     """One decoding step against a KV cache, in C: the TN new positions' keys k and values
     v are written into k_cache / v_cache at positions [pos, pos + TN) (IN PLACE), then the
     new queries attend to every cached position [0, pos + TN), causally (query t is at
@@ -304,6 +384,9 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
     key_padding_mask: None or boolean (B, pos + TN) or (B, Smax) (True = real position,
     False = padding, e.g. the left padding of a batch of prompts), B = q.shape[0].
     scale: defaults to 1/sqrt(DK). Returns out: (..., TN, DV). The caller advances pos by TN.
+    sparse: None or a :class:`SparseLayout`: query t (at position pos + t) sees the keys the
+    pattern gives that position, as in the training forward; only those blocks' scores
+    are computed.
     """
     q, k, v, (lead, TN, TK, DK, DV) = _check_qkv(q, k, v)
     if TK != TN:
@@ -337,5 +420,20 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
     scale = _scale(scale, DK)
     out = _C.attention_decode(q.reshape(B, NH, TN, DK), k.reshape(B, NH, TN, DK),
                               v.reshape(B, NH, TN, DV), k_cache.reshape(B, NH, Smax, DK),
-                              v_cache.reshape(B, NH, Smax, DV), pos, kpm, scale)
+                              v_cache.reshape(B, NH, Smax, DV), pos, kpm, scale,
+                              _sparse(sparse))
     return out.reshape(lead + (TN, DV))
+
+
+def block_sparse_attention(q, k, v, layout, key_padding_mask=None, is_causal=False,
+                           dropout_p=0.0, scale=None, seed=None, **kw):
+    """Block-sparse attention: ``scaled_dot_product_attention(q, k, v, ...,
+    sparse=layout)`` (one kernel, not a second implementation). q: (..., T, DK), k:
+    (..., S, DK), v: (..., S, DV); layout: a :class:`SparseLayout`. Returns out (..., T, DV)
+    (plus lse / weights on request, keywords as there)."""
+    if not isinstance(layout, SparseLayout):
+        raise TypeError(f"layout must be a SparseLayout (functional.sparse_layout), "
+                        f"got {type(layout).__name__}")
+    return scaled_dot_product_attention(q, k, v, key_padding_mask=key_padding_mask,
+                                        is_causal=is_causal, dropout_p=dropout_p, scale=scale,
+                                        seed=seed, sparse=layout, **kw)

@@ -10,7 +10,8 @@ One class per concept, each with ``parameters``, ``with_parameters``,
 - coursework adapters over them (same names, keys and behaviour as the assignment):
   Linear, LayerNorm, ReLU, GELU, FeedForward, ScaledSelfAttention, MultiHeadAttention,
   DecoderLayer, Decoder, CrossEntropyLoss;
-- models: GPT, Encoder, EncoderDecoder and their configs.
+- models: GPT, Encoder, EncoderDecoder, Bert (encoder-only classifier + MLM) and their
+  configs.
 
 All computation runs in the C kernels. Deprecated names (MultiHeadSelfAttention,
 MultiHeadCrossAttention) still resolve, with a DeprecationWarning.
@@ -28,6 +29,7 @@ from .module import Module
 from .gpt import GPT, GPTConfig
 from .encoder import Encoder, EncoderConfig
 from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig
+from .bert import Bert, BertConfig
 
 __all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNorm",
            "PositionalEncoding", "FeedForward", "ScaledSelfAttention", "MultiHeadAttention",
@@ -35,7 +37,7 @@ __all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNor
            "Dense", "Norm", "Activation", "MLP", "SelfAttention", "CrossAttention", "KVCache",
            "Block", "DecoderBlock",
            "GPTConfig", "GPT", "EncoderConfig", "Encoder", "EncoderDecoderConfig",
-           "EncoderDecoder"]
+           "EncoderDecoder", "BertConfig", "Bert"]
 
 
 def __getattr__(name):

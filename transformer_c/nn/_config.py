@@ -44,6 +44,37 @@ def check_positive(cfg, names):
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
+def check_attention(cfg):
+    """Validation of the attention fields (attention: transformer_c.options.ATTENTIONS;
+    sparse_block >= 1, sparse_window >= 1, sparse_stride >= 0, sparse_global >= 0, checked
+    whatever attention is, so a config never holds a pattern it could not run)."""
+    check_option("attention", cfg.attention)
+    for name, lo in (("sparse_block", 1), ("sparse_window", 1), ("sparse_stride", 0),
+                     ("sparse_global", 0)):
+        v = getattr(cfg, name)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def sparse_pattern(cfg):
+    """The config's block-sparse pattern (functional.SparseLayout), or None when
+    cfg.attention is "dense" (or the config has no attention field)."""
+    if getattr(cfg, "attention", "dense") != "block_sparse":
+        return None
+    from ..functional import sparse_layout
+    return sparse_layout(cfg.sparse_block, cfg.sparse_window, cfg.sparse_stride,
+                         cfg.sparse_global)
+
+
+def attention_c_fields(cfg):
+    """The attention fields of a C model config (tc_gpt_config): attention as its enum
+    value, the pattern's four sizes."""
+    from ..options import option_index
+    return dict(attention=option_index("attention", cfg.attention),
+                sparse_block=int(cfg.sparse_block), sparse_window=int(cfg.sparse_window),
+                sparse_stride=int(cfg.sparse_stride), sparse_global=int(cfg.sparse_global))
+
+
 def check_common(cfg, positions):
     """Validation of the fields every model config has (position must be in positions)."""
     check_positive(cfg, ("block_size", "n_head", "n_embd"))

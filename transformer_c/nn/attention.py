@@ -111,16 +111,21 @@ def _module_masks(attn_mask, key_padding_mask, batch, NH, T, S):
 class MultiHead(CachedModule):
     """The attention all layers share. Attributes: n_head, causal (see causal_mode), rope
     (None or dict(base=, interleaved=) for F.rope on q and k), dropout (probability on the
-    attention probabilities; 0 turns it off) and seed (its masks).
+    attention probabilities; 0 turns it off), seed (its masks) and sparse (None, or a
+    functional.SparseLayout: block-sparse attention).
 
     _attend(q (N, T, NH*HD), k (N, S, NH*HD), v (N, S, NH*HV), opts) -> (y (N, T, NH*HV),
     cache); _attend_backward(dy, cache) -> (dq, dk, dv) of the same shapes.
     """
 
     def _init_attention(self, n_head, width, causal, rope=None, dropout=0.0, seed=0,
-                        head_mask=None):
+                        head_mask=None, sparse=None):
         self.n_head, self.causal, self.rope = int(n_head), _checked_causal(causal), rope
         self.dropout, self.seed = float(dropout), seed
+        if sparse is not None and not isinstance(sparse, F.SparseLayout):
+            raise TypeError(f"sparse must be None or a SparseLayout (functional.sparse_layout), "
+                            f"got {type(sparse).__name__}")
+        self.sparse = sparse
         if self.n_head < 1 or width % self.n_head:
             raise ValueError(f"n_embd ({width}) must be divisible by n_head ({n_head})")
         self.head_mask = check_head_mask(head_mask, (self.n_head,))
@@ -137,6 +142,8 @@ class MultiHead(CachedModule):
             opts["key_padding_mask"] = key_padding_mask
         if attn_mask is not None:
             opts["attn_mask"] = attn_mask
+        if self.sparse is not None:
+            opts["sparse"] = self.sparse
         return opts
 
     def _head_scale(self, y):
@@ -159,7 +166,7 @@ class MultiHead(CachedModule):
         (pre-dropout; masked keys exactly 0), in C from its q, k and logsumexp; averaged
         over heads, batch + (T, S), when ``average``."""
         q, k, _, _, lse, opts = cache
-        keys = ("attn_mask", "key_padding_mask", "is_causal")
+        keys = ("attn_mask", "key_padding_mask", "is_causal", "sparse")
         w = F.attention_weights(q, k, lse, **{key: opts[key] for key in keys if key in opts})
         w = w.reshape(batch + w.shape[1:])
         return w.mean(axis=-3) if average else w
@@ -233,29 +240,32 @@ class SelfAttention(_Projected):
     attn_mask: bool (True = attend) or float (added), broadcastable to (..., NH, T, T).
     rope: None, or dict(base=..., interleaved=...) to rotate q and k by position.
     dropout: probability of dropping an attention probability, masks from ``seed`` (0
-    turns it off: set it to 0 in eval mode).
+    turns it off: set it to 0 in eval mode). sparse: None (dense) or a
+    functional.SparseLayout: block-sparse attention (also in ``decode``).
     """
 
     KEYS = ("c_attn", "c_proj")
 
     def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None, dropout=0.0, seed=0,
-                 head_mask=None):
+                 head_mask=None, sparse=None):
         self.c_attn, self.c_proj = c_attn, c_proj
         E = c_proj.weight_matrix.shape[0]
-        self._init_attention(n_head, E, causal, rope, dropout, seed, head_mask)
+        self._init_attention(n_head, E, causal, rope, dropout, seed, head_mask,
+                             sparse=sparse)
         if c_attn.weight_matrix.shape != (3 * E, E) or c_proj.weight_matrix.shape != (E, E):
             raise ValueError(f"c_attn's weight must be (3C, C) = {(3 * E, E)} and c_proj's "
                              f"(C, C), got {c_attn.weight_matrix.shape} and "
                              f"{c_proj.weight_matrix.shape}")
 
     def _options_kw(self):
-        return dict(super()._options_kw(), rope=self.rope, head_mask=self.head_mask)
+        return dict(super()._options_kw(), rope=self.rope, head_mask=self.head_mask,
+                    sparse=self.sparse)
 
     @classmethod
     def create(cls, embed_dim, n_head, random_generator, *, bias=True, dtype=np.float64,
                **options):
         """Glorot-uniform projections (c_attn as three (C, C) blocks), zero biases;
-        options: causal, rope, dropout, seed."""
+        options: causal, rope, dropout, seed, sparse."""
         dt, E = check_dtype(dtype), embed_dim
         if n_head < 1 or E % n_head:
             raise ValueError(f"n_embd ({E}) must be divisible by n_head ({n_head})")
@@ -324,7 +334,7 @@ class SelfAttention(_Projected):
             m = np.asarray(key_padding_mask)
             key_padding_mask = m.reshape((x3.shape[0], m.shape[-1]))
         out = F.attention_decode(q, k, v, cache.k, cache.v, cache.pos,
-                                 key_padding_mask=key_padding_mask)
+                                 key_padding_mask=key_padding_mask, sparse=self.sparse)
         cache.pos += x3.shape[-2]
         out = merge_heads(self._head_scale(out))
         return self.c_proj.forward_cached(out)[0].reshape(np.shape(x))

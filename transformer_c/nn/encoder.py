@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from ..functional._util import as_bool_mask, as_ids, same_dtype
-from ._config import ConfigMixin, check_common, check_positive
+from ._config import ConfigMixin, check_attention, check_common, check_positive
 from ._flat import FlatModel
 from .stack import Inspection, check_ids, stack_attentions, stack_backward, stack_blocks, \
     stack_forward, stack_layout
@@ -50,6 +50,9 @@ class EncoderConfig(ConfigMixin):
     (a fixed table added to the embeddings); norm: "pre" (with a final ln_f) or "post" (the
     original Transformer; no ln_f); activation: "gelu_tanh", "gelu" or "relu"; n_inner: the
     MLP width (None: 4 * n_embd); layer_norm_epsilon; position_base: the sinusoidal base.
+    attention: "dense" or "block_sparse", with the pattern sparse_block, sparse_window,
+    sparse_stride, sparse_global (as GPTConfig; bidirectional: a query sees window - 1
+    blocks on each side).
     """
 
     vocab_size: int = 32000
@@ -65,10 +68,16 @@ class EncoderConfig(ConfigMixin):
     n_inner: int = None
     layer_norm_epsilon: float = 1e-5
     position_base: float = 10000.0
+    attention: str = "dense"
+    sparse_block: int = 64
+    sparse_window: int = 2
+    sparse_stride: int = 0
+    sparse_global: int = 0
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))
         check_common(self, POSITIONS)
+        check_attention(self)
 
 
 # ---------------------------------------------------------------------- input checks

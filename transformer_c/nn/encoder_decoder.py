@@ -44,12 +44,12 @@ import numpy as np
 
 from .. import _C
 from .. import functional as F
-from ..functional._util import as_ids, as_int, same_dtype
+from ..functional._util import as_int, same_dtype
 from ._flat import FlatModel
 from ..options import option_index
 from ._config import ConfigMixin, check_common, check_positive
 from .encoder import POSITIONS, EncoderConfig, encoder_backward, encoder_forward, source_mask
-from .stack import Inspection, check_ids, decoder_blocks, stack_attentions, stack_backward, \
+from .stack import Inspection, check_ids, check_targets, decoder_blocks, stack_attentions, stack_backward, \
     stack_forward, stack_layout
 
 __all__ = ["EncoderDecoderConfig", "EncoderDecoder"]
@@ -216,19 +216,8 @@ class EncoderDecoder(FlatModel):
         return s, t, mask, squeeze
 
     def _targets(self, tgt_out, tgt_in, squeeze, ignore_index):
-        t = as_ids(tgt_out, "tgt_out")
-        t = t[None] if squeeze and t.ndim == 1 else t
-        if t.shape != tgt_in.shape:
-            want = tgt_in.shape[1:] if squeeze else tgt_in.shape
-            raise ValueError(f"tgt_out must have the shape of tgt_in {want}, got "
-                             f"{np.shape(tgt_out)}")
-        t = np.ascontiguousarray(t, dtype=np.int64)
-        V = self.config.tgt_vocab_size
-        bad = (t != ignore_index) & ((t < 0) | (t >= V))
-        if bad.any():
-            raise IndexError(f"tgt_out holds id {t[bad][0]}, outside [0, {V}) and not "
-                             f"ignore_index ({ignore_index})")
-        return t
+        return check_targets(tgt_out, "tgt_out", tgt_in, "tgt_in", squeeze, ignore_index,
+                             self.config.tgt_vocab_size)
 
     def _ignore(self, ignore_index):
         return self.config.pad_id if ignore_index is None else as_int(ignore_index,

@@ -36,7 +36,8 @@ from .. import _C
 from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
-from ._config import ConfigMixin, check_common, check_positive
+from ._config import ConfigMixin, attention_c_fields, check_attention, check_common, \
+    check_positive
 from ._flat import FlatModel
 from .attention import check_head_mask
 from .stack import Inspection, check_ids, stack_attentions, stack_backward, stack_blocks, \
@@ -62,6 +63,12 @@ class GPTConfig(ConfigMixin):
     projection is wte (else a separate lm_head). n_inner: the MLP width (None: 4 * n_embd).
     layer_norm_epsilon; position_base: the base of the sinusoidal table and of RoPE;
     rope_interleaved: RoPE pairs (2i, 2i+1) instead of (i, i + head_size/2).
+    attention: "dense" (default) or "block_sparse" (transformer_c.options.ATTENTIONS): every
+    layer's attention restricted to the pattern sparse_block (tokens per block),
+    sparse_window (blocks seen on each side, own included), sparse_stride (every
+    sparse_stride-th key block seen by all; 0: none), sparse_global (leading blocks that
+    see and are seen by all): functional.sparse_layout; the same key set in training and
+    in KV-cached generation. The sparse_* fields are ignored by dense attention.
     """
 
     vocab_size: int = 50257
@@ -79,10 +86,16 @@ class GPTConfig(ConfigMixin):
     layer_norm_epsilon: float = 1e-5
     position_base: float = 10000.0
     rope_interleaved: bool = False
+    attention: str = "dense"
+    sparse_block: int = 64
+    sparse_window: int = 2
+    sparse_stride: int = 0
+    sparse_global: int = 0
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))
         check_common(self, POSITIONS)
+        check_attention(self)
         if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"position='rope' needs an even head size, got n_embd / n_head = "
                              f"{self.head_size}")
@@ -90,8 +103,9 @@ class GPTConfig(ConfigMixin):
     def c_fields(self):
         """This config as the C library's tc_gpt_config (tc.h): a dict of its field names
         (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
-        rope_interleaved, dropout), option values as their C enum values; what the GPT
-        bindings (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take."""
+        rope_interleaved, dropout, attention, sparse_block, sparse_window, sparse_stride,
+        sparse_global), option values as their C enum values; what the GPT bindings
+        (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take."""
         return dict(V=int(self.vocab_size), maxT=int(self.block_size), C=int(self.n_embd),
                     L=int(self.n_layer), NH=int(self.n_head), H=self.hidden_size,
                     bias=bool(self.bias),
@@ -100,7 +114,8 @@ class GPTConfig(ConfigMixin):
                     activation=option_index("activation", self.activation),
                     tie=bool(self.tie_embeddings), eps=float(self.layer_norm_epsilon),
                     pos_base=float(self.position_base),
-                    rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout))
+                    rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout),
+                    **attention_c_fields(self))
 
 
 def _layout(cfg):
@@ -190,9 +205,9 @@ class GPT(FlatModel):
         columns that read head h's output, are multiplied by head_mask[l, h].
 
         head_mask: (n_layer, n_head) numbers. The copy's forward (fast or module path)
-        equals this model's forward with ``head_mask=`` (bitwise in exact arithmetic: the
-        product y_h W_h^T is scaled on the other side), which is how the C fast path
-        applies a head mask."""
+        equals this model's forward with ``head_mask=``: the module path computes
+        (m y_h) W_h^T, the copy y_h (m W_h)^T (equal to rounding; bitwise when every entry
+        is 0 or 1). This is how the C fast path applies a head mask."""
         hm = self._head_mask(head_mask)
         if hm is None:
             raise ValueError("head_mask must be an (n_layer, n_head) array, got None")
@@ -306,7 +321,7 @@ class GPT(FlatModel):
             model = self if hm is None else self.with_head_mask(hm)
             logits = _C.gpt_forward(model._context(), ids, seed, self._dropping(), row_offset)
         else:
-            logits = self._forward_cached(ids, seed)[0]
+            logits = self._forward_cached(ids, seed, hm)[0]
         return F.cross_entropy(logits, t, ignore_index=ignore_index)
 
     def loss_and_grads(self, idx, targets, *, ignore_index=-100, seed=None, fast=True,

@@ -18,9 +18,10 @@ from ..functional._util import as_ids
 from .attention import CrossAttention, SelfAttention
 from .blocks import Block, DecoderBlock, site_seed
 from .feedforward import MLP
+from ._config import sparse_pattern
 from .layers import Dense, Norm
 
-__all__ = ["Inspection", "stack_attentions", "stack_layout", "check_ids", "embed_forward", "embed_backward", "stack_blocks",
+__all__ = ["Inspection", "stack_attentions", "stack_layout", "check_ids", "check_targets", "embed_forward", "embed_backward", "stack_blocks",
            "decoder_blocks", "stack_forward", "stack_backward"]
 
 
@@ -82,34 +83,57 @@ def check_ids(ids, name, vocab_size, block_size, squeeze=None):
     return np.ascontiguousarray(a2, dtype=np.int64), sq
 
 
+def check_targets(targets, name, ids, ids_name, squeeze, ignore_index, vocab_size):
+    """Per-position target ids ``targets`` as C-contiguous int64 of the shape of ``ids``
+    (B, L) (check_ids' result; squeeze: the input was 1-D), each in [0, vocab_size) or
+    ignore_index. ValueError / IndexError naming ``name`` (and ``ids_name``)."""
+    t = as_ids(targets, name)
+    t = t[None] if squeeze and t.ndim == 1 else t
+    if t.shape != ids.shape:
+        want = ids.shape[1:] if squeeze else ids.shape
+        raise ValueError(f"{name} must have the shape of {ids_name} {want}, got "
+                         f"{np.shape(targets)}")
+    t = np.ascontiguousarray(t, dtype=np.int64)
+    bad = (t != ignore_index) & ((t < 0) | (t >= vocab_size))
+    if bad.any():
+        raise IndexError(f"{name} holds id {t[bad][0]}, outside [0, {vocab_size}) and not "
+                         f"ignore_index ({ignore_index})")
+    return t
+
+
 # ---------------------------------------------------------------------- embeddings
 
-def embed_forward(cfg, ids, wte, wpe, drop_seed):
-    """drop(wte[ids] + positions) (B, L, C) for ids (B, L): learned (wpe rows), sinusoidal
-    (the fixed table) or none added (RoPE acts in the attention; "none" has no positions); drop_seed None: no
-    dropout."""
+def embed_forward(cfg, ids, wte, wpe, drop_seed, token_types=None, wtt=None):
+    """drop(wte[ids] + positions [+ wtt[token_types]]) (B, L, C) for ids (B, L): learned
+    (wpe rows), sinusoidal (the fixed table) or none added (RoPE acts in the attention;
+    "none" has no positions); token_types (B, L) ints with wtt (type_vocab_size, C): BERT's segment embeddings, added
+    last (None: none); drop_seed None: no dropout."""
     x = F.embedding(ids, wte)
     if cfg.position == "learned":
         x = x + wpe[:ids.shape[1]]
     elif cfg.position == "sinusoidal":
         x = F.add_positions(x, base=cfg.position_base)
+    if token_types is not None:
+        x = x + F.embedding(token_types, wtt)
     if drop_seed is not None:
         x = F.dropout(x, cfg.dropout, seed=drop_seed)
     return x
 
 
-def embed_backward(cfg, dx, ids, vocab_size, drop_seed):
-    """(dwte (V, C), dwpe (block_size, C) or None) from the gradient (B, L, C) of
-    embed_forward's output."""
+def embed_backward(cfg, dx, ids, vocab_size, drop_seed, token_types=None):
+    """(dwte (V, C), dwpe (block_size, C) or None, dwtt (type_vocab_size, C) or None) from
+    the gradient (B, L, C) of embed_forward's output (dwtt when token_types were given)."""
     if drop_seed is not None:
         dx = F.dropout_backward(dx, cfg.dropout, seed=drop_seed)
     dwte = F.embedding_backward(dx, ids, vocab_size)
-    dwpe = None
+    dwpe = dwtt = None
     if cfg.position == "learned":
         B, L = ids.shape
         pos = np.broadcast_to(np.arange(L, dtype=np.int64), (B, L))
         dwpe = F.embedding_backward(dx, pos, cfg.block_size)
-    return dwte, dwpe
+    if token_types is not None:
+        dwtt = F.embedding_backward(dx, token_types, cfg.type_vocab_size)
+    return dwte, dwpe, dwtt
 
 
 # ---------------------------------------------------------------------- blocks
@@ -123,7 +147,7 @@ def _rope(cfg):
 def _self_attention(cfg, h, causal, p_attn, seed, head_mask=None):
     return SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
                          cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed,
-                         head_mask=head_mask)
+                         head_mask=head_mask, sparse=sparse_pattern(cfg))
 
 
 def _mlp(cfg, h):
@@ -171,14 +195,15 @@ def decoder_blocks(cfg, tree, seed, dropping, site0):
 # ---------------------------------------------------------------------- the stack
 
 def stack_forward(cfg, tree, wte, ids, seed, dropping, site0=0, *, blocks, hidden=None,
-                  **inputs):
+                  token_types=None, **inputs):
     """(hidden (B, L, C), cache): embeddings, the ``blocks`` (each called with ``inputs``:
     a key-padding mask, or the memory and its mask), ln_f (pre-LN). tree holds wpe (if
-    learned) and ln_f; wte is the token embedding (the tree's or a shared one). hidden: None
-    or a list, appended the input of every block and the last block's output (before ln_f),
-    each (B, L, C)."""
+    learned), ln_f and, with token_types (B, L) ints (BERT's segments), wtt; wte is the
+    token embedding (the tree's or a shared one). hidden: None or a list, appended the input
+    of every block and the last block's output (before ln_f), each (B, L, C)."""
+    wtt = None if token_types is None else tree["wtt"]["weight"]
     x = embed_forward(cfg, ids, wte, tree.get("wpe", {}).get("weight"),
-                      site_seed(seed, site0) if dropping else None)
+                      site_seed(seed, site0) if dropping else None, token_types, wtt)
     caches = []
     for block in blocks:
         if hidden is not None:
@@ -190,7 +215,7 @@ def stack_forward(cfg, tree, wte, ids, seed, dropping, site0=0, *, blocks, hidde
     cf = None
     if cfg.norm == "pre":
         x, cf = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).forward_cached(x)
-    return x, (ids, blocks, caches, cf)
+    return x, ((ids, token_types), blocks, caches, cf)
 
 
 @dataclasses.dataclass
@@ -221,7 +246,7 @@ def stack_attentions(cache, sublayer=0):
 def stack_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0=0):
     """(grads of the tree's wpe / h / ln_f, dwte, extras): extras the sum over the blocks
     of their further input gradients (the memory's, for decoder blocks), or None."""
-    ids, blocks, caches, cf = cache
+    (ids, token_types), blocks, caches, cf = cache
     grads = {}
     if cfg.norm == "pre":
         g_lnf, dx = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).backward_cached(dx, cf)
@@ -230,10 +255,12 @@ def stack_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0=0):
         hgrads[layer], dx, *more = blocks[layer].backward_cached(dx, caches[layer])
         if more:
             extra = more[0] if extra is None else extra + more[0]
-    dwte, dwpe = embed_backward(cfg, dx, ids, vocab_size,
-                                site_seed(seed, site0) if dropping else None)
+    dwte, dwpe, dwtt = embed_backward(cfg, dx, ids, vocab_size,
+                                      site_seed(seed, site0) if dropping else None, token_types)
     if dwpe is not None:
         grads["wpe"] = {"weight": dwpe}
+    if dwtt is not None:
+        grads["wtt"] = {"weight": dwtt}
     grads["h"] = hgrads
     if cfg.norm == "pre":
         grads["ln_f"] = g_lnf

@@ -34,7 +34,7 @@ def settings(quick):
     if quick:
         return dict(n_layer=2, n_head=4, n_embd=64, block_size=32, steps=200, batch_size=16,
                     lr=3e-3, records=8, windows=4, eval_windows=64)
-    return dict(n_layer=4, n_head=4, n_embd=128, block_size=64, steps=2500, batch_size=16,
+    return dict(n_layer=4, n_head=4, n_embd=128, block_size=64, steps=1500, batch_size=16,
                 lr=2e-3, records=16, windows=16, eval_windows=512)
 
 

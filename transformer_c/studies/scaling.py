@@ -29,8 +29,8 @@ def settings(quick):
     if quick:
         return dict(sizes=[(1, 2, 16), (1, 2, 32), (2, 2, 32), (2, 4, 48)], budget=2e10,
                     block_size=32, batch_size=16, eval_windows=128, log_points=20)
-    return dict(sizes=[(1, 2, 16), (1, 2, 32), (2, 4, 48), (3, 4, 64), (4, 4, 80)],
-                budget=1.5e12, block_size=64, batch_size=16, eval_windows=512, log_points=40)
+    return dict(sizes=[(1, 2, 16), (1, 2, 24), (1, 2, 32), (2, 2, 32), (2, 4, 48)],
+                budget=1e12, block_size=64, batch_size=16, eval_windows=512, log_points=40)
 
 
 def learning_rate(n_embd):
@@ -158,9 +158,11 @@ def scaling(ctx):
         f"{B}. val_loss: nats per character over {len(xs)} validation windows; train_loss: the "
         "mean of the last 20 logged steps; wall_s: the training time on this machine (it "
         "depends on the load, the FLOP budget does not).",
-        "At a fixed budget a larger model sees fewer tokens: the power law holds while every "
-        "size is still data-rich; a size past the compute-optimal one would turn the curve "
-        "up.",
+        "At a fixed budget a larger model sees fewer tokens (tokens per parameter: "
+        + ", ".join(f"{r['tokens'] / r['params']:.0f}" for r in rows) + "): the power law "
+        "can only hold up to the compute-optimal size (about 20 tokens per parameter in "
+        "Hoffmann et al.'s rule of thumb); past it the loss turns up again (the quick mode's "
+        "tiny budget shows that side).",
     ]
     rep.meta["settings"] = {k: v for k, v in s.items()}
     rep.meta["fit"] = fit
