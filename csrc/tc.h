@@ -130,6 +130,11 @@ int tc_set_num_threads(int n);
 int tc_get_num_threads(void);
 /* The largest count tc_set_num_threads accepts: max(1024, 4 x the processors). */
 int tc_max_num_threads(void);
+/* The OpenMP version of this build (_OPENMP, yyyymm: the compiler and its runtime were found
+ * by setup.py's compile-and-link probe), 0 for a serial build (no OpenMP, or TC_NO_OPENMP=1 at build
+ * time): then every kernel runs on the calling thread, tc_get_num_threads() is 1 and
+ * tc_set_num_threads only records the count (the bindings warn for n > 1). */
+int tc_openmp_version(void);
 /* Apply the process-wide count to the calling thread (OpenMP's setting is per thread):
  * every entry point calls it before its parallel regions (the bindings do, bind.h); a
  * no-op while the count is unset or already applied, or inside a parallel region. */
@@ -175,8 +180,9 @@ int tc_cpu_get_portable(void);
  * as family's last choice (what a kernel calls to dispatch). */
 int tc_cpu_pick(int family);
 /* "avx2+fma", "neon" or "generic": what family last ran (NULL if it has not run; any
- * family < 0: what would run now); tc_cpu_family_name: "gemm", "attention", ... (NULL out
- * of range). */
+ * family < 0: what would run now; always "generic" for a family without a fast variant in
+ * this build, e.g. every family of a TC_PORTABLE_ONLY build); tc_cpu_family_name: "gemm",
+ * "attention", ... (NULL out of range). */
 const char *tc_cpu_kernel_name(int family);
 const char *tc_cpu_family_name(int family);
 

@@ -10,6 +10,27 @@ import numpy as np
 import pytest
 
 DATA_DIR = pathlib.Path(os.environ.get("TC_DATA_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Two build variants change what the run checks (tools/ci_wheel.sh, ci_variants.sh):
+    TC_TEST_INSTALLED=1: the suite must test an installed transformer_c (a wheel in a
+    virtualenv), never the source checkout beside the tests: stop at once otherwise.
+    A serial build (no OpenMP): set_num_threads(n > 1) warns and runs on one thread, so
+    the tests that ask for threads run serially (their results must hold all the same)
+    instead of failing on the warning (warnings are errors in this suite)."""
+    import transformer_c
+
+    where = pathlib.Path(transformer_c.__file__).resolve()
+    if os.environ.get("TC_TEST_INSTALLED") == "1" and \
+            (ROOT in where.parents or "site-packages" not in where.parts):
+        raise pytest.UsageError(f"TC_TEST_INSTALLED=1 but transformer_c is {where}, not an "
+                                "installed package's (site-packages) outside {ROOT}")
+    config.addinivalue_line("markers", "openmp: needs OpenMP threads (skipped in a serial build)")
+    if not transformer_c.build_info()["openmp"]:
+        config.addinivalue_line("filterwarnings",
+                                r"ignore:set_num_threads\(\d+\):RuntimeWarning")
 
 # tolerances against PyTorch / NumPy references
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, atol=1e-5)}
@@ -23,6 +44,20 @@ def gemm_kernels():
 
 
 GEMM_KERNELS = gemm_kernels()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked openmp (they check what threads do: counts held per thread, batches
+    split across threads) skip in a serial build, saying so."""
+    import transformer_c
+
+    if transformer_c.build_info()["openmp"]:
+        return
+    skip = pytest.mark.skip(reason="needs OpenMP threads: this build is serial "
+                            "(transformer_c.build_info()['openmp'] is False)")
+    for item in items:
+        if "openmp" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(params=GEMM_KERNELS)

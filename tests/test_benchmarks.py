@@ -71,7 +71,10 @@ def test_ab_compares_two_builds_of_the_step():
 
     from benchmarks import ab
 
-    root = str(pathlib.Path(ab.__file__).resolve().parents[1])
+    import transformer_c
+
+    # the tree holding the package under test (the checkout, or site-packages for a wheel)
+    root = str(pathlib.Path(transformer_c.__file__).resolve().parents[1])
     a, b = ab.load(root, "tc_ab_test_a"), ab.load(root, "tc_ab_test_b")
     assert a is not b and a.nn.GPT is not b.nn.GPT
     ma, mb, ba, bb, same = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0)
@@ -85,7 +88,10 @@ def test_fingerprint_detects_a_changed_number(tmp_path):
 
     from benchmarks import fingerprint
 
-    root = str(pathlib.Path(fingerprint.__file__).resolve().parents[1])
+    import transformer_c
+
+    # the tree holding the package under test (the checkout, or site-packages for a wheel)
+    root = str(pathlib.Path(transformer_c.__file__).resolve().parents[1])
     tc = fingerprint.load(root, "tc_fp_test")
     out = {}
     fingerprint.fingerprint_gpt(tc, out, "k", next(fingerprint.gpt_cases())[1], np.float64, 0.1)
@@ -127,3 +133,18 @@ def test_sparse_attention_benchmark_runs_on_tiny_shapes():
     g = sa.gpt_run(B=1, T=64, opts=FAST, quiet=True,
                    cfg=dict(n_layer=1, n_head=2, n_embd=16, vocab_size=11, block_size=64))
     assert g["dense_ms"] > 0 and g["sparse_ms"] > 0 and g["per_flop_ratio"] > 0
+
+
+def test_platforms_times_every_kernel_variant_and_restores_the_switches():
+    from benchmarks import platforms
+    from transformer_c import _C
+
+    import transformer_c as tc
+
+    before = (tc.get_num_threads(), _C.cpu_portable())
+    recs = platforms.run("small", threads=(1,), repeats=1, min_time=0.0, quiet=True)
+    want = ["avx2+fma", "generic"] if _C.cpu_has_avx2() else ["generic"]
+    assert [r["kernels"] for r in recs] == want
+    assert recs[0]["speed"] == 1.0 and all(r["ms"] > 0 and r["threads"] == 1 for r in recs)
+    assert (tc.get_num_threads(), _C.cpu_portable()) == before
+    assert "| small | 1 | generic |" in platforms.table(recs)

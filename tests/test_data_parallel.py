@@ -10,6 +10,8 @@ import pytest
 import transformer_c as tc
 from transformer_c.nn import GPT, EncoderDecoder, EncoderDecoderConfig, GPTConfig
 
+pytestmark = pytest.mark.openmp  # the split needs threads: skipped in a serial build
+
 TINY = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8)
 VARIANTS = {
     "gpt2": {},

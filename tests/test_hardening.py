@@ -85,6 +85,7 @@ def test_model_config_dict_is_read_as_a_snapshot():
 # ---------------------------------------------------------------- 2, 3: the thread count
 
 
+@pytest.mark.openmp
 def test_set_num_threads_refuses_absurd_counts(threads):
     top = _C.max_num_threads()
     assert top >= max(1024, 4 * (os.cpu_count() or 1))  # the documented bound
@@ -116,6 +117,7 @@ def _gpt_grads(model, idx, tgt):
     return loss, model.flat_grads.copy()
 
 
+@pytest.mark.openmp
 def test_set_num_threads_is_process_wide(threads):
     # OpenMP's setting is per thread: the count set here must also hold in other threads
     n = 3 if (os.cpu_count() or 1) != 3 and os.environ.get("OMP_NUM_THREADS") != "3" else 4

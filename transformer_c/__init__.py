@@ -30,13 +30,30 @@ def set_num_threads(n: int) -> None:
     called from any Python thread use it (not only the calling thread's, as OpenMP's own
     omp_set_num_threads). 1 <= n <= max(1024, 4 x os.cpu_count()) (the bound is
     ``_C.max_num_threads()``): ValueError otherwise. Unset, OpenMP's default applies
-    (OMP_NUM_THREADS, or the number of cores)."""
+    (OMP_NUM_THREADS, or the number of cores).
+
+    A build without OpenMP (``build_info()["openmp"]`` is False: the compiler had none, e.g.
+    Apple clang without libomp, or TC_NO_OPENMP=1 at build time) runs every kernel on one
+    thread: n > 1 is then accepted with a RuntimeWarning saying so, and get_num_threads()
+    stays 1 (a script written for threads still runs, with the same results)."""
     _C.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:
-    """The number of OpenMP threads kernels use (set_num_threads's value, in every thread)."""
+    """The number of OpenMP threads kernels use (set_num_threads's value, in every thread);
+    always 1 in a build without OpenMP."""
     return _C.get_num_threads()
+
+
+def build_info() -> dict:
+    """What this build of the C extension was compiled with, a new dict each call:
+    ``openmp`` (bool: threads available; False for a serial build), ``openmp_version``
+    (int, the _OPENMP date yyyymm, 0 without OpenMP), ``portable_only`` (bool: only the
+    portable C kernels were compiled, no AVX2+FMA / NEON variants: a TC_PORTABLE_ONLY=1
+    build, or an architecture other than x86-64 and AArch64) and ``compiler`` (str).
+    Which kernels run on this CPU: ``_C.gemm_kernel_name()`` ("avx2+fma", "neon" or
+    "generic")."""
+    return dict(_C.BUILD)
 
 
 def set_data_parallel(on: bool) -> None:
@@ -56,5 +73,5 @@ def get_data_parallel() -> bool:
 from . import data, functional, generate, nn, optim, tree  # noqa: E402
 
 __all__ = ["data", "functional", "generate", "nn", "optim", "tree", "set_num_threads",
-           "get_num_threads", "set_data_parallel", "get_data_parallel",
+           "get_num_threads", "set_data_parallel", "get_data_parallel", "build_info",
            "__version__"]

@@ -105,6 +105,9 @@ const char *tc_cpu_kernel_name(int family)
 {
     if (family < 0) return tc_cpu_use_fast() ? TC_CPU_FAST_NAME : "generic";
     if (family >= TC_CPU_FAMILY_COUNT) return NULL;
+    /* a family without a fast variant in this build (all of them in a TC_PORTABLE_ONLY
+     * build) has one kernel and may never ask tc_cpu_pick */
+    if (!((TC_CPU_FAST_FAMILIES >> family) & 1u)) return "generic";
     switch (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED)) {
     case 1: return "generic";
     case 2: return TC_CPU_FAST_NAME;

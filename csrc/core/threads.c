@@ -42,6 +42,15 @@ int tc_get_num_threads(void)
 #endif
 }
 
+int tc_openmp_version(void)
+{
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
+}
+
 void tc_sync_num_threads(void)
 {
 #ifdef _OPENMP

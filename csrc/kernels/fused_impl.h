@@ -413,6 +413,7 @@ int FN(tc_layernorm_residual_backward)(real_t *dx, real_t *dr, real_t *dweight, 
     void (*row)(real_t *, real_t *, real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, real_t, real_t,
                 int64_t) = TC_FUSED_PICK(lnr_bwd_row);
     const int par = N * C >= LN_PAR_MIN;
+    (void)par; /* read only by the OpenMP if clauses: unused in a serial build */
     if ((dx || dr) && (dweight || dbias)) {
         /* one pass, as tc_layernorm_backward: per-chunk partial sums of LN_ROWS rows, added
          * in chunk order (independent of the thread count) */

@@ -149,6 +149,7 @@ int FN(tc_layernorm_backward)(real_t *dinp, real_t *dweight, real_t *dbias, cons
                  int64_t, int64_t, int) = LN_PICK(ln_bwd_rows);
     const int set = (int)TC_WRITES(write, 0);
     const int par = N * C >= LN_PAR_MIN;
+    (void)par; /* read only by the OpenMP if clauses: unused in a serial build */
     if (dinp && (dweight || dbias)) {
         /* one pass: each chunk of LN_ROWS rows adds its weight / bias partial sums into its
          * own 2 rows of part while the rows are in L1, then the chunks are added in order

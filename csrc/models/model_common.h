@@ -155,6 +155,7 @@ static inline void dec_copy_cache_rows(char *kd, char *vd, const char *ks, const
     const size_t row = head * (size_t)NH, layer = row * (size_t)Bmax;
     const size_t used = (size_t)(pos * HS) * (size_t)elem;
     const int64_t work = L * B2 * NH * pos * HS;
+    (void)work; /* read only by the OpenMP if clauses: unused in a serial build */
     if (in_place) {
 #pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
         for (int64_t l = 0; l < L; l++) {

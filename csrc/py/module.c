@@ -27,6 +27,13 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "n must be in [1, %d], got %lld", max, n);
         return NULL;
     }
+    /* a serial build runs every kernel on the calling thread: say so (stack level 2: the
+     * caller of transformer_c.set_num_threads) */
+    if (n > 1 && !tc_openmp_version() &&
+        PyErr_WarnFormat(PyExc_RuntimeWarning, 2, "set_num_threads(%lld): this build of "
+                         "transformer_c has no OpenMP (transformer_c.build_info()['openmp'] "
+                         "is False), every kernel runs on one thread", n) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -70,7 +77,7 @@ static PyObject *py_gemm_kernel_name(PyObject *self, PyObject *args)
 static PyMethodDef module_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_VARARGS,
      "set_num_threads(n): the OpenMP thread count of every kernel, process-wide; "
-     "1 <= n <= max_num_threads()"},
+     "1 <= n <= max_num_threads(); RuntimeWarning for n > 1 in a build without OpenMP"},
     {"max_num_threads", py_max_num_threads, METH_NOARGS,
      "max_num_threads() -> int: the largest n set_num_threads accepts"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
@@ -86,6 +93,25 @@ static struct PyModuleDef module_def = {
     "Private C kernels of transformer_c (positional arguments, no defaults). "
     "Use transformer_c.functional.", -1, module_methods,
 };
+
+/* _C.BUILD: the features this extension was compiled with (transformer_c.build_info()) */
+static PyObject *build_dict(void)
+{
+#if defined(__clang__)
+    const char *compiler = __VERSION__; /* "Clang 16.0.6", "Apple LLVM ..." */
+#elif defined(__GNUC__)
+    const char *compiler = "gcc " __VERSION__;
+#elif defined(_MSC_VER)
+    const char *compiler = "MSVC " Py_STRINGIFY(_MSC_VER);
+#else
+    const char *compiler = "unknown";
+#endif
+    return Py_BuildValue("{s:O,s:i,s:O,s:s}",
+                         "openmp", tc_openmp_version() ? Py_True : Py_False,
+                         "openmp_version", tc_openmp_version(),
+                         "portable_only", tc_cpu_fast_name() ? Py_False : Py_True,
+                         "compiler", compiler);
+}
 
 /* _C.OPTIONS: {kind: (name of value 0, name of value 1, ...)} from tc.h's option tables. */
 static PyObject *options_dict(void)
@@ -137,6 +163,12 @@ PyMODINIT_FUNC PyInit__C(void)
     PyObject *options = options_dict();
     if (!options || PyModule_AddObject(m, "OPTIONS", options) < 0) {
         Py_XDECREF(options);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *build = build_dict();
+    if (!build || PyModule_AddObject(m, "BUILD", build) < 0) {
+        Py_XDECREF(build);
         Py_DECREF(m);
         return NULL;
     }
