@@ -39,7 +39,7 @@ from .blocks import site_seed
 from .encoder import POSITIONS, source_mask
 from .layers import Activation, Dense, Norm
 from .stack import _add, check_ids, check_targets, stack_backward, stack_blocks, \
-    stack_forward, stack_layout
+    stack_forward, stack_layout, stack_routing
 
 __all__ = ["BertConfig", "Bert"]
 
@@ -58,6 +58,9 @@ class BertConfig(ConfigMixin):
     (else its own mlm.decoder). attention: "dense" or "block_sparse", with the pattern
     sparse_block, sparse_window, sparse_stride, sparse_global (as EncoderConfig:
     bidirectional, a query sees window - 1 blocks on each side; padded keys stay masked).
+    ffn: "mlp" or "moe", with moe_experts, moe_top_k, moe_capacity, moe_aux_weight (as
+    EncoderConfig; padded positions are routed too; loss_and_grads / mlm_loss_and_grads add
+    moe_aux_weight times the layers' load-balancing losses to the loss and its gradient).
     """
 
     vocab_size: int = 8192
@@ -82,6 +85,11 @@ class BertConfig(ConfigMixin):
     sparse_window: int = 2
     sparse_stride: int = 0
     sparse_global: int = 0
+    ffn: str = "mlp"
+    moe_experts: int = 4
+    moe_top_k: int = 1
+    moe_capacity: float = 1.25
+    moe_aux_weight: float = 0.01
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer", "type_vocab_size", "num_labels"))
@@ -174,11 +182,12 @@ class Bert(FlatModel):
 
     # ------------------------------------------------------------------ module path pieces
 
-    def _encode(self, ids, types, mask, seed):
-        """(h (B, L, C), cache) of the encoder stack with segment embeddings."""
+    def _encode(self, ids, types, mask, seed, aux=False):
+        """(h (B, L, C), cache) of the encoder stack with segment embeddings; aux: the
+        backward of MoE layers adds their load-balancing loss's gradient."""
         cfg, p = self.config, self._params
         dropping = self._dropping()
-        blocks = stack_blocks(cfg, p, seed, dropping, 0, causal=False)
+        blocks = stack_blocks(cfg, p, seed, dropping, 0, causal=False, aux=aux)
         return stack_forward(cfg, p, p["wte"]["weight"], ids, seed, dropping, 0,
                              blocks=blocks, token_types=types, key_padding_mask=mask)
 
@@ -216,9 +225,16 @@ class Bert(FlatModel):
     def _pool_seed(self, seed):
         return site_seed(seed, 1 + 3 * self.config.n_layer)
 
-    def _classify_cached(self, ids, types, mask, seed):
+    def _aux_loss(self, enc):
+        """moe_aux_weight times the layers' load-balancing losses of the encoder cache
+        (0.0 for ffn="mlp")."""
+        if self.config.ffn != "moe":
+            return 0.0
+        return self.config.moe_aux_weight * sum(r.aux for r in stack_routing(enc))
+
+    def _classify_cached(self, ids, types, mask, seed, aux=False):
         """(logits (B, K), cache)."""
-        h, enc = self._encode(ids, types, mask, seed)
+        h, enc = self._encode(ids, types, mask, seed, aux)
         pooled = self._pool(h, mask)
         x = pooled
         if self._dropping():
@@ -373,8 +389,8 @@ class Bert(FlatModel):
         y = self._labels(labels, ids.shape[0], squeeze)
         self._check_row_offset(row_offset)
         seed = self._seed(seed)
-        logits, cache = self._classify_cached(ids, types, mask, seed)
-        loss = F.cross_entropy(logits, y)
+        logits, cache = self._classify_cached(ids, types, mask, seed, aux=True)
+        loss = F.cross_entropy(logits, y) + self._aux_loss(cache[0])
         dlogits = F.cross_entropy_backward(logits, y)
         self._store_grads(self._classify_backward(dlogits, cache, seed))
         return loss, self._grads_tree()
@@ -422,7 +438,7 @@ class Bert(FlatModel):
         t = self._mlm_targets(targets, ids, squeeze, ignore_index)
         self._check_row_offset(row_offset)
         seed = self._seed(seed)
-        h, enc = self._encode(ids, types, mask, seed)
+        h, enc = self._encode(ids, types, mask, seed, aux=True)
         B, L, C = h.shape
         where = np.flatnonzero(t.reshape(-1) != ignore_index)
         rows = h.reshape(B * L, C)[where]
@@ -431,7 +447,7 @@ class Bert(FlatModel):
         if where.size == 0:
             loss, dlogits = math.nan, np.zeros_like(logits)
         else:
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y) + self._aux_loss(enc)
             dlogits = F.cross_entropy_backward(logits, y)
         gmlm, dw, drows = self._mlm_head_backward(dlogits, hc)
         dh = np.zeros_like(h).reshape(B * L, C)
