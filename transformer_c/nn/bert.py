@@ -58,6 +58,9 @@ class BertConfig(ConfigMixin):
     (else its own mlm.decoder). attention: "dense" or "block_sparse", with the pattern
     sparse_block, sparse_window, sparse_stride, sparse_global (as EncoderConfig:
     bidirectional, a query sees window - 1 blocks on each side; padded keys stay masked).
+    ffn: "mlp" or "moe", with moe_experts, moe_top_k, moe_capacity, moe_aux_weight (as
+    EncoderConfig; padded positions are routed too; loss_and_grads / mlm_loss_and_grads add
+    moe_aux_weight times the layers' load-balancing losses to the loss and its gradient).
     """
 
     vocab_size: int = 8192
@@ -181,8 +184,8 @@ class Bert(FlatModel):
     # ------------------------------------------------------------------ module path pieces
 
     def _encode(self, ids, types, mask, seed, aux=False):
-        """(h (B, L, C), cache) of the encoder stack with segment embeddings; aux: MoE
-        layers' backward adds their load-balancing loss's gradient (ffn="moe")."""
+        """(h (B, L, C), cache) of the encoder stack with segment embeddings; aux: the
+        backward of MoE layers adds their load-balancing loss's gradient."""
         cfg, p = self.config, self._params
         dropping = self._dropping()
         blocks = stack_blocks(cfg, p, seed, dropping, 0, causal=False, aux=aux)
@@ -224,8 +227,10 @@ class Bert(FlatModel):
         return site_seed(seed, 1 + 3 * self.config.n_layer)
 
     def _aux_loss(self, enc):
-        """moe_aux_weight * the layers' load-balancing losses of an _encode cache (0.0
-        for ffn="mlp")."""
+        """moe_aux_weight times the layers' load-balancing losses of the encoder cache
+        (0.0 for ffn="mlp")."""
+        if self.config.ffn != "moe":
+            return 0.0
         return self.config.moe_aux_weight * sum(r.aux for r in stack_routing(enc))
 
     def _classify_cached(self, ids, types, mask, seed, aux=False):
