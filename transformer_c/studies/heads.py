@@ -10,6 +10,10 @@ many validation windows, for every layer and head:
 - what it is worth: the increase of the validation loss when the head alone is ablated
   (``GPT.with_head_mask``: its output multiplied by 0 before the output projection).
 
+Each head's ``dominant`` category (:func:`dominant`) is the one whose share most exceeds a
+uniform causal head's on the same windows, measured as the excess share
+(share - uniform) / (1 - uniform); "mixed" when no excess reaches :data:`EXCESS_THRESHOLD`.
+
 One figure per layer (each head's attention on an example line, its shares, its ablation
 cost) and an overview heatmap of the shares.
 """
