@@ -40,6 +40,11 @@ def test_heads_quick_run(tmp_path):
     lr = T // 4
     far = [np.sum(np.arange(q + 1) <= q - lr) / (q + 1) for q in t]
     np.testing.assert_allclose(u["long_range"], np.mean(far), rtol=1e-12)
+    # dominant: the largest excess share (share - uniform) / (1 - uniform), if >= 0.1
+    for r in rep.rows[:-1]:
+        ex = {k: (r[k] - u[k]) / (1 - u[k]) for k in H.CATEGORIES}
+        best = max(ex, key=ex.get)
+        assert r["dominant"] == (best if ex[best] >= 0.1 else "mixed"), (r, ex)
     assert rep.meta["val_loss"] < np.log(rep.meta["data"]["vocab_size"])   # it learned
     for f in ["heads.json", "heads.md"] + [f"heads_layer{i}.png" for i in
                                            range(s["n_layer"])] + ["heads_ablation.png"]:
