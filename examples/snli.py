@@ -177,6 +177,36 @@ def predict(model, ds, batch_size=256):
     return np.concatenate(out)
 
 
+def plot_confusion(counts, accs, title, png):
+    """Draw the test and test_hard confusion matrices (counts[split] (3, 3), rows true,
+    columns predicted; accs[f"bert_{split}_acc"]) with row fractions to png; returns png,
+    or None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    for ax, split in zip(axes, ("test", "test_hard")):
+        c = np.asarray(counts[split])
+        rows = c / c.sum(axis=1, keepdims=True)
+        ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), x in np.ndenumerate(c):
+            ax.text(j, i, f"{x}\n{rows[i, j]:.2f}", ha="center", va="center",
+                    color="white" if rows[i, j] > 0.6 else "black", fontsize=9)
+        ax.set_xticks(range(3), LABELS, rotation=20)
+        ax.set_yticks(range(3), LABELS)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{split}: accuracy {accs[f'bert_{split}_acc']:.3f} (n={c.sum()})")
+    fig.suptitle(title + ", counts and row fractions")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
 def run(args):
     """The whole experiment (module docstring); returns the results dict."""
     t_start = time.perf_counter()
@@ -242,7 +272,8 @@ def run(args):
             "holdout": args.holdout, "seed": args.seed}
     trainer = Trainer(model, train, select, fcfg, tokenizer=tok, data_info=info,
                       out_dir=os.path.join(args.out, "finetune"), progress=False)
-    trainer.train()
+    trainer.train(time_limit=None if args.time_limit is None else args.time_limit * 60)
+    results["finetune_steps"] = trainer.step
     results["finetune_seconds"] = time.perf_counter() - t0
     best = tc.checkpoint.load(os.path.join(args.out, "finetune"), prefer="best",
                               optimizer=False)
@@ -261,33 +292,10 @@ def run(args):
         results[f"confusion_{split}"] = counts[split].tolist()
     results["wall_seconds"] = time.perf_counter() - t_start
     results["load_end"] = os.getloadavg()[0]
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-        for ax, split in zip(axes, ("test", "test_hard")):
-            c = counts[split]
-            rows = c / c.sum(axis=1, keepdims=True)
-            ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-            for (i, j), x in np.ndenumerate(c):
-                ax.text(j, i, f"{x}\n{rows[i, j]:.2f}", ha="center", va="center",
-                        color="white" if rows[i, j] > 0.6 else "black", fontsize=9)
-            ax.set_xticks(range(3), LABELS, rotation=20)
-            ax.set_yticks(range(3), LABELS)
-            ax.set_xlabel("predicted")
-            ax.set_ylabel("true")
-            ax.set_title(f"{split}: accuracy {results[f'bert_{split}_acc']:.3f} "
-                         f"(n={c.sum()})")
-        fig.suptitle(f"Bert on SNLI (fit on {args.train_on.replace('train', '1% train')}, "
-                     f"{len(fit_pairs)} pairs), counts and row fractions")
-        fig.tight_layout()
-        png = os.path.join(args.out, "confusion.png")
-        fig.savefig(png, dpi=110)
-        plt.close(fig)
-        results["confusion_png"] = png
-    except ImportError:
-        results["confusion_png"] = None
+    title = (f"Bert on SNLI (fit on {args.train_on.replace('train', '1% train')}, "
+             f"{len(fit_pairs)} pairs; step {results['best_step']})")
+    results["confusion_png"] = plot_confusion(counts, results, title,
+                                              os.path.join(args.out, "confusion.png"))
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(json.dumps(results), flush=True)
@@ -324,6 +332,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop fine-tuning after this wall time (evaluating there; the "
+                   "schedule still spans --steps)")
     p.add_argument("--warmup", type=int, default=None, help="fine-tuning warmup steps "
                    "(default: a tenth of --steps, at most 100)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="the cosine schedule "
@@ -334,6 +345,8 @@ def parse_args(argv=None):
                    "final dev / test numbers use every example")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--figure", metavar="PNG", help="with --evaluate: also draw the test "
+                   "and test_hard confusion matrices there")
     p.add_argument("--evaluate", metavar="CKPT", help="only evaluate this checkpoint (e.g. "
                    "OUT/finetune/last) on dev, test and test_hard")
     args = p.parse_args(argv)
@@ -363,6 +376,12 @@ def evaluate_checkpoint(args):
         pred = predict(c.model, ds)
         out[f"bert_{split}_acc"] = float(np.mean(pred == ds.labels))
         out[f"confusion_{split}"] = confusion_matrix(ds.labels, pred, 3).tolist()
+    if args.figure:
+        accs = {f"bert_{k}_acc": out[f"bert_{k}_acc"] for k in ("test", "test_hard")}
+        counts = {k: out[f"confusion_{k}"] for k in ("test", "test_hard")}
+        title = (f"Bert on SNLI (fit on {info.get('train_on', 'train').replace('train', '1% train')}"
+                 f"; step {c.state['step']})")
+        out["confusion_png"] = plot_confusion(counts, accs, title, args.figure)
     print(json.dumps(out), flush=True)
     return out
 

@@ -75,11 +75,13 @@ def test_snli_quick(example, tmp_path):
         res["bert_test_acc"]
     again = example.evaluate_checkpoint(example.parse_args(
         ["--quick", "--evaluate", str(tmp_path / "finetune"), "--threads", "1",
-         "--data-dir", str(DATA)]))
+         "--data-dir", str(DATA), "--figure", str(tmp_path / "again.png")]))
+    assert again["step"] == res["best_step"]
     for split in ("dev", "test", "test_hard"):  # the best checkpoint is the model reported
         assert again[f"bert_{split}_acc"] == res[f"bert_{split}_acc"]
     if res["confusion_png"] is not None:
         assert os.path.getsize(res["confusion_png"]) > 5000
+        assert os.path.getsize(again["confusion_png"]) > 5000
 
 
 def test_train_plus_dev_split_holds_out_pool_pairs_and_never_test(example):
