@@ -1,27 +1,35 @@
 """SNLI natural language inference with a small BERT-style encoder (nn.Bert), end to end.
 
 Data: ../shared/data/snli/compact (see its README): the 1% train sample (5,498 labelled
-pairs) to fine-tune on, dev (9,842) for model selection, test (9,824) and test_hard (3,261,
-a subset of test) for reporting. Labels: entailment 0, neutral 1, contradiction 2.
+pairs), dev (9,842), test (9,824) and test_hard (3,261, a subset of test). Labels:
+entailment 0, neutral 1, contradiction 2. Two ways to split (--train-on):
+"train" fits the 1% sample and selects on dev; "train+dev" fits train and dev pooled
+except --holdout pairs drawn at random from the pool, which replace dev for selection
+(the data README's suggestion; test and test_hard are never used to choose anything).
 
-1. a byte-level BPE trained from scratch on the train pairs' text (specials BERT_SPECIALS);
-2. optional masked-LM pretraining (--pretrain-steps N > 0): 15% of tokens, 80/10/10, on the
-   Gutenberg books, WikiText-2 and the train pairs' text (never dev or test text);
-3. fine-tuning on the train sample ([CLS] premise [SEP] hypothesis [SEP]), evaluated on
-   --eval-iters batches of evenly spaced dev examples every --eval-every steps; the
-   checkpoint with the lowest dev loss is kept (transformer_c.train.Trainer, OUT/best);
+1. a byte-level BPE trained from scratch on the fit pairs' text (specials BERT_SPECIALS;
+   --lowercase lower-cases every sentence first);
+2. optional masked-LM pretraining (--pretrain-steps N > 0): 15% of tokens, 80/10/10, on
+   --pretrain-corpus: the Gutenberg books and WikiText-2 ("books"), the fit pairs'
+   premises and hypotheses ("snli"), or both (never selection or test text);
+3. fine-tuning on the fit pairs ([CLS] premise [SEP] hypothesis [SEP]), evaluated on
+   --eval-iters batches of evenly spaced selection examples (0: all) every --eval-every
+   steps; the checkpoint with the highest selection accuracy is kept (--select; the
+   Trainer's OUT/finetune/best, step 0 included); --time-limit MINUTES stops early;
 4. that model's accuracy on test and test_hard, their confusion matrices (OUT/confusion.png),
-   against two baselines measured here on the same splits: the majority class of train,
-   and a hypothesis-only bag-of-words logistic regression (NumPy, L2 strength chosen on
-   dev).
+   against two baselines measured here on the same splits: the majority class of the fit
+   pairs, and a hypothesis-only bag-of-words logistic regression on them (NumPy, L2
+   strength chosen on the selection split).
 
-python examples/snli.py [--out runs/snli] [--pretrain-steps 3000] [--steps 3000]
-                        [--threads 2] [--quick]
+python examples/snli.py [--out runs/snli] [--train-on train+dev] [--lowercase]
+                        [--pretrain-steps N] [--steps N] [--threads 2] [--quick]
 (from a checkout with the in-place build: PYTHONPATH=. python examples/snli.py)
 
 --quick: a tiny model and a few hundred examples per split (seconds; what the tests run).
---evaluate CKPT: only the accuracies of a saved checkpoint (e.g. OUT/finetune/last).
+--evaluate CKPT [--figure PNG]: only the accuracies (and the figure) of a saved checkpoint
+(e.g. OUT/finetune/last, or a run stopped early), with the run's split and lower-casing.
 Prints progress and one final JSON line with every number; OUT/results.json holds it too.
+The measured runs and what each change bought: README.md, section "SNLI".
 """
 import argparse
 import collections
