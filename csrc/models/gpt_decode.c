@@ -10,7 +10,10 @@
  *   tab1, tab2 sinusoidal table (Smax, C), or RoPE cos, sin (Smax, HS/2);
  *   scratch    per token: x C, h C, qkv 3C, qkvh 3C, atth C, atty C, proj C, fc H,
  *              pos (int64), last C, lnf C (sized for Bmax tokens, grown by a long prefill);
- *   k2, v2     the second cache buffers of a select that reorders rows (on first use).
+ *   k2, v2     the second cache buffers of a select that reorders rows (on first use);
+ *   moe        ffn == TC_FFN_MOE: one layer's tc_moe_cache for the tokens of a call
+ *              (model_moe_plan with cap = the tokens: every token routed alone, no drops;
+ *              grown with the scratch).
  */
 #include "tc_generic.h"
 #include "gpt_layout.h"
@@ -32,6 +35,9 @@ struct tc_gpt_kv {
     uint8_t *kp;                     /* (Bmax * Smax) */
     void *tab1, *tab2;
     dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
+    char *moe;                       /* the mixture of experts' cache (see above) */
+    int64_t moe_tokens;              /* moe is carved for this many tokens */
+    model_moe_acts moe_acts;
 };
 
 /* Bytes of one cache buffer (k or v): L * Bmax * C * Smax elements. */
@@ -54,7 +60,28 @@ void tc_gpt_kv_free(tc_gpt_kv *kv)
     free(kv->tab1);
     free(kv->tab2);
     free(kv->sc.mem);
+    free(kv->moe);
     free(kv);
+}
+
+/* Grow the mixture of experts' cache to N tokens, each routed alone: cap = N rows per expert
+ * (tc_moe_capacity with capacity factor E: nothing is dropped). */
+static int kv_moe_reserve(tc_gpt_kv *kv, int64_t N)
+{
+    const tc_gpt_config *c = &kv->cfg;
+    if (N <= kv->moe_tokens && kv->moe) return TC_OK;
+    if ((double)N * model_moe_token_elems(c->C, c->H, c->moe_experts) * (double)kv->elem > 1e15)
+        return TC_ENOMEM;
+    size_t u = 0;
+    const model_moe_acts a = model_moe_plan(&u, N, c->C, c->H, c->moe_experts, c->moe_top_k, N,
+                                            kv->elem);
+    char *p = aligned_alloc(64, (u + 63) / 64 * 64);
+    if (!p) return TC_ENOMEM;
+    free(kv->moe);
+    kv->moe = p;
+    kv->moe_acts = a;
+    kv->moe_tokens = N;
+    return TC_OK;
 }
 
 /* The decoder without its position tables (gpt_decode_impl.h adds them). */
@@ -88,7 +115,8 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->pad2 = calloc((size_t)Bmax, sizeof *kv->pad2);
     kv->kp = malloc((size_t)(Bmax * Smax));
     if (!kv->lp || !kv->k || !kv->v || !kv->pad || !kv->pad2 || !kv->kp ||
-        dec_reserve(&kv->sc, Bmax) != TC_OK) {
+        dec_reserve(&kv->sc, Bmax) != TC_OK ||
+        (gpt_is_moe(cfg) && kv_moe_reserve(kv, Bmax) != TC_OK)) {
         tc_gpt_kv_free(kv);
         return TC_ENOMEM;
     }
