@@ -1335,6 +1335,12 @@ int tc_encdec_inspect_f64(tc_encdec *model, double *logits, const tc_encdec_read
  * Products of at most 8 rows (a decoding step) use a matrix-vector kernel that reads each
  * weight row once (AVX2+FMA when tc_gemm runs its AVX2+FMA kernel, else the portable one);
  * larger ones tc_linear_forward.
+ * With ffn == TC_FFN_MOE every token (prompt and step, padding slots included) is routed
+ * alone: tc_moe_forward with capacity factor E, i.e. cap = the call's tokens, nothing
+ * dropped; what the module path gives a token run alone (one token's capacity is 1 and its
+ * choice, or its two choices of different experts, always fit). A full forward over a
+ * sequence (tc_gpt_forward) routes its tokens together and may drop some: the two agree when
+ * the capacity drops nothing.
  * An encoder-decoder decoder follows the same pattern (create, prefill = run the encoder
  * and the cross-attention keys/values once, step, select). */
 typedef struct tc_gpt_kv tc_gpt_kv;
