@@ -368,7 +368,8 @@ class GPT(FlatModel):
         are its gradient; both paths route (capacity, dropped tokens, the aux fractions)
         over the call's B*T tokens, so the fast path runs such a batch in one pass (no
         data-parallel split over threads) and its routing does not depend on the thread
-        count.
+        count. Calls over row ranges (row_offset: ranks, micro-batches) then route each
+        range on its own: they share the whole batch's dropout masks, not its routing.
 
         Returns (loss as a float, grads tree). The grads tree holds views of
         ``flat_grads``, which the next call overwrites: copy it to keep it.
