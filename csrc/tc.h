@@ -1221,7 +1221,15 @@ int tc_gpt_moe_routing(const tc_gpt *model, int64_t *tokens, int64_t *dropped,
  * 0x9E3779B97F4A7C15 (mod 2^64): encoder embeddings 0, encoder layer l: attention
  * probabilities 3l+1, attention branch 3l+2, MLP branch 3l+3; decoder embeddings
  * D0 = 1 + 3 Le, decoder layer l (s = D0 + 5l): self-attention probabilities s+1 and
- * branch s+2, cross-attention probabilities s+3 and branch s+4, MLP branch s+5. */
+ * branch s+2, cross-attention probabilities s+3 and branch s+4, MLP branch s+5.
+ * With ffn == TC_FFN_MOE every layer's MLP of both stacks is a mixture of moe_experts of
+ * them, laid out as GPT's ("model": mlp.router (E,C), w1 (E,H,C), b1 (E,H), w2 (E,C,H),
+ * b2 (E,C) in the MLP's place); each layer routes its stack's tokens of the call (B*S
+ * source tokens, padded ones included, or B*T target tokens), one pass over the whole batch
+ * (no data-parallel split); the loss adds moe_aux_weight times the load-balancing losses of
+ * every layer of both stacks, the gradients theirs. KV-cached decoding (model_encdec_decode)
+ * routes every target token alone; its prefill encodes the source as tc_encdec_encode
+ * does (routed together). */
 typedef struct {
     int64_t Vs, Vt;        /* source and target vocabularies */
     int64_t maxT;          /* longest source and longest target (rows of wpe) */
@@ -1235,6 +1243,10 @@ typedef struct {
     double eps;            /* layer norm epsilon */
     double pos_base;       /* base of the sinusoidal table */
     double dropout;        /* in [0, 1) */
+    int ffn;               /* TC_FFN_*: the dense MLP (0, the default) or TC_FFN_MOE */
+    int64_t moe_experts, moe_top_k; /* E experts, top-K routing (K = 1 or 2, K <= E) */
+    double moe_capacity;   /* the capacity factor (finite > 0; tc_moe_capacity) */
+    double moe_aux_weight; /* the load-balancing loss's weight in the loss (>= 0) */
 } tc_encdec_config;
 typedef struct tc_encdec tc_encdec;
 

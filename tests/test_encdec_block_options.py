@@ -1,14 +1,20 @@
-"""The encoder-decoder's block options (BlockOptions: attention=, ffn= and their fields) on
-its module path: block-sparse self-attention in both stacks, a mixture of experts in every
-layer with the load-balancing loss in loss_and_grads (finite differences), fast=True falling
-back to the module path, and clear errors from the C paths, which run the defaults only."""
+"""The encoder-decoder's block options (BlockOptions: attention=, ffn= and their fields):
+block-sparse self-attention in both stacks on the module path (fast=True falls back to it;
+the C paths name the field), a mixture of experts in every layer of both stacks on both
+paths, the load-balancing loss in loss_and_grads (finite differences; C == module path at
+1e-10 / 1e-5, 1 vs 2 threads), KV-cached generation == uncached."""
 import numpy as np
 import pytest
 
+import transformer_c as tc
 from conftest import num_grad
-from transformer_c.generate import generate
+from test_encdec_generate import ModuleReference, check_steps, sources_of, targets_of
+from test_encdec_generate import make_model as random_model
+from transformer_c.generate import EncoderDecoderModel, as_model, generate
 from transformer_c.nn import EncoderDecoder, EncoderDecoderConfig
 from transformer_c.tree import flatten
+
+TOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 BASE = dict(src_vocab_size=11, tgt_vocab_size=9, block_size=8, n_encoder_layer=2,
             n_decoder_layer=2, n_head=2, n_embd=8, n_inner=10, dropout=0.0)
@@ -108,18 +114,100 @@ def test_moe_layout_and_checkpoint(tmp_path):
     assert EncoderDecoderConfig.from_dict(old) == model().config
 
 
-@pytest.mark.parametrize("options,field", [(MOE, "ffn"), (SPARSE, "attention")])
-def test_c_paths_name_the_unsupported_field(options, field):
+@pytest.mark.parametrize("options", [SPARSE, {**SPARSE, **MOE}])
+def test_c_paths_name_the_unsupported_field(options):
     m = model(**options)
     m.eval()
-    assert m.config.c_unsupported() == (field,)
-    with pytest.raises(ValueError, match=field):
+    assert m.config.c_unsupported() == ("attention",)
+    with pytest.raises(ValueError, match="attention"):
         m.config.c_fields()
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match="attention"):
         m.activation_bytes(1, 4, 4)
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match="attention"):
         generate(m, [np.array([3, 4, 5])], max_new_tokens=2)
-    assert model().config.c_unsupported() == ()
+    assert model().config.c_unsupported() == model(**MOE).config.c_unsupported() == ()
+
+
+def rel_err(got, want):
+    return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
+
+
+def assert_paths_agree(m, tol, seed=3):
+    src, tin, tout, lengths = data()
+    lf, gf = m.loss_and_grads(src, tin, tout, src_lengths=lengths, seed=seed)
+    gf = {k: v.copy() for k, v in flatten(gf).items()}
+    lm, gm = m.loss_and_grads(src, tin, tout, src_lengths=lengths, seed=seed, fast=False)
+    assert abs(lf - lm) <= tol * max(1.0, abs(lm))
+    for k, g in flatten(gm).items():
+        assert rel_err(gf[k], g) <= tol, k
+    assert rel_err(m.forward(src, tin, src_lengths=lengths),
+                   m.forward(src, tin, src_lengths=lengths, fast=False)) <= tol
+    return lf, gf
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("extra", [{}, {"norm": "post", "dropout": 0.1},
+                                   {"moe_top_k": 1, "bias": False, "moe_capacity": 0.5,
+                                    "activation": "gelu", "position": "learned"},
+                                   {"share_embeddings": True, "tgt_vocab_size": 11,
+                                    "tie_embeddings": False, "n_embd": 10, "n_inner": 7}])
+def test_moe_fast_path_equals_module_path(extra, dtype):
+    m = model(dtype, **{**MOE, **extra})
+    assert m._has_fast_path()
+    loss, grads = assert_paths_agree(m, TOL[dtype])
+    assert m._ctx is not None  # the C path ran
+    assert np.any(grads["encoder/h/0/mlp/router"]) and np.any(grads["decoder/h/1/mlp/w1"])
+    dense = {k: v for k, v in extra.items() if not k.startswith("moe_")}
+    assert m.activation_bytes(2, 7, 5) > model(dtype, **dense).activation_bytes(2, 7, 5)
+
+
+def test_moe_all_targets_ignored_keeps_the_aux_gradient():
+    m = model(**MOE)
+    src, tin, tout, lengths = data()
+    tout[:] = 0  # every target is the pad id
+    lf, gf = m.loss_and_grads(src, tin, tout, src_lengths=lengths)
+    gf = {k: v.copy() for k, v in flatten(gf).items()}
+    lm, gm = m.loss_and_grads(src, tin, tout, src_lengths=lengths, fast=False)
+    assert np.isnan(lf) and np.isnan(lm)
+    for k, g in flatten(gm).items():
+        assert (rel_err(gf[k], g) <= 1e-10) if np.any(g) else not np.any(gf[k]), k
+    assert np.any(gf["encoder/h/0/mlp/router"]) and not np.any(gf["decoder/h/1/mlp/w2"])
+
+
+def test_moe_thread_count_does_not_change_the_routing():
+    m = model(**MOE, dropout=0.1)
+    src, tin, tout, lengths = data()
+    src, tin, tout = (np.concatenate([a, a[::-1]]) for a in (src, tin, tout))
+    lengths = np.concatenate([lengths, lengths[::-1]])
+    old, out = tc.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            tc.set_num_threads(n)
+            loss, grads = m.loss_and_grads(src, tin, tout, src_lengths=lengths, seed=4)
+            out.append((loss, {k: v.copy() for k, v in flatten(grads).items()}))
+    finally:
+        tc.set_num_threads(old)
+    assert abs(out[0][0] - out[1][0]) <= 1e-10
+    for k, g in out[0][1].items():
+        assert rel_err(out[1][1][k], g) <= 1e-10, k
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_moe_generate_with_cache_equals_without(norm, dtype):
+    """A capacity that drops nothing (decoding routes every target token alone): the decoder's
+    logits step by step against the module path's forward of each row alone, and greedy /
+    beam generation against the uncached module reference."""
+    m = random_model(dtype, norm=norm, ffn="moe", moe_experts=3, moe_top_k=2,
+                     moe_capacity=1.5)
+    assert isinstance(as_model(m), EncoderDecoderModel)
+    sources = sources_of([5, 1, 8], seed=30)
+    check_steps(m, sources, targets_of(3, 6), 2, 3)
+    for kw in (dict(), dict(num_beams=3)):
+        a = generate(m, sources, max_new_tokens=8, **kw)
+        b = generate(ModuleReference(m), sources, max_new_tokens=8, **kw)
+        for x, y in zip(a.tokens, b.tokens):
+            np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize("field,value", [("ffn", "moee"), ("moe_top_k", 3),

@@ -35,9 +35,7 @@ struct tc_gpt_kv {
     uint8_t *kp;                     /* (Bmax * Smax) */
     void *tab1, *tab2;
     dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
-    char *moe;                       /* the mixture of experts' cache (see above) */
-    int64_t moe_tokens;              /* moe is carved for this many tokens */
-    model_moe_acts moe_acts;
+    dec_moe_scratch moe;             /* the mixture of experts' cache (see above) */
 };
 
 /* Bytes of one cache buffer (k or v): L * Bmax * C * Smax elements. */
@@ -60,28 +58,8 @@ void tc_gpt_kv_free(tc_gpt_kv *kv)
     free(kv->tab1);
     free(kv->tab2);
     free(kv->sc.mem);
-    free(kv->moe);
+    free(kv->moe.mem);
     free(kv);
-}
-
-/* Grow the mixture of experts' cache to N tokens, each routed alone: cap = N rows per expert
- * (tc_moe_capacity with capacity factor E: nothing is dropped). */
-static int kv_moe_reserve(tc_gpt_kv *kv, int64_t N)
-{
-    const tc_gpt_config *c = &kv->cfg;
-    if (N <= kv->moe_tokens && kv->moe) return TC_OK;
-    if ((double)N * model_moe_token_elems(c->C, c->H, c->moe_experts) * (double)kv->elem > 1e15)
-        return TC_ENOMEM;
-    size_t u = 0;
-    const model_moe_acts a = model_moe_plan(&u, N, c->C, c->H, c->moe_experts, c->moe_top_k, N,
-                                            kv->elem);
-    char *p = aligned_alloc(64, (u + 63) / 64 * 64);
-    if (!p) return TC_ENOMEM;
-    free(kv->moe);
-    kv->moe = p;
-    kv->moe_acts = a;
-    kv->moe_tokens = N;
-    return TC_OK;
 }
 
 /* The decoder without its position tables (gpt_decode_impl.h adds them). */
@@ -104,6 +82,8 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->params = params;
     kv->Bmax = Bmax;
     kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
+    kv->moe = (dec_moe_scratch){.C = cfg->C, .H = cfg->H, .E = cfg->moe_experts,
+                                .K = cfg->moe_top_k, .elem = elem};
     kv->Smax = Smax;
     kv->lp = malloc((size_t)cfg->L * sizeof *kv->lp);
     if (kv->lp)
@@ -116,7 +96,7 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->kp = malloc((size_t)(Bmax * Smax));
     if (!kv->lp || !kv->k || !kv->v || !kv->pad || !kv->pad2 || !kv->kp ||
         dec_reserve(&kv->sc, Bmax) != TC_OK ||
-        (gpt_is_moe(cfg) && kv_moe_reserve(kv, Bmax) != TC_OK)) {
+        (gpt_is_moe(cfg) && dec_moe_reserve(&kv->moe, Bmax) != TC_OK)) {
         tc_gpt_kv_free(kv);
         return TC_ENOMEM;
     }

@@ -51,25 +51,6 @@ static int FN(dec_rope_qk)(void *ctx, real_t *qh, real_t *kh)
     return FN(dec_rope)(r->kv, kh, r->B, r->TN, r->pos0);
 }
 
-/* The mixture-of-experts sub-layer of layer l (the dense MLP's place, dec_mlp) on x (N,C):
- * tc_moe_forward with every token routed alone (capacity factor E: cap = N rows per expert,
- * nothing dropped; what the module path gives one token, whose single choice (two: two
- * experts) always fits), then the residual; h, proj (N,C) scratch. */
-static int FN(dec_moe)(tc_gpt_kv *kv, const dec_dims *d, int64_t l, real_t *x, real_t *h,
-                       real_t *proj, int64_t N)
-{
-    const tc_gpt_config *c = &kv->cfg;
-    const gpt_layer_params *p = &kv->lp[l];
-    const real_t *in;
-    CHECK(kv_moe_reserve(kv, N));
-    FN(tc_moe_cache) mc = FN(model_moe_cache)(kv->moe, &kv->moe_acts, N);
-    CHECK(FN(dec_sub_input)(d, &in, h, x, KP(p->ln2w), KP(p->ln2b), N));
-    CHECK(FN(tc_moe_forward)(proj, &mc, in, KP(p->router), KP(p->fcw), KP(p->fcb),
-                             KP(p->fcprojw), KP(p->fcprojb), N, c->C, c->H, c->moe_experts,
-                             c->moe_top_k, (double)c->moe_experts, c->activation));
-    return FN(dec_residual)(d, x, proj, KP(p->ln2w), KP(p->ln2b), N);
-}
-
 /* Append TN tokens idx (B,TN) to every row (slots [pos, pos + TN)) and write each row's
  * next-token logits (those of its last new token) to logits (B,V). The caller has checked
  * the ids and the room and set B and pad. */
@@ -116,7 +97,9 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
                                      KP(p->projw), KP(p->projb),
                                      c->position == TC_POS_ROPE ? FN(dec_rope_qk) : NULL, &rope));
         if (gpt_is_moe(c))
-            CHECK(FN(dec_moe)(kv, &d, l, x, h, proj, N));
+            CHECK(FN(dec_moe)(&d, &kv->moe, x, h, proj, N, KP(p->ln2w), KP(p->ln2b),
+                              KP(p->router), KP(p->fcw), KP(p->fcb), KP(p->fcprojw),
+                              KP(p->fcprojb)));
         else
             CHECK(FN(dec_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2w), KP(p->ln2b),
                               KP(p->fcw), KP(p->fcb), KP(p->fcprojw), KP(p->fcprojb)));

@@ -5,6 +5,7 @@
 #define TC_GPT_LAYOUT_H
 
 #include "tc_generic.h"
+#include "model_common.h"
 
 typedef struct { /* element offsets into the parameter (and gradient) buffer; -1: absent.
                   * ffn == TC_FFN_MOE: router (E,C), and fcw, fcb, fcprojw, fcprojb hold the
@@ -16,15 +17,14 @@ typedef struct { /* element offsets into the parameter (and gradient) buffer; -1
 /* Whether the config's feed-forward is a mixture of experts. */
 static inline int gpt_is_moe(const tc_gpt_config *c) { return c->ffn == TC_FFN_MOE; }
 
-/* The config's feed-forward fields are valid: ffn in range; with a mixture of experts
- * 1 <= K <= 2, K <= E, a finite capacity factor > 0 and a finite aux weight >= 0. */
+/* The config's feed-forward fields are valid (model_ffn_ok), the experts' weights far
+ * from overflow. */
 static int gpt_ffn_ok(const tc_gpt_config *c)
 {
-    if (c->ffn < 0 || c->ffn >= TC_FFN_COUNT) return 0;
-    if (!gpt_is_moe(c)) return 1;
-    if (c->moe_top_k < 1 || c->moe_top_k > 2 || c->moe_experts < c->moe_top_k) return 0;
-    if (tc_moe_capacity(1, c->moe_experts, c->moe_top_k, c->moe_capacity) < 0) return 0;
-    return c->moe_aux_weight >= 0 && isfinite(c->moe_aux_weight) &&
+    if (!model_ffn_ok(c->ffn, c->moe_experts, c->moe_top_k, c->moe_capacity,
+                      c->moe_aux_weight))
+        return 0;
+    return !gpt_is_moe(c) ||
            (double)c->moe_experts * (double)c->H * (double)c->C * (double)c->L <= 1e15;
 }
 

@@ -48,7 +48,7 @@ from ..functional._util import as_int, same_dtype
 from ._flat import FlatModel
 from ..options import option_index
 from ._config import BlockOptions, ConfigMixin, check_attention, check_common, \
-    check_positive, with_block_options
+    check_positive, ffn_c_fields, with_block_options
 from .encoder import POSITIONS, EncoderConfig, encoder_backward, encoder_forward, source_mask
 from .stack import Inspection, check_ids, check_targets, decoder_blocks, stack_attentions, stack_backward, \
     stack_forward, stack_layout, stack_routing
@@ -77,9 +77,11 @@ class EncoderDecoderConfig(ConfigMixin):
     moe_top_k, moe_capacity, moe_aux_weight: the block options (BlockOptions) of both
     stacks: the encoder's and the decoder's self-attention (the cross-attention stays
     dense) and every layer's feed-forward sublayer. The C fast paths (training, KV-cached
-    generation) run the defaults (dense, "mlp") only: another choice trains and runs on the
-    module path (fast=True falls back to it) and generation with a KV cache is a
-    ValueError naming the field.
+    generation) run both ffn kinds (a mixture of experts routes each stack's tokens of a
+    call together in training and in encode, every target token alone in KV-cached
+    decoding) but dense attention only: attention="block_sparse" trains and runs on the
+    module path (fast=True falls back to it) and generation with a KV cache is a ValueError
+    naming the field.
     """
 
     src_vocab_size: int = 32000
@@ -134,12 +136,12 @@ class EncoderDecoderConfig(ConfigMixin):
                     activation=option_index("activation", self.activation),
                     share=bool(self.share_embeddings), tie=bool(self.tie_embeddings),
                     eps=float(self.layer_norm_epsilon), pos_base=float(self.position_base),
-                    dropout=float(self.dropout))
+                    dropout=float(self.dropout), **ffn_c_fields(self))
 
     def c_unsupported(self):
         """The block options whose value the C encoder-decoder drivers do not run
-        (attention other than "dense", ffn other than "mlp"); () when they run this config."""
-        return tuple(n for n in ("attention", "ffn") if getattr(self, n) != getattr(BlockOptions, n))
+        (attention other than "dense"); () when they run this config."""
+        return ("attention",) if self.attention != BlockOptions.attention else ()
 
     def encoder_config(self):
         """The EncoderConfig of the encoder stack (an Encoder with this config has the
@@ -388,8 +390,8 @@ class EncoderDecoder(FlatModel):
         seed: the dropout seed of this step (default self.seed). fast=True runs the whole
         forward and backward in C over one activation arena kept by the model (sized for
         the largest batch seen); fast=False the module-by-module path. Both agree to
-        rounding. A block-sparse or mixture-of-experts config runs the module path either
-        way; with ffn="moe" the loss adds moe_aux_weight times the load-balancing losses of
+        rounding. A block-sparse config runs the module path either way; with ffn="moe"
+        the loss adds moe_aux_weight times the load-balancing losses of
         every encoder and decoder layer (each routing its own stack's B*S or B*T tokens,
         padded source positions included), and the grads are its gradient.
 
