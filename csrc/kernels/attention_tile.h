@@ -473,10 +473,11 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
             const int64_t l0 = nlo ? lo[st] : 0, f0 = nlo ? f[st] : 0;
             real_t *s = Sb + r * ATT_BC;
             if (w == 0) continue; /* no key of this tile is visible to the row */
-            if (need_mask)
+            const int64_t lim = attention_limit(i, Tq, S, c->causal);
+            /* (a block-sparse row that sees all of [f0, n) needs no mask) */
+            if (need_mask && !(nlo && full[st] && !c->other && j0 + n <= lim))
                 FN(attention_mask_row)(s + f0, nlo && full[st] ? mfull : m, b, h, i, j0 + f0,
-                                       n - f0, attention_limit(i, Tq, S, c->causal), S,
-                                       c->qoff);
+                                       n - f0, lim, S, c->qoff);
             for (int64_t j = l0; j < f0; j++) s[j] = -INFINITY;
             for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
             const real_t mt = KN(att_row_max)(s + l0, w - l0);
@@ -658,10 +659,10 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
                 if (c->drop.on) memset(pd, 0, (size_t)nz * sizeof(real_t));
                 continue;
             }
-            if (need_mask)
+            const int64_t lim = attention_limit(i, Tq, S, c->causal);
+            if (need_mask && !(nlo && full[st] && !c->other && j0 + n <= lim))
                 FN(attention_mask_row)(s + f0, nlo && full[st] ? mfull : m, b, h, i, j0 + f0,
-                                       n - f0, attention_limit(i, Tq, S, c->causal), S,
-                                       c->qoff);
+                                       n - f0, lim, S, c->qoff);
             for (int64_t j = l0; j < f0; j++) s[j] = -INFINITY;
             for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
             KN(att_row_exp)(s + l0, w - l0, li); /* P; masked entries exactly 0 */
