@@ -1,5 +1,6 @@
-/* threads.c: the OpenMP thread count used by every kernel, and whether the model fast paths
- * may split a batch across the threads (model_common.h).
+/* threads.c: the OpenMP thread count used by every kernel, whether the model fast paths
+ * may split a batch across the threads (model_common.h), and the contention guard that keeps
+ * small or contended parallel regions on one thread (tc_parallel_worth).
  *
  * The count is process-wide: OpenMP's own setting (omp_set_num_threads) belongs to the
  * calling thread only, so tc_set_num_threads stores the count in one atomic and
@@ -7,6 +8,11 @@
  * (bind.h, TC_PY_BEGIN_ALLOW_THREADS), applies it to the calling thread. Unset (0), each
  * thread keeps OpenMP's default (OMP_NUM_THREADS or the core count). */
 #include "tc.h"
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -69,4 +75,143 @@ void tc_set_data_parallel(int on)
 int tc_get_data_parallel(void)
 {
     return __atomic_load_n(&tc_data_parallel_on, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ the contention guard
+ *
+ * A parallel region ends when its slowest thread arrives. On a machine where every core is
+ * busy (other processes, or another job of ours) a woken worker waits for a scheduler time
+ * slice (milliseconds) before it runs its share, and the caller waits with it at every
+ * barrier: measured here with one busy loop on one of 2 cores, sampling 64 tokens with 2
+ * threads took 5x as long as with 1, GPT.forward on (1, 128) 1.4-2x. A second thread can only
+ * help when it has a core of its own. So a region runs parallel only when (1) its work is
+ * past the kernel's idle-machine crossover (the caller's min_work, measured with
+ * `python -m benchmarks.contention --sweep`), and (2) with the guard on, the machine has a
+ * free core for every thread but the caller: the runnable tasks of the whole machine (the
+ * 4th field of /proc/loadavg, "running/total", read at most every TC_GUARD_PERIOD_NS), less
+ * ours, plus our thread count, must not exceed the processors. Ours: the caller, and the
+ * workers while they may still spin after the last parallel region (libgomp's spin, about
+ * 0.3 ms with the package's GOMP_SPINCOUNT=30000; forever under OMP_WAIT_POLICY=active).
+ * Contended means both of the last two readings said so (a task that ran for an instant
+ * does not flip the decision). Without /proc/loadavg (not Linux) only (1) applies.
+ *
+ * Only kernels whose results do not depend on the thread count ask the guard (every output
+ * element computed by one thread in a fixed order), so it never changes a number: the
+ * data-parallel batch split and the attention backward's per-thread partial sums keep
+ * their fixed thread counts. TC_THREAD_GUARD=0 in the environment turns it off by default;
+ * tc_set_thread_guard switches it at run time (the test suite turns it off, so parallel
+ * paths run whatever the machine's load). */
+#define TC_GUARD_PERIOD_NS 10000000LL /* 10 ms between readings of the run queue */
+#define TC_GUARD_SPIN_NS 2000000LL    /* our workers count as runnable this long after a region */
+
+static int tc_guard_on = -1;             /* -1: not yet read from TC_THREAD_GUARD */
+static long long tc_guard_next_ns = 0;   /* when the run queue is next read */
+static long long tc_guard_last_par_ns = 0; /* the last region the guard let go parallel */
+static int tc_guard_history = 0;         /* bit 0: the last reading was contended, bit 1: the one before */
+static int tc_guard_runnable = -1;       /* the last reading (-1: none, or no /proc/loadavg) */
+
+static long long tc_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The machine's runnable tasks now (this one included), -1 when unknown. */
+static int tc_runnable_tasks(void)
+{
+    char buf[128];
+    const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    const ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    /* "0.50 0.40 0.30 3/205 12345": the field after the third space */
+    const char *p = buf;
+    for (int k = 0; k < 3 && p; k++) {
+        p = strchr(p, ' ');
+        if (p) p++;
+    }
+    if (!p || *p < '0' || *p > '9') return -1;
+    return (int)strtol(p, NULL, 10);
+}
+
+/* Whether our workers may spin forever between regions (OMP_WAIT_POLICY=active without a
+ * GOMP_SPINCOUNT, or GOMP_SPINCOUNT=infinite): then they always count as ours. */
+static int tc_workers_always_spin(void)
+{
+    const char *spin = getenv("GOMP_SPINCOUNT");
+    if (spin) return strcmp(spin, "infinite") == 0 || strcmp(spin, "infinity") == 0;
+    const char *policy = getenv("OMP_WAIT_POLICY");
+    return policy && (strcmp(policy, "active") == 0 || strcmp(policy, "ACTIVE") == 0);
+}
+
+void tc_set_thread_guard(int on)
+{
+    __atomic_store_n(&tc_guard_on, on != 0, __ATOMIC_RELAXED);
+}
+
+int tc_get_thread_guard(void)
+{
+    int on = __atomic_load_n(&tc_guard_on, __ATOMIC_RELAXED);
+    if (on < 0) {
+        const char *env = getenv("TC_THREAD_GUARD");
+        on = !(env && strcmp(env, "0") == 0);
+        int unset = -1;
+        __atomic_compare_exchange_n(&tc_guard_on, &unset, on, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED);
+        on = __atomic_load_n(&tc_guard_on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
+int tc_thread_guard_runnable(void)
+{
+    return __atomic_load_n(&tc_guard_runnable, __ATOMIC_RELAXED);
+}
+
+/* Whether the machine has a core for each of nth threads (the caller's included), from
+ * the last two readings of the run queue (one taken now if the period has passed). */
+static int tc_guard_room(int nth, long long now)
+{
+#ifdef _OPENMP
+    long long next = __atomic_load_n(&tc_guard_next_ns, __ATOMIC_RELAXED);
+    /* one thread reads per period; the others use the decision as it stands */
+    if (now >= next && __atomic_compare_exchange_n(&tc_guard_next_ns, &next,
+                                                   now + TC_GUARD_PERIOD_NS, 0,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        const int running = tc_runnable_tasks();
+        __atomic_store_n(&tc_guard_runnable, running, __ATOMIC_RELAXED);
+        const long long last = __atomic_load_n(&tc_guard_last_par_ns, __ATOMIC_RELAXED);
+        const int ours = tc_workers_always_spin() || now - last < TC_GUARD_SPIN_NS ? nth : 1;
+        const int others = running < 0 ? 0 : running - ours;
+        const int contended = others + nth > omp_get_num_procs();
+        const int h = __atomic_load_n(&tc_guard_history, __ATOMIC_RELAXED);
+        __atomic_store_n(&tc_guard_history, ((h << 1) | contended) & 3, __ATOMIC_RELAXED);
+    }
+    return __atomic_load_n(&tc_guard_history, __ATOMIC_RELAXED) != 3;
+#else
+    (void)nth;
+    (void)now;
+    return 0;
+#endif
+}
+
+int tc_parallel_worth(double work, double min_work)
+{
+#ifdef _OPENMP
+    if (work < min_work) return 0;
+    const int nth = omp_get_max_threads();
+    if (nth <= 1 || omp_in_parallel()) return 0;
+    if (!tc_get_thread_guard()) return 1;
+    const long long now = tc_now_ns();
+    if (!tc_guard_room(nth, now)) return 0;
+    __atomic_store_n(&tc_guard_last_par_ns, now, __ATOMIC_RELAXED);
+    return 1;
+#else
+    (void)work;
+    (void)min_work;
+    return 0;
+#endif
 }
