@@ -31,7 +31,7 @@ from benchmarks.common import emit
 
 F = tc.functional
 MEDIUM = dict(n_layer=6, n_head=6, n_embd=384, vocab_size=65, block_size=256)
-SMALL = dict(n_layer=4, n_head=4, n_embd=128, vocab_size=65, block_size=64)
+SMALL = dict(n_layer=4, n_head=4, n_embd=128, vocab_size=65, block_size=128)
 
 
 class BusyCore:
@@ -68,20 +68,33 @@ def _sample(fn, min_time):
             return elapsed / n
 
 
-def interleaved(fn, busy, repeats=5, min_time=0.1, threads=(1, 2)):
-    """fn at each thread count, idle and busy, round after round (one sample each per round).
-    Returns {(condition, threads): [seconds, ...]}."""
-    samples = {(c, t): [] for c in ("idle", "busy") for t in threads}
-    for t in threads:  # warm-up: workspaces, thread pools, caches of both thread counts
-        tc.set_num_threads(t)
-        fn()
-    for _ in range(repeats):
-        for cond in ("idle", "busy"):
-            busy.set(cond == "busy")
-            for t in threads:
-                tc.set_num_threads(t)
-                samples[(cond, t)].append(_sample(fn, min_time))
-    busy.set(False)
+def _configure(setting):
+    """Apply a setting: a thread count, or "2g" (2 threads with the contention guard off)."""
+    tc.set_thread_guard(setting != "2g" and GUARD_DEFAULT)
+    tc.set_num_threads(2 if setting == "2g" else setting)
+
+
+GUARD_DEFAULT = tc.get_thread_guard()
+
+
+def interleaved(fn, busy, repeats=5, min_time=0.1, settings=(1, 2)):
+    """fn at each setting (a thread count, or "2g": 2 threads with the contention guard off),
+    idle and busy, round after round (one sample each per round).
+    Returns {(condition, setting): [seconds, ...]}."""
+    samples = {(c, t): [] for c in ("idle", "busy") for t in settings}
+    try:
+        for t in settings:  # warm-up: workspaces, thread pools, caches of every setting
+            _configure(t)
+            fn()
+        for _ in range(repeats):
+            for cond in ("idle", "busy"):
+                busy.set(cond == "busy")
+                for t in settings:
+                    _configure(t)
+                    samples[(cond, t)].append(_sample(fn, min_time))
+    finally:
+        busy.set(False)
+        tc.set_thread_guard(GUARD_DEFAULT)
     return samples
 
 
@@ -161,9 +174,10 @@ def rows(quick=False):
     return out
 
 
-def run(names=None, quick=False, repeats=None, quiet=False):
+def run(names=None, quick=False, repeats=None, quiet=False, unguarded=False):
     """Every row (or those named), interleaved 1 / 2 threads x idle / busy; one record per
-    row with the medians (ms) and the ratios 2 threads / 1 thread."""
+    row with the medians (ms) and the ratios 2 threads / 1 thread. unguarded: also 2 threads
+    with the contention guard off ("2g": what 2 threads did before the guard)."""
     repeats = repeats or (3 if quick else 5)
     min_time = 0.05 if quick else 0.1
     out = []
@@ -172,33 +186,42 @@ def run(names=None, quick=False, repeats=None, quiet=False):
             if names and not any(n in name for n in names):
                 continue
             fn = build()
-            s = interleaved(fn, busy, repeats, min_time)
+            s = interleaved(fn, busy, repeats, min_time, (1, 2, "2g") if unguarded else (1, 2))
             rec = {"bench": "contention", "row": name, "repeats": repeats,
-                   "load_avg_1min": os.getloadavg()[0]}
+                   "guard": GUARD_DEFAULT, "load_avg_1min": os.getloadavg()[0]}
             for (cond, t), v in s.items():
                 rec[f"{cond}_{t}t_ms"] = round(statistics.median(v) * 1e3, 3)
             for cond in ("idle", "busy"):
-                rec[f"{cond}_ratio"] = round(rec[f"{cond}_2t_ms"] / rec[f"{cond}_1t_ms"], 3)
+                for t in (2, "2g") if unguarded else (2,):
+                    rec[f"{cond}_ratio" + ("" if t == 2 else "_unguarded")] = round(
+                        rec[f"{cond}_{t}t_ms"] / rec[f"{cond}_1t_ms"], 3)
             out.append(emit(rec, quiet=quiet))
             del fn
     return out
 
 
 def table(records):
-    """Markdown table: medians in ms and t(2) / t(1) per condition (<= 1: no harm)."""
+    """Markdown table: medians in ms and t(2) / t(1) per condition (<= 1: no harm); with
+    the unguarded samples, their ratio too."""
+    ung = any("idle_ratio_unguarded" in r for r in records)
+    extra = " | idle 2t/1t unguarded | busy 2t/1t unguarded" if ung else ""
     lines = ["| row | idle 1t ms | idle 2t ms | idle 2t/1t | busy 1t ms | busy 2t ms "
-             "| busy 2t/1t |", "|---|---|---|---|---|---|---|"]
+             f"| busy 2t/1t{extra} |", "|---|---|---|---|---|---|---|" + ("---|---|" if ung else "")]
     for r in records:
+        more = (f" | {r['idle_ratio_unguarded']} | {r['busy_ratio_unguarded']}" if ung else "")
         lines.append(f"| {r['row']} | {r['idle_1t_ms']} | {r['idle_2t_ms']} | {r['idle_ratio']} "
-                     f"| {r['busy_1t_ms']} | {r['busy_2t_ms']} | {r['busy_ratio']} |")
+                     f"| {r['busy_1t_ms']} | {r['busy_2t_ms']} | {r['busy_ratio']}{more} |")
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ the crossover sweep
 
 def sweep(repeats=5, quiet=False):
-    """Where 2 threads start to pay: a square-ish GEMM (M x 384 x 384, FLOPs 2 M 384^2) and an
-    element-wise pass (gelu over n floats) at growing sizes, 1 and 2 threads, idle and busy."""
+    """Where 2 threads start to pay: a GEMM (M x 384 x 384, FLOPs 2 M 384^2) and an
+    element-wise pass (gelu over n floats) at growing sizes, 1 and 2 threads (with the
+    contention guard as set, and off), idle and busy. Below a kernel's threshold both thread
+    counts run serial (ratio about 1); the threshold belongs where the unguarded idle ratio
+    drops below 1."""
     r = np.random.default_rng(0)
     b = r.standard_normal((384, 384)).astype(np.float32)
     out = []
@@ -212,23 +235,27 @@ def sweep(repeats=5, quiet=False):
             else:
                 x = r.standard_normal(size).astype(np.float32)
                 fn = (lambda x=x: F.gelu(x, approximate="tanh"))
-            s = interleaved(fn, busy, repeats, 0.05)
+            s = interleaved(fn, busy, repeats, 0.05, (1, 2, "2g"))
             rec = {"bench": "contention_sweep", "kernel": kind, "size": size, "work": work,
                    "load_avg_1min": os.getloadavg()[0]}
             for (cond, t), v in s.items():
                 rec[f"{cond}_{t}t_us"] = round(statistics.median(v) * 1e6, 2)
             for cond in ("idle", "busy"):
                 rec[f"{cond}_ratio"] = round(rec[f"{cond}_2t_us"] / rec[f"{cond}_1t_us"], 3)
+                rec[f"{cond}_ratio_unguarded"] = round(
+                    rec[f"{cond}_2gt_us"] / rec[f"{cond}_1t_us"], 3)
             out.append(emit(rec, quiet=quiet))
     return out
 
 
 def sweep_table(records):
-    lines = ["| kernel | size | work (FLOP or elements) | idle 1t us | idle 2t/1t | busy 1t us "
-             "| busy 2t/1t |", "|---|---|---|---|---|---|---|"]
+    lines = ["| kernel | size | work (FLOP or elements) | idle 1t us | idle 2t/1t "
+             "| idle unguarded | busy 1t us | busy 2t/1t | busy unguarded |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['kernel']} | {r['size']} | {r['work']:.3g} | {r['idle_1t_us']} "
-                     f"| {r['idle_ratio']} | {r['busy_1t_us']} | {r['busy_ratio']} |")
+                     f"| {r['idle_ratio']} | {r['idle_ratio_unguarded']} | {r['busy_1t_us']} "
+                     f"| {r['busy_ratio']} | {r['busy_ratio_unguarded']} |")
     return "\n".join(lines)
 
 
@@ -238,12 +265,14 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer rows and repeats")
     p.add_argument("--rows", nargs="+", metavar="TEXT", help="only rows whose name contains TEXT")
     p.add_argument("--repeats", type=int, help="rounds of the four samples (default 5; 3 quick)")
+    p.add_argument("--unguarded", action="store_true",
+                   help="also 2 threads with the contention guard off (before / after in one run)")
     p.add_argument("--sweep", action="store_true", help="the crossover sweep instead of the rows")
     a = p.parse_args(argv)
     if a.sweep:
         print(sweep_table(sweep(a.repeats or 5)))
     else:
-        print(table(run(a.rows, a.quick, a.repeats)))
+        print(table(run(a.rows, a.quick, a.repeats, unguarded=a.unguarded)))
     return 0
 
 
