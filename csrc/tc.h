@@ -152,9 +152,9 @@ int tc_parallel_worth(double work, double min_work);
 /* The contention guard: on by default, unless TC_THREAD_GUARD=0 is in the environment. */
 void tc_set_thread_guard(int on);
 int tc_get_thread_guard(void);
-/* The machine's runnable tasks at the guard's last reading of /proc/loadavg (-1: none yet,
- * or no /proc/loadavg). */
-int tc_thread_guard_runnable(void);
+/* Other processes' runnable tasks at the guard's last reading (/proc/loadavg's less this
+ * process's runnable threads; -1: no reading yet, or no /proc/loadavg). */
+int tc_thread_guard_others(void);
 
 /* ------------------------------------------------------------------ cpu (core/cpu.c) */
 

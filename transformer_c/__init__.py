@@ -73,8 +73,9 @@ def get_data_parallel() -> bool:
 def set_thread_guard(on: bool) -> None:
     """The contention guard (on by default; ``TC_THREAD_GUARD=0`` in the environment makes
     the default off): a kernel's parallel region runs on one thread while the machine has no
-    free core for the others (the runnable tasks of /proc/loadavg, read every 10 ms, less
-    this process's, plus the thread count, exceed the cores), because a second thread without
+    free core for the others (the machine's runnable tasks of /proc/loadavg, read every
+    10 ms, less this process's runnable threads, plus the thread count, exceed the cores;
+    two readings in a row), because a second thread without
     a core of its own makes every region wait for a scheduler time slice. Never changes a
     number: only kernels whose results do not depend on the thread count ask it (the
     data-parallel batch split keeps its threads). Off: the thread count set is used whenever

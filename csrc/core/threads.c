@@ -8,7 +8,9 @@
  * (bind.h, TC_PY_BEGIN_ALLOW_THREADS), applies it to the calling thread. Unset (0), each
  * thread keeps OpenMP's default (OMP_NUM_THREADS or the core count). */
 #include "tc.h"
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,18 +84,18 @@ int tc_get_data_parallel(void)
  * A parallel region ends when its slowest thread arrives. On a machine where every core is
  * busy (other processes, or another job of ours) a woken worker waits for a scheduler time
  * slice (milliseconds) before it runs its share, and the caller waits with it at every
- * barrier: measured here with one busy loop on one of 2 cores, sampling 64 tokens with 2
- * threads took 5x as long as with 1, GPT.forward on (1, 128) 1.4-2x. A second thread can only
- * help when it has a core of its own. So a region runs parallel only when (1) its work is
- * past the kernel's idle-machine crossover (the caller's min_work, measured with
- * `python -m benchmarks.contention --sweep`), and (2) with the guard on, the machine has a
- * free core for every thread but the caller: the runnable tasks of the whole machine (the
- * 4th field of /proc/loadavg, "running/total", read at most every TC_GUARD_PERIOD_NS), less
- * ours, plus our thread count, must not exceed the processors. Ours: the caller, and the
- * workers while they may still spin after the last parallel region (libgomp's spin, about
- * 0.3 ms with the package's GOMP_SPINCOUNT=30000; forever under OMP_WAIT_POLICY=active).
- * Contended means both of the last two readings said so (a task that ran for an instant
- * does not flip the decision). Without /proc/loadavg (not Linux) only (1) applies.
+ * barrier: measured here with one busy loop on one of 2 cores (and other jobs), greedy KV
+ * decoding at batch 1 took 4.7-5.8x as long with 2 threads as with 1, GPT.forward on (1, 128)
+ * 2.3-2.8x (python -m benchmarks.contention --unguarded). A second thread only helps with a
+ * core of its own. So a region runs parallel only when (1) its work is past the kernel's
+ * idle-machine threshold (the caller's min_work), and (2) with the guard on, the machine
+ * has a free core for every thread but the caller: the runnable tasks of the whole machine
+ * (the 4th field of /proc/loadavg, "running/total") less this process's runnable threads
+ * (the states in /proc/self/task/<tid>/stat: our workers while they spin count as ours),
+ * plus our thread count, must not exceed the processors. Both are read at most every
+ * TC_GUARD_PERIOD_NS (about 20 us of system calls per reading); contended means both of the
+ * last two readings said so (a task that ran for an instant does not flip the decision).
+ * Without /proc (not Linux) only (1) applies.
  *
  * Only kernels whose results do not depend on the thread count ask the guard (every output
  * element computed by one thread in a fixed order), so it never changes a number: the
@@ -102,13 +104,11 @@ int tc_get_data_parallel(void)
  * tc_set_thread_guard switches it at run time (the test suite turns it off, so parallel
  * paths run whatever the machine's load). */
 #define TC_GUARD_PERIOD_NS 10000000LL /* 10 ms between readings of the run queue */
-#define TC_GUARD_SPIN_NS 2000000LL    /* our workers count as runnable this long after a region */
 
-static int tc_guard_on = -1;             /* -1: not yet read from TC_THREAD_GUARD */
-static long long tc_guard_next_ns = 0;   /* when the run queue is next read */
-static long long tc_guard_last_par_ns = 0; /* the last region the guard let go parallel */
-static int tc_guard_history = 0;         /* bit 0: the last reading was contended, bit 1: the one before */
-static int tc_guard_runnable = -1;       /* the last reading (-1: none, or no /proc/loadavg) */
+static int tc_guard_on = -1;           /* -1: not yet read from TC_THREAD_GUARD */
+static long long tc_guard_next_ns = 0; /* when the run queue is next read */
+static int tc_guard_history = 0;       /* bit 0: the last reading was contended, bit 1: the one before */
+static int tc_guard_runnable = -1;     /* the last reading of other runnable tasks (-1: none) */
 
 static long long tc_now_ns(void)
 {
@@ -117,16 +117,23 @@ static long long tc_now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* The machine's runnable tasks now (this one included), -1 when unknown. */
-static int tc_runnable_tasks(void)
+/* The first bytes of a small /proc file into buf (NUL-terminated); the length, -1 if none. */
+static int tc_read_small(const char *path, char *buf, int size)
 {
-    char buf[128];
-    const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
-    const ssize_t n = read(fd, buf, sizeof buf - 1);
+    const ssize_t n = read(fd, buf, (size_t)size - 1);
     close(fd);
     if (n <= 0) return -1;
     buf[n] = 0;
+    return (int)n;
+}
+
+/* The machine's runnable tasks now (the caller included), -1 when unknown. */
+static int tc_runnable_tasks(void)
+{
+    char buf[128];
+    if (tc_read_small("/proc/loadavg", buf, sizeof buf) < 0) return -1;
     /* "0.50 0.40 0.30 3/205 12345": the field after the third space */
     const char *p = buf;
     for (int k = 0; k < 3 && p; k++) {
@@ -137,14 +144,25 @@ static int tc_runnable_tasks(void)
     return (int)strtol(p, NULL, 10);
 }
 
-/* Whether our workers may spin forever between regions (OMP_WAIT_POLICY=active without a
- * GOMP_SPINCOUNT, or GOMP_SPINCOUNT=infinite): then they always count as ours. */
-static int tc_workers_always_spin(void)
+/* This process's runnable threads now (state R in /proc/self/task/<tid>/stat; the caller
+ * included), 1 when unknown. */
+static int tc_own_runnable_threads(void)
 {
-    const char *spin = getenv("GOMP_SPINCOUNT");
-    if (spin) return strcmp(spin, "infinite") == 0 || strcmp(spin, "infinity") == 0;
-    const char *policy = getenv("OMP_WAIT_POLICY");
-    return policy && (strcmp(policy, "active") == 0 || strcmp(policy, "ACTIVE") == 0);
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir) return 1;
+    int n = 0;
+    struct dirent *e;
+    char path[64], buf[512];
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || strlen(e->d_name) > 20) continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        if (tc_read_small(path, buf, sizeof buf) < 0) continue;
+        /* "tid (comm) S ...": the state follows the last ')' (comm may hold spaces) */
+        const char *p = strrchr(buf, ')');
+        if (p && p[1] == ' ' && p[2] == 'R') n++;
+    }
+    closedir(dir);
+    return n > 0 ? n : 1;
 }
 
 void tc_set_thread_guard(int on)
@@ -166,26 +184,26 @@ int tc_get_thread_guard(void)
     return on;
 }
 
-int tc_thread_guard_runnable(void)
+int tc_thread_guard_others(void)
 {
     return __atomic_load_n(&tc_guard_runnable, __ATOMIC_RELAXED);
 }
 
 /* Whether the machine has a core for each of nth threads (the caller's included), from
  * the last two readings of the run queue (one taken now if the period has passed). */
-static int tc_guard_room(int nth, long long now)
+static int tc_guard_room(int nth)
 {
 #ifdef _OPENMP
+    const long long now = tc_now_ns();
     long long next = __atomic_load_n(&tc_guard_next_ns, __ATOMIC_RELAXED);
     /* one thread reads per period; the others use the decision as it stands */
     if (now >= next && __atomic_compare_exchange_n(&tc_guard_next_ns, &next,
                                                    now + TC_GUARD_PERIOD_NS, 0,
                                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
         const int running = tc_runnable_tasks();
-        __atomic_store_n(&tc_guard_runnable, running, __ATOMIC_RELAXED);
-        const long long last = __atomic_load_n(&tc_guard_last_par_ns, __ATOMIC_RELAXED);
-        const int ours = tc_workers_always_spin() || now - last < TC_GUARD_SPIN_NS ? nth : 1;
-        const int others = running < 0 ? 0 : running - ours;
+        const int others = running < 0 ? 0 : running - tc_own_runnable_threads();
+        __atomic_store_n(&tc_guard_runnable, running < 0 ? -1 : (others > 0 ? others : 0),
+                         __ATOMIC_RELAXED);
         const int contended = others + nth > omp_get_num_procs();
         const int h = __atomic_load_n(&tc_guard_history, __ATOMIC_RELAXED);
         __atomic_store_n(&tc_guard_history, ((h << 1) | contended) & 3, __ATOMIC_RELAXED);
@@ -193,7 +211,6 @@ static int tc_guard_room(int nth, long long now)
     return __atomic_load_n(&tc_guard_history, __ATOMIC_RELAXED) != 3;
 #else
     (void)nth;
-    (void)now;
     return 0;
 #endif
 }
@@ -204,11 +221,7 @@ int tc_parallel_worth(double work, double min_work)
     if (work < min_work) return 0;
     const int nth = omp_get_max_threads();
     if (nth <= 1 || omp_in_parallel()) return 0;
-    if (!tc_get_thread_guard()) return 1;
-    const long long now = tc_now_ns();
-    if (!tc_guard_room(nth, now)) return 0;
-    __atomic_store_n(&tc_guard_last_par_ns, now, __ATOMIC_RELAXED);
-    return 1;
+    return !tc_get_thread_guard() || tc_guard_room(nth);
 #else
     (void)work;
     (void)min_work;

@@ -92,11 +92,11 @@ static PyObject *py_parallel_worth(PyObject *self, PyObject *args)
     return PyBool_FromLong(tc_parallel_worth(work, min_work));
 }
 
-static PyObject *py_thread_guard_runnable(PyObject *self, PyObject *args)
+static PyObject *py_thread_guard_others(PyObject *self, PyObject *args)
 {
     (void)self;
     (void)args;
-    return PyLong_FromLong(tc_thread_guard_runnable());
+    return PyLong_FromLong(tc_thread_guard_others());
 }
 
 static PyObject *py_gemm_kernel_name(PyObject *self, PyObject *args)
@@ -121,8 +121,9 @@ static PyMethodDef module_methods[] = {
     {"get_thread_guard", py_get_thread_guard, METH_NOARGS, "get_thread_guard() -> bool"},
     {"parallel_worth", py_parallel_worth, METH_VARARGS,
      "parallel_worth(work, min_work) -> bool: whether a region of that work would use the threads now"},
-    {"thread_guard_runnable", py_thread_guard_runnable, METH_NOARGS,
-     "thread_guard_runnable() -> int: runnable tasks at the guard's last reading (-1: none)"},
+    {"thread_guard_others", py_thread_guard_others, METH_NOARGS,
+     "thread_guard_others() -> int: other processes' runnable tasks at the guard's last "
+     "reading (-1: none)"},
     {"gemm_kernel_name", py_gemm_kernel_name, METH_NOARGS, "name of the GEMM micro-kernel"},
     {NULL, NULL, 0, NULL},
 };
