@@ -68,13 +68,13 @@ def _sample(fn, min_time):
             return elapsed / n
 
 
+GUARD_DEFAULT = tc.get_thread_guard()  # the contention guard as the process set it
+
+
 def _configure(setting):
     """Apply a setting: a thread count, or "2g" (2 threads with the contention guard off)."""
     tc.set_thread_guard(setting != "2g" and GUARD_DEFAULT)
     tc.set_num_threads(2 if setting == "2g" else setting)
-
-
-GUARD_DEFAULT = tc.get_thread_guard()
 
 
 def interleaved(fn, busy, repeats=5, min_time=0.1, settings=(1, 2)):
