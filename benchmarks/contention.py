@@ -12,9 +12,10 @@ continued (SIGCONT) for the busy ones, so idle and busy samples alternate within
 load from other work on a shared machine falls on all four alike. Rows: the small work the
 issue names (KV decoding at batch 1, sampling, GPT.forward on (1, 128), small products and
 element-wise passes), the layers and products of the 6x384 GPT, and its training step.
-``--sweep`` times a GEMM and an element-wise kernel over growing sizes at 1 and 2 threads in
-both conditions: the sizes where 2 threads start to win are the thresholds documented in
-csrc/core/tc_generic.h.
+``--sweep`` times a GEMM and an element-wise kernel over growing sizes at 1 and 2 threads (and
+2 with the contention guard off) in both conditions: it shows whether the kernels' work
+thresholds (TC_PARALLEL_MIN_WORK in csrc/core/tc_generic.h, GEMM_PARALLEL_MIN_FLOPS in
+gemm.c, the per-family ones) sit where 2 threads start to pay on this machine.
 """
 import argparse
 import os
