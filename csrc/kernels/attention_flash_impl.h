@@ -261,7 +261,7 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
 {
     const int64_t qr = c->rows, nqb = FN(att_ntiles)(c, BH, c->Tq, qr, 1), items = BH * nqb;
     const double work = (double)BH * (double)c->Tq * (double)c->S * (double)(c->DK + c->DV + 8);
-    int nt = work >= TC_PARALLEL_MIN_WORK && items > 1 ? attention_max_threads() : 1;
+    int nt = items > 1 && TC_PAR(work, TC_PARALLEL_MIN_WORK) ? attention_max_threads() : 1;
     if (nt > items) nt = (int)items;
     const int64_t tiled = FN(att_fwd_scratch)(c->DK, c->DVP);
     /* (a block-sparse item of fewer than ATT_MR rows can fall anywhere) */
@@ -370,6 +370,12 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
     const int64_t W = c->keys, nkb = FN(att_ntiles)(c, BH, S, W, 0);
     const double work = (double)BH * (double)Tq * (double)S * (double)(2 * DK + 2 * c->DV + 8);
     int nt = work >= TC_PARALLEL_MIN_WORK ? attention_max_threads() : 1;
+    /* the contention guard may keep the whole-heads split on one thread (each head is one
+     * thread's, whatever the count); the few-heads split below sums per-thread partials, so
+     * its thread count stays fixed */
+    if (nt > 1 && (BH % nt == 0 || BH >= 4 * (int64_t)nt || nkb == 1) &&
+        !TC_PAR(work, TC_PARALLEL_MIN_WORK))
+        nt = 1;
     const int64_t kscr = FN(att_bwd_scratch)(DK, c->DV, DKP, DVP);
     const int64_t qsz = FN(att_pad)(Tp * DKP), osz = FN(att_pad)(Tp * DVP);
     const int64_t dsz = FN(att_pad)(Tq);
@@ -550,7 +556,7 @@ int FN(tc_attention_decode_sparse)(real_t *out, real_t *k_cache, real_t *v_cache
         return TC_EINVAL;
     const int64_t BH = B * NH, S = pos + TN;
     if (BH == 0 || TN == 0) return TC_OK;
-    const int par = (double)BH * (double)TN * (double)(DK + DV) >= TC_PARALLEL_MIN_WORK;
+    const int par = TC_PAR((double)BH * (double)TN * (double)(DK + DV), TC_PARALLEL_MIN_WORK);
     (void)par;
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t bh = 0; bh < BH; bh++) {
