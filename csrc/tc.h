@@ -1233,6 +1233,9 @@ int tc_gpt_moe_routing(const tc_gpt *model, int64_t *tokens, int64_t *dropped,
  * probabilities 3l+1, attention branch 3l+2, MLP branch 3l+3; decoder embeddings
  * D0 = 1 + 3 Le, decoder layer l (s = D0 + 5l): self-attention probabilities s+1 and
  * branch s+2, cross-attention probabilities s+3 and branch s+4, MLP branch s+5.
+ * With attention == TC_ATTN_BLOCK_SPARSE the self-attention of both stacks is block-sparse
+ * with the config's pattern (the encoder's bidirectional, the decoder's causal; the same key
+ * set in training, inspect and KV-cached decoding); the cross-attention stays dense.
  * With ffn == TC_FFN_MOE every layer's MLP of both stacks is a mixture of moe_experts of
  * them, laid out as GPT's ("model": mlp.router (E,C), w1 (E,H,C), b1 (E,H), w2 (E,C,H),
  * b2 (E,C) in the MLP's place); each layer routes its stack's tokens of the call (B*S
@@ -1254,6 +1257,10 @@ typedef struct {
     double eps;            /* layer norm epsilon */
     double pos_base;       /* base of the sinusoidal table */
     double dropout;        /* in [0, 1) */
+    int attention;         /* TC_ATTN_*: the self-attention of both stacks, dense (0, the
+                            * default) or block-sparse (the cross-attention is dense) */
+    int64_t sparse_block, sparse_window, sparse_stride, sparse_global; /* the pattern of
+                              BLOCK_SPARSE (tc_attention_sparse), ignored when dense */
     int ffn;               /* TC_FFN_*: the dense MLP (0, the default) or TC_FFN_MOE */
     int64_t moe_experts, moe_top_k; /* E experts, top-K routing (K = 1 or 2, K <= E) */
     double moe_capacity;   /* the capacity factor (finite > 0; tc_moe_capacity) */

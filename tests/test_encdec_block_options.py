@@ -1,8 +1,8 @@
-"""The encoder-decoder's block options (BlockOptions: attention=, ffn= and their fields):
-block-sparse self-attention in both stacks on the module path (fast=True falls back to it;
-the C paths name the field), a mixture of experts in every layer of both stacks on both
-paths, the load-balancing loss in loss_and_grads (finite differences; C == module path at
-1e-10 / 1e-5, 1 vs 2 threads), KV-cached generation == uncached."""
+"""The encoder-decoder's block options (BlockOptions: attention=, ffn= and their fields) on
+the module path and the C paths: block-sparse self-attention in both stacks (the pattern's
+zeros in the probabilities), a mixture of experts in every layer of both stacks with the
+load-balancing loss in loss_and_grads (finite differences; C == module path at 1e-10 /
+1e-5; 1 vs 2 threads), KV-cached generation == uncached."""
 import numpy as np
 import pytest
 
@@ -53,25 +53,6 @@ def test_finite_differences(options):
         np.testing.assert_allclose(grads[key], want, rtol=1e-6, atol=1e-8, err_msg=key)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_fast_falls_back_to_the_module_path(dtype):
-    m = model(dtype, **MOE, **SPARSE)
-    src, tin, tout, lengths = data()
-    lf, gf = m.loss_and_grads(src, tin, tout, src_lengths=lengths)
-    gf = flatten(gf)
-    gf = {k: v.copy() for k, v in gf.items()}
-    lm, gm = m.loss_and_grads(src, tin, tout, src_lengths=lengths, fast=False)
-    assert lf == lm
-    for k, g in flatten(gm).items():
-        np.testing.assert_array_equal(gf[k], g, err_msg=k)
-    np.testing.assert_array_equal(m.forward(src, tin, src_lengths=lengths),
-                                  m.forward(src, tin, src_lengths=lengths, fast=False))
-    ins = m.inspect(src, tin, src_lengths=lengths)
-    assert len(ins.encoder_attentions) == 2 and len(ins.cross_attentions) == 2
-    # the aux term: loss() is the cross-entropy alone
-    assert lf > m.loss(src, tin, tout, src_lengths=lengths) + 1e-3
-
-
 def test_sparse_pattern_reaches_both_stacks():
     """A pattern that covers every key is dense attention (to rounding); one that does not
     changes the encoder's output and the decoder's logits."""
@@ -114,20 +95,6 @@ def test_moe_layout_and_checkpoint(tmp_path):
     assert EncoderDecoderConfig.from_dict(old) == model().config
 
 
-@pytest.mark.parametrize("options", [SPARSE, {**SPARSE, **MOE}])
-def test_c_paths_name_the_unsupported_field(options):
-    m = model(**options)
-    m.eval()
-    assert m.config.c_unsupported() == ("attention",)
-    with pytest.raises(ValueError, match="attention"):
-        m.config.c_fields()
-    with pytest.raises(ValueError, match="attention"):
-        m.activation_bytes(1, 4, 4)
-    with pytest.raises(ValueError, match="attention"):
-        generate(m, [np.array([3, 4, 5])], max_new_tokens=2)
-    assert model().config.c_unsupported() == model(**MOE).config.c_unsupported() == ()
-
-
 def rel_err(got, want):
     return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
 
@@ -150,15 +117,24 @@ def assert_paths_agree(m, tol, seed=3):
                                    {"moe_top_k": 1, "bias": False, "moe_capacity": 0.5,
                                     "activation": "gelu", "position": "learned"},
                                    {"share_embeddings": True, "tgt_vocab_size": 11,
-                                    "tie_embeddings": False, "n_embd": 10, "n_inner": 7}])
-def test_moe_fast_path_equals_module_path(extra, dtype):
+                                    "tie_embeddings": False, "n_embd": 10, "n_inner": 7},
+                                   {**SPARSE, "dropout": 0.1},
+                                   {**SPARSE, "sparse_stride": 2, "sparse_global": 1,
+                                    "norm": "post"}])
+def test_fast_path_equals_module_path(extra, dtype):
     m = model(dtype, **{**MOE, **extra})
-    assert m._has_fast_path()
     loss, grads = assert_paths_agree(m, TOL[dtype])
     assert m._ctx is not None  # the C path ran
     assert np.any(grads["encoder/h/0/mlp/router"]) and np.any(grads["decoder/h/1/mlp/w1"])
     dense = {k: v for k, v in extra.items() if not k.startswith("moe_")}
     assert m.activation_bytes(2, 7, 5) > model(dtype, **dense).activation_bytes(2, 7, 5)
+    src, tin, _, lengths = data()
+    fast, slow = (m.inspect(src, tin, src_lengths=lengths, fast=f) for f in (True, False))
+    for a, b in zip(fast.encoder_attentions + fast.attentions + fast.cross_attentions,
+                    slow.encoder_attentions + slow.attentions + slow.cross_attentions):
+        assert rel_err(a, b) <= TOL[dtype]
+    if "attention" in extra:  # the dense MLP with the same pattern, on both paths
+        assert_paths_agree(model(dtype, **extra), TOL[dtype])
 
 
 def test_moe_all_targets_ignored_keeps_the_aux_gradient():
@@ -193,13 +169,14 @@ def test_moe_thread_count_does_not_change_the_routing():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("norm", ["pre", "post"])
-def test_moe_generate_with_cache_equals_without(norm, dtype):
-    """A capacity that drops nothing (decoding routes every target token alone): the decoder's
-    logits step by step against the module path's forward of each row alone, and greedy /
-    beam generation against the uncached module reference."""
-    m = random_model(dtype, norm=norm, ffn="moe", moe_experts=3, moe_top_k=2,
-                     moe_capacity=1.5)
+@pytest.mark.parametrize("options", [dict(norm="pre", **MOE, ), dict(norm="post", **SPARSE),
+                                     dict(norm="pre", **MOE, **SPARSE, sparse_stride=3)])
+def test_generate_with_cache_equals_without(options, dtype):
+    """MoE with a capacity that drops nothing (decoding routes every target token alone),
+    block-sparse self-attention: the decoder's logits step by step against the module
+    path's forward of each row alone, and greedy / beam generation against the uncached
+    module reference."""
+    m = random_model(dtype, **{**options, "moe_capacity": 1.5})
     assert isinstance(as_model(m), EncoderDecoderModel)
     sources = sources_of([5, 1, 8], seed=30)
     check_steps(m, sources, targets_of(3, 6), 2, 3)

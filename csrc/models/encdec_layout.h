@@ -18,6 +18,18 @@ typedef struct { /* lnx..xproj: decoder; ffn == TC_FFN_MOE: router (E,C) (no bia
 /* Whether the config's feed-forward is a mixture of experts. */
 static inline int ed_is_moe(const tc_encdec_config *c) { return c->ffn == TC_FFN_MOE; }
 
+/* The config's block-sparse self-attention pattern in *sp, or NULL for dense attention. */
+static inline const tc_attention_sparse *ed_sparse(const tc_encdec_config *c,
+                                                   tc_attention_sparse *sp)
+{
+    if (c->attention != TC_ATTN_BLOCK_SPARSE) return NULL;
+    sp->block = c->sparse_block;
+    sp->window = c->sparse_window;
+    sp->stride = c->sparse_stride;
+    sp->global = c->sparse_global;
+    return sp;
+}
+
 /* The offsets of the parameters outside the layers (-1: absent). */
 typedef struct {
     int64_t swte, twte, swpe, twpe, head;
@@ -45,6 +57,11 @@ static int ed_config_ok(const tc_encdec_config *c)
     if (!model_ffn_ok(c->ffn, c->moe_experts, c->moe_top_k, c->moe_capacity,
                       c->moe_aux_weight))
         return 0;
+    if (c->attention < 0 || c->attention >= TC_ATTN_COUNT) return 0;
+    if (c->attention == TC_ATTN_BLOCK_SPARSE) {
+        tc_attention_sparse sp;
+        if (!tc_attention_sparse_ok(ed_sparse(c, &sp))) return 0;
+    }
     /* keep every buffer (in elements, times 8 bytes) far from size_t / int64 overflow */
     const double big = 1e15, L = (double)c->Le + (double)c->Ld;
     if ((double)c->Vs * (double)c->C > big || (double)c->Vt * (double)c->C > big ||

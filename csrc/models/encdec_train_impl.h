@@ -24,8 +24,9 @@ static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_
     real_t *qkv = AP(a->qkvh);
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
+    tc_attention_sparse sp;
     CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
-                                      dec ? NULL : k->mask, NULL, B, NH, L, L, HS,
+                                      dec ? NULL : k->mask, ed_sparse(&m->cfg, &sp), B, NH, L, L, HS,
                                       dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->proj.w), PP(p->proj.b), N, C, C);
 }
@@ -44,9 +45,11 @@ static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed
     const tc_attention_layout lay = model_self_layout(L, C, HS);
     CHECK(FN(tc_linear_backward)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
                                      PP(p->proj.w), N, C, C, TC_WRITE(0)));
+    tc_attention_sparse sp;
     CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
                                        qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
-                                       dec ? NULL : k->mask, NULL, B, NH, L, L, HS,
+                                       dec ? NULL : k->mask, ed_sparse(&m->cfg, &sp), B, NH, L,
+                                       L, HS,
                                        dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_backward)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
                                       C, 3 * C, set_dx ? TC_WRITE(0) : 0);
@@ -526,14 +529,17 @@ typedef struct {
 } FN(ed_inspect_job);
 
 /* The probabilities of one attention of layer l into P (nb,NH,Lq,Lk): q and k at lay's
- * strides, the key mask and causal mode of the forward (model_attention_forward's scale). */
+ * strides, the key mask, block-sparse pattern (or NULL) and causal mode of the forward
+ * (model_attention_forward's scale). */
 static int FN(ed_probs)(real_t *P, const real_t *q, const real_t *k, const real_t *lse,
-                        const tc_attention_layout *lay, const uint8_t *mask, int64_t nb,
-                        int64_t NH, int64_t Lq, int64_t Lk, int64_t HS, int causal)
+                        const tc_attention_layout *lay, const uint8_t *mask,
+                        const tc_attention_sparse *sp, int64_t nb, int64_t NH, int64_t Lq,
+                        int64_t Lk, int64_t HS, int causal)
 {
     tc_attention_masks mk;
     memset(&mk, 0, sizeof mk);
     mk.key_padding = mask;
+    mk.sparse = sp;
     return FN(tc_attention_probs_strided)(P, q, k, lse, &mk, lay, nb, NH, Lq, Lk, HS,
                                           (real_t)(1.0 / sqrt((double)HS)), causal);
 }
@@ -546,20 +552,24 @@ static int FN(ed_readout_rows)(tc_encdec *m, const tc_encdec_readout *o, int64_t
     const int64_t C = c->C, NH = c->NH, HS = C / NH;
     const tc_attention_layout ls = model_self_layout(Ls, C, HS), lt = model_self_layout(Lt, C, HS);
     const tc_attention_layout lx = model_cross_layout(Lt, Ls, C, HS);
+    tc_attention_sparse spat;
+    const tc_attention_sparse *sp = ed_sparse(c, &spat); /* the self-attentions' pattern */
     for (int64_t l = 0; o->enc_attn && l < c->Le; l++) {
         const real_t *qkv = AP(m->ea[l].qkvh);
         CHECK(FN(ed_probs)((real_t *)o->enc_attn + (l * B + b0) * NH * Ls * Ls, qkv, qkv + C,
-                           AP(m->ea[l].lse), &ls, mask, nb, NH, Ls, Ls, HS, TC_CAUSAL_NONE));
+                           AP(m->ea[l].lse), &ls, mask, sp, nb, NH, Ls, Ls, HS,
+                           TC_CAUSAL_NONE));
     }
     for (int64_t l = 0; o->self_attn && l < c->Ld; l++) {
         const real_t *qkv = AP(m->da[l].qkvh);
         CHECK(FN(ed_probs)((real_t *)o->self_attn + (l * B + b0) * NH * Lt * Lt, qkv, qkv + C,
-                           AP(m->da[l].lse), &lt, NULL, nb, NH, Lt, Lt, HS, TC_CAUSAL_TOP_LEFT));
+                           AP(m->da[l].lse), &lt, NULL, sp, nb, NH, Lt, Lt, HS,
+                           TC_CAUSAL_TOP_LEFT));
     }
     for (int64_t l = 0; o->cross_attn && l < c->Ld; l++)
         CHECK(FN(ed_probs)((real_t *)o->cross_attn + (l * B + b0) * NH * Lt * Ls,
-                           AP(m->da[l].xqh), AP(m->da[l].xkvh), AP(m->da[l].xlse), &lx, mask, nb,
-                           NH, Lt, Ls, HS, TC_CAUSAL_NONE));
+                           AP(m->da[l].xqh), AP(m->da[l].xkvh), AP(m->da[l].xlse), &lx, mask,
+                           NULL, nb, NH, Lt, Ls, HS, TC_CAUSAL_NONE));
     for (int64_t l = 0; o->enc_hidden && l <= c->Le; l++)
         memcpy((real_t *)o->enc_hidden + (l * B + b0) * Ls * C, FN(ed_layer_in)(m, 0, l),
                (size_t)(nb * Ls * C) * sizeof(real_t));

@@ -47,8 +47,8 @@ from .. import functional as F
 from ..functional._util import as_int, same_dtype
 from ._flat import FlatModel
 from ..options import option_index
-from ._config import BlockOptions, ConfigMixin, check_attention, check_common, \
-    check_positive, ffn_c_fields, with_block_options
+from ._config import BlockOptions, ConfigMixin, attention_c_fields, check_attention, \
+    check_common, check_positive, ffn_c_fields, with_block_options
 from .encoder import POSITIONS, EncoderConfig, encoder_backward, encoder_forward, source_mask
 from .stack import Inspection, check_ids, check_targets, decoder_blocks, stack_attentions, stack_backward, \
     stack_forward, stack_layout, stack_routing
@@ -76,12 +76,9 @@ class EncoderDecoderConfig(ConfigMixin):
     attention, sparse_block, sparse_window, sparse_stride, sparse_global, ffn, moe_experts,
     moe_top_k, moe_capacity, moe_aux_weight: the block options (BlockOptions) of both
     stacks: the encoder's and the decoder's self-attention (the cross-attention stays
-    dense) and every layer's feed-forward sublayer. The C fast paths (training, KV-cached
-    generation) run both ffn kinds (a mixture of experts routes each stack's tokens of a
-    call together in training and in encode, every target token alone in KV-cached
-    decoding) but dense attention only: attention="block_sparse" trains and runs on the
-    module path (fast=True falls back to it) and generation with a KV cache is a ValueError
-    naming the field.
+    dense) and every layer's feed-forward sublayer, on the module path and the C paths
+    alike (a mixture of experts routes each stack's tokens of a call together in training
+    and in encode, every target token alone in KV-cached decoding).
     """
 
     src_vocab_size: int = 32000
@@ -120,13 +117,10 @@ class EncoderDecoderConfig(ConfigMixin):
     def c_fields(self):
         """This config as the C library's tc_encdec_config (tc.h): a dict of its field names
         (Vs, Vt, maxT, C, Le, Ld, NH, H, bias, position, norm, activation, share, tie, eps,
-        pos_base, dropout), option values as their C enum values; what the encoder-decoder
-        bindings (_C.encdec_create, encdec_arena_bytes, encdec_kv_create) take. ValueError
-        for a block option the C drivers do not run (see the class doc)."""
-        for name in self.c_unsupported():
-            raise ValueError(f"{name}={getattr(self, name)!r} has no C encoder-decoder driver "
-                             "(the model runs its module path; KV-cached generation needs "
-                             f"{name}={getattr(BlockOptions, name)!r})")
+        pos_base, dropout, attention, sparse_block, sparse_window, sparse_stride,
+        sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight), option
+        values as their C enum values; what the encoder-decoder bindings (_C.encdec_create,
+        encdec_arena_bytes, encdec_kv_create) take."""
         return dict(Vs=int(self.src_vocab_size), Vt=int(self.tgt_vocab_size),
                     maxT=int(self.block_size), C=int(self.n_embd), Le=int(self.n_encoder_layer),
                     Ld=int(self.n_decoder_layer), NH=int(self.n_head), H=self.hidden_size,
@@ -136,12 +130,8 @@ class EncoderDecoderConfig(ConfigMixin):
                     activation=option_index("activation", self.activation),
                     share=bool(self.share_embeddings), tie=bool(self.tie_embeddings),
                     eps=float(self.layer_norm_epsilon), pos_base=float(self.position_base),
-                    dropout=float(self.dropout), **ffn_c_fields(self))
-
-    def c_unsupported(self):
-        """The block options whose value the C encoder-decoder drivers do not run
-        (attention other than "dense"); () when they run this config."""
-        return ("attention",) if self.attention != BlockOptions.attention else ()
+                    dropout=float(self.dropout), **attention_c_fields(self),
+                    **ffn_c_fields(self))
 
     def encoder_config(self):
         """The EncoderConfig of the encoder stack (an Encoder with this config has the
@@ -263,11 +253,6 @@ class EncoderDecoder(FlatModel):
                                  hidden=dec_hidden)
         return F.linear(x, self._head()), (enc_cache, cache, x)
 
-    def _has_fast_path(self):
-        """Whether the whole-model C path runs this config (dense attention and MLP: see
-        EncoderDecoderConfig.c_unsupported); else fast=True runs the module path."""
-        return not self.config.c_unsupported()
-
     def _backward_cached(self, dlogits, cache, seed):
         cfg, p = self.config, self._params
         enc_cache, dec_cache, xf = cache
@@ -305,7 +290,7 @@ class EncoderDecoder(FlatModel):
         fast=True runs the whole forward in one C call, fast=False module by module."""
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
         seed = self._seed(None)
-        if fast and s.size and t.size and self._has_fast_path():
+        if fast and s.size and t.size:
             logits = _C.encdec_forward(self._context(), s, mask, t, seed, self._dropping())
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
@@ -324,7 +309,7 @@ class EncoderDecoder(FlatModel):
         module path."""
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
         seed = self._seed(None)
-        if fast and s.size and t.size and self._has_fast_path():
+        if fast and s.size and t.size:
             logits, *outs = _C.encdec_inspect(self._context(), s, mask, t, seed,
                                               self._dropping(), attentions, hidden_states)
             ea, sa, ca, eh, dh = (None if o is None else list(o) for o in outs)
@@ -371,7 +356,7 @@ class EncoderDecoder(FlatModel):
         ignore_index = self._ignore(ignore_index)
         y = self._targets(tgt_out, t, squeeze, ignore_index)
         seed = self._seed(seed)
-        if s.size and t.size and self._has_fast_path():
+        if s.size and t.size:
             logits = _C.encdec_forward(self._context(), s, mask, t, seed, self._dropping())
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
@@ -390,8 +375,7 @@ class EncoderDecoder(FlatModel):
         seed: the dropout seed of this step (default self.seed). fast=True runs the whole
         forward and backward in C over one activation arena kept by the model (sized for
         the largest batch seen); fast=False the module-by-module path. Both agree to
-        rounding. A block-sparse config runs the module path either way; with ffn="moe"
-        the loss adds moe_aux_weight times the load-balancing losses of
+        rounding. With ffn="moe" the loss adds moe_aux_weight times the load-balancing losses of
         every encoder and decoder layer (each routing its own stack's B*S or B*T tokens,
         padded source positions included), and the grads are its gradient.
 
@@ -403,7 +387,7 @@ class EncoderDecoder(FlatModel):
         ignore_index = self._ignore(ignore_index)
         y = self._targets(tgt_out, t, squeeze, ignore_index)
         seed = self._seed(seed)
-        if fast and s.size and t.size and self._has_fast_path():
+        if fast and s.size and t.size:
             loss = _C.encdec_loss_and_grads(self._context(), s, mask, t, y, ignore_index, seed,
                                             self._dropping())
             return loss, self._grads_tree()
@@ -427,8 +411,7 @@ class EncoderDecoder(FlatModel):
     def activation_bytes(self, batch_size, src_len, tgt_len):
         """Bytes of the activation arena loss_and_grads uses for batch_size sources of
         src_len tokens and targets of tgt_len tokens (what the forward keeps for the backward
-        plus the backward's scratch; not the parameters or gradients). ValueError for a
-        config the C path does not run (EncoderDecoderConfig.c_fields)."""
+        plus the backward's scratch; not the parameters or gradients)."""
         return _C.encdec_arena_bytes(self._flat.dtype == np.float64, self.config.c_fields(),
                                      as_int(batch_size, "batch_size"),
                                      as_int(src_len, "src_len"), as_int(tgt_len, "tgt_len"))
