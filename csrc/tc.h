@@ -144,6 +144,17 @@ void tc_sync_num_threads(void);
  * On by default; off: one pass with every kernel parallel inside. */
 void tc_set_data_parallel(int on);
 int tc_get_data_parallel(void);
+/* Whether a parallel region of `work` units should use the threads: work >= min_work (the
+ * kernel's idle-machine crossover), more than one thread, not inside a parallel region, and,
+ * with the contention guard on, a free core on the machine for every thread but the caller
+ * (core/threads.c). Asked only by kernels whose results do not depend on the thread count. */
+int tc_parallel_worth(double work, double min_work);
+/* The contention guard: on by default, unless TC_THREAD_GUARD=0 is in the environment. */
+void tc_set_thread_guard(int on);
+int tc_get_thread_guard(void);
+/* Other processes' runnable tasks at the guard's last reading (/proc/loadavg's less this
+ * process's runnable threads; -1: no reading yet, or no /proc/loadavg). */
+int tc_thread_guard_others(void);
 
 /* ------------------------------------------------------------------ cpu (core/cpu.c) */
 

@@ -44,7 +44,7 @@ static int FN(dec_linear)(real_t *out, const real_t *inp, const real_t *W, const
     const int avx2 = dec_use_avx2();
 #endif
     const int64_t nblk = (OC + DEC_GEMV_BLOCK - 1) / DEC_GEMV_BLOCK;
-#pragma omp parallel for schedule(static) if (N * OC * C >= 4 * TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * OC * C, 4 * TC_PARALLEL_MIN_WORK))
     for (int64_t i = 0; i < nblk; i++) {
         const int64_t o0 = i * DEC_GEMV_BLOCK;
         const int64_t o1 = o0 + DEC_GEMV_BLOCK < OC ? o0 + DEC_GEMV_BLOCK : OC;
@@ -71,7 +71,7 @@ static void FN(dec_to_heads)(real_t *const *dst, int n, const real_t *src, int64
                              int64_t NH, int64_t HS)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(B * L * C, TC_MODEL_COPY_MIN_WORK))
     for (int64_t b = 0; b < B; b++) {
         for (int64_t h = 0; h < NH; h++) {
             const int64_t o = (b * NH + h) * L * HS;
@@ -88,7 +88,7 @@ static void FN(dec_merge_heads)(real_t *y, const real_t *yh, int64_t B, int64_t 
                                 int64_t HS)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * TN * C >= TC_MODEL_COPY_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(B * TN * C, TC_MODEL_COPY_MIN_WORK))
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < TN; t++)
             for (int64_t h = 0; h < NH; h++)

@@ -149,7 +149,7 @@ static void edk_copy_rows(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
     const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS) * (size_t)kv->elem;
     char *xkd = kv->xk2, *xvd = kv->xv2;
     const char *xks = kv->xk, *xvs = kv->xv;
-#pragma omp parallel for collapse(2) schedule(static) if (Ld * B2 * NH * S * HS >= TC_PARALLEL_MIN_WORK * 4)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(Ld * B2 * NH * S * HS, TC_PARALLEL_MIN_WORK * 4))
     for (int64_t l = 0; l < Ld; l++) {
         for (int64_t j = 0; j < B2; j++) {
             memcpy(xkd + l * xlayer + j * xrow, xks + l * xlayer + rows[j] * xrow, xrow);

@@ -157,7 +157,7 @@ static inline void dec_copy_cache_rows(char *kd, char *vd, const char *ks, const
     const int64_t work = L * B2 * NH * pos * HS;
     (void)work; /* read only by the OpenMP if clauses: unused in a serial build */
     if (in_place) {
-#pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+#pragma omp parallel for schedule(static) if (TC_PAR(work, TC_PARALLEL_MIN_WORK * 4))
         for (int64_t l = 0; l < L; l++) {
             for (int64_t j = 0; j < B2; j++) {
                 if (rows[j] == j) continue;
@@ -171,7 +171,7 @@ static inline void dec_copy_cache_rows(char *kd, char *vd, const char *ks, const
         }
         return;
     }
-#pragma omp parallel for collapse(2) schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(work, TC_PARALLEL_MIN_WORK * 4))
     for (int64_t l = 0; l < L; l++) {
         for (int64_t j = 0; j < B2; j++) {
             for (int64_t h = 0; h < NH; h++) {
