@@ -1,8 +1,9 @@
 """Bitwise fingerprint of a build: every number a refactor must not change.
 
 For a matrix of small models (GPT: pre/post-LN x learned/sinusoidal/RoPE x every
-activation; Encoder; EncoderDecoder: pre/post-LN x learned/sinusoidal x every activation),
-in float32 and float64, with and without dropout, it records the loss, the flat gradients
+activation; Encoder; EncoderDecoder: pre/post-LN x learned/sinusoidal x every activation;
+and, in builds whose C paths run them, a few block-option models: GPTs with a mixture of
+experts, an EncoderDecoder with experts and block-sparse attention), in float32 and float64, with and without dropout, it records the loss, the flat gradients
 of the C fast path and of the module-by-module path (``fast=False``), the logits, and the
 greedy, sampled and beam-search tokens (KV-cached decoding), at the thread counts asked for.
 Two builds are the same when their fingerprints are bitwise equal:
@@ -61,6 +62,27 @@ def encdec_cases(acts=ACTIVATIONS):
                     src_vocab_size=19, tgt_vocab_size=21, block_size=16, n_encoder_layer=2,
                     n_decoder_layer=2, n_head=2, n_embd=16, norm=norm, position=position,
                     activation=act, pad_id=0)
+
+
+def block_cases(tc):
+    """(gpt cases, encdec cases) with block options (ffn="moe", attention="block_sparse"), each
+    only when the build's C paths run it (c_fields accepts it): none before they did."""
+    gpt = dict(vocab_size=23, block_size=16, n_layer=2, n_head=2, n_embd=16, ffn="moe",
+               moe_experts=3, moe_capacity=0.8)
+    ed = dict(src_vocab_size=19, tgt_vocab_size=21, block_size=16, n_encoder_layer=2,
+              n_decoder_layer=2, n_head=2, n_embd=16, pad_id=0, ffn="moe", moe_experts=3,
+              moe_top_k=2, attention="block_sparse", sparse_block=4, sparse_window=1)
+    out = []
+    for cls, cases in ((tc.nn.GPTConfig, [("gpt-moe-k1", gpt),
+                                          ("gpt-moe-k2-post", dict(gpt, moe_top_k=2,
+                                                                   norm="post"))]),
+                       (tc.nn.EncoderDecoderConfig, [("encdec-moe-sparse", ed)])):
+        try:
+            cls(**cases[0][1]).c_fields()
+            out.append(cases)
+        except (TypeError, ValueError):
+            out.append([])
+    return out
 
 
 def fingerprint_gpt(tc, out, key, kw, dtype, dropout):
@@ -150,14 +172,15 @@ def _tokens(result):
 def fingerprint(tc, threads):
     out = {}
     acts = activations(tc)
+    gpt_blocks, encdec_blocks = block_cases(tc)
     for t in threads:
         tc.set_num_threads(t)
         for dtype in (np.float32, np.float64):
             d = np.dtype(dtype).name
-            for name, kw in gpt_cases(acts):
+            for name, kw in list(gpt_cases(acts)) + gpt_blocks:
                 for p in (0.0, 0.1):
                     fingerprint_gpt(tc, out, f"{t}T/{d}/{name}/p{p}", kw, dtype, p)
-            for name, kw in encdec_cases(acts):
+            for name, kw in list(encdec_cases(acts)) + encdec_blocks:
                 for p in (0.0, 0.1):
                     fingerprint_encdec(tc, out, f"{t}T/{d}/{name}/p{p}", kw, dtype, p)
             fingerprint_encoder(tc, out, f"{t}T/{d}/encoder", dtype)

@@ -105,6 +105,30 @@ def test_fingerprint_detects_a_changed_number(tmp_path):
     assert lines == ["k/grads: differs (float64(%d,) vs float64(%d,))" % (g.size, g.size)]
 
 
+def test_fingerprint_covers_the_block_options():
+    """This build's C paths run the mixture of experts and block-sparse attention, so the
+    bitwise fingerprint records them (and those cases run: fast and module path, decoding)."""
+    import pathlib
+
+    from benchmarks import fingerprint
+
+    import transformer_c
+
+    root = str(pathlib.Path(transformer_c.__file__).resolve().parents[1])
+    tc = fingerprint.load(root, "tc_fp_blocks")
+    gpt, encdec = fingerprint.block_cases(tc)
+    assert [n for n, _ in gpt] == ["gpt-moe-k1", "gpt-moe-k2-post"]
+    assert [n for n, _ in encdec] == ["encdec-moe-sparse"]
+    out = {}
+    fingerprint.fingerprint_gpt(tc, out, "g", gpt[1][1], np.float64, 0.0)
+    fingerprint.fingerprint_encdec(tc, out, "e", encdec[0][1], np.float32, 0.0)
+    np.testing.assert_allclose(out["g/loss"], out["g/loss_modules"], rtol=1e-12)
+    np.testing.assert_allclose(out["g/logits"], out["g/logits_modules"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.sort(out["g/grads"]), np.sort(out["g/grads_modules"]),
+                               rtol=1e-9, atol=1e-12)  # (_leaves orders the tree by name)
+    assert out["g/greedy"].size and out["e/beam"].size and np.isfinite(out["e/loss"])
+
+
 def test_moe_case_records_dense_and_moe():
     from benchmarks import moe
 

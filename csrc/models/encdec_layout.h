@@ -22,12 +22,8 @@ static inline int ed_is_moe(const tc_encdec_config *c) { return c->ffn == TC_FFN
 static inline const tc_attention_sparse *ed_sparse(const tc_encdec_config *c,
                                                    tc_attention_sparse *sp)
 {
-    if (c->attention != TC_ATTN_BLOCK_SPARSE) return NULL;
-    sp->block = c->sparse_block;
-    sp->window = c->sparse_window;
-    sp->stride = c->sparse_stride;
-    sp->global = c->sparse_global;
-    return sp;
+    return model_sparse(sp, c->attention, c->sparse_block, c->sparse_window, c->sparse_stride,
+                        c->sparse_global);
 }
 
 /* The offsets of the parameters outside the layers (-1: absent). */

@@ -32,12 +32,8 @@ static int gpt_ffn_ok(const tc_gpt_config *c)
 static inline const tc_attention_sparse *gpt_sparse(const tc_gpt_config *c,
                                                     tc_attention_sparse *sp)
 {
-    if (c->attention != TC_ATTN_BLOCK_SPARSE) return NULL;
-    sp->block = c->sparse_block;
-    sp->window = c->sparse_window;
-    sp->stride = c->sparse_stride;
-    sp->global = c->sparse_global;
-    return sp;
+    return model_sparse(sp, c->attention, c->sparse_block, c->sparse_window, c->sparse_stride,
+                        c->sparse_global);
 }
 
 static int gpt_config_ok(const tc_gpt_config *c)

@@ -326,6 +326,20 @@ static inline int model_clones_ready(void *model, void **clones, void **clone_gr
 
 /* ------------------------------------------------------------------ mixture of experts */
 
+/* A model config's block-sparse self-attention pattern (tc_attention_sparse) in *sp from its
+ * attention kind and pattern fields, or NULL for dense attention. */
+static inline const tc_attention_sparse *model_sparse(tc_attention_sparse *sp, int attention,
+                                                      int64_t block, int64_t window,
+                                                      int64_t stride, int64_t global)
+{
+    if (attention != TC_ATTN_BLOCK_SPARSE) return NULL;
+    sp->block = block;
+    sp->window = window;
+    sp->stride = stride;
+    sp->global = global;
+    return sp;
+}
+
 /* Whether a model config's feed-forward fields are valid: ffn a TC_FFN_* value; with a
  * mixture of experts (TC_FFN_MOE) 1 <= K <= 2, K <= E, a finite capacity factor > 0
  * (tc_moe_capacity) and a finite aux weight >= 0. */

@@ -22,6 +22,21 @@ typedef struct {
     int option;       /* TC_OPT_* for TC_PY_FIELD_OPTION */
 } tc_py_field;
 
+/* The rows of the block options every model config struct shares (tc_gpt_config,
+ * tc_encdec_config: attention, its sparse pattern, ffn, the mixture of experts' fields),
+ * for a field table whose row macro is ROW(name, kind, option). */
+#define TC_PY_BLOCK_OPTION_FIELDS(ROW)                                                      \
+    ROW(attention, TC_PY_FIELD_OPTION, TC_OPT_ATTENTION),                                   \
+    ROW(sparse_block, TC_PY_FIELD_INT64, 0),                                                \
+    ROW(sparse_window, TC_PY_FIELD_INT64, 0),                                               \
+    ROW(sparse_stride, TC_PY_FIELD_INT64, 0),                                               \
+    ROW(sparse_global, TC_PY_FIELD_INT64, 0),                                               \
+    ROW(ffn, TC_PY_FIELD_OPTION, TC_OPT_FFN),                                               \
+    ROW(moe_experts, TC_PY_FIELD_INT64, 0),                                                 \
+    ROW(moe_top_k, TC_PY_FIELD_INT64, 0),                                                   \
+    ROW(moe_capacity, TC_PY_FIELD_DOUBLE, 0),                                               \
+    ROW(moe_aux_weight, TC_PY_FIELD_DOUBLE, 0)
+
 /* Fill the struct at out from the dict obj over fields (terminated by a NULL name): 0, or -1
  * with TypeError (obj not a dict, a missing or unknown key, a value of the wrong type) or
  * ValueError (a flag not 0/1, an option value out of range), the message naming `what` and

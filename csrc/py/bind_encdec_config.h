@@ -26,16 +26,7 @@ static const tc_py_field encdec_config_fields[] = {
     ED_FIELD(eps, TC_PY_FIELD_DOUBLE, 0),
     ED_FIELD(pos_base, TC_PY_FIELD_DOUBLE, 0),
     ED_FIELD(dropout, TC_PY_FIELD_DOUBLE, 0),
-    ED_FIELD(attention, TC_PY_FIELD_OPTION, TC_OPT_ATTENTION),
-    ED_FIELD(sparse_block, TC_PY_FIELD_INT64, 0),
-    ED_FIELD(sparse_window, TC_PY_FIELD_INT64, 0),
-    ED_FIELD(sparse_stride, TC_PY_FIELD_INT64, 0),
-    ED_FIELD(sparse_global, TC_PY_FIELD_INT64, 0),
-    ED_FIELD(ffn, TC_PY_FIELD_OPTION, TC_OPT_FFN),
-    ED_FIELD(moe_experts, TC_PY_FIELD_INT64, 0),
-    ED_FIELD(moe_top_k, TC_PY_FIELD_INT64, 0),
-    ED_FIELD(moe_capacity, TC_PY_FIELD_DOUBLE, 0),
-    ED_FIELD(moe_aux_weight, TC_PY_FIELD_DOUBLE, 0),
+    TC_PY_BLOCK_OPTION_FIELDS(ED_FIELD),
     {NULL, 0, 0, 0},
 };
 #undef ED_FIELD

@@ -23,16 +23,7 @@ static const tc_py_field gpt_config_fields[] = {
     GPT_FIELD(pos_base, TC_PY_FIELD_DOUBLE, 0),
     GPT_FIELD(rope_interleaved, TC_PY_FIELD_FLAG, 0),
     GPT_FIELD(dropout, TC_PY_FIELD_DOUBLE, 0),
-    GPT_FIELD(attention, TC_PY_FIELD_OPTION, TC_OPT_ATTENTION),
-    GPT_FIELD(sparse_block, TC_PY_FIELD_INT64, 0),
-    GPT_FIELD(sparse_window, TC_PY_FIELD_INT64, 0),
-    GPT_FIELD(sparse_stride, TC_PY_FIELD_INT64, 0),
-    GPT_FIELD(sparse_global, TC_PY_FIELD_INT64, 0),
-    GPT_FIELD(ffn, TC_PY_FIELD_OPTION, TC_OPT_FFN),
-    GPT_FIELD(moe_experts, TC_PY_FIELD_INT64, 0),
-    GPT_FIELD(moe_top_k, TC_PY_FIELD_INT64, 0),
-    GPT_FIELD(moe_capacity, TC_PY_FIELD_DOUBLE, 0),
-    GPT_FIELD(moe_aux_weight, TC_PY_FIELD_DOUBLE, 0),
+    TC_PY_BLOCK_OPTION_FIELDS(GPT_FIELD),
     {NULL, 0, 0, 0},
 };
 #undef GPT_FIELD
