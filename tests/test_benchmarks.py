@@ -114,6 +114,11 @@ def test_moe_case_records_dense_and_moe():
         assert r["dense_s"] > 0 and r["moe_s"] > 0 and r["per_flop_ratio"] > 0
         assert r["kept"] + r["dropped"] == 16 * r["top_k"]
     assert "| 1 | 3 | 2 |" in moe.table(recs)
+    g = moe.gpt_run(1, B=2, cfg=dict(vocab_size=11, block_size=8, n_layer=1, n_head=2,
+                                     n_embd=8), opts=FAST, quiet=True)
+    assert g["moe_fast_ms"] > 0 and g["moe_module_ms"] > 0 and g["dense_fast_ms"] > 0
+    assert g["fast_speedup"] > 0 and g["ffn"] == "moe" and g["B"] == 2 and g["T"] == 8
+    assert "| 1 |" in moe.gpt_table([g])
 
 
 def test_sparse_attention_benchmark_runs_on_tiny_shapes():

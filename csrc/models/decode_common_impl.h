@@ -3,7 +3,8 @@
  * real_t and included by each per dtype (it includes model_common_impl.h): the
  * matrix-vector product of a decoding step (decode_gemv.h), the copies between token-major
  * and head-major layouts, a sub-layer's input and residual for either norm placement, the
- * causal self-attention against the cache, the MLP, and the last-token -> ln_f -> head tail. The two decoders
+ * causal self-attention against the cache, the MLP or mixture of experts, and the
+ * last-token -> ln_f -> head tail. The two decoders
  * differ only where the models do: the GPT's positions (RoPE, left padding), the
  * encoder-decoder's cross-attention to the encoded source. */
 
@@ -158,6 +159,26 @@ static int FN(dec_mlp)(const dec_dims *d, real_t *x, real_t *h, real_t *fc, real
     CHECK(FN(dec_linear)(fc, in, fcw, fcb, N, d->C, d->H));
     CHECK(FN(tc_activation_forward)(d->act, fc, fc, N * d->H));
     CHECK(FN(dec_linear)(proj, fc, projw, projb, N, d->H, d->C));
+    return FN(dec_residual)(d, x, proj, nw, nb, N);
+}
+
+/* The mixture-of-experts sub-layer (ffn == TC_FFN_MOE, in the MLP's place) on x (N,C):
+ * tc_moe_forward over the experts (router (E,C), w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C);
+ * biases may be NULL) with every token routed alone (capacity factor E: cap = N rows per
+ * expert, nothing dropped: what the module path gives one token, whose choice, or two
+ * choices of two experts, always fits), into the cache ms (grown to N tokens), then the
+ * residual (norm weight nw, nb); h, proj (N,C) scratch. */
+static int FN(dec_moe)(const dec_dims *d, dec_moe_scratch *ms, real_t *x, real_t *h,
+                       real_t *proj, int64_t N, const real_t *nw, const real_t *nb,
+                       const real_t *router, const real_t *w1, const real_t *b1,
+                       const real_t *w2, const real_t *b2)
+{
+    const real_t *in;
+    CHECK(dec_moe_reserve(ms, N));
+    FN(tc_moe_cache) mc = FN(model_moe_cache)(ms->mem, &ms->acts, N);
+    CHECK(FN(dec_sub_input)(d, &in, h, x, nw, nb, N));
+    CHECK(FN(tc_moe_forward)(proj, &mc, in, router, w1, b1, w2, b2, N, d->C, d->H, ms->E,
+                             ms->K, (double)ms->E, d->act));
     return FN(dec_residual)(d, x, proj, nw, nb, N);
 }
 

@@ -155,3 +155,24 @@ static void FN(gpt_ce_backward_inplace)(real_t *logits, const real_t *lse, const
  * mixture-of-experts kernel (kernels/moe.c): kernels/mlp_block.h */
 #include "mlp_block.h"
 
+
+/* The tc_moe_cache over the arrays model_moe_plan carved at base, with cap rows per expert
+ * (aux 0 until a forward writes it). */
+static inline FN(tc_moe_cache) FN(model_moe_cache)(char *base, const model_moe_acts *a, int64_t cap)
+{
+    FN(tc_moe_cache) mc;
+    memset(&mc, 0, sizeof mc);
+    mc.probs = (real_t *)(base + a->probs);
+    mc.gates = (real_t *)(base + a->gates);
+    mc.expert = (int64_t *)(base + a->expert);
+    mc.slot = (int64_t *)(base + a->slot);
+    mc.tok = (int64_t *)(base + a->tok);
+    mc.counts = (int64_t *)(base + a->counts);
+    mc.dropped = (int64_t *)(base + a->dropped);
+    mc.xg = (real_t *)(base + a->xg);
+    mc.pre = (real_t *)(base + a->pre);
+    mc.hid = (real_t *)(base + a->hid);
+    mc.eo = (real_t *)(base + a->eo);
+    mc.cap = cap;
+    return mc;
+}
