@@ -106,9 +106,35 @@ int tc_get_data_parallel(void)
 #define TC_GUARD_PERIOD_NS 10000000LL /* 10 ms between readings of the run queue */
 
 static int tc_guard_on = -1;           /* -1: not yet read from TC_THREAD_GUARD */
+static int tc_guard_runnable = -1;     /* the last reading of other runnable tasks (-1: none) */
+
+void tc_set_thread_guard(int on)
+{
+    __atomic_store_n(&tc_guard_on, on != 0, __ATOMIC_RELAXED);
+}
+
+int tc_get_thread_guard(void)
+{
+    int on = __atomic_load_n(&tc_guard_on, __ATOMIC_RELAXED);
+    if (on < 0) {
+        const char *env = getenv("TC_THREAD_GUARD");
+        on = !(env && strcmp(env, "0") == 0);
+        int unset = -1;
+        __atomic_compare_exchange_n(&tc_guard_on, &unset, on, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED);
+        on = __atomic_load_n(&tc_guard_on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
+int tc_thread_guard_others(void)
+{
+    return __atomic_load_n(&tc_guard_runnable, __ATOMIC_RELAXED);
+}
+
+#ifdef _OPENMP /* (a serial build never asks the machine) */
 static long long tc_guard_next_ns = 0; /* when the run queue is next read */
 static int tc_guard_history = 0;       /* bit 0: the last reading was contended, bit 1: the one before */
-static int tc_guard_runnable = -1;     /* the last reading of other runnable tasks (-1: none) */
 
 static long long tc_now_ns(void)
 {
@@ -165,35 +191,10 @@ static int tc_own_runnable_threads(void)
     return n > 0 ? n : 1;
 }
 
-void tc_set_thread_guard(int on)
-{
-    __atomic_store_n(&tc_guard_on, on != 0, __ATOMIC_RELAXED);
-}
-
-int tc_get_thread_guard(void)
-{
-    int on = __atomic_load_n(&tc_guard_on, __ATOMIC_RELAXED);
-    if (on < 0) {
-        const char *env = getenv("TC_THREAD_GUARD");
-        on = !(env && strcmp(env, "0") == 0);
-        int unset = -1;
-        __atomic_compare_exchange_n(&tc_guard_on, &unset, on, 0, __ATOMIC_RELAXED,
-                                    __ATOMIC_RELAXED);
-        on = __atomic_load_n(&tc_guard_on, __ATOMIC_RELAXED);
-    }
-    return on;
-}
-
-int tc_thread_guard_others(void)
-{
-    return __atomic_load_n(&tc_guard_runnable, __ATOMIC_RELAXED);
-}
-
 /* Whether the machine has a core for each of nth threads (the caller's included), from
  * the last two readings of the run queue (one taken now if the period has passed). */
 static int tc_guard_room(int nth)
 {
-#ifdef _OPENMP
     const long long now = tc_now_ns();
     long long next = __atomic_load_n(&tc_guard_next_ns, __ATOMIC_RELAXED);
     /* one thread reads per period; the others use the decision as it stands */
@@ -209,11 +210,9 @@ static int tc_guard_room(int nth)
         __atomic_store_n(&tc_guard_history, ((h << 1) | contended) & 3, __ATOMIC_RELAXED);
     }
     return __atomic_load_n(&tc_guard_history, __ATOMIC_RELAXED) != 3;
-#else
-    (void)nth;
-    return 0;
-#endif
 }
+
+#endif
 
 int tc_parallel_worth(double work, double min_work)
 {
