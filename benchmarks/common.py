@@ -47,9 +47,12 @@ def timed(fn, opts):
 def paired_times(fns, opts):
     """Time several functions side by side: round after round, each library takes its turn
     (after settle()) for one sample of at least min_time, so load from other work on a
-    shared machine falls on all of them alike. Returns {name: (median_s, best_s)}."""
+    shared machine falls on all of them alike. opts["clock"]: the clock (default
+    time.perf_counter, wall time; time.thread_time measures one thread's work, which other
+    processes on a busy machine do not inflate). Returns {name: (median_s, best_s)}."""
     repeats, warmup = opts.get("repeats", 7), opts.get("warmup", 2)
     min_time = opts.get("min_time", 0.05)
+    clock = opts.get("clock", time.perf_counter)
     samples = {k: [] for k in fns}
     for fn in fns.values():
         for _ in range(warmup):
@@ -57,11 +60,11 @@ def paired_times(fns, opts):
     for _ in range(repeats):
         for k, fn in fns.items():
             settle(opts.get("settle"))
-            n, t0 = 0, time.perf_counter()
+            n, t0 = 0, clock()
             while True:
                 fn()
                 n += 1
-                elapsed = time.perf_counter() - t0
+                elapsed = clock() - t0
                 if elapsed >= min_time:
                     break
             samples[k].append(elapsed / n)

@@ -15,12 +15,14 @@ the kernels the models run: the dense MLP as the GPT fast path does (fused linea
 (tanh), linear; their backward), the MoE through functional.moe / moe_backward (router
 GEMM, softmax, routing, each expert the same fused MLP on its gathered rows, the combine,
 the gate and router gradients). The two are timed interleaved in one process
-(benchmarks.common.paired_times). FLOPs counted: the dense MLP 12 C H_dense per token
+(benchmarks.common.paired_times), one thread by its CPU time (time.thread_time: the work
+done, which other processes on a shared machine do not inflate), more by wall time. FLOPs counted: the dense MLP 12 C H_dense per token
 (forward 2 GEMMs, backward 4, 2 flops per multiply-add); the MoE 12 C H per kept choice
 plus 6 C E per token for the router (dropped choices do no expert work).
 """
 import argparse
 import os
+import time
 
 import numpy as np
 
@@ -72,8 +74,9 @@ def run(threads=(1, 2), dtype=np.float32, cfg=None, experts=(4, 8), top_ks=(1, 2
                     _, _, rt = F.moe(x, R, w1, b1, w2, b2, **kw)
                     F.moe_backward(g, x, R, w1, b1, w2, b2, routing=rt, aux_grad=0.01, **kw)
 
+                clock = time.thread_time if t == 1 else time.perf_counter
                 times = paired_times({"dense": lambda: _dense(x, g, W1, B1, W2, B2),
-                                      "moe": moe}, opts)
+                                      "moe": moe}, dict(opts, clock=clock))
                 dense_flops = 12.0 * C * Hd * N
                 moe_flops = 12.0 * C * H * kept + 6.0 * C * E * N
                 rec = {"bench": "moe", "threads": t, "dtype": np.dtype(dtype).name, "N": N,

@@ -3,6 +3,8 @@ and the per-FLOP speed of the block-sparse GPT step against the dense one.
 
 python -m benchmarks.sparse_attention [--T 256 1024 4096 16384] [--threads 1] [--repeats 3]
 python -m benchmarks.sparse_attention --gpt            (the GPT training step, dense vs sparse)
+python -m benchmarks.sparse_attention --gpt --before DIR   (and DIR's build of transformer_c,
+                                                            all four steps interleaved)
 
 Attention: one head (B = NH = 1, head size 64, float32), causal, forward + backward of the
 tiled kernel (functional.scaled_dot_product_attention and its backward), dense and with
@@ -20,7 +22,14 @@ exponents fitted over T (log time against log T, least squares): about 2 for den
 --gpt: GPT.loss_and_grads (the C fast path) of a 4-layer, 4-head, 256-wide GPT at T = 1024
 (B = 2), dense and block-sparse (GPT_PATTERN), interleaved; the model FLOP per step (6 * parameters per
 token for the matrices, plus 14 * HS * visible (query, key) pairs per head and layer for the
-attention) over the time: the sparse step's GFLOP/s against the dense step's.
+attention) over the time: the sparse step's GFLOP/s against the dense step's. The FLOP count
+is the useful work only, the same rule for both: a causal dense query counts its visible keys
+((T+1)/2 on average), a sparse one the keys its pattern and causality let it see
+(keys_per_query, exactly); what a kernel computes and then masks (the hidden half of a
+diagonal tile, the padding of a tile to the micro-kernel's width) is not counted, so it
+shows as a lower rate. With --before DIR (a directory holding another built transformer_c,
+e.g. /tmp/before), the dense and sparse steps of that build are timed in the same rounds
+(benchmarks.ab.load): a kernel change's before / after with every ratio side by side.
 """
 import argparse
 import math
@@ -173,27 +182,42 @@ GPT_CFG = dict(n_layer=4, n_head=4, n_embd=256, vocab_size=65, block_size=1024)
 GPT_PATTERN = dict(block=64, window=3, stride=4, global_blocks=0)
 
 
-def gpt_run(B=2, T=1024, threads=1, opts=None, quiet=False, cfg=None, layout=None):
-    """Dense and block-sparse GPT.loss_and_grads (fast path) interleaved; one record.
-    layout: the pattern (default GPT_PATTERN: blocks of 64, a window of 3, every 4th block
-    strided: a query sees about a third of the keys at T = 1024)."""
-    from transformer_c.nn import GPT, GPTConfig
-
-    cfg = dict(cfg or GPT_CFG, block_size=T)
-    opts = dict({"repeats": 3, "warmup": 1}, **(opts or {}))
-    set_threads(threads)
-    sp = layout or F.sparse_layout(**GPT_PATTERN)
+def _gpt_steps(lib, cfg, sp, idx, tgt):
+    """{"dense": step, "sparse": step}: GPT.loss_and_grads of the package lib (same weights)."""
+    GPT, GPTConfig = lib.nn.GPT, lib.nn.GPTConfig
     dense = GPT.create(GPTConfig(**cfg), np.random.default_rng(0), dtype=np.float32)
     sparse_cfg = GPTConfig(**cfg, attention="block_sparse", sparse_block=sp.block,
                            sparse_window=sp.window, sparse_stride=sp.stride,
                            sparse_global=sp.global_blocks)
     sparse = GPT(sparse_cfg, dense.parameters)
+    return {"dense": lambda: dense.loss_and_grads(idx, tgt),
+            "sparse": lambda: sparse.loss_and_grads(idx, tgt)}
+
+
+def gpt_run(B=2, T=1024, threads=1, opts=None, quiet=False, cfg=None, layout=None,
+            before=None):
+    """Dense and block-sparse GPT.loss_and_grads (fast path) interleaved; one record.
+    layout: the pattern (default GPT_PATTERN: blocks of 64, a window of 3, every 4th block
+    strided: a query sees about a third of the keys at T = 1024). before: None, or a
+    directory holding another build of transformer_c whose two steps are timed in the same
+    rounds (the record's before_* fields)."""
+    cfg = dict(cfg or GPT_CFG, block_size=T)
+    opts = dict({"repeats": 3, "warmup": 1}, **(opts or {}))
+    set_threads(threads)
+    sp = layout or F.sparse_layout(**GPT_PATTERN)
     r = np.random.default_rng(1)
     idx = r.integers(0, cfg["vocab_size"], (B, T))
     tgt = r.integers(0, cfg["vocab_size"], (B, T))
-    times = cpu_times({"dense": lambda: dense.loss_and_grads(idx, tgt),
-                       "sparse": lambda: sparse.loss_and_grads(idx, tgt)}, opts["repeats"],
-                      opts["warmup"])
+    fns = _gpt_steps(tc, cfg, sp, idx, tgt)
+    if before:
+        from benchmarks.ab import load
+
+        old = load(before, "tc_before")
+        old.set_num_threads(threads)
+        sp_old = old.functional.sparse_layout(*sp)
+        fns.update({"before_" + k: f for k, f in
+                    _gpt_steps(old, cfg, sp_old, idx, tgt).items()})
+    times = cpu_times(fns, opts["repeats"], opts["warmup"])
     C, L, NH = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
     mat = 6.0 * (12 * C * C * L + cfg["vocab_size"] * C) * B * T
     att = lambda kq: 14.0 * (C // NH) * kq * T * NH * L * B  # noqa: E731
@@ -205,6 +229,12 @@ def gpt_run(B=2, T=1024, threads=1, opts=None, quiet=False, cfg=None, layout=Non
            "sparse_gflops": fl_s / times["sparse"][0] / 1e9,
            "loadavg_1m": os.getloadavg()[0]}
     rec["per_flop_ratio"] = rec["sparse_gflops"] / rec["dense_gflops"]
+    if before:
+        rec["before"] = before
+        rec["before_dense_ms"] = 1e3 * times["before_dense"][0]
+        rec["before_sparse_ms"] = 1e3 * times["before_sparse"][0]
+        rec["before_per_flop_ratio"] = (fl_s / times["before_sparse"][0]) / \
+            (fl_d / times["before_dense"][0])
     return emit(rec, quiet=quiet)
 
 
@@ -216,13 +246,15 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--gpt", action="store_true", help="the GPT step, dense vs block-sparse")
+    p.add_argument("--before", metavar="DIR", help="with --gpt: also time DIR's build of "
+                   "transformer_c (a directory holding it), interleaved")
     a = p.parse_args(argv)
     if a.threads != 1 or a.repeats < 1 or any(t < 1 for t in a.T):
         p.error("--threads must be 1 (CPU time measures one thread's work); --repeats and "
                 "every --T must be >= 1")
     print(f"# uptime load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if a.gpt:
-        gpt_run(threads=a.threads, opts={"repeats": a.repeats})
+        gpt_run(threads=a.threads, opts={"repeats": a.repeats}, before=a.before)
         return
     print(table(run(a.T, a.threads, {"repeats": a.repeats}, memory=not a.no_memory)))
 

@@ -1,6 +1,7 @@
 """Smoke test of the benchmark suite: one tiny case of every benchmark function, so the
 suite cannot rot. No timing is asserted (timings never go in the test suite)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -162,6 +163,14 @@ def test_sparse_attention_benchmark_runs_on_tiny_shapes():
     g = sa.gpt_run(B=1, T=64, opts=FAST, quiet=True,
                    cfg=dict(n_layer=1, n_head=2, n_embd=16, vocab_size=11, block_size=64))
     assert g["dense_ms"] > 0 and g["sparse_ms"] > 0 and g["per_flop_ratio"] > 0
+    # --before: another build (here this one, loaded a second time) timed in the same rounds
+    import transformer_c
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(transformer_c.__file__)))
+    g = sa.gpt_run(B=1, T=64, opts=FAST, quiet=True, before=root,
+                   cfg=dict(n_layer=1, n_head=2, n_embd=16, vocab_size=11, block_size=64))
+    assert g["before_dense_ms"] > 0 and g["before_sparse_ms"] > 0
+    assert g["before_per_flop_ratio"] > 0 and g["before"] == root
 
 
 def test_platforms_times_every_kernel_variant_and_restores_the_switches():

@@ -16,6 +16,14 @@
  * dynamically; each computes its outputs alone, in a fixed order: the results do not even
  * depend on the thread count.
  *
+ * Block-sparse (c->sp): query blocks and key tiles are cut where the pattern's blocks start
+ * (c->rows, c->keys: attention_sparse_tile; FN(att_origin)), so a tile rarely mixes blocks
+ * that different queries see, and inside a tile each row strip computes only the columns
+ * from the first to the last key some row of it sees (att_sparse_strips: per-strip column
+ * bounds, on top of the causal widths), in the score and P v products of the forward and
+ * in the four products of the backward (whose key strips sum only the rows from the first
+ * to the last row strip that sees them). Rows that see all of a strip's keys skip the mask.
+ *
  * Backward: a work item is (batch-head, key tile). It recomputes P = exp(s - lse) for every
  * query block that sees the tile, accumulates dk, dv of the tile in cache and adds dS k
  * into a dq accumulator. With many batch-heads each thread owns whole heads (dq needs no

@@ -202,18 +202,19 @@ static void FN(gemm_scale)(real_t *C, int64_t ldc, int64_t M, int64_t N, real_t 
 }
 
 /* One block of rows [ic, ic+mc) of C against the packed micro-panels [jp0, jp1) of B at
- * (jc, pc): pack the A block (into ap, when given; else A is read in place), then every
- * MR x NR tile, jr outer (the B micro-panel stays in L1) and ir inner. */
+ * (jc, pc): pack the A block (into ap, when given and a_packed is 0; else A is read in
+ * place, or ap already holds it), then every MR x NR tile, jr outer (the B micro-panel
+ * stays in L1) and ir inner. */
 static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const real_t *A, int64_t rsa,
                                   int64_t csa, real_t *C, int64_t ldc, int64_t ic, int64_t mc,
                                   int64_t jc, int64_t nc, int64_t pc, int64_t kc,
                                   int64_t kc_max, real_t *ap, const real_t *bp, int64_t jp0, int64_t jp1,
                                   const real_t *ab, int last_pc, tc_gemm_epilogue_fn ep,
-                                  void *ep_ctx)
+                                  void *ep_ctx, int a_packed)
 {
     const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
     const real_t *Ablk = A + ic * rsa + pc * csa;
-    if (ap) FN(gemm_pack_a_block)(ap, Ablk, rsa, csa, mc, kc);
+    if (ap && !a_packed) FN(gemm_pack_a_block)(ap, Ablk, rsa, csa, mc, kc);
     for (int64_t jp = jp0; jp < jp1; jp++) {
         const int64_t j0 = jp * GEMM_NR;
         const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
@@ -317,7 +318,22 @@ int FN(tc_gemm_ep)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64
                         if (ie > M) ie = M;
                         if (ie > ic)
                             FN(gemm_block)(kernel, A, rsa, csa, C, ldc, ic, ie - ic, jc, nc, pc,
-                                           kc, kc_max, my_ap, bp, 0, np, ab, last_pc, ep, ep_ctx);
+                                           kc, kc_max, my_ap, bp, 0, np, ab, last_pc, ep, ep_ctx,
+                                           0);
+                    }
+                } else if (M <= GEMM_MC) {
+                    /* one block of rows (the few rows of, e.g., an expert of a mixture):
+                     * each B micro-panel is used by this block only, so it is packed right
+                     * before its tiles, while they read it from L1 (the whole packed panel
+                     * would go out to L3 and back); the same tiles, in the same order */
+                    const int64_t pk0 = np * tid / nth, pk1 = np * (tid + 1) / nth;
+                    for (int64_t jp = pk0; jp < pk1; jp++) {
+                        const int64_t j0 = jp * GEMM_NR;
+                        FN(gemm_pack_b)(bp + jp * GEMM_NR * kc_max, Bblk + j0 * csb, rsb, csb,
+                                        nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR, kc);
+                        FN(gemm_block)(kernel, A, rsa, csa, C, ldc, 0, M, jc, nc, pc, kc,
+                                       kc_max, my_ap, bp, jp, jp + 1, ab, last_pc, ep, ep_ctx,
+                                       jp > pk0);
                     }
                 } else {
                     const int64_t pk0 = np * tid / nth, pk1 = np * (tid + 1) / nth;
@@ -329,7 +345,7 @@ int FN(tc_gemm_ep)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64
                     for (int64_t ic = 0; ic < M; ic += GEMM_MC)
                         FN(gemm_block)(kernel, A, rsa, csa, C, ldc, ic,
                                        M - ic < GEMM_MC ? M - ic : GEMM_MC, jc, nc, pc, kc,
-                                       kc_max, my_ap, bp, pk0, pk1, ab, last_pc, ep, ep_ctx);
+                                       kc_max, my_ap, bp, pk0, pk1, ab, last_pc, ep, ep_ctx, 0);
                 }
             }
         }
