@@ -7,7 +7,7 @@
 #include "tc_generic.h"
 
 typedef struct { /* element offsets into the parameter (and gradient) buffer; -1: absent */
-    int64_t ln1w, ln1b, attw, attb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+    int64_t ln1w, ln1b, attw, attb, projw, projb, qnw, knw, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
 } gpt_layer_params;
 
 /* The config's block-sparse pattern in *sp, or NULL for dense attention. */
@@ -38,6 +38,10 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
     if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
     if (c->attention < 0 || c->attention >= TC_ATTN_COUNT) return 0;
+    if (c->norm_type < 0 || c->norm_type >= TC_NORM_TYPE_COUNT ||
+        (c->qk_norm != 0 && c->qk_norm != 1) ||
+        !(c->logit_softcap >= 0) || !isfinite(c->logit_softcap))
+        return 0;
     if (c->attention == TC_ATTN_BLOCK_SPARSE) {
         tc_attention_sparse sp;
         if (!tc_attention_sparse_ok(gpt_sparse(c, &sp))) return 0;
@@ -68,6 +72,8 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
         p.attb = c->bias ? TAKE(3 * C) : -1;
         p.projw = TAKE(C * C);
         p.projb = c->bias ? TAKE(C) : -1;
+        p.qnw = c->qk_norm ? TAKE(C / c->NH) : -1;
+        p.knw = c->qk_norm ? TAKE(C / c->NH) : -1;
         p.ln2w = TAKE(C);
         p.ln2b = c->bias ? TAKE(C) : -1;
         p.fcw = TAKE(H * C);

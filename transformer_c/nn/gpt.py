@@ -37,7 +37,7 @@ from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
 from ._config import ConfigMixin, attention_c_fields, check_attention, check_common, \
-    check_positive, with_block_options
+    check_positive, norm_c_fields, with_block_options
 from ._flat import FlatModel
 from .attention import check_head_mask
 from .feedforward import MoE
@@ -66,7 +66,8 @@ class GPTConfig(ConfigMixin):
     layer_norm_epsilon; position_base: the base of the sinusoidal table and of RoPE;
     rope_interleaved: RoPE pairs (2i, 2i+1) instead of (i, i + head_size/2).
     attention, sparse_block, sparse_window, sparse_stride, sparse_global, ffn, moe_experts,
-    moe_top_k, moe_capacity, moe_aux_weight: the block options (BlockOptions).
+    moe_top_k, moe_capacity, moe_aux_weight, norm_type, qk_norm, logit_softcap: the block
+    options (BlockOptions).
     """
 
     vocab_size: int = 50257
@@ -85,6 +86,8 @@ class GPTConfig(ConfigMixin):
     position_base: float = 10000.0
     rope_interleaved: bool = False
 
+    _softcap_logits = True  # class data (not a field): logit_softcap caps the LM logits
+
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))
         check_common(self, POSITIONS)
@@ -97,7 +100,7 @@ class GPTConfig(ConfigMixin):
         """This config as the C library's tc_gpt_config (tc.h): a dict of its field names
         (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
         rope_interleaved, dropout, attention, sparse_block, sparse_window, sparse_stride,
-        sparse_global), option values as their C enum values; what the GPT bindings
+        sparse_global, norm_type, qk_norm, logit_softcap), option values as their C enum values; what the GPT bindings
         (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take. ffn="moe" has no C
         driver (GPT runs its module path): ValueError."""
         if self.ffn != "mlp":
@@ -112,7 +115,7 @@ class GPTConfig(ConfigMixin):
                     tie=bool(self.tie_embeddings), eps=float(self.layer_norm_epsilon),
                     pos_base=float(self.position_base),
                     rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout),
-                    **attention_c_fields(self))
+                    **attention_c_fields(self), **norm_c_fields(self))
 
 
 def _layout(cfg):
