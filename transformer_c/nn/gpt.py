@@ -189,11 +189,19 @@ class GPT(FlatModel):
                               aux=aux)
         x, cache = stack_forward(cfg, p, p["wte"]["weight"], ids, seed, dropping,
                                  blocks=blocks)
-        return F.linear(x, self._head_weight()), (cache, x)
+        logits = self._capped(F.linear(x, self._head_weight()))
+        return logits, (cache, x, logits)
+
+    def _capped(self, logits):
+        """logits soft-capped by config.logit_softcap (F.softcap; themselves when 0)."""
+        cap = self.config.logit_softcap
+        return F.softcap(logits, cap) if cap else logits
 
     def _backward_cached(self, dlogits, cache, seed):
         cfg = self.config
-        cache, xf = cache
+        cache, xf, logits = cache
+        if cfg.logit_softcap:
+            dlogits = F.softcap_backward(dlogits, logits, cfg.logit_softcap)
         dx, dhead, _ = F.linear_backward(dlogits, xf, self._head_weight())
         grads, dwte, _ = stack_backward(cfg, self._params, cfg.vocab_size, dx, cache, seed,
                                         self._dropping())
@@ -280,7 +288,7 @@ class GPT(FlatModel):
                                      blocks=stack_blocks(cfg, p, seed, dropping, causal=True,
                                                          head_mask=hm),
                                      hidden=hid)
-            logits = F.linear(x, self._head_weight())
+            logits = self._capped(F.linear(x, self._head_weight()))
             att = stack_attentions(cache) if attentions else None
         if squeeze:
             logits = logits[0]
@@ -307,7 +315,7 @@ class GPT(FlatModel):
         ids, _ = self._check_idx(idx)
         if self.config.ffn != "moe":
             return []
-        _, (cache, _) = self._forward_cached(ids, self._seed(None))
+        _, (cache, _, _) = self._forward_cached(ids, self._seed(None))
         return [MoE.routing_stats((None, r)) for r in stack_routing(cache)]
 
     # ------------------------------------------------------------------ training step
