@@ -104,7 +104,10 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
                            dtype=np.float32 if dt == torch.float32 else np.float64)
         return x * torch.from_numpy(m)
 
-    def ln(x, p):
+    def ln(x, p, width=C):
+        if getattr(cfg, "norm_type", "layernorm") == "rmsnorm" or width != C:  # HS: QK-norm
+            y = TF.rms_norm(x, (width,), p["weight"], eps)
+            return y + p["bias"] if "bias" in p else y
         return TF.layer_norm(x, (C,), p["weight"], p.get("bias"), eps)
 
     def lin(x, p):
@@ -131,6 +134,8 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
 
     def self_attn(x, p, *, causal, keys, site):
         q, k, v = (heads(t) for t in lin(x, p["c_attn"]).split(C, dim=-1))
+        if getattr(cfg, "qk_norm", False):
+            q, k = ln(q, p["q_norm"], HS), ln(k, p["k_norm"], HS)
         return lin(attend(q, k, v, causal=causal, keys=keys, site=site, sparse=True),
                    p["c_proj"])
 
