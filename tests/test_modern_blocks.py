@@ -131,3 +131,15 @@ def test_encoder_and_bert_run_the_norm_options(make):
 def test_bad_option_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         GPTConfig(**{**TINY, field: value})
+
+
+def test_the_c_config_refuses_bad_values_naming_them():
+    c = GPTConfig(**TINY).c_fields()
+    for v in (-1, 2):
+        with pytest.raises(ValueError, match="'norm_type' must be a"):
+            _C.gpt_arena_bytes(False, {**c, "norm_type": v}, 1, 4)
+    with pytest.raises(ValueError, match="'qk_norm' must be a bool"):
+        _C.gpt_arena_bytes(False, {**c, "qk_norm": 2}, 1, 4)
+    for v in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="logit_softcap"):
+            _C.gpt_kv_create(np.zeros(10, np.float32), {**c, "logit_softcap": v}, 1, 4)

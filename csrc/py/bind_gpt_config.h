@@ -48,7 +48,8 @@ static inline int gpt_config(PyObject *obj, void *out)
     PyErr_SetString(PyExc_ValueError,
                     "invalid GPT config: sizes must be >= 1 (and not absurdly large), C "
                     "divisible by NH, an even head size with RoPE, eps >= 0, base > 0, "
-                    "dropout in [0, 1), logit_softcap finite >= 0, and with block-sparse attention sparse_block >= 1, "
+                    "dropout in [0, 1), logit_softcap finite >= 0, and with block-sparse "
+                    "attention sparse_block >= 1, "
                     "sparse_window >= 1, sparse_stride >= 0, sparse_global >= 0");
     return 0;
 }
