@@ -19,7 +19,9 @@ Linear weights are (out, in) as torch.nn.Linear (Hugging Face's Conv1D stores th
 transpose; from_huggingface transposes). Options drop keys: no ``wpe`` unless
 position == "learned", no biases with bias=False, no ``ln_f`` with norm == "post" (the last
 block already ends in a LayerNorm, as GPT-1), and an ``lm_head`` {"weight": (V, C)} when the
-embeddings are not tied.
+embeddings are not tied; qk_norm adds ``attn.q_norm`` and ``attn.k_norm`` {"weight":
+(head_size,)} after ``attn.c_proj``. norm_type="rmsnorm" makes every ln_* an RMS norm (same
+keys); logit_softcap > 0 caps the logits (c * tanh(logits / c)).
 
 All parameters live in one contiguous buffer (``flat_parameters``) and the tree holds views
 of it; ``loss_and_grads`` fills one contiguous gradient buffer (``flat_grads``) likewise, so
