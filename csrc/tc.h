@@ -510,7 +510,8 @@ int tc_rmsnorm_backward_ref_f64(double *dinp, double *dweight, double *dbias,
 /* Logit soft-capping (Gemma 2): out (n,) = cap * tanh(inp (n,) / cap), cap finite > 0; out
  * may be inp. The backward reads the forward's OUTPUT: dinp (n,) = (TC_WRITE(0)) or +=
  * dout * (1 - (out / cap)^2); dinp may be dout. TC_EINVAL for a bad cap. The references
- * (softcap_ref.h) compute in double, the backward from the input inp. */
+ * (softcap_ref.h) compute in double, the backward from the input inp. The fast tanh is
+ * vectorised (Cephes' tanh / tanhf, about 2 ulp; softcap_impl.h). */
 int tc_softcap_forward_f32(float *out, const float *inp, int64_t n, double cap);
 int tc_softcap_forward_f64(double *out, const double *inp, int64_t n, double cap);
 int tc_softcap_backward_f32(float *dinp, const float *dout, const float *out, int64_t n,

@@ -268,3 +268,37 @@ def test_softcap_bad_input():
         F.softcap_backward(np.ones(2), x, 2.0)
     with pytest.raises(TypeError, match="grad_output"):
         F.softcap_backward(np.ones(3, np.float32), x, 2.0)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-14), (np.float32, 1e-6)])
+def test_softcap_vector_tanh_accuracy_over_the_range(dtype, rtol):
+    """The vectorised tanh (Cephes' two branches, split at |x / cap| = 0.625) against
+    NumPy's tanh in float64: relative error over both branches, the split, tiny and huge
+    values; every element the same formula whatever its place (odd lengths, offsets)."""
+    cap = 2.0
+    u = np.concatenate([np.linspace(-4, 4, 20001), 0.625 * (1 + np.linspace(-1e-6, 1e-6, 101)),
+                        -0.625 * (1 + np.linspace(-1e-6, 1e-6, 101)),
+                        np.geomspace(1e-30, 1e-2, 300), -np.geomspace(1e-30, 1e-2, 300),
+                        [40.0, -40.0, 400.0, 1e30]])
+    x = (u * cap).astype(dtype)
+    y = F.softcap(x, cap)
+    want = cap * np.tanh(x.astype(np.float64) / cap)
+    np.testing.assert_allclose(y, want, rtol=rtol, atol=0)
+    for off in (1, 3, 7):  # the same bits at any place in the array
+        np.testing.assert_array_equal(F.softcap(x[off:], cap), y[off:])
+
+
+@pytest.mark.openmp
+def test_softcap_independent_of_threads_and_cpu_variant(threads):
+    x = (rng(13).standard_normal(100003) * 5).astype(np.float32)
+    threads(1)
+    one = F.softcap(x, 3.0)
+    threads(2)
+    two = F.softcap(x, 3.0)
+    _C.cpu_set_portable(True)
+    try:
+        port = F.softcap(x, 3.0)
+    finally:
+        _C.cpu_set_portable(None)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, port)
