@@ -73,7 +73,7 @@ def run(names, threads, repeats, variants=VARIANTS):
                        "ms": round(med * 1e3, 2), "best_ms": round(best * 1e3, 2),
                        "ratio_vs_layernorm": round(med / b_med, 3),
                        "best_ratio_vs_layernorm": round(best / b_best, 3),
-                       "gflop_per_step": round(flops / 1e9, 3),
+                       "gflop_per_step": round(flops / 1e9, 6),
                        "gflops": round(flops / med / 1e9, 1),
                        "time_per_flop_vs_layernorm": round((med / flops) / (b_med / b_flops), 3),
                        "load_avg_1min": os.getloadavg()[0]}

@@ -158,5 +158,5 @@ def test_gpt_blocks_records_every_variant(monkeypatch):
     recs = gpt_blocks.run(["tiny"], [1], 1)
     assert [r["variant"] for r in recs] == list(gpt_blocks.VARIANTS)
     for r in recs:
-        assert r["ms"] > 0 and r["gflop_per_step"] > 0 and r["time_per_flop_vs_layernorm"] > 0
+        assert r["ms"] > 0 and r["gflops"] >= 0 and r["time_per_flop_vs_layernorm"] > 0
     assert recs[0]["ratio_vs_layernorm"] == 1.0
