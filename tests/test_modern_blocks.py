@@ -143,3 +143,15 @@ def test_the_c_config_refuses_bad_values_naming_them():
     for v in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="logit_softcap"):
             _C.gpt_kv_create(np.zeros(10, np.float32), {**c, "logit_softcap": v}, 1, 4)
+
+
+@pytest.mark.parametrize("kw", OPTIONS[:4])
+def test_inspect_fast_equals_module_path(kw):
+    """The fast path's read-out (attention probabilities from the kept q, k: the normalised
+    ones with qk_norm) against the module path's."""
+    model = make_model(GPTConfig(**{**TINY, **kw}), np.float64, seed=9)
+    idx = np.random.default_rng(3).integers(0, 13, (2, 10))
+    fast, slow = model.inspect(idx), model.inspect(idx, fast=False)
+    np.testing.assert_allclose(fast.logits, slow.logits, rtol=1e-10, atol=1e-10)
+    for a, b in zip(fast.attentions + fast.hidden_states, slow.attentions + slow.hidden_states):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
