@@ -35,6 +35,7 @@ VARIANTS = {
     "silu_post": dict(activation="silu", norm="post"),
     "post_sinusoidal_dropout_untied": dict(norm="post", position="sinusoidal", dropout=0.2,
                                            tie_embeddings=False, n_encoder_layer=1),
+    "rmsnorm_qknorm_post": dict(norm_type="rmsnorm", qk_norm=True, norm="post"),
 }
 TOL = {np.float64: 1e-9, np.float32: 1e-4}
 PAD = 0
