@@ -66,6 +66,10 @@ def _cases(cfg, dtype, torch):
                     lambda: F.softmax_backward(att, F.softmax(att))),
         "layernorm": (f"({N},{C})", lambda: F.layer_norm(x, lnw, lnb),
                       lambda: _ln_fb(F, gC, x, lnw, lnb)),
+        "rmsnorm": (f"({N},{C})", lambda: F.rms_norm(x, lnw),
+                    lambda: _rms_fb(F, gC, x, lnw)),
+        "softcap (logits)": (f"({N},{V})", lambda: F.softcap(logits, 30.0),
+                             lambda: F.softcap_backward(logits, F.softcap(logits, 30.0), 30.0)),
         "layernorm_residual (fused)": (f"({N},{C})",
                                        lambda: F.layer_norm_residual(x, gC, lnw, lnb),
                                        lambda: _lnr_fb(F, gC, x, lnw, lnb)),
@@ -127,6 +131,11 @@ def _cases(cfg, dtype, torch):
                     fb(lambda: torch.softmax(tatt, -1), [tatt], torch.from_numpy(att))),
         "layernorm": (lambda: nn.layer_norm(tx, (C,), tlnw, tlnb),
                       fb(lambda: nn.layer_norm(tx, (C,), tlnw, tlnb), [tx, tlnw, tlnb], tgC)),
+        "rmsnorm": (lambda: nn.rms_norm(tx, (C,), tlnw),
+                    fb(lambda: nn.rms_norm(tx, (C,), tlnw), [tx, tlnw], tgC)),
+        "softcap (logits)": (lambda: 30.0 * torch.tanh(tlogits / 30.0),
+                             fb(lambda: 30.0 * torch.tanh(tlogits / 30.0), [tlogits],
+                                tlogits.detach())),
         "layernorm_residual (fused)": (
             lambda: nn.layer_norm(tx + tres, (C,), tlnw, tlnb),
             fb(lambda: nn.layer_norm(tx + tres, (C,), tlnw, tlnb), [tx, tres, tlnw, tlnb], tgC)),
@@ -143,6 +152,11 @@ def _cases(cfg, dtype, torch):
         "adamw update": (opt.step, None),
     }
     return {k: v + (nograd(tcases[k][0]), tcases[k][1]) for k, v in cases.items()}
+
+
+def _rms_fb(F, g, x, w):
+    _, rstd = F.rms_norm(x, w, return_stats=True)
+    return F.rms_norm_backward(g, x, w, rstd=rstd)
 
 
 def _ln_fb(F, g, x, w, b):

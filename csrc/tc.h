@@ -109,10 +109,16 @@ typedef enum {                 /* a block's feed-forward sublayer */
     TC_FFN_MOE = 1,            /* "moe": a mixture of experts over that MLP (moe.c) */
     TC_FFN_COUNT
 } tc_ffn;
+typedef enum {                 /* a model's normalisation layers (norm_type) */
+    TC_NORM_TYPE_LAYERNORM = 0, /* "layernorm": (x - mean) / sqrt(var + eps) w + b */
+    TC_NORM_TYPE_RMSNORM = 1,   /* "rmsnorm": x / sqrt(mean(x^2) + eps) w + b (rmsnorm.c) */
+    TC_NORM_TYPE_COUNT
+} tc_norm_type;
 typedef enum { TC_OPT_ACTIVATION = 0, TC_OPT_NORM, TC_OPT_POSITION, TC_OPT_CAUSAL,
-               TC_OPT_POOLING, TC_OPT_ATTENTION, TC_OPT_FFN, TC_OPT_COUNT } tc_option_kind;
+               TC_OPT_POOLING, TC_OPT_ATTENTION, TC_OPT_FFN, TC_OPT_NORM_TYPE,
+               TC_OPT_COUNT } tc_option_kind;
 /* The name of value v of option kind ("activation", "norm", "position", "causal",
- * "pooling", "attention", "ffn" for tc_option_kind_name), NULL when kind or v is out of
+ * "pooling", "attention", "ffn", "norm_type" for tc_option_kind_name), NULL when kind or v is out of
  * range. */
 const char *tc_option_kind_name(int kind);
 const char *tc_option_name(int kind, int v);
@@ -455,6 +461,81 @@ int tc_layernorm_backward_ref_f64(double *dinp, double *dweight, double *dbias,
                                   const double *mean, const double *rstd, int64_t N,
                                   int64_t C);
 /* ------------------------------------------------------------------ end layernorm */
+
+/* ------------------------------------------------------------------ rmsnorm (rmsnorm.c) */
+
+/* RMS normalisation (norm_type "rmsnorm"; torch.nn.functional.rms_norm, plus an optional
+ * bias): out (N,C) = inp * rstd * weight (C,) + bias (C,), rstd (N,) = 1/sqrt(mean_c(inp^2)
+ * + eps). The sum of squares in double. bias, rstd may be NULL; out may be NULL (rstd
+ * only). TC_EINVAL if C < 1 or eps < 0 (or NaN). */
+int tc_rmsnorm_forward_f32(float *out, float *rstd, const float *inp, const float *weight,
+                           const float *bias, int64_t N, int64_t C, double eps);
+int tc_rmsnorm_forward_f64(double *out, double *rstd, const double *inp, const double *weight,
+                           const double *bias, int64_t N, int64_t C, double eps);
+/* dinp (N,C) += rstd * (g - xhat * mean_c(g * xhat)) with g = dout * weight, xhat = inp *
+ * rstd; dweight (C,) += sum_n dout * xhat; dbias (C,) += sum_n dout; any may be NULL.
+ * write: TC_WRITE(0/1/2) for dinp/dweight/dbias. Column sums per chunk of 32 rows, added in
+ * order: reproducible for any thread count. TC_ENOMEM if the chunk sums cannot be
+ * allocated. */
+int tc_rmsnorm_backward_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, const float *rstd,
+                            int64_t N, int64_t C, int write);
+int tc_rmsnorm_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
+                            const double *inp, const double *weight, const double *rstd,
+                            int64_t N, int64_t C, int write);
+/* QK-norm: the same normalisation (no bias) of every head vector of a token-major buffer:
+ * N rows of G vectors of C elements, vector (n,g) of inp at inp + n*ld_inp + g*C (of out at
+ * out + n*ld_out + g*C; ld >= G*C), rstd (N,G) or NULL, weight (C,) shared by all heads.
+ * out may be inp (with ld_out == ld_inp). The backward's dinp (at ld_dinp) may be dout;
+ * dout and inp share the stride ld; dweight (C,) or NULL; write bits as above (0, 1). */
+int tc_rmsnorm_heads_forward_f32(float *out, int64_t ld_out, float *rstd, const float *inp,
+                                 int64_t ld_inp, const float *weight, int64_t N, int64_t G,
+                                 int64_t C, double eps);
+int tc_rmsnorm_heads_forward_f64(double *out, int64_t ld_out, double *rstd, const double *inp,
+                                 int64_t ld_inp, const double *weight, int64_t N, int64_t G,
+                                 int64_t C, double eps);
+int tc_rmsnorm_heads_backward_f32(float *dinp, int64_t ld_dinp, float *dweight,
+                                  const float *dout, const float *inp, int64_t ld,
+                                  const float *weight, const float *rstd, int64_t N, int64_t G,
+                                  int64_t C, int write);
+int tc_rmsnorm_heads_backward_f64(double *dinp, int64_t ld_dinp, double *dweight,
+                                  const double *dout, const double *inp, int64_t ld,
+                                  const double *weight, const double *rstd, int64_t N,
+                                  int64_t G, int64_t C, int write);
+/* The plain references (rmsnorm_ref.h; rstd required; the backward writes all three). */
+int tc_rmsnorm_forward_ref_f32(float *out, float *rstd, const float *inp, const float *weight,
+                               const float *bias, int64_t N, int64_t C, double eps);
+int tc_rmsnorm_forward_ref_f64(double *out, double *rstd, const double *inp,
+                               const double *weight, const double *bias, int64_t N, int64_t C,
+                               double eps);
+int tc_rmsnorm_backward_ref_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *weight, const float *rstd,
+                                int64_t N, int64_t C);
+int tc_rmsnorm_backward_ref_f64(double *dinp, double *dweight, double *dbias,
+                                const double *dout, const double *inp, const double *weight,
+                                const double *rstd, int64_t N, int64_t C);
+/* ------------------------------------------------------------------ end rmsnorm */
+
+/* ------------------------------------------------------------------ softcap (softcap.c) */
+
+/* Logit soft-capping (Gemma 2): out (n,) = cap * tanh(inp (n,) / cap), cap finite > 0; out
+ * may be inp. The backward reads the forward's OUTPUT: dinp (n,) = (TC_WRITE(0)) or +=
+ * dout * (1 - (out / cap)^2); dinp may be dout. TC_EINVAL for a bad cap. The references
+ * (softcap_ref.h) compute in double, the backward from the input inp. The fast tanh is
+ * vectorised (Cephes' tanh / tanhf, about 2 ulp; softcap_impl.h). */
+int tc_softcap_forward_f32(float *out, const float *inp, int64_t n, double cap);
+int tc_softcap_forward_f64(double *out, const double *inp, int64_t n, double cap);
+int tc_softcap_backward_f32(float *dinp, const float *dout, const float *out, int64_t n,
+                            double cap, int write);
+int tc_softcap_backward_f64(double *dinp, const double *dout, const double *out, int64_t n,
+                            double cap, int write);
+int tc_softcap_forward_ref_f32(float *out, const float *inp, int64_t n, double cap);
+int tc_softcap_forward_ref_f64(double *out, const double *inp, int64_t n, double cap);
+int tc_softcap_backward_ref_f32(float *dinp, const float *dout, const float *inp, int64_t n,
+                                double cap);
+int tc_softcap_backward_ref_f64(double *dinp, const double *dout, const double *inp,
+                                int64_t n, double cap);
+/* ------------------------------------------------------------------ end softcap */
 
 
 
@@ -1090,7 +1171,8 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
  * elements, laid out in this order (absent entries are skipped):
  *   wte (V,C); wpe (maxT,C) if position == LEARNED;
  *   per layer: ln_1.weight (C), ln_1.bias (C), attn.c_attn.weight (3C,C), .bias (3C),
- *              attn.c_proj.weight (C,C), .bias (C), ln_2.weight (C), ln_2.bias (C),
+ *              attn.c_proj.weight (C,C), .bias (C), attn.q_norm.weight (HS),
+ *              attn.k_norm.weight (HS) (if qk_norm), ln_2.weight (C), ln_2.bias (C),
  *              mlp.c_fc.weight (H,C), .bias (H), mlp.c_proj.weight (C,H), .bias (C)
  *              (no biases when bias == 0);
  *   ln_f.weight (C), ln_f.bias (C) if norm == TC_NORM_PRE; lm_head.weight (V,C) if tie == 0.
@@ -1098,6 +1180,9 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
  * post-LN: x = ln_1(x + drop(attn(x))); x = ln_2(x + drop(mlp(x))) and no ln_f. Attention is
  * causal with scale 1/sqrt(HS), HS = C/NH, q and k rotated by RoPE when position == ROPE.
  * With position == NONE nothing encodes positions (no wpe, no table, no rotation).
+ * norm_type picks the kernel of every ln_* (layer norm or RMS norm, same parameters); with
+ * qk_norm each head's q and k are RMS-normalised (gains q_norm, k_norm) before RoPE; with
+ * logit_softcap > 0 the logits are cap * tanh(logits / cap) (tc_softcap_forward).
  * Attention is the tiled kernel (tc_attention_forward / _backward); with attention ==
  * TC_ATTN_BLOCK_SPARSE it is block-sparse with the config's pattern (the same key set in
  * training, inspect and KV-cached decoding, left-padded rows included).
@@ -1136,6 +1221,10 @@ typedef struct {
     int64_t moe_experts, moe_top_k; /* E experts, top-K routing (K = 1 or 2, K <= E) */
     double moe_capacity;          /* the capacity factor (finite > 0; tc_moe_capacity) */
     double moe_aux_weight;        /* the load-balancing loss's weight in the loss (>= 0) */
+    int norm_type;                /* TC_NORM_TYPE_*: every ln_* is a layer norm or an RMS norm */
+    int qk_norm;                  /* RMS-norm q and k of every head (gains attn.q_norm,
+                                     attn.k_norm (HS,)) after c_attn, before RoPE */
+    double logit_softcap;         /* 0: off; > 0: logits = cap * tanh(logits / cap) */
 } tc_gpt_config;
 typedef struct tc_gpt tc_gpt;
 

@@ -188,6 +188,18 @@ def test_platforms_times_every_kernel_variant_and_restores_the_switches():
     assert "| small | 1 | generic |" in platforms.table(recs)
 
 
+def test_gpt_blocks_records_every_variant(monkeypatch):
+    from benchmarks import gpt, gpt_blocks
+
+    monkeypatch.setitem(gpt.CONFIGS, "tiny", (dict(n_layer=1, n_head=2, n_embd=8,
+                                                   vocab_size=11, block_size=4), 2, 4))
+    recs = gpt_blocks.run(["tiny"], [1], 1)
+    assert [r["variant"] for r in recs] == list(gpt_blocks.VARIANTS)
+    for r in recs:
+        assert r["ms"] > 0 and r["gflops"] >= 0 and r["time_per_flop_vs_layernorm"] > 0
+    assert recs[0]["ratio_vs_layernorm"] == 1.0
+
+
 def test_contention_rows_record_both_conditions():
     from benchmarks import contention
 

@@ -84,8 +84,12 @@ def twin_mlm_logits(torch, m, P, src, types, lengths):
     x = TF.linear(h, p["c_fc"]["weight"], p["c_fc"].get("bias"))
     x = {"gelu": TF.gelu, "relu": torch.relu,
          "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](x)
-    x = TF.layer_norm(x, (cfg.n_embd,), p["ln_1"]["weight"], p["ln_1"].get("bias"),
-                      cfg.layer_norm_epsilon)
+    if cfg.norm_type == "rmsnorm":
+        x = TF.rms_norm(x, (cfg.n_embd,), p["ln_1"]["weight"], cfg.layer_norm_epsilon)
+        x = x + p["ln_1"]["bias"] if "bias" in p["ln_1"] else x
+    else:
+        x = TF.layer_norm(x, (cfg.n_embd,), p["ln_1"]["weight"], p["ln_1"].get("bias"),
+                          cfg.layer_norm_epsilon)
     W = P["wte"]["weight"] if cfg.tie_mlm else p["decoder"]["weight"]
     return TF.linear(x, W, p.get("bias"))
 
@@ -96,6 +100,9 @@ VARIANTS = {
     "mean_post_dropout": dict(pooling="mean", norm="post", dropout=0.3, activation="relu"),
     "cls_sinusoidal_dropout_nobias": dict(pooling="cls", position="sinusoidal", dropout=0.2,
                                           bias=False, type_vocab_size=3, n_inner=12),
+    "mean_rmsnorm_qknorm": dict(pooling="mean", norm_type="rmsnorm", qk_norm=True),
+    "cls_post_rmsnorm_qknorm_nobias": dict(norm="post", norm_type="rmsnorm", qk_norm=True,
+                                           bias=False, dropout=0.2),
 }
 
 
@@ -124,10 +131,12 @@ def test_classifier_torch_twin(torch, variant, dtype):
     assert not any(got[n].any() for n in got if n.startswith("mlm/"))
 
 
+@pytest.mark.parametrize("norm_type", ["layernorm", "rmsnorm"])
 @pytest.mark.parametrize("tie", [True, False])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_mlm_torch_twin(torch, tie, dtype):
-    m = make(dtype, seed=4, tie_mlm=tie, activation="gelu_tanh")
+def test_mlm_torch_twin(torch, tie, dtype, norm_type):
+    m = make(dtype, seed=4, tie_mlm=tie, activation="gelu_tanh", norm_type=norm_type,
+             qk_norm=norm_type == "rmsnorm")
     src, types, lengths, _ = batch(m.config, B=4, L=8, lengths=[8, 5, 1, 3])
     targets = np.full(src.shape, -100)
     r = np.random.default_rng(0)

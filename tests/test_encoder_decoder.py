@@ -35,6 +35,7 @@ VARIANTS = {
     "silu_post": dict(activation="silu", norm="post"),
     "post_sinusoidal_dropout_untied": dict(norm="post", position="sinusoidal", dropout=0.2,
                                            tie_embeddings=False, n_encoder_layer=1),
+    "rmsnorm_qknorm_post": dict(norm_type="rmsnorm", qk_norm=True, norm="post"),
 }
 TOL = {np.float64: 1e-9, np.float32: 1e-4}
 PAD = 0
@@ -104,7 +105,10 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
                            dtype=np.float32 if dt == torch.float32 else np.float64)
         return x * torch.from_numpy(m)
 
-    def ln(x, p):
+    def ln(x, p, width=C):
+        if getattr(cfg, "norm_type", "layernorm") == "rmsnorm" or width != C:  # HS: QK-norm
+            y = TF.rms_norm(x, (width,), p["weight"], eps)
+            return y + p["bias"] if "bias" in p else y
         return TF.layer_norm(x, (C,), p["weight"], p.get("bias"), eps)
 
     def lin(x, p):
@@ -131,6 +135,8 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
 
     def self_attn(x, p, *, causal, keys, site):
         q, k, v = (heads(t) for t in lin(x, p["c_attn"]).split(C, dim=-1))
+        if getattr(cfg, "qk_norm", False):
+            q, k = ln(q, p["q_norm"], HS), ln(k, p["k_norm"], HS)
         return lin(attend(q, k, v, causal=causal, keys=keys, site=site, sparse=True),
                    p["c_proj"])
 

@@ -37,6 +37,16 @@ VARIANTS = {
     "nopos": dict(position="none"),
     "nopos_post_relu_dropout": dict(position="none", norm="post", activation="relu",
                                     dropout=0.2),
+    # modern blocks (issue 17): RMSNorm, QK-norm, logit soft-capping
+    "rmsnorm": dict(norm_type="rmsnorm"),
+    "rmsnorm_post_nobias_qknorm_rope": dict(norm_type="rmsnorm", norm="post", bias=False,
+                                            qk_norm=True, position="rope"),
+    "qknorm_softcap_dropout_untied": dict(qk_norm=True, logit_softcap=1.5, dropout=0.2,
+                                          tie_embeddings=False),
+    "rmsnorm_qknorm_softcap_rope_sparse": dict(norm_type="rmsnorm", qk_norm=True,
+                                               logit_softcap=3.0, position="rope",
+                                               attention="block_sparse", sparse_block=2,
+                                               sparse_window=1),
 }
 TOL = {np.float64: 1e-9, np.float32: 1e-4}
 
@@ -73,7 +83,10 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None, aux
                            dtype=np.float32 if dt == torch.float32 else np.float64)
         return x * torch.from_numpy(m)
 
-    def ln(x, p):
+    def ln(x, p, width=C):
+        if cfg.norm_type == "rmsnorm" or width != C:  # width HS: QK-norm, always RMS
+            y = TF.rms_norm(x, (width,), p["weight"], cfg.layer_norm_epsilon)
+            return y + p["bias"] if "bias" in p else y
         return TF.layer_norm(x, (C,), p["weight"], p.get("bias"), cfg.layer_norm_epsilon)
 
     def lin(x, p):
@@ -92,6 +105,8 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None, aux
     def attn(x, p):
         q, k, v = lin(x, p["c_attn"]).split(C, dim=-1)
         q, k, v = (t.view(B, T, NH, HS).transpose(1, 2) for t in (q, k, v))
+        if cfg.qk_norm:
+            q, k = ln(q, p["q_norm"], HS), ln(k, p["k_norm"], HS)
         if cfg.position == "rope":
             q, k = rope(q), rope(k)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
@@ -144,6 +159,8 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None, aux
     if cfg.norm == "pre":
         x = ln(x, P["ln_f"])
     W = P["wte"]["weight"] if cfg.tie_embeddings else P["lm_head"]["weight"]
+    if cfg.logit_softcap:
+        return cfg.logit_softcap * torch.tanh((x @ W.T) / cfg.logit_softcap)
     return x @ W.T
 
 

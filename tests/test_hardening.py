@@ -244,6 +244,7 @@ def _specs(dt, r):
     a, bm = n(3, 4), n(4, 6)
     y = F.softmax(x)
     _, mean, rstd = F.layer_norm(x, w8, b8, return_stats=True)
+    rms_rstd = F.rms_norm(x, w8, b8, return_stats=True)[1]
     logits, probs = n(6, 5), F.softmax(n(6, 5))
     dtype = np.dtype(dt)
     one = n(1, 2, 1, 4)
@@ -280,6 +281,10 @@ def _specs(dt, r):
         "layer_norm_backward": ((x, x, w8, b8), {"mean": mean, "rstd": rstd}, ()),
         "layer_norm_residual": ((x, x, w8, b8), {}, ()),
         "layer_norm_residual_backward": ((x, x, w8, b8), {"grad_s": x}, ()),
+        "rms_norm": ((x, w8, b8), {"return_stats": True}, ()),
+        "rms_norm_backward": ((x, x, w8, b8), {"rstd": rms_rstd}, ()),
+        "softcap": ((x, 2.0), {}, ()),
+        "softcap_backward": ((x, F.softcap(x, 2.0), 2.0), {}, ()),
         "linear": ((x, w, b), {}, ()),
         "linear_backward": ((dy5, x, w, b), {}, ()),
         "linear_gelu": ((x, w, b), {"return_pre": True}, ()),

@@ -8,9 +8,10 @@ checkpoint makes, read from the C tables (tc.h, "options"; ``transformer_c._C.OP
     POOLINGS      ("cls", "mean")                        how nn.Bert pools for its classifier
     ATTENTIONS    ("dense", "block_sparse")              a model's self-attention pattern
     FFNS          ("mlp", "moe")                         a block's feed-forward sublayer
+    NORM_TYPES    ("layernorm", "rmsnorm")               the kernel of a model's norms
 
 The index of a name in its tuple is the C enum value (TC_ACT_*, TC_NORM_*, TC_POS_*,
-TC_CAUSAL_*, TC_POOL_*, TC_ATTN_*, TC_FFN_*). Masks have one polarity in the public API:
+TC_CAUSAL_*, TC_POOL_*, TC_ATTN_*, TC_FFN_*, TC_NORM_TYPE_*). Masks have one polarity in the public API:
 True = attend (a real key);
 the coursework convention (True = masked) lives only in helpers that say so in their names
 (transformer_c.data.masks).
@@ -18,7 +19,7 @@ the coursework convention (True = masked) lives only in helpers that say so in t
 from . import _C
 
 __all__ = ["ACTIVATIONS", "NORMS", "POSITIONS", "CAUSAL_MODES", "POOLINGS", "ATTENTIONS",
-           "FFNS", "check_option", "option_index"]
+           "FFNS", "NORM_TYPES", "check_option", "option_index"]
 
 ACTIVATIONS = _C.OPTIONS["activation"]
 NORMS = _C.OPTIONS["norm"]
@@ -27,16 +28,18 @@ CAUSAL_MODES = _C.OPTIONS["causal"]
 POOLINGS = _C.OPTIONS["pooling"]
 ATTENTIONS = _C.OPTIONS["attention"]
 FFNS = _C.OPTIONS["ffn"]
+NORM_TYPES = _C.OPTIONS["norm_type"]
 
 _KINDS = {"activation": ACTIVATIONS, "norm": NORMS, "position": POSITIONS,
-          "causal": CAUSAL_MODES, "pooling": POOLINGS, "attention": ATTENTIONS, "ffn": FFNS}
+          "causal": CAUSAL_MODES, "pooling": POOLINGS, "attention": ATTENTIONS, "ffn": FFNS,
+          "norm_type": NORM_TYPES}
 
 
 def check_option(kind, value, *, name=None, allowed=None):
     """``value`` if it is one of option ``kind``'s names (restricted to ``allowed`` when
     given), else a ValueError naming the argument (``name``, default ``kind``) and the
-    choices. kind: "activation", "norm", "position", "causal", "pooling", "attention" or
-    "ffn"."""
+    choices. kind: "activation", "norm", "position", "causal", "pooling", "attention",
+    "ffn" or "norm_type"."""
     names = _KINDS[kind] if allowed is None else tuple(allowed)
     if not isinstance(value, str) or value not in names:
         raise ValueError(f"{name or kind} must be one of {names}, got {value!r}")

@@ -36,6 +36,9 @@ static const char *const attn_names[TC_ATTN_COUNT] = {
 static const char *const ffn_names[TC_FFN_COUNT] = {[TC_FFN_MLP] = "mlp",
                                                    [TC_FFN_MOE] = "moe"};
 
+static const char *const norm_type_names[TC_NORM_TYPE_COUNT] = {
+    [TC_NORM_TYPE_LAYERNORM] = "layernorm", [TC_NORM_TYPE_RMSNORM] = "rmsnorm"};
+
 static const struct {
     const char *kind;
     const char *const *names;
@@ -48,6 +51,7 @@ static const struct {
     [TC_OPT_POOLING] = {"pooling", pool_names, TC_POOL_COUNT},
     [TC_OPT_ATTENTION] = {"attention", attn_names, TC_ATTN_COUNT},
     [TC_OPT_FFN] = {"ffn", ffn_names, TC_FFN_COUNT},
+    [TC_OPT_NORM_TYPE] = {"norm_type", norm_type_names, TC_NORM_TYPE_COUNT},
 };
 
 const char *tc_option_kind_name(int kind)

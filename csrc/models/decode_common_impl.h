@@ -103,7 +103,7 @@ static int FN(dec_sub_input)(const dec_dims *d, const real_t **in, real_t *h, co
     *in = x;
     if (d->norm == TC_NORM_POST) return TC_OK;
     *in = h;
-    return FN(tc_layernorm_forward)(h, NULL, NULL, x, w, b, N, d->C, d->eps);
+    return FN(model_norm_forward)(d->norm_type, h, NULL, NULL, x, w, b, N, d->C, d->eps);
 }
 
 /* The residual of a sub-layer with branch output proj (N,C): pre-LN x += proj; post-LN
@@ -116,12 +116,12 @@ static int FN(dec_residual)(const dec_dims *d, real_t *x, real_t *proj, const re
         return TC_OK;
     }
     FN(gpt_add)(proj, x, proj, N * d->C);
-    return FN(tc_layernorm_forward)(x, NULL, NULL, proj, w, b, N, d->C, d->eps);
+    return FN(model_norm_forward)(d->norm_type, x, NULL, NULL, proj, w, b, N, d->C, d->eps);
 }
 
 /* One decoder layer's causal self-attention sub-layer on x (B*TN,C): the new tokens' q, k, v
  * (head-major in qkvh (3,B,NH,TN,HS), via qkv (B*TN,3C)), rope(ctx, q, k) when given (the
- * GPT's RoPE), tc_attention_decode against the layer's caches kc, vc (B,NH,Smax,HS) from slot
+ * GPT's QK-norm and RoPE), tc_attention_decode against the layer's caches kc, vc (B,NH,Smax,HS) from slot
  * pos0 with the key-padding mask kp (B,pos0+TN) or NULL, the output projection into proj
  * and the residual (norm weight nw, nb). h, atth, atty (N,C) are scratch. */
 static int FN(dec_self_attention)(const dec_dims *d, real_t *x, real_t *h, real_t *qkv, real_t *qkvh,
@@ -182,8 +182,8 @@ static int FN(dec_moe)(const dec_dims *d, dec_moe_scratch *ms, real_t *x, real_t
     return FN(dec_residual)(d, x, proj, nw, nb, N);
 }
 
-/* logits (B,V) of each row's last token of x (B,TN,C): pre-LN through ln_f (lnfw, lnfb);
- * last and lnf (B,C) scratch. */
+/* logits (B,V) of each row's last token of x (B,TN,C): pre-LN through ln_f (lnfw, lnfb),
+ * soft-capped when d->softcap > 0; last and lnf (B,C) scratch. */
 static int FN(dec_logits)(const dec_dims *d, real_t *logits, const real_t *x, real_t *last,
                           real_t *lnf, int64_t B, int64_t TN, const real_t *lnfw,
                           const real_t *lnfb, const real_t *head, int64_t V)
@@ -196,8 +196,10 @@ static int FN(dec_logits)(const dec_dims *d, real_t *logits, const real_t *x, re
         in = last;
     }
     if (d->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_forward)(lnf, NULL, NULL, in, lnfw, lnfb, B, C, d->eps));
+        CHECK(FN(model_norm_forward)(d->norm_type, lnf, NULL, NULL, in, lnfw, lnfb, B, C, d->eps));
         in = lnf;
     }
-    return FN(dec_linear)(logits, in, head, NULL, B, C, V);
+    CHECK(FN(dec_linear)(logits, in, head, NULL, B, C, V));
+    if (d->softcap > 0) return FN(tc_softcap_forward)(logits, logits, B * V, d->softcap);
+    return TC_OK;
 }

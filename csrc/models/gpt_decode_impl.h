@@ -38,15 +38,24 @@ static int FN(dec_rope)(tc_gpt_kv *kv, real_t *x, int64_t B, int64_t TN, int64_t
     return TC_OK;
 }
 
-/* dec_self_attention's rope hook: RoPE on the new queries and keys (B,NH,TN,HS) */
+/* dec_self_attention's q, k hook: QK-norm (gains qnw, knw (HS,) of the current layer;
+ * with qk_norm) then RoPE (position ROPE) on the new queries and keys (B,NH,TN,HS) */
 typedef struct {
     tc_gpt_kv *kv;
     int64_t B, TN, pos0;
+    const real_t *qnw, *knw;
 } FN(dec_rope_ctx);
 
 static int FN(dec_rope_qk)(void *ctx, real_t *qh, real_t *kh)
 {
     const FN(dec_rope_ctx) *r = ctx;
+    const tc_gpt_config *c = &r->kv->cfg;
+    if (c->qk_norm) {
+        const int64_t HS = c->C / c->NH, rows = r->B * c->NH * r->TN;
+        CHECK(FN(tc_rmsnorm_heads_forward)(qh, HS, NULL, qh, HS, r->qnw, rows, 1, HS, c->eps));
+        CHECK(FN(tc_rmsnorm_heads_forward)(kh, HS, NULL, kh, HS, r->knw, rows, 1, HS, c->eps));
+    }
+    if (c->position != TC_POS_ROPE) return TC_OK;
     CHECK(FN(dec_rope)(r->kv, qh, r->B, r->TN, r->pos0));
     return FN(dec_rope)(r->kv, kh, r->B, r->TN, r->pos0);
 }
@@ -61,7 +70,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
     const int64_t C = c->C, NH = c->NH, HS = C / NH, Smax = kv->Smax;
     tc_attention_sparse sp;
     const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps, gpt_sparse(c, &sp),
-                        kv->pad};
+                        kv->pad, c->norm_type, c->logit_softcap};
     CHECK(dec_reserve(&kv->sc, N));
     const dec_bufs *sb = &kv->sc.sb;
     int64_t *pos = (int64_t *)(kv->sc.mem + sb->pos);
@@ -86,16 +95,20 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
     if (c->position == TC_POS_LEARNED) FN(gpt_add_rows)(x, KP(kv->wpe), pos, N, C);
     if (c->position == TC_POS_SINUSOIDAL) FN(gpt_add_rows)(x, (real_t *)kv->tab1, pos, N, C);
 
-    FN(dec_rope_ctx) rope = {kv, B, TN, pos0};
+    FN(dec_rope_ctx) rope = {kv, B, TN, pos0, NULL, NULL};
     const size_t layer = (size_t)(kv->Bmax * NH * Smax * HS);
     for (int64_t l = 0; l < c->L; l++) {
         const gpt_layer_params *p = &kv->lp[l];
         real_t *kc = (real_t *)kv->k + l * layer, *vc = (real_t *)kv->v + l * layer;
+        rope.qnw = KP(p->qnw);
+        rope.knw = KP(p->knw);
         CHECK(FN(dec_self_attention)(&d, x, h, KS(sb->qkv), KS(sb->qkvh), KS(sb->atth),
                                      KS(sb->atty), proj, kc, vc, kp, B, TN, Smax, pos0,
                                      KP(p->ln1w), KP(p->ln1b), KP(p->attw), KP(p->attb),
                                      KP(p->projw), KP(p->projb),
-                                     c->position == TC_POS_ROPE ? FN(dec_rope_qk) : NULL, &rope));
+                                     c->position == TC_POS_ROPE || c->qk_norm ? FN(dec_rope_qk)
+                                                                              : NULL,
+                                     &rope));
         if (gpt_is_moe(c))
             CHECK(FN(dec_moe)(&d, &kv->moe, x, h, proj, N, KP(p->ln2w), KP(p->ln2b),
                               KP(p->router), KP(p->fcw), KP(p->fcb), KP(p->fcprojw),

@@ -10,8 +10,8 @@
 typedef struct { /* element offsets into the parameter (and gradient) buffer; -1: absent.
                   * ffn == TC_FFN_MOE: router (E,C), and fcw, fcb, fcprojw, fcprojb hold the
                   * E experts' stacked weights: w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C) */
-    int64_t ln1w, ln1b, attw, attb, projw, projb, ln2w, ln2b, router, fcw, fcb, fcprojw,
-        fcprojb;
+    int64_t ln1w, ln1b, attw, attb, projw, projb, qnw, knw, ln2w, ln2b, router, fcw, fcb,
+        fcprojw, fcprojb;
 } gpt_layer_params;
 
 /* Whether the config's feed-forward is a mixture of experts. */
@@ -52,6 +52,10 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
     if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
     if (c->attention < 0 || c->attention >= TC_ATTN_COUNT) return 0;
+    if (c->norm_type < 0 || c->norm_type >= TC_NORM_TYPE_COUNT ||
+        (c->qk_norm != 0 && c->qk_norm != 1) ||
+        !(c->logit_softcap >= 0) || !isfinite(c->logit_softcap))
+        return 0;
     if (!gpt_ffn_ok(c)) return 0;
     if (c->attention == TC_ATTN_BLOCK_SPARSE) {
         tc_attention_sparse sp;
@@ -83,6 +87,8 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
         p.attb = c->bias ? TAKE(3 * C) : -1;
         p.projw = TAKE(C * C);
         p.projb = c->bias ? TAKE(C) : -1;
+        p.qnw = c->qk_norm ? TAKE(C / c->NH) : -1;
+        p.knw = c->qk_norm ? TAKE(C / c->NH) : -1;
         p.ln2w = TAKE(C);
         p.ln2b = c->bias ? TAKE(C) : -1;
         const int64_t E = gpt_is_moe(c) ? c->moe_experts : 1; /* MLPs per layer */

@@ -8,6 +8,9 @@
  *     qkvh 3C                  q, k, v: the c_attn output (B,T,3C) itself (token-major,
  *                              read by the attention kernel at its strides; with RoPE,
  *                              q and k rotated in place)
+ *     qkn 2C, qkr 2NH          qk_norm only: the RMS-normalised q | k (B,T,2C) (RoPE
+ *                              rotates them there; the attention reads q, k from it and
+ *                              qkvh keeps the raw ones) and their rstd (q's (N,NH), k's)
  *     lse NH                   the attention rows' logsumexp
  *     atty C                   attention output, token-major (written there by the
  *                              attention kernel; the c_proj input)
@@ -23,7 +26,8 @@
  *                              pre H, hid H, eo C; counts and dropped E (int64) once
  *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
  *   kept once: pos ids (int64), enc C (embeddings), lnf C + 2, logits V (the backward
- *     turns them into dlogits in place), per-row loss and logsumexp 2;
+ *     turns them into dlogits in place), capped V (logit_softcap only: a copy of the capped
+ *     logits for the soft-cap's backward), per-row loss and logsumexp 2;
  *   scratch shared by all layers: qkv 3C (the c_attn output's gradient), dres C (the
  *     running residual gradient), ddrop C, dh1 H, dh2 H, dc C (also the forward's
  *     projection output and the attention output's gradient).
@@ -36,13 +40,13 @@
 #include <string.h>
 
 typedef struct { /* byte offsets into the arena */
-    size_t ln1, ln1_mean, ln1_rstd, qkvh, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
+    size_t ln1, ln1_mean, ln1_rstd, qkvh, qkn, qkr, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
         fch, fcha, res3;
     model_moe_acts moe; /* ffn == TC_FFN_MOE: the layer's tc_moe_cache */
 } gpt_layer_acts;
 
 typedef struct {
-    size_t pos, enc, lnf, lnf_mean, lnf_rstd, logits, losses, loss_lse;
+    size_t pos, enc, lnf, lnf_mean, lnf_rstd, logits, capped, losses, loss_lse;
     size_t qkv, dres, ddrop, dh1, dh2, dc;
     size_t total;
 } gpt_acts;
@@ -113,6 +117,8 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.ln1_mean = gpt_take(&u, N, elem);
         a.ln1_rstd = gpt_take(&u, N, elem);
         a.qkvh = gpt_take(&u, 3 * N * C, elem);
+        a.qkn = gpt_take(&u, c->qk_norm ? 2 * N * C : 0, elem);
+        a.qkr = gpt_take(&u, c->qk_norm ? 2 * N * NH : 0, elem);
         a.lse = gpt_take(&u, N * NH, elem);
         a.atty = gpt_take(&u, N * C, elem);
         a.res2 = gpt_take(&u, N * C, elem);
@@ -131,6 +137,7 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
     g.lnf_mean = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N, elem);
     g.lnf_rstd = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N, elem);
     g.logits = gpt_take(&u, N * c->V, elem);
+    g.capped = gpt_take(&u, c->logit_softcap > 0 ? N * c->V : 0, elem);
     g.losses = gpt_take(&u, N, elem);
     g.loss_lse = gpt_take(&u, N, elem);
     g.qkv = gpt_take(&u, 3 * N * C, elem);

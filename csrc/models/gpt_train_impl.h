@@ -47,16 +47,61 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, real_t *params, 
     return TC_OK;
 }
 
-/* q and k (the first two C-wide slices of a token-major (B,L,3C) buffer) rotated by RoPE in
- * place: by +angle (the forward) or -angle (the backward, on dq and dk). */
-static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t B, int64_t L, int inverse)
+/* q and k (the first two C-wide slices of a token-major (B,L,row) buffer: row 3C for the
+ * c_attn output, 2C for qk_norm's q | k) rotated by RoPE in place: by +angle (the forward)
+ * or -angle (the backward, on dq and dk). */
+static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t row, int64_t B, int64_t L,
+                           int inverse)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t C = c->C, NH = c->NH, HS = C / NH;
     for (int s = 0; s < 2; s++)
         CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (real_t *)m->tab1, (real_t *)m->tab2, B, L, NH, HS,
-                                          L * 3 * C, 3 * C, HS, c->rope_interleaved, inverse));
+                                          L * row, row, HS, c->rope_interleaved, inverse));
     return TC_OK;
+}
+
+/* The attention layout of layer l's q, k, v (and gradients): q and k read from qkn (B,L,2C)
+ * with qk_norm, else from the c_attn output (B,L,3C); *q the buffer q starts at (k at
+ * *q + C). */
+static tc_attention_layout FN(gpt_qk_layout)(const tc_gpt *m, const gpt_layer_acts *a,
+                                             int64_t L, const real_t **q)
+{
+    const int64_t C = m->cfg.C, HS = C / m->cfg.NH;
+    tc_attention_layout lay = model_self_layout(L, C, HS);
+    *q = AP(a->qkvh);
+    if (m->cfg.qk_norm) {
+        lay.q = lay.k = model_tokens(L, 2 * C, HS);
+        *q = AP(a->qkn);
+    }
+    return lay;
+}
+
+/* QK-norm (qk_norm): q and k of every head of the c_attn output qkv (N,3C) RMS-normalised
+ * (gains q_norm, k_norm (HS,)) into layer l's qkn (N,2C), their rstd into qkr. */
+static int FN(gpt_qk_norm_forward)(tc_gpt *m, int64_t l, const real_t *qkv, int64_t N)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    const gpt_layer_params *p = &m->lp[l];
+    real_t *qkn = AP(m->la[l].qkn), *r = AP(m->la[l].qkr);
+    CHECK(FN(tc_rmsnorm_heads_forward)(qkn, 2 * C, r, qkv, 3 * C, PP(p->qnw), N, NH, HS, c->eps));
+    return FN(tc_rmsnorm_heads_forward)(qkn + C, 2 * C, r + N * NH, qkv + C, 3 * C, PP(p->knw), N,
+                                        NH, HS, c->eps);
+}
+
+/* Its backward in place on dqkv (N,3C): dq, dk (of the normalised q, k) become the raw
+ * ones' gradients; the gains' gradients accumulate. */
+static int FN(gpt_qk_norm_backward)(tc_gpt *m, int64_t l, real_t *dqkv, int64_t N)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    const gpt_layer_params *p = &m->lp[l];
+    const real_t *qkv = AP(m->la[l].qkvh), *r = AP(m->la[l].qkr);
+    CHECK(FN(tc_rmsnorm_heads_backward)(dqkv, 3 * C, GP(p->qnw), dqkv, qkv, 3 * C, PP(p->qnw), r,
+                                        N, NH, HS, TC_WRITE(0)));
+    return FN(tc_rmsnorm_heads_backward)(dqkv + C, 3 * C, GP(p->knw), dqkv + C, qkv + C, 3 * C,
+                                         PP(p->knw), r + N * NH, N, NH, HS, TC_WRITE(0));
 }
 
 /* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))), with the tiled
@@ -71,11 +116,14 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     real_t *qkv = AP(a->qkvh);
-    const tc_attention_layout lay = model_self_layout(L, C, HS);
+    const real_t *q;
+    const tc_attention_layout lay = FN(gpt_qk_layout)(m, a, L, &q);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
-    if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
+    if (c->qk_norm) CHECK(FN(gpt_qk_norm_forward)(m, l, qkv, N));
+    if (c->position == TC_POS_ROPE)
+        CHECK(FN(gpt_rope_qk)(m, (real_t *)q, c->qk_norm ? 2 * C : 3 * C, B, L, 0));
     tc_attention_sparse sp;
-    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
+    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), q, q + C, qkv + 2 * C, &lay,
                                       NULL, gpt_sparse(c, &sp), B, NH, L, L, HS,
                                       TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
@@ -96,15 +144,16 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     real_t *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
-    const real_t *qkv = AP(a->qkvh);
-    const tc_attention_layout lay = model_self_layout(L, C, HS);
+    const real_t *qkv = AP(a->qkvh), *q;
+    const tc_attention_layout lay = FN(gpt_qk_layout)(m, a, L, &q);
     CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                      PP(p->projw), N, C, C, TC_WRITE(0) | wset));
-    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
+    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, q, q + C,
                                        qkv + 2 * C, AP(a->atty), AP(a->lse), &lay, NULL,
                                        gpt_sparse(c, &sp), B, NH, L, L, HS, TC_CAUSAL_TOP_LEFT,
                                        d, 1 + 3 * l));
-    if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
+    if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, 3 * C, B, L, 1));
+    if (c->qk_norm) CHECK(FN(gpt_qk_norm_backward)(m, l, dqkv, N));
     return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
                                       3 * C, (set_dx ? TC_WRITE(0) : 0) | wset);
 }
@@ -230,7 +279,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         real_t *ln1 = AP(a->ln1), *res2 = AP(a->res2), *ln2 = AP(a->ln2), *res3 = AP(a->res3);
         const real_t *att_in = x;
         if (c->norm == TC_NORM_PRE) {
-            CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), x,
+            CHECK(FN(model_norm_forward)(c->norm_type, ln1, AP(a->ln1_mean), AP(a->ln1_rstd), x,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
             att_in = ln1;
         }
@@ -241,26 +290,29 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
          * x1 = ln_1(res2) (kept in the ln1 buffer) */
         real_t *mlp_in = c->norm == TC_NORM_POST ? ln1 : ln2;
         if (c->norm == TC_NORM_PRE)
-            CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res2,
+            CHECK(FN(model_norm_forward)(c->norm_type, ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res2,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
         else
-            CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), res2,
+            CHECK(FN(model_norm_forward)(c->norm_type, ln1, AP(a->ln1_mean), AP(a->ln1_rstd), res2,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
         CHECK(FN(gpt_ffn_forward)(m, l, proj, mlp_in, N, grads));
         CHECK(FN(model_dropout)(proj, N * C, &d, 3 + 3 * l));
         FN(gpt_add)(res3, c->norm == TC_NORM_POST ? ln1 : res2, proj, N * C);
         if (c->norm == TC_NORM_POST)
-            CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res3,
+            CHECK(FN(model_norm_forward)(c->norm_type, ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res3,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
     }
     if (gpt_is_moe(c)) m->moe_tokens = N; /* every layer's routing is in the arena */
     const real_t *xf = FN(gpt_layer_in)(m, c->L);
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_forward)(AP(m->ga.lnf), AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd),
+        CHECK(FN(model_norm_forward)(c->norm_type, AP(m->ga.lnf), AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd),
                                        xf, PP(m->lnfw), PP(m->lnfb), N, C, c->eps));
         xf = AP(m->ga.lnf);
     }
-    return FN(tc_linear_forward)(AP(m->ga.logits), xf, PP(m->head), NULL, N, C, c->V);
+    CHECK(FN(tc_linear_forward)(AP(m->ga.logits), xf, PP(m->head), NULL, N, C, c->V));
+    if (c->logit_softcap > 0)
+        CHECK(FN(tc_softcap_forward)(AP(m->ga.logits), AP(m->ga.logits), N * c->V, c->logit_softcap));
+    return TC_OK;
 }
 
 /* The backward into m->grads. With set_w the gradients of the linear layers (and the head)
@@ -279,7 +331,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                      N, C, c->V,
                                      TC_WRITE(0) | (set_w ? TC_WRITE(1) : 0)));
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_backward)(dres, GP(m->lnfw), GP(m->lnfb), dc,
+        CHECK(FN(model_norm_backward)(c->norm_type, dres, GP(m->lnfw), GP(m->lnfb), dc,
                                             FN(gpt_layer_in)(m, c->L), PP(m->lnfw),
                                             AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd), N, C, TC_WRITE(0)));
     } else {
@@ -294,7 +346,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
             /* dres: d res3 (the layer output) */
             CHECK(FN(model_dropout_back)(&dp, dres, ddrop, N * C, &d, 3 + 3 * l));
             CHECK(FN(gpt_ffn_backward)(m, l, dc, dp, AP(a->ln2), N, 1, set_w));
-            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln2w), GP(p->ln2b), dc, AP(a->res2),
+            CHECK(FN(model_norm_backward)(c->norm_type, dres, GP(p->ln2w), GP(p->ln2b), dc, AP(a->res2),
                                             PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
                                             C, TC_ACCUMULATE));
             /* dres: d res2 */
@@ -302,18 +354,18 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
             real_t *dln1 = AP(m->ga.dh1); /* (N,C) fits in the (N,H) scratch, free by now */
             CHECK(FN(gpt_attention_backward)(m, l, dln1, dp, AP(a->ln1), B, L, &d, 1,
                                              set_w));
-            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
+            CHECK(FN(model_norm_backward)(c->norm_type, dres, GP(p->ln1w), GP(p->ln1b), dln1, x,
                                             PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd), N,
                                             C, TC_ACCUMULATE));
         } else {
             /* dres: d ln2 (the layer output) -> dc: d res3 */
-            CHECK(FN(tc_layernorm_backward)(dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
+            CHECK(FN(model_norm_backward)(c->norm_type, dc, GP(p->ln2w), GP(p->ln2b), dres, AP(a->res3),
                                                 PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd),
                                                 N, C, TC_WRITE(0)));
             CHECK(FN(model_dropout_back)(&dp, dc, ddrop, N * C, &d, 3 + 3 * l));
             /* dc += through the MLP: d x1 */
             CHECK(FN(gpt_ffn_backward)(m, l, dc, dp, AP(a->ln1), N, 0, set_w));
-            CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
+            CHECK(FN(model_norm_backward)(c->norm_type, dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
                                                 PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd),
                                                 N, C, TC_WRITE(0)));
             /* dres: d res2 = d x + ...; the attention input is x itself */
@@ -348,6 +400,8 @@ static void FN(gpt_zero_added_grads)(tc_gpt *m)
         ZERO(p->ln1b, C);
         ZERO(p->ln2w, C);
         ZERO(p->ln2b, C);
+        ZERO(p->qnw, C / c->NH);
+        ZERO(p->knw, C / c->NH);
     }
     ZERO(m->lnfw, C);
     ZERO(m->lnfb, C);
@@ -385,11 +439,18 @@ static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *
     }
     /* the linear layers' gradients are written by the backward: zero only the others */
     FN(gpt_zero_added_grads)(m);
-    if (inv_count == 0)
+    const double cap = m->cfg.logit_softcap;
+    if (inv_count == 0) {
         memset(AP(m->ga.logits), 0, (size_t)(N * V) * sizeof(real_t));
-    else
+    } else {
+        if (cap > 0) /* the capped logits, for the soft-cap's backward */
+            memcpy(AP(m->ga.capped), AP(m->ga.logits), (size_t)(N * V) * sizeof(real_t));
         FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), targets, N, V,
                                     ignore_index, (real_t)inv_count);
+        if (cap > 0)
+            CHECK(FN(tc_softcap_backward)(AP(m->ga.logits), AP(m->ga.logits), AP(m->ga.capped),
+                                          N * V, cap, TC_WRITE(0)));
+    }
     return FN(gpt_backward_all)(m, idx, B, L, seed, drop, 1);
 }
 
@@ -480,15 +541,15 @@ static int FN(gpt_readout_rows)(tc_gpt *m, real_t *attn, real_t *hidden, int64_t
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t C = c->C, NH = c->NH, HS = C / NH;
-    const tc_attention_layout lay = model_self_layout(L, C, HS);
     tc_attention_sparse sp;
     tc_attention_masks mk; /* the forward's block-sparse pattern, if any */
     memset(&mk, 0, sizeof mk);
     mk.sparse = gpt_sparse(c, &sp);
     for (int64_t l = 0; attn && l < c->L; l++) {
-        const real_t *qkv = AP(m->la[l].qkvh);
+        const real_t *q;
+        const tc_attention_layout lay = FN(gpt_qk_layout)(m, &m->la[l], L, &q);
         /* the scale model_attention_forward used */
-        CHECK(FN(tc_attention_probs_strided)(attn + (l * B + b0) * NH * L * L, qkv, qkv + C,
+        CHECK(FN(tc_attention_probs_strided)(attn + (l * B + b0) * NH * L * L, q, q + C,
                                              AP(m->la[l].lse), mk.sparse ? &mk : NULL, &lay,
                                              nb, NH, L, L, HS,
                                              (real_t)(1.0 / sqrt((double)HS)),

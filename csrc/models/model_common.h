@@ -139,6 +139,8 @@ typedef struct {
     double eps;         /* layer norm epsilon */
     const tc_attention_sparse *sp; /* the self-attention's block-sparse pattern, or NULL */
     const int64_t *shift;          /* its per-row slot shifts (B,) (left padding), or NULL */
+    int norm_type;                 /* TC_NORM_TYPE_* of every norm */
+    double softcap;                /* logit soft-cap (0: off) */
 } dec_dims;
 
 /* Rows of the self-attention caches kd, vd (L layers of (Bmax, NH, Smax, HS) elements of

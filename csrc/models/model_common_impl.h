@@ -151,6 +151,28 @@ static void FN(gpt_ce_backward_inplace)(real_t *logits, const real_t *lse, const
     }
 }
 
+/* The norm of every ln_* of a model, by its norm_type (TC_NORM_TYPE_*): the one place the
+ * drivers pick the kernel. out (N,C) or NULL, mean (N,) (layer norm only; may be NULL),
+ * rstd (N,) or NULL, inp (N,C), weight (C,), bias (C,) or NULL. */
+static inline int FN(model_norm_forward)(int type, real_t *out, real_t *mean, real_t *rstd,
+                                         const real_t *inp, const real_t *w, const real_t *b,
+                                         int64_t N, int64_t C, double eps)
+{
+    if (type == TC_NORM_TYPE_RMSNORM) return FN(tc_rmsnorm_forward)(out, rstd, inp, w, b, N, C, eps);
+    return FN(tc_layernorm_forward)(out, mean, rstd, inp, w, b, N, C, eps);
+}
+
+/* Its backward (tc_layernorm_backward's arguments; mean unused by the RMS norm). */
+static inline int FN(model_norm_backward)(int type, real_t *dinp, real_t *dw, real_t *db,
+                                          const real_t *dout, const real_t *inp, const real_t *w,
+                                          const real_t *mean, const real_t *rstd, int64_t N,
+                                          int64_t C, int write)
+{
+    if (type == TC_NORM_TYPE_RMSNORM)
+        return FN(tc_rmsnorm_backward)(dinp, dw, db, dout, inp, w, rstd, N, C, write);
+    return FN(tc_layernorm_backward)(dinp, dw, db, dout, inp, w, mean, rstd, N, C, write);
+}
+
 /* the MLP's two halves, gpt_fc_forward and gpt_mlp_backward, are shared with the
  * mixture-of-experts kernel (kernels/moe.c): kernels/mlp_block.h */
 #include "mlp_block.h"

@@ -180,6 +180,7 @@ extern PyMethodDef tc_methods_activation[];
 extern PyMethodDef tc_methods_softmax[];
 extern PyMethodDef tc_methods_dropout[];
 extern PyMethodDef tc_methods_layernorm[];
+extern PyMethodDef tc_methods_rmsnorm[];
 extern PyMethodDef tc_methods_embedding[];
 extern PyMethodDef tc_methods_position[];
 extern PyMethodDef tc_methods_attention[];

@@ -184,7 +184,7 @@ PyMODINIT_FUNC PyInit__C(void)
     if (!m) return NULL;
     PyMethodDef *tables[] = {
         tc_methods_linear, tc_methods_activation, tc_methods_softmax, tc_methods_dropout,
-        tc_methods_layernorm, tc_methods_embedding, tc_methods_position, tc_methods_attention,
+        tc_methods_layernorm, tc_methods_rmsnorm, tc_methods_embedding, tc_methods_position, tc_methods_attention,
         tc_methods_loss, tc_methods_optim,
         tc_methods_fused, tc_methods_perf,
         tc_methods_rope, tc_methods_model,

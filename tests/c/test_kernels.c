@@ -11,7 +11,7 @@
  *     C = alpha acc + beta C; and fast against portable within the FMA error bound;
  *     1 thread == 2 threads bitwise;
  *   - the row kernels (exp, softmax, log-softmax, cross-entropy, activations with their
- *     exp / tanh forms, layernorm) and attention (forward, backward): bitwise when no
+ *     exp / tanh forms, layernorm, rmsnorm) and attention (forward, backward): bitwise when no
  *     family with an FMA variant ran (the kernels are then the same code), else within a
  *     few ulp (or a few eps of the case's scale, where the result cancels), max ulp shown;
  *   - "digest" / "fast_digest" lines: a hash per group of the portable / fast outputs
@@ -63,7 +63,8 @@ static int fast_fma_ran(void)
 {
     for (int f = 0; f < TC_CPU_FAMILY_COUNT; f++) {
         const char *k = tc_cpu_kernel_name(f);
-        /* layernorm's AVX2 variant is built without FMA: it rounds as the portable one */
+        /* the norms' AVX2 variants (layernorm, rmsnorm: one family) are built without
+         * FMA: they round as the portable ones */
         if (k && strcmp(k, "generic") != 0 && f != TC_CPU_LAYERNORM) return 1;
     }
     return 0;

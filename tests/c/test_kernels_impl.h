@@ -465,6 +465,46 @@ static void FN(test_layernorm)(void)
     stat_end(&s, T_DT, "layernorm fwd+bwd");
 }
 
+static void FN(test_rmsnorm)(void)
+{
+    static const int64_t cs[] = {1, 7, 8, 64, 129};
+    const int64_t N = 5;
+    stat_t s;
+    stat_begin(&s, "rmsnorm");
+    const uint64_t rng_before = g_rng; /* restored: the later groups keep their inputs */
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        const int64_t C = cs[k], n = N * C;
+        real_t *x = FN(alloc)(n), *w = FN(alloc)(C), *b = FN(alloc)(C), *g = FN(alloc)(n);
+        real_t *yf = FN(alloc)(n), *yp = FN(alloc)(n), *rf = FN(alloc)(N), *rp = FN(alloc)(N);
+        real_t *dxf = FN(alloc)(n), *dxp = FN(alloc)(n), *dwf = FN(alloc)(C), *dwp = FN(alloc)(C);
+        real_t *dbf = FN(alloc)(C), *dbp = FN(alloc)(C);
+        FN(fill)(x, n, -3, 5);
+        FN(fill)(w, C, 0.5, 1.5);
+        FN(fill)(b, C, -1, 1);
+        FN(fill)(g, n, -1, 1);
+        char what[32];
+        snprintf(what, sizeof what, "C=%lld", (long long)C);
+        int ff;
+        RUN_BOTH(ff, FN(tc_rmsnorm_forward)(yf, rf, x, w, b, N, C, 1e-5),
+                 FN(tc_rmsnorm_forward)(yp, rp, x, w, b, N, C, 1e-5));
+        s.cases++;
+        s.fast_cases += ff;
+        FN(check)(&s, what, yf, yp, n, !ff, ROW_ULP, ROW_EPS, NULL);
+        FN(check)(&s, what, rf, rp, N, !ff, ROW_ULP, ROW_EPS, NULL);
+        RUN_BOTH(ff, FN(tc_rmsnorm_backward)(dxf, dwf, dbf, g, x, w, rp, N, C, 7),
+                 FN(tc_rmsnorm_backward)(dxp, dwp, dbp, g, x, w, rp, N, C, 7));
+        s.cases++;
+        s.fast_cases += ff;
+        FN(check)(&s, what, dxf, dxp, n, !ff, ROW_ULP, ROW_EPS, NULL);
+        FN(check)(&s, what, dwf, dwp, C, !ff, ROW_ULP, ROW_EPS, NULL);
+        FN(check)(&s, what, dbf, dbp, C, !ff, ROW_ULP, ROW_EPS, NULL);
+        free(x), free(w), free(b), free(g), free(yf), free(yp), free(rf), free(rp);
+        free(dxf), free(dxp), free(dwf), free(dwp), free(dbf), free(dbp);
+    }
+    g_rng = rng_before;
+    stat_end(&s, T_DT, "rmsnorm fwd+bwd");
+}
+
 static void FN(test_attention)(void)
 {
     static const int64_t cfg[][4] = {/* T, S, DK, DV */
@@ -525,6 +565,7 @@ static void FN(test_all)(void)
     FN(test_activation)();
     FN(test_loss)();
     FN(test_layernorm)();
+    FN(test_rmsnorm)();
     FN(test_attention)();
 }
 

@@ -11,6 +11,7 @@ from .activation import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .layernorm import *  # noqa: F401,F403
+from .rmsnorm import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .position import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403

@@ -53,6 +53,15 @@ class BlockOptions:
     mixture of moe_experts MLPs of width n_inner, top-moe_top_k routing with capacity
     factor moe_capacity, and the load-balancing loss times moe_aux_weight added to the
     training loss and its gradient; nn.MoE; padded positions are routed too).
+    norm_type: the kernel of every norm (ln_1, ln_2, ln_f; transformer_c.options.NORM_TYPES):
+    "layernorm" (default) or "rmsnorm" (x / sqrt(mean(x^2) + eps) * weight, + bias when the
+    config has biases: bias=False gives torch.nn.RMSNorm / Llama's norm); same parameters.
+    qk_norm: RMS-normalise every head's query and key (learned gains attn.q_norm.weight and
+    attn.k_norm.weight of head_size, initialised to 1, shared by the heads) after c_attn
+    and before RoPE, as OLMo 2, Gemma 3 and Qwen 3 do.
+    logit_softcap: 0 (off) or the cap c > 0 of Gemma 2's final-logit soft-capping,
+    logits = c * tanh(logits / c) (GPT only: the other configs have no LM logits and refuse
+    a nonzero value).
     """
 
     attention: str = "dense"
@@ -65,6 +74,9 @@ class BlockOptions:
     moe_top_k: int = 1
     moe_capacity: float = 1.25
     moe_aux_weight: float = 0.01
+    norm_type: str = "layernorm"
+    qk_norm: bool = False
+    logit_softcap: float = 0.0
 
 
 def with_block_options(cls):
@@ -150,6 +162,8 @@ def check_common(cfg, positions):
                          f"{cfg.layer_norm_epsilon!r}")
     if hasattr(cfg, "ffn"):
         check_ffn(cfg)
+    if hasattr(cfg, "norm_type"):
+        check_norm_options(cfg, logits=getattr(cfg, "_softcap_logits", False))
     if not (cfg.position_base > 0 and math.isfinite(cfg.position_base)):
         raise ValueError(f"position_base must be finite and > 0, got {cfg.position_base!r}")
 
@@ -157,6 +171,29 @@ def check_common(cfg, positions):
 def _real(v):
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
         v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def check_norm_options(cfg, *, logits=True):
+    """Validation of norm_type (options.NORM_TYPES), qk_norm (a bool) and logit_softcap
+    (finite >= 0; must be 0 unless ``logits``: a config without LM logits). ValueError
+    naming the field."""
+    check_option("norm_type", cfg.norm_type)
+    if not isinstance(cfg.qk_norm, (bool, np.bool_)):
+        raise ValueError(f"qk_norm must be a bool, got {cfg.qk_norm!r}")
+    cap = cfg.logit_softcap
+    if not (_real(cap) and cap >= 0):
+        raise ValueError(f"logit_softcap must be a finite number >= 0 (0: off), got {cap!r}")
+    if cap and not logits:
+        raise ValueError(f"logit_softcap must be 0: this model has no LM logits to cap, got "
+                         f"{cap!r}")
+
+
+def norm_c_fields(cfg):
+    """The norm fields of a C model config (tc_gpt_config): norm_type as its enum value,
+    qk_norm, logit_softcap."""
+    from ..options import option_index
+    return dict(norm_type=option_index("norm_type", cfg.norm_type), qk_norm=bool(cfg.qk_norm),
+                logit_softcap=float(cfg.logit_softcap))
 
 
 def check_ffn(cfg):

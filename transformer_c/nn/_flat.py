@@ -213,7 +213,7 @@ class FlatModel(Module):
             leaf = get_path(model._params, path)
             if path[-1] in ("bias", "b1", "b2"):  # b1, b2: a MoE's expert biases
                 leaf[...] = 0
-            elif str(path[-2]).startswith("ln_"):
+            elif str(path[-2]).startswith("ln_") or path[-2] in ("q_norm", "k_norm"):
                 leaf[...] = 1
             else:
                 leaf[...] = random_generator.normal(0.0, cls._init_std(config, path),

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import functional as F
 from ..options import check_option
-from .layers import Dense
+from .layers import Dense, Norm
 from .module import CachedModule, check_dtype, glorot_uniform, replace_keys, \
     with_zero_grads
 
@@ -115,8 +115,13 @@ class MultiHead(CachedModule):
     functional.SparseLayout: block-sparse attention).
 
     _attend(q (N, T, NH*HD), k (N, S, NH*HD), v (N, S, NH*HV), opts) -> (y (N, T, NH*HV),
-    cache); _attend_backward(dy, cache) -> (dq, dk, dv) of the same shapes.
+    cache); _attend_backward(dy, cache, norm_grads=None) -> (dq, dk, dv) of the same
+    shapes. A layer with QK-norm (attributes q_norm, k_norm: RMS Norms over the head size,
+    else None) normalises every head's q and k before RoPE; its backward puts their grads
+    into the dict norm_grads (keys q_norm, k_norm).
     """
+
+    q_norm = k_norm = None
 
     def _init_attention(self, n_head, width, causal, rope=None, dropout=0.0, seed=0,
                         head_mask=None, sparse=None):
@@ -155,28 +160,37 @@ class MultiHead(CachedModule):
 
     def _attend(self, q, k, v, opts):
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
+        qkc = None
+        if self.q_norm is not None:
+            (q, cq), (k, ck) = self.q_norm.forward_cached(q), self.k_norm.forward_cached(k)
+            qkc = (cq, ck)
         if self.rope is not None:
             q, k = F.rope(q, **self.rope), F.rope(k, **self.rope)
         y, lse = F.scaled_dot_product_attention(q, k, v, return_lse=True, **opts)
-        return merge_heads(self._head_scale(y)), (q, k, v, y, lse, opts)
+        return merge_heads(self._head_scale(y)), (q, k, v, y, lse, opts, qkc)
 
     @staticmethod
     def _weights(cache, batch, average=False):
         """The probabilities of the _attend call that made ``cache``, batch + (NH, T, S)
         (pre-dropout; masked keys exactly 0), in C from its q, k and logsumexp; averaged
         over heads, batch + (T, S), when ``average``."""
-        q, k, _, _, lse, opts = cache
+        q, k, _, _, lse, opts, _ = cache
         keys = ("attn_mask", "key_padding_mask", "is_causal", "sparse")
         w = F.attention_weights(q, k, lse, **{key: opts[key] for key in keys if key in opts})
         w = w.reshape(batch + w.shape[1:])
         return w.mean(axis=-3) if average else w
 
-    def _attend_backward(self, dy, cache):
-        q, k, v, y, lse, opts = cache
+    def _attend_backward(self, dy, cache, norm_grads=None):
+        q, k, v, y, lse, opts, qkc = cache
         dq, dk, dv = F.scaled_dot_product_attention_backward(
             self._head_scale(split_heads(dy, self.n_head)), q, k, v, out=y, lse=lse, **opts)
         if self.rope is not None:
             dq, dk = F.rope_backward(dq, **self.rope), F.rope_backward(dk, **self.rope)
+        if qkc is not None:
+            gq, dq = self.q_norm.backward_cached(dq, qkc[0])
+            gk, dk = self.k_norm.backward_cached(dk, qkc[1])
+            if norm_grads is not None:
+                norm_grads.update(q_norm=gq, k_norm=gk)
         return merge_heads(dq), merge_heads(dk), merge_heads(dv)
 
 
@@ -186,25 +200,32 @@ class _Projected(MultiHead):
 
     LAYER = Dense
 
+    def _keys(self):
+        """KEYS, then q_norm and k_norm with QK-norm (the parameter tree's order)."""
+        return self.KEYS + (() if self.q_norm is None else ("q_norm", "k_norm"))
+
     def _layers(self):
-        return [getattr(self, k) for k in self.KEYS]
+        return [getattr(self, k) for k in self._keys()]
 
     @property
     def parameters(self):
-        return {k: layer.parameters for k, layer in zip(self.KEYS, self._layers())}
+        return {k: layer.parameters for k, layer in zip(self._keys(), self._layers())}
 
     def _options_kw(self):
         return dict(causal=self.causal, dropout=self.dropout, seed=self.seed)
 
     def with_parameters(self, parameters):
-        p = replace_keys(self, parameters, self.KEYS)
-        layers = [layer.with_parameters(p[k]) for k, layer in zip(self.KEYS, self._layers())]
-        return type(self)(*layers, self.n_head, **self._options_kw())
+        keys = self._keys()
+        p = replace_keys(self, parameters, keys)
+        layers = [layer.with_parameters(p[k]) for k, layer in zip(keys, self._layers())]
+        n = len(self.KEYS)
+        return type(self)(*layers[:n], self.n_head, **self._options_kw(),
+                          **dict(zip(keys[n:], layers[n:])))
 
     @property
     def embed_dim(self):
         """The model width C (rows of the output projection)."""
-        return self._layers()[-1].weight_matrix.shape[0]
+        return getattr(self, self.KEYS[-1]).weight_matrix.shape[0]
 
 
 class KVCache:
@@ -241,17 +262,28 @@ class SelfAttention(_Projected):
     rope: None, or dict(base=..., interleaved=...) to rotate q and k by position.
     dropout: probability of dropping an attention probability, masks from ``seed`` (0
     turns it off: set it to 0 in eval mode). sparse: None (dense) or a
-    functional.SparseLayout: block-sparse attention (also in ``decode``).
+    functional.SparseLayout: block-sparse attention (also in ``decode``). q_norm, k_norm:
+    None (default) or both Norms over the head size C / n_head (kind "rmsnorm" for OLMo 2 /
+    Gemma 3 QK-norm): every head's q and k normalised after c_attn, before RoPE; parameter
+    keys q_norm and k_norm follow c_proj.
     """
 
     KEYS = ("c_attn", "c_proj")
 
     def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None, dropout=0.0, seed=0,
-                 head_mask=None, sparse=None):
+                 head_mask=None, sparse=None, q_norm=None, k_norm=None):
         self.c_attn, self.c_proj = c_attn, c_proj
         E = c_proj.weight_matrix.shape[0]
         self._init_attention(n_head, E, causal, rope, dropout, seed, head_mask,
                              sparse=sparse)
+        if (q_norm is None) != (k_norm is None):
+            raise ValueError("q_norm and k_norm: give both (QK-norm) or neither")
+        for name, nm in (("q_norm", q_norm), ("k_norm", k_norm)):
+            if nm is not None and (not isinstance(nm, Norm) or
+                                   nm.weight_matrix.shape != (E // self.n_head,)):
+                raise ValueError(f"{name} must be a Norm over the head size "
+                                 f"({E // self.n_head},), got {nm!r}")
+        self.q_norm, self.k_norm = q_norm, k_norm
         if c_attn.weight_matrix.shape != (3 * E, E) or c_proj.weight_matrix.shape != (E, E):
             raise ValueError(f"c_attn's weight must be (3C, C) = {(3 * E, E)} and c_proj's "
                              f"(C, C), got {c_attn.weight_matrix.shape} and "
@@ -308,9 +340,10 @@ class SelfAttention(_Projected):
         """(grads, dx (..., T, C)) for g (..., T, C)."""
         c1, ca, c2, shape = cache
         g2, dy = self.c_proj.backward_cached(np.asarray(g).reshape(shape), c2)
-        dqkv = np.concatenate(self._attend_backward(dy, ca), axis=-1)
+        ng = {}
+        dqkv = np.concatenate(self._attend_backward(dy, ca, ng), axis=-1)
         g1, dx = self.c_attn.backward_cached(dqkv, c1)
-        return {self.KEYS[0]: g1, self.KEYS[1]: g2}, dx.reshape(np.shape(g))
+        return {self.KEYS[0]: g1, self.KEYS[1]: g2, **ng}, dx.reshape(np.shape(g))
 
     def init_cache(self, max_len, batch_shape=()):
         """An empty KVCache for up to max_len positions of inputs with batch dims
@@ -330,6 +363,8 @@ class SelfAttention(_Projected):
         qkv = self.c_attn.forward_cached(x3)[0]
         C = self.embed_dim
         q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], self.n_head) for i in range(3))
+        if self.q_norm is not None:
+            q, k = self.q_norm.forward_cached(q)[0], self.k_norm.forward_cached(k)[0]
         if key_padding_mask is not None:
             m = np.asarray(key_padding_mask)
             key_padding_mask = m.reshape((x3.shape[0], m.shape[-1]))

@@ -254,7 +254,7 @@ class Bert(FlatModel):
     def _mlm_layers(self):
         cfg, m = self.config, self._params["mlm"]
         return (Dense(**m["c_fc"]), Activation(cfg.activation),
-                Norm(**m["ln_1"], eps=cfg.layer_norm_epsilon))
+                Norm(**m["ln_1"], eps=cfg.layer_norm_epsilon, kind=cfg.norm_type))
 
     def _mlm_weight(self):
         p = self._params

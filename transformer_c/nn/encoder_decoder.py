@@ -78,7 +78,9 @@ class EncoderDecoderConfig(ConfigMixin):
     stacks: the encoder's and the decoder's self-attention (the cross-attention stays
     dense) and every layer's feed-forward sublayer, on the module path and the C paths
     alike (a mixture of experts routes each stack's tokens of a call together in training
-    and in encode, every target token alone in KV-cached decoding).
+    and in encode, every target token alone in KV-cached decoding). norm_type="rmsnorm"
+    and qk_norm run on the module path only (fast=True falls back to it; generation with a
+    KV cache is a ValueError naming the field); logit_softcap must be 0.
     """
 
     src_vocab_size: int = 32000
@@ -120,7 +122,12 @@ class EncoderDecoderConfig(ConfigMixin):
         pos_base, dropout, attention, sparse_block, sparse_window, sparse_stride,
         sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight), option
         values as their C enum values; what the encoder-decoder bindings (_C.encdec_create,
-        encdec_arena_bytes, encdec_kv_create) take."""
+        encdec_arena_bytes, encdec_kv_create) take. ValueError for a block option the C
+        drivers do not run (c_unsupported)."""
+        for name in self.c_unsupported():
+            raise ValueError(f"{name}={getattr(self, name)!r} has no C encoder-decoder driver "
+                             "(the model runs its module path; KV-cached generation needs "
+                             f"{name}={getattr(BlockOptions, name)!r})")
         return dict(Vs=int(self.src_vocab_size), Vt=int(self.tgt_vocab_size),
                     maxT=int(self.block_size), C=int(self.n_embd), Le=int(self.n_encoder_layer),
                     Ld=int(self.n_decoder_layer), NH=int(self.n_head), H=self.hidden_size,
@@ -132,6 +139,13 @@ class EncoderDecoderConfig(ConfigMixin):
                     eps=float(self.layer_norm_epsilon), pos_base=float(self.position_base),
                     dropout=float(self.dropout), **attention_c_fields(self),
                     **ffn_c_fields(self))
+
+    def c_unsupported(self):
+        """The block options whose value the C encoder-decoder drivers do not run
+        (norm_type other than "layernorm", qk_norm); () when they run this config.
+        (logit_softcap: refused by the config, 0 only.)"""
+        return tuple(n for n in ("norm_type", "qk_norm")
+                     if getattr(self, n) != getattr(BlockOptions, n))
 
     def encoder_config(self):
         """The EncoderConfig of the encoder stack (an Encoder with this config has the
@@ -253,6 +267,11 @@ class EncoderDecoder(FlatModel):
                                  hidden=dec_hidden)
         return F.linear(x, self._head()), (enc_cache, cache, x)
 
+    def _has_fast_path(self):
+        """Whether the whole-model C path runs this config (see
+        EncoderDecoderConfig.c_unsupported); else fast=True runs the module path."""
+        return not self.config.c_unsupported()
+
     def _backward_cached(self, dlogits, cache, seed):
         cfg, p = self.config, self._params
         enc_cache, dec_cache, xf = cache
@@ -290,7 +309,7 @@ class EncoderDecoder(FlatModel):
         fast=True runs the whole forward in one C call, fast=False module by module."""
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
         seed = self._seed(None)
-        if fast and s.size and t.size:
+        if fast and s.size and t.size and self._has_fast_path():
             logits = _C.encdec_forward(self._context(), s, mask, t, seed, self._dropping())
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
@@ -309,7 +328,7 @@ class EncoderDecoder(FlatModel):
         module path."""
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
         seed = self._seed(None)
-        if fast and s.size and t.size:
+        if fast and s.size and t.size and self._has_fast_path():
             logits, *outs = _C.encdec_inspect(self._context(), s, mask, t, seed,
                                               self._dropping(), attentions, hidden_states)
             ea, sa, ca, eh, dh = (None if o is None else list(o) for o in outs)
@@ -356,7 +375,7 @@ class EncoderDecoder(FlatModel):
         ignore_index = self._ignore(ignore_index)
         y = self._targets(tgt_out, t, squeeze, ignore_index)
         seed = self._seed(seed)
-        if s.size and t.size:
+        if s.size and t.size and self._has_fast_path():
             logits = _C.encdec_forward(self._context(), s, mask, t, seed, self._dropping())
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
@@ -387,7 +406,7 @@ class EncoderDecoder(FlatModel):
         ignore_index = self._ignore(ignore_index)
         y = self._targets(tgt_out, t, squeeze, ignore_index)
         seed = self._seed(seed)
-        if fast and s.size and t.size:
+        if fast and s.size and t.size and self._has_fast_path():
             loss = _C.encdec_loss_and_grads(self._context(), s, mask, t, y, ignore_index, seed,
                                             self._dropping())
             return loss, self._grads_tree()

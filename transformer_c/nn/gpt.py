@@ -19,7 +19,9 @@ Linear weights are (out, in) as torch.nn.Linear (Hugging Face's Conv1D stores th
 transpose; from_huggingface transposes). Options drop keys: no ``wpe`` unless
 position == "learned", no biases with bias=False, no ``ln_f`` with norm == "post" (the last
 block already ends in a LayerNorm, as GPT-1), and an ``lm_head`` {"weight": (V, C)} when the
-embeddings are not tied.
+embeddings are not tied; qk_norm adds ``attn.q_norm`` and ``attn.k_norm`` {"weight":
+(head_size,)} after ``attn.c_proj``. norm_type="rmsnorm" makes every ln_* an RMS norm (same
+keys); logit_softcap > 0 caps the logits (c * tanh(logits / c)).
 
 All parameters live in one contiguous buffer (``flat_parameters``) and the tree holds views
 of it; ``loss_and_grads`` fills one contiguous gradient buffer (``flat_grads``) likewise, so
@@ -37,7 +39,7 @@ from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
 from ._config import ConfigMixin, attention_c_fields, check_attention, check_common, \
-    check_positive, ffn_c_fields, with_block_options
+    check_positive, ffn_c_fields, norm_c_fields, with_block_options
 from ._flat import FlatModel
 from .attention import check_head_mask
 from .feedforward import MoE
@@ -66,7 +68,8 @@ class GPTConfig(ConfigMixin):
     layer_norm_epsilon; position_base: the base of the sinusoidal table and of RoPE;
     rope_interleaved: RoPE pairs (2i, 2i+1) instead of (i, i + head_size/2).
     attention, sparse_block, sparse_window, sparse_stride, sparse_global, ffn, moe_experts,
-    moe_top_k, moe_capacity, moe_aux_weight: the block options (BlockOptions).
+    moe_top_k, moe_capacity, moe_aux_weight, norm_type, qk_norm, logit_softcap: the block
+    options (BlockOptions).
     """
 
     vocab_size: int = 50257
@@ -85,6 +88,8 @@ class GPTConfig(ConfigMixin):
     position_base: float = 10000.0
     rope_interleaved: bool = False
 
+    _softcap_logits = True  # class data (not a field): logit_softcap caps the LM logits
+
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))
         check_common(self, POSITIONS)
@@ -97,9 +102,9 @@ class GPTConfig(ConfigMixin):
         """This config as the C library's tc_gpt_config (tc.h): a dict of its field names
         (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
         rope_interleaved, dropout, attention, sparse_block, sparse_window, sparse_stride,
-        sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight), option
-        values as their C enum values; what the GPT bindings (_C.gpt_create,
-        gpt_arena_bytes, gpt_kv_create) take."""
+        sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight,
+        norm_type, qk_norm, logit_softcap), option values as their C enum values; what the
+        GPT bindings (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take."""
         return dict(V=int(self.vocab_size), maxT=int(self.block_size), C=int(self.n_embd),
                     L=int(self.n_layer), NH=int(self.n_head), H=self.hidden_size,
                     bias=bool(self.bias),
@@ -109,7 +114,8 @@ class GPTConfig(ConfigMixin):
                     tie=bool(self.tie_embeddings), eps=float(self.layer_norm_epsilon),
                     pos_base=float(self.position_base),
                     rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout),
-                    **attention_c_fields(self), **ffn_c_fields(self))
+                    **attention_c_fields(self), **ffn_c_fields(self),
+                    **norm_c_fields(self))
 
 
 def _layout(cfg):
@@ -177,11 +183,19 @@ class GPT(FlatModel):
                               aux=aux)
         x, cache = stack_forward(cfg, p, p["wte"]["weight"], ids, seed, dropping,
                                  blocks=blocks)
-        return F.linear(x, self._head_weight()), (cache, x)
+        logits = self._capped(F.linear(x, self._head_weight()))
+        return logits, (cache, x, logits)
+
+    def _capped(self, logits):
+        """logits soft-capped by config.logit_softcap (F.softcap; themselves when 0)."""
+        cap = self.config.logit_softcap
+        return F.softcap(logits, cap) if cap else logits
 
     def _backward_cached(self, dlogits, cache, seed):
         cfg = self.config
-        cache, xf = cache
+        cache, xf, logits = cache
+        if cfg.logit_softcap:
+            dlogits = F.softcap_backward(dlogits, logits, cfg.logit_softcap)
         dx, dhead, _ = F.linear_backward(dlogits, xf, self._head_weight())
         grads, dwte, _ = stack_backward(cfg, self._params, cfg.vocab_size, dx, cache, seed,
                                         self._dropping())
@@ -267,7 +281,7 @@ class GPT(FlatModel):
                                      blocks=stack_blocks(cfg, p, seed, dropping, causal=True,
                                                          head_mask=hm),
                                      hidden=hid)
-            logits = F.linear(x, self._head_weight())
+            logits = self._capped(F.linear(x, self._head_weight()))
             att = stack_attentions(cache) if attentions else None
         if squeeze:
             logits = logits[0]
@@ -303,7 +317,7 @@ class GPT(FlatModel):
             return [{"tokens_per_expert": tokens[l], "dropped_per_expert": dropped[l],
                      "dropped": int(dropped[l].sum()), "capacity": int(capacity[l]),
                      "aux": float(aux[l])} for l in range(self.config.n_layer)]
-        _, (cache, _) = self._forward_cached(ids, seed)
+        _, (cache, _, _) = self._forward_cached(ids, seed)
         return [MoE.routing_stats((None, r)) for r in stack_routing(cache)]
 
     # ------------------------------------------------------------------ training step

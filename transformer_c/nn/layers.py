@@ -97,29 +97,38 @@ class Linear(Dense):
 
 
 class Norm(_WeightBias):
-    """Layer norm over the last axis: y = weight * (x - mean) / sqrt(var + eps) + bias.
+    """A norm over the last axis, by ``kind`` (transformer_c.options.NORM_TYPES):
+    "layernorm": y = weight * (x - mean) / sqrt(var + eps) + bias;
+    "rmsnorm": y = weight * x / sqrt(mean(x^2) + eps) + bias (F.rms_norm).
 
-    Norm(weight (D,), bias (D,) or None, eps=1e-5); keys ``weight`` and (when present)
-    ``bias``. forward(x=(..., D)) -> (..., D).
+    Norm(weight (D,), bias (D,) or None, eps=1e-5, *, kind="layernorm"); keys ``weight``
+    and (when present) ``bias``. forward(x=(..., D)) -> (..., D).
     """
 
-    def __init__(self, weight, bias=None, eps=1e-5):
+    def __init__(self, weight, bias=None, eps=1e-5, *, kind="layernorm"):
         self._set(weight, bias)
         self.eps = float(eps)
+        self.kind = check_option("norm_type", kind, name="kind")
 
     @classmethod
-    def create(cls, output_size, random_generator=None, *, eps=1e-5, dtype=np.float64):
+    def create(cls, output_size, random_generator=None, *, eps=1e-5, dtype=np.float64,
+               **kind):
         """Ones for the weight, zeros for the bias (random_generator is accepted and
-        unused)."""
+        unused); kind= as the constructor."""
         dt = check_dtype(dtype)
-        return cls(np.ones(output_size, dt), np.zeros(output_size, dt), eps=eps)
+        return cls(np.ones(output_size, dt), np.zeros(output_size, dt), eps=eps, **kind)
 
     def with_parameters(self, parameters):
         p = replace_keys(self, parameters, self.parameters)
-        return type(self)(p[self.WEIGHT], p.get("bias"), eps=self.eps)
+        kind = {} if self.kind == "layernorm" else {"kind": self.kind}
+        return type(self)(p[self.WEIGHT], p.get("bias"), eps=self.eps, **kind)
 
     def forward_cached(self, x):
-        """(y (..., D), cache (x, mean, rstd)) for x (..., D)."""
+        """(y (..., D), cache (x, mean or None, rstd)) for x (..., D)."""
+        if self.kind == "rmsnorm":
+            y, rstd = F.rms_norm(x, self.weight_matrix, self.bias, eps=self.eps,
+                                 return_stats=True)
+            return y, (x, None, rstd)
         y, mean, rstd = F.layer_norm(x, self.weight_matrix, self.bias, eps=self.eps,
                                      return_stats=True)
         return y, (x, mean, rstd)
@@ -127,8 +136,12 @@ class Norm(_WeightBias):
     def backward_cached(self, g, cache):
         """(grads, dx (..., D)) for g (..., D)."""
         x, mean, rstd = cache
-        dx, dw, db = F.layer_norm_backward(g, x, self.weight_matrix, self.bias, eps=self.eps,
-                                           mean=mean, rstd=rstd)
+        if self.kind == "rmsnorm":
+            dx, dw, db = F.rms_norm_backward(g, x, self.weight_matrix, self.bias, eps=self.eps,
+                                             rstd=rstd)
+        else:
+            dx, dw, db = F.layer_norm_backward(g, x, self.weight_matrix, self.bias,
+                                               eps=self.eps, mean=mean, rstd=rstd)
         return self._grads(dw, db), dx
 
 

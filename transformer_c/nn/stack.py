@@ -48,6 +48,9 @@ def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
         _add(out, p + ("ln_1",), (C,), b)
         _add(out, p + ("attn", "c_attn"), (3 * C, C), b)
         _add(out, p + ("attn", "c_proj"), (C, C), b)
+        if getattr(cfg, "qk_norm", False):
+            out.append((p + ("attn", "q_norm", "weight"), (cfg.head_size,)))
+            out.append((p + ("attn", "k_norm", "weight"), (cfg.head_size,)))
         if cross:
             _add(out, p + ("ln_cross_attn",), (C,), b)
             _add(out, p + ("crossattention", "q_attn"), (C, C), b)
@@ -154,10 +157,21 @@ def _rope(cfg):
     return dict(base=cfg.position_base, interleaved=cfg.rope_interleaved)
 
 
+def _norm(cfg, tree):
+    """The Norm of a norm's tree {"weight", "bias" (optional)}: the config's norm_type
+    ("layernorm" for configs without the field) and epsilon."""
+    return Norm(**tree, eps=cfg.layer_norm_epsilon,
+                kind=getattr(cfg, "norm_type", "layernorm"))
+
+
 def _self_attention(cfg, h, causal, p_attn, seed, head_mask=None):
-    return SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
+    a, qk = h["attn"], {}
+    if getattr(cfg, "qk_norm", False):
+        qk = {k: Norm(**a[k], eps=cfg.layer_norm_epsilon, kind="rmsnorm")
+              for k in ("q_norm", "k_norm")}
+    return SelfAttention(Dense(**a["c_attn"]), Dense(**a["c_proj"]),
                          cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed,
-                         head_mask=head_mask, sparse=sparse_pattern(cfg))
+                         head_mask=head_mask, sparse=sparse_pattern(cfg), **qk)
 
 
 def _mlp(cfg, h, aux=True):
@@ -189,15 +203,15 @@ def stack_blocks(cfg, tree, seed, dropping, site0=0, *, causal, head_mask=None, 
     bidirectional (an encoder); dropout sites as the module doc says. head_mask: None or
     (n_layer, n_head), row l the SelfAttention head_mask of layer l. aux: whether the
     backward of MoE layers adds their load-balancing loss's gradient (_mlp)."""
-    eps, p_attn = cfg.layer_norm_epsilon, cfg.dropout if dropping else 0.0
+    p_attn = cfg.dropout if dropping else 0.0
     blocks = []
     for layer, h in enumerate(tree["h"]):
         s = site0 + 3 * layer
         hm = None if head_mask is None else head_mask[layer]
-        blocks.append(Block(Norm(**h["ln_1"], eps=eps),
+        blocks.append(Block(_norm(cfg, h["ln_1"]),
                             _self_attention(cfg, h, causal, p_attn, site_seed(seed, s + 1),
                                             hm),
-                            Norm(**h["ln_2"], eps=eps), _mlp(cfg, h, aux), norm=cfg.norm,
+                            _norm(cfg, h["ln_2"]), _mlp(cfg, h, aux), norm=cfg.norm,
                             dropout=cfg.dropout, training=dropping,
                             seeds=(site_seed(seed, s + 2), site_seed(seed, s + 3))))
     return blocks
@@ -208,7 +222,7 @@ def decoder_blocks(cfg, tree, seed, dropping, site0, aux=True):
     dropout sites of layer l are site0 + 1 + 5l .. site0 + 5 + 5l (self-attention
     probabilities, its branch, cross-attention probabilities, its branch, the MLP's). aux:
     whether the backward of MoE layers adds their load-balancing loss's gradient (_mlp)."""
-    eps, p_attn = cfg.layer_norm_epsilon, cfg.dropout if dropping else 0.0
+    p_attn = cfg.dropout if dropping else 0.0
     blocks = []
     for layer, h in enumerate(tree["h"]):
         s = site0 + 5 * layer
@@ -216,9 +230,9 @@ def decoder_blocks(cfg, tree, seed, dropping, site0, aux=True):
         cross = CrossAttention(Dense(**x["q_attn"]), Dense(**x["c_attn"]), Dense(**x["c_proj"]),
                                cfg.n_head, dropout=p_attn, seed=site_seed(seed, s + 3))
         blocks.append(DecoderBlock(
-            Norm(**h["ln_1"], eps=eps), _self_attention(cfg, h, True, p_attn,
+            _norm(cfg, h["ln_1"]), _self_attention(cfg, h, True, p_attn,
                                                         site_seed(seed, s + 1)),
-            Norm(**h["ln_cross_attn"], eps=eps), cross, Norm(**h["ln_2"], eps=eps),
+            _norm(cfg, h["ln_cross_attn"]), cross, _norm(cfg, h["ln_2"]),
             _mlp(cfg, h, aux), norm=cfg.norm, dropout=cfg.dropout, training=dropping,
             seeds=tuple(site_seed(seed, s + i) for i in (2, 4, 5))))
     return blocks
@@ -246,7 +260,7 @@ def stack_forward(cfg, tree, wte, ids, seed, dropping, site0=0, *, blocks, hidde
         hidden.append(x)
     cf = None
     if cfg.norm == "pre":
-        x, cf = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).forward_cached(x)
+        x, cf = _norm(cfg, tree["ln_f"]).forward_cached(x)
     return x, ((ids, token_types), blocks, caches, cf)
 
 
@@ -281,7 +295,7 @@ def stack_backward(cfg, tree, vocab_size, dx, cache, seed, dropping, site0=0):
     (ids, token_types), blocks, caches, cf = cache
     grads = {}
     if cfg.norm == "pre":
-        g_lnf, dx = Norm(**tree["ln_f"], eps=cfg.layer_norm_epsilon).backward_cached(dx, cf)
+        g_lnf, dx = _norm(cfg, tree["ln_f"]).backward_cached(dx, cf)
     hgrads, extra = [None] * len(blocks), None
     for layer in reversed(range(len(blocks))):
         hgrads[layer], dx, *more = blocks[layer].backward_cached(dx, caches[layer])
