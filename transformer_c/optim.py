@@ -5,21 +5,21 @@ copies. Semantics match torch.optim.SGD, Adam and AdamW.
 
 Flat trees: when the leaves of the parameters, the gradients and the optimizer state each
 tile one buffer back to back in tree order (a FlatModel's ``parameters``, the grads of its
-``loss_and_grads``, the state of a previous step over them), the step is ONE kernel call
-over fresh copies of the whole buffers, and the results (new parameters, moments) are
-trees of views of fresh flat buffers (reused from earlier steps once nothing references
-them: see nn._flat.recycled_empty). Any other trees are updated leaf by leaf with the same
-kernel; the numbers are bitwise the same either way (the updates are element-wise).
-Cost on the 6x384 GPT (python -m benchmarks.optim, 1 thread): AdamW step +
-with_parameters is about 3x the in-place flat update (was about 4x), as it must copy the
-parameters and both moments (the inputs stay unchanged) and with_parameters copies once
-more; matching the flat update needs an out-of-place kernel (new = update(old), no copies)
-and a copy-free with_parameters.
+``loss_and_grads``, the state of a previous step over them), the step is ONE out-of-place
+kernel call (``out=``: new buffers from the old ones, which are only read) over the whole
+buffers, and the results (new parameters, moments) are trees of views of fresh flat
+buffers (reused from earlier steps once nothing references them: see
+nn._flat.recycled_empty). The new parameters are read-only views, and the first
+``FlatModel.with_parameters`` given them adopts their buffer instead of copying it (later
+calls copy), so ``opt.step(model.parameters, grads)`` + ``model.with_parameters(new)``
+moves the memory the in-place flat update moves. Any other trees are updated leaf by leaf
+(in place on fresh copies, writeable results); the numbers are bitwise the same either way
+(the updates are element-wise). Cost: ``python -m benchmarks.optim`` (README, "Optimizers").
 """
 import numpy as np
 
 from . import functional as F
-from .nn._flat import flat_span, recycled_empty
+from .nn._flat import flat_span, read_only_handoff, recycled_empty
 from .tree import tree_map
 
 __all__ = ["SGD", "Adam", "AdamW"]
@@ -74,10 +74,11 @@ def _flat_columns(trees):
 
 
 def _apply(update, parameters, gradients, states):
-    """``update(p, g, *s)`` (an in-place kernel call) over fresh copies of the parameters
-    and states: ``(new_parameters, new_states)``. states: a list of trees, or of None for
-    zero-initialised ones. One call over whole flat buffers when the trees tile buffers
-    alike (module doc), else one call per leaf."""
+    """``update(p, g, *s, out=None)`` (a kernel call: in place, or into ``out``, the new
+    arrays) over the parameters and states: ``(new_parameters, new_states)``. states: a
+    list of trees, or of None for zero-initialised ones. One out-of-place call over whole
+    flat buffers when the trees tile buffers alike (module doc), else one in-place call per
+    leaf on fresh copies."""
     given = [s for s in states if s is not None]
     spans = _flat_columns([parameters, gradients, *given])
     if spans is None:
@@ -87,17 +88,17 @@ def _apply(update, parameters, gradients, states):
         return params, new
     n, dtype = spans[0].size, spans[0].dtype
     flat_p = recycled_empty(n, dtype)
-    np.copyto(flat_p, spans[0])
-    it, flat_states = iter(spans[2:]), []
+    it, sources, flat_states = iter(spans[2:]), [], []
     for s in states:
         flat = recycled_empty(n, dtype)
-        if s is None:
+        if s is None:  # zeros, updated in place
             flat.fill(0)
+            sources.append(flat)
         else:
-            np.copyto(flat, next(it))
+            sources.append(next(it))
         flat_states.append(flat)
-    update(flat_p, spans[1], *flat_states)
-    params, *new = _views_like(parameters, [flat_p, *flat_states])
+    update(spans[0], spans[1], *sources, out=(flat_p, *flat_states))
+    params, *new = _views_like(parameters, [read_only_handoff(flat_p), *flat_states])
     return params, new
 
 
@@ -121,11 +122,12 @@ class SGD:
         ``parameters`` and grads) take one kernel call over the whole buffer and give trees
         of views of one fresh buffer (module doc); bitwise the per-leaf result.
         """
-        def update(p, g, *buf):
+        def update(p, g, *buf, out=None):
             F.sgd_update_(p, g, buf[0] if buf else None, lr=self.learning_rate,
                           momentum=self.momentum, dampening=self.dampening,
                           weight_decay=self.weight_decay, nesterov=self.nesterov,
-                          first_step=self.step_count == 0)
+                          first_step=self.step_count == 0,
+                          out=None if out is None else (out + (None,))[:2])
 
         params, bufs = _apply(update, parameters, gradients,
                               [self.state] if self.momentum != 0 else [])
@@ -163,10 +165,10 @@ class Adam:
         """
         t = self.step_count + 1
 
-        def update(p, g, mi, vi):
+        def update(p, g, mi, vi, out=None):
             self._update(p, g, mi, vi, step=t, lr=self.learning_rate,
                          betas=(self.beta1, self.beta2), eps=self.eps,
-                         weight_decay=self.weight_decay)
+                         weight_decay=self.weight_decay, out=out)
 
         state = [None, None] if self.state is None else [self.state["m"], self.state["v"]]
         params, (m, v) = _apply(update, parameters, gradients, state)

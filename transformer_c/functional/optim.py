@@ -4,6 +4,13 @@ The math is torch.optim's single-tensor ("for-loop") implementation of SGD, Adam
 operation for operation. ``param`` and the optimizer states are updated in place, so they
 must be writeable C-contiguous float arrays; ``grad`` may have any layout. All of them share
 one shape (any shape) and one dtype (float32 or float64).
+
+``out=``: the updates write into other arrays instead (new parameter and states from the
+old ones, which are then only read and may have any layout): bitwise the in-place numbers,
+at the in-place cost on large arrays (non-temporal stores, csrc/kernels/optim_impl.h). Each
+``out`` array is writeable, C-contiguous, of param's shape and dtype, and either is its own
+input (that one updated in place) or overlaps no input; a partial overlap is a ValueError.
+The immutable tree optimizers (transformer_c.optim) use it.
 """
 import numpy as np
 
@@ -22,8 +29,8 @@ def _non_negative(value, name):
 
 
 def sgd_update_(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
-                weight_decay=0.0, nesterov=False, first_step=False):
-    """One torch.optim.SGD step, in place.
+                weight_decay=0.0, nesterov=False, first_step=False, out=None):
+    """One torch.optim.SGD step, in place (or into ``out``).
 
     param: any shape, float32/float64, writeable and C-contiguous (updated in place).
     grad: param's shape and dtype, any layout.
@@ -35,7 +42,8 @@ def sgd_update_(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampenin
       g = g + momentum * buf if nesterov else buf   (when momentum != 0);
       param -= lr * g.
     Options as torch: lr, momentum, weight_decay >= 0; nesterov needs momentum > 0 and
-    dampening == 0. Returns None.
+    dampening == 0. out: None, or (new_param, new_momentum_buffer) (the second None when
+    momentum == 0) to write the results to instead (module doc). Returns None.
     """
     lr = _non_negative(lr, "lr")
     momentum = _non_negative(momentum, "momentum")
@@ -44,20 +52,40 @@ def sgd_update_(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampenin
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov momentum requires momentum > 0 and dampening == 0, got "
                          f"momentum={momentum}, dampening={dampening}")
-    check_inout(param, "param")
     if momentum != 0 and momentum_buffer is None:
         raise ValueError("momentum_buffer is required when momentum != 0 (pass an array of "
                          "param's shape; with first_step=True its contents are overwritten)")
+    if out is not None:
+        new_param, new_buffer = _outs(out, 2, "(new_param, new_momentum_buffer)")
+        if momentum != 0 and new_buffer is None:
+            raise ValueError("out[1] (the new momentum_buffer) is required when momentum != 0")
+        _C.sgd_update_out(new_param, new_buffer if momentum != 0 else None, param, grad,
+                          momentum_buffer if momentum != 0 else None, lr, momentum, dampening,
+                          weight_decay, bool(nesterov), bool(first_step))
+        return
+    check_inout(param, "param")
     if momentum_buffer is not None:
         check_inout(momentum_buffer, "momentum_buffer")
     _C.sgd_update(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay,
                   bool(nesterov), bool(first_step))
 
 
-def _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay):
-    check_inout(param, "param")
-    check_inout(exp_avg, "exp_avg")
-    check_inout(exp_avg_sq, "exp_avg_sq")
+def _outs(out, count, what):
+    """out as a tuple of ``count`` arrays (None allowed where the caller says); TypeError
+    naming ``out`` otherwise (its arrays are checked by the binding)."""
+    if not isinstance(out, (tuple, list)) or len(out) != count:
+        raise TypeError(f"out must be a tuple {what}, got {type(out).__name__}")
+    for i, a in enumerate(out):
+        if a is not None:
+            check_inout(a, f"out[{i}]")
+    return tuple(out)
+
+
+def _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay, out):
+    if out is None:
+        check_inout(param, "param")
+        check_inout(exp_avg, "exp_avg")
+        check_inout(exp_avg_sq, "exp_avg_sq")
     step = as_int(step, "step", 1)  # the 1-based count of this update
     lr = _non_negative(lr, "lr")
     try:
@@ -73,9 +101,20 @@ def _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay):
     return int(step), lr, beta1, beta2, eps, weight_decay
 
 
+def _adam(param, grad, exp_avg, exp_avg_sq, args, out, decoupled):
+    if out is None:
+        (_C.adamw_update if decoupled else _C.adam_update)(param, grad, exp_avg, exp_avg_sq,
+                                                           *args)
+        return
+    outs = _outs(out, 3, "(new_param, new_exp_avg, new_exp_avg_sq)")
+    if any(a is None for a in outs):
+        raise TypeError("out must hold three arrays (new_param, new_exp_avg, new_exp_avg_sq)")
+    _C.adam_update_out(*outs, param, grad, exp_avg, exp_avg_sq, *args, bool(decoupled))
+
+
 def adam_update_(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
-                 eps=1e-8, weight_decay=0.0):
-    """One torch.optim.Adam step (L2 weight decay), in place.
+                 eps=1e-8, weight_decay=0.0, out=None):
+    """One torch.optim.Adam step (L2 weight decay), in place (or into ``out``).
 
     param, exp_avg, exp_avg_sq: one shape, float32/float64, writeable and C-contiguous
     (updated in place; the states start as zeros). grad: param's shape and dtype, any layout.
@@ -84,22 +123,23 @@ def adam_update_(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9,
       exp_avg = lerp(exp_avg, g, 1 - beta1); exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) g^2;
       param -= lr / (1 - beta1**step) * exp_avg / (sqrt(exp_avg_sq / (1 - beta2**step)) + eps)
     (bias corrections computed once per call). Options: lr, eps, weight_decay >= 0,
-    0 <= betas < 1. Returns None.
+    0 <= betas < 1. out: None, or (new_param, new_exp_avg, new_exp_avg_sq) to write the
+    results to instead (module doc). Returns None.
     """
-    args = _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay)
-    _C.adam_update(param, grad, exp_avg, exp_avg_sq, *args)
+    args = _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay, out)
+    _adam(param, grad, exp_avg, exp_avg_sq, args, out, False)
 
 
 def adamw_update_(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
-                  eps=1e-8, weight_decay=1e-2):
-    """One torch.optim.AdamW step (decoupled weight decay), in place.
+                  eps=1e-8, weight_decay=1e-2, out=None):
+    """One torch.optim.AdamW step (decoupled weight decay), in place (or into ``out``).
 
     As adam_update_, except that param *= 1 - lr * weight_decay first and the gradient is
     not decayed. Arrays: param, exp_avg, exp_avg_sq (one shape, writeable, C-contiguous),
-    grad (param's shape, any layout). Returns None.
+    grad (param's shape, any layout); out as adam_update_. Returns None.
     """
-    args = _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay)
-    _C.adamw_update(param, grad, exp_avg, exp_avg_sq, *args)
+    args = _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay, out)
+    _adam(param, grad, exp_avg, exp_avg_sq, args, out, True)
 
 
 def global_grad_norm(arrays):

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import threading
+import weakref
 
 import numpy as np
 
@@ -107,10 +108,44 @@ def recycled_empty(size, dtype):
             dropped = {id(b) for b in free[_POOL_FREE_KEPT:]}
             bufs[:] = [b for b in bufs if id(b) not in dropped]
         if free:
+            _HANDED_OFF.pop(id(free[0]), None)  # a new use: no longer an unclaimed hand-off
             return free[0]
         buf = np.empty(key[0], key[1])
         bufs.append(buf)
         return buf
+
+
+_HANDED_OFF = {}  # id(buffer) -> weakref of the buffer: handed off, not yet adopted
+
+
+def read_only_handoff(buf):
+    """A read-only view of the 1-D array ``buf`` (writeable, owning its memory, e.g. from
+    recycled_empty), and ``buf`` marked as handed off: the first FlatModel.with_parameters
+    given a tree that tiles all of it adopts it as its parameter buffer instead of copying
+    it (adopt_handoff). The optimizers return their new parameters this way: nobody can
+    write the returned tree, so the model it is adopted by stays the only writer."""
+    key = id(buf)
+    with _POOL_LOCK:
+        _HANDED_OFF[key] = weakref.ref(buf, lambda _ref: _HANDED_OFF.pop(key, None))
+    view = buf.view()
+    view.flags.writeable = False
+    return view
+
+
+def adopt_handoff(span):
+    """The buffer behind ``span`` (a 1-D view, as flat_span returns) when span is all of a
+    buffer marked by read_only_handoff and not adopted yet (it is then unmarked: adopted
+    once), else None."""
+    base = span.base
+    if (type(base) is not np.ndarray or span.size != base.size
+            or span.__array_interface__["data"][0] != base.__array_interface__["data"][0]):
+        return None
+    with _POOL_LOCK:
+        ref = _HANDED_OFF.get(id(base))
+        if ref is None or ref() is not base:
+            return None
+        del _HANDED_OFF[id(base)]
+    return base
 
 
 class FlatModel(Module):
@@ -227,8 +262,11 @@ class FlatModel(Module):
     def with_parameters(self, parameters):
         """A new model of this config, mode and seed with a copy of ``parameters`` (a tree
         of this model's structure and shapes, one dtype). When the tree's leaves tile one
-        buffer in layout order (another model's ``parameters``, an optimizer's result over
-        them) that is one copy of the buffer, else one copy per leaf."""
+        buffer in layout order (another model's ``parameters``) that is one copy of the
+        buffer, else one copy per leaf. An optimizer's result over such a tree (read-only
+        views of a fresh buffer, transformer_c.optim) is not copied: the first model built
+        from it adopts its buffer (later ones copy), so a tree training step costs what the
+        in-place flat update costs; the returned tree then shows that model's parameters."""
         layout = self._layout(self.config)
         try:
             leaves = [get_path(parameters, path) for path, _ in layout]
@@ -240,8 +278,10 @@ class FlatModel(Module):
             return type(self)(self.config, parameters, training=self.training, seed=self.seed)
         check_dtype(span.dtype)
         self._check_structure(parameters)
-        flat = recycled_empty(span.size, span.dtype)
-        np.copyto(flat, span)
+        flat = adopt_handoff(span)
+        if flat is None:
+            flat = recycled_empty(span.size, span.dtype)
+            np.copyto(flat, span)
         return self._from_flat(self.config, flat, self.training, self.seed)
 
     @property
