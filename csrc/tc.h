@@ -919,6 +919,31 @@ int tc_optim_adam_update_ref_f64(double *param, double *exp_avg, double *exp_avg
 int tc_optim_global_norm_ref_f32(double *norm, const float *x, int64_t n);
 int tc_optim_global_norm_ref_f64(double *norm, const double *x, int64_t n);
 
+/* Muon (Keller Jordan's; optim_muon_impl.h): the hidden weight matrices of a flat parameter
+ * buffer, listed by matrices (count, 3) = (offset, rows, cols) in increasing, non-overlapping
+ * order inside [0, n), each updated in place (param, momentum_buffer) from grad:
+ *   buf = lerp(buf, grad, 1 - momentum);  u = nesterov ? lerp(grad, buf, momentum) : buf;
+ *   X = u (u^T when rows > cols) / (||u||_F + 1e-7);  ns_steps times
+ *   X = a X + (b A + c A A) X with A = X X^T, (a, b, c) = (3.4445, -4.7750, 2.0315);
+ *   W = W (1 - lr weight_decay) - lr sqrt(max(1, rows / cols)) X.
+ * Elements outside the matrices are not touched (the caller runs AdamW on them). Products
+ * on tc_gemm; TC_EINVAL for a bad table, TC_ENOMEM if the scratch cannot be allocated.
+ * _ref: the plain reference (double, triple loops, one thread). */
+int tc_optim_muon_update_f32(float *param, float *momentum_buffer, const float *grad,
+                             int64_t n, const int64_t *matrices, int64_t count, double lr,
+                             double momentum, double weight_decay, int nesterov, int ns_steps);
+int tc_optim_muon_update_f64(double *param, double *momentum_buffer, const double *grad,
+                             int64_t n, const int64_t *matrices, int64_t count, double lr,
+                             double momentum, double weight_decay, int nesterov, int ns_steps);
+int tc_optim_muon_update_ref_f32(float *param, float *momentum_buffer, const float *grad,
+                                 int64_t n, const int64_t *matrices, int64_t count, double lr,
+                                 double momentum, double weight_decay, int nesterov,
+                                 int ns_steps);
+int tc_optim_muon_update_ref_f64(double *param, double *momentum_buffer, const double *grad,
+                                 int64_t n, const int64_t *matrices, int64_t count, double lr,
+                                 double momentum, double weight_decay, int nesterov,
+                                 int ns_steps);
+
 /* ------------------------------------------------------------------ end optimizers */
 
 /* ------------------------------------------------------------------ fused (fused.c) */

@@ -250,6 +250,69 @@ done:
     return result;
 }
 
+/* muon_update / muon_update_ref(param, momentum_buffer, grad, matrices (count, 3) int64,
+ *                               lr, momentum, weight_decay, nesterov, ns_steps) -> None:
+ * param and momentum_buffer updated in place where the matrices lie */
+static PyObject *muon_common(PyObject *args, int ref)
+{
+    PyObject *p_obj, *b_obj, *g_obj, *mat_obj, *result = NULL;
+    double lr, momentum, weight_decay;
+    int nesterov, ns_steps;
+    PyArrayObject *param = NULL, *grad = NULL, *buf = NULL, *mat = NULL;
+    const char *name = ref ? "muon_update_ref" : "muon_update";
+    if (!PyArg_ParseTuple(args, "OOOOdddpi", &p_obj, &b_obj, &g_obj, &mat_obj, &lr, &momentum,
+                          &weight_decay, &nesterov, &ns_steps))
+        return NULL;
+    int ty = convert_param_grad(p_obj, g_obj, &param, &grad);
+    if (ty < 0) goto done;
+    if (!(buf = convert_state(b_obj, "momentum_buffer", ty, param))) goto done;
+    if (!(mat = tc_py_index_array(mat_obj, "matrices", 2))) goto done;
+    if (tc_py_check_dim(mat, "matrices", 1, 3, "(offset, rows, cols) columns")) goto done;
+    if (ns_steps < 0) {
+        PyErr_Format(PyExc_ValueError, "ns_steps must be >= 0, got %d", ns_steps);
+        goto done;
+    }
+    int st;
+    const int64_t count = PyArray_DIM(mat, 0);
+    const int64_t *table = PyArray_DATA(mat);
+    TC_PY_BEGIN_ALLOW_THREADS
+    if (ref)
+        st = TC_CALL(ty, tc_optim_muon_update_ref, PyArray_DATA(param), PyArray_DATA(buf),
+                     PyArray_DATA(grad), PyArray_SIZE(param), table, count, lr, momentum,
+                     weight_decay, nesterov, ns_steps);
+    else
+        st = TC_CALL(ty, tc_optim_muon_update, PyArray_DATA(param), PyArray_DATA(buf),
+                     PyArray_DATA(grad), PyArray_SIZE(param), table, count, lr, momentum,
+                     weight_decay, nesterov, ns_steps);
+    Py_END_ALLOW_THREADS
+    if (st == TC_EINVAL) {
+        PyErr_Format(PyExc_ValueError, "%s: matrices must list (offset, rows, cols) rows with "
+                     "rows, cols >= 1, in increasing non-overlapping order inside param's %lld "
+                     "elements", name, (long long)PyArray_SIZE(param));
+        goto done;
+    }
+    if (tc_py_status(st, name)) goto done;
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(param);
+    Py_XDECREF(grad);
+    Py_XDECREF(buf);
+    Py_XDECREF(mat);
+    return result;
+}
+
+static PyObject *py_muon_update(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return muon_common(args, 0);
+}
+
+static PyObject *py_muon_update_ref(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return muon_common(args, 1);
+}
+
 /* global_grad_norm(arrays: sequence of float arrays, one dtype) -> float
  * sqrt of the sum of squares of every element, accumulated in double. */
 static PyObject *py_global_grad_norm(PyObject *self, PyObject *args)
@@ -426,6 +489,12 @@ PyMethodDef tc_methods_optim[] = {
     {"adam_update_out", py_adam_update_out, METH_VARARGS,
      "adam_update_out(new_param, new_exp_avg, new_exp_avg_sq, param, grad, exp_avg, "
      "exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled) -> None (out of place)"},
+    {"muon_update", py_muon_update, METH_VARARGS,
+     "muon_update(param, momentum_buffer, grad, matrices, lr, momentum, weight_decay, "
+     "nesterov, ns_steps) -> None (in place, the listed matrices only)"},
+    {"muon_update_ref", py_muon_update_ref, METH_VARARGS,
+     "muon_update_ref(param, momentum_buffer, grad, matrices, lr, momentum, weight_decay, "
+     "nesterov, ns_steps): test hook, the plain reference"},
     {"global_grad_norm", py_global_grad_norm, METH_VARARGS,
      "global_grad_norm(arrays) -> float: sqrt of the sum of squares, in double"},
     {"scale", py_scale, METH_VARARGS, "scale(array, factor) -> None: array *= factor in place"},

@@ -17,7 +17,8 @@ import numpy as np
 from .. import _C
 from ._util import as_int, as_real, check_inout
 
-__all__ = ["sgd_update_", "adam_update_", "adamw_update_", "global_grad_norm", "scale_"]
+__all__ = ["sgd_update_", "adam_update_", "adamw_update_", "muon_update_", "global_grad_norm",
+           "scale_"]
 
 
 def _non_negative(value, name):
@@ -140,6 +141,49 @@ def adamw_update_(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9
     """
     args = _adam_args(param, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay, out)
     _adam(param, grad, exp_avg, exp_avg_sq, args, out, True)
+
+
+def muon_update_(param, grad, momentum_buffer, matrices, *, lr=0.02, momentum=0.95,
+                 weight_decay=0.0, nesterov=True, ns_steps=5):
+    """One Muon step (Keller Jordan's) on the hidden weight matrices inside a flat buffer,
+    in place.
+
+    param, momentum_buffer: one shape (any; the matrices index its elements in C order),
+    float32/float64, writeable and C-contiguous (momentum_buffer starts as zeros). grad:
+    param's shape and dtype, any layout. matrices: (count, 3) integers (offset, rows, cols)
+    of the row-major matrices, in increasing non-overlapping order inside param (a
+    FlatModel's ``muon_matrices()``). For each matrix W, with torch's lerp:
+      buf = lerp(buf, grad, 1 - momentum);  u = lerp(grad, buf, momentum) if nesterov else buf;
+      X = u (transposed when rows > cols) / (||u||_F + 1e-7), then ns_steps quintic
+      Newton-Schulz steps X = a X + (b A + c A A) X, A = X X^T, (a, b, c) = (3.4445,
+      -4.7750, 2.0315);  W = W (1 - lr weight_decay) - lr sqrt(max(1, rows / cols)) X.
+    lr is in the published units (spectral norm per update, default 0.02), not AdamW's.
+    Elements outside the matrices are left alone (run AdamW on them). Returns None.
+    """
+    lr = _non_negative(lr, "lr")
+    momentum = as_real(momentum, "momentum", None)
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+    weight_decay = _non_negative(weight_decay, "weight_decay")
+    ns_steps = as_int(ns_steps, "ns_steps", 0)
+    check_inout(param, "param")
+    check_inout(momentum_buffer, "momentum_buffer")
+    _C.muon_update(param, momentum_buffer, grad, _matrix_table(matrices), lr, momentum,
+                   weight_decay, bool(nesterov), int(ns_steps))
+
+
+def _matrix_table(matrices):
+    """matrices as a (count, 3) int64 array; TypeError / ValueError naming it otherwise."""
+    table = np.asarray(matrices)
+    if table.size == 0:
+        return np.zeros((0, 3), np.int64)
+    if table.dtype.kind not in "iu":
+        raise TypeError(f"matrices must hold integers (offset, rows, cols), got dtype "
+                        f"{table.dtype}")
+    if table.ndim != 2 or table.shape[1] != 3:
+        raise ValueError(f"matrices must have shape (count, 3) (offset, rows, cols), got "
+                         f"{table.shape}")
+    return np.ascontiguousarray(table, np.int64)
 
 
 def global_grad_norm(arrays):
