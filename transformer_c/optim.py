@@ -19,10 +19,11 @@ moves the memory the in-place flat update moves. Any other trees are updated lea
 import numpy as np
 
 from . import functional as F
-from .nn._flat import flat_span, read_only_handoff, recycled_empty
+from .nn._flat import (flat_span, is_hidden_matrix, matrix_table, read_only_handoff,
+                       recycled_empty)
 from .tree import tree_map
 
-__all__ = ["SGD", "Adam", "AdamW"]
+__all__ = ["SGD", "Adam", "AdamW", "Muon"]
 
 
 def _fresh(tree):
@@ -184,3 +185,137 @@ class AdamW(Adam):
                  *, state=None, step_count=0):
         super().__init__(learning_rate, beta1, beta2, eps, weight_decay, state=state,
                          step_count=step_count)
+
+
+def _layout_of(tree, path=()):
+    """[(path, leaf)] of a tree's leaves in tree order (the order of tree_map and of the
+    flat buffers)."""
+    if isinstance(tree, dict):
+        return [item for k, v in tree.items() for item in _layout_of(v, path + (k,))]
+    if isinstance(tree, (list, tuple)):
+        return [item for i, v in enumerate(tree) for item in _layout_of(v, path + (i,))]
+    return [(path, tree)]
+
+
+def _flat_copy(leaves, n, dtype, span):
+    """A fresh writeable flat buffer (n,) holding ``leaves`` back to back (one copy of
+    ``span`` when the leaves tile it)."""
+    flat = recycled_empty(n, dtype)
+    if span is not None:
+        np.copyto(flat, span)
+        return flat
+    offset = 0
+    for leaf in leaves:
+        flat[offset:offset + leaf.size] = np.asarray(leaf).reshape(-1)
+        offset += leaf.size
+    return flat
+
+
+class Muon:
+    """Muon (Keller Jordan's "MomentUm Orthogonalized by Newton-Schulz") for the hidden
+    weight matrices of a parameter tree, AdamW for every other leaf, as the reference's
+    SingleDeviceMuonWithAuxAdam: the update of each matrix (SGD momentum with Nesterov) is
+    orthogonalised by 5 quintic Newton-Schulz steps in C on the project's GEMM
+    (functional.muon_update_ gives the formulas) and scaled by sqrt(max(1, rows / cols)),
+    the published scale, in which ``learning_rate`` (default 0.02) is a spectral norm per
+    update (the "match AdamW's RMS" variant, 0.2 sqrt(max(rows, cols)), is not used: it
+    would tie the matrices' learning rate to AdamW's, and the tests hold the published
+    algorithm). The AdamW part: ``adamw_learning_rate``, betas, eps, ``adamw_weight_decay``
+    (the reference's defaults: 3e-4, (0.9, 0.95), 1e-10, 0).
+
+    Which leaves are matrices: ``is_matrix(path, shape)``, by default
+    nn._flat.is_hidden_matrix (a 2-D ``weight`` inside a list of layers: a GPT's, Encoder's
+    or EncoderDecoder's attention and MLP projections; not embeddings, heads, gains,
+    biases). Trees of other names (e.g. the coursework classes' ``weights``) pass their own.
+
+    Immutable like the other optimizers: ``step`` returns (new_parameters, new_optimizer)
+    and modifies no input. The state holds trees of the parameters' structure: "momentum"
+    (zero outside the matrices) and AdamW's "m" and "v" (zero inside them), views of flat
+    buffers. The new parameters of a tree that tiles a flat buffer (a FlatModel's) are
+    read-only views that ``with_parameters`` adopts without a copy, as AdamW's.
+    """
+
+    def __init__(self, learning_rate=0.02, momentum=0.95, weight_decay=0.0, nesterov=True,
+                 ns_steps=5, adamw_learning_rate=3e-4, beta1=0.9, beta2=0.95, eps=1e-10,
+                 adamw_weight_decay=0.0, *, is_matrix=None, state=None, step_count=0):
+        self.learning_rate, self.momentum, self.weight_decay = learning_rate, momentum, weight_decay
+        self.nesterov, self.ns_steps = nesterov, ns_steps
+        self.adamw_learning_rate, self.beta1, self.beta2 = adamw_learning_rate, beta1, beta2
+        self.eps, self.adamw_weight_decay = eps, adamw_weight_decay
+        self.is_matrix = is_hidden_matrix if is_matrix is None else is_matrix
+        self.state, self.step_count = state, step_count
+
+    def _settings(self):
+        return dict(learning_rate=self.learning_rate, momentum=self.momentum,
+                    weight_decay=self.weight_decay, nesterov=self.nesterov,
+                    ns_steps=self.ns_steps, adamw_learning_rate=self.adamw_learning_rate,
+                    beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                    adamw_weight_decay=self.adamw_weight_decay, is_matrix=self.is_matrix)
+
+    def step(self, parameters, gradients):
+        """One Muon + AdamW update: ``(new_parameters, new_optimizer)``.
+
+        parameters, gradients: trees of one structure (nested dicts / lists of float32 or
+        float64 arrays of matching shapes, one dtype). The leaves are laid out back to back
+        in tree order in flat buffers (one copy each, or the buffers they already tile);
+        functional.muon_update_ updates the matrices (is_matrix) and functional.adamw_update_
+        each run of other leaves. Bitwise the same for flat and separate trees.
+        """
+        tree_map(lambda p, g: None, parameters, gradients)  # same structure, or ValueError
+        items = _layout_of(parameters)
+        layout = [(path, np.shape(leaf)) for path, leaf in items]
+        leaves = [np.asarray(leaf) for _, leaf in items]
+        grads = [np.asarray(g) for _, g in _layout_of(gradients)]
+        if not leaves:
+            return parameters, self._next(self.state)
+        dtype = leaves[0].dtype
+        for (path, shape), leaf, g in zip(layout, leaves, grads):
+            if leaf.dtype != dtype or g.dtype != dtype:
+                raise TypeError(f"every parameter and gradient must have dtype {dtype}; "
+                                f"{path} has {leaf.dtype} and its gradient {g.dtype}")
+            if g.shape != shape:
+                raise ValueError(f"the gradient of {path} has shape {g.shape}, expected {shape}")
+        n = sum(leaf.size for leaf in leaves)
+        table = matrix_table(layout, self.is_matrix)
+        state = self.state or {}
+        names = ("momentum", "m", "v")
+        trees = [state.get(k) for k in names]
+        spans = _flat_columns([parameters, gradients, *[t for t in trees if t is not None]])
+        p = _flat_copy(leaves, n, dtype, None if spans is None else spans[0])
+        g = spans[1] if spans is not None else np.concatenate([a.reshape(-1) for a in grads])
+        it = iter(spans[2:] if spans is not None else ())
+        flats = []
+        for tree in trees:
+            if tree is None:
+                buf = recycled_empty(n, dtype)
+                buf.fill(0)
+            else:
+                span = next(it) if spans is not None else None
+                buf = _flat_copy([np.asarray(a) for _, a in _layout_of(tree)], n, dtype, span)
+            flats.append(buf)
+        mom, m, v = flats
+        F.muon_update_(p, g, mom, table, lr=self.learning_rate, momentum=self.momentum,
+                       weight_decay=self.weight_decay, nesterov=self.nesterov,
+                       ns_steps=self.ns_steps)
+        t = self.step_count + 1
+        for a, b in _complement_runs(table, n):
+            F.adamw_update_(p[a:b], g[a:b], m[a:b], v[a:b], step=t, lr=self.adamw_learning_rate,
+                            betas=(self.beta1, self.beta2), eps=self.eps,
+                            weight_decay=self.adamw_weight_decay)
+        params, *new = _views_like(parameters, [read_only_handoff(p), mom, m, v])
+        return params, self._next(dict(zip(names, new)))
+
+    def _next(self, state):
+        return Muon(**self._settings(), state=state, step_count=self.step_count + 1)
+
+
+def _complement_runs(table, n):
+    """[(start, stop)]: the runs of [0, n) outside the matrices of ``table``."""
+    runs, start = [], 0
+    for off, rows, cols in table.tolist():
+        if off > start:
+            runs.append((start, off))
+        start = off + rows * cols
+    if start < n:
+        runs.append((start, n))
+    return runs

@@ -54,6 +54,34 @@ def tree_from_layout(layout, flat):
     return tree
 
 
+def is_hidden_matrix(path, shape):
+    """Whether the parameter leaf at ``path`` (a tuple of keys) with ``shape`` is a hidden
+    weight matrix, the leaves Muon updates (transformer_c.optim.Muon): a 2-D ``weight``
+    inside a list of layers (the path holds a list index), i.e. the attention projections
+    (c_attn, c_proj, a cross-attention's q_attn / c_attn / c_proj) and the MLP's c_fc /
+    c_proj of every block. Not: embeddings (wte, wpe, wtt), an untied lm_head, a
+    classifier or MLM head, norm gains, biases, and a mixture of experts' 3-D expert
+    weights and its router (AdamW updates those)."""
+    return (len(shape) == 2 and bool(path) and path[-1] == "weight"
+            and any(isinstance(k, int) for k in path))
+
+
+def matrix_table(layout, is_matrix=is_hidden_matrix):
+    """The (count, 3) int64 table (offset, rows, cols) of the matrices (``is_matrix(path,
+    shape)``, by default the hidden weight matrices) of a parameter layout [(path, shape)],
+    offsets into the flat buffer laid out in that order (functional.muon_update_'s
+    ``matrices``). ValueError when is_matrix picks a leaf that is not 2-D."""
+    rows, offset = [], 0
+    for path, shape in layout:
+        if is_matrix(path, shape):
+            if len(shape) != 2:
+                raise ValueError(f"{dotted(path)} of shape {shape} was chosen as a matrix: "
+                                 f"Muon updates 2-D matrices only")
+            rows.append((offset, shape[0], shape[1]))
+        offset += math.prod(shape)
+    return np.array(rows, np.int64).reshape(-1, 3)
+
+
 def flat_span(leaves):
     """The 1-D C-contiguous array that ``leaves`` tile back to back, in order (each leaf a
     C-contiguous ndarray view of one base buffer, leaf i+1 starting where leaf i ends), or
@@ -316,6 +344,12 @@ class FlatModel(Module):
         for path, _ in self._layout(self.config):
             get_path(tree, path)[...] = get_path(grads, path)
         return tree
+
+    def muon_matrices(self):
+        """(count, 3) int64 (offset, rows, cols): the hidden weight matrices of the flat
+        parameter buffer (nn._flat.is_hidden_matrix: every block's attention and MLP
+        projection weights), which Muon updates; AdamW takes the rest."""
+        return matrix_table(self._layout(self.config))
 
     @property
     def num_parameters(self):
