@@ -93,3 +93,29 @@ def test_flags_take_bools_or_0_1():
     c = model.config.c_fields()
     for v in (0, 1, False, True):
         _C.gpt_arena_bytes(False, {**c, "tie": v}, 1, 4)
+
+
+BLOCK_OPTIONS = ["attention", "sparse_block", "sparse_window", "sparse_stride",
+                 "sparse_global", "ffn", "moe_experts", "moe_top_k", "moe_capacity",
+                 "moe_aux_weight"]
+
+
+@pytest.mark.parametrize("cls_name", ["GPTConfig", "EncoderConfig", "BertConfig"])
+def test_block_options_follow_each_configs_own_fields(cls_name):
+    import dataclasses
+    import transformer_c.nn as nn
+    names = [f.name for f in dataclasses.fields(getattr(nn, cls_name))]
+    assert names[-len(BLOCK_OPTIONS):] == BLOCK_OPTIONS
+    assert names[:2] == ["vocab_size", "block_size"]
+    cfg = getattr(nn, cls_name)(attention="block_sparse", ffn="moe", moe_top_k=2)
+    assert (cfg.attention, cfg.ffn, cfg.moe_top_k, cfg.sparse_block) == \
+        ("block_sparse", "moe", 2, 64)
+
+
+def test_a_config_may_not_redeclare_a_block_option():
+    from transformer_c.nn._config import with_block_options
+
+    with pytest.raises(TypeError, match="'ffn'"):
+        @with_block_options
+        class Bad:
+            ffn: str = "mlp"

@@ -36,6 +36,51 @@ class ConfigMixin:
         return cls(**d)
 
 
+class BlockOptions:
+    """The options of a transformer block that every self-attention model config shares
+    (GPTConfig, EncoderConfig, BertConfig), declared once here and appended to each
+    config's own fields by the with_block_options class decorator.
+
+    attention: "dense" (default) or "block_sparse" (transformer_c.options.ATTENTIONS): every
+    layer's attention restricted to the pattern sparse_block (tokens per block),
+    sparse_window (blocks seen on each side, own included), sparse_stride (every
+    sparse_stride-th key block seen by all; 0: none), sparse_global (leading blocks that
+    see and are seen by all): functional.sparse_layout. Causal models see the window to
+    the left (the same key set in training and in KV-cached generation); bidirectional
+    ones see window - 1 blocks on each side, padded keys staying masked. The sparse_*
+    fields are ignored by dense attention.
+    ffn: the feed-forward sublayer (transformer_c.options.FFNS), "mlp" (dense) or "moe" (a
+    mixture of moe_experts MLPs of width n_inner, top-moe_top_k routing with capacity
+    factor moe_capacity, and the load-balancing loss times moe_aux_weight added to the
+    training loss and its gradient; nn.MoE; padded positions are routed too).
+    """
+
+    attention: str = "dense"
+    sparse_block: int = 64
+    sparse_window: int = 2
+    sparse_stride: int = 0
+    sparse_global: int = 0
+    ffn: str = "mlp"
+    moe_experts: int = 4
+    moe_top_k: int = 1
+    moe_capacity: float = 1.25
+    moe_aux_weight: float = 0.01
+
+
+def with_block_options(cls):
+    """Class decorator (applied before dataclasses.dataclass): appends BlockOptions' fields,
+    with their types and defaults, after the fields cls declares (so they follow them in
+    the constructor, the repr and to_dict, and cls may not declare them itself)."""
+    own = cls.__dict__.get("__annotations__", {})
+    for name, typ in BlockOptions.__annotations__.items():
+        if name in own:
+            raise TypeError(f"{cls.__name__} declares the block option {name!r} itself")
+        own[name] = typ
+        setattr(cls, name, getattr(BlockOptions, name))
+    cls.__annotations__ = own
+    return cls
+
+
 def check_positive(cfg, names):
     """ValueError unless every field in names is an int >= 1 (bools rejected)."""
     for name in names:

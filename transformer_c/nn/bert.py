@@ -33,7 +33,8 @@ import numpy as np
 from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import check_option
-from ._config import ConfigMixin, check_attention, check_common, check_positive
+from ._config import ConfigMixin, check_attention, check_common, check_positive, \
+    with_block_options
 from ._flat import FlatModel
 from .blocks import site_seed
 from .encoder import POSITIONS, source_mask
@@ -45,6 +46,7 @@ __all__ = ["BertConfig", "Bert"]
 
 
 @dataclasses.dataclass(frozen=True)
+@with_block_options
 class BertConfig(ConfigMixin):
     """Hyper-parameters of a Bert (defaults: a small BERT for a CPU).
 
@@ -55,12 +57,11 @@ class BertConfig(ConfigMixin):
     layer_norm_epsilon, position_base: as EncoderConfig. type_vocab_size: segment ids
     (2: sentence a and b); num_labels: classes of the classifier; pooling: "cls" or "mean"
     (transformer_c.options.POOLINGS); tie_mlm: the MLM output layer is the token embedding
-    (else its own mlm.decoder). attention: "dense" or "block_sparse", with the pattern
-    sparse_block, sparse_window, sparse_stride, sparse_global (as EncoderConfig:
-    bidirectional, a query sees window - 1 blocks on each side; padded keys stay masked).
-    ffn: "mlp" or "moe", with moe_experts, moe_top_k, moe_capacity, moe_aux_weight (as
-    EncoderConfig; padded positions are routed too; loss_and_grads / mlm_loss_and_grads add
-    moe_aux_weight times the layers' load-balancing losses to the loss and its gradient).
+    (else its own mlm.decoder). attention, sparse_block, sparse_window, sparse_stride,
+    sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight: the block
+    options (BlockOptions; attention is bidirectional, padded keys stay
+    masked; loss_and_grads / mlm_loss_and_grads add moe_aux_weight times the layers'
+    load-balancing losses to the loss and its gradient).
     """
 
     vocab_size: int = 8192
@@ -80,16 +81,6 @@ class BertConfig(ConfigMixin):
     num_labels: int = 3
     pooling: str = "cls"
     tie_mlm: bool = True
-    attention: str = "dense"
-    sparse_block: int = 64
-    sparse_window: int = 2
-    sparse_stride: int = 0
-    sparse_global: int = 0
-    ffn: str = "mlp"
-    moe_experts: int = 4
-    moe_top_k: int = 1
-    moe_capacity: float = 1.25
-    moe_aux_weight: float = 0.01
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer", "type_vocab_size", "num_labels"))

@@ -31,7 +31,8 @@ import math
 import numpy as np
 
 from ..functional._util import as_bool_mask, as_ids, same_dtype
-from ._config import ConfigMixin, check_attention, check_common, check_positive
+from ._config import ConfigMixin, check_attention, check_common, check_positive, \
+    with_block_options
 from ._flat import FlatModel
 from .feedforward import MoE
 from .stack import Inspection, check_ids, stack_attentions, stack_backward, stack_blocks, \
@@ -41,6 +42,7 @@ __all__ = ["EncoderConfig", "Encoder"]
 
 POSITIONS = ("learned", "sinusoidal")  # of options.POSITIONS: no RoPE in the encoder
 @dataclasses.dataclass(frozen=True)
+@with_block_options
 class EncoderConfig(ConfigMixin):
     """Hyper-parameters of an Encoder (defaults: the base Transformer's encoder, pre-LN).
 
@@ -51,12 +53,9 @@ class EncoderConfig(ConfigMixin):
     (a fixed table added to the embeddings); norm: "pre" (with a final ln_f) or "post" (the
     original Transformer; no ln_f); activation: "gelu_tanh", "gelu" or "relu"; n_inner: the
     MLP width (None: 4 * n_embd); layer_norm_epsilon; position_base: the sinusoidal base.
-    attention: "dense" or "block_sparse", with the pattern sparse_block, sparse_window,
-    sparse_stride, sparse_global (as GPTConfig; bidirectional: a query sees window - 1
-    blocks on each side).
-    ffn: the feed-forward sublayer, "mlp" (dense) or "moe" (a mixture of moe_experts
-    MLPs of width n_inner, top-moe_top_k routing with capacity factor moe_capacity, and the
-    load-balancing loss times moe_aux_weight added to the training loss; nn.MoE).
+    attention, sparse_block, sparse_window, sparse_stride, sparse_global, ffn, moe_experts,
+    moe_top_k, moe_capacity, moe_aux_weight: the block options (BlockOptions;
+    attention is bidirectional).
     """
 
     vocab_size: int = 32000
@@ -72,16 +71,6 @@ class EncoderConfig(ConfigMixin):
     n_inner: int = None
     layer_norm_epsilon: float = 1e-5
     position_base: float = 10000.0
-    attention: str = "dense"
-    sparse_block: int = 64
-    sparse_window: int = 2
-    sparse_stride: int = 0
-    sparse_global: int = 0
-    ffn: str = "mlp"
-    moe_experts: int = 4
-    moe_top_k: int = 1
-    moe_capacity: float = 1.25
-    moe_aux_weight: float = 0.01
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))

@@ -37,7 +37,7 @@ from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
 from ._config import ConfigMixin, attention_c_fields, check_attention, check_common, \
-    check_positive
+    check_positive, with_block_options
 from ._flat import FlatModel
 from .attention import check_head_mask
 from .feedforward import MoE
@@ -49,6 +49,7 @@ __all__ = ["GPTConfig", "GPT"]
 
 
 @dataclasses.dataclass(frozen=True)
+@with_block_options
 class GPTConfig(ConfigMixin):
     """Hyper-parameters of a GPT (defaults: GPT-2 small, 124M parameters).
 
@@ -64,15 +65,8 @@ class GPTConfig(ConfigMixin):
     projection is wte (else a separate lm_head). n_inner: the MLP width (None: 4 * n_embd).
     layer_norm_epsilon; position_base: the base of the sinusoidal table and of RoPE;
     rope_interleaved: RoPE pairs (2i, 2i+1) instead of (i, i + head_size/2).
-    attention: "dense" (default) or "block_sparse" (transformer_c.options.ATTENTIONS): every
-    layer's attention restricted to the pattern sparse_block (tokens per block),
-    sparse_window (blocks seen on each side, own included), sparse_stride (every
-    sparse_stride-th key block seen by all; 0: none), sparse_global (leading blocks that
-    see and are seen by all): functional.sparse_layout; the same key set in training and
-    in KV-cached generation. The sparse_* fields are ignored by dense attention.
-    ffn: the feed-forward sublayer, "mlp" (dense) or "moe" (a mixture of moe_experts
-    MLPs of width n_inner, top-moe_top_k routing with capacity factor moe_capacity, and the
-    load-balancing loss times moe_aux_weight added to the training loss; nn.MoE).
+    attention, sparse_block, sparse_window, sparse_stride, sparse_global, ffn, moe_experts,
+    moe_top_k, moe_capacity, moe_aux_weight: the block options (BlockOptions).
     """
 
     vocab_size: int = 50257
@@ -90,16 +84,6 @@ class GPTConfig(ConfigMixin):
     layer_norm_epsilon: float = 1e-5
     position_base: float = 10000.0
     rope_interleaved: bool = False
-    attention: str = "dense"
-    sparse_block: int = 64
-    sparse_window: int = 2
-    sparse_stride: int = 0
-    sparse_global: int = 0
-    ffn: str = "mlp"
-    moe_experts: int = 4
-    moe_top_k: int = 1
-    moe_capacity: float = 1.25
-    moe_aux_weight: float = 0.01
 
     def __post_init__(self):
         check_positive(self, ("vocab_size", "n_layer"))
