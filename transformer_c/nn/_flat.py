@@ -8,6 +8,7 @@ parameter and gradient buffers, ``state_dict``, safetensors ``save`` / ``load`` 
 config as JSON in the metadata, train / eval and seed checking.
 """
 import abc
+import functools
 import json
 import math
 import os
@@ -21,6 +22,29 @@ from ..functional._util import as_seed
 from .module import Module, check_dtype
 
 __all__ = []
+
+
+@functools.lru_cache(maxsize=64)
+def _memo_layout(cls, config):
+    return tuple(cls._layout(config))
+
+
+def layout_of(cls, config):
+    """cls._layout(config) as a tuple, computed once per (class, config) (configs are
+    frozen dataclasses; an unhashable one is recomputed every time)."""
+    try:
+        return _memo_layout(cls, config)
+    except TypeError:
+        return tuple(cls._layout(config))
+
+
+def count_leaves(tree):
+    """The number of leaves of a tree (nested dicts / lists / tuples)."""
+    if isinstance(tree, dict):
+        return sum(count_leaves(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(count_leaves(v) for v in tree)
+    return 1
 
 
 def get_path(tree, path):
@@ -199,7 +223,7 @@ class FlatModel(Module):
             raise TypeError(f"config must be a {self._config_class.__name__}, "
                             f"got {type(config).__name__}")
         self.config = config
-        leaves = self._layout(config)
+        leaves = layout_of(type(self), config)
         try:
             first = np.asarray(get_path(parameters, leaves[0][0]))
         except (KeyError, IndexError, TypeError):
@@ -221,11 +245,11 @@ class FlatModel(Module):
 
     @classmethod
     def _count(cls, config):
-        return sum(math.prod(s) for _, s in cls._layout(config))
+        return sum(math.prod(s) for _, s in layout_of(cls, config))
 
     def _init_from_flat(self, flat, training, seed):
         self._flat = flat
-        self._params = tree_from_layout(self._layout(self.config), flat)
+        self._params = tree_from_layout(layout_of(type(self), self.config), flat)
         self._grads = None
         self._grads_views = None
         self._ctx = None
@@ -240,7 +264,7 @@ class FlatModel(Module):
         return self
 
     def _check_structure(self, parameters):
-        want = {dotted(p) for p, _ in self._layout(self.config)}
+        want = {dotted(p) for p, _ in layout_of(type(self), self.config)}
         got = set()
 
         def walk(node, prefix):
@@ -272,7 +296,7 @@ class FlatModel(Module):
             raise TypeError(f"random_generator must be a numpy.random.Generator, got "
                             f"{type(random_generator).__name__}")
         model = cls._from_flat(config, np.empty(cls._count(config), dt), training, seed)
-        for path, shape in cls._layout(config):
+        for path, shape in layout_of(cls, config):
             leaf = get_path(model._params, path)
             if path[-1] in ("bias", "b1", "b2"):  # b1, b2: a MoE's expert biases
                 leaf[...] = 0
@@ -295,7 +319,7 @@ class FlatModel(Module):
         views of a fresh buffer, transformer_c.optim) is not copied: the first model built
         from it adopts its buffer (later ones copy), so a tree training step costs what the
         in-place flat update costs; the returned tree then shows that model's parameters."""
-        layout = self._layout(self.config)
+        layout = layout_of(type(self), self.config)
         try:
             leaves = [get_path(parameters, path) for path, _ in layout]
         except (KeyError, IndexError, TypeError):
@@ -305,7 +329,8 @@ class FlatModel(Module):
                 or any(leaf.shape != shape for leaf, (_, shape) in zip(leaves, layout))):
             return type(self)(self.config, parameters, training=self.training, seed=self.seed)
         check_dtype(span.dtype)
-        self._check_structure(parameters)
+        if count_leaves(parameters) != len(layout):  # every layout path exists: extras?
+            self._check_structure(parameters)
         flat = adopt_handoff(span)
         if flat is None:
             flat = recycled_empty(span.size, span.dtype)
@@ -335,13 +360,13 @@ class FlatModel(Module):
         views = self._grads_views
         if views is None or views[0] is not self.flat_grads:
             self._grads_views = (self.flat_grads,
-                                 tree_from_layout(self._layout(self.config), self.flat_grads))
+                                 tree_from_layout(layout_of(type(self), self.config), self.flat_grads))
         return self._grads_views[1]
 
     def _store_grads(self, grads):
         """Copy a grads tree into flat_grads; returns the tree of views."""
         tree = self._grads_tree()
-        for path, _ in self._layout(self.config):
+        for path, _ in layout_of(type(self), self.config):
             get_path(tree, path)[...] = get_path(grads, path)
         return tree
 
@@ -349,7 +374,7 @@ class FlatModel(Module):
         """(count, 3) int64 (offset, rows, cols): the hidden weight matrices of the flat
         parameter buffer (nn._flat.is_hidden_matrix: every block's attention and MLP
         projection weights), which Muon updates; AdamW takes the rest."""
-        return matrix_table(self._layout(self.config))
+        return matrix_table(layout_of(type(self), self.config))
 
     @property
     def num_parameters(self):
@@ -407,7 +432,7 @@ class FlatModel(Module):
         """{"encoder.h.0.ln_1.weight": array, ...}: dotted names of the tree's leaves, arrays
         are views of the parameters."""
         return {dotted(path): get_path(self._params, path)
-                for path, _ in self._layout(self.config)}
+                for path, _ in layout_of(type(self), self.config)}
 
     def save(self, path):
         """Write the parameters and config to ``path`` in the safetensors format (tensor
@@ -462,7 +487,7 @@ class FlatModel(Module):
     def _from_state_dict(cls, config, tensors, dtype, training, seed, transpose=()):
         """A model from {dotted name: array} (the names in ``transpose`` are 2-D arrays
         stored transposed); dtype None keeps the first tensor's."""
-        layout = cls._layout(config)
+        layout = layout_of(cls, config)
         names = {dotted(p) for p, _ in layout}
         missing, extra = sorted(names - set(tensors)), sorted(set(tensors) - names)
         if missing:
