@@ -2,9 +2,11 @@
 process (samples interleaved round after round, median of the rounds).
 
 python -m benchmarks.optim [--configs medium] [--threads 1] [--repeats 7] [--optimizers adamw]
+                          (also: adam, sgd, muon)
 
 Cases per (config, threads, optimizer), the GPT of benchmarks.gpt.CONFIGS, float32:
-  flat:     functional.<name>_update_ over model.flat_parameters / flat_grads (in place)
+  flat:     functional.<name>_update_ over model.flat_parameters / flat_grads (in place);
+            for muon, muon_update_ on the model's matrices + adamw_update_ on the rest
   tree:     opt.step(model.parameters, grads) then model.with_parameters(new parameters),
             grads the tree loss_and_grads returns (views of flat_grads)
   step:     tree without the with_parameters (what a copy-free with_parameters would give)
@@ -12,6 +14,10 @@ Cases per (config, threads, optimizer), the GPT of benchmarks.gpt.CONFIGS, float
             coursework case: no flat buffer behind the trees)
 One JSON line each: ms (median and best), tree / flat and separate / flat ratios, and the
 1-minute load average (the machine may be shared: the numbers mean little under load).
+The tree / flat ratio is the cost of the immutable API: the step writes new buffers (the
+out-of-place kernel, non-temporal stores) and with_parameters adopts the new parameter
+buffer, so it should stay near 1 for the Adam family; muon's flat and tree cases both run
+the Newton-Schulz products, which dominate.
 """
 import argparse
 import os
@@ -34,7 +40,23 @@ OPTIMIZERS = {
     "sgd": (lambda: optim.SGD(learning_rate=1e-4, momentum=0.9),
             lambda p, g, s, k: tc.functional.sgd_update_(p, g, s[0], lr=1e-4, momentum=0.9,
                                                          first_step=k == 1)),
+    "muon": (lambda: optim.Muon(), None),  # flat: muon_flat below
 }
+
+
+def muon_flat(table, n):
+    """The in-place flat Muon + AdamW update of a model with matrices ``table`` (n
+    parameters): (p, g, [momentum, m, v], k) -> None, optim.Muon's defaults."""
+    from transformer_c.optim import _complement_runs
+
+    runs = _complement_runs(table, n)
+
+    def update(p, g, s, k):
+        tc.functional.muon_update_(p, g, s[0], table)
+        for a, b in runs:
+            tc.functional.adamw_update_(p[a:b], g[a:b], s[1][a:b], s[2][a:b], step=k, lr=3e-4,
+                                        betas=(0.9, 0.95), eps=1e-10, weight_decay=0.0)
+    return update
 
 
 def cases(config, name):
@@ -46,7 +68,9 @@ def cases(config, name):
     model.flat_grads[...] = rng.standard_normal(model.num_parameters).astype(model.dtype) * 1e-3
     grads = model._grads_tree()  # the tree loss_and_grads returns: views of flat_grads
     flat_model = model.with_parameters(model.parameters)
-    flat_state = [np.zeros_like(flat_model.flat_parameters) for _ in range(2)]
+    flat_state = [np.zeros_like(flat_model.flat_parameters) for _ in range(3)]
+    if flat_update is None:
+        flat_update = muon_flat(model.muon_matrices(), model.num_parameters)
     flat_k = [0]
 
     def flat():

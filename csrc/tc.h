@@ -957,6 +957,32 @@ int tc_optim_adamw_update_f32(float *param, float *exp_avg, float *exp_avg_sq, c
 int tc_optim_adamw_update_f64(double *param, double *exp_avg, double *exp_avg_sq,
                               const double *grad, int64_t n, int64_t step, double lr,
                               double beta1, double beta2, double eps, double weight_decay);
+/* The same updates out of place: new_* (n,) from the sources (n,), which are not modified
+ * (the immutable tree optimizers). Each destination is its own source (in place: the
+ * functions above are these with new_* = the sources) or disjoint from every input, and the
+ * destinations are pairwise disjoint: TC_EINVAL otherwise (a partial overlap). The numbers
+ * are bitwise those of the in-place updates; out of place on large arrays the results are
+ * written with non-temporal stores (no read of the destinations' old memory). adam with
+ * decoupled 1 is AdamW; the momentum buffers NULL only when momentum == 0. */
+int tc_optim_sgd_update_out_f32(float *new_param, float *new_buffer, const float *param,
+                                const float *momentum_buffer, const float *grad, int64_t n,
+                                double lr, double momentum, double dampening,
+                                double weight_decay, int nesterov, int first_step);
+int tc_optim_sgd_update_out_f64(double *new_param, double *new_buffer, const double *param,
+                                const double *momentum_buffer, const double *grad, int64_t n,
+                                double lr, double momentum, double dampening,
+                                double weight_decay, int nesterov, int first_step);
+int tc_optim_adam_update_out_f32(float *new_param, float *new_exp_avg, float *new_exp_avg_sq,
+                                 const float *param, const float *exp_avg,
+                                 const float *exp_avg_sq, const float *grad, int64_t n,
+                                 int64_t step, double lr, double beta1, double beta2, double eps,
+                                 double weight_decay, int decoupled);
+int tc_optim_adam_update_out_f64(double *new_param, double *new_exp_avg,
+                                 double *new_exp_avg_sq, const double *param,
+                                 const double *exp_avg, const double *exp_avg_sq,
+                                 const double *grad, int64_t n, int64_t step, double lr,
+                                 double beta1, double beta2, double eps, double weight_decay,
+                                 int decoupled);
 /* *norm = sqrt of the sum of squares of every element of count arrays (arrays[k] has sizes[k]
  * elements), accumulated in double in a fixed order (independent of the thread count). */
 int tc_optim_global_norm_f32(double *norm, const float *const *arrays, const int64_t *sizes,
@@ -984,6 +1010,31 @@ int tc_optim_adam_update_ref_f64(double *param, double *exp_avg, double *exp_avg
                                  int decoupled);
 int tc_optim_global_norm_ref_f32(double *norm, const float *x, int64_t n);
 int tc_optim_global_norm_ref_f64(double *norm, const double *x, int64_t n);
+
+/* Muon (Keller Jordan's; optim_muon_impl.h): the hidden weight matrices of a flat parameter
+ * buffer, listed by matrices (count, 3) = (offset, rows, cols) in increasing, non-overlapping
+ * order inside [0, n), each updated in place (param, momentum_buffer) from grad:
+ *   buf = lerp(buf, grad, 1 - momentum);  u = nesterov ? lerp(grad, buf, momentum) : buf;
+ *   X = u (u^T when rows > cols) / (||u||_F + 1e-7);  ns_steps times
+ *   X = a X + (b A + c A A) X with A = X X^T, (a, b, c) = (3.4445, -4.7750, 2.0315);
+ *   W = W (1 - lr weight_decay) - lr sqrt(max(1, rows / cols)) X.
+ * Elements outside the matrices are not touched (the caller runs AdamW on them). Products
+ * on tc_gemm; TC_EINVAL for a bad table, TC_ENOMEM if the scratch cannot be allocated.
+ * _ref: the plain reference (double, triple loops, one thread). */
+int tc_optim_muon_update_f32(float *param, float *momentum_buffer, const float *grad,
+                             int64_t n, const int64_t *matrices, int64_t count, double lr,
+                             double momentum, double weight_decay, int nesterov, int ns_steps);
+int tc_optim_muon_update_f64(double *param, double *momentum_buffer, const double *grad,
+                             int64_t n, const int64_t *matrices, int64_t count, double lr,
+                             double momentum, double weight_decay, int nesterov, int ns_steps);
+int tc_optim_muon_update_ref_f32(float *param, float *momentum_buffer, const float *grad,
+                                 int64_t n, const int64_t *matrices, int64_t count, double lr,
+                                 double momentum, double weight_decay, int nesterov,
+                                 int ns_steps);
+int tc_optim_muon_update_ref_f64(double *param, double *momentum_buffer, const double *grad,
+                                 int64_t n, const int64_t *matrices, int64_t count, double lr,
+                                 double momentum, double weight_decay, int nesterov,
+                                 int ns_steps);
 
 /* ------------------------------------------------------------------ end optimizers */
 

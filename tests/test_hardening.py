@@ -312,6 +312,7 @@ def _specs(dt, r):
         "sgd_update_": ((n(7), n(7), n(7)), {"lr": 0.1, "momentum": 0.9}, (0, 2)),
         "adam_update_": ((n(7), n(7), n(7), np.abs(n(7))), {"step": 2}, (0, 2, 3)),
         "adamw_update_": ((n(7), n(7), n(7), np.abs(n(7))), {"step": 2}, (0, 2, 3)),
+        "muon_update_": ((n(12), n(12), n(12), np.array([(1, 2, 5)])), {}, (0, 2)),
         "moe": ((x, *moe_w), {"top_k": 2, "capacity_factor": 0.5}, ()),
         "moe_backward": ((x, x, *moe_w), {"top_k": 2, "aux_grad": 0.5}, ()),
         "moe_capacity": ((10, 4), {"top_k": 2}, ()),
@@ -381,7 +382,7 @@ def test_big_endian_inputs_give_the_native_numbers(dt):
 
 
 @pytest.mark.parametrize("name", ["scale_", "sgd_update_", "adam_update_", "adamw_update_",
-                                  "attention_decode"])
+                                  "muon_update_", "attention_decode"])
 def test_big_endian_in_place_arrays_are_refused_by_byte_order(name):
     args, kw, inout = _specs(np.float64, np.random.default_rng(0))[name]
     for i in inout:

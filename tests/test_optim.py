@@ -519,7 +519,15 @@ def test_gpt_tree_step_and_with_parameters_match_the_flat_update():
         model = model.with_parameters(params)
         F.adamw_update_(flat_p, flat_g, m, v, step=step, lr=1e-2)
         assert np.array_equal(model.flat_parameters, flat_p)
-        assert not np.shares_memory(model.flat_parameters, tc.tree.leaves(params)[0])
+        # adopted, not copied: the optimizer's read-only tree is the new model's buffer
+        leaf = tc.tree.leaves(params)[0]
+        assert np.shares_memory(model.flat_parameters, leaf) and not leaf.flags.writeable
+        assert model.flat_parameters.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            leaf[...] = 0
+        again = model.with_parameters(params)  # adopted once: a second model copies
+        assert not np.shares_memory(again.flat_parameters, model.flat_parameters)
+        assert np.array_equal(again.flat_parameters, flat_p)
     assert np.array_equal(old.flat_parameters, before)
     assert np.array_equal(flat_span(tc.tree.leaves(opt.state["m"])), m)
     assert np.array_equal(flat_span(tc.tree.leaves(opt.state["v"])), v)

@@ -7,7 +7,8 @@
     model.safetensors     the GPT or Bert (its save: tensors + its config in the metadata;
                           the metadata key says which: "bert_config" for a Bert)
     tokenizer.json        the tokenizer (Tokenizer.save)
-    optimizer.safetensors the AdamW moments "exp_avg" and "exp_avg_sq" (flat, the layout of
+    optimizer.safetensors the AdamW moments "exp_avg" and "exp_avg_sq" (and a Muon run's
+                          "momentum_buffer"; flat, the layout of
                           GPT.flat_parameters), when saved
 
 A training run (``transformer_c train --out DIR``) keeps two of them: ``DIR/last`` (the
@@ -57,7 +58,7 @@ class Checkpoint:
     model: object
     tokenizer: object
     state: dict
-    optimizer: dict  # {"exp_avg": array, "exp_avg_sq": array} or None
+    optimizer: dict  # {"exp_avg": array, "exp_avg_sq": array[, "momentum_buffer"]} or None
     notes: list = dataclasses.field(default_factory=list)  # what loading had to do (recovery)
 
 
@@ -362,6 +363,12 @@ def load(path, *, optimizer=True, prefer="best"):
                                       f"({model.num_parameters} {model.dtype} parameters)")
             if not np.isfinite(a).all():
                 raise CheckpointError(f"{opt_file} is corrupt: {k} holds NaN or infinite values")
+        a = opt.get("momentum_buffer")  # Muon's, in a TrainConfig(optimizer="muon") run
+        if a is not None and (a.shape != model.flat_parameters.shape or a.dtype != model.dtype
+                              or not np.isfinite(a).all()):
+            raise CheckpointError(f"{opt_file}: momentum_buffer does not match the model "
+                                  f"({model.num_parameters} {model.dtype} parameters) or "
+                                  f"holds NaN or infinite values")
     elif optimizer and "optimizer.safetensors" in meta.get("files", {}):
         raise CheckpointError(f"{path} has no optimizer.safetensors (checkpoint.json lists it)")
     return Checkpoint(path, model, tokenizer, meta, opt, notes)

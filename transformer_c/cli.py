@@ -101,6 +101,13 @@ def build_parser():
     g.add_argument("--schedule", choices=("cosine", "inverse_sqrt", "constant"))
     g.add_argument("--weight-decay", type=_non_negative(float))
     g.add_argument("--beta2", type=_non_negative(float))
+    g.add_argument("--optimizer", choices=("adamw", "muon"),
+                   help="adamw (default), or muon: Muon on the blocks' weight matrices, "
+                   "AdamW (--lr) on the rest")
+    g.add_argument("--muon-lr", type=_positive(float),
+                   help="Muon's peak learning rate (published units; default 0.02)")
+    g.add_argument("--muon-momentum", type=_non_negative(float),
+                   help="Muon's momentum (default 0.95)")
     g.add_argument("--grad-clip", type=_non_negative(float), help="global norm bound (0: off)")
     g.add_argument("--label-smoothing", type=_non_negative(float))
     g.add_argument("--eval-every", type=_non_negative(int), help="steps between evaluations")

@@ -23,11 +23,11 @@ __all__ = ["PRESETS", "DEFAULT_PRESET", "MODEL_KEYS", "TRAIN_KEYS"]
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
 TRAIN_KEYS = ("max_iters", "batch_size", "grad_accum", "lr", "min_lr", "warmup_iters",
               "schedule", "weight_decay", "beta1", "beta2", "grad_clip", "label_smoothing",
-              "eval_every", "eval_iters", "log_every")
+              "eval_every", "eval_iters", "log_every", "optimizer", "muon_lr", "muon_momentum")
 
 _NANOGPT = dict(lr=1e-3, min_lr=1e-4, warmup_iters=100, schedule="cosine", weight_decay=0.1,
                 beta1=0.9, beta2=0.99, grad_clip=1.0, label_smoothing=0.0, grad_accum=1,
-                log_every=10, bias=False)
+                log_every=10, bias=False, optimizer="adamw", muon_lr=0.02, muon_momentum=0.95)
 
 PRESETS = {
     "tiny": dict(_NANOGPT, n_layer=2, n_head=2, n_embd=64, block_size=64, dropout=0.0,

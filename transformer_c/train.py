@@ -94,6 +94,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"{signal_name} at step {step}: {where}")
 
 _MASK64 = (1 << 64) - 1
+OPTIMIZERS = ("adamw", "muon")  # TrainConfig.optimizer
 
 
 @dataclasses.dataclass
@@ -103,7 +104,12 @@ class TrainConfig:
     max_iters: optimizer steps in the run. batch_size: windows per micro-batch; grad_accum:
     micro-batches per step (the effective batch is their product). lr, min_lr, warmup_iters,
     decay_iters (None: max_iters), schedule: "cosine", "inverse_sqrt" or "constant".
-    weight_decay (decoupled, AdamW; linear weights only), beta1, beta2, eps. grad_clip: the
+    weight_decay (decoupled, AdamW; linear weights only), beta1, beta2, eps. optimizer:
+    "adamw", or "muon": Muon (functional.muon_update_) on the hidden weight matrices
+    (model.muon_matrices(): every block's attention and MLP projections) with its own peak
+    learning rate muon_lr (published units, following the schedule's shape: muon_lr *
+    lr_t / lr), momentum muon_momentum and decoupled muon_weight_decay, AdamW as above on
+    the rest (embeddings, gains, biases, an untied head). grad_clip: the
     global-norm bound (0: off). label_smoothing in [0, 1). eval_every: steps between
     evaluations (0: only at the end); eval_iters: batches of evenly spaced windows per split
     (0: every non-overlapping window of the split). log_every: steps between JSONL lines.
@@ -124,6 +130,10 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    muon_weight_decay: float = 0.0
     grad_clip: float = 1.0
     label_smoothing: float = 0.0
     eval_every: int = 250
@@ -140,12 +150,15 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-        for name in ("lr", "min_lr", "weight_decay", "eps", "grad_clip"):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("lr", "min_lr", "weight_decay", "eps", "grad_clip", "muon_lr",
+                     "muon_weight_decay"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
                     v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        for name in ("beta1", "beta2", "label_smoothing"):
+        for name in ("beta1", "beta2", "label_smoothing", "muon_momentum"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
                 raise ValueError(f"{name} must lie in [0, 1), got {v!r}")
@@ -206,6 +219,23 @@ def parameter_groups(model):
     if sum(b - a for a, b, _ in runs) != flat.size or runs[0][0] != 0:
         raise RuntimeError("the model's state_dict does not tile its flat parameter buffer")
     return runs
+
+
+def _without_matrices(groups, matrices):
+    """The [(start, stop, decay)] runs of ``groups`` with the (offset, rows, cols) matrices
+    cut out (what AdamW updates when Muon takes the matrices)."""
+    out = []
+    for a, b, decay in groups:
+        for off, rows, cols in matrices.tolist():
+            end = off + rows * cols
+            if end <= a or off >= b:
+                continue
+            if off > a:
+                out.append((a, off, decay))
+            a = max(a, end)
+        if a < b:
+            out.append((a, b, decay))
+    return out
 
 
 def _window_starts(n_windows, block_size, count):
@@ -282,6 +312,11 @@ class Trainer:
         self.comm.broadcast_(flat)
         self.exp_avg = np.zeros_like(flat)
         self.exp_avg_sq = np.zeros_like(flat)
+        self.momentum_buffer = None  # Muon's (zero outside the matrices)
+        if self.config.optimizer == "muon":
+            self.matrices = model.muon_matrices()
+            self.groups = _without_matrices(self.groups, self.matrices)
+            self.momentum_buffer = np.zeros_like(flat)
         self._acc = None
         self.step = 0
         self.rng = np.random.default_rng(self.config.seed)
@@ -381,9 +416,15 @@ class Trainer:
         return norm
 
     def apply_update(self, grads, lr):
-        """AdamW step self.step + 1 over the two parameter groups (in C)."""
+        """AdamW step self.step + 1 over the two parameter groups (in C); with optimizer
+        "muon", Muon on the hidden matrices first (at muon_lr * lr / config.lr) and AdamW
+        on the groups outside them."""
         c = self.config
         p, m, v = self.model.flat_parameters, self.exp_avg, self.exp_avg_sq
+        if self.momentum_buffer is not None:
+            F.muon_update_(p, grads, self.momentum_buffer, self.matrices,
+                           lr=c.muon_lr * (lr / c.lr if c.lr > 0 else 0.0),
+                           momentum=c.muon_momentum, weight_decay=c.muon_weight_decay)
         for a, b, decay in self.groups:
             F.adamw_update_(p[a:b], grads[a:b], m[a:b], v[a:b], step=self.step + 1, lr=lr,
                             betas=(c.beta1, c.beta2), eps=c.eps,
@@ -493,8 +534,11 @@ class Trainer:
         ``path`` (atomically; transformer_c.checkpoint.save); returns path."""
         if self.tokenizer is None:
             raise ValueError("a Trainer without a tokenizer cannot save checkpoints")
+        optimizer = {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+        if self.momentum_buffer is not None:
+            optimizer["momentum_buffer"] = self.momentum_buffer
         return ckpt.save(path, model=self.model, tokenizer=self.tokenizer, state=self.state(),
-                         optimizer={"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq})
+                         optimizer=optimizer)
 
     def load_state(self, checkpoint):
         """Continue from a :class:`transformer_c.checkpoint.Checkpoint` (its parameters,
@@ -519,6 +563,14 @@ class Trainer:
                                        f"rng_state is not a {type(rng.bit_generator).__name__} "
                                        f"state ({e})") from None
         np.copyto(self.model.flat_parameters, checkpoint.model.flat_parameters)
+        bufs = [self.model.flat_parameters, self.exp_avg, self.exp_avg_sq]
+        if self.momentum_buffer is not None:
+            if "momentum_buffer" not in checkpoint.optimizer:
+                raise ckpt.CheckpointError(f"{checkpoint.path}: optimizer.safetensors has no "
+                                           "momentum_buffer, which a Muon run needs (was it "
+                                           "an AdamW run?)")
+            np.copyto(self.momentum_buffer, checkpoint.optimizer["momentum_buffer"])
+            bufs.append(self.momentum_buffer)
         np.copyto(self.exp_avg, checkpoint.optimizer["exp_avg"])
         np.copyto(self.exp_avg_sq, checkpoint.optimizer["exp_avg_sq"])
         self.step = int(s["step"])
@@ -531,7 +583,7 @@ class Trainer:
             self.best_selected = float(best)   # a checkpoint from before best_selected
         self.rng.bit_generator.state = rng.bit_generator.state
         if self.comm.size > 1:
-            for buf in (self.model.flat_parameters, self.exp_avg, self.exp_avg_sq):
+            for buf in bufs:
                 self.comm.broadcast_(buf)
             (self.step, self.tokens_seen, self.elapsed, self.best_val_loss,
              self.best_selected, self.rng.bit_generator.state) = self.comm.broadcast_object(

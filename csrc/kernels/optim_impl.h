@@ -5,51 +5,172 @@
  * computed once per call in double, never inside the per-element loop.
  *
  * Every element is updated independently, so the loops split across threads with results
- * independent of the thread count. The SGD and scale loops vectorise; the Adam loop stays
- * scalar because sqrt may set errno (it would vectorise under -fno-math-errno, which
- * changes no result) - it is memory-bound either way. */
+ * independent of the thread count; they vectorise (setup.py builds with -fno-math-errno,
+ * which changes no result) and are memory-bound. The updates exist out of place too
+ * (*_update_out: new arrays from old ones, the inputs unchanged, as the immutable tree
+ * optimizers need) at the in-place cost: see OPTIM_BLOCK_N. */
+
+#ifndef OPTIM_IMPL_ONCE
+#define OPTIM_IMPL_ONCE
+/* Element-wise updates run in blocks of OPTIM_BLOCK_N elements: each block's results are
+ * computed into stack arrays (so the arithmetic loop never aliases its inputs and
+ * vectorises alike in place and out of place), then copied to the destinations. Out of
+ * place on large arrays (n >= OPTIM_STREAM_MIN, destinations 16-byte aligned) the copy uses
+ * non-temporal stores: they skip reading the destination's old cache lines from memory,
+ * which an out-of-place update of arrays larger than the cache would otherwise pay (10
+ * memory passes instead of the in-place 7 for Adam). The numbers are the same either way:
+ * only where they are stored differs. SSE2 is baseline x86-64; elsewhere plain stores. */
+#define OPTIM_BLOCK_N 256
+#define OPTIM_STREAM_MIN ((int64_t)1 << 18)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__SSE2__) && !defined(TC_PORTABLE_ONLY)
+#include <emmintrin.h>
+#define OPTIM_STREAMS 1
+#define OPTIM_FENCE() _mm_sfence()
+#else
+#define OPTIM_STREAMS 0
+#define OPTIM_FENCE() ((void)0)
+#endif
+
+/* 1 when dst is src (an in-place update) or [dst, dst + n) and [src, src + n) are disjoint;
+ * 0 for a partial overlap (rejected: the blocks would read already-written elements). */
+static int optim_alias_ok(const void *dst, const void *src, int64_t nbytes)
+{
+    const char *d = dst, *s = src;
+    return d == s || d + nbytes <= s || s + nbytes <= d;
+}
+
+/* 1 when each of the nout destinations is each of the nin sources or disjoint from it, and
+ * the destinations are pairwise disjoint (every array of nbytes bytes, n elements). */
+static int optim_check_aliases(void *const *outs, int nout, const void *const *ins, int nin,
+                               int64_t n, int64_t nbytes)
+{
+    for (int a = 0; a < nout; a++) {
+        for (int b = 0; b < nin; b++)
+            if (!optim_alias_ok(outs[a], ins[b], nbytes)) return 0;
+        for (int b = 0; b < a; b++)
+            if (!optim_alias_ok(outs[a], outs[b], nbytes) || (n > 0 && outs[a] == outs[b]))
+                return 0;
+    }
+    return 1;
+}
+
+static int optim_aligned16(const void *p)
+{
+    return ((uintptr_t)p & 15u) == 0;
+}
+#endif
+
+// dst (len,) = src (len,): non-temporal stores when stream (dst 16-byte aligned), else plain
+static void FN(optim_store)(real_t *dst, const real_t *src, int64_t len, int stream)
+{
+    int64_t i = 0;
+#if OPTIM_STREAMS
+    if (stream) {
+#if TC_F64
+        for (; i + 2 <= len; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+#else
+        for (; i + 4 <= len; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+#endif
+    }
+#else
+    (void)stream;
+#endif
+    memcpy(dst + i, src + i, sizeof(real_t) * (size_t)(len - i));
+}
+
+/* SGD's coefficients (rounded to real_t once per call) and switches. */
+typedef struct {
+    real_t neg_lr, mu, keep, wd;
+    int use_wd, use_mu, nesterov, first_step;
+} FN(optim_sgd_coef);
+
+// new_p, new_b (len,) from param, momentum_buffer (NULL iff !use_mu), grad (len,)
+static void FN(optim_sgd_block)(real_t *restrict new_p, real_t *restrict new_b,
+                                const real_t *param, const real_t *momentum_buffer,
+                                const real_t *grad, int64_t len, const FN(optim_sgd_coef) *c)
+{
+    const real_t neg_lr = c->neg_lr, mu = c->mu, keep = c->keep, wd = c->wd;
+    const int use_wd = c->use_wd, use_mu = c->use_mu, nesterov = c->nesterov;
+    const int first_step = c->first_step;
+    for (int64_t i = 0; i < len; i++) {
+        real_t g = grad[i];
+        if (use_wd) g = g + wd * param[i]; /* grad.add(param, alpha=wd) */
+        if (use_mu) {
+            /* first step: buf = clone(grad); then buf.mul_(momentum).add_(grad, alpha=1-damp) */
+            const real_t b = first_step ? g : momentum_buffer[i] * mu + keep * g;
+            new_b[i] = b;
+            g = nesterov ? g + mu * b : b;
+        }
+        new_p[i] = param[i] + neg_lr * g; /* param.add_(grad, alpha=-lr) */
+    }
+}
+
+/* new_param, new_buffer (n,) = the SGD update of param, momentum_buffer (n,) by grad (n,).
+ * Each destination is its source (in place) or disjoint from every input; momentum_buffer
+ * and new_buffer NULL only when momentum == 0. */
+int FN(tc_optim_sgd_update_out)(real_t *new_param, real_t *new_buffer, const real_t *param,
+                                const real_t *momentum_buffer, const real_t *grad, int64_t n,
+                                double lr, double momentum, double dampening,
+                                double weight_decay, int nesterov, int first_step)
+{
+    if (n < 0 || (momentum != 0 && (!momentum_buffer || !new_buffer))) return TC_EINVAL;
+    if (n > 0 && (!new_param || !param || !grad)) return TC_EINVAL;
+    const int64_t bytes = n * (int64_t)sizeof(real_t);
+    const int nio = momentum != 0 ? 2 : 1;
+    real_t *const outs[2] = {new_param, new_buffer};
+    const real_t *const ins[3] = {param, grad, momentum_buffer};
+    if (!optim_check_aliases((void *const *)outs, nio, (const void *const *)ins, nio + 1, n, bytes))
+        return TC_EINVAL;
+    const FN(optim_sgd_coef) c = {(real_t)-lr, (real_t)momentum, (real_t)(1.0 - dampening),
+                                  (real_t)weight_decay, weight_decay != 0, momentum != 0,
+                                  nesterov, first_step};
+    const int stream = OPTIM_STREAMS && new_param != param && n >= OPTIM_STREAM_MIN
+                       && optim_aligned16(new_param) && (!c.use_mu || optim_aligned16(new_buffer));
+    const int64_t nblocks = (n + OPTIM_BLOCK_N - 1) / OPTIM_BLOCK_N;
+#pragma omp parallel if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
+    {
+        _Alignas(64) real_t tp[OPTIM_BLOCK_N], tb[OPTIM_BLOCK_N];
+#pragma omp for schedule(static) nowait
+        for (int64_t k = 0; k < nblocks; k++) {
+            const int64_t i0 = k * OPTIM_BLOCK_N;
+            const int64_t len = n - i0 < OPTIM_BLOCK_N ? n - i0 : OPTIM_BLOCK_N;
+            FN(optim_sgd_block)(tp, tb, param + i0, c.use_mu ? momentum_buffer + i0 : NULL,
+                                grad + i0, len, &c);
+            FN(optim_store)(new_param + i0, tp, len, stream);
+            if (c.use_mu) FN(optim_store)(new_buffer + i0, tb, len, stream);
+        }
+        if (stream) OPTIM_FENCE();
+    }
+    return TC_OK;
+}
 
 // param (n,), momentum_buffer (n,) (NULL allowed only when momentum == 0), grad (n,)
 int FN(tc_optim_sgd_update)(real_t *param, real_t *momentum_buffer, const real_t *grad, int64_t n,
                             double lr, double momentum, double dampening, double weight_decay,
                             int nesterov, int first_step)
 {
-    if (n < 0 || (momentum != 0 && !momentum_buffer)) return TC_EINVAL;
-    const real_t neg_lr = (real_t)-lr, mu = (real_t)momentum, keep = (real_t)(1.0 - dampening);
-    const real_t wd = (real_t)weight_decay;
-    const int use_wd = weight_decay != 0, use_mu = momentum != 0;
-#pragma omp parallel for schedule(static) if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
-    for (int64_t i = 0; i < n; i++) {
-        real_t g = grad[i];
-        if (use_wd) g = g + wd * param[i]; /* grad.add(param, alpha=wd) */
-        if (use_mu) {
-            /* first step: buf = clone(grad); then buf.mul_(momentum).add_(grad, alpha=1-damp) */
-            const real_t b = first_step ? g : momentum_buffer[i] * mu + keep * g;
-            momentum_buffer[i] = b;
-            g = nesterov ? g + mu * b : b;
-        }
-        param[i] = param[i] + neg_lr * g; /* param.add_(grad, alpha=-lr) */
-    }
-    return TC_OK;
+    return FN(tc_optim_sgd_update_out)(param, momentum != 0 ? momentum_buffer : NULL, param,
+                                       momentum != 0 ? momentum_buffer : NULL, grad, n, lr,
+                                       momentum, dampening, weight_decay, nesterov, first_step);
 }
 
-/* Adam and AdamW: decoupled selects AdamW's param *= 1 - lr*wd over Adam's grad += wd*param. */
-static int FN(optim_adam)(real_t *param, real_t *exp_avg, real_t *exp_avg_sq, const real_t *grad, int64_t n,
-                          int64_t step, double lr, double beta1, double beta2, double eps,
-                          double weight_decay, int decoupled)
+/* Adam's coefficients (bias corrections folded in once per call, in double) and switches. */
+typedef struct {
+    real_t neg_step_size, bc2_sqrt, w1, w1c, b2, w2, e, wd, decay;
+    int lerp_small, l2, shrink;
+} FN(optim_adam_coef);
+
+// new_p, new_m, new_v (len,) from param, exp_avg, exp_avg_sq, grad (len,)
+static void FN(optim_adam_block)(real_t *restrict new_p, real_t *restrict new_m,
+                                 real_t *restrict new_v, const real_t *param,
+                                 const real_t *exp_avg, const real_t *exp_avg_sq,
+                                 const real_t *grad, int64_t len, const FN(optim_adam_coef) *c)
 {
-    if (n < 0 || step < 1) return TC_EINVAL;
-    const double bias_correction1 = 1.0 - pow(beta1, (double)step);
-    const double bias_correction2 = 1.0 - pow(beta2, (double)step);
-    const real_t neg_step_size = (real_t)-(lr / bias_correction1);
-    const real_t bc2_sqrt = (real_t)sqrt(bias_correction2);
-    const real_t w1 = (real_t)(1.0 - beta1), w1c = 1 - w1; /* exp_avg.lerp_(grad, w1) */
-    const int lerp_small = MATH(fabs)(w1) < (real_t)0.5;
-    const real_t b2 = (real_t)beta2, w2 = (real_t)(1.0 - beta2), e = (real_t)eps;
-    const real_t wd = (real_t)weight_decay, decay = (real_t)(1.0 - lr * weight_decay);
-    const int l2 = weight_decay != 0 && !decoupled, shrink = weight_decay != 0 && decoupled;
-#pragma omp parallel for schedule(static) if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
-    for (int64_t i = 0; i < n; i++) {
+    const real_t neg_step_size = c->neg_step_size, bc2_sqrt = c->bc2_sqrt;
+    const real_t w1 = c->w1, w1c = c->w1c, b2 = c->b2, w2 = c->w2, e = c->e;
+    const real_t wd = c->wd, decay = c->decay;
+    const int lerp_small = c->lerp_small, l2 = c->l2, shrink = c->shrink;
+    for (int64_t i = 0; i < len; i++) {
         real_t p = param[i], g = grad[i];
         if (shrink) p = p * decay;  /* param.mul_(1 - lr * wd) */
         if (l2) g = g + wd * p;     /* grad.add(param, alpha=wd) */
@@ -57,9 +178,57 @@ static int FN(optim_adam)(real_t *param, real_t *exp_avg, real_t *exp_avg_sq, co
         const real_t m = lerp_small ? m0 + w1 * (g - m0) : g - (g - m0) * w1c;
         const real_t v = exp_avg_sq[i] * b2 + w2 * g * g; /* mul_(b2).addcmul_(g, g, 1 - b2) */
         const real_t denom = MATH(sqrt)(v) / bc2_sqrt + e;
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
-        param[i] = p + neg_step_size * m / denom; /* addcdiv_(m, denom, value=-step_size) */
+        new_m[i] = m;
+        new_v[i] = v;
+        new_p[i] = p + neg_step_size * m / denom; /* addcdiv_(m, denom, value=-step_size) */
+    }
+}
+
+/* new_param, new_exp_avg, new_exp_avg_sq (n,) = the Adam (decoupled 0) or AdamW (1) update
+ * of param, exp_avg, exp_avg_sq (n,) by grad (n,), step >= 1. Each destination is its
+ * source (in place) or disjoint from every input. */
+int FN(tc_optim_adam_update_out)(real_t *new_param, real_t *new_exp_avg, real_t *new_exp_avg_sq,
+                                 const real_t *param, const real_t *exp_avg,
+                                 const real_t *exp_avg_sq, const real_t *grad, int64_t n,
+                                 int64_t step, double lr, double beta1, double beta2, double eps,
+                                 double weight_decay, int decoupled)
+{
+    if (n < 0 || step < 1 || (decoupled != 0 && decoupled != 1)) return TC_EINVAL;
+    if (n > 0 && (!new_param || !new_exp_avg || !new_exp_avg_sq || !param || !exp_avg
+                  || !exp_avg_sq || !grad))
+        return TC_EINVAL;
+    const int64_t bytes = n * (int64_t)sizeof(real_t);
+    real_t *const outs[3] = {new_param, new_exp_avg, new_exp_avg_sq};
+    const real_t *const ins[4] = {param, exp_avg, exp_avg_sq, grad};
+    if (!optim_check_aliases((void *const *)outs, 3, (const void *const *)ins, 4, n, bytes))
+        return TC_EINVAL;
+    const double bias_correction1 = 1.0 - pow(beta1, (double)step);
+    const double bias_correction2 = 1.0 - pow(beta2, (double)step);
+    const real_t w1 = (real_t)(1.0 - beta1); /* exp_avg.lerp_(grad, w1) */
+    const FN(optim_adam_coef) c = {
+        (real_t)-(lr / bias_correction1), (real_t)sqrt(bias_correction2), w1, 1 - w1,
+        (real_t)beta2, (real_t)(1.0 - beta2), (real_t)eps, (real_t)weight_decay,
+        (real_t)(1.0 - lr * weight_decay), MATH(fabs)(w1) < (real_t)0.5,
+        weight_decay != 0 && !decoupled, weight_decay != 0 && decoupled};
+    const int stream = OPTIM_STREAMS && n >= OPTIM_STREAM_MIN
+                       && new_param != param && new_exp_avg != exp_avg
+                       && new_exp_avg_sq != exp_avg_sq && optim_aligned16(new_param)
+                       && optim_aligned16(new_exp_avg) && optim_aligned16(new_exp_avg_sq);
+    const int64_t nblocks = (n + OPTIM_BLOCK_N - 1) / OPTIM_BLOCK_N;
+#pragma omp parallel if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
+    {
+        _Alignas(64) real_t tp[OPTIM_BLOCK_N], tm[OPTIM_BLOCK_N], tv[OPTIM_BLOCK_N];
+#pragma omp for schedule(static) nowait
+        for (int64_t k = 0; k < nblocks; k++) {
+            const int64_t i0 = k * OPTIM_BLOCK_N;
+            const int64_t len = n - i0 < OPTIM_BLOCK_N ? n - i0 : OPTIM_BLOCK_N;
+            FN(optim_adam_block)(tp, tm, tv, param + i0, exp_avg + i0, exp_avg_sq + i0,
+                                 grad + i0, len, &c);
+            FN(optim_store)(new_param + i0, tp, len, stream);
+            FN(optim_store)(new_exp_avg + i0, tm, len, stream);
+            FN(optim_store)(new_exp_avg_sq + i0, tv, len, stream);
+        }
+        if (stream) OPTIM_FENCE();
     }
     return TC_OK;
 }
@@ -69,8 +238,8 @@ int FN(tc_optim_adam_update)(real_t *param, real_t *exp_avg, real_t *exp_avg_sq,
                              int64_t step, double lr, double beta1, double beta2, double eps,
                              double weight_decay)
 {
-    return FN(optim_adam)(param, exp_avg, exp_avg_sq, grad, n, step, lr, beta1, beta2, eps,
-                          weight_decay, 0);
+    return FN(tc_optim_adam_update_out)(param, exp_avg, exp_avg_sq, param, exp_avg, exp_avg_sq,
+                                        grad, n, step, lr, beta1, beta2, eps, weight_decay, 0);
 }
 
 // param, exp_avg, exp_avg_sq (n,) updated in place; grad (n,); step >= 1 counts this update
@@ -78,8 +247,8 @@ int FN(tc_optim_adamw_update)(real_t *param, real_t *exp_avg, real_t *exp_avg_sq
                               int64_t step, double lr, double beta1, double beta2, double eps,
                               double weight_decay)
 {
-    return FN(optim_adam)(param, exp_avg, exp_avg_sq, grad, n, step, lr, beta1, beta2, eps,
-                          weight_decay, 1);
+    return FN(tc_optim_adam_update_out)(param, exp_avg, exp_avg_sq, param, exp_avg, exp_avg_sq,
+                                        grad, n, step, lr, beta1, beta2, eps, weight_decay, 1);
 }
 
 /* Sum of squares of x (n,) in double: fixed chunks of OPTIM_CHUNK elements, each summed in

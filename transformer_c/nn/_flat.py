@@ -8,11 +8,13 @@ parameter and gradient buffers, ``state_dict``, safetensors ``save`` / ``load`` 
 config as JSON in the metadata, train / eval and seed checking.
 """
 import abc
+import functools
 import json
 import math
 import os
 import sys
 import threading
+import weakref
 
 import numpy as np
 
@@ -20,6 +22,29 @@ from ..functional._util import as_seed
 from .module import Module, check_dtype
 
 __all__ = []
+
+
+@functools.lru_cache(maxsize=64)
+def _memo_layout(cls, config):
+    return tuple(cls._layout(config))
+
+
+def layout_of(cls, config):
+    """cls._layout(config) as a tuple, computed once per (class, config) (configs are
+    frozen dataclasses; an unhashable one is recomputed every time)."""
+    try:
+        return _memo_layout(cls, config)
+    except TypeError:
+        return tuple(cls._layout(config))
+
+
+def count_leaves(tree):
+    """The number of leaves of a tree (nested dicts / lists / tuples)."""
+    if isinstance(tree, dict):
+        return sum(count_leaves(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(count_leaves(v) for v in tree)
+    return 1
 
 
 def get_path(tree, path):
@@ -51,6 +76,34 @@ def tree_from_layout(layout, flat):
         node[path[-1]] = flat[offset:offset + size].reshape(shape)
         offset += size
     return tree
+
+
+def is_hidden_matrix(path, shape):
+    """Whether the parameter leaf at ``path`` (a tuple of keys) with ``shape`` is a hidden
+    weight matrix, the leaves Muon updates (transformer_c.optim.Muon): a 2-D ``weight``
+    inside a list of layers (the path holds a list index), i.e. the attention projections
+    (c_attn, c_proj, a cross-attention's q_attn / c_attn / c_proj) and the MLP's c_fc /
+    c_proj of every block. Not: embeddings (wte, wpe, wtt), an untied lm_head, a
+    classifier or MLM head, norm gains, biases, and a mixture of experts' 3-D expert
+    weights and its router (AdamW updates those)."""
+    return (len(shape) == 2 and bool(path) and path[-1] == "weight"
+            and any(isinstance(k, int) for k in path))
+
+
+def matrix_table(layout, is_matrix=is_hidden_matrix):
+    """The (count, 3) int64 table (offset, rows, cols) of the matrices (``is_matrix(path,
+    shape)``, by default the hidden weight matrices) of a parameter layout [(path, shape)],
+    offsets into the flat buffer laid out in that order (functional.muon_update_'s
+    ``matrices``). ValueError when is_matrix picks a leaf that is not 2-D."""
+    rows, offset = [], 0
+    for path, shape in layout:
+        if is_matrix(path, shape):
+            if len(shape) != 2:
+                raise ValueError(f"{dotted(path)} of shape {shape} was chosen as a matrix: "
+                                 f"Muon updates 2-D matrices only")
+            rows.append((offset, shape[0], shape[1]))
+        offset += math.prod(shape)
+    return np.array(rows, np.int64).reshape(-1, 3)
 
 
 def flat_span(leaves):
@@ -107,10 +160,44 @@ def recycled_empty(size, dtype):
             dropped = {id(b) for b in free[_POOL_FREE_KEPT:]}
             bufs[:] = [b for b in bufs if id(b) not in dropped]
         if free:
+            _HANDED_OFF.pop(id(free[0]), None)  # a new use: no longer an unclaimed hand-off
             return free[0]
         buf = np.empty(key[0], key[1])
         bufs.append(buf)
         return buf
+
+
+_HANDED_OFF = {}  # id(buffer) -> weakref of the buffer: handed off, not yet adopted
+
+
+def read_only_handoff(buf):
+    """A read-only view of the 1-D array ``buf`` (writeable, owning its memory, e.g. from
+    recycled_empty), and ``buf`` marked as handed off: the first FlatModel.with_parameters
+    given a tree that tiles all of it adopts it as its parameter buffer instead of copying
+    it (adopt_handoff). The optimizers return their new parameters this way: nobody can
+    write the returned tree, so the model it is adopted by stays the only writer."""
+    key = id(buf)
+    with _POOL_LOCK:
+        _HANDED_OFF[key] = weakref.ref(buf, lambda _ref: _HANDED_OFF.pop(key, None))
+    view = buf.view()
+    view.flags.writeable = False
+    return view
+
+
+def adopt_handoff(span):
+    """The buffer behind ``span`` (a 1-D view, as flat_span returns) when span is all of a
+    buffer marked by read_only_handoff and not adopted yet (it is then unmarked: adopted
+    once), else None."""
+    base = span.base
+    if (type(base) is not np.ndarray or span.size != base.size
+            or span.__array_interface__["data"][0] != base.__array_interface__["data"][0]):
+        return None
+    with _POOL_LOCK:
+        ref = _HANDED_OFF.get(id(base))
+        if ref is None or ref() is not base:
+            return None
+        del _HANDED_OFF[id(base)]
+    return base
 
 
 class FlatModel(Module):
@@ -136,7 +223,7 @@ class FlatModel(Module):
             raise TypeError(f"config must be a {self._config_class.__name__}, "
                             f"got {type(config).__name__}")
         self.config = config
-        leaves = self._layout(config)
+        leaves = layout_of(type(self), config)
         try:
             first = np.asarray(get_path(parameters, leaves[0][0]))
         except (KeyError, IndexError, TypeError):
@@ -158,11 +245,11 @@ class FlatModel(Module):
 
     @classmethod
     def _count(cls, config):
-        return sum(math.prod(s) for _, s in cls._layout(config))
+        return sum(math.prod(s) for _, s in layout_of(cls, config))
 
     def _init_from_flat(self, flat, training, seed):
         self._flat = flat
-        self._params = tree_from_layout(self._layout(self.config), flat)
+        self._params = tree_from_layout(layout_of(type(self), self.config), flat)
         self._grads = None
         self._grads_views = None
         self._ctx = None
@@ -177,7 +264,7 @@ class FlatModel(Module):
         return self
 
     def _check_structure(self, parameters):
-        want = {dotted(p) for p, _ in self._layout(self.config)}
+        want = {dotted(p) for p, _ in layout_of(type(self), self.config)}
         got = set()
 
         def walk(node, prefix):
@@ -209,7 +296,7 @@ class FlatModel(Module):
             raise TypeError(f"random_generator must be a numpy.random.Generator, got "
                             f"{type(random_generator).__name__}")
         model = cls._from_flat(config, np.empty(cls._count(config), dt), training, seed)
-        for path, shape in cls._layout(config):
+        for path, shape in layout_of(cls, config):
             leaf = get_path(model._params, path)
             if path[-1] in ("bias", "b1", "b2"):  # b1, b2: a MoE's expert biases
                 leaf[...] = 0
@@ -227,9 +314,12 @@ class FlatModel(Module):
     def with_parameters(self, parameters):
         """A new model of this config, mode and seed with a copy of ``parameters`` (a tree
         of this model's structure and shapes, one dtype). When the tree's leaves tile one
-        buffer in layout order (another model's ``parameters``, an optimizer's result over
-        them) that is one copy of the buffer, else one copy per leaf."""
-        layout = self._layout(self.config)
+        buffer in layout order (another model's ``parameters``) that is one copy of the
+        buffer, else one copy per leaf. An optimizer's result over such a tree (read-only
+        views of a fresh buffer, transformer_c.optim) is not copied: the first model built
+        from it adopts its buffer (later ones copy), so a tree training step costs what the
+        in-place flat update costs; the returned tree then shows that model's parameters."""
+        layout = layout_of(type(self), self.config)
         try:
             leaves = [get_path(parameters, path) for path, _ in layout]
         except (KeyError, IndexError, TypeError):
@@ -239,9 +329,12 @@ class FlatModel(Module):
                 or any(leaf.shape != shape for leaf, (_, shape) in zip(leaves, layout))):
             return type(self)(self.config, parameters, training=self.training, seed=self.seed)
         check_dtype(span.dtype)
-        self._check_structure(parameters)
-        flat = recycled_empty(span.size, span.dtype)
-        np.copyto(flat, span)
+        if count_leaves(parameters) != len(layout):  # every layout path exists: extras?
+            self._check_structure(parameters)
+        flat = adopt_handoff(span)
+        if flat is None:
+            flat = recycled_empty(span.size, span.dtype)
+            np.copyto(flat, span)
         return self._from_flat(self.config, flat, self.training, self.seed)
 
     @property
@@ -267,15 +360,21 @@ class FlatModel(Module):
         views = self._grads_views
         if views is None or views[0] is not self.flat_grads:
             self._grads_views = (self.flat_grads,
-                                 tree_from_layout(self._layout(self.config), self.flat_grads))
+                                 tree_from_layout(layout_of(type(self), self.config), self.flat_grads))
         return self._grads_views[1]
 
     def _store_grads(self, grads):
         """Copy a grads tree into flat_grads; returns the tree of views."""
         tree = self._grads_tree()
-        for path, _ in self._layout(self.config):
+        for path, _ in layout_of(type(self), self.config):
             get_path(tree, path)[...] = get_path(grads, path)
         return tree
+
+    def muon_matrices(self):
+        """(count, 3) int64 (offset, rows, cols): the hidden weight matrices of the flat
+        parameter buffer (nn._flat.is_hidden_matrix: every block's attention and MLP
+        projection weights), which Muon updates; AdamW takes the rest."""
+        return matrix_table(layout_of(type(self), self.config))
 
     @property
     def num_parameters(self):
@@ -333,7 +432,7 @@ class FlatModel(Module):
         """{"encoder.h.0.ln_1.weight": array, ...}: dotted names of the tree's leaves, arrays
         are views of the parameters."""
         return {dotted(path): get_path(self._params, path)
-                for path, _ in self._layout(self.config)}
+                for path, _ in layout_of(type(self), self.config)}
 
     def save(self, path):
         """Write the parameters and config to ``path`` in the safetensors format (tensor
@@ -388,7 +487,7 @@ class FlatModel(Module):
     def _from_state_dict(cls, config, tensors, dtype, training, seed, transpose=()):
         """A model from {dotted name: array} (the names in ``transpose`` are 2-D arrays
         stored transposed); dtype None keeps the first tensor's."""
-        layout = cls._layout(config)
+        layout = layout_of(cls, config)
         names = {dotted(p) for p, _ in layout}
         missing, extra = sorted(names - set(tensors)), sorted(set(tensors) - names)
         if missing:
