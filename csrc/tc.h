@@ -62,7 +62,8 @@ enum { TC_OK = 0, TC_ENOMEM = 1, TC_EINVAL = 2 };
     X(GELU_TANH, gelu_tanh, "GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))") \
     X(GELU, gelu, "GELU, exact: 0.5 x (1 + erf(x / sqrt(2)))")                             \
     X(RELU, relu, "ReLU: max(x, 0)")                                                        \
-    X(SILU, silu, "SiLU (swish): x sigmoid(x) = x / (1 + exp(-x))")
+    X(SILU, silu, "SiLU (swish): x sigmoid(x) = x / (1 + exp(-x))")                     \
+    X(RELU2, relu2, "squared ReLU (Primer): max(x, 0)^2")
 typedef enum {
 #define TC_ACT_ENUM_(E, name, formula) TC_ACT_##E,
     TC_ACTIVATIONS(TC_ACT_ENUM_)

@@ -27,6 +27,7 @@ VARIANTS = {
     "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
     "gelu_dropout": dict(activation="gelu", dropout=0.3),
     "silu_rope_post": dict(activation="silu", position="rope", norm="post"),
+    "relu2_rope": dict(activation="relu2", position="rope"),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
     "block_sparse": dict(attention="block_sparse", sparse_block=2, sparse_window=1,
@@ -118,6 +119,7 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None, aux
             return y.reshape(x.shape)
         h = lin(x, p["c_fc"])
         h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
+             "relu2": lambda t: torch.relu(t) ** 2,
              "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
         return lin(h, p["c_proj"])
 

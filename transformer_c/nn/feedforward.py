@@ -13,7 +13,7 @@ __all__ = ["MLP", "FeedForward", "MoE"]
 
 class MLP(CachedModule):
     """y = proj(act(fc(x))), act one of transformer_c.options.ACTIVATIONS ("gelu_tanh"
-    (GPT-2, the default), "gelu" (exact), "relu").
+    (GPT-2, the default), "gelu" (exact), "relu", "silu", "relu2" (squared ReLU)).
 
     MLP(c_fc: Dense (H, C), c_proj: Dense (C, H), activation); parameter keys ``c_fc``
     and ``c_proj``. forward(x=(..., C)) -> (..., C_out).
