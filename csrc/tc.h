@@ -633,13 +633,24 @@ typedef struct {
     int64_t b, h, t;
 } tc_attention_strides;
 /* The strides of every operand of a strided call (the forward reads q, k, v, out; the
- * backward all eight). lse stays (B,NH,T) contiguous. */
+ * backward all eight). lse stays (B,NH,T) contiguous.
+ * kv_heads: grouped-query attention (GQA; multi-query for 1): k, v, dk, dv hold NKV =
+ * kv_heads heads, (B,NKV,S,D), and query head h reads kv head h / (NH / NKV); the backward
+ * sums the gradients of the NH / NKV query heads of a kv head into its dk, dv (in head
+ * order, the first one's write flag applying). 0 (or NH): one kv head per query head, as
+ * the contiguous calls; otherwise it must divide NH (else TC_EINVAL). */
 typedef struct {
     tc_attention_strides q, k, v, out, dout, dq, dk, dv;
+    int64_t kv_heads;
 } tc_attention_layout;
 /* lay <- the contiguous head-major layout of the entry points above. */
 void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T,
                                     int64_t S, int64_t DK, int64_t DV);
+/* lay <- the contiguous head-major layout of a grouped call: q, dq (B,NH,T,DK), out, dout
+ * (B,NH,T,DV), k, dk (B,NKV,S,DK), v, dv (B,NKV,S,DV), kv_heads = NKV (NKV = NH: the
+ * contiguous layout above). */
+void tc_attention_layout_grouped(tc_attention_layout *lay, int64_t NH, int64_t NKV, int64_t T,
+                                 int64_t S, int64_t DK, int64_t DV);
 /* tc_attention_forward with every operand at its layout strides (layout NULL: contiguous);
  * the same arithmetic, so the results are bitwise those of the contiguous call. out must
  * not overlap q, k or v. */
@@ -694,6 +705,35 @@ int tc_attention_backward_ref_f64(double *dq, double *dk, double *dv, const doub
                                   int64_t T, int64_t S, int64_t DK, int64_t DV, double scale,
                                   int causal, double dropout_p, uint64_t seed, int write);
 
+/* The references of a grouped call (tc_attention_layout's kv_heads): k, dk (B,NKV,S,DK),
+ * v, dv (B,NKV,S,DV) contiguous, query head h reading kv head h / (NH / NKV); NKV must
+ * divide NH (else TC_EINVAL). NKV = NH: the references above. */
+int tc_attention_forward_ref_grouped_f32(float *out, float *lse, const float *q, const float *k,
+                                         const float *v, const tc_attention_masks *masks,
+                                         int64_t B, int64_t NH, int64_t NKV, int64_t T, int64_t S,
+                                         int64_t DK, int64_t DV, float scale, int causal,
+                                         double dropout_p, uint64_t seed);
+int tc_attention_forward_ref_grouped_f64(double *out, double *lse, const double *q,
+                                         const double *k, const double *v,
+                                         const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                         int64_t NKV, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                         double scale, int causal, double dropout_p,
+                                         uint64_t seed);
+int tc_attention_backward_ref_grouped_f32(float *dq, float *dk, float *dv, const float *dout,
+                                          const float *q, const float *k, const float *v,
+                                          const float *out, const float *lse,
+                                          const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                          int64_t NKV, int64_t T, int64_t S, int64_t DK,
+                                          int64_t DV, float scale, int causal, double dropout_p,
+                                          uint64_t seed, int write);
+int tc_attention_backward_ref_grouped_f64(double *dq, double *dk, double *dv, const double *dout,
+                                          const double *q, const double *k, const double *v,
+                                          const double *out, const double *lse,
+                                          const tc_attention_masks *masks, int64_t B,
+                                          int64_t NH, int64_t NKV, int64_t T, int64_t S,
+                                          int64_t DK, int64_t DV, double scale, int causal,
+                                          double dropout_p, uint64_t seed, int write);
+
 /* One decoding step against a KV cache. k_cache (B,NH,Smax,DK) and v_cache (B,NH,Smax,DV)
  * hold `pos` valid positions; the TN new positions' keys k_new (B,NH,TN,DK) and values
  * v_new (B,NH,TN,DV) are written into positions [pos, pos + TN) of the caches (in place),
@@ -728,6 +768,22 @@ int tc_attention_decode_sparse_f64(double *out, double *k_cache, double *v_cache
                                    const tc_attention_sparse *sparse, const int64_t *shift,
                                    int64_t B, int64_t NH, int64_t TN, int64_t Smax, int64_t pos,
                                    int64_t DK, int64_t DV, double scale);
+/* The same step for grouped-query attention: the caches and the new keys and values hold
+ * NKV heads, k_cache (B,NKV,Smax,DK), v_cache (B,NKV,Smax,DV), k_new (B,NKV,TN,DK), v_new
+ * (B,NKV,TN,DV), query head h of q (B,NH,TN,DK) reading kv head h / (NH / NKV) (NKV must
+ * divide NH, else TC_EINVAL); NKV = NH is tc_attention_decode_sparse. */
+int tc_attention_decode_grouped_f32(float *out, float *k_cache, float *v_cache, const float *q,
+                                    const float *k_new, const float *v_new,
+                                    const uint8_t *key_padding,
+                                    const tc_attention_sparse *sparse, const int64_t *shift,
+                                    int64_t B, int64_t NH, int64_t NKV, int64_t TN, int64_t Smax,
+                                    int64_t pos, int64_t DK, int64_t DV, float scale);
+int tc_attention_decode_grouped_f64(double *out, double *k_cache, double *v_cache,
+                                    const double *q, const double *k_new, const double *v_new,
+                                    const uint8_t *key_padding,
+                                    const tc_attention_sparse *sparse, const int64_t *shift,
+                                    int64_t B, int64_t NH, int64_t NKV, int64_t TN, int64_t Smax,
+                                    int64_t pos, int64_t DK, int64_t DV, double scale);
 /* The attention probabilities of a finished forward, on request (nothing else keeps a
  * (T,S) matrix): P (B,NH,T,S) written, P_ij = exp(scale q_i . k_j (+ bias) - lse_i) with the
  * keys the forward masked set by the same mask function (exactly 0) and rows with every key
