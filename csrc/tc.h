@@ -314,6 +314,31 @@ int tc_linear_activation_backward_f64(int act, double *dinp, double *dweight, do
                                       const double *weight, int64_t N, int64_t C, int64_t OC,
                                       int write);
 
+/* Gated activations (glu.c; the GLU family of gated MLPs: SwiGLU = silu, GeGLU = gelu, ReGLU
+ * = relu), act any TC_ACT_* value (else TC_EINVAL), flat arrays:
+ * forward: out (N,) = act(gate (N,)) * up (N,); actg (N,) <- act(gate) for the backward, or
+ * NULL. backward: dgate (N,) (+)= dout (N,) * up * act'(gate), dup (N,) (+)= dout * act(gate)
+ * (actg: the forward's cache, or NULL: recomputed; dgate or dup may be NULL); write:
+ * TC_WRITE(0) dgate, TC_WRITE(1) dup. The _ref functions are the plain references (per
+ * element in double from the activation references; the backward writes, ignores actg). */
+int tc_glu_forward_f32(int act, float *out, float *actg, const float *gate, const float *up,
+                       int64_t N);
+int tc_glu_forward_f64(int act, double *out, double *actg, const double *gate,
+                       const double *up, int64_t N);
+int tc_glu_backward_f32(int act, float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, const float *actg, int64_t N, int write);
+int tc_glu_backward_f64(int act, double *dgate, double *dup, const double *dout,
+                        const double *gate, const double *up, const double *actg, int64_t N,
+                        int write);
+int tc_glu_forward_ref_f32(int act, float *out, float *actg, const float *gate, const float *up,
+                           int64_t N);
+int tc_glu_forward_ref_f64(int act, double *out, double *actg, const double *gate,
+                           const double *up, int64_t N);
+int tc_glu_backward_ref_f32(int act, float *dgate, float *dup, const float *dout,
+                            const float *gate, const float *up, int64_t N);
+int tc_glu_backward_ref_f64(int act, double *dgate, double *dup, const double *dout,
+                            const double *gate, const double *up, int64_t N);
+
 /* ------------------------------------------------------------------ end activations */
 
 
@@ -1169,6 +1194,10 @@ typedef struct {
     int attention;                /* TC_ATTN_*: dense (0, the default) or block-sparse */
     int64_t sparse_block, sparse_window, sparse_stride, sparse_global; /* the pattern of
                                      BLOCK_SPARSE (tc_attention_sparse), ignored when dense */
+    int64_t NKV;                  /* kv heads: 0 (= NH), or a divisor of NH: grouped-query
+                                     attention (1: multi-query); c_attn is then (C + 2 KC, C),
+                                     KC = NKV * HS, rows [q | k | v], and the KV cache of
+                                     gpt_kv holds NKV heads */
 } tc_gpt_config;
 typedef struct tc_gpt tc_gpt;
 

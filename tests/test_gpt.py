@@ -28,6 +28,8 @@ VARIANTS = {
     "gelu_dropout": dict(activation="gelu", dropout=0.3),
     "silu_rope_post": dict(activation="silu", position="rope", norm="post"),
     "relu2_rope": dict(activation="relu2", position="rope"),
+    "mqa_rope": dict(n_kv_head=1, position="rope"),  # multi-query (TINY has 2 heads)
+    "mqa_post_dropout": dict(n_kv_head=1, norm="post", dropout=0.2),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
     "block_sparse": dict(attention="block_sparse", sparse_block=2, sparse_window=1,
@@ -91,8 +93,11 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None, aux
         return torch.cat((a * c - b * s, a * s + b * c), -1)
 
     def attn(x, p):
-        q, k, v = lin(x, p["c_attn"]).split(C, dim=-1)
-        q, k, v = (t.view(B, T, NH, HS).transpose(1, 2) for t in (q, k, v))
+        NKV = cfg.kv_heads  # grouped-query attention: k, v repeated to the query heads
+        q, k, v = lin(x, p["c_attn"]).split([C, NKV * HS, NKV * HS], dim=-1)
+        q = q.view(B, T, NH, HS).transpose(1, 2)
+        k, v = (t.view(B, T, NKV, HS).transpose(1, 2).repeat_interleave(NH // NKV, 1)
+                for t in (k, v))
         if cfg.position == "rope":
             q, k = rope(q), rope(k)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)

@@ -3,8 +3,9 @@
  * gpt_decode_impl.h, compiled per dtype.
  *
  * Memory, all allocated when the decoder is created (only the prefill scratch may grow):
- *   k, v       (L, Bmax, NH, Smax, HS) each: every layer's keys (after RoPE) and values;
- *              layer l's first B rows are the (B, NH, Smax, HS) caches that
+ *   k, v       (L, Bmax, NKV, Smax, HS) each: every layer's keys (after RoPE) and values
+ *              (NKV kv heads: NH, or n_kv_head with grouped-query attention, whose cache
+ *              is NH / NKV times smaller); layer l's first B rows are the (B, NKV, Smax, HS) caches that
  *              tc_attention_decode reads and appends to;
  *   pad        (Bmax,) left-padding slots of each row; kp (Bmax * Smax) key-padding scratch;
  *   tab1, tab2 sinusoidal table (Smax, C), or RoPE cos, sin (Smax, HS/2);
@@ -34,10 +35,11 @@ struct tc_gpt_kv {
     dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
 };
 
-/* Bytes of one cache buffer (k or v): L * Bmax * C * Smax elements. */
+/* Bytes of one cache buffer (k or v): L * Bmax * KC * Smax elements (KC = NKV * HS). */
 static size_t kv_cache_bytes(const tc_gpt_kv *kv)
 {
-    return (size_t)(kv->cfg.L * kv->Bmax * kv->cfg.C * kv->Smax) * (size_t)kv->elem;
+    return (size_t)(kv->cfg.L * kv->Bmax * gpt_kv_width(&kv->cfg) * kv->Smax) *
+           (size_t)kv->elem;
 }
 
 void tc_gpt_kv_free(tc_gpt_kv *kv)
@@ -114,7 +116,7 @@ int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv)
 static void kv_copy_rows(tc_gpt_kv *kv, void *kd, void *vd, const void *ks, const void *vs,
                          const int64_t *rows, int64_t B2, int in_place)
 {
-    dec_copy_cache_rows(kd, vd, ks, vs, rows, B2, kv->cfg.L, kv->Bmax, kv->cfg.NH, kv->Smax,
+    dec_copy_cache_rows(kd, vd, ks, vs, rows, B2, kv->cfg.L, kv->Bmax, gpt_kv_heads(&kv->cfg), kv->Smax,
                         kv->cfg.C / kv->cfg.NH, kv->pos, kv->elem, in_place);
 }
 

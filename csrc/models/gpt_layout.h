@@ -22,12 +22,21 @@ static inline const tc_attention_sparse *gpt_sparse(const tc_gpt_config *c,
     return sp;
 }
 
+/* The kv heads (NKV, or NH without grouped-query attention) and KC, the width of k (and of
+ * v) in the c_attn output (B,T,C + 2 KC). */
+static inline int64_t gpt_kv_heads(const tc_gpt_config *c) { return c->NKV ? c->NKV : c->NH; }
+static inline int64_t gpt_kv_width(const tc_gpt_config *c)
+{
+    return gpt_kv_heads(c) * (c->C / c->NH);
+}
+
 static int gpt_config_ok(const tc_gpt_config *c)
 {
     if (!c) return 0;
     if (c->V < 1 || c->maxT < 1 || c->C < 1 || c->L < 1 || c->NH < 1 || c->H < 1) return 0;
     if (c->L > TC_MAX_LAYERS) return 0; /* before any loop over the layers */
     if (c->C % c->NH) return 0;
+    if (c->NKV < 0 || (c->NKV > 0 && c->NH % c->NKV)) return 0;
     if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
         c->activation >= TC_ACT_COUNT) return 0;
     if ((c->bias != 0 && c->bias != 1) || (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
@@ -64,8 +73,8 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
         gpt_layer_params p;
         p.ln1w = TAKE(C);
         p.ln1b = c->bias ? TAKE(C) : -1;
-        p.attw = TAKE(3 * C * C);
-        p.attb = c->bias ? TAKE(3 * C) : -1;
+        p.attw = TAKE((C + 2 * gpt_kv_width(c)) * C);
+        p.attb = c->bias ? TAKE(C + 2 * gpt_kv_width(c)) : -1;
         p.projw = TAKE(C * C);
         p.projb = c->bias ? TAKE(C) : -1;
         p.ln2w = TAKE(C);

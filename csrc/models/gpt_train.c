@@ -5,7 +5,8 @@
  * (sizes per token; C width, H MLP width, NH heads, V vocabulary):
  *   kept for the backward, per layer:
  *     ln1 C, ln1 mean/rstd 2   pre-LN: ln_1(x); post-LN: x1 = ln_1(x + attn)
- *     qkvh 3C                  q, k, v: the c_attn output (B,T,3C) itself (token-major,
+ *     qkvh C + 2KC             q, k, v: the c_attn output (B,T,C + 2KC) itself (KC = C, or
+ *                              NKV * HS with grouped-query attention; token-major,
  *                              read by the attention kernel at its strides; with RoPE,
  *                              q and k rotated in place)
  *     lse NH                   the attention rows' logsumexp
@@ -18,7 +19,7 @@
  *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
  *   kept once: pos ids (int64), enc C (embeddings), lnf C + 2, logits V (the backward
  *     turns them into dlogits in place), per-row loss and logsumexp 2;
- *   scratch shared by all layers: qkv 3C (the c_attn output's gradient), dres C (the
+ *   scratch shared by all layers: qkv C + 2KC (the c_attn output's gradient), dres C (the
  *     running residual gradient), ddrop C, dh1 H, dh2 H, dc C (also the forward's
  *     projection output and the attention output's gradient).
  */
@@ -86,7 +87,7 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.ln1 = gpt_take(&u, N * C, elem);
         a.ln1_mean = gpt_take(&u, N, elem);
         a.ln1_rstd = gpt_take(&u, N, elem);
-        a.qkvh = gpt_take(&u, 3 * N * C, elem);
+        a.qkvh = gpt_take(&u, N * (C + 2 * gpt_kv_width(c)), elem);
         a.lse = gpt_take(&u, N * NH, elem);
         a.atty = gpt_take(&u, N * C, elem);
         a.res2 = gpt_take(&u, N * C, elem);
@@ -104,7 +105,7 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
     g.logits = gpt_take(&u, N * c->V, elem);
     g.losses = gpt_take(&u, N, elem);
     g.loss_lse = gpt_take(&u, N, elem);
-    g.qkv = gpt_take(&u, 3 * N * C, elem);
+    g.qkv = gpt_take(&u, N * (C + 2 * gpt_kv_width(c)), elem);
     g.dres = gpt_take(&u, N * C, elem);
     g.ddrop = gpt_take(&u, c->dropout > 0 ? N * C : 0, elem);
     g.dh1 = gpt_take(&u, N * H, elem);

@@ -47,15 +47,17 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, real_t *params, 
     return TC_OK;
 }
 
-/* q and k (the first two C-wide slices of a token-major (B,L,3C) buffer) rotated by RoPE in
- * place: by +angle (the forward) or -angle (the backward, on dq and dk). */
+/* q (NH heads at qkv) and k (NKV heads at qkv + C) of a token-major (B,L,C + 2KC) buffer
+ * rotated by RoPE in place: by +angle (the forward) or -angle (the backward, on dq and dk). */
 static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t B, int64_t L, int inverse)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH, W = C + 2 * gpt_kv_width(c);
+    const int64_t heads[2] = {NH, gpt_kv_heads(c)};
     for (int s = 0; s < 2; s++)
-        CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (real_t *)m->tab1, (real_t *)m->tab2, B, L, NH, HS,
-                                          L * 3 * C, 3 * C, HS, c->rope_interleaved, inverse));
+        CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (real_t *)m->tab1, (real_t *)m->tab2, B, L,
+                                          heads[s], HS, L * W, W, HS, c->rope_interleaved,
+                                          inverse));
     return TC_OK;
 }
 
@@ -67,15 +69,15 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
                                      int64_t L, const model_drop *d)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
+    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH, KC = gpt_kv_width(c);
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     real_t *qkv = AP(a->qkvh);
-    const tc_attention_layout lay = model_self_layout(L, C, HS);
-    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
+    const tc_attention_layout lay = model_self_layout_grouped(L, C, KC, HS);
+    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, C + 2 * KC));
     if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, qkv, B, L, 0));
     tc_attention_sparse sp;
-    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
+    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + C + KC, &lay,
                                       NULL, gpt_sparse(c, &sp), B, NH, L, L, HS,
                                       TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
@@ -92,21 +94,21 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
     const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
     const tc_gpt_config *c = &m->cfg;
     tc_attention_sparse sp;
-    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
+    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH, KC = gpt_kv_width(c);
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     real_t *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
     const real_t *qkv = AP(a->qkvh);
-    const tc_attention_layout lay = model_self_layout(L, C, HS);
+    const tc_attention_layout lay = model_self_layout_grouped(L, C, KC, HS);
     CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                      PP(p->projw), N, C, C, TC_WRITE(0) | wset));
-    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
-                                       qkv + 2 * C, AP(a->atty), AP(a->lse), &lay, NULL,
+    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + C + KC, datty, qkv, qkv + C,
+                                       qkv + C + KC, AP(a->atty), AP(a->lse), &lay, NULL,
                                        gpt_sparse(c, &sp), B, NH, L, L, HS, TC_CAUSAL_TOP_LEFT,
                                        d, 1 + 3 * l));
     if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, B, L, 1));
     return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
-                                      3 * C, (set_dx ? TC_WRITE(0) : 0) | wset);
+                                      C + 2 * KC, (set_dx ? TC_WRITE(0) : 0) | wset);
 }
 
 /* The input of layer l and the output of layer l. */
@@ -386,7 +388,7 @@ static int FN(gpt_readout_rows)(tc_gpt *m, real_t *attn, real_t *hidden, int64_t
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t C = c->C, NH = c->NH, HS = C / NH;
-    const tc_attention_layout lay = model_self_layout(L, C, HS);
+    const tc_attention_layout lay = model_self_layout_grouped(L, C, gpt_kv_width(c), HS);
     tc_attention_sparse sp;
     tc_attention_masks mk; /* the forward's block-sparse pattern, if any */
     memset(&mk, 0, sizeof mk);

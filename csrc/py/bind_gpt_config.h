@@ -28,6 +28,7 @@ static const tc_py_field gpt_config_fields[] = {
     GPT_FIELD(sparse_window, TC_PY_FIELD_INT64, 0),
     GPT_FIELD(sparse_stride, TC_PY_FIELD_INT64, 0),
     GPT_FIELD(sparse_global, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(NKV, TC_PY_FIELD_INT64, 0),
     {NULL, 0, 0, 0},
 };
 #undef GPT_FIELD
@@ -46,7 +47,8 @@ static inline int gpt_config(PyObject *obj, void *out)
                     "invalid GPT config: sizes must be >= 1 (and not absurdly large), C "
                     "divisible by NH, an even head size with RoPE, eps >= 0, base > 0, "
                     "dropout in [0, 1), and with block-sparse attention sparse_block >= 1, "
-                    "sparse_window >= 1, sparse_stride >= 0, sparse_global >= 0");
+                    "sparse_window >= 1, sparse_stride >= 0, sparse_global >= 0, NKV 0 or a "
+                    "divisor of NH");
     return 0;
 }
 

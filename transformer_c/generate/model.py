@@ -147,8 +147,9 @@ def as_model(model):
         return model
     from ..nn.gpt import GPT
 
-    if isinstance(model, GPT) and model.config.ffn == "moe":
-        # no C KV-cached driver for a mixture of experts: the module path's full forward
+    if isinstance(model, GPT) and not model._has_fast_path():
+        # no C KV-cached driver for a mixture of experts or grouped-query attention: the
+        # module path's full forward
         cfg = model.config
         return FunctionModel(lambda ids: model.forward(ids, fast=False),
                              context_size=cfg.block_size)

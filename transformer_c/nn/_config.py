@@ -18,6 +18,12 @@ class ConfigMixin:
         return self.n_embd // self.n_head
 
     @property
+    def kv_heads(self):
+        """The heads of k and v: n_kv_head, or n_head (no grouped-query attention)."""
+        nkv = getattr(self, "n_kv_head", None)
+        return self.n_head if nkv is None else int(nkv)
+
+    @property
     def hidden_size(self):
         """The MLP width (n_inner, or 4 * n_embd)."""
         return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
@@ -53,6 +59,11 @@ class BlockOptions:
     mixture of moe_experts MLPs of width n_inner, top-moe_top_k routing with capacity
     factor moe_capacity, and the load-balancing loss times moe_aux_weight added to the
     training loss and its gradient; nn.MoE; padded positions are routed too).
+    n_kv_head: None (every query head its own keys and values) or a divisor of n_head:
+    grouped-query attention (1: multi-query), k and v projected to n_kv_head heads, each
+    shared by n_head // n_kv_head query heads; c_attn is then (C + 2 KC, C), KC =
+    n_kv_head * head_size, its rows [q | k | v] (nn.SelfAttention), and a KV cache holds
+    n_kv_head heads. Old checkpoints (no such field) load with None.
     """
 
     attention: str = "dense"
@@ -65,6 +76,7 @@ class BlockOptions:
     moe_top_k: int = 1
     moe_capacity: float = 1.25
     moe_aux_weight: float = 0.01
+    n_kv_head: "int | None" = None
 
 
 def with_block_options(cls):
@@ -94,6 +106,8 @@ def check_attention(cfg):
     sparse_block >= 1, sparse_window >= 1, sparse_stride >= 0, sparse_global >= 0, checked
     whatever attention is, so a config never holds a pattern it could not run)."""
     check_option("attention", cfg.attention)
+    from .attention import check_kv_heads
+    check_kv_heads(getattr(cfg, "n_kv_head", None), cfg.n_head)
     for name, lo in (("sparse_block", 1), ("sparse_window", 1), ("sparse_stride", 0),
                      ("sparse_global", 0)):
         v = getattr(cfg, name)

@@ -46,7 +46,8 @@ def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
     for layer in range(n_layer):
         p = prefix + ("h", layer)
         _add(out, p + ("ln_1",), (C,), b)
-        _add(out, p + ("attn", "c_attn"), (3 * C, C), b)
+        KC = getattr(cfg, "kv_heads", cfg.n_head) * (C // cfg.n_head)  # grouped k, v width
+        _add(out, p + ("attn", "c_attn"), (C + 2 * KC, C), b)
         _add(out, p + ("attn", "c_proj"), (C, C), b)
         if cross:
             _add(out, p + ("ln_cross_attn",), (C,), b)
@@ -157,7 +158,8 @@ def _rope(cfg):
 def _self_attention(cfg, h, causal, p_attn, seed, head_mask=None):
     return SelfAttention(Dense(**h["attn"]["c_attn"]), Dense(**h["attn"]["c_proj"]),
                          cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed,
-                         head_mask=head_mask, sparse=sparse_pattern(cfg))
+                         head_mask=head_mask, sparse=sparse_pattern(cfg),
+                         n_kv_head=getattr(cfg, "n_kv_head", None))
 
 
 def _mlp(cfg, h, aux=True):
