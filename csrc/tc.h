@@ -318,7 +318,8 @@ int tc_linear_activation_backward_f64(int act, double *dinp, double *dweight, do
  * = relu), act any TC_ACT_* value (else TC_EINVAL), flat arrays:
  * forward: out (N,) = act(gate (N,)) * up (N,); actg (N,) <- act(gate) for the backward, or
  * NULL. backward: dgate (N,) (+)= dout (N,) * up * act'(gate), dup (N,) (+)= dout * act(gate)
- * (actg: the forward's cache, or NULL: recomputed; dgate or dup may be NULL); write:
+ * (actg: the forward's cache, or NULL: recomputed; dgate or dup may be NULL; dup may be
+ * dout itself, updated in place, dgate may not); write:
  * TC_WRITE(0) dgate, TC_WRITE(1) dup. The _ref functions are the plain references (per
  * element in double from the activation references; the backward writes, ignores actg). */
 int tc_glu_forward_f32(int act, float *out, float *actg, const float *gate, const float *up,
@@ -1198,6 +1199,9 @@ typedef struct {
                                      attention (1: multi-query); c_attn is then (C + 2 KC, C),
                                      KC = NKV * HS, rows [q | k | v], and the KV cache of
                                      gpt_kv holds NKV heads */
+    int gated;                    /* 0: the MLP; 1: the gated MLP c_proj(act(c_gate x) *
+                                     c_fc x) (SwiGLU with TC_ACT_SILU), its c_gate weight
+                                     (H,C) and bias (H,) after c_fc's in the layout */
 } tc_gpt_config;
 typedef struct tc_gpt tc_gpt;
 

@@ -30,6 +30,9 @@ VARIANTS = {
     "relu2_rope": dict(activation="relu2", position="rope"),
     "mqa_rope": dict(n_kv_head=1, position="rope"),  # multi-query (TINY has 2 heads)
     "mqa_post_dropout": dict(n_kv_head=1, norm="post", dropout=0.2),
+    "swiglu_ninner": dict(gated=True, activation="silu", n_inner=12),
+    "geglu_post_dropout_nobias_mqa": dict(gated=True, activation="gelu", norm="post",
+                                          dropout=0.2, bias=False, n_kv_head=1),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
     "block_sparse": dict(attention="block_sparse", sparse_block=2, sparse_window=1,
@@ -122,11 +125,12 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None, aux
             if auxes is not None:
                 auxes.append(aux)
             return y.reshape(x.shape)
-        h = lin(x, p["c_fc"])
-        h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
-             "relu2": lambda t: torch.relu(t) ** 2,
-             "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
-        return lin(h, p["c_proj"])
+        act = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
+               "relu2": lambda t: torch.relu(t) ** 2,
+               "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation]
+        if cfg.gated:  # SwiGLU / GeGLU: c_proj(act(c_gate x) * c_fc x)
+            return lin(act(lin(x, p["c_gate"])) * lin(x, p["c_fc"]), p["c_proj"])
+        return lin(act(lin(x, p["c_fc"])), p["c_proj"])
 
     x = P["wte"]["weight"][ids]
     if cfg.position == "learned":

@@ -11,7 +11,7 @@ from transformer_c.options import ACTIVATIONS, NORMS, POSITIONS
 
 GPT_FIELDS = ("V", "maxT", "C", "L", "NH", "H", "bias", "position", "norm", "activation", "tie",
               "eps", "pos_base", "rope_interleaved", "dropout", "attention", "sparse_block",
-              "sparse_window", "sparse_stride", "sparse_global", "NKV")
+              "sparse_window", "sparse_stride", "sparse_global", "NKV", "gated")
 ED_FIELDS = ("Vs", "Vt", "maxT", "C", "Le", "Ld", "NH", "H", "bias", "position", "norm",
              "activation", "share", "tie", "eps", "pos_base", "dropout")
 
@@ -97,7 +97,7 @@ def test_flags_take_bools_or_0_1():
 
 BLOCK_OPTIONS = ["attention", "sparse_block", "sparse_window", "sparse_stride",
                  "sparse_global", "ffn", "moe_experts", "moe_top_k", "moe_capacity",
-                 "moe_aux_weight", "n_kv_head"]
+                 "moe_aux_weight", "n_kv_head", "gated"]
 
 
 @pytest.mark.parametrize("cls_name", ["GPTConfig", "EncoderConfig", "BertConfig"])

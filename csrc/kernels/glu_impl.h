@@ -10,7 +10,8 @@
  * result of an element depends on that element alone: bitwise the same for any thread
  * count. */
 
-// out (N,) = act(gate (N,)) * up (N,); actg (N,) = act(gate) or NULL (not kept)
+// out (N,) = act(gate (N,)) * up (N,); actg (N,) = act(gate) or NULL (not kept: then out may
+// be gate itself, overwritten in place)
 int FN(tc_glu_forward)(int act, real_t *out, real_t *actg, const real_t *gate, const real_t *up,
                        int64_t N)
 {
@@ -39,7 +40,8 @@ int FN(tc_glu_forward)(int act, real_t *out, real_t *actg, const real_t *gate, c
 
 // dgate (N,) (+)= dout (N,) * up (N,) * act'(gate (N,)), dup (N,) (+)= dout * act(gate);
 // actg (N,): the forward's act(gate), or NULL (recomputed); either gradient may be NULL;
-// write: TC_WRITE(0) dgate, TC_WRITE(1) dup (written, else added to)
+// dup may be dout itself (in place; dgate must not); write: TC_WRITE(0) dgate, TC_WRITE(1) dup
+// (written, else added to)
 int FN(tc_glu_backward)(int act, real_t *dgate, real_t *dup, const real_t *dout,
                         const real_t *gate, const real_t *up, const real_t *actg, int64_t N,
                         int write)
@@ -57,7 +59,13 @@ int FN(tc_glu_backward)(int act, real_t *dgate, real_t *dup, const real_t *dout,
         real_t t[GLU_BLOCK];
         const real_t *g = dout + i0, *u = up + i0;
         int st = TC_OK;
-        if (dup) {
+        if (dgate) { /* first: dup may be dout itself (then overwritten block by block) */
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++) t[i] = g[i] * u[i];
+            st = FN(tc_activation_backward)(act, dgate + i0, t, gate + i0, n,
+                                            wg ? TC_WRITE(0) : TC_ACCUMULATE);
+        }
+        if (dup && st == TC_OK) {
             const real_t *a = actg ? actg + i0 : t;
             if (!actg) st = FN(tc_activation_forward)(act, t, gate + i0, n);
             real_t *d = dup + i0;
@@ -68,12 +76,6 @@ int FN(tc_glu_backward)(int act, real_t *dgate, real_t *dup, const real_t *dout,
 #pragma omp simd
                 for (int64_t i = 0; i < n; i++) d[i] += g[i] * a[i];
             }
-        }
-        if (dgate && st == TC_OK) {
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++) t[i] = g[i] * u[i];
-            st = FN(tc_activation_backward)(act, dgate + i0, t, gate + i0, n,
-                                            wg ? TC_WRITE(0) : TC_ACCUMULATE);
         }
         if (st != TC_OK) {
 #pragma omp atomic write

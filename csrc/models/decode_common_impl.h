@@ -182,6 +182,24 @@ static int FN(dec_mlp)(const dec_dims *d, real_t *x, real_t *h, real_t *fc, real
     return FN(dec_residual)(d, x, proj, nw, nb, N);
 }
 
+/* The gated MLP sub-layer on x (N,C): proj (N,C) = c_proj(act(c_gate(in)) * c_fc(in)) (gate
+ * weights gw (H,C), gb (H,) or NULL), fc (2N,H) scratch (the gate, then the up projection),
+ * h (N,C) scratch; the residual as dec_mlp's. */
+static inline int FN(dec_gated_mlp)(const dec_dims *d, real_t *x, real_t *h, real_t *fc, real_t *proj,
+                             int64_t N, const real_t *nw, const real_t *nb, const real_t *fcw,
+                             const real_t *fcb, const real_t *gw, const real_t *gb,
+                             const real_t *projw, const real_t *projb)
+{
+    const real_t *in;
+    real_t *g = fc, *u = fc + N * d->H;
+    CHECK(FN(dec_sub_input)(d, &in, h, x, nw, nb, N));
+    CHECK(FN(dec_linear)(g, in, gw, gb, N, d->C, d->H));
+    CHECK(FN(dec_linear)(u, in, fcw, fcb, N, d->C, d->H));
+    CHECK(FN(tc_glu_forward)(d->act, g, NULL, g, u, N * d->H)); /* in place over the gate */
+    CHECK(FN(dec_linear)(proj, g, projw, projb, N, d->H, d->C));
+    return FN(dec_residual)(d, x, proj, nw, nb, N);
+}
+
 /* logits (B,V) of each row's last token of x (B,TN,C): pre-LN through ln_f (lnfw, lnfb);
  * last and lnf (B,C) scratch. */
 static int FN(dec_logits)(const dec_dims *d, real_t *logits, const real_t *x, real_t *last,

@@ -70,7 +70,7 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     /* the caches: 2 * L * Bmax * Smax * C elements (twice that after a reordering select) */
     if ((double)cfg->L * (double)Bmax * (double)Smax * (double)cfg->C * (double)elem > 1e14 ||
         (double)Bmax * (double)Smax > 1e12 ||
-        !dec_tokens_ok(cfg->C, cfg->H, cfg->NH, Bmax, elem))
+        !dec_tokens_ok(cfg->C, 2 * cfg->H, cfg->NH, Bmax, elem))
         return TC_ENOMEM;
     tc_gpt_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return TC_ENOMEM;
@@ -78,7 +78,9 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->elem = elem;
     kv->params = params;
     kv->Bmax = Bmax;
-    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
+    /* (the scratch's fc holds 2 rows of H per token for the gated MLP: gate and up) */
+    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->gated ? 2 * cfg->H : cfg->H, .NH = cfg->NH,
+                           .elem = elem};
     kv->Smax = Smax;
     kv->lp = malloc((size_t)cfg->L * sizeof *kv->lp);
     if (kv->lp)

@@ -96,8 +96,13 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
                                      KP(p->ln1w), KP(p->ln1b), KP(p->attw), KP(p->attb),
                                      KP(p->projw), KP(p->projb),
                                      c->position == TC_POS_ROPE ? FN(dec_rope_qk) : NULL, &rope));
-        CHECK(FN(dec_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2w), KP(p->ln2b), KP(p->fcw),
-                          KP(p->fcb), KP(p->fcprojw), KP(p->fcprojb)));
+        if (c->gated)
+            CHECK(FN(dec_gated_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2w), KP(p->ln2b),
+                                    KP(p->fcw), KP(p->fcb), KP(p->fcgw), KP(p->fcgb),
+                                    KP(p->fcprojw), KP(p->fcprojb)));
+        else
+            CHECK(FN(dec_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2w), KP(p->ln2b),
+                              KP(p->fcw), KP(p->fcb), KP(p->fcprojw), KP(p->fcprojb)));
     }
     CHECK(FN(dec_logits)(&d, logits, x, KS(sb->last), KS(sb->lnf), B, TN, KP(kv->lnfw),
                          KP(kv->lnfb), KP(kv->head), c->V));

@@ -8,6 +8,7 @@
 
 typedef struct { /* element offsets into the parameter (and gradient) buffer; -1: absent */
     int64_t ln1w, ln1b, attw, attb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+    int64_t fcgw, fcgb; /* the gated MLP's c_gate (H,C), (H,); -1 without gating */
 } gpt_layer_params;
 
 /* The config's block-sparse pattern in *sp, or NULL for dense attention. */
@@ -39,7 +40,8 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (c->NKV < 0 || (c->NKV > 0 && c->NH % c->NKV)) return 0;
     if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
         c->activation >= TC_ACT_COUNT) return 0;
-    if ((c->bias != 0 && c->bias != 1) || (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
+    if ((c->bias != 0 && c->bias != 1) || (c->gated != 0 && c->gated != 1) ||
+        (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
         (c->tie != 0 && c->tie != 1) || (c->rope_interleaved != 0 && c->rope_interleaved != 1))
         return 0;
     if (c->position == TC_POS_ROPE && (c->C / c->NH) % 2) return 0;
@@ -81,6 +83,8 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
         p.ln2b = c->bias ? TAKE(C) : -1;
         p.fcw = TAKE(H * C);
         p.fcb = c->bias ? TAKE(H) : -1;
+        p.fcgw = c->gated ? TAKE(H * C) : -1;
+        p.fcgb = c->gated && c->bias ? TAKE(H) : -1;
         p.fcprojw = TAKE(C * H);
         p.fcprojb = c->bias ? TAKE(C) : -1;
         if (lp) lp[l] = p;

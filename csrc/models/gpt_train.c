@@ -17,6 +17,8 @@
  *     fch H, fcha H            c_fc output after the activation (fcha) and, for the
  *                              backward, before it (ReLU) or the GELU's derivative there
  *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
+ *     fcu H, fcg H             gated MLP only: c_fc's output (up) and act(c_gate's output)
+ *                              (fch then holds c_gate's output, fcha act(gate) * up)
  *   kept once: pos ids (int64), enc C (embeddings), lnf C + 2, logits V (the backward
  *     turns them into dlogits in place), per-row loss and logsumexp 2;
  *   scratch shared by all layers: qkv C + 2KC (the c_attn output's gradient), dres C (the
@@ -33,6 +35,7 @@
 typedef struct { /* byte offsets into the arena */
     size_t ln1, ln1_mean, ln1_rstd, qkvh, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
         fch, fcha, res3;
+    size_t fcu, fcg; /* the gated MLP's c_fc output and act(c_gate output) (empty without) */
 } gpt_layer_acts;
 
 typedef struct {
@@ -97,6 +100,8 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.fch = gpt_take(&u, N * H, elem);
         a.fcha = gpt_take(&u, N * H, elem);
         a.res3 = gpt_take(&u, N * C, elem);
+        a.fcu = gpt_take(&u, c->gated ? N * H : 0, elem);
+        a.fcg = gpt_take(&u, c->gated ? N * H : 0, elem);
         if (la) la[l] = a;
     }
     g.lnf = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N * C, elem);

@@ -111,6 +111,54 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
                                       C + 2 * KC, (set_dx ? TC_WRITE(0) : 0) | wset);
 }
 
+/* Layer l's feed-forward hidden layer on in (N,C) into fcha (N,H), with what the backward
+ * needs: the MLP (gpt_fc_forward), or the gated MLP: fch = c_gate(in), fcu = c_fc(in),
+ * fcg = act(fch), fcha = fcg * fcu (tc_glu_forward). */
+static int FN(gpt_ffn_forward)(tc_gpt *m, int64_t l, const real_t *in, int64_t N, int grads)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const gpt_layer_params *p = &m->lp[l];
+    const gpt_layer_acts *a = &m->la[l];
+    const int64_t C = c->C, H = c->H;
+    if (!c->gated)
+        return FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), in, PP(p->fcw), PP(p->fcb), N, C, H,
+                                  c->activation, grads);
+    CHECK(FN(tc_linear_forward)(AP(a->fch), in, PP(p->fcgw), PP(p->fcgb), N, C, H));
+    CHECK(FN(tc_linear_forward)(AP(a->fcu), in, PP(p->fcw), PP(p->fcb), N, C, H));
+    return FN(tc_glu_forward)(c->activation, AP(a->fcha), AP(a->fcg), AP(a->fch), AP(a->fcu),
+                              N * H);
+}
+
+/* Its backward from dout (N,C) (c_proj's output gradient; may be dx itself) to dx (N,C)
+ * (+=, or written with set_dx) and the linears' gradients (+=, or written with set_w): the
+ * MLP's gpt_mlp_backward, or for the gated MLP dh1 (N,H) = dout @ c_proj, then dgate (dh2)
+ * and dup (over dh1) by tc_glu_backward from the forward's cache, then c_gate's and c_fc's
+ * backward. in (N,C): the sub-layer's input. */
+static int FN(gpt_ffn_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dout,
+                                const real_t *in, int64_t N, int set_dx, int set_w)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const gpt_layer_params *p = &m->lp[l];
+    const gpt_layer_acts *a = &m->la[l];
+    const int64_t C = c->C, H = c->H;
+    real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
+    if (!c->gated)
+        return FN(gpt_mlp_backward)(dx, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
+                                    GP(p->fcprojb), dout, in, AP(a->fch), AP(a->fcha),
+                                    PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, set_dx,
+                                    set_w);
+    const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
+    CHECK(FN(tc_gemm)(dh1, dout, PP(p->fcprojw), N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0));
+    CHECK(FN(tc_linear_backward)(NULL, GP(p->fcprojw), GP(p->fcprojb), dout, AP(a->fcha),
+                                 PP(p->fcprojw), N, H, C, wset));
+    CHECK(FN(tc_glu_backward)(c->activation, dh2, dh1, dh1, AP(a->fch), AP(a->fcu), AP(a->fcg),
+                              N * H, TC_WRITE(0) | TC_WRITE(1)));
+    CHECK(FN(tc_linear_backward)(dx, GP(p->fcgw), GP(p->fcgb), dh2, in, PP(p->fcgw), N, C, H,
+                                 (set_dx ? TC_WRITE(0) : 0) | wset));
+    return FN(tc_linear_backward)(dx, GP(p->fcw), GP(p->fcb), dh1, in, PP(p->fcw), N, C, H,
+                                  wset);
+}
+
 /* The input of layer l and the output of layer l. */
 static const real_t *FN(gpt_layer_in)(const tc_gpt *m, int64_t l)
 {
@@ -157,8 +205,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         else
             CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), res2,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
-        CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), mlp_in, PP(p->fcw), PP(p->fcb), N, C,
-                                 H, c->activation, grads));
+        CHECK(FN(gpt_ffn_forward)(m, l, mlp_in, N, grads));
         CHECK(FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C));
         CHECK(FN(model_dropout)(proj, N * C, &d, 3 + 3 * l));
         FN(gpt_add)(res3, c->norm == TC_NORM_POST ? ln1 : res2, proj, N * C);
@@ -181,10 +228,9 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                 uint64_t seed, int drop, int set_w)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t N = B * L, C = c->C, H = c->H;
+    const int64_t N = B * L, C = c->C;
     const model_drop d = {drop, c->dropout, seed, m->row0, B};
     real_t *dres = AP(m->ga.dres), *dc = AP(m->ga.dc), *ddrop = AP(m->ga.ddrop);
-    real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
     const size_t nc_bytes = (size_t)(N * C) * sizeof(real_t);
     /* logits -> head -> (ln_f) */
     const real_t *xf = c->norm == TC_NORM_POST ? FN(gpt_layer_in)(m, c->L) : AP(m->ga.lnf);
@@ -206,10 +252,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
         if (c->norm == TC_NORM_PRE) {
             /* dres: d res3 (the layer output) */
             CHECK(FN(model_dropout_back)(&dp, dres, ddrop, N * C, &d, 3 + 3 * l));
-            CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
-                                       GP(p->fcprojb), dp, AP(a->ln2), AP(a->fch), AP(a->fcha),
-                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, 1,
-                                       set_w));
+            CHECK(FN(gpt_ffn_backward)(m, l, dc, dp, AP(a->ln2), N, 1, set_w));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln2w), GP(p->ln2b), dc, AP(a->res2),
                                             PP(p->ln2w), AP(a->ln2_mean), AP(a->ln2_rstd), N,
                                             C, TC_ACCUMULATE));
@@ -228,10 +271,7 @@ static int FN(gpt_backward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_
                                                 N, C, TC_WRITE(0)));
             CHECK(FN(model_dropout_back)(&dp, dc, ddrop, N * C, &d, 3 + 3 * l));
             /* dc += through the MLP: d x1 */
-            CHECK(FN(gpt_mlp_backward)(dc, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
-                                       GP(p->fcprojb), dp, AP(a->ln1), AP(a->fch), AP(a->fcha),
-                                       PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, 0,
-                                       set_w));
+            CHECK(FN(gpt_ffn_backward)(m, l, dc, dp, AP(a->ln1), N, 0, set_w));
             CHECK(FN(tc_layernorm_backward)(dres, GP(p->ln1w), GP(p->ln1b), dc, AP(a->res2),
                                                 PP(p->ln1w), AP(a->ln1_mean), AP(a->ln1_rstd),
                                                 N, C, TC_WRITE(0)));

@@ -29,6 +29,7 @@ static const tc_py_field gpt_config_fields[] = {
     GPT_FIELD(sparse_stride, TC_PY_FIELD_INT64, 0),
     GPT_FIELD(sparse_global, TC_PY_FIELD_INT64, 0),
     GPT_FIELD(NKV, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(gated, TC_PY_FIELD_FLAG, 0),
     {NULL, 0, 0, 0},
 };
 #undef GPT_FIELD

@@ -64,6 +64,11 @@ class BlockOptions:
     shared by n_head // n_kv_head query heads; c_attn is then (C + 2 KC, C), KC =
     n_kv_head * head_size, its rows [q | k | v] (nn.SelfAttention), and a KV cache holds
     n_kv_head heads. Old checkpoints (no such field) load with None.
+    gated: False (the MLP), or True: the gated MLP (nn.GatedMLP) with the config's
+    activation, c_proj(act(c_gate(x)) * c_fc(x)): activation="silu" gives SwiGLU (LLaMA),
+    "gelu" GeGLU; mlp.c_gate (n_inner, C) is a new weight beside c_fc and c_proj (3 matrices
+    for 2: LLaMA's width n_inner = 8 n_embd / 3 keeps the parameter count of 4 n_embd).
+    ffn="mlp" only. Old checkpoints load with False.
     """
 
     attention: str = "dense"
@@ -77,6 +82,7 @@ class BlockOptions:
     moe_capacity: float = 1.25
     moe_aux_weight: float = 0.01
     n_kv_head: "int | None" = None
+    gated: bool = False
 
 
 def with_block_options(cls):
@@ -169,6 +175,11 @@ def check_ffn(cfg):
     moe_capacity (capacity factor, finite > 0), moe_aux_weight (finite >= 0). ValueError
     naming the field."""
     check_option("ffn", cfg.ffn)
+    gated = getattr(cfg, "gated", False)
+    if not isinstance(gated, (bool, np.bool_)):
+        raise ValueError(f"gated must be True or False, got {gated!r}")
+    if gated and cfg.ffn != "mlp":
+        raise ValueError(f"gated=True is the gated MLP: it needs ffn='mlp', got {cfg.ffn!r}")
     k = cfg.moe_top_k
     if isinstance(k, (bool, np.bool_)) or k not in (1, 2):
         raise ValueError(f"moe_top_k must be 1 or 2, got {k!r}")

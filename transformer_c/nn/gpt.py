@@ -97,7 +97,7 @@ class GPTConfig(ConfigMixin):
         """This config as the C library's tc_gpt_config (tc.h): a dict of its field names
         (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
         rope_interleaved, dropout, attention, sparse_block, sparse_window, sparse_stride,
-        sparse_global, NKV (0: n_kv_head None)), option values as their C enum values; what the GPT bindings
+        sparse_global, NKV (0: n_kv_head None), gated), option values as their C enum values; what the GPT bindings
         (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take. ffn="moe" has no C
         driver (GPT runs its module path): ValueError."""
         if self.ffn != "mlp":
@@ -113,7 +113,8 @@ class GPTConfig(ConfigMixin):
                     pos_base=float(self.position_base),
                     rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout),
                     **attention_c_fields(self),
-                    NKV=0 if self.n_kv_head is None else int(self.n_kv_head))
+                    NKV=0 if self.n_kv_head is None else int(self.n_kv_head),
+                    gated=bool(self.gated))
 
 
 def _layout(cfg):

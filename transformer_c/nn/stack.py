@@ -17,7 +17,7 @@ from .. import functional as F
 from ..functional._util import as_ids
 from .attention import CrossAttention, SelfAttention
 from .blocks import Block, DecoderBlock, site_seed
-from .feedforward import MLP, MoE
+from .feedforward import MLP, GatedMLP, MoE
 from ._config import sparse_pattern
 from .layers import Dense, Norm
 
@@ -66,6 +66,8 @@ def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
                 out.append((m + ("b2",), (E, C)))
         else:
             _add(out, p + ("mlp", "c_fc"), (H, C), b)
+            if getattr(cfg, "gated", False):  # the gated MLP's activated projection
+                _add(out, p + ("mlp", "c_gate"), (H, C), b)
             _add(out, p + ("mlp", "c_proj"), (C, H), b)
     if cfg.norm == "pre":
         _add(out, prefix + ("ln_f",), (C,), b)
@@ -171,6 +173,10 @@ def _mlp(cfg, h, aux=True):
         return MoE(m["router"], m["w1"], m.get("b1"), m["w2"], m.get("b2"),
                    top_k=cfg.moe_top_k, capacity_factor=cfg.moe_capacity,
                    activation=cfg.activation, aux_weight=cfg.moe_aux_weight if aux else 0.0)
+    if getattr(cfg, "gated", False):
+        m = h["mlp"]
+        return GatedMLP(Dense(**m["c_fc"]), Dense(**m["c_gate"]), Dense(**m["c_proj"]),
+                        cfg.activation)
     return MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
 
 
