@@ -26,6 +26,10 @@ warning; TC_NO_OPENMP=1 forces that. The extension reports what it got
 TC_PORTABLE_ONLY=1 compiles the portable kernels only (no AVX2+FMA variants, no runtime CPU
 probe: what any non-x86 machine builds), e.g. to test that configuration on x86-64.
 
+Sources compile in parallel (one compiler process per core, or build_ext -j N / TC_BUILD_JOBS=N;
+setuptools itself only parallelises across extensions, and there is one): a unix compiler's
+compile() is replaced, for this build, by one that runs its per-object step on a thread pool.
+
 TC_SANITIZE=1 in the environment builds with AddressSanitizer + UndefinedBehaviorSanitizer
 (-O1 -g, frame pointers kept, any undefined behaviour aborts) for tools/sanitize.sh; the
 build without it is unchanged.
@@ -35,6 +39,7 @@ import platform
 import sys
 import tempfile
 from glob import glob
+from multiprocessing.pool import ThreadPool
 
 import numpy as np
 from setuptools import Extension, setup
@@ -108,6 +113,40 @@ def openmp_candidates():
     return out
 
 
+def build_jobs(parallel):
+    """Compiler processes to run at once: TC_BUILD_JOBS, else build_ext's -j, else the CPUs."""
+    value = os.environ.get("TC_BUILD_JOBS", "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise SystemExit(f"setup.py: TC_BUILD_JOBS must be a positive integer, got {value!r}")
+        return int(value)
+    if isinstance(parallel, int) and parallel > 1:
+        return parallel
+    return os.cpu_count() or 1
+
+
+def parallel_compile(compiler, jobs):
+    """Make compiler.compile (a distutils UnixCCompiler's) compile its objects on `jobs`
+    threads (each waits on its own gcc process); the objects and errors are those of the
+    serial loop, which this follows step by step."""
+    def compile(sources, output_dir=None, macros=None, include_dirs=None, debug=0,
+                extra_preargs=None, extra_postargs=None, depends=None):
+        macros, objects, extra_postargs, pp_opts, build = compiler._setup_compile(
+            output_dir, macros, include_dirs, sources, depends, extra_postargs)
+        cc_args = compiler._get_cc_args(pp_opts, debug, extra_preargs)
+
+        def one(obj):
+            if obj in build:
+                src, ext = build[obj]
+                compiler._compile(obj, src, ext, cc_args, extra_postargs, pp_opts)
+
+        with ThreadPool(jobs) as pool:
+            list(pool.imap(one, objects))
+        return objects
+
+    compiler.compile = compile
+
+
 class build_ext(_build_ext):
     """build_ext that probes OpenMP (serial build without it) and, in an editable install,
     reuses an up-to-date in-place extension."""
@@ -171,6 +210,10 @@ class build_ext(_build_ext):
                 self.copy_file(inplace, target)
                 print(f"reusing {inplace}: newer than every source (delete it to rebuild)")
                 return
+        jobs = build_jobs(self.parallel)
+        if jobs > 1 and self.compiler.compiler_type == "unix" and \
+                hasattr(self.compiler, "_setup_compile"):
+            parallel_compile(self.compiler, jobs)
         super().build_extension(ext)
 
 

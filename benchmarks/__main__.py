@@ -7,6 +7,12 @@ Sections (DESIGN.md section 7, issue "Speed"):
               the model; skipped until it exists), with MFU against the peak below
   peak    (d) the machine's peak FP32 FLOP/s (an FMA loop in C), the MFU denominator
 
+--contention runs benchmarks/contention.py instead: every row (decoding and sampling at
+batch 1, GPT.forward on short inputs, small and large products, every layer, the training
+step) at 1 and 2 threads, idle and with a busy loop on one core, interleaved, with the ratio
+t(2 threads) / t(1 thread) per condition (target: <= 1 everywhere); --unguarded adds 2
+threads with the contention guard off.
+
 Every case prints one JSON line (also appended to --out FILE); markdown tables follow at
 the end. Ratios are transformer_c's speed over the other library's (> 1: faster).
 """
@@ -19,7 +25,7 @@ import time
 import numpy as np
 
 import transformer_c as tc
-from benchmarks import common, gemm, layers, peak
+from benchmarks import common, contention, gemm, layers, peak
 
 SECTIONS = ("peak", "gemm", "layers", "model")
 
@@ -91,10 +97,18 @@ def main(argv=None):
                    help="sections to run (default: all)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--quiet", action="store_true", help="no JSON lines on stdout, tables only")
+    p.add_argument("--contention", action="store_true",
+                   help="each row at 1 and 2 threads, idle and with one busy core (interleaved)")
+    p.add_argument("--unguarded", action="store_true",
+                   help="with --contention: also 2 threads with the contention guard off")
     a = p.parse_args(argv)
     if any(t < 1 for t in a.threads):
         p.error("--threads must be >= 1")
     common.set_output(a.out)
+    if a.contention:
+        recs = contention.run(quick=a.quick, quiet=a.quiet, unguarded=a.unguarded)
+        print(f"\n### 2 threads vs 1, idle and with one busy core\n\n{contention.table(recs)}")
+        return 0
     dtype = np.dtype(a.dtype).type
     opts = {"repeats": 3, "min_time": 0.02, "warmup": 1} if a.quick else {}
     torch = common.try_torch()

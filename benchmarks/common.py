@@ -68,6 +68,23 @@ def paired_times(fns, opts):
     return {k: (statistics.median(v), min(v)) for k, v in samples.items()}
 
 
+def cpu_times(fns, repeats=3, warmup=1):
+    """{name: (median, best)} CPU seconds (time.process_time) of one call of each function,
+    the functions taking turns round after round. With one thread this is the work done,
+    whatever share of a core a busy machine gives the process (wall time is not: once a
+    call outlasts a scheduler time slice, it absorbs the other processes' load)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            samples[k].append(time.process_time() - t0)
+    return {k: (statistics.median(v), min(v)) for k, v in samples.items()}
+
+
 def peak_rss_mib():
     """Peak resident set size of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -1,6 +1,12 @@
 """Mixture of experts vs the dense MLP of equal active parameters, forward+backward.
 
 python -m benchmarks.moe [--threads 1 2] [--experts 4 8] [--quick]
+python -m benchmarks.moe --gpt [--threads 1] [--quick]
+
+--gpt: the whole GPT training step (loss_and_grads) of the efficient study's GPT (4 layers,
+C = 128, 4 heads, T = 256, batch 16, 65 characters; its MoE: 4 experts, top-1, capacity
+1.25) with ffn="moe" on the C fast path against the same model on the module path, and the
+dense GPT's fast path for reference, the three timed interleaved in one process.
 
 Shapes are the benchmark GPT's feed-forward (N = B*T = 1024 token rows, C = 384): an MoE of
 E experts of width H = 4C with top-k routing (capacity factor 1.25) against the dense MLP
@@ -14,11 +20,12 @@ the gate and router gradients). The two are timed interleaved in one process
 plus 6 C E per token for the router (dropped choices do no expert work).
 """
 import argparse
+import os
 
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit, paired_times, set_threads
+from benchmarks.common import cpu_times, emit, paired_times, set_threads
 
 F = tc.functional
 GPT = dict(N=1024, C=384)
@@ -85,6 +92,55 @@ def run(threads=(1, 2), dtype=np.float32, cfg=None, experts=(4, 8), top_ks=(1, 2
     return out
 
 
+STUDY_GPT = dict(vocab_size=65, block_size=256, n_layer=4, n_head=4, n_embd=128)
+STUDY_MOE = dict(ffn="moe", moe_experts=4, moe_top_k=1, moe_capacity=1.25,
+                 moe_aux_weight=0.01)
+
+
+def gpt_run(threads=1, B=16, cfg=None, moe=None, opts=None, quiet=False):
+    """One GPT training step (loss_and_grads) timed three ways, interleaved: the MoE GPT on
+    the fast path and on the module path (the same parameters), and the dense GPT's fast
+    path; one record (median ms per step, the speed-up of the fast path, the load). One
+    thread: CPU time of each call (clock "cpu"); more: wall time (clock "wall")."""
+    from transformer_c.nn import GPT, GPTConfig
+
+    cfg, moe = dict(cfg or STUDY_GPT), dict(moe or STUDY_MOE)
+    opts = dict({"repeats": 5, "warmup": 1, "min_time": 0.0}, **(opts or {}))
+    set_threads(threads)
+    T = cfg["block_size"]
+    dense = GPT.create(GPTConfig(**cfg), np.random.default_rng(0), dtype=np.float32)
+    model = GPT.create(GPTConfig(**cfg, **moe), np.random.default_rng(0), dtype=np.float32)
+    r = np.random.default_rng(1)
+    idx = r.integers(0, cfg["vocab_size"], (B, T))
+    tgt = r.integers(0, cfg["vocab_size"], (B, T))
+    fns = {"moe_fast": lambda: model.loss_and_grads(idx, tgt),
+           "moe_module": lambda: model.loss_and_grads(idx, tgt, fast=False),
+           "dense_fast": lambda: dense.loss_and_grads(idx, tgt)}
+    # one thread: CPU time, the work done whatever share of a core a busy machine gives
+    clock = "cpu" if threads == 1 else "wall"
+    times = (cpu_times(fns, opts["repeats"], opts["warmup"]) if clock == "cpu"
+             else paired_times(fns, opts))
+    rec = {"bench": "moe_gpt", "threads": threads, "clock": clock, "B": B, "T": T, **cfg,
+           **moe,
+           **{f"{k}_ms": round(1e3 * v[0], 2) for k, v in times.items()},
+           "loadavg_1m": os.getloadavg()[0]}
+    rec["fast_speedup"] = round(rec["moe_module_ms"] / rec["moe_fast_ms"], 3)
+    rec["moe_over_dense"] = round(rec["moe_fast_ms"] / rec["dense_fast_ms"], 3)
+    return emit(rec, quiet=quiet)
+
+
+def gpt_table(records):
+    """Markdown table of moe_gpt records."""
+    lines = ["| threads | clock | MoE fast ms/step | MoE module ms/step | fast speed-up "
+             "| dense fast ms/step | MoE / dense | load |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r['threads']} | {r['clock']} | {r['moe_fast_ms']:.1f} "
+                     f"| {r['moe_module_ms']:.1f} "
+                     f"| {r['fast_speedup']:.2f} | {r['dense_fast_ms']:.1f} "
+                     f"| {r['moe_over_dense']:.2f} | {r['loadavg_1m']:.1f} |")
+    return "\n".join(lines)
+
+
 def table(records):
     """Markdown table of moe records."""
     lines = ["| threads | E | k | kept / dropped | dense us/token | MoE us/token "
@@ -103,7 +159,13 @@ def main(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--experts", type=int, nargs="+", default=[4, 8])
     p.add_argument("--quick", action="store_true", help="fewer repeats")
+    p.add_argument("--gpt", action="store_true",
+                   help="the GPT training step: MoE fast path vs module path (and dense)")
     a = p.parse_args(argv)
+    if a.gpt:
+        opts = {"repeats": 3} if a.quick else {}
+        print(gpt_table([gpt_run(t, opts=opts, quiet=True) for t in a.threads]))
+        return
     opts = {"repeats": 3, "min_time": 0.02} if a.quick else {}
     print(table(run(a.threads, experts=a.experts, opts=opts, quiet=True)))
 

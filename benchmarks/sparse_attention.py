@@ -25,15 +25,13 @@ attention) over the time: the sparse step's GFLOP/s against the dense step's.
 import argparse
 import math
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit, set_threads
+from benchmarks.common import cpu_times, emit, set_threads
 
 F = tc.functional
 D = 64
@@ -64,23 +62,6 @@ def keys_per_query(layout, T):
                 n = q1 - q0
                 total += n * (n + 1) // 2
     return total / T
-
-
-def cpu_times(fns, repeats=3, warmup=1):
-    """{name: (median, best)} CPU seconds (time.process_time) of one call of each function,
-    the functions taking turns round after round. With one thread this is the work done,
-    whatever share of a core a busy machine gives the process (wall time is not: once a
-    call outlasts a scheduler time slice, it absorbs the other processes' load)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.process_time()
-            fn()
-            samples[k].append(time.process_time() - t0)
-    return {k: (statistics.median(v), min(v)) for k, v in samples.items()}
 
 
 def _inputs(T, seed=0):

@@ -145,6 +145,17 @@ void tc_sync_num_threads(void);
  * On by default; off: one pass with every kernel parallel inside. */
 void tc_set_data_parallel(int on);
 int tc_get_data_parallel(void);
+/* Whether a parallel region of `work` units should use the threads: work >= min_work (the
+ * kernel's idle-machine crossover), more than one thread, not inside a parallel region, and,
+ * with the contention guard on, a free core on the machine for every thread but the caller
+ * (core/threads.c). Asked only by kernels whose results do not depend on the thread count. */
+int tc_parallel_worth(double work, double min_work);
+/* The contention guard: on by default, unless TC_THREAD_GUARD=0 is in the environment. */
+void tc_set_thread_guard(int on);
+int tc_get_thread_guard(void);
+/* Other processes' runnable tasks at the guard's last reading (/proc/loadavg's less this
+ * process's runnable threads; -1: no reading yet, or no /proc/loadavg). */
+int tc_thread_guard_others(void);
 
 /* ------------------------------------------------------------------ cpu (core/cpu.c) */
 
@@ -1176,7 +1187,16 @@ int tc_rope_backward_ref_f64(double *dinp, const double *dout, int64_t N, int64_
  * Dropout (probability cfg.dropout, when training) hits the embeddings (site 0), the
  * attention probabilities (site 1 + 3l) and the attention (site 2 + 3l) and MLP (site 3 + 3l)
  * branch outputs of layer l; site s uses seed + (s + 1) * 0x9E3779B97F4A7C15 (mod 2^64) with
- * the dropout kernels' Philox stream (the attention kernel's for site 1 + 3l). */
+ * the dropout kernels' Philox stream (the attention kernel's for site 1 + 3l).
+ * With ffn == TC_FFN_MOE every layer's MLP is a mixture of moe_experts of them (tc_moe_forward
+ * / _backward, "mixture of experts" below): its parameters take the MLP's place in the
+ * layout, mlp.router (E,C), mlp.w1 (E,H,C), mlp.b1 (E,H), mlp.w2 (E,C,H), mlp.b2 (E,C) (no
+ * biases when bias == 0), as transformer_c.nn.MoE's; the loss is the cross-entropy plus
+ * moe_aux_weight times the sum of the layers' load-balancing losses, and the gradients are
+ * its gradient. Routing (capacity, dropped choices, the aux fractions) is over the call's
+ * B*T tokens, as the module path routes a batch: such a call runs one pass over the whole
+ * batch (no data-parallel split, model_common.h), the kernels parallel inside, so the
+ * routing does not depend on the thread count. tc_gpt_moe_routing reads it out. */
 /* The most layers a model config may have (GPT L, encoder-decoder Le and Ld each): sizes
  * are refused before anything proportional to the layer count runs (tc_*_num_params). */
 #define TC_MAX_LAYERS 65536
@@ -1195,6 +1215,10 @@ typedef struct {
     int attention;                /* TC_ATTN_*: dense (0, the default) or block-sparse */
     int64_t sparse_block, sparse_window, sparse_stride, sparse_global; /* the pattern of
                                      BLOCK_SPARSE (tc_attention_sparse), ignored when dense */
+    int ffn;                      /* TC_FFN_*: the dense MLP (0, the default) or TC_FFN_MOE */
+    int64_t moe_experts, moe_top_k; /* E experts, top-K routing (K = 1 or 2, K <= E) */
+    double moe_capacity;          /* the capacity factor (finite > 0; tc_moe_capacity) */
+    double moe_aux_weight;        /* the load-balancing loss's weight in the loss (>= 0) */
     int64_t NKV;                  /* kv heads: 0 (= NH), or a divisor of NH: grouped-query
                                      attention (1: multi-query); c_attn is then (C + 2 KC, C),
                                      KC = NKV * HS, rows [q | k | v], and the KV cache of
@@ -1254,6 +1278,14 @@ int tc_gpt_inspect_f32(tc_gpt *model, float *logits, float *attn, float *hidden,
 int tc_gpt_inspect_f64(tc_gpt *model, double *logits, double *attn, double *hidden,
                        const int64_t *idx, int64_t B, int64_t T, uint64_t seed, int training);
 
+/* The routing of the last forward (tc_gpt_forward, _inspect or _loss_and_grads) of a model
+ * with ffn == TC_FFN_MOE, per layer l: tokens[l*E + e] the choices expert e ran on,
+ * dropped[l*E + e] those dropped over capacity, capacity[l] the rows per expert, aux[l] the
+ * layer's load-balancing loss (unweighted). tokens, dropped (L,E), capacity (L,), aux (L,);
+ * each may be NULL. TC_EINVAL for a dense model or before the first call. */
+int tc_gpt_moe_routing(const tc_gpt *model, int64_t *tokens, int64_t *dropped,
+                       int64_t *capacity, double *aux);
+
 /* ------------------------------------------------------------------ end model */
 
 
@@ -1290,7 +1322,15 @@ int tc_gpt_inspect_f64(tc_gpt *model, double *logits, double *attn, double *hidd
  * 0x9E3779B97F4A7C15 (mod 2^64): encoder embeddings 0, encoder layer l: attention
  * probabilities 3l+1, attention branch 3l+2, MLP branch 3l+3; decoder embeddings
  * D0 = 1 + 3 Le, decoder layer l (s = D0 + 5l): self-attention probabilities s+1 and
- * branch s+2, cross-attention probabilities s+3 and branch s+4, MLP branch s+5. */
+ * branch s+2, cross-attention probabilities s+3 and branch s+4, MLP branch s+5.
+ * With ffn == TC_FFN_MOE every layer's MLP of both stacks is a mixture of moe_experts of
+ * them, laid out as GPT's ("model": mlp.router (E,C), w1 (E,H,C), b1 (E,H), w2 (E,C,H),
+ * b2 (E,C) in the MLP's place); each layer routes its stack's tokens of the call (B*S
+ * source tokens, padded ones included, or B*T target tokens), one pass over the whole batch
+ * (no data-parallel split); the loss adds moe_aux_weight times the load-balancing losses of
+ * every layer of both stacks, the gradients theirs. KV-cached decoding (model_encdec_decode)
+ * routes every target token alone; its prefill encodes the source as tc_encdec_encode
+ * does (routed together). */
 typedef struct {
     int64_t Vs, Vt;        /* source and target vocabularies */
     int64_t maxT;          /* longest source and longest target (rows of wpe) */
@@ -1304,6 +1344,10 @@ typedef struct {
     double eps;            /* layer norm epsilon */
     double pos_base;       /* base of the sinusoidal table */
     double dropout;        /* in [0, 1) */
+    int ffn;               /* TC_FFN_*: the dense MLP (0, the default) or TC_FFN_MOE */
+    int64_t moe_experts, moe_top_k; /* E experts, top-K routing (K = 1 or 2, K <= E) */
+    double moe_capacity;   /* the capacity factor (finite > 0; tc_moe_capacity) */
+    double moe_aux_weight; /* the load-balancing loss's weight in the loss (>= 0) */
 } tc_encdec_config;
 typedef struct tc_encdec tc_encdec;
 
@@ -1404,6 +1448,12 @@ int tc_encdec_inspect_f64(tc_encdec *model, double *logits, const tc_encdec_read
  * Products of at most 8 rows (a decoding step) use a matrix-vector kernel that reads each
  * weight row once (AVX2+FMA when tc_gemm runs its AVX2+FMA kernel, else the portable one);
  * larger ones tc_linear_forward.
+ * With ffn == TC_FFN_MOE every token (prompt and step, padding slots included) is routed
+ * alone: tc_moe_forward with capacity factor E, i.e. cap = the call's tokens, nothing
+ * dropped; what the module path gives a token run alone (one token's capacity is 1 and its
+ * choice, or its two choices of different experts, always fit). A full forward over a
+ * sequence (tc_gpt_forward) routes its tokens together and may drop some: the two agree when
+ * the capacity drops nothing.
  * An encoder-decoder decoder follows the same pattern (create, prefill = run the encoder
  * and the cross-attention keys/values once, step, select). */
 typedef struct tc_gpt_kv tc_gpt_kv;

@@ -1,27 +1,35 @@
 """SNLI natural language inference with a small BERT-style encoder (nn.Bert), end to end.
 
 Data: ../shared/data/snli/compact (see its README): the 1% train sample (5,498 labelled
-pairs) to fine-tune on, dev (9,842) for model selection, test (9,824) and test_hard (3,261,
-a subset of test) for reporting. Labels: entailment 0, neutral 1, contradiction 2.
+pairs), dev (9,842), test (9,824) and test_hard (3,261, a subset of test). Labels:
+entailment 0, neutral 1, contradiction 2. Two ways to split (--train-on):
+"train" fits the 1% sample and selects on dev; "train+dev" fits train and dev pooled
+except --holdout pairs drawn at random from the pool, which replace dev for selection
+(the data README's suggestion; test and test_hard are never used to choose anything).
 
-1. a byte-level BPE trained from scratch on the train pairs' text (specials BERT_SPECIALS);
-2. optional masked-LM pretraining (--pretrain-steps N > 0): 15% of tokens, 80/10/10, on the
-   Gutenberg books, WikiText-2 and the train pairs' text (never dev or test text);
-3. fine-tuning on the train sample ([CLS] premise [SEP] hypothesis [SEP]), evaluated on
-   --eval-iters batches of evenly spaced dev examples every --eval-every steps; the
-   checkpoint with the lowest dev loss is kept (transformer_c.train.Trainer, OUT/best);
+1. a byte-level BPE trained from scratch on the fit pairs' text (specials BERT_SPECIALS;
+   --lowercase lower-cases every sentence first);
+2. optional masked-LM pretraining (--pretrain-steps N > 0): 15% of tokens, 80/10/10, on
+   --pretrain-corpus: the Gutenberg books and WikiText-2 ("books"), the fit pairs'
+   premises and hypotheses ("snli"), or both (never selection or test text);
+3. fine-tuning on the fit pairs ([CLS] premise [SEP] hypothesis [SEP]), evaluated on
+   --eval-iters batches of evenly spaced selection examples (0: all) every --eval-every
+   steps; the checkpoint with the highest selection accuracy is kept (--select; the
+   Trainer's OUT/finetune/best, step 0 included); --time-limit MINUTES stops early;
 4. that model's accuracy on test and test_hard, their confusion matrices (OUT/confusion.png),
-   against two baselines measured here on the same splits: the majority class of train,
-   and a hypothesis-only bag-of-words logistic regression (NumPy, L2 strength chosen on
-   dev).
+   against two baselines measured here on the same splits: the majority class of the fit
+   pairs, and a hypothesis-only bag-of-words logistic regression on them (NumPy, L2
+   strength chosen on the selection split).
 
-python examples/snli.py [--out runs/snli] [--pretrain-steps 3000] [--steps 3000]
-                        [--threads 2] [--quick]
+python examples/snli.py [--out runs/snli] [--train-on train+dev] [--lowercase]
+                        [--pretrain-steps N] [--steps N] [--threads 2] [--quick]
 (from a checkout with the in-place build: PYTHONPATH=. python examples/snli.py)
 
 --quick: a tiny model and a few hundred examples per split (seconds; what the tests run).
---evaluate CKPT: only the accuracies of a saved checkpoint (e.g. OUT/finetune/last).
+--evaluate CKPT [--figure PNG]: only the accuracies (and the figure) of a saved checkpoint
+(e.g. OUT/finetune/last, or a run stopped early), with the run's split and lower-casing.
 Prints progress and one final JSON line with every number; OUT/results.json holds it too.
+The measured runs and what each change bought: README.md, section "SNLI".
 """
 import argparse
 import collections
@@ -48,17 +56,37 @@ SPLITS = {"train": "snli_train_0.01.jsonl", "dev": "snli_dev.jsonl",
           "test": "snli_test.jsonl", "test_hard": "snli_test_hard.jsonl"}
 
 
-def load_snli(data_dir, limit=None):
+def load_snli(data_dir, limit=None, lowercase=False):
     """{split: (pairs [(premise, hypothesis)], labels (N,) int64)} of the compact JSONL
-    files (rows labelled "-" are already dropped there); limit: the first N rows each."""
+    files (rows labelled "-" are already dropped there); limit: the first N rows each;
+    lowercase: both sentences lower-cased."""
     out = {}
     for split, name in SPLITS.items():
         pairs, labels = read_pairs(os.path.join(data_dir, "snli", "compact", name),
                                    fields=("sentence1", "sentence2", "gold_label"),
                                    labels=LABELS)
         y = np.array([LABELS.index(s) for s in labels], dtype=np.int64)
+        if lowercase:
+            pairs = [(a.lower(), b.lower()) for a, b in pairs]
         out[split] = (pairs[:limit], y[:limit]) if limit else (pairs, y)
     return out
+
+
+def training_split(data, train_on, holdout, seed):
+    """(fit pairs, fit labels, selection pairs, selection labels, selection name).
+
+    train_on "train": fit on the 1% train sample, select on dev. "train+dev": fit on train
+    and dev pooled, except ``holdout`` pairs drawn from the pool at random (``seed``) that
+    replace dev for selection ("holdout"). test and test_hard are never used for either."""
+    if train_on == "train":
+        return (*data["train"], *data["dev"], "dev")
+    pairs = data["train"][0] + data["dev"][0]
+    y = np.concatenate([data["train"][1], data["dev"][1]])
+    if not 0 < holdout < len(pairs):
+        raise ValueError(f"holdout must lie in (0, {len(pairs)}), got {holdout}")
+    perm = np.random.default_rng(seed).permutation(len(pairs))
+    sel, fit = np.sort(perm[:holdout]), np.sort(perm[holdout:])
+    return ([pairs[i] for i in fit], y[fit], [pairs[i] for i in sel], y[sel], "holdout")
 
 
 # ---------------------------------------------------------------------- baselines
@@ -100,43 +128,51 @@ def fit_logistic(X, y, k, l2, iters=300, lr=0.5):
     return W
 
 
-def baselines(data):
+def baselines(splits, sel_name):
     """Accuracy of the majority class and of the hypothesis-only BoW logistic regression
-    on dev / test / test_hard (l2 picked on dev)."""
-    (tr_pairs, ytr) = data["train"]
+    on the selection split and test / test_hard. splits: {"fit": (pairs, labels),
+    sel_name: ..., "test": ..., "test_hard": ...}; both baselines learn from "fit" only,
+    the BoW's l2 picked on sel_name."""
+    (tr_pairs, ytr) = splits["fit"]
     majority = int(np.bincount(ytr, minlength=3).argmax())
     out = {"majority_class": LABELS[majority]}
-    for split in ("dev", "test", "test_hard"):
-        out[f"majority_{split}_acc"] = float(np.mean(data[split][1] == majority))
+    reported = (sel_name, "test", "test_hard")
+    for split in reported:
+        out[f"majority_{split}_acc"] = float(np.mean(splits[split][1] == majority))
     counts = collections.Counter(w for _, h in tr_pairs for w in set(words(h)))
     vocab = {w: i for i, w in enumerate(sorted(w for w, c in counts.items() if c >= 2))}
-    hyp = {s: bow_features([h for _, h in data[s][0]], vocab) for s in data}
+    hyp = {s: bow_features([h for _, h in splits[s][0]], vocab) for s in splits}
     best = None
     for l2 in (1e-3, 1e-2, 3e-2):
-        W = fit_logistic(hyp["train"], ytr, 3, l2)
-        acc = float(np.mean((hyp["dev"] @ W).argmax(1) == data["dev"][1]))
+        W = fit_logistic(hyp["fit"], ytr, 3, l2)
+        acc = float(np.mean((hyp[sel_name] @ W).argmax(1) == splits[sel_name][1]))
         if best is None or acc > best[0]:
             best = (acc, l2, W)
     acc, l2, W = best
     out.update(bow_vocab=len(vocab), bow_l2=l2)
-    for split in ("dev", "test", "test_hard"):
+    for split in reported:
         out[f"bow_hypothesis_{split}_acc"] = float(np.mean((hyp[split] @ W).argmax(1) ==
-                                                           data[split][1]))
+                                                           splits[split][1]))
     return out
 
 
 # ---------------------------------------------------------------------- the model
 
-def pretrain_text(data_dir, pairs):
-    """The MLM corpus: every Gutenberg book, WikiText-2 valid + test, the train pairs."""
+def pretrain_text(data_dir, pairs, corpus="books+snli", lowercase=False):
+    """The MLM corpus: "books" every Gutenberg book and WikiText-2 valid + test; "snli" the
+    fit pairs' premises (each once) and hypotheses; "books+snli" both. Never selection,
+    dev (unless trained on) or test text."""
     parts = []
-    for sub in ("gutenberg", "wikitext-2"):
+    for sub in (("gutenberg", "wikitext-2") if "books" in corpus else ()):
         d = os.path.join(data_dir, sub)
         if os.path.isdir(d):
             for name in sorted(os.listdir(d)):
                 with open(os.path.join(d, name), encoding="utf-8", errors="replace") as f:
-                    parts.append(f.read())
-    parts.append("\n".join(f"{a} {b}" for a, b in pairs))
+                    text = f.read()
+                    parts.append(text.lower() if lowercase else text)
+    if "snli" in corpus:
+        parts.append("\n".join(dict.fromkeys(a for a, _ in pairs)))
+        parts.append("\n".join(b for _, b in pairs))
     return "\n".join(parts)
 
 
@@ -149,22 +185,57 @@ def predict(model, ds, batch_size=256):
     return np.concatenate(out)
 
 
+def plot_confusion(counts, accs, title, png):
+    """Draw the test and test_hard confusion matrices (counts[split] (3, 3), rows true,
+    columns predicted; accs[f"bert_{split}_acc"]) with row fractions to png; returns png,
+    or None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    for ax, split in zip(axes, ("test", "test_hard")):
+        c = np.asarray(counts[split])
+        rows = c / c.sum(axis=1, keepdims=True)
+        ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), x in np.ndenumerate(c):
+            ax.text(j, i, f"{x}\n{rows[i, j]:.2f}", ha="center", va="center",
+                    color="white" if rows[i, j] > 0.6 else "black", fontsize=9)
+        ax.set_xticks(range(3), LABELS, rotation=20)
+        ax.set_yticks(range(3), LABELS)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{split}: accuracy {accs[f'bert_{split}_acc']:.3f} (n={c.sum()})")
+    fig.suptitle(title + ", counts and row fractions")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
 def run(args):
+    """The whole experiment (module docstring); returns the results dict."""
     t_start = time.perf_counter()
     tc.set_num_threads(args.threads)
-    data = load_snli(args.data_dir, 300 if args.quick else None)
+    data = load_snli(args.data_dir, 300 if args.quick else None, args.lowercase)
+    fit_pairs, yfit, sel_pairs, ysel, sel_name = training_split(
+        data, args.train_on, args.holdout, args.seed)
+    splits = {"fit": (fit_pairs, yfit), sel_name: (sel_pairs, ysel),
+              "test": data["test"], "test_hard": data["test_hard"]}
     os.makedirs(args.out, exist_ok=True)
     results = {"command": " ".join(sys.argv), "threads": args.threads,
-               "load": os.getloadavg()[0],
-               "sizes": {s: len(v[0]) for s, v in data.items()}}
+               "load": os.getloadavg()[0], "selection_split": sel_name,
+               "sizes": {s: len(v[0]) for s, v in data.items()},
+               "fit_size": len(fit_pairs), "selection_size": len(sel_pairs)}
     t0 = time.perf_counter()
-    results.update(baselines(data))
+    results.update(baselines(splits, sel_name))
     results["baseline_seconds"] = time.perf_counter() - t0
-    print(json.dumps({k: v for k, v in results.items() if "acc" in k or k == "sizes"}),
+    print(json.dumps({k: v for k, v in results.items() if "acc" in k or "size" in k}),
           flush=True)
 
-    train_pairs, ytr = data["train"]
-    text = "\n".join(f"{a}\n{b}" for a, b in train_pairs)
+    text = "\n".join(f"{a}\n{b}" for a, b in fit_pairs)
     t0 = time.perf_counter()
     tok = BPETokenizer.train(text, args.vocab_size, specials=BERT_SPECIALS)
     results["bpe_seconds"] = time.perf_counter() - t0
@@ -175,11 +246,11 @@ def run(args):
     model = Bert.create(cfg, np.random.default_rng(args.seed))
     results["parameters"] = model.num_parameters
     results["model_config"] = cfg.to_dict()
-    train = PairDataset(tok, train_pairs, ytr, args.max_len)
-    dev = PairDataset(tok, *data["dev"], args.max_len)
+    train = PairDataset(tok, fit_pairs, yfit, args.max_len)
+    select = PairDataset(tok, sel_pairs, ysel, args.max_len)
 
     if args.pretrain_steps:
-        corpus = pretrain_text(args.data_dir, train_pairs)
+        corpus = pretrain_text(args.data_dir, fit_pairs, args.pretrain_corpus, args.lowercase)
         ids = np.asarray(tok.encode(corpus), dtype=np.int64)
         n_val = max(ids.size // 50, args.max_len)
         mtrain = MaskedLMDataset(ids[:-n_val], args.max_len, tok, seed=args.seed)
@@ -198,58 +269,41 @@ def run(args):
                        pretrain_val_mlm_loss=hist[-1]["val_loss"],
                        pretrain_first_val_mlm_loss=pre.history[0]["val_loss"])
 
+    warmup = min(100, args.steps // 10) if args.warmup is None else args.warmup
     fcfg = TrainConfig(max_iters=args.steps, batch_size=args.batch_size, lr=args.lr,
-                       min_lr=args.lr / 10, warmup_iters=min(100, args.steps // 10),
+                       min_lr=args.lr * args.min_lr_ratio, warmup_iters=warmup,
                        weight_decay=args.weight_decay, eval_every=args.eval_every,
-                       eval_iters=args.eval_iters, log_every=20, seed=args.seed)
+                       eval_iters=args.eval_iters, log_every=20, seed=args.seed,
+                       select=args.select)
     t0 = time.perf_counter()
-    trainer = Trainer(model, train, dev, fcfg, tokenizer=tok,
+    info = {"lowercase": args.lowercase, "train_on": args.train_on,
+            "holdout": args.holdout, "seed": args.seed}
+    trainer = Trainer(model, train, select, fcfg, tokenizer=tok, data_info=info,
                       out_dir=os.path.join(args.out, "finetune"), progress=False)
-    trainer.train()
+    trainer.train(time_limit=None if args.time_limit is None else args.time_limit * 60)
+    results["finetune_steps"] = trainer.step
     results["finetune_seconds"] = time.perf_counter() - t0
     best = tc.checkpoint.load(os.path.join(args.out, "finetune"), prefer="best",
                               optimizer=False)
     model = best.model
     results["best_step"] = best.state["step"]
-    results["dev_curve"] = [{"step": r["step"], "val_loss": round(r["val_loss"], 4),
-                             "val_acc": round(r["val_acc"], 4),
-                             "train_acc": round(r["train_acc"], 4)}
-                            for r in trainer.history]
+    results["curve"] = [{"step": r["step"], "val_loss": round(r["val_loss"], 4),
+                         "val_acc": round(r["val_acc"], 4),
+                         "train_acc": round(r["train_acc"], 4)}
+                        for r in trainer.history]
     counts = {}
-    for split in ("dev", "test", "test_hard"):
-        ds = dev if split == "dev" else PairDataset(tok, *data[split], args.max_len)
+    for split in (sel_name, "test", "test_hard"):
+        ds = select if split == sel_name else PairDataset(tok, *data[split], args.max_len)
         pred = predict(model, ds)
         results[f"bert_{split}_acc"] = float(np.mean(pred == ds.labels))
         counts[split] = confusion_matrix(ds.labels, pred, 3)
         results[f"confusion_{split}"] = counts[split].tolist()
     results["wall_seconds"] = time.perf_counter() - t_start
     results["load_end"] = os.getloadavg()[0]
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-        for ax, split in zip(axes, ("test", "test_hard")):
-            c = counts[split]
-            rows = c / c.sum(axis=1, keepdims=True)
-            ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-            for (i, j), x in np.ndenumerate(c):
-                ax.text(j, i, f"{x}\n{rows[i, j]:.2f}", ha="center", va="center",
-                        color="white" if rows[i, j] > 0.6 else "black", fontsize=9)
-            ax.set_xticks(range(3), LABELS, rotation=20)
-            ax.set_yticks(range(3), LABELS)
-            ax.set_xlabel("predicted")
-            ax.set_ylabel("true")
-            ax.set_title(f"{split}: accuracy {results[f'bert_{split}_acc']:.3f} "
-                         f"(n={c.sum()})")
-        fig.suptitle("Bert on SNLI (1% train), counts and row fractions")
-        fig.tight_layout()
-        png = os.path.join(args.out, "confusion.png")
-        fig.savefig(png, dpi=110)
-        plt.close(fig)
-        results["confusion_png"] = png
-    except ImportError:
-        results["confusion_png"] = None
+    title = (f"Bert on SNLI (fit on {args.train_on.replace('train', '1% train')}, "
+             f"{len(fit_pairs)} pairs; step {results['best_step']})")
+    results["confusion_png"] = plot_confusion(counts, results, title,
+                                              os.path.join(args.out, "confusion.png"))
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(json.dumps(results), flush=True)
@@ -269,18 +323,38 @@ def parse_args(argv=None):
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--pooling", choices=tc.options.POOLINGS, default="cls")
+    p.add_argument("--lowercase", action="store_true", help="lower-case every sentence")
+    p.add_argument("--train-on", choices=("train", "train+dev"), default="train",
+                   help="train: fit the 1%% sample, select on dev; train+dev: fit both "
+                   "pooled but --holdout pairs of the pool, which select instead of dev")
+    p.add_argument("--holdout", type=int, default=1000, help="with --train-on train+dev: "
+                   "pairs held out of the pool for selection")
+    p.add_argument("--select", choices=("val_accuracy", "val_loss"), default="val_accuracy",
+                   help="what picks OUT/finetune/best on the selection split")
+    p.add_argument("--pretrain-corpus", choices=("books+snli", "books", "snli"),
+                   default="books+snli", help="masked-LM text: the shared books and "
+                   "WikiText-2, the fit pairs' sentences, or both")
     p.add_argument("--pretrain-steps", type=int, default=0)
     p.add_argument("--pretrain-lr", type=float, default=5e-4)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop fine-tuning after this wall time (evaluating there; the "
+                   "schedule still spans --steps)")
+    p.add_argument("--warmup", type=int, default=None, help="fine-tuning warmup steps "
+                   "(default: a tenth of --steps, at most 100)")
+    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="the cosine schedule "
+                   "ends at lr times this")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-iters", type=int, default=64, help="batches of evenly spaced dev "
                    "(and train) examples per evaluation during fine-tuning (0: all); the "
                    "final dev / test numbers use every example")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--figure", metavar="PNG", help="with --evaluate: also draw the test "
+                   "and test_hard confusion matrices there")
     p.add_argument("--evaluate", metavar="CKPT", help="only evaluate this checkpoint (e.g. "
                    "OUT/finetune/last) on dev, test and test_hard")
     args = p.parse_args(argv)
@@ -293,18 +367,29 @@ def parse_args(argv=None):
 
 
 def evaluate_checkpoint(args):
-    """--evaluate CKPT: dev / test / test_hard accuracy and confusion matrices of a saved
-    checkpoint (e.g. OUT/finetune/last, the model at the end of fine-tuning, where OUT/best
-    is the lowest dev loss); one JSON line."""
+    """--evaluate CKPT: accuracy and confusion matrices on the run's selection split (dev,
+    or the held-out part of train+dev), test and test_hard of a saved checkpoint (e.g.
+    OUT/finetune/last, the model at the end of fine-tuning, where OUT/finetune/best is the
+    selected one), with the run's lower-casing; one JSON line."""
     tc.set_num_threads(args.threads)
     c = tc.checkpoint.load(args.evaluate, optimizer=False)
-    data = load_snli(args.data_dir, 300 if args.quick else None)
+    info = c.state.get("data") or {}
+    data = load_snli(args.data_dir, 300 if args.quick else None, info.get("lowercase", False))
+    _, _, sel_pairs, ysel, sel_name = training_split(
+        data, info.get("train_on", "train"), info.get("holdout", 0), info.get("seed", 0))
+    data[sel_name] = (sel_pairs, ysel)
     out = {"checkpoint": c.path, "step": c.state["step"], "command": " ".join(sys.argv)}
-    for split in ("dev", "test", "test_hard"):
+    for split in (sel_name, "test", "test_hard"):
         ds = PairDataset(c.tokenizer, *data[split], c.model.config.block_size)
         pred = predict(c.model, ds)
         out[f"bert_{split}_acc"] = float(np.mean(pred == ds.labels))
         out[f"confusion_{split}"] = confusion_matrix(ds.labels, pred, 3).tolist()
+    if args.figure:
+        accs = {f"bert_{k}_acc": out[f"bert_{k}_acc"] for k in ("test", "test_hard")}
+        counts = {k: out[f"confusion_{k}"] for k in ("test", "test_hard")}
+        title = (f"Bert on SNLI (fit on {info.get('train_on', 'train').replace('train', '1% train')}"
+                 f"; step {c.state['step']})")
+        out["confusion_png"] = plot_confusion(counts, accs, title, args.figure)
     print(json.dumps(out), flush=True)
     return out
 

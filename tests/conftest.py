@@ -17,6 +17,7 @@ def pytest_configure(config):
     """Two build variants change what the run checks (tools/ci_wheel.sh, ci_variants.sh):
     TC_TEST_INSTALLED=1: the suite must test an installed transformer_c (a wheel in a
     virtualenv), never the source checkout beside the tests: stop at once otherwise.
+    The contention guard is off for the suite (see below).
     A serial build (no OpenMP): set_num_threads(n > 1) warns and runs on one thread, so
     the tests that ask for threads run serially (their results must hold all the same)
     instead of failing on the warning (warnings are errors in this suite)."""
@@ -28,6 +29,10 @@ def pytest_configure(config):
         raise pytest.UsageError(f"TC_TEST_INSTALLED=1 but transformer_c is {where}, not an "
                                 "installed package's (site-packages) outside {ROOT}")
     config.addinivalue_line("markers", "openmp: needs OpenMP threads (skipped in a serial build)")
+    # the contention guard keeps parallel regions on one thread while the machine is busy; it
+    # changes no number, but the suite must run the threads' paths whatever the load (its own
+    # tests, tests/test_thread_guard.py, switch it on)
+    transformer_c.set_thread_guard(False)
     if not transformer_c.build_info()["openmp"]:
         config.addinivalue_line("filterwarnings",
                                 r"ignore:set_num_threads\(\d+\):RuntimeWarning")

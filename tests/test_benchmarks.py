@@ -114,6 +114,11 @@ def test_moe_case_records_dense_and_moe():
         assert r["dense_s"] > 0 and r["moe_s"] > 0 and r["per_flop_ratio"] > 0
         assert r["kept"] + r["dropped"] == 16 * r["top_k"]
     assert "| 1 | 3 | 2 |" in moe.table(recs)
+    g = moe.gpt_run(1, B=2, cfg=dict(vocab_size=11, block_size=8, n_layer=1, n_head=2,
+                                     n_embd=8), opts=FAST, quiet=True)
+    assert g["moe_fast_ms"] > 0 and g["moe_module_ms"] > 0 and g["dense_fast_ms"] > 0
+    assert g["fast_speedup"] > 0 and g["ffn"] == "moe" and g["B"] == 2 and g["T"] == 8
+    assert "| 1 |" in moe.gpt_table([g])
 
 
 def test_sparse_attention_benchmark_runs_on_tiny_shapes():
@@ -148,3 +153,23 @@ def test_platforms_times_every_kernel_variant_and_restores_the_switches():
     assert recs[0]["speed"] == 1.0 and all(r["ms"] > 0 and r["threads"] == 1 for r in recs)
     assert (tc.get_num_threads(), _C.cpu_portable()) == before
     assert "| small | 1 | generic |" in platforms.table(recs)
+
+
+def test_contention_rows_record_both_conditions():
+    from benchmarks import contention
+
+    recs = contention.run(names=["gemm 1x1536x384", "layer (1x64, C=128) fwd+bwd: softmax"],
+                          quick=True, repeats=1, quiet=True, unguarded=True)
+    assert [r["row"] for r in recs] == ["gemm 1x1536x384 (a decode product)",
+                                        "layer (1x64, C=128) fwd+bwd: softmax"]
+    for r in recs:
+        for k in ("idle_1t_ms", "idle_2t_ms", "busy_1t_ms", "busy_2t_ms", "idle_2gt_ms"):
+            assert r[k] > 0
+        assert r["busy_ratio"] == round(r["busy_2t_ms"] / r["busy_1t_ms"], 3)
+    assert "| busy 2t/1t unguarded |" in contention.table(recs)
+    # every row builds (the model rows included) and the spinner is stopped and reaped
+    assert len(contention.rows(quick=True)) < len(contention.rows())
+    with contention.BusyCore() as busy:
+        busy.set(True)
+        assert busy.proc.poll() is None
+    assert busy.proc.poll() is not None

@@ -119,3 +119,17 @@ def test_setup_rejects_an_unknown_switch_value(switch):
     r = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True,
                        text=True, env=dict(os.environ, **{switch: "0"}))
     assert r.returncode == 0 and r.stdout.split()[-1] == tc.__version__, r.stderr
+
+
+def test_setup_rejects_a_bad_build_jobs_value(tmp_path):
+    # TC_BUILD_JOBS (compiler processes at once) must be a positive integer: the build stops
+    # naming it before compiling anything (the output would go to tmp_path)
+    if not (ROOT / "setup.py").exists():
+        pytest.skip(f"no setup.py beside the tests ({ROOT}): not a source tree")
+    pytest.importorskip("setuptools", reason="setup.py needs setuptools (not in this env)")
+    r = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "-b", str(tmp_path),
+                        "-t", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, TC_BUILD_JOBS="0"))
+    assert r.returncode != 0 and "TC_BUILD_JOBS must be a positive integer, got '0'" in \
+        r.stderr, r.stderr
+    assert not list(tmp_path.rglob("*.o"))

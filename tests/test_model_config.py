@@ -11,9 +11,11 @@ from transformer_c.options import ACTIVATIONS, NORMS, POSITIONS
 
 GPT_FIELDS = ("V", "maxT", "C", "L", "NH", "H", "bias", "position", "norm", "activation", "tie",
               "eps", "pos_base", "rope_interleaved", "dropout", "attention", "sparse_block",
-              "sparse_window", "sparse_stride", "sparse_global", "NKV", "gated")
+              "sparse_window", "sparse_stride", "sparse_global", "ffn", "moe_experts",
+              "moe_top_k", "moe_capacity", "moe_aux_weight", "NKV", "gated")
 ED_FIELDS = ("Vs", "Vt", "maxT", "C", "Le", "Ld", "NH", "H", "bias", "position", "norm",
-             "activation", "share", "tie", "eps", "pos_base", "dropout")
+             "activation", "share", "tie", "eps", "pos_base", "dropout", "ffn", "moe_experts",
+             "moe_top_k", "moe_capacity", "moe_aux_weight")
 
 
 def gpt():

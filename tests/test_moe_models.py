@@ -87,9 +87,8 @@ def test_default_config_is_the_dense_mlp():
     m = GPT.create(cfg, np.random.default_rng(0))
     assert set(m.parameters["h"][0]["mlp"]) == {"c_fc", "c_proj"}
     assert m.routing_stats(np.zeros((1, 3), int)) == []
-    assert "ffn" not in cfg.c_fields()  # the C drivers see exactly the old fields
-    with pytest.raises(ValueError, match="ffn"):
-        GPTConfig(**MOE).c_fields()
+    assert cfg.c_fields()["ffn"] == 0  # TC_FFN_MLP: the C drivers run the dense MLP
+    assert GPTConfig(**MOE).c_fields()["ffn"] == tc.options.option_index("ffn", "moe")
 
 
 def test_moe_layout_and_init():
@@ -106,7 +105,7 @@ def test_moe_layout_and_init():
 
 
 def test_generate_and_checkpoint(tmp_path):
-    cfg = GPTConfig(**MOE, moe_top_k=2)
+    cfg = GPTConfig(**MOE, moe_top_k=2, moe_capacity=2.0)  # no drops: decoding never drops
     model = make_model(cfg, np.float64, seed=6)
     model.eval()
     out = tc.generate.generate(model, [np.array([1, 2, 3])], max_new_tokens=4)
@@ -166,9 +165,18 @@ def test_bad_config_names_the_field(field, value):
     assert tc.options.FFNS == ("mlp", "moe")
 
 
-def test_activation_bytes_refuses_moe():
-    with pytest.raises(ValueError, match="ffn"):
-        GPT.create(GPTConfig(**MOE), np.random.default_rng(0)).activation_bytes(1, 4)
+def test_activation_bytes_moe():
+    """The arena of the fast path holds the routing and the experts' rows: what
+    activation_bytes says is what a call of that size allocates, more than the dense MLP's
+    and growing with the capacity factor."""
+    model = GPT.create(GPTConfig(**MOE), np.random.default_rng(0))
+    idx = np.random.default_rng(1).integers(0, 13, (3, 8))
+    model.loss_and_grads(idx, idx)
+    assert model.activation_bytes(3, 8) == tc._C.gpt_arena_size(model._context())
+    dense = GPT.create(GPTConfig(**{**MOE, "ffn": "mlp"}), np.random.default_rng(0))
+    more = GPT.create(GPTConfig(**MOE, moe_capacity=4.0), np.random.default_rng(0))
+    assert dense.activation_bytes(3, 8) < model.activation_bytes(3, 8) < \
+        more.activation_bytes(3, 8)
 
 
 def test_plot_routing():

@@ -75,8 +75,32 @@ def test_snli_quick(example, tmp_path):
         res["bert_test_acc"]
     again = example.evaluate_checkpoint(example.parse_args(
         ["--quick", "--evaluate", str(tmp_path / "finetune"), "--threads", "1",
-         "--data-dir", str(DATA)]))
+         "--data-dir", str(DATA), "--figure", str(tmp_path / "again.png")]))
+    assert again["step"] == res["best_step"]
     for split in ("dev", "test", "test_hard"):  # the best checkpoint is the model reported
         assert again[f"bert_{split}_acc"] == res[f"bert_{split}_acc"]
     if res["confusion_png"] is not None:
         assert os.path.getsize(res["confusion_png"]) > 5000
+        assert os.path.getsize(again["confusion_png"]) > 5000
+
+
+def test_train_plus_dev_split_holds_out_pool_pairs_and_never_test(example):
+    need_data()
+    data = example.load_snli(str(DATA), 300, lowercase=True)
+    assert all(a == a.lower() and b == b.lower() for a, b in data["test"][0])
+    fit, yfit, sel, ysel, name = example.training_split(data, "train+dev", 50, seed=4)
+    assert name == "holdout" and len(fit) == 550 and len(sel) == 50
+    pool = data["train"][0] + data["dev"][0]
+    pool_y = dict(zip(pool, np.concatenate([data["train"][1], data["dev"][1]])))
+    assert sorted(fit + sel) == sorted(pool)          # a partition of train + dev
+    assert not set(fit) & set(sel)
+    assert not (set(fit) | set(sel)) & set(data["test"][0])
+    assert [pool_y[p] for p in sel] == list(ysel) and [pool_y[p] for p in fit] == list(yfit)
+    again = example.training_split(data, "train+dev", 50, seed=4)
+    assert again[2] == sel                            # seeded: --evaluate finds the same
+    assert example.training_split(data, "train", 50, 4)[2] == data["dev"][0]
+    with pytest.raises(ValueError, match="holdout"):
+        example.training_split(data, "train+dev", 600, seed=4)
+    corpus = example.pretrain_text(str(DATA), fit, "snli")
+    assert corpus.count("\n") + 1 == len(set(a for a, _ in fit)) + len(fit)
+    assert not any(b in corpus for _, b in data["test"][0] if len(b) > 40)

@@ -332,7 +332,8 @@ def test_jsonl_log_contents(tmp_path):
 def test_checkpoint_roundtrip_and_errors(tmp_path):
     t = make_trainer(out_dir=tmp_path)
     t.train(num_steps=2)
-    c = ckpt.load(tmp_path)                     # a run directory resolves to best/ or last/
+    assert ckpt.load(tmp_path).state["step"] == 0   # best/: step 0's evaluation (no other yet)
+    c = ckpt.load(tmp_path, prefer="last")      # a run directory resolves to best/ or last/
     assert c.tokenizer == t.tokenizer and c.state["step"] == 2
     np.testing.assert_array_equal(c.model.flat_parameters, t.model.flat_parameters)
     with pytest.raises(ckpt.CheckpointError, match="not found"):

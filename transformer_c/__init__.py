@@ -70,8 +70,27 @@ def get_data_parallel() -> bool:
     return _C.get_data_parallel()
 
 
+def set_thread_guard(on: bool) -> None:
+    """The contention guard (on by default; ``TC_THREAD_GUARD=0`` in the environment makes
+    the default off): a kernel's parallel region runs on one thread while the machine has no
+    free core for the others (the machine's runnable tasks of /proc/loadavg, read every
+    10 ms, less this process's runnable threads, plus the thread count, exceed the cores;
+    two readings in a row), because a second thread without
+    a core of its own makes every region wait for a scheduler time slice. Never changes a
+    number: only kernels whose results do not depend on the thread count ask it (the
+    data-parallel batch split keeps its threads). Off: the thread count set is used whenever
+    the work is past the kernel's threshold."""
+    _C.set_thread_guard(bool(on))
+
+
+def get_thread_guard() -> bool:
+    """Whether the contention guard is on (set_thread_guard)."""
+    return _C.get_thread_guard()
+
+
 from . import data, functional, generate, nn, optim, tree  # noqa: E402
 
 __all__ = ["data", "functional", "generate", "nn", "optim", "tree", "set_num_threads",
-           "get_num_threads", "set_data_parallel", "get_data_parallel", "build_info",
+           "get_num_threads", "set_data_parallel", "get_data_parallel", "set_thread_guard",
+           "get_thread_guard", "build_info",
            "__version__"]

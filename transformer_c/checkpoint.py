@@ -274,7 +274,8 @@ def read_state(path):
 
 # the training-state fields a checkpoint may hold, with their types
 _STATE_TYPES = {"step": int, "tokens_seen": int, "elapsed": (int, float),
-                "best_val_loss": (int, float, type(None)), "rng_state": dict,
+                "best_val_loss": (int, float, type(None)),
+                "best_selected": (int, float, type(None)), "rng_state": dict,
                 "train_config": dict, "data": (dict, type(None)),
                 "chars_per_token": (dict, type(None)), "files": dict}
 
@@ -290,7 +291,7 @@ def _check_state(file, meta):
     for key in ("step", "tokens_seen"):
         if key in meta and meta[key] < 0:
             raise CheckpointError(f"{file} is corrupt: {key} is {meta[key]!r}")
-    for key in ("elapsed", "best_val_loss"):
+    for key in ("elapsed", "best_val_loss", "best_selected"):
         if isinstance(meta.get(key), float) and not math.isfinite(meta[key]):
             raise CheckpointError(f"{file} is corrupt: {key} is {meta[key]!r}")
     for name, entry in meta.get("files", {}).items():

@@ -1,7 +1,7 @@
 """``python -m transformer_c classify train|eval``: a BERT-style sentence-pair classifier
 (transformer_c.nn.Bert) on JSONL files of (text_a, text_b, label), with the checkpoint,
-resume and logging behaviour of ``train`` (OUT/last, OUT/best by validation loss,
-OUT/log.jsonl, OUT/loss.png; --resume continues bitwise; SIGINT/SIGTERM save and exit).
+resume and logging behaviour of ``train`` (OUT/last, OUT/best by validation accuracy
+or --select val_loss, OUT/log.jsonl, OUT/loss.png; --resume continues bitwise; SIGINT/SIGTERM save and exit).
 
     classify train --data TRAIN.jsonl [--val VAL.jsonl] --out DIR [model/training flags]
     classify eval  --ckpt DIR --data TEST.jsonl [--confusion PNG]
@@ -19,12 +19,12 @@ import sys
 import time
 
 TRAIN_FLAGS = ("max_iters", "batch_size", "grad_accum", "lr", "min_lr", "warmup_iters",
-               "weight_decay", "grad_clip")
+               "weight_decay", "grad_clip", "select")
 MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "dropout", "pooling")
 DEFAULTS = dict(n_layer=2, n_head=4, n_embd=128, dropout=0.1, pooling="cls", max_len=128,
                 vocab_size=2048, max_iters=1000, batch_size=32, grad_accum=1, lr=3e-4,
                 min_lr=3e-5, warmup_iters=None, weight_decay=0.01, grad_clip=1.0,
-                eval_every=100, eval_iters=0, log_every=10)
+                eval_every=100, eval_iters=0, log_every=10, select="val_accuracy")
 # flags a resumed run may change
 RESUME_FREE = ("max_iters", "eval_every", "eval_iters", "log_every", "save_every")
 
@@ -32,6 +32,7 @@ RESUME_FREE = ("max_iters", "eval_every", "eval_iters", "log_every", "save_every
 def add_parser(sub, positive, non_negative):
     """The ``classify`` sub-command (with its train / eval sub-commands) on ``sub``."""
     from .options import POOLINGS
+    from .train import SELECTIONS
     c = sub.add_parser("classify", help="train / evaluate a BERT-style pair classifier on "
                        "JSONL (text_a, text_b, label)", description=__doc__,
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
@@ -41,8 +42,8 @@ def add_parser(sub, positive, non_negative):
     g.add_argument("--data", metavar="FILE", help="training JSONL (with --resume: default the "
                    "run's)")
     g.add_argument("--val", metavar="FILE", help="validation JSONL (model selection: OUT/best "
-                   "has the lowest validation loss; without it no best/; with --resume: "
-                   "default the run's)")
+                   "has the highest validation accuracy, see --select; without it no best/; "
+                   "with --resume: default the run's)")
     g.add_argument("--fields", default=None, metavar="A,B,LABEL",
                    help="the JSON keys of text_a, text_b and the label (default "
                    "text_a,text_b,label)")
@@ -69,6 +70,9 @@ def add_parser(sub, positive, non_negative):
     g.add_argument("--weight-decay", type=non_negative(float))
     g.add_argument("--grad-clip", type=non_negative(float))
     g.add_argument("--eval-every", type=non_negative(int))
+    g.add_argument("--select", choices=tuple(SELECTIONS),
+                   help="the --val metric that picks OUT/best: val_accuracy (highest; the "
+                   "default) or val_loss (lowest); step 0's evaluation counts")
     g.add_argument("--eval-iters", type=non_negative(int),
                    help="batches per evaluation (0, the default: every example)")
     g.add_argument("--log-every", type=positive(int))
@@ -284,6 +288,9 @@ def _train(args, CLIError, say, load_checkpoint):
         say(args, f"loss curve: {png}")
     last = trainer.history[-1] if trainer.history else {}
     acc = f", validation accuracy {last['val_acc']:.4f}" if "val_acc" in last else ""
+    if trainer.best_selected is not None:
+        acc += (f"; best {config.select} {trainer.best_selected:.4f} "
+                f"({os.path.join(args.out, 'best')})")
     say(args, f"done: {trainer.step} steps in {time.perf_counter() - t0:.0f}s{acc}")
     return 0
 

@@ -24,8 +24,10 @@ One optimizer step (:meth:`Trainer.train_step`):
 
 Every ``eval_every`` steps the loss on fixed, evenly spaced windows of the train and
 validation splits (the same windows each time), per-token and per-character perplexity, a
-line in the JSONL log, and checkpoints: ``out_dir/last`` always, ``out_dir/best`` when the
-validation loss improved. A checkpoint holds the model, tokenizer, AdamW moments, step, data
+line in the JSONL log, and checkpoints: ``out_dir/last`` always (from the first step on),
+``out_dir/best`` when the selection metric improved (``TrainConfig.select``: the validation
+loss by default, or for a classifier the validation accuracy; the evaluation at step 0
+counts, so a run that never beats its start still has a best/). A checkpoint holds the model, tokenizer, AdamW moments, step, data
 RNG state and configuration, so :meth:`Trainer.resume` continues exactly as an uninterrupted
 run would (bitwise, for a fixed thread count): dropout masks are seeded from the step number.
 ``save_every`` steps also save ``out_dir/last``, independently of evaluation.
@@ -70,9 +72,14 @@ from .distributed import SingleProcess, rescale_batch
 from .nn import GPT, Bert
 from .schedules import SCHEDULES, make_schedule
 
-__all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "parameter_groups", "TASKS"]
+__all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "parameter_groups", "TASKS",
+           "SELECTIONS"]
 
 TASKS = ("lm", "classify", "mlm")  # what a dataset's ``task`` attribute may say
+# model selection (TrainConfig.select): metric -> (its key in an evaluation record, whether
+# higher is better, the tasks that have it)
+SELECTIONS = {"val_loss": ("val_loss", False, TASKS),
+              "val_accuracy": ("val_acc", True, ("classify",))}
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -101,7 +108,8 @@ class TrainConfig:
     evaluations (0: only at the end); eval_iters: batches of evenly spaced windows per split
     (0: every non-overlapping window of the split). log_every: steps between JSONL lines.
     save_every: steps between saves of out_dir/last besides those at evaluations (0: off).
-    seed: the data RNG and dropout seed.
+    seed: the data RNG and dropout seed. select: the metric that picks out_dir/best,
+    "val_loss" (lowest) or "val_accuracy" (highest; classifiers only): SELECTIONS.
     """
 
     max_iters: int = 2000
@@ -123,6 +131,7 @@ class TrainConfig:
     log_every: int = 10
     save_every: int = 0
     seed: int = 1337
+    select: str = "val_loss"
 
     def __post_init__(self):
         ints = {"max_iters": 1, "batch_size": 1, "grad_accum": 1, "warmup_iters": 0,
@@ -140,6 +149,8 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
                 raise ValueError(f"{name} must lie in [0, 1), got {v!r}")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {tuple(SELECTIONS)}, got {self.select!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.decay_iters is not None and (isinstance(self.decay_iters, bool) or
@@ -262,6 +273,9 @@ class Trainer:
         self.progress = (not self.quiet and sys.stderr.isatty()) if progress is None \
             else bool(progress) and not self.quiet
         self.printer = printer
+        if self.task not in SELECTIONS[self.config.select][2]:
+            raise ValueError(f"select={self.config.select!r} needs a classifier, but the "
+                             f"task is {self.task!r}: use select='val_loss'")
         self.schedule = self.config.make_schedule()
         self.groups = parameter_groups(model)
         flat = model.flat_parameters
@@ -272,6 +286,7 @@ class Trainer:
         self.step = 0
         self.rng = np.random.default_rng(self.config.seed)
         self.best_val_loss = math.inf
+        self.best_selected = None  # the best value of config.select so far (None: none yet)
         self.tokens_seen = 0
         self.elapsed = 0.0
         self.history = []  # evaluation results
@@ -467,6 +482,7 @@ class Trainer:
         """The JSON-able training state stored in checkpoint.json."""
         return {"step": self.step,
                 "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+                "best_selected": self.best_selected,
                 "tokens_seen": self.tokens_seen, "elapsed": self.elapsed,
                 "rng_state": self.rng.bit_generator.state,
                 "train_config": self.config.to_dict(), "data": self.data_info,
@@ -510,14 +526,17 @@ class Trainer:
         self.elapsed = float(s.get("elapsed", 0.0))
         best = s.get("best_val_loss")
         self.best_val_loss = math.inf if best is None else float(best)
+        self.best_selected = s.get("best_selected")
+        if self.best_selected is None and self.config.select == "val_loss" and best is not None:
+            self.best_selected = float(best)   # a checkpoint from before best_selected
         self.rng.bit_generator.state = rng.bit_generator.state
         if self.comm.size > 1:
             for buf in (self.model.flat_parameters, self.exp_avg, self.exp_avg_sq):
                 self.comm.broadcast_(buf)
             (self.step, self.tokens_seen, self.elapsed, self.best_val_loss,
-             self.rng.bit_generator.state) = self.comm.broadcast_object(
+             self.best_selected, self.rng.bit_generator.state) = self.comm.broadcast_object(
                 (self.step, self.tokens_seen, self.elapsed, self.best_val_loss,
-                 self.rng.bit_generator.state))
+                 self.best_selected, self.rng.bit_generator.state))
         return self
 
     @classmethod
@@ -580,10 +599,16 @@ class Trainer:
         t0 = time.perf_counter()
         r = self.evaluate()
         r["eval_seconds"] = time.perf_counter() - t0
-        improved = "val_loss" in r and r["val_loss"] < self.best_val_loss
-        if improved:
+        if "val_loss" in r and r["val_loss"] < self.best_val_loss:
             self.best_val_loss = r["val_loss"]
         r["best_val_loss"] = None if math.isinf(self.best_val_loss) else self.best_val_loss
+        key, higher, _ = SELECTIONS[self.config.select]
+        improved = key in r and math.isfinite(r[key]) and (self.best_selected is None or (
+            r[key] > self.best_selected if higher else r[key] < self.best_selected))
+        if improved:
+            self.best_selected = r[key]
+        if self.config.select != "val_loss":
+            r[f"best_{key}"] = self.best_selected
         self.history.append(r)
         msg = f"step {self.step}: train loss {r['train_loss']:.4f}"
         if self.task == "classify":
@@ -599,8 +624,9 @@ class Trainer:
             log.flush()
         if self.comm.size > 1:
             self.comm.assert_same(self.model.flat_parameters, "the parameters")
-        if self.writes and self.tokenizer is not None and self.step > 0:
-            self.save_checkpoint(os.path.join(self.out_dir, "last"))
+        if self.writes and self.tokenizer is not None:
+            if self.step > 0:
+                self.save_checkpoint(os.path.join(self.out_dir, "last"))
             if improved:
                 self.save_checkpoint(os.path.join(self.out_dir, "best"))
         return r

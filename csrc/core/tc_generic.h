@@ -51,5 +51,10 @@
 
 /* Minimum number of scalar operations before a loop is worth running in parallel. */
 #define TC_PARALLEL_MIN_WORK 32768
+/* Whether a region of `work` units (at least `min_work` for threads to pay on an idle
+ * machine) runs on the threads: tc_parallel_worth (core/threads.c), which also keeps it on
+ * one thread while the machine has no free core for the others (the contention guard).
+ * Every OpenMP region of a kernel whose results do not depend on the thread count asks it. */
+#define TC_PAR(work, min_work) tc_parallel_worth((double)(work), (double)(min_work))
 
 #endif

@@ -252,7 +252,7 @@ static void FN(act_run)(void (*f)(real_t *, const real_t *, const real_t *, int6
                         const real_t *b, int64_t N, int opt, int64_t min_par)
 {
 #ifdef _OPENMP
-    if (N >= min_par && omp_get_max_threads() > 1) {
+    if (TC_PAR(N, min_par)) {
 #pragma omp parallel
         {
             int64_t i0, n;

@@ -145,6 +145,19 @@ static int64_t attention_sparse_next(const tc_attention_sparse *sp, int64_t qp0,
     return start;
 }
 
+/* The size of the tiles (query rows of a work item, keys of a key tile) a block-sparse
+ * pass cuts a sequence into, at most max, aligned to the pattern's blocks of bs positions
+ * so that a tile never straddles two blocks that different queries see: a multiple of bs
+ * (bs <= max), else a divisor of bs of at least max / 2, else max (tiles then straddle
+ * blocks: correct, with some masked work). */
+static int64_t attention_sparse_tile(int64_t bs, int64_t max)
+{
+    if (bs <= max) return max / bs * bs;
+    for (int64_t d = 2; bs / d >= max / 2; d++)
+        if (bs % d == 0 && bs / d <= max) return bs / d;
+    return max;
+}
+
 int tc_attention_sparse_blocks(uint8_t *blocks, const tc_attention_sparse *sp, int64_t NQB,
                                int64_t NKB)
 {

@@ -70,16 +70,21 @@ typedef struct {
     const real_t *q, *k, *v, *dout, *o, *lse_in;
     const tc_attention_masks *masks;
     int masked;                     /* keep, bias, key_padding or sparse present */
+    int other;                      /* keep, bias or key_padding present */
     const tc_attention_sparse *sp;  /* the block-sparse pattern, or NULL */
     const int64_t *sshift;          /* its per-row slot shifts (B,), or NULL */
+    int64_t rows, keys;             /* query rows of a work item, keys of a key tile: ATT_BR,
+                                       ATT_BC; block-sparse: aligned to the pattern's blocks
+                                       (attention_sparse_tile, FN(att_origin)) */
     int64_t qoff;                   /* query row i is at position i + qoff (attention_qoff) */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
     tc_attention_layout lay;        /* element strides of every operand (tc.h) */
     int64_t G;                      /* query heads per kv head (lay.kv_heads; 1: none shared) */
     int write;                      /* backward: TC_WRITE(0/1/2) = dq/dk/dv =, else += */
-    const real_t *kt;                    /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC)
+    const real_t *kt;               /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC):
+                                       tile t of a head in columns [0, keys) of panel t,
                                        zero-padded past S, or NULL */
-    int64_t nkt;                    /* key tiles per head: S / ATT_BC rounded up */
+    int64_t nkt;                    /* key tiles per head (FN(att_ntiles)) */
     const real_t *vp;                    /* forward: v packed (BH, S, DVP), columns past DV zero,
                                        or NULL (v read in place, or per tile) */
     real_t scale;
@@ -137,8 +142,29 @@ static int64_t FN(att_bwd_scratch)(int64_t DK, int64_t DV, int64_t DKP, int64_t 
     (AVEC)(((AUVEC)p_ + e_) & ~(AUVEC)und_);                                              \
 })
 
-typedef void (*FN(att_fwd_item_fn))(const FN(att_ctx) *, int64_t, int64_t, real_t *);
-typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, const real_t *,
+/* Where the tiles of n slots (n = c->rows: query rows, or c->keys: keys) of batch row b
+ * start: tile t covers slots [t n - o, (t + 1) n - o) (clipped to the sequence), o the
+ * return value in [0, n). Dense: o = 0. Block-sparse: the tiles start where pattern blocks
+ * do (query row i is at position i + qoff - shift, key slot j at j - shift). */
+static inline int64_t FN(att_origin)(const FN(att_ctx) *c, int64_t b, int64_t n, int query)
+{
+    if (!c->sp) return 0;
+    const int64_t sh = c->sshift ? c->sshift[b] : 0, x = (query ? c->qoff - sh : -sh) % n;
+    return x < 0 ? x + n : x;
+}
+
+/* Tile t of n slots of batch-head bh over L slots: returns its first slot, *end its end
+ * (empty, *end <= start, for a row whose tiles end before t) */
+static inline int64_t FN(att_tile)(const FN(att_ctx) *c, int64_t bh, int64_t t, int64_t n,
+                                   int64_t L, int query, int64_t *end)
+{
+    const int64_t j0 = t * n - FN(att_origin)(c, bh / c->NH, n, query);
+    *end = j0 + n < L ? j0 + n : L;
+    return j0 > 0 ? j0 : 0;
+}
+
+typedef void (*FN(att_fwd_item_fn))(const FN(att_ctx) *, int64_t, int64_t, int64_t, real_t *);
+typedef void (*FN(att_bwd_kblock_fn))(const FN(att_ctx) *, int64_t, int64_t, int64_t, const real_t *,
                                        const real_t *, const real_t *, real_t *, real_t *);
 
 #define KN(name) TC_CAT(FN(name), _generic)
@@ -176,9 +202,12 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     FN(att_ctx) c;
     memset(&c, 0, sizeof c);
     c.masks = masks;
-    c.masked = masks && (masks->keep || masks->bias || masks->key_padding || masks->sparse);
+    c.other = masks && (masks->keep || masks->bias || masks->key_padding);
+    c.masked = c.other || (masks && masks->sparse);
     c.sp = masks ? masks->sparse : NULL;
     c.sshift = masks ? masks->sparse_shift : NULL;
+    c.rows = c.sp ? attention_sparse_tile(c.sp->block, ATT_BR) : ATT_BR;
+    c.keys = c.sp ? attention_sparse_tile(c.sp->block, ATT_BC) : ATT_BC;
     c.qoff = attention_qoff(Tq, S, causal);
     c.NH = NH;
     c.Tq = Tq;
@@ -194,6 +223,19 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     c.causal = causal;
     c.drop = FN(attention_drop_make)(0, 0, NULL);
     return c;
+}
+
+/* Tiles of n slots per head covering L slots at every batch row's origin (the most any
+ * row needs; a row's tiles past its last slot are empty) */
+static int64_t FN(att_ntiles)(const FN(att_ctx) *c, int64_t BH, int64_t L, int64_t n,
+                              int query)
+{
+    int64_t o = 0;
+    for (int64_t b = 0; c->sp && b < BH / c->NH; b++) {
+        const int64_t x = FN(att_origin)(c, b, n, query);
+        o = x > o ? x : o;
+    }
+    return (L + o + n - 1) / n;
 }
 
 /* rows ahead that the row loops over strided operands prefetch */
@@ -219,12 +261,13 @@ static void FN(att_pack_values)(const FN(att_ctx) *c, real_t *vp, int64_t bh)
  * once per key tile of every work item. */
 static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
 {
-    const int64_t nqb = (c->Tq + ATT_BR - 1) / ATT_BR, items = BH * nqb;
+    const int64_t qr = c->rows, nqb = FN(att_ntiles)(c, BH, c->Tq, qr, 1), items = BH * nqb;
     const double work = (double)BH * (double)c->Tq * (double)c->S * (double)(c->DK + c->DV + 8);
-    int nt = work >= TC_PARALLEL_MIN_WORK && items > 1 ? attention_max_threads() : 1;
+    int nt = items > 1 && TC_PAR(work, TC_PARALLEL_MIN_WORK) ? attention_max_threads() : 1;
     if (nt > items) nt = (int)items;
     const int64_t tiled = FN(att_fwd_scratch)(c->DK, c->DVP);
-    const int64_t rows = c->Tq % ATT_BR && c->Tq % ATT_BR < ATT_MR
+    /* (a block-sparse item of fewer than ATT_MR rows can fall anywhere) */
+    const int64_t rows = c->sp || (c->Tq % ATT_BR && c->Tq % ATT_BR < ATT_MR)
                              ? FN(att_rows_scratch)(c->S, c->DK, c->DV) : 0;
     const int64_t per = tiled > rows ? tiled : rows;
     real_t *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
@@ -234,16 +277,19 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
     real_t *kt = NULL, *vp = NULL;
     const int packv = nqb > 1 && (c->DV != c->DVP || c->lay.v.t != c->DVP);
     /* (a block-sparse forward visits runs of keys that need not start at a tile boundary:
-     * it reads these from the transposed copy when they do, else transposes its tile) */
+     * it reads them from inside the tile's panel; the ATT_NR extra elements keep a read
+     * past the last panel's end in bounds) */
     const int tk = nqb > 1 && c->DK > 0;
     if (tk || packv) {
-        c->nkt = (c->S + ATT_BC - 1) / ATT_BC;
-        const int64_t nk = tk ? FN(att_pad)(BH * c->nkt * c->DK * ATT_BC) : 0;
+        c->nkt = FN(att_ntiles)(c, BH, c->S, c->keys, 0);
+        const int64_t nk = tk ? FN(att_pad)(BH * c->nkt * c->DK * ATT_BC + ATT_NR) : 0;
         const int64_t nv = packv ? BH * c->S * c->DVP : 0;
         real_t *blk = FN(att_alloc)(TC_WS_ATT_KEYS, nk + nv);
         if (!blk) return TC_ENOMEM;
         kt = nk ? blk : NULL;
         vp = nv ? blk + nk : NULL;
+        const int64_t nkp = BH * c->nkt * c->DK * ATT_BC; /* the panels; then the pad */
+        if (kt) memset(kt + nkp, 0, (size_t)(nk - nkp) * sizeof(real_t));
     }
     const FN(att_fwd_item_fn) item = FN_PICK(att_fwd_item);
     void (*const tkeys)(const FN(att_ctx) *, real_t *, int64_t, int64_t) =
@@ -263,7 +309,9 @@ static int FN(att_forward_run)(FN(att_ctx) *c, int64_t BH)
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) { /* late (heavier causal) blocks first */
             const int64_t bh = it / nqb, qb = nqb - 1 - it % nqb;
-            item(c, bh, qb * ATT_BR, w);
+            int64_t z;
+            const int64_t a = FN(att_tile)(c, bh, qb, qr, c->Tq, 1, &z);
+            if (z > a) item(c, bh, a, z - a, w);
         }
     }
     c->kt = NULL;
@@ -329,9 +377,18 @@ static inline FN(att_ctx) FN(att_head_ctx)(const FN(att_ctx) *c, int64_t bh)
 static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DKP = c->DKP, DVP = c->DVP;
-    const int64_t Tp = attention_round_up(Tq, ATT_BR), nkb = (S + ATT_BC - 1) / ATT_BC;
+    /* (block-sparse query blocks start anywhere: ATT_MR more rows keep their padded
+     * strips inside Qs and dOp) */
+    const int64_t Tp = attention_round_up(Tq, ATT_BR) + (c->sp ? ATT_MR : 0);
+    const int64_t W = c->keys, nkb = FN(att_ntiles)(c, BH, S, W, 0);
     const double work = (double)BH * (double)Tq * (double)S * (double)(2 * DK + 2 * c->DV + 8);
     int nt = work >= TC_PARALLEL_MIN_WORK ? attention_max_threads() : 1;
+    /* the contention guard may keep the whole-heads split on one thread (each head is one
+     * thread's, whatever the count); the few-heads split below sums per-thread partials, so
+     * its thread count stays fixed */
+    if (nt > 1 && (BH % nt == 0 || BH >= 4 * (int64_t)nt || nkb == 1) &&
+        !TC_PAR(work, TC_PARALLEL_MIN_WORK))
+        nt = 1;
     const int64_t kscr = FN(att_bwd_scratch)(DK, c->DV, DKP, DVP);
     const int64_t qsz = FN(att_pad)(Tp * DKP), osz = FN(att_pad)(Tp * DVP);
     const int64_t dsz = FN(att_pad)(Tq);
@@ -354,7 +411,11 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
                 const FN(att_ctx) ch = FN(att_head_ctx)(c, bh);
                 FN(att_bwd_pack)(c, bh, 0, Tp, Qs, dOp, Dv);
                 memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(real_t));
-                for (int64_t kb = 0; kb < nkb; kb++) kblock(&ch, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
+                for (int64_t kb = 0; kb < nkb; kb++) {
+                    int64_t z;
+                    const int64_t a = FN(att_tile)(c, bh, kb, W, S, 0, &z);
+                    if (z > a) kblock(&ch, bh, a, z - a, Qs, dOp, Dv, dQ, w);
+                }
                 real_t *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
                 const int64_t ldq = c->lay.dq.t;
                 if (!TC_WRITES(c->write, 0)) {
@@ -392,7 +453,11 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
                 FN(att_bwd_pack)(c, bh, i, i + 8 < Tp ? i + 8 : Tp, Qs, dOp, Dv);
             memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(real_t));
 #pragma omp for schedule(static, 1)
-            for (int64_t kb = 0; kb < nkb; kb++) kblock(&ch, bh, kb * ATT_BC, Qs, dOp, Dv, dQ, w);
+            for (int64_t kb = 0; kb < nkb; kb++) {
+                int64_t z;
+                const int64_t a = FN(att_tile)(c, bh, kb, W, S, 0, &z);
+                if (z > a) kblock(&ch, bh, a, z - a, Qs, dOp, Dv, dQ, w);
+            }
             real_t *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
             const int64_t ldq = c->lay.dq.t;
 #pragma omp for schedule(static)
@@ -515,7 +580,7 @@ int FN(tc_attention_decode_grouped)(real_t *out, real_t *k_cache, real_t *v_cach
         return TC_EINVAL;
     const int64_t BH = B * NH, BKV = B * NKV, S = pos + TN;
     if (BH == 0 || TN == 0) return TC_OK;
-    const int par = (double)BH * (double)TN * (double)(DK + DV) >= TC_PARALLEL_MIN_WORK;
+    const int par = TC_PAR((double)BH * (double)TN * (double)(DK + DV), TC_PARALLEL_MIN_WORK);
     (void)par;
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t bh = 0; bh < BKV; bh++) {

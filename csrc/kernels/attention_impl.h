@@ -200,9 +200,9 @@ typedef struct {
 static real_t *FN(attention_ref_plan_make)(FN(attention_ref_plan) *pl, int64_t BH, int64_t Tq,
                                            int64_t S, double head_work, int nmat)
 {
-    pl->outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
+    pl->outer = BH > 1 && TC_PAR(head_work * (double)BH, TC_PARALLEL_MIN_WORK);
     pl->nthreads = pl->outer ? attention_max_threads() : 1;
-    pl->inner = !pl->outer && (double)Tq * (double)S >= TC_PARALLEL_MIN_WORK;
+    pl->inner = !pl->outer && TC_PAR((double)Tq * (double)S, TC_PARALLEL_MIN_WORK);
     const size_t n = attention_scratch_elems(Tq, S, nmat, pl->nthreads, sizeof(real_t));
     return n ? malloc(n * sizeof(real_t)) : NULL;
 }

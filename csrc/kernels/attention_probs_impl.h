@@ -56,8 +56,8 @@ int FN(tc_attention_probs_strided)(real_t *P, const real_t *q, const real_t *k, 
     }
     const int64_t G = attention_group(layout->kv_heads, NH);
     const double head_work = (double)Tq * (double)S * (double)(DK + 8);
-    const int outer = BH > 1 && head_work * (double)BH >= TC_PARALLEL_MIN_WORK;
-    const int inner = !outer && (double)Tq * (double)S >= TC_PARALLEL_MIN_WORK;
+    const int outer = BH > 1 && TC_PAR(head_work * (double)BH, TC_PARALLEL_MIN_WORK);
+    const int inner = !outer && TC_PAR((double)Tq * (double)S, TC_PARALLEL_MIN_WORK);
     int status = TC_OK;
 #pragma omp parallel for schedule(static) if (outer)
     for (int64_t bh = 0; bh < BH; bh++) {

@@ -90,34 +90,40 @@ KATTR static inline void KN(att_mk_tn)(int64_t kc, const real_t *restrict a, int
 #undef ATT_MK_ROW_STORE
 
 /* c (M,N) (+)= a (M,K) @ b (K,N); M % MR == 0, N % NR == 0. Row strip s (rows
- * [s*MR, s*MR + MR)) takes only the columns [0, nw[s]) (a multiple of NR) when nw is not
- * NULL, and only the terms p < kw[s] when kw is not NULL: the parts a causal mask hides.
- * A strip with nothing to do under nw or kw is skipped (its c rows are left as they are);
- * K == 0 without kw stores zeros (or leaves c) as any other K. */
+ * [s*MR, s*MR + MR)) takes only the columns [nlo[s], nw[s]) (multiples of NR) and only
+ * the terms klo[s] <= p < kw[s], each bound where its array is not NULL (else 0, N, 0,
+ * K): the parts a causal or block-sparse mask hides. A strip with nothing to do under
+ * them is skipped (its c rows are left as they are); K == 0 without kw stores zeros (or
+ * leaves c) as any other K. */
 KATTR static void KN(att_gemm_nn)(int64_t M, int64_t N, int64_t K, const real_t *a, int64_t lda,
                                   const real_t *b, int64_t ldb, real_t *c, int64_t ldc, int acc,
-                                  const int64_t *nw, const int64_t *kw)
+                                  const int64_t *nlo, const int64_t *nw, const int64_t *klo,
+                                  const int64_t *kw)
 {
     for (int64_t n0 = 0; n0 < N; n0 += ATT_NR)
         for (int64_t m0 = 0; m0 < M; m0 += ATT_MR) {
-            const int64_t kc = kw ? kw[m0 / ATT_MR] : K;
-            if ((nw && n0 >= nw[m0 / ATT_MR]) || (kw && kc <= 0)) continue;
-            KN(att_mk_nn)(kc, a + m0 * lda, lda, b + n0, ldb, c + m0 * ldc + n0, ldc, acc);
+            const int64_t st = m0 / ATT_MR, k0 = klo ? klo[st] : 0;
+            const int64_t kc = (kw ? kw[st] : K) - k0;
+            if ((nw && n0 >= nw[st]) || (nlo && n0 < nlo[st]) || ((kw || klo) && kc <= 0))
+                continue;
+            KN(att_mk_nn)(kc, a + m0 * lda + k0, lda, b + k0 * ldb + n0, ldb,
+                          c + m0 * ldc + n0, ldc, acc);
         }
 }
 
 /* c (M,N) (+)= a^T @ b, a (K,M) with row stride lda, b (K,N); M % MR == 0, N % NR == 0.
- * Row strip s of c sums only the terms p >= ks[s] when ks is not NULL (the earlier rows of
- * a are zero there: queries that do not see these keys); a strip with none is skipped. */
+ * Row strip s of c sums only the terms ks[s] <= p < ke[s], each bound where its array is
+ * not NULL (else 0, K; the other rows of a are zero there: queries that do not see these
+ * keys); a strip with none is skipped. */
 KATTR static void KN(att_gemm_tn)(int64_t M, int64_t N, int64_t K, const real_t *a, int64_t lda,
                                   const real_t *b, int64_t ldb, real_t *c, int64_t ldc, int acc,
-                                  const int64_t *ks)
+                                  const int64_t *ks, const int64_t *ke)
 {
     for (int64_t n0 = 0; n0 < N; n0 += ATT_NR)
         for (int64_t m0 = 0; m0 < M; m0 += ATT_MR) {
-            const int64_t p0 = ks ? ks[m0 / ATT_MR] : 0;
-            if (ks && p0 >= K) continue;
-            KN(att_mk_tn)(K - p0, a + p0 * lda + m0, lda, b + p0 * ldb + n0, ldb,
+            const int64_t p0 = ks ? ks[m0 / ATT_MR] : 0, p1 = ke ? ke[m0 / ATT_MR] : K;
+            if (p0 >= p1) continue;
+            KN(att_mk_tn)(p1 - p0, a + p0 * lda + m0, lda, b + p0 * ldb + n0, ldb,
                           c + m0 * ldc + n0, ldc, acc);
         }
 }
@@ -142,19 +148,25 @@ KATTR static void KN(att_transpose)(real_t *restrict d, int64_t ldd, const real_
 
 /* kt (BH, nkt, DK, ATT_BC) <- k^T of every key tile of batch-heads [bh0, bh1), one
  * contiguous (DK, ATT_BC) panel per tile (a row stride of S would put the panel's rows in
- * the same cache set), columns past S zero. */
+ * the same cache set): column x of panel t holds key slot t*keys - origin + x
+ * (FN(att_tile)), columns of no key zero. */
 KATTR static void KN(att_transpose_keys)(const FN(att_ctx) *c, real_t *kt, int64_t bh0,
                                           int64_t bh1)
 {
-    const int64_t S = c->S, DK = c->DK, ldk = c->lay.k.t;
+    const int64_t S = c->S, DK = c->DK, ldk = c->lay.k.t, W = c->keys;
     for (int64_t bh = bh0; bh < bh1; bh++) {
         const real_t *k = ATT_KVHEAD(c->k, c->lay.k, c->NH, c->G, bh);
+        const int64_t o = FN(att_origin)(c, bh / c->NH, W, 0);
         for (int64_t t = 0; t < c->nkt; t++) {
             real_t *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
-            const int64_t j0 = t * ATT_BC, n = S - j0 < ATT_BC ? S - j0 : ATT_BC;
-            KN(att_transpose)(d, ATT_BC, k + j0 * ldk, ldk, n, DK);
-            for (int64_t p = 0; p < DK; p++)
-                for (int64_t j = n; j < ATT_BC; j++) d[p * ATT_BC + j] = 0;
+            int64_t j1;
+            const int64_t j0 = FN(att_tile)(c, bh, t, W, S, 0, &j1), x0 = j0 - (t * W - o);
+            const int64_t n = j1 > j0 ? j1 - j0 : 0;
+            KN(att_transpose)(d + x0, ATT_BC, k + j0 * ldk, ldk, n, DK);
+            for (int64_t p = 0; p < DK; p++) {
+                for (int64_t j = 0; j < x0; j++) d[p * ATT_BC + j] = 0;
+                for (int64_t j = x0 + n; j < ATT_BC; j++) d[p * ATT_BC + j] = 0;
+            }
         }
     }
 }
@@ -262,6 +274,55 @@ KATTR static void KN(att_strip_widths)(const FN(att_ctx) *c, int64_t i0, int64_t
     }
 }
 
+/* Block-sparse extents (c->sp) of the query rows [i0, i0 + br) of batch row b against the
+ * key tile [j0, j0 + bc), strip by strip (rows i0 + s*MR ..., the strips covering brp
+ * rows; rows past br count as row br - 1): the keys [f[s], kw[s]) of the tile hold every
+ * key some row of strip s sees (pattern and causality); lo[s] = f[s] rounded down to
+ * ATT_NR, nw[s] = kw[s] rounded up (nw[s] = kw[s] = 0: the strip sees none), so a strip
+ * computes the columns [lo, nw) only; full[s] = 1 when every row of the strip sees every
+ * key of [f, kw) by the pattern (only causality is left to mask). */
+KATTR static void KN(att_sparse_strips)(const FN(att_ctx) *c, int64_t b, int64_t i0, int64_t br,
+                                        int64_t brp, int64_t j0, int64_t bc, int64_t *lo,
+                                        int64_t *f, int64_t *nw, int64_t *kw,
+                                        unsigned char *full)
+{
+    const tc_attention_sparse *sp = c->sp;
+    const int64_t bs = sp->block, sh = c->sshift ? c->sshift[b] : 0;
+    for (int64_t m0 = 0; m0 < brp; m0 += ATT_MR) {
+        const int64_t st = m0 / ATT_MR;
+        const int64_t ra = m0 < br ? m0 : br - 1;
+        const int64_t rz = m0 + ATT_MR - 1 < br - 1 ? m0 + ATT_MR - 1 : br - 1;
+        const int64_t qp0 = i0 + ra + c->qoff - sh, qp1 = i0 + rz + c->qoff - sh;
+        int64_t lim = attention_limit(i0 + rz, c->Tq, c->S, c->causal) - j0; /* causal */
+        lim = lim < bc ? lim : bc;
+        int64_t fa = -1, la = -1;
+        int all = qp0 >= 0, gap = 0;
+        if (qp1 >= 0 && lim > 0)
+            for (int64_t kb = j0 - sh > 0 ? (j0 - sh) / bs : 0; kb * bs + sh < j0 + lim; kb++) {
+                if (!attention_sparse_any(sp, qp0, qp1, kb * bs, kb * bs)) {
+                    gap = fa >= 0;
+                    continue;
+                }
+                const int64_t a = kb * bs + sh - j0, z = (kb + 1) * bs + sh - j0;
+                if (fa < 0) fa = a > 0 ? a : 0;
+                else if (gap) all = 0;
+                la = z < lim ? z : lim;
+                for (int64_t qb = (qp0 > 0 ? qp0 : 0) / bs; all && qb <= qp1 / bs; qb++)
+                    all = attention_sparse_visible(sp, qb, kb);
+            }
+        if (fa < 0) {
+            lo[st] = f[st] = nw[st] = kw[st] = 0;
+            full[st] = 0;
+            continue;
+        }
+        f[st] = fa;
+        lo[st] = fa / ATT_NR * ATT_NR;
+        kw[st] = la;
+        nw[st] = attention_round_up(la, ATT_NR);
+        full[st] = (unsigned char)all;
+    }
+}
+
 /* Forward of a work item with fewer than ATT_MR query rows (decoding one or a few tokens):
  * row by row, the scores against every visible key straight from k (no transposed tiles,
  * no rows padded to ATT_MR), then the softmax and out = P v. w: FN(att_rows_scratch). */
@@ -322,13 +383,13 @@ KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     }
 }
 
-/* One forward work item: query rows [i0, i0 + ATT_BR) of batch-head bh against every
- * visible key tile, online softmax; w: FN(att_fwd_scratch) elements. */
-KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0, real_t *w)
+/* One forward work item: query rows [i0, i0 + br) (br <= ATT_BR) of batch-head bh against
+ * every visible key tile, online softmax; w: FN(att_fwd_scratch) elements. */
+KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64_t br,
+                                   real_t *w)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV, DVP = c->DVP;
     const int64_t b = bh / c->NH, h = bh % c->NH;
-    const int64_t br = Tq - i0 < ATT_BR ? Tq - i0 : ATT_BR;
     if (br < ATT_MR) {
         KN(att_fwd_rows)(c, bh, i0, br, w);
         return;
@@ -342,6 +403,8 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     real_t *Sb = Vp + FN(att_pad)(ATT_BC * DVP), *O = Sb + ATT_BR * ATT_BC;
     real_t *mx = O + FN(att_pad)(ATT_BR * DVP), *l = mx + ATT_BR;
     int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1];
+    int64_t lo[ATT_BR / ATT_MR + 1], f[ATT_BR / ATT_MR + 1];
+    unsigned char full[ATT_BR / ATT_MR + 1];
 
     /* Qs = scale * q block, rows past br zero */
     for (int64_t r = 0; r < br; r++) {
@@ -361,9 +424,17 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     const int64_t lim0 = attention_limit(i0, Tq, S, c->causal);
     const tc_attention_masks *m = c->masks;
     const uint8_t *kpad = m && m->key_padding ? m->key_padding + b * S : NULL;
-    /* block-sparse: only the runs of keys some row of the block sees, a tile at a time */
+    /* block-sparse: only the runs of keys some row of the block sees, a tile at a time;
+     * a row strip whose rows all see a tile's keys by the pattern masks only the others */
+    tc_attention_masks rest;
+    if (m) {
+        rest = *m;
+        rest.sparse = NULL;
+    }
+    const tc_attention_masks *mfull = c->other ? &rest : NULL;
     const int64_t sh = c->sshift ? c->sshift[b] : 0; /* positions = slots - sh */
     const int64_t qp0 = i0 + c->qoff - sh, qp1 = i0 + br - 1 + c->qoff - sh;
+    const int64_t W = c->keys, ko = FN(att_origin)(c, b, W, 0);
     int64_t run_end = 0;
     for (int64_t j0 = 0, bc = 0; j0 < kend; j0 += bc) {
         if (c->sp && j0 >= run_end) {
@@ -371,19 +442,21 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
             run_end += sh;
             if (j0 >= kend) break;
         }
-        bc = (c->sp ? run_end : kend) - j0;
-        bc = bc < ATT_BC ? bc : ATT_BC;
+        /* the key tile t holding j0 (FN(att_tile)): this tile ends at its end at the latest */
+        const int64_t t = (j0 + ko) / W, tend = (t + 1) * W - ko;
+        bc = c->sp ? run_end : kend;
+        bc = (bc < tend ? bc : tend) - j0;
         const int64_t bcp = attention_round_up(bc, ATT_NR);
         if (kpad) { /* skip a tile of padding keys only */
             int any = 0;
             for (int64_t j = 0; j < bc && !any; j++) any = kpad[j0 + j] != 0;
             if (!any) continue;
         }
-        /* Kt (DK, bcp) = k tile transposed, columns past bc zero (or the head's k^T) */
+        /* Kt (DK, bcp) = k tile transposed, columns past bc zero (or the head's k^T: from
+         * column j0 of its tile's panel on; columns past bc are masked below) */
         const real_t *kt = Kt;
-        if (c->kt && j0 % ATT_BC == 0) { /* a whole tile, or its start (columns past bc
-                                            are masked below) */
-            kt = c->kt + (bh * c->nkt + j0 / ATT_BC) * DK * ATT_BC;
+        if (c->kt) {
+            kt = c->kt + (bh * c->nkt + t) * DK * ATT_BC + (j0 - (t * W - ko));
         } else {
             KN(att_transpose)(Kt, ATT_BC, k + j0 * ldk, ldk, bc, DK);
             for (int64_t p = 0; p < DK; p++)
@@ -392,30 +465,36 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
         /* scores (brp, bcp) = Qs Kt; row strip s only over its nw[s] causally visible
          * columns (the rest of its rows of Sb is never read) */
         KN(att_strip_widths)(c, i0, br, brp, j0, bcp, nw);
-        for (int64_t t = 0; t < brp / ATT_MR; t++) kw[t] = nw[t] < bc ? nw[t] : bc;
-        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ATT_BC, Sb, ATT_BC, 0, nw, NULL);
+        for (int64_t st = 0; st < brp / ATT_MR; st++) kw[st] = nw[st] < bc ? nw[st] : bc;
+        if (c->sp) KN(att_sparse_strips)(c, b, i0, br, brp, j0, bc, lo, f, nw, kw, full);
+        const int64_t *nlo = c->sp ? lo : NULL;
+        KN(att_gemm_nn)(brp, bcp, DK, Qs, DK, kt, ATT_BC, Sb, ATT_BC, 0, nlo, nw, NULL, NULL);
         const int need_mask = c->masked || j0 + bc > lim0;
         for (int64_t r = 0; r < br; r++) {
+            const int64_t st = r / ATT_MR, i = i0 + r, w = nw[st], n = kw[st];
+            const int64_t l0 = nlo ? lo[st] : 0, f0 = nlo ? f[st] : 0;
             real_t *s = Sb + r * ATT_BC;
-            const int64_t i = i0 + r, w = nw[r / ATT_MR], n = kw[r / ATT_MR];
             if (w == 0) continue; /* no key of this tile is visible to the row */
-            if (need_mask)
-                FN(attention_mask_row)(s, m, b, h, i, j0, n,
-                                       attention_limit(i, Tq, S, c->causal), S, c->qoff);
+            const int64_t lim = attention_limit(i, Tq, S, c->causal);
+            /* (a block-sparse row that sees all of [f0, n) needs no mask) */
+            if (need_mask && !(nlo && full[st] && !c->other && j0 + n <= lim))
+                FN(attention_mask_row)(s + f0, nlo && full[st] ? mfull : m, b, h, i, j0 + f0,
+                                       n - f0, lim, S, c->qoff);
+            for (int64_t j = l0; j < f0; j++) s[j] = -INFINITY;
             for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
-            const real_t mt = KN(att_row_max)(s, w);
+            const real_t mt = KN(att_row_max)(s + l0, w - l0);
             const real_t mnew = mt > mx[r] ? mt : mx[r];
             if (mnew == -INFINITY) { /* no visible key so far */
-                memset(s, 0, (size_t)w * sizeof(real_t));
+                memset(s + l0, 0, (size_t)(w - l0) * sizeof(real_t));
                 continue;
             }
             const real_t alpha = MATH(exp)(mx[r] - mnew); /* 0 when mx was -inf */
-            const real_t sum = KN(att_row_exp_sum)(s, w, mnew);
+            const real_t sum = KN(att_row_exp_sum)(s + l0, w - l0, mnew);
             l[r] = l[r] * alpha + sum;
             if (c->drop.on)
-                FN(attention_dropout_row)(s, NULL, n, &c->drop,
+                FN(attention_dropout_row)(s + f0, NULL, n - f0, &c->drop,
                                           ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
-                                                  (uint64_t)S + (uint64_t)j0);
+                                                  (uint64_t)S + (uint64_t)(j0 + f0));
             if (alpha != 1) {
                 real_t *o = O + r * DVP;
                 for (int64_t cc = 0; cc < DVP; cc++) o[cc] *= alpha;
@@ -436,7 +515,7 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
             vb = Vp;
             ldv = DVP;
         }
-        KN(att_gemm_nn)(brp, DVP, bc, Sb, ATT_BC, vb, ldv, O, DVP, 1, NULL, kw);
+        KN(att_gemm_nn)(brp, DVP, bc, Sb, ATT_BC, vb, ldv, O, DVP, 1, NULL, NULL, nlo, kw);
     }
     real_t *ob = ATT_HEAD(c->out, c->lay.out, c->NH, bh) + i0 * c->lay.out.t;
     for (int64_t r = 0; r < br; r++) {
@@ -452,17 +531,16 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     }
 }
 
-/* One backward work item: key rows [j0, j0 + ATT_BC) of batch-head bh against every query
- * block that sees them. Qs (Tp,DKP) = scale * q and dOp (Tp,DVP) = dout of the head (rows
+/* One backward work item: key rows [j0, j0 + bc) (bc <= ATT_BC) of batch-head bh against
+ * every query block that sees them (blocks of c->rows rows, FN(att_tile)). Qs (Tp,DKP) = scale * q and dOp (Tp,DVP) = dout of the head (rows
  * past T and columns past DK/DV zero), Dv (T,) = rowsum(dout * out); dQ (Tp,DKP)
  * accumulates dS k (the caller scales it); dk, dv of the key rows accumulate here.
  * w: FN(att_bwd_scratch) elements. */
-KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j0,
+KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j0, int64_t bc,
                                      const real_t *Qs, const real_t *dOp, const real_t *Dv, real_t *dQ, real_t *w)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV, DKP = c->DKP, DVP = c->DVP;
     const int64_t b = bh / c->NH, h = bh % c->NH;
-    const int64_t bc = S - j0 < ATT_BC ? S - j0 : ATT_BC;
     const int64_t bcp = attention_round_up(bc, ATT_BQ);
     const int64_t ldk0 = c->lay.k.t, ldv = c->lay.v.t, lddk = c->lay.dk.t, lddv = c->lay.dv.t;
     real_t *dk = ATT_KVHEAD(c->dk, c->lay.dk, c->NH, c->G, bh) + j0 * lddk;
@@ -490,6 +568,15 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
     real_t *Sb = Kp + FN(att_pad)(ATT_BC * DKP), *dP = Sb + ATT_BR * ATT_BC;
     real_t *Pd = dP + ATT_BR * ATT_BC, *dK = Pd + ATT_BR * ATT_BC, *dV = dK + ATT_BC * DKP;
     int64_t nw[ATT_BR / ATT_MR + 1], kw[ATT_BR / ATT_MR + 1], ks[ATT_BC / ATT_MR + 1];
+    int64_t lo[ATT_BR / ATT_MR + 1], f[ATT_BR / ATT_MR + 1], ke[ATT_BC / ATT_MR + 1];
+    unsigned char full[ATT_BR / ATT_MR + 1];
+    tc_attention_masks rest; /* the masks but the pattern (as the forward) */
+    if (m) {
+        rest = *m;
+        rest.sparse = NULL;
+    }
+    const tc_attention_masks *mfull = c->other ? &rest : NULL;
+    const int64_t bcz = attention_round_up(bc, ATT_MR); /* the columns the key strips read */
 
     /* Kt, Vt: the tile transposed, zero columns up to bcn = bc rounded up to ATT_NR (the
      * score products never read past the causal widths, at most bcn) */
@@ -513,8 +600,9 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
     memset(dK, 0, (size_t)(bcp * DKP) * sizeof(real_t));
     memset(dV, 0, (size_t)(bcp * DVP) * sizeof(real_t));
 
-    for (int64_t ib = i_first / ATT_BR * ATT_BR; ib < Tq; ib += ATT_BR) {
-        const int64_t br = Tq - ib < ATT_BR ? Tq - ib : ATT_BR;
+    const int64_t qr = c->rows, qo = FN(att_origin)(c, b, qr, 1);
+    for (int64_t qb = (i_first + qo) / qr, ie = 0; ie < Tq; qb++) {
+        const int64_t ib = FN(att_tile)(c, bh, qb, qr, Tq, 1, &ie), br = ie - ib;
         const int64_t sh = c->sp && c->sshift ? c->sshift[b] : 0;
         if (c->sp && !attention_sparse_any(c->sp, ib + c->qoff - sh, ib + br - 1 + c->qoff - sh,
                                            j0 - sh, j0 + bc - 1 - sh))
@@ -528,45 +616,83 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         KN(att_strip_widths)(c, ib, br, brp, j0, bcp, nw);
         for (int64_t t = 0; t < brp / ATT_MR; t++) kw[t] = nw[t] < bc ? nw[t] : bc;
         for (int64_t t = 0; t < bcp / ATT_MR; t++) {
-            const int64_t f = attention_first_row(j0 + t * ATT_MR, Tq, S, c->causal) - ib;
-            ks[t] = t * ATT_MR >= bc ? br : f < 0 ? 0 : f > br ? br : f; /* padding keys: none */
+            const int64_t fr = attention_first_row(j0 + t * ATT_MR, Tq, S, c->causal) - ib;
+            ks[t] = t * ATT_MR >= bc ? br : fr < 0 ? 0 : fr > br ? br : fr; /* padding keys: none */
+            ke[t] = br;
+        }
+        /* block-sparse: row strip s computes the columns [lo, nw) only and zeroes the rest
+         * of [0, bcz); key strip t sums the rows of the first to the last row strip that
+         * sees one of its keys only */
+        const int64_t *nlo = c->sp ? lo : NULL;
+        if (c->sp) {
+            KN(att_sparse_strips)(c, b, ib, br, brp, j0, bc, lo, f, nw, kw, full);
+            for (int64_t t = 0; t < bcp / ATT_MR; t++) {
+                int64_t a = br, z = 0;
+                for (int64_t st = 0; st < brp / ATT_MR; st++)
+                    if (kw[st] > t * ATT_MR && f[st] < t * ATT_MR + ATT_MR) {
+                        a = a < st * ATT_MR ? a : st * ATT_MR;
+                        z = st * ATT_MR + ATT_MR;
+                    }
+                ks[t] = ks[t] > a ? ks[t] : a;
+                ke[t] = z < br ? z : br;
+            }
         }
         /* scores = Qs Kt; dP~ = dout Vt */
-        KN(att_gemm_nn)(brp, bcp, DK, Qs + ib * DKP, DKP, Kt, ATT_BC, Sb, ATT_BC, 0, nw, NULL);
-        KN(att_gemm_nn)(brp, bcp, DV, dOp + ib * DVP, DVP, Vt, ATT_BC, dP, ATT_BC, 0, nw,
-                        NULL);
+        KN(att_gemm_nn)(brp, bcp, DK, Qs + ib * DKP, DKP, Kt, ATT_BC, Sb, ATT_BC, 0, nlo, nw,
+                        NULL, NULL);
+        KN(att_gemm_nn)(brp, bcp, DV, dOp + ib * DVP, DVP, Vt, ATT_BC, dP, ATT_BC, 0, nlo, nw,
+                        NULL, NULL);
         for (int64_t r = 0; r < br; r++) {
-            const int64_t i = ib + r, w = nw[r / ATT_MR], n = kw[r / ATT_MR];
+            const int64_t st = r / ATT_MR, i = ib + r, w = nw[st], n = kw[st];
+            const int64_t l0 = nlo ? lo[st] : 0, f0 = nlo ? f[st] : 0;
             const int64_t nz = attention_round_up(w, ATT_MR);
-            real_t *s = Sb + r * ATT_BC, *dp = dP + r * ATT_BC;
+            real_t *s = Sb + r * ATT_BC, *dp = dP + r * ATT_BC, *pd = Pd + r * ATT_BC;
             const real_t li = lse[i];
+            if (nlo && (w == 0 || li == -INFINITY)) { /* no gradient through the row */
+                memset(s, 0, (size_t)bcz * sizeof(real_t));
+                memset(dp, 0, (size_t)bcz * sizeof(real_t));
+                if (c->drop.on) memset(pd, 0, (size_t)bcz * sizeof(real_t));
+                continue;
+            }
             if (w == 0) continue; /* no key of this tile is visible to the row */
             if (li == -INFINITY) { /* a row with every key masked: no gradient */
                 memset(s, 0, (size_t)nz * sizeof(real_t));
                 memset(dp, 0, (size_t)nz * sizeof(real_t));
-                if (c->drop.on) memset(Pd + r * ATT_BC, 0, (size_t)nz * sizeof(real_t));
+                if (c->drop.on) memset(pd, 0, (size_t)nz * sizeof(real_t));
                 continue;
             }
-            if (need_mask)
-                FN(attention_mask_row)(s, m, b, h, i, j0, n,
-                                       attention_limit(i, Tq, S, c->causal), S, c->qoff);
+            const int64_t lim = attention_limit(i, Tq, S, c->causal);
+            if (need_mask && !(nlo && full[st] && !c->other && j0 + n <= lim))
+                FN(attention_mask_row)(s + f0, nlo && full[st] ? mfull : m, b, h, i, j0 + f0,
+                                       n - f0, lim, S, c->qoff);
+            for (int64_t j = l0; j < f0; j++) s[j] = -INFINITY;
             for (int64_t j = n; j < w; j++) s[j] = -INFINITY;
-            KN(att_row_exp)(s, w, li); /* P; masked entries exactly 0 */
+            KN(att_row_exp)(s + l0, w - l0, li); /* P; masked entries exactly 0 */
             for (int64_t j = w; j < nz; j++) s[j] = dp[j] = 0;
-            if (c->drop.on) { /* P~ = Z/(1-p) P for dv; dP = Z/(1-p) dP~ */
-                real_t *pd = Pd + r * ATT_BC;
-                memcpy(pd, s, (size_t)nz * sizeof(real_t));
-                FN(attention_dropout_row)(pd, dp, n, &c->drop,
-                                          ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
-                                                  (uint64_t)S + (uint64_t)j0);
+            if (nlo) {
+                for (int64_t j = 0; j < l0; j++) s[j] = dp[j] = 0;
+                for (int64_t j = nz; j < bcz; j++) s[j] = dp[j] = 0;
             }
-            KN(att_row_ds)(dp, s, w, Dv[i]); /* dS = P (dP - D) */
+            const int64_t pz = nlo ? bcz : nz; /* the columns the key strips read */
+            if (c->drop.on) { /* P~ = Z/(1-p) P for dv; dP = Z/(1-p) dP~ */
+                memcpy(pd, s, (size_t)pz * sizeof(real_t));
+                FN(attention_dropout_row)(pd + f0, dp + f0, n - f0, &c->drop,
+                                          ((uint64_t)bh * (uint64_t)Tq + (uint64_t)i) *
+                                                  (uint64_t)S + (uint64_t)(j0 + f0));
+            }
+            KN(att_row_ds)(dp + l0, s + l0, w - l0, Dv[i]); /* dS = P (dP - D) */
         }
+        /* (a block-sparse query block's padding rows are the next block's rows of dQ: they
+         * add zeros) */
+        if (nlo)
+            for (int64_t r = br; r < brp; r++) memset(dP + r * ATT_BC, 0, (size_t)bcp * sizeof(real_t));
         /* dV += P~^T dout; dQ += dS k; dK += dS^T Qs */
+        const int64_t *kend = nlo ? ke : NULL;
         KN(att_gemm_tn)(bcp, DVP, br, c->drop.on ? Pd : Sb, ATT_BC, dOp + ib * DVP, DVP, dV,
-                        DVP, 1, ks);
-        KN(att_gemm_nn)(brp, DKP, bc, dP, ATT_BC, kb, ldk, dQ + ib * DKP, DKP, 1, NULL, kw);
-        KN(att_gemm_tn)(bcp, DKP, br, dP, ATT_BC, Qs + ib * DKP, DKP, dK, DKP, 1, ks);
+                        DVP, 1, ks, kend);
+        KN(att_gemm_nn)(brp, DKP, bc, dP, ATT_BC, kb, ldk, dQ + ib * DKP, DKP, 1, NULL, NULL,
+                        nlo, kw);
+        KN(att_gemm_tn)(bcp, DKP, br, dP, ATT_BC, Qs + ib * DKP, DKP, dK, DKP, 1, ks, kend);
     }
     /* += into dk, dv, or written as 0 + value (the bits of += into zeros) */
     const int wk = (int)TC_WRITES(c->write, 1), wv = (int)TC_WRITES(c->write, 2);

@@ -28,7 +28,7 @@ static int FN(dropout_apply)(real_t *out, const real_t *inp, int64_t N, double p
     const uint32_t thr = keep_none ? UINT32_MAX : (uint32_t)thr64;
     const real_t scale = keep_none ? (real_t)0 : (real_t)(1.0 / (1.0 - p));
     const int64_t chunks = (N + TC_DROPOUT_CHUNK - 1) / TC_DROPOUT_CHUNK;
-#pragma omp parallel for schedule(static) if (N * 16 >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * 16, TC_PARALLEL_MIN_WORK))
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t i0 = c * TC_DROPOUT_CHUNK;
         const int64_t n = N - i0 < TC_DROPOUT_CHUNK ? N - i0 : TC_DROPOUT_CHUNK;

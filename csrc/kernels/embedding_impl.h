@@ -24,7 +24,7 @@ int FN(tc_embedding_forward)(real_t *out, const int64_t *ids, const real_t *weig
 {
     if (N < 0 || V < 0 || D < 0) return TC_EINVAL;
     if (FN(emb_check_ids)(ids, N, V) != TC_OK) return TC_EINVAL;
-#pragma omp parallel for schedule(static) if (N * D >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * D, TC_PARALLEL_MIN_WORK))
     for (int64_t n = 0; n < N; n++)
         memcpy(out + n * D, weight + ids[n] * D, (size_t)D * sizeof(real_t));
     return TC_OK;
@@ -42,7 +42,7 @@ int FN(tc_embedding_backward)(real_t *dweight, const real_t *dout, const int64_t
      * Columns can: each thread owns blocks of EMB_BLOCK columns and adds the rows of dout
      * into them in order n = 0..N-1. No element is touched by two threads (no atomics)
      * and every sum runs in the serial order, whatever the thread count. */
-#pragma omp parallel for schedule(static) if (N * D >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * D, TC_PARALLEL_MIN_WORK))
     for (int64_t d0 = 0; d0 < D; d0 += EMB_BLOCK) {
         const int64_t width = D - d0 < EMB_BLOCK ? D - d0 : EMB_BLOCK;
         for (int64_t n = 0; n < N; n++) {

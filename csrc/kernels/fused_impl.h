@@ -268,7 +268,7 @@ static int FN(linear_gelu_grads)(real_t *dinp, real_t *dweight, real_t *dbias, c
      * of the thread count); each array streamed in order */
     void (*rows)(real_t *, real_t *, const real_t *, const real_t *, int64_t, int64_t, int64_t, int) =
         TC_FUSED_PICK(lg_grad_rows);
-#pragma omp parallel if (N * OC * 8 >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel if (TC_PAR(N * OC * 8, TC_PARALLEL_MIN_WORK))
     {
 #pragma omp for schedule(static)
         for (int64_t k = 0; k < nchunks; k++) {
@@ -384,7 +384,7 @@ int FN(tc_layernorm_residual_forward)(real_t *out, real_t *sum, real_t *mean, re
     if (N < 0 || C < 1 || !(eps >= 0) || !out || !sum || !weight) return TC_EINVAL;
     void (*row)(real_t *, real_t *, real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t,
                 double) = TC_FUSED_PICK(lnr_fwd_row);
-#pragma omp parallel for schedule(static) if (N * C >= LN_PAR_MIN && N > 1)
+#pragma omp parallel for schedule(static) if (N > 1 && TC_PAR(N * C, LN_PAR_MIN))
     for (int64_t n = 0; n < N; n++)
         row(out + n * C, sum + n * C, mean ? mean + n : NULL, rstd ? rstd + n : NULL,
             x + n * C, r + n * C, weight, bias, C, eps);
@@ -412,7 +412,7 @@ int FN(tc_layernorm_residual_backward)(real_t *dx, real_t *dr, real_t *dweight, 
                   int64_t, int64_t) = TC_FUSED_PICK(lnr_wb_block);
     void (*row)(real_t *, real_t *, real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, real_t, real_t,
                 int64_t) = TC_FUSED_PICK(lnr_bwd_row);
-    const int par = N * C >= LN_PAR_MIN;
+    const int par = TC_PAR(N * C, LN_PAR_MIN);
     (void)par; /* read only by the OpenMP if clauses: unused in a serial build */
     if ((dx || dr) && (dweight || dbias)) {
         /* one pass, as tc_layernorm_backward: per-chunk partial sums of LN_ROWS rows, added

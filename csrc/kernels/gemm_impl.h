@@ -265,7 +265,7 @@ int FN(tc_gemm_ep)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64
     const double flops = 2.0 * (double)M * (double)N * (double)K;
     /* waking a second thread costs microseconds (far more if its core is busy): only worth
      * it past about 30 us of single-core work */
-    const int parallel = flops >= GEMM_PARALLEL_MIN_FLOPS;
+    const int parallel = TC_PAR(flops, GEMM_PARALLEL_MIN_FLOPS);
     const int max_threads = parallel ? tc_gemm_max_threads() : 1;
     size_t a_bytes = pack_a ? (size_t)(a_panels * GEMM_MR * kc_max) * sizeof(real_t) : 0;
     size_t b_bytes = (size_t)(b_panels * GEMM_NR * kc_max) * sizeof(real_t);

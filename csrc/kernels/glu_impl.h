@@ -20,7 +20,7 @@ int FN(tc_glu_forward)(int act, real_t *out, real_t *actg, const real_t *gate, c
     if (N == 0) return TC_OK;
     const int64_t nb = (N + GLU_BLOCK - 1) / GLU_BLOCK;
     int status = TC_OK;
-#pragma omp parallel for schedule(static) if (N >= GLU_PAR_MIN)
+#pragma omp parallel for schedule(static) if (TC_PAR(N, GLU_PAR_MIN))
     for (int64_t blk = 0; blk < nb; blk++) {
         const int64_t i0 = blk * GLU_BLOCK, n = N - i0 < GLU_BLOCK ? N - i0 : GLU_BLOCK;
         real_t *a = actg ? actg + i0 : out + i0; /* act(gate) first, then the product */
@@ -53,7 +53,7 @@ int FN(tc_glu_backward)(int act, real_t *dgate, real_t *dup, const real_t *dout,
     const int64_t nb = (N + GLU_BLOCK - 1) / GLU_BLOCK;
     const int wg = (int)TC_WRITES(write, 0), wu = (int)TC_WRITES(write, 1);
     int status = TC_OK;
-#pragma omp parallel for schedule(static) if (N >= GLU_PAR_MIN)
+#pragma omp parallel for schedule(static) if (TC_PAR(N, GLU_PAR_MIN))
     for (int64_t blk = 0; blk < nb; blk++) {
         const int64_t i0 = blk * GLU_BLOCK, n = N - i0 < GLU_BLOCK ? N - i0 : GLU_BLOCK;
         real_t t[GLU_BLOCK];

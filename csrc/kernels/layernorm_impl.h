@@ -118,7 +118,7 @@ int FN(tc_layernorm_forward)(real_t *out, real_t *mean, real_t *rstd, const real
     if (N == 0) return TC_OK;
     void (*rows)(real_t *, real_t *, real_t *, const real_t *, const real_t *, const real_t *, int64_t, int64_t, int64_t,
                  double) = LN_PICK(ln_fwd_rows);
-#pragma omp parallel if (N * C >= LN_PAR_MIN && N > 1)
+#pragma omp parallel if (N > 1 && TC_PAR(N * C, LN_PAR_MIN))
     {
         int64_t n0, n1;
         FN(ln_share)(N, &n0, &n1);
@@ -148,7 +148,7 @@ int FN(tc_layernorm_backward)(real_t *dinp, real_t *dweight, real_t *dbias, cons
     void (*rows)(real_t *, real_t *, const real_t *, const real_t *, const real_t *, const real_t *, const real_t *, int64_t,
                  int64_t, int64_t, int) = LN_PICK(ln_bwd_rows);
     const int set = (int)TC_WRITES(write, 0);
-    const int par = N * C >= LN_PAR_MIN;
+    const int par = TC_PAR(N * C, LN_PAR_MIN);
     (void)par; /* read only by the OpenMP if clauses: unused in a serial build */
     if (dinp && (dweight || dbias)) {
         /* one pass: each chunk of LN_ROWS rows adds its weight / bias partial sums into its

@@ -7,7 +7,7 @@ int FN(tc_linear_forward)(real_t *out, const real_t *inp, const real_t *weight, 
 {
     if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
     if (bias) {
-#pragma omp parallel for schedule(static) if (N * OC >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * OC, TC_PARALLEL_MIN_WORK))
         for (int64_t n = 0; n < N; n++) memcpy(out + n * OC, bias, (size_t)OC * sizeof(real_t));
     }
     return FN(tc_gemm)(out, inp, weight, N, OC, C, OC, C, C, 0, 1, (real_t)1, bias ? (real_t)1 : (real_t)0);
@@ -31,7 +31,7 @@ int FN(tc_linear_backward)(real_t *dinp, real_t *dweight, real_t *dbias, const r
         st = FN(tc_gemm)(dweight, dout, inp, OC, C, N, C, OC, C, 1, 0, (real_t)1, beta_w);
     if (st == TC_OK && dbias) {
         /* each thread owns blocks of 64 output channels and sums rows in order */
-#pragma omp parallel for schedule(static) if (N * OC >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * OC, TC_PARALLEL_MIN_WORK))
         for (int64_t o0 = 0; o0 < OC; o0 += 64) {
             const int64_t width = OC - o0 < 64 ? OC - o0 : 64;
             real_t s[64] = {0};

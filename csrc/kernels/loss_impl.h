@@ -167,7 +167,7 @@ int FN(tc_loss_cross_entropy_forward)(real_t *losses, real_t *lse, double *total
     if (FN(loss_check_targets)(targets, N, V, ignore_index)) return TC_EINVAL;
     LOSS_ROUTINES;
     const real_t eps = label_smoothing, on = 1 - label_smoothing;
-#pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * V, TC_LOSS_PAR_MIN))
     for (int64_t n = 0; n < N; n++) {
         const real_t *x = logits + n * V;
         real_t m;
@@ -232,7 +232,7 @@ int FN(tc_loss_cross_entropy_backward)(real_t *dlogits, const real_t *lse, const
     if (TC_WRITES(write, 0)) memset(dlogits, 0, (size_t)N * (size_t)V * sizeof(real_t));
     LOSS_ROUTINES;
     const real_t on = 1 - label_smoothing, off = label_smoothing / (real_t)V;
-#pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * V, TC_LOSS_PAR_MIN))
     for (int64_t n = 0; n < N; n++) {
         const int64_t t = targets[n];
         if (t == ignore_index) continue;
@@ -256,7 +256,7 @@ int FN(tc_loss_cross_entropy_probs_forward)(real_t *losses, real_t *lse, double 
     const real_t on = 1 - label_smoothing, off = label_smoothing / (real_t)V;
     const int smooth = label_smoothing > 0;
     LOSS_ROUTINES;
-#pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * V, TC_LOSS_PAR_MIN))
     for (int64_t n = 0; n < N; n++) {
         const real_t *x = logits + n * V, *p = targets + n * V;
         real_t m;
@@ -287,7 +287,7 @@ int FN(tc_loss_cross_entropy_probs_backward)(real_t *dlogits, const real_t *lse,
     const real_t on = 1 - label_smoothing, off = label_smoothing / (real_t)V;
     const int smooth = label_smoothing > 0;
     LOSS_ROUTINES;
-#pragma omp parallel for schedule(static) if (N * V >= TC_LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * V, TC_LOSS_PAR_MIN))
     for (int64_t n = 0; n < N; n++) {
         const real_t *x = logits + n * V, *p = targets + n * V;
         real_t *dx = dlogits + n * V;

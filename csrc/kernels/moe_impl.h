@@ -120,7 +120,7 @@ int FN(tc_moe_forward)(real_t *out, FN(tc_moe_cache) *cache, const real_t *inp, 
     int st = FN(tc_gemm)(logits, inp, router, N, E, C, E, C, C, 0, 1, (real_t)1, (real_t)0);
     if (st == TC_OK) st = FN(tc_softmax_forward)(cache->probs, logits, N, E, 1);
     if (st != TC_OK) return st;
-#pragma omp parallel for schedule(static) if (N * E >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * E, TC_PARALLEL_MIN_WORK))
     for (int64_t n = 0; n < N; n++)
         FN(moe_top_k)(cache->expert + n * K, cache->gates + n * K, cache->probs + n * E, E, K);
     FN(moe_assign)(cache, N, E, K);
@@ -130,7 +130,7 @@ int FN(tc_moe_forward)(real_t *out, FN(tc_moe_cache) *cache, const real_t *inp, 
         const int64_t m = cache->counts[e], r0 = e * cap;
         if (m == 0) continue;
         real_t *xg = cache->xg + r0 * C;
-#pragma omp parallel for schedule(static) if (m * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(m * C, TC_PARALLEL_MIN_WORK))
         for (int64_t i = 0; i < m; i++)
             memcpy(xg + i * C, inp + (cache->tok[r0 + i] / K) * C, (size_t)C * sizeof(real_t));
         st = FN(gpt_fc_forward)(cache->hid + r0 * H, cache->pre + r0 * H, xg, w1 + e * H * C,
@@ -140,7 +140,7 @@ int FN(tc_moe_forward)(real_t *out, FN(tc_moe_cache) *cache, const real_t *inp, 
                                        b2 ? b2 + e * C : NULL, m, H, C);
     }
     if (st != TC_OK) return st;
-#pragma omp parallel for schedule(static) if (N * C * K >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * C * K, TC_PARALLEL_MIN_WORK))
     for (int64_t n = 0; n < N; n++) {
         real_t *o = out + n * C;
         for (int64_t c = 0; c < C; c++) o[c] = 0;
@@ -166,7 +166,7 @@ static void FN(moe_dprobs)(real_t *dp, real_t *fa, const real_t *dg, const FN(tc
         const double scale = aux_grad * (double)E / ((double)N * (double)N * (double)K);
         for (int64_t e = 0; e < E; e++) fa[e] = (real_t)((double)fa[e] * scale);
     }
-#pragma omp parallel for schedule(static) if (N * E >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * E, TC_PARALLEL_MIN_WORK))
     for (int64_t n = 0; n < N; n++) {
         real_t *d = dp + n * E;
         const int64_t *ex = c->expert + n * K;
@@ -204,7 +204,7 @@ int FN(tc_moe_backward)(real_t *dinp, real_t *drouter, real_t *dw1, real_t *db1,
     real_t *dp = dg + N * K, *dl = dp + N * E, *fa = dl + N * E, *dxg = fa + E;
     real_t *dye = dxg + nxg, *dh = dye + cap * C, *dh2 = dh + cap * H;
 
-#pragma omp parallel for schedule(static) if (N * C * K >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * C * K, TC_PARALLEL_MIN_WORK))
     for (int64_t a = 0; a < N * K; a++) {
         const int64_t s = cache->slot[a];
         double acc = 0.0;
@@ -239,7 +239,7 @@ int FN(tc_moe_backward)(real_t *dinp, real_t *drouter, real_t *dw1, real_t *db1,
             }
             continue;
         }
-#pragma omp parallel for schedule(static) if (m * C >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(m * C, TC_PARALLEL_MIN_WORK))
         for (int64_t i = 0; i < m; i++) {
             const int64_t a = cache->tok[r0 + i];
             const real_t g = cache->gates[a], *d = dout + (a / K) * C;
@@ -262,7 +262,7 @@ int FN(tc_moe_backward)(real_t *dinp, real_t *drouter, real_t *dw1, real_t *db1,
         st = FN(tc_gemm)(dinp, dl, router, N, C, E, C, E, C, 0, 0, (real_t)1,
                          TC_WRITES(write, 0) ? (real_t)0 : (real_t)1);
     if (st != TC_OK || !dinp) return st;
-#pragma omp parallel for schedule(static) if (N * C * K >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * C * K, TC_PARALLEL_MIN_WORK))
     for (int64_t n = 0; n < N; n++)
         for (int64_t j = 0; j < K; j++) {
             const int64_t s = cache->slot[n * K + j];

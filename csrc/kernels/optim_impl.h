@@ -18,7 +18,7 @@ int FN(tc_optim_sgd_update)(real_t *param, real_t *momentum_buffer, const real_t
     const real_t neg_lr = (real_t)-lr, mu = (real_t)momentum, keep = (real_t)(1.0 - dampening);
     const real_t wd = (real_t)weight_decay;
     const int use_wd = weight_decay != 0, use_mu = momentum != 0;
-#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
     for (int64_t i = 0; i < n; i++) {
         real_t g = grad[i];
         if (use_wd) g = g + wd * param[i]; /* grad.add(param, alpha=wd) */
@@ -48,7 +48,7 @@ static int FN(optim_adam)(real_t *param, real_t *exp_avg, real_t *exp_avg_sq, co
     const real_t b2 = (real_t)beta2, w2 = (real_t)(1.0 - beta2), e = (real_t)eps;
     const real_t wd = (real_t)weight_decay, decay = (real_t)(1.0 - lr * weight_decay);
     const int l2 = weight_decay != 0 && !decoupled, shrink = weight_decay != 0 && decoupled;
-#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
     for (int64_t i = 0; i < n; i++) {
         real_t p = param[i], g = grad[i];
         if (shrink) p = p * decay;  /* param.mul_(1 - lr * wd) */
@@ -94,7 +94,7 @@ static double FN(optim_sum_squares)(const real_t *x, int64_t n)
                                 ? n - b0 : (int64_t)OPTIM_CHUNK * OPTIM_BLOCK;
         const int64_t nchunks = (len + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
         double part[OPTIM_BLOCK];
-#pragma omp parallel for schedule(static) if (len >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(len, TC_PARALLEL_MIN_WORK))
         for (int64_t k = 0; k < nchunks; k++) {
             const real_t *p = x + b0 + k * OPTIM_CHUNK;
             const int64_t m = len - k * OPTIM_CHUNK < OPTIM_CHUNK ? len - k * OPTIM_CHUNK
@@ -132,7 +132,7 @@ int FN(tc_optim_scale)(real_t *x, int64_t n, double factor)
 {
     if (n < 0) return TC_EINVAL;
     const real_t f = (real_t)factor;
-#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
     for (int64_t i = 0; i < n; i++) x[i] *= f;
     return TC_OK;
 }

@@ -18,7 +18,7 @@ int FN(tc_position_sinusoidal)(real_t *out, int64_t L, int64_t D, double base, i
     if (!denom) return TC_ENOMEM;
     for (int64_t k = 0; k < K; k++) denom[k] = pow(base, (double)(2 * k) / (double)D);
     /* a sin and a cos cost tens of operations each */
-#pragma omp parallel for schedule(static) if (L * D >= TC_PARALLEL_MIN_WORK / 16)
+#pragma omp parallel for schedule(static) if (TC_PAR(L * D, TC_PARALLEL_MIN_WORK / 16))
     for (int64_t n = 0; n < L; n++) {
         const double pos = (double)offset + (double)n;
         real_t *row = out + n * D;
@@ -43,7 +43,7 @@ int FN(tc_position_add_sinusoidal)(real_t *out, const real_t *inp, int64_t B, in
     if (!pe) return TC_ENOMEM;
     int st = FN(tc_position_sinusoidal)(pe, L, D, base, offset);
     if (st == TC_OK) {
-#pragma omp parallel for schedule(static) if (B * L * D >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(B * L * D, TC_PARALLEL_MIN_WORK))
         for (int64_t r = 0; r < B * L; r++) {
             const real_t *p = pe + (r % L) * D, *x = inp + r * D;
             real_t *y = out + r * D;

@@ -21,7 +21,7 @@ int FN(tc_rope_table)(real_t *cos_t, real_t *sin_t, int64_t L, int64_t HS, doubl
     const int64_t half = HS / 2;
     if (L == 0 || half == 0) return TC_OK;
     /* a sin and a cos cost tens of operations each */
-#pragma omp parallel for schedule(static) if (L * half >= TC_PARALLEL_MIN_WORK / 16)
+#pragma omp parallel for schedule(static) if (TC_PAR(L * half, TC_PARALLEL_MIN_WORK / 16))
     for (int64_t n = 0; n < L; n++) {
         const double pos = (double)offset + (double)n;
         for (int64_t i = 0; i < half; i++) {
@@ -76,7 +76,7 @@ static int FN(rope_apply)(real_t *out, const real_t *inp, const real_t *cos_t, c
         return TC_EINVAL;
     const int64_t half = HS / 2, rows = N * L * NH;
     if (rows == 0 || half == 0) return TC_OK;
-#pragma omp parallel for schedule(static) if (rows * HS >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(rows * HS, TC_PARALLEL_MIN_WORK))
     for (int64_t r = 0; r < rows; r++) {
         const int64_t pos = (r / NH) % L;
         FN(rope_row)(out + r * HS, inp + r * HS, cos_t + pos * half, sin_t + pos * half, half,
@@ -123,7 +123,7 @@ int FN(tc_rope_inplace_strided)(real_t *x, const real_t *cos_t, const real_t *si
     const int64_t half = HS / 2, rows = N * L * NH;
     if (rows == 0 || half == 0) return TC_OK;
     const real_t sgn = inverse ? (real_t)-1 : (real_t)1;
-#pragma omp parallel for schedule(static) if (rows * HS >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(rows * HS, TC_PARALLEL_MIN_WORK))
     for (int64_t r = 0; r < rows; r++) {
         const int64_t h = r % NH, pos = (r / NH) % L, n = r / NH / L;
         real_t *row = x + n * sn + pos * sl + h * sh;

@@ -207,7 +207,7 @@ static int FN(softmax_forward_any)(real_t *out, const real_t *inp, int64_t outer
     const int64_t tasks = outer * tiles, work = outer * C * inner;
     void (*task)(real_t *, const real_t *, int64_t, int64_t, int64_t, int) = SM_PICK(sm_forward_task);
     (void)work; /* read only by the OpenMP if clause: unused in a serial build */
-#pragma omp parallel for schedule(static) if (work >= TC_SOFTMAX_PAR_MIN && tasks > 1)
+#pragma omp parallel for schedule(static) if (tasks > 1 && TC_PAR(work, TC_SOFTMAX_PAR_MIN))
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t o = t / tiles, j0 = (t % tiles) * TC_SOFTMAX_TILE;
         const int64_t off = o * C * inner + j0;
@@ -230,7 +230,7 @@ static int FN(softmax_backward_any)(real_t *dinp, const real_t *dout, const real
     /* the softmax backward has no exp: cheaper per element than the forward */
     const int64_t min_work = is_log ? TC_SOFTMAX_PAR_MIN : 2 * TC_SOFTMAX_PAR_MIN;
     (void)work, (void)min_work; /* read only by the OpenMP if clause: unused in a serial build */
-#pragma omp parallel for schedule(static) if (work >= min_work && tasks > 1)
+#pragma omp parallel for schedule(static) if (tasks > 1 && TC_PAR(work, min_work))
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t o = t / tiles, j0 = (t % tiles) * TC_SOFTMAX_TILE;
         const int64_t off = o * C * inner + j0;

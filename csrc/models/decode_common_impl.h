@@ -3,7 +3,8 @@
  * real_t and included by each per dtype (it includes model_common_impl.h): the
  * matrix-vector product of a decoding step (decode_gemv.h), the copies between token-major
  * and head-major layouts, a sub-layer's input and residual for either norm placement, the
- * causal self-attention against the cache, the MLP, and the last-token -> ln_f -> head tail. The two decoders
+ * causal self-attention against the cache, the MLP or mixture of experts, and the
+ * last-token -> ln_f -> head tail. The two decoders
  * differ only where the models do: the GPT's positions (RoPE, left padding), the
  * encoder-decoder's cross-attention to the encoded source. */
 
@@ -43,7 +44,7 @@ static int FN(dec_linear)(real_t *out, const real_t *inp, const real_t *W, const
     const int avx2 = dec_use_avx2();
 #endif
     const int64_t nblk = (OC + DEC_GEMV_BLOCK - 1) / DEC_GEMV_BLOCK;
-#pragma omp parallel for schedule(static) if (N * OC * C >= 4 * TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * OC * C, 4 * TC_PARALLEL_MIN_WORK))
     for (int64_t i = 0; i < nblk; i++) {
         const int64_t o0 = i * DEC_GEMV_BLOCK;
         const int64_t o1 = o0 + DEC_GEMV_BLOCK < OC ? o0 + DEC_GEMV_BLOCK : OC;
@@ -70,7 +71,7 @@ static void FN(dec_to_heads)(real_t *const *dst, int n, const real_t *src, int64
                              int64_t NH, int64_t HS)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * C >= TC_MODEL_COPY_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(B * L * C, TC_MODEL_COPY_MIN_WORK))
     for (int64_t b = 0; b < B; b++) {
         for (int64_t h = 0; h < NH; h++) {
             const int64_t o = (b * NH + h) * L * HS;
@@ -87,7 +88,7 @@ static void FN(dec_to_heads)(real_t *const *dst, int n, const real_t *src, int64
 static void FN(dec_slice_to_heads)(real_t *dst, const real_t *src, int64_t off, int64_t row,
                                    int64_t B, int64_t L, int64_t NH, int64_t HS)
 {
-#pragma omp parallel for collapse(2) schedule(static) if (B * L * NH * HS >= TC_MODEL_COPY_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(B * L * NH * HS, TC_MODEL_COPY_MIN_WORK))
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NH; h++)
             for (int64_t t = 0; t < L; t++)
@@ -100,7 +101,7 @@ static void FN(dec_merge_heads)(real_t *y, const real_t *yh, int64_t B, int64_t 
                                 int64_t HS)
 {
     const int64_t C = NH * HS;
-#pragma omp parallel for collapse(2) schedule(static) if (B * TN * C >= TC_MODEL_COPY_MIN_WORK)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(B * TN * C, TC_MODEL_COPY_MIN_WORK))
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < TN; t++)
             for (int64_t h = 0; h < NH; h++)
@@ -197,6 +198,26 @@ static inline int FN(dec_gated_mlp)(const dec_dims *d, real_t *x, real_t *h, rea
     CHECK(FN(dec_linear)(u, in, fcw, fcb, N, d->C, d->H));
     CHECK(FN(tc_glu_forward)(d->act, g, NULL, g, u, N * d->H)); /* in place over the gate */
     CHECK(FN(dec_linear)(proj, g, projw, projb, N, d->H, d->C));
+    return FN(dec_residual)(d, x, proj, nw, nb, N);
+}
+
+/* The mixture-of-experts sub-layer (ffn == TC_FFN_MOE, in the MLP's place) on x (N,C):
+ * tc_moe_forward over the experts (router (E,C), w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C);
+ * biases may be NULL) with every token routed alone (capacity factor E: cap = N rows per
+ * expert, nothing dropped: what the module path gives one token, whose choice, or two
+ * choices of two experts, always fits), into the cache ms (grown to N tokens), then the
+ * residual (norm weight nw, nb); h, proj (N,C) scratch. */
+static int FN(dec_moe)(const dec_dims *d, dec_moe_scratch *ms, real_t *x, real_t *h,
+                       real_t *proj, int64_t N, const real_t *nw, const real_t *nb,
+                       const real_t *router, const real_t *w1, const real_t *b1,
+                       const real_t *w2, const real_t *b2)
+{
+    const real_t *in;
+    CHECK(dec_moe_reserve(ms, N));
+    FN(tc_moe_cache) mc = FN(model_moe_cache)(ms->mem, &ms->acts, N);
+    CHECK(FN(dec_sub_input)(d, &in, h, x, nw, nb, N));
+    CHECK(FN(tc_moe_forward)(proj, &mc, in, router, w1, b1, w2, b2, N, d->C, d->H, ms->E,
+                             ms->K, (double)ms->E, d->act));
     return FN(dec_residual)(d, x, proj, nw, nb, N);
 }
 

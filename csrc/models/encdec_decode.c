@@ -42,6 +42,8 @@ struct tc_encdec_kv {
     uint8_t *mask, *mask2;
     void *tab;
     dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
+    dec_moe_scratch moe;             /* ffn == TC_FFN_MOE: a layer's tc_moe_cache for the
+                                      * target tokens of a call, each routed alone */
 };
 
 /* Bytes of one self-attention cache buffer (k or v) and of one cross-attention one. */
@@ -72,6 +74,7 @@ void tc_encdec_kv_free(tc_encdec_kv *kv)
     free(kv->mask2);
     free(kv->tab);
     free(kv->sc.mem);
+    free(kv->moe.mem);
     free(kv);
 }
 
@@ -96,6 +99,8 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
     kv->params = params;
     kv->Bmax = Bmax;
     kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
+    kv->moe = (dec_moe_scratch){.C = cfg->C, .H = cfg->H, .E = cfg->moe_experts,
+                                .K = cfg->moe_top_k, .elem = elem};
     kv->Tmax = Tmax;
     kv->Smax = Smax;
     kv->dp = malloc((size_t)cfg->Ld * sizeof *kv->dp);
@@ -107,7 +112,8 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
     kv->xv = malloc(cb);
     kv->mask = malloc((size_t)(Bmax * Smax));
     if (!kv->dp || !kv->k || !kv->v || !kv->xk || !kv->xv || !kv->mask ||
-        dec_reserve(&kv->sc, Bmax) != TC_OK) {
+        dec_reserve(&kv->sc, Bmax) != TC_OK ||
+        (ed_is_moe(cfg) && dec_moe_reserve(&kv->moe, Bmax) != TC_OK)) {
         tc_encdec_kv_free(kv);
         return TC_ENOMEM;
     }
@@ -143,7 +149,7 @@ static void edk_copy_rows(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
     const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS) * (size_t)kv->elem;
     char *xkd = kv->xk2, *xvd = kv->xv2;
     const char *xks = kv->xk, *xvs = kv->xv;
-#pragma omp parallel for collapse(2) schedule(static) if (Ld * B2 * NH * S * HS >= TC_PARALLEL_MIN_WORK * 4)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(Ld * B2 * NH * S * HS, TC_PARALLEL_MIN_WORK * 4))
     for (int64_t l = 0; l < Ld; l++) {
         for (int64_t j = 0; j < B2; j++) {
             memcpy(xkd + l * xlayer + j * xrow, xks + l * xlayer + rows[j] * xrow, xrow);

@@ -60,8 +60,13 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
                                                HS, HS, scale, TC_CAUSAL_NONE, 0.0, 0));
         CHECK(FN(dec_linear)(proj, atty, KP(p->xproj.w), KP(p->xproj.b), N, C, C));
         CHECK(FN(dec_residual)(&d, x, proj, KP(p->lnx.w), KP(p->lnx.b), N));
-        CHECK(FN(dec_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2.w), KP(p->ln2.b), KP(p->fc.w),
-                          KP(p->fc.b), KP(p->fcproj.w), KP(p->fcproj.b)));
+        if (ed_is_moe(c))
+            CHECK(FN(dec_moe)(&d, &kv->moe, x, h, proj, N, KP(p->ln2.w), KP(p->ln2.b),
+                              KP(p->router.w), KP(p->fc.w), KP(p->fc.b), KP(p->fcproj.w),
+                              KP(p->fcproj.b)));
+        else
+            CHECK(FN(dec_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2.w), KP(p->ln2.b),
+                              KP(p->fc.w), KP(p->fc.b), KP(p->fcproj.w), KP(p->fcproj.b)));
     }
     CHECK(FN(dec_logits)(&d, logits, x, KS(sb->last), KS(sb->lnf), B, TN, KP(kv->g.tlnf.w),
                          KP(kv->g.tlnf.b), KP(kv->g.head), c->Vt));

@@ -6,12 +6,17 @@
 #define TC_ENCDEC_LAYOUT_H
 
 #include "tc_generic.h"
+#include "model_common.h"
 
 typedef struct { int64_t w, b; } ed_lin; /* element offsets of a weight and bias (-1: absent) */
 
-typedef struct {
-    ed_lin ln1, att, proj, lnx, xq, xkv, xproj, ln2, fc, fcproj; /* lnx..xproj: decoder */
+typedef struct { /* lnx..xproj: decoder; ffn == TC_FFN_MOE: router (E,C) (no bias), and fc,
+                  * fcproj the E experts' stacked w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C) */
+    ed_lin ln1, att, proj, lnx, xq, xkv, xproj, ln2, router, fc, fcproj;
 } ed_layer_params;
+
+/* Whether the config's feed-forward is a mixture of experts. */
+static inline int ed_is_moe(const tc_encdec_config *c) { return c->ffn == TC_FFN_MOE; }
 
 /* The offsets of the parameters outside the layers (-1: absent). */
 typedef struct {
@@ -37,10 +42,14 @@ static int ed_config_ok(const tc_encdec_config *c)
     if (!(c->eps >= 0) || !isfinite(c->eps)) return 0;
     if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
     if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
+    if (!model_ffn_ok(c->ffn, c->moe_experts, c->moe_top_k, c->moe_capacity,
+                      c->moe_aux_weight))
+        return 0;
     /* keep every buffer (in elements, times 8 bytes) far from size_t / int64 overflow */
     const double big = 1e15, L = (double)c->Le + (double)c->Ld;
     if ((double)c->Vs * (double)c->C > big || (double)c->Vt * (double)c->C > big ||
-        (double)c->maxT * (double)c->C > big || (double)c->H * (double)c->C * L > big ||
+        (double)c->maxT * (double)c->C > big ||
+        (double)c->H * (double)c->C * L * (ed_is_moe(c) ? (double)c->moe_experts : 1.0) > big ||
         (double)c->C * (double)c->C * 8.0 * L > big)
         return 0;
     return 1;
@@ -59,12 +68,14 @@ static ed_lin ed_take_lin(int64_t *off, int64_t o, int64_t i, int bias)
 
 /* The parameters of one layer from *off on, in order: ln_1, attn.c_attn, attn.c_proj, the
  * decoder's (dec) ln_cross_attn, crossattention.q_attn, .c_attn, .c_proj, then ln_2,
- * mlp.c_fc, mlp.c_proj; absent ones {-1, -1}. */
+ * mlp.c_fc, mlp.c_proj (a mixture of experts: mlp.router, w1, b1, w2, b2); absent ones
+ * {-1, -1}. */
 static ed_layer_params ed_take_layer(int64_t *off, const tc_encdec_config *c, int dec)
 {
     const int64_t C = c->C, H = c->H;
-    ed_layer_params p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1},
+    ed_layer_params p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1},
                          {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    const int64_t E = ed_is_moe(c) ? c->moe_experts : 1; /* MLPs per layer */
     p.ln1 = ed_take_lin(off, C, 1, c->bias);
     p.att = ed_take_lin(off, 3 * C, C, c->bias);
     p.proj = ed_take_lin(off, C, C, c->bias);
@@ -75,8 +86,9 @@ static ed_layer_params ed_take_layer(int64_t *off, const tc_encdec_config *c, in
         p.xproj = ed_take_lin(off, C, C, c->bias);
     }
     p.ln2 = ed_take_lin(off, C, 1, c->bias);
-    p.fc = ed_take_lin(off, H, C, c->bias);
-    p.fcproj = ed_take_lin(off, C, H, c->bias);
+    if (ed_is_moe(c)) p.router = ed_take_lin(off, E, C, 0);
+    p.fc = ed_take_lin(off, E * H, C, c->bias);
+    p.fcproj = ed_take_lin(off, E * C, H, c->bias);
     return p;
 }
 

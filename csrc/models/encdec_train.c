@@ -16,7 +16,9 @@
  *     cross-attention (decoder): xqh C (queries, token-major), xkvh 2C per SOURCE token
  *       (keys and values of the memory, (B,S,2C)), xlse NH, xatty C
  *     MLP: fch H, fcha H (c_fc output after the activation, and before it for ReLU or the
- *       GELU's derivative there: the backward's cache)
+ *       GELU's derivative there: the backward's cache); a mixture of experts (ffn ==
+ *       TC_FFN_MOE) instead: the layer's tc_moe_cache (model_moe_plan) over its stack's
+ *       tokens
  *   kept once: source and target positions (int64), the two embedding outputs, each
  *     stack's ln_f C + 2 (pre-LN), logits V (turned into dlogits in place), per-row loss and
  *     logsumexp 2;
@@ -37,6 +39,7 @@ typedef struct {
     size_t qkvh, lse, atty;
     size_t xqh, xkvh, xlse, xatty;
     size_t fch, fcha;
+    model_moe_acts moe;                      /* ffn == TC_FFN_MOE: the MLP's tc_moe_cache */
 } ed_layer_acts;
 
 typedef struct {
@@ -94,12 +97,21 @@ struct tc_encdec {
     int nclones;
     void *clones[TC_MODEL_MAX_WORKERS - 1]; /* tc_encdec * */
     void *clone_grads[TC_MODEL_MAX_WORKERS - 1];
+    double *moe_aux;              /* (Le + Ld,) ffn == TC_FFN_MOE: each layer's load-balancing
+                                   * loss in the last forward (encoder layers first) */
 };
 
 int64_t tc_encdec_num_params(const tc_encdec_config *cfg)
 {
     if (!ed_config_ok(cfg)) return -1;
     return ed_param_plan(cfg, NULL, NULL, NULL);
+}
+
+/* The rows per expert of a mixture of experts over N tokens (0 for a dense model). */
+static int64_t ed_moe_cap(const tc_encdec_config *c, int64_t N)
+{
+    return ed_is_moe(c) ? tc_moe_capacity(N, c->moe_experts, c->moe_top_k, c->moe_capacity)
+                        : 0;
 }
 
 /* The arena plan for Ns source and Nt target tokens (ea, da may be NULL); total bytes. */
@@ -135,8 +147,11 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
                 a.xlse = gpt_take(&u, Nt * NH, elem);
                 a.xatty = gpt_take(&u, Nt * C, elem);
             }
-            a.fch = gpt_take(&u, N * H, elem);
-            a.fcha = gpt_take(&u, N * H, elem);
+            a.fch = gpt_take(&u, ed_is_moe(c) ? 0 : N * H, elem);
+            a.fcha = gpt_take(&u, ed_is_moe(c) ? 0 : N * H, elem);
+            if (ed_is_moe(c))
+                a.moe = model_moe_plan(&u, N, C, H, c->moe_experts, c->moe_top_k,
+                                       ed_moe_cap(c, N), elem);
             if (dec && da) da[l] = a;
             if (!dec && ea) ea[l] = a;
         }
@@ -166,7 +181,8 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
 /* A rough upper bound of the arena's elements, to refuse sizes that could overflow. */
 static double ed_arena_elems(const tc_encdec_config *c, double Ns, double Nt)
 {
-    const double per = 20.0 * (double)c->C + 4.0 * (double)c->H + 4.0 * (double)c->NH;
+    const double per = 20.0 * (double)c->C + 4.0 * (double)c->H + 4.0 * (double)c->NH +
+                       (ed_is_moe(c) ? model_moe_token_elems(c->C, c->H, c->moe_experts) : 0);
     return (Ns + Nt) * (per * ((double)c->Le + (double)c->Ld + 1.0) + (double)c->Vt);
 }
 
@@ -215,7 +231,8 @@ static tc_encdec *ed_new(const tc_encdec_config *cfg, int64_t elem, void *params
     m->dp = malloc((size_t)cfg->Ld * sizeof *m->dp);
     m->ea = malloc((size_t)cfg->Le * sizeof *m->ea);
     m->da = malloc((size_t)cfg->Ld * sizeof *m->da);
-    if (!m->ep || !m->dp || !m->ea || !m->da) {
+    if (ed_is_moe(cfg)) m->moe_aux = calloc((size_t)(cfg->Le + cfg->Ld), sizeof *m->moe_aux);
+    if (!m->ep || !m->dp || !m->ea || !m->da || (ed_is_moe(cfg) && !m->moe_aux)) {
         tc_encdec_free(m);
         return NULL;
     }
@@ -244,6 +261,7 @@ void tc_encdec_free(tc_encdec *m)
     free(m->dp);
     free(m->ea);
     free(m->da);
+    free(m->moe_aux);
     free(m);
 }
 
@@ -265,6 +283,20 @@ static int ed_clones_ready(tc_encdec *m, int W)
 {
     return model_clones_ready(m, m->clones, m->clone_grads, &m->nclones, W, m->num_params,
                               m->elem, m->grads != NULL, ed_clone);
+}
+
+/* Whether the loss has a load-balancing term (its gradient is due even without a counted
+ * target, as on the module path). */
+static int ed_aux_on(const tc_encdec_config *c)
+{
+    return ed_is_moe(c) && c->moe_aux_weight > 0;
+}
+
+/* The workers of a call over B rows (model_split_workers): one pass for a mixture of
+ * experts, which routes over the whole batch, as the module path does. */
+static int ed_workers(const tc_encdec *m, int64_t B)
+{
+    return ed_is_moe(&m->cfg) ? 1 : model_split_workers(B);
 }
 
 int64_t tc_encdec_arena_size(const tc_encdec *m)

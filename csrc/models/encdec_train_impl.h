@@ -115,6 +115,57 @@ static int FN(ed_mlp_backward)(tc_encdec *m, const ed_layer_params *p, const ed_
                                 PP(p->fcproj.w), N, C, H, m->cfg.activation, set_dx, 0);
 }
 
+/* The mixture of experts (tc_moe_forward over the layer's experts): proj (N,C) of x (N,C),
+ * routed over the N tokens of the pass (its stack's whole batch: ed_workers); the routing
+ * stays in the arena, the load-balancing loss in *aux. */
+static int FN(ed_moe_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                              real_t *proj, const real_t *x, int64_t N, double *aux)
+{
+    const tc_encdec_config *c = &m->cfg;
+    FN(tc_moe_cache) mc = FN(model_moe_cache)(m->arena, &a->moe, ed_moe_cap(c, N));
+    CHECK(FN(tc_moe_forward)(proj, &mc, x, PP(p->router.w), PP(p->fc.w), PP(p->fc.b),
+                             PP(p->fcproj.w), PP(p->fcproj.b), N, c->C, c->H, c->moe_experts,
+                             c->moe_top_k, c->moe_capacity, c->activation));
+    *aux = mc.aux;
+    return TC_OK;
+}
+
+/* Its backward with the gradient of moe_aux_weight * aux: dx (N,C) += (written with set_dx),
+ * the router's and experts' gradients +=. dproj may be dx (accumulating): tc_moe_backward
+ * reads all of it before it writes dinp. */
+static int FN(ed_moe_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                               real_t *dx, const real_t *dproj, const real_t *x, int64_t N,
+                               int set_dx)
+{
+    const tc_encdec_config *c = &m->cfg;
+    const FN(tc_moe_cache) mc = FN(model_moe_cache)(m->arena, &a->moe, ed_moe_cap(c, N));
+    return FN(tc_moe_backward)(dx, GP(p->router.w), GP(p->fc.w), GP(p->fc.b), GP(p->fcproj.w),
+                               GP(p->fcproj.b), dproj, c->moe_aux_weight, &mc, x,
+                               PP(p->router.w), PP(p->fc.w), PP(p->fcproj.w), N, c->C, c->H,
+                               c->moe_experts, c->moe_top_k, c->activation,
+                               set_dx ? TC_WRITE(0) : 0);
+}
+
+/* The feed-forward sub-layer of layer l of a stack (dec) by the config's kind. */
+static int FN(ed_ffn_forward)(tc_encdec *m, int dec, int64_t l, real_t *proj, const real_t *x,
+                              int64_t N, int grads)
+{
+    const ed_layer_params *p = dec ? &m->dp[l] : &m->ep[l];
+    const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
+    if (ed_is_moe(&m->cfg))
+        return FN(ed_moe_forward)(m, p, a, proj, x, N, &m->moe_aux[dec ? m->cfg.Le + l : l]);
+    return FN(ed_mlp_forward)(m, p, a, proj, x, N, grads);
+}
+
+static int FN(ed_ffn_backward)(tc_encdec *m, int dec, int64_t l, real_t *dx,
+                               const real_t *dproj, const real_t *x, int64_t N, int set_dx)
+{
+    const ed_layer_params *p = dec ? &m->dp[l] : &m->ep[l];
+    const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
+    if (ed_is_moe(&m->cfg)) return FN(ed_moe_backward)(m, p, a, dx, dproj, x, N, set_dx);
+    return FN(ed_mlp_backward)(m, p, a, dx, dproj, x, N, set_dx);
+}
+
 static const ed_lin *FN(ed_norm_of)(const ed_layer_params *p, int slot)
 {
     return slot == 0 ? &p->ln1 : slot == 1 ? &p->lnx : &p->ln2;
@@ -163,7 +214,7 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         if (s == 0) CHECK(FN(ed_self_forward)(m, p, a, proj, fin, dec, k, probs[i]));
         else if (s == 1) CHECK(FN(ed_cross_forward)(m, p, a, proj, fin, FN(ed_memory)(m), k,
                                                     probs[i]));
-        else CHECK(FN(ed_mlp_forward)(m, p, a, proj, fin, N, k->grads));
+        else CHECK(FN(ed_ffn_forward)(m, dec, l, proj, fin, N, k->grads));
         CHECK(FN(model_dropout)(proj, N * C, &k->d, branch[i]));
         FN(gpt_add)(r, cur, proj, N * C);
         if (c->norm == TC_NORM_POST) {
@@ -218,7 +269,7 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
         if (s == 0) CHECK(FN(ed_self_backward)(m, p, a, dx, dp, fin, dec, k, probs[i], set_dx));
         else if (s == 1) CHECK(FN(ed_cross_backward)(m, p, a, dx, dmem, dp, fin,
                                                      FN(ed_memory)(m), k, probs[i], set_dx));
-        else CHECK(FN(ed_mlp_backward)(m, p, a, dx, dp, fin, N, set_dx));
+        else CHECK(FN(ed_ffn_backward)(m, dec, l, dx, dp, fin, N, set_dx));
         if (c->norm == TC_NORM_PRE) {
             CHECK(FN(tc_layernorm_backward)(*dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
                                             mean, rstd, N, C, TC_ACCUMULATE));
@@ -394,9 +445,12 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
                                             &j->run.part[w], AP(m->ga.logits), tgt_out, Nt, V,
                                             j->run.ignore_index, 0));
     memset(m->grads, 0, (size_t)m->num_params * sizeof(real_t));
-    if (j->run.inv_count == 0) return TC_OK;
-    FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
-                                j->run.ignore_index, (real_t)j->run.inv_count);
+    if (j->run.inv_count == 0 && !ed_aux_on(&m->cfg)) return TC_OK;
+    if (j->run.inv_count == 0) /* no counted target: the load-balancing term's gradient */
+        memset(AP(m->ga.logits), 0, (size_t)(Nt * V) * sizeof(real_t));
+    else
+        FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), tgt_out, Nt, V,
+                                    j->run.ignore_index, (real_t)j->run.inv_count);
     return FN(ed_backward_all)(m, src, tgt_in, &k);
 }
 
@@ -416,7 +470,7 @@ int FN(tc_encdec_forward)(tc_encdec *m, real_t *logits, const int64_t *src, cons
     CHECK(FN(ed_check_args)(m, src, tgt_in, B, Ls, Lt));
     const int drop = training && m->cfg.dropout > 0;
     FN(ed_job) j = {{logits, 0, 0.0, seed, drop, {0}}, m, src, tgt_in, NULL, src_mask, Ls, Lt};
-    return FN(ed_run)(&j, B, model_split_workers(B));
+    return FN(ed_run)(&j, B, ed_workers(m, B));
 }
 
 // loss (scalar), src (B,Ls), src_mask (B,Ls) or NULL, tgt_in (B,Lt), tgt_out (B,Lt);
@@ -433,10 +487,15 @@ int FN(tc_encdec_loss_and_grads)(tc_encdec *m, double *loss, const int64_t *src,
     const int drop = training && m->cfg.dropout > 0;
     FN(ed_job) j = {{NULL, ignore_index, count ? 1.0 / (double)count : 0.0, seed, drop, {0}},
                     m, src, tgt_in, tgt_out, src_mask, Ls, Lt};
-    const int W = model_split_workers(B);
+    const int W = ed_workers(m, B);
     CHECK(FN(ed_run)(&j, B, W));
     FN(model_loss_finish)(loss, j.run.part, W, count, (real_t *)m->grads, m->clone_grads,
                           m->num_params);
+    if (ed_is_moe(&m->cfg)) { /* + moe_aux_weight * every layer's load-balancing loss */
+        double aux = 0;
+        for (int64_t l = 0; l < m->cfg.Le + m->cfg.Ld; l++) aux += m->moe_aux[l];
+        *loss += m->cfg.moe_aux_weight * aux;
+    }
     return TC_OK;
 }
 
@@ -532,7 +591,7 @@ int FN(tc_encdec_inspect)(tc_encdec *m, real_t *logits, const tc_encdec_readout 
     const int drop = training && m->cfg.dropout > 0;
     FN(ed_inspect_job) j = {{{logits, 0, 0.0, seed, drop, {0}}, m, src, tgt_in, NULL, src_mask,
                              Ls, Lt}, out, B};
-    const int W = model_split_workers(B);
+    const int W = ed_workers(m, B);
     if (W > 1) CHECK(ed_clones_ready(m, W));
     return model_split_run(W, B, FN(ed_inspect_rows), &j);
 }

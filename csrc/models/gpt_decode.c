@@ -11,7 +11,10 @@
  *   tab1, tab2 sinusoidal table (Smax, C), or RoPE cos, sin (Smax, HS/2);
  *   scratch    per token: x C, h C, qkv 3C, qkvh 3C, atth C, atty C, proj C, fc H,
  *              pos (int64), last C, lnf C (sized for Bmax tokens, grown by a long prefill);
- *   k2, v2     the second cache buffers of a select that reorders rows (on first use).
+ *   k2, v2     the second cache buffers of a select that reorders rows (on first use);
+ *   moe        ffn == TC_FFN_MOE: one layer's tc_moe_cache for the tokens of a call
+ *              (model_moe_plan with cap = the tokens: every token routed alone, no drops;
+ *              grown with the scratch).
  */
 #include "tc_generic.h"
 #include "gpt_layout.h"
@@ -33,6 +36,7 @@ struct tc_gpt_kv {
     uint8_t *kp;                     /* (Bmax * Smax) */
     void *tab1, *tab2;
     dec_scratch sc;                  /* per-token scratch (grown by a long prefill) */
+    dec_moe_scratch moe;             /* the mixture of experts' cache (see above) */
 };
 
 /* Bytes of one cache buffer (k or v): L * Bmax * KC * Smax elements (KC = NKV * HS). */
@@ -56,6 +60,7 @@ void tc_gpt_kv_free(tc_gpt_kv *kv)
     free(kv->tab1);
     free(kv->tab2);
     free(kv->sc.mem);
+    free(kv->moe.mem);
     free(kv);
 }
 
@@ -81,6 +86,8 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     /* (the scratch's fc holds 2 rows of H per token for the gated MLP: gate and up) */
     kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->gated ? 2 * cfg->H : cfg->H, .NH = cfg->NH,
                            .elem = elem};
+    kv->moe = (dec_moe_scratch){.C = cfg->C, .H = cfg->H, .E = cfg->moe_experts,
+                                .K = cfg->moe_top_k, .elem = elem};
     kv->Smax = Smax;
     kv->lp = malloc((size_t)cfg->L * sizeof *kv->lp);
     if (kv->lp)
@@ -92,7 +99,8 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->pad2 = calloc((size_t)Bmax, sizeof *kv->pad2);
     kv->kp = malloc((size_t)(Bmax * Smax));
     if (!kv->lp || !kv->k || !kv->v || !kv->pad || !kv->pad2 || !kv->kp ||
-        dec_reserve(&kv->sc, Bmax) != TC_OK) {
+        dec_reserve(&kv->sc, Bmax) != TC_OK ||
+        (gpt_is_moe(cfg) && dec_moe_reserve(&kv->moe, Bmax) != TC_OK)) {
         tc_gpt_kv_free(kv);
         return TC_ENOMEM;
     }

@@ -96,7 +96,11 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
                                      KP(p->ln1w), KP(p->ln1b), KP(p->attw), KP(p->attb),
                                      KP(p->projw), KP(p->projb),
                                      c->position == TC_POS_ROPE ? FN(dec_rope_qk) : NULL, &rope));
-        if (c->gated)
+        if (gpt_is_moe(c))
+            CHECK(FN(dec_moe)(&d, &kv->moe, x, h, proj, N, KP(p->ln2w), KP(p->ln2b),
+                              KP(p->router), KP(p->fcw), KP(p->fcb), KP(p->fcprojw),
+                              KP(p->fcprojb)));
+        else if (c->gated)
             CHECK(FN(dec_gated_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2w), KP(p->ln2b),
                                     KP(p->fcw), KP(p->fcb), KP(p->fcgw), KP(p->fcgb),
                                     KP(p->fcprojw), KP(p->fcprojb)));

@@ -5,11 +5,29 @@
 #define TC_GPT_LAYOUT_H
 
 #include "tc_generic.h"
+#include "model_common.h"
 
-typedef struct { /* element offsets into the parameter (and gradient) buffer; -1: absent */
-    int64_t ln1w, ln1b, attw, attb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+typedef struct { /* element offsets into the parameter (and gradient) buffer; -1: absent.
+                  * ffn == TC_FFN_MOE: router (E,C), and fcw, fcb, fcprojw, fcprojb hold the
+                  * E experts' stacked weights: w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C) */
+    int64_t ln1w, ln1b, attw, attb, projw, projb, ln2w, ln2b, router, fcw, fcb, fcprojw,
+        fcprojb;
     int64_t fcgw, fcgb; /* the gated MLP's c_gate (H,C), (H,); -1 without gating */
 } gpt_layer_params;
+
+/* Whether the config's feed-forward is a mixture of experts. */
+static inline int gpt_is_moe(const tc_gpt_config *c) { return c->ffn == TC_FFN_MOE; }
+
+/* The config's feed-forward fields are valid (model_ffn_ok), the experts' weights far
+ * from overflow. */
+static int gpt_ffn_ok(const tc_gpt_config *c)
+{
+    if (!model_ffn_ok(c->ffn, c->moe_experts, c->moe_top_k, c->moe_capacity,
+                      c->moe_aux_weight))
+        return 0;
+    return !gpt_is_moe(c) ||
+           (double)c->moe_experts * (double)c->H * (double)c->C * (double)c->L <= 1e15;
+}
 
 /* The config's block-sparse pattern in *sp, or NULL for dense attention. */
 static inline const tc_attention_sparse *gpt_sparse(const tc_gpt_config *c,
@@ -38,6 +56,7 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (c->L > TC_MAX_LAYERS) return 0; /* before any loop over the layers */
     if (c->C % c->NH) return 0;
     if (c->NKV < 0 || (c->NKV > 0 && c->NH % c->NKV)) return 0;
+    if (c->gated && gpt_is_moe(c)) return 0; /* the gated MLP is ffn="mlp"'s */
     if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
         c->activation >= TC_ACT_COUNT) return 0;
     if ((c->bias != 0 && c->bias != 1) || (c->gated != 0 && c->gated != 1) ||
@@ -49,6 +68,7 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
     if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
     if (c->attention < 0 || c->attention >= TC_ATTN_COUNT) return 0;
+    if (!gpt_ffn_ok(c)) return 0;
     if (c->attention == TC_ATTN_BLOCK_SPARSE) {
         tc_attention_sparse sp;
         if (!tc_attention_sparse_ok(gpt_sparse(c, &sp))) return 0;
@@ -81,12 +101,14 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
         p.projb = c->bias ? TAKE(C) : -1;
         p.ln2w = TAKE(C);
         p.ln2b = c->bias ? TAKE(C) : -1;
-        p.fcw = TAKE(H * C);
-        p.fcb = c->bias ? TAKE(H) : -1;
-        p.fcgw = c->gated ? TAKE(H * C) : -1;
+        const int64_t E = gpt_is_moe(c) ? c->moe_experts : 1; /* MLPs per layer */
+        p.router = gpt_is_moe(c) ? TAKE(E * C) : -1;
+        p.fcw = TAKE(E * H * C);
+        p.fcb = c->bias ? TAKE(E * H) : -1;
+        p.fcgw = c->gated ? TAKE(H * C) : -1; /* the gated MLP (never MoE): c_gate */
         p.fcgb = c->gated && c->bias ? TAKE(H) : -1;
-        p.fcprojw = TAKE(C * H);
-        p.fcprojb = c->bias ? TAKE(C) : -1;
+        p.fcprojw = TAKE(E * C * H);
+        p.fcprojb = c->bias ? TAKE(E * C) : -1;
         if (lp) lp[l] = p;
     }
     *lnfw = c->norm == TC_NORM_PRE ? TAKE(C) : -1;

@@ -16,6 +16,12 @@
  *     ln2 C, ln2 mean/rstd 2   pre-LN: ln_2(res2); post-LN: the layer output
  *     fch H, fcha H            c_fc output after the activation (fcha) and, for the
  *                              backward, before it (ReLU) or the GELU's derivative there
+ *                              (dense MLP only)
+ *     moe                      ffn == TC_FFN_MOE instead of fch, fcha: the layer's
+ *                              tc_moe_cache (tc.h; model_moe_plan): probs E, gates K,
+ *                              expert K, slot K (int64), and for the E cap =
+ *                              tc_moe_capacity(N, E, K, cf) expert rows tok (int64), xg C,
+ *                              pre H, hid H, eo C; counts and dropped E (int64) once
  *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
  *     fcu H, fcg H             gated MLP only: c_fc's output (up) and act(c_gate's output)
  *                              (fch then holds c_gate's output, fcha act(gate) * up)
@@ -35,6 +41,7 @@
 typedef struct { /* byte offsets into the arena */
     size_t ln1, ln1_mean, ln1_rstd, qkvh, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
         fch, fcha, res3;
+    model_moe_acts moe; /* ffn == TC_FFN_MOE: the layer's tc_moe_cache */
     size_t fcu, fcg; /* the gated MLP's c_fc output and act(c_gate output) (empty without) */
 } gpt_layer_acts;
 
@@ -67,6 +74,9 @@ struct tc_gpt {
     int64_t row0;                /* this pass's rows start at row0 of the global batch (the
                                   * call's row0 + the worker's first row): dropout masks are
                                   * drawn at their place in it (model_drop) */
+    double *moe_aux;             /* (L,) ffn == TC_FFN_MOE: each layer's load-balancing loss
+                                  * in the last forward */
+    int64_t moe_tokens;          /* the tokens that forward routed (0: none yet) */
 };
 
 int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
@@ -76,10 +86,26 @@ int64_t tc_gpt_num_params(const tc_gpt_config *cfg)
     return gpt_param_plan(cfg, NULL, &a, &b, &d, &e, &f);
 }
 
+/* The rows per expert of a mixture of experts over N tokens (0 for a dense model). */
+static int64_t gpt_moe_cap(const tc_gpt_config *c, int64_t N)
+{
+    return gpt_is_moe(c) ? tc_moe_capacity(N, c->moe_experts, c->moe_top_k, c->moe_capacity)
+                         : 0;
+}
+
+/* Elements the arena holds per token (an upper bound, for the overflow checks). */
+static double gpt_token_elems(const tc_gpt_config *c)
+{
+    const double moe = gpt_is_moe(c) ? model_moe_token_elems(c->C, c->H, c->moe_experts) : 0;
+    return ((double)c->V + 20.0 * (double)c->C + 4.0 * (double)c->H + moe) *
+           (double)(c->L + 1);
+}
+
 /* The arena plan for N tokens (la may be NULL); returns the total bytes. */
 static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
                              gpt_layer_acts *la, gpt_acts *ga)
 {
+    const int64_t Hd = gpt_is_moe(c) ? 0 : c->H; /* the dense MLP's width, 0 for experts */
     size_t u = 0;
     const int64_t C = c->C, H = c->H, NH = c->NH;
     gpt_acts g;
@@ -97,11 +123,14 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.ln2 = gpt_take(&u, N * C, elem);
         a.ln2_mean = gpt_take(&u, N, elem);
         a.ln2_rstd = gpt_take(&u, N, elem);
-        a.fch = gpt_take(&u, N * H, elem);
-        a.fcha = gpt_take(&u, N * H, elem);
+        a.fch = gpt_take(&u, N * Hd, elem);
+        a.fcha = gpt_take(&u, N * Hd, elem);
         a.res3 = gpt_take(&u, N * C, elem);
         a.fcu = gpt_take(&u, c->gated ? N * H : 0, elem);
         a.fcg = gpt_take(&u, c->gated ? N * H : 0, elem);
+        if (gpt_is_moe(c))
+            a.moe = model_moe_plan(&u, N, C, c->H, c->moe_experts, c->moe_top_k,
+                                   gpt_moe_cap(c, N), elem);
         if (la) la[l] = a;
     }
     g.lnf = gpt_take(&u, c->norm == TC_NORM_POST ? 0 : N * C, elem);
@@ -127,8 +156,7 @@ int tc_gpt_arena_bytes(int64_t *bytes, const tc_gpt_config *cfg, int64_t B, int6
     if (!bytes || !gpt_config_ok(cfg) || B < 0 || T < 0 || T > cfg->maxT ||
         (elem_size != 4 && elem_size != 8))
         return TC_EINVAL;
-    if (B > 0 && (double)B * (double)T * (double)(cfg->V + 20 * cfg->C + 4 * cfg->H) *
-                 (double)(cfg->L + 1) > 1e18)
+    if (B > 0 && (double)B * (double)T * gpt_token_elems(cfg) > 1e18)
         return TC_EINVAL;
     *bytes = (int64_t)gpt_arena_plan(cfg, B * T, elem_size, NULL, NULL);
     return TC_OK;
@@ -138,8 +166,7 @@ int tc_gpt_arena_bytes(int64_t *bytes, const tc_gpt_config *cfg, int64_t B, int6
 static int gpt_reserve(tc_gpt *m, int64_t N)
 {
     if (N <= m->cap_tokens && m->arena) return TC_OK;
-    if ((double)N * (double)(m->cfg.V + 20 * m->cfg.C + 4 * m->cfg.H) *
-            (double)(m->cfg.L + 1) * (double)m->elem > 1e18)
+    if ((double)N * gpt_token_elems(&m->cfg) * (double)m->elem > 1e18)
         return TC_ENOMEM;
     gpt_acts ga;
     const size_t bytes = gpt_arena_plan(&m->cfg, N, m->elem, NULL, &ga);
@@ -149,6 +176,7 @@ static int gpt_reserve(tc_gpt *m, int64_t N)
     m->arena = arena;
     m->arena_bytes = bytes;
     m->cap_tokens = N;
+    m->moe_tokens = 0; /* the routing read-out was in the old arena */
     gpt_arena_plan(&m->cfg, N, m->elem, m->la, &m->ga);
     return TC_OK;
 }
@@ -163,9 +191,11 @@ static tc_gpt *gpt_new(const tc_gpt_config *cfg, int64_t elem, void *params, voi
     m->grads = grads;
     m->lp = malloc((size_t)cfg->L * sizeof *m->lp);
     m->la = malloc((size_t)cfg->L * sizeof *m->la);
-    if (!m->lp || !m->la) {
+    m->moe_aux = gpt_is_moe(cfg) ? calloc((size_t)cfg->L, sizeof *m->moe_aux) : NULL;
+    if (!m->lp || !m->la || (gpt_is_moe(cfg) && !m->moe_aux)) {
         free(m->lp);
         free(m->la);
+        free(m->moe_aux);
         free(m);
         return NULL;
     }
@@ -187,6 +217,7 @@ void tc_gpt_free(tc_gpt *m)
     }
     free(m->lp);
     free(m->la);
+    free(m->moe_aux);
     free(m);
 }
 
@@ -209,6 +240,30 @@ static int gpt_clones_ready(tc_gpt *m, int W)
 {
     return model_clones_ready(m, m->clones, m->clone_grads, &m->nclones, W, m->num_params,
                               m->elem, 1, gpt_clone);
+}
+
+/* The workers of a call over B sequences (model_split_workers): one pass for a mixture of
+ * experts, which routes (capacity, aux) over the whole batch, as the module path does. */
+static int gpt_workers(const tc_gpt *m, int64_t B)
+{
+    return gpt_is_moe(&m->cfg) ? 1 : model_split_workers(B);
+}
+
+// tokens, dropped (L,E), capacity (L,), aux (L,), each optional: the last forward's routing
+int tc_gpt_moe_routing(const tc_gpt *m, int64_t *tokens, int64_t *dropped, int64_t *capacity,
+                       double *aux)
+{
+    if (!m || !gpt_is_moe(&m->cfg) || m->moe_tokens < 1) return TC_EINVAL;
+    const tc_gpt_config *c = &m->cfg;
+    const int64_t E = c->moe_experts;
+    for (int64_t l = 0; l < c->L; l++) {
+        const model_moe_acts *a = &m->la[l].moe;
+        if (tokens) memcpy(tokens + l * E, m->arena + a->counts, (size_t)E * sizeof *tokens);
+        if (dropped) memcpy(dropped + l * E, m->arena + a->dropped, (size_t)E * sizeof *dropped);
+        if (capacity) capacity[l] = gpt_moe_cap(c, m->moe_tokens);
+        if (aux) aux[l] = m->moe_aux[l];
+    }
+    return TC_OK;
 }
 
 int64_t tc_gpt_arena_size(const tc_gpt *m)

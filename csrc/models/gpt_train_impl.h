@@ -111,42 +111,106 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
                                       C + 2 * KC, (set_dx ? TC_WRITE(0) : 0) | wset);
 }
 
-/* Layer l's feed-forward hidden layer on in (N,C) into fcha (N,H), with what the backward
- * needs: the MLP (gpt_fc_forward), or the gated MLP: fch = c_gate(in), fcu = c_fc(in),
- * fcg = act(fch), fcha = fcg * fcu (tc_glu_forward). */
-static int FN(gpt_ffn_forward)(tc_gpt *m, int64_t l, const real_t *in, int64_t N, int grads)
+/* ---- the feed-forward sub-layer, one function per FFN kind (tc_ffn), called from the
+ * block loops of gpt_forward_all / gpt_backward_all */
+
+/* The dense MLP: out (N,C) = c_proj(act(c_fc(in))), in (N,C); grads: cache what the backward
+ * needs (fch, fcha). */
+static int FN(gpt_mlp_forward)(tc_gpt *m, int64_t l, real_t *out, const real_t *in, int64_t N,
+                               int grads)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const gpt_layer_params *p = &m->lp[l];
+    const gpt_layer_acts *a = &m->la[l];
+    CHECK(FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), in, PP(p->fcw), PP(p->fcb), N, c->C,
+                             c->H, c->activation, grads));
+    return FN(tc_linear_forward)(out, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, c->H,
+                                 c->C);
+}
+
+/* Its backward from dout (N,C): dx (N,C) += (written with set_dx), the weight gradients +=
+ * (written with set_w); dh1, dh2 (N,H) scratch. dout may be dx (accumulating). */
+static int FN(gpt_mlp_backward_layer)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dout,
+                                      const real_t *in, int64_t N, int set_dx, int set_w)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const gpt_layer_params *p = &m->lp[l];
+    const gpt_layer_acts *a = &m->la[l];
+    return FN(gpt_mlp_backward)(dx, AP(m->ga.dh1), AP(m->ga.dh2), GP(p->fcw), GP(p->fcb),
+                                GP(p->fcprojw), GP(p->fcprojb), dout, in, AP(a->fch),
+                                AP(a->fcha), PP(p->fcw), PP(p->fcprojw), N, c->C, c->H,
+                                c->activation, set_dx, set_w);
+}
+
+/* Layer l's tc_moe_cache over the arena, for N tokens. */
+static FN(tc_moe_cache) FN(gpt_moe_cache)(const tc_gpt *m, int64_t l, int64_t N)
+{
+    FN(tc_moe_cache) mc = FN(model_moe_cache)(m->arena, &m->la[l].moe, gpt_moe_cap(&m->cfg, N));
+    mc.aux = m->moe_aux[l];
+    return mc;
+}
+
+/* The mixture of experts (tc_moe_forward over the layer's experts): out (N,C) of in (N,C),
+ * routed over the N tokens of the pass (the whole batch: gpt_workers); the routing stays in
+ * the arena and the load-balancing loss in m->moe_aux[l]. */
+static int FN(gpt_moe_forward)(tc_gpt *m, int64_t l, real_t *out, const real_t *in, int64_t N)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const gpt_layer_params *p = &m->lp[l];
+    FN(tc_moe_cache) mc = FN(gpt_moe_cache)(m, l, N);
+    CHECK(FN(tc_moe_forward)(out, &mc, in, PP(p->router), PP(p->fcw), PP(p->fcb),
+                             PP(p->fcprojw), PP(p->fcprojb), N, c->C, c->H, c->moe_experts,
+                             c->moe_top_k, c->moe_capacity, c->activation));
+    m->moe_aux[l] = mc.aux;
+    return TC_OK;
+}
+
+/* Its backward (tc_moe_backward), with the gradient of moe_aux_weight * aux (the loss adds
+ * it): dx (N,C) += (written with set_dx), the router's and experts' gradients += (written
+ * with set_w). dout may be dx (accumulating): tc_moe_backward reads all of dout before it
+ * writes dinp. */
+static int FN(gpt_moe_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dout,
+                                const real_t *in, int64_t N, int set_dx, int set_w)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const gpt_layer_params *p = &m->lp[l];
+    const FN(tc_moe_cache) mc = FN(gpt_moe_cache)(m, l, N);
+    const int write = (set_dx ? TC_WRITE(0) : 0) |
+                      (set_w ? TC_WRITE(1) | TC_WRITE(2) | TC_WRITE(3) | TC_WRITE(4) |
+                                   TC_WRITE(5) : 0);
+    return FN(tc_moe_backward)(dx, GP(p->router), GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
+                               GP(p->fcprojb), dout, c->moe_aux_weight, &mc, in,
+                               PP(p->router), PP(p->fcw), PP(p->fcprojw), N, c->C, c->H,
+                               c->moe_experts, c->moe_top_k, c->activation, write);
+}
+
+/* The gated MLP (cfg.gated): out (N,C) = c_proj(act(c_gate(in)) * c_fc(in)); in the arena
+ * fch = c_gate(in), fcu = c_fc(in), fcg = act(fch), fcha = fcg * fcu (tc_glu_forward). */
+static int FN(gpt_gated_forward)(tc_gpt *m, int64_t l, real_t *out, const real_t *in, int64_t N)
 {
     const tc_gpt_config *c = &m->cfg;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     const int64_t C = c->C, H = c->H;
-    if (!c->gated)
-        return FN(gpt_fc_forward)(AP(a->fcha), AP(a->fch), in, PP(p->fcw), PP(p->fcb), N, C, H,
-                                  c->activation, grads);
     CHECK(FN(tc_linear_forward)(AP(a->fch), in, PP(p->fcgw), PP(p->fcgb), N, C, H));
     CHECK(FN(tc_linear_forward)(AP(a->fcu), in, PP(p->fcw), PP(p->fcb), N, C, H));
-    return FN(tc_glu_forward)(c->activation, AP(a->fcha), AP(a->fcg), AP(a->fch), AP(a->fcu),
-                              N * H);
+    CHECK(FN(tc_glu_forward)(c->activation, AP(a->fcha), AP(a->fcg), AP(a->fch), AP(a->fcu),
+                             N * H));
+    return FN(tc_linear_forward)(out, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C);
 }
 
-/* Its backward from dout (N,C) (c_proj's output gradient; may be dx itself) to dx (N,C)
- * (+=, or written with set_dx) and the linears' gradients (+=, or written with set_w): the
- * MLP's gpt_mlp_backward, or for the gated MLP dh1 (N,H) = dout @ c_proj, then dgate (dh2)
- * and dup (over dh1) by tc_glu_backward from the forward's cache, then c_gate's and c_fc's
- * backward. in (N,C): the sub-layer's input. */
-static int FN(gpt_ffn_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dout,
-                                const real_t *in, int64_t N, int set_dx, int set_w)
+/* Its backward from dout (N,C) (may be dx itself): dh1 (N,H) = dout @ c_proj, then dgate
+ * (dh2) and dup (over dh1) by tc_glu_backward from the forward's cache, then c_gate's and
+ * c_fc's backward into dx (N,C) (+=, written with set_dx) and the weight gradients (+=,
+ * written with set_w). in (N,C): the sub-layer's input. */
+static int FN(gpt_gated_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dout,
+                                  const real_t *in, int64_t N, int set_dx, int set_w)
 {
     const tc_gpt_config *c = &m->cfg;
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     const int64_t C = c->C, H = c->H;
     real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
-    if (!c->gated)
-        return FN(gpt_mlp_backward)(dx, dh1, dh2, GP(p->fcw), GP(p->fcb), GP(p->fcprojw),
-                                    GP(p->fcprojb), dout, in, AP(a->fch), AP(a->fcha),
-                                    PP(p->fcw), PP(p->fcprojw), N, C, H, c->activation, set_dx,
-                                    set_w);
     const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
     CHECK(FN(tc_gemm)(dh1, dout, PP(p->fcprojw), N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0));
     CHECK(FN(tc_linear_backward)(NULL, GP(p->fcprojw), GP(p->fcprojb), dout, AP(a->fcha),
@@ -157,6 +221,25 @@ static int FN(gpt_ffn_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *
                                  (set_dx ? TC_WRITE(0) : 0) | wset));
     return FN(tc_linear_backward)(dx, GP(p->fcw), GP(p->fcb), dh1, in, PP(p->fcw), N, C, H,
                                   wset);
+}
+
+/* The feed-forward sub-layer of layer l by the config's kind: out (N,C) of in (N,C). */
+static int FN(gpt_ffn_forward)(tc_gpt *m, int64_t l, real_t *out, const real_t *in, int64_t N,
+                               int grads)
+{
+    if (gpt_is_moe(&m->cfg)) return FN(gpt_moe_forward)(m, l, out, in, N);
+    if (m->cfg.gated) return FN(gpt_gated_forward)(m, l, out, in, N);
+    return FN(gpt_mlp_forward)(m, l, out, in, N, grads);
+}
+
+/* Its backward: dx (N,C) += (set_dx: written) from dout (N,C); weight gradients += (set_w:
+ * written). */
+static int FN(gpt_ffn_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dout,
+                                const real_t *in, int64_t N, int set_dx, int set_w)
+{
+    if (gpt_is_moe(&m->cfg)) return FN(gpt_moe_backward)(m, l, dx, dout, in, N, set_dx, set_w);
+    if (m->cfg.gated) return FN(gpt_gated_backward)(m, l, dx, dout, in, N, set_dx, set_w);
+    return FN(gpt_mlp_backward_layer)(m, l, dx, dout, in, N, set_dx, set_w);
 }
 
 /* The input of layer l and the output of layer l. */
@@ -172,7 +255,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
                                uint64_t seed, int drop, int grads)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t N = B * L, C = c->C, H = c->H;
+    const int64_t N = B * L, C = c->C;
     const model_drop d = {drop, c->dropout, seed, m->row0, B};
     int64_t *pos = (int64_t *)(m->arena + m->ga.pos);
     for (int64_t n = 0; n < N; n++) pos[n] = n % L;
@@ -182,6 +265,7 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
     if (c->position == TC_POS_SINUSOIDAL) FN(gpt_add_rows)(enc, (real_t *)m->tab1, pos, N, C);
     CHECK(FN(model_dropout)(enc, N * C, &d, 0));
     real_t *proj = AP(m->ga.dc);
+    m->moe_tokens = 0;
     for (int64_t l = 0; l < c->L; l++) {
         const gpt_layer_params *p = &m->lp[l];
         const gpt_layer_acts *a = &m->la[l];
@@ -205,14 +289,14 @@ static int FN(gpt_forward_all)(tc_gpt *m, const int64_t *idx, int64_t B, int64_t
         else
             CHECK(FN(tc_layernorm_forward)(ln1, AP(a->ln1_mean), AP(a->ln1_rstd), res2,
                                            PP(p->ln1w), PP(p->ln1b), N, C, c->eps));
-        CHECK(FN(gpt_ffn_forward)(m, l, mlp_in, N, grads));
-        CHECK(FN(tc_linear_forward)(proj, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C));
+        CHECK(FN(gpt_ffn_forward)(m, l, proj, mlp_in, N, grads));
         CHECK(FN(model_dropout)(proj, N * C, &d, 3 + 3 * l));
         FN(gpt_add)(res3, c->norm == TC_NORM_POST ? ln1 : res2, proj, N * C);
         if (c->norm == TC_NORM_POST)
             CHECK(FN(tc_layernorm_forward)(ln2, AP(a->ln2_mean), AP(a->ln2_rstd), res3,
                                            PP(p->ln2w), PP(p->ln2b), N, C, c->eps));
     }
+    if (gpt_is_moe(c)) m->moe_tokens = N; /* every layer's routing is in the arena */
     const real_t *xf = FN(gpt_layer_in)(m, c->L);
     if (c->norm == TC_NORM_PRE) {
         CHECK(FN(tc_layernorm_forward)(AP(m->ga.lnf), AP(m->ga.lnf_mean), AP(m->ga.lnf_rstd),
@@ -323,26 +407,32 @@ static int FN(gpt_check_args)(const tc_gpt *m, const int64_t *idx, int64_t B, in
 
 /* The loss and gradients of the B sequences given to one model (the model itself, or one
  * data-parallel clone): the cross-entropy summed over counted targets into *total, the
- * gradients of (that sum * inv_count) written over m->grads. inv_count = 1 / the number of
- * counted targets in the whole batch (0 when there are none: no backward). */
+ * gradients of (that sum * inv_count) written over m->grads (with a mixture of experts plus
+ * those of moe_aux_weight times the layers' load-balancing losses, which the caller adds to
+ * the loss). inv_count = 1 / the number of counted targets in the whole batch (0 when there
+ * are none: no backward, but for the load-balancing term, as the module path). */
 static int FN(gpt_loss_and_grads_rows)(tc_gpt *m, double *total, const int64_t *idx,
                                        const int64_t *targets, int64_t B, int64_t L,
                                        int64_t ignore_index, double inv_count, uint64_t seed,
                                        int drop)
 {
     const int64_t N = B * L, V = m->cfg.V;
-    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop, inv_count != 0));
+    const int aux = gpt_is_moe(&m->cfg) && m->cfg.moe_aux_weight > 0;
+    CHECK(FN(gpt_forward_all)(m, idx, B, L, seed, drop, inv_count != 0 || aux));
     *total = 0;
     CHECK(FN(tc_loss_cross_entropy_forward)(AP(m->ga.losses), AP(m->ga.loss_lse), total,
                                             AP(m->ga.logits), targets, N, V, ignore_index, 0));
-    if (inv_count == 0) {
+    if (inv_count == 0 && !aux) {
         memset(m->grads, 0, (size_t)m->num_params * sizeof(real_t));
         return TC_OK;
     }
     /* the linear layers' gradients are written by the backward: zero only the others */
     FN(gpt_zero_added_grads)(m);
-    FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), targets, N, V,
-                                ignore_index, (real_t)inv_count);
+    if (inv_count == 0)
+        memset(AP(m->ga.logits), 0, (size_t)(N * V) * sizeof(real_t));
+    else
+        FN(gpt_ce_backward_inplace)(AP(m->ga.logits), AP(m->ga.loss_lse), targets, N, V,
+                                    ignore_index, (real_t)inv_count);
     return FN(gpt_backward_all)(m, idx, B, L, seed, drop, 1);
 }
 
@@ -388,7 +478,7 @@ int FN(tc_gpt_forward)(tc_gpt *m, real_t *logits, const int64_t *idx, int64_t B,
     if (!logits || row0 < 0) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
     FN(gpt_job) j = {{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L, row0};
-    return FN(gpt_run)(&j, B, model_split_workers(B));
+    return FN(gpt_run)(&j, B, gpt_workers(m, B));
 }
 
 // loss (scalar), idx (B,T), targets (B,T); grads (num_params,) overwritten; the rows are
@@ -404,10 +494,15 @@ int FN(tc_gpt_loss_and_grads)(tc_gpt *m, double *loss, const int64_t *idx,
     const int drop = training && m->cfg.dropout > 0;
     FN(gpt_job) j = {{NULL, ignore_index, count ? 1.0 / (double)count : 0.0, seed, drop, {0}},
                      m, idx, targets, L, row0};
-    const int W = model_split_workers(B);
+    const int W = gpt_workers(m, B);
     CHECK(FN(gpt_run)(&j, B, W));
     FN(model_loss_finish)(loss, j.run.part, W, count, (real_t *)m->grads, m->clone_grads,
                           m->num_params);
+    if (gpt_is_moe(&m->cfg)) { /* + moe_aux_weight * the layers' load-balancing losses */
+        double aux = 0;
+        for (int64_t l = 0; l < m->cfg.L; l++) aux += m->moe_aux[l];
+        *loss += m->cfg.moe_aux_weight * aux;
+    }
     return TC_OK;
 }
 
@@ -465,7 +560,7 @@ int FN(tc_gpt_inspect)(tc_gpt *m, real_t *logits, real_t *attn, real_t *hidden,
     if (!logits) return TC_EINVAL;
     const int drop = training && m->cfg.dropout > 0;
     FN(gpt_inspect_job) j = {{{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L, 0}, attn, hidden, B};
-    const int W = model_split_workers(B);
+    const int W = gpt_workers(m, B);
     if (W > 1) CHECK(gpt_clones_ready(m, W));
     return model_split_run(W, B, FN(gpt_inspect_rows), &j);
 }

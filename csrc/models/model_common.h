@@ -168,7 +168,7 @@ static inline void dec_copy_cache_rows(char *kd, char *vd, const char *ks, const
     const int64_t work = L * B2 * NH * pos * HS;
     (void)work; /* read only by the OpenMP if clauses: unused in a serial build */
     if (in_place) {
-#pragma omp parallel for schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+#pragma omp parallel for schedule(static) if (TC_PAR(work, TC_PARALLEL_MIN_WORK * 4))
         for (int64_t l = 0; l < L; l++) {
             for (int64_t j = 0; j < B2; j++) {
                 if (rows[j] == j) continue;
@@ -182,7 +182,7 @@ static inline void dec_copy_cache_rows(char *kd, char *vd, const char *ks, const
         }
         return;
     }
-#pragma omp parallel for collapse(2) schedule(static) if (work >= TC_PARALLEL_MIN_WORK * 4)
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(work, TC_PARALLEL_MIN_WORK * 4))
     for (int64_t l = 0; l < L; l++) {
         for (int64_t j = 0; j < B2; j++) {
             for (int64_t h = 0; h < NH; h++) {
@@ -332,6 +332,83 @@ static inline int model_clones_ready(void *model, void **clones, void **clone_gr
         clone_grads[*nclones] = grads;
         clones[(*nclones)++] = c;
     }
+    return TC_OK;
+}
+
+/* ------------------------------------------------------------------ mixture of experts */
+
+/* Whether a model config's feed-forward fields are valid: ffn a TC_FFN_* value; with a
+ * mixture of experts (TC_FFN_MOE) 1 <= K <= 2, K <= E, a finite capacity factor > 0
+ * (tc_moe_capacity) and a finite aux weight >= 0. */
+static inline int model_ffn_ok(int ffn, int64_t E, int64_t K, double capacity, double aux_w)
+{
+    if (ffn < 0 || ffn >= TC_FFN_COUNT) return 0;
+    if (ffn != TC_FFN_MOE) return 1;
+    if (K < 1 || K > 2 || E < K || tc_moe_capacity(1, E, K, capacity) < 0) return 0;
+    return aux_w >= 0 && isfinite(aux_w);
+}
+
+/* Byte offsets of one layer's tc_moe_cache arrays (tc.h, "mixture of experts") in a
+ * driver's memory (an arena, a decoder's scratch): model_moe_cache (model_common_impl.h)
+ * makes the cache over them. */
+typedef struct {
+    size_t probs, gates, expert, slot, tok, counts, dropped, xg, pre, hid, eo;
+} model_moe_acts;
+
+/* The cache of a mixture of E experts (width C, expert width H, top-K) over N tokens with
+ * cap rows per expert, carved by gpt_take from *used: probs (N,E), gates (N,K), expert and
+ * slot (N,K) int64, tok (E*cap) int64, counts and dropped (E,) int64, xg and eo
+ * (E*cap,C), pre and hid (E*cap,H). */
+static inline model_moe_acts model_moe_plan(size_t *used, int64_t N, int64_t C, int64_t H,
+                                            int64_t E, int64_t K, int64_t cap, int64_t elem)
+{
+    const int64_t rows = E * cap, i64 = (int64_t)sizeof(int64_t);
+    model_moe_acts a;
+    a.probs = gpt_take(used, N * E, elem);
+    a.gates = gpt_take(used, N * K, elem);
+    a.expert = gpt_take(used, N * K, i64);
+    a.slot = gpt_take(used, N * K, i64);
+    a.tok = gpt_take(used, rows, i64);
+    a.counts = gpt_take(used, E, i64);
+    a.dropped = gpt_take(used, E, i64);
+    a.xg = gpt_take(used, rows * C, elem);
+    a.pre = gpt_take(used, rows * H, elem);
+    a.hid = gpt_take(used, rows * H, elem);
+    a.eo = gpt_take(used, rows * C, elem);
+    return a;
+}
+
+/* Elements (of either size) per token a model_moe_plan of E experts needs at most, for the
+ * drivers' overflow checks: E cap <= E N rows of 2C + 2H, probs, tok, gates, expert, slot. */
+static inline double model_moe_token_elems(int64_t C, int64_t H, int64_t E)
+{
+    return (double)E * (2.0 * (double)C + 2.0 * (double)H + 2.0) + 6.0;
+}
+
+/* A KV decoder's mixture-of-experts cache (ffn == TC_FFN_MOE): one layer's tc_moe_cache for
+ * the tokens of a call, every token routed alone (cap = the tokens: nothing dropped),
+ * carved for cap tokens by dec_moe_reserve. */
+typedef struct {
+    char *mem;
+    int64_t cap;
+    model_moe_acts acts;
+    int64_t C, H, E, K, elem; /* width, expert width, experts, top-K, element bytes */
+} dec_moe_scratch;
+
+/* Grow s to hold N tokens. */
+static inline int dec_moe_reserve(dec_moe_scratch *s, int64_t N)
+{
+    if (N <= s->cap && s->mem) return TC_OK;
+    if ((double)N * model_moe_token_elems(s->C, s->H, s->E) * (double)s->elem > 1e15)
+        return TC_ENOMEM;
+    size_t u = 0;
+    const model_moe_acts a = model_moe_plan(&u, N, s->C, s->H, s->E, s->K, N, s->elem);
+    char *p = aligned_alloc(64, (u + 63) / 64 * 64);
+    if (!p) return TC_ENOMEM;
+    free(s->mem);
+    s->mem = p;
+    s->acts = a;
+    s->cap = N;
     return TC_OK;
 }
 

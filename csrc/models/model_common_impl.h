@@ -15,14 +15,14 @@
 // out (N,C) = a (N,C) + b (N,C); out may be a
 static void FN(gpt_add)(real_t *out, const real_t *a, const real_t *b, int64_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= TC_MODEL_COPY_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(n, TC_MODEL_COPY_MIN_WORK))
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 // x (N,C) += table[pos[n]] (rows of a (maxT,C) table)
 static void FN(gpt_add_rows)(real_t *x, const real_t *table, const int64_t *pos, int64_t N, int64_t C)
 {
-#pragma omp parallel for schedule(static) if (N * C >= TC_MODEL_COPY_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * C, TC_MODEL_COPY_MIN_WORK))
     for (int64_t n = 0; n < N; n++) {
         const real_t *row = table + pos[n] * C;
         real_t *o = x + n * C;
@@ -137,7 +137,7 @@ static void FN(model_loss_finish)(double *loss, const double *part, int W, int64
 static void FN(gpt_ce_backward_inplace)(real_t *logits, const real_t *lse, const int64_t *targets,
                                         int64_t N, int64_t V, int64_t ignore_index, real_t scale)
 {
-#pragma omp parallel for schedule(static) if (N * V >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(N * V, TC_PARALLEL_MIN_WORK))
     for (int64_t n = 0; n < N; n++) {
         real_t *x = logits + n * V;
         const int64_t t = targets[n];
@@ -155,3 +155,24 @@ static void FN(gpt_ce_backward_inplace)(real_t *logits, const real_t *lse, const
  * mixture-of-experts kernel (kernels/moe.c): kernels/mlp_block.h */
 #include "mlp_block.h"
 
+
+/* The tc_moe_cache over the arrays model_moe_plan carved at base, with cap rows per expert
+ * (aux 0 until a forward writes it). */
+static inline FN(tc_moe_cache) FN(model_moe_cache)(char *base, const model_moe_acts *a, int64_t cap)
+{
+    FN(tc_moe_cache) mc;
+    memset(&mc, 0, sizeof mc);
+    mc.probs = (real_t *)(base + a->probs);
+    mc.gates = (real_t *)(base + a->gates);
+    mc.expert = (int64_t *)(base + a->expert);
+    mc.slot = (int64_t *)(base + a->slot);
+    mc.tok = (int64_t *)(base + a->tok);
+    mc.counts = (int64_t *)(base + a->counts);
+    mc.dropped = (int64_t *)(base + a->dropped);
+    mc.xg = (real_t *)(base + a->xg);
+    mc.pre = (real_t *)(base + a->pre);
+    mc.hid = (real_t *)(base + a->hid);
+    mc.eo = (real_t *)(base + a->eo);
+    mc.cap = cap;
+    return mc;
+}

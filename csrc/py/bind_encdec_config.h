@@ -26,6 +26,11 @@ static const tc_py_field encdec_config_fields[] = {
     ED_FIELD(eps, TC_PY_FIELD_DOUBLE, 0),
     ED_FIELD(pos_base, TC_PY_FIELD_DOUBLE, 0),
     ED_FIELD(dropout, TC_PY_FIELD_DOUBLE, 0),
+    ED_FIELD(ffn, TC_PY_FIELD_OPTION, TC_OPT_FFN),
+    ED_FIELD(moe_experts, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(moe_top_k, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(moe_capacity, TC_PY_FIELD_DOUBLE, 0),
+    ED_FIELD(moe_aux_weight, TC_PY_FIELD_DOUBLE, 0),
     {NULL, 0, 0, 0},
 };
 #undef ED_FIELD
@@ -44,7 +49,9 @@ static inline int encdec_config(PyObject *obj, void *out)
     PyErr_SetString(PyExc_ValueError,
                     "invalid encoder-decoder config: sizes must be >= 1 (and not absurdly "
                     "large), C divisible by NH, position learned (0) or sinusoidal (1), "
-                    "Vs == Vt with shared embeddings, eps >= 0, base > 0, dropout in [0, 1)");
+                    "Vs == Vt with shared embeddings, eps >= 0, base > 0, dropout in [0, 1), "
+                    "and with ffn='moe' moe_top_k 1 or 2, moe_experts >= moe_top_k, "
+                    "moe_capacity finite > 0, moe_aux_weight finite >= 0");
     return 0;
 }
 

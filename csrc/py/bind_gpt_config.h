@@ -28,6 +28,11 @@ static const tc_py_field gpt_config_fields[] = {
     GPT_FIELD(sparse_window, TC_PY_FIELD_INT64, 0),
     GPT_FIELD(sparse_stride, TC_PY_FIELD_INT64, 0),
     GPT_FIELD(sparse_global, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(ffn, TC_PY_FIELD_OPTION, TC_OPT_FFN),
+    GPT_FIELD(moe_experts, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(moe_top_k, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(moe_capacity, TC_PY_FIELD_DOUBLE, 0),
+    GPT_FIELD(moe_aux_weight, TC_PY_FIELD_DOUBLE, 0),
     GPT_FIELD(NKV, TC_PY_FIELD_INT64, 0),
     GPT_FIELD(gated, TC_PY_FIELD_FLAG, 0),
     {NULL, 0, 0, 0},
@@ -47,9 +52,11 @@ static inline int gpt_config(PyObject *obj, void *out)
     PyErr_SetString(PyExc_ValueError,
                     "invalid GPT config: sizes must be >= 1 (and not absurdly large), C "
                     "divisible by NH, an even head size with RoPE, eps >= 0, base > 0, "
-                    "dropout in [0, 1), and with block-sparse attention sparse_block >= 1, "
-                    "sparse_window >= 1, sparse_stride >= 0, sparse_global >= 0, NKV 0 or a "
-                    "divisor of NH");
+                    "dropout in [0, 1), with block-sparse attention sparse_block >= 1, "
+                    "sparse_window >= 1, sparse_stride >= 0, sparse_global >= 0, with "
+                    "ffn='moe' moe_top_k 1 or 2, moe_experts >= moe_top_k, moe_capacity "
+                    "finite > 0, moe_aux_weight finite >= 0, NKV 0 or a divisor of NH, and "
+                    "gated only with ffn='mlp'");
     return 0;
 }
 

@@ -9,6 +9,7 @@ typedef struct {
     tc_gpt *model;
     int64_t V, maxT;
     int64_t L, NH, C; /* the shapes gpt_inspect's outputs need */
+    int64_t E;        /* experts per layer (ffn == TC_FFN_MOE), else 0 */
 } gpt_handle;
 
 static void gpt_free(void *model) { tc_gpt_free(model); }
@@ -51,6 +52,7 @@ static PyObject *py_gpt_create(PyObject *self, PyObject *args)
     h->L = cfg.L;
     h->NH = cfg.NH;
     h->C = cfg.C;
+    h->E = cfg.ffn == TC_FFN_MOE ? cfg.moe_experts : 0;
     return tc_py_handle_wrap(&h->base, GPT_CAPSULE);
 }
 
@@ -233,11 +235,45 @@ static PyObject *py_gpt_arena_size(PyObject *self, PyObject *args)
     return PyLong_FromLongLong((long long)n);
 }
 
+/* gpt_moe_routing(model) -> (tokens (L,E) int64, dropped (L,E) int64, capacity (L,) int64,
+ * aux (L,) float64): the routing of the model's last forward (ffn='moe') */
+static PyObject *py_gpt_moe_routing(PyObject *self, PyObject *args)
+{
+    PyObject *m_obj, *result = NULL;
+    PyArrayObject *tok = NULL, *drop = NULL, *cap = NULL, *aux = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &m_obj)) return NULL;
+    gpt_handle *h = gpt_acquire(m_obj);
+    if (!h) return NULL;
+    if (!h->E) {
+        PyErr_SetString(PyExc_ValueError, "gpt_moe_routing: the model's ffn is not 'moe'");
+        goto done;
+    }
+    npy_intp d2[2] = {(npy_intp)h->L, (npy_intp)h->E}, d1[1] = {(npy_intp)h->L};
+    if (!(tok = tc_py_new(2, d2, NPY_INT64, 0)) || !(drop = tc_py_new(2, d2, NPY_INT64, 0)) ||
+        !(cap = tc_py_new(1, d1, NPY_INT64, 0)) || !(aux = tc_py_new(1, d1, NPY_FLOAT64, 0)))
+        goto done;
+    if (tc_gpt_moe_routing(h->model, PyArray_DATA(tok), PyArray_DATA(drop), PyArray_DATA(cap),
+                           PyArray_DATA(aux)) != TC_OK) {
+        PyErr_SetString(PyExc_ValueError, "gpt_moe_routing: the model has run no forward yet");
+        goto done;
+    }
+    result = Py_BuildValue("(OOOO)", tok, drop, cap, aux);
+done:
+    h->base.busy = 0;
+    Py_XDECREF(tok);
+    Py_XDECREF(drop);
+    Py_XDECREF(cap);
+    Py_XDECREF(aux);
+    return result;
+}
+
 PyMethodDef tc_methods_model[] = {
     {"gpt_create", py_gpt_create, METH_VARARGS,
      "gpt_create(params, grads, config) -> model; config: a dict of tc_gpt_config's fields "
      "(V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base, "
-     "rope_interleaved, dropout), as GPTConfig.c_fields() gives"},
+     "rope_interleaved, dropout, attention, sparse_*, ffn, moe_*), as GPTConfig.c_fields() "
+     "gives"},
     {"gpt_loss_and_grads", py_gpt_loss_and_grads, METH_VARARGS,
      "gpt_loss_and_grads(model, idx (B,T), targets (B,T), ignore_index, seed, training, "
      "row_offset=0) -> loss; the rows are rows [row_offset, row_offset + B) of a global batch "
@@ -251,5 +287,8 @@ PyMethodDef tc_methods_model[] = {
     {"gpt_arena_bytes", py_gpt_arena_bytes, METH_VARARGS,
      "gpt_arena_bytes(is_float64, config, B, T) -> bytes"},
     {"gpt_arena_size", py_gpt_arena_size, METH_VARARGS, "gpt_arena_size(model) -> bytes"},
+    {"gpt_moe_routing", py_gpt_moe_routing, METH_VARARGS,
+     "gpt_moe_routing(model) -> (tokens (L,E), dropped (L,E), capacity (L,), aux (L,)): the "
+     "mixture-of-experts routing of the model's last forward"},
     {NULL, NULL, 0, NULL},
 };

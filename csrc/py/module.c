@@ -67,6 +67,38 @@ static PyObject *py_get_data_parallel(PyObject *self, PyObject *args)
     return PyBool_FromLong(tc_get_data_parallel());
 }
 
+static PyObject *py_set_thread_guard(PyObject *self, PyObject *args)
+{
+    int on;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "p:set_thread_guard", &on)) return NULL;
+    tc_set_thread_guard(on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_thread_guard(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(tc_get_thread_guard());
+}
+
+static PyObject *py_parallel_worth(PyObject *self, PyObject *args)
+{
+    double work, min_work;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "dd:parallel_worth", &work, &min_work)) return NULL;
+    tc_sync_num_threads();
+    return PyBool_FromLong(tc_parallel_worth(work, min_work));
+}
+
+static PyObject *py_thread_guard_others(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyLong_FromLong(tc_thread_guard_others());
+}
+
 static PyObject *py_gemm_kernel_name(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -84,6 +116,14 @@ static PyMethodDef module_methods[] = {
     {"set_data_parallel", py_set_data_parallel, METH_VARARGS,
      "set_data_parallel(on): whether model fast paths may split a batch across threads"},
     {"get_data_parallel", py_get_data_parallel, METH_NOARGS, "get_data_parallel() -> bool"},
+    {"set_thread_guard", py_set_thread_guard, METH_VARARGS,
+     "set_thread_guard(on): the contention guard (one thread while the machine has no free core)"},
+    {"get_thread_guard", py_get_thread_guard, METH_NOARGS, "get_thread_guard() -> bool"},
+    {"parallel_worth", py_parallel_worth, METH_VARARGS,
+     "parallel_worth(work, min_work) -> bool: whether a region of that work would use the threads now"},
+    {"thread_guard_others", py_thread_guard_others, METH_NOARGS,
+     "thread_guard_others() -> int: other processes' runnable tasks at the guard's last "
+     "reading (-1: none)"},
     {"gemm_kernel_name", py_gemm_kernel_name, METH_NOARGS, "name of the GEMM micro-kernel"},
     {NULL, NULL, 0, NULL},
 };

@@ -13,6 +13,13 @@ masked out of every attention (a key-padding mask in the cache) and every token 
 own position (slot s of a row with p padding slots is position s - p for the learned or
 sinusoidal table and the RoPE angle), so each row gets the logits it would get alone, up to
 rounding: a batch generates the same tokens as one prompt at a time.
+
+A mixture-of-experts GPT (ffn="moe") routes every token alone, in the prompt and in every
+step: no capacity applies (the capacity of one token is 1 and its choice, or its two
+choices of two experts, always fit), so a token gets what the module path gives it run
+alone, and a batch or a left-padded prompt changes nothing. Capacity is a training device:
+a full forward over a whole sequence (``GPT.forward``) routes its B*T tokens together and
+may drop some; with a capacity that drops nothing both agree to rounding.
 """
 import numpy as np
 

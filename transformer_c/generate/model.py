@@ -138,8 +138,8 @@ class FunctionModel:
 
 def as_model(model):
     """``model`` itself if it implements :class:`DecodeModel`; a KV-cached
-    :class:`~transformer_c.generate.GPTModel` for a :class:`transformer_c.nn.GPT` (ffn="moe": a
-    :class:`FunctionModel` over its module-path forward, no KV cache); a KV-cached
+    :class:`~transformer_c.generate.GPTModel` for a :class:`transformer_c.nn.GPT` (ffn="moe"
+    included: every token routed alone, see GPTModel); a KV-cached
     :class:`~transformer_c.generate.EncoderDecoderModel` (targets start with <SOS> = 1) for a
     :class:`transformer_c.nn.EncoderDecoder` (the prompts are then the sources); else a
     :class:`FunctionModel` over it (a callable ids (n, T) -> logits (n, T, V))."""
@@ -147,12 +147,6 @@ def as_model(model):
         return model
     from ..nn.gpt import GPT
 
-    if isinstance(model, GPT) and not model._has_fast_path():
-        # no C KV-cached driver for a mixture of experts or grouped-query attention: the
-        # module path's full forward
-        cfg = model.config
-        return FunctionModel(lambda ids: model.forward(ids, fast=False),
-                             context_size=cfg.block_size)
     if isinstance(model, GPT):
         from .gpt import GPTModel
 

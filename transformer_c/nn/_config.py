@@ -140,6 +140,16 @@ def attention_c_fields(cfg):
                 sparse_stride=int(cfg.sparse_stride), sparse_global=int(cfg.sparse_global))
 
 
+def ffn_c_fields(cfg):
+    """The feed-forward fields of a C model config (tc_gpt_config): ffn as its enum value,
+    the mixture of experts' moe_experts, moe_top_k, moe_capacity, moe_aux_weight (read by the
+    C drivers only when ffn is "moe")."""
+    from ..options import option_index
+    return dict(ffn=option_index("ffn", cfg.ffn), moe_experts=int(cfg.moe_experts),
+                moe_top_k=int(cfg.moe_top_k), moe_capacity=float(cfg.moe_capacity),
+                moe_aux_weight=float(cfg.moe_aux_weight))
+
+
 def check_common(cfg, positions):
     """Validation of the fields every model config has (position must be in positions)."""
     check_positive(cfg, ("block_size", "n_head", "n_embd"))

@@ -47,15 +47,17 @@ from .. import functional as F
 from ..functional._util import as_int, same_dtype
 from ._flat import FlatModel
 from ..options import option_index
-from ._config import ConfigMixin, check_common, check_positive
+from ._config import BlockOptions, ConfigMixin, check_attention, check_common, \
+    check_positive, ffn_c_fields, with_block_options
 from .encoder import POSITIONS, EncoderConfig, encoder_backward, encoder_forward, source_mask
 from .stack import Inspection, check_ids, check_targets, decoder_blocks, stack_attentions, stack_backward, \
-    stack_forward, stack_layout
+    stack_forward, stack_layout, stack_routing
 
 __all__ = ["EncoderDecoderConfig", "EncoderDecoder"]
 
 
 @dataclasses.dataclass(frozen=True)
+@with_block_options
 class EncoderDecoderConfig(ConfigMixin):
     """Hyper-parameters of an EncoderDecoder (defaults: the base Transformer's sizes,
     pre-LN).
@@ -71,6 +73,15 @@ class EncoderDecoderConfig(ConfigMixin):
     embedding (else a separate lm_head); n_inner: the MLP width (None: 4 * n_embd);
     layer_norm_epsilon; position_base: the sinusoidal base; pad_id: the target id the loss
     ignores by default (transformer_c.data's <PAD> is 0).
+    attention, sparse_block, sparse_window, sparse_stride, sparse_global, ffn, moe_experts,
+    moe_top_k, moe_capacity, moe_aux_weight: the block options (BlockOptions) of both
+    stacks: the encoder's and the decoder's self-attention (the cross-attention stays
+    dense) and every layer's feed-forward sublayer. The C fast paths (training, KV-cached
+    generation) run both ffn kinds (a mixture of experts routes each stack's tokens of a
+    call together in training and in encode, every target token alone in KV-cached
+    decoding) but dense, ungrouped attention and the plain MLP only: attention="block_sparse",
+    n_kv_head and gated=True train and run on the module path (fast=True falls back to it)
+    and generation with a KV cache is a ValueError naming the field.
     """
 
     src_vocab_size: int = 32000
@@ -98,6 +109,7 @@ class EncoderDecoderConfig(ConfigMixin):
         check_positive(self, ("src_vocab_size", "tgt_vocab_size", "n_encoder_layer",
                              "n_decoder_layer"))
         check_common(self, POSITIONS)
+        check_attention(self)
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"share_embeddings needs src_vocab_size == tgt_vocab_size, got "
                              f"{self.src_vocab_size} and {self.tgt_vocab_size}")
@@ -109,7 +121,12 @@ class EncoderDecoderConfig(ConfigMixin):
         """This config as the C library's tc_encdec_config (tc.h): a dict of its field names
         (Vs, Vt, maxT, C, Le, Ld, NH, H, bias, position, norm, activation, share, tie, eps,
         pos_base, dropout), option values as their C enum values; what the encoder-decoder
-        bindings (_C.encdec_create, encdec_arena_bytes, encdec_kv_create) take."""
+        bindings (_C.encdec_create, encdec_arena_bytes, encdec_kv_create) take. ValueError
+        for a block option the C drivers do not run (see the class doc)."""
+        for name in self.c_unsupported():
+            raise ValueError(f"{name}={getattr(self, name)!r} has no C encoder-decoder driver "
+                             "(the model runs its module path; KV-cached generation needs "
+                             f"{name}={getattr(BlockOptions, name)!r})")
         return dict(Vs=int(self.src_vocab_size), Vt=int(self.tgt_vocab_size),
                     maxT=int(self.block_size), C=int(self.n_embd), Le=int(self.n_encoder_layer),
                     Ld=int(self.n_decoder_layer), NH=int(self.n_head), H=self.hidden_size,
@@ -119,7 +136,14 @@ class EncoderDecoderConfig(ConfigMixin):
                     activation=option_index("activation", self.activation),
                     share=bool(self.share_embeddings), tie=bool(self.tie_embeddings),
                     eps=float(self.layer_norm_epsilon), pos_base=float(self.position_base),
-                    dropout=float(self.dropout))
+                    dropout=float(self.dropout), **ffn_c_fields(self))
+
+    def c_unsupported(self):
+        """The block options whose value the C encoder-decoder drivers do not run
+        (attention other than "dense", n_kv_head other than None, gated); () when they run
+        this config."""
+        return tuple(n for n in ("attention", "n_kv_head", "gated")
+                     if getattr(self, n) != getattr(BlockOptions, n))
 
     def encoder_config(self):
         """The EncoderConfig of the encoder stack (an Encoder with this config has the
@@ -130,7 +154,8 @@ class EncoderDecoderConfig(ConfigMixin):
                              position=self.position, norm=self.norm,
                              activation=self.activation, n_inner=self.n_inner,
                              layer_norm_epsilon=self.layer_norm_epsilon,
-                             position_base=self.position_base)
+                             position_base=self.position_base,
+                             **{n: getattr(self, n) for n in BlockOptions.__annotations__})
 
 
 
@@ -170,7 +195,7 @@ class EncoderDecoder(FlatModel):
 
     @staticmethod
     def _init_std(config, path):
-        if path[-2] != "c_proj":
+        if path[-2] != "c_proj" and path[-1] != "w2":  # w2: a MoE's expert c_proj
             return 0.02
         n = config.n_encoder_layer if path[0] == "encoder" else config.n_decoder_layer
         return 0.02 / math.sqrt(2 * n)
@@ -225,17 +250,25 @@ class EncoderDecoder(FlatModel):
 
     # ------------------------------------------------------------------ module path
 
-    def _forward_cached(self, src, mask, tgt, seed, enc_hidden=None, dec_hidden=None):
+    def _forward_cached(self, src, mask, tgt, seed, enc_hidden=None, dec_hidden=None,
+                        aux=False):
+        """(logits, cache); aux: the backward of MoE layers adds moe_aux_weight x their
+        load-balancing losses' gradient (loss_and_grads; not backward)."""
         cfg, p = self.config, self._params
         dropping = self._dropping()
         memory, enc_cache = encoder_forward(cfg, p["encoder"], self._src_wte(), src, mask, seed,
-                                            dropping, hidden=enc_hidden)
+                                            dropping, hidden=enc_hidden, aux=aux)
         d0 = 1 + 3 * cfg.n_encoder_layer
-        blocks = decoder_blocks(cfg, p["decoder"], seed, dropping, d0)
+        blocks = decoder_blocks(cfg, p["decoder"], seed, dropping, d0, aux=aux)
         x, cache = stack_forward(cfg, p["decoder"], self._tgt_wte(), tgt, seed, dropping, d0,
                                  blocks=blocks, memory=memory, memory_key_padding_mask=mask,
                                  hidden=dec_hidden)
         return F.linear(x, self._head()), (enc_cache, cache, x)
+
+    def _has_fast_path(self):
+        """Whether the whole-model C path runs this config (dense attention and MLP: see
+        EncoderDecoderConfig.c_unsupported); else fast=True runs the module path."""
+        return not self.config.c_unsupported()
 
     def _backward_cached(self, dlogits, cache, seed):
         cfg, p = self.config, self._params
@@ -274,7 +307,7 @@ class EncoderDecoder(FlatModel):
         fast=True runs the whole forward in one C call, fast=False module by module."""
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
         seed = self._seed(None)
-        if fast and s.size and t.size:
+        if fast and s.size and t.size and self._has_fast_path():
             logits = _C.encdec_forward(self._context(), s, mask, t, seed, self._dropping())
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
@@ -293,7 +326,7 @@ class EncoderDecoder(FlatModel):
         module path."""
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
         seed = self._seed(None)
-        if fast and s.size and t.size:
+        if fast and s.size and t.size and self._has_fast_path():
             logits, *outs = _C.encdec_inspect(self._context(), s, mask, t, seed,
                                               self._dropping(), attentions, hidden_states)
             ea, sa, ca, eh, dh = (None if o is None else list(o) for o in outs)
@@ -340,7 +373,7 @@ class EncoderDecoder(FlatModel):
         ignore_index = self._ignore(ignore_index)
         y = self._targets(tgt_out, t, squeeze, ignore_index)
         seed = self._seed(seed)
-        if s.size and t.size:
+        if s.size and t.size and self._has_fast_path():
             logits = _C.encdec_forward(self._context(), s, mask, t, seed, self._dropping())
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
@@ -359,7 +392,10 @@ class EncoderDecoder(FlatModel):
         seed: the dropout seed of this step (default self.seed). fast=True runs the whole
         forward and backward in C over one activation arena kept by the model (sized for
         the largest batch seen); fast=False the module-by-module path. Both agree to
-        rounding.
+        rounding. A block-sparse config runs the module path either way; with ffn="moe"
+        the loss adds moe_aux_weight times the load-balancing losses of
+        every encoder and decoder layer (each routing its own stack's B*S or B*T tokens,
+        padded source positions included), and the grads are its gradient.
 
         Returns (loss as a float, grads tree). The grads tree holds views of
         ``flat_grads``, which the next call overwrites: copy it to keep it.
@@ -369,12 +405,14 @@ class EncoderDecoder(FlatModel):
         ignore_index = self._ignore(ignore_index)
         y = self._targets(tgt_out, t, squeeze, ignore_index)
         seed = self._seed(seed)
-        if fast and s.size and t.size:
+        if fast and s.size and t.size and self._has_fast_path():
             loss = _C.encdec_loss_and_grads(self._context(), s, mask, t, y, ignore_index, seed,
                                             self._dropping())
             return loss, self._grads_tree()
-        logits, cache = self._forward_cached(s, mask, t, seed)
+        logits, cache = self._forward_cached(s, mask, t, seed, aux=True)
         loss = F.cross_entropy(logits, y, ignore_index=ignore_index)
+        loss += self.config.moe_aux_weight * sum(r.aux for r in stack_routing(cache[0]) +
+                                                 stack_routing(cache[1]))
         if math.isnan(loss):
             dlogits = np.zeros_like(logits)
         else:
@@ -391,7 +429,8 @@ class EncoderDecoder(FlatModel):
     def activation_bytes(self, batch_size, src_len, tgt_len):
         """Bytes of the activation arena loss_and_grads uses for batch_size sources of
         src_len tokens and targets of tgt_len tokens (what the forward keeps for the backward
-        plus the backward's scratch; not the parameters or gradients)."""
+        plus the backward's scratch; not the parameters or gradients). ValueError for a
+        config the C path does not run (EncoderDecoderConfig.c_fields)."""
         return _C.encdec_arena_bytes(self._flat.dtype == np.float64, self.config.c_fields(),
                                      as_int(batch_size, "batch_size"),
                                      as_int(src_len, "src_len"), as_int(tgt_len, "tgt_len"))

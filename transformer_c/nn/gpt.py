@@ -37,7 +37,7 @@ from .. import functional as F
 from ..functional._util import as_ids, as_int, same_dtype
 from ..options import POSITIONS, option_index
 from ._config import ConfigMixin, attention_c_fields, check_attention, check_common, \
-    check_positive, with_block_options
+    check_positive, ffn_c_fields, with_block_options
 from ._flat import FlatModel
 from .attention import check_head_mask
 from .feedforward import MoE
@@ -97,12 +97,9 @@ class GPTConfig(ConfigMixin):
         """This config as the C library's tc_gpt_config (tc.h): a dict of its field names
         (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
         rope_interleaved, dropout, attention, sparse_block, sparse_window, sparse_stride,
-        sparse_global, NKV (0: n_kv_head None), gated), option values as their C enum values; what the GPT bindings
-        (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take. ffn="moe" has no C
-        driver (GPT runs its module path): ValueError."""
-        if self.ffn != "mlp":
-            raise ValueError(f"ffn={self.ffn!r} has no C whole-model driver (GPT runs the "
-                             "module path for it)")
+        sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight, NKV (0:
+        n_kv_head None), gated), option values as their C enum values; what the GPT bindings
+        (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take."""
         return dict(V=int(self.vocab_size), maxT=int(self.block_size), C=int(self.n_embd),
                     L=int(self.n_layer), NH=int(self.n_head), H=self.hidden_size,
                     bias=bool(self.bias),
@@ -112,7 +109,7 @@ class GPTConfig(ConfigMixin):
                     tie=bool(self.tie_embeddings), eps=float(self.layer_norm_epsilon),
                     pos_base=float(self.position_base),
                     rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout),
-                    **attention_c_fields(self),
+                    **attention_c_fields(self), **ffn_c_fields(self),
                     NKV=0 if self.n_kv_head is None else int(self.n_kv_head),
                     gated=bool(self.gated))
 
@@ -176,12 +173,6 @@ class GPT(FlatModel):
     def _check_idx(self, idx, name="idx"):
         return check_ids(idx, name, self.config.vocab_size, self.config.block_size)
 
-    def _has_fast_path(self):
-        """Whether the whole-model C path runs this config: the dense MLP (ffn="mlp");
-        ffn="moe" runs the module path (nn.MoE over the C MoE kernels) wherever fast=True
-        is asked for."""
-        return self.config.ffn == "mlp"
-
     def _forward_cached(self, ids, seed, head_mask=None, aux=False):
         cfg, p, dropping = self.config, self._params, self._dropping()
         blocks = stack_blocks(cfg, p, seed, dropping, causal=True, head_mask=head_mask,
@@ -244,7 +235,6 @@ class GPT(FlatModel):
         path runs :meth:`with_head_mask`'s copy)."""
         ids, squeeze = self._check_idx(idx)
         seed = self._seed(None)
-        fast = fast and self._has_fast_path()
         row_offset = self._row_offset(row_offset, fast)
         hm = self._head_mask(head_mask)
         if fast and ids.size:
@@ -266,7 +256,7 @@ class GPT(FlatModel):
         ids, squeeze = self._check_idx(idx)
         seed = self._seed(None)
         hm = self._head_mask(head_mask)
-        if fast and ids.size and self._has_fast_path():
+        if fast and ids.size:
             model = self if hm is None else self.with_head_mask(hm)
             logits, att, hid = _C.gpt_inspect(model._context(), ids, seed, self._dropping(),
                                               attentions, hidden_states)
@@ -298,15 +288,24 @@ class GPT(FlatModel):
         grads = self._backward_cached(g[None] if squeeze else g, cache, seed)
         return grads, {"idx": np.zeros_like(np.asarray(idx))}
 
-    def routing_stats(self, idx):
+    def routing_stats(self, idx, *, fast=True):
         """The mixture-of-experts routing of a forward of idx (B, T) (or (T,)), per layer a
         dict: tokens_per_expert (E,) int64 (choices each expert ran on), dropped_per_expert
         (E,) int64, dropped (int), capacity (int), aux (float, the layer's load-balancing
-        loss, unweighted). [] for ffn="mlp". transformer_c.viz.plot_routing plots it."""
+        loss, unweighted). [] for ffn="mlp". fast=True reads it out of the whole-model C
+        forward (tc_gpt_moe_routing), fast=False out of the module path's (the same
+        routing). transformer_c.viz.plot_routing plots it."""
         ids, _ = self._check_idx(idx)
         if self.config.ffn != "moe":
             return []
-        _, (cache, _) = self._forward_cached(ids, self._seed(None))
+        seed = self._seed(None)
+        if fast and ids.size:
+            _C.gpt_forward(self._context(), ids, seed, self._dropping(), 0)
+            tokens, dropped, capacity, aux = _C.gpt_moe_routing(self._context())
+            return [{"tokens_per_expert": tokens[l], "dropped_per_expert": dropped[l],
+                     "dropped": int(dropped[l].sum()), "capacity": int(capacity[l]),
+                     "aux": float(aux[l])} for l in range(self.config.n_layer)]
+        _, (cache, _) = self._forward_cached(ids, seed)
         return [MoE.routing_stats((None, r)) for r in stack_routing(cache)]
 
     # ------------------------------------------------------------------ training step
@@ -334,9 +333,9 @@ class GPT(FlatModel):
         ids, squeeze = self._check_idx(idx)
         t = self._check_targets(targets, ids, squeeze, as_int(ignore_index, "ignore_index"))
         seed = self._seed(seed)
-        row_offset = self._row_offset(row_offset, self._has_fast_path())
+        row_offset = self._row_offset(row_offset, True)
         hm = self._head_mask(head_mask)
-        if ids.size and self._has_fast_path():
+        if ids.size:
             model = self if hm is None else self.with_head_mask(hm)
             logits = _C.gpt_forward(model._context(), ids, seed, self._dropping(), row_offset)
         else:
@@ -368,7 +367,11 @@ class GPT(FlatModel):
 
         With ffn="moe" the loss is the cross-entropy plus moe_aux_weight times the sum of
         the layers' load-balancing losses (``routing_stats`` reports them), and the grads
-        are its gradient (the module path: see ``_has_fast_path``).
+        are its gradient; both paths route (capacity, dropped tokens, the aux fractions)
+        over the call's B*T tokens, so the fast path runs such a batch in one pass (no
+        data-parallel split over threads) and its routing does not depend on the thread
+        count. Calls over row ranges (row_offset: ranks, micro-batches) then route each
+        range on its own: they share the whole batch's dropout masks, not its routing.
 
         Returns (loss as a float, grads tree). The grads tree holds views of
         ``flat_grads``, which the next call overwrites: copy it to keep it.
@@ -377,7 +380,6 @@ class GPT(FlatModel):
         ignore_index = as_int(ignore_index, "ignore_index")
         t = self._check_targets(targets, ids, squeeze, ignore_index)
         seed = self._seed(seed)
-        fast = fast and self._has_fast_path()
         row_offset = self._row_offset(row_offset, fast)
         hm = self._head_mask(head_mask)
         if fast and ids.size and hm is not None:
@@ -425,9 +427,8 @@ class GPT(FlatModel):
     def activation_bytes(self, batch_size, seq_len):
         """Bytes of the activation arena loss_and_grads uses for (batch_size, seq_len)
         tokens (everything the forward keeps for the backward plus the backward's scratch;
-        not the parameters or gradients). ffn="moe" has no arena (module path): ValueError."""
-        if not self._has_fast_path():
-            raise ValueError(f"ffn={self.config.ffn!r} runs the module path: no C arena")
+        not the parameters or gradients; with ffn="moe" the routing and every expert's
+        rows at the capacity of batch_size * seq_len tokens)."""
         return _C.gpt_arena_bytes(self._flat.dtype == np.float64, self.config.c_fields(),
                                   as_int(batch_size, "batch_size"), as_int(seq_len, "seq_len"))
 

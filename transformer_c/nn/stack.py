@@ -211,10 +211,11 @@ def stack_blocks(cfg, tree, seed, dropping, site0=0, *, causal, head_mask=None, 
     return blocks
 
 
-def decoder_blocks(cfg, tree, seed, dropping, site0):
+def decoder_blocks(cfg, tree, seed, dropping, site0, aux=True):
     """The DecoderBlocks of an encoder-decoder's decoder (tree: {"h": [...], ...}); the
     dropout sites of layer l are site0 + 1 + 5l .. site0 + 5 + 5l (self-attention
-    probabilities, its branch, cross-attention probabilities, its branch, the MLP's)."""
+    probabilities, its branch, cross-attention probabilities, its branch, the MLP's). aux:
+    whether the backward of MoE layers adds their load-balancing loss's gradient (_mlp)."""
     eps, p_attn = cfg.layer_norm_epsilon, cfg.dropout if dropping else 0.0
     blocks = []
     for layer, h in enumerate(tree["h"]):
@@ -226,7 +227,7 @@ def decoder_blocks(cfg, tree, seed, dropping, site0):
             Norm(**h["ln_1"], eps=eps), _self_attention(cfg, h, True, p_attn,
                                                         site_seed(seed, s + 1)),
             Norm(**h["ln_cross_attn"], eps=eps), cross, Norm(**h["ln_2"], eps=eps),
-            _mlp(cfg, h), norm=cfg.norm, dropout=cfg.dropout, training=dropping,
+            _mlp(cfg, h, aux), norm=cfg.norm, dropout=cfg.dropout, training=dropping,
             seeds=tuple(site_seed(seed, s + i) for i in (2, 4, 5))))
     return blocks
 

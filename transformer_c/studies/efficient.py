@@ -371,9 +371,9 @@ def efficient(ctx):
         "(the kernel's high-water mark VmHWM, reset then through /proc/self/clear_refs); "
         "model_rss_mb: that peak minus the resident size at the reset, i.e. what the model, "
         "its optimizer state, the activations and the evaluations added.",
-        "Paths: the dense and block-sparse GPTs train on the C fast path; an MoE GPT and "
-        "every Bert run the module path (layer by layer over the C kernels), so ms_per_step "
-        "compares like with like within Bert, not between the MoE GPT and the other GPTs.",
+        "Paths: every GPT (dense, block-sparse, MoE) trains on the C fast path; every Bert "
+        "runs the module path (layer by layer over the C kernels), so ms_per_step compares "
+        "like with like within a task.",
     ]
     rep.meta["settings"] = s
     rep.meta["nli_data"] = nli_source

@@ -4,8 +4,12 @@
 Character-level GPTs of 4-5 sizes are trained on Tiny Shakespeare (or the embedded corpus),
 each for the same compute budget in floating-point operations, C = 6 N D (N parameters,
 D training tokens: forward 2 N D, backward 4 N D, the usual estimate), so a smaller model
-sees more tokens. The validation loss of each is fitted with a power law
-L(N) = a N^(-alpha) (least squares on log L against log N) and the exponent reported.
+sees more tokens. The validation losses are fitted with a power law L(N) = a N^(-alpha)
+(least squares on log L against log N) twice, and both exponents reported: over all sizes,
+and over the compute-efficient frontier (:func:`frontier_sizes`: the sizes up to the one
+with the lowest validation loss). Past that size a model gets too few tokens at this budget
+and its loss rises again because it is undertrained, not because of its size; a power law
+in N describes the side where data is not the limit.
 
 The budget is counted in FLOPs rather than seconds so that the result does not depend on the
 machine's load; the wall time of every run is recorded beside it.
@@ -19,8 +23,8 @@ from ..nn import GPT, GPTConfig
 from ..train import TrainConfig
 from . import Report, register
 
-__all__ = ["scaling", "settings", "fit_power_law", "non_embedding_parameters",
-           "learning_rate"]
+__all__ = ["scaling", "settings", "fit_power_law", "frontier_sizes",
+           "non_embedding_parameters", "learning_rate"]
 
 
 def settings(quick):
@@ -64,20 +68,71 @@ def fit_power_law(n, loss):
     return {"a": float(np.exp(icpt)), "alpha": float(-slope), "r2": r2}
 
 
-def _fit_figure(ctx, rows, fit, budget):
+def frontier_sizes(params, val_loss):
+    """The compute-efficient frontier of a fixed-budget sweep: the indices of the sizes, in
+    increasing parameter count, up to and including the one with the lowest validation loss
+    (the smallest such size on a tie). params: (K,) distinct positive counts, val_loss: (K,)
+    finite losses, any order. Returns an int64 array of indices into them (length >= 1).
+
+    At a fixed compute budget the sizes past the lowest loss see too few tokens and their
+    loss rises because they are undertrained; the power law in N is fitted up to there."""
+    n, loss = np.asarray(params, np.float64), np.asarray(val_loss, np.float64)
+    if n.ndim != 1 or n.shape != loss.shape or n.size < 1:
+        raise ValueError(f"params and val_loss must be 1-D of one length >= 1, got {n.shape} "
+                         f"and {loss.shape}")
+    if not (np.all(n > 0) and np.all(np.isfinite(n)) and np.all(np.isfinite(loss))):
+        raise ValueError("params must be positive and finite, val_loss finite")
+    if np.unique(n).size != n.size:
+        raise ValueError(f"params must be distinct, got {n.tolist()}")
+    order = np.argsort(n, kind="stable")
+    return order[:int(np.argmin(loss[order])) + 1].astype(np.int64)
+
+
+def _law(fit, tex=False):
+    """The fitted law as text, "L(N) = a N^-alpha" (the exponent's sign written once)."""
+    e = -fit["alpha"]
+    if tex:
+        return rf"$L = {fit['a']:.3g}\,N^{{{e:+.3f}}}$"
+    return f"L(N) = {fit['a']:.4g} N^{e:+.4f}"
+
+
+def _fit_label(name, fit):
+    return rf"{name}: {_law(fit, tex=True)}, $R^2$ = {fit['r2']:.2f}"
+
+
+def _fit_figure(ctx, rows, fit, frontier, fit_frontier, budget):
     fig = ctx.figure(6.8, 4.4)
     ax = fig.subplots()
     n = np.array([r["params"] for r in rows], np.float64)
     loss = np.array([r["val_loss"] for r in rows])
-    ax.plot(n, loss, "o", color="tab:blue", ms=7, label="validation loss")
+    on = np.zeros(len(rows), bool)
+    on[frontier] = True
+    ax.plot(n[on], loss[on], "o", color="tab:green", ms=7,
+            label="validation loss, on the frontier" +
+            (" (one size: no fit)" if fit_frontier is None else ""))
+    if (~on).any():
+        ax.plot(n[~on], loss[~on], "o", color="tab:gray", mfc="none", ms=7, mew=1.5,
+                label="validation loss, past the lowest loss")
     for r in rows:
         ax.annotate(f"{r['n_layer']}L x {r['n_embd']}", (r["params"], r["val_loss"]),
                     xytext=(5, 5), textcoords="offset points", fontsize=8)
     grid = np.geomspace(n.min() / 1.3, n.max() * 1.3, 50)
-    ax.plot(grid, fit["a"] * grid ** -fit["alpha"], "-", color="tab:red",
-            label=rf"fit $L = {fit['a']:.3g}\,N^{{-{fit['alpha']:.3f}}}$ ($R^2$ = {fit['r2']:.3f})")
+    ax.plot(grid, fit["a"] * grid ** -fit["alpha"], "--", color="tab:red",
+            label=_fit_label(f"fit over all {len(rows)} sizes", fit))
+    if fit_frontier is not None:                       # drawn over the sizes it was fitted on
+        g = np.geomspace(n[on].min() / 1.3, n[on].max() * 1.3, 50)
+        ax.plot(g, fit_frontier["a"] * g ** -fit_frontier["alpha"], "-", color="tab:green",
+                label=_fit_label(f"fit over the frontier ({len(frontier)} sizes)",
+                                 fit_frontier))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(n, [f"{v / 1e3:.1f}k" for v in n])
+    lo, hi = ax.get_ylim()
+    ax.set_yticks(np.unique(np.round(np.geomspace(lo, hi, 7)[1:-1], 2)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
     ax.set_xlabel("parameters N")
     ax.set_ylabel("validation loss (nats / char)")
     ax.set_title(f"loss vs size at a fixed budget of {budget:.2g} FLOPs (6 N D)")
@@ -105,8 +160,10 @@ def _curves_figure(ctx, curves, budget):
 @register("scaling", "validation loss vs parameter count at a fixed compute budget (4-5 "
                      "sizes), a fitted power law and its exponent")
 def scaling(ctx):
-    """Train each size for the same FLOP budget, fit L = a N^-alpha to the validation losses.
-    Returns the Report (one row per size)."""
+    """Train each size for the same FLOP budget, fit L = a N^-alpha to the validation losses
+    of all sizes and of the compute-efficient frontier (:func:`frontier_sizes`). Returns the
+    Report (one row per size; meta["fit"], meta["fit_frontier"]: dict(a, alpha, r2), the
+    latter None when the frontier is a single size, else with its "sizes" (row indices))."""
     import time
     s = settings(ctx.quick)
     corpus = ctx.shakespeare()
@@ -117,8 +174,8 @@ def scaling(ctx):
     rows, curves = [], []
     rep = Report("scaling", "Scaling: validation loss against size at a fixed compute budget",
                  columns=["n_layer", "n_head", "n_embd", "params", "non_embedding_params",
-                          "lr", "steps", "tokens", "train_loss", "val_loss", "fit_val_loss",
-                          "wall_s"])
+                          "lr", "steps", "tokens", "train_loss", "val_loss", "frontier",
+                          "fit_all_val_loss", "fit_frontier_val_loss", "wall_s"])
     for i, (L, H, C) in enumerate(s["sizes"]):
         cfg = GPTConfig(vocab_size=corpus.vocab_size, block_size=T, n_layer=L, n_head=H,
                         n_embd=C)
@@ -142,15 +199,39 @@ def scaling(ctx):
         rows.append(dict(n_layer=L, n_head=H, n_embd=C, params=N,
                          non_embedding_params=non_embedding_parameters(model), lr=lr,
                          steps=steps, tokens=steps * B * T, train_loss=log.final_loss(),
-                         val_loss=val_loss, fit_val_loss=None, wall_s=round(wall, 1)))
-    fit = fit_power_law([r["params"] for r in rows], [r["val_loss"] for r in rows])
-    for r in rows:
-        r["fit_val_loss"] = fit["a"] * r["params"] ** -fit["alpha"]
+                         val_loss=val_loss, wall_s=round(wall, 1)))
+    params = [r["params"] for r in rows]
+    losses = [r["val_loss"] for r in rows]
+    fit = fit_power_law(params, losses)
+    frontier = frontier_sizes(params, losses)
+    fit_frontier = (fit_power_law([params[i] for i in frontier], [losses[i] for i in frontier])
+                    if len(frontier) >= 2 else None)
+    for i, r in enumerate(rows):
+        r["frontier"] = bool(i in frontier)
+        r["fit_all_val_loss"] = fit["a"] * r["params"] ** -fit["alpha"]
+        r["fit_frontier_val_loss"] = (None if fit_frontier is None else
+                                      fit_frontier["a"] * r["params"] ** -fit_frontier["alpha"])
         rep.add_row(r)
+    best = rows[frontier[-1]]
+    if fit_frontier is None:
+        frontier_note = (f"**Fit over the compute-efficient frontier: none**: the smallest "
+                         f"size already has the lowest validation loss, so the frontier is "
+                         f"one size and no power law can be fitted to it.")
+    else:
+        frontier_note = (
+            f"**Fit over the compute-efficient frontier (the {len(frontier)} sizes up to "
+            f"the lowest validation loss, {best['params']:,} parameters): "
+            f"{_law(fit_frontier)}, alpha = {fit_frontier['alpha']:.4f}, R^2 = "
+            f"{fit_frontier['r2']:.3f}** (`fit_frontier_val_loss`).")
     rep.notes += [
-        f"**Fitted power law: L(N) = a N^(-alpha) with a = {fit['a']:.4g}, alpha = "
-        f"{fit['alpha']:.4f}** (least squares in log-log space over the {len(rows)} sizes, "
-        f"R^2 = {fit['r2']:.3f}).",
+        f"**Fit over all {len(rows)} sizes: {_law(fit)}, alpha = {fit['alpha']:.4f}, "
+        f"R^2 = {fit['r2']:.3f}** (least squares in log-log space; `fit_all_val_loss`).",
+        frontier_note + " Why the frontier: at a fixed compute budget a larger model trains "
+        "on fewer tokens; past the size with the lowest loss the models are undertrained "
+        "(data-limited) and their loss rises again, which is a property of the budget, not "
+        "of the size. The power law L ~ N^-alpha describes how the loss falls with size when "
+        "data is not the limit, so it is fitted on the sizes up to the lowest loss "
+        "(`frontier` = yes), the compute-efficient frontier.",
         f"Every size trains for the same compute, {s['budget']:.3g} FLOPs counted as 6 N D "
         f"(N = params, all parameters: the tied lm_head makes the embedding part of the "
         f"compute; D = steps x {B} windows x {T} characters); AdamW, cosine schedule from "
@@ -159,13 +240,16 @@ def scaling(ctx):
         "mean of the last 20 logged steps; wall_s: the training time on this machine (it "
         "depends on the load, the FLOP budget does not).",
         "At a fixed budget a larger model sees fewer tokens (tokens per parameter: "
-        + ", ".join(f"{r['tokens'] / r['params']:.0f}" for r in rows) + "): the power law "
-        "can only hold up to the compute-optimal size (about 20 tokens per parameter in "
-        "Hoffmann et al.'s rule of thumb); past it the loss turns up again (the quick mode's "
-        "tiny budget shows that side).",
+        + ", ".join(f"{r['tokens'] / r['params']:.0f}" for r in rows) + "; about 20 per "
+        "parameter is compute-optimal in Hoffmann et al.'s rule of thumb for word-piece "
+        "models).",
     ]
     rep.meta["settings"] = {k: v for k, v in s.items()}
     rep.meta["fit"] = fit
-    rep.add_figure(_fit_figure(ctx, rows, fit, s["budget"]), "scaling_fit.png")
+    rep.meta["fit_frontier"] = (None if fit_frontier is None else
+                                dict(fit_frontier, sizes=[int(i) for i in frontier]))
+    rep.meta["frontier"] = [int(i) for i in frontier]
+    rep.add_figure(_fit_figure(ctx, rows, fit, frontier, fit_frontier, s["budget"]),
+                   "scaling_fit.png")
     rep.add_figure(_curves_figure(ctx, curves, s["budget"]), "scaling_curves.png")
     return rep
