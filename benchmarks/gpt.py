@@ -8,11 +8,14 @@ python -m benchmarks.gpt --rss [--threads 1 2]   (peak RSS, each library in its 
 python -m benchmarks.gpt --blocks [--threads 1] [--configs small]   (the block options)
 
 --blocks: the fast path's loss_and_grads of each config as it is and with the modern block
-options (relu2; SwiGLU at n_inner = 8C/3, LLaMA's width for the MLP's parameter count;
+options (relu2, beside relu: an activation without a fused linear + activation pair as
+today; SwiGLU at n_inner = 8C/3, LLaMA's width for the MLP's parameter count;
 grouped-query attention with n_head / 2 and 1 kv heads), the variants alternating sample
 by sample, each with its matrix-product FLOPs per step (forward 2 x multiply-adds of every
 product and the causal attention, backward twice that) and its GFLOP/s relative to the
-plain config's (per_flop_vs_base: 1.0 = as fast per FLOP as today's GPT step).
+plain config's (per_flop_vs_base: 1.0 = as fast per FLOP as today's GPT step); on one
+thread the times are CPU times (benchmarks.common.cpu_times: the work done, whatever share
+of a core a busy machine gives), on more the wall time.
 
 One JSON line per (config, threads): ms per step (median and best of the samples, tc and
 torch alternating) and tokens/s for both, their ratio, the activation arena's bytes per
@@ -26,7 +29,7 @@ import statistics
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit, median_time, peak_rss_mib, set_threads
+from benchmarks.common import cpu_times, emit, median_time, peak_rss_mib, set_threads
 from transformer_c.nn import GPT, GPTConfig
 
 CONFIGS = {
@@ -233,6 +236,7 @@ def run_rss(names, threads):
 
 BLOCK_VARIANTS = {
     "base": lambda kw: {},
+    "relu": lambda kw: dict(activation="relu"),  # today's activation without a fused pair
     "relu2": lambda kw: dict(activation="relu2"),
     "swiglu": lambda kw: dict(gated=True, activation="silu", n_inner=8 * kw["n_embd"] // 3),
     "gqa_half": lambda kw: dict(n_kv_head=kw["n_head"] // 2),
@@ -265,22 +269,27 @@ def run_blocks(names, threads, repeats):
             models[v] = (cfg, GPT.create(cfg, np.random.default_rng(0)))
         for t in threads:
             set_threads(t)
-            samples = {v: [] for v in models}
-            for _, m in models.values():
-                m.loss_and_grads(x, y)
-            for _ in range(repeats):
-                for v, (_, m) in models.items():
-                    samples[v].append(median_time(lambda m=m: m.loss_and_grads(x, y), repeats=1,
-                                                  warmup=0, min_time=0.2))
+            fns = {v: (lambda m=m: m.loss_and_grads(x, y)) for v, (_, m) in models.items()}
+            if t == 1:  # CPU time: the work done, whatever share of a core a busy machine gives
+                times = cpu_times(fns, repeats=repeats)
+            else:
+                samples = {v: [] for v in fns}
+                for fn in fns.values():
+                    fn()
+                for _ in range(repeats):
+                    for v, fn in fns.items():
+                        samples[v].append(median_time(fn, repeats=1, warmup=0, min_time=0.2))
+                times = {v: (statistics.median(x_), min(x_)) for v, x_ in samples.items()}
             base = None
             for v, (cfg, m) in models.items():
-                ms = statistics.median(samples[v]) * 1e3
+                ms = times[v][0] * 1e3
                 gflops = step_flops(cfg, B, T) / (ms / 1e3) / 1e9
                 base = gflops if base is None else base
                 emit({"bench": "gpt_blocks", "config": name, "variant": v,
                       **BLOCK_VARIANTS[v](kw), "B": B, "T": T, "threads": t,
+                      "clock": "cpu" if t == 1 else "wall",
                       "params": m.num_parameters, "ms": round(ms, 2),
-                      "best_ms": round(min(samples[v]) * 1e3, 2),
+                      "best_ms": round(times[v][1] * 1e3, 2),
                       "gflop_per_step": round(step_flops(cfg, B, T) / 1e9, 3),
                       "gflops": round(gflops, 2), "per_flop_vs_base": round(gflops / base, 3),
                       "load_avg_1min": os.getloadavg()[0]})
