@@ -146,3 +146,17 @@ def test_c_kv_cache_memory_shrinks_by_the_group_size():
         sizes[nkv] = tc._C.gpt_kv_state(d)[4]
     assert sizes[None] == 2 * 3 * 9 * 2 * 16 * 8  # L, Bmax, Smax, (k, v), C, float64 bytes
     assert sizes[2] * 2 == sizes[None] and sizes[1] * 4 == sizes[None]
+
+
+@pytest.mark.parametrize("kw", [dict(n_kv_head=2), dict(n_kv_head=1, gated=True,
+                                                         activation="silu")])
+def test_inspect_reads_the_grouped_attention_out_of_the_c_forward(kw):
+    model = make_model(GPTConfig(**CFG, **kw), seed=10)
+    idx = batch(model.config, 2, 7)[0]
+    fast = model.inspect(idx, fast=True)
+    slow = model.inspect(idx, fast=False)
+    for a, b in zip(fast.attentions, slow.attentions):
+        assert a.shape == (2, 4, 7, 7)
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(fast.hidden_states, slow.hidden_states):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
