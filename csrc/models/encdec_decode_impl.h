@@ -20,7 +20,7 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
     const tc_encdec_config *c = &kv->cfg;
     const int64_t pos0 = kv->pos, N = B * TN, S = kv->S;
     const int64_t C = c->C, NH = c->NH, HS = C / NH, Tmax = kv->Tmax;
-    const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps, NULL, NULL};
+    const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps, NULL, NULL, 0};
     CHECK(dec_reserve(&kv->sc, N));
     const dec_bufs *sb = &kv->sc.sb;
     int64_t *pos = (int64_t *)(kv->sc.mem + sb->pos);
