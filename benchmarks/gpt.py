@@ -5,6 +5,17 @@ update of the flat parameter buffer vs torch.optim.AdamW).
 
 python -m benchmarks.gpt [--threads 1 2] [--configs small medium] [--repeats 7] [--one-pass]
 python -m benchmarks.gpt --rss [--threads 1 2]   (peak RSS, each library in its own process)
+python -m benchmarks.gpt --blocks [--threads 1] [--configs small]   (the block options)
+
+--blocks: the fast path's loss_and_grads of each config as it is and with the modern block
+options (relu2, beside relu: an activation without a fused linear + activation pair as
+today; SwiGLU at n_inner = 8C/3, LLaMA's width for the MLP's parameter count;
+grouped-query attention with n_head / 2 and 1 kv heads), the variants alternating sample
+by sample, each with its matrix-product FLOPs per step (forward 2 x multiply-adds of every
+product and the causal attention, backward twice that) and its GFLOP/s relative to the
+plain config's (per_flop_vs_base: 1.0 = as fast per FLOP as today's GPT step); on one
+thread the times are CPU times (benchmarks.common.cpu_times: the work done, whatever share
+of a core a busy machine gives), on more the wall time.
 
 One JSON line per (config, threads): ms per step (median and best of the samples, tc and
 torch alternating) and tokens/s for both, their ratio, the activation arena's bytes per
@@ -18,7 +29,7 @@ import statistics
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit, median_time, peak_rss_mib, set_threads
+from benchmarks.common import cpu_times, emit, median_time, peak_rss_mib, set_threads
 from transformer_c.nn import GPT, GPTConfig
 
 CONFIGS = {
@@ -223,6 +234,67 @@ def run_rss(names, threads):
             emit(rec)
 
 
+BLOCK_VARIANTS = {
+    "base": lambda kw: {},
+    "relu": lambda kw: dict(activation="relu"),  # today's activation without a fused pair
+    "relu2": lambda kw: dict(activation="relu2"),
+    "swiglu": lambda kw: dict(gated=True, activation="silu", n_inner=8 * kw["n_embd"] // 3),
+    "gqa_half": lambda kw: dict(n_kv_head=kw["n_head"] // 2),
+    "mqa": lambda kw: dict(n_kv_head=1),
+    "swiglu_gqa": lambda kw: dict(gated=True, activation="silu", n_inner=8 * kw["n_embd"] // 3,
+                                  n_kv_head=kw["n_head"] // 2),
+}
+
+
+def step_flops(cfg, B, T):
+    """Matrix-product FLOPs of one loss_and_grads of cfg on (B, T): 3 x the forward's (the
+    backward's two products per forward product); the forward per token and layer: q, k, v
+    (C + 2 KC wide), c_proj, the MLP's two (gated: three) products, causal attention's
+    scores and weighted sum over T/2 keys on average; the head."""
+    C, H, KC = cfg.n_embd, cfg.hidden_size, cfg.kv_heads * cfg.head_size
+    layer = 2 * C * (C + 2 * KC) + 2 * C * C + 2 * C * H * (3 if cfg.gated else 2) + 2 * T * C
+    return 3 * B * T * (cfg.n_layer * layer + 2 * C * cfg.vocab_size)
+
+
+def run_blocks(names, threads, repeats):
+    """--blocks: the variants of BLOCK_VARIANTS interleaved (see the module doc)."""
+    for name in names:
+        kw, B, T = CONFIGS[name]
+        r = np.random.default_rng(1)
+        x = r.integers(0, kw["vocab_size"], (B, T))
+        y = r.integers(0, kw["vocab_size"], (B, T))
+        models = {}
+        for v, extra in BLOCK_VARIANTS.items():
+            cfg = GPTConfig(**kw, **extra(kw))
+            models[v] = (cfg, GPT.create(cfg, np.random.default_rng(0)))
+        for t in threads:
+            set_threads(t)
+            fns = {v: (lambda m=m: m.loss_and_grads(x, y)) for v, (_, m) in models.items()}
+            if t == 1:  # CPU time: the work done, whatever share of a core a busy machine gives
+                times = cpu_times(fns, repeats=repeats)
+            else:
+                samples = {v: [] for v in fns}
+                for fn in fns.values():
+                    fn()
+                for _ in range(repeats):
+                    for v, fn in fns.items():
+                        samples[v].append(median_time(fn, repeats=1, warmup=0, min_time=0.2))
+                times = {v: (statistics.median(x_), min(x_)) for v, x_ in samples.items()}
+            base = None
+            for v, (cfg, m) in models.items():
+                ms = times[v][0] * 1e3
+                gflops = step_flops(cfg, B, T) / (ms / 1e3) / 1e9
+                base = gflops if base is None else base
+                emit({"bench": "gpt_blocks", "config": name, "variant": v,
+                      **BLOCK_VARIANTS[v](kw), "B": B, "T": T, "threads": t,
+                      "clock": "cpu" if t == 1 else "wall",
+                      "params": m.num_parameters, "ms": round(ms, 2),
+                      "best_ms": round(times[v][1] * 1e3, 2),
+                      "gflop_per_step": round(step_flops(cfg, B, T) / 1e9, 3),
+                      "gflops": round(gflops, 2), "per_flop_vs_base": round(gflops / base, 3),
+                      "load_avg_1min": os.getloadavg()[0]})
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, nargs="+", default=[2])
@@ -231,6 +303,8 @@ def main(argv=None):
     p.add_argument("--rss", action="store_true",
                    help="measure peak RSS instead: each library alone in a fresh process")
     p.add_argument("--rss-child", choices=["tc", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--blocks", action="store_true",
+                   help="the fast path with the block options (relu2, SwiGLU, GQA), interleaved")
     p.add_argument("--one-pass", action="store_true",
                    help="transformer_c without its data-parallel split (tc.set_data_parallel)")
     a = p.parse_args(argv)
@@ -240,6 +314,8 @@ def main(argv=None):
         rss_child(a.configs[0], a.rss_child, a.threads[0])
     elif a.rss:
         run_rss(a.configs, a.threads)
+    elif a.blocks:
+        run_blocks(a.configs, a.threads, a.repeats)
     else:
         run(a.configs, a.threads, a.repeats)
 

@@ -62,7 +62,8 @@ enum { TC_OK = 0, TC_ENOMEM = 1, TC_EINVAL = 2 };
     X(GELU_TANH, gelu_tanh, "GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))") \
     X(GELU, gelu, "GELU, exact: 0.5 x (1 + erf(x / sqrt(2)))")                             \
     X(RELU, relu, "ReLU: max(x, 0)")                                                        \
-    X(SILU, silu, "SiLU (swish): x sigmoid(x) = x / (1 + exp(-x))")
+    X(SILU, silu, "SiLU (swish): x sigmoid(x) = x / (1 + exp(-x))")                     \
+    X(RELU2, relu2, "squared ReLU (Primer): max(x, 0)^2")
 typedef enum {
 #define TC_ACT_ENUM_(E, name, formula) TC_ACT_##E,
     TC_ACTIVATIONS(TC_ACT_ENUM_)
@@ -329,6 +330,32 @@ int tc_linear_activation_backward_f64(int act, double *dinp, double *dweight, do
                                       const double *dout, const double *dact, const double *inp,
                                       const double *weight, int64_t N, int64_t C, int64_t OC,
                                       int write);
+
+/* Gated activations (glu.c; the GLU family of gated MLPs: SwiGLU = silu, GeGLU = gelu, ReGLU
+ * = relu), act any TC_ACT_* value (else TC_EINVAL), flat arrays:
+ * forward: out (N,) = act(gate (N,)) * up (N,); actg (N,) <- act(gate) for the backward, or
+ * NULL. backward: dgate (N,) (+)= dout (N,) * up * act'(gate), dup (N,) (+)= dout * act(gate)
+ * (actg: the forward's cache, or NULL: recomputed; dgate or dup may be NULL; dup may be
+ * dout itself, updated in place, dgate may not); write:
+ * TC_WRITE(0) dgate, TC_WRITE(1) dup. The _ref functions are the plain references (per
+ * element in double from the activation references; the backward writes, ignores actg). */
+int tc_glu_forward_f32(int act, float *out, float *actg, const float *gate, const float *up,
+                       int64_t N);
+int tc_glu_forward_f64(int act, double *out, double *actg, const double *gate,
+                       const double *up, int64_t N);
+int tc_glu_backward_f32(int act, float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, const float *actg, int64_t N, int write);
+int tc_glu_backward_f64(int act, double *dgate, double *dup, const double *dout,
+                        const double *gate, const double *up, const double *actg, int64_t N,
+                        int write);
+int tc_glu_forward_ref_f32(int act, float *out, float *actg, const float *gate, const float *up,
+                           int64_t N);
+int tc_glu_forward_ref_f64(int act, double *out, double *actg, const double *gate,
+                           const double *up, int64_t N);
+int tc_glu_backward_ref_f32(int act, float *dgate, float *dup, const float *dout,
+                            const float *gate, const float *up, int64_t N);
+int tc_glu_backward_ref_f64(int act, double *dgate, double *dup, const double *dout,
+                            const double *gate, const double *up, int64_t N);
 
 /* ------------------------------------------------------------------ end activations */
 
@@ -724,13 +751,24 @@ typedef struct {
     int64_t b, h, t;
 } tc_attention_strides;
 /* The strides of every operand of a strided call (the forward reads q, k, v, out; the
- * backward all eight). lse stays (B,NH,T) contiguous. */
+ * backward all eight). lse stays (B,NH,T) contiguous.
+ * kv_heads: grouped-query attention (GQA; multi-query for 1): k, v, dk, dv hold NKV =
+ * kv_heads heads, (B,NKV,S,D), and query head h reads kv head h / (NH / NKV); the backward
+ * sums the gradients of the NH / NKV query heads of a kv head into its dk, dv (in head
+ * order, the first one's write flag applying). 0 (or NH): one kv head per query head, as
+ * the contiguous calls; otherwise it must divide NH (else TC_EINVAL). */
 typedef struct {
     tc_attention_strides q, k, v, out, dout, dq, dk, dv;
+    int64_t kv_heads;
 } tc_attention_layout;
 /* lay <- the contiguous head-major layout of the entry points above. */
 void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T,
                                     int64_t S, int64_t DK, int64_t DV);
+/* lay <- the contiguous head-major layout of a grouped call: q, dq (B,NH,T,DK), out, dout
+ * (B,NH,T,DV), k, dk (B,NKV,S,DK), v, dv (B,NKV,S,DV), kv_heads = NKV (NKV = NH: the
+ * contiguous layout above). */
+void tc_attention_layout_grouped(tc_attention_layout *lay, int64_t NH, int64_t NKV, int64_t T,
+                                 int64_t S, int64_t DK, int64_t DV);
 /* tc_attention_forward with every operand at its layout strides (layout NULL: contiguous);
  * the same arithmetic, so the results are bitwise those of the contiguous call. out must
  * not overlap q, k or v. */
@@ -785,6 +823,35 @@ int tc_attention_backward_ref_f64(double *dq, double *dk, double *dv, const doub
                                   int64_t T, int64_t S, int64_t DK, int64_t DV, double scale,
                                   int causal, double dropout_p, uint64_t seed, int write);
 
+/* The references of a grouped call (tc_attention_layout's kv_heads): k, dk (B,NKV,S,DK),
+ * v, dv (B,NKV,S,DV) contiguous, query head h reading kv head h / (NH / NKV); NKV must
+ * divide NH (else TC_EINVAL). NKV = NH: the references above. */
+int tc_attention_forward_ref_grouped_f32(float *out, float *lse, const float *q, const float *k,
+                                         const float *v, const tc_attention_masks *masks,
+                                         int64_t B, int64_t NH, int64_t NKV, int64_t T, int64_t S,
+                                         int64_t DK, int64_t DV, float scale, int causal,
+                                         double dropout_p, uint64_t seed);
+int tc_attention_forward_ref_grouped_f64(double *out, double *lse, const double *q,
+                                         const double *k, const double *v,
+                                         const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                         int64_t NKV, int64_t T, int64_t S, int64_t DK, int64_t DV,
+                                         double scale, int causal, double dropout_p,
+                                         uint64_t seed);
+int tc_attention_backward_ref_grouped_f32(float *dq, float *dk, float *dv, const float *dout,
+                                          const float *q, const float *k, const float *v,
+                                          const float *out, const float *lse,
+                                          const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                          int64_t NKV, int64_t T, int64_t S, int64_t DK,
+                                          int64_t DV, float scale, int causal, double dropout_p,
+                                          uint64_t seed, int write);
+int tc_attention_backward_ref_grouped_f64(double *dq, double *dk, double *dv, const double *dout,
+                                          const double *q, const double *k, const double *v,
+                                          const double *out, const double *lse,
+                                          const tc_attention_masks *masks, int64_t B,
+                                          int64_t NH, int64_t NKV, int64_t T, int64_t S,
+                                          int64_t DK, int64_t DV, double scale, int causal,
+                                          double dropout_p, uint64_t seed, int write);
+
 /* One decoding step against a KV cache. k_cache (B,NH,Smax,DK) and v_cache (B,NH,Smax,DV)
  * hold `pos` valid positions; the TN new positions' keys k_new (B,NH,TN,DK) and values
  * v_new (B,NH,TN,DV) are written into positions [pos, pos + TN) of the caches (in place),
@@ -819,6 +886,22 @@ int tc_attention_decode_sparse_f64(double *out, double *k_cache, double *v_cache
                                    const tc_attention_sparse *sparse, const int64_t *shift,
                                    int64_t B, int64_t NH, int64_t TN, int64_t Smax, int64_t pos,
                                    int64_t DK, int64_t DV, double scale);
+/* The same step for grouped-query attention: the caches and the new keys and values hold
+ * NKV heads, k_cache (B,NKV,Smax,DK), v_cache (B,NKV,Smax,DV), k_new (B,NKV,TN,DK), v_new
+ * (B,NKV,TN,DV), query head h of q (B,NH,TN,DK) reading kv head h / (NH / NKV) (NKV must
+ * divide NH, else TC_EINVAL); NKV = NH is tc_attention_decode_sparse. */
+int tc_attention_decode_grouped_f32(float *out, float *k_cache, float *v_cache, const float *q,
+                                    const float *k_new, const float *v_new,
+                                    const uint8_t *key_padding,
+                                    const tc_attention_sparse *sparse, const int64_t *shift,
+                                    int64_t B, int64_t NH, int64_t NKV, int64_t TN, int64_t Smax,
+                                    int64_t pos, int64_t DK, int64_t DV, float scale);
+int tc_attention_decode_grouped_f64(double *out, double *k_cache, double *v_cache,
+                                    const double *q, const double *k_new, const double *v_new,
+                                    const uint8_t *key_padding,
+                                    const tc_attention_sparse *sparse, const int64_t *shift,
+                                    int64_t B, int64_t NH, int64_t NKV, int64_t TN, int64_t Smax,
+                                    int64_t pos, int64_t DK, int64_t DV, double scale);
 /* The attention probabilities of a finished forward, on request (nothing else keeps a
  * (T,S) matrix): P (B,NH,T,S) written, P_ij = exp(scale q_i . k_j (+ bias) - lse_i) with the
  * keys the forward masked set by the same mask function (exactly 0) and rows with every key
@@ -1276,6 +1359,13 @@ typedef struct {
     int qk_norm;                  /* RMS-norm q and k of every head (gains attn.q_norm,
                                      attn.k_norm (HS,)) after c_attn, before RoPE */
     double logit_softcap;         /* 0: off; > 0: logits = cap * tanh(logits / cap) */
+    int64_t NKV;                  /* kv heads: 0 (= NH), or a divisor of NH: grouped-query
+                                     attention (1: multi-query); c_attn is then (C + 2 KC, C),
+                                     KC = NKV * HS, rows [q | k | v], and the KV cache of
+                                     gpt_kv holds NKV heads */
+    int gated;                    /* 0: the MLP; 1: the gated MLP c_proj(act(c_gate x) *
+                                     c_fc x) (SwiGLU with TC_ACT_SILU), its c_gate weight
+                                     (H,C) and bias (H,) after c_fc's in the layout */
 } tc_gpt_config;
 typedef struct tc_gpt tc_gpt;
 

@@ -451,6 +451,8 @@ ACTIVATION_CASES = {
     "silu": (lambda x: x * _sigmoid(x),
              lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
              lambda t, x: t.nn.functional.silu(x)),
+    "relu2": (lambda x: np.maximum(x, 0) ** 2, lambda x: 2 * np.maximum(x, 0),
+              lambda t, x: t.relu(x) ** 2),
 }
 NAMES = sorted(tc.options.ACTIVATIONS)
 
@@ -532,6 +534,27 @@ def test_silu_special_values_and_tails(torch, dtype):
     assert abs(y[4] / want - 1) < 4 * np.finfo(dtype).eps
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu2_special_values(torch, dtype):
+    x = np.array([-np.inf, -1e30, -2.5, -0.0, 0.0, 1e-30, 3.0, 1e30, np.inf, np.nan], dtype)
+    g = np.full_like(x, 2.0)
+    y, d = F.relu2(x), F.relu2_backward(g, x)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    (torch.relu(tx) ** 2 * torch.from_numpy(g)).sum().backward()
+    finite = np.isfinite(x)
+    np.testing.assert_array_equal(y[finite], (torch.relu(torch.from_numpy(x)) ** 2).numpy()[finite])
+    np.testing.assert_array_equal(d[finite], tx.grad.numpy()[finite])
+    assert not np.signbit(y[3])  # relu2(-0) = (-0)^2 = +0
+    assert y[0] == 0 and y[-2] == np.inf and d[0] == 0 and d[-2] == np.inf
+    if dtype == np.float32:
+        assert y[7] == np.inf  # (1e30)^2 overflows float32, as the formula
+    assert np.isnan(y[-1]) and d[-1] == 0  # NaN propagates forward; the gradient selects 0
+    # the C table and the reference agree on every special value, bitwise
+    act = tc.options.ACTIVATIONS.index("relu2")
+    np.testing.assert_array_equal(tc._C.activation_forward_ref(act, x), y)
+    np.testing.assert_array_equal(tc._C.activation_backward_ref(act, g, x), d)
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activation_table_against_the_reference_and_portable_kernels(name, dtype):
@@ -552,8 +575,9 @@ def test_activation_table_against_the_reference_and_portable_kernels(name, dtype
     # compiler contracts no FMAs): the same accuracy against the reference
     np.testing.assert_allclose(portable[0], ref, rtol=16 * eps, atol=16 * eps)
     np.testing.assert_allclose(portable[1], dref, rtol=16 * eps, atol=16 * eps * np.abs(g).max())
-    if name == "relu":  # one comparison per element: bitwise
+    if name in ("relu", "relu2"):  # one comparison (and product) per element: bitwise
         np.testing.assert_array_equal(portable[0], fast[0])
+        np.testing.assert_array_equal(fast[0], ref)
 
 
 def test_activation_table_bad_input():

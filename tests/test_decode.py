@@ -100,7 +100,11 @@ def test_left_padded_batch_equals_rows_alone(position, dtype):
 
 @pytest.mark.parametrize("kw", [
     dict(bias=False), dict(tie_embeddings=False), dict(activation="relu"),
-    dict(activation="gelu"), dict(activation="silu"), dict(position="rope", rope_interleaved=True),
+    dict(activation="gelu"), dict(activation="silu"), dict(activation="relu2"),
+    dict(n_kv_head=1), dict(n_head=4, n_kv_head=2, position="rope"),  # grouped-query caches
+    dict(gated=True, activation="silu", n_inner=11),  # SwiGLU
+    dict(gated=True, activation="gelu", norm="post", n_kv_head=1, bias=False),
+    dict(position="rope", rope_interleaved=True),
     dict(n_inner=7, n_embd=15, n_head=3, position="sinusoidal"),  # odd widths, head size 5
     dict(n_layer=1, n_head=1, n_embd=33, norm="post", bias=False),
     dict(position="rope", n_embd=28, n_head=2, position_base=500.0, layer_norm_epsilon=1e-3),

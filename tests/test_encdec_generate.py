@@ -130,7 +130,8 @@ def test_step_logits_equal_fast_forward(dtype):
 
 @pytest.mark.parametrize("kw", [
     dict(bias=False), dict(tie_embeddings=False), dict(activation="relu"),
-    dict(activation="gelu"), dict(activation="silu"), dict(share_embeddings=True, tgt_vocab_size=VS),
+    dict(activation="gelu"), dict(activation="silu"), dict(activation="relu2"),
+    dict(share_embeddings=True, tgt_vocab_size=VS),
     dict(n_inner=7, n_embd=15, n_head=3, position="sinusoidal"),  # odd widths, head size 5
     dict(n_encoder_layer=1, n_decoder_layer=3, n_head=1, n_embd=33, norm="post", bias=False),
     dict(n_encoder_layer=3, n_decoder_layer=1, position_base=500.0, layer_norm_epsilon=1e-3),

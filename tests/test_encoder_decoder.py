@@ -33,6 +33,7 @@ VARIANTS = {
                                   n_decoder_layer=3, n_inner=12),
     "gelu_dropout": dict(activation="gelu", dropout=0.3),
     "silu_post": dict(activation="silu", norm="post"),
+    "relu2_post": dict(activation="relu2", norm="post"),
     "post_sinusoidal_dropout_untied": dict(norm="post", position="sinusoidal", dropout=0.2,
                                            tie_embeddings=False, n_encoder_layer=1),
     "rmsnorm_qknorm_post": dict(norm_type="rmsnorm", qk_norm=True, norm="post"),
@@ -148,6 +149,7 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
     def mlp(x, p):
         h = lin(x, p["c_fc"])
         h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
+             "relu2": lambda t: torch.relu(t) ** 2,
              "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
         return lin(h, p["c_proj"])
 

@@ -27,6 +27,12 @@ VARIANTS = {
     "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
     "gelu_dropout": dict(activation="gelu", dropout=0.3),
     "silu_rope_post": dict(activation="silu", position="rope", norm="post"),
+    "relu2_rope": dict(activation="relu2", position="rope"),
+    "mqa_rope": dict(n_kv_head=1, position="rope"),  # multi-query (TINY has 2 heads)
+    "mqa_post_dropout": dict(n_kv_head=1, norm="post", dropout=0.2),
+    "swiglu_ninner": dict(gated=True, activation="silu", n_inner=12),
+    "geglu_post_dropout_nobias_mqa": dict(gated=True, activation="gelu", norm="post",
+                                          dropout=0.2, bias=False, n_kv_head=1),
     "sinusoidal_post_dropout_ninner": dict(position="sinusoidal", norm="post", dropout=0.2,
                                            n_inner=12),
     "block_sparse": dict(attention="block_sparse", sparse_block=2, sparse_window=1,
@@ -103,10 +109,13 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None, aux
         return torch.cat((a * c - b * s, a * s + b * c), -1)
 
     def attn(x, p):
-        q, k, v = lin(x, p["c_attn"]).split(C, dim=-1)
-        q, k, v = (t.view(B, T, NH, HS).transpose(1, 2) for t in (q, k, v))
+        NKV = cfg.kv_heads  # grouped-query attention: k, v repeated to the query heads
+        q, k, v = lin(x, p["c_attn"]).split([C, NKV * HS, NKV * HS], dim=-1)
+        q = q.view(B, T, NH, HS).transpose(1, 2)
+        k, v = (t.view(B, T, NKV, HS).transpose(1, 2) for t in (k, v))
         if cfg.qk_norm:
             q, k = ln(q, p["q_norm"], HS), ln(k, p["k_norm"], HS)
+        k, v = (t.repeat_interleave(NH // NKV, 1) for t in (k, v))
         if cfg.position == "rope":
             q, k = rope(q), rope(k)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
@@ -131,10 +140,12 @@ def torch_gpt(torch, cfg, P, idx, *, seed=0, training=False, head_mask=None, aux
             if auxes is not None:
                 auxes.append(aux)
             return y.reshape(x.shape)
-        h = lin(x, p["c_fc"])
-        h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
-             "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
-        return lin(h, p["c_proj"])
+        act = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
+               "relu2": lambda t: torch.relu(t) ** 2,
+               "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation]
+        if cfg.gated:  # SwiGLU / GeGLU: c_proj(act(c_gate x) * c_fc x)
+            return lin(act(lin(x, p["c_gate"])) * lin(x, p["c_fc"]), p["c_proj"])
+        return lin(act(lin(x, p["c_fc"])), p["c_proj"])
 
     x = P["wte"]["weight"][ids]
     if cfg.position == "learned":

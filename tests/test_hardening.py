@@ -260,6 +260,8 @@ def _specs(dt, r):
     return {**acts,
         "activation": (("gelu", x), {}, ()),
         "activation_backward": (("gelu", x, x), {}, ()),
+        "glu": (("silu", x, x), {}, ()),
+        "glu_backward": (("silu", x, x, x), {}, ()),
         "relu": ((x,), {}, ()),
         "relu_backward": ((x, x), {}, ()),
         "gelu": ((x,), {"approximate": "tanh"}, ()),

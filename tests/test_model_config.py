@@ -13,7 +13,7 @@ GPT_FIELDS = ("V", "maxT", "C", "L", "NH", "H", "bias", "position", "norm", "act
               "eps", "pos_base", "rope_interleaved", "dropout", "attention", "sparse_block",
               "sparse_window", "sparse_stride", "sparse_global", "ffn", "moe_experts",
               "moe_top_k", "moe_capacity", "moe_aux_weight", "norm_type", "qk_norm",
-              "logit_softcap")
+              "logit_softcap", "NKV", "gated")
 ED_FIELDS = ("Vs", "Vt", "maxT", "C", "Le", "Ld", "NH", "H", "bias", "position", "norm",
              "activation", "share", "tie", "eps", "pos_base", "dropout", "attention",
              "sparse_block", "sparse_window", "sparse_stride", "sparse_global", "ffn",
@@ -101,7 +101,8 @@ def test_flags_take_bools_or_0_1():
 
 BLOCK_OPTIONS = ["attention", "sparse_block", "sparse_window", "sparse_stride",
                  "sparse_global", "ffn", "moe_experts", "moe_top_k", "moe_capacity",
-                 "moe_aux_weight", "norm_type", "qk_norm", "logit_softcap"]
+                 "moe_aux_weight", "norm_type", "qk_norm", "logit_softcap", "n_kv_head",
+                 "gated"]
 
 
 @pytest.mark.parametrize("cls_name", ["GPTConfig", "EncoderConfig", "BertConfig"])

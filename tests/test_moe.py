@@ -26,6 +26,8 @@ def ref_act(name, x):
         return np.maximum(x, 0)
     if name == "silu":
         return x / (1 + np.exp(-x))
+    if name == "relu2":
+        return np.maximum(x, 0) ** 2
     raise AssertionError(name)
 
 
@@ -269,7 +271,7 @@ def torch_moe(torch, x, R, w1, b1, w2, b2, k, cf, act):
     cap = min(N, math.ceil(cf * N * k / E))
     fn = {"gelu_tanh": lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
           "gelu": torch.nn.functional.gelu, "relu": torch.relu,
-          "silu": torch.nn.functional.silu}[act]
+          "silu": torch.nn.functional.silu, "relu2": lambda t: torch.relu(t) ** 2}[act]
     count = [0] * E
     rows = [[] for _ in range(N)]
     for j in range(k):

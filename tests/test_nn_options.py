@@ -28,7 +28,8 @@ def test_activation_table_covers_the_c_names_and_calls_the_kernels(dtype):
             "gelu": (F.gelu(x), F.gelu_backward(g, x)),
             "gelu_tanh": (F.gelu(x, approximate="tanh"),
                           F.gelu_backward(g, x, approximate="tanh")),
-            "silu": (F.silu(x), F.silu_backward(g, x))}
+            "silu": (F.silu(x), F.silu_backward(g, x)),
+            "relu2": (F.relu2(x), F.relu2_backward(g, x))}
     for name in ACTIVATIONS:
         np.testing.assert_array_equal(F.activation(name, x), want[name][0])
         np.testing.assert_array_equal(F.activation_backward(name, g, x), want[name][1])

@@ -1,7 +1,7 @@
 """The option vocabulary: one spelling for every choice a layer, model, config, CLI flag or
 checkpoint makes, read from the C tables (tc.h, "options"; ``transformer_c._C.OPTIONS``).
 
-    ACTIVATIONS   ("gelu_tanh", "gelu", "relu")          the feed-forward activation
+    ACTIVATIONS   ("gelu_tanh", "gelu", "relu", "silu", "relu2")  the feed-forward activation
     NORMS         ("pre", "post")                        where a block's layer norms sit
     POSITIONS     ("learned", "sinusoidal", "rope", "none")  how a model encodes positions
     CAUSAL_MODES  ("none", "top_left", "bottom_right")   causal masking of attention

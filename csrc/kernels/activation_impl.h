@@ -18,6 +18,10 @@
  *   derivative's second term takes x clamped to [-1e4, 1e4] (where a is already 0), so
  *   silu'(+-inf) = 1 / 0, the limits, rather than inf * 0 = NaN (as the GELUs).
  *
+ * relu2 (squared ReLU, So et al. 2021 "Primer"): y = r^2, r = max(x, 0) as relu (NaN
+ *   propagates, relu2(-0) = +0); y' = 2 x if x > 0 else 0 (a select as relu's: 0 at x == 0
+ *   and at NaN).
+ *
  * Every activation of tc.h's TC_ACTIVATIONS list has a pair FN(act_<name>_forward)(out, inp,
  * N) / FN(act_<name>_backward)(dinp, dout, inp, N, write) at the end of this file: the rows of
  * the activation table (activation_table_impl.h).
@@ -43,6 +47,7 @@
 #define ACT_RELU_PAR_MIN (1 << 18)
 #define ACT_GELU_PAR_MIN (1 << 14)
 #define ACT_SILU_PAR_MIN (1 << 14)
+#define ACT_RELU2_PAR_MIN (1 << 18)
 /* [*i0, *i0 + *n) of [0, N): thread tid's contiguous share of nt, in multiples of 64 */
 static inline void act_chunk(int64_t N, int tid, int nt, int64_t *i0, int64_t *n)
 {
@@ -79,6 +84,35 @@ __attribute__((always_inline)) static inline void FN(act_relu_bwd_body)(real_t *
         for (int64_t i = 0; i < n; i++) {
             const real_t g = dout[i], x = inp[i];
             dinp[i] = (real_t)0 + (x > (real_t)0 ? g : (real_t)0);
+        }
+    }
+}
+
+__attribute__((always_inline)) static inline void FN(act_relu2_fwd_body)(real_t *out, const real_t *inp,
+                                                                         int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const real_t x = inp[i], r = x < (real_t)0 ? (real_t)0 : x;
+        out[i] = r * r;
+    }
+}
+
+__attribute__((always_inline)) static inline void FN(act_relu2_bwd_body)(real_t *dinp, const real_t *dout,
+                                                                         const real_t *inp, int64_t n,
+                                                                         int acc)
+{
+    if (acc) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            const real_t g = dout[i], x = inp[i];
+            dinp[i] += x > (real_t)0 ? (real_t)2 * x * g : (real_t)0;
+        }
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            const real_t g = dout[i], x = inp[i];
+            dinp[i] = (real_t)0 + (x > (real_t)0 ? (real_t)2 * x * g : (real_t)0);
         }
     }
 }
@@ -189,6 +223,16 @@ __attribute__((always_inline)) static inline void FN(act_silu_bwd_body)(real_t *
     attr static void FN(act_silu_bwd##sfx)(real_t *d, const real_t *g, const real_t *x, int64_t n, int a)      \
     {                                                                                           \
         FN(act_silu_bwd_body)(d, g, x, n, a >> 1);                                              \
+    }                                                                                           \
+    attr static void FN(act_relu2_fwd##sfx)(real_t *o, const real_t *x, const real_t *u, int64_t n, int a)     \
+    {                                                                                           \
+        (void)u;                                                                                \
+        (void)a;                                                                                \
+        FN(act_relu2_fwd_body)(o, x, n);                                                        \
+    }                                                                                           \
+    attr static void FN(act_relu2_bwd##sfx)(real_t *d, const real_t *g, const real_t *x, int64_t n, int a)     \
+    {                                                                                           \
+        FN(act_relu2_bwd_body)(d, g, x, n, a >> 1);                                             \
     }
 ACT_VARIANT(, _generic)
 #if TC_VEC_X86
@@ -314,6 +358,26 @@ static int FN(act_silu_backward)(real_t *dinp, const real_t *dout, const real_t 
     if (N == 0) return TC_OK;
     FN(act_run)(ACT_PICK(act_silu_bwd), dinp, dout, inp, N, !TC_WRITES(write, 0) << 1,
                 ACT_SILU_PAR_MIN);
+    return TC_OK;
+}
+
+// out (N,) = relu2(inp (N,)) = max(inp, 0)^2
+static int FN(act_relu2_forward)(real_t *out, const real_t *inp, int64_t N)
+{
+    if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
+    if (N == 0) return TC_OK;
+    FN(act_run)(ACT_PICK(act_relu2_fwd), out, inp, NULL, N, 0, ACT_RELU2_PAR_MIN);
+    return TC_OK;
+}
+
+// dinp (N,) (+)= dout (N,) * 2 inp (inp > 0, else 0); write as tc_relu_backward
+static int FN(act_relu2_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N,
+                                  int write)
+{
+    if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
+    if (N == 0) return TC_OK;
+    FN(act_run)(ACT_PICK(act_relu2_bwd), dinp, dout, inp, N, !TC_WRITES(write, 0) << 1,
+                ACT_RELU2_PAR_MIN);
     return TC_OK;
 }
 

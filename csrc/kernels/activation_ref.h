@@ -8,6 +8,7 @@
  *              s = 0.5 (1 + tanh u) = 1 / (1 + exp(-2u)) (no cancellation for x < 0),
  *              y' = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
  *   silu:      y = x s, s = 1 / (1 + exp(-x)),  y' = s + x s (1 - s)
+ *   relu2:     y = r * r, r = (x < 0 ? 0 : x),  y' = 2 x (x > 0) (else 0, also at NaN)
  */
 
 /* y = act(x) (grad 0) or act'(x) (grad 1) for one element, in double */
@@ -15,6 +16,10 @@ static double FN(act_ref_scalar)(double x, int act, int grad)
 {
     const double beta = 0.79788456080286535588, kappa = 0.044715;
     if (act == TC_ACT_RELU) return x < 0 ? 0.0 : x; /* NaN and -0 pass (the backward selects) */
+    if (act == TC_ACT_RELU2) {
+        const double r = x < 0 ? 0.0 : x;
+        return grad ? (x > 0 ? 2.0 * x : 0.0) : r * r;
+    }
     if (act == TC_ACT_SILU) {
         const double s = 1.0 / (1.0 + exp(-x)), xc = fmin(fmax(x, -1e4), 1e4);
         return grad ? s + xc * s * (1.0 - s) : x * s; /* y'(+-inf): the limits 1 / 0 */
@@ -45,7 +50,8 @@ int FN(tc_activation_backward_ref)(real_t *dinp, const real_t *dout, const real_
 {
     if (N < 0 || act < 0 || act >= TC_ACT_COUNT) return TC_EINVAL;
     for (int64_t i = 0; i < N; i++)
-        dinp[i] = act == TC_ACT_RELU ? (inp[i] > 0 ? dout[i] : (real_t)0)
-                                     : dout[i] * (real_t)FN(act_ref_scalar)(inp[i], act, 1);
+        dinp[i] = act == TC_ACT_RELU    ? (inp[i] > 0 ? dout[i] : (real_t)0)
+                  : act == TC_ACT_RELU2 ? (inp[i] > 0 ? (real_t)2 * inp[i] * dout[i] : (real_t)0)
+                                        : dout[i] * (real_t)FN(act_ref_scalar)(inp[i], act, 1);
     return TC_OK;
 }

@@ -217,19 +217,40 @@ static size_t attention_scratch_elems(int64_t T, int64_t S, int nbuf, int nthrea
 static inline int64_t attention_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 
-void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T,
-                                    int64_t S, int64_t DK, int64_t DV)
+void tc_attention_layout_grouped(tc_attention_layout *lay, int64_t NH, int64_t NKV, int64_t T,
+                                 int64_t S, int64_t DK, int64_t DV)
 {
-    const tc_attention_strides q = {NH * T * DK, T * DK, DK}, k = {NH * S * DK, S * DK, DK};
-    const tc_attention_strides v = {NH * S * DV, S * DV, DV}, o = {NH * T * DV, T * DV, DV};
+    const tc_attention_strides q = {NH * T * DK, T * DK, DK}, k = {NKV * S * DK, S * DK, DK};
+    const tc_attention_strides v = {NKV * S * DV, S * DV, DV}, o = {NH * T * DV, T * DV, DV};
     lay->q = lay->dq = q;
     lay->k = lay->dk = k;
     lay->v = lay->dv = v;
     lay->out = lay->dout = o;
+    lay->kv_heads = NKV;
+}
+
+void tc_attention_layout_contiguous(tc_attention_layout *lay, int64_t NH, int64_t T,
+                                    int64_t S, int64_t DK, int64_t DV)
+{
+    tc_attention_layout_grouped(lay, NH, NH, T, S, DK, DV);
+}
+
+/* kv_heads valid for NH query heads (tc_attention_layout): 0, or a divisor of NH */
+static int attention_kv_heads_ok(int64_t kv_heads, int64_t NH)
+{
+    return kv_heads == 0 || (kv_heads > 0 && NH % kv_heads == 0);
+}
+
+/* G, the query heads per kv head (1 without grouping) */
+static inline int64_t attention_group(int64_t kv_heads, int64_t NH)
+{
+    return kv_heads > 0 && NH >= kv_heads ? NH / kv_heads : 1;
 }
 
 /* The (b, h) = (bh / NH, bh % NH) head of operand p with strides st (a tc_attention_strides) */
 #define ATT_HEAD(p, st, NH, bh) ((p) + ((bh) / (NH)) * (st).b + ((bh) % (NH)) * (st).h)
+/* The kv head of (b, h) in a k, v, dk or dv operand: (b, h / G), G query heads per kv head */
+#define ATT_KVHEAD(p, st, NH, G, bh) ((p) + ((bh) / (NH)) * (st).b + ((bh) % (NH)) / (G) * (st).h)
 
 #define ATT_F64 TC_F64
 #define TC_GENERIC_1 "attention_impl.h"

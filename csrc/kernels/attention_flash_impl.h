@@ -87,6 +87,7 @@ typedef struct {
     int64_t qoff;                   /* query row i is at position i + qoff (attention_qoff) */
     int64_t NH, Tq, S, DK, DV, DKP, DVP;
     tc_attention_layout lay;        /* element strides of every operand (tc.h) */
+    int64_t G;                      /* query heads per kv head (lay.kv_heads; 1: none shared) */
     int write;                      /* backward: TC_WRITE(0/1/2) = dq/dk/dv =, else += */
     const real_t *kt;               /* forward: k^T of every key tile, (BH, nkt, DK, ATT_BC):
                                        tile t of a head in columns [0, keys) of panel t,
@@ -224,6 +225,7 @@ static FN(att_ctx) FN(att_ctx_make)(const tc_attention_masks *masks, int64_t NH,
     c.DKP = attention_round_up(DK > 0 ? DK : 1, ATT_NR);
     c.DVP = attention_round_up(DV > 0 ? DV : 1, ATT_NR);
     tc_attention_layout_contiguous(&c.lay, NH, Tq, S, DK, DV);
+    c.G = 1;
     c.write = TC_ACCUMULATE;
     c.scale = scale;
     c.causal = causal;
@@ -251,7 +253,7 @@ static int64_t FN(att_ntiles)(const FN(att_ctx) *c, int64_t BH, int64_t L, int64
 static void FN(att_pack_values)(const FN(att_ctx) *c, real_t *vp, int64_t bh)
 {
     const int64_t S = c->S, DV = c->DV, DVP = c->DVP, ldv = c->lay.v.t;
-    const real_t *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    const real_t *v = ATT_KVHEAD(c->v, c->lay.v, c->NH, c->G, bh);
     real_t *d = vp + bh * S * DVP;
     for (int64_t j = 0; j < S; j++) {
         if (j + ATT_PF_ROWS < S)
@@ -368,7 +370,18 @@ static void FN(att_bwd_pack)(const FN(att_ctx) *c, int64_t bh, int64_t i0, int64
     }
 }
 
-/* The backward over BH batch-heads, c->Tq >= 1, c->S >= 1. */
+/* The context of query head bh's part of a grouped backward: the first query head of its kv
+ * head (bh % G == 0) writes dk, dv as c->write says, the others add to them. */
+static inline FN(att_ctx) FN(att_head_ctx)(const FN(att_ctx) *c, int64_t bh)
+{
+    FN(att_ctx) h = *c;
+    if (bh % c->G) h.write &= ~(TC_WRITE(1) | TC_WRITE(2));
+    return h;
+}
+
+/* The backward over BH batch-heads, c->Tq >= 1, c->S >= 1. With grouped kv heads (c->G > 1)
+ * a work item of the first scheme is a kv head: its G query heads in order, so the
+ * gradients of a shared key or value are summed by one thread in a fixed order. */
 static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DKP = c->DKP, DVP = c->DVP;
@@ -389,9 +402,10 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
     const int64_t dsz = FN(att_pad)(Tq);
     const FN(att_bwd_kblock_fn) kblock = FN_PICK(att_bwd_kblock);
     const real_t scale = c->scale;
-    if (nt == 1 || BH % nt == 0 || BH >= 4 * (int64_t)nt || nkb == 1) {
-        /* each thread owns whole heads: Qs, dOp, Dv, dQ and the tile scratch */
-        if (nt > BH) nt = (int)BH;
+    const int64_t G = c->G, BKV = BH / G;
+    if (nt == 1 || BKV % nt == 0 || BKV >= 4 * (int64_t)nt || nkb == 1) {
+        /* each thread owns whole (kv) heads: Qs, dOp, Dv, dQ and the tile scratch */
+        if (nt > BKV) nt = (int)BKV;
         const int64_t per = 2 * qsz + osz + dsz + kscr;
         real_t *scratch = FN(att_alloc)(TC_WS_ATTENTION, per * nt);
         if (!scratch) return TC_ENOMEM;
@@ -400,13 +414,15 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
             real_t *Qs = scratch + (size_t)attention_thread_num() * (size_t)per;
             real_t *dQ = Qs + qsz, *dOp = dQ + qsz, *Dv = dOp + osz, *w = Dv + dsz;
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t bh = 0; bh < BH; bh++) {
+            for (int64_t bkv = 0; bkv < BKV; bkv++)
+            for (int64_t bh = bkv * G; bh < (bkv + 1) * G; bh++) {
+                const FN(att_ctx) ch = FN(att_head_ctx)(c, bh);
                 FN(att_bwd_pack)(c, bh, 0, Tp, Qs, dOp, Dv);
                 memset(dQ, 0, (size_t)(Tp * DKP) * sizeof(real_t));
                 for (int64_t kb = 0; kb < nkb; kb++) {
                     int64_t z;
                     const int64_t a = FN(att_tile)(c, bh, kb, W, S, 0, &z);
-                    if (z > a) kblock(c, bh, a, z - a, Qs, dOp, Dv, dQ, w);
+                    if (z > a) kblock(&ch, bh, a, z - a, Qs, dOp, Dv, dQ, w);
                 }
                 real_t *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
                 const int64_t ldq = c->lay.dq.t;
@@ -438,7 +454,8 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
         const int nthr = 1;
 #endif
         real_t *dQ = part + (size_t)tid * (size_t)per, *w = dQ + qsz;
-        for (int64_t bh = 0; bh < BH; bh++) {
+        for (int64_t bh = 0; bh < BH; bh++) { /* (a kv head's query heads in order) */
+            const FN(att_ctx) ch = FN(att_head_ctx)(c, bh);
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < Tp; i += 8)
                 FN(att_bwd_pack)(c, bh, i, i + 8 < Tp ? i + 8 : Tp, Qs, dOp, Dv);
@@ -447,7 +464,7 @@ static int FN(att_backward_run)(const FN(att_ctx) *c, int64_t BH)
             for (int64_t kb = 0; kb < nkb; kb++) {
                 int64_t z;
                 const int64_t a = FN(att_tile)(c, bh, kb, W, S, 0, &z);
-                if (z > a) kblock(c, bh, a, z - a, Qs, dOp, Dv, dQ, w);
+                if (z > a) kblock(&ch, bh, a, z - a, Qs, dOp, Dv, dQ, w);
             }
             real_t *dq = ATT_HEAD(c->dq, c->lay.dq, c->NH, bh);
             const int64_t ldq = c->lay.dq.t;
@@ -475,6 +492,8 @@ int FN(tc_attention_forward_strided)(real_t *out, real_t *lse, const real_t *q, 
 {
     FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
     if (layout) c.lay = *layout;
+    if (!attention_kv_heads_ok(c.lay.kv_heads, NH)) return TC_EINVAL;
+    c.G = attention_group(c.lay.kv_heads, NH);
     const int pro = FN(attention_forward_prologue)(out, lse, &c.lay.out, masks, B, NH, Tq, S,
                                                    DK, DV, causal, dropout_p);
     if (pro >= 0) return pro;
@@ -515,11 +534,14 @@ int FN(tc_attention_backward_strided)(real_t *dq, real_t *dk, real_t *dv, const 
     const int64_t BH = B * NH;
     FN(att_ctx) c = FN(att_ctx_make)(masks, NH, Tq, S, DK, DV, scale, causal);
     if (layout) c.lay = *layout;
+    if (!attention_kv_heads_ok(c.lay.kv_heads, NH)) return TC_EINVAL;
+    c.G = attention_group(c.lay.kv_heads, NH);
+    const int64_t NKV = NH / c.G;
     c.write = write;
     if (BH == 0 || Tq == 0 || S == 0) { /* every gradient is zero */
         if (TC_WRITES(write, 0)) FN(att_zero)(dq, &c.lay.dq, B, NH, Tq, DK);
-        if (TC_WRITES(write, 1)) FN(att_zero)(dk, &c.lay.dk, B, NH, S, DK);
-        if (TC_WRITES(write, 2)) FN(att_zero)(dv, &c.lay.dv, B, NH, S, DV);
+        if (TC_WRITES(write, 1)) FN(att_zero)(dk, &c.lay.dk, B, NKV, S, DK);
+        if (TC_WRITES(write, 2)) FN(att_zero)(dv, &c.lay.dv, B, NKV, S, DV);
         return TC_OK;
     }
     c.dq = dq;
@@ -549,25 +571,27 @@ int FN(tc_attention_backward)(real_t *dq, real_t *dk, real_t *dv, const real_t *
                                              seed, write);
 }
 
-// out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;
-// q, k_new (B,NH,TN,DK), v_new (B,NH,TN,DV); key_padding NULL or (B, pos+TN); sparse NULL
-// (dense) or a block-sparse pattern; shift NULL or (B,)
-int FN(tc_attention_decode_sparse)(real_t *out, real_t *k_cache, real_t *v_cache, const real_t *q,
-                                   const real_t *k_new, const real_t *v_new,
-                                   const uint8_t *key_padding, const tc_attention_sparse *sparse,
-                                   const int64_t *shift, int64_t B, int64_t NH, int64_t TN,
-                                   int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
-                                   real_t scale)
+// out (B,NH,TN,DV), q (B,NH,TN,DK); k_cache (B,NKV,Smax,DK), v_cache (B,NKV,Smax,DV)
+// updated in place from k_new (B,NKV,TN,DK), v_new (B,NKV,TN,DV) (query head h reads kv
+// head h / (NH / NKV)); key_padding NULL or (B, pos+TN); sparse NULL (dense) or a
+// block-sparse pattern; shift NULL or (B,)
+int FN(tc_attention_decode_grouped)(real_t *out, real_t *k_cache, real_t *v_cache, const real_t *q,
+                                    const real_t *k_new, const real_t *v_new,
+                                    const uint8_t *key_padding, const tc_attention_sparse *sparse,
+                                    const int64_t *shift, int64_t B, int64_t NH, int64_t NKV,
+                                    int64_t TN, int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
+                                    real_t scale)
 {
     if (!attention_dims_ok(B, NH, TN, Smax, DK, DV) || pos < 0 || pos > Smax - TN ||
-        (sparse && !tc_attention_sparse_ok(sparse)))
+        (sparse && !tc_attention_sparse_ok(sparse)) || NKV < 0 || (NH > 0 && NKV == 0) ||
+        !attention_kv_heads_ok(NKV, NH))
         return TC_EINVAL;
-    const int64_t BH = B * NH, S = pos + TN;
+    const int64_t BH = B * NH, BKV = B * NKV, S = pos + TN;
     if (BH == 0 || TN == 0) return TC_OK;
     const int par = TC_PAR((double)BH * (double)TN * (double)(DK + DV), TC_PARALLEL_MIN_WORK);
     (void)par;
 #pragma omp parallel for schedule(static) if (par)
-    for (int64_t bh = 0; bh < BH; bh++) {
+    for (int64_t bh = 0; bh < BKV; bh++) {
         /* memmove: k_new may be a view of the cache itself */
         memmove(k_cache + (bh * Smax + pos) * DK, k_new + bh * TN * DK,
                 (size_t)(TN * DK) * sizeof(real_t));
@@ -585,9 +609,25 @@ int FN(tc_attention_decode_sparse)(real_t *out, real_t *k_cache, real_t *v_cache
     c.q = q;
     c.k = k_cache;
     c.v = v_cache;
-    c.lay.k = (tc_attention_strides){NH * Smax * DK, Smax * DK, DK};
-    c.lay.v = (tc_attention_strides){NH * Smax * DV, Smax * DV, DV};
+    c.lay.k = (tc_attention_strides){NKV * Smax * DK, Smax * DK, DK};
+    c.lay.v = (tc_attention_strides){NKV * Smax * DV, Smax * DV, DV};
+    c.lay.kv_heads = NKV;
+    c.G = attention_group(NKV, NH);
     return FN(att_forward_run)(&c, BH);
+}
+
+// the ungrouped step (NKV = NH): k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV), out, q,
+// k_new (B,NH,TN,DK), v_new (B,NH,TN,DV)
+int FN(tc_attention_decode_sparse)(real_t *out, real_t *k_cache, real_t *v_cache, const real_t *q,
+                                   const real_t *k_new, const real_t *v_new,
+                                   const uint8_t *key_padding, const tc_attention_sparse *sparse,
+                                   const int64_t *shift, int64_t B, int64_t NH, int64_t TN,
+                                   int64_t Smax, int64_t pos, int64_t DK, int64_t DV,
+                                   real_t scale)
+{
+    return FN(tc_attention_decode_grouped)(out, k_cache, v_cache, q, k_new, v_new, key_padding,
+                                           sparse, shift, B, NH, NH, TN, Smax, pos, DK, DV,
+                                           scale);
 }
 
 // out (B,NH,TN,DV); k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV) updated in place;

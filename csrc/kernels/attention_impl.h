@@ -219,12 +219,16 @@ static int FN(attention_forward_head)(real_t *out, real_t *lse, real_t *P, const
     return FN(tc_gemm)(out, P, v, Tq, DV, S, DV, S, DV, 0, 0, (real_t)1, (real_t)0);
 }
 
-// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
-int FN(tc_attention_forward_ref)(real_t *out, real_t *lse, const real_t *q, const real_t *k, const real_t *v,
-                                 const tc_attention_masks *masks, int64_t B, int64_t NH,
-                                 int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
-                                 int causal, double dropout_p, uint64_t seed)
+// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NKV,S,DK), v (B,NKV,S,DV): query head
+// h reads kv head h / (NH / NKV)
+int FN(tc_attention_forward_ref_grouped)(real_t *out, real_t *lse, const real_t *q, const real_t *k,
+                                         const real_t *v, const tc_attention_masks *masks,
+                                         int64_t B, int64_t NH, int64_t NKV, int64_t Tq, int64_t S,
+                                         int64_t DK, int64_t DV, real_t scale, int causal,
+                                         double dropout_p, uint64_t seed)
 {
+    if (NKV <= 0 ? NH > 0 || NKV < 0 : NH % NKV) return TC_EINVAL;
+    const int64_t G = NKV > 0 ? NH / NKV : 1;
     const tc_attention_strides ost = {NH * Tq * DV, Tq * DV, DV};
     const int pro = FN(attention_forward_prologue)(out, lse, &ost, masks, B, NH, Tq, S, DK, DV,
                                                    causal, dropout_p);
@@ -243,8 +247,8 @@ int FN(tc_attention_forward_ref)(real_t *out, real_t *lse, const real_t *q, cons
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < BH; b++) {
             int st = FN(attention_forward_head)(out + b * Tq * DV, lse + b * Tq, P,
-                                                q + b * Tq * DK, k + b * S * DK,
-                                                v + b * S * DV, &c, b, pl.inner);
+                                                q + b * Tq * DK, k + b / G * S * DK,
+                                                v + b / G * S * DV, &c, b, pl.inner);
             if (st != TC_OK) {
 #pragma omp atomic write
                 status = st;
@@ -301,21 +305,36 @@ static int FN(attention_backward_head)(real_t *dq, real_t *dk, real_t *dv, real_
     return st;
 }
 
-// dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV) accumulated (+=) or, by write
-// (TC_WRITE(0/1/2)), zeroed first; dout/out (B,NH,T,DV),
-// q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV), lse (B,NH,T) from the forward
-int FN(tc_attention_backward_ref)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *q, const real_t *k,
-                                  const real_t *v, const real_t *out, const real_t *lse,
-                                  const tc_attention_masks *masks, int64_t B, int64_t NH,
-                                  int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
-                                  int causal, double dropout_p, uint64_t seed, int write)
+// out (B,NH,T,DV), lse (B,NH,T), q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV)
+int FN(tc_attention_forward_ref)(real_t *out, real_t *lse, const real_t *q, const real_t *k, const real_t *v,
+                                 const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                 int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
+                                 int causal, double dropout_p, uint64_t seed)
+{
+    return FN(tc_attention_forward_ref_grouped)(out, lse, q, k, v, masks, B, NH, NH, Tq, S, DK,
+                                                DV, scale, causal, dropout_p, seed);
+}
+
+// dq (B,NH,T,DK), dk (B,NKV,S,DK), dv (B,NKV,S,DV) accumulated (+=) or, by write
+// (TC_WRITE(0/1/2)), zeroed first; dout/out (B,NH,T,DV), q (B,NH,T,DK), k (B,NKV,S,DK),
+// v (B,NKV,S,DV), lse (B,NH,T) from the forward; a kv head's NH / NKV query heads add their
+// gradients in head order
+int FN(tc_attention_backward_ref_grouped)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
+                                          const real_t *q, const real_t *k, const real_t *v,
+                                          const real_t *out, const real_t *lse,
+                                          const tc_attention_masks *masks, int64_t B,
+                                          int64_t NH, int64_t NKV, int64_t Tq, int64_t S,
+                                          int64_t DK, int64_t DV, real_t scale, int causal,
+                                          double dropout_p, uint64_t seed, int write)
 {
     if (!FN(attention_args_ok)(masks, B, NH, Tq, S, DK, DV, causal, dropout_p))
         return TC_EINVAL;
-    const int64_t BH = B * NH;
+    if (NKV <= 0 ? NH > 0 || NKV < 0 : NH % NKV) return TC_EINVAL;
+    const int64_t G = NKV > 0 ? NH / NKV : 1;
+    const int64_t BH = B * NH, BKV = B * NKV;
     if (TC_WRITES(write, 0)) memset(dq, 0, (size_t)(BH * Tq * DK) * sizeof(real_t));
-    if (TC_WRITES(write, 1)) memset(dk, 0, (size_t)(BH * S * DK) * sizeof(real_t));
-    if (TC_WRITES(write, 2)) memset(dv, 0, (size_t)(BH * S * DV) * sizeof(real_t));
+    if (TC_WRITES(write, 1)) memset(dk, 0, (size_t)(BKV * S * DK) * sizeof(real_t));
+    if (TC_WRITES(write, 2)) memset(dv, 0, (size_t)(BKV * S * DV) * sizeof(real_t));
     if (BH == 0 || Tq == 0 || S == 0) return TC_OK; /* every gradient is zero */
     const FN(attention_ref_ctx) c = {masks, NH, Tq, S, DK, DV, scale, causal,
                                      FN(attention_drop_make)(dropout_p, seed, masks)};
@@ -329,11 +348,12 @@ int FN(tc_attention_backward_ref)(real_t *dq, real_t *dk, real_t *dv, const real
         real_t *P = scratch + (size_t)attention_thread_num() * 2 * (size_t)Tq * (size_t)S;
         real_t *dS = P + (size_t)Tq * (size_t)S;
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < BH; b++) {
+        for (int64_t bkv = 0; bkv < BKV; bkv++)
+        for (int64_t b = bkv * G; b < (bkv + 1) * G; b++) { /* a kv head's query heads in order */
             int st = FN(attention_backward_head)(
-                dq + b * Tq * DK, dk + b * S * DK, dv + b * S * DV, P, dS, dout + b * Tq * DV,
-                q + b * Tq * DK, k + b * S * DK, v + b * S * DV, out + b * Tq * DV,
-                lse + b * Tq, &c, b, pl.inner);
+                dq + b * Tq * DK, dk + bkv * S * DK, dv + bkv * S * DV, P, dS,
+                dout + b * Tq * DV, q + b * Tq * DK, k + bkv * S * DK, v + bkv * S * DV,
+                out + b * Tq * DV, lse + b * Tq, &c, b, pl.inner);
             if (st != TC_OK) {
 #pragma omp atomic write
                 status = st;
@@ -342,4 +362,16 @@ int FN(tc_attention_backward_ref)(real_t *dq, real_t *dk, real_t *dv, const real
     }
     free(scratch);
     return status;
+}
+
+// the ungrouped reference (NKV = NH): dq (B,NH,T,DK), dk (B,NH,S,DK), dv (B,NH,S,DV)
+int FN(tc_attention_backward_ref)(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *q, const real_t *k,
+                                  const real_t *v, const real_t *out, const real_t *lse,
+                                  const tc_attention_masks *masks, int64_t B, int64_t NH,
+                                  int64_t Tq, int64_t S, int64_t DK, int64_t DV, real_t scale,
+                                  int causal, double dropout_p, uint64_t seed, int write)
+{
+    return FN(tc_attention_backward_ref_grouped)(dq, dk, dv, dout, q, k, v, out, lse, masks, B,
+                                                 NH, NH, Tq, S, DK, DV, scale, causal, dropout_p,
+                                                 seed, write);
 }

@@ -46,6 +46,7 @@ int FN(tc_attention_probs_strided)(real_t *P, const real_t *q, const real_t *k, 
     if (!attention_dims_ok(B, NH, Tq, S, DK, 0) || !attention_causal_ok(causal) ||
         (masks && masks->sparse && !tc_attention_sparse_ok(masks->sparse)))
         return TC_EINVAL;
+    if (layout && !attention_kv_heads_ok(layout->kv_heads, NH)) return TC_EINVAL;
     const int64_t BH = B * NH;
     if (BH == 0 || Tq == 0 || S == 0) return TC_OK;
     tc_attention_layout cont;
@@ -53,6 +54,7 @@ int FN(tc_attention_probs_strided)(real_t *P, const real_t *q, const real_t *k, 
         tc_attention_layout_contiguous(&cont, NH, Tq, S, DK, 0);
         layout = &cont;
     }
+    const int64_t G = attention_group(layout->kv_heads, NH);
     const double head_work = (double)Tq * (double)S * (double)(DK + 8);
     const int outer = BH > 1 && TC_PAR(head_work * (double)BH, TC_PARALLEL_MIN_WORK);
     const int inner = !outer && TC_PAR((double)Tq * (double)S, TC_PARALLEL_MIN_WORK);
@@ -60,7 +62,7 @@ int FN(tc_attention_probs_strided)(real_t *P, const real_t *q, const real_t *k, 
 #pragma omp parallel for schedule(static) if (outer)
     for (int64_t bh = 0; bh < BH; bh++) {
         int st = FN(attention_probs_head)(P + bh * Tq * S, ATT_HEAD(q, layout->q, NH, bh),
-                                          layout->q.t, ATT_HEAD(k, layout->k, NH, bh),
+                                          layout->q.t, ATT_KVHEAD(k, layout->k, NH, G, bh),
                                           layout->k.t, lse + bh * Tq, masks, NH, bh, Tq, S, DK,
                                           scale, causal, inner);
         if (st != TC_OK) {

@@ -155,7 +155,7 @@ KATTR static void KN(att_transpose_keys)(const FN(att_ctx) *c, real_t *kt, int64
 {
     const int64_t S = c->S, DK = c->DK, ldk = c->lay.k.t, W = c->keys;
     for (int64_t bh = bh0; bh < bh1; bh++) {
-        const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh);
+        const real_t *k = ATT_KVHEAD(c->k, c->lay.k, c->NH, c->G, bh);
         const int64_t o = FN(att_origin)(c, bh / c->NH, W, 0);
         for (int64_t t = 0; t < c->nkt; t++) {
             real_t *d = kt + (bh * c->nkt + t) * DK * ATT_BC;
@@ -331,7 +331,8 @@ KATTR static void KN(att_fwd_rows)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
 {
     const int64_t Tq = c->Tq, S = c->S, DK = c->DK, DV = c->DV;
     const int64_t b = bh / c->NH, h = bh % c->NH;
-    const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh), *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    const real_t *k = ATT_KVHEAD(c->k, c->lay.k, c->NH, c->G, bh);
+    const real_t *v = ATT_KVHEAD(c->v, c->lay.v, c->NH, c->G, bh);
     const int64_t ldk = c->lay.k.t, ldv = c->lay.v.t;
     real_t *qs = w, *o = qs + FN(att_pad)(DK), *s = o + FN(att_pad)(DV);
     for (int64_t r = 0; r < br; r++) {
@@ -396,7 +397,8 @@ KATTR static void KN(att_fwd_item)(const FN(att_ctx) *c, int64_t bh, int64_t i0,
     const int64_t brp = attention_round_up(br, ATT_MR);
     const int64_t ldq = c->lay.q.t, ldk = c->lay.k.t, ldv0 = c->lay.v.t;
     const real_t *q = ATT_HEAD(c->q, c->lay.q, c->NH, bh) + i0 * ldq;
-    const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh), *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh);
+    const real_t *k = ATT_KVHEAD(c->k, c->lay.k, c->NH, c->G, bh);
+    const real_t *v = ATT_KVHEAD(c->v, c->lay.v, c->NH, c->G, bh);
     real_t *Qs = w, *Kt = Qs + FN(att_pad)(ATT_BR * DK), *Vp = Kt + FN(att_pad)(DK * ATT_BC);
     real_t *Sb = Vp + FN(att_pad)(ATT_BC * DVP), *O = Sb + ATT_BR * ATT_BC;
     real_t *mx = O + FN(att_pad)(ATT_BR * DVP), *l = mx + ATT_BR;
@@ -541,8 +543,8 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
     const int64_t b = bh / c->NH, h = bh % c->NH;
     const int64_t bcp = attention_round_up(bc, ATT_BQ);
     const int64_t ldk0 = c->lay.k.t, ldv = c->lay.v.t, lddk = c->lay.dk.t, lddv = c->lay.dv.t;
-    real_t *dk = ATT_HEAD(c->dk, c->lay.dk, c->NH, bh) + j0 * lddk;
-    real_t *dv = ATT_HEAD(c->dv, c->lay.dv, c->NH, bh) + j0 * lddv;
+    real_t *dk = ATT_KVHEAD(c->dk, c->lay.dk, c->NH, c->G, bh) + j0 * lddk;
+    real_t *dv = ATT_KVHEAD(c->dv, c->lay.dv, c->NH, c->G, bh) + j0 * lddv;
     const int64_t i_first = attention_first_row(j0, Tq, S, c->causal);
     int seen = i_first < Tq; /* some query sees these keys */
     const tc_attention_masks *m = c->masks;
@@ -559,8 +561,8 @@ KATTR static void KN(att_bwd_kblock)(const FN(att_ctx) *c, int64_t bh, int64_t j
         }
         return;
     }
-    const real_t *k = ATT_HEAD(c->k, c->lay.k, c->NH, bh) + j0 * ldk0;
-    const real_t *v = ATT_HEAD(c->v, c->lay.v, c->NH, bh) + j0 * ldv;
+    const real_t *k = ATT_KVHEAD(c->k, c->lay.k, c->NH, c->G, bh) + j0 * ldk0;
+    const real_t *v = ATT_KVHEAD(c->v, c->lay.v, c->NH, c->G, bh) + j0 * ldv;
     const real_t *lse = c->lse_in + bh * Tq;
     real_t *Kt = w, *Vt = Kt + FN(att_pad)(DK * ATT_BC), *Kp = Vt + FN(att_pad)(DV * ATT_BC);
     real_t *Sb = Kp + FN(att_pad)(ATT_BC * DKP), *dP = Sb + ATT_BR * ATT_BC;

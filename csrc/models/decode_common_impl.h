@@ -83,6 +83,19 @@ static void FN(dec_to_heads)(real_t *const *dst, int n, const real_t *src, int64
     }
 }
 
+// dst (B,NH,L,HS) <- the NH*HS columns from off of src (B,L,row): one slice, e.g. the k of a
+// grouped c_attn output (B,L,C + 2KC)
+static void FN(dec_slice_to_heads)(real_t *dst, const real_t *src, int64_t off, int64_t row,
+                                   int64_t B, int64_t L, int64_t NH, int64_t HS)
+{
+#pragma omp parallel for collapse(2) schedule(static) if (TC_PAR(B * L * NH * HS, TC_MODEL_COPY_MIN_WORK))
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++)
+            for (int64_t t = 0; t < L; t++)
+                FN(dec_copy)(dst + ((b * NH + h) * L + t) * HS, src + (b * L + t) * row + off + h * HS,
+                             HS);
+}
+
 // y (B,TN,C) <- yh (B,NH,TN,HS)
 static void FN(dec_merge_heads)(real_t *y, const real_t *yh, int64_t B, int64_t TN, int64_t NH,
                                 int64_t HS)
@@ -120,8 +133,9 @@ static int FN(dec_residual)(const dec_dims *d, real_t *x, real_t *proj, const re
 }
 
 /* One decoder layer's causal self-attention sub-layer on x (B*TN,C): the new tokens' q, k, v
- * (head-major in qkvh (3,B,NH,TN,HS), via qkv (B*TN,3C)), rope(ctx, q, k) when given (the
- * GPT's QK-norm and RoPE), tc_attention_decode against the layer's caches kc, vc (B,NH,Smax,HS) from slot
+ * (head-major in qkvh (3,B,NH,TN,HS), via qkv (B*TN,3C); with grouped-query attention, d->NKV
+ * kv heads, qkv is (B*TN,C + 2KC) and k, v (B,NKV,TN,HS)), rope(ctx, q, k) when given (the
+ * GPT's QK-norm and RoPE), tc_attention_decode against the layer's caches kc, vc (B,NKV,Smax,HS) from slot
  * pos0 with the key-padding mask kp (B,pos0+TN) or NULL, the output projection into proj
  * and the residual (norm weight nw, nb). h, atth, atty (N,C) are scratch. */
 static int FN(dec_self_attention)(const dec_dims *d, real_t *x, real_t *h, real_t *qkv, real_t *qkvh,
@@ -132,16 +146,23 @@ static int FN(dec_self_attention)(const dec_dims *d, real_t *x, real_t *h, real_
                                   int (*rope)(void *, real_t *, real_t *), void *rope_ctx)
 {
     const int64_t C = d->C, NH = d->NH, HS = C / NH, N = B * TN;
-    real_t *qh = qkvh, *kh = qh + N * C, *vh = kh + N * C;
+    const int64_t NKV = d->NKV ? d->NKV : NH, KC = NKV * HS;
+    real_t *qh = qkvh, *kh = qh + N * C, *vh = kh + N * KC;
     const real_t *in;
     CHECK(FN(dec_sub_input)(d, &in, h, x, nw, nb, N));
-    CHECK(FN(dec_linear)(qkv, in, attw, attb, N, C, 3 * C));
-    real_t *const heads[3] = {qh, kh, vh};
-    FN(dec_to_heads)(heads, 3, qkv, B, TN, NH, HS);
+    CHECK(FN(dec_linear)(qkv, in, attw, attb, N, C, C + 2 * KC));
+    if (KC == C) {
+        real_t *const heads[3] = {qh, kh, vh};
+        FN(dec_to_heads)(heads, 3, qkv, B, TN, NH, HS);
+    } else { /* grouped: q (NH heads), k, v (NKV heads) of rows C + 2KC wide */
+        FN(dec_slice_to_heads)(qh, qkv, 0, C + 2 * KC, B, TN, NH, HS);
+        FN(dec_slice_to_heads)(kh, qkv, C, C + 2 * KC, B, TN, NKV, HS);
+        FN(dec_slice_to_heads)(vh, qkv, C + KC, C + 2 * KC, B, TN, NKV, HS);
+    }
     if (rope) CHECK(rope(rope_ctx, qh, kh));
-    CHECK(FN(tc_attention_decode_sparse)(atth, kc, vc, qh, kh, vh, kp, d->sp, d->shift, B, NH,
-                                         TN, Smax, pos0, HS, HS,
-                                         (real_t)(1.0 / sqrt((double)HS))));
+    CHECK(FN(tc_attention_decode_grouped)(atth, kc, vc, qh, kh, vh, kp, d->sp, d->shift, B, NH,
+                                          NKV, TN, Smax, pos0, HS, HS,
+                                          (real_t)(1.0 / sqrt((double)HS))));
     if (TN > 1) FN(dec_merge_heads)(atty, atth, B, TN, NH, HS);
     else atty = atth; /* (B,NH,1,HS) is already token-major */
     CHECK(FN(dec_linear)(proj, atty, projw, projb, N, C, C));
@@ -159,6 +180,24 @@ static int FN(dec_mlp)(const dec_dims *d, real_t *x, real_t *h, real_t *fc, real
     CHECK(FN(dec_linear)(fc, in, fcw, fcb, N, d->C, d->H));
     CHECK(FN(tc_activation_forward)(d->act, fc, fc, N * d->H));
     CHECK(FN(dec_linear)(proj, fc, projw, projb, N, d->H, d->C));
+    return FN(dec_residual)(d, x, proj, nw, nb, N);
+}
+
+/* The gated MLP sub-layer on x (N,C): proj (N,C) = c_proj(act(c_gate(in)) * c_fc(in)) (gate
+ * weights gw (H,C), gb (H,) or NULL), fc (2N,H) scratch (the gate, then the up projection),
+ * h (N,C) scratch; the residual as dec_mlp's. */
+static inline int FN(dec_gated_mlp)(const dec_dims *d, real_t *x, real_t *h, real_t *fc, real_t *proj,
+                             int64_t N, const real_t *nw, const real_t *nb, const real_t *fcw,
+                             const real_t *fcb, const real_t *gw, const real_t *gb,
+                             const real_t *projw, const real_t *projb)
+{
+    const real_t *in;
+    real_t *g = fc, *u = fc + N * d->H;
+    CHECK(FN(dec_sub_input)(d, &in, h, x, nw, nb, N));
+    CHECK(FN(dec_linear)(g, in, gw, gb, N, d->C, d->H));
+    CHECK(FN(dec_linear)(u, in, fcw, fcb, N, d->C, d->H));
+    CHECK(FN(tc_glu_forward)(d->act, g, NULL, g, u, N * d->H)); /* in place over the gate */
+    CHECK(FN(dec_linear)(proj, g, projw, projb, N, d->H, d->C));
     return FN(dec_residual)(d, x, proj, nw, nb, N);
 }
 

@@ -22,7 +22,7 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
     const int64_t C = c->C, NH = c->NH, HS = C / NH, Tmax = kv->Tmax;
     tc_attention_sparse sp;
     const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps, ed_sparse(c, &sp), NULL,
-                        TC_NORM_TYPE_LAYERNORM, 0.0};
+                        TC_NORM_TYPE_LAYERNORM, 0.0, 0};
     CHECK(dec_reserve(&kv->sc, N));
     const dec_bufs *sb = &kv->sc.sb;
     int64_t *pos = (int64_t *)(kv->sc.mem + sb->pos);

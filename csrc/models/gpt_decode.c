@@ -3,8 +3,9 @@
  * gpt_decode_impl.h, compiled per dtype.
  *
  * Memory, all allocated when the decoder is created (only the prefill scratch may grow):
- *   k, v       (L, Bmax, NH, Smax, HS) each: every layer's keys (after RoPE) and values;
- *              layer l's first B rows are the (B, NH, Smax, HS) caches that
+ *   k, v       (L, Bmax, NKV, Smax, HS) each: every layer's keys (after RoPE) and values
+ *              (NKV kv heads: NH, or n_kv_head with grouped-query attention, whose cache
+ *              is NH / NKV times smaller); layer l's first B rows are the (B, NKV, Smax, HS) caches that
  *              tc_attention_decode reads and appends to;
  *   pad        (Bmax,) left-padding slots of each row; kp (Bmax * Smax) key-padding scratch;
  *   tab1, tab2 sinusoidal table (Smax, C), or RoPE cos, sin (Smax, HS/2);
@@ -38,10 +39,11 @@ struct tc_gpt_kv {
     dec_moe_scratch moe;             /* the mixture of experts' cache (see above) */
 };
 
-/* Bytes of one cache buffer (k or v): L * Bmax * C * Smax elements. */
+/* Bytes of one cache buffer (k or v): L * Bmax * KC * Smax elements (KC = NKV * HS). */
 static size_t kv_cache_bytes(const tc_gpt_kv *kv)
 {
-    return (size_t)(kv->cfg.L * kv->Bmax * kv->cfg.C * kv->Smax) * (size_t)kv->elem;
+    return (size_t)(kv->cfg.L * kv->Bmax * gpt_kv_width(&kv->cfg) * kv->Smax) *
+           (size_t)kv->elem;
 }
 
 void tc_gpt_kv_free(tc_gpt_kv *kv)
@@ -73,7 +75,7 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     /* the caches: 2 * L * Bmax * Smax * C elements (twice that after a reordering select) */
     if ((double)cfg->L * (double)Bmax * (double)Smax * (double)cfg->C * (double)elem > 1e14 ||
         (double)Bmax * (double)Smax > 1e12 ||
-        !dec_tokens_ok(cfg->C, cfg->H, cfg->NH, Bmax, elem))
+        !dec_tokens_ok(cfg->C, 2 * cfg->H, cfg->NH, Bmax, elem))
         return TC_ENOMEM;
     tc_gpt_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return TC_ENOMEM;
@@ -81,7 +83,9 @@ static int kv_new(tc_gpt_kv **out, const tc_gpt_config *cfg, const void *params,
     kv->elem = elem;
     kv->params = params;
     kv->Bmax = Bmax;
-    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
+    /* (the scratch's fc holds 2 rows of H per token for the gated MLP: gate and up) */
+    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->gated ? 2 * cfg->H : cfg->H, .NH = cfg->NH,
+                           .elem = elem};
     kv->moe = (dec_moe_scratch){.C = cfg->C, .H = cfg->H, .E = cfg->moe_experts,
                                 .K = cfg->moe_top_k, .elem = elem};
     kv->Smax = Smax;
@@ -122,7 +126,7 @@ int64_t tc_gpt_kv_cache_bytes(const tc_gpt_kv *kv)
 static void kv_copy_rows(tc_gpt_kv *kv, void *kd, void *vd, const void *ks, const void *vs,
                          const int64_t *rows, int64_t B2, int in_place)
 {
-    dec_copy_cache_rows(kd, vd, ks, vs, rows, B2, kv->cfg.L, kv->Bmax, kv->cfg.NH, kv->Smax,
+    dec_copy_cache_rows(kd, vd, ks, vs, rows, B2, kv->cfg.L, kv->Bmax, gpt_kv_heads(&kv->cfg), kv->Smax,
                         kv->cfg.C / kv->cfg.NH, kv->pos, kv->elem, in_place);
 }
 

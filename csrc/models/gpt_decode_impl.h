@@ -10,12 +10,12 @@
 
 #include "decode_common_impl.h"
 
-/* RoPE on the new slots [pos0, pos0 + TN) of x (B,NH,TN,HS) (queries or keys): the token in
- * slot s of row b sits at position s - pad[b]; padding slots (s < pad[b]) stay as they are
- * (they are masked out of every attention). */
-static int FN(dec_rope)(tc_gpt_kv *kv, real_t *x, int64_t B, int64_t TN, int64_t pos0)
+/* RoPE on the new slots [pos0, pos0 + TN) of x (B,NH,TN,HS) (queries, NH = the heads, or
+ * keys, NH = the kv heads): the token in slot s of row b sits at position s - pad[b];
+ * padding slots (s < pad[b]) stay as they are (they are masked out of every attention). */
+static int FN(dec_rope)(tc_gpt_kv *kv, real_t *x, int64_t NH, int64_t B, int64_t TN, int64_t pos0)
 {
-    const int64_t NH = kv->cfg.NH, HS = kv->cfg.C / NH, half = HS / 2, S = pos0 + TN;
+    const int64_t HS = kv->cfg.C / kv->cfg.NH, half = HS / 2, S = pos0 + TN;
     const real_t *cos_t = (const real_t *)kv->tab1, *sin_t = (const real_t *)kv->tab2;
     const int inter = kv->cfg.rope_interleaved;
     for (int64_t b = 0; b < B; b++) {
@@ -50,14 +50,14 @@ static int FN(dec_rope_qk)(void *ctx, real_t *qh, real_t *kh)
 {
     const FN(dec_rope_ctx) *r = ctx;
     const tc_gpt_config *c = &r->kv->cfg;
-    if (c->qk_norm) {
+    if (c->qk_norm) { /* (never with grouped kv heads: the config refuses both) */
         const int64_t HS = c->C / c->NH, rows = r->B * c->NH * r->TN;
         CHECK(FN(tc_rmsnorm_heads_forward)(qh, HS, NULL, qh, HS, r->qnw, rows, 1, HS, c->eps));
         CHECK(FN(tc_rmsnorm_heads_forward)(kh, HS, NULL, kh, HS, r->knw, rows, 1, HS, c->eps));
     }
     if (c->position != TC_POS_ROPE) return TC_OK;
-    CHECK(FN(dec_rope)(r->kv, qh, r->B, r->TN, r->pos0));
-    return FN(dec_rope)(r->kv, kh, r->B, r->TN, r->pos0);
+    CHECK(FN(dec_rope)(r->kv, qh, c->NH, r->B, r->TN, r->pos0));
+    return FN(dec_rope)(r->kv, kh, gpt_kv_heads(c), r->B, r->TN, r->pos0);
 }
 
 /* Append TN tokens idx (B,TN) to every row (slots [pos, pos + TN)) and write each row's
@@ -70,7 +70,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
     const int64_t C = c->C, NH = c->NH, HS = C / NH, Smax = kv->Smax;
     tc_attention_sparse sp;
     const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps, gpt_sparse(c, &sp),
-                        kv->pad, c->norm_type, c->logit_softcap};
+                        kv->pad, c->norm_type, c->logit_softcap, gpt_kv_heads(c)};
     CHECK(dec_reserve(&kv->sc, N));
     const dec_bufs *sb = &kv->sc.sb;
     int64_t *pos = (int64_t *)(kv->sc.mem + sb->pos);
@@ -96,7 +96,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
     if (c->position == TC_POS_SINUSOIDAL) FN(gpt_add_rows)(x, (real_t *)kv->tab1, pos, N, C);
 
     FN(dec_rope_ctx) rope = {kv, B, TN, pos0, NULL, NULL};
-    const size_t layer = (size_t)(kv->Bmax * NH * Smax * HS);
+    const size_t layer = (size_t)(kv->Bmax * gpt_kv_heads(c) * Smax * HS);
     for (int64_t l = 0; l < c->L; l++) {
         const gpt_layer_params *p = &kv->lp[l];
         real_t *kc = (real_t *)kv->k + l * layer, *vc = (real_t *)kv->v + l * layer;
@@ -113,6 +113,10 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
             CHECK(FN(dec_moe)(&d, &kv->moe, x, h, proj, N, KP(p->ln2w), KP(p->ln2b),
                               KP(p->router), KP(p->fcw), KP(p->fcb), KP(p->fcprojw),
                               KP(p->fcprojb)));
+        else if (c->gated)
+            CHECK(FN(dec_gated_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2w), KP(p->ln2b),
+                                    KP(p->fcw), KP(p->fcb), KP(p->fcgw), KP(p->fcgb),
+                                    KP(p->fcprojw), KP(p->fcprojb)));
         else
             CHECK(FN(dec_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2w), KP(p->ln2b),
                               KP(p->fcw), KP(p->fcb), KP(p->fcprojw), KP(p->fcprojb)));

@@ -12,6 +12,7 @@ typedef struct { /* element offsets into the parameter (and gradient) buffer; -1
                   * E experts' stacked weights: w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C) */
     int64_t ln1w, ln1b, attw, attb, projw, projb, qnw, knw, ln2w, ln2b, router, fcw, fcb,
         fcprojw, fcprojb;
+    int64_t fcgw, fcgb; /* the gated MLP's c_gate (H,C), (H,); -1 without gating */
 } gpt_layer_params;
 
 /* Whether the config's feed-forward is a mixture of experts. */
@@ -36,15 +37,27 @@ static inline const tc_attention_sparse *gpt_sparse(const tc_gpt_config *c,
                         c->sparse_global);
 }
 
+/* The kv heads (NKV, or NH without grouped-query attention) and KC, the width of k (and of
+ * v) in the c_attn output (B,T,C + 2 KC). */
+static inline int64_t gpt_kv_heads(const tc_gpt_config *c) { return c->NKV ? c->NKV : c->NH; }
+static inline int64_t gpt_kv_width(const tc_gpt_config *c)
+{
+    return gpt_kv_heads(c) * (c->C / c->NH);
+}
+
 static int gpt_config_ok(const tc_gpt_config *c)
 {
     if (!c) return 0;
     if (c->V < 1 || c->maxT < 1 || c->C < 1 || c->L < 1 || c->NH < 1 || c->H < 1) return 0;
     if (c->L > TC_MAX_LAYERS) return 0; /* before any loop over the layers */
     if (c->C % c->NH) return 0;
+    if (c->NKV < 0 || (c->NKV > 0 && c->NH % c->NKV)) return 0;
+    if (c->gated && gpt_is_moe(c)) return 0; /* the gated MLP is ffn="mlp"'s */
+    if (c->qk_norm && c->NKV && c->NKV != c->NH) return 0; /* QK-norm: NH kv heads */
     if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
         c->activation >= TC_ACT_COUNT) return 0;
-    if ((c->bias != 0 && c->bias != 1) || (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
+    if ((c->bias != 0 && c->bias != 1) || (c->gated != 0 && c->gated != 1) ||
+        (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
         (c->tie != 0 && c->tie != 1) || (c->rope_interleaved != 0 && c->rope_interleaved != 1))
         return 0;
     if (c->position == TC_POS_ROPE && (c->C / c->NH) % 2) return 0;
@@ -83,8 +96,8 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
         gpt_layer_params p;
         p.ln1w = TAKE(C);
         p.ln1b = c->bias ? TAKE(C) : -1;
-        p.attw = TAKE(3 * C * C);
-        p.attb = c->bias ? TAKE(3 * C) : -1;
+        p.attw = TAKE((C + 2 * gpt_kv_width(c)) * C);
+        p.attb = c->bias ? TAKE(C + 2 * gpt_kv_width(c)) : -1;
         p.projw = TAKE(C * C);
         p.projb = c->bias ? TAKE(C) : -1;
         p.qnw = c->qk_norm ? TAKE(C / c->NH) : -1;
@@ -95,6 +108,8 @@ static int64_t gpt_param_plan(const tc_gpt_config *c, gpt_layer_params *lp, int6
         p.router = gpt_is_moe(c) ? TAKE(E * C) : -1;
         p.fcw = TAKE(E * H * C);
         p.fcb = c->bias ? TAKE(E * H) : -1;
+        p.fcgw = c->gated ? TAKE(H * C) : -1; /* the gated MLP (never MoE): c_gate */
+        p.fcgb = c->gated && c->bias ? TAKE(H) : -1;
         p.fcprojw = TAKE(E * C * H);
         p.fcprojb = c->bias ? TAKE(E * C) : -1;
         if (lp) lp[l] = p;

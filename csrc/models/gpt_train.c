@@ -5,7 +5,8 @@
  * (sizes per token; C width, H MLP width, NH heads, V vocabulary):
  *   kept for the backward, per layer:
  *     ln1 C, ln1 mean/rstd 2   pre-LN: ln_1(x); post-LN: x1 = ln_1(x + attn)
- *     qkvh 3C                  q, k, v: the c_attn output (B,T,3C) itself (token-major,
+ *     qkvh C + 2KC             q, k, v: the c_attn output (B,T,C + 2KC) itself (KC = C, or
+ *                              NKV * HS with grouped-query attention; token-major,
  *                              read by the attention kernel at its strides; with RoPE,
  *                              q and k rotated in place)
  *     qkn 2C, qkr 2NH          qk_norm only: the RMS-normalised q | k (B,T,2C) (RoPE
@@ -25,10 +26,12 @@
  *                              tc_moe_capacity(N, E, K, cf) expert rows tok (int64), xg C,
  *                              pre H, hid H, eo C; counts and dropped E (int64) once
  *     res3 C                   pre-LN: the layer output; post-LN: x1 + drop(mlp)
+ *     fcu H, fcg H             gated MLP only: c_fc's output (up) and act(c_gate's output)
+ *                              (fch then holds c_gate's output, fcha act(gate) * up)
  *   kept once: pos ids (int64), enc C (embeddings), lnf C + 2, logits V (the backward
  *     turns them into dlogits in place), capped V (logit_softcap only: a copy of the capped
  *     logits for the soft-cap's backward), per-row loss and logsumexp 2;
- *   scratch shared by all layers: qkv 3C (the c_attn output's gradient), dres C (the
+ *   scratch shared by all layers: qkv C + 2KC (the c_attn output's gradient), dres C (the
  *     running residual gradient), ddrop C, dh1 H, dh2 H, dc C (also the forward's
  *     projection output and the attention output's gradient).
  */
@@ -43,6 +46,7 @@ typedef struct { /* byte offsets into the arena */
     size_t ln1, ln1_mean, ln1_rstd, qkvh, qkn, qkr, lse, atty, res2, ln2, ln2_mean, ln2_rstd,
         fch, fcha, res3;
     model_moe_acts moe; /* ffn == TC_FFN_MOE: the layer's tc_moe_cache */
+    size_t fcu, fcg; /* the gated MLP's c_fc output and act(c_gate output) (empty without) */
 } gpt_layer_acts;
 
 typedef struct {
@@ -116,7 +120,7 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.ln1 = gpt_take(&u, N * C, elem);
         a.ln1_mean = gpt_take(&u, N, elem);
         a.ln1_rstd = gpt_take(&u, N, elem);
-        a.qkvh = gpt_take(&u, 3 * N * C, elem);
+        a.qkvh = gpt_take(&u, N * (C + 2 * gpt_kv_width(c)), elem);
         a.qkn = gpt_take(&u, c->qk_norm ? 2 * N * C : 0, elem);
         a.qkr = gpt_take(&u, c->qk_norm ? 2 * N * NH : 0, elem);
         a.lse = gpt_take(&u, N * NH, elem);
@@ -128,6 +132,8 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.fch = gpt_take(&u, N * Hd, elem);
         a.fcha = gpt_take(&u, N * Hd, elem);
         a.res3 = gpt_take(&u, N * C, elem);
+        a.fcu = gpt_take(&u, c->gated ? N * H : 0, elem);
+        a.fcg = gpt_take(&u, c->gated ? N * H : 0, elem);
         if (gpt_is_moe(c))
             a.moe = model_moe_plan(&u, N, C, c->H, c->moe_experts, c->moe_top_k,
                                    gpt_moe_cap(c, N), elem);
@@ -140,7 +146,7 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
     g.capped = gpt_take(&u, c->logit_softcap > 0 ? N * c->V : 0, elem);
     g.losses = gpt_take(&u, N, elem);
     g.loss_lse = gpt_take(&u, N, elem);
-    g.qkv = gpt_take(&u, 3 * N * C, elem);
+    g.qkv = gpt_take(&u, N * (C + 2 * gpt_kv_width(c)), elem);
     g.dres = gpt_take(&u, N * C, elem);
     g.ddrop = gpt_take(&u, c->dropout > 0 ? N * C : 0, elem);
     g.dh1 = gpt_take(&u, N * H, elem);

@@ -47,30 +47,32 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, real_t *params, 
     return TC_OK;
 }
 
-/* q and k (the first two C-wide slices of a token-major (B,L,row) buffer: row 3C for the
- * c_attn output, 2C for qk_norm's q | k) rotated by RoPE in place: by +angle (the forward)
- * or -angle (the backward, on dq and dk). */
+/* q (NH heads at qkv) and k (NKV heads at qkv + C) of a token-major (B,L,row) buffer (row
+ * C + 2KC for the c_attn output, 2C for qk_norm's q | k) rotated by RoPE in place: by +angle
+ * (the forward) or -angle (the backward, on dq and dk). */
 static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t row, int64_t B, int64_t L,
                            int inverse)
 {
     const tc_gpt_config *c = &m->cfg;
     const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    const int64_t heads[2] = {NH, gpt_kv_heads(c)};
     for (int s = 0; s < 2; s++)
-        CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (real_t *)m->tab1, (real_t *)m->tab2, B, L, NH, HS,
-                                          L * row, row, HS, c->rope_interleaved, inverse));
+        CHECK(FN(tc_rope_inplace_strided)(qkv + s * C, (real_t *)m->tab1, (real_t *)m->tab2, B, L,
+                                          heads[s], HS, L * row, row, HS, c->rope_interleaved,
+                                          inverse));
     return TC_OK;
 }
 
 /* The attention layout of layer l's q, k, v (and gradients): q and k read from qkn (B,L,2C)
- * with qk_norm, else from the c_attn output (B,L,3C); *q the buffer q starts at (k at
+ * with qk_norm, else from the c_attn output (B,L,C + 2KC); *q the buffer q starts at (k at
  * *q + C). */
 static tc_attention_layout FN(gpt_qk_layout)(const tc_gpt *m, const gpt_layer_acts *a,
                                              int64_t L, const real_t **q)
 {
     const int64_t C = m->cfg.C, HS = C / m->cfg.NH;
-    tc_attention_layout lay = model_self_layout(L, C, HS);
+    tc_attention_layout lay = model_self_layout_grouped(L, C, gpt_kv_width(&m->cfg), HS);
     *q = AP(a->qkvh);
-    if (m->cfg.qk_norm) {
+    if (m->cfg.qk_norm) { /* (never with grouped kv heads: the config refuses both) */
         lay.q = lay.k = model_tokens(L, 2 * C, HS);
         *q = AP(a->qkn);
     }
@@ -112,18 +114,18 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
                                      int64_t L, const model_drop *d)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
+    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH, KC = gpt_kv_width(c);
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     real_t *qkv = AP(a->qkvh);
     const real_t *q;
     const tc_attention_layout lay = FN(gpt_qk_layout)(m, a, L, &q);
-    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, 3 * C));
+    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, C + 2 * KC));
     if (c->qk_norm) CHECK(FN(gpt_qk_norm_forward)(m, l, qkv, N));
     if (c->position == TC_POS_ROPE)
-        CHECK(FN(gpt_rope_qk)(m, (real_t *)q, c->qk_norm ? 2 * C : 3 * C, B, L, 0));
+        CHECK(FN(gpt_rope_qk)(m, (real_t *)q, c->qk_norm ? 2 * C : C + 2 * KC, B, L, 0));
     tc_attention_sparse sp;
-    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), q, q + C, qkv + 2 * C, &lay,
+    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), q, q + C, qkv + C + KC, &lay,
                                       NULL, gpt_sparse(c, &sp), B, NH, L, L, HS,
                                       TC_CAUSAL_TOP_LEFT, d, 1 + 3 * l));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->projw), PP(p->projb), N, C, C);
@@ -140,7 +142,7 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
     const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
     const tc_gpt_config *c = &m->cfg;
     tc_attention_sparse sp;
-    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH;
+    const int64_t N = B * L, C = c->C, NH = c->NH, HS = C / NH, KC = gpt_kv_width(c);
     const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
     real_t *datty = AP(m->ga.dc), *dqkv = AP(m->ga.qkv);
@@ -148,14 +150,14 @@ static int FN(gpt_attention_backward)(tc_gpt *m, int64_t l, real_t *dx, const re
     const tc_attention_layout lay = FN(gpt_qk_layout)(m, a, L, &q);
     CHECK(FN(tc_linear_backward)(datty, GP(p->projw), GP(p->projb), dproj, AP(a->atty),
                                      PP(p->projw), N, C, C, TC_WRITE(0) | wset));
-    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, q, q + C,
-                                       qkv + 2 * C, AP(a->atty), AP(a->lse), &lay, NULL,
+    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + C + KC, datty, q, q + C,
+                                       qkv + C + KC, AP(a->atty), AP(a->lse), &lay, NULL,
                                        gpt_sparse(c, &sp), B, NH, L, L, HS, TC_CAUSAL_TOP_LEFT,
                                        d, 1 + 3 * l));
-    if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, 3 * C, B, L, 1));
+    if (c->position == TC_POS_ROPE) CHECK(FN(gpt_rope_qk)(m, dqkv, C + 2 * KC, B, L, 1));
     if (c->qk_norm) CHECK(FN(gpt_qk_norm_backward)(m, l, dqkv, N));
     return FN(tc_linear_backward)(dx, GP(p->attw), GP(p->attb), dqkv, x, PP(p->attw), N, C,
-                                      3 * C, (set_dx ? TC_WRITE(0) : 0) | wset);
+                                      C + 2 * KC, (set_dx ? TC_WRITE(0) : 0) | wset);
 }
 
 /* ---- the feed-forward sub-layer, one function per FFN kind (tc_ffn), called from the
@@ -231,11 +233,51 @@ static int FN(gpt_moe_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *
                                c->moe_experts, c->moe_top_k, c->activation, write);
 }
 
+/* The gated MLP (cfg.gated): out (N,C) = c_proj(act(c_gate(in)) * c_fc(in)); in the arena
+ * fch = c_gate(in), fcu = c_fc(in), fcg = act(fch), fcha = fcg * fcu (tc_glu_forward). */
+static int FN(gpt_gated_forward)(tc_gpt *m, int64_t l, real_t *out, const real_t *in, int64_t N)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const gpt_layer_params *p = &m->lp[l];
+    const gpt_layer_acts *a = &m->la[l];
+    const int64_t C = c->C, H = c->H;
+    CHECK(FN(tc_linear_forward)(AP(a->fch), in, PP(p->fcgw), PP(p->fcgb), N, C, H));
+    CHECK(FN(tc_linear_forward)(AP(a->fcu), in, PP(p->fcw), PP(p->fcb), N, C, H));
+    CHECK(FN(tc_glu_forward)(c->activation, AP(a->fcha), AP(a->fcg), AP(a->fch), AP(a->fcu),
+                             N * H));
+    return FN(tc_linear_forward)(out, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C);
+}
+
+/* Its backward from dout (N,C) (may be dx itself): dh1 (N,H) = dout @ c_proj, then dgate
+ * (dh2) and dup (over dh1) by tc_glu_backward from the forward's cache, then c_gate's and
+ * c_fc's backward into dx (N,C) (+=, written with set_dx) and the weight gradients (+=,
+ * written with set_w). in (N,C): the sub-layer's input. */
+static int FN(gpt_gated_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dout,
+                                  const real_t *in, int64_t N, int set_dx, int set_w)
+{
+    const tc_gpt_config *c = &m->cfg;
+    const gpt_layer_params *p = &m->lp[l];
+    const gpt_layer_acts *a = &m->la[l];
+    const int64_t C = c->C, H = c->H;
+    real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
+    const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
+    CHECK(FN(tc_gemm)(dh1, dout, PP(p->fcprojw), N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0));
+    CHECK(FN(tc_linear_backward)(NULL, GP(p->fcprojw), GP(p->fcprojb), dout, AP(a->fcha),
+                                 PP(p->fcprojw), N, H, C, wset));
+    CHECK(FN(tc_glu_backward)(c->activation, dh2, dh1, dh1, AP(a->fch), AP(a->fcu), AP(a->fcg),
+                              N * H, TC_WRITE(0) | TC_WRITE(1)));
+    CHECK(FN(tc_linear_backward)(dx, GP(p->fcgw), GP(p->fcgb), dh2, in, PP(p->fcgw), N, C, H,
+                                 (set_dx ? TC_WRITE(0) : 0) | wset));
+    return FN(tc_linear_backward)(dx, GP(p->fcw), GP(p->fcb), dh1, in, PP(p->fcw), N, C, H,
+                                  wset);
+}
+
 /* The feed-forward sub-layer of layer l by the config's kind: out (N,C) of in (N,C). */
 static int FN(gpt_ffn_forward)(tc_gpt *m, int64_t l, real_t *out, const real_t *in, int64_t N,
                                int grads)
 {
     if (gpt_is_moe(&m->cfg)) return FN(gpt_moe_forward)(m, l, out, in, N);
+    if (m->cfg.gated) return FN(gpt_gated_forward)(m, l, out, in, N);
     return FN(gpt_mlp_forward)(m, l, out, in, N, grads);
 }
 
@@ -245,6 +287,7 @@ static int FN(gpt_ffn_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *
                                 const real_t *in, int64_t N, int set_dx, int set_w)
 {
     if (gpt_is_moe(&m->cfg)) return FN(gpt_moe_backward)(m, l, dx, dout, in, N, set_dx, set_w);
+    if (m->cfg.gated) return FN(gpt_gated_backward)(m, l, dx, dout, in, N, set_dx, set_w);
     return FN(gpt_mlp_backward_layer)(m, l, dx, dout, in, N, set_dx, set_w);
 }
 

@@ -86,15 +86,25 @@ static inline tc_attention_strides model_tokens(int64_t L, int64_t row, int64_t 
     return s;
 }
 
+/* Grouped-query self-attention over the fused c_attn output (B,L,C + 2KC) (q: C wide, k and
+ * v: KC = NKV * HS wide each, and their gradients in the same layout), its output and output
+ * gradient token-major (B,L,C); KC = C: every query head its own k, v. */
+static inline tc_attention_layout model_self_layout_grouped(int64_t L, int64_t C, int64_t KC,
+                                                            int64_t HS)
+{
+    tc_attention_layout lay;
+    memset(&lay, 0, sizeof lay);
+    lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, C + 2 * KC, HS);
+    lay.out = lay.dout = model_tokens(L, C, HS);
+    lay.kv_heads = KC / HS;
+    return lay;
+}
+
 /* Self-attention over the fused c_attn output (B,L,3C) (q, k, v, and their gradients in the
  * same layout), its output and output gradient token-major (B,L,C). */
 static inline tc_attention_layout model_self_layout(int64_t L, int64_t C, int64_t HS)
 {
-    tc_attention_layout lay;
-    memset(&lay, 0, sizeof lay);
-    lay.q = lay.k = lay.v = lay.dq = lay.dk = lay.dv = model_tokens(L, 3 * C, HS);
-    lay.out = lay.dout = model_tokens(L, C, HS);
-    return lay;
+    return model_self_layout_grouped(L, C, C, HS);
 }
 
 /* Cross-attention: queries, output and their gradients token-major (B,Lt,C), keys and values
@@ -141,6 +151,7 @@ typedef struct {
     const int64_t *shift;          /* its per-row slot shifts (B,) (left padding), or NULL */
     int norm_type;                 /* TC_NORM_TYPE_* of every norm */
     double softcap;                /* logit soft-cap (0: off) */
+    int64_t NKV;        /* the self-attention's kv heads (grouped-query); 0: NH */
 } dec_dims;
 
 /* Rows of the self-attention caches kd, vd (L layers of (Bmax, NH, Smax, HS) elements of

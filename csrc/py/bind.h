@@ -195,5 +195,6 @@ extern PyMethodDef tc_methods_model_encdec[];
 extern PyMethodDef tc_methods_decode[];
 extern PyMethodDef tc_methods_decode_encdec[];
 extern PyMethodDef tc_methods_moe[];
+extern PyMethodDef tc_methods_glu[];
 
 #endif /* TC_BIND_H */

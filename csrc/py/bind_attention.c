@@ -43,7 +43,19 @@ static int sparse_arg(PyObject *obj, tc_attention_sparse *sp, const tc_attention
     return 0;
 }
 
-/* q (B,NH,T,DK), k (B,NH,S,DK), v (B,NH,S,DV): converted and checked against each other. */
+/* 0 if k's heads (dim 1) NKV divide NH, the heads of q (grouped-query attention; NKV = NH
+ * the usual case), else -1 with ValueError naming it. */
+static int check_kv_heads(PyArrayObject *k, const char *name, npy_intp NH)
+{
+    const npy_intp NKV = PyArray_DIM(k, 1);
+    if (NKV == NH || (NKV > 0 && NH % NKV == 0)) return 0;
+    PyErr_Format(PyExc_ValueError, "%s must have NH = %ld heads (those of q) or a divisor of "
+                 "it (grouped-query attention) as dim 1, got %ld", name, (long)NH, (long)NKV);
+    return -1;
+}
+
+/* q (B,NH,T,DK), k (B,NKV,S,DK), v (B,NKV,S,DV) (NKV = NH, or a divisor of it: grouped
+ * query heads): converted and checked against each other. */
 static int qkv_arrays(PyObject *q_obj, PyObject *k_obj, PyObject *v_obj, int ty,
                       PyArrayObject **q, PyArrayObject **k, PyArrayObject **v)
 {
@@ -51,12 +63,12 @@ static int qkv_arrays(PyObject *q_obj, PyObject *k_obj, PyObject *v_obj, int ty,
     if (!(*k = tc_py_float_array(k_obj, "k", ty, 4))) return -1;
     if (!(*v = tc_py_float_array(v_obj, "v", ty, 4))) return -1;
     const npy_intp B = PyArray_DIM(*q, 0), NH = PyArray_DIM(*q, 1), DK = PyArray_DIM(*q, 3);
-    const npy_intp S = PyArray_DIM(*k, 2);
+    const npy_intp S = PyArray_DIM(*k, 2), NKV = PyArray_DIM(*k, 1);
     if (tc_py_check_dim(*k, "k", 0, B, "B (the batch of q)")) return -1;
-    if (tc_py_check_dim(*k, "k", 1, NH, "NH (the heads of q)")) return -1;
+    if (check_kv_heads(*k, "k", NH)) return -1;
     if (tc_py_check_dim(*k, "k", 3, DK, "DK (the last dim of q)")) return -1;
     if (tc_py_check_dim(*v, "v", 0, B, "B (the batch of q)")) return -1;
-    if (tc_py_check_dim(*v, "v", 1, NH, "NH (the heads of q)")) return -1;
+    if (tc_py_check_dim(*v, "v", 1, NKV, "NKV (the heads of k)")) return -1;
     if (tc_py_check_dim(*v, "v", 2, S, "S (the keys of k)")) return -1;
     return 0;
 }
@@ -169,20 +181,23 @@ static PyObject *forward_common(PyObject *args, int ref)
     if (qkv_arrays(q_obj, k_obj, v_obj, ty, &q, &k, &v)) goto done;
     const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
+    const npy_intp NKV = PyArray_DIM(k, 1);
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
     if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;
     if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
     npy_intp odims[4] = {B, NH, Tq, DV}, ldims[3] = {B, NH, Tq};
+    tc_attention_layout lay;
+    tc_attention_layout_grouped(&lay, NH, NKV, Tq, S, DK, DV);
     if (!(out = tc_py_new(4, odims, ty, 0)) || !(lse = tc_py_new(3, ldims, ty, 0))) goto done;
     int st;
     void *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
     TC_PY_BEGIN_ALLOW_THREADS
-    st = ref ? TC_CALL(ty, tc_attention_forward_ref, po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK,
-                       DV, scale, causal, dropout_p, seed)
-             : TC_CALL(ty, tc_attention_forward, po, pl, pq, pk, pv, &m, B, NH, Tq, S, DK, DV,
-                       scale, causal, dropout_p, seed);
+    st = ref ? TC_CALL(ty, tc_attention_forward_ref_grouped, po, pl, pq, pk, pv, &m, B, NH,
+                       NKV, Tq, S, DK, DV, scale, causal, dropout_p, seed)
+             : TC_CALL(ty, tc_attention_forward_strided, po, pl, pq, pk, pv, &m, &lay, B, NH,
+                       Tq, S, DK, DV, scale, causal, dropout_p, seed);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, ref ? "attention_forward_ref" : "attention_forward")) goto done;
     result = Py_BuildValue("(OO)", out, lse);
@@ -247,15 +262,20 @@ static int backward_run(int ty, int ref, PyArrayObject *dq, PyArrayObject *dk, P
 {
     const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
+    const npy_intp NKV = PyArray_DIM(k, 1);
+    tc_attention_layout grouped; /* the contiguous (grouped) layout of a NULL lay */
+    tc_attention_layout_grouped(&grouped, NH, NKV, Tq, S, DK, DV);
     void *pdq = PyArray_DATA(dq), *pdk = PyArray_DATA(dk), *pdv = PyArray_DATA(dv);
     const void *pdy = PyArray_DATA(dy), *pq = PyArray_DATA(q), *pk = PyArray_DATA(k);
     const void *pv = PyArray_DATA(v), *po = PyArray_DATA(out), *pl = PyArray_DATA(lse);
     int st;
     TC_PY_BEGIN_ALLOW_THREADS
-    st = ref ? TC_CALL(ty, tc_attention_backward_ref, pdq, pdk, pdv, pdy, pq, pk, pv, po, pl, m,
-                       B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write)
+    st = ref ? TC_CALL(ty, tc_attention_backward_ref_grouped, pdq, pdk, pdv, pdy, pq, pk, pv,
+                       po, pl, m, B, NH, NKV, Tq, S, DK, DV, scale, causal, dropout_p, seed,
+                       write)
              : TC_CALL(ty, tc_attention_backward_strided, pdq, pdk, pdv, pdy, pq, pk, pv, po,
-                       pl, m, lay, B, NH, Tq, S, DK, DV, scale, causal, dropout_p, seed, write);
+                       pl, m, lay ? lay : &grouped, B, NH, Tq, S, DK, DV, scale, causal,
+                       dropout_p, seed, write);
     Py_END_ALLOW_THREADS
     return tc_py_status(st, ref ? "attention_backward_ref"
                                 : lay ? "attention_backward_strided" : "attention_backward");
@@ -293,7 +313,8 @@ static PyObject *backward_common(PyObject *args, int ref)
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
     if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;
     if (check_options(scale, causal, dropout_p, seed_obj, &seed)) goto done;
-    npy_intp qdims[4] = {B, NH, Tq, DK}, kdims[4] = {B, NH, S, DK}, vdims[4] = {B, NH, S, DV};
+    const npy_intp NKV = PyArray_DIM(k, 1);
+    npy_intp qdims[4] = {B, NH, Tq, DK}, kdims[4] = {B, NKV, S, DK}, vdims[4] = {B, NKV, S, DV};
     if (!(dq = tc_py_new(4, qdims, ty, 1)) || !(dk = tc_py_new(4, kdims, ty, 1)) ||
         !(dv = tc_py_new(4, vdims, ty, 1)))
         goto done;
@@ -329,9 +350,10 @@ static PyObject *py_attention_backward_ref(PyObject *self, PyObject *args)
     return backward_common(args, 1);
 }
 
-/* attention_decode(q (B,NH,TN,DK), k_new (B,NH,TN,DK), v_new (B,NH,TN,DV),
- *   k_cache (B,NH,Smax,DK), v_cache (B,NH,Smax,DV), pos, key_padding (B,pos+TN) or None,
- *   scale) -> out (B,NH,TN,DV); the caches are updated in place */
+/* attention_decode(q (B,NH,TN,DK), k_new (B,NKV,TN,DK), v_new (B,NKV,TN,DV),
+ *   k_cache (B,NKV,Smax,DK), v_cache (B,NKV,Smax,DV), pos, key_padding (B,pos+TN) or None,
+ *   scale) -> out (B,NH,TN,DV); the caches are updated in place; NKV = NH or a divisor of it
+ *   (grouped-query attention) */
 static PyObject *py_attention_decode(PyObject *self, PyObject *args)
 {
     PyObject *q_obj, *k_obj, *v_obj, *kc_obj, *vc_obj, *pos_obj, *kp_obj, *result = NULL;
@@ -352,11 +374,11 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     if (!(v = tc_py_float_array(v_obj, "v", ty, 4))) goto done;
     if (!(kc = tc_py_inout_array(kc_obj, "k_cache", ty))) goto done;
     if (!(vc = tc_py_inout_array(vc_obj, "v_cache", ty))) goto done;
-    if (tc_py_check_same_shape(k, "k", q, "q")) goto done;
     const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), TN = PyArray_DIM(q, 2);
-    const npy_intp DK = PyArray_DIM(q, 3);
+    const npy_intp DK = PyArray_DIM(q, 3), NKV = PyArray_DIM(k, 1);
+    if (check_kv_heads(k, "k", NH) || check_dims4(k, "k", B, NKV, TN, DK)) goto done;
     if (tc_py_check_dim(v, "v", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(v, "v", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(v, "v", 1, NKV, "NKV (the heads of k)")) goto done;
     if (tc_py_check_dim(v, "v", 2, TN, "TN (the new positions of q)")) goto done;
     const npy_intp DV = PyArray_DIM(v, 3);
     if (PyArray_NDIM(kc) != 4 || PyArray_NDIM(vc) != 4) {
@@ -366,10 +388,10 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     }
     const npy_intp Smax = PyArray_DIM(kc, 2);
     if (tc_py_check_dim(kc, "k_cache", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(kc, "k_cache", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(kc, "k_cache", 1, NKV, "NKV (the heads of k)")) goto done;
     if (tc_py_check_dim(kc, "k_cache", 3, DK, "DK (the last dim of q)")) goto done;
     if (tc_py_check_dim(vc, "v_cache", 0, B, "B (the batch of q)")) goto done;
-    if (tc_py_check_dim(vc, "v_cache", 1, NH, "NH (the heads of q)")) goto done;
+    if (tc_py_check_dim(vc, "v_cache", 1, NKV, "NKV (the heads of k)")) goto done;
     if (tc_py_check_dim(vc, "v_cache", 2, Smax, "Smax (the positions of k_cache)")) goto done;
     if (tc_py_check_dim(vc, "v_cache", 3, DV, "DV (the last dim of v)")) goto done;
     if (tc_py_int64(pos_obj, "pos", &pos)) goto done;
@@ -395,8 +417,8 @@ static PyObject *py_attention_decode(PyObject *self, PyObject *args)
     const void *pq = PyArray_DATA(q), *pk = PyArray_DATA(k), *pv = PyArray_DATA(v);
     const uint8_t *pkp = kp ? (const uint8_t *)PyArray_DATA(kp) : NULL;
     TC_PY_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_attention_decode_sparse, po, pkc, pvc, pq, pk, pv, pkp, psp, NULL, B, NH,
-                 TN, Smax, pos, DK, DV, scale);
+    st = TC_CALL(ty, tc_attention_decode_grouped, po, pkc, pvc, pq, pk, pv, pkp, psp, NULL, B,
+                 NH, NKV, TN, Smax, pos, DK, DV, scale);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "attention_decode")) goto done;
     result = (PyObject *)out;
@@ -490,9 +512,11 @@ static PyObject *py_attention_forward_strided(PyObject *self, PyObject *args)
     if (!(out = strided_view(o_obj, "out", ty, 1, &lay.out))) goto done;
     const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
-    if (check_dims4(k, "k", B, NH, S, DK) || check_dims4(v, "v", B, NH, S, DV) ||
-        check_dims4(out, "out", B, NH, Tq, DV))
+    const npy_intp NKV = PyArray_DIM(k, 1);
+    if (check_kv_heads(k, "k", NH) || check_dims4(k, "k", B, NKV, S, DK) ||
+        check_dims4(v, "v", B, NKV, S, DV) || check_dims4(out, "out", B, NH, Tq, DV))
         goto done;
+    lay.kv_heads = NKV;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
     if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;
@@ -556,11 +580,13 @@ static PyObject *py_attention_backward_strided(PyObject *self, PyObject *args)
     if (!(lse = tc_py_float_array(l_obj, "lse", ty, 3))) goto done;
     const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2), DV = PyArray_DIM(v, 3);
-    if (check_dims4(k, "k", B, NH, S, DK) || check_dims4(v, "v", B, NH, S, DV) ||
-        check_dims4(out, "out", B, NH, Tq, DV) || check_dims4(dy, "grad_output", B, NH, Tq, DV) ||
-        check_dims4(dq, "dq", B, NH, Tq, DK) || check_dims4(dk, "dk", B, NH, S, DK) ||
-        check_dims4(dv, "dv", B, NH, S, DV))
+    const npy_intp NKV = PyArray_DIM(k, 1);
+    if (check_kv_heads(k, "k", NH) || check_dims4(k, "k", B, NKV, S, DK) ||
+        check_dims4(v, "v", B, NKV, S, DV) || check_dims4(out, "out", B, NH, Tq, DV) ||
+        check_dims4(dy, "grad_output", B, NH, Tq, DV) || check_dims4(dq, "dq", B, NH, Tq, DK) ||
+        check_dims4(dk, "dk", B, NKV, S, DK) || check_dims4(dv, "dv", B, NKV, S, DV))
         goto done;
+    lay.kv_heads = NKV;
     if (check_lse(lse, B, NH, Tq)) goto done;
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
@@ -614,7 +640,10 @@ static PyObject *py_attention_probs(PyObject *self, PyObject *args)
     if (!(lse = tc_py_float_array(l_obj, "lse", ty, 3))) goto done;
     const npy_intp B = PyArray_DIM(q, 0), NH = PyArray_DIM(q, 1), Tq = PyArray_DIM(q, 2);
     const npy_intp DK = PyArray_DIM(q, 3), S = PyArray_DIM(k, 2);
-    if (check_dims4(k, "k", B, NH, S, DK) || check_lse(lse, B, NH, Tq)) goto done;
+    if (check_kv_heads(k, "k", NH) || check_dims4(k, "k", B, PyArray_DIM(k, 1), S, DK) ||
+        check_lse(lse, B, NH, Tq))
+        goto done;
+    lay.kv_heads = PyArray_DIM(k, 1);
     const npy_intp full[4] = {B, NH, Tq, S};
     if (mask_arrays(keep_obj, bias_obj, kp_obj, ty, full, &keep, &bias, &kp, &m)) goto done;
     if (sparse_arg(sp_obj, &sp, &m.sparse)) goto done;

@@ -27,6 +27,8 @@ static const tc_py_field gpt_config_fields[] = {
     GPT_FIELD(norm_type, TC_PY_FIELD_OPTION, TC_OPT_NORM_TYPE),
     GPT_FIELD(qk_norm, TC_PY_FIELD_FLAG, 0),
     GPT_FIELD(logit_softcap, TC_PY_FIELD_DOUBLE, 0),
+    GPT_FIELD(NKV, TC_PY_FIELD_INT64, 0),
+    GPT_FIELD(gated, TC_PY_FIELD_FLAG, 0),
     {NULL, 0, 0, 0},
 };
 #undef GPT_FIELD
@@ -46,8 +48,9 @@ static inline int gpt_config(PyObject *obj, void *out)
                     "divisible by NH, an even head size with RoPE, eps >= 0, base > 0, "
                     "dropout in [0, 1), logit_softcap finite >= 0, with block-sparse attention "
                     "sparse_block >= 1, sparse_window >= 1, sparse_stride >= 0, "
-                    "sparse_global >= 0, and with ffn='moe' moe_top_k 1 or 2, moe_experts >= "
-                    "moe_top_k, moe_capacity finite > 0, moe_aux_weight finite >= 0");
+                    "sparse_global >= 0, with ffn='moe' moe_top_k 1 or 2, moe_experts >= "
+                    "moe_top_k, moe_capacity finite > 0, moe_aux_weight finite >= 0, NKV 0 or "
+                    "a divisor of NH (0 with qk_norm), and gated only with ffn='mlp'");
     return 0;
 }
 

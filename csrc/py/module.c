@@ -193,6 +193,7 @@ PyMODINIT_FUNC PyInit__C(void)
         tc_methods_decode,
         tc_methods_decode_encdec,
         tc_methods_moe,
+        tc_methods_glu,
     };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         if (PyModule_AddFunctions(m, tables[i]) < 0) {

@@ -13,7 +13,7 @@ from ..options import ACTIVATIONS, check_option
 from ._util import approximate_flag, as_float, check_shape, same_dtype
 
 __all__ = ["relu", "relu_backward", "gelu", "gelu_backward", "activation",
-           "activation_backward"]
+           "activation_backward", "glu", "glu_backward"]
 
 def _grad_and_x(grad_output, x):
     x = as_float(x, "x")
@@ -85,6 +85,39 @@ def activation_backward(name, grad_output, x):
     act = _INDEX[check_option("activation", name)]
     grad_output, x = _grad_and_x(grad_output, x)
     return _C.activation_backward(act, grad_output, x)
+
+
+def _gate_and_up(gate, up):
+    gate = as_float(gate, "gate")
+    up = same_dtype(gate, "gate", up, "up")
+    check_shape(up, "up", gate.shape, "gate's")
+    return gate, up
+
+
+def glu(name, gate, up):
+    """The gated activation act(gate) * up, element-wise, in C (``tc_glu_forward``): the
+    hidden layer of a gated MLP, act = ``name`` (transformer_c.options.ACTIVATIONS): "silu"
+    gives SwiGLU, "gelu" GeGLU, "relu" ReGLU.
+
+    gate, up: the same shape (any) and dtype (float32 or float64). Returns act(gate) * up of
+    that shape and dtype. ValueError naming ``activation`` for an unknown name.
+    """
+    act = _INDEX[check_option("activation", name)]
+    gate, up = _gate_and_up(gate, up)
+    return _C.glu_forward(act, gate, up)[0]
+
+
+def glu_backward(name, grad_output, gate, up):
+    """Gradients of glu(name, gate, up): (dgate = grad_output * up * act'(gate),
+    dup = grad_output * act(gate)), in C.
+
+    grad_output, gate, up: the same shape (any) and dtype. Returns (dgate, dup).
+    """
+    act = _INDEX[check_option("activation", name)]
+    gate, up = _gate_and_up(gate, up)
+    grad_output = same_dtype(gate, "gate", grad_output, "grad_output")
+    check_shape(grad_output, "grad_output", gate.shape, "gate's")
+    return _C.glu_backward(act, grad_output, gate, up)
 
 
 def _define(name):

@@ -122,10 +122,13 @@ def _check_qkv(q, k, v):
         if a.ndim < 2:
             raise ValueError(f"{name} must have at least 2 dimensions {dims}, got shape {a.shape}")
     lead = q.shape[:-2]
-    if k.shape[:-2] != lead:
-        raise ValueError(f"k must have the leading dimensions of q {lead}, got shape {k.shape}")
-    if v.shape[:-2] != lead:
-        raise ValueError(f"v must have the leading dimensions of q {lead}, got shape {v.shape}")
+    if k.shape[:-2] != lead and not _grouped(lead, k.shape[:-2]):
+        raise ValueError(f"k must have the leading dimensions of q {lead} (or, grouped-query "
+                         f"attention, a divisor of its heads {lead[-1:]} as dim -3), got "
+                         f"shape {k.shape}")
+    if v.shape[:-2] != k.shape[:-2]:
+        raise ValueError(f"v must have the leading dimensions of k {k.shape[:-2]}, got shape "
+                         f"{v.shape}")
     T, DK = q.shape[-2:]
     S = k.shape[-2]
     if k.shape[-1] != DK:
@@ -135,6 +138,18 @@ def _check_qkv(q, k, v):
         raise ValueError(f"v must have S = {S} keys (k.shape[-2]) along axis -2, "
                          f"got shape {v.shape}")
     return q, k, v, (lead, T, S, DK, v.shape[-1])
+
+
+def _grouped(lead, kv_lead):
+    """Whether k's leading dims kv_lead group q's lead: the same but the heads (dim -3),
+    NKV of them, a divisor of q's NH (grouped-query attention; NKV = 1: multi-query)."""
+    return (len(lead) >= 2 and len(kv_lead) == len(lead) and kv_lead[:-1] == lead[:-1] and
+            kv_lead[-1] >= 1 and lead[-1] % kv_lead[-1] == 0)
+
+
+def _kv_heads(k):
+    """The flattened kv heads of k (..., S, D) as the C kernels see them (_bnh)."""
+    return _bnh(k.shape[:-2])[1]
 
 
 def _scale(scale, DK):
@@ -257,7 +272,10 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
 
     q: (..., T, DK), k: (..., S, DK), v: (..., S, DV), float32 or float64 (all one dtype),
     with identical leading dims (any number, including none); DK may differ from DV and T
-    from S (cross-attention).
+    from S (cross-attention). Grouped-query attention: q (..., NH, T, DK) with k, v of
+    (..., NKV, S, D), NKV a divisor of NH (1: multi-query), query head h reading kv head
+    h // (NH // NKV) (torch's ``enable_gqa=True``, = repeat_interleave of k and v); the
+    backward sums the gradients of the query heads that share a kv head.
 
     attn_mask: None, or an array broadcastable to (..., T, S):
       - boolean: **True = ATTEND, False = masked out** (torch SDPA's convention; the
@@ -294,7 +312,8 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
                     scale, seed) + (_sparse(sparse),)
     fn = _impl(implementation, "attention_forward")
     B, NH = _bnh(lead)
-    out, lse = fn(q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV),
+    NKV = _kv_heads(k)
+    out, lse = fn(q.reshape(B, NH, T, DK), k.reshape(B, NKV, S, DK), v.reshape(B, NKV, S, DV),
                   *opts)
     res = (out.reshape(lead + (T, DV)),)
     if return_lse:
@@ -302,7 +321,7 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, key_padding_mask=None,
     if return_weights:
         keep, bias, kpm, scl, causal = opts[:5]
         w = _C.attention_probs(np.ascontiguousarray(q.reshape(B, NH, T, DK)),
-                               np.ascontiguousarray(k.reshape(B, NH, S, DK)), lse, keep, bias,
+                               np.ascontiguousarray(k.reshape(B, NKV, S, DK)), lse, keep, bias,
                                kpm, scl, causal, opts[-1])
         res += (w.reshape(lead + (T, S)),)
     return res if len(res) > 1 else res[0]
@@ -330,7 +349,7 @@ def attention_weights(q, k, lse, attn_mask=None, key_padding_mask=None, is_causa
                                                   None)
     B, NH = _bnh(lead)
     w = _C.attention_probs(np.ascontiguousarray(q.reshape(B, NH, T, DK)),
-                           np.ascontiguousarray(k.reshape(B, NH, S, DK)),
+                           np.ascontiguousarray(k.reshape(B, _kv_heads(k), S, DK)),
                            lse.reshape(B, NH, T), keep, bias, kpm, scl, causal,
                            _sparse(sparse))
     return w.reshape(lead + (T, S))
@@ -357,7 +376,8 @@ def scaled_dot_product_attention_backward(grad_output, q, k, v, attn_mask=None,
     fwd = _impl(implementation, "attention_forward")
     bwd = _impl(implementation, "attention_backward")
     B, NH = _bnh(lead)
-    q4, k4, v4 = q.reshape(B, NH, T, DK), k.reshape(B, NH, S, DK), v.reshape(B, NH, S, DV)
+    NKV = _kv_heads(k)
+    q4, k4, v4 = q.reshape(B, NH, T, DK), k.reshape(B, NKV, S, DK), v.reshape(B, NKV, S, DV)
     if out is None or lse is None:
         out4, lse3 = fwd(q4, k4, v4, *opts)
     else:
@@ -379,7 +399,8 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
     [pos, pos + TN) of the full causal attention over the whole sequence.
 
     q, k: (..., TN, DK), v: (..., TN, DV); k_cache: (..., Smax, DK), v_cache: (..., Smax, DV)
-    with the same leading dims, writeable C-contiguous arrays of q's dtype (e.g. from
+    with the leading dims of k (k, v, and the caches may hold NKV heads for q's NH, as in
+    scaled_dot_product_attention: grouped-query attention, the cache NH / NKV times smaller), writeable C-contiguous arrays of q's dtype (e.g. from
     np.zeros), holding ``pos`` valid positions; 0 <= pos <= Smax - TN.
     key_padding_mask: None or boolean (B, pos + TN) or (B, Smax) (True = real position,
     False = padding, e.g. the left padding of a batch of prompts), B = q.shape[0].
@@ -391,13 +412,14 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
     q, k, v, (lead, TN, TK, DK, DV) = _check_qkv(q, k, v)
     if TK != TN:
         raise ValueError(f"k must have TN = {TN} new positions (q.shape[-2]), got shape {k.shape}")
+    kv_lead = k.shape[:-2]
     for name, c, D in (("k_cache", k_cache, DK), ("v_cache", v_cache, DV)):
         check_inout(c, name)
         if c.dtype != q.dtype:
             raise TypeError(f"{name} has dtype {c.dtype} but q has {q.dtype}: transformer_c "
                             "never mixes dtypes in one call")
-        if c.shape[:-2] != lead or c.ndim < 2 or c.shape[-1] != D:
-            raise ValueError(f"{name} must have shape {lead + ('Smax', D)}, got {c.shape}")
+        if c.shape[:-2] != kv_lead or c.ndim < 2 or c.shape[-1] != D:
+            raise ValueError(f"{name} must have shape {kv_lead + ('Smax', D)}, got {c.shape}")
         if not (c.flags.c_contiguous and c.flags.writeable):
             raise ValueError(f"{name} is updated in place, so it must be a writeable "
                              "C-contiguous array")
@@ -418,9 +440,10 @@ def attention_decode(q, k, v, k_cache, v_cache, pos, *, key_padding_mask=None, s
                              f"got {m.shape}")
         kpm = np.ascontiguousarray(m.reshape(B, -1)[:, :pos + TN])
     scale = _scale(scale, DK)
-    out = _C.attention_decode(q.reshape(B, NH, TN, DK), k.reshape(B, NH, TN, DK),
-                              v.reshape(B, NH, TN, DV), k_cache.reshape(B, NH, Smax, DK),
-                              v_cache.reshape(B, NH, Smax, DV), pos, kpm, scale,
+    NKV = _kv_heads(k)
+    out = _C.attention_decode(q.reshape(B, NH, TN, DK), k.reshape(B, NKV, TN, DK),
+                              v.reshape(B, NKV, TN, DV), k_cache.reshape(B, NKV, Smax, DK),
+                              v_cache.reshape(B, NKV, Smax, DV), pos, kpm, scale,
                               _sparse(sparse))
     return out.reshape(lead + (TN, DV))
 

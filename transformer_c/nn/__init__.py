@@ -21,7 +21,7 @@ from .attention import (CrossAttention, KVCache, MultiHeadAttention, ScaledSelfA
                         SelfAttention)
 from .blocks import Block, DecoderBlock
 from .decoder import Decoder, DecoderLayer
-from .feedforward import MLP, FeedForward, MoE
+from .feedforward import MLP, FeedForward, GatedMLP, MoE
 from .layers import (GELU, Activation, Dense, Embedding, LayerNorm, Linear, Norm,
                      PositionalEncoding, ReLU, Softmax)
 from .loss import CrossEntropyLoss
@@ -34,7 +34,7 @@ from .bert import Bert, BertConfig
 __all__ = ["Module", "Linear", "ReLU", "GELU", "Softmax", "Embedding", "LayerNorm",
            "PositionalEncoding", "FeedForward", "ScaledSelfAttention", "MultiHeadAttention",
            "DecoderLayer", "Decoder", "CrossEntropyLoss",
-           "Dense", "Norm", "Activation", "MLP", "MoE", "SelfAttention", "CrossAttention", "KVCache",
+           "Dense", "Norm", "Activation", "MLP", "GatedMLP", "MoE", "SelfAttention", "CrossAttention", "KVCache",
            "Block", "DecoderBlock",
            "GPTConfig", "GPT", "EncoderConfig", "Encoder", "EncoderDecoderConfig",
            "EncoderDecoder", "BertConfig", "Bert"]

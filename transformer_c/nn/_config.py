@@ -18,6 +18,12 @@ class ConfigMixin:
         return self.n_embd // self.n_head
 
     @property
+    def kv_heads(self):
+        """The heads of k and v: n_kv_head, or n_head (no grouped-query attention)."""
+        nkv = getattr(self, "n_kv_head", None)
+        return self.n_head if nkv is None else int(nkv)
+
+    @property
     def hidden_size(self):
         """The MLP width (n_inner, or 4 * n_embd)."""
         return 4 * self.n_embd if self.n_inner is None else int(self.n_inner)
@@ -62,6 +68,16 @@ class BlockOptions:
     logit_softcap: 0 (off) or the cap c > 0 of Gemma 2's final-logit soft-capping,
     logits = c * tanh(logits / c) (GPT only: the other configs have no LM logits and refuse
     a nonzero value).
+    n_kv_head: None (every query head its own keys and values) or a divisor of n_head:
+    grouped-query attention (1: multi-query), k and v projected to n_kv_head heads, each
+    shared by n_head // n_kv_head query heads; c_attn is then (C + 2 KC, C), KC =
+    n_kv_head * head_size, its rows [q | k | v] (nn.SelfAttention), and a KV cache holds
+    n_kv_head heads. Old checkpoints (no such field) load with None.
+    gated: False (the MLP), or True: the gated MLP (nn.GatedMLP) with the config's
+    activation, c_proj(act(c_gate(x)) * c_fc(x)): activation="silu" gives SwiGLU (LLaMA),
+    "gelu" GeGLU; mlp.c_gate (n_inner, C) is a new weight beside c_fc and c_proj (3 matrices
+    for 2: LLaMA's width n_inner = 8 n_embd / 3 keeps the parameter count of 4 n_embd).
+    ffn="mlp" only. Old checkpoints load with False.
     """
 
     attention: str = "dense"
@@ -77,6 +93,8 @@ class BlockOptions:
     norm_type: str = "layernorm"
     qk_norm: bool = False
     logit_softcap: float = 0.0
+    n_kv_head: "int | None" = None
+    gated: bool = False
 
 
 def with_block_options(cls):
@@ -106,6 +124,8 @@ def check_attention(cfg):
     sparse_block >= 1, sparse_window >= 1, sparse_stride >= 0, sparse_global >= 0, checked
     whatever attention is, so a config never holds a pattern it could not run)."""
     check_option("attention", cfg.attention)
+    from .attention import check_kv_heads
+    check_kv_heads(getattr(cfg, "n_kv_head", None), cfg.n_head)
     for name, lo in (("sparse_block", 1), ("sparse_window", 1), ("sparse_stride", 0),
                      ("sparse_global", 0)):
         v = getattr(cfg, name)
@@ -175,11 +195,15 @@ def _real(v):
 
 def check_norm_options(cfg, *, logits=True):
     """Validation of norm_type (options.NORM_TYPES), qk_norm (a bool) and logit_softcap
-    (finite >= 0; must be 0 unless ``logits``: a config without LM logits). ValueError
-    naming the field."""
+    (finite >= 0; must be 0 unless ``logits``: a config without LM logits); qk_norm only
+    without grouped kv heads (n_kv_head None or n_head). ValueError naming the field."""
     check_option("norm_type", cfg.norm_type)
     if not isinstance(cfg.qk_norm, (bool, np.bool_)):
         raise ValueError(f"qk_norm must be a bool, got {cfg.qk_norm!r}")
+    nkv = getattr(cfg, "n_kv_head", None)
+    if cfg.qk_norm and nkv is not None and nkv != cfg.n_head:
+        raise ValueError(f"qk_norm=True needs n_kv_head None (= n_head): QK-norm with grouped "
+                         f"kv heads is not implemented yet, got n_kv_head={nkv!r}")
     cap = cfg.logit_softcap
     if not (_real(cap) and cap >= 0):
         raise ValueError(f"logit_softcap must be a finite number >= 0 (0: off), got {cap!r}")
@@ -202,6 +226,11 @@ def check_ffn(cfg):
     moe_capacity (capacity factor, finite > 0), moe_aux_weight (finite >= 0). ValueError
     naming the field."""
     check_option("ffn", cfg.ffn)
+    gated = getattr(cfg, "gated", False)
+    if not isinstance(gated, (bool, np.bool_)):
+        raise ValueError(f"gated must be True or False, got {gated!r}")
+    if gated and cfg.ffn != "mlp":
+        raise ValueError(f"gated=True is the gated MLP: it needs ffn='mlp', got {cfg.ffn!r}")
     k = cfg.moe_top_k
     if isinstance(k, (bool, np.bool_)) or k not in (1, 2):
         raise ValueError(f"moe_top_k must be 1 or 2, got {k!r}")

@@ -43,6 +43,18 @@ def _checked_causal(causal):
     return bool(causal) if isinstance(causal, (bool, np.bool_)) else causal_mode(causal)
 
 
+def check_kv_heads(n_kv_head, n_head):
+    """n_kv_head (None: one kv head per query head) as an int dividing n_head, else a
+    ValueError naming it."""
+    if n_kv_head is None:
+        return None
+    if (isinstance(n_kv_head, (bool, np.bool_)) or not isinstance(n_kv_head, (int, np.integer))
+            or n_kv_head < 1 or n_head % n_kv_head):
+        raise ValueError(f"n_kv_head must be None or a positive divisor of n_head ({n_head}), "
+                         f"got {n_kv_head!r}")
+    return int(n_kv_head)
+
+
 def split_heads(x, nh):
     """(..., T, nh*hs) -> (..., nh, T, hs), contiguous."""
     h = x.reshape(x.shape[:-1] + (nh, x.shape[-1] // nh))
@@ -159,7 +171,8 @@ class MultiHead(CachedModule):
         return y * self.head_mask.astype(y.dtype)[:, None, None]
 
     def _attend(self, q, k, v, opts):
-        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
+        nkv = getattr(self, "n_kv_head", None) or self.n_head  # grouped k, v (SelfAttention)
+        q, k, v = split_heads(q, self.n_head), split_heads(k, nkv), split_heads(v, nkv)
         qkc = None
         if self.q_norm is not None:
             (q, cq), (k, ck) = self.q_norm.forward_cached(q), self.k_norm.forward_cached(k)
@@ -231,7 +244,8 @@ class _Projected(MultiHead):
 class KVCache:
     """Preallocated keys and values of one attention layer for decoding.
 
-    k: (N, NH, Smax, HS), v: (N, NH, Smax, HS) (N = the flattened batch), of which the
+    k: (N, NKV, Smax, HS), v: (N, NKV, Smax, HS) (N = the flattened batch; NKV the kv heads,
+    NH without grouped-query attention), of which the
     first ``pos`` positions are valid. SelfAttention.decode appends to it in place and
     advances pos; ``reset()`` starts a new sequence.
     """
@@ -253,8 +267,11 @@ class SelfAttention(_Projected):
     """Multi-head self-attention with one fused input projection (GPT-2's layout).
 
     SelfAttention(c_attn: Dense (3C, C) giving [q | k | v], c_proj: Dense (C, C), n_head,
-    *, causal=True, rope=None, dropout=0.0, seed=0, head_mask=None); heads split by reshape
-    (head h owns channels h*HS .. (h+1)*HS of each). head_mask: None or (NH,) numbers, head
+    *, causal=True, rope=None, dropout=0.0, seed=0, head_mask=None, n_kv_head=None); heads
+    split by reshape (head h owns channels h*HS .. (h+1)*HS of each). n_kv_head: None
+    (= n_head), or a divisor of n_head: grouped-query attention (1: multi-query), c_attn
+    then (C + 2 KC, C) giving [q (C) | k (KC) | v (KC)], KC = n_kv_head * HS, query head h
+    attending with kv head h // (n_head // n_kv_head); the KV cache holds n_kv_head heads. head_mask: None or (NH,) numbers, head
     h's output (its HS channels entering c_proj) multiplied by head_mask[h] (0 ablates the
     head; the backward applies the same factor). forward(x=(..., T, C), key_padding_mask=None,
     attn_mask=None) -> (..., T, C). key_padding_mask: bool (..., T), True = a real token;
@@ -271,7 +288,7 @@ class SelfAttention(_Projected):
     KEYS = ("c_attn", "c_proj")
 
     def __init__(self, c_attn, c_proj, n_head, *, causal=True, rope=None, dropout=0.0, seed=0,
-                 head_mask=None, sparse=None, q_norm=None, k_norm=None):
+                 head_mask=None, sparse=None, q_norm=None, k_norm=None, n_kv_head=None):
         self.c_attn, self.c_proj = c_attn, c_proj
         E = c_proj.weight_matrix.shape[0]
         self._init_attention(n_head, E, causal, rope, dropout, seed, head_mask,
@@ -284,25 +301,45 @@ class SelfAttention(_Projected):
                 raise ValueError(f"{name} must be a Norm over the head size "
                                  f"({E // self.n_head},), got {nm!r}")
         self.q_norm, self.k_norm = q_norm, k_norm
-        if c_attn.weight_matrix.shape != (3 * E, E) or c_proj.weight_matrix.shape != (E, E):
-            raise ValueError(f"c_attn's weight must be (3C, C) = {(3 * E, E)} and c_proj's "
+        self.n_kv_head = check_kv_heads(n_kv_head, self.n_head)
+        W = E + 2 * self.kv_width
+        if c_attn.weight_matrix.shape != (W, E) or c_proj.weight_matrix.shape != (E, E):
+            raise ValueError(f"c_attn's weight must be (C + 2 KC, C) = {(W, E)} and c_proj's "
                              f"(C, C), got {c_attn.weight_matrix.shape} and "
                              f"{c_proj.weight_matrix.shape}")
 
+    @property
+    def kv_heads(self):
+        """The heads of k and v (n_kv_head, or n_head without grouping)."""
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def kv_width(self):
+        """KC = kv_heads * head size: the width of k (and of v) in c_attn's output."""
+        return self.kv_heads * (self.c_proj.weight_matrix.shape[0] // self.n_head)
+
+    def _split_qkv(self, qkv):
+        """q (..., C), k (..., KC), v (..., KC) of c_attn's output (..., C + 2 KC)."""
+        C, KC = self.embed_dim, self.kv_width
+        return qkv[..., :C], qkv[..., C:C + KC], qkv[..., C + KC:]
+
     def _options_kw(self):
         return dict(super()._options_kw(), rope=self.rope, head_mask=self.head_mask,
-                    sparse=self.sparse)
+                    sparse=self.sparse, n_kv_head=self.n_kv_head)
 
     @classmethod
     def create(cls, embed_dim, n_head, random_generator, *, bias=True, dtype=np.float64,
                **options):
-        """Glorot-uniform projections (c_attn as three (C, C) blocks), zero biases;
-        options: causal, rope, dropout, seed, sparse."""
+        """Glorot-uniform projections (c_attn as three blocks, (C, C), (KC, C), (KC, C)),
+        zero biases; options: causal, rope, dropout, seed, sparse, n_kv_head."""
         dt, E = check_dtype(dtype), embed_dim
         if n_head < 1 or E % n_head:
             raise ValueError(f"n_embd ({E}) must be divisible by n_head ({n_head})")
-        W = np.concatenate([glorot_uniform(random_generator, E, E, dtype=dt) for _ in range(3)])
-        c_attn = cls.LAYER(W, np.zeros(3 * E, dt) if bias else None)
+        nkv = check_kv_heads(options.get("n_kv_head"), n_head)
+        KC = E if nkv is None else nkv * (E // n_head)
+        W = np.concatenate([glorot_uniform(random_generator, E, n, dtype=dt)
+                            for n in (E, KC, KC)])
+        c_attn = cls.LAYER(W, np.zeros(E + 2 * KC, dt) if bias else None)
         c_proj = cls.LAYER.create(E, E, random_generator, bias=bias, dtype=dt)
         return cls(c_attn, c_proj, n_head, **options)
 
@@ -330,9 +367,9 @@ class SelfAttention(_Projected):
         """(y (..., T, C), cache) for x (..., T, C)."""
         x3, batch = flatten_batch(x, "x", self.embed_dim)
         qkv, c1 = self.c_attn.forward_cached(x3)
-        C, T = self.embed_dim, x3.shape[-2]
+        T = x3.shape[-2]
         opts = self._options(batch, T, T, attn_mask, key_padding_mask)
-        y, ca = self._attend(*(qkv[..., i * C:(i + 1) * C] for i in range(3)), opts)
+        y, ca = self._attend(*self._split_qkv(qkv), opts)
         out, c2 = self.c_proj.forward_cached(y)
         return out.reshape(np.shape(x)), (c1, ca, c2, out.shape)
 
@@ -349,7 +386,7 @@ class SelfAttention(_Projected):
         """An empty KVCache for up to max_len positions of inputs with batch dims
         batch_shape."""
         N = int(np.prod(batch_shape, dtype=np.int64))
-        shape = (N, self.n_head, int(max_len), self.embed_dim // self.n_head)
+        shape = (N, self.kv_heads, int(max_len), self.embed_dim // self.n_head)
         dt = self.c_proj.weight_matrix.dtype
         return KVCache(np.zeros(shape, dt), np.zeros(shape, dt))
 
@@ -361,8 +398,9 @@ class SelfAttention(_Projected):
         (..., cache.pos + TN) / (..., Smax), True = real position."""
         x3, batch = flatten_batch(x, "x", self.embed_dim)
         qkv = self.c_attn.forward_cached(x3)[0]
-        C = self.embed_dim
-        q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], self.n_head) for i in range(3))
+        q, k, v = self._split_qkv(qkv)
+        q, k, v = split_heads(q, self.n_head), split_heads(k, self.kv_heads), split_heads(
+            v, self.kv_heads)
         if self.q_norm is not None:
             q, k = self.q_norm.forward_cached(q)[0], self.k_norm.forward_cached(k)[0]
         if key_padding_mask is not None:

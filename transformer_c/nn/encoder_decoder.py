@@ -78,9 +78,10 @@ class EncoderDecoderConfig(ConfigMixin):
     stacks: the encoder's and the decoder's self-attention (the cross-attention stays
     dense) and every layer's feed-forward sublayer, on the module path and the C paths
     alike (a mixture of experts routes each stack's tokens of a call together in training
-    and in encode, every target token alone in KV-cached decoding). norm_type="rmsnorm"
-    and qk_norm run on the module path only (fast=True falls back to it; generation with a
-    KV cache is a ValueError naming the field); logit_softcap must be 0.
+    and in encode, every target token alone in KV-cached decoding). norm_type="rmsnorm",
+    qk_norm, n_kv_head and gated=True run on the module path only (fast=True falls back to
+    it; generation with a KV cache is a ValueError naming the field); logit_softcap must
+    be 0.
     """
 
     src_vocab_size: int = 32000
@@ -142,9 +143,9 @@ class EncoderDecoderConfig(ConfigMixin):
 
     def c_unsupported(self):
         """The block options whose value the C encoder-decoder drivers do not run
-        (norm_type other than "layernorm", qk_norm); () when they run this config.
-        (logit_softcap: refused by the config, 0 only.)"""
-        return tuple(n for n in ("norm_type", "qk_norm")
+        (norm_type other than "layernorm", qk_norm, n_kv_head other than None, gated); ()
+        when they run this config. (logit_softcap: refused by the config, 0 only.)"""
+        return tuple(n for n in ("norm_type", "qk_norm", "n_kv_head", "gated")
                      if getattr(self, n) != getattr(BlockOptions, n))
 
     def encoder_config(self):

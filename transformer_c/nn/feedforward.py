@@ -1,6 +1,7 @@
 """The position-wise feed-forward block, one implementation: ``MLP`` (GPT-2 keys c_fc /
 c_proj, Dense layers) and its coursework adapter ``FeedForward`` (keys layer1 / layer2,
-Linear layers, ReLU by default); ``MoE``, the mixture of experts over that MLP."""
+Linear layers, ReLU by default); ``GatedMLP`` (SwiGLU / GeGLU: keys c_fc, c_gate, c_proj);
+``MoE``, the mixture of experts over that MLP."""
 import numpy as np
 
 from .. import functional as F
@@ -8,12 +9,12 @@ from ..options import check_option
 from .layers import Dense, Linear
 from .module import CachedModule, check_dtype, glorot_uniform, replace_keys
 
-__all__ = ["MLP", "FeedForward", "MoE"]
+__all__ = ["MLP", "FeedForward", "GatedMLP", "MoE"]
 
 
 class MLP(CachedModule):
     """y = proj(act(fc(x))), act one of transformer_c.options.ACTIVATIONS ("gelu_tanh"
-    (GPT-2, the default), "gelu" (exact), "relu").
+    (GPT-2, the default), "gelu" (exact), "relu", "silu", "relu2" (squared ReLU)).
 
     MLP(c_fc: Dense (H, C), c_proj: Dense (C, H), activation); parameter keys ``c_fc``
     and ``c_proj``. forward(x=(..., C)) -> (..., C_out).
@@ -81,6 +82,64 @@ class FeedForward(MLP):
 
     def __init__(self, layer1, layer2, activation="relu"):
         self._init(layer1, layer2, activation)
+
+
+class GatedMLP(CachedModule):
+    """The gated MLP (Shazeer 2020, "GLU variants"; LLaMA's feed-forward with "silu":
+    SwiGLU): y = c_proj(act(c_gate(x)) * c_fc(x)), act one of
+    transformer_c.options.ACTIVATIONS ("silu": SwiGLU, "gelu": GeGLU, "relu": ReGLU), the
+    product in C (functional.glu).
+
+    GatedMLP(c_fc: Dense (H, C) (the "up" projection, Hugging Face LLaMA's up_proj), c_gate:
+    Dense (H, C) (the activated one, gate_proj), c_proj: Dense (C, H) (down_proj),
+    activation="silu"); parameter keys ``c_fc``, ``c_gate``, ``c_proj``. It has 3 H C weights
+    where the MLP has 2: the usual width is H = 2/3 of the MLP's (LLaMA: 8C/3 for 4C) for the
+    same parameter count. forward(x=(..., C)) -> (..., C_out).
+    """
+
+    KEYS = ("c_fc", "c_gate", "c_proj")
+
+    def __init__(self, c_fc, c_gate, c_proj, activation="silu"):
+        self.activation = check_option("activation", activation)
+        self.c_fc, self.c_gate, self.c_proj = c_fc, c_gate, c_proj
+        if c_gate.weight_matrix.shape != c_fc.weight_matrix.shape:
+            raise ValueError(f"c_gate's weight must have c_fc's shape "
+                             f"{c_fc.weight_matrix.shape}, got {c_gate.weight_matrix.shape}")
+
+    @classmethod
+    def create(cls, input_size, hidden_size, output_size, random_generator, *,
+               activation="silu", bias=True, dtype=np.float64):
+        """Glorot-uniform layers (c_fc, c_gate: input_size -> hidden_size; c_proj:
+        hidden_size -> output_size), zero biases."""
+        fc, gate = (Dense.create(input_size, hidden_size, random_generator, bias=bias,
+                                 dtype=dtype) for _ in range(2))
+        proj = Dense.create(hidden_size, output_size, random_generator, bias=bias, dtype=dtype)
+        return cls(fc, gate, proj, activation=activation)
+
+    @property
+    def parameters(self):
+        return {k: getattr(self, k).parameters for k in self.KEYS}
+
+    def with_parameters(self, parameters):
+        p = replace_keys(self, parameters, self.KEYS)
+        return type(self)(*(getattr(self, k).with_parameters(p[k]) for k in self.KEYS),
+                          activation=self.activation)
+
+    def forward_cached(self, x):
+        """(y (..., C_out), cache) for x (..., C)."""
+        u, c1 = self.c_fc.forward_cached(x)
+        g, cg = self.c_gate.forward_cached(x)
+        y, c2 = self.c_proj.forward_cached(F.glu(self.activation, g, u))
+        return y, (c1, cg, g, u, c2)
+
+    def backward_cached(self, grad, cache):
+        """(grads, dx (..., C)) for grad (..., C_out)."""
+        c1, cg, g, u, c2 = cache
+        g2, dh = self.c_proj.backward_cached(grad, c2)
+        dg, du = F.glu_backward(self.activation, dh, g, u)
+        g1, dx = self.c_fc.backward_cached(du, c1)
+        gg, dxg = self.c_gate.backward_cached(dg, cg)
+        return {"c_fc": g1, "c_gate": gg, "c_proj": g2}, dx + dxg
 
 
 class MoE(CachedModule):

@@ -103,8 +103,9 @@ class GPTConfig(ConfigMixin):
         (V, maxT, C, L, NH, H, bias, position, norm, activation, tie, eps, pos_base,
         rope_interleaved, dropout, attention, sparse_block, sparse_window, sparse_stride,
         sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight,
-        norm_type, qk_norm, logit_softcap), option values as their C enum values; what the
-        GPT bindings (_C.gpt_create, gpt_arena_bytes, gpt_kv_create) take."""
+        norm_type, qk_norm, logit_softcap, NKV (0: n_kv_head None), gated), option values as
+        their C enum values; what the GPT bindings (_C.gpt_create, gpt_arena_bytes,
+        gpt_kv_create) take."""
         return dict(V=int(self.vocab_size), maxT=int(self.block_size), C=int(self.n_embd),
                     L=int(self.n_layer), NH=int(self.n_head), H=self.hidden_size,
                     bias=bool(self.bias),
@@ -115,7 +116,9 @@ class GPTConfig(ConfigMixin):
                     pos_base=float(self.position_base),
                     rope_interleaved=bool(self.rope_interleaved), dropout=float(self.dropout),
                     **attention_c_fields(self), **ffn_c_fields(self),
-                    **norm_c_fields(self))
+                    **norm_c_fields(self),
+                    NKV=0 if self.n_kv_head is None else int(self.n_kv_head),
+                    gated=bool(self.gated))
 
 
 def _layout(cfg):

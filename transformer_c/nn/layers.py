@@ -160,7 +160,7 @@ class LayerNorm(Norm):
 
 class Activation(CachedModule):
     """An element-wise activation by name (transformer_c.options.ACTIVATIONS: "gelu_tanh",
-    "gelu", "relu"; ValueError naming ``activation`` otherwise). forward(x=any shape) ->
+    "gelu", "relu", "silu", "relu2"; ValueError naming ``activation`` otherwise). forward(x=any shape) ->
     x's shape; no parameters."""
 
     def __init__(self, activation):

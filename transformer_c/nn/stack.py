@@ -17,7 +17,7 @@ from .. import functional as F
 from ..functional._util import as_ids
 from .attention import CrossAttention, SelfAttention
 from .blocks import Block, DecoderBlock, site_seed
-from .feedforward import MLP, MoE
+from .feedforward import MLP, GatedMLP, MoE
 from ._config import sparse_pattern
 from .layers import Dense, Norm
 
@@ -46,7 +46,8 @@ def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
     for layer in range(n_layer):
         p = prefix + ("h", layer)
         _add(out, p + ("ln_1",), (C,), b)
-        _add(out, p + ("attn", "c_attn"), (3 * C, C), b)
+        KC = getattr(cfg, "kv_heads", cfg.n_head) * (C // cfg.n_head)  # grouped k, v width
+        _add(out, p + ("attn", "c_attn"), (C + 2 * KC, C), b)
         _add(out, p + ("attn", "c_proj"), (C, C), b)
         if getattr(cfg, "qk_norm", False):
             out.append((p + ("attn", "q_norm", "weight"), (cfg.head_size,)))
@@ -68,6 +69,8 @@ def stack_layout(cfg, prefix, n_layer, vocab_size, *, wte, cross):
                 out.append((m + ("b2",), (E, C)))
         else:
             _add(out, p + ("mlp", "c_fc"), (H, C), b)
+            if getattr(cfg, "gated", False):  # the gated MLP's activated projection
+                _add(out, p + ("mlp", "c_gate"), (H, C), b)
             _add(out, p + ("mlp", "c_proj"), (C, H), b)
     if cfg.norm == "pre":
         _add(out, prefix + ("ln_f",), (C,), b)
@@ -171,7 +174,8 @@ def _self_attention(cfg, h, causal, p_attn, seed, head_mask=None):
               for k in ("q_norm", "k_norm")}
     return SelfAttention(Dense(**a["c_attn"]), Dense(**a["c_proj"]),
                          cfg.n_head, causal=causal, rope=_rope(cfg), dropout=p_attn, seed=seed,
-                         head_mask=head_mask, sparse=sparse_pattern(cfg), **qk)
+                         head_mask=head_mask, sparse=sparse_pattern(cfg),
+                         n_kv_head=getattr(cfg, "n_kv_head", None), **qk)
 
 
 def _mlp(cfg, h, aux=True):
@@ -183,6 +187,10 @@ def _mlp(cfg, h, aux=True):
         return MoE(m["router"], m["w1"], m.get("b1"), m["w2"], m.get("b2"),
                    top_k=cfg.moe_top_k, capacity_factor=cfg.moe_capacity,
                    activation=cfg.activation, aux_weight=cfg.moe_aux_weight if aux else 0.0)
+    if getattr(cfg, "gated", False):
+        m = h["mlp"]
+        return GatedMLP(Dense(**m["c_fc"]), Dense(**m["c_gate"]), Dense(**m["c_proj"]),
+                        cfg.activation)
     return MLP(Dense(**h["mlp"]["c_fc"]), Dense(**h["mlp"]["c_proj"]), cfg.activation)
 
 
