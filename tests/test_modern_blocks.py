@@ -155,3 +155,17 @@ def test_inspect_fast_equals_module_path(kw):
     np.testing.assert_allclose(fast.logits, slow.logits, rtol=1e-10, atol=1e-10)
     for a, b in zip(fast.attentions + fast.hidden_states, slow.attentions + slow.hidden_states):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_qk_norm_with_grouped_kv_heads_is_refused_by_name():
+    # QK-norm's kernels assume every query head has its own keys: the config says so
+    from transformer_c.nn import BertConfig, EncoderConfig, GPTConfig
+    for cls in (GPTConfig, EncoderConfig, BertConfig):
+        with pytest.raises(ValueError, match="n_kv_head"):
+            cls(n_head=4, n_embd=16, qk_norm=True, n_kv_head=2)
+        assert cls(n_head=4, n_embd=16, qk_norm=True, n_kv_head=4).qk_norm
+    from transformer_c import _C
+    fields = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=4, n_embd=16,
+                       qk_norm=True).c_fields()
+    with pytest.raises(ValueError):
+        _C.gpt_arena_bytes(False, dict(fields, NKV=2), 1, 4)
