@@ -60,6 +60,7 @@ static int FN(muon_matrix)(real_t *param, real_t *buf, const real_t *grad, int64
     const int64_t r = tr ? cols : rows, c = tr ? rows : cols;
     const real_t w_buf = (real_t)(1.0 - momentum), w_nest = (real_t)momentum;
     const int par = TC_PAR(size, TC_PARALLEL_MIN_WORK);
+    (void)par; /* read only by the OpenMP pragmas (none in a serial build) */
     /* momentum, then X = the update (transposed when rows > cols) */
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t i = 0; i < rows; i++)
