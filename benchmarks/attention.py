@@ -25,7 +25,7 @@ import transformer_c as tc
 import statistics
 import time
 
-from benchmarks.common import emit, set_threads
+from benchmarks.common import emit, sample, set_threads
 
 HS = 64
 # (B, NH, T): batch 1..8, heads 4..12, sequence 128..4096
@@ -70,17 +70,6 @@ def torch_fns(torch, q, k, v, G, causal):
     return fwd, fwd_bwd
 
 
-def _sample(fn, min_time):
-    """Seconds per call of fn(), looping until min_time has passed (at least one call)."""
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_time:
-            return elapsed / n
-
-
 def paired_times(fa, fb, repeats, warmup=1, min_time=0.05):
     """(median seconds of fa, of fb, median of the per-round ratios fb / fa); fa and fb are
     timed back to back in each round, alternating which goes first."""
@@ -90,11 +79,11 @@ def paired_times(fa, fb, repeats, warmup=1, min_time=0.05):
     ta, tb, ratios = [], [], []
     for r in range(repeats):
         if r % 2:
-            b = _sample(fb, min_time)
-            a = _sample(fa, min_time)
+            b = sample(fb, min_time)
+            a = sample(fa, min_time)
         else:
-            a = _sample(fa, min_time)
-            b = _sample(fb, min_time)
+            a = sample(fa, min_time)
+            b = sample(fb, min_time)
         ta.append(a)
         tb.append(b)
         ratios.append(b / a)

@@ -15,21 +15,23 @@ import time
 SETTLE_S = 0.15
 
 
+def sample(fn, min_time):
+    """Mean wall seconds per call of fn(), looping until min_time has passed (one call at
+    least)."""
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time:
+            return elapsed / n
+
+
 def median_time(fn, repeats=7, warmup=2, min_time=0.05):
     """Median wall time of fn() in seconds; each sample loops until min_time has passed."""
     for _ in range(warmup):
         fn()
-    samples = []
-    for _ in range(repeats):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            elapsed = time.perf_counter() - t0
-            if elapsed >= min_time:
-                break
-        samples.append(elapsed / n)
-    return statistics.median(samples)
+    return statistics.median(sample(fn, min_time) for _ in range(repeats))
 
 
 def settle(seconds=None):

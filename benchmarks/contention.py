@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import transformer_c as tc
-from benchmarks.common import emit
+from benchmarks.common import emit, sample
 
 F = tc.functional
 MEDIUM = dict(n_layer=6, n_head=6, n_embd=384, vocab_size=65, block_size=256)
@@ -58,17 +58,6 @@ class BusyCore:
         self.close()
 
 
-def _sample(fn, min_time):
-    """Mean seconds per call of fn over at least min_time (one call at least)."""
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_time:
-            return elapsed / n
-
-
 GUARD_DEFAULT = tc.get_thread_guard()  # the contention guard as the process set it
 
 
@@ -92,7 +81,7 @@ def interleaved(fn, busy, repeats=5, min_time=0.1, settings=(1, 2)):
                 busy.set(cond == "busy")
                 for t in settings:
                     _configure(t)
-                    samples[(cond, t)].append(_sample(fn, min_time))
+                    samples[(cond, t)].append(sample(fn, min_time))
     finally:
         busy.set(False)
         tc.set_thread_guard(GUARD_DEFAULT)
