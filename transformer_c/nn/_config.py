@@ -66,8 +66,7 @@ class BlockOptions:
     attn.k_norm.weight of head_size, initialised to 1, shared by the heads) after c_attn
     and before RoPE, as OLMo 2, Gemma 3 and Qwen 3 do.
     logit_softcap: 0 (off) or the cap c > 0 of Gemma 2's final-logit soft-capping,
-    logits = c * tanh(logits / c) (GPT only: the other configs have no LM logits and refuse
-    a nonzero value).
+    logits = c * tanh(logits / c) (GPT only: the other configs refuse a nonzero value).
     n_kv_head: None (every query head its own keys and values) or a divisor of n_head:
     grouped-query attention (1: multi-query), k and v projected to n_kv_head heads, each
     shared by n_head // n_kv_head query heads; c_attn is then (C + 2 KC, C), KC =
@@ -208,7 +207,7 @@ def check_norm_options(cfg, *, logits=True):
     if not (_real(cap) and cap >= 0):
         raise ValueError(f"logit_softcap must be a finite number >= 0 (0: off), got {cap!r}")
     if cap and not logits:
-        raise ValueError(f"logit_softcap must be 0: this model has no LM logits to cap, got "
+        raise ValueError(f"logit_softcap must be 0: only GPT soft-caps its logits, got "
                          f"{cap!r}")
 
 
