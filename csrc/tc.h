@@ -190,6 +190,15 @@ int tc_cpu_use_fast(void);
 /* the same for AVX2+FMA only (0 on every other CPU) */
 int tc_cpu_has_avx2(void);
 int tc_cpu_use_avx2(void);
+/* The GEMM family's one level above AVX2+FMA: the AVX-512F float32 micro-kernel (x86-64 with
+ * avx512f; float64 products keep the AVX2+FMA kernel). has: the CPU (and build) has it;
+ * use: the float32 products run it now (has, the portable override off and the AVX-512 cap
+ * off). tc_cpu_set_avx512: 0 caps the GEMM at AVX2+FMA, 1 lifts the cap (TC_EINVAL without
+ * avx512f), -1 the environment's choice again (TC_GEMM_KERNEL=avx2+fma caps it, read at
+ * the next query). */
+int tc_cpu_has_avx512(void);
+int tc_cpu_use_avx512(void);
+int tc_cpu_set_avx512(int on);
 /* on 1: force the portable kernels; 0: the CPU's best; -1: the environment's choice again
  * (read anew at the next query). TC_EINVAL otherwise. */
 int tc_cpu_set_portable(int on);
@@ -197,7 +206,8 @@ int tc_cpu_get_portable(void);
 /* whether family runs its fast variant now (it has one and tc_cpu_use_fast()), remembered
  * as family's last choice (what a kernel calls to dispatch). */
 int tc_cpu_pick(int family);
-/* "avx2+fma", "neon" or "generic": what family last ran (NULL if it has not run; any
+/* "avx512" (the GEMM family only), "avx2+fma", "neon" or "generic": what family last ran
+ * (NULL if it has not run; any
  * family < 0: what would run now; always "generic" for a family without a fast variant in
  * this build, e.g. every family of a TC_PORTABLE_ONLY build); tc_cpu_family_name: "gemm",
  * "attention", ... (NULL out of range). */
@@ -224,10 +234,14 @@ int tc_gemm_ref_f32(float *C, const float *A, const float *B, int64_t M, int64_t
 int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                     double alpha, double beta);
-/* The micro-kernel the next product runs ("avx2+fma", "neon" or "generic"; =
- * tc_cpu_kernel_name(-1)). tc_gemm_set_kernel: the cpu override by name (it applies to every
- * family): "generic" = tc_cpu_set_portable(1), "avx2+fma" / "neon" = (0) (TC_EINVAL unless it
- * is the build's fast variant and the CPU has it), "auto"/NULL = (-1). */
+/* The micro-kernel the next float32 product runs ("avx512", "avx2+fma", "neon" or "generic";
+ * tc_cpu_kernel_name(-1) unless "avx512"; float64 products run "avx2+fma" where this says
+ * "avx512"). tc_gemm_set_kernel: the cpu override by name (it applies to every family):
+ * "generic" = tc_cpu_set_portable(1), "avx2+fma" / "neon" = (0) (TC_EINVAL unless it is the
+ * build's fast variant and the CPU has it; "avx2+fma" also caps the GEMM below AVX-512:
+ * tc_cpu_set_avx512(0)), "avx512" = (0) and tc_cpu_set_avx512(1) (TC_EINVAL without
+ * avx512f), "auto"/NULL = (-1) for both. The environment's TC_GEMM_KERNEL=avx2+fma is the
+ * cap, =generic the portable override. */
 const char *tc_gemm_kernel_name(void);
 int tc_gemm_set_kernel(const char *name);
 /* tc_gemm with an epilogue: ep(ctx, i0, j0, m, n) is called once for every finished block

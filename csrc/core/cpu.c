@@ -46,9 +46,25 @@ static int tc_cpu_probe(void) { return 1; }
 static int tc_cpu_probe(void) { return 0; }
 #endif
 
+/* The GEMM family's one wider level on x86-64: the AVX-512F float32 micro-kernel (gemm.c),
+ * used on top of the AVX2+FMA variants where the CPU has avx512f (with the OS saving the zmm
+ * state: __builtin_cpu_supports checks XGETBV too). */
+#if TC_CPU_X86
+static int tc_cpu_probe_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+#else
+static int tc_cpu_probe_avx512(void) { return 0; }
+#endif
+
 static int tc_cpu_fast = -1;     /* -1: not probed yet */
+static int tc_cpu_avx512 = -1;   /* -1: not probed yet */
+static int tc_cpu_no_avx512 = -1; /* -1: the environment's choice (TC_GEMM_KERNEL=avx2+fma) */
 static int tc_cpu_portable = -1; /* -1: take the environment's choice at the next query */
-static int tc_cpu_last[TC_CPU_FAMILY_COUNT] = {0}; /* 0: not run, else 1 + (fast variant used) */
+/* 0: not run, else 1 + (fast variant used) (+ 1 more for the GEMM's AVX-512 kernel) */
+static int tc_cpu_last[TC_CPU_FAMILY_COUNT] = {0};
 
 int tc_cpu_has_fast(void)
 {
@@ -92,12 +108,48 @@ int tc_cpu_use_fast(void) { return tc_cpu_has_fast() && !tc_cpu_get_portable(); 
 
 int tc_cpu_use_avx2(void) { return TC_CPU_X86 && tc_cpu_use_fast(); }
 
+int tc_cpu_has_avx512(void)
+{
+    int c = __atomic_load_n(&tc_cpu_avx512, __ATOMIC_RELAXED);
+    if (c < 0) {
+        c = TC_CPU_X86 && tc_cpu_has_fast() && tc_cpu_probe_avx512();
+        __atomic_store_n(&tc_cpu_avx512, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+/* TC_GEMM_KERNEL=avx2+fma caps the GEMM at its AVX2+FMA kernel */
+static int tc_cpu_get_no_avx512(void)
+{
+    int p = __atomic_load_n(&tc_cpu_no_avx512, __ATOMIC_RELAXED);
+    if (p < 0) {
+        const char *g = getenv("TC_GEMM_KERNEL");
+        p = g && strcmp(g, "avx2+fma") == 0;
+        __atomic_store_n(&tc_cpu_no_avx512, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
+int tc_cpu_set_avx512(int on)
+{
+    if (on < -1 || on > 1) return TC_EINVAL;
+    if (on == 1 && !tc_cpu_has_avx512()) return TC_EINVAL;
+    __atomic_store_n(&tc_cpu_no_avx512, on < 0 ? -1 : !on, __ATOMIC_RELAXED);
+    return TC_OK;
+}
+
+int tc_cpu_use_avx512(void)
+{
+    return tc_cpu_has_avx512() && !tc_cpu_get_portable() && !tc_cpu_get_no_avx512();
+}
+
 int tc_cpu_pick(int family)
 {
     if (family < 0 || family >= TC_CPU_FAMILY_COUNT) return tc_cpu_use_fast();
     const int v = ((TC_CPU_FAST_FAMILIES >> family) & 1u) && tc_cpu_use_fast();
-    if (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED) != 1 + v)
-        __atomic_store_n(&tc_cpu_last[family], 1 + v, __ATOMIC_RELAXED);
+    const int w = v && family == TC_CPU_GEMM && tc_cpu_use_avx512();
+    if (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED) != 1 + v + w)
+        __atomic_store_n(&tc_cpu_last[family], 1 + v + w, __ATOMIC_RELAXED);
     return v;
 }
 
@@ -111,6 +163,7 @@ const char *tc_cpu_kernel_name(int family)
     switch (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED)) {
     case 1: return "generic";
     case 2: return TC_CPU_FAST_NAME;
+    case 3: return "avx512";
     default: return NULL;
     }
 }

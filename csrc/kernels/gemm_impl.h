@@ -66,6 +66,13 @@ static FN(tc_gemm_kernel_fn) FN(gemm_pick_kernel)(void)
 #endif
 }
 
+/* whether float32 products run the AVX-512F 12 x 32 kernel (gemm.c) on their full tiles */
+static inline int FN(gemm_use_avx512)(void)
+{
+    return sizeof(real_t) == sizeof(float) && TC_GEMM_AVX512_F32 && tc_cpu_pick(TC_CPU_GEMM) &&
+           tc_cpu_use_avx512();
+}
+
 /* C (M,N) = alpha op(A) op(B) + beta C, the plain reference. */
 int FN(tc_gemm_ref)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
@@ -204,33 +211,59 @@ static void FN(gemm_scale)(real_t *C, int64_t ldc, int64_t M, int64_t N, real_t 
 /* One block of rows [ic, ic+mc) of C against the packed micro-panels [jp0, jp1) of B at
  * (jc, pc): pack the A block (into ap, when given and a_packed is 0; else A is read in
  * place, or ap already holds it), then every MR x NR tile, jr outer (the B micro-panel
- * stays in L1) and ir inner. */
+ * stays in L1) and ir inner. With use512 (float32 only), two full B micro-panels at a time
+ * and, inside, two full A panels at a time: 2MR x 2NR = 12 x 32 tiles by the AVX-512
+ * kernel, the rest (partial edges, a last odd panel) by `kernel` (AVX2), tile by tile. */
 static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const real_t *A, int64_t rsa,
                                   int64_t csa, real_t *C, int64_t ldc, int64_t ic, int64_t mc,
                                   int64_t jc, int64_t nc, int64_t pc, int64_t kc,
                                   int64_t kc_max, real_t *ap, const real_t *bp, int64_t jp0, int64_t jp1,
                                   const real_t *ab, int last_pc, tc_gemm_epilogue_fn ep,
-                                  void *ep_ctx, int a_packed)
+                                  void *ep_ctx, int a_packed, int use512)
 {
     const int64_t mp = (mc + GEMM_MR - 1) / GEMM_MR;
     const real_t *Ablk = A + ic * rsa + pc * csa;
     if (ap && !a_packed) FN(gemm_pack_a_block)(ap, Ablk, rsa, csa, mc, kc);
-    for (int64_t jp = jp0; jp < jp1; jp++) {
+    for (int64_t jp = jp0; jp < jp1;) {
         const int64_t j0 = jp * GEMM_NR;
-        const int64_t nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-        const real_t *bpanel = bp + jp * GEMM_NR * kc_max;
-        for (int64_t ip = 0; ip < mp; ip++) {
-            const int64_t i0 = ip * GEMM_MR;
-            const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
-            real_t *ct = C + (ic + i0) * ldc + jc + j0;
-            if (ap)
-                kernel(kc, ap + ip * GEMM_MR * kc, 1, GEMM_MR, bpanel, ct, ldc, mr, nr, ab);
-            else
-                kernel(kc, Ablk + i0 * rsa, rsa, csa, bpanel, ct, ldc, mr, nr, ab);
+        /* two full micro-panels of B for the 12 x 32 kernel, else one */
+        const int64_t jn = use512 && jp + 1 < jp1 && nc - j0 >= 2 * GEMM_NR ? 2 : 1;
+        for (int64_t jq = jp; jq < jp + jn; jq++) {
+            const int64_t jq0 = jq * GEMM_NR;
+            const int64_t nr = nc - jq0 < GEMM_NR ? nc - jq0 : GEMM_NR;
+            const real_t *bpanel = bp + jq * GEMM_NR * kc_max;
+            for (int64_t ip = 0; ip < mp; ip++) {
+                const int64_t i0 = ip * GEMM_MR;
+                const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
+                real_t *ct = C + (ic + i0) * ldc + jc + jq0;
+                if (jn == 2 && mc - i0 >= 2 * GEMM_MR) {
+                    /* rows [i0, i0 + 12) x both panels, once (at jq == jp) */
+                    if (jq == jp) {
+                        const real_t *a0 = ap ? ap + ip * GEMM_MR * kc : Ablk + i0 * rsa;
+                        const real_t *a1 = ap ? a0 + GEMM_MR * kc : a0 + GEMM_MR * rsa;
+                        tc_gemm_kernel_avx512_f32(kc, (const float *)a0, (const float *)a1,
+                                                  ap ? 1 : rsa, ap ? GEMM_MR : csa,
+                                                  (const float *)bpanel,
+                                                  (const float *)(bpanel + GEMM_NR * kc_max),
+                                                  (float *)ct, ldc, (const float *)ab);
+                    }
+                    ip++; /* the next panel was in the 12 rows */
+                    continue;
+                }
+                if (ap)
+                    kernel(kc, ap + ip * GEMM_MR * kc, 1, GEMM_MR, bpanel, ct, ldc, mr, nr, ab);
+                else
+                    kernel(kc, Ablk + i0 * rsa, rsa, csa, bpanel, ct, ldc, mr, nr, ab);
+            }
         }
-        /* the finished mc x nr column of C, still in L1 / L2: one call per column amortises
+        /* each finished mc x nr column of C, still in L1 / L2: one call per column amortises
          * the epilogue's set-up and gives it long independent loops */
-        if (ep && last_pc) ep(ep_ctx, ic, jc + j0, mc, nr);
+        if (ep && last_pc)
+            for (int64_t jq = jp; jq < jp + jn; jq++) {
+                const int64_t jq0 = jq * GEMM_NR;
+                ep(ep_ctx, ic, jc + jq0, mc, nc - jq0 < GEMM_NR ? nc - jq0 : GEMM_NR);
+            }
+        jp += jn;
     }
 }
 
@@ -277,6 +310,7 @@ int FN(tc_gemm_ep)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64
     real_t *bp = tc_workspace(TC_WS_GEMM_B, b_bytes);
     if ((a_bytes && !ap) || !bp) return TC_ENOMEM;
     const FN(tc_gemm_kernel_fn) kernel = FN(gemm_pick_kernel)();
+    const int use512 = FN(gemm_use_avx512)();
     const int64_t mp_all = (M + GEMM_MR - 1) / GEMM_MR;
 
     const int64_t panels_per_block = GEMM_MC / GEMM_MR;
@@ -319,7 +353,7 @@ int FN(tc_gemm_ep)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64
                         if (ie > ic)
                             FN(gemm_block)(kernel, A, rsa, csa, C, ldc, ic, ie - ic, jc, nc, pc,
                                            kc, kc_max, my_ap, bp, 0, np, ab, last_pc, ep, ep_ctx,
-                                           0);
+                                           0, use512);
                     }
                 } else if (M <= GEMM_MC) {
                     /* one block of rows (the few rows of, e.g., an expert of a mixture):
@@ -327,13 +361,18 @@ int FN(tc_gemm_ep)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64
                      * before its tiles, while they read it from L1 (the whole packed panel
                      * would go out to L3 and back); the same tiles, in the same order */
                     const int64_t pk0 = np * tid / nth, pk1 = np * (tid + 1) / nth;
-                    for (int64_t jp = pk0; jp < pk1; jp++) {
-                        const int64_t j0 = jp * GEMM_NR;
-                        FN(gemm_pack_b)(bp + jp * GEMM_NR * kc_max, Bblk + j0 * csb, rsb, csb,
-                                        nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR, kc);
+                    /* (two micro-panels at a time for the AVX-512 kernel's 12 x 32 tiles) */
+                    for (int64_t jp = pk0; jp < pk1;) {
+                        const int64_t je = use512 && jp + 1 < pk1 ? jp + 2 : jp + 1;
+                        for (int64_t jq = jp; jq < je; jq++) {
+                            const int64_t j0 = jq * GEMM_NR;
+                            FN(gemm_pack_b)(bp + jq * GEMM_NR * kc_max, Bblk + j0 * csb, rsb,
+                                            csb, nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR, kc);
+                        }
                         FN(gemm_block)(kernel, A, rsa, csa, C, ldc, 0, M, jc, nc, pc, kc,
-                                       kc_max, my_ap, bp, jp, jp + 1, ab, last_pc, ep, ep_ctx,
-                                       jp > pk0);
+                                       kc_max, my_ap, bp, jp, je, ab, last_pc, ep, ep_ctx,
+                                       jp > pk0, use512);
+                        jp = je;
                     }
                 } else {
                     const int64_t pk0 = np * tid / nth, pk1 = np * (tid + 1) / nth;
@@ -345,7 +384,8 @@ int FN(tc_gemm_ep)(real_t *C, const real_t *A, const real_t *B, int64_t M, int64
                     for (int64_t ic = 0; ic < M; ic += GEMM_MC)
                         FN(gemm_block)(kernel, A, rsa, csa, C, ldc, ic,
                                        M - ic < GEMM_MC ? M - ic : GEMM_MC, jc, nc, pc, kc,
-                                       kc_max, my_ap, bp, pk0, pk1, ab, last_pc, ep, ep_ctx, 0);
+                                       kc_max, my_ap, bp, pk0, pk1, ab, last_pc, ep, ep_ctx, 0,
+                                       use512);
                 }
             }
         }
