@@ -42,10 +42,12 @@ TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, ato
 
 
 def gemm_kernels():
-    """The GEMM micro-kernels this CPU can run: the portable one, and AVX2+FMA when present."""
+    """The GEMM micro-kernels this CPU can run: the portable one, AVX2+FMA when present, and
+    the float32 AVX-512F one (on top of AVX2+FMA) when the CPU has avx512f."""
     from transformer_c import _C
 
-    return ["generic"] + (["avx2+fma"] if _C.gemm_kernel_name() == "avx2+fma" else [])
+    return (["generic"] + (["avx2+fma"] if _C.cpu_has_avx2() else [])
+            + (["avx512"] if _C.cpu_has_avx512() else []))
 
 
 GEMM_KERNELS = gemm_kernels()

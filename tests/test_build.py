@@ -66,11 +66,16 @@ def cpu_flags():
                     reason="the x86-64 dispatch (AArch64's NEON one: tests/c, tools/c_kernel_test.sh)")
 def test_dispatch_picks_the_best_kernels_this_cpu_has(monkeypatch):
     # the runtime dispatch runs AVX2+FMA exactly when the CPU has both (per /proc/cpuinfo)
-    # and the build compiled them; the portable kernels otherwise, on any x86-64
+    # and the build compiled them, the GEMM's AVX-512F kernel on top of them when the CPU
+    # has avx512f too; the portable kernels otherwise, on any x86-64
     flags = cpu_flags()
     best = "avx2+fma" if {"avx2", "fma"} <= flags and not tc.build_info()["portable_only"] \
         else "generic"
     assert _C.cpu_has_avx2() == (best == "avx2+fma")
+    has512 = best == "avx2+fma" and "avx512f" in flags
+    assert _C.cpu_has_avx512() == has512
+    if has512 and os.environ.get("TC_GEMM_KERNEL") != "avx2+fma":  # (the env's cap)
+        best = "avx512"
     before = _C.cpu_portable()
     try:
         _C.cpu_set_portable(False)

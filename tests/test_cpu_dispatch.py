@@ -77,6 +77,15 @@ def run_family(family):
         raise AssertionError(family)
 
 
+def best(family):
+    """The variant family runs with the override off: the GEMM's AVX-512F kernel where the
+    CPU has it (unless TC_GEMM_KERNEL=avx2+fma caps it), else AVX2+FMA where present."""
+    if (family == "gemm" and _C.cpu_has_avx512()
+            and os.environ.get("TC_GEMM_KERNEL") != "avx2+fma"):
+        return "avx512"
+    return "avx2+fma" if _C.cpu_has_avx2() else "generic"
+
+
 @pytest.fixture
 def restore():
     yield
@@ -93,7 +102,7 @@ def test_override_forces_the_portable_kernel_in_every_family(family, restore):
     # and back: the CPU's best runs again
     _C.cpu_set_portable(False)
     run_family(family)
-    assert _C.cpu_kernel(family) == ("avx2+fma" if _C.cpu_has_avx2() else "generic")
+    assert _C.cpu_kernel(family) == best(family)
 
 
 def test_gemm_set_kernel_is_the_same_switch(restore):
@@ -118,7 +127,52 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="on"):
         _C.cpu_set_portable("yes")
     with pytest.raises(ValueError, match="name"):
+        _C.gemm_set_kernel("avx1024")
+    if not _C.cpu_has_avx512():
+        with pytest.raises(ValueError, match="name"):
+            _C.gemm_set_kernel("avx512")
+
+
+@pytest.mark.skipif(not _C.cpu_has_avx512(), reason="this CPU has no avx512f")
+def test_gemm_avx512_level_is_picked_capped_and_restored(restore):
+    # "avx2+fma" caps the GEMM below AVX-512 (the other families run AVX2+FMA either way),
+    # "avx512" lifts the cap, "auto" returns to the environment's choice
+    try:
+        _C.gemm_set_kernel("avx2+fma")
+        assert _C.gemm_kernel_name() == "avx2+fma" and not _C.cpu_portable()
+        run_family("gemm")
+        assert _C.cpu_kernel("gemm") == "avx2+fma"
+        run_family("softmax")
+        assert _C.cpu_kernel("softmax") == "avx2+fma"
         _C.gemm_set_kernel("avx512")
+        assert _C.gemm_kernel_name() == "avx512"
+        run_family("gemm")
+        assert _C.cpu_kernel("gemm") == "avx512"
+        # the portable override wins over the AVX-512 level
+        _C.cpu_set_portable(True)
+        assert _C.gemm_kernel_name() == "generic"
+        run_family("gemm")
+        assert _C.cpu_kernel("gemm") == "generic"
+    finally:
+        _C.gemm_set_kernel("auto")
+    assert _C.gemm_kernel_name() == (best("gemm") if not _C.cpu_portable() else "generic")
+
+
+@pytest.mark.skipif(not _C.cpu_has_avx512(), reason="this CPU has no avx512f")
+@pytest.mark.parametrize("env,want", [("avx2+fma", "avx2+fma"), ("avx512", "avx512"),
+                                      ("generic", "generic")])
+def test_gemm_kernel_environment_variable_in_a_fresh_process(env, want):
+    code = ("import sys; sys.path.insert(0, 'tests'); import test_cpu_dispatch as t; "
+            "from transformer_c import _C; print(_C.gemm_kernel_name()); t.run_family('gemm'); "
+            "print(_C.cpu_kernel('gemm'))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    e = dict(os.environ, TC_GEMM_KERNEL=env)
+    e.pop("TC_PORTABLE", None)
+    e["PYTHONPATH"] = root + os.pathsep + e.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=e, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [want, want]
 
 
 def test_environment_variable_forces_portable_in_a_fresh_process():

@@ -11,7 +11,19 @@ from conftest import GEMM_KERNELS, rng
 
 F = tc.functional
 _C = tc._C
-KERNELS = GEMM_KERNELS
+# the row kernels have no AVX-512 variant: "avx512" would run the AVX2+FMA ones again
+KERNELS = [k for k in GEMM_KERNELS if k != "avx512"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    """Runs the test once per row-kernel variant (this module's override of conftest's)."""
+    _C.gemm_set_kernel(request.param)
+    try:
+        assert _C.gemm_kernel_name() == request.param
+        yield request.param
+    finally:
+        _C.gemm_set_kernel("auto")
 
 
 

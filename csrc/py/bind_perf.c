@@ -2,7 +2,8 @@
  * micro-kernel, measure the machine's peak FP32 FLOP/s, count scratch allocations. */
 #include "bind.h"
 
-/* gemm_set_kernel(name): "generic", "avx2+fma" / "neon" or "auto" (the cpu override by name) */
+/* gemm_set_kernel(name): "generic", "avx2+fma" / "neon", "avx512" or "auto" (the cpu
+ * override by name; "avx2+fma" also caps the GEMM below its AVX-512 kernel) */
 static PyObject *py_gemm_set_kernel(PyObject *self, PyObject *args)
 {
     const char *name;
@@ -11,8 +12,8 @@ static PyObject *py_gemm_set_kernel(PyObject *self, PyObject *args)
     if (tc_gemm_set_kernel(name) != TC_OK) {
         const char *fast = tc_cpu_has_fast() ? tc_cpu_fast_name() : NULL;
         PyErr_Format(PyExc_ValueError,
-                     "name must be 'generic', 'auto' or a kernel this CPU has (%s), got '%s'",
-                     fast ? fast : "none", name);
+                     "name must be 'generic', 'auto' or a kernel this CPU has (%s%s), got '%s'",
+                     fast ? fast : "none", tc_cpu_has_avx512() ? ", avx512" : "", name);
         return NULL;
     }
     Py_RETURN_NONE;
@@ -62,7 +63,16 @@ static PyObject *py_cpu_has_avx2(PyObject *self, PyObject *args)
     return PyBool_FromLong(tc_cpu_has_avx2());
 }
 
-/* cpu_kernel(family) -> "avx2+fma" | "neon" | "generic" | None: the variant family last ran */
+/* cpu_has_avx512() -> bool: whether this CPU (and build) has the AVX-512F GEMM kernel */
+static PyObject *py_cpu_has_avx512(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(tc_cpu_has_avx512());
+}
+
+/* cpu_kernel(family) -> "avx512" (gemm only) | "avx2+fma" | "neon" | "generic" | None: the
+ * variant family last ran */
 static PyObject *py_cpu_kernel(PyObject *self, PyObject *args)
 {
     const char *name;
@@ -334,8 +344,9 @@ PyMethodDef tc_methods_perf[] = {
      "workspace (for tests: a warmed-up step makes none)"},
     {"gemm_set_kernel", py_gemm_set_kernel, METH_VARARGS,
      "gemm_set_kernel(name): the cpu override by name, for every family: 'generic' = "
-     "cpu_set_portable(True), 'avx2+fma' (x86-64) or 'neon' (AArch64) = (False), 'auto' = "
-     "(None)"},
+     "cpu_set_portable(True), 'avx2+fma' (x86-64: also caps the GEMM below AVX-512) or "
+     "'neon' (AArch64) = (False), 'avx512' = (False) with the GEMM's float32 AVX-512F "
+     "kernel (ValueError without avx512f), 'auto' = (None)"},
     {"cpu_set_portable", py_cpu_set_portable, METH_VARARGS,
      "cpu_set_portable(on): True forces the portable kernels in every family (GEMM, "
      "attention, softmax, activations, layernorm, loss, fused, decode, bench), False the "
@@ -343,8 +354,11 @@ PyMethodDef tc_methods_perf[] = {
     {"cpu_portable", py_cpu_portable, METH_NOARGS, "cpu_portable() -> bool: the override"},
     {"cpu_has_avx2", py_cpu_has_avx2, METH_NOARGS,
      "cpu_has_avx2() -> bool: whether this CPU and build have the AVX2+FMA kernels"},
+    {"cpu_has_avx512", py_cpu_has_avx512, METH_NOARGS,
+     "cpu_has_avx512() -> bool: whether this CPU and build have the AVX-512F float32 GEMM "
+     "kernel"},
     {"cpu_kernel", py_cpu_kernel, METH_VARARGS,
-     "cpu_kernel(family) -> 'avx2+fma', 'neon', 'generic' or None (not run yet): the variant the "
+     "cpu_kernel(family) -> 'avx512' (gemm), 'avx2+fma', 'neon', 'generic' or None (not run yet): the variant the "
      "family ('gemm', 'attention', 'softmax', 'activation', 'layernorm', 'loss', 'fused', "
      "'decode', 'bench') last ran"},
     {"peak_flops", py_peak_flops, METH_VARARGS,

@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     }
     tc_cpu_set_portable(0);
     if (tc_cpu_has_fast() && tc_cpu_fast_name()) g_fast = tc_cpu_fast_name();
-    printf("platform: %s, fast variant: %s\n",
+    printf("platform: %s, fast variant: %s\nfloat32 GEMM kernel: %s\n",
 #if defined(__aarch64__)
            "aarch64",
 #elif defined(__x86_64__)
@@ -123,7 +123,7 @@ int main(int argc, char **argv)
 #else
            "other",
 #endif
-           g_fast);
+           g_fast, tc_gemm_kernel_name());
     tc_set_num_threads(1);
     test_all_f32();
     test_all_f64();
