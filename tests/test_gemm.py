@@ -1,6 +1,7 @@
-"""The fast GEMM's every path: both micro-kernels (the portable one forced through the
-private switch), packed and in-place A, narrow and partial edge tiles, every transpose,
-blocks past KC/MC, the row and the column thread splits, and reproducibility."""
+"""The fast GEMM's every path: every micro-kernel (the portable one, AVX2+FMA and the
+float32 AVX-512F one, forced through the private switch), packed and in-place A, narrow and
+partial edge tiles, every transpose, blocks past KC/MC, the row and the column thread
+splits, and reproducibility."""
 import numpy as np
 import pytest
 
@@ -100,10 +101,72 @@ def test_generic_and_avx2_kernels_agree_to_rounding():
 
 def test_gemm_set_kernel_rejects_unknown_names():
     with pytest.raises(ValueError, match="name"):
-        _C.gemm_set_kernel("avx512")
+        _C.gemm_set_kernel("avx1024")
+    if "avx512" not in KERNELS:
+        with pytest.raises(ValueError, match="name"):
+            _C.gemm_set_kernel("avx512")
     with pytest.raises(TypeError):
         _C.gemm_set_kernel(3)
-    assert _C.gemm_kernel_name() in ("generic", "avx2+fma")
+    assert _C.gemm_kernel_name() in ("generic", "avx2+fma", "avx512")
+
+
+def _with_kernel(k, fn):
+    _C.gemm_set_kernel(k)
+    try:
+        assert _C.gemm_kernel_name() == k
+        return fn()
+    finally:
+        _C.gemm_set_kernel("auto")
+
+
+# every M, N in 1..70 crosses the 12 x 32 tiles of the AVX-512 kernel at each remainder
+# (M % 12, N % 32, N <= 96 reading A in place); K = 1, odd, and past KC (512)
+SWEEP = [(m, n, k) for m in (1, 5, 11, 12, 13, 23, 24, 25, 36, 47, 70)
+         for n, k in ((1, 3), (16, 7), (31, 40), (32, 1), (33, 9), (63, 17), (64, 600),
+                      (65, 5), (70, 33), (96, 2), (97, 65), (130, 19))]
+
+
+@pytest.mark.skipif("avx512" not in KERNELS, reason="this CPU has no avx512f")
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_avx512_kernel_matches_numpy_and_is_bitwise_the_avx2_kernel(ta, tb):
+    # the 12 x 32 AVX-512 tiles compute each entry with the AVX2 kernel's operations (one
+    # FMA chain in k order, the same update), the edges run the AVX2 kernel itself: the same
+    # bits, and within float32 rounding of the float64 product
+    for M, N, K in SWEEP:
+        A, B, want = operands(np.float32, M, N, K, ta, tb, seed=M * N)
+        got = _with_kernel("avx512", lambda: F.gemm(A, B, trans_a=ta, trans_b=tb))
+        avx2 = _with_kernel("avx2+fma", lambda: F.gemm(A, B, trans_a=ta, trans_b=tb))
+        s = np.sqrt(K)
+        np.testing.assert_allclose(got, want, rtol=1e-5 * s, atol=1e-5 * s,
+                                   err_msg=f"M={M} N={N} K={K}")
+        assert np.array_equal(got.view(np.uint32), avx2.view(np.uint32)), (M, N, K)
+
+
+@pytest.mark.skipif("avx512" not in KERNELS, reason="this CPU has no avx512f")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("M,N,K", [(768, 1536, 384), (300, 200, 1100), (20, 700, 600),
+                                   (200, 40, 530), (1536, 384, 70)])
+def test_avx512_kernel_large_and_non_contiguous_views_at_each_thread_count(threads, M, N, K):
+    # the row split, the column split (few rows) and in-place A (N <= 96), past KC and MC;
+    # strided views (every other column) go through the general packers
+    r = rng(M + N + K)
+    A = r.standard_normal((M, 2 * K)).astype(np.float32)[:, ::2]
+    B = r.standard_normal((K, N)).astype(np.float32)
+    want = A.astype(np.float64) @ B.astype(np.float64)
+    n = tc.get_num_threads()
+    try:
+        tc.set_num_threads(threads)
+        got = _with_kernel("avx512", lambda: F.gemm(A, B))
+        avx2 = _with_kernel("avx2+fma", lambda: F.gemm(A, B))
+        # A^T and B^T stored: op(a) op(b) = A B again (TT layout)
+        got_t = _with_kernel("avx512", lambda: F.gemm(A.T.copy(), B.T.copy(), trans_a=True,
+                                                      trans_b=True))
+    finally:
+        tc.set_num_threads(n)
+    s = np.sqrt(K)
+    np.testing.assert_allclose(got, want, rtol=1e-5 * s, atol=1e-5 * s)
+    np.testing.assert_allclose(got_t, want, rtol=1e-5 * s, atol=1e-5 * s)
+    assert np.array_equal(got.view(np.uint32), avx2.view(np.uint32))
 
 
 def test_peak_flops_probe():
@@ -136,3 +199,30 @@ def test_portable_build_without_x86_dispatch_compiles():
                           "-Werror", "-Wno-unused-parameter", "-DTC_PORTABLE_ONLY",
                           *includes, *sources], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gpt_loss_and_grads_agree_across_gemm_kernels(threads):
+    # a whole training step (every product through tc_gemm: projections, MLP, head, their
+    # weight and input gradients, attention in its own tiles) under each micro-kernel: the
+    # AVX-512 and AVX2 ones give the same bits, the portable one agrees to float32 rounding
+    cfg = tc.nn.GPTConfig(vocab_size=70, block_size=24, n_layer=2, n_head=2, n_embd=64)
+    model = tc.nn.GPT.create(cfg, rng(1), dtype=np.float32)
+    idx = rng(2).integers(0, 70, (5, 24))  # 120 rows: 10 twelve-row tiles
+    n = tc.get_num_threads()
+    out = {}
+    try:
+        tc.set_num_threads(threads)
+        for k in KERNELS:
+            loss, _ = _with_kernel(k, lambda: model.loss_and_grads(idx[:, :-1], idx[:, 1:]))
+            out[k] = (loss, model.flat_grads.copy())
+    finally:
+        tc.set_num_threads(n)
+    loss0, g0 = out["generic"]
+    assert np.isfinite(loss0) and np.abs(g0).max() > 0
+    for k, (loss, g) in out.items():
+        np.testing.assert_allclose(loss, loss0, rtol=1e-5)
+        np.testing.assert_allclose(g, g0, rtol=1e-3, atol=1e-4 * np.abs(g0).max())
+    if "avx512" in out:
+        assert out["avx512"][0] == out["avx2+fma"][0]
+        assert np.array_equal(out["avx512"][1], out["avx2+fma"][1])
