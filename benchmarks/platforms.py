@@ -1,5 +1,6 @@
 """What speed to expect per build (README "Platforms"): the GPT training step with the
-AVX2+FMA kernels and with the portable ones, at 1 and 2 threads, interleaved in one process.
+AVX2+FMA kernels and with the portable ones (and, where the CPU has AVX-512F, with the
+GEMM's AVX-512 kernel on top of AVX2+FMA), at 1 and 2 threads, interleaved in one process.
 
 The portable kernels are what an x86-64 without AVX2+FMA, a TC_PORTABLE_ONLY=1 build and
 TC_PORTABLE=1 run (the switch _C.cpu_set_portable flips them here); one thread is what a
@@ -24,13 +25,15 @@ def run(config, threads=(1, 2), repeats=7, min_time=0.3, quiet=False):
     config (benchmarks.gpt.CONFIGS), and its speed relative to AVX2+FMA on 1 thread (or
     to the portable kernels on 1 thread where the CPU has no AVX2+FMA)."""
     kernels = ["avx2+fma", "generic"] if _C.cpu_has_avx2() else ["generic"]
+    if _C.cpu_has_avx512():
+        kernels.append("avx512")
     before = (tc.get_num_threads(), _C.cpu_portable())
     step = make_step(tc, config, threads[0])
 
     def variant(n, kernel):
         def fn():
             tc.set_num_threads(n)
-            _C.cpu_set_portable(kernel == "generic")
+            _C.gemm_set_kernel(kernel)  # (the switch of every family; "avx2+fma" caps the GEMM)
             step()
         return fn
 
@@ -39,6 +42,7 @@ def run(config, threads=(1, 2), repeats=7, min_time=0.3, quiet=False):
         times = paired_times(fns, dict(repeats=repeats, warmup=1, min_time=min_time))
     finally:
         tc.set_num_threads(before[0])
+        _C.gemm_set_kernel("auto")  # the environment's AVX-512 cap again
         _C.cpu_set_portable(before[1])
     base = times[(threads[0], kernels[0])][0]
     return [emit({"bench": "platforms", "config": config, "threads": n, "kernels": k,

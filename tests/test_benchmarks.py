@@ -182,6 +182,7 @@ def test_platforms_times_every_kernel_variant_and_restores_the_switches():
     before = (tc.get_num_threads(), _C.cpu_portable())
     recs = platforms.run("small", threads=(1,), repeats=1, min_time=0.0, quiet=True)
     want = ["avx2+fma", "generic"] if _C.cpu_has_avx2() else ["generic"]
+    want += ["avx512"] if _C.cpu_has_avx512() else []
     assert [r["kernels"] for r in recs] == want
     assert recs[0]["speed"] == 1.0 and all(r["ms"] > 0 and r["threads"] == 1 for r in recs)
     assert (tc.get_num_threads(), _C.cpu_portable()) == before
