@@ -133,7 +133,7 @@ def test_bad_arguments():
             _C.gemm_set_kernel("avx512")
 
 
-@pytest.mark.skipif(not _C.cpu_has_avx512(), reason="this CPU has no avx512f")
+@pytest.mark.skipif(not _C.cpu_has_avx512(), reason="no AVX-512 kernel: a CPU without avx512f or a portable build")
 def test_gemm_avx512_level_is_picked_capped_and_restored(restore):
     # "avx2+fma" caps the GEMM below AVX-512 (the other families run AVX2+FMA either way),
     # "avx512" lifts the cap, "auto" returns to the environment's choice
@@ -158,7 +158,7 @@ def test_gemm_avx512_level_is_picked_capped_and_restored(restore):
     assert _C.gemm_kernel_name() == (best("gemm") if not _C.cpu_portable() else "generic")
 
 
-@pytest.mark.skipif(not _C.cpu_has_avx512(), reason="this CPU has no avx512f")
+@pytest.mark.skipif(not _C.cpu_has_avx512(), reason="no AVX-512 kernel: a CPU without avx512f or a portable build")
 @pytest.mark.parametrize("env,want", [("avx2+fma", "avx2+fma"), ("avx512", "avx512"),
                                       ("generic", "generic")])
 def test_gemm_kernel_environment_variable_in_a_fresh_process(env, want):

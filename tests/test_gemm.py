@@ -126,7 +126,7 @@ SWEEP = [(m, n, k) for m in (1, 5, 11, 12, 13, 23, 24, 25, 36, 47, 70)
                       (65, 5), (70, 33), (96, 2), (97, 65), (130, 19))]
 
 
-@pytest.mark.skipif("avx512" not in KERNELS, reason="this CPU has no avx512f")
+@pytest.mark.skipif("avx512" not in KERNELS, reason="no AVX-512 kernel: a CPU without avx512f or a portable build")
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
 def test_avx512_kernel_matches_numpy_and_is_bitwise_the_avx2_kernel(ta, tb):
     # the 12 x 32 AVX-512 tiles compute each entry with the AVX2 kernel's operations (one
@@ -142,7 +142,7 @@ def test_avx512_kernel_matches_numpy_and_is_bitwise_the_avx2_kernel(ta, tb):
         assert np.array_equal(got.view(np.uint32), avx2.view(np.uint32)), (M, N, K)
 
 
-@pytest.mark.skipif("avx512" not in KERNELS, reason="this CPU has no avx512f")
+@pytest.mark.skipif("avx512" not in KERNELS, reason="no AVX-512 kernel: a CPU without avx512f or a portable build")
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("M,N,K", [(768, 1536, 384), (300, 200, 1100), (20, 700, 600),
                                    (200, 40, 530), (1536, 384, 70)])
