@@ -44,8 +44,9 @@ TRAIN_KEYS = ("max_iters", "batch_size", "grad_accum", "lr", "min_lr", "warmup_i
               "eval_every", "eval_iters", "log_every", "optimizer", "muon_lr", "muon_momentum")
 
 _NANOGPT = dict(ARCH_DEFAULTS, lr=1e-3, min_lr=1e-4, warmup_iters=100, schedule="cosine",
-                weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, label_smoothing=0.0, grad_accum=1,
-                log_every=10, bias=False, optimizer="adamw", muon_lr=0.02, muon_momentum=0.95)
+                weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, label_smoothing=0.0,
+                grad_accum=1, log_every=10, bias=False, optimizer="adamw", muon_lr=0.02,
+                muon_momentum=0.95)
 
 PRESETS = {
     "tiny": dict(_NANOGPT, n_layer=2, n_head=2, n_embd=64, block_size=64, dropout=0.0,
