@@ -225,3 +225,86 @@ def test_resume_and_init_from_refuse_a_contradicting_block_flag(corpus, capsys, 
     assert code == 0, err
     assert (ckpt.load(corpus / "tuned" / "last").model.config ==
             ckpt.load(corpus / "run" / "last").model.config)
+
+
+# ---------------------------------------------------------------------------- classify
+
+def test_classify_has_the_bert_block_options():
+    from transformer_c.cli_classify import arch_keys
+    from transformer_c.nn import BertConfig
+    keys = arch_keys()
+    assert set(BlockOptions.__annotations__) - {"logit_softcap"} <= set(keys)
+    assert "logit_softcap" not in keys and "tie_embeddings" not in keys  # no LM logits
+    assert set(keys) <= set(BertConfig.__dataclass_fields__)
+    args = cli.build_parser().parse_args(["classify", "train", "--norm-type", "rmsnorm",
+                                          "--gated", "--n-kv-head", "1"])
+    assert (args.norm_type, args.gated, args.n_kv_head) == ("rmsnorm", True, 1)
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["classify", "train", "--logit-softcap", "3"])
+    with pytest.raises(SystemExit):  # Bert's positions: learned, sinusoidal
+        cli.build_parser().parse_args(["classify", "train", "--position", "rope"])
+
+
+@pytest.fixture
+def jsonl(tmp_path, monkeypatch):
+    from test_train_bert import make_pairs
+    monkeypatch.chdir(tmp_path)
+    pairs, y = make_pairs(60, seed=2)
+    with open("train.jsonl", "w") as f:
+        for (a, b), label in zip(pairs, y):
+            f.write(json.dumps({"text_a": a, "text_b": b, "label": ["no", "yes"][label]}) + "\n")
+    return tmp_path
+
+
+BERT = ["classify", "train", "--data", "train.jsonl", "--n-layer", "1", "--n-head", "2",
+        "--n-embd", "16", "--vocab-size", "300", "--max-len", "24", "--batch-size", "8",
+        "--threads", "1", "--eval-every", "0", "--out", "run"]
+
+
+@pytest.mark.parametrize("flags, want", [
+    (["--norm-type", "rmsnorm", "--qk-norm", "--gated", "--activation", "silu",
+      "--n-inner", "24"],
+     dict(norm_type="rmsnorm", qk_norm=True, gated=True, activation="silu", n_inner=24)),
+    (["--n-kv-head", "1", "--position", "sinusoidal", "--norm", "post"],
+     dict(n_kv_head=1, position="sinusoidal", norm="post")),
+    (["--attention", "block_sparse", "--sparse-block", "4", "--ffn", "moe", "--moe-experts",
+      "2", "--moe-top-k", "2"],
+     dict(attention="block_sparse", sparse_block=4, ffn="moe", moe_experts=2, moe_top_k=2)),
+])
+def test_classify_block_flags_train_resume_and_eval(jsonl, capsys, flags, want):
+    from transformer_c.nn import Bert
+    code, out, err = run(capsys, *BERT, "--max-iters", "2", *flags)
+    assert code == 0, err
+    assert "\n  architecture: --" in out
+    c = ckpt.load(jsonl / "run", prefer="last")
+    assert isinstance(c.model, Bert)
+    assert {k: getattr(c.model.config, k) for k in want} == want
+    code, _, err = run(capsys, "classify", "train", "--out", "run", "--resume", "--max-iters",
+                       "3", "--quiet", *flags)
+    assert code == 0, err
+    c2 = ckpt.load(jsonl / "run", prefer="last")
+    assert c2.state["step"] == 3 and c2.model.config == c.model.config
+    code, out, err = run(capsys, "classify", "eval", "--ckpt", "run", "--data", "train.jsonl")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["n"] == 60, err
+    # a flag that contradicts the checkpoint: --resume and --init-from refuse it
+    key = next(iter(want))
+    other = {"norm_type": "layernorm", "n_kv_head": 2, "attention": "dense"}[key]
+    bad = [cli._flag(key), str(other)]
+    code, _, err = run(capsys, "classify", "train", "--out", "run", "--resume", "--max-iters",
+                       "5", *bad)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{cli._flag(key)} {other} (the checkpoint's model has {want[key]})" in err
+    code, _, err = run(capsys, *BERT[:-1], "tuned", "--init-from", "run", "--max-iters", "2",
+                       *bad)
+    assert code == 2 and f"{cli._flag(key)} {other} (the model has {want[key]})" in err, err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--gated", "--ffn", "moe"], "--gated, --ffn: gated=True is the gated MLP"),
+    (["--sparse-window", "0"], "--sparse-window: sparse_window must be an integer >= 1"),
+    (["--n-kv-head", "3"], "--n-kv-head, --n-head: n_kv_head must be None or a positive"),
+])
+def test_classify_bad_block_flags_name_the_flag(jsonl, capsys, flags, message):
+    code, _, err = run(capsys, *BERT, "--max-iters", "2", *flags)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (jsonl / "run").exists()

@@ -107,41 +107,59 @@ def _flag(key):
     return "--" + key.replace("_", "-")
 
 
-def _arch_flag_kind(key):
-    """(kind, choices) of an ARCH_KEYS flag from its GPTConfig field: an option's name
-    (options._KINDS), bool, int or float."""
+def _config_defaults(config_cls):
+    """{field: default} of a model config dataclass (GPTConfig, BertConfig)."""
+    import dataclasses
+    return {f.name: f.default for f in dataclasses.fields(config_cls)}
+
+
+def _arch_flag_kind(key, config_cls):
+    """(kind, choices) of an architecture flag from its field of config_cls: an option's
+    name (options._KINDS), bool, int or float."""
     import dataclasses
 
-    from .nn import GPTConfig
     from .options import _KINDS
     if key in _KINDS:
         return str, _KINDS[key]
-    field = {f.name: f for f in dataclasses.fields(GPTConfig)}[key]
+    field = {f.name: f for f in dataclasses.fields(config_cls)}[key]
     if field.default is not None:
         return type(field.default), None
     if field.type is int or str(field.type).startswith("int"):  # int or None
         return int, None
-    raise TypeError(f"no command-line flag for GPTConfig.{key} of type {field.type!r}")
+    raise TypeError(f"no command-line flag for {config_cls.__name__}.{key} of type "
+                    f"{field.type!r}")
 
 
-def _add_arch_flags(g, keys=None, help=None):
+def _add_arch_flags(g, keys=None, config_cls=None, choices=None):
     """A flag for every architecture option in ``keys`` (default presets.ARCH_KEYS), derived
-    from its GPTConfig field: options as choices, bools as --X / --no-X, numbers typed (their
-    ranges are checked with the config, naming the flag). Every default is None (not given)."""
-    from .presets import ARCH_DEFAULTS, ARCH_KEYS
-    help = ARCH_HELP if help is None else help
+    from its field of ``config_cls`` (default GPTConfig): options as choices (``choices``
+    may narrow them: {key: names}), bools as --X / --no-X, numbers typed (their ranges are
+    checked with the config, naming the flag). Every default is None (not given); the help
+    states the config's default."""
+    from .nn import GPTConfig
+    from .presets import ARCH_KEYS
+    config_cls = GPTConfig if config_cls is None else config_cls
+    defaults = _config_defaults(config_cls)
     for key in ARCH_KEYS if keys is None else keys:
-        kind, choices = _arch_flag_kind(key)
-        default = ARCH_DEFAULTS[key]
-        text = help[key] if default is None else f"{help[key]} (default {default})"
-        if choices is not None:
-            g.add_argument(_flag(key), choices=choices, default=None, help=text)
+        kind, names = _arch_flag_kind(key, config_cls)
+        names = (choices or {}).get(key, names)
+        default = defaults[key]
+        text = ARCH_HELP[key] if default is None else f"{ARCH_HELP[key]} (default {default})"
+        if names is not None:
+            g.add_argument(_flag(key), choices=names, default=None, help=text)
         elif kind is bool:
             g.add_argument(_flag(key), action=argparse.BooleanOptionalAction, default=None,
                            help=text)
         else:
             g.add_argument(_flag(key), type=_number(kind), default=None,
                            metavar=kind.__name__.upper(), help=text)
+
+
+def _arch_contradictions(args, keys, config, whose):
+    """['--norm-type layernorm (WHOSE has rmsnorm)', ...]: the given flags of ``keys`` whose
+    value differs from ``config``'s."""
+    return [f"{_flag_value(k, getattr(args, k))} ({whose} has {getattr(config, k)})"
+            for k in keys if _given(args, k) and getattr(args, k) != getattr(config, k)]
 
 
 def _flag_value(key, value):
@@ -580,12 +598,14 @@ def cmd_train(args):
     return 0
 
 
-def _arch_summary(cfg):
-    """A line (with its leading newline) naming the options that differ from GPTConfig's
-    defaults as flags, e.g. "architecture: --norm-type rmsnorm --gated", or ''."""
-    from .presets import ARCH_DEFAULTS
-    flags = [_flag_value(k, getattr(cfg, k)) for k, d in ARCH_DEFAULTS.items()
-             if getattr(cfg, k) != d]
+def _arch_summary(cfg, keys=None):
+    """A line (with its leading newline) naming the architecture options (``keys``, default
+    presets.ARCH_KEYS) of ``cfg`` that differ from its class's defaults, as flags, e.g.
+    "architecture: --norm-type rmsnorm --gated", or ''."""
+    from .presets import ARCH_KEYS
+    defaults = _config_defaults(type(cfg))
+    flags = [_flag_value(k, getattr(cfg, k)) for k in (ARCH_KEYS if keys is None else keys)
+             if getattr(cfg, k) != defaults[k]]
     return f"\n  architecture: {' '.join(flags)}" if flags else ""
 
 
