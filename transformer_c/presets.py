@@ -18,7 +18,10 @@ flags override them. Times are for this project's reference machine (2 cores, AV
   fixed time); dropout 0 because so short a run (about 5 epochs) does not overfit.
 - ``tiny-llama``: ``tiny`` with LLaMA's block: RoPE, RMSNorm without biases, the gated SiLU
   MLP (SwiGLU) of width 176 (about 8/3 n_embd), one shared key/value head (multi-query
-  attention) and an untied output projection.
+  attention) and an untied output projection; about the same size as ``tiny`` (0.11M
+  parameters), its 300 steps end at validation loss 2.288 nats per character on the
+  embedded corpus against ``tiny``'s 2.542 (seed 1337, 4-5 s each on 1 thread at load 4;
+  one seed, 2026-12-07).
 
 A preset may carry any of ARCH_KEYS (the GPT's architecture options, from GPTConfig: its
 BlockOptions and position, norm, activation, tie_embeddings, n_inner); those it leaves out
