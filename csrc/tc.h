@@ -190,9 +190,9 @@ int tc_cpu_use_fast(void);
 /* the same for AVX2+FMA only (0 on every other CPU) */
 int tc_cpu_has_avx2(void);
 int tc_cpu_use_avx2(void);
-/* The GEMM family's one level above AVX2+FMA: the AVX-512F float32 micro-kernel (x86-64 with
- * avx512f; float64 products keep the AVX2+FMA kernel). has: the CPU (and build) has it;
- * use: the float32 products run it now (has, the portable override off and the AVX-512 cap
+/* The GEMM family's one level above AVX2+FMA: the AVX-512F micro-kernel (x86-64 with
+ * avx512f; both dtypes, bitwise the AVX2+FMA kernel's results). has: the CPU (and build)
+ * has it; use: the products run it now (has, the portable override off and the AVX-512 cap
  * off). tc_cpu_set_avx512: 0 caps the GEMM at AVX2+FMA, 1 lifts the cap (TC_EINVAL without
  * avx512f), -1 the environment's choice again (TC_GEMM_KERNEL=avx2+fma caps it, read at
  * the next query). */
@@ -234,9 +234,8 @@ int tc_gemm_ref_f32(float *C, const float *A, const float *B, int64_t M, int64_t
 int tc_gemm_ref_f64(double *C, const double *A, const double *B, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                     double alpha, double beta);
-/* The micro-kernel the next float32 product runs ("avx512", "avx2+fma", "neon" or "generic";
- * tc_cpu_kernel_name(-1) unless "avx512"; float64 products run "avx2+fma" where this says
- * "avx512"). tc_gemm_set_kernel: the cpu override by name (it applies to every family):
+/* The micro-kernel the next product runs ("avx512", "avx2+fma", "neon" or "generic";
+ * tc_cpu_kernel_name(-1) unless "avx512"). tc_gemm_set_kernel: the cpu override by name (it applies to every family):
  * "generic" = tc_cpu_set_portable(1), "avx2+fma" / "neon" = (0) (TC_EINVAL unless it is the
  * build's fast variant and the CPU has it; "avx2+fma" also caps the GEMM below AVX-512:
  * tc_cpu_set_avx512(0)), "avx512" = (0) and tc_cpu_set_avx512(1) (TC_EINVAL without

@@ -43,7 +43,7 @@ TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, ato
 
 def gemm_kernels():
     """The GEMM micro-kernels this CPU can run: the portable one, AVX2+FMA when present, and
-    the float32 AVX-512F one (on top of AVX2+FMA) when the CPU has avx512f."""
+    the AVX-512F one (on top of AVX2+FMA) when the CPU has avx512f."""
     from transformer_c import _C
 
     return (["generic"] + (["avx2+fma"] if _C.cpu_has_avx2() else [])

@@ -1,5 +1,5 @@
 """The fast GEMM's every path: every micro-kernel (the portable one, AVX2+FMA and the
-float32 AVX-512F one, forced through the private switch), packed and in-place A, narrow and
+AVX-512F one, forced through the private switch), packed and in-place A, narrow and
 partial edge tiles, every transpose, blocks past KC/MC, the row and the column thread
 splits, and reproducibility."""
 import numpy as np
@@ -127,31 +127,35 @@ SWEEP = [(m, n, k) for m in (1, 5, 11, 12, 13, 23, 24, 25, 36, 47, 70)
 
 
 @pytest.mark.skipif("avx512" not in KERNELS, reason="no AVX-512 kernel: a CPU without avx512f or a portable build")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
-def test_avx512_kernel_matches_numpy_and_is_bitwise_the_avx2_kernel(ta, tb):
-    # the 12 x 32 AVX-512 tiles compute each entry with the AVX2 kernel's operations (one
-    # FMA chain in k order, the same update), the edges run the AVX2 kernel itself: the same
-    # bits, and within float32 rounding of the float64 product
+def test_avx512_kernel_matches_numpy_and_is_bitwise_the_avx2_kernel(dtype, ta, tb):
+    # the 12 x 2NR AVX-512 tiles (12 x 32 float32, 12 x 16 float64) compute each entry with
+    # the AVX2 kernel's operations (one FMA chain in k order, the same update), the edges run
+    # the AVX2 kernel itself: the same bits, and within rounding of the float64 product
+    t = tol(dtype)
     for M, N, K in SWEEP:
-        A, B, want = operands(np.float32, M, N, K, ta, tb, seed=M * N)
+        A, B, want = operands(dtype, M, N, K, ta, tb, seed=M * N)
         got = _with_kernel("avx512", lambda: F.gemm(A, B, trans_a=ta, trans_b=tb))
         avx2 = _with_kernel("avx2+fma", lambda: F.gemm(A, B, trans_a=ta, trans_b=tb))
         s = np.sqrt(K)
-        np.testing.assert_allclose(got, want, rtol=1e-5 * s, atol=1e-5 * s,
+        np.testing.assert_allclose(got, want, rtol=t["rtol"] * s, atol=t["atol"] * s,
                                    err_msg=f"M={M} N={N} K={K}")
-        assert np.array_equal(got.view(np.uint32), avx2.view(np.uint32)), (M, N, K)
+        assert np.array_equal(got.view(np.uint8), avx2.view(np.uint8)), (M, N, K)
 
 
 @pytest.mark.skipif("avx512" not in KERNELS, reason="no AVX-512 kernel: a CPU without avx512f or a portable build")
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("M,N,K", [(768, 1536, 384), (300, 200, 1100), (20, 700, 600),
-                                   (200, 40, 530), (1536, 384, 70)])
-def test_avx512_kernel_large_and_non_contiguous_views_at_each_thread_count(threads, M, N, K):
+@pytest.mark.parametrize("M,N,K,dtype", [(768, 1536, 384, np.float32), (300, 200, 1100, np.float32),
+                                         (20, 700, 600, np.float32), (200, 40, 530, np.float32),
+                                         (1536, 384, 70, np.float32), (300, 200, 600, np.float64)])
+def test_avx512_kernel_large_and_non_contiguous_views_at_each_thread_count(threads, M, N, K,
+                                                                           dtype):
     # the row split, the column split (few rows) and in-place A (N <= 96), past KC and MC;
     # strided views (every other column) go through the general packers
     r = rng(M + N + K)
-    A = r.standard_normal((M, 2 * K)).astype(np.float32)[:, ::2]
-    B = r.standard_normal((K, N)).astype(np.float32)
+    A = r.standard_normal((M, 2 * K)).astype(dtype)[:, ::2]
+    B = r.standard_normal((K, N)).astype(dtype)
     want = A.astype(np.float64) @ B.astype(np.float64)
     n = tc.get_num_threads()
     try:
@@ -163,10 +167,10 @@ def test_avx512_kernel_large_and_non_contiguous_views_at_each_thread_count(threa
                                                       trans_b=True))
     finally:
         tc.set_num_threads(n)
-    s = np.sqrt(K)
-    np.testing.assert_allclose(got, want, rtol=1e-5 * s, atol=1e-5 * s)
-    np.testing.assert_allclose(got_t, want, rtol=1e-5 * s, atol=1e-5 * s)
-    assert np.array_equal(got.view(np.uint32), avx2.view(np.uint32))
+    s, t = np.sqrt(K), tol(dtype)
+    np.testing.assert_allclose(got, want, rtol=t["rtol"] * s, atol=t["atol"] * s)
+    np.testing.assert_allclose(got_t, want, rtol=t["rtol"] * s, atol=t["atol"] * s)
+    assert np.array_equal(got.view(np.uint8), avx2.view(np.uint8))
 
 
 def test_peak_flops_probe():

@@ -51,7 +51,7 @@ def build_info() -> dict:
     (int, the _OPENMP date yyyymm, 0 without OpenMP), ``portable_only`` (bool: only the
     portable C kernels were compiled, no AVX2+FMA / NEON variants: a TC_PORTABLE_ONLY=1
     build, or an architecture other than x86-64 and AArch64) and ``compiler`` (str).
-    Which kernels run on this CPU: ``_C.gemm_kernel_name()`` ("avx512": the float32 GEMM's
+    Which kernels run on this CPU: ``_C.gemm_kernel_name()`` ("avx512": the GEMM's
     AVX-512F micro-kernel on top of the AVX2+FMA variants, "avx2+fma", "neon" or
     "generic")."""
     return dict(_C.BUILD)

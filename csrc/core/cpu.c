@@ -46,7 +46,7 @@ static int tc_cpu_probe(void) { return 1; }
 static int tc_cpu_probe(void) { return 0; }
 #endif
 
-/* The GEMM family's one wider level on x86-64: the AVX-512F float32 micro-kernel (gemm.c),
+/* The GEMM family's one wider level on x86-64: the AVX-512F micro-kernel (gemm_impl.h),
  * used on top of the AVX2+FMA variants where the CPU has avx512f (with the OS saving the zmm
  * state: __builtin_cpu_supports checks XGETBV too). */
 #if TC_CPU_X86

@@ -7,14 +7,14 @@
  * override (core/cpu.c: TC_PORTABLE=1, tc_cpu_set_portable(1), tc_gemm_set_kernel("generic"))
  * forces the portable one, so it is tested on machines that have AVX2 too.
  *
- * AVX-512F (float32 only, on top of AVX2+FMA where the CPU has avx512f: tc_cpu_use_avx512):
- * tc_gemm_kernel_avx512_f32 takes 12 x 32 tiles, two packed A panels by two adjacent packed
- * B panels (the same packed formats), 24 zmm accumulators; partial edges and a last odd
- * panel run the AVX2 6 x 16 kernel. Each C entry gets exactly the AVX2 kernel's operations
- * (one FMA chain in k order, the same alpha / beta update), so the results are bitwise the
- * AVX2 kernel's (tests/test_gemm.py, tests/c); 1.4-1.5x its speed on an AVX-512 Xeon.
- * TC_GEMM_KERNEL=avx2+fma / tc_gemm_set_kernel("avx2+fma") caps the GEMM at AVX2. float64
- * keeps the AVX2 kernel (no AVX-512 variant yet). */
+ * AVX-512F (on top of AVX2+FMA where the CPU has avx512f: tc_cpu_use_avx512, gemm_impl.h):
+ * gemm_kernel_avx512 takes 12 x 2NR tiles (12 x 32 float32, 12 x 16 float64), two packed A
+ * panels by two adjacent packed B panels (the same packed formats), 24 zmm accumulators;
+ * partial edges and a last odd panel run the AVX2 6 x NR kernel. Each C entry gets exactly
+ * the AVX2 kernel's operations (one FMA chain in k order, the same alpha / beta update), so
+ * the results are bitwise the AVX2 kernel's (tests/test_gemm.py, tests/c); float32 runs at
+ * 1.4-1.5x its speed on an AVX-512 Xeon. TC_GEMM_KERNEL=avx2+fma /
+ * tc_gemm_set_kernel("avx2+fma") caps the GEMM at AVX2. */
 #include "tc_generic.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -212,91 +212,6 @@ __attribute__((target("avx2,fma"))) static void tc_gemm_pack_b16_f32_avx2(float 
     }
 }
 
-/* The AVX-512F float32 micro-kernel: one 12 x 32 tile of C, 24 zmm accumulators, from two
- * A panels (rows 0-5 at a0, rows 6-11 at a1, each a(i,p) = a[i*rsa + p*csa]: packed (kc, 6)
- * panels or A in place) and two adjacent packed B panels (kc, 16) (columns 0-15 at b0,
- * 16-31 at b1): per k, 2 B loads, 12 broadcasts, 24 FMAs.
- *   acc (12, 32) = sum over p < kc of a(:,p) b(p,:),  C (12, 32) = alpha acc + beta C
- * Full tiles only (partial edges run the AVX2 kernel). Each entry of C is computed with
- * exactly the AVX2 6 x 16 kernel's operations (one accumulator per entry, FMAs in k order,
- * then the same alpha / beta update), so the two give bitwise the same products
- * (tests/test_gemm.py checks it): which kernel takes a tile changes only the speed. */
-typedef float tc_gemm_v16f __attribute__((vector_size(64)));
-typedef float tc_gemm_v16fu __attribute__((vector_size(64), aligned(4)));
-
-#define TC_GEMM512_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
-
-__attribute__((always_inline)) TC_GEMM512_TARGET static inline void
-tc_gemm_kernel_avx512_body(int64_t kc, const float *restrict a0, const float *restrict a1,
-                           const int64_t rsa, const int64_t csa, const float *restrict b0,
-                           const float *restrict b1, float *restrict c, int64_t ldc,
-                           const float *ab)
-{
-    tc_gemm_v16f acc[12][2];
-    for (int i = 0; i < 12; i++) {
-        acc[i][0] = (tc_gemm_v16f){0};
-        acc[i][1] = (tc_gemm_v16f){0};
-    }
-    for (int i = 0; i < 12; i++) {
-        __builtin_prefetch(c + i * ldc, 1);
-        __builtin_prefetch(c + i * ldc + 31, 1);
-    }
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < kc; p++) {
-        const tc_gemm_v16f x0 = *(const tc_gemm_v16fu *)(b0 + p * 16);
-        const tc_gemm_v16f x1 = *(const tc_gemm_v16fu *)(b1 + p * 16);
-        const int64_t q = p * csa;
-#define TC_GEMM512_ROW(i, ai, r)                  \
-        {                                         \
-            const float s = ai[(r) * rsa + q];    \
-            acc[i][0] += s * x0;                  \
-            acc[i][1] += s * x1;                  \
-        }
-        TC_GEMM512_ROW(0, a0, 0)
-        TC_GEMM512_ROW(1, a0, 1)
-        TC_GEMM512_ROW(2, a0, 2)
-        TC_GEMM512_ROW(3, a0, 3)
-        TC_GEMM512_ROW(4, a0, 4)
-        TC_GEMM512_ROW(5, a0, 5)
-        TC_GEMM512_ROW(6, a1, 0)
-        TC_GEMM512_ROW(7, a1, 1)
-        TC_GEMM512_ROW(8, a1, 2)
-        TC_GEMM512_ROW(9, a1, 3)
-        TC_GEMM512_ROW(10, a1, 4)
-        TC_GEMM512_ROW(11, a1, 5)
-#undef TC_GEMM512_ROW
-    }
-    /* the AVX2 kernel's full-tile update, 16 lanes at a time */
-    const float alpha = ab[0], beta = ab[1];
-    for (int i = 0; i < 12; i++) {
-        for (int v = 0; v < 2; v++) {
-            tc_gemm_v16fu *cp = (tc_gemm_v16fu *)(c + i * ldc + v * 16);
-            if (beta == 0)
-                *cp = alpha * acc[i][v];
-            else if (alpha == 1 && beta == 1)
-                *cp += acc[i][v];
-            else
-                *cp = alpha * acc[i][v] + beta * *cp;
-        }
-    }
-}
-
-/* the common layouts of a specialised (constant strides): packed (1, 6), rows of a
- * row-major A (rsa, 1), anything else */
-TC_GEMM512_TARGET static void tc_gemm_kernel_avx512_f32(int64_t kc, const float *a0,
-                                                        const float *a1, int64_t rsa,
-                                                        int64_t csa, const float *b0,
-                                                        const float *b1, float *c, int64_t ldc,
-                                                        const float *ab)
-{
-    if (rsa == 1 && csa == GEMM_MR)
-        tc_gemm_kernel_avx512_body(kc, a0, a1, 1, GEMM_MR, b0, b1, c, ldc, ab);
-    else if (csa == 1)
-        tc_gemm_kernel_avx512_body(kc, a0, a1, rsa, 1, b0, b1, c, ldc, ab);
-    else
-        tc_gemm_kernel_avx512_body(kc, a0, a1, rsa, csa, b0, b1, c, ldc, ab);
-}
-#define TC_GEMM_AVX512_F32 1
 #define TC_GEMM_FAST_PACK_F32 tc_gemm_use_avx2()
 #else
 #define TC_GEMM_FAST_PACK_F32 0
@@ -318,14 +233,6 @@ static void tc_gemm_pack_a6t_block_f32_avx2(float *dst, const float *A, int64_t 
 {
     (void)dst, (void)A, (void)cs, (void)mc, (void)kc;
 }
-static void tc_gemm_kernel_avx512_f32(int64_t kc, const float *a0, const float *a1,
-                                      int64_t rsa, int64_t csa, const float *b0,
-                                      const float *b1, float *c, int64_t ldc, const float *ab)
-{
-    (void)kc, (void)a0, (void)a1, (void)rsa, (void)csa, (void)b0, (void)b1, (void)c;
-    (void)ldc, (void)ab;
-}
-#define TC_GEMM_AVX512_F32 0
 #endif
 
 #define TC_GENERIC_1 "gemm_impl.h"

@@ -66,11 +66,109 @@ static FN(tc_gemm_kernel_fn) FN(gemm_pick_kernel)(void)
 #endif
 }
 
-/* whether float32 products run the AVX-512F 12 x 32 kernel (gemm.c) on their full tiles */
+#if TC_GEMM_X86
+/* The AVX-512F micro-kernel: one 12 x 2NR tile of C (12 x 32 float32, 12 x 16 float64),
+ * 24 zmm accumulators, from two A panels (rows 0-5 at a0, rows 6-11 at a1, each
+ * a(i,p) = a[i*rsa + p*csa]: packed (kc, MR) panels or A in place) and two adjacent packed
+ * B panels (kc, NR) (one zmm per row each: columns [0, NR) at b0, [NR, 2NR) at b1): per k,
+ * 2 B loads, 12 broadcasts, 24 FMAs.
+ *   acc (12, 2NR) = sum over p < kc of a(:,p) b(p,:),  C (12, 2NR) = alpha acc + beta C
+ * Full tiles only (partial edges run the AVX2 kernel). Each entry of C is computed with
+ * exactly the AVX2 kernel's operations (one accumulator per entry, FMAs in k order, then
+ * the same alpha / beta update), so the two give bitwise the same products
+ * (tests/test_gemm.py, tests/c check it): which kernel takes a tile changes only the speed. */
+#define VEC64 FN(tc_gemm_vec64)
+#define UVEC64 FN(tc_gemm_uvec64)
+typedef real_t VEC64 __attribute__((vector_size(64)));
+typedef real_t UVEC64 __attribute__((vector_size(64), aligned(sizeof(real_t))));
+#define TC_GEMM512_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
+
+__attribute__((always_inline)) TC_GEMM512_TARGET static inline void
+FN(gemm_kernel_avx512_body)(int64_t kc, const real_t *restrict a0, const real_t *restrict a1,
+                            const int64_t rsa, const int64_t csa, const real_t *restrict b0,
+                            const real_t *restrict b1, real_t *restrict c, int64_t ldc,
+                            const real_t *ab)
+{
+    VEC64 acc[12][2];
+    for (int i = 0; i < 12; i++) {
+        acc[i][0] = (VEC64){0};
+        acc[i][1] = (VEC64){0};
+    }
+    for (int i = 0; i < 12; i++) {
+        __builtin_prefetch(c + i * ldc, 1);
+        __builtin_prefetch(c + i * ldc + 2 * GEMM_NR - 1, 1);
+    }
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        const VEC64 x0 = *(const UVEC64 *)(b0 + p * GEMM_NR);
+        const VEC64 x1 = *(const UVEC64 *)(b1 + p * GEMM_NR);
+        const int64_t q = p * csa;
+#define TC_GEMM512_ROW(i, ai, r)                  \
+        {                                         \
+            const real_t s = ai[(r) * rsa + q];   \
+            acc[i][0] += s * x0;                  \
+            acc[i][1] += s * x1;                  \
+        }
+        TC_GEMM512_ROW(0, a0, 0)
+        TC_GEMM512_ROW(1, a0, 1)
+        TC_GEMM512_ROW(2, a0, 2)
+        TC_GEMM512_ROW(3, a0, 3)
+        TC_GEMM512_ROW(4, a0, 4)
+        TC_GEMM512_ROW(5, a0, 5)
+        TC_GEMM512_ROW(6, a1, 0)
+        TC_GEMM512_ROW(7, a1, 1)
+        TC_GEMM512_ROW(8, a1, 2)
+        TC_GEMM512_ROW(9, a1, 3)
+        TC_GEMM512_ROW(10, a1, 4)
+        TC_GEMM512_ROW(11, a1, 5)
+#undef TC_GEMM512_ROW
+    }
+    /* the AVX2 kernel's full-tile update, a zmm at a time */
+    const real_t alpha = ab[0], beta = ab[1];
+    for (int i = 0; i < 12; i++) {
+        for (int v = 0; v < 2; v++) {
+            UVEC64 *cp = (UVEC64 *)(c + i * ldc + v * GEMM_NR);
+            if (beta == 0)
+                *cp = alpha * acc[i][v];
+            else if (alpha == 1 && beta == 1)
+                *cp += acc[i][v];
+            else
+                *cp = alpha * acc[i][v] + beta * *cp;
+        }
+    }
+}
+
+/* the common layouts of a specialised (constant strides): packed (1, MR), rows of a
+ * row-major A (rsa, 1), anything else */
+TC_GEMM512_TARGET static void FN(gemm_kernel_avx512)(int64_t kc, const real_t *a0,
+                                                     const real_t *a1, int64_t rsa, int64_t csa,
+                                                     const real_t *b0, const real_t *b1,
+                                                     real_t *c, int64_t ldc, const real_t *ab)
+{
+    if (rsa == 1 && csa == GEMM_MR)
+        FN(gemm_kernel_avx512_body)(kc, a0, a1, 1, GEMM_MR, b0, b1, c, ldc, ab);
+    else if (csa == 1)
+        FN(gemm_kernel_avx512_body)(kc, a0, a1, rsa, 1, b0, b1, c, ldc, ab);
+    else
+        FN(gemm_kernel_avx512_body)(kc, a0, a1, rsa, csa, b0, b1, c, ldc, ab);
+}
+#undef VEC64
+#undef UVEC64
+#undef TC_GEMM512_TARGET
+#else
+static void FN(gemm_kernel_avx512)(int64_t kc, const real_t *a0, const real_t *a1, int64_t rsa,
+                                   int64_t csa, const real_t *b0, const real_t *b1, real_t *c,
+                                   int64_t ldc, const real_t *ab)
+{
+    (void)kc, (void)a0, (void)a1, (void)rsa, (void)csa, (void)b0, (void)b1, (void)c;
+    (void)ldc, (void)ab;
+}
+#endif
+
+/* whether the products run the AVX-512F 12 x 2NR kernel on their full tiles */
 static inline int FN(gemm_use_avx512)(void)
 {
-    return sizeof(real_t) == sizeof(float) && TC_GEMM_AVX512_F32 && tc_cpu_pick(TC_CPU_GEMM) &&
-           tc_cpu_use_avx512();
+    return TC_GEMM_X86 && tc_cpu_pick(TC_CPU_GEMM) && tc_cpu_use_avx512();
 }
 
 /* C (M,N) = alpha op(A) op(B) + beta C, the plain reference. */
@@ -211,9 +309,10 @@ static void FN(gemm_scale)(real_t *C, int64_t ldc, int64_t M, int64_t N, real_t 
 /* One block of rows [ic, ic+mc) of C against the packed micro-panels [jp0, jp1) of B at
  * (jc, pc): pack the A block (into ap, when given and a_packed is 0; else A is read in
  * place, or ap already holds it), then every MR x NR tile, jr outer (the B micro-panel
- * stays in L1) and ir inner. With use512 (float32 only), two full B micro-panels at a time
- * and, inside, two full A panels at a time: 2MR x 2NR = 12 x 32 tiles by the AVX-512
- * kernel, the rest (partial edges, a last odd panel) by `kernel` (AVX2), tile by tile. */
+ * stays in L1) and ir inner. With use512, two full B micro-panels at a time and, inside,
+ * two full A panels at a time: 2MR x 2NR tiles (12 x 32 float32, 12 x 16 float64) by the
+ * AVX-512 kernel, the rest (partial edges, a last odd panel) by `kernel` (AVX2), tile by
+ * tile. */
 static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const real_t *A, int64_t rsa,
                                   int64_t csa, real_t *C, int64_t ldc, int64_t ic, int64_t mc,
                                   int64_t jc, int64_t nc, int64_t pc, int64_t kc,
@@ -241,11 +340,8 @@ static inline void FN(gemm_block)(FN(tc_gemm_kernel_fn) kernel, const real_t *A,
                     if (jq == jp) {
                         const real_t *a0 = ap ? ap + ip * GEMM_MR * kc : Ablk + i0 * rsa;
                         const real_t *a1 = ap ? a0 + GEMM_MR * kc : a0 + GEMM_MR * rsa;
-                        tc_gemm_kernel_avx512_f32(kc, (const float *)a0, (const float *)a1,
-                                                  ap ? 1 : rsa, ap ? GEMM_MR : csa,
-                                                  (const float *)bpanel,
-                                                  (const float *)(bpanel + GEMM_NR * kc_max),
-                                                  (float *)ct, ldc, (const float *)ab);
+                        FN(gemm_kernel_avx512)(kc, a0, a1, ap ? 1 : rsa, ap ? GEMM_MR : csa,
+                                               bpanel, bpanel + GEMM_NR * kc_max, ct, ldc, ab);
                     }
                     ip++; /* the next panel was in the 12 rows */
                     continue;

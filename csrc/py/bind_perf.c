@@ -345,7 +345,7 @@ PyMethodDef tc_methods_perf[] = {
     {"gemm_set_kernel", py_gemm_set_kernel, METH_VARARGS,
      "gemm_set_kernel(name): the cpu override by name, for every family: 'generic' = "
      "cpu_set_portable(True), 'avx2+fma' (x86-64: also caps the GEMM below AVX-512) or "
-     "'neon' (AArch64) = (False), 'avx512' = (False) with the GEMM's float32 AVX-512F "
+     "'neon' (AArch64) = (False), 'avx512' = (False) with the GEMM's AVX-512F "
      "kernel (ValueError without avx512f), 'auto' = (None)"},
     {"cpu_set_portable", py_cpu_set_portable, METH_VARARGS,
      "cpu_set_portable(on): True forces the portable kernels in every family (GEMM, "
@@ -355,7 +355,7 @@ PyMethodDef tc_methods_perf[] = {
     {"cpu_has_avx2", py_cpu_has_avx2, METH_NOARGS,
      "cpu_has_avx2() -> bool: whether this CPU and build have the AVX2+FMA kernels"},
     {"cpu_has_avx512", py_cpu_has_avx512, METH_NOARGS,
-     "cpu_has_avx512() -> bool: whether this CPU and build have the AVX-512F float32 GEMM "
+     "cpu_has_avx512() -> bool: whether this CPU and build have the AVX-512F GEMM "
      "kernel"},
     {"cpu_kernel", py_cpu_kernel, METH_VARARGS,
      "cpu_kernel(family) -> 'avx512' (gemm), 'avx2+fma', 'neon', 'generic' or None (not run yet): the variant the "

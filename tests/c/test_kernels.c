@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     }
     tc_cpu_set_portable(0);
     if (tc_cpu_has_fast() && tc_cpu_fast_name()) g_fast = tc_cpu_fast_name();
-    printf("platform: %s, fast variant: %s\nfloat32 GEMM kernel: %s\n",
+    printf("platform: %s, fast variant: %s\nGEMM kernel: %s\n",
 #if defined(__aarch64__)
            "aarch64",
 #elif defined(__x86_64__)
