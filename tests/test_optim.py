@@ -729,3 +729,52 @@ def test_the_flat_path_holds_with_reordered_or_subclassed_trees():
     got, _ = optim.AdamW().step(ordered(model.parameters), ordered(grads))
     assert flat_span(tc.tree.leaves(got)) is not None
     assert tc.tree.are_equal(got, want, np.array_equal)
+
+
+def test_tree_views_in_c_is_the_python_build():
+    import sys
+
+    from transformer_c import _C
+
+    tree = {"b": [np.zeros((2, 3)), (np.zeros(()), {"z": np.zeros((0, 4))})],
+            "a": {"y": np.zeros(5)}, "c": [], "d": {}, "e": (np.zeros((1, 1, 2)),)}
+    n = 6 + 1 + 0 + 5 + 2
+    for dtype in (np.float32, np.float64):
+        owner = np.arange(n + 3, dtype=dtype)
+        ro = owner.view()
+        ro.flags.writeable = False
+        flats = [owner[:n], ro, np.arange(n + 1.0)]  # longer flats are fine
+        before = sys.getrefcount(owner)
+        got = _C.tree_views(tree, flats)
+        want = optim._build_views(tree, flats, [0])
+        assert len(got) == len(want) == 3
+        for g, w in zip(got, want):
+            assert tc.tree.are_equal(g, w, np.array_equal)
+            assert type(g["e"]) is tuple and type(g["b"][1]) is tuple and g["c"] == []
+            gl, wl = tc.tree.leaves(g), tc.tree.leaves(w)
+            for a, b in zip(gl, wl):
+                assert type(a) is np.ndarray and a.base is b.base and a.dtype == b.dtype
+                assert a.shape == b.shape and a.flags.writeable == b.flags.writeable
+                if a.size:  # numpy points an empty slice at its base's start; C at its offset
+                    assert a.__array_interface__["data"] == b.__array_interface__["data"]
+        assert not got[1]["a"]["y"].flags.writeable and got[0]["a"]["y"].flags.writeable
+        del got, want, g, w, gl, wl, a, b
+        assert sys.getrefcount(owner) == before  # no view (or reference) leaked
+    flat = np.zeros(20)
+    for bad_tree, flats in [
+            (tree, [np.zeros(n - 1)]),                   # outgrows the flat
+            ({1: np.zeros(2)}, [flat]),                  # a non-str key
+            ({"a": [1.0]}, [flat]),                      # a leaf that is no array
+            (_ListSub([np.zeros(2)]), [flat]),           # a subclass
+            ({"a": np.zeros(2)}, [flat] * 9),            # too many flats
+            ({"a": np.zeros(2)}, [np.zeros((2, 10))]),   # a 2-D flat
+            ({"a": np.zeros(2)}, [np.zeros(40)[::2]]),   # not contiguous
+            ({"a": np.zeros(2)}, [[0.0, 1.0]]),          # not an array
+            ({"a": np.zeros(2)}, [])]:
+        assert _C.tree_views(bad_tree, flats) is None
+    with pytest.raises(TypeError):
+        _C.tree_views(tree, (flat,))
+    # the Python build takes the trees C does not: same views
+    od = {"a": [np.zeros(2), np.zeros(3)]}
+    assert tc.tree.are_equal(optim._views_like(od, [flat])[0],
+                             {"a": [flat[:2], flat[2:5]]}, np.array_equal)

@@ -246,6 +246,127 @@ static PyObject *py_tree_columns(PyObject *self, PyObject *args)
     return result;
 }
 
+/* The views of leaf (an ndarray: its shape) in each of the k 1-D arrays flats[j] at element
+ * *offset, appended to outs[j]; *offset advances by the leaf's size. 1, 0 when the leaf is
+ * no ndarray or overruns a flat, -1 with an exception set. */
+static int tree_views_leaf(PyObject *leaf, PyArrayObject *const *flats, Py_ssize_t k,
+                           npy_intp *offset, PyObject **made)
+{
+    if (!PyArray_Check(leaf)) return 0;
+    PyArrayObject *a = (PyArrayObject *)leaf;
+    const npy_intp size = PyArray_SIZE(a);
+    for (Py_ssize_t j = 0; j < k; j++)
+        if (*offset + size > PyArray_DIM(flats[j], 0)) return 0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyArrayObject *f = flats[j];
+        PyArray_Descr *descr = PyArray_DESCR(f);
+        Py_INCREF(descr); /* stolen */
+        const int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED
+                          | (PyArray_ISWRITEABLE(f) ? NPY_ARRAY_WRITEABLE : 0);
+        PyObject *view = PyArray_NewFromDescr(
+            &PyArray_Type, descr, PyArray_NDIM(a), PyArray_DIMS(a), NULL,
+            PyArray_BYTES(f) + *offset * PyArray_ITEMSIZE(f), flags, NULL);
+        if (view) {
+            Py_INCREF(f); /* stolen; numpy collapses it to the owner of the memory */
+            if (PyArray_SetBaseObject((PyArrayObject *)view, (PyObject *)f) < 0) Py_CLEAR(view);
+        }
+        if (!view) {
+            for (Py_ssize_t i = 0; i < j; i++) Py_CLEAR(made[i]);
+            return -1;
+        }
+        made[j] = view;
+    }
+    *offset += size;
+    return 1;
+}
+
+/* Builds into made[j] (new references) k trees of node's structure (exact dicts of str
+ * keys, lists, tuples; ndarray leaves) whose leaves are views of flats[j]: 1, 0 for another
+ * node or an overrun (made[] then holds nothing), -1 with an exception set. */
+static int tree_views_walk(PyObject *node, PyArrayObject *const *flats, Py_ssize_t k,
+                           npy_intp *offset, PyObject **made)
+{
+    PyObject *child[TREE_COLUMNS_MAX];
+    int ok = 1;
+    const int is_dict = PyDict_CheckExact(node), is_list = PyList_CheckExact(node);
+    if (!is_dict && !is_list && !PyTuple_CheckExact(node)) {
+        if (PyDict_Check(node) || PyList_Check(node) || PyTuple_Check(node)) return 0;
+        return tree_views_leaf(node, flats, k, offset, made);
+    }
+    const Py_ssize_t len = is_dict ? PyDict_GET_SIZE(node) : PySequence_Fast_GET_SIZE(node);
+    for (Py_ssize_t j = 0; j < k; j++) made[j] = NULL;
+    for (Py_ssize_t j = 0; j < k && ok == 1; j++) {
+        made[j] = is_dict ? PyDict_New() : is_list ? PyList_New(len) : PyTuple_New(len);
+        if (!made[j]) ok = -1;
+    }
+    if (ok == 1 && Py_EnterRecursiveCall(" in tree_views")) ok = -1;
+    else if (ok == 1) {
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *key, *value;
+        while (ok == 1 && (is_dict ? PyDict_Next(node, &pos, &key, &value)
+                                   : (i < len && (value = PySequence_Fast_GET_ITEM(node, i))))) {
+            if (is_dict && !PyUnicode_CheckExact(key)) {
+                ok = 0;
+                break;
+            }
+            ok = tree_views_walk(value, flats, k, offset, child);
+            if (ok != 1) break; /* child holds nothing */
+            for (Py_ssize_t j = 0; j < k; j++) { /* every child stored or released */
+                if (!is_dict) {
+                    if (is_list) PyList_SET_ITEM(made[j], i, child[j]); /* stolen */
+                    else PyTuple_SET_ITEM(made[j], i, child[j]);
+                    continue;
+                }
+                if (ok == 1 && PyDict_SetItem(made[j], key, child[j]) < 0) ok = -1;
+                Py_DECREF(child[j]);
+            }
+            i++;
+        }
+        Py_LeaveRecursiveCall();
+    }
+    if (ok != 1)
+        for (Py_ssize_t j = 0; j < k; j++) Py_CLEAR(made[j]);
+    return ok;
+}
+
+/* tree_views(tree, flats) -> [trees] or None: one tree of tree's structure (exact dicts of
+ * str keys, lists and tuples of ndarray leaves) per 1-D ndarray of the list flats, its
+ * leaves views of that array back to back in tree order with the leaves' shapes (writeable
+ * when the array is); None when tree holds anything else or outgrows a flat (the caller
+ * then takes the Python walk, optim._build_views, the reference). At most
+ * TREE_COLUMNS_MAX flats. */
+static PyObject *py_tree_views(PyObject *self, PyObject *args)
+{
+    PyObject *tree, *list;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!:tree_views", &tree, &PyList_Type, &list)) return NULL;
+    const Py_ssize_t k = PyList_GET_SIZE(list);
+    if (k < 1 || k > TREE_COLUMNS_MAX) Py_RETURN_NONE;
+    PyArrayObject *flats[TREE_COLUMNS_MAX];
+    PyObject *made[TREE_COLUMNS_MAX];
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *f = PyList_GET_ITEM(list, j);
+        if (Py_TYPE(f) != &PyArray_Type || PyArray_NDIM((PyArrayObject *)f) != 1
+            || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)f)
+            || !PyArray_ISALIGNED((PyArrayObject *)f))
+            Py_RETURN_NONE;
+        flats[j] = (PyArrayObject *)f;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) Py_INCREF(flats[j]);
+    npy_intp offset = 0;
+    const int ok = tree_views_walk(tree, flats, k, &offset, made);
+    for (Py_ssize_t j = 0; j < k; j++) Py_DECREF(flats[j]);
+    if (ok == -1) return NULL;
+    if (ok == 0) Py_RETURN_NONE;
+    PyObject *result = PyList_New(k);
+    if (!result) {
+        for (Py_ssize_t j = 0; j < k; j++) Py_DECREF(made[j]);
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) PyList_SET_ITEM(result, j, made[j]);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_VARARGS,
      "set_num_threads(n): the OpenMP thread count of every kernel, process-wide; "
@@ -271,6 +392,9 @@ static PyMethodDef module_methods[] = {
     {"tree_columns", py_tree_columns, METH_VARARGS,
      "tree_columns(trees) -> [leaves per tree] or None: the leaves of trees of one "
      "structure, paired as tree.tree_map pairs them (None: another structure or a subclass)"},
+    {"tree_views", py_tree_views, METH_VARARGS,
+     "tree_views(tree, flats) -> [trees] or None: per 1-D array of flats, a tree of tree's "
+     "structure whose leaves are views of it back to back (optim._build_views)"},
     {NULL, NULL, 0, NULL},
 };
 
