@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.common import emit
 from transformer_c.data import CharTokenizer, StreamDataset, read_text, split_text
 from transformer_c.nn import GPT, GPTConfig
-from transformer_c.presets import PRESETS
+from transformer_c.presets import ARCH_DEFAULTS, PRESETS
 from transformer_c.train import TrainConfig, _window_starts
 
 
@@ -91,7 +91,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
-    ap.add_argument("--preset", default="shakespeare-4x128", choices=sorted(PRESETS))
+    # the twin is GPT-2's block: presets that set other block options (tiny-llama) have none
+    ap.add_argument("--preset", default="shakespeare-4x128",
+                    choices=sorted(k for k, p in PRESETS.items()
+                                   if all(p[a] == d for a, d in ARCH_DEFAULTS.items())))
     ap.add_argument("--max-iters", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--threads", type=int, default=2)

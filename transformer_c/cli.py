@@ -33,12 +33,15 @@ class CLIError(Exception):
 
 # ---------------------------------------------------------------------------- arguments
 
+_A = {int: "an integer", float: "a number"}
+
+
 def _positive(kind):
     def parse(s):
         try:
             v = kind(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {_A[kind]}, got {s!r}") from None
         if not v > 0 or (kind is float and not math.isfinite(v)):
             raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
         return v
@@ -51,7 +54,7 @@ def _non_negative(kind):
         try:
             v = kind(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {_A[kind]}, got {s!r}") from None
         if not v >= 0 or (kind is float and not math.isfinite(v)):
             raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
         return v
@@ -59,9 +62,134 @@ def _non_negative(kind):
     return parse
 
 
+def _number(kind):
+    """An argparse type: a finite int / float (the ranges are the model config's to check)."""
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {_A[kind]}, got {s!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be finite, got {s}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+# one line of help per architecture flag; the flag's name, type, choices and default come from
+# the declaration (presets.ARCH_KEYS: GPTConfig and its BlockOptions)
+ARCH_HELP = {
+    "position": "position encoding",
+    "norm": "where the norms sit: pre (GPT-2) or post (no ln_f)",
+    "activation": "the MLP's activation",
+    "tie_embeddings": "the output projection is the token embedding (--no-tie-embeddings: a "
+                      "separate lm_head)",
+    "n_inner": "the MLP width (default 4 * n_embd)",
+    "attention": "self-attention pattern (block_sparse: --sparse-block/-window/-stride/-global)",
+    "sparse_block": "tokens per block of block_sparse attention",
+    "sparse_window": "blocks each query block sees to its left, its own included",
+    "sparse_stride": "every N-th key block seen by all (0: none)",
+    "sparse_global": "leading blocks that see and are seen by all",
+    "ffn": "feed-forward sublayer: mlp, or moe (mixture of experts: --moe-*)",
+    "moe_experts": "experts of ffn=moe",
+    "moe_top_k": "experts per token of ffn=moe (1 or 2)",
+    "moe_capacity": "capacity factor of ffn=moe",
+    "moe_aux_weight": "weight of ffn=moe's load-balancing loss",
+    "norm_type": "the norms' kernel",
+    "qk_norm": "RMS-normalise each head's queries and keys (OLMo 2, Qwen 3)",
+    "logit_softcap": "soft-cap the logits at c: c tanh(logits / c) (Gemma 2; 0: off)",
+    "n_kv_head": "key/value heads (grouped-query attention; 1: multi-query; default n_head)",
+    "gated": "gated MLP: c_proj(act(c_gate(x)) * c_fc(x)) (--activation silu: SwiGLU)",
+}
+
+
+def _flag(key):
+    return "--" + key.replace("_", "-")
+
+
+def _config_defaults(config_cls):
+    """{field: default} of a model config dataclass (GPTConfig, BertConfig)."""
+    import dataclasses
+    return {f.name: f.default for f in dataclasses.fields(config_cls)}
+
+
+def _arch_flag_kind(key, config_cls):
+    """(kind, choices) of an architecture flag from its field of config_cls: an option's
+    name (options._KINDS), bool, int or float."""
+    import dataclasses
+
+    from .options import _KINDS
+    if key in _KINDS:
+        return str, _KINDS[key]
+    field = {f.name: f for f in dataclasses.fields(config_cls)}[key]
+    if field.default is not None:
+        return type(field.default), None
+    if field.type is int or str(field.type).startswith("int"):  # int or None
+        return int, None
+    raise TypeError(f"no command-line flag for {config_cls.__name__}.{key} of type "
+                    f"{field.type!r}")
+
+
+def _add_arch_flags(g, keys=None, config_cls=None, choices=None):
+    """A flag for every architecture option in ``keys`` (default presets.ARCH_KEYS), derived
+    from its field of ``config_cls`` (default GPTConfig): options as choices (``choices``
+    may narrow them: {key: names}), bools as --X / --no-X, numbers typed (their ranges are
+    checked with the config, naming the flag). Every default is None (not given); the help
+    states the config's default."""
+    from .nn import GPTConfig
+    from .presets import ARCH_KEYS
+    config_cls = GPTConfig if config_cls is None else config_cls
+    defaults = _config_defaults(config_cls)
+    for key in ARCH_KEYS if keys is None else keys:
+        kind, names = _arch_flag_kind(key, config_cls)
+        names = (choices or {}).get(key, names)
+        default = defaults[key]
+        text = ARCH_HELP[key] if default is None else f"{ARCH_HELP[key]} (default {default})"
+        if names is not None:
+            g.add_argument(_flag(key), choices=names, default=None, help=text)
+        elif kind is bool:
+            g.add_argument(_flag(key), action=argparse.BooleanOptionalAction, default=None,
+                           help=text)
+        else:
+            g.add_argument(_flag(key), type=_number(kind), default=None,
+                           metavar=kind.__name__.upper(), help=text)
+
+
+def _arch_contradictions(args, keys, config, whose):
+    """['--norm-type layernorm (WHOSE has rmsnorm)', ...]: the given flags of ``keys`` whose
+    value differs from ``config``'s."""
+    return [f"{_flag_value(k, getattr(args, k))} ({whose} has {getattr(config, k)})"
+            for k in keys if _given(args, k) and getattr(args, k) != getattr(config, k)]
+
+
+def _flag_value(key, value):
+    """How a flag gives ``value``: --qk-norm / --no-qk-norm for a bool, else --n-kv-head 2."""
+    if isinstance(value, bool):
+        return _flag(key) if value else "--no-" + key.replace("_", "-")
+    return f"{_flag(key)} {value}"
+
+
+def _config_error(e, keys):
+    """A model config's ValueError as a CLIError naming the flags of the fields it names."""
+    msg = str(e)
+    found = sorted((m.start(), k) for k in keys
+                   for m in [re.search(rf"(?<![\w-]){k}(?![\w-])", msg)] if m)
+    named = ", ".join(_flag(k) for _, k in found)
+    return CLIError(f"{named}: {msg}" if named else msg)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the sub-command parsers inherit it): "transformer_c
+    train: error: argument --norm-type: invalid choice: ... (see transformer_c train
+    --help)", exit status 2, instead of the whole usage (dozens of lines) before it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog=PROG, description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_version_flag(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -91,6 +219,9 @@ def build_parser():
     g.add_argument("--dropout", type=_non_negative(float))
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
                    help="biases in linear layers and layer norms")
+    _add_arch_flags(t.add_argument_group(
+        "architecture", "the GPT's block options (GPTConfig, nn.BlockOptions; a preset may set "
+        "them, explicit flags override it; default: GPTConfig's)"))
     g = t.add_argument_group("training")
     g.add_argument("--max-iters", type=_positive(int), help="optimizer steps")
     g.add_argument("--batch-size", type=_positive(int), help="windows per micro-batch")
@@ -431,7 +562,7 @@ def cmd_train(args):
                f"{va_ids.size:,} validation tokens\n  {config.max_iters} steps of "
                f"{config.grad_accum} x {_ranks(comm)}{config.batch_size} windows, "
                f"lr {config.lr:g} "
-               f"({config.schedule}), writing {out_dir}/")
+               f"({config.schedule}), writing {out_dir}/{_arch_summary(mc)}")
     time_limit = None if args.time_limit is None else args.time_limit * 60.0
     t0 = time.perf_counter()
     try:
@@ -465,6 +596,17 @@ def cmd_train(args):
         print("\n" + "-" * 60)
         print(f"more: python -m transformer_c sample --ckpt {out_dir} --prompt \"...\"")
     return 0
+
+
+def _arch_summary(cfg, keys=None):
+    """A line (with its leading newline) naming the architecture options (``keys``, default
+    presets.ARCH_KEYS) of ``cfg`` that differ from its class's defaults, as flags, e.g.
+    "architecture: --norm-type rmsnorm --gated", or ''."""
+    from .presets import ARCH_KEYS
+    defaults = _config_defaults(type(cfg))
+    flags = [_flag_value(k, getattr(cfg, k)) for k in (ARCH_KEYS if keys is None else keys)
+             if getattr(cfg, k) != defaults[k]]
+    return f"\n  architecture: {' '.join(flags)}" if flags else ""
 
 
 def _ranks(comm):
@@ -535,7 +677,7 @@ def _resume_setup(args):
     contradictions = []
     for key in MODEL_KEYS:
         if _given(args, key) and getattr(args, key) != getattr(model_cfg, key):
-            contradictions.append(f"--{key.replace('_', '-')} {getattr(args, key)} (the "
+            contradictions.append(f"{_flag_value(key, getattr(args, key))} (the "
                                   f"checkpoint's model has {getattr(model_cfg, key)})")
     if _given(args, "tokenizer") and args.tokenizer != tokenizer.kind:
         contradictions.append(f"--tokenizer {args.tokenizer} (the checkpoint's is "
@@ -612,9 +754,11 @@ def _init_source(args, text):
         model, tokenizer = c.model, c.tokenizer
         description = f"checkpoint {c.path} (step {c.state.get('step')})"
     bad = []
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "bias"):
+    for key in MODEL_KEYS:
+        if key == "dropout":  # may change (below)
+            continue
         if _given(args, key) and getattr(args, key) != getattr(model.config, key):
-            bad.append(f"--{key.replace('_', '-')} {getattr(args, key)} (the model has "
+            bad.append(f"{_flag_value(key, getattr(args, key))} (the model has "
                        f"{getattr(model.config, key)})")
     if _given(args, "tokenizer") and args.tokenizer != tokenizer.kind:
         bad.append(f"--tokenizer {args.tokenizer} (the model's is {tokenizer.kind})")
@@ -677,15 +821,17 @@ def _new_run_setup(args):
     try:
         config = TrainConfig(**{k: s[k] for k in TRAIN_KEYS}, seed=args.seed,
                              save_every=args.save_every or 0)
-        if source is None:
-            gcfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=s["block_size"],
-                             n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"],
-                             dropout=s["dropout"], bias=s["bias"])
-            model = GPT.create(gcfg, np.random.default_rng(args.seed))
-        else:
-            model = source.model
     except ValueError as e:
         raise CLIError(str(e)) from None
+    if source is None:
+        try:
+            gcfg = GPTConfig(vocab_size=tokenizer.vocab_size,
+                             **{k: s[k] for k in MODEL_KEYS})
+            model = GPT.create(gcfg, np.random.default_rng(args.seed))
+        except ValueError as e:
+            raise _config_error(e, MODEL_KEYS) from None
+    else:
+        model = source.model
     info = dict(info, val_fraction=args.val_fraction, tokenizer=tokenizer.kind)
     if source is not None:
         info["init_from"] = source.description

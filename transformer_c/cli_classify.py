@@ -29,6 +29,18 @@ DEFAULTS = dict(n_layer=2, n_head=4, n_embd=128, dropout=0.1, pooling="cls", max
 RESUME_FREE = ("max_iters", "eval_every", "eval_iters", "log_every", "save_every")
 
 
+def arch_keys():
+    """The architecture flags of classify train: train's (presets.ARCH_KEYS, from GPTConfig's
+    block options) that BertConfig has, less logit_softcap (Bert has no LM logits to cap)."""
+    import dataclasses
+
+    from .nn import BertConfig
+    from .presets import ARCH_KEYS
+    names = {f.name for f in dataclasses.fields(BertConfig)}
+    return tuple(k for k in ARCH_KEYS if k in names and
+                 (k != "logit_softcap" or getattr(BertConfig, "_softcap_logits", False)))
+
+
 def add_parser(sub, positive, non_negative):
     """The ``classify`` sub-command (with its train / eval sub-commands) on ``sub``."""
     from .options import POOLINGS
@@ -57,6 +69,12 @@ def add_parser(sub, positive, non_negative):
     g.add_argument("--n-embd", type=positive(int))
     g.add_argument("--dropout", type=non_negative(float))
     g.add_argument("--pooling", choices=POOLINGS)
+    from .cli import _add_arch_flags
+    from .nn import BertConfig
+    from .nn.encoder import POSITIONS
+    _add_arch_flags(t.add_argument_group(
+        "architecture", "the Bert's block options (BertConfig, nn.BlockOptions; default: "
+        "BertConfig's)"), arch_keys(), BertConfig, choices={"position": POSITIONS})
     g.add_argument("--init-from", metavar="CKPT", help="start from the weights and tokenizer "
                    "of a Bert checkpoint (e.g. masked-LM pretrained); fresh optimizer")
     g = t.add_argument_group("training")
@@ -152,7 +170,8 @@ def _train(args, CLIError, say, load_checkpoint):
     import numpy as np
 
     from . import set_num_threads
-    from .cli import _check_fresh_out, _remove_run
+    from .cli import (_arch_contradictions, _arch_summary, _check_fresh_out, _config_error,
+                      _remove_run)
     from .data import BERT_SPECIALS, BPETokenizer
     from .nn import Bert, BertConfig
     from .train import TrainConfig, Trainer, TrainingInterrupted
@@ -176,6 +195,8 @@ def _train(args, CLIError, say, load_checkpoint):
         for key, flag in (("fields", args.fields), ("labels", args.labels)):
             if flag is not None and list(flag.split(",")) != list(info.get(key, [])):
                 bad.append(f"--{key} {flag} (the run uses {','.join(info.get(key, []))})")
+        bad += _arch_contradictions(args, arch_keys(), ckpt.model.config,
+                                    "the checkpoint's model")
         if bad:
             raise CLIError(f"--resume continues {ckpt.path} with its own settings; these flags "
                            f"contradict it: {'; '.join(bad)}")
@@ -211,6 +232,10 @@ def _train(args, CLIError, say, load_checkpoint):
                 raise CLIError(f"--init-from {args.init_from} holds a "
                                f"{type(src.model).__name__}, not a Bert")
             tokenizer, model = src.tokenizer, src.model
+            bad = _arch_contradictions(args, arch_keys(), model.config, "the model")
+            if bad:
+                raise CLIError(f"--init-from {args.init_from} fine-tunes that model; these "
+                               f"flags contradict it: {'; '.join(bad)}")
             if model.config.num_labels != len(labels):
                 raise CLIError(f"--init-from {args.init_from}: its classifier has "
                                f"{model.config.num_labels} classes, the data {len(labels)}")
@@ -228,9 +253,11 @@ def _train(args, CLIError, say, load_checkpoint):
                 cfg = BertConfig(vocab_size=tokenizer.vocab_size, block_size=s["max_len"],
                                  n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"],
                                  dropout=s["dropout"], pooling=s["pooling"],
-                                 num_labels=len(labels))
+                                 num_labels=len(labels),
+                                 **{k: getattr(args, k) for k in arch_keys()
+                                    if getattr(args, k) is not None})
             except ValueError as e:
-                raise CLIError(str(e)) from None
+                raise _config_error(e, MODEL_FLAGS + arch_keys()) from None
             model = Bert.create(cfg, np.random.default_rng(args.seed))
     train = _dataset(tokenizer, pairs, ys, labels, s["max_len"])
     if args.val:
@@ -271,7 +298,8 @@ def _train(args, CLIError, say, load_checkpoint):
               f"{mc.n_embd} wide, {model.num_parameters / 1e6:.2f}M parameters, {mc.pooling} "
               f"pooling) on {tinfo['path']}: {len(train)} pairs, classes {', '.join(labels)}"
               f"{f', validation {len(val)} pairs' if val else ''}; {config.max_iters} steps "
-              f"of {config.batch_size} pairs, writing {args.out}/")
+              f"of {config.batch_size} pairs, writing {args.out}/"
+              f"{_arch_summary(mc, arch_keys())}")
     t0 = time.perf_counter()
     try:
         trainer.train(time_limit=None if args.time_limit is None else args.time_limit * 60)

@@ -16,18 +16,40 @@ flags override them. Times are for this project's reference machine (2 cores, AV
   block 256) with the batch and step count cut to fit about 60 minutes on 2 cores
   (batch 8, 2400 steps: smaller batches, more steps, for the most progress per token in a
   fixed time); dropout 0 because so short a run (about 5 epochs) does not overfit.
+- ``tiny-llama``: ``tiny`` with LLaMA's block: RoPE, RMSNorm without biases, the gated SiLU
+  MLP (SwiGLU) of width 176 (about 8/3 n_embd), one shared key/value head (multi-query
+  attention) and an untied output projection; about the same size as ``tiny`` (0.11M
+  parameters), its 300 steps end at validation loss 2.288 nats per character on the
+  embedded corpus against ``tiny``'s 2.542 (seed 1337, 4-5 s each on 1 thread at load 4;
+  one seed, 2026-12-07).
+
+A preset may carry any of ARCH_KEYS (the GPT's architecture options, from GPTConfig: its
+BlockOptions and position, norm, activation, tie_embeddings, n_inner); those it leaves out
+take GPTConfig's defaults (ARCH_DEFAULTS), so every preset gives every MODEL_KEYS value.
 """
+import dataclasses
 
-__all__ = ["PRESETS", "DEFAULT_PRESET", "MODEL_KEYS", "TRAIN_KEYS"]
+from .nn import GPTConfig
+from .nn._config import BlockOptions
 
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+__all__ = ["PRESETS", "DEFAULT_PRESET", "MODEL_KEYS", "SIZE_KEYS", "ARCH_KEYS", "ARCH_DEFAULTS",
+           "TRAIN_KEYS"]
+
+SIZE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+# the architecture options train sets from flags and presets: GPTConfig's own choices, then
+# every block option (BlockOptions, declared once in nn._config: a new one joins by itself)
+ARCH_KEYS = ("position", "norm", "activation", "tie_embeddings", "n_inner") + tuple(
+    BlockOptions.__annotations__)
+ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GPTConfig) if f.name in ARCH_KEYS}
+MODEL_KEYS = SIZE_KEYS + ARCH_KEYS
 TRAIN_KEYS = ("max_iters", "batch_size", "grad_accum", "lr", "min_lr", "warmup_iters",
               "schedule", "weight_decay", "beta1", "beta2", "grad_clip", "label_smoothing",
               "eval_every", "eval_iters", "log_every", "optimizer", "muon_lr", "muon_momentum")
 
-_NANOGPT = dict(lr=1e-3, min_lr=1e-4, warmup_iters=100, schedule="cosine", weight_decay=0.1,
-                beta1=0.9, beta2=0.99, grad_clip=1.0, label_smoothing=0.0, grad_accum=1,
-                log_every=10, bias=False, optimizer="adamw", muon_lr=0.02, muon_momentum=0.95)
+_NANOGPT = dict(ARCH_DEFAULTS, lr=1e-3, min_lr=1e-4, warmup_iters=100, schedule="cosine",
+                weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, label_smoothing=0.0,
+                grad_accum=1, log_every=10, bias=False, optimizer="adamw", muon_lr=0.02,
+                muon_momentum=0.95)
 
 PRESETS = {
     "tiny": dict(_NANOGPT, n_layer=2, n_head=2, n_embd=64, block_size=64, dropout=0.0,
@@ -43,4 +65,7 @@ PRESETS = {
                               dropout=0.0, max_iters=2400, batch_size=8, eval_every=200,
                               eval_iters=20),
 }
+PRESETS["tiny-llama"] = dict(PRESETS["tiny"], position="rope", norm_type="rmsnorm", bias=False,
+                             activation="silu", gated=True, n_inner=176, n_kv_head=1,
+                             tie_embeddings=False)
 DEFAULT_PRESET = "small"
