@@ -22,9 +22,9 @@
  * leaves a write-combining buffer half full and costs a partial write to memory): the
  * blocks after the first start where the first destination's lines start (the first block
  * is the short head before that, optim_block_bounds), so destinations that share its
- * offset within a line (numpy's large allocations all do) stream every line but the last
- * partial one; any other destination streams the whole lines inside each block and stores
- * the partial ones plainly. The numbers are the same either way: only where they are
+ * offset within a line (numpy's large allocations all do) stream every line but the
+ * partial ones at either end of the array; any other destination streams the whole lines
+ * inside each block and stores the partial ones plainly. The numbers are the same either way: only where they are
  * stored and in which blocks differs. SSE2 is baseline x86-64; elsewhere plain stores. */
 #define OPTIM_BLOCK_N 256
 #define OPTIM_STREAM_MIN ((int64_t)1 << 18)
