@@ -591,6 +591,49 @@ def test_flat_span_accepts_only_back_to_back_contiguous_views():
     assert flat_span([]) is None and flat_span([[1.0]]) is None
 
 
+def _span_cases():
+    """(name, leaves): tilings and near misses for flat_span and its reference."""
+    base = np.arange(40.0)
+    f32 = np.arange(40, dtype=np.float32)
+    grid = np.zeros((4, 6))  # a 2-D base
+    a, b, c = base[2:8].reshape(2, 3), base[8:9], base[9:21].reshape(3, 4)
+    bytes_ = np.zeros(64, np.uint8)
+    odd = bytes_[1:33].view(np.float64)  # starts 1 byte into its base: no element offset
+    return [
+        ("tiles", [a, b, c]), ("one leaf", [base[5:6]]), ("all", [base[:]]),
+        ("empty leaf inside", [a, base[8:8], b]), ("only empty", [base[3:3]]),
+        ("scalar view", [base[4:5].reshape(())]), ("gap", [a, c]), ("order", [b, a]),
+        ("strided", [a, base[8:20:2]]), ("transposed", [base[2:8].reshape(2, 3).T]),
+        ("other buffer", [a, base[8:9].copy()]), ("no leaves", []), ("list leaf", [[1.0]]),
+        ("owning array", [base]), ("2-D base", [grid[0], grid[1]]),
+        ("float32", [f32[0:5], f32[5:40].reshape(5, 7)]),
+        ("other dtype view", [f32[0:4], f32[4:8].view(np.int32)]),
+        ("subclass", [a, b.view(_Sub)]),
+        ("odd byte start", [odd[:2], odd[2:]]),
+        ("tuple", (a, b)), ("reversed strides", [base[8:2:-1]]),
+    ]
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("name, leaves", _span_cases(), ids=[n for n, _ in _span_cases()])
+def test_flat_span_in_c_is_its_python_reference(name, leaves):
+    from transformer_c.nn._flat import _flat_span_ref
+
+    got, want = flat_span(leaves), _flat_span_ref(leaves)
+    # numpy points an empty view at its base's first element: inside a tiling it is a gap
+    tiles = name in ("tiles", "one leaf", "all", "only empty", "scalar view", "float32",
+                     "tuple")
+    assert (want is not None) == tiles
+    if want is None:
+        assert got is None
+    else:
+        assert got.base is want.base and got.shape == want.shape and got.dtype == want.dtype
+        assert got.__array_interface__["data"] == want.__array_interface__["data"]
+
+
 def test_a_tree_training_loop_recycles_its_buffers_without_the_garbage_collector():
     import gc
 
@@ -610,3 +653,128 @@ def test_a_tree_training_loop_recycles_its_buffers_without_the_garbage_collector
     finally:
         gc.enable()
     assert sizes[-1] == sizes[2] <= 9, sizes  # in use: model, params, m, v (+ free ones)
+
+
+def _tree_map_columns(trees):
+    """The leaves per tree as tree.tree_map pairs them (the reference of _C.tree_columns)."""
+    rows = []
+    tc.tree.tree_map(lambda *leaves: rows.append(leaves), *trees)
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in trees]
+
+
+def test_tree_columns_in_c_pairs_leaves_as_tree_map():
+    from collections import OrderedDict
+
+    from transformer_c import _C
+
+    leaf = iter(range(1000))
+    def tree():
+        return {"b": [next(leaf), (next(leaf), {"z": next(leaf)})], "a": {"y": next(leaf)},
+                "c": [], "d": {}}
+    t1, t2, t3 = tree(), tree(), tree()
+    t2 = {k: t2[k] for k in ("d", "a", "c", "b")}  # another key order: paired by key
+    got = _C.tree_columns([t1, t2, t3])
+    assert got == _tree_map_columns([t1, t2, t3]) and got[0] == [0, 1, 2, 3]
+    assert got[1] == [4, 5, 6, 7]
+    assert _C.tree_columns([[t1["b"][1]], [[8, {"z": 9}]]]) == [[1, 2], [8, 9]]  # tuple ~ list
+    assert _C.tree_columns([5]) == [[5]] and _C.tree_columns([{}, {}]) == [[], []]
+    np_leaf = np.ones(3)
+    assert _C.tree_columns([{"w": np_leaf}])[0][0] is np_leaf
+    # not one structure, or not for C: None (the caller runs tree_map)
+    for trees in ([t1, {**t3, "e": 1}], [t1, {k: v for k, v in t3.items() if k != "a"}],
+                  [{"a": 1, "b": 2}, {"a": 1, "c": 2}], [[1, 2], [1, 2, 3]],
+                  [{"a": 1}, [1]], [[1], {"a": 1}], [{"a": [1]}, {"a": 1}],
+                  [{"a": 1}, {"a": [1]}], [OrderedDict(a=1), OrderedDict(a=2)],
+                  [{1: 2}, {1: 3}], [{"a": 1}] * 9, [], [{"a": 1}, _ListSub([1])]):
+        assert _C.tree_columns(list(trees)) is None, trees
+    with pytest.raises(TypeError):
+        _C.tree_columns((t1, t2))  # a list of trees only
+    # the optimizers' check: a structure mismatch is still tree_map's ValueError
+    model, grads = _tiny_model_and_grads()
+    bad = dict(grads, extra=np.zeros(1))
+    with pytest.raises(ValueError, match="tree structures differ"):
+        optim.AdamW().step(model.parameters, bad)
+
+
+class _ListSub(list):
+    pass
+
+
+def _tiny_model_and_grads():
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, vocab_size=7, block_size=4)
+    model = GPT.create(cfg, random_generator=np.random.default_rng(0), dtype=np.float64)
+    model.flat_grads[...] = 1e-3
+    return model, model._grads_tree()
+
+
+def test_the_flat_path_holds_with_reordered_or_subclassed_trees():
+    # a grads tree with its keys in another order is paired by key: its leaves, in the
+    # params' order, still tile flat_grads (the flat path); OrderedDict trees tile through
+    # tree_map's walk (the C walk takes exact dicts only); the same numbers
+    from collections import OrderedDict
+
+    model, grads = _tiny_model_and_grads()
+    want, _ = optim.AdamW().step(model.parameters, grads)
+    assert flat_span(tc.tree.leaves(want)) is not None  # the flat path
+    reordered = {k: grads[k] for k in reversed(list(grads))}
+    got, _ = optim.AdamW().step(model.parameters, reordered)
+    assert flat_span(tc.tree.leaves(got)) is not None
+    assert tc.tree.are_equal(got, want, np.array_equal)
+
+    def ordered(tree):
+        if isinstance(tree, dict):
+            return OrderedDict((k, ordered(v)) for k, v in tree.items())
+        return [ordered(v) for v in tree] if isinstance(tree, list) else tree
+
+    got, _ = optim.AdamW().step(ordered(model.parameters), ordered(grads))
+    assert flat_span(tc.tree.leaves(got)) is not None
+    assert tc.tree.are_equal(got, want, np.array_equal)
+
+
+def test_tree_views_in_c_is_the_python_build():
+    import sys
+
+    from transformer_c import _C
+
+    tree = {"b": [np.zeros((2, 3)), (np.zeros(()), {"z": np.zeros((0, 4))})],
+            "a": {"y": np.zeros(5)}, "c": [], "d": {}, "e": (np.zeros((1, 1, 2)),)}
+    n = 6 + 1 + 0 + 5 + 2
+    for dtype in (np.float32, np.float64):
+        owner = np.arange(n + 3, dtype=dtype)
+        ro = owner.view()
+        ro.flags.writeable = False
+        flats = [owner[:n], ro, np.arange(n + 1.0)]  # longer flats are fine
+        before = sys.getrefcount(owner)
+        got = _C.tree_views(tree, flats)
+        want = optim._build_views(tree, flats, [0])
+        assert len(got) == len(want) == 3
+        for g, w in zip(got, want):
+            assert tc.tree.are_equal(g, w, np.array_equal)
+            assert type(g["e"]) is tuple and type(g["b"][1]) is tuple and g["c"] == []
+            gl, wl = tc.tree.leaves(g), tc.tree.leaves(w)
+            for a, b in zip(gl, wl):
+                assert type(a) is np.ndarray and a.base is b.base and a.dtype == b.dtype
+                assert a.shape == b.shape and a.flags.writeable == b.flags.writeable
+                if a.size:  # numpy points an empty slice at its base's start; C at its offset
+                    assert a.__array_interface__["data"] == b.__array_interface__["data"]
+        assert not got[1]["a"]["y"].flags.writeable and got[0]["a"]["y"].flags.writeable
+        del got, want, g, w, gl, wl, a, b
+        assert sys.getrefcount(owner) == before  # no view (or reference) leaked
+    flat = np.zeros(20)
+    for bad_tree, flats in [
+            (tree, [np.zeros(n - 1)]),                   # outgrows the flat
+            ({1: np.zeros(2)}, [flat]),                  # a non-str key
+            ({"a": [1.0]}, [flat]),                      # a leaf that is no array
+            (_ListSub([np.zeros(2)]), [flat]),           # a subclass
+            ({"a": np.zeros(2)}, [flat] * 9),            # too many flats
+            ({"a": np.zeros(2)}, [np.zeros((2, 10))]),   # a 2-D flat
+            ({"a": np.zeros(2)}, [np.zeros(40)[::2]]),   # not contiguous
+            ({"a": np.zeros(2)}, [[0.0, 1.0]]),          # not an array
+            ({"a": np.zeros(2)}, [])]:
+        assert _C.tree_views(bad_tree, flats) is None
+    with pytest.raises(TypeError):
+        _C.tree_views(tree, (flat,))
+    # the Python build takes the trees C does not: same views
+    od = {"a": [np.zeros(2), np.zeros(3)]}
+    assert tc.tree.are_equal(optim._views_like(od, [flat])[0],
+                             {"a": [flat[:2], flat[2:5]]}, np.array_equal)

@@ -66,6 +66,37 @@ def test_sgd_out_is_bitwise_in_place(kw, n, dtype):
         assert np.array_equal(out[1], b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offsets", [(0, 0, 0), (3, 3, 3), (1, 5, 12), (7, 0, 2)])
+def test_streamed_out_at_any_offset_within_a_cache_line(offsets, dtype):
+    # the non-temporal stores stream whole 64-byte lines only, the blocks following the
+    # lines of out[0]: destinations at other offsets within a line (in elements from a
+    # 64-byte boundary) store their partial lines plainly; the numbers are the same, and
+    # nothing outside the destinations is written
+    n = (1 << 18) + 37
+    p, g, m, v = arrays(n, dtype, 4, seed=4)
+    want = [a.copy() for a in (p, m, v)]
+    F.adamw_update_(want[0], g, want[1], want[2], step=2, lr=1e-2, weight_decay=0.1)
+    raws, out = [], []
+    for off in offsets:
+        raw = np.full(n + 64, np.nan, dtype)
+        start = (-raw.__array_interface__["data"][0] % 64) // raw.itemsize + off
+        raws.append((raw, start))
+        out.append(raw[start:start + n])
+        assert out[-1].__array_interface__["data"][0] % 64 == off * raw.itemsize % 64
+    F.adamw_update_(p, g, m, v, step=2, lr=1e-2, weight_decay=0.1, out=out)
+    for got, w in zip(out, want):
+        assert np.array_equal(got, w)
+    for raw, start in raws:
+        assert np.isnan(raw[:start]).all() and np.isnan(raw[start + n:]).all()
+    k = n - 9  # SGD with momentum: other offsets again
+    sgd_out = [raws[1][0][:k], raws[2][0][5:5 + k]]
+    F.sgd_update_(p[:k], g[:k], m[:k], lr=0.1, momentum=0.9, nesterov=True, out=sgd_out)
+    q, b = p[:k].copy(), m[:k].copy()
+    F.sgd_update_(q, g[:k], b, lr=0.1, momentum=0.9, nesterov=True)
+    assert np.array_equal(sgd_out[0], q) and np.array_equal(sgd_out[1], b)
+
+
 def test_out_may_be_its_own_input_and_grad_any_layout():
     p, g, m, v = arrays(40, np.float64, 4, seed=2)
     p2, m2, v2 = p.copy(), m.copy(), v.copy()

@@ -18,6 +18,7 @@ moves the memory the in-place flat update moves. Any other trees are updated lea
 """
 import numpy as np
 
+from . import _C
 from . import functional as F
 from .nn._flat import (flat_span, is_hidden_matrix, matrix_table, read_only_handoff,
                        recycled_empty)
@@ -33,8 +34,11 @@ def _fresh(tree):
 
 def _views_like(tree, flats):
     """Trees of tree's structure, one per 1-D array of ``flats``, whose leaves are views of
-    that array back to back (leaf shapes from ``tree``)."""
-    return _build_views(tree, flats, [0])
+    that array back to back (leaf shapes from ``tree``). Built in C (_C.tree_views) for
+    trees of exact dicts (str keys), lists and tuples; _build_views, the reference, for any
+    other."""
+    built = _C.tree_views(tree, list(flats))
+    return _build_views(tree, flats, [0]) if built is None else built
 
 
 def _build_views(node, flats, offset):
@@ -62,14 +66,18 @@ def _flat_columns(trees):
         base = getattr(tree, "base", None)
         if type(base) is not np.ndarray or base.ndim != 1:
             return None
-    rows = []
-    tree_map(lambda *leaves: rows.append(leaves), *trees)
-    if not rows:
+    columns = _C.tree_columns(list(trees))  # the leaves per tree, walked in C
+    if columns is None:  # another structure (tree_map raises) or subclasses of dict / list
+        rows = []
+        tree_map(lambda *leaves: rows.append(leaves), *trees)
+        columns = [list(column) for column in zip(*rows)]
+    if not columns or not columns[0]:
         return None
-    spans = [flat_span(column) for column in zip(*rows)]
+    spans = [flat_span(column) for column in columns]
     if any(s is None or s.dtype != spans[0].dtype for s in spans):
         return None  # flat_span checked that every leaf is an ndarray
-    if any(leaf.shape != row[0].shape for row in rows for leaf in row[1:]):
+    shapes = [leaf.shape for leaf in columns[0]]
+    if any([leaf.shape for leaf in column] != shapes for column in columns[1:]):
         return None
     return spans
 

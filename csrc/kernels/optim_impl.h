@@ -15,11 +15,17 @@
 /* Element-wise updates run in blocks of OPTIM_BLOCK_N elements: each block's results are
  * computed into stack arrays (so the arithmetic loop never aliases its inputs and
  * vectorises alike in place and out of place), then copied to the destinations. Out of
- * place on large arrays (n >= OPTIM_STREAM_MIN, destinations 16-byte aligned) the copy uses
- * non-temporal stores: they skip reading the destination's old cache lines from memory,
- * which an out-of-place update of arrays larger than the cache would otherwise pay (10
- * memory passes instead of the in-place 7 for Adam). The numbers are the same either way:
- * only where they are stored differs. SSE2 is baseline x86-64; elsewhere plain stores. */
+ * place on large arrays (n >= OPTIM_STREAM_MIN) the copy uses non-temporal stores: they
+ * skip reading the destination's old cache lines from memory, which an out-of-place update
+ * of arrays larger than the cache would otherwise pay (10 memory passes instead of the
+ * in-place 7 for Adam). Only whole 64-byte lines are streamed (a partly streamed line
+ * leaves a write-combining buffer half full and costs a partial write to memory): the
+ * blocks after the first start where the first destination's lines start (the first block
+ * is the short head before that, optim_block_bounds), so destinations that share its
+ * offset within a line (numpy's large allocations all do) stream every line but the
+ * partial ones at either end of the array; any other destination streams the whole lines
+ * inside each block and stores the partial ones plainly. The numbers are the same either way: only where they are
+ * stored and in which blocks differs. SSE2 is baseline x86-64; elsewhere plain stores. */
 #define OPTIM_BLOCK_N 256
 #define OPTIM_STREAM_MIN ((int64_t)1 << 18)
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__SSE2__) && !defined(TC_PORTABLE_ONLY)
@@ -54,23 +60,58 @@ static int optim_check_aliases(void *const *outs, int nout, const void *const *i
     return 1;
 }
 
-static int optim_aligned16(const void *p)
+/* 1 when p is a multiple of size (every real_t array a kernel streams must be: the line
+ * arithmetic below counts whole elements) */
+static int optim_aligned(const void *p, size_t size)
 {
-    return ((uintptr_t)p & 15u) == 0;
+    return ((uintptr_t)p % size) == 0;
+}
+
+/* Elements of size bytes from p (element-aligned) to the next 64-byte line boundary, at
+ * most n. */
+static int64_t optim_to_line(const void *p, int64_t n, size_t size)
+{
+    const int64_t k = (int64_t)(((64u - ((uintptr_t)p & 63u)) & 63u) / size);
+    return k < n ? k : n;
+}
+
+/* Block k of an n-element update whose first destination needs head elements to reach a
+ * line boundary: [*i0, *i0 + *len); block 0 is [0, head), block k >= 1 is
+ * [head + (k-1) OPTIM_BLOCK_N, ...) cut at n. nblocks = optim_nblocks(n, head). */
+static void optim_block_bounds(int64_t k, int64_t n, int64_t head, int64_t *i0, int64_t *len)
+{
+    const int64_t a = k == 0 ? 0 : head + (k - 1) * OPTIM_BLOCK_N;
+    const int64_t b = k == 0 ? head : a + OPTIM_BLOCK_N;
+    *i0 = a;
+    *len = (b < n ? b : n) - a;
+}
+
+static int64_t optim_nblocks(int64_t n, int64_t head)
+{
+    return n == 0 ? 0 : 1 + (n - head + OPTIM_BLOCK_N - 1) / OPTIM_BLOCK_N;
 }
 #endif
 
-// dst (len,) = src (len,): non-temporal stores when stream (dst 16-byte aligned), else plain
+// dst (len,) = src (len,): when stream, non-temporal stores of the whole 64-byte lines of dst
+// (dst element-aligned) and plain stores of the partial lines at either end; else plain
 static void FN(optim_store)(real_t *dst, const real_t *src, int64_t len, int stream)
 {
     int64_t i = 0;
 #if OPTIM_STREAMS
     if (stream) {
+        const int64_t per_line = 64 / (int64_t)sizeof(real_t);
+        const int64_t head = optim_to_line(dst, len, sizeof(real_t));
+        memcpy(dst, src, sizeof(real_t) * (size_t)head);
+        const int64_t stop = head + (len - head) / per_line * per_line;
+        for (i = head; i < stop; i += per_line) {
 #if TC_F64
-        for (; i + 2 <= len; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+            for (int64_t j = 0; j < per_line; j += 2)
+                _mm_stream_pd(dst + i + j, _mm_loadu_pd(src + i + j));
 #else
-        for (; i + 4 <= len; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+            for (int64_t j = 0; j < per_line; j += 4)
+                _mm_stream_ps(dst + i + j, _mm_loadu_ps(src + i + j));
 #endif
+        }
     }
 #else
     (void)stream;
@@ -125,15 +166,17 @@ int FN(tc_optim_sgd_update_out)(real_t *new_param, real_t *new_buffer, const rea
                                   (real_t)weight_decay, weight_decay != 0, momentum != 0,
                                   nesterov, first_step};
     const int stream = OPTIM_STREAMS && new_param != param && n >= OPTIM_STREAM_MIN
-                       && optim_aligned16(new_param) && (!c.use_mu || optim_aligned16(new_buffer));
-    const int64_t nblocks = (n + OPTIM_BLOCK_N - 1) / OPTIM_BLOCK_N;
+                       && optim_aligned(new_param, sizeof(real_t))
+                       && (!c.use_mu || optim_aligned(new_buffer, sizeof(real_t)));
+    const int64_t head = stream ? optim_to_line(new_param, n, sizeof(real_t)) : 0;
+    const int64_t nblocks = optim_nblocks(n, head);
 #pragma omp parallel if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
     {
         _Alignas(64) real_t tp[OPTIM_BLOCK_N], tb[OPTIM_BLOCK_N];
 #pragma omp for schedule(static) nowait
         for (int64_t k = 0; k < nblocks; k++) {
-            const int64_t i0 = k * OPTIM_BLOCK_N;
-            const int64_t len = n - i0 < OPTIM_BLOCK_N ? n - i0 : OPTIM_BLOCK_N;
+            int64_t i0, len;
+            optim_block_bounds(k, n, head, &i0, &len);
             FN(optim_sgd_block)(tp, tb, param + i0, c.use_mu ? momentum_buffer + i0 : NULL,
                                 grad + i0, len, &c);
             FN(optim_store)(new_param + i0, tp, len, stream);
@@ -212,16 +255,19 @@ int FN(tc_optim_adam_update_out)(real_t *new_param, real_t *new_exp_avg, real_t 
         weight_decay != 0 && !decoupled, weight_decay != 0 && decoupled};
     const int stream = OPTIM_STREAMS && n >= OPTIM_STREAM_MIN
                        && new_param != param && new_exp_avg != exp_avg
-                       && new_exp_avg_sq != exp_avg_sq && optim_aligned16(new_param)
-                       && optim_aligned16(new_exp_avg) && optim_aligned16(new_exp_avg_sq);
-    const int64_t nblocks = (n + OPTIM_BLOCK_N - 1) / OPTIM_BLOCK_N;
+                       && new_exp_avg_sq != exp_avg_sq
+                       && optim_aligned(new_param, sizeof(real_t))
+                       && optim_aligned(new_exp_avg, sizeof(real_t))
+                       && optim_aligned(new_exp_avg_sq, sizeof(real_t));
+    const int64_t head = stream ? optim_to_line(new_param, n, sizeof(real_t)) : 0;
+    const int64_t nblocks = optim_nblocks(n, head);
 #pragma omp parallel if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
     {
         _Alignas(64) real_t tp[OPTIM_BLOCK_N], tm[OPTIM_BLOCK_N], tv[OPTIM_BLOCK_N];
 #pragma omp for schedule(static) nowait
         for (int64_t k = 0; k < nblocks; k++) {
-            const int64_t i0 = k * OPTIM_BLOCK_N;
-            const int64_t len = n - i0 < OPTIM_BLOCK_N ? n - i0 : OPTIM_BLOCK_N;
+            int64_t i0, len;
+            optim_block_bounds(k, n, head, &i0, &len);
             FN(optim_adam_block)(tp, tm, tv, param + i0, exp_avg + i0, exp_avg_sq + i0,
                                  grad + i0, len, &c);
             FN(optim_store)(new_param + i0, tp, len, stream);

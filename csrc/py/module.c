@@ -106,6 +106,267 @@ static PyObject *py_gemm_kernel_name(PyObject *self, PyObject *args)
     return PyUnicode_FromString(tc_gemm_kernel_name());
 }
 
+/* tiled_span(leaves) -> (base, start, stop) or None: the leaves (a sequence) tile
+ * base[start:stop] back to back in order, base their common 1-D C-contiguous ndarray base
+ * (each leaf an exact ndarray of base's dtype, C-contiguous, starting where the previous one
+ * ends); None otherwise. nn._flat.flat_span's check, one C loop instead of a Python one per
+ * leaf (the immutable optimizers run it on every tree of every step); _flat_span_ref there
+ * is the plain Python reference the tests hold it to. Reads only the leaves' array headers. */
+static PyObject *py_tiled_span(PyObject *self, PyObject *args)
+{
+    PyObject *seq_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O:tiled_span", &seq_obj)) return NULL;
+    PyObject *seq = PySequence_Fast(seq_obj, "tiled_span: leaves must be a sequence");
+    if (!seq) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    if (count == 0 || Py_TYPE(items[0]) != &PyArray_Type) goto none;
+    PyObject *base_obj = PyArray_BASE((PyArrayObject *)items[0]);
+    if (!base_obj || Py_TYPE(base_obj) != &PyArray_Type) goto none;
+    PyArrayObject *base = (PyArrayObject *)base_obj;
+    if (PyArray_NDIM(base) != 1 || !PyArray_IS_C_CONTIGUOUS(base)) goto none;
+    const npy_intp item = PyArray_ITEMSIZE(base);
+    const char *origin = PyArray_BYTES(base);
+    const char *first = PyArray_BYTES((PyArrayObject *)items[0]);
+    if ((first - origin) % item != 0) goto none;
+    const npy_intp start = (npy_intp)((first - origin) / item);
+    npy_intp end = start;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *obj = items[i];
+        if (Py_TYPE(obj) != &PyArray_Type) goto none;
+        PyArrayObject *leaf = (PyArrayObject *)obj;
+        if (PyArray_BASE(leaf) != base_obj || !PyArray_IS_C_CONTIGUOUS(leaf)
+            || !PyArray_EquivTypes(PyArray_DESCR(leaf), PyArray_DESCR(base))
+            || PyArray_BYTES(leaf) != origin + end * item)
+            goto none;
+        end += PyArray_SIZE(leaf);
+    }
+    result = Py_BuildValue("Onn", base_obj, (Py_ssize_t)start, (Py_ssize_t)end);
+    Py_DECREF(seq);
+    return result;
+none:
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+/* Appends the leaves of trees[0..k) (k <= TREE_COLUMNS_MAX; nodes paired as
+ * transformer_c.tree.tree_map pairs them: a dict's values by the first tree's keys, a
+ * list's or tuple's by index) to the lists cols[j]: 1 when the trees share one structure of
+ * exact dicts (of str keys: no Python code runs during the walk), lists and tuples, 0 when
+ * they do not or hold a subclass of one or another key (the caller then takes tree_map,
+ * whose errors name any difference), -1 with an exception set. */
+#define TREE_COLUMNS_MAX 8
+static int tree_columns_walk(PyObject *const *trees, Py_ssize_t k, PyObject *const *cols)
+{
+    PyObject *t = trees[0], *children[TREE_COLUMNS_MAX];
+    int ok = 1;
+    if (PyDict_CheckExact(t)) {
+        for (Py_ssize_t j = 1; j < k; j++)
+            if (!PyDict_CheckExact(trees[j]) || PyDict_GET_SIZE(trees[j]) != PyDict_GET_SIZE(t))
+                return 0;
+        if (Py_EnterRecursiveCall(" in tree_columns")) return -1;
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (ok == 1 && PyDict_Next(t, &pos, &key, &value)) {
+            if (!PyUnicode_CheckExact(key)) { /* another key's __eq__ could run Python code */
+                ok = 0;
+                break;
+            }
+            children[0] = value;
+            for (Py_ssize_t j = 1; j < k && ok == 1; j++) {
+                children[j] = PyDict_GetItemWithError(trees[j], key); /* borrowed */
+                if (!children[j]) ok = PyErr_Occurred() ? -1 : 0;
+            }
+            if (ok == 1) ok = tree_columns_walk(children, k, cols);
+        }
+        Py_LeaveRecursiveCall();
+        return ok;
+    }
+    if (PyList_CheckExact(t) || PyTuple_CheckExact(t)) {
+        const Py_ssize_t len = PySequence_Fast_GET_SIZE(t);
+        for (Py_ssize_t j = 1; j < k; j++)
+            if (!(PyList_CheckExact(trees[j]) || PyTuple_CheckExact(trees[j]))
+                || PySequence_Fast_GET_SIZE(trees[j]) != len)
+                return 0;
+        if (Py_EnterRecursiveCall(" in tree_columns")) return -1;
+        for (Py_ssize_t i = 0; i < len && ok == 1; i++) {
+            /* re-read each size: a leaf's __eq__ cannot run here, but stay within bounds */
+            for (Py_ssize_t j = 0; j < k && ok == 1; j++) {
+                if (PySequence_Fast_GET_SIZE(trees[j]) <= i) ok = 0;
+                else children[j] = PySequence_Fast_GET_ITEM(trees[j], i);
+            }
+            if (ok == 1) ok = tree_columns_walk(children, k, cols);
+        }
+        Py_LeaveRecursiveCall();
+        return ok;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *o = trees[j];
+        if (PyDict_Check(o) || PyList_Check(o) || PyTuple_Check(o)) return 0;
+        if (PyList_Append(cols[j], o) < 0) return -1;
+    }
+    return 1;
+}
+
+/* tree_columns(trees) -> [leaves of each tree] or None: the leaves of a list of at most
+ * TREE_COLUMNS_MAX trees, paired as transformer_c.tree.tree_map pairs them (in the first
+ * tree's order), when the trees share one structure of exact dicts / lists / tuples; None
+ * otherwise (also for subclasses: the caller then runs tree_map itself, which raises for a
+ * structure mismatch). The immutable optimizers' per-step walk, in C. */
+static PyObject *py_tree_columns(PyObject *self, PyObject *args)
+{
+    PyObject *list;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!:tree_columns", &PyList_Type, &list)) return NULL;
+    const Py_ssize_t k = PyList_GET_SIZE(list);
+    if (k < 1 || k > TREE_COLUMNS_MAX) Py_RETURN_NONE;
+    PyObject *trees[TREE_COLUMNS_MAX], *cols[TREE_COLUMNS_MAX] = {NULL};
+    PyObject *result = NULL;
+    int ok = 1;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        trees[j] = PyList_GET_ITEM(list, j);
+        Py_INCREF(trees[j]); /* the walk may not lose them if the list is changed */
+    }
+    for (Py_ssize_t j = 0; j < k && ok == 1; j++)
+        if (!(cols[j] = PyList_New(0))) ok = -1;
+    if (ok == 1) ok = tree_columns_walk(trees, k, cols);
+    if (ok == 1 && (result = PyList_New(k)))
+        for (Py_ssize_t j = 0; j < k; j++) {
+            PyList_SET_ITEM(result, j, cols[j]);
+            cols[j] = NULL;
+        }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        Py_XDECREF(cols[j]);
+        Py_DECREF(trees[j]);
+    }
+    if (ok == -1) return NULL;
+    if (ok == 0) Py_RETURN_NONE;
+    return result;
+}
+
+/* The views of leaf (an ndarray: its shape) in each of the k 1-D arrays flats[j] at element
+ * *offset, appended to outs[j]; *offset advances by the leaf's size. 1, 0 when the leaf is
+ * no ndarray or overruns a flat, -1 with an exception set. */
+static int tree_views_leaf(PyObject *leaf, PyArrayObject *const *flats, Py_ssize_t k,
+                           npy_intp *offset, PyObject **made)
+{
+    if (!PyArray_Check(leaf)) return 0;
+    PyArrayObject *a = (PyArrayObject *)leaf;
+    const npy_intp size = PyArray_SIZE(a);
+    for (Py_ssize_t j = 0; j < k; j++)
+        if (*offset + size > PyArray_DIM(flats[j], 0)) return 0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyArrayObject *f = flats[j];
+        PyArray_Descr *descr = PyArray_DESCR(f);
+        Py_INCREF(descr); /* stolen */
+        const int flags = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED
+                          | (PyArray_ISWRITEABLE(f) ? NPY_ARRAY_WRITEABLE : 0);
+        PyObject *view = PyArray_NewFromDescr(
+            &PyArray_Type, descr, PyArray_NDIM(a), PyArray_DIMS(a), NULL,
+            PyArray_BYTES(f) + *offset * PyArray_ITEMSIZE(f), flags, NULL);
+        if (view) {
+            Py_INCREF(f); /* stolen; numpy collapses it to the owner of the memory */
+            if (PyArray_SetBaseObject((PyArrayObject *)view, (PyObject *)f) < 0) Py_CLEAR(view);
+        }
+        if (!view) {
+            for (Py_ssize_t i = 0; i < j; i++) Py_CLEAR(made[i]);
+            return -1;
+        }
+        made[j] = view;
+    }
+    *offset += size;
+    return 1;
+}
+
+/* Builds into made[j] (new references) k trees of node's structure (exact dicts of str
+ * keys, lists, tuples; ndarray leaves) whose leaves are views of flats[j]: 1, 0 for another
+ * node or an overrun (made[] then holds nothing), -1 with an exception set. */
+static int tree_views_walk(PyObject *node, PyArrayObject *const *flats, Py_ssize_t k,
+                           npy_intp *offset, PyObject **made)
+{
+    PyObject *child[TREE_COLUMNS_MAX];
+    int ok = 1;
+    const int is_dict = PyDict_CheckExact(node), is_list = PyList_CheckExact(node);
+    if (!is_dict && !is_list && !PyTuple_CheckExact(node)) {
+        if (PyDict_Check(node) || PyList_Check(node) || PyTuple_Check(node)) return 0;
+        return tree_views_leaf(node, flats, k, offset, made);
+    }
+    const Py_ssize_t len = is_dict ? PyDict_GET_SIZE(node) : PySequence_Fast_GET_SIZE(node);
+    for (Py_ssize_t j = 0; j < k; j++) made[j] = NULL;
+    for (Py_ssize_t j = 0; j < k && ok == 1; j++) {
+        made[j] = is_dict ? PyDict_New() : is_list ? PyList_New(len) : PyTuple_New(len);
+        if (!made[j]) ok = -1;
+    }
+    if (ok == 1 && Py_EnterRecursiveCall(" in tree_views")) ok = -1;
+    else if (ok == 1) {
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *key, *value;
+        while (ok == 1 && (is_dict ? PyDict_Next(node, &pos, &key, &value)
+                                   : (i < len && (value = PySequence_Fast_GET_ITEM(node, i))))) {
+            if (is_dict && !PyUnicode_CheckExact(key)) {
+                ok = 0;
+                break;
+            }
+            ok = tree_views_walk(value, flats, k, offset, child);
+            if (ok != 1) break; /* child holds nothing */
+            for (Py_ssize_t j = 0; j < k; j++) { /* every child stored or released */
+                if (!is_dict) {
+                    if (is_list) PyList_SET_ITEM(made[j], i, child[j]); /* stolen */
+                    else PyTuple_SET_ITEM(made[j], i, child[j]);
+                    continue;
+                }
+                if (ok == 1 && PyDict_SetItem(made[j], key, child[j]) < 0) ok = -1;
+                Py_DECREF(child[j]);
+            }
+            i++;
+        }
+        Py_LeaveRecursiveCall();
+    }
+    if (ok != 1)
+        for (Py_ssize_t j = 0; j < k; j++) Py_CLEAR(made[j]);
+    return ok;
+}
+
+/* tree_views(tree, flats) -> [trees] or None: one tree of tree's structure (exact dicts of
+ * str keys, lists and tuples of ndarray leaves) per 1-D ndarray of the list flats, its
+ * leaves views of that array back to back in tree order with the leaves' shapes (writeable
+ * when the array is); None when tree holds anything else or outgrows a flat (the caller
+ * then takes the Python walk, optim._build_views, the reference). At most
+ * TREE_COLUMNS_MAX flats. */
+static PyObject *py_tree_views(PyObject *self, PyObject *args)
+{
+    PyObject *tree, *list;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!:tree_views", &tree, &PyList_Type, &list)) return NULL;
+    const Py_ssize_t k = PyList_GET_SIZE(list);
+    if (k < 1 || k > TREE_COLUMNS_MAX) Py_RETURN_NONE;
+    PyArrayObject *flats[TREE_COLUMNS_MAX];
+    PyObject *made[TREE_COLUMNS_MAX];
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *f = PyList_GET_ITEM(list, j);
+        if (Py_TYPE(f) != &PyArray_Type || PyArray_NDIM((PyArrayObject *)f) != 1
+            || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)f)
+            || !PyArray_ISALIGNED((PyArrayObject *)f))
+            Py_RETURN_NONE;
+        flats[j] = (PyArrayObject *)f;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) Py_INCREF(flats[j]);
+    npy_intp offset = 0;
+    const int ok = tree_views_walk(tree, flats, k, &offset, made);
+    for (Py_ssize_t j = 0; j < k; j++) Py_DECREF(flats[j]);
+    if (ok == -1) return NULL;
+    if (ok == 0) Py_RETURN_NONE;
+    PyObject *result = PyList_New(k);
+    if (!result) {
+        for (Py_ssize_t j = 0; j < k; j++) Py_DECREF(made[j]);
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) PyList_SET_ITEM(result, j, made[j]);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_VARARGS,
      "set_num_threads(n): the OpenMP thread count of every kernel, process-wide; "
@@ -125,6 +386,15 @@ static PyMethodDef module_methods[] = {
      "thread_guard_others() -> int: other processes' runnable tasks at the guard's last "
      "reading (-1: none)"},
     {"gemm_kernel_name", py_gemm_kernel_name, METH_NOARGS, "name of the GEMM micro-kernel"},
+    {"tiled_span", py_tiled_span, METH_VARARGS,
+     "tiled_span(leaves) -> (base, start, stop) or None: whether the arrays tile "
+     "base[start:stop] back to back (nn._flat.flat_span)"},
+    {"tree_columns", py_tree_columns, METH_VARARGS,
+     "tree_columns(trees) -> [leaves per tree] or None: the leaves of trees of one "
+     "structure, paired as tree.tree_map pairs them (None: another structure or a subclass)"},
+    {"tree_views", py_tree_views, METH_VARARGS,
+     "tree_views(tree, flats) -> [trees] or None: per 1-D array of flats, a tree of tree's "
+     "structure whose leaves are views of it back to back (optim._build_views)"},
     {NULL, NULL, 0, NULL},
 };
 

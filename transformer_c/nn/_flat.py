@@ -18,6 +18,7 @@ import weakref
 
 import numpy as np
 
+from .. import _C
 from ..functional._util import as_seed
 from .module import Module, check_dtype
 
@@ -108,22 +109,34 @@ def matrix_table(layout, is_matrix=is_hidden_matrix):
 
 def flat_span(leaves):
     """The 1-D C-contiguous array that ``leaves`` tile back to back, in order (each leaf a
-    C-contiguous ndarray view of one base buffer, leaf i+1 starting where leaf i ends), or
-    None when they do not (any other arrays: separate ones, gaps, another order).
+    C-contiguous ndarray view of one base buffer, of its dtype, leaf i+1 starting where
+    leaf i ends), or None when they do not (any other arrays: separate ones, gaps, another
+    order).
 
     leaves: a sequence of arrays. Returns a 1-D view of the base of
-    ``sum(leaf.size)`` elements (the leaves' memory, not a copy), or None.
+    ``sum(leaf.size)`` elements (the leaves' memory, not a copy), or None. The check runs
+    in C (_C.tiled_span: the optimizers make it on every tree of every step);
+    _flat_span_ref is its plain Python reference.
     """
+    found = _C.tiled_span(leaves)
+    return None if found is None else found[0][found[1]:found[2]]
+
+
+def _flat_span_ref(leaves):
+    """flat_span, one Python check per leaf (the reference of _C.tiled_span)."""
     if not leaves:
         return None
-    base = leaves[0].base if isinstance(leaves[0], np.ndarray) else None
+    base = leaves[0].base if type(leaves[0]) is np.ndarray else None
     if (base is None or type(base) is not np.ndarray or base.ndim != 1
             or not base.flags.c_contiguous):
         return None
     item, origin = base.itemsize, base.__array_interface__["data"][0]
-    start = end = (leaves[0].__array_interface__["data"][0] - origin) // item
+    offset = leaves[0].__array_interface__["data"][0] - origin
+    if offset % item:
+        return None
+    start = end = offset // item
     for leaf in leaves:
-        if type(leaf) is not np.ndarray or leaf.base is not base:
+        if type(leaf) is not np.ndarray or leaf.base is not base or leaf.dtype != base.dtype:
             return None
         face = leaf.__array_interface__  # strides None: C-contiguous
         if face["strides"] is not None or face["data"][0] != origin + end * item:
