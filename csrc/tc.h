@@ -163,6 +163,18 @@ int tc_get_thread_guard(void);
  * process's runnable threads; -1: no reading yet, or no /proc/loadavg). */
 int tc_thread_guard_others(void);
 
+/* ------------------------------------------------------------------ fpenv (core/fpenv.c) */
+
+/* Subnormal numbers flushed to zero inside the whole-model C paths (GPT and encoder-decoder
+ * forward, loss_and_grads, inspect): on by default, unless TC_FLUSH_SUBNORMALS=0 is in the
+ * environment. x86 only (MXCSR FTZ and DAZ); core/fpenv.c says why. */
+void tc_set_flush_subnormals(int on);
+int tc_get_flush_subnormals(void);
+/* Enter a scope: FTZ and DAZ on the calling thread and the OpenMP team (when the switch is
+ * on); returns what tc_fp_leave needs to put the previous state back. */
+unsigned tc_fp_enter(void);
+void tc_fp_leave(unsigned saved);
+
 /* ------------------------------------------------------------------ cpu (core/cpu.c) */
 
 /* The one CPU-dispatch point. Every family with an instruction-set-specific variant (the

@@ -294,8 +294,8 @@ static inline int model_split_workers(int64_t B)
 /* fn(ctx, w, b0, nb) for every worker w < W, rows [b0, b0 + nb) = [B w / W, B (w+1) / W),
  * on W threads with one thread for the kernels each calls; the first error, or TC_OK.
  * W == 1: fn(ctx, 0, 0, B) on this thread, the kernels parallel inside. */
-static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
-                                  void *ctx)
+static inline int model_split_run_(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
+                                   void *ctx)
 {
     if (W == 1) return fn(ctx, 0, 0, B);
     int st[TC_MODEL_MAX_WORKERS];
@@ -315,6 +315,17 @@ static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64
     for (int w = 0; w < W; w++)
         if (st[w] != TC_OK) return st[w];
     return TC_OK;
+}
+
+/* model_split_run_ inside a flush-to-zero scope (core/fpenv.c: subnormals cost the trained
+ * models' steps up to 1.6x) */
+static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
+                                  void *ctx)
+{
+    const unsigned fp = tc_fp_enter();
+    const int st = model_split_run_(W, B, fn, ctx);
+    tc_fp_leave(fp);
+    return st;
 }
 
 /* Make sure a model has W - 1 data-parallel clones: clones[0 .. *nclones) grow to W - 1 with

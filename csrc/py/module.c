@@ -76,6 +76,22 @@ static PyObject *py_set_thread_guard(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_set_flush_subnormals(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int on;
+    if (!PyArg_ParseTuple(args, "p:set_flush_subnormals", &on)) return NULL;
+    tc_set_flush_subnormals(on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_flush_subnormals(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(tc_get_flush_subnormals());
+}
+
 static PyObject *py_get_thread_guard(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -380,6 +396,10 @@ static PyMethodDef module_methods[] = {
     {"set_thread_guard", py_set_thread_guard, METH_VARARGS,
      "set_thread_guard(on): the contention guard (one thread while the machine has no free core)"},
     {"get_thread_guard", py_get_thread_guard, METH_NOARGS, "get_thread_guard() -> bool"},
+    {"set_flush_subnormals", py_set_flush_subnormals, METH_VARARGS,
+     "set_flush_subnormals(on): subnormals flushed to zero in the whole-model C paths"},
+    {"get_flush_subnormals", py_get_flush_subnormals, METH_NOARGS,
+     "get_flush_subnormals() -> bool"},
     {"parallel_worth", py_parallel_worth, METH_VARARGS,
      "parallel_worth(work, min_work) -> bool: whether a region of that work would use the threads now"},
     {"thread_guard_others", py_thread_guard_others, METH_NOARGS,
