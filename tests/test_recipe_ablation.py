@@ -36,7 +36,9 @@ def test_run_variant_budget_and_whole_split_loss(example, tmp_path):
                                        out_dir=str(tmp_path / "v"), min_steps=5)
     assert trainer.config.optimizer == "muon"
     assert trainer.model.config.norm_type == "rmsnorm" and trainer.model.config.gated
-    assert rec["steps"] == max(int(1.0 / rec["step_cpu"]), 5) == trainer.step
+    assert rec["steps"] == trainer.step >= 5
+    if rec["steps"] > 5:  # budget / step cost, floored (step_cpu is rounded in the record)
+        assert abs(rec["steps"] - 1.0 / rec["step_cpu"]) <= 1
     assert trainer.config.max_iters == rec["steps"]
     # the loss over every non-overlapping window of the validation split, by hand
     tok = CharTokenizer.train(text)
