@@ -67,17 +67,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(params=GEMM_KERNELS)
-def kernel(request):
-    """Runs the test once per GEMM micro-kernel (the row kernels follow the same switch)."""
-    from transformer_c import _C
+def kernel_fixture(kernels, doc):
+    """A fixture running its test once per kernel name of ``kernels`` (each forced with
+    gemm_set_kernel, checked, and set back to "auto" afterwards)."""
+    @pytest.fixture(params=kernels)
+    def kernel(request):
+        from transformer_c import _C
 
-    _C.gemm_set_kernel(request.param)
-    try:
-        assert _C.gemm_kernel_name() == request.param
-        yield request.param
-    finally:
-        _C.gemm_set_kernel("auto")
+        _C.gemm_set_kernel(request.param)
+        try:
+            assert _C.gemm_kernel_name() == request.param
+            yield request.param
+        finally:
+            _C.gemm_set_kernel("auto")
+    kernel.__doc__ = doc
+    return kernel
+
+
+kernel = kernel_fixture(GEMM_KERNELS, "Runs the test once per GEMM micro-kernel (the row "
+                                      "kernels follow the same switch).")
 
 
 def tol(dtype):

@@ -14,24 +14,11 @@ from transformer_c.nn import GPTConfig
 from transformer_c.nn._config import BlockOptions
 from transformer_c.presets import ARCH_DEFAULTS, ARCH_KEYS, MODEL_KEYS, PRESETS
 
-from test_cli import CORPUS, SMALL  # noqa: F401  (the tiny corpus and model flags)
+from test_cli import SMALL, corpus, run  # noqa: F401  (model flags; fixture, helper)
 
 # SMALL: 1 layer, 2 heads, 16 wide, block 16
 TRAIN = ["train", "--data", "corpus.txt", *SMALL, "--eval-every", "0", "--out", "run",
          "--sample-tokens", "0", "--quiet", "--log-every", "1"]
-
-
-@pytest.fixture
-def corpus(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    return tmp_path
-
-
-def run(capsys, *argv):
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _losses(path):

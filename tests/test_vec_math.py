@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import transformer_c as tc
-from conftest import GEMM_KERNELS, rng
+from conftest import GEMM_KERNELS, kernel_fixture, rng
 
 F = tc.functional
 _C = tc._C
@@ -15,15 +15,8 @@ _C = tc._C
 KERNELS = [k for k in GEMM_KERNELS if k != "avx512"]
 
 
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    """Runs the test once per row-kernel variant (this module's override of conftest's)."""
-    _C.gemm_set_kernel(request.param)
-    try:
-        assert _C.gemm_kernel_name() == request.param
-        yield request.param
-    finally:
-        _C.gemm_set_kernel("auto")
+kernel = kernel_fixture(KERNELS, "Runs the test once per row-kernel variant (this module's "
+                                 "override of conftest's).")
 
 
 
