@@ -1190,6 +1190,19 @@ int tc_linear_gelu_backward_dact_f64(double *dinp, double *dweight, double *dbia
                                      const double *dout, const double *dact, const double *inp,
                                      const double *weight, int64_t N, int64_t C, int64_t OC,
                                      int write);
+/* Linear + ReLU / squared ReLU in one pass, through the same GEMM epilogue as the GELUs:
+ * out (N,OC) = act(pre), pre = inp (N,C) @ weight^T (OC,C) + bias (OC,) (bias may be NULL),
+ * act = relu (squared 0) or relu2 = relu^2 (squared 1; other values TC_EINVAL), and dact
+ * (N,OC) = act'(pre) (relu': 1 where pre > 0, else 0; relu2': 2 pre where pre > 0, else 0:
+ * the unfused kernels' values, 0 at pre == 0), or dact NULL (inference: nothing cached;
+ * dact may not be out). The backward is tc_linear_gelu_backward_dact (dpre = dout * dact:
+ * it evaluates no activation). The activation table's fused relu / relu2 rows. */
+int tc_linear_relu_forward_f32(float *out, float *dact, const float *inp, const float *weight,
+                               const float *bias, int64_t N, int64_t C, int64_t OC,
+                               int squared);
+int tc_linear_relu_forward_f64(double *out, double *dact, const double *inp,
+                               const double *weight, const double *bias, int64_t N, int64_t C,
+                               int64_t OC, int squared);
 /* Residual add + layernorm: sum (N,C) = x (N,C) + r (N,C) (written out: the residual
  * stream; sum may be x or r itself), out (N,C) = layernorm(sum) with weight (C,), bias (C,)
  * or NULL, mean/rstd (N,) or NULL as tc_layernorm_forward. TC_EINVAL if C < 1 or eps < 0. */

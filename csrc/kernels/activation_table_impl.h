@@ -28,6 +28,17 @@ static int FN(tab_lin_gelu_fwd)(real_t *o, real_t *dact, const real_t *x, const 
     return dact ? FN(tc_linear_gelu_forward_dact)(o, dact, x, w, b, N, C, OC, 0)
                 : FN(tc_linear_gelu_forward)(o, NULL, x, w, b, N, C, OC, 0);
 }
+/* the fused ReLUs (relu, relu2 = relu^2): the same epilogue, caching act'(pre) with dact */
+static int FN(tab_lin_relu_fwd)(real_t *o, real_t *dact, const real_t *x, const real_t *w,
+                                const real_t *b, int64_t N, int64_t C, int64_t OC)
+{
+    return FN(tc_linear_relu_forward)(o, dact, x, w, b, N, C, OC, 0);
+}
+static int FN(tab_lin_relu2_fwd)(real_t *o, real_t *dact, const real_t *x, const real_t *w,
+                                 const real_t *b, int64_t N, int64_t C, int64_t OC)
+{
+    return FN(tc_linear_relu_forward)(o, dact, x, w, b, N, C, OC, 1);
+}
 
 /* One row per activation of tc.h's TC_ACTIVATIONS list, its element-wise pair from
  * activation_impl.h (FN(act_<name>_forward) / _backward) */
@@ -42,14 +53,17 @@ static const struct {
 _Static_assert(sizeof FN(act_table) / sizeof FN(act_table)[0] == TC_ACT_COUNT,
                "the activation table has one row per TC_ACT_* value");
 
-/* The activations with a fused linear + activation pair (fused.c); the others (NULL) run the
- * linear, then the activation */
+/* The activations with a fused linear + activation pair (fused.c: the GELUs, relu, relu2;
+ * the backward of each is dpre = dout * the cached act'(pre), then the linear's gradients);
+ * the others (NULL: silu) run the linear, then the activation */
 static const struct {
     FN(lin_act_fwd_fn) lin_fwd;
     FN(lin_act_bwd_fn) lin_bwd;
 } FN(act_fused)[TC_ACT_COUNT] = {
     [TC_ACT_GELU_TANH] = {FN(tab_lin_gelu_tanh_fwd), FN(tc_linear_gelu_backward_dact)},
     [TC_ACT_GELU] = {FN(tab_lin_gelu_fwd), FN(tc_linear_gelu_backward_dact)},
+    [TC_ACT_RELU] = {FN(tab_lin_relu_fwd), FN(tc_linear_gelu_backward_dact)},
+    [TC_ACT_RELU2] = {FN(tab_lin_relu2_fwd), FN(tc_linear_gelu_backward_dact)},
 };
 
 static int FN(act_known)(int act)

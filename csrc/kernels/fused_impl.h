@@ -1,11 +1,15 @@
 /* fused_impl.h: fused kernels that save passes over memory, written once for real_t.
  *
- * linear + GELU:  pre = inp @ weight^T + bias,  out = gelu(pre).
+ * linear + activation:  pre = inp @ weight^T + bias,  out = act(pre), act one of GELU (exact
+ *   erf or GPT-2's tanh form), ReLU or squared ReLU (the activations of tc.h's list with a
+ *   fused pair; the activation table's fused column, activation_table_impl.h).
  *   The bias and the activation are applied in the GEMM's epilogue, to each finished
  *   column block (16 columns x up to a row block) while it is still in L1 / L2: one pass
- *   writes pre (the backward's cache) and out, instead of bias fill + GEMM + a GELU pass
- *   reading pre back.
- *   Backward: dpre = dout * gelu'(pre) and the column sums of chunks of TC_FUSED_ROWS rows
+ *   writes pre (the backward's cache) or act'(pre) (want_grad) and out, instead of bias
+ *   fill + GEMM + an activation pass reading pre back. One epilogue for every activation:
+ *   it is parameterised by the activation's vector value / value-and-derivative macros
+ *   (LG_* below; the GELUs' from gelu_math.h).
+ *   Backward: dpre = dout * act'(pre) and the column sums of chunks of TC_FUSED_ROWS rows
  *   in one pass streaming the rows (dbias += the chunk sums, in chunk order), then
  *   dinp += dpre @ weight, dweight += dpre^T @ inp (two GEMMs).
  * residual + layernorm:  s = x + r (written out: the residual stream), y = LN(s), with the
@@ -14,7 +18,10 @@
  *   dx += ds_total, dr += ds_total; dweight, dbias as layernorm.
  *
  * GELU as in activation_impl.h (exact erf form, or GPT-2's tanh form), on whole vectors
- * (gelu_math.h).
+ * (gelu_math.h). ReLU and squared ReLU as activation_impl.h's kernels, bitwise: relu(x) =
+ * x < 0 ? 0 : x (NaN propagates, -0 stays -0), relu' = x > 0 ? 1 : 0; relu2 = relu(x)^2,
+ * relu2' = x > 0 ? 2 x : 0 (0 at x == 0 and at NaN, as the unfused backward's select), so
+ * dout * relu2' is the unfused (2 x) dout bit for bit.
  * Every output element is written by one thread in a fixed order: results are bitwise
  * reproducible for a fixed thread count.
  */
@@ -24,6 +31,11 @@
 #define TC_FUSED_BLOCK 64 /* columns per thread block in column sums */
 #define TC_FUSED_ROWS 32  /* rows per chunk of linear + GELU's bias-gradient partial sums */
 #define TC_LG_GIVEN 2     /* lg_grad_rows mode: gelu'(pre) given, not evaluated */
+/* the epilogue's activation (lg_rows kind) */
+#define TC_LG_ERF 0   /* exact GELU */
+#define TC_LG_TANH 1  /* GPT-2's tanh GELU */
+#define TC_LG_RELU 2  /* max(x, 0) */
+#define TC_LG_RELU2 3 /* max(x, 0)^2 */
 #endif
 
 #include "vec_math.h"
@@ -41,7 +53,7 @@
 #endif
 
 /* out = F(v) at column j of a row, v = pre (+ bias): with a derivative form F also writes
- * gelu'(v) over pre (want_grad), else v back to pre when a bias was added; the first
+ * act'(v) over pre (want_grad), else v back to pre when a bias was added; the first
  * k < VL lanes only when partial */
 #define LG_VEC(F, j, k, partial)                                                            \
     do {                                                                                    \
@@ -70,26 +82,47 @@
 #define LG_ERF(v, d) GELU_ERF_V(v)
 #define LG_TANH_D(v, d) GELU_TANH_AND_GRAD_V(v, d)
 #define LG_ERF_D(v, d) GELU_ERF_AND_GRAD_V(v, d)
+/* relu(v) = v < 0 ? 0 : v (as activation_impl.h's select: NaN and -0 pass through) */
+#define LG_RELU_R(v) TC_VSEL(VI, VF, (v) < (real_t)0, VSPLAT(0), (v))
+#define LG_RELU(v, d) LG_RELU_R(v)
+#define LG_RELU2(v, d) ({                                                                   \
+    const VF r_r = LG_RELU_R(v);                                                            \
+    r_r * r_r;                                                                              \
+})
+/* with the derivatives relu' = v > 0 ? 1 : 0, relu2' = v > 0 ? 2 v : 0 (0 at 0 and NaN) */
+#define LG_RELU_D(v, d) ({                                                                  \
+    *(d) = TC_VSEL(VI, VF, (v) > (real_t)0, VSPLAT(1), VSPLAT(0));                          \
+    LG_RELU_R(v);                                                                           \
+})
+#define LG_RELU2_D(v, d) ({                                                                 \
+    *(d) = TC_VSEL(VI, VF, (v) > (real_t)0, (real_t)2 * (v), VSPLAT(0));                    \
+    LG_RELU2(v, d);                                                                         \
+})
 
-/* one finished GEMM block of linear + GELU, rows [i0, i0+m), columns [j0, j0+n): pre +=
- * bias, out = gelu(pre); with want_grad pre is then replaced by gelu'(pre) (what the
- * backward needs, so that it evaluates no GELU) */
+/* one finished GEMM block of linear + activation (kind: TC_LG_*), rows [i0, i0+m), columns
+ * [j0, j0+n): pre += bias, out = act(pre); with want_grad pre is then replaced by act'(pre)
+ * (what the backward needs, so that it evaluates no activation) */
 __attribute__((always_inline)) static inline void
 FN(lg_rows_body)(real_t *out_all, real_t *pre_all, const real_t *bias, int64_t OC, int64_t i0, int64_t j0,
-                 int64_t m, int64_t n, int approximate_tanh, int want_grad)
+                 int64_t m, int64_t n, int kind, int want_grad)
 {
     const real_t *b = bias ? bias + j0 : NULL;
-    if (want_grad) {
-        if (approximate_tanh) {
-            LG_ROWS(LG_TANH_D)
-        } else {
-            LG_ROWS(LG_ERF_D)
-        }
-    } else if (approximate_tanh) {
-        LG_ROWS(LG_TANH)
-    } else {
-        LG_ROWS(LG_ERF)
+#define LG_KIND(K, F, FD)                                                                   \
+    case K:                                                                                 \
+        if (want_grad) {                                                                    \
+            LG_ROWS(FD)                                                                     \
+        } else {                                                                            \
+            LG_ROWS(F)                                                                      \
+        }                                                                                   \
+        break;
+    switch (kind) {
+        LG_KIND(TC_LG_TANH, LG_TANH, LG_TANH_D)
+        LG_KIND(TC_LG_RELU, LG_RELU, LG_RELU_D)
+        LG_KIND(TC_LG_RELU2, LG_RELU2, LG_RELU2_D)
+    default:
+        LG_KIND(TC_LG_ERF, LG_ERF, LG_ERF_D)
     }
+#undef LG_KIND
 }
 #undef LG_VEC
 #undef LG_ROWS
@@ -97,6 +130,11 @@ FN(lg_rows_body)(real_t *out_all, real_t *pre_all, const real_t *bias, int64_t O
 #undef LG_ERF
 #undef LG_TANH_D
 #undef LG_ERF_D
+#undef LG_RELU_R
+#undef LG_RELU
+#undef LG_RELU2
+#undef LG_RELU_D
+#undef LG_RELU2_D
 
 /* d = g * F(p) over the width columns of a row, added to the column sums s */
 #define LG_GRAD_ROW(F)                                                                      \
@@ -175,10 +213,10 @@ FN(lnr_wb_block_body)(real_t *dweight, real_t *dbias, const real_t *dout, const 
 
 #define TC_FUSED_VARIANT(attr, sfx)                                                         \
     attr static void FN(lg_rows##sfx)(real_t *out, real_t *pre, const real_t *bias, int64_t OC, int64_t i0, \
-                                      int64_t j0, int64_t m, int64_t n, int approx,          \
+                                      int64_t j0, int64_t m, int64_t n, int kind,            \
                                       int want_grad)                                         \
     {                                                                                        \
-        FN(lg_rows_body)(out, pre, bias, OC, i0, j0, m, n, approx, want_grad);               \
+        FN(lg_rows_body)(out, pre, bias, OC, i0, j0, m, n, kind, want_grad);                 \
     }                                                                                        \
     attr static void FN(lg_grad_rows##sfx)(real_t *dpre, real_t *part, const real_t *dout, const real_t *pre,    \
                                            int64_t OC, int64_t n0, int64_t n1, int mode)     \
@@ -210,30 +248,28 @@ TC_FUSED_VARIANT(__attribute__((target("avx2"))), _avx2)
 #endif
 
 typedef struct {
-    real_t *out;        /* (N,OC) gelu(pre) */
+    real_t *out;        /* (N,OC) act(pre) */
     real_t *pre;        /* (N,OC) where the GEMM wrote inp @ weight^T; bias is added in place */
     const real_t *bias; /* (OC,) or NULL */
     int64_t OC;
-    int approximate_tanh;
-    int want_grad; /* replace pre by gelu'(pre) */
+    int kind;      /* TC_LG_* */
+    int want_grad; /* replace pre by act'(pre) */
     void (*rows)(real_t *, real_t *, const real_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int, int);
 } FN(fused_lg_ctx);
 
 static void FN(fused_lg_epilogue)(void *vctx, int64_t i0, int64_t j0, int64_t m, int64_t n)
 {
     const FN(fused_lg_ctx) *c = vctx;
-    c->rows(c->out, c->pre, c->bias, c->OC, i0, j0, m, n, c->approximate_tanh, c->want_grad);
+    c->rows(c->out, c->pre, c->bias, c->OC, i0, j0, m, n, c->kind, c->want_grad);
 }
 
-/* the product with the epilogue: cache (N,OC) receives pre, or gelu'(pre) with want_grad */
-static int FN(linear_gelu_run)(real_t *out, real_t *cache, const real_t *inp, const real_t *weight, const real_t *bias,
-                               int64_t N, int64_t C, int64_t OC, int approximate_tanh,
-                               int want_grad)
+/* the product with the epilogue of activation kind (TC_LG_*): cache (N,OC) receives pre, or
+ * act'(pre) with want_grad */
+static int FN(linear_act_run)(real_t *out, real_t *cache, const real_t *inp, const real_t *weight, const real_t *bias,
+                              int64_t N, int64_t C, int64_t OC, int kind, int want_grad)
 {
     if (N < 0 || C < 0 || OC < 0) return TC_EINVAL;
-    if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    FN(fused_lg_ctx) ctx = {out, cache, bias, OC, approximate_tanh, want_grad,
-                            TC_FUSED_PICK(lg_rows)};
+    FN(fused_lg_ctx) ctx = {out, cache, bias, OC, kind, want_grad, TC_FUSED_PICK(lg_rows)};
     return FN(tc_gemm_ep)(cache, inp, weight, N, OC, C, OC, C, C, 0, 1, (real_t)1, (real_t)0,
                           FN(fused_lg_epilogue), &ctx);
 }
@@ -242,8 +278,9 @@ static int FN(linear_gelu_run)(real_t *out, real_t *cache, const real_t *inp, co
 int FN(tc_linear_gelu_forward)(real_t *out, real_t *pre, const real_t *inp, const real_t *weight, const real_t *bias,
                                int64_t N, int64_t C, int64_t OC, int approximate_tanh)
 {
-    return FN(linear_gelu_run)(out, pre ? pre : out, inp, weight, bias, N, C, OC,
-                               approximate_tanh, 0);
+    if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
+    return FN(linear_act_run)(out, pre ? pre : out, inp, weight, bias, N, C, OC,
+                              approximate_tanh ? TC_LG_TANH : TC_LG_ERF, 0);
 }
 
 // out (N,OC), dact (N,OC) (not out), inp (N,C), weight (OC,C), bias (OC,) or NULL
@@ -252,7 +289,19 @@ int FN(tc_linear_gelu_forward_dact)(real_t *out, real_t *dact, const real_t *inp
                                     int approximate_tanh)
 {
     if (!out || !dact || out == dact) return TC_EINVAL;
-    return FN(linear_gelu_run)(out, dact, inp, weight, bias, N, C, OC, approximate_tanh, 1);
+    if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
+    return FN(linear_act_run)(out, dact, inp, weight, bias, N, C, OC,
+                              approximate_tanh ? TC_LG_TANH : TC_LG_ERF, 1);
+}
+
+// out (N,OC), dact (N,OC) (not out) or NULL, inp (N,C), weight (OC,C), bias (OC,) or NULL;
+// squared 0: relu, 1: relu2
+int FN(tc_linear_relu_forward)(real_t *out, real_t *dact, const real_t *inp, const real_t *weight,
+                               const real_t *bias, int64_t N, int64_t C, int64_t OC, int squared)
+{
+    if (!out || out == dact || (squared != 0 && squared != 1)) return TC_EINVAL;
+    return FN(linear_act_run)(out, dact ? dact : out, inp, weight, bias, N, C, OC,
+                              squared ? TC_LG_RELU2 : TC_LG_RELU, dact != NULL);
 }
 
 /* dpre = dout * gelu'(pre) (mode 0 / 1: evaluated at cache = pre; TC_LG_GIVEN: cache holds
