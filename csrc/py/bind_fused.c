@@ -47,6 +47,45 @@ done:
     return result;
 }
 
+/* linear_activation_forward(act, x (N,C), weight (OC,C), bias (OC,)|None, want_dact)
+ *   -> (out (N,OC), dact (N,OC)|None): the activation table's fused pair of act (a TC_ACT_*
+ *   index; ValueError naming activation if it has none) */
+static PyObject *py_linear_activation_forward(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *w_obj, *b_obj, *result = NULL;
+    int act, want;
+    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *dact = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOOOp", &act, &x_obj, &w_obj, &b_obj, &want)) return NULL;
+    if (tc_linear_activation_fused(act) != 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "activation %d has no fused linear + activation pair "
+                     "(tc_linear_activation_fused)", act);
+        goto done;
+    }
+    int ty;
+    if (tc_py_linear_args(x_obj, w_obj, b_obj, NULL, &ty, &x, &w, &b, NULL)) goto done;
+    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
+    npy_intp dims[2] = {N, OC};
+    if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
+    if (want && !(dact = tc_py_new(2, dims, ty, 0))) goto done;
+    int st;
+    TC_PY_BEGIN_ALLOW_THREADS
+    st = TC_CALL(ty, tc_linear_activation_forward, act, PyArray_DATA(out),
+                 dact ? PyArray_DATA(dact) : NULL, PyArray_DATA(x), PyArray_DATA(w),
+                 b ? PyArray_DATA(b) : NULL, N, C, OC);
+    Py_END_ALLOW_THREADS
+    if (tc_py_status(st, "linear_activation_forward")) goto done;
+    result = Py_BuildValue("(OO)", out, dact ? (PyObject *)dact : Py_None);
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(out);
+    Py_XDECREF(dact);
+    return result;
+}
+
 /* linear_gelu_backward(grad_output (N,OC), x (N,C), weight (OC,C), bias (OC,)|None,
  *                      cache (N,OC)|None, approximate_tanh, with_bias, cache_is_dact=0)
  *   -> (dx (N,C), dweight (OC,C), dbias (OC,)|None). cache: pre (None: recomputed), or
@@ -381,6 +420,9 @@ PyMethodDef tc_methods_fused[] = {
     {"linear_gelu_forward", py_linear_gelu_forward, METH_VARARGS,
      "linear_gelu_forward(x, weight, bias|None, approximate_tanh, want) -> (out, cache|None); "
      "want 0 none, 1 pre, 2 dact = gelu'(pre)"},
+    {"linear_activation_forward", py_linear_activation_forward, METH_VARARGS,
+     "linear_activation_forward(act, x, weight, bias|None, want_dact) -> (out, dact|None): "
+     "the activation table's fused pair"},
     {"linear_gelu_backward", py_linear_gelu_backward, METH_VARARGS,
      "linear_gelu_backward(grad_output, x, weight, bias|None, pre|None, approximate_tanh, "
      "with_bias, cache_is_dact=False) -> (dx, dweight, dbias|None)"},

@@ -1,5 +1,9 @@
 """Fused kernels that save passes over memory (C: csrc/kernels/fused.c).
 
+linear_activation: act(x @ weight.T + bias) for an activation with a fused pair in the C
+activation table (gelu_tanh, gelu, relu, relu2: the pair the models' MLPs run), with its
+derivative cached for linear_activation_backward.
+
 linear_gelu: gelu(x @ weight.T + bias) with the bias and the GELU applied inside the matrix
 product, block by block while the block is in cache. layer_norm_residual: s = x + residual
 and layer_norm(s) in one pass over each row, s written out (it is the residual stream).
@@ -7,10 +11,12 @@ and layer_norm(s) in one pass over each row, s written out (it is the residual s
 import numpy as np
 
 from .. import _C
+from ..options import option_index
 from ._util import (approximate_flag, as_float, as_real, check_linear, check_norm, check_shape,
                     check_stats, rows, same_dtype)
 
-__all__ = ["linear_gelu", "linear_gelu_backward", "layer_norm_residual",
+__all__ = ["linear_gelu", "linear_gelu_backward", "linear_activation",
+           "linear_activation_backward", "layer_norm_residual",
            "layer_norm_residual_backward"]
 
 def linear_gelu(x, weight, bias=None, approximate="none", return_pre=False, return_dact=False):
@@ -59,6 +65,44 @@ def linear_gelu_backward(grad_output, x, weight, bias=None, approximate="none", 
         cache = rows(cache)
     dx, dw, db = _C.linear_gelu_backward(rows(grad_output), rows(x), weight, bias, cache, flag,
                                          bias is not None, dact is not None)
+    return dx.reshape(x.shape), dw, db
+
+
+def linear_activation(x, weight, bias=None, activation="relu2", return_dact=False):
+    """y = act(x @ weight.T + bias), fused: the activation table's fused pair.
+
+    x: (..., C) any leading dims; weight: (OC, C); bias: (OC,) or None; activation: a name
+    of transformer_c.options.ACTIVATIONS with a fused pair (gelu_tanh, gelu, relu, relu2;
+    ValueError otherwise). Returns y (..., OC) in x's dtype, or with ``return_dact=True``
+    (y, dact), dact = act'(pre) (..., OC), pre = x @ weight.T + bias (relu' and relu2' are
+    0 where pre <= 0, as relu_backward / relu2_backward): the cache of
+    linear_activation_backward.
+    """
+    act = option_index("activation", activation)
+    x, weight, bias = check_linear(x, weight, bias)
+    y, dact = _C.linear_activation_forward(act, rows(x), weight, bias, bool(return_dact))
+    shape = x.shape[:-1] + (weight.shape[0],)
+    if return_dact:
+        return y.reshape(shape), dact.reshape(shape)
+    return y.reshape(shape)
+
+
+def linear_activation_backward(grad_output, x, weight, dact, bias=None):
+    """Gradients of linear_activation(x, weight, bias, activation) from its cache.
+
+    grad_output: (..., OC); x: (..., C); weight: (OC, C); dact: the (..., OC) cache from
+    ``linear_activation(..., return_dact=True)`` (any activation: dpre = grad_output * dact);
+    bias: (OC,) or None (whether a bias gradient is wanted).
+    Returns (dx (..., C), dweight (OC, C), dbias (OC,) or None), in x's dtype.
+    """
+    x, weight, bias = check_linear(x, weight, bias)
+    grad_output = same_dtype(x, "x", grad_output, "grad_output")
+    shape = x.shape[:-1] + (weight.shape[0],)
+    check_shape(grad_output, "grad_output", shape)
+    dact = same_dtype(x, "x", dact, "dact")
+    check_shape(dact, "dact", shape, "the forward's cache")
+    dx, dw, db = _C.linear_gelu_backward(rows(grad_output), rows(x), weight, bias, rows(dact),
+                                         0, bias is not None, True)
     return dx.reshape(x.shape), dw, db
 
 
