@@ -279,6 +279,152 @@ def test_linear_gelu_bad_input():
         tc._C.linear_gelu_backward(x, W)
 
 
+# ------------------------------------------------------------------ linear + ReLU / ReLU^2
+
+RELUS = {"relu": (lambda p: np.maximum(p, 0), lambda p: (p > 0).astype(p.dtype)),
+         "relu2": (lambda p: np.maximum(p, 0) ** 2, lambda p: np.where(p > 0, 2 * p, 0))}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,OC", LG_SHAPES)
+@pytest.mark.parametrize("act", sorted(RELUS))
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_relu_fused_matches_unfused_and_numpy(dtype, shape, OC, act, with_bias):
+    # the fused pair (the GEMM's epilogue) against the unfused kernels the models ran before
+    # (linear, then relu / relu2 and their backward): the same bits, forward and backward;
+    # and against NumPy. Some pre are exactly 0 (zero rows of x, zero bias): relu' and relu2'
+    # are 0 there, as the unfused backward's select.
+    r = rng(len(shape) * 100 + OC + 3)
+    C = shape[-1]
+    x = r.standard_normal(shape).astype(dtype)
+    x.reshape(-1, C)[:1] = 0
+    W = (r.standard_normal((OC, C)) / np.sqrt(C)).astype(dtype)
+    b = r.standard_normal(OC).astype(dtype) if with_bias else None
+    if b is not None:
+        b[: OC // 2] = 0
+    y, dact = F.linear_activation(x, W, b, act, return_dact=True)
+    assert y.dtype == dtype and y.shape == shape[:-1] + (OC,) and dact.shape == y.shape
+    # pre as the epilogue forms it (the GEMM's sum, then + bias: linear_gelu's cache);
+    # linear's (bias as the GEMM's initial C) agrees to rounding (the k-blocks' sums)
+    pre = F.linear_gelu(x, W, b, return_pre=True)[1]
+    close(F.linear(x, W, b), pre, dtype, np.sqrt(C))
+    np.testing.assert_array_equal(y, F.activation(act, pre))
+    np.testing.assert_array_equal(F.linear_activation(x, W, b, act), y)  # inference: no cache
+    fwd, der = RELUS[act]
+    np.testing.assert_array_equal(dact, der(pre))
+    if x.size and OC:
+        assert (pre == 0).any() and not dact[pre == 0].any()
+    pre64 = x.astype(np.float64) @ W.T.astype(np.float64) + (0 if b is None else b)
+    close(y, fwd(pre64), dtype, np.sqrt(C) * 4 * (1 + np.abs(pre64).max(initial=0)))
+    g = r.standard_normal(y.shape).astype(dtype)
+    got = F.linear_activation_backward(g, x, W, dact, b)
+    want = F.linear_backward(F.activation_backward(act, g, pre), x, W, b)
+    # dx, dweight: the same products of the same dpre; dbias summed in chunks of rows
+    # (linear_gelu's order) rather than linear_backward's: to rounding
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert (got[2] is None) == (b is None)
+    rows = max(int(np.prod(shape[:-1])), 1)
+    if b is not None:
+        close(got[2], want[2], dtype, np.sqrt(rows))
+        close(got[2], (g.astype(np.float64) * der(pre64)).reshape(-1, OC).sum(0), dtype,
+              np.sqrt(rows) * 8)
+    dpre = g.astype(np.float64) * der(pre64)
+    close(got[0], (dpre @ W.astype(np.float64)), dtype, np.sqrt(OC) * 8)
+    close(got[1], dpre.reshape(-1, OC).T @ x.reshape(-1, C).astype(np.float64), dtype,
+          np.sqrt(rows) * 8)
+
+
+@pytest.mark.parametrize("act", sorted(RELUS))
+def test_linear_relu_fused_special_values(act):
+    # NaN propagates, relu keeps -0 (relu2 gives +0), derivative 0 at NaN and at 0: the
+    # element-wise kernels' conventions (the bias carries the special values; x is zero, so
+    # pre = the GEMM's +0 + bias: a -0 bias gives +0, and no pre is -0)
+    b = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf, 3.0, -2.0, 1e-300])
+    for dt in DTYPES:
+        x, W, bb = np.zeros((3, 2), dt), np.zeros((b.size, 2), dt), b.astype(dt)
+        y, d = F.linear_activation(x, W, bb, act, return_dact=True)
+        pre = F.linear_gelu(x, W, bb, return_pre=True)[1]
+        want = F.activation(act, pre)
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(want))
+        assert np.isnan(y[:, 0]).all() and (y[:, 3] == 0).all() and (y[:, 4] == np.inf).all()
+        g = np.ones_like(y)
+        np.testing.assert_array_equal(g * d, F.activation_backward(act, g, pre))
+        assert not d[:, [0, 1, 2]].any()  # 0 at NaN and at +-0
+
+
+@pytest.mark.parametrize("act", sorted(RELUS))
+def test_linear_relu_fused_finite_differences(act):
+    # float64 central differences of the fused pair (pre kept away from relu's kink)
+    r = rng(8)
+    x, W, b = r.standard_normal((3, 4)), r.standard_normal((5, 4)), r.standard_normal(5)
+    assert np.abs(x @ W.T + b).min() > 1e-3
+    arrays = {"x": x, "W": W, "b": b}
+    _, dact = F.linear_activation(x, W, b, act, return_dact=True)
+
+    def grads(G):
+        dx, dW, db = F.linear_activation_backward(G, x, W, dact, b)
+        return {"x": dx, "W": dW, "b": db}
+
+    check_grads(lambda: F.linear_activation(x, W, b, act), grads, arrays)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,C,OC", [(1, 530, 77), (301, 600, 260)])
+def test_linear_relu_fused_threads_and_layouts(threads, dtype, rows, C, OC):
+    # every epilogue block once whatever the thread count, non-contiguous / Fortran inputs
+    r = rng(rows + OC)
+    x = r.standard_normal((rows, C)).astype(dtype)
+    W = (r.standard_normal((OC, C)) / np.sqrt(C)).astype(dtype)
+    b = r.standard_normal(OC).astype(dtype)
+    for act in RELUS:
+        got = []
+        for n in (1, 2):
+            threads(n)
+            got.append(F.linear_activation(x, W, b, act, return_dact=True))
+        for a, b_ in zip(got[0], got[1]):
+            np.testing.assert_array_equal(a, b_)
+        pre = F.linear_gelu(x, W, b, return_pre=True)[1]  # the epilogue's pre
+        np.testing.assert_array_equal(got[0][0], F.activation(act, pre))
+        for tf in (non_contiguous, fortran):
+            for a, w in zip(F.linear_activation(tf(x), tf(W), tf(b), act, return_dact=True),
+                            got[1]):
+                np.testing.assert_array_equal(a, w)
+
+
+def test_linear_activation_fused_column_and_gelu():
+    # the table's fused column: the GELUs through linear_activation are linear_gelu's bits;
+    # silu has no fused pair
+    r = rng(9)
+    x, W, b = r.standard_normal((4, 6)), r.standard_normal((5, 6)), r.standard_normal(5)
+    for act, approx in (("gelu", "none"), ("gelu_tanh", "tanh")):
+        for a, w in zip(F.linear_activation(x, W, b, act, return_dact=True),
+                        F.linear_gelu(x, W, b, approximate=approx, return_dact=True)):
+            np.testing.assert_array_equal(a, w)
+
+
+def test_linear_activation_bad_input():
+    x, W, b = np.zeros((3, 4)), np.zeros((5, 4)), np.zeros(5)
+    with pytest.raises(ValueError, match="activation"):
+        F.linear_activation(x, W, b, "silu")
+    with pytest.raises(ValueError, match="activation"):
+        F.linear_activation(x, W, b, "relu3")
+    with pytest.raises(ValueError, match="weight"):
+        F.linear_activation(x, np.zeros((5, 3)), b, "relu")
+    with pytest.raises(TypeError, match="x"):
+        F.linear_activation(x.astype(np.int64), W, b, "relu2")
+    _, dact = F.linear_activation(x, W, b, "relu2", return_dact=True)
+    with pytest.raises(ValueError, match="dact"):
+        F.linear_activation_backward(np.zeros((3, 5)), x, W, dact[:2], b)
+    with pytest.raises(TypeError, match="dact"):
+        F.linear_activation_backward(np.zeros((3, 5)), x, W, dact.astype(np.float32), b)
+    with pytest.raises(ValueError, match="grad_output"):
+        F.linear_activation_backward(np.zeros((3, 4)), x, W, dact, b)
+    with pytest.raises(ValueError, match="activation"):
+        tc._C.linear_activation_forward(99, x, W, b, True)
+
+
 # ------------------------------------------------------------------ residual + layernorm
 
 LN_SHAPES = [(4, 7), (2, 3, 13), (1, 1, 33), (5, 1), (0, 5), (2, 0, 8), (3, 100)]
@@ -420,6 +566,7 @@ def test_avx2_and_baseline_row_routines_agree_bitwise():
         out = [F.linear_gelu(x, W, b, approximate=a, return_pre=True) for a in APPROX]
         out += [F.linear_gelu(x, W, b, approximate=a, return_dact=True) for a in APPROX]
         out += [F.linear_gelu_backward(g, x, W, b, approximate=a)[2] for a in APPROX]
+        out += [F.linear_activation(x, W, b, a, return_dact=True) for a in ("relu", "relu2")]
         y, s, m, rs = F.layer_norm_residual(x, res, w, lb, return_stats=True)
         out += [y, s, F.layer_norm_residual_backward(x, s, w, lb, mean=m, rstd=rs, grad_s=res)]
         return out

@@ -258,7 +258,7 @@ def test_torch_twin_parity_default_size(torch):
 # ------------------------------------------------------------------ finite differences
 
 @pytest.mark.parametrize("variant", ["gpt2", "post", "rope", "sinusoidal_post_dropout_ninner",
-                                     "nobias_untied_relu", "nopos"])
+                                     "nobias_untied_relu", "nopos", "relu2_rope"])
 def test_finite_differences(variant):
     cfg = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4,
                     **{**VARIANTS[variant], **({"n_inner": 6} if "n_inner" in
