@@ -8,8 +8,8 @@ python -m benchmarks.gpt --rss [--threads 1 2]   (peak RSS, each library in its 
 python -m benchmarks.gpt --blocks [--threads 1] [--configs small]   (the block options)
 
 --blocks: the fast path's loss_and_grads of each config as it is and with the modern block
-options (relu2, beside relu: an activation without a fused linear + activation pair as
-today; SwiGLU at n_inner = 8C/3, LLaMA's width for the MLP's parameter count;
+options (relu2, beside relu: both with a fused linear + activation pair, as the GELUs;
+SwiGLU at n_inner = 8C/3, LLaMA's width for the MLP's parameter count;
 grouped-query attention with n_head / 2 and 1 kv heads), the variants alternating sample
 by sample, each with its matrix-product FLOPs per step (forward 2 x multiply-adds of every
 product and the causal attention, backward twice that) and its GFLOP/s relative to the

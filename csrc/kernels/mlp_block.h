@@ -4,10 +4,10 @@
  * Included per dtype (no include guard); static functions over the public kernels only. */
 
 /* h (N,H) = act(pre), pre = x (N,C) @ w^T (H,C) + b (H,) (b may be NULL), and the cache the
- * backward needs, through the activation table: an activation with a fused pair (the GELUs)
- * caches act'(pre) (one fused product: bias, activation and its derivative in the GEMM's
- * epilogue, while each block is in cache; the backward evaluates no activation; without
- * grads, no backward follows: nothing cached); one without (ReLU) caches pre itself
+ * backward needs, through the activation table: an activation with a fused pair (the GELUs,
+ * relu, relu2) caches act'(pre) (one fused product: bias, activation and its derivative in
+ * the GEMM's epilogue, while each block is in cache; the backward evaluates no activation;
+ * without grads, no backward follows: nothing cached); one without (silu) caches pre itself
  * (product, then activation). */
 static int FN(gpt_fc_forward)(real_t *h, real_t *pre, const real_t *x, const real_t *w, const real_t *b, int64_t N,
                               int64_t C, int64_t H, int act, int grads)
