@@ -1242,6 +1242,21 @@ int tc_linear_gelu_backward_ref_f64(double *dinp, double *dweight, double *dbias
                                     const double *dout, const double *pre, const double *inp,
                                     const double *weight, int64_t N, int64_t C, int64_t OC,
                                     int approximate_tanh);
+/* the same for any activation act (a TC_ACT_*: the reference of every fused pair, e.g. the
+ * fused relu / relu2 of tc_linear_relu_forward); the GELU ones above are its GELU cases */
+int tc_linear_activation_forward_ref_f32(int act, float *out, float *pre, const float *inp,
+                                         const float *weight, const float *bias, int64_t N,
+                                         int64_t C, int64_t OC);
+int tc_linear_activation_forward_ref_f64(int act, double *out, double *pre, const double *inp,
+                                         const double *weight, const double *bias, int64_t N,
+                                         int64_t C, int64_t OC);
+int tc_linear_activation_backward_ref_f32(int act, float *dinp, float *dweight, float *dbias,
+                                          const float *dout, const float *pre, const float *inp,
+                                          const float *weight, int64_t N, int64_t C, int64_t OC);
+int tc_linear_activation_backward_ref_f64(int act, double *dinp, double *dweight, double *dbias,
+                                          const double *dout, const double *pre,
+                                          const double *inp, const double *weight, int64_t N,
+                                          int64_t C, int64_t OC);
 int tc_layernorm_residual_forward_ref_f32(float *out, float *sum, float *mean, float *rstd,
                                           const float *x, const float *r, const float *weight,
                                           const float *bias, int64_t N, int64_t C, double eps);

@@ -335,6 +335,50 @@ def test_linear_gelu_matches_its_reference(dtype, shape, approx):
                                atol=1e-6 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LG_SHAPES)
+@pytest.mark.parametrize("act", ["relu", "relu2"])
+def test_linear_relu_fused_matches_its_reference(dtype, shape, act):
+    # the fused relu / relu2 pairs (the table's fused column) against the generic
+    # linear + activation reference, and the reference against NumPy
+    N, C, OC = shape
+    a = tc.options.ACTIVATIONS.index(act)
+    x = rng(33).standard_normal((N, C)).astype(dtype)
+    W = (rng(34).standard_normal((OC, C)) / math.sqrt(C)).astype(dtype)
+    b = rng(35).standard_normal(OC).astype(dtype)
+    g = rng(36).standard_normal((N, OC)).astype(dtype)
+    out, dact = _C.linear_activation_forward(a, x, W, b, True)
+    ro, rpre = _C.linear_activation_forward_ref(a, x, W, b)
+    mag = (np.abs(x) @ np.abs(W).T + np.abs(b)).max()
+    close(out, ro, dtype, 2 * C + 16, mag * (1 + mag))
+    # dact = act'(pre), 0 where pre <= 0 (the references' pre agrees with the fused one to
+    # rounding, so compare where both are clear of 0)
+    clear = np.abs(rpre) > 64 * np.finfo(dtype).eps * mag
+    rd = _C.activation_backward_ref(a, np.ones_like(rpre), rpre)
+    close(dact[clear], rd[clear], dtype, 2 * C + 16, 2 * mag)
+    rdx, rdw, rdb = _C.linear_activation_backward_ref(a, g, rpre, x, W)
+    dx, dw, db = tc.functional.linear_activation_backward(g, x, W, dact, b)
+    gmag = np.abs(g).max() * (2 * mag + 1)
+    close(dx, rdx, dtype, 2 * OC + 16, gmag * np.abs(W).sum(0).max())
+    close(dw, rdw, dtype, 2 * N + 16, gmag * np.abs(x).sum(0).max())
+    close(db, rdb, dtype, 2 * N + 16, gmag * N)
+    x64, W64 = x.astype(np.float64), W.astype(np.float64)
+    wpre = x64 @ W64.T + b
+    np.testing.assert_allclose(rpre, wpre, rtol=0, atol=4 * np.finfo(dtype).eps * mag)
+    r = np.maximum(rpre.astype(np.float64), 0)
+    np.testing.assert_allclose(ro, r if act == "relu" else r * r, rtol=2 * np.finfo(dtype).eps,
+                               atol=0)
+    dpre = g.astype(np.float64) * (rpre > 0) * (1 if act == "relu" else 2 * r)
+    t = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(rdx, dpre @ W64, rtol=t, atol=t)
+    np.testing.assert_allclose(rdw, dpre.T @ x64, rtol=t, atol=t)
+    np.testing.assert_allclose(rdb, dpre.sum(0), rtol=t, atol=t)
+    with pytest.raises(ValueError, match="activation"):
+        _C.linear_activation_forward_ref(len(tc.options.ACTIVATIONS), x, W, b)
+    with pytest.raises(ValueError, match="activation"):
+        _C.linear_activation_backward_ref(-1, g, rpre, x, W)
+
+
 # ---------------------------------------------------------------- rope
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -257,6 +257,9 @@ done:
  *   -> (out (N,OC), pre (N,OC));
  * linear_gelu_backward_ref(grad_output (N,OC), pre (N,OC), x (N,C), weight (OC,C),
  *   approximate_tanh) -> (dx, dweight, dbias);
+ * linear_activation_forward_ref(act, x, weight, bias | None) and
+ *   linear_activation_backward_ref(act, grad_output, pre, x, weight): the same for any
+ *   TC_ACT_* act (the GELU hooks are their GELU cases);
  * layernorm_residual_forward_ref(x (N,C), r (N,C), weight (C,), bias (C,) | None, eps)
  *   -> (out, sum, mean, rstd);
  * layernorm_residual_backward_ref(grad_output (N,C), dsum (N,C) | None, sum (N,C),
@@ -294,14 +297,11 @@ static PyObject *ref_result(int st, const char *kernel, int n, PyArrayObject **o
 #define REF_FREE(arr)                                                   \
     for (size_t k_ = 0; k_ < sizeof arr / sizeof arr[0]; k_++) Py_XDECREF(arr[k_])
 
-static PyObject *py_linear_gelu_forward_ref(PyObject *self, PyObject *args)
+/* the forward reference of activation act (checked by the caller) */
+static PyObject *lin_act_forward_ref(PyObject *x_obj, PyObject *w_obj, PyObject *b_obj, int act)
 {
-    PyObject *x_obj, *w_obj, *b_obj, *result = NULL;
+    PyObject *result = NULL;
     PyArrayObject *in[3] = {NULL, NULL, NULL}, *out[2] = {NULL, NULL};
-    int approx;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOi", &x_obj, &w_obj, &b_obj, &approx)) return NULL;
-    if (tc_py_check_flag(approx, "approximate_tanh")) return NULL;
     int ty = tc_py_float_type(x_obj, "x");
     if (ty < 0 || !(in[0] = tc_py_float_array(x_obj, "x", ty, 2))) goto done;
     const npy_intp N = PyArray_DIM(in[0], 0), C = PyArray_DIM(in[0], 1);
@@ -312,25 +312,49 @@ static PyObject *py_linear_gelu_forward_ref(PyObject *self, PyObject *args)
     npy_intp dims[2][2] = {{N, OC}, {N, OC}};
     if (ref_array(b_obj, "bias", ty, OC, -1, 1, &in[2]) || ref_outputs(2, dims, ty, out))
         goto done;
-    int st = TC_CALL(ty, tc_linear_gelu_forward_ref, PyArray_DATA(out[0]), PyArray_DATA(out[1]),
-                     PyArray_DATA(in[0]), PyArray_DATA(in[1]),
-                     in[2] ? PyArray_DATA(in[2]) : NULL, N, C, OC, approx);
-    result = ref_result(st, "linear_gelu_forward_ref", 2, out);
+    int st = TC_CALL(ty, tc_linear_activation_forward_ref, act, PyArray_DATA(out[0]),
+                     PyArray_DATA(out[1]), PyArray_DATA(in[0]), PyArray_DATA(in[1]),
+                     in[2] ? PyArray_DATA(in[2]) : NULL, N, C, OC);
+    result = ref_result(st, "linear_activation_forward_ref", 2, out);
 done:
     REF_FREE(in);
     REF_FREE(out);
     return result;
 }
 
-static PyObject *py_linear_gelu_backward_ref(PyObject *self, PyObject *args)
+static PyObject *py_linear_gelu_forward_ref(PyObject *self, PyObject *args)
 {
-    PyObject *dy_obj, *pre_obj, *x_obj, *w_obj, *result = NULL;
-    PyArrayObject *in[4] = {NULL, NULL, NULL, NULL}, *out[3] = {NULL, NULL, NULL};
+    PyObject *x_obj, *w_obj, *b_obj;
     int approx;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOi", &dy_obj, &pre_obj, &x_obj, &w_obj, &approx))
-        return NULL;
+    if (!PyArg_ParseTuple(args, "OOOi", &x_obj, &w_obj, &b_obj, &approx)) return NULL;
     if (tc_py_check_flag(approx, "approximate_tanh")) return NULL;
+    return lin_act_forward_ref(x_obj, w_obj, b_obj, approx ? TC_ACT_GELU_TANH : TC_ACT_GELU);
+}
+
+static int ref_check_act(int act)
+{
+    if (act >= 0 && act < TC_ACT_COUNT) return 0;
+    PyErr_Format(PyExc_ValueError, "activation must be in [0, %d), got %d", TC_ACT_COUNT, act);
+    return -1;
+}
+
+static PyObject *py_linear_activation_forward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *w_obj, *b_obj;
+    int act;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOOO", &act, &x_obj, &w_obj, &b_obj)) return NULL;
+    if (ref_check_act(act)) return NULL;
+    return lin_act_forward_ref(x_obj, w_obj, b_obj, act);
+}
+
+/* the backward reference of activation act (checked by the caller) */
+static PyObject *lin_act_backward_ref(PyObject *dy_obj, PyObject *pre_obj, PyObject *x_obj,
+                                      PyObject *w_obj, int act)
+{
+    PyObject *result = NULL;
+    PyArrayObject *in[4] = {NULL, NULL, NULL, NULL}, *out[3] = {NULL, NULL, NULL};
     int ty = tc_py_float_type(dy_obj, "grad_output");
     if (ty < 0 || !(in[0] = tc_py_float_array(dy_obj, "grad_output", ty, 2))) goto done;
     const npy_intp N = PyArray_DIM(in[0], 0), OC = PyArray_DIM(in[0], 1);
@@ -342,14 +366,36 @@ static PyObject *py_linear_gelu_backward_ref(PyObject *self, PyObject *args)
     npy_intp dims[3][2] = {{N, C}, {OC, C}, {OC, -1}};
     if (ref_array(w_obj, "weight", ty, OC, C, 0, &in[3]) || ref_outputs(3, dims, ty, out))
         goto done;
-    int st = TC_CALL(ty, tc_linear_gelu_backward_ref, PyArray_DATA(out[0]), PyArray_DATA(out[1]),
-                     PyArray_DATA(out[2]), PyArray_DATA(in[0]), PyArray_DATA(in[1]),
-                     PyArray_DATA(in[2]), PyArray_DATA(in[3]), N, C, OC, approx);
-    result = ref_result(st, "linear_gelu_backward_ref", 3, out);
+    int st = TC_CALL(ty, tc_linear_activation_backward_ref, act, PyArray_DATA(out[0]),
+                     PyArray_DATA(out[1]), PyArray_DATA(out[2]), PyArray_DATA(in[0]),
+                     PyArray_DATA(in[1]), PyArray_DATA(in[2]), PyArray_DATA(in[3]), N, C, OC);
+    result = ref_result(st, "linear_activation_backward_ref", 3, out);
 done:
     REF_FREE(in);
     REF_FREE(out);
     return result;
+}
+
+static PyObject *py_linear_gelu_backward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *dy_obj, *pre_obj, *x_obj, *w_obj;
+    int approx;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOi", &dy_obj, &pre_obj, &x_obj, &w_obj, &approx))
+        return NULL;
+    if (tc_py_check_flag(approx, "approximate_tanh")) return NULL;
+    return lin_act_backward_ref(dy_obj, pre_obj, x_obj, w_obj,
+                                approx ? TC_ACT_GELU_TANH : TC_ACT_GELU);
+}
+
+static PyObject *py_linear_activation_backward_ref(PyObject *self, PyObject *args)
+{
+    PyObject *dy_obj, *pre_obj, *x_obj, *w_obj;
+    int act;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOOOO", &act, &dy_obj, &pre_obj, &x_obj, &w_obj)) return NULL;
+    if (ref_check_act(act)) return NULL;
+    return lin_act_backward_ref(dy_obj, pre_obj, x_obj, w_obj, act);
 }
 
 static PyObject *py_layernorm_residual_forward_ref(PyObject *self, PyObject *args)
@@ -434,6 +480,12 @@ PyMethodDef tc_methods_fused[] = {
     {"linear_gelu_forward_ref", py_linear_gelu_forward_ref, METH_VARARGS,
      "linear_gelu_forward_ref(x, weight, bias, approximate_tanh) -> (out, pre): test hook, "
      "the plain reference"},
+    {"linear_activation_forward_ref", py_linear_activation_forward_ref, METH_VARARGS,
+     "linear_activation_forward_ref(act, x, weight, bias|None) -> (out, pre): test hook, the "
+     "plain reference of any activation's linear + activation"},
+    {"linear_activation_backward_ref", py_linear_activation_backward_ref, METH_VARARGS,
+     "linear_activation_backward_ref(act, grad_output, pre, x, weight) -> (dx, dweight, "
+     "dbias): test hook, the plain reference"},
     {"linear_gelu_backward_ref", py_linear_gelu_backward_ref, METH_VARARGS,
      "linear_gelu_backward_ref(grad_output, pre, x, weight, approximate_tanh) -> (dx, dweight, "
      "dbias): test hook, the plain reference"},
