@@ -1,6 +1,7 @@
 """Smoke test of the benchmark suite: one tiny case of every benchmark function, so the
 suite cannot rot. No timing is asserted (timings never go in the test suite)."""
 import json
+import math
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from benchmarks import __main__ as bench_main
 from benchmarks import common, gemm, layers, peak
+import transformer_c as tc
 from transformer_c import functional as F
 
 FAST = {"repeats": 1, "min_time": 0.0, "warmup": 0, "settle": 0.0}
@@ -38,6 +40,19 @@ def test_every_layer_case_runs_on_tiny_shapes():
 def test_peak_flops_record():
     (r,) = peak.run([1], iters=1000, repeats=1, quiet=True)
     assert r["peak_gflops"] >= 0 and r["threads"] == 1
+    assert r["kernel"] == tc._C.gemm_kernel_name() and r["chains"] in peak.CHAINS
+    assert r["peak_gflops"] == max(r["gflops_by_chains"].values())
+
+
+def test_peak_flops_rows_for_every_kernel():
+    # one row per loop this CPU has, each naming the loop that ran, the override put back
+    before = tc._C.gemm_kernel_name()
+    recs = peak.run([1], peak.kernels(), iters=2000, repeats=1, quiet=True)
+    assert [r["kernel"] for r in recs] == peak.kernels()
+    for r in recs:
+        assert all(math.isfinite(g) and g > 0 for g in r["gflops_by_chains"].values())
+    assert tc._C.gemm_kernel_name() == before
+    assert f"| {recs[-1]['kernel']} | 1 |" in peak.table(recs)
 
 
 def test_entry_point_writes_json_lines(tmp_path, capsys):
