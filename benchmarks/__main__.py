@@ -113,7 +113,7 @@ def main(argv=None):
     tables = []
     peak_records = []
     if "peak" in a.only:
-        peak_records = peak.run(a.threads, iters=5_000_000 if a.quick else 20_000_000,
+        peak_records = peak.run(a.threads, iters=1_000_000 if a.quick else 2_000_000,
                                 quiet=a.quiet)
         tables.append(("Peak FP32 (FMA loop)", peak.table(peak_records)))
     if "gemm" in a.only:

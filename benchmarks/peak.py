@@ -1,6 +1,6 @@
 """(d) The machine's peak FP32 FLOP/s: an FMA loop in C (transformer_c._C.peak_flops).
 
-python -m benchmarks.peak [--threads 1 2] [--kernel auto avx2+fma] [--repeats 9]
+python -m benchmarks.peak [--threads 1 2] [--kernel auto avx2+fma] [--repeats 21] [--iters 2000000]
 
 The loop runs the widest FMA the GEMM runs, with the GEMM's runtime dispatch
 (csrc/core/bench.c): 16-wide AVX-512F FMAs where the GEMM runs its AVX-512 kernel, 8-wide
@@ -30,7 +30,7 @@ def kernels():
     return out + (["avx2+fma"] if tc._C.cpu_has_avx2() else []) + ["generic"]
 
 
-def run(threads=(1, 2), kernels=("auto",), iters=20_000_000, repeats=9, quiet=False):
+def run(threads=(1, 2), kernels=("auto",), iters=2_000_000, repeats=21, quiet=False):
     """Best of `repeats` rounds of the FMA loop at each chain count, per kernel (a name of
     _C.gemm_set_kernel; "auto": the GEMM's own choice) and thread count; returns the records
     {"threads", "kernel" (the loop that ran), "chains" (the best count), "peak_gflops",
@@ -77,9 +77,12 @@ def main(argv=None):
     p.add_argument("--kernel", nargs="+", default=None,
                    choices=["auto", "avx512", "avx2+fma", "generic"],
                    help="loops to measure (default: every one this CPU has, widest first)")
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--repeats", type=int, default=21)
+    p.add_argument("--iters", type=int, default=2_000_000,
+                   help="FMA rounds per sample (shorter samples fit between a busy host's "
+                        "preemptions more often)")
     a = p.parse_args(argv)
-    print(table(run(a.threads, a.kernel or kernels(), repeats=a.repeats)))
+    print(table(run(a.threads, a.kernel or kernels(), iters=a.iters, repeats=a.repeats)))
 
 
 if __name__ == "__main__":
