@@ -206,7 +206,9 @@ def test_peak_flops_every_kernel_and_chain_count():
                 assert _C.cpu_kernel("bench") == k
         _C.gemm_set_kernel("auto")
         _C.peak_flops(1000, 8)
-        assert _C.cpu_kernel("bench") == _C.gemm_kernel_name()
+        # the GEMM's own choice (the bench has no NEON loop: the portable one on AArch64)
+        g = _C.gemm_kernel_name()
+        assert _C.cpu_kernel("bench") == (g if g in ("avx512", "avx2+fma") else "generic")
     finally:
         _C.gemm_set_kernel("auto")
 
