@@ -170,10 +170,14 @@ int tc_thread_guard_others(void);
  * environment. x86 only (MXCSR FTZ and DAZ); core/fpenv.c says why. */
 void tc_set_flush_subnormals(int on);
 int tc_get_flush_subnormals(void);
-/* Enter a scope: FTZ and DAZ on the calling thread and the OpenMP team (when the switch is
- * on); returns what tc_fp_leave needs to put the previous state back. */
-unsigned tc_fp_enter(void);
-void tc_fp_leave(unsigned saved);
+/* Enter a scope of `work` FLOPs (an estimate of the call's): FTZ and DAZ on the calling
+ * thread, and on the OpenMP team when the call's parallel regions would use it
+ * (tc_parallel_worth; when the switch is on); returns the state tc_fp_leave needs to put the
+ * previous bits back on exactly the threads enter touched. work 0: the calling thread only. */
+unsigned tc_fp_enter(double work);
+void tc_fp_leave(unsigned state);
+/* How many times tc_fp_enter has set the team's bits (the tests watch it). */
+unsigned long tc_fp_team_entries(void);
 
 /* ------------------------------------------------------------------ cpu (core/cpu.c) */
 

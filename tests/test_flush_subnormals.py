@@ -1,15 +1,20 @@
 """Subnormals flushed to zero inside the whole-model C paths (core/fpenv.c), and only there:
 a gradient built to be subnormal is 0 with the switch on and subnormal with it off; after
 the call the calling thread and the OpenMP threads keep gradual underflow (NumPy and a
-two-thread product outside the model make subnormals again); the environment switch."""
+two-thread product outside the model make subnormals again); the environment switch; the
+OpenMP team's bits are set only by a call whose parallel regions would use the team (a small
+call, or one on a busy machine, never wakes the other threads), and each worker of the
+data-parallel batch split flushes on its own thread."""
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 import transformer_c as tc
+from transformer_c import _C
 from transformer_c.nn import GPT, GPTConfig
 
 TINY32 = np.finfo(np.float32).tiny
@@ -93,3 +98,118 @@ def test_the_threads_keep_gradual_underflow_after_a_call(restore_switch):
     want = 256 * np.float64(np.float32(1e-21)) ** 2  # 2.6e-40
     assert np.all(c > 0) and np.all(c < TINY32)
     np.testing.assert_allclose(c, want, rtol=1e-3)
+
+
+def assert_threads_keep_gradual_underflow():
+    """NumPy on this thread, and a product split over the two threads outside the model:
+    every entry subnormal (a thread left with FTZ or DAZ would make zeros)."""
+    assert np.float32(1e-38) * np.float32(0.5) != 0
+    a = np.full((256, 256), 1e-21, np.float32)
+    c = tc.functional.matmul(a, a)
+    assert np.all(c > 0) and np.all(c < TINY32)
+
+
+def medium_model():
+    """A GPT whose forward on (1, 64) is ~10 MFLOP: past the team's threshold (2 MFLOP)."""
+    cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=2, n_embd=64)
+    m = GPT.create(cfg, np.random.default_rng(0))
+    r = np.random.default_rng(1)
+    x, y = (r.integers(0, 65, (1, 64)) for _ in range(2))
+    assert 2 * 64 * m.num_parameters > 4 * 2097152
+    return m, x, y
+
+
+@pytest.mark.openmp
+def test_a_small_call_at_two_threads_leaves_the_team_alone(restore_switch, threads):
+    tc.set_flush_subnormals(True)
+    m, x, y = subnormal_gradient_model()  # 2 * 1 token * ~1000 parameters: 2 kFLOP
+    threads(2)
+    before = _C.fp_team_entries()
+    _, g = m.loss_and_grads(x, y)
+    m.forward(x)
+    assert _C.fp_team_entries() == before  # no region opened for the bits
+    assert np.all(g["wte"]["weight"][1] == 0)  # and this thread flushed all the same
+    assert_threads_keep_gradual_underflow()
+
+
+@pytest.mark.openmp
+def test_a_large_call_sets_the_team_and_puts_it_back(restore_switch, threads):
+    tc.set_flush_subnormals(True)
+    m, x, y = medium_model()
+    was = tc.get_data_parallel()
+    tc.set_data_parallel(False)  # one pass, the kernels parallel inside
+    try:
+        threads(2)
+        before = _C.fp_team_entries()
+        m.forward(x)
+        m.loss_and_grads(x, y)
+        assert _C.fp_team_entries() == before + 2
+        assert_threads_keep_gradual_underflow()
+        threads(1)  # one thread: no team to set
+        m.forward(x)
+        assert _C.fp_team_entries() == before + 2
+        threads(2)
+        tc.set_flush_subnormals(False)  # switch off: nothing set anywhere
+        m.forward(x)
+        assert _C.fp_team_entries() == before + 2
+    finally:
+        tc.set_data_parallel(was)
+
+
+@pytest.fixture
+def busy_machine():
+    """One spinning process per core, and the contention guard on: no free core."""
+    n = os.cpu_count() or 2
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    was = tc.get_thread_guard()
+    tc.set_thread_guard(True)
+    time.sleep(0.3)
+    yield
+    tc.set_thread_guard(was)
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
+
+
+@pytest.mark.openmp
+def test_a_large_call_on_a_busy_machine_leaves_the_team_alone(restore_switch, threads,
+                                                              busy_machine):
+    tc.set_flush_subnormals(True)
+    m, x, _ = medium_model()
+    was = tc.get_data_parallel()
+    tc.set_data_parallel(False)
+    try:
+        threads(2)
+        for _ in range(3):  # two readings of the run queue, 10 ms apart, settle the guard
+            _C.parallel_worth(1e12, 1.0)
+            time.sleep(0.012)
+        assert _C.parallel_worth(1e12, 1.0) is False  # the guard: no free core
+        before = _C.fp_team_entries()
+        want = m.forward(x)
+        assert _C.fp_team_entries() == before
+    finally:
+        tc.set_data_parallel(was)
+        tc.set_thread_guard(False)
+    np.testing.assert_array_equal(m.forward(x), want)  # the same numbers with the team
+
+
+@pytest.mark.openmp
+def test_each_worker_of_the_batch_split_flushes_its_rows(restore_switch, threads):
+    """Two rows at 2 threads: the split gives row 1 to the second thread, whose subnormal
+    gradient is 0 with the switch on (and subnormal with it off); no team region."""
+    m, x, y = subnormal_gradient_model()
+    x2, y2 = np.repeat(x, 2, axis=0), np.repeat(y, 2, axis=0)
+    assert tc.get_data_parallel()
+    threads(2)
+    tc.set_flush_subnormals(True)
+    before = _C.fp_team_entries()
+    _, g_on = m.loss_and_grads(x2, y2)
+    assert _C.fp_team_entries() == before
+    assert np.all(g_on["wte"]["weight"][1] == 0)
+    tc.set_flush_subnormals(False)
+    _, g_off = m.loss_and_grads(x2, y2)
+    row = g_off["wte"]["weight"][1]
+    sub = row[row != 0]
+    assert sub.size >= 1 and np.all(np.abs(sub) < TINY32)
+    assert_threads_keep_gradual_underflow()

@@ -94,7 +94,8 @@ def set_flush_subnormals(on: bool) -> None:
     inspect) flush subnormal numbers to zero (on by default; ``TC_FLUSH_SUBNORMALS=0`` in
     the environment makes the default off). x86 only: the calls set the FTZ and DAZ bits of
     MXCSR on their threads and put the previous bits back before returning, so NumPy and
-    everything else keep gradual underflow. A subnormal (below 1.2e-38 in float32) costs a
+    everything else keep gradual underflow (the other OpenMP threads are set only when the
+    call's parallel regions would use them: a small or contended call never wakes them). A subnormal (below 1.2e-38 in float32) costs a
     microcode assist in every instruction that reads or makes one, and a trained model makes
     many (attention probabilities near exp(-86) times small gradients): the 6x384 GPT's step
     at step 1000 of training took 1.6x the CPU time of its first step with them, the same

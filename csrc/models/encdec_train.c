@@ -299,6 +299,13 @@ static int ed_workers(const tc_encdec *m, int64_t B)
     return ed_is_moe(&m->cfg) ? 1 : model_split_workers(B);
 }
 
+/* A call's forward FLOPs over B rows of L = Ls + Lt tokens, at most about 2 per parameter
+ * per token (the flush-to-zero scope's work, model_split_run) */
+static double ed_call_flops(const tc_encdec *m, int64_t B, int64_t L)
+{
+    return 2.0 * (double)B * (double)L * (double)m->num_params;
+}
+
 int64_t tc_encdec_arena_size(const tc_encdec *m)
 {
     if (!m) return 0;

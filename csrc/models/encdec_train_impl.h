@@ -461,7 +461,7 @@ static int FN(ed_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
 static int FN(ed_run)(FN(ed_job) *j, int64_t B, int W)
 {
     if (W > 1) CHECK(ed_clones_ready(j->m, W));
-    return model_split_run(W, B, FN(ed_job_rows), j);
+    return model_split_run(W, B, FN(ed_job_rows), j, ed_call_flops(j->m, B, j->Ls + j->Lt));
 }
 
 // logits (B,Lt,Vt), src (B,Ls), src_mask (B,Ls) or NULL, tgt_in (B,Lt)
@@ -603,7 +603,7 @@ int FN(tc_encdec_inspect)(tc_encdec *m, real_t *logits, const tc_encdec_readout 
                              Ls, Lt}, out, B};
     const int W = ed_workers(m, B);
     if (W > 1) CHECK(ed_clones_ready(m, W));
-    return model_split_run(W, B, FN(ed_inspect_rows), &j);
+    return model_split_run(W, B, FN(ed_inspect_rows), &j, ed_call_flops(m, B, Ls + Lt));
 }
 
 #undef PP

@@ -256,6 +256,13 @@ static int gpt_workers(const tc_gpt *m, int64_t B)
     return gpt_is_moe(&m->cfg) ? 1 : model_split_workers(B);
 }
 
+/* A call's forward FLOPs over B sequences of L tokens, about 2 per parameter per token (the
+ * flush-to-zero scope's work, model_split_run: whether its regions would use the threads) */
+static double gpt_call_flops(const tc_gpt *m, int64_t B, int64_t L)
+{
+    return 2.0 * (double)B * (double)L * (double)m->num_params;
+}
+
 // tokens, dropped (L,E), capacity (L,), aux (L,), each optional: the last forward's routing
 int tc_gpt_moe_routing(const tc_gpt *m, int64_t *tokens, int64_t *dropped, int64_t *capacity,
                        double *aux)

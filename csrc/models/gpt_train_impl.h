@@ -528,7 +528,7 @@ static int FN(gpt_job_rows)(void *ctx, int w, int64_t b0, int64_t nb)
 static int FN(gpt_run)(FN(gpt_job) *j, int64_t B, int W)
 {
     if (W > 1) CHECK(gpt_clones_ready(j->m, W));
-    return model_split_run(W, B, FN(gpt_job_rows), j);
+    return model_split_run(W, B, FN(gpt_job_rows), j, gpt_call_flops(j->m, B, j->L));
 }
 
 // logits (B,T,V), idx (B,T); the rows are rows [row0, row0 + B) of a global batch
@@ -623,7 +623,7 @@ int FN(tc_gpt_inspect)(tc_gpt *m, real_t *logits, real_t *attn, real_t *hidden,
     FN(gpt_inspect_job) j = {{{logits, 0, 0.0, seed, drop, {0}}, m, idx, NULL, L, 0}, attn, hidden, B};
     const int W = gpt_workers(m, B);
     if (W > 1) CHECK(gpt_clones_ready(m, W));
-    return model_split_run(W, B, FN(gpt_inspect_rows), &j);
+    return model_split_run(W, B, FN(gpt_inspect_rows), &j, gpt_call_flops(m, B, L));
 }
 
 #undef PP

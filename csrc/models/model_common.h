@@ -293,11 +293,20 @@ static inline int model_split_workers(int64_t B)
 
 /* fn(ctx, w, b0, nb) for every worker w < W, rows [b0, b0 + nb) = [B w / W, B (w+1) / W),
  * on W threads with one thread for the kernels each calls; the first error, or TC_OK.
- * W == 1: fn(ctx, 0, 0, B) on this thread, the kernels parallel inside. */
-static inline int model_split_run_(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
-                                   void *ctx)
+ * W == 1: fn(ctx, 0, 0, B) on this thread, the kernels parallel inside. Inside a
+ * flush-to-zero scope (core/fpenv.c: subnormals cost the trained models' steps up to 1.6x):
+ * W == 1, one scope of the call's `work` (FLOPs, an estimate), which sets the team's bits
+ * only when its regions would use the team; W > 1, a scope per worker on its own thread (the
+ * split's region is the only one; no region opened for the bits). */
+static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
+                                  void *ctx, double work)
 {
-    if (W == 1) return fn(ctx, 0, 0, B);
+    if (W == 1) {
+        const unsigned fp = tc_fp_enter(work);
+        const int st = fn(ctx, 0, 0, B);
+        tc_fp_leave(fp);
+        return st;
+    }
     int st[TC_MODEL_MAX_WORKERS];
 #pragma omp parallel num_threads(W)
     {
@@ -307,25 +316,16 @@ static inline int model_split_run_(int W, int64_t B, int (*fn)(void *, int, int6
 #else
         const int tid = 0, nth = 1;
 #endif
+        const unsigned fp = tc_fp_enter(0.0); /* this thread only */
         for (int w = tid; w < W; w += nth) {
             const int64_t b0 = B * w / W, b1 = B * (w + 1) / W;
             st[w] = fn(ctx, w, b0, b1 - b0);
         }
+        tc_fp_leave(fp);
     }
     for (int w = 0; w < W; w++)
         if (st[w] != TC_OK) return st[w];
     return TC_OK;
-}
-
-/* model_split_run_ inside a flush-to-zero scope (core/fpenv.c: subnormals cost the trained
- * models' steps up to 1.6x) */
-static inline int model_split_run(int W, int64_t B, int (*fn)(void *, int, int64_t, int64_t),
-                                  void *ctx)
-{
-    const unsigned fp = tc_fp_enter();
-    const int st = model_split_run_(W, B, fn, ctx);
-    tc_fp_leave(fp);
-    return st;
 }
 
 /* Make sure a model has W - 1 data-parallel clones: clones[0 .. *nclones) grow to W - 1 with

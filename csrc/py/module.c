@@ -108,6 +108,13 @@ static PyObject *py_parallel_worth(PyObject *self, PyObject *args)
     return PyBool_FromLong(tc_parallel_worth(work, min_work));
 }
 
+static PyObject *py_fp_team_entries(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyLong_FromUnsignedLong(tc_fp_team_entries());
+}
+
 static PyObject *py_thread_guard_others(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -400,6 +407,9 @@ static PyMethodDef module_methods[] = {
      "set_flush_subnormals(on): subnormals flushed to zero in the whole-model C paths"},
     {"get_flush_subnormals", py_get_flush_subnormals, METH_NOARGS,
      "get_flush_subnormals() -> bool"},
+    {"fp_team_entries", py_fp_team_entries, METH_NOARGS,
+     "fp_team_entries() -> int: how many whole-model calls set the OpenMP team's FTZ/DAZ bits "
+     "(core/fpenv.c; for the tests)"},
     {"parallel_worth", py_parallel_worth, METH_VARARGS,
      "parallel_worth(work, min_work) -> bool: whether a region of that work would use the threads now"},
     {"thread_guard_others", py_thread_guard_others, METH_NOARGS,
