@@ -5,7 +5,8 @@ Sections (DESIGN.md section 7, issue "Speed"):
   layers  (b) every layer, forward and forward+backward, vs the PyTorch op
   model   (c) the full GPT training step vs PyTorch (benchmarks/gpt.py, which comes with
               the model; skipped until it exists), with MFU against the peak below
-  peak    (d) the machine's peak FP32 FLOP/s (an FMA loop in C), the MFU denominator
+  peak    (d) the machine's peak FP32 FLOP/s (an FMA loop in C, the widest FMA the GEMM
+              runs: AVX-512F where it runs its AVX-512 kernel), the MFU denominator
 
 --contention runs benchmarks/contention.py instead: every row (decoding and sampling at
 batch 1, GPT.forward on short inputs, small and large products, every layer, the training
@@ -37,26 +38,19 @@ def _skipped(reason, quiet):
 def run_model(threads, quick, opts, peak_records, quiet=False):
     """(c) The hook for the full GPT training step: benchmarks/gpt.py, which comes with the
     model (run(configs, threads, repeats) emitting one record per config and thread count).
-    Its records are collected here, and MFU is added against the measured peak (d):
-    (6 * params + 12 * n_layer * n_embd * T) FLOPs per token (forward + backward, the
-    attention scores included) * tokens/s / peak FP32 FLOP/s."""
+    Its records are collected here, with MFU against the measured peak (d) at the same
+    thread count (benchmarks/gpt.py's: its step_flops, the step's matrix-product FLOPs,
+    causal attention included, / the loss_and_grads time / the peak FP32 FLOP/s)."""
     try:
         gpt = importlib.import_module("benchmarks.gpt")
     except ModuleNotFoundError as e:
         if e.name not in ("benchmarks.gpt", "transformer_c.nn.gpt"):
             raise
         return _skipped("benchmarks/gpt.py is not there yet (it comes with the GPT model)", quiet)
-    peak_by_threads = {r["threads"]: r["peak_gflops"] * 1e9 for r in peak_records}
+    peaks = {r["threads"]: r for r in peak_records}
     records = []
 
     def collect(record, stream=None, quiet_=quiet):
-        n_layer, n_embd, T = record.get("n_layer"), record.get("n_embd"), record.get("T")
-        peak_flops = peak_by_threads.get(record.get("threads"))
-        if None not in (n_layer, n_embd, T, peak_flops) and "params" in record:
-            per_token = 6 * record["params"] + 12 * n_layer * n_embd * T
-            for k in ("tc", "torch"):
-                if f"{k}_tokens_per_s" in record:
-                    record[f"{k}_mfu"] = round(per_token * record[f"{k}_tokens_per_s"] / peak_flops, 4)
         records.append(common.emit(record, stream, quiet=quiet_))
         return record
 
@@ -64,7 +58,7 @@ def run_model(threads, quick, opts, peak_records, quiet=False):
     gpt.emit = collect
     try:
         configs = ["small"] if quick else ["small", "medium"]
-        gpt.run(configs, list(threads), 3 if quick else 7)
+        gpt.run(configs, list(threads), 3 if quick else 7, peaks)
     finally:
         if saved is not None:
             gpt.emit = saved
@@ -119,7 +113,7 @@ def main(argv=None):
     tables = []
     peak_records = []
     if "peak" in a.only:
-        peak_records = peak.run(a.threads, iters=5_000_000 if a.quick else 20_000_000,
+        peak_records = peak.run(a.threads, iters=1_000_000 if a.quick else 2_000_000,
                                 quiet=a.quiet)
         tables.append(("Peak FP32 (FMA loop)", peak.table(peak_records)))
     if "gemm" in a.only:

@@ -3,7 +3,7 @@ against the same model in PyTorch eager (forward + cross-entropy + backward), fl
 same thread count, same weights, in one process. Also the step with AdamW (one in-place
 update of the flat parameter buffer vs torch.optim.AdamW).
 
-python -m benchmarks.gpt [--threads 1 2] [--configs small medium] [--repeats 7] [--one-pass]
+python -m benchmarks.gpt [--threads 1 2] [--configs small medium] [--repeats 7] [--one-pass] [--no-peak]
 python -m benchmarks.gpt --rss [--threads 1 2]   (peak RSS, each library in its own process)
 python -m benchmarks.gpt --blocks [--threads 1] [--configs small]   (the block options)
 
@@ -20,6 +20,14 @@ of a core a busy machine gives), on more the wall time.
 One JSON line per (config, threads): ms per step (median and best of the samples, tc and
 torch alternating) and tokens/s for both, their ratio, the activation arena's bytes per
 token, and the 1-minute load average (the numbers mean little on a busy machine).
+
+MFU (model FLOP utilisation): the step's matrix-product FLOPs (step_flops: 6 x the
+matrix-multiply weights (the blocks' and the tied head's; embeddings and norms are not
+products) x tokens, plus the causal attention's 6 T C per token and layer) / the
+loss_and_grads time (median: tc_mfu, torch_mfu; best sample: *_mfu_best) / the peak FP32
+FLOP/s that benchmarks.peak measures first at the same thread count with the kernel the
+GEMM runs (the AVX-512 loop on a CPU with AVX-512F; peak_gflops and peak_kernel in the
+record; --no-peak skips it and the MFU).
 """
 import argparse
 import math
@@ -94,7 +102,10 @@ def torch_gpt(torch, cfg, params):
     return model
 
 
-def run(names, threads, repeats):
+def run(names, threads, repeats, peaks=None):
+    """One record per (config, threads), see the module doc. peaks: {threads: a record of
+    benchmarks.peak.run} to add the MFU against (none for a thread count not in it)."""
+    peaks = peaks or {}
     try:
         import torch
     except ImportError:
@@ -173,6 +184,15 @@ def run(names, threads, repeats):
                 rec["step_speedup_vs_torch"] = round(rec["torch_adamw_ms"] / rec["tc_adamw_ms"], 3)
                 rec["step_speedup_vs_torch_best"] = round(
                     rec["torch_adamw_best_ms"] / rec["tc_adamw_best_ms"], 3)
+            rec["gflop_per_step"] = round(step_flops(cfg, B, T) / 1e9, 3)
+            if t in peaks:  # MFU: the step's matrix-product FLOPs against the measured peak
+                p = peaks[t]
+                rec["peak_gflops"], rec["peak_kernel"] = p["peak_gflops"], p["kernel"]
+                for k in ("tc", "torch"):
+                    for sfx, ms_key in (("", f"{k}_ms"), ("_best", f"{k}_best_ms")):
+                        if ms_key in rec:
+                            rec[f"{k}_mfu{sfx}"] = round(mfu(step_flops(cfg, B, T), rec[ms_key],
+                                                             p["peak_gflops"]), 4)
             rec["load_avg_1min"] = os.getloadavg()[0]
             rec["peak_rss_mib"] = round(peak_rss_mib(), 1)
             emit(rec)
@@ -246,11 +266,20 @@ BLOCK_VARIANTS = {
 }
 
 
+def mfu(flops, ms, peak_gflops):
+    """Model FLOP utilisation: flops done in ms milliseconds, over peak_gflops GFLOP/s."""
+    return flops / (ms / 1e3) / (peak_gflops * 1e9)
+
+
 def step_flops(cfg, B, T):
     """Matrix-product FLOPs of one loss_and_grads of cfg on (B, T): 3 x the forward's (the
     backward's two products per forward product); the forward per token and layer: q, k, v
     (C + 2 KC wide), c_proj, the MLP's two (gated: three) products, causal attention's
-    scores and weighted sum over T/2 keys on average; the head."""
+    scores and weighted sum over T/2 keys on average; the head. So 6 x the matrix-multiply
+    weights x tokens plus 6 T C per token and layer: for medium (6 x 384, B 4, T 256, V 65)
+    6 x 10,641,792 x 1024 + 6 x 6 x 256 x 384 x 1024 = 65.38 + 3.62 = 69.01 GFLOP (the
+    6 N D rule with all 10,770,816 parameters, embeddings and norms included, gives 66.18;
+    with the non-causal 12 L C T attention term 73.42)."""
     C, H, KC = cfg.n_embd, cfg.hidden_size, cfg.kv_heads * cfg.head_size
     layer = 2 * C * (C + 2 * KC) + 2 * C * C + 2 * C * H * (3 if cfg.gated else 2) + 2 * T * C
     return 3 * B * T * (cfg.n_layer * layer + 2 * C * cfg.vocab_size)
@@ -305,6 +334,8 @@ def main(argv=None):
     p.add_argument("--rss-child", choices=["tc", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--blocks", action="store_true",
                    help="the fast path with the block options (relu2, SwiGLU, GQA), interleaved")
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip the peak FLOP/s measurement (benchmarks.peak) and the MFU")
     p.add_argument("--one-pass", action="store_true",
                    help="transformer_c without its data-parallel split (tc.set_data_parallel)")
     a = p.parse_args(argv)
@@ -317,7 +348,11 @@ def main(argv=None):
     elif a.blocks:
         run_blocks(a.configs, a.threads, a.repeats)
     else:
-        run(a.configs, a.threads, a.repeats)
+        peaks = {}
+        if not a.no_peak:
+            from benchmarks import peak
+            peaks = {r["threads"]: r for r in peak.run(a.threads)}
+        run(a.configs, a.threads, a.repeats, peaks)
 
 
 if __name__ == "__main__":

@@ -207,7 +207,8 @@ int tc_cpu_use_fast(void);
 int tc_cpu_has_avx2(void);
 int tc_cpu_use_avx2(void);
 /* The GEMM family's one level above AVX2+FMA: the AVX-512F micro-kernel (x86-64 with
- * avx512f; both dtypes, bitwise the AVX2+FMA kernel's results). has: the CPU (and build)
+ * avx512f; both dtypes, bitwise the AVX2+FMA kernel's results), and with it the peak-FLOP/s
+ * bench's 16-wide FMA loop (which measures what the GEMM can reach). has: the CPU (and build)
  * has it; use: the products run it now (has, the portable override off and the AVX-512 cap
  * off). tc_cpu_set_avx512: 0 caps the GEMM at AVX2+FMA, 1 lifts the cap (TC_EINVAL without
  * avx512f), -1 the environment's choice again (TC_GEMM_KERNEL=avx2+fma caps it, read at
@@ -222,7 +223,7 @@ int tc_cpu_get_portable(void);
 /* whether family runs its fast variant now (it has one and tc_cpu_use_fast()), remembered
  * as family's last choice (what a kernel calls to dispatch). */
 int tc_cpu_pick(int family);
-/* "avx512" (the GEMM family only), "avx2+fma", "neon" or "generic": what family last ran
+/* "avx512" (the GEMM and bench families only), "avx2+fma", "neon" or "generic": what family last ran
  * (NULL if it has not run; any
  * family < 0: what would run now; always "generic" for a family without a fast variant in
  * this build, e.g. every family of a TC_PORTABLE_ONLY build); tc_cpu_family_name: "gemm",
@@ -1286,9 +1287,14 @@ int tc_layernorm_residual_backward_ref_f64(double *dx, double *dr, double *dweig
 /* ------------------------------------------------------------------ bench (bench.c) */
 
 /* Peak FP32 FLOP/s of this machine with the current thread count: every thread runs iters
- * rounds of 12 independent 8-wide FMA chains (AVX2+FMA when the CPU has it). *checksum
- * receives a value of the chains (so they are not optimised away). TC_EINVAL if iters < 1. */
-int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters);
+ * rounds of `chains` (8, 12, 16 or 24) independent vector FMA chains, with the GEMM's
+ * dispatch (family TC_CPU_BENCH): 16-wide AVX-512F FMAs where the GEMM runs its AVX-512
+ * kernel (so its cap, TC_GEMM_KERNEL=avx2+fma / tc_gemm_set_kernel("avx2+fma"), measures
+ * the AVX2 peak), 8-wide AVX2+FMA ones where the CPU has them, else a portable 8-wide loop;
+ * tc_cpu_kernel_name(TC_CPU_BENCH) says which ran. *checksum (may be NULL) receives a
+ * value of the chains (so they are not optimised away). TC_EINVAL if iters < 1 or chains
+ * is not one of the four counts. */
+int tc_bench_peak_flops(double *flops_per_s, float *checksum, int64_t iters, int chains);
 
 /* ------------------------------------------------------------------ end bench */
 

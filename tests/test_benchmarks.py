@@ -1,6 +1,7 @@
 """Smoke test of the benchmark suite: one tiny case of every benchmark function, so the
 suite cannot rot. No timing is asserted (timings never go in the test suite)."""
 import json
+import math
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from benchmarks import __main__ as bench_main
 from benchmarks import common, gemm, layers, peak
+import transformer_c as tc
 from transformer_c import functional as F
 
 FAST = {"repeats": 1, "min_time": 0.0, "warmup": 0, "settle": 0.0}
@@ -38,6 +40,21 @@ def test_every_layer_case_runs_on_tiny_shapes():
 def test_peak_flops_record():
     (r,) = peak.run([1], iters=1000, repeats=1, quiet=True)
     assert r["peak_gflops"] >= 0 and r["threads"] == 1
+    g = tc._C.gemm_kernel_name()  # the GEMM's own choice (no NEON bench loop: portable)
+    assert r["kernel"] == (g if g in ("avx512", "avx2+fma") else "generic")
+    assert r["chains"] in peak.CHAINS
+    assert r["peak_gflops"] == max(r["gflops_by_chains"].values())
+
+
+def test_peak_flops_rows_for_every_kernel():
+    # one row per loop this CPU has, each naming the loop that ran, the override put back
+    before = tc._C.gemm_kernel_name()
+    recs = peak.run([1], peak.kernels(), iters=2000, repeats=1, quiet=True)
+    assert [r["kernel"] for r in recs] == peak.kernels()
+    for r in recs:
+        assert all(math.isfinite(g) and g > 0 for g in r["gflops_by_chains"].values())
+    assert tc._C.gemm_kernel_name() == before
+    assert f"| {recs[-1]['kernel']} | 1 |" in peak.table(recs)
 
 
 def test_entry_point_writes_json_lines(tmp_path, capsys):
@@ -219,3 +236,41 @@ def test_contention_rows_record_both_conditions():
         busy.set(True)
         assert busy.proc.poll() is None
     assert busy.proc.poll() is not None
+
+
+def test_gpt_step_flops_is_the_hand_count():
+    # the 6x384 step (B 4, T 256, V 65): 6 x the matrix-multiply weights (the blocks' four
+    # products and the tied head, counted from the model's own arrays) x tokens, plus the
+    # causal attention's 6 T C per token and layer (scores and weighted sum over T/2 keys
+    # on average, forward 2 T C, backward twice that)
+    from benchmarks import gpt
+    from transformer_c.nn import GPT, GPTConfig
+
+    kw, B, T = gpt.CONFIGS["medium"]
+    cfg = GPTConfig(**kw)
+    p = GPT.create(cfg, np.random.default_rng(0)).parameters
+    weights = p["wte"]["weight"].size + sum(
+        blk[a][b]["weight"].size for blk in p["h"]
+        for a, b in (("attn", "c_attn"), ("attn", "c_proj"), ("mlp", "c_fc"), ("mlp", "c_proj")))
+    tokens, L, C = B * T, cfg.n_layer, cfg.n_embd
+    assert gpt.step_flops(cfg, B, T) == (6 * weights + 6 * L * T * C) * tokens == 69_007_048_704
+
+
+def test_gpt_records_mfu_against_the_given_peak(monkeypatch):
+    from benchmarks import gpt
+
+    monkeypatch.setitem(gpt.CONFIGS, "tiny", (dict(n_layer=1, n_head=2, n_embd=8,
+                                                   vocab_size=11, block_size=4), 2, 4))
+    recs = []
+    monkeypatch.setattr(gpt, "emit", recs.append)
+    gpt.run(["tiny"], [1, 2], 1, peaks={1: {"peak_gflops": 50.0, "kernel": "k"}})
+    with_peak, without = recs
+    flops = gpt.step_flops(gpt.GPTConfig(**gpt.CONFIGS["tiny"][0]), 2, 4)
+    assert with_peak["gflop_per_step"] == round(flops / 1e9, 3)
+    assert (with_peak["peak_gflops"], with_peak["peak_kernel"]) == (50.0, "k")
+    keys = ["tc"] + (["torch"] if "torch_ms" in with_peak else [])
+    for k in keys:
+        assert with_peak[f"{k}_mfu"] == round(flops / (with_peak[f"{k}_ms"] / 1e3) / 50e9, 4)
+        assert with_peak[f"{k}_mfu_best"] == round(
+            flops / (with_peak[f"{k}_best_ms"] / 1e3) / 50e9, 4)
+    assert not any("mfu" in key or "peak_g" in key for key in without)

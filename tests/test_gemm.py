@@ -174,13 +174,43 @@ def test_avx512_kernel_large_and_non_contiguous_views_at_each_thread_count(threa
 
 
 def test_peak_flops_probe():
-    f = _C.peak_flops(100000)
+    f = _C.peak_flops(100000, 12)
     assert f > 1e8  # any machine does more than 0.1 GFLOP/s
     for bad in (0, -1, 10**9):
         with pytest.raises(ValueError, match="iters"):
-            _C.peak_flops(bad)
+            _C.peak_flops(bad, 12)
+    for bad in (0, 1, 10, 32, -8):
+        with pytest.raises(ValueError, match="chains"):
+            _C.peak_flops(1000, bad)
     with pytest.raises(TypeError):
-        _C.peak_flops("x")
+        _C.peak_flops("x", 12)
+    with pytest.raises(TypeError):
+        _C.peak_flops(1000)
+
+
+def test_peak_flops_every_kernel_and_chain_count():
+    # every FMA loop this CPU has (the GEMM's dispatch: the AVX-512 one where the GEMM runs
+    # its AVX-512 kernel, AVX2+FMA under the GEMM's cap, the portable one under the
+    # override) runs at every chain count and gives a positive finite rate, and the bench
+    # family reports the loop that ran
+    from benchmarks import peak
+    want = ["avx512"] if _C.cpu_has_avx512() else []
+    want += ["avx2+fma"] if _C.cpu_has_avx2() else []
+    assert peak.kernels() == want + ["generic"]
+    try:
+        for k in peak.kernels():
+            _C.gemm_set_kernel(k)
+            for c in peak.CHAINS:
+                f = _C.peak_flops(2000, c)
+                assert np.isfinite(f) and f > 0
+                assert _C.cpu_kernel("bench") == k
+        _C.gemm_set_kernel("auto")
+        _C.peak_flops(1000, 8)
+        # the GEMM's own choice (the bench has no NEON loop: the portable one on AArch64)
+        g = _C.gemm_kernel_name()
+        assert _C.cpu_kernel("bench") == (g if g in ("avx512", "avx2+fma") else "generic")
+    finally:
+        _C.gemm_set_kernel("auto")
 
 
 def test_portable_build_without_x86_dispatch_compiles():

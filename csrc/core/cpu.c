@@ -47,7 +47,7 @@ static int tc_cpu_probe(void) { return 0; }
 #endif
 
 /* The GEMM family's one wider level on x86-64: the AVX-512F micro-kernel (gemm_impl.h),
- * used on top of the AVX2+FMA variants where the CPU has avx512f (with the OS saving the zmm
+ * and the peak-FLOP/s bench's 16-wide loop (core/bench.c) with it, used on top of the AVX2+FMA variants where the CPU has avx512f (with the OS saving the zmm
  * state: __builtin_cpu_supports checks XGETBV too). */
 #if TC_CPU_X86
 static int tc_cpu_probe_avx512(void)
@@ -63,7 +63,7 @@ static int tc_cpu_fast = -1;     /* -1: not probed yet */
 static int tc_cpu_avx512 = -1;   /* -1: not probed yet */
 static int tc_cpu_no_avx512 = -1; /* -1: the environment's choice (TC_GEMM_KERNEL=avx2+fma) */
 static int tc_cpu_portable = -1; /* -1: take the environment's choice at the next query */
-/* 0: not run, else 1 + (fast variant used) (+ 1 more for the GEMM's AVX-512 kernel) */
+/* 0: not run, else 1 + (fast variant used) (+ 1 more for the GEMM's / bench's AVX-512) */
 static int tc_cpu_last[TC_CPU_FAMILY_COUNT] = {0};
 
 int tc_cpu_has_fast(void)
@@ -147,7 +147,7 @@ int tc_cpu_pick(int family)
 {
     if (family < 0 || family >= TC_CPU_FAMILY_COUNT) return tc_cpu_use_fast();
     const int v = ((TC_CPU_FAST_FAMILIES >> family) & 1u) && tc_cpu_use_fast();
-    const int w = v && family == TC_CPU_GEMM && tc_cpu_use_avx512();
+    const int w = v && (family == TC_CPU_GEMM || family == TC_CPU_BENCH) && tc_cpu_use_avx512();
     if (__atomic_load_n(&tc_cpu_last[family], __ATOMIC_RELAXED) != 1 + v + w)
         __atomic_store_n(&tc_cpu_last[family], 1 + v + w, __ATOMIC_RELAXED);
     return v;

@@ -71,7 +71,7 @@ static PyObject *py_cpu_has_avx512(PyObject *self, PyObject *args)
     return PyBool_FromLong(tc_cpu_has_avx512());
 }
 
-/* cpu_kernel(family) -> "avx512" (gemm only) | "avx2+fma" | "neon" | "generic" | None: the
+/* cpu_kernel(family) -> "avx512" (gemm, bench) | "avx2+fma" | "neon" | "generic" | None: the
  * variant family last ran */
 static PyObject *py_cpu_kernel(PyObject *self, PyObject *args)
 {
@@ -89,23 +89,29 @@ static PyObject *py_cpu_kernel(PyObject *self, PyObject *args)
     return NULL;
 }
 
-/* peak_flops(iters) -> FP32 FLOP/s of the FMA loop on the current thread count */
+/* peak_flops(iters, chains) -> FP32 FLOP/s of the FMA loop (chains of 8, 12, 16 or 24) on
+ * the current thread count, with the GEMM's dispatch (cpu_kernel("bench") says which ran) */
 static PyObject *py_peak_flops(PyObject *self, PyObject *args)
 {
     PyObject *n_obj;
     int64_t iters;
+    int chains;
     double flops = 0;
     float checksum = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O", &n_obj)) return NULL;
+    if (!PyArg_ParseTuple(args, "Oi", &n_obj, &chains)) return NULL;
     if (tc_py_int64(n_obj, "iters", &iters)) return NULL;
     if (iters < 1 || iters > 100000000) {
         PyErr_Format(PyExc_ValueError, "iters must be in [1, 1e8], got %lld", (long long)iters);
         return NULL;
     }
+    if (chains != 8 && chains != 12 && chains != 16 && chains != 24) {
+        PyErr_Format(PyExc_ValueError, "chains must be 8, 12, 16 or 24, got %d", chains);
+        return NULL;
+    }
     int st;
     TC_PY_BEGIN_ALLOW_THREADS
-    st = tc_bench_peak_flops(&flops, &checksum, iters);
+    st = tc_bench_peak_flops(&flops, &checksum, iters, chains);
     Py_END_ALLOW_THREADS
     if (tc_py_status(st, "peak_flops")) return NULL;
     return PyFloat_FromDouble(flops);
@@ -358,10 +364,12 @@ PyMethodDef tc_methods_perf[] = {
      "cpu_has_avx512() -> bool: whether this CPU and build have the AVX-512F GEMM "
      "kernel"},
     {"cpu_kernel", py_cpu_kernel, METH_VARARGS,
-     "cpu_kernel(family) -> 'avx512' (gemm), 'avx2+fma', 'neon', 'generic' or None (not run yet): the variant the "
+     "cpu_kernel(family) -> 'avx512' (gemm, bench), 'avx2+fma', 'neon', 'generic' or None (not run yet): the variant the "
      "family ('gemm', 'attention', 'softmax', 'activation', 'layernorm', 'loss', 'fused', "
      "'decode', 'bench') last ran"},
     {"peak_flops", py_peak_flops, METH_VARARGS,
-     "peak_flops(iters) -> peak FP32 FLOP/s of an FMA loop on the current thread count"},
+     "peak_flops(iters, chains) -> peak FP32 FLOP/s of an FMA loop (chains: 8, 12, 16 or 24 "
+     "independent accumulators) on the current thread count, with the GEMM's dispatch "
+     "(cpu_kernel('bench') says which loop ran: 'avx512', 'avx2+fma' or 'generic')"},
     {NULL, NULL, 0, NULL},
 };
