@@ -7,8 +7,11 @@
  *   ns_steps times: A = X X^T (r, r);  B = b A + c A A;  X = a X + B X,
  *                   (a, b, c) = (3.4445, -4.7750, 2.0315), the published quintic;
  *   W = W (1 - lr weight_decay) - lr sqrt(max(1, rows / cols)) X (transposed back).
- * The three products per step run on tc_gemm (packed, vectorised, threaded); the
- * element-wise passes are threaded loops. The reference runs the iteration in bfloat16 on a
+ * The products per step run on tc_gemm (packed, vectorised, threaded), the symmetric ones
+ * (A, A A) by their lower triangle only (muon_syrk_lower), and a I goes into B's diagonal
+ * (muon_combine), so that a step is three products and two r x r passes; the element-wise
+ * passes are threaded loops, tiled where they transpose. The driver spreads whole matrices
+ * over the threads when their costs balance (muon_spread_matrices). The reference runs the iteration in bfloat16 on a
  * GPU; here it runs in the parameters' dtype (float32 or float64). */
 
 #ifndef OPTIM_MUON_ONCE
