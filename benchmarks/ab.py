@@ -17,6 +17,14 @@ the best samples. ``--bitwise`` first compares the two builds' fingerprints
 (:mod:`benchmarks.fingerprint`: losses, fast and module-path gradients, logits and decoded
 tokens of GPT / Encoder / EncoderDecoder in every option combination, both dtypes, 1 and 2
 threads) and stops with status 1 if any number differs.
+
+``--step muon`` times the Muon update alone instead (functional.muon_update_ on the
+config's ``muon_matrices()``, the Newton-Schulz products), with the process's CPU time
+(every thread's) printed beside the clock above, and the two builds' updated parameters
+compared by their largest difference (a change that reorders the arithmetic moves them at
+rounding level):
+
+    python -m benchmarks.ab /tmp/a . --step muon --configs medium --threads 2
 """
 import argparse
 import importlib
@@ -66,24 +74,46 @@ def make_step(tc, config, threads):
     return step
 
 
-def compare(a, b, config, threads, repeats, min_time=0.4):
+def make_muon_step(tc, config, threads):
+    """A closure running one Muon update (functional.muon_update_, the defaults) of the
+    config's GPT matrices from fixed gradients; returns a copy of the parameters."""
+    kw = CONFIGS[config][0]
+    tc.set_num_threads(threads)
+    model = tc.nn.GPT.create(tc.nn.GPTConfig(**kw), np.random.default_rng(0))
+    table = model.muon_matrices()
+    p = model.flat_parameters
+    g = (np.random.default_rng(1).standard_normal(p.size) * 1e-3).astype(p.dtype)
+    buf = np.zeros_like(p)
+
+    def step(copy=False):
+        tc.functional.muon_update_(p, g, buf, table)
+        return p.copy() if copy else None
+
+    return step
+
+
+def compare(a, b, config, threads, repeats, min_time=0.4, kind="train"):
     """Interleaved samples of both builds' steps: (median_a, median_b, best_a, best_b,
-    grads bitwise equal)."""
-    steps = {"A": make_step(a, config, threads), "B": make_step(b, config, threads)}
-    same = np.array_equal(steps["A"](copy=True), steps["B"](copy=True))
+    outputs bitwise equal, largest output difference, median CPU seconds {A, B})."""
+    make = make_muon_step if kind == "muon" else make_step
+    steps = {"A": make(a, config, threads), "B": make(b, config, threads)}
+    out_a, out_b = steps["A"](copy=True), steps["B"](copy=True)
+    same, diff = np.array_equal(out_a, out_b), float(np.max(np.abs(out_a - out_b)))
     clock = time.thread_time if threads == 1 else time.perf_counter
-    samples = {"A": [], "B": []}
+    samples, cpu = {"A": [], "B": []}, {"A": [], "B": []}
     for _ in range(repeats):
         for tag, step in steps.items():
-            t0, n = clock(), 0
+            t0, c0, n = clock(), time.process_time(), 0
             while True:
                 step()
                 n += 1
                 if clock() - t0 > min_time:
                     break
             samples[tag].append((clock() - t0) / n)
+            cpu[tag].append((time.process_time() - c0) / n)
     med = {k: statistics.median(v) for k, v in samples.items()}
-    return med["A"], med["B"], min(samples["A"]), min(samples["B"]), same
+    return (med["A"], med["B"], min(samples["A"]), min(samples["B"]), same, diff,
+            {k: statistics.median(v) for k, v in cpu.items()})
 
 
 def bitwise(a, b, threads=(1, 2)):
@@ -113,6 +143,8 @@ def main(argv=None):
                    help="samples per build (default 15 small, 7 otherwise)")
     p.add_argument("--bitwise", action="store_true",
                    help="first compare the builds' fingerprints (fail if any number differs)")
+    p.add_argument("--step", default="train", choices=["train", "muon"],
+                   help="train: loss_and_grads + AdamW; muon: the Muon update alone")
     args = p.parse_args(argv)
     if args.bitwise:
         ok, report = bitwise(args.a, args.b)
@@ -122,10 +154,14 @@ def main(argv=None):
     a, b = load(args.a, "tc_build_a"), load(args.b, "tc_build_b")
     for config in args.configs:
         reps = args.repeats or (15 if config == "small" else 7)
-        ma, mb, ba, bb, same = compare(a, b, config, args.threads, reps)
-        print(f"{config} {args.threads}T: A {ma * 1e3:.1f} ms, B {mb * 1e3:.1f} ms, "
-              f"B/A speed {ma / mb:.3f} (best A {ba * 1e3:.1f}, B {bb * 1e3:.1f}); gradients "
-              f"{'bitwise equal' if same else 'DIFFER'}", flush=True)
+        ma, mb, ba, bb, same, diff, cpu = compare(a, b, config, args.threads, reps,
+                                                  kind=args.step)
+        what = "parameters" if args.step == "muon" else "gradients"
+        print(f"{config} {args.step} {args.threads}T: A {ma * 1e3:.1f} ms, B {mb * 1e3:.1f} ms, "
+              f"B/A speed {ma / mb:.3f} (best A {ba * 1e3:.1f}, B {bb * 1e3:.1f}); CPU A "
+              f"{cpu['A'] * 1e3:.1f} ms, B {cpu['B'] * 1e3:.1f} ms; {what} "
+              f"{'bitwise equal' if same else f'differ by at most {diff:.2g}'}; load "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
     return 0
 
 

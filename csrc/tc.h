@@ -1132,7 +1132,10 @@ int tc_optim_global_norm_ref_f64(double *norm, const double *x, int64_t n);
  *   X = a X + (b A + c A A) X with A = X X^T, (a, b, c) = (3.4445, -4.7750, 2.0315);
  *   W = W (1 - lr weight_decay) - lr sqrt(max(1, rows / cols)) X.
  * Elements outside the matrices are not touched (the caller runs AdamW on them). Products
- * on tc_gemm; TC_EINVAL for a bad table, TC_ENOMEM if the scratch cannot be allocated.
+ * on tc_gemm (X X^T and A A by their lower triangle, mirrored; a I added to B's diagonal,
+ * so X <- B X is one product); with several threads whole matrices go to the threads when
+ * their costs balance (optim_muon_impl.h); the results do not depend on the thread count.
+ * TC_EINVAL for a bad table, TC_ENOMEM if the scratch cannot be allocated.
  * _ref: the plain reference (double, triple loops, one thread). */
 int tc_optim_muon_update_f32(float *param, float *momentum_buffer, const float *grad,
                              int64_t n, const int64_t *matrices, int64_t count, double lr,

@@ -95,8 +95,13 @@ def test_ab_compares_two_builds_of_the_step():
     root = str(pathlib.Path(transformer_c.__file__).resolve().parents[1])
     a, b = ab.load(root, "tc_ab_test_a"), ab.load(root, "tc_ab_test_b")
     assert a is not b and a.nn.GPT is not b.nn.GPT
-    ma, mb, ba, bb, same = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0)
-    assert same and ma > 0 and mb > 0 and ba <= ma and bb <= mb
+    ma, mb, ba, bb, same, diff, cpu = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0)
+    assert same and diff == 0 and ma > 0 and mb > 0 and ba <= ma and bb <= mb
+    assert cpu["A"] > 0 and cpu["B"] > 0
+    # the Muon update alone (--step muon): the same build moves the parameters identically
+    ma, mb, ba, bb, same, diff, cpu = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0,
+                                                 kind="muon")
+    assert same and diff == 0 and ma > 0 and mb > 0 and cpu["A"] > 0
 
 
 def test_fingerprint_detects_a_changed_number(tmp_path):

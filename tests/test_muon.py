@@ -89,6 +89,36 @@ def test_large_matrices_on_the_gemm_match_the_reference_and_threads():
     np.testing.assert_allclose(a[0], c[0], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+@pytest.mark.parametrize("shapes", [
+    [(130, 250), (250, 130)],                           # equal costs: spread over threads
+    [(200, 200), (1, 300), (300, 1), (97, 193), (2, 3)],  # one dominates: threaded products
+])
+def test_triangle_products_and_schedules_match_numpy_at_any_thread_count(shapes, dtype, tol):
+    """Sides past the 96-row blocks of the lower-triangle products (A = X X^T, A A), not
+    multiples of them or of the tiles; 1 x N and N x 1; the matrices spread over the threads
+    (equal costs) or one at a time (one dominates): the published algorithm, and bitwise the
+    same at 1 and 2 threads."""
+    p, buf, grad, table = packed(shapes, dtype, 11)
+    want = p.astype(np.float64)
+    for off, r, c in table:
+        s = slice(off, off + r * c)
+        w, _ = numpy_muon(want[s].reshape(r, c), buf[s].astype(np.float64).reshape(r, c),
+                          grad[s].astype(np.float64).reshape(r, c), 0.05, 0.9, 0.1)
+        want[s] = w.ravel()
+    old, got = tc.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            tc.set_num_threads(n)
+            q, b = p.copy(), buf.copy()
+            F.muon_update_(q, grad, b, table, lr=0.05, momentum=0.9, weight_decay=0.1)
+            got.append((q, b))
+    finally:
+        tc.set_num_threads(old)
+    np.testing.assert_allclose(got[0][0], want, rtol=0, atol=tol)
+    assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][1], got[1][1])
+
+
 def test_orthogonalised_update_has_singular_values_near_one():
     r, c = 24, 40
     p, buf, grad, table = packed([(r, c)], np.float64, 2, gap=0)

@@ -224,7 +224,8 @@ class Muon:
     weight matrices of a parameter tree, AdamW for every other leaf, as the reference's
     SingleDeviceMuonWithAuxAdam: the update of each matrix (SGD momentum with Nesterov) is
     orthogonalised by 5 quintic Newton-Schulz steps in C on the project's GEMM
-    (functional.muon_update_ gives the formulas) and scaled by sqrt(max(1, rows / cols)),
+    (functional.muon_update_ gives the formulas and how the products are cut down: the
+    symmetric ones by their lower triangle, matrices spread over threads) and scaled by sqrt(max(1, rows / cols)),
     the published scale, in which ``learning_rate`` (default 0.02) is a spectral norm per
     update (the "match AdamW's RMS" variant, 0.2 sqrt(max(rows, cols)), is not used: it
     would tie the matrices' learning rate to AdamW's, and the tests hold the published

@@ -7,8 +7,11 @@
  *   ns_steps times: A = X X^T (r, r);  B = b A + c A A;  X = a X + B X,
  *                   (a, b, c) = (3.4445, -4.7750, 2.0315), the published quintic;
  *   W = W (1 - lr weight_decay) - lr sqrt(max(1, rows / cols)) X (transposed back).
- * The three products per step run on tc_gemm (packed, vectorised, threaded); the
- * element-wise passes are threaded loops. The reference runs the iteration in bfloat16 on a
+ * The products per step run on tc_gemm (packed, vectorised, threaded), the symmetric ones
+ * (A, A A) by their lower triangle only (muon_syrk_lower), and a I goes into B's diagonal
+ * (muon_combine), so that a step is three products and two r x r passes; the element-wise
+ * passes are threaded loops, tiled where they transpose. The driver spreads whole matrices
+ * over the threads when their costs balance (muon_spread_matrices). The reference runs the iteration in bfloat16 on a
  * GPU; here it runs in the parameters' dtype (float32 or float64). */
 
 #ifndef OPTIM_MUON_ONCE
@@ -49,8 +52,75 @@ static inline real_t FN(muon_lerp)(real_t start, real_t end, real_t weight)
                                             : end - (end - start) * (1 - weight);
 }
 
+/* C (n, n) = alpha X X^T for X (n, k) row-major, C row-major, symmetric: only the blocks
+ * on and below the diagonal are computed, a row block [i0, i1) of MUON_SYRK_NB rows against
+ * rows [0, i1) per tc_gemm call (about (1 + NB / n) / 2 of the full product's FLOPs: 5/8 at
+ * n = 384), then the upper triangle is mirrored from the lower (the caller's combine pass,
+ * muon_mirror or muon_combine). C's upper part above the diagonal blocks is left unwritten
+ * here. n <= MUON_SYRK_NB: one full product. sym: X is itself symmetric (k == n). */
+#ifndef MUON_SYRK_NB
+#define MUON_SYRK_NB 96
+#endif
+static int FN(muon_syrk_lower)(real_t *C, const real_t *X, int64_t n, int64_t k, real_t alpha,
+                                int sym)
+{
+    for (int64_t i0 = 0; i0 < n; i0 += MUON_SYRK_NB) {
+        const int64_t i1 = n - i0 < MUON_SYRK_NB ? n : i0 + MUON_SYRK_NB;
+        /* sym (X symmetric, k == n): X^T's columns are X's, read untransposed (the cheaper
+         * packing), the same products in the same order as with X^T */
+        const int st = FN(tc_gemm)(C + i0 * n, X + i0 * k, X, i1 - i0, i1, k, n, k, k, 0, !sym,
+                                   alpha, 0);
+        if (st != TC_OK) return st;
+    }
+    return TC_OK;
+}
+
+/* Tiles of the transposing passes (the mirror, the combine, the transposed copies in and
+ * out of X): a MUON_TILE x MUON_TILE tile is read by rows and written by columns while both
+ * stay in L1 (a plain column write would touch a new cache line per element). */
+#ifndef MUON_TILE
+#define MUON_TILE 32
+#endif
+
+/* A (n, n): the strict upper triangle <- the strict lower one (A symmetric again) */
+static void FN(muon_mirror)(real_t *A, int64_t n, int par)
+{
+    (void)par; /* read only by the OpenMP pragma (none in a serial build) */
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+    for (int64_t ib = 0; ib < n; ib += MUON_TILE)
+        for (int64_t jb = 0; jb <= ib; jb += MUON_TILE)
+            for (int64_t i = ib; i < ib + MUON_TILE && i < n; i++)
+                for (int64_t j = jb; j < jb + MUON_TILE && j < i; j++) A[j * n + i] = A[i * n + j];
+}
+
+/* B (n, n) <- a I + b A + B on and below the diagonal, mirrored above (B holds the lower
+ * triangle of c A A, A is symmetric): the whole polynomial a I + b A + c A^2 of the
+ * Newton-Schulz step, so that X <- (a I + b A + c A^2) X is one product */
+static void FN(muon_combine)(real_t *B, const real_t *A, int64_t n, real_t a, real_t b,
+                             int par)
+{
+    (void)par;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+    for (int64_t ib = 0; ib < n; ib += MUON_TILE)
+        for (int64_t jb = 0; jb <= ib; jb += MUON_TILE)
+            for (int64_t i = ib; i < ib + MUON_TILE && i < n; i++) {
+                for (int64_t j = jb; j < jb + MUON_TILE && j < i; j++) {
+                    const real_t v = b * A[i * n + j] + B[i * n + j];
+                    B[i * n + j] = v;
+                    B[j * n + i] = v;
+                }
+                if (jb == ib) B[i * n + i] = a + (b * A[i * n + i] + B[i * n + i]);
+            }
+}
+
 /* One matrix: param, buf, grad (rows, cols) row-major; X, Xn (rows * cols), A, B (r * r)
- * scratch. */
+ * scratch. Per Newton-Schulz step, r = min(rows, cols), c = max(rows, cols):
+ *   A (r, r) = X X^T            lower block rows on tc_gemm, mirrored   (~5/8 of 2 r^2 c)
+ *   B (r, r) = c A A            the same (A A = A A^T: A is symmetric) (~5/8 of 2 r^3)
+ *   B <- a I + b A + B          one pass over the lower triangle, mirrored
+ *   Xn (r, c) = B X             one product (a X folded into B's diagonal: no extra pass)
+ * The element-wise passes and the products use the threads unless this runs inside a
+ * parallel region (the matrices spread over the threads): then all of it is serial. */
 static int FN(muon_matrix)(real_t *param, real_t *buf, const real_t *grad, int64_t rows,
                            int64_t cols, real_t *X, real_t *Xn, real_t *A, real_t *B,
                            double lr, double momentum, double weight_decay, int nesterov,
@@ -60,48 +130,111 @@ static int FN(muon_matrix)(real_t *param, real_t *buf, const real_t *grad, int64
     const int64_t r = tr ? cols : rows, c = tr ? rows : cols;
     const real_t w_buf = (real_t)(1.0 - momentum), w_nest = (real_t)momentum;
     const int par = TC_PAR(size, TC_PARALLEL_MIN_WORK);
+    const int par_r2 = TC_PAR(r * r, TC_PARALLEL_MIN_WORK);
     (void)par; /* read only by the OpenMP pragmas (none in a serial build) */
     /* momentum, then X = the update (transposed when rows > cols) */
+    if (!tr) { /* X = u in place of the matrix: one contiguous pass */
 #pragma omp parallel for schedule(static) if (par)
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) {
-            const int64_t e = i * cols + j;
+        for (int64_t e = 0; e < size; e++) {
             const real_t b = FN(muon_lerp)(buf[e], grad[e], w_buf);
             buf[e] = b;
-            X[tr ? j * rows + i : e] = nesterov ? FN(muon_lerp)(grad[e], b, w_nest) : b;
+            X[e] = nesterov ? FN(muon_lerp)(grad[e], b, w_nest) : b;
         }
+    } else { /* X = u^T, by tiles (the column writes stay in L1) */
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t ib = 0; ib < rows; ib += MUON_TILE)
+            for (int64_t jb = 0; jb < cols; jb += MUON_TILE)
+                for (int64_t i = ib; i < ib + MUON_TILE && i < rows; i++)
+                    for (int64_t j = jb; j < jb + MUON_TILE && j < cols; j++) {
+                        const int64_t e = i * cols + j;
+                        const real_t b = FN(muon_lerp)(buf[e], grad[e], w_buf);
+                        buf[e] = b;
+                        X[j * rows + i] = nesterov ? FN(muon_lerp)(grad[e], b, w_nest) : b;
+                    }
+    }
     const real_t denom = (real_t)(sqrt(FN(optim_sum_squares)(X, size)) + MUON_EPS);
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t e = 0; e < size; e++) X[e] = X[e] / denom;
     const real_t a = (real_t)MUON_A, bq = (real_t)MUON_B;
     for (int s = 0; s < ns_steps; s++) {
-        int st = FN(tc_gemm)(A, X, X, r, r, c, r, c, c, 0, 1, 1, 0); /* A = X X^T */
-        if (st == TC_OK) /* B = c A A */
-            st = FN(tc_gemm)(B, A, A, r, r, r, r, r, r, 0, 0, (real_t)MUON_C, 0);
+        int st = FN(muon_syrk_lower)(A, X, r, c, 1, 0); /* A = X X^T (lower) */
         if (st != TC_OK) return st;
-#pragma omp parallel for schedule(static) if (TC_PAR(r * r, TC_PARALLEL_MIN_WORK))
-        for (int64_t e = 0; e < r * r; e++) B[e] = bq * A[e] + B[e]; /* B = b A + c A A */
-        st = FN(tc_gemm)(Xn, B, X, r, c, r, c, r, c, 0, 0, 1, 0);    /* Xn = B X */
+        FN(muon_mirror)(A, r, par_r2);
+        st = FN(muon_syrk_lower)(B, A, r, r, (real_t)MUON_C, 1); /* B = c A A (lower) */
         if (st != TC_OK) return st;
-#pragma omp parallel for schedule(static) if (par)
-        for (int64_t e = 0; e < size; e++) Xn[e] = a * X[e] + Xn[e]; /* Xn = a X + B X */
+        FN(muon_combine)(B, A, r, a, bq, par_r2);               /* B = a I + b A + c A A */
+        st = FN(tc_gemm)(Xn, B, X, r, c, r, c, r, c, 0, 0, 1, 0); /* Xn = B X */
+        if (st != TC_OK) return st;
         real_t *t = X;
         X = Xn;
         Xn = t;
     }
     const real_t scale = (real_t)sqrt(rows > cols ? (double)rows / (double)cols : 1.0);
     const real_t decay = (real_t)(1.0 - lr * weight_decay), neg_lr = (real_t)-lr;
+    if (!tr) {
 #pragma omp parallel for schedule(static) if (par)
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) {
-            const int64_t e = i * cols + j;
-            const real_t u = X[tr ? j * rows + i : e] * scale;
-            param[e] = param[e] * decay + neg_lr * u; /* p.mul_(1 - lr wd).add_(u, alpha=-lr) */
-        }
+        for (int64_t e = 0; e < size; e++)
+            param[e] = param[e] * decay + neg_lr * (X[e] * scale); /* p *= 1 - lr wd; -= lr u */
+    } else {
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t ib = 0; ib < rows; ib += MUON_TILE)
+            for (int64_t jb = 0; jb < cols; jb += MUON_TILE)
+                for (int64_t i = ib; i < ib + MUON_TILE && i < rows; i++)
+                    for (int64_t j = jb; j < jb + MUON_TILE && j < cols; j++) {
+                        const int64_t e = i * cols + j;
+                        param[e] = param[e] * decay + neg_lr * (X[j * rows + i] * scale);
+                    }
+    }
     return TC_OK;
 }
 
+#ifndef OPTIM_MUON_SCHED_ONCE
+#define OPTIM_MUON_SCHED_ONCE
+/* The FLOPs of one matrix's Newton-Schulz steps (r = min, c = max side; full products) */
+static double muon_cost(int64_t rows, int64_t cols, int ns_steps)
+{
+    const double r = (double)(rows < cols ? rows : cols), c = (double)(rows < cols ? cols : rows);
+    return (double)ns_steps * (4 * r * r * c + 2 * r * r * r) + 8 * r * c;
+}
+
+typedef struct {
+    double cost;
+    int64_t k;
+} muon_job;
+
+static int muon_job_cmp(const void *x, const void *y) /* cost descending, then k */
+{
+    const muon_job *a = x, *b = y;
+    if (a->cost != b->cost) return a->cost < b->cost ? 1 : -1;
+    return (a->k > b->k) - (a->k < b->k);
+}
+
+/* Whether the nth threads should take whole matrices (jobs sorted by cost, descending):
+ * when greedy longest-first assignment keeps the busiest thread within 5% of an even
+ * share; otherwise (one matrix dominates) each matrix's products are split instead. */
+static int muon_spread_matrices(const muon_job *jobs, int64_t count, int nth)
+{
+    double load[64] = {0}, total = 0, most = 0;
+    if (nth < 2 || nth > 64 || count < nth) return 0;
+    for (int64_t k = 0; k < count; k++) {
+        int t = 0;
+        for (int u = 1; u < nth; u++) if (load[u] < load[t]) t = u;
+        load[t] += jobs[k].cost;
+        total += jobs[k].cost;
+    }
+    for (int u = 0; u < nth; u++) if (load[u] > most) most = load[u];
+    return most <= 1.05 * total / nth;
+}
+#endif
+
 // param, momentum_buffer (n,) updated where matrices lie; grad (n,); matrices (count, 3)
+/* Schedule: with several threads and matrices that balance over them (muon_spread_matrices),
+ * each thread takes whole matrices, largest first (dynamic hand-out), and runs them serially
+ * in its own scratch: no barrier inside a matrix, and every product at full single-core
+ * speed. Otherwise one matrix at a time with threaded products and passes. Either way each
+ * matrix is computed the same way by one code path whose products do not depend on the
+ * thread count, so the results do not either (bitwise, given the same sum of squares, which
+ * is chunked in a fixed order). */
 int FN(tc_optim_muon_update)(real_t *param, real_t *momentum_buffer, const real_t *grad,
                              int64_t n, const int64_t *matrices, int64_t count, double lr,
                              double momentum, double weight_decay, int nesterov, int ns_steps)
@@ -112,17 +245,53 @@ int FN(tc_optim_muon_update)(real_t *param, real_t *momentum_buffer, const real_
         return TC_EINVAL;
     if (count == 0) return TC_OK;
     if (!param || !momentum_buffer || !grad) return TC_EINVAL;
-    const size_t bytes = sizeof(real_t) * (size_t)(2 * max_rc + 2 * max_r2);
+    muon_job *jobs = malloc(sizeof(muon_job) * (size_t)count);
+    if (!jobs) return TC_ENOMEM;
+    double total = 0;
+    for (int64_t k = 0; k < count; k++) {
+        jobs[k].cost = muon_cost(matrices[3 * k + 1], matrices[3 * k + 2], ns_steps);
+        jobs[k].k = k;
+        total += jobs[k].cost;
+    }
+    qsort(jobs, (size_t)count, sizeof(muon_job), muon_job_cmp);
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    const int spread = TC_PAR(total, 4.0 * 2097152.0) && muon_spread_matrices(jobs, count, nth);
+    const int64_t per = 2 * max_rc + 2 * max_r2; /* one thread's scratch: X, Xn, A, B */
+    const size_t bytes = sizeof(real_t) * (size_t)per * (size_t)(spread ? nth : 1);
     real_t *scratch = tc_alloc_big(bytes);
-    if (!scratch) return TC_ENOMEM;
-    real_t *X = scratch, *Xn = X + max_rc, *A = Xn + max_rc, *B = A + max_r2;
+    if (!scratch) {
+        free(jobs);
+        return TC_ENOMEM;
+    }
     int st = TC_OK;
-    for (int64_t k = 0; k < count && st == TC_OK; k++) {
-        const int64_t off = matrices[3 * k];
-        st = FN(muon_matrix)(param + off, momentum_buffer + off, grad + off, matrices[3 * k + 1],
-                             matrices[3 * k + 2], X, Xn, A, B, lr, momentum, weight_decay,
-                             nesterov, ns_steps);
+#pragma omp parallel num_threads(nth) if (spread)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        real_t *X = scratch + (int64_t)tid * per, *Xn = X + max_rc, *A = Xn + max_rc;
+        real_t *B = A + max_r2;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t q = 0; q < count; q++) {
+            const int64_t k = jobs[q].k, off = matrices[3 * k];
+            int failed;
+#pragma omp atomic read
+            failed = st;
+            if (failed != TC_OK) continue;
+            const int s = FN(muon_matrix)(param + off, momentum_buffer + off, grad + off,
+                                          matrices[3 * k + 1], matrices[3 * k + 2], X, Xn, A,
+                                          B, lr, momentum, weight_decay, nesterov, ns_steps);
+            if (s != TC_OK) {
+#pragma omp atomic write
+                st = s;
+            }
+        }
     }
     free(scratch);
+    free(jobs);
     return st;
 }

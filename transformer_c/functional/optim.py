@@ -159,6 +159,13 @@ def muon_update_(param, grad, momentum_buffer, matrices, *, lr=0.02, momentum=0.
       -4.7750, 2.0315);  W = W (1 - lr weight_decay) - lr sqrt(max(1, rows / cols)) X.
     lr is in the published units (spectral norm per update, default 0.02), not AdamW's.
     Elements outside the matrices are left alone (run AdamW on them). Returns None.
+
+    Cost (the products; the algorithm above is unchanged, results move at rounding level):
+    A = X X^T and A A (both symmetric) are computed on and below the diagonal only (96-row
+    blocks on the GEMM, then mirrored), a is added to the diagonal of b A + c A A so each
+    step ends in one product, and with several threads whole matrices are spread over the
+    threads (largest first) when their costs balance, else each product is threaded. The
+    result does not depend on the thread count (bitwise).
     """
     lr = _non_negative(lr, "lr")
     momentum = as_real(momentum, "momentum", None)
