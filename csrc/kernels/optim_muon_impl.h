@@ -81,6 +81,15 @@ static int FN(muon_syrk_lower)(real_t *C, const real_t *X, int64_t n, int64_t k,
 #ifndef MUON_TILE
 #define MUON_TILE 32
 #endif
+#ifndef MUON_TILED_FOR
+/* (i, j) over [0, rows) x [0, cols) tile by tile (the rectangular transposing passes; the
+ * caller's `omp parallel for` splits the tile rows) */
+#define MUON_TILED_FOR(i, j, rows, cols)                                                    \
+    for (int64_t i##b_ = 0; i##b_ < (rows); i##b_ += MUON_TILE)                             \
+        for (int64_t j##b_ = 0; j##b_ < (cols); j##b_ += MUON_TILE)                         \
+            for (int64_t i = i##b_; i < i##b_ + MUON_TILE && i < (rows); i++)               \
+                for (int64_t j = j##b_; j < j##b_ + MUON_TILE && j < (cols); j++)
+#endif
 
 /* A (n, n): the strict upper triangle <- the strict lower one (A symmetric again) */
 static void FN(muon_mirror)(real_t *A, int64_t n, int par)
@@ -142,15 +151,12 @@ static int FN(muon_matrix)(real_t *param, real_t *buf, const real_t *grad, int64
         }
     } else { /* X = u^T, by tiles (the column writes stay in L1) */
 #pragma omp parallel for schedule(static) if (par)
-        for (int64_t ib = 0; ib < rows; ib += MUON_TILE)
-            for (int64_t jb = 0; jb < cols; jb += MUON_TILE)
-                for (int64_t i = ib; i < ib + MUON_TILE && i < rows; i++)
-                    for (int64_t j = jb; j < jb + MUON_TILE && j < cols; j++) {
-                        const int64_t e = i * cols + j;
-                        const real_t b = FN(muon_lerp)(buf[e], grad[e], w_buf);
-                        buf[e] = b;
-                        X[j * rows + i] = nesterov ? FN(muon_lerp)(grad[e], b, w_nest) : b;
-                    }
+        MUON_TILED_FOR(i, j, rows, cols) {
+            const int64_t e = i * cols + j;
+            const real_t b = FN(muon_lerp)(buf[e], grad[e], w_buf);
+            buf[e] = b;
+            X[j * rows + i] = nesterov ? FN(muon_lerp)(grad[e], b, w_nest) : b;
+        }
     }
     const real_t denom = (real_t)(sqrt(FN(optim_sum_squares)(X, size)) + MUON_EPS);
 #pragma omp parallel for schedule(static) if (par)
@@ -177,13 +183,10 @@ static int FN(muon_matrix)(real_t *param, real_t *buf, const real_t *grad, int64
             param[e] = param[e] * decay + neg_lr * (X[e] * scale); /* p *= 1 - lr wd; -= lr u */
     } else {
 #pragma omp parallel for schedule(static) if (par)
-        for (int64_t ib = 0; ib < rows; ib += MUON_TILE)
-            for (int64_t jb = 0; jb < cols; jb += MUON_TILE)
-                for (int64_t i = ib; i < ib + MUON_TILE && i < rows; i++)
-                    for (int64_t j = jb; j < jb + MUON_TILE && j < cols; j++) {
-                        const int64_t e = i * cols + j;
-                        param[e] = param[e] * decay + neg_lr * (X[j * rows + i] * scale);
-                    }
+        MUON_TILED_FOR(i, j, rows, cols) {
+            const int64_t e = i * cols + j;
+            param[e] = param[e] * decay + neg_lr * (X[j * rows + i] * scale);
+        }
     }
     return TC_OK;
 }
