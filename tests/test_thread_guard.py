@@ -118,3 +118,28 @@ def test_guard_changes_no_number(guard, threads, busy_machine):
     assert len(free) == len(guarded)
     for i, (x, y) in enumerate(zip(free, guarded)):
         assert np.array_equal(x, y), i
+
+
+def test_every_work_threshold_goes_through_the_guard():
+    """A kernel that compares its work to a threshold directly (``n >= TC_PARALLEL_MIN_WORK``)
+    instead of asking TC_PAR / tc_parallel_worth wakes the second thread on a busy machine:
+    rmsnorm and softcap did (benchmarks.contention, busy: 2 threads 5.6x and 7.5x slower than
+    1). The one direct comparison allowed is the attention backward's few-heads split, whose
+    thread count must stay fixed (it sums per-thread partials) and which asks the guard for
+    the whole-heads split on the next line."""
+    import re
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+    if not os.path.isdir(root):
+        pytest.skip("the C sources are not beside the tests (installed wheel)")
+    allowed = {("attention_flash_impl.h", "int nt = work >= TC_PARALLEL_MIN_WORK")}
+    raw = re.compile(r"(>=|<=|<|>)\s*\(?\w*(PAR\w*MIN|MIN_WORK|MIN_FLOPS)\w*")
+    found = []
+    for d, _, files in os.walk(root):
+        for name in files:
+            if not name.endswith((".c", ".h")):
+                continue
+            with open(os.path.join(d, name)) as f:
+                for no, line in enumerate(f, 1):
+                    if raw.search(line) and not any(name == a and s in line for a, s in allowed):
+                        found.append(f"{name}:{no}: {line.strip()}")
+    assert not found, "work thresholds compared without TC_PAR:\n" + "\n".join(found)

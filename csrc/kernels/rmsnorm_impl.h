@@ -184,7 +184,7 @@ static int FN(rmsnorm_forward_layout)(real_t *out, real_t *rstd, const real_t *i
     if (V == 0) return TC_OK;
     void (*fwd)(real_t *, real_t *, const real_t *, const real_t *, const real_t *, const rmsnorm_layout *,
                 int64_t, int64_t, double) = RMS_PICK(rms_fwd);
-    const int par = V * L->C >= RMS_PAR_MIN && V > 1;
+    const int par = V > 1 && TC_PAR(V * L->C, RMS_PAR_MIN);
     (void)par;
 #pragma omp parallel if (par)
     {
@@ -219,7 +219,7 @@ static int FN(rmsnorm_backward_layout)(real_t *dinp, real_t *dweight, real_t *db
     const int64_t nchunks = (V + RMS_ROWS - 1) / RMS_ROWS;
     real_t *part = NULL;
     if (with_p && !(part = malloc((size_t)(nchunks * stride) * sizeof(real_t)))) return TC_ENOMEM;
-    const int par = V * C >= RMS_PAR_MIN;
+    const int par = TC_PAR(V * C, RMS_PAR_MIN);
     (void)par;
 #pragma omp parallel if (par)
     {

@@ -89,7 +89,7 @@ int FN(tc_softcap_forward)(real_t *out, const real_t *inp, int64_t n, double cap
     void (*fwd)(real_t *, const real_t *, int64_t, int64_t, real_t, real_t) = SC_PICK(sc_fwd);
     const real_t c = (real_t)cap, r = (real_t)(1.0 / cap);
     const int64_t nb = (n + SC_BLOCK - 1) / SC_BLOCK;
-#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
     for (int64_t k = 0; k < nb; k++)
         fwd(out, inp, k * SC_BLOCK, n - k * SC_BLOCK < SC_BLOCK ? n : (k + 1) * SC_BLOCK, c, r);
     return TC_OK;
@@ -104,7 +104,7 @@ int FN(tc_softcap_backward)(real_t *dinp, const real_t *dout, const real_t *out,
     const real_t r = (real_t)(1.0 / cap);
     const int set = (int)TC_WRITES(write, 0);
     const int64_t nb = (n + SC_BLOCK - 1) / SC_BLOCK;
-#pragma omp parallel for schedule(static) if (n >= TC_PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) if (TC_PAR(n, TC_PARALLEL_MIN_WORK))
     for (int64_t k = 0; k < nb; k++) {
         const int64_t i0 = k * SC_BLOCK, i1 = n - i0 < SC_BLOCK ? n : i0 + SC_BLOCK;
         if (set)
