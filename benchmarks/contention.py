@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 import transformer_c as tc
+from transformer_c import _C
 from benchmarks.common import emit, sample
 
 F = tc.functional
@@ -62,9 +63,16 @@ GUARD_DEFAULT = tc.get_thread_guard()  # the contention guard as the process set
 
 
 def _configure(setting):
-    """Apply a setting: a thread count, or "2g" (2 threads with the contention guard off)."""
+    """Apply a setting: a thread count, or "2g" (2 threads with the contention guard off).
+    The guard then reads the run queue over three of its 10 ms periods, so a sample measures
+    the steady state: the guard needs two contended readings in a row before it keeps regions
+    on one thread, and it reads only when a region asks. Without this, the first ~10 ms of
+    each busy sample ran on a stale idle decision, which cost the 0.1-0.3 ms rows 3-8%."""
     tc.set_thread_guard(setting != "2g" and GUARD_DEFAULT)
     tc.set_num_threads(2 if setting == "2g" else setting)
+    for _ in range(3):
+        _C.parallel_worth(1e12, 1.0)
+        time.sleep(0.011)
 
 
 def interleaved(fn, busy, repeats=5, min_time=0.1, settings=(1, 2)):
