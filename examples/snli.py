@@ -19,7 +19,7 @@ except --holdout pairs drawn at random from the pool, which replace dev for sele
 4. that model's accuracy on test and test_hard, their confusion matrices (OUT/confusion.png),
    against two baselines measured here on the same splits: the majority class of the fit
    pairs, and a hypothesis-only bag-of-words logistic regression on them (NumPy, L2
-   strength chosen on the selection split).
+   strength chosen on the selection split; --no-baselines skips them).
 
 python examples/snli.py [--out runs/snli] [--train-on train+dev] [--lowercase]
                         [--pretrain-steps N] [--steps N] [--threads 2] [--quick]
@@ -230,7 +230,8 @@ def run(args):
                "sizes": {s: len(v[0]) for s, v in data.items()},
                "fit_size": len(fit_pairs), "selection_size": len(sel_pairs)}
     t0 = time.perf_counter()
-    results.update(baselines(splits, sel_name))
+    if not args.no_baselines:
+        results.update(baselines(splits, sel_name))
     results["baseline_seconds"] = time.perf_counter() - t0
     print(json.dumps({k: v for k, v in results.items() if "acc" in k or "size" in k}),
           flush=True)
@@ -334,6 +335,8 @@ def parse_args(argv=None):
     p.add_argument("--pretrain-corpus", choices=("books+snli", "books", "snli"),
                    default="books+snli", help="masked-LM text: the shared books and "
                    "WikiText-2, the fit pairs' sentences, or both")
+    p.add_argument("--no-baselines", action="store_true", help="skip the majority-class "
+                   "and bag-of-words baselines (they depend only on the split and --seed)")
     p.add_argument("--pretrain-steps", type=int, default=0)
     p.add_argument("--pretrain-lr", type=float, default=5e-4)
     p.add_argument("--steps", type=int, default=2000)

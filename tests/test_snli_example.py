@@ -104,3 +104,14 @@ def test_train_plus_dev_split_holds_out_pool_pairs_and_never_test(example):
     corpus = example.pretrain_text(str(DATA), fit, "snli")
     assert corpus.count("\n") + 1 == len(set(a for a, _ in fit)) + len(fit)
     assert not any(b in corpus for _, b in data["test"][0] if len(b) > 40)
+
+
+def test_no_baselines_skips_them_and_still_reports_the_model(example, tmp_path):
+    need_data()
+    args = example.parse_args(["--quick", "--no-baselines", "--out", str(tmp_path),
+                               "--threads", "1", "--data-dir", str(DATA)])
+    res = example.run(args)
+    assert not any(k.startswith(("majority", "bow_")) for k in res)
+    cm = np.array(res["confusion_test"])
+    assert cm.sum() == 300
+    assert res["bert_test_acc"] == pytest.approx(np.trace(cm) / 300, abs=1e-12)
