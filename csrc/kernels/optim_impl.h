@@ -8,7 +8,7 @@
  * independent of the thread count; they vectorise (setup.py builds with -fno-math-errno,
  * which changes no result) and are memory-bound. The updates exist out of place too
  * (*_update_out: new arrays from old ones, the inputs unchanged, as the immutable tree
- * optimizers need) at the in-place cost: see OPTIM_BLOCK_N. */
+ * optimizers need) near the in-place cost: see OPTIM_BLOCK_N. */
 
 #ifndef OPTIM_IMPL_ONCE
 #define OPTIM_IMPL_ONCE
