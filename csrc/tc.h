@@ -1423,7 +1423,8 @@ typedef struct {
     double moe_aux_weight;        /* the load-balancing loss's weight in the loss (>= 0) */
     int norm_type;                /* TC_NORM_TYPE_*: every ln_* is a layer norm or an RMS norm */
     int qk_norm;                  /* RMS-norm q and k of every head (gains attn.q_norm,
-                                     attn.k_norm (HS,)) after c_attn, before RoPE */
+                                     attn.k_norm (HS,)) after c_attn, before RoPE; the
+                                     k-norm over the NKV key heads with grouped kv heads */
     double logit_softcap;         /* 0: off; > 0: logits = cap * tanh(logits / cap) */
     int64_t NKV;                  /* kv heads: 0 (= NH), or a divisor of NH: grouped-query
                                      attention (1: multi-query); c_attn is then (C + 2 KC, C),
