@@ -1897,6 +1897,7 @@ enum {
     TC_WS_FUSED,     /* fused kernels' intermediates */
     TC_WS_FUSED2,
     TC_WS_MOE,       /* mixture of experts: router logits, backward gradients */
+    TC_WS_MUON,      /* Muon: one thread's Newton-Schulz matrices (X, Xn, A, B) */
     TC_WS_NSLOTS
 };
 void *tc_workspace(int slot, size_t bytes);
