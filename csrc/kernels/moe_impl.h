@@ -9,9 +9,13 @@
  * (with threads: one region over (expert, row range) tasks, moe_experts_forward);
  * finally out[n] = sum_j g_j eo[slot_j] (threads over rows, choices in order).
  * Backward: dg from dout and eo, each expert's MLP backward on its rows with dout scaled by
- * the gate, the gate and aux gradients into dp (N,E), the softmax backward, the router's
- * two products, and dinp[n] += the expert rows' input gradients (threads over rows).
- * Results are bitwise reproducible for a fixed thread count (every sum has a fixed order).
+ * the gate (with threads and experts whose rows balance over them: whole experts handed to
+ * the threads, moe_spread_experts; else expert by expert, the products threaded), the gate
+ * and aux gradients into dp (N,E), the softmax backward, the router's two products, and
+ * dinp[n] += the expert rows' input gradients (threads over rows).
+ * Results are bitwise reproducible for a fixed thread count (every sum has a fixed order),
+ * and do not depend on how the experts are scheduled: every product entry and bias sum is
+ * computed by one thread in an order fixed by the shapes alone.
  */
 #include "mlp_block.h"
 
