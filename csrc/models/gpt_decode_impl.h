@@ -39,7 +39,8 @@ static int FN(dec_rope)(tc_gpt_kv *kv, real_t *x, int64_t NH, int64_t B, int64_t
 }
 
 /* dec_self_attention's q, k hook: QK-norm (gains qnw, knw (HS,) of the current layer;
- * with qk_norm) then RoPE (position ROPE) on the new queries and keys (B,NH,TN,HS) */
+ * with qk_norm) then RoPE (position ROPE) on the new queries (B,NH,TN,HS) and keys
+ * (B,NKV,TN,HS); the cache thus holds the normalised, rotated keys */
 typedef struct {
     tc_gpt_kv *kv;
     int64_t B, TN, pos0;
@@ -50,10 +51,11 @@ static int FN(dec_rope_qk)(void *ctx, real_t *qh, real_t *kh)
 {
     const FN(dec_rope_ctx) *r = ctx;
     const tc_gpt_config *c = &r->kv->cfg;
-    if (c->qk_norm) { /* (never with grouped kv heads: the config refuses both) */
-        const int64_t HS = c->C / c->NH, rows = r->B * c->NH * r->TN;
-        CHECK(FN(tc_rmsnorm_heads_forward)(qh, HS, NULL, qh, HS, r->qnw, rows, 1, HS, c->eps));
-        CHECK(FN(tc_rmsnorm_heads_forward)(kh, HS, NULL, kh, HS, r->knw, rows, 1, HS, c->eps));
+    if (c->qk_norm) { /* every head vector a row: B*NH of q, B*NKV of k, TN each */
+        const int64_t HS = c->C / c->NH, qrows = r->B * c->NH * r->TN;
+        const int64_t krows = r->B * gpt_kv_heads(c) * r->TN;
+        CHECK(FN(tc_rmsnorm_heads_forward)(qh, HS, NULL, qh, HS, r->qnw, qrows, 1, HS, c->eps));
+        CHECK(FN(tc_rmsnorm_heads_forward)(kh, HS, NULL, kh, HS, r->knw, krows, 1, HS, c->eps));
     }
     if (c->position != TC_POS_ROPE) return TC_OK;
     CHECK(FN(dec_rope)(r->kv, qh, c->NH, r->B, r->TN, r->pos0));

@@ -53,7 +53,6 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (c->C % c->NH) return 0;
     if (c->NKV < 0 || (c->NKV > 0 && c->NH % c->NKV)) return 0;
     if (c->gated && gpt_is_moe(c)) return 0; /* the gated MLP is ffn="mlp"'s */
-    if (c->qk_norm && c->NKV && c->NKV != c->NH) return 0; /* QK-norm: NH kv heads */
     if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
         c->activation >= TC_ACT_COUNT) return 0;
     if ((c->bias != 0 && c->bias != 1) || (c->gated != 0 && c->gated != 1) ||

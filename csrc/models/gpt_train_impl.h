@@ -48,7 +48,7 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, real_t *params, 
 }
 
 /* q (NH heads at qkv) and k (NKV heads at qkv + C) of a token-major (B,L,row) buffer (row
- * C + 2KC for the c_attn output, 2C for qk_norm's q | k) rotated by RoPE in place: by +angle
+ * C + 2KC for the c_attn output, C + KC for qk_norm's q | k) rotated by RoPE in place: by +angle
  * (the forward) or -angle (the backward, on dq and dk). */
 static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t row, int64_t B, int64_t L,
                            int inverse)
@@ -63,47 +63,50 @@ static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t row, int64_t B,
     return TC_OK;
 }
 
-/* The attention layout of layer l's q, k, v (and gradients): q and k read from qkn (B,L,2C)
- * with qk_norm, else from the c_attn output (B,L,C + 2KC); *q the buffer q starts at (k at
- * *q + C). */
+/* The attention layout of layer l's q, k, v (and gradients): q and k read from qkn
+ * (B,L,C + KC) with qk_norm, else from the c_attn output (B,L,C + 2KC); *q the buffer q
+ * starts at (k at *q + C). */
 static tc_attention_layout FN(gpt_qk_layout)(const tc_gpt *m, const gpt_layer_acts *a,
                                              int64_t L, const real_t **q)
 {
-    const int64_t C = m->cfg.C, HS = C / m->cfg.NH;
-    tc_attention_layout lay = model_self_layout_grouped(L, C, gpt_kv_width(&m->cfg), HS);
+    const int64_t C = m->cfg.C, HS = C / m->cfg.NH, KC = gpt_kv_width(&m->cfg);
+    tc_attention_layout lay = model_self_layout_grouped(L, C, KC, HS);
     *q = AP(a->qkvh);
-    if (m->cfg.qk_norm) { /* (never with grouped kv heads: the config refuses both) */
-        lay.q = lay.k = model_tokens(L, 2 * C, HS);
+    if (m->cfg.qk_norm) {
+        lay.q = lay.k = model_tokens(L, C + KC, HS);
         *q = AP(a->qkn);
     }
     return lay;
 }
 
-/* QK-norm (qk_norm): q and k of every head of the c_attn output qkv (N,3C) RMS-normalised
- * (gains q_norm, k_norm (HS,)) into layer l's qkn (N,2C), their rstd into qkr. */
+/* QK-norm (qk_norm): the NH query heads and NKV key heads of the c_attn output qkv
+ * (N,C + 2KC) RMS-normalised (gains q_norm, k_norm (HS,), each shared by its heads) into
+ * layer l's qkn (N,C + KC) = q | k, their rstd into qkr: q's (N,NH), then k's (N,NKV). */
 static int FN(gpt_qk_norm_forward)(tc_gpt *m, int64_t l, const real_t *qkv, int64_t N)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH, NKV = gpt_kv_heads(c), KC = NKV * HS;
     const gpt_layer_params *p = &m->lp[l];
     real_t *qkn = AP(m->la[l].qkn), *r = AP(m->la[l].qkr);
-    CHECK(FN(tc_rmsnorm_heads_forward)(qkn, 2 * C, r, qkv, 3 * C, PP(p->qnw), N, NH, HS, c->eps));
-    return FN(tc_rmsnorm_heads_forward)(qkn + C, 2 * C, r + N * NH, qkv + C, 3 * C, PP(p->knw), N,
-                                        NH, HS, c->eps);
+    CHECK(FN(tc_rmsnorm_heads_forward)(qkn, C + KC, r, qkv, C + 2 * KC, PP(p->qnw), N, NH, HS,
+                                       c->eps));
+    return FN(tc_rmsnorm_heads_forward)(qkn + C, C + KC, r + N * NH, qkv + C, C + 2 * KC,
+                                        PP(p->knw), N, NKV, HS, c->eps);
 }
 
-/* Its backward in place on dqkv (N,3C): dq, dk (of the normalised q, k) become the raw
+/* Its backward in place on dqkv (N,C + 2KC): dq, dk (of the normalised q, k) become the raw
  * ones' gradients; the gains' gradients accumulate. */
 static int FN(gpt_qk_norm_backward)(tc_gpt *m, int64_t l, real_t *dqkv, int64_t N)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t C = c->C, NH = c->NH, HS = C / NH;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH, NKV = gpt_kv_heads(c), KC = NKV * HS;
     const gpt_layer_params *p = &m->lp[l];
     const real_t *qkv = AP(m->la[l].qkvh), *r = AP(m->la[l].qkr);
-    CHECK(FN(tc_rmsnorm_heads_backward)(dqkv, 3 * C, GP(p->qnw), dqkv, qkv, 3 * C, PP(p->qnw), r,
-                                        N, NH, HS, TC_WRITE(0)));
-    return FN(tc_rmsnorm_heads_backward)(dqkv + C, 3 * C, GP(p->knw), dqkv + C, qkv + C, 3 * C,
-                                         PP(p->knw), r + N * NH, N, NH, HS, TC_WRITE(0));
+    CHECK(FN(tc_rmsnorm_heads_backward)(dqkv, C + 2 * KC, GP(p->qnw), dqkv, qkv, C + 2 * KC,
+                                        PP(p->qnw), r, N, NH, HS, TC_WRITE(0)));
+    return FN(tc_rmsnorm_heads_backward)(dqkv + C, C + 2 * KC, GP(p->knw), dqkv + C, qkv + C,
+                                         C + 2 * KC, PP(p->knw), r + N * NH, N, NKV, HS,
+                                         TC_WRITE(0));
 }
 
 /* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))), with the tiled
@@ -123,7 +126,7 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, C + 2 * KC));
     if (c->qk_norm) CHECK(FN(gpt_qk_norm_forward)(m, l, qkv, N));
     if (c->position == TC_POS_ROPE)
-        CHECK(FN(gpt_rope_qk)(m, (real_t *)q, c->qk_norm ? 2 * C : C + 2 * KC, B, L, 0));
+        CHECK(FN(gpt_rope_qk)(m, (real_t *)q, c->qk_norm ? C + KC : C + 2 * KC, B, L, 0));
     tc_attention_sparse sp;
     CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), q, q + C, qkv + C + KC, &lay,
                                       NULL, gpt_sparse(c, &sp), B, NH, L, L, HS,
