@@ -345,7 +345,7 @@ int tc_linear_activation_fused(int act);
 /* The fused pair of act (TC_EINVAL if it has none): out (N,OC) = act(pre), pre = inp (N,C) @
  * weight^T (OC,C) + bias (OC,) (bias may be NULL), and dact (N,OC) = act'(pre) for the
  * backward, or dact NULL (inference); backward: dpre = dout (N,OC) * dact, then dinp (N,C),
- * dweight (OC,C), dbias (OC,) (each optional) as tc_linear_gelu_backward_dact (`write`). */
+ * dweight (OC,C), dbias (OC,) (each optional) as tc_linear_backward_dact (`write`). */
 int tc_linear_activation_forward_f32(int act, float *out, float *dact, const float *inp,
                                      const float *weight, const float *bias, int64_t N,
                                      int64_t C, int64_t OC);
@@ -1190,20 +1190,22 @@ int tc_linear_gelu_forward_dact_f32(float *out, float *dact, const float *inp,
 int tc_linear_gelu_forward_dact_f64(double *out, double *dact, const double *inp,
                                     const double *weight, const double *bias, int64_t N,
                                     int64_t C, int64_t OC, int approximate_tanh);
-int tc_linear_gelu_backward_dact_f32(float *dinp, float *dweight, float *dbias,
-                                     const float *dout, const float *dact, const float *inp,
-                                     const float *weight, int64_t N, int64_t C, int64_t OC,
-                                     int write);
-int tc_linear_gelu_backward_dact_f64(double *dinp, double *dweight, double *dbias,
-                                     const double *dout, const double *dact, const double *inp,
-                                     const double *weight, int64_t N, int64_t C, int64_t OC,
-                                     int write);
+/* The backward of every fused linear + activation pair from its cached dact (N,OC) =
+ * act'(pre) (tc_linear_gelu_forward_dact, tc_linear_relu_forward, the activation table's
+ * fused column): dpre = dout (N,OC) * dact, then dinp (N,C), dweight (OC,C), dbias (OC,)
+ * (each optional) as tc_linear_gelu_backward (write as there). */
+int tc_linear_backward_dact_f32(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *dact, const float *inp, const float *weight,
+                                int64_t N, int64_t C, int64_t OC, int write);
+int tc_linear_backward_dact_f64(double *dinp, double *dweight, double *dbias, const double *dout,
+                                const double *dact, const double *inp, const double *weight,
+                                int64_t N, int64_t C, int64_t OC, int write);
 /* Linear + ReLU / squared ReLU in one pass, through the same GEMM epilogue as the GELUs:
  * out (N,OC) = act(pre), pre = inp (N,C) @ weight^T (OC,C) + bias (OC,) (bias may be NULL),
  * act = relu (squared 0) or relu2 = relu^2 (squared 1; other values TC_EINVAL), and dact
  * (N,OC) = act'(pre) (relu': 1 where pre > 0, else 0; relu2': 2 pre where pre > 0, else 0:
  * the unfused kernels' values, 0 at pre == 0), or dact NULL (inference: nothing cached;
- * dact may not be out). The backward is tc_linear_gelu_backward_dact (dpre = dout * dact:
+ * dact may not be out). The backward is tc_linear_backward_dact (dpre = dout * dact:
  * it evaluates no activation). The activation table's fused relu / relu2 rows. */
 int tc_linear_relu_forward_f32(float *out, float *dact, const float *inp, const float *weight,
                                const float *bias, int64_t N, int64_t C, int64_t OC,

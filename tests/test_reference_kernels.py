@@ -295,15 +295,45 @@ def test_cross_entropy_matches_its_reference(dtype, shape, kind, ls, offset):
 LG_SHAPES = [(1, 1, 1), (1, 7, 5), (9, 17, 33), (20, 64, 40)]
 
 
+def lg_inputs(dtype, shape, seed):
+    """x (N,C), W (OC,C), b (OC,), g (N,OC) of a fused linear + activation test."""
+    N, C, OC = shape
+    x = rng(seed).standard_normal((N, C)).astype(dtype)
+    W = (rng(seed + 1).standard_normal((OC, C)) / math.sqrt(C)).astype(dtype)
+    b = rng(seed + 2).standard_normal(OC).astype(dtype)
+    g = rng(seed + 3).standard_normal((N, OC)).astype(dtype)
+    return x, W, b, g
+
+
+def close_linear_grads(got, ref, x, W, dtype, gmag):
+    """The fused backward's (dx, dw, db) against the reference's, within the ulps a
+    blocked float GEMM over OC (dx) or N (dw, db) may differ from double dot products;
+    gmag bounds |dout * act'(pre)|."""
+    N, OC = x.shape[0], W.shape[0]
+    close(got[0], ref[0], dtype, 2 * OC + 16, gmag * np.abs(W).sum(0).max())
+    close(got[1], ref[1], dtype, 2 * N + 16, gmag * np.abs(x).sum(0).max())
+    close(got[2], ref[2], dtype, 2 * N + 16, gmag * N)
+
+
+def check_linear_reference(ref_pre, ref_grads, x, W, b, g, act_prime, dtype, mag):
+    """The reference linear + activation pair against NumPy: its pre = x W^T + b, and its
+    (dx, dw, db) = the products of dpre = g * act_prime(pre) (act_prime evaluated by the
+    caller, in float64)."""
+    x64, W64 = x.astype(np.float64), W.astype(np.float64)
+    np.testing.assert_allclose(ref_pre, x64 @ W64.T + b, rtol=0,
+                               atol=4 * np.finfo(dtype).eps * mag)
+    dpre = g.astype(np.float64) * act_prime
+    t = 1e-6 if dtype == np.float32 else 1e-12
+    for got, want in zip(ref_grads, (dpre @ W64, dpre.T @ x64, dpre.sum(0))):
+        np.testing.assert_allclose(got, want, rtol=t, atol=t)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", LG_SHAPES)
 @pytest.mark.parametrize("approx", [0, 1])
 def test_linear_gelu_matches_its_reference(dtype, shape, approx):
     N, C, OC = shape
-    x = rng(23).standard_normal((N, C)).astype(dtype)
-    W = (rng(24).standard_normal((OC, C)) / math.sqrt(C)).astype(dtype)
-    b = rng(25).standard_normal(OC).astype(dtype)
-    g = rng(26).standard_normal((N, OC)).astype(dtype)
+    x, W, b, g = lg_inputs(dtype, shape, 23)
     out, pre = _C.linear_gelu_forward(x, W, b, approx, 1)
     ro, rpre = _C.linear_gelu_forward_ref(x, W, b, approx)
     # blocked float GEMM vs double dot products: ~C ulps of sum |x||w|
@@ -314,25 +344,13 @@ def test_linear_gelu_matches_its_reference(dtype, shape, approx):
     # the dact cache is gelu'(pre)
     _, dact = _C.linear_gelu_forward(x, W, b, approx, 2)
     close(dact, _C.activation_backward_ref(act, np.ones_like(rpre), pre), dtype, 16, 1.0)
-    rdx, rdw, rdb = _C.linear_gelu_backward_ref(g, rpre, x, W, approx)
+    ref = _C.linear_gelu_backward_ref(g, rpre, x, W, approx)
     gmag = np.abs(g).max() * 1.2  # |gelu'| <= 1.13
     for cache, is_dact in ((rpre, False), (dact, True)):
-        dx, dw, db = _C.linear_gelu_backward(g, x, W, b, cache, approx, True, is_dact)
-        close(dx, rdx, dtype, 2 * OC + 16, gmag * np.abs(W).sum(0).max())
-        close(dw, rdw, dtype, 2 * N + 16, gmag * np.abs(x).sum(0).max())
-        close(db, rdb, dtype, 2 * N + 16, gmag * N)
-    # the reference against NumPy
-    x64, W64 = x.astype(np.float64), W.astype(np.float64)
-    wpre = x64 @ W64.T + b
-    np.testing.assert_allclose(rpre, wpre, rtol=0, atol=4 * np.finfo(dtype).eps * mag)
-    dpre = g * _C.activation_backward_ref(act, np.ones_like(rpre), rpre)
-    dpre64 = dpre.astype(np.float64)
-    np.testing.assert_allclose(rdx, dpre64 @ W64, rtol=1e-6 if dtype == np.float32 else 1e-12,
-                               atol=1e-6 if dtype == np.float32 else 1e-12)
-    np.testing.assert_allclose(rdw, dpre64.T @ x64, rtol=1e-6 if dtype == np.float32 else 1e-12,
-                               atol=1e-6 if dtype == np.float32 else 1e-12)
-    np.testing.assert_allclose(rdb, dpre64.sum(0), rtol=1e-6 if dtype == np.float32 else 1e-12,
-                               atol=1e-6 if dtype == np.float32 else 1e-12)
+        got = _C.linear_gelu_backward(g, x, W, b, cache, approx, True, is_dact)
+        close_linear_grads(got, ref, x, W, dtype, gmag)
+    prime = _C.activation_backward_ref(act, np.ones_like(rpre), rpre).astype(np.float64)
+    check_linear_reference(rpre, ref, x, W, b, g, prime, dtype, mag)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -343,10 +361,7 @@ def test_linear_relu_fused_matches_its_reference(dtype, shape, act):
     # linear + activation reference, and the reference against NumPy
     N, C, OC = shape
     a = tc.options.ACTIVATIONS.index(act)
-    x = rng(33).standard_normal((N, C)).astype(dtype)
-    W = (rng(34).standard_normal((OC, C)) / math.sqrt(C)).astype(dtype)
-    b = rng(35).standard_normal(OC).astype(dtype)
-    g = rng(36).standard_normal((N, OC)).astype(dtype)
+    x, W, b, g = lg_inputs(dtype, shape, 33)
     out, dact = _C.linear_activation_forward(a, x, W, b, True)
     ro, rpre = _C.linear_activation_forward_ref(a, x, W, b)
     mag = (np.abs(x) @ np.abs(W).T + np.abs(b)).max()
@@ -356,23 +371,14 @@ def test_linear_relu_fused_matches_its_reference(dtype, shape, act):
     clear = np.abs(rpre) > 64 * np.finfo(dtype).eps * mag
     rd = _C.activation_backward_ref(a, np.ones_like(rpre), rpre)
     close(dact[clear], rd[clear], dtype, 2 * C + 16, 2 * mag)
-    rdx, rdw, rdb = _C.linear_activation_backward_ref(a, g, rpre, x, W)
-    dx, dw, db = tc.functional.linear_activation_backward(g, x, W, dact, b)
-    gmag = np.abs(g).max() * (2 * mag + 1)
-    close(dx, rdx, dtype, 2 * OC + 16, gmag * np.abs(W).sum(0).max())
-    close(dw, rdw, dtype, 2 * N + 16, gmag * np.abs(x).sum(0).max())
-    close(db, rdb, dtype, 2 * N + 16, gmag * N)
-    x64, W64 = x.astype(np.float64), W.astype(np.float64)
-    wpre = x64 @ W64.T + b
-    np.testing.assert_allclose(rpre, wpre, rtol=0, atol=4 * np.finfo(dtype).eps * mag)
+    ref = _C.linear_activation_backward_ref(a, g, rpre, x, W)
+    got = tc.functional.linear_activation_backward(g, x, W, dact, b)
+    close_linear_grads(got, ref, x, W, dtype, np.abs(g).max() * (2 * mag + 1))
     r = np.maximum(rpre.astype(np.float64), 0)
     np.testing.assert_allclose(ro, r if act == "relu" else r * r, rtol=2 * np.finfo(dtype).eps,
                                atol=0)
-    dpre = g.astype(np.float64) * (rpre > 0) * (1 if act == "relu" else 2 * r)
-    t = 1e-6 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(rdx, dpre @ W64, rtol=t, atol=t)
-    np.testing.assert_allclose(rdw, dpre.T @ x64, rtol=t, atol=t)
-    np.testing.assert_allclose(rdb, dpre.sum(0), rtol=t, atol=t)
+    prime = (rpre > 0) * (1 if act == "relu" else 2 * r)
+    check_linear_reference(rpre, ref, x, W, b, g, prime, dtype, mag)
     with pytest.raises(ValueError, match="activation"):
         _C.linear_activation_forward_ref(len(tc.options.ACTIVATIONS), x, W, b)
     with pytest.raises(ValueError, match="activation"):

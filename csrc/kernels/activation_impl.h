@@ -267,34 +267,48 @@ static void FN(act_run)(void (*f)(real_t *, const real_t *, const real_t *, int6
     f(out, a, b, N, opt);
 }
 
+/* The checked entry of every element-wise forward: out (N,) = f(inp (N,)) with option opt,
+ * over threads from min_par elements; TC_EINVAL for N < 0 or a missing array. */
+static int FN(act_forward_checked)(void (*f)(real_t *, const real_t *, const real_t *, int64_t, int),
+                                   real_t *out, const real_t *inp, int64_t N, int opt, int64_t min_par)
+{
+    if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
+    if (N > 0) FN(act_run)(f, out, inp, NULL, N, opt, min_par);
+    return TC_OK;
+}
+
+/* The checked entry of every element-wise backward: dinp (N,) (+)= dout (N,) * f'(inp (N,))
+ * with option opt (approximate_tanh for the GELUs) and the write flag (TC_WRITE(0): written,
+ * else accumulated). */
+static int FN(act_backward_checked)(void (*f)(real_t *, const real_t *, const real_t *, int64_t, int),
+                                    real_t *dinp, const real_t *dout, const real_t *inp, int64_t N, int opt,
+                                    int write, int64_t min_par)
+{
+    if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
+    if (N > 0) FN(act_run)(f, dinp, dout, inp, N, opt | !TC_WRITES(write, 0) << 1, min_par);
+    return TC_OK;
+}
+
 // out (N,), inp (N,)
 int FN(tc_relu_forward)(real_t *out, const real_t *inp, int64_t N)
 {
-    if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_relu_fwd), out, inp, NULL, N, 0, ACT_RELU_PAR_MIN);
-    return TC_OK;
+    return FN(act_forward_checked)(ACT_PICK(act_relu_fwd), out, inp, N, 0, ACT_RELU_PAR_MIN);
 }
 
 // dinp (N,) (+)= dout (N,) * (inp (N,) > 0); write: TC_WRITE(0) writes dinp (0 + value, its
 // old content not read), else adds to it
 int FN(tc_relu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N, int write)
 {
-    if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    const int acc = !TC_WRITES(write, 0);
-    FN(act_run)(ACT_PICK(act_relu_bwd), dinp, dout, inp, N, acc << 1, ACT_RELU_PAR_MIN);
-    return TC_OK;
+    return FN(act_backward_checked)(ACT_PICK(act_relu_bwd), dinp, dout, inp, N, 0, write,
+                                    ACT_RELU_PAR_MIN);
 }
 
 // out (N,), inp (N,); approximate_tanh: 0 = exact erf form, 1 = tanh form
 int FN(tc_gelu_forward)(real_t *out, const real_t *inp, int64_t N, int approximate_tanh)
 {
-    if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_gelu_fwd), out, inp, NULL, N, approximate_tanh, ACT_GELU_PAR_MIN);
-    return TC_OK;
+    return FN(act_forward_checked)(ACT_PICK(act_gelu_fwd), out, inp, N, approximate_tanh,
+                                   ACT_GELU_PAR_MIN);
 }
 
 // dinp (N,) (+)= dout (N,) * gelu'(inp (N,)); approximate_tanh as in tc_gelu_forward;
@@ -302,13 +316,9 @@ int FN(tc_gelu_forward)(real_t *out, const real_t *inp, int64_t N, int approxima
 int FN(tc_gelu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N, int approximate_tanh,
                          int write)
 {
-    if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
     if (approximate_tanh != 0 && approximate_tanh != 1) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    const int acc = !TC_WRITES(write, 0);
-    FN(act_run)(ACT_PICK(act_gelu_bwd), dinp, dout, inp, N, approximate_tanh | acc << 1,
-                ACT_GELU_PAR_MIN);
-    return TC_OK;
+    return FN(act_backward_checked)(ACT_PICK(act_gelu_bwd), dinp, dout, inp, N, approximate_tanh,
+                                    write, ACT_GELU_PAR_MIN);
 }
 
 /* The rows of the activation table (tc.h's TC_ACTIVATIONS): out (N,) = act(inp (N,)) and
@@ -344,41 +354,29 @@ static int FN(act_relu_backward)(real_t *dinp, const real_t *dout, const real_t 
 // out (N,) = silu(inp (N,))
 static int FN(act_silu_forward)(real_t *out, const real_t *inp, int64_t N)
 {
-    if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_silu_fwd), out, inp, NULL, N, 0, ACT_SILU_PAR_MIN);
-    return TC_OK;
+    return FN(act_forward_checked)(ACT_PICK(act_silu_fwd), out, inp, N, 0, ACT_SILU_PAR_MIN);
 }
 
 // dinp (N,) (+)= dout (N,) * silu'(inp (N,)); write as tc_relu_backward
 static int FN(act_silu_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N,
                                  int write)
 {
-    if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_silu_bwd), dinp, dout, inp, N, !TC_WRITES(write, 0) << 1,
-                ACT_SILU_PAR_MIN);
-    return TC_OK;
+    return FN(act_backward_checked)(ACT_PICK(act_silu_bwd), dinp, dout, inp, N, 0, write,
+                                    ACT_SILU_PAR_MIN);
 }
 
 // out (N,) = relu2(inp (N,)) = max(inp, 0)^2
 static int FN(act_relu2_forward)(real_t *out, const real_t *inp, int64_t N)
 {
-    if (N < 0 || (N > 0 && (!out || !inp))) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_relu2_fwd), out, inp, NULL, N, 0, ACT_RELU2_PAR_MIN);
-    return TC_OK;
+    return FN(act_forward_checked)(ACT_PICK(act_relu2_fwd), out, inp, N, 0, ACT_RELU2_PAR_MIN);
 }
 
 // dinp (N,) (+)= dout (N,) * 2 inp (inp > 0, else 0); write as tc_relu_backward
 static int FN(act_relu2_backward)(real_t *dinp, const real_t *dout, const real_t *inp, int64_t N,
                                   int write)
 {
-    if (N < 0 || (N > 0 && (!dinp || !dout || !inp))) return TC_EINVAL;
-    if (N == 0) return TC_OK;
-    FN(act_run)(ACT_PICK(act_relu2_bwd), dinp, dout, inp, N, !TC_WRITES(write, 0) << 1,
-                ACT_RELU2_PAR_MIN);
-    return TC_OK;
+    return FN(act_backward_checked)(ACT_PICK(act_relu2_bwd), dinp, dout, inp, N, 0, write,
+                                    ACT_RELU2_PAR_MIN);
 }
 
 #undef ACT_PICK

@@ -60,10 +60,10 @@ static const struct {
     FN(lin_act_fwd_fn) lin_fwd;
     FN(lin_act_bwd_fn) lin_bwd;
 } FN(act_fused)[TC_ACT_COUNT] = {
-    [TC_ACT_GELU_TANH] = {FN(tab_lin_gelu_tanh_fwd), FN(tc_linear_gelu_backward_dact)},
-    [TC_ACT_GELU] = {FN(tab_lin_gelu_fwd), FN(tc_linear_gelu_backward_dact)},
-    [TC_ACT_RELU] = {FN(tab_lin_relu_fwd), FN(tc_linear_gelu_backward_dact)},
-    [TC_ACT_RELU2] = {FN(tab_lin_relu2_fwd), FN(tc_linear_gelu_backward_dact)},
+    [TC_ACT_GELU_TANH] = {FN(tab_lin_gelu_tanh_fwd), FN(tc_linear_backward_dact)},
+    [TC_ACT_GELU] = {FN(tab_lin_gelu_fwd), FN(tc_linear_backward_dact)},
+    [TC_ACT_RELU] = {FN(tab_lin_relu_fwd), FN(tc_linear_backward_dact)},
+    [TC_ACT_RELU2] = {FN(tab_lin_relu2_fwd), FN(tc_linear_backward_dact)},
 };
 
 static int FN(act_known)(int act)

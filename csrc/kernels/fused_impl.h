@@ -406,11 +406,11 @@ int FN(tc_linear_gelu_backward)(real_t *dinp, real_t *dweight, real_t *dbias, co
 }
 
 // dinp (N,C), dweight (OC,C), dbias (OC,) each optional; dout (N,OC), dact (N,OC) =
-// gelu'(pre) from tc_linear_gelu_forward_dact, inp (N,C), weight (OC,C); write as
-// tc_linear_gelu_backward
-int FN(tc_linear_gelu_backward_dact)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout,
-                                     const real_t *dact, const real_t *inp, const real_t *weight, int64_t N,
-                                     int64_t C, int64_t OC, int write)
+// act'(pre) from any fused forward (tc_linear_gelu_forward_dact, tc_linear_relu_forward),
+// inp (N,C), weight (OC,C); write as tc_linear_gelu_backward
+int FN(tc_linear_backward_dact)(real_t *dinp, real_t *dweight, real_t *dbias, const real_t *dout,
+                                const real_t *dact, const real_t *inp, const real_t *weight,
+                                int64_t N, int64_t C, int64_t OC, int write)
 {
     if (N < 0 || C < 0 || OC < 0 || !dact) return TC_EINVAL;
     if (N == 0 || OC == 0) {

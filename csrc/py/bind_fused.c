@@ -4,47 +4,59 @@
 #include <math.h>
 #include <stdio.h>
 
-/* linear_gelu_forward(x (N,C), weight (OC,C), bias (OC,)|None, approximate_tanh, want)
- *   -> (out (N,OC), cache (N,OC)|None); want 0: no cache, 1: pre, 2: dact = gelu'(pre) */
-static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
+/* The fused forward of both bindings below: out (N,OC) = act(x (N,C) @ weight^T (OC,C) +
+ * bias (OC,)|None) and a cache (N,OC) of kind `cache` (FUSED_NONE: none, FUSED_PRE: pre, the
+ * GELUs only, FUSED_DACT: act'(pre)) -> (out, cache|None); `name` for errors. */
+enum { FUSED_NONE, FUSED_PRE, FUSED_DACT };
+static PyObject *fused_forward(const char *name, int act, int cache, PyObject *x_obj,
+                               PyObject *w_obj, PyObject *b_obj)
 {
-    PyObject *x_obj, *w_obj, *b_obj, *result = NULL;
-    int approx, want_pre;
-    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *pre = NULL;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOii", &x_obj, &w_obj, &b_obj, &approx, &want_pre))
-        return NULL;
-    if (tc_py_check_flag(approx, "approximate_tanh")) goto done;
-    if (want_pre < 0 || want_pre > 2) {
-        PyErr_Format(PyExc_ValueError, "want must be 0, 1 (pre) or 2 (dact), got %d", want_pre);
-        goto done;
-    }
+    PyObject *result = NULL;
+    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *c = NULL;
     int ty;
     if (tc_py_linear_args(x_obj, w_obj, b_obj, NULL, &ty, &x, &w, &b, NULL)) goto done;
     const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     npy_intp dims[2] = {N, OC};
     if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
-    if (want_pre && !(pre = tc_py_new(2, dims, ty, 0))) goto done;
+    if (cache != FUSED_NONE && !(c = tc_py_new(2, dims, ty, 0))) goto done;
+    void *cd = c ? PyArray_DATA(c) : NULL;
+    const void *bd = b ? PyArray_DATA(b) : NULL;
     int st;
     TC_PY_BEGIN_ALLOW_THREADS
-    if (want_pre == 2)
-        st = TC_CALL(ty, tc_linear_gelu_forward_dact, PyArray_DATA(out), PyArray_DATA(pre),
-                     PyArray_DATA(x), PyArray_DATA(w), b ? PyArray_DATA(b) : NULL, N, C, OC,
-                     approx);
+    if (cache == FUSED_PRE)
+        st = TC_CALL(ty, tc_linear_gelu_forward, PyArray_DATA(out), cd, PyArray_DATA(x),
+                     PyArray_DATA(w), bd, N, C, OC, act == TC_ACT_GELU_TANH);
     else
-        st = TC_CALL(ty, tc_linear_gelu_forward, PyArray_DATA(out),
-                     pre ? PyArray_DATA(pre) : NULL, PyArray_DATA(x), PyArray_DATA(w),
-                     b ? PyArray_DATA(b) : NULL, N, C, OC, approx);
+        st = TC_CALL(ty, tc_linear_activation_forward, act, PyArray_DATA(out), cd,
+                     PyArray_DATA(x), PyArray_DATA(w), bd, N, C, OC);
     Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "linear_gelu_forward")) goto done;
-    result = Py_BuildValue("(OO)", out, pre ? (PyObject *)pre : Py_None);
+    if (tc_py_status(st, name)) goto done;
+    result = Py_BuildValue("(OO)", out, c ? (PyObject *)c : Py_None);
 done:
     Py_XDECREF(x);
     Py_XDECREF(w);
     Py_XDECREF(b);
     Py_XDECREF(out);
-    Py_XDECREF(pre);
+    Py_XDECREF(c);
     return result;
+}
+
+/* linear_gelu_forward(x (N,C), weight (OC,C), bias (OC,)|None, approximate_tanh, want)
+ *   -> (out (N,OC), cache (N,OC)|None); want 0: no cache, 1: pre, 2: dact = gelu'(pre) */
+static PyObject *py_linear_gelu_forward(PyObject *self, PyObject *args)
+{
+    PyObject *x_obj, *w_obj, *b_obj;
+    int approx, want;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOii", &x_obj, &w_obj, &b_obj, &approx, &want)) return NULL;
+    if (tc_py_check_flag(approx, "approximate_tanh")) return NULL;
+    if (want < 0 || want > 2) {
+        PyErr_Format(PyExc_ValueError, "want must be 0, 1 (pre) or 2 (dact), got %d", want);
+        return NULL;
+    }
+    const int cache = want == 1 ? FUSED_PRE : want == 2 ? FUSED_DACT : FUSED_NONE;
+    return fused_forward("linear_gelu_forward", approx ? TC_ACT_GELU_TANH : TC_ACT_GELU, cache,
+                         x_obj, w_obj, b_obj);
 }
 
 /* linear_activation_forward(act, x (N,C), weight (OC,C), bias (OC,)|None, want_dact)
@@ -52,38 +64,18 @@ done:
  *   index; ValueError naming activation if it has none) */
 static PyObject *py_linear_activation_forward(PyObject *self, PyObject *args)
 {
-    PyObject *x_obj, *w_obj, *b_obj, *result = NULL;
+    PyObject *x_obj, *w_obj, *b_obj;
     int act, want;
-    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *out = NULL, *dact = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "iOOOp", &act, &x_obj, &w_obj, &b_obj, &want)) return NULL;
     if (tc_linear_activation_fused(act) != 1) {
         PyErr_Format(PyExc_ValueError,
                      "activation %d has no fused linear + activation pair "
                      "(tc_linear_activation_fused)", act);
-        goto done;
+        return NULL;
     }
-    int ty;
-    if (tc_py_linear_args(x_obj, w_obj, b_obj, NULL, &ty, &x, &w, &b, NULL)) goto done;
-    const npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    npy_intp dims[2] = {N, OC};
-    if (!(out = tc_py_new(2, dims, ty, 0))) goto done;
-    if (want && !(dact = tc_py_new(2, dims, ty, 0))) goto done;
-    int st;
-    TC_PY_BEGIN_ALLOW_THREADS
-    st = TC_CALL(ty, tc_linear_activation_forward, act, PyArray_DATA(out),
-                 dact ? PyArray_DATA(dact) : NULL, PyArray_DATA(x), PyArray_DATA(w),
-                 b ? PyArray_DATA(b) : NULL, N, C, OC);
-    Py_END_ALLOW_THREADS
-    if (tc_py_status(st, "linear_activation_forward")) goto done;
-    result = Py_BuildValue("(OO)", out, dact ? (PyObject *)dact : Py_None);
-done:
-    Py_XDECREF(x);
-    Py_XDECREF(w);
-    Py_XDECREF(b);
-    Py_XDECREF(out);
-    Py_XDECREF(dact);
-    return result;
+    return fused_forward("linear_activation_forward", act, want ? FUSED_DACT : FUSED_NONE,
+                         x_obj, w_obj, b_obj);
 }
 
 /* linear_gelu_backward(grad_output (N,OC), x (N,C), weight (OC,C), bias (OC,)|None,
@@ -119,7 +111,7 @@ static PyObject *py_linear_gelu_backward(PyObject *self, PyObject *args)
     int st;
     TC_PY_BEGIN_ALLOW_THREADS
     if (is_dact)
-        st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_linear_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
                      db ? PyArray_DATA(db) : NULL, PyArray_DATA(dy), PyArray_DATA(pre),
                      PyArray_DATA(x), PyArray_DATA(w), N, C, OC, TC_WRITE_ALL);
     else

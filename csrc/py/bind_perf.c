@@ -258,7 +258,7 @@ static PyObject *py_backward_into(PyObject *self, PyObject *args)
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(x), PyArray_DATA(w), N, C,
                      OC, (int)write);
     else if (dact)
-        st = TC_CALL(ty, tc_linear_gelu_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
+        st = TC_CALL(ty, tc_linear_backward_dact, PyArray_DATA(dx), PyArray_DATA(dw),
                      PyArray_DATA(db), PyArray_DATA(dy), PyArray_DATA(pre), PyArray_DATA(x),
                      PyArray_DATA(w), N, C, OC, (int)write);
     else if (k == 1)
