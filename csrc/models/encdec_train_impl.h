@@ -270,8 +270,8 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         real_t *lnb = AP(a->ln[s]), *r = AP(a->r[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
         const real_t *fin = cur;
         if (c->norm == TC_NORM_PRE) {
-            CHECK(FN(model_norm_forward)(m->cfg.norm_type, lnb, mean, rstd, cur, PP(ln->w), PP(ln->b), N, C,
-                                           c->eps));
+            CHECK(FN(model_norm_forward)(c->norm_type, lnb, mean, rstd, cur, PP(ln->w),
+                                         PP(ln->b), N, C, c->eps));
             fin = lnb;
         }
         if (s == 0) CHECK(FN(ed_self_forward)(m, p, a, proj, fin, dec, k, probs[i]));
@@ -281,8 +281,8 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         CHECK(FN(model_dropout)(proj, N * C, &k->d, branch[i]));
         FN(gpt_add)(r, cur, proj, N * C);
         if (c->norm == TC_NORM_POST) {
-            CHECK(FN(model_norm_forward)(m->cfg.norm_type, lnb, mean, rstd, r, PP(ln->w), PP(ln->b), N, C,
-                                           c->eps));
+            CHECK(FN(model_norm_forward)(c->norm_type, lnb, mean, rstd, r, PP(ln->w),
+                                         PP(ln->b), N, C, c->eps));
             cur = lnb;
         } else {
             cur = r;
@@ -322,8 +322,9 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
             fin = lnb;
         } else {
             /* *dres = d ln; *dtmp = d r = the residual part of d in, plus the branch's part */
-            CHECK(FN(model_norm_backward)(m->cfg.norm_type, *dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
-                                                PP(ln->w), mean, rstd, N, C, TC_WRITE(0)));
+            CHECK(FN(model_norm_backward)(c->norm_type, *dtmp, GP(ln->w), GP(ln->b), *dres,
+                                          AP(a->r[s]), PP(ln->w), mean, rstd, N, C,
+                                          TC_WRITE(0)));
             CHECK(FN(model_dropout_back)(&dp, *dtmp, ddrop, N * C, &k->d, branch[i]));
             dx = *dtmp;
             fin = in;
@@ -334,8 +335,8 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
                                                      FN(ed_memory)(m), k, probs[i], set_dx));
         else CHECK(FN(ed_ffn_backward)(m, dec, l, dx, dp, fin, N, set_dx));
         if (c->norm == TC_NORM_PRE) {
-            CHECK(FN(model_norm_backward)(m->cfg.norm_type, *dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
-                                            mean, rstd, N, C, TC_ACCUMULATE));
+            CHECK(FN(model_norm_backward)(c->norm_type, *dres, GP(ln->w), GP(ln->b), dfin, in,
+                                          PP(ln->w), mean, rstd, N, C, TC_ACCUMULATE));
         } else {
             real_t *t = *dres;
             *dres = *dtmp;
@@ -379,9 +380,9 @@ static int FN(ed_encode)(tc_encdec *m, const int64_t *src, const ed_call *k)
     CHECK(FN(ed_embed)(m, AP(m->ga.semb), spos, src, m->swte, m->swpe, c->Vs, Ns, k->Ls, k, 0));
     for (int64_t l = 0; l < c->Le; l++) CHECK(FN(ed_layer_forward)(m, 0, l, k));
     if (c->norm == TC_NORM_PRE)
-        CHECK(FN(model_norm_forward)(m->cfg.norm_type, AP(m->ga.slnf), AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd),
-                                       FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
-                                       PP(m->slnf.b), Ns, c->C, c->eps));
+        CHECK(FN(model_norm_forward)(c->norm_type, AP(m->ga.slnf), AP(m->ga.slnf_mean),
+                                     AP(m->ga.slnf_rstd), FN(ed_layer_out)(m, 0, c->Le - 1),
+                                     PP(m->slnf.w), PP(m->slnf.b), Ns, c->C, c->eps));
     return TC_OK;
 }
 
@@ -397,8 +398,9 @@ static int FN(ed_forward_all)(tc_encdec *m, const int64_t *src, const int64_t *t
     for (int64_t l = 0; l < c->Ld; l++) CHECK(FN(ed_layer_forward)(m, 1, l, k));
     const real_t *xf = FN(ed_layer_out)(m, 1, c->Ld - 1);
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(model_norm_forward)(m->cfg.norm_type, AP(m->ga.tlnf), AP(m->ga.tlnf_mean), AP(m->ga.tlnf_rstd),
-                                       xf, PP(m->tlnf.w), PP(m->tlnf.b), Nt, C, c->eps));
+        CHECK(FN(model_norm_forward)(c->norm_type, AP(m->ga.tlnf), AP(m->ga.tlnf_mean),
+                                     AP(m->ga.tlnf_rstd), xf, PP(m->tlnf.w), PP(m->tlnf.b), Nt,
+                                     C, c->eps));
         xf = AP(m->ga.tlnf);
     }
     return FN(tc_linear_forward)(AP(m->ga.logits), xf, PP(m->head), NULL, Nt, C, c->Vt);
@@ -417,9 +419,9 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
     CHECK(FN(tc_linear_backward)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf,
                                      PP(m->head), Nt, C, c->Vt, TC_WRITE(0)));
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(model_norm_backward)(m->cfg.norm_type, dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
-                                            PP(m->tlnf.w), AP(m->ga.tlnf_mean),
-                                            AP(m->ga.tlnf_rstd), Nt, C, TC_WRITE(0)));
+        CHECK(FN(model_norm_backward)(c->norm_type, dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp,
+                                      dec_out, PP(m->tlnf.w), AP(m->ga.tlnf_mean),
+                                      AP(m->ga.tlnf_rstd), Nt, C, TC_WRITE(0)));
     } else {
         real_t *t = dres;
         dres = dtmp;
@@ -433,9 +435,10 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
                                 m->twpe, c->Vt, Nt, k, 1 + 3 * c->Le));
     /* the encoder from d memory */
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(model_norm_backward)(m->cfg.norm_type, dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
-                                            FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
-                                            AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C, TC_WRITE(0)));
+        CHECK(FN(model_norm_backward)(c->norm_type, dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
+                                      FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
+                                      AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C,
+                                      TC_WRITE(0)));
     } else {
         memcpy(dres, dmem, (size_t)(Ns * C) * sizeof(real_t));
     }
