@@ -2,7 +2,7 @@
 (benchmarks/malloc_count.c) around glibc's malloc family, next to transformer_c's own
 scratch counter (scratch()).
 
-python -m benchmarks.allocs [--threads 1 2] [--steps 10]
+python -m benchmarks.allocs [--threads 1 2] [--steps 10] [--cases muon_step ...]
 
 Builds the shim with the C compiler (cc), reruns itself with LD_PRELOAD set, and prints one
 JSON line per (case, threads): calls per step of malloc/calloc/realloc/aligned_alloc/
@@ -53,8 +53,15 @@ def cases():
     tok = np.array([5, 6, 7, 8])
     yield "gpt_kv_decode_step", lambda: dec.step(state, tok)
 
+    from transformer_c.functional import muon_update_
 
-def child(threads, steps):
+    p = gpt.flat_parameters.copy()
+    g = r.standard_normal(p.shape).astype(p.dtype) * 1e-3
+    buf, table = np.zeros_like(p), gpt.muon_matrices()
+    yield "muon_step", lambda: muon_update_(p, g, buf, table)
+
+
+def child(threads, steps, only=None):
     import transformer_c as tc
     from transformer_c import _C
 
@@ -65,6 +72,8 @@ def child(threads, steps):
     for t in threads:
         tc.set_num_threads(t)
         for name, fn in cases():
+            if only and name not in only:
+                continue
             fn()
             fn()
             s0 = scratch()
@@ -86,15 +95,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--cases", nargs="+", default=None,
+                   help="only these cases (gpt_small_loss_and_grads encdec_loss_and_grads "
+                        "gpt_kv_decode_step muon_step)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        child(a.threads, a.steps)
+        child(a.threads, a.steps, a.cases)
         return
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, LD_PRELOAD=build_shim(d))
         subprocess.run([sys.executable, "-m", "benchmarks.allocs", "--child", "--steps",
-                        str(a.steps), "--threads", *map(str, a.threads)], env=env, check=True)
+                        str(a.steps), "--threads", *map(str, a.threads),
+                        *(["--cases", *a.cases] if a.cases else [])], env=env, check=True)
 
 
 if __name__ == "__main__":

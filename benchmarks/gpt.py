@@ -10,7 +10,8 @@ python -m benchmarks.gpt --blocks [--threads 1] [--configs small]   (the block o
 --blocks: the fast path's loss_and_grads of each config as it is and with the modern block
 options (relu2, beside relu: both with a fused linear + activation pair, as the GELUs;
 SwiGLU at n_inner = 8C/3, LLaMA's width for the MLP's parameter count;
-grouped-query attention with n_head / 2 and 1 kv heads), the variants alternating sample
+grouped-query attention with n_head / 2 and 1 kv heads; QK-norm alone and with n_head / 2
+kv heads), the variants alternating sample
 by sample, each with its matrix-product FLOPs per step (forward 2 x multiply-adds of every
 product and the causal attention, backward twice that) and its GFLOP/s relative to the
 plain config's (per_flop_vs_base: 1.0 = as fast per FLOP as today's GPT step); on one
@@ -263,6 +264,8 @@ BLOCK_VARIANTS = {
     "mqa": lambda kw: dict(n_kv_head=1),
     "swiglu_gqa": lambda kw: dict(gated=True, activation="silu", n_inner=8 * kw["n_embd"] // 3,
                                   n_kv_head=kw["n_head"] // 2),
+    "qk_norm": lambda kw: dict(qk_norm=True),
+    "qk_norm_gqa": lambda kw: dict(qk_norm=True, n_kv_head=kw["n_head"] // 2),
 }
 
 

@@ -1,5 +1,5 @@
-"""The GPT training step with the modern block options of issue 17 (RMSNorm, QK-norm,
-logit soft-capping), each against the same model without it: transformer_c's
+"""The GPT training step with the modern block options of issue 17 (RMSNorm, QK-norm, also
+with grouped kv heads, logit soft-capping), each against the same model without it: transformer_c's
 loss_and_grads (the whole forward + backward in C), float32, every variant's steps
 interleaved sample by sample in one process (a machine shared with other work slows them
 alike).
@@ -7,8 +7,8 @@ alike).
 python -m benchmarks.gpt_blocks [--threads 1] [--configs small medium] [--repeats 7]
 
 One JSON line per (config, threads, variant): ms per step (median and best), the ratio to
-the baseline "layernorm" (median and best), the step's matrix-product FLOPs (6 * tokens *
-the weights' products plus the causal attention's, counted one way for every variant) and
+the baseline "layernorm" (median and best), the step's matrix-product FLOPs
+(benchmarks.gpt.step_flops: the grouped k, v projections' smaller products counted) and
 the ratio of time per FLOP to the baseline's (> 1: slower per FLOP), and the 1-minute load
 average.
 """
@@ -19,7 +19,7 @@ import statistics
 import numpy as np
 
 from benchmarks.common import emit, median_time, set_threads
-from benchmarks.gpt import CONFIGS
+from benchmarks.gpt import CONFIGS, step_flops
 from transformer_c.nn import GPT, GPTConfig
 
 VARIANTS = {
@@ -28,16 +28,8 @@ VARIANTS = {
     "qk_norm": dict(qk_norm=True),
     "softcap": dict(logit_softcap=30.0),
     "rmsnorm_qk_norm_softcap": dict(norm_type="rmsnorm", qk_norm=True, logit_softcap=30.0),
+    "qk_norm_gqa": dict(qk_norm=True, n_kv_head=2),  # 2 kv heads (4 or 6 query heads)
 }
-
-
-def step_flops(cfg, B, T):
-    """Matrix-product FLOPs of one forward + backward: 6 per weight per token (c_attn,
-    c_proj, c_fc, mlp c_proj, the head) plus the causal attention (QK^T and PV, half the
-    T x T scores), 3 times its forward's 2 * 2 * T^2 / 2 * C per layer and sequence."""
-    C, H, V, L = cfg.n_embd, cfg.hidden_size, cfg.vocab_size, cfg.n_layer
-    weights = L * (3 * C * C + C * C + 2 * C * H) + V * C
-    return 6 * B * T * weights + 3 * L * B * 2 * T * T * C
 
 
 def run(names, threads, repeats, variants=VARIANTS):

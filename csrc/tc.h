@@ -1425,7 +1425,8 @@ typedef struct {
     double moe_aux_weight;        /* the load-balancing loss's weight in the loss (>= 0) */
     int norm_type;                /* TC_NORM_TYPE_*: every ln_* is a layer norm or an RMS norm */
     int qk_norm;                  /* RMS-norm q and k of every head (gains attn.q_norm,
-                                     attn.k_norm (HS,)) after c_attn, before RoPE */
+                                     attn.k_norm (HS,)) after c_attn, before RoPE; the
+                                     k-norm over the NKV key heads with grouped kv heads */
     double logit_softcap;         /* 0: off; > 0: logits = cap * tanh(logits / cap) */
     int64_t NKV;                  /* kv heads: 0 (= NH), or a divisor of NH: grouped-query
                                      attention (1: multi-query); c_attn is then (C + 2 KC, C),
@@ -1546,8 +1547,8 @@ int tc_gpt_moe_routing(const tc_gpt *model, int64_t *tokens, int64_t *dropped,
  * routes every target token alone; its prefill encodes the source as tc_encdec_encode
  * does (routed together).
  * norm_type, qk_norm, NKV and gated are GPT's (tc_gpt_config) for the self-attention and
- * MLP of both stacks (KC = NKV * HS the width of the self-attention's k and v; qk_norm
- * only with NKV 0 or NH); the cross-attention keeps NH kv heads and no QK-norm (as
+ * MLP of both stacks (KC = NKV * HS the width of the self-attention's k and v; QK-norm's
+ * k_norm over the NKV key heads); the cross-attention keeps NH kv heads and no QK-norm (as
  * transformer_c.nn.CrossAttention), and its ln_cross_attn follows norm_type. */
 typedef struct {
     int64_t Vs, Vt;        /* source and target vocabularies */
@@ -1908,6 +1909,7 @@ enum {
     TC_WS_FUSED,     /* fused kernels' intermediates */
     TC_WS_FUSED2,
     TC_WS_MOE,       /* mixture of experts: router logits, backward gradients */
+    TC_WS_MUON,      /* Muon: one thread's Newton-Schulz matrices (X, Xn, A, B) */
     TC_WS_NSLOTS
 };
 void *tc_workspace(int slot, size_t bytes);

@@ -183,6 +183,7 @@ GPT_VARIANTS = {
     "post_sinusoidal": dict(norm="post", position="sinusoidal"),
     "rope_gelu": dict(position="rope", activation="gelu"),
     "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
+    "qknorm_mqa_rope": dict(qk_norm=True, n_kv_head=1, position="rope"),
 }
 
 

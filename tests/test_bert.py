@@ -103,6 +103,7 @@ VARIANTS = {
     "mean_rmsnorm_qknorm": dict(pooling="mean", norm_type="rmsnorm", qk_norm=True),
     "cls_post_rmsnorm_qknorm_nobias": dict(norm="post", norm_type="rmsnorm", qk_norm=True,
                                            bias=False, dropout=0.2),
+    "cls_qknorm_mqa_dropout": dict(qk_norm=True, n_kv_head=1, dropout=0.2),
 }
 
 
@@ -167,7 +168,8 @@ def test_mlm_torch_twin(torch, tie, dtype, norm_type):
 # ------------------------------------------------------------------ finite differences
 
 @pytest.mark.parametrize("kw", [dict(pooling="cls", norm="post"),
-                                dict(pooling="mean", dropout=0.3, tie_mlm=False)])
+                                dict(pooling="mean", dropout=0.3, tie_mlm=False),
+                                dict(pooling="mean", qk_norm=True, n_kv_head=1)])
 def test_finite_differences(kw):
     m = make(np.float64, seed=2, noise=0.3, vocab_size=7, block_size=5, n_layer=1, n_embd=4,
              n_inner=6, num_labels=2, **kw)

@@ -63,6 +63,7 @@ def test_every_block_option_has_a_train_flag_and_a_preset_key():
     (["--gated", "--activation", "silu", "--n-inner", "24"],
      dict(gated=True, activation="silu", n_inner=24)),
     (["--n-kv-head", "1", "--position", "rope"], dict(n_kv_head=1, position="rope")),
+    (["--qk-norm", "--n-kv-head", "1"], dict(qk_norm=True, n_kv_head=1)),
     (["--no-tie-embeddings", "--norm", "post"], dict(tie_embeddings=False, norm="post")),
     (["--attention", "block_sparse", "--sparse-block", "4", "--sparse-window", "2",
       "--sparse-stride", "2", "--sparse-global", "1"],
@@ -143,7 +144,8 @@ def test_a_preset_carries_block_options_and_flags_override_it(tmp_path, monkeypa
     (["--moe-aux-weight", "-0.5"], "--moe-aux-weight: moe_aux_weight must be a finite number"),
     (["--gated", "--ffn", "moe"], "--gated, --ffn: gated=True is the gated MLP: it needs "
      "ffn='mlp'"),
-    (["--qk-norm", "--n-kv-head", "1"], "--qk-norm, --n-kv-head, --n-head: qk_norm=True needs"),
+    (["--qk-norm", "--n-kv-head", "3"], "--n-kv-head, --n-head: n_kv_head must be None or a "
+     "positive divisor of n_head (2), got 3"),
     (["--n-kv-head", "3"], "--n-kv-head, --n-head: n_kv_head must be None or a positive "
      "divisor of n_head (2), got 3"),
     (["--logit-softcap", "-1"], "--logit-softcap: logit_softcap must be a finite number >= 0"),
@@ -254,6 +256,7 @@ BERT = ["classify", "train", "--data", "train.jsonl", "--n-layer", "1", "--n-hea
      dict(norm_type="rmsnorm", qk_norm=True, gated=True, activation="silu", n_inner=24)),
     (["--n-kv-head", "1", "--position", "sinusoidal", "--norm", "post"],
      dict(n_kv_head=1, position="sinusoidal", norm="post")),
+    (["--n-kv-head", "1", "--qk-norm"], dict(n_kv_head=1, qk_norm=True)),
     (["--attention", "block_sparse", "--sparse-block", "4", "--ffn", "moe", "--moe-experts",
       "2", "--moe-top-k", "2"],
      dict(attention="block_sparse", sparse_block=4, ffn="moe", moe_experts=2, moe_top_k=2)),

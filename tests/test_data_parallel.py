@@ -19,6 +19,7 @@ VARIANTS = {
     "rope": dict(position="rope"),
     "nopos_post": dict(position="none", norm="post"),
     "nobias_untied_relu": dict(bias=False, tie_embeddings=False, activation="relu"),
+    "qknorm_mqa_rope": dict(qk_norm=True, n_kv_head=1, position="rope"),
 }
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 

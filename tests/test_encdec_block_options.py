@@ -203,6 +203,7 @@ def test_bad_block_options_name_the_field(field, value):
 MODERN = [dict(norm_type="rmsnorm"), dict(qk_norm=True), dict(n_kv_head=1),
           dict(gated=True, activation="silu"),
           dict(norm_type="rmsnorm", gated=True, activation="silu", n_kv_head=1),
+          dict(norm_type="rmsnorm", gated=True, activation="silu", n_kv_head=1, qk_norm=True),
           dict(norm_type="rmsnorm", gated=True, activation="silu", qk_norm=True),
           dict(n_head=4, n_kv_head=2, gated=True, activation="gelu", norm="post",
                dropout=0.1, bias=False),
@@ -251,7 +252,7 @@ def test_modern_options_awkward_shapes(B, S, T):
 
 
 @pytest.mark.parametrize("options", [dict(norm_type="rmsnorm", qk_norm=True, gated=True,
-                                          activation="silu"),
+                                          activation="silu", n_kv_head=1),
                                      dict(n_kv_head=1, gated=True, activation="silu",
                                           norm_type="rmsnorm", norm="post")])
 def test_modern_options_finite_differences(options):
@@ -285,11 +286,11 @@ def test_modern_options_layout():
     assert list(q) == ["c_attn", "c_proj", "q_norm", "k_norm"]
     assert q["q_norm"]["weight"].shape == (4,)
     with pytest.raises(ValueError, match="n_kv_head"):
-        EncoderDecoderConfig(**BASE, qk_norm=True, n_kv_head=1)  # QK-norm: n_head kv heads
+        EncoderDecoderConfig(**BASE, n_kv_head=3)  # not a divisor of n_head
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("options", MODERN[:6] + [
+@pytest.mark.parametrize("options", MODERN[:7] + [
     dict(n_head=4, n_kv_head=2, gated=True, activation="gelu", norm="post"),
     dict(norm_type="rmsnorm", qk_norm=True, norm="post", activation="relu2", **SPARSE)])
 def test_modern_options_generate_with_cache_equals_without(options, dtype):

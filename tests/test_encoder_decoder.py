@@ -41,6 +41,7 @@ VARIANTS = {
                                n_kv_head=1, bias=False),
     "geglu_gqa_post": dict(gated=True, activation="gelu", n_head=4, n_kv_head=2, norm="post",
                            dropout=0.2),
+    "qknorm_mqa_dropout": dict(qk_norm=True, n_kv_head=1, dropout=0.2),
 }
 TOL = {np.float64: 1e-9, np.float32: 1e-4}
 PAD = 0
@@ -119,9 +120,9 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
     def lin(x, p):
         return TF.linear(x, p["weight"], p.get("bias"))
 
-    def heads(t):
-        B, L, _ = t.shape
-        return t.view(B, L, NH, HS).transpose(1, 2)
+    def heads(t):  # (B, L, n HS) -> (B, n, L, HS): NH query heads, or NKV kv heads
+        B, L, W = t.shape
+        return t.view(B, L, W // HS, HS).transpose(1, 2)
 
     def attend(q, k, v, *, causal, keys, site, sparse=False):
         s = (q @ k.transpose(-1, -2)) / math.sqrt(HS)
@@ -139,13 +140,11 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
         return y.transpose(1, 2).reshape(B, T, C)
 
     def self_attn(x, p, *, causal, keys, site):
-        nkv = getattr(cfg, "n_kv_head", None) or NH  # grouped-query: k, v of nkv heads
-        q, k, v = lin(x, p["c_attn"]).split((C, nkv * HS, nkv * HS), dim=-1)
-        q = heads(q)
-        k, v = (t.view(t.shape[0], t.shape[1], nkv, HS).transpose(1, 2)
-                .repeat_interleave(NH // nkv, dim=1) for t in (k, v))
-        if getattr(cfg, "qk_norm", False):
+        KC = cfg.kv_heads * HS  # grouped-query attention: k, v repeated to the query heads
+        q, k, v = (heads(t) for t in lin(x, p["c_attn"]).split([C, KC, KC], dim=-1))
+        if getattr(cfg, "qk_norm", False):  # the k-norm on the kv heads, before sharing
             q, k = ln(q, p["q_norm"], HS), ln(k, p["k_norm"], HS)
+        k, v = (t.repeat_interleave(NH * HS // KC, 1) for t in (k, v))
         return lin(attend(q, k, v, causal=causal, keys=keys, site=site, sparse=True),
                    p["c_proj"])
 
@@ -476,7 +475,8 @@ def test_block_with_key_padding_is_an_encoder_layer():
 
 @pytest.mark.parametrize("variant", ["pre", "post", "shared_untied_nobias",
                                      "post_sinusoidal_dropout_untied", "gelu_dropout",
-                                     "rmsnorm_qknorm_post", "rmsnorm_swiglu_mqa"])
+                                     "rmsnorm_qknorm_post", "rmsnorm_swiglu_mqa",
+                                     "qknorm_mqa_dropout"])
 def test_finite_differences(variant):
     cfg = EncoderDecoderConfig(**{**TINY, **VARIANTS[variant], "block_size": 4,
                                   "n_encoder_layer": 1, "n_decoder_layer": 1, "n_embd": 4,

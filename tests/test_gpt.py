@@ -53,6 +53,7 @@ VARIANTS = {
                                                logit_softcap=3.0, position="rope",
                                                attention="block_sparse", sparse_block=2,
                                                sparse_window=1),
+    "qknorm_mqa_rope_dropout": dict(qk_norm=True, n_kv_head=1, position="rope", dropout=0.2),
 }
 TOL = {np.float64: 1e-9, np.float32: 1e-4}
 
@@ -258,7 +259,8 @@ def test_torch_twin_parity_default_size(torch):
 # ------------------------------------------------------------------ finite differences
 
 @pytest.mark.parametrize("variant", ["gpt2", "post", "rope", "sinusoidal_post_dropout_ninner",
-                                     "nobias_untied_relu", "nopos", "relu2_rope"])
+                                     "nobias_untied_relu", "nopos", "relu2_rope",
+                                     "qknorm_mqa_rope_dropout"])
 def test_finite_differences(variant):
     cfg = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4,
                     **{**VARIANTS[variant], **({"n_inner": 6} if "n_inner" in

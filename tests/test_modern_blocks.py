@@ -22,6 +22,8 @@ OPTIONS = [
     dict(norm_type="rmsnorm", qk_norm=True, logit_softcap=5.0, position="rope", bias=False),
     dict(qk_norm=True, norm="post", position="rope", rope_interleaved=True, n_head=3),
     dict(norm_type="rmsnorm", norm="post", position="sinusoidal", logit_softcap=1.0),
+    dict(qk_norm=True, n_kv_head=1, position="rope", norm_type="rmsnorm", bias=False),
+    dict(qk_norm=True, n_kv_head=2, n_head=4, logit_softcap=3.0),  # head size 3
 ]
 
 
@@ -157,15 +159,16 @@ def test_inspect_fast_equals_module_path(kw):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_qk_norm_with_grouped_kv_heads_is_refused_by_name():
-    # QK-norm's kernels assume every query head has its own keys: the config says so
-    from transformer_c.nn import BertConfig, EncoderConfig, GPTConfig
+def test_qk_norm_with_grouped_kv_heads_is_taken_and_a_bad_count_named():
+    # QK-norm with grouped kv heads (the k-norm over the n_kv_head key heads) is a valid
+    # config on every model and in C; a count that does not divide n_head still is not
+    # (tests/test_gqa_models.py runs the combination against PyTorch, C and the KV cache)
     for cls in (GPTConfig, EncoderConfig, BertConfig):
+        assert cls(n_head=4, n_embd=16, qk_norm=True, n_kv_head=2).kv_heads == 2
         with pytest.raises(ValueError, match="n_kv_head"):
-            cls(n_head=4, n_embd=16, qk_norm=True, n_kv_head=2)
-        assert cls(n_head=4, n_embd=16, qk_norm=True, n_kv_head=4).qk_norm
-    from transformer_c import _C
+            cls(n_head=4, n_embd=16, qk_norm=True, n_kv_head=3)
     fields = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=4, n_embd=16,
                        qk_norm=True).c_fields()
-    with pytest.raises(ValueError):
-        _C.gpt_arena_bytes(False, dict(fields, NKV=2), 1, 4)
+    assert _C.gpt_arena_bytes(False, dict(fields, NKV=2), 1, 4) > 0
+    with pytest.raises(ValueError, match="NKV"):
+        _C.gpt_arena_bytes(False, dict(fields, NKV=3), 1, 4)

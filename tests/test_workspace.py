@@ -129,3 +129,46 @@ def test_scratch_alloc_count_takes_no_arguments():
     assert isinstance(_C.scratch_alloc_count(), int)
     with pytest.raises(TypeError):
         _C.scratch_alloc_count(1)
+
+
+
+def test_muon_step_makes_no_large_heap_allocation():
+    """The Newton-Schulz scratch (5.9 MB per thread on the 6x384 model) came from malloc on
+    every call; it is a cached workspace now. Counted by benchmarks/allocs.py's LD_PRELOAD
+    shim around glibc's malloc family (allocations of 16 KiB or more per step, 1 thread:
+    with 2 threads libgomp's nested teams make a few of their own)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}) to build the allocation-counting shim")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-m", "benchmarks.allocs", "--threads", "1",
+                          "--steps", "3", "--cases", "muon_step"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    assert rec["case"] == "muon_step"
+    assert rec["allocs_ge_16k_per_step"] == 0, rec
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_muon_step_allocates_nothing_after_warmup(threads):
+    # the Newton-Schulz matrices live in each thread's TC_WS_MUON workspace; with 2 threads
+    # a model this size spreads whole matrices over the threads (each its own scratch)
+    cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=128)
+    model = GPT.create(cfg, np.random.default_rng(0), dtype=np.float32)
+    p = model.flat_parameters
+    g = np.random.default_rng(1).standard_normal(p.shape).astype(np.float32) * 1e-3
+    buf = np.zeros_like(p)
+    table = model.muon_matrices()
+    saved = tc.get_num_threads()
+    try:
+        tc.set_num_threads(threads)
+        assert steps_allocate(lambda: tc.functional.muon_update_(p, g, buf, table)) == 0
+    finally:
+        tc.set_num_threads(saved)

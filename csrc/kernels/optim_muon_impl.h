@@ -263,28 +263,24 @@ int FN(tc_optim_muon_update)(real_t *param, real_t *momentum_buffer, const real_
 #endif
     const int spread = TC_PAR(total, 4.0 * 2097152.0) && muon_spread_matrices(jobs, count, nth);
     const int64_t per = 2 * max_rc + 2 * max_r2; /* one thread's scratch: X, Xn, A, B */
-    const size_t bytes = sizeof(real_t) * (size_t)per * (size_t)(spread ? nth : 1);
-    real_t *scratch = tc_alloc_big(bytes);
-    if (!scratch) {
-        free(jobs);
-        return TC_ENOMEM;
-    }
     int st = TC_OK;
 #pragma omp parallel num_threads(nth) if (spread)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        real_t *X = scratch + (int64_t)tid * per, *Xn = X + max_rc, *A = Xn + max_rc;
-        real_t *B = A + max_r2;
+        /* each thread's own cached workspace: a warmed-up step allocates nothing */
+        real_t *X = tc_workspace(TC_WS_MUON, sizeof(real_t) * (size_t)per);
+        if (!X) {
+#pragma omp atomic write
+            st = TC_ENOMEM;
+        }
+        real_t *Xn = X ? X + max_rc : NULL, *A = X ? Xn + max_rc : NULL;
+        real_t *B = X ? A + max_r2 : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t q = 0; q < count; q++) {
             const int64_t k = jobs[q].k, off = matrices[3 * k];
             int failed;
 #pragma omp atomic read
             failed = st;
-            if (failed != TC_OK) continue;
+            if (failed != TC_OK || !X) continue;
             const int s = FN(muon_matrix)(param + off, momentum_buffer + off, grad + off,
                                           matrices[3 * k + 1], matrices[3 * k + 2], X, Xn, A,
                                           B, lr, momentum, weight_decay, nesterov, ns_steps);
@@ -294,7 +290,6 @@ int FN(tc_optim_muon_update)(real_t *param, real_t *momentum_buffer, const real_
             }
         }
     }
-    free(scratch);
     free(jobs);
     return st;
 }

@@ -13,8 +13,8 @@
  *     per slot: ln C, mean/rstd 2, r C
  *     self-attention: qkvh C + 2KC (the c_attn output (B,L,C + 2KC): q, k, v token-major;
  *       KC = NKV * HS, C without grouped-query attention), lse NH (row logsumexp), atty C
- *       (attention output, token-major, the c_proj input); qk_norm: qkn 2C (the
- *       RMS-normalised q | k the attention reads) and qkr 2NH (their rstd)
+ *       (attention output, token-major, the c_proj input); qk_norm: qkn C + KC (the
+ *       RMS-normalised q | k the attention reads) and qkr NH + NKV (their rstd)
  *     cross-attention (decoder): xqh C (queries, token-major), xkvh 2C per SOURCE token
  *       (keys and values of the memory, (B,S,2C)), xlse NH, xatty C
  *     MLP: fch H, fcha H (c_fc output after the activation, and before it for ReLU or the
@@ -146,8 +146,8 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
             a.qkvh = gpt_take(&u, N * (C + 2 * ed_kv_width(c)), elem);
             a.lse = gpt_take(&u, N * NH, elem);
             a.atty = gpt_take(&u, N * C, elem);
-            a.qkn = gpt_take(&u, c->qk_norm ? 2 * N * C : 0, elem);
-            a.qkr = gpt_take(&u, c->qk_norm ? 2 * N * NH : 0, elem);
+            a.qkn = gpt_take(&u, c->qk_norm ? N * (C + ed_kv_width(c)) : 0, elem);
+            a.qkr = gpt_take(&u, c->qk_norm ? N * (NH + model_kv_heads(NH, c->NKV)) : 0, elem);
             if (dec) {
                 a.xqh = gpt_take(&u, Nt * C, elem);
                 a.xkvh = gpt_take(&u, 2 * Ns * C, elem);

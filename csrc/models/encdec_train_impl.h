@@ -25,7 +25,7 @@ static tc_attention_layout FN(ed_self_layout)(const tc_encdec *m, const ed_layer
 /* Self-attention: proj (N,C) = c_proj(attention(c_attn(x))), x (B*L,C); bidirectional
  * with the source mask in the encoder (dec == 0), causal in the decoder. The attention
  * kernel reads q, k, v from the c_attn output (B,L,C + 2KC) kept in qkvh (with qk_norm q
- * and k from their RMS-normalised copy qkn (B,L,2C)) and writes its output token-major
+ * and k from their RMS-normalised copy qkn (B,L,C + KC)) and writes its output token-major
  * into atty (B,L,C). */
 static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
                                real_t *proj, const real_t *x, int dec, const ed_call *k, int64_t site)
@@ -38,8 +38,8 @@ static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_
     const tc_attention_layout lay = FN(ed_self_layout)(m, a, L, &q);
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, C + 2 * KC));
     if (c->qk_norm)
-        CHECK(FN(model_qk_norm_forward)(AP(a->qkn), AP(a->qkr), qkv, C + 2 * KC, PP(p->qn.w),
-                                        PP(p->kn.w), N, NH, HS, c->eps));
+        CHECK(FN(model_qk_norm_forward)(AP(a->qkn), AP(a->qkr), qkv, PP(p->qn.w), PP(p->kn.w),
+                                        N, NH, KC / HS, HS, c->eps));
     tc_attention_sparse sp;
     CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), q, q + C, qkv + C + KC, &lay,
                                       dec ? NULL : k->mask, ed_sparse(c, &sp), B, NH, L, L, HS,
@@ -70,8 +70,8 @@ static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed
                                        L, HS,
                                        dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     if (c->qk_norm)
-        CHECK(FN(model_qk_norm_backward)(dqkv, C + 2 * KC, GP(p->qn.w), GP(p->kn.w), qkv,
-                                         PP(p->qn.w), PP(p->kn.w), AP(a->qkr), N, NH, HS));
+        CHECK(FN(model_qk_norm_backward)(dqkv, GP(p->qn.w), GP(p->kn.w), qkv, PP(p->qn.w),
+                                         PP(p->kn.w), AP(a->qkr), N, NH, KC / HS, HS));
     return FN(tc_linear_backward)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
                                       C, C + 2 * KC, set_dx ? TC_WRITE(0) : 0);
 }

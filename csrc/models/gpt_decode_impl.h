@@ -39,7 +39,8 @@ static int FN(dec_rope)(tc_gpt_kv *kv, real_t *x, int64_t NH, int64_t B, int64_t
 }
 
 /* dec_self_attention's q, k hook: QK-norm (gains qnw, knw (HS,) of the current layer;
- * with qk_norm) then RoPE (position ROPE) on the new queries and keys (B,NH,TN,HS) */
+ * with qk_norm) then RoPE (position ROPE) on the new queries (B,NH,TN,HS) and keys
+ * (B,NKV,TN,HS); the cache thus holds the normalised, rotated keys */
 typedef struct {
     tc_gpt_kv *kv;
     const dec_dims *d;

@@ -9,9 +9,10 @@
  *                              NKV * HS with grouped-query attention; token-major,
  *                              read by the attention kernel at its strides; with RoPE,
  *                              q and k rotated in place)
- *     qkn 2C, qkr 2NH          qk_norm only: the RMS-normalised q | k (B,T,2C) (RoPE
+ *     qkn C + KC, qkr NH + NKV qk_norm only: the RMS-normalised q | k (B,T,C + KC) (RoPE
  *                              rotates them there; the attention reads q, k from it and
- *                              qkvh keeps the raw ones) and their rstd (q's (N,NH), k's)
+ *                              qkvh keeps the raw ones) and their rstd (q's (N,NH), then
+ *                              k's (N,NKV))
  *     lse NH                   the attention rows' logsumexp
  *     atty C                   attention output, token-major (written there by the
  *                              attention kernel; the c_proj input)
@@ -121,8 +122,8 @@ static size_t gpt_arena_plan(const tc_gpt_config *c, int64_t N, int64_t elem,
         a.ln1_mean = gpt_take(&u, N, elem);
         a.ln1_rstd = gpt_take(&u, N, elem);
         a.qkvh = gpt_take(&u, N * (C + 2 * gpt_kv_width(c)), elem);
-        a.qkn = gpt_take(&u, c->qk_norm ? 2 * N * C : 0, elem);
-        a.qkr = gpt_take(&u, c->qk_norm ? 2 * N * NH : 0, elem);
+        a.qkn = gpt_take(&u, c->qk_norm ? N * (C + gpt_kv_width(c)) : 0, elem);
+        a.qkr = gpt_take(&u, c->qk_norm ? N * (NH + gpt_kv_heads(c)) : 0, elem);
         a.lse = gpt_take(&u, N * NH, elem);
         a.atty = gpt_take(&u, N * C, elem);
         a.res2 = gpt_take(&u, N * C, elem);

@@ -48,7 +48,7 @@ int FN(tc_gpt_create)(tc_gpt **model, const tc_gpt_config *cfg, real_t *params, 
 }
 
 /* q (NH heads at qkv) and k (NKV heads at qkv + C) of a token-major (B,L,row) buffer (row
- * C + 2KC for the c_attn output, 2C for qk_norm's q | k) rotated by RoPE in place: by +angle
+ * C + 2KC for the c_attn output, C + KC for qk_norm's q | k) rotated by RoPE in place: by +angle
  * (the forward) or -angle (the backward, on dq and dk). */
 static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t row, int64_t B, int64_t L,
                            int inverse)
@@ -63,9 +63,9 @@ static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t row, int64_t B,
     return TC_OK;
 }
 
-/* The attention layout of layer l's q, k, v (and gradients): q and k read from qkn (B,L,2C)
- * with qk_norm, else from the c_attn output (B,L,C + 2KC) (model_block_layout); *q the
- * buffer q starts at (k at *q + C). */
+/* The attention layout of layer l's q, k, v (and gradients): q and k read from qkn
+ * (B,L,C + KC) with qk_norm, else from the c_attn output (B,L,C + 2KC) (model_block_layout);
+ * *q the buffer q starts at (k at *q + C). */
 static tc_attention_layout FN(gpt_qk_layout)(const tc_gpt *m, const gpt_layer_acts *a,
                                              int64_t L, const real_t **q)
 {
@@ -74,24 +74,25 @@ static tc_attention_layout FN(gpt_qk_layout)(const tc_gpt *m, const gpt_layer_ac
     return model_block_layout(L, C, gpt_kv_width(&m->cfg), HS, m->cfg.qk_norm);
 }
 
-/* QK-norm (qk_norm) of layer l's c_attn output qkv (N,3C) into its qkn, qkr
+/* QK-norm (qk_norm) of layer l's c_attn output qkv (N,C + 2KC) into its qkn, qkr
  * (model_qk_norm_forward). */
 static int FN(gpt_qk_norm_forward)(tc_gpt *m, int64_t l, const real_t *qkv, int64_t N)
 {
     const tc_gpt_config *c = &m->cfg;
     const gpt_layer_params *p = &m->lp[l];
-    return FN(model_qk_norm_forward)(AP(m->la[l].qkn), AP(m->la[l].qkr), qkv, 3 * c->C,
-                                     PP(p->qnw), PP(p->knw), N, c->NH, c->C / c->NH, c->eps);
+    return FN(model_qk_norm_forward)(AP(m->la[l].qkn), AP(m->la[l].qkr), qkv, PP(p->qnw),
+                                     PP(p->knw), N, c->NH, gpt_kv_heads(c), c->C / c->NH,
+                                     c->eps);
 }
 
-/* Its backward in place on dqkv (N,3C) (model_qk_norm_backward). */
+/* Its backward in place on dqkv (N,C + 2KC) (model_qk_norm_backward). */
 static int FN(gpt_qk_norm_backward)(tc_gpt *m, int64_t l, real_t *dqkv, int64_t N)
 {
     const tc_gpt_config *c = &m->cfg;
     const gpt_layer_params *p = &m->lp[l];
-    return FN(model_qk_norm_backward)(dqkv, 3 * c->C, GP(p->qnw), GP(p->knw), AP(m->la[l].qkvh),
+    return FN(model_qk_norm_backward)(dqkv, GP(p->qnw), GP(p->knw), AP(m->la[l].qkvh),
                                       PP(p->qnw), PP(p->knw), AP(m->la[l].qkr), N, c->NH,
-                                      c->C / c->NH);
+                                      gpt_kv_heads(c), c->C / c->NH);
 }
 
 /* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))), with the tiled
@@ -111,7 +112,7 @@ static int FN(gpt_attention_forward)(tc_gpt *m, int64_t l, real_t *proj, const r
     CHECK(FN(tc_linear_forward)(qkv, x, PP(p->attw), PP(p->attb), N, C, C + 2 * KC));
     if (c->qk_norm) CHECK(FN(gpt_qk_norm_forward)(m, l, qkv, N));
     if (c->position == TC_POS_ROPE)
-        CHECK(FN(gpt_rope_qk)(m, (real_t *)q, c->qk_norm ? 2 * C : C + 2 * KC, B, L, 0));
+        CHECK(FN(gpt_rope_qk)(m, (real_t *)q, c->qk_norm ? C + KC : C + 2 * KC, B, L, 0));
     tc_attention_sparse sp;
     CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), q, q + C, qkv + C + KC, &lay,
                                       NULL, gpt_sparse(c, &sp), B, NH, L, L, HS,

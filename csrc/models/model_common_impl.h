@@ -173,32 +173,33 @@ static inline int FN(model_norm_backward)(int type, real_t *dinp, real_t *dw, re
     return FN(tc_layernorm_backward)(dinp, dw, db, dout, inp, w, mean, rstd, N, C, write);
 }
 
-/* QK-norm of a block's self-attention (qk_norm): q and k of NH heads of HS values each, at
- * qkv and qkv + C of a token-major (N,row) c_attn output, RMS-normalised per head (gains qw,
- * kw (HS,)) into qkn (N,2C) [q | k] (model_block_layout reads them there), their rstd into
- * r (2,N,NH). */
-static int FN(model_qk_norm_forward)(real_t *qkn, real_t *r, const real_t *qkv, int64_t row,
+/* QK-norm of a block's self-attention (qk_norm): the NH query heads at qkv and the NKV key
+ * heads at qkv + C (HS values each) of a token-major (N,C + 2KC) c_attn output (C = NH HS,
+ * KC = NKV HS), RMS-normalised per head (gains qw, kw (HS,), each shared by its heads;
+ * the keys before grouped-query sharing) into qkn (N,C + KC) [q | k] (model_block_layout
+ * reads them there), their rstd into r: q's (N,NH), then k's (N,NKV). */
+static int FN(model_qk_norm_forward)(real_t *qkn, real_t *r, const real_t *qkv,
                                      const real_t *qw, const real_t *kw, int64_t N, int64_t NH,
-                                     int64_t HS, double eps)
+                                     int64_t NKV, int64_t HS, double eps)
 {
-    const int64_t C = NH * HS;
-    CHECK(FN(tc_rmsnorm_heads_forward)(qkn, 2 * C, r, qkv, row, qw, N, NH, HS, eps));
-    return FN(tc_rmsnorm_heads_forward)(qkn + C, 2 * C, r + N * NH, qkv + C, row, kw, N, NH,
-                                        HS, eps);
+    const int64_t C = NH * HS, KC = NKV * HS;
+    CHECK(FN(tc_rmsnorm_heads_forward)(qkn, C + KC, r, qkv, C + 2 * KC, qw, N, NH, HS, eps));
+    return FN(tc_rmsnorm_heads_forward)(qkn + C, C + KC, r + N * NH, qkv + C, C + 2 * KC, kw,
+                                        N, NKV, HS, eps);
 }
 
-/* Its backward in place on dqkv (N,row): dq, dk (of the normalised q, k, at dqkv and dqkv +
- * C) become the raw ones' gradients; the gains' gradients dqw, dkw (HS,) accumulate. qkv,
- * r: the forward's input and rstd. */
-static int FN(model_qk_norm_backward)(real_t *dqkv, int64_t row, real_t *dqw, real_t *dkw,
-                                      const real_t *qkv, const real_t *qw, const real_t *kw,
-                                      const real_t *r, int64_t N, int64_t NH, int64_t HS)
+/* Its backward in place on dqkv (N,C + 2KC): dq, dk (of the normalised q, k, at dqkv and
+ * dqkv + C) become the raw ones' gradients; the gains' gradients dqw, dkw (HS,) accumulate.
+ * qkv, r: the forward's input and rstd. */
+static int FN(model_qk_norm_backward)(real_t *dqkv, real_t *dqw, real_t *dkw, const real_t *qkv,
+                                      const real_t *qw, const real_t *kw, const real_t *r,
+                                      int64_t N, int64_t NH, int64_t NKV, int64_t HS)
 {
-    const int64_t C = NH * HS;
+    const int64_t C = NH * HS, row = C + 2 * NKV * HS;
     CHECK(FN(tc_rmsnorm_heads_backward)(dqkv, row, dqw, dqkv, qkv, row, qw, r, N, NH, HS,
                                         TC_WRITE(0)));
     return FN(tc_rmsnorm_heads_backward)(dqkv + C, row, dkw, dqkv + C, qkv + C, row, kw,
-                                         r + N * NH, N, NH, HS, TC_WRITE(0));
+                                         r + N * NH, N, NKV, HS, TC_WRITE(0));
 }
 
 /* The gated MLP's weights (or their gradients): c_gate gw (H,C), gb (H,), c_fc fw (H,C), fb

@@ -53,7 +53,7 @@ static inline int encdec_config(PyObject *obj, void *out)
                     "with block-sparse attention sparse_block >= 1, sparse_window >= 1, "
                     "sparse_stride >= 0, sparse_global >= 0, and with ffn='moe' moe_top_k 1 or 2, moe_experts >= moe_top_k, "
                     "moe_capacity finite > 0, moe_aux_weight finite >= 0, NKV 0 or a divisor "
-                    "of NH (0 with qk_norm), and gated only with ffn='mlp'");
+                    "of NH, and gated only with ffn='mlp'");
     return 0;
 }
 

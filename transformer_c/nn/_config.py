@@ -64,7 +64,9 @@ class BlockOptions:
     config has biases: bias=False gives torch.nn.RMSNorm / Llama's norm); same parameters.
     qk_norm: RMS-normalise every head's query and key (learned gains attn.q_norm.weight and
     attn.k_norm.weight of head_size, initialised to 1, shared by the heads) after c_attn
-    and before RoPE, as OLMo 2, Gemma 3 and Qwen 3 do.
+    and before RoPE, as OLMo 2, Gemma 3 and Qwen 3 do; with n_kv_head the k-norm acts on
+    the n_kv_head key heads (before they are shared by their query heads) and a KV cache
+    holds the normalised (and rotated) keys.
     logit_softcap: 0 (off) or the cap c > 0 of Gemma 2's final-logit soft-capping,
     logits = c * tanh(logits / c) (GPT only: the other configs refuse a nonzero value).
     n_kv_head: None (every query head its own keys and values) or a divisor of n_head:
@@ -194,15 +196,11 @@ def _real(v):
 
 def check_norm_options(cfg, *, logits=True):
     """Validation of norm_type (options.NORM_TYPES), qk_norm (a bool) and logit_softcap
-    (finite >= 0; must be 0 unless ``logits``: a config without LM logits); qk_norm only
-    without grouped kv heads (n_kv_head None or n_head). ValueError naming the field."""
+    (finite >= 0; must be 0 unless ``logits``: a config without LM logits). ValueError
+    naming the field."""
     check_option("norm_type", cfg.norm_type)
     if not isinstance(cfg.qk_norm, (bool, np.bool_)):
         raise ValueError(f"qk_norm must be a bool, got {cfg.qk_norm!r}")
-    nkv = getattr(cfg, "n_kv_head", None)
-    if cfg.qk_norm and nkv is not None and nkv != cfg.n_head:
-        raise ValueError(f"qk_norm=True needs n_kv_head None (= n_head): QK-norm with grouped "
-                         f"kv heads is not implemented yet, got n_kv_head={nkv!r}")
     cap = cfg.logit_softcap
     if not (_real(cap) and cap >= 0):
         raise ValueError(f"logit_softcap must be a finite number >= 0 (0: off), got {cap!r}")

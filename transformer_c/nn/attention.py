@@ -281,8 +281,9 @@ class SelfAttention(_Projected):
     turns it off: set it to 0 in eval mode). sparse: None (dense) or a
     functional.SparseLayout: block-sparse attention (also in ``decode``). q_norm, k_norm:
     None (default) or both Norms over the head size C / n_head (kind "rmsnorm" for OLMo 2 /
-    Gemma 3 QK-norm): every head's q and k normalised after c_attn, before RoPE; parameter
-    keys q_norm and k_norm follow c_proj.
+    Gemma 3 QK-norm): every head's q and k normalised after c_attn, before RoPE (with
+    n_kv_head, k_norm acts on the n_kv_head key heads before they are shared, and the KV
+    cache holds the normalised keys); parameter keys q_norm and k_norm follow c_proj.
     """
 
     KEYS = ("c_attn", "c_proj")

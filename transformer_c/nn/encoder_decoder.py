@@ -83,7 +83,7 @@ class EncoderDecoderConfig(ConfigMixin):
     activation: SwiGLU with "silu") apply to both stacks' self-attentions and MLPs, on the
     module path and the C paths (training, encode, KV-cached decoding) alike; the
     cross-attention keeps n_head kv heads and no QK-norm (nn.CrossAttention's q_attn (C, C)
-    and c_attn (2C, C)). qk_norm needs n_kv_head None (= n_head). logit_softcap must be 0.
+    and c_attn (2C, C)). logit_softcap must be 0.
     """
 
     src_vocab_size: int = 32000

@@ -20,7 +20,8 @@ transpose; from_huggingface transposes). Options drop keys: no ``wpe`` unless
 position == "learned", no biases with bias=False, no ``ln_f`` with norm == "post" (the last
 block already ends in a LayerNorm, as GPT-1), and an ``lm_head`` {"weight": (V, C)} when the
 embeddings are not tied; qk_norm adds ``attn.q_norm`` and ``attn.k_norm`` {"weight":
-(head_size,)} after ``attn.c_proj``. norm_type="rmsnorm" makes every ln_* an RMS norm (same
+(head_size,)} after ``attn.c_proj`` (with n_kv_head too: k_norm normalises the n_kv_head
+key heads); n_kv_head makes ``attn.c_attn`` (C + 2 KC, C), KC = n_kv_head * head_size. norm_type="rmsnorm" makes every ln_* an RMS norm (same
 keys); logit_softcap > 0 caps the logits (c * tanh(logits / c)).
 
 All parameters live in one contiguous buffer (``flat_parameters``) and the tree holds views
@@ -68,8 +69,11 @@ class GPTConfig(ConfigMixin):
     layer_norm_epsilon; position_base: the base of the sinusoidal table and of RoPE;
     rope_interleaved: RoPE pairs (2i, 2i+1) instead of (i, i + head_size/2).
     attention, sparse_block, sparse_window, sparse_stride, sparse_global, ffn, moe_experts,
-    moe_top_k, moe_capacity, moe_aux_weight, norm_type, qk_norm, logit_softcap: the block
-    options (BlockOptions).
+    moe_top_k, moe_capacity, moe_aux_weight, norm_type, qk_norm, logit_softcap, n_kv_head,
+    gated: the block options (BlockOptions); any combination the checks accept runs on
+    the module path, the C training path and the KV-cached decoder (qk_norm with
+    n_kv_head < n_head included: q_norm over the n_head query heads, k_norm over the
+    n_kv_head key heads, both gains (head_size,)).
     """
 
     vocab_size: int = 50257
