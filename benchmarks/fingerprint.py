@@ -87,12 +87,13 @@ def block_cases(tc):
                                           ("gpt-modern-qk-rope", dict(modern, qk_norm=True,
                                                                       position="rope")),
                                           ("gpt-modern-mqa-post", dict(modern, n_kv_head=1,
+                                                                       qk_norm=True,
                                                                        norm="post"))]),
                        (tc.nn.EncoderDecoderConfig, [
                            ("encdec-moe-sparse", ed),
                            ("encdec-modern-qk", dict(ed_modern, qk_norm=True)),
                            ("encdec-modern-mqa-post", dict(ed_modern, n_kv_head=1,
-                                                           norm="post"))])):
+                                                           qk_norm=True, norm="post"))])):
         runs = []
         for name, kw in cases:
             try:
