@@ -259,6 +259,40 @@ def test_thread_counts_agree(threads):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,E,k,cf,act,bias", [
+    (1500, 4, 2, 0.5, "gelu_tanh", True),  # every expert at capacity: the backward spreads
+    (1203, 3, 2, 1.0, "silu", True),       # silu (no fused pair), odd row counts
+    (997, 1, 1, 1.0, "relu", False),       # one expert: rows split, backward not spread
+    (1100, 2, 1, 4.0, "gelu_tanh", True),  # router scale 3, no drops
+])
+def test_threaded_experts_match_serial_bitwise(threads, dtype, N, E, k, cf, act, bias):
+    """Past the size for threads, the forward runs the experts as one region of (expert,
+    row range) tasks and the backward hands whole experts to the threads when their rows
+    balance: each result is computed as on one thread (bitwise); float64 matches the
+    references."""
+    x, R, w1, b1, w2, b2 = make(N=N, C=40, H=136, E=E, dtype=dtype, seed=N, bias=bias,
+                                scale=3.0 if cf == 4.0 else 1.0)
+    dy = rng(3).standard_normal(x.shape).astype(dtype)
+    out = []
+    for n in (1, 2):
+        threads(n)
+        y, aux, rt = F.moe(x, R, w1, b1, w2, b2, top_k=k, capacity_factor=cf, activation=act)
+        g = F.moe_backward(dy, x, R, w1, b1, w2, b2, top_k=k, capacity_factor=cf,
+                           activation=act, routing=rt, aux_grad=0.2)
+        out.append([y, *[a for a in g if a is not None]])
+    for a, b in zip(out[0], out[1]):
+        np.testing.assert_array_equal(a, b)
+    if dtype != np.float64:  # (float32 rounding may flip a near-tie of the float64 routing)
+        return
+    wy = ref_moe(x, R, w1, b1, w2, b2, k, cf, act)[0]
+    np.testing.assert_allclose(out[1][0], wy, rtol=1e-9, atol=1e-9)
+    gr = F.moe_backward(dy, x, R, w1, b1, w2, b2, top_k=k, capacity_factor=cf, activation=act,
+                        aux_grad=0.2, reference=True)
+    for a, b in zip(out[1][1:], [a for a in gr if a is not None]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
 # ------------------------------------------------------------------ PyTorch twin
 
 def torch_moe(torch, x, R, w1, b1, w2, b2, k, cf, act):

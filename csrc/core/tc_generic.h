@@ -57,4 +57,23 @@
  * Every OpenMP region of a kernel whose results do not depend on the thread count asks it. */
 #define TC_PAR(work, min_work) tc_parallel_worth((double)(work), (double)(min_work))
 
+/* Whether nth threads should take whole jobs (count costs, sorted descending, each a double
+ * `stride` bytes after the last): when greedy longest-first assignment keeps the busiest
+ * thread within 5% of an even share (the Muon optimizer's matrices, the experts of a
+ * mixture); otherwise each job's own work should be split over the threads instead. */
+static inline int tc_jobs_balance(const double *cost, size_t stride, int64_t count, int nth)
+{
+    double load[64] = {0}, total = 0, most = 0;
+    if (nth < 2 || nth > 64 || count < nth) return 0;
+    for (int64_t k = 0; k < count; k++) {
+        const double c = *(const double *)((const char *)cost + (size_t)k * stride);
+        int t = 0;
+        for (int u = 1; u < nth; u++) if (load[u] < load[t]) t = u;
+        load[t] += c;
+        total += c;
+    }
+    for (int u = 0; u < nth; u++) if (load[u] > most) most = load[u];
+    return most <= 1.05 * total / nth;
+}
+
 #endif

@@ -2,6 +2,9 @@
  * float64: router, top-k routing with capacity, the experts (the dense model's MLP on the
  * project's GEMM), the load-balancing loss, and the backward of all of it. */
 #include "tc_generic.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 int64_t tc_moe_capacity(int64_t N, int64_t E, int64_t K, double capacity_factor)
 {

@@ -5,14 +5,45 @@
  * the gates (threads over rows), the capacity pass (one sequential pass over the N K
  * choices in priority order: the only order-dependent step), the load-balancing loss; then
  * per expert: its rows gathered into xg (counts[e], C), the dense model's MLP on them
- * (mlp_block.h: fused linear + activation where the activation has one), outputs into eo;
+ * (mlp_block.h: fused linear + activation where the activation has one), outputs into eo
+ * (with threads: one region over (expert, row range) tasks, moe_experts_forward);
  * finally out[n] = sum_j g_j eo[slot_j] (threads over rows, choices in order).
  * Backward: dg from dout and eo, each expert's MLP backward on its rows with dout scaled by
- * the gate, the gate and aux gradients into dp (N,E), the softmax backward, the router's
- * two products, and dinp[n] += the expert rows' input gradients (threads over rows).
- * Results are bitwise reproducible for a fixed thread count (every sum has a fixed order).
+ * the gate (with threads and experts whose rows balance over them: whole experts handed to
+ * the threads, moe_spread_experts; else expert by expert, the products threaded), the gate
+ * and aux gradients into dp (N,E), the softmax backward, the router's two products, and
+ * dinp[n] += the expert rows' input gradients (threads over rows).
+ * Results are bitwise reproducible for a fixed thread count (every sum has a fixed order),
+ * and do not depend on how the experts are scheduled: every product entry and bias sum is
+ * computed by one thread in an order fixed by the shapes alone.
  */
 #include "mlp_block.h"
+
+#ifndef MOE_IMPL_ONCE
+#define MOE_IMPL_ONCE
+#define MOE_SPREAD_MAX_E 64 /* more experts: the backward runs expert by expert */
+
+/* The thread count the experts may be spread over (1 without OpenMP or inside a region). */
+static inline int moe_threads(void)
+{
+#ifdef _OPENMP
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* This thread's number in the region, after keeping kernels it calls on this thread alone. */
+static inline int moe_task_thread(void)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+#endif
 
 /* 0 if the cache's routing (expert, slot, tok, counts) lies in range and agrees, else
  * TC_EINVAL: the backward reads rows by these indices. */
@@ -105,6 +136,73 @@ static double FN(moe_aux)(const FN(tc_moe_cache) *c, int64_t N, int64_t E, int64
     return (double)E * aux;
 }
 
+/* Expert e's MLP forward on its buffer rows [i0, i1): the inputs gathered into xg, fc
+ * (pre, hid) and c_proj (eo) on those rows alone. Each row's results do not depend on which
+ * rows share the call (every product entry sums k in a fixed order; i0 a multiple of the
+ * GEMM's tile rows), so any split into row ranges gives the bits of one call. */
+static int FN(moe_expert_rows)(FN(tc_moe_cache) *c, const real_t *inp, const real_t *w1,
+                               const real_t *b1, const real_t *w2, const real_t *b2, int64_t e,
+                               int64_t i0, int64_t i1, int64_t C, int64_t H, int64_t K, int act)
+{
+    const int64_t r0 = e * c->cap + i0, m = i1 - i0;
+    real_t *xg = c->xg + r0 * C;
+    for (int64_t i = 0; i < m; i++)
+        memcpy(xg + i * C, inp + (c->tok[r0 + i] / K) * C, (size_t)C * sizeof(real_t));
+    const int st = FN(gpt_fc_forward)(c->hid + r0 * H, c->pre + r0 * H, xg, w1 + e * H * C,
+                                      b1 ? b1 + e * H : NULL, m, C, H, act, 1);
+    return st != TC_OK ? st
+                       : FN(tc_linear_forward)(c->eo + r0 * C, c->hid + r0 * H, w2 + e * C * H,
+                                               b2 ? b2 + e * C : NULL, m, H, C);
+}
+
+/* The experts' forward. One thread (or a product too small for threads): expert by expert,
+ * each kernel threaded inside as it decides. Several: one region over tasks (expert, range
+ * of about kept / (4 threads) rows, a multiple of 48), handed out dynamically, each run on
+ * one thread: a single barrier instead of a few per expert product (the expert products of
+ * a mixture are each a fraction of the dense MLP's, so per-product barriers cost a larger
+ * share), the same bits either way (moe_expert_rows). */
+static int FN(moe_experts_forward)(FN(tc_moe_cache) *c, const real_t *inp, const real_t *w1,
+                                   const real_t *b1, const real_t *w2, const real_t *b2,
+                                   int64_t C, int64_t H, int64_t E, int64_t K, int act)
+{
+    int64_t kept = 0;
+    for (int64_t e = 0; e < E; e++) kept += c->counts[e];
+    const int nth = moe_threads();
+    if (nth < 2 || !TC_PAR(4.0 * (double)kept * (double)C * (double)H, 4.0 * 2097152.0)) {
+        int st = TC_OK;
+        for (int64_t e = 0; e < E && st == TC_OK; e++)
+            if (c->counts[e] > 0)
+                st = FN(moe_expert_rows)(c, inp, w1, b1, w2, b2, e, 0, c->counts[e], C, H, K,
+                                         act);
+        return st;
+    }
+    int64_t R = (kept + 4 * nth - 1) / (4 * nth);
+    R = (R + 47) / 48 * 48;
+    int64_t ntask = 0;
+    for (int64_t e = 0; e < E; e++) ntask += (c->counts[e] + R - 1) / R;
+    int st = TC_OK;
+#pragma omp parallel num_threads(nth)
+    {
+        (void)moe_task_thread();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < ntask; t++) {
+            int64_t e = 0, q = t; /* task t: expert e's q-th range */
+            while (q >= (c->counts[e] + R - 1) / R) q -= (c->counts[e] + R - 1) / R, e++;
+            const int64_t i0 = q * R, i1 = i0 + R < c->counts[e] ? i0 + R : c->counts[e];
+            int failed;
+#pragma omp atomic read
+            failed = st;
+            if (failed != TC_OK) continue;
+            const int s = FN(moe_expert_rows)(c, inp, w1, b1, w2, b2, e, i0, i1, C, H, K, act);
+            if (s != TC_OK) {
+#pragma omp atomic write
+                st = s;
+            }
+        }
+    }
+    return st;
+}
+
 // out (N,C); cache (tc.h); inp (N,C), router (E,C), w1 (E,H,C), b1 (E,H) or NULL,
 // w2 (E,C,H), b2 (E,C) or NULL
 int FN(tc_moe_forward)(real_t *out, FN(tc_moe_cache) *cache, const real_t *inp, const real_t *router,
@@ -126,19 +224,7 @@ int FN(tc_moe_forward)(real_t *out, FN(tc_moe_cache) *cache, const real_t *inp, 
     FN(moe_assign)(cache, N, E, K);
     cache->aux = FN(moe_aux)(cache, N, E, K);
 
-    for (int64_t e = 0; e < E && st == TC_OK; e++) {
-        const int64_t m = cache->counts[e], r0 = e * cap;
-        if (m == 0) continue;
-        real_t *xg = cache->xg + r0 * C;
-#pragma omp parallel for schedule(static) if (TC_PAR(m * C, TC_PARALLEL_MIN_WORK))
-        for (int64_t i = 0; i < m; i++)
-            memcpy(xg + i * C, inp + (cache->tok[r0 + i] / K) * C, (size_t)C * sizeof(real_t));
-        st = FN(gpt_fc_forward)(cache->hid + r0 * H, cache->pre + r0 * H, xg, w1 + e * H * C,
-                                b1 ? b1 + e * H : NULL, m, C, H, act, 1);
-        if (st == TC_OK)
-            st = FN(tc_linear_forward)(cache->eo + r0 * C, cache->hid + r0 * H, w2 + e * C * H,
-                                       b2 ? b2 + e * C : NULL, m, H, C);
-    }
+    st = FN(moe_experts_forward)(cache, inp, w1, b1, w2, b2, C, H, E, K, act);
     if (st != TC_OK) return st;
 #pragma omp parallel for schedule(static) if (TC_PAR(N * C * K, TC_PARALLEL_MIN_WORK))
     for (int64_t n = 0; n < N; n++) {
@@ -183,6 +269,78 @@ static void FN(moe_dprobs)(real_t *dp, real_t *fa, const real_t *dg, const FN(tc
     }
 }
 
+/* The gradient outputs of tc_moe_backward's experts (dxg (E cap, C) or NULL; the weights'
+ * as its arguments) and whether they are written (set_w) or accumulated. */
+typedef struct {
+    real_t *dxg, *dw1, *db1, *dw2, *db2;
+    int set_w;
+} FN(moe_grads);
+
+/* Expert e's backward: dye (cap,C) = gate * dout on its rows, the MLP's backward into its
+ * slices of the gradients (dxg rows written), dh, dh2 (cap,H) scratch; an expert without
+ * rows zeroes its written gradients. */
+static int FN(moe_expert_backward)(const FN(moe_grads) *g, real_t *dye, real_t *dh, real_t *dh2,
+                                   const real_t *dout, const FN(tc_moe_cache) *c,
+                                   const real_t *w1, const real_t *w2, int64_t e, int64_t C,
+                                   int64_t H, int64_t K, int act)
+{
+    const int64_t m = c->counts[e], r0 = e * c->cap;
+    real_t *gw1 = g->dw1 ? g->dw1 + e * H * C : NULL, *gb1 = g->db1 ? g->db1 + e * H : NULL;
+    real_t *gw2 = g->dw2 ? g->dw2 + e * C * H : NULL, *gb2 = g->db2 ? g->db2 + e * C : NULL;
+    if (m == 0) {
+        if (g->set_w) {
+            if (gw1) memset(gw1, 0, (size_t)(H * C) * sizeof(real_t));
+            if (gb1) memset(gb1, 0, (size_t)H * sizeof(real_t));
+            if (gw2) memset(gw2, 0, (size_t)(C * H) * sizeof(real_t));
+            if (gb2) memset(gb2, 0, (size_t)C * sizeof(real_t));
+        }
+        return TC_OK;
+    }
+#pragma omp parallel for schedule(static) if (TC_PAR(m * C, TC_PARALLEL_MIN_WORK))
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t a = c->tok[r0 + i];
+        const real_t gate = c->gates[a], *d = dout + (a / K) * C;
+        real_t *y = dye + i * C;
+        for (int64_t k = 0; k < C; k++) y[k] = gate * d[k];
+    }
+    return FN(gpt_mlp_backward)(g->dxg ? g->dxg + r0 * C : NULL, dh, dh2, gw1, gb1, gw2, gb2, dye,
+                                c->xg + r0 * C, c->pre + r0 * H, c->hid + r0 * H,
+                                w1 + e * H * C, w2 + e * C * H, m, C, H, act, 1, g->set_w);
+}
+
+typedef struct {
+    double cost; /* the expert's rows */
+    int64_t k;   /* the expert */
+} FN(moe_job);
+
+static int FN(moe_job_cmp)(const void *x, const void *y) /* rows descending, then expert */
+{
+    const FN(moe_job) *a = x, *b = y;
+    if (a->cost != b->cost) return a->cost < b->cost ? 1 : -1;
+    return (a->k > b->k) - (a->k < b->k);
+}
+
+/* Whether the experts' backward runs whole experts on the threads (*nth of them), largest
+ * first (jobs: the E experts sorted by rows, descending): with threads, a product worth
+ * them, at most MOE_SPREAD_MAX_E experts, and row counts that balance (tc_jobs_balance).
+ * Each expert's gradients are then the sums of one thread in the order the threaded
+ * products use (their results do not depend on the thread count): the same bits. */
+static int FN(moe_spread_experts)(FN(moe_job) *jobs, int *nth, const FN(tc_moe_cache) *c,
+                                  int64_t C, int64_t H, int64_t E)
+{
+    *nth = moe_threads();
+    if (*nth < 2 || E > MOE_SPREAD_MAX_E) return 0;
+    double kept = 0;
+    for (int64_t e = 0; e < E; e++) {
+        jobs[e].cost = (double)c->counts[e];
+        jobs[e].k = e;
+        kept += jobs[e].cost;
+    }
+    if (!TC_PAR(8.0 * kept * (double)C * (double)H, 4.0 * 2097152.0)) return 0;
+    qsort(jobs, (size_t)E, sizeof jobs[0], FN(moe_job_cmp));
+    return tc_jobs_balance(&jobs[0].cost, sizeof jobs[0], E, *nth);
+}
+
 // dinp (N,C), drouter (E,C), dw1 (E,H,C), db1 (E,H), dw2 (E,C,H), db2 (E,C), each optional;
 // dout (N,C); cache from the forward; inp (N,C), router (E,C), w1 (E,H,C), w2 (E,C,H).
 // write: TC_WRITE(0..5) = dinp, drouter, dw1, db1, dw2, db2 written, else accumulated.
@@ -195,10 +353,14 @@ int FN(tc_moe_backward)(real_t *dinp, real_t *drouter, real_t *dw1, real_t *db1,
     if (FN(moe_check_sizes)(cache, N, C, H, E, K, act)) return TC_EINVAL;
     if (FN(moe_cache_check)(cache, N, E, K)) return TC_EINVAL;
     const int64_t cap = cache->cap;
+    /* the experts over the threads when their row counts balance (moe_spread_experts) */
+    FN(moe_job) jobs[MOE_SPREAD_MAX_E];
+    int nth = 1;
+    const int spread = FN(moe_spread_experts)(jobs, &nth, cache, C, H, E);
     /* scratch: dg (N,K), dp and dl (N,E), fa (E,), dxg (E cap, C) when dinp is wanted, per
-     * expert dye (cap,C), dh and dh2 (cap,H) */
-    const int64_t nxg = dinp ? E * cap * C : 0;
-    const size_t nb = (size_t)(N * K + 2 * N * E + E + nxg + cap * C + 2 * cap * H);
+     * expert (per thread when spread) dye (cap,C), dh and dh2 (cap,H) */
+    const int64_t nxg = dinp ? E * cap * C : 0, per = cap * C + 2 * cap * H;
+    const size_t nb = (size_t)(N * K + 2 * N * E + E + nxg + (spread ? nth : 1) * per);
     real_t *dg = tc_workspace(TC_WS_MOE, nb * sizeof(real_t) + 64);
     if (!dg) return TC_ENOMEM;
     real_t *dp = dg + N * K, *dl = dp + N * E, *fa = dl + N * E, *dxg = fa + E;
@@ -218,37 +380,37 @@ int FN(tc_moe_backward)(real_t *dinp, real_t *drouter, real_t *dw1, real_t *db1,
     /* the experts: all four weight gradients written or all accumulated in one call; a
      * mixed write flag zeroes the written ones first */
     const int wbits = (write >> 2) & 15;
-    const int set_w = wbits == 15;
     if (wbits != 0 && wbits != 15) {
         if (TC_WRITES(write, 2) && dw1) memset(dw1, 0, (size_t)(E * H * C) * sizeof(real_t));
         if (TC_WRITES(write, 3) && db1) memset(db1, 0, (size_t)(E * H) * sizeof(real_t));
         if (TC_WRITES(write, 4) && dw2) memset(dw2, 0, (size_t)(E * C * H) * sizeof(real_t));
         if (TC_WRITES(write, 5) && db2) memset(db2, 0, (size_t)(E * C) * sizeof(real_t));
     }
+    const FN(moe_grads) g = {dinp ? dxg : NULL, dw1, db1, dw2, db2, wbits == 15};
     int st = TC_OK;
-    for (int64_t e = 0; e < E && st == TC_OK; e++) {
-        const int64_t m = cache->counts[e], r0 = e * cap;
-        real_t *gw1 = dw1 ? dw1 + e * H * C : NULL, *gb1 = db1 ? db1 + e * H : NULL;
-        real_t *gw2 = dw2 ? dw2 + e * C * H : NULL, *gb2 = db2 ? db2 + e * C : NULL;
-        if (m == 0) {
-            if (set_w) {
-                if (gw1) memset(gw1, 0, (size_t)(H * C) * sizeof(real_t));
-                if (gb1) memset(gb1, 0, (size_t)H * sizeof(real_t));
-                if (gw2) memset(gw2, 0, (size_t)(C * H) * sizeof(real_t));
-                if (gb2) memset(gb2, 0, (size_t)C * sizeof(real_t));
+    if (spread) {
+#pragma omp parallel num_threads(nth)
+        {
+            const int tid = moe_task_thread();
+            real_t *y = dye + (int64_t)tid * per, *h = y + cap * C, *h2 = h + cap * H;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t q = 0; q < E; q++) {
+                int failed;
+#pragma omp atomic read
+                failed = st;
+                if (failed != TC_OK) continue;
+                const int s = FN(moe_expert_backward)(&g, y, h, h2, dout, cache, w1, w2,
+                                                      jobs[q].k, C, H, K, act);
+                if (s != TC_OK) {
+#pragma omp atomic write
+                    st = s;
+                }
             }
-            continue;
         }
-#pragma omp parallel for schedule(static) if (TC_PAR(m * C, TC_PARALLEL_MIN_WORK))
-        for (int64_t i = 0; i < m; i++) {
-            const int64_t a = cache->tok[r0 + i];
-            const real_t g = cache->gates[a], *d = dout + (a / K) * C;
-            real_t *y = dye + i * C;
-            for (int64_t c = 0; c < C; c++) y[c] = g * d[c];
-        }
-        st = FN(gpt_mlp_backward)(dinp ? dxg + r0 * C : NULL, dh, dh2, gw1, gb1, gw2, gb2, dye,
-                                  cache->xg + r0 * C, cache->pre + r0 * H, cache->hid + r0 * H,
-                                  w1 + e * H * C, w2 + e * C * H, m, C, H, act, 1, set_w);
+    } else {
+        for (int64_t e = 0; e < E && st == TC_OK; e++)
+            st = FN(moe_expert_backward)(&g, dye, dh, dh2, dout, cache, w1, w2, e, C, H, K,
+                                         act);
     }
     if (st != TC_OK) return st;
 

@@ -11,7 +11,7 @@
  * (A, A A) by their lower triangle only (muon_syrk_lower), and a I goes into B's diagonal
  * (muon_combine), so that a step is three products and two r x r passes; the element-wise
  * passes are threaded loops, tiled where they transpose. The driver spreads whole matrices
- * over the threads when their costs balance (muon_spread_matrices). The reference runs the iteration in bfloat16 on a
+ * over the threads when their costs balance (tc_jobs_balance). The reference runs the iteration in bfloat16 on a
  * GPU; here it runs in the parameters' dtype (float32 or float64). */
 
 #ifndef OPTIM_MUON_ONCE
@@ -212,26 +212,10 @@ static int muon_job_cmp(const void *x, const void *y) /* cost descending, then k
     return (a->k > b->k) - (a->k < b->k);
 }
 
-/* Whether the nth threads should take whole matrices (jobs sorted by cost, descending):
- * when greedy longest-first assignment keeps the busiest thread within 5% of an even
- * share; otherwise (one matrix dominates) each matrix's products are split instead. */
-static int muon_spread_matrices(const muon_job *jobs, int64_t count, int nth)
-{
-    double load[64] = {0}, total = 0, most = 0;
-    if (nth < 2 || nth > 64 || count < nth) return 0;
-    for (int64_t k = 0; k < count; k++) {
-        int t = 0;
-        for (int u = 1; u < nth; u++) if (load[u] < load[t]) t = u;
-        load[t] += jobs[k].cost;
-        total += jobs[k].cost;
-    }
-    for (int u = 0; u < nth; u++) if (load[u] > most) most = load[u];
-    return most <= 1.05 * total / nth;
-}
 #endif
 
 // param, momentum_buffer (n,) updated where matrices lie; grad (n,); matrices (count, 3)
-/* Schedule: with several threads and matrices that balance over them (muon_spread_matrices),
+/* Schedule: with several threads and matrices that balance over them (tc_jobs_balance),
  * each thread takes whole matrices, largest first (dynamic hand-out), and runs them serially
  * in its own scratch: no barrier inside a matrix, and every product at full single-core
  * speed. Otherwise one matrix at a time with threaded products and passes. Either way each
@@ -261,7 +245,8 @@ int FN(tc_optim_muon_update)(real_t *param, real_t *momentum_buffer, const real_
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
-    const int spread = TC_PAR(total, 4.0 * 2097152.0) && muon_spread_matrices(jobs, count, nth);
+    const int spread = TC_PAR(total, 4.0 * 2097152.0) &&
+                       tc_jobs_balance(&jobs[0].cost, sizeof(muon_job), count, nth);
     const int64_t per = 2 * max_rc + 2 * max_r2; /* one thread's scratch: X, Xn, A, B */
     int st = TC_OK;
 #pragma omp parallel num_threads(nth) if (spread)
