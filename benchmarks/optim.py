@@ -12,8 +12,10 @@ Cases per (config, threads, optimizer), the GPT of benchmarks.gpt.CONFIGS, float
   step:     tree without the with_parameters (what a copy-free with_parameters would give)
   separate: opt.step over a dict tree of separate arrays with the same leaves (the
             coursework case: no flat buffer behind the trees)
-One JSON line each: ms (median and best), tree / flat and separate / flat ratios, and the
-1-minute load average (the machine may be shared: the numbers mean little under load).
+One JSON line each: ms (median and best), tree / flat and separate / flat ratios, the clock
+and the 1-minute load average. One thread is timed by the thread's CPU time (as
+benchmarks.ab: other processes on a shared machine do not count), more by wall time (the
+numbers then mean little under load).
 The tree / flat ratio is the cost of the immutable API: the step writes new buffers (the
 out-of-place kernel, non-temporal stores) and with_parameters adopts the new parameter
 buffer, so it should stay near 1 for the Adam family; muon's flat and tree cases both run
@@ -21,6 +23,7 @@ the Newton-Schulz products, which dominate.
 """
 import argparse
 import os
+import time
 
 import numpy as np
 
@@ -107,10 +110,12 @@ def run(configs=("medium",), threads=(1,), repeats=7, optimizers=("adamw",), qui
             set_threads(n)
             for name in optimizers:
                 fns = cases(config, name)
+                clock = time.thread_time if n == 1 else time.perf_counter
                 times = paired_times(fns, {"repeats": repeats, "warmup": 2,
-                                            "min_time": min_time})
+                                            "min_time": min_time, "clock": clock})
                 rec = {"bench": "optim_tree_vs_flat", "config": config, "threads": n,
-                       "optimizer": name, "load_1min": round(os.getloadavg()[0], 2)}
+                       "optimizer": name, "clock": "thread" if n == 1 else "wall",
+                       "load_1min": round(os.getloadavg()[0], 2)}
                 for k, (med, best) in times.items():
                     rec[f"{k}_ms"] = round(med * 1e3, 2)
                     rec[f"{k}_best_ms"] = round(best * 1e3, 2)

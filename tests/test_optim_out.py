@@ -15,6 +15,7 @@ import transformer_c as tc
 from conftest import non_contiguous, rng
 from transformer_c import optim
 from transformer_c.nn import GPT, GPTConfig
+from transformer_c.nn._flat import flat_span
 
 F = tc.functional
 SIZES = [1, 7, 33, 1000, (1 << 18) + 5]  # the last takes the non-temporal stores
@@ -191,3 +192,75 @@ def test_the_step_result_is_read_only_and_separate_trees_stay_writeable():
     adopted = model.with_parameters(params)
     F.scale_(adopted.flat_parameters, 0.5)
     assert np.array_equal(tc.tree.leaves(params)[0], tc.tree.leaves(adopted.parameters)[0])
+
+
+STREAMED = 1 << 18  # the non-temporal-store threshold (OPTIM_STREAM_MIN)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("extra", [0, 1, 15, 16, 17, 63, 64, 65, 127, 300, 1000])
+def test_streamed_blocks_and_prefetch_cover_every_tail(extra, dtype):
+    # out of place on streamed sizes the kernel runs 64-element blocks after a head up to
+    # out[0]'s first line boundary and prefetches its inputs 1 KiB ahead until the end of
+    # the arrays: every tail length (mod the block, mod a line), at a line boundary and 3
+    # elements past one, must give the in-place numbers (256-element blocks, no streaming
+    # or prefetch; test_optim.py holds them to torch) and write nothing else
+    n = STREAMED + extra
+    p, g, m, v = arrays(n, dtype, 4, seed=extra)
+    want = [a.copy() for a in (p, m, v)]
+    F.adamw_update_(*want[:1], g, *want[1:], step=4, lr=1e-2, weight_decay=0.1)
+    for off in (0, 3):
+        raws = [np.full(n + 64, np.nan, dtype) for _ in range(3)]
+        starts = [(-r.__array_interface__["data"][0] % 64) // r.itemsize + off for r in raws]
+        out = [r[s:s + n] for r, s in zip(raws, starts)]
+        F.adamw_update_(p, g, m, v, step=4, lr=1e-2, weight_decay=0.1, out=out)
+        for got, w in zip(out, want):
+            assert np.array_equal(got, w)
+        for r, s in zip(raws, starts):
+            assert np.isnan(r[:s]).all() and np.isnan(r[s + n:]).all()
+    b = m.copy()  # SGD: the momentum buffer is read only after the first step
+    for first in (True, False):
+        q, bq = p.copy(), b.copy()
+        F.sgd_update_(q, g, bq, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True,
+                      first_step=first)
+        out = (np.full(n, np.nan, dtype), np.full(n, np.nan, dtype))
+        F.sgd_update_(p, g, b, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True,
+                      first_step=first, out=out)
+        assert np.array_equal(out[0], q) and np.array_equal(out[1], bq)
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_streamed_tree_steps_never_touch_a_held_tree(name):
+    # a training loop that keeps every step's parameters and optimizer (the pool recycles
+    # only unreferenced buffers): no held tree changes afterwards, no two live trees share
+    # memory, and every step is bitwise the flat in-place update (streamed sizes: the
+    # tiny models above stay under the non-temporal threshold)
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=64, vocab_size=4500, block_size=8)
+    model = GPT.create(cfg, random_generator=np.random.default_rng(0))
+    assert model.num_parameters > STREAMED
+    model.flat_grads[...] = rng(6).standard_normal(model.num_parameters).astype(np.float32)
+    grads = model._grads_tree()
+    flat, g = model.flat_parameters.copy(), model.flat_grads.copy()
+    states = [np.zeros_like(flat), np.zeros_like(flat)]
+    opt = (optim.AdamW(learning_rate=1e-2) if name == "adamw" else
+           optim.SGD(learning_rate=1e-2, momentum=0.9, nesterov=True))
+    held = []  # (model, optimizer, copies of their flat buffers)
+    for k in range(1, 5):
+        params, opt = opt.step(model.parameters, grads)
+        model = model.with_parameters(params)
+        if name == "adamw":
+            F.adamw_update_(flat, g, *states, step=k, lr=1e-2)
+        else:
+            F.sgd_update_(flat, g, states[0], lr=1e-2, momentum=0.9, nesterov=True,
+                          first_step=k == 1)
+        assert np.array_equal(model.flat_parameters, flat)
+        state = list(opt.state.values()) if name == "adamw" else [opt.state]
+        bufs = [model.flat_parameters] + [flat_span(tc.tree.leaves(s)) for s in state]
+        assert all(b is not None for b in bufs)
+        held.append((model, opt, bufs, [b.copy() for b in bufs]))
+    live = [b for _, _, bufs, _ in held for b in bufs]
+    for i, a in enumerate(live):
+        assert not any(np.shares_memory(a, b) for b in live[i + 1:])
+    for _, _, bufs, copies in held:
+        for b, c in zip(bufs, copies):
+            assert np.array_equal(b, c)

@@ -13,7 +13,7 @@ nn._flat.recycled_empty). The new parameters are read-only views, and the first
 ``FlatModel.with_parameters`` given them adopts their buffer instead of copying it (later
 calls copy), so ``opt.step(model.parameters, grads)`` + ``model.with_parameters(new)``
 moves the memory the in-place flat update moves. Any other trees are updated leaf by leaf
-(in place on fresh copies, writeable results); the numbers are bitwise the same either way
+(out of place into new arrays, writeable results); the numbers are bitwise the same either way
 (the updates are element-wise). Cost: ``python -m benchmarks.optim`` (README, "Optimizers").
 """
 import numpy as np
@@ -27,9 +27,10 @@ from .tree import tree_map
 __all__ = ["SGD", "Adam", "AdamW", "Muon"]
 
 
-def _fresh(tree):
-    """A tree of writeable C-contiguous copies (the arrays the kernels update in place)."""
-    return tree_map(lambda a: np.array(a, copy=True, order="C"), tree)
+def _empty_like(leaf):
+    """A new writeable C-contiguous array of the leaf's shape and dtype (a kernel's out=)."""
+    leaf = np.asarray(leaf)
+    return np.empty(leaf.shape, leaf.dtype)
 
 
 def _views_like(tree, flats):
@@ -86,14 +87,18 @@ def _apply(update, parameters, gradients, states):
     """``update(p, g, *s, out=None)`` (a kernel call: in place, or into ``out``, the new
     arrays) over the parameters and states: ``(new_parameters, new_states)``. states: a
     list of trees, or of None for zero-initialised ones. One out-of-place call over whole
-    flat buffers when the trees tile buffers alike (module doc), else one in-place call per
-    leaf on fresh copies."""
+    flat buffers when the trees tile buffers alike (module doc), else one out-of-place call
+    per leaf into new arrays (zero-initialised states: updated in place, new zeros)."""
     given = [s for s in states if s is not None]
     spans = _flat_columns([parameters, gradients, *given])
     if spans is None:
-        params = _fresh(parameters)
-        new = [tree_map(np.zeros_like, params) if s is None else _fresh(s) for s in states]
-        tree_map(update, params, gradients, *new)
+        params = tree_map(_empty_like, parameters)
+        new = [tree_map(np.zeros_like, params) if s is None else tree_map(_empty_like, s)
+               for s in states]
+        sources = [n if s is None else s for s, n in zip(states, new)]
+        k = len(states)
+        tree_map(lambda p, g, *rest: update(p, g, *rest[:k], out=rest[k:]),
+                 parameters, gradients, *sources, params, *new)
         return params, new
     n, dtype = spans[0].size, spans[0].dtype
     flat_p = recycled_empty(n, dtype)

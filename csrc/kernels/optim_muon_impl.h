@@ -247,6 +247,7 @@ int FN(tc_optim_muon_update)(real_t *param, real_t *momentum_buffer, const real_
 #endif
     const int spread = TC_PAR(total, 4.0 * 2097152.0) &&
                        tc_jobs_balance(&jobs[0].cost, sizeof(muon_job), count, nth);
+    (void)spread; /* read only by the OpenMP if clause: unused in a serial build */
     const int64_t per = 2 * max_rc + 2 * max_r2; /* one thread's scratch: X, Xn, A, B */
     int st = TC_OK;
 #pragma omp parallel num_threads(nth) if (spread)

@@ -7,7 +7,8 @@ one shape (any shape) and one dtype (float32 or float64).
 
 ``out=``: the updates write into other arrays instead (new parameter and states from the
 old ones, which are then only read and may have any layout): bitwise the in-place numbers,
-at the in-place cost on large arrays (non-temporal stores, csrc/kernels/optim_impl.h). Each
+near the in-place cost on large arrays (non-temporal stores in short blocks, inputs
+prefetched: about 1.06x for AdamW over 10.8M float32 at 1 thread; csrc/kernels/optim_impl.h). Each
 ``out`` array is writeable, C-contiguous, of param's shape and dtype, and either is its own
 input (that one updated in place) or overlaps no input; a partial overlap is a ValueError.
 The immutable tree optimizers (transformer_c.optim) use it.
