@@ -1,4 +1,5 @@
-"""A/B of two builds of transformer_c on the GPT training step, interleaved in one process.
+"""A/B of two builds of transformer_c on the GPT (or encoder-decoder) training step,
+interleaved in one process.
 
 Measuring a change on a shared, noisy machine: two runs minutes apart differ by 10-30%, so
 load both package trees (each a directory holding a built ``transformer_c``; copy the
@@ -17,6 +18,11 @@ the best samples. ``--bitwise`` first compares the two builds' fingerprints
 (:mod:`benchmarks.fingerprint`: losses, fast and module-path gradients, logits and decoded
 tokens of GPT / Encoder / EncoderDecoder in every option combination, both dtypes, 1 and 2
 threads) and stops with status 1 if any number differs.
+
+``--model encdec`` times the encoder-decoder's loss_and_grads instead (configs small and base
+of :mod:`benchmarks.encdec`, its padded batch; no AdamW):
+
+    python -m benchmarks.ab /tmp/a . --model encdec --configs small base
 
 ``--step muon`` times the Muon update alone instead (functional.muon_update_ on the
 config's ``muon_matrices()``, the Newton-Schulz products), with the process's CPU time
@@ -38,6 +44,7 @@ import time
 
 import numpy as np
 
+from benchmarks import encdec as encdec_bench
 from benchmarks.gpt import CONFIGS
 
 
@@ -74,6 +81,22 @@ def make_step(tc, config, threads):
     return step
 
 
+def make_encdec_step(tc, config, threads):
+    """A closure running the encoder-decoder's loss_and_grads (benchmarks.encdec's config and
+    padded batch, float32); returns a copy of the gradients."""
+    kw, B, S, T = encdec_bench.CONFIGS[config]
+    tc.set_num_threads(threads)
+    cfg = tc.nn.EncoderDecoderConfig(**kw, **encdec_bench.COMMON)
+    model = tc.nn.EncoderDecoder.create(cfg, np.random.default_rng(0))
+    src, src_len, tin, tout = encdec_bench.make_batch(cfg, B, S, T)
+
+    def step(copy=False):
+        model.loss_and_grads(src, tin, tout, src_lengths=src_len)
+        return model.flat_grads.copy() if copy else None
+
+    return step
+
+
 def make_muon_step(tc, config, threads):
     """A closure running one Muon update (functional.muon_update_, the defaults) of the
     config's GPT matrices from fixed gradients; returns a copy of the parameters."""
@@ -95,7 +118,7 @@ def make_muon_step(tc, config, threads):
 def compare(a, b, config, threads, repeats, min_time=0.4, kind="train"):
     """Interleaved samples of both builds' steps: (median_a, median_b, best_a, best_b,
     outputs bitwise equal, largest output difference, median CPU seconds {A, B})."""
-    make = make_muon_step if kind == "muon" else make_step
+    make = {"muon": make_muon_step, "encdec": make_encdec_step}.get(kind, make_step)
     steps = {"A": make(a, config, threads), "B": make(b, config, threads)}
     out_a, out_b = steps["A"](copy=True), steps["B"](copy=True)
     same, diff = np.array_equal(out_a, out_b), float(np.max(np.abs(out_a - out_b)))
@@ -141,14 +164,27 @@ def main(argv=None):
     p.add_argument("a", help="directory holding build A's transformer_c package")
     p.add_argument("b", help="directory holding build B's transformer_c package")
     p.add_argument("--threads", type=int, default=1, choices=[1, 2, 3, 4, 5, 6, 7, 8])
-    p.add_argument("--configs", nargs="+", default=["small", "medium"], choices=sorted(CONFIGS))
+    p.add_argument("--configs", nargs="+", default=None,
+                   choices=sorted(set(CONFIGS) | set(encdec_bench.CONFIGS)),
+                   help="GPT: small, medium (the default both); encdec: small, base (default "
+                        "small)")
     p.add_argument("--repeats", type=int, default=0,
                    help="samples per build (default 15 small, 7 otherwise)")
     p.add_argument("--bitwise", action="store_true",
                    help="first compare the builds' fingerprints (fail if any number differs)")
     p.add_argument("--step", default="train", choices=["train", "muon"],
                    help="train: loss_and_grads + AdamW; muon: the Muon update alone")
+    p.add_argument("--model", default="gpt", choices=["gpt", "encdec"],
+                   help="gpt (default) or encdec: the encoder-decoder's loss_and_grads")
     args = p.parse_args(argv)
+    table = encdec_bench.CONFIGS if args.model == "encdec" else CONFIGS
+    args.configs = args.configs or (["small"] if args.model == "encdec" else ["small", "medium"])
+    for config in args.configs:
+        if config not in table:
+            p.error(f"--configs {config}: not a {args.model} config (choose from "
+                    f"{', '.join(sorted(table))})")
+    if args.model == "encdec" and args.step != "train":
+        p.error("--step muon times GPT matrices: not with --model encdec")
     if args.bitwise:
         ok, report = bitwise(args.a, args.b)
         print(report, flush=True)
@@ -157,10 +193,10 @@ def main(argv=None):
     a, b = load(args.a, "tc_build_a"), load(args.b, "tc_build_b")
     for config in args.configs:
         reps = args.repeats or (15 if config == "small" else 7)
-        ma, mb, ba, bb, same, diff, cpu = compare(a, b, config, args.threads, reps,
-                                                  kind=args.step)
+        kind = "encdec" if args.model == "encdec" else args.step
+        ma, mb, ba, bb, same, diff, cpu = compare(a, b, config, args.threads, reps, kind=kind)
         what = "parameters" if args.step == "muon" else "gradients"
-        print(f"{config} {args.step} {args.threads}T: A {ma * 1e3:.1f} ms, B {mb * 1e3:.1f} ms, "
+        print(f"{args.model} {config} {args.step} {args.threads}T: A {ma * 1e3:.1f} ms, B {mb * 1e3:.1f} ms, "
               f"B/A speed {ma / mb:.3f} (best A {ba * 1e3:.1f}, B {bb * 1e3:.1f}); CPU A "
               f"{cpu['A'] * 1e3:.1f} ms, B {cpu['B'] * 1e3:.1f} ms; {what} "
               f"{'bitwise equal' if same else f'differ by at most {diff:.2g}'}; load "

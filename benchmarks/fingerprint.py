@@ -3,7 +3,9 @@
 For a matrix of small models (GPT: pre/post-LN x learned/sinusoidal/RoPE x every
 activation; Encoder; EncoderDecoder: pre/post-LN x learned/sinusoidal x every activation;
 and, in builds whose C paths run them, a few block-option models: GPTs with a mixture of
-experts, an EncoderDecoder with experts and block-sparse attention), in float32 and float64, with and without dropout, it records the loss, the flat gradients
+experts, an EncoderDecoder with experts and block-sparse attention, GPTs and
+EncoderDecoders with RMS norms, the gated MLP, QK-norm, grouped kv heads), in float32 and
+float64, with and without dropout, it records the loss, the flat gradients
 of the C fast path and of the module-by-module path (``fast=False``), the logits, and the
 greedy, sampled and beam-search tokens (KV-cached decoding), at the thread counts asked for.
 Two builds are the same when their fingerprints are bitwise equal:
@@ -65,23 +67,41 @@ def encdec_cases(acts=ACTIVATIONS):
 
 
 def block_cases(tc):
-    """(gpt cases, encdec cases) with block options (ffn="moe", attention="block_sparse"), each
-    only when the build's C paths run it (c_fields accepts it): none before they did."""
+    """(gpt cases, encdec cases) with block options (ffn="moe", attention="block_sparse";
+    norm_type="rmsnorm", qk_norm, n_kv_head, gated), each only when the build's C paths run
+    it (c_fields accepts it): none before they did."""
     gpt = dict(vocab_size=23, block_size=16, n_layer=2, n_head=2, n_embd=16, ffn="moe",
                moe_experts=3, moe_capacity=0.8)
+    modern = dict(vocab_size=23, block_size=16, n_layer=2, n_head=2, n_embd=16,
+                  norm_type="rmsnorm", gated=True, activation="silu")
     ed = dict(src_vocab_size=19, tgt_vocab_size=21, block_size=16, n_encoder_layer=2,
               n_decoder_layer=2, n_head=2, n_embd=16, pad_id=0, ffn="moe", moe_experts=3,
               moe_top_k=2, attention="block_sparse", sparse_block=4, sparse_window=1)
+    ed_modern = dict(src_vocab_size=19, tgt_vocab_size=21, block_size=16, n_encoder_layer=2,
+                     n_decoder_layer=2, n_head=2, n_embd=16, pad_id=0, norm_type="rmsnorm",
+                     gated=True, activation="silu")
     out = []
     for cls, cases in ((tc.nn.GPTConfig, [("gpt-moe-k1", gpt),
                                           ("gpt-moe-k2-post", dict(gpt, moe_top_k=2,
-                                                                   norm="post"))]),
-                       (tc.nn.EncoderDecoderConfig, [("encdec-moe-sparse", ed)])):
-        try:
-            cls(**cases[0][1]).c_fields()
-            out.append(cases)
-        except (TypeError, ValueError):
-            out.append([])
+                                                                   norm="post")),
+                                          ("gpt-modern-qk-rope", dict(modern, qk_norm=True,
+                                                                      position="rope")),
+                                          ("gpt-modern-mqa-post", dict(modern, n_kv_head=1,
+                                                                       qk_norm=True,
+                                                                       norm="post"))]),
+                       (tc.nn.EncoderDecoderConfig, [
+                           ("encdec-moe-sparse", ed),
+                           ("encdec-modern-qk", dict(ed_modern, qk_norm=True)),
+                           ("encdec-modern-mqa-post", dict(ed_modern, n_kv_head=1,
+                                                           qk_norm=True, norm="post"))])):
+        runs = []
+        for name, kw in cases:
+            try:
+                cls(**kw).c_fields()
+                runs.append((name, kw))
+            except (TypeError, ValueError):
+                pass
+        out.append(runs)
     return out
 
 

@@ -1511,13 +1511,16 @@ int tc_gpt_moe_routing(const tc_gpt *model, int64_t *tokens, int64_t *dropped,
  * bias (C), every linear weight (out,in) then bias (out); no biases when bias == 0):
  *   wte (Vs,C) if share;
  *   encoder: wte (Vs,C) unless share; wpe (maxT,C) if position == LEARNED;
- *     per layer: ln_1 norm, attn.c_attn (3C,C), attn.c_proj (C,C), ln_2 norm,
- *                mlp.c_fc (H,C), mlp.c_proj (C,H);
+ *     per layer: ln_1 norm, attn.c_attn (C+2KC,C), attn.c_proj (C,C), attn.q_norm.weight
+ *                (HS), attn.k_norm.weight (HS) (if qk_norm), ln_2 norm, mlp.c_fc (H,C),
+ *                mlp.c_gate (H,C) (if gated), mlp.c_proj (C,H);
  *     ln_f norm if norm == TC_NORM_PRE;
  *   decoder: wte (Vt,C) unless share; wpe (maxT,C) if LEARNED;
- *     per layer: ln_1 norm, attn.c_attn (3C,C), attn.c_proj (C,C), ln_cross_attn norm,
- *                crossattention.q_attn (C,C), crossattention.c_attn (2C,C) ([k | v] of the
- *                memory), crossattention.c_proj (C,C), ln_2 norm, mlp.c_fc, mlp.c_proj;
+ *     per layer: ln_1 norm, attn.c_attn (C+2KC,C), attn.c_proj (C,C), attn.q_norm,
+ *                attn.k_norm (if qk_norm), ln_cross_attn norm, crossattention.q_attn (C,C),
+ *                crossattention.c_attn (2C,C) ([k | v] of the memory),
+ *                crossattention.c_proj (C,C), ln_2 norm, mlp.c_fc, mlp.c_gate (if gated),
+ *                mlp.c_proj;
  *     ln_f norm if norm == TC_NORM_PRE;
  *   lm_head (Vt,C) unless tie (then the decoder's token embedding is the output head).
  * Encoder layers: bidirectional self-attention with the source key-padding mask, MLP;
@@ -1542,7 +1545,11 @@ int tc_gpt_moe_routing(const tc_gpt *model, int64_t *tokens, int64_t *dropped,
  * (no data-parallel split); the loss adds moe_aux_weight times the load-balancing losses of
  * every layer of both stacks, the gradients theirs. KV-cached decoding (model_encdec_decode)
  * routes every target token alone; its prefill encodes the source as tc_encdec_encode
- * does (routed together). */
+ * does (routed together).
+ * norm_type, qk_norm, NKV and gated are GPT's (tc_gpt_config) for the self-attention and
+ * MLP of both stacks (KC = NKV * HS the width of the self-attention's k and v; QK-norm's
+ * k_norm over the NKV key heads); the cross-attention keeps NH kv heads and no QK-norm (as
+ * transformer_c.nn.CrossAttention), and its ln_cross_attn follows norm_type. */
 typedef struct {
     int64_t Vs, Vt;        /* source and target vocabularies */
     int64_t maxT;          /* longest source and longest target (rows of wpe) */
@@ -1564,6 +1571,11 @@ typedef struct {
     int64_t moe_experts, moe_top_k; /* E experts, top-K routing (K = 1 or 2, K <= E) */
     double moe_capacity;   /* the capacity factor (finite > 0; tc_moe_capacity) */
     double moe_aux_weight; /* the load-balancing loss's weight in the loss (>= 0) */
+    int norm_type;         /* TC_NORM_TYPE_*: every norm a layer norm or an RMS norm */
+    int qk_norm;           /* RMS-norm the self-attentions' q and k per head (gains
+                            * attn.q_norm, attn.k_norm (HS,)) */
+    int64_t NKV;           /* the self-attentions' kv heads: 0 (= NH) or a divisor of NH */
+    int gated;             /* 0: the MLP; 1: the gated MLP c_proj(act(c_gate x) * c_fc x) */
 } tc_encdec_config;
 typedef struct tc_encdec tc_encdec;
 

@@ -102,6 +102,12 @@ def test_ab_compares_two_builds_of_the_step():
     ma, mb, ba, bb, same, diff, cpu = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0,
                                                  kind="muon")
     assert same and diff == 0 and ma > 0 and mb > 0 and cpu["A"] > 0
+    # the encoder-decoder's step (--model encdec)
+    ma, mb, ba, bb, same, diff, cpu = ab.compare(a, b, "small", 1, repeats=1, min_time=0.0,
+                                                 kind="encdec")
+    assert same and diff == 0 and ma > 0 and mb > 0 and cpu["B"] > 0
+    with pytest.raises(SystemExit):
+        ab.main([root, root, "--model", "encdec", "--configs", "medium"])  # a GPT config
 
 
 def test_fingerprint_detects_a_changed_number(tmp_path):
@@ -129,7 +135,8 @@ def test_fingerprint_detects_a_changed_number(tmp_path):
 
 
 def test_fingerprint_covers_the_block_options():
-    """This build's C paths run the mixture of experts and block-sparse attention, so the
+    """This build's C paths run the mixture of experts, block-sparse attention and the
+    modern block options (RMS norms, the gated MLP, QK-norm, grouped kv heads), so the
     bitwise fingerprint records them (and those cases run: fast and module path, decoding)."""
     import pathlib
 
@@ -140,11 +147,16 @@ def test_fingerprint_covers_the_block_options():
     root = str(pathlib.Path(transformer_c.__file__).resolve().parents[1])
     tc = fingerprint.load(root, "tc_fp_blocks")
     gpt, encdec = fingerprint.block_cases(tc)
-    assert [n for n, _ in gpt] == ["gpt-moe-k1", "gpt-moe-k2-post"]
-    assert [n for n, _ in encdec] == ["encdec-moe-sparse"]
+    assert [n for n, _ in gpt] == ["gpt-moe-k1", "gpt-moe-k2-post", "gpt-modern-qk-rope",
+                                   "gpt-modern-mqa-post"]
+    assert [n for n, _ in encdec] == ["encdec-moe-sparse", "encdec-modern-qk",
+                                      "encdec-modern-mqa-post"]
     out = {}
     fingerprint.fingerprint_gpt(tc, out, "g", gpt[1][1], np.float64, 0.0)
     fingerprint.fingerprint_encdec(tc, out, "e", encdec[0][1], np.float32, 0.0)
+    fingerprint.fingerprint_encdec(tc, out, "m", encdec[2][1], np.float64, 0.0)
+    np.testing.assert_allclose(out["m/loss"], out["m/loss_modules"], rtol=1e-12)
+    assert out["m/greedy"].size and out["m/beam"].size
     np.testing.assert_allclose(out["g/loss"], out["g/loss_modules"], rtol=1e-12)
     np.testing.assert_allclose(out["g/logits"], out["g/logits_modules"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(np.sort(out["g/grads"]), np.sort(out["g/grads_modules"]),

@@ -39,7 +39,7 @@ def make_model(dtype=np.float64, seed=0, scale=3.0, **kw):
     for name, leaf in model.state_dict().items():
         if name.endswith("bias"):
             leaf[...] = r.normal(0.0, 0.1, leaf.shape)
-        elif ".ln_" in name or name.startswith("ln_"):
+        elif ".ln_" in name or name.startswith("ln_") or name.endswith("_norm.weight"):
             leaf[...] = 1.0 + r.normal(0.0, 0.2, leaf.shape)
         elif ".h." in name:
             leaf[...] = r.normal(0.0, scale / np.sqrt(leaf.shape[1]), leaf.shape)

@@ -37,6 +37,10 @@ VARIANTS = {
     "post_sinusoidal_dropout_untied": dict(norm="post", position="sinusoidal", dropout=0.2,
                                            tie_embeddings=False, n_encoder_layer=1),
     "rmsnorm_qknorm_post": dict(norm_type="rmsnorm", qk_norm=True, norm="post"),
+    "rmsnorm_swiglu_mqa": dict(norm_type="rmsnorm", gated=True, activation="silu",
+                               n_kv_head=1, bias=False),
+    "geglu_gqa_post": dict(gated=True, activation="gelu", n_head=4, n_kv_head=2, norm="post",
+                           dropout=0.2),
     "qknorm_mqa_dropout": dict(qk_norm=True, n_kv_head=1, dropout=0.2),
 }
 TOL = {np.float64: 1e-9, np.float32: 1e-4}
@@ -150,11 +154,12 @@ def torch_twin(torch, cfg, P, src, mask, tgt, *, seed=0, training=False, encoder
         return lin(attend(q, k, v, causal=False, keys=kpm, site=site), p["c_proj"])
 
     def mlp(x, p):
-        h = lin(x, p["c_fc"])
-        h = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
-             "relu2": lambda t: torch.relu(t) ** 2,
-             "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation](h)
-        return lin(h, p["c_proj"])
+        act = {"relu": torch.relu, "silu": TF.silu, "gelu": TF.gelu,
+               "relu2": lambda t: torch.relu(t) ** 2,
+               "gelu_tanh": lambda t: TF.gelu(t, approximate="tanh")}[cfg.activation]
+        if getattr(cfg, "gated", False):  # the gated MLP: act(c_gate x) * c_fc x
+            return lin(act(lin(x, p["c_gate"])) * lin(x, p["c_fc"]), p["c_proj"])
+        return lin(act(lin(x, p["c_fc"])), p["c_proj"])
 
     def embed(ids, wte, stack, site, types=None):
         ids = torch.from_numpy(np.asarray(ids, np.int64))
@@ -470,6 +475,7 @@ def test_block_with_key_padding_is_an_encoder_layer():
 
 @pytest.mark.parametrize("variant", ["pre", "post", "shared_untied_nobias",
                                      "post_sinusoidal_dropout_untied", "gelu_dropout",
+                                     "rmsnorm_qknorm_post", "rmsnorm_swiglu_mqa",
                                      "qknorm_mqa_dropout"])
 def test_finite_differences(variant):
     cfg = EncoderDecoderConfig(**{**TINY, **VARIANTS[variant], "block_size": 4,

@@ -17,7 +17,8 @@ GPT_FIELDS = ("V", "maxT", "C", "L", "NH", "H", "bias", "position", "norm", "act
 ED_FIELDS = ("Vs", "Vt", "maxT", "C", "Le", "Ld", "NH", "H", "bias", "position", "norm",
              "activation", "share", "tie", "eps", "pos_base", "dropout", "attention",
              "sparse_block", "sparse_window", "sparse_stride", "sparse_global", "ffn",
-             "moe_experts", "moe_top_k", "moe_capacity", "moe_aux_weight")
+             "moe_experts", "moe_top_k", "moe_capacity", "moe_aux_weight", "norm_type",
+             "qk_norm", "NKV", "gated")
 
 
 def gpt():

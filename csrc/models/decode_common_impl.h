@@ -169,6 +169,18 @@ static int FN(dec_self_attention)(const dec_dims *d, real_t *x, real_t *h, real_
     return FN(dec_residual)(d, x, proj, nw, nb, N);
 }
 
+/* QK-norm (qk_norm) of the new tokens' q (B,NH,TN,HS) and k (B,NKV,TN,HS) (d->NKV kv heads),
+ * every head vector RMS-normalised in place with gains qnw, knw (HS,) (dec_self_attention's
+ * q, k hook calls it: the cache holds the normalised keys). */
+static int FN(dec_qk_norm)(const dec_dims *d, real_t *qh, real_t *kh, const real_t *qnw,
+                           const real_t *knw, int64_t B, int64_t TN)
+{
+    const int64_t HS = d->C / d->NH, qrows = B * d->NH * TN;
+    const int64_t krows = B * model_kv_heads(d->NH, d->NKV) * TN;
+    CHECK(FN(tc_rmsnorm_heads_forward)(qh, HS, NULL, qh, HS, qnw, qrows, 1, HS, d->eps));
+    return FN(tc_rmsnorm_heads_forward)(kh, HS, NULL, kh, HS, knw, krows, 1, HS, d->eps);
+}
+
 /* The MLP sub-layer on x (N,C): proj (N,C) = c_proj(act(c_fc(in))), fc (N,H) and h (N,C)
  * scratch, then the residual (norm weight nw, nb). */
 static int FN(dec_mlp)(const dec_dims *d, real_t *x, real_t *h, real_t *fc, real_t *proj, int64_t N,

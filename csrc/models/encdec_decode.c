@@ -3,16 +3,18 @@
  * of beam search; the forward itself is encdec_decode_impl.h, compiled per dtype.
  *
  * Memory, all allocated when the decoder is created (only the prefill scratch may grow):
- *   k, v       (Ld, Bmax, NH, Tmax, HS) each: the decoder's self-attention keys and values;
- *              layer l's first B rows are the (B, NH, Tmax, HS) caches tc_attention_decode
- *              reads and appends to;
+ *   k, v       (Ld, Bmax, NKV, Tmax, HS) each: the decoder's self-attention keys and values
+ *              (NKV kv heads: NH, or n_kv_head with grouped-query attention); layer l's
+ *              first B rows are the (B, NKV, Tmax, HS) caches tc_attention_decode reads and
+ *              appends to;
  *   xk, xv     (Ld, Bmax * NH * Smax * HS) each: layer l's cross-attention keys and values
  *              of the memory, stored as (B, NH, S, HS) with S the source length of the
  *              batch (computed once by prefill);
  *   mask       (Bmax * Smax): the source key-padding mask as (B, S), when there is padding;
  *   tab        the sinusoidal table (Tmax, C) of the target positions;
  *   enc        a tc_encdec over the same parameters (no gradients) that runs the encoder;
- *   scratch    per token: x C, h C, qkv 3C, qkvh 3C, atth C, atty C, proj C, fc H,
+ *   scratch    per token: x C, h C, qkv 3C, qkvh 3C, atth C, atty C, proj C, fc H (2H
+ *              gated: the gate and the up projection),
  *              pos (int64), lse NH, last C, lnf C (sized for Bmax tokens, grown by a long
  *              prefix);
  *   k2 .. mask2 the second buffers of select (on first use).
@@ -46,10 +48,12 @@ struct tc_encdec_kv {
                                       * target tokens of a call, each routed alone */
 };
 
-/* Bytes of one self-attention cache buffer (k or v) and of one cross-attention one. */
+/* Bytes of one self-attention cache buffer (k or v: KC = NKV * HS wide) and of one
+ * cross-attention one (C wide). */
 static size_t edk_self_bytes(const tc_encdec_kv *kv)
 {
-    return (size_t)(kv->cfg.Ld * kv->Bmax * kv->cfg.C * kv->Tmax) * (size_t)kv->elem;
+    return (size_t)(kv->cfg.Ld * kv->Bmax * ed_kv_width(&kv->cfg) * kv->Tmax) *
+           (size_t)kv->elem;
 }
 
 static size_t edk_cross_bytes(const tc_encdec_kv *kv)
@@ -90,7 +94,7 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
     const double rows = (double)cfg->Ld * (double)Bmax * (double)cfg->C * (double)elem;
     if (rows * (double)Tmax > 1e14 || rows * (double)Smax > 1e14 ||
         (double)Bmax * (double)Smax > 1e12 ||
-        !dec_tokens_ok(cfg->C, cfg->H, cfg->NH, Bmax, elem))
+        !dec_tokens_ok(cfg->C, 2 * cfg->H, cfg->NH, Bmax, elem))
         return TC_ENOMEM;
     tc_encdec_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return TC_ENOMEM;
@@ -98,7 +102,9 @@ static int edk_new(tc_encdec_kv **out, const tc_encdec_config *cfg, const void *
     kv->elem = elem;
     kv->params = params;
     kv->Bmax = Bmax;
-    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->H, .NH = cfg->NH, .elem = elem};
+    /* (the scratch's fc holds 2 rows of H per token for the gated MLP: gate and up) */
+    kv->sc = (dec_scratch){.C = cfg->C, .H = cfg->gated ? 2 * cfg->H : cfg->H, .NH = cfg->NH,
+                           .elem = elem};
     kv->moe = (dec_moe_scratch){.C = cfg->C, .H = cfg->H, .E = cfg->moe_experts,
                                 .K = cfg->moe_top_k, .elem = elem};
     kv->Tmax = Tmax;
@@ -143,8 +149,8 @@ int64_t tc_encdec_kv_cache_bytes(const tc_encdec_kv *kv)
 static void edk_copy_rows(tc_encdec_kv *kv, const int64_t *rows, int64_t B2)
 {
     const int64_t Ld = kv->cfg.Ld, NH = kv->cfg.NH, HS = kv->cfg.C / NH, S = kv->S;
-    dec_copy_cache_rows(kv->k2, kv->v2, kv->k, kv->v, rows, B2, Ld, kv->Bmax, NH, kv->Tmax, HS,
-                        kv->pos, kv->elem, 0);
+    dec_copy_cache_rows(kv->k2, kv->v2, kv->k, kv->v, rows, B2, Ld, kv->Bmax,
+                        model_kv_heads(NH, kv->cfg.NKV), kv->Tmax, HS, kv->pos, kv->elem, 0);
     const size_t xrow = (size_t)(NH * S * HS) * (size_t)kv->elem;
     const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS) * (size_t)kv->elem;
     char *xkd = kv->xk2, *xvd = kv->xv2;

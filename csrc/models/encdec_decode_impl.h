@@ -12,6 +12,20 @@
 #define KS(off) ((real_t *)(kv->sc.mem + (off)))                       /* scratch pointer */
 #include "decode_common_impl.h"
 
+/* dec_self_attention's q, k hook with qk_norm: QK-norm of the new queries and keys with
+ * the current layer's gains. */
+typedef struct {
+    const dec_dims *d;
+    int64_t B, TN;
+    const real_t *qnw, *knw;
+} FN(edk_qk_ctx);
+
+static int FN(edk_qk_norm)(void *ctx, real_t *qh, real_t *kh)
+{
+    const FN(edk_qk_ctx) *r = ctx;
+    return FN(dec_qk_norm)(r->d, qh, kh, r->qnw, r->knw, r->B, r->TN);
+}
+
 /* Append TN tokens idx (B,TN) to every row (target positions [pos, pos + TN)) and write each
  * row's next-token logits (those of its last new token) to logits (B,Vt). The caller has
  * checked the ids and the room; the cross-attention keys and values are in place. */
@@ -22,7 +36,8 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
     const int64_t C = c->C, NH = c->NH, HS = C / NH, Tmax = kv->Tmax;
     tc_attention_sparse sp;
     const dec_dims d = {c->norm, c->activation, C, c->H, NH, c->eps, ed_sparse(c, &sp), NULL,
-                        TC_NORM_TYPE_LAYERNORM, 0.0, 0};
+                        c->norm_type, 0.0, model_kv_heads(NH, c->NKV)};
+    FN(edk_qk_ctx) qk = {&d, B, TN, NULL, NULL};
     CHECK(dec_reserve(&kv->sc, N));
     const dec_bufs *sb = &kv->sc.sb;
     int64_t *pos = (int64_t *)(kv->sc.mem + sb->pos);
@@ -43,16 +58,18 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
     tc_attention_layout xlay; /* the cross-attention: cached keys and values head-major */
     tc_attention_layout_contiguous(&xlay, NH, TN, S, HS, HS);
     xlay.q = xlay.out = model_tokens(TN, C, HS);
-    const size_t slayer = (size_t)(kv->Bmax * NH * Tmax * HS);
+    const size_t slayer = (size_t)(kv->Bmax * ed_kv_width(c) * Tmax);
     const size_t xlayer = (size_t)(kv->Bmax * NH * kv->Smax * HS);
     for (int64_t l = 0; l < c->Ld; l++) {
         const ed_layer_params *p = &kv->dp[l];
         real_t *kc = (real_t *)kv->k + l * slayer, *vc = (real_t *)kv->v + l * slayer;
         const real_t *xk = (const real_t *)kv->xk + l * xlayer, *xv = (const real_t *)kv->xv + l * xlayer;
+        qk.qnw = KP(p->qn.w);
+        qk.knw = KP(p->kn.w);
         CHECK(FN(dec_self_attention)(&d, x, h, q, KS(sb->qkvh), KS(sb->atth), atty, proj, kc,
                                      vc, NULL, B, TN, Tmax, pos0, KP(p->ln1.w), KP(p->ln1.b),
                                      KP(p->att.w), KP(p->att.b), KP(p->proj.w), KP(p->proj.b),
-                                     NULL, NULL));
+                                     c->qk_norm ? FN(edk_qk_norm) : NULL, &qk));
         /* cross-attention to the memory's cached keys and values: q read from (B,TN,C) and
          * the output written to (B,TN,C) at their strides */
         const real_t *in;
@@ -66,6 +83,10 @@ static int FN(edk_run)(tc_encdec_kv *kv, real_t *logits, const int64_t *idx, int
             CHECK(FN(dec_moe)(&d, &kv->moe, x, h, proj, N, KP(p->ln2.w), KP(p->ln2.b),
                               KP(p->router.w), KP(p->fc.w), KP(p->fc.b), KP(p->fcproj.w),
                               KP(p->fcproj.b)));
+        else if (c->gated)
+            CHECK(FN(dec_gated_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2.w), KP(p->ln2.b),
+                                    KP(p->fc.w), KP(p->fc.b), KP(p->fcg.w), KP(p->fcg.b),
+                                    KP(p->fcproj.w), KP(p->fcproj.b)));
         else
             CHECK(FN(dec_mlp)(&d, x, h, KS(sb->fc), proj, N, KP(p->ln2.w), KP(p->ln2.b),
                               KP(p->fc.w), KP(p->fc.b), KP(p->fcproj.w), KP(p->fcproj.b)));

@@ -11,8 +11,9 @@
 typedef struct { int64_t w, b; } ed_lin; /* element offsets of a weight and bias (-1: absent) */
 
 typedef struct { /* lnx..xproj: decoder; ffn == TC_FFN_MOE: router (E,C) (no bias), and fc,
-                  * fcproj the E experts' stacked w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C) */
-    ed_lin ln1, att, proj, lnx, xq, xkv, xproj, ln2, router, fc, fcproj;
+                  * fcproj the E experts' stacked w1 (E,H,C), b1 (E,H), w2 (E,C,H), b2 (E,C);
+                  * qn, kn: attn.q_norm, k_norm (HS,) (qk_norm); fcg: mlp.c_gate (gated) */
+    ed_lin ln1, att, proj, qn, kn, lnx, xq, xkv, xproj, ln2, router, fc, fcg, fcproj;
 } ed_layer_params;
 
 /* Whether the config's feed-forward is a mixture of experts. */
@@ -24,6 +25,13 @@ static inline const tc_attention_sparse *ed_sparse(const tc_encdec_config *c,
 {
     return model_sparse(sp, c->attention, c->sparse_block, c->sparse_window, c->sparse_stride,
                         c->sparse_global);
+}
+
+/* The self-attentions' kv heads (NKV, or NH without grouped-query attention) and KC, the
+ * width of k (and of v) in their c_attn output (B,L,C + 2 KC). */
+static inline int64_t ed_kv_width(const tc_encdec_config *c)
+{
+    return model_kv_heads(c->NH, c->NKV) * (c->C / c->NH);
 }
 
 /* The offsets of the parameters outside the layers (-1: absent). */
@@ -51,7 +59,8 @@ static int ed_config_ok(const tc_encdec_config *c)
     if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
     if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
     if (!model_ffn_ok(c->ffn, c->moe_experts, c->moe_top_k, c->moe_capacity,
-                      c->moe_aux_weight))
+                      c->moe_aux_weight) ||
+        !model_block_ok(c->norm_type, c->qk_norm, c->NKV, c->NH, c->gated, c->ffn))
         return 0;
     if (c->attention < 0 || c->attention >= TC_ATTN_COUNT) return 0;
     if (c->attention == TC_ATTN_BLOCK_SPARSE) {
@@ -79,19 +88,24 @@ static ed_lin ed_take_lin(int64_t *off, int64_t o, int64_t i, int bias)
     return r;
 }
 
-/* The parameters of one layer from *off on, in order: ln_1, attn.c_attn, attn.c_proj, the
- * decoder's (dec) ln_cross_attn, crossattention.q_attn, .c_attn, .c_proj, then ln_2,
- * mlp.c_fc, mlp.c_proj (a mixture of experts: mlp.router, w1, b1, w2, b2); absent ones
- * {-1, -1}. */
+/* The parameters of one layer from *off on, in order: ln_1, attn.c_attn, attn.c_proj
+ * (attn.q_norm, attn.k_norm with qk_norm), the decoder's (dec) ln_cross_attn,
+ * crossattention.q_attn, .c_attn, .c_proj, then ln_2, mlp.c_fc (mlp.c_gate when gated),
+ * mlp.c_proj (a mixture of experts: mlp.router, w1, b1, w2, b2); absent ones {-1, -1}. */
 static ed_layer_params ed_take_layer(int64_t *off, const tc_encdec_config *c, int dec)
 {
-    const int64_t C = c->C, H = c->H;
-    ed_layer_params p = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1},
-                         {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    const int64_t C = c->C, H = c->H, HS = C / c->NH, KC = ed_kv_width(c);
+    const ed_lin none = {-1, -1};
+    ed_layer_params p = {none, none, none, none, none, none, none, none,
+                         none, none, none, none, none, none};
     const int64_t E = ed_is_moe(c) ? c->moe_experts : 1; /* MLPs per layer */
     p.ln1 = ed_take_lin(off, C, 1, c->bias);
-    p.att = ed_take_lin(off, 3 * C, C, c->bias);
+    p.att = ed_take_lin(off, C + 2 * KC, C, c->bias);
     p.proj = ed_take_lin(off, C, C, c->bias);
+    if (c->qk_norm) {
+        p.qn = ed_take_lin(off, HS, 1, 0);
+        p.kn = ed_take_lin(off, HS, 1, 0);
+    }
     if (dec) {
         p.lnx = ed_take_lin(off, C, 1, c->bias);
         p.xq = ed_take_lin(off, C, C, c->bias);
@@ -101,6 +115,7 @@ static ed_layer_params ed_take_layer(int64_t *off, const tc_encdec_config *c, in
     p.ln2 = ed_take_lin(off, C, 1, c->bias);
     if (ed_is_moe(c)) p.router = ed_take_lin(off, E, C, 0);
     p.fc = ed_take_lin(off, E * H, C, c->bias);
+    if (c->gated) p.fcg = ed_take_lin(off, H, C, c->bias);
     p.fcproj = ed_take_lin(off, E * C, H, c->bias);
     return p;
 }

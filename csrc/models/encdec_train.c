@@ -11,12 +11,15 @@
  * the larger; C width, H MLP width, NH heads, V target vocabulary):
  *   kept for the backward, per layer:
  *     per slot: ln C, mean/rstd 2, r C
- *     self-attention: qkvh 3C (the c_attn output (B,L,3C): q, k, v token-major), lse NH
- *       (row logsumexp), atty C (attention output, token-major, the c_proj input)
+ *     self-attention: qkvh C + 2KC (the c_attn output (B,L,C + 2KC): q, k, v token-major;
+ *       KC = NKV * HS, C without grouped-query attention), lse NH (row logsumexp), atty C
+ *       (attention output, token-major, the c_proj input); qk_norm: qkn C + KC (the
+ *       RMS-normalised q | k the attention reads) and qkr NH + NKV (their rstd)
  *     cross-attention (decoder): xqh C (queries, token-major), xkvh 2C per SOURCE token
  *       (keys and values of the memory, (B,S,2C)), xlse NH, xatty C
  *     MLP: fch H, fcha H (c_fc output after the activation, and before it for ReLU or the
- *       GELU's derivative there: the backward's cache); a mixture of experts (ffn ==
+ *       GELU's derivative there: the backward's cache; gated: fch = c_gate's output, fcha
+ *       the product, plus fcu H, fcg H: c_fc's output and act(fch)); a mixture of experts (ffn ==
  *       TC_FFN_MOE) instead: the layer's tc_moe_cache (model_moe_plan) over its stack's
  *       tokens
  *   kept once: source and target positions (int64), the two embedding outputs, each
@@ -37,8 +40,10 @@
 typedef struct {
     size_t ln[3], mean[3], rstd[3], r[3];   /* slots A (self), B (cross), C (MLP) */
     size_t qkvh, lse, atty;
+    size_t qkn, qkr;                         /* qk_norm: the normalised q | k, their rstd */
     size_t xqh, xkvh, xlse, xatty;
     size_t fch, fcha;
+    size_t fcu, fcg;                         /* gated: c_fc's output, act(c_gate's) */
     model_moe_acts moe;                      /* ffn == TC_FFN_MOE: the MLP's tc_moe_cache */
 } ed_layer_acts;
 
@@ -138,9 +143,11 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
                 a.rstd[s] = gpt_take(&u, n, elem);
                 a.r[s] = gpt_take(&u, n * C, elem);
             }
-            a.qkvh = gpt_take(&u, 3 * N * C, elem);
+            a.qkvh = gpt_take(&u, N * (C + 2 * ed_kv_width(c)), elem);
             a.lse = gpt_take(&u, N * NH, elem);
             a.atty = gpt_take(&u, N * C, elem);
+            a.qkn = gpt_take(&u, c->qk_norm ? N * (C + ed_kv_width(c)) : 0, elem);
+            a.qkr = gpt_take(&u, c->qk_norm ? N * (NH + model_kv_heads(NH, c->NKV)) : 0, elem);
             if (dec) {
                 a.xqh = gpt_take(&u, Nt * C, elem);
                 a.xkvh = gpt_take(&u, 2 * Ns * C, elem);
@@ -149,6 +156,8 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
             }
             a.fch = gpt_take(&u, ed_is_moe(c) ? 0 : N * H, elem);
             a.fcha = gpt_take(&u, ed_is_moe(c) ? 0 : N * H, elem);
+            a.fcu = gpt_take(&u, c->gated ? N * H : 0, elem);
+            a.fcg = gpt_take(&u, c->gated ? N * H : 0, elem);
             if (ed_is_moe(c))
                 a.moe = model_moe_plan(&u, N, C, H, c->moe_experts, c->moe_top_k,
                                        ed_moe_cap(c, N), elem);
@@ -181,7 +190,7 @@ static size_t ed_arena_plan(const tc_encdec_config *c, int64_t Ns, int64_t Nt, i
 /* A rough upper bound of the arena's elements, to refuse sizes that could overflow. */
 static double ed_arena_elems(const tc_encdec_config *c, double Ns, double Nt)
 {
-    const double per = 20.0 * (double)c->C + 4.0 * (double)c->H + 4.0 * (double)c->NH +
+    const double per = 22.0 * (double)c->C + 6.0 * (double)c->H + 4.0 * (double)c->NH +
                        (ed_is_moe(c) ? model_moe_token_elems(c->C, c->H, c->moe_experts) : 0);
     return (Ns + Nt) * (per * ((double)c->Le + (double)c->Ld + 1.0) + (double)c->Vt);
 }

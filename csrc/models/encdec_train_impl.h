@@ -12,47 +12,68 @@
 
 #include "model_common_impl.h"
 
+/* The self-attention layout of a stack (dec) for a call (model_block_layout: grouped k, v;
+ * with qk_norm q and k read from qkn); *q the buffer q starts at (k at *q + C). */
+static tc_attention_layout FN(ed_self_layout)(const tc_encdec *m, const ed_layer_acts *a,
+                                              int64_t L, const real_t **q)
+{
+    const tc_encdec_config *c = &m->cfg;
+    *q = AP(c->qk_norm ? a->qkn : a->qkvh);
+    return model_block_layout(L, c->C, ed_kv_width(c), c->C / c->NH, c->qk_norm);
+}
+
 /* Self-attention: proj (N,C) = c_proj(attention(c_attn(x))), x (B*L,C); bidirectional
  * with the source mask in the encoder (dec == 0), causal in the decoder. The attention
- * kernel reads q, k, v from the c_attn output (B,L,3C) kept in qkvh and writes its output
- * token-major into atty (B,L,C). */
+ * kernel reads q, k, v from the c_attn output (B,L,C + 2KC) kept in qkvh (with qk_norm q
+ * and k from their RMS-normalised copy qkn (B,L,C + KC)) and writes its output token-major
+ * into atty (B,L,C). */
 static int FN(ed_self_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
                                real_t *proj, const real_t *x, int dec, const ed_call *k, int64_t site)
 {
-    const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
+    const tc_encdec_config *c = &m->cfg;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH, KC = ed_kv_width(c), B = k->B;
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
     real_t *qkv = AP(a->qkvh);
-    const tc_attention_layout lay = model_self_layout(L, C, HS);
-    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, 3 * C));
+    const real_t *q;
+    const tc_attention_layout lay = FN(ed_self_layout)(m, a, L, &q);
+    CHECK(FN(tc_linear_forward)(qkv, x, PP(p->att.w), PP(p->att.b), N, C, C + 2 * KC));
+    if (c->qk_norm)
+        CHECK(FN(model_qk_norm_forward)(AP(a->qkn), AP(a->qkr), qkv, PP(p->qn.w), PP(p->kn.w),
+                                        N, NH, KC / HS, HS, c->eps));
     tc_attention_sparse sp;
-    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), qkv, qkv + C, qkv + 2 * C, &lay,
-                                      dec ? NULL : k->mask, ed_sparse(&m->cfg, &sp), B, NH, L, L, HS,
+    CHECK(FN(model_attention_forward)(AP(a->atty), AP(a->lse), q, q + C, qkv + C + KC, &lay,
+                                      dec ? NULL : k->mask, ed_sparse(c, &sp), B, NH, L, L, HS,
                                       dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
     return FN(tc_linear_forward)(proj, AP(a->atty), PP(p->proj.w), PP(p->proj.b), N, C, C);
 }
 
 /* Its backward: given dproj (N,C), accumulate the weight gradients and dx (N,C) (written
  * with set_dx: the same bits as adding to zeros). dproj is read before dx is written (they
- * may be the same buffer). dq, dk, dv are written straight into dqkv (B,L,3C). */
+ * may be the same buffer). dq, dk, dv are written straight into dqkv (B,L,C + 2KC), where
+ * QK-norm's backward turns dq, dk into the raw ones' in place. */
 static int FN(ed_self_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
                                 real_t *dx, const real_t *dproj, const real_t *x, int dec, const ed_call *k,
                                 int64_t site, int set_dx)
 {
-    const int64_t C = m->cfg.C, NH = m->cfg.NH, HS = C / NH, B = k->B;
+    const tc_encdec_config *c = &m->cfg;
+    const int64_t C = c->C, NH = c->NH, HS = C / NH, KC = ed_kv_width(c), B = k->B;
     const int64_t L = dec ? k->Lt : k->Ls, N = B * L;
     real_t *datty = AP(m->ga.datty), *dqkv = AP(m->ga.qkv);
-    const real_t *qkv = AP(a->qkvh);
-    const tc_attention_layout lay = model_self_layout(L, C, HS);
+    const real_t *qkv = AP(a->qkvh), *q;
+    const tc_attention_layout lay = FN(ed_self_layout)(m, a, L, &q);
     CHECK(FN(tc_linear_backward)(datty, GP(p->proj.w), GP(p->proj.b), dproj, AP(a->atty),
                                      PP(p->proj.w), N, C, C, TC_WRITE(0)));
     tc_attention_sparse sp;
-    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + 2 * C, datty, qkv, qkv + C,
-                                       qkv + 2 * C, AP(a->atty), AP(a->lse), &lay,
-                                       dec ? NULL : k->mask, ed_sparse(&m->cfg, &sp), B, NH, L,
+    CHECK(FN(model_attention_backward)(dqkv, dqkv + C, dqkv + C + KC, datty, q, q + C,
+                                       qkv + C + KC, AP(a->atty), AP(a->lse), &lay,
+                                       dec ? NULL : k->mask, ed_sparse(c, &sp), B, NH, L,
                                        L, HS,
                                        dec ? TC_CAUSAL_TOP_LEFT : TC_CAUSAL_NONE, &k->d, site));
+    if (c->qk_norm)
+        CHECK(FN(model_qk_norm_backward)(dqkv, GP(p->qn.w), GP(p->kn.w), qkv, PP(p->qn.w),
+                                         PP(p->kn.w), AP(a->qkr), N, NH, KC / HS, HS));
     return FN(tc_linear_backward)(dx, GP(p->att.w), GP(p->att.b), dqkv, x, PP(p->att.w), N,
-                                      C, 3 * C, set_dx ? TC_WRITE(0) : 0);
+                                      C, C + 2 * KC, set_dx ? TC_WRITE(0) : 0);
 }
 
 /* Cross-attention: proj (Nt,C) = c_proj(attention(q_attn(x), c_attn(mem))), x (B*Lt,C),
@@ -118,6 +139,43 @@ static int FN(ed_mlp_backward)(tc_encdec *m, const ed_layer_params *p, const ed_
                                 PP(p->fcproj.w), N, C, H, m->cfg.activation, set_dx, 0);
 }
 
+/* The gated MLP's cache of layer acts a in the arena (model_gated_forward). */
+static FN(model_glu_acts) FN(ed_glu_acts)(const tc_encdec *m, const ed_layer_acts *a)
+{
+    const FN(model_glu_acts) r = {AP(a->fch), AP(a->fcu), AP(a->fcg), AP(a->fcha)};
+    return r;
+}
+
+/* Layer p's gated MLP weights in the buffer buf (the parameters or the gradients). */
+static FN(model_glu_w) FN(ed_glu_w)(const ed_layer_params *p, void *buf)
+{
+#define AT(off) ((off) < 0 ? NULL : (real_t *)buf + (off))
+    const FN(model_glu_w) w = {AT(p->fcg.w), AT(p->fcg.b), AT(p->fc.w), AT(p->fc.b),
+                               AT(p->fcproj.w), AT(p->fcproj.b)};
+#undef AT
+    return w;
+}
+
+/* The gated MLP (gated): proj (N,C) = c_proj(act(c_gate(x)) * c_fc(x)). */
+static int FN(ed_gated_forward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                                real_t *proj, const real_t *x, int64_t N)
+{
+    const FN(model_glu_acts) g = FN(ed_glu_acts)(m, a);
+    const FN(model_glu_w) w = FN(ed_glu_w)(p, m->params);
+    return FN(model_gated_forward)(proj, &g, x, &w, N, m->cfg.C, m->cfg.H, m->cfg.activation);
+}
+
+/* Its backward: dx (N,C) += (written with set_dx), the weight gradients +=. */
+static int FN(ed_gated_backward)(tc_encdec *m, const ed_layer_params *p, const ed_layer_acts *a,
+                                 real_t *dx, const real_t *dproj, const real_t *x, int64_t N,
+                                 int set_dx)
+{
+    const FN(model_glu_acts) g = FN(ed_glu_acts)(m, a);
+    const FN(model_glu_w) w = FN(ed_glu_w)(p, m->params), dw = FN(ed_glu_w)(p, m->grads);
+    return FN(model_gated_backward)(dx, AP(m->ga.dh1), AP(m->ga.dh2), &dw, dproj, x, &g, &w, N,
+                                    m->cfg.C, m->cfg.H, m->cfg.activation, set_dx, 0);
+}
+
 /* The mixture of experts (tc_moe_forward over the layer's experts): proj (N,C) of x (N,C),
  * routed over the N tokens of the pass (its stack's whole batch: ed_workers); the routing
  * stays in the arena, the load-balancing loss in *aux. */
@@ -157,6 +215,7 @@ static int FN(ed_ffn_forward)(tc_encdec *m, int dec, int64_t l, real_t *proj, co
     const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
     if (ed_is_moe(&m->cfg))
         return FN(ed_moe_forward)(m, p, a, proj, x, N, &m->moe_aux[dec ? m->cfg.Le + l : l]);
+    if (m->cfg.gated) return FN(ed_gated_forward)(m, p, a, proj, x, N);
     return FN(ed_mlp_forward)(m, p, a, proj, x, N, grads);
 }
 
@@ -166,6 +225,7 @@ static int FN(ed_ffn_backward)(tc_encdec *m, int dec, int64_t l, real_t *dx,
     const ed_layer_params *p = dec ? &m->dp[l] : &m->ep[l];
     const ed_layer_acts *a = dec ? &m->da[l] : &m->ea[l];
     if (ed_is_moe(&m->cfg)) return FN(ed_moe_backward)(m, p, a, dx, dproj, x, N, set_dx);
+    if (m->cfg.gated) return FN(ed_gated_backward)(m, p, a, dx, dproj, x, N, set_dx);
     return FN(ed_mlp_backward)(m, p, a, dx, dproj, x, N, set_dx);
 }
 
@@ -210,8 +270,8 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         real_t *lnb = AP(a->ln[s]), *r = AP(a->r[s]), *mean = AP(a->mean[s]), *rstd = AP(a->rstd[s]);
         const real_t *fin = cur;
         if (c->norm == TC_NORM_PRE) {
-            CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, cur, PP(ln->w), PP(ln->b), N, C,
-                                           c->eps));
+            CHECK(FN(model_norm_forward)(c->norm_type, lnb, mean, rstd, cur, PP(ln->w),
+                                         PP(ln->b), N, C, c->eps));
             fin = lnb;
         }
         if (s == 0) CHECK(FN(ed_self_forward)(m, p, a, proj, fin, dec, k, probs[i]));
@@ -221,8 +281,8 @@ static int FN(ed_layer_forward)(tc_encdec *m, int dec, int64_t l, const ed_call 
         CHECK(FN(model_dropout)(proj, N * C, &k->d, branch[i]));
         FN(gpt_add)(r, cur, proj, N * C);
         if (c->norm == TC_NORM_POST) {
-            CHECK(FN(tc_layernorm_forward)(lnb, mean, rstd, r, PP(ln->w), PP(ln->b), N, C,
-                                           c->eps));
+            CHECK(FN(model_norm_forward)(c->norm_type, lnb, mean, rstd, r, PP(ln->w),
+                                         PP(ln->b), N, C, c->eps));
             cur = lnb;
         } else {
             cur = r;
@@ -262,8 +322,9 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
             fin = lnb;
         } else {
             /* *dres = d ln; *dtmp = d r = the residual part of d in, plus the branch's part */
-            CHECK(FN(tc_layernorm_backward)(*dtmp, GP(ln->w), GP(ln->b), *dres, AP(a->r[s]),
-                                                PP(ln->w), mean, rstd, N, C, TC_WRITE(0)));
+            CHECK(FN(model_norm_backward)(c->norm_type, *dtmp, GP(ln->w), GP(ln->b), *dres,
+                                          AP(a->r[s]), PP(ln->w), mean, rstd, N, C,
+                                          TC_WRITE(0)));
             CHECK(FN(model_dropout_back)(&dp, *dtmp, ddrop, N * C, &k->d, branch[i]));
             dx = *dtmp;
             fin = in;
@@ -274,8 +335,8 @@ static int FN(ed_layer_backward)(tc_encdec *m, int dec, int64_t l, real_t **dres
                                                      FN(ed_memory)(m), k, probs[i], set_dx));
         else CHECK(FN(ed_ffn_backward)(m, dec, l, dx, dp, fin, N, set_dx));
         if (c->norm == TC_NORM_PRE) {
-            CHECK(FN(tc_layernorm_backward)(*dres, GP(ln->w), GP(ln->b), dfin, in, PP(ln->w),
-                                            mean, rstd, N, C, TC_ACCUMULATE));
+            CHECK(FN(model_norm_backward)(c->norm_type, *dres, GP(ln->w), GP(ln->b), dfin, in,
+                                          PP(ln->w), mean, rstd, N, C, TC_ACCUMULATE));
         } else {
             real_t *t = *dres;
             *dres = *dtmp;
@@ -319,9 +380,9 @@ static int FN(ed_encode)(tc_encdec *m, const int64_t *src, const ed_call *k)
     CHECK(FN(ed_embed)(m, AP(m->ga.semb), spos, src, m->swte, m->swpe, c->Vs, Ns, k->Ls, k, 0));
     for (int64_t l = 0; l < c->Le; l++) CHECK(FN(ed_layer_forward)(m, 0, l, k));
     if (c->norm == TC_NORM_PRE)
-        CHECK(FN(tc_layernorm_forward)(AP(m->ga.slnf), AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd),
-                                       FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
-                                       PP(m->slnf.b), Ns, c->C, c->eps));
+        CHECK(FN(model_norm_forward)(c->norm_type, AP(m->ga.slnf), AP(m->ga.slnf_mean),
+                                     AP(m->ga.slnf_rstd), FN(ed_layer_out)(m, 0, c->Le - 1),
+                                     PP(m->slnf.w), PP(m->slnf.b), Ns, c->C, c->eps));
     return TC_OK;
 }
 
@@ -337,8 +398,9 @@ static int FN(ed_forward_all)(tc_encdec *m, const int64_t *src, const int64_t *t
     for (int64_t l = 0; l < c->Ld; l++) CHECK(FN(ed_layer_forward)(m, 1, l, k));
     const real_t *xf = FN(ed_layer_out)(m, 1, c->Ld - 1);
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_forward)(AP(m->ga.tlnf), AP(m->ga.tlnf_mean), AP(m->ga.tlnf_rstd),
-                                       xf, PP(m->tlnf.w), PP(m->tlnf.b), Nt, C, c->eps));
+        CHECK(FN(model_norm_forward)(c->norm_type, AP(m->ga.tlnf), AP(m->ga.tlnf_mean),
+                                     AP(m->ga.tlnf_rstd), xf, PP(m->tlnf.w), PP(m->tlnf.b), Nt,
+                                     C, c->eps));
         xf = AP(m->ga.tlnf);
     }
     return FN(tc_linear_forward)(AP(m->ga.logits), xf, PP(m->head), NULL, Nt, C, c->Vt);
@@ -357,9 +419,9 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
     CHECK(FN(tc_linear_backward)(dtmp, GP(m->head), NULL, AP(m->ga.logits), xf,
                                      PP(m->head), Nt, C, c->Vt, TC_WRITE(0)));
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_backward)(dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp, dec_out,
-                                            PP(m->tlnf.w), AP(m->ga.tlnf_mean),
-                                            AP(m->ga.tlnf_rstd), Nt, C, TC_WRITE(0)));
+        CHECK(FN(model_norm_backward)(c->norm_type, dres, GP(m->tlnf.w), GP(m->tlnf.b), dtmp,
+                                      dec_out, PP(m->tlnf.w), AP(m->ga.tlnf_mean),
+                                      AP(m->ga.tlnf_rstd), Nt, C, TC_WRITE(0)));
     } else {
         real_t *t = dres;
         dres = dtmp;
@@ -373,9 +435,10 @@ static int FN(ed_backward_all)(tc_encdec *m, const int64_t *src, const int64_t *
                                 m->twpe, c->Vt, Nt, k, 1 + 3 * c->Le));
     /* the encoder from d memory */
     if (c->norm == TC_NORM_PRE) {
-        CHECK(FN(tc_layernorm_backward)(dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
-                                            FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
-                                            AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C, TC_WRITE(0)));
+        CHECK(FN(model_norm_backward)(c->norm_type, dres, GP(m->slnf.w), GP(m->slnf.b), dmem,
+                                      FN(ed_layer_out)(m, 0, c->Le - 1), PP(m->slnf.w),
+                                      AP(m->ga.slnf_mean), AP(m->ga.slnf_rstd), Ns, C,
+                                      TC_WRITE(0)));
     } else {
         memcpy(dres, dmem, (size_t)(Ns * C) * sizeof(real_t));
     }
@@ -550,19 +613,20 @@ static int FN(ed_readout_rows)(tc_encdec *m, const tc_encdec_readout *o, int64_t
 {
     const tc_encdec_config *c = &m->cfg;
     const int64_t C = c->C, NH = c->NH, HS = C / NH;
-    const tc_attention_layout ls = model_self_layout(Ls, C, HS), lt = model_self_layout(Lt, C, HS);
     const tc_attention_layout lx = model_cross_layout(Lt, Ls, C, HS);
     tc_attention_sparse spat;
     const tc_attention_sparse *sp = ed_sparse(c, &spat); /* the self-attentions' pattern */
     for (int64_t l = 0; o->enc_attn && l < c->Le; l++) {
-        const real_t *qkv = AP(m->ea[l].qkvh);
-        CHECK(FN(ed_probs)((real_t *)o->enc_attn + (l * B + b0) * NH * Ls * Ls, qkv, qkv + C,
+        const real_t *q;
+        const tc_attention_layout ls = FN(ed_self_layout)(m, &m->ea[l], Ls, &q);
+        CHECK(FN(ed_probs)((real_t *)o->enc_attn + (l * B + b0) * NH * Ls * Ls, q, q + C,
                            AP(m->ea[l].lse), &ls, mask, sp, nb, NH, Ls, Ls, HS,
                            TC_CAUSAL_NONE));
     }
     for (int64_t l = 0; o->self_attn && l < c->Ld; l++) {
-        const real_t *qkv = AP(m->da[l].qkvh);
-        CHECK(FN(ed_probs)((real_t *)o->self_attn + (l * B + b0) * NH * Lt * Lt, qkv, qkv + C,
+        const real_t *q;
+        const tc_attention_layout lt = FN(ed_self_layout)(m, &m->da[l], Lt, &q);
+        CHECK(FN(ed_probs)((real_t *)o->self_attn + (l * B + b0) * NH * Lt * Lt, q, q + C,
                            AP(m->da[l].lse), &lt, NULL, sp, nb, NH, Lt, Lt, HS,
                            TC_CAUSAL_TOP_LEFT));
     }

@@ -43,6 +43,7 @@ static int FN(dec_rope)(tc_gpt_kv *kv, real_t *x, int64_t NH, int64_t B, int64_t
  * (B,NKV,TN,HS); the cache thus holds the normalised, rotated keys */
 typedef struct {
     tc_gpt_kv *kv;
+    const dec_dims *d;
     int64_t B, TN, pos0;
     const real_t *qnw, *knw;
 } FN(dec_rope_ctx);
@@ -51,12 +52,7 @@ static int FN(dec_rope_qk)(void *ctx, real_t *qh, real_t *kh)
 {
     const FN(dec_rope_ctx) *r = ctx;
     const tc_gpt_config *c = &r->kv->cfg;
-    if (c->qk_norm) { /* every head vector a row: B*NH of q, B*NKV of k, TN each */
-        const int64_t HS = c->C / c->NH, qrows = r->B * c->NH * r->TN;
-        const int64_t krows = r->B * gpt_kv_heads(c) * r->TN;
-        CHECK(FN(tc_rmsnorm_heads_forward)(qh, HS, NULL, qh, HS, r->qnw, qrows, 1, HS, c->eps));
-        CHECK(FN(tc_rmsnorm_heads_forward)(kh, HS, NULL, kh, HS, r->knw, krows, 1, HS, c->eps));
-    }
+    if (c->qk_norm) CHECK(FN(dec_qk_norm)(r->d, qh, kh, r->qnw, r->knw, r->B, r->TN));
     if (c->position != TC_POS_ROPE) return TC_OK;
     CHECK(FN(dec_rope)(r->kv, qh, c->NH, r->B, r->TN, r->pos0));
     return FN(dec_rope)(r->kv, kh, gpt_kv_heads(c), r->B, r->TN, r->pos0);
@@ -97,7 +93,7 @@ static int FN(dec_run)(tc_gpt_kv *kv, real_t *logits, const int64_t *idx, int64_
     if (c->position == TC_POS_LEARNED) FN(gpt_add_rows)(x, KP(kv->wpe), pos, N, C);
     if (c->position == TC_POS_SINUSOIDAL) FN(gpt_add_rows)(x, (real_t *)kv->tab1, pos, N, C);
 
-    FN(dec_rope_ctx) rope = {kv, B, TN, pos0, NULL, NULL};
+    FN(dec_rope_ctx) rope = {kv, &d, B, TN, pos0, NULL, NULL};
     const size_t layer = (size_t)(kv->Bmax * gpt_kv_heads(c) * Smax * HS);
     for (int64_t l = 0; l < c->L; l++) {
         const gpt_layer_params *p = &kv->lp[l];

@@ -39,7 +39,7 @@ static inline const tc_attention_sparse *gpt_sparse(const tc_gpt_config *c,
 
 /* The kv heads (NKV, or NH without grouped-query attention) and KC, the width of k (and of
  * v) in the c_attn output (B,T,C + 2 KC). */
-static inline int64_t gpt_kv_heads(const tc_gpt_config *c) { return c->NKV ? c->NKV : c->NH; }
+static inline int64_t gpt_kv_heads(const tc_gpt_config *c) { return model_kv_heads(c->NH, c->NKV); }
 static inline int64_t gpt_kv_width(const tc_gpt_config *c)
 {
     return gpt_kv_heads(c) * (c->C / c->NH);
@@ -51,12 +51,10 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (c->V < 1 || c->maxT < 1 || c->C < 1 || c->L < 1 || c->NH < 1 || c->H < 1) return 0;
     if (c->L > TC_MAX_LAYERS) return 0; /* before any loop over the layers */
     if (c->C % c->NH) return 0;
-    if (c->NKV < 0 || (c->NKV > 0 && c->NH % c->NKV)) return 0;
-    if (c->gated && gpt_is_moe(c)) return 0; /* the gated MLP is ffn="mlp"'s */
+    if (!model_block_ok(c->norm_type, c->qk_norm, c->NKV, c->NH, c->gated, c->ffn)) return 0;
     if (c->position < 0 || c->position >= TC_POS_COUNT || c->activation < 0 ||
         c->activation >= TC_ACT_COUNT) return 0;
-    if ((c->bias != 0 && c->bias != 1) || (c->gated != 0 && c->gated != 1) ||
-        (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
+    if ((c->bias != 0 && c->bias != 1) || (c->norm < 0 || c->norm >= TC_NORM_COUNT) ||
         (c->tie != 0 && c->tie != 1) || (c->rope_interleaved != 0 && c->rope_interleaved != 1))
         return 0;
     if (c->position == TC_POS_ROPE && (c->C / c->NH) % 2) return 0;
@@ -64,10 +62,7 @@ static int gpt_config_ok(const tc_gpt_config *c)
     if (!(c->pos_base > 0) || !isfinite(c->pos_base)) return 0;
     if (!(c->dropout >= 0 && c->dropout < 1)) return 0;
     if (c->attention < 0 || c->attention >= TC_ATTN_COUNT) return 0;
-    if (c->norm_type < 0 || c->norm_type >= TC_NORM_TYPE_COUNT ||
-        (c->qk_norm != 0 && c->qk_norm != 1) ||
-        !(c->logit_softcap >= 0) || !isfinite(c->logit_softcap))
-        return 0;
+    if (!(c->logit_softcap >= 0) || !isfinite(c->logit_softcap)) return 0;
     if (!gpt_ffn_ok(c)) return 0;
     if (c->attention == TC_ATTN_BLOCK_SPARSE) {
         tc_attention_sparse sp;

@@ -64,49 +64,35 @@ static int FN(gpt_rope_qk)(const tc_gpt *m, real_t *qkv, int64_t row, int64_t B,
 }
 
 /* The attention layout of layer l's q, k, v (and gradients): q and k read from qkn
- * (B,L,C + KC) with qk_norm, else from the c_attn output (B,L,C + 2KC); *q the buffer q
- * starts at (k at *q + C). */
+ * (B,L,C + KC) with qk_norm, else from the c_attn output (B,L,C + 2KC) (model_block_layout);
+ * *q the buffer q starts at (k at *q + C). */
 static tc_attention_layout FN(gpt_qk_layout)(const tc_gpt *m, const gpt_layer_acts *a,
                                              int64_t L, const real_t **q)
 {
-    const int64_t C = m->cfg.C, HS = C / m->cfg.NH, KC = gpt_kv_width(&m->cfg);
-    tc_attention_layout lay = model_self_layout_grouped(L, C, KC, HS);
-    *q = AP(a->qkvh);
-    if (m->cfg.qk_norm) {
-        lay.q = lay.k = model_tokens(L, C + KC, HS);
-        *q = AP(a->qkn);
-    }
-    return lay;
+    const int64_t C = m->cfg.C, HS = C / m->cfg.NH;
+    *q = AP(m->cfg.qk_norm ? a->qkn : a->qkvh);
+    return model_block_layout(L, C, gpt_kv_width(&m->cfg), HS, m->cfg.qk_norm);
 }
 
-/* QK-norm (qk_norm): the NH query heads and NKV key heads of the c_attn output qkv
- * (N,C + 2KC) RMS-normalised (gains q_norm, k_norm (HS,), each shared by its heads) into
- * layer l's qkn (N,C + KC) = q | k, their rstd into qkr: q's (N,NH), then k's (N,NKV). */
+/* QK-norm (qk_norm) of layer l's c_attn output qkv (N,C + 2KC) into its qkn, qkr
+ * (model_qk_norm_forward). */
 static int FN(gpt_qk_norm_forward)(tc_gpt *m, int64_t l, const real_t *qkv, int64_t N)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t C = c->C, NH = c->NH, HS = C / NH, NKV = gpt_kv_heads(c), KC = NKV * HS;
     const gpt_layer_params *p = &m->lp[l];
-    real_t *qkn = AP(m->la[l].qkn), *r = AP(m->la[l].qkr);
-    CHECK(FN(tc_rmsnorm_heads_forward)(qkn, C + KC, r, qkv, C + 2 * KC, PP(p->qnw), N, NH, HS,
-                                       c->eps));
-    return FN(tc_rmsnorm_heads_forward)(qkn + C, C + KC, r + N * NH, qkv + C, C + 2 * KC,
-                                        PP(p->knw), N, NKV, HS, c->eps);
+    return FN(model_qk_norm_forward)(AP(m->la[l].qkn), AP(m->la[l].qkr), qkv, PP(p->qnw),
+                                     PP(p->knw), N, c->NH, gpt_kv_heads(c), c->C / c->NH,
+                                     c->eps);
 }
 
-/* Its backward in place on dqkv (N,C + 2KC): dq, dk (of the normalised q, k) become the raw
- * ones' gradients; the gains' gradients accumulate. */
+/* Its backward in place on dqkv (N,C + 2KC) (model_qk_norm_backward). */
 static int FN(gpt_qk_norm_backward)(tc_gpt *m, int64_t l, real_t *dqkv, int64_t N)
 {
     const tc_gpt_config *c = &m->cfg;
-    const int64_t C = c->C, NH = c->NH, HS = C / NH, NKV = gpt_kv_heads(c), KC = NKV * HS;
     const gpt_layer_params *p = &m->lp[l];
-    const real_t *qkv = AP(m->la[l].qkvh), *r = AP(m->la[l].qkr);
-    CHECK(FN(tc_rmsnorm_heads_backward)(dqkv, C + 2 * KC, GP(p->qnw), dqkv, qkv, C + 2 * KC,
-                                        PP(p->qnw), r, N, NH, HS, TC_WRITE(0)));
-    return FN(tc_rmsnorm_heads_backward)(dqkv + C, C + 2 * KC, GP(p->knw), dqkv + C, qkv + C,
-                                         C + 2 * KC, PP(p->knw), r + N * NH, N, NKV, HS,
-                                         TC_WRITE(0));
+    return FN(model_qk_norm_backward)(dqkv, GP(p->qnw), GP(p->knw), AP(m->la[l].qkvh),
+                                      PP(p->qnw), PP(p->knw), AP(m->la[l].qkr), N, c->NH,
+                                      gpt_kv_heads(c), c->C / c->NH);
 }
 
 /* One attention sub-layer forward: proj (N,C) = c_proj(attention(c_attn(x))), with the tiled
@@ -236,43 +222,42 @@ static int FN(gpt_moe_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *
                                c->moe_experts, c->moe_top_k, c->activation, write);
 }
 
-/* The gated MLP (cfg.gated): out (N,C) = c_proj(act(c_gate(in)) * c_fc(in)); in the arena
- * fch = c_gate(in), fcu = c_fc(in), fcg = act(fch), fcha = fcg * fcu (tc_glu_forward). */
-static int FN(gpt_gated_forward)(tc_gpt *m, int64_t l, real_t *out, const real_t *in, int64_t N)
+/* The gated MLP (cfg.gated) of layer l (model_gated_forward): out (N,C) of in (N,C), its
+ * cache in the arena's fch, fcu, fcg, fcha. */
+static FN(model_glu_acts) FN(gpt_glu_acts)(const tc_gpt *m, int64_t l)
 {
-    const tc_gpt_config *c = &m->cfg;
-    const gpt_layer_params *p = &m->lp[l];
     const gpt_layer_acts *a = &m->la[l];
-    const int64_t C = c->C, H = c->H;
-    CHECK(FN(tc_linear_forward)(AP(a->fch), in, PP(p->fcgw), PP(p->fcgb), N, C, H));
-    CHECK(FN(tc_linear_forward)(AP(a->fcu), in, PP(p->fcw), PP(p->fcb), N, C, H));
-    CHECK(FN(tc_glu_forward)(c->activation, AP(a->fcha), AP(a->fcg), AP(a->fch), AP(a->fcu),
-                             N * H));
-    return FN(tc_linear_forward)(out, AP(a->fcha), PP(p->fcprojw), PP(p->fcprojb), N, H, C);
+    const FN(model_glu_acts) r = {AP(a->fch), AP(a->fcu), AP(a->fcg), AP(a->fcha)};
+    return r;
 }
 
-/* Its backward from dout (N,C) (may be dx itself): dh1 (N,H) = dout @ c_proj, then dgate
- * (dh2) and dup (over dh1) by tc_glu_backward from the forward's cache, then c_gate's and
- * c_fc's backward into dx (N,C) (+=, written with set_dx) and the weight gradients (+=,
- * written with set_w). in (N,C): the sub-layer's input. */
+/* Layer l's gated MLP weights in the buffer buf (the parameters or the gradients). */
+static FN(model_glu_w) FN(gpt_glu_w)(const tc_gpt *m, int64_t l, void *buf)
+{
+    const gpt_layer_params *p = &m->lp[l];
+#define AT(off) ((off) < 0 ? NULL : (real_t *)buf + (off))
+    const FN(model_glu_w) w = {AT(p->fcgw), AT(p->fcgb), AT(p->fcw), AT(p->fcb), AT(p->fcprojw),
+                               AT(p->fcprojb)};
+#undef AT
+    return w;
+}
+
+static int FN(gpt_gated_forward)(tc_gpt *m, int64_t l, real_t *out, const real_t *in, int64_t N)
+{
+    const FN(model_glu_acts) a = FN(gpt_glu_acts)(m, l);
+    const FN(model_glu_w) w = FN(gpt_glu_w)(m, l, m->params);
+    return FN(model_gated_forward)(out, &a, in, &w, N, m->cfg.C, m->cfg.H, m->cfg.activation);
+}
+
+/* Its backward (model_gated_backward) from dout (N,C) into dx (N,C) (+=, written with
+ * set_dx) and the gradients (+=, written with set_w); in (N,C) the sub-layer's input. */
 static int FN(gpt_gated_backward)(tc_gpt *m, int64_t l, real_t *dx, const real_t *dout,
                                   const real_t *in, int64_t N, int set_dx, int set_w)
 {
-    const tc_gpt_config *c = &m->cfg;
-    const gpt_layer_params *p = &m->lp[l];
-    const gpt_layer_acts *a = &m->la[l];
-    const int64_t C = c->C, H = c->H;
-    real_t *dh1 = AP(m->ga.dh1), *dh2 = AP(m->ga.dh2);
-    const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
-    CHECK(FN(tc_gemm)(dh1, dout, PP(p->fcprojw), N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0));
-    CHECK(FN(tc_linear_backward)(NULL, GP(p->fcprojw), GP(p->fcprojb), dout, AP(a->fcha),
-                                 PP(p->fcprojw), N, H, C, wset));
-    CHECK(FN(tc_glu_backward)(c->activation, dh2, dh1, dh1, AP(a->fch), AP(a->fcu), AP(a->fcg),
-                              N * H, TC_WRITE(0) | TC_WRITE(1)));
-    CHECK(FN(tc_linear_backward)(dx, GP(p->fcgw), GP(p->fcgb), dh2, in, PP(p->fcgw), N, C, H,
-                                 (set_dx ? TC_WRITE(0) : 0) | wset));
-    return FN(tc_linear_backward)(dx, GP(p->fcw), GP(p->fcb), dh1, in, PP(p->fcw), N, C, H,
-                                  wset);
+    const FN(model_glu_acts) a = FN(gpt_glu_acts)(m, l);
+    const FN(model_glu_w) w = FN(gpt_glu_w)(m, l, m->params), g = FN(gpt_glu_w)(m, l, m->grads);
+    return FN(model_gated_backward)(dx, AP(m->ga.dh1), AP(m->ga.dh2), &g, dout, in, &a, &w, N,
+                                    m->cfg.C, m->cfg.H, m->cfg.activation, set_dx, set_w);
 }
 
 /* The feed-forward sub-layer of layer l by the config's kind: out (N,C) of in (N,C). */

@@ -100,6 +100,32 @@ static inline tc_attention_layout model_self_layout_grouped(int64_t L, int64_t C
     return lay;
 }
 
+/* The self-attention layout of a model block (model_self_layout_grouped), with qk_norm q and
+ * k read from the QK-norm output (B,L,C + KC) [q | k] instead (model_qk_norm_forward); dq,
+ * dk stay in the c_attn gradient's layout. */
+static inline tc_attention_layout model_block_layout(int64_t L, int64_t C, int64_t KC,
+                                                     int64_t HS, int qk_norm)
+{
+    tc_attention_layout lay = model_self_layout_grouped(L, C, KC, HS);
+    if (qk_norm) lay.q = lay.k = model_tokens(L, C + KC, HS);
+    return lay;
+}
+
+/* The kv heads of a self-attention of NH heads with the config's NKV (0: NH). */
+static inline int64_t model_kv_heads(int64_t NH, int64_t NKV) { return NKV ? NKV : NH; }
+
+/* Whether a model config's block fields (GPT's and the encoder-decoder's) are valid:
+ * norm_type a TC_NORM_TYPE_*, qk_norm and gated flags, NKV 0 or a divisor of NH, the gated
+ * MLP only as the dense MLP (ffn TC_FFN_MLP). */
+static inline int model_block_ok(int norm_type, int qk_norm, int64_t NKV, int64_t NH, int gated,
+                                 int ffn)
+{
+    if (norm_type < 0 || norm_type >= TC_NORM_TYPE_COUNT) return 0;
+    if ((qk_norm != 0 && qk_norm != 1) || (gated != 0 && gated != 1)) return 0;
+    if (NKV < 0 || (NKV > 0 && NH % NKV)) return 0;
+    return !(gated && ffn == TC_FFN_MOE);
+}
+
 /* Self-attention over the fused c_attn output (B,L,3C) (q, k, v, and their gradients in the
  * same layout), its output and output gradient token-major (B,L,C). */
 static inline tc_attention_layout model_self_layout(int64_t L, int64_t C, int64_t HS)

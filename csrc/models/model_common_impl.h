@@ -173,6 +173,79 @@ static inline int FN(model_norm_backward)(int type, real_t *dinp, real_t *dw, re
     return FN(tc_layernorm_backward)(dinp, dw, db, dout, inp, w, mean, rstd, N, C, write);
 }
 
+/* QK-norm of a block's self-attention (qk_norm): the NH query heads at qkv and the NKV key
+ * heads at qkv + C (HS values each) of a token-major (N,C + 2KC) c_attn output (C = NH HS,
+ * KC = NKV HS), RMS-normalised per head (gains qw, kw (HS,), each shared by its heads;
+ * the keys before grouped-query sharing) into qkn (N,C + KC) [q | k] (model_block_layout
+ * reads them there), their rstd into r: q's (N,NH), then k's (N,NKV). */
+static int FN(model_qk_norm_forward)(real_t *qkn, real_t *r, const real_t *qkv,
+                                     const real_t *qw, const real_t *kw, int64_t N, int64_t NH,
+                                     int64_t NKV, int64_t HS, double eps)
+{
+    const int64_t C = NH * HS, KC = NKV * HS;
+    CHECK(FN(tc_rmsnorm_heads_forward)(qkn, C + KC, r, qkv, C + 2 * KC, qw, N, NH, HS, eps));
+    return FN(tc_rmsnorm_heads_forward)(qkn + C, C + KC, r + N * NH, qkv + C, C + 2 * KC, kw,
+                                        N, NKV, HS, eps);
+}
+
+/* Its backward in place on dqkv (N,C + 2KC): dq, dk (of the normalised q, k, at dqkv and
+ * dqkv + C) become the raw ones' gradients; the gains' gradients dqw, dkw (HS,) accumulate.
+ * qkv, r: the forward's input and rstd. */
+static int FN(model_qk_norm_backward)(real_t *dqkv, real_t *dqw, real_t *dkw, const real_t *qkv,
+                                      const real_t *qw, const real_t *kw, const real_t *r,
+                                      int64_t N, int64_t NH, int64_t NKV, int64_t HS)
+{
+    const int64_t C = NH * HS, row = C + 2 * NKV * HS;
+    CHECK(FN(tc_rmsnorm_heads_backward)(dqkv, row, dqw, dqkv, qkv, row, qw, r, N, NH, HS,
+                                        TC_WRITE(0)));
+    return FN(tc_rmsnorm_heads_backward)(dqkv + C, row, dkw, dqkv + C, qkv + C, row, kw,
+                                         r + N * NH, N, NKV, HS, TC_WRITE(0));
+}
+
+/* The gated MLP's weights (or their gradients): c_gate gw (H,C), gb (H,), c_fc fw (H,C), fb
+ * (H,), c_proj pw (C,H), pb (C,); biases may be NULL. */
+typedef struct {
+    real_t *gw, *gb, *fw, *fb, *pw, *pb;
+} FN(model_glu_w);
+
+/* What its forward keeps for the backward: fch = c_gate(in), fcu = c_fc(in), fcg =
+ * act(fch), fcha = fcg * fcu, each (N,H). */
+typedef struct {
+    real_t *fch, *fcu, *fcg, *fcha;
+} FN(model_glu_acts);
+
+/* The gated MLP (cfg.gated): out (N,C) = c_proj(act(c_gate(in)) * c_fc(in)), in (N,C), the
+ * cache a (tc_glu_forward). */
+static int FN(model_gated_forward)(real_t *out, const FN(model_glu_acts) *a, const real_t *in,
+                                   const FN(model_glu_w) *w, int64_t N, int64_t C, int64_t H,
+                                   int act)
+{
+    CHECK(FN(tc_linear_forward)(a->fch, in, w->gw, w->gb, N, C, H));
+    CHECK(FN(tc_linear_forward)(a->fcu, in, w->fw, w->fb, N, C, H));
+    CHECK(FN(tc_glu_forward)(act, a->fcha, a->fcg, a->fch, a->fcu, N * H));
+    return FN(tc_linear_forward)(out, a->fcha, w->pw, w->pb, N, H, C);
+}
+
+/* Its backward from dout (N,C) (may be dx itself): dh1 (N,H) = dout @ c_proj, then dgate
+ * (dh2) and dup (over dh1) by tc_glu_backward from the cache a, then c_gate's and c_fc's
+ * backward into dx (N,C) (+=, written with set_dx) and the gradients g (+=, written with
+ * set_w). dh1, dh2 (N,H) scratch; in (N,C): the sub-layer's input. */
+static int FN(model_gated_backward)(real_t *dx, real_t *dh1, real_t *dh2,
+                                    const FN(model_glu_w) *g, const real_t *dout,
+                                    const real_t *in, const FN(model_glu_acts) *a,
+                                    const FN(model_glu_w) *w, int64_t N, int64_t C, int64_t H,
+                                    int act, int set_dx, int set_w)
+{
+    const int wset = set_w ? TC_WRITE(1) | TC_WRITE(2) : 0;
+    CHECK(FN(tc_gemm)(dh1, dout, w->pw, N, H, C, H, C, H, 0, 0, (real_t)1, (real_t)0));
+    CHECK(FN(tc_linear_backward)(NULL, g->pw, g->pb, dout, a->fcha, w->pw, N, H, C, wset));
+    CHECK(FN(tc_glu_backward)(act, dh2, dh1, dh1, a->fch, a->fcu, a->fcg, N * H,
+                              TC_WRITE(0) | TC_WRITE(1)));
+    CHECK(FN(tc_linear_backward)(dx, g->gw, g->gb, dh2, in, w->gw, N, C, H,
+                                 (set_dx ? TC_WRITE(0) : 0) | wset));
+    return FN(tc_linear_backward)(dx, g->fw, g->fb, dh1, in, w->fw, N, C, H, wset);
+}
+
 /* the MLP's two halves, gpt_fc_forward and gpt_mlp_backward, are shared with the
  * mixture-of-experts kernel (kernels/moe.c): kernels/mlp_block.h */
 #include "mlp_block.h"

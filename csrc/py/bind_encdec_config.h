@@ -27,6 +27,10 @@ static const tc_py_field encdec_config_fields[] = {
     ED_FIELD(pos_base, TC_PY_FIELD_DOUBLE, 0),
     ED_FIELD(dropout, TC_PY_FIELD_DOUBLE, 0),
     TC_PY_BLOCK_OPTION_FIELDS(ED_FIELD),
+    ED_FIELD(norm_type, TC_PY_FIELD_OPTION, TC_OPT_NORM_TYPE),
+    ED_FIELD(qk_norm, TC_PY_FIELD_FLAG, 0),
+    ED_FIELD(NKV, TC_PY_FIELD_INT64, 0),
+    ED_FIELD(gated, TC_PY_FIELD_FLAG, 0),
     {NULL, 0, 0, 0},
 };
 #undef ED_FIELD
@@ -48,7 +52,8 @@ static inline int encdec_config(PyObject *obj, void *out)
                     "Vs == Vt with shared embeddings, eps >= 0, base > 0, dropout in [0, 1), "
                     "with block-sparse attention sparse_block >= 1, sparse_window >= 1, "
                     "sparse_stride >= 0, sparse_global >= 0, and with ffn='moe' moe_top_k 1 or 2, moe_experts >= moe_top_k, "
-                    "moe_capacity finite > 0, moe_aux_weight finite >= 0");
+                    "moe_capacity finite > 0, moe_aux_weight finite >= 0, NKV 0 or a divisor "
+                    "of NH, and gated only with ffn='mlp'");
     return 0;
 }
 

@@ -267,7 +267,8 @@ PyMethodDef tc_methods_model_encdec[] = {
     {"encdec_create", py_encdec_create, METH_VARARGS,
      "encdec_create(params, grads, config) -> model; config: a dict of tc_encdec_config's "
      "fields (Vs, Vt, maxT, C, Le, Ld, NH, H, bias, position, norm, activation, share, tie, "
-     "eps, pos_base, dropout), as EncoderDecoderConfig.c_fields() gives"},
+     "eps, pos_base, dropout, the block options: attention, sparse_*, ffn, moe_*, norm_type, "
+     "qk_norm, NKV, gated), as EncoderDecoderConfig.c_fields() gives"},
     {"encdec_loss_and_grads", py_encdec_loss_and_grads, METH_VARARGS,
      "encdec_loss_and_grads(model, src (B,S), src_mask (B,S) bool or None, tgt_in (B,T), "
      "tgt_out (B,T), ignore_index, seed, training) -> loss"},

@@ -78,10 +78,12 @@ class EncoderDecoderConfig(ConfigMixin):
     stacks: the encoder's and the decoder's self-attention (the cross-attention stays
     dense) and every layer's feed-forward sublayer, on the module path and the C paths
     alike (a mixture of experts routes each stack's tokens of a call together in training
-    and in encode, every target token alone in KV-cached decoding). norm_type="rmsnorm",
-    qk_norm, n_kv_head and gated=True run on the module path only (fast=True falls back to
-    it; generation with a KV cache is a ValueError naming the field); logit_softcap must
-    be 0.
+    and in encode, every target token alone in KV-cached decoding). norm_type (every norm,
+    ln_cross_attn included), qk_norm, n_kv_head and gated (the gated MLP with the config's
+    activation: SwiGLU with "silu") apply to both stacks' self-attentions and MLPs, on the
+    module path and the C paths (training, encode, KV-cached decoding) alike; the
+    cross-attention keeps n_head kv heads and no QK-norm (nn.CrossAttention's q_attn (C, C)
+    and c_attn (2C, C)). logit_softcap must be 0.
     """
 
     src_vocab_size: int = 32000
@@ -121,14 +123,10 @@ class EncoderDecoderConfig(ConfigMixin):
         """This config as the C library's tc_encdec_config (tc.h): a dict of its field names
         (Vs, Vt, maxT, C, Le, Ld, NH, H, bias, position, norm, activation, share, tie, eps,
         pos_base, dropout, attention, sparse_block, sparse_window, sparse_stride,
-        sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight), option
-        values as their C enum values; what the encoder-decoder bindings (_C.encdec_create,
-        encdec_arena_bytes, encdec_kv_create) take. ValueError for a block option the C
-        drivers do not run (c_unsupported)."""
-        for name in self.c_unsupported():
-            raise ValueError(f"{name}={getattr(self, name)!r} has no C encoder-decoder driver "
-                             "(the model runs its module path; KV-cached generation needs "
-                             f"{name}={getattr(BlockOptions, name)!r})")
+        sparse_global, ffn, moe_experts, moe_top_k, moe_capacity, moe_aux_weight, norm_type,
+        qk_norm, NKV (0: n_kv_head None), gated), option values as their C enum values; what
+        the encoder-decoder bindings (_C.encdec_create, encdec_arena_bytes, encdec_kv_create)
+        take."""
         return dict(Vs=int(self.src_vocab_size), Vt=int(self.tgt_vocab_size),
                     maxT=int(self.block_size), C=int(self.n_embd), Le=int(self.n_encoder_layer),
                     Ld=int(self.n_decoder_layer), NH=int(self.n_head), H=self.hidden_size,
@@ -139,14 +137,11 @@ class EncoderDecoderConfig(ConfigMixin):
                     share=bool(self.share_embeddings), tie=bool(self.tie_embeddings),
                     eps=float(self.layer_norm_epsilon), pos_base=float(self.position_base),
                     dropout=float(self.dropout), **attention_c_fields(self),
-                    **ffn_c_fields(self))
-
-    def c_unsupported(self):
-        """The block options whose value the C encoder-decoder drivers do not run
-        (norm_type other than "layernorm", qk_norm, n_kv_head other than None, gated); ()
-        when they run this config. (logit_softcap: refused by the config, 0 only.)"""
-        return tuple(n for n in ("norm_type", "qk_norm", "n_kv_head", "gated")
-                     if getattr(self, n) != getattr(BlockOptions, n))
+                    **ffn_c_fields(self),
+                    norm_type=option_index("norm_type", self.norm_type),
+                    qk_norm=bool(self.qk_norm),
+                    NKV=0 if self.n_kv_head is None else int(self.n_kv_head),
+                    gated=bool(self.gated))
 
     def encoder_config(self):
         """The EncoderConfig of the encoder stack (an Encoder with this config has the
@@ -268,11 +263,6 @@ class EncoderDecoder(FlatModel):
                                  hidden=dec_hidden)
         return F.linear(x, self._head()), (enc_cache, cache, x)
 
-    def _has_fast_path(self):
-        """Whether the whole-model C path runs this config (see
-        EncoderDecoderConfig.c_unsupported); else fast=True runs the module path."""
-        return not self.config.c_unsupported()
-
     def _backward_cached(self, dlogits, cache, seed):
         cfg, p = self.config, self._params
         enc_cache, dec_cache, xf = cache
@@ -310,7 +300,7 @@ class EncoderDecoder(FlatModel):
         fast=True runs the whole forward in one C call, fast=False module by module."""
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
         seed = self._seed(None)
-        if fast and s.size and t.size and self._has_fast_path():
+        if fast and s.size and t.size:
             logits = _C.encdec_forward(self._context(), s, mask, t, seed, self._dropping())
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
@@ -329,7 +319,7 @@ class EncoderDecoder(FlatModel):
         module path."""
         s, t, mask, squeeze = self._inputs(src, tgt, src_lengths, src_key_padding_mask)
         seed = self._seed(None)
-        if fast and s.size and t.size and self._has_fast_path():
+        if fast and s.size and t.size:
             logits, *outs = _C.encdec_inspect(self._context(), s, mask, t, seed,
                                               self._dropping(), attentions, hidden_states)
             ea, sa, ca, eh, dh = (None if o is None else list(o) for o in outs)
@@ -376,7 +366,7 @@ class EncoderDecoder(FlatModel):
         ignore_index = self._ignore(ignore_index)
         y = self._targets(tgt_out, t, squeeze, ignore_index)
         seed = self._seed(seed)
-        if s.size and t.size and self._has_fast_path():
+        if s.size and t.size:
             logits = _C.encdec_forward(self._context(), s, mask, t, seed, self._dropping())
         else:
             logits = self._forward_cached(s, mask, t, seed)[0]
@@ -407,7 +397,7 @@ class EncoderDecoder(FlatModel):
         ignore_index = self._ignore(ignore_index)
         y = self._targets(tgt_out, t, squeeze, ignore_index)
         seed = self._seed(seed)
-        if fast and s.size and t.size and self._has_fast_path():
+        if fast and s.size and t.size:
             loss = _C.encdec_loss_and_grads(self._context(), s, mask, t, y, ignore_index, seed,
                                             self._dropping())
             return loss, self._grads_tree()
